@@ -1,0 +1,40 @@
+/*
+ * AccelOps: what runs guest code.  Two implementations: kvm (real vCPUs) and qtest (no
+ * vCPU; a socket protocol pokes I/O and memory and steps the virtual clock).
+ *
+ * Lifecycle, all on the main thread:
+ *   init -> reset_cpus -> start -> (pause -> reset_cpus -> resume)* -> destroy
+ */
+#ifndef SEN_ACCEL_H
+#define SEN_ACCEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "sen/error.h"
+#include "sen/machine.h"
+#include "sen/hw/cpu-boot.h"
+
+struct AccelOps {
+    const char *name;            /* "kvm", "qtest" */
+    bool manual_clock;           /* the virtual clock only moves when told (qtest) */
+    /* Creates the VM: memory slots for every RAM region of m->mem, interrupt controller,
+     * timer, vCPUs (threads not yet running guest code). */
+    bool (*init)(Machine *m, Error **errp);
+    /* Puts every vCPU in its power-on state and the BSP at the boot entry. */
+    bool (*reset_cpus)(Machine *m, const CpuBootState *bsp, Error **errp);
+    /* Lets vCPUs run guest code (first time and after pause). */
+    void (*resume)(Machine *m);
+    /* Returns once no vCPU is inside guest code or an exit handler.  Called without the
+     * VM lock. */
+    void (*pause)(Machine *m);
+    /* Level of a GSI line (VM lock held). */
+    void (*set_irq)(Machine *m, unsigned gsi, int level);
+    /* Prints vCPU registers (for internal-error reports and `info registers`). */
+    void (*dump_state)(Machine *m, FILE *out);
+    void (*destroy)(Machine *m);
+};
+
+extern const AccelOps kvm_accel_ops;
+extern const AccelOps qtest_accel_ops;
+
+#endif

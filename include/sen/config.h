@@ -1,0 +1,93 @@
+/*
+ * MachineConfig: everything the command line asked for, fully validated, as plain data.
+ *
+ * softmmu/cmdline.c builds it from argv; tests build it by hand.  Creating the machine
+ * (softmmu/vm.c) reads it and never re-parses strings, except device properties, which are
+ * kept as a Keyval and checked by the device registry when the device is created.
+ */
+#ifndef SEN_CONFIG_H
+#define SEN_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <glib.h>
+#include "sen/keyval.h"
+
+typedef enum AccelKind {
+    ACCEL_KVM,
+    ACCEL_QTEST,
+} AccelKind;
+
+typedef enum ChardevKind {
+    CHARDEV_NULL,
+    CHARDEV_STDIO,
+    CHARDEV_FILE,   /* output appended/truncated to path, as QEMU: truncate */
+    CHARDEV_SOCKET, /* unix (path) or tcp (host, port) */
+} ChardevKind;
+
+typedef struct ChardevConfig {
+    char *id;
+    ChardevKind kind;
+    char *path;   /* FILE: output file; SOCKET: unix socket path (NULL for tcp) */
+    char *host;   /* SOCKET tcp */
+    char *port;   /* SOCKET tcp */
+    bool server;  /* SOCKET: listen (server=on) instead of connect */
+    bool wait;    /* SOCKET server: block start-up until a client connects (wait=on) */
+    bool mux;     /* STDIO with -nographic: Ctrl-A escapes (Ctrl-A x quits) */
+    bool signal;  /* STDIO: Ctrl-C raises SIGINT (signal=on, default) */
+} ChardevConfig;
+
+typedef struct DeviceConfig {
+    char *driver;   /* "isa-debug-exit" */
+    char *optstr;   /* the whole -device argument, for error messages */
+    Keyval *props;  /* everything but driver; the registry reads and checks it */
+} DeviceConfig;
+
+typedef struct MachineConfig {
+    char *machine_type; /* "pc" */
+    char *cpu_model;    /* "host" */
+    AccelKind accel;
+
+    uint64_t ram_size;  /* bytes */
+
+    unsigned smp_cpus;  /* vCPUs present at start */
+    unsigned smp_sockets, smp_dies, smp_cores, smp_threads;
+    unsigned smp_maxcpus;
+
+    char *kernel;       /* -kernel path (already checked readable) */
+    char *initrd;       /* -initrd as given (multiboot: comma-separated module list) */
+    char *append;       /* -append */
+
+    char *name;         /* -name guest=NAME or -name NAME */
+    char *pidfile;
+    bool daemonize;
+    bool start_paused;  /* -S */
+    bool no_reboot;     /* guest reset -> shutdown */
+    bool no_shutdown;   /* guest shutdown -> pause instead of exit */
+    bool nodefaults;
+    bool nographic;
+    bool display_none;
+
+    GPtrArray *chardevs; /* of ChardevConfig*: -chardev and implicit ones from -serial */
+    GPtrArray *serials;  /* of char*: chardev id for COM1, COM2, ...; NULL entry = none */
+    GPtrArray *devices;  /* of DeviceConfig*, in command-line order */
+
+    char *qtest_chardev; /* -qtest: id of the chardev carrying the qtest protocol */
+    char *qtest_log;     /* -qtest-log PATH or NULL */
+} MachineConfig;
+
+/* An empty config with QEMU's defaults (pc, 128 MiB, 1 vCPU, kvm). */
+MachineConfig *machine_config_new(void);
+void machine_config_free(MachineConfig *cfg);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(MachineConfig, machine_config_free)
+const ChardevConfig *machine_config_find_chardev(const MachineConfig *cfg, const char *id);
+
+/*
+ * Parses argv (argv[0] is the program name) into a new config.  -version and -help print
+ * to stdout and set *exit_early (returning NULL with no error).  Every bad input fails with
+ * one message naming the option and value; nothing is created on disk.
+ */
+MachineConfig *cmdline_parse(int argc, char **argv, bool *exit_early, Error **errp)
+    G_GNUC_WARN_UNUSED_RESULT;
+
+#endif

@@ -1,0 +1,14 @@
+/*
+ * Board-facing helpers of the ISA devices the PC creates itself.
+ */
+#ifndef SEN_HW_ISA_H
+#define SEN_HW_ISA_H
+
+#include <stdint.h>
+#include "sen/device.h"
+
+/* mc146818rtc: CMOS bytes the board fills (memory size fields, boot info).  reg 0x0e..0x7f. */
+void rtc_set_cmos(DeviceState *rtc, uint8_t reg, uint8_t value);
+uint8_t rtc_get_cmos(DeviceState *rtc, uint8_t reg);
+
+#endif

@@ -1,0 +1,86 @@
+/*
+ * The machine: what one VM is made of, and the requests devices and vCPUs send to the
+ * main thread.
+ *
+ * Locking: `lock` (the VM lock) guards all device state.  vCPU threads take it around
+ * every exit they dispatch; the main loop takes it around timers and chardev input.
+ * Requests (reset, shutdown, stop) are flags plus a main-loop kick, never acted on in
+ * the thread that raised them, so a device handler never waits for vCPUs to stop.
+ */
+#ifndef SEN_MACHINE_H
+#define SEN_MACHINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <glib.h>
+#include "sen/config.h"
+#include "sen/error.h"
+#include "sen/memory.h"
+#include "sen/runstate.h"
+#include "sen/timer.h"
+
+typedef struct AccelOps AccelOps;
+typedef struct Chardev Chardev;
+typedef struct DeviceState DeviceState;
+typedef struct PcMachine PcMachine;
+
+typedef struct Machine {
+    MachineConfig *cfg;
+    GMutex lock;             /* the VM lock */
+
+    GuestMemory *mem;
+    IoSpace *pio;
+    IoSpace *mmio;
+    VirtClock *clock;
+
+    const AccelOps *accel;
+    void *accel_state;       /* owned by the accelerator */
+
+    GPtrArray *chardevs;     /* of Chardev*, owned */
+    GPtrArray *devices;      /* of DeviceState*, creation order; reset/teardown walk it */
+    PcMachine *pc;           /* board state (hw/i386/pc.c) */
+
+    RunState runstate;       /* main thread only */
+
+    /* Requests, set from any thread with the atomics below. */
+    int reset_requested;     /* ShutdownCause of the reset, 0 = none */
+    int shutdown_requested;  /* ShutdownCause, 0 = none */
+    int stop_requested;      /* RunState to enter (internal-error ...), 0 = none */
+    int exit_status;         /* process exit status once shut down */
+
+    GMainContext *ctx;       /* the main loop's context */
+} Machine;
+
+/* Builds the machine from cfg (takes ownership of cfg); see softmmu/vm.c. */
+Machine *machine_create(MachineConfig *cfg, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+void machine_destroy(Machine *m);
+/* Starts vCPUs unless -S; runs the main loop until shutdown; returns the exit status. */
+int machine_run(Machine *m);
+
+static inline void machine_lock(Machine *m) { g_mutex_lock(&m->lock); }
+static inline void machine_unlock(Machine *m) { g_mutex_unlock(&m->lock); }
+
+Chardev *machine_find_chardev(Machine *m, const char *id);
+
+/* Any thread.  Reset honours -no-reboot (then it is a shutdown). */
+void machine_request_reset(Machine *m, ShutdownCause cause);
+/* exit_status: what the process exits with (isa-debug-exit: (value << 1) | 1). */
+void machine_request_shutdown(Machine *m, ShutdownCause cause, int exit_status);
+/* Stop all vCPUs and enter state (e.g. RUN_STATE_INTERNAL_ERROR). */
+void machine_request_stop(Machine *m, RunState state);
+
+/* An interrupt line of the board's interrupt controller (GSI = IOAPIC pin; 0..15 also
+ * drive the PIC).  Devices get one at realize and never see the accelerator. */
+typedef struct IrqLine {
+    Machine *m;
+    unsigned gsi;
+} IrqLine;
+
+IrqLine machine_irq(Machine *m, unsigned gsi);
+void irq_set_level(const IrqLine *irq, int level);
+static inline void irq_raise(const IrqLine *irq) { irq_set_level(irq, 1); }
+static inline void irq_lower(const IrqLine *irq) { irq_set_level(irq, 0); }
+/* Edge: raise then lower. */
+void irq_pulse(const IrqLine *irq);
+
+#endif

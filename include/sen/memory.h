@@ -1,0 +1,74 @@
+/*
+ * Guest memory and the two I/O address spaces (port I/O and MMIO).
+ *
+ * Guest RAM is one memfd-backed mapping (MAP_NORESERVE: nothing is spent until touched)
+ * that the machine splits into regions at guest-physical addresses.  Every access a device
+ * or loader makes goes through guest_mem_read/write/map, which check that [gpa, gpa+len)
+ * lies entirely inside one RAM region; writes mark pages dirty for migration.
+ *
+ * IoSpace is a sorted set of non-overlapping ranges, each with read/write handlers that see
+ * only the offset inside their range.  Accesses to unassigned addresses read as all-ones
+ * and writes are dropped, as on a PC.
+ */
+#ifndef SEN_MEMORY_H
+#define SEN_MEMORY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "sen/error.h"
+
+/* ---- guest RAM ---- */
+
+typedef struct RamRegion {
+    uint64_t gpa;  /* guest-physical start */
+    uint64_t size;
+    uint8_t *hva;  /* host mapping of gpa */
+    uint64_t backing_offset; /* offset inside the memfd */
+} RamRegion;
+
+typedef struct GuestMemory GuestMemory;
+
+/* Creates the backing (memfd, sparse) of backing_size bytes; no regions yet. */
+GuestMemory *guest_mem_new(uint64_t backing_size, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+void guest_mem_free(GuestMemory *gm);
+/* Maps [backing_offset, +size) of the backing at gpa.  Regions must not overlap. */
+bool guest_mem_add_region(GuestMemory *gm, uint64_t gpa, uint64_t size,
+                          uint64_t backing_offset, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+unsigned guest_mem_region_count(const GuestMemory *gm);
+const RamRegion *guest_mem_region(const GuestMemory *gm, unsigned i);
+uint64_t guest_mem_backing_size(const GuestMemory *gm);
+int guest_mem_backing_fd(const GuestMemory *gm);
+
+/* true iff [gpa, gpa+len) lies inside one RAM region (len 0 is never valid). */
+bool guest_mem_is_ram(const GuestMemory *gm, uint64_t gpa, uint64_t len);
+/* Host pointer for [gpa, gpa+len) or NULL when not entirely RAM.  The caller must call
+ * guest_mem_mark_dirty() for what it writes through the pointer. */
+void *guest_mem_map(GuestMemory *gm, uint64_t gpa, uint64_t len);
+bool guest_mem_read(GuestMemory *gm, uint64_t gpa, void *buf, uint64_t len);
+bool guest_mem_write(GuestMemory *gm, uint64_t gpa, const void *buf, uint64_t len);
+bool guest_mem_fill(GuestMemory *gm, uint64_t gpa, int byte, uint64_t len);
+/* Records a device write for migration; a no-op until dirty logging is enabled. */
+void guest_mem_mark_dirty(GuestMemory *gm, uint64_t gpa, uint64_t len);
+
+/* ---- port I/O and MMIO dispatch ---- */
+
+typedef struct IoOps {
+    /* size is 1, 2, 4 or 8; offset is relative to the range base. */
+    uint64_t (*read)(void *opaque, uint64_t offset, unsigned size);
+    void (*write)(void *opaque, uint64_t offset, unsigned size, uint64_t value);
+} IoOps;
+
+typedef struct IoSpace IoSpace;
+
+IoSpace *io_space_new(const char *name); /* name: "pio" or "mmio", used in errors */
+void io_space_free(IoSpace *io);
+/* Fails naming owner and the range if it overlaps an existing one. */
+bool io_space_add(IoSpace *io, uint64_t base, uint64_t len, const IoOps *ops, void *opaque,
+                  const char *owner, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+void io_space_del(IoSpace *io, uint64_t base);
+/* Return false when nothing is mapped at addr (read then yields all-ones). */
+bool io_space_read(IoSpace *io, uint64_t addr, unsigned size, uint64_t *value);
+bool io_space_write(IoSpace *io, uint64_t addr, unsigned size, uint64_t value);
+
+#endif

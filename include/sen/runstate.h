@@ -1,0 +1,37 @@
+/*
+ * VM run states (QEMU's names, as QMP query-status reports them) and the table of allowed
+ * transitions.  Only the main thread changes the state.
+ */
+#ifndef SEN_RUNSTATE_H
+#define SEN_RUNSTATE_H
+
+#include <stdbool.h>
+
+typedef enum RunState {
+    RUN_STATE_PRELAUNCH,      /* created, -S given, never started */
+    RUN_STATE_RUNNING,
+    RUN_STATE_PAUSED,         /* stopped by the user (QMP stop) */
+    RUN_STATE_SHUTDOWN,       /* guest shut down with -no-shutdown */
+    RUN_STATE_INTERNAL_ERROR, /* KVM could not continue (emulation failure ...) */
+    RUN_STATE_GUEST_PANICKED,
+    RUN_STATE__MAX,
+} RunState;
+
+typedef enum ShutdownCause {
+    SHUTDOWN_CAUSE_NONE,
+    SHUTDOWN_CAUSE_HOST_ERROR,
+    SHUTDOWN_CAUSE_HOST_QMP_QUIT,
+    SHUTDOWN_CAUSE_HOST_SIGNAL,
+    SHUTDOWN_CAUSE_HOST_UI,          /* Ctrl-A x */
+    SHUTDOWN_CAUSE_GUEST_SHUTDOWN,   /* ACPI S5, isa-debug-exit */
+    SHUTDOWN_CAUSE_GUEST_RESET,      /* i8042 0xFE, port 0xCF9 */
+    SHUTDOWN_CAUSE_GUEST_PANIC,
+    SHUTDOWN_CAUSE_SUBSYSTEM_RESET,  /* triple fault */
+    SHUTDOWN_CAUSE__MAX,
+} ShutdownCause;
+
+const char *runstate_name(RunState s);           /* "running" */
+bool runstate_transition_allowed(RunState from, RunState to);
+const char *shutdown_cause_name(ShutdownCause c); /* "guest-reset" */
+
+#endif
