@@ -35,6 +35,7 @@ typedef struct Machine {
 
     const AccelOps *accel;
     void *accel_state;       /* owned by the accelerator */
+    bool accel_up;           /* init succeeded: pause/destroy/set_irq may be called */
 
     GPtrArray *chardevs;     /* of Chardev*, owned */
     GPtrArray *devices;      /* of DeviceState*, creation order; reset/teardown walk it */
@@ -49,6 +50,7 @@ typedef struct Machine {
     int exit_status;         /* process exit status once shut down */
 
     GMainContext *ctx;       /* the main loop's context */
+    bool pidfile_written;    /* ours to remove at exit */
 } Machine;
 
 /* Builds the machine from cfg (takes ownership of cfg); see softmmu/vm.c. */

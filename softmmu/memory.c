@@ -1,0 +1,299 @@
+/*
+ * Guest RAM and the port-I/O / MMIO address spaces: see include/sen/memory.h.
+ *
+ * RAM is one memfd mapped MAP_SHARED|MAP_NORESERVE, so a 1 TiB guest costs nothing until
+ * pages are touched, and the same fd can later be shared (vhost, migration, hugepages).
+ * Regions are few (two on a PC), so lookups are a linear scan.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include "sen/memory.h"
+
+#define MAX_RAM_REGIONS 8
+
+struct GuestMemory {
+    int fd;
+    uint8_t *base;          /* mapping of the whole backing */
+    uint64_t backing_size;
+    RamRegion regions[MAX_RAM_REGIONS];
+    unsigned nr_regions;
+};
+
+GuestMemory *guest_mem_new(uint64_t backing_size, Error **errp)
+{
+    if (backing_size == 0) {
+        error_setg(errp, "guest RAM size must not be zero");
+        return NULL;
+    }
+    int fd = memfd_create("sen-ram", MFD_CLOEXEC);
+    if (fd < 0) {
+        error_setg_errno(errp, errno, "cannot create guest RAM (memfd_create)");
+        return NULL;
+    }
+    if (ftruncate(fd, (off_t)backing_size) < 0) {
+        error_setg_errno(errp, errno, "cannot size guest RAM to %" G_GUINT64_FORMAT " bytes",
+                         backing_size);
+        close(fd);
+        return NULL;
+    }
+    void *base = mmap(NULL, backing_size, PROT_READ | PROT_WRITE,
+                      MAP_SHARED | MAP_NORESERVE, fd, 0);
+    if (base == MAP_FAILED) {
+        error_setg_errno(errp, errno, "cannot map %" G_GUINT64_FORMAT " bytes of guest RAM",
+                         backing_size);
+        close(fd);
+        return NULL;
+    }
+    /* Guest RAM is never worth a core dump of its own size. */
+    madvise(base, backing_size, MADV_DONTDUMP);
+
+    GuestMemory *gm = g_new0(GuestMemory, 1);
+    gm->fd = fd;
+    gm->base = base;
+    gm->backing_size = backing_size;
+    return gm;
+}
+
+void guest_mem_free(GuestMemory *gm)
+{
+    if (!gm) {
+        return;
+    }
+    munmap(gm->base, gm->backing_size);
+    close(gm->fd);
+    g_free(gm);
+}
+
+static bool ranges_overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+{
+    return a < b + blen && b < a + alen;
+}
+
+bool guest_mem_add_region(GuestMemory *gm, uint64_t gpa, uint64_t size,
+                          uint64_t backing_offset, Error **errp)
+{
+    if (size == 0 || gpa + size < gpa || backing_offset > gm->backing_size ||
+        size > gm->backing_size - backing_offset) {
+        error_setg(errp, "RAM region 0x%" G_GINT64_MODIFIER "x+0x%" G_GINT64_MODIFIER
+                   "x does not fit the backing", gpa, size);
+        return false;
+    }
+    if (gm->nr_regions == MAX_RAM_REGIONS) {
+        error_setg(errp, "too many RAM regions");
+        return false;
+    }
+    for (unsigned i = 0; i < gm->nr_regions; i++) {
+        if (ranges_overlap(gpa, size, gm->regions[i].gpa, gm->regions[i].size)) {
+            error_setg(errp, "RAM region at 0x%" G_GINT64_MODIFIER "x overlaps another", gpa);
+            return false;
+        }
+    }
+    gm->regions[gm->nr_regions++] = (RamRegion){
+        .gpa = gpa,
+        .size = size,
+        .hva = gm->base + backing_offset,
+        .backing_offset = backing_offset,
+    };
+    return true;
+}
+
+unsigned guest_mem_region_count(const GuestMemory *gm)
+{
+    return gm->nr_regions;
+}
+
+const RamRegion *guest_mem_region(const GuestMemory *gm, unsigned i)
+{
+    return i < gm->nr_regions ? &gm->regions[i] : NULL;
+}
+
+uint64_t guest_mem_backing_size(const GuestMemory *gm)
+{
+    return gm->backing_size;
+}
+
+int guest_mem_backing_fd(const GuestMemory *gm)
+{
+    return gm->fd;
+}
+
+/* The region holding all of [gpa, gpa+len), written so that no sum can overflow. */
+static const RamRegion *find_region(const GuestMemory *gm, uint64_t gpa, uint64_t len)
+{
+    if (len == 0) {
+        return NULL;
+    }
+    for (unsigned i = 0; i < gm->nr_regions; i++) {
+        const RamRegion *r = &gm->regions[i];
+        if (gpa >= r->gpa && gpa - r->gpa < r->size && len <= r->size - (gpa - r->gpa)) {
+            return r;
+        }
+    }
+    return NULL;
+}
+
+bool guest_mem_is_ram(const GuestMemory *gm, uint64_t gpa, uint64_t len)
+{
+    return find_region(gm, gpa, len) != NULL;
+}
+
+void *guest_mem_map(GuestMemory *gm, uint64_t gpa, uint64_t len)
+{
+    const RamRegion *r = find_region(gm, gpa, len);
+    return r ? r->hva + (gpa - r->gpa) : NULL;
+}
+
+bool guest_mem_read(GuestMemory *gm, uint64_t gpa, void *buf, uint64_t len)
+{
+    const void *p = guest_mem_map(gm, gpa, len);
+    if (!p) {
+        return false;
+    }
+    memcpy(buf, p, len);
+    return true;
+}
+
+bool guest_mem_write(GuestMemory *gm, uint64_t gpa, const void *buf, uint64_t len)
+{
+    void *p = guest_mem_map(gm, gpa, len);
+    if (!p) {
+        return false;
+    }
+    memcpy(p, buf, len);
+    guest_mem_mark_dirty(gm, gpa, len);
+    return true;
+}
+
+bool guest_mem_fill(GuestMemory *gm, uint64_t gpa, int byte, uint64_t len)
+{
+    void *p = guest_mem_map(gm, gpa, len);
+    if (!p) {
+        return false;
+    }
+    memset(p, byte, len);
+    guest_mem_mark_dirty(gm, gpa, len);
+    return true;
+}
+
+void guest_mem_mark_dirty(GuestMemory *gm, uint64_t gpa, uint64_t len)
+{
+    /* Dirty tracking arrives with migration; the call sites are already in place. */
+    (void)gm;
+    (void)gpa;
+    (void)len;
+}
+
+/* ---- I/O spaces ---- */
+
+typedef struct IoRange {
+    uint64_t base, len;
+    const IoOps *ops;
+    void *opaque;
+    char *owner;
+} IoRange;
+
+struct IoSpace {
+    char *name;
+    GArray *ranges; /* of IoRange, sorted by base, non-overlapping */
+};
+
+IoSpace *io_space_new(const char *name)
+{
+    IoSpace *io = g_new0(IoSpace, 1);
+    io->name = g_strdup(name);
+    io->ranges = g_array_new(FALSE, TRUE, sizeof(IoRange));
+    return io;
+}
+
+void io_space_free(IoSpace *io)
+{
+    if (!io) {
+        return;
+    }
+    for (guint i = 0; i < io->ranges->len; i++) {
+        g_free(g_array_index(io->ranges, IoRange, i).owner);
+    }
+    g_array_free(io->ranges, TRUE);
+    g_free(io->name);
+    g_free(io);
+}
+
+bool io_space_add(IoSpace *io, uint64_t base, uint64_t len, const IoOps *ops, void *opaque,
+                  const char *owner, Error **errp)
+{
+    if (len == 0 || base + len < base) {
+        error_setg(errp, "%s: invalid %s range 0x%" G_GINT64_MODIFIER "x+0x%"
+                   G_GINT64_MODIFIER "x", owner, io->name, base, len);
+        return false;
+    }
+    guint pos = 0;
+    for (; pos < io->ranges->len; pos++) {
+        IoRange *r = &g_array_index(io->ranges, IoRange, pos);
+        if (ranges_overlap(base, len, r->base, r->len)) {
+            error_setg(errp, "%s: %s range 0x%" G_GINT64_MODIFIER "x-0x%" G_GINT64_MODIFIER
+                       "x is already used by %s", owner, io->name, base, base + len - 1,
+                       r->owner);
+            return false;
+        }
+        if (r->base > base) {
+            break;
+        }
+    }
+    IoRange nr = { base, len, ops, opaque, g_strdup(owner) };
+    g_array_insert_val(io->ranges, pos, nr);
+    return true;
+}
+
+void io_space_del(IoSpace *io, uint64_t base)
+{
+    for (guint i = 0; i < io->ranges->len; i++) {
+        IoRange *r = &g_array_index(io->ranges, IoRange, i);
+        if (r->base == base) {
+            g_free(r->owner);
+            g_array_remove_index(io->ranges, i);
+            return;
+        }
+    }
+}
+
+static const IoRange *io_find(const IoSpace *io, uint64_t addr)
+{
+    guint lo = 0, hi = io->ranges->len;
+    while (lo < hi) {
+        guint mid = lo + (hi - lo) / 2;
+        const IoRange *r = &g_array_index(io->ranges, IoRange, mid);
+        if (addr < r->base) {
+            hi = mid;
+        } else if (addr - r->base >= r->len) {
+            lo = mid + 1;
+        } else {
+            return r;
+        }
+    }
+    return NULL;
+}
+
+bool io_space_read(IoSpace *io, uint64_t addr, unsigned size, uint64_t *value)
+{
+    const IoRange *r = io_find(io, addr);
+    if (!r || !r->ops->read) {
+        *value = size >= 8 ? ~0ULL : (1ULL << (size * 8)) - 1;
+        return r != NULL;
+    }
+    *value = r->ops->read(r->opaque, addr - r->base, size);
+    return true;
+}
+
+bool io_space_write(IoSpace *io, uint64_t addr, unsigned size, uint64_t value)
+{
+    const IoRange *r = io_find(io, addr);
+    if (!r) {
+        return false;
+    }
+    if (r->ops->write) {
+        r->ops->write(r->opaque, addr - r->base, size, value);
+    }
+    return true;
+}

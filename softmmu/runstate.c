@@ -1,0 +1,51 @@
+/* Run states and their allowed transitions (a table, as QEMU's runstate_transitions_def). */
+#include "sen/runstate.h"
+#include <glib.h>
+
+static const char *const runstate_names[RUN_STATE__MAX] = {
+    [RUN_STATE_PRELAUNCH] = "prelaunch",
+    [RUN_STATE_RUNNING] = "running",
+    [RUN_STATE_PAUSED] = "paused",
+    [RUN_STATE_SHUTDOWN] = "shutdown",
+    [RUN_STATE_INTERNAL_ERROR] = "internal-error",
+    [RUN_STATE_GUEST_PANICKED] = "guest-panicked",
+};
+
+/* allowed[from] is a bit set of the states reachable from `from`. */
+#define BIT(s) (1u << (s))
+static const unsigned allowed[RUN_STATE__MAX] = {
+    [RUN_STATE_PRELAUNCH] = BIT(RUN_STATE_RUNNING) | BIT(RUN_STATE_PAUSED),
+    [RUN_STATE_RUNNING] = BIT(RUN_STATE_PAUSED) | BIT(RUN_STATE_SHUTDOWN) |
+                          BIT(RUN_STATE_INTERNAL_ERROR) | BIT(RUN_STATE_GUEST_PANICKED),
+    [RUN_STATE_PAUSED] = BIT(RUN_STATE_RUNNING) | BIT(RUN_STATE_SHUTDOWN),
+    [RUN_STATE_SHUTDOWN] = BIT(RUN_STATE_RUNNING) | BIT(RUN_STATE_PAUSED),
+    [RUN_STATE_INTERNAL_ERROR] = BIT(RUN_STATE_RUNNING) | BIT(RUN_STATE_PAUSED),
+    [RUN_STATE_GUEST_PANICKED] = BIT(RUN_STATE_RUNNING) | BIT(RUN_STATE_PAUSED),
+};
+
+const char *runstate_name(RunState s)
+{
+    return s < RUN_STATE__MAX ? runstate_names[s] : "unknown";
+}
+
+bool runstate_transition_allowed(RunState from, RunState to)
+{
+    return from < RUN_STATE__MAX && to < RUN_STATE__MAX && (allowed[from] & BIT(to));
+}
+
+static const char *const cause_names[SHUTDOWN_CAUSE__MAX] = {
+    [SHUTDOWN_CAUSE_NONE] = "none",
+    [SHUTDOWN_CAUSE_HOST_ERROR] = "host-error",
+    [SHUTDOWN_CAUSE_HOST_QMP_QUIT] = "host-qmp-quit",
+    [SHUTDOWN_CAUSE_HOST_SIGNAL] = "host-signal",
+    [SHUTDOWN_CAUSE_HOST_UI] = "host-ui",
+    [SHUTDOWN_CAUSE_GUEST_SHUTDOWN] = "guest-shutdown",
+    [SHUTDOWN_CAUSE_GUEST_RESET] = "guest-reset",
+    [SHUTDOWN_CAUSE_GUEST_PANIC] = "guest-panic",
+    [SHUTDOWN_CAUSE_SUBSYSTEM_RESET] = "subsystem-reset",
+};
+
+const char *shutdown_cause_name(ShutdownCause c)
+{
+    return c < SHUTDOWN_CAUSE__MAX ? cause_names[c] : "unknown";
+}

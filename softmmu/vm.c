@@ -1,0 +1,367 @@
+/*
+ * Building, running and tearing down one VM from a MachineConfig.
+ *
+ * Order matters and is all here: chardevs, the board (RAM, devices, kernel image),
+ * daemonize (before any thread exists, because a KVM VM belongs to the process that made
+ * it and fork() keeps only one thread), the accelerator, the power-on reset.  Teardown is
+ * the reverse.  Requests from devices and vCPUs (reset, shutdown, stop) are flags plus a
+ * main-loop wakeup; only the main thread acts on them.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <glib-unix.h>
+#include "accel/accel.h"
+#include "sen/chardev.h"
+#include "sen/device.h"
+#include "sen/hw/pc.h"
+#include "sen/machine.h"
+#include "softmmu/main-loop.h"
+
+static void wake_main_loop(void *opaque)
+{
+    Machine *m = opaque;
+    g_main_context_wakeup(m->ctx);
+}
+
+void machine_request_reset(Machine *m, ShutdownCause cause)
+{
+    g_atomic_int_set(&m->reset_requested, cause ? (int)cause : SHUTDOWN_CAUSE_GUEST_RESET);
+    wake_main_loop(m);
+}
+
+void machine_request_shutdown(Machine *m, ShutdownCause cause, int exit_status)
+{
+    /* The first request wins: a debug-exit status must not be overwritten by a later
+     * shutdown from another vCPU. */
+    if (g_atomic_int_compare_and_exchange(&m->shutdown_requested, 0,
+                                          cause ? (int)cause : SHUTDOWN_CAUSE_HOST_ERROR)) {
+        g_atomic_int_set(&m->exit_status, exit_status);
+    }
+    wake_main_loop(m);
+}
+
+void machine_request_stop(Machine *m, RunState state)
+{
+    g_atomic_int_set(&m->stop_requested, (int)state);
+    wake_main_loop(m);
+}
+
+IrqLine machine_irq(Machine *m, unsigned gsi)
+{
+    return (IrqLine){ .m = m, .gsi = gsi };
+}
+
+void irq_set_level(const IrqLine *irq, int level)
+{
+    if (irq->m && irq->m->accel_up) {
+        irq->m->accel->set_irq(irq->m, irq->gsi, level);
+    }
+}
+
+void irq_pulse(const IrqLine *irq)
+{
+    irq_set_level(irq, 1);
+    irq_set_level(irq, 0);
+}
+
+Chardev *machine_find_chardev(Machine *m, const char *id)
+{
+    for (guint i = 0; m->chardevs && i < m->chardevs->len; i++) {
+        Chardev *chr = g_ptr_array_index(m->chardevs, i);
+        if (g_strcmp0(chardev_id(chr), id) == 0) {
+            return chr;
+        }
+    }
+    return NULL;
+}
+
+static void runstate_set(Machine *m, RunState to)
+{
+    if (m->runstate == to) {
+        return;
+    }
+    if (!runstate_transition_allowed(m->runstate, to)) {
+        /* A Sen bug, not a guest action: keep going in the old state and say so. */
+        error_report("invalid run state transition %s -> %s", runstate_name(m->runstate),
+                     runstate_name(to));
+        return;
+    }
+    m->runstate = to;
+}
+
+static void quit_from_ui(void *opaque)
+{
+    machine_request_shutdown(opaque, SHUTDOWN_CAUSE_HOST_UI, 0);
+}
+
+static bool create_chardevs(Machine *m, Error **errp)
+{
+    const MachineConfig *cfg = m->cfg;
+    for (guint i = 0; cfg->chardevs && i < cfg->chardevs->len; i++) {
+        const ChardevConfig *cc = g_ptr_array_index(cfg->chardevs, i);
+        Chardev *chr = chardev_new(cc, &m->lock, errp);
+        if (!chr) {
+            error_prepend(errp, "-chardev id=%s: ", cc->id);
+            return false;
+        }
+        chardev_set_quit_handler(chr, quit_from_ui, m);
+        g_ptr_array_add(m->chardevs, chr);
+    }
+    return true;
+}
+
+/*
+ * -daemonize: the parent waits until the child reports that the VM is built, so that a
+ * bad configuration still makes the command fail with status 1 (QEMU behaves the same).
+ * Returns the write end of the report pipe in the child.
+ */
+static int daemonize_fork(Error **errp)
+{
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) < 0) {
+        error_setg_errno(errp, errno, "-daemonize: pipe");
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        error_setg_errno(errp, errno, "-daemonize: fork");
+        return -1;
+    }
+    if (pid > 0) {
+        char ok = 0;
+        close(fds[1]);
+        ssize_t n;
+        do {
+            n = read(fds[0], &ok, 1);
+        } while (n < 0 && errno == EINTR);
+        _exit(n == 1 && ok == 1 ? 0 : 1);
+    }
+    close(fds[0]);
+    setsid();
+    return fds[1];
+}
+
+static void daemonize_finish(int report_fd)
+{
+    char ok = 1;
+    if (write(report_fd, &ok, 1) != 1) {
+        /* The parent is gone; nothing to tell. */
+    }
+    close(report_fd);
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null >= 0) {
+        dup2(null, STDIN_FILENO);
+        dup2(null, STDOUT_FILENO);
+        dup2(null, STDERR_FILENO);
+        close(null);
+    }
+}
+
+static bool write_pidfile(const char *path, Error **errp)
+{
+    g_autofree char *pid = g_strdup_printf("%d\n", (int)getpid());
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        error_setg_errno(errp, errno, "-pidfile %s: cannot create", path);
+        return false;
+    }
+    bool ok = write(fd, pid, strlen(pid)) == (ssize_t)strlen(pid);
+    close(fd);
+    if (!ok) {
+        error_setg(errp, "-pidfile %s: write failed", path);
+        unlink(path);
+    }
+    return ok;
+}
+
+/* Power-on and system reset: devices, then the board's images, then the vCPUs. */
+static bool machine_reset(Machine *m, Error **errp)
+{
+    CpuBootState bsp = { 0 };
+    machine_lock(m);
+    device_reset_all(m);
+    bool ok = pc_machine_reset(m, &bsp, errp);
+    machine_unlock(m);
+    return ok && m->accel->reset_cpus(m, &bsp, errp);
+}
+
+Machine *machine_create(MachineConfig *cfg, Error **errp)
+{
+    Machine *m = g_new0(Machine, 1);
+    int report_fd = -1;
+
+    m->cfg = cfg;
+    g_mutex_init(&m->lock);
+    m->ctx = g_main_context_default();
+    m->pio = io_space_new("I/O port");
+    m->mmio = io_space_new("MMIO");
+    m->devices = g_ptr_array_new();
+    m->chardevs = g_ptr_array_new();
+    m->accel = cfg->accel == ACCEL_QTEST ? &qtest_accel_ops : &kvm_accel_ops;
+    m->clock = virt_clock_new(m->accel->manual_clock);
+    virt_clock_stop(m->clock); /* virtual time starts when the VM does */
+    virt_clock_set_notify(m->clock, wake_main_loop, m);
+    m->runstate = RUN_STATE_PRELAUNCH;
+
+    if (g_strcmp0(cfg->machine_type, "pc") != 0) {
+        error_setg(errp, "-machine %s: unsupported machine type", cfg->machine_type);
+        goto fail;
+    }
+    if (!create_chardevs(m, errp) || !pc_machine_init(m, errp)) {
+        goto fail;
+    }
+    if (cfg->daemonize && (report_fd = daemonize_fork(errp)) < 0) {
+        goto fail;
+    }
+    if (!m->accel->init(m, errp)) {
+        goto fail;
+    }
+    m->accel_up = true;
+    if (!machine_reset(m, errp)) {
+        goto fail;
+    }
+    if (cfg->pidfile) {
+        if (!write_pidfile(cfg->pidfile, errp)) {
+            goto fail;
+        }
+        m->pidfile_written = true;
+    }
+    if (report_fd >= 0) {
+        daemonize_finish(report_fd);
+    }
+    return m;
+
+fail:
+    machine_destroy(m);
+    return NULL;
+}
+
+static void vm_start(Machine *m)
+{
+    virt_clock_start(m->clock);
+    m->accel->resume(m);
+    runstate_set(m, RUN_STATE_RUNNING);
+}
+
+static void vm_stop(Machine *m, RunState state)
+{
+    if (m->runstate == RUN_STATE_RUNNING) {
+        m->accel->pause(m);
+        virt_clock_stop(m->clock);
+    }
+    runstate_set(m, state);
+}
+
+/* Acts on pending requests; returns false once the VM should exit. */
+static bool handle_requests(Machine *m)
+{
+    int cause = g_atomic_int_and(&m->shutdown_requested, 0);
+    if (cause) {
+        if (cause == SHUTDOWN_CAUSE_GUEST_SHUTDOWN && m->cfg->no_shutdown) {
+            vm_stop(m, RUN_STATE_SHUTDOWN);
+            return true;
+        }
+        vm_stop(m, RUN_STATE_SHUTDOWN);
+        return false;
+    }
+
+    int stop = g_atomic_int_and(&m->stop_requested, 0);
+    if (stop) {
+        vm_stop(m, (RunState)stop);
+        /* No monitor exists yet to inspect or resume the VM: say why we end. */
+        error_report("VM stopped (%s); exiting as no monitor is configured",
+                     runstate_name((RunState)stop));
+        m->exit_status = 1;
+        return false;
+    }
+
+    int reset = g_atomic_int_and(&m->reset_requested, 0);
+    if (reset) {
+        if (m->cfg->no_reboot) {
+            vm_stop(m, RUN_STATE_SHUTDOWN);
+            m->exit_status = 0;
+            return false;
+        }
+        bool running = m->runstate == RUN_STATE_RUNNING;
+        if (running) {
+            m->accel->pause(m);
+        }
+        Error *err = NULL;
+        if (!machine_reset(m, &err)) {
+            error_prepend(&err, "system reset failed: ");
+            error_report_err(err);
+            m->exit_status = 1;
+            return false;
+        }
+        if (running) {
+            m->accel->resume(m);
+        }
+    }
+    return true;
+}
+
+static gboolean on_signal(gpointer opaque)
+{
+    machine_request_shutdown(opaque, SHUTDOWN_CAUSE_HOST_SIGNAL, 0);
+    return G_SOURCE_CONTINUE;
+}
+
+int machine_run(Machine *m)
+{
+    GSource *timers = main_loop_timer_source_new(m);
+    g_source_attach(timers, m->ctx);
+    guint sigs[] = {
+        g_unix_signal_add(SIGINT, on_signal, m),
+        g_unix_signal_add(SIGTERM, on_signal, m),
+        g_unix_signal_add(SIGHUP, on_signal, m),
+    };
+
+    if (!m->cfg->start_paused) {
+        vm_start(m);
+    }
+    do {
+        g_main_context_iteration(m->ctx, TRUE);
+    } while (handle_requests(m));
+
+    for (unsigned i = 0; i < G_N_ELEMENTS(sigs); i++) {
+        g_source_remove(sigs[i]);
+    }
+    g_source_destroy(timers);
+    g_source_unref(timers);
+    return m->exit_status;
+}
+
+void machine_destroy(Machine *m)
+{
+    if (!m) {
+        return;
+    }
+    if (m->accel_up) {
+        m->accel->pause(m);
+        m->accel->destroy(m);
+        m->accel_up = false;
+    }
+    machine_lock(m);
+    device_destroy_all(m);
+    machine_unlock(m);
+    pc_machine_free(m);
+    for (guint i = 0; i < m->chardevs->len; i++) {
+        chardev_free(g_ptr_array_index(m->chardevs, i));
+    }
+    g_ptr_array_free(m->chardevs, TRUE);
+    g_ptr_array_free(m->devices, TRUE);
+    guest_mem_free(m->mem);
+    io_space_free(m->pio);
+    io_space_free(m->mmio);
+    virt_clock_free(m->clock);
+    if (m->pidfile_written) {
+        unlink(m->cfg->pidfile);
+    }
+    machine_config_free(m->cfg);
+    g_mutex_clear(&m->lock);
+    g_free(m);
+}
