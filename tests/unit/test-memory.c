@@ -1,0 +1,133 @@
+/* Guest memory bounds and I/O dispatch (softmmu/memory.c). */
+#include <glib.h>
+#include <string.h>
+#include "sen/memory.h"
+
+#define PAGE 4096ULL
+#define HIGH 0x100000000ULL
+
+/* 2 pages at 0 and 1 page at 4 GiB, from one 3-page backing. */
+static GuestMemory *two_regions(void)
+{
+    Error *err = NULL;
+    GuestMemory *gm = guest_mem_new(3 * PAGE, &err);
+    g_assert_null(err);
+    g_assert_true(guest_mem_add_region(gm, 0, 2 * PAGE, 0, &err));
+    g_assert_true(guest_mem_add_region(gm, HIGH, PAGE, 2 * PAGE, &err));
+    return gm;
+}
+
+static void test_bounds(void)
+{
+    GuestMemory *gm = two_regions();
+    uint8_t buf[16] = { 1, 2, 3 };
+
+    g_assert_true(guest_mem_is_ram(gm, 0, 2 * PAGE));
+    g_assert_false(guest_mem_is_ram(gm, 0, 2 * PAGE + 1));
+    g_assert_false(guest_mem_is_ram(gm, 2 * PAGE, 1));
+    g_assert_false(guest_mem_is_ram(gm, 0, 0));
+    /* A range that would wrap around 2^64 must never be accepted. */
+    g_assert_false(guest_mem_is_ram(gm, PAGE, UINT64_MAX));
+    g_assert_false(guest_mem_is_ram(gm, UINT64_MAX, 2));
+    /* Two regions adjacent in the backing are not one guest range. */
+    g_assert_false(guest_mem_is_ram(gm, 2 * PAGE - 8, 16));
+
+    g_assert_true(guest_mem_write(gm, HIGH + PAGE - 3, buf, 3));
+    g_assert_false(guest_mem_write(gm, HIGH + PAGE - 3, buf, 4));
+    uint8_t out[3] = { 0 };
+    g_assert_true(guest_mem_read(gm, HIGH + PAGE - 3, out, 3));
+    g_assert_cmpmem(out, 3, buf, 3);
+    g_assert_null(guest_mem_map(gm, HIGH - 1, 2));
+    g_assert_true(guest_mem_fill(gm, 0, 0xab, 2 * PAGE));
+    g_assert_cmpuint(((uint8_t *)guest_mem_map(gm, 2 * PAGE - 1, 1))[0], ==, 0xab);
+    guest_mem_free(gm);
+}
+
+static void test_overlap_rejected(void)
+{
+    Error *err = NULL;
+    GuestMemory *gm = two_regions();
+    g_assert_false(guest_mem_add_region(gm, PAGE, PAGE, 0, &err));
+    g_assert_nonnull(err);
+    error_free(err);
+    err = NULL;
+    g_assert_false(guest_mem_add_region(gm, 0x200000, 4 * PAGE, 0, &err));
+    g_assert_nonnull(err);
+    error_free(err);
+    guest_mem_free(gm);
+}
+
+static void test_sparse_backing(void)
+{
+    /* 64 GiB of guest RAM must be cheap to create: nothing is touched. */
+    Error *err = NULL;
+    GuestMemory *gm = guest_mem_new(64ULL << 30, &err);
+    g_assert_nonnull(gm);
+    g_assert_true(guest_mem_add_region(gm, 0, 64ULL << 30, 0, &err));
+    g_assert_true(guest_mem_write(gm, (64ULL << 30) - 8, "sen-ram", 8));
+    guest_mem_free(gm);
+}
+
+typedef struct Recorder {
+    uint64_t last_offset, last_value;
+    unsigned last_size, writes;
+} Recorder;
+
+static uint64_t rec_read(void *opaque, uint64_t offset, unsigned size)
+{
+    return 0x1000 + offset;
+}
+
+static void rec_write(void *opaque, uint64_t offset, unsigned size, uint64_t value)
+{
+    Recorder *r = opaque;
+    r->last_offset = offset;
+    r->last_size = size;
+    r->last_value = value;
+    r->writes++;
+}
+
+static const IoOps rec_ops = { .read = rec_read, .write = rec_write };
+
+static void test_io_dispatch(void)
+{
+    IoSpace *io = io_space_new("I/O port");
+    Recorder a = { 0 }, b = { 0 };
+    Error *err = NULL;
+    uint64_t v;
+
+    g_assert_true(io_space_add(io, 0x3f8, 8, &rec_ops, &a, "serial", &err));
+    g_assert_true(io_space_add(io, 0x70, 2, &rec_ops, &b, "rtc", &err));
+    g_assert_false(io_space_add(io, 0x3fc, 8, &rec_ops, &b, "clash", &err));
+    g_assert_nonnull(strstr(error_get_pretty(err), "serial"));
+    g_assert_nonnull(strstr(error_get_pretty(err), "clash"));
+    error_free(err);
+
+    g_assert_true(io_space_write(io, 0x3fb, 1, 0x83));
+    g_assert_cmpuint(a.last_offset, ==, 3);
+    g_assert_cmpuint(a.last_value, ==, 0x83);
+    g_assert_cmpuint(b.writes, ==, 0);
+    g_assert_true(io_space_read(io, 0x71, 1, &v));
+    g_assert_cmpuint(v, ==, 0x1001);
+
+    /* Unassigned: reads all-ones of the access size, writes dropped. */
+    g_assert_false(io_space_read(io, 0x80, 2, &v));
+    g_assert_cmpuint(v, ==, 0xffff);
+    g_assert_false(io_space_read(io, 0x400, 8, &v));
+    g_assert_cmphex(v, ==, ~0ULL);
+    g_assert_false(io_space_write(io, 0x3f7, 1, 0));
+
+    io_space_del(io, 0x3f8);
+    g_assert_false(io_space_write(io, 0x3f8, 1, 0));
+    io_space_free(io);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/memory/bounds", test_bounds);
+    g_test_add_func("/memory/overlap-rejected", test_overlap_rejected);
+    g_test_add_func("/memory/sparse-backing", test_sparse_backing);
+    g_test_add_func("/memory/io-dispatch", test_io_dispatch);
+    return g_test_run();
+}
