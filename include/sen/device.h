@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include "sen/error.h"
 #include "sen/keyval.h"
 #include "sen/machine.h"
