@@ -1,0 +1,76 @@
+/* MachineConfig: allocation and defaults (see include/sen/config.h). */
+#include <string.h>
+#include "sen/config.h"
+
+static void chardev_config_free(gpointer p)
+{
+    ChardevConfig *c = p;
+
+    g_free(c->id);
+    g_free(c->path);
+    g_free(c->host);
+    g_free(c->port);
+    g_free(c);
+}
+
+static void device_config_free(gpointer p)
+{
+    DeviceConfig *d = p;
+
+    g_free(d->driver);
+    g_free(d->optstr);
+    keyval_free(d->props);
+    g_free(d);
+}
+
+MachineConfig *machine_config_new(void)
+{
+    MachineConfig *cfg = g_new0(MachineConfig, 1);
+
+    /* QEMU's defaults for "qemu-system-x86_64 -M pc -enable-kvm" with no other options. */
+    cfg->machine_type = g_strdup("pc");
+    cfg->cpu_model = g_strdup("host");
+    cfg->accel = ACCEL_KVM;
+    cfg->ram_size = 128 * 1024 * 1024;
+    cfg->smp_cpus = 1;
+    cfg->smp_sockets = 1;
+    cfg->smp_dies = 1;
+    cfg->smp_cores = 1;
+    cfg->smp_threads = 1;
+    cfg->smp_maxcpus = 1;
+    cfg->chardevs = g_ptr_array_new_with_free_func(chardev_config_free);
+    cfg->serials = g_ptr_array_new_with_free_func(g_free);
+    cfg->devices = g_ptr_array_new_with_free_func(device_config_free);
+    return cfg;
+}
+
+void machine_config_free(MachineConfig *cfg)
+{
+    if (!cfg) {
+        return;
+    }
+    g_free(cfg->machine_type);
+    g_free(cfg->cpu_model);
+    g_free(cfg->kernel);
+    g_free(cfg->initrd);
+    g_free(cfg->append);
+    g_free(cfg->name);
+    g_free(cfg->pidfile);
+    g_ptr_array_unref(cfg->chardevs);
+    g_ptr_array_unref(cfg->serials);
+    g_ptr_array_unref(cfg->devices);
+    g_free(cfg->qtest_chardev);
+    g_free(cfg->qtest_log);
+    g_free(cfg);
+}
+
+const ChardevConfig *machine_config_find_chardev(const MachineConfig *cfg, const char *id)
+{
+    for (guint i = 0; i < cfg->chardevs->len; i++) {
+        const ChardevConfig *c = g_ptr_array_index(cfg->chardevs, i);
+        if (strcmp(c->id, id) == 0) {
+            return c;
+        }
+    }
+    return NULL;
+}
