@@ -103,6 +103,10 @@ Keyval *keyval_parse(const char *params, const char *implied_key, Error **errp)
             return NULL;
         }
         g_autofree char *key = g_strndup(s, eq - s);
+        if (!*key) {
+            error_setg(errp, "empty parameter name in '%s'", params);
+            return NULL;
+        }
         if (!keyval_key_valid(key)) {
             error_setg(errp, "invalid parameter name '%s'", key);
             return NULL;
