@@ -73,6 +73,9 @@ void device_class_print_props(const DeviceClass *cls, FILE *out);
  */
 DeviceState *device_create(Machine *m, const char *driver, Keyval *props, const char *what,
                            Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+/* The same for a class not in the table (tests, boards with private models). */
+DeviceState *device_create_class(Machine *m, const DeviceClass *cls, Keyval *props,
+                                 const char *what, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
 void device_reset_all(Machine *m);
 void device_destroy_all(Machine *m);
 

@@ -1,0 +1,11 @@
+/* Every device model Sen knows.  Add one line per model. */
+#include "hw/core/device-list.h"
+
+const DeviceClass *const device_class_table[] = {
+    &isa_serial_class,
+    &isa_debug_exit_class,
+    &i8042_class,
+    &ioport80_class,
+    &port92_class,
+    NULL,
+};

@@ -1,0 +1,16 @@
+/* The static table of device models (device-list.c); private to hw/core. */
+#ifndef SEN_HW_DEVICE_LIST_H
+#define SEN_HW_DEVICE_LIST_H
+
+#include "sen/device.h"
+
+extern const DeviceClass isa_serial_class;
+extern const DeviceClass isa_debug_exit_class;
+extern const DeviceClass i8042_class;
+extern const DeviceClass ioport80_class;
+extern const DeviceClass port92_class;
+
+/* NULL-terminated, in the order -device help lists them. */
+extern const DeviceClass *const device_class_table[];
+
+#endif
