@@ -1,0 +1,172 @@
+/*
+ * Private state of the KVM accelerator, shared by the accel/kvm sources and its unit test.
+ *
+ * Threads and locks:
+ *   - the main thread calls every AccelOps member;
+ *   - one thread per vCPU runs KVM_RUN and dispatches exits under the VM lock;
+ *   - KvmState.ctl_lock (inner to the VM lock: never take the VM lock while holding it)
+ *     guards the run-control fields marked [ctl] below; ctl_cond is broadcast whenever
+ *     one of them changes.
+ */
+#ifndef SEN_ACCEL_KVM_INTERNAL_H
+#define SEN_ACCEL_KVM_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <linux/kvm.h>
+#include "sen/hw/cpu-boot.h"
+#include "sen/log.h"
+#include "sen/machine.h"
+
+/* Fixed guest-physical pages KVM needs below 4 GiB on Intel (real-mode emulation). */
+#define KVM_TSS_ADDR          0xfffbd000ULL
+#define KVM_IDENTITY_MAP_ADDR 0xfffbc000ULL
+
+/* The CPU topology as -smp describes it; every count is at least 1. */
+typedef struct KvmTopology {
+    unsigned sockets, dies, cores, threads;
+} KvmTopology;
+
+/* Number of APIC-id bits a level with `count` members takes (ceil(log2(count))). */
+unsigned kvm_topo_width(unsigned count);
+/* APIC-id bit where the core / die / package number starts. */
+unsigned kvm_topo_core_shift(const KvmTopology *t);
+unsigned kvm_topo_die_shift(const KvmTopology *t);
+unsigned kvm_topo_pkg_shift(const KvmTopology *t);
+/* Fills t from the config's -smp values, repairing zeros and a product below cpus. */
+void kvm_topo_from_config(KvmTopology *t, const MachineConfig *cfg);
+
+/*
+ * Builds the CPUID table of one vCPU from KVM_GET_SUPPORTED_CPUID's entries: APIC id and
+ * topology leaves (1, 4, 0xB, 0x1F, 0x80000008), hypervisor bit, ARCH_CAPABILITIES hidden,
+ * paravirt leaves kept.  Returns a new array (g_free) of *out_n entries.
+ */
+struct kvm_cpuid_entry2 *kvm_cpuid_build(const struct kvm_cpuid_entry2 *supported,
+                                         unsigned n, const KvmTopology *t,
+                                         uint32_t apic_id, unsigned *out_n);
+/* The entry for (function, index) or NULL. */
+struct kvm_cpuid_entry2 *kvm_cpuid_find(struct kvm_cpuid_entry2 *e, unsigned n,
+                                        uint32_t function, uint32_t index);
+/* Removes every occurrence of msr from list; returns the new count. */
+unsigned kvm_msr_list_remove(uint32_t *indices, unsigned n, uint32_t msr);
+
+/*
+ * Guest linear -> physical address through the guest's page tables as the control
+ * registers describe them (paging off: identity).  Every table read is bounds-checked
+ * through guest_mem; false when unmapped or the tables lie outside RAM.
+ */
+bool kvm_translate(GuestMemory *gm, uint64_t cr0, uint64_t cr3, uint64_t cr4, uint64_t efer,
+                   uint64_t linear, uint64_t *phys);
+
+/* One KVM memory slot per RAM region, kept so dirty logging can flip flags later. */
+typedef struct KvmSlot {
+    uint32_t slot;
+    uint32_t flags;  /* KVM_MEM_* */
+    uint64_t gpa, size;
+    void *hva;
+} KvmSlot;
+
+/* What a vCPU looked like right after creation: its power-on state, restored at reset. */
+typedef struct KvmVcpuReset {
+    struct kvm_regs regs;
+    struct kvm_sregs sregs;
+    struct kvm_lapic_state lapic;
+    struct kvm_vcpu_events events;
+    struct kvm_debugregs debugregs;
+    struct kvm_xcrs xcrs;
+    bool have_xcrs;
+    struct kvm_xsave *xsave;  /* NULL without KVM_CAP_XSAVE */
+} KvmVcpuReset;
+
+typedef struct KvmState KvmState;
+
+typedef struct KvmVcpu {
+    KvmState *s;
+    unsigned index;
+    uint32_t apic_id;
+    int fd;
+    struct kvm_run *run;   /* mmap of the shared kvm_run area */
+    pthread_t thread;
+    bool thread_started;
+
+    bool parked;           /* [ctl] waiting outside KVM_RUN and outside exit handlers */
+    bool in_run;           /* [ctl] inside (or about to enter) KVM_RUN */
+    bool stopped;          /* [ctl] stays parked until the next reset (shutdown, error) */
+    unsigned hold;         /* [ctl] > 0: park even while running (register reads) */
+
+    KvmVcpuReset reset;
+    RateLimit rl_io, rl_mmio, rl_exit;
+} KvmVcpu;
+
+struct KvmState {
+    Machine *m;
+    int kvm_fd, vm_fd;
+    size_t run_size;
+    bool have_xcrs, have_xsave, have_debugregs, have_vcpu_events;
+    size_t xsave_size;
+
+    KvmSlot *slots;
+    unsigned nr_slots;
+
+    uint32_t *msrs;               /* KVM_GET_MSR_INDEX_LIST: MSRs vCPUs support */
+    unsigned nr_msrs;
+    struct kvm_msr_entry *feature_msrs; /* feature MSR values to give every vCPU */
+    unsigned nr_feature_msrs;
+    struct kvm_cpuid_entry2 *supported_cpuid;
+    unsigned nr_supported_cpuid;
+    KvmTopology topo;
+
+    KvmVcpu *vcpus;
+    unsigned nr_vcpus;
+
+    /* irqchip and PIT right after creation: their power-on state. */
+    struct kvm_irqchip reset_pic[2], reset_ioapic;
+    struct kvm_pit_state2 reset_pit;
+
+    GMutex ctl_lock;
+    GCond ctl_cond;
+    bool running;                 /* [ctl] resume() called and no pause() since */
+    bool quit;                    /* [ctl] destroy: vCPU threads end */
+};
+
+static inline KvmState *kvm_state(Machine *m)
+{
+    return m->accel_state;
+}
+
+/* kvm-cpuid.c */
+bool kvm_vcpu_setup_cpuid(KvmVcpu *v, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+bool kvm_read_feature_msrs(KvmState *s, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+/* Power-on MSR values (TSC 0, paravirt MSRs off ...); all vCPUs in one go keeps the TSCs
+ * synchronized. */
+bool kvm_vcpu_reset_msrs(KvmVcpu *v, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+bool kvm_msr_supported(const KvmState *s, uint32_t msr);
+
+/* kvm-vcpu.c */
+bool kvm_vcpu_create(KvmState *s, unsigned index, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+bool kvm_vcpu_start_thread(KvmVcpu *v, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+void kvm_vcpu_destroy(KvmVcpu *v);
+void kvm_vcpus_resume(KvmState *s);
+void kvm_vcpus_pause(KvmState *s);
+void kvm_vcpus_quit(KvmState *s);
+/* Lets every stopped vCPU (triple fault, internal error) run again after a reset. */
+void kvm_vcpus_clear_stopped(KvmState *s);
+/* Calls fn while v is held outside KVM_RUN, so its register ioctls cannot block. */
+void kvm_vcpu_with_registers(KvmVcpu *v, void (*fn)(KvmVcpu *v, void *opaque),
+                             void *opaque);
+bool kvm_vcpu_reset(KvmVcpu *v, const CpuBootState *boot, Error **errp)
+    G_GNUC_WARN_UNUSED_RESULT;
+
+/* kvm-dump.c */
+/* Registers of one vCPU whose thread is not in KVM_RUN. */
+void kvm_vcpu_dump(KvmVcpu *v, FILE *out);
+/* Internal-error style report: reason, RIP, instruction bytes, registers. */
+void kvm_vcpu_report_failure(KvmVcpu *v, const char *what, FILE *out);
+void kvm_dump_state(Machine *m, FILE *out);
+
+/* kvm-irq.c */
+void kvm_set_irq(Machine *m, unsigned gsi, int level);
+
+#endif
