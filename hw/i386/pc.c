@@ -1,0 +1,195 @@
+/*
+ * The PC board, as QEMU's i440fx "pc" looks to a guest without firmware: RAM split around
+ * the 32-bit PCI hole, the ISA devices every PC has (RTC, i8042, ports 0x80 and 0x92),
+ * COM ports from -serial, then -device in command-line order, and a kernel loaded
+ * directly (Linux bzImage, multiboot, PVH: hw/i386/boot-*.c) with an MP table.
+ *
+ * Everything put into guest RAM is kept in the BootCtx blob list, so a system reset
+ * restores the kernel and its tables exactly as a real board re-reads its ROMs.
+ */
+#include <string.h>
+#include "hw/i386/boot.h"
+#include "sen/device.h"
+#include "sen/hw/isa.h"
+#include "sen/hw/pc.h"
+
+struct PcMachine {
+    uint64_t below_4g, above_4g;
+    BootCtx boot;
+    CpuBootState bsp; /* where the BSP starts after every reset */
+    DeviceState *rtc;
+};
+
+void pc_ram_split(uint64_t ram_size, uint64_t *below_4g, uint64_t *above_4g)
+{
+    uint64_t low = ram_size >= PC_LOWMEM_LIMIT ? PC_PCI_HOLE_START : ram_size;
+    *below_4g = low;
+    *above_4g = ram_size - low;
+}
+
+static bool create_memory(Machine *m, PcMachine *pc, Error **errp)
+{
+    m->mem = guest_mem_new(m->cfg->ram_size, errp);
+    if (!m->mem) {
+        return false;
+    }
+    if (!guest_mem_add_region(m->mem, 0, pc->below_4g, 0, errp)) {
+        return false;
+    }
+    if (pc->above_4g &&
+        !guest_mem_add_region(m->mem, PC_4G, pc->above_4g, pc->below_4g, errp)) {
+        return false;
+    }
+    return true;
+}
+
+static DeviceState *create_builtin(Machine *m, const char *driver, const char *props,
+                                   Error **errp)
+{
+    g_autoptr(Keyval) kv = NULL;
+    if (props && !(kv = keyval_parse(props, NULL, errp))) {
+        return NULL;
+    }
+    g_autofree char *what = g_strdup_printf("built-in device %s", driver);
+    return device_create(m, driver, kv, what, errp);
+}
+
+/* ',' in a keyval value is written ",,". */
+static char *keyval_escape(const char *s)
+{
+    g_auto(GStrv) parts = g_strsplit(s, ",", -1);
+    return g_strjoinv(",,", parts);
+}
+
+static bool create_devices(Machine *m, PcMachine *pc, Error **errp)
+{
+    const MachineConfig *cfg = m->cfg;
+
+    /* QEMU's pc has these even with -nodefaults: they are part of the chipset. */
+    pc->rtc = create_builtin(m, "mc146818rtc", "iobase=0x70,irq=8", errp);
+    if (!pc->rtc || !create_builtin(m, "i8042", NULL, errp) ||
+        !create_builtin(m, "ioport80", NULL, errp) ||
+        !create_builtin(m, "port92", NULL, errp)) {
+        return false;
+    }
+    for (guint i = 0; cfg->serials && i < cfg->serials->len; i++) {
+        const char *id = g_ptr_array_index(cfg->serials, i);
+        if (!id) {
+            continue;
+        }
+        g_autofree char *esc = keyval_escape(id);
+        g_autofree char *props = g_strdup_printf("index=%u,chardev=%s", i, esc);
+        if (!create_builtin(m, "isa-serial", props, errp)) {
+            return false;
+        }
+    }
+    for (guint i = 0; cfg->devices && i < cfg->devices->len; i++) {
+        DeviceConfig *d = g_ptr_array_index(cfg->devices, i);
+        g_autofree char *what = g_strdup_printf("-device %s", d->optstr);
+        if (!device_create(m, d->driver, d->props, what, errp)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void cmos_set16(DeviceState *rtc, uint8_t reg, uint64_t val)
+{
+    val = MIN(val, 0xffff);
+    rtc_set_cmos(rtc, reg, val & 0xff);
+    rtc_set_cmos(rtc, reg + 1, val >> 8);
+}
+
+/* The CMOS bytes QEMU's pc_cmos_init fills for the BIOS and for guests that read them. */
+static void cmos_init(Machine *m, PcMachine *pc)
+{
+    const uint64_t KiB = 1024, MiB = 1024 * KiB;
+    DeviceState *rtc = pc->rtc;
+    uint64_t low = pc->below_4g;
+
+    cmos_set16(rtc, 0x15, MIN(low / KiB, 640));                     /* base memory */
+    uint64_t ext = low > MiB ? (low - MiB) / KiB : 0;               /* 1 MiB..64 MiB */
+    cmos_set16(rtc, 0x17, ext);
+    cmos_set16(rtc, 0x30, ext);
+    cmos_set16(rtc, 0x34, low > 16 * MiB ? (low - 16 * MiB) / (64 * KiB) : 0);
+    uint64_t high = MIN(pc->above_4g / (64 * KiB), 0xffffff);
+    rtc_set_cmos(rtc, 0x5b, high & 0xff);
+    rtc_set_cmos(rtc, 0x5c, (high >> 8) & 0xff);
+    rtc_set_cmos(rtc, 0x5d, high >> 16);
+    unsigned cpus = m->cfg->smp_cpus ? m->cfg->smp_cpus : 1;
+    rtc_set_cmos(rtc, 0x5f, (uint8_t)(cpus - 1));
+    rtc_set_cmos(rtc, 0x14, 0x02 | 0x04);  /* equipment: FPU, PS/2 mouse */
+    rtc_set_cmos(rtc, 0x3d, 0x12);         /* boot order "cad": disk, floppy */
+    rtc_set_cmos(rtc, 0x38, 0x30);         /* then CD-ROM; floppy signature check on */
+
+    /* Standard checksum of 0x10..0x2d, big-endian at 0x2e. */
+    unsigned sum = 0;
+    for (uint8_t reg = 0x10; reg <= 0x2d; reg++) {
+        sum += rtc_get_cmos(rtc, reg);
+    }
+    rtc_set_cmos(rtc, 0x2e, sum >> 8);
+    rtc_set_cmos(rtc, 0x2f, sum & 0xff);
+}
+
+static bool load_kernel(Machine *m, PcMachine *pc, Error **errp)
+{
+    const MachineConfig *cfg = m->cfg;
+
+    if (!cfg->kernel) {
+        if (cfg->accel == ACCEL_KVM) {
+            error_setg(errp, "no -kernel given: firmware boot is not supported yet "
+                       "(use -kernel)");
+            return false;
+        }
+        pc->bsp.mode = CPU_BOOT_RESET; /* qtest: no CPU runs */
+        return true;
+    }
+    if (!boot_kernel_load(&pc->boot, cfg->kernel, cfg->initrd, cfg->append, &pc->bsp,
+                          errp)) {
+        return false;
+    }
+    /* Firmware would provide the MP table; with a direct boot the board does. */
+    unsigned cpus = cfg->smp_cpus ? cfg->smp_cpus : 1;
+    g_autoptr(GBytes) mpt = mptable_build(cpus, BOOT_MPTABLE_ADDR, errp);
+    if (!mpt) {
+        error_prepend(errp, "-smp %u: ", cpus);
+        return false;
+    }
+    return boot_add_bytes(&pc->boot, BOOT_MPTABLE_ADDR, mpt, "MP table", errp);
+}
+
+bool pc_machine_init(Machine *m, Error **errp)
+{
+    PcMachine *pc = g_new0(PcMachine, 1);
+    m->pc = pc;
+    pc_ram_split(m->cfg->ram_size, &pc->below_4g, &pc->above_4g);
+    if (!create_memory(m, pc, errp)) {
+        return false;
+    }
+    boot_ctx_init(&pc->boot, m->mem, pc->below_4g, pc->above_4g);
+    if (!create_devices(m, pc, errp)) {
+        return false;
+    }
+    cmos_init(m, pc);
+    return load_kernel(m, pc, errp);
+}
+
+bool pc_machine_reset(Machine *m, CpuBootState *bsp, Error **errp)
+{
+    PcMachine *pc = m->pc;
+    boot_restore(&pc->boot);
+    /* The RTC's own reset may have cleared its memory: the board owns these bytes. */
+    cmos_init(m, pc);
+    *bsp = pc->bsp;
+    return true;
+}
+
+void pc_machine_free(Machine *m)
+{
+    if (!m->pc) {
+        return;
+    }
+    boot_ctx_clear(&m->pc->boot);
+    g_free(m->pc);
+    m->pc = NULL;
+}
