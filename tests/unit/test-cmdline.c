@@ -1,0 +1,572 @@
+/* softmmu/cmdline.c: argv -> MachineConfig, good and bad command lines. */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <glib.h>
+#include <glib/gstdio.h>
+#include "sen/config.h"
+#include "sen/device.h"
+
+/*
+ * Until hw/core/device.c links on its own, a weak stand-in registry with the one device
+ * these tests name.  TODO(cmdline): remove once the device models are all in the tree.
+ */
+static const DeviceClass stub_debug_exit = {
+    .name = "isa-debug-exit", .desc = "stub", .user_creatable = true,
+};
+
+__attribute__((weak)) const DeviceClass *device_class_find(const char *name)
+{
+    return strcmp(name, stub_debug_exit.name) == 0 ? &stub_debug_exit : NULL;
+}
+
+__attribute__((weak)) void device_class_print_list(FILE *out)
+{
+    fprintf(out, "%s\n", stub_debug_exit.name);
+}
+
+__attribute__((weak)) void device_class_print_props(const DeviceClass *cls, FILE *out)
+{
+    fprintf(out, "%s options:\n", cls->name);
+}
+
+typedef struct Fixture {
+    char *dir;     /* scratch directory: must stay empty after every parse */
+    char *file;    /* an existing readable file ("kernel", "initrd") */
+    char *file2;
+} Fixture;
+
+static Fixture fx;
+
+static char *replace_all(char *s, const char *token, const char *by)
+{
+    g_auto(GStrv) parts = g_strsplit(s, token, -1);
+    g_free(s);
+    return g_strjoinv(by, parts);
+}
+
+/* "@F@" / "@G@" in a test line stand for the two readable files, "@D@" for the dir. */
+static char *expand(const char *line)
+{
+    char *s = g_strdup(line);
+
+    s = replace_all(s, "@F@", fx.file);
+    s = replace_all(s, "@G@", fx.file2);
+    return replace_all(s, "@D@", fx.dir);
+}
+
+static MachineConfig *parse_line(const char *line, bool *exit_early, Error **errp)
+{
+    g_autofree char *full = g_strdup_printf("sen %s", line);
+    g_autofree char *expanded = expand(full);
+    g_auto(GStrv) argv = NULL;
+    int argc;
+
+    g_assert_true(g_shell_parse_argv(expanded, &argc, &argv, NULL));
+    return cmdline_parse(argc, argv, exit_early, errp);
+}
+
+static MachineConfig *parse_ok(const char *line)
+{
+    Error *err = NULL;
+    bool exit_early = true;
+    MachineConfig *cfg = parse_line(line, &exit_early, &err);
+
+    if (!cfg) {
+        g_error("'%s' failed: %s", line, err ? error_get_pretty(err) : "(exit early)");
+    }
+    g_assert_false(exit_early);
+    return cfg;
+}
+
+static const ChardevConfig *chardev(const MachineConfig *cfg, const char *id)
+{
+    const ChardevConfig *c = machine_config_find_chardev(cfg, id);
+    if (!c) {
+        g_error("no chardev '%s'", id);
+    }
+    return c;
+}
+
+static const char *serial(const MachineConfig *cfg, guint i)
+{
+    g_assert_cmpuint(i, <, cfg->serials->len);
+    return g_ptr_array_index(cfg->serials, i);
+}
+
+static void test_defaults(void)
+{
+    g_autoptr(MachineConfig) cfg = parse_ok("");
+
+    g_assert_cmpstr(cfg->machine_type, ==, "pc");
+    g_assert_cmpstr(cfg->cpu_model, ==, "host");
+    g_assert_cmpint(cfg->accel, ==, ACCEL_KVM);
+    g_assert_cmpuint(cfg->ram_size, ==, 128 << 20);
+    g_assert_cmpuint(cfg->smp_cpus, ==, 1);
+    g_assert_cmpuint(cfg->smp_maxcpus, ==, 1);
+    g_assert_null(cfg->kernel);
+    g_assert_cmpuint(cfg->devices->len, ==, 0);
+    g_assert_null(cfg->qtest_chardev);
+    g_assert_false(cfg->daemonize || cfg->start_paused || cfg->nographic);
+    /* COM1 on stdio, without the Ctrl-A mux when there is no -nographic. */
+    g_assert_cmpuint(cfg->serials->len, ==, 1);
+    g_assert_cmpuint(cfg->chardevs->len, ==, 1);
+    const ChardevConfig *c = chardev(cfg, serial(cfg, 0));
+    g_assert_cmpstr(c->id, ==, "serial0");
+    g_assert_cmpint(c->kind, ==, CHARDEV_STDIO);
+    g_assert_false(c->mux);
+    g_assert_true(c->signal);
+}
+
+static void test_memory(void)
+{
+    static const struct { const char *line; uint64_t bytes; } cases[] = {
+        { "-m 512", UINT64_C(512) << 20 },
+        { "-m 1G", UINT64_C(1) << 30 },
+        { "-m size=2G", UINT64_C(2) << 30 },
+        { "-m 1T", UINT64_C(1) << 40 },
+        { "--m 64M", UINT64_C(64) << 20 },
+        { "-m 1.5", UINT64_C(3) << 19 },
+        { "-m 1.5G", UINT64_C(3) << 29 },
+        { "-m 2048k", UINT64_C(2) << 20 },
+        { "-m 1000001k", UINT64_C(1000008) * 1024 }, /* rounded up to 8 KiB as in QEMU */
+        { "-m 64M -m 256M", UINT64_C(256) << 20 },
+        { "-m 1M", UINT64_C(1) << 20 },
+        { "-m 4P", UINT64_C(4) << 50 },
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_autoptr(MachineConfig) cfg = parse_ok(cases[i].line);
+        g_assert_cmpuint(cfg->ram_size, ==, cases[i].bytes);
+    }
+}
+
+static void test_smp(void)
+{
+    static const struct {
+        const char *line;
+        unsigned cpus, sockets, dies, cores, threads, maxcpus;
+    } cases[] = {
+        { "-smp 1", 1, 1, 1, 1, 1, 1 },
+        { "-smp 4", 4, 1, 1, 4, 1, 4 },            /* prefer cores (QEMU >= 6.2) */
+        { "-smp cpus=4", 4, 1, 1, 4, 1, 4 },
+        { "-smp 4,sockets=2", 4, 2, 1, 2, 1, 4 },
+        { "-smp 4,cores=2", 4, 2, 1, 2, 1, 4 },
+        { "-smp 8,sockets=2,threads=2", 8, 2, 1, 2, 2, 8 },
+        { "-smp 8,sockets=2,cores=2", 8, 2, 1, 2, 2, 8 },
+        { "-smp sockets=2,cores=2,threads=2", 8, 2, 1, 2, 2, 8 },
+        { "-smp 2,maxcpus=4", 2, 1, 1, 4, 1, 4 },
+        { "-smp maxcpus=4", 4, 1, 1, 4, 1, 4 },
+        { "-smp 4,dies=2", 4, 1, 2, 2, 1, 4 },
+        { "-smp 2,sockets=1,dies=1,clusters=1,cores=2,threads=1", 2, 1, 1, 2, 1, 2 },
+        { "-smp 2 -smp sockets=2", 2, 2, 1, 1, 1, 2 }, /* repeated -smp merge, as in QEMU */
+        { "-smp 4,cpus=2", 2, 1, 1, 2, 1, 2 },
+        { "-smp 1024", 1024, 1, 1, 1024, 1, 1024 },
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_autoptr(MachineConfig) cfg = parse_ok(cases[i].line);
+        g_test_message("%s", cases[i].line);
+        g_assert_cmpuint(cfg->smp_cpus, ==, cases[i].cpus);
+        g_assert_cmpuint(cfg->smp_sockets, ==, cases[i].sockets);
+        g_assert_cmpuint(cfg->smp_dies, ==, cases[i].dies);
+        g_assert_cmpuint(cfg->smp_cores, ==, cases[i].cores);
+        g_assert_cmpuint(cfg->smp_threads, ==, cases[i].threads);
+        g_assert_cmpuint(cfg->smp_maxcpus, ==, cases[i].maxcpus);
+    }
+}
+
+static void test_serial_defaults(void)
+{
+    {
+        g_autoptr(MachineConfig) cfg = parse_ok("-nographic");
+        const ChardevConfig *c = chardev(cfg, serial(cfg, 0));
+        g_assert_cmpint(c->kind, ==, CHARDEV_STDIO);
+        g_assert_true(c->mux);
+    }
+    {
+        g_autoptr(MachineConfig) cfg = parse_ok("-nodefaults");
+        g_assert_cmpuint(cfg->serials->len, ==, 0);
+        g_assert_cmpuint(cfg->chardevs->len, ==, 0);
+    }
+    {
+        g_autoptr(MachineConfig) cfg = parse_ok("-nodefaults -nographic -serial stdio");
+        const ChardevConfig *c = chardev(cfg, serial(cfg, 0));
+        g_assert_cmpint(c->kind, ==, CHARDEV_STDIO);
+        g_assert_false(c->mux);
+    }
+    {
+        g_autoptr(MachineConfig) cfg = parse_ok("-display none");
+        g_assert_true(cfg->display_none);
+        g_assert_cmpint(chardev(cfg, serial(cfg, 0))->kind, ==, CHARDEV_NULL);
+    }
+    {
+        g_autoptr(MachineConfig) cfg = parse_ok("-display none -nographic");
+        const ChardevConfig *c = chardev(cfg, serial(cfg, 0));
+        g_assert_cmpint(c->kind, ==, CHARDEV_STDIO);
+        g_assert_true(c->mux);
+    }
+    {
+        g_autoptr(MachineConfig) cfg = parse_ok("-daemonize");
+        g_assert_true(cfg->daemonize);
+        g_assert_cmpint(chardev(cfg, serial(cfg, 0))->kind, ==, CHARDEV_NULL);
+    }
+    {
+        g_autoptr(MachineConfig) cfg = parse_ok("-serial none");
+        g_assert_cmpuint(cfg->serials->len, ==, 0);
+        g_assert_cmpuint(cfg->chardevs->len, ==, 0);
+    }
+    {
+        /* "none" takes no COM slot, as in QEMU. */
+        g_autoptr(MachineConfig) cfg = parse_ok("-serial none -serial null");
+        g_assert_cmpuint(cfg->serials->len, ==, 1);
+        g_assert_cmpint(chardev(cfg, serial(cfg, 0))->kind, ==, CHARDEV_NULL);
+    }
+    {
+        g_autoptr(MachineConfig) cfg = parse_ok("-serial mon:stdio");
+        g_assert_true(chardev(cfg, serial(cfg, 0))->mux);
+    }
+    {
+        g_autoptr(MachineConfig) cfg =
+            parse_ok("-serial stdio -serial null -serial file:@D@/com3.log "
+                     "-serial unix:@D@/com4.sock,server=on,wait=off");
+        g_assert_cmpuint(cfg->serials->len, ==, 4);
+        g_assert_cmpstr(serial(cfg, 0), ==, "serial0");
+        g_assert_cmpint(chardev(cfg, "serial0")->kind, ==, CHARDEV_STDIO);
+        g_assert_cmpint(chardev(cfg, "serial1")->kind, ==, CHARDEV_NULL);
+        const ChardevConfig *f = chardev(cfg, "serial2");
+        g_assert_cmpint(f->kind, ==, CHARDEV_FILE);
+        g_autofree char *log = g_build_filename(fx.dir, "com3.log", NULL);
+        g_assert_cmpstr(f->path, ==, log);
+        const ChardevConfig *u = chardev(cfg, "serial3");
+        g_assert_cmpint(u->kind, ==, CHARDEV_SOCKET);
+        g_assert_true(u->server);
+        g_assert_false(u->wait);
+    }
+    {
+        g_autoptr(MachineConfig) cfg = parse_ok("-serial chardev:c0 -chardev null,id=c0");
+        g_assert_cmpstr(serial(cfg, 0), ==, "c0");
+        g_assert_cmpuint(cfg->chardevs->len, ==, 1);
+    }
+    {
+        g_autoptr(MachineConfig) cfg = parse_ok("-serial tcp:127.0.0.1:4444,server=on");
+        const ChardevConfig *c = chardev(cfg, "serial0");
+        g_assert_cmpstr(c->host, ==, "127.0.0.1");
+        g_assert_cmpstr(c->port, ==, "4444");
+        g_assert_null(c->path);
+        g_assert_true(c->server);
+        g_assert_true(c->wait);
+    }
+}
+
+static void test_chardevs(void)
+{
+    g_autoptr(MachineConfig) cfg = parse_ok(
+        "-nodefaults -chardev socket,id=mon0,path=@D@/m.sock,server=on,wait=off "
+        "-chardev socket,id=t,host=localhost,port=1234 "
+        "-chardev file,id=log,path=@D@/a,,b.log -chardev null,id=nul "
+        "-chardev stdio,id=con,signal=off,mux=on");
+
+    g_assert_cmpuint(cfg->chardevs->len, ==, 5);
+    const ChardevConfig *c = chardev(cfg, "mon0");
+    g_assert_cmpint(c->kind, ==, CHARDEV_SOCKET);
+    g_assert_true(c->server);
+    g_assert_false(c->wait);
+    g_assert_null(c->host);
+    c = chardev(cfg, "t");
+    g_assert_cmpstr(c->host, ==, "localhost");
+    g_assert_cmpstr(c->port, ==, "1234");
+    g_assert_false(c->server);
+    c = chardev(cfg, "log");
+    g_assert_cmpint(c->kind, ==, CHARDEV_FILE);
+    g_assert_true(g_str_has_suffix(c->path, "/a,b.log"));
+    g_assert_cmpint(chardev(cfg, "nul")->kind, ==, CHARDEV_NULL);
+    c = chardev(cfg, "con");
+    g_assert_false(c->signal);
+    g_assert_true(c->mux);
+    g_assert_null(machine_config_find_chardev(cfg, "serial0"));
+}
+
+static void test_qtest(void)
+{
+    {
+        g_autoptr(MachineConfig) cfg =
+            parse_ok("-qtest unix:@D@/q.sock -qtest-log none -display none");
+        g_assert_cmpint(cfg->accel, ==, ACCEL_QTEST);
+        g_assert_cmpstr(cfg->qtest_chardev, ==, "qtest");
+        const ChardevConfig *c = chardev(cfg, "qtest");
+        g_assert_cmpint(c->kind, ==, CHARDEV_SOCKET);
+        g_assert_false(c->server);
+        g_assert_true(g_str_has_suffix(c->path, "/q.sock"));
+        g_assert_null(cfg->qtest_log);
+    }
+    {
+        g_autoptr(MachineConfig) cfg = parse_ok("-accel kvm -qtest unix:@D@/q.sock "
+                                                "-qtest-log @D@/log");
+        g_assert_cmpint(cfg->accel, ==, ACCEL_KVM);
+        g_assert_true(g_str_has_suffix(cfg->qtest_log, "/log"));
+    }
+    {
+        g_autoptr(MachineConfig) cfg = parse_ok("-chardev socket,id=qt,path=@D@/x "
+                                                "-qtest chardev:qt -machine accel=qtest");
+        g_assert_cmpstr(cfg->qtest_chardev, ==, "qt");
+        g_assert_null(machine_config_find_chardev(cfg, "qtest"));
+    }
+}
+
+static void test_machine_accel_cpu(void)
+{
+    static const struct { const char *line; AccelKind accel; } cases[] = {
+        { "-machine pc-i440fx-7.2,accel=qtest", ACCEL_QTEST },
+        { "-M pc", ACCEL_KVM },
+        { "-machine type=pc,accel=kvm", ACCEL_KVM },
+        { "-machine accel=tcg:kvm", ACCEL_KVM },
+        { "-accel accel=kvm", ACCEL_KVM },
+        { "-accel qtest", ACCEL_QTEST },
+        { "-accel qtest -enable-kvm", ACCEL_KVM },
+        { "-cpu max", ACCEL_KVM },
+        { "-cpu host,-arch-capabilities", ACCEL_KVM },
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_autoptr(MachineConfig) cfg = parse_ok(cases[i].line);
+        g_assert_cmpstr(cfg->machine_type, ==, "pc");
+        g_assert_cmpstr(cfg->cpu_model, ==, "host");
+        g_assert_cmpint(cfg->accel, ==, cases[i].accel);
+    }
+}
+
+static void test_boot_and_misc(void)
+{
+    g_autoptr(MachineConfig) cfg = parse_ok(
+        "-kernel @F@ -initrd '@F@ arg1 arg2,@G@' -append 'console=ttyS0 panic=-1' "
+        "-name guest=vm1,debug-threads=on -pidfile @D@/pid -S -no-reboot -no-shutdown "
+        "-device isa-debug-exit,iobase=0xf4,iosize=0x04 -device isa-debug-exit");
+
+    g_assert_cmpstr(cfg->kernel, ==, fx.file);
+    g_autofree char *initrd = g_strdup_printf("%s arg1 arg2,%s", fx.file, fx.file2);
+    g_assert_cmpstr(cfg->initrd, ==, initrd);
+    g_assert_cmpstr(cfg->append, ==, "console=ttyS0 panic=-1");
+    g_assert_cmpstr(cfg->name, ==, "vm1");
+    g_assert_true(g_str_has_suffix(cfg->pidfile, "/pid"));
+    g_assert_true(cfg->start_paused && cfg->no_reboot && cfg->no_shutdown);
+    g_assert_cmpuint(cfg->devices->len, ==, 2);
+    DeviceConfig *d = g_ptr_array_index(cfg->devices, 0);
+    g_assert_cmpstr(d->driver, ==, "isa-debug-exit");
+    g_assert_cmpstr(d->optstr, ==, "isa-debug-exit,iobase=0xf4,iosize=0x04");
+    g_assert_false(keyval_has(d->props, "driver"));
+    g_assert_cmpstr(keyval_get(d->props, "iobase"), ==, "0xf4");
+    g_assert_cmpstr(keyval_get(d->props, "iosize"), ==, "0x04");
+    d = g_ptr_array_index(cfg->devices, 1);
+    g_assert_cmpuint(d->props->pairs->len, ==, 0);
+
+    g_autoptr(MachineConfig) cfg2 = parse_ok("-name myvm");
+    g_assert_cmpstr(cfg2->name, ==, "myvm");
+}
+
+/* Options that print and stop: stdout carries the text, nothing else happens. */
+static const struct { const char *line; const char *out; } early[] = {
+    { "-version", "Sen emulator version " },
+    { "--version", "(QEMU-compatible)" },
+    { "-help", "-smp " },
+    { "-h", "-chardev " },
+    { "-M help", "pc" },
+    { "-machine help", "Standard PC" },
+    { "-device help", "isa-debug-exit" },
+    { "-device isa-debug-exit,help", "isa-debug-exit" },
+    { "-chardev help", "socket" },
+    { "-cpu help", "host" },
+    { "-accel help", "qtest" },
+    { "-display help", "none" },
+    /* The first help wins; what follows is not even looked at. */
+    { "-version -foo", "Sen emulator version" },
+};
+
+static void test_exit_early(void)
+{
+    for (size_t i = 0; i < G_N_ELEMENTS(early); i++) {
+        g_autofree char *path = g_strdup_printf("/cmdline/exit-early/subprocess/%zu", i);
+        g_autofree char *pattern = g_strdup_printf("*%s*", early[i].out);
+        g_test_trap_subprocess(path, 0, G_TEST_SUBPROCESS_DEFAULT);
+        g_test_trap_assert_passed();
+        g_test_trap_assert_stdout(pattern);
+        g_test_trap_assert_stderr("");
+    }
+}
+
+static void test_exit_early_child(gconstpointer data)
+{
+    Error *err = NULL;
+    bool exit_early = false;
+    MachineConfig *cfg = parse_line(early[GPOINTER_TO_UINT(data)].line, &exit_early, &err);
+
+    g_assert_null(cfg);
+    g_assert_null(err);
+    g_assert_true(exit_early);
+}
+
+/*
+ * Bad command lines: each fails with one message that starts with the option as typed and
+ * contains the given text.  tests/functional/test_cmdline_errors.py runs the same kind of
+ * table against the sen binary.
+ */
+static const struct { const char *line; const char *prefix; const char *text; } bad[] = {
+    { "-foo", "-foo", "-foo: invalid option" },
+    { "--bar 1", "--bar", "invalid option" },
+    { "-", "-", "invalid option" },
+    { "disk.img", "disk.img", "not supported" },
+    { "-drive file=x.img", "-drive", "-drive: option not supported by Sen yet" },
+    { "-netdev user,id=n0", "-netdev", "not supported by Sen yet" },
+    { "-m", "-m", "-m: requires an argument" },
+    { "-m 12Q", "-m 12Q", "-m 12Q: invalid size '12Q'" },
+    { "-m -1", "-m -1", "invalid size" },
+    { "-m 0", "-m 0", "too small" },
+    { "-m 512k", "-m 512k", "too small" },
+    { "-m 8P", "-m 8P", "too large" },
+    { "-m 99999999999999999999", "-m 9999", "invalid size" },
+    { "-m 1G,maxmem=4G", "-m 1G,maxmem=4G", "memory hotplug is not supported yet" },
+    { "-m size=1G,slots=2", "-m size", "memory hotplug is not supported yet" },
+    { "-m 1G,foo=1", "-m 1G,foo=1", "invalid parameter 'foo'" },
+    { "-smp 0", "-smp 0", "-smp 0: Invalid SMP CPUs 0" },
+    { "-smp x", "-smp x", "cpus=x" },
+    { "-smp -1", "-smp -1", "cpus=-1" },
+    { "-smp 4,sockets=3", "-smp 4,sockets=3", "product of the hierarchy must match maxcpus" },
+    { "-smp 4,maxcpus=2", "-smp 4,maxcpus=2", "maxcpus must be equal to or greater than smp" },
+    { "-smp 2,cores=4", "-smp 2,cores=4", "product of the hierarchy" },
+    { "-smp 2000", "-smp 2000", "The max CPUs supported by machine 'pc' is 1024" },
+    { "-smp 4,threads=0", "-smp 4,threads=0", "must be greater than zero" },
+    { "-smp 4,foo=1", "-smp 4,foo=1", "invalid parameter 'foo'" },
+    { "-smp 4,clusters=2", "-smp 4,clusters=2", "clusters not supported" },
+    { "-smp 99999999999", "-smp 99999999999", "too large" },
+    { "-smp 65536,sockets=65536,cores=65536,threads=65536,dies=65536", "-smp 65536",
+      "product of the hierarchy" },
+    { "-machine q35", "-machine q35", "unsupported machine type 'q35'" },
+    { "-M microvm", "-M microvm", "Use -machine help to list supported machines" },
+    { "-M pc,usb=off", "-M pc,usb=off", "invalid parameter 'usb'" },
+    { "-machine accel=tcg", "-machine accel=tcg", "'tcg'" },
+    { "-cpu qemu64", "-cpu qemu64", "'qemu64'" },
+    { "-cpu host,+avx", "-cpu host,+avx", "'+avx'" },
+    { "-accel tcg", "-accel tcg", "accelerator 'tcg' is not supported" },
+    { "-accel kvm,kernel-irqchip=off", "-accel kvm", "invalid parameter 'kernel-irqchip'" },
+    { "-kernel /nonexistent/vmlinuz", "-kernel /nonexistent/vmlinuz",
+      "could not load kernel '/nonexistent/vmlinuz': No such file or directory" },
+    { "-kernel @D@", "-kernel ", "Is a directory" },
+    { "-initrd @F@", "-initrd ", "only allowed with -kernel" },
+    { "-kernel @F@ -initrd '@F@ a,/nonexistent/mod b'", "-initrd ",
+      "could not load initrd '/nonexistent/mod'" },
+    { "-kernel @F@ -initrd @F@,,", "-initrd ", "No such file" },
+    { "-append console=ttyS0", "-append console=ttyS0", "only allowed with -kernel" },
+    { "-display gtk", "-display gtk", "Display 'gtk' is not available in Sen" },
+    { "-display none,gl=on", "-display none,gl=on", "invalid parameter 'gl'" },
+    { "-serial vc", "-serial vc", "'vc' is not supported" },
+    { "-serial chardev:nope", "-serial chardev:nope", "chardev 'nope' not found" },
+    { "-serial file:", "-serial file:", "needs a path" },
+    { "-serial tcp:localhost", "-serial tcp:localhost", "HOST:PORT" },
+    { "-serial null -serial null -serial null -serial null -serial null",
+      "-serial null", "too many serial ports" },
+    { "-chardev null,id=c -serial chardev:c -serial chardev:c", "-serial chardev:c",
+      "already in use" },
+    { "-chardev socket,id=s", "-chardev socket,id=s", "path=" },
+    { "-chardev socket,id=s,host=h", "-chardev socket,id=s,host=h", "port=" },
+    { "-chardev socket,id=s,host=h,port=99999", "-chardev socket", "invalid port '99999'" },
+    { "-chardev socket,id=s,path=@D@/s,host=h,port=1", "-chardev socket", "either" },
+    { "-chardev socket,id=s,path=@D@/s,wait=off", "-chardev socket",
+      "'wait' option is incompatible with socket in client connect mode" },
+    { "-chardev socket,id=s,path=@D@/s,server=maybe", "-chardev socket", "server=maybe" },
+    { "-chardev socket,id=s,path=@D@/s,nodelay=on", "-chardev socket",
+      "invalid parameter 'nodelay'" },
+    { "-chardev file,id=f", "-chardev file,id=f", "path=" },
+    { "-chardev stdio", "-chardev stdio", "'id' is missing" },
+    { "-chardev pty,id=p", "-chardev pty,id=p", "'pty' is not supported" },
+    { "-chardev ,id=p", "-chardev ,id=p", "backend is missing" },
+    { "-chardev null,id=1x", "-chardev null,id=1x", "invalid chardev id '1x'" },
+    { "-chardev null,id=a -chardev null,id=a", "-chardev null,id=a", "Duplicate ID 'a'" },
+    { "-chardev null,id=serial0", "-chardev null,id=serial0", "reserved" },
+    { "-serial stdio -chardev null,id=serial0", "-chardev null,id=serial0", "Duplicate ID" },
+    { "-chardev stdio,id=a -serial stdio", "-serial stdio",
+      "cannot use stdio by multiple character devices" },
+    { "-chardev stdio,id=a -nographic", "-chardev stdio,id=a",
+      "cannot use stdio by multiple character devices" },
+    { "-chardev stdio,id=a,bogus", "-chardev stdio,id=a,bogus", "'bogus'" },
+    { "-daemonize -nographic", "-nographic", "-nographic cannot be used with -daemonize" },
+    { "-daemonize -serial stdio", "-serial stdio", "cannot use stdio with -daemonize" },
+    { "-device foo", "-device foo", "'foo' is not a valid device model name" },
+    { "-device foo,help", "-device foo,help", "'foo' is not a valid device model name" },
+    { "-device iobase=1", "-device iobase=1", "'driver' is missing" },
+    { "-device isa-debug-exit,iobase", "-device isa-debug-exit,iobase", "'iobase'" },
+    { "-name guest=x,debug-threads=maybe", "-name guest=x", "debug-threads=maybe" },
+    { "-name guest=x,process=y", "-name guest=x,process=y", "invalid parameter 'process'" },
+    { "-pidfile ''", "-pidfile", "empty file name" },
+    { "-qtest-log @D@/log", "-qtest-log", "only allowed with -qtest" },
+    { "-qtest unix:@D@/a -qtest unix:@D@/b", "-qtest unix:", "more than once" },
+    { "-qtest pty", "-qtest pty", "'pty' is not supported" },
+    { "-chardev null,id=qtest -qtest unix:@D@/q", "-qtest unix:", "Duplicate ID 'qtest'" },
+    /* A valid -pidfile does not save a later bad option; nothing is written. */
+    { "-pidfile @D@/pid -m 12Q", "-m 12Q", "invalid size" },
+    { "-serial file:@D@/out -foo", "-foo", "invalid option" },
+};
+
+static void test_bad(void)
+{
+    for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+        Error *err = NULL;
+        bool exit_early = true;
+        MachineConfig *cfg = parse_line(bad[i].line, &exit_early, &err);
+        g_autofree char *prefix = expand(bad[i].prefix);
+        g_autofree char *text = expand(bad[i].text);
+
+        if (cfg) {
+            g_error("'%s' was accepted", bad[i].line);
+        }
+        g_assert_false(exit_early);
+        g_assert_nonnull(err);
+        const char *msg = error_get_pretty(err);
+        g_test_message("%s -> %s", bad[i].line, msg);
+        if (!g_str_has_prefix(msg, prefix) || !strstr(msg, text) || strchr(msg, '\n')) {
+            g_error("'%s': message '%s' should start with '%s' and contain '%s'",
+                    bad[i].line, msg, prefix, text);
+        }
+        error_free(err);
+
+        /* Nothing is created on disk by parsing. */
+        g_autoptr(GDir) dir = g_dir_open(fx.dir, 0, NULL);
+        g_assert_null(g_dir_read_name(dir));
+    }
+}
+
+int main(int argc, char **argv)
+{
+    int ret;
+
+    g_test_init(&argc, &argv, NULL);
+    fx.dir = g_dir_make_tmp("test-cmdline-XXXXXX", NULL);
+    g_assert_nonnull(fx.dir);
+    /* The readable files live outside the scratch dir, which must stay empty. */
+    int fd = g_file_open_tmp("test-cmdline-kernel-XXXXXX", &fx.file, NULL);
+    g_assert_cmpint(fd, >=, 0);
+    close(fd);
+    fd = g_file_open_tmp("test-cmdline-initrd-XXXXXX", &fx.file2, NULL);
+    g_assert_cmpint(fd, >=, 0);
+    close(fd);
+
+    g_test_add_func("/cmdline/defaults", test_defaults);
+    g_test_add_func("/cmdline/memory", test_memory);
+    g_test_add_func("/cmdline/smp", test_smp);
+    g_test_add_func("/cmdline/serial-defaults", test_serial_defaults);
+    g_test_add_func("/cmdline/chardevs", test_chardevs);
+    g_test_add_func("/cmdline/qtest", test_qtest);
+    g_test_add_func("/cmdline/machine-accel-cpu", test_machine_accel_cpu);
+    g_test_add_func("/cmdline/boot-and-misc", test_boot_and_misc);
+    g_test_add_func("/cmdline/exit-early", test_exit_early);
+    for (guint i = 0; i < G_N_ELEMENTS(early); i++) {
+        g_autofree char *path = g_strdup_printf("/cmdline/exit-early/subprocess/%u", i);
+        g_test_add_data_func(path, GUINT_TO_POINTER(i), test_exit_early_child);
+    }
+    g_test_add_func("/cmdline/bad", test_bad);
+    ret = g_test_run();
+
+    g_unlink(fx.file);
+    g_unlink(fx.file2);
+    g_rmdir(fx.dir);
+    g_free(fx.dir);
+    g_free(fx.file);
+    g_free(fx.file2);
+    return ret;
+}
