@@ -188,7 +188,8 @@ static int socket_tcp_open(const ChardevConfig *cfg, bool server, Error **errp)
     int gai = getaddrinfo(host ? host : (server ? NULL : "localhost"), cfg->port, &hints,
                           &res);
     if (gai != 0) {
-        error_setg(errp, "address tcp:%s:%s: %s", host ? host : "", cfg->port, gai_strerror(gai));
+        error_setg(errp, "address tcp:%s:%s: %s", host ? host : "", cfg->port,
+                   gai_strerror(gai));
         return -1;
     }
     int fd = -1;
@@ -274,7 +275,8 @@ static bool socket_wait_connected(Chardev *chr, Error **errp)
         return true;
     }
     if (!s->server) {
-        error_setg(errp, "chardev '%s': not connected to %s", chr->id ? chr->id : "", s->addr);
+        error_setg(errp, "chardev '%s': not connected to %s", chr->id ? chr->id : "",
+                   s->addr);
         return false;
     }
     fprintf(stderr, "sen: info: waiting for connection on: disconnected:%s,server=on\n",
