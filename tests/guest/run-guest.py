@@ -11,6 +11,7 @@ isa-debug-exit), the output has the test's marker lines, a "PASS" line, and no
 import argparse
 import fcntl
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -81,9 +82,10 @@ def vmm_command(vmm, image, smp, test):
         return [sen, "-M", "pc", "-m", "%dM" % RAM_MB, "-smp", str(smp),
                 "-kernel", image, "-append", append, "-device", "isa-debug-exit",
                 "-nographic", "-nodefaults", "-serial", "stdio"] + reboot
-    qemu = os.environ.get("QEMU") or shutil.which("qemu-system-x86_64")
+    qemu = shutil.which(os.environ.get("QEMU") or "qemu-system-x86_64")
     if not qemu:
-        skip("qemu-system-x86_64 is not installed (set QEMU= to point at one)")
+        skip("%s is not installed (set QEMU= to point at one)" %
+             (os.environ.get("QEMU") or "qemu-system-x86_64"))
     # qboot starts a -kernel image in ~0.1 s and still has RTC, i8042 and the IOAPIC;
     # SeaBIOS takes ~3 s under this host's emulated CPL0.  microvm has no RTC/i8042.
     machine = ["-M", "pc"]
@@ -143,7 +145,7 @@ def main():
         return 1
     check_kvm()
     cmd = vmm_command(args.vmm, args.image, args.smp, test)
-    print("running: " + " ".join(cmd), flush=True)
+    print("running: " + shlex.join(cmd), flush=True)
     start = time.monotonic()
     status, lines, abort = run(cmd, args.timeout, test)
     elapsed = time.monotonic() - start

@@ -53,6 +53,11 @@ void idt_set_handler(uint8_t vector, IntrHandler h)
 
 static void report_exception(IntrFrame *f)
 {
+    /* A fault while reporting (say, in the APIC read) must not recurse forever. */
+    static volatile uint32_t reporting;
+    if (__atomic_exchange_n(&reporting, 1, __ATOMIC_SEQ_CST)) {
+        guest_exit(GUEST_EXIT_FAIL);
+    }
     uint64_t cr2;
     __asm__ volatile("mov %%cr2, %0" : "=r"(cr2));
     const char *name = exception_names[f->vector] ? exception_names[f->vector] : "reserved";
