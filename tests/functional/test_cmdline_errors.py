@@ -1,0 +1,116 @@
+"""Bad command lines: sen exits 1 with one line "sen: <option value>: <why>" on stderr.
+
+Each case also checks that nothing was written to stdout and that no file appeared (the
+process runs in an empty scratch directory, and every path a case names lies in it), so a
+pidfile, a serial log or a socket is never created for a command line that is rejected.
+"""
+import os
+import subprocess
+
+import pytest
+
+BUILD_DIR = os.environ.get("SEN_BUILD_DIR", "")
+SEN = os.path.join(BUILD_DIR, "sen")
+
+# (argv, text the single stderr line must contain).  {d} is the scratch directory,
+# {f} an existing readable file outside it.
+CASES = [
+    (["-foo"], "-foo: invalid option"),
+    (["--bar"], "--bar: invalid option"),
+    (["disk.img"], "disk.img"),
+    (["-drive", "file=x.img,if=virtio"], "-drive: option not supported by Sen yet"),
+    (["-netdev", "user,id=n0"], "-netdev: option not supported by Sen yet"),
+    (["-m"], "-m: requires an argument"),
+    (["-m", "12Q"], "-m 12Q: invalid size '12Q'"),
+    (["-m", "-1"], "-m -1: invalid size"),
+    (["-m", "0"], "-m 0: "),
+    (["-m", "8P"], "-m 8P: "),
+    (["-m", "99999999999999999999999"], "-m 99999999999999999999999: invalid size"),
+    (["-m", "1G,maxmem=4G"], "-m 1G,maxmem=4G: memory hotplug is not supported yet"),
+    (["-smp", "0"], "-smp 0: Invalid SMP CPUs 0"),
+    (["-smp", "two"], "-smp two: cpus=two"),
+    (["-smp", "4,sockets=3"], "-smp 4,sockets=3: Invalid CPU topology: product of the "
+                              "hierarchy must match maxcpus"),
+    (["-smp", "4,maxcpus=2"], "-smp 4,maxcpus=2: Invalid CPU topology"),
+    (["-smp", "2000"], "-smp 2000: Invalid SMP CPUs 2000"),
+    (["-smp", "2,bogus=1"], "-smp 2,bogus=1: invalid parameter 'bogus'"),
+    (["-machine", "q35"], "-machine q35: unsupported machine type 'q35'"),
+    (["-M", "pc,usb=off"], "-M pc,usb=off: invalid parameter 'usb'"),
+    (["-cpu", "qemu64"], "-cpu qemu64: "),
+    (["-accel", "tcg"], "-accel tcg: accelerator 'tcg' is not supported"),
+    (["-kernel", "/nonexistent/vmlinuz"],
+     "-kernel /nonexistent/vmlinuz: could not load kernel '/nonexistent/vmlinuz': "
+     "No such file or directory"),
+    (["-kernel", "{f}", "-initrd", "{f} arg,/nonexistent/mod"], "'/nonexistent/mod'"),
+    (["-initrd", "{f}"], "-initrd {f}: -initrd only allowed with -kernel option"),
+    (["-append", "console=ttyS0"], "-append console=ttyS0: -append only allowed with -kernel"),
+    (["-display", "gtk"], "-display gtk: Display 'gtk' is not available in Sen"),
+    (["-serial", "vc"], "-serial vc: "),
+    (["-serial", "chardev:nope"], "-serial chardev:nope: chardev 'nope' not found"),
+    (["-chardev", "socket,id=s0"], "-chardev socket,id=s0: "),
+    (["-chardev", "file,id=f0"], "-chardev file,id=f0: "),
+    (["-chardev", "stdio"], "-chardev stdio: Parameter 'id' is missing"),
+    (["-chardev", "pty,id=p0"], "-chardev pty,id=p0: "),
+    (["-chardev", "null,id=a", "-chardev", "null,id=a"], "Duplicate ID 'a' for chardev"),
+    (["-chardev", "stdio,id=c0", "-serial", "stdio"],
+     "-serial stdio: cannot use stdio by multiple character devices"),
+    (["-daemonize", "-nographic"], "-nographic cannot be used with -daemonize"),
+    (["-daemonize", "-serial", "stdio"], "-serial stdio: cannot use stdio with -daemonize"),
+    (["-device", "foo"], "-device foo: 'foo' is not a valid device model name"),
+    (["-device", "iobase=0xf4"], "-device iobase=0xf4: "),
+    # Rejected by the device registry when the machine is built; -nodefaults so that no
+    # chardev exists yet either.
+    (["-nodefaults", "-device", "isa-debug-exit,foo=1"],
+     "-device isa-debug-exit,foo=1: "),
+    (["-nodefaults", "-device", "isa-debug-exit,iobase=zz"],
+     "-device isa-debug-exit,iobase=zz: "),
+    (["-name", "guest=x,debug-threads=maybe"], "-name guest=x,debug-threads=maybe: "),
+    (["-qtest-log", "{d}/qtest.log"], "-qtest-log"),
+    # A valid option that would write a file, then a bad one: nothing may be written.
+    (["-pidfile", "{d}/sen.pid", "-m", "12Q"], "-m 12Q: invalid size '12Q'"),
+    (["-pidfile", "{d}/sen.pid", "-daemonize", "-foo"], "-foo: invalid option"),
+    (["-serial", "file:{d}/com1.log", "-smp", "0"], "-smp 0: Invalid SMP CPUs 0"),
+    (["-chardev", "socket,id=m,path={d}/m.sock,server=on,wait=off", "-bogus"],
+     "-bogus: invalid option"),
+    (["-qtest", "unix:{d}/q.sock", "-display", "sdl"], "-display sdl: "),
+]
+
+
+@pytest.fixture(scope="module")
+def sen():
+    if not BUILD_DIR:
+        pytest.skip("SEN_BUILD_DIR is not set (run through meson test)")
+    if not os.access(SEN, os.X_OK):
+        pytest.skip(f"{SEN} is not built yet")
+    return SEN
+
+
+@pytest.fixture(scope="module")
+def readable_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("input") / "kernel"
+    path.write_bytes(b"\0" * 512)
+    return str(path)
+
+
+@pytest.mark.parametrize("argv,expect", CASES, ids=[" ".join(c[0]) for c in CASES])
+def test_bad_command_line(sen, readable_file, tmp_path, argv, expect):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+
+    def fill(s):
+        return s.replace("{d}", str(scratch)).replace("{f}", readable_file)
+
+    argv = [fill(a) for a in argv]
+    expect = fill(expect)
+    proc = subprocess.run([sen] + argv, cwd=scratch, stdin=subprocess.DEVNULL,
+                          capture_output=True, timeout=60)
+    stdout = proc.stdout.decode(errors="replace")
+    stderr = proc.stderr.decode(errors="replace")
+
+    assert proc.returncode == 1, f"exit status {proc.returncode}, stderr: {stderr!r}"
+    assert stdout == ""
+    lines = stderr.splitlines()
+    assert len(lines) == 1 and stderr.endswith("\n"), f"stderr: {stderr!r}"
+    assert lines[0].startswith("sen: "), lines[0]
+    assert expect in lines[0], f"{expect!r} not in {lines[0]!r}"
+    assert sorted(os.listdir(scratch)) == [], "a rejected command line created files"
