@@ -55,7 +55,8 @@ kernel_key=$({
 } | sha256sum | cut -c1-16)
 initramfs_key=$({
 	echo "script-version $SCRIPT_VERSION"
-	cat "$tk/init-test" "$tk/init-demo" "$tk/profile" "$tk/mkcpio.py" "$busybox"
+	cat "$tk/init-test" "$tk/init-demo" "$tk/profile" "$tk/mkcpio.py" "$tk/mkinitramfs.sh" \
+		"$busybox"
 } | sha256sum | cut -c1-16)
 
 out=$cache_root/$kernel_key
@@ -178,44 +179,13 @@ build_kernel() {
 
 # --- the initramfs images ----------------------------------------------------------------
 
-# mkcpio.py list entries shared by both images.
-cpio_base() {
-	cat <<EOF
-dir /dev 0755 0 0
-nod /dev/console 0600 0 0 c 5 1
-dir /proc 0755 0 0
-dir /sys 0755 0 0
-dir /tmp 1777 0 0
-dir /bin 0755 0 0
-file /bin/busybox $busybox 0755 0 0
-EOF
-}
-
-# The test image runs /bin/busybox by full path: no applet links, as every entry costs
-# unpacking time under emulation.
-cpio_test() {
-	cpio_base
-	echo "file /init $tk/init-test 0755 0 0"
-}
-
-cpio_demo() {
-	local applet
-	cpio_base
-	printf 'dir %s 0755 0 0\n' /sbin /usr /usr/bin /usr/sbin /etc /root
-	echo "file /etc/profile $tk/profile 0644 0 0"
-	echo "file /init $tk/init-demo 0755 0 0"
-	"$busybox" --list-full | while IFS= read -r applet; do
-		[ "$applet" = bin/busybox ] || echo "slink /$applet /bin/busybox 0777 0 0"
-	done
-}
-
 build_initramfs() {
 	log "building initramfs-test.cpio and initramfs-demo.cpio (uncompressed)"
 	rm -f "$out/initramfs.key"
-	cpio_test | python3 "$tk/mkcpio.py" - "$out/initramfs-test.cpio" ||
-		die "mkcpio.py failed for the test image"
-	cpio_demo | python3 "$tk/mkcpio.py" - "$out/initramfs-demo.cpio" ||
-		die "mkcpio.py failed for the demo image"
+	"$tk/mkinitramfs.sh" "$tk/init-test" "$out/initramfs-test.cpio" ||
+		die "could not build the test initramfs"
+	"$tk/mkinitramfs.sh" --applets "$tk/init-demo" "$out/initramfs-demo.cpio" ||
+		die "could not build the demo initramfs"
 	echo "$initramfs_key" >"$out/initramfs.key"
 }
 
