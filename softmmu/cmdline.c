@@ -830,7 +830,7 @@ static const CmdlineOption cmdline_options[] = {
     { "name", "[guest=]NAME", opt_name, "name of the guest" },
     { "pidfile", "FILE", opt_pidfile, "write the process id to FILE" },
     { "daemonize", NULL, opt_daemonize, "detach from the terminal once the VM is set up" },
-    { "S", NULL, opt_S, "do not start the vCPUs (start them later with QMP 'cont')" },
+    { "S", NULL, opt_S, "do not start the vCPUs at start-up" },
     { "no-reboot", NULL, opt_no_reboot, "exit instead of rebooting" },
     { "no-shutdown", NULL, opt_no_shutdown, "pause instead of exiting on guest shutdown" },
     { "nodefaults", NULL, opt_nodefaults, "create no default devices (no serial port)" },
