@@ -122,7 +122,8 @@ static void seg_from_descriptor(struct kvm_segment *seg, uint16_t sel, uint64_t 
     uint32_t limit = (d & 0xffff) | ((d >> 32) & 0xf0000);
     seg->selector = sel;
     seg->base = ((d >> 16) & 0xffffff) | (((d >> 56) & 0xff) << 24);
-    seg->type = (d >> 40) & 0xf;
+    /* Loading a descriptor sets its accessed bit; VMX refuses segments without it. */
+    seg->type = ((d >> 40) & 0xf) | ((d >> 44) & 1);
     seg->s = (d >> 44) & 1;
     seg->dpl = (d >> 45) & 3;
     seg->present = (d >> 47) & 1;
