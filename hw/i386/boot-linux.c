@@ -35,7 +35,7 @@
 #define HDR_SETUP_DATA      0x250
 #define HDR_PREF_ADDRESS    0x258
 #define HDR_INIT_SIZE       0x260
-#define HDR_MIN_END         0x264 /* through init_size (protocol 2.10) */
+#define HDR_MIN_END         0x23c /* through cmdline_size (protocol 2.06) */
 #define HDR_MAX_END         0x290 /* edd_mbr_sig_buffer follows the header */
 
 #define BP_SIZE        4096
@@ -63,7 +63,7 @@ static void choose_load_addr(const uint8_t *img, uint16_t version, uint64_t belo
     bool relocatable = img[HDR_RELOCATABLE] != 0;
 
     *load = BOOT_HIGH_ADDR;
-    if (version >= 0x210) {
+    if (version >= 0x20a) {
         /* pref_address is the kernel's LOAD_PHYSICAL_ADDR: where it decompresses to even
          * when loaded lower, so it bounds the initrd in both cases. */
         pref = boot_ld64(img + HDR_PREF_ADDRESS);
@@ -177,7 +177,7 @@ bool boot_linux_load(BootCtx *b, const char *path, GBytes *kernel, GBytes *initr
         boot_st32(bp + HDR_RAMDISK_SIZE, (uint32_t)size);
     }
 
-    bool long64 = version >= 0x212 && (boot_ld16(img + HDR_XLOADFLAGS) & XLF_KERNEL_64);
+    bool long64 = version >= 0x20c && (boot_ld16(img + HDR_XLOADFLAGS) & XLF_KERNEL_64);
     if (!boot_add_copy(b, BOOT_CMDLINE_ADDR, cmdline, cmdline_len + 1,
                        "kernel command line", errp) ||
         !boot_add_bytes(b, BOOT_INFO_ADDR, bp_bytes, "boot_params", errp) ||

@@ -14,6 +14,14 @@
 #define KVM_PAGES_START 0xfeffc000ULL /* KVM's identity map + TSS (3 pages), as QEMU */
 #define KVM_PAGES_SIZE  0x4000ULL
 
+/* The i440fx split: above PC_LOWMEM_LIMIT the 32-bit PCI hole starts at 3 GiB. */
+void pc_ram_split(uint64_t ram_size, uint64_t *below_4g, uint64_t *above_4g)
+{
+    uint64_t low = ram_size >= PC_LOWMEM_LIMIT ? PC_PCI_HOLE_START : ram_size;
+    *below_4g = low;
+    *above_4g = ram_size - low;
+}
+
 static unsigned add(E820Entry *out, unsigned n, uint64_t addr, uint64_t size, uint32_t type)
 {
     if (size == 0) {

@@ -20,13 +20,6 @@ struct PcMachine {
     DeviceState *rtc;
 };
 
-void pc_ram_split(uint64_t ram_size, uint64_t *below_4g, uint64_t *above_4g)
-{
-    uint64_t low = ram_size >= PC_LOWMEM_LIMIT ? PC_PCI_HOLE_START : ram_size;
-    *below_4g = low;
-    *above_4g = ram_size - low;
-}
-
 static bool create_memory(Machine *m, PcMachine *pc, Error **errp)
 {
     m->mem = guest_mem_new(m->cfg->ram_size, errp);
