@@ -7,5 +7,6 @@ const DeviceClass *const device_class_table[] = {
     &i8042_class,
     &ioport80_class,
     &port92_class,
+    &mc146818rtc_class,
     NULL,
 };

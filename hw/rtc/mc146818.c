@@ -478,6 +478,12 @@ static void rtc_write_reg(RtcState *s, uint8_t reg, uint8_t val)
         rtc_update_irq(s);
         rtc_rearm(s);
         break;
+    case RTC_SECONDS_ALARM:
+    case RTC_MINUTES_ALARM:
+    case RTC_HOURS_ALARM:
+        s->cmos[reg] = val;
+        rtc_rearm(s);
+        break;
     case RTC_REG_C:
     case RTC_REG_D:
         log_guest_error(&s->rl, "mc146818rtc: write 0x%02x to read-only register 0x%02x",
