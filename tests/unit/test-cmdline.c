@@ -7,29 +7,6 @@
 #include "sen/config.h"
 #include "sen/device.h"
 
-/*
- * Until hw/core/device.c links on its own, a weak stand-in registry with the one device
- * these tests name.  TODO(cmdline): remove once the device models are all in the tree.
- */
-static const DeviceClass stub_debug_exit = {
-    .name = "isa-debug-exit", .desc = "stub", .user_creatable = true,
-};
-
-__attribute__((weak)) const DeviceClass *device_class_find(const char *name)
-{
-    return strcmp(name, stub_debug_exit.name) == 0 ? &stub_debug_exit : NULL;
-}
-
-__attribute__((weak)) void device_class_print_list(FILE *out)
-{
-    fprintf(out, "%s\n", stub_debug_exit.name);
-}
-
-__attribute__((weak)) void device_class_print_props(const DeviceClass *cls, FILE *out)
-{
-    fprintf(out, "%s options:\n", cls->name);
-}
-
 typedef struct Fixture {
     char *dir;     /* scratch directory: must stay empty after every parse */
     char *file;    /* an existing readable file ("kernel", "initrd") */
@@ -489,6 +466,7 @@ static const struct { const char *line; const char *prefix; const char *text; } 
     { "-daemonize -serial stdio", "-serial stdio", "cannot use stdio with -daemonize" },
     { "-device foo", "-device foo", "'foo' is not a valid device model name" },
     { "-device foo,help", "-device foo,help", "'foo' is not a valid device model name" },
+    { "-device port92", "-device port92", "cannot be added with -device" },
     { "-device iobase=1", "-device iobase=1", "'driver' is missing" },
     { "-device isa-debug-exit,iobase", "-device isa-debug-exit,iobase", "'iobase'" },
     { "-name guest=x,debug-threads=maybe", "-name guest=x", "debug-threads=maybe" },
