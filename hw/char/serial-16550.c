@@ -443,7 +443,7 @@ static bool serial_realize(DeviceState *dev, Machine *m, Error **errp)
     SerialState *s = (SerialState *)dev;
 
     if (s->index >= 4) {
-        error_setg(errp, "isa-serial: index=%" PRIu32 " is out of range (0..3)", s->index);
+        error_setg(errp, "index=%" PRIu32 " is out of range (0..3)", s->index);
         return false;
     }
     if (!s->iobase) {
@@ -453,18 +453,18 @@ static bool serial_realize(DeviceState *dev, Machine *m, Error **errp)
         s->irq_num = serial_irq[s->index];
     }
     if (s->iobase > 0xfff8) {
-        error_setg(errp, "isa-serial: iobase=0x%" PRIx32 " is out of range (max 0xfff8)",
+        error_setg(errp, "iobase=0x%" PRIx32 " is out of range (max 0xfff8)",
                    s->iobase);
         return false;
     }
     if (s->irq_num > 15) {
-        error_setg(errp, "isa-serial: irq=%" PRIu32 " is out of range (1..15)", s->irq_num);
+        error_setg(errp, "irq=%" PRIu32 " is out of range (1..15)", s->irq_num);
         return false;
     }
     if (s->chardev) {
         s->chr = machine_find_chardev(m, s->chardev);
         if (!s->chr) {
-            error_setg(errp, "isa-serial: chardev '%s' not found", s->chardev);
+            error_setg(errp, "chardev '%s' not found", s->chardev);
             return false;
         }
     }

@@ -175,6 +175,8 @@ DeviceState *device_create_class(Machine *m, const DeviceClass *cls, Keyval *pro
         }
     }
     if (cls->realize && !cls->realize(dev, m, errp)) {
+        /* Realize names the property; this names where it came from. */
+        error_prepend(errp, "%s: ", what);
         goto fail;
     }
     if (!m->devices) {

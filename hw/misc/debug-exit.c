@@ -37,7 +37,7 @@ static bool debug_exit_realize(DeviceState *dev, Machine *m, Error **errp)
     DebugExitState *s = (DebugExitState *)dev;
 
     if (s->iosize == 0 || s->iobase > 0xffff || s->iosize > 0x10000 - s->iobase) {
-        error_setg(errp, "isa-debug-exit: iobase=0x%" PRIx32 ",iosize=0x%" PRIx32
+        error_setg(errp, "iobase=0x%" PRIx32 ",iosize=0x%" PRIx32
                    " does not fit in the 64 KiB I/O space", s->iobase, s->iosize);
         return false;
     }
