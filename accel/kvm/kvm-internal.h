@@ -117,6 +117,7 @@ struct KvmState {
     struct kvm_cpuid_entry2 *supported_cpuid;
     unsigned nr_supported_cpuid;
     KvmTopology topo;
+    bool warned_bad_gsi;          /* VM lock */
 
     KvmVcpu *vcpus;
     unsigned nr_vcpus;

@@ -14,13 +14,15 @@ void kvm_set_irq(Machine *m, unsigned gsi, int level)
     KvmState *s = kvm_state(m);
     struct kvm_irq_level irq = { .irq = gsi, .level = level ? 1 : 0 };
 
-    if (!s || gsi >= KVM_IRQCHIP_GSIS) {
+    if (!s) {
+        return;
+    }
+    if (gsi >= KVM_IRQCHIP_GSIS) {
         /* A board bug, not a guest action: say so once instead of on every edge. */
-        static gsize warned;
-        if (g_once_init_enter(&warned)) {
+        if (!s->warned_bad_gsi) {
+            s->warned_bad_gsi = true;
             warn_report("interrupt line %u does not exist (GSIs are 0-%u)", gsi,
                         KVM_IRQCHIP_GSIS - 1);
-            g_once_init_leave(&warned, 1);
         }
         return;
     }
