@@ -524,6 +524,56 @@ static void test_kvm_string_io(void)
     tvm_free(t);
 }
 
+static uint64_t tmmio_read(void *opaque, uint64_t off, unsigned size)
+{
+    return 0x11110000 | (size << 12) | off;
+}
+
+static void tmmio_write(void *opaque, uint64_t off, unsigned size, uint64_t value)
+{
+    TestVm *t = opaque;
+    PortWrite w = { .port = off, .size = size, .value = value };
+    g_array_append_val(t->writes, w);  /* offsets of the MMIO range, not ports */
+}
+
+static const IoOps tmmio_ops = { .read = tmmio_read, .write = tmmio_write };
+
+static void test_kvm_mmio(void)
+{
+    static const uint8_t code[] = {
+        0xc7, 0x05, 0x10, 0x00, 0x00, 0xd0, 0x34, 0x12, 0xcd, 0xab, /* mov [0xd0000010], imm */
+        0xa1, 0x20, 0x00, 0x00, 0xd0,   /* mov eax, [0xd0000020] */
+        0x66, 0xba, 0x11, 0x00, 0xef,   /* mov dx, 0x11; out dx, eax */
+        0xa0, 0xff, 0x0f, 0x00, 0xd0,   /* mov al, [0xd0000fff] */
+        0x66, 0xba, 0x12, 0x00, 0xee,   /* mov dx, 0x12; out dx, al */
+        0xa1, 0x00, 0x00, 0x00, 0xe0,   /* mov eax, [0xe0000000] (nothing there) */
+        0x66, 0xba, 0x13, 0x00, 0xef,   /* mov dx, 0x13; out dx, eax */
+        0x66, 0xba, 0x10, 0x00,         /* mov dx, 0x10 */
+        0xb0, 0x05, 0xee,               /* mov al, 5; out dx, al */
+        0xf4, 0xeb, 0xfd,               /* hlt; jmp */
+    };
+    TestVm *t = tvm_new(1);
+    if (!t) {
+        return;
+    }
+    Error *err = NULL;
+    g_assert_true(io_space_add(t->m->mmio, 0xd0000000, 0x1000, &tmmio_ops, t, "test", &err));
+    write_gdt(t->m->mem, false);
+    load_code(t, code, sizeof(code));
+    CpuBootState b = boot_state(CPU_BOOT_PROT32);
+    tvm_reset(t, &b);
+    tvm_run(t);
+    g_assert_cmpint(t->m->exit_status, ==, 5);
+    g_assert_cmpuint(t->writes->len, ==, 4);
+    g_assert_cmphex(nth_write(t, 0)->port, ==, 0x10);   /* MMIO offset */
+    g_assert_cmpuint(nth_write(t, 0)->size, ==, 4);
+    g_assert_cmphex(nth_write(t, 0)->value, ==, 0xabcd1234);
+    g_assert_cmphex(nth_write(t, 1)->value, ==, 0x11114020);
+    g_assert_cmphex(nth_write(t, 2)->value, ==, 0xff);  /* low byte of 0x11111fff */
+    g_assert_cmphex(nth_write(t, 3)->value, ==, 0xffffffff);
+    tvm_free(t);
+}
+
 static void get_state(TestVm *t, unsigned cpu, struct kvm_regs *r, struct kvm_sregs *sr,
                       struct kvm_mp_state *mp)
 {
@@ -796,6 +846,7 @@ int main(int argc, char **argv)
     g_test_add_func("/kvm/run/prot32", test_kvm_prot32);
     g_test_add_func("/kvm/run/long64", test_kvm_long64);
     g_test_add_func("/kvm/run/string-io", test_kvm_string_io);
+    g_test_add_func("/kvm/run/mmio", test_kvm_mmio);
     g_test_add_func("/kvm/run/reset-repeatable", test_kvm_reset_repeatable);
     g_test_add_func("/kvm/run/triple-fault", test_kvm_triple_fault);
     g_test_add_func("/kvm/run/internal-error", test_kvm_internal_error);
