@@ -63,6 +63,9 @@ stage_modules() {
 			queue+=("$dep")
 		done
 	done
+	for f in modules.builtin modules.builtin.modinfo modules.order; do
+		[ ! -f "$moddir/$f" ] || cp "$moddir/$f" "$stage/lib/modules/$kver/"
+	done
 	depmod -b "$stage" "$kver" || die "depmod failed for the modules of $kver"
 }
 
