@@ -8,7 +8,7 @@
 #include <unistd.h>
 #include "chardev/char-internal.h"
 
-/* ---- fd watches: a GSource whose poll events can be changed (for input pause) ---- */
+/* ---- fd watches: a GSource whose fd can be taken out of the poll set (input pause) ---- */
 
 typedef struct ChrWatch {
     GSource src;
@@ -20,7 +20,7 @@ typedef struct ChrWatch {
 static gboolean chr_watch_dispatch(GSource *src, GSourceFunc cb, gpointer data)
 {
     ChrWatch *w = (ChrWatch *)src;
-    GIOCondition rev = g_source_query_unix_fd(src, w->tag);
+    GIOCondition rev = w->tag ? g_source_query_unix_fd(src, w->tag) : 0;
 
     if (!rev) {
         return G_SOURCE_CONTINUE;
@@ -183,7 +183,11 @@ static gboolean chr_in_ready(Chardev *chr, GIOCondition cond)
         g_mutex_lock(&chr->mu);
         chr->in_paused = true;
         g_mutex_unlock(&chr->mu);
-        g_source_modify_unix_fd(chr->in_src, chr->in_tag, 0);
+        /* Removed, not just masked: poll reports a hangup even when no event is asked
+         * for, and that would spin while the frontend stays full. */
+        g_source_remove_unix_fd(chr->in_src, chr->in_tag);
+        chr->in_tag = NULL;
+        ((ChrWatch *)chr->in_src)->tag = NULL;
         chr_unlock_vm(chr);
         return G_SOURCE_CONTINUE;
     }
@@ -248,8 +252,10 @@ static gboolean chr_resume_input(gpointer data)
     g_source_unref(chr->resume_src);
     chr->resume_src = NULL;
     g_mutex_unlock(&chr->mu);
-    if (was_paused && chr->in_src) {
-        g_source_modify_unix_fd(chr->in_src, chr->in_tag, G_IO_IN | G_IO_HUP | G_IO_ERR);
+    if (was_paused && chr->in_src && !chr->in_tag) {
+        chr->in_tag = g_source_add_unix_fd(chr->in_src, chr->in_fd,
+                                           G_IO_IN | G_IO_HUP | G_IO_ERR);
+        ((ChrWatch *)chr->in_src)->tag = chr->in_tag;
     }
     return G_SOURCE_REMOVE;
 }

@@ -312,7 +312,25 @@ static void test_flow_control(void)
     chardev_accept_input(chr);
     ITERATE_UNTIL(fe.got->len == 8);
     g_assert_cmpmem(fe.got->data, 8, "abcdefgh", 8);
+
+    /* The peer hangs up while the frontend is full: no busy loop, and the hangup is
+     * seen once there is room again. */
+    fe.room = 0;
+    g_assert_cmpint(write(c, "z", 1), ==, 1);
+    drain_context();
     close(c);
+    gint64 t0 = g_get_monotonic_time();
+    int iterations = 0;
+    while (g_get_monotonic_time() - t0 < 50000) {
+        iterations += g_main_context_iteration(NULL, FALSE);
+        g_usleep(1000);
+    }
+    g_assert_cmpint(iterations, <, 5);
+    g_assert_cmpint(fe.closed, ==, 0);
+    fe.room = 10;
+    chardev_accept_input(chr);
+    ITERATE_UNTIL(fe.closed == 1);
+    g_assert_cmpuint(fe.got->len, ==, 9);
     chardev_free(chr);
     rm_tmp(path);
     g_byte_array_unref(fe.got);
