@@ -9,6 +9,7 @@
 #define SEN_ACCEL_H
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdint.h>
 #include "sen/error.h"
 #include "sen/machine.h"

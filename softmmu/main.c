@@ -1,4 +1,5 @@
 /* sen: parse the command line, build the machine, run it. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include "sen/config.h"
@@ -9,6 +10,10 @@ int main(int argc, char **argv)
 {
     Error *err = NULL;
     bool exit_early = false;
+
+    /* A vanished reader of stdout or of a socket must not kill the VM: writes fail with
+     * EPIPE instead and the chardev drops the output. */
+    signal(SIGPIPE, SIG_IGN);
 
     MachineConfig *cfg = cmdline_parse(argc, argv, &exit_early, &err);
     if (!cfg) {

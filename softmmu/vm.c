@@ -111,6 +111,16 @@ static bool create_chardevs(Machine *m, Error **errp)
         chardev_set_quit_handler(chr, quit_from_ui, m);
         g_ptr_array_add(m->chardevs, chr);
     }
+    /* wait=on: like QEMU, start-up blocks until the client is there, so that nothing the
+     * guest prints early is lost.  No vCPU exists yet, so nobody waits on the VM lock. */
+    for (guint i = 0; cfg->chardevs && i < cfg->chardevs->len; i++) {
+        const ChardevConfig *cc = g_ptr_array_index(cfg->chardevs, i);
+        if (cc->kind == CHARDEV_SOCKET && cc->server && cc->wait &&
+            !chardev_wait_connected(g_ptr_array_index(m->chardevs, i), errp)) {
+            error_prepend(errp, "-chardev id=%s: ", cc->id);
+            return false;
+        }
+    }
     return true;
 }
 
