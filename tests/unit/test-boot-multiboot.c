@@ -35,7 +35,7 @@ static void fixture_init(Fixture *f, uint64_t ram)
     f->mem = guest_mem_new(ram, &err);
     assert_no_error(err);
     g_assert_true(guest_mem_add_region(f->mem, 0, lo, 0, &err));
-    g_assert_true(guest_mem_fill(f->mem, 0, 0xff, lo));
+    g_assert_true(guest_mem_fill(f->mem, 0, 0xff, MIN(lo, 4 * MiB))); /* where images go */
     boot_ctx_init(&f->b, f->mem, lo, hi);
     f->dir = g_dir_make_tmp("sen-mb-XXXXXX", NULL);
     g_assert_nonnull(f->dir);
@@ -54,6 +54,15 @@ static void fixture_free(Fixture *f)
     g_free(f->dir);
     boot_ctx_clear(&f->b);
     guest_mem_free(f->mem);
+}
+
+/* Forget the loaded images but keep the RAM (cheap between corrupt-image attempts). */
+static void fixture_reset(Fixture *f)
+{
+    uint64_t lo = f->b.below_4g, hi = f->b.above_4g;
+    boot_ctx_clear(&f->b);
+    boot_ctx_init(&f->b, f->mem, lo, hi);
+    memset(&f->bsp, 0, sizeof(f->bsp));
 }
 
 static char *write_file(Fixture *f, const char *name, const void *data, size_t len)
@@ -377,34 +386,33 @@ static void test_errors(void)
 
 static void test_corrupt(void)
 {
+    Fixture f;
+    fixture_init(&f, 16 * MiB);
     g_autoptr(GBytes) k = make_elf(false);
     size_t len;
     const uint8_t *img = g_bytes_get_data(k, &len);
     for (size_t off = 0; off < 0x80; off++) {
         for (unsigned bit = 0; bit < 8; bit += 2) {
-            Fixture f;
             Error *err = NULL;
-            fixture_init(&f, 16 * MiB);
+            fixture_reset(&f);
             g_autofree uint8_t *bad = g_memdup2(img, len);
             bad[off] ^= 1u << bit;
             g_autoptr(GBytes) t = g_bytes_new(bad, len);
             if (!boot_multiboot_load(&f.b, "k", t, NULL, NULL, &f.bsp, &err)) {
                 error_free(err);
             }
-            fixture_free(&f);
         }
     }
     g_autoptr(GBytes) a = make_aout(0, 0x110000, 0x100040);
     for (size_t cut = 0x4c; cut < 0x80; cut++) {
-        Fixture f;
         Error *err = NULL;
-        fixture_init(&f, 16 * MiB);
+        fixture_reset(&f);
         g_autoptr(GBytes) t = g_bytes_new_from_bytes(a, 0, cut);
         if (!boot_multiboot_load(&f.b, "k", t, NULL, NULL, &f.bsp, &err)) {
             error_free(err);
         }
-        fixture_free(&f);
     }
+    fixture_free(&f);
 }
 
 int main(int argc, char **argv)

@@ -41,7 +41,7 @@ static void fixture_init(Fixture *f, uint64_t ram)
     assert_no_error(err);
     g_assert_true(guest_mem_add_region(f->mem, 0, lo, 0, &err));
     /* garbage everywhere, so zeroed bss and terminators are really written */
-    g_assert_true(guest_mem_fill(f->mem, 0, 0xff, lo));
+    g_assert_true(guest_mem_fill(f->mem, 0, 0xff, MIN(lo, 4 * MiB))); /* where images go */
     boot_ctx_init(&f->b, f->mem, lo, hi);
 }
 
@@ -49,6 +49,15 @@ static void fixture_free(Fixture *f)
 {
     boot_ctx_clear(&f->b);
     guest_mem_free(f->mem);
+}
+
+/* Forget the loaded images but keep the RAM (cheap between corrupt-image attempts). */
+static void fixture_reset(Fixture *f)
+{
+    uint64_t lo = f->b.below_4g, hi = f->b.above_4g;
+    boot_ctx_clear(&f->b);
+    boot_ctx_init(&f->b, f->mem, lo, hi);
+    memset(&f->bsp, 0, sizeof(f->bsp));
 }
 
 static uint32_t rd32(Fixture *f, uint64_t gpa)
@@ -276,25 +285,24 @@ static void test_errors(void)
 /* Truncations and byte flips in the headers: errors, never a crash. */
 static void test_corrupt(void)
 {
+    Fixture f;
+    fixture_init(&f, 16 * MiB);
     g_autoptr(GBytes) k = make_elf(&default_elf);
     size_t len;
     const uint8_t *img = g_bytes_get_data(k, &len);
     for (size_t cut = 0; cut < len; cut += 5) {
-        Fixture f;
         Error *err = NULL;
-        fixture_init(&f, 16 * MiB);
+        fixture_reset(&f);
         g_autoptr(GBytes) t = g_bytes_new_from_bytes(k, 0, cut);
         boot_detect(g_bytes_get_data(t, NULL), cut);
         if (!boot_pvh_load(&f.b, "vmlinux", t, NULL, NULL, "", &f.bsp, &err)) {
             error_free(err);
         }
-        fixture_free(&f);
     }
     for (size_t off = 0; off < 0x220; off++) {
         for (unsigned bit = 0; bit < 8; bit += 3) {
-            Fixture f;
             Error *err = NULL;
-            fixture_init(&f, 16 * MiB);
+            fixture_reset(&f);
             g_autofree uint8_t *bad = g_memdup2(img, len);
             bad[off] ^= 1u << bit;
             g_autoptr(GBytes) t = g_bytes_new(bad, len);
@@ -302,9 +310,9 @@ static void test_corrupt(void)
             if (!boot_pvh_load(&f.b, "vmlinux", t, NULL, NULL, "", &f.bsp, &err)) {
                 error_free(err);
             }
-            fixture_free(&f);
         }
     }
+    fixture_free(&f);
 }
 
 /* From files, through the detection QEMU's -kernel does. */
