@@ -4,7 +4,7 @@
 set -eu
 
 PACKAGES="
-  make gcc libc6-dev pkg-config meson ninja-build
+  make gcc libc6-dev pkg-config meson ninja-build time
   libglib2.0-dev libjansson-dev
   python3 python3-pytest
   qemu-system-x86 qemu-utils

@@ -14,7 +14,8 @@ static const char *const runstate_names[RUN_STATE__MAX] = {
 /* allowed[from] is a bit set of the states reachable from `from`. */
 #define BIT(s) (1u << (s))
 static const unsigned allowed[RUN_STATE__MAX] = {
-    [RUN_STATE_PRELAUNCH] = BIT(RUN_STATE_RUNNING) | BIT(RUN_STATE_PAUSED),
+    [RUN_STATE_PRELAUNCH] = BIT(RUN_STATE_RUNNING) | BIT(RUN_STATE_PAUSED) |
+                            BIT(RUN_STATE_SHUTDOWN),
     [RUN_STATE_RUNNING] = BIT(RUN_STATE_PAUSED) | BIT(RUN_STATE_SHUTDOWN) |
                           BIT(RUN_STATE_INTERNAL_ERROR) | BIT(RUN_STATE_GUEST_PANICKED),
     [RUN_STATE_PAUSED] = BIT(RUN_STATE_RUNNING) | BIT(RUN_STATE_SHUTDOWN),
