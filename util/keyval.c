@@ -281,8 +281,9 @@ static const char *size_reason(const char *str, uint64_t default_unit, uint64_t 
         }
         unit = UINT64_C(1) << shift;
     }
-    if (frac && unit == 1) {
-        return "a fraction of a byte is not a size";
+    /* As QEMU: "1.5" alone is ambiguous (is it MiB?), so a fraction needs a unit. */
+    if (frac && (unit == 1 || !*p)) {
+        return "a fraction needs a unit suffix (K, M, G ...)";
     }
 
     uint64_t bytes;

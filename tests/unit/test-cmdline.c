@@ -103,7 +103,6 @@ static void test_memory(void)
         { "-m size=2G", UINT64_C(2) << 30 },
         { "-m 1T", UINT64_C(1) << 40 },
         { "--m 64M", UINT64_C(64) << 20 },
-        { "-m 1.5", UINT64_C(3) << 19 },
         { "-m 1.5G", UINT64_C(3) << 29 },
         { "-m 2048k", UINT64_C(2) << 20 },
         { "-m 1000001k", UINT64_C(1000008) * 1024 }, /* rounded up to 8 KiB as in QEMU */
@@ -394,6 +393,7 @@ static const struct { const char *line; const char *prefix; const char *text; } 
     { "-m", "-m", "-m: requires an argument" },
     { "-m 12Q", "-m 12Q", "-m 12Q: invalid size '12Q'" },
     { "-m -1", "-m -1", "invalid size" },
+    { "-m 1.5", "-m 1.5", "needs a unit" },
     { "-m 0", "-m 0", "too small" },
     { "-m 512k", "-m 512k", "too small" },
     { "-m 8P", "-m 8P", "too large" },
