@@ -221,6 +221,13 @@ Machine *machine_create(MachineConfig *cfg, Error **errp)
         error_setg(errp, "-machine %s: unsupported machine type", cfg->machine_type);
         goto fail;
     }
+    for (guint i = 0; cfg->devices && i < cfg->devices->len; i++) {
+        const DeviceConfig *d = g_ptr_array_index(cfg->devices, i);
+        g_autofree char *what = g_strdup_printf("-device %s", d->optstr);
+        if (!device_check_props(d->driver, d->props, what, errp)) {
+            goto fail;
+        }
+    }
     if (!create_chardevs(m, errp) || !pc_machine_init(m, errp)) {
         goto fail;
     }

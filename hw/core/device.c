@@ -139,12 +139,10 @@ static void device_free(DeviceState *dev)
     g_free(dev);
 }
 
-DeviceState *device_create_class(Machine *m, const DeviceClass *cls, Keyval *props,
-                                 const char *what, Error **errp)
+/* Allocates an instance with defaults, then the given properties; not realized. */
+static DeviceState *device_configure(const DeviceClass *cls, Keyval *props, const char *what,
+                                     Error **errp)
 {
-    if (!what) {
-        what = cls->name;
-    }
     g_assert(cls->instance_size >= sizeof(DeviceState));
     DeviceState *dev = g_malloc0(cls->instance_size);
     dev->cls = cls;
@@ -166,28 +164,56 @@ DeviceState *device_create_class(Machine *m, const DeviceClass *cls, Keyval *pro
         const PropertyDef *p = prop_find(cls, pair->key);
         if (!p) {
             error_setg(errp, "%s: property '%s' not found", what, pair->key);
-            goto fail;
+            device_free(dev);
+            return NULL;
         }
         if (!prop_set(dev, p, pair->value)) {
             error_setg(errp, "%s: property '%s': '%s' is not a valid %s", what, pair->key,
                        pair->value, prop_type_name(p->type));
-            goto fail;
+            device_free(dev);
+            return NULL;
         }
+    }
+    return dev;
+}
+
+bool device_check_props(const char *driver, Keyval *props, const char *what, Error **errp)
+{
+    const DeviceClass *cls = device_class_find(driver);
+    if (!cls) {
+        error_setg(errp, "%s: '%s' is not a valid device model name", what ? what : driver,
+                   driver);
+        return false;
+    }
+    DeviceState *dev = device_configure(cls, props, what ? what : driver, errp);
+    if (!dev) {
+        return false;
+    }
+    device_free(dev);
+    return true;
+}
+
+DeviceState *device_create_class(Machine *m, const DeviceClass *cls, Keyval *props,
+                                 const char *what, Error **errp)
+{
+    if (!what) {
+        what = cls->name;
+    }
+    DeviceState *dev = device_configure(cls, props, what, errp);
+    if (!dev) {
+        return NULL;
     }
     if (cls->realize && !cls->realize(dev, m, errp)) {
         /* Realize names the property; this names where it came from. */
         error_prepend(errp, "%s: ", what);
-        goto fail;
+        device_free(dev);
+        return NULL;
     }
     if (!m->devices) {
         m->devices = g_ptr_array_new();
     }
     g_ptr_array_add(m->devices, dev);
     return dev;
-
-fail:
-    device_free(dev);
-    return NULL;
 }
 
 DeviceState *device_create(Machine *m, const char *driver, Keyval *props, const char *what,

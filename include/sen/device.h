@@ -76,6 +76,10 @@ DeviceState *device_create(Machine *m, const char *driver, Keyval *props, const 
 /* The same for a class not in the table (tests, boards with private models). */
 DeviceState *device_create_class(Machine *m, const DeviceClass *cls, Keyval *props,
                                  const char *what, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+/* Parses props against driver's properties without creating anything, so that a bad
+ * -device is reported before any chardev file or socket exists. */
+bool device_check_props(const char *driver, Keyval *props, const char *what, Error **errp)
+    G_GNUC_WARN_UNUSED_RESULT;
 void device_reset_all(Machine *m);
 void device_destroy_all(Machine *m);
 
