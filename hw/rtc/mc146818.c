@@ -11,7 +11,9 @@
  * Interrupt flags (register C) are kept lazily: an update-ended or alarm flag is derived on
  * a register C read from the seconds that passed since the last check, a periodic flag
  * from the 32 kHz ticks that passed.  Timers exist only while the matching interrupt is
- * enabled, to raise the IRQ line on time.
+ * enabled and the IRQ line is low, to raise it on time: while it is high nothing the guest
+ * can see changes until it reads register C, which re-arms them.  So a stalled guest (or
+ * a test stepping the clock by years) costs one timer event, not one per tick.
  */
 #include <stdio.h>
 #include <string.h>
@@ -107,12 +109,12 @@ static int64_t rtc_ns_to_ticks(int64_t ns)
     return (int64_t)(((__int128)ns * RTC_BASE_HZ) / NS_PER_SEC);
 }
 
-/* The first virtual-clock nanosecond at which tick `ticks` has happened. */
-static int64_t rtc_ticks_to_ns(int64_t ticks)
+/* The first virtual-clock nanosecond at which tick `ticks` has happened (may exceed
+ * int64: the caller then arms no timer). */
+static __int128 rtc_ticks_to_ns(int64_t ticks)
 {
     __int128 num = (__int128)ticks * NS_PER_SEC;
-    __int128 ns = (num + RTC_BASE_HZ - 1) / RTC_BASE_HZ;
-    return ns > INT64_MAX ? INT64_MAX : (int64_t)ns;
+    return (num + RTC_BASE_HZ - 1) / RTC_BASE_HZ;
 }
 
 static uint8_t rtc_to_reg(const RtcState *s, int v)
@@ -159,14 +161,23 @@ static bool rtc_running(const RtcState *s)
            (s->cmos[RTC_REG_A] & REG_A_DV_MASK) <= 0x20;
 }
 
+/*
+ * A test may set the virtual clock to any value: guest time then saturates instead of
+ * wrapping, and a saturated clock no longer advances (so it arms no update timer).
+ */
+static bool rtc_guest_ns_checked(const RtcState *s, int64_t *ns)
+{
+    if (__builtin_add_overflow(virt_clock_get_ns(s->m->clock), s->offset_ns, ns)) {
+        *ns = s->offset_ns > 0 ? INT64_MAX : INT64_MIN;
+        return false;
+    }
+    return true;
+}
+
 static int64_t rtc_guest_ns(const RtcState *s)
 {
     int64_t ns;
-
-    /* A test may set the virtual clock to any value; saturate rather than wrap. */
-    if (__builtin_add_overflow(virt_clock_get_ns(s->m->clock), s->offset_ns, &ns)) {
-        ns = s->offset_ns > 0 ? INT64_MAX : INT64_MIN;
-    }
+    rtc_guest_ns_checked(s, &ns);
     return ns;
 }
 
@@ -349,19 +360,36 @@ static void rtc_update_irq(RtcState *s)
     }
 }
 
-/* Arms exactly the timers the enabled interrupts need. */
-static void rtc_rearm(RtcState *s)
+/*
+ * Arms a timer, or none when the deadline lies beyond the int64 clock.  Deadlines are
+ * always after now once the flags are accounted, so a callback never re-arms itself for
+ * the current instant (which would loop forever in virt_clock_set).
+ */
+static void rtc_timer_arm(Timer *t, __int128 at)
+{
+    if (at > INT64_MAX) {
+        timer_del(t);
+    } else {
+        timer_mod(t, (int64_t)MAX(at, (__int128)0));
+    }
+}
+
+static void rtc_rearm_periodic(RtcState *s)
 {
     int64_t period = rtc_periodic_ticks(s);
 
-    if (period && (s->cmos[RTC_REG_B] & REG_B_PIE)) {
-        timer_mod(s->periodic_timer, rtc_ticks_to_ns((s->periodic_last + 1) * period));
+    if (period && (s->cmos[RTC_REG_B] & REG_B_PIE) && !s->irq_level) {
+        rtc_timer_arm(s->periodic_timer, rtc_ticks_to_ns((s->periodic_last + 1) * period));
     } else {
         timer_del(s->periodic_timer);
     }
+}
 
-    int64_t next = -1;
-    if (rtc_running(s)) {
+static void rtc_rearm_update(RtcState *s)
+{
+    int64_t next = -1, now_ns;
+
+    if (rtc_running(s) && !s->irq_level && rtc_guest_ns_checked(s, &now_ns)) {
         if (s->cmos[RTC_REG_B] & REG_B_UIE) {
             next = s->checked_sec + 1;
         }
@@ -373,20 +401,36 @@ static void rtc_rearm(RtcState *s)
         }
     }
     if (next >= 0) {
-        __int128 at = (__int128)next * NS_PER_SEC - s->offset_ns;
-        timer_mod(s->update_timer, (int64_t)CLAMP(at, 0, (__int128)INT64_MAX));
+        rtc_timer_arm(s->update_timer, (__int128)next * NS_PER_SEC - s->offset_ns);
     } else {
         timer_del(s->update_timer);
     }
 }
 
-static void rtc_timer_cb(void *opaque)
+/* Arms exactly the timers the enabled interrupts need. */
+static void rtc_rearm(RtcState *s)
+{
+    rtc_rearm_periodic(s);
+    rtc_rearm_update(s);
+}
+
+static void rtc_periodic_cb(void *opaque)
 {
     RtcState *s = opaque;
 
     rtc_account_flags(s);
     rtc_update_irq(s);
-    rtc_rearm(s);
+    /* Only the periodic timer: the alarm search is not redone thousands of times a second. */
+    rtc_rearm_periodic(s);
+}
+
+static void rtc_update_cb(void *opaque)
+{
+    RtcState *s = opaque;
+
+    rtc_account_flags(s);
+    rtc_update_irq(s);
+    rtc_rearm_update(s);
 }
 
 /* ---- register access ---- */
@@ -601,8 +645,8 @@ static bool rtc_realize(DeviceState *dev, Machine *m, Error **errp)
     s->cmos[RTC_REG_C] = 0;
     s->cmos[RTC_REG_D] = REG_D_VRT;
 
-    s->periodic_timer = timer_new(m->clock, rtc_timer_cb, s);
-    s->update_timer = timer_new(m->clock, rtc_timer_cb, s);
+    s->periodic_timer = timer_new(m->clock, rtc_periodic_cb, s);
+    s->update_timer = timer_new(m->clock, rtc_update_cb, s);
 
     /* Starts from the host's UTC time, at a whole second so tests see exact seconds. */
     rtc_time_to_regs(s, (int64_t)time(NULL), s->cmos);

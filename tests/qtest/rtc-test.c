@@ -471,6 +471,51 @@ static void test_cmos_memory(void)
     qtest_quit(s);
 }
 
+/* Random register writes, formats and clock jumps: the RTC must keep answering. */
+static void test_fuzz_registers(void)
+{
+    if (!qtest_have_sen()) {
+        return;
+    }
+    QTestState *s = rtc_start();
+    qtest_irq_intercept_in(s, "ioapic");
+    GRand *rnd = g_rand_new_with_seed(0x146818);
+    for (int i = 0; i < 3000; i++) {
+        uint8_t reg = (uint8_t)g_rand_int_range(rnd, 0, 0x100);
+        uint8_t val = (uint8_t)g_rand_int_range(rnd, 0, 0x100);
+        switch (g_rand_int_range(rnd, 0, 4)) {
+        case 0:
+            cmos_write(s, reg & 0x0f, val);
+            break;
+        case 1:
+            cmos_write(s, reg, val);
+            break;
+        case 2:
+            cmos_read(s, reg);
+            break;
+        default:
+            qtest_clock_step(s, (int64_t)g_rand_int_range(rnd, 0, 1 << 30) *
+                                    g_rand_int_range(rnd, 1, 4));
+            break;
+        }
+    }
+    g_rand_free(rnd);
+    /* Every periodic rate and alarm still works after a jump to the far future. */
+    qtest_clock_set(s, INT64_MAX / 2);
+    cmos_write(s, REG_B, REG_B_24H | REG_B_PIE | REG_B_AIE | REG_B_UIE);
+    cmos_write(s, REG_A, 0x23);
+    for (int i = 0; i < 100; i++) {
+        qtest_clock_step_next(s);
+        cmos_read(s, REG_C);
+    }
+    qtest_clock_set(s, INT64_MAX);
+    cmos_read(s, REG_C);
+    cmos_read(s, SECONDS);
+    qtest_outw(s, 0x70, 0x550b);
+    g_assert_cmphex(qtest_inw(s, 0x70), ==, 0x55ff);
+    qtest_quit(s);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -485,5 +530,6 @@ int main(int argc, char **argv)
     g_test_add_func("/rtc/update-ended", test_update_ended);
     g_test_add_func("/rtc/reset", test_reset);
     g_test_add_func("/rtc/cmos-memory", test_cmos_memory);
+    g_test_add_func("/rtc/fuzz-registers", test_fuzz_registers);
     return g_test_run();
 }
