@@ -278,7 +278,10 @@ static bool handle_requests(Machine *m)
 {
     int cause = g_atomic_int_and(&m->shutdown_requested, 0);
     if (cause) {
-        if (cause == SHUTDOWN_CAUSE_GUEST_SHUTDOWN && m->cfg->no_shutdown) {
+        /* -no-shutdown keeps a guest that powered off around for inspection; a request
+         * with an exit status (isa-debug-exit) ends the process regardless, as in QEMU. */
+        if (cause == SHUTDOWN_CAUSE_GUEST_SHUTDOWN && m->cfg->no_shutdown &&
+            m->exit_status == 0) {
             vm_stop(m, RUN_STATE_SHUTDOWN);
             return true;
         }
