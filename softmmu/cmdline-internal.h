@@ -1,0 +1,73 @@
+/*
+ * Private to softmmu/cmdline*.c: the parser state that the option groups share.
+ *
+ * cmdline.c owns the option table, the loop and the checks across groups;
+ * cmdline-chardev.c the character devices (-chardev, -serial, -qtest);
+ * cmdline-machine.c the machine, accelerator, CPU, RAM and -smp options.
+ * Every handler has the CmdlineHandler shape so the table can point at it.
+ */
+#ifndef SEN_SOFTMMU_CMDLINE_INTERNAL_H
+#define SEN_SOFTMMU_CMDLINE_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <glib.h>
+#include "sen/config.h"
+#include "sen/error.h"
+#include "sen/keyval.h"
+
+enum { SMP_CPUS, SMP_SOCKETS, SMP_DIES, SMP_CLUSTERS, SMP_CORES, SMP_THREADS, SMP_MAXCPUS,
+       SMP_NKEYS };
+
+typedef struct CmdlineState {
+    MachineConfig *cfg;
+    bool exit_early;          /* a help/version option printed its text */
+
+    GPtrArray *chardev_what;  /* char*, parallel to cfg->chardevs; NULL = default serial */
+    GPtrArray *serial_what;   /* char*, parallel to cfg->serials */
+    bool serial_given;        /* any -serial, even "none": no default serial port */
+    char *qtest_what;         /* the -qtest option, for errors found at the end */
+    char *initrd_what;
+    char *append_what;
+    bool accel_given;         /* -accel / -enable-kvm / -machine accel= */
+    bool qtest_log_given;
+
+    bool smp_given;
+    bool smp_has[SMP_NKEYS];
+    uint64_t smp_val[SMP_NKEYS];
+    GString *smp_what;        /* "-smp a -smp b": QEMU merges repeated -smp */
+} CmdlineState;
+
+/*
+ * One option: what is the option as the user typed it with its argument ("-m 2G"), for
+ * error messages; arg is NULL for an option without argument.  A help text sets
+ * s->exit_early and returns true.
+ */
+typedef bool CmdlineHandler(CmdlineState *s, const char *what, const char *arg,
+                            Error **errp);
+
+/* cmdline.c: helpers for every option group */
+bool cmdline_id_wellformed(const char *id);
+G_GNUC_WARN_UNUSED_RESULT bool cmdline_check_readable(const char *path, int *err);
+G_GNUC_WARN_UNUSED_RESULT Keyval *cmdline_parse_opts(const char *what, const char *arg,
+                                                     const char *implied, Error **errp);
+
+/* cmdline-chardev.c */
+CmdlineHandler cmdline_opt_chardev;
+CmdlineHandler cmdline_opt_serial;
+CmdlineHandler cmdline_opt_qtest;
+CmdlineHandler cmdline_opt_qtest_log;
+/* After the last option: the default serial port, chardev:ID references, stdio sharing. */
+G_GNUC_WARN_UNUSED_RESULT bool cmdline_chardev_finish(CmdlineState *s, Error **errp);
+
+/* cmdline-machine.c */
+CmdlineHandler cmdline_opt_machine;
+CmdlineHandler cmdline_opt_accel;
+CmdlineHandler cmdline_opt_enable_kvm;
+CmdlineHandler cmdline_opt_cpu;
+CmdlineHandler cmdline_opt_m;
+CmdlineHandler cmdline_opt_smp;
+/* After the last option, if -smp was given: derive and check the topology. */
+G_GNUC_WARN_UNUSED_RESULT bool cmdline_smp_finish(CmdlineState *s, Error **errp);
+
+#endif
