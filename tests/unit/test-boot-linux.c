@@ -7,88 +7,9 @@
 #include <string.h>
 #include <glib.h>
 #include "hw/i386/boot.h"
-#include "sen/hw/pc.h"
+#include "boot-test-util.h"
 
-#define MiB (1024ULL * 1024)
 #define BP 0x7000ULL
-
-typedef struct Fixture {
-    GuestMemory *mem;
-    BootCtx b;
-    CpuBootState bsp;
-} Fixture;
-
-static void assert_no_error(Error *err)
-{
-    if (err) {
-        g_error("unexpected error: %s", error_get_pretty(err));
-    }
-}
-
-static void fixture_init(Fixture *f, uint64_t ram)
-{
-    Error *err = NULL;
-    uint64_t lo, hi;
-    memset(f, 0, sizeof(*f));
-    pc_ram_split(ram, &lo, &hi);
-    f->mem = guest_mem_new(ram, &err);
-    assert_no_error(err);
-    g_assert_true(guest_mem_add_region(f->mem, 0, lo, 0, &err));
-    if (hi) {
-        g_assert_true(guest_mem_add_region(f->mem, PC_4G, hi, lo, &err));
-    }
-    boot_ctx_init(&f->b, f->mem, lo, hi);
-}
-
-static void fixture_free(Fixture *f)
-{
-    boot_ctx_clear(&f->b);
-    guest_mem_free(f->mem);
-}
-
-/* Forget the loaded images but keep the RAM (cheap between corrupt-image attempts). */
-static void fixture_reset(Fixture *f)
-{
-    uint64_t lo = f->b.below_4g, hi = f->b.above_4g;
-    boot_ctx_clear(&f->b);
-    boot_ctx_init(&f->b, f->mem, lo, hi);
-    memset(&f->bsp, 0, sizeof(f->bsp));
-}
-
-static uint8_t rd8(Fixture *f, uint64_t gpa)
-{
-    uint8_t v;
-    g_assert_true(guest_mem_read(f->mem, gpa, &v, 1));
-    return v;
-}
-
-static uint16_t rd16(Fixture *f, uint64_t gpa)
-{
-    uint8_t v[2];
-    g_assert_true(guest_mem_read(f->mem, gpa, v, 2));
-    return boot_ld16(v);
-}
-
-static uint32_t rd32(Fixture *f, uint64_t gpa)
-{
-    uint8_t v[4];
-    g_assert_true(guest_mem_read(f->mem, gpa, v, 4));
-    return boot_ld32(v);
-}
-
-static uint64_t rd64(Fixture *f, uint64_t gpa)
-{
-    uint8_t v[8];
-    g_assert_true(guest_mem_read(f->mem, gpa, v, 8));
-    return boot_ld64(v);
-}
-
-static void assert_mem(Fixture *f, uint64_t gpa, const void *data, size_t len)
-{
-    g_autofree uint8_t *buf = g_malloc(len);
-    g_assert_true(guest_mem_read(f->mem, gpa, buf, len));
-    g_assert_true(memcmp(buf, data, len) == 0);
-}
 
 /* ---- a synthetic bzImage ---- */
 
@@ -148,7 +69,7 @@ static GBytes *make_initrd(size_t len)
 
 /* ---- checks shared by the synthetic and the real kernel ---- */
 
-static void check_boot(Fixture *f, GBytes *kernel, GBytes *initrd, const char *cmdline,
+static void check_boot(BootTestFixture *f, GBytes *kernel, GBytes *initrd, const char *cmdline,
                        uint64_t expect_load)
 {
     size_t len;
@@ -166,25 +87,25 @@ static void check_boot(Fixture *f, GBytes *kernel, GBytes *initrd, const char *c
                             (off >= 0x23c && off < 0x248) ||       /* hardware_subarch */
                             (off >= 0x250 && off < 0x258);         /* setup_data */
         if (!loader_field) {
-            g_assert_cmphex(rd8(f, BP + off), ==, img[off]);
+            g_assert_cmphex(bt_rd8(f, BP + off), ==, img[off]);
         }
     }
-    g_assert_cmphex(rd8(f, BP + 0x210), ==, 0xff);             /* type_of_loader */
-    g_assert_cmphex(rd8(f, BP + 0x211), ==, img[0x211] | 0x80); /* CAN_USE_HEAP */
-    g_assert_cmphex(rd16(f, BP + 0x224), ==, 0xfe00);           /* heap_end_ptr */
-    g_assert_cmphex(rd16(f, BP + 0x1fa), ==, 0xffff);           /* vid_mode */
-    g_assert_cmphex(rd32(f, BP + 0x23c), ==, 0);                /* hardware_subarch */
-    g_assert_cmphex(rd64(f, BP + 0x250), ==, 0);                /* setup_data */
-    g_assert_cmphex(rd32(f, BP + 0x214), ==, expect_load);      /* code32_start */
+    g_assert_cmphex(bt_rd8(f, BP + 0x210), ==, 0xff);             /* type_of_loader */
+    g_assert_cmphex(bt_rd8(f, BP + 0x211), ==, img[0x211] | 0x80); /* CAN_USE_HEAP */
+    g_assert_cmphex(bt_rd16(f, BP + 0x224), ==, 0xfe00);           /* heap_end_ptr */
+    g_assert_cmphex(bt_rd16(f, BP + 0x1fa), ==, 0xffff);           /* vid_mode */
+    g_assert_cmphex(bt_rd32(f, BP + 0x23c), ==, 0);                /* hardware_subarch */
+    g_assert_cmphex(bt_rd64(f, BP + 0x250), ==, 0);                /* setup_data */
+    g_assert_cmphex(bt_rd32(f, BP + 0x214), ==, expect_load);      /* code32_start */
 
     /* command line */
-    uint32_t cmd = rd32(f, BP + 0x228);
+    uint32_t cmd = bt_rd32(f, BP + 0x228);
     g_assert_cmphex(cmd, <, 0xa0000);
-    assert_mem(f, cmd, cmdline, strlen(cmdline) + 1);
+    bt_assert_mem(f, cmd, cmdline, strlen(cmdline) + 1);
     g_assert_cmpuint(strlen(cmdline), <=, boot_ld32(img + 0x238));
 
     /* initrd */
-    uint32_t rd_addr = rd32(f, BP + 0x218), rd_size = rd32(f, BP + 0x21c);
+    uint32_t rd_addr = bt_rd32(f, BP + 0x218), rd_size = bt_rd32(f, BP + 0x21c);
     if (initrd) {
         size_t ilen;
         const uint8_t *idata = g_bytes_get_data(initrd, &ilen);
@@ -194,22 +115,22 @@ static void check_boot(Fixture *f, GBytes *kernel, GBytes *initrd, const char *c
         g_assert_cmphex((uint64_t)rd_addr + rd_size, <=, f->b.below_4g);
         g_assert_cmphex(rd_addr, >=, expect_load + MAX(len - setup,
                                          version >= 0x20a ? boot_ld32(img + 0x260) : 0));
-        assert_mem(f, rd_addr, idata, ilen);
+        bt_assert_mem(f, rd_addr, idata, ilen);
     } else {
         g_assert_cmphex(rd_addr, ==, 0);
         g_assert_cmphex(rd_size, ==, 0);
     }
 
     /* e820 */
-    g_assert_cmpuint(rd8(f, BP + 0x1e8), ==, f->b.e820_count);
+    g_assert_cmpuint(bt_rd8(f, BP + 0x1e8), ==, f->b.e820_count);
     for (unsigned i = 0; i < f->b.e820_count; i++) {
-        g_assert_cmphex(rd64(f, BP + 0x2d0 + i * 20), ==, f->b.e820[i].addr);
-        g_assert_cmphex(rd64(f, BP + 0x2d0 + i * 20 + 8), ==, f->b.e820[i].size);
-        g_assert_cmphex(rd32(f, BP + 0x2d0 + i * 20 + 16), ==, f->b.e820[i].type);
+        g_assert_cmphex(bt_rd64(f, BP + 0x2d0 + i * 20), ==, f->b.e820[i].addr);
+        g_assert_cmphex(bt_rd64(f, BP + 0x2d0 + i * 20 + 8), ==, f->b.e820[i].size);
+        g_assert_cmphex(bt_rd32(f, BP + 0x2d0 + i * 20 + 16), ==, f->b.e820[i].type);
     }
 
     /* kernel bytes at the load address */
-    assert_mem(f, expect_load, img + setup, len - setup);
+    bt_assert_mem(f, expect_load, img + setup, len - setup);
 
     /* CPU state, GDT and (64-bit) page tables */
     bool k64 = version >= 0x20c && (boot_ld16(img + 0x236) & 1);
@@ -217,7 +138,7 @@ static void check_boot(Fixture *f, GBytes *kernel, GBytes *initrd, const char *c
     g_assert_cmphex(f->bsp.cs, ==, 0x10);
     g_assert_cmphex(f->bsp.ds, ==, 0x18);
     g_assert_cmphex(f->bsp.gdt_limit, >=, 0x1f);
-    uint64_t cs = rd64(f, f->bsp.gdt_base + 0x10), ds = rd64(f, f->bsp.gdt_base + 0x18);
+    uint64_t cs = bt_rd64(f, f->bsp.gdt_base + 0x10), ds = bt_rd64(f, f->bsp.gdt_base + 0x18);
     g_assert_cmphex(ds, ==, 0x00cf93000000ffffULL);
     if (k64) {
         g_assert_cmpint(f->bsp.mode, ==, CPU_BOOT_LONG64);
@@ -225,13 +146,13 @@ static void check_boot(Fixture *f, GBytes *kernel, GBytes *initrd, const char *c
         g_assert_cmphex(cs, ==, 0x00af9b000000ffffULL);
         uint64_t pml4 = f->bsp.cr3;
         g_assert_cmphex(pml4 & 0xfff, ==, 0);
-        uint64_t pdpt = rd64(f, pml4) & ~0xfffULL;
-        g_assert_cmphex(rd64(f, pml4) & 3, ==, 3);
+        uint64_t pdpt = bt_rd64(f, pml4) & ~0xfffULL;
+        g_assert_cmphex(bt_rd64(f, pml4) & 3, ==, 3);
         for (uint64_t gb = 0; gb < 4; gb++) {
-            uint64_t pde = rd64(f, pdpt + gb * 8);
+            uint64_t pde = bt_rd64(f, pdpt + gb * 8);
             g_assert_cmphex(pde & 3, ==, 3);
             for (uint64_t i = 0; i < 512; i += 37) {
-                uint64_t pte = rd64(f, (pde & ~0xfffULL) + i * 8);
+                uint64_t pte = bt_rd64(f, (pde & ~0xfffULL) + i * 8);
                 g_assert_cmphex(pte, ==, ((gb << 30) + (i << 21)) | 0x83);
             }
         }
@@ -244,7 +165,7 @@ static void check_boot(Fixture *f, GBytes *kernel, GBytes *initrd, const char *c
     }
 }
 
-static bool load(Fixture *f, GBytes *kernel, GBytes *initrd, const char *cmdline,
+static bool load(BootTestFixture *f, GBytes *kernel, GBytes *initrd, const char *cmdline,
                  Error **errp)
 {
     return boot_linux_load(&f->b, "bzImage", kernel, initrd, "initrd.img", cmdline,
@@ -253,110 +174,106 @@ static bool load(Fixture *f, GBytes *kernel, GBytes *initrd, const char *cmdline
 
 static void test_synthetic64(void)
 {
-    Fixture f;
+    BootTestFixture f;
     Error *err = NULL;
-    fixture_init(&f, 64 * MiB);
+    bt_init(&f, 64 * MiB, 0);
     g_autoptr(GBytes) k = make_bzimage(&default_kernel);
     g_autoptr(GBytes) rd = make_initrd(10000);
     g_assert_cmpint(boot_detect(g_bytes_get_data(k, NULL), g_bytes_get_size(k)), ==,
                     BOOT_KIND_LINUX);
     g_assert_true(load(&f, k, rd, "console=ttyS0 panic=-1", &err));
-    assert_no_error(err);
+    bt_assert_no_error(err);
     check_boot(&f, k, rd, "console=ttyS0 panic=-1", 16 * MiB);
     /* highest page that fits */
-    g_assert_cmphex(rd32(&f, BP + 0x218), ==, (64 * MiB - 10000) & ~0xfffULL);
-    fixture_free(&f);
+    g_assert_cmphex(bt_rd32(&f, BP + 0x218), ==, (64 * MiB - 10000) & ~0xfffULL);
+    bt_free(&f);
 }
 
 static void test_not_relocatable(void)
 {
-    Fixture f;
+    BootTestFixture f;
     Error *err = NULL;
     FakeKernel kd = default_kernel;
     kd.relocatable = false;
-    fixture_init(&f, 64 * MiB);
+    bt_init(&f, 64 * MiB, 0);
     g_autoptr(GBytes) k = make_bzimage(&kd);
     g_assert_true(load(&f, k, NULL, NULL, &err));
-    assert_no_error(err);
+    bt_assert_no_error(err);
     check_boot(&f, k, NULL, "", 1 * MiB);
-    fixture_free(&f);
+    bt_free(&f);
 }
 
 /* RAM too small for the preferred address: load at 1 MiB. */
 static void test_small_ram(void)
 {
-    Fixture f;
+    BootTestFixture f;
     Error *err = NULL;
-    fixture_init(&f, 16 * MiB);
+    bt_init(&f, 16 * MiB, 0);
     FakeKernel kd = default_kernel;
     kd.init_size = 1 * MiB;
     g_autoptr(GBytes) k = make_bzimage(&kd);
     g_assert_true(load(&f, k, NULL, "x", &err));
-    assert_no_error(err);
+    bt_assert_no_error(err);
     check_boot(&f, k, NULL, "x", 1 * MiB);
-    fixture_free(&f);
+    bt_free(&f);
 }
 
 static void test_protocol32(void)
 {
-    Fixture f;
+    BootTestFixture f;
     Error *err = NULL;
     FakeKernel kd = default_kernel;
     kd.version = 0x020a;
     kd.kernel64 = false;
-    fixture_init(&f, 64 * MiB);
+    bt_init(&f, 64 * MiB, 0);
     g_autoptr(GBytes) k = make_bzimage(&kd);
     g_autoptr(GBytes) rd = make_initrd(5000);
     g_assert_true(load(&f, k, rd, "root=/dev/vda", &err));
-    assert_no_error(err);
+    bt_assert_no_error(err);
     check_boot(&f, k, rd, "root=/dev/vda", 16 * MiB);
-    fixture_free(&f);
+    bt_free(&f);
 }
 
 static void test_initrd_addr_max(void)
 {
-    Fixture f;
+    BootTestFixture f;
     Error *err = NULL;
     FakeKernel kd = default_kernel;
     kd.initrd_addr_max = 0x1fffffff;
-    fixture_init(&f, 1024 * MiB);
+    bt_init(&f, 1024 * MiB, 0);
     g_autoptr(GBytes) k = make_bzimage(&kd);
     g_autoptr(GBytes) rd = make_initrd(3 * 4096 + 1);
     g_assert_true(load(&f, k, rd, "", &err));
-    assert_no_error(err);
+    bt_assert_no_error(err);
     check_boot(&f, k, rd, "", 16 * MiB);
-    g_assert_cmphex(rd32(&f, BP + 0x218), ==, 0x20000000 - 4 * 4096);
-    fixture_free(&f);
+    g_assert_cmphex(bt_rd32(&f, BP + 0x218), ==, 0x20000000 - 4 * 4096);
+    bt_free(&f);
 }
 
 /* ram above 4 GiB: the e820 table has it, the initrd stays below the hole */
 static void test_above_4g(void)
 {
-    Fixture f;
+    BootTestFixture f;
     Error *err = NULL;
-    fixture_init(&f, 0xe0000000ULL + 64 * MiB);
+    bt_init(&f, 0xe0000000ULL + 64 * MiB, 0);
     g_autoptr(GBytes) k = make_bzimage(&default_kernel);
     g_autoptr(GBytes) rd = make_initrd(4096);
     g_assert_true(load(&f, k, rd, "", &err));
-    assert_no_error(err);
+    bt_assert_no_error(err);
     check_boot(&f, k, rd, "", 16 * MiB);
     g_assert_cmpuint(f.b.e820_count, ==, 6);
-    fixture_free(&f);
+    bt_free(&f);
 }
 
 static void expect_error(GBytes *k, GBytes *rd, const char *cmdline, uint64_t ram,
                          const char *needle)
 {
-    Fixture f;
+    BootTestFixture f;
     Error *err = NULL;
-    fixture_init(&f, ram);
+    bt_init(&f, ram, 0);
     g_assert_false(load(&f, k, rd, cmdline, &err));
-    g_assert_nonnull(err);
-    if (!strstr(error_get_pretty(err), needle)) {
-        g_error("error '%s' lacks '%s'", error_get_pretty(err), needle);
-    }
-    error_free(err);
-    fixture_free(&f);
+    bt_assert_error(err, needle);
+    bt_free(&f);
 }
 
 static void test_errors(void)
@@ -392,14 +309,14 @@ static void test_errors(void)
  * (run under ASan/valgrind to make this a memory-safety check). */
 static void test_corrupt(void)
 {
-    Fixture f;
-    fixture_init(&f, 32 * MiB);
+    BootTestFixture f;
+    bt_init(&f, 32 * MiB, 0);
     g_autoptr(GBytes) k = make_bzimage(&default_kernel);
     size_t len;
     const uint8_t *img = g_bytes_get_data(k, &len);
     for (size_t cut = 0; cut < 1100; cut += 7) {
         Error *err = NULL;
-        fixture_reset(&f);
+        bt_reset(&f);
         g_autoptr(GBytes) t = g_bytes_new_from_bytes(k, 0, cut);
         if (!load(&f, t, NULL, "", &err)) {
             g_assert_nonnull(err);
@@ -408,7 +325,7 @@ static void test_corrupt(void)
     }
     for (size_t off = 0x1f1; off < 0x268; off++) {
         Error *err = NULL;
-        fixture_reset(&f);
+        bt_reset(&f);
         g_autofree uint8_t *bad = g_memdup2(img, len);
         bad[off] ^= 0xff;
         g_autoptr(GBytes) t = g_bytes_new(bad, len);
@@ -417,23 +334,23 @@ static void test_corrupt(void)
             error_free(err);
         }
     }
-    fixture_free(&f);
+    bt_free(&f);
 }
 
 /* A reset puts back what the guest overwrote. */
 static void test_restore(void)
 {
-    Fixture f;
+    BootTestFixture f;
     Error *err = NULL;
-    fixture_init(&f, 64 * MiB);
+    bt_init(&f, 64 * MiB, 0);
     g_autoptr(GBytes) k = make_bzimage(&default_kernel);
     g_autoptr(GBytes) rd = make_initrd(8192);
     g_assert_true(load(&f, k, rd, "a=b", &err));
-    assert_no_error(err);
+    bt_assert_no_error(err);
     g_assert_true(guest_mem_fill(f.mem, 0, 0xcc, 64 * MiB));
     boot_restore(&f.b);
     check_boot(&f, k, rd, "a=b", 16 * MiB);
-    fixture_free(&f);
+    bt_free(&f);
 }
 
 /* ---- the stock Debian kernel ---- */
@@ -466,7 +383,7 @@ static void test_real_kernel(void)
                     "scripts/build-test-guest.sh");
         return;
     }
-    Fixture f;
+    BootTestFixture f;
     Error *err = NULL;
     gchar *data;
     gsize len;
@@ -475,17 +392,17 @@ static void test_real_kernel(void)
     const uint8_t *img = (const uint8_t *)data;
     g_assert_cmpint(boot_detect(img, len), ==, BOOT_KIND_LINUX);
 
-    fixture_init(&f, 512 * MiB);
+    bt_init(&f, 512 * MiB, 0);
     g_autoptr(GBytes) rd = make_initrd(1 * MiB + 123);
     const char *cmdline = "console=ttyS0 panic=-1 noxsave";
     g_assert_true(boot_linux_load(&f.b, path, k, rd, "initrd", cmdline, &f.bsp, &err));
-    assert_no_error(err);
+    bt_assert_no_error(err);
     uint64_t pref = boot_ld64(img + 0x258);
     g_test_message("%s: protocol %x, pref_address 0x%" G_GINT64_MODIFIER "x, init_size "
                    "0x%x", path, boot_ld16(img + 0x206), pref, boot_ld32(img + 0x260));
     check_boot(&f, k, rd, cmdline, img[0x234] ? pref : 1 * MiB);
     g_assert_cmpint(f.bsp.mode, ==, CPU_BOOT_LONG64); /* every x86-64 kernel since 3.8 */
-    fixture_free(&f);
+    bt_free(&f);
 }
 
 int main(int argc, char **argv)

@@ -5,99 +5,10 @@
 #include <elf.h>
 #include <string.h>
 #include <glib.h>
-#include <glib/gstdio.h>
 #include "hw/i386/boot.h"
-#include "sen/hw/pc.h"
+#include "boot-test-util.h"
 
-#define MiB (1024ULL * 1024)
 #define MBI 0x9000ULL
-
-typedef struct Fixture {
-    GuestMemory *mem;
-    BootCtx b;
-    CpuBootState bsp;
-    char *dir;
-} Fixture;
-
-static void assert_no_error(Error *err)
-{
-    if (err) {
-        g_error("unexpected error: %s", error_get_pretty(err));
-    }
-}
-
-static void fixture_init(Fixture *f, uint64_t ram)
-{
-    Error *err = NULL;
-    uint64_t lo, hi;
-    memset(f, 0, sizeof(*f));
-    pc_ram_split(ram, &lo, &hi);
-    f->mem = guest_mem_new(ram, &err);
-    assert_no_error(err);
-    g_assert_true(guest_mem_add_region(f->mem, 0, lo, 0, &err));
-    g_assert_true(guest_mem_fill(f->mem, 0, 0xff, MIN(lo, 4 * MiB))); /* where images go */
-    boot_ctx_init(&f->b, f->mem, lo, hi);
-    f->dir = g_dir_make_tmp("sen-mb-XXXXXX", NULL);
-    g_assert_nonnull(f->dir);
-}
-
-static void fixture_free(Fixture *f)
-{
-    GDir *d = g_dir_open(f->dir, 0, NULL);
-    const char *name;
-    while ((name = g_dir_read_name(d))) {
-        g_autofree char *p = g_build_filename(f->dir, name, NULL);
-        g_unlink(p);
-    }
-    g_dir_close(d);
-    g_rmdir(f->dir);
-    g_free(f->dir);
-    boot_ctx_clear(&f->b);
-    guest_mem_free(f->mem);
-}
-
-/* Forget the loaded images but keep the RAM (cheap between corrupt-image attempts). */
-static void fixture_reset(Fixture *f)
-{
-    uint64_t lo = f->b.below_4g, hi = f->b.above_4g;
-    boot_ctx_clear(&f->b);
-    boot_ctx_init(&f->b, f->mem, lo, hi);
-    memset(&f->bsp, 0, sizeof(f->bsp));
-}
-
-static char *write_file(Fixture *f, const char *name, const void *data, size_t len)
-{
-    char *path = g_build_filename(f->dir, name, NULL);
-    g_assert_true(g_file_set_contents(path, data, len, NULL));
-    return path;
-}
-
-static uint32_t rd32(Fixture *f, uint64_t gpa)
-{
-    uint8_t v[4];
-    g_assert_true(guest_mem_read(f->mem, gpa, v, 4));
-    return boot_ld32(v);
-}
-
-static uint64_t rd64(Fixture *f, uint64_t gpa)
-{
-    uint8_t v[8];
-    g_assert_true(guest_mem_read(f->mem, gpa, v, 8));
-    return boot_ld64(v);
-}
-
-static char *rdstr(Fixture *f, uint64_t gpa)
-{
-    GString *s = g_string_new(NULL);
-    for (;;) {
-        char c;
-        g_assert_true(guest_mem_read(f->mem, gpa++, &c, 1));
-        if (!c) {
-            return g_string_free(s, FALSE);
-        }
-        g_string_append_c(s, c);
-    }
-}
 
 static void put_header(uint8_t *p, uint32_t flags)
 {
@@ -133,70 +44,49 @@ static GBytes *make_elf(bool is64)
         img[i] = (uint8_t)(i * 5);
     }
     put_header(img + 0x1000, 0x3);
-    if (is64) {
-        Elf64_Ehdr eh = { .e_type = ET_EXEC, .e_machine = EM_X86_64, .e_version = EV_CURRENT,
-                          .e_entry = 0xffffffff80200100ULL, .e_phoff = sizeof(Elf64_Ehdr),
-                          .e_ehsize = sizeof(Elf64_Ehdr), .e_phentsize = sizeof(Elf64_Phdr),
-                          .e_phnum = 1 };
-        memcpy(eh.e_ident, ELFMAG, SELFMAG);
-        eh.e_ident[EI_CLASS] = ELFCLASS64;
-        eh.e_ident[EI_DATA] = ELFDATA2LSB;
-        Elf64_Phdr ph = { .p_type = PT_LOAD, .p_offset = 0x1000,
-                          .p_vaddr = 0xffffffff80200000ULL, .p_paddr = 0x200000,
-                          .p_filesz = 0x1000, .p_memsz = 0x2000 };
-        memcpy(img, &eh, sizeof(eh));
-        memcpy(img + sizeof(eh), &ph, sizeof(ph));
-    } else {
-        Elf32_Ehdr eh = { .e_type = ET_EXEC, .e_machine = EM_386, .e_version = EV_CURRENT,
-                          .e_entry = 0x200100, .e_phoff = sizeof(Elf32_Ehdr),
-                          .e_ehsize = sizeof(Elf32_Ehdr), .e_phentsize = sizeof(Elf32_Phdr),
-                          .e_phnum = 1 };
-        memcpy(eh.e_ident, ELFMAG, SELFMAG);
-        eh.e_ident[EI_CLASS] = ELFCLASS32;
-        eh.e_ident[EI_DATA] = ELFDATA2LSB;
-        Elf32_Phdr ph = { .p_type = PT_LOAD, .p_offset = 0x1000, .p_vaddr = 0x200000,
-                          .p_paddr = 0x200000, .p_filesz = 0x1000, .p_memsz = 0x2000 };
-        memcpy(img, &eh, sizeof(eh));
-        memcpy(img + sizeof(eh), &ph, sizeof(ph));
-    }
+    /* the 64-bit kernel is linked high and loaded low, as Linux-style kernels are */
+    uint64_t high = is64 ? 0xffffffff80000000ULL : 0;
+    const BootTestPhdr ph = { .type = PT_LOAD, .offset = 0x1000, .vaddr = high + 0x200000,
+                              .paddr = 0x200000, .filesz = 0x1000, .memsz = 0x2000 };
+    bt_put_elf(img, is64, high + 0x200100, &ph, 1);
     return g_bytes_new_take(img, len);
 }
 
-static void check_info(Fixture *f, const char *cmdline, uint64_t kernel_end,
+static void check_info(BootTestFixture *f, const char *cmdline, uint64_t kernel_end,
                        const char *const *mod_strings, GBytes *const *mod_data)
 {
     g_assert_cmpint(f->bsp.mode, ==, CPU_BOOT_PROT32);
     g_assert_cmphex(f->bsp.rax, ==, 0x2badb002);
     g_assert_cmphex(f->bsp.rbx, ==, MBI);
-    g_assert_cmphex(rd64(f, f->bsp.gdt_base + f->bsp.cs), ==, 0x00cf9b000000ffffULL);
+    g_assert_cmphex(bt_rd64(f, f->bsp.gdt_base + f->bsp.cs), ==, 0x00cf9b000000ffffULL);
 
-    uint32_t flags = rd32(f, MBI);
+    uint32_t flags = bt_rd32(f, MBI);
     g_assert_cmphex(flags, ==, (1 << 0) | (1 << 1) | (1 << 2) | (1 << 3) | (1 << 6) | (1 << 9));
-    g_assert_cmpuint(rd32(f, MBI + 4), ==, 640);
-    g_assert_cmpuint(rd32(f, MBI + 8), ==, f->b.below_4g / 1024 - 1024);
-    g_assert_cmphex(rd32(f, MBI + 12), ==, 0x8000ffff);
-    g_autofree char *cmd = rdstr(f, rd32(f, MBI + 16));
+    g_assert_cmpuint(bt_rd32(f, MBI + 4), ==, 640);
+    g_assert_cmpuint(bt_rd32(f, MBI + 8), ==, f->b.below_4g / 1024 - 1024);
+    g_assert_cmphex(bt_rd32(f, MBI + 12), ==, 0x8000ffff);
+    g_autofree char *cmd = bt_rdstr(f, bt_rd32(f, MBI + 16));
     g_assert_cmpstr(cmd, ==, cmdline);
-    g_autofree char *name = rdstr(f, rd32(f, MBI + 64));
+    g_autofree char *name = bt_rdstr(f, bt_rd32(f, MBI + 64));
     g_assert_cmpstr(name, ==, "sen");
 
     /* memory map: the e820 table with 4-byte size fields */
-    uint32_t mmap_len = rd32(f, MBI + 44), mmap = rd32(f, MBI + 48);
+    uint32_t mmap_len = bt_rd32(f, MBI + 44), mmap = bt_rd32(f, MBI + 48);
     g_assert_cmpuint(mmap_len, ==, f->b.e820_count * 24);
     for (unsigned i = 0; i < f->b.e820_count; i++) {
         uint64_t e = mmap + i * 24;
-        g_assert_cmpuint(rd32(f, e), ==, 20);
-        g_assert_cmphex(rd64(f, e + 4), ==, f->b.e820[i].addr);
-        g_assert_cmphex(rd64(f, e + 12), ==, f->b.e820[i].size);
-        g_assert_cmpuint(rd32(f, e + 20), ==, f->b.e820[i].type);
+        g_assert_cmpuint(bt_rd32(f, e), ==, 20);
+        g_assert_cmphex(bt_rd64(f, e + 4), ==, f->b.e820[i].addr);
+        g_assert_cmphex(bt_rd64(f, e + 12), ==, f->b.e820[i].size);
+        g_assert_cmpuint(bt_rd32(f, e + 20), ==, f->b.e820[i].type);
     }
 
     unsigned nmods = mod_strings ? g_strv_length((char **)mod_strings) : 0;
-    g_assert_cmpuint(rd32(f, MBI + 20), ==, nmods);
-    uint32_t mods = rd32(f, MBI + 24);
+    g_assert_cmpuint(bt_rd32(f, MBI + 20), ==, nmods);
+    uint32_t mods = bt_rd32(f, MBI + 24);
     uint64_t prev_end = kernel_end;
     for (unsigned i = 0; i < nmods; i++) {
-        uint32_t start = rd32(f, mods + i * 16), end = rd32(f, mods + i * 16 + 4);
+        uint32_t start = bt_rd32(f, mods + i * 16), end = bt_rd32(f, mods + i * 16 + 4);
         size_t len;
         const uint8_t *data = g_bytes_get_data(mod_data[i], &len);
         g_assert_cmphex(start & 0xfff, ==, 0);
@@ -205,7 +95,7 @@ static void check_info(Fixture *f, const char *cmdline, uint64_t kernel_end,
         g_autofree uint8_t *buf = g_malloc(len + 1);
         g_assert_true(guest_mem_read(f->mem, start, buf, len));
         g_assert_true(memcmp(buf, data, len) == 0);
-        g_autofree char *s = rdstr(f, rd32(f, mods + i * 16 + 8));
+        g_autofree char *s = bt_rdstr(f, bt_rd32(f, mods + i * 16 + 8));
         g_assert_cmpstr(s, ==, mod_strings[i]);
         prev_end = end;
     }
@@ -213,22 +103,22 @@ static void check_info(Fixture *f, const char *cmdline, uint64_t kernel_end,
 
 static void test_aout_modules(void)
 {
-    Fixture f;
+    BootTestFixture f;
     Error *err = NULL;
-    fixture_init(&f, 64 * MiB);
+    bt_init(&f, 64 * MiB, BT_GARBAGE | BT_TMPDIR);
     g_autoptr(GBytes) k = make_aout(0, 0x110000, 0x100040);
     const uint8_t *img = g_bytes_get_data(k, NULL);
-    g_autofree char *kpath = write_file(&f, "kernel", img, AOUT_LEN);
+    g_autofree char *kpath = bt_write_file(&f, "kernel", img, AOUT_LEN);
     g_autofree uint8_t *m1 = g_malloc(5000);
     memset(m1, 0x42, 5000);
-    g_autofree char *p1 = write_file(&f, "mod1", m1, 5000);
-    g_autofree char *p2 = write_file(&f, "mod,2", "xyz", 3);
+    g_autofree char *p1 = bt_write_file(&f, "mod1", m1, 5000);
+    g_autofree char *p2 = bt_write_file(&f, "mod,2", "xyz", 3);
     g_autofree char *spec = g_strdup_printf("%s arg1 arg2,%s/mod,,2", p1, f.dir);
     g_autofree char *s1 = g_strdup_printf("%s arg1 arg2", p1);
 
     g_assert_cmpint(boot_detect(img, AOUT_LEN), ==, BOOT_KIND_MULTIBOOT);
     g_assert_true(boot_kernel_load(&f.b, kpath, spec, "console=ttyS0", &f.bsp, &err));
-    assert_no_error(err);
+    bt_assert_no_error(err);
     g_assert_cmphex(f.bsp.rip, ==, 0x100080);
 
     uint8_t buf[AOUT_LEN];
@@ -248,17 +138,17 @@ static void test_aout_modules(void)
     g_assert_true(guest_mem_fill(f.mem, 0, 0, 64 * MiB));
     boot_restore(&f.b);
     check_info(&f, cmdline, 0x110000, strings, data);
-    fixture_free(&f);
+    bt_free(&f);
 }
 
 static void test_aout_load_end(void)
 {
-    Fixture f;
+    BootTestFixture f;
     Error *err = NULL;
-    fixture_init(&f, 16 * MiB);
+    bt_init(&f, 16 * MiB, BT_GARBAGE | BT_TMPDIR);
     g_autoptr(GBytes) k = make_aout(0x102000, 0, 0x100040);
     g_assert_true(boot_multiboot_load(&f.b, "k", k, NULL, NULL, &f.bsp, &err));
-    assert_no_error(err);
+    bt_assert_no_error(err);
     uint8_t buf[0x2000];
     g_assert_true(guest_mem_read(f.mem, 0x100000, buf, sizeof(buf)));
     g_assert_true(memcmp(buf, g_bytes_get_data(k, NULL), sizeof(buf)) == 0);
@@ -266,20 +156,20 @@ static void test_aout_load_end(void)
     g_assert_true(guest_mem_read(f.mem, 0x102000, &after, 1));
     g_assert_cmpuint(after, ==, 0xff); /* nothing loaded past load_end, no bss */
     check_info(&f, "k ", 0x102000, NULL, NULL);
-    fixture_free(&f);
+    bt_free(&f);
 }
 
 static void check_elf(bool is64)
 {
-    Fixture f;
+    BootTestFixture f;
     Error *err = NULL;
-    fixture_init(&f, 32 * MiB);
+    bt_init(&f, 32 * MiB, BT_GARBAGE | BT_TMPDIR);
     g_autoptr(GBytes) k = make_elf(is64);
     g_assert_cmpint(boot_detect(g_bytes_get_data(k, NULL), g_bytes_get_size(k)), ==,
                     BOOT_KIND_MULTIBOOT);
-    g_autofree char *p1 = write_file(&f, "m", "module", 6);
+    g_autofree char *p1 = bt_write_file(&f, "m", "module", 6);
     g_assert_true(boot_multiboot_load(&f.b, "kern.elf", k, p1, "x=1", &f.bsp, &err));
-    assert_no_error(err);
+    bt_assert_no_error(err);
     g_assert_cmphex(f.bsp.rip, ==, 0x200100);
     uint8_t buf[0x2000];
     g_assert_true(guest_mem_read(f.mem, 0x200000, buf, sizeof(buf)));
@@ -292,7 +182,7 @@ static void check_elf(bool is64)
     g_autoptr(GBytes) d1 = g_bytes_new("module", 6);
     GBytes *data[] = { d1 };
     check_info(&f, "kern.elf x=1", 0x202000, strings, data);
-    fixture_free(&f);
+    bt_free(&f);
 }
 
 static void test_elf32(void) { check_elf(false); }
@@ -314,30 +204,26 @@ static void test_split(void)
     g_assert_cmpuint(g_strv_length(d), ==, 0);
 }
 
-static void expect_error(Fixture *f, const char *kpath, const char *mods,
+static void expect_error(BootTestFixture *f, const char *kpath, const char *mods,
                          const char *needle)
 {
     Error *err = NULL;
     g_assert_false(boot_kernel_load(&f->b, kpath, mods, NULL, &f->bsp, &err));
-    g_assert_nonnull(err);
-    if (!strstr(error_get_pretty(err), needle)) {
-        g_error("error '%s' lacks '%s'", error_get_pretty(err), needle);
-    }
-    error_free(err);
+    bt_assert_error(err, needle);
 }
 
 static void test_errors(void)
 {
-    Fixture f;
-    fixture_init(&f, 32 * MiB);
+    BootTestFixture f;
+    bt_init(&f, 32 * MiB, BT_GARBAGE | BT_TMPDIR);
 
     g_autoptr(GBytes) k = make_aout(0, 0, 0x100040);
     g_autofree uint8_t *bad = g_memdup2(g_bytes_get_data(k, NULL), AOUT_LEN);
     bad[0x48] ^= 1; /* checksum */
-    g_autofree char *p = write_file(&f, "badsum", bad, AOUT_LEN);
+    g_autofree char *p = bt_write_file(&f, "badsum", bad, AOUT_LEN);
     expect_error(&f, p, NULL, "bad checksum");
 
-    g_autofree char *good = write_file(&f, "good", g_bytes_get_data(k, NULL), AOUT_LEN);
+    g_autofree char *good = bt_write_file(&f, "good", g_bytes_get_data(k, NULL), AOUT_LEN);
     g_autofree char *missing = g_build_filename(f.dir, "nothere", NULL);
     g_autofree char *spec = g_strdup_printf("%s some args", missing);
     expect_error(&f, good, spec, "could not load multiboot module");
@@ -345,24 +231,24 @@ static void test_errors(void)
     boot_ctx_init(&f.b, f.mem, f.b.below_4g, 0);
 
     g_autoptr(GBytes) long_end = make_aout(0x100000 + AOUT_LEN + 1, 0, 0x100040);
-    g_autofree char *p2 = write_file(&f, "longend", g_bytes_get_data(long_end, NULL),
+    g_autofree char *p2 = bt_write_file(&f, "longend", g_bytes_get_data(long_end, NULL),
                                      AOUT_LEN);
     expect_error(&f, p2, NULL, "load_end_addr");
 
     g_autoptr(GBytes) hdr_low = make_aout(0, 0, 0x0ffff0);
-    g_autofree char *p3 = write_file(&f, "hdrlow", g_bytes_get_data(hdr_low, NULL),
+    g_autofree char *p3 = bt_write_file(&f, "hdrlow", g_bytes_get_data(hdr_low, NULL),
                                      AOUT_LEN);
     expect_error(&f, p3, NULL, "load_addr");
 
     g_autoptr(GBytes) small_bss = make_aout(0, 0x100100, 0x100040);
-    g_autofree char *p4 = write_file(&f, "smallbss", g_bytes_get_data(small_bss, NULL),
+    g_autofree char *p4 = bt_write_file(&f, "smallbss", g_bytes_get_data(small_bss, NULL),
                                      AOUT_LEN);
     expect_error(&f, p4, NULL, "bss_end_addr");
 
     /* no a.out addresses and not an ELF */
     uint8_t raw[64] = { 0 };
     put_header(raw + 8, 0x3);
-    g_autofree char *p5 = write_file(&f, "raw", raw, sizeof(raw));
+    g_autofree char *p5 = bt_write_file(&f, "raw", raw, sizeof(raw));
     expect_error(&f, p5, NULL, "not an ELF file");
 
     /* a kernel that loads over the multiboot info */
@@ -374,27 +260,27 @@ static void test_errors(void)
     boot_st32(h + 16, 0x9000);
     boot_st32(h + 28, 0x9000);
     low = g_bytes_new_take(img, 0x1000);
-    g_autofree char *p6 = write_file(&f, "low", g_bytes_get_data(low, NULL), 0x1000);
+    g_autofree char *p6 = bt_write_file(&f, "low", g_bytes_get_data(low, NULL), 0x1000);
     expect_error(&f, p6, NULL, "overlaps");
 
     /* the header beyond the first 8 KiB is not found */
     g_autofree uint8_t *far = g_malloc0(0x3000);
     put_header(far + 0x2000, 0x00010000);
     g_assert_cmpint(boot_detect(far, 0x3000), ==, BOOT_KIND_UNKNOWN);
-    fixture_free(&f);
+    bt_free(&f);
 }
 
 static void test_corrupt(void)
 {
-    Fixture f;
-    fixture_init(&f, 16 * MiB);
+    BootTestFixture f;
+    bt_init(&f, 16 * MiB, BT_GARBAGE | BT_TMPDIR);
     g_autoptr(GBytes) k = make_elf(false);
     size_t len;
     const uint8_t *img = g_bytes_get_data(k, &len);
     for (size_t off = 0; off < 0x80; off++) {
         for (unsigned bit = 0; bit < 8; bit += 2) {
             Error *err = NULL;
-            fixture_reset(&f);
+            bt_reset(&f);
             g_autofree uint8_t *bad = g_memdup2(img, len);
             bad[off] ^= 1u << bit;
             g_autoptr(GBytes) t = g_bytes_new(bad, len);
@@ -406,13 +292,13 @@ static void test_corrupt(void)
     g_autoptr(GBytes) a = make_aout(0, 0x110000, 0x100040);
     for (size_t cut = 0x4c; cut < 0x80; cut++) {
         Error *err = NULL;
-        fixture_reset(&f);
+        bt_reset(&f);
         g_autoptr(GBytes) t = g_bytes_new_from_bytes(a, 0, cut);
         if (!boot_multiboot_load(&f.b, "k", t, NULL, NULL, &f.bsp, &err)) {
             error_free(err);
         }
     }
-    fixture_free(&f);
+    bt_free(&f);
 }
 
 int main(int argc, char **argv)

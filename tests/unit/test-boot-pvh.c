@@ -8,71 +8,14 @@
 #include <glib.h>
 #include <glib/gstdio.h>
 #include "hw/i386/boot.h"
-#include "sen/hw/pc.h"
+#include "boot-test-util.h"
 
-#define MiB (1024ULL * 1024)
 #define INFO 0x7000ULL
 #define SEG_OFF 0x1000
 #define SEG_FILESZ 0x2000
 #define SEG_MEMSZ 0x5000
 #define SEG_PADDR 0x100000ULL
 #define ENTRY 0x100010ULL
-
-typedef struct Fixture {
-    GuestMemory *mem;
-    BootCtx b;
-    CpuBootState bsp;
-} Fixture;
-
-static void assert_no_error(Error *err)
-{
-    if (err) {
-        g_error("unexpected error: %s", error_get_pretty(err));
-    }
-}
-
-static void fixture_init(Fixture *f, uint64_t ram)
-{
-    Error *err = NULL;
-    uint64_t lo, hi;
-    memset(f, 0, sizeof(*f));
-    pc_ram_split(ram, &lo, &hi);
-    f->mem = guest_mem_new(ram, &err);
-    assert_no_error(err);
-    g_assert_true(guest_mem_add_region(f->mem, 0, lo, 0, &err));
-    /* garbage everywhere, so zeroed bss and terminators are really written */
-    g_assert_true(guest_mem_fill(f->mem, 0, 0xff, MIN(lo, 4 * MiB))); /* where images go */
-    boot_ctx_init(&f->b, f->mem, lo, hi);
-}
-
-static void fixture_free(Fixture *f)
-{
-    boot_ctx_clear(&f->b);
-    guest_mem_free(f->mem);
-}
-
-/* Forget the loaded images but keep the RAM (cheap between corrupt-image attempts). */
-static void fixture_reset(Fixture *f)
-{
-    uint64_t lo = f->b.below_4g, hi = f->b.above_4g;
-    boot_ctx_clear(&f->b);
-    boot_ctx_init(&f->b, f->mem, lo, hi);
-    memset(&f->bsp, 0, sizeof(f->bsp));
-}
-
-static uint32_t rd32(Fixture *f, uint64_t gpa)
-{
-    uint8_t v[4];
-    g_assert_true(guest_mem_read(f->mem, gpa, v, 4));
-    return boot_ld32(v);
-}
-
-static uint64_t rd64(Fixture *f, uint64_t gpa)
-{
-    uint8_t v[8];
-    g_assert_true(guest_mem_read(f->mem, gpa, v, 8));
-    return boot_ld64(v);
-}
 
 typedef struct FakeElf {
     bool is64;
@@ -105,46 +48,20 @@ static GBytes *make_elf(const FakeElf *e)
     }
     size_t note_len = 16 + ((e->desc_size + 3) & ~3u);
 
-    if (e->is64) {
-        Elf64_Ehdr eh = { .e_type = ET_EXEC, .e_machine = EM_X86_64, .e_version = EV_CURRENT,
-                          .e_entry = 0xffffffff81000000ULL, .e_phoff = sizeof(Elf64_Ehdr),
-                          .e_ehsize = sizeof(Elf64_Ehdr), .e_phentsize = sizeof(Elf64_Phdr),
-                          .e_phnum = 2 };
-        memcpy(eh.e_ident, ELFMAG, SELFMAG);
-        eh.e_ident[EI_CLASS] = ELFCLASS64;
-        eh.e_ident[EI_DATA] = ELFDATA2LSB;
-        eh.e_ident[EI_VERSION] = EV_CURRENT;
-        Elf64_Phdr ph[2] = {
-            { .p_type = PT_LOAD, .p_offset = e->seg_offset, .p_vaddr = 0xffffffff80000000ULL,
-              .p_paddr = e->paddr, .p_filesz = SEG_FILESZ, .p_memsz = SEG_MEMSZ },
-            { .p_type = PT_NOTE, .p_offset = note_off, .p_filesz = note_len },
-        };
-        memcpy(img, &eh, sizeof(eh));
-        memcpy(img + sizeof(eh), ph, sizeof(ph));
-    } else {
-        Elf32_Ehdr eh = { .e_type = ET_EXEC, .e_machine = EM_386, .e_version = EV_CURRENT,
-                          .e_entry = 0xc0000000, .e_phoff = sizeof(Elf32_Ehdr),
-                          .e_ehsize = sizeof(Elf32_Ehdr), .e_phentsize = sizeof(Elf32_Phdr),
-                          .e_phnum = 2 };
-        memcpy(eh.e_ident, ELFMAG, SELFMAG);
-        eh.e_ident[EI_CLASS] = ELFCLASS32;
-        eh.e_ident[EI_DATA] = ELFDATA2LSB;
-        eh.e_ident[EI_VERSION] = EV_CURRENT;
-        Elf32_Phdr ph[2] = {
-            { .p_type = PT_LOAD, .p_offset = (uint32_t)e->seg_offset,
-              .p_paddr = (uint32_t)e->paddr, .p_filesz = SEG_FILESZ, .p_memsz = SEG_MEMSZ },
-            { .p_type = PT_NOTE, .p_offset = note_off, .p_filesz = note_len },
-        };
-        memcpy(img, &eh, sizeof(eh));
-        memcpy(img + sizeof(eh), ph, sizeof(ph));
-    }
+    const BootTestPhdr ph[2] = {
+        { .type = PT_LOAD, .offset = e->seg_offset,
+          .vaddr = e->is64 ? 0xffffffff80000000ULL : 0, .paddr = e->paddr,
+          .filesz = SEG_FILESZ, .memsz = SEG_MEMSZ },
+        { .type = PT_NOTE, .offset = note_off, .filesz = note_len },
+    };
+    bt_put_elf(img, e->is64, e->is64 ? 0xffffffff81000000ULL : 0xc0000000, ph, 2);
     for (size_t i = SEG_OFF; i < len; i++) {
         img[i] = (uint8_t)(i * 13 + 1);
     }
     return g_bytes_new_take(img, len);
 }
 
-static void check_pvh(Fixture *f, GBytes *kernel, GBytes *initrd, const char *cmdline)
+static void check_pvh(BootTestFixture *f, GBytes *kernel, GBytes *initrd, const char *cmdline)
 {
     const uint8_t *img = g_bytes_get_data(kernel, NULL);
 
@@ -152,8 +69,8 @@ static void check_pvh(Fixture *f, GBytes *kernel, GBytes *initrd, const char *cm
     g_assert_cmphex(f->bsp.rip, ==, ENTRY);
     g_assert_cmphex(f->bsp.rbx, ==, INFO);
     g_assert_cmphex(f->bsp.cs, ==, 0x10);
-    g_assert_cmphex(rd64(f, f->bsp.gdt_base + f->bsp.cs), ==, 0x00cf9b000000ffffULL);
-    g_assert_cmphex(rd64(f, f->bsp.gdt_base + f->bsp.ds), ==, 0x00cf93000000ffffULL);
+    g_assert_cmphex(bt_rd64(f, f->bsp.gdt_base + f->bsp.cs), ==, 0x00cf9b000000ffffULL);
+    g_assert_cmphex(bt_rd64(f, f->bsp.gdt_base + f->bsp.ds), ==, 0x00cf93000000ffffULL);
 
     /* segment bytes and zeroed bss */
     uint8_t seg[SEG_MEMSZ];
@@ -164,38 +81,38 @@ static void check_pvh(Fixture *f, GBytes *kernel, GBytes *initrd, const char *cm
     }
 
     /* hvm_start_info */
-    g_assert_cmphex(rd32(f, INFO), ==, 0x336ec578);
-    g_assert_cmpuint(rd32(f, INFO + 4), ==, 1);
-    g_assert_cmpuint(rd32(f, INFO + 8), ==, 0);
-    uint64_t cmd = rd64(f, INFO + 24);
+    g_assert_cmphex(bt_rd32(f, INFO), ==, 0x336ec578);
+    g_assert_cmpuint(bt_rd32(f, INFO + 4), ==, 1);
+    g_assert_cmpuint(bt_rd32(f, INFO + 8), ==, 0);
+    uint64_t cmd = bt_rd64(f, INFO + 24);
     g_autofree char *got = g_malloc0(strlen(cmdline) + 1);
     g_assert_true(guest_mem_read(f->mem, cmd, got, strlen(cmdline) + 1));
     g_assert_cmpstr(got, ==, cmdline);
-    g_assert_cmphex(rd64(f, INFO + 32), ==, 0); /* rsdp */
+    g_assert_cmphex(bt_rd64(f, INFO + 32), ==, 0); /* rsdp */
 
-    uint64_t memmap = rd64(f, INFO + 40);
-    g_assert_cmpuint(rd32(f, INFO + 48), ==, f->b.e820_count);
+    uint64_t memmap = bt_rd64(f, INFO + 40);
+    g_assert_cmpuint(bt_rd32(f, INFO + 48), ==, f->b.e820_count);
     for (unsigned i = 0; i < f->b.e820_count; i++) {
-        g_assert_cmphex(rd64(f, memmap + i * 24), ==, f->b.e820[i].addr);
-        g_assert_cmphex(rd64(f, memmap + i * 24 + 8), ==, f->b.e820[i].size);
-        g_assert_cmpuint(rd32(f, memmap + i * 24 + 16), ==, f->b.e820[i].type);
-        g_assert_cmpuint(rd32(f, memmap + i * 24 + 20), ==, 0);
+        g_assert_cmphex(bt_rd64(f, memmap + i * 24), ==, f->b.e820[i].addr);
+        g_assert_cmphex(bt_rd64(f, memmap + i * 24 + 8), ==, f->b.e820[i].size);
+        g_assert_cmpuint(bt_rd32(f, memmap + i * 24 + 16), ==, f->b.e820[i].type);
+        g_assert_cmpuint(bt_rd32(f, memmap + i * 24 + 20), ==, 0);
     }
 
     if (!initrd) {
-        g_assert_cmpuint(rd32(f, INFO + 12), ==, 0);
+        g_assert_cmpuint(bt_rd32(f, INFO + 12), ==, 0);
         return;
     }
     size_t ilen;
     const uint8_t *idata = g_bytes_get_data(initrd, &ilen);
-    g_assert_cmpuint(rd32(f, INFO + 12), ==, 1);
-    uint64_t mod = rd64(f, INFO + 16);
-    uint64_t paddr = rd64(f, mod), size = rd64(f, mod + 8);
+    g_assert_cmpuint(bt_rd32(f, INFO + 12), ==, 1);
+    uint64_t mod = bt_rd64(f, INFO + 16);
+    uint64_t paddr = bt_rd64(f, mod), size = bt_rd64(f, mod + 8);
     g_assert_cmpuint(size, ==, ilen);
     g_assert_cmphex(paddr & 0xfff, ==, 0);
     g_assert_cmphex(paddr, >=, SEG_PADDR + SEG_MEMSZ);
     g_assert_cmphex(paddr + size, <=, f->b.below_4g);
-    g_assert_cmphex(rd64(f, mod + 16), ==, 0); /* cmdline_paddr */
+    g_assert_cmphex(bt_rd64(f, mod + 16), ==, 0); /* cmdline_paddr */
     g_autofree uint8_t *buf = g_malloc(ilen);
     g_assert_true(guest_mem_read(f->mem, paddr, buf, ilen));
     g_assert_true(memcmp(buf, idata, ilen) == 0);
@@ -203,53 +120,49 @@ static void check_pvh(Fixture *f, GBytes *kernel, GBytes *initrd, const char *cm
 
 static void test_elf64(void)
 {
-    Fixture f;
+    BootTestFixture f;
     Error *err = NULL;
-    fixture_init(&f, 64 * MiB);
+    bt_init(&f, 64 * MiB, BT_GARBAGE);
     g_autoptr(GBytes) k = make_elf(&default_elf);
     g_autoptr(GBytes) rd = g_bytes_new_static("initrd bytes", 12);
     g_assert_cmpint(boot_detect(g_bytes_get_data(k, NULL), g_bytes_get_size(k)), ==,
                     BOOT_KIND_PVH);
     g_assert_true(boot_pvh_load(&f.b, "vmlinux", k, rd, "rd", "console=ttyS0", &f.bsp,
                                 &err));
-    assert_no_error(err);
+    bt_assert_no_error(err);
     check_pvh(&f, k, rd, "console=ttyS0");
     /* reset restores what the guest scribbled over */
     g_assert_true(guest_mem_fill(f.mem, 0, 0xee, 64 * MiB));
     boot_restore(&f.b);
     check_pvh(&f, k, rd, "console=ttyS0");
-    fixture_free(&f);
+    bt_free(&f);
 }
 
 static void test_elf32(void)
 {
-    Fixture f;
+    BootTestFixture f;
     Error *err = NULL;
     FakeElf e = default_elf;
     e.is64 = false;
     e.desc_size = 4;
-    fixture_init(&f, 32 * MiB);
+    bt_init(&f, 32 * MiB, BT_GARBAGE);
     g_autoptr(GBytes) k = make_elf(&e);
     g_assert_cmpint(boot_detect(g_bytes_get_data(k, NULL), g_bytes_get_size(k)), ==,
                     BOOT_KIND_PVH);
     g_assert_true(boot_pvh_load(&f.b, "vmlinux", k, NULL, NULL, NULL, &f.bsp, &err));
-    assert_no_error(err);
+    bt_assert_no_error(err);
     check_pvh(&f, k, NULL, "");
-    fixture_free(&f);
+    bt_free(&f);
 }
 
 static void expect_error(GBytes *k, const char *needle)
 {
-    Fixture f;
+    BootTestFixture f;
     Error *err = NULL;
-    fixture_init(&f, 64 * MiB);
+    bt_init(&f, 64 * MiB, BT_GARBAGE);
     g_assert_false(boot_pvh_load(&f.b, "vmlinux", k, NULL, NULL, "", &f.bsp, &err));
-    g_assert_nonnull(err);
-    if (!strstr(error_get_pretty(err), needle)) {
-        g_error("error '%s' lacks '%s'", error_get_pretty(err), needle);
-    }
-    error_free(err);
-    fixture_free(&f);
+    bt_assert_error(err, needle);
+    bt_free(&f);
 }
 
 static void test_errors(void)
@@ -285,14 +198,14 @@ static void test_errors(void)
 /* Truncations and byte flips in the headers: errors, never a crash. */
 static void test_corrupt(void)
 {
-    Fixture f;
-    fixture_init(&f, 16 * MiB);
+    BootTestFixture f;
+    bt_init(&f, 16 * MiB, BT_GARBAGE);
     g_autoptr(GBytes) k = make_elf(&default_elf);
     size_t len;
     const uint8_t *img = g_bytes_get_data(k, &len);
     for (size_t cut = 0; cut < len; cut += 5) {
         Error *err = NULL;
-        fixture_reset(&f);
+        bt_reset(&f);
         g_autoptr(GBytes) t = g_bytes_new_from_bytes(k, 0, cut);
         boot_detect(g_bytes_get_data(t, NULL), cut);
         if (!boot_pvh_load(&f.b, "vmlinux", t, NULL, NULL, "", &f.bsp, &err)) {
@@ -302,7 +215,7 @@ static void test_corrupt(void)
     for (size_t off = 0; off < 0x220; off++) {
         for (unsigned bit = 0; bit < 8; bit += 3) {
             Error *err = NULL;
-            fixture_reset(&f);
+            bt_reset(&f);
             g_autofree uint8_t *bad = g_memdup2(img, len);
             bad[off] ^= 1u << bit;
             g_autoptr(GBytes) t = g_bytes_new(bad, len);
@@ -312,13 +225,13 @@ static void test_corrupt(void)
             }
         }
     }
-    fixture_free(&f);
+    bt_free(&f);
 }
 
 /* From files, through the detection QEMU's -kernel does. */
 static void test_from_file(void)
 {
-    Fixture f;
+    BootTestFixture f;
     Error *err = NULL;
     g_autofree char *dir = g_dir_make_tmp("sen-pvh-XXXXXX", NULL);
     g_autofree char *kpath = g_build_filename(dir, "vmlinux", NULL);
@@ -330,14 +243,14 @@ static void test_from_file(void)
     g_assert_true(g_file_set_contents(rpath, "0123456789", 10, NULL));
     g_assert_true(g_file_set_contents(junk, "hello world", 11, NULL));
 
-    fixture_init(&f, 64 * MiB);
+    bt_init(&f, 64 * MiB, BT_GARBAGE);
     g_assert_true(boot_kernel_load(&f.b, kpath, rpath, "a b c", &f.bsp, &err));
-    assert_no_error(err);
+    bt_assert_no_error(err);
     g_autoptr(GBytes) rd = g_bytes_new_static("0123456789", 10);
     check_pvh(&f, k, rd, "a b c");
-    fixture_free(&f);
+    bt_free(&f);
 
-    fixture_init(&f, 64 * MiB);
+    bt_init(&f, 64 * MiB, BT_GARBAGE);
     g_assert_false(boot_kernel_load(&f.b, junk, NULL, NULL, &f.bsp, &err));
     g_assert_nonnull(strstr(error_get_pretty(err),
                             "not a Linux bzImage, PVH ELF or multiboot image"));
@@ -348,7 +261,7 @@ static void test_from_file(void)
     g_assert_false(boot_kernel_load(&f.b, kpath, missing, NULL, &f.bsp, &err));
     g_assert_nonnull(strstr(error_get_pretty(err), "could not load initrd"));
     error_free(err);
-    fixture_free(&f);
+    bt_free(&f);
 
     g_unlink(kpath);
     g_unlink(rpath);
