@@ -391,6 +391,26 @@ static const PortWrite *nth_write(TestVm *t, unsigned i)
     return &g_array_index(t->writes, PortWrite, i);
 }
 
+/*
+ * A VM with cpus vCPUs, the flat GDT, code at CODE_ADDR and the BSP reset into mode (LONG64
+ * also gets the 2 MiB identity map); NULL when KVM is unusable (the test is skipped).
+ */
+static TestVm *tvm_start(unsigned cpus, CpuBootMode mode, const uint8_t *code, size_t len)
+{
+    TestVm *t = tvm_new(cpus);
+    if (!t) {
+        return NULL;
+    }
+    write_gdt(t->m->mem, mode == CPU_BOOT_LONG64);
+    if (mode == CPU_BOOT_LONG64) {
+        build_long_mode_tables(t->m->mem);
+    }
+    load_code(t, code, len);
+    CpuBootState b = boot_state(mode);
+    tvm_reset(t, &b);
+    return t;
+}
+
 /* 32-bit: out 0x11 <- 0x12345678; in 0x12 -> out 0x12; unassigned in -> out 0x13;
  * ebx (from the boot state) -> out 0x14; end with status 1. */
 static const uint8_t prot32_code[] = {
@@ -429,14 +449,10 @@ static void check_prot32_result(TestVm *t)
 
 static void test_kvm_prot32(void)
 {
-    TestVm *t = tvm_new(1);
+    TestVm *t = tvm_start(1, CPU_BOOT_PROT32, prot32_code, sizeof(prot32_code));
     if (!t) {
         return;
     }
-    write_gdt(t->m->mem, false);
-    load_code(t, prot32_code, sizeof(prot32_code));
-    CpuBootState b = boot_state(CPU_BOOT_PROT32);
-    tvm_reset(t, &b);
     tvm_run(t);
     check_prot32_result(t);
     tvm_free(t);
@@ -457,15 +473,10 @@ static void test_kvm_long64(void)
         0xee,                           /* out dx, al */
         0xf4, 0xeb, 0xfd,               /* hlt; jmp */
     };
-    TestVm *t = tvm_new(1);
+    TestVm *t = tvm_start(1, CPU_BOOT_LONG64, code, sizeof(code));
     if (!t) {
         return;
     }
-    write_gdt(t->m->mem, true);
-    build_long_mode_tables(t->m->mem);
-    load_code(t, code, sizeof(code));
-    CpuBootState b = boot_state(CPU_BOOT_LONG64);
-    tvm_reset(t, &b);
 
     struct kvm_sregs sr;
     g_assert_cmpint(ioctl(kvm_state(t->m)->vcpus[0].fd, KVM_GET_SREGS, &sr), ==, 0);
@@ -500,15 +511,11 @@ static void test_kvm_string_io(void)
         0xee,                           /* out dx, al */
         0xf4, 0xeb, 0xfd,               /* hlt; jmp */
     };
-    TestVm *t = tvm_new(1);
+    TestVm *t = tvm_start(1, CPU_BOOT_PROT32, code, sizeof(code));
     if (!t) {
         return;
     }
-    write_gdt(t->m->mem, false);
-    load_code(t, code, sizeof(code));
     g_assert_true(guest_mem_write(t->m->mem, 0x2000, "hello", 5));
-    CpuBootState b = boot_state(CPU_BOOT_PROT32);
-    tvm_reset(t, &b);
     tvm_run(t);
     g_assert_cmpint(t->m->exit_status, ==, 3);
     g_assert_cmpuint(t->writes->len, ==, 5);
@@ -552,16 +559,12 @@ static void test_kvm_mmio(void)
         0xb0, 0x05, 0xee,               /* mov al, 5; out dx, al */
         0xf4, 0xeb, 0xfd,               /* hlt; jmp */
     };
-    TestVm *t = tvm_new(1);
+    TestVm *t = tvm_start(1, CPU_BOOT_PROT32, code, sizeof(code));
     if (!t) {
         return;
     }
     Error *err = NULL;
     g_assert_true(io_space_add(t->m->mmio, 0xd0000000, 0x1000, &tmmio_ops, t, "test", &err));
-    write_gdt(t->m->mem, false);
-    load_code(t, code, sizeof(code));
-    CpuBootState b = boot_state(CPU_BOOT_PROT32);
-    tvm_reset(t, &b);
     tvm_run(t);
     g_assert_cmpint(t->m->exit_status, ==, 5);
     g_assert_cmpuint(t->writes->len, ==, 4);
@@ -642,20 +645,17 @@ static void test_kvm_triple_fault(void)
         0x0f, 0x01, 0x1d, 0x00, 0x06, 0x00, 0x00, /* lidt [0x600]: limit 0 */
         0x0f, 0x0b,                               /* ud2 */
     };
-    TestVm *t = tvm_new(1);
+    TestVm *t = tvm_start(1, CPU_BOOT_PROT32, code, sizeof(code));
     if (!t) {
         return;
     }
-    write_gdt(t->m->mem, false);
     put64(t->m->mem, 0x600, 0);
-    load_code(t, code, sizeof(code));
-    CpuBootState b = boot_state(CPU_BOOT_PROT32);
-    tvm_reset(t, &b);
     tvm_run(t);
     g_assert_cmpint(t->m->reset_requested, ==, SHUTDOWN_CAUSE_SUBSYSTEM_RESET);
 
     tvm_clear_requests(t);
     load_code(t, prot32_code, sizeof(prot32_code));
+    CpuBootState b = boot_state(CPU_BOOT_PROT32);
     tvm_reset(t, &b);
     tvm_run(t);
     check_prot32_result(t);
@@ -676,14 +676,10 @@ static void test_kvm_internal_error(void)
         0xee,                           /* out dx, al */
         0xf4, 0xeb, 0xfd,               /* hlt; jmp */
     };
-    TestVm *t = tvm_new(1);
+    TestVm *t = tvm_start(1, CPU_BOOT_PROT32, code, sizeof(code));
     if (!t) {
         return;
     }
-    write_gdt(t->m->mem, false);
-    load_code(t, code, sizeof(code));
-    CpuBootState b = boot_state(CPU_BOOT_PROT32);
-    tvm_reset(t, &b);
 
     g_autofree char *path = NULL;
     int log = g_file_open_tmp("test-kvm-XXXXXX", &path, NULL);
@@ -738,17 +734,13 @@ static void test_kvm_smp(void)
         0xe6, 0x10,                     /* out 0x10, al */
         0xf4, 0xeb, 0xfd,               /* hlt; jmp */
     };
-    TestVm *t = tvm_new(4);
+    TestVm *t = tvm_start(4, CPU_BOOT_PROT32, bsp_code, sizeof(bsp_code));
     if (!t) {
         return;
     }
     KvmState *s = kvm_state(t->m);
     g_assert_cmpuint(s->nr_vcpus, ==, 4);
-    write_gdt(t->m->mem, false);
-    load_code(t, bsp_code, sizeof(bsp_code));
     g_assert_true(guest_mem_write(t->m->mem, 0x2000, ap_code, sizeof(ap_code)));
-    CpuBootState b = boot_state(CPU_BOOT_PROT32);
-    tvm_reset(t, &b);
 
     for (unsigned i = 0; i < 4; i++) {
         struct kvm_regs r;
@@ -796,14 +788,10 @@ static void test_kvm_pause_resume(void)
 {
     /* A tight loop: pause must kick it out of the guest, over and over. */
     static const uint8_t code[] = { 0xeb, 0xfe };  /* jmp $ */
-    TestVm *t = tvm_new(2);
+    TestVm *t = tvm_start(2, CPU_BOOT_PROT32, code, sizeof(code));
     if (!t) {
         return;
     }
-    write_gdt(t->m->mem, false);
-    load_code(t, code, sizeof(code));
-    CpuBootState b = boot_state(CPU_BOOT_PROT32);
-    tvm_reset(t, &b);
     for (unsigned i = 0; i < 20; i++) {
         kvm_accel_ops.resume(t->m);
         g_usleep(2000);
