@@ -8,7 +8,7 @@ PACKAGES="
   libglib2.0-dev libjansson-dev
   python3 python3-pytest
   qemu-system-x86 qemu-utils
-  busybox-static cpio
+  busybox-static cpio patch kmod
   linux-source-6.1 xz-utils bc bison flex libelf-dev libssl-dev lz4
 "
 
