@@ -1,0 +1,321 @@
+/*
+ * The block layer: driver vtable, node graph and the BlockBackend devices use.
+ *
+ * A node (BlockDriverState) is one driver instance.  Format drivers (raw, qcow2) stack on a
+ * protocol node in their `file` child (file-posix); a backing chain is nodes linked through
+ * `backing`.  Drivers are plain BlockDriver tables listed in block/drivers.c.
+ *
+ * I/O model (no coroutines):
+ * - Every driver implements synchronous, thread-safe preadv/pwritev/... that may block.
+ *   Format drivers do their metadata I/O synchronously on their children with bdrv_pread()
+ *   and friends and serialise metadata updates with their own lock.
+ * - Asynchronous requests (blk_aio_*) go to the driver's aio_submit when it has one
+ *   (file-posix with aio=native uses libaio; raw forwards to its child); otherwise they run
+ *   the synchronous op on a small worker pool (aio=threads).  Either way the completion
+ *   callback runs in the GMainContext of the node (the main loop unless a device moved the
+ *   backend to an I/O thread with blk_set_context()).
+ * - Errors on the I/O path are negative errno; open/create/options use Error **errp.
+ */
+#ifndef SEN_BLOCK_H
+#define SEN_BLOCK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+#include <glib.h>
+#include "sen/error.h"
+#include "sen/keyval.h"
+
+typedef struct BlockDriver BlockDriver;
+typedef struct BlockDriverState BlockDriverState;
+typedef struct BlockBackend BlockBackend;
+typedef struct BlockRequest BlockRequest;
+typedef struct Machine Machine;
+
+#define BDRV_SECTOR_SIZE 512
+
+/* Open flags (bdrv_open, BlockDriverState.open_flags). */
+#define BDRV_O_RDWR        0x0001 /* writable; absent = read-only */
+#define BDRV_O_NOCACHE     0x0002 /* cache.direct=on: O_DIRECT on the protocol node */
+#define BDRV_O_NO_FLUSH    0x0004 /* cache.no-flush=on (cache=unsafe): flush is a no-op */
+#define BDRV_O_NATIVE_AIO  0x0008 /* aio=native: libaio (requires BDRV_O_NOCACHE) */
+#define BDRV_O_UNMAP       0x0010 /* discard=unmap: discards reach the host file */
+#define BDRV_O_NO_BACKING  0x0020 /* do not open the backing file (qemu-img -u style) */
+#define BDRV_O_CHECK       0x0040 /* opened for check/repair: tolerate a dirty/corrupt image */
+
+/* Request flags (pwritev, pwrite_zeroes). */
+#define BDRV_REQ_FUA        0x0001 /* data reaches stable storage before completion */
+#define BDRV_REQ_MAY_UNMAP  0x0002 /* write_zeroes may deallocate the range */
+#define BDRV_REQ_NO_FALLBACK 0x0004 /* write_zeroes: fail with -ENOTSUP rather than write */
+
+/* block_status() result bits, as QEMU's BDRV_BLOCK_*. */
+#define BDRV_BLOCK_DATA         0x01 /* reads come from this node or below */
+#define BDRV_BLOCK_ZERO         0x02 /* reads as zeroes */
+#define BDRV_BLOCK_OFFSET_VALID 0x04 /* *map is the offset in *file */
+#define BDRV_BLOCK_ALLOCATED    0x10 /* allocated in this layer (not from backing) */
+
+typedef enum BlockDetectZeroes {
+    BLOCK_DETECT_ZEROES_OFF,
+    BLOCK_DETECT_ZEROES_ON,    /* all-zero writes become write_zeroes */
+    BLOCK_DETECT_ZEROES_UNMAP, /* ... with MAY_UNMAP when discard=unmap */
+} BlockDetectZeroes;
+
+typedef enum BlockCheckFix {
+    BDRV_FIX_NONE = 0,
+    BDRV_FIX_LEAKS = 1,  /* check -r leaks */
+    BDRV_FIX_ERRORS = 2, /* check -r all (with LEAKS) */
+} BlockCheckFix;
+
+/* qemu-img check's counters. */
+typedef struct BlockCheckResult {
+    int corruptions, leaks, check_errors;
+    int corruptions_fixed, leaks_fixed;
+    int64_t image_end_offset;
+    int64_t total_clusters, allocated_clusters, fragmented_clusters, compressed_clusters;
+} BlockCheckResult;
+
+/* Format facts for `info` and for callers that align requests. */
+typedef struct BlockDriverInfo {
+    int cluster_size;       /* 0 = not cluster based */
+    int64_t vm_state_offset;
+    bool is_dirty;
+    bool unallocated_blocks_are_zero;
+} BlockDriverInfo;
+
+/* One internal snapshot, as qemu-img snapshot -l shows it. */
+typedef struct BlockSnapshotInfo {
+    char *id_str;
+    char *name;
+    uint64_t vm_state_size;
+    uint32_t date_sec, date_nsec;
+    uint64_t vm_clock_nsec;
+    uint32_t icount;
+} BlockSnapshotInfo;
+
+void block_snapshot_info_free(BlockSnapshotInfo *sn);
+
+/*
+ * A driver.  Sizes and offsets are bytes; I/O members return 0 or -errno and must be
+ * callable from several threads at once.  A member left NULL means "not supported"
+ * (the generic layer returns -ENOTSUP or an error naming the format), except where noted.
+ */
+struct BlockDriver {
+    const char *format_name;  /* "raw", "qcow2", "file" */
+    bool is_protocol;         /* opened on a filename; else a format on a `file` child */
+    size_t instance_size;     /* bs->opaque is zero-allocated with this size */
+    /* Score 0..100 that buf (the first len <= 2048 bytes of the image) is this format;
+     * NULL = never probed (protocols; raw scores 1 as the fallback). */
+    int (*probe)(const uint8_t *buf, int len, const char *filename);
+    /* Opens bs.  A format node's `file` child is already open; the driver opens its
+     * backing itself (bdrv_open_backing).  Consumes the keys it understands from opts
+     * (keyval_get*); block.c rejects what is left, naming it. */
+    bool (*open)(BlockDriverState *bs, Keyval *opts, int flags, Error **errp);
+    /* Flushes metadata caches and releases everything open took (not the children). */
+    void (*close)(BlockDriverState *bs);
+    int (*preadv)(BlockDriverState *bs, int64_t offset, int64_t bytes,
+                  const struct iovec *iov, int niov, int flags);
+    int (*pwritev)(BlockDriverState *bs, int64_t offset, int64_t bytes,
+                   const struct iovec *iov, int niov, int flags);
+    /* Optional: start req asynchronously and return 0 (completion through
+     * bdrv_request_complete in bs->ctx), or -ENOTSUP to have the worker pool run the
+     * synchronous op instead. */
+    int (*aio_submit)(BlockDriverState *bs, BlockRequest *req);
+    /* Writes metadata caches to the children, then flushes them (block.c flushes
+     * `file` after this returns, so a driver need not). NULL: only the children. */
+    int (*flush)(BlockDriverState *bs);
+    int (*pdiscard)(BlockDriverState *bs, int64_t offset, int64_t bytes);
+    int (*pwrite_zeroes)(BlockDriverState *bs, int64_t offset, int64_t bytes, int flags);
+    /* Resizes the virtual disk; shrink only when allowed.  Updates bs->total_size. */
+    bool (*truncate)(BlockDriverState *bs, int64_t size, bool shrink, Error **errp);
+    /* Status of [offset, offset+bytes): returns BDRV_BLOCK_* for the first *pnum bytes;
+     * *map/*file set when OFFSET_VALID.  NULL: everything DATA|ALLOCATED. */
+    int (*block_status)(BlockDriverState *bs, int64_t offset, int64_t bytes, int64_t *pnum,
+                        int64_t *map, BlockDriverState **file);
+    /* Fills bdi (zeroed by the caller). */
+    int (*get_info)(BlockDriverState *bs, BlockDriverInfo *bdi);
+    /* Consistency check, repairing what fix asks for. */
+    int (*check)(BlockDriverState *bs, BlockCheckResult *res, BlockCheckFix fix);
+    /* Creates an image at filename from create options ("size", "cluster_size", ...;
+     * the driver consumes what it knows). */
+    bool (*create)(const char *filename, Keyval *opts, Error **errp);
+    /* Internal snapshots: create (sn->id_str may be NULL: the driver picks one), apply,
+     * delete by id or name, and list (returns a GPtrArray of BlockSnapshotInfo*). */
+    bool (*snapshot_create)(BlockDriverState *bs, BlockSnapshotInfo *sn, Error **errp);
+    bool (*snapshot_goto)(BlockDriverState *bs, const char *id_or_name, Error **errp);
+    bool (*snapshot_delete)(BlockDriverState *bs, const char *id_or_name, Error **errp);
+    GPtrArray *(*snapshot_list)(BlockDriverState *bs, Error **errp);
+};
+
+/* A node of the graph.  Fields are set by block.c; drivers read them. */
+struct BlockDriverState {
+    const BlockDriver *drv;
+    void *opaque;               /* driver state, instance_size bytes */
+    BlockDriverState *file;     /* protocol child of a format node, or NULL */
+    BlockDriverState *backing;  /* backing image node, or NULL */
+    char *node_name;            /* node-name= or generated ("#block123") */
+    char *filename;             /* what the node was opened on */
+    int open_flags;             /* BDRV_O_* */
+    bool read_only;
+    bool probed;                /* format was probed, not given: raw refuses sector-0
+                                 * writes that would probe as another format */
+    int64_t total_size;         /* virtual size in bytes */
+    unsigned request_alignment; /* 1, or the O_DIRECT alignment of a protocol node */
+    BlockDetectZeroes detect_zeroes;
+    GMainContext *ctx;          /* where async completions run (never NULL once open) */
+    int refcnt;
+};
+
+/* An asynchronous request, owned by the layer that submitted it. */
+typedef enum BlockRequestType {
+    BLOCK_REQ_READ,
+    BLOCK_REQ_WRITE,
+    BLOCK_REQ_FLUSH,
+    BLOCK_REQ_DISCARD,
+    BLOCK_REQ_WRITE_ZEROES,
+} BlockRequestType;
+
+struct BlockRequest {
+    BlockRequestType type;
+    int64_t offset, bytes;
+    const struct iovec *iov;    /* READ/WRITE; valid until completion */
+    int niov;
+    int flags;                  /* BDRV_REQ_* */
+    /* Called once, in the node's context thread, with 0 or -errno. */
+    void (*complete)(BlockRequest *req, int ret);
+    void *opaque;
+    void *driver_priv;          /* scratch for the driver that handles it */
+};
+
+/* Driver registry (block/drivers.c). */
+const BlockDriver *bdrv_find_format(const char *name);
+/* "Supported formats: raw file ..." for error messages and help. */
+char *bdrv_format_list(void);
+
+/*
+ * Opens a node.  filename may be NULL when options carry "filename" or a "file" child
+ * ("file.filename=x", "file.driver=file" ...).  format NULL (and no "driver" in options)
+ * probes the image.  Recognised option keys: driver, node-name, read-only, cache.direct,
+ * cache.no-flush, aio, discard, detect-zeroes, file / file.*, backing / backing.*, and the
+ * driver's own.  options is consumed (may be NULL).  Errors name filename.
+ */
+BlockDriverState *bdrv_open(const char *filename, Keyval *options, const char *format,
+                            int flags, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+/* Opens filename (format NULL: probe) as bs->backing with bs's cache flags, read-only. */
+bool bdrv_open_backing(BlockDriverState *bs, const char *filename, const char *format,
+                       Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+void bdrv_ref(BlockDriverState *bs);
+/* Drops a reference; the last one closes the node and unrefs its children. */
+void bdrv_unref(BlockDriverState *bs);
+/* Creates an image with format's create (e.g. sen-img create). */
+bool bdrv_create(const char *format, const char *filename, Keyval *opts, Error **errp)
+    G_GNUC_WARN_UNUSED_RESULT;
+
+/*
+ * Synchronous I/O on a node, for format drivers on their children and for tools.  Ranges
+ * are checked against the node's size for preadv/pwritev (reads past the end of a
+ * protocol node read zeroes; a write past the end of a protocol node grows the file).
+ * Return 0 or -errno.
+ */
+int bdrv_preadv(BlockDriverState *bs, int64_t offset, int64_t bytes,
+                const struct iovec *iov, int niov, int flags);
+int bdrv_pwritev(BlockDriverState *bs, int64_t offset, int64_t bytes,
+                 const struct iovec *iov, int niov, int flags);
+int bdrv_pread(BlockDriverState *bs, int64_t offset, int64_t bytes, void *buf);
+int bdrv_pwrite(BlockDriverState *bs, int64_t offset, int64_t bytes, const void *buf);
+/* pwrite then flush (for metadata that must be stable before the next step). */
+int bdrv_pwrite_sync(BlockDriverState *bs, int64_t offset, int64_t bytes, const void *buf);
+int bdrv_pwrite_zeroes(BlockDriverState *bs, int64_t offset, int64_t bytes, int flags);
+int bdrv_pdiscard(BlockDriverState *bs, int64_t offset, int64_t bytes);
+/* Flushes this node, then its file child (and never the backing, which is read-only). */
+int bdrv_flush(BlockDriverState *bs);
+bool bdrv_truncate(BlockDriverState *bs, int64_t size, bool shrink, Error **errp)
+    G_GNUC_WARN_UNUSED_RESULT;
+/* Virtual size in bytes, or -errno. */
+int64_t bdrv_getlength(BlockDriverState *bs);
+int bdrv_block_status(BlockDriverState *bs, int64_t offset, int64_t bytes, int64_t *pnum,
+                      int64_t *map, BlockDriverState **file);
+int bdrv_get_info(BlockDriverState *bs, BlockDriverInfo *bdi);
+/* Space the image takes on the host (st_blocks of the protocol file), or -errno. */
+int64_t bdrv_get_allocated_file_size(BlockDriverState *bs);
+
+/* Async submission on a node (used by BlockBackend and by raw to forward to its file). */
+void bdrv_aio_submit(BlockDriverState *bs, BlockRequest *req);
+/* A driver's aio_submit finishes req with this, in bs->ctx's thread. */
+void bdrv_request_complete(BlockRequest *req, int ret);
+
+/* Statistics for query-blockstats (QEMU's BlockDeviceStats names). */
+typedef struct BlockAcctStats {
+    uint64_t rd_bytes, wr_bytes, unmap_bytes;
+    uint64_t rd_operations, wr_operations, flush_operations, unmap_operations;
+    uint64_t zone_append_operations;  /* always 0: kept for the QMP shape */
+    uint64_t rd_total_time_ns, wr_total_time_ns, flush_total_time_ns, unmap_total_time_ns;
+    uint64_t failed_rd_operations, failed_wr_operations, failed_flush_operations,
+             failed_unmap_operations;
+    uint64_t invalid_rd_operations, invalid_wr_operations, invalid_flush_operations,
+             invalid_unmap_operations;
+    int64_t wr_highest_offset;
+    int64_t last_access_ns;           /* monotonic time of the last completed request */
+} BlockAcctStats;
+
+/*
+ * What a device uses.  A backend has a name (the -drive id) and a root node; it counts
+ * statistics, applies detect-zeroes, emulates write-through by flushing after every write
+ * when the write cache is off (cache=writethrough/directsync), and refuses writes on a
+ * read-only drive with -EPERM.
+ */
+BlockBackend *blk_new(const char *name, BlockDriverState *root, bool write_cache);
+/* Unrefs the root after in-flight requests completed (drains). */
+void blk_unref(BlockBackend *blk);
+const char *blk_name(const BlockBackend *blk);
+BlockDriverState *blk_bs(BlockBackend *blk);
+bool blk_is_read_only(const BlockBackend *blk);
+bool blk_enable_write_cache(const BlockBackend *blk);
+/* Virtual size in bytes or -errno. */
+int64_t blk_getlength(BlockBackend *blk);
+/* A snapshot of the counters (thread-safe). */
+void blk_get_stats(BlockBackend *blk, BlockAcctStats *out);
+/* Completions from now on run in ctx (NULL = the main context).  No request in flight. */
+void blk_set_context(BlockBackend *blk, GMainContext *ctx);
+
+/* Synchronous (tools, tests, device set-up); 0 or -errno. */
+int blk_preadv(BlockBackend *blk, int64_t offset, int64_t bytes, const struct iovec *iov,
+               int niov, int flags);
+int blk_pwritev(BlockBackend *blk, int64_t offset, int64_t bytes, const struct iovec *iov,
+                int niov, int flags);
+int blk_pread(BlockBackend *blk, int64_t offset, int64_t bytes, void *buf);
+int blk_pwrite(BlockBackend *blk, int64_t offset, int64_t bytes, const void *buf);
+int blk_flush(BlockBackend *blk);
+int blk_pdiscard(BlockBackend *blk, int64_t offset, int64_t bytes);
+int blk_pwrite_zeroes(BlockBackend *blk, int64_t offset, int64_t bytes, int flags);
+
+/*
+ * Asynchronous: cb(opaque, 0 or -errno) runs later in the backend's context, never from
+ * inside the call.  iov must stay valid until cb.  Out-of-range requests complete with
+ * -EIO (counted as invalid).
+ */
+typedef void BlockCompletionFunc(void *opaque, int ret);
+void blk_aio_preadv(BlockBackend *blk, int64_t offset, const struct iovec *iov, int niov,
+                    int flags, BlockCompletionFunc *cb, void *opaque);
+void blk_aio_pwritev(BlockBackend *blk, int64_t offset, const struct iovec *iov, int niov,
+                     int flags, BlockCompletionFunc *cb, void *opaque);
+void blk_aio_flush(BlockBackend *blk, BlockCompletionFunc *cb, void *opaque);
+void blk_aio_pdiscard(BlockBackend *blk, int64_t offset, int64_t bytes,
+                      BlockCompletionFunc *cb, void *opaque);
+void blk_aio_pwrite_zeroes(BlockBackend *blk, int64_t offset, int64_t bytes, int flags,
+                           BlockCompletionFunc *cb, void *opaque);
+/* Runs the backend's context until no request of blk is in flight. */
+void blk_drain(BlockBackend *blk);
+
+/*
+ * Machine integration.  block_init_drives opens every -drive/-blockdev of m->cfg (after
+ * the chardevs, before the devices); the drives live in m->block.  block_find_backend
+ * looks up an -drive id (or a -blockdev node-name, wrapped in a backend on first use) for
+ * a device's drive= property.  block_cleanup drains and closes everything.
+ */
+bool block_init_drives(Machine *m, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+BlockBackend *block_find_backend(Machine *m, const char *id);
+/* Every backend of m in creation order (for query-block/query-blockstats). */
+GPtrArray *block_backends(Machine *m);
+void block_cleanup(Machine *m);
+
+#endif
