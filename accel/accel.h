@@ -33,6 +33,26 @@ struct AccelOps {
     /* Prints vCPU registers (for internal-error reports and `info registers`). */
     void (*dump_state)(Machine *m, FILE *out);
     void (*destroy)(Machine *m);
+
+    /*
+     * Interrupt and notification plumbing for PCI/virtio (VM lock held).  A member left
+     * NULL means "not available here"; callers then take the slow path (msix_notify, the
+     * BAR's own write handler).
+     */
+    /* Delivers one MSI (addr/data as the guest programmed them). */
+    void (*signal_msi)(Machine *m, uint64_t addr, uint32_t data);
+    /* A GSI routed to an MSI message; returns the GSI (>= 24) or -1. */
+    int (*add_msi_route)(Machine *m, uint64_t addr, uint32_t data, Error **errp);
+    bool (*update_msi_route)(Machine *m, int gsi, uint64_t addr, uint32_t data,
+                             Error **errp);
+    void (*release_msi_route)(Machine *m, int gsi);
+    /* Signals on eventfd fd raise gsi (assign) / stop doing so (!assign). */
+    bool (*irqfd_assign)(Machine *m, int fd, int gsi, bool assign, Error **errp);
+    /* Guest writes of len bytes (1/2/4/8; with match: of value datamatch) to addr in the
+     * I/O (mmio false) or memory space signal fd instead of exiting to a handler. */
+    bool (*ioeventfd_assign)(Machine *m, bool mmio, uint64_t addr, unsigned len,
+                             bool match, uint64_t datamatch, int fd, bool assign,
+                             Error **errp);
 };
 
 extern const AccelOps kvm_accel_ops;
