@@ -101,6 +101,7 @@ struct PCIDevice {
     uint32_t config_size;  /* PCI_CONFIG_SIZE, or PCIE_CONFIG_SIZE after pci_set_express */
     PCIBar bars[PCI_NUM_BARS];
     int intx_level;        /* last pci_set_irq level */
+    bool intx_asserted;    /* level as the bus sees it (INTx disable applied) */
     MSIXState *msix;
     MSIState *msi;
 
@@ -112,6 +113,8 @@ struct PCIDevice {
      */
     void (*config_write)(PCIDevice *d, uint32_t addr, uint32_t val, unsigned len);
     uint32_t (*config_read)(PCIDevice *d, uint32_t addr, unsigned len, uint32_t val);
+    /* BAR n moved (either address may be PCI_BAR_UNMAPPED), e.g. to move ioeventfds. */
+    void (*bar_remapped)(PCIDevice *d, int n, uint64_t old_addr, uint64_t new_addr);
 };
 
 #define DEFINE_PCI_PROPS(_state, _pcifield) \
