@@ -5,7 +5,11 @@ A run passes only when the VMM exits with status 33 (the guest wrote 0x10 to
 isa-debug-exit), the output has the test's marker lines, a "PASS" line, and no
 "FAIL:" line.  Exit codes: 0 pass, 1 fail, 77 skip (no usable /dev/kvm, no QEMU).
 
-    run-guest.py --vmm sen|qemu [--smp N] [--timeout S] TEST.elf
+    run-guest.py --vmm sen|qemu [--smp N] [--timeout S] [--disk] TEST.elf
+
+--disk creates a raw image for virtio-blk (pre-filled sectors the guest reads), passes it
+as -drive ...,if=none,id=d0 -device virtio-blk-pci,drive=d0, and checks its contents
+afterwards.  The virtio tests skip under Sen while `sen -device help` lacks their devices.
 """
 
 import argparse
@@ -14,8 +18,10 @@ import os
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -25,6 +31,9 @@ SKIP = 77
 RAM_MB = 64
 TOKEN = "0x5e4"
 KVM_GET_API_VERSION = 0xAE00
+DISK_SECTORS = 16384  # 8 MiB; the guest reads disk_sectors= from the command line
+DISK_SERIAL = "sen-guest-disk"
+CONSOLE_GREETING = b"hello from virtio-console\n"
 
 
 def expected_lines(test, smp):
@@ -44,7 +53,118 @@ def expected_lines(test, smp):
                 "serial irq ok"]
     if test == "reset":
         return ["reset: first boot", "reset: second boot, marker found", "reset ok"]
+    if test == "virtio-blk":
+        return ["ok: read sector 100: host pattern", "ok: read back sectors 10-17 in two",
+                "ok: indirect read back of sectors 40-47", "ok: flush",
+                "ok: sectors 300-301 read back as zeroes", "ok: discard sectors 512-519",
+                "virtio-blk ok"]
+    if test == "virtio-rng":
+        return ["ok: rng filled", "virtio-rng ok"]
+    if test == "virtio-console":
+        return ["ok: echo came back", "virtio-console ok"]
+    if test == "virtio-hostile":
+        return ["hostile: looping chain:", "hostile: descriptor outside RAM:",
+                "hostile: next beyond the queue size:", "hostile: avail index jump:",
+                "hostile: read-only buffer:", "virtio-hostile ok"]
     return []
+
+
+def guest_pattern(sector, i):
+    """Byte i of a guest-written run starting at sector; must match pat() in virtio-blk.c."""
+    return (sector * 7 + (i // 512) * 7 + (i % 512) * 13 + 0x21) & 0xFF
+
+
+def make_disk(path):
+    host = bytes((i * 3 + 0x5A) & 0xFF for i in range(512))
+    with open(path, "wb") as f:
+        f.truncate(DISK_SECTORS * 512)
+        f.seek(100 * 512)
+        f.write(host)
+        f.seek(300 * 512)
+        f.write(b"\xee" * 1024)
+
+
+def check_disk(path):
+    """Problems with the image after a virtio-blk run (what the guest wrote must be there)."""
+    problems = []
+    with open(path, "rb") as f:
+        data = f.read()
+    if len(data) != DISK_SECTORS * 512:
+        problems.append("disk image is %d bytes, want %d" % (len(data), DISK_SECTORS * 512))
+        return problems
+    for first, count in ((0, 1), (10, 8), (40, 8)):
+        got = data[first * 512:(first + count) * 512]
+        want = bytes(guest_pattern(first, i) for i in range(count * 512))
+        if got != want:
+            bad = next(i for i in range(len(want)) if got[i] != want[i])
+            problems.append("disk sectors %d-%d: byte %d is 0x%02x, want 0x%02x" %
+                            (first, first + count - 1, bad, got[bad], want[bad]))
+    if data[300 * 512:302 * 512] != bytes(1024):
+        problems.append("disk sectors 300-301 are not zero after write-zeroes")
+    if data[100 * 512:101 * 512] != bytes((i * 3 + 0x5A) & 0xFF for i in range(512)):
+        problems.append("disk sector 100 (host pattern, only read) changed")
+    return problems
+
+
+def sen_devices(sen):
+    try:
+        out = subprocess.run([sen, "-device", "help"], stdin=subprocess.DEVNULL,
+                             capture_output=True, timeout=20).stdout.decode(errors="replace")
+    except (OSError, subprocess.TimeoutExpired):
+        return set()
+    return {l.split('"')[1] for l in out.splitlines() if l.startswith('name "')}
+
+
+def device_args(vmm, test, sen, disk, sock):
+    """-drive/-device/-chardev arguments for the virtio tests (skips when sen lacks them)."""
+    need = {"virtio-blk": ["virtio-blk-pci"], "virtio-rng": ["virtio-rng-pci"],
+            "virtio-hostile": ["virtio-rng-pci"],
+            "virtio-console": ["virtio-serial-pci", "virtconsole"]}.get(test)
+    if disk and "virtio-blk-pci" not in (need or []):
+        need = (need or []) + ["virtio-blk-pci"]
+    if not need:
+        return []
+    modern = ",disable-legacy=on" if vmm == "qemu" else ""
+    console = ["-device", "virtio-serial-pci" + modern, "-device", "virtconsole,chardev=c0"]
+    if vmm == "sen":
+        have = sen_devices(sen)
+        if test == "virtio-console" and "virtio-console-pci" in have and "virtconsole" not in have:
+            need = ["virtio-console-pci"]
+            console = ["-device", "virtio-console-pci,chardev=c0"]
+        missing = [d for d in need if d not in have]
+        if missing:
+            skip("sen has no %s yet (not in `sen -device help`)" % ", ".join(missing))
+    args = []
+    if disk:
+        args += ["-drive", "file=%s,format=raw,if=none,id=d0" % disk,
+                 "-device", "virtio-blk-pci,drive=d0,serial=%s%s" % (DISK_SERIAL, modern)]
+    if test in ("virtio-rng", "virtio-hostile"):
+        args += ["-device", "virtio-rng-pci" + modern]
+    if test == "virtio-console":
+        args += ["-chardev", "socket,id=c0,path=%s,server=on,wait=on" % sock] + console
+    return args
+
+
+def console_echo(sock, deadline, log):
+    """Connects to the VMM's console socket once it exists and echoes what arrives."""
+    while time.monotonic() < deadline and not os.path.exists(sock):
+        time.sleep(0.05)
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        c.connect(sock)
+        c.settimeout(max(1, deadline - time.monotonic()))
+        got = b""
+        while CONSOLE_GREETING not in got:
+            data = c.recv(4096)
+            if not data:
+                break
+            got += data
+            c.sendall(data)
+        log.append(got)
+    except OSError as e:
+        log.append(("error", str(e)))
+    finally:
+        c.close()
 
 
 def skip(reason):
@@ -67,8 +187,10 @@ def check_kvm():
         skip("/dev/kvm has KVM API version %d, not 12" % version)
 
 
-def vmm_command(vmm, image, smp, test):
+def vmm_command(vmm, image, smp, test, disk=None, sock=None):
     append = "cpus=%d ram_mb=%d token=%s" % (smp, RAM_MB, TOKEN)
+    if disk:
+        append += " disk_sectors=%d" % DISK_SECTORS
     reboot = [] if test == "reset" else ["-no-reboot"]
     if vmm == "sen":
         build = os.environ.get("SEN_BUILD_DIR")
@@ -81,7 +203,8 @@ def vmm_command(vmm, image, smp, test):
             sys.exit(1)
         return [sen, "-M", "pc", "-m", "%dM" % RAM_MB, "-smp", str(smp),
                 "-kernel", image, "-append", append, "-device", "isa-debug-exit",
-                "-nographic", "-nodefaults", "-serial", "stdio"] + reboot
+                "-nographic", "-nodefaults", "-serial", "stdio"] + reboot + \
+            device_args(vmm, test, sen, disk, sock)
     qemu = shutil.which(os.environ.get("QEMU") or "qemu-system-x86_64")
     if not qemu:
         skip("%s is not installed (set QEMU= to point at one)" %
@@ -94,7 +217,7 @@ def vmm_command(vmm, image, smp, test):
     return [qemu, "-enable-kvm", "-cpu", "host,-arch-capabilities"] + machine + [
         "-m", "%dM" % RAM_MB, "-smp", str(smp), "-kernel", image, "-append", append,
         "-device", "isa-debug-exit", "-display", "none", "-serial", "stdio",
-        "-nodefaults"] + reboot
+        "-nodefaults"] + reboot + device_args(vmm, test, None, disk, sock)
 
 
 def run(cmd, timeout, test):
@@ -134,6 +257,7 @@ def main():
     ap.add_argument("--vmm", choices=["sen", "qemu"], required=True)
     ap.add_argument("--smp", type=int, default=1)
     ap.add_argument("--timeout", type=int, default=60)
+    ap.add_argument("--disk", action="store_true", help="attach a checked virtio-blk image")
     ap.add_argument("image")
     args = ap.parse_args()
 
@@ -144,13 +268,32 @@ def main():
         print("FAIL: no image %s" % args.image)
         return 1
     check_kvm()
-    cmd = vmm_command(args.vmm, args.image, args.smp, test)
-    print("running: " + shlex.join(cmd), flush=True)
-    start = time.monotonic()
-    status, lines, abort = run(cmd, args.timeout, test)
-    elapsed = time.monotonic() - start
+    with tempfile.TemporaryDirectory(prefix="sen-guest-") as tmp:
+        disk = os.path.join(tmp, "disk.raw") if args.disk else None
+        sock = os.path.join(tmp, "console.sock")
+        if disk:
+            make_disk(disk)
+        cmd = vmm_command(args.vmm, args.image, args.smp, test, disk, sock)
+        print("running: " + shlex.join(cmd), flush=True)
+        echo_log = []
+        echo = None
+        if test == "virtio-console":
+            echo = threading.Thread(target=console_echo, daemon=True,
+                                    args=(sock, time.monotonic() + args.timeout, echo_log))
+            echo.start()
+        start = time.monotonic()
+        status, lines, abort = run(cmd, args.timeout, test)
+        elapsed = time.monotonic() - start
+        problems = list(abort)
+        if echo:
+            echo.join(5)
+            got = echo_log[0] if echo_log else b""
+            if not isinstance(got, bytes) or CONSOLE_GREETING not in got:
+                problems.append("the console socket did not receive %r (got %r)" %
+                                (CONSOLE_GREETING, got))
+        if disk:
+            problems += check_disk(disk)
 
-    problems = list(abort)
     if status is not None and status != PASS_STATUS:
         what = {FAIL_STATUS: "the guest failed",
                 0: "the VMM exited normally: the guest never reached isa-debug-exit"}
