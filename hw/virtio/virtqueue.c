@@ -1,0 +1,437 @@
+/*
+ * Split virtqueues (virtio 1.x, 2.7): the only place that walks descriptor chains.
+ *
+ * The driver owns the descriptor table and the avail ring and may change them at any time,
+ * also while we read them: every descriptor is copied once into a local and only the copy
+ * is checked and used (no double fetch).  Any violation marks the device broken through
+ * virtio_error(); nothing the guest writes can make us touch memory outside guest RAM,
+ * loop, or allocate without bound.
+ */
+#include <string.h>
+#include "sen/virtio.h"
+
+/* Ring layout (2.7.6 / 2.7.8): avail = u16 flags, idx, ring[num], used_event;
+ * used = u16 flags, idx, then {u32 id, u32 len}[num], then u16 avail_event. */
+#define AVAIL_FLAGS 0
+#define AVAIL_IDX 1
+#define AVAIL_RING 2
+#define USED_RING_OFF 4
+
+static inline uint64_t desc_size(uint16_t num) { return 16ull * num; }
+static inline uint64_t avail_size(uint16_t num) { return 6ull + 2ull * num; }
+static inline uint64_t used_size(uint16_t num) { return 6ull + 8ull * num; }
+
+static inline uint16_t *used_flags(VirtQueue *vq) { return (uint16_t *)vq->used; }
+static inline uint16_t *used_idx_ptr(VirtQueue *vq) { return (uint16_t *)(vq->used + 2); }
+static inline uint32_t *used_elem(VirtQueue *vq, uint16_t i)
+{
+    return (uint32_t *)(vq->used + USED_RING_OFF + 8u * i);
+}
+static inline uint16_t *avail_event_ptr(VirtQueue *vq)
+{
+    return (uint16_t *)(vq->used + USED_RING_OFF + 8u * vq->num);
+}
+
+static void mark_used_dirty(VirtQueue *vq, uint64_t off, uint64_t len)
+{
+    guest_mem_mark_dirty(vq->vdev->mem, vq->used_gpa + off, len);
+}
+
+/* Acquire: the ring entries the idx covers must be read after the idx itself. */
+static inline uint16_t read_avail_idx(VirtQueue *vq)
+{
+    return __atomic_load_n(&vq->avail[AVAIL_IDX], __ATOMIC_ACQUIRE);
+}
+
+/*
+ * One copy of a descriptor the guest may be rewriting.  The compiler barrier keeps the
+ * compiler from re-reading guest memory instead of the copy after it was checked.  memcpy
+ * because an indirect table need not be aligned.
+ */
+static inline void read_desc(const VirtqDesc *table, unsigned i, VirtqDesc *out)
+{
+    memcpy(out, &table[i], sizeof(*out));
+    __asm__ __volatile__("" ::: "memory");
+}
+
+bool virtqueue_enable(VirtQueue *vq)
+{
+    VirtIODevice *vdev = vq->vdev;
+    uint16_t num = vq->num;
+
+    if (vdev->broken) {
+        return false;
+    }
+    if (num == 0 || num > vq->num_max || (num & (num - 1))) {
+        virtio_error(vdev, "queue %u: size %u is not a power of two up to %u", vq->index, num,
+                     vq->num_max);
+        return false;
+    }
+    /* Alignments of 2.7 make the ring fields naturally aligned for our atomic accesses. */
+    if ((vq->desc_gpa & 15) || (vq->avail_gpa & 1) || (vq->used_gpa & 3)) {
+        virtio_error(vdev, "queue %u: misaligned ring (desc 0x%" G_GINT64_MODIFIER "x avail 0x%"
+                     G_GINT64_MODIFIER "x used 0x%" G_GINT64_MODIFIER "x)", vq->index,
+                     vq->desc_gpa, vq->avail_gpa, vq->used_gpa);
+        return false;
+    }
+    vq->desc = guest_mem_map(vdev->mem, vq->desc_gpa, desc_size(num));
+    vq->avail = guest_mem_map(vdev->mem, vq->avail_gpa, avail_size(num));
+    vq->used = guest_mem_map(vdev->mem, vq->used_gpa, used_size(num));
+    if (!vq->desc || !vq->avail || !vq->used) {
+        virtio_error(vdev, "queue %u: ring outside guest RAM (desc 0x%" G_GINT64_MODIFIER
+                     "x avail 0x%" G_GINT64_MODIFIER "x used 0x%" G_GINT64_MODIFIER "x, size %u)",
+                     vq->index, vq->desc_gpa, vq->avail_gpa, vq->used_gpa, num);
+        vq->desc = NULL;
+        vq->avail = NULL;
+        vq->used = NULL;
+        return false;
+    }
+    vq->last_avail_idx = 0;
+    vq->used_idx = 0;
+    vq->inuse = 0;
+    vq->signalled_used_valid = false;
+    vq->enabled = true;
+    virtqueue_set_notification(vq, true);
+    return true;
+}
+
+void virtqueue_reset(VirtQueue *vq)
+{
+    vq->enabled = false;
+    vq->num = vq->num_max;
+    vq->vector = VIRTIO_NO_VECTOR;
+    vq->desc_gpa = vq->avail_gpa = vq->used_gpa = 0;
+    vq->desc = NULL;
+    vq->avail = NULL;
+    vq->used = NULL;
+    vq->last_avail_idx = 0;
+    vq->used_idx = 0;
+    vq->signalled_used = 0;
+    vq->signalled_used_valid = false;
+    vq->notification = true;
+    vq->inuse = 0;
+}
+
+static bool vq_usable(VirtQueue *vq)
+{
+    return vq->enabled && !vq->vdev->broken;
+}
+
+bool virtqueue_empty(VirtQueue *vq)
+{
+    if (!vq_usable(vq)) {
+        return true;
+    }
+    return read_avail_idx(vq) == vq->last_avail_idx;
+}
+
+typedef struct ChainWalk {
+    struct iovec iov[VIRTQUEUE_MAX_SEGS]; /* outs first, then ins (the order is enforced) */
+    uint64_t gpa[VIRTQUEUE_MAX_SEGS];
+    unsigned out_num, in_num;
+    size_t out_len, in_len;
+} ChainWalk;
+
+static bool walk_add(VirtQueue *vq, ChainWalk *w, const VirtqDesc *d)
+{
+    VirtIODevice *vdev = vq->vdev;
+    bool writable = d->flags & VIRTQ_DESC_F_WRITE;
+    unsigned n = w->out_num + w->in_num;
+    void *p;
+
+    if (d->len == 0) {
+        return true; /* legal and carries nothing */
+    }
+    if (!writable && w->in_num) {
+        virtio_error(vdev, "queue %u: device-readable descriptor after a writable one",
+                     vq->index);
+        return false;
+    }
+    if (n >= VIRTQUEUE_MAX_SEGS) {
+        virtio_error(vdev, "queue %u: more than %u buffers in one request", vq->index,
+                     VIRTQUEUE_MAX_SEGS);
+        return false;
+    }
+    p = guest_mem_map(vdev->mem, d->addr, d->len);
+    if (!p) {
+        virtio_error(vdev, "queue %u: buffer 0x%" G_GINT64_MODIFIER "x+0x%x outside guest RAM",
+                     vq->index, d->addr, d->len);
+        return false;
+    }
+    w->iov[n].iov_base = p;
+    w->iov[n].iov_len = d->len;
+    w->gpa[n] = d->addr;
+    if (writable) {
+        w->in_num++;
+        w->in_len += d->len;
+    } else {
+        w->out_num++;
+        w->out_len += d->len;
+    }
+    return true;
+}
+
+/* Walks the chain at head into w; false (device broken) on any violation. */
+static bool walk_chain(VirtQueue *vq, uint16_t head, ChainWalk *w)
+{
+    VirtIODevice *vdev = vq->vdev;
+    const VirtqDesc *table = vq->desc;
+    unsigned table_size = vq->num;
+    unsigned idx = head, count = 0;
+    VirtqDesc d;
+
+    read_desc(table, idx, &d);
+    if (d.flags & VIRTQ_DESC_F_INDIRECT) {
+        if (!virtio_has_feature(vdev, VIRTIO_F_INDIRECT_DESC)) {
+            virtio_error(vdev, "queue %u: indirect descriptor without INDIRECT_DESC",
+                         vq->index);
+            return false;
+        }
+        if (d.flags & VIRTQ_DESC_F_NEXT) {
+            virtio_error(vdev, "queue %u: indirect descriptor %u also has NEXT", vq->index,
+                         idx);
+            return false;
+        }
+        if (d.len == 0 || d.len % sizeof(VirtqDesc) ||
+            d.len / sizeof(VirtqDesc) > VIRTQUEUE_MAX_SEGS) {
+            virtio_error(vdev, "queue %u: indirect table length %u is not a multiple of 16 "
+                         "up to %u entries", vq->index, d.len, VIRTQUEUE_MAX_SEGS);
+            return false;
+        }
+        table = guest_mem_map(vdev->mem, d.addr, d.len);
+        if (!table) {
+            virtio_error(vdev, "queue %u: indirect table 0x%" G_GINT64_MODIFIER
+                         "x+0x%x outside guest RAM", vq->index, d.addr, d.len);
+            return false;
+        }
+        table_size = d.len / sizeof(VirtqDesc);
+        idx = 0;
+        read_desc(table, idx, &d);
+    }
+    for (;;) {
+        /* Every index is below table_size, so a chain longer than the table has a loop. */
+        if (++count > table_size) {
+            virtio_error(vdev, "queue %u: descriptor chain at head %u loops or is longer "
+                         "than %u", vq->index, head, table_size);
+            return false;
+        }
+        if (d.flags & VIRTQ_DESC_F_INDIRECT) {
+            virtio_error(vdev, "queue %u: indirect flag inside a chain (head %u)", vq->index,
+                         head);
+            return false;
+        }
+        if (!walk_add(vq, w, &d)) {
+            return false;
+        }
+        if (!(d.flags & VIRTQ_DESC_F_NEXT)) {
+            return true;
+        }
+        idx = d.next;
+        if (idx >= table_size) {
+            virtio_error(vdev, "queue %u: next index %u beyond table of %u (head %u)",
+                         vq->index, idx, table_size, head);
+            return false;
+        }
+        read_desc(table, idx, &d);
+    }
+}
+
+static VirtQueueElement *element_new(const ChainWalk *w, uint16_t head)
+{
+    unsigned n = w->out_num + w->in_num;
+    VirtQueueElement *e = g_malloc(sizeof(*e) + n * sizeof(struct iovec) +
+                                   w->in_num * sizeof(uint64_t));
+    struct iovec *iov = (struct iovec *)(e + 1);
+
+    e->head = head;
+    e->out_num = w->out_num;
+    e->in_num = w->in_num;
+    e->out_sg = iov;
+    e->in_sg = iov + w->out_num;
+    e->in_gpa = (uint64_t *)(iov + n);
+    e->out_len = w->out_len;
+    e->in_len = w->in_len;
+    memcpy(iov, w->iov, n * sizeof(struct iovec));
+    memcpy(e->in_gpa, w->gpa + w->out_num, w->in_num * sizeof(uint64_t));
+    return e;
+}
+
+VirtQueueElement *virtqueue_pop(VirtQueue *vq)
+{
+    VirtIODevice *vdev = vq->vdev;
+    uint16_t avail, head;
+    ChainWalk *w;
+    VirtQueueElement *e = NULL;
+
+    if (!vq_usable(vq)) {
+        return NULL;
+    }
+    avail = read_avail_idx(vq);
+    if (avail == vq->last_avail_idx) {
+        return NULL;
+    }
+    if ((uint16_t)(avail - vq->last_avail_idx) > vq->num) {
+        virtio_error(vdev, "queue %u: avail index moved from %u to %u, more than size %u",
+                     vq->index, vq->last_avail_idx, avail, vq->num);
+        return NULL;
+    }
+    head = __atomic_load_n(&vq->avail[AVAIL_RING + vq->last_avail_idx % vq->num],
+                           __ATOMIC_RELAXED);
+    if (head >= vq->num) {
+        virtio_error(vdev, "queue %u: head index %u beyond size %u", vq->index, head,
+                     vq->num);
+        return NULL;
+    }
+    /* The walk state is ~24 KiB: too big for the stack of every thread that may pop. */
+    w = g_malloc(sizeof(*w));
+    w->out_num = w->in_num = 0;
+    w->out_len = w->in_len = 0;
+    if (walk_chain(vq, head, w)) {
+        e = element_new(w, head);
+        vq->last_avail_idx++;
+        vq->inuse++;
+        if (virtio_has_feature(vdev, VIRTIO_F_RING_EVENT_IDX) && vq->notification) {
+            __atomic_store_n(avail_event_ptr(vq), vq->last_avail_idx, __ATOMIC_RELAXED);
+            mark_used_dirty(vq, USED_RING_OFF + 8u * vq->num, 2);
+        }
+    }
+    g_free(w);
+    return e;
+}
+
+void virtqueue_unpop(VirtQueue *vq, VirtQueueElement *elem)
+{
+    vq->last_avail_idx--;
+    vq->inuse--;
+    virtqueue_element_free(elem);
+}
+
+void virtqueue_element_free(VirtQueueElement *elem)
+{
+    g_free(elem);
+}
+
+void virtqueue_push(VirtQueue *vq, const VirtQueueElement *elem, uint32_t len)
+{
+    uint16_t slot;
+    size_t left;
+    uint32_t *ue;
+
+    if (!vq_usable(vq)) {
+        return; /* reset or broken meanwhile: the driver no longer expects this buffer */
+    }
+    if (len > elem->in_len) {
+        len = elem->in_len;
+    }
+    left = len;
+    for (unsigned i = 0; i < elem->in_num && left; i++) {
+        size_t n = MIN(left, elem->in_sg[i].iov_len);
+        guest_mem_mark_dirty(vq->vdev->mem, elem->in_gpa[i], n);
+        left -= n;
+    }
+    slot = vq->used_idx % vq->num;
+    ue = used_elem(vq, slot);
+    __atomic_store_n(&ue[0], (uint32_t)elem->head, __ATOMIC_RELAXED);
+    __atomic_store_n(&ue[1], len, __ATOMIC_RELAXED);
+    mark_used_dirty(vq, USED_RING_OFF + 8u * slot, 8);
+    vq->used_idx++;
+    /* Release: the driver must see the element (and the data written into the buffers)
+     * before it sees the index that covers it. */
+    __atomic_store_n(used_idx_ptr(vq), vq->used_idx, __ATOMIC_RELEASE);
+    mark_used_dirty(vq, 2, 2);
+    if (vq->inuse) {
+        vq->inuse--;
+    }
+}
+
+void virtqueue_set_notification(VirtQueue *vq, bool enable)
+{
+    VirtIODevice *vdev = vq->vdev;
+
+    vq->notification = enable;
+    if (!vq->enabled) {
+        return;
+    }
+    if (virtio_has_feature(vdev, VIRTIO_F_RING_EVENT_IDX)) {
+        /* Disabling leaves avail_event behind, so the driver stops crossing it. */
+        if (enable) {
+            __atomic_store_n(avail_event_ptr(vq), vq->last_avail_idx, __ATOMIC_RELAXED);
+            mark_used_dirty(vq, USED_RING_OFF + 8u * vq->num, 2);
+        }
+    } else {
+        uint16_t f = __atomic_load_n(used_flags(vq), __ATOMIC_RELAXED);
+        f = enable ? (f & ~VIRTQ_USED_F_NO_NOTIFY) : (f | VIRTQ_USED_F_NO_NOTIFY);
+        __atomic_store_n(used_flags(vq), f, __ATOMIC_RELAXED);
+        mark_used_dirty(vq, 0, 2);
+    }
+    if (enable) {
+        /* The caller re-checks the avail idx after enabling; the store above must be
+         * visible before that load or a driver that just looked at the old value would
+         * skip its kick and we would miss the buffer. */
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    }
+}
+
+bool virtqueue_should_notify(VirtQueue *vq)
+{
+    uint16_t old, new, event;
+    bool valid;
+
+    if (!vq->enabled) {
+        return false;
+    }
+    /* Our used idx store must be visible before we read the driver's suppression state,
+     * pairing with the driver's barrier between writing it and reading used idx. */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (!virtio_has_feature(vq->vdev, VIRTIO_F_RING_EVENT_IDX)) {
+        return !(__atomic_load_n(&vq->avail[AVAIL_FLAGS], __ATOMIC_RELAXED) &
+                 VIRTQ_AVAIL_F_NO_INTERRUPT);
+    }
+    old = vq->signalled_used;
+    valid = vq->signalled_used_valid;
+    new = vq->used_idx;
+    vq->signalled_used = new;
+    vq->signalled_used_valid = true;
+    if (!valid) {
+        return true;
+    }
+    event = __atomic_load_n(&vq->avail[AVAIL_RING + vq->num], __ATOMIC_RELAXED);
+    /* 2.7.7.2: interrupt iff used_event lies in [old, new). */
+    return (uint16_t)(new - event - 1) < (uint16_t)(new - old);
+}
+
+size_t virtio_iov_to_buf(const struct iovec *iov, unsigned n, size_t offset, void *buf,
+                         size_t len)
+{
+    size_t done = 0;
+
+    for (unsigned i = 0; i < n && done < len; i++) {
+        if (offset >= iov[i].iov_len) {
+            offset -= iov[i].iov_len;
+            continue;
+        }
+        size_t c = MIN(iov[i].iov_len - offset, len - done);
+        memcpy((uint8_t *)buf + done, (uint8_t *)iov[i].iov_base + offset, c);
+        done += c;
+        offset = 0;
+    }
+    return done;
+}
+
+size_t virtio_iov_from_buf(const struct iovec *iov, unsigned n, size_t offset,
+                           const void *buf, size_t len)
+{
+    size_t done = 0;
+
+    for (unsigned i = 0; i < n && done < len; i++) {
+        if (offset >= iov[i].iov_len) {
+            offset -= iov[i].iov_len;
+            continue;
+        }
+        size_t c = MIN(iov[i].iov_len - offset, len - done);
+        memcpy((uint8_t *)iov[i].iov_base + offset, (const uint8_t *)buf + done, c);
+        done += c;
+        offset = 0;
+    }
+    return done;
+}
