@@ -8,5 +8,7 @@ const DeviceClass *const device_class_table[] = {
     &ioport80_class,
     &port92_class,
     &mc146818rtc_class,
+    &i440fx_pcihost_class,
+    &pci_testdev_class,
     NULL,
 };

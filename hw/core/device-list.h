@@ -10,6 +10,8 @@ extern const DeviceClass i8042_class;
 extern const DeviceClass ioport80_class;
 extern const DeviceClass port92_class;
 extern const DeviceClass mc146818rtc_class;
+extern const DeviceClass i440fx_pcihost_class;
+extern const DeviceClass pci_testdev_class;
 
 /* NULL-terminated, in the order -device help lists them. */
 extern const DeviceClass *const device_class_table[];

@@ -19,6 +19,8 @@
  *         ...
  *     }
  *     reset: pci_device_reset(&s->pci); unrealize: pci_device_unrealize(&s->pci).
+ *     The registry does not call unrealize when realize fails: a realize that fails after
+ *     pci_device_realize() calls pci_device_unrealize() itself.
  *
  * BAR handlers see offsets inside the BAR only; the bus maps a BAR into m->pio / m->mmio
  * when the guest has programmed an address and enabled I/O or memory decoding, and unmaps
@@ -102,6 +104,7 @@ struct PCIDevice {
     PCIBar bars[PCI_NUM_BARS];
     int intx_level;        /* last pci_set_irq level */
     bool intx_asserted;    /* level as the bus sees it (INTx disable applied) */
+    uint16_t cap_end;      /* first free config byte after the capabilities */
     MSIXState *msix;
     MSIState *msi;
 

@@ -1,0 +1,584 @@
+/*
+ * The PCI core (hw/pci) over a hand-built Machine: config access through CF8/CFC and
+ * ECAM, write masks, BAR sizing and mapping, capabilities, INTx sharing, MSI-X and MSI,
+ * with a fake accelerator that records the MSIs and IRQ levels it is given.
+ */
+#include <string.h>
+#include <glib.h>
+#include "accel/accel.h"
+#include "sen/device.h"
+#include "sen/pci.h"
+
+typedef struct Fixture {
+    Machine m;
+    AccelOps ops;
+    GArray *msis;          /* of Msi */
+    int irq[32];
+} Fixture;
+
+typedef struct Msi {
+    uint64_t addr;
+    uint32_t data;
+} Msi;
+
+/* The fake accelerator finds its fixture through accel_state. */
+static void fake_signal_msi(Machine *m, uint64_t addr, uint32_t data)
+{
+    Fixture *f = m->accel_state;
+    Msi msi = { addr, data };
+    g_array_append_val(f->msis, msi);
+}
+
+static void fake_set_irq(Machine *m, unsigned gsi, int level)
+{
+    Fixture *f = m->accel_state;
+    g_assert_cmpuint(gsi, <, 32);
+    f->irq[gsi] = level;
+}
+
+/* A device with a 4 KiB memory BAR (scratch), an I/O BAR, a 64-bit BAR holding the
+ * MSI-X table and PBA, and MSI. */
+typedef struct TDev {
+    PCIDevice pci;
+    uint32_t last_write;
+    unsigned bar_moves;
+} TDev;
+
+static uint64_t tdev_read(void *opaque, uint64_t off, unsigned size)
+{
+    (void)opaque;
+    (void)size;
+    return 0x1000 + off;
+}
+
+static void tdev_write(void *opaque, uint64_t off, unsigned size, uint64_t val)
+{
+    TDev *t = opaque;
+    (void)off;
+    (void)size;
+    t->last_write = (uint32_t)val;
+}
+
+static const IoOps tdev_ops = { .read = tdev_read, .write = tdev_write };
+
+static void tdev_bar_remapped(PCIDevice *d, int n, uint64_t old, uint64_t new)
+{
+    (void)n;
+    (void)old;
+    (void)new;
+    ((TDev *)d)->bar_moves++;
+}
+
+static bool tdev_realize(DeviceState *dev, Machine *m, Error **errp)
+{
+    TDev *t = (TDev *)dev;
+    if (!pci_device_realize(&t->pci, m, errp)) {
+        return false;
+    }
+    pci_set_ids(&t->pci, 0x1234, 0x5678, 0x1af4, 0x1100, 3);
+    pci_set_class(&t->pci, 0x018000);
+    t->pci.bar_remapped = tdev_bar_remapped;
+    if (!pci_register_bar(&t->pci, 0, PCI_BAR_MEM32, 4096, &tdev_ops, t, errp) ||
+        !pci_register_bar(&t->pci, 1, PCI_BAR_IO, 32, &tdev_ops, t, errp) ||
+        !pci_register_bar(&t->pci, 2, PCI_BAR_MEM64 | PCI_BAR_PREFETCH, 0x4000, &tdev_ops,
+                          t, errp) ||
+        !msix_init(&t->pci, 4, 2, 0x1000, 2, 0x2000, errp) ||
+        !msi_init(&t->pci, 4, true, true, errp)) {
+        pci_device_unrealize(&t->pci);
+        return false;
+    }
+    return true;
+}
+
+static void tdev_reset(DeviceState *dev)
+{
+    pci_device_reset(&((TDev *)dev)->pci);
+}
+
+static void tdev_unrealize(DeviceState *dev)
+{
+    pci_device_unrealize(&((TDev *)dev)->pci);
+}
+
+static const PropertyDef tdev_props[] = {
+    DEFINE_PCI_PROPS(TDev, pci),
+    { .name = NULL },
+};
+
+static const DeviceClass tdev_class = {
+    .name = "test-pci-dev",
+    .desc = "test",
+    .instance_size = sizeof(TDev),
+    .props = tdev_props,
+    .user_creatable = true,
+    .realize = tdev_realize,
+    .reset = tdev_reset,
+    .unrealize = tdev_unrealize,
+};
+
+static void check_no_error(Error *err)
+{
+    if (err) {
+        g_error("unexpected error: %s", error_get_pretty(err));
+    }
+}
+
+static void fixture_init(Fixture *f)
+{
+    memset(f, 0, sizeof(*f));
+    f->ops.name = "fake";
+    f->ops.signal_msi = fake_signal_msi;
+    f->ops.set_irq = fake_set_irq;
+    f->m.accel = &f->ops;
+    f->m.accel_state = f;
+    f->m.accel_up = true;
+    f->m.pio = io_space_new("pio");
+    f->m.mmio = io_space_new("mmio");
+    f->msis = g_array_new(FALSE, FALSE, sizeof(Msi));
+    Error *err = NULL;
+    DeviceState *host = device_create(&f->m, "i440fx-pcihost", NULL, NULL, &err);
+    check_no_error(err);
+    g_assert_nonnull(host);
+}
+
+static void fixture_done(Fixture *f)
+{
+    device_destroy_all(&f->m);
+    io_space_free(f->m.pio);
+    io_space_free(f->m.mmio);
+    g_array_free(f->msis, TRUE);
+    if (f->m.devices) {
+        g_ptr_array_free(f->m.devices, TRUE);
+    }
+}
+
+static TDev *add_tdev_err(Fixture *f, const char *props, Error **errp)
+{
+    Error *err = NULL;
+    g_autoptr(Keyval) kv = props ? keyval_parse(props, NULL, &err) : NULL;
+    check_no_error(err);
+    return (TDev *)device_create_class(&f->m, &tdev_class, kv, "-device test-pci-dev", errp);
+}
+
+static TDev *add_tdev(Fixture *f, const char *props)
+{
+    Error *err = NULL;
+    TDev *t = add_tdev_err(f, props, &err);
+    check_no_error(err);
+    g_assert_nonnull(t);
+    return t;
+}
+
+/* ---- config access helpers: type-1 and ECAM ---- */
+
+static uint32_t cfg_read(Fixture *f, uint8_t devfn, uint32_t reg, unsigned size)
+{
+    uint64_t v;
+    io_space_write(f->m.pio, 0xcf8, 4, 0x80000000u | devfn << 8 | (reg & 0xfc));
+    if (!io_space_read(f->m.pio, 0xcfc + (reg & 3), size, &v)) {
+        g_assert_not_reached();
+    }
+    return (uint32_t)v;
+}
+
+static void cfg_write(Fixture *f, uint8_t devfn, uint32_t reg, unsigned size, uint32_t val)
+{
+    io_space_write(f->m.pio, 0xcf8, 4, 0x80000000u | devfn << 8 | (reg & 0xfc));
+    io_space_write(f->m.pio, 0xcfc + (reg & 3), size, val);
+}
+
+static uint32_t ecam_read(Fixture *f, uint8_t devfn, uint32_t reg, unsigned size)
+{
+    uint64_t v = 0;
+    io_space_read(f->m.mmio, PCI_ECAM_BASE + ((uint64_t)devfn << 12) + reg, size, &v);
+    return (uint32_t)v;
+}
+
+static uint64_t mmio_read(Fixture *f, uint64_t addr, unsigned size)
+{
+    uint64_t v = 0;
+    if (!io_space_read(f->m.mmio, addr, size, &v)) {
+        return UINT64_MAX;
+    }
+    return v;
+}
+
+/* ---- tests ---- */
+
+static void test_host_bridge(void)
+{
+    Fixture f;
+    fixture_init(&f);
+    g_assert_cmphex(cfg_read(&f, 0, 0, 4), ==, 0x12378086);
+    g_assert_cmphex(cfg_read(&f, 0, PCI_CLASS_DEVICE, 2), ==, 0x0600);
+    g_assert_cmphex(cfg_read(&f, 0, 2, 2), ==, 0x1237); /* word inside a dword */
+    g_assert_cmphex(ecam_read(&f, 0, 0, 4), ==, 0x12378086);
+    g_assert_cmphex(cfg_read(&f, 0, PCI_HOST_ECAM_REG, 4), ==, PCI_ECAM_BASE | 1);
+    /* no device at 01.0, CF8 disabled, or another bus: all-ones */
+    g_assert_cmphex(cfg_read(&f, PCI_DEVFN(1, 0), 0, 4), ==, 0xffffffff);
+    io_space_write(f.m.pio, 0xcf8, 4, 0);
+    uint64_t v;
+    io_space_read(f.m.pio, 0xcfc, 4, &v);
+    g_assert_cmphex(v, ==, 0xffffffff);
+    io_space_write(f.m.pio, 0xcf8, 4, 0x80010000);
+    io_space_read(f.m.pio, 0xcfc, 4, &v);
+    g_assert_cmphex(v, ==, 0xffffffff);
+    io_space_read(f.m.pio, 0xcf8, 4, &v);
+    g_assert_cmphex(v, ==, 0x80010000);
+    fixture_done(&f);
+}
+
+static void test_placement(void)
+{
+    Fixture f;
+    Error *err = NULL;
+    fixture_init(&f);
+
+    TDev *a = add_tdev(&f, NULL);
+    g_assert_cmpuint(a->pci.devfn, ==, PCI_DEVFN(1, 0));
+    TDev *b = add_tdev(&f, "addr=1f.7");
+    g_assert_cmpuint(b->pci.devfn, ==, PCI_DEVFN(0x1f, 7));
+    TDev *c = add_tdev(&f, "addr=5,bus=pci.0");
+    g_assert_cmpuint(c->pci.devfn, ==, PCI_DEVFN(5, 0));
+
+    g_assert_null(add_tdev_err(&f, "addr=5.0", &err));
+    g_assert_nonnull(strstr(error_get_pretty(err), "addr=5.0"));
+    g_assert_nonnull(strstr(error_get_pretty(err), "already in use by test-pci-dev"));
+    g_clear_pointer(&err, error_free);
+    g_assert_null(add_tdev_err(&f, "addr=0", &err));
+    g_assert_nonnull(strstr(error_get_pretty(err), "i440fx-pcihost"));
+    g_clear_pointer(&err, error_free);
+    g_assert_null(add_tdev_err(&f, "addr=20", &err));
+    g_assert_nonnull(strstr(error_get_pretty(err), "addr=20: expected"));
+    g_clear_pointer(&err, error_free);
+    g_assert_null(add_tdev_err(&f, "addr=1.8", &err));
+    g_clear_pointer(&err, error_free);
+    g_assert_null(add_tdev_err(&f, "addr=x", &err));
+    g_clear_pointer(&err, error_free);
+    g_assert_null(add_tdev_err(&f, "bus=pci.1", &err));
+    g_assert_nonnull(strstr(error_get_pretty(err), "bus=pci.1: no such PCI bus"));
+    g_clear_pointer(&err, error_free);
+
+    /* function 7 of slot 0x1f alone: no multifunction bit without a function 0 */
+    TDev *d = add_tdev(&f, "addr=1.3");
+    g_assert_cmphex(cfg_read(&f, PCI_DEVFN(1, 0), PCI_HEADER_TYPE, 1), ==, 0x80);
+    g_assert_cmphex(cfg_read(&f, d->pci.devfn, PCI_HEADER_TYPE, 1), ==, 0);
+    g_assert_cmphex(cfg_read(&f, PCI_DEVFN(5, 0), PCI_HEADER_TYPE, 1), ==, 0);
+    fixture_done(&f);
+}
+
+static void test_masks(void)
+{
+    Fixture f;
+    fixture_init(&f);
+    TDev *t = add_tdev(&f, "addr=2");
+    uint8_t df = t->pci.devfn;
+
+    g_assert_cmphex(cfg_read(&f, df, 0, 4), ==, 0x56781234);
+    cfg_write(&f, df, 0, 4, 0);                       /* IDs are read-only */
+    g_assert_cmphex(cfg_read(&f, df, 0, 4), ==, 0x56781234);
+    g_assert_cmphex(cfg_read(&f, df, PCI_CLASS_REVISION, 4), ==, 0x01800003);
+    cfg_write(&f, df, PCI_COMMAND, 2, 0xffff);
+    g_assert_cmphex(cfg_read(&f, df, PCI_COMMAND, 2), ==, 0x0547);
+    cfg_write(&f, df, PCI_COMMAND, 2, 0);
+    cfg_write(&f, df, PCI_INTERRUPT_LINE, 1, 0x0b);
+    g_assert_cmphex(cfg_read(&f, df, PCI_INTERRUPT_LINE, 1), ==, 0x0b);
+    g_assert_cmphex(cfg_read(&f, df, PCI_INTERRUPT_PIN, 1), ==, 1);
+    cfg_write(&f, df, PCI_INTERRUPT_PIN, 1, 3);
+    g_assert_cmphex(cfg_read(&f, df, PCI_INTERRUPT_PIN, 1), ==, 1);
+
+    /* status: error bits are write-1-to-clear, the rest read-only */
+    uint16_t st = pci_get_word(t->pci.config + PCI_STATUS);
+    pci_set_word(t->pci.config + PCI_STATUS, st | PCI_STATUS_REC_MASTER_ABORT |
+                                             PCI_STATUS_SIG_SYSTEM_ERROR);
+    cfg_write(&f, df, PCI_STATUS, 2, PCI_STATUS_REC_MASTER_ABORT | PCI_STATUS_CAP_LIST);
+    g_assert_cmphex(cfg_read(&f, df, PCI_STATUS, 2), ==,
+                    st | PCI_STATUS_SIG_SYSTEM_ERROR);
+    /* beyond 256 bytes on a conventional device: all-ones, writes dropped */
+    g_assert_cmphex(ecam_read(&f, df, 0x100, 4), ==, 0xffffffff);
+    fixture_done(&f);
+}
+
+static void test_bars(void)
+{
+    Fixture f;
+    fixture_init(&f);
+    TDev *t = add_tdev(&f, "addr=3");
+    uint8_t df = t->pci.devfn;
+
+    /* sizing */
+    g_assert_cmphex(cfg_read(&f, df, PCI_BASE_ADDRESS_0, 4), ==, 0);
+    cfg_write(&f, df, PCI_BASE_ADDRESS_0, 4, 0xffffffff);
+    g_assert_cmphex(cfg_read(&f, df, PCI_BASE_ADDRESS_0, 4), ==, 0xfffff000);
+    cfg_write(&f, df, PCI_BASE_ADDRESS_1, 4, 0xffffffff);
+    g_assert_cmphex(cfg_read(&f, df, PCI_BASE_ADDRESS_1, 4), ==, 0xffffffe1);
+    cfg_write(&f, df, PCI_BASE_ADDRESS_2, 4, 0xffffffff);
+    cfg_write(&f, df, PCI_BASE_ADDRESS_3, 4, 0xffffffff);
+    g_assert_cmphex(cfg_read(&f, df, PCI_BASE_ADDRESS_2, 4), ==, 0xffffc00c);
+    g_assert_cmphex(cfg_read(&f, df, PCI_BASE_ADDRESS_3, 4), ==, 0xffffffff);
+    g_assert_cmphex(cfg_read(&f, df, PCI_BASE_ADDRESS_4, 4), ==, 0);
+
+    /* sizing with decoding on must not map anything at the sizing pattern */
+    cfg_write(&f, df, PCI_COMMAND, 2, PCI_COMMAND_MEMORY | PCI_COMMAND_IO);
+    g_assert_cmphex(pci_bar_address(&t->pci, 0), ==, PCI_BAR_UNMAPPED);
+    g_assert_cmphex(pci_bar_address(&t->pci, 1), ==, PCI_BAR_UNMAPPED);
+    g_assert_cmphex(pci_bar_address(&t->pci, 2), ==, PCI_BAR_UNMAPPED);
+    cfg_write(&f, df, PCI_COMMAND, 2, 0);
+
+    /* program, then enable decoding */
+    cfg_write(&f, df, PCI_BASE_ADDRESS_0, 4, 0xc0001000);
+    cfg_write(&f, df, PCI_BASE_ADDRESS_1, 4, 0xc040);
+    cfg_write(&f, df, PCI_BASE_ADDRESS_2, 4, 0x00000000);
+    cfg_write(&f, df, PCI_BASE_ADDRESS_3, 4, 0x1);     /* 0x1_0000_0000 */
+    g_assert_cmphex(pci_bar_address(&t->pci, 0), ==, PCI_BAR_UNMAPPED);
+    g_assert_cmphex(mmio_read(&f, 0xc0001000, 4), ==, UINT64_MAX);
+    cfg_write(&f, df, PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
+    g_assert_cmphex(pci_bar_address(&t->pci, 0), ==, 0xc0001000);
+    g_assert_cmphex(pci_bar_address(&t->pci, 1), ==, PCI_BAR_UNMAPPED);
+    g_assert_cmphex(pci_bar_address(&t->pci, 2), ==, 0x100000000ULL);
+    g_assert_cmphex(mmio_read(&f, 0xc0001010, 4), ==, 0x1010);
+    io_space_write(f.m.mmio, 0xc0001004, 4, 0xabcd);
+    g_assert_cmphex(t->last_write, ==, 0xabcd);
+    cfg_write(&f, df, PCI_COMMAND, 2, PCI_COMMAND_MEMORY | PCI_COMMAND_IO);
+    g_assert_cmphex(pci_bar_address(&t->pci, 1), ==, 0xc040);
+    uint64_t v;
+    g_assert_true(io_space_read(f.m.pio, 0xc048, 2, &v));
+    g_assert_cmphex(v, ==, 0x1008);
+
+    /* move BAR0, and unmap with the command register */
+    unsigned moves = t->bar_moves;
+    cfg_write(&f, df, PCI_BASE_ADDRESS_0, 4, 0xc0002000);
+    g_assert_cmphex(mmio_read(&f, 0xc0001000, 4), ==, UINT64_MAX);
+    g_assert_cmphex(mmio_read(&f, 0xc0002000, 4), ==, 0x1000);
+    g_assert_cmpuint(t->bar_moves, ==, moves + 1);
+    cfg_write(&f, df, PCI_COMMAND, 2, PCI_COMMAND_IO);
+    g_assert_cmphex(mmio_read(&f, 0xc0002000, 4), ==, UINT64_MAX);
+    g_assert_true(io_space_read(f.m.pio, 0xc040, 4, &v));
+
+    /* a BAR overlapping another device's stays unmapped (logged), no crash */
+    TDev *u = add_tdev(&f, "addr=4");
+    cfg_write(&f, u->pci.devfn, PCI_BASE_ADDRESS_1, 4, 0xc040);
+    cfg_write(&f, u->pci.devfn, PCI_COMMAND, 2, PCI_COMMAND_IO);
+    g_assert_cmphex(pci_bar_address(&u->pci, 1), ==, PCI_BAR_UNMAPPED);
+
+    /* reset: addresses cleared, type bits kept, everything unmapped */
+    device_reset_all(&f.m);
+    g_assert_cmphex(cfg_read(&f, df, PCI_BASE_ADDRESS_1, 4), ==, 1);
+    g_assert_cmphex(cfg_read(&f, df, PCI_BASE_ADDRESS_2, 4), ==, 0xc);
+    g_assert_cmphex(cfg_read(&f, df, PCI_COMMAND, 2), ==, 0);
+    g_assert_false(io_space_read(f.m.pio, 0xc040, 4, &v));
+    fixture_done(&f);
+}
+
+static void test_capabilities(void)
+{
+    Fixture f;
+    fixture_init(&f);
+    TDev *t = add_tdev(&f, NULL);
+    uint8_t df = t->pci.devfn;
+
+    g_assert_true(cfg_read(&f, df, PCI_STATUS, 2) & PCI_STATUS_CAP_LIST);
+    uint8_t p = (uint8_t)cfg_read(&f, df, PCI_CAPABILITY_LIST, 1);
+    g_assert_cmphex(p, ==, 0x40);
+    g_assert_cmphex(cfg_read(&f, df, p, 1), ==, PCI_CAP_ID_MSIX);
+    uint8_t q = (uint8_t)cfg_read(&f, df, p + 1, 1);
+    g_assert_cmphex(q, ==, 0x4c);
+    g_assert_cmphex(cfg_read(&f, df, q, 1), ==, PCI_CAP_ID_MSI);
+    g_assert_cmphex(cfg_read(&f, df, q + 1, 1), ==, 0);
+    g_assert_cmpuint(pci_find_capability(&t->pci, PCI_CAP_ID_MSI), ==, q);
+    g_assert_cmpuint(pci_find_capability(&t->pci, PCI_CAP_ID_VNDR), ==, 0);
+    /* MSI-X: 4 vectors, table in BAR2 at 0x1000, PBA at 0x2000 */
+    g_assert_cmphex(cfg_read(&f, df, p + 2, 2), ==, 3);
+    g_assert_cmphex(cfg_read(&f, df, p + 4, 4), ==, 0x1002);
+    g_assert_cmphex(cfg_read(&f, df, p + 8, 4), ==, 0x2002);
+
+    Error *err = NULL;
+    int last = 0;
+    while ((last = pci_add_capability(&t->pci, PCI_CAP_ID_VNDR, 20, &err)) > 0) {
+        g_assert_cmpint(last, <=, 256 - 20);
+    }
+    g_assert_nonnull(err);
+    error_free(err);
+    fixture_done(&f);
+}
+
+static void program_msix(Fixture *f, TDev *t, uint64_t bar2)
+{
+    uint8_t df = t->pci.devfn;
+    cfg_write(f, df, PCI_BASE_ADDRESS_2, 4, (uint32_t)bar2);
+    cfg_write(f, df, PCI_BASE_ADDRESS_3, 4, (uint32_t)(bar2 >> 32));
+    cfg_write(f, df, PCI_COMMAND, 2, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+    for (unsigned v = 0; v < 4; v++) {
+        uint64_t e = bar2 + 0x1000 + 16 * v;
+        io_space_write(f->m.mmio, e, 4, 0xfee00000 + v * 0x1000);
+        io_space_write(f->m.mmio, e + 4, 4, 0);
+        io_space_write(f->m.mmio, e + 8, 4, 0x40 + v);
+    }
+}
+
+static void test_msix(void)
+{
+    Fixture f;
+    fixture_init(&f);
+    TDev *t = add_tdev(&f, NULL);
+    uint8_t df = t->pci.devfn, cap = pci_find_capability(&t->pci, PCI_CAP_ID_MSIX);
+    const uint64_t bar = 0xd0000000, tbl = bar + 0x1000, pba = bar + 0x2000;
+
+    program_msix(&f, t, bar);
+    /* every vector starts masked; table reads back, reserved control bits are 0 */
+    g_assert_cmphex(mmio_read(&f, tbl + 12, 4), ==, 1);
+    g_assert_cmphex(mmio_read(&f, tbl + 16 + 8, 4), ==, 0x41);
+    g_assert_cmphex(mmio_read(&f, tbl, 8), ==, 0xfee00000);
+    io_space_write(f.m.mmio, tbl + 12, 4, 0xfffffffe);
+    g_assert_cmphex(mmio_read(&f, tbl + 12, 4), ==, 0);
+    io_space_write(f.m.mmio, tbl + 12, 4, 1);
+    /* the device's own handler never sees table accesses */
+    g_assert_cmphex(t->last_write, ==, 0);
+    g_assert_cmphex(mmio_read(&f, bar, 4), ==, 0x1000);
+
+    /* disabled: notify does nothing, not even pending */
+    msix_notify(&t->pci, 0);
+    g_assert_cmpuint(f.msis->len, ==, 0);
+    g_assert_cmphex(mmio_read(&f, pba, 8), ==, 0);
+
+    cfg_write(&f, df, cap + 2, 2, PCI_MSIX_FLAGS_ENABLE);
+    g_assert_true(msix_enabled(&t->pci));
+    msix_notify(&t->pci, 1);                         /* masked: pending */
+    g_assert_cmpuint(f.msis->len, ==, 0);
+    g_assert_cmphex(mmio_read(&f, pba, 8), ==, 2);
+    io_space_write(f.m.mmio, tbl + 16 + 12, 4, 0);   /* unmask 1: delivered */
+    g_assert_cmpuint(f.msis->len, ==, 1);
+    g_assert_cmphex(g_array_index(f.msis, Msi, 0).addr, ==, 0xfee01000);
+    g_assert_cmphex(g_array_index(f.msis, Msi, 0).data, ==, 0x41);
+    g_assert_cmphex(mmio_read(&f, pba, 8), ==, 0);
+    msix_notify(&t->pci, 1);
+    g_assert_cmpuint(f.msis->len, ==, 2);
+
+    /* function mask: pending until cleared */
+    cfg_write(&f, df, cap + 2, 2, PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL);
+    msix_notify(&t->pci, 1);
+    g_assert_cmpuint(f.msis->len, ==, 2);
+    g_assert_cmphex(mmio_read(&f, pba, 1), ==, 2);
+    io_space_write(f.m.mmio, pba, 8, 0);             /* PBA is read-only */
+    g_assert_cmphex(mmio_read(&f, pba, 1), ==, 2);
+    cfg_write(&f, df, cap + 2, 2, PCI_MSIX_FLAGS_ENABLE);
+    g_assert_cmpuint(f.msis->len, ==, 3);
+    g_assert_cmphex(mmio_read(&f, pba, 1), ==, 0);
+
+    /* out-of-range vector and accesses past the table are ignored */
+    msix_notify(&t->pci, 4);
+    msix_notify(&t->pci, 1000);
+    g_assert_cmpuint(f.msis->len, ==, 3);
+    io_space_write(f.m.mmio, tbl + 4 * 16, 4, 0x1234);
+    g_assert_cmphex(t->last_write, ==, 0x1234); /* reaches the device, not the table */
+
+    /* reset: disabled, vectors masked again */
+    device_reset_all(&f.m);
+    g_assert_false(msix_enabled(&t->pci));
+    g_assert_true(msix_is_masked(&t->pci, 1));
+    g_assert_cmphex(t->pci.msix ? 1 : 0, ==, 1);
+    fixture_done(&f);
+}
+
+static void test_msi(void)
+{
+    Fixture f;
+    fixture_init(&f);
+    TDev *t = add_tdev(&f, NULL);
+    uint8_t df = t->pci.devfn, cap = pci_find_capability(&t->pci, PCI_CAP_ID_MSI);
+
+    /* 4 vectors offered (MMC = 2), 64-bit, maskable */
+    g_assert_cmphex(cfg_read(&f, df, cap + 2, 2), ==, 0x0184);
+    cfg_write(&f, df, cap + 4, 4, 0xfee01003);
+    g_assert_cmphex(cfg_read(&f, df, cap + 4, 4), ==, 0xfee01000);
+    cfg_write(&f, df, cap + 8, 4, 0);
+    cfg_write(&f, df, cap + 12, 2, 0x4420);
+    msi_notify(&t->pci, 0);
+    g_assert_cmpuint(f.msis->len, ==, 0);                 /* disabled */
+    cfg_write(&f, df, cap + 2, 2, PCI_MSI_FLAGS_ENABLE | (2 << 4)); /* 4 vectors */
+    msi_notify(&t->pci, 3);
+    g_assert_cmpuint(f.msis->len, ==, 1);
+    g_assert_cmphex(g_array_index(f.msis, Msi, 0).addr, ==, 0xfee01000);
+    g_assert_cmphex(g_array_index(f.msis, Msi, 0).data, ==, 0x4423);
+    cfg_write(&f, df, cap + 16, 4, 0xff);                 /* mask all */
+    g_assert_cmphex(cfg_read(&f, df, cap + 16, 4), ==, 0xf);
+    msi_notify(&t->pci, 2);
+    g_assert_cmpuint(f.msis->len, ==, 1);
+    g_assert_cmphex(cfg_read(&f, df, cap + 20, 4), ==, 4);
+    cfg_write(&f, df, cap + 16, 4, 0);
+    g_assert_cmpuint(f.msis->len, ==, 2);
+    g_assert_cmphex(g_array_index(f.msis, Msi, 1).data, ==, 0x4422);
+    msi_notify(&t->pci, 4);                               /* not enabled by the guest */
+    g_assert_cmpuint(f.msis->len, ==, 2);
+    fixture_done(&f);
+}
+
+static void test_intx(void)
+{
+    Fixture f;
+    fixture_init(&f);
+    TDev *a = add_tdev(&f, "addr=1");  /* INTA -> 16 + (1 + 0) % 4 = 17 */
+    TDev *b = add_tdev(&f, "addr=5");  /* 16 + 5 % 4 = 17 as well */
+    TDev *c = add_tdev(&f, "addr=2");  /* 18 */
+
+    g_assert_cmpuint(pci_intx_gsi(a->pci.devfn, 1), ==, 17);
+    g_assert_cmpuint(pci_intx_gsi(PCI_DEVFN(0, 0), 4), ==, 19);
+    pci_set_irq(&a->pci, 1);
+    g_assert_cmpint(f.irq[17], ==, 1);
+    g_assert_true(cfg_read(&f, a->pci.devfn, PCI_STATUS, 2) & PCI_STATUS_INTERRUPT);
+    pci_set_irq(&b->pci, 1);
+    pci_set_irq(&a->pci, 0);
+    g_assert_cmpint(f.irq[17], ==, 1);                /* shared: b still asserts */
+    pci_set_irq(&b->pci, 0);
+    g_assert_cmpint(f.irq[17], ==, 0);
+    g_assert_false(cfg_read(&f, a->pci.devfn, PCI_STATUS, 2) & PCI_STATUS_INTERRUPT);
+
+    /* INTx disable masks the line but not the status bit */
+    pci_set_irq(&c->pci, 1);
+    g_assert_cmpint(f.irq[18], ==, 1);
+    cfg_write(&f, c->pci.devfn, PCI_COMMAND, 2, PCI_COMMAND_INTX_DISABLE);
+    g_assert_cmpint(f.irq[18], ==, 0);
+    g_assert_true(cfg_read(&f, c->pci.devfn, PCI_STATUS, 2) & PCI_STATUS_INTERRUPT);
+    cfg_write(&f, c->pci.devfn, PCI_COMMAND, 2, 0);
+    g_assert_cmpint(f.irq[18], ==, 1);
+    device_reset_all(&f.m);
+    g_assert_cmpint(f.irq[18], ==, 0);
+    fixture_done(&f);
+}
+
+/* A guest writing random config bytes everywhere must not crash the bus. */
+static void test_config_fuzz(void)
+{
+    Fixture f;
+    fixture_init(&f);
+    TDev *t = add_tdev(&f, NULL);
+    GRand *r = g_rand_new_with_seed(42);
+    for (unsigned i = 0; i < 20000; i++) {
+        unsigned size = 1u << g_rand_int_range(r, 0, 3);
+        uint32_t reg = g_rand_int_range(r, 0, 256) & ~(size - 1);
+        uint8_t df = g_rand_boolean(r) ? t->pci.devfn : (uint8_t)g_rand_int(r);
+        cfg_write(&f, df, reg, size, g_rand_int(r));
+        cfg_read(&f, df, reg, size);
+        uint64_t addr = 0xc0000000 + g_rand_int_range(r, 0, 0x100000) * 16ULL;
+        io_space_write(f.m.mmio, addr, 4, g_rand_int(r));
+        msix_notify(&t->pci, g_rand_int_range(r, 0, 5));
+        msi_notify(&t->pci, g_rand_int_range(r, 0, 5));
+    }
+    g_rand_free(r);
+    fixture_done(&f);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/pci/host-bridge", test_host_bridge);
+    g_test_add_func("/pci/placement", test_placement);
+    g_test_add_func("/pci/masks", test_masks);
+    g_test_add_func("/pci/bars", test_bars);
+    g_test_add_func("/pci/capabilities", test_capabilities);
+    g_test_add_func("/pci/msix", test_msix);
+    g_test_add_func("/pci/msi", test_msi);
+    g_test_add_func("/pci/intx", test_intx);
+    g_test_add_func("/pci/config-fuzz", test_config_fuzz);
+    return g_test_run();
+}
