@@ -60,6 +60,13 @@ CmdlineHandler cmdline_opt_qtest_log;
 /* After the last option: the default serial port, chardev:ID references, stdio sharing. */
 G_GNUC_WARN_UNUSED_RESULT bool cmdline_chardev_finish(CmdlineState *s, Error **errp);
 
+/* cmdline-monitor.c */
+CmdlineHandler cmdline_opt_qmp;
+CmdlineHandler cmdline_opt_qmp_pretty;
+CmdlineHandler cmdline_opt_mon;
+/* After the last option: every monitor's chardev exists and is used by nobody else. */
+G_GNUC_WARN_UNUSED_RESULT bool cmdline_monitor_finish(CmdlineState *s, Error **errp);
+
 /* cmdline-machine.c */
 CmdlineHandler cmdline_opt_machine;
 CmdlineHandler cmdline_opt_accel;

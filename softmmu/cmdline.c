@@ -291,6 +291,11 @@ static const CmdlineOption cmdline_options[] = {
     { "qtest", "unix:PATH|chardev:ID", cmdline_opt_qtest,
       "serve the qtest protocol on a chardev (implies -accel qtest)" },
     { "qtest-log", "FILE|none", cmdline_opt_qtest_log, "log the qtest protocol to FILE" },
+    { "qmp", "unix:PATH,server=on,wait=off|tcp:HOST:PORT,...|stdio", cmdline_opt_qmp,
+      "serve QMP (the JSON monitor, docs/qmp.md) on a new chardev" },
+    { "qmp-pretty", "DEV", cmdline_opt_qmp_pretty, "same as -qmp with indented JSON" },
+    { "mon", "[chardev=]ID,mode=control[,pretty=on]", cmdline_opt_mon,
+      "serve QMP on chardev ID" },
     { "version", NULL, opt_version, "print the version and exit" },
     { "help", NULL, cmdline_help, "print this help and exit" },
     { "h", NULL, cmdline_help, "same as -help" },
@@ -303,10 +308,10 @@ static const char *const cmdline_unsupported[] = {
     "D", "debugcon", "drive", "dtb", "dump-vmstate", "echr", "enable-fips",
     "enable-sync-profile", "fda", "fdb", "fsdev", "full-screen", "fw_cfg", "g", "gdb",
     "global", "hda", "hdb", "hdc", "hdd", "icount", "incoming", "iscsi", "k", "kvm-shadow-mem",
-    "L", "loadvm", "mem-path", "mem-prealloc", "mon", "monitor", "msg", "mtdblock", "net",
+    "L", "loadvm", "mem-path", "mem-prealloc", "monitor", "msg", "mtdblock", "net",
     "netdev", "nic", "no-acpi", "no-hpet", "no-quit", "no-user-config", "nodefconfig",
     "numa", "object", "only-migratable", "option-rom", "overcommit", "parallel", "pflash",
-    "plugin", "portrait", "preconfig", "qmp", "qmp-pretty", "readconfig", "rotate",
+    "plugin", "portrait", "preconfig", "readconfig", "rotate",
     "rtc", "run-with", "runas", "s", "sandbox", "sd", "sdl", "seed", "semihosting",
     "semihosting-config", "set", "show-cursor", "singlestep", "smbios", "snapshot",
     "soundhw", "spice", "tb-size", "tpmdev", "trace", "usb", "usbdevice", "uuid", "vga",
@@ -362,7 +367,7 @@ static bool cmdline_finish(CmdlineState *s, Error **errp)
     if (cfg->qtest_chardev && !s->accel_given) {
         cfg->accel = ACCEL_QTEST;
     }
-    return cmdline_chardev_finish(s, errp);
+    return cmdline_chardev_finish(s, errp) && cmdline_monitor_finish(s, errp);
 }
 
 /* ---- the loop ---- */

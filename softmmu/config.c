@@ -61,6 +61,9 @@ void machine_config_free(MachineConfig *cfg)
     g_ptr_array_unref(cfg->devices);
     g_free(cfg->qtest_chardev);
     g_free(cfg->qtest_log);
+    if (cfg->monitors) {
+        g_ptr_array_unref(cfg->monitors); /* made with its free function (cmdline-monitor.c) */
+    }
     g_free(cfg);
 }
 

@@ -44,9 +44,16 @@ static const char *const cause_names[SHUTDOWN_CAUSE__MAX] = {
     [SHUTDOWN_CAUSE_GUEST_RESET] = "guest-reset",
     [SHUTDOWN_CAUSE_GUEST_PANIC] = "guest-panic",
     [SHUTDOWN_CAUSE_SUBSYSTEM_RESET] = "subsystem-reset",
+    [SHUTDOWN_CAUSE_HOST_QMP_SYSTEM_RESET] = "host-qmp-system-reset",
 };
 
 const char *shutdown_cause_name(ShutdownCause c)
 {
     return c < SHUTDOWN_CAUSE__MAX ? cause_names[c] : "unknown";
+}
+
+bool shutdown_cause_is_guest(ShutdownCause c)
+{
+    return c == SHUTDOWN_CAUSE_GUEST_SHUTDOWN || c == SHUTDOWN_CAUSE_GUEST_RESET ||
+           c == SHUTDOWN_CAUSE_GUEST_PANIC;
 }

@@ -19,6 +19,8 @@
 #include "sen/device.h"
 #include "sen/hw/pc.h"
 #include "sen/machine.h"
+#include "sen/monitor.h"
+#include "monitor/qapi-generated.h"
 #include "softmmu/main-loop.h"
 
 static void wake_main_loop(void *opaque)
@@ -247,6 +249,10 @@ Machine *machine_create(MachineConfig *cfg, Error **errp)
         }
         m->pidfile_written = true;
     }
+    /* Last, so that a client connected already (wait=on) sees a complete machine. */
+    if (!monitor_create_all(m, errp)) {
+        goto fail;
+    }
     if (report_fd >= 0) {
         daemonize_finish(report_fd);
     }
@@ -257,20 +263,34 @@ fail:
     return NULL;
 }
 
-static void vm_start(Machine *m)
+void machine_vm_start(Machine *m)
 {
+    if (m->runstate == RUN_STATE_RUNNING) {
+        return;
+    }
     virt_clock_start(m->clock);
     m->accel->resume(m);
     runstate_set(m, RUN_STATE_RUNNING);
+    qapi_event_send_resume(m);
 }
 
-static void vm_stop(Machine *m, RunState state)
+void machine_vm_stop(Machine *m, RunState state)
 {
-    if (m->runstate == RUN_STATE_RUNNING) {
+    bool was_running = m->runstate == RUN_STATE_RUNNING;
+
+    if (was_running) {
         m->accel->pause(m);
         virt_clock_stop(m->clock);
     }
     runstate_set(m, state);
+    if (was_running) {
+        qapi_event_send_stop(m);
+    }
+}
+
+static void send_shutdown_event(Machine *m, ShutdownCause cause)
+{
+    qapi_event_send_shutdown(m, shutdown_cause_is_guest(cause), shutdown_cause_name(cause));
 }
 
 /* Acts on pending requests; returns false once the VM should exit. */
@@ -278,21 +298,26 @@ static bool handle_requests(Machine *m)
 {
     int cause = g_atomic_int_and(&m->shutdown_requested, 0);
     if (cause) {
+        send_shutdown_event(m, (ShutdownCause)cause);
         /* -no-shutdown keeps a guest that powered off around for inspection; a request
          * with an exit status (isa-debug-exit) ends the process regardless, as in QEMU. */
         if (cause == SHUTDOWN_CAUSE_GUEST_SHUTDOWN && m->cfg->no_shutdown &&
             m->exit_status == 0) {
-            vm_stop(m, RUN_STATE_SHUTDOWN);
+            machine_vm_stop(m, RUN_STATE_SHUTDOWN);
             return true;
         }
-        vm_stop(m, RUN_STATE_SHUTDOWN);
+        machine_vm_stop(m, RUN_STATE_SHUTDOWN);
         return false;
     }
 
     int stop = g_atomic_int_and(&m->stop_requested, 0);
     if (stop) {
-        vm_stop(m, (RunState)stop);
-        /* No monitor exists yet to inspect or resume the VM: say why we end. */
+        machine_vm_stop(m, (RunState)stop);
+        if (monitor_present(m)) {
+            /* Stay stopped for the monitor to inspect (query-status, info registers). */
+            return true;
+        }
+        /* No monitor to inspect or resume the VM: say why we end. */
         error_report("VM stopped (%s); exiting as no monitor is configured",
                      runstate_name((RunState)stop));
         m->exit_status = 1;
@@ -302,7 +327,8 @@ static bool handle_requests(Machine *m)
     int reset = g_atomic_int_and(&m->reset_requested, 0);
     if (reset) {
         if (m->cfg->no_reboot) {
-            vm_stop(m, RUN_STATE_SHUTDOWN);
+            send_shutdown_event(m, (ShutdownCause)reset);
+            machine_vm_stop(m, RUN_STATE_SHUTDOWN);
             m->exit_status = 0;
             return false;
         }
@@ -319,6 +345,13 @@ static bool handle_requests(Machine *m)
         }
         if (running) {
             m->accel->resume(m);
+        }
+        qapi_event_send_reset(m, shutdown_cause_is_guest((ShutdownCause)reset),
+                              shutdown_cause_name((ShutdownCause)reset));
+        /* A VM that was shut down or failed is usable again, but waits for `cont`. */
+        if (m->runstate == RUN_STATE_SHUTDOWN || m->runstate == RUN_STATE_INTERNAL_ERROR ||
+            m->runstate == RUN_STATE_GUEST_PANICKED) {
+            runstate_set(m, RUN_STATE_PAUSED);
         }
     }
     return true;
@@ -341,7 +374,7 @@ int machine_run(Machine *m)
     };
 
     if (!m->cfg->start_paused) {
-        vm_start(m);
+        machine_vm_start(m);
     }
     do {
         g_main_context_iteration(m->ctx, TRUE);
@@ -365,6 +398,7 @@ void machine_destroy(Machine *m)
         m->accel->destroy(m);
         m->accel_up = false;
     }
+    monitor_destroy_all(m);
     machine_lock(m);
     device_destroy_all(m);
     machine_unlock(m);

@@ -74,6 +74,8 @@ typedef struct MachineConfig {
 
     char *qtest_chardev; /* -qtest: id of the chardev carrying the qtest protocol */
     char *qtest_log;     /* -qtest-log PATH or NULL */
+
+    GPtrArray *monitors; /* of MonitorConfig* (sen/monitor.h): -qmp, -mon; NULL = none */
 } MachineConfig;
 
 /* An empty config with QEMU's defaults (pc, 128 MiB, 1 vCPU, kvm). */

@@ -51,6 +51,8 @@ typedef struct Machine {
 
     GMainContext *ctx;       /* the main loop's context */
     bool pidfile_written;    /* ours to remove at exit */
+
+    GPtrArray *monitors;     /* of Monitor*, owned (monitor/qmp.c); NULL before creation */
 } Machine;
 
 /* Builds the machine from cfg (takes ownership of cfg); see softmmu/vm.c. */
@@ -70,6 +72,11 @@ void machine_request_reset(Machine *m, ShutdownCause cause);
 void machine_request_shutdown(Machine *m, ShutdownCause cause, int exit_status);
 /* Stop all vCPUs and enter state (e.g. RUN_STATE_INTERNAL_ERROR). */
 void machine_request_stop(Machine *m, RunState state);
+
+/* Main thread, VM lock not held (they wait for vCPUs): stop the vCPUs and enter state
+ * (STOP event if they ran); start them (RESUME event).  For the monitor's stop/cont. */
+void machine_vm_stop(Machine *m, RunState state);
+void machine_vm_start(Machine *m);
 
 /* An interrupt line of the board's interrupt controller (GSI = IOAPIC pin; 0..15 also
  * drive the PIC).  Devices get one at realize and never see the accelerator. */

@@ -27,11 +27,14 @@ typedef enum ShutdownCause {
     SHUTDOWN_CAUSE_GUEST_RESET,      /* i8042 0xFE, port 0xCF9 */
     SHUTDOWN_CAUSE_GUEST_PANIC,
     SHUTDOWN_CAUSE_SUBSYSTEM_RESET,  /* triple fault */
+    SHUTDOWN_CAUSE_HOST_QMP_SYSTEM_RESET, /* QMP system_reset */
     SHUTDOWN_CAUSE__MAX,
 } ShutdownCause;
 
 const char *runstate_name(RunState s);           /* "running" */
 bool runstate_transition_allowed(RunState from, RunState to);
 const char *shutdown_cause_name(ShutdownCause c); /* "guest-reset" */
+/* Whether the guest asked for it (the "guest" member of the SHUTDOWN and RESET events). */
+bool shutdown_cause_is_guest(ShutdownCause c);
 
 #endif

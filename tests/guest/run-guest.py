@@ -57,7 +57,9 @@ def expected_lines(test, smp):
         return ["ok: read sector 100: host pattern", "ok: read back sectors 10-17 in two",
                 "ok: indirect read back of sectors 40-47", "ok: flush",
                 "ok: sectors 300-301 read back as zeroes", "ok: discard sectors 512-519",
-                "virtio-blk ok"]
+                "ok: read of sectors 10-17 on queue 1",
+                "ok: read-only disk: sector 0 has the host pattern",
+                "ok: read-only disk refuses a write", "virtio-blk ok"]
     if test == "virtio-rng":
         return ["ok: rng filled", "virtio-rng ok"]
     if test == "virtio-console":
@@ -74,7 +76,13 @@ def guest_pattern(sector, i):
     return (sector * 7 + (i // 512) * 7 + (i % 512) * 13 + 0x21) & 0xFF
 
 
+def ro_pattern():
+    return bytes((i * 5 + 0x3C) & 0xFF for i in range(512))
+
+
 def make_disk(path):
+    with open(path + ".ro", "wb") as f:
+        f.write(ro_pattern() + bytes(512 * 2047))
     host = bytes((i * 3 + 0x5A) & 0xFF for i in range(512))
     with open(path, "wb") as f:
         f.truncate(DISK_SECTORS * 512)
@@ -103,6 +111,9 @@ def check_disk(path):
         problems.append("disk sectors 300-301 are not zero after write-zeroes")
     if data[100 * 512:101 * 512] != bytes((i * 3 + 0x5A) & 0xFF for i in range(512)):
         problems.append("disk sector 100 (host pattern, only read) changed")
+    with open(path + ".ro", "rb") as f:
+        if f.read() != ro_pattern() + bytes(512 * 2047):
+            problems.append("the read-only disk image changed")
     return problems
 
 
@@ -137,7 +148,10 @@ def device_args(vmm, test, sen, disk, sock):
     args = []
     if disk:
         args += ["-drive", "file=%s,format=raw,if=none,id=d0" % disk,
-                 "-device", "virtio-blk-pci,drive=d0,serial=%s%s" % (DISK_SERIAL, modern)]
+                 "-device", "virtio-blk-pci,drive=d0,serial=%s,num-queues=2%s" %
+                 (DISK_SERIAL, modern),
+                 "-drive", "file=%s.ro,format=raw,if=none,id=d1,readonly=on" % disk,
+                 "-device", "virtio-blk-pci,drive=d1,serial=sen-guest-ro%s" % modern]
     if test in ("virtio-rng", "virtio-hostile"):
         args += ["-device", "virtio-rng-pci" + modern]
     if test == "virtio-console":

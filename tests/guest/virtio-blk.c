@@ -5,7 +5,10 @@
  * guest pattern and that the write-zeroes range is zero.  Writes use a one-descriptor
  * chain, a multi-descriptor chain with uneven pieces, and an indirect table; reads come
  * back through a different split.  Also flush, discard, get-id, an unsupported request
- * type, a read beyond the end, and MSI-X interrupts for completions.
+ * type, a read beyond the end, and MSI-X interrupts for completions.  The disk has
+ * num-queues=2: a read on queue 1 must work too.  A second, read-only disk (serial
+ * sen-guest-ro, a host pattern in sector 0) must offer RO, read, and refuse writes.
+ * The disks are told apart by their get-id serial, not by slot order.
  */
 #include "lib/guest.h"
 #include "lib/virtio-blk.h"
@@ -47,6 +50,54 @@ static bool check(const uint8_t *buf, uint64_t sector, unsigned len)
     return true;
 }
 
+/* The virtio-blk function whose get-id starts with `serial`: a throw-away initialisation
+ * with one small queue asks each in turn; the device is left reset. */
+static bool find_blk(const PciDev *devs, unsigned n, const char *serial, VirtioDev *vd,
+                     VirtioBlkReq *r, uint8_t *buf)
+{
+    for (unsigned nth = 0; nth < 4 && virtio_pci_find(devs, n, VIRTIO_ID_BLOCK, nth, vd); nth++) {
+        if (!virtio_init(vd, 0) || !virtio_setup_queue(vd, 0, 8, 0)) {
+            continue;
+        }
+        virtio_driver_ok(vd);
+        memset(buf, 0, 21);
+        VirtioBuf id = { buf, 20, true };
+        r->queue = 0;
+        uint8_t st = vblk_request(vd, r, VIRTIO_BLK_T_GET_ID, 0, &id, 1, false, NULL);
+        virtio_reset(vd);
+        if (st == VIRTIO_BLK_S_OK && memcmp(buf, serial, strlen(serial)) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void read_only_disk(const PciDev *devs, unsigned n, VirtioBlkReq *r, uint8_t *buf)
+{
+    static VirtioDev ro;
+    GUEST_CHECK(find_blk(devs, n, "sen-guest-ro", &ro, r, buf), "read-only disk found at %02x.%x",
+                ro.pci.dev, ro.pci.fn);
+    GUEST_CHECK(virtio_init(&ro, VIRTIO_BLK_F_RO | VIRTIO_BLK_F_FLUSH) &&
+                    virtio_setup_queue(&ro, 0, 8, 0),
+                "read-only disk initialised");
+    virtio_driver_ok(&ro);
+    GUEST_CHECK(ro.features & VIRTIO_BLK_F_RO, "read-only disk offers RO");
+    r->queue = 0;
+    VirtioBuf rd = { buf, 512, true };
+    uint8_t st = vblk_request(&ro, r, VIRTIO_BLK_T_IN, 0, &rd, 1, false, NULL);
+    bool ok = true;
+    for (unsigned i = 0; i < 512; i++) {
+        ok &= buf[i] == (uint8_t)(i * 5 + 0x3c);
+    }
+    GUEST_CHECK(st == VIRTIO_BLK_S_OK && ok, "read-only disk: sector 0 has the host pattern");
+    memset(buf, 0x77, 512);
+    VirtioBuf wr = { buf, 512, false };
+    st = vblk_request(&ro, r, VIRTIO_BLK_T_OUT, 0, &wr, 1, false, NULL);
+    GUEST_CHECK(st == VIRTIO_BLK_S_IOERR || st == VIRTIO_BLK_S_UNSUPP,
+                "read-only disk refuses a write (status %u)", st);
+    virtio_reset(&ro);
+}
+
 void guest_main(void)
 {
     static PciDev devs[32];
@@ -54,19 +105,28 @@ void guest_main(void)
     unsigned n = pci_scan_bus0(devs, 32);
     guest_printf("pci: %u functions on bus 0\n", n);
     GUEST_CHECK(pci_assign_bars(devs, n), "BARs assigned");
-    GUEST_CHECK(virtio_pci_find(devs, n, VIRTIO_ID_BLOCK, 0, &vd), "virtio-blk found at %02x.%x",
+    VirtioBlkReq *r = guest_alloc(sizeof(*r), 64, true);
+    uint8_t *buf = guest_alloc(8192, 4096, false);
+    uint8_t *buf2 = guest_alloc(8192, 4096, false);
+    GUEST_CHECK(r && buf && buf2, "buffers allocated");
+    GUEST_CHECK(find_blk(devs, n, "sen-guest-disk", &vd, r, buf), "virtio-blk found at %02x.%x",
                 vd.pci.dev, vd.pci.fn);
     uint64_t want = VIRTIO_BLK_F_FLUSH | VIRTIO_BLK_F_DISCARD | VIRTIO_BLK_F_WRITE_ZEROES |
-                    VIRTIO_BLK_F_BLK_SIZE | VIRTIO_BLK_F_SEG_MAX | VIRTIO_F_INDIRECT_DESC;
+                    VIRTIO_BLK_F_BLK_SIZE | VIRTIO_BLK_F_SEG_MAX | VIRTIO_F_INDIRECT_DESC |
+                    VIRTIO_BLK_F_MQ;
     GUEST_CHECK(virtio_init(&vd, want), "features negotiated: device 0x%lx, driver 0x%lx",
                 vd.device_features, vd.features);
-    GUEST_CHECK(vd.msix_entries >= 2, "MSI-X table with %u entries", vd.msix_entries);
+    GUEST_CHECK(vd.msix_entries >= 3, "MSI-X table with %u entries", vd.msix_entries);
+    GUEST_CHECK((vd.features & VIRTIO_BLK_F_MQ) && virtio_cfg_read16(&vd, 34) == 2,
+                "MQ with num_queues %u", virtio_cfg_read16(&vd, 34));
 
     pic_disable();
     lapic_enable();
     idt_set_handler(BLK_VECTOR, blk_irq);
     GUEST_CHECK(virtio_setup_queue(&vd, 0, 64, BLK_VECTOR), "queue 0 set up, size %u",
                 vd.vq[0].size);
+    GUEST_CHECK(virtio_setup_queue(&vd, 1, 16, BLK_VECTOR), "queue 1 set up, size %u",
+                vd.vq[1].size);
     virtio_driver_ok(&vd);
     sti();
 
@@ -75,10 +135,6 @@ void guest_main(void)
     uint64_t cap = virtio_cfg_read64(&vd, 0);
     GUEST_CHECK(cap == sectors, "capacity %lu sectors", cap);
 
-    VirtioBlkReq *r = guest_alloc(sizeof(*r), 64, true);
-    uint8_t *buf = guest_alloc(8192, 4096, false);
-    uint8_t *buf2 = guest_alloc(8192, 4096, false);
-    GUEST_CHECK(r && buf && buf2, "buffers allocated");
     uint32_t used;
 
     /* get-id */
@@ -137,6 +193,13 @@ void guest_main(void)
     GUEST_CHECK(st == VIRTIO_BLK_S_OK && check(buf2, 40, 4096),
                 "indirect read back of sectors 40-47 (used %u)", used);
 
+    r->queue = 1;
+    memset(buf2, 0, 4096);
+    st = vblk_request(&vd, r, VIRTIO_BLK_T_IN, 10, &ri, 1, false, &used);
+    r->queue = 0;
+    GUEST_CHECK(st == VIRTIO_BLK_S_OK && check(buf2, 10, 4096),
+                "read of sectors 10-17 on queue 1 (used %u)", used);
+
     GUEST_CHECK(vd.features & VIRTIO_BLK_F_FLUSH, "device offers FLUSH");
     st = vblk_request(&vd, r, VIRTIO_BLK_T_FLUSH, 0, NULL, 0, false, NULL);
     GUEST_CHECK(st == VIRTIO_BLK_S_OK, "flush");
@@ -173,6 +236,7 @@ void guest_main(void)
     cli();
     GUEST_CHECK(irqs > 0, "%u completion interrupts through MSI-X", irqs);
     GUEST_CHECK(!(virtio_get_status(&vd) & VIRTIO_STATUS_NEEDS_RESET), "no NEEDS_RESET");
+    read_only_disk(devs, n, r, buf);
     guest_printf("virtio-blk ok\n");
     guest_pass();
 }

@@ -15,7 +15,10 @@ uint8_t vblk_request(VirtioDev *vd, VirtioBlkReq *r, uint32_t type, uint64_t sec
         bufs[1 + i] = data[i];
     }
     bufs[1 + n] = (VirtioBuf){ &r->status, 1, true };
-    Virtq *vq = &vd->vq[0];
+    if (r->queue >= VIRTIO_MAX_QUEUES || !vd->vq[r->queue].num_free) {
+        return VIRTIO_BLK_S_NONE;
+    }
+    Virtq *vq = &vd->vq[r->queue];
     int head = indirect ? virtq_add_indirect(vq, r->table, bufs, n + 2)
                         : virtq_add(vq, bufs, n + 2);
     if (head < 0) {

@@ -5,8 +5,10 @@
 #include "virtio.h"
 
 #define VIRTIO_BLK_F_SEG_MAX (1ull << 2)
+#define VIRTIO_BLK_F_RO (1ull << 5)
 #define VIRTIO_BLK_F_BLK_SIZE (1ull << 6)
 #define VIRTIO_BLK_F_FLUSH (1ull << 9)
+#define VIRTIO_BLK_F_MQ (1ull << 12)
 #define VIRTIO_BLK_F_DISCARD (1ull << 13)
 #define VIRTIO_BLK_F_WRITE_ZEROES (1ull << 14)
 
@@ -34,8 +36,9 @@ typedef struct {
     uint32_t flags;
 } __attribute__((packed)) VirtioBlkRange;
 
-/* Scratch for one request, in guest RAM. */
+/* Scratch for one request, in guest RAM; `queue` picks the virtqueue (0 unless set). */
 typedef struct {
+    unsigned queue;
     VirtioBlkHdr hdr;
     VirtioBlkRange range;
     VirtqDesc table[20];

@@ -1,0 +1,160 @@
+/*
+ * The human monitor subset reachable through QMP human-monitor-command (libvirt and
+ * people at a socket use it for `info registers` and friends).  Output lines end in
+ * CR LF, as QEMU's; a failing command prints "Error: ..." and is not a QMP error.
+ */
+#include <stdio.h>
+#include <string.h>
+#include "accel/accel.h"
+#include "monitor/monitor-internal.h"
+#include "monitor/qapi-generated.h"
+
+typedef struct HmpCmd {
+    const char *name;
+    const char *help;
+    bool (*run)(QmpCtx *ctx, GString *out, Error **errp);
+} HmpCmd;
+
+static bool hmp_info_status(QmpCtx *ctx, GString *out, Error **errp)
+{
+    RunState s = ctx->m->runstate;
+
+    if (s == RUN_STATE_RUNNING) {
+        g_string_append(out, "VM status: running\r\n");
+    } else if (s == RUN_STATE_PAUSED) {
+        g_string_append(out, "VM status: paused\r\n");
+    } else {
+        g_string_append_printf(out, "VM status: paused (%s)\r\n", runstate_name(s));
+    }
+    return true;
+}
+
+static bool hmp_info_cpus(QmpCtx *ctx, GString *out, Error **errp)
+{
+    json_t *cpus = qmp_query_cpus_fast(ctx, errp);
+    size_t i;
+    json_t *cpu;
+
+    if (!cpus) {
+        return false;
+    }
+    json_array_foreach(cpus, i, cpu) {
+        g_string_append_printf(out, "%c CPU #%zu: thread_id=%" JSON_INTEGER_FORMAT "\r\n",
+                               i == 0 ? '*' : ' ', i,
+                               json_integer_value(json_object_get(cpu, "thread-id")));
+    }
+    json_decref(cpus);
+    return true;
+}
+
+static bool hmp_info_block(QmpCtx *ctx, GString *out, Error **errp)
+{
+    return true; /* no block devices yet: QEMU prints nothing either */
+}
+
+static bool hmp_info_snapshots(QmpCtx *ctx, GString *out, Error **errp)
+{
+    g_string_append(out, "No available block device supports snapshots\r\n");
+    return true;
+}
+
+static bool hmp_info_registers(QmpCtx *ctx, GString *out, Error **errp)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+
+    if (!f) {
+        error_setg(errp, "info registers: out of memory");
+        return false;
+    }
+    ctx->m->accel->dump_state(ctx->m, f);
+    fclose(f);
+    g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
+    free(text);
+    for (char **l = lines; *l; l++) {
+        if (**l || l[1]) {
+            g_string_append_printf(out, "%s\r\n", *l);
+        }
+    }
+    return true;
+}
+
+static bool hmp_stop(QmpCtx *ctx, GString *out, Error **errp)
+{
+    return qmp_stop(ctx, errp);
+}
+
+static bool hmp_cont(QmpCtx *ctx, GString *out, Error **errp)
+{
+    return qmp_cont(ctx, errp);
+}
+
+static bool hmp_quit(QmpCtx *ctx, GString *out, Error **errp)
+{
+    return qmp_quit(ctx, errp);
+}
+
+static bool hmp_system_reset(QmpCtx *ctx, GString *out, Error **errp)
+{
+    return qmp_system_reset(ctx, errp);
+}
+
+static bool hmp_help(QmpCtx *ctx, GString *out, Error **errp);
+
+static const HmpCmd hmp_cmds[] = {
+    { "info status", "show the VM run state", hmp_info_status },
+    { "info cpus", "show the vCPUs and their host threads", hmp_info_cpus },
+    { "info block", "show the block devices", hmp_info_block },
+    { "info registers", "show the vCPU registers", hmp_info_registers },
+    { "info snapshots", "show the internal snapshots", hmp_info_snapshots },
+    { "stop", "stop the vCPUs", hmp_stop },
+    { "cont", "start or resume the vCPUs", hmp_cont },
+    { "c", "same as cont", hmp_cont },
+    { "quit", "end the VMM", hmp_quit },
+    { "q", "same as quit", hmp_quit },
+    { "system_reset", "reset the machine", hmp_system_reset },
+    { "help", "list these commands", hmp_help },
+};
+
+static bool hmp_help(QmpCtx *ctx, GString *out, Error **errp)
+{
+    for (size_t i = 0; i < G_N_ELEMENTS(hmp_cmds); i++) {
+        g_string_append_printf(out, "%-16s -- %s\r\n", hmp_cmds[i].name, hmp_cmds[i].help);
+    }
+    return true;
+}
+
+char *hmp_run(Machine *m, const char *cmdline, Error **errp)
+{
+    QmpCtx ctx = { .m = m, .command_mode = true };
+    g_auto(GStrv) words = g_strsplit_set(cmdline, " \t", -1);
+    GString *canon = g_string_new(NULL);
+    GString *out = g_string_new(NULL);
+
+    /* Words separated by any run of blanks, as the HMP parser does. */
+    for (char **w = words; *w; w++) {
+        if (**w) {
+            g_string_append_printf(canon, "%s%s", canon->len ? " " : "", *w);
+        }
+    }
+    const HmpCmd *cmd = NULL;
+    for (size_t i = 0; i < G_N_ELEMENTS(hmp_cmds); i++) {
+        if (strcmp(hmp_cmds[i].name, canon->str) == 0) {
+            cmd = &hmp_cmds[i];
+        }
+    }
+    if (!canon->len) {
+        /* An empty line does nothing. */
+    } else if (!cmd) {
+        g_string_append_printf(out, "unknown command: '%s'\r\n", canon->str);
+    } else {
+        Error *err = NULL;
+        if (!cmd->run(&ctx, out, &err)) {
+            g_string_append_printf(out, "Error: %s\r\n", error_get_pretty(err));
+            error_free(err);
+        }
+    }
+    g_string_free(canon, TRUE);
+    return g_string_free(out, FALSE);
+}

@@ -1,0 +1,18 @@
+/* Private to monitor/: what the command implementations share with the monitors. */
+#ifndef SEN_MONITOR_INTERNAL_H
+#define SEN_MONITOR_INTERNAL_H
+
+#include <stdbool.h>
+#include <jansson.h>
+#include "sen/machine.h"
+
+typedef struct Monitor Monitor;
+
+/* VersionInfo of query-version and the greeting (a new reference). */
+json_t *monitor_version_info(void);
+/* Whether a monitor talks over chardev id (query-chardev's frontend-open). */
+bool monitor_chardev_in_use(Machine *m, const char *id);
+/* Runs an HMP command line; returns its output (g_free) or NULL with *errp set. */
+char *hmp_run(Machine *m, const char *cmdline, Error **errp);
+
+#endif
