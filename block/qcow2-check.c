@@ -1,0 +1,280 @@
+/*
+ * QCOW2 consistency check and repair, as qemu-img check does it: rebuild every cluster's
+ * reference count from the metadata (header, L1/L2 tables of the image and of every
+ * snapshot, refcount table and blocks, snapshot table), compare with the stored refcounts,
+ * and verify OFLAG_COPIED.  A stored count above the computed one is a leak; below it is a
+ * corruption (the cluster could be handed out twice).  Messages match qemu-img's wording.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "block/qcow2.h"
+#include "sen/block.h"
+
+typedef struct CheckState {
+    BDRVQcow2State *s;
+    BlockCheckResult *res;
+    uint64_t nb;   /* clusters the refs array covers */
+    uint64_t *refs;
+} CheckState;
+
+static void ref_range(CheckState *c, uint64_t off, uint64_t len)
+{
+    if (!len) {
+        return;
+    }
+    uint64_t first = off >> c->s->cluster_bits;
+    uint64_t last = (off + len - 1) >> c->s->cluster_bits;
+    for (uint64_t i = first; i <= last; i++) {
+        if (i >= c->nb) {
+            fprintf(stderr, "ERROR: cluster %" G_GUINT64_FORMAT " is beyond the end of the "
+                    "image\n", i);
+            c->res->corruptions++;
+            return;
+        }
+        c->refs[i]++;
+    }
+}
+
+/* Counts one L2 table's references; active says whether it belongs to the live L1. */
+static int check_l2(CheckState *c, uint64_t l2off, bool active, uint8_t *tbl)
+{
+    BDRVQcow2State *s = c->s;
+    int ret = bdrv_pread(s->bs->file, l2off, s->cluster_size, tbl);
+    if (ret < 0) {
+        c->res->check_errors++;
+        return ret;
+    }
+    uint64_t n = 1ull << s->l2_bits;
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t l2e = qcow2_ld64(tbl + i * s->l2e_size);
+        Qcow2ClusterType t = qcow2_l2e_type(l2e, s->extl2 ? 2 : s->h.version);
+        if (t == QCOW2_CLUSTER_COMPRESSED) {
+            ref_range(c, qcow2_compressed_offset(l2e, s->cluster_bits),
+                      qcow2_compressed_len(l2e, s->cluster_bits));
+            if (active) {
+                c->res->allocated_clusters++;
+                c->res->compressed_clusters++;
+            }
+            continue;
+        }
+        uint64_t host = l2e & QCOW2_L2E_OFFSET_MASK;
+        if (!host) {
+            continue;
+        }
+        if (host % s->cluster_size) {
+            fprintf(stderr, "ERROR offset=%" G_GINT64_MODIFIER "x: Cluster is not properly "
+                    "aligned; L2 entry corrupted.\n", host);
+            c->res->corruptions++;
+            continue;
+        }
+        if (active && t == QCOW2_CLUSTER_NORMAL) {
+            c->res->allocated_clusters++;
+        }
+        ref_range(c, host, s->cluster_size);
+    }
+    return 0;
+}
+
+static int check_l1(CheckState *c, uint64_t l1off, uint32_t l1_size, bool active)
+{
+    BDRVQcow2State *s = c->s;
+    if (!l1_size) {
+        return 0;
+    }
+    ref_range(c, l1off, l1_size * 8ull);
+    uint64_t *l1 = g_new(uint64_t, l1_size);
+    uint8_t *tbl = g_malloc(s->cluster_size);
+    int ret = bdrv_pread(s->bs->file, l1off, l1_size * 8ull, l1);
+    for (uint32_t i = 0; ret == 0 && i < l1_size; i++) {
+        uint64_t l2off = GUINT64_FROM_BE(l1[i]) & QCOW2_L1E_OFFSET_MASK;
+        if (!l2off) {
+            continue;
+        }
+        if (l2off % s->cluster_size) {
+            fprintf(stderr, "ERROR l2_offset=%" G_GINT64_MODIFIER "x: Table is not cluster "
+                    "aligned; L1 entry corrupted\n", l2off);
+            c->res->corruptions++;
+            continue;
+        }
+        ref_range(c, l2off, s->cluster_size);
+        check_l2(c, l2off, active, tbl);
+    }
+    if (ret < 0) {
+        c->res->check_errors++;
+    }
+    g_free(tbl);
+    g_free(l1);
+    return 0;
+}
+
+static uint64_t stored_refcount(BDRVQcow2State *s, uint64_t i)
+{
+    uint64_t rc = 0;
+    return qcow2_get_refcount(s, i, &rc) < 0 ? 0 : rc;
+}
+
+/* OFLAG_COPIED must be set exactly on the live tables/clusters whose refcount is 1. */
+static void check_copied(CheckState *c, int fix)
+{
+    BDRVQcow2State *s = c->s;
+    uint8_t *tbl = g_malloc(s->cluster_size);
+    for (uint32_t i = 0; i < s->l1_size; i++) {
+        uint64_t l2off = s->l1[i] & QCOW2_L1E_OFFSET_MASK;
+        if (!l2off || l2off % s->cluster_size) {
+            continue;
+        }
+        uint64_t rc = stored_refcount(s, l2off >> s->cluster_bits);
+        if ((rc == 1) != !!(s->l1[i] & QCOW2_OFLAG_COPIED)) {
+            fprintf(stderr, "%s OFLAG_COPIED L2 cluster: l1_index=%u l1_entry=%" 
+                    G_GINT64_MODIFIER "x refcount=%" G_GUINT64_FORMAT "\n",
+                    fix & BDRV_FIX_ERRORS ? "Repairing" : "ERROR", i, s->l1[i], rc);
+            c->res->corruptions++;
+            if (fix & BDRV_FIX_ERRORS) {
+                s->l1[i] = rc == 1 ? s->l1[i] | QCOW2_OFLAG_COPIED
+                                   : s->l1[i] & ~QCOW2_OFLAG_COPIED;
+                if (qcow2_write_l1_entry(s, i) == 0) {
+                    c->res->corruptions_fixed++;
+                }
+            }
+        }
+        uint8_t *t;
+        if (qcow2_cache_get(s->l2_cache, l2off, false, &t) < 0) {
+            continue;
+        }
+        memcpy(tbl, t, s->cluster_size);
+        bool changed = false;
+        for (uint64_t j = 0; j < (1ull << s->l2_bits); j++) {
+            uint64_t l2e = qcow2_ld64(tbl + j * s->l2e_size);
+            if (l2e & QCOW2_OFLAG_COMPRESSED) {
+                continue;
+            }
+            uint64_t host = l2e & QCOW2_L2E_OFFSET_MASK;
+            if (!host || host % s->cluster_size) {
+                continue;
+            }
+            rc = stored_refcount(s, host >> s->cluster_bits);
+            if ((rc == 1) != !!(l2e & QCOW2_OFLAG_COPIED)) {
+                fprintf(stderr, "%s OFLAG_COPIED data cluster: l2_entry=%"
+                        G_GINT64_MODIFIER "x refcount=%" G_GUINT64_FORMAT "\n",
+                        fix & BDRV_FIX_ERRORS ? "Repairing" : "ERROR", l2e, rc);
+                c->res->corruptions++;
+                if (fix & BDRV_FIX_ERRORS) {
+                    l2e = rc == 1 ? l2e | QCOW2_OFLAG_COPIED : l2e & ~QCOW2_OFLAG_COPIED;
+                    qcow2_st64(tbl + j * s->l2e_size, l2e);
+                    changed = true;
+                    c->res->corruptions_fixed++;
+                }
+            }
+        }
+        if (changed && qcow2_cache_get(s->l2_cache, l2off, false, &t) == 0) {
+            memcpy(t, tbl, s->cluster_size);
+            qcow2_cache_mark_dirty(s->l2_cache, l2off);
+        }
+    }
+    g_free(tbl);
+}
+
+int qcow2_check(BlockDriverState *bs, BlockCheckResult *res, int fix)
+{
+    BDRVQcow2State *s = bs->opaque;
+    CheckState c = { .s = s, .res = res };
+    memset(res, 0, sizeof(*res));
+    int ret = qcow2_flush_caches(s);
+    if (ret < 0) {
+        res->check_errors++;
+        return ret;
+    }
+    int64_t flen = bdrv_getlength(bs->file);
+    if (flen < 0) {
+        res->check_errors++;
+        return flen;
+    }
+    c.nb = ((uint64_t)flen + s->cluster_size - 1) >> s->cluster_bits;
+    c.nb = MAX(c.nb, s->alloc_end);
+    c.refs = g_new0(uint64_t, MAX(c.nb, 1));
+
+    ref_range(&c, 0, s->cluster_size);
+    check_l1(&c, s->h.l1_table_offset, s->l1_size, true);
+    GArray *snaps = NULL;
+    if (qcow2_read_snapshots(s, &snaps) < 0) {
+        fprintf(stderr, "ERROR: the snapshot table cannot be read\n");
+        res->corruptions++;
+    }
+    for (guint i = 0; i < snaps->len; i++) {
+        Qcow2Snapshot *sn = &g_array_index(snaps, Qcow2Snapshot, i);
+        check_l1(&c, sn->l1_table_offset, sn->l1_size, false);
+    }
+    if (s->h.nb_snapshots) {
+        uint64_t tlen = 0;
+        for (guint i = 0; i < snaps->len; i++) {
+            Qcow2Snapshot *sn = &g_array_index(snaps, Qcow2Snapshot, i);
+            tlen += (40 + sn->extra_len + strlen(sn->id_str) + strlen(sn->name) + 7) & ~7ull;
+        }
+        ref_range(&c, s->h.snapshots_offset, tlen);
+    }
+    qcow2_snapshots_free(snaps);
+    ref_range(&c, s->h.refcount_table_offset, s->reftable_size * 8);
+    for (uint64_t i = 0; i < s->reftable_size; i++) {
+        uint64_t rb = s->reftable[i] & QCOW2_REFT_OFFSET_MASK;
+        if (!rb) {
+            continue;
+        }
+        if (rb % s->cluster_size) {
+            fprintf(stderr, "ERROR refcount block %" G_GUINT64_FORMAT " is not cluster "
+                    "aligned; refcount table entry corrupted\n", i);
+            res->corruptions++;
+            continue;
+        }
+        ref_range(&c, rb, s->cluster_size);
+    }
+
+    uint64_t end = 0;
+    uint64_t covered = s->reftable_size << s->refblock_bits;
+    uint64_t nb = MAX(c.nb, MIN(covered, c.nb + (1ull << s->refblock_bits)));
+    for (uint64_t i = 0; i < nb; i++) {
+        uint64_t want = i < c.nb ? c.refs[i] : 0;
+        uint64_t have = stored_refcount(s, i);
+        if (want) {
+            end = i + 1;
+        }
+        if (want == have) {
+            continue;
+        }
+        bool leak = have > want;
+        bool repair = leak ? (fix & BDRV_FIX_LEAKS) : (fix & BDRV_FIX_ERRORS);
+        fprintf(stderr, "%s cluster %" G_GUINT64_FORMAT " refcount=%" G_GUINT64_FORMAT
+                " reference=%" G_GUINT64_FORMAT "\n",
+                repair ? (leak ? "Repairing leaked" : "Repairing") :
+                         (leak ? "Leaked" : "ERROR"), i, have, want);
+        if (leak) {
+            res->leaks++;
+        } else {
+            res->corruptions++;
+        }
+        if (repair && qcow2_update_refcount(s, i << s->cluster_bits, s->cluster_size,
+                                            (int64_t)(want - have)) == 0) {
+            if (leak) {
+                res->leaks_fixed++;
+            } else {
+                res->corruptions_fixed++;
+            }
+        }
+    }
+    check_copied(&c, fix);
+    res->image_end_offset = end << s->cluster_bits;
+    res->total_clusters = (s->h.size + s->cluster_size - 1) >> s->cluster_bits;
+    g_free(c.refs);
+    if (fix) {
+        ret = qcow2_flush_caches(s);
+        if (ret == 0) {
+            ret = bdrv_flush(bs->file);
+        }
+        if (ret < 0) {
+            res->check_errors++;
+            return ret;
+        }
+    }
+    return 0;
+}

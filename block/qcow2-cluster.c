@@ -1,0 +1,376 @@
+/*
+ * QCOW2 guest-to-host mapping: L2 entry decoding, compressed cluster descriptors, and the
+ * read and write paths (allocation with copy-on-write of partial clusters).
+ *
+ * Write ordering (docs/qcow2.md): data and refcounts before the L2 entry that references
+ * them (the L2 cache depends on the refcount cache); a new L2 table is on disk before the
+ * L1 entry that points at it; a cluster's old reference is dropped only after the L2 entry
+ * that replaced it is on disk.  A crash therefore only ever leaks clusters.
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "block/qcow2.h"
+#include "sen/block.h"
+#include "sen/log.h"
+
+Qcow2ClusterType qcow2_l2e_type(uint64_t l2e, int version)
+{
+    if (l2e & QCOW2_OFLAG_COMPRESSED) {
+        return QCOW2_CLUSTER_COMPRESSED;
+    }
+    uint64_t host = l2e & QCOW2_L2E_OFFSET_MASK;
+    if ((l2e & QCOW2_OFLAG_ZERO) && version >= 3) {
+        return host ? QCOW2_CLUSTER_ZERO_ALLOC : QCOW2_CLUSTER_ZERO_PLAIN;
+    }
+    return host ? QCOW2_CLUSTER_NORMAL : QCOW2_CLUSTER_UNALLOCATED;
+}
+
+Qcow2SubclusterType qcow2_l2e_subcluster_type(uint64_t l2e, uint64_t bitmap, unsigned sc)
+{
+    if (l2e & QCOW2_OFLAG_COMPRESSED) {
+        return bitmap ? QCOW2_SC_INVALID : QCOW2_SC_COMPRESSED;
+    }
+    bool alloc = (bitmap >> sc) & 1;
+    bool zero = (bitmap >> (32 + sc)) & 1;
+    if (alloc && zero) {
+        return QCOW2_SC_INVALID;
+    }
+    if (!(l2e & QCOW2_L2E_OFFSET_MASK)) {
+        if (alloc) {
+            return QCOW2_SC_INVALID;
+        }
+        return zero ? QCOW2_SC_ZERO_PLAIN : QCOW2_SC_UNALLOCATED_PLAIN;
+    }
+    if (zero) {
+        return QCOW2_SC_ZERO_ALLOC;
+    }
+    return alloc ? QCOW2_SC_NORMAL : QCOW2_SC_UNALLOCATED_ALLOC;
+}
+
+uint64_t qcow2_compressed_offset(uint64_t l2e, unsigned cluster_bits)
+{
+    return l2e & ((1ull << qcow2_csize_shift(cluster_bits)) - 1);
+}
+
+uint64_t qcow2_compressed_len(uint64_t l2e, unsigned cluster_bits)
+{
+    unsigned shift = qcow2_csize_shift(cluster_bits);
+    uint64_t nb = (l2e >> shift) & ((1ull << (cluster_bits - 8)) - 1);
+    uint64_t off = qcow2_compressed_offset(l2e, cluster_bits);
+    return (nb + 1) * 512 - (off & 511);
+}
+
+uint64_t qcow2_compressed_l2e(uint64_t off, uint64_t len, unsigned cluster_bits)
+{
+    uint64_t nb = ((off + len - 1) >> 9) - (off >> 9);
+    return QCOW2_OFLAG_COMPRESSED | (nb << qcow2_csize_shift(cluster_bits)) | off;
+}
+
+static uint64_t l2_index(BDRVQcow2State *s, uint64_t off)
+{
+    return (off >> s->cluster_bits) & ((1ull << s->l2_bits) - 1);
+}
+
+uint64_t qcow2_l2_offset(BDRVQcow2State *s, uint64_t off)
+{
+    uint64_t l1i = off >> (s->cluster_bits + s->l2_bits);
+    return l1i < s->l1_size ? s->l1[l1i] & QCOW2_L1E_OFFSET_MASK : 0;
+}
+
+int qcow2_get_l2e(BDRVQcow2State *s, uint64_t off, uint64_t *l2e, uint64_t *bitmap)
+{
+    *l2e = 0;
+    *bitmap = 0;
+    uint64_t l2 = qcow2_l2_offset(s, off);
+    if (!l2) {
+        return 0;
+    }
+    if (l2 % s->cluster_size) {
+        return -EIO;
+    }
+    uint8_t *t;
+    int ret = qcow2_cache_get(s->l2_cache, l2, false, &t);
+    if (ret < 0) {
+        return ret;
+    }
+    uint8_t *e = t + l2_index(s, off) * s->l2e_size;
+    *l2e = qcow2_ld64(e);
+    if (s->extl2) {
+        *bitmap = qcow2_ld64(e + 8);
+    }
+    return 0;
+}
+
+int qcow2_write_l1_entry(BDRVQcow2State *s, uint32_t idx)
+{
+    uint8_t be[8];
+    qcow2_st64(be, s->l1[idx]);
+    return bdrv_pwrite_sync(s->bs->file, s->h.l1_table_offset + idx * 8ull, 8, be);
+}
+
+static int read_backing(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *buf)
+{
+    BlockDriverState *b = s->bs->backing;
+    int64_t bsize = b ? b->total_size : 0;
+    uint64_t n = 0;
+    if ((int64_t)off < bsize) {
+        n = MIN(len, (uint64_t)bsize - off);
+        int ret = bdrv_pread(b, off, n, buf);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    memset(buf + n, 0, len - n);
+    return 0;
+}
+
+static int read_compressed(BDRVQcow2State *s, uint64_t l2e, uint64_t coff, uint64_t len,
+                           uint8_t *buf)
+{
+    uint64_t host = qcow2_compressed_offset(l2e, s->cluster_bits);
+    uint64_t clen = qcow2_compressed_len(l2e, s->cluster_bits);
+    uint8_t *in = g_malloc(clen);
+    uint8_t *out = g_malloc(s->cluster_size);
+    int ret = bdrv_pread(s->bs->file, host, clen, in);
+    if (ret == 0) {
+        ret = qcow2_decompress(s->h.compression_type, out, s->cluster_size, in, clen);
+    }
+    if (ret == 0) {
+        memcpy(buf, out + coff, len);
+    }
+    g_free(in);
+    g_free(out);
+    return ret < 0 ? -EIO : 0;
+}
+
+/* Reads [off, off+len) inside one cluster; extended L2 goes one subcluster at a time. */
+static int read_in_cluster(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *buf)
+{
+    uint64_t l2e, bitmap;
+    int ret = qcow2_get_l2e(s, off, &l2e, &bitmap);
+    if (ret < 0) {
+        return ret;
+    }
+    uint64_t coff = off & (s->cluster_size - 1);
+    uint64_t host = l2e & QCOW2_L2E_OFFSET_MASK;
+    while (len) {
+        uint64_t n = len;
+        int kind;
+        if (s->extl2) {
+            unsigned sc = coff / s->subcluster_size;
+            n = MIN(len, (sc + 1) * s->subcluster_size - coff);
+            switch (qcow2_l2e_subcluster_type(l2e, bitmap, sc)) {
+            case QCOW2_SC_UNALLOCATED_PLAIN:
+            case QCOW2_SC_UNALLOCATED_ALLOC:
+                kind = QCOW2_CLUSTER_UNALLOCATED;
+                break;
+            case QCOW2_SC_ZERO_PLAIN:
+            case QCOW2_SC_ZERO_ALLOC:
+                kind = QCOW2_CLUSTER_ZERO_PLAIN;
+                break;
+            case QCOW2_SC_NORMAL:
+                kind = QCOW2_CLUSTER_NORMAL;
+                break;
+            case QCOW2_SC_COMPRESSED:
+                kind = QCOW2_CLUSTER_COMPRESSED;
+                break;
+            default:
+                return -EIO;
+            }
+        } else {
+            kind = qcow2_l2e_type(l2e, s->h.version);
+            if (kind == QCOW2_CLUSTER_ZERO_ALLOC) {
+                kind = QCOW2_CLUSTER_ZERO_PLAIN;
+            }
+        }
+        uint64_t goff = (off & ~(s->cluster_size - 1)) + coff;
+        switch (kind) {
+        case QCOW2_CLUSTER_UNALLOCATED:
+            ret = read_backing(s, goff, n, buf);
+            break;
+        case QCOW2_CLUSTER_ZERO_PLAIN:
+            memset(buf, 0, n);
+            ret = 0;
+            break;
+        case QCOW2_CLUSTER_NORMAL:
+            if (host % s->cluster_size) {
+                return -EIO;
+            }
+            ret = bdrv_pread(s->bs->file, host + coff, n, buf);
+            break;
+        default:
+            ret = read_compressed(s, l2e, coff, n, buf);
+            break;
+        }
+        if (ret < 0) {
+            return ret;
+        }
+        buf += n;
+        coff += n;
+        len -= n;
+    }
+    return 0;
+}
+
+int qcow2_read_data(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *buf)
+{
+    while (len) {
+        uint64_t n = MIN(len, s->cluster_size - (off & (s->cluster_size - 1)));
+        int ret = read_in_cluster(s, off, n, buf);
+        if (ret < 0) {
+            return ret;
+        }
+        off += n;
+        buf += n;
+        len -= n;
+    }
+    return 0;
+}
+
+/* Makes sure guest offset off has a writable (refcount 1) L2 table; returns its offset. */
+static int64_t get_writable_l2(BDRVQcow2State *s, uint64_t off)
+{
+    uint64_t l1i = off >> (s->cluster_bits + s->l2_bits);
+    if (l1i >= s->l1_size) {
+        return -EIO;
+    }
+    uint64_t l1e = s->l1[l1i];
+    uint64_t l2 = l1e & QCOW2_L1E_OFFSET_MASK;
+    if (l2 && (l1e & QCOW2_OFLAG_COPIED)) {
+        return l2;
+    }
+    int ret;
+    if (l2) {
+        uint64_t rc;
+        ret = qcow2_get_refcount(s, l2 >> s->cluster_bits, &rc);
+        if (ret < 0) {
+            return ret;
+        }
+        if (rc != 1) {
+            /* Shared with a snapshot: copying L2 tables is not implemented yet. */
+            return -ENOTSUP;
+        }
+        s->l1[l1i] |= QCOW2_OFLAG_COPIED;
+        ret = qcow2_write_l1_entry(s, l1i);
+        return ret < 0 ? ret : (int64_t)l2;
+    }
+    int64_t nl2 = qcow2_alloc_clusters(s, 1);
+    if (nl2 < 0) {
+        return nl2;
+    }
+    uint8_t *t;
+    ret = qcow2_cache_get(s->l2_cache, nl2, true, &t);
+    if (ret < 0) {
+        return ret;
+    }
+    qcow2_cache_mark_dirty(s->l2_cache, nl2);
+    /* The table (and its refcount) must be on disk before the L1 entry points at it. */
+    ret = qcow2_cache_flush(s->l2_cache);
+    if (ret < 0) {
+        return ret;
+    }
+    s->l1[l1i] = (uint64_t)nl2 | QCOW2_OFLAG_COPIED;
+    ret = qcow2_write_l1_entry(s, l1i);
+    return ret < 0 ? ret : nl2;
+}
+
+/* Drops the reference an old L2 entry held, once the entry replacing it is on disk. */
+static int free_old_entry(BDRVQcow2State *s, uint64_t l2e)
+{
+    int ret = qcow2_cache_flush(s->l2_cache);
+    if (ret < 0) {
+        return ret;
+    }
+    if (l2e & QCOW2_OFLAG_COMPRESSED) {
+        uint64_t host = qcow2_compressed_offset(l2e, s->cluster_bits);
+        uint64_t len = qcow2_compressed_len(l2e, s->cluster_bits);
+        return qcow2_update_refcount(s, host, len, -1);
+    }
+    uint64_t host = l2e & QCOW2_L2E_OFFSET_MASK;
+    return host ? qcow2_update_refcount(s, host, s->cluster_size, -1) : 0;
+}
+
+static int write_in_cluster(BDRVQcow2State *s, uint64_t off, uint64_t len,
+                            const uint8_t *buf)
+{
+    uint64_t coff = off & (s->cluster_size - 1);
+    uint64_t cstart = off - coff;
+    int64_t l2 = get_writable_l2(s, off);
+    if (l2 < 0) {
+        return l2;
+    }
+    uint64_t l2e, bitmap;
+    int ret = qcow2_get_l2e(s, off, &l2e, &bitmap);
+    if (ret < 0) {
+        return ret;
+    }
+    Qcow2ClusterType type = qcow2_l2e_type(l2e, s->extl2 ? 2 : s->h.version);
+    uint64_t host = l2e & QCOW2_L2E_OFFSET_MASK;
+    bool owned = (l2e & QCOW2_OFLAG_COPIED) && type == QCOW2_CLUSTER_NORMAL &&
+                 host % s->cluster_size == 0;
+    if (s->extl2 && bitmap != 0xffffffffull) {
+        owned = false; /* some subclusters still read from backing or as zero */
+    }
+    if (owned) {
+        return bdrv_pwrite(s->bs->file, host + coff, len, buf);
+    }
+    /* Slow path: assemble the whole cluster (old contents from wherever they come from),
+     * write it to a cluster we own, then point the L2 entry at it. */
+    uint8_t *cl = g_malloc(s->cluster_size);
+    if (len < s->cluster_size) {
+        ret = qcow2_read_data(s, cstart, s->cluster_size, cl);
+        if (ret < 0) {
+            goto out;
+        }
+    }
+    memcpy(cl + coff, buf, len);
+    bool reuse = (l2e & QCOW2_OFLAG_COPIED) && host && host % s->cluster_size == 0 &&
+                 !(l2e & QCOW2_OFLAG_COMPRESSED);
+    uint64_t target = host;
+    if (!reuse) {
+        int64_t n = qcow2_alloc_clusters(s, 1);
+        if (n < 0) {
+            ret = n;
+            goto out;
+        }
+        target = n;
+    }
+    ret = bdrv_pwrite(s->bs->file, target, s->cluster_size, cl);
+    if (ret < 0) {
+        goto out;
+    }
+    uint8_t *t;
+    ret = qcow2_cache_get(s->l2_cache, l2, false, &t);
+    if (ret < 0) {
+        goto out;
+    }
+    uint8_t *e = t + l2_index(s, off) * s->l2e_size;
+    qcow2_st64(e, target | QCOW2_OFLAG_COPIED);
+    if (s->extl2) {
+        qcow2_st64(e + 8, 0xffffffffull);
+    }
+    qcow2_cache_mark_dirty(s->l2_cache, l2);
+    if (!reuse && (type == QCOW2_CLUSTER_NORMAL || type == QCOW2_CLUSTER_ZERO_ALLOC ||
+                   type == QCOW2_CLUSTER_COMPRESSED || (s->extl2 && host))) {
+        ret = free_old_entry(s, l2e);
+    }
+out:
+    g_free(cl);
+    return ret;
+}
+
+int qcow2_write_data(BDRVQcow2State *s, uint64_t off, uint64_t len, const uint8_t *buf)
+{
+    while (len) {
+        uint64_t n = MIN(len, s->cluster_size - (off & (s->cluster_size - 1)));
+        int ret = write_in_cluster(s, off, n, buf);
+        if (ret < 0) {
+            return ret;
+        }
+        off += n;
+        buf += n;
+        len -= n;
+    }
+    return 0;
+}

@@ -1,0 +1,334 @@
+/*
+ * QCOW2 reference counts: entry encoding for every refcount width, lookups through the
+ * refcount table, updates through the refcount block cache, and cluster allocation.
+ *
+ * Ordering (see docs/qcow2.md): a new refcount block is written and synced before the
+ * refcount table entry that points at it; a grown refcount table is complete and synced
+ * before the header switches to it; the old table is freed last.  A crash anywhere in
+ * between leaves at most leaked clusters.
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "block/qcow2.h"
+#include "sen/block.h"
+
+uint64_t qcow2_refcount_get(const uint8_t *block, uint64_t idx, unsigned order)
+{
+    switch (order) {
+    case 0:
+    case 1:
+    case 2: {
+        /* Sub-byte entries are packed from the least significant bit of each byte. */
+        unsigned bits = 1u << order;
+        unsigned per_byte = 8 / bits;
+        unsigned shift = (idx % per_byte) * bits;
+        return (block[idx / per_byte] >> shift) & ((1u << bits) - 1);
+    }
+    case 3:
+        return block[idx];
+    case 4:
+        return qcow2_ld16(block + idx * 2);
+    case 5:
+        return qcow2_ld32(block + idx * 4);
+    default:
+        return qcow2_ld64(block + idx * 8);
+    }
+}
+
+void qcow2_refcount_set(uint8_t *block, uint64_t idx, unsigned order, uint64_t value)
+{
+    switch (order) {
+    case 0:
+    case 1:
+    case 2: {
+        unsigned bits = 1u << order;
+        unsigned per_byte = 8 / bits;
+        unsigned shift = (idx % per_byte) * bits;
+        uint8_t mask = ((1u << bits) - 1) << shift;
+        block[idx / per_byte] = (block[idx / per_byte] & ~mask) | ((value << shift) & mask);
+        break;
+    }
+    case 3:
+        block[idx] = value;
+        break;
+    case 4:
+        qcow2_st16(block + idx * 2, value);
+        break;
+    case 5:
+        qcow2_st32(block + idx * 4, value);
+        break;
+    default:
+        qcow2_st64(block + idx * 8, value);
+        break;
+    }
+}
+
+int qcow2_refcount_init(BDRVQcow2State *s)
+{
+    s->refblock_bits = s->cluster_bits + 3 - s->h.refcount_order;
+    s->reftable_size = s->h.refcount_table_clusters * s->cluster_size / 8;
+    s->reftable = g_new0(uint64_t, s->reftable_size);
+    int ret = bdrv_pread(s->bs->file, s->h.refcount_table_offset, s->reftable_size * 8,
+                         s->reftable);
+    if (ret < 0) {
+        return ret;
+    }
+    for (uint64_t i = 0; i < s->reftable_size; i++) {
+        s->reftable[i] = GUINT64_FROM_BE(s->reftable[i]);
+    }
+    return 0;
+}
+
+int qcow2_get_refcount(BDRVQcow2State *s, uint64_t cluster, uint64_t *rc)
+{
+    uint64_t rt = cluster >> s->refblock_bits;
+    *rc = 0;
+    if (rt >= s->reftable_size) {
+        return 0;
+    }
+    uint64_t rb = s->reftable[rt] & QCOW2_REFT_OFFSET_MASK;
+    if (!rb) {
+        return 0;
+    }
+    if (rb % s->cluster_size) {
+        return -EIO;
+    }
+    uint8_t *blk;
+    int ret = qcow2_cache_get(s->rb_cache, rb, false, &blk);
+    if (ret < 0) {
+        return ret;
+    }
+    *rc = qcow2_refcount_get(blk, cluster & ((1ull << s->refblock_bits) - 1),
+                             s->h.refcount_order);
+    return 0;
+}
+
+static int write_reftable_entry(BDRVQcow2State *s, uint64_t rt)
+{
+    uint8_t be[8];
+    qcow2_st64(be, s->reftable[rt]);
+    return bdrv_pwrite_sync(s->bs->file, s->h.refcount_table_offset + rt * 8, 8, be);
+}
+
+/* A refcount block for range rt placed at the first cluster of that range: the range has
+ * no block, so all its clusters are free, and the block describes itself. */
+static int create_self_refblock(BDRVQcow2State *s, uint64_t rt)
+{
+    uint64_t cluster = rt << s->refblock_bits;
+    uint64_t off = cluster << s->cluster_bits;
+    int ret = qcow2_cache_flush(s->rb_cache);
+    if (ret < 0) {
+        return ret;
+    }
+    uint8_t *blk;
+    ret = qcow2_cache_get(s->rb_cache, off, true, &blk);
+    if (ret < 0) {
+        return ret;
+    }
+    qcow2_refcount_set(blk, 0, s->h.refcount_order, 1);
+    qcow2_cache_mark_dirty(s->rb_cache, off);
+    ret = qcow2_cache_flush(s->rb_cache);
+    if (ret < 0) {
+        return ret;
+    }
+    s->reftable[rt] = off;
+    s->alloc_end = MAX(s->alloc_end, cluster + 1);
+    return write_reftable_entry(s, rt);
+}
+
+static uint64_t file_end_cluster(BDRVQcow2State *s)
+{
+    int64_t len = bdrv_getlength(s->bs->file);
+    uint64_t c = len > 0 ? ((uint64_t)len + s->cluster_size - 1) >> s->cluster_bits : 0;
+    return MAX(c, s->alloc_end);
+}
+
+/*
+ * Replaces the refcount table with one of at least `need` entries, placed past the end of
+ * the file together with new refcount blocks for the clusters it and they occupy.
+ */
+static int grow_reftable(BDRVQcow2State *s, uint64_t need)
+{
+    uint64_t per_cluster = s->cluster_size / 8;
+    uint64_t entries = MAX(need, s->reftable_size + s->reftable_size / 2);
+    uint64_t m = (entries + per_cluster - 1) / per_cluster;
+    entries = m * per_cluster;
+    if (m * s->cluster_size > QCOW2_MAX_REFTABLE_BYTES) {
+        return -EFBIG;
+    }
+    uint64_t first = file_end_cluster(s);
+    uint64_t *nt = g_new0(uint64_t, entries);
+    memcpy(nt, s->reftable, s->reftable_size * 8);
+    /* k new blocks right after the table; iterate until they cover themselves too. */
+    uint64_t k = 0;
+    for (;;) {
+        uint64_t last = first + m + k - 1, cnt = 0;
+        for (uint64_t rt = first >> s->refblock_bits; rt <= last >> s->refblock_bits; rt++) {
+            cnt += !(rt < s->reftable_size && s->reftable[rt]);
+        }
+        if (cnt <= k) {
+            break;
+        }
+        k = cnt;
+    }
+    uint64_t end = first + m + k;
+    if ((end - 1) >> s->refblock_bits >= entries) {
+        g_free(nt);
+        return grow_reftable(s, ((end - 1) >> s->refblock_bits) + 1 + per_cluster);
+    }
+    uint64_t next_block = first + m;
+    int ret = 0;
+    uint8_t *blk = g_malloc(s->cluster_size);
+    ret = qcow2_cache_flush(s->rb_cache);
+    for (uint64_t rt = first >> s->refblock_bits;
+         ret == 0 && rt <= (end - 1) >> s->refblock_bits; rt++) {
+        uint64_t lo = MAX(first, rt << s->refblock_bits);
+        uint64_t hi = MIN(end, (rt + 1) << s->refblock_bits);
+        if (rt < s->reftable_size && s->reftable[rt]) {
+            /* Existing block: count the new clusters through the cache. */
+            ret = qcow2_update_refcount(s, lo << s->cluster_bits,
+                                        (hi - lo) << s->cluster_bits, 1);
+            continue;
+        }
+        memset(blk, 0, s->cluster_size);
+        for (uint64_t c = lo; c < hi; c++) {
+            qcow2_refcount_set(blk, c & ((1ull << s->refblock_bits) - 1),
+                               s->h.refcount_order, 1);
+        }
+        nt[rt] = next_block << s->cluster_bits;
+        ret = bdrv_pwrite(s->bs->file, nt[rt], s->cluster_size, blk);
+        next_block++;
+    }
+    g_free(blk);
+    if (ret == 0) {
+        ret = qcow2_cache_flush(s->rb_cache);
+    }
+    uint64_t *be = NULL;
+    if (ret == 0) {
+        be = g_new(uint64_t, entries);
+        for (uint64_t i = 0; i < entries; i++) {
+            be[i] = GUINT64_TO_BE(nt[i]);
+        }
+        ret = bdrv_pwrite_sync(s->bs->file, first << s->cluster_bits, m * s->cluster_size, be);
+        g_free(be);
+    }
+    if (ret == 0) {
+        uint8_t hdr[12];
+        qcow2_st64(hdr, first << s->cluster_bits);
+        qcow2_st32(hdr + 8, m);
+        ret = bdrv_pwrite_sync(s->bs->file, 48, 12, hdr);
+    }
+    if (ret < 0) {
+        g_free(nt);
+        return ret;
+    }
+    uint64_t old_off = s->h.refcount_table_offset;
+    uint64_t old_len = s->h.refcount_table_clusters * s->cluster_size;
+    g_free(s->reftable);
+    s->reftable = nt;
+    s->reftable_size = entries;
+    s->h.refcount_table_offset = first << s->cluster_bits;
+    s->h.refcount_table_clusters = m;
+    s->alloc_end = MAX(s->alloc_end, end);
+    return qcow2_update_refcount(s, old_off, old_len, -1);
+}
+
+int qcow2_update_refcount(BDRVQcow2State *s, uint64_t off, uint64_t len, int64_t delta)
+{
+    if (!len) {
+        return 0;
+    }
+    uint64_t first = off >> s->cluster_bits;
+    uint64_t last = (off + len - 1) >> s->cluster_bits;
+    uint64_t max = qcow2_refcount_max(s->h.refcount_order);
+    for (uint64_t c = first; c <= last; c++) {
+        uint64_t rt = c >> s->refblock_bits;
+        int ret;
+        if (rt >= s->reftable_size) {
+            return -EIO;
+        }
+        /* Callers make sure the blocks exist (qcow2_alloc_clusters), so a missing one
+         * means the image references a cluster no refcount covers. */
+        if (!(s->reftable[rt] & QCOW2_REFT_OFFSET_MASK)) {
+            return -EIO;
+        }
+        uint64_t rb = s->reftable[rt] & QCOW2_REFT_OFFSET_MASK;
+        uint8_t *blk;
+        ret = qcow2_cache_get(s->rb_cache, rb, false, &blk);
+        if (ret < 0) {
+            return ret;
+        }
+        uint64_t idx = c & ((1ull << s->refblock_bits) - 1);
+        uint64_t v = qcow2_refcount_get(blk, idx, s->h.refcount_order);
+        if ((delta < 0 && v < (uint64_t)-delta) || (delta > 0 && max - v < (uint64_t)delta)) {
+            return delta < 0 ? -EIO : -ERANGE;
+        }
+        v += delta;
+        qcow2_refcount_set(blk, idx, s->h.refcount_order, v);
+        qcow2_cache_mark_dirty(s->rb_cache, rb);
+        if (v == 0 && c < s->free_hint) {
+            s->free_hint = c;
+        }
+        if (delta > 0) {
+            s->alloc_end = MAX(s->alloc_end, c + 1);
+        }
+    }
+    return 0;
+}
+
+int64_t qcow2_alloc_clusters(BDRVQcow2State *s, uint64_t n)
+{
+    for (int attempt = 0; attempt < 64; attempt++) {
+        uint64_t start = s->free_hint, run = 0, c = start;
+        while (run < n) {
+            uint64_t rc;
+            int ret = qcow2_get_refcount(s, c, &rc);
+            if (ret < 0) {
+                return ret;
+            }
+            if (rc) {
+                run = 0;
+                start = c + 1;
+            } else {
+                run++;
+            }
+            c++;
+            if (c >> (62 - s->cluster_bits)) {
+                return -EFBIG;
+            }
+        }
+        /* Make sure every range touched has a refcount block, then search again: making
+         * one may have taken a cluster of the run. */
+        bool changed = false;
+        for (uint64_t rt = start >> s->refblock_bits;
+             rt <= (start + n - 1) >> s->refblock_bits; rt++) {
+            int ret = 0;
+            if (rt >= s->reftable_size) {
+                ret = grow_reftable(s, rt + 1);
+                changed = true;
+            } else if (!(s->reftable[rt] & QCOW2_REFT_OFFSET_MASK)) {
+                ret = create_self_refblock(s, rt);
+                changed = true;
+            }
+            if (ret < 0) {
+                return ret;
+            }
+            if (changed) {
+                break;
+            }
+        }
+        if (changed) {
+            continue;
+        }
+        int ret = qcow2_update_refcount(s, start << s->cluster_bits, n << s->cluster_bits, 1);
+        if (ret < 0) {
+            return ret;
+        }
+        if (start == s->free_hint) {
+            s->free_hint = start + n;
+        }
+        return (int64_t)(start << s->cluster_bits);
+    }
+    return -EIO;
+}

@@ -1,0 +1,949 @@
+/*
+ * QCOW2 header and header extensions: parse, validate, rebuild.
+ *
+ * Validation follows what QEMU accepts, so an image either tool opens the other opens too;
+ * every message names the image and the offending field.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "block/qcow2.h"
+
+bool qcow2_header_parse(const uint8_t *buf, size_t len, const char *name, Qcow2Header *h,
+                        Error **errp)
+{
+    memset(h, 0, sizeof(*h));
+    if (len < QCOW2_V2_HEADER_LEN) {
+        error_setg(errp, "%s: file too short for a qcow2 header", name);
+        return false;
+    }
+    h->magic = qcow2_ld32(buf);
+    h->version = qcow2_ld32(buf + 4);
+    h->backing_file_offset = qcow2_ld64(buf + 8);
+    h->backing_file_size = qcow2_ld32(buf + 16);
+    h->cluster_bits = qcow2_ld32(buf + 20);
+    h->size = qcow2_ld64(buf + 24);
+    h->crypt_method = qcow2_ld32(buf + 32);
+    h->l1_size = qcow2_ld32(buf + 36);
+    h->l1_table_offset = qcow2_ld64(buf + 40);
+    h->refcount_table_offset = qcow2_ld64(buf + 48);
+    h->refcount_table_clusters = qcow2_ld32(buf + 56);
+    h->nb_snapshots = qcow2_ld32(buf + 60);
+    h->snapshots_offset = qcow2_ld64(buf + 64);
+
+    if (h->magic != QCOW2_MAGIC) {
+        error_setg(errp, "%s: not a qcow2 image (bad magic)", name);
+        return false;
+    }
+    if (h->version != 2 && h->version != 3) {
+        error_setg(errp, "%s: unsupported qcow2 version %u", name, h->version);
+        return false;
+    }
+    if (h->version == 2) {
+        h->refcount_order = 4;
+        h->header_length = QCOW2_V2_HEADER_LEN;
+    } else {
+        if (len < QCOW2_V3_HEADER_LEN) {
+            error_setg(errp, "%s: file too short for a qcow2 v3 header", name);
+            return false;
+        }
+        h->incompatible_features = qcow2_ld64(buf + 72);
+        h->compatible_features = qcow2_ld64(buf + 80);
+        h->autoclear_features = qcow2_ld64(buf + 88);
+        h->refcount_order = qcow2_ld32(buf + 96);
+        h->header_length = qcow2_ld32(buf + 100);
+        if (h->header_length < QCOW2_V3_HEADER_LEN || h->header_length % 8 != 0 ||
+            h->header_length > len) {
+            error_setg(errp, "%s: invalid qcow2 header length %u", name, h->header_length);
+            return false;
+        }
+        if (h->header_length > QCOW2_V3_HEADER_LEN) {
+            h->compression_type = buf[104];
+        }
+    }
+    if (h->cluster_bits < QCOW2_MIN_CLUSTER_BITS || h->cluster_bits > QCOW2_MAX_CLUSTER_BITS) {
+        error_setg(errp, "%s: unsupported cluster size 2^%u (must be 512 B .. 2 MiB)", name,
+                   h->cluster_bits);
+        return false;
+    }
+    uint64_t cs = 1ull << h->cluster_bits;
+    if (h->header_length > cs) {
+        error_setg(errp, "%s: qcow2 header length %u exceeds the cluster size", name,
+                   h->header_length);
+        return false;
+    }
+    if (h->refcount_order > QCOW2_MAX_REFCOUNT_ORDER) {
+        error_setg(errp, "%s: invalid refcount order %u (at most 6)", name, h->refcount_order);
+        return false;
+    }
+    if (h->crypt_method != 0) {
+        error_setg(errp, "%s: encrypted qcow2 images are not supported", name);
+        return false;
+    }
+    if (h->compression_type > QCOW2_COMPRESSION_ZSTD) {
+        error_setg(errp, "%s: unknown compression type %u", name, h->compression_type);
+        return false;
+    }
+    if (h->compression_type != QCOW2_COMPRESSION_ZLIB &&
+        !(h->incompatible_features & QCOW2_INCOMPAT_COMPRESSION)) {
+        error_setg(errp, "%s: compression type %u without the compression incompatible bit",
+                   name, h->compression_type);
+        return false;
+    }
+    if (h->backing_file_offset) {
+        if (h->backing_file_size > QCOW2_MAX_BACKING_NAME ||
+            h->backing_file_offset > cs - h->backing_file_size) {
+            error_setg(errp, "%s: backing file name outside the header cluster", name);
+            return false;
+        }
+    }
+    if (h->size > (1ull << 62)) {
+        error_setg(errp, "%s: virtual size %" G_GUINT64_FORMAT " too large", name, h->size);
+        return false;
+    }
+    uint64_t l2_entries = cs / ((h->incompatible_features & QCOW2_INCOMPAT_EXTL2) ? 16 : 8);
+    uint64_t l1_needed = (h->size + cs * l2_entries - 1) / (cs * l2_entries);
+    if ((uint64_t)h->l1_size * 8 > QCOW2_MAX_L1_BYTES) {
+        error_setg(errp, "%s: L1 table of %u entries is too large", name, h->l1_size);
+        return false;
+    }
+    if (h->l1_size < l1_needed) {
+        error_setg(errp, "%s: L1 table of %u entries too small for the virtual size", name,
+                   h->l1_size);
+        return false;
+    }
+    if (h->l1_size && (h->l1_table_offset % cs || !h->l1_table_offset ||
+                       h->l1_table_offset > INT64_MAX - (uint64_t)h->l1_size * 8)) {
+        error_setg(errp, "%s: invalid L1 table offset %#" G_GINT64_MODIFIER "x", name,
+                   h->l1_table_offset);
+        return false;
+    }
+    if (!h->refcount_table_clusters ||
+        h->refcount_table_clusters * cs > QCOW2_MAX_REFTABLE_BYTES) {
+        error_setg(errp, "%s: invalid refcount table size of %u clusters", name,
+                   h->refcount_table_clusters);
+        return false;
+    }
+    if (h->refcount_table_offset % cs || !h->refcount_table_offset ||
+        h->refcount_table_offset > INT64_MAX - h->refcount_table_clusters * cs) {
+        error_setg(errp, "%s: invalid refcount table offset %#" G_GINT64_MODIFIER "x", name,
+                   h->refcount_table_offset);
+        return false;
+    }
+    if (h->nb_snapshots > QCOW2_MAX_SNAPSHOTS) {
+        error_setg(errp, "%s: too many snapshots (%u)", name, h->nb_snapshots);
+        return false;
+    }
+    if (h->nb_snapshots && (h->snapshots_offset % cs || !h->snapshots_offset ||
+                            h->snapshots_offset > INT64_MAX / 2)) {
+        error_setg(errp, "%s: invalid snapshot table offset %#" G_GINT64_MODIFIER "x", name,
+                   h->snapshots_offset);
+        return false;
+    }
+    return true;
+}
+
+bool qcow2_header_check_features(const Qcow2Header *h, const Qcow2Extensions *ext,
+                                 const char *name, Error **errp)
+{
+    uint64_t unknown = h->incompatible_features & ~QCOW2_INCOMPAT_KNOWN;
+    if (unknown) {
+        GString *s = g_string_new(NULL);
+        for (unsigned bit = 0; bit < 64; bit++) {
+            if (!(unknown & (1ull << bit))) {
+                continue;
+            }
+            const char *fn = qcow2_feature_name(ext, 0, bit);
+            if (s->len) {
+                g_string_append(s, ", ");
+            }
+            if (fn) {
+                g_string_append(s, fn);
+            } else {
+                g_string_append_printf(s, "Unknown incompatible feature: %u", bit);
+            }
+        }
+        error_setg(errp, "%s: unsupported qcow2 feature(s): %s", name, s->str);
+        g_string_free(s, TRUE);
+        return false;
+    }
+    if (h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE) {
+        error_setg(errp, "%s: images with an external data file are not supported", name);
+        return false;
+    }
+    return true;
+}
+
+const char *qcow2_feature_name(const Qcow2Extensions *ext, uint8_t type, uint8_t bit)
+{
+    for (size_t i = 0; ext && i < ext->nb_features; i++) {
+        if (ext->features[i].type == type && ext->features[i].bit == bit) {
+            return ext->features[i].name;
+        }
+    }
+    return NULL;
+}
+
+size_t qcow2_header_serialize(const Qcow2Header *h, uint8_t *buf)
+{
+    size_t len = h->version == 2 ? QCOW2_V2_HEADER_LEN : h->header_length;
+    memset(buf, 0, len);
+    qcow2_st32(buf, QCOW2_MAGIC);
+    qcow2_st32(buf + 4, h->version);
+    qcow2_st64(buf + 8, h->backing_file_offset);
+    qcow2_st32(buf + 16, h->backing_file_size);
+    qcow2_st32(buf + 20, h->cluster_bits);
+    qcow2_st64(buf + 24, h->size);
+    qcow2_st32(buf + 32, h->crypt_method);
+    qcow2_st32(buf + 36, h->l1_size);
+    qcow2_st64(buf + 40, h->l1_table_offset);
+    qcow2_st64(buf + 48, h->refcount_table_offset);
+    qcow2_st32(buf + 56, h->refcount_table_clusters);
+    qcow2_st32(buf + 60, h->nb_snapshots);
+    qcow2_st64(buf + 64, h->snapshots_offset);
+    if (h->version >= 3) {
+        qcow2_st64(buf + 72, h->incompatible_features);
+        qcow2_st64(buf + 80, h->compatible_features);
+        qcow2_st64(buf + 88, h->autoclear_features);
+        qcow2_st32(buf + 96, h->refcount_order);
+        qcow2_st32(buf + 100, h->header_length);
+        if (h->header_length > QCOW2_V3_HEADER_LEN) {
+            buf[104] = h->compression_type;
+        }
+    }
+    return len;
+}
+
+static void raw_ext_free(gpointer p)
+{
+    g_free(((Qcow2RawExt *)p)->data);
+}
+
+void qcow2_ext_clear(Qcow2Extensions *ext)
+{
+    g_free(ext->backing_fmt);
+    g_free(ext->data_file);
+    g_free(ext->features);
+    if (ext->unknown) {
+        g_array_free(ext->unknown, TRUE);
+    }
+    memset(ext, 0, sizeof(*ext));
+}
+
+bool qcow2_ext_parse(const Qcow2Header *h, const uint8_t *buf, size_t len,
+                     const char *name, Qcow2Extensions *ext, Error **errp)
+{
+    size_t off = h->header_length;
+    /* Extensions end at the backing file name when it comes first. */
+    size_t end = len;
+    if (h->backing_file_offset && h->backing_file_offset < end) {
+        end = h->backing_file_offset;
+    }
+    memset(ext, 0, sizeof(*ext));
+    ext->unknown = g_array_new(FALSE, TRUE, sizeof(Qcow2RawExt));
+    g_array_set_clear_func(ext->unknown, raw_ext_free);
+    for (;;) {
+        if (off + 8 > end) {
+            /* Version 2 images may end the header without an end marker. */
+            if (h->version == 2 && off >= end) {
+                ext->end = off;
+                return true;
+            }
+            error_setg(errp, "%s: qcow2 header extensions run past the header", name);
+            goto fail;
+        }
+        uint32_t type = qcow2_ld32(buf + off);
+        uint32_t elen = qcow2_ld32(buf + off + 4);
+        off += 8;
+        if (type == QCOW2_EXT_END) {
+            ext->end = off;
+            return true;
+        }
+        if (elen > end - off) {
+            error_setg(errp, "%s: qcow2 header extension %#x too long", name, type);
+            goto fail;
+        }
+        const uint8_t *d = buf + off;
+        switch (type) {
+        case QCOW2_EXT_BACKING_FORMAT:
+            if (elen > 16) {
+                error_setg(errp, "%s: backing format name too long", name);
+                goto fail;
+            }
+            g_free(ext->backing_fmt);
+            ext->backing_fmt = g_strndup((const char *)d, elen);
+            break;
+        case QCOW2_EXT_DATA_FILE:
+            g_free(ext->data_file);
+            ext->data_file = g_strndup((const char *)d, elen);
+            break;
+        case QCOW2_EXT_FEATURE_TABLE: {
+            size_t n = elen / 48;
+            g_free(ext->features);
+            ext->features = g_new0(Qcow2FeatureName, n ? n : 1);
+            ext->nb_features = n;
+            for (size_t i = 0; i < n; i++) {
+                ext->features[i].type = d[i * 48];
+                ext->features[i].bit = d[i * 48 + 1];
+                memcpy(ext->features[i].name, d + i * 48 + 2, 46);
+            }
+            break;
+        }
+        default: {
+            Qcow2RawExt r = { .type = type, .len = elen, .data = g_memdup2(d, elen) };
+            g_array_append_val(ext->unknown, r);
+            break;
+        }
+        }
+        off += (elen + 7) & ~7u;
+    }
+fail:
+    qcow2_ext_clear(ext);
+    return false;
+}
+
+static const struct {
+    uint8_t type, bit;
+    const char *name;
+} qcow2_std_features[] = {
+    { 0, 0, "dirty bit" },
+    { 0, 1, "corrupt bit" },
+    { 0, 2, "external data file" },
+    { 0, 3, "compression type" },
+    { 0, 4, "extended L2 entries" },
+    { 1, 0, "lazy refcounts" },
+    { 2, 0, "bitmaps" },
+    { 2, 1, "raw external data" },
+};
+
+static bool put_ext(uint8_t *buf, size_t buf_len, size_t *off, uint32_t type,
+                    const void *data, uint32_t len)
+{
+    size_t padded = (len + 7) & ~7u;
+    if (*off + 8 + padded > buf_len) {
+        return false;
+    }
+    qcow2_st32(buf + *off, type);
+    qcow2_st32(buf + *off + 4, len);
+    memset(buf + *off + 8, 0, padded);
+    if (len) {
+        memcpy(buf + *off + 8, data, len);
+    }
+    *off += 8 + padded;
+    return true;
+}
+
+static size_t header_build(Qcow2Header *h, const Qcow2Extensions *ext,
+                           const char *backing_file, uint8_t *buf, size_t buf_len,
+                           bool feature_table)
+{
+    size_t off = h->version == 2 ? QCOW2_V2_HEADER_LEN : h->header_length;
+    if (off > buf_len) {
+        return 0;
+    }
+    memset(buf, 0, buf_len);
+    if (h->version >= 3 || (ext && ext->backing_fmt)) {
+        if (ext && ext->backing_fmt &&
+            !put_ext(buf, buf_len, &off, QCOW2_EXT_BACKING_FORMAT, ext->backing_fmt,
+                     strlen(ext->backing_fmt))) {
+            return 0;
+        }
+    }
+    if (h->version >= 3) {
+        if (ext && ext->data_file &&
+            !put_ext(buf, buf_len, &off, QCOW2_EXT_DATA_FILE, ext->data_file,
+                     strlen(ext->data_file))) {
+            return 0;
+        }
+        uint8_t ft[G_N_ELEMENTS(qcow2_std_features) * 48];
+        memset(ft, 0, sizeof(ft));
+        for (size_t i = 0; i < G_N_ELEMENTS(qcow2_std_features); i++) {
+            ft[i * 48] = qcow2_std_features[i].type;
+            ft[i * 48 + 1] = qcow2_std_features[i].bit;
+            strncpy((char *)ft + i * 48 + 2, qcow2_std_features[i].name, 46);
+        }
+        if (feature_table &&
+            !put_ext(buf, buf_len, &off, QCOW2_EXT_FEATURE_TABLE, ft, sizeof(ft))) {
+            return 0;
+        }
+        for (guint i = 0; ext && ext->unknown && i < ext->unknown->len; i++) {
+            Qcow2RawExt *r = &g_array_index(ext->unknown, Qcow2RawExt, i);
+            if (!put_ext(buf, buf_len, &off, r->type, r->data, r->len)) {
+                return 0;
+            }
+        }
+    }
+    if (!put_ext(buf, buf_len, &off, QCOW2_EXT_END, NULL, 0)) {
+        return 0;
+    }
+    h->backing_file_offset = 0;
+    h->backing_file_size = 0;
+    if (backing_file && *backing_file) {
+        size_t bl = strlen(backing_file);
+        if (bl > QCOW2_MAX_BACKING_NAME || off + bl > buf_len) {
+            return 0;
+        }
+        memcpy(buf + off, backing_file, bl);
+        h->backing_file_offset = off;
+        h->backing_file_size = bl;
+        off += bl;
+    }
+    qcow2_header_serialize(h, buf);
+    return off;
+}
+
+size_t qcow2_header_build(Qcow2Header *h, const Qcow2Extensions *ext,
+                          const char *backing_file, uint8_t *buf, size_t buf_len)
+{
+    /* The feature name table is optional: small clusters leave it out, as QEMU does. */
+    size_t len = header_build(h, ext, backing_file, buf, buf_len, true);
+    return len ? len : header_build(h, ext, backing_file, buf, buf_len, false);
+}
+
+/* ---- the driver ---- */
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "block/block-internal.h"
+#include "sen/block.h"
+
+#define QCOW2_DEFAULT_L2_CACHE (1024 * 1024)
+
+static int qcow2_probe(const uint8_t *buf, int len, const char *filename)
+{
+    return len >= 8 && qcow2_ld32(buf) == QCOW2_MAGIC &&
+                   (qcow2_ld32(buf + 4) == 2 || qcow2_ld32(buf + 4) == 3)
+               ? 100
+               : 0;
+}
+
+/* Rewrites the whole header cluster from s->h, s->ext and s->backing_file. */
+static int qcow2_write_header(BDRVQcow2State *s)
+{
+    uint8_t *buf = g_malloc0(s->cluster_size);
+    Qcow2Header h = s->h;
+    size_t len = qcow2_header_build(&h, &s->ext, s->backing_file, buf, s->cluster_size);
+    int ret = len ? bdrv_pwrite_sync(s->bs->file, 0, s->cluster_size, buf) : -ENOSPC;
+    if (ret == 0) {
+        s->h = h;
+    }
+    g_free(buf);
+    return ret;
+}
+
+static void qcow2_free_state(BDRVQcow2State *s)
+{
+    qcow2_cache_free(s->l2_cache);
+    qcow2_cache_free(s->rb_cache);
+    g_free(s->l1);
+    g_free(s->reftable);
+    g_free(s->backing_file);
+    qcow2_ext_clear(&s->ext);
+    g_mutex_clear(&s->lock);
+}
+
+static char *resolve_backing(const char *image, const char *backing)
+{
+    if (g_path_is_absolute(backing) || !strchr(image, '/')) {
+        return g_strdup(backing);
+    }
+    g_autofree char *dir = g_path_get_dirname(image);
+    return g_build_filename(dir, backing, NULL);
+}
+
+static bool qcow2_open(BlockDriverState *bs, Keyval *opts, int flags, Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    const char *name = bs->filename;
+    uint8_t first[QCOW2_V3_HEADER_LEN];
+    uint64_t l2_cache_bytes;
+    g_autofree uint8_t *hbuf = NULL;
+    int ret;
+
+    s->bs = bs;
+    g_mutex_init(&s->lock);
+    if (!keyval_get_size(opts, name, "l2-cache-size", QCOW2_DEFAULT_L2_CACHE,
+                         &l2_cache_bytes, errp)) {
+        goto fail_nolock;
+    }
+    ret = bdrv_pread(bs->file, 0, sizeof(first), first);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "%s: could not read the qcow2 header", name);
+        goto fail_nolock;
+    }
+    uint32_t cb = qcow2_ld32(first + 20);
+    if (qcow2_ld32(first) == QCOW2_MAGIC &&
+        (cb < QCOW2_MIN_CLUSTER_BITS || cb > QCOW2_MAX_CLUSTER_BITS)) {
+        error_setg(errp, "%s: unsupported cluster size 2^%u (must be 512 B .. 2 MiB)", name,
+                   cb);
+        goto fail_nolock;
+    }
+    size_t hlen = qcow2_ld32(first) == QCOW2_MAGIC ? 1u << cb : sizeof(first);
+    hbuf = g_malloc0(hlen);
+    ret = bdrv_pread(bs->file, 0, hlen, hbuf);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "%s: could not read the qcow2 header", name);
+        goto fail_nolock;
+    }
+    if (!qcow2_header_parse(hbuf, hlen, name, &s->h, errp) ||
+        !qcow2_ext_parse(&s->h, hbuf, hlen, name, &s->ext, errp)) {
+        goto fail_nolock;
+    }
+    if (!qcow2_header_check_features(&s->h, &s->ext, name, errp)) {
+        goto fail;
+    }
+    s->read_only = !(flags & BDRV_O_RDWR);
+    if ((s->h.incompatible_features & QCOW2_INCOMPAT_CORRUPT) && !s->read_only &&
+        !(flags & BDRV_O_CHECK)) {
+        error_setg(errp, "%s: image is corrupt; cannot be opened read/write "
+                   "(run 'sen-img check -r all')", name);
+        goto fail;
+    }
+    if (s->h.backing_file_offset) {
+        s->backing_file = g_strndup((const char *)hbuf + s->h.backing_file_offset,
+                                    s->h.backing_file_size);
+    }
+    s->cluster_bits = s->h.cluster_bits;
+    s->cluster_size = 1ull << s->cluster_bits;
+    s->extl2 = s->h.incompatible_features & QCOW2_INCOMPAT_EXTL2;
+    s->l2e_size = s->extl2 ? 16 : 8;
+    s->l2_bits = s->cluster_bits - (s->extl2 ? 4 : 3);
+    s->subcluster_size = s->extl2 ? s->cluster_size / QCOW2_SUBCLUSTERS : s->cluster_size;
+    if (s->extl2 && s->cluster_bits < 14) {
+        /* Subclusters smaller than 512 bytes cannot be addressed. */
+        if (s->cluster_size / QCOW2_SUBCLUSTERS < 512) {
+            error_setg(errp, "%s: extended L2 entries need clusters of at least 16 KiB",
+                       name);
+            goto fail;
+        }
+    }
+    s->l1_size = s->h.l1_size;
+    s->l1 = g_new0(uint64_t, MAX(s->l1_size, 1));
+    if (s->l1_size) {
+        ret = bdrv_pread(bs->file, s->h.l1_table_offset, s->l1_size * 8ull, s->l1);
+        if (ret < 0) {
+            error_setg_errno(errp, -ret, "%s: could not read the L1 table", name);
+            goto fail;
+        }
+        for (uint32_t i = 0; i < s->l1_size; i++) {
+            s->l1[i] = GUINT64_FROM_BE(s->l1[i]);
+        }
+    }
+    s->rb_cache = qcow2_cache_new(s, 4, NULL);
+    s->l2_cache = qcow2_cache_new(s, MAX(l2_cache_bytes / s->cluster_size, 4), s->rb_cache);
+    ret = qcow2_refcount_init(s);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "%s: could not read the refcount table", name);
+        goto fail;
+    }
+    s->free_hint = 0;
+    bs->total_size = s->h.size;
+
+    if (s->backing_file && !(flags & BDRV_O_NO_BACKING)) {
+        g_autofree char *path = resolve_backing(name, s->backing_file);
+        if (!bdrv_open_backing(bs, path, s->ext.backing_fmt, errp)) {
+            goto fail;
+        }
+    }
+    if (!s->read_only) {
+        bool dirty = s->h.incompatible_features & QCOW2_INCOMPAT_DIRTY;
+        if (dirty && !(flags & BDRV_O_CHECK)) {
+            BlockCheckResult res = { 0 };
+            ret = qcow2_check(bs, &res, BDRV_FIX_LEAKS | BDRV_FIX_ERRORS);
+            if (ret < 0 || res.corruptions - res.corruptions_fixed > 0) {
+                error_setg(errp, "%s: could not repair the refcounts of a dirty image", name);
+                goto fail;
+            }
+            s->h.incompatible_features &= ~QCOW2_INCOMPAT_DIRTY;
+        }
+        /* Autoclear bits we do not maintain (bitmaps) must be cleared before we write. */
+        if (s->h.version >= 3 && (s->h.autoclear_features || dirty)) {
+            s->h.autoclear_features = 0;
+            ret = qcow2_write_header(s);
+            if (ret < 0) {
+                error_setg_errno(errp, -ret, "%s: could not update the header", name);
+                goto fail;
+            }
+        }
+    }
+    return true;
+fail:
+    qcow2_free_state(s);
+    return false;
+fail_nolock:
+    qcow2_ext_clear(&s->ext);
+    g_mutex_clear(&s->lock);
+    return false;
+}
+
+int qcow2_flush_caches(BDRVQcow2State *s)
+{
+    int ret = qcow2_cache_flush(s->l2_cache);
+    if (ret == 0) {
+        ret = qcow2_cache_flush(s->rb_cache);
+    }
+    return ret;
+}
+
+static void qcow2_close(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    if (!s->read_only && qcow2_flush_caches(s) == 0) {
+        bdrv_flush(bs->file);
+    }
+    qcow2_free_state(s);
+}
+
+static int qcow2_flush(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    g_mutex_lock(&s->lock);
+    int ret = qcow2_flush_caches(s);
+    g_mutex_unlock(&s->lock);
+    return ret;
+}
+
+static int qcow2_preadv(BlockDriverState *bs, int64_t offset, int64_t bytes,
+                        const struct iovec *iov, int niov, int flags)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int ret = 0;
+    size_t done = 0;
+    g_mutex_lock(&s->lock);
+    for (int i = 0; i < niov && ret == 0 && done < (size_t)bytes; i++) {
+        size_t n = MIN(iov[i].iov_len, (size_t)bytes - done);
+        ret = qcow2_read_data(s, offset + done, n, iov[i].iov_base);
+        done += n;
+    }
+    g_mutex_unlock(&s->lock);
+    return ret;
+}
+
+static int qcow2_pwritev(BlockDriverState *bs, int64_t offset, int64_t bytes,
+                         const struct iovec *iov, int niov, int flags)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int ret = 0;
+    size_t done = 0;
+    if (s->read_only) {
+        return -EPERM;
+    }
+    g_mutex_lock(&s->lock);
+    for (int i = 0; i < niov && ret == 0 && done < (size_t)bytes; i++) {
+        size_t n = MIN(iov[i].iov_len, (size_t)bytes - done);
+        ret = qcow2_write_data(s, offset + done, n, iov[i].iov_base);
+        done += n;
+    }
+    if (ret == 0 && (flags & BDRV_REQ_FUA)) {
+        ret = qcow2_flush_caches(s);
+    }
+    g_mutex_unlock(&s->lock);
+    return ret;
+}
+
+static int qcow2_get_info(BlockDriverState *bs, BlockDriverInfo *bdi)
+{
+    BDRVQcow2State *s = bs->opaque;
+    bdi->cluster_size = s->cluster_size;
+    bdi->is_dirty = s->h.incompatible_features & QCOW2_INCOMPAT_DIRTY;
+    bdi->unallocated_blocks_are_zero = !bs->backing;
+    bdi->vm_state_offset = (int64_t)s->l1_size << (s->cluster_bits + s->l2_bits);
+    return 0;
+}
+
+static int qcow2_block_status(BlockDriverState *bs, int64_t offset, int64_t bytes,
+                              int64_t *pnum, int64_t *map, BlockDriverState **file)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t l2e, bitmap;
+    g_mutex_lock(&s->lock);
+    int ret = qcow2_get_l2e(s, offset, &l2e, &bitmap);
+    uint64_t unit = s->subcluster_size;
+    uint64_t coff = offset & (s->cluster_size - 1);
+    int status = 0;
+    if (ret == 0) {
+        int kind;
+        if (s->extl2) {
+            switch (qcow2_l2e_subcluster_type(l2e, bitmap, coff / unit)) {
+            case QCOW2_SC_NORMAL:
+                kind = QCOW2_CLUSTER_NORMAL;
+                break;
+            case QCOW2_SC_ZERO_PLAIN:
+            case QCOW2_SC_ZERO_ALLOC:
+                kind = QCOW2_CLUSTER_ZERO_PLAIN;
+                break;
+            case QCOW2_SC_COMPRESSED:
+                kind = QCOW2_CLUSTER_COMPRESSED;
+                break;
+            default:
+                kind = QCOW2_CLUSTER_UNALLOCATED;
+            }
+        } else {
+            kind = qcow2_l2e_type(l2e, s->h.version);
+        }
+        switch (kind) {
+        case QCOW2_CLUSTER_NORMAL:
+            status = BDRV_BLOCK_DATA | BDRV_BLOCK_ALLOCATED | BDRV_BLOCK_OFFSET_VALID;
+            *map = (l2e & QCOW2_L2E_OFFSET_MASK) + coff;
+            *file = bs->file;
+            break;
+        case QCOW2_CLUSTER_ZERO_PLAIN:
+        case QCOW2_CLUSTER_ZERO_ALLOC:
+            status = BDRV_BLOCK_ZERO | BDRV_BLOCK_ALLOCATED;
+            break;
+        case QCOW2_CLUSTER_COMPRESSED:
+            status = BDRV_BLOCK_DATA | BDRV_BLOCK_ALLOCATED;
+            break;
+        default:
+            status = bs->backing ? 0 : BDRV_BLOCK_ZERO;
+        }
+        *pnum = MIN((uint64_t)bytes, unit - (coff % unit));
+        ret = status;
+    }
+    g_mutex_unlock(&s->lock);
+    return ret;
+}
+
+static int qcow2_check_locked(BlockDriverState *bs, BlockCheckResult *res,
+                              BlockCheckFix fix)
+{
+    BDRVQcow2State *s = bs->opaque;
+    g_mutex_lock(&s->lock);
+    int ret = qcow2_check(bs, res, fix);
+    g_mutex_unlock(&s->lock);
+    return ret;
+}
+
+const BlockDriver bdrv_qcow2 = {
+    .format_name = "qcow2",
+    .instance_size = sizeof(BDRVQcow2State),
+    .probe = qcow2_probe,
+    .open = qcow2_open,
+    .close = qcow2_close,
+    .preadv = qcow2_preadv,
+    .pwritev = qcow2_pwritev,
+    .flush = qcow2_flush,
+    .block_status = qcow2_block_status,
+    .get_info = qcow2_get_info,
+    .check = qcow2_check_locked,
+    .create = qcow2_create,
+};
+
+/* ---- image creation ---- */
+
+typedef struct Qcow2CreateOpts {
+    uint64_t size;
+    uint64_t cluster_size;
+    int version;
+    bool lazy_refcounts;
+    unsigned refcount_order;
+    int compression_type;
+    bool extl2;
+    char *backing_file;
+    char *backing_fmt;
+} Qcow2CreateOpts;
+
+static bool parse_create_opts(const char *filename, Keyval *opts, Qcow2CreateOpts *o,
+                              Error **errp)
+{
+    uint64_t rb;
+    bool have_size = keyval_has(opts, "size");
+    if (!keyval_get_size(opts, filename, "size", 0, &o->size, errp) ||
+        !keyval_get_size(opts, filename, "cluster_size", 65536, &o->cluster_size, errp) ||
+        !keyval_get_bool(opts, filename, "lazy_refcounts", false, &o->lazy_refcounts, errp) ||
+        !keyval_get_u64(opts, filename, "refcount_bits", 16, &rb, errp) ||
+        !keyval_get_bool(opts, filename, "extended_l2", false, &o->extl2, errp)) {
+        return false;
+    }
+    const char *compat = keyval_get(opts, "compat");
+    if (!compat || !strcmp(compat, "1.1") || !strcmp(compat, "v3")) {
+        o->version = 3;
+    } else if (!strcmp(compat, "0.10") || !strcmp(compat, "v2")) {
+        o->version = 2;
+    } else {
+        error_setg(errp, "%s: invalid compat version '%s' (use 0.10 or 1.1)", filename,
+                   compat);
+        return false;
+    }
+    if (o->cluster_size < 512 || o->cluster_size > 2 * 1024 * 1024 ||
+        (o->cluster_size & (o->cluster_size - 1))) {
+        error_setg(errp, "%s: cluster_size %" G_GUINT64_FORMAT " must be a power of two "
+                   "between 512 and 2M", filename, o->cluster_size);
+        return false;
+    }
+    if (!rb || rb > 64 || (rb & (rb - 1))) {
+        error_setg(errp, "%s: refcount_bits %" G_GUINT64_FORMAT " must be a power of two "
+                   "up to 64", filename, rb);
+        return false;
+    }
+    o->refcount_order = __builtin_ctzll(rb);
+    if (o->version == 2 && (rb != 16 || o->lazy_refcounts || o->extl2)) {
+        error_setg(errp, "%s: compat=0.10 supports neither lazy_refcounts, extended_l2 nor "
+                   "refcount_bits other than 16", filename);
+        return false;
+    }
+    const char *ct = keyval_get(opts, "compression_type");
+    if (!ct || !strcmp(ct, "zlib")) {
+        o->compression_type = QCOW2_COMPRESSION_ZLIB;
+    } else if (!strcmp(ct, "zstd")) {
+        o->compression_type = QCOW2_COMPRESSION_ZSTD;
+    } else {
+        error_setg(errp, "%s: invalid compression_type '%s' (use zlib or zstd)", filename, ct);
+        return false;
+    }
+    if (o->compression_type && o->version == 2) {
+        error_setg(errp, "%s: compression_type=zstd needs compat=1.1", filename);
+        return false;
+    }
+    if (o->extl2 && o->cluster_size < 16384) {
+        error_setg(errp, "%s: extended_l2 needs a cluster_size of at least 16k", filename);
+        return false;
+    }
+    const char *prealloc = keyval_get(opts, "preallocation");
+    if (prealloc && strcmp(prealloc, "off") != 0) {
+        error_setg(errp, "%s: preallocation=%s is not supported yet (only off)", filename,
+                   prealloc);
+        return false;
+    }
+    o->backing_file = keyval_take(opts, "backing_file");
+    o->backing_fmt = keyval_take(opts, "backing_fmt");
+    if (o->backing_file && strlen(o->backing_file) > QCOW2_MAX_BACKING_NAME) {
+        error_setg(errp, "%s: backing file name too long", filename);
+        return false;
+    }
+    if (o->backing_fmt && strlen(o->backing_fmt) > 16) {
+        error_setg(errp, "%s: backing format name '%s' too long", filename, o->backing_fmt);
+        return false;
+    }
+    if (o->backing_fmt && !o->backing_file) {
+        error_setg(errp, "%s: backing_fmt without backing_file", filename);
+        return false;
+    }
+    if (!have_size && o->backing_file) {
+        g_autofree char *path = resolve_backing(filename, o->backing_file);
+        BlockDriverState *b = bdrv_open(path, NULL, o->backing_fmt, BDRV_O_NO_BACKING, errp);
+        if (!b) {
+            error_prepend(errp, "%s: Could not open backing image to determine its size: ",
+                          filename);
+            return false;
+        }
+        o->size = b->total_size;
+        if (!o->backing_fmt) {
+            o->backing_fmt = g_strdup(b->drv->format_name);
+        }
+        bdrv_unref(b);
+    } else if (!have_size) {
+        error_setg(errp, "%s: image creation needs a size parameter", filename);
+        return false;
+    }
+    if (o->size % 512) {
+        o->size = (o->size + 511) & ~511ull;
+    }
+    return true;
+}
+
+bool qcow2_create(const char *filename, Keyval *opts, Error **errp)
+{
+    Qcow2CreateOpts o = { 0 };
+    bool ok = false;
+    uint8_t *img = NULL;
+    int fd = -1;
+
+    if (!parse_create_opts(filename, opts, &o, errp)) {
+        goto out;
+    }
+    unsigned cb = __builtin_ctzll(o.cluster_size);
+    uint64_t cs = o.cluster_size;
+    unsigned l2_bits = cb - (o.extl2 ? 4 : 3);
+    uint64_t l1_size = (o.size + (cs << l2_bits) - 1) >> (cb + l2_bits);
+    if (l1_size * 8 > QCOW2_MAX_L1_BYTES) {
+        error_setg(errp, "%s: size %" G_GUINT64_FORMAT " too large for cluster_size %"
+                   G_GUINT64_FORMAT, filename, o.size, cs);
+        goto out;
+    }
+    /* Layout: header, refcount table, refcount blocks, L1 table (QEMU's order). */
+    uint64_t l1c = (l1_size * 8 + cs - 1) / cs;
+    uint64_t per_rb = cs * 8 >> o.refcount_order;
+    uint64_t rtc = 1, rbc = 1;
+    for (;;) {
+        uint64_t total = 1 + rtc + rbc + l1c;
+        uint64_t need_rb = (total + per_rb - 1) / per_rb;
+        uint64_t need_rt = (need_rb * 8 + cs - 1) / cs;
+        if (need_rb <= rbc && need_rt <= rtc) {
+            break;
+        }
+        rbc = MAX(rbc, need_rb);
+        rtc = MAX(rtc, need_rt);
+    }
+    uint64_t total = 1 + rtc + rbc + l1c;
+    img = g_malloc0(total * cs);
+    Qcow2Header h = {
+        .magic = QCOW2_MAGIC,
+        .version = o.version,
+        .cluster_bits = cb,
+        .size = o.size,
+        .l1_size = l1_size,
+        .l1_table_offset = (1 + rtc + rbc) * cs,
+        .refcount_table_offset = cs,
+        .refcount_table_clusters = rtc,
+        .refcount_order = o.refcount_order,
+        .header_length = o.version >= 3 ? QCOW2_V3_HEADER_LEN_CT : QCOW2_V2_HEADER_LEN,
+        .compression_type = o.compression_type,
+    };
+    if (o.compression_type) {
+        h.incompatible_features |= QCOW2_INCOMPAT_COMPRESSION;
+    }
+    if (o.extl2) {
+        h.incompatible_features |= QCOW2_INCOMPAT_EXTL2;
+    }
+    if (o.lazy_refcounts) {
+        h.compatible_features |= QCOW2_COMPAT_LAZY_REFCOUNTS;
+    }
+    Qcow2Extensions ext = { .backing_fmt = o.backing_fmt };
+    if (!qcow2_header_build(&h, &ext, o.backing_file, img, cs)) {
+        error_setg(errp, "%s: header and backing file name do not fit in one cluster",
+                   filename);
+        goto out;
+    }
+    for (uint64_t i = 0; i < rbc; i++) {
+        qcow2_st64(img + cs + i * 8, (1 + rtc + i) * cs);
+    }
+    for (uint64_t c = 0; c < total; c++) {
+        uint8_t *blk = img + (1 + rtc + c / per_rb) * cs;
+        qcow2_refcount_set(blk, c % per_rb, o.refcount_order, 1);
+    }
+    fd = open(filename, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        error_setg_errno(errp, errno, "%s: could not create the image", filename);
+        goto out;
+    }
+    size_t done = 0;
+    while (done < total * cs) {
+        ssize_t n = write(fd, img + done, total * cs - done);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            error_setg_errno(errp, n < 0 ? errno : ENOSPC, "%s: could not write the image",
+                             filename);
+            goto out;
+        }
+        done += n;
+    }
+    if (fsync(fd) < 0) {
+        error_setg_errno(errp, errno, "%s: could not sync the image", filename);
+        goto out;
+    }
+    ok = true;
+out:
+    if (fd >= 0) {
+        close(fd);
+    }
+    g_free(img);
+    g_free(o.backing_file);
+    g_free(o.backing_fmt);
+    return ok;
+}

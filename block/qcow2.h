@@ -1,0 +1,322 @@
+/*
+ * QCOW2: on-disk format (QEMU's docs/interop/qcow2.txt) and the driver's internal API.
+ *
+ * Everything on disk is big-endian; the structs here are host-endian copies that the
+ * parse/serialise functions convert.  Pure format helpers (header, extensions, refcount
+ * entries, L2 entries, compressed descriptors) need no I/O, so unit tests exercise them
+ * on hand-built buffers.
+ */
+#ifndef SEN_BLOCK_QCOW2_H
+#define SEN_BLOCK_QCOW2_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/types.h>
+#include <glib.h>
+
+#include "sen/error.h"
+
+#define QCOW2_MAGIC 0x514649fbu /* "QFI\xfb" */
+#define QCOW2_V2_HEADER_LEN 72
+#define QCOW2_V3_HEADER_LEN 104 /* without compression_type */
+#define QCOW2_V3_HEADER_LEN_CT 112 /* with compression_type, padded to 8 */
+#define QCOW2_MIN_CLUSTER_BITS 9
+#define QCOW2_MAX_CLUSTER_BITS 21
+#define QCOW2_MAX_REFCOUNT_ORDER 6
+#define QCOW2_MAX_BACKING_NAME 1023
+/* Sanity limits: QEMU's, so that images it opens we open and vice versa. */
+#define QCOW2_MAX_L1_BYTES (32u * 1024 * 1024)
+#define QCOW2_MAX_REFTABLE_BYTES (8u * 1024 * 1024)
+#define QCOW2_MAX_SNAPSHOTS 65536
+
+/* Incompatible feature bits. */
+#define QCOW2_INCOMPAT_DIRTY (1ull << 0)
+#define QCOW2_INCOMPAT_CORRUPT (1ull << 1)
+#define QCOW2_INCOMPAT_DATA_FILE (1ull << 2)
+#define QCOW2_INCOMPAT_COMPRESSION (1ull << 3)
+#define QCOW2_INCOMPAT_EXTL2 (1ull << 4)
+#define QCOW2_INCOMPAT_KNOWN                                                          \
+    (QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT | QCOW2_INCOMPAT_DATA_FILE |      \
+     QCOW2_INCOMPAT_COMPRESSION | QCOW2_INCOMPAT_EXTL2)
+/* Compatible feature bits. */
+#define QCOW2_COMPAT_LAZY_REFCOUNTS (1ull << 0)
+/* Autoclear feature bits. */
+#define QCOW2_AUTOCLEAR_BITMAPS (1ull << 0)
+#define QCOW2_AUTOCLEAR_DATA_FILE_RAW (1ull << 1)
+
+/* Header extension types. */
+#define QCOW2_EXT_END 0
+#define QCOW2_EXT_BACKING_FORMAT 0xe2792acau
+#define QCOW2_EXT_FEATURE_TABLE 0x6803f857u
+#define QCOW2_EXT_BITMAPS 0x23852875u
+#define QCOW2_EXT_CRYPTO 0x0537be77u
+#define QCOW2_EXT_DATA_FILE 0x44415441u
+
+#define QCOW2_COMPRESSION_ZLIB 0
+#define QCOW2_COMPRESSION_ZSTD 1
+
+/* L1/L2 entry bits. */
+#define QCOW2_OFLAG_COPIED (1ull << 63)
+#define QCOW2_OFLAG_COMPRESSED (1ull << 62)
+#define QCOW2_OFLAG_ZERO (1ull << 0)
+#define QCOW2_L1E_OFFSET_MASK 0x00fffffffffffe00ull
+#define QCOW2_L2E_OFFSET_MASK 0x00fffffffffffe00ull
+#define QCOW2_REFT_OFFSET_MASK 0xfffffffffffffe00ull
+#define QCOW2_L1E_RESERVED 0x7f000000000001ffull
+#define QCOW2_L2E_STD_RESERVED 0x3f000000000001feull
+#define QCOW2_SUBCLUSTERS 32
+
+typedef struct Qcow2Header {
+    uint32_t magic;
+    uint32_t version;
+    uint64_t backing_file_offset;
+    uint32_t backing_file_size;
+    uint32_t cluster_bits;
+    uint64_t size;
+    uint32_t crypt_method;
+    uint32_t l1_size;
+    uint64_t l1_table_offset;
+    uint64_t refcount_table_offset;
+    uint32_t refcount_table_clusters;
+    uint32_t nb_snapshots;
+    uint64_t snapshots_offset;
+    /* version 3 (implied values for version 2) */
+    uint64_t incompatible_features;
+    uint64_t compatible_features;
+    uint64_t autoclear_features;
+    uint32_t refcount_order;
+    uint32_t header_length;
+    uint8_t compression_type;
+} Qcow2Header;
+
+/* One entry of the feature name table extension. */
+typedef struct Qcow2FeatureName {
+    uint8_t type; /* 0 incompatible, 1 compatible, 2 autoclear */
+    uint8_t bit;
+    char name[47]; /* 46 bytes on disk + NUL */
+} Qcow2FeatureName;
+
+/* An extension we do not interpret, kept verbatim so a header rewrite preserves it. */
+typedef struct Qcow2RawExt {
+    uint32_t type;
+    uint32_t len;
+    uint8_t *data;
+} Qcow2RawExt;
+
+typedef struct Qcow2Extensions {
+    char *backing_fmt;        /* NULL when absent */
+    char *data_file;          /* external data file name, NULL when absent */
+    Qcow2FeatureName *features;
+    size_t nb_features;
+    GArray *unknown;          /* of Qcow2RawExt: bitmaps, crypto and anything newer */
+    size_t end;               /* offset just past the end-of-extensions marker */
+} Qcow2Extensions;
+
+static inline uint16_t qcow2_ld16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] << 8 | p[1]);
+}
+static inline uint32_t qcow2_ld32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+static inline uint64_t qcow2_ld64(const uint8_t *p)
+{
+    return (uint64_t)qcow2_ld32(p) << 32 | qcow2_ld32(p + 4);
+}
+static inline void qcow2_st16(uint8_t *p, uint16_t v)
+{
+    p[0] = v >> 8;
+    p[1] = v;
+}
+static inline void qcow2_st32(uint8_t *p, uint32_t v)
+{
+    p[0] = v >> 24;
+    p[1] = v >> 16;
+    p[2] = v >> 8;
+    p[3] = v;
+}
+static inline void qcow2_st64(uint8_t *p, uint64_t v)
+{
+    qcow2_st32(p, v >> 32);
+    qcow2_st32(p + 4, (uint32_t)v);
+}
+
+/* ---- header (qcow2.c) ---- */
+
+/*
+ * Parses and validates the fixed header in buf (at least QCOW2_V2_HEADER_LEN bytes,
+ * normally a whole cluster); name is used in messages.
+ */
+G_GNUC_WARN_UNUSED_RESULT
+bool qcow2_header_parse(const uint8_t *buf, size_t len, const char *name, Qcow2Header *h,
+                        Error **errp);
+/* Refuses unknown incompatible features (named from the feature table when present). */
+G_GNUC_WARN_UNUSED_RESULT
+bool qcow2_header_check_features(const Qcow2Header *h, const Qcow2Extensions *ext,
+                                 const char *name, Error **errp);
+/* Writes the fixed header (h->header_length bytes, 72 for version 2) into buf. */
+size_t qcow2_header_serialize(const Qcow2Header *h, uint8_t *buf);
+/* Parses the extensions that follow the fixed header, up to len bytes of buf. */
+G_GNUC_WARN_UNUSED_RESULT
+bool qcow2_ext_parse(const Qcow2Header *h, const uint8_t *buf, size_t len,
+                     const char *name, Qcow2Extensions *ext, Error **errp);
+/*
+ * Serialises header + extensions (+ the standard feature name table) + backing file name
+ * into buf of buf_len bytes; updates h->backing_file_offset/size.  Returns the total length
+ * or 0 when it does not fit.
+ */
+size_t qcow2_header_build(Qcow2Header *h, const Qcow2Extensions *ext,
+                          const char *backing_file, uint8_t *buf, size_t buf_len);
+void qcow2_ext_clear(Qcow2Extensions *ext);
+/* Name of an incompatible feature bit from the table, or NULL. */
+const char *qcow2_feature_name(const Qcow2Extensions *ext, uint8_t type, uint8_t bit);
+
+/* ---- refcount entries (qcow2-refcount.c) ---- */
+
+/* Entry idx of a refcount block of 2^order-bit entries. */
+uint64_t qcow2_refcount_get(const uint8_t *block, uint64_t idx, unsigned order);
+void qcow2_refcount_set(uint8_t *block, uint64_t idx, unsigned order, uint64_t value);
+static inline uint64_t qcow2_refcount_max(unsigned order)
+{
+    return order >= 6 ? UINT64_MAX : (1ull << (1u << order)) - 1;
+}
+
+/* ---- L2 entries and compressed descriptors (qcow2-cluster.c) ---- */
+
+typedef enum Qcow2ClusterType {
+    QCOW2_CLUSTER_UNALLOCATED,
+    QCOW2_CLUSTER_ZERO_PLAIN,  /* reads as zero, no host cluster */
+    QCOW2_CLUSTER_ZERO_ALLOC,  /* reads as zero, host cluster preallocated */
+    QCOW2_CLUSTER_NORMAL,
+    QCOW2_CLUSTER_COMPRESSED,
+} Qcow2ClusterType;
+
+typedef enum Qcow2SubclusterType {
+    QCOW2_SC_UNALLOCATED_PLAIN, /* read from backing */
+    QCOW2_SC_UNALLOCATED_ALLOC, /* host cluster exists, this subcluster reads backing */
+    QCOW2_SC_ZERO_PLAIN,
+    QCOW2_SC_ZERO_ALLOC,
+    QCOW2_SC_NORMAL,
+    QCOW2_SC_COMPRESSED,
+    QCOW2_SC_INVALID,           /* both bits set, or a bitmap on a compressed cluster */
+} Qcow2SubclusterType;
+
+/* Type of a standard (64-bit) L2 entry; version 2 images have no zero flag. */
+Qcow2ClusterType qcow2_l2e_type(uint64_t l2e, int version);
+/* Type of subcluster sc of an extended L2 entry (l2e, bitmap). */
+Qcow2SubclusterType qcow2_l2e_subcluster_type(uint64_t l2e, uint64_t bitmap, unsigned sc);
+
+/* Compressed cluster descriptor: host offset and byte length of the compressed run. */
+static inline unsigned qcow2_csize_shift(unsigned cluster_bits)
+{
+    return 62 - (cluster_bits - 8);
+}
+uint64_t qcow2_compressed_offset(uint64_t l2e, unsigned cluster_bits);
+/* Bytes from the offset to the end of the last 512-byte sector it occupies. */
+uint64_t qcow2_compressed_len(uint64_t l2e, unsigned cluster_bits);
+/* Descriptor for compressed data of len bytes at host offset off (len <= cluster). */
+uint64_t qcow2_compressed_l2e(uint64_t off, uint64_t len, unsigned cluster_bits);
+
+/* ---- compression (compress.c) ---- */
+
+/* Compresses src into dst; returns the length, or -ENOSPC when it does not get smaller. */
+ssize_t qcow2_compress(int type, uint8_t *dst, size_t dst_len, const uint8_t *src,
+                       size_t src_len);
+/* Decompresses exactly dst_len bytes (one cluster); returns 0 or -EIO. */
+int qcow2_decompress(int type, uint8_t *dst, size_t dst_len, const uint8_t *src,
+                     size_t src_len);
+
+/* ---- driver state and internal API ---- */
+
+typedef struct BlockDriverState BlockDriverState;
+typedef struct Qcow2Cache Qcow2Cache;
+
+typedef struct BDRVQcow2State {
+    BlockDriverState *bs;
+    /* Serialises every request: metadata (tables, caches, allocation) is shared state. */
+    GMutex lock;
+    Qcow2Header h;
+    Qcow2Extensions ext;
+    char *backing_file;
+    bool read_only;
+    unsigned cluster_bits;
+    uint64_t cluster_size;
+    bool extl2;
+    unsigned l2e_size;       /* 8, or 16 with extended L2 entries */
+    unsigned l2_bits;        /* log2 of entries per L2 table */
+    uint64_t subcluster_size;
+    uint64_t *l1;            /* host-endian copy of the L1 table */
+    uint32_t l1_size;
+    uint64_t *reftable;      /* host-endian copy of the refcount table */
+    uint64_t reftable_size;  /* entries */
+    unsigned refblock_bits;  /* log2 of entries per refcount block */
+    Qcow2Cache *l2_cache;
+    Qcow2Cache *rb_cache;
+    uint64_t free_hint;      /* cluster index where the free-space search starts */
+    uint64_t alloc_end;      /* one past the highest cluster index ever allocated */
+    bool dirty_set;          /* we set the dirty bit (lazy refcounts) */
+} BDRVQcow2State;
+
+/* qcow2-cache.c: a small LRU of cluster-sized tables, written back on flush/eviction. */
+Qcow2Cache *qcow2_cache_new(BDRVQcow2State *s, unsigned entries, Qcow2Cache *depends);
+void qcow2_cache_free(Qcow2Cache *c);
+/* Loads (or, with fresh, zero-fills without reading) the table at offset; *out points into
+ * the cache until the next qcow2_cache_get. */
+int qcow2_cache_get(Qcow2Cache *c, uint64_t offset, bool fresh, uint8_t **out);
+void qcow2_cache_mark_dirty(Qcow2Cache *c, uint64_t offset);
+/* Writes every dirty table (after flushing the cache this one depends on). */
+int qcow2_cache_flush(Qcow2Cache *c);
+void qcow2_cache_discard(Qcow2Cache *c, uint64_t offset);
+
+/* qcow2-refcount.c */
+int qcow2_refcount_init(BDRVQcow2State *s);
+int qcow2_get_refcount(BDRVQcow2State *s, uint64_t cluster, uint64_t *rc);
+/* Adds delta (may be negative) to the refcounts of every cluster touching [off, off+len). */
+int qcow2_update_refcount(BDRVQcow2State *s, uint64_t off, uint64_t len, int64_t delta);
+/* Allocates n contiguous clusters with refcount 1; returns the host offset or -errno. */
+int64_t qcow2_alloc_clusters(BDRVQcow2State *s, uint64_t n);
+
+/* qcow2-cluster.c */
+int qcow2_read_data(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *buf);
+int qcow2_write_data(BDRVQcow2State *s, uint64_t off, uint64_t len, const uint8_t *buf);
+/* Host offset of the L2 table and index for guest offset off, or 0 when none. */
+uint64_t qcow2_l2_offset(BDRVQcow2State *s, uint64_t off);
+int qcow2_write_l1_entry(BDRVQcow2State *s, uint32_t idx);
+/* Reads the L2 entry (and bitmap) for guest offset off. */
+int qcow2_get_l2e(BDRVQcow2State *s, uint64_t off, uint64_t *l2e, uint64_t *bitmap);
+
+/* qcow2-check.c: refcount/OFLAG_COPIED consistency check and repair (lock held). */
+typedef struct BlockCheckResult BlockCheckResult;
+int qcow2_check(BlockDriverState *bs, BlockCheckResult *res, int fix);
+
+/* Writes both metadata caches back (L2 after refcounts). */
+int qcow2_flush_caches(BDRVQcow2State *s);
+
+/* qcow2-snapshot.c */
+typedef struct Qcow2Snapshot {
+    uint64_t l1_table_offset;
+    uint32_t l1_size;
+    char *id_str;
+    char *name;
+    uint32_t date_sec, date_nsec;
+    uint64_t vm_clock_nsec;
+    uint64_t vm_state_size; /* the 64-bit extra-data field when present */
+    uint64_t disk_size;     /* 0 when the extra data lacks it */
+    uint32_t extra_len;
+    uint8_t *extra;
+} Qcow2Snapshot;
+/* Parses one table entry from buf; *used is its padded length. */
+bool qcow2_snapshot_parse(const uint8_t *buf, size_t len, Qcow2Snapshot *sn, size_t *used);
+void qcow2_snapshot_clear(Qcow2Snapshot *sn);
+/* Reads the whole snapshot table into a GArray of Qcow2Snapshot (always set). */
+int qcow2_read_snapshots(BDRVQcow2State *s, GArray **out);
+void qcow2_snapshots_free(GArray *a);
+
+/* qcow2.c */
+typedef struct Keyval Keyval;
+bool qcow2_create(const char *filename, Keyval *opts, Error **errp);
+
+#endif
