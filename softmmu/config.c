@@ -58,6 +58,9 @@ void machine_config_free(MachineConfig *cfg)
     g_free(cfg->pidfile);
     g_ptr_array_unref(cfg->chardevs);
     g_ptr_array_unref(cfg->serials);
+    if (cfg->drives) {
+        g_ptr_array_unref(cfg->drives);
+    }
     g_ptr_array_unref(cfg->devices);
     g_free(cfg->qtest_chardev);
     g_free(cfg->qtest_log);

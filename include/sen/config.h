@@ -43,6 +43,22 @@ typedef struct DeviceConfig {
     Keyval *props;  /* everything but driver; the registry reads and checks it */
 } DeviceConfig;
 
+/*
+ * One -drive or -blockdev.  Everything the block layer's bdrv_open() reads is in opts
+ * (cache.direct, aio, discard, detect-zeroes, read-only, driver options ...), checked
+ * when the drive is opened at machine creation; the rest is decided here.
+ */
+typedef struct DriveConfig {
+    char *optstr;       /* "-drive file=a.img,if=none" as typed, for error messages */
+    bool blockdev;      /* -blockdev: a node (id = node-name), no backend of its own */
+    char *id;           /* -drive id= (generated "<if><n>" when absent) / node-name */
+    char *interface;    /* -drive if=: "none" or "virtio" */
+    char *file;         /* -drive file= (NULL for -blockdev: filename is in opts) */
+    char *format;       /* -drive format=, NULL = probe */
+    bool write_cache;   /* off for cache=writethrough/directsync (flush after writes) */
+    Keyval *opts;       /* node options for bdrv_open */
+} DriveConfig;
+
 typedef struct MachineConfig {
     char *machine_type; /* "pc" */
     char *cpu_model;    /* "host" */
@@ -74,6 +90,8 @@ typedef struct MachineConfig {
 
     char *qtest_chardev; /* -qtest: id of the chardev carrying the qtest protocol */
     char *qtest_log;     /* -qtest-log PATH or NULL */
+
+    GPtrArray *drives;   /* of DriveConfig*, -drive and -blockdev in order; NULL = none */
 
     GPtrArray *monitors; /* of MonitorConfig* (sen/monitor.h): -qmp, -mon; NULL = none */
 } MachineConfig;

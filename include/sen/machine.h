@@ -23,6 +23,7 @@ typedef struct AccelOps AccelOps;
 typedef struct Chardev Chardev;
 typedef struct DeviceState DeviceState;
 typedef struct PcMachine PcMachine;
+typedef struct BlockState BlockState;
 
 typedef struct Machine {
     MachineConfig *cfg;
@@ -51,6 +52,7 @@ typedef struct Machine {
 
     GMainContext *ctx;       /* the main loop's context */
     bool pidfile_written;    /* ours to remove at exit */
+    BlockState *block;       /* drives and block nodes (block/drives.c), or NULL */
 
     GPtrArray *monitors;     /* of Monitor*, owned (monitor/qmp.c); NULL before creation */
 } Machine;

@@ -160,6 +160,13 @@ bool virtio_init(VirtioDev *vd, uint64_t wanted)
         virtio_set_status(vd, VIRTIO_STATUS_FAILED);
         return false;
     }
+    if (vd->intx) {
+        pci_msix_disable(&vd->pci);
+        pci_cfg_write16(&vd->pci, PCI_COMMAND,
+                        pci_cfg_read16(&vd->pci, PCI_COMMAND) & ~PCI_COMMAND_INTX_DISABLE);
+        vd->msix_entries = 0;
+        return true;
+    }
     vd->msix_entries = pci_msix_enable(&vd->pci);
     if (vd->msix_entries) {
         mmio_write16(vd->common + CC_MSIX, VIRTIO_MSI_NO_VECTOR);

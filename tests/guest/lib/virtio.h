@@ -82,6 +82,7 @@ typedef struct {
     uint32_t notify_mult;
     uint64_t device_features, features;
     unsigned msix_entries; /* 0: no MSI-X */
+    bool intx;             /* set before virtio_init: leave MSI-X off, use the INTx pin */
     Virtq vq[VIRTIO_MAX_QUEUES];
 } VirtioDev;
 
@@ -94,7 +95,8 @@ void *guest_alloc(size_t size, size_t align, bool zero);
 bool virtio_pci_find(const PciDev *devs, unsigned n, unsigned type, unsigned nth,
                      VirtioDev *vd);
 /* Resets, acknowledges, negotiates `wanted` & offered (VERSION_1 must be offered) and
- * sets FEATURES_OK; enables MSI-X if the function has it.  Prints why it fails. */
+ * sets FEATURES_OK; enables MSI-X if the function has it (unless vd->intx, which turns
+ * MSI-X off and INTx on).  Prints why it fails. */
 bool virtio_init(VirtioDev *vd, uint64_t wanted);
 /* Sets up queue q with at most max_size entries (0: the device's maximum) and routes it to
  * LAPIC `vector` through MSI-X entry q+1 (vector 0: no interrupt). */
