@@ -67,6 +67,10 @@ CmdlineHandler cmdline_opt_mon;
 /* After the last option: every monitor's chardev exists and is used by nobody else. */
 G_GNUC_WARN_UNUSED_RESULT bool cmdline_monitor_finish(CmdlineState *s, Error **errp);
 
+/* cmdline-block.c */
+CmdlineHandler cmdline_opt_drive;
+CmdlineHandler cmdline_opt_blockdev;
+
 /* cmdline-machine.c */
 CmdlineHandler cmdline_opt_machine;
 CmdlineHandler cmdline_opt_accel;

@@ -279,6 +279,10 @@ static const CmdlineOption cmdline_options[] = {
       "chardev:ID or none" },
     { "chardev", "BACKEND,id=ID[,...]", cmdline_opt_chardev,
       "character backend: null, stdio, file (path=), socket (path= or host=,port=)" },
+    { "drive", "file=FILE[,format=F,if=virtio|none,id=ID,cache=C,aio=A,readonly=on,...]",
+      cmdline_opt_drive, "a disk image (if=none: for -device ...,drive=ID)" },
+    { "blockdev", "driver=D,node-name=N[,...] or JSON", cmdline_opt_blockdev,
+      "a block node, in dotted keys or JSON" },
     { "device", "DRIVER[,PROP=VALUE...]", opt_device,
       "add a device ('-device help' lists them, '-device DRIVER,help' its properties)" },
     { "name", "[guest=]NAME", opt_name, "name of the guest" },
@@ -304,8 +308,8 @@ static const CmdlineOption cmdline_options[] = {
 /* QEMU options Sen knows of but does not implement yet: a clear error, never ignored. */
 static const char *const cmdline_unsupported[] = {
     "acpitable", "action", "add-fd", "alt-grab", "async-teardown", "audio", "audiodev",
-    "bios", "blockdev", "boot", "cdrom", "chroot", "compat", "ctrl-grab", "curses", "d",
-    "D", "debugcon", "drive", "dtb", "dump-vmstate", "echr", "enable-fips",
+    "bios", "boot", "cdrom", "chroot", "compat", "ctrl-grab", "curses", "d",
+    "D", "debugcon", "dtb", "dump-vmstate", "echr", "enable-fips",
     "enable-sync-profile", "fda", "fdb", "fsdev", "full-screen", "fw_cfg", "g", "gdb",
     "global", "hda", "hdb", "hdc", "hdd", "icount", "incoming", "iscsi", "k", "kvm-shadow-mem",
     "L", "loadvm", "mem-path", "mem-prealloc", "monitor", "msg", "mtdblock", "net",

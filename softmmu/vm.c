@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <glib-unix.h>
 #include "accel/accel.h"
+#include "sen/block.h"
 #include "sen/chardev.h"
 #include "sen/device.h"
 #include "sen/hw/pc.h"
@@ -230,7 +231,8 @@ Machine *machine_create(MachineConfig *cfg, Error **errp)
             goto fail;
         }
     }
-    if (!create_chardevs(m, errp) || !pc_machine_init(m, errp)) {
+    if (!create_chardevs(m, errp) || !block_init_drives(m, errp) ||
+        !pc_machine_init(m, errp)) {
         goto fail;
     }
     if (cfg->daemonize && (report_fd = daemonize_fork(errp)) < 0) {
@@ -402,6 +404,7 @@ void machine_destroy(Machine *m)
     machine_lock(m);
     device_destroy_all(m);
     machine_unlock(m);
+    block_cleanup(m); /* after the devices that use the drives */
     pc_machine_free(m);
     for (guint i = 0; i < m->chardevs->len; i++) {
         chardev_free(g_ptr_array_index(m->chardevs, i));

@@ -128,7 +128,7 @@ struct BlockDriver {
     /* Resizes the virtual disk; shrink only when allowed.  Updates bs->total_size. */
     bool (*truncate)(BlockDriverState *bs, int64_t size, bool shrink, Error **errp);
     /* Status of [offset, offset+bytes): returns BDRV_BLOCK_* for the first *pnum bytes;
-     * *map/*file set when OFFSET_VALID.  NULL: everything DATA|ALLOCATED. */
+     * map and file are set when OFFSET_VALID.  NULL: everything DATA|ALLOCATED. */
     int (*block_status)(BlockDriverState *bs, int64_t offset, int64_t bytes, int64_t *pnum,
                         int64_t *map, BlockDriverState **file);
     /* Fills bdi (zeroed by the caller). */
@@ -185,6 +185,11 @@ struct BlockRequest {
     void *opaque;
     void *driver_priv;          /* scratch for the driver that handles it */
 };
+
+/* A Keyval built by code rather than parsed (option sets for bdrv_open, -blockdev JSON). */
+Keyval *block_keyval_new(void);
+void block_keyval_add(Keyval *kv, const char *key, const char *value);
+Keyval *block_keyval_copy(const Keyval *kv);
 
 /* Driver registry (block/drivers.c). */
 const BlockDriver *bdrv_find_format(const char *name);

@@ -1,0 +1,359 @@
+/*
+ * BlockBackend: the block layer as a device sees it.  On top of the root node it counts
+ * statistics (query-blockstats), turns all-zero writes into write_zeroes (detect-zeroes),
+ * and emulates a disk without write cache (cache=writethrough/directsync) by flushing
+ * after every write before the request completes.
+ */
+#include <errno.h>
+#include <string.h>
+#include "block/block-internal.h"
+
+struct BlockBackend {
+    char *name;
+    BlockDriverState *root;
+    bool write_cache;
+    GMainContext *ctx;
+    int inflight;            /* atomic: async requests not yet called back */
+    GMutex stats_lock;
+    BlockAcctStats stats;
+};
+
+typedef struct BlkAioReq {
+    BlockRequest req;
+    BlockBackend *blk;
+    BlockCompletionFunc *cb;
+    void *opaque;
+    BlockRequestType acct_type; /* what the caller asked, for statistics */
+    int64_t acct_bytes;
+    int64_t start_ns;
+    bool invalid;               /* rejected before reaching the driver */
+    bool flush_after;           /* write-through: flush before calling back */
+} BlkAioReq;
+
+BlockBackend *blk_new(const char *name, BlockDriverState *root, bool write_cache)
+{
+    BlockBackend *blk = g_new0(BlockBackend, 1);
+
+    blk->name = g_strdup(name);
+    blk->root = root;
+    blk->write_cache = write_cache;
+    blk->ctx = g_main_context_default();
+    g_mutex_init(&blk->stats_lock);
+    return blk;
+}
+
+void blk_unref(BlockBackend *blk)
+{
+    if (!blk) {
+        return;
+    }
+    blk_drain(blk);
+    bdrv_flush(blk->root);
+    bdrv_unref(blk->root);
+    g_mutex_clear(&blk->stats_lock);
+    g_free(blk->name);
+    g_free(blk);
+}
+
+const char *blk_name(const BlockBackend *blk)
+{
+    return blk->name;
+}
+
+BlockDriverState *blk_bs(BlockBackend *blk)
+{
+    return blk->root;
+}
+
+bool blk_is_read_only(const BlockBackend *blk)
+{
+    return blk->root->read_only;
+}
+
+bool blk_enable_write_cache(const BlockBackend *blk)
+{
+    return blk->write_cache;
+}
+
+int64_t blk_getlength(BlockBackend *blk)
+{
+    return bdrv_getlength(blk->root);
+}
+
+void blk_get_stats(BlockBackend *blk, BlockAcctStats *out)
+{
+    g_mutex_lock(&blk->stats_lock);
+    *out = blk->stats;
+    g_mutex_unlock(&blk->stats_lock);
+}
+
+static void bdrv_set_context_tree(BlockDriverState *bs, GMainContext *ctx)
+{
+    for (; bs; bs = bs->backing) {
+        bs->ctx = ctx;
+        if (bs->file) {
+            bdrv_set_context_tree(bs->file, ctx);
+        }
+    }
+}
+
+void blk_set_context(BlockBackend *blk, GMainContext *ctx)
+{
+    blk->ctx = ctx ? ctx : g_main_context_default();
+    bdrv_set_context_tree(blk->root, blk->ctx);
+}
+
+static void blk_account(BlockBackend *blk, BlockRequestType type, int64_t offset,
+                        int64_t bytes, int64_t start_ns, bool invalid, int ret)
+{
+    BlockAcctStats *st = &blk->stats;
+    int64_t now = block_now_ns();
+    uint64_t ns = now - start_ns;
+
+    g_mutex_lock(&blk->stats_lock);
+    st->last_access_ns = now;
+    switch (type) {
+    case BLOCK_REQ_READ:
+        if (invalid) {
+            st->invalid_rd_operations++;
+        } else if (ret < 0) {
+            st->failed_rd_operations++;
+        } else {
+            st->rd_operations++;
+            st->rd_bytes += bytes;
+            st->rd_total_time_ns += ns;
+        }
+        break;
+    case BLOCK_REQ_WRITE:
+    case BLOCK_REQ_WRITE_ZEROES:
+        if (invalid) {
+            st->invalid_wr_operations++;
+        } else if (ret < 0) {
+            st->failed_wr_operations++;
+        } else {
+            st->wr_operations++;
+            st->wr_bytes += bytes;
+            st->wr_total_time_ns += ns;
+            st->wr_highest_offset = MAX(st->wr_highest_offset, offset + bytes);
+        }
+        break;
+    case BLOCK_REQ_FLUSH:
+        if (ret < 0) {
+            st->failed_flush_operations++;
+        } else {
+            st->flush_operations++;
+            st->flush_total_time_ns += ns;
+        }
+        break;
+    case BLOCK_REQ_DISCARD:
+        if (invalid) {
+            st->invalid_unmap_operations++;
+        } else if (ret < 0) {
+            st->failed_unmap_operations++;
+        } else {
+            st->unmap_operations++;
+            st->unmap_bytes += bytes;
+            st->unmap_total_time_ns += ns;
+        }
+        break;
+    }
+    g_mutex_unlock(&blk->stats_lock);
+}
+
+static bool blk_range_invalid(BlockBackend *blk, int64_t offset, int64_t bytes)
+{
+    return offset < 0 || bytes < 0 || offset > blk_getlength(blk) - bytes;
+}
+
+/* detect-zeroes: an all-zero write becomes write_zeroes (unmapping when allowed). */
+static bool blk_write_is_zeroes(BlockBackend *blk, const struct iovec *iov, int niov,
+                                int *flags)
+{
+    BlockDriverState *bs = blk->root;
+
+    if (bs->detect_zeroes == BLOCK_DETECT_ZEROES_OFF || !block_iov_is_zero(iov, niov)) {
+        return false;
+    }
+    if (bs->detect_zeroes == BLOCK_DETECT_ZEROES_UNMAP) {
+        *flags |= BDRV_REQ_MAY_UNMAP;
+    }
+    return true;
+}
+
+/* ---- synchronous ---- */
+
+int blk_preadv(BlockBackend *blk, int64_t offset, int64_t bytes, const struct iovec *iov,
+               int niov, int flags)
+{
+    int64_t start = block_now_ns();
+    bool invalid = blk_range_invalid(blk, offset, bytes);
+    int ret = invalid ? -EIO : bdrv_preadv(blk->root, offset, bytes, iov, niov, flags);
+
+    blk_account(blk, BLOCK_REQ_READ, offset, bytes, start, invalid, ret);
+    return ret;
+}
+
+/* A write-like request followed by the write-through flush. */
+static int blk_finish_write(BlockBackend *blk, int ret)
+{
+    if (ret == 0 && !blk->write_cache) {
+        ret = bdrv_flush(blk->root);
+    }
+    return ret;
+}
+
+int blk_pwritev(BlockBackend *blk, int64_t offset, int64_t bytes, const struct iovec *iov,
+                int niov, int flags)
+{
+    int64_t start = block_now_ns();
+    bool invalid = blk_range_invalid(blk, offset, bytes);
+    int ret;
+
+    if (invalid) {
+        ret = -EIO;
+    } else if (blk_write_is_zeroes(blk, iov, niov, &flags)) {
+        ret = blk_finish_write(blk, bdrv_pwrite_zeroes(blk->root, offset, bytes, flags));
+    } else {
+        ret = blk_finish_write(blk, bdrv_pwritev(blk->root, offset, bytes, iov, niov,
+                                                 flags));
+    }
+    blk_account(blk, BLOCK_REQ_WRITE, offset, bytes, start, invalid, ret);
+    return ret;
+}
+
+int blk_pread(BlockBackend *blk, int64_t offset, int64_t bytes, void *buf)
+{
+    struct iovec iov = { .iov_base = buf, .iov_len = bytes };
+    return blk_preadv(blk, offset, bytes, &iov, 1, 0);
+}
+
+int blk_pwrite(BlockBackend *blk, int64_t offset, int64_t bytes, const void *buf)
+{
+    struct iovec iov = { .iov_base = (void *)buf, .iov_len = bytes };
+    return blk_pwritev(blk, offset, bytes, &iov, 1, 0);
+}
+
+int blk_flush(BlockBackend *blk)
+{
+    int64_t start = block_now_ns();
+    int ret = bdrv_flush(blk->root);
+
+    blk_account(blk, BLOCK_REQ_FLUSH, 0, 0, start, false, ret);
+    return ret;
+}
+
+int blk_pdiscard(BlockBackend *blk, int64_t offset, int64_t bytes)
+{
+    int64_t start = block_now_ns();
+    bool invalid = blk_range_invalid(blk, offset, bytes);
+    int ret = invalid ? -EIO : bdrv_pdiscard(blk->root, offset, bytes);
+
+    blk_account(blk, BLOCK_REQ_DISCARD, offset, bytes, start, invalid, ret);
+    return ret;
+}
+
+int blk_pwrite_zeroes(BlockBackend *blk, int64_t offset, int64_t bytes, int flags)
+{
+    int64_t start = block_now_ns();
+    bool invalid = blk_range_invalid(blk, offset, bytes);
+    int ret = invalid ? -EIO
+                      : blk_finish_write(blk, bdrv_pwrite_zeroes(blk->root, offset, bytes,
+                                                                 flags));
+
+    blk_account(blk, BLOCK_REQ_WRITE_ZEROES, offset, bytes, start, invalid, ret);
+    return ret;
+}
+
+/* ---- asynchronous ---- */
+
+static void blk_aio_complete(BlockRequest *req, int ret)
+{
+    BlkAioReq *r = (BlkAioReq *)req;
+    BlockBackend *blk = r->blk;
+
+    if (ret == 0 && r->flush_after) {
+        r->flush_after = false;
+        r->req.type = BLOCK_REQ_FLUSH;
+        r->req.offset = r->req.bytes = 0;
+        bdrv_aio_submit(blk->root, &r->req);
+        return;
+    }
+    blk_account(blk, r->acct_type, r->req.offset, r->acct_bytes, r->start_ns, r->invalid,
+                ret);
+    r->cb(r->opaque, ret);
+    g_free(r);
+    g_atomic_int_add(&blk->inflight, -1);
+}
+
+static void blk_aio_submit(BlockBackend *blk, BlockRequestType type, int64_t offset,
+                           int64_t bytes, const struct iovec *iov, int niov, int flags,
+                           BlockCompletionFunc *cb, void *opaque)
+{
+    BlkAioReq *r = g_new0(BlkAioReq, 1);
+
+    r->blk = blk;
+    r->cb = cb;
+    r->opaque = opaque;
+    r->acct_type = type;
+    r->acct_bytes = bytes;
+    r->start_ns = block_now_ns();
+    r->req.type = type;
+    r->req.offset = offset;
+    r->req.bytes = bytes;
+    r->req.iov = iov;
+    r->req.niov = niov;
+    r->req.flags = flags;
+    r->req.complete = blk_aio_complete;
+    r->req.opaque = r;
+    if (type != BLOCK_REQ_FLUSH) {
+        /* The node rejects it too; this only decides which counter it lands in. */
+        r->invalid = blk_range_invalid(blk, offset, bytes);
+    }
+    if (type == BLOCK_REQ_WRITE && !r->invalid &&
+        blk_write_is_zeroes(blk, iov, niov, &r->req.flags)) {
+        r->req.type = BLOCK_REQ_WRITE_ZEROES;
+    }
+    r->flush_after = !blk->write_cache &&
+                     (type == BLOCK_REQ_WRITE || type == BLOCK_REQ_WRITE_ZEROES);
+    g_atomic_int_inc(&blk->inflight);
+    bdrv_aio_submit(blk->root, &r->req);
+}
+
+void blk_aio_preadv(BlockBackend *blk, int64_t offset, const struct iovec *iov, int niov,
+                    int flags, BlockCompletionFunc *cb, void *opaque)
+{
+    blk_aio_submit(blk, BLOCK_REQ_READ, offset, block_iov_size(iov, niov), iov, niov,
+                   flags, cb, opaque);
+}
+
+void blk_aio_pwritev(BlockBackend *blk, int64_t offset, const struct iovec *iov, int niov,
+                     int flags, BlockCompletionFunc *cb, void *opaque)
+{
+    blk_aio_submit(blk, BLOCK_REQ_WRITE, offset, block_iov_size(iov, niov), iov, niov,
+                   flags, cb, opaque);
+}
+
+void blk_aio_flush(BlockBackend *blk, BlockCompletionFunc *cb, void *opaque)
+{
+    blk_aio_submit(blk, BLOCK_REQ_FLUSH, 0, 0, NULL, 0, 0, cb, opaque);
+}
+
+void blk_aio_pdiscard(BlockBackend *blk, int64_t offset, int64_t bytes,
+                      BlockCompletionFunc *cb, void *opaque)
+{
+    blk_aio_submit(blk, BLOCK_REQ_DISCARD, offset, bytes, NULL, 0, 0, cb, opaque);
+}
+
+void blk_aio_pwrite_zeroes(BlockBackend *blk, int64_t offset, int64_t bytes, int flags,
+                           BlockCompletionFunc *cb, void *opaque)
+{
+    blk_aio_submit(blk, BLOCK_REQ_WRITE_ZEROES, offset, bytes, NULL, 0, flags, cb,
+                   opaque);
+}
+
+void blk_drain(BlockBackend *blk)
+{
+    while (g_atomic_int_get(&blk->inflight) > 0) {
+        g_main_context_iteration(blk->ctx, true);
+    }
+}

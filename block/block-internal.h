@@ -1,0 +1,44 @@
+/* Private to block/: helpers the generic layer and the drivers share. */
+#ifndef SEN_BLOCK_INTERNAL_H
+#define SEN_BLOCK_INTERNAL_H
+
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+#include "sen/block.h"
+
+/* block/drivers.c: the registry, NULL-terminated. */
+extern const BlockDriver *const block_driver_table[];
+extern const BlockDriver bdrv_file;
+extern const BlockDriver bdrv_raw;
+
+/* block/file-posix.c: st_blocks * 512 of the open file, or -errno. */
+int64_t file_posix_allocated_size(BlockDriverState *bs);
+
+/* The most likely format of buf (never NULL: raw is the fallback). */
+const BlockDriver *bdrv_probe_format(const uint8_t *buf, int len, const char *filename);
+
+
+/*
+ * bdrv_open with a way to resolve references to existing nodes ("file": "node-name" in
+ * -blockdev); lookup may be NULL.  Returns a new reference on a found node.
+ */
+typedef BlockDriverState *BlockNodeLookup(void *opaque, const char *node_name);
+BlockDriverState *bdrv_open_ex(const char *filename, Keyval *options, const char *format,
+                               int flags, BlockNodeLookup *lookup, void *lookup_opaque,
+                               Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+
+/* iovec helpers */
+size_t block_iov_size(const struct iovec *iov, int niov);
+void block_iov_to_buf(const struct iovec *iov, int niov, size_t off, void *buf,
+                      size_t bytes);
+void block_iov_from_buf(const struct iovec *iov, int niov, size_t off, const void *buf,
+                        size_t bytes);
+void block_iov_memset(const struct iovec *iov, int niov, size_t off, int c, size_t bytes);
+bool block_iov_is_zero(const struct iovec *iov, int niov);
+bool block_buffer_is_zero(const void *buf, size_t len);
+
+int64_t block_now_ns(void);
+
+#endif

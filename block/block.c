@@ -1,0 +1,855 @@
+/*
+ * The node graph: opening nodes (with format probing), the synchronous I/O entry points
+ * drivers and tools use, and asynchronous submission (driver aio or a worker pool).
+ * BlockBackend lives in block-backend.c, the machine's drives in drives.c.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "block/block-internal.h"
+
+enum {
+    PROBE_BUF_SIZE = 2048,
+    POOL_MAX_THREADS = 16,
+    ZERO_CHUNK = 1024 * 1024,
+};
+
+/*
+ * What every node carries beyond the public struct: the worker pool for requests the
+ * driver cannot do asynchronously.  The pool is created on first use because most
+ * nodes (children of a format node, tools) never see an async request.
+ */
+typedef struct BlockNode {
+    BlockDriverState bs;
+    GMutex lock;            /* guards pool creation and total_size growth */
+    GThreadPool *pool;
+} BlockNode;
+
+static BlockNode *block_node(BlockDriverState *bs)
+{
+    return (BlockNode *)bs;
+}
+
+int64_t block_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* ---- registry ---- */
+
+const BlockDriver *bdrv_find_format(const char *name)
+{
+    for (int i = 0; block_driver_table[i]; i++) {
+        if (strcmp(block_driver_table[i]->format_name, name) == 0) {
+            return block_driver_table[i];
+        }
+    }
+    return NULL;
+}
+
+char *bdrv_format_list(void)
+{
+    GString *s = g_string_new(NULL);
+    for (int i = 0; block_driver_table[i]; i++) {
+        g_string_append_printf(s, "%s%s", i ? " " : "", block_driver_table[i]->format_name);
+    }
+    return g_string_free(s, false);
+}
+
+const BlockDriver *bdrv_probe_format(const uint8_t *buf, int len, const char *filename)
+{
+    const BlockDriver *best = &bdrv_raw;
+    int best_score = 0;
+
+    for (int i = 0; block_driver_table[i]; i++) {
+        const BlockDriver *drv = block_driver_table[i];
+        if (drv->probe) {
+            int score = drv->probe(buf, len, filename);
+            if (score > best_score) {
+                best = drv;
+                best_score = score;
+            }
+        }
+    }
+    return best;
+}
+
+void block_snapshot_info_free(BlockSnapshotInfo *sn)
+{
+    if (sn) {
+        g_free(sn->id_str);
+        g_free(sn->name);
+        g_free(sn);
+    }
+}
+
+/* ---- keyval and iovec helpers ---- */
+
+static void block_keyval_pair_free(gpointer p)
+{
+    KeyvalPair *pair = p;
+    g_free(pair->key);
+    g_free(pair->value);
+    g_free(pair);
+}
+
+Keyval *block_keyval_new(void)
+{
+    Keyval *kv = g_new0(Keyval, 1);
+    kv->pairs = g_ptr_array_new_with_free_func(block_keyval_pair_free);
+    return kv;
+}
+
+void block_keyval_add(Keyval *kv, const char *key, const char *value)
+{
+    KeyvalPair *pair = g_new0(KeyvalPair, 1);
+    pair->key = g_strdup(key);
+    pair->value = g_strdup(value);
+    g_ptr_array_add(kv->pairs, pair);
+}
+
+Keyval *block_keyval_copy(const Keyval *kv)
+{
+    Keyval *copy = block_keyval_new();
+
+    for (guint i = 0; kv && i < kv->pairs->len; i++) {
+        const KeyvalPair *pair = g_ptr_array_index(kv->pairs, i);
+        block_keyval_add(copy, pair->key, pair->value);
+    }
+    return copy;
+}
+
+/* Moves every "prefix.x" of kv into a new Keyval as "x"; NULL when there is none. */
+static Keyval *block_keyval_extract(Keyval *kv, const char *prefix)
+{
+    size_t plen = strlen(prefix);
+    Keyval *sub = NULL;
+
+    for (guint i = 0; i < kv->pairs->len;) {
+        KeyvalPair *pair = g_ptr_array_index(kv->pairs, i);
+        if (strncmp(pair->key, prefix, plen) == 0 && pair->key[plen] == '.') {
+            if (!sub) {
+                sub = block_keyval_new();
+            }
+            block_keyval_add(sub, pair->key + plen + 1, pair->value);
+            g_ptr_array_remove_index(kv->pairs, i);
+        } else {
+            i++;
+        }
+    }
+    return sub;
+}
+
+size_t block_iov_size(const struct iovec *iov, int niov)
+{
+    size_t n = 0;
+    for (int i = 0; i < niov; i++) {
+        n += iov[i].iov_len;
+    }
+    return n;
+}
+
+/* Calls fn on each piece of [off, off+bytes) of the vector. */
+#define IOV_FOR_RANGE(iov, niov, off, bytes, BODY)                              \
+    do {                                                                        \
+        size_t skip_ = (off), left_ = (bytes), done_ = 0;                       \
+        for (int i_ = 0; i_ < (niov) && left_; i_++) {                          \
+            if (skip_ >= (iov)[i_].iov_len) {                                   \
+                skip_ -= (iov)[i_].iov_len;                                     \
+                continue;                                                       \
+            }                                                                   \
+            uint8_t *p_ = (uint8_t *)(iov)[i_].iov_base + skip_;                \
+            size_t n_ = MIN((iov)[i_].iov_len - skip_, left_);                  \
+            BODY;                                                               \
+            skip_ = 0;                                                          \
+            left_ -= n_;                                                        \
+            done_ += n_;                                                        \
+        }                                                                       \
+    } while (0)
+
+void block_iov_to_buf(const struct iovec *iov, int niov, size_t off, void *buf,
+                      size_t bytes)
+{
+    IOV_FOR_RANGE(iov, niov, off, bytes, memcpy((uint8_t *)buf + done_, p_, n_));
+}
+
+void block_iov_from_buf(const struct iovec *iov, int niov, size_t off, const void *buf,
+                        size_t bytes)
+{
+    IOV_FOR_RANGE(iov, niov, off, bytes, memcpy(p_, (const uint8_t *)buf + done_, n_));
+}
+
+void block_iov_memset(const struct iovec *iov, int niov, size_t off, int c, size_t bytes)
+{
+    IOV_FOR_RANGE(iov, niov, off, bytes, memset(p_, c, n_));
+}
+
+bool block_buffer_is_zero(const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+    size_t i = 0;
+
+    for (; i < len && ((uintptr_t)(p + i) & 7); i++) {
+        if (p[i]) {
+            return false;
+        }
+    }
+    for (; i + 8 <= len; i += 8) {
+        uint64_t v;
+        memcpy(&v, p + i, 8);
+        if (v) {
+            return false;
+        }
+    }
+    for (; i < len; i++) {
+        if (p[i]) {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool block_iov_is_zero(const struct iovec *iov, int niov)
+{
+    for (int i = 0; i < niov; i++) {
+        if (!block_buffer_is_zero(iov[i].iov_base, iov[i].iov_len)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* ---- opening ---- */
+
+static BlockDriverState *bdrv_new_node(const BlockDriver *drv, const char *filename,
+                                       const char *node_name, int flags)
+{
+    static gint counter;
+    BlockNode *node = g_new0(BlockNode, 1);
+    BlockDriverState *bs = &node->bs;
+
+    g_mutex_init(&node->lock);
+    bs->drv = drv;
+    bs->opaque = drv->instance_size ? g_malloc0(drv->instance_size) : NULL;
+    bs->filename = g_strdup(filename);
+    bs->node_name = node_name ? g_strdup(node_name)
+                              : g_strdup_printf("#block%03d", g_atomic_int_add(&counter, 1));
+    bs->open_flags = flags;
+    bs->read_only = !(flags & BDRV_O_RDWR);
+    bs->request_alignment = 1;
+    bs->ctx = g_main_context_default();
+    bs->refcnt = 1;
+    return bs;
+}
+
+static void bdrv_free_node(BlockDriverState *bs)
+{
+    BlockNode *node = block_node(bs);
+
+    if (node->pool) {
+        /* Wait for running jobs: they reference bs. */
+        g_thread_pool_free(node->pool, false, true);
+    }
+    g_mutex_clear(&node->lock);
+    g_free(bs->opaque);
+    g_free(bs->filename);
+    g_free(bs->node_name);
+    g_free(node);
+}
+
+void bdrv_ref(BlockDriverState *bs)
+{
+    g_atomic_int_inc(&bs->refcnt);
+}
+
+void bdrv_unref(BlockDriverState *bs)
+{
+    if (!bs || !g_atomic_int_dec_and_test(&bs->refcnt)) {
+        return;
+    }
+    if (bs->drv->close) {
+        bs->drv->close(bs);
+    }
+    bdrv_unref(bs->backing);
+    bdrv_unref(bs->file);
+    bdrv_free_node(bs);
+}
+
+/* Applies the generic node options (QEMU's BlockdevOptionsBase + cache) to *flags. */
+static bool bdrv_parse_common(Keyval *opts, const char *what, int *flags,
+                              BlockDetectZeroes *dz, Error **errp)
+{
+    bool ro, direct, no_flush;
+    const char *v;
+
+    if (!keyval_get_bool(opts, what, "read-only", !(*flags & BDRV_O_RDWR), &ro, errp) ||
+        !keyval_get_bool(opts, what, "cache.direct", *flags & BDRV_O_NOCACHE, &direct,
+                         errp) ||
+        !keyval_get_bool(opts, what, "cache.no-flush", *flags & BDRV_O_NO_FLUSH, &no_flush,
+                         errp)) {
+        return false;
+    }
+    *flags = (*flags & ~(BDRV_O_RDWR | BDRV_O_NOCACHE | BDRV_O_NO_FLUSH)) |
+             (ro ? 0 : BDRV_O_RDWR) | (direct ? BDRV_O_NOCACHE : 0) |
+             (no_flush ? BDRV_O_NO_FLUSH : 0);
+
+    if ((v = keyval_get(opts, "aio"))) {
+        if (strcmp(v, "native") == 0) {
+            *flags |= BDRV_O_NATIVE_AIO;
+        } else if (strcmp(v, "threads") == 0) {
+            *flags &= ~BDRV_O_NATIVE_AIO;
+        } else {
+            error_setg(errp, "%s: aio=%s: expected 'threads' or 'native'", what, v);
+            return false;
+        }
+    }
+    if ((v = keyval_get(opts, "discard"))) {
+        if (strcmp(v, "unmap") == 0 || strcmp(v, "on") == 0) {
+            *flags |= BDRV_O_UNMAP;
+        } else if (strcmp(v, "ignore") == 0 || strcmp(v, "off") == 0) {
+            *flags &= ~BDRV_O_UNMAP;
+        } else {
+            error_setg(errp, "%s: discard=%s: expected 'ignore' or 'unmap'", what, v);
+            return false;
+        }
+    }
+    if ((v = keyval_get(opts, "detect-zeroes"))) {
+        if (strcmp(v, "off") == 0) {
+            *dz = BLOCK_DETECT_ZEROES_OFF;
+        } else if (strcmp(v, "on") == 0) {
+            *dz = BLOCK_DETECT_ZEROES_ON;
+        } else if (strcmp(v, "unmap") == 0) {
+            *dz = BLOCK_DETECT_ZEROES_UNMAP;
+        } else {
+            error_setg(errp, "%s: detect-zeroes=%s: expected 'off', 'on' or 'unmap'", what,
+                       v);
+            return false;
+        }
+    }
+    if (*dz == BLOCK_DETECT_ZEROES_UNMAP && !(*flags & BDRV_O_UNMAP)) {
+        error_setg(errp, "%s: detect-zeroes=unmap is not allowed without discard=unmap",
+                   what);
+        return false;
+    }
+    return true;
+}
+
+/* Runs drv->open on a fresh node and checks that every option was understood. */
+static BlockDriverState *bdrv_open_driver(const BlockDriver *drv, const char *filename,
+                                          const char *node_name, Keyval *opts, int flags,
+                                          BlockDetectZeroes dz, BlockDriverState *file,
+                                          bool probed, const char *what, Error **errp)
+{
+    BlockDriverState *bs = bdrv_new_node(drv, filename, node_name, flags);
+
+    bs->file = file;
+    bs->probed = probed;
+    bs->detect_zeroes = dz;
+    if (file) {
+        bs->request_alignment = file->request_alignment;
+    }
+    if (drv->open && !drv->open(bs, opts, flags, errp)) {
+        /* A driver cleans up after its own failed open: no close. */
+        BlockDriverState *backing = bs->backing;
+        bdrv_free_node(bs);
+        bdrv_unref(backing);
+        bdrv_unref(file);
+        return NULL;
+    }
+    if (!keyval_check_all_used(opts, what, errp)) {
+        bdrv_unref(bs);
+        return NULL;
+    }
+    return bs;
+}
+
+/* Opens the protocol child of a format node (or of a probe) from the options. */
+static BlockDriverState *bdrv_open_file_child(const char *filename, Keyval *opts,
+                                              int flags, BlockNodeLookup *lookup,
+                                              void *lookup_opaque, const char *what,
+                                              Error **errp)
+{
+    g_autofree char *ref = keyval_take(opts, "file");
+    g_autoptr(Keyval) sub = block_keyval_extract(opts, "file");
+
+    if (ref && sub) {
+        error_setg(errp, "%s: file=%s and file.* options cannot be combined", what, ref);
+        return NULL;
+    }
+    if (ref) {
+        BlockDriverState *file = lookup ? lookup(lookup_opaque, ref) : NULL;
+        if (!file) {
+            error_setg(errp, "%s: file=%s: no block node named '%s'", what, ref, ref);
+        }
+        return file;
+    }
+    if (sub) {
+        if (!keyval_has(sub, "driver")) {
+            block_keyval_add(sub, "driver", "file");
+        }
+        if (filename && !keyval_has(sub, "filename")) {
+            block_keyval_add(sub, "filename", filename);
+        }
+        return bdrv_open_ex(NULL, g_steal_pointer(&sub), NULL, flags, lookup,
+                            lookup_opaque, errp);
+    }
+    if (!filename) {
+        error_setg(errp, "%s: a file name (filename= or file=) is required", what);
+        return NULL;
+    }
+    return bdrv_open_ex(filename, NULL, "file", flags, NULL, NULL, errp);
+}
+
+static bool bdrv_probe_file(BlockDriverState *file, const char *filename,
+                            const BlockDriver **drv, Error **errp)
+{
+    g_autofree uint8_t *buf = g_malloc0(PROBE_BUF_SIZE);
+    int64_t len = MIN(bdrv_getlength(file), PROBE_BUF_SIZE);
+    int ret = len > 0 ? bdrv_pread(file, 0, len, buf) : 0;
+
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Could not read image for determining its format "
+                         "('%s')", filename);
+        return false;
+    }
+    *drv = bdrv_probe_format(buf, MAX(len, 0), filename);
+    return true;
+}
+
+BlockDriverState *bdrv_open_ex(const char *filename, Keyval *options, const char *format,
+                               int flags, BlockNodeLookup *lookup, void *lookup_opaque,
+                               Error **errp)
+{
+    g_autoptr(Keyval) opts = options ? options : block_keyval_new();
+    g_autofree char *drvname = keyval_take(opts, "driver");
+    g_autofree char *fname = keyval_take(opts, "filename");
+    g_autofree char *node_name = keyval_take(opts, "node-name");
+    BlockDetectZeroes dz = BLOCK_DETECT_ZEROES_OFF;
+    const BlockDriver *drv = NULL;
+    BlockDriverState *file = NULL;
+    bool probed = false;
+
+    if (filename && fname && strcmp(filename, fname) != 0) {
+        error_setg(errp, "'%s': filename=%s conflicts with the file name given", filename,
+                   fname);
+        return NULL;
+    }
+    if (!filename) {
+        filename = fname;
+    }
+    const char *what = filename ? filename : node_name ? node_name : "block node";
+
+    if (format && drvname && strcmp(format, drvname) != 0) {
+        error_setg(errp, "'%s': driver=%s conflicts with format=%s", what, drvname, format);
+        return NULL;
+    }
+    if (!format) {
+        format = drvname;
+    }
+    if (format) {
+        drv = bdrv_find_format(format);
+        if (!drv) {
+            g_autofree char *list = bdrv_format_list();
+            error_setg(errp, "'%s': unknown format '%s' (supported: %s)", what, format, list);
+            return NULL;
+        }
+    }
+    if (!bdrv_parse_common(opts, what, &flags, &dz, errp)) {
+        return NULL;
+    }
+
+    if (drv && drv->is_protocol) {
+        if (keyval_has(opts, "file")) {
+            error_setg(errp, "'%s': the '%s' driver takes no 'file' child", what,
+                       drv->format_name);
+            return NULL;
+        }
+        if (!filename) {
+            error_setg(errp, "The '%s' block driver requires a file name (filename=)",
+                       drv->format_name);
+            return NULL;
+        }
+        return bdrv_open_driver(drv, filename, node_name, opts, flags, dz, NULL, false,
+                                what, errp);
+    }
+
+    file = bdrv_open_file_child(filename, opts, flags, lookup, lookup_opaque, what, errp);
+    if (!file) {
+        return NULL;
+    }
+    if (!drv) {
+        if (!bdrv_probe_file(file, what, &drv, errp)) {
+            bdrv_unref(file);
+            return NULL;
+        }
+        probed = true;
+        if (drv == &bdrv_raw && (flags & BDRV_O_RDWR)) {
+            warn_report("Image format was not specified for '%s' and probing guessed raw. "
+                        "Automatically detecting the format is dangerous for raw images, "
+                        "write operations on block 0 will be restricted. Specify the "
+                        "'raw' format explicitly to remove the restrictions.", what);
+        }
+    }
+
+    return bdrv_open_driver(drv, filename ? filename : file->filename, node_name, opts,
+                            flags, dz, file, probed, what, errp);
+}
+
+BlockDriverState *bdrv_open(const char *filename, Keyval *options, const char *format,
+                            int flags, Error **errp)
+{
+    return bdrv_open_ex(filename, options, format, flags, NULL, NULL, errp);
+}
+
+bool bdrv_open_backing(BlockDriverState *bs, const char *filename, const char *format,
+                       Error **errp)
+{
+    int flags = bs->open_flags & (BDRV_O_NOCACHE | BDRV_O_NO_FLUSH | BDRV_O_NATIVE_AIO);
+    BlockDriverState *backing = bdrv_open(filename, NULL, format, flags, errp);
+
+    if (!backing) {
+        error_prepend(errp, "Could not open backing file: ");
+        return false;
+    }
+    backing->ctx = bs->ctx;
+    bs->backing = backing;
+    return true;
+}
+
+bool bdrv_create(const char *format, const char *filename, Keyval *opts, Error **errp)
+{
+    const BlockDriver *drv = bdrv_find_format(format);
+
+    if (!drv) {
+        g_autofree char *list = bdrv_format_list();
+        error_setg(errp, "Unknown file format '%s' (supported: %s)", format, list);
+        return false;
+    }
+    if (!drv->create) {
+        error_setg(errp, "Format driver '%s' does not support image creation", format);
+        return false;
+    }
+    return drv->create(filename, opts, errp);
+}
+
+/* ---- synchronous I/O ---- */
+
+static int bdrv_check_range(BlockDriverState *bs, int64_t offset, int64_t bytes)
+{
+    if (offset < 0 || bytes < 0 || bytes > INT64_MAX - offset) {
+        return -EIO;
+    }
+    if (!bs->drv->is_protocol && offset + bytes > bs->total_size) {
+        return -EIO;
+    }
+    return 0;
+}
+
+static void bdrv_note_growth(BlockDriverState *bs, int64_t end)
+{
+    BlockNode *node = block_node(bs);
+
+    if (!bs->drv->is_protocol) {
+        return;
+    }
+    g_mutex_lock(&node->lock);
+    if (end > bs->total_size) {
+        bs->total_size = end;
+    }
+    g_mutex_unlock(&node->lock);
+}
+
+int bdrv_preadv(BlockDriverState *bs, int64_t offset, int64_t bytes,
+                const struct iovec *iov, int niov, int flags)
+{
+    int ret = bdrv_check_range(bs, offset, bytes);
+
+    if (ret < 0 || bytes == 0) {
+        return ret;
+    }
+    if (!bs->drv->preadv) {
+        return -ENOTSUP;
+    }
+    return bs->drv->preadv(bs, offset, bytes, iov, niov, flags);
+}
+
+int bdrv_pwritev(BlockDriverState *bs, int64_t offset, int64_t bytes,
+                 const struct iovec *iov, int niov, int flags)
+{
+    int ret = bdrv_check_range(bs, offset, bytes);
+
+    if (ret < 0 || bytes == 0) {
+        return ret;
+    }
+    if (bs->read_only) {
+        return -EPERM;
+    }
+    if (!bs->drv->pwritev) {
+        return -ENOTSUP;
+    }
+    ret = bs->drv->pwritev(bs, offset, bytes, iov, niov, flags);
+    if (ret == 0) {
+        bdrv_note_growth(bs, offset + bytes);
+    }
+    return ret;
+}
+
+int bdrv_pread(BlockDriverState *bs, int64_t offset, int64_t bytes, void *buf)
+{
+    struct iovec iov = { .iov_base = buf, .iov_len = bytes };
+    return bdrv_preadv(bs, offset, bytes, &iov, 1, 0);
+}
+
+int bdrv_pwrite(BlockDriverState *bs, int64_t offset, int64_t bytes, const void *buf)
+{
+    struct iovec iov = { .iov_base = (void *)buf, .iov_len = bytes };
+    return bdrv_pwritev(bs, offset, bytes, &iov, 1, 0);
+}
+
+int bdrv_pwrite_sync(BlockDriverState *bs, int64_t offset, int64_t bytes, const void *buf)
+{
+    int ret = bdrv_pwrite(bs, offset, bytes, buf);
+    return ret < 0 ? ret : bdrv_flush(bs);
+}
+
+int bdrv_pwrite_zeroes(BlockDriverState *bs, int64_t offset, int64_t bytes, int flags)
+{
+    int ret = bdrv_check_range(bs, offset, bytes);
+
+    if (ret < 0 || bytes == 0) {
+        return ret;
+    }
+    if (bs->read_only) {
+        return -EPERM;
+    }
+    if (!(bs->open_flags & BDRV_O_UNMAP)) {
+        flags &= ~BDRV_REQ_MAY_UNMAP;
+    }
+    ret = bs->drv->pwrite_zeroes ? bs->drv->pwrite_zeroes(bs, offset, bytes, flags)
+                                 : -ENOTSUP;
+    if (ret == -ENOTSUP && !(flags & BDRV_REQ_NO_FALLBACK)) {
+        size_t chunk = MIN(bytes, ZERO_CHUNK);
+        void *zeroes = g_malloc0(chunk);
+        ret = 0;
+        for (int64_t done = 0; done < bytes && ret == 0; done += chunk) {
+            int64_t n = MIN(bytes - done, (int64_t)chunk);
+            struct iovec iov = { .iov_base = zeroes, .iov_len = n };
+            ret = bs->drv->pwritev ? bs->drv->pwritev(bs, offset + done, n, &iov, 1, 0)
+                                   : -ENOTSUP;
+        }
+        g_free(zeroes);
+    }
+    if (ret == 0) {
+        bdrv_note_growth(bs, offset + bytes);
+    }
+    return ret;
+}
+
+int bdrv_pdiscard(BlockDriverState *bs, int64_t offset, int64_t bytes)
+{
+    int ret = bdrv_check_range(bs, offset, bytes);
+
+    if (ret < 0 || bytes == 0) {
+        return ret;
+    }
+    if (bs->read_only) {
+        return -EPERM;
+    }
+    /* Discard is a hint: without discard=unmap it succeeds and does nothing. */
+    if (!(bs->open_flags & BDRV_O_UNMAP) || !bs->drv->pdiscard) {
+        return 0;
+    }
+    return bs->drv->pdiscard(bs, offset, bytes);
+}
+
+int bdrv_flush(BlockDriverState *bs)
+{
+    int ret = 0;
+
+    if (!bs || bs->read_only) {
+        return 0;
+    }
+    if (bs->drv->flush) {
+        ret = bs->drv->flush(bs);
+    }
+    if (ret == 0 && bs->file) {
+        ret = bdrv_flush(bs->file);
+    }
+    return ret;
+}
+
+bool bdrv_truncate(BlockDriverState *bs, int64_t size, bool shrink, Error **errp)
+{
+    if (size < 0) {
+        error_setg(errp, "'%s': invalid size %" PRId64, bs->filename, size);
+        return false;
+    }
+    if (bs->read_only) {
+        error_setg(errp, "'%s': cannot resize a read-only image", bs->filename);
+        return false;
+    }
+    if (!bs->drv->truncate) {
+        error_setg(errp, "'%s': the %s format does not support resizing", bs->filename,
+                   bs->drv->format_name);
+        return false;
+    }
+    if (size < bs->total_size && !shrink) {
+        error_setg(errp, "'%s': shrinking from %" PRId64 " to %" PRId64 " bytes needs "
+                   "--shrink", bs->filename, bs->total_size, size);
+        return false;
+    }
+    return bs->drv->truncate(bs, size, shrink, errp);
+}
+
+int64_t bdrv_getlength(BlockDriverState *bs)
+{
+    BlockNode *node = block_node(bs);
+    int64_t len;
+
+    g_mutex_lock(&node->lock);
+    len = bs->total_size;
+    g_mutex_unlock(&node->lock);
+    return len;
+}
+
+int bdrv_block_status(BlockDriverState *bs, int64_t offset, int64_t bytes, int64_t *pnum,
+                      int64_t *map, BlockDriverState **file)
+{
+    int64_t len = bdrv_getlength(bs);
+
+    *pnum = 0;
+    if (offset < 0 || bytes < 0 || offset >= len) {
+        return offset == len ? 0 : -EIO;
+    }
+    bytes = MIN(bytes, len - offset);
+    if (bs->drv->block_status) {
+        return bs->drv->block_status(bs, offset, bytes, pnum, map, file);
+    }
+    *pnum = bytes;
+    if (map) {
+        *map = offset;
+    }
+    if (file) {
+        *file = bs;
+    }
+    return BDRV_BLOCK_DATA | BDRV_BLOCK_ALLOCATED | BDRV_BLOCK_OFFSET_VALID;
+}
+
+int bdrv_get_info(BlockDriverState *bs, BlockDriverInfo *bdi)
+{
+    memset(bdi, 0, sizeof(*bdi));
+    return bs->drv->get_info ? bs->drv->get_info(bs, bdi) : -ENOTSUP;
+}
+
+int64_t bdrv_get_allocated_file_size(BlockDriverState *bs)
+{
+    while (bs && !bs->drv->is_protocol) {
+        bs = bs->file;
+    }
+    if (!bs || bs->drv != &bdrv_file) {
+        return -ENOTSUP;
+    }
+    return file_posix_allocated_size(bs);
+}
+
+/* ---- asynchronous submission ---- */
+
+typedef struct BlockCompletion {
+    BlockRequest *req;
+    int ret;
+} BlockCompletion;
+
+static gboolean bdrv_completion_dispatch(gpointer opaque)
+{
+    BlockCompletion *c = opaque;
+    bdrv_request_complete(c->req, c->ret);
+    g_free(c);
+    return G_SOURCE_REMOVE;
+}
+
+/* Completes req later in ctx's thread, never from inside the caller. */
+static void bdrv_complete_in(GMainContext *ctx, BlockRequest *req, int ret)
+{
+    BlockCompletion *c = g_new(BlockCompletion, 1);
+    GSource *src = g_idle_source_new();
+
+    c->req = req;
+    c->ret = ret;
+    g_source_set_priority(src, G_PRIORITY_DEFAULT);
+    g_source_set_callback(src, bdrv_completion_dispatch, c, NULL);
+    g_source_attach(src, ctx);
+    g_source_unref(src);
+}
+
+void bdrv_request_complete(BlockRequest *req, int ret)
+{
+    req->complete(req, ret);
+}
+
+static int bdrv_run_request(BlockDriverState *bs, BlockRequest *req)
+{
+    switch (req->type) {
+    case BLOCK_REQ_READ:
+        return bdrv_preadv(bs, req->offset, req->bytes, req->iov, req->niov, req->flags);
+    case BLOCK_REQ_WRITE:
+        return bdrv_pwritev(bs, req->offset, req->bytes, req->iov, req->niov, req->flags);
+    case BLOCK_REQ_FLUSH:
+        return bdrv_flush(bs);
+    case BLOCK_REQ_DISCARD:
+        return bdrv_pdiscard(bs, req->offset, req->bytes);
+    case BLOCK_REQ_WRITE_ZEROES:
+        return bdrv_pwrite_zeroes(bs, req->offset, req->bytes, req->flags);
+    }
+    return -EINVAL;
+}
+
+static void bdrv_pool_work(gpointer data, gpointer user_data)
+{
+    BlockRequest *req = data;
+    BlockDriverState *bs = user_data;
+
+    bdrv_complete_in(bs->ctx, req, bdrv_run_request(bs, req));
+}
+
+void bdrv_aio_submit(BlockDriverState *bs, BlockRequest *req)
+{
+    BlockNode *node = block_node(bs);
+    int ret = 0;
+
+    if (req->type != BLOCK_REQ_FLUSH) {
+        ret = bdrv_check_range(bs, req->offset, req->bytes);
+    }
+    if (ret == 0 && req->type != BLOCK_REQ_READ && bs->read_only) {
+        ret = req->type == BLOCK_REQ_FLUSH ? 0 : -EPERM;
+        if (ret == 0) {
+            bdrv_complete_in(bs->ctx, req, 0);
+            return;
+        }
+    }
+    if (ret < 0) {
+        bdrv_complete_in(bs->ctx, req, ret);
+        return;
+    }
+    /* Growing a protocol node goes through the synchronous path, which tracks the size. */
+    if (bs->drv->aio_submit &&
+        !(bs->drv->is_protocol && req->offset + req->bytes > bdrv_getlength(bs))) {
+        ret = bs->drv->aio_submit(bs, req);
+        if (ret == 0) {
+            return;
+        }
+        if (ret != -ENOTSUP) {
+            bdrv_complete_in(bs->ctx, req, ret);
+            return;
+        }
+    }
+
+    g_mutex_lock(&node->lock);
+    if (!node->pool) {
+        node->pool = g_thread_pool_new(bdrv_pool_work, bs, POOL_MAX_THREADS, false, NULL);
+    }
+    g_mutex_unlock(&node->lock);
+    g_thread_pool_push(node->pool, req, NULL);
+}

@@ -1,0 +1,135 @@
+/*
+ * The machine's drives: -drive becomes a BlockBackend named by its id, -blockdev a node
+ * named by its node-name that later -blockdev options (file=NODE) and devices
+ * (drive=NODE) refer to.  Opened at machine creation in command-line order, closed at
+ * teardown after the devices that used them.
+ */
+#include <string.h>
+#include "block/block-internal.h"
+#include "sen/machine.h"
+
+struct BlockState {
+    GPtrArray *backends;   /* of BlockBackend*, owned */
+    GPtrArray *nodes;      /* of BlockDriverState* from -blockdev, one reference each */
+};
+
+static BlockDriverState *block_find_node(BlockState *st, const char *name)
+{
+    for (guint i = 0; i < st->nodes->len; i++) {
+        BlockDriverState *bs = g_ptr_array_index(st->nodes, i);
+        if (strcmp(bs->node_name, name) == 0) {
+            return bs;
+        }
+    }
+    return NULL;
+}
+
+static BlockDriverState *block_lookup_ref(void *opaque, const char *name)
+{
+    BlockDriverState *bs = block_find_node(opaque, name);
+
+    if (bs) {
+        bdrv_ref(bs);
+    }
+    return bs;
+}
+
+static bool block_open_drive(BlockState *st, const DriveConfig *d, Error **errp)
+{
+    Keyval *opts = block_keyval_copy(d->opts);
+    Error *err = NULL;
+    BlockDriverState *bs;
+
+    if (d->blockdev) {
+        bs = bdrv_open_ex(NULL, opts, NULL, BDRV_O_RDWR, block_lookup_ref, st, &err);
+    } else {
+        bs = bdrv_open(d->file, opts, d->format, BDRV_O_RDWR, &err);
+    }
+    if (!bs) {
+        error_propagate(errp, err);
+        error_prepend(errp, "%s: ", d->optstr);
+        return false;
+    }
+    if (d->blockdev) {
+        g_ptr_array_add(st->nodes, bs);
+    } else {
+        g_ptr_array_add(st->backends, blk_new(d->id, bs, d->write_cache));
+    }
+    return true;
+}
+
+bool block_init_drives(Machine *m, Error **errp)
+{
+    GPtrArray *drives = m->cfg->drives;
+    BlockState *st = g_new0(BlockState, 1);
+
+    st->backends = g_ptr_array_new();
+    st->nodes = g_ptr_array_new();
+    m->block = st;
+    for (guint i = 0; drives && i < drives->len; i++) {
+        const DriveConfig *d = g_ptr_array_index(drives, i);
+        if (!block_open_drive(st, d, errp)) {
+            return false; /* machine_destroy -> block_cleanup closes what is open */
+        }
+        /*
+         * if=virtio needs the board to create a virtio-blk-pci for the drive; the command
+         * line refuses it while that device does not exist.
+         */
+    }
+    return true;
+}
+
+BlockBackend *block_find_backend(Machine *m, const char *id)
+{
+    BlockState *st = m->block;
+
+    if (!st) {
+        return NULL;
+    }
+    for (guint i = 0; i < st->backends->len; i++) {
+        BlockBackend *blk = g_ptr_array_index(st->backends, i);
+        if (strcmp(blk_name(blk), id) == 0) {
+            return blk;
+        }
+    }
+    /* A -blockdev node used by a device gets a backend of its own, like QEMU's. */
+    BlockDriverState *bs = block_find_node(st, id);
+    if (!bs) {
+        return NULL;
+    }
+    bdrv_ref(bs);
+    BlockBackend *blk = blk_new(id, bs, true);
+    g_ptr_array_add(st->backends, blk);
+    return blk;
+}
+
+GPtrArray *block_backends(Machine *m)
+{
+    GPtrArray *out = g_ptr_array_new();
+
+    for (guint i = 0; m->block && i < m->block->backends->len; i++) {
+        g_ptr_array_add(out, g_ptr_array_index(m->block->backends, i));
+    }
+    return out;
+}
+
+void block_cleanup(Machine *m)
+{
+    BlockState *st = m->block;
+
+    if (!st) {
+        return;
+    }
+    for (guint i = st->backends->len; i-- > 0;) {
+        blk_unref(g_ptr_array_index(st->backends, i));
+    }
+    for (guint i = st->nodes->len; i-- > 0;) {
+        BlockDriverState *bs = g_ptr_array_index(st->nodes, i);
+        bdrv_flush(bs);
+        bdrv_unref(bs);
+    }
+    g_ptr_array_free(st->backends, true);
+    g_ptr_array_free(st->nodes, true);
+    g_free(st);
+    m->block = NULL;
+}

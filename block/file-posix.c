@@ -1,0 +1,596 @@
+/*
+ * The "file" protocol: a host file or block device.
+ *
+ * cache.direct=on opens with O_DIRECT; requests whose offset, length or buffers do not
+ * meet the alignment go through an aligned bounce buffer (read-modify-write for writes,
+ * serialised so two partial writes into one block cannot lose each other's data).
+ * aio=native submits aligned reads and writes with libaio and reaps them from an eventfd
+ * watched in the node's GMainContext; everything else runs synchronously on the block
+ * layer's worker pool (aio=threads).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <libaio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <glib-unix.h>
+#include <linux/fs.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include "block/block-internal.h"
+
+enum {
+    MEM_ALIGN = 4096,
+    AIO_MAX_EVENTS = 256,
+};
+
+#define ROUND_UP(n, a) (((n) + (a) - 1) / (a) * (a))
+
+typedef struct FilePosixState {
+    int fd;
+    bool is_blockdev;
+    unsigned align;          /* offset/length alignment O_DIRECT needs, 1 without it */
+    GMutex rmw_lock;         /* serialises bounce-buffer writes */
+
+    GMutex aio_lock;         /* guards set-up of the fields below */
+    io_context_t aio_ctx;
+    int aio_efd;             /* -1 until the first native request */
+    GSource *aio_src;
+    GMainContext *aio_src_ctx;
+    int aio_inflight;        /* atomic */
+} FilePosixState;
+
+typedef struct FilePosixAio {
+    struct iocb iocb;
+    BlockRequest *req;
+} FilePosixAio;
+
+/* ---- plain I/O loops ---- */
+
+/* Reads all of [offset, offset+bytes) into iov; bytes past the end of file read as zero. */
+static int fp_do_preadv(int fd, int64_t offset, int64_t bytes, const struct iovec *iov,
+                        int niov)
+{
+    g_autofree struct iovec *v = g_memdup2(iov, sizeof(*iov) * niov);
+    int64_t done = 0;
+    int first = 0;
+
+    while (done < bytes) {
+        ssize_t n = preadv(fd, v + first, niov - first, offset + done);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return -errno;
+        }
+        if (n == 0) {
+            block_iov_memset(iov, niov, done, 0, bytes - done);
+            return 0;
+        }
+        done += n;
+        while (n > 0 && first < niov) {
+            size_t take = MIN((size_t)n, v[first].iov_len);
+            v[first].iov_base = (uint8_t *)v[first].iov_base + take;
+            v[first].iov_len -= take;
+            n -= take;
+            if (v[first].iov_len == 0) {
+                first++;
+            }
+        }
+    }
+    return 0;
+}
+
+static int fp_do_pwritev(int fd, int64_t offset, int64_t bytes, const struct iovec *iov,
+                         int niov)
+{
+    g_autofree struct iovec *v = g_memdup2(iov, sizeof(*iov) * niov);
+    int64_t done = 0;
+    int first = 0;
+
+    while (done < bytes) {
+        ssize_t n = pwritev(fd, v + first, niov - first, offset + done);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return -errno;
+        }
+        if (n == 0) {
+            return -ENOSPC;
+        }
+        done += n;
+        while (n > 0 && first < niov) {
+            size_t take = MIN((size_t)n, v[first].iov_len);
+            v[first].iov_base = (uint8_t *)v[first].iov_base + take;
+            v[first].iov_len -= take;
+            n -= take;
+            if (v[first].iov_len == 0) {
+                first++;
+            }
+        }
+    }
+    return 0;
+}
+
+static bool fp_is_aligned(const FilePosixState *s, int64_t offset, int64_t bytes,
+                          const struct iovec *iov, int niov)
+{
+    if (s->align <= 1) {
+        return true;
+    }
+    if ((offset | bytes) & (s->align - 1)) {
+        return false;
+    }
+    for (int i = 0; i < niov; i++) {
+        if (((uintptr_t)iov[i].iov_base | iov[i].iov_len) & (s->align - 1)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void *fp_bounce_alloc(size_t len)
+{
+    void *p = NULL;
+    return posix_memalign(&p, MEM_ALIGN, MAX(len, 1)) == 0 ? p : NULL;
+}
+
+/* ---- driver ---- */
+
+static int fp_preadv(BlockDriverState *bs, int64_t offset, int64_t bytes,
+                     const struct iovec *iov, int niov, int flags)
+{
+    FilePosixState *s = bs->opaque;
+
+    if (fp_is_aligned(s, offset, bytes, iov, niov)) {
+        return fp_do_preadv(s->fd, offset, bytes, iov, niov);
+    }
+    int64_t start = offset & ~(int64_t)(s->align - 1);
+    int64_t end = ROUND_UP(offset + bytes, (int64_t)s->align);
+    uint8_t *buf = fp_bounce_alloc(end - start);
+    if (!buf) {
+        return -ENOMEM;
+    }
+    struct iovec biov = { .iov_base = buf, .iov_len = end - start };
+    int ret = fp_do_preadv(s->fd, start, end - start, &biov, 1);
+    if (ret == 0) {
+        block_iov_from_buf(iov, niov, 0, buf + (offset - start), bytes);
+    }
+    free(buf);
+    return ret;
+}
+
+static int fp_pwritev(BlockDriverState *bs, int64_t offset, int64_t bytes,
+                      const struct iovec *iov, int niov, int flags)
+{
+    FilePosixState *s = bs->opaque;
+    int ret;
+
+    if (fp_is_aligned(s, offset, bytes, iov, niov)) {
+        ret = fp_do_pwritev(s->fd, offset, bytes, iov, niov);
+    } else {
+        int64_t start = offset & ~(int64_t)(s->align - 1);
+        int64_t end = ROUND_UP(offset + bytes, (int64_t)s->align);
+        uint8_t *buf = fp_bounce_alloc(end - start);
+        struct iovec biov = { .iov_base = buf, .iov_len = s->align };
+        struct stat st;
+
+        if (!buf) {
+            return -ENOMEM;
+        }
+        bool head = start < offset;
+
+        g_mutex_lock(&s->rmw_lock);
+        ret = fstat(s->fd, &st) < 0 ? -errno : 0;
+        /* Head and tail blocks keep the bytes around the request. */
+        if (ret == 0 && head) {
+            ret = fp_do_preadv(s->fd, start, s->align, &biov, 1);
+        }
+        if (ret == 0 && offset + bytes < end && !(head && end - s->align == start)) {
+            biov.iov_base = buf + (end - start) - s->align;
+            ret = fp_do_preadv(s->fd, end - s->align, s->align, &biov, 1);
+        }
+        if (ret == 0) {
+            block_iov_to_buf(iov, niov, 0, buf + (offset - start), bytes);
+            biov.iov_base = buf;
+            biov.iov_len = end - start;
+            ret = fp_do_pwritev(s->fd, start, end - start, &biov, 1);
+        }
+        /* The aligned tail must not make the file longer than the request did. */
+        if (ret == 0 && !s->is_blockdev && end > st.st_size &&
+            ftruncate(s->fd, MAX(st.st_size, offset + bytes)) < 0) {
+            ret = -errno;
+        }
+        g_mutex_unlock(&s->rmw_lock);
+        free(buf);
+    }
+    if (ret == 0 && (flags & BDRV_REQ_FUA) && !(bs->open_flags & BDRV_O_NO_FLUSH) &&
+        fdatasync(s->fd) < 0) {
+        ret = -errno;
+    }
+    return ret;
+}
+
+static int fp_flush(BlockDriverState *bs)
+{
+    FilePosixState *s = bs->opaque;
+
+    if (bs->open_flags & BDRV_O_NO_FLUSH) {
+        return 0;
+    }
+    return fdatasync(s->fd) < 0 ? -errno : 0;
+}
+
+static int fp_pdiscard(BlockDriverState *bs, int64_t offset, int64_t bytes)
+{
+    FilePosixState *s = bs->opaque;
+
+    if (s->is_blockdev) {
+        uint64_t range[2] = { offset, bytes };
+        return ioctl(s->fd, BLKDISCARD, range) < 0 && errno != EOPNOTSUPP ? -errno : 0;
+    }
+    if (fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, bytes) < 0) {
+        /* Discard is advisory: a file system without holes just keeps the data. */
+        return errno == EOPNOTSUPP || errno == ENOSYS ? 0 : -errno;
+    }
+    return 0;
+}
+
+static int fp_pwrite_zeroes(BlockDriverState *bs, int64_t offset, int64_t bytes,
+                            int flags)
+{
+    FilePosixState *s = bs->opaque;
+    struct stat st;
+
+    if (s->is_blockdev || fstat(s->fd, &st) < 0) {
+        return -ENOTSUP;
+    }
+    if ((flags & BDRV_REQ_MAY_UNMAP) &&
+        fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, bytes) == 0) {
+        if (offset + bytes > st.st_size && ftruncate(s->fd, offset + bytes) < 0) {
+            return -errno;
+        }
+        return 0;
+    }
+    if (fallocate(s->fd, FALLOC_FL_ZERO_RANGE, offset, bytes) == 0) {
+        return 0;
+    }
+    return errno == EOPNOTSUPP || errno == ENOSYS || errno == EINVAL ? -ENOTSUP : -errno;
+}
+
+static bool fp_truncate(BlockDriverState *bs, int64_t size, bool shrink, Error **errp)
+{
+    FilePosixState *s = bs->opaque;
+
+    if (s->is_blockdev) {
+        if (size > bs->total_size) {
+            error_setg(errp, "'%s': cannot grow a block device", bs->filename);
+            return false;
+        }
+        return true;
+    }
+    if (ftruncate(s->fd, size) < 0) {
+        error_setg_errno(errp, errno, "'%s': failed to resize to %" PRId64 " bytes",
+                         bs->filename, size);
+        return false;
+    }
+    bs->total_size = size;
+    return true;
+}
+
+static int fp_block_status(BlockDriverState *bs, int64_t offset, int64_t bytes,
+                           int64_t *pnum, int64_t *map, BlockDriverState **file)
+{
+    FilePosixState *s = bs->opaque;
+    int ret = BDRV_BLOCK_DATA | BDRV_BLOCK_OFFSET_VALID;
+    off_t data, hole;
+
+    *pnum = bytes;
+    if (map) {
+        *map = offset;
+    }
+    if (file) {
+        *file = bs;
+    }
+    if (s->is_blockdev) {
+        return ret;
+    }
+    data = lseek(s->fd, offset, SEEK_DATA);
+    if (data < 0 && errno == ENXIO) {
+        return BDRV_BLOCK_ZERO | BDRV_BLOCK_OFFSET_VALID; /* a hole up to the end */
+    }
+    if (data < 0) {
+        return ret; /* no SEEK_DATA: say data, which is always safe */
+    }
+    if (data > offset) {
+        *pnum = MIN(bytes, data - offset);
+        return BDRV_BLOCK_ZERO | BDRV_BLOCK_OFFSET_VALID;
+    }
+    hole = lseek(s->fd, offset, SEEK_HOLE);
+    if (hole > offset) {
+        *pnum = MIN(bytes, hole - offset);
+    }
+    return ret;
+}
+
+int64_t file_posix_allocated_size(BlockDriverState *bs)
+{
+    FilePosixState *s = bs->opaque;
+    struct stat st;
+
+    return fstat(s->fd, &st) < 0 ? -errno : (int64_t)st.st_blocks * 512;
+}
+
+/* ---- libaio ---- */
+
+static gboolean fp_aio_reap(gint fd, GIOCondition cond, gpointer opaque)
+{
+    FilePosixState *s = opaque;
+    struct io_event events[64];
+    struct timespec zero = { 0, 0 };
+    uint64_t count;
+
+    if (read(s->aio_efd, &count, sizeof(count)) < 0 && errno != EAGAIN) {
+        return G_SOURCE_CONTINUE;
+    }
+    for (;;) {
+        int n = io_getevents(s->aio_ctx, 0, G_N_ELEMENTS(events), events, &zero);
+        if (n <= 0) {
+            break;
+        }
+        for (int i = 0; i < n; i++) {
+            FilePosixAio *aio = events[i].data;
+            BlockRequest *req = aio->req;
+            long res = (long)events[i].res;
+            int ret = 0;
+
+            if (res < 0) {
+                ret = res;
+            } else if (res < req->bytes) {
+                if (req->type == BLOCK_REQ_READ) {
+                    block_iov_memset(req->iov, req->niov, res, 0, req->bytes - res);
+                } else {
+                    ret = -ENOSPC;
+                }
+            }
+            g_free(aio);
+            g_atomic_int_add(&s->aio_inflight, -1);
+            bdrv_request_complete(req, ret);
+        }
+    }
+    return G_SOURCE_CONTINUE;
+}
+
+/* Sets up the io context and the eventfd watch in bs->ctx; aio_lock held. */
+static int fp_aio_setup_locked(BlockDriverState *bs, FilePosixState *s)
+{
+    if (s->aio_efd < 0) {
+        int ret = io_setup(AIO_MAX_EVENTS, &s->aio_ctx);
+        if (ret < 0) {
+            return ret;
+        }
+        s->aio_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (s->aio_efd < 0) {
+            io_destroy(s->aio_ctx);
+            return -errno;
+        }
+    }
+    /* No request is in flight when the backend moves contexts, so re-watching is safe. */
+    if (s->aio_src && s->aio_src_ctx != bs->ctx) {
+        g_source_destroy(s->aio_src);
+        g_source_unref(s->aio_src);
+        s->aio_src = NULL;
+    }
+    if (!s->aio_src) {
+        s->aio_src = g_unix_fd_source_new(s->aio_efd, G_IO_IN);
+        g_source_set_callback(s->aio_src, (GSourceFunc)(void (*)(void))fp_aio_reap, s,
+                              NULL);
+        g_source_attach(s->aio_src, bs->ctx);
+        s->aio_src_ctx = bs->ctx;
+    }
+    return 0;
+}
+
+static int fp_aio_submit(BlockDriverState *bs, BlockRequest *req)
+{
+    FilePosixState *s = bs->opaque;
+    int ret;
+
+    if (!(bs->open_flags & BDRV_O_NATIVE_AIO) ||
+        (req->type != BLOCK_REQ_READ && req->type != BLOCK_REQ_WRITE) ||
+        (req->flags & BDRV_REQ_FUA) || req->bytes == 0 ||
+        !fp_is_aligned(s, req->offset, req->bytes, req->iov, req->niov)) {
+        return -ENOTSUP;
+    }
+    g_mutex_lock(&s->aio_lock);
+    ret = fp_aio_setup_locked(bs, s);
+    g_mutex_unlock(&s->aio_lock);
+    if (ret < 0) {
+        return -ENOTSUP;
+    }
+    /* A full ring falls back to the worker pool rather than blocking the submitter. */
+    if (g_atomic_int_add(&s->aio_inflight, 1) >= AIO_MAX_EVENTS) {
+        g_atomic_int_add(&s->aio_inflight, -1);
+        return -ENOTSUP;
+    }
+
+    FilePosixAio *aio = g_new0(FilePosixAio, 1);
+    struct iocb *cbs[1] = { &aio->iocb };
+    aio->req = req;
+    if (req->type == BLOCK_REQ_READ) {
+        io_prep_preadv(&aio->iocb, s->fd, req->iov, req->niov, req->offset);
+    } else {
+        io_prep_pwritev(&aio->iocb, s->fd, req->iov, req->niov, req->offset);
+    }
+    io_set_eventfd(&aio->iocb, s->aio_efd);
+    aio->iocb.data = aio;
+    ret = io_submit(s->aio_ctx, 1, cbs);
+    if (ret != 1) {
+        g_free(aio);
+        g_atomic_int_add(&s->aio_inflight, -1);
+        return -ENOTSUP;
+    }
+    return 0;
+}
+
+/* ---- open/close/create ---- */
+
+/* The smallest length O_DIRECT reads accept; 4096 when the file is too short to tell. */
+static unsigned fp_probe_alignment(int fd)
+{
+    void *buf = fp_bounce_alloc(MEM_ALIGN);
+    unsigned align = MEM_ALIGN;
+
+    if (!buf) {
+        return MEM_ALIGN;
+    }
+    for (unsigned a = 512; a < MEM_ALIGN; a <<= 1) {
+        ssize_t n = pread(fd, buf, a, 0);
+        if (n == (ssize_t)a) {
+            align = a;
+            break;
+        }
+        if (n >= 0) {
+            break; /* short file: the answer is not reliable */
+        }
+    }
+    free(buf);
+    return align;
+}
+
+static bool fp_open(BlockDriverState *bs, Keyval *opts, int flags, Error **errp)
+{
+    FilePosixState *s = bs->opaque;
+    int oflags = O_CLOEXEC | ((flags & BDRV_O_RDWR) ? O_RDWR : O_RDONLY);
+    struct stat st;
+
+    if ((flags & BDRV_O_NATIVE_AIO) && !(flags & BDRV_O_NOCACHE)) {
+        error_setg(errp, "'%s': aio=native was specified, but it requires cache.direct=on "
+                   "(cache=none or cache=directsync)", bs->filename);
+        return false;
+    }
+    if (flags & BDRV_O_NOCACHE) {
+        oflags |= O_DIRECT;
+    }
+    s->fd = open(bs->filename, oflags);
+    if (s->fd < 0 && errno == EINVAL && (flags & BDRV_O_NOCACHE)) {
+        error_setg(errp, "Could not open '%s': cache.direct=on (O_DIRECT) is not supported "
+                   "by its file system", bs->filename);
+        return false;
+    }
+    if (s->fd < 0) {
+        error_setg_errno(errp, errno, "Could not open '%s'", bs->filename);
+        return false;
+    }
+    if (fstat(s->fd, &st) < 0 || (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))) {
+        error_setg(errp, "Could not open '%s': not a regular file or block device",
+                   bs->filename);
+        close(s->fd);
+        return false;
+    }
+    s->is_blockdev = S_ISBLK(st.st_mode);
+    s->align = 1;
+    if (s->is_blockdev) {
+        uint64_t size = 0;
+        int ssz = 512;
+        if (ioctl(s->fd, BLKGETSIZE64, &size) < 0) {
+            error_setg_errno(errp, errno, "'%s': cannot get the device size", bs->filename);
+            close(s->fd);
+            return false;
+        }
+        bs->total_size = size;
+        if ((flags & BDRV_O_NOCACHE) && ioctl(s->fd, BLKSSZGET, &ssz) == 0 && ssz > 0) {
+            s->align = ssz;
+        }
+    } else {
+        bs->total_size = st.st_size;
+        if (flags & BDRV_O_NOCACHE) {
+            s->align = fp_probe_alignment(s->fd);
+        }
+    }
+    bs->request_alignment = s->align;
+    s->aio_efd = -1;
+    g_mutex_init(&s->rmw_lock);
+    g_mutex_init(&s->aio_lock);
+    return true;
+}
+
+static void fp_close(BlockDriverState *bs)
+{
+    FilePosixState *s = bs->opaque;
+
+    if (s->aio_src) {
+        g_source_destroy(s->aio_src);
+        g_source_unref(s->aio_src);
+    }
+    if (s->aio_efd >= 0) {
+        io_destroy(s->aio_ctx);
+        close(s->aio_efd);
+    }
+    g_mutex_clear(&s->rmw_lock);
+    g_mutex_clear(&s->aio_lock);
+    close(s->fd);
+}
+
+static bool fp_create(const char *filename, Keyval *opts, Error **errp)
+{
+    uint64_t size;
+    const char *prealloc = keyval_get(opts, "preallocation");
+    int fd, err = 0;
+
+    if (!keyval_get_size(opts, filename, "size", 0, &size, errp)) {
+        return false;
+    }
+    if (prealloc && strcmp(prealloc, "off") != 0 && strcmp(prealloc, "falloc") != 0 &&
+        strcmp(prealloc, "full") != 0) {
+        error_setg(errp, "'%s': preallocation=%s: expected off, falloc or full", filename,
+                   prealloc);
+        return false;
+    }
+    fd = open(filename, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        error_setg_errno(errp, errno, "Could not create '%s'", filename);
+        return false;
+    }
+    if (ftruncate(fd, size) < 0) {
+        err = errno;
+    } else if (prealloc && strcmp(prealloc, "falloc") == 0 && size &&
+               posix_fallocate(fd, 0, size) != 0) {
+        err = EIO;
+    } else if (prealloc && strcmp(prealloc, "full") == 0) {
+        g_autofree uint8_t *zero = g_malloc0(1 << 20);
+        for (uint64_t off = 0; off < size && !err; off += 1 << 20) {
+            size_t n = MIN(size - off, (uint64_t)1 << 20);
+            if (pwrite(fd, zero, n, off) != (ssize_t)n) {
+                err = errno ? errno : EIO;
+            }
+        }
+    }
+    close(fd);
+    if (err) {
+        error_setg_errno(errp, err, "Could not resize '%s' to %" PRIu64 " bytes", filename,
+                         size);
+        return false;
+    }
+    return keyval_check_all_used(opts, filename, errp);
+}
+
+const BlockDriver bdrv_file = {
+    .format_name = "file",
+    .is_protocol = true,
+    .instance_size = sizeof(FilePosixState),
+    .open = fp_open,
+    .close = fp_close,
+    .preadv = fp_preadv,
+    .pwritev = fp_pwritev,
+    .aio_submit = fp_aio_submit,
+    .flush = fp_flush,
+    .pdiscard = fp_pdiscard,
+    .pwrite_zeroes = fp_pwrite_zeroes,
+    .truncate = fp_truncate,
+    .block_status = fp_block_status,
+    .create = fp_create,
+};
