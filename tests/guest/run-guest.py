@@ -67,6 +67,11 @@ def expected_lines(test, smp):
     if test == "virtio-intx":
         return ["ok: INTx arrived on IOAPIC pin", "ok: reading ISR lowered the line",
                 "ok: second completion", "virtio-intx ok"]
+    if test == "virtio-hostile-blk":
+        return ["hostile: read into a read-only buffer:", "hostile: read-only status byte:",
+                "hostile: 8-byte request header:", "hostile: read of 100 bytes:",
+                "hostile: write at sector 2^62:", "hostile: write across the end of the disk:",
+                "ok: the read-only data buffer was not written", "virtio-hostile-blk ok"]
     if test == "virtio-hostile":
         return ["hostile: looping chain:", "hostile: descriptor outside RAM:",
                 "hostile: next beyond the queue size:", "hostile: avail index jump:",
@@ -95,13 +100,19 @@ def make_disk(path):
         f.write(b"\xee" * 1024)
 
 
-def check_disk(path):
+def check_disk(path, test):
     """Problems with the image after a virtio-blk run (what the guest wrote must be there)."""
     problems = []
     with open(path, "rb") as f:
         data = f.read()
     if len(data) != DISK_SECTORS * 512:
         problems.append("disk image is %d bytes, want %d" % (len(data), DISK_SECTORS * 512))
+        return problems
+    if test != "virtio-blk":  # hostile: only what must not have changed
+        if data[100 * 512:101 * 512] != bytes((i * 3 + 0x5A) & 0xFF for i in range(512)):
+            problems.append("disk sector 100 (host pattern) changed")
+        if data[1000 * 512:1001 * 512] != bytes((i ^ 0x96) & 0xFF for i in range(512)):
+            problems.append("disk sector 1000 lacks what the recovered device wrote")
         return problems
     for first, count in ((0, 1), (10, 8), (40, 8)):
         got = data[first * 512:(first + count) * 512]
@@ -309,7 +320,7 @@ def main():
                 problems.append("the console socket did not receive %r (got %r)" %
                                 (CONSOLE_GREETING, got))
         if disk:
-            problems += check_disk(disk)
+            problems += check_disk(disk, test)
 
     if status is not None and status != PASS_STATUS:
         what = {FAIL_STATUS: "the guest failed",
