@@ -240,11 +240,6 @@ void virtio_driver_ok(VirtioDev *vd)
     virtio_set_status(vd, virtio_get_status(vd) | VIRTIO_STATUS_DRIVER_OK);
 }
 
-static void virtio_cfg_gen_check(VirtioDev *vd, uint8_t *gen)
-{
-    *gen = mmio_read8(vd->common + CC_CFGGEN);
-}
-
 uint8_t virtio_cfg_read8(VirtioDev *vd, unsigned off)
 {
     return mmio_read8(vd->device + off);
@@ -264,12 +259,10 @@ uint64_t virtio_cfg_read64(VirtioDev *vd, unsigned off)
 {
     /* Two 32-bit halves: retry while the generation changes under us. */
     for (unsigned i = 0; i < 10; i++) {
-        uint8_t g1, g2;
-        virtio_cfg_gen_check(vd, &g1);
+        uint8_t gen = mmio_read8(vd->common + CC_CFGGEN);
         uint64_t v = mmio_read32(vd->device + off) |
                      (uint64_t)mmio_read32(vd->device + off + 4) << 32;
-        virtio_cfg_gen_check(vd, &g2);
-        if (g1 == g2) {
+        if (mmio_read8(vd->common + CC_CFGGEN) == gen) {
             return v;
         }
     }
@@ -292,18 +285,16 @@ int virtq_add(Virtq *vq, const VirtioBuf *bufs, unsigned n)
     if (n == 0 || n > vq->num_free) {
         return -1;
     }
-    uint16_t head = vq->free_head, i = head, last = head;
+    uint16_t head = vq->free_head, i = head;
     for (unsigned k = 0; k < n; k++) {
         volatile VirtqDesc *d = &vq->desc[i];
         d->addr = (uintptr_t)bufs[k].addr;
         d->len = bufs[k].len;
         d->flags = (bufs[k].write ? VIRTQ_DESC_F_WRITE : 0) | (k + 1 < n ? VIRTQ_DESC_F_NEXT : 0);
-        last = i;
         i = d->next;
     }
     vq->free_head = i;
     vq->num_free -= n;
-    (void)last;
     virtq_publish(vq, head);
     return head;
 }
