@@ -112,7 +112,9 @@ static void irqfds_detach(VirtIOPCIProxy *p)
     for (unsigned v = 0; v < p->nvectors; v++) {
         if (p->irqfd[v] >= 0) {
             Error *err = NULL;
-            if (!msix_vector_set_irqfd(&p->pci, v, -1, &err)) {
+            /* Without the VM (teardown after the accelerator) there is nothing to
+             * detach from. */
+            if (p->m->accel_up && !msix_vector_set_irqfd(&p->pci, v, -1, &err)) {
                 error_free(err);
             }
             close(p->irqfd[v]);

@@ -62,6 +62,8 @@ static void virtio_rng_reset(DeviceState *dev)
     virtio_pci_reset(&s->proxy);
 }
 
+static void virtio_rng_unrealize(DeviceState *dev);
+
 static bool virtio_rng_realize(DeviceState *dev, Machine *m, Error **errp)
 {
     VirtIORng *s = (VirtIORng *)dev;
@@ -71,7 +73,11 @@ static bool virtio_rng_realize(DeviceState *dev, Machine *m, Error **errp)
     }
     virtio_init(&s->vdev, "virtio-rng", VIRTIO_ID_RNG, &rng_ops, m->mem, 0, 0, 1);
     virtio_add_queue(&s->vdev, 0, RNG_QUEUE_SIZE, rng_handle_request);
-    return virtio_pci_realize(&s->proxy, &s->vdev, m, 0x00ff00, errp);
+    if (!virtio_pci_realize(&s->proxy, &s->vdev, m, 0x00ff00, errp)) {
+        virtio_rng_unrealize(dev); /* the registry only unrealizes realized devices */
+        return false;
+    }
+    return true;
 }
 
 static void virtio_rng_unrealize(DeviceState *dev)

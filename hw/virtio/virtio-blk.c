@@ -1,0 +1,417 @@
+/*
+ * virtio-blk-pci (virtio 1.x, 5.2): read, write, flush, discard, write-zeroes and get-id
+ * on a BlockBackend, with one or more request queues.
+ *
+ * Requests are asynchronous: a queue handler (vCPU exit or ioeventfd on the main loop)
+ * only validates and submits; the block layer completes them on the main loop, where the
+ * status byte is written and the buffer handed back.  A vCPU never waits for the disk.
+ *
+ * A request outlives neither the device's state nor a reset in a way the guest could
+ * notice: it carries the device generation at submission, and a completion for an older
+ * generation (device reset meanwhile) or for an unrealized device only frees memory.
+ */
+#include <errno.h>
+#include <string.h>
+#include "hw/virtio/virtio-pci.h"
+#include "sen/block.h"
+#include "sen/device.h"
+
+#define VIRTIO_BLK_F_SEG_MAX      2
+#define VIRTIO_BLK_F_RO           5
+#define VIRTIO_BLK_F_BLK_SIZE     6
+#define VIRTIO_BLK_F_FLUSH        9
+#define VIRTIO_BLK_F_MQ           12
+#define VIRTIO_BLK_F_DISCARD      13
+#define VIRTIO_BLK_F_WRITE_ZEROES 14
+
+#define VIRTIO_BLK_T_IN           0
+#define VIRTIO_BLK_T_OUT          1
+#define VIRTIO_BLK_T_FLUSH        4
+#define VIRTIO_BLK_T_GET_ID       8
+#define VIRTIO_BLK_T_DISCARD      11
+#define VIRTIO_BLK_T_WRITE_ZEROES 13
+
+#define VIRTIO_BLK_S_OK     0
+#define VIRTIO_BLK_S_IOERR  1
+#define VIRTIO_BLK_S_UNSUPP 2
+
+#define VIRTIO_BLK_ID_BYTES 20
+#define VIRTIO_BLK_WZ_UNMAP 1
+
+/* Config space offsets (struct virtio_blk_config). */
+enum {
+    CFG_CAPACITY = 0x00, CFG_SEG_MAX = 0x0c, CFG_BLK_SIZE = 0x14, CFG_NUM_QUEUES = 0x22,
+    CFG_MAX_DISCARD_SECTORS = 0x24, CFG_MAX_DISCARD_SEG = 0x28, CFG_DISCARD_ALIGN = 0x2c,
+    CFG_MAX_WZ_SECTORS = 0x30, CFG_MAX_WZ_SEG = 0x34, CFG_WZ_MAY_UNMAP = 0x38,
+    CFG_SIZE = 0x3c,
+};
+
+#define BLK_QUEUE_SIZE     256
+#define BLK_MAX_QUEUES     64
+#define BLK_MAX_DZ_SECTORS 0x400000u /* per discard / write-zeroes request (2 GiB) */
+
+typedef struct VirtIOBlk VirtIOBlk;
+
+/* What in-flight requests point at; lives until the last of them completed. */
+typedef struct BlkShared {
+    int refcnt;          /* VM lock */
+    Machine *m;
+    VirtIOBlk *dev;      /* NULL once unrealized */
+} BlkShared;
+
+struct VirtIOBlk {
+    VirtIOPCIProxy proxy; /* first: the instance is a PCI device */
+    VirtIODevice vdev;
+    /* properties */
+    char *drive;
+    char *serial;
+    uint16_t num_queues;
+
+    BlockBackend *blk;
+    bool read_only;
+    uint64_t capacity;   /* sectors of 512 bytes */
+    unsigned generation; /* bumped by reset: completions of older requests are dropped */
+    BlkShared *shared;
+};
+
+typedef struct BlkReq {
+    BlkShared *sh;
+    unsigned generation;
+    unsigned queue;
+    VirtQueueElement *elem;
+    struct iovec *iov;   /* data buffers (header and status byte cut off) */
+    int niov;
+    uint32_t used_len;   /* bytes written into in buffers on success */
+} BlkReq;
+
+static void shared_unref(BlkShared *sh)
+{
+    if (--sh->refcnt == 0) {
+        g_free(sh);
+    }
+}
+
+/* The bytes [skip, skip + len) of iov as a new iovec array. */
+static struct iovec *iov_slice(const struct iovec *iov, unsigned n, size_t skip, size_t len,
+                               int *out_n)
+{
+    struct iovec *r = g_new(struct iovec, MAX(n, 1));
+    int k = 0;
+
+    for (unsigned i = 0; i < n && len; i++) {
+        if (skip >= iov[i].iov_len) {
+            skip -= iov[i].iov_len;
+            continue;
+        }
+        size_t c = MIN(iov[i].iov_len - skip, len);
+        r[k].iov_base = (uint8_t *)iov[i].iov_base + skip;
+        r[k].iov_len = c;
+        k++;
+        len -= c;
+        skip = 0;
+    }
+    *out_n = k;
+    return r;
+}
+
+/* Writes the status byte (the last in byte), hands the element back, frees r. */
+static void blk_req_finish(VirtIOBlk *s, BlkReq *r, uint8_t status)
+{
+    VirtQueueElement *e = r->elem;
+    const struct iovec *last = &e->in_sg[e->in_num - 1];
+    VirtQueue *vq = &s->vdev.vqs[r->queue];
+
+    ((uint8_t *)last->iov_base)[last->iov_len - 1] = status;
+    guest_mem_mark_dirty(s->vdev.mem, e->in_gpa[e->in_num - 1] + last->iov_len - 1, 1);
+    virtqueue_push(vq, e, status == VIRTIO_BLK_S_OK ? r->used_len : 1);
+    virtio_queue_notify_driver(&s->vdev, vq);
+}
+
+static void blk_req_free(BlkReq *r)
+{
+    virtqueue_element_free(r->elem);
+    g_free(r->iov);
+    g_free(r);
+}
+
+static void blk_req_done(void *opaque, int ret)
+{
+    BlkReq *r = opaque;
+    BlkShared *sh = r->sh;
+    Machine *m = sh->m;
+
+    machine_lock(m);
+    if (sh->dev && sh->dev->generation == r->generation) {
+        blk_req_finish(sh->dev, r, ret == 0 ? VIRTIO_BLK_S_OK :
+                       ret == -ENOTSUP ? VIRTIO_BLK_S_UNSUPP : VIRTIO_BLK_S_IOERR);
+    }
+    blk_req_free(r);
+    shared_unref(sh);
+    machine_unlock(m);
+}
+
+static bool range_ok(VirtIOBlk *s, uint64_t sector, uint64_t bytes)
+{
+    return sector <= s->capacity && bytes / 512 <= s->capacity - sector;
+}
+
+/* Discard / write-zeroes: one segment {le64 sector, le32 num_sectors, le32 flags}. */
+static uint8_t blk_submit_dz(VirtIOBlk *s, BlkReq *r, uint32_t type)
+{
+    VirtQueueElement *e = r->elem;
+    struct { uint64_t sector; uint32_t num; uint32_t flags; } seg;
+    uint32_t allowed = type == VIRTIO_BLK_T_WRITE_ZEROES ? VIRTIO_BLK_WZ_UNMAP : 0;
+
+    if (e->out_len - 16 != sizeof(seg)) {
+        return VIRTIO_BLK_S_UNSUPP; /* we offer max_*_seg = 1 */
+    }
+    virtio_iov_to_buf(e->out_sg, e->out_num, 16, &seg, sizeof(seg));
+    if (seg.flags & ~allowed) {
+        return VIRTIO_BLK_S_UNSUPP;
+    }
+    if (s->read_only || seg.num > BLK_MAX_DZ_SECTORS ||
+        !range_ok(s, seg.sector, (uint64_t)seg.num * 512)) {
+        return VIRTIO_BLK_S_IOERR;
+    }
+    r->used_len = 1;
+    r->sh->refcnt++;
+    if (type == VIRTIO_BLK_T_DISCARD) {
+        blk_aio_pdiscard(s->blk, seg.sector * 512, (int64_t)seg.num * 512, blk_req_done, r);
+    } else {
+        blk_aio_pwrite_zeroes(s->blk, seg.sector * 512, (int64_t)seg.num * 512,
+                              (seg.flags & VIRTIO_BLK_WZ_UNMAP) ? BDRV_REQ_MAY_UNMAP : 0,
+                              blk_req_done, r);
+    }
+    return 0xff; /* in flight */
+}
+
+/* Starts r; returns a status to complete it with now, or 0xff when it is in flight. */
+static uint8_t blk_submit(VirtIOBlk *s, BlkReq *r)
+{
+    VirtQueueElement *e = r->elem;
+    struct { uint32_t type; uint32_t ioprio; uint64_t sector; } hdr;
+    size_t len;
+
+    virtio_iov_to_buf(e->out_sg, e->out_num, 0, &hdr, sizeof(hdr));
+    switch (hdr.type) {
+    case VIRTIO_BLK_T_IN:
+        len = e->in_len - 1;
+        if (len % 512 || !range_ok(s, hdr.sector, len)) {
+            return VIRTIO_BLK_S_IOERR;
+        }
+        r->iov = iov_slice(e->in_sg, e->in_num, 0, len, &r->niov);
+        r->used_len = e->in_len;
+        r->sh->refcnt++;
+        blk_aio_preadv(s->blk, hdr.sector * 512, r->iov, r->niov, 0, blk_req_done, r);
+        return 0xff;
+    case VIRTIO_BLK_T_OUT:
+        len = e->out_len - sizeof(hdr);
+        if (s->read_only || len % 512 || !range_ok(s, hdr.sector, len)) {
+            return VIRTIO_BLK_S_IOERR;
+        }
+        r->iov = iov_slice(e->out_sg, e->out_num, sizeof(hdr), len, &r->niov);
+        r->used_len = 1;
+        r->sh->refcnt++;
+        blk_aio_pwritev(s->blk, hdr.sector * 512, r->iov, r->niov, 0, blk_req_done, r);
+        return 0xff;
+    case VIRTIO_BLK_T_FLUSH:
+        r->used_len = 1;
+        r->sh->refcnt++;
+        blk_aio_flush(s->blk, blk_req_done, r);
+        return 0xff;
+    case VIRTIO_BLK_T_GET_ID: {
+        char id[VIRTIO_BLK_ID_BYTES] = { 0 };
+        /* 5.2.6: 20 bytes, NUL-padded; no terminator when exactly 20 long. */
+        if (s->serial) {
+            memcpy(id, s->serial, MIN(strlen(s->serial), sizeof(id)));
+        }
+        len = MIN(e->in_len - 1, sizeof(id));
+        virtio_iov_from_buf(e->in_sg, e->in_num, 0, id, len);
+        r->used_len = len + 1;
+        return VIRTIO_BLK_S_OK;
+    }
+    case VIRTIO_BLK_T_DISCARD:
+    case VIRTIO_BLK_T_WRITE_ZEROES:
+        return blk_submit_dz(s, r, hdr.type);
+    default:
+        return VIRTIO_BLK_S_UNSUPP;
+    }
+}
+
+static bool blk_handle_one(VirtIOBlk *s, VirtQueue *vq, VirtQueueElement *e)
+{
+    BlkReq *r;
+    uint8_t status;
+
+    if (e->out_len < 16) {
+        virtio_error(&s->vdev, "queue %u: request %u has a %zu-byte header, want 16",
+                     vq->index, e->head, e->out_len);
+        virtqueue_element_free(e);
+        return false;
+    }
+    if (e->in_len < 1) {
+        virtio_error(&s->vdev, "queue %u: request %u has no writable status byte",
+                     vq->index, e->head);
+        virtqueue_element_free(e);
+        return false;
+    }
+    r = g_new0(BlkReq, 1);
+    r->sh = s->shared;
+    r->generation = s->generation;
+    r->queue = vq->index;
+    r->elem = e;
+    status = blk_submit(s, r);
+    if (status != 0xff) {
+        blk_req_finish(s, r, status);
+        blk_req_free(r);
+    }
+    return true;
+}
+
+static void blk_handle_queue(VirtIODevice *vdev, VirtQueue *vq)
+{
+    VirtIOBlk *s = (VirtIOBlk *)((uint8_t *)vdev - offsetof(VirtIOBlk, vdev));
+    VirtQueueElement *e;
+
+    /* Kicks are pointless while we drain the ring; re-check after re-enabling them so
+     * a buffer added in between is not missed. */
+    do {
+        virtqueue_set_notification(vq, false);
+        while ((e = virtqueue_pop(vq))) {
+            if (!blk_handle_one(s, vq, e)) {
+                return;
+            }
+        }
+        virtqueue_set_notification(vq, true);
+    } while (!virtqueue_empty(vq));
+}
+
+static void blk_vdev_reset(VirtIODevice *vdev)
+{
+    VirtIOBlk *s = (VirtIOBlk *)((uint8_t *)vdev - offsetof(VirtIOBlk, vdev));
+
+    /* In-flight requests finish in the block layer but no longer touch the rings. */
+    s->generation++;
+}
+
+static const VirtIODeviceOps blk_ops = {
+    .reset = blk_vdev_reset,
+};
+
+static void virtio_blk_reset(DeviceState *dev)
+{
+    VirtIOBlk *s = (VirtIOBlk *)dev;
+    virtio_pci_reset(&s->proxy);
+}
+
+static void set_cfg32(VirtIOBlk *s, unsigned off, uint32_t v)
+{
+    memcpy(s->vdev.config + off, &v, 4);
+}
+
+static void virtio_blk_unrealize(DeviceState *dev);
+
+static bool virtio_blk_realize(DeviceState *dev, Machine *m, Error **errp)
+{
+    VirtIOBlk *s = (VirtIOBlk *)dev;
+    uint64_t features;
+    int64_t len;
+
+    if (!s->drive) {
+        error_setg(errp, "drive= is required (the id of a -drive or -blockdev)");
+        return false;
+    }
+    if (s->num_queues < 1 || s->num_queues > BLK_MAX_QUEUES) {
+        error_setg(errp, "num-queues=%u: must be 1 to %u", s->num_queues, BLK_MAX_QUEUES);
+        return false;
+    }
+    if (s->serial && strlen(s->serial) > VIRTIO_BLK_ID_BYTES) {
+        error_setg(errp, "serial=%s: longer than %u characters", s->serial,
+                   VIRTIO_BLK_ID_BYTES);
+        return false;
+    }
+    s->blk = block_find_backend(m, s->drive);
+    if (!s->blk) {
+        error_setg(errp, "drive=%s: no -drive or -blockdev with that id", s->drive);
+        return false;
+    }
+    len = blk_getlength(s->blk);
+    if (len < 0) {
+        error_setg_errno(errp, (int)-len, "drive=%s: cannot get its size", s->drive);
+        return false;
+    }
+    s->capacity = (uint64_t)len / 512;
+    s->read_only = blk_is_read_only(s->blk);
+    if (!pci_device_realize(&s->proxy.pci, m, errp)) {
+        return false;
+    }
+
+    features = (1ull << VIRTIO_BLK_F_SEG_MAX) | (1ull << VIRTIO_BLK_F_BLK_SIZE) |
+               (1ull << VIRTIO_BLK_F_FLUSH) | (1ull << VIRTIO_BLK_F_MQ);
+    if (s->read_only) {
+        features |= 1ull << VIRTIO_BLK_F_RO;
+    } else {
+        features |= (1ull << VIRTIO_BLK_F_DISCARD) | (1ull << VIRTIO_BLK_F_WRITE_ZEROES);
+    }
+    virtio_init(&s->vdev, "virtio-blk", VIRTIO_ID_BLOCK, &blk_ops, m->mem, features,
+                CFG_SIZE, s->num_queues);
+    for (unsigned i = 0; i < s->num_queues; i++) {
+        virtio_add_queue(&s->vdev, i, BLK_QUEUE_SIZE, blk_handle_queue);
+    }
+    memcpy(s->vdev.config + CFG_CAPACITY, &s->capacity, 8);
+    set_cfg32(s, CFG_SEG_MAX, BLK_QUEUE_SIZE - 2); /* header and status take two */
+    set_cfg32(s, CFG_BLK_SIZE, 512);
+    memcpy(s->vdev.config + CFG_NUM_QUEUES, &s->num_queues, 2);
+    set_cfg32(s, CFG_MAX_DISCARD_SECTORS, BLK_MAX_DZ_SECTORS);
+    set_cfg32(s, CFG_MAX_DISCARD_SEG, 1);
+    set_cfg32(s, CFG_DISCARD_ALIGN, 1);
+    set_cfg32(s, CFG_MAX_WZ_SECTORS, BLK_MAX_DZ_SECTORS);
+    set_cfg32(s, CFG_MAX_WZ_SEG, 1);
+    s->vdev.config[CFG_WZ_MAY_UNMAP] = 1;
+
+    s->shared = g_new0(BlkShared, 1);
+    s->shared->refcnt = 1;
+    s->shared->m = m;
+    s->shared->dev = s;
+    if (!virtio_pci_realize(&s->proxy, &s->vdev, m, 0x010000, errp)) {
+        virtio_blk_unrealize(dev); /* the registry only unrealizes realized devices */
+        return false;
+    }
+    return true;
+}
+
+static void virtio_blk_unrealize(DeviceState *dev)
+{
+    VirtIOBlk *s = (VirtIOBlk *)dev;
+
+    virtio_pci_unrealize(&s->proxy);
+    virtio_cleanup(&s->vdev);
+    if (s->shared) {
+        /* Requests still in the block layer complete later (block_cleanup drains them)
+         * and only free themselves. */
+        s->shared->dev = NULL;
+        shared_unref(s->shared);
+        s->shared = NULL;
+    }
+}
+
+static const PropertyDef virtio_blk_props[] = {
+    DEFINE_PCI_PROPS(VirtIOBlk, proxy.pci),
+    DEFINE_PROP("drive", PROP_STRING, VirtIOBlk, drive, NULL,
+                "id of the -drive / node-name of the -blockdev to use"),
+    DEFINE_PROP("serial", PROP_STRING, VirtIOBlk, serial, NULL,
+                "disk serial number (GET_ID, up to 20 characters)"),
+    DEFINE_PROP("num-queues", PROP_U16, VirtIOBlk, num_queues, "1", "request queues"),
+    { .name = NULL },
+};
+
+const DeviceClass virtio_blk_pci_class = {
+    .name = "virtio-blk-pci",
+    .desc = "virtio block device",
+    .instance_size = sizeof(VirtIOBlk),
+    .props = virtio_blk_props,
+    .user_creatable = true,
+    .realize = virtio_blk_realize,
+    .reset = virtio_blk_reset,
+    .unrealize = virtio_blk_unrealize,
+};
