@@ -118,6 +118,7 @@ struct KvmState {
     unsigned nr_supported_cpuid;
     KvmTopology topo;
     bool warned_bad_gsi;          /* VM lock */
+    struct KvmIrqRoutes *irq_routes; /* MSI routes (kvm-irq.c), VM lock; NULL = none yet */
 
     KvmVcpu *vcpus;
     unsigned nr_vcpus;
@@ -169,5 +170,13 @@ void kvm_dump_state(Machine *m, FILE *out);
 
 /* kvm-irq.c */
 void kvm_set_irq(Machine *m, unsigned gsi, int level);
+void kvm_signal_msi(Machine *m, uint64_t addr, uint32_t data);
+int kvm_add_msi_route(Machine *m, uint64_t addr, uint32_t data, Error **errp);
+bool kvm_update_msi_route(Machine *m, int gsi, uint64_t addr, uint32_t data, Error **errp);
+void kvm_release_msi_route(Machine *m, int gsi);
+bool kvm_irqfd_assign(Machine *m, int fd, int gsi, bool assign, Error **errp);
+bool kvm_ioeventfd_assign(Machine *m, bool mmio, uint64_t addr, unsigned len, bool match,
+                          uint64_t datamatch, int fd, bool assign, Error **errp);
+void kvm_irq_routes_free(KvmState *s);
 
 #endif

@@ -261,6 +261,7 @@ static void kvm_destroy(Machine *m)
     g_free(s->msrs);
     g_free(s->feature_msrs);
     g_free(s->supported_cpuid);
+    kvm_irq_routes_free(s);
     g_mutex_clear(&s->ctl_lock);
     g_cond_clear(&s->ctl_cond);
     g_free(s);
@@ -351,4 +352,10 @@ const AccelOps kvm_accel_ops = {
     .set_irq = kvm_set_irq,
     .dump_state = kvm_dump_state,
     .destroy = kvm_destroy,
+    .signal_msi = kvm_signal_msi,
+    .add_msi_route = kvm_add_msi_route,
+    .update_msi_route = kvm_update_msi_route,
+    .release_msi_route = kvm_release_msi_route,
+    .irqfd_assign = kvm_irqfd_assign,
+    .ioeventfd_assign = kvm_ioeventfd_assign,
 };

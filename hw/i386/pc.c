@@ -62,7 +62,8 @@ static bool create_devices(Machine *m, PcMachine *pc, Error **errp)
     pc->rtc = create_builtin(m, "mc146818rtc", "iobase=0x70,irq=8", errp);
     if (!pc->rtc || !create_builtin(m, "i8042", NULL, errp) ||
         !create_builtin(m, "ioport80", NULL, errp) ||
-        !create_builtin(m, "port92", NULL, errp)) {
+        !create_builtin(m, "port92", NULL, errp) ||
+        !create_builtin(m, "i440fx-pcihost", NULL, errp)) {
         return false;
     }
     for (guint i = 0; cfg->serials && i < cfg->serials->len; i++) {
