@@ -1,0 +1,192 @@
+/*
+ * sen-img check: qemu-img's output and exit codes: 0 clean, 1 check could not complete,
+ * 2 corruptions, 3 leaks only, 63 format without checks.
+ */
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "tools/img/img.h"
+
+static void print_human(const char *filename, const BlockCheckResult *r, bool quiet)
+{
+    if (r->corruptions == 0 && r->leaks == 0 && r->check_errors == 0) {
+        if (!quiet) {
+            printf("No errors were found on the image.\n");
+        }
+    } else {
+        if (r->corruptions) {
+            printf("\n%d errors were found on the image.\n"
+                   "Data may be corrupted, or further writes to the image may corrupt it.\n",
+                   r->corruptions);
+        }
+        if (r->leaks) {
+            printf("\n%d leaked clusters were found on the image.\n"
+                   "This means waste of disk space, but no harm to data.\n", r->leaks);
+        }
+        if (r->check_errors) {
+            printf("\n%d internal errors have occurred during the check.\n",
+                   r->check_errors);
+        }
+    }
+    if (quiet) {
+        return;
+    }
+    if (r->total_clusters != 0 && r->allocated_clusters != 0) {
+        printf("%" G_GINT64_FORMAT "/%" G_GINT64_FORMAT " = %0.2f%% allocated, %0.2f%% "
+               "fragmented, %0.2f%% compressed clusters\n",
+               r->allocated_clusters, r->total_clusters,
+               r->allocated_clusters * 100.0 / r->total_clusters,
+               r->fragmented_clusters * 100.0 / r->allocated_clusters,
+               r->compressed_clusters * 100.0 / r->allocated_clusters);
+    }
+    if (r->image_end_offset > 0) {
+        printf("Image end offset: %" G_GINT64_FORMAT "\n", r->image_end_offset);
+    }
+    (void)filename;
+}
+
+static void print_json(const char *filename, const char *fmt, const BlockCheckResult *r)
+{
+    json_t *o = json_object();
+    if (r->image_end_offset > 0) {
+        json_object_set_new(o, "image-end-offset", json_integer(r->image_end_offset));
+    }
+    if (r->corruptions) {
+        json_object_set_new(o, "corruptions", json_integer(r->corruptions));
+    }
+    if (r->leaks) {
+        json_object_set_new(o, "leaks", json_integer(r->leaks));
+    }
+    if (r->corruptions_fixed) {
+        json_object_set_new(o, "corruptions-fixed", json_integer(r->corruptions_fixed));
+    }
+    if (r->total_clusters && r->allocated_clusters) {
+        json_object_set_new(o, "allocated-clusters", json_integer(r->allocated_clusters));
+    }
+    json_object_set_new(o, "total-clusters", json_integer(r->total_clusters));
+    json_object_set_new(o, "check-errors", json_integer(r->check_errors));
+    if (r->leaks_fixed) {
+        json_object_set_new(o, "leaks-fixed", json_integer(r->leaks_fixed));
+    }
+    if (r->total_clusters && r->allocated_clusters) {
+        json_object_set_new(o, "compressed-clusters", json_integer(r->compressed_clusters));
+    }
+    json_object_set_new(o, "filename", json_string(filename));
+    json_object_set_new(o, "format", json_string(fmt));
+    if (r->total_clusters && r->allocated_clusters) {
+        json_object_set_new(o, "fragmented-clusters", json_integer(r->fragmented_clusters));
+    }
+    char *s = json_dumps(o, JSON_INDENT(4) | JSON_PRESERVE_ORDER);
+    printf("%s\n", s);
+    free(s);
+    json_decref(o);
+}
+
+int img_check(int argc, char **argv)
+{
+    const char *fmt = NULL, *output = "human";
+    int fix = BDRV_FIX_NONE;
+    bool quiet = false;
+    int c;
+    static const struct option longopts[] = {
+        { "help", no_argument, NULL, 'h' },
+        { "format", required_argument, NULL, 'f' },
+        { "repair", required_argument, NULL, 'r' },
+        { "output", required_argument, NULL, 'o' },
+        { "force-share", no_argument, NULL, 'U' },
+        { NULL, 0, NULL, 0 },
+    };
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "+hf:r:T:qU", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'f':
+            fmt = optarg;
+            break;
+        case 'r':
+            if (!strcmp(optarg, "leaks")) {
+                fix = BDRV_FIX_LEAKS;
+            } else if (!strcmp(optarg, "all")) {
+                fix = BDRV_FIX_LEAKS | BDRV_FIX_ERRORS;
+            } else {
+                error_report("Unknown option value for -r (expecting 'leaks' or 'all'): %s",
+                             optarg);
+                return 1;
+            }
+            break;
+        case 'o':
+            output = optarg;
+            break;
+        case 'q':
+            quiet = true;
+            break;
+        case 'T':
+        case 'U':
+            break;
+        case 'h':
+            printf("usage: sen-img check [-f fmt] [--output=human|json] [-r leaks|all] "
+                   "[-q] filename\n");
+            return 0;
+        default:
+            return 1;
+        }
+    }
+    bool json = !strcmp(output, "json");
+    if (!json && strcmp(output, "human")) {
+        error_report("--output must be used with human or json as argument.");
+        return 1;
+    }
+    if (optind != argc - 1) {
+        error_report("Expecting one image file name");
+        return 1;
+    }
+    const char *filename = argv[optind];
+    int flags = BDRV_O_CHECK | BDRV_O_NO_BACKING | (fix ? BDRV_O_RDWR : 0);
+    BlockDriverState *bs = img_open(filename, fmt, flags);
+    if (!bs) {
+        return 1;
+    }
+    if (!bs->drv->check) {
+        if (!quiet) {
+            error_report("This image format does not support checks");
+        }
+        bdrv_unref(bs);
+        return 63;
+    }
+    BlockCheckResult r;
+    int ret = bs->drv->check(bs, &r, fix);
+    if (ret == 0 && fix && (r.corruptions_fixed || r.leaks_fixed)) {
+        BlockCheckResult again;
+        int leaks_fixed = r.leaks_fixed, corr_fixed = r.corruptions_fixed;
+        if (!quiet && !json) {
+            printf("The following inconsistencies were found and repaired:\n\n"
+                   "    %d leaked clusters\n    %d corruptions\n\n"
+                   "Double checking the fixed image now...\n",
+                   r.leaks_fixed, r.corruptions_fixed);
+        }
+        ret = bs->drv->check(bs, &again, BDRV_FIX_NONE);
+        r = again;
+        r.leaks_fixed = leaks_fixed;
+        r.corruptions_fixed = corr_fixed;
+    }
+    if (ret < 0 && r.check_errors == 0) {
+        r.check_errors = 1;
+    }
+    if (json) {
+        print_json(filename, bs->drv->format_name, &r);
+    } else {
+        print_human(filename, &r, quiet);
+    }
+    bdrv_unref(bs);
+    if (ret < 0 || r.check_errors) {
+        return 1;
+    }
+    if (r.corruptions) {
+        return 2;
+    }
+    if (r.leaks) {
+        return 3;
+    }
+    return 0;
+}

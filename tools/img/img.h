@@ -1,0 +1,22 @@
+/* sen-img: one file per subcommand; this header is what they share. */
+#ifndef SEN_TOOLS_IMG_H
+#define SEN_TOOLS_IMG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "sen/block.h"
+#include "sen/error.h"
+
+/* Each returns the process exit status. */
+int img_create(int argc, char **argv);
+int img_info(int argc, char **argv);
+int img_check(int argc, char **argv);
+
+/* Opens filename (fmt NULL: probe) or reports the error; NULL on failure. */
+BlockDriverState *img_open(const char *filename, const char *fmt, int flags);
+/* "1.5 MiB" as qemu-img prints sizes. */
+char *img_size_to_str(uint64_t val);
+/* Parses "10G"-style sizes (bytes by default); false with a message naming str. */
+bool img_parse_size(const char *str, uint64_t *out);
+
+#endif

@@ -1,0 +1,267 @@
+/* sen-img info: qemu-img's human and JSON shapes, optionally for the whole backing chain. */
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "block/qcow2.h"
+#include "tools/img/img.h"
+
+static char *full_backing(const char *image, const char *backing)
+{
+    if (g_path_is_absolute(backing) || !strchr(image, '/')) {
+        return g_strdup(backing);
+    }
+    g_autofree char *dir = g_path_get_dirname(image);
+    return g_build_filename(dir, backing, NULL);
+}
+
+static json_t *qcow2_specific(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    json_t *d = json_object();
+    if (s->h.version >= 3) {
+        json_object_set_new(d, "compat", json_string("1.1"));
+        json_object_set_new(d, "compression-type",
+                            json_string(s->h.compression_type ? "zstd" : "zlib"));
+        json_object_set_new(d, "lazy-refcounts",
+                            json_boolean(s->h.compatible_features &
+                                         QCOW2_COMPAT_LAZY_REFCOUNTS));
+        json_object_set_new(d, "refcount-bits", json_integer(1 << s->h.refcount_order));
+        json_object_set_new(d, "corrupt", json_boolean(s->h.incompatible_features &
+                                                       QCOW2_INCOMPAT_CORRUPT));
+        json_object_set_new(d, "extended-l2", json_boolean(s->extl2));
+    } else {
+        json_object_set_new(d, "compat", json_string("0.10"));
+        json_object_set_new(d, "compression-type", json_string("zlib"));
+        json_object_set_new(d, "refcount-bits", json_integer(16));
+    }
+    json_t *fs = json_object();
+    json_object_set_new(fs, "type", json_string("qcow2"));
+    json_object_set_new(fs, "data", d);
+    return fs;
+}
+
+static json_t *snapshot_list(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    GArray *a = NULL;
+    json_t *list = NULL;
+    if (s->h.nb_snapshots && qcow2_read_snapshots(s, &a) == 0) {
+        list = json_array();
+        for (guint i = 0; i < a->len; i++) {
+            Qcow2Snapshot *sn = &g_array_index(a, Qcow2Snapshot, i);
+            json_t *o = json_object();
+            json_object_set_new(o, "icount", json_integer(sn->extra_len >= 24 ?
+                                (json_int_t)qcow2_ld64(sn->extra + 16) : -1));
+            json_object_set_new(o, "vm-state-size", json_integer(sn->vm_state_size));
+            json_object_set_new(o, "date-sec", json_integer(sn->date_sec));
+            json_object_set_new(o, "date-nsec", json_integer(sn->date_nsec));
+            json_object_set_new(o, "vm-clock-nsec",
+                                json_integer(sn->vm_clock_nsec % 1000000000));
+            json_object_set_new(o, "name", json_string(sn->name));
+            json_object_set_new(o, "vm-clock-sec",
+                                json_integer(sn->vm_clock_nsec / 1000000000));
+            json_object_set_new(o, "id", json_string(sn->id_str));
+            if (sn->extra_len < 24) {
+                json_object_del(o, "icount");
+            }
+            json_array_append_new(list, o);
+        }
+    }
+    qcow2_snapshots_free(a);
+    return list;
+}
+
+static json_t *image_info(BlockDriverState *bs)
+{
+    json_t *o = json_object();
+    bool is_qcow2 = !strcmp(bs->drv->format_name, "qcow2");
+    BDRVQcow2State *s = is_qcow2 ? bs->opaque : NULL;
+    BlockDriverInfo bdi = { 0 };
+    bool have_bdi = bdrv_get_info(bs, &bdi) == 0;
+
+    if (s && s->backing_file && s->ext.backing_fmt) {
+        json_object_set_new(o, "backing-filename-format", json_string(s->ext.backing_fmt));
+    }
+    json_object_set_new(o, "virtual-size", json_integer(bdrv_getlength(bs)));
+    json_object_set_new(o, "filename", json_string(bs->filename));
+    if (have_bdi && bdi.cluster_size) {
+        json_object_set_new(o, "cluster-size", json_integer(bdi.cluster_size));
+    }
+    json_object_set_new(o, "format", json_string(bs->drv->format_name));
+    int64_t actual = bdrv_get_allocated_file_size(bs);
+    if (actual >= 0) {
+        json_object_set_new(o, "actual-size", json_integer(actual));
+    }
+    if (s) {
+        json_t *sn = snapshot_list(bs);
+        if (sn) {
+            json_object_set_new(o, "snapshots", sn);
+        }
+        json_object_set_new(o, "format-specific", qcow2_specific(bs));
+        if (s->backing_file) {
+            g_autofree char *full = full_backing(bs->filename, s->backing_file);
+            json_object_set_new(o, "full-backing-filename", json_string(full));
+            json_object_set_new(o, "backing-filename", json_string(s->backing_file));
+        }
+    }
+    if (have_bdi && bdi.cluster_size) {
+        json_object_set_new(o, "dirty-flag", json_boolean(bdi.is_dirty));
+    }
+    return o;
+}
+
+static void print_human(json_t *o)
+{
+    uint64_t vs = json_integer_value(json_object_get(o, "virtual-size"));
+    g_autofree char *vss = img_size_to_str(vs);
+    printf("image: %s\nfile format: %s\nvirtual size: %s (%" G_GUINT64_FORMAT " bytes)\n",
+           json_string_value(json_object_get(o, "filename")),
+           json_string_value(json_object_get(o, "format")), vss, vs);
+    json_t *as = json_object_get(o, "actual-size");
+    if (as) {
+        g_autofree char *ass = img_size_to_str(json_integer_value(as));
+        printf("disk size: %s\n", ass);
+    } else {
+        printf("disk size: unavailable\n");
+    }
+    json_t *cs = json_object_get(o, "cluster-size");
+    if (cs) {
+        printf("cluster_size: %" JSON_INTEGER_FORMAT "\n", json_integer_value(cs));
+    }
+    json_t *bf = json_object_get(o, "backing-filename");
+    if (bf) {
+        const char *b = json_string_value(bf);
+        const char *full = json_string_value(json_object_get(o, "full-backing-filename"));
+        if (strcmp(b, full)) {
+            printf("backing file: %s (actual path: %s)\n", b, full);
+        } else {
+            printf("backing file: %s\n", b);
+        }
+        json_t *bff = json_object_get(o, "backing-filename-format");
+        if (bff) {
+            printf("backing file format: %s\n", json_string_value(bff));
+        }
+    }
+    json_t *sn = json_object_get(o, "snapshots");
+    if (sn && json_array_size(sn)) {
+        printf("Snapshot list:\nID        TAG               VM SIZE                DATE     "
+               "VM CLOCK     ICOUNT\n");
+        size_t i;
+        json_t *e;
+        json_array_foreach(sn, i, e) {
+            g_autofree char *vm = img_size_to_str(
+                json_integer_value(json_object_get(e, "vm-state-size")));
+            time_t t = json_integer_value(json_object_get(e, "date-sec"));
+            struct tm tm;
+            char date[32];
+            localtime_r(&t, &tm);
+            strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S", &tm);
+            uint64_t secs = json_integer_value(json_object_get(e, "vm-clock-sec"));
+            printf("%-9s %-17s %7s %19s %04" G_GUINT64_FORMAT ":%02d:%02d.%03d\n",
+                   json_string_value(json_object_get(e, "id")),
+                   json_string_value(json_object_get(e, "name")), vm, date, secs / 3600,
+                   (int)(secs / 60 % 60), (int)(secs % 60),
+                   (int)(json_integer_value(json_object_get(e, "vm-clock-nsec")) / 1000000));
+        }
+    }
+    json_t *fs = json_object_get(o, "format-specific");
+    if (fs) {
+        json_t *d = json_object_get(fs, "data");
+        printf("Format specific information:\n");
+        const char *k;
+        json_t *v;
+        json_object_foreach(d, k, v) {
+            g_autofree char *key = g_strdup(k);
+            for (char *p = key; *p; p++) {
+                if (*p == '-') {
+                    *p = ' ';
+                }
+            }
+            if (json_is_string(v)) {
+                printf("    %s: %s\n", key, json_string_value(v));
+            } else if (json_is_boolean(v)) {
+                printf("    %s: %s\n", key, json_is_true(v) ? "true" : "false");
+            } else {
+                printf("    %s: %" JSON_INTEGER_FORMAT "\n", key, json_integer_value(v));
+            }
+        }
+    }
+}
+
+int img_info(int argc, char **argv)
+{
+    const char *fmt = NULL, *output = "human";
+    bool chain = false;
+    int c;
+    static const struct option longopts[] = {
+        { "help", no_argument, NULL, 'h' },
+        { "format", required_argument, NULL, 'f' },
+        { "output", required_argument, NULL, 'o' },
+        { "backing-chain", no_argument, NULL, 'c' },
+        { "force-share", no_argument, NULL, 'U' },
+        { NULL, 0, NULL, 0 },
+    };
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "+f:hU", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'f':
+            fmt = optarg;
+            break;
+        case 'o':
+            output = optarg;
+            break;
+        case 'c':
+            chain = true;
+            break;
+        case 'U':
+            break;
+        case 'h':
+            printf("usage: sen-img info [-f fmt] [--output=human|json] [--backing-chain] "
+                   "[-U] filename\n");
+            return 0;
+        default:
+            return 1;
+        }
+    }
+    if (strcmp(output, "human") && strcmp(output, "json")) {
+        error_report("--output must be used with human or json as argument.");
+        return 1;
+    }
+    if (optind >= argc) {
+        error_report("Expecting one image file name");
+        return 1;
+    }
+    if (optind != argc - 1) {
+        error_report("Unexpected argument: %s", argv[optind + 1]);
+        return 1;
+    }
+    BlockDriverState *bs = img_open(argv[optind], fmt, chain ? 0 : BDRV_O_NO_BACKING);
+    if (!bs) {
+        return 1;
+    }
+    json_t *list = json_array();
+    for (BlockDriverState *b = bs; b; b = chain ? b->backing : NULL) {
+        json_array_append_new(list, image_info(b));
+    }
+    if (!strcmp(output, "json")) {
+        json_t *out = chain ? json_incref(list) : json_incref(json_array_get(list, 0));
+        char *str = json_dumps(out, JSON_INDENT(4) | JSON_PRESERVE_ORDER);
+        printf("%s\n", str);
+        free(str);
+        json_decref(out);
+    } else {
+        size_t i;
+        json_t *e;
+        json_array_foreach(list, i, e) {
+            if (i) {
+                printf("\n");
+            }
+            print_human(e);
+        }
+    }
+    json_decref(list);
+    bdrv_unref(bs);
+    return 0;
+}

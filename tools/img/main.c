@@ -1,0 +1,93 @@
+/*
+ * sen-img: QEMU-compatible disk image tool on Sen's block layer.  Subcommands and options
+ * are spelled as qemu-img spells them; exit status 1 on every error, with the image left
+ * untouched.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "sen-config.h"
+#include "sen/keyval.h"
+#include "tools/img/img.h"
+
+static const struct {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *usage;
+} img_cmds[] = {
+    { "create", img_create,
+      "create [-f fmt] [-o options] [-b backing_file [-F backing_fmt]] [-u] filename [size]" },
+    { "info", img_info, "info [-f fmt] [--output=human|json] [--backing-chain] [-U] filename" },
+    { "check", img_check, "check [-f fmt] [--output=human|json] [-r leaks|all] [-q] filename" },
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: sen-img [standard options] command [command options]\n"
+               "QEMU-compatible disk image utility.\n\nCommand syntax:\n");
+    for (size_t i = 0; i < G_N_ELEMENTS(img_cmds); i++) {
+        fprintf(f, "  %s\n", img_cmds[i].usage);
+    }
+}
+
+BlockDriverState *img_open(const char *filename, const char *fmt, int flags)
+{
+    Error *err = NULL;
+    BlockDriverState *bs = bdrv_open(filename, NULL, fmt, flags, &err);
+    if (!bs) {
+        error_report_err(err);
+    }
+    return bs;
+}
+
+char *img_size_to_str(uint64_t val)
+{
+    static const char *const suffixes[] = { "", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei" };
+    int e;
+    /* Switch units once the value reaches 1000 of the smaller one (qemu-img's choice). */
+    frexp(val / (1000.0 / 1024.0), &e);
+    int i = e > 0 ? (e - 1) / 10 : 0;
+    if (i >= (int)G_N_ELEMENTS(suffixes)) {
+        i = G_N_ELEMENTS(suffixes) - 1;
+    }
+    uint64_t div = 1ull << (i * 10);
+    return g_strdup_printf("%0.3g %sB", (double)val / div, suffixes[i]);
+}
+
+bool img_parse_size(const char *str, uint64_t *out)
+{
+    Error *err = NULL;
+    if (!parse_size(str, 1, out, &err)) {
+        error_free(err);
+        error_report("Invalid image size specified. You may use k, M, G, T, P or E "
+                     "suffixes for");
+        error_report("kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
+        return false;
+    }
+    return true;
+}
+
+int main(int argc, char **argv)
+{
+    error_set_progname("sen-img");
+    if (argc < 2) {
+        usage(stderr);
+        return 1;
+    }
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "-V") || !strcmp(argv[1], "--version")) {
+        printf("sen-img version " SEN_VERSION "\n");
+        return 0;
+    }
+    for (size_t i = 0; i < G_N_ELEMENTS(img_cmds); i++) {
+        if (!strcmp(argv[1], img_cmds[i].name)) {
+            return img_cmds[i].fn(argc - 1, argv + 1);
+        }
+    }
+    error_report("Command not found: %s", argv[1]);
+    return 1;
+}
