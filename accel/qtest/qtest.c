@@ -684,6 +684,20 @@ static void qtest_accel_set_irq(Machine *m, unsigned gsi, int level)
     }
 }
 
+/*
+ * No interrupt controller here, so an MSI is what it is on the bus: a 32-bit write of
+ * data to addr.  A test points the MSI address at guest RAM and reads the data back, as
+ * with QEMU's qtest; a message aimed anywhere else (the LAPIC window) is dropped.
+ */
+static void qtest_accel_signal_msi(Machine *m, uint64_t addr, uint32_t data)
+{
+    uint8_t le[4] = { data & 0xff, (data >> 8) & 0xff, (data >> 16) & 0xff, data >> 24 };
+
+    if (m->mem && guest_mem_is_ram(m->mem, addr, 4)) {
+        guest_mem_write(m->mem, addr, le, sizeof(le));
+    }
+}
+
 static void qtest_accel_dump_state(Machine *m, FILE *out)
 {
     fprintf(out, "no vCPUs under qtest\n");
@@ -718,4 +732,5 @@ const AccelOps qtest_accel_ops = {
     .set_irq = qtest_accel_set_irq,
     .dump_state = qtest_accel_dump_state,
     .destroy = qtest_accel_destroy,
+    .signal_msi = qtest_accel_signal_msi,
 };
