@@ -64,6 +64,9 @@ def expected_lines(test, smp):
         return ["ok: rng filled", "virtio-rng ok"]
     if test == "virtio-console":
         return ["ok: echo came back", "virtio-console ok"]
+    if test == "pci":
+        return ["ok: 00.0 is a host bridge", "ok: absent slot", "ok: capability list:",
+                "ok: memory decoding off hides the BAR", "ok: moving BAR", "pci ok"]
     if test == "virtio-intx":
         return ["ok: INTx arrived on IOAPIC pin", "ok: reading ISR lowered the line",
                 "ok: second completion", "virtio-intx ok"]
@@ -144,6 +147,7 @@ def device_args(vmm, test, sen, disk, sock):
     """-drive/-device/-chardev arguments for the virtio tests (skips when sen lacks them)."""
     need = {"virtio-blk": ["virtio-blk-pci"], "virtio-rng": ["virtio-rng-pci"],
             "virtio-hostile": ["virtio-rng-pci"], "virtio-intx": ["virtio-rng-pci"],
+            "pci": ["virtio-rng-pci"],
             "virtio-console": ["virtio-serial-pci", "virtconsole"]}.get(test)
     if disk and "virtio-blk-pci" not in (need or []):
         need = (need or []) + ["virtio-blk-pci"]
@@ -166,7 +170,7 @@ def device_args(vmm, test, sen, disk, sock):
                  (DISK_SERIAL, modern),
                  "-drive", "file=%s.ro,format=raw,if=none,id=d1,readonly=on" % disk,
                  "-device", "virtio-blk-pci,drive=d1,serial=sen-guest-ro%s" % modern]
-    if test in ("virtio-rng", "virtio-hostile", "virtio-intx"):
+    if test in ("virtio-rng", "virtio-hostile", "virtio-intx", "pci"):
         args += ["-device", "virtio-rng-pci" + modern]
     if test == "virtio-console":
         args += ["-chardev", "socket,id=c0,path=%s,server=on,wait=on" % sock] + console
