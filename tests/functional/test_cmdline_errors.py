@@ -18,7 +18,7 @@ CASES = [
     (["-foo"], "-foo: invalid option"),
     (["--bar"], "--bar: invalid option"),
     (["disk.img"], "disk.img"),
-    (["-drive", "file=x.img,if=virtio"], "-drive: option not supported by Sen yet"),
+    (["-drive", "file=x.img,if=ide"], "-drive file=x.img,if=ide: if=ide is not supported"),
     (["-netdev", "user,id=n0"], "-netdev: option not supported by Sen yet"),
     (["-m"], "-m: requires an argument"),
     (["-m", "12Q"], "-m 12Q: invalid size '12Q'"),

@@ -388,7 +388,7 @@ static const struct { const char *line; const char *prefix; const char *text; } 
     { "--bar 1", "--bar", "invalid option" },
     { "-", "-", "invalid option" },
     { "disk.img", "disk.img", "not supported" },
-    { "-drive file=x.img", "-drive", "-drive: option not supported by Sen yet" },
+    { "-drive file=x.img", "-drive file=x.img", "if=ide (the default) is not supported" },
     { "-netdev user,id=n0", "-netdev", "not supported by Sen yet" },
     { "-m", "-m", "-m: requires an argument" },
     { "-m 12Q", "-m 12Q", "-m 12Q: invalid size '12Q'" },
