@@ -65,7 +65,8 @@ static void json_reader_finish(JsonReader *r)
 {
     if (!r->skipping) {
         json_error_t jerr;
-        json_t *msg = json_loadb((const char *)r->buf->data, r->buf->len, 0, &jerr);
+        json_t *msg = json_loadb((const char *)r->buf->data, r->buf->len,
+                                 JSON_REJECT_DUPLICATES, &jerr);
         if (msg) {
             r->emit(r->opaque, msg, NULL);
         } else {

@@ -193,6 +193,8 @@ def test_negotiation_rules(vm):
     (b'{"execute": "frobnicate"}', "The command frobnicate has not been found"),
     (b'{"execute": }', "JSON parse error"),
     (b'42', "QMP input must be a JSON object"),
+    # Duplicate keys are refused, as QEMU does: the last one must not silently win.
+    (b'{"execute": "query-status", "execute": "quit"}', "duplicate"),
     (b'{"execute": "query-status", "arguments": {"x": 1}}', "Parameter 'x' is unexpected"),
 ])
 def test_envelope_errors(vm, raw, desc):
