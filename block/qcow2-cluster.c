@@ -374,3 +374,98 @@ int qcow2_write_data(BDRVQcow2State *s, uint64_t off, uint64_t len, const uint8_
     }
     return 0;
 }
+
+/*
+ * Writes one whole guest cluster compressed (convert -c).  Compressed runs are packed
+ * byte-wise after each other: a run that fits in the rest of the last host cluster shares
+ * it (one more reference), otherwise it starts on freshly allocated clusters.  Falls back
+ * to a normal write when the data does not shrink.
+ */
+int qcow2_write_compressed(BlockDriverState *bs, uint64_t off, const uint8_t *buf)
+{
+    BDRVQcow2State *s = bs->opaque;
+    if (off % s->cluster_size || off >= (uint64_t)bs->total_size) {
+        return -EINVAL;
+    }
+    uint64_t len = MIN(s->cluster_size, (uint64_t)bs->total_size - off);
+    uint8_t *full = g_malloc0(s->cluster_size);
+    uint8_t *cbuf = g_malloc(s->cluster_size);
+    memcpy(full, buf, len);
+    int ret;
+    g_mutex_lock(&s->lock);
+    ssize_t clen = qcow2_compress(s->h.compression_type, cbuf, s->cluster_size - 512, full,
+                                  s->cluster_size);
+    if (clen == -ENOSPC) {
+        ret = qcow2_write_data(s, off, len, buf);
+        goto out;
+    }
+    if (clen < 0) {
+        ret = clen;
+        goto out;
+    }
+    int64_t l2 = get_writable_l2(s, off);
+    if (l2 < 0) {
+        ret = l2;
+        goto out;
+    }
+    uint64_t old, bitmap;
+    ret = qcow2_get_l2e(s, off, &old, &bitmap);
+    if (ret < 0) {
+        goto out;
+    }
+    uint64_t fbo = s->free_byte_offset;
+    uint64_t room = fbo % s->cluster_size ? s->cluster_size - fbo % s->cluster_size : 0;
+    uint64_t place;
+    if (room >= (uint64_t)clen) {
+        place = fbo;
+        ret = qcow2_update_refcount(s, place, 1, 1);
+    } else {
+        /* Continue the run into new clusters when they come right after the last one. */
+        uint64_t extra = clen - room;
+        int64_t n = qcow2_alloc_clusters(s, (extra + s->cluster_size - 1) >> s->cluster_bits);
+        ret = n < 0 ? n : 0;
+        place = n;
+        if (n >= 0 && room && (uint64_t)n == fbo + room) {
+            place = fbo;
+            ret = qcow2_update_refcount(s, place, 1, 1);
+        } else if (n >= 0 && extra != (uint64_t)clen) {
+            /* Not contiguous: the run starts on the new clusters, which may be short. */
+            uint64_t have = ((extra + s->cluster_size - 1) >> s->cluster_bits) << s->cluster_bits;
+            if (have < (uint64_t)clen) {
+                ret = qcow2_update_refcount(s, n, have, -1);
+                int64_t m = ret < 0 ? ret
+                                    : qcow2_alloc_clusters(s, (clen + s->cluster_size - 1) >>
+                                                                  s->cluster_bits);
+                ret = m < 0 ? m : 0;
+                place = m;
+            }
+        }
+    }
+    if (ret < 0) {
+        goto out;
+    }
+    s->free_byte_offset = place + clen;
+    ret = bdrv_pwrite(s->bs->file, place, clen, cbuf);
+    if (ret < 0) {
+        goto out;
+    }
+    uint8_t *t;
+    ret = qcow2_cache_get(s->l2_cache, l2, false, &t);
+    if (ret < 0) {
+        goto out;
+    }
+    uint8_t *e = t + l2_index(s, off) * s->l2e_size;
+    qcow2_st64(e, qcow2_compressed_l2e(place, clen, s->cluster_bits));
+    if (s->extl2) {
+        qcow2_st64(e + 8, 0);
+    }
+    qcow2_cache_mark_dirty(s->l2_cache, l2);
+    if (old & (QCOW2_OFLAG_COMPRESSED | QCOW2_L2E_OFFSET_MASK)) {
+        ret = free_old_entry(s, old);
+    }
+out:
+    g_mutex_unlock(&s->lock);
+    g_free(full);
+    g_free(cbuf);
+    return ret;
+}

@@ -242,6 +242,10 @@ int qcow2_update_refcount(BDRVQcow2State *s, uint64_t off, uint64_t len, int64_t
     uint64_t first = off >> s->cluster_bits;
     uint64_t last = (off + len - 1) >> s->cluster_bits;
     uint64_t max = qcow2_refcount_max(s->h.refcount_order);
+    if (delta < 0) {
+        /* A freed cluster may be handed out again: stop packing compressed data there. */
+        s->free_byte_offset = 0;
+    }
     for (uint64_t c = first; c <= last; c++) {
         uint64_t rt = c >> s->refblock_bits;
         int ret;

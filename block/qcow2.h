@@ -257,7 +257,7 @@ typedef struct BDRVQcow2State {
     Qcow2Cache *rb_cache;
     uint64_t free_hint;      /* cluster index where the free-space search starts */
     uint64_t alloc_end;      /* one past the highest cluster index ever allocated */
-    bool dirty_set;          /* we set the dirty bit (lazy refcounts) */
+    uint64_t free_byte_offset; /* where the next compressed run may be packed */
 } BDRVQcow2State;
 
 /* qcow2-cache.c: a small LRU of cluster-sized tables, written back on flush/eviction. */
@@ -285,6 +285,8 @@ int qcow2_write_data(BDRVQcow2State *s, uint64_t off, uint64_t len, const uint8_
 /* Host offset of the L2 table and index for guest offset off, or 0 when none. */
 uint64_t qcow2_l2_offset(BDRVQcow2State *s, uint64_t off);
 int qcow2_write_l1_entry(BDRVQcow2State *s, uint32_t idx);
+/* Writes the whole cluster at guest offset off compressed (takes the lock). */
+int qcow2_write_compressed(BlockDriverState *bs, uint64_t off, const uint8_t *buf);
 /* Reads the L2 entry (and bitmap) for guest offset off. */
 int qcow2_get_l2e(BDRVQcow2State *s, uint64_t off, uint64_t *l2e, uint64_t *bitmap);
 

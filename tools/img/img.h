@@ -11,6 +11,7 @@
 int img_create(int argc, char **argv);
 int img_info(int argc, char **argv);
 int img_check(int argc, char **argv);
+int img_convert(int argc, char **argv);
 
 /* Opens filename (fmt NULL: probe) or reports the error; NULL on failure. */
 BlockDriverState *img_open(const char *filename, const char *fmt, int flags);

@@ -19,6 +19,9 @@ static const struct {
     { "create", img_create,
       "create [-f fmt] [-o options] [-b backing_file [-F backing_fmt]] [-u] filename [size]" },
     { "info", img_info, "info [-f fmt] [--output=human|json] [--backing-chain] [-U] filename" },
+    { "convert", img_convert,
+      "convert [-c] [-p] [-q] [-n] [-f fmt] [-O output_fmt] [-o options] "
+      "[-B backing_file [-F backing_fmt]] [-S sparse_size] filename output_filename" },
     { "check", img_check, "check [-f fmt] [--output=human|json] [-r leaks|all] [-q] filename" },
 };
 

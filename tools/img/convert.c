@@ -1,0 +1,209 @@
+/*
+ * sen-img convert: copies an image into a new one (or an existing one with -n), skipping
+ * zero runs of at least -S bytes (4k by default) so the target stays sparse; -c writes
+ * qcow2 clusters compressed.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "block/block-internal.h"
+#include "block/qcow2.h"
+#include "sen/keyval.h"
+#include "tools/img/img.h"
+
+#define CONVERT_CHUNK (2 * 1024 * 1024)
+
+static void progress(bool on, uint64_t done, uint64_t total)
+{
+    if (on) {
+        printf("    (%.2f/100%%)\r", total ? done * 100.0 / total : 100.0);
+        fflush(stdout);
+    }
+}
+
+static bool create_target(const char *fmt, const char *filename, const char *opts,
+                          uint64_t size, const char *backing, const char *backing_fmt)
+{
+    Error *err = NULL;
+    Keyval *kv = opts && *opts ? keyval_parse(opts, NULL, &err) : block_keyval_new();
+    if (!kv) {
+        error_report("Invalid options for file format '%s': %s", fmt, error_get_pretty(err));
+        error_free(err);
+        return false;
+    }
+    g_autofree char *s = g_strdup_printf("%" G_GUINT64_FORMAT, size);
+    block_keyval_add(kv, "size", s);
+    if (backing) {
+        block_keyval_add(kv, "backing_file", backing);
+    }
+    if (backing_fmt) {
+        block_keyval_add(kv, "backing_fmt", backing_fmt);
+    }
+    bool ok = bdrv_create(fmt, filename, kv, &err) &&
+              keyval_check_all_used(kv, filename, &err);
+    keyval_free(kv);
+    if (!ok) {
+        error_report("%s: error while converting %s: %s", filename, fmt,
+                     error_get_pretty(err));
+        error_free(err);
+    }
+    return ok;
+}
+
+int img_convert(int argc, char **argv)
+{
+    const char *fmt = NULL, *out_fmt = "raw", *backing = NULL, *backing_fmt = NULL;
+    GString *opts = g_string_new(NULL);
+    bool compress = false, show_progress = false, no_create = false, quiet = false;
+    uint64_t sparse = 4096;
+    int c, ret = 1;
+    BlockDriverState *src = NULL, *dst = NULL;
+    uint8_t *buf = NULL;
+    static const struct option longopts[] = {
+        { "help", no_argument, NULL, 'h' },
+        { "force-share", no_argument, NULL, 'U' },
+        { "target-is-zero", no_argument, NULL, 'z' },
+        { NULL, 0, NULL, 0 },
+    };
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "+hf:O:B:F:co:pnS:Wm:qt:T:rU", longopts, NULL)) !=
+           -1) {
+        switch (c) {
+        case 'f':
+            fmt = optarg;
+            break;
+        case 'O':
+            out_fmt = optarg;
+            break;
+        case 'B':
+            backing = optarg;
+            break;
+        case 'F':
+            backing_fmt = optarg;
+            break;
+        case 'c':
+            compress = true;
+            break;
+        case 'o':
+            g_string_append_printf(opts, "%s%s", opts->len ? "," : "", optarg);
+            break;
+        case 'p':
+            show_progress = true;
+            break;
+        case 'n':
+            no_create = true;
+            break;
+        case 'S':
+            if (!img_parse_size(optarg, &sparse)) {
+                goto out;
+            }
+            break;
+        case 'q':
+            quiet = true;
+            break;
+        case 'W':
+        case 'm':
+        case 't':
+        case 'T':
+        case 'r':
+        case 'U':
+        case 'z':
+            break; /* single-threaded, in-order copy: these change nothing here */
+        case 'h':
+            printf("usage: sen-img convert [-c] [-p] [-q] [-n] [-f fmt] [-O output_fmt] "
+                   "[-o options] [-B backing_file [-F backing_fmt]] [-S sparse_size] "
+                   "filename output_filename\n");
+            ret = 0;
+            goto out;
+        default:
+            goto out;
+        }
+    }
+    if (argc - optind != 2) {
+        error_report("Expecting one input and one output file name");
+        goto out;
+    }
+    const char *in = argv[optind], *outname = argv[optind + 1];
+    if (compress && strcmp(out_fmt, "qcow2")) {
+        error_report("Compression not supported for this file format");
+        goto out;
+    }
+    src = img_open(in, fmt, 0);
+    if (!src) {
+        goto out;
+    }
+    int64_t size = bdrv_getlength(src);
+    if (size < 0) {
+        error_report("Could not get size of '%s'", in);
+        goto out;
+    }
+    if (!no_create &&
+        !create_target(out_fmt, outname, opts->str, size, backing, backing_fmt)) {
+        goto out;
+    }
+    dst = img_open(outname, out_fmt, BDRV_O_RDWR | (backing ? 0 : BDRV_O_NO_BACKING));
+    if (!dst) {
+        goto out;
+    }
+    if (no_create && bdrv_getlength(dst) < size) {
+        error_report("Target '%s' is smaller than the source", outname);
+        goto out;
+    }
+    BlockDriverInfo bdi = { 0 };
+    uint64_t cs = bdrv_get_info(dst, &bdi) == 0 && bdi.cluster_size ? bdi.cluster_size
+                                                                    : 65536;
+    uint64_t chunk = compress ? cs : MAX(cs, (uint64_t)CONVERT_CHUNK) / cs * cs;
+    uint64_t gran = sparse && !compress ? MIN(sparse, chunk) : chunk;
+    buf = g_malloc(chunk);
+    /* A new image without backing reads as zeros: zero runs need no write at all. */
+    bool target_zero = !no_create && !backing;
+    for (int64_t off = 0; off < size; off += chunk) {
+        uint64_t n = MIN(chunk, (uint64_t)(size - off));
+        int r = bdrv_pread(src, off, n, buf);
+        if (r < 0) {
+            error_report("error while reading at byte %" G_GINT64_FORMAT ": %s", off,
+                         g_strerror(-r));
+            goto out;
+        }
+        memset(buf + n, 0, chunk - n);
+        for (uint64_t p = 0; p < n;) {
+            uint64_t len = MIN(gran, n - p);
+            bool zero = sparse && block_buffer_is_zero(buf + p, len);
+            if (!(zero && target_zero)) {
+                if (compress) {
+                    r = qcow2_write_compressed(dst, off + p, buf + p);
+                } else if (zero) {
+                    r = bdrv_pwrite_zeroes(dst, off + p, len, 0);
+                } else {
+                    r = bdrv_pwrite(dst, off + p, len, buf + p);
+                }
+                if (r < 0) {
+                    error_report("error while writing at byte %" G_GINT64_FORMAT ": %s",
+                                 (int64_t)(off + p), g_strerror(-r));
+                    goto out;
+                }
+            }
+            p += len;
+        }
+        progress(show_progress && !quiet, off + n, size);
+    }
+    if (bdrv_flush(dst) < 0) {
+        error_report("error while flushing '%s'", outname);
+        goto out;
+    }
+    if (show_progress && !quiet) {
+        printf("    (100.00/100%%)\n");
+    }
+    ret = 0;
+out:
+    g_free(buf);
+    if (dst) {
+        bdrv_unref(dst);
+    }
+    if (src) {
+        bdrv_unref(src);
+    }
+    g_string_free(opts, TRUE);
+    return ret;
+}
