@@ -64,6 +64,9 @@ def expected_lines(test, smp):
         return ["ok: rng filled", "virtio-rng ok"]
     if test == "virtio-console":
         return ["ok: echo came back", "virtio-console ok"]
+    if test == "virtio-event-idx":
+        return ["ok: NO_INTERRUPT: 3 completions, 0 interrupts",
+                "ok: used_event 2: one interrupt for five completions", "virtio-event-idx ok"]
     if test == "pci":
         return ["ok: 00.0 is a host bridge", "ok: absent slot", "ok: capability list:",
                 "ok: memory decoding off hides the BAR", "ok: moving BAR", "pci ok"]
@@ -147,7 +150,7 @@ def device_args(vmm, test, sen, disk, sock):
     """-drive/-device/-chardev arguments for the virtio tests (skips when sen lacks them)."""
     need = {"virtio-blk": ["virtio-blk-pci"], "virtio-rng": ["virtio-rng-pci"],
             "virtio-hostile": ["virtio-rng-pci"], "virtio-intx": ["virtio-rng-pci"],
-            "pci": ["virtio-rng-pci"],
+            "pci": ["virtio-rng-pci"], "virtio-event-idx": ["virtio-rng-pci"],
             "virtio-console": ["virtio-serial-pci", "virtconsole"]}.get(test)
     if disk and "virtio-blk-pci" not in (need or []):
         need = (need or []) + ["virtio-blk-pci"]
@@ -170,7 +173,7 @@ def device_args(vmm, test, sen, disk, sock):
                  (DISK_SERIAL, modern),
                  "-drive", "file=%s.ro,format=raw,if=none,id=d1,readonly=on" % disk,
                  "-device", "virtio-blk-pci,drive=d1,serial=sen-guest-ro%s" % modern]
-    if test in ("virtio-rng", "virtio-hostile", "virtio-intx", "pci"):
+    if test in ("virtio-rng", "virtio-hostile", "virtio-intx", "pci", "virtio-event-idx"):
         args += ["-device", "virtio-rng-pci" + modern]
     if test == "virtio-console":
         args += ["-chardev", "socket,id=c0,path=%s,server=on,wait=on" % sock] + console

@@ -39,24 +39,27 @@ typedef struct {
     uint32_t len;
     uint16_t flags;
     uint16_t next;
-} __attribute__((packed)) VirtqDesc;
+} VirtqDesc; /* naturally aligned, as the spec lays it out */
 
 typedef struct {
     uint16_t flags;
     uint16_t idx;
     uint16_t ring[];
-} __attribute__((packed)) VirtqAvail;
+} VirtqAvail; /* naturally aligned, as the spec lays it out */
 
 typedef struct {
     uint32_t id;
     uint32_t len;
-} __attribute__((packed)) VirtqUsedElem;
+} VirtqUsedElem; /* naturally aligned, as the spec lays it out */
 
 typedef struct {
     uint16_t flags;
     uint16_t idx;
     VirtqUsedElem ring[];
-} __attribute__((packed)) VirtqUsed;
+} VirtqUsed; /* naturally aligned, as the spec lays it out */
+
+_Static_assert(sizeof(VirtqDesc) == 16, "virtq descriptor layout");
+_Static_assert(sizeof(VirtqUsedElem) == 8, "virtq used element layout");
 
 /* One buffer of a request: device-readable unless `write`. */
 typedef struct {
