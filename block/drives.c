@@ -71,10 +71,7 @@ bool block_init_drives(Machine *m, Error **errp)
         if (!block_open_drive(st, d, errp)) {
             return false; /* machine_destroy -> block_cleanup closes what is open */
         }
-        /*
-         * if=virtio needs the board to create a virtio-blk-pci for the drive; the command
-         * line refuses it while that device does not exist.
-         */
+        /* if=virtio: the command line added a virtio-blk-pci,drive=ID to the devices. */
     }
     return true;
 }

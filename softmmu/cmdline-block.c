@@ -226,6 +226,15 @@ bool cmdline_opt_drive(CmdlineState *s, const char *what, const char *arg, Error
     }
     d->opts = g_steal_pointer(&kv);
     drive_add(s, d);
+    if (strcmp(d->interface, "virtio") == 0) {
+        /* As QEMU: if=virtio is shorthand for a virtio-blk-pci device on the drive. */
+        DeviceConfig *dev = g_new0(DeviceConfig, 1);
+        dev->driver = g_strdup("virtio-blk-pci");
+        dev->optstr = g_strdup_printf("virtio-blk-pci,drive=%s", d->id);
+        dev->props = block_keyval_new();
+        block_keyval_add(dev->props, "drive", d->id);
+        g_ptr_array_add(s->cfg->devices, dev);
+    }
     return true;
 
 fail:

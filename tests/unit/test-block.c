@@ -12,6 +12,7 @@
 #include <glib.h>
 #include "sen/block.h"
 #include "sen/config.h"
+#include "sen/device.h"
 #include "sen/machine.h"
 
 #define IMG_SIZE (4 * 1024 * 1024)
@@ -541,6 +542,31 @@ static void test_machine_drives(Fixture *f, gconstpointer data)
     g_free(m);
 }
 
+/* -drive if=virtio is a virtio-blk-pci device on the drive, or a clear error without one. */
+static void test_if_virtio(Fixture *f, gconstpointer data)
+{
+    g_autofree char *drive = g_strdup_printf("file=%s,if=virtio,format=raw", f->path);
+    char *argv[] = { "sen", "-drive", drive, NULL };
+    bool exit_early = false;
+    Error *err = NULL;
+    MachineConfig *cfg = cmdline_parse(G_N_ELEMENTS(argv) - 1, argv, &exit_early, &err);
+
+    if (!device_class_find("virtio-blk-pci")) {
+        g_assert_null(cfg);
+        g_assert_nonnull(strstr(error_get_pretty(err), "virtio-blk is not available yet"));
+        error_free(err);
+        return;
+    }
+    g_assert_nonnull(cfg);
+    const DriveConfig *d = g_ptr_array_index(cfg->drives, 0);
+    g_assert_cmpstr(d->id, ==, "virtio0");
+    g_assert_cmpint(cfg->devices->len, ==, 1);
+    DeviceConfig *dev = g_ptr_array_index(cfg->devices, 0);
+    g_assert_cmpstr(dev->driver, ==, "virtio-blk-pci");
+    g_assert_cmpstr(keyval_get(dev->props, "drive"), ==, "virtio0");
+    machine_config_free(cfg);
+}
+
 #define ADD(name, fn) \
     g_test_add("/block/" name, Fixture, NULL, fixture_setup, fn, fixture_teardown)
 
@@ -562,5 +588,6 @@ int main(int argc, char **argv)
     ADD("bad-options", test_bad_options);
     ADD("protocol-only", test_bad_options_protocol_ok);
     ADD("machine-drives", test_machine_drives);
+    ADD("if-virtio", test_if_virtio);
     return g_test_run();
 }
