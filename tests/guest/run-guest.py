@@ -64,6 +64,9 @@ def expected_lines(test, smp):
         return ["ok: rng filled", "virtio-rng ok"]
     if test == "virtio-console":
         return ["ok: echo came back", "virtio-console ok"]
+    if test == "virtio-blk-smp":
+        return ["ok: cpu 0: 64 requests on queue 0 ok", "ok: cpu 1: 64 requests on queue 1 ok",
+                "ok: each CPU got its queue's interrupts", "virtio-blk-smp ok"]
     if test == "virtio-event-idx":
         return ["ok: NO_INTERRUPT: 3 completions, 0 interrupts",
                 "ok: used_event 2: one interrupt for five completions", "virtio-event-idx ok"]
@@ -113,6 +116,15 @@ def check_disk(path, test):
         data = f.read()
     if len(data) != DISK_SECTORS * 512:
         problems.append("disk image is %d bytes, want %d" % (len(data), DISK_SECTORS * 512))
+        return problems
+    if test == "virtio-blk-smp":
+        for cpu in (0, 1):
+            for k in range(32):
+                sector = 2000 + 1000 * cpu + k
+                want = bytes((cpu * 0x55 + sector * 3 + i * 7 + 1) & 0xFF for i in range(512))
+                if data[sector * 512:(sector + 1) * 512] != want:
+                    problems.append("disk sector %d lacks cpu %d's pattern" % (sector, cpu))
+                    return problems
         return problems
     if test != "virtio-blk":  # hostile: only what must not have changed
         if data[100 * 512:101 * 512] != bytes((i * 3 + 0x5A) & 0xFF for i in range(512)):
