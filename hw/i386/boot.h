@@ -58,6 +58,14 @@ unsigned e820_build(uint64_t below_4g, uint64_t above_4g, E820Entry *out);
 /* The floating pointer followed by the configuration table, to be placed at base. */
 GBytes *mptable_build(unsigned nr_cpus, uint32_t base, Error **errp)
     G_GNUC_WARN_UNUSED_RESULT;
+/* One PCI INTx pin: device devfn on bus 0, pin 1..4 (INTA..INTD), wired to IOAPIC pin gsi. */
+typedef struct MptablePciIrq {
+    uint8_t devfn, pin, gsi;
+} MptablePciIrq;
+/* The same plus a PCI bus (MP bus id 1, PCI bus 0) and one I/O interrupt entry per pin
+ * (level-triggered, active high), so a guest without ACPI finds INTx routing. */
+GBytes *mptable_build_pci(unsigned nr_cpus, uint32_t base, const MptablePciIrq *irqs,
+                          unsigned nr_irqs, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
 
 /* ---- images in guest RAM (boot-common.c) ---- */
 typedef struct BootBlob {

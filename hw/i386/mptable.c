@@ -7,6 +7,8 @@
  * (id = nr_cpus), I/O interrupt entries for ISA IRQs 0-15 and the two local interrupts.
  * ISA IRQ 0 goes to IOAPIC pin 2 and source IRQ 2 (the cascade) is left out, as SeaBIOS
  * does for QEMU's pc, so the guest sees the same routing as under QEMU.
+ * With PCI (mptable_build_pci) a PCI bus entry follows the ISA one and each device's INTx
+ * pin gets an I/O interrupt entry (source = slot << 2 | pin - 1) to its IOAPIC pin.
  */
 #include <string.h>
 #include "hw/i386/boot.h"
@@ -27,6 +29,8 @@ enum { MP_INT, MP_NMI, MP_SMI, MP_EXTINT };
 #define CPU_SIGNATURE    0x600          /* family 6: only printed by guests */
 #define CPU_FEATURES     ((1u << 0) | (1u << 9)) /* FPU, APIC */
 #define ISA_BUS_ID       0
+#define PCI_BUS_ID       1
+#define IRQ_ACTIVE_HIGH_LEVEL 0x0d /* polarity 01 (high), trigger 11 (level) */
 #define ALL_LAPICS       0xff
 
 static uint8_t checksum(const uint8_t *p, size_t len)
@@ -51,15 +55,21 @@ static uint8_t *put_intsrc(uint8_t *p, uint8_t entry, uint8_t irqtype, uint8_t s
     return p + MPC_ENTRY_SIZE;
 }
 
-GBytes *mptable_build(unsigned nr_cpus, uint32_t base, Error **errp)
+static GBytes *build(unsigned nr_cpus, uint32_t base, bool pci, const MptablePciIrq *irqs,
+                     unsigned nr_irqs, Error **errp)
 {
     if (nr_cpus == 0 || nr_cpus > MPTABLE_MAX_CPUS) {
         error_setg(errp, "MP table: %u CPUs: must be 1 to %u", nr_cpus, MPTABLE_MAX_CPUS);
         return NULL;
     }
-    const unsigned nr_intsrc = 15; /* ISA IRQs 0-15 except the cascade */
+    if (nr_irqs > 256) {
+        error_setg(errp, "MP table: %u PCI interrupt pins: at most 256", nr_irqs);
+        return NULL;
+    }
+    const unsigned nr_buses = pci ? 2 : 1;
+    const unsigned nr_intsrc = 15 + nr_irqs; /* ISA IRQs 0-15 except the cascade, PCI */
     const size_t table_len = MPC_HEADER_SIZE + nr_cpus * MPC_CPU_SIZE +
-                             MPC_ENTRY_SIZE * (1 + 1 + nr_intsrc + 2);
+                             MPC_ENTRY_SIZE * (nr_buses + 1 + nr_intsrc + 2);
     const size_t total = MPF_SIZE + table_len;
     uint8_t *buf = g_malloc0(total);
     uint8_t *mpf = buf, *mpc = buf + MPF_SIZE;
@@ -76,7 +86,7 @@ GBytes *mptable_build(unsigned nr_cpus, uint32_t base, Error **errp)
     mpc[6] = MP_SPEC_REV;
     memcpy(mpc + 8, "SEN     ", 8);
     memcpy(mpc + 16, "SEN PC      ", 12);
-    boot_st16(mpc + 34, (uint16_t)(nr_cpus + 1 + 1 + nr_intsrc + 2));
+    boot_st16(mpc + 34, (uint16_t)(nr_cpus + nr_buses + 1 + nr_intsrc + 2));
     boot_st32(mpc + 36, MPTABLE_LAPIC_ADDR);
 
     uint8_t *p = mpc + MPC_HEADER_SIZE;
@@ -94,6 +104,12 @@ GBytes *mptable_build(unsigned nr_cpus, uint32_t base, Error **errp)
     p[1] = ISA_BUS_ID;
     memcpy(p + 2, "ISA   ", 6);
     p += MPC_ENTRY_SIZE;
+    if (pci) {
+        p[0] = MP_BUS;
+        p[1] = PCI_BUS_ID;
+        memcpy(p + 2, "PCI   ", 6);
+        p += MPC_ENTRY_SIZE;
+    }
 
     p[0] = MP_IOAPIC;
     p[1] = ioapic_id;
@@ -108,6 +124,12 @@ GBytes *mptable_build(unsigned nr_cpus, uint32_t base, Error **errp)
         }
         p = put_intsrc(p, MP_INTSRC, MP_INT, irq, ioapic_id, irq == 0 ? 2 : irq);
     }
+    for (unsigned i = 0; i < nr_irqs; i++) {
+        uint8_t src = (uint8_t)(((irqs[i].devfn >> 3) << 2) | ((irqs[i].pin - 1) & 3));
+        p = put_intsrc(p, MP_INTSRC, MP_INT, src, ioapic_id, irqs[i].gsi);
+        boot_st16(p - MPC_ENTRY_SIZE + 2, IRQ_ACTIVE_HIGH_LEVEL);
+        p[4 - MPC_ENTRY_SIZE] = PCI_BUS_ID;
+    }
     p = put_intsrc(p, MP_LINTSRC, MP_EXTINT, 0, 0, 0);        /* 8259 -> BSP LINT0 */
     p = put_intsrc(p, MP_LINTSRC, MP_NMI, 0, ALL_LAPICS, 1);  /* NMI -> every LINT1 */
     g_assert(p == buf + total);
@@ -115,4 +137,15 @@ GBytes *mptable_build(unsigned nr_cpus, uint32_t base, Error **errp)
     mpc[7] = checksum(mpc, table_len);
     mpf[10] = checksum(mpf, MPF_SIZE);
     return g_bytes_new_take(buf, total);
+}
+
+GBytes *mptable_build(unsigned nr_cpus, uint32_t base, Error **errp)
+{
+    return build(nr_cpus, base, false, NULL, 0, errp);
+}
+
+GBytes *mptable_build_pci(unsigned nr_cpus, uint32_t base, const MptablePciIrq *irqs,
+                          unsigned nr_irqs, Error **errp)
+{
+    return build(nr_cpus, base, true, irqs, nr_irqs, errp);
 }

@@ -12,6 +12,7 @@
 #include "sen/device.h"
 #include "sen/hw/isa.h"
 #include "sen/hw/pc.h"
+#include "sen/pci.h"
 
 struct PcMachine {
     uint64_t below_4g, above_4g;
@@ -125,6 +126,15 @@ static void cmos_init(Machine *m, PcMachine *pc)
     rtc_set_cmos(rtc, 0x2f, sum & 0xff);
 }
 
+static void collect_intx(PCIDevice *d, void *opaque)
+{
+    uint8_t pin = d->config[PCI_INTERRUPT_PIN];
+    if (pin >= 1 && pin <= 4) {
+        MptablePciIrq irq = { d->devfn, pin, (uint8_t)pci_intx_gsi(d->devfn, pin) };
+        g_array_append_val((GArray *)opaque, irq);
+    }
+}
+
 static bool load_kernel(Machine *m, PcMachine *pc, Error **errp)
 {
     const MachineConfig *cfg = m->cfg;
@@ -144,7 +154,16 @@ static bool load_kernel(Machine *m, PcMachine *pc, Error **errp)
     }
     /* Firmware would provide the MP table; with a direct boot the board does. */
     unsigned cpus = cfg->smp_cpus ? cfg->smp_cpus : 1;
-    g_autoptr(GBytes) mpt = mptable_build(cpus, BOOT_MPTABLE_ADDR, errp);
+    g_autoptr(GArray) intx = g_array_new(FALSE, FALSE, sizeof(MptablePciIrq));
+    PCIBus *bus = pci_bus_find(m, PCI_HOST_BUS_NAME);
+    g_autoptr(GBytes) mpt = NULL;
+    if (bus) {
+        pci_bus_foreach(bus, collect_intx, intx);
+        mpt = mptable_build_pci(cpus, BOOT_MPTABLE_ADDR, (const MptablePciIrq *)intx->data,
+                                intx->len, errp);
+    } else {
+        mpt = mptable_build(cpus, BOOT_MPTABLE_ADDR, errp);
+    }
     if (!mpt) {
         error_prepend(errp, "-smp %u: ", cpus);
         return false;

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <glib.h>
 #include "accel/accel.h"
+#include "hw/i386/boot.h"
 #include "sen/device.h"
 #include "sen/pci.h"
 
@@ -568,6 +569,40 @@ static void test_config_fuzz(void)
     fixture_done(&f);
 }
 
+/* The PCI bus entry and one I/O interrupt entry per INTx pin, after the ISA ones. */
+static void test_mptable(void)
+{
+    const MptablePciIrq irqs[] = { { PCI_DEVFN(1, 0), 1, 17 }, { PCI_DEVFN(3, 2), 4, 18 } };
+    Error *err = NULL;
+    g_autoptr(GBytes) b = mptable_build_pci(2, 0xf0000, irqs, 2, &err);
+    check_no_error(err);
+    gsize len;
+    const uint8_t *p = g_bytes_get_data(b, &len);
+    const uint8_t *mpc = p + 16;
+    g_assert_cmpuint(len, ==, 16 + 44 + 2 * 20 + 8 * (2 + 1 + 17 + 2));
+    g_assert_cmpuint(mpc[34] | mpc[35] << 8, ==, 2 + 2 + 1 + 17 + 2);
+    uint8_t sum = 0;
+    for (size_t i = 0; i < len - 16; i++) {
+        sum += mpc[i];
+    }
+    g_assert_cmpuint(sum, ==, 0);
+    const uint8_t *e = mpc + 44 + 2 * 20;
+    g_assert_cmpmem(e + 2, 6, "ISA   ", 6);
+    g_assert_cmpuint(e[8], ==, 1);                 /* bus entry, id 1 */
+    g_assert_cmpuint(e[9], ==, 1);
+    g_assert_cmpmem(e + 10, 6, "PCI   ", 6);
+    const uint8_t *pci = e + 8 * (2 + 1 + 15);
+    g_assert_cmpuint(pci[0], ==, 3);               /* I/O interrupt */
+    g_assert_cmpuint(pci[2], ==, 0x0d);            /* level, active high */
+    g_assert_cmpuint(pci[4], ==, 1);               /* PCI bus */
+    g_assert_cmpuint(pci[5], ==, 1 << 2 | 0);      /* slot 1 INTA */
+    g_assert_cmpuint(pci[6], ==, 2);               /* the IOAPIC (id = nr_cpus) */
+    g_assert_cmpuint(pci[7], ==, 17);
+    g_assert_cmpuint(pci[8 + 5], ==, 3 << 2 | 3);  /* slot 3 INTD */
+    g_assert_cmpuint(pci[8 + 7], ==, 18);
+    g_assert_cmpuint(pci[16], ==, 4);              /* then the local interrupts */
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -580,5 +615,6 @@ int main(int argc, char **argv)
     g_test_add_func("/pci/msi", test_msi);
     g_test_add_func("/pci/intx", test_intx);
     g_test_add_func("/pci/config-fuzz", test_config_fuzz);
+    g_test_add_func("/pci/mptable", test_mptable);
     return g_test_run();
 }
