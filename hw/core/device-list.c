@@ -10,5 +10,10 @@ const DeviceClass *const device_class_table[] = {
     &mc146818rtc_class,
     &i440fx_pcihost_class,
     &pci_testdev_class,
+    &virtio_blk_pci_class,
+    &virtio_rng_pci_class,
+    &virtio_serial_pci_class,
+    &virtconsole_class,
+    &virtio_console_pci_class,
     NULL,
 };

@@ -12,6 +12,11 @@ extern const DeviceClass port92_class;
 extern const DeviceClass mc146818rtc_class;
 extern const DeviceClass i440fx_pcihost_class;
 extern const DeviceClass pci_testdev_class;
+extern const DeviceClass virtio_blk_pci_class;
+extern const DeviceClass virtio_rng_pci_class;
+extern const DeviceClass virtio_serial_pci_class;
+extern const DeviceClass virtconsole_class;
+extern const DeviceClass virtio_console_pci_class;
 
 /* NULL-terminated, in the order -device help lists them. */
 extern const DeviceClass *const device_class_table[];
