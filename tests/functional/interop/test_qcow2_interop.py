@@ -1,0 +1,302 @@
+"""QCOW2 interoperability with Debian's qemu-img as the oracle.
+
+Both ways: images sen-img writes pass `qemu-img check` with no errors or leaks and
+`qemu-img compare` equal to the source data; images qemu-img/qemu-io write, sen-img reads
+byte-identically (checked through `sen-img convert -O raw`) and finds clean.
+"""
+import json
+import os
+import random
+import shutil
+import struct
+import subprocess
+
+import pytest
+
+BUILD_DIR = os.environ.get("SEN_BUILD_DIR", "")
+SEN_IMG = os.path.join(BUILD_DIR, "tools", "img", "sen-img")
+QEMU_IMG = shutil.which("qemu-img")
+QEMU_IO = shutil.which("qemu-io")
+
+pytestmark = [
+    pytest.mark.skipif(not BUILD_DIR, reason="SEN_BUILD_DIR is not set (run through meson test)"),
+    pytest.mark.skipif(not QEMU_IMG or not QEMU_IO,
+                       reason="qemu-img/qemu-io (Debian qemu-utils) not installed"),
+]
+
+MiB = 1024 * 1024
+
+
+def run(*args, check=True):
+    p = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=300)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{args} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+def sen(*args, check=True):
+    return run(SEN_IMG, *args, check=check)
+
+
+def make_raw(path, size, seed):
+    """Random data in runs, with zero holes, so sparse detection and COW both matter."""
+    rnd = random.Random(seed)
+    data = bytearray(size)
+    pos = 0
+    while pos < size:
+        n = rnd.randrange(1, 200 * 1024)
+        kind = rnd.randrange(3)
+        if kind == 0:
+            data[pos:pos + n] = rnd.randbytes(min(n, size - pos))
+        elif kind == 1:
+            data[pos:pos + n] = bytes([rnd.randrange(256)]) * min(n, size - pos)
+        pos += n
+    path.write_bytes(bytes(data[:size]))
+
+
+def qemu_check_clean(path):
+    p = run(QEMU_IMG, "check", "--output=json", path, check=False)
+    assert p.returncode == 0, p.stdout + p.stderr
+    res = json.loads(p.stdout)
+    assert res.get("corruptions", 0) == 0 and res.get("leaks", 0) == 0, res
+
+
+WRITE_MATRIX = [
+    "cluster_size=512",
+    "cluster_size=512,refcount_bits=1",
+    "cluster_size=1024,refcount_bits=64",
+    "cluster_size=4096,refcount_bits=2",
+    "cluster_size=4096,refcount_bits=8",
+    "cluster_size=65536",
+    "cluster_size=65536,refcount_bits=32",
+    "cluster_size=65536,extended_l2=on",
+    "cluster_size=2M",
+    "compat=0.10",
+    "cluster_size=16384,lazy_refcounts=on",
+]
+
+
+@pytest.mark.parametrize("opts", WRITE_MATRIX)
+def test_sen_writes_qemu_checks(tmp_path, opts):
+    raw = tmp_path / "src.raw"
+    img = tmp_path / "out.qcow2"
+    make_raw(raw, 5 * MiB + 4096, seed=hash(opts) & 0xffff)
+    sen("convert", "-f", "raw", "-O", "qcow2", "-o", opts, raw, img)
+    qemu_check_clean(img)
+    run(QEMU_IMG, "compare", "-f", "raw", "-F", "qcow2", raw, img)
+    # And our own checker agrees.
+    assert sen("check", img, check=False).returncode == 0
+
+
+@pytest.mark.parametrize("ctype", ["zlib", "zstd"])
+@pytest.mark.parametrize("cs", ["4096", "65536", "2M"])
+def test_sen_compressed(tmp_path, ctype, cs):
+    raw = tmp_path / "src.raw"
+    img = tmp_path / "out.qcow2"
+    make_raw(raw, 4 * MiB, seed=7)
+    sen("convert", "-c", "-O", "qcow2", "-o", f"compression_type={ctype},cluster_size={cs}",
+        raw, img)
+    qemu_check_clean(img)
+    run(QEMU_IMG, "compare", raw, img)
+    info = json.loads(run(QEMU_IMG, "info", "--output=json", img).stdout)
+    assert info["format-specific"]["data"]["compression-type"] == ctype
+
+
+def qemu_writes(img, size, seed):
+    """Random qemu-io writes (data, zeroes, compressed, discards) into img."""
+    rnd = random.Random(seed)
+    cmds = []
+    for _ in range(40):
+        off = rnd.randrange(0, size - 300 * 1024) // 512 * 512
+        ln = rnd.randrange(1, 600) * 512
+        op = rnd.randrange(5)
+        if op == 0:
+            cmds.append(f"write -z {off} {ln}")
+        elif op == 1:
+            cmds.append(f"discard {off} {ln}")
+        else:
+            cmds.append(f"write -P {rnd.randrange(1, 256)} {off} {ln}")
+    args = [QEMU_IO, "-f", "qcow2"]
+    for c in cmds:
+        args += ["-c", c]
+    run(*args, img)
+
+
+READ_MATRIX = [
+    "cluster_size=512",
+    "cluster_size=4096,refcount_bits=1",
+    "cluster_size=65536",
+    "cluster_size=65536,extended_l2=on",
+    "cluster_size=32768,extended_l2=on,refcount_bits=64",
+    "compat=0.10",
+    "cluster_size=2M",
+]
+
+
+@pytest.mark.parametrize("opts", READ_MATRIX)
+def test_qemu_writes_sen_reads(tmp_path, opts):
+    img = tmp_path / "q.qcow2"
+    size = 8 * MiB
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", "-o", opts, img, size)
+    qemu_writes(img, size, seed=len(opts))
+    ref = tmp_path / "ref.raw"
+    out = tmp_path / "out.raw"
+    run(QEMU_IMG, "convert", "-O", "raw", img, ref)
+    sen("convert", "-O", "raw", img, out)
+    assert ref.read_bytes() == out.read_bytes()
+    assert sen("check", img, check=False).returncode == 0
+
+
+@pytest.mark.parametrize("ctype", ["zlib", "zstd"])
+def test_qemu_compressed_sen_reads(tmp_path, ctype):
+    raw = tmp_path / "src.raw"
+    img = tmp_path / "q.qcow2"
+    out = tmp_path / "out.raw"
+    make_raw(raw, 3 * MiB, seed=3)
+    run(QEMU_IMG, "convert", "-c", "-O", "qcow2", "-o", f"compression_type={ctype}", raw, img)
+    sen("convert", "-O", "raw", img, out)
+    assert out.read_bytes() == raw.read_bytes()
+    assert sen("check", img, check=False).returncode == 0
+    # Overwriting compressed clusters with sen frees them cleanly.
+    img2 = tmp_path / "q2.qcow2"
+    shutil.copy(img, img2)
+    sen("convert", "-n", "-O", "qcow2", raw, img2)
+    qemu_check_clean(img2)
+    run(QEMU_IMG, "compare", raw, img2)
+
+
+def test_backing_chain_three_deep(tmp_path):
+    base, mid, top = tmp_path / "base.qcow2", tmp_path / "mid.qcow2", tmp_path / "top.qcow2"
+    size = 6 * MiB
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", base, size)
+    run(QEMU_IO, "-c", "write -P 1 0 3M", base)
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", "-b", base.name, "-F", "qcow2", mid)
+    run(QEMU_IO, "-c", "write -P 2 1M 1536k", "-c", "write -z 2560k 100k", mid)
+    # sen-img writes the top layer on qemu's chain.
+    sen("create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", "-b", mid.name, "-F", "qcow2",
+        top)
+    info = json.loads(sen("info", "--output=json", "--backing-chain", top).stdout)
+    assert [i["filename"] for i in info] == [str(top), str(tmp_path / "mid.qcow2"),
+                                             str(tmp_path / "base.qcow2")]
+    ref = tmp_path / "ref.raw"
+    run(QEMU_IMG, "convert", "-O", "raw", top, ref)
+    out = tmp_path / "out.raw"
+    sen("convert", "-O", "raw", top, out)
+    assert out.read_bytes() == ref.read_bytes()
+    # Overwrite part of it through sen: whole new content, then compare.
+    new = tmp_path / "new.raw"
+    make_raw(new, size, seed=11)
+    sen("convert", "-n", "-f", "raw", "-O", "qcow2", new, top)
+    qemu_check_clean(top)
+    run(QEMU_IMG, "compare", "-f", "raw", "-F", "qcow2", new, top)
+    qemu_check_clean(mid)
+
+
+INFO_CASES = [
+    ["-o", "cluster_size=4096,refcount_bits=1"],
+    ["-o", "compat=0.10"],
+    ["-o", "extended_l2=on,compression_type=zstd,lazy_refcounts=on"],
+]
+
+
+@pytest.mark.parametrize("args", INFO_CASES)
+def test_info_json_matches_qemu(tmp_path, args):
+    img = tmp_path / "i.qcow2"
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", *args, img, "64M")
+    run(QEMU_IO, "-c", "write -P 9 1M 1M", img)
+    ours = json.loads(sen("info", "--output=json", img).stdout)
+    theirs = json.loads(run(QEMU_IMG, "info", "--output=json", img).stdout)
+    assert ours == theirs
+
+
+def test_info_backing_and_snapshots(tmp_path):
+    base, top = tmp_path / "b.qcow2", tmp_path / "t.qcow2"
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", base, "16M")
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", "-b", "b.qcow2", "-F", "qcow2", top)
+    run(QEMU_IMG, "snapshot", "-c", "first", top)
+    run(QEMU_IO, "-c", "write -P 3 0 64k", top)
+    run(QEMU_IMG, "snapshot", "-c", "second", top)
+    ours = json.loads(sen("info", "--output=json", top).stdout)
+    theirs = json.loads(run(QEMU_IMG, "info", "--output=json", top).stdout)
+    assert ours == theirs
+    # Snapshots hold references: our checker must account for them.
+    assert sen("check", top, check=False).returncode == 0
+    ours_h = sen("info", top).stdout
+    assert "backing file: b.qcow2" in ours_h and "Snapshot list:" in ours_h
+
+
+def refblock_poke(img, cluster, value):
+    """Sets cluster's 16-bit refcount in the first refcount block of a 64k-cluster image."""
+    with open(img, "r+b") as f:
+        f.seek(48)
+        rt_off = struct.unpack(">Q", f.read(8))[0]
+        f.seek(rt_off)
+        rb_off = struct.unpack(">Q", f.read(8))[0]
+        f.seek(rb_off + 2 * cluster)
+        f.write(struct.pack(">H", value))
+
+
+def test_check_leak_and_repair(tmp_path):
+    img = tmp_path / "l.qcow2"
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", img, "16M")
+    run(QEMU_IO, "-c", "write -P 5 0 128k", img)
+    end = os.path.getsize(img) // 65536
+    refblock_poke(img, end + 2, 1)
+    with open(img, "ab") as f:
+        f.truncate((end + 3) * 65536)
+    assert run(QEMU_IMG, "check", img, check=False).returncode == 3
+    p = sen("check", img, check=False)
+    assert p.returncode == 3
+    assert "1 leaked clusters were found on the image." in p.stdout
+    js = json.loads(sen("check", "--output=json", img, check=False).stdout)
+    assert js["leaks"] == 1 and js["check-errors"] == 0
+    assert sen("check", "-r", "leaks", img, check=False).returncode == 0
+    qemu_check_clean(img)
+
+
+def test_check_corruption_and_repair(tmp_path):
+    img = tmp_path / "c.qcow2"
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", img, "16M")
+    run(QEMU_IO, "-c", "write -P 5 0 128k", img)
+    with open(img, "rb") as f:
+        f.seek(40)
+        l1 = struct.unpack(">Q", f.read(8))[0]
+    refblock_poke(img, l1 // 65536, 0)
+    assert run(QEMU_IMG, "check", img, check=False).returncode == 2
+    p = sen("check", img, check=False)
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert "errors were found on the image" in p.stdout
+    # -r leaks does not fix corruptions.
+    assert sen("check", "-r", "leaks", img, check=False).returncode == 2
+    p = sen("check", "-r", "all", img, check=False)
+    assert p.returncode == 0, p.stdout + p.stderr
+    qemu_check_clean(img)
+    run(QEMU_IO, "-c", "read -P 5 0 128k", img)
+
+
+def test_bad_inputs(tmp_path):
+    p = sen("info", tmp_path / "missing.qcow2", check=False)
+    assert p.returncode == 1 and "missing.qcow2" in p.stderr
+    p = sen("create", "-f", "qcow2", "-o", "cluster_size=1000", tmp_path / "x.qcow2", "1M",
+            check=False)
+    assert p.returncode == 1 and "cluster_size" in p.stderr
+    p = sen("create", "-f", "qcow2", "-o", "refcount_bits=3", tmp_path / "x.qcow2", "1M",
+            check=False)
+    assert p.returncode == 1 and "refcount_bits" in p.stderr
+    p = sen("create", "-f", "qcow2", "-o", "bogus=1", tmp_path / "x.qcow2", "1M", check=False)
+    assert p.returncode == 1 and "bogus" in p.stderr
+    # An unknown incompatible feature bit is refused by name, and the image is untouched.
+    img = tmp_path / "f.qcow2"
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", img, "1M")
+    with open(img, "r+b") as f:
+        f.seek(72)
+        f.write(struct.pack(">Q", 1 << 20))
+    before = img.read_bytes()
+    p = sen("check", "-r", "all", img, check=False)
+    assert p.returncode == 1 and "Unknown incompatible feature: 20" in p.stderr
+    assert img.read_bytes() == before
+    # Garbage is not qcow2.
+    junk = tmp_path / "junk.qcow2"
+    junk.write_bytes(b"QFI\xfb" + os.urandom(4000))
+    p = sen("info", "-f", "qcow2", junk, check=False)
+    assert p.returncode == 1
