@@ -61,9 +61,9 @@ void kvm_signal_msi(Machine *m, uint64_t addr, uint32_t data)
     if (!s) {
         return;
     }
-    /* < 0: KVM refused the message (bad address); 0: the interrupt was blocked by the
-     * guest's own state.  Both are the guest's business. */
-    if (ioctl(s->vm_fd, KVM_SIGNAL_MSI, &msi) < 0 && errno != EINVAL) {
+    /* EINVAL: KVM refused the message; EPERM (KVM's -1): no APIC matches its
+     * destination; 0: blocked by the guest's own state.  All are the guest's business. */
+    if (ioctl(s->vm_fd, KVM_SIGNAL_MSI, &msi) < 0 && errno != EINVAL && errno != EPERM) {
         if (!s->irq_routes) {
             s->irq_routes = g_new0(KvmIrqRoutes, 1);
         }

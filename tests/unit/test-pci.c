@@ -3,8 +3,13 @@
  * ECAM, write masks, BAR sizing and mapping, capabilities, INTx sharing, MSI-X and MSI,
  * with a fake accelerator that records the MSIs and IRQ levels it is given.
  */
+#include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <glib.h>
+#include "accel/kvm/kvm-internal.h"
 #include "accel/accel.h"
 #include "hw/i386/boot.h"
 #include "sen/device.h"
@@ -603,6 +608,65 @@ static void test_mptable(void)
     g_assert_cmpuint(pci[16], ==, 4);              /* then the local interrupts */
 }
 
+/* The KVM side on a bare VM with an in-kernel irqchip: MSI routes replace the GSI table
+ * without losing the default wiring, irqfd and ioeventfd (de)assign, KVM_SIGNAL_MSI. */
+static void test_kvm_irq(void)
+{
+    int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    if (kvm < 0) {
+        g_test_skip("no /dev/kvm");
+        return;
+    }
+    int vm = ioctl(kvm, KVM_CREATE_VM, 0);
+    g_assert_cmpint(vm, >=, 0);
+    g_assert_cmpint(ioctl(vm, KVM_CREATE_IRQCHIP, 0), ==, 0);
+    KvmState *s = g_new0(KvmState, 1);
+    s->vm_fd = vm;
+    Machine m = { .accel_state = s };
+    Error *err = NULL;
+
+    int gsi = kvm_add_msi_route(&m, 0xfee00000, 0x41, &err);
+    check_no_error(err);
+    g_assert_cmpint(gsi, ==, 24);
+    int gsi2 = kvm_add_msi_route(&m, 0xfee01000, 0x42, &err);
+    check_no_error(err);
+    g_assert_cmpint(gsi2, ==, 25);
+    g_assert_true(kvm_update_msi_route(&m, gsi, 0xfee00000, 0x51, &err));
+    g_assert_false(kvm_update_msi_route(&m, 100, 0xfee00000, 0x51, &err));
+    g_clear_pointer(&err, error_free);
+    /* the default PC wiring survives: KVM_IRQ_LINE on GSI 4 and 17 still works */
+    struct kvm_irq_level lvl = { .irq = 17, .level = 1 };
+    g_assert_cmpint(ioctl(vm, KVM_IRQ_LINE, &lvl), ==, 0);
+    lvl.level = 0;
+    g_assert_cmpint(ioctl(vm, KVM_IRQ_LINE, &lvl), ==, 0);
+
+    int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    g_assert_true(kvm_irqfd_assign(&m, efd, gsi, true, &err));
+    check_no_error(err);
+    g_assert_true(kvm_irqfd_assign(&m, efd, gsi, false, &err));
+    check_no_error(err);
+    g_assert_true(kvm_ioeventfd_assign(&m, true, 0xe0000000, 4, true, 2, efd, true, &err));
+    check_no_error(err);
+    g_assert_true(kvm_ioeventfd_assign(&m, false, 0xc000, 2, false, 0, efd, true, &err));
+    check_no_error(err);
+    g_assert_true(kvm_ioeventfd_assign(&m, true, 0xe0000000, 4, true, 2, efd, false, &err));
+    check_no_error(err);
+    /* a second identical registration is refused with a message naming it */
+    g_assert_false(kvm_ioeventfd_assign(&m, false, 0xc000, 2, false, 0, efd, true, &err));
+    g_assert_nonnull(strstr(error_get_pretty(err), "pio 0xc000+2"));
+    g_clear_pointer(&err, error_free);
+    kvm_signal_msi(&m, 0xfee00000, 0x41); /* no vCPU: nowhere to go, must not fail */
+    kvm_release_msi_route(&m, gsi);
+    kvm_release_msi_route(&m, gsi2);
+    kvm_release_msi_route(&m, 5);         /* not an MSI route: ignored */
+
+    close(efd);
+    kvm_irq_routes_free(s);
+    g_free(s);
+    close(vm);
+    close(kvm);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -616,5 +680,6 @@ int main(int argc, char **argv)
     g_test_add_func("/pci/intx", test_intx);
     g_test_add_func("/pci/config-fuzz", test_config_fuzz);
     g_test_add_func("/pci/mptable", test_mptable);
+    g_test_add_func("/pci/kvm-irq", test_kvm_irq);
     return g_test_run();
 }
