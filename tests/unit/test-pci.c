@@ -20,6 +20,12 @@ typedef struct Fixture {
     AccelOps ops;
     GArray *msis;          /* of Msi */
     int irq[32];
+    /* fake routes: GSI 24 + i */
+    unsigned nr_routes;
+    uint64_t route_addr[8];
+    uint32_t route_data[8];
+    bool route_used[8];
+    int irqfd[8];          /* fd attached to route i, or -1 */
 } Fixture;
 
 typedef struct Msi {
@@ -33,6 +39,55 @@ static void fake_signal_msi(Machine *m, uint64_t addr, uint32_t data)
     Fixture *f = m->accel_state;
     Msi msi = { addr, data };
     g_array_append_val(f->msis, msi);
+}
+
+static int fake_add_msi_route(Machine *m, uint64_t addr, uint32_t data, Error **errp)
+{
+    Fixture *f = m->accel_state;
+    if (f->nr_routes == 8) {
+        error_setg(errp, "fake: out of routes");
+        return -1;
+    }
+    unsigned i = f->nr_routes++;
+    f->route_used[i] = true;
+    f->route_addr[i] = addr;
+    f->route_data[i] = data;
+    f->irqfd[i] = -1;
+    return 24 + (int)i;
+}
+
+static bool fake_update_msi_route(Machine *m, int gsi, uint64_t addr, uint32_t data,
+                                  Error **errp)
+{
+    Fixture *f = m->accel_state;
+    (void)errp;
+    g_assert_true(gsi >= 24 && gsi < 24 + (int)f->nr_routes && f->route_used[gsi - 24]);
+    f->route_addr[gsi - 24] = addr;
+    f->route_data[gsi - 24] = data;
+    return true;
+}
+
+static void fake_release_msi_route(Machine *m, int gsi)
+{
+    Fixture *f = m->accel_state;
+    g_assert_true(f->route_used[gsi - 24]);
+    g_assert_cmpint(f->irqfd[gsi - 24], ==, -1);
+    f->route_used[gsi - 24] = false;
+}
+
+static bool fake_irqfd_assign(Machine *m, int fd, int gsi, bool assign, Error **errp)
+{
+    Fixture *f = m->accel_state;
+    (void)errp;
+    g_assert_true(f->route_used[gsi - 24]);
+    if (assign) {
+        g_assert_cmpint(f->irqfd[gsi - 24], ==, -1);
+        f->irqfd[gsi - 24] = fd;
+    } else {
+        g_assert_cmpint(f->irqfd[gsi - 24], ==, fd);
+        f->irqfd[gsi - 24] = -1;
+    }
+    return true;
 }
 
 static void fake_set_irq(Machine *m, unsigned gsi, int level)
@@ -667,6 +722,67 @@ static void test_kvm_irq(void)
     close(kvm);
 }
 
+/* The irqfd fast path follows table writes and masking; the PBA sees a detached irqfd's
+ * waiting signal. */
+static void test_msix_irqfd(void)
+{
+    Fixture f;
+    fixture_init(&f);
+    TDev *t = add_tdev(&f, NULL);
+    uint8_t df = t->pci.devfn, cap = pci_find_capability(&t->pci, PCI_CAP_ID_MSIX);
+    const uint64_t bar = 0xd0000000, tbl = bar + 0x1000, pba = bar + 0x2000;
+    Error *err = NULL;
+    int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+
+    /* without the hooks (qtest) it is refused */
+    g_assert_false(msix_vector_set_irqfd(&t->pci, 2, efd, &err));
+    g_assert_nonnull(strstr(error_get_pretty(err), "no irqfd"));
+    g_clear_pointer(&err, error_free);
+    f.ops.add_msi_route = fake_add_msi_route;
+    f.ops.update_msi_route = fake_update_msi_route;
+    f.ops.release_msi_route = fake_release_msi_route;
+    f.ops.irqfd_assign = fake_irqfd_assign;
+
+    program_msix(&f, t, bar);
+    g_assert_true(msix_vector_set_irqfd(&t->pci, 2, efd, &err));
+    check_no_error(err);
+    g_assert_cmpuint(f.nr_routes, ==, 0);           /* masked: nothing attached yet */
+    cfg_write(&f, df, cap + 2, 2, PCI_MSIX_FLAGS_ENABLE);
+    io_space_write(f.m.mmio, tbl + 2 * 16 + 12, 4, 0);
+    g_assert_cmpuint(f.nr_routes, ==, 1);
+    g_assert_cmpint(f.irqfd[0], ==, efd);
+    g_assert_cmphex(f.route_addr[0], ==, 0xfee02000);
+    g_assert_cmphex(f.route_data[0], ==, 0x42);
+    io_space_write(f.m.mmio, tbl + 2 * 16 + 8, 4, 0x99); /* retarget: route follows */
+    g_assert_cmphex(f.route_data[0], ==, 0x99);
+
+    /* masked: detached; a signal waits in the eventfd and shows in the PBA */
+    io_space_write(f.m.mmio, tbl + 2 * 16 + 12, 4, 1);
+    g_assert_cmpint(f.irqfd[0], ==, -1);
+    g_assert_cmphex(mmio_read(&f, pba, 4), ==, 0);
+    uint64_t one = 1;
+    g_assert_cmpint(write(efd, &one, sizeof(one)), ==, sizeof(one));
+    g_assert_cmphex(mmio_read(&f, pba, 4), ==, 4);
+    cfg_write(&f, df, cap + 2, 2, PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL);
+    io_space_write(f.m.mmio, tbl + 2 * 16 + 12, 4, 0);
+    g_assert_cmpint(f.irqfd[0], ==, -1);            /* function mask still holds it */
+    cfg_write(&f, df, cap + 2, 2, PCI_MSIX_FLAGS_ENABLE);
+    g_assert_cmpint(f.irqfd[0], ==, efd);           /* KVM delivers the waiting signal */
+
+    /* detach, then reset with another fd attached */
+    g_assert_true(msix_vector_set_irqfd(&t->pci, 2, -1, &err));
+    g_assert_false(f.route_used[0]);
+    g_assert_true(msix_vector_set_irqfd(&t->pci, 2, efd, &err));
+    g_assert_cmpint(f.irqfd[1], ==, efd);
+    device_reset_all(&f.m);
+    g_assert_cmpint(f.irqfd[1], ==, -1);
+    g_assert_false(msix_vector_set_irqfd(&t->pci, 9, efd, &err));
+    g_clear_pointer(&err, error_free);
+    fixture_done(&f);                               /* unrealize releases the route */
+    g_assert_false(f.route_used[1]);
+    close(efd);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -676,6 +792,7 @@ int main(int argc, char **argv)
     g_test_add_func("/pci/bars", test_bars);
     g_test_add_func("/pci/capabilities", test_capabilities);
     g_test_add_func("/pci/msix", test_msix);
+    g_test_add_func("/pci/msix-irqfd", test_msix_irqfd);
     g_test_add_func("/pci/msi", test_msi);
     g_test_add_func("/pci/intx", test_intx);
     g_test_add_func("/pci/config-fuzz", test_config_fuzz);
