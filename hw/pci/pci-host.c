@@ -37,6 +37,12 @@ PCIBus *pci_bus_find(Machine *m, const char *name)
     return NULL;
 }
 
+/* What a read of nothing returns, for any access width. */
+static uint64_t all_ones(unsigned size)
+{
+    return size >= 8 ? UINT64_MAX : (1ULL << (size * 8)) - 1;
+}
+
 /* ---- type-1 ---- */
 
 static uint64_t cf8_read(void *opaque, uint64_t off, unsigned size)
@@ -44,7 +50,7 @@ static uint64_t cf8_read(void *opaque, uint64_t off, unsigned size)
     PciHost *h = opaque;
     /* Only a dword access at 0xcf8 is the address latch (0xcf9 is the reset register on
      * a PIIX, not modelled). */
-    return off == 0 && size == 4 ? h->cf8 : (1ULL << (size * 8)) - 1;
+    return off == 0 && size == 4 ? h->cf8 : all_ones(size);
 }
 
 static void cf8_write(void *opaque, uint64_t off, unsigned size, uint64_t val)
@@ -73,7 +79,7 @@ static uint64_t cfc_read(void *opaque, uint64_t off, unsigned size)
     uint8_t devfn;
     uint32_t reg;
     if (!cf8_target(h, off, size, &devfn, &reg)) {
-        return (1ULL << (size * 8)) - 1;
+        return all_ones(size);
     }
     return pci_bus_config_read(h->bus, devfn, reg, size);
 }
@@ -110,7 +116,7 @@ static uint64_t ecam_read(void *opaque, uint64_t off, unsigned size)
     uint8_t devfn;
     uint32_t reg;
     if (!ecam_target(off, size, &devfn, &reg)) {
-        return size == 8 ? UINT64_MAX : (1ULL << (size * 8)) - 1;
+        return all_ones(size);
     }
     return pci_bus_config_read(h->bus, devfn, reg, size);
 }
