@@ -486,12 +486,6 @@ BlockDriverState *bdrv_open_ex(const char *filename, Keyval *options, const char
             return NULL;
         }
         probed = true;
-        if (drv == &bdrv_raw && (flags & BDRV_O_RDWR)) {
-            warn_report("Image format was not specified for '%s' and probing guessed raw. "
-                        "Automatically detecting the format is dangerous for raw images, "
-                        "write operations on block 0 will be restricted. Specify the "
-                        "'raw' format explicitly to remove the restrictions.", what);
-        }
     }
 
     return bdrv_open_driver(drv, filename ? filename : file->filename, node_name, opts,

@@ -50,6 +50,13 @@ static bool block_open_drive(BlockState *st, const DriveConfig *d, Error **errp)
         error_prepend(errp, "%s: ", d->optstr);
         return false;
     }
+    /* QEMU warns here (for -drive), not in the block layer, so tools stay quiet. */
+    if (bs->probed && bs->drv == &bdrv_raw && !bs->read_only) {
+        warn_report("Image format was not specified for '%s' and probing guessed raw. "
+                    "Automatically detecting the format is dangerous for raw images, "
+                    "write operations on block 0 will be restricted. Specify the 'raw' "
+                    "format explicitly to remove the restrictions.", d->file);
+    }
     if (d->blockdev) {
         g_ptr_array_add(st->nodes, bs);
     } else {
