@@ -49,7 +49,29 @@ static bool hmp_info_cpus(QmpCtx *ctx, GString *out, Error **errp)
 
 static bool hmp_info_block(QmpCtx *ctx, GString *out, Error **errp)
 {
-    return true; /* no block devices yet: QEMU prints nothing either */
+    json_t *drives = qmp_query_block(ctx, errp);
+    size_t i;
+    json_t *d;
+
+    if (!drives) {
+        return false;
+    }
+    json_array_foreach(drives, i, d) {
+        json_t *ins = json_object_get(d, "inserted");
+        json_t *cache = json_object_get(ins, "cache");
+        bool wb = json_is_true(json_object_get(cache, "writeback"));
+        bool direct = json_is_true(json_object_get(cache, "direct"));
+        g_string_append_printf(out, "%s%s (%s): %s (%s%s)\r\n    Cache mode:       %s%s\r\n",
+                               i ? "\r\n" : "",
+                               json_string_value(json_object_get(d, "device")),
+                               json_string_value(json_object_get(ins, "node-name")),
+                               json_string_value(json_object_get(ins, "file")),
+                               json_string_value(json_object_get(ins, "drv")),
+                               json_is_true(json_object_get(ins, "ro")) ? ", read-only" : "",
+                               wb ? "writeback" : "writethrough", direct ? ", direct" : "");
+    }
+    json_decref(drives);
+    return true;
 }
 
 static bool hmp_info_snapshots(QmpCtx *ctx, GString *out, Error **errp)

@@ -323,6 +323,34 @@ def test_block_commands_until_block_devices_exist(vm):
     assert r["error"]["class"] == "GenericError"
 
 
+def test_block_queries_with_a_drive(vm, tmpdir_short):
+    img = os.path.join(tmpdir_short, "d0.img")
+    with open(img, "wb") as f:
+        f.truncate(8 << 20)
+    v = vm("-S", "-drive", f"file={img},format=raw,if=none,id=d0")
+    c = v.client()
+    [blk] = c.cmd("query-block")
+    assert blk["device"] == "d0" and blk["removable"] is False
+    ins = blk["inserted"]
+    assert ins["file"] == img and ins["drv"] == "raw" and ins["ro"] is False
+    assert ins["image"]["virtual-size"] == 8 << 20
+    assert ins["cache"]["writeback"] is True
+    [st] = c.cmd("query-blockstats")
+    assert st["device"] == "d0" and st["node-name"] == ins["node-name"]
+    assert st["stats"]["rd_bytes"] == 0 and st["stats"]["timed_stats"] == []
+    [st] = c.cmd("query-blockstats", query_nodes=True)
+    assert "device" not in st and st["node-name"] == ins["node-name"]
+    info = c.cmd("human-monitor-command", command_line="info block")
+    assert info.startswith(f"d0 ({ins['node-name']}): {img} (raw)\r\n")
+    # Known drive: a clear error until resizing is wired; unknown: DeviceNotFound.
+    r = c.execute("block_resize", {"device": "d0", "size": 16 << 20})
+    assert r["error"]["class"] == "GenericError" and "d0" in r["error"]["desc"]
+    r = c.execute("block_resize", {"node-name": ins["node-name"], "size": 16 << 20})
+    assert r["error"]["class"] == "GenericError"
+    r = c.execute("blockdev-snapshot-internal-sync", {"device": "d1", "name": "s"})
+    assert r["error"]["class"] == "DeviceNotFound"
+
+
 def test_system_reset_and_powerdown(vm):
     v = vm()
     c = v.client()

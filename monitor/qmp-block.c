@@ -1,0 +1,206 @@
+/*
+ * Block QMP commands over the block layer's backends (include/sen/block.h).
+ *
+ * Only reads here: statistics are a thread-safe snapshot and the node fields are fixed
+ * once a drive is open.  Resizing and internal snapshots need the disk quiesced (its I/O
+ * completes on the main loop, which this command is running on), so until the block
+ * layer offers a drained section they refuse a known drive with a clear error.
+ */
+#include <string.h>
+#include "sen/block.h"
+#include "monitor/qapi-generated.h"
+
+static const char *qmp_detect_zeroes_name(BlockDetectZeroes dz)
+{
+    switch (dz) {
+    case BLOCK_DETECT_ZEROES_ON:
+        return "on";
+    case BLOCK_DETECT_ZEROES_UNMAP:
+        return "unmap";
+    default:
+        return "off";
+    }
+}
+
+static json_t *qmp_block_device_info(BlockBackend *blk)
+{
+    BlockDriverState *bs = blk_bs(blk);
+    int depth = 0;
+
+    for (BlockDriverState *b = bs->backing; b; b = b->backing) {
+        depth++;
+    }
+    json_t *image = json_pack("{s:s,s:s,s:I}", "filename", bs->filename, "format",
+                              bs->drv->format_name, "virtual-size",
+                              (json_int_t)bdrv_getlength(bs));
+    int64_t actual = bdrv_get_allocated_file_size(bs);
+    if (actual >= 0) {
+        json_object_set_new(image, "actual-size", json_integer(actual));
+    }
+    BlockDriverInfo bdi = { 0 };
+    if (bdrv_get_info(bs, &bdi) == 0 && bdi.cluster_size > 0) {
+        json_object_set_new(image, "cluster-size", json_integer(bdi.cluster_size));
+    }
+    if (bs->backing) {
+        json_object_set_new(image, "backing-filename", json_string(bs->backing->filename));
+    }
+    json_t *info = json_pack(
+        "{s:s,s:s,s:b,s:s,s:i,s:b,s:s,s:i,s:i,s:i,s:i,s:i,s:i,s:o,s:{s:b,s:b,s:b},s:i}",
+        "file", bs->filename, "node-name", bs->node_name, "ro", blk_is_read_only(blk),
+        "drv", bs->drv->format_name, "backing_file_depth", depth, "encrypted", 0,
+        "detect_zeroes", qmp_detect_zeroes_name(bs->detect_zeroes), "bps", 0, "bps_rd", 0,
+        "bps_wr", 0, "iops", 0, "iops_rd", 0, "iops_wr", 0, "image", image, "cache",
+        "writeback", blk_enable_write_cache(blk), "direct",
+        (bs->open_flags & BDRV_O_NOCACHE) != 0 ||
+        (bs->file && (bs->file->open_flags & BDRV_O_NOCACHE) != 0),
+        "no-flush", (bs->open_flags & BDRV_O_NO_FLUSH) != 0, "write_threshold", 0);
+    if (bs->backing) {
+        json_object_set_new(info, "backing_file", json_string(bs->backing->filename));
+    }
+    return info;
+}
+
+json_t *qmp_query_block(QmpCtx *ctx, Error **errp)
+{
+    g_autoptr(GPtrArray) blks = block_backends(ctx->m);
+    json_t *list = json_array();
+
+    for (guint i = 0; i < blks->len; i++) {
+        BlockBackend *blk = g_ptr_array_index(blks, i);
+        json_array_append_new(list, json_pack("{s:s,s:s,s:b,s:b,s:o}", "device",
+                                              blk_name(blk), "type", "unknown", "removable",
+                                              0, "locked", 0, "inserted",
+                                              qmp_block_device_info(blk)));
+    }
+    return list;
+}
+
+static json_t *qmp_block_device_stats(BlockBackend *blk)
+{
+    BlockAcctStats st;
+    json_t *o = json_object();
+
+    blk_get_stats(blk, &st);
+#define STAT(name, value) json_object_set_new(o, name, json_integer((json_int_t)(value)))
+    STAT("rd_bytes", st.rd_bytes);
+    STAT("wr_bytes", st.wr_bytes);
+    STAT("zone_append_bytes", 0);
+    STAT("unmap_bytes", st.unmap_bytes);
+    STAT("rd_operations", st.rd_operations);
+    STAT("wr_operations", st.wr_operations);
+    STAT("zone_append_operations", st.zone_append_operations);
+    STAT("flush_operations", st.flush_operations);
+    STAT("unmap_operations", st.unmap_operations);
+    STAT("rd_total_time_ns", st.rd_total_time_ns);
+    STAT("wr_total_time_ns", st.wr_total_time_ns);
+    STAT("zone_append_total_time_ns", 0);
+    STAT("flush_total_time_ns", st.flush_total_time_ns);
+    STAT("unmap_total_time_ns", st.unmap_total_time_ns);
+    STAT("wr_highest_offset", st.wr_highest_offset);
+    STAT("rd_merged", 0);
+    STAT("wr_merged", 0);
+    STAT("zone_append_merged", 0);
+    STAT("unmap_merged", 0);
+    if (st.last_access_ns > 0) {
+        STAT("idle_time_ns", g_get_monotonic_time() * 1000 - st.last_access_ns);
+    }
+    STAT("failed_rd_operations", st.failed_rd_operations);
+    STAT("failed_wr_operations", st.failed_wr_operations);
+    STAT("failed_zone_append_operations", 0);
+    STAT("failed_flush_operations", st.failed_flush_operations);
+    STAT("failed_unmap_operations", st.failed_unmap_operations);
+    STAT("invalid_rd_operations", st.invalid_rd_operations);
+    STAT("invalid_wr_operations", st.invalid_wr_operations);
+    STAT("invalid_zone_append_operations", 0);
+    STAT("invalid_flush_operations", st.invalid_flush_operations);
+    STAT("invalid_unmap_operations", st.invalid_unmap_operations);
+#undef STAT
+    json_object_set_new(o, "account_invalid", json_true());
+    json_object_set_new(o, "account_failed", json_true());
+    json_object_set_new(o, "timed_stats", json_array());
+    return o;
+}
+
+json_t *qmp_query_blockstats(QmpCtx *ctx, bool has_query_nodes, bool query_nodes,
+                             Error **errp)
+{
+    g_autoptr(GPtrArray) blks = block_backends(ctx->m);
+    json_t *list = json_array();
+
+    for (guint i = 0; i < blks->len; i++) {
+        BlockBackend *blk = g_ptr_array_index(blks, i);
+        json_t *entry = json_pack("{s:s,s:o}", "node-name", blk_bs(blk)->node_name,
+                                  "stats", qmp_block_device_stats(blk));
+        if (!query_nodes) {
+            json_object_set_new(entry, "device", json_string(blk_name(blk)));
+        }
+        json_array_append_new(list, entry);
+    }
+    return list;
+}
+
+/* The backend named device, or whose root is node-name node; NULL with errp set. */
+static BlockBackend *qmp_block_lookup(QmpCtx *ctx, const char *device, const char *node,
+                                      Error **errp)
+{
+    g_autoptr(GPtrArray) blks = block_backends(ctx->m);
+
+    for (guint i = 0; i < blks->len; i++) {
+        BlockBackend *blk = g_ptr_array_index(blks, i);
+        if ((device && strcmp(blk_name(blk), device) == 0) ||
+            (node && strcmp(blk_bs(blk)->node_name, node) == 0)) {
+            return blk;
+        }
+    }
+    qmp_error_setg(ctx, errp, QMP_ERROR_DEVICE_NOT_FOUND,
+                   "Cannot find device='%s' nor node-name='%s'", device ? device : "",
+                   node ? node : "");
+    return NULL;
+}
+
+bool qmp_block_resize(QmpCtx *ctx, bool has_device, const char *device, bool has_node_name,
+                      const char *node_name, int64_t size, Error **errp)
+{
+    if (!has_device && !has_node_name) {
+        error_setg(errp, "block_resize: one of 'device' or 'node-name' is required");
+        return false;
+    }
+    if (size < 0) {
+        error_setg(errp, "Parameter 'size' expects a >0 size");
+        return false;
+    }
+    BlockBackend *blk = qmp_block_lookup(ctx, device, node_name, errp);
+    if (blk) {
+        error_setg(errp, "block_resize: resizing '%s' while it is in use is not supported "
+                   "by Sen yet", blk_name(blk));
+    }
+    return false;
+}
+
+bool qmp_blockdev_snapshot_internal_sync(QmpCtx *ctx, const char *device, const char *name,
+                                         Error **errp)
+{
+    BlockBackend *blk = qmp_block_lookup(ctx, device, NULL, errp);
+    if (blk) {
+        error_setg(errp, "blockdev-snapshot-internal-sync: internal snapshots of '%s' "
+                   "through QMP are not supported by Sen yet", device);
+    }
+    return false;
+}
+
+json_t *qmp_blockdev_snapshot_delete_internal_sync(QmpCtx *ctx, const char *device,
+                                                   bool has_id, const char *id,
+                                                   bool has_name, const char *name,
+                                                   Error **errp)
+{
+    if (!has_id && !has_name) {
+        error_setg(errp, "Parameter 'id' or 'name' is required");
+        return NULL;
+    }
+    BlockBackend *blk = qmp_block_lookup(ctx, device, NULL, errp);
+    if (blk) {
+        error_setg(errp, "blockdev-snapshot-delete-internal-sync: internal snapshots of "
+                   "'%s' through QMP are not supported by Sen yet", device);
+    }
+    return NULL;
+}
