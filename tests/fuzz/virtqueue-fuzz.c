@@ -59,7 +59,13 @@ static void noop_handler(VirtIODevice *vdev, VirtQueue *vq)
 }
 
 /* Input: [features][log2 queue size][push lengths seed] then RAM contents from gpa 0.
- * The desc table sits at 0, the avail ring at 0x2000, the used ring at 0x3000. */
+ * Queues of up to 16 entries keep the desc table (at 0) and the avail ring (at 0x100)
+ * within the first 300 bytes, so short inputs reach both; indirect tables may be anywhere.
+ * The used ring (device-written) is at 0x3000. */
+#define DESC_GPA  0x0
+#define AVAIL_GPA 0x100
+#define USED_GPA  0x3000
+#define QSIZE_MAX 16
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     FuzzVm *vm = fuzz_vm();
@@ -83,15 +89,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     virtio_init(&vdev, "virtio-fuzz", 99, NULL, vm->gm, 0, 0, 1);
     vdev.rl.printed = 1000; /* keep the log quiet: the window never opens */
     vdev.rl.window_start_ns = INT64_MAX;
-    vq = virtio_add_queue(&vdev, 0, 256, noop_handler);
+    vq = virtio_add_queue(&vdev, 0, QSIZE_MAX, noop_handler);
     virtio_set_status(&vdev, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
     virtio_set_features(&vdev, features);
     virtio_set_status(&vdev, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
                       VIRTIO_STATUS_FEATURES_OK);
-    vq->num = 1u << (data[1] % 9);
-    vq->desc_gpa = 0;
-    vq->avail_gpa = 0x2000;
-    vq->used_gpa = 0x3000;
+    vq->num = 1u << (data[1] % 5);
+    vq->desc_gpa = DESC_GPA;
+    vq->avail_gpa = AVAIL_GPA;
+    vq->used_gpa = USED_GPA;
     if (virtqueue_enable(vq)) {
         virtio_set_status(&vdev, vdev.status | VIRTIO_STATUS_DRIVER_OK);
         /* At most one queue's worth: more would be an avail index that jumped. */
@@ -122,17 +128,18 @@ int main(int argc, char **argv)
 {
     unsigned runs = argc > 1 ? (unsigned)strtoul(argv[1], NULL, 0) : 20000;
     GRand *r = g_rand_new_with_seed(0x7172);
-    size_t cap = 0x3000 + 3;
+    size_t cap = 0x2000 + 3;
     uint8_t *buf = g_malloc(cap);
 
     for (unsigned n = 0; n < runs; n++) {
-        size_t len = g_rand_int_range(r, 3, cap);
+        size_t len = g_rand_int_range(r, n % 4 ? 3 + AVAIL_GPA + 40 : 3, cap);
         for (size_t i = 0; i < len; i++) {
             buf[i] = g_rand_int(r);
         }
         if (n % 4) {
             /* Descriptors pointing mostly into RAM, and a small avail index. */
-            for (size_t i = 3; i + 16 <= MIN(len, 0x1000 + 3); i += 16) {
+            for (size_t i = 3 + DESC_GPA; i + 16 <= MIN(len, 3 + DESC_GPA + 16 * QSIZE_MAX);
+                 i += 16) {
                 uint64_t addr = g_rand_int_range(r, 0, 0x11000);
                 memcpy(buf + i, &addr, 8);
                 buf[i + 9] = 0;
@@ -140,9 +147,11 @@ int main(int argc, char **argv)
                 buf[i + 11] = 0;
                 buf[i + 13] = 0;
             }
-            if (len > 0x2000 + 3 + 4) {
-                buf[0x2000 + 3 + 2] = g_rand_int_range(r, 0, 8);
-                buf[0x2000 + 3 + 3] = 0;
+            buf[3 + AVAIL_GPA + 2] = g_rand_int_range(r, 0, 8);
+            buf[3 + AVAIL_GPA + 3] = 0;
+            for (unsigned k = 0; k < QSIZE_MAX; k++) {
+                buf[3 + AVAIL_GPA + 4 + 2 * k] = g_rand_int_range(r, 0, QSIZE_MAX + 1);
+                buf[3 + AVAIL_GPA + 5 + 2 * k] = 0;
             }
         }
         LLVMFuzzerTestOneInput(buf, len);
