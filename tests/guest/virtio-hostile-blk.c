@@ -4,7 +4,8 @@
  * at sector 2^62, a discard range that wraps past the end.  The device must answer each
  * with an error status, NEEDS_RESET, or silence; never write a read-only buffer (canaries
  * must survive) and never report success for a request it cannot have done.  After every
- * case a reset device must write and read back a sector.  The runner then checks that
+ * case a reset device must write and read back a sector.  Last, a reset with 16 reads
+ * in flight must complete and leave rings and buffers alone afterwards.  The runner checks that
  * the image did not grow and its host pattern is intact.
  */
 #include "lib/guest.h"
@@ -173,6 +174,43 @@ void guest_main(void)
         submit();
         judge("discard past the end", status, false);
     }
+    /* Reset with reads in flight: once the status reads 0 the device must not touch the
+     * rings or the buffers any more (a late completion would land in freed memory). */
+    uint8_t *big = guest_alloc(16 * 65536, 4096, false);
+    VirtioBlkReq *many = guest_alloc(16 * sizeof(VirtioBlkReq), 64, true);
+    GUEST_CHECK(big && many, "buffers for 16 x 64 KiB reads");
+    for (unsigned i = 0; i < 16; i++) {
+        many[i].hdr = (VirtioBlkHdr){ .type = VIRTIO_BLK_T_IN, .sector = i * 128 };
+        many[i].status = 0xff;
+        VirtioBuf b[3] = { { &many[i].hdr, sizeof(many[i].hdr), false },
+                           { big + i * 65536, 65536, true },
+                           { &many[i].status, 1, true } };
+        virtq_add_indirect(&vd.vq[0], many[i].table, b, 3);
+    }
+    virtq_kick(&vd.vq[0]);
+    GUEST_CHECK(virtio_reset(&vd), "reset with 16 reads in flight completes");
+    volatile VirtqUsed *used = vd.vq[0].used;
+    memset((void *)used, 0x5a, 6 + 8 * vd.vq[0].size);
+    for (unsigned i = 0; i < 16; i++) {
+        memset(big + i * 65536, 0x5a, 512);
+        many[i].status = 0x5a;
+    }
+    for (unsigned i = 0; i < 20000; i++) {
+        guest_io_delay();
+    }
+    bool still = canary_ok((const uint8_t *)used, 6 + 8 * vd.vq[0].size, 0x5a);
+    for (unsigned i = 0; i < 16; i++) {
+        still &= canary_ok(big + i * 65536, 512, 0x5a) && many[i].status == 0x5a;
+    }
+    GUEST_CHECK(still, "nothing written into the rings or buffers after the reset");
+    fresh();
+    for (unsigned i = 0; i < 512; i++) {
+        buf[i] = (uint8_t)(i ^ 0x96);
+    }
+    VirtioBuf w = { buf, 512, false };
+    GUEST_CHECK(vblk_request(&vd, r, VIRTIO_BLK_T_OUT, 1000, &w, 1, false, NULL) ==
+                    VIRTIO_BLK_S_OK,
+                "the device works after that reset");
     guest_printf("virtio-hostile-blk ok\n");
     guest_pass();
 }
