@@ -228,6 +228,64 @@ int qcow2_read_data(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *buf)
     return 0;
 }
 
+/* Adds delta to the refcount of every cluster an L2 entry references. */
+int qcow2_ref_l2e(BDRVQcow2State *s, uint64_t l2e, int64_t delta)
+{
+    if (l2e & QCOW2_OFLAG_COMPRESSED) {
+        return qcow2_update_refcount(s, qcow2_compressed_offset(l2e, s->cluster_bits),
+                                     qcow2_compressed_len(l2e, s->cluster_bits), delta);
+    }
+    uint64_t host = l2e & QCOW2_L2E_OFFSET_MASK;
+    return host ? qcow2_update_refcount(s, host, s->cluster_size, delta) : 0;
+}
+
+/*
+ * Copies an L2 table shared with a snapshot.  A data cluster's refcount counts the L1
+ * tables that reach it, so moving one L1's path from the shared table to the copy leaves
+ * data refcounts unchanged; only the shared table loses a reference, after the L1 entry
+ * points at the copy (on disk first).  Entries of the copy lose OFLAG_COPIED: still shared.
+ */
+static int64_t cow_l2(BDRVQcow2State *s, uint64_t l1i, uint64_t old)
+{
+    uint8_t *copy = g_malloc(s->cluster_size);
+    uint8_t *t;
+    int64_t ret = qcow2_cache_get(s->l2_cache, old, false, &t);
+    if (ret < 0) {
+        goto out;
+    }
+    memcpy(copy, t, s->cluster_size);
+    for (uint64_t i = 0; i < (1ull << s->l2_bits); i++) {
+        uint64_t l2e = qcow2_ld64(copy + i * s->l2e_size);
+        qcow2_st64(copy + i * s->l2e_size, l2e & ~QCOW2_OFLAG_COPIED);
+    }
+    int64_t nl2 = qcow2_alloc_clusters(s, 1);
+    if (nl2 < 0) {
+        ret = nl2;
+        goto out;
+    }
+    ret = qcow2_cache_get(s->l2_cache, nl2, true, &t);
+    if (ret < 0) {
+        goto out;
+    }
+    memcpy(t, copy, s->cluster_size);
+    qcow2_cache_mark_dirty(s->l2_cache, nl2);
+    ret = qcow2_cache_flush(s->l2_cache);
+    if (ret < 0) {
+        goto out;
+    }
+    s->l1[l1i] = (uint64_t)nl2 | QCOW2_OFLAG_COPIED;
+    ret = qcow2_write_l1_entry(s, l1i);
+    if (ret == 0) {
+        ret = qcow2_update_refcount(s, old, s->cluster_size, -1);
+    }
+    if (ret == 0) {
+        ret = nl2;
+    }
+out:
+    g_free(copy);
+    return ret;
+}
+
 /* Makes sure guest offset off has a writable (refcount 1) L2 table; returns its offset. */
 static int64_t get_writable_l2(BDRVQcow2State *s, uint64_t off)
 {
@@ -248,8 +306,7 @@ static int64_t get_writable_l2(BDRVQcow2State *s, uint64_t off)
             return ret;
         }
         if (rc != 1) {
-            /* Shared with a snapshot: copying L2 tables is not implemented yet. */
-            return -ENOTSUP;
+            return cow_l2(s, l1i, l2);
         }
         s->l1[l1i] |= QCOW2_OFLAG_COPIED;
         ret = qcow2_write_l1_entry(s, l1i);
@@ -279,16 +336,7 @@ static int64_t get_writable_l2(BDRVQcow2State *s, uint64_t off)
 static int free_old_entry(BDRVQcow2State *s, uint64_t l2e)
 {
     int ret = qcow2_cache_flush(s->l2_cache);
-    if (ret < 0) {
-        return ret;
-    }
-    if (l2e & QCOW2_OFLAG_COMPRESSED) {
-        uint64_t host = qcow2_compressed_offset(l2e, s->cluster_bits);
-        uint64_t len = qcow2_compressed_len(l2e, s->cluster_bits);
-        return qcow2_update_refcount(s, host, len, -1);
-    }
-    uint64_t host = l2e & QCOW2_L2E_OFFSET_MASK;
-    return host ? qcow2_update_refcount(s, host, s->cluster_size, -1) : 0;
+    return ret < 0 ? ret : qcow2_ref_l2e(s, l2e, -1);
 }
 
 static int write_in_cluster(BDRVQcow2State *s, uint64_t off, uint64_t len,

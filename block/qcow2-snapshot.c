@@ -1,7 +1,9 @@
 /*
  * QCOW2 internal snapshot table: parsing and serialising entries (every field, extra data
- * kept verbatim).  Creating/applying/deleting snapshots is not implemented yet; the table
- * is read so that check accounts for the clusters snapshots reference.
+ * kept verbatim) and snapshot create / apply / delete / list.
+ *
+ * Ordering as everywhere (docs/qcow2.md): references are counted before anything on disk
+ * points through them, and dropped only after nothing does any more.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -84,4 +86,390 @@ void qcow2_snapshots_free(GArray *a)
     if (a) {
         g_array_free(a, TRUE);
     }
+}
+
+/* ---- create / apply / delete ---- */
+
+static size_t snapshot_entry_len(const Qcow2Snapshot *sn)
+{
+    return (40 + sn->extra_len + strlen(sn->id_str) + strlen(sn->name) + 7) & ~(size_t)7;
+}
+
+static size_t snapshot_serialize(const Qcow2Snapshot *sn, uint8_t *p)
+{
+    size_t id_len = strlen(sn->id_str), name_len = strlen(sn->name);
+    size_t len = snapshot_entry_len(sn);
+    memset(p, 0, len);
+    qcow2_st64(p, sn->l1_table_offset);
+    qcow2_st32(p + 8, sn->l1_size);
+    qcow2_st16(p + 12, id_len);
+    qcow2_st16(p + 14, name_len);
+    qcow2_st32(p + 16, sn->date_sec);
+    qcow2_st32(p + 20, sn->date_nsec);
+    qcow2_st64(p + 24, sn->vm_clock_nsec);
+    qcow2_st32(p + 32, sn->vm_state_size > UINT32_MAX ? 0 : sn->vm_state_size);
+    qcow2_st32(p + 36, sn->extra_len);
+    memcpy(p + 40, sn->extra, sn->extra_len);
+    memcpy(p + 40 + sn->extra_len, sn->id_str, id_len);
+    memcpy(p + 40 + sn->extra_len + id_len, sn->name, name_len);
+    return len;
+}
+
+/* Writes the table to new clusters, switches the header to it, then frees the old one. */
+static int write_snapshot_table(BDRVQcow2State *s, GArray *a)
+{
+    size_t total = 0;
+    for (guint i = 0; i < a->len; i++) {
+        total += snapshot_entry_len(&g_array_index(a, Qcow2Snapshot, i));
+    }
+    uint64_t old_off = s->h.snapshots_offset, old_len = 0;
+    if (s->h.nb_snapshots) {
+        GArray *old = NULL;
+        if (qcow2_read_snapshots(s, &old) == 0) {
+            for (guint i = 0; i < old->len; i++) {
+                old_len += snapshot_entry_len(&g_array_index(old, Qcow2Snapshot, i));
+            }
+        }
+        qcow2_snapshots_free(old);
+    }
+    int64_t off = 0;
+    int ret = 0;
+    if (total) {
+        off = qcow2_alloc_clusters(s, (total + s->cluster_size - 1) >> s->cluster_bits);
+        if (off < 0) {
+            return off;
+        }
+        uint8_t *buf = g_malloc0(total);
+        size_t pos = 0;
+        for (guint i = 0; i < a->len; i++) {
+            pos += snapshot_serialize(&g_array_index(a, Qcow2Snapshot, i), buf + pos);
+        }
+        ret = qcow2_flush_caches(s);
+        if (ret == 0) {
+            ret = bdrv_pwrite_sync(s->bs->file, off, total, buf);
+        }
+        g_free(buf);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    uint8_t hdr[12];
+    qcow2_st32(hdr, a->len);
+    qcow2_st64(hdr + 4, off);
+    ret = bdrv_pwrite_sync(s->bs->file, 60, 12, hdr);
+    if (ret < 0) {
+        return ret;
+    }
+    s->h.nb_snapshots = a->len;
+    s->h.snapshots_offset = off;
+    return old_len ? qcow2_update_refcount(s, old_off, old_len, -1) : 0;
+}
+
+/* Adds delta to every L2 table an L1 table references and to every cluster they reference. */
+static int update_tree(BDRVQcow2State *s, const uint64_t *l1, uint32_t l1_size, int64_t delta)
+{
+    uint8_t *tbl = g_malloc(s->cluster_size);
+    int ret = 0;
+    for (uint32_t i = 0; i < l1_size && ret == 0; i++) {
+        uint64_t l2 = l1[i] & QCOW2_L1E_OFFSET_MASK;
+        if (!l2) {
+            continue;
+        }
+        uint8_t *t;
+        ret = qcow2_cache_get(s->l2_cache, l2, false, &t);
+        if (ret < 0) {
+            break;
+        }
+        memcpy(tbl, t, s->cluster_size);
+        for (uint64_t j = 0; j < (1ull << s->l2_bits) && ret == 0; j++) {
+            ret = qcow2_ref_l2e(s, qcow2_ld64(tbl + j * s->l2e_size), delta);
+        }
+        if (ret == 0) {
+            ret = qcow2_update_refcount(s, l2, s->cluster_size, delta);
+        }
+    }
+    g_free(tbl);
+    return ret;
+}
+
+/* Sets OFLAG_COPIED on the active tables exactly where the refcount is 1. */
+static int fix_copied(BDRVQcow2State *s)
+{
+    int ret = 0;
+    for (uint32_t i = 0; i < s->l1_size && ret == 0; i++) {
+        uint64_t l2 = s->l1[i] & QCOW2_L1E_OFFSET_MASK;
+        if (!l2) {
+            continue;
+        }
+        uint64_t rc;
+        ret = qcow2_get_refcount(s, l2 >> s->cluster_bits, &rc);
+        if (ret < 0) {
+            break;
+        }
+        uint64_t want = rc == 1 ? s->l1[i] | QCOW2_OFLAG_COPIED : s->l1[i] & ~QCOW2_OFLAG_COPIED;
+        if (want != s->l1[i]) {
+            s->l1[i] = want;
+            ret = qcow2_write_l1_entry(s, i);
+        }
+        for (uint64_t j = 0; j < (1ull << s->l2_bits) && ret == 0; j++) {
+            uint8_t *t;
+            ret = qcow2_cache_get(s->l2_cache, l2, false, &t);
+            if (ret < 0) {
+                break;
+            }
+            uint64_t l2e = qcow2_ld64(t + j * s->l2e_size);
+            uint64_t host = l2e & QCOW2_L2E_OFFSET_MASK;
+            if ((l2e & QCOW2_OFLAG_COMPRESSED) || !host) {
+                continue;
+            }
+            ret = qcow2_get_refcount(s, host >> s->cluster_bits, &rc);
+            if (ret < 0) {
+                break;
+            }
+            uint64_t w = rc == 1 ? l2e | QCOW2_OFLAG_COPIED : l2e & ~QCOW2_OFLAG_COPIED;
+            if (w != l2e) {
+                ret = qcow2_cache_get(s->l2_cache, l2, false, &t);
+                if (ret == 0) {
+                    qcow2_st64(t + j * s->l2e_size, w);
+                    qcow2_cache_mark_dirty(s->l2_cache, l2);
+                }
+            }
+        }
+    }
+    return ret < 0 ? ret : qcow2_flush_caches(s);
+}
+
+static int find_snapshot(GArray *a, const char *id_or_name)
+{
+    for (guint i = 0; i < a->len; i++) {
+        if (!strcmp(g_array_index(a, Qcow2Snapshot, i).id_str, id_or_name)) {
+            return i;
+        }
+    }
+    for (guint i = 0; i < a->len; i++) {
+        if (!strcmp(g_array_index(a, Qcow2Snapshot, i).name, id_or_name)) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+bool qcow2_snapshot_create(BlockDriverState *bs, BlockSnapshotInfo *info, Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    GArray *a = NULL;
+    bool ok = false;
+    int ret;
+    g_mutex_lock(&s->lock);
+    ret = qcow2_read_snapshots(s, &a);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "%s: could not read the snapshot table", bs->filename);
+        goto out;
+    }
+    if (find_snapshot(a, info->name) >= 0) {
+        error_setg(errp, "%s: a snapshot named '%s' already exists", bs->filename, info->name);
+        goto out;
+    }
+    unsigned next_id = 1;
+    for (guint i = 0; i < a->len; i++) {
+        next_id = MAX(next_id, (unsigned)atoi(g_array_index(a, Qcow2Snapshot, i).id_str) + 1);
+    }
+    ret = qcow2_flush_caches(s);
+    /* Refcounts of the whole tree first, then the L1 copy, then the table that names it. */
+    if (ret == 0) {
+        ret = update_tree(s, s->l1, s->l1_size, 1);
+    }
+    int64_t l1off = 0;
+    if (ret == 0 && s->l1_size) {
+        l1off = qcow2_alloc_clusters(s, (s->l1_size * 8ull + s->cluster_size - 1) >>
+                                            s->cluster_bits);
+        ret = l1off < 0 ? l1off : 0;
+    }
+    if (ret == 0 && s->l1_size) {
+        uint64_t *be = g_new(uint64_t, s->l1_size);
+        for (uint32_t i = 0; i < s->l1_size; i++) {
+            be[i] = GUINT64_TO_BE(s->l1[i] & ~QCOW2_OFLAG_COPIED);
+        }
+        ret = qcow2_flush_caches(s);
+        if (ret == 0) {
+            ret = bdrv_pwrite_sync(s->bs->file, l1off, s->l1_size * 8ull, be);
+        }
+        g_free(be);
+    }
+    if (ret == 0) {
+        Qcow2Snapshot sn = {
+            .l1_table_offset = l1off, .l1_size = s->l1_size,
+            .id_str = info->id_str ? g_strdup(info->id_str) : g_strdup_printf("%u", next_id),
+            .name = g_strdup(info->name), .date_sec = info->date_sec,
+            .date_nsec = info->date_nsec, .vm_clock_nsec = info->vm_clock_nsec,
+            .vm_state_size = info->vm_state_size, .extra_len = 24,
+            .extra = g_malloc0(24),
+        };
+        qcow2_st64(sn.extra, info->vm_state_size);
+        qcow2_st64(sn.extra + 8, bs->total_size);
+        qcow2_st64(sn.extra + 16, info->icount ? info->icount : (uint64_t)-1);
+        g_array_append_val(a, sn);
+        ret = write_snapshot_table(s, a);
+    }
+    if (ret == 0) {
+        ret = fix_copied(s);
+    }
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "%s: could not create snapshot '%s'", bs->filename,
+                         info->name);
+        goto out;
+    }
+    ok = true;
+out:
+    qcow2_snapshots_free(a);
+    g_mutex_unlock(&s->lock);
+    return ok;
+}
+
+static int read_l1(BDRVQcow2State *s, uint64_t off, uint32_t n, uint64_t **out)
+{
+    uint64_t *l1 = g_new0(uint64_t, MAX(n, 1));
+    int ret = n ? bdrv_pread(s->bs->file, off, n * 8ull, l1) : 0;
+    for (uint32_t i = 0; i < n; i++) {
+        l1[i] = GUINT64_FROM_BE(l1[i]);
+    }
+    *out = l1;
+    return ret;
+}
+
+bool qcow2_snapshot_goto(BlockDriverState *bs, const char *id, Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    GArray *a = NULL;
+    uint64_t *sl1 = NULL, *old = NULL;
+    bool ok = false;
+    g_mutex_lock(&s->lock);
+    int ret = qcow2_read_snapshots(s, &a);
+    int i = ret < 0 ? -1 : find_snapshot(a, id);
+    if (i < 0) {
+        error_setg(errp, "%s: snapshot '%s' not found", bs->filename, id);
+        goto out;
+    }
+    Qcow2Snapshot *sn = &g_array_index(a, Qcow2Snapshot, i);
+    if (sn->l1_size != s->l1_size ||
+        (sn->disk_size && sn->disk_size != (uint64_t)bs->total_size)) {
+        error_setg(errp, "%s: snapshot '%s' has a different disk size (not supported yet)",
+                   bs->filename, id);
+        goto out;
+    }
+    ret = read_l1(s, sn->l1_table_offset, sn->l1_size, &sl1);
+    /* New references first, then the switch of the active L1, then the old ones go. */
+    if (ret == 0) {
+        ret = qcow2_flush_caches(s);
+    }
+    if (ret == 0) {
+        ret = update_tree(s, sl1, sn->l1_size, 1);
+    }
+    if (ret == 0) {
+        ret = qcow2_flush_caches(s);
+    }
+    if (ret == 0) {
+        uint64_t *be = g_new(uint64_t, MAX(s->l1_size, 1));
+        for (uint32_t j = 0; j < s->l1_size; j++) {
+            be[j] = GUINT64_TO_BE(sl1[j] & ~QCOW2_OFLAG_COPIED);
+        }
+        ret = s->l1_size ? bdrv_pwrite_sync(s->bs->file, s->h.l1_table_offset,
+                                            s->l1_size * 8ull, be) : 0;
+        g_free(be);
+    }
+    if (ret == 0) {
+        old = s->l1;
+        s->l1 = sl1;
+        sl1 = NULL;
+        for (uint32_t j = 0; j < s->l1_size; j++) {
+            s->l1[j] &= ~QCOW2_OFLAG_COPIED;
+        }
+        ret = update_tree(s, old, s->l1_size, -1);
+    }
+    if (ret == 0) {
+        ret = fix_copied(s);
+    }
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "%s: could not apply snapshot '%s'", bs->filename, id);
+        goto out;
+    }
+    ok = true;
+out:
+    g_free(sl1);
+    g_free(old);
+    qcow2_snapshots_free(a);
+    g_mutex_unlock(&s->lock);
+    return ok;
+}
+
+bool qcow2_snapshot_delete(BlockDriverState *bs, const char *id, Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    GArray *a = NULL;
+    uint64_t *sl1 = NULL;
+    bool ok = false;
+    g_mutex_lock(&s->lock);
+    int ret = qcow2_read_snapshots(s, &a);
+    int i = ret < 0 ? -1 : find_snapshot(a, id);
+    if (i < 0) {
+        error_setg(errp, "%s: snapshot '%s' not found", bs->filename, id);
+        goto out;
+    }
+    Qcow2Snapshot sn = g_array_index(a, Qcow2Snapshot, i);
+    g_array_remove_index(a, i);
+    /* The table stops naming it first; its references go afterwards. */
+    ret = read_l1(s, sn.l1_table_offset, sn.l1_size, &sl1);
+    if (ret == 0) {
+        ret = write_snapshot_table(s, a);
+    }
+    if (ret == 0) {
+        ret = update_tree(s, sl1, sn.l1_size, -1);
+    }
+    if (ret == 0 && sn.l1_size) {
+        ret = qcow2_update_refcount(s, sn.l1_table_offset, sn.l1_size * 8ull, -1);
+    }
+    if (ret == 0) {
+        ret = fix_copied(s);
+    }
+    qcow2_snapshot_clear(&sn);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "%s: could not delete snapshot '%s'", bs->filename, id);
+        goto out;
+    }
+    ok = true;
+out:
+    g_free(sl1);
+    qcow2_snapshots_free(a);
+    g_mutex_unlock(&s->lock);
+    return ok;
+}
+
+GPtrArray *qcow2_snapshot_list(BlockDriverState *bs, Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    GArray *a = NULL;
+    g_mutex_lock(&s->lock);
+    int ret = qcow2_read_snapshots(s, &a);
+    g_mutex_unlock(&s->lock);
+    if (ret < 0) {
+        qcow2_snapshots_free(a);
+        error_setg_errno(errp, -ret, "%s: could not read the snapshot table", bs->filename);
+        return NULL;
+    }
+    GPtrArray *out =
+        g_ptr_array_new_with_free_func((GDestroyNotify)block_snapshot_info_free);
+    for (guint i = 0; i < a->len; i++) {
+        Qcow2Snapshot *sn = &g_array_index(a, Qcow2Snapshot, i);
+        BlockSnapshotInfo *info = g_new0(BlockSnapshotInfo, 1);
+        info->id_str = g_strdup(sn->id_str);
+        info->name = g_strdup(sn->name);
+        info->vm_state_size = sn->vm_state_size;
+        info->date_sec = sn->date_sec;
+        info->date_nsec = sn->date_nsec;
+        info->vm_clock_nsec = sn->vm_clock_nsec;
+        info->icount = sn->extra_len >= 24 ? qcow2_ld64(sn->extra + 16) : (uint32_t)-1;
+        g_ptr_array_add(out, info);
+    }
+    qcow2_snapshots_free(a);
+    return out;
 }

@@ -730,6 +730,10 @@ const BlockDriver bdrv_qcow2 = {
     .get_info = qcow2_get_info,
     .check = qcow2_check_locked,
     .create = qcow2_create,
+    .snapshot_create = qcow2_snapshot_create,
+    .snapshot_goto = qcow2_snapshot_goto,
+    .snapshot_delete = qcow2_snapshot_delete,
+    .snapshot_list = qcow2_snapshot_list,
 };
 
 /* ---- image creation ---- */

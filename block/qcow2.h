@@ -285,6 +285,8 @@ int qcow2_write_data(BDRVQcow2State *s, uint64_t off, uint64_t len, const uint8_
 /* Host offset of the L2 table and index for guest offset off, or 0 when none. */
 uint64_t qcow2_l2_offset(BDRVQcow2State *s, uint64_t off);
 int qcow2_write_l1_entry(BDRVQcow2State *s, uint32_t idx);
+/* Adds delta to the refcount of every cluster an L2 entry references. */
+int qcow2_ref_l2e(BDRVQcow2State *s, uint64_t l2e, int64_t delta);
 /* Writes the whole cluster at guest offset off compressed (takes the lock). */
 int qcow2_write_compressed(BlockDriverState *bs, uint64_t off, const uint8_t *buf);
 /* Reads the L2 entry (and bitmap) for guest offset off. */
@@ -316,6 +318,11 @@ void qcow2_snapshot_clear(Qcow2Snapshot *sn);
 /* Reads the whole snapshot table into a GArray of Qcow2Snapshot (always set). */
 int qcow2_read_snapshots(BDRVQcow2State *s, GArray **out);
 void qcow2_snapshots_free(GArray *a);
+typedef struct BlockSnapshotInfo BlockSnapshotInfo;
+bool qcow2_snapshot_create(BlockDriverState *bs, BlockSnapshotInfo *sn, Error **errp);
+bool qcow2_snapshot_goto(BlockDriverState *bs, const char *id_or_name, Error **errp);
+bool qcow2_snapshot_delete(BlockDriverState *bs, const char *id_or_name, Error **errp);
+GPtrArray *qcow2_snapshot_list(BlockDriverState *bs, Error **errp);
 
 /* qcow2.c */
 typedef struct Keyval Keyval;

@@ -151,19 +151,15 @@ static void print_human(json_t *o)
         size_t i;
         json_t *e;
         json_array_foreach(sn, i, e) {
-            g_autofree char *vm = img_size_to_str(
-                json_integer_value(json_object_get(e, "vm-state-size")));
-            time_t t = json_integer_value(json_object_get(e, "date-sec"));
-            struct tm tm;
-            char date[32];
-            localtime_r(&t, &tm);
-            strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S", &tm);
-            uint64_t secs = json_integer_value(json_object_get(e, "vm-clock-sec"));
-            printf("%-9s %-17s %7s %19s %04" G_GUINT64_FORMAT ":%02d:%02d.%03d\n",
-                   json_string_value(json_object_get(e, "id")),
-                   json_string_value(json_object_get(e, "name")), vm, date, secs / 3600,
-                   (int)(secs / 60 % 60), (int)(secs % 60),
-                   (int)(json_integer_value(json_object_get(e, "vm-clock-nsec")) / 1000000));
+            json_t *ic = json_object_get(e, "icount");
+            img_print_snapshot_row(
+                json_string_value(json_object_get(e, "id")),
+                json_string_value(json_object_get(e, "name")),
+                json_integer_value(json_object_get(e, "vm-state-size")),
+                json_integer_value(json_object_get(e, "date-sec")),
+                json_integer_value(json_object_get(e, "vm-clock-sec")) * 1000000000ull +
+                    json_integer_value(json_object_get(e, "vm-clock-nsec")),
+                ic ? json_integer_value(ic) : -1);
         }
     }
     json_t *fs = json_object_get(o, "format-specific");

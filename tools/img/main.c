@@ -22,6 +22,8 @@ static const struct {
     { "convert", img_convert,
       "convert [-c] [-p] [-q] [-n] [-f fmt] [-O output_fmt] [-o options] "
       "[-B backing_file [-F backing_fmt]] [-S sparse_size] filename output_filename" },
+    { "snapshot", img_snapshot,
+      "snapshot [-l | -a snapshot | -c snapshot | -d snapshot] [-q] filename" },
     { "check", img_check, "check [-f fmt] [--output=human|json] [-r leaks|all] [-q] filename" },
 };
 
