@@ -358,6 +358,112 @@ static void test_aio_writethrough(Fixture *f, gconstpointer data)
     blk_unref(blk);
 }
 
+/* Closing a backend with requests in flight waits for them: every callback runs first. */
+static void test_unref_drains(Fixture *f, gconstpointer data)
+{
+    BlockBackend *blk = open_blk(f, "cache.direct=on,aio=native", "raw", BDRV_O_RDWR, true);
+    g_autofree uint8_t *buf = NULL;
+    AioCounter c = { 0 };
+    struct iovec iov;
+
+    g_assert_cmpint(posix_memalign((void **)&buf, 4096, 65536), ==, 0);
+    memset(buf, 0x77, 65536);
+    iov = (struct iovec){ buf, 65536 };
+    for (int i = 0; i < 48; i++) {
+        c.pending++;
+        if (i % 3 == 2) {
+            blk_aio_flush(blk, aio_done, &c);
+        } else {
+            blk_aio_pwritev(blk, i * 65536, &iov, 1, 0, aio_done, &c);
+        }
+    }
+    blk_unref(blk);
+    g_assert_cmpint(c.pending, ==, 0);
+    g_assert_cmpint(c.errors, ==, 0);
+    g_autofree uint8_t *host = host_read(f, 46 * 65536, 65536);
+    g_assert_cmpmem(host, 65536, buf, 65536);
+}
+
+/* Completions run in the backend's context: here an I/O thread's own loop. */
+typedef struct IoThread {
+    GMainContext *ctx;
+    GMainLoop *loop;
+    GThread *thread;
+    AioCounter c;
+    GMutex lock;
+    GCond cond;
+    bool wrong_thread;
+} IoThread;
+
+static gpointer iothread_run(gpointer opaque)
+{
+    IoThread *t = opaque;
+    g_main_context_push_thread_default(t->ctx);
+    g_main_loop_run(t->loop);
+    g_main_context_pop_thread_default(t->ctx);
+    return NULL;
+}
+
+static void iothread_done(void *opaque, int ret)
+{
+    IoThread *t = opaque;
+
+    g_mutex_lock(&t->lock);
+    if (g_thread_self() != t->thread) {
+        t->wrong_thread = true;
+    }
+    t->c.pending--;
+    t->c.errors += ret < 0;
+    g_cond_signal(&t->cond);
+    g_mutex_unlock(&t->lock);
+}
+
+static void test_iothread_context(Fixture *f, gconstpointer data)
+{
+    const char *modes[] = { "cache.direct=on,aio=native", "aio=threads" };
+
+    for (size_t m = 0; m < G_N_ELEMENTS(modes); m++) {
+        BlockBackend *blk = open_blk(f, modes[m], "raw", BDRV_O_RDWR, false);
+        IoThread t = { 0 };
+        g_autofree uint8_t *buf = NULL;
+        struct iovec iov;
+
+        g_assert_cmpint(posix_memalign((void **)&buf, 4096, 8192), ==, 0);
+        memset(buf, 0x3c, 8192);
+        iov = (struct iovec){ buf, 8192 };
+        g_mutex_init(&t.lock);
+        g_cond_init(&t.cond);
+        t.ctx = g_main_context_new();
+        t.loop = g_main_loop_new(t.ctx, false);
+        blk_set_context(blk, t.ctx);
+        t.thread = g_thread_new("iothread", iothread_run, &t);
+
+        g_mutex_lock(&t.lock);
+        for (int i = 0; i < 32; i++) {
+            t.c.pending++;
+            blk_aio_pwritev(blk, i * 8192, &iov, 1, 0, iothread_done, &t);
+        }
+        while (t.c.pending) {
+            g_cond_wait(&t.cond, &t.lock);
+        }
+        g_mutex_unlock(&t.lock);
+        g_assert_false(t.wrong_thread);
+        g_assert_cmpint(t.c.errors, ==, 0);
+
+        g_main_loop_quit(t.loop);
+        g_main_context_wakeup(t.ctx);
+        g_thread_join(t.thread);
+        blk_set_context(blk, NULL);
+        blk_unref(blk);
+        g_main_loop_unref(t.loop);
+        g_main_context_unref(t.ctx);
+        g_mutex_clear(&t.lock);
+        g_cond_clear(&t.cond);
+        g_autofree uint8_t *host = host_read(f, 31 * 8192, 8192);
+        g_assert_cmpmem(host, 8192, buf, 8192);
+    }
+}
+
 /* ---- probing, read-only, options ---- */
 
 static void test_probe_raw(Fixture *f, gconstpointer data)
@@ -581,6 +687,8 @@ int main(int argc, char **argv)
     ADD("aio-native-unaligned", test_aio_native_unaligned);
     ADD("aio-threads", test_aio_threads);
     ADD("aio-writethrough", test_aio_writethrough);
+    ADD("unref-drains", test_unref_drains);
+    ADD("iothread-context", test_iothread_context);
     ADD("probe-raw", test_probe_raw);
     ADD("read-only", test_read_only);
     ADD("raw-window", test_raw_window);
