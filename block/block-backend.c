@@ -23,7 +23,8 @@ typedef struct BlkAioReq {
     BlockBackend *blk;
     BlockCompletionFunc *cb;
     void *opaque;
-    BlockRequestType acct_type; /* what the caller asked, for statistics */
+    BlockRequestType acct_type; /* what the caller asked, for statistics (drivers may */
+    int64_t acct_offset;        /* rewrite req, e.g. raw adds its offset=) */
     int64_t acct_bytes;
     int64_t start_ns;
     bool invalid;               /* rejected before reaching the driver */
@@ -278,7 +279,7 @@ static void blk_aio_complete(BlockRequest *req, int ret)
         bdrv_aio_submit(blk->root, &r->req);
         return;
     }
-    blk_account(blk, r->acct_type, r->req.offset, r->acct_bytes, r->start_ns, r->invalid,
+    blk_account(blk, r->acct_type, r->acct_offset, r->acct_bytes, r->start_ns, r->invalid,
                 ret);
     r->cb(r->opaque, ret);
     g_free(r);
@@ -295,6 +296,7 @@ static void blk_aio_submit(BlockBackend *blk, BlockRequestType type, int64_t off
     r->cb = cb;
     r->opaque = opaque;
     r->acct_type = type;
+    r->acct_offset = offset;
     r->acct_bytes = bytes;
     r->start_ns = block_now_ns();
     r->req.type = type;

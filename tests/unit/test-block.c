@@ -543,6 +543,16 @@ static void test_raw_window(Fixture *f, gconstpointer data)
 
     g_assert_cmpint(blk_getlength(blk), ==, 8192);
     g_assert_cmpint(blk_pwrite(blk, 0, 4, "WXYZ"), ==, 0);
+    AioCounter c = { 1, 0 };
+    struct iovec iov = { "abcd", 4 };
+    blk_aio_pwritev(blk, 100, &iov, 1, 0, aio_done, &c);
+    wait_all(&c);
+    g_assert_cmpint(c.errors, ==, 0);
+    BlockAcctStats st;
+    blk_get_stats(blk, &st);
+    g_assert_cmpint(st.wr_highest_offset, ==, 104); /* guest offsets, not the file's */
+    g_autofree uint8_t *host2 = host_read(f, 4096 + 100, 4);
+    g_assert_cmpmem(host2, 4, "abcd", 4);
     g_assert_cmpint(blk_pwrite(blk, 8190, 4, "WXYZ"), ==, -EIO);
     g_autofree uint8_t *host = host_read(f, 4096, 4);
     g_assert_cmpmem(host, 4, "WXYZ", 4);
