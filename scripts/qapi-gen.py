@@ -38,6 +38,14 @@ BUILTINS = {
 }
 
 
+ALLOWED_KEYS = {
+    "enum": {"enum", "data"},
+    "struct": {"struct", "data"},
+    "command": {"command", "data", "returns", "allow-oob", "allow-preconfig"},
+    "event": {"event", "data"},
+}
+
+
 class SchemaError(Exception):
     pass
 
@@ -97,6 +105,11 @@ def parse_file(path, sections):
         kinds = [k for k in ("enum", "struct", "command", "event") if k in body]
         if len(kinds) != 1:
             raise SchemaError(f"{where}: expected one of enum, struct, command, event")
+        unknown = set(body) - ALLOWED_KEYS[kinds[0]]
+        if unknown:
+            # 'union', 'if', 'features', 'boxed' ... are QAPI features this generator
+            # lacks: refuse them rather than generate something subtly different.
+            raise SchemaError(f"{where}: unsupported key(s) {', '.join(sorted(unknown))}")
         exprs.append(Expr(kinds[0], body[kinds[0]], body, doc, where))
         doc = []
     if text.strip():
