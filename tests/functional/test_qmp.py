@@ -506,3 +506,27 @@ def test_hmp_subset(vm):
     assert hmp("quit") == ""
     c.wait_event("SHUTDOWN")
     assert v.wait()[0] == 0
+
+
+def test_system_reset_with_no_reboot_shuts_down(vm):
+    v = vm("-no-reboot")
+    c = v.client()
+    c.cmd("system_reset")
+    ev = c.wait_event("SHUTDOWN")
+    assert ev["data"] == {"guest": False, "reason": "host-qmp-system-reset"}
+    assert v.wait()[0] == 0
+
+
+def test_qmp_on_stdio(tmpdir_short):
+    image = multiboot_image(os.path.join(tmpdir_short, "spin.img"), bytes([0xEB, 0xFE]))
+    proc = subprocess.run(
+        [SEN, "-M", "pc", "-m", "32M", "-kernel", image, "-display", "none", "-nodefaults",
+         "-S", "-qmp", "stdio"],
+        input=b'{"execute": "qmp_capabilities"}\n{"execute": "query-status", "id": 5}\n'
+              b'{"execute": "quit"}\n',
+        capture_output=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    msgs = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    assert "QMP" in msgs[0]
+    assert {"return": {"running": False, "status": "prelaunch"}, "id": 5} in msgs
+    assert any(m.get("event") == "SHUTDOWN" for m in msgs)
