@@ -21,16 +21,8 @@
 
 bool qmp_qmp_capabilities(QmpCtx *ctx, bool has_enable, json_t *enable, Error **errp)
 {
-    size_t i;
-    json_t *cap;
-
-    ctx->oob = false;
-    if (has_enable) {
-        json_array_foreach(enable, i, cap) {
-            /* The schema allows only "oob". */
-            ctx->oob = true;
-        }
-    }
+    /* The schema admits only "oob" in the list. */
+    ctx->oob = has_enable && json_array_size(enable) > 0;
     ctx->command_mode = true;
     return true;
 }

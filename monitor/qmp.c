@@ -9,6 +9,7 @@
  * are created with &m->lock), as in accel/qtest/qtest.c; commands that must stop vCPUs
  * drop it for that (see qmp-commands.c).
  */
+#include <stdio.h>
 #include <string.h>
 #include "sen-config.h"
 #include "sen/chardev.h"
