@@ -523,6 +523,9 @@ void virtio_pci_reset(VirtIOPCIProxy *p)
 void virtio_pci_unrealize(VirtIOPCIProxy *p)
 {
     if (p->realized) {
+        /* pci_device_unrealize below would report the BAR going away to a transport whose
+         * notifiers are already freed. */
+        p->pci.bar_remapped = NULL;
         notifiers_unassign(p);
         for (unsigned i = 0; i < p->vdev->num_queues; i++) {
             VirtIOPCINotifier *n = &p->notifiers[i];
