@@ -90,7 +90,7 @@ def test_monitor_survives_hostile_input(tmp_path):
     img.write_bytes(struct.pack("<8I", magic, flags, (-(magic + flags)) & 0xFFFFFFFF, load,
                                 load, load + 34, 0, load + 32) + bytes([0xEB, 0xFE]))
     proc = subprocess.Popen([SEN, "-M", "pc", "-m", "32M", "-kernel", str(img), "-display",
-                             "none", "-nodefaults", "-S", "-qmp",
+                             "none", "-nodefaults", "-qmp",
                              f"unix:{sock},server=on,wait=off"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -135,14 +135,15 @@ def test_monitor_survives_hostile_input(tmp_path):
         stop.set()
         assert proc.poll() is None, proc.stderr.read().decode(errors="replace")
         assert replies["final"] is not None, f"no answer after {replies['n']} replies"
-        assert replies["final"]["return"]["status"] in ("prelaunch", "paused")
+        # The guest ran throughout, unless an intact "stop" among the flipped copies got in.
+        assert replies["final"]["return"]["status"] in ("running", "paused")
         assert replies["n"] > 5000, "malformed messages must be answered with errors"
         assert time.monotonic() - start < 120
         # And a fresh client is served normally.
         c.close()
         c2 = QMPClient.connect_unix(sock)
         c2.negotiate()
-        assert c2.cmd("query-status")["running"] is False
+        assert c2.cmd("query-status")["status"] in ("running", "paused")
         c2.cmd("quit")
         proc.wait(timeout=20)
         assert proc.returncode == 0
