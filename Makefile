@@ -39,6 +39,7 @@ demo: build
 
 bench: build
 	tests/bench/startup $(BUILD)
+	tests/bench/blk $(BUILD)
 
 clean:
 	rm -rf $(BUILD)

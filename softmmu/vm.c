@@ -395,15 +395,19 @@ void machine_destroy(Machine *m)
     if (!m) {
         return;
     }
+    /* Devices go before the accelerator: unrealize detaches irqfds and ioeventfds,
+     * which needs the VM still there; vCPUs are stopped first so none is in a handler. */
     if (m->accel_up) {
         m->accel->pause(m);
-        m->accel->destroy(m);
-        m->accel_up = false;
     }
     monitor_destroy_all(m);
     machine_lock(m);
     device_destroy_all(m);
     machine_unlock(m);
+    if (m->accel_up) {
+        m->accel->destroy(m);
+        m->accel_up = false;
+    }
     block_cleanup(m); /* after the devices that use the drives */
     pc_machine_free(m);
     for (guint i = 0; i < m->chardevs->len; i++) {
