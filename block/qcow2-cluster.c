@@ -517,3 +517,74 @@ out:
     g_free(cbuf);
     return ret;
 }
+
+/*
+ * Rewrites the L2 entries of whole clusters [off, off+n*cluster) as zero clusters
+ * (zero=true) or unallocated, keeping an owned host cluster as preallocated-zero unless
+ * unmap.  Dropped references are released after one L2 flush for the whole range.
+ */
+int qcow2_zero_clusters(BDRVQcow2State *s, uint64_t off, uint64_t n, bool zero, bool unmap)
+{
+    GArray *freed = g_array_new(FALSE, FALSE, sizeof(uint64_t));
+    int ret = 0;
+    for (uint64_t i = 0; i < n && ret == 0; i++, off += s->cluster_size) {
+        uint64_t old, bitmap;
+        ret = qcow2_get_l2e(s, off, &old, &bitmap);
+        if (ret < 0) {
+            break;
+        }
+        bool unalloc = !(old & (QCOW2_OFLAG_COMPRESSED | QCOW2_L2E_OFFSET_MASK)) &&
+                       (!s->extl2 || !bitmap) && !(old & QCOW2_OFLAG_ZERO);
+        /* The image's backing name counts even when opened without the backing node. */
+        if (unalloc && (!zero || !s->backing_file)) {
+            continue; /* already reads as zeroes (or as discarded) */
+        }
+        int64_t l2 = get_writable_l2(s, off);
+        if (l2 < 0) {
+            ret = l2;
+            break;
+        }
+        /* The L2 table may have been copied: read the entry again. */
+        ret = qcow2_get_l2e(s, off, &old, &bitmap);
+        if (ret < 0) {
+            break;
+        }
+        uint64_t host = old & QCOW2_L2E_OFFSET_MASK;
+        bool keep = zero && !unmap && !(old & QCOW2_OFLAG_COMPRESSED) &&
+                    (old & QCOW2_OFLAG_COPIED) && host;
+        uint64_t ne, nb = 0;
+        if (s->extl2) {
+            ne = keep ? old : 0;
+            nb = zero ? 0xffffffff00000000ull : 0;
+        } else if (zero) {
+            ne = (keep ? (host | QCOW2_OFLAG_COPIED) : 0) | QCOW2_OFLAG_ZERO;
+        } else {
+            ne = 0;
+        }
+        uint8_t *t;
+        ret = qcow2_cache_get(s->l2_cache, l2, false, &t);
+        if (ret < 0) {
+            break;
+        }
+        uint8_t *e = t + l2_index(s, off) * s->l2e_size;
+        qcow2_st64(e, ne);
+        if (s->extl2) {
+            qcow2_st64(e + 8, nb);
+        }
+        qcow2_cache_mark_dirty(s->l2_cache, l2);
+        if (!keep && (old & (QCOW2_OFLAG_COMPRESSED | QCOW2_L2E_OFFSET_MASK))) {
+            g_array_append_val(freed, old);
+        }
+    }
+    if (freed->len) {
+        int r = qcow2_cache_flush(s->l2_cache);
+        for (guint i = 0; r == 0 && i < freed->len; i++) {
+            r = qcow2_ref_l2e(s, g_array_index(freed, uint64_t, i), -1);
+        }
+        if (ret == 0) {
+            ret = r;
+        }
+    }
+    g_array_free(freed, TRUE);
+    return ret;
+}

@@ -644,6 +644,73 @@ static int qcow2_pwritev(BlockDriverState *bs, int64_t offset, int64_t bytes,
     return ret;
 }
 
+static int qcow2_pwrite_zeroes(BlockDriverState *bs, int64_t offset, int64_t bytes,
+                               int flags)
+{
+    BDRVQcow2State *s = bs->opaque;
+    if (s->read_only) {
+        return -EPERM;
+    }
+    if (s->h.version < 3) {
+        return -ENOTSUP; /* no zero flag: the generic layer writes zeroes */
+    }
+    uint64_t start = ((uint64_t)offset + s->cluster_size - 1) & ~(s->cluster_size - 1);
+    uint64_t end = MIN((uint64_t)(offset + bytes), (uint64_t)bs->total_size);
+    bool to_eof = (uint64_t)(offset + bytes) >= (uint64_t)bs->total_size;
+    /* The partial last cluster of the disk counts as whole. */
+    uint64_t end_c = to_eof ? (end + s->cluster_size - 1) & ~(s->cluster_size - 1)
+                            : end & ~(s->cluster_size - 1);
+    int ret = 0;
+    g_mutex_lock(&s->lock);
+    if (start >= end_c) {
+        start = end_c = end;
+    }
+    uint8_t *zeros = NULL;
+    uint64_t head = MIN(start, end) - offset, tail_off = MAX(end_c, start);
+    if (head || tail_off < end) {
+        zeros = g_malloc0(s->cluster_size);
+    }
+    for (uint64_t o = offset; ret == 0 && o < (uint64_t)offset + head;) {
+        uint64_t n = MIN((uint64_t)offset + head - o, s->cluster_size);
+        ret = qcow2_write_data(s, o, n, zeros);
+        o += n;
+    }
+    if (ret == 0 && end_c > start) {
+        ret = qcow2_zero_clusters(s, start, (end_c - start) >> s->cluster_bits, true,
+                                  flags & BDRV_REQ_MAY_UNMAP);
+    }
+    for (uint64_t o = tail_off; ret == 0 && o < end;) {
+        uint64_t n = MIN(end - o, s->cluster_size);
+        ret = qcow2_write_data(s, o, n, zeros);
+        o += n;
+    }
+    g_free(zeros);
+    g_mutex_unlock(&s->lock);
+    return ret;
+}
+
+static int qcow2_pdiscard(BlockDriverState *bs, int64_t offset, int64_t bytes)
+{
+    BDRVQcow2State *s = bs->opaque;
+    if (s->read_only) {
+        return -EPERM;
+    }
+    uint64_t start = ((uint64_t)offset + s->cluster_size - 1) & ~(s->cluster_size - 1);
+    uint64_t end = (uint64_t)(offset + bytes);
+    end = end >= (uint64_t)bs->total_size
+              ? ((uint64_t)bs->total_size + s->cluster_size - 1) & ~(s->cluster_size - 1)
+              : end & ~(s->cluster_size - 1);
+    if (start >= end) {
+        return 0; /* discard is advisory: partial clusters stay */
+    }
+    g_mutex_lock(&s->lock);
+    /* With a backing file a discarded cluster must not show the backing data again. */
+    bool zero = s->backing_file && s->h.version >= 3;
+    int ret = qcow2_zero_clusters(s, start, (end - start) >> s->cluster_bits, zero, true);
+    g_mutex_unlock(&s->lock);
+    return ret;
+}
+
 static int qcow2_get_info(BlockDriverState *bs, BlockDriverInfo *bdi)
 {
     BDRVQcow2State *s = bs->opaque;
@@ -726,6 +793,8 @@ const BlockDriver bdrv_qcow2 = {
     .preadv = qcow2_preadv,
     .pwritev = qcow2_pwritev,
     .flush = qcow2_flush,
+    .pdiscard = qcow2_pdiscard,
+    .pwrite_zeroes = qcow2_pwrite_zeroes,
     .block_status = qcow2_block_status,
     .get_info = qcow2_get_info,
     .check = qcow2_check_locked,

@@ -285,6 +285,8 @@ int qcow2_write_data(BDRVQcow2State *s, uint64_t off, uint64_t len, const uint8_
 /* Host offset of the L2 table and index for guest offset off, or 0 when none. */
 uint64_t qcow2_l2_offset(BDRVQcow2State *s, uint64_t off);
 int qcow2_write_l1_entry(BDRVQcow2State *s, uint32_t idx);
+/* Makes whole clusters read as zeroes (zero) or discards them; see qcow2-cluster.c. */
+int qcow2_zero_clusters(BDRVQcow2State *s, uint64_t off, uint64_t n, bool zero, bool unmap);
 /* Adds delta to the refcount of every cluster an L2 entry references. */
 int qcow2_ref_l2e(BDRVQcow2State *s, uint64_t l2e, int64_t delta);
 /* Writes the whole cluster at guest offset off compressed (takes the lock). */

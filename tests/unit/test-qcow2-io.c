@@ -85,7 +85,20 @@ static void test_io(gconstpointer data)
     for (int i = 0; i < 300; i++) {
         uint64_t len = g_rand_int_range(r, 1, 200 * 1024);
         uint64_t off = g_rand_int_range(r, 0, c->size - len);
-        if (g_rand_boolean(r)) {
+        int op = g_rand_int_range(r, 0, 8);
+        if (op == 6) {
+            int flags = g_rand_boolean(r) ? BDRV_REQ_MAY_UNMAP : 0;
+            g_assert_cmpint(bdrv_pwrite_zeroes(bs, off, len, flags), ==, 0);
+            memset(shadow + off, 0, len);
+        } else if (op == 7) {
+            /* Discard drops whole clusters only; they read as zeroes afterwards. */
+            uint64_t cs = ((BDRVQcow2State *)bs->opaque)->cluster_size;
+            uint64_t a = (off + cs - 1) / cs * cs, b = (off + len) / cs * cs;
+            g_assert_cmpint(bs->drv->pdiscard(bs, off, len), ==, 0);
+            if (b > a) {
+                memset(shadow + a, 0, b - a);
+            }
+        } else if (op < 3) {
             for (uint64_t j = 0; j < len; j++) {
                 buf[j] = g_rand_int(r);
             }

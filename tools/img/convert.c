@@ -142,7 +142,7 @@ int img_convert(int argc, char **argv)
         !create_target(out_fmt, outname, opts->str, size, backing, backing_fmt)) {
         goto out;
     }
-    dst = img_open(outname, out_fmt, BDRV_O_RDWR | (backing ? 0 : BDRV_O_NO_BACKING));
+    dst = img_open(outname, out_fmt, BDRV_O_RDWR);
     if (!dst) {
         goto out;
     }
