@@ -539,6 +539,8 @@ void pci_device_unrealize(PCIDevice *d)
             pci_set_irq(d, 0);
         }
         if (d->m) {
+            /* The device is tearing down its own state: do not report the unmap to it. */
+            d->bar_remapped = NULL;
             unmap_all(d);
         }
         msix_free(d);

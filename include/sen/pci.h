@@ -116,7 +116,8 @@ struct PCIDevice {
      */
     void (*config_write)(PCIDevice *d, uint32_t addr, uint32_t val, unsigned len);
     uint32_t (*config_read)(PCIDevice *d, uint32_t addr, unsigned len, uint32_t val);
-    /* BAR n moved (either address may be PCI_BAR_UNMAPPED), e.g. to move ioeventfds. */
+    /* BAR n moved (either address may be PCI_BAR_UNMAPPED), e.g. to move ioeventfds.
+     * Called on guest writes and pci_device_reset, never from pci_device_unrealize. */
     void (*bar_remapped)(PCIDevice *d, int n, uint64_t old_addr, uint64_t new_addr);
 };
 
