@@ -711,6 +711,99 @@ static int qcow2_pdiscard(BlockDriverState *bs, int64_t offset, int64_t bytes)
     return ret;
 }
 
+/*
+ * Grows (new L1 table first when needed, then one header write switching size and L1,
+ * then the old L1 is freed) or, with shrink, drops the clusters past the new end.  Images
+ * with snapshots keep their size: a snapshot's disk size must stay valid.
+ */
+static bool qcow2_truncate(BlockDriverState *bs, int64_t size, bool shrink, Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t old = bs->total_size;
+    int ret = 0;
+    if (size < 0 || size % 512) {
+        error_setg(errp, "%s: the new size must be a multiple of 512", bs->filename);
+        return false;
+    }
+    if (s->h.nb_snapshots) {
+        error_setg(errp, "%s: can't resize an image which has snapshots", bs->filename);
+        return false;
+    }
+    if ((uint64_t)size < old && !shrink) {
+        error_setg(errp, "%s: use --shrink to shrink the image", bs->filename);
+        return false;
+    }
+    g_mutex_lock(&s->lock);
+    uint64_t span = s->cluster_size << s->l2_bits;
+    uint64_t l1_need = ((uint64_t)size + span - 1) / span;
+    uint64_t *new_l1 = NULL;
+    int64_t l1off = s->h.l1_table_offset;
+    if ((uint64_t)size < old) {
+        uint64_t start = ((uint64_t)size + s->cluster_size - 1) & ~(s->cluster_size - 1);
+        uint64_t end = (old + s->cluster_size - 1) & ~(s->cluster_size - 1);
+        if (end > start) {
+            ret = qcow2_zero_clusters(s, start, (end - start) >> s->cluster_bits, false, true);
+        }
+        l1_need = s->l1_size;
+    } else if (l1_need * 8 > QCOW2_MAX_L1_BYTES) {
+        ret = -EFBIG;
+    } else if (l1_need > s->l1_size) {
+        new_l1 = g_new0(uint64_t, l1_need);
+        uint64_t *be = g_new0(uint64_t, l1_need);
+        for (uint32_t i = 0; i < s->l1_size; i++) {
+            new_l1[i] = s->l1[i];
+            be[i] = GUINT64_TO_BE(s->l1[i]);
+        }
+        l1off = qcow2_alloc_clusters(s, (l1_need * 8 + s->cluster_size - 1) >> s->cluster_bits);
+        ret = l1off < 0 ? l1off : qcow2_flush_caches(s);
+        if (ret == 0) {
+            ret = bdrv_pwrite_sync(bs->file, l1off, l1_need * 8, be);
+        }
+        g_free(be);
+    } else {
+        l1_need = s->l1_size;
+    }
+    if (ret == 0) {
+        ret = qcow2_flush_caches(s);
+    }
+    if (ret == 0) {
+        uint8_t hdr[24];
+        qcow2_st64(hdr, size);
+        qcow2_st32(hdr + 8, s->h.crypt_method);
+        qcow2_st32(hdr + 12, l1_need);
+        qcow2_st64(hdr + 16, l1off);
+        ret = bdrv_pwrite_sync(bs->file, 24, sizeof(hdr), hdr);
+    }
+    if (ret == 0 && new_l1) {
+        uint64_t old_off = s->h.l1_table_offset, old_len = s->l1_size * 8ull;
+        g_free(s->l1);
+        s->l1 = g_steal_pointer(&new_l1);
+        s->l1_size = l1_need;
+        s->h.l1_size = l1_need;
+        s->h.l1_table_offset = l1off;
+        ret = old_len ? qcow2_update_refcount(s, old_off, old_len, -1) : 0;
+    }
+    if (ret == 0) {
+        s->h.size = size;
+        bs->total_size = size;
+        /* The old partial last cluster may hold bytes past the old end: zero them. */
+        uint64_t tail_end = MIN((uint64_t)size, (old + s->cluster_size - 1) &
+                                                    ~(s->cluster_size - 1));
+        if (tail_end > old) {
+            uint8_t *z = g_malloc0(tail_end - old);
+            ret = qcow2_write_data(s, old, tail_end - old, z);
+            g_free(z);
+        }
+    }
+    g_free(new_l1);
+    g_mutex_unlock(&s->lock);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "%s: could not resize the image", bs->filename);
+        return false;
+    }
+    return true;
+}
+
 static int qcow2_get_info(BlockDriverState *bs, BlockDriverInfo *bdi)
 {
     BDRVQcow2State *s = bs->opaque;
@@ -795,6 +888,7 @@ const BlockDriver bdrv_qcow2 = {
     .flush = qcow2_flush,
     .pdiscard = qcow2_pdiscard,
     .pwrite_zeroes = qcow2_pwrite_zeroes,
+    .truncate = qcow2_truncate,
     .block_status = qcow2_block_status,
     .get_info = qcow2_get_info,
     .check = qcow2_check_locked,

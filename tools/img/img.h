@@ -13,6 +13,8 @@ int img_info(int argc, char **argv);
 int img_check(int argc, char **argv);
 int img_convert(int argc, char **argv);
 int img_snapshot(int argc, char **argv);
+int img_resize(int argc, char **argv);
+int img_map(int argc, char **argv);
 
 /* Opens filename (fmt NULL: probe) or reports the error; NULL on failure. */
 BlockDriverState *img_open(const char *filename, const char *fmt, int flags);

@@ -24,6 +24,8 @@ static const struct {
       "[-B backing_file [-F backing_fmt]] [-S sparse_size] filename output_filename" },
     { "snapshot", img_snapshot,
       "snapshot [-l | -a snapshot | -c snapshot | -d snapshot] [-q] filename" },
+    { "resize", img_resize, "resize [--shrink] [-f fmt] [-q] filename [+ | -]size" },
+    { "map", img_map, "map [-f fmt] [--output=human|json] filename" },
     { "check", img_check, "check [-f fmt] [--output=human|json] [-r leaks|all] [-q] filename" },
 };
 

@@ -356,3 +356,40 @@ def test_qemu_snapshots_sen_writes(tmp_path):
     run(QEMU_IMG, "compare", b, img)
     run(QEMU_IMG, "snapshot", "-a", "base", img)
     run(QEMU_IMG, "compare", a, img)
+
+
+def test_map_matches_qemu(tmp_path):
+    base, top = tmp_path / "b.qcow2", tmp_path / "t.qcow2"
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", base, "8M")
+    run(QEMU_IO, "-c", "write -P 1 0 1M", "-c", "write -P 2 3M 512k", base)
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", "-b", "b.qcow2", "-F", "qcow2", top)
+    run(QEMU_IO, "-c", "write -P 3 512k 1M", "-c", "write -z 5M 1M", "-c",
+        "write -c -P 4 7M 64k", top)
+    for img in (base, top):
+        ours = json.loads(sen("map", "--output=json", img).stdout)
+        theirs = json.loads(run(QEMU_IMG, "map", "--output=json", img).stdout)
+        assert ours == theirs
+        ours, theirs = sen("map", img, check=False), run(QEMU_IMG, "map", img, check=False)
+        assert (ours.returncode, ours.stdout) == (theirs.returncode, theirs.stdout)
+
+
+@pytest.mark.parametrize("cs", ["512", "65536"])
+def test_resize(tmp_path, cs):
+    img = tmp_path / "r.qcow2"
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", "-o", f"cluster_size={cs}", img, "1M")
+    run(QEMU_IO, "-c", "write -P 7 0 1M", img)
+    assert "Image resized." in sen("resize", img, "+99M").stdout
+    qemu_check_clean(img)
+    run(QEMU_IO, "-c", "read -P 7 0 1M", "-c", "read -P 0 1M 99M", img)
+    p = sen("resize", img, "-99M", check=False)
+    assert p.returncode == 1 and "--shrink" in p.stderr
+    sen("resize", "--shrink", img, "-99.5M")
+    qemu_check_clean(img)
+    info = json.loads(run(QEMU_IMG, "info", "--output=json", img).stdout)
+    assert info["virtual-size"] == 512 * 1024
+    sen("resize", img, "1M")
+    run(QEMU_IO, "-c", "read -P 7 0 512k", "-c", "read -P 0 512k 512k", img)
+    qemu_check_clean(img)
+    run(QEMU_IMG, "snapshot", "-c", "s", img)
+    p = sen("resize", img, "2M", check=False)
+    assert p.returncode == 1 and "snapshots" in p.stderr

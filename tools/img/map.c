@@ -1,0 +1,177 @@
+/*
+ * sen-img map: where each range of the virtual disk comes from, in qemu-img's human and
+ * JSON shapes (start, length, depth, present, zero, data, offset), adjacent ranges merged.
+ */
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "tools/img/img.h"
+
+typedef struct MapEntry {
+    int64_t start, length;
+    int depth;
+    bool present, zero, data, has_offset;
+    int64_t offset;
+    BlockDriverState *file;
+} MapEntry;
+
+/* Status of the chain at off: the first layer that has the range decides. */
+static int chain_status(BlockDriverState *bs, int64_t off, int64_t len, MapEntry *e)
+{
+    int depth = 0;
+    memset(e, 0, sizeof(*e));
+    e->start = off;
+    for (BlockDriverState *b = bs; b; b = b->backing, depth++) {
+        int64_t pnum = 0, map = 0;
+        BlockDriverState *file = NULL;
+        if (off >= b->total_size) {
+            e->length = len;
+            e->zero = true;
+            e->depth = depth;
+            return 0;
+        }
+        int st = bdrv_block_status(b, off, MIN(len, b->total_size - off), &pnum, &map, &file);
+        if (st < 0) {
+            return st;
+        }
+        len = MIN(len, pnum);
+        if ((st & BDRV_BLOCK_ALLOCATED) || !b->backing) {
+            e->length = len;
+            e->depth = depth;
+            e->present = st & (BDRV_BLOCK_ALLOCATED | BDRV_BLOCK_DATA | BDRV_BLOCK_ZERO)
+                             ? (st & BDRV_BLOCK_ALLOCATED) != 0 : false;
+            e->zero = st & BDRV_BLOCK_ZERO;
+            e->data = st & BDRV_BLOCK_DATA;
+            if (st & BDRV_BLOCK_OFFSET_VALID) {
+                e->has_offset = true;
+                e->offset = map;
+                e->file = file;
+            }
+            return 0;
+        }
+    }
+    return 0;
+}
+
+static bool can_merge(const MapEntry *a, const MapEntry *b)
+{
+    return a->depth == b->depth && a->present == b->present && a->zero == b->zero &&
+           a->data == b->data && a->has_offset == b->has_offset &&
+           (!a->has_offset || (a->offset + a->length == b->offset && a->file == b->file));
+}
+
+static bool print_entry(const MapEntry *e, bool json, bool first)
+{
+    if (!json && e->data && !e->has_offset) {
+        error_report("File contains external, encrypted or compressed clusters.");
+        return false;
+    }
+    if (json) {
+        json_t *o = json_object();
+        json_object_set_new(o, "start", json_integer(e->start));
+        json_object_set_new(o, "length", json_integer(e->length));
+        json_object_set_new(o, "depth", json_integer(e->depth));
+        json_object_set_new(o, "present", json_boolean(e->present));
+        json_object_set_new(o, "zero", json_boolean(e->zero));
+        json_object_set_new(o, "data", json_boolean(e->data));
+        if (e->has_offset) {
+            json_object_set_new(o, "offset", json_integer(e->offset));
+        }
+        char *s = json_dumps(o, JSON_PRESERVE_ORDER);
+        printf("%s%s", first ? "" : ",\n", s);
+        free(s);
+        json_decref(o);
+    } else if (e->data && e->has_offset) {
+        printf("%#-16" G_GINT64_MODIFIER "x%#-16" G_GINT64_MODIFIER "x%#-16"
+               G_GINT64_MODIFIER "x%s\n", e->start, e->length, e->offset, e->file->filename);
+    }
+    return true;
+}
+
+int img_map(int argc, char **argv)
+{
+    const char *fmt = NULL, *output = "human";
+    int c;
+    static const struct option longopts[] = {
+        { "help", no_argument, NULL, 'h' },
+        { "format", required_argument, NULL, 'f' },
+        { "output", required_argument, NULL, 'o' },
+        { "force-share", no_argument, NULL, 'U' },
+        { NULL, 0, NULL, 0 },
+    };
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "+f:hU", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'f':
+            fmt = optarg;
+            break;
+        case 'o':
+            output = optarg;
+            break;
+        case 'U':
+            break;
+        case 'h':
+            printf("usage: sen-img map [-f fmt] [--output=human|json] filename\n");
+            return 0;
+        default:
+            return 1;
+        }
+    }
+    bool json = !strcmp(output, "json");
+    if (!json && strcmp(output, "human")) {
+        error_report("--output must be used with human or json as argument.");
+        return 1;
+    }
+    if (optind != argc - 1) {
+        error_report("Expecting one image file name");
+        return 1;
+    }
+    BlockDriverState *bs = img_open(argv[optind], fmt, 0);
+    if (!bs) {
+        return 1;
+    }
+    int64_t size = bdrv_getlength(bs);
+    MapEntry cur = { 0 }, next;
+    bool have = false, first = true;
+    int ret = 0;
+    if (json) {
+        printf("[");
+    } else {
+        printf("%-16s%-16s%-16s%s\n", "Offset", "Length", "Mapped to", "File");
+    }
+    for (int64_t off = 0; off < size;) {
+        ret = chain_status(bs, off, MIN(size - off, (int64_t)1 << 30), &next);
+        if (ret < 0 || next.length <= 0) {
+            break;
+        }
+        off += next.length;
+        if (have && can_merge(&cur, &next)) {
+            cur.length += next.length;
+            continue;
+        }
+        if (have) {
+            if (!print_entry(&cur, json, first)) {
+                bdrv_unref(bs);
+                return 1;
+            }
+            first = false;
+        }
+        cur = next;
+        have = true;
+    }
+    if (have && !print_entry(&cur, json, first)) {
+        bdrv_unref(bs);
+        return 1;
+    }
+    if (json) {
+        printf("]\n");
+    }
+    bdrv_unref(bs);
+    if (ret < 0) {
+        error_report("Could not read the image map: %s", g_strerror(-ret));
+        return 1;
+    }
+    return 0;
+}
