@@ -26,6 +26,8 @@ static const struct {
       "snapshot [-l | -a snapshot | -c snapshot | -d snapshot] [-q] filename" },
     { "resize", img_resize, "resize [--shrink] [-f fmt] [-q] filename [+ | -]size" },
     { "map", img_map, "map [-f fmt] [--output=human|json] filename" },
+    { "compare", img_compare,
+      "compare [-f fmt] [-F fmt] [-p] [-q] [-s] filename1 filename2" },
     { "check", img_check, "check [-f fmt] [--output=human|json] [-r leaks|all] [-q] filename" },
 };
 

@@ -393,3 +393,17 @@ def test_resize(tmp_path, cs):
     run(QEMU_IMG, "snapshot", "-c", "s", img)
     p = sen("resize", img, "2M", check=False)
     assert p.returncode == 1 and "snapshots" in p.stderr
+
+
+def test_compare_matches_qemu(tmp_path):
+    a, b = raw_variants(tmp_path, 2 * MiB, 2)
+    img = tmp_path / "a.qcow2"
+    run(QEMU_IMG, "convert", "-O", "qcow2", a, img)
+    for x, y in ((a, img), (a, b), (img, b)):
+        ours, theirs = sen("compare", x, y, check=False), run(QEMU_IMG, "compare", x, y,
+                                                              check=False)
+        assert (ours.returncode, ours.stdout) == (theirs.returncode, theirs.stdout)
+    sen("resize", img, "+1M")
+    assert sen("compare", a, img).returncode == 0
+    assert sen("compare", "-s", a, img, check=False).returncode == 1
+    assert sen("compare", a, tmp_path / "missing", check=False).returncode == 2
