@@ -158,6 +158,27 @@ static int daemonize_fork(Error **errp)
     return fds[1];
 }
 
+static gboolean on_signal(gpointer opaque)
+{
+    machine_request_shutdown(opaque, SHUTDOWN_CAUSE_HOST_SIGNAL, 0);
+    return G_SOURCE_CONTINUE;
+}
+
+/*
+ * Installed before the pidfile is written, so that a SIGTERM sent as soon as the pidfile
+ * appears is an orderly shutdown (pidfile removed, sockets unlinked) rather than the
+ * default action.  After daemonize_fork(): GLib dispatches these from a worker thread,
+ * which a fork would not carry over.
+ */
+static void install_signal_handlers(Machine *m)
+{
+    static const int signals[] = { SIGINT, SIGTERM, SIGHUP };
+    G_STATIC_ASSERT(G_N_ELEMENTS(signals) == G_N_ELEMENTS(m->signal_sources));
+    for (unsigned i = 0; i < G_N_ELEMENTS(signals); i++) {
+        m->signal_sources[i] = g_unix_signal_add(signals[i], on_signal, m);
+    }
+}
+
 static void daemonize_finish(int report_fd)
 {
     char ok = 1;
@@ -238,6 +259,7 @@ Machine *machine_create(MachineConfig *cfg, Error **errp)
     if (cfg->daemonize && (report_fd = daemonize_fork(errp)) < 0) {
         goto fail;
     }
+    install_signal_handlers(m);
     if (!m->accel->init(m, errp)) {
         goto fail;
     }
@@ -359,21 +381,10 @@ static bool handle_requests(Machine *m)
     return true;
 }
 
-static gboolean on_signal(gpointer opaque)
-{
-    machine_request_shutdown(opaque, SHUTDOWN_CAUSE_HOST_SIGNAL, 0);
-    return G_SOURCE_CONTINUE;
-}
-
 int machine_run(Machine *m)
 {
     GSource *timers = main_loop_timer_source_new(m);
     g_source_attach(timers, m->ctx);
-    guint sigs[] = {
-        g_unix_signal_add(SIGINT, on_signal, m),
-        g_unix_signal_add(SIGTERM, on_signal, m),
-        g_unix_signal_add(SIGHUP, on_signal, m),
-    };
 
     if (!m->cfg->start_paused) {
         machine_vm_start(m);
@@ -382,9 +393,6 @@ int machine_run(Machine *m)
         g_main_context_iteration(m->ctx, TRUE);
     } while (handle_requests(m));
 
-    for (unsigned i = 0; i < G_N_ELEMENTS(sigs); i++) {
-        g_source_remove(sigs[i]);
-    }
     g_source_destroy(timers);
     g_source_unref(timers);
     return m->exit_status;
@@ -394,6 +402,11 @@ void machine_destroy(Machine *m)
 {
     if (!m) {
         return;
+    }
+    for (unsigned i = 0; i < G_N_ELEMENTS(m->signal_sources); i++) {
+        if (m->signal_sources[i]) {
+            g_source_remove(m->signal_sources[i]);
+        }
     }
     /* Devices go before the accelerator: unrealize detaches irqfds and ioeventfds,
      * which needs the VM still there; vCPUs are stopped first so none is in a handler. */

@@ -52,6 +52,7 @@ typedef struct Machine {
 
     GMainContext *ctx;       /* the main loop's context */
     bool pidfile_written;    /* ours to remove at exit */
+    guint signal_sources[3]; /* SIGINT, SIGTERM, SIGHUP -> orderly shutdown */
     BlockState *block;       /* drives and block nodes (block/drives.c), or NULL */
 
     GPtrArray *monitors;     /* of Monitor*, owned (monitor/qmp.c); NULL before creation */
