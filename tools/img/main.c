@@ -28,6 +28,9 @@ static const struct {
     { "map", img_map, "map [-f fmt] [--output=human|json] filename" },
     { "compare", img_compare,
       "compare [-f fmt] [-F fmt] [-p] [-q] [-s] filename1 filename2" },
+    { "bench", img_bench,
+      "bench [-c count] [-d depth] [-f fmt] [--flush-interval=N] [-n] [-o offset] "
+      "[--pattern=N] [-q] [-s size] [-S step] [-t cache] [-w] filename" },
     { "check", img_check, "check [-f fmt] [--output=human|json] [-r leaks|all] [-q] filename" },
 };
 
