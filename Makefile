@@ -1,6 +1,12 @@
 # Thin wrapper around meson/ninja so that `make demo` and `make check` are the whole set-up
 # on a fresh Debian 12 machine.  CI=1 makes warnings fatal.
 BUILD ?= build
+# A second build with AddressSanitizer + UndefinedBehaviorSanitizer for the suites that
+# feed hostile input to parsers and devices (unit, qtest, fuzz smoke runs).
+ASAN_BUILD ?= build-asan
+SANITIZE_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+SANITIZE_SUITES := unit qtest fuzz
 MESON ?= meson
 MESON_ARGS ?=
 ifneq ($(CI),)
@@ -11,7 +17,7 @@ endif
 CHECK_SUITES := unit qtest guest functional
 SLOW_SUITES := slow
 
-.PHONY: all deps build check check-slow demo bench clean
+.PHONY: all deps build check check-asan check-slow demo bench clean
 
 all: build
 
@@ -30,6 +36,16 @@ check: build
 	@scripts/build-test-guest.sh >/dev/null || \
 	  echo "warning: could not fetch the stock Debian kernel; its boot_params test will skip"
 	$(MESON) test -C $(BUILD) --print-errorlogs $(addprefix --suite ,$(CHECK_SUITES))
+	$(MAKE) check-asan
+
+$(ASAN_BUILD)/build.ninja:
+	$(MESON) setup $(ASAN_BUILD) -Db_sanitize=address,undefined -Db_lundef=false \
+	  -Dguest_kit=false $(MESON_ARGS)
+
+check-asan: deps $(ASAN_BUILD)/build.ninja
+	ninja -C $(ASAN_BUILD)
+	$(SANITIZE_ENV) $(MESON) test -C $(ASAN_BUILD) --print-errorlogs \
+	  $(addprefix --suite ,$(SANITIZE_SUITES))
 
 check-slow: build
 	$(MESON) test -C $(BUILD) --print-errorlogs $(addprefix --suite ,$(SLOW_SUITES))
@@ -42,4 +58,4 @@ bench: build
 	tests/bench/blk $(BUILD)
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD)
