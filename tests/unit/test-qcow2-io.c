@@ -153,6 +153,72 @@ static void test_dirty_open(void)
     g_unlink(path);
 }
 
+/*
+ * Hostile images: random byte flips in the metadata clusters of a real image.  Opening may
+ * fail; whatever opens must survive reads, writes, discards and a check (with repair)
+ * without crashing or hanging.
+ */
+static void test_corrupt_images(void)
+{
+    g_autofree char *path = tmp_path("sen-test-qcow2-corrupt.qcow2");
+    g_autofree char *base = tmp_path("sen-test-qcow2-corrupt-base.qcow2");
+    create_or_die("qcow2", path, "size=2M,cluster_size=512");
+    BlockDriverState *bs = open_or_die(path, BDRV_O_RDWR);
+    uint8_t *buf = g_malloc(2 << 20);
+    for (size_t i = 0; i < (2u << 20); i++) {
+        buf[i] = i % 251;
+    }
+    g_assert_cmpint(bdrv_pwrite(bs, 0, 1 << 20, buf), ==, 0);
+    BlockSnapshotInfo sn = { .name = (char *)"snap" };
+    Error *err = NULL;
+    g_assert_true(bs->drv->snapshot_create(bs, &sn, &err));
+    g_assert_cmpint(bdrv_pwrite(bs, 4096, 8192, buf), ==, 0);
+    bdrv_unref(bs);
+    gchar *orig;
+    gsize len;
+    g_assert_true(g_file_get_contents(path, &orig, &len, NULL));
+    GRand *r = g_rand_new_with_seed(1234);
+    unsigned opened = 0;
+    for (int it = 0; it < 400; it++) {
+        gchar *img = g_memdup2(orig, len);
+        int flips = g_rand_int_range(r, 1, 8);
+        for (int f = 0; f < flips; f++) {
+            /* Mostly the metadata at the start (header, tables), sometimes anywhere. */
+            size_t at = g_rand_boolean(r) ? g_rand_int_range(r, 0, 8 * 512)
+                                          : g_rand_int_range(r, 0, len);
+            img[at] = g_rand_boolean(r) ? (gchar)g_rand_int(r) : img[at] ^ (1 << (f % 8));
+        }
+        g_assert_true(g_file_set_contents(base, img, len, NULL));
+        g_free(img);
+        bs = bdrv_open(base, NULL, "qcow2", BDRV_O_RDWR | BDRV_O_CHECK, &err);
+        if (!bs) {
+            error_free(err);
+            err = NULL;
+            continue;
+        }
+        opened++;
+        int64_t size = MIN(bs->total_size, 4 << 20);
+        for (int k = 0; k < 4 && size > 0; k++) {
+            int64_t off = g_rand_int_range(r, 0, size) & ~511;
+            int64_t n = MIN(size - off, 64 * 1024);
+            (void)bdrv_pread(bs, off, n, buf);
+            (void)bdrv_pwrite(bs, off, MIN(n, 3000), buf);
+            (void)bdrv_pwrite_zeroes(bs, off, n, 0);
+            (void)bs->drv->pdiscard(bs, off, n);
+        }
+        BlockCheckResult res;
+        (void)bs->drv->check(bs, &res, g_rand_boolean(r) ? BDRV_FIX_LEAKS | BDRV_FIX_ERRORS
+                                                         : BDRV_FIX_NONE);
+        bdrv_unref(bs);
+    }
+    g_test_message("%u of 400 corrupted images opened", opened);
+    g_rand_free(r);
+    g_free(orig);
+    g_free(buf);
+    g_unlink(path);
+    g_unlink(base);
+}
+
 int main(int argc, char **argv)
 {
     static const IoCase cases[] = {
@@ -176,5 +242,6 @@ int main(int argc, char **argv)
         g_test_add_data_func(name, &cases[i], test_io);
     }
     g_test_add_func("/qcow2-io/dirty-open-repairs", test_dirty_open);
+    g_test_add_func("/qcow2-io/corrupt-images", test_corrupt_images);
     return g_test_run();
 }
