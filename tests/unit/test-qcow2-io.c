@@ -155,8 +155,8 @@ static void test_dirty_open(void)
 
 /*
  * Hostile images (100 per run): random byte flips in the metadata clusters of a real
- * image.  Opening may fail; whatever opens must survive reads, writes, discards and a check (with repair)
- * without crashing or hanging.
+ * image.  Opening may fail; whatever opens must survive reads, writes, discards and a
+ * check (with repair) without crashing or hanging.
  */
 static void test_corrupt_images(void)
 {
