@@ -339,6 +339,56 @@ static int free_old_entry(BDRVQcow2State *s, uint64_t l2e)
     return ret < 0 ? ret : qcow2_ref_l2e(s, l2e, -1);
 }
 
+static bool ranges_overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+{
+    return alen && blen && a < b + blen && b < a + alen;
+}
+
+/*
+ * Metadata-overlap protection: a guest data write must never land on the header, the L1
+ * table, the refcount table or blocks, an active L2 table or the snapshot table.  When a
+ * (corrupted) mapping says otherwise the image is marked corrupt and becomes read-only.
+ */
+static int check_data_overlap(BDRVQcow2State *s, uint64_t host, uint64_t len)
+{
+    const char *what = NULL;
+    if (ranges_overlap(host, len, 0, s->cluster_size)) {
+        what = "the header";
+    } else if (ranges_overlap(host, len, s->h.l1_table_offset, s->l1_size * 8ull)) {
+        what = "the L1 table";
+    } else if (ranges_overlap(host, len, s->h.refcount_table_offset, s->reftable_size * 8)) {
+        what = "the refcount table";
+    } else if (s->h.nb_snapshots &&
+               ranges_overlap(host, len, s->h.snapshots_offset, s->cluster_size)) {
+        what = "the snapshot table";
+    }
+    for (uint64_t i = 0; !what && i < s->reftable_size; i++) {
+        uint64_t rb = s->reftable[i] & QCOW2_REFT_OFFSET_MASK;
+        if (rb && ranges_overlap(host, len, rb, s->cluster_size)) {
+            what = "a refcount block";
+        }
+    }
+    for (uint32_t i = 0; !what && i < s->l1_size; i++) {
+        uint64_t l2 = s->l1[i] & QCOW2_L1E_OFFSET_MASK;
+        if (l2 && ranges_overlap(host, len, l2, s->cluster_size)) {
+            what = "an L2 table";
+        }
+    }
+    if (!what) {
+        return 0;
+    }
+    static RateLimit rl;
+    log_guest_error(&rl, "%s: data write at host offset %#" G_GINT64_MODIFIER "x would "
+                    "overwrite %s: image marked corrupt", s->bs->filename, host, what);
+    uint8_t be[8];
+    qcow2_st64(be, s->h.incompatible_features | QCOW2_INCOMPAT_CORRUPT);
+    if (bdrv_pwrite_sync(s->bs->file, 72, 8, be) == 0) {
+        s->h.incompatible_features |= QCOW2_INCOMPAT_CORRUPT;
+    }
+    s->read_only = true;
+    return -EIO;
+}
+
 static int write_in_cluster(BDRVQcow2State *s, uint64_t off, uint64_t len,
                             const uint8_t *buf)
 {
@@ -361,7 +411,8 @@ static int write_in_cluster(BDRVQcow2State *s, uint64_t off, uint64_t len,
         owned = false; /* some subclusters still read from backing or as zero */
     }
     if (owned) {
-        return bdrv_pwrite(s->bs->file, host + coff, len, buf);
+        ret = check_data_overlap(s, host + coff, len);
+        return ret < 0 ? ret : bdrv_pwrite(s->bs->file, host + coff, len, buf);
     }
     /* Slow path: assemble the whole cluster (old contents from wherever they come from),
      * write it to a cluster we own, then point the L2 entry at it. */
@@ -383,6 +434,10 @@ static int write_in_cluster(BDRVQcow2State *s, uint64_t off, uint64_t len,
             goto out;
         }
         target = n;
+    }
+    ret = check_data_overlap(s, target, s->cluster_size);
+    if (ret < 0) {
+        goto out;
     }
     ret = bdrv_pwrite(s->bs->file, target, s->cluster_size, cl);
     if (ret < 0) {

@@ -219,6 +219,40 @@ static void test_corrupt_images(void)
     g_unlink(base);
 }
 
+/* An L2 entry aimed at the L1 table: the write is refused and the image marked corrupt. */
+static void test_overlap_protection(void)
+{
+    g_autofree char *path = tmp_path("sen-test-qcow2-overlap.qcow2");
+    create_or_die("qcow2", path, "size=1M,cluster_size=4096");
+    BlockDriverState *bs = open_or_die(path, BDRV_O_RDWR);
+    BDRVQcow2State *s = bs->opaque;
+    uint8_t buf[4096];
+    memset(buf, 0x5a, sizeof(buf));
+    g_assert_cmpint(bdrv_pwrite(bs, 0, sizeof(buf), buf), ==, 0);
+    g_assert_cmpint(bdrv_flush(bs), ==, 0);
+    uint64_t l2 = s->l1[0] & QCOW2_L1E_OFFSET_MASK, l1 = s->h.l1_table_offset;
+    bdrv_unref(bs);
+    uint8_t e[8];
+    qcow2_st64(e, l1 | QCOW2_OFLAG_COPIED);
+    FILE *f = fopen(path, "r+b");
+    g_assert_nonnull(f);
+    g_assert_cmpint(fseek(f, l2, SEEK_SET), ==, 0);
+    g_assert_cmpint(fwrite(e, 1, 8, f), ==, 8);
+    fclose(f);
+    bs = open_or_die(path, BDRV_O_RDWR);
+    g_assert_cmpint(bdrv_pwrite(bs, 0, 512, buf), ==, -EIO);
+    bdrv_unref(bs);
+    Error *err = NULL;
+    g_assert_null(bdrv_open(path, NULL, "qcow2", BDRV_O_RDWR, &err));
+    g_assert_nonnull(strstr(error_get_pretty(err), "corrupt"));
+    error_free(err);
+    bs = open_or_die(path, 0);
+    s = bs->opaque;
+    g_assert_true(s->h.incompatible_features & QCOW2_INCOMPAT_CORRUPT);
+    bdrv_unref(bs);
+    g_unlink(path);
+}
+
 int main(int argc, char **argv)
 {
     static const IoCase cases[] = {
@@ -243,5 +277,6 @@ int main(int argc, char **argv)
     }
     g_test_add_func("/qcow2-io/dirty-open-repairs", test_dirty_open);
     g_test_add_func("/qcow2-io/corrupt-images", test_corrupt_images);
+    g_test_add_func("/qcow2-io/overlap-protection", test_overlap_protection);
     return g_test_run();
 }
