@@ -434,6 +434,43 @@ static int qcow2_write_header(BDRVQcow2State *s)
     return ret;
 }
 
+bool qcow2_change_backing(BlockDriverState *bs, const char *backing, const char *fmt,
+                          Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    if (backing && strlen(backing) > QCOW2_MAX_BACKING_NAME) {
+        error_setg(errp, "%s: backing file name too long", bs->filename);
+        return false;
+    }
+    if (fmt && strlen(fmt) > 16) {
+        error_setg(errp, "%s: backing format name '%s' too long", bs->filename, fmt);
+        return false;
+    }
+    g_mutex_lock(&s->lock);
+    char *old_file = s->backing_file, *old_fmt = s->ext.backing_fmt;
+    s->backing_file = backing && *backing ? g_strdup(backing) : NULL;
+    s->ext.backing_fmt = s->backing_file && fmt ? g_strdup(fmt) : NULL;
+    int ret = qcow2_flush_caches(s);
+    if (ret == 0) {
+        ret = qcow2_write_header(s);
+    }
+    if (ret < 0) {
+        g_free(s->backing_file);
+        g_free(s->ext.backing_fmt);
+        s->backing_file = old_file;
+        s->ext.backing_fmt = old_fmt;
+    } else {
+        g_free(old_file);
+        g_free(old_fmt);
+    }
+    g_mutex_unlock(&s->lock);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "%s: could not rewrite the header", bs->filename);
+        return false;
+    }
+    return true;
+}
+
 static void qcow2_free_state(BDRVQcow2State *s)
 {
     qcow2_cache_free(s->l2_cache);

@@ -31,6 +31,8 @@ static const struct {
     { "bench", img_bench,
       "bench [-c count] [-d depth] [-f fmt] [--flush-interval=N] [-n] [-o offset] "
       "[--pattern=N] [-q] [-s size] [-S step] [-t cache] [-w] filename" },
+    { "rebase", img_rebase,
+      "rebase [-f fmt] [-p] [-q] [-u] -b backing_file [-F backing_fmt] filename" },
     { "check", img_check, "check [-f fmt] [--output=human|json] [-r leaks|all] [-q] filename" },
 };
 

@@ -407,3 +407,29 @@ def test_compare_matches_qemu(tmp_path):
     assert sen("compare", a, img).returncode == 0
     assert sen("compare", "-s", a, img, check=False).returncode == 1
     assert sen("compare", a, tmp_path / "missing", check=False).returncode == 2
+
+
+def test_rebase(tmp_path):
+    b1, b2, top = tmp_path / "b1.qcow2", tmp_path / "b2.qcow2", tmp_path / "top.qcow2"
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", b1, "4M")
+    run(QEMU_IO, "-c", "write -P 1 0 2M", b1)
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", b2, "3M")
+    run(QEMU_IO, "-c", "write -P 2 1M 2M", b2)
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", "-b", "b1.qcow2",
+        "-F", "qcow2", top)
+    run(QEMU_IO, "-c", "write -P 3 1536k 100k", top)
+    before = tmp_path / "before.raw"
+    run(QEMU_IMG, "convert", "-O", "raw", top, before)
+    sen("rebase", "-b", "b2.qcow2", "-F", "qcow2", top)
+    qemu_check_clean(top)
+    info = json.loads(run(QEMU_IMG, "info", "--output=json", top).stdout)
+    assert info["backing-filename"] == "b2.qcow2"
+    assert info["backing-filename-format"] == "qcow2"
+    run(QEMU_IMG, "compare", "-f", "raw", before, top)
+    # Unsafe mode only rewrites the header; "" removes the backing file.
+    sen("rebase", "-u", "-b", "", top)
+    info = json.loads(run(QEMU_IMG, "info", "--output=json", top).stdout)
+    assert "backing-filename" not in info
+    qemu_check_clean(top)
+    p = sen("rebase", "-b", "missing.qcow2", top, check=False)
+    assert p.returncode == 1 and "missing.qcow2" in p.stderr

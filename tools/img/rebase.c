@@ -1,0 +1,164 @@
+/*
+ * sen-img rebase: point an overlay at another backing file.  Safe mode (default) first
+ * copies into the overlay every unallocated range whose content differs between the old
+ * and the new backing chain, so the guest-visible data stays the same; -u only rewrites
+ * the header.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "block/qcow2.h"
+#include "tools/img/img.h"
+
+static char *resolve(const char *image, const char *backing)
+{
+    if (g_path_is_absolute(backing) || !strchr(image, '/')) {
+        return g_strdup(backing);
+    }
+    g_autofree char *dir = g_path_get_dirname(image);
+    return g_build_filename(dir, backing, NULL);
+}
+
+/* Copies the ranges the new backing would change into bs. */
+static bool rebase_copy(BlockDriverState *bs, BlockDriverState *nb, bool progress)
+{
+    int64_t size = bs->total_size;
+    BlockDriverInfo bdi = { 0 };
+    int64_t chunk = bdrv_get_info(bs, &bdi) == 0 && bdi.cluster_size ? bdi.cluster_size
+                                                                     : 65536;
+    chunk = MAX(chunk, 4096);
+    uint8_t *a = g_malloc(chunk), *b = g_malloc(chunk);
+    bool ok = true;
+    for (int64_t off = 0; off < size && ok;) {
+        int64_t pnum = 0, map;
+        BlockDriverState *file;
+        int64_t n = MIN(chunk - off % chunk, size - off);
+        int st = bdrv_block_status(bs, off, n, &pnum, &map, &file);
+        if (st < 0) {
+            error_report("error while reading image metadata: %s", g_strerror(-st));
+            ok = false;
+            break;
+        }
+        n = pnum > 0 ? MIN(n, pnum) : n;
+        if (!(st & BDRV_BLOCK_ALLOCATED)) {
+            int64_t nlen = nb ? nb->total_size : 0;
+            memset(b, 0, n);
+            if (bdrv_pread(bs, off, n, a) < 0 ||
+                (off < nlen && bdrv_pread(nb, off, MIN(n, nlen - off), b) < 0)) {
+                error_report("error while reading at offset %" G_GINT64_FORMAT, off);
+                ok = false;
+                break;
+            }
+            if (memcmp(a, b, n) && bdrv_pwrite(bs, off, n, a) < 0) {
+                error_report("error while writing at offset %" G_GINT64_FORMAT, off);
+                ok = false;
+                break;
+            }
+        }
+        off += n;
+        if (progress) {
+            printf("    (%.2f/100%%)\r", off * 100.0 / size);
+            fflush(stdout);
+        }
+    }
+    g_free(a);
+    g_free(b);
+    return ok && bdrv_flush(bs) == 0;
+}
+
+int img_rebase(int argc, char **argv)
+{
+    const char *fmt = NULL, *backing = NULL, *backing_fmt = NULL;
+    bool unsafe = false, progress = false, quiet = false;
+    int c;
+    static const struct option longopts[] = {
+        { "help", no_argument, NULL, 'h' },
+        { "force-share", no_argument, NULL, 'U' },
+        { NULL, 0, NULL, 0 },
+    };
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "+hf:F:b:upt:T:qU", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'f':
+            fmt = optarg;
+            break;
+        case 'F':
+            backing_fmt = optarg;
+            break;
+        case 'b':
+            backing = optarg;
+            break;
+        case 'u':
+            unsafe = true;
+            break;
+        case 'p':
+            progress = true;
+            break;
+        case 'q':
+            quiet = true;
+            break;
+        case 't':
+        case 'T':
+        case 'U':
+            break;
+        case 'h':
+            printf("usage: sen-img rebase [-f fmt] [-p] [-q] [-u] -b backing_file "
+                   "[-F backing_fmt] filename\n");
+            return 0;
+        default:
+            return 1;
+        }
+    }
+    if (optind != argc - 1) {
+        error_report("Expecting one image file name");
+        return 1;
+    }
+    if (!backing) {
+        error_report("Must specify backing file (-b)");
+        return 1;
+    }
+    const char *filename = argv[optind];
+    BlockDriverState *bs = img_open(filename, fmt, BDRV_O_RDWR |
+                                    (unsafe ? BDRV_O_NO_BACKING : 0));
+    if (!bs) {
+        return 1;
+    }
+    if (strcmp(bs->drv->format_name, "qcow2")) {
+        error_report("'%s': format '%s' has no backing file to change", filename,
+                     bs->drv->format_name);
+        bdrv_unref(bs);
+        return 1;
+    }
+    BlockDriverState *nb = NULL;
+    bool ok = true;
+    if (*backing) {
+        g_autofree char *path = resolve(filename, backing);
+        Error *err = NULL;
+        nb = bdrv_open(path, NULL, backing_fmt, 0, &err);
+        if (!nb && !unsafe) {
+            error_report("Could not open new backing file '%s': %s", path,
+                         error_get_pretty(err));
+            ok = false;
+        }
+        error_free(err);
+        if (nb && !backing_fmt) {
+            backing_fmt = nb->drv->format_name;
+        }
+    }
+    if (ok && !unsafe) {
+        ok = rebase_copy(bs, nb, progress && !quiet);
+    }
+    if (ok) {
+        Error *err = NULL;
+        ok = qcow2_change_backing(bs, backing, backing_fmt, &err);
+        if (!ok) {
+            error_report_err(err);
+        }
+    }
+    if (nb) {
+        bdrv_unref(nb);
+    }
+    bdrv_unref(bs);
+    return ok ? 0 : 1;
+}
