@@ -471,6 +471,22 @@ bool qcow2_change_backing(BlockDriverState *bs, const char *backing, const char 
     return true;
 }
 
+int qcow2_make_empty(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    if (s->read_only) {
+        return -EPERM;
+    }
+    g_mutex_lock(&s->lock);
+    uint64_t n = ((uint64_t)bs->total_size + s->cluster_size - 1) >> s->cluster_bits;
+    int ret = qcow2_zero_clusters(s, 0, n, false, true);
+    if (ret == 0) {
+        ret = qcow2_flush_caches(s);
+    }
+    g_mutex_unlock(&s->lock);
+    return ret;
+}
+
 static void qcow2_free_state(BDRVQcow2State *s)
 {
     qcow2_cache_free(s->l2_cache);

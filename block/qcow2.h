@@ -329,6 +329,8 @@ GPtrArray *qcow2_snapshot_list(BlockDriverState *bs, Error **errp);
 /* qcow2.c */
 typedef struct Keyval Keyval;
 bool qcow2_create(const char *filename, Keyval *opts, Error **errp);
+/* Drops every cluster of the active image (commit): all of it reads from the backing. */
+int qcow2_make_empty(BlockDriverState *bs);
 /* Rewrites the header with a new backing file name/format (NULL/"" backing: none). */
 bool qcow2_change_backing(BlockDriverState *bs, const char *backing, const char *fmt,
                           Error **errp);

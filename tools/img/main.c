@@ -33,6 +33,7 @@ static const struct {
       "[--pattern=N] [-q] [-s size] [-S step] [-t cache] [-w] filename" },
     { "rebase", img_rebase,
       "rebase [-f fmt] [-p] [-q] [-u] -b backing_file [-F backing_fmt] filename" },
+    { "commit", img_commit, "commit [-q] [-f fmt] [-b base] [-d] [-p] filename" },
     { "check", img_check, "check [-f fmt] [--output=human|json] [-r leaks|all] [-q] filename" },
 };
 

@@ -433,3 +433,24 @@ def test_rebase(tmp_path):
     qemu_check_clean(top)
     p = sen("rebase", "-b", "missing.qcow2", top, check=False)
     assert p.returncode == 1 and "missing.qcow2" in p.stderr
+
+
+def test_commit(tmp_path):
+    base, top = tmp_path / "base.qcow2", tmp_path / "top.qcow2"
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", base, "4M")
+    run(QEMU_IO, "-c", "write -P 1 0 3M", base)
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", "-b", "base.qcow2",
+        "-F", "qcow2", top)
+    run(QEMU_IO, "-c", "write -P 3 1536k 100k", "-c", "write -z 2M 64k", "-c",
+        "write -P 4 3M 1M", top)
+    before = tmp_path / "before.raw"
+    run(QEMU_IMG, "convert", "-O", "raw", top, before)
+    assert "Image committed." in sen("commit", top).stdout
+    qemu_check_clean(base)
+    qemu_check_clean(top)
+    run(QEMU_IMG, "compare", "-f", "raw", before, base)
+    run(QEMU_IMG, "compare", "-f", "raw", before, top)
+    theirs = json.loads(run(QEMU_IMG, "map", "--output=json", top).stdout)
+    assert all(e["depth"] == 1 for e in theirs)  # the overlay is empty again
+    p = sen("commit", base, check=False)
+    assert p.returncode == 1 and "backing file" in p.stderr

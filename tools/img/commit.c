@@ -1,0 +1,132 @@
+/*
+ * sen-img commit: writes what the overlay holds into its backing file, then (unless -d)
+ * empties the overlay.  Only the immediate backing file can be the base.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "block/qcow2.h"
+#include "tools/img/img.h"
+
+int img_commit(int argc, char **argv)
+{
+    const char *fmt = NULL, *base_name = NULL;
+    bool drop = false, progress = false, quiet = false;
+    int c;
+    static const struct option longopts[] = {
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "+hf:t:b:dpqr:", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'f':
+            fmt = optarg;
+            break;
+        case 'b':
+            base_name = optarg;
+            break;
+        case 'd':
+            drop = true;
+            break;
+        case 'p':
+            progress = true;
+            break;
+        case 'q':
+            quiet = true;
+            break;
+        case 't':
+        case 'r':
+            break;
+        case 'h':
+            printf("usage: sen-img commit [-q] [-f fmt] [-b base] [-d] [-p] filename\n");
+            return 0;
+        default:
+            return 1;
+        }
+    }
+    if (optind != argc - 1) {
+        error_report("Expecting one image file name");
+        return 1;
+    }
+    const char *filename = argv[optind];
+    BlockDriverState *bs = img_open(filename, fmt, BDRV_O_RDWR);
+    if (!bs) {
+        return 1;
+    }
+    if (!bs->backing) {
+        error_report("Image does not have a backing file");
+        bdrv_unref(bs);
+        return 1;
+    }
+    const char *bpath = bs->backing->filename;
+    const char *slash = strrchr(bpath, '/');
+    if (base_name && strcmp(base_name, bpath) && strcmp(base_name, slash ? slash + 1 : bpath)) {
+        error_report("'%s': only the immediate backing file '%s' can be the base",
+                     base_name, bpath);
+        bdrv_unref(bs);
+        return 1;
+    }
+    BlockDriverState *base = img_open(bpath, bs->backing->drv->format_name, BDRV_O_RDWR |
+                                      BDRV_O_NO_BACKING);
+    if (!base) {
+        bdrv_unref(bs);
+        return 1;
+    }
+    bool ok = true;
+    Error *err = NULL;
+    if (base->total_size < bs->total_size && !bdrv_truncate(base, bs->total_size, false,
+                                                            &err)) {
+        error_report_err(err);
+        ok = false;
+    }
+    uint8_t *buf = g_malloc(2 * 1024 * 1024);
+    for (int64_t off = 0; ok && off < bs->total_size;) {
+        int64_t pnum = 0, map;
+        BlockDriverState *file;
+        int64_t n = MIN(bs->total_size - off, 2 * 1024 * 1024);
+        int st = bdrv_block_status(bs, off, n, &pnum, &map, &file);
+        if (st < 0) {
+            error_report("error while reading image metadata: %s", g_strerror(-st));
+            ok = false;
+            break;
+        }
+        n = pnum > 0 ? MIN(n, pnum) : n;
+        if (st & BDRV_BLOCK_ALLOCATED) {
+            int r = bdrv_pread(bs, off, n, buf);
+            if (r == 0) {
+                r = (st & BDRV_BLOCK_ZERO) ? bdrv_pwrite_zeroes(base, off, n, 0)
+                                           : bdrv_pwrite(base, off, n, buf);
+            }
+            if (r < 0) {
+                error_report("error while committing at offset %" G_GINT64_FORMAT ": %s",
+                             off, g_strerror(-r));
+                ok = false;
+            }
+        }
+        off += n;
+        if (progress && !quiet) {
+            printf("    (%.2f/100%%)\r", off * 100.0 / bs->total_size);
+            fflush(stdout);
+        }
+    }
+    g_free(buf);
+    if (ok && bdrv_flush(base) < 0) {
+        error_report("error while flushing '%s'", bpath);
+        ok = false;
+    }
+    bdrv_unref(base);
+    if (ok && !drop && !strcmp(bs->drv->format_name, "qcow2")) {
+        int r = qcow2_make_empty(bs);
+        if (r < 0) {
+            error_report("could not empty '%s': %s", filename, g_strerror(-r));
+            ok = false;
+        }
+    }
+    bdrv_unref(bs);
+    if (ok && !quiet) {
+        printf("Image committed.\n");
+    }
+    return ok ? 0 : 1;
+}
