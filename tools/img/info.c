@@ -106,9 +106,7 @@ static json_t *image_info(BlockDriverState *bs)
             json_object_set_new(o, "backing-filename", json_string(s->backing_file));
         }
     }
-    if (have_bdi && bdi.cluster_size) {
-        json_object_set_new(o, "dirty-flag", json_boolean(bdi.is_dirty));
-    }
+    json_object_set_new(o, "dirty-flag", json_boolean(have_bdi && bdi.is_dirty));
     return o;
 }
 

@@ -209,6 +209,14 @@ def test_info_json_matches_qemu(tmp_path, args):
     assert ours == theirs
 
 
+def test_info_and_check_raw(tmp_path):
+    raw = tmp_path / "r.raw"
+    make_raw(raw, MiB, seed=5)
+    ours = json.loads(sen("info", "--output=json", raw).stdout)
+    assert ours == json.loads(run(QEMU_IMG, "info", "--output=json", raw).stdout)
+    assert sen("check", raw, check=False).returncode == 63
+
+
 def test_info_backing_and_snapshots(tmp_path):
     base, top = tmp_path / "b.qcow2", tmp_path / "t.qcow2"
     run(QEMU_IMG, "create", "-q", "-f", "qcow2", base, "16M")
