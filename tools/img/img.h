@@ -19,6 +19,7 @@ int img_compare(int argc, char **argv);
 int img_bench(int argc, char **argv);
 int img_rebase(int argc, char **argv);
 int img_commit(int argc, char **argv);
+int img_dd(int argc, char **argv);
 
 /* Opens filename (fmt NULL: probe) or reports the error; NULL on failure. */
 BlockDriverState *img_open(const char *filename, const char *fmt, int flags);

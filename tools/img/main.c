@@ -34,6 +34,9 @@ static const struct {
     { "rebase", img_rebase,
       "rebase [-f fmt] [-p] [-q] [-u] -b backing_file [-F backing_fmt] filename" },
     { "commit", img_commit, "commit [-q] [-f fmt] [-b base] [-d] [-p] filename" },
+    { "dd", img_dd,
+      "dd [-f fmt] [-O output_fmt] [bs=block_size] [count=blocks] [skip=blocks] if=input "
+      "of=output" },
     { "check", img_check, "check [-f fmt] [--output=human|json] [-r leaks|all] [-q] filename" },
 };
 

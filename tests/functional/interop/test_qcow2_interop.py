@@ -462,3 +462,19 @@ def test_commit(tmp_path):
     assert all(e["depth"] == 1 for e in theirs)  # the overlay is empty again
     p = sen("commit", base, check=False)
     assert p.returncode == 1 and "backing file" in p.stderr
+
+
+def test_dd(tmp_path):
+    raw = tmp_path / "in.raw"
+    make_raw(raw, 3 * MiB, seed=9)
+    img = tmp_path / "in.qcow2"
+    run(QEMU_IMG, "convert", "-O", "qcow2", raw, img)
+    for args in (["bs=4k", "skip=3", "count=100"], ["bs=1M"], ["bs=512", "skip=1000"]):
+        ours, theirs = tmp_path / "ours.qcow2", tmp_path / "theirs.qcow2"
+        for p in (ours, theirs):
+            if p.exists():
+                p.unlink()
+        sen("dd", "-f", "qcow2", "-O", "qcow2", *args, f"if={img}", f"of={ours}")
+        run(QEMU_IMG, "dd", "-f", "qcow2", "-O", "qcow2", *args, f"if={img}", f"of={theirs}")
+        qemu_check_clean(ours)
+        run(QEMU_IMG, "compare", "-s", ours, theirs)
