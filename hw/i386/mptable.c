@@ -28,8 +28,10 @@ enum { MP_INT, MP_NMI, MP_SMI, MP_EXTINT };
 #define CPU_BOOTPROCESSOR 0x02
 #define CPU_SIGNATURE    0x600          /* family 6: only printed by guests */
 #define CPU_FEATURES     ((1u << 0) | (1u << 9)) /* FPU, APIC */
-#define ISA_BUS_ID       0
-#define PCI_BUS_ID       1
+/* Linux looks a PCI device's INTx up by comparing its PCI bus number with the MP bus id
+ * (IO_APIC_get_PCI_irq_vector), so PCI bus 0 must be MP bus 0 and ISA comes after it, as
+ * in SeaBIOS's table.  Without PCI, ISA is bus 0. */
+#define PCI_BUS_ID       0
 #define IRQ_ACTIVE_HIGH_LEVEL 0x0d /* polarity 01 (high), trigger 11 (level) */
 #define ALL_LAPICS       0xff
 
@@ -42,13 +44,13 @@ static uint8_t checksum(const uint8_t *p, size_t len)
     return (uint8_t)-sum;
 }
 
-static uint8_t *put_intsrc(uint8_t *p, uint8_t entry, uint8_t irqtype, uint8_t srcirq,
-                           uint8_t dst_id, uint8_t dst_pin)
+static uint8_t *put_intsrc(uint8_t *p, uint8_t entry, uint8_t irqtype, uint8_t srcbus,
+                           uint8_t srcirq, uint8_t dst_id, uint8_t dst_pin)
 {
     p[0] = entry;
     p[1] = irqtype;
     boot_st16(p + 2, 0); /* polarity and trigger conform to the bus */
-    p[4] = ISA_BUS_ID;
+    p[4] = srcbus;
     p[5] = srcirq;
     p[6] = dst_id;
     p[7] = dst_pin;
@@ -100,16 +102,17 @@ static GBytes *build(unsigned nr_cpus, uint32_t base, bool pci, const MptablePci
         p += MPC_CPU_SIZE;
     }
 
-    p[0] = MP_BUS;
-    p[1] = ISA_BUS_ID;
-    memcpy(p + 2, "ISA   ", 6);
-    p += MPC_ENTRY_SIZE;
+    const uint8_t isa_bus = pci ? PCI_BUS_ID + 1 : 0;
     if (pci) {
         p[0] = MP_BUS;
         p[1] = PCI_BUS_ID;
         memcpy(p + 2, "PCI   ", 6);
         p += MPC_ENTRY_SIZE;
     }
+    p[0] = MP_BUS;
+    p[1] = isa_bus;
+    memcpy(p + 2, "ISA   ", 6);
+    p += MPC_ENTRY_SIZE;
 
     p[0] = MP_IOAPIC;
     p[1] = ioapic_id;
@@ -122,16 +125,15 @@ static GBytes *build(unsigned nr_cpus, uint32_t base, bool pci, const MptablePci
         if (irq == 2) {
             continue;
         }
-        p = put_intsrc(p, MP_INTSRC, MP_INT, irq, ioapic_id, irq == 0 ? 2 : irq);
+        p = put_intsrc(p, MP_INTSRC, MP_INT, isa_bus, irq, ioapic_id, irq == 0 ? 2 : irq);
     }
     for (unsigned i = 0; i < nr_irqs; i++) {
         uint8_t src = (uint8_t)(((irqs[i].devfn >> 3) << 2) | ((irqs[i].pin - 1) & 3));
-        p = put_intsrc(p, MP_INTSRC, MP_INT, src, ioapic_id, irqs[i].gsi);
+        p = put_intsrc(p, MP_INTSRC, MP_INT, PCI_BUS_ID, src, ioapic_id, irqs[i].gsi);
         boot_st16(p - MPC_ENTRY_SIZE + 2, IRQ_ACTIVE_HIGH_LEVEL);
-        p[4 - MPC_ENTRY_SIZE] = PCI_BUS_ID;
     }
-    p = put_intsrc(p, MP_LINTSRC, MP_EXTINT, 0, 0, 0);        /* 8259 -> BSP LINT0 */
-    p = put_intsrc(p, MP_LINTSRC, MP_NMI, 0, ALL_LAPICS, 1);  /* NMI -> every LINT1 */
+    p = put_intsrc(p, MP_LINTSRC, MP_EXTINT, isa_bus, 0, 0, 0);       /* 8259 -> BSP LINT0 */
+    p = put_intsrc(p, MP_LINTSRC, MP_NMI, isa_bus, 0, ALL_LAPICS, 1); /* NMI -> every LINT1 */
     g_assert(p == buf + total);
 
     mpc[7] = checksum(mpc, table_len);

@@ -629,7 +629,8 @@ static void test_config_fuzz(void)
     fixture_done(&f);
 }
 
-/* The PCI bus entry and one I/O interrupt entry per INTx pin, after the ISA ones. */
+/* The PCI bus entry first (MP bus 0 = PCI bus 0, which Linux requires), ISA as bus 1, and
+ * one I/O interrupt entry per INTx pin after the ISA ones. */
 static void test_mptable(void)
 {
     const MptablePciIrq irqs[] = { { PCI_DEVFN(1, 0), 1, 17 }, { PCI_DEVFN(3, 2), 4, 18 } };
@@ -647,14 +648,16 @@ static void test_mptable(void)
     }
     g_assert_cmpuint(sum, ==, 0);
     const uint8_t *e = mpc + 44 + 2 * 20;
-    g_assert_cmpmem(e + 2, 6, "ISA   ", 6);
+    g_assert_cmpuint(e[1], ==, 0);                 /* bus entry, id 0 */
+    g_assert_cmpmem(e + 2, 6, "PCI   ", 6);
     g_assert_cmpuint(e[8], ==, 1);                 /* bus entry, id 1 */
     g_assert_cmpuint(e[9], ==, 1);
-    g_assert_cmpmem(e + 10, 6, "PCI   ", 6);
+    g_assert_cmpmem(e + 10, 6, "ISA   ", 6);
+    g_assert_cmpuint(e[8 * 3 + 4], ==, 1);         /* ISA IRQ 0 comes from bus 1 */
     const uint8_t *pci = e + 8 * (2 + 1 + 15);
     g_assert_cmpuint(pci[0], ==, 3);               /* I/O interrupt */
     g_assert_cmpuint(pci[2], ==, 0x0d);            /* level, active high */
-    g_assert_cmpuint(pci[4], ==, 1);               /* PCI bus */
+    g_assert_cmpuint(pci[4], ==, 0);               /* PCI bus */
     g_assert_cmpuint(pci[5], ==, 1 << 2 | 0);      /* slot 1 INTA */
     g_assert_cmpuint(pci[6], ==, 2);               /* the IOAPIC (id = nr_cpus) */
     g_assert_cmpuint(pci[7], ==, 17);
