@@ -16,6 +16,8 @@ struct BlockBackend {
     int inflight;            /* atomic: async requests not yet called back */
     GMutex stats_lock;
     BlockAcctStats stats;
+    void (*resize_cb)(void *opaque);
+    void *resize_opaque;
 };
 
 typedef struct BlkAioReq {
@@ -54,6 +56,28 @@ void blk_unref(BlockBackend *blk)
     g_mutex_clear(&blk->stats_lock);
     g_free(blk->name);
     g_free(blk);
+}
+
+void blk_set_resize_cb(BlockBackend *blk, void (*cb)(void *opaque), void *opaque)
+{
+    blk->resize_cb = cb;
+    blk->resize_opaque = opaque;
+}
+
+bool blk_truncate(BlockBackend *blk, int64_t size, bool shrink, Error **errp)
+{
+    if (!bdrv_truncate(blk->root, size, shrink, errp)) {
+        return false;
+    }
+    if (blk->resize_cb) {
+        blk->resize_cb(blk->resize_opaque);
+    }
+    return true;
+}
+
+int blk_in_flight(BlockBackend *blk)
+{
+    return g_atomic_int_get(&blk->inflight);
 }
 
 const char *blk_name(const BlockBackend *blk)

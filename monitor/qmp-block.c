@@ -1,10 +1,11 @@
 /*
  * Block QMP commands over the block layer's backends (include/sen/block.h).
  *
- * Only reads here: statistics are a thread-safe snapshot and the node fields are fixed
- * once a drive is open.  Resizing and internal snapshots need the disk quiesced (its I/O
- * completes on the main loop, which this command is running on), so until the block
- * layer offers a drained section they refuse a known drive with a clear error.
+ * Statistics are a thread-safe snapshot and the node fields are fixed once a drive is
+ * open.  Resizing and internal snapshots go through the block drivers, which serialise
+ * their metadata changes against I/O with the image lock; in-flight requests complete on
+ * the main loop this command runs on, so nothing here waits for them (see
+ * qmp_snapshot_node).
  */
 #include <string.h>
 #include "sen/block.h"
@@ -170,22 +171,108 @@ bool qmp_block_resize(QmpCtx *ctx, bool has_device, const char *device, bool has
         return false;
     }
     BlockBackend *blk = qmp_block_lookup(ctx, device, node_name, errp);
-    if (blk) {
-        error_setg(errp, "block_resize: resizing '%s' while it is in use is not supported "
-                   "by Sen yet", blk_name(blk));
+    if (!blk) {
+        return false;
     }
-    return false;
+    BlockDriverState *bs = blk_bs(blk);
+    if (blk_is_read_only(blk)) {
+        error_setg(errp, "Device '%s' is read only", blk_name(blk));
+        return false;
+    }
+    if (size == bdrv_getlength(bs)) {
+        return true;
+    }
+    /* Growing is a metadata change the drivers serialise against I/O; shrinking is
+     * only allowed where it is a plain truncate (raw), as qcow2 could lose clusters a
+     * request in flight is writing. */
+    bool shrink = strcmp(bs->drv->format_name, "qcow2") != 0;
+    if (!shrink && size < bdrv_getlength(bs)) {
+        error_setg(errp, "Device '%s': shrinking a %s image is not supported",
+                   blk_name(blk), bs->drv->format_name);
+        return false;
+    }
+    return blk_truncate(blk, size, shrink, errp);
+}
+
+/*
+ * The qcow2 driver serialises snapshot metadata against its own I/O, but a write that
+ * already looked up its cluster before the snapshot would land in a cluster the snapshot
+ * now shares; completions run on this thread, so they cannot be waited for here.
+ */
+static BlockDriverState *qmp_snapshot_node(QmpCtx *ctx, const char *device, Error **errp)
+{
+    BlockBackend *blk = qmp_block_lookup(ctx, device, NULL, errp);
+    if (!blk) {
+        return NULL;
+    }
+    BlockDriverState *bs = blk_bs(blk);
+    if (blk_is_read_only(blk)) {
+        error_setg(errp, "Device '%s' is read only", device);
+        return NULL;
+    }
+    if (!bs->drv->snapshot_create || !bs->drv->snapshot_delete || !bs->drv->snapshot_list) {
+        error_setg(errp, "Block format '%s' used by device '%s' does not support internal "
+                   "snapshots", bs->drv->format_name, device);
+        return NULL;
+    }
+    if (blk_in_flight(blk) > 0) {
+        error_setg(errp, "Device '%s' has requests in flight; stop the VM or retry",
+                   device);
+        return NULL;
+    }
+    return bs;
+}
+
+/* The snapshot matching id and/or name (each when non-NULL) in list, or NULL. */
+static BlockSnapshotInfo *qmp_snapshot_find(GPtrArray *list, const char *id,
+                                            const char *name)
+{
+    for (guint i = 0; list && i < list->len; i++) {
+        BlockSnapshotInfo *sn = g_ptr_array_index(list, i);
+        if ((!id || g_strcmp0(sn->id_str, id) == 0) &&
+            (!name || g_strcmp0(sn->name, name) == 0)) {
+            return sn;
+        }
+    }
+    return NULL;
 }
 
 bool qmp_blockdev_snapshot_internal_sync(QmpCtx *ctx, const char *device, const char *name,
                                          Error **errp)
 {
-    BlockBackend *blk = qmp_block_lookup(ctx, device, NULL, errp);
-    if (blk) {
-        error_setg(errp, "blockdev-snapshot-internal-sync: internal snapshots of '%s' "
-                   "through QMP are not supported by Sen yet", device);
+    BlockDriverState *bs = qmp_snapshot_node(ctx, device, errp);
+    if (!bs) {
+        return false;
     }
-    return false;
+    if (!*name) {
+        error_setg(errp, "Name is empty");
+        return false;
+    }
+    GPtrArray *list = bs->drv->snapshot_list(bs, errp);
+    if (!list) {
+        return false;
+    }
+    bool exists = qmp_snapshot_find(list, NULL, name) != NULL;
+    g_ptr_array_free(list, TRUE);
+    if (exists) {
+        error_setg(errp, "Snapshot with name '%s' already exists on device '%s'", name,
+                   device);
+        return false;
+    }
+    gint64 now = g_get_real_time();
+    BlockSnapshotInfo sn = {
+        .name = (char *)name,
+        .date_sec = now / G_USEC_PER_SEC,
+        .date_nsec = now % G_USEC_PER_SEC * 1000,
+    };
+    Error *err = NULL;
+    if (!bs->drv->snapshot_create(bs, &sn, &err)) {
+        error_setg(errp, "Failed to create snapshot '%s' on device '%s': %s", name, device,
+                   error_get_pretty(err));
+        error_free(err);
+        return false;
+    }
+    return true;
 }
 
 json_t *qmp_blockdev_snapshot_delete_internal_sync(QmpCtx *ctx, const char *device,
@@ -193,14 +280,35 @@ json_t *qmp_blockdev_snapshot_delete_internal_sync(QmpCtx *ctx, const char *devi
                                                    bool has_name, const char *name,
                                                    Error **errp)
 {
-    if (!has_id && !has_name) {
-        error_setg(errp, "Parameter 'id' or 'name' is required");
+    BlockDriverState *bs = qmp_snapshot_node(ctx, device, errp);
+    if (!bs) {
         return NULL;
     }
-    BlockBackend *blk = qmp_block_lookup(ctx, device, NULL, errp);
-    if (blk) {
-        error_setg(errp, "blockdev-snapshot-delete-internal-sync: internal snapshots of "
-                   "'%s' through QMP are not supported by Sen yet", device);
+    if (!has_id && !has_name) {
+        error_setg(errp, "Name or id must be provided");
+        return NULL;
     }
-    return NULL;
+    GPtrArray *list = bs->drv->snapshot_list(bs, errp);
+    if (!list) {
+        return NULL;
+    }
+    json_t *ret = NULL;
+    BlockSnapshotInfo *sn = qmp_snapshot_find(list, has_id ? id : NULL,
+                                              has_name ? name : NULL);
+    if (!sn) {
+        error_setg(errp, "Snapshot with id '%s' and name '%s' does not exist on device "
+                   "'%s'", has_id ? id : "(null)", has_name ? name : "(null)", device);
+    } else if (bs->drv->snapshot_delete(bs, sn->id_str, errp)) {
+        ret = json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I}", "id", sn->id_str, "name",
+                        sn->name, "vm-state-size", (json_int_t)sn->vm_state_size,
+                        "date-sec", (json_int_t)sn->date_sec, "date-nsec",
+                        (json_int_t)sn->date_nsec, "vm-clock-sec",
+                        (json_int_t)(sn->vm_clock_nsec / 1000000000ull), "vm-clock-nsec",
+                        (json_int_t)(sn->vm_clock_nsec % 1000000000ull));
+        if (sn->icount != (uint32_t)-1) {
+            json_object_set_new(ret, "icount", json_integer(sn->icount));
+        }
+    }
+    g_ptr_array_free(list, TRUE);
+    return ret;
 }

@@ -15,6 +15,7 @@
 #include "hw/virtio/virtio-pci.h"
 #include "sen/block.h"
 #include "sen/device.h"
+#include "monitor/qapi-generated.h"
 
 #define VIRTIO_BLK_F_SEG_MAX      2
 #define VIRTIO_BLK_F_RO           5
@@ -82,6 +83,7 @@ typedef struct BlkReq {
     struct iovec *iov;   /* data buffers (header and status byte cut off) */
     int niov;
     uint32_t used_len;   /* bytes written into in buffers on success */
+    bool is_read;        /* for BLOCK_IO_ERROR's operation */
 } BlkReq;
 
 static void shared_unref(BlkShared *sh)
@@ -141,6 +143,14 @@ static void blk_req_done(void *opaque, int ret)
     Machine *m = sh->m;
 
     machine_lock(m);
+    if (ret < 0 && ret != -ENOTSUP && sh->dev) {
+        BlockBackend *blk = sh->dev->blk;
+        /* QEMU's werror/rerror=report: the guest gets the error status, management
+         * the event. */
+        qapi_event_send_block_io_error(m, blk_name(blk), true, blk_bs(blk)->node_name,
+                                       r->is_read ? "read" : "write", "report", true,
+                                       ret == -ENOSPC, g_strerror(-ret));
+    }
     if (sh->dev && sh->dev->generation == r->generation) {
         blk_req_finish(sh->dev, r, ret == 0 ? VIRTIO_BLK_S_OK :
                        ret == -ENOTSUP ? VIRTIO_BLK_S_UNSUPP : VIRTIO_BLK_S_IOERR);
@@ -201,6 +211,7 @@ static uint8_t blk_submit(VirtIOBlk *s, BlkReq *r)
         }
         r->iov = iov_slice(e->in_sg, e->in_num, 0, len, &r->niov);
         r->used_len = e->in_len;
+        r->is_read = true;
         r->sh->refcnt++;
         blk_aio_preadv(s->blk, hdr.sector * 512, r->iov, r->niov, 0, blk_req_done, r);
         return 0xff;
@@ -311,6 +322,20 @@ static void set_cfg32(VirtIOBlk *s, unsigned off, uint32_t v)
 
 static void virtio_blk_unrealize(DeviceState *dev);
 
+/* block_resize: the new capacity, then a config-change interrupt (5.2.6.2). */
+static void virtio_blk_resized(void *opaque)
+{
+    VirtIOBlk *s = opaque;
+    int64_t len = blk_getlength(s->blk);
+
+    if (len < 0) {
+        return;
+    }
+    s->capacity = (uint64_t)len / 512;
+    memcpy(s->vdev.config + CFG_CAPACITY, &s->capacity, 8);
+    virtio_config_changed(&s->vdev);
+}
+
 static bool virtio_blk_realize(DeviceState *dev, Machine *m, Error **errp)
 {
     VirtIOBlk *s = (VirtIOBlk *)dev;
@@ -377,6 +402,7 @@ static bool virtio_blk_realize(DeviceState *dev, Machine *m, Error **errp)
         virtio_blk_unrealize(dev); /* the registry only unrealizes realized devices */
         return false;
     }
+    blk_set_resize_cb(s->blk, virtio_blk_resized, s);
     return true;
 }
 
@@ -384,6 +410,9 @@ static void virtio_blk_unrealize(DeviceState *dev)
 {
     VirtIOBlk *s = (VirtIOBlk *)dev;
 
+    if (s->blk) {
+        blk_set_resize_cb(s->blk, NULL, NULL);
+    }
     virtio_pci_unrealize(&s->proxy);
     virtio_cleanup(&s->vdev);
     if (s->shared) {

@@ -282,6 +282,17 @@ void blk_get_stats(BlockBackend *blk, BlockAcctStats *out);
 /* Completions from now on run in ctx (NULL = the main context).  No request in flight. */
 void blk_set_context(BlockBackend *blk, GMainContext *ctx);
 
+/*
+ * Resizes the root node (bdrv_truncate), then tells the device using blk (the callback
+ * set with blk_set_resize_cb, run in the caller's thread: the main thread with the VM
+ * lock held for block_resize) so it can update the size the guest sees.
+ */
+bool blk_truncate(BlockBackend *blk, int64_t size, bool shrink, Error **errp)
+    G_GNUC_WARN_UNUSED_RESULT;
+void blk_set_resize_cb(BlockBackend *blk, void (*cb)(void *opaque), void *opaque);
+/* Async requests submitted and not yet called back. */
+int blk_in_flight(BlockBackend *blk);
+
 /* Synchronous (tools, tests, device set-up); 0 or -errno. */
 int blk_preadv(BlockBackend *blk, int64_t offset, int64_t bytes, const struct iovec *iov,
                int niov, int flags);

@@ -342,13 +342,146 @@ def test_block_queries_with_a_drive(vm, tmpdir_short):
     assert "device" not in st and st["node-name"] == ins["node-name"]
     info = c.cmd("human-monitor-command", command_line="info block")
     assert info.startswith(f"d0 ({ins['node-name']}): {img} (raw)\r\n")
-    # Known drive: a clear error until resizing is wired; unknown: DeviceNotFound.
-    r = c.execute("block_resize", {"device": "d0", "size": 16 << 20})
-    assert r["error"]["class"] == "GenericError" and "d0" in r["error"]["desc"]
-    r = c.execute("block_resize", {"node-name": ins["node-name"], "size": 16 << 20})
-    assert r["error"]["class"] == "GenericError"
     r = c.execute("blockdev-snapshot-internal-sync", {"device": "d1", "name": "s"})
     assert r["error"]["class"] == "DeviceNotFound"
+
+
+def qemu_img_info(path):
+    out = subprocess.run(["qemu-img", "info", "-U", "--output=json", path], check=True,
+                         capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def qemu_img_snapshots(path):
+    out = subprocess.run(["qemu-img", "snapshot", "-U", "-l", path], check=True,
+                         capture_output=True, text=True).stdout
+    # "ID  TAG  VM SIZE  DATE  VM CLOCK  ICOUNT" rows after two header lines.
+    return [line.split()[1] for line in out.splitlines()[2:] if line.strip()]
+
+
+def virtual_size(c, device):
+    for b in c.cmd("query-block"):
+        if b["device"] == device:
+            return b["inserted"]["image"]["virtual-size"]
+    raise AssertionError(device)
+
+
+def test_block_resize_raw(vm, tmpdir_short):
+    img = os.path.join(tmpdir_short, "d0.img")
+    with open(img, "wb") as f:
+        f.truncate(8 << 20)
+    # With a virtio-blk device on the drive so its capacity update runs too.
+    v = vm("-drive", f"file={img},format=raw,if=none,id=d0",
+           "-device", "virtio-blk-pci,drive=d0")
+    c = v.client()
+    assert c.cmd("block_resize", device="d0", size=16 << 20) == {}
+    assert os.path.getsize(img) == 16 << 20
+    assert virtual_size(c, "d0") == 16 << 20
+    node = c.cmd("query-block")[0]["inserted"]["node-name"]
+    # raw may shrink, as in QEMU; by node-name too.
+    assert c.execute("block_resize", {"node-name": node, "size": 4 << 20}) == {"return": {}}
+    assert os.path.getsize(img) == 4 << 20
+    assert virtual_size(c, "d0") == 4 << 20
+    for args, cls, text in [
+            ({"device": "nope", "size": 1 << 20}, "DeviceNotFound", "nope"),
+            ({"size": 1 << 20}, "GenericError", "device"),
+            ({"device": "d0", "size": -1}, "GenericError", "size"),
+            ({"device": "d0", "size": "big"}, "GenericError", "size"),
+            ({"device": "d0", "size": 1, "bogus": 1}, "GenericError", "bogus")]:
+        r = c.execute("block_resize", args)
+        assert r["error"]["class"] == cls and text in r["error"]["desc"], (args, r)
+    assert c.cmd("query-status")["status"] == "running"
+
+
+def test_block_resize_read_only(vm, tmpdir_short):
+    img = os.path.join(tmpdir_short, "ro.img")
+    with open(img, "wb") as f:
+        f.truncate(1 << 20)
+    v = vm("-S", "-drive", f"file={img},format=raw,if=none,id=d0,readonly=on")
+    c = v.client()
+    r = c.execute("block_resize", {"device": "d0", "size": 2 << 20})
+    assert "read only" in r["error"]["desc"], r
+    assert os.path.getsize(img) == 1 << 20
+
+
+@pytest.fixture
+def qcow2_image(tmpdir_short):
+    if not shutil.which("qemu-img"):
+        pytest.skip("qemu-img is not installed")
+    img = os.path.join(tmpdir_short, "d.qcow2")
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", img, "8M"], check=True)
+    return img
+
+
+def test_block_resize_qcow2(vm, qcow2_image):
+    v = vm("-drive", f"file={qcow2_image},format=qcow2,if=none,id=d0",
+           "-device", "virtio-blk-pci,drive=d0")
+    c = v.client()
+    assert c.cmd("block_resize", device="d0", size=1 << 30) == {}
+    assert virtual_size(c, "d0") == 1 << 30
+    assert qemu_img_info(qcow2_image)["virtual-size"] == 1 << 30
+    r = c.execute("block_resize", {"device": "d0", "size": 4 << 20})
+    assert r["error"]["class"] == "GenericError" and "shrink" in r["error"]["desc"], r
+    assert qemu_img_info(qcow2_image)["virtual-size"] == 1 << 30
+    c.cmd("quit")
+    v.wait()
+    subprocess.run(["qemu-img", "check", "-q", qcow2_image], check=True)
+
+
+def ok(c, command, **args):
+    # QMPClient.cmd takes the command as `name`, which these commands also use.
+    r = c.execute(command, args)
+    assert "return" in r, r
+    return r["return"]
+
+
+def test_internal_snapshots(vm, qcow2_image, tmpdir_short):
+    raw = os.path.join(tmpdir_short, "r.img")
+    with open(raw, "wb") as f:
+        f.truncate(1 << 20)
+    v = vm("-S", "-drive", f"file={qcow2_image},format=qcow2,if=none,id=d0",
+           "-drive", f"file={raw},format=raw,if=none,id=r0")
+    c = v.client()
+    assert ok(c, "blockdev-snapshot-internal-sync", device="d0", name="s1") == {}
+    assert ok(c, "blockdev-snapshot-internal-sync", device="d0", name="s2") == {}
+    assert qemu_img_snapshots(qcow2_image) == ["s1", "s2"]
+    r = c.execute("blockdev-snapshot-internal-sync", {"device": "d0", "name": "s1"})
+    assert r["error"]["desc"] == "Snapshot with name 's1' already exists on device 'd0'"
+    r = c.execute("blockdev-snapshot-internal-sync", {"device": "d0", "name": ""})
+    assert r["error"]["desc"] == "Name is empty"
+    r = c.execute("blockdev-snapshot-internal-sync", {"device": "r0", "name": "s"})
+    assert r["error"] == {"class": "GenericError",
+                          "desc": "Block format 'raw' used by device 'r0' does not "
+                                  "support internal snapshots"}
+    r = c.execute("blockdev-snapshot-internal-sync", {"device": "x", "name": "s"})
+    assert r["error"]["class"] == "DeviceNotFound" and "'x'" in r["error"]["desc"]
+    # A qcow2 image with snapshots keeps its size.
+    r = c.execute("block_resize", {"device": "d0", "size": 16 << 20})
+    assert r["error"]["class"] == "GenericError" and "snapshots" in r["error"]["desc"]
+
+    sn = ok(c, "blockdev-snapshot-delete-internal-sync", device="d0", name="s1")
+    assert sn["name"] == "s1" and sn["id"]
+    assert {"vm-state-size", "date-sec", "date-nsec", "vm-clock-sec",
+            "vm-clock-nsec"} <= set(sn)
+    assert abs(sn["date-sec"] - time.time()) < 600
+    assert qemu_img_snapshots(qcow2_image) == ["s2"]
+    r = c.execute("blockdev-snapshot-delete-internal-sync", {"device": "d0", "name": "s1"})
+    assert r["error"]["desc"] == ("Snapshot with id '(null)' and name 's1' does not exist "
+                                  "on device 'd0'")
+    r = c.execute("blockdev-snapshot-delete-internal-sync", {"device": "d0"})
+    assert r["error"]["desc"] == "Name or id must be provided"
+    [s2] = [s for s in qemu_img_info(qcow2_image)["snapshots"] if s["name"] == "s2"]
+    r = c.execute("blockdev-snapshot-delete-internal-sync",
+                  {"device": "d0", "id": s2["id"], "name": "other"})
+    assert "does not exist" in r["error"]["desc"]
+    sn = ok(c, "blockdev-snapshot-delete-internal-sync", device="d0", id=s2["id"])
+    assert sn["name"] == "s2" and sn["id"] == s2["id"]
+    assert qemu_img_snapshots(qcow2_image) == []
+    r = c.execute("blockdev-snapshot-delete-internal-sync", {"device": "r0", "name": "s"})
+    assert "does not support internal snapshots" in r["error"]["desc"]
+    c.cmd("quit")
+    v.wait()
+    subprocess.run(["qemu-img", "check", "-q", qcow2_image], check=True)
 
 
 def test_system_reset_and_powerdown(vm):
