@@ -176,6 +176,10 @@ static void check_copied(CheckState *c, int fix)
     g_free(tbl);
 }
 
+#define QCOW2_CHECK_SLACK_CLUSTERS (1ull << 22)
+/* 2 GiB of counters: 128 GiB of 512-byte clusters, 16 TiB of 64 KiB ones. */
+#define QCOW2_CHECK_MAX_CLUSTERS (1ull << 28)
+
 int qcow2_check(BlockDriverState *bs, BlockCheckResult *res, int fix)
 {
     BDRVQcow2State *s = bs->opaque;
@@ -192,8 +196,18 @@ int qcow2_check(BlockDriverState *bs, BlockCheckResult *res, int fix)
         return flen;
     }
     c.nb = ((uint64_t)flen + s->cluster_size - 1) >> s->cluster_bits;
-    c.nb = MAX(c.nb, s->alloc_end);
-    c.refs = g_new0(uint64_t, MAX(c.nb, 1));
+    /* Clusters allocated but not yet written lie past the end of the file; a corrupt
+     * table can have increfed a cluster terabytes away, so bound how far we look (what
+     * lies beyond is reported as beyond the end) rather than allocate for it. */
+    c.nb = MAX(c.nb, MIN(s->alloc_end, c.nb + QCOW2_CHECK_SLACK_CLUSTERS));
+    /* A write through a corrupt L2 entry can have grown the file to terabytes (sparse). */
+    c.refs = c.nb <= QCOW2_CHECK_MAX_CLUSTERS ? g_try_new0(uint64_t, MAX(c.nb, 1)) : NULL;
+    if (!c.refs) {
+        fprintf(stderr, "ERROR: not enough memory to check an image of %" G_GUINT64_FORMAT
+                " clusters\n", c.nb);
+        res->check_errors++;
+        return -ENOMEM;
+    }
 
     ref_range(&c, 0, s->cluster_size);
     check_l1(&c, s->h.l1_table_offset, s->l1_size, true);
