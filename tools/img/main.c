@@ -37,6 +37,9 @@ static const struct {
     { "dd", img_dd,
       "dd [-f fmt] [-O output_fmt] [bs=block_size] [count=blocks] [skip=blocks] if=input "
       "of=output" },
+    { "measure", img_measure,
+      "measure [--output=human|json] [-O output_fmt] [-o options] "
+      "[--size N | [-f fmt] filename]" },
     { "check", img_check, "check [-f fmt] [--output=human|json] [-r leaks|all] [-q] filename" },
 };
 
