@@ -471,6 +471,39 @@ bool qcow2_change_backing(BlockDriverState *bs, const char *backing, const char 
     return true;
 }
 
+bool qcow2_amend_version(BlockDriverState *bs, int version, Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    if ((uint32_t)version == s->h.version) {
+        return true;
+    }
+    if (version != 3) {
+        /* Would mean expanding zero clusters and refusing v3-only layouts first. */
+        error_setg(errp, "%s: downgrading to compat=0.10 is not supported", bs->filename);
+        return false;
+    }
+    g_mutex_lock(&s->lock);
+    Qcow2Header old = s->h;
+    /* Version 2 implies 16-bit refcounts and no feature bits: only the layout changes. */
+    s->h.version = 3;
+    s->h.header_length = 104;
+    s->h.refcount_order = 4;
+    s->h.incompatible_features = s->h.compatible_features = s->h.autoclear_features = 0;
+    int ret = qcow2_flush_caches(s);
+    if (ret == 0) {
+        ret = qcow2_write_header(s);
+    }
+    if (ret < 0) {
+        s->h = old;
+    }
+    g_mutex_unlock(&s->lock);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "%s: could not rewrite the header", bs->filename);
+        return false;
+    }
+    return true;
+}
+
 int qcow2_make_empty(BlockDriverState *bs)
 {
     BDRVQcow2State *s = bs->opaque;

@@ -334,5 +334,7 @@ int qcow2_make_empty(BlockDriverState *bs);
 /* Rewrites the header with a new backing file name/format (NULL/"" backing: none). */
 bool qcow2_change_backing(BlockDriverState *bs, const char *backing, const char *fmt,
                           Error **errp);
+/* amend compat: upgrades a version 2 image to 3 (a no-op when already there). */
+bool qcow2_amend_version(BlockDriverState *bs, int version, Error **errp);
 
 #endif

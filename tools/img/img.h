@@ -21,6 +21,7 @@ int img_rebase(int argc, char **argv);
 int img_commit(int argc, char **argv);
 int img_dd(int argc, char **argv);
 int img_measure(int argc, char **argv);
+int img_amend(int argc, char **argv);
 
 /* Opens filename (fmt NULL: probe) or reports the error; NULL on failure. */
 BlockDriverState *img_open(const char *filename, const char *fmt, int flags);

@@ -37,6 +37,7 @@ static const struct {
     { "dd", img_dd,
       "dd [-f fmt] [-O output_fmt] [bs=block_size] [count=blocks] [skip=blocks] if=input "
       "of=output" },
+    { "amend", img_amend, "amend [-f fmt] [-q] -o options filename" },
     { "measure", img_measure,
       "measure [--output=human|json] [-O output_fmt] [-o options] "
       "[--size N | [-f fmt] filename]" },

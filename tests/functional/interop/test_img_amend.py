@@ -1,0 +1,83 @@
+"""sen-img amend against qemu-img amend: the same change (compat upgrade, grow, shrink)
+made by each to copies of one image gives the same `qemu-img info` and the same content,
+and qemu-img check finds the amended image clean; refused amendments (creation-only
+options, bad values, the backing file) fail in both and leave the image untouched."""
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+BUILD_DIR = os.environ.get("SEN_BUILD_DIR", "")
+SEN_IMG = os.path.join(BUILD_DIR, "tools", "img", "sen-img")
+QEMU_IMG = shutil.which("qemu-img")
+QEMU_IO = shutil.which("qemu-io")
+
+pytestmark = [
+    pytest.mark.skipif(not BUILD_DIR, reason="SEN_BUILD_DIR is not set (run through meson test)"),
+    pytest.mark.skipif(not QEMU_IMG or not QEMU_IO,
+                       reason="qemu-img/qemu-io (Debian qemu-utils) not installed"),
+]
+
+
+def make(path, create_opts):
+    subprocess.run([QEMU_IMG, "create", "-q", "-f", "qcow2", "-o", create_opts, str(path),
+                    "100M"], check=True)
+    for cmd in ["write -P 9 0 64k", "write -P 8 60M 4k", "write -z 1M 64k"]:
+        subprocess.run([QEMU_IO, "-f", "qcow2", "-c", cmd, str(path)], check=True,
+                       stdout=subprocess.DEVNULL)
+
+
+def info(path):
+    out = subprocess.run([QEMU_IMG, "info", "--output=json", str(path)], check=True,
+                         capture_output=True, text=True).stdout
+    d = json.loads(out)
+    for k in ("filename", "actual-size", "dirty-flag"):
+        d.pop(k, None)
+    return d
+
+
+@pytest.mark.parametrize("create_opts", ["compat=0.10,cluster_size=4k",
+                                         "compat=0.10,cluster_size=512",
+                                         "compat=1.1,cluster_size=64k"])
+@pytest.mark.parametrize("amend", ["compat=1.1", "compat=v3", "size=200M", "size=61M",
+                                   "compat=1.1,size=500M", "size=100M"])
+def test_amend_like_qemu(tmp_path, create_opts, amend):
+    s, q = tmp_path / "s.qcow2", tmp_path / "q.qcow2"
+    make(s, create_opts)
+    shutil.copy(s, q)
+    rs = subprocess.run([SEN_IMG, "amend", "-o", amend, str(s)], capture_output=True, text=True)
+    rq = subprocess.run([QEMU_IMG, "amend", "-o", amend, str(q)], capture_output=True,
+                        text=True)
+    assert rs.returncode == rq.returncode == 0, rs.stderr + rq.stderr
+    assert info(s) == info(q)
+    subprocess.run([QEMU_IMG, "check", "-q", str(s)], check=True)
+    subprocess.run([QEMU_IMG, "compare", "-q", str(s), str(q)], check=True)
+    # And the upgraded image is usable for writes by qemu afterwards.
+    subprocess.run([QEMU_IO, "-f", "qcow2", "-c", "write -z 0 4k", str(s)], check=True,
+                   stdout=subprocess.DEVNULL)
+    subprocess.run([QEMU_IMG, "check", "-q", str(s)], check=True)
+
+
+@pytest.mark.parametrize("amend", ["cluster_size=512", "compat=2.0", "size=abc",
+                                   "backing_file=base.qcow2", "nonsense=1"])
+def test_amend_refused(tmp_path, amend):
+    s = tmp_path / "s.qcow2"
+    make(s, "compat=0.10,cluster_size=4k")
+    before = s.read_bytes()
+    rs = subprocess.run([SEN_IMG, "amend", "-o", amend, str(s)], capture_output=True, text=True)
+    rq = subprocess.run([QEMU_IMG, "amend", "-o", amend, str(s)], capture_output=True,
+                        text=True)
+    assert rs.returncode == rq.returncode == 1, rs.stderr + rq.stderr
+    assert rs.stderr.startswith("sen-img: ")
+    assert s.read_bytes() == before
+
+
+def test_amend_raw_refused(tmp_path):
+    r = tmp_path / "r.raw"
+    r.write_bytes(b"\0" * 65536)
+    rs = subprocess.run([SEN_IMG, "amend", "-f", "raw", "-o", "size=1M", str(r)],
+                        capture_output=True, text=True)
+    assert rs.returncode == 1
+    assert "does not support option amendment" in rs.stderr

@@ -1,0 +1,126 @@
+/*
+ * sen-img amend [-f fmt] [-q] -o options filename: qemu-img's option amendment for qcow2,
+ * limited to what can change without rewriting the image: compat (upgrade to 1.1) and
+ * size.  Other options are refused, naming them; backing_file/backing_fmt as qemu-img does.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "block/qcow2.h"
+#include "sen/keyval.h"
+#include "tools/img/img.h"
+
+static bool amend_qcow2(BlockDriverState *bs, Keyval *kv, Error **errp)
+{
+    g_autofree char *compat = keyval_take(kv, "compat");
+    g_autofree char *backing = keyval_take(kv, "backing_file");
+    g_autofree char *backing_fmt = keyval_take(kv, "backing_fmt");
+    g_autofree char *size_str = keyval_take(kv, "size");
+    uint64_t size = 0;
+
+    /* Everything is validated before the first change, so a refusal leaves it untouched. */
+    if (!keyval_check_all_used(kv, "amend", errp)) {
+        return false;
+    }
+    int version = 0;
+    if (compat) {
+        if (!strcmp(compat, "0.10") || !strcmp(compat, "v2")) {
+            version = 2;
+        } else if (!strcmp(compat, "1.1") || !strcmp(compat, "v3")) {
+            version = 3;
+        } else {
+            error_setg(errp, "Unknown compatibility level %s", compat);
+            return false;
+        }
+    }
+    if (size_str && !parse_size(size_str, 1, &size, errp)) {
+        return false;
+    }
+    if (backing || backing_fmt) {
+        /* As qemu-img 7.2: rebase is the tool for that. */
+        error_setg(errp, "Cannot amend the backing file (use 'sen-img rebase' instead)");
+        return false;
+    }
+    if (version && !qcow2_amend_version(bs, version, errp)) {
+        return false;
+    }
+    if (size_str && (int64_t)size != bdrv_getlength(bs)) {
+        /* qemu-img amend shrinks without --shrink. */
+        if (!bdrv_truncate(bs, size, true, errp)) {
+            return false;
+        }
+    }
+    if (bdrv_flush(bs) < 0) {
+        error_setg(errp, "%s: could not flush", bs->filename);
+        return false;
+    }
+    return true;
+}
+
+int img_amend(int argc, char **argv)
+{
+    const char *fmt = NULL, *opts = NULL;
+    int c;
+    static const struct option longopts[] = {
+        { "help", no_argument, NULL, 'h' },
+        { "force", no_argument, NULL, 'F' },
+        { NULL, 0, NULL, 0 },
+    };
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "+ho:f:pqt:", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'o':
+            opts = optarg;
+            break;
+        case 'f':
+            fmt = optarg;
+            break;
+        case 'p':
+        case 'q':
+        case 't':
+        case 'F':
+            break;
+        case 'h':
+            printf("usage: sen-img amend [-f fmt] [-q] -o options filename\n");
+            return 0;
+        default:
+            return 1;
+        }
+    }
+    if (!opts) {
+        error_report("Must specify options (-o)");
+        return 1;
+    }
+    if (argc - optind != 1) {
+        error_report("Expecting one image file name");
+        return 1;
+    }
+    const char *filename = argv[optind];
+    Error *err = NULL;
+    Keyval *kv = keyval_parse(opts, NULL, &err);
+    if (!kv) {
+        error_report_err(err);
+        return 1;
+    }
+    BlockDriverState *bs = img_open(filename, fmt, BDRV_O_RDWR | BDRV_O_NO_BACKING);
+    if (!bs) {
+        keyval_free(kv);
+        return 1;
+    }
+    bool ok;
+    if (strcmp(bs->drv->format_name, "qcow2")) {
+        error_setg(&err, "Format driver '%s' does not support option amendment",
+                   bs->drv->format_name);
+        ok = false;
+    } else {
+        ok = amend_qcow2(bs, kv, &err);
+    }
+    keyval_free(kv);
+    bdrv_unref(bs);
+    if (!ok) {
+        error_report_err(err);
+        return 1;
+    }
+    return 0;
+}
