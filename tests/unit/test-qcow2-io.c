@@ -20,9 +20,13 @@ typedef struct IoCase {
     bool backing;
 } IoCase;
 
+/* One directory per process: the plain and the sanitizer build run this test at the same
+ * time in make check, and fixed names in /tmp let them overwrite each other's images. */
+static char *test_dir;
+
 static char *tmp_path(const char *name)
 {
-    return g_build_filename(g_get_tmp_dir(), name, NULL);
+    return g_build_filename(test_dir, name, NULL);
 }
 
 static void create_or_die(const char *fmt, const char *path, const char *opts)
@@ -270,6 +274,8 @@ int main(int argc, char **argv)
         { "size=3M,cluster_size=512,refcount_bits=4", 3 << 20, true },
     };
     g_test_init(&argc, &argv, NULL);
+    test_dir = g_dir_make_tmp("sen-test-qcow2-io-XXXXXX", NULL);
+    g_assert_nonnull(test_dir);
     for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
         g_autofree char *name = g_strdup_printf("/qcow2-io/%s%s", cases[i].opts,
                                                 cases[i].backing ? ",backing" : "");
@@ -278,5 +284,9 @@ int main(int argc, char **argv)
     g_test_add_func("/qcow2-io/dirty-open-repairs", test_dirty_open);
     g_test_add_func("/qcow2-io/corrupt-images", test_corrupt_images);
     g_test_add_func("/qcow2-io/overlap-protection", test_overlap_protection);
-    return g_test_run();
+    int rc = g_test_run();
+    /* Tests unlink their images; whatever a failure left behind stays for inspection. */
+    g_rmdir(test_dir);
+    g_free(test_dir);
+    return rc;
 }
