@@ -20,8 +20,8 @@ typedef struct IoCase {
     bool backing;
 } IoCase;
 
-/* One directory per process: the plain and the sanitizer build run this test at the same
- * time in make check, and fixed names in /tmp let them overwrite each other's images. */
+/* One directory per process: with fixed names in /tmp, two runs at once (two build trees
+ * on one machine) overwrite each other's images. */
 static char *test_dir;
 
 static char *tmp_path(const char *name)
