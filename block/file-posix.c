@@ -49,6 +49,22 @@ typedef struct FilePosixAio {
 
 /* ---- plain I/O loops ---- */
 
+/* Drops the first n bytes from v[first..niov) after a short transfer; returns the new
+ * first element. */
+static int fp_iov_consume(struct iovec *v, int niov, int first, size_t n)
+{
+    while (n > 0 && first < niov) {
+        size_t take = MIN(n, v[first].iov_len);
+        v[first].iov_base = (uint8_t *)v[first].iov_base + take;
+        v[first].iov_len -= take;
+        n -= take;
+        if (v[first].iov_len == 0) {
+            first++;
+        }
+    }
+    return first;
+}
+
 /* Reads all of [offset, offset+bytes) into iov; bytes past the end of file read as zero. */
 static int fp_do_preadv(int fd, int64_t offset, int64_t bytes, const struct iovec *iov,
                         int niov)
@@ -70,15 +86,7 @@ static int fp_do_preadv(int fd, int64_t offset, int64_t bytes, const struct iove
             return 0;
         }
         done += n;
-        while (n > 0 && first < niov) {
-            size_t take = MIN((size_t)n, v[first].iov_len);
-            v[first].iov_base = (uint8_t *)v[first].iov_base + take;
-            v[first].iov_len -= take;
-            n -= take;
-            if (v[first].iov_len == 0) {
-                first++;
-            }
-        }
+        first = fp_iov_consume(v, niov, first, n);
     }
     return 0;
 }
@@ -102,15 +110,7 @@ static int fp_do_pwritev(int fd, int64_t offset, int64_t bytes, const struct iov
             return -ENOSPC;
         }
         done += n;
-        while (n > 0 && first < niov) {
-            size_t take = MIN((size_t)n, v[first].iov_len);
-            v[first].iov_base = (uint8_t *)v[first].iov_base + take;
-            v[first].iov_len -= take;
-            n -= take;
-            if (v[first].iov_len == 0) {
-                first++;
-            }
-        }
+        first = fp_iov_consume(v, niov, first, n);
     }
     return 0;
 }
