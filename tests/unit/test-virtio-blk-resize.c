@@ -13,61 +13,25 @@
 #include <sys/stat.h>
 #include <glib.h>
 #include <glib/gstdio.h>
-#include "accel/accel.h"
 #include "sen/block.h"
-#include "sen/config.h"
-#include "sen/device.h"
-#include "sen/pci.h"
-#include "sen/virtio.h"
+#include "virtio-test-util.h"
 
-#define RAM_SIZE  (4 * 1024 * 1024ull)
-#define BAR4      0xe0000000ull
 #define ISR       0x1000
 #define DEVCFG    0x2000
 #define DISK_SIZE (1024 * 1024)
 
-#define DESC_GPA  0x10000ull
-#define AVAIL_GPA 0x11000ull
-#define USED_GPA  0x12000ull
 #define HDR_GPA   0x20000ull
 #define STATUS_GPA 0x20100ull
 #define DATA_GPA  0x30000ull
-#define QSIZE     16
-
-enum { CC_GFSELECT = 0x08, CC_GF = 0x0c, CC_STATUS = 0x14, CC_CFG_GENERATION = 0x15,
-       CC_Q_SELECT = 0x16, CC_Q_SIZE = 0x18, CC_Q_ENABLE = 0x1c, CC_Q_DESC = 0x20,
-       CC_Q_AVAIL = 0x28, CC_Q_USED = 0x30 };
 
 typedef struct Fixture {
-    Machine m;
-    AccelOps ops;
+    VirtioTestMachine vt;
     char *dir, *disk;
-    PCIDevice *dev;
-    uint8_t *ram;
-    uint16_t avail_idx;
-    unsigned msis;
 } Fixture;
-
-static void fake_signal_msi(Machine *m, uint64_t addr, uint32_t data)
-{
-    ((Fixture *)m->accel_state)->msis++;
-}
-
-static void fake_set_irq(Machine *m, unsigned gsi, int level)
-{
-}
-
-static void check_no_error(Error *err)
-{
-    if (err) {
-        g_error("unexpected error: %s", error_get_pretty(err));
-    }
-}
 
 static void fixture_init(Fixture *f)
 {
     Error *err = NULL;
-    bool exit_early = false;
 
     memset(f, 0, sizeof(*f));
     f->dir = g_dir_make_tmp("sen-vblkrs-XXXXXX", NULL);
@@ -76,138 +40,41 @@ static void fixture_init(Fixture *f)
     g_assert_true(g_file_set_contents(f->disk, zero, DISK_SIZE, NULL));
     g_autofree char *d0 = g_strdup_printf("file=%s,format=raw,if=none,id=d0", f->disk);
     char *argv[] = { "sen", "-drive", d0, NULL };
-    f->m.cfg = cmdline_parse(3, argv, &exit_early, &err);
-    check_no_error(err);
-    g_mutex_init(&f->m.lock);
-    f->m.ctx = g_main_context_default();
-    f->ops.name = "fake";
-    f->ops.signal_msi = fake_signal_msi;
-    f->ops.set_irq = fake_set_irq;
-    f->m.accel = &f->ops;
-    f->m.accel_state = f;
-    f->m.accel_up = true;
-    f->m.pio = io_space_new("pio");
-    f->m.mmio = io_space_new("mmio");
-    f->m.mem = guest_mem_new(RAM_SIZE, &err);
-    check_no_error(err);
-    g_assert_true(guest_mem_add_region(f->m.mem, 0, RAM_SIZE, 0, &err));
-    f->ram = guest_mem_map(f->m.mem, 0, RAM_SIZE);
-    g_assert_true(block_init_drives(&f->m, &err));
-    check_no_error(err);
-    g_assert_nonnull(device_create(&f->m, "i440fx-pcihost", NULL, NULL, &err));
-    check_no_error(err);
-    g_autoptr(Keyval) kv = keyval_parse("drive=d0", NULL, &err);
-    check_no_error(err);
-    f->dev = (PCIDevice *)device_create(&f->m, "virtio-blk-pci", kv, "virtio-blk-pci", &err);
-    check_no_error(err);
-    g_assert_nonnull(f->dev);
+    vt_init(&f->vt, 3, argv);
+    f->vt.dev = (PCIDevice *)vt_add_device(&f->vt, "virtio-blk-pci", "drive=d0", &err);
+    vt_check_no_error(err);
+    g_assert_nonnull(f->vt.dev);
 }
 
 static void fixture_done(Fixture *f)
 {
-    device_destroy_all(&f->m);
-    block_cleanup(&f->m);
-    io_space_free(f->m.pio);
-    io_space_free(f->m.mmio);
-    guest_mem_free(f->m.mem);
-    if (f->m.devices) {
-        g_ptr_array_free(f->m.devices, TRUE);
-    }
-    machine_config_free(f->m.cfg);
-    g_mutex_clear(&f->m.lock);
+    vt_done(&f->vt);
     g_unlink(f->disk);
     g_rmdir(f->dir);
     g_free(f->disk);
     g_free(f->dir);
 }
 
-static void cfg_write(Fixture *f, uint32_t reg, unsigned size, uint32_t val)
-{
-    io_space_write(f->m.pio, 0xcf8, 4, 0x80000000u | f->dev->devfn << 8 | (reg & 0xfc));
-    io_space_write(f->m.pio, 0xcfc + (reg & 3), size, val);
-}
-
-static uint64_t rd(Fixture *f, uint64_t off, unsigned size)
-{
-    uint64_t v = 0;
-    g_assert_true(io_space_read(f->m.mmio, BAR4 + off, size, &v));
-    return v;
-}
-
-static void wr(Fixture *f, uint64_t off, unsigned size, uint64_t v)
-{
-    g_assert_true(io_space_write(f->m.mmio, BAR4 + off, size, v));
-}
-
 static uint64_t capacity(Fixture *f)
 {
-    return rd(f, DEVCFG, 4) | rd(f, DEVCFG + 4, 4) << 32;
-}
-
-static void bar_init(Fixture *f)
-{
-    cfg_write(f, PCI_BASE_ADDRESS_4, 4, (uint32_t)BAR4);
-    cfg_write(f, PCI_BASE_ADDRESS_5, 4, 0);
-    cfg_write(f, PCI_COMMAND, 2, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
-}
-
-static void driver_init(Fixture *f)
-{
-    uint64_t features;
-
-    bar_init(f);
-    wr(f, CC_STATUS, 1, 0);
-    wr(f, CC_STATUS, 1, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
-    wr(f, 0x00, 4, 0);
-    features = rd(f, 0x04, 4);
-    wr(f, 0x00, 4, 1);
-    features |= rd(f, 0x04, 4) << 32;
-    wr(f, CC_GFSELECT, 4, 0);
-    wr(f, CC_GF, 4, (uint32_t)features);
-    wr(f, CC_GFSELECT, 4, 1);
-    wr(f, CC_GF, 4, features >> 32);
-    wr(f, CC_STATUS, 1, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
-       VIRTIO_STATUS_FEATURES_OK);
-    wr(f, CC_Q_SELECT, 2, 0);
-    wr(f, CC_Q_SIZE, 2, QSIZE);
-    wr(f, CC_Q_DESC, 8, DESC_GPA);
-    wr(f, CC_Q_AVAIL, 8, AVAIL_GPA);
-    wr(f, CC_Q_USED, 8, USED_GPA);
-    memset(f->ram + AVAIL_GPA, 0, 0x2000);
-    wr(f, CC_Q_ENABLE, 2, 1);
-    wr(f, CC_STATUS, 1, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
-       VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK);
-}
-
-static void set_desc(Fixture *f, unsigned i, uint64_t addr, uint32_t len, uint16_t flags)
-{
-    VirtqDesc d = { .addr = addr, .len = len, .flags = flags, .next = i + 1 };
-    memcpy(f->ram + DESC_GPA + 16 * i, &d, sizeof(d));
+    return vt_rd(&f->vt, DEVCFG, 4) | vt_rd(&f->vt, DEVCFG + 4, 4) << 32;
 }
 
 /* A one-sector write at sector; returns the status byte once used. */
 static uint8_t write_sector(Fixture *f, uint64_t sector)
 {
     struct { uint32_t type, ioprio; uint64_t sector; } hdr = { 1, 0, sector };
-    uint16_t *avail = (uint16_t *)(f->ram + AVAIL_GPA);
-    gint64 deadline = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
+    uint8_t *ram = f->vt.ram;
 
-    memcpy(f->ram + HDR_GPA, &hdr, sizeof(hdr));
-    memset(f->ram + DATA_GPA, 0x5a, 512);
-    f->ram[STATUS_GPA] = 0xff;
-    set_desc(f, 0, HDR_GPA, sizeof(hdr), VIRTQ_DESC_F_NEXT);
-    set_desc(f, 1, DATA_GPA, 512, VIRTQ_DESC_F_NEXT);
-    set_desc(f, 2, STATUS_GPA, 1, VIRTQ_DESC_F_WRITE);
-    avail[2 + f->avail_idx % QSIZE] = 0;
-    __atomic_store_n(&avail[1], ++f->avail_idx, __ATOMIC_RELEASE);
-    wr(f, 0x3000, 2, 0);
-    while (__atomic_load_n((uint16_t *)(f->ram + USED_GPA + 2), __ATOMIC_ACQUIRE) !=
-           f->avail_idx) {
-        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
-        g_main_context_iteration(f->m.ctx, FALSE);
-        g_usleep(100);
-    }
-    return f->ram[STATUS_GPA];
+    memcpy(ram + HDR_GPA, &hdr, sizeof(hdr));
+    memset(ram + DATA_GPA, 0x5a, 512);
+    ram[STATUS_GPA] = 0xff;
+    vt_set_desc(&f->vt, 0, HDR_GPA, sizeof(hdr), VIRTQ_DESC_F_NEXT);
+    vt_set_desc(&f->vt, 1, DATA_GPA, 512, VIRTQ_DESC_F_NEXT);
+    vt_set_desc(&f->vt, 2, STATUS_GPA, 1, VIRTQ_DESC_F_WRITE);
+    vt_kick(&f->vt);
+    vt_wait_used(&f->vt);
+    return ram[STATUS_GPA];
 }
 
 static void test_resize(void)
@@ -217,45 +84,45 @@ static void test_resize(void)
     struct stat st;
 
     fixture_init(&f);
-    bar_init(&f);
+    vt_map_bar4(&f.vt);
     g_assert_cmpuint(capacity(&f), ==, DISK_SIZE / 512);
 
     /* Before DRIVER_OK: the capacity changes, no interrupt is raised. */
-    BlockBackend *blk = block_find_backend(&f.m, "d0");
+    BlockBackend *blk = block_find_backend(&f.vt.m, "d0");
     g_assert_nonnull(blk);
     g_assert_true(blk_truncate(blk, 2 * DISK_SIZE, false, &err));
-    check_no_error(err);
+    vt_check_no_error(err);
     g_assert_cmpuint(capacity(&f), ==, 2 * DISK_SIZE / 512);
-    g_assert_cmpuint(rd(&f, ISR, 1), ==, 0);
+    g_assert_cmpuint(vt_rd(&f.vt, ISR, 1), ==, 0);
 
-    wr(&f, CC_STATUS, 1, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
-       VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK);
-    uint64_t gen = rd(&f, CC_CFG_GENERATION, 1);
+    vt_wr(&f.vt, CC_STATUS, 1, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
+          VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK);
+    uint64_t gen = vt_rd(&f.vt, CC_CFG_GEN, 1);
     g_assert_true(blk_truncate(blk, 3 * DISK_SIZE, false, &err));
-    check_no_error(err);
+    vt_check_no_error(err);
     g_assert_cmpuint(capacity(&f), ==, 3 * DISK_SIZE / 512);
-    g_assert_cmpuint(rd(&f, CC_CFG_GENERATION, 1), !=, gen);
-    g_assert_cmphex(rd(&f, ISR, 1), ==, 2);   /* config change; reading clears it */
-    g_assert_cmphex(rd(&f, ISR, 1), ==, 0);
+    g_assert_cmpuint(vt_rd(&f.vt, CC_CFG_GEN, 1), !=, gen);
+    g_assert_cmphex(vt_rd(&f.vt, ISR, 1), ==, 2);   /* config change; reading clears it */
+    g_assert_cmphex(vt_rd(&f.vt, ISR, 1), ==, 0);
     g_assert_cmpint(stat(f.disk, &st), ==, 0);
     g_assert_cmpint(st.st_size, ==, 3 * DISK_SIZE);
-    g_assert_cmpuint(f.msis, ==, 0);  /* no MSI-X vector programmed: INTx path */
+    g_assert_cmpuint(f.vt.msis, ==, 0);  /* no MSI-X vector programmed: INTx path */
 
     /* Shrinking (raw allows it) follows too; a failed resize changes nothing. */
     g_assert_true(blk_truncate(blk, DISK_SIZE / 2, true, &err));
-    check_no_error(err);
+    vt_check_no_error(err);
     g_assert_cmpuint(capacity(&f), ==, DISK_SIZE / 2 / 512);
-    g_assert_cmphex(rd(&f, ISR, 1), ==, 2);
+    g_assert_cmphex(vt_rd(&f.vt, ISR, 1), ==, 2);
     g_assert_false(blk_truncate(blk, DISK_SIZE / 4, false, &err));
     g_assert_nonnull(err);
     g_clear_pointer(&err, error_free);
     g_assert_cmpuint(capacity(&f), ==, DISK_SIZE / 2 / 512);
-    g_assert_cmphex(rd(&f, ISR, 1), ==, 0);
+    g_assert_cmphex(vt_rd(&f.vt, ISR, 1), ==, 0);
 
     /* After unrealize the drive no longer points at the device. */
-    device_destroy_all(&f.m);
+    device_destroy_all(&f.vt.m);
     g_assert_true(blk_truncate(blk, DISK_SIZE, false, &err));
-    check_no_error(err);
+    vt_check_no_error(err);
     fixture_done(&f);
 }
 
@@ -266,9 +133,9 @@ static void test_io_error(void)
     struct rlimit old, lim;
 
     fixture_init(&f);
-    driver_init(&f);
-    g_assert_true(blk_truncate(block_find_backend(&f.m, "d0"), 4 * DISK_SIZE, false, &err));
-    check_no_error(err);
+    vt_blk_driver_init(&f.vt);
+    g_assert_true(blk_truncate(block_find_backend(&f.vt.m, "d0"), 4 * DISK_SIZE, false, &err));
+    vt_check_no_error(err);
     g_assert_cmpuint(write_sector(&f, 3 * DISK_SIZE / 512), ==, 0);
 
     /* Writes past the file size limit fail with EFBIG (not a signal, SIGXFSZ ignored). */
@@ -285,7 +152,7 @@ static void test_io_error(void)
     g_assert_cmpuint(good, ==, 0);
 
     BlockAcctStats st;
-    blk_get_stats(block_find_backend(&f.m, "d0"), &st);
+    blk_get_stats(block_find_backend(&f.vt.m, "d0"), &st);
     g_assert_cmpuint(st.failed_wr_operations, ==, 1);
     fixture_done(&f);
 }

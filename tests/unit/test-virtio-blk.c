@@ -9,54 +9,21 @@
 #include <unistd.h>
 #include <glib.h>
 #include <glib/gstdio.h>
-#include "accel/accel.h"
 #include "sen/block.h"
-#include "sen/config.h"
-#include "sen/device.h"
-#include "sen/pci.h"
-#include "sen/virtio.h"
+#include "virtio-test-util.h"
 
-#define RAM_SIZE  (4 * 1024 * 1024ull)
-#define BAR4      0xe0000000ull
-#define DESC_GPA  0x10000ull
-#define AVAIL_GPA 0x11000ull
-#define USED_GPA  0x12000ull
 #define HDR_GPA   0x20000ull
 #define STATUS_GPA 0x20100ull
 #define DATA_GPA  0x30000ull
-#define QSIZE     16
 #define DISK_SIZE (1024 * 1024)
-
-enum { CC_GFSELECT = 0x08, CC_GF = 0x0c, CC_STATUS = 0x14, CC_Q_SELECT = 0x16,
-       CC_Q_SIZE = 0x18, CC_Q_ENABLE = 0x1c, CC_Q_DESC = 0x20, CC_Q_AVAIL = 0x28,
-       CC_Q_USED = 0x30 };
 
 enum { T_IN = 0, T_OUT = 1, T_FLUSH = 4, T_GET_ID = 8, T_DISCARD = 11, T_WZ = 13 };
 enum { S_OK = 0, S_IOERR = 1, S_UNSUPP = 2 };
 
 typedef struct Fixture {
-    Machine m;
-    AccelOps ops;
+    VirtioTestMachine vt;
     char *dir, *disk, *rodisk;
-    PCIDevice *dev;
-    uint8_t *ram;
-    uint16_t avail_idx;
 } Fixture;
-
-static void fake_signal_msi(Machine *m, uint64_t addr, uint32_t data)
-{
-}
-
-static void fake_set_irq(Machine *m, unsigned gsi, int level)
-{
-}
-
-static void check_no_error(Error *err)
-{
-    if (err) {
-        g_error("unexpected error: %s", error_get_pretty(err));
-    }
-}
 
 static void make_disk(const char *path, uint8_t fill)
 {
@@ -68,7 +35,6 @@ static void make_disk(const char *path, uint8_t fill)
 static void fixture_init(Fixture *f, const char *blk_props)
 {
     Error *err = NULL;
-    bool exit_early = false;
 
     memset(f, 0, sizeof(*f));
     f->dir = g_dir_make_tmp("sen-vblk-XXXXXX", NULL);
@@ -80,46 +46,15 @@ static void fixture_init(Fixture *f, const char *blk_props)
     g_autofree char *d1 = g_strdup_printf("file=%s,format=raw,if=none,id=d1,readonly=on",
                                           f->rodisk);
     char *argv[] = { "sen", "-drive", d0, "-drive", d1, NULL };
-    f->m.cfg = cmdline_parse(5, argv, &exit_early, &err);
-    check_no_error(err);
-    g_mutex_init(&f->m.lock);
-    f->m.ctx = g_main_context_default();
-    f->ops.name = "fake";
-    f->ops.signal_msi = fake_signal_msi;
-    f->ops.set_irq = fake_set_irq;
-    f->m.accel = &f->ops;
-    f->m.accel_state = f;
-    f->m.accel_up = true;
-    f->m.pio = io_space_new("pio");
-    f->m.mmio = io_space_new("mmio");
-    f->m.mem = guest_mem_new(RAM_SIZE, &err);
-    check_no_error(err);
-    g_assert_true(guest_mem_add_region(f->m.mem, 0, RAM_SIZE, 0, &err));
-    f->ram = guest_mem_map(f->m.mem, 0, RAM_SIZE);
-    g_assert_true(block_init_drives(&f->m, &err));
-    check_no_error(err);
-    g_assert_nonnull(device_create(&f->m, "i440fx-pcihost", NULL, NULL, &err));
-    check_no_error(err);
-
-    g_autoptr(Keyval) kv = keyval_parse(blk_props, NULL, &err);
-    check_no_error(err);
-    f->dev = (PCIDevice *)device_create(&f->m, "virtio-blk-pci", kv, "virtio-blk-pci", &err);
-    check_no_error(err);
-    g_assert_nonnull(f->dev);
+    vt_init(&f->vt, 5, argv);
+    f->vt.dev = (PCIDevice *)vt_add_device(&f->vt, "virtio-blk-pci", blk_props, &err);
+    vt_check_no_error(err);
+    g_assert_nonnull(f->vt.dev);
 }
 
 static void fixture_done(Fixture *f)
 {
-    device_destroy_all(&f->m);
-    block_cleanup(&f->m);
-    io_space_free(f->m.pio);
-    io_space_free(f->m.mmio);
-    guest_mem_free(f->m.mem);
-    if (f->m.devices) {
-        g_ptr_array_free(f->m.devices, TRUE);
-    }
-    machine_config_free(f->m.cfg);
-    g_mutex_clear(&f->m.lock);
+    vt_done(&f->vt);
     g_unlink(f->disk);
     g_unlink(f->rodisk);
     g_rmdir(f->dir);
@@ -128,102 +63,35 @@ static void fixture_done(Fixture *f)
     g_free(f->dir);
 }
 
-static void cfg_write(Fixture *f, uint32_t reg, unsigned size, uint32_t val)
-{
-    io_space_write(f->m.pio, 0xcf8, 4, 0x80000000u | f->dev->devfn << 8 | (reg & 0xfc));
-    io_space_write(f->m.pio, 0xcfc + (reg & 3), size, val);
-}
-
-static uint64_t rd(Fixture *f, uint64_t off, unsigned size)
-{
-    uint64_t v = 0;
-    g_assert_true(io_space_read(f->m.mmio, BAR4 + off, size, &v));
-    return v;
-}
-
-static void wr(Fixture *f, uint64_t off, unsigned size, uint64_t v)
-{
-    g_assert_true(io_space_write(f->m.mmio, BAR4 + off, size, v));
-}
-
-static uint64_t driver_init(Fixture *f)
-{
-    uint64_t features;
-
-    cfg_write(f, PCI_BASE_ADDRESS_4, 4, (uint32_t)BAR4);
-    cfg_write(f, PCI_BASE_ADDRESS_5, 4, 0);
-    cfg_write(f, PCI_COMMAND, 2, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
-    wr(f, CC_STATUS, 1, 0);
-    wr(f, CC_STATUS, 1, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
-    wr(f, 0x00, 4, 0);
-    features = rd(f, 0x04, 4);
-    wr(f, 0x00, 4, 1);
-    features |= rd(f, 0x04, 4) << 32;
-    wr(f, CC_GFSELECT, 4, 0);
-    wr(f, CC_GF, 4, (uint32_t)features);
-    wr(f, CC_GFSELECT, 4, 1);
-    wr(f, CC_GF, 4, features >> 32);
-    wr(f, CC_STATUS, 1, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
-       VIRTIO_STATUS_FEATURES_OK);
-    wr(f, CC_Q_SELECT, 2, 0);
-    wr(f, CC_Q_SIZE, 2, QSIZE);
-    wr(f, CC_Q_DESC, 8, DESC_GPA);
-    wr(f, CC_Q_AVAIL, 8, AVAIL_GPA);
-    wr(f, CC_Q_USED, 8, USED_GPA);
-    memset(f->ram + AVAIL_GPA, 0, 0x2000);
-    wr(f, CC_Q_ENABLE, 2, 1);
-    wr(f, CC_STATUS, 1, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
-       VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK);
-    f->avail_idx = 0;
-    return features;
-}
-
-static uint16_t used_idx(Fixture *f)
-{
-    return __atomic_load_n((uint16_t *)(f->ram + USED_GPA + 2), __ATOMIC_ACQUIRE);
-}
-
-static void set_desc(Fixture *f, unsigned i, uint64_t addr, uint32_t len, uint16_t flags)
-{
-    VirtqDesc d = { .addr = addr, .len = len, .flags = flags, .next = i + 1 };
-    memcpy(f->ram + DESC_GPA + 16 * i, &d, sizeof(d));
-}
-
 /* Posts header + optional data + status byte and kicks; returns without waiting. */
 static void post(Fixture *f, uint32_t type, uint64_t sector, uint32_t data_len,
                  bool data_writable)
 {
     struct { uint32_t type, ioprio; uint64_t sector; } hdr = { type, 0, sector };
-    uint16_t *avail = (uint16_t *)(f->ram + AVAIL_GPA);
     unsigned n = 0;
 
-    memcpy(f->ram + HDR_GPA, &hdr, sizeof(hdr));
-    f->ram[STATUS_GPA] = 0xff;
-    set_desc(f, n++, HDR_GPA, sizeof(hdr), VIRTQ_DESC_F_NEXT);
+    memcpy(f->vt.ram + HDR_GPA, &hdr, sizeof(hdr));
+    f->vt.ram[STATUS_GPA] = 0xff;
+    vt_set_desc(&f->vt, n++, HDR_GPA, sizeof(hdr), VIRTQ_DESC_F_NEXT);
     if (data_len) {
-        set_desc(f, n++, DATA_GPA, data_len,
-                 VIRTQ_DESC_F_NEXT | (data_writable ? VIRTQ_DESC_F_WRITE : 0));
+        vt_set_desc(&f->vt, n++, DATA_GPA, data_len,
+                    VIRTQ_DESC_F_NEXT | (data_writable ? VIRTQ_DESC_F_WRITE : 0));
     }
-    set_desc(f, n++, STATUS_GPA, 1, VIRTQ_DESC_F_WRITE);
-    avail[2 + f->avail_idx % QSIZE] = 0;
-    __atomic_store_n(&avail[1], ++f->avail_idx, __ATOMIC_RELEASE);
-    wr(f, 0x3000, 2, 0);
+    vt_set_desc(&f->vt, n++, STATUS_GPA, 1, VIRTQ_DESC_F_WRITE);
+    vt_kick(&f->vt);
 }
 
 /* Runs the main context until the request is used; returns its status byte. */
 static uint8_t wait_done(Fixture *f, uint32_t *len)
 {
-    gint64 deadline = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
+    uint8_t *ram = f->vt.ram;
+    unsigned slot = (f->vt.avail_idx - 1) % VT_QSIZE;
 
-    while (used_idx(f) != f->avail_idx) {
-        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
-        g_main_context_iteration(f->m.ctx, FALSE);
-        g_usleep(100);
-    }
+    vt_wait_used(&f->vt);
     if (len) {
-        *len = *(uint32_t *)(f->ram + USED_GPA + 4 + 8 * ((f->avail_idx - 1) % QSIZE) + 4);
+        *len = *(uint32_t *)(ram + VT_USED_GPA + 4 + 8 * slot + 4);
     }
-    return f->ram[STATUS_GPA];
+    return ram[STATUS_GPA];
 }
 
 static uint8_t request(Fixture *f, uint32_t type, uint64_t sector, uint32_t data_len,
@@ -248,29 +116,29 @@ static void test_read_write(void)
     uint32_t len;
 
     fixture_init(&f, "drive=d0,serial=vblk-serial");
-    uint64_t features = driver_init(&f);
+    uint64_t features = vt_blk_driver_init(&f.vt);
     g_assert_true(features & (1ull << 13)); /* DISCARD */
     g_assert_false(features & (1ull << 5)); /* not RO */
-    g_assert_cmpuint(rd(&f, 0x2000, 4), ==, DISK_SIZE / 512);
+    g_assert_cmpuint(vt_rd(&f.vt, 0x2000, 4), ==, DISK_SIZE / 512);
 
     post(&f, T_IN, 4, 1024, true);
     g_assert_cmpuint(wait_done(&f, &len), ==, S_OK);
     g_assert_cmpuint(len, ==, 1025);
-    g_assert_cmpuint(f.ram[DATA_GPA], ==, 0x11);
-    g_assert_cmpuint(f.ram[DATA_GPA + 1023], ==, 0x11);
+    g_assert_cmpuint(f.vt.ram[DATA_GPA], ==, 0x11);
+    g_assert_cmpuint(f.vt.ram[DATA_GPA + 1023], ==, 0x11);
 
     for (unsigned i = 0; i < 1024; i++) {
-        f.ram[DATA_GPA + i] = (uint8_t)(i * 7);
+        f.vt.ram[DATA_GPA + i] = (uint8_t)(i * 7);
     }
     g_assert_cmpuint(request(&f, T_OUT, 2, 1024, false), ==, S_OK);
     g_assert_cmpuint(request(&f, T_FLUSH, 0, 0, false), ==, S_OK);
     read_file_at(f.disk, 1024, buf, sizeof(buf));
-    g_assert_cmpmem(buf, sizeof(buf), f.ram + DATA_GPA, 1024);
+    g_assert_cmpmem(buf, sizeof(buf), f.vt.ram + DATA_GPA, 1024);
 
-    memset(f.ram + DATA_GPA, 0, 64);
+    memset(f.vt.ram + DATA_GPA, 0, 64);
     post(&f, T_GET_ID, 0, 64, true);
     g_assert_cmpuint(wait_done(&f, &len), ==, S_OK);
-    g_assert_cmpstr((char *)f.ram + DATA_GPA, ==, "vblk-serial");
+    g_assert_cmpstr((char *)f.vt.ram + DATA_GPA, ==, "vblk-serial");
     g_assert_cmpuint(len, ==, 21);
     fixture_done(&f);
 }
@@ -282,25 +150,25 @@ static void test_discard_zeroes(void)
     struct { uint64_t sector; uint32_t num, flags; } seg[2] = { { 8, 1, 0 }, { 9, 1, 0 } };
 
     fixture_init(&f, "drive=d0");
-    driver_init(&f);
-    memcpy(f.ram + DATA_GPA, seg, sizeof(seg[0]));
+    vt_blk_driver_init(&f.vt);
+    memcpy(f.vt.ram + DATA_GPA, seg, sizeof(seg[0]));
     g_assert_cmpuint(request(&f, T_WZ, 0, 16, false), ==, S_OK);
     read_file_at(f.disk, 8 * 512, buf, sizeof(buf));
     for (unsigned i = 0; i < sizeof(buf); i++) {
         g_assert_cmpuint(buf[i], ==, 0);
     }
     /* We offer one segment a request. */
-    memcpy(f.ram + DATA_GPA, seg, sizeof(seg));
+    memcpy(f.vt.ram + DATA_GPA, seg, sizeof(seg));
     g_assert_cmpuint(request(&f, T_DISCARD, 0, 32, false), ==, S_UNSUPP);
     /* Flags other than unmap, and unmap on discard, are refused. */
     seg[0].flags = 2;
-    memcpy(f.ram + DATA_GPA, seg, sizeof(seg[0]));
+    memcpy(f.vt.ram + DATA_GPA, seg, sizeof(seg[0]));
     g_assert_cmpuint(request(&f, T_WZ, 0, 16, false), ==, S_UNSUPP);
     seg[0].flags = 1;
-    memcpy(f.ram + DATA_GPA, seg, sizeof(seg[0]));
+    memcpy(f.vt.ram + DATA_GPA, seg, sizeof(seg[0]));
     g_assert_cmpuint(request(&f, T_DISCARD, 0, 16, false), ==, S_UNSUPP);
     seg[0] = (typeof(seg[0])){ DISK_SIZE / 512 - 1, 2, 0 };
-    memcpy(f.ram + DATA_GPA, seg, sizeof(seg[0]));
+    memcpy(f.vt.ram + DATA_GPA, seg, sizeof(seg[0]));
     g_assert_cmpuint(request(&f, T_WZ, 0, 16, false), ==, S_IOERR);
     fixture_done(&f);
 }
@@ -310,14 +178,14 @@ static void test_errors(void)
     Fixture f;
 
     fixture_init(&f, "drive=d0");
-    driver_init(&f);
+    vt_blk_driver_init(&f.vt);
     g_assert_cmpuint(request(&f, T_IN, DISK_SIZE / 512, 512, true), ==, S_IOERR);
     g_assert_cmpuint(request(&f, T_IN, DISK_SIZE / 512 - 1, 1024, true), ==, S_IOERR);
     g_assert_cmpuint(request(&f, T_IN, UINT64_MAX / 256, 512, true), ==, S_IOERR);
     g_assert_cmpuint(request(&f, T_IN, 0, 100, true), ==, S_IOERR);   /* not 512-aligned */
     g_assert_cmpuint(request(&f, T_OUT, 0, 100, false), ==, S_IOERR);
     g_assert_cmpuint(request(&f, 0x7f, 0, 0, false), ==, S_UNSUPP);
-    g_assert_cmphex(rd(&f, CC_STATUS, 1) & VIRTIO_STATUS_DEVICE_NEEDS_RESET, ==, 0);
+    g_assert_cmphex(vt_rd(&f.vt, CC_STATUS, 1) & VIRTIO_STATUS_DEVICE_NEEDS_RESET, ==, 0);
     fixture_done(&f);
 }
 
@@ -327,29 +195,29 @@ static void test_malformed(void)
     uint16_t *avail;
 
     fixture_init(&f, "drive=d0");
-    driver_init(&f);
+    vt_blk_driver_init(&f.vt);
     /* A 8-byte header. */
-    set_desc(&f, 0, HDR_GPA, 8, VIRTQ_DESC_F_NEXT);
-    set_desc(&f, 1, STATUS_GPA, 1, VIRTQ_DESC_F_WRITE);
-    avail = (uint16_t *)(f.ram + AVAIL_GPA);
+    vt_set_desc(&f.vt, 0, HDR_GPA, 8, VIRTQ_DESC_F_NEXT);
+    vt_set_desc(&f.vt, 1, STATUS_GPA, 1, VIRTQ_DESC_F_WRITE);
+    avail = (uint16_t *)(f.vt.ram + VT_AVAIL_GPA);
     avail[2] = 0;
-    avail[1] = ++f.avail_idx;
-    wr(&f, 0x3000, 2, 0);
-    g_assert_cmphex(rd(&f, CC_STATUS, 1) & VIRTIO_STATUS_DEVICE_NEEDS_RESET, !=, 0);
-    g_assert_cmpuint(used_idx(&f), ==, 0);
+    avail[1] = ++f.vt.avail_idx;
+    vt_wr(&f.vt, 0x3000, 2, 0);
+    g_assert_cmphex(vt_rd(&f.vt, CC_STATUS, 1) & VIRTIO_STATUS_DEVICE_NEEDS_RESET, !=, 0);
+    g_assert_cmpuint(vt_used_idx(&f.vt), ==, 0);
 
     /* No writable status byte: the device must not write into a read-only buffer. */
-    driver_init(&f);
-    f.ram[STATUS_GPA] = 0xaa;
-    set_desc(&f, 0, HDR_GPA, 16, VIRTQ_DESC_F_NEXT);
-    set_desc(&f, 1, STATUS_GPA, 1, 0);
+    vt_blk_driver_init(&f.vt);
+    f.vt.ram[STATUS_GPA] = 0xaa;
+    vt_set_desc(&f.vt, 0, HDR_GPA, 16, VIRTQ_DESC_F_NEXT);
+    vt_set_desc(&f.vt, 1, STATUS_GPA, 1, 0);
     avail[2] = 0;
-    avail[1] = ++f.avail_idx;
-    wr(&f, 0x3000, 2, 0);
-    g_assert_cmphex(rd(&f, CC_STATUS, 1) & VIRTIO_STATUS_DEVICE_NEEDS_RESET, !=, 0);
-    g_assert_cmpuint(f.ram[STATUS_GPA], ==, 0xaa);
+    avail[1] = ++f.vt.avail_idx;
+    vt_wr(&f.vt, 0x3000, 2, 0);
+    g_assert_cmphex(vt_rd(&f.vt, CC_STATUS, 1) & VIRTIO_STATUS_DEVICE_NEEDS_RESET, !=, 0);
+    g_assert_cmpuint(f.vt.ram[STATUS_GPA], ==, 0xaa);
 
-    driver_init(&f);
+    vt_blk_driver_init(&f.vt);
     g_assert_cmpuint(request(&f, T_FLUSH, 0, 0, false), ==, S_OK);
     fixture_done(&f);
 }
@@ -359,12 +227,12 @@ static void test_read_only(void)
     Fixture f;
 
     fixture_init(&f, "drive=d1");
-    uint64_t features = driver_init(&f);
+    uint64_t features = vt_blk_driver_init(&f.vt);
     g_assert_true(features & (1ull << 5));   /* RO */
     g_assert_false(features & (1ull << 13)); /* no DISCARD */
     g_assert_cmpuint(request(&f, T_IN, 0, 512, true), ==, S_OK);
-    g_assert_cmpuint(f.ram[DATA_GPA], ==, 0x22);
-    memset(f.ram + DATA_GPA, 0x33, 512);
+    g_assert_cmpuint(f.vt.ram[DATA_GPA], ==, 0x22);
+    memset(f.vt.ram + DATA_GPA, 0x33, 512);
     g_assert_cmpuint(request(&f, T_OUT, 0, 512, false), ==, S_IOERR);
     uint8_t b;
     read_file_at(f.rodisk, 0, &b, 1);
@@ -377,16 +245,16 @@ static void test_reset_in_flight(void)
     Fixture f;
 
     fixture_init(&f, "drive=d0");
-    driver_init(&f);
+    vt_blk_driver_init(&f.vt);
     post(&f, T_IN, 0, 4096, true);
     /* Reset before the block layer completes: the completion must not touch the rings. */
-    wr(&f, CC_STATUS, 1, 0);
+    vt_wr(&f.vt, CC_STATUS, 1, 0);
     for (unsigned i = 0; i < 200; i++) {
-        g_main_context_iteration(f.m.ctx, FALSE);
+        g_main_context_iteration(f.vt.m.ctx, FALSE);
         g_usleep(500);
     }
-    g_assert_cmpuint(used_idx(&f), ==, 0);
-    driver_init(&f);
+    g_assert_cmpuint(vt_used_idx(&f.vt), ==, 0);
+    vt_blk_driver_init(&f.vt);
     g_assert_cmpuint(request(&f, T_IN, 0, 512, true), ==, S_OK);
     /* And one left in flight at teardown completes after the device is gone. */
     post(&f, T_IN, 0, 4096, true);
@@ -406,8 +274,8 @@ static void test_realize_errors(void)
         Error *err = NULL;
         fixture_init(&f, "drive=d0");
         g_autoptr(Keyval) kv = keyval_parse(cases[i].props, NULL, &err);
-        check_no_error(err);
-        g_assert_null(device_create(&f.m, "virtio-blk-pci", kv, "virtio-blk-pci", &err));
+        vt_check_no_error(err);
+        g_assert_null(device_create(&f.vt.m, "virtio-blk-pci", kv, "virtio-blk-pci", &err));
         g_assert_nonnull(err);
         if (!strstr(error_get_pretty(err), cases[i].msg)) {
             g_error("'%s' lacks '%s'", error_get_pretty(err), cases[i].msg);
