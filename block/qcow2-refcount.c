@@ -111,11 +111,10 @@ static int write_reftable_entry(BDRVQcow2State *s, uint64_t rt)
     return bdrv_pwrite_sync(s->bs->file, s->h.refcount_table_offset + rt * 8, 8, be);
 }
 
-/* A refcount block for range rt placed at the first cluster of that range: the range has
- * no block, so all its clusters are free, and the block describes itself. */
-static int create_self_refblock(BDRVQcow2State *s, uint64_t rt)
+/* A refcount block for range rt placed at `cluster`, a cluster of that range: the range
+ * has no block, so all its clusters are free, and the block counts itself. */
+static int create_refblock_in_range(BDRVQcow2State *s, uint64_t rt, uint64_t cluster)
 {
-    uint64_t cluster = rt << s->refblock_bits;
     uint64_t off = cluster << s->cluster_bits;
     int ret = qcow2_cache_flush(s->rb_cache);
     if (ret < 0) {
@@ -126,7 +125,8 @@ static int create_self_refblock(BDRVQcow2State *s, uint64_t rt)
     if (ret < 0) {
         return ret;
     }
-    qcow2_refcount_set(blk, 0, s->h.refcount_order, 1);
+    qcow2_refcount_set(blk, cluster & ((1ull << s->refblock_bits) - 1),
+                       s->h.refcount_order, 1);
     qcow2_cache_mark_dirty(s->rb_cache, off);
     ret = qcow2_cache_flush(s->rb_cache);
     if (ret < 0) {
@@ -135,6 +135,114 @@ static int create_self_refblock(BDRVQcow2State *s, uint64_t rt)
     s->reftable[rt] = off;
     s->alloc_end = MAX(s->alloc_end, cluster + 1);
     return write_reftable_entry(s, rt);
+}
+
+/* A refcount block for range rt placed at cluster p of another range, whose refcount the
+ * caller has already raised.  That count reaches the disk before the table points at p. */
+static int create_refblock_at(BDRVQcow2State *s, uint64_t rt, uint64_t p)
+{
+    uint64_t off = p << s->cluster_bits;
+    int ret = qcow2_cache_flush(s->rb_cache);
+    if (ret < 0) {
+        return ret;
+    }
+    uint8_t *blk;
+    ret = qcow2_cache_get(s->rb_cache, off, true, &blk);
+    if (ret < 0) {
+        return ret;
+    }
+    qcow2_cache_mark_dirty(s->rb_cache, off);
+    ret = qcow2_cache_flush(s->rb_cache);
+    if (ret < 0) {
+        return ret;
+    }
+    s->reftable[rt] = off;
+    s->alloc_end = MAX(s->alloc_end, p + 1);
+    return write_reftable_entry(s, rt);
+}
+
+/* Takes the first free cluster at or after *q (beyond a pending run), giving its range a
+ * block first if it has none, and raises its refcount. */
+static int take_cluster_after(BDRVQcow2State *s, uint64_t *q, uint64_t *out)
+{
+    for (;; (*q)++) {
+        uint64_t rt = *q >> s->refblock_bits;
+        if (rt >= s->reftable_size) {
+            return -EIO; /* the caller sized the table for this */
+        }
+        if (!(s->reftable[rt] & QCOW2_REFT_OFFSET_MASK)) {
+            int ret = create_refblock_in_range(s, rt, *q);
+            if (ret < 0) {
+                return ret;
+            }
+            continue;
+        }
+        uint64_t rc;
+        int ret = qcow2_get_refcount(s, *q, &rc);
+        if (ret < 0) {
+            return ret;
+        }
+        if (rc) {
+            continue;
+        }
+        ret = qcow2_update_refcount(s, *q << s->cluster_bits, s->cluster_size, 1);
+        if (ret < 0) {
+            return ret;
+        }
+        *out = (*q)++;
+        return 0;
+    }
+}
+
+static int grow_reftable(BDRVQcow2State *s, uint64_t need);
+
+/*
+ * Gives every range that [start, start+n) touches a refcount block without taking any
+ * cluster of the run: a block placed at the first cluster of its range would split every
+ * run longer than one range covers (large L1 tables with small clusters), so ranges that
+ * begin inside the run get their block after it.  Returns 1 when blocks were made.
+ */
+static int cover_run(BDRVQcow2State *s, uint64_t start, uint64_t n)
+{
+    uint64_t first_rt = start >> s->refblock_bits, last_rt = (start + n - 1) >> s->refblock_bits;
+    uint64_t missing = 0;
+    for (uint64_t rt = first_rt; rt <= last_rt; rt++) {
+        missing += rt >= s->reftable_size || !(s->reftable[rt] & QCOW2_REFT_OFFSET_MASK);
+    }
+    if (!missing) {
+        return 0;
+    }
+    /* Blocks go at most `missing` + 1 clusters past the run (one range boundary). */
+    uint64_t need = ((start + n + missing + 1) >> s->refblock_bits) + 1;
+    if (need > s->reftable_size) {
+        int ret = grow_reftable(s, need);
+        return ret < 0 ? ret : 1;
+    }
+    uint64_t q = start + n;
+    for (uint64_t rt = first_rt; rt <= last_rt; rt++) {
+        if (s->reftable[rt] & QCOW2_REFT_OFFSET_MASK) {
+            continue; /* made by take_cluster_after for an earlier range */
+        }
+        uint64_t lo = rt << s->refblock_bits;
+        int ret;
+        if (lo < start) {
+            ret = create_refblock_in_range(s, rt, lo);
+        } else {
+            uint64_t p;
+            ret = take_cluster_after(s, &q, &p);
+            if (ret == 0 && !(s->reftable[rt] & QCOW2_REFT_OFFSET_MASK)) {
+                ret = create_refblock_at(s, rt, p);
+            } else if (ret == 0) {
+                /* Taking p gave rt its own block (rt straddles the run's end): p is
+                 * allocated for nothing; give it back. */
+                ret = qcow2_update_refcount(s, p << s->cluster_bits, s->cluster_size, -1);
+            }
+        }
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    return 1;
 }
 
 static uint64_t file_end_cluster(BDRVQcow2State *s)
@@ -302,27 +410,13 @@ int64_t qcow2_alloc_clusters(BDRVQcow2State *s, uint64_t n)
                 return -EFBIG;
             }
         }
-        /* Make sure every range touched has a refcount block, then search again: making
-         * one may have taken a cluster of the run. */
-        bool changed = false;
-        for (uint64_t rt = start >> s->refblock_bits;
-             rt <= (start + n - 1) >> s->refblock_bits; rt++) {
-            int ret = 0;
-            if (rt >= s->reftable_size) {
-                ret = grow_reftable(s, rt + 1);
-                changed = true;
-            } else if (!(s->reftable[rt] & QCOW2_REFT_OFFSET_MASK)) {
-                ret = create_self_refblock(s, rt);
-                changed = true;
-            }
-            if (ret < 0) {
-                return ret;
-            }
-            if (changed) {
-                break;
-            }
+        /* Make sure every range touched has a refcount block (none placed inside the
+         * run), then search again: a grown table may have landed in the run. */
+        int covered = cover_run(s, start, n);
+        if (covered < 0) {
+            return covered;
         }
-        if (changed) {
+        if (covered) {
             continue;
         }
         int ret = qcow2_update_refcount(s, start << s->cluster_bits, n << s->cluster_bits, 1);

@@ -42,7 +42,7 @@ def info(path):
                                          "compat=0.10,cluster_size=512",
                                          "compat=1.1,cluster_size=64k"])
 @pytest.mark.parametrize("amend", ["compat=1.1", "compat=v3", "size=200M", "size=61M",
-                                   "compat=1.1,size=500M", "size=100M"])
+                                   "compat=1.1,size=500M", "size=100M", "size=1G"])
 def test_amend_like_qemu(tmp_path, create_opts, amend):
     s, q = tmp_path / "s.qcow2", tmp_path / "q.qcow2"
     make(s, create_opts)

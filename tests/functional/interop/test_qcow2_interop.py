@@ -403,6 +403,22 @@ def test_resize(tmp_path, cs):
     assert p.returncode == 1 and "snapshots" in p.stderr
 
 
+@pytest.mark.parametrize("cs", ["512", "1024"])
+def test_resize_grows_l1_beyond_one_refcount_block(tmp_path, cs):
+    # Growing to 8G needs an L1 table of hundreds of contiguous clusters, more than one
+    # refcount block covers with these cluster sizes: the refcount blocks for that run
+    # must not be placed inside it.
+    img = tmp_path / "big.qcow2"
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", "-o", f"cluster_size={cs}", img, "100M")
+    run(QEMU_IO, "-c", "write -P 9 50M 64k", img)
+    for size in ("1G", "8G"):
+        assert "Image resized." in sen("resize", img, size).stdout
+        qemu_check_clean(img)
+    run(QEMU_IO, "-c", "read -P 9 50M 64k", "-c", "read -P 0 7G 64k", img)
+    run(QEMU_IO, "-c", "write -P 5 7G 64k", img)
+    qemu_check_clean(img)
+
+
 def test_compare_matches_qemu(tmp_path):
     a, b = raw_variants(tmp_path, 2 * MiB, 2)
     img = tmp_path / "a.qcow2"
