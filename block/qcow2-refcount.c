@@ -111,34 +111,12 @@ static int write_reftable_entry(BDRVQcow2State *s, uint64_t rt)
     return bdrv_pwrite_sync(s->bs->file, s->h.refcount_table_offset + rt * 8, 8, be);
 }
 
-/* A refcount block for range rt placed at `cluster`, a cluster of that range: the range
- * has no block, so all its clusters are free, and the block counts itself. */
-static int create_refblock_in_range(BDRVQcow2State *s, uint64_t rt, uint64_t cluster)
-{
-    uint64_t off = cluster << s->cluster_bits;
-    int ret = qcow2_cache_flush(s->rb_cache);
-    if (ret < 0) {
-        return ret;
-    }
-    uint8_t *blk;
-    ret = qcow2_cache_get(s->rb_cache, off, true, &blk);
-    if (ret < 0) {
-        return ret;
-    }
-    qcow2_refcount_set(blk, cluster & ((1ull << s->refblock_bits) - 1),
-                       s->h.refcount_order, 1);
-    qcow2_cache_mark_dirty(s->rb_cache, off);
-    ret = qcow2_cache_flush(s->rb_cache);
-    if (ret < 0) {
-        return ret;
-    }
-    s->reftable[rt] = off;
-    s->alloc_end = MAX(s->alloc_end, cluster + 1);
-    return write_reftable_entry(s, rt);
-}
-
-/* A refcount block for range rt placed at cluster p of another range, whose refcount the
- * caller has already raised.  That count reaches the disk before the table points at p. */
+/*
+ * A new refcount block for range rt, written at cluster p and flushed before the refcount
+ * table points at it.  When p lies in range rt (a range without a block is all free) the
+ * block counts itself; otherwise the caller has already raised p's refcount in its own
+ * range, and the flush below makes that durable first.
+ */
 static int create_refblock_at(BDRVQcow2State *s, uint64_t rt, uint64_t p)
 {
     uint64_t off = p << s->cluster_bits;
@@ -150,6 +128,9 @@ static int create_refblock_at(BDRVQcow2State *s, uint64_t rt, uint64_t p)
     ret = qcow2_cache_get(s->rb_cache, off, true, &blk);
     if (ret < 0) {
         return ret;
+    }
+    if (p >> s->refblock_bits == rt) {
+        qcow2_refcount_set(blk, p & ((1ull << s->refblock_bits) - 1), s->h.refcount_order, 1);
     }
     qcow2_cache_mark_dirty(s->rb_cache, off);
     ret = qcow2_cache_flush(s->rb_cache);
@@ -171,7 +152,7 @@ static int take_cluster_after(BDRVQcow2State *s, uint64_t *q, uint64_t *out)
             return -EIO; /* the caller sized the table for this */
         }
         if (!(s->reftable[rt] & QCOW2_REFT_OFFSET_MASK)) {
-            int ret = create_refblock_in_range(s, rt, *q);
+            int ret = create_refblock_at(s, rt, *q);
             if (ret < 0) {
                 return ret;
             }
@@ -226,7 +207,7 @@ static int cover_run(BDRVQcow2State *s, uint64_t start, uint64_t n)
         uint64_t lo = rt << s->refblock_bits;
         int ret;
         if (lo < start) {
-            ret = create_refblock_in_range(s, rt, lo);
+            ret = create_refblock_at(s, rt, lo);
         } else {
             uint64_t p;
             ret = take_cluster_after(s, &q, &p);
