@@ -15,6 +15,9 @@
 #include "sen/machine.h"
 #include "sen/hw/cpu-boot.h"
 
+typedef struct VMStateOut VMStateOut;
+typedef struct VMStateIn VMStateIn;
+
 struct AccelOps {
     const char *name;            /* "kvm", "qtest" */
     bool manual_clock;           /* the virtual clock only moves when told (qtest) */
@@ -53,6 +56,15 @@ struct AccelOps {
     bool (*ioeventfd_assign)(Machine *m, bool mmio, uint64_t addr, unsigned len,
                              bool match, uint64_t datamatch, int fd, bool assign,
                              Error **errp);
+
+    /*
+     * Migration (main thread, vCPUs paused, VM lock held); NULL = no accelerator state.
+     * state_save appends the accelerator's sections (vCPUs, interrupt controllers,
+     * clock) with vmstate_save_section; state_load loads every one of them with
+     * vmstate_load_section into a machine built from the same configuration.
+     */
+    bool (*state_save)(Machine *m, VMStateOut *out, Error **errp);
+    bool (*state_load)(Machine *m, VMStateIn *in, Error **errp);
 };
 
 extern const AccelOps kvm_accel_ops;

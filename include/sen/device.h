@@ -19,6 +19,8 @@
 #include "sen/keyval.h"
 #include "sen/machine.h"
 
+typedef struct VMStateDesc VMStateDesc;
+
 typedef enum PropType {
     PROP_BOOL,   /* bool */
     PROP_U8,     /* uint8_t */
@@ -53,6 +55,9 @@ typedef struct DeviceClass {
     void (*reset)(DeviceState *dev);
     /* Releases what realize took; the instance memory is freed by the registry. */
     void (*unrealize)(DeviceState *dev);
+    /* Migratable state over the instance struct (include/sen/vmstate.h); NULL = the
+     * device has none beyond its configuration. */
+    const VMStateDesc *vmsd;
 } DeviceClass;
 
 struct DeviceState {
