@@ -71,6 +71,9 @@ G_GNUC_WARN_UNUSED_RESULT bool cmdline_monitor_finish(CmdlineState *s, Error **e
 CmdlineHandler cmdline_opt_drive;
 CmdlineHandler cmdline_opt_blockdev;
 
+/* cmdline-firmware.c */
+CmdlineHandler cmdline_opt_fw_cfg;
+
 /* cmdline-machine.c */
 CmdlineHandler cmdline_opt_machine;
 CmdlineHandler cmdline_opt_accel;

@@ -23,6 +23,17 @@ static void device_config_free(gpointer p)
     g_free(d);
 }
 
+void fw_cfg_file_config_free(gpointer p)
+{
+    FwCfgFileConfig *f = p;
+
+    g_free(f->optstr);
+    g_free(f->name);
+    g_free(f->file);
+    g_free(f->string);
+    g_free(f);
+}
+
 MachineConfig *machine_config_new(void)
 {
     MachineConfig *cfg = g_new0(MachineConfig, 1);
@@ -66,6 +77,9 @@ void machine_config_free(MachineConfig *cfg)
     g_free(cfg->qtest_log);
     if (cfg->monitors) {
         g_ptr_array_unref(cfg->monitors); /* made with its free function (cmdline-monitor.c) */
+    }
+    if (cfg->fw_cfg_files) {
+        g_ptr_array_unref(cfg->fw_cfg_files);
     }
     g_free(cfg);
 }

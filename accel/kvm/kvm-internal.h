@@ -20,9 +20,10 @@
 #include "sen/log.h"
 #include "sen/machine.h"
 
-/* Fixed guest-physical pages KVM needs below 4 GiB on Intel (real-mode emulation). */
-#define KVM_TSS_ADDR          0xfffbd000ULL
-#define KVM_IDENTITY_MAP_ADDR 0xfffbc000ULL
+/* Fixed guest-physical pages KVM needs below 4 GiB on Intel (real-mode emulation), where
+ * QEMU puts them and the e820 map reserves them: clear of a BIOS of any size at 4 GiB. */
+#define KVM_TSS_ADDR          0xfeffd000ULL
+#define KVM_IDENTITY_MAP_ADDR 0xfeffc000ULL
 
 /* The CPU topology as -smp describes it; every count is at least 1. */
 typedef struct KvmTopology {

@@ -15,5 +15,6 @@ const DeviceClass *const device_class_table[] = {
     &virtio_serial_pci_class,
     &virtconsole_class,
     &virtio_console_pci_class,
+    &fw_cfg_io_class,
     NULL,
 };

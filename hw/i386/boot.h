@@ -162,6 +162,12 @@ bool boot_kernel_load(BootCtx *b, const char *kernel_path, const char *initrd,
                       const char *cmdline, CpuBootState *bsp, Error **errp)
     G_GNUC_WARN_UNUSED_RESULT;
 
+/* ---- fw_cfg contents of the PC (pc-fw-cfg.c) ---- */
+typedef struct FwCfgState FwCfgState;
+/* Machine facts, etc/e820 and the -fw_cfg files; errors name the -fw_cfg option. */
+bool pc_fw_cfg_setup(FwCfgState *fw, const MachineConfig *cfg, uint64_t below_4g,
+                     uint64_t above_4g, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+
 /* Little-endian field access on byte buffers (images and tables). */
 static inline uint16_t boot_ld16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
 static inline uint32_t boot_ld32(const uint8_t *p)

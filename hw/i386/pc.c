@@ -10,6 +10,7 @@
 #include <string.h>
 #include "hw/i386/boot.h"
 #include "sen/device.h"
+#include "sen/hw/fw_cfg.h"
 #include "sen/hw/isa.h"
 #include "sen/hw/pc.h"
 #include "sen/pci.h"
@@ -19,6 +20,7 @@ struct PcMachine {
     BootCtx boot;
     CpuBootState bsp; /* where the BSP starts after every reset */
     DeviceState *rtc;
+    FwCfgState *fw_cfg;
 };
 
 static bool create_memory(Machine *m, PcMachine *pc, Error **errp)
@@ -67,6 +69,12 @@ static bool create_devices(Machine *m, PcMachine *pc, Error **errp)
         !create_builtin(m, "i440fx-pcihost", NULL, errp)) {
         return false;
     }
+    /* QEMU's pc always has fw_cfg, with or without firmware. */
+    DeviceState *fw_cfg = create_builtin(m, "fw_cfg_io", NULL, errp);
+    if (!fw_cfg) {
+        return false;
+    }
+    pc->fw_cfg = fw_cfg_from_device(fw_cfg);
     for (guint i = 0; cfg->serials && i < cfg->serials->len; i++) {
         const char *id = g_ptr_array_index(cfg->serials, i);
         if (!id) {
@@ -184,6 +192,9 @@ bool pc_machine_init(Machine *m, Error **errp)
         return false;
     }
     cmos_init(m, pc);
+    if (!pc_fw_cfg_setup(pc->fw_cfg, m->cfg, pc->below_4g, pc->above_4g, errp)) {
+        return false;
+    }
     return load_kernel(m, pc, errp);
 }
 
@@ -195,6 +206,11 @@ bool pc_machine_reset(Machine *m, CpuBootState *bsp, Error **errp)
     cmos_init(m, pc);
     *bsp = pc->bsp;
     return true;
+}
+
+FwCfgState *pc_fw_cfg(Machine *m)
+{
+    return m->pc ? m->pc->fw_cfg : NULL;
 }
 
 void pc_machine_free(Machine *m)

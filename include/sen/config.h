@@ -59,6 +59,14 @@ typedef struct DriveConfig {
     Keyval *opts;       /* node options for bdrv_open */
 } DriveConfig;
 
+/* One -fw_cfg [name=]NAME,file=FILE|string=STR (checked at parse time). */
+typedef struct FwCfgFileConfig {
+    char *optstr;   /* "-fw_cfg name=opt/x,file=y" as typed, for errors */
+    char *name;     /* "opt/org.example/x" */
+    char *file;     /* contents from this file (read at machine creation) ... */
+    char *string;   /* ... or this string, without its NUL (as QEMU) */
+} FwCfgFileConfig;
+
 typedef struct MachineConfig {
     char *machine_type; /* "pc" */
     char *cpu_model;    /* "host" */
@@ -94,11 +102,14 @@ typedef struct MachineConfig {
     GPtrArray *drives;   /* of DriveConfig*, -drive and -blockdev in order; NULL = none */
 
     GPtrArray *monitors; /* of MonitorConfig* (sen/monitor.h): -qmp, -mon; NULL = none */
+
+    GPtrArray *fw_cfg_files; /* of FwCfgFileConfig*: -fw_cfg, in order; NULL = none */
 } MachineConfig;
 
 /* An empty config with QEMU's defaults (pc, 128 MiB, 1 vCPU, kvm). */
 MachineConfig *machine_config_new(void);
 void machine_config_free(MachineConfig *cfg);
+void fw_cfg_file_config_free(gpointer p); /* FwCfgFileConfig */
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(MachineConfig, machine_config_free)
 const ChardevConfig *machine_config_find_chardev(const MachineConfig *cfg, const char *id);
 

@@ -73,6 +73,17 @@ CASES = [
     (["-chardev", "socket,id=m,path={d}/m.sock,server=on,wait=off", "-bogus"],
      "-bogus: invalid option"),
     (["-qtest", "unix:{d}/q.sock", "-display", "sdl"], "-display sdl: "),
+    (["-fw_cfg", "name=opt/x"], "-fw_cfg name=opt/x: name, plus exactly one of file, "
+                                "string and gen_id, are needed"),
+    (["-fw_cfg", "opt/x,string=a,file={f}"], "are needed"),
+    (["-fw_cfg", "file={f}"], "-fw_cfg file={f}: name, plus exactly one of"),
+    (["-fw_cfg", "opt/x,file={d}/missing"],
+     "-fw_cfg opt/x,file={d}/missing: can't load {d}/missing: No such file or directory"),
+    (["-fw_cfg", "opt/" + "x" * 52 + ",string=a"], "name too long (max. 55 char)"),
+    (["-fw_cfg", "opt/x,string=a", "-fw_cfg", "opt/x,string=b"],
+     "-fw_cfg opt/x,string=b: duplicate fw_cfg file name: opt/x"),
+    (["-fw_cfg", "opt/x,string=a,bogus=1"], "-fw_cfg opt/x,string=a,bogus=1: invalid "
+                                            "parameter 'bogus'"),
 ]
 
 

@@ -34,6 +34,7 @@ KVM_GET_API_VERSION = 0xAE00
 DISK_SECTORS = 16384  # 8 MiB; the guest reads disk_sectors= from the command line
 DISK_SERIAL = "sen-guest-disk"
 CONSOLE_GREETING = b"hello from virtio-console\n"
+FW_CFG_STRING = "fw_cfg works"  # must match fw-cfg.c
 
 
 def expected_lines(test, smp):
@@ -62,6 +63,11 @@ def expected_lines(test, smp):
                 "ok: read-only disk refuses a write", "virtio-blk ok"]
     if test == "virtio-rng":
         return ["ok: rng filled", "virtio-rng ok"]
+    if test == "fw-cfg":
+        return ["ok: signature QEMU", "ok: DMA interface advertised",
+                "ok: opt/sen/guest by port I/O", "ok: opt/sen/guest by DMA",
+                "ok: etc/e820 has RAM 0x0+", "ok: DMA to an address outside RAM",
+                "fw-cfg ok"]
     if test == "virtio-console":
         return ["ok: echo came back", "virtio-console ok"]
     if test == "virtio-blk-smp":
@@ -168,6 +174,8 @@ def device_args(vmm, test, sen, disk, sock):
             "virtio-console": ["virtio-serial-pci", "virtconsole"]}.get(test)
     if disk and "virtio-blk-pci" not in (need or []):
         need = (need or []) + ["virtio-blk-pci"]
+    if test == "fw-cfg":
+        return ["-fw_cfg", "name=opt/sen/guest,string=" + FW_CFG_STRING]
     if not need:
         return []
     modern = ",disable-legacy=on" if vmm == "qemu" else ""

@@ -29,5 +29,9 @@ bool pc_machine_init(Machine *m, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
  * a real board) and returns where the BSP starts. */
 bool pc_machine_reset(Machine *m, CpuBootState *bsp, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
 void pc_machine_free(Machine *m);
+/* The board's fw_cfg device (sen/hw/fw_cfg.h), for code adding firmware files such as
+ * the ACPI tables; NULL before pc_machine_init created it. */
+typedef struct FwCfgState FwCfgState;
+FwCfgState *pc_fw_cfg(Machine *m);
 
 #endif
