@@ -36,6 +36,9 @@ typedef struct CmdlineState {
     bool smp_has[SMP_NKEYS];
     uint64_t smp_val[SMP_NKEYS];
     GString *smp_what;        /* "-smp a -smp b": QEMU merges repeated -smp */
+
+    bool ram_size_given;      /* -m (a memory backend then must match it) */
+    char *memory_backend_what;/* the -machine option naming memory-backend= */
 } CmdlineState;
 
 /*
@@ -83,5 +86,15 @@ CmdlineHandler cmdline_opt_m;
 CmdlineHandler cmdline_opt_smp;
 /* After the last option, if -smp was given: derive and check the topology. */
 G_GNUC_WARN_UNUSED_RESULT bool cmdline_smp_finish(CmdlineState *s, Error **errp);
+
+/* cmdline-memory.c */
+CmdlineHandler cmdline_opt_object;
+CmdlineHandler cmdline_opt_mem_path;
+CmdlineHandler cmdline_opt_mem_prealloc;
+/* -machine memory-backend=, mem-merge=, dump-guest-core= (called by cmdline_opt_machine). */
+G_GNUC_WARN_UNUSED_RESULT bool cmdline_machine_memory_opts(CmdlineState *s, Keyval *kv,
+                                                           const char *what, Error **errp);
+/* After the last option: -machine memory-backend= against -m, -mem-path, defaults. */
+G_GNUC_WARN_UNUSED_RESULT bool cmdline_memory_finish(CmdlineState *s, Error **errp);
 
 #endif

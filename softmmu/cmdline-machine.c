@@ -101,6 +101,9 @@ bool cmdline_opt_machine(CmdlineState *s, const char *what, const char *arg, Err
         }
         s->accel_given = true;
     }
+    if (!cmdline_machine_memory_opts(s, kv, what, errp)) {
+        return false;
+    }
     return keyval_check_all_used(kv, what, errp);
 }
 
@@ -170,6 +173,7 @@ bool cmdline_opt_m(CmdlineState *s, const char *what, const char *arg, Error **e
         return false;
     }
     s->cfg->ram_size = (size + CMDLINE_RAM_ALIGN - 1) & ~(uint64_t)(CMDLINE_RAM_ALIGN - 1);
+    s->ram_size_given = true;
     return true;
 }
 

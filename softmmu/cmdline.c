@@ -266,6 +266,11 @@ static const CmdlineOption cmdline_options[] = {
     { "accel", "[accel=]kvm|qtest", cmdline_opt_accel, "select the accelerator" },
     { "enable-kvm", NULL, cmdline_opt_enable_kvm, "same as -accel kvm" },
     { "m", "[size=]SIZE", cmdline_opt_m, "guest RAM size (plain number: MiB; suffixes K M G T)" },
+    { "object", "memory-backend-{ram,memfd,file},id=ID,size=SIZE[,...]", cmdline_opt_object,
+      "a host memory backend for -machine memory-backend=ID (docs/memory.md)" },
+    { "mem-path", "PATH", cmdline_opt_mem_path,
+      "back guest RAM with a file at/inside PATH (e.g. a hugetlbfs mount)" },
+    { "mem-prealloc", NULL, cmdline_opt_mem_prealloc, "allocate all guest RAM at start-up" },
     { "smp", "[cpus=]N[,sockets=S,dies=D,cores=C,threads=T,maxcpus=M]", cmdline_opt_smp,
       "number of vCPUs and their topology" },
     { "kernel", "FILE", opt_kernel, "boot this Linux bzImage, PVH or multiboot kernel" },
@@ -314,9 +319,9 @@ static const char *const cmdline_unsupported[] = {
     "D", "debugcon", "dtb", "dump-vmstate", "echr", "enable-fips",
     "enable-sync-profile", "fda", "fdb", "fsdev", "full-screen", "g", "gdb",
     "global", "hda", "hdb", "hdc", "hdd", "icount", "incoming", "iscsi", "k", "kvm-shadow-mem",
-    "L", "loadvm", "mem-path", "mem-prealloc", "monitor", "msg", "mtdblock", "net",
+    "L", "loadvm", "monitor", "msg", "mtdblock", "net",
     "netdev", "nic", "no-acpi", "no-hpet", "no-quit", "no-user-config", "nodefconfig",
-    "numa", "object", "only-migratable", "option-rom", "overcommit", "parallel", "pflash",
+    "numa", "only-migratable", "option-rom", "overcommit", "parallel", "pflash",
     "plugin", "portrait", "preconfig", "readconfig", "rotate",
     "rtc", "run-with", "runas", "s", "sandbox", "sd", "sdl", "seed", "semihosting",
     "semihosting-config", "set", "show-cursor", "singlestep", "smbios", "snapshot",
@@ -372,6 +377,9 @@ static bool cmdline_finish(CmdlineState *s, Error **errp)
     }
     if (cfg->qtest_chardev && !s->accel_given) {
         cfg->accel = ACCEL_QTEST;
+    }
+    if (!cmdline_memory_finish(s, errp)) {
+        return false;
     }
     return cmdline_chardev_finish(s, errp) && cmdline_monitor_finish(s, errp);
 }
@@ -459,6 +467,7 @@ MachineConfig *cmdline_parse(int argc, char **argv, bool *exit_early, Error **er
     g_free(s.qtest_what);
     g_free(s.initrd_what);
     g_free(s.append_what);
+    g_free(s.memory_backend_what);
     if (!ok || *exit_early) {
         machine_config_free(s.cfg);
         return NULL;

@@ -1,6 +1,7 @@
 /* MachineConfig: allocation and defaults (see include/sen/config.h). */
 #include <string.h>
 #include "sen/config.h"
+#include "sen/hostmem.h"
 
 static void chardev_config_free(gpointer p)
 {
@@ -52,6 +53,9 @@ MachineConfig *machine_config_new(void)
     cfg->chardevs = g_ptr_array_new_with_free_func(chardev_config_free);
     cfg->serials = g_ptr_array_new_with_free_func(g_free);
     cfg->devices = g_ptr_array_new_with_free_func(device_config_free);
+    cfg->mem_backends =
+        g_ptr_array_new_with_free_func((GDestroyNotify)mem_backend_config_free);
+    cfg->mem_merge = true;
     return cfg;
 }
 
@@ -73,6 +77,9 @@ void machine_config_free(MachineConfig *cfg)
         g_ptr_array_unref(cfg->drives);
     }
     g_ptr_array_unref(cfg->devices);
+    g_ptr_array_unref(cfg->mem_backends);
+    g_free(cfg->memory_backend);
+    g_free(cfg->mem_path);
     g_free(cfg->qtest_chardev);
     g_free(cfg->qtest_log);
     if (cfg->monitors) {
@@ -90,6 +97,32 @@ const ChardevConfig *machine_config_find_chardev(const MachineConfig *cfg, const
         const ChardevConfig *c = g_ptr_array_index(cfg->chardevs, i);
         if (strcmp(c->id, id) == 0) {
             return c;
+        }
+    }
+    return NULL;
+}
+
+MemBackendConfig *machine_config_find_mem_backend(const MachineConfig *cfg, const char *id)
+{
+    for (guint i = 0; i < cfg->mem_backends->len; i++) {
+        MemBackendConfig *b = g_ptr_array_index(cfg->mem_backends, i);
+        if (b->id && strcmp(b->id, id) == 0) {
+            return b;
+        }
+    }
+    return NULL;
+}
+
+const MemBackendConfig *machine_config_ram_backend(const MachineConfig *cfg)
+{
+    if (cfg->memory_backend) {
+        return machine_config_find_mem_backend(cfg, cfg->memory_backend);
+    }
+    /* -mem-path/-mem-prealloc made an id-less backend (softmmu/cmdline-memory.c). */
+    for (guint i = 0; i < cfg->mem_backends->len; i++) {
+        const MemBackendConfig *b = g_ptr_array_index(cfg->mem_backends, i);
+        if (!b->id) {
+            return b;
         }
     }
     return NULL;

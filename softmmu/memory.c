@@ -1,59 +1,53 @@
 /*
  * Guest RAM and the port-I/O / MMIO address spaces: see include/sen/memory.h.
  *
- * RAM is one memfd mapped MAP_SHARED|MAP_NORESERVE, so a 1 TiB guest costs nothing until
- * pages are touched, and the same fd can later be shared (vhost, migration, hugepages).
- * Regions are few (two on a PC), so lookups are a linear scan.
+ * RAM is one host memory backend (softmmu/hostmem.c): by default a memfd mapped
+ * MAP_SHARED|MAP_NORESERVE, so a 1 TiB guest costs nothing until pages are touched, and
+ * the same fd can later be shared (vhost, migration).  Regions are few (two on a PC), so
+ * lookups are a linear scan.
  */
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
+#include "sen/hostmem.h"
 #include "sen/memory.h"
 
 #define MAX_RAM_REGIONS 8
 
 struct GuestMemory {
-    int fd;
-    uint8_t *base;          /* mapping of the whole backing */
+    HostMem *host;          /* the backing: one mapping, maybe an fd */
+    uint8_t *base;          /* host->hva */
     uint64_t backing_size;
     RamRegion regions[MAX_RAM_REGIONS];
     unsigned nr_regions;
 };
 
-GuestMemory *guest_mem_new(uint64_t backing_size, Error **errp)
+GuestMemory *guest_mem_new_backend(const MemBackendConfig *cfg, Error **errp)
 {
-    if (backing_size == 0) {
+    if (cfg->size == 0) {
         error_setg(errp, "guest RAM size must not be zero");
         return NULL;
     }
-    int fd = memfd_create("sen-ram", MFD_CLOEXEC);
-    if (fd < 0) {
-        error_setg_errno(errp, errno, "cannot create guest RAM (memfd_create)");
+    HostMem *host = hostmem_alloc(cfg, errp);
+    if (!host) {
         return NULL;
     }
-    if (ftruncate(fd, (off_t)backing_size) < 0) {
-        error_setg_errno(errp, errno, "cannot size guest RAM to %" G_GUINT64_FORMAT " bytes",
-                         backing_size);
-        close(fd);
-        return NULL;
-    }
-    void *base = mmap(NULL, backing_size, PROT_READ | PROT_WRITE,
-                      MAP_SHARED | MAP_NORESERVE, fd, 0);
-    if (base == MAP_FAILED) {
-        error_setg_errno(errp, errno, "cannot map %" G_GUINT64_FORMAT " bytes of guest RAM",
-                         backing_size);
-        close(fd);
-        return NULL;
-    }
-    /* Guest RAM is never worth a core dump of its own size. */
-    madvise(base, backing_size, MADV_DONTDUMP);
-
     GuestMemory *gm = g_new0(GuestMemory, 1);
-    gm->fd = fd;
-    gm->base = base;
-    gm->backing_size = backing_size;
+    gm->host = host;
+    gm->base = host->hva;
+    gm->backing_size = host->size;
     return gm;
+}
+
+GuestMemory *guest_mem_new(uint64_t backing_size, Error **errp)
+{
+    /* The default: a shared memfd (so the fd can be handed on), not in core dumps. */
+    g_autoptr(MemBackendConfig) cfg = mem_backend_config_new(MEM_BACKEND_MEMFD);
+    cfg->size = backing_size;
+    cfg->seal = false;
+    cfg->dump = false;
+    return guest_mem_new_backend(cfg, errp);
 }
 
 void guest_mem_free(GuestMemory *gm)
@@ -61,8 +55,7 @@ void guest_mem_free(GuestMemory *gm)
     if (!gm) {
         return;
     }
-    munmap(gm->base, gm->backing_size);
-    close(gm->fd);
+    hostmem_free(gm->host);
     g_free(gm);
 }
 
@@ -116,7 +109,7 @@ uint64_t guest_mem_backing_size(const GuestMemory *gm)
 
 int guest_mem_backing_fd(const GuestMemory *gm)
 {
-    return gm->fd;
+    return gm->host->fd;
 }
 
 /* The region holding all of [gpa, gpa+len), written so that no sum can overflow. */
@@ -132,6 +125,20 @@ static const RamRegion *find_region(const GuestMemory *gm, uint64_t gpa, uint64_
         }
     }
     return NULL;
+}
+
+uint64_t guest_mem_host_page_size(const GuestMemory *gm)
+{
+    return gm->host->page_size;
+}
+
+bool guest_mem_discard(GuestMemory *gm, uint64_t gpa, uint64_t len)
+{
+    const RamRegion *r = find_region(gm, gpa, len);
+    if (!r) {
+        return false;
+    }
+    return hostmem_discard(gm->host, r->backing_offset + (gpa - r->gpa), len);
 }
 
 bool guest_mem_is_ram(const GuestMemory *gm, uint64_t gpa, uint64_t len)

@@ -10,6 +10,7 @@
 #include <string.h>
 #include "hw/i386/boot.h"
 #include "sen/device.h"
+#include "sen/hostmem.h"
 #include "sen/hw/fw_cfg.h"
 #include "sen/hw/isa.h"
 #include "sen/hw/pc.h"
@@ -25,7 +26,18 @@ struct PcMachine {
 
 static bool create_memory(Machine *m, PcMachine *pc, Error **errp)
 {
-    m->mem = guest_mem_new(m->cfg->ram_size, errp);
+    /* -machine memory-backend= / -mem-path, else the default memfd (docs/memory.md). */
+    const MemBackendConfig *backend = machine_config_ram_backend(m->cfg);
+    g_autoptr(MemBackendConfig) dflt = NULL;
+    if (!backend) {
+        dflt = mem_backend_config_new(MEM_BACKEND_MEMFD);
+        dflt->size = m->cfg->ram_size;
+        dflt->seal = false;
+        dflt->merge = m->cfg->mem_merge;
+        dflt->dump = m->cfg->dump_guest_core;
+        backend = dflt;
+    }
+    m->mem = guest_mem_new_backend(backend, errp);
     if (!m->mem) {
         return false;
     }

@@ -13,6 +13,8 @@
 #include <glib.h>
 #include "sen/keyval.h"
 
+typedef struct MemBackendConfig MemBackendConfig;
+
 typedef enum AccelKind {
     ACCEL_KVM,
     ACCEL_QTEST,
@@ -73,6 +75,15 @@ typedef struct MachineConfig {
     AccelKind accel;
 
     uint64_t ram_size;  /* bytes */
+    /* Guest RAM backing (docs/memory.md).  ram_backend is the backend the machine's RAM
+     * comes from: -machine memory-backend=ID, else one built from -mem-path/-mem-prealloc,
+     * else NULL (a shared memfd). */
+    GPtrArray *mem_backends;   /* of MemBackendConfig* (sen/hostmem.h), from -object */
+    char *memory_backend;      /* -machine memory-backend=ID */
+    bool mem_merge;            /* -machine mem-merge (KSM), default on as QEMU */
+    bool dump_guest_core;      /* -machine dump-guest-core, default off (see docs) */
+    char *mem_path;            /* -mem-path */
+    bool mem_prealloc;         /* -mem-prealloc */
 
     unsigned smp_cpus;  /* vCPUs present at start */
     unsigned smp_sockets, smp_dies, smp_cores, smp_threads;
@@ -112,6 +123,9 @@ void machine_config_free(MachineConfig *cfg);
 void fw_cfg_file_config_free(gpointer p); /* FwCfgFileConfig */
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(MachineConfig, machine_config_free)
 const ChardevConfig *machine_config_find_chardev(const MachineConfig *cfg, const char *id);
+MemBackendConfig *machine_config_find_mem_backend(const MachineConfig *cfg, const char *id);
+/* The backend the machine's RAM is made from, or NULL for the default memfd. */
+const MemBackendConfig *machine_config_ram_backend(const MachineConfig *cfg);
 
 /*
  * Parses argv (argv[0] is the program name) into a new config.  -version and -help print

@@ -31,6 +31,10 @@ typedef struct GuestMemory GuestMemory;
 
 /* Creates the backing (memfd, sparse) of backing_size bytes; no regions yet. */
 GuestMemory *guest_mem_new(uint64_t backing_size, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+/* The same from a host memory backend (sen/hostmem.h: -object memory-backend-*). */
+typedef struct MemBackendConfig MemBackendConfig;
+GuestMemory *guest_mem_new_backend(const MemBackendConfig *cfg, Error **errp)
+    G_GNUC_WARN_UNUSED_RESULT;
 void guest_mem_free(GuestMemory *gm);
 /* Maps [backing_offset, +size) of the backing at gpa.  Regions must not overlap. */
 bool guest_mem_add_region(GuestMemory *gm, uint64_t gpa, uint64_t size,
@@ -38,7 +42,12 @@ bool guest_mem_add_region(GuestMemory *gm, uint64_t gpa, uint64_t size,
 unsigned guest_mem_region_count(const GuestMemory *gm);
 const RamRegion *guest_mem_region(const GuestMemory *gm, unsigned i);
 uint64_t guest_mem_backing_size(const GuestMemory *gm);
-int guest_mem_backing_fd(const GuestMemory *gm);
+int guest_mem_backing_fd(const GuestMemory *gm); /* -1 for anonymous RAM */
+/* Page size of the host memory behind guest RAM (4 KiB, or the huge page size). */
+uint64_t guest_mem_host_page_size(const GuestMemory *gm);
+/* Gives [gpa, gpa+len) back to the host (balloon): it reads as zeroes afterwards.  False
+ * when the range is not RAM or not aligned to the host page size. */
+bool guest_mem_discard(GuestMemory *gm, uint64_t gpa, uint64_t len);
 
 /* true iff [gpa, gpa+len) lies inside one RAM region (len 0 is never valid). */
 bool guest_mem_is_ram(const GuestMemory *gm, uint64_t gpa, uint64_t len);
