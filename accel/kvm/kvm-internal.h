@@ -180,4 +180,10 @@ bool kvm_ioeventfd_assign(Machine *m, bool mmio, uint64_t addr, unsigned len, bo
                           uint64_t datamatch, int fd, bool assign, Error **errp);
 void kvm_irq_routes_free(KvmState *s);
 
+/* kvm-state.c: AccelOps.state_save / state_load (vCPUs paused, VM lock held). */
+typedef struct VMStateOut VMStateOut;
+typedef struct VMStateIn VMStateIn;
+bool kvm_state_save(Machine *m, VMStateOut *out, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+bool kvm_state_load(Machine *m, VMStateIn *in, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+
 #endif

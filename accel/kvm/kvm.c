@@ -358,4 +358,6 @@ const AccelOps kvm_accel_ops = {
     .release_msi_route = kvm_release_msi_route,
     .irqfd_assign = kvm_irqfd_assign,
     .ioeventfd_assign = kvm_ioeventfd_assign,
+    .state_save = kvm_state_save,
+    .state_load = kvm_state_load,
 };
