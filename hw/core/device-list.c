@@ -7,6 +7,7 @@ const DeviceClass *const device_class_table[] = {
     &i8042_class,
     &ioport80_class,
     &port92_class,
+    &acpi_pm_class,
     &mc146818rtc_class,
     &i440fx_pcihost_class,
     &pci_testdev_class,

@@ -9,6 +9,7 @@ extern const DeviceClass isa_debug_exit_class;
 extern const DeviceClass i8042_class;
 extern const DeviceClass ioport80_class;
 extern const DeviceClass port92_class;
+extern const DeviceClass acpi_pm_class;
 extern const DeviceClass mc146818rtc_class;
 extern const DeviceClass i440fx_pcihost_class;
 extern const DeviceClass pci_testdev_class;

@@ -39,6 +39,7 @@
 #define HDR_MAX_END         0x290 /* edd_mbr_sig_buffer follows the header */
 
 #define BP_SIZE        4096
+#define BP_ACPI_RSDP_ADDR 0x070
 #define BP_E820_ENTRIES 0x1e8
 #define BP_E820_TABLE  0x2d0
 #define BP_E820_MAX    128
@@ -141,6 +142,8 @@ bool boot_linux_load(BootCtx *b, const char *path, GBytes *kernel, GBytes *initr
     boot_st32(bp + HDR_HW_SUBARCH, 0);
     boot_st64(bp + HDR_HW_SUBARCH_DATA, 0);
     boot_st64(bp + HDR_SETUP_DATA, 0);
+
+    boot_st64(bp + BP_ACPI_RSDP_ADDR, b->acpi_rsdp);
 
     unsigned n = MIN(b->e820_count, BP_E820_MAX);
     bp[BP_E820_ENTRIES] = (uint8_t)n;

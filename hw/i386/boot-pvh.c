@@ -64,6 +64,7 @@ bool boot_pvh_load(BootCtx *b, const char *path, GBytes *kernel, GBytes *initrd,
     boot_st32(info + 0, START_INFO_MAGIC);
     boot_st32(info + 4, START_INFO_VERSION);
     boot_st64(info + 24, BOOT_CMDLINE_ADDR);
+    boot_st64(info + 32, b->acpi_rsdp);      /* rsdp_paddr */
     boot_st64(info + 40, BOOT_INFO_ADDR + MEMMAP_OFFSET);
     boot_st32(info + 48, b->e820_count);
     for (unsigned i = 0; i < b->e820_count; i++) {

@@ -81,6 +81,8 @@ typedef struct BootCtx {
     E820Entry e820[E820_MAX_ENTRIES];
     unsigned e820_count;
     GPtrArray *blobs; /* of BootBlob*, in load order */
+    uint64_t acpi_rsdp; /* the board's RSDP (0 = none): the Linux and PVH loaders
+                         * announce it (boot_params.acpi_rsdp_addr, rsdp_paddr) */
 } BootCtx;
 
 void boot_ctx_init(BootCtx *b, GuestMemory *mem, uint64_t below_4g, uint64_t above_4g);

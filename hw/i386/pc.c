@@ -8,6 +8,7 @@
  * restores the kernel and its tables exactly as a real board re-reads its ROMs.
  */
 #include <string.h>
+#include "hw/acpi/acpi-build.h"
 #include "hw/i386/boot.h"
 #include "sen/device.h"
 #include "sen/hostmem.h"
@@ -78,7 +79,8 @@ static bool create_devices(Machine *m, PcMachine *pc, Error **errp)
     if (!pc->rtc || !create_builtin(m, "i8042", NULL, errp) ||
         !create_builtin(m, "ioport80", NULL, errp) ||
         !create_builtin(m, "port92", NULL, errp) ||
-        !create_builtin(m, "i440fx-pcihost", NULL, errp)) {
+        !create_builtin(m, "i440fx-pcihost", NULL, errp) ||
+        !create_builtin(m, "acpi-pm", NULL, errp)) {
         return false;
     }
     /* QEMU's pc always has fw_cfg, with or without firmware. */
@@ -155,6 +157,53 @@ static void collect_intx(PCIDevice *d, void *opaque)
     }
 }
 
+static void acpi_config(Machine *m, PcMachine *pc, AcpiBuildConfig *acpi)
+{
+    const MachineConfig *cfg = m->cfg;
+    unsigned cpus = cfg->smp_cpus ? cfg->smp_cpus : 1;
+    *acpi = (AcpiBuildConfig){
+        .nr_cpus = cpus,
+        /* The MP table's IOAPIC id, while it fits beside the xAPIC ids. */
+        .ioapic_id = cpus <= MPTABLE_MAX_CPUS ? (uint8_t)cpus : 0,
+        .below_4g = pc->below_4g,
+        .ecam = pc->below_4g <= PCI_ECAM_BASE && pci_bus_find(m, PCI_HOST_BUS_NAME),
+        .com1 = cfg->serials && cfg->serials->len > 0 && g_ptr_array_index(cfg->serials, 0),
+    };
+}
+
+/* Direct boot: the tables in the reserved BIOS area, where a guest scanning for the
+ * RSDP (0xe0000-0xfffff) finds them; the loaders also pass the RSDP's address. */
+static bool place_acpi(Machine *m, PcMachine *pc, Error **errp)
+{
+    AcpiBuildConfig acfg;
+    AcpiTables t;
+    acpi_config(m, pc, &acfg);
+    if (!acpi_build(&acfg, &t, errp)) {
+        return false;
+    }
+    const uint64_t base[ACPI_FILE__MAX] = {
+        [ACPI_FILE_TABLES] = ACPI_DIRECT_TABLES_ADDR,
+        [ACPI_FILE_RSDP] = ACPI_DIRECT_RSDP_ADDR,
+    };
+    acpi_tables_link(&t, base);
+    GByteArray *tables = t.blob[ACPI_FILE_TABLES], *rsdp = t.blob[ACPI_FILE_RSDP];
+    bool ok = false;
+    if (ACPI_DIRECT_TABLES_ADDR + tables->len > ACPI_DIRECT_END) {
+        error_setg(errp, "-smp %u: the ACPI tables (%u bytes) do not fit in the BIOS area",
+                   acfg.nr_cpus, tables->len);
+    } else {
+        ok = boot_add_copy(&pc->boot, ACPI_DIRECT_RSDP_ADDR, rsdp->data, rsdp->len,
+                           "ACPI RSDP", errp) &&
+             boot_add_copy(&pc->boot, ACPI_DIRECT_TABLES_ADDR, tables->data, tables->len,
+                           "ACPI tables", errp);
+    }
+    acpi_tables_clear(&t);
+    if (ok) {
+        pc->boot.acpi_rsdp = ACPI_DIRECT_RSDP_ADDR;
+    }
+    return ok;
+}
+
 static bool load_kernel(Machine *m, PcMachine *pc, Error **errp)
 {
     const MachineConfig *cfg = m->cfg;
@@ -167,6 +216,9 @@ static bool load_kernel(Machine *m, PcMachine *pc, Error **errp)
         }
         pc->bsp.mode = CPU_BOOT_RESET; /* qtest: no CPU runs */
         return true;
+    }
+    if (!place_acpi(m, pc, errp)) {
+        return false;
     }
     if (!boot_kernel_load(&pc->boot, cfg->kernel, cfg->initrd, cfg->append, &pc->bsp,
                           errp)) {

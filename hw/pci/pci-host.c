@@ -14,11 +14,18 @@
 #define CF8_PORT     0xcf8
 #define CFC_PORT     0xcfc
 #define CF8_ENABLE   0x80000000u
+/* The PIIX reset control register shares the address latch's dword: a byte at 0xcf9.
+ * Bit 2 resets the system (bit 1 asks for a hard reset, which is all Sen has). */
+#define RCR_OFFSET   1
+#define RCR_SYS_RST  0x02
+#define RCR_RESET_CPU 0x04
 
 typedef struct PciHost {
     PCIDevice pci;        /* the bridge itself, 00.0 */
     PCIBus *bus;
+    Machine *m;
     uint32_t cf8;
+    uint8_t rcr;          /* reset control register (0xcf9) */
     bool ecam;
     bool pio_cf8, pio_cfc; /* what realize registered */
 } PciHost;
@@ -48,8 +55,11 @@ static uint64_t all_ones(unsigned size)
 static uint64_t cf8_read(void *opaque, uint64_t off, unsigned size)
 {
     PciHost *h = opaque;
-    /* Only a dword access at 0xcf8 is the address latch (0xcf9 is the reset register on
-     * a PIIX, not modelled). */
+    /* Only a dword access at 0xcf8 is the address latch; a byte at 0xcf9 is the PIIX
+     * reset control register. */
+    if (off == RCR_OFFSET && size == 1) {
+        return h->rcr;
+    }
     return off == 0 && size == 4 ? h->cf8 : all_ones(size);
 }
 
@@ -58,6 +68,12 @@ static void cf8_write(void *opaque, uint64_t off, unsigned size, uint64_t val)
     PciHost *h = opaque;
     if (off == 0 && size == 4) {
         h->cf8 = (uint32_t)val;
+    } else if (off == RCR_OFFSET && size == 1) {
+        if (val & RCR_RESET_CPU) {
+            machine_request_reset(h->m, SHUTDOWN_CAUSE_GUEST_RESET);
+            return;
+        }
+        h->rcr = val & RCR_SYS_RST;
     }
 }
 
@@ -175,6 +191,7 @@ static bool pcihost_realize(DeviceState *dev, Machine *m, Error **errp)
         error_setg(errp, "this machine already has a PCI host bridge");
         return false;
     }
+    h->m = m;
     h->bus = pci_bus_new(m, PCI_HOST_BUS_NAME);
     if (!pci_device_attach(&h->pci, m, h->bus, PCI_DEVFN(0, 0), errp)) {
         goto fail;
@@ -209,6 +226,7 @@ static void pcihost_reset(DeviceState *dev)
 {
     PciHost *h = (PciHost *)dev;
     h->cf8 = 0;
+    h->rcr = 0;
     pci_device_reset(&h->pci);
 }
 

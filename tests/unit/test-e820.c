@@ -34,12 +34,13 @@ static void test_small(void)
 {
     E820Entry e[E820_MAX_ENTRIES];
     unsigned n = e820_build(128 * MiB, 0, e);
-    g_assert_cmpuint(n, ==, 5);
+    g_assert_cmpuint(n, ==, 6);
     check_entry(&e[0], 0, 0x9fc00, E820_TYPE_RAM);
     check_entry(&e[1], 0x9fc00, 0x400, E820_TYPE_RESERVED);
-    check_entry(&e[2], 0xf0000, 0x10000, E820_TYPE_RESERVED);
+    check_entry(&e[2], 0xe0000, 0x20000, E820_TYPE_RESERVED); /* ACPI, BIOS, MP table */
     check_entry(&e[3], 1 * MiB, 127 * MiB, E820_TYPE_RAM);
-    check_entry(&e[4], 0xfeffc000, 0x4000, E820_TYPE_RESERVED);
+    check_entry(&e[4], 0xb0000000, 0x10000000, E820_TYPE_RESERVED); /* PCI ECAM */
+    check_entry(&e[5], 0xfeffc000, 0x4000, E820_TYPE_RESERVED);
 }
 
 static void test_above_4g(void)

@@ -1,0 +1,88 @@
+/*
+ * The ACPI tables of Sen's PC (hw/acpi/acpi-build.c): RSDP, RSDT, XSDT, FADT, FACS, DSDT,
+ * MADT and MCFG, built as QEMU's i440fx board describes itself to firmware.
+ *
+ * Tables are built position-independent into two blobs, QEMU's fw_cfg files
+ * "etc/acpi/tables" and "etc/acpi/rsdp", plus the list of pointers to patch and checksums
+ * to compute once the blobs have addresses.  Two consumers use that list:
+ *  - direct kernel boot: acpi_tables_link() patches both blobs for fixed addresses in the
+ *    BIOS area, and the board copies them into guest RAM;
+ *  - firmware boot: acpi_tables_loader() emits QEMU's "etc/table-loader" command file
+ *    (ALLOCATE, ADD_POINTER, ADD_CHECKSUM) so SeaBIOS/OVMF place and patch them.
+ */
+#ifndef HW_ACPI_ACPI_BUILD_H
+#define HW_ACPI_ACPI_BUILD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <glib.h>
+#include "sen/error.h"
+
+/* The PIIX4-compatible PM block (hw/acpi/piix4-pm.c), at QEMU's addresses. */
+#define ACPI_PM_BASE       0x600
+#define ACPI_PM1_EVT       (ACPI_PM_BASE + 0x00) /* PM1a status (2) + enable (2) */
+#define ACPI_PM1_CNT       (ACPI_PM_BASE + 0x04) /* PM1a control (2) */
+#define ACPI_PM_TMR        (ACPI_PM_BASE + 0x08) /* PM timer (4) */
+#define ACPI_PM_SIZE       0x40
+#define ACPI_GPE0_BASE     0xafe0                /* GPE0 status (2) + enable (2) */
+#define ACPI_GPE0_LEN      4
+#define ACPI_SMI_CMD       0xb2                  /* APM control: ACPI enable/disable */
+#define ACPI_ENABLE_CMD    0xf1
+#define ACPI_DISABLE_CMD   0xf0
+#define ACPI_SCI_IRQ       9
+#define ACPI_RESET_PORT    0xcf9                 /* PIIX reset control register */
+#define ACPI_RESET_VALUE   0x06                  /* hard reset + reset CPU */
+#define ACPI_PM_TIMER_HZ   3579545
+/* SLP_TYP values the DSDT's \_S5_ announces (QEMU's PIIX4 uses 0 for soft-off). */
+#define ACPI_SLP_TYP_S5    0
+
+/* Direct boot: both blobs go into the reserved BIOS area below the MP table. */
+#define ACPI_DIRECT_RSDP_ADDR   0xe0000ULL
+#define ACPI_DIRECT_TABLES_ADDR 0xe0040ULL
+#define ACPI_DIRECT_END         0xf0000ULL
+
+typedef struct AcpiBuildConfig {
+    unsigned nr_cpus;        /* APIC ids 0..nr_cpus-1 (x2APIC entries from 255 on) */
+    uint8_t ioapic_id;
+    uint64_t below_4g;       /* RAM below 4 GiB: the PCI window starts there */
+    bool ecam;               /* the ECAM window at PCI_ECAM_BASE exists: MCFG */
+    bool com1;               /* COM1 is present: a PNP0501 device in the DSDT */
+} AcpiBuildConfig;
+
+typedef enum AcpiFile {
+    ACPI_FILE_TABLES,        /* "etc/acpi/tables" */
+    ACPI_FILE_RSDP,          /* "etc/acpi/rsdp" */
+    ACPI_FILE__MAX,
+} AcpiFile;
+
+/* A little-endian pointer field of size bytes at offset in file; it holds an offset
+ * into target until linked. */
+typedef struct AcpiPointer {
+    AcpiFile file, target;
+    uint32_t offset;
+    uint8_t size;
+} AcpiPointer;
+
+/* The byte at field makes [start, start + len) of file sum to zero. */
+typedef struct AcpiChecksum {
+    AcpiFile file;
+    uint32_t start, len, field;
+} AcpiChecksum;
+
+typedef struct AcpiTables {
+    GByteArray *blob[ACPI_FILE__MAX];
+    GArray *pointers;        /* of AcpiPointer, in patch order */
+    GArray *checksums;       /* of AcpiChecksum, in computation order */
+} AcpiTables;
+
+const char *acpi_file_name(AcpiFile f);
+
+bool acpi_build(const AcpiBuildConfig *cfg, AcpiTables *out, Error **errp)
+    G_GNUC_WARN_UNUSED_RESULT;
+void acpi_tables_clear(AcpiTables *t);
+/* Patches every pointer for blobs at these guest addresses and fills the checksums. */
+void acpi_tables_link(AcpiTables *t, const uint64_t base[ACPI_FILE__MAX]);
+/* QEMU's etc/table-loader: 128-byte commands (ALLOCATE, ADD_POINTER, ADD_CHECKSUM). */
+GBytes *acpi_tables_loader(const AcpiTables *t);
+
+#endif

@@ -1,0 +1,14 @@
+/*
+ * Board-facing hooks of the ACPI PM block (hw/acpi/piix4-pm.c).
+ */
+#ifndef SEN_HW_ACPI_H
+#define SEN_HW_ACPI_H
+
+#include <stdbool.h>
+#include "sen/machine.h"
+
+/* Presses the ACPI power button (QMP system_powerdown): sets PWRBTN_STS and raises the
+ * SCI if the guest enabled it.  VM lock held.  False when the machine has no PM block. */
+bool acpi_pm_press_power_button(Machine *m);
+
+#endif
