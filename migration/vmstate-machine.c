@@ -42,6 +42,24 @@ static const VMStateDesc manifest_vmsd = {
     .fields = manifest_fields,
 };
 
+/* The virtual clock: device timers hold absolute deadlines on it, so the destination's
+ * clock continues from the source's reading (loaded before any device). */
+typedef struct ClockState {
+    int64_t virt_ns;
+} ClockState;
+
+static const VMStateField clock_fields[] = {
+    VMSTATE_INT64(virt_ns, ClockState),
+    VMSTATE_END_OF_LIST(),
+};
+
+static const VMStateDesc clock_vmsd = {
+    .name = "clock",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .fields = clock_fields,
+};
+
 static char *device_list(Machine *m)
 {
     GString *s = g_string_new(NULL);
@@ -98,8 +116,10 @@ static bool save_all_locked(Machine *m, GByteArray *out, Error **errp)
         .devices_len = (uint32_t)strlen(devices),
         .devices = (uint8_t *)devices,
     };
+    ClockState clock = { m->clock ? virt_clock_get_ns(m->clock) : 0 };
     VMStateOut *o = vmstate_out_new(out);
     bool ok = vmstate_save_section(o, MANIFEST_SECTION, &manifest_vmsd, &man, errp) &&
+              (!m->clock || vmstate_save_section(o, "clock", &clock_vmsd, &clock, errp)) &&
               (!m->accel->state_save || m->accel->state_save(m, o, errp)) &&
               foreach_device_section(m, save_device, o, errp);
     vmstate_out_finish(o);
@@ -146,6 +166,13 @@ static bool load_all_locked(Machine *m, VMStateIn *in, Error **errp)
 {
     if (!check_manifest(m, in, errp)) {
         return false;
+    }
+    if (m->clock) {
+        ClockState clock;
+        if (!vmstate_load_section(in, "clock", &clock_vmsd, &clock, errp)) {
+            return false;
+        }
+        virt_clock_load(m->clock, clock.virt_ns);
     }
     if (m->accel->state_load) {
         if (!m->accel->state_load(m, in, errp)) {

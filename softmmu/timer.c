@@ -133,6 +133,16 @@ void virt_clock_set(VirtClock *clk, int64_t ns)
     clk->now_manual = ns;
 }
 
+void virt_clock_load(VirtClock *clk, int64_t ns)
+{
+    if (clk->manual) {
+        clk->now_manual = ns;
+        return;
+    }
+    int64_t t = clk->stopped_at >= 0 ? clk->stopped_at : monotonic_ns();
+    clk->offset = t - ns;
+}
+
 Timer *timer_new(VirtClock *clk, TimerCb *cb, void *opaque)
 {
     Timer *t = g_new0(Timer, 1);

@@ -14,6 +14,7 @@
 #include "sen/machine.h"
 #include "sen/memory.h"
 #include "sen/timer.h"
+#include "sen/vmstate.h"
 
 enum {
     REG_RBR_THR = 0, REG_IER = 1, REG_IIR_FCR = 2, REG_LCR = 3,
@@ -83,6 +84,7 @@ typedef struct SerialState {
     Timer *timeout_timer;
     RateLimit rl;
     bool mapped;
+    int64_t timeout_expire; /* migration: the timeout timer's deadline, -1 = none */
 
     /* registers */
     uint16_t divisor;
@@ -91,7 +93,7 @@ typedef struct SerialState {
     bool thr_ipending;      /* THRE interrupt latched; reading IIR or writing THR clears */
     bool timeout_ipending;  /* character timeout */
     uint8_t rx[SERIAL_FIFO_LEN];
-    unsigned rx_head, rx_count;
+    uint32_t rx_head, rx_count;
     int irq_level;          /* last level driven, -1 = never */
 } SerialState;
 
@@ -423,6 +425,62 @@ static void serial_reset(DeviceState *dev)
     chardev_accept_input(s->chr);
 }
 
+static bool serial_pre_save(void *opaque, Error **errp)
+{
+    SerialState *s = opaque;
+    s->timeout_expire = s->timeout_timer ? timer_expire_time(s->timeout_timer) : -1;
+    return true;
+}
+
+static bool serial_post_load(void *opaque, int version_id, Error **errp)
+{
+    SerialState *s = opaque;
+    if (s->rx_head >= SERIAL_FIFO_LEN || s->rx_count > SERIAL_FIFO_LEN) {
+        error_setg(errp, "receive FIFO head %u / count %u out of range", s->rx_head,
+                   s->rx_count);
+        return false;
+    }
+    if (s->timeout_timer) {
+        if (s->timeout_expire >= 0) {
+            timer_mod(s->timeout_timer, s->timeout_expire);
+        } else {
+            timer_del(s->timeout_timer);
+        }
+    }
+    s->irq_level = -1; /* drive the line from the loaded registers */
+    serial_update_irq(s);
+    chardev_accept_input(s->chr);
+    return true;
+}
+
+static const VMStateField serial_fields[] = {
+    VMSTATE_UINT16(divisor, SerialState),
+    VMSTATE_UINT8(ier, SerialState),
+    VMSTATE_UINT8(lcr, SerialState),
+    VMSTATE_UINT8(mcr, SerialState),
+    VMSTATE_UINT8(lsr, SerialState),
+    VMSTATE_UINT8(msr, SerialState),
+    VMSTATE_UINT8(scr, SerialState),
+    VMSTATE_UINT8(fcr, SerialState),
+    VMSTATE_UINT8(rbr, SerialState),
+    VMSTATE_BOOL(thr_ipending, SerialState),
+    VMSTATE_BOOL(timeout_ipending, SerialState),
+    VMSTATE_UINT8_ARRAY(rx, SerialState, SERIAL_FIFO_LEN),
+    VMSTATE_UINT32(rx_head, SerialState),
+    VMSTATE_UINT32(rx_count, SerialState),
+    VMSTATE_INT64(timeout_expire, SerialState),
+    VMSTATE_END_OF_LIST(),
+};
+
+static const VMStateDesc serial_vmsd = {
+    .name = "isa-serial",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .fields = serial_fields,
+    .pre_save = serial_pre_save,
+    .post_load = serial_post_load,
+};
+
 static void serial_unrealize(DeviceState *dev)
 {
     SerialState *s = (SerialState *)dev;
@@ -505,4 +563,5 @@ const DeviceClass isa_serial_class = {
     .realize = serial_realize,
     .reset = serial_reset,
     .unrealize = serial_unrealize,
+    .vmsd = &serial_vmsd,
 };

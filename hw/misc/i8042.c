@@ -11,6 +11,7 @@
 #include "sen/log.h"
 #include "sen/machine.h"
 #include "sen/memory.h"
+#include "sen/vmstate.h"
 
 #define I8042_DATA_PORT 0x60
 #define I8042_CMD_PORT  0x64
@@ -46,7 +47,7 @@ typedef struct I8042State {
     uint8_t pending;  /* command waiting for its data byte, 0 = none */
     uint8_t queue[I8042_QUEUE];
     bool queue_aux[I8042_QUEUE];
-    unsigned q_head, q_count;
+    uint32_t q_head, q_count;
 } I8042State;
 
 static void i8042_update(I8042State *s)
@@ -253,6 +254,39 @@ static void i8042_reset(DeviceState *dev)
     i8042_update(s);
 }
 
+static bool i8042_post_load(void *opaque, int version_id, Error **errp)
+{
+    I8042State *s = opaque;
+    if (s->q_head >= I8042_QUEUE || s->q_count > I8042_QUEUE) {
+        error_setg(errp, "output queue head %u / count %u out of range", s->q_head,
+                   s->q_count);
+        return false;
+    }
+    s->irq_level = -1; /* drive the line from the loaded queue */
+    i8042_update(s);
+    return true;
+}
+
+static const VMStateField i8042_fields[] = {
+    VMSTATE_UINT8(status, I8042State),
+    VMSTATE_UINT8(ctr, I8042State),
+    VMSTATE_UINT8(outport, I8042State),
+    VMSTATE_UINT8(pending, I8042State),
+    VMSTATE_UINT8_ARRAY(queue, I8042State, I8042_QUEUE),
+    VMSTATE_ARRAY(queue_aux, I8042State, I8042_QUEUE, VMS_BOOL),
+    VMSTATE_UINT32(q_head, I8042State),
+    VMSTATE_UINT32(q_count, I8042State),
+    VMSTATE_END_OF_LIST(),
+};
+
+static const VMStateDesc i8042_vmsd = {
+    .name = "i8042",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .fields = i8042_fields,
+    .post_load = i8042_post_load,
+};
+
 static void i8042_unrealize(DeviceState *dev)
 {
     I8042State *s = (I8042State *)dev;
@@ -292,4 +326,5 @@ const DeviceClass i8042_class = {
     .realize = i8042_realize,
     .reset = i8042_reset,
     .unrealize = i8042_unrealize,
+    .vmsd = &i8042_vmsd,
 };

@@ -6,6 +6,7 @@
 #include "sen/device.h"
 #include "sen/machine.h"
 #include "sen/memory.h"
+#include "sen/vmstate.h"
 
 #define PORT92_RESET 0x01
 #define PORT92_A20   0x02
@@ -46,6 +47,18 @@ static void port92_reset(DeviceState *dev)
     s->value = (s->value & ~PORT92_RESET) | PORT92_A20;
 }
 
+static const VMStateField port92_fields[] = {
+    VMSTATE_UINT8(value, Port92State),
+    VMSTATE_END_OF_LIST(),
+};
+
+static const VMStateDesc port92_vmsd = {
+    .name = "port92",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .fields = port92_fields,
+};
+
 static bool port92_realize(DeviceState *dev, Machine *m, Error **errp)
 {
     Port92State *s = (Port92State *)dev;
@@ -75,4 +88,5 @@ const DeviceClass port92_class = {
     .realize = port92_realize,
     .reset = port92_reset,
     .unrealize = port92_unrealize,
+    .vmsd = &port92_vmsd,
 };

@@ -15,6 +15,7 @@
  * can see changes until it reads register C, which re-arms them.  So a stalled guest (or
  * a test stepping the clock by years) costs one timer event, not one per tick.
  */
+#include "sen/vmstate.h"
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -622,6 +623,41 @@ static void rtc_reset(DeviceState *dev)
     rtc_rearm(s);
 }
 
+/* ---- migration ---- */
+
+static bool rtc_post_load(void *opaque, int version_id, Error **errp)
+{
+    RtcState *s = opaque;
+    if (s->index >= RTC_CMOS_SIZE) {
+        error_setg(errp, "index register 0x%x out of range", s->index);
+        return false;
+    }
+    /* The flags in register C decide the line; the timers follow the enables.  Deadlines
+     * are on the virtual clock, which continues from the source's reading. */
+    bool level = s->cmos[RTC_REG_C] & REG_C_IRQF;
+    s->irq_level = level;
+    irq_set_level(&s->irq, level);
+    rtc_rearm(s);
+    return true;
+}
+
+static const VMStateField rtc_fields[] = {
+    VMSTATE_UINT8_ARRAY(cmos, RtcState, RTC_CMOS_SIZE),
+    VMSTATE_UINT8(index, RtcState),
+    VMSTATE_INT64(offset_ns, RtcState),
+    VMSTATE_INT64(checked_sec, RtcState),
+    VMSTATE_INT64(periodic_last, RtcState),
+    VMSTATE_END_OF_LIST(),
+};
+
+static const VMStateDesc rtc_vmsd = {
+    .name = "mc146818rtc",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .fields = rtc_fields,
+    .post_load = rtc_post_load,
+};
+
 static bool rtc_realize(DeviceState *dev, Machine *m, Error **errp)
 {
     RtcState *s = (RtcState *)dev;
@@ -692,4 +728,5 @@ const DeviceClass mc146818rtc_class = {
     .realize = rtc_realize,
     .reset = rtc_reset,
     .unrealize = rtc_unrealize,
+    .vmsd = &rtc_vmsd,
 };

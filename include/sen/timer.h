@@ -31,6 +31,9 @@ void virt_clock_start(VirtClock *clk);
  * way in deadline order (with the clock reading each timer's deadline as it runs). */
 void virt_clock_step(VirtClock *clk, int64_t ns);
 void virt_clock_set(VirtClock *clk, int64_t ns);
+/* Migration: makes the clock read ns now (either direction) without running timers, so
+ * that deadlines loaded from the source keep their meaning.  VM lock held, VM stopped. */
+void virt_clock_load(VirtClock *clk, int64_t ns);
 /* Earliest pending deadline, or -1 when none (for the main loop). */
 int64_t virt_clock_deadline(VirtClock *clk);
 /* Runs every timer whose deadline is <= now. */
