@@ -8,6 +8,7 @@
 #include "accel/accel.h"
 #include "monitor/monitor-internal.h"
 #include "monitor/qapi-generated.h"
+#include "sen/hw/virtio-balloon.h"
 
 typedef struct HmpCmd {
     const char *name;
@@ -102,6 +103,34 @@ static bool hmp_info_registers(QmpCtx *ctx, GString *out, Error **errp)
     return true;
 }
 
+/* QEMU's line, then (Sen) the guest's last statistics under QEMU's guest-stats names. */
+static bool hmp_info_balloon(QmpCtx *ctx, GString *out, Error **errp)
+{
+    static const char *const names[BALLOON_S_NR] = {
+        "stat-swap-in", "stat-swap-out", "stat-major-faults", "stat-minor-faults",
+        "stat-free-memory", "stat-total-memory", "stat-available-memory",
+        "stat-disk-caches", "stat-htlb-pgalloc", "stat-htlb-pgfail",
+    };
+    json_t *info = qmp_query_balloon(ctx, errp);
+    if (!info) {
+        return false;
+    }
+    g_string_append_printf(out, "balloon: actual=%" JSON_INTEGER_FORMAT "\r\n",
+                           json_integer_value(json_object_get(info, "actual")) >> 20);
+    json_decref(info);
+    uint64_t stats[BALLOON_S_NR];
+    bool valid[BALLOON_S_NR];
+    if (virtio_balloon_stats(virtio_balloon_find(ctx->m), stats, valid)) {
+        for (unsigned i = 0; i < BALLOON_S_NR; i++) {
+            if (valid[i]) {
+                g_string_append_printf(out, "  %s=%" G_GUINT64_FORMAT "\r\n", names[i],
+                                       stats[i]);
+            }
+        }
+    }
+    return true;
+}
+
 static bool hmp_stop(QmpCtx *ctx, GString *out, Error **errp)
 {
     return qmp_stop(ctx, errp);
@@ -130,6 +159,8 @@ static const HmpCmd hmp_cmds[] = {
     { "info block", "show the block devices", hmp_info_block },
     { "info registers", "show the vCPU registers", hmp_info_registers },
     { "info snapshots", "show the internal snapshots", hmp_info_snapshots },
+    { "info balloon", "show the balloon (MiB left to the guest) and guest statistics",
+      hmp_info_balloon },
     { "stop", "stop the vCPUs", hmp_stop },
     { "cont", "start or resume the vCPUs", hmp_cont },
     { "c", "same as cont", hmp_cont },

@@ -13,6 +13,7 @@ const DeviceClass *const device_class_table[] = {
     &pci_testdev_class,
     &virtio_blk_pci_class,
     &virtio_rng_pci_class,
+    &virtio_balloon_pci_class,
     &virtio_serial_pci_class,
     &virtconsole_class,
     &virtio_console_pci_class,

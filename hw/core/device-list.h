@@ -15,6 +15,7 @@ extern const DeviceClass i440fx_pcihost_class;
 extern const DeviceClass pci_testdev_class;
 extern const DeviceClass virtio_blk_pci_class;
 extern const DeviceClass virtio_rng_pci_class;
+extern const DeviceClass virtio_balloon_pci_class;
 extern const DeviceClass virtio_serial_pci_class;
 extern const DeviceClass virtconsole_class;
 extern const DeviceClass virtio_console_pci_class;
