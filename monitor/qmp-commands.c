@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include "accel/accel.h"
 #include "sen/chardev.h"
+#include "sen/hw/acpi.h"
 #include "sen/monitor.h"
 #include "monitor/monitor-internal.h"
 #include "monitor/qapi-generated.h"
@@ -121,8 +122,10 @@ bool qmp_system_reset(QmpCtx *ctx, Error **errp)
 
 bool qmp_system_powerdown(QmpCtx *ctx, Error **errp)
 {
-    error_setg(errp, "system_powerdown: the machine has no ACPI power button yet");
-    return false;
+    /* As QEMU: the event, then the button; whether the guest reacts is up to it. */
+    qapi_event_send_powerdown(ctx->m);
+    acpi_pm_press_power_button(ctx->m);
+    return true;
 }
 
 /* ---- machine ---- */

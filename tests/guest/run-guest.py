@@ -76,6 +76,11 @@ def expected_lines(test, smp):
     if test == "virtio-event-idx":
         return ["ok: NO_INTERRUPT: 3 completions, 0 interrupts",
                 "ok: used_event 2: one interrupt for five completions", "virtio-event-idx ok"]
+    if test == "acpi":
+        return ["ok: RSDP checksum", "ok: FACP checksum", "ok: DSDT checksum",
+                "ok: APIC checksum", "ok: the FADT points at the DSDT",
+                "ok: MADT lists %d processors, -smp %d" % (smp, smp),
+                "ok: DSDT has \\_S5_", "ok: PM timer runs at 3.579545 MHz", "acpi ok"]
     if test == "pci":
         return ["ok: 00.0 is a host bridge", "ok: absent slot", "ok: capability list:",
                 "ok: memory decoding off hides the BAR", "ok: moving BAR", "pci ok"]
