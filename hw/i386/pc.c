@@ -171,9 +171,35 @@ static void acpi_config(Machine *m, PcMachine *pc, AcpiBuildConfig *acpi)
     };
 }
 
-/* Direct boot: the tables in the reserved BIOS area, where a guest scanning for the
- * RSDP (0xe0000-0xfffff) finds them; the loaders also pass the RSDP's address. */
-static bool place_acpi(Machine *m, PcMachine *pc, Error **errp)
+/* Direct boot: the linked tables in the reserved BIOS area, where a guest scanning for
+ * the RSDP (0xe0000-0xfffff) finds them; the loaders also pass the RSDP's address. */
+static bool place_acpi(PcMachine *pc, AcpiTables *t, unsigned nr_cpus, Error **errp)
+{
+    const uint64_t base[ACPI_FILE__MAX] = {
+        [ACPI_FILE_TABLES] = ACPI_DIRECT_TABLES_ADDR,
+        [ACPI_FILE_RSDP] = ACPI_DIRECT_RSDP_ADDR,
+    };
+    acpi_tables_link(t, base);
+    GByteArray *tables = t->blob[ACPI_FILE_TABLES], *rsdp = t->blob[ACPI_FILE_RSDP];
+    if (ACPI_DIRECT_TABLES_ADDR + tables->len > ACPI_DIRECT_END) {
+        error_setg(errp, "-smp %u: the ACPI tables (%u bytes) do not fit in the BIOS area",
+                   nr_cpus, tables->len);
+        return false;
+    }
+    if (!boot_add_copy(&pc->boot, ACPI_DIRECT_RSDP_ADDR, rsdp->data, rsdp->len,
+                       "ACPI RSDP", errp) ||
+        !boot_add_copy(&pc->boot, ACPI_DIRECT_TABLES_ADDR, tables->data, tables->len,
+                       "ACPI tables", errp)) {
+        return false;
+    }
+    pc->boot.acpi_rsdp = ACPI_DIRECT_RSDP_ADDR;
+    return true;
+}
+
+/* The ACPI tables as QEMU serves them to firmware (etc/acpi/tables, etc/acpi/rsdp and the
+ * etc/table-loader commands that place and patch them), and for a direct kernel boot,
+ * where no firmware runs the loader, placed by the board itself. */
+static bool setup_acpi(Machine *m, PcMachine *pc, Error **errp)
 {
     AcpiBuildConfig acfg;
     AcpiTables t;
@@ -181,26 +207,17 @@ static bool place_acpi(Machine *m, PcMachine *pc, Error **errp)
     if (!acpi_build(&acfg, &t, errp)) {
         return false;
     }
-    const uint64_t base[ACPI_FILE__MAX] = {
-        [ACPI_FILE_TABLES] = ACPI_DIRECT_TABLES_ADDR,
-        [ACPI_FILE_RSDP] = ACPI_DIRECT_RSDP_ADDR,
-    };
-    acpi_tables_link(&t, base);
-    GByteArray *tables = t.blob[ACPI_FILE_TABLES], *rsdp = t.blob[ACPI_FILE_RSDP];
-    bool ok = false;
-    if (ACPI_DIRECT_TABLES_ADDR + tables->len > ACPI_DIRECT_END) {
-        error_setg(errp, "-smp %u: the ACPI tables (%u bytes) do not fit in the BIOS area",
-                   acfg.nr_cpus, tables->len);
-    } else {
-        ok = boot_add_copy(&pc->boot, ACPI_DIRECT_RSDP_ADDR, rsdp->data, rsdp->len,
-                           "ACPI RSDP", errp) &&
-             boot_add_copy(&pc->boot, ACPI_DIRECT_TABLES_ADDR, tables->data, tables->len,
-                           "ACPI tables", errp);
+    g_autoptr(GBytes) loader = acpi_tables_loader(&t);
+    bool ok = true;
+    for (unsigned f = 0; ok && f < ACPI_FILE__MAX; f++) {
+        ok = fw_cfg_add_file_copy(pc->fw_cfg, acpi_file_name(f), t.blob[f]->data,
+                                  t.blob[f]->len, errp);
+    }
+    ok = ok && fw_cfg_add_file(pc->fw_cfg, "etc/table-loader", loader, errp);
+    if (ok && m->cfg->kernel) {
+        ok = place_acpi(pc, &t, acfg.nr_cpus, errp);
     }
     acpi_tables_clear(&t);
-    if (ok) {
-        pc->boot.acpi_rsdp = ACPI_DIRECT_RSDP_ADDR;
-    }
     return ok;
 }
 
@@ -216,9 +233,6 @@ static bool load_kernel(Machine *m, PcMachine *pc, Error **errp)
         }
         pc->bsp.mode = CPU_BOOT_RESET; /* qtest: no CPU runs */
         return true;
-    }
-    if (!place_acpi(m, pc, errp)) {
-        return false;
     }
     if (!boot_kernel_load(&pc->boot, cfg->kernel, cfg->initrd, cfg->append, &pc->bsp,
                           errp)) {
@@ -256,7 +270,8 @@ bool pc_machine_init(Machine *m, Error **errp)
         return false;
     }
     cmos_init(m, pc);
-    if (!pc_fw_cfg_setup(pc->fw_cfg, m->cfg, pc->below_4g, pc->above_4g, errp)) {
+    if (!pc_fw_cfg_setup(pc->fw_cfg, m->cfg, pc->below_4g, pc->above_4g, errp) ||
+        !setup_acpi(m, pc, errp)) {
         return false;
     }
     return load_kernel(m, pc, errp);

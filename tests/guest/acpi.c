@@ -7,6 +7,12 @@
  * arms the power button, routes the SCI (level, active high) through the IOAPIC, says
  * "waiting for the power button" and sleeps; on the SCI it checks PWRBTN_STS and powers
  * off through S5, as an OS does on system_powerdown (tests/functional/test_acpi.py).
+ *
+ * Built with -DACPI_FROM_FW_CFG (the acpi-fw-cfg test) it does a firmware's job first:
+ * reads etc/table-loader from fw_cfg, allocates and fetches each file by DMA, applies the
+ * ADD_POINTER and ADD_CHECKSUM commands, and then checks the tables it built that way.
+ * Under QEMU that proves our reading of QEMU's loader format; under Sen, that Sen's
+ * loader commands produce valid tables.
  */
 #include "lib/guest.h"
 
@@ -49,8 +55,175 @@ static const uint8_t *scan_rsdp(uintptr_t start, size_t len)
     return NULL;
 }
 
+#ifdef ACPI_FROM_FW_CFG
+#define FW_SEL          0x510
+#define FW_DATA         0x511
+#define FW_DMA_HI       0x514
+#define FW_DMA_LO       0x518
+#define FW_FILE_DIR     0x19
+#define FW_DMA_READ     0x02
+#define FW_DMA_SELECT   0x08
+#define LOADER_CMD_SIZE 128
+#define LOADER_NAME     56
+#define LOADER_ALLOCATE 1
+#define LOADER_ADD_POINTER 2
+#define LOADER_ADD_CHECKSUM 3
+#define MAX_FILES       4
+
+struct fw_dma {
+    uint32_t control, length;
+    uint64_t address;
+} __attribute__((packed, aligned(16)));
+
+static struct fw_dma dma_desc;
+static uint8_t loader_cmds[128 * LOADER_CMD_SIZE];
+/* Where "firmware" puts the files: one 64-byte aligned arena, handed out in order. */
+static uint8_t arena[512 * 1024] __attribute__((aligned(4096)));
+static uint32_t arena_used;
+
+static struct {
+    char name[LOADER_NAME];
+    uint8_t *data;
+    uint32_t size;
+} files[MAX_FILES];
+static unsigned nr_files;
+
+static uint32_t be32(uint32_t v) { return __builtin_bswap32(v); }
+
+static uint32_t fw_dma_read(uint16_t key, void *dst, uint32_t len)
+{
+    dma_desc.control = be32((uint32_t)key << 16 | FW_DMA_SELECT | FW_DMA_READ);
+    dma_desc.length = be32(len);
+    dma_desc.address = __builtin_bswap64((uintptr_t)dst);
+    barrier();
+    uint64_t d = (uintptr_t)&dma_desc;
+    outl(FW_DMA_HI, be32((uint32_t)(d >> 32)));
+    outl(FW_DMA_LO, be32((uint32_t)d));
+    barrier();
+    return be32(*(volatile uint32_t *)&dma_desc.control);
+}
+
+/* The select key and size of a fw_cfg file, from the directory; 0 when absent. */
+static uint16_t fw_find(const char *name, uint32_t *size)
+{
+    uint8_t cnt[4], e[64];
+    uint16_t key = 0;
+    outw(FW_SEL, FW_FILE_DIR);
+    for (unsigned j = 0; j < 4; j++) {
+        cnt[j] = inb(FW_DATA);
+    }
+    uint32_t n = (uint32_t)cnt[0] << 24 | cnt[1] << 16 | cnt[2] << 8 | cnt[3];
+    for (uint32_t i = 0; i < n && i < 4096; i++) {
+        for (unsigned j = 0; j < 64; j++) {
+            e[j] = inb(FW_DATA);
+        }
+        if (!key && !strncmp((const char *)e + 8, name, LOADER_NAME)) {
+            *size = (uint32_t)e[0] << 24 | e[1] << 16 | e[2] << 8 | e[3];
+            key = (uint16_t)(e[4] << 8 | e[5]);
+        }
+    }
+    return key;
+}
+
+static unsigned loader_file(const uint8_t *name)
+{
+    for (unsigned i = 0; i < nr_files; i++) {
+        if (!strncmp(files[i].name, (const char *)name, LOADER_NAME)) {
+            return i;
+        }
+    }
+    guest_fail("table loader: file '%s' was not allocated first", (const char *)name);
+}
+
+static void loader_allocate(const uint8_t *c)
+{
+    uint32_t align = *(const uint32_t *)(c + LOADER_NAME);
+    uint32_t size = 0;
+    uint16_t key = fw_find((const char *)c, &size);
+    if (!key || nr_files == MAX_FILES || !align || (align & (align - 1)) || align > 4096) {
+        guest_fail("table loader: cannot allocate '%s' (align %u)", (const char *)c, align);
+    }
+    arena_used = (arena_used + align - 1) & ~(align - 1);
+    if (size > sizeof(arena) - arena_used) {
+        guest_fail("table loader: '%s' is %u bytes, too big", (const char *)c, size);
+    }
+    memcpy(files[nr_files].name, c, LOADER_NAME);
+    files[nr_files].data = arena + arena_used;
+    files[nr_files].size = size;
+    GUEST_CHECK(fw_dma_read(key, arena + arena_used, size) == 0,
+                "loader: %s (%u bytes, align %u, zone %u) fetched by DMA",
+                (const char *)c, size, align, c[LOADER_NAME + 4]);
+    arena_used += size;
+    nr_files++;
+}
+
+static void loader_add_pointer(const uint8_t *c)
+{
+    unsigned dst = loader_file(c), src = loader_file(c + LOADER_NAME);
+    uint32_t off = *(const uint32_t *)(c + 2 * LOADER_NAME);
+    uint8_t size = c[2 * LOADER_NAME + 4];
+    if ((size != 1 && size != 2 && size != 4 && size != 8) || off + size > files[dst].size) {
+        guest_fail("table loader: pointer of %u bytes at %u in '%s'", size, off, files[dst].name);
+    }
+    uint64_t v = 0;
+    memcpy(&v, files[dst].data + off, size);
+    v += (uintptr_t)files[src].data;
+    memcpy(files[dst].data + off, &v, size);
+}
+
+static void loader_add_checksum(const uint8_t *c)
+{
+    unsigned f = loader_file(c);
+    uint32_t field = *(const uint32_t *)(c + LOADER_NAME);
+    uint32_t start = *(const uint32_t *)(c + LOADER_NAME + 4);
+    uint32_t len = *(const uint32_t *)(c + LOADER_NAME + 8);
+    if (field >= files[f].size || start > files[f].size || len > files[f].size - start) {
+        guest_fail("table loader: checksum range outside '%s'", files[f].name);
+    }
+    files[f].data[field] -= sum(files[f].data + start, len);
+}
+
+/* Runs etc/table-loader as firmware does; returns the RSDP it placed. */
+static const uint8_t *rsdp_from_loader(void)
+{
+    uint32_t size = 0;
+    uint16_t key = fw_find("etc/table-loader", &size);
+    GUEST_CHECK(key && size && size % LOADER_CMD_SIZE == 0 && size <= sizeof(loader_cmds),
+                "etc/table-loader: %u commands", size / LOADER_CMD_SIZE);
+    GUEST_CHECK(fw_dma_read(key, loader_cmds, size) == 0, "etc/table-loader read by DMA");
+    unsigned pointers = 0, checksums = 0;
+    for (uint32_t off = 0; off < size; off += LOADER_CMD_SIZE) {
+        const uint8_t *c = loader_cmds + off;
+        uint32_t cmd = *(const uint32_t *)c;
+        if (cmd == LOADER_ALLOCATE) {
+            loader_allocate(c + 4);
+        } else if (cmd == LOADER_ADD_POINTER) {
+            loader_add_pointer(c + 4);
+            pointers++;
+        } else if (cmd == LOADER_ADD_CHECKSUM) {
+            loader_add_checksum(c + 4);
+            checksums++;
+        } else if (cmd != 0) {
+            guest_fail("table loader: command %u not understood", cmd);
+        }
+    }
+    guest_printf("ok: table loader ran: %u files, %u pointers, %u checksums\n", nr_files,
+                 pointers, checksums);
+    for (unsigned i = 0; i < nr_files; i++) {
+        if (!strncmp(files[i].name, "etc/acpi/rsdp", LOADER_NAME)) {
+            return files[i].data;
+        }
+    }
+    guest_fail("table loader: no etc/acpi/rsdp");
+}
+#endif
+
 static const uint8_t *find_rsdp(void)
 {
+#ifdef ACPI_FROM_FW_CFG
+    guest_printf("RSDP from the fw_cfg table loader\n");
+    return rsdp_from_loader();
+#endif
     if (boot_info.rsdp) {
         guest_printf("RSDP from the boot protocol at 0x%lx\n", (unsigned long)boot_info.rsdp);
         return phys_ptr(boot_info.rsdp);
