@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "cmdline-internal.h"
+#include "sen/hw/cpu-models.h"
 
 #define CMDLINE_MAX_CPUS 1024
 #define CMDLINE_MIN_RAM (UINT64_C(1) << 20)
@@ -104,6 +105,11 @@ bool cmdline_opt_machine(CmdlineState *s, const char *what, const char *arg, Err
     if (!cmdline_machine_memory_opts(s, kv, what, errp)) {
         return false;
     }
+    bool pit;
+    if (!keyval_get_bool(kv, what, "pit", !s->cfg->no_pit, &pit, errp)) {
+        return false;
+    }
+    s->cfg->no_pit = !pit;
     return keyval_check_all_used(kv, what, errp);
 }
 
@@ -111,29 +117,28 @@ bool cmdline_opt_cpu(CmdlineState *s, const char *what, const char *arg, Error *
 {
     g_auto(GStrv) parts = g_strsplit(arg, ",", -1);
 
-    if (strcmp(parts[0], "help") == 0) {
-        printf("Available CPUs:\n  host  KVM processor with all supported host features\n"
-               "  max   alias of host\n");
+    if (strcmp(parts[0], "help") == 0 || strcmp(parts[0], "?") == 0) {
+        cpu_model_print_list(stdout);
         s->exit_early = true;
         return true;
     }
-    if (strcmp(parts[0], "host") != 0 && strcmp(parts[0], "max") != 0) {
-        error_setg(errp, "%s: CPU model '%s' is not supported by Sen (host or max)", what,
+    if (!cpu_model_exists(parts[0])) {
+        error_setg(errp, "%s: unable to find CPU model '%s' (-cpu help lists them)", what,
                    parts[0]);
         return false;
     }
+    g_autoptr(GPtrArray) features = g_ptr_array_new_with_free_func(g_free);
     for (char **f = parts + 1; *f; f++) {
-        /* Sen always hides ARCH_CAPABILITIES, so QEMU's workaround flag is a no-op. */
-        if (strcmp(*f, "-arch-capabilities") == 0 ||
-            strcmp(*f, "arch-capabilities=off") == 0) {
-            continue;
+        if (!cpu_feature_parse(*f, features, what, errp)) {
+            return false;
         }
-        error_setg(errp, "%s: CPU feature setting '%s' is not supported by Sen yet", what,
-                   *f);
-        return false;
     }
     g_free(s->cfg->cpu_model);
-    s->cfg->cpu_model = g_strdup("host");
+    s->cfg->cpu_model = g_strdup(parts[0]);
+    if (s->cfg->cpu_features) {
+        g_ptr_array_unref(s->cfg->cpu_features);
+    }
+    s->cfg->cpu_features = g_steal_pointer(&features);
     return true;
 }
 

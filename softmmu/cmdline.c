@@ -162,9 +162,85 @@ static bool opt_display(CmdlineState *s, const char *what, const char *arg, Erro
     return keyval_check_all_used(kv, what, errp);
 }
 
+static void global_prop_free(gpointer p)
+{
+    GlobalProp *g = p;
+    g_free(g->driver);
+    g_free(g->property);
+    g_free(g->value);
+    g_free(g);
+}
+
+/* The in-kernel PIT is not a device model; its one property QEMU users set is this. */
+static bool global_kvm_pit(CmdlineState *s, const char *what, const char *prop,
+                           const char *value, Error **errp)
+{
+    if (strcmp(prop, "lost_tick_policy") != 0) {
+        error_setg(errp, "%s: property '%s' not found in 'kvm-pit'", what, prop);
+        return false;
+    }
+    if (strcmp(value, "delay") == 0) {
+        s->cfg->pit_discard = false;
+    } else if (strcmp(value, "discard") == 0) {
+        s->cfg->pit_discard = true;
+    } else {
+        error_setg(errp, "%s: kvm-pit.lost_tick_policy: '%s' is not supported by KVM "
+                   "(delay or discard)", what, value);
+        return false;
+    }
+    return true;
+}
+
+/* -global DRIVER.PROP=VALUE or -global driver=D,property=P,value=V */
+static bool opt_global(CmdlineState *s, const char *what, const char *arg, Error **errp)
+{
+    g_autofree char *driver = NULL, *prop = NULL, *value = NULL;
+    const char *dot = strchr(arg, '.'), *eq = strchr(arg, '=');
+
+    if (g_str_has_prefix(arg, "driver=")) {
+        g_autoptr(Keyval) kv = cmdline_parse_opts(what, arg, NULL, errp);
+        if (!kv) {
+            return false;
+        }
+        driver = g_strdup(keyval_get(kv, "driver"));
+        prop = g_strdup(keyval_get(kv, "property"));
+        value = g_strdup(keyval_get(kv, "value"));
+        if (!driver || !prop || !value) {
+            error_setg(errp, "%s: expected driver=,property=,value=", what);
+            return false;
+        }
+        if (!keyval_check_all_used(kv, what, errp)) {
+            return false;
+        }
+    } else {
+        if (!dot || !eq || dot > eq || dot == arg || dot + 1 == eq) {
+            error_setg(errp, "%s: expected DRIVER.PROPERTY=VALUE", what);
+            return false;
+        }
+        driver = g_strndup(arg, (size_t)(dot - arg));
+        prop = g_strndup(dot + 1, (size_t)(eq - dot - 1));
+        value = g_strdup(eq + 1);
+    }
+    if (strcmp(driver, "kvm-pit") == 0) {
+        return global_kvm_pit(s, what, prop, value, errp);
+    }
+    if (!device_check_global(driver, prop, value, what, errp)) {
+        return false;
+    }
+    if (!s->cfg->globals) {
+        s->cfg->globals = g_ptr_array_new_with_free_func(global_prop_free);
+    }
+    GlobalProp *g = g_new0(GlobalProp, 1);
+    g->driver = g_steal_pointer(&driver);
+    g->property = g_steal_pointer(&prop);
+    g->value = g_steal_pointer(&value);
+    g_ptr_array_add(s->cfg->globals, g);
+    return true;
+}
+
 static bool opt_device(CmdlineState *s, const char *what, const char *arg, Error **errp)
 {
-    if (strcmp(arg, "help") == 0) {
+    if (strcmp(arg, "help") == 0 || strcmp(arg, "?") == 0) {
         device_class_print_list(stdout);
         s->exit_early = true;
         return true;
@@ -262,7 +338,8 @@ static const CmdlineOption cmdline_options[] = {
     { "machine", "[type=]pc[,accel=kvm|qtest]", cmdline_opt_machine,
       "select the machine type (only pc; pc-i440fx-* are aliases; 'help' lists)" },
     { "M", "pc", cmdline_opt_machine, "same as -machine" },
-    { "cpu", "host|max", cmdline_opt_cpu, "select the CPU model (the host's CPU through KVM)" },
+    { "cpu", "MODEL[,+FEAT|-FEAT...]", cmdline_opt_cpu,
+      "select the CPU model and features ('-cpu help' lists the models)" },
     { "accel", "[accel=]kvm|qtest", cmdline_opt_accel, "select the accelerator" },
     { "enable-kvm", NULL, cmdline_opt_enable_kvm, "same as -accel kvm" },
     { "m", "[size=]SIZE", cmdline_opt_m, "guest RAM size (plain number: MiB; suffixes K M G T)" },
@@ -295,6 +372,8 @@ static const CmdlineOption cmdline_options[] = {
     { "daemonize", NULL, opt_daemonize, "detach from the terminal once the VM is set up" },
     { "S", NULL, opt_S, "do not start the vCPUs at start-up" },
     { "no-reboot", NULL, opt_no_reboot, "exit instead of rebooting" },
+    { "global", "DRIVER.PROP=VALUE", opt_global,
+      "set a default property of every DRIVER device (and kvm-pit.lost_tick_policy)" },
     { "no-shutdown", NULL, opt_no_shutdown, "pause instead of exiting on guest shutdown" },
     { "nodefaults", NULL, opt_nodefaults, "create no default devices (no serial port)" },
     { "qtest", "unix:PATH|chardev:ID", cmdline_opt_qtest,
@@ -318,7 +397,7 @@ static const char *const cmdline_unsupported[] = {
     "bios", "boot", "cdrom", "chroot", "compat", "ctrl-grab", "curses", "d",
     "D", "debugcon", "dtb", "dump-vmstate", "echr", "enable-fips",
     "enable-sync-profile", "fda", "fdb", "fsdev", "full-screen", "g", "gdb",
-    "global", "hda", "hdb", "hdc", "hdd", "icount", "incoming", "iscsi", "k", "kvm-shadow-mem",
+    "hda", "hdb", "hdc", "hdd", "icount", "incoming", "iscsi", "k", "kvm-shadow-mem",
     "L", "loadvm", "monitor", "msg", "mtdblock", "net",
     "netdev", "nic", "no-acpi", "no-hpet", "no-quit", "no-user-config", "nodefconfig",
     "numa", "only-migratable", "option-rom", "overcommit", "parallel", "pflash",

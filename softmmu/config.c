@@ -66,6 +66,9 @@ void machine_config_free(MachineConfig *cfg)
     }
     g_free(cfg->machine_type);
     g_free(cfg->cpu_model);
+    if (cfg->cpu_features) {
+        g_ptr_array_unref(cfg->cpu_features);
+    }
     g_free(cfg->kernel);
     g_free(cfg->initrd);
     g_free(cfg->append);
@@ -80,6 +83,9 @@ void machine_config_free(MachineConfig *cfg)
     g_ptr_array_unref(cfg->mem_backends);
     g_free(cfg->memory_backend);
     g_free(cfg->mem_path);
+    if (cfg->globals) {
+        g_ptr_array_unref(cfg->globals); /* made with its free function (cmdline.c) */
+    }
     g_free(cfg->qtest_chardev);
     g_free(cfg->qtest_log);
     if (cfg->monitors) {

@@ -115,7 +115,8 @@ struct KvmState {
     unsigned nr_msrs;
     struct kvm_msr_entry *feature_msrs; /* feature MSR values to give every vCPU */
     unsigned nr_feature_msrs;
-    struct kvm_cpuid_entry2 *supported_cpuid;
+    bool has_pit;           /* false with -machine pit=off */
+    struct kvm_cpuid_entry2 *supported_cpuid; /* after -cpu MODEL,+feat,-feat */
     unsigned nr_supported_cpuid;
     KvmTopology topo;
     bool warned_bad_gsi;          /* VM lock */

@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include "accel/accel.h"
 #include "accel/kvm/kvm-internal.h"
+#include "sen/hw/cpu-models.h"
 
 #define KVM_API_VERSION_EXPECTED 12
 
@@ -116,9 +117,15 @@ static bool kvm_get_supported_cpuid(KvmState *s, Error **errp)
             g_malloc0(sizeof(*c) + nent * sizeof(struct kvm_cpuid_entry2));
         c->nent = nent;
         if (ioctl(s->kvm_fd, KVM_GET_SUPPORTED_CPUID, c) == 0) {
-            s->nr_supported_cpuid = c->nent;
+            /* KVM emulates the TSC-deadline timer without listing it in the table. */
+            static const char *const tsc_deadline[] = { "tsc-deadline", NULL };
+            const MachineConfig *cfg = s->m->cfg;
             s->supported_cpuid = g_new(struct kvm_cpuid_entry2, c->nent);
             memcpy(s->supported_cpuid, c->entries, c->nent * sizeof(c->entries[0]));
+            s->nr_supported_cpuid = cpu_model_apply(
+                s->supported_cpuid, c->nent, cfg->cpu_model ? cfg->cpu_model : "host",
+                cfg->cpu_features,
+                kvm_check_cap(s, KVM_CAP_TSC_DEADLINE_TIMER) > 0 ? tsc_deadline : NULL);
             return true;
         }
         if (errno != E2BIG) {
@@ -160,9 +167,19 @@ static bool kvm_create_irqchip(KvmState *s, Error **errp)
         error_setg_errno(errp, errno, "KVM: cannot create the in-kernel irqchip");
         return false;
     }
+    if (s->m->cfg->no_pit) {
+        return true; /* -machine pit=off */
+    }
     struct kvm_pit_config pit = { .flags = 0 };
     if (ioctl(s->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
         error_setg_errno(errp, errno, "KVM: cannot create the in-kernel PIT");
+        return false;
+    }
+    s->has_pit = true;
+    /* lost_tick_policy=discard: ticks the guest missed are dropped, not re-injected. */
+    struct kvm_reinject_control rc = { .pit_reinject = s->m->cfg->pit_discard ? 0 : 1 };
+    if (ioctl(s->vm_fd, KVM_REINJECT_CONTROL, &rc) < 0) {
+        error_setg_errno(errp, errno, "KVM: cannot set the PIT lost-tick policy");
         return false;
     }
     return true;
@@ -214,7 +231,7 @@ static bool kvm_capture_irqchip(KvmState *s, Error **errp)
     if (ioctl(s->vm_fd, KVM_GET_IRQCHIP, &s->reset_pic[0]) < 0 ||
         ioctl(s->vm_fd, KVM_GET_IRQCHIP, &s->reset_pic[1]) < 0 ||
         ioctl(s->vm_fd, KVM_GET_IRQCHIP, &s->reset_ioapic) < 0 ||
-        ioctl(s->vm_fd, KVM_GET_PIT2, &s->reset_pit) < 0) {
+        (s->has_pit && ioctl(s->vm_fd, KVM_GET_PIT2, &s->reset_pit) < 0)) {
         error_setg_errno(errp, errno, "KVM: cannot read the irqchip/PIT state");
         return false;
     }
@@ -231,7 +248,7 @@ static bool kvm_reset_irqchip(KvmState *s, Error **errp)
             return false;
         }
     }
-    if (ioctl(s->vm_fd, KVM_SET_PIT2, &pit) < 0) {
+    if (s->has_pit && ioctl(s->vm_fd, KVM_SET_PIT2, &pit) < 0) {
         error_setg_errno(errp, errno, "KVM: cannot reset the PIT");
         return false;
     }

@@ -11,6 +11,7 @@ const DeviceClass *const device_class_table[] = {
     &mc146818rtc_class,
     &i440fx_pcihost_class,
     &pci_testdev_class,
+    &pc_testdev_class,
     &virtio_blk_pci_class,
     &virtio_rng_pci_class,
     &virtio_balloon_pci_class,

@@ -140,8 +140,8 @@ static void device_free(DeviceState *dev)
 }
 
 /* Allocates an instance with defaults, then the given properties; not realized. */
-static DeviceState *device_configure(const DeviceClass *cls, Keyval *props, const char *what,
-                                     Error **errp)
+static DeviceState *device_configure(const DeviceClass *cls, const GPtrArray *globals,
+                                     Keyval *props, const char *what, Error **errp)
 {
     g_assert(cls->instance_size >= sizeof(DeviceState));
     DeviceState *dev = g_malloc0(cls->instance_size);
@@ -151,6 +151,18 @@ static DeviceState *device_configure(const DeviceClass *cls, Keyval *props, cons
         /* A default that does not parse is a bug in the device model. */
         if (p->defval && !prop_set(dev, p, p->defval)) {
             g_error("%s: bad default '%s' for property '%s'", cls->name, p->defval, p->name);
+        }
+    }
+    for (guint i = 0; globals && i < globals->len; i++) {
+        const GlobalProp *g = g_ptr_array_index((GPtrArray *)globals, i);
+        const PropertyDef *p = strcmp(g->driver, cls->name) == 0 ?
+                               prop_find(cls, g->property) : NULL;
+        /* -global was checked when parsed (device_check_global). */
+        if (p && !prop_set(dev, p, g->value)) {
+            error_setg(errp, "%s: -global %s.%s=%s: '%s' is not a valid %s", what, g->driver,
+                       g->property, g->value, g->value, prop_type_name(p->type));
+            device_free(dev);
+            return NULL;
         }
     }
     for (guint i = 0; props && props->pairs && i < props->pairs->len; i++) {
@@ -185,7 +197,7 @@ bool device_check_props(const char *driver, Keyval *props, const char *what, Err
                    driver);
         return false;
     }
-    DeviceState *dev = device_configure(cls, props, what ? what : driver, errp);
+    DeviceState *dev = device_configure(cls, NULL, props, what ? what : driver, errp);
     if (!dev) {
         return false;
     }
@@ -199,7 +211,8 @@ DeviceState *device_create_class(Machine *m, const DeviceClass *cls, Keyval *pro
     if (!what) {
         what = cls->name;
     }
-    DeviceState *dev = device_configure(cls, props, what, errp);
+    DeviceState *dev = device_configure(cls, m->cfg ? m->cfg->globals : NULL, props, what,
+                                        errp);
     if (!dev) {
         return NULL;
     }
@@ -214,6 +227,29 @@ DeviceState *device_create_class(Machine *m, const DeviceClass *cls, Keyval *pro
     }
     g_ptr_array_add(m->devices, dev);
     return dev;
+}
+
+bool device_check_global(const char *driver, const char *property, const char *value,
+                         const char *what, Error **errp)
+{
+    const DeviceClass *cls = device_class_find(driver);
+    if (!cls) {
+        error_setg(errp, "%s: '%s' is not a valid device model name", what, driver);
+        return false;
+    }
+    const PropertyDef *p = prop_find(cls, property);
+    if (!p) {
+        error_setg(errp, "%s: property '%s' not found in '%s'", what, property, driver);
+        return false;
+    }
+    DeviceState *dev = g_malloc0(cls->instance_size);
+    dev->cls = cls;
+    bool ok = prop_set(dev, p, value);
+    device_free(dev);
+    if (!ok) {
+        error_setg(errp, "%s: '%s' is not a valid %s", what, value, prop_type_name(p->type));
+    }
+    return ok;
 }
 
 DeviceState *device_create(Machine *m, const char *driver, Keyval *props, const char *what,

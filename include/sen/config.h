@@ -69,9 +69,17 @@ typedef struct FwCfgFileConfig {
     char *string;   /* ... or this string, without its NUL (as QEMU) */
 } FwCfgFileConfig;
 
+/* -global DRIVER.PROP=VALUE: a default for every DRIVER instance, below its own props. */
+typedef struct GlobalProp {
+    char *driver;
+    char *property;
+    char *value;
+} GlobalProp;
+
 typedef struct MachineConfig {
     char *machine_type; /* "pc" */
-    char *cpu_model;    /* "host" */
+    char *cpu_model;    /* "host", "max", "qemu64", ... (see accel/kvm/kvm-cpuid.c) */
+    GPtrArray *cpu_features; /* of char*: "+x2apic", "-tsc-deadline" in command-line order */
     AccelKind accel;
 
     uint64_t ram_size;  /* bytes */
@@ -102,10 +110,13 @@ typedef struct MachineConfig {
     bool nodefaults;
     bool nographic;
     bool display_none;
+    bool no_pit;        /* -machine pit=off: no in-kernel PIT */
+    bool pit_discard;   /* -global kvm-pit.lost_tick_policy=discard: no tick re-injection */
 
     GPtrArray *chardevs; /* of ChardevConfig*: -chardev and implicit ones from -serial */
     GPtrArray *serials;  /* of char*: chardev id for COM1, COM2, ...; NULL entry = none */
     GPtrArray *devices;  /* of DeviceConfig*, in command-line order */
+    GPtrArray *globals;  /* of GlobalProp*, -global in order (later ones win); NULL = none */
 
     char *qtest_chardev; /* -qtest: id of the chardev carrying the qtest protocol */
     char *qtest_log;     /* -qtest-log PATH or NULL */

@@ -85,6 +85,9 @@ DeviceState *device_create_class(Machine *m, const DeviceClass *cls, Keyval *pro
  * -device is reported before any chardev file or socket exists. */
 bool device_check_props(const char *driver, Keyval *props, const char *what, Error **errp)
     G_GNUC_WARN_UNUSED_RESULT;
+/* Checks -global DRIVER.PROPERTY=VALUE: the driver, its property and the value parse. */
+bool device_check_global(const char *driver, const char *property, const char *value,
+                         const char *what, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
 void device_reset_all(Machine *m);
 void device_destroy_all(Machine *m);
 

@@ -36,7 +36,10 @@ CASES = [
     (["-smp", "2,bogus=1"], "-smp 2,bogus=1: invalid parameter 'bogus'"),
     (["-machine", "q35"], "-machine q35: unsupported machine type 'q35'"),
     (["-M", "pc,usb=off"], "-M pc,usb=off: invalid parameter 'usb'"),
-    (["-cpu", "qemu64"], "-cpu qemu64: "),
+    (["-cpu", "pentium9"], "-cpu pentium9: unable to find CPU model 'pentium9'"),
+    (["-cpu", "qemu64,+warp-drive"], "-cpu qemu64,+warp-drive: Property 'warp-drive' not found"),
+    (["-global", "kvm-pit.lost_tick_policy=slew"], "-global kvm-pit.lost_tick_policy=slew: "),
+    (["-global", "nodev.prop=1"], "-global nodev.prop=1: 'nodev' is not a valid device model"),
     (["-accel", "tcg"], "-accel tcg: accelerator 'tcg' is not supported"),
     (["-kernel", "/nonexistent/vmlinuz"],
      "-kernel /nonexistent/vmlinuz: could not load kernel '/nonexistent/vmlinuz': "

@@ -304,9 +304,37 @@ static void test_machine_accel_cpu(void)
     for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
         g_autoptr(MachineConfig) cfg = parse_ok(cases[i].line);
         g_assert_cmpstr(cfg->machine_type, ==, "pc");
-        g_assert_cmpstr(cfg->cpu_model, ==, "host");
+        g_assert_cmpstr(cfg->cpu_model, ==, strstr(cases[i].line, "max") ? "max" : "host");
         g_assert_cmpint(cfg->accel, ==, cases[i].accel);
     }
+}
+
+static void test_cpu_models_and_globals(void)
+{
+    g_autoptr(MachineConfig) cfg = parse_ok(
+        "-cpu qemu64,+x2apic,-tsc_deadline,pdpe1gb=on,sse4.1=off,host-phys-bits "
+        "-machine accel=kvm,pit=off -global kvm-pit.lost_tick_policy=discard "
+        "-global isa-debug-exit.iobase=0xf4 -global driver=isa-debug-exit,property=iosize,"
+        "value=4");
+    g_assert_cmpstr(cfg->cpu_model, ==, "qemu64");
+    g_assert_cmpuint(cfg->cpu_features->len, ==, 4);
+    g_assert_cmpstr(g_ptr_array_index(cfg->cpu_features, 0), ==, "+x2apic");
+    g_assert_cmpstr(g_ptr_array_index(cfg->cpu_features, 1), ==, "-tsc-deadline");
+    g_assert_cmpstr(g_ptr_array_index(cfg->cpu_features, 2), ==, "+pdpe1gb");
+    g_assert_cmpstr(g_ptr_array_index(cfg->cpu_features, 3), ==, "-sse4-1");
+    g_assert_true(cfg->no_pit);
+    g_assert_true(cfg->pit_discard);
+    g_assert_cmpuint(cfg->globals->len, ==, 2);
+    GlobalProp *g = g_ptr_array_index(cfg->globals, 1);
+    g_assert_cmpstr(g->driver, ==, "isa-debug-exit");
+    g_assert_cmpstr(g->property, ==, "iosize");
+    g_assert_cmpstr(g->value, ==, "4");
+
+    g_autoptr(MachineConfig) def = parse_ok("-cpu Haswell");
+    g_assert_false(def->no_pit);
+    g_assert_false(def->pit_discard);
+    g_assert_null(def->globals);
+    g_assert_cmpuint(def->cpu_features->len, ==, 0);
 }
 
 static void test_boot_and_misc(void)
@@ -349,6 +377,8 @@ static const struct { const char *line; const char *out; } early[] = {
     { "-device isa-debug-exit,help", "isa-debug-exit" },
     { "-chardev help", "socket" },
     { "-cpu help", "host" },
+    { "-cpu ?", "qemu64" },
+    { "-device ?", "pc-testdev" },
     { "-accel help", "qtest" },
     { "-display help", "none" },
     /* The first help wins; what follows is not even looked at. */
@@ -418,8 +448,22 @@ static const struct { const char *line; const char *prefix; const char *text; } 
     { "-M microvm", "-M microvm", "Use -machine help to list supported machines" },
     { "-M pc,usb=off", "-M pc,usb=off", "invalid parameter 'usb'" },
     { "-machine accel=tcg", "-machine accel=tcg", "'tcg'" },
-    { "-cpu qemu64", "-cpu qemu64", "'qemu64'" },
-    { "-cpu host,+avx", "-cpu host,+avx", "'+avx'" },
+    { "-cpu pentium9", "-cpu pentium9", "unable to find CPU model 'pentium9'" },
+    { "-cpu qemu64,+bogus", "-cpu qemu64,+bogus", "Property 'bogus' not found" },
+    { "-cpu host,x2apic=maybe", "-cpu host,x2apic=maybe", "expects 'on' or 'off'" },
+    { "-global", "-global", "requires an argument" },
+    { "-global foo", "-global foo", "expected DRIVER.PROPERTY=VALUE" },
+    { "-global .x=1", "-global .x=1", "expected DRIVER.PROPERTY=VALUE" },
+    { "-global nodev.x=1", "-global nodev.x=1", "'nodev' is not a valid device model name" },
+    { "-global isa-debug-exit.nope=1", "-global isa-debug-exit.nope=1",
+      "property 'nope' not found in 'isa-debug-exit'" },
+    { "-global isa-debug-exit.iobase=zz", "-global isa-debug-exit.iobase=zz",
+      "'zz' is not a valid" },
+    { "-global kvm-pit.lost_tick_policy=slew", "-global kvm-pit", "'slew' is not supported" },
+    { "-global kvm-pit.foo=1", "-global kvm-pit.foo=1", "property 'foo' not found in 'kvm-pit'" },
+    { "-global driver=isa-debug-exit,property=iobase", "-global driver=",
+      "expected driver=,property=,value=" },
+    { "-machine pit=maybe", "-machine pit=maybe", "pit" },
     { "-accel tcg", "-accel tcg", "accelerator 'tcg' is not supported" },
     { "-accel kvm,kernel-irqchip=off", "-accel kvm", "invalid parameter 'kernel-irqchip'" },
     { "-kernel /nonexistent/vmlinuz", "-kernel /nonexistent/vmlinuz",
@@ -531,6 +575,7 @@ int main(int argc, char **argv)
     g_test_add_func("/cmdline/chardevs", test_chardevs);
     g_test_add_func("/cmdline/qtest", test_qtest);
     g_test_add_func("/cmdline/machine-accel-cpu", test_machine_accel_cpu);
+    g_test_add_func("/cmdline/cpu-models-and-globals", test_cpu_models_and_globals);
     g_test_add_func("/cmdline/boot-and-misc", test_boot_and_misc);
     g_test_add_func("/cmdline/exit-early", test_exit_early);
     for (guint i = 0; i < G_N_ELEMENTS(early); i++) {
