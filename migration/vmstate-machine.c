@@ -6,6 +6,7 @@
 #include <inttypes.h>
 #include <string.h>
 #include "accel/accel.h"
+#include "sen/block.h"
 #include "sen/device.h"
 #include "sen/vmstate.h"
 
@@ -107,8 +108,34 @@ static bool load_device(DeviceState *d, const char *name, void *opaque, Error **
     return vmstate_load_section(opaque, name, d->cls->vmsd, d, errp);
 }
 
+void vmstate_drain_all(Machine *m)
+{
+    g_autoptr(GPtrArray) backends = block_backends(m);
+    for (guint i = 0; i < backends->len; i++) {
+        blk_drain(g_ptr_array_index(backends, i));
+    }
+}
+
+static bool check_drained(Machine *m, Error **errp)
+{
+    g_autoptr(GPtrArray) backends = block_backends(m);
+    for (guint i = 0; i < backends->len; i++) {
+        BlockBackend *blk = g_ptr_array_index(backends, i);
+        int n = blk_in_flight(blk);
+        if (n > 0) {
+            error_setg(errp, "drive '%s' has %d requests in flight: the VM must be drained "
+                       "(vmstate_drain_all) before its state is saved", blk_name(blk), n);
+            return false;
+        }
+    }
+    return true;
+}
+
 static bool save_all_locked(Machine *m, GByteArray *out, Error **errp)
 {
+    if (!check_drained(m, errp)) {
+        return false;
+    }
     g_autofree char *devices = device_list(m);
     MachineManifest man = {
         .ram_size = m->cfg->ram_size,

@@ -334,9 +334,14 @@ static bool load_field(const VMStateDesc *vmsd, const VMStateField *f, void *opa
     if (!field_sane(vmsd, f, errp)) {
         return false;
     }
-    uint8_t *base = field_base(vmsd, f, opaque, errp);
-    if (!base) {
-        return false;
+    /* The checking pass touches no scalar or buffer, so their pointer may still be
+     * unset there (a pre_load hook sets staging buffers up for the writing pass). */
+    uint8_t *base = NULL;
+    if (apply || f->type == VMS_STRUCT) {
+        base = field_base(vmsd, f, opaque, errp);
+        if (!base) {
+            return false;
+        }
     }
     if (f->num == 0) {
         return load_element(f, base, r, what, apply, errp);
@@ -367,7 +372,8 @@ static bool load_field(const VMStateDesc *vmsd, const VMStateField *f, void *opa
         return false;
     }
     for (uint32_t i = 0; i < n; i++) {
-        if (!load_element(f, base + (size_t)i * f->size, r, what, apply, errp)) {
+        uint8_t *elem = base ? base + (size_t)i * f->size : NULL;
+        if (!load_element(f, elem, r, what, apply, errp)) {
             return false;
         }
     }
@@ -433,6 +439,10 @@ static bool load_subsection(const VMStateDesc *vmsd, void *opaque, const uint8_t
 static bool load_payload(const VMStateDesc *vmsd, void *opaque, int version, Reader *r,
                          const char *what, bool apply, Error **errp)
 {
+    if (apply && vmsd->pre_load && !vmsd->pre_load(opaque, errp)) {
+        error_prepend(errp, "%s: ", what);
+        return false;
+    }
     for (const VMStateField *f = vmsd->fields; f && f->name; f++) {
         if (f->version_id > version) {
             continue;

@@ -7,6 +7,7 @@
 #include <string.h>
 #include "hw/core/device-list.h"
 #include "sen/pci.h"
+#include "sen/vmstate.h"
 
 #define TESTDEV_MEM_SIZE 4096
 #define TESTDEV_IO_SIZE  256
@@ -91,6 +92,20 @@ static bool testdev_realize(DeviceState *dev, Machine *m, Error **errp)
     return true;
 }
 
+static const VMStateField testdev_fields[] = {
+    VMSTATE_PCI_DEVICE(pci, PciTestDev),
+    VMSTATE_UINT8_ARRAY(mem, PciTestDev, TESTDEV_MEM_SIZE),
+    VMSTATE_UINT8_ARRAY(io, PciTestDev, TESTDEV_IO_SIZE),
+    VMSTATE_END_OF_LIST(),
+};
+
+static const VMStateDesc testdev_vmsd = {
+    .name = "pci-testdev",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .fields = testdev_fields,
+};
+
 static const PropertyDef testdev_props[] = {
     DEFINE_PCI_PROPS(PciTestDev, pci),
     { .name = NULL },
@@ -105,4 +120,5 @@ const DeviceClass pci_testdev_class = {
     .realize = testdev_realize,
     .reset = testdev_reset,
     .unrealize = testdev_unrealize,
+    .vmsd = &testdev_vmsd,
 };

@@ -14,6 +14,7 @@
 #include <poll.h>
 #include <string.h>
 #include "hw/pci/pci-internal.h"
+#include "sen/vmstate.h"
 
 #define MSIX_CAP_SIZE      12
 #define MSIX_ENTRY_SIZE    16
@@ -416,4 +417,46 @@ void msix_free(PCIDevice *d)
     g_free(s->vec);
     g_free(s);
     d->msix = NULL;
+}
+
+/* ---- migration ---- */
+
+static const VMStateField msix_fields[] = {
+    { .name = "table", .type = VMS_BUFFER, .offset = offsetof(MSIXState, table),
+      .size = MSIX_ENTRY_SIZE, .num = MSIX_MAX_VECTORS,
+      .count_offset = offsetof(MSIXState, nr),
+      .flags = VMS_F_POINTER | VMS_F_COUNTED | VMS_F_COUNT_FIXED },
+    { .name = "pba", .type = VMS_U8, .offset = offsetof(MSIXState, pba), .size = 1,
+      .num = (MSIX_MAX_VECTORS + 63) / 64 * 8, .count_offset = offsetof(MSIXState, pba_size),
+      .flags = VMS_F_POINTER | VMS_F_COUNTED | VMS_F_COUNT_FIXED },
+    VMSTATE_END_OF_LIST(),
+};
+
+const VMStateDesc msix_vmsd = {
+    .name = "msix",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .fields = msix_fields,
+};
+
+void msix_pre_save(PCIDevice *d)
+{
+    MSIXState *s = d->msix;
+    for (unsigned v = 0; s && v < s->nr; v++) {
+        if (vector_pending(d, v)) {
+            set_pending(s, v, true);
+        }
+    }
+}
+
+void msix_post_load(PCIDevice *d)
+{
+    MSIXState *s = d->msix;
+    if (!s) {
+        return;
+    }
+    s->was_masked_all = all_masked(d);
+    for (unsigned v = 0; v < s->nr; v++) {
+        irqfd_sync(d, v);
+    }
 }

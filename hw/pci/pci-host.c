@@ -10,6 +10,7 @@
  */
 #include "hw/core/device-list.h"
 #include "hw/pci/pci-internal.h"
+#include "sen/vmstate.h"
 
 #define CF8_PORT     0xcf8
 #define CFC_PORT     0xcfc
@@ -230,6 +231,20 @@ static void pcihost_reset(DeviceState *dev)
     pci_device_reset(&h->pci);
 }
 
+static const VMStateField pcihost_fields[] = {
+    VMSTATE_PCI_DEVICE(pci, PciHost),
+    VMSTATE_UINT32(cf8, PciHost),
+    VMSTATE_UINT8(rcr, PciHost),
+    VMSTATE_END_OF_LIST(),
+};
+
+static const VMStateDesc pcihost_vmsd = {
+    .name = "i440fx-pcihost",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .fields = pcihost_fields,
+};
+
 static const PropertyDef pcihost_props[] = {
     { .name = NULL },
 };
@@ -243,4 +258,5 @@ const DeviceClass i440fx_pcihost_class = {
     .realize = pcihost_realize,
     .reset = pcihost_reset,
     .unrealize = pcihost_unrealize,
+    .vmsd = &pcihost_vmsd,
 };

@@ -31,6 +31,12 @@ void msix_config_written(PCIDevice *d, uint32_t addr, unsigned len);
 void msix_reset(PCIDevice *d);
 void msix_free(PCIDevice *d);
 
+/* Migration: MSI-X table and PBA (msix_vmsd over MSIXState); before saving, fold
+ * signals waiting in detached irqfds into the PBA; after loading, re-route vectors. */
+extern const VMStateDesc msix_vmsd;
+void msix_pre_save(PCIDevice *d);
+void msix_post_load(PCIDevice *d);
+
 /* msi.c */
 void msi_config_written(PCIDevice *d, uint32_t addr, unsigned len);
 void msi_reset(PCIDevice *d);

@@ -10,6 +10,7 @@
  */
 #include <string.h>
 #include "hw/pci/pci-internal.h"
+#include "sen/vmstate.h"
 
 #define PCI_CMD_WMASK (PCI_COMMAND_IO | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | \
                        PCI_COMMAND_PARITY | PCI_COMMAND_SERR | PCI_COMMAND_INTX_DISABLE)
@@ -554,3 +555,103 @@ void pci_device_unrealize(PCIDevice *d)
     g_clear_pointer(&d->wmask, g_free);
     g_clear_pointer(&d->w1cmask, g_free);
 }
+
+/* ---- migration ---- */
+
+static bool pci_pre_save(void *opaque, Error **errp)
+{
+    PCIDevice *d = opaque;
+    d->vmstate_config = d->config;
+    msix_pre_save(d);
+    return true;
+}
+
+static bool pci_pre_load(void *opaque, Error **errp)
+{
+    PCIDevice *d = opaque;
+    d->vmstate_config = g_malloc0(d->config_size);
+    return true;
+}
+
+/* The standard header's read-only bytes say what the device is; the status register
+ * is left out (its bits follow the device's state). */
+static bool pci_check_identity(PCIDevice *d, const uint8_t *cfg, Error **errp)
+{
+    for (unsigned i = 0; i < PCI_STD_HEADER_SIZEOF; i++) {
+        if (i == PCI_STATUS || i == PCI_STATUS + 1) {
+            continue;
+        }
+        uint8_t ro = (uint8_t)~(d->wmask[i] | d->w1cmask[i]);
+        if ((cfg[i] ^ d->config[i]) & ro) {
+            error_setg(errp, "%s at %02x.%x: config byte 0x%02x is read-only and differs "
+                       "(source 0x%02x, this device 0x%02x)", dev_name(d),
+                       PCI_DEVFN_SLOT(d->devfn), PCI_DEVFN_FUNC(d->devfn), i, cfg[i],
+                       d->config[i]);
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool pci_post_load(void *opaque, int version_id, Error **errp)
+{
+    PCIDevice *d = opaque;
+    uint8_t *cfg = d->vmstate_config;
+    d->vmstate_config = NULL;
+    bool ok = pci_check_identity(d, cfg, errp);
+    if (ok) {
+        memcpy(d->config, cfg, d->config_size);
+    }
+    g_free(cfg);
+    if (!ok) {
+        return false;
+    }
+    /* The BARs go where the loaded command and BAR registers say (devices hear of it
+     * through bar_remapped, e.g. to move ioeventfds). */
+    update_mappings(d);
+    int level = d->intx_level;
+    d->intx_level = 0;
+    pci_set_irq(d, level);
+    msix_post_load(d);
+    return true;
+}
+
+static bool pci_msix_needed(void *opaque)
+{
+    return ((PCIDevice *)opaque)->msix != NULL;
+}
+
+static const VMStateField pci_msix_fields[] = {
+    { .name = "msix", .type = VMS_STRUCT, .offset = offsetof(PCIDevice, msix),
+      .size = 1, .flags = VMS_F_POINTER, .vmsd = &msix_vmsd },
+    VMSTATE_END_OF_LIST(),
+};
+
+static const VMStateDesc pci_msix_vmsd = {
+    .name = "pci/msix",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .fields = pci_msix_fields,
+    .needed = pci_msix_needed,
+};
+
+static const VMStateDesc *const pci_subsections[] = { &pci_msix_vmsd, NULL };
+
+static const VMStateField pci_fields[] = {
+    { .name = "config", .type = VMS_U8, .offset = offsetof(PCIDevice, vmstate_config),
+      .size = 1, .num = PCIE_CONFIG_SIZE, .count_offset = offsetof(PCIDevice, config_size),
+      .flags = VMS_F_POINTER | VMS_F_COUNTED | VMS_F_COUNT_FIXED },
+    VMSTATE_INT32(intx_level, PCIDevice),
+    VMSTATE_END_OF_LIST(),
+};
+
+const VMStateDesc pci_device_vmsd = {
+    .name = "pci",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .fields = pci_fields,
+    .subsections = pci_subsections,
+    .pre_save = pci_pre_save,
+    .pre_load = pci_pre_load,
+    .post_load = pci_post_load,
+};

@@ -15,6 +15,7 @@
 #include "hw/virtio/virtio-pci.h"
 #include "sen/block.h"
 #include "sen/device.h"
+#include "sen/vmstate.h"
 #include "monitor/qapi-generated.h"
 
 #define VIRTIO_BLK_F_SEG_MAX      2
@@ -424,6 +425,37 @@ static void virtio_blk_unrealize(DeviceState *dev)
     }
 }
 
+/* ---- migration ---- */
+
+/* Requests in flight were drained before the save (vmstate_drain_all), so the rings and
+ * indices are all there is; the disk contents travel outside (shared storage, or a
+ * block migration). */
+static bool virtio_blk_post_load(void *opaque, int version_id, Error **errp)
+{
+    VirtIOBlk *s = opaque;
+    uint64_t capacity;
+    memcpy(&capacity, s->vdev.config + CFG_CAPACITY, 8);
+    if (capacity != s->capacity) {
+        error_setg(errp, "drive=%s: the source's disk has %" G_GUINT64_FORMAT " sectors, "
+                   "this one %" G_GUINT64_FORMAT, s->drive, capacity, s->capacity);
+        return false;
+    }
+    return true;
+}
+
+static const VMStateField virtio_blk_fields[] = {
+    VMSTATE_VIRTIO_PCI(proxy, VirtIOBlk),
+    VMSTATE_END_OF_LIST(),
+};
+
+static const VMStateDesc virtio_blk_vmsd = {
+    .name = "virtio-blk-pci",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .fields = virtio_blk_fields,
+    .post_load = virtio_blk_post_load,
+};
+
 static const PropertyDef virtio_blk_props[] = {
     DEFINE_PCI_PROPS(VirtIOBlk, proxy.pci),
     DEFINE_PROP("drive", PROP_STRING, VirtIOBlk, drive, NULL,
@@ -443,4 +475,5 @@ const DeviceClass virtio_blk_pci_class = {
     .realize = virtio_blk_realize,
     .reset = virtio_blk_reset,
     .unrealize = virtio_blk_unrealize,
+    .vmsd = &virtio_blk_vmsd,
 };

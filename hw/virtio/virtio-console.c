@@ -14,6 +14,7 @@
 #include "hw/virtio/virtio-pci.h"
 #include "sen/chardev.h"
 #include "sen/device.h"
+#include "sen/vmstate.h"
 
 #define CONSOLE_QUEUE_SIZE 128
 #define CONSOLE_CFG_SIZE   12  /* cols, rows, max_nr_ports, emerg_wr */
@@ -140,6 +141,29 @@ static void console_detach(VirtIOConsole *s)
 
 /* ---- virtio-serial-pci / virtio-console-pci ---- */
 
+static bool virtio_console_post_load(void *opaque, int version_id, Error **errp)
+{
+    VirtIOConsole *s = opaque;
+    /* Receive buffers may be posted now: let input flow. */
+    if (s->chr) {
+        chardev_accept_input(s->chr);
+    }
+    return true;
+}
+
+static const VMStateField virtio_console_fields[] = {
+    VMSTATE_VIRTIO_PCI(proxy, VirtIOConsole),
+    VMSTATE_END_OF_LIST(),
+};
+
+static const VMStateDesc virtio_console_vmsd = {
+    .name = "virtio-console",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .fields = virtio_console_fields,
+    .post_load = virtio_console_post_load,
+};
+
 static void virtio_console_reset(DeviceState *dev)
 {
     VirtIOConsole *s = (VirtIOConsole *)dev;
@@ -209,6 +233,7 @@ const DeviceClass virtio_serial_pci_class = {
     .realize = virtio_console_realize,
     .reset = virtio_console_reset,
     .unrealize = virtio_console_unrealize,
+    .vmsd = &virtio_console_vmsd,
 };
 
 const DeviceClass virtio_console_pci_class = {
@@ -220,6 +245,7 @@ const DeviceClass virtio_console_pci_class = {
     .realize = virtio_console_realize,
     .reset = virtio_console_reset,
     .unrealize = virtio_console_unrealize,
+    .vmsd = &virtio_console_vmsd,
 };
 
 /* ---- virtconsole: the port on the last virtio-serial-pci ---- */

@@ -17,6 +17,7 @@
 #include "accel/accel.h"
 #include "hw/virtio/virtio-pci.h"
 #include "sen/log.h"
+#include "sen/vmstate.h"
 
 /* 4.1.4: vendor-specific capability types. */
 #define VIRTIO_PCI_CAP_COMMON_CFG 1
@@ -544,3 +545,54 @@ void virtio_pci_unrealize(VirtIOPCIProxy *p)
     }
     pci_device_unrealize(&p->pci);
 }
+
+/* ---- migration ---- */
+
+static bool virtio_pci_post_load(void *opaque, int version_id, Error **errp)
+{
+    VirtIOPCIProxy *p = opaque;
+    VirtIODevice *vdev = p->vdev;
+
+    if (vdev->config_vector != VIRTIO_NO_VECTOR && vdev->config_vector >= p->nvectors) {
+        error_setg(errp, "config vector %u out of range", vdev->config_vector);
+        return false;
+    }
+    for (unsigned i = 0; i < vdev->num_queues; i++) {
+        uint16_t v = vdev->vqs[i].vector;
+        if (v != VIRTIO_NO_VECTOR && v >= p->nvectors) {
+            error_setg(errp, "queue %u: vector %u out of range", i, v);
+            return false;
+        }
+    }
+    if (vdev->status & VIRTIO_STATUS_DRIVER_OK) {
+        irqfds_attach(p);
+    }
+    /* A kick the source took from the guest but had not handled yet is not in the
+     * stream: look at every enabled queue once (the handlers run on the main loop). */
+    for (unsigned i = 0; i < vdev->num_queues; i++) {
+        VirtIOPCINotifier *n = &p->notifiers[i];
+        if (vdev->vqs[i].enabled && n->assigned && n->fd >= 0) {
+            eventfd_write(n->fd, 1);
+        }
+    }
+    return true;
+}
+
+static const VMStateField virtio_pci_fields[] = {
+    VMSTATE_PCI_DEVICE(pci, VirtIOPCIProxy),
+    VMSTATE_UINT32(dfselect, VirtIOPCIProxy),
+    VMSTATE_UINT32(gfselect, VirtIOPCIProxy),
+    VMSTATE_UINT64(driver_features, VirtIOPCIProxy),
+    VMSTATE_UINT16(queue_sel, VirtIOPCIProxy),
+    { .name = "vdev", .type = VMS_STRUCT, .offset = offsetof(VirtIOPCIProxy, vdev),
+      .size = 1, .flags = VMS_F_POINTER, .vmsd = &virtio_device_vmsd },
+    VMSTATE_END_OF_LIST(),
+};
+
+const VMStateDesc virtio_pci_vmsd = {
+    .name = "virtio-pci",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .fields = virtio_pci_fields,
+    .post_load = virtio_pci_post_load,
+};

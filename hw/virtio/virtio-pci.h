@@ -49,6 +49,12 @@ struct VirtIOPCIProxy {
 #define VIRTIO_PCI_BAR       4
 #define VIRTIO_PCI_MSIX_BAR  1
 
+/* Migration: the PCI function, the transport's registers and the VirtIODevice behind
+ * it; loading re-establishes irqfds (DRIVER_OK) and ioeventfds (via the BAR mapping)
+ * and kicks every enabled queue once, in case a notification was in flight. */
+extern const VMStateDesc virtio_pci_vmsd;
+#define VMSTATE_VIRTIO_PCI(_f, _s) VMSTATE_STRUCT(_f, _s, virtio_pci_vmsd, VirtIOPCIProxy)
+
 bool virtio_pci_realize(VirtIOPCIProxy *p, VirtIODevice *vdev, Machine *m,
                         uint32_t class_code, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
 void virtio_pci_reset(VirtIOPCIProxy *p);

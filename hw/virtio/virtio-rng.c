@@ -6,6 +6,7 @@
 #include <sys/random.h>
 #include "hw/virtio/virtio-pci.h"
 #include "sen/device.h"
+#include "sen/vmstate.h"
 
 #define RNG_QUEUE_SIZE 256
 /* Bytes per request at most, so one kick cannot keep the VM lock for long. */
@@ -93,6 +94,18 @@ static const PropertyDef virtio_rng_props[] = {
     { .name = NULL },
 };
 
+static const VMStateField virtio_rng_fields[] = {
+    VMSTATE_VIRTIO_PCI(proxy, VirtIORng),
+    VMSTATE_END_OF_LIST(),
+};
+
+static const VMStateDesc virtio_rng_vmsd = {
+    .name = "virtio-rng-pci",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .fields = virtio_rng_fields,
+};
+
 const DeviceClass virtio_rng_pci_class = {
     .name = "virtio-rng-pci",
     .desc = "virtio entropy source (host getrandom)",
@@ -102,4 +115,5 @@ const DeviceClass virtio_rng_pci_class = {
     .realize = virtio_rng_realize,
     .reset = virtio_rng_reset,
     .unrealize = virtio_rng_unrealize,
+    .vmsd = &virtio_rng_vmsd,
 };

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <string.h>
 #include "sen/virtio.h"
+#include "sen/vmstate.h"
 
 /* Transport features the core implements for every device. */
 #define VIRTIO_CORE_FEATURES ((1ull << VIRTIO_F_VERSION_1) | \
@@ -197,3 +198,40 @@ void virtio_error(VirtIODevice *vdev, const char *fmt, ...)
         virtio_config_changed(vdev);
     }
 }
+
+/* ---- migration ---- */
+
+static bool virtio_post_load(void *opaque, int version_id, Error **errp)
+{
+    VirtIODevice *vdev = opaque;
+    uint64_t extra = vdev->guest_features & ~vdev->host_features;
+    if (extra) {
+        error_setg(errp, "%s: the driver accepted features 0x%" G_GINT64_MODIFIER "x that "
+                   "this device does not offer", vdev->name, (guint64)extra);
+        return false;
+    }
+    return true;
+}
+
+static const VMStateField virtio_fields[] = {
+    VMSTATE_UINT64(guest_features, VirtIODevice),
+    VMSTATE_UINT8(status, VirtIODevice),
+    VMSTATE_UINT8(isr, VirtIODevice),
+    VMSTATE_BOOL(broken, VirtIODevice),
+    VMSTATE_UINT16(config_vector, VirtIODevice),
+    VMSTATE_UINT8(config_generation, VirtIODevice),
+    { .name = "config", .type = VMS_U8, .offset = offsetof(VirtIODevice, config), .size = 1,
+      .num = 65536, .count_offset = offsetof(VirtIODevice, config_len),
+      .flags = VMS_F_POINTER | VMS_F_COUNTED | VMS_F_COUNT_FIXED },
+    VMSTATE_STRUCT_VARRAY_POINTER(vqs, VirtIODevice, num_queues, 65536, virtqueue_vmsd,
+                                  VirtQueue),
+    VMSTATE_END_OF_LIST(),
+};
+
+const VMStateDesc virtio_device_vmsd = {
+    .name = "virtio",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .fields = virtio_fields,
+    .post_load = virtio_post_load,
+};

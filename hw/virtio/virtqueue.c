@@ -9,6 +9,7 @@
  */
 #include <string.h>
 #include "sen/virtio.h"
+#include "sen/vmstate.h"
 
 /* Ring layout (2.7.6 / 2.7.8): avail = u16 flags, idx, ring[num], used_event;
  * used = u16 flags, idx, then {u32 id, u32 len}[num], then u16 avail_event. */
@@ -435,3 +436,75 @@ size_t virtio_iov_from_buf(const struct iovec *iov, unsigned n, size_t offset,
     }
     return done;
 }
+
+/* ---- migration ---- */
+
+static bool virtqueue_pre_save(void *opaque, Error **errp)
+{
+    VirtQueue *vq = opaque;
+    if (vq->inuse) {
+        error_setg(errp, "%s queue %u: %u requests in flight (the device was not drained)",
+                   vq->vdev->name, vq->index, vq->inuse);
+        return false;
+    }
+    return true;
+}
+
+static bool virtqueue_post_load(void *opaque, int version_id, Error **errp)
+{
+    VirtQueue *vq = opaque;
+    VirtIODevice *vdev = vq->vdev;
+    uint16_t num = vq->num;
+
+    vq->desc = NULL;
+    vq->avail = NULL;
+    vq->used = NULL;
+    vq->inuse = 0;
+    if (!vq->enabled) {
+        return true;
+    }
+    if (!vq->num_max || num == 0 || num > vq->num_max || (num & (num - 1))) {
+        error_setg(errp, "queue %u: size %u is not a power of two up to %u", vq->index, num,
+                   vq->num_max);
+        return false;
+    }
+    if ((vq->desc_gpa & 15) || (vq->avail_gpa & 1) || (vq->used_gpa & 3)) {
+        error_setg(errp, "queue %u: misaligned ring", vq->index);
+        return false;
+    }
+    vq->desc = guest_mem_map(vdev->mem, vq->desc_gpa, desc_size(num));
+    vq->avail = guest_mem_map(vdev->mem, vq->avail_gpa, avail_size(num));
+    vq->used = guest_mem_map(vdev->mem, vq->used_gpa, used_size(num));
+    if (!vq->desc || !vq->avail || !vq->used) {
+        vq->desc = NULL;
+        vq->avail = NULL;
+        vq->used = NULL;
+        error_setg(errp, "queue %u: ring outside guest RAM", vq->index);
+        return false;
+    }
+    return true;
+}
+
+static const VMStateField virtqueue_fields[] = {
+    VMSTATE_UINT16(num, VirtQueue),
+    VMSTATE_UINT16(vector, VirtQueue),
+    VMSTATE_UINT64(desc_gpa, VirtQueue),
+    VMSTATE_UINT64(avail_gpa, VirtQueue),
+    VMSTATE_UINT64(used_gpa, VirtQueue),
+    VMSTATE_BOOL(enabled, VirtQueue),
+    VMSTATE_UINT16(last_avail_idx, VirtQueue),
+    VMSTATE_UINT16(used_idx, VirtQueue),
+    VMSTATE_UINT16(signalled_used, VirtQueue),
+    VMSTATE_BOOL(signalled_used_valid, VirtQueue),
+    VMSTATE_BOOL(notification, VirtQueue),
+    VMSTATE_END_OF_LIST(),
+};
+
+const VMStateDesc virtqueue_vmsd = {
+    .name = "virtqueue",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .fields = virtqueue_fields,
+    .pre_save = virtqueue_pre_save,
+    .post_load = virtqueue_post_load,
+};

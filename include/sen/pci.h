@@ -119,6 +119,10 @@ struct PCIDevice {
     /* BAR n moved (either address may be PCI_BAR_UNMAPPED), e.g. to move ioeventfds.
      * Called on guest writes and pci_device_reset, never from pci_device_unrealize. */
     void (*bar_remapped)(PCIDevice *d, int n, uint64_t old_addr, uint64_t new_addr);
+
+    /* Migration (pci.c): config space as saved / as being loaded (a staging copy that
+     * post_load checks against this device's read-only bytes). */
+    uint8_t *vmstate_config;
 };
 
 #define DEFINE_PCI_PROPS(_state, _pcifield) \
@@ -141,6 +145,16 @@ static inline void pci_set_long(uint8_t *p, uint32_t v)
 {
     p[0] = v & 0xff; p[1] = (v >> 8) & 0xff; p[2] = (v >> 16) & 0xff; p[3] = v >> 24;
 }
+
+/* ---- migration ---- */
+
+typedef struct VMStateDesc VMStateDesc;
+/* What every PCI device carries: config space, INTx level, MSI-X table and PBA.  Nest it
+ * first in a device's VMStateDesc with VMSTATE_PCI_DEVICE(pci, MyDev).  Its post_load
+ * refuses a config space whose identity (IDs, class, BAR types, header) differs, maps the
+ * BARs where the guest had them, re-drives INTx and re-routes irqfd MSI-X vectors. */
+extern const VMStateDesc pci_device_vmsd;
+#define VMSTATE_PCI_DEVICE(_f, _s) VMSTATE_STRUCT(_f, _s, pci_device_vmsd, PCIDevice)
 
 /* ---- device side ---- */
 

@@ -223,6 +223,18 @@ uint8_t virtio_isr_read_clear(VirtIODevice *vdev);
 uint64_t virtio_config_read(VirtIODevice *vdev, uint32_t offset, unsigned size);
 void virtio_config_write(VirtIODevice *vdev, uint32_t offset, unsigned size, uint64_t val);
 
+/* ---- migration ---- */
+
+typedef struct VMStateDesc VMStateDesc;
+/* A queue's driver-visible state: size, vector, ring addresses, enable, indices, event
+ * index bookkeeping.  Saving fails while requests are in flight (drain first); loading
+ * checks the size and maps the rings again without touching the indices. */
+extern const VMStateDesc virtqueue_vmsd;
+/* The device core: negotiated features, status, ISR, config vector and generation,
+ * device config space, every queue.  Loading refuses features the device does not
+ * offer. */
+extern const VMStateDesc virtio_device_vmsd;
+
 /* A guest error: log one rate-limited line, mark the device NEEDS_RESET, tell the
  * driver with a config interrupt. */
 void virtio_error(VirtIODevice *vdev, const char *fmt, ...) G_GNUC_PRINTF(2, 3);

@@ -78,6 +78,9 @@ struct VMStateDesc {
     bool (*needed)(void *opaque);
     /* Before encoding (vCPUs stopped, VM lock held): bring the struct up to date. */
     bool (*pre_save)(void *opaque, Error **errp);
+    /* Before the decoded fields are written (after the whole payload was checked): e.g.
+     * point a field's pointer at a staging buffer that post_load validates. */
+    bool (*pre_load)(void *opaque, Error **errp);
     /* After decoding: validate what the fields cannot (ranges, consistency) and rebuild
      * derived state (mappings, timers, eventfds).  version_id is the stream's. */
     bool (*post_load)(void *opaque, int version_id, Error **errp);
@@ -179,6 +182,14 @@ bool vmstate_load_section(VMStateIn *in, const char *name, const VMStateDesc *vm
 bool vmstate_in_check_consumed(const VMStateIn *in, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
 
 /* ---- the whole machine (the migration engine's contract) ---- */
+
+/*
+ * Main thread, vCPUs stopped, VM lock not held: waits until no block request is in
+ * flight.  Their completions write guest RAM (data, used rings), so the engine calls this
+ * right after stopping the vCPUs and BEFORE its last RAM pass; vmstate_save_all refuses
+ * to save while a request is still in flight rather than lose those writes.
+ */
+void vmstate_drain_all(Machine *m);
 
 /*
  * Main thread, vCPUs stopped (AccelOps.pause done), VM lock not held (taken inside).
