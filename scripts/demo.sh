@@ -26,7 +26,8 @@ fi
 # shellcheck disable=SC2086  # SEN_DEMO_ARGS is a list of words on purpose
 run_sen() {
 	echo "demo: starting Sen; quit with Ctrl-A x (or 'reboot -f' in the guest)" >&2
-	exec "$sen" -M pc -nographic -no-reboot "$@" ${SEN_DEMO_ARGS:-}
+	# -sandbox on: the demo runs confined to Sen's system call allow-list (docs/security.md).
+	exec "$sen" -M pc -nographic -no-reboot -sandbox on "$@" ${SEN_DEMO_ARGS:-}
 }
 
 if grep -qwE 'vmx|svm' /proc/cpuinfo; then

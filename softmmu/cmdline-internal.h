@@ -76,6 +76,10 @@ CmdlineHandler cmdline_opt_blockdev;
 
 /* cmdline-firmware.c */
 CmdlineHandler cmdline_opt_fw_cfg;
+/* cmdline-security.c */
+CmdlineHandler cmdline_opt_sandbox;
+CmdlineHandler cmdline_opt_runas;
+CmdlineHandler cmdline_opt_chroot;
 
 /* cmdline-machine.c */
 CmdlineHandler cmdline_opt_machine;

@@ -386,6 +386,12 @@ static const CmdlineOption cmdline_options[] = {
       "serve QMP on chardev ID" },
     { "fw_cfg", "[name=]opt/NAME,file=FILE|string=STR", cmdline_opt_fw_cfg,
       "add a file for the firmware to fw_cfg" },
+    { "sandbox", "on|off[,obsolete=allow,elevateprivileges=allow,spawn=allow,"
+      "resourcecontrol=allow]", cmdline_opt_sandbox,
+      "confine Sen to a seccomp allow-list of system calls once the VM is built" },
+    { "runas", "USER|UID:GID", cmdline_opt_runas,
+      "drop to this user once /dev/kvm, images and sockets are open" },
+    { "chroot", "DIR", cmdline_opt_chroot, "change the root directory once the VM is built" },
     { "version", NULL, opt_version, "print the version and exit" },
     { "help", NULL, cmdline_help, "print this help and exit" },
     { "h", NULL, cmdline_help, "same as -help" },
@@ -394,7 +400,7 @@ static const CmdlineOption cmdline_options[] = {
 /* QEMU options Sen knows of but does not implement yet: a clear error, never ignored. */
 static const char *const cmdline_unsupported[] = {
     "acpitable", "action", "add-fd", "alt-grab", "async-teardown", "audio", "audiodev",
-    "bios", "boot", "cdrom", "chroot", "compat", "ctrl-grab", "curses", "d",
+    "bios", "boot", "cdrom", "compat", "ctrl-grab", "curses", "d",
     "D", "debugcon", "dtb", "dump-vmstate", "echr", "enable-fips",
     "enable-sync-profile", "fda", "fdb", "fsdev", "full-screen", "g", "gdb",
     "hda", "hdb", "hdc", "hdd", "icount", "incoming", "iscsi", "k", "kvm-shadow-mem",
@@ -402,7 +408,7 @@ static const char *const cmdline_unsupported[] = {
     "netdev", "nic", "no-acpi", "no-hpet", "no-quit", "no-user-config", "nodefconfig",
     "numa", "only-migratable", "option-rom", "overcommit", "parallel", "pflash",
     "plugin", "portrait", "preconfig", "readconfig", "rotate",
-    "rtc", "run-with", "runas", "s", "sandbox", "sd", "sdl", "seed", "semihosting",
+    "rtc", "run-with", "s", "sd", "sdl", "seed", "semihosting",
     "semihosting-config", "set", "show-cursor", "singlestep", "smbios", "snapshot",
     "soundhw", "spice", "tb-size", "tpmdev", "trace", "usb", "usbdevice", "uuid", "vga",
     "virtfs", "virtioconsole", "vnc", "watchdog", "watchdog-action", "win2k-hack",

@@ -21,6 +21,7 @@
 #include "sen/hw/pc.h"
 #include "sen/machine.h"
 #include "sen/monitor.h"
+#include "sen/os.h"
 #include "monitor/qapi-generated.h"
 #include "softmmu/main-loop.h"
 
@@ -275,6 +276,10 @@ Machine *machine_create(MachineConfig *cfg, Error **errp)
     }
     /* Last, so that a client connected already (wait=on) sees a complete machine. */
     if (!monitor_create_all(m, errp)) {
+        goto fail;
+    }
+    /* Everything is open and no vCPU has run: -chroot, -runas, -sandbox (sen/os.h). */
+    if (!os_isolate(cfg, errp)) {
         goto fail;
     }
     if (report_fd >= 0) {

@@ -629,7 +629,7 @@ static bool qtest_accel_init(Machine *m, Error **errp)
         }
     }
     if (cfg->qtest_log) {
-        log = fopen(cfg->qtest_log, "w");
+        log = fopen(cfg->qtest_log, "we");
         if (!log) {
             error_setg_errno(errp, errno, "-qtest-log %s", cfg->qtest_log);
             return false;

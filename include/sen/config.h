@@ -68,6 +68,13 @@ typedef struct FwCfgFileConfig {
     char *file;     /* contents from this file (read at machine creation) ... */
     char *string;   /* ... or this string, without its NUL (as QEMU) */
 } FwCfgFileConfig;
+/* -sandbox on,NAME=allow: optional system call groups added to the allow-list (os/sandbox.c) */
+typedef enum SandboxAllow {
+    SANDBOX_ALLOW_OBSOLETE = 1 << 0,     /* obsolete=allow: old calls nothing modern needs */
+    SANDBOX_ALLOW_ELEVATE = 1 << 1,      /* elevateprivileges=allow: set*uid/gid, setsid */
+    SANDBOX_ALLOW_SPAWN = 1 << 2,        /* spawn=allow: fork, execve, wait, kill */
+    SANDBOX_ALLOW_RESOURCECTL = 1 << 3,  /* resourcecontrol=allow: affinity, priorities */
+} SandboxAllow;
 
 /* -global DRIVER.PROP=VALUE: a default for every DRIVER instance, below its own props. */
 typedef struct GlobalProp {
@@ -126,6 +133,12 @@ typedef struct MachineConfig {
     GPtrArray *monitors; /* of MonitorConfig* (sen/monitor.h): -qmp, -mon; NULL = none */
 
     GPtrArray *fw_cfg_files; /* of FwCfgFileConfig*: -fw_cfg, in order; NULL = none */
+
+    /* Isolation, applied in this order once everything is open (docs/security.md). */
+    char *chroot_dir;        /* -chroot DIR */
+    char *runas;             /* -runas USER (name or uid:gid) */
+    bool sandbox;            /* -sandbox on */
+    unsigned sandbox_allow;  /* SandboxAllow bits */
 } MachineConfig;
 
 /* An empty config with QEMU's defaults (pc, 128 MiB, 1 vCPU, kvm). */

@@ -250,7 +250,20 @@ def check_kvm():
         skip("/dev/kvm has KVM API version %d, not 12" % version)
 
 
-def vmm_command(vmm, image, smp, test, disk=None, sock=None):
+def isolation_args(tmp):
+    """-sandbox on; as root also drop to nobody in an empty root directory, after Sen
+    opened the images and sockets in tmp (which nobody could not open itself)."""
+    args = ["-sandbox", "on"]
+    if os.geteuid() == 0:
+        jail = os.path.join(tmp, "jail")
+        os.mkdir(jail, 0o755)
+        args += ["-runas", "nobody", "-chroot", jail]
+    else:
+        print("note: not root, so -sandbox on only (no -runas/-chroot)")
+    return args
+
+
+def vmm_command(vmm, image, smp, test, disk=None, sock=None, sen_args=()):
     append = "cpus=%d ram_mb=%d token=%s" % (smp, RAM_MB, TOKEN)
     if disk:
         append += " disk_sectors=%d" % DISK_SECTORS
@@ -267,7 +280,7 @@ def vmm_command(vmm, image, smp, test, disk=None, sock=None):
         return [sen, "-M", "pc", "-m", "%dM" % RAM_MB, "-smp", str(smp),
                 "-kernel", image, "-append", append, "-device", "isa-debug-exit",
                 "-nographic", "-nodefaults", "-serial", "stdio"] + reboot + \
-            device_args(vmm, test, sen, disk, sock)
+            device_args(vmm, test, sen, disk, sock) + list(sen_args)
     qemu = shutil.which(os.environ.get("QEMU") or "qemu-system-x86_64")
     if not qemu:
         skip("%s is not installed (set QEMU= to point at one)" %
@@ -321,6 +334,9 @@ def main():
     ap.add_argument("--smp", type=int, default=1)
     ap.add_argument("--timeout", type=int, default=60)
     ap.add_argument("--disk", action="store_true", help="attach a checked virtio-blk image")
+    ap.add_argument("--isolate", action="store_true",
+                    help="run sen under -sandbox on, and as root also -runas nobody and "
+                         "-chroot into an empty directory (docs/security.md)")
     ap.add_argument("image")
     args = ap.parse_args()
 
@@ -336,7 +352,8 @@ def main():
         sock = os.path.join(tmp, "console.sock")
         if disk:
             make_disk(disk)
-        cmd = vmm_command(args.vmm, args.image, args.smp, test, disk, sock)
+        cmd = vmm_command(args.vmm, args.image, args.smp, test, disk, sock,
+                          isolation_args(tmp) if args.isolate and args.vmm == "sen" else ())
         print("running: " + shlex.join(cmd), flush=True)
         echo_log = []
         echo = None

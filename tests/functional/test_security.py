@@ -1,0 +1,229 @@
+"""Isolation from the outside (docs/security.md): -sandbox, -runas, -chroot, socket modes.
+
+The sandbox tests make Sen issue a forbidden system call through the QMP command
+x-debug-sandbox-probe (execve(NULL), a no-op without a filter) and expect death by
+SIGSYS with a line naming the call.  -runas/-chroot need root; they skip otherwise.
+"""
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from qmp import QMPClient  # noqa: E402
+
+BUILD = os.environ.get("SEN_BUILD_DIR", "build")
+SEN = os.path.join(BUILD, "sen")
+HELLO = os.path.join(BUILD, "tests", "guest", "hello.elf")
+HELLO_APPEND = "cpus=1 ram_mb=64 token=0x5e4"
+PASS_STATUS = 33
+
+KVM_OK = os.access("/dev/kvm", os.R_OK | os.W_OK)
+needs_kvm = pytest.mark.skipif(not KVM_OK, reason="/dev/kvm is not usable here")
+needs_guest = pytest.mark.skipif(not os.path.exists(HELLO), reason="guest kit not built")
+needs_root = pytest.mark.skipif(os.geteuid() != 0,
+                                reason="-runas/-chroot need root to drop privileges")
+
+pytestmark = pytest.mark.skipif(not os.access(SEN, os.X_OK), reason=f"{SEN} is not built")
+
+
+def no_core():
+    """Death by SIGSYS dumps core by default: not in the test's directory."""
+    import resource
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def as_nobody():
+    no_core()
+    os.setgroups([])
+    os.setgid(65534)
+    os.setuid(65534)
+
+
+def start(tmp_path, *extra, kernel=HELLO, preexec=no_core):
+    sock = tmp_path / "qmp.sock"
+    cmd = [SEN, "-M", "pc", "-m", "64M", "-kernel", kernel, "-append", HELLO_APPEND,
+           "-device", "isa-debug-exit", "-display", "none", "-nodefaults", "-S",
+           "-qmp", f"unix:{sock},server=on,wait=off", *extra]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=preexec)
+    try:
+        qmp = QMPClient.connect_unix(sock, wait=20)
+    except OSError:
+        proc.kill()
+        out, err = proc.communicate(timeout=10)
+        pytest.fail(f"sen did not open its QMP socket: {err}")
+    qmp.negotiate()
+    return proc, qmp, sock
+
+
+def finish(proc, qmp, status=0):
+    """Quits through QMP and checks the exit status."""
+    qmp.execute("quit")
+    qmp.close()
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == status, err
+    return err
+
+
+def proc_ids(pid):
+    ids = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("Uid", "Gid", "Groups", "Seccomp", "NoNewPrivs"):
+                ids[key] = value.split()
+    return ids
+
+
+@needs_kvm
+@needs_guest
+def test_probe_is_harmless_without_sandbox(tmp_path):
+    proc, qmp, _ = start(tmp_path)
+    assert qmp.execute("x-debug-sandbox-probe") == {"return": {}}
+    assert proc_ids(proc.pid)["Seccomp"] == ["0"]
+    finish(proc, qmp)
+
+
+@needs_kvm
+@needs_guest
+def test_forbidden_syscall_kills_under_sandbox(tmp_path):
+    proc, qmp, _ = start(tmp_path, "-sandbox", "on")
+    ids = proc_ids(proc.pid)
+    assert ids["Seccomp"] == ["2"] and ids["NoNewPrivs"] == ["1"]
+    for task in os.listdir(f"/proc/{proc.pid}/task"):  # every thread, vCPUs included
+        with open(f"/proc/{proc.pid}/task/{task}/status") as f:
+            assert "Seccomp:\t2\n" in f.read()
+    # Allowed work goes on under the filter ...
+    assert qmp.cmd("query-status")["status"] == "prelaunch"
+    qmp.cmd("query-block")
+    # ... a forbidden call ends the process, saying which call it was.
+    qmp.send({"execute": "x-debug-sandbox-probe"})
+    out, err = proc.communicate(timeout=20)
+    qmp.close()
+    assert proc.returncode == -signal.SIGSYS, err
+    assert "sen: -sandbox on: system call 59 (execve) is not allowed; killing the process" \
+        in err
+
+
+@needs_kvm
+@needs_guest
+def test_spawn_allow_puts_execve_on_the_list(tmp_path):
+    proc, qmp, _ = start(tmp_path, "-sandbox", "on,spawn=allow")
+    assert proc_ids(proc.pid)["Seccomp"] == ["2"]
+    assert qmp.execute("x-debug-sandbox-probe") == {"return": {}}
+    finish(proc, qmp)
+
+
+@needs_kvm
+@needs_guest
+def test_guest_runs_to_completion_under_sandbox(tmp_path):
+    proc, qmp, _ = start(tmp_path, "-sandbox", "on", "-serial", "stdio")
+    qmp.cmd("cont")
+    out, err = proc.communicate(timeout=60)
+    qmp.close()
+    assert proc.returncode == PASS_STATUS, out + err
+    assert "PASS" in out
+
+
+@needs_kvm
+@needs_guest
+@pytest.mark.parametrize("umask", [0o000, 0o022])
+def test_qmp_and_chardev_sockets_are_0600(tmp_path, umask):
+    chr_sock = tmp_path / "chr.sock"
+    old = os.umask(umask)
+    try:
+        proc, qmp, sock = start(tmp_path, "-chardev",
+                                f"socket,id=c0,path={chr_sock},server=on,wait=off")
+    finally:
+        os.umask(old)
+    for path in (sock, chr_sock):
+        st = os.stat(path)
+        assert stat.S_ISSOCK(st.st_mode)
+        assert stat.S_IMODE(st.st_mode) == 0o600, f"{path}: {oct(st.st_mode)}"
+    finish(proc, qmp)
+
+
+def test_sandbox_option_errors():
+    for arg, msg in [("on,spawn=maybe", "invalid argument for spawn: 'maybe'"),
+                     ("on,fork=deny", "-sandbox on,fork=deny: "),
+                     ("spawn=deny", "Parameter 'enable' is missing")]:
+        done = subprocess.run([SEN, "-sandbox", arg], capture_output=True, text=True,
+                              timeout=20)
+        assert done.returncode == 1
+        assert msg in done.stderr, done.stderr
+
+
+@needs_kvm
+@needs_guest
+@needs_root
+def test_runas_nobody_keeps_what_was_opened_before(tmp_path):
+    # An image only root may open: Sen opens it before the drop and keeps using it.
+    image = tmp_path / "disk.raw"
+    image.write_bytes(bytes(1 << 20))
+    os.chmod(image, 0o600)
+    proc, qmp, sock = start(tmp_path, "-runas", "nobody", "-sandbox", "on",
+                            "-drive", f"file={image},format=raw,if=none,id=d0",
+                            "-device", "virtio-blk-pci,drive=d0")
+    ids = proc_ids(proc.pid)
+    assert ids["Uid"] == ["65534"] * 4 and ids["Gid"] == ["65534"] * 4, ids
+    assert ids["Groups"] == ["65534"], ids
+    assert any(b["device"] == "d0" for b in qmp.cmd("query-block"))
+    # Owned by root and 0600 still: the drop did not loosen the socket.
+    assert stat.S_IMODE(os.stat(sock).st_mode) == 0o600
+    qmp.cmd("cont")
+    qmp.close()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == PASS_STATUS, err
+
+
+@needs_guest
+@needs_root
+def test_runas_by_uid_gid_and_chroot(tmp_path):
+    root = tmp_path / "jail"
+    root.mkdir()
+    # -accel qtest: the jail is what is tested, not KVM.
+    sock = tmp_path / "qmp.sock"
+    proc = subprocess.Popen([SEN, "-accel", "qtest", "-kernel", HELLO, "-display", "none",
+                             "-nodefaults", "-S",
+                             "-qmp", f"unix:{sock},server=on,wait=off",
+                             "-chroot", str(root), "-runas", "65534:65534"],
+                            stderr=subprocess.PIPE, text=True, preexec_fn=no_core)
+    qmp = QMPClient.connect_unix(sock, wait=20)
+    qmp.negotiate()
+    assert os.readlink(f"/proc/{proc.pid}/root") == str(root)
+    ids = proc_ids(proc.pid)
+    assert ids["Uid"] == ["65534"] * 4 and ids["Groups"] == ["65534"], ids
+    finish(proc, qmp)
+
+
+@needs_guest
+def test_without_dev_kvm_access_fails_clearly(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to start Sen as a user without /dev/kvm access")
+    if os.access("/dev/kvm", os.R_OK | os.W_OK, effective_ids=False) and \
+            os.stat("/dev/kvm").st_mode & 0o006:
+        pytest.skip("/dev/kvm is open to every user here")
+    # Sen opens /dev/kvm before -runas drops privileges (as QEMU does), so the user that
+    # starts Sen is the one that needs access: here, nobody, which has none.
+    done = subprocess.run([SEN, "-M", "pc", "-m", "64M", "-kernel", HELLO, "-display", "none",
+                           "-nodefaults"], capture_output=True, text=True, timeout=30,
+                          preexec_fn=as_nobody)
+    assert done.returncode == 1
+    assert "/dev/kvm: Permission denied" in done.stderr, done.stderr
+
+
+@needs_guest
+def test_runas_needs_privileges():
+    # Started unprivileged, Sen cannot become root: a clear error, not a half-dropped VM.
+    preexec = as_nobody if os.geteuid() == 0 else no_core
+    done = subprocess.run([SEN, "-accel", "qtest", "-kernel", HELLO, "-display", "none",
+                           "-nodefaults", "-runas", "0:0"], capture_output=True, text=True,
+                          timeout=30, preexec_fn=preexec)
+    assert done.returncode == 1
+    assert "-runas 0:0: cannot set the supplementary groups: Operation not permitted" \
+        in done.stderr, done.stderr
