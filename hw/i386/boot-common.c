@@ -47,6 +47,17 @@ static void blob_write(BootCtx *b, const BootBlob *blob)
     g_assert(ok);
 }
 
+bool boot_range_free(const BootCtx *b, uint64_t gpa, uint64_t len)
+{
+    for (guint i = 0; b->blobs && i < b->blobs->len; i++) {
+        const BootBlob *o = g_ptr_array_index(b->blobs, i);
+        if (gpa < o->gpa + o->len && o->gpa < gpa + len) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static bool add_blob(BootCtx *b, uint64_t gpa, uint64_t len, GBytes *data,
                      const char *what, Error **errp)
 {

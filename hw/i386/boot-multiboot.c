@@ -7,7 +7,10 @@
  *
  * Memory: multiboot_info at BOOT_MBI_ADDR, followed by the memory map (the e820 table),
  * the module list and all strings (command line "<kernel path> <append>", module
- * strings, the boot loader name); it must end below BOOT_LOWMEM_END.
+ * strings, the boot loader name); it must end below BOOT_LOWMEM_END.  A kernel loaded
+ * over that spot (kvm-unit-tests' realmode test sits at 0x8000-0xa86b) gets the block
+ * after its last module instead: QEMU writes it there anyway and lets it clobber the
+ * image, Sen never overwrites what it loaded.
  */
 #include <string.h>
 #include "hw/i386/boot.h"
@@ -133,12 +136,21 @@ static bool load_aout(BootCtx *b, const char *path, GBytes *kernel, size_t hdr,
     return true;
 }
 
-/* Appends s with its NUL to the info block, returning its guest address. */
+/* Appends s with its NUL to the info block, returning its offset in the block. */
 static uint32_t add_string(GByteArray *info, const char *s)
 {
-    uint32_t addr = BOOT_MBI_ADDR + info->len;
+    uint32_t off = info->len;
     g_byte_array_append(info, (const guint8 *)s, strlen(s) + 1);
-    return addr;
+    return off;
+}
+
+/* Where the info block goes: QEMU's spot when it is free, else after the modules. */
+static uint64_t multiboot_info_base(const BootCtx *b, uint64_t len, uint64_t after_modules)
+{
+    if (BOOT_MBI_ADDR + len <= BOOT_LOWMEM_END && boot_range_free(b, BOOT_MBI_ADDR, len)) {
+        return BOOT_MBI_ADDR;
+    }
+    return after_modules;
 }
 
 bool boot_multiboot_load(BootCtx *b, const char *path, GBytes *kernel, const char *modules,
@@ -181,8 +193,9 @@ bool boot_multiboot_load(BootCtx *b, const char *path, GBytes *kernel, const cha
     memset(info->data, 0, info->len);
 
     g_autofree char *full_cmdline = g_strdup_printf("%s %s", path, cmdline ? cmdline : "");
-    uint32_t cmdline_addr = add_string(info, full_cmdline);
-    uint32_t loader_addr = add_string(info, "sen");
+    uint32_t cmdline_off = add_string(info, full_cmdline);
+    uint32_t loader_off = add_string(info, "sen");
+    g_autofree uint32_t *mod_str_off = g_new0(uint32_t, nmods + 1);
 
     for (unsigned i = 0; i < nmods; i++) {
         g_autofree char *file = g_strdup(mods[i]);
@@ -210,10 +223,14 @@ bool boot_multiboot_load(BootCtx *b, const char *path, GBytes *kernel, const cha
         uint8_t *e = info->data + mods_off + i * MOD_ENTRY_SIZE;
         boot_st32(e, (uint32_t)mod_addr);
         boot_st32(e + 4, (uint32_t)(mod_addr + size));
-        uint32_t str = add_string(info, mods[i]);
-        e = info->data + mods_off + i * MOD_ENTRY_SIZE; /* the array may have moved */
-        boot_st32(e + 8, str);
+        mod_str_off[i] = add_string(info, mods[i]);
         mod_addr = PAGE_ALIGN(mod_addr + size);
+    }
+
+    uint64_t base = multiboot_info_base(b, info->len, mod_addr);
+    for (unsigned i = 0; i < nmods; i++) {
+        boot_st32(info->data + mods_off + i * MOD_ENTRY_SIZE + 8,
+                  (uint32_t)(base + mod_str_off[i]));
     }
 
     for (unsigned i = 0; i < b->e820_count; i++) {
@@ -230,21 +247,24 @@ bool boot_multiboot_load(BootCtx *b, const char *path, GBytes *kernel, const cha
     boot_st32(mbi + MBI_MEM_LOWER, 640);
     boot_st32(mbi + MBI_MEM_UPPER, (uint32_t)(MAX(b->below_4g, BOOT_HIGH_ADDR) / 1024 - 1024));
     boot_st32(mbi + MBI_BOOTDEV, BOOT_DEVICE_NONE);
-    boot_st32(mbi + MBI_CMDLINE_PTR, cmdline_addr);
+    boot_st32(mbi + MBI_CMDLINE_PTR, (uint32_t)(base + cmdline_off));
     boot_st32(mbi + MBI_MODS_COUNT, nmods);
-    boot_st32(mbi + MBI_MODS_ADDR, nmods ? BOOT_MBI_ADDR + mods_off : 0);
+    boot_st32(mbi + MBI_MODS_ADDR, nmods ? (uint32_t)(base + mods_off) : 0);
     boot_st32(mbi + MBI_MMAP_LENGTH, b->e820_count * MMAP_ENTRY_SIZE);
-    boot_st32(mbi + MBI_MMAP_ADDR, BOOT_MBI_ADDR + mmap_off);
-    boot_st32(mbi + MBI_LOADER_PTR, loader_addr);
+    boot_st32(mbi + MBI_MMAP_ADDR, (uint32_t)(base + mmap_off));
+    boot_st32(mbi + MBI_LOADER_PTR, (uint32_t)(base + loader_off));
 
     bool ok = true;
-    if (BOOT_MBI_ADDR + info->len > BOOT_LOWMEM_END) {
+    if (base == BOOT_MBI_ADDR && BOOT_MBI_ADDR + info->len > BOOT_LOWMEM_END) {
         error_setg(errp, "could not load kernel '%s': the multiboot command line and "
                    "module names take %u bytes, more than the %u available", path,
                    info->len, (unsigned)(BOOT_LOWMEM_END - BOOT_MBI_ADDR));
         ok = false;
-    } else if (!boot_add_copy(b, BOOT_MBI_ADDR, info->data, info->len, "multiboot info",
-                              errp) ||
+    } else if (base + info->len > PC_4G) {
+        error_setg(errp, "could not load kernel '%s': no room below 4 GiB for the "
+                   "multiboot information after the modules", path);
+        ok = false;
+    } else if (!boot_add_copy(b, base, info->data, info->len, "multiboot info", errp) ||
                !boot_write_gdt(b, false, bsp, errp)) {
         error_prepend(errp, "could not load kernel '%s': ", path);
         ok = false;
@@ -256,7 +276,7 @@ bool boot_multiboot_load(BootCtx *b, const char *path, GBytes *kernel, const cha
     bsp->mode = CPU_BOOT_PROT32;
     bsp->rip = entry;
     bsp->rax = MULTIBOOT_BOOTLOADER_MAGIC;
-    bsp->rbx = BOOT_MBI_ADDR;
+    bsp->rbx = base;
     bsp->rsp = BOOT_STACK_TOP;
     return true;
 }

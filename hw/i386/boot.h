@@ -91,6 +91,8 @@ void boot_ctx_clear(BootCtx *b);
  * in RAM or overlaps an earlier blob. */
 bool boot_add_bytes(BootCtx *b, uint64_t gpa, GBytes *data, const char *what,
                     Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+/* true when nothing loaded so far overlaps [gpa, gpa + len). */
+bool boot_range_free(const BootCtx *b, uint64_t gpa, uint64_t len);
 bool boot_add_copy(BootCtx *b, uint64_t gpa, const void *data, size_t len,
                    const char *what, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
 bool boot_add_zero(BootCtx *b, uint64_t gpa, uint64_t len, const char *what,

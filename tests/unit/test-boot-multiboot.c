@@ -19,7 +19,8 @@ static void put_header(uint8_t *p, uint32_t flags)
 
 /* a.out kludge: 0x3000-byte file loaded at 1 MiB, header at 0x40, bss to 0x110000. */
 #define AOUT_LEN 0x3000
-static GBytes *make_aout(uint32_t load_end, uint32_t bss_end, uint32_t header_addr)
+static GBytes *make_aout_at(uint32_t load_addr, uint32_t load_end, uint32_t bss_end,
+                           uint32_t header_addr)
 {
     uint8_t *img = g_malloc0(AOUT_LEN);
     for (size_t i = 0; i < AOUT_LEN; i++) {
@@ -28,11 +29,16 @@ static GBytes *make_aout(uint32_t load_end, uint32_t bss_end, uint32_t header_ad
     uint8_t *h = img + 0x40;
     put_header(h, 0x00010003);
     boot_st32(h + 12, header_addr);
-    boot_st32(h + 16, 0x100000);
+    boot_st32(h + 16, load_addr);
     boot_st32(h + 20, load_end);
     boot_st32(h + 24, bss_end);
-    boot_st32(h + 28, 0x100080);
+    boot_st32(h + 28, load_addr + 0x80);
     return g_bytes_new_take(img, AOUT_LEN);
+}
+
+static GBytes *make_aout(uint32_t load_end, uint32_t bss_end, uint32_t header_addr)
+{
+    return make_aout_at(0x100000, load_end, bss_end, header_addr);
 }
 
 /* One PT_LOAD at file offset 0x1000 (where the multiboot header is), paddr 2 MiB. */
@@ -52,26 +58,27 @@ static GBytes *make_elf(bool is64)
     return g_bytes_new_take(img, len);
 }
 
-static void check_info(BootTestFixture *f, const char *cmdline, uint64_t kernel_end,
-                       const char *const *mod_strings, GBytes *const *mod_data)
+static void check_info(BootTestFixture *f, uint64_t mbi, const char *cmdline,
+                       uint64_t kernel_end, const char *const *mod_strings,
+                       GBytes *const *mod_data)
 {
     g_assert_cmpint(f->bsp.mode, ==, CPU_BOOT_PROT32);
     g_assert_cmphex(f->bsp.rax, ==, 0x2badb002);
-    g_assert_cmphex(f->bsp.rbx, ==, MBI);
+    g_assert_cmphex(f->bsp.rbx, ==, mbi);
     g_assert_cmphex(bt_rd64(f, f->bsp.gdt_base + f->bsp.cs), ==, 0x00cf9b000000ffffULL);
 
-    uint32_t flags = bt_rd32(f, MBI);
+    uint32_t flags = bt_rd32(f, mbi);
     g_assert_cmphex(flags, ==, (1 << 0) | (1 << 1) | (1 << 2) | (1 << 3) | (1 << 6) | (1 << 9));
-    g_assert_cmpuint(bt_rd32(f, MBI + 4), ==, 640);
-    g_assert_cmpuint(bt_rd32(f, MBI + 8), ==, f->b.below_4g / 1024 - 1024);
-    g_assert_cmphex(bt_rd32(f, MBI + 12), ==, 0x8000ffff);
-    g_autofree char *cmd = bt_rdstr(f, bt_rd32(f, MBI + 16));
+    g_assert_cmpuint(bt_rd32(f, mbi + 4), ==, 640);
+    g_assert_cmpuint(bt_rd32(f, mbi + 8), ==, f->b.below_4g / 1024 - 1024);
+    g_assert_cmphex(bt_rd32(f, mbi + 12), ==, 0x8000ffff);
+    g_autofree char *cmd = bt_rdstr(f, bt_rd32(f, mbi + 16));
     g_assert_cmpstr(cmd, ==, cmdline);
-    g_autofree char *name = bt_rdstr(f, bt_rd32(f, MBI + 64));
+    g_autofree char *name = bt_rdstr(f, bt_rd32(f, mbi + 64));
     g_assert_cmpstr(name, ==, "sen");
 
     /* memory map: the e820 table with 4-byte size fields */
-    uint32_t mmap_len = bt_rd32(f, MBI + 44), mmap = bt_rd32(f, MBI + 48);
+    uint32_t mmap_len = bt_rd32(f, mbi + 44), mmap = bt_rd32(f, mbi + 48);
     g_assert_cmpuint(mmap_len, ==, f->b.e820_count * 24);
     for (unsigned i = 0; i < f->b.e820_count; i++) {
         uint64_t e = mmap + i * 24;
@@ -82,8 +89,8 @@ static void check_info(BootTestFixture *f, const char *cmdline, uint64_t kernel_
     }
 
     unsigned nmods = mod_strings ? g_strv_length((char **)mod_strings) : 0;
-    g_assert_cmpuint(bt_rd32(f, MBI + 20), ==, nmods);
-    uint32_t mods = bt_rd32(f, MBI + 24);
+    g_assert_cmpuint(bt_rd32(f, mbi + 20), ==, nmods);
+    uint32_t mods = bt_rd32(f, mbi + 24);
     uint64_t prev_end = kernel_end;
     for (unsigned i = 0; i < nmods; i++) {
         uint32_t start = bt_rd32(f, mods + i * 16), end = bt_rd32(f, mods + i * 16 + 4);
@@ -133,11 +140,11 @@ static void test_aout_modules(void)
     g_autoptr(GBytes) d1 = g_bytes_new(m1, 5000);
     g_autoptr(GBytes) d2 = g_bytes_new("xyz", 3);
     GBytes *data[] = { d1, d2 };
-    check_info(&f, cmdline, 0x110000, strings, data);
+    check_info(&f, MBI, cmdline, 0x110000, strings, data);
 
     g_assert_true(guest_mem_fill(f.mem, 0, 0, 64 * MiB));
     boot_restore(&f.b);
-    check_info(&f, cmdline, 0x110000, strings, data);
+    check_info(&f, MBI, cmdline, 0x110000, strings, data);
     bt_free(&f);
 }
 
@@ -155,7 +162,27 @@ static void test_aout_load_end(void)
     uint8_t after;
     g_assert_true(guest_mem_read(f.mem, 0x102000, &after, 1));
     g_assert_cmpuint(after, ==, 0xff); /* nothing loaded past load_end, no bss */
-    check_info(&f, "k ", 0x102000, NULL, NULL);
+    check_info(&f, MBI, "k ", 0x102000, NULL, NULL);
+    bt_free(&f);
+}
+
+/* A kernel over QEMU's info spot (kvm-unit-tests' realmode.flat is at 0x8000-0xa86b):
+ * the info goes after the modules and the image stays intact. */
+static void test_info_moves_off_the_kernel(void)
+{
+    BootTestFixture f;
+    Error *err = NULL;
+    bt_init(&f, 16 * MiB, BT_GARBAGE | BT_TMPDIR);
+    g_autoptr(GBytes) k = make_aout_at(0x8000, 0, 0, 0x8040);
+    g_autofree char *p1 = bt_write_file(&f, "m", "module", 6);
+    g_assert_true(boot_multiboot_load(&f.b, "low", k, p1, "a", &f.bsp, &err));
+    bt_assert_no_error(err);
+    bt_assert_mem(&f, 0x8000, g_bytes_get_data(k, NULL), AOUT_LEN);
+    const char *strings[] = { p1, NULL };
+    g_autoptr(GBytes) d1 = g_bytes_new("module", 6);
+    GBytes *data[] = { d1 };
+    /* kernel to 0xb000, the module page at 0xb000, the info on the next page */
+    check_info(&f, 0xc000, "low a", 0x8000 + AOUT_LEN, strings, data);
     bt_free(&f);
 }
 
@@ -181,7 +208,7 @@ static void check_elf(bool is64)
     const char *strings[] = { p1, NULL };
     g_autoptr(GBytes) d1 = g_bytes_new("module", 6);
     GBytes *data[] = { d1 };
-    check_info(&f, "kern.elf x=1", 0x202000, strings, data);
+    check_info(&f, MBI, "kern.elf x=1", 0x202000, strings, data);
     bt_free(&f);
 }
 
@@ -251,7 +278,7 @@ static void test_errors(void)
     g_autofree char *p5 = bt_write_file(&f, "raw", raw, sizeof(raw));
     expect_error(&f, p5, NULL, "not an ELF file");
 
-    /* a kernel that loads over the multiboot info */
+    /* a kernel that loads over QEMU's info spot: the info moves to after it */
     g_autoptr(GBytes) low = NULL;
     uint8_t *img = g_malloc0(0x1000);
     uint8_t *h = img + 0x40;
@@ -261,7 +288,12 @@ static void test_errors(void)
     boot_st32(h + 28, 0x9000);
     low = g_bytes_new_take(img, 0x1000);
     g_autofree char *p6 = bt_write_file(&f, "low", g_bytes_get_data(low, NULL), 0x1000);
-    expect_error(&f, p6, NULL, "overlaps");
+    Error *err = NULL;
+    boot_ctx_clear(&f.b);
+    boot_ctx_init(&f.b, f.mem, f.b.below_4g, 0);
+    g_assert_true(boot_kernel_load(&f.b, p6, NULL, NULL, &f.bsp, &err));
+    bt_assert_no_error(err);
+    g_assert_cmphex(f.bsp.rbx, ==, 0xa000);
 
     /* the header beyond the first 8 KiB is not found */
     g_autofree uint8_t *far = g_malloc0(0x3000);
@@ -306,6 +338,8 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/boot-multiboot/aout-modules", test_aout_modules);
     g_test_add_func("/boot-multiboot/aout-load-end", test_aout_load_end);
+    g_test_add_func("/boot-multiboot/info-moves-off-the-kernel",
+                    test_info_moves_off_the_kernel);
     g_test_add_func("/boot-multiboot/elf32", test_elf32);
     g_test_add_func("/boot-multiboot/elf64", test_elf64);
     g_test_add_func("/boot-multiboot/split-modules", test_split);
