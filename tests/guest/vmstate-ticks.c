@@ -1,0 +1,103 @@
+/*
+ * A guest that is migrated while it runs (tests/unit/test-vmstate-guest.c stops it half
+ * way, moves its RAM and device state into a fresh Sen, and lets it finish there).  It
+ * counts LAPIC timer ticks (the LAPIC's own state) and RTC periodic interrupts (the RTC
+ * and the IOAPIC's redirection), requires the TSC to move forward at every tick, and
+ * keeps re-checking a memory pattern it wrote; it passes after TICKS_TOTAL ticks.  A
+ * state lost on the way shows as a hang (no more interrupts), an exception, a restart
+ * (the banner again) or a failed check.
+ */
+#include "lib/guest.h"
+
+#define TIMER_VECTOR 0x40
+#define RTC_VECTOR 0x41
+#define LVT_PERIODIC (1u << 17)
+#define DIV_16 0x3
+#define TIMER_COUNT 250000   /* x16 bus cycles: 4 ms with KVM's 1 GHz APIC bus */
+#define TICKS_TOTAL 400
+#define REPORT_EVERY 20
+#define PATTERN_WORDS 8192
+
+static volatile uint32_t ticks, rtc_ticks;
+static volatile uint64_t last_tsc;
+static volatile bool tsc_backwards;
+static uint64_t pattern[PATTERN_WORDS];
+
+static inline uint64_t read_tsc(void)
+{
+    uint32_t lo, hi;
+    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+    return (uint64_t)hi << 32 | lo;
+}
+
+static void timer_irq(IntrFrame *f)
+{
+    (void)f;
+    uint64_t t = read_tsc();
+    if (t <= last_tsc) {
+        tsc_backwards = true;
+    }
+    last_tsc = t;
+    ticks++;
+    lapic_eoi();
+}
+
+static void rtc_irq(IntrFrame *f)
+{
+    (void)f;
+    (void)cmos_read(0x0c); /* acknowledges: the RTC lowers its line */
+    rtc_ticks++;
+    lapic_eoi();
+}
+
+static uint64_t pattern_word(unsigned i)
+{
+    return 0x9e3779b97f4a7c15ull * (i + 1) ^ 0x5e4;
+}
+
+static void check_pattern(void)
+{
+    for (unsigned i = 0; i < PATTERN_WORDS; i++) {
+        if (pattern[i] != pattern_word(i)) {
+            guest_fail("pattern word %u is 0x%llx", i, (unsigned long long)pattern[i]);
+        }
+    }
+}
+
+void guest_main(void)
+{
+    guest_printf("vmstate-ticks: start\n");
+    for (unsigned i = 0; i < PATTERN_WORDS; i++) {
+        pattern[i] = pattern_word(i);
+    }
+    pic_disable();
+    lapic_enable();
+    idt_set_handler(TIMER_VECTOR, timer_irq);
+    idt_set_handler(RTC_VECTOR, rtc_irq);
+
+    cmos_write(0x0a, 0x2a);                          /* 64 Hz periodic */
+    cmos_write(0x0b, (uint8_t)(cmos_read(0x0b) | 0x40)); /* PIE */
+    (void)cmos_read(0x0c);
+    ioapic_route(8, RTC_VECTOR, lapic_id());
+
+    last_tsc = read_tsc();
+    lapic_write(LAPIC_TIMER_DIV, DIV_16);
+    lapic_write(LAPIC_LVT_TIMER, TIMER_VECTOR | LVT_PERIODIC);
+    lapic_write(LAPIC_TIMER_INIT, TIMER_COUNT);
+
+    uint32_t reported = 0;
+    while (ticks < TICKS_TOTAL) {
+        sti_hlt();
+        cli();
+        if (ticks / REPORT_EVERY != reported) {
+            reported = ticks / REPORT_EVERY;
+            check_pattern();
+            guest_printf("tick %u rtc %u\n", reported * REPORT_EVERY, rtc_ticks);
+        }
+    }
+    lapic_write(LAPIC_TIMER_INIT, 0);
+    GUEST_CHECK(!tsc_backwards, "the TSC only moved forward");
+    GUEST_CHECK(rtc_ticks > 10, "RTC periodic interrupts kept coming (%u)", rtc_ticks);
+    check_pattern();
+    guest_pass();
+}
