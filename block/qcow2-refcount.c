@@ -373,7 +373,8 @@ int qcow2_update_refcount(BDRVQcow2State *s, uint64_t off, uint64_t len, int64_t
 int64_t qcow2_alloc_clusters(BDRVQcow2State *s, uint64_t n)
 {
     for (int attempt = 0; attempt < 64; attempt++) {
-        uint64_t start = s->free_hint, run = 0, c = start;
+        /* first_free: the lowest free cluster seen; a run too short for n leaves it. */
+        uint64_t start = s->free_hint, run = 0, c = start, first_free = UINT64_MAX;
         while (run < n) {
             uint64_t rc;
             int ret = qcow2_get_refcount(s, c, &rc);
@@ -385,6 +386,7 @@ int64_t qcow2_alloc_clusters(BDRVQcow2State *s, uint64_t n)
                 start = c + 1;
             } else {
                 run++;
+                first_free = MIN(first_free, c);
             }
             c++;
             if (c >> (62 - s->cluster_bits)) {
@@ -404,9 +406,8 @@ int64_t qcow2_alloc_clusters(BDRVQcow2State *s, uint64_t n)
         if (ret < 0) {
             return ret;
         }
-        if (start == s->free_hint) {
-            s->free_hint = start + n;
-        }
+        /* Everything from the hint up to first_free is in use: never scan it again. */
+        s->free_hint = first_free == start ? start + n : first_free;
         return (int64_t)(start << s->cluster_bits);
     }
     return -EIO;
