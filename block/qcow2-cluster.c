@@ -109,14 +109,46 @@ int qcow2_write_l1_entry(BDRVQcow2State *s, uint32_t idx)
     return bdrv_pwrite_sync(s->bs->file, s->h.l1_table_offset + idx * 8ull, 8, be);
 }
 
-static int read_backing(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *buf)
+void qcow2_lock_exclusive(BDRVQcow2State *s)
+{
+    g_mutex_lock(&s->lock);
+    s->exclusive_waiters++;
+    while (s->data_io_inflight) {
+        g_cond_wait(&s->data_io_done, &s->lock);
+    }
+    s->exclusive_waiters--;
+}
+
+/*
+ * Data I/O on child (lock held on entry and return).  With unlock, the lock is dropped for
+ * the transfer unless an exclusive operation is waiting: then the I/O runs locked so the
+ * waiter is not starved by a stream of new requests.
+ */
+static int data_io(BDRVQcow2State *s, BlockDriverState *child, bool write, uint64_t off,
+                   uint64_t len, void *buf, bool unlock)
+{
+    if (!unlock || s->exclusive_waiters) {
+        return write ? bdrv_pwrite(child, off, len, buf) : bdrv_pread(child, off, len, buf);
+    }
+    s->data_io_inflight++;
+    g_mutex_unlock(&s->lock);
+    int ret = write ? bdrv_pwrite(child, off, len, buf) : bdrv_pread(child, off, len, buf);
+    g_mutex_lock(&s->lock);
+    if (--s->data_io_inflight == 0) {
+        g_cond_broadcast(&s->data_io_done);
+    }
+    return ret;
+}
+
+static int read_backing(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *buf,
+                        bool unlock)
 {
     BlockDriverState *b = s->bs->backing;
     int64_t bsize = b ? b->total_size : 0;
     uint64_t n = 0;
     if ((int64_t)off < bsize) {
         n = MIN(len, (uint64_t)bsize - off);
-        int ret = bdrv_pread(b, off, n, buf);
+        int ret = data_io(s, b, false, off, n, buf, unlock);
         if (ret < 0) {
             return ret;
         }
@@ -145,7 +177,8 @@ static int read_compressed(BDRVQcow2State *s, uint64_t l2e, uint64_t coff, uint6
 }
 
 /* Reads [off, off+len) inside one cluster; extended L2 goes one subcluster at a time. */
-static int read_in_cluster(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *buf)
+static int read_in_cluster(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *buf,
+                           bool unlock)
 {
     uint64_t l2e, bitmap;
     int ret = qcow2_get_l2e(s, off, &l2e, &bitmap);
@@ -187,7 +220,7 @@ static int read_in_cluster(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_
         uint64_t goff = (off & ~(s->cluster_size - 1)) + coff;
         switch (kind) {
         case QCOW2_CLUSTER_UNALLOCATED:
-            ret = read_backing(s, goff, n, buf);
+            ret = read_backing(s, goff, n, buf, unlock);
             break;
         case QCOW2_CLUSTER_ZERO_PLAIN:
             memset(buf, 0, n);
@@ -197,7 +230,7 @@ static int read_in_cluster(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_
             if (host % s->cluster_size) {
                 return -EIO;
             }
-            ret = bdrv_pread(s->bs->file, host + coff, n, buf);
+            ret = data_io(s, s->bs->file, false, host + coff, n, buf, unlock);
             break;
         default:
             ret = read_compressed(s, l2e, coff, n, buf);
@@ -213,11 +246,15 @@ static int read_in_cluster(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_
     return 0;
 }
 
-int qcow2_read_data(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *buf)
+/* Splits [off, off+len) at cluster boundaries and runs fn on each piece in order. */
+static int for_each_cluster(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *buf,
+                            bool unlock,
+                            int (*fn)(BDRVQcow2State *s, uint64_t off, uint64_t len,
+                                      uint8_t *buf, bool unlock))
 {
     while (len) {
         uint64_t n = MIN(len, s->cluster_size - (off & (s->cluster_size - 1)));
-        int ret = read_in_cluster(s, off, n, buf);
+        int ret = fn(s, off, n, buf, unlock);
         if (ret < 0) {
             return ret;
         }
@@ -226,6 +263,16 @@ int qcow2_read_data(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *buf)
         len -= n;
     }
     return 0;
+}
+
+int qcow2_read_data(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *buf)
+{
+    return for_each_cluster(s, off, len, buf, false, read_in_cluster);
+}
+
+int qcow2_read_guest(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *buf)
+{
+    return for_each_cluster(s, off, len, buf, true, read_in_cluster);
 }
 
 /* Adds delta to the refcount of every cluster an L2 entry references. */
@@ -389,8 +436,9 @@ static int check_data_overlap(BDRVQcow2State *s, uint64_t host, uint64_t len)
     return -EIO;
 }
 
-static int write_in_cluster(BDRVQcow2State *s, uint64_t off, uint64_t len,
-                            const uint8_t *buf)
+/* buf is only read; the non-const type lets reads and writes share for_each_cluster. */
+static int write_in_cluster(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *buf,
+                            bool unlock)
 {
     uint64_t coff = off & (s->cluster_size - 1);
     uint64_t cstart = off - coff;
@@ -411,13 +459,19 @@ static int write_in_cluster(BDRVQcow2State *s, uint64_t off, uint64_t len,
         owned = false; /* some subclusters still read from backing or as zero */
     }
     if (owned) {
+        /* Owned: only an exclusive operation could free it, and those wait for us. */
         ret = check_data_overlap(s, host + coff, len);
-        return ret < 0 ? ret : bdrv_pwrite(s->bs->file, host + coff, len, buf);
+        return ret < 0 ? ret : data_io(s, s->bs->file, true, host + coff, len, buf, unlock);
     }
     /* Slow path: assemble the whole cluster (old contents from wherever they come from),
      * write it to a cluster we own, then point the L2 entry at it. */
+    BlockDriverState *backing = s->bs->backing;
+    bool old_zero = !s->extl2 && len < s->cluster_size &&
+                    (type == QCOW2_CLUSTER_ZERO_PLAIN || type == QCOW2_CLUSTER_ZERO_ALLOC ||
+                     (type == QCOW2_CLUSTER_UNALLOCATED &&
+                      (!backing || (int64_t)cstart >= backing->total_size)));
     uint8_t *cl = g_malloc(s->cluster_size);
-    if (len < s->cluster_size) {
+    if (len < s->cluster_size && !old_zero) {
         ret = qcow2_read_data(s, cstart, s->cluster_size, cl);
         if (ret < 0) {
             goto out;
@@ -439,7 +493,15 @@ static int write_in_cluster(BDRVQcow2State *s, uint64_t off, uint64_t len,
     if (ret < 0) {
         goto out;
     }
-    ret = bdrv_pwrite(s->bs->file, target, s->cluster_size, cl);
+    if (old_zero) {
+        /* Nothing to copy: the file zeroes the cluster (cheaply), then only len is written. */
+        ret = bdrv_pwrite_zeroes(s->bs->file, target, s->cluster_size, 0);
+        if (ret == 0) {
+            ret = bdrv_pwrite(s->bs->file, target + coff, len, buf);
+        }
+    } else {
+        ret = bdrv_pwrite(s->bs->file, target, s->cluster_size, cl);
+    }
     if (ret < 0) {
         goto out;
     }
@@ -465,17 +527,12 @@ out:
 
 int qcow2_write_data(BDRVQcow2State *s, uint64_t off, uint64_t len, const uint8_t *buf)
 {
-    while (len) {
-        uint64_t n = MIN(len, s->cluster_size - (off & (s->cluster_size - 1)));
-        int ret = write_in_cluster(s, off, n, buf);
-        if (ret < 0) {
-            return ret;
-        }
-        off += n;
-        buf += n;
-        len -= n;
-    }
-    return 0;
+    return for_each_cluster(s, off, len, (uint8_t *)buf, false, write_in_cluster);
+}
+
+int qcow2_write_guest(BDRVQcow2State *s, uint64_t off, uint64_t len, const uint8_t *buf)
+{
+    return for_each_cluster(s, off, len, (uint8_t *)buf, true, write_in_cluster);
 }
 
 /*
@@ -495,7 +552,7 @@ int qcow2_write_compressed(BlockDriverState *bs, uint64_t off, const uint8_t *bu
     uint8_t *cbuf = g_malloc(s->cluster_size);
     memcpy(full, buf, len);
     int ret;
-    g_mutex_lock(&s->lock);
+    qcow2_lock_exclusive(s);
     ssize_t clen = qcow2_compress(s->h.compression_type, cbuf, s->cluster_size - 512, full,
                                   s->cluster_size);
     if (clen == -ENOSPC) {

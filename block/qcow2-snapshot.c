@@ -260,7 +260,7 @@ bool qcow2_snapshot_create(BlockDriverState *bs, BlockSnapshotInfo *info, Error 
     GArray *a = NULL;
     bool ok = false;
     int ret;
-    g_mutex_lock(&s->lock);
+    qcow2_lock_exclusive(s);
     ret = qcow2_read_snapshots(s, &a);
     if (ret < 0) {
         error_setg_errno(errp, -ret, "%s: could not read the snapshot table", bs->filename);
@@ -343,7 +343,7 @@ bool qcow2_snapshot_goto(BlockDriverState *bs, const char *id, Error **errp)
     GArray *a = NULL;
     uint64_t *sl1 = NULL, *old = NULL;
     bool ok = false;
-    g_mutex_lock(&s->lock);
+    qcow2_lock_exclusive(s);
     int ret = qcow2_read_snapshots(s, &a);
     int i = ret < 0 ? -1 : find_snapshot(a, id);
     if (i < 0) {
@@ -408,7 +408,7 @@ bool qcow2_snapshot_delete(BlockDriverState *bs, const char *id, Error **errp)
     GArray *a = NULL;
     uint64_t *sl1 = NULL;
     bool ok = false;
-    g_mutex_lock(&s->lock);
+    qcow2_lock_exclusive(s);
     int ret = qcow2_read_snapshots(s, &a);
     int i = ret < 0 ? -1 : find_snapshot(a, id);
     if (i < 0) {

@@ -446,7 +446,7 @@ bool qcow2_change_backing(BlockDriverState *bs, const char *backing, const char 
         error_setg(errp, "%s: backing format name '%s' too long", bs->filename, fmt);
         return false;
     }
-    g_mutex_lock(&s->lock);
+    qcow2_lock_exclusive(s);
     char *old_file = s->backing_file, *old_fmt = s->ext.backing_fmt;
     s->backing_file = backing && *backing ? g_strdup(backing) : NULL;
     s->ext.backing_fmt = s->backing_file && fmt ? g_strdup(fmt) : NULL;
@@ -482,7 +482,7 @@ bool qcow2_amend_version(BlockDriverState *bs, int version, Error **errp)
         error_setg(errp, "%s: downgrading to compat=0.10 is not supported", bs->filename);
         return false;
     }
-    g_mutex_lock(&s->lock);
+    qcow2_lock_exclusive(s);
     Qcow2Header old = s->h;
     /* Version 2 implies 16-bit refcounts and no feature bits: only the layout changes. */
     s->h.version = 3;
@@ -510,7 +510,7 @@ int qcow2_make_empty(BlockDriverState *bs)
     if (s->read_only) {
         return -EPERM;
     }
-    g_mutex_lock(&s->lock);
+    qcow2_lock_exclusive(s);
     uint64_t n = ((uint64_t)bs->total_size + s->cluster_size - 1) >> s->cluster_bits;
     int ret = qcow2_zero_clusters(s, 0, n, false, true);
     if (ret == 0) {
@@ -529,6 +529,7 @@ static void qcow2_free_state(BDRVQcow2State *s)
     g_free(s->backing_file);
     qcow2_ext_clear(&s->ext);
     g_mutex_clear(&s->lock);
+    g_cond_clear(&s->data_io_done);
 }
 
 static char *resolve_backing(const char *image, const char *backing)
@@ -551,6 +552,7 @@ static bool qcow2_open(BlockDriverState *bs, Keyval *opts, int flags, Error **er
 
     s->bs = bs;
     g_mutex_init(&s->lock);
+    g_cond_init(&s->data_io_done);
     if (!keyval_get_size(opts, name, "l2-cache-size", QCOW2_DEFAULT_L2_CACHE,
                          &l2_cache_bytes, errp)) {
         goto fail_nolock;
@@ -662,6 +664,7 @@ fail:
 fail_nolock:
     qcow2_ext_clear(&s->ext);
     g_mutex_clear(&s->lock);
+    g_cond_clear(&s->data_io_done);
     return false;
 }
 
@@ -701,7 +704,7 @@ static int qcow2_preadv(BlockDriverState *bs, int64_t offset, int64_t bytes,
     g_mutex_lock(&s->lock);
     for (int i = 0; i < niov && ret == 0 && done < (size_t)bytes; i++) {
         size_t n = MIN(iov[i].iov_len, (size_t)bytes - done);
-        ret = qcow2_read_data(s, offset + done, n, iov[i].iov_base);
+        ret = qcow2_read_guest(s, offset + done, n, iov[i].iov_base);
         done += n;
     }
     g_mutex_unlock(&s->lock);
@@ -720,7 +723,7 @@ static int qcow2_pwritev(BlockDriverState *bs, int64_t offset, int64_t bytes,
     g_mutex_lock(&s->lock);
     for (int i = 0; i < niov && ret == 0 && done < (size_t)bytes; i++) {
         size_t n = MIN(iov[i].iov_len, (size_t)bytes - done);
-        ret = qcow2_write_data(s, offset + done, n, iov[i].iov_base);
+        ret = qcow2_write_guest(s, offset + done, n, iov[i].iov_base);
         done += n;
     }
     if (ret == 0 && (flags & BDRV_REQ_FUA)) {
@@ -747,7 +750,7 @@ static int qcow2_pwrite_zeroes(BlockDriverState *bs, int64_t offset, int64_t byt
     uint64_t end_c = to_eof ? (end + s->cluster_size - 1) & ~(s->cluster_size - 1)
                             : end & ~(s->cluster_size - 1);
     int ret = 0;
-    g_mutex_lock(&s->lock);
+    qcow2_lock_exclusive(s);
     if (start >= end_c) {
         start = end_c = end;
     }
@@ -789,7 +792,7 @@ static int qcow2_pdiscard(BlockDriverState *bs, int64_t offset, int64_t bytes)
     if (start >= end) {
         return 0; /* discard is advisory: partial clusters stay */
     }
-    g_mutex_lock(&s->lock);
+    qcow2_lock_exclusive(s);
     /* With a backing file a discarded cluster must not show the backing data again. */
     bool zero = s->backing_file && s->h.version >= 3;
     int ret = qcow2_zero_clusters(s, start, (end - start) >> s->cluster_bits, zero, true);
@@ -819,7 +822,7 @@ static bool qcow2_truncate(BlockDriverState *bs, int64_t size, bool shrink, Erro
         error_setg(errp, "%s: use --shrink to shrink the image", bs->filename);
         return false;
     }
-    g_mutex_lock(&s->lock);
+    qcow2_lock_exclusive(s);
     uint64_t span = s->cluster_size << s->l2_bits;
     uint64_t l1_need = ((uint64_t)size + span - 1) / span;
     uint64_t *new_l1 = NULL;
@@ -957,7 +960,7 @@ static int qcow2_check_locked(BlockDriverState *bs, BlockCheckResult *res,
                               BlockCheckFix fix)
 {
     BDRVQcow2State *s = bs->opaque;
-    g_mutex_lock(&s->lock);
+    qcow2_lock_exclusive(s);
     int ret = qcow2_check(bs, res, fix);
     g_mutex_unlock(&s->lock);
     return ret;

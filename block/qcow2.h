@@ -236,8 +236,16 @@ typedef struct Qcow2Cache Qcow2Cache;
 
 typedef struct BDRVQcow2State {
     BlockDriverState *bs;
-    /* Serialises every request: metadata (tables, caches, allocation) is shared state. */
+    /*
+     * Guards all metadata (tables, caches, allocation).  Guest data I/O to a cluster the
+     * image owns (and backing reads) runs with the lock dropped, counted in data_io_inflight;
+     * operations that may free clusters take the lock with qcow2_lock_exclusive, which waits
+     * for that count to reach 0, so a cluster is never reused under an in-flight write.
+     */
     GMutex lock;
+    GCond data_io_done;
+    unsigned data_io_inflight;
+    unsigned exclusive_waiters; /* while > 0, data I/O keeps the lock (no starvation) */
     Qcow2Header h;
     Qcow2Extensions ext;
     char *backing_file;
@@ -280,8 +288,15 @@ int qcow2_update_refcount(BDRVQcow2State *s, uint64_t off, uint64_t len, int64_t
 int64_t qcow2_alloc_clusters(BDRVQcow2State *s, uint64_t n);
 
 /* qcow2-cluster.c */
+/* Takes s->lock once no unlocked data I/O is in flight (for operations that free clusters). */
+void qcow2_lock_exclusive(BDRVQcow2State *s);
+/* Guest reads (lock held; drops it around data I/O, see BDRVQcow2State.lock). */
+int qcow2_read_guest(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *buf);
+/* Internal reads that must not drop the lock (copy-on-write, commit, convert helpers). */
 int qcow2_read_data(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *buf);
 int qcow2_write_data(BDRVQcow2State *s, uint64_t off, uint64_t len, const uint8_t *buf);
+/* Guest writes: like qcow2_read_guest, in-place writes run with the lock dropped. */
+int qcow2_write_guest(BDRVQcow2State *s, uint64_t off, uint64_t len, const uint8_t *buf);
 /* Host offset of the L2 table and index for guest offset off, or 0 when none. */
 uint64_t qcow2_l2_offset(BDRVQcow2State *s, uint64_t off);
 int qcow2_write_l1_entry(BDRVQcow2State *s, uint32_t idx);
