@@ -56,6 +56,7 @@ demo: build
 bench: build
 	tests/bench/startup $(BUILD)
 	tests/bench/blk $(BUILD)
+	tests/bench/img $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

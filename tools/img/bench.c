@@ -1,6 +1,7 @@
 /*
- * sen-img bench: qemu-img bench's options and output.  Requests are issued one after the
- * other through the block layer (-d is accepted; queue depth is not simulated yet).
+ * sen-img bench: qemu-img bench's options, walk and output.  Up to -d requests are kept in
+ * flight through the asynchronous block-backend API (the worker pool runs them in
+ * parallel), the way qemu-img bench keeps them in flight with AIO.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -8,6 +9,103 @@
 #include <string.h>
 
 #include "tools/img/img.h"
+
+enum { BENCH_BUF_ALIGN = 4096 };
+
+typedef struct BenchRun BenchRun;
+
+/* One request slot: its own buffer, reused for every request it carries. */
+typedef struct BenchSlot {
+    BenchRun *run;
+    struct iovec iov;
+} BenchSlot;
+
+struct BenchRun {
+    BlockBackend *blk;
+    BenchSlot *slots;
+    bool write, flushed_log;
+    uint64_t size, step, next, count, depth, flush_interval;
+    int64_t image_size;
+    uint64_t submitted, completed;
+    unsigned in_flight;
+    int ret;                    /* first error */
+    GPtrArray *idle;            /* slots free for the next request */
+};
+
+static void bench_done(void *opaque, int ret)
+{
+    BenchSlot *slot = opaque;
+    BenchRun *b = slot->run;
+
+    b->in_flight--;
+    b->completed++;
+    if (ret < 0 && b->ret == 0) {
+        b->ret = ret;
+    }
+    g_ptr_array_add(b->idle, slot);
+}
+
+/* The next offset, as qemu-img bench walks: step on, modulo the last start that fits. */
+static uint64_t bench_next_offset(BenchRun *b)
+{
+    uint64_t off = b->next;
+
+    b->next += b->step;
+    if ((uint64_t)b->image_size <= b->size) {
+        b->next = 0;
+    } else {
+        b->next %= (uint64_t)b->image_size - b->size;
+    }
+    return off;
+}
+
+static void bench_wait_one(BenchRun *b)
+{
+    uint64_t done = b->completed;
+
+    while (b->completed == done) {
+        g_main_context_iteration(NULL, true);
+    }
+}
+
+/* Keeps up to depth requests in flight; at each flush interval drains, then flushes. */
+static int bench_run(BenchRun *b)
+{
+    b->idle = g_ptr_array_new();
+    for (uint64_t i = 0; i < b->depth; i++) {
+        g_ptr_array_add(b->idle, &b->slots[i]);
+    }
+    while (b->ret == 0 && b->completed < b->count) {
+        bool at_flush = b->flush_interval && b->submitted % b->flush_interval == 0 &&
+                        b->submitted > b->completed;
+        if (b->submitted < b->count && b->idle->len && !at_flush) {
+            BenchSlot *slot = g_ptr_array_steal_index_fast(b->idle, b->idle->len - 1);
+            uint64_t off = bench_next_offset(b);
+            b->submitted++;
+            b->in_flight++;
+            if (b->write) {
+                blk_aio_pwritev(b->blk, off, &slot->iov, 1, 0, bench_done, slot);
+            } else {
+                blk_aio_preadv(b->blk, off, &slot->iov, 1, 0, bench_done, slot);
+            }
+            continue;
+        }
+        bench_wait_one(b);
+        if (b->ret == 0 && b->flush_interval && b->in_flight == 0 &&
+            b->completed % b->flush_interval == 0) {
+            b->ret = blk_flush(b->blk);
+            if (b->ret == 0 && b->flushed_log) {
+                /* stderr is unbuffered: the line is out before the next request starts. */
+                fprintf(stderr, "flushed %" G_GUINT64_FORMAT "\n", b->completed);
+            }
+        }
+    }
+    while (b->in_flight) {
+        bench_wait_one(b);
+    }
+    g_ptr_array_free(b->idle, true);
+    return b->ret;
+}
 
 int img_bench(int argc, char **argv)
 {
@@ -110,42 +208,45 @@ int img_bench(int argc, char **argv)
     if (!bs) {
         return 1;
     }
-    int64_t len = bdrv_getlength(bs);
+    BenchRun b = {
+        .write = write, .size = size, .step = step, .next = offset, .count = count,
+        .depth = MAX(depth, 1), .flush_interval = flush_interval, .flushed_log = flushed_log,
+        .image_size = bdrv_getlength(bs),
+    };
+    /* The backend owns bs from here; cache=writeback semantics (no flush per write). */
+    b.blk = blk_new("bench", bs, true);
     if (!quiet) {
         printf("Sending %" G_GUINT64_FORMAT " %s requests, %" G_GUINT64_FORMAT " bytes each, "
                "%" G_GUINT64_FORMAT " in parallel (starting at offset %" G_GUINT64_FORMAT
                ", step size %" G_GUINT64_FORMAT ")\n", count, write ? "write" : "read", size,
-               depth, offset, step);
+               b.depth, offset, step);
         if (flush_interval) {
             printf("Sending flush every %" G_GUINT64_FORMAT " requests\n", flush_interval);
         }
         fflush(stdout);
     }
-    uint8_t *buf = g_malloc(size);
-    memset(buf, pattern, size);
-    gint64 t0 = g_get_monotonic_time();
-    uint64_t off = offset;
-    int ret = 0;
-    for (uint64_t i = 0; i < count && ret == 0; i++) {
-        if (off + size > (uint64_t)len) {
-            off = 0;
+    /* One aligned buffer per slot so O_DIRECT (-n, -t none) accepts every request. */
+    b.slots = g_new0(BenchSlot, b.depth);
+    for (uint64_t i = 0; i < b.depth; i++) {
+        b.slots[i].run = &b;
+        b.slots[i].iov.iov_len = size;
+        if (posix_memalign(&b.slots[i].iov.iov_base, BENCH_BUF_ALIGN, MAX(size, 1))) {
+            error_report("Could not allocate %" G_GUINT64_FORMAT " bytes", size);
+            return 1;
         }
-        ret = write ? bdrv_pwrite(bs, off, size, buf) : bdrv_pread(bs, off, size, buf);
-        off += step;
-        if (ret == 0 && flush_interval && (i + 1) % flush_interval == 0) {
-            ret = bdrv_flush(bs);
-            if (ret == 0 && flushed_log) {
-                /* stderr is unbuffered: the line is out before the next request starts. */
-                fprintf(stderr, "flushed %" G_GUINT64_FORMAT "\n", i + 1);
-            }
-        }
+        memset(b.slots[i].iov.iov_base, pattern, size);
     }
+    gint64 t0 = g_get_monotonic_time();
+    int ret = bench_run(&b);
     if (ret == 0 && write && !no_drain) {
-        ret = bdrv_flush(bs);
+        ret = blk_flush(b.blk);
     }
     double secs = (g_get_monotonic_time() - t0) / 1e6;
-    g_free(buf);
-    bdrv_unref(bs);
+    for (uint64_t i = 0; i < b.depth; i++) {
+        free(b.slots[i].iov.iov_base);
+    }
+    g_free(b.slots);
+    blk_unref(b.blk);
     if (ret < 0) {
         error_report("Failed request: %s", g_strerror(-ret));
         return 1;

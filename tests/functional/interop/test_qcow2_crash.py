@@ -32,17 +32,15 @@ UNITS = {"512": 512, "4k": 4096, "12k": 12288, "64k": 65536, "70k": 71680, "1M":
 
 def flushed_ranges(err, offset, size, step):
     """The (offset, length) of each write acknowledged by the last logged flush, replaying
-    sen-img bench's walk (wrap to 0 when a request would pass the end)."""
+    sen-img bench's walk (qemu-img bench's: step on, modulo the last start that fits)."""
     done = 0
     for line in err.decode(errors="replace").splitlines():
         if line.startswith("flushed "):
             done = int(line.split()[1])
     off = offset
     for _ in range(done):
-        if off + size > SIZE:
-            off = 0
         yield off, size
-        off += step
+        off = (off + step) % (SIZE - size)
 
 
 def check_flushed(tmp_path, img, ranges, pattern, kill):
