@@ -21,6 +21,7 @@
 #include "sen/machine.h"
 #include "sen/memory.h"
 #include "sen/timer.h"
+#include "sen/vmstate.h"
 
 /* PM1 status / enable bits (enables sit at their status bit's position). */
 #define PM1_TMR       (1u << 0)
@@ -253,6 +254,36 @@ static void apm_write(void *opaque, uint64_t offset, unsigned size, uint64_t val
 
 static const IoOps apm_ops = { .read = apm_read, .write = apm_write };
 
+/* ---- migration ---- */
+
+/* The PM timer counts the virtual clock, which continues from the source's reading; the
+ * next carry and the SCI follow from the registers. */
+static bool acpi_pm_post_load(void *opaque, int version_id, Error **errp)
+{
+    update_sci(opaque);
+    return true;
+}
+
+static const VMStateField acpi_pm_fields[] = {
+    VMSTATE_UINT16(pm1_sts, AcpiPmState),
+    VMSTATE_UINT16(pm1_en, AcpiPmState),
+    VMSTATE_UINT16(pm1_cnt, AcpiPmState),
+    VMSTATE_UINT16(gpe_sts, AcpiPmState),
+    VMSTATE_UINT16(gpe_en, AcpiPmState),
+    VMSTATE_UINT8(apm_cnt, AcpiPmState),
+    VMSTATE_UINT8(apm_sts, AcpiPmState),
+    VMSTATE_INT64(tmr_next_ns, AcpiPmState),
+    VMSTATE_END_OF_LIST(),
+};
+
+static const VMStateDesc acpi_pm_vmsd = {
+    .name = "acpi-pm",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .fields = acpi_pm_fields,
+    .post_load = acpi_pm_post_load,
+};
+
 /* ---- board interface ---- */
 
 static void acpi_pm_reset(DeviceState *dev)
@@ -315,6 +346,7 @@ const DeviceClass acpi_pm_class = {
     .realize = acpi_pm_realize,
     .reset = acpi_pm_reset,
     .unrealize = acpi_pm_unrealize,
+    .vmsd = &acpi_pm_vmsd,
 };
 
 bool acpi_pm_press_power_button(Machine *m)

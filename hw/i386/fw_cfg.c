@@ -19,6 +19,7 @@
 #include "sen/log.h"
 #include "sen/machine.h"
 #include "sen/memory.h"
+#include "sen/vmstate.h"
 
 #define FW_CFG_INVALID 0xffff
 #define FW_CFG_STD_ITEMS (FW_CFG_FILE_FIRST + FW_CFG_FILE_SLOTS)
@@ -448,6 +449,41 @@ static const PropertyDef fw_cfg_props[] = {
     { .name = NULL },
 };
 
+/* ---- migration ---- */
+
+/* The guest may be half way through reading an item: select it again (without the
+ * select callback: the item's bytes are those of this machine's identical
+ * configuration) and keep the offset. */
+static bool fw_cfg_post_load(void *opaque, int version_id, Error **errp)
+{
+    FwCfgState *s = opaque;
+    FwCfgItem *item = fw_cfg_item(s, s->cur_key);
+
+    g_clear_pointer(&s->cur_data, g_bytes_unref);
+    if (!item || !item->data) {
+        s->cur_key = FW_CFG_INVALID;
+        s->cur_offset = 0;
+        return true;
+    }
+    s->cur_data = g_bytes_ref(item->data);
+    return true;
+}
+
+static const VMStateField fw_cfg_fields[] = {
+    VMSTATE_UINT16(cur_key, FwCfgState),
+    VMSTATE_UINT32(cur_offset, FwCfgState),
+    VMSTATE_UINT32(dma_addr_high, FwCfgState),
+    VMSTATE_END_OF_LIST(),
+};
+
+static const VMStateDesc fw_cfg_vmsd = {
+    .name = "fw_cfg",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .fields = fw_cfg_fields,
+    .post_load = fw_cfg_post_load,
+};
+
 const DeviceClass fw_cfg_io_class = {
     .name = "fw_cfg_io",
     .desc = "QEMU firmware configuration interface (ports 0x510-0x51b)",
@@ -457,4 +493,5 @@ const DeviceClass fw_cfg_io_class = {
     .realize = fw_cfg_realize,
     .reset = fw_cfg_reset,
     .unrealize = fw_cfg_unrealize,
+    .vmsd = &fw_cfg_vmsd,
 };

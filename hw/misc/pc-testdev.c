@@ -16,6 +16,7 @@
 #include "sen/error.h"
 #include "sen/machine.h"
 #include "sen/memory.h"
+#include "sen/vmstate.h"
 
 #define PC_TESTDEV_IOPORT     0xe0
 #define PC_TESTDEV_FLUSH_PAGE 0xe4
@@ -164,6 +165,19 @@ static const PropertyDef pc_testdev_props[] = {
     { .name = NULL },
 };
 
+static const VMStateField pc_testdev_fields[] = {
+    VMSTATE_UINT32(ioport_data, PcTestdevState),
+    VMSTATE_UINT8_ARRAY(iomem, PcTestdevState, PC_TESTDEV_IOMEM_LEN),
+    VMSTATE_END_OF_LIST(),
+};
+
+static const VMStateDesc pc_testdev_vmsd = {
+    .name = "pc-testdev",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .fields = pc_testdev_fields,
+};
+
 const DeviceClass pc_testdev_class = {
     .name = "pc-testdev",
     .desc = "ISA test device for kvm-unit-tests (ports 0xe0-0xe7, IRQ lines at 0x2000)",
@@ -173,4 +187,5 @@ const DeviceClass pc_testdev_class = {
     .realize = pc_testdev_realize,
     .reset = pc_testdev_reset,
     .unrealize = pc_testdev_unrealize,
+    .vmsd = &pc_testdev_vmsd,
 };

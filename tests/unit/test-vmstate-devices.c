@@ -76,6 +76,15 @@ static void drive_devices(Machine *m)
     outb(m, 0x64, 0x20);
     /* port92: A20 off. */
     outb(m, 0x92, 0x00);
+    /* acpi-pm: power button and PM timer interrupts enabled (PM1_EN high byte, low). */
+    outb(m, 0x603, 0x01);
+    outb(m, 0x602, 0x01);
+    /* fw_cfg: the signature item selected, "QE" read: "MU" is next. */
+    machine_lock(m);
+    io_space_write(m->pio, 0x510, 2, 0x0000);
+    machine_unlock(m);
+    (void)inb(m, 0x511);
+    (void)inb(m, 0x511);
     machine_lock(m);
     virt_clock_step(m->clock, 1700 * 1000 * 1000LL);
     machine_unlock(m);
@@ -110,6 +119,14 @@ static GByteArray *observe(Machine *m)
     g_byte_array_append(b, &v, 1);
     v = inb(m, 0x92);
     g_byte_array_append(b, &v, 1);
+    for (uint16_t port = 0x602; port <= 0x603; port++) {
+        v = inb(m, port);
+        g_byte_array_append(b, &v, 1);
+    }
+    for (unsigned i = 0; i < 2; i++) {
+        v = inb(m, 0x511);
+        g_byte_array_append(b, &v, 1);
+    }
     int64_t now = virt_clock_get_ns(m->clock);
     g_byte_array_append(b, (const guint8 *)&now, sizeof(now));
     return b;
@@ -153,8 +170,12 @@ static void test_board_round_trip(void)
     g_assert_cmphex(o[15] & 0x01, ==, 0x01);   /* i8042 OBF */
     g_assert_cmphex(o[16], ==, 0x07);          /* i8042 command byte after reset */
     g_assert_cmphex(o[18], ==, 0x00);          /* port92 */
+    g_assert_cmphex(o[19], ==, 0x01);          /* acpi-pm PM1_EN: TMR_EN */
+    g_assert_cmphex(o[20], ==, 0x01);          /* PWRBTN_EN */
+    g_assert_cmphex(o[21], ==, 'M');           /* fw_cfg: the signature continues */
+    g_assert_cmphex(o[22], ==, 'U');
     int64_t now;
-    memcpy(&now, o + 19, sizeof(now));
+    memcpy(&now, o + 23, sizeof(now));
     g_assert_cmpint(now, ==, 1700 * 1000 * 1000LL);
 
     /* The periodic timer runs on from the loaded state: a new PF after 0.5 s. */
