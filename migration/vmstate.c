@@ -252,12 +252,25 @@ static bool save_field(const VMStateDesc *vmsd, const VMStateField *f, void *opa
     return true;
 }
 
+static bool save_payload(const VMStateDesc *vmsd, void *opaque, GByteArray *out,
+                         Error **errp);
+
 bool vmstate_save_payload(const VMStateDesc *vmsd, void *opaque, GByteArray *out,
                           Error **errp)
 {
     if (vmsd->pre_save && !vmsd->pre_save(opaque, errp)) {
         return false;
     }
+    bool ok = save_payload(vmsd, opaque, out, errp);
+    if (vmsd->post_save) {
+        vmsd->post_save(opaque);
+    }
+    return ok;
+}
+
+static bool save_payload(const VMStateDesc *vmsd, void *opaque, GByteArray *out,
+                         Error **errp)
+{
     for (const VMStateField *f = vmsd->fields; f && f->name; f++) {
         if (f->version_id > vmsd->version_id) {
             continue; /* cannot happen in a sane desc; never write what load rejects */

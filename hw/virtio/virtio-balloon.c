@@ -21,6 +21,7 @@
 #include "monitor/qapi-generated.h"
 #include "sen/device.h"
 #include "sen/hw/virtio-balloon.h"
+#include "sen/vmstate.h"
 
 #define VIRTIO_ID_BALLOON 5
 
@@ -58,6 +59,7 @@ struct VirtIOBalloon {
     uint64_t stats[BALLOON_S_NR];
     bool stats_valid[BALLOON_S_NR];
     int64_t stats_time;        /* g_get_real_time() of the last report, 0 = none */
+    bool stats_held;           /* migration: stats_elem was held at the save */
 };
 
 extern const DeviceClass virtio_balloon_pci_class;
@@ -346,6 +348,66 @@ static const PropertyDef virtio_balloon_props[] = {
     { .name = NULL },
 };
 
+/* ---- migration ---- */
+
+/*
+ * The held stats buffer is the only element a queue of ours keeps popped.  For the save
+ * it goes back to the ring (the queue then has nothing in flight and its last_avail_idx
+ * points at it) and is taken again right after; the destination takes it in post_load.
+ */
+static bool virtio_balloon_pre_save(void *opaque, Error **errp)
+{
+    VirtIOBalloon *b = opaque;
+    b->stats_held = b->stats_elem != NULL;
+    if (b->stats_elem) {
+        virtqueue_unpop(&b->vdev.vqs[Q_STATS], b->stats_elem);
+        b->stats_elem = NULL;
+    }
+    return true;
+}
+
+static void virtio_balloon_post_save(void *opaque)
+{
+    VirtIOBalloon *b = opaque;
+    if (b->stats_held) {
+        b->stats_elem = virtqueue_pop(&b->vdev.vqs[Q_STATS]);
+    }
+}
+
+static bool virtio_balloon_post_load(void *opaque, int version_id, Error **errp)
+{
+    VirtIOBalloon *b = opaque;
+    if (b->stats_held) {
+        b->stats_elem = virtqueue_pop(&b->vdev.vqs[Q_STATS]);
+        if (!b->stats_elem) {
+            error_setg(errp, "the held stats buffer is not in the stats queue");
+            return false;
+        }
+    }
+    return true;
+}
+
+static const VMStateField virtio_balloon_fields[] = {
+    VMSTATE_VIRTIO_PCI(proxy, VirtIOBalloon),
+    VMSTATE_UINT32(target_pages, VirtIOBalloon),
+    VMSTATE_UINT32(actual_pages, VirtIOBalloon),
+    VMSTATE_BOOL(stats_held, VirtIOBalloon),
+    VMSTATE_UINT64_ARRAY(stats, VirtIOBalloon, BALLOON_S_NR),
+    VMSTATE_ARRAY(stats_valid, VirtIOBalloon, BALLOON_S_NR, VMS_BOOL),
+    VMSTATE_INT64(stats_time, VirtIOBalloon),
+    VMSTATE_END_OF_LIST(),
+};
+
+static const VMStateDesc virtio_balloon_vmsd = {
+    .name = "virtio-balloon-pci",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .fields = virtio_balloon_fields,
+    .pre_save = virtio_balloon_pre_save,
+    .post_save = virtio_balloon_post_save,
+    .post_load = virtio_balloon_post_load,
+};
+
 const DeviceClass virtio_balloon_pci_class = {
     .name = "virtio-balloon-pci",
     .desc = "virtio memory balloon (QMP balloon / query-balloon)",
@@ -355,4 +417,5 @@ const DeviceClass virtio_balloon_pci_class = {
     .realize = virtio_balloon_realize,
     .reset = virtio_balloon_reset,
     .unrealize = virtio_balloon_unrealize,
+    .vmsd = &virtio_balloon_vmsd,
 };

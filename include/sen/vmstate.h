@@ -78,6 +78,9 @@ struct VMStateDesc {
     bool (*needed)(void *opaque);
     /* Before encoding (vCPUs stopped, VM lock held): bring the struct up to date. */
     bool (*pre_save)(void *opaque, Error **errp);
+    /* After encoding, also when it failed (only if pre_save succeeded): undo what
+     * pre_save changed to make the state saveable. */
+    void (*post_save)(void *opaque);
     /* Before the decoded fields are written (after the whole payload was checked): e.g.
      * point a field's pointer at a staging buffer that post_load validates. */
     bool (*pre_load)(void *opaque, Error **errp);

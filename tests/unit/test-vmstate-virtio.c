@@ -4,13 +4,15 @@
  * fresh machine B on the same disk image, B loads the state and, without the driver
  * touching any setup register again, the next request (a read of what A wrote) goes
  * through B's mapped BAR, continues A's ring indices and completes.  Also: a request in
- * flight blocks the save until drained, and a disk of another size is refused.
+ * flight blocks the save until drained, a disk of another size is refused, and the stats
+ * buffer a virtio-balloon holds is held again on the destination.
  */
 #include <string.h>
 #include <unistd.h>
 #include <glib.h>
 #include <glib/gstdio.h>
 #include "sen/block.h"
+#include "sen/hw/virtio-balloon.h"
 #include "sen/vmstate.h"
 #include "virtio-test-util.h"
 
@@ -152,10 +154,85 @@ static void test_virtio_blk_in_flight(void)
     g_rmdir(dir);
 }
 
+#define BALLOON_STATS_Q 2
+
+/* Driver side of a balloon: DRIVER_OK with only the stats queue, at the VT_* rings. */
+static void balloon_driver_init(VirtioTestMachine *f)
+{
+    vt_map_bar4(f);
+    vt_wr(f, CC_STATUS, 1, 0);
+    vt_wr(f, CC_STATUS, 1, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
+    vt_wr(f, CC_DFSELECT, 4, 0);
+    uint32_t lo = (uint32_t)vt_rd(f, CC_DF, 4);
+    vt_wr(f, CC_GFSELECT, 4, 0);
+    vt_wr(f, CC_GF, 4, lo);
+    vt_wr(f, CC_GFSELECT, 4, 1);
+    vt_wr(f, CC_GF, 4, 1); /* VERSION_1 */
+    vt_wr(f, CC_STATUS, 1, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
+          VIRTIO_STATUS_FEATURES_OK);
+    vt_wr(f, CC_Q_SELECT, 2, BALLOON_STATS_Q);
+    vt_wr(f, CC_Q_SIZE, 2, VT_QSIZE);
+    vt_wr(f, CC_Q_DESC, 8, VT_DESC_GPA);
+    vt_wr(f, CC_Q_AVAIL, 8, VT_AVAIL_GPA);
+    vt_wr(f, CC_Q_USED, 8, VT_USED_GPA);
+    memset(f->ram + VT_AVAIL_GPA, 0, 0x2000);
+    vt_wr(f, CC_Q_ENABLE, 2, 1);
+    vt_wr(f, CC_STATUS, 1, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
+          VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK);
+}
+
+static void test_virtio_balloon_held_stats(void)
+{
+    Error *err = NULL;
+    VirtioTestMachine a, b;
+    char *argv[] = { "sen", NULL };
+
+    vt_init(&a, 1, argv);
+    a.dev = (PCIDevice *)vt_add_device(&a, "virtio-balloon-pci", NULL, &err);
+    vt_check_no_error(err);
+    balloon_driver_init(&a);
+    /* One stat (MEMFREE = 1234) in an out buffer; the device keeps the buffer. */
+    uint8_t stat[10] = { BALLOON_S_MEMFREE, 0, 0xd2, 0x04 };
+    memcpy(a.ram + DATA_GPA, stat, sizeof(stat));
+    vt_set_desc(&a, 0, DATA_GPA, sizeof(stat), 0);
+    uint16_t *avail = (uint16_t *)(a.ram + VT_AVAIL_GPA);
+    avail[2] = 0;
+    __atomic_store_n(&avail[1], 1, __ATOMIC_RELEASE);
+    vt_wr(&a, 0x3000 + 4 * BALLOON_STATS_Q, 2, BALLOON_STATS_Q);
+    g_assert_cmpuint(vt_used_idx(&a), ==, 0);
+
+    g_autoptr(GByteArray) blob = g_byte_array_new();
+    if (!vmstate_save_all(&a.m, blob, &err)) {
+        g_error("save: %s", error_get_pretty(err));
+    }
+    vt_init(&b, 1, argv);
+    b.dev = (PCIDevice *)vt_add_device(&b, "virtio-balloon-pci", NULL, &err);
+    vt_check_no_error(err);
+    memcpy(b.ram, a.ram, VT_RAM_SIZE);
+
+    /* The source still holds it after the save: asking for stats hands it back once. */
+    uint64_t stats[BALLOON_S_NR];
+    bool valid[BALLOON_S_NR];
+    virtio_balloon_stats(virtio_balloon_find(&a.m), stats, valid);
+    g_assert_cmpuint(vt_used_idx(&a), ==, 1);
+    vt_done(&a);
+    if (!vmstate_load_all(&b.m, blob->data, blob->len, &err)) {
+        g_error("load: %s", error_get_pretty(err));
+    }
+    memset(stats, 0, sizeof(stats));
+    virtio_balloon_stats(virtio_balloon_find(&b.m), stats, valid);
+    g_assert_true(valid[BALLOON_S_MEMFREE]);
+    g_assert_cmpuint(stats[BALLOON_S_MEMFREE], ==, 1234);
+    /* ...and B held the buffer: the request for fresh stats returned it. */
+    g_assert_cmpuint(vt_used_idx(&b), ==, 1);
+    vt_done(&b);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/vmstate-virtio/blk-round-trip", test_virtio_blk_round_trip);
     g_test_add_func("/vmstate-virtio/blk-in-flight", test_virtio_blk_in_flight);
+    g_test_add_func("/vmstate-virtio/balloon-held-stats", test_virtio_balloon_held_stats);
     return g_test_run();
 }
