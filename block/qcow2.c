@@ -368,11 +368,12 @@ static size_t header_build(Qcow2Header *h, const Qcow2Extensions *ext,
             !put_ext(buf, buf_len, &off, QCOW2_EXT_FEATURE_TABLE, ft, sizeof(ft))) {
             return 0;
         }
-        for (guint i = 0; ext && ext->unknown && i < ext->unknown->len; i++) {
-            Qcow2RawExt *r = &g_array_index(ext->unknown, Qcow2RawExt, i);
-            if (!put_ext(buf, buf_len, &off, r->type, r->data, r->len)) {
-                return 0;
-            }
+    }
+    /* Kept in version 2 too (bitmaps survive a downgrade, as with qemu-img amend). */
+    for (guint i = 0; ext && ext->unknown && i < ext->unknown->len; i++) {
+        Qcow2RawExt *r = &g_array_index(ext->unknown, Qcow2RawExt, i);
+        if (!put_ext(buf, buf_len, &off, r->type, r->data, r->len)) {
+            return 0;
         }
     }
     if (!put_ext(buf, buf_len, &off, QCOW2_EXT_END, NULL, 0)) {
@@ -420,8 +421,7 @@ static int qcow2_probe(const uint8_t *buf, int len, const char *filename)
                : 0;
 }
 
-/* Rewrites the whole header cluster from s->h, s->ext and s->backing_file. */
-static int qcow2_write_header(BDRVQcow2State *s)
+int qcow2_write_header(BDRVQcow2State *s)
 {
     uint8_t *buf = g_malloc0(s->cluster_size);
     Qcow2Header h = s->h;
@@ -462,39 +462,6 @@ bool qcow2_change_backing(BlockDriverState *bs, const char *backing, const char 
     } else {
         g_free(old_file);
         g_free(old_fmt);
-    }
-    g_mutex_unlock(&s->lock);
-    if (ret < 0) {
-        error_setg_errno(errp, -ret, "%s: could not rewrite the header", bs->filename);
-        return false;
-    }
-    return true;
-}
-
-bool qcow2_amend_version(BlockDriverState *bs, int version, Error **errp)
-{
-    BDRVQcow2State *s = bs->opaque;
-    if ((uint32_t)version == s->h.version) {
-        return true;
-    }
-    if (version != 3) {
-        /* Would mean expanding zero clusters and refusing v3-only layouts first. */
-        error_setg(errp, "%s: downgrading to compat=0.10 is not supported", bs->filename);
-        return false;
-    }
-    qcow2_lock_exclusive(s);
-    Qcow2Header old = s->h;
-    /* Version 2 implies 16-bit refcounts and no feature bits: only the layout changes. */
-    s->h.version = 3;
-    s->h.header_length = 104;
-    s->h.refcount_order = 4;
-    s->h.incompatible_features = s->h.compatible_features = s->h.autoclear_features = 0;
-    int ret = qcow2_flush_caches(s);
-    if (ret == 0) {
-        ret = qcow2_write_header(s);
-    }
-    if (ret < 0) {
-        s->h = old;
     }
     g_mutex_unlock(&s->lock);
     if (ret < 0) {

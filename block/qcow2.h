@@ -349,7 +349,13 @@ int qcow2_make_empty(BlockDriverState *bs);
 /* Rewrites the header with a new backing file name/format (NULL/"" backing: none). */
 bool qcow2_change_backing(BlockDriverState *bs, const char *backing, const char *fmt,
                           Error **errp);
-/* amend compat: upgrades a version 2 image to 3 (a no-op when already there). */
+/* Rewrites the whole header cluster from s->h, s->ext and s->backing_file (lock held). */
+int qcow2_write_header(BDRVQcow2State *s);
+
+/* qcow2-amend.c: amend compat (2 or 3; a no-op when already there) and lazy_refcounts. */
 bool qcow2_amend_version(BlockDriverState *bs, int version, Error **errp);
+bool qcow2_amend_lazy_refcounts(BlockDriverState *bs, bool on, Error **errp);
+/* The image's version (2 or 3). */
+int qcow2_image_version(BlockDriverState *bs);
 
 #endif

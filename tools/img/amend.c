@@ -1,7 +1,7 @@
 /*
- * sen-img amend [-f fmt] [-q] -o options filename: qemu-img's option amendment for qcow2,
- * limited to what can change without rewriting the image: compat (upgrade to 1.1) and
- * size.  Other options are refused, naming them; backing_file/backing_fmt as qemu-img does.
+ * sen-img amend [-f fmt] [-q] -o options filename: qemu-img's option amendment for qcow2:
+ * compat (upgrade to 1.1, downgrade to 0.10), lazy_refcounts and size.  Other options are
+ * refused, naming them; backing_file/backing_fmt as qemu-img does.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -17,6 +17,7 @@ static bool amend_qcow2(BlockDriverState *bs, Keyval *kv, Error **errp)
     g_autofree char *backing = keyval_take(kv, "backing_file");
     g_autofree char *backing_fmt = keyval_take(kv, "backing_fmt");
     g_autofree char *size_str = keyval_take(kv, "size");
+    g_autofree char *lazy_str = keyval_take(kv, "lazy_refcounts");
     uint64_t size = 0;
 
     /* Everything is validated before the first change, so a refusal leaves it untouched. */
@@ -37,12 +38,29 @@ static bool amend_qcow2(BlockDriverState *bs, Keyval *kv, Error **errp)
     if (size_str && !parse_size(size_str, 1, &size, errp)) {
         return false;
     }
+    bool lazy = false;
+    if (lazy_str) {
+        if (strcmp(lazy_str, "on") && strcmp(lazy_str, "off")) {
+            error_setg(errp, "Parameter 'lazy_refcounts' expects 'on' or 'off'");
+            return false;
+        }
+        lazy = !strcmp(lazy_str, "on");
+        int target = version ? version : qcow2_image_version(bs);
+        if (lazy && target < 3) {
+            error_setg(errp, "Lazy refcounts only supported with compatibility level 1.1 "
+                       "and above (use compat=1.1 or greater)");
+            return false;
+        }
+    }
     if (backing || backing_fmt) {
         /* As qemu-img 7.2: rebase is the tool for that. */
         error_setg(errp, "Cannot amend the backing file (use 'sen-img rebase' instead)");
         return false;
     }
     if (version && !qcow2_amend_version(bs, version, errp)) {
+        return false;
+    }
+    if (lazy_str && !qcow2_amend_lazy_refcounts(bs, lazy, errp)) {
         return false;
     }
     if (size_str && (int64_t)size != bdrv_getlength(bs)) {

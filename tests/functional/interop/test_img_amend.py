@@ -1,4 +1,5 @@
-"""sen-img amend against qemu-img amend: the same change (compat upgrade, grow, shrink)
+"""sen-img amend against qemu-img amend: the same change (compat upgrade and downgrade,
+lazy_refcounts, grow, shrink)
 made by each to copies of one image gives the same `qemu-img info` and the same content,
 and qemu-img check finds the amended image clean; refused amendments (creation-only
 options, bad values, the backing file) fail in both and leave the image untouched."""
@@ -81,3 +82,97 @@ def test_amend_raw_refused(tmp_path):
                         capture_output=True, text=True)
     assert rs.returncode == 1
     assert "does not support option amendment" in rs.stderr
+
+
+def qemu_io(path, *cmds):
+    for cmd in cmds:
+        subprocess.run([QEMU_IO, "-f", "qcow2", "-c", cmd, str(path)], check=True,
+                       stdout=subprocess.DEVNULL)
+
+
+def same_as_qemu(tmp_path, s, q):
+    """info, content, map and check agree; so does every snapshot's content."""
+    assert info(s) == info(q)
+    subprocess.run([QEMU_IMG, "check", "-q", str(s)], check=True)
+    subprocess.run([QEMU_IMG, "compare", "-q", str(s), str(q)], check=True)
+    maps = [subprocess.run([QEMU_IMG, "map", "--output=json", str(p)], check=True,
+                           capture_output=True, text=True).stdout for p in (s, q)]
+    assert maps[0] == maps[1]
+    for sn in info(s).get("snapshots", []):
+        views = []
+        for p in (s, q):
+            view = tmp_path / (p.name + "." + sn["name"] + ".raw")
+            subprocess.run([QEMU_IMG, "convert", "-O", "raw", "-l", sn["name"], str(p),
+                            str(view)], check=True)
+            views.append(view.read_bytes())
+        assert views[0] == views[1], sn["name"]
+
+
+# Zero clusters of both kinds (qemu-io `write -z` keeps an allocated cluster as a
+# preallocated zero cluster, `-z -u` unmaps it), in the active image and in a snapshot,
+# with and without a backing file.
+@pytest.mark.parametrize("create_opts", ["cluster_size=4k", "cluster_size=512",
+                                         "cluster_size=64k,lazy_refcounts=on",
+                                         "compression_type=zstd,cluster_size=64k"])
+@pytest.mark.parametrize("backed", [False, True])
+def test_downgrade_like_qemu(tmp_path, create_opts, backed):
+    s, q = tmp_path / "s.qcow2", tmp_path / "q.qcow2"
+    backing = []
+    if backed:
+        base = tmp_path / "base.qcow2"
+        subprocess.run([QEMU_IMG, "create", "-q", "-f", "qcow2", str(base), "10M"], check=True)
+        qemu_io(base, "write -P 5 0 10M")
+        backing = ["-b", str(base), "-F", "qcow2"]
+    subprocess.run([QEMU_IMG, "create", "-q", "-f", "qcow2", "-o", create_opts, *backing,
+                    str(s), "10M"], check=True)
+    qemu_io(s, "write -P 3 0 256k", "write -z 8k 8k", "write -z -u 1M 128k",
+            "write -z 3M 8k")
+    subprocess.run([QEMU_IMG, "snapshot", "-c", "s1", str(s)], check=True)
+    qemu_io(s, "write -z 0 64k", "write -z -u 5M 64k", "write -P 4 2M 4k")
+    shutil.copy(s, q)
+    rs = subprocess.run([SEN_IMG, "amend", "-o", "compat=0.10", str(s)], capture_output=True,
+                        text=True)
+    rq = subprocess.run([QEMU_IMG, "amend", "-o", "compat=0.10", str(q)], capture_output=True,
+                        text=True)
+    assert rs.returncode == rq.returncode == 0, rs.stderr + rq.stderr
+    assert info(s)["format-specific"]["data"]["compat"] == "0.10"
+    same_as_qemu(tmp_path, s, q)
+
+
+@pytest.mark.parametrize("create_opts,io,amend", [
+    ("refcount_bits=8", None, "compat=0.10"),
+    ("extended_l2=on", None, "compat=0.10"),
+    ("compression_type=zstd", "write -c 0 64k", "compat=0.10"),
+    ("compat=0.10", None, "lazy_refcounts=on"),
+    ("compat=1.1", None, "compat=0.10,lazy_refcounts=on"),
+    ("compat=1.1", None, "lazy_refcounts=maybe"),
+])
+def test_downgrade_and_lazy_refused(tmp_path, create_opts, io, amend):
+    s = tmp_path / "s.qcow2"
+    subprocess.run([QEMU_IMG, "create", "-q", "-f", "qcow2", "-o", create_opts, str(s), "10M"],
+                   check=True)
+    qemu_io(s, "write -z 0 64k", *([io] if io else []))
+    before = s.read_bytes()
+    rs = subprocess.run([SEN_IMG, "amend", "-o", amend, str(s)], capture_output=True, text=True)
+    rq = subprocess.run([QEMU_IMG, "amend", "-o", amend, str(s)], capture_output=True,
+                        text=True)
+    assert rs.returncode == rq.returncode == 1, rs.stderr + rq.stderr
+    assert rs.stderr.replace("sen-img: ", "") == rq.stderr.replace("qemu-img: ", "")
+    assert s.read_bytes() == before
+
+
+@pytest.mark.parametrize("create_opts,amend", [
+    ("compat=1.1", "lazy_refcounts=on"),
+    ("compat=1.1,lazy_refcounts=on", "lazy_refcounts=off"),
+    ("compat=0.10", "compat=1.1,lazy_refcounts=on"),
+    ("compat=1.1,lazy_refcounts=on", "compat=0.10"),
+])
+def test_lazy_refcounts_like_qemu(tmp_path, create_opts, amend):
+    s, q = tmp_path / "s.qcow2", tmp_path / "q.qcow2"
+    make(s, create_opts)
+    shutil.copy(s, q)
+    rs = subprocess.run([SEN_IMG, "amend", "-o", amend, str(s)], capture_output=True, text=True)
+    rq = subprocess.run([QEMU_IMG, "amend", "-o", amend, str(q)], capture_output=True,
+                        text=True)
+    assert rs.returncode == rq.returncode == 0, rs.stderr + rq.stderr
+    same_as_qemu(tmp_path, s, q)

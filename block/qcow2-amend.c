@@ -1,0 +1,225 @@
+/*
+ * qcow2 option amendment (sen-img amend): compat upgrade and downgrade, lazy_refcounts.
+ *
+ * A downgrade to version 2 first checks everything qemu-img checks (refcount width, feature
+ * bits, zstd-compressed clusters), changing nothing when it refuses.  Version 2 has no zero
+ * flag, so zero clusters are then expanded in every L1 table (active and snapshots): a
+ * preallocated one has its host cluster zeroed and loses the flag; a plain one becomes
+ * unallocated when there is no backing file (it reads as zero anyway), otherwise it gets a
+ * zeroed cluster of its own.  Only then is the header rewritten as version 2, so a crash
+ * in between leaves a valid version 3 image (at worst with leaks).
+ */
+#include <errno.h>
+#include <inttypes.h>
+
+#include "block/qcow2.h"
+#include "sen/block.h"
+
+typedef int (*L2Visitor)(BDRVQcow2State *s, uint64_t l2_offset, void *opaque);
+
+/* Runs fn on every L2 table of the active L1 and of every snapshot's L1 (lock held). */
+static int for_each_l2(BDRVQcow2State *s, L2Visitor fn, void *opaque)
+{
+    for (uint32_t i = 0; i < s->l1_size; i++) {
+        uint64_t l2 = s->l1[i] & QCOW2_L1E_OFFSET_MASK;
+        int ret = l2 ? fn(s, l2, opaque) : 0;
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    GArray *sns;
+    int ret = qcow2_read_snapshots(s, &sns);
+    for (guint i = 0; ret == 0 && i < sns->len; i++) {
+        Qcow2Snapshot *sn = &g_array_index(sns, Qcow2Snapshot, i);
+        uint8_t *l1 = g_malloc(MAX(sn->l1_size, 1) * 8ull);
+        ret = bdrv_pread(s->bs->file, sn->l1_table_offset, sn->l1_size * 8ull, l1);
+        for (uint32_t j = 0; ret == 0 && j < sn->l1_size; j++) {
+            uint64_t l2 = qcow2_ld64(l1 + j * 8) & QCOW2_L1E_OFFSET_MASK;
+            ret = l2 ? fn(s, l2, opaque) : 0;
+        }
+        g_free(l1);
+    }
+    qcow2_snapshots_free(sns);
+    return ret;
+}
+
+static int count_compressed(BDRVQcow2State *s, uint64_t l2_offset, void *opaque)
+{
+    uint64_t *count = opaque;
+    uint8_t *t;
+    int ret = qcow2_cache_get(s->l2_cache, l2_offset, false, &t);
+    for (uint64_t i = 0; ret == 0 && i < (1ull << s->l2_bits); i++) {
+        *count += !!(qcow2_ld64(t + i * s->l2e_size) & QCOW2_OFLAG_COMPRESSED);
+    }
+    return ret;
+}
+
+/* One entry at a time: allocating may evict the table from the cache. */
+static int expand_zeroes(BDRVQcow2State *s, uint64_t l2_offset, void *opaque)
+{
+    bool backed = s->backing_file != NULL;
+    uint64_t l2_refs;
+    int ret = qcow2_get_refcount(s, l2_offset >> s->cluster_bits, &l2_refs);
+    for (uint64_t i = 0; ret == 0 && i < (1ull << s->l2_bits); i++) {
+        uint8_t *t;
+        ret = qcow2_cache_get(s->l2_cache, l2_offset, false, &t);
+        if (ret < 0) {
+            break;
+        }
+        uint64_t l2e = qcow2_ld64(t + i * s->l2e_size), repl;
+        switch (qcow2_l2e_type(l2e, 3)) {
+        case QCOW2_CLUSTER_ZERO_ALLOC:
+            ret = bdrv_pwrite_zeroes(s->bs->file, l2e & QCOW2_L2E_OFFSET_MASK,
+                                     s->cluster_size, 0);
+            repl = l2e & ~QCOW2_OFLAG_ZERO;
+            break;
+        case QCOW2_CLUSTER_ZERO_PLAIN:
+            if (!backed) {
+                repl = 0;
+                break;
+            }
+            {
+                /* Every L1 table that reaches this L2 table references the new cluster. */
+                int64_t host = qcow2_alloc_clusters(s, 1);
+                ret = host < 0 ? host : 0;
+                if (ret == 0 && l2_refs > 1) {
+                    ret = qcow2_update_refcount(s, host, s->cluster_size, l2_refs - 1);
+                }
+                if (ret == 0) {
+                    ret = bdrv_pwrite_zeroes(s->bs->file, host, s->cluster_size, 0);
+                }
+                repl = (uint64_t)host | (l2_refs == 1 ? QCOW2_OFLAG_COPIED : 0);
+            }
+            break;
+        default:
+            continue;
+        }
+        if (ret == 0) {
+            ret = qcow2_cache_get(s->l2_cache, l2_offset, false, &t);
+        }
+        if (ret == 0) {
+            qcow2_st64(t + i * s->l2e_size, repl);
+            qcow2_cache_mark_dirty(s->l2_cache, l2_offset);
+        }
+    }
+    return ret;
+}
+
+static bool downgrade_to_v2(BDRVQcow2State *s, Error **errp)
+{
+    const char *name = s->bs->filename;
+    if (s->h.refcount_order != 4) {
+        error_setg(errp, "compat=0.10 requires refcount_bits=16");
+        return false;
+    }
+    /* Dirty images were repaired when opened; zstd is only refused when it is used. */
+    uint64_t incompat = s->h.incompatible_features &
+                        ~(QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_COMPRESSION);
+    if (incompat) {
+        error_setg(errp, "Cannot downgrade an image with incompatible features %#" PRIx64
+                   " set", incompat);
+        return false;
+    }
+    int ret;
+    if (s->h.compression_type != QCOW2_COMPRESSION_ZLIB) {
+        uint64_t compressed = 0;
+        ret = for_each_l2(s, count_compressed, &compressed);
+        if (ret < 0) {
+            error_setg_errno(errp, -ret, "%s: could not read the L2 tables", name);
+            return false;
+        }
+        if (compressed) {
+            error_setg(errp, "Cannot downgrade an image with zstd compression type and "
+                       "existing compressed clusters");
+            return false;
+        }
+    }
+    ret = for_each_l2(s, expand_zeroes, NULL);
+    if (ret == 0) {
+        ret = qcow2_flush_caches(s);
+    }
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "%s: could not expand zero clusters", name);
+        return false;
+    }
+    Qcow2Header old = s->h;
+    s->h.version = 2;
+    s->h.header_length = QCOW2_V2_HEADER_LEN;
+    s->h.incompatible_features = s->h.compatible_features = s->h.autoclear_features = 0;
+    s->h.compression_type = QCOW2_COMPRESSION_ZLIB;
+    ret = qcow2_write_header(s);
+    if (ret < 0) {
+        s->h = old;
+        error_setg_errno(errp, -ret, "%s: could not rewrite the header", name);
+        return false;
+    }
+    return true;
+}
+
+static bool upgrade_to_v3(BDRVQcow2State *s, Error **errp)
+{
+    Qcow2Header old = s->h;
+    /* Version 2 implies 16-bit refcounts and no feature bits: only the layout changes. */
+    s->h.version = 3;
+    s->h.header_length = QCOW2_V3_HEADER_LEN;
+    s->h.refcount_order = 4;
+    s->h.incompatible_features = s->h.compatible_features = s->h.autoclear_features = 0;
+    int ret = qcow2_flush_caches(s);
+    if (ret == 0) {
+        ret = qcow2_write_header(s);
+    }
+    if (ret < 0) {
+        s->h = old;
+        error_setg_errno(errp, -ret, "%s: could not rewrite the header", s->bs->filename);
+        return false;
+    }
+    return true;
+}
+
+bool qcow2_amend_version(BlockDriverState *bs, int version, Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    if ((uint32_t)version == s->h.version) {
+        return true;
+    }
+    qcow2_lock_exclusive(s);
+    bool ok = version == 3 ? upgrade_to_v3(s, errp) : downgrade_to_v2(s, errp);
+    g_mutex_unlock(&s->lock);
+    return ok;
+}
+
+bool qcow2_amend_lazy_refcounts(BlockDriverState *bs, bool on, Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    if (on && s->h.version < 3) {
+        error_setg(errp, "Lazy refcounts only supported with compatibility level 1.1 and "
+                   "above (use compat=1.1 or greater)");
+        return false;
+    }
+    if (!!(s->h.compatible_features & QCOW2_COMPAT_LAZY_REFCOUNTS) == on) {
+        return true;
+    }
+    /* Sen keeps refcounts current either way: the bit only tells other programs they may
+     * defer them.  Caches first, so turning it off leaves nothing deferred. */
+    qcow2_lock_exclusive(s);
+    uint64_t old = s->h.compatible_features;
+    s->h.compatible_features ^= QCOW2_COMPAT_LAZY_REFCOUNTS;
+    int ret = qcow2_flush_caches(s);
+    if (ret == 0) {
+        ret = qcow2_write_header(s);
+    }
+    if (ret < 0) {
+        s->h.compatible_features = old;
+    }
+    g_mutex_unlock(&s->lock);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "%s: could not rewrite the header", bs->filename);
+        return false;
+    }
+    return true;
+}
+
+int qcow2_image_version(BlockDriverState *bs)
+{
+    return ((BDRVQcow2State *)bs->opaque)->h.version;
+}
