@@ -20,6 +20,7 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include "block/block-internal.h"
+#include "sen/os.h"
 
 enum {
     MEM_ALIGN = 4096,
@@ -475,7 +476,7 @@ static bool fp_open(BlockDriverState *bs, Keyval *opts, int flags, Error **errp)
     if (flags & BDRV_O_NOCACHE) {
         oflags |= O_DIRECT;
     }
-    s->fd = open(bs->filename, oflags);
+    s->fd = os_open(bs->filename, oflags); /* also /dev/fdset/N (-add-fd) */
     if (s->fd < 0 && errno == EINVAL && (flags & BDRV_O_NOCACHE)) {
         error_setg(errp, "Could not open '%s': cache.direct=on (O_DIRECT) is not supported "
                    "by its file system", bs->filename);

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 #include "chardev/char-internal.h"
+#include "sen/os.h"
 
 static bool file_open(Chardev *chr, const ChardevConfig *cfg, Error **errp)
 {
@@ -10,7 +11,8 @@ static bool file_open(Chardev *chr, const ChardevConfig *cfg, Error **errp)
         error_setg(errp, "file backend needs path=");
         return false;
     }
-    int fd = open(cfg->path, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
+    /* os_open: also /dev/fdset/N (-add-fd), truncated like a file. */
+    int fd = os_open(cfg->path, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
     if (fd < 0) {
         error_setg_errno(errp, errno, "cannot open '%s'", cfg->path);
         return false;

@@ -80,6 +80,7 @@ CmdlineHandler cmdline_opt_fw_cfg;
 CmdlineHandler cmdline_opt_sandbox;
 CmdlineHandler cmdline_opt_runas;
 CmdlineHandler cmdline_opt_chroot;
+CmdlineHandler cmdline_opt_add_fd;
 
 /* cmdline-machine.c */
 CmdlineHandler cmdline_opt_machine;

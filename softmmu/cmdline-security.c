@@ -1,8 +1,10 @@
 /*
- * The isolation options: -sandbox, -runas, -chroot (docs/security.md).
+ * The isolation options: -sandbox, -runas, -chroot, -add-fd (docs/security.md).
  * Part of softmmu/cmdline.c.  What they do happens in os/ once the machine is built.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -89,5 +91,70 @@ bool cmdline_opt_chroot(CmdlineState *s, const char *what, const char *arg, Erro
     }
     g_free(s->cfg->chroot_dir);
     s->cfg->chroot_dir = g_strdup(arg);
+    return true;
+}
+
+static void add_fd_config_free(gpointer p)
+{
+    AddFdConfig *a = p;
+
+    g_free(a->opaque);
+    g_free(a);
+}
+
+/*
+ * -add-fd fd=N,set=S[,opaque=STR], checked as QEMU does: N must be an inherited
+ * descriptor (open, not close-on-exec: Sen's own are) and not stdin/stdout/stderr.
+ * It joins its set when the machine is created (os/fdset.c).
+ */
+bool cmdline_opt_add_fd(CmdlineState *s, const char *what, const char *arg, Error **errp)
+{
+    g_autoptr(Keyval) kv = cmdline_parse_opts(what, arg, NULL, errp);
+    uint64_t fd, set;
+
+    if (!kv) {
+        return false;
+    }
+    if (!keyval_has(kv, "fd")) {
+        error_setg(errp, "%s: fd option is required and must be non-negative", what);
+        return false;
+    }
+    if (!keyval_has(kv, "set")) {
+        error_setg(errp, "%s: set option is required and must be non-negative", what);
+        return false;
+    }
+    if (!keyval_get_u64(kv, what, "fd", 0, &fd, errp) ||
+        !keyval_get_u64(kv, what, "set", 0, &set, errp)) {
+        return false;
+    }
+    g_autofree char *opaque = keyval_take(kv, "opaque");
+    if (!keyval_check_all_used(kv, what, errp)) {
+        return false;
+    }
+    if (fd <= STDERR_FILENO) {
+        error_setg(errp, "%s: fd cannot be a standard I/O stream", what);
+        return false;
+    }
+    int flags = fd > INT_MAX ? -1 : fcntl((int)fd, F_GETFD);
+    bool taken = false;
+    for (guint i = 0; s->cfg->add_fds && i < s->cfg->add_fds->len; i++) {
+        taken |= ((AddFdConfig *)g_ptr_array_index(s->cfg->add_fds, i))->fd == (int)fd;
+    }
+    if (flags < 0 || (flags & FD_CLOEXEC) || taken) {
+        error_setg(errp, "%s: fd is not valid or already in use", what);
+        return false;
+    }
+    if (set > INT64_MAX) {
+        error_setg(errp, "%s: set option is required and must be non-negative", what);
+        return false;
+    }
+    AddFdConfig *a = g_new0(AddFdConfig, 1);
+    a->fd = (int)fd;
+    a->set = (int64_t)set;
+    a->opaque = g_steal_pointer(&opaque);
+    if (!s->cfg->add_fds) {
+        s->cfg->add_fds = g_ptr_array_new_with_free_func(add_fd_config_free);
+    }
+    g_ptr_array_add(s->cfg->add_fds, a);
     return true;
 }

@@ -392,6 +392,8 @@ static const CmdlineOption cmdline_options[] = {
     { "runas", "USER|UID:GID", cmdline_opt_runas,
       "drop to this user once /dev/kvm, images and sockets are open" },
     { "chroot", "DIR", cmdline_opt_chroot, "change the root directory once the VM is built" },
+    { "add-fd", "fd=N,set=S[,opaque=STR]", cmdline_opt_add_fd,
+      "put inherited descriptor N in set S, opened as /dev/fdset/S (e.g. -drive file=)" },
     { "version", NULL, opt_version, "print the version and exit" },
     { "help", NULL, cmdline_help, "print this help and exit" },
     { "h", NULL, cmdline_help, "same as -help" },
@@ -399,7 +401,7 @@ static const CmdlineOption cmdline_options[] = {
 
 /* QEMU options Sen knows of but does not implement yet: a clear error, never ignored. */
 static const char *const cmdline_unsupported[] = {
-    "acpitable", "action", "add-fd", "alt-grab", "async-teardown", "audio", "audiodev",
+    "acpitable", "action", "alt-grab", "async-teardown", "audio", "audiodev",
     "bios", "boot", "cdrom", "compat", "ctrl-grab", "curses", "d",
     "D", "debugcon", "dtb", "dump-vmstate", "echr", "enable-fips",
     "enable-sync-profile", "fda", "fdb", "fsdev", "full-screen", "g", "gdb",

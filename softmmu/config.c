@@ -89,6 +89,9 @@ void machine_config_free(MachineConfig *cfg)
     g_free(cfg->qtest_chardev);
     g_free(cfg->qtest_log);
     g_free(cfg->chroot_dir);
+    if (cfg->add_fds) {
+        g_ptr_array_unref(cfg->add_fds); /* made with its free function */
+    }
     g_free(cfg->runas);
     if (cfg->monitors) {
         g_ptr_array_unref(cfg->monitors); /* made with its free function (cmdline-monitor.c) */

@@ -246,6 +246,13 @@ Machine *machine_create(MachineConfig *cfg, Error **errp)
         error_setg(errp, "-machine %s: unsupported machine type", cfg->machine_type);
         goto fail;
     }
+    /* Before anything opens /dev/fdset/N paths. */
+    for (guint i = 0; cfg->add_fds && i < cfg->add_fds->len; i++) {
+        const AddFdConfig *a = g_ptr_array_index(cfg->add_fds, i);
+        if (!fdset_add_fd(a->set, a->fd, a->opaque, errp)) {
+            goto fail;
+        }
+    }
     for (guint i = 0; cfg->devices && i < cfg->devices->len; i++) {
         const DeviceConfig *d = g_ptr_array_index(cfg->devices, i);
         g_autofree char *what = g_strdup_printf("-device %s", d->optstr);
@@ -432,6 +439,7 @@ void machine_destroy(Machine *m)
         chardev_free(g_ptr_array_index(m->chardevs, i));
     }
     g_ptr_array_free(m->chardevs, TRUE);
+    fdset_clear(); /* after every user of /dev/fdset/N descriptors */
     g_ptr_array_free(m->devices, TRUE);
     guest_mem_free(m->mem);
     io_space_free(m->pio);

@@ -68,6 +68,13 @@ typedef struct FwCfgFileConfig {
     char *file;     /* contents from this file (read at machine creation) ... */
     char *string;   /* ... or this string, without its NUL (as QEMU) */
 } FwCfgFileConfig;
+/* One -add-fd fd=N,set=S[,opaque=STR]: fd joins set S when the machine is created. */
+typedef struct AddFdConfig {
+    int fd;
+    int64_t set;
+    char *opaque;
+} AddFdConfig;
+
 /* -sandbox on,NAME=allow: optional system call groups added to the allow-list (os/sandbox.c) */
 typedef enum SandboxAllow {
     SANDBOX_ALLOW_OBSOLETE = 1 << 0,     /* obsolete=allow: old calls nothing modern needs */
@@ -139,6 +146,7 @@ typedef struct MachineConfig {
     char *runas;             /* -runas USER (name or uid:gid) */
     bool sandbox;            /* -sandbox on */
     unsigned sandbox_allow;  /* SandboxAllow bits */
+    GPtrArray *add_fds;      /* of AddFdConfig*: -add-fd, in order; NULL = none */
 } MachineConfig;
 
 /* An empty config with QEMU's defaults (pc, 128 MiB, 1 vCPU, kvm). */

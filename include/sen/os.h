@@ -7,6 +7,7 @@
 #define SEN_OS_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 #include "sen/config.h"
 #include "sen/error.h"
@@ -38,5 +39,26 @@ G_GNUC_WARN_UNUSED_RESULT bool os_sandbox_install(unsigned allow, Error **errp);
 
 /* os/sandbox.c, for tests: whether name is on the list that `allow` produces. */
 bool os_sandbox_allows(unsigned allow, const char *name);
+
+/*
+ * os/fdset.c: descriptor sets (-add-fd, /dev/fdset/N), process-wide like the descriptors.
+ * fdset_add_fd takes fd over (closed by fdset_remove_fd/fdset_clear) and makes it
+ * close-on-exec.
+ */
+G_GNUC_WARN_UNUSED_RESULT bool fdset_add_fd(int64_t set_id, int fd, const char *opaque,
+                                            Error **errp);
+/* Closes and forgets fd in set_id (every fd of the set when !has_fd); false if none. */
+bool fdset_remove_fd(int64_t set_id, bool has_fd, int fd);
+typedef void FdsetVisitor(int64_t set_id, int fd, const char *fd_opaque, void *opaque);
+void fdset_foreach(FdsetVisitor *visit, void *opaque);
+void fdset_clear(void);
+bool fdset_is_path(const char *path);
+
+/*
+ * open() for every file Sen opens by a user-given path: "/dev/fdset/N" duplicates a
+ * descriptor of set N with the same access mode (errno ENOENT: no such set, EACCES: no
+ * descriptor with that mode); anything else is open(path, flags | O_CLOEXEC, mode).
+ */
+int os_open(const char *path, int flags, ...);
 
 #endif

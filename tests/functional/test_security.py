@@ -227,3 +227,89 @@ def test_runas_needs_privileges():
     assert done.returncode == 1
     assert "-runas 0:0: cannot set the supplementary groups: Operation not permitted" \
         in done.stderr, done.stderr
+
+
+@needs_kvm
+@needs_guest
+def test_add_fd_drive_and_chardev_file(tmp_path):
+    # Sen opens neither file by path: both come in as descriptors.
+    image = tmp_path / "disk.raw"
+    image.write_bytes(bytes(1 << 20))
+    log = tmp_path / "serial.log"
+    log.write_text("stale text the chardev must truncate\n")
+    disk_fd = os.open(image, os.O_RDWR)
+    log_fd = os.open(log, os.O_WRONLY)
+    sock = tmp_path / "qmp.sock"
+    cmd = [SEN, "-M", "pc", "-m", "64M", "-kernel", HELLO, "-append", HELLO_APPEND,
+           "-device", "isa-debug-exit", "-display", "none", "-nodefaults", "-S",
+           "-qmp", f"unix:{sock},server=on,wait=off",
+           "-add-fd", f"fd={disk_fd},set=1,opaque=disk",
+           "-add-fd", f"fd={log_fd},set=3",
+           "-drive", "file=/dev/fdset/1,format=raw,if=none,id=d0",
+           "-device", "virtio-blk-pci,drive=d0",
+           "-chardev", "file,id=c0,path=/dev/fdset/3", "-serial", "chardev:c0"]
+    try:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True, pass_fds=(disk_fd, log_fd), preexec_fn=no_core)
+    finally:
+        os.close(disk_fd)
+        os.close(log_fd)
+    qmp = QMPClient.connect_unix(sock, wait=20)
+    qmp.negotiate()
+    sets = qmp.cmd("query-fdsets")
+    assert sets == [{"fdset-id": 1, "fds": [{"fd": disk_fd, "opaque": "disk"}]},
+                    {"fdset-id": 3, "fds": [{"fd": log_fd}]}], sets
+    assert any(b["device"] == "d0" for b in qmp.cmd("query-block"))
+    # The set goes; the descriptors already opened from it stay in use.
+    assert qmp.execute("remove-fd", {"fdset-id": 3}) == {"return": {}}
+    err = qmp.execute("remove-fd", {"fdset-id": 3})["error"]
+    assert err == {"class": "GenericError",
+                   "desc": "File descriptor named 'fdset-id:3' not found"}, err
+    err = qmp.execute("remove-fd", {"fdset-id": 1, "fd": 1234})["error"]
+    assert err["desc"] == "File descriptor named 'fdset-id:1, fd:1234' not found"
+    assert qmp.cmd("query-fdsets") == [sets[0]]
+    qmp.cmd("cont")
+    qmp.close()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == PASS_STATUS, err
+    text = log.read_text()
+    assert "PASS" in text and "stale text" not in text
+
+
+@needs_kvm
+@needs_guest
+@pytest.mark.parametrize("drive,flags,msg", [
+    # A read-only descriptor cannot serve a read-write drive: no fd with that access mode.
+    ("file=/dev/fdset/1,format=raw,if=none,id=d0", os.O_RDONLY, "Permission denied"),
+    ("file=/dev/fdset/9,format=raw,if=none,id=d0", os.O_RDWR, "No such file or directory"),
+])
+def test_add_fd_open_errors(tmp_path, drive, flags, msg):
+    image = tmp_path / "disk.raw"
+    image.write_bytes(bytes(1 << 20))
+    fd = os.open(image, flags)
+    try:
+        done = subprocess.run([SEN, "-M", "pc", "-m", "64M", "-kernel", HELLO, "-display",
+                               "none", "-nodefaults", "-add-fd", f"fd={fd},set=1",
+                               "-drive", drive], capture_output=True, text=True,
+                              timeout=30, pass_fds=(fd,))
+    finally:
+        os.close(fd)
+    assert done.returncode == 1
+    assert "/dev/fdset/" in done.stderr and msg in done.stderr, done.stderr
+
+
+def test_add_fd_option_errors(tmp_path):
+    fd = os.open(tmp_path, os.O_RDONLY)  # an inherited descriptor (not close-on-exec)
+    try:
+        for arg, msg in [("fd=1,set=1", "fd cannot be a standard I/O stream"),
+                         ("set=1", "fd option is required and must be non-negative"),
+                         (f"fd={fd}", "set option is required and must be non-negative"),
+                         ("fd=987,set=1", "fd is not valid or already in use"),
+                         (f"fd={fd},set=1,mode=rw", "invalid parameter")]:
+            done = subprocess.run([SEN, "-add-fd", arg], capture_output=True, text=True,
+                                  timeout=20, pass_fds=(fd,))
+            assert done.returncode == 1
+            assert done.stderr.startswith(f"sen: -add-fd {arg}: ") and msg in done.stderr, \
+                done.stderr
+    finally:
+        os.close(fd)

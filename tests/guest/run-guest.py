@@ -300,9 +300,27 @@ def vmm_command(vmm, image, smp, test, disk=None, sock=None, sen_args=()):
         "-nodefaults"] + reboot + device_args(vmm, test, None, disk, sock)
 
 
-def run(cmd, timeout, test):
+def pass_disks_as_fds(cmd, disk):
+    """Rewrites the -drive file= of the disks to /dev/fdset/N and adds -add-fd for
+    descriptors opened here: Sen then opens no image by path.  Returns the fds to pass."""
+    rw = os.open(disk, os.O_RDWR)
+    ro = os.open(disk + ".ro", os.O_RDONLY)
+    out = []
+    for a in cmd:
+        a = a.replace("file=%s.ro," % disk, "file=/dev/fdset/2,")
+        out.append(a.replace("file=%s," % disk, "file=/dev/fdset/1,"))
+    if out == cmd:
+        print("FAIL: no -drive file=%s to pass as a descriptor" % disk)
+        sys.exit(1)
+    cmd[:] = out + ["-add-fd", "fd=%d,set=1,opaque=rw" % rw,
+                    "-add-fd", "fd=%d,set=2,opaque=ro" % ro]
+    return [rw, ro]
+
+
+def run(cmd, timeout, test, pass_fds=()):
     """Runs cmd; returns (status or None on timeout/abort, output lines, why aborted)."""
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            pass_fds=pass_fds,
                             stderr=subprocess.STDOUT, start_new_session=True)
     lines = []
     abort = []
@@ -341,6 +359,8 @@ def main():
     ap.add_argument("--isolate", action="store_true",
                     help="run sen under -sandbox on, and as root also -runas nobody and "
                          "-chroot into an empty directory (docs/security.md)")
+    ap.add_argument("--fdpass", action="store_true",
+                    help="pass the --disk images to sen as descriptors (-add-fd, /dev/fdset)")
     ap.add_argument("image")
     args = ap.parse_args()
 
@@ -358,6 +378,7 @@ def main():
             make_disk(disk)
         cmd = vmm_command(args.vmm, args.image, args.smp, test, disk, sock,
                           isolation_args(tmp) if args.isolate and args.vmm == "sen" else ())
+        fds = pass_disks_as_fds(cmd, disk) if args.fdpass and disk else []
         print("running: " + shlex.join(cmd), flush=True)
         echo_log = []
         echo = None
@@ -366,7 +387,9 @@ def main():
                                     args=(sock, time.monotonic() + args.timeout, echo_log))
             echo.start()
         start = time.monotonic()
-        status, lines, abort = run(cmd, args.timeout, test)
+        status, lines, abort = run(cmd, args.timeout, test, fds)
+        for fd in fds:
+            os.close(fd)
         elapsed = time.monotonic() - start
         problems = list(abort)
         if echo:

@@ -3,11 +3,13 @@
  * allow-list, and the filter itself (installed in a child process, which it then kills).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include "sen/config.h"
@@ -220,6 +222,57 @@ static void test_filter_fork_killed(void)
     g_assert_nonnull(strstr(text, "(fork) is not allowed"));
 }
 
+static void test_fdset_open(void)
+{
+    g_autofree char *path = NULL;
+    Error *err = NULL;
+    int tmp = g_file_open_tmp("test-fdset-XXXXXX", &path, NULL);
+    g_assert_cmpint(tmp, >=, 0);
+    g_assert_cmpint(write(tmp, "hello", 5), ==, 5);
+    close(tmp);
+
+    int rw = open(path, O_RDWR), ro = open(path, O_RDONLY);
+    g_assert_true(fdset_add_fd(5, ro, "ro", &err));
+    g_assert_true(fdset_add_fd(5, rw, NULL, &err));
+    g_assert_cmpint(fcntl(rw, F_GETFD) & FD_CLOEXEC, ==, FD_CLOEXEC);
+
+    /* The descriptor with the requested access mode, duplicated close-on-exec. */
+    int fd = os_open("/dev/fdset/5", O_RDONLY);
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(fd, !=, ro);
+    g_assert_cmpint(fcntl(fd, F_GETFL) & O_ACCMODE, ==, O_RDONLY);
+    g_assert_cmpint(fcntl(fd, F_GETFD) & FD_CLOEXEC, ==, FD_CLOEXEC);
+    close(fd);
+    /* O_TRUNC truncates as open() would. */
+    fd = os_open("/dev/fdset/5", O_RDWR | O_TRUNC);
+    g_assert_cmpint(fd, >=, 0);
+    struct stat st;
+    g_assert_cmpint(fstat(fd, &st), ==, 0);
+    g_assert_cmpint(st.st_size, ==, 0);
+    close(fd);
+    /* No descriptor with that mode; no such set; not a set number. */
+    g_assert_cmpint(os_open("/dev/fdset/5", O_WRONLY), ==, -1);
+    g_assert_cmpint(errno, ==, EACCES);
+    g_assert_cmpint(os_open("/dev/fdset/6", O_RDONLY), ==, -1);
+    g_assert_cmpint(errno, ==, ENOENT);
+    g_assert_cmpint(os_open("/dev/fdset/5x", O_RDONLY), ==, -1);
+    g_assert_cmpint(errno, ==, ENOENT);
+    /* Removing one leaves the other; removing the set closes it. */
+    g_assert_true(fdset_remove_fd(5, true, rw));
+    g_assert_cmpint(fcntl(rw, F_GETFD), ==, -1);
+    g_assert_cmpint(os_open("/dev/fdset/5", O_RDWR), ==, -1);
+    g_assert_false(fdset_remove_fd(5, true, rw));
+    g_assert_true(fdset_remove_fd(5, false, 0));
+    g_assert_cmpint(fcntl(ro, F_GETFD), ==, -1);
+    g_assert_false(fdset_remove_fd(5, false, 0));
+    fdset_clear();
+    /* Plain paths still open, close-on-exec. */
+    fd = os_open(path, O_RDONLY);
+    g_assert_cmpint(fcntl(fd, F_GETFD) & FD_CLOEXEC, ==, FD_CLOEXEC);
+    close(fd);
+    unlink(path);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -230,5 +283,6 @@ int main(int argc, char **argv)
     g_test_add_func("/security/filter-kills", test_filter_kills);
     g_test_add_func("/security/filter-group-allows", test_filter_group_allows);
     g_test_add_func("/security/filter-fork-killed", test_filter_fork_killed);
+    g_test_add_func("/security/fdset-open", test_fdset_open);
     return g_test_run();
 }
