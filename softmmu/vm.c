@@ -180,19 +180,18 @@ static void install_signal_handlers(Machine *m)
     }
 }
 
-static void daemonize_finish(int report_fd)
+static void daemonize_finish(int report_fd, int null_fd)
 {
     char ok = 1;
     if (write(report_fd, &ok, 1) != 1) {
         /* The parent is gone; nothing to tell. */
     }
     close(report_fd);
-    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-    if (null >= 0) {
-        dup2(null, STDIN_FILENO);
-        dup2(null, STDOUT_FILENO);
-        dup2(null, STDERR_FILENO);
-        close(null);
+    if (null_fd >= 0) {
+        dup2(null_fd, STDIN_FILENO);
+        dup2(null_fd, STDOUT_FILENO);
+        dup2(null_fd, STDERR_FILENO);
+        close(null_fd);
     }
 }
 
@@ -228,6 +227,7 @@ Machine *machine_create(MachineConfig *cfg, Error **errp)
 {
     Machine *m = g_new0(Machine, 1);
     int report_fd = -1;
+    int null_fd = -1;
 
     m->cfg = cfg;
     g_mutex_init(&m->lock);
@@ -267,6 +267,10 @@ Machine *machine_create(MachineConfig *cfg, Error **errp)
     if (cfg->daemonize && (report_fd = daemonize_fork(errp)) < 0) {
         goto fail;
     }
+    /* Opened now: after -chroot there may be no /dev/null to open. */
+    if (report_fd >= 0) {
+        null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    }
     install_signal_handlers(m);
     if (!m->accel->init(m, errp)) {
         goto fail;
@@ -290,11 +294,14 @@ Machine *machine_create(MachineConfig *cfg, Error **errp)
         goto fail;
     }
     if (report_fd >= 0) {
-        daemonize_finish(report_fd);
+        daemonize_finish(report_fd, null_fd);
     }
     return m;
 
 fail:
+    if (null_fd >= 0) {
+        close(null_fd);
+    }
     machine_destroy(m);
     return NULL;
 }

@@ -313,3 +313,35 @@ def test_add_fd_option_errors(tmp_path):
                 done.stderr
     finally:
         os.close(fd)
+
+
+@needs_kvm
+@needs_guest
+@needs_root
+def test_daemonize_with_chroot_runas_sandbox(tmp_path):
+    # The daemon's stdio goes to /dev/null although the chroot has none, and it keeps
+    # serving QMP as nobody under the filter.
+    jail = tmp_path / "jail"
+    jail.mkdir()
+    sock = tmp_path / "qmp.sock"
+    pidfile = tmp_path / "sen.pid"
+    launcher = subprocess.run(
+        [SEN, "-M", "pc", "-m", "64M", "-kernel", HELLO, "-display", "none", "-nodefaults",
+         "-S", "-daemonize", "-pidfile", str(pidfile), "-qmp",
+         f"unix:{sock},server=on,wait=off", "-chroot", str(jail), "-runas", "nobody",
+         "-sandbox", "on"], capture_output=True, text=True, timeout=30, preexec_fn=no_core)
+    assert launcher.returncode == 0, launcher.stderr
+    pid = int(pidfile.read_text())
+    try:
+        assert os.readlink(f"/proc/{pid}/fd/1") == "/dev/null"
+        assert proc_ids(pid)["Uid"] == ["65534"] * 4
+        qmp = QMPClient.connect_unix(sock)
+        qmp.negotiate()
+        assert qmp.cmd("query-status")["status"] == "prelaunch"
+        qmp.execute("quit")
+        qmp.close()
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
