@@ -84,6 +84,7 @@ CmdlineHandler cmdline_opt_add_fd;
 
 /* cmdline-machine.c */
 CmdlineHandler cmdline_opt_machine;
+CmdlineHandler cmdline_opt_no_acpi;
 CmdlineHandler cmdline_opt_accel;
 CmdlineHandler cmdline_opt_enable_kvm;
 CmdlineHandler cmdline_opt_cpu;

@@ -102,6 +102,15 @@ bool cmdline_opt_machine(CmdlineState *s, const char *what, const char *arg, Err
         }
         s->accel_given = true;
     }
+    /* QEMU's acpi is on|off|auto; auto means on for pc. */
+    const char *acpi = keyval_get(kv, "acpi");
+    if (acpi) {
+        bool on = true;
+        if (strcmp(acpi, "auto") != 0 && !keyval_get_bool(kv, what, "acpi", true, &on, errp)) {
+            return false;
+        }
+        s->cfg->no_acpi = !on;
+    }
     if (!cmdline_machine_memory_opts(s, kv, what, errp)) {
         return false;
     }
@@ -111,6 +120,12 @@ bool cmdline_opt_machine(CmdlineState *s, const char *what, const char *arg, Err
     }
     s->cfg->no_pit = !pit;
     return keyval_check_all_used(kv, what, errp);
+}
+
+bool cmdline_opt_no_acpi(CmdlineState *s, const char *what, const char *arg, Error **errp)
+{
+    s->cfg->no_acpi = true;
+    return true;
 }
 
 bool cmdline_opt_cpu(CmdlineState *s, const char *what, const char *arg, Error **errp)

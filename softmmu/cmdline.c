@@ -335,9 +335,10 @@ static bool opt_version(CmdlineState *s, const char *what, const char *arg, Erro
 }
 
 static const CmdlineOption cmdline_options[] = {
-    { "machine", "[type=]pc[,accel=kvm|qtest]", cmdline_opt_machine,
+    { "machine", "[type=]pc[,accel=kvm|qtest][,acpi=on|off]", cmdline_opt_machine,
       "select the machine type (only pc; pc-i440fx-* are aliases; 'help' lists)" },
     { "M", "pc", cmdline_opt_machine, "same as -machine" },
+    { "no-acpi", NULL, cmdline_opt_no_acpi, "same as -machine acpi=off" },
     { "cpu", "MODEL[,+FEAT|-FEAT...]", cmdline_opt_cpu,
       "select the CPU model and features ('-cpu help' lists the models)" },
     { "accel", "[accel=]kvm|qtest", cmdline_opt_accel, "select the accelerator" },
@@ -407,7 +408,7 @@ static const char *const cmdline_unsupported[] = {
     "enable-sync-profile", "fda", "fdb", "fsdev", "full-screen", "g", "gdb",
     "hda", "hdb", "hdc", "hdd", "icount", "incoming", "iscsi", "k", "kvm-shadow-mem",
     "L", "loadvm", "monitor", "msg", "mtdblock", "net",
-    "netdev", "nic", "no-acpi", "no-hpet", "no-quit", "no-user-config", "nodefconfig",
+    "netdev", "nic", "no-hpet", "no-quit", "no-user-config", "nodefconfig",
     "numa", "only-migratable", "option-rom", "overcommit", "parallel", "pflash",
     "plugin", "portrait", "preconfig", "readconfig", "rotate",
     "rtc", "run-with", "s", "sd", "sdl", "seed", "semihosting",

@@ -80,7 +80,7 @@ static bool create_devices(Machine *m, PcMachine *pc, Error **errp)
         !create_builtin(m, "ioport80", NULL, errp) ||
         !create_builtin(m, "port92", NULL, errp) ||
         !create_builtin(m, "i440fx-pcihost", NULL, errp) ||
-        !create_builtin(m, "acpi-pm", NULL, errp)) {
+        (!cfg->no_acpi && !create_builtin(m, "acpi-pm", NULL, errp))) {
         return false;
     }
     /* QEMU's pc always has fw_cfg, with or without firmware. */
@@ -271,7 +271,7 @@ bool pc_machine_init(Machine *m, Error **errp)
     }
     cmos_init(m, pc);
     if (!pc_fw_cfg_setup(pc->fw_cfg, m->cfg, pc->below_4g, pc->above_4g, errp) ||
-        !setup_acpi(m, pc, errp)) {
+        (!m->cfg->no_acpi && !setup_acpi(m, pc, errp))) {
         return false;
     }
     return load_kernel(m, pc, errp);

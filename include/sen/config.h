@@ -121,6 +121,7 @@ typedef struct MachineConfig {
     bool start_paused;  /* -S */
     bool no_reboot;     /* guest reset -> shutdown */
     bool no_shutdown;   /* guest shutdown -> pause instead of exit */
+    bool no_acpi;       /* -machine acpi=off / -no-acpi: no ACPI tables, no PM block */
     bool nodefaults;
     bool nographic;
     bool display_none;

@@ -169,6 +169,22 @@ static void test_s5_powers_off(void)
     g_assert_cmpint(qtest_wait_exit(s, 30000), ==, 0);
 }
 
+/* -machine acpi=off (and -no-acpi): no PM block at all, as QEMU's pc without ACPI. */
+static void test_acpi_off(void)
+{
+    if (!qtest_have_sen()) {
+        return;
+    }
+    static const char *const lines[] = { "-machine pc,acpi=off", "-no-acpi" };
+    for (unsigned i = 0; i < G_N_ELEMENTS(lines); i++) {
+        QTestState *s = qtest_init(lines[i]);
+        g_assert_cmphex(qtest_inl(s, PM_TMR), ==, 0xffffffff);
+        g_assert_cmphex(qtest_inw(s, PM1_CNT), ==, 0xffff);
+        g_assert_cmphex(qtest_inw(s, GPE0_STS), ==, 0xffff);
+        qtest_quit(s);
+    }
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -177,5 +193,6 @@ int main(int argc, char **argv)
     g_test_add_func("/acpi-pm/sci", test_sci);
     g_test_add_func("/acpi-pm/reset-port", test_reset_port);
     g_test_add_func("/acpi-pm/s5-powers-off", test_s5_powers_off);
+    g_test_add_func("/acpi-pm/acpi-off", test_acpi_off);
     return g_test_run();
 }

@@ -337,6 +337,24 @@ static void test_cpu_models_and_globals(void)
     g_assert_cmpuint(def->cpu_features->len, ==, 0);
 }
 
+/* -machine acpi=on|off|auto (QEMU's OnOffAuto) and the older -no-acpi. */
+static void test_machine_acpi(void)
+{
+    static const struct { const char *line; bool no_acpi; } cases[] = {
+        { "-M pc", false },
+        { "-machine pc,acpi=off", true },
+        { "-machine acpi=on", false },
+        { "-machine pc,acpi=auto", false },
+        { "-no-acpi", true },
+        { "-no-acpi -machine acpi=on", false },
+        { "-machine acpi=off -M pc", true },
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_autoptr(MachineConfig) cfg = parse_ok(cases[i].line);
+        g_assert_cmpint(cfg->no_acpi, ==, cases[i].no_acpi);
+    }
+}
+
 static void test_boot_and_misc(void)
 {
     g_autoptr(MachineConfig) cfg = parse_ok(
@@ -415,6 +433,7 @@ static void test_exit_early_child(gconstpointer data)
  */
 static const struct { const char *line; const char *prefix; const char *text; } bad[] = {
     { "-foo", "-foo", "-foo: invalid option" },
+    { "-machine pc,acpi=maybe", "-machine pc,acpi=maybe", "acpi=maybe" },
     { "--bar 1", "--bar", "invalid option" },
     { "-", "-", "invalid option" },
     { "disk.img", "disk.img", "not supported" },
@@ -576,6 +595,7 @@ int main(int argc, char **argv)
     g_test_add_func("/cmdline/qtest", test_qtest);
     g_test_add_func("/cmdline/machine-accel-cpu", test_machine_accel_cpu);
     g_test_add_func("/cmdline/cpu-models-and-globals", test_cpu_models_and_globals);
+    g_test_add_func("/cmdline/machine-acpi", test_machine_acpi);
     g_test_add_func("/cmdline/boot-and-misc", test_boot_and_misc);
     g_test_add_func("/cmdline/exit-early", test_exit_early);
     for (guint i = 0; i < G_N_ELEMENTS(early); i++) {
