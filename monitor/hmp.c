@@ -151,6 +151,11 @@ static bool hmp_system_reset(QmpCtx *ctx, GString *out, Error **errp)
     return qmp_system_reset(ctx, errp);
 }
 
+static bool hmp_system_powerdown(QmpCtx *ctx, GString *out, Error **errp)
+{
+    return qmp_system_powerdown(ctx, errp);
+}
+
 static bool hmp_help(QmpCtx *ctx, GString *out, Error **errp);
 
 static const HmpCmd hmp_cmds[] = {
@@ -167,6 +172,7 @@ static const HmpCmd hmp_cmds[] = {
     { "quit", "end the VMM", hmp_quit },
     { "q", "same as quit", hmp_quit },
     { "system_reset", "reset the machine", hmp_system_reset },
+    { "system_powerdown", "press the ACPI power button", hmp_system_powerdown },
     { "help", "list these commands", hmp_help },
 };
 

@@ -72,8 +72,8 @@ class Console:
 
 
 @pytest.mark.parametrize("vmm", ["sen", "qemu"])
-@pytest.mark.parametrize("smp", [1, 4])
-def test_system_powerdown_powers_off_through_s5(vmm, smp, tmp_path):
+@pytest.mark.parametrize("smp,how", [(1, "qmp"), (4, "qmp"), (1, "hmp")])
+def test_system_powerdown_powers_off_through_s5(vmm, smp, how, tmp_path):
     qmp_path = tmp_path / "qmp.sock"
     proc = subprocess.Popen(vmm_command(vmm, qmp_path, smp), stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -84,7 +84,10 @@ def test_system_powerdown_powers_off_through_s5(vmm, smp, tmp_path):
         assert not [l for l in console.lines if l.startswith("FAIL:")], console.lines
         with QMPClient.connect_unix(qmp_path) as c:
             c.negotiate()
-            assert c.cmd("system_powerdown") == {}
+            if how == "qmp":
+                assert c.cmd("system_powerdown") == {}
+            else:
+                assert c.cmd("human-monitor-command", command_line="system_powerdown") == ""
             c.wait_event("POWERDOWN")
             ev = c.wait_event("SHUTDOWN", timeout=30)
             assert ev["data"] == {"guest": True, "reason": "guest-shutdown"}
