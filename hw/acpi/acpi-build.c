@@ -158,17 +158,17 @@ static void dsdt_pci_crs(Aml *out, const AcpiBuildConfig *cfg)
     aml_res_io(rt, PCI_IO_HOLE_START, PCI_IO_HOLE_START, 1, 8);
     aml_res_word_io(rt, 0x0000, PCI_IO_HOLE_START - 1);
     aml_res_word_io(rt, PCI_IO_HOLE_END + 1, 0xffff);
-    aml_res_dword_mem(rt, VGA_MEM_START, VGA_MEM_END);
+    aml_res_dword_mem(rt, VGA_MEM_START, VGA_MEM_END, false);
     /* The 32-bit window: from the end of low RAM to below the IOAPIC, minus ECAM. */
     uint64_t start = cfg->below_4g;
     if (cfg->ecam) {
         if (start < PCI_ECAM_BASE) {
-            aml_res_dword_mem(rt, (uint32_t)start, (uint32_t)(PCI_ECAM_BASE - 1));
+            aml_res_dword_mem(rt, (uint32_t)start, (uint32_t)(PCI_ECAM_BASE - 1), false);
         }
         start = PCI_ECAM_BASE + PCI_ECAM_SIZE;
     }
     if (start <= PCI_MMIO_END) {
-        aml_res_dword_mem(rt, (uint32_t)start, PCI_MMIO_END);
+        aml_res_dword_mem(rt, (uint32_t)start, PCI_MMIO_END, false);
     }
     aml_res_end(rt);
     g_autoptr(Aml) buf = aml_new();
@@ -224,9 +224,8 @@ static void dsdt_ecam_reservation(Aml *out)
     aml_name_eisaid(body, "_HID", "PNP0C02");
     aml_name_int(body, "_UID", 1);
     g_autoptr(Aml) rt = aml_new();
-    aml_res_dword_mem(rt, (uint32_t)PCI_ECAM_BASE, (uint32_t)(PCI_ECAM_BASE + PCI_ECAM_SIZE - 1));
-    /* A consumer, not a producer (general flags bit 0). */
-    rt->data[4] |= 0x01;
+    aml_res_dword_mem(rt, (uint32_t)PCI_ECAM_BASE,
+                      (uint32_t)(PCI_ECAM_BASE + PCI_ECAM_SIZE - 1), true);
     aml_res_end(rt);
     g_autoptr(Aml) buf = aml_new();
     aml_buffer(buf, rt);
@@ -248,10 +247,10 @@ static uint32_t build_dsdt(AcpiTables *t, const AcpiBuildConfig *cfg)
     static const uint16_t kbd_io[][2] = { { 0x60, 1 }, { 0x64, 1 } };
     static const uint16_t rtc_io[][2] = { { 0x70, 8 } };
     static const uint16_t com1_io[][2] = { { 0x3f8, 8 } };
-    dsdt_isa_device(pci, "KBD", "PNP0303", 0, kbd_io, 1 + 1, 1);
-    dsdt_isa_device(pci, "RTC", "PNP0B00", 0, rtc_io, 1, 8);
+    dsdt_isa_device(pci, "KBD", "PNP0303", 0, kbd_io, G_N_ELEMENTS(kbd_io), 1);
+    dsdt_isa_device(pci, "RTC", "PNP0B00", 0, rtc_io, G_N_ELEMENTS(rtc_io), 8);
     if (cfg->com1) {
-        dsdt_isa_device(pci, "COM1", "PNP0501", 1, com1_io, 1, 4);
+        dsdt_isa_device(pci, "COM1", "PNP0501", 1, com1_io, G_N_ELEMENTS(com1_io), 4);
     }
 
     g_autoptr(Aml) sb = aml_new();

@@ -30,12 +30,12 @@
 #define RES_END_TAG     0x79
 #define RES_DWORD_ADDR  0x87
 #define RES_WORD_ADDR   0x88
-#define RES_QWORD_ADDR  0x8a
 #define RES_TYPE_MEM    0
 #define RES_TYPE_IO     1
 #define RES_TYPE_BUS    2
-/* General flags: producer (bit 0 clear), positive decode, min and max fixed. */
+/* General flags: positive decode, min and max fixed; bit 0 set for a consumer. */
 #define RES_FLAGS_FIXED 0x0c
+#define RES_FLAGS_CONSUMER 0x01
 #define RES_MEM_RW_CACHEABLE 0x03 /* read-write, cacheable */
 #define RES_IO_ENTIRE_RANGE  0x03 /* ISA and non-ISA ranges */
 
@@ -249,13 +249,13 @@ void aml_res_irq(Aml *rt, uint16_t irq_mask)
 
 /* An address space descriptor of 2, 4 or 8-byte fields: granularity, min, max,
  * translation offset, length. */
-static void res_addr(Aml *rt, uint8_t tag, uint8_t type, uint8_t type_flags,
+static void res_addr(Aml *rt, uint8_t tag, uint8_t type, uint8_t flags, uint8_t type_flags,
                      unsigned width, uint64_t min, uint64_t max)
 {
     aml_byte(rt, tag);
     put_le(rt, 3 + 5 * width, 2);
     aml_byte(rt, type);
-    aml_byte(rt, RES_FLAGS_FIXED);
+    aml_byte(rt, flags);
     aml_byte(rt, type_flags);
     put_le(rt, 0, width);           /* granularity */
     put_le(rt, min, width);
@@ -266,22 +266,20 @@ static void res_addr(Aml *rt, uint8_t tag, uint8_t type, uint8_t type_flags,
 
 void aml_res_word_bus(Aml *rt, uint16_t min, uint16_t max)
 {
-    res_addr(rt, RES_WORD_ADDR, RES_TYPE_BUS, 0, 2, min, max);
+    res_addr(rt, RES_WORD_ADDR, RES_TYPE_BUS, RES_FLAGS_FIXED, 0, 2, min, max);
 }
 
 void aml_res_word_io(Aml *rt, uint16_t min, uint16_t max)
 {
-    res_addr(rt, RES_WORD_ADDR, RES_TYPE_IO, RES_IO_ENTIRE_RANGE, 2, min, max);
+    res_addr(rt, RES_WORD_ADDR, RES_TYPE_IO, RES_FLAGS_FIXED, RES_IO_ENTIRE_RANGE, 2, min,
+             max);
 }
 
-void aml_res_dword_mem(Aml *rt, uint32_t min, uint32_t max)
+void aml_res_dword_mem(Aml *rt, uint32_t min, uint32_t max, bool consumer)
 {
-    res_addr(rt, RES_DWORD_ADDR, RES_TYPE_MEM, RES_MEM_RW_CACHEABLE, 4, min, max);
-}
-
-void aml_res_qword_mem(Aml *rt, uint64_t min, uint64_t max)
-{
-    res_addr(rt, RES_QWORD_ADDR, RES_TYPE_MEM, RES_MEM_RW_CACHEABLE, 8, min, max);
+    res_addr(rt, RES_DWORD_ADDR, RES_TYPE_MEM,
+             RES_FLAGS_FIXED | (consumer ? RES_FLAGS_CONSUMER : 0), RES_MEM_RW_CACHEABLE, 4,
+             min, max);
 }
 
 void aml_res_end(Aml *rt)

@@ -11,6 +11,7 @@
 #ifndef HW_ACPI_AML_H
 #define HW_ACPI_AML_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <glib.h>
 
@@ -51,8 +52,9 @@ void aml_res_io(Aml *rt, uint16_t min, uint16_t max, uint8_t align, uint8_t len)
 void aml_res_irq(Aml *rt, uint16_t irq_mask);                /* IRQNoFlags, edge high */
 void aml_res_word_bus(Aml *rt, uint16_t min, uint16_t max);
 void aml_res_word_io(Aml *rt, uint16_t min, uint16_t max);
-void aml_res_dword_mem(Aml *rt, uint32_t min, uint32_t max);
-void aml_res_qword_mem(Aml *rt, uint64_t min, uint64_t max);
+/* consumer: the device uses the range (motherboard resources) instead of decoding it
+ * for children (a bridge's window). */
+void aml_res_dword_mem(Aml *rt, uint32_t min, uint32_t max, bool consumer);
 void aml_res_end(Aml *rt);                                   /* EndTag, checksum 0 */
 
 #endif

@@ -196,9 +196,9 @@ static const IoOps pm_ops = { .read = pm_read, .write = pm_write };
 static uint64_t gpe_read(void *opaque, uint64_t offset, unsigned size)
 {
     AcpiPmState *s = opaque;
-    uint32_t regs = s->gpe_sts | (uint32_t)s->gpe_en << 16;
-    return offset < 4 ? (regs >> (8 * offset)) & (size >= 4 ? UINT32_MAX : (1u << (8 * size)) - 1)
-                      : 0;
+    uint64_t regs = s->gpe_sts | (uint32_t)s->gpe_en << 16;
+    uint64_t v = offset < ACPI_GPE0_LEN ? regs >> (8 * offset) : 0;
+    return size >= 8 ? v : v & ((1ull << (8 * size)) - 1);
 }
 
 static void gpe_write(void *opaque, uint64_t offset, unsigned size, uint64_t value)

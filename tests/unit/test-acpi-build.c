@@ -432,7 +432,7 @@ static void test_iasl(void)
         "WordBusNumber", "Device (COM1)", "EisaId (\"PNP0501\")", "IO (Decode16",
         "0x03F8", "IRQNoFlags ()", "Device (RTC)", "EisaId (\"PNP0B00\")",
         "Device (C12B)", "\"ACPI0007\"", "Name (\\_S5, Package (0x04)", "EisaId (\"PNP0C02\")",
-        "0xAFFFFFFF", "0xFEBFFFFF",
+        "0xAFFFFFFF", "0xFEBFFFFF", "DWordMemory (ResourceConsumer",
     };
     for (unsigned i = 0; i < G_N_ELEMENTS(want); i++) {
         if (!strstr(text, want[i])) {
