@@ -157,12 +157,7 @@ int img_bench(int argc, char **argv)
             flags |= BDRV_O_NOCACHE;
             break;
         case 't':
-            if (!strcmp(optarg, "none") || !strcmp(optarg, "directsync")) {
-                flags |= BDRV_O_NOCACHE;
-            } else if (!strcmp(optarg, "unsafe")) {
-                flags |= BDRV_O_NO_FLUSH;
-            } else if (strcmp(optarg, "writeback") && strcmp(optarg, "writethrough")) {
-                error_report("Invalid cache mode");
+            if (!img_parse_cache(optarg, &flags)) {
                 return 1;
             }
             break;

@@ -1,10 +1,12 @@
 /*
  * sen-img convert: copies an image into a new one (or an existing one with -n), skipping
  * zero runs of at least -S bytes (4k by default) so the target stays sparse; -c writes
- * qcow2 clusters compressed.
+ * qcow2 clusters compressed.  -t is the target's cache mode, unsafe by default as in
+ * qemu-img (no flush until the end; a crash mid-copy leaves a target to throw away).
  */
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "block/block-internal.h"
@@ -57,7 +59,9 @@ int img_convert(int argc, char **argv)
     GString *opts = g_string_new(NULL);
     bool compress = false, show_progress = false, no_create = false, quiet = false;
     uint64_t sparse = 4096;
-    int c, ret = 1;
+    int c, ret = 1, dst_flags = BDRV_O_RDWR;
+    /* qemu-img's default for the target: nothing is flushed until the copy is done. */
+    const char *cache = "unsafe";
     BlockDriverState *src = NULL, *dst = NULL;
     uint8_t *buf = NULL;
     static const struct option longopts[] = {
@@ -102,9 +106,11 @@ int img_convert(int argc, char **argv)
         case 'q':
             quiet = true;
             break;
+        case 't':
+            cache = optarg;
+            break;
         case 'W':
         case 'm':
-        case 't':
         case 'T':
         case 'r':
         case 'U':
@@ -125,6 +131,9 @@ int img_convert(int argc, char **argv)
         goto out;
     }
     const char *in = argv[optind], *outname = argv[optind + 1];
+    if (!img_parse_cache(cache, &dst_flags)) {
+        goto out;
+    }
     if (compress && strcmp(out_fmt, "qcow2")) {
         error_report("Compression not supported for this file format");
         goto out;
@@ -142,7 +151,7 @@ int img_convert(int argc, char **argv)
         !create_target(out_fmt, outname, opts->str, size, backing, backing_fmt)) {
         goto out;
     }
-    dst = img_open(outname, out_fmt, BDRV_O_RDWR);
+    dst = img_open(outname, out_fmt, dst_flags);
     if (!dst) {
         goto out;
     }
@@ -155,7 +164,11 @@ int img_convert(int argc, char **argv)
                                                                     : 65536;
     uint64_t chunk = compress ? cs : MAX(cs, (uint64_t)CONVERT_CHUNK) / cs * cs;
     uint64_t gran = sparse && !compress ? MIN(sparse, chunk) : chunk;
-    buf = g_malloc(chunk);
+    /* Aligned for O_DIRECT (-t none). */
+    if (posix_memalign((void **)&buf, 4096, chunk)) {
+        error_report("Could not allocate %" G_GUINT64_FORMAT " bytes", chunk);
+        goto out;
+    }
     /* A new image without backing reads as zeros: zero runs need no write at all. */
     bool target_zero = !no_create && !backing;
     for (int64_t off = 0; off < size; off += chunk) {
@@ -168,8 +181,14 @@ int img_convert(int argc, char **argv)
         }
         memset(buf + n, 0, chunk - n);
         for (uint64_t p = 0; p < n;) {
+            /* One request per run of pieces of the same kind (data or zeroes). */
             uint64_t len = MIN(gran, n - p);
             bool zero = sparse && block_buffer_is_zero(buf + p, len);
+            while (!compress && p + len < n &&
+                   (sparse && block_buffer_is_zero(buf + p + len, MIN(gran, n - p - len))) ==
+                       zero) {
+                len += MIN(gran, n - p - len);
+            }
             if (!(zero && target_zero)) {
                 if (compress) {
                     r = qcow2_write_compressed(dst, off + p, buf + p);
@@ -197,7 +216,7 @@ int img_convert(int argc, char **argv)
     }
     ret = 0;
 out:
-    g_free(buf);
+    free(buf);
     if (dst) {
         bdrv_unref(dst);
     }

@@ -30,6 +30,9 @@ char *img_size_to_str(uint64_t val);
 /* One row of the snapshot table as qemu-img prints it (icount < 0: none). */
 void img_print_snapshot_row(const char *id, const char *name, uint64_t vm_size,
                             uint32_t date_sec, uint64_t clock_ns, int64_t icount);
+/* Adds the BDRV_O_* flags of a -t cache mode (none, writeback, unsafe, ...) to *flags;
+ * false with qemu-img's message for an unknown mode. */
+bool img_parse_cache(const char *mode, int *flags);
 /* Parses "10G"-style sizes (bytes by default); false with a message naming str. */
 bool img_parse_size(const char *str, uint64_t *out);
 

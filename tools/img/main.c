@@ -77,6 +77,19 @@ char *img_size_to_str(uint64_t val)
     return g_strdup_printf("%0.3g %sB", (double)val / div, suffixes[i]);
 }
 
+bool img_parse_cache(const char *mode, int *flags)
+{
+    if (!strcmp(mode, "none") || !strcmp(mode, "off") || !strcmp(mode, "directsync")) {
+        *flags |= BDRV_O_NOCACHE;
+    } else if (!strcmp(mode, "unsafe")) {
+        *flags |= BDRV_O_NO_FLUSH;
+    } else if (strcmp(mode, "writeback") && strcmp(mode, "writethrough")) {
+        error_report("Invalid cache option: %s", mode);
+        return false;
+    }
+    return true;
+}
+
 bool img_parse_size(const char *str, uint64_t *out)
 {
     Error *err = NULL;
