@@ -334,7 +334,7 @@ out:
 }
 
 /* Makes sure guest offset off has a writable (refcount 1) L2 table; returns its offset. */
-static int64_t get_writable_l2(BDRVQcow2State *s, uint64_t off)
+int64_t qcow2_get_writable_l2(BDRVQcow2State *s, uint64_t off)
 {
     uint64_t l1i = off >> (s->cluster_bits + s->l2_bits);
     if (l1i >= s->l1_size) {
@@ -442,7 +442,7 @@ static int write_in_cluster(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8
 {
     uint64_t coff = off & (s->cluster_size - 1);
     uint64_t cstart = off - coff;
-    int64_t l2 = get_writable_l2(s, off);
+    int64_t l2 = qcow2_get_writable_l2(s, off);
     if (l2 < 0) {
         return l2;
     }
@@ -563,7 +563,7 @@ int qcow2_write_compressed(BlockDriverState *bs, uint64_t off, const uint8_t *bu
         ret = clen;
         goto out;
     }
-    int64_t l2 = get_writable_l2(s, off);
+    int64_t l2 = qcow2_get_writable_l2(s, off);
     if (l2 < 0) {
         ret = l2;
         goto out;
@@ -651,7 +651,7 @@ int qcow2_zero_clusters(BDRVQcow2State *s, uint64_t off, uint64_t n, bool zero, 
         if (unalloc && (!zero || !s->backing_file)) {
             continue; /* already reads as zeroes (or as discarded) */
         }
-        int64_t l2 = get_writable_l2(s, off);
+        int64_t l2 = qcow2_get_writable_l2(s, off);
         if (l2 < 0) {
             ret = l2;
             break;

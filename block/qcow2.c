@@ -962,6 +962,7 @@ typedef struct Qcow2CreateOpts {
     uint64_t cluster_size;
     int version;
     bool lazy_refcounts;
+    Qcow2Prealloc prealloc;
     unsigned refcount_order;
     int compression_type;
     bool extl2;
@@ -1025,13 +1026,16 @@ static bool parse_create_opts(const char *filename, Keyval *opts, Qcow2CreateOpt
         error_setg(errp, "%s: extended_l2 needs a cluster_size of at least 16k", filename);
         return false;
     }
-    const char *prealloc = keyval_get(opts, "preallocation");
-    if (prealloc && strcmp(prealloc, "off") != 0) {
-        error_setg(errp, "%s: preallocation=%s is not supported yet (only off)", filename,
-                   prealloc);
+    if (!qcow2_prealloc_parse(keyval_get(opts, "preallocation"), &o->prealloc, errp)) {
         return false;
     }
     o->backing_file = keyval_take(opts, "backing_file");
+    if (o->backing_file && o->prealloc != QCOW2_PREALLOC_OFF && !o->extl2) {
+        /* Preallocated clusters would hide the backing data (qemu-img refuses it too). */
+        error_setg(errp, "Backing file and preallocation can only be used at the same time "
+                   "if extended_l2 is on");
+        return false;
+    }
     o->backing_fmt = keyval_take(opts, "backing_fmt");
     if (o->backing_file && strlen(o->backing_file) > QCOW2_MAX_BACKING_NAME) {
         error_setg(errp, "%s: backing file name too long", filename);
@@ -1066,6 +1070,19 @@ static bool parse_create_opts(const char *filename, Keyval *opts, Qcow2CreateOpt
         o->size = (o->size + 511) & ~511ull;
     }
     return true;
+}
+
+/* Opens the new image and preallocates all of it (the header says nothing about it). */
+static bool create_prealloc(const char *filename, const Qcow2CreateOpts *o, Error **errp)
+{
+    BlockDriverState *bs = bdrv_open(filename, NULL, "qcow2",
+                                     BDRV_O_RDWR | BDRV_O_NO_BACKING, errp);
+    if (!bs) {
+        return false;
+    }
+    bool ok = qcow2_preallocate(bs, 0, o->size, o->prealloc, errp);
+    bdrv_unref(bs);
+    return ok;
 }
 
 bool qcow2_create(const char *filename, Keyval *opts, Error **errp)
@@ -1160,7 +1177,9 @@ bool qcow2_create(const char *filename, Keyval *opts, Error **errp)
         error_setg_errno(errp, errno, "%s: could not sync the image", filename);
         goto out;
     }
-    ok = true;
+    close(fd);
+    fd = -1;
+    ok = o.prealloc == QCOW2_PREALLOC_OFF || create_prealloc(filename, &o, errp);
 out:
     if (fd >= 0) {
         close(fd);

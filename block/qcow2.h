@@ -300,6 +300,8 @@ int qcow2_write_guest(BDRVQcow2State *s, uint64_t off, uint64_t len, const uint8
 /* Host offset of the L2 table and index for guest offset off, or 0 when none. */
 uint64_t qcow2_l2_offset(BDRVQcow2State *s, uint64_t off);
 int qcow2_write_l1_entry(BDRVQcow2State *s, uint32_t idx);
+/* Makes sure guest offset off has a writable (refcount 1) L2 table; returns its offset. */
+int64_t qcow2_get_writable_l2(BDRVQcow2State *s, uint64_t off);
 /* Makes whole clusters read as zeroes (zero) or discards them; see qcow2-cluster.c. */
 int qcow2_zero_clusters(BDRVQcow2State *s, uint64_t off, uint64_t n, bool zero, bool unmap);
 /* Adds delta to the refcount of every cluster an L2 entry references. */
@@ -349,6 +351,19 @@ int qcow2_make_empty(BlockDriverState *bs);
 /* Rewrites the header with a new backing file name/format (NULL/"" backing: none). */
 bool qcow2_change_backing(BlockDriverState *bs, const char *backing, const char *fmt,
                           Error **errp);
+/* qcow2-prealloc.c: preallocation=off|metadata|falloc|full (create and resize). */
+typedef enum Qcow2Prealloc {
+    QCOW2_PREALLOC_OFF,
+    QCOW2_PREALLOC_METADATA,
+    QCOW2_PREALLOC_FALLOC,
+    QCOW2_PREALLOC_FULL,
+} Qcow2Prealloc;
+/* NULL is off; anything but the four names fails with qemu-img's message. */
+bool qcow2_prealloc_parse(const char *str, Qcow2Prealloc *mode, Error **errp);
+/* Maps every unallocated cluster of guest range [from, to) to a new host cluster. */
+bool qcow2_preallocate(BlockDriverState *bs, uint64_t from, uint64_t to, Qcow2Prealloc mode,
+                       Error **errp);
+
 /* Rewrites the whole header cluster from s->h, s->ext and s->backing_file (lock held). */
 int qcow2_write_header(BDRVQcow2State *s);
 

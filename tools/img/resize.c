@@ -1,18 +1,69 @@
-/* sen-img resize: [--shrink] [-f fmt] filename [+|-]size, as qemu-img. */
+/* sen-img resize: [--preallocation=MODE] [--shrink] [-f fmt] filename [+|-]size, as
+ * qemu-img. */
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "block/qcow2.h"
 #include "tools/img/img.h"
+
+/* Refused before any change, with qemu-img's messages. */
+static bool check_prealloc(BlockDriverState *bs, Qcow2Prealloc mode, bool growing,
+                           Error **errp)
+{
+    if (mode == QCOW2_PREALLOC_OFF) {
+        return true;
+    }
+    if (!growing) {
+        error_setg(errp, "Preallocation can only be used for growing images");
+        return false;
+    }
+    if (strcmp(bs->drv->format_name, "qcow2") && mode == QCOW2_PREALLOC_METADATA) {
+        error_setg(errp, "Unsupported preallocation mode: metadata");
+        return false;
+    }
+    return true;
+}
+
+/* The grown range [from, to): qcow2 maps it; raw gets blocks (falloc) or zeroes (full). */
+static bool resize_prealloc(BlockDriverState *bs, int64_t from, int64_t to,
+                            Qcow2Prealloc mode, Error **errp)
+{
+    if (mode == QCOW2_PREALLOC_OFF) {
+        return true;
+    }
+    if (!strcmp(bs->drv->format_name, "qcow2")) {
+        return qcow2_preallocate(bs, from, to, mode, errp);
+    }
+    int ret = 0;
+    if (mode == QCOW2_PREALLOC_FALLOC) {
+        ret = bdrv_pwrite_zeroes(bs, from, to - from, 0);
+    } else {
+        uint64_t chunk = MIN((uint64_t)(to - from), 1024 * 1024);
+        uint8_t *zeroes = g_malloc0(chunk);
+        for (int64_t off = from; ret == 0 && off < to; off += chunk) {
+            ret = bdrv_pwrite(bs, off, MIN((int64_t)chunk, to - off), zeroes);
+        }
+        g_free(zeroes);
+    }
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "%s: could not preallocate", bs->filename);
+        return false;
+    }
+    return true;
+}
 
 int img_resize(int argc, char **argv)
 {
     const char *fmt = NULL;
     bool shrink = false, quiet = false;
+    const char *prealloc_str = NULL;
     int c;
+    enum { OPT_PREALLOC = 256 };
     static const struct option longopts[] = {
         { "help", no_argument, NULL, 'h' },
         { "shrink", no_argument, NULL, 's' },
+        { "preallocation", required_argument, NULL, OPT_PREALLOC },
         { NULL, 0, NULL, 0 },
     };
     /* "-1G" is a size, not an option: take the size off the end before getopt. */
@@ -35,8 +86,12 @@ int img_resize(int argc, char **argv)
             break;
         case 'U':
             break;
+        case OPT_PREALLOC:
+            prealloc_str = optarg;
+            break;
         case 'h':
-            printf("usage: sen-img resize [--shrink] [-f fmt] [-q] filename [+ | -]size\n");
+            printf("usage: sen-img resize [--preallocation=PREALLOC] [--shrink] [-f fmt] [-q] "
+                   "filename [+ | -]size\n");
             return 0;
         default:
             return 1;
@@ -56,6 +111,11 @@ int img_resize(int argc, char **argv)
     if (!img_parse_size(sz, &n)) {
         return 1;
     }
+    Qcow2Prealloc prealloc = QCOW2_PREALLOC_OFF;
+    if (prealloc_str && !qcow2_prealloc_parse(prealloc_str, &prealloc, NULL)) {
+        error_report("Invalid preallocation mode '%s'", prealloc_str);
+        return 1;
+    }
     BlockDriverState *bs = img_open(filename, fmt, BDRV_O_RDWR);
     if (!bs) {
         return 1;
@@ -68,7 +128,9 @@ int img_resize(int argc, char **argv)
         return 1;
     }
     Error *err = NULL;
-    bool ok = bdrv_truncate(bs, size, shrink, &err);
+    bool ok = check_prealloc(bs, prealloc, size > cur, &err) &&
+              bdrv_truncate(bs, size, shrink, &err) &&
+              resize_prealloc(bs, cur, size, prealloc, &err);
     if (ok && bdrv_flush(bs) < 0) {
         error_setg(&err, "%s: could not flush after resizing", filename);
         ok = false;
