@@ -377,6 +377,7 @@ static void virtio_balloon_post_save(void *opaque)
 static bool virtio_balloon_post_load(void *opaque, int version_id, Error **errp)
 {
     VirtIOBalloon *b = opaque;
+    g_clear_pointer(&b->stats_elem, virtqueue_element_free);
     if (b->stats_held) {
         b->stats_elem = virtqueue_pop(&b->vdev.vqs[Q_STATS]);
         if (!b->stats_elem) {
