@@ -36,10 +36,12 @@
 /* SLP_TYP values the DSDT's \_S5_ announces (QEMU's PIIX4 uses 0 for soft-off). */
 #define ACPI_SLP_TYP_S5    0
 
-/* Direct boot: both blobs go into the reserved BIOS area below the MP table. */
-#define ACPI_DIRECT_RSDP_ADDR   0xe0000ULL
-#define ACPI_DIRECT_TABLES_ADDR 0xe0040ULL
+/* Direct boot: the tables in the reserved E segment; the RSDP in the F segment, above
+ * the MP table (at most ~7.5 KiB from 0xf0000), because some guests (kvm-unit-tests,
+ * QEMU's own bios-tables-test) scan only 0xf0000-0xfffff for it, where SeaBIOS puts it. */
+#define ACPI_DIRECT_TABLES_ADDR 0xe0000ULL
 #define ACPI_DIRECT_END         0xf0000ULL
+#define ACPI_DIRECT_RSDP_ADDR   0xf8000ULL
 
 typedef struct AcpiBuildConfig {
     unsigned nr_cpus;        /* APIC ids 0..nr_cpus-1 (x2APIC entries from 255 on) */

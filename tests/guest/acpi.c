@@ -230,7 +230,13 @@ static const uint8_t *find_rsdp(void)
     }
     uintptr_t ebda = (uintptr_t)*(volatile uint16_t *)phys_ptr(0x40e) << 4;
     const uint8_t *p = ebda >= 0x80000 && ebda < 0xa0000 ? scan_rsdp(ebda, 1024) : NULL;
-    return p ? p : scan_rsdp(0xe0000, 0x20000);
+    if (!p) {
+        p = scan_rsdp(0xe0000, 0x20000);
+        /* kvm-unit-tests (and QEMU's bios-tables-test) scan only the F segment. */
+        GUEST_CHECK(p && (uintptr_t)p >= 0xf0000, "RSDP in the F segment at 0x%lx",
+                    (unsigned long)(uintptr_t)p);
+    }
+    return p;
 }
 
 /* A table at a physical address: signature, a sane length, checksum. */
