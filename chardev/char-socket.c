@@ -1,5 +1,6 @@
 /*
- * socket chardev: unix (path) or tcp (host, port), as client or server.
+ * socket chardev: unix (path) or tcp (host, port), as client or server, or a socket the
+ * caller opened (fd=N: listening for a server, connected for a client).
  *
  * A server serves one client at a time: while one is connected the listening socket is
  * not watched (later clients wait in the backlog); when it goes away it is dropped and
@@ -236,7 +237,12 @@ static bool socket_open(Chardev *chr, const ChardevConfig *cfg, Error **errp)
     s->listen_fd = -1;
     s->client_fd = -1;
     chr->priv = s;
-    if (cfg->path) {
+    if (cfg->has_fd) {
+        /* Checked at parse time; Sen owns it from now on, close-on-exec like its own. */
+        s->addr = g_strdup_printf("fd:%d", cfg->fd);
+        fd = cfg->fd;
+        fcntl(fd, F_SETFD, FD_CLOEXEC);
+    } else if (cfg->path) {
         s->addr = g_strdup_printf("unix:%s", cfg->path);
         fd = s->server ? socket_unix_listen(s, cfg->path, errp)
                        : socket_unix_connect(cfg->path, errp);

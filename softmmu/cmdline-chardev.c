@@ -3,8 +3,12 @@
  * backend spellings of -serial/-qtest, and the checks that need all of them (default
  * serial port, chardev:ID references, stdio sharing).  Part of softmmu/cmdline.c.
  */
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include "cmdline-internal.h"
 
 #define CMDLINE_MAX_SERIAL 4
@@ -23,6 +27,44 @@ static ChardevConfig *chardev_add(CmdlineState *s, const char *what, const char 
     g_ptr_array_add(s->cfg->chardevs, c);
     g_ptr_array_add(s->chardev_what, g_strdup(what));
     return c;
+}
+
+/*
+ * socket fd=N: a stream socket the caller opened and Sen inherited (QEMU's fd= address),
+ * listening for server=on, connected otherwise; checked here, used at creation.
+ */
+static bool chardev_read_socket_fd(ChardevConfig *c, Keyval *kv, const char *what,
+                                   Error **errp)
+{
+    uint64_t fd;
+    int type = 0, listening = 0;
+    socklen_t len = sizeof(type);
+
+    if (c->path || c->host || c->port) {
+        error_setg(errp, "%s: socket takes either fd= or path= or host= and port=", what);
+        return false;
+    }
+    if (!keyval_get_u64(kv, what, "fd", 0, &fd, errp)) {
+        return false;
+    }
+    if (fd > INT_MAX || fcntl((int)fd, F_GETFD) < 0) {
+        error_setg(errp, "%s: fd=%" PRIu64 " is not an open descriptor", what, fd);
+        return false;
+    }
+    if (getsockopt((int)fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_STREAM) {
+        error_setg(errp, "%s: fd=%" PRIu64 " is not a stream socket", what, fd);
+        return false;
+    }
+    len = sizeof(listening);
+    if (getsockopt((int)fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0 ||
+        !listening != !c->server) {
+        error_setg(errp, "%s: fd=%" PRIu64 " is %s listening socket, but server=%s", what,
+                   fd, listening ? "a" : "not a", c->server ? "on" : "off");
+        return false;
+    }
+    c->has_fd = true;
+    c->fd = (int)fd;
+    return true;
 }
 
 /* Reads the backend keys of kind from kv into c (path, host, port, server, ...). */
@@ -58,6 +100,12 @@ static bool chardev_read_opts(ChardevConfig *c, Keyval *kv, const char *what, Er
         }
         if (!keyval_get_bool(kv, what, "wait", true, &c->wait, errp)) {
             return false;
+        }
+        if (keyval_has(kv, "fd")) {
+            if (!chardev_read_socket_fd(c, kv, what, errp)) {
+                return false;
+            }
+            break;
         }
         if (c->path && (c->host || c->port)) {
             error_setg(errp, "%s: socket takes either path= (unix) or host= and port= (tcp)",

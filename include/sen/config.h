@@ -33,6 +33,8 @@ typedef struct ChardevConfig {
     char *path;   /* FILE: output file; SOCKET: unix socket path (NULL for tcp) */
     char *host;   /* SOCKET tcp */
     char *port;   /* SOCKET tcp */
+    bool has_fd;  /* SOCKET: fd=N, an inherited socket instead of path/host+port */
+    int fd;       /* SOCKET: listening with server=on, else connected */
     bool server;  /* SOCKET: listen (server=on) instead of connect */
     bool wait;    /* SOCKET server: block start-up until a client connects (wait=on) */
     bool mux;     /* STDIO with -nographic: Ctrl-A escapes (Ctrl-A x quits) */

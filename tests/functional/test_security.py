@@ -345,3 +345,68 @@ def test_daemonize_with_chroot_runas_sandbox(tmp_path):
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+@needs_kvm
+@needs_guest
+def test_chardev_socket_fd(tmp_path):
+    import socket
+    # A listening socket the caller made serves QMP; a connected one carries the serial
+    # port.  Sen creates no socket file of its own.
+    path = tmp_path / "made-by-caller.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(1)
+    ours, theirs = socket.socketpair()
+    cmd = [SEN, "-M", "pc", "-m", "64M", "-kernel", HELLO, "-append", HELLO_APPEND,
+           "-device", "isa-debug-exit", "-display", "none", "-nodefaults", "-S",
+           "-chardev", f"socket,id=mon,fd={listener.fileno()},server=on,wait=off",
+           "-mon", "chardev=mon,mode=control",
+           "-chardev", f"socket,id=ser,fd={theirs.fileno()}", "-serial", "chardev:ser"]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            pass_fds=(listener.fileno(), theirs.fileno()), preexec_fn=no_core)
+    listener.close()
+    theirs.close()
+    try:
+        qmp = QMPClient.connect_unix(path, wait=20)
+        qmp.negotiate()
+        chardevs = {c["label"]: c["filename"] for c in qmp.cmd("query-chardev")}
+        assert "mon" in chardevs and "ser" in chardevs, chardevs
+        qmp.cmd("cont")
+        ours.settimeout(30)
+        got = b""
+        while b"PASS" not in got:
+            data = ours.recv(4096)
+            assert data, got
+            got += data
+        qmp.close()
+        proc.communicate(timeout=30)
+        assert proc.returncode == PASS_STATUS, proc.stderr
+    finally:
+        ours.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def test_chardev_socket_fd_errors(tmp_path):
+    import socket
+    f = open(tmp_path / "plain-file", "w")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(tmp_path / "l.sock"))
+    listener.listen(1)
+    try:
+        for arg, msg in [
+                (f"socket,id=c,fd={f.fileno()}", f"fd={f.fileno()} is not a stream socket"),
+                (f"socket,id=c,fd={listener.fileno()}",
+                 f"fd={listener.fileno()} is a listening socket, but server=off"),
+                (f"socket,id=c,fd={listener.fileno()},path=/x",
+                 "socket takes either fd= or path= or host= and port="),
+                ("socket,id=c,fd=999", "fd=999 is not an open descriptor")]:
+            done = subprocess.run([SEN, "-chardev", arg], capture_output=True, text=True,
+                                  timeout=20, pass_fds=(f.fileno(), listener.fileno()))
+            assert done.returncode == 1
+            assert f"-chardev {arg}: " in done.stderr and msg in done.stderr, done.stderr
+    finally:
+        f.close()
+        listener.close()
