@@ -240,6 +240,11 @@ static bool load_kernel(Machine *m, PcMachine *pc, Error **errp)
     }
     /* Firmware would provide the MP table; with a direct boot the board does. */
     unsigned cpus = cfg->smp_cpus ? cfg->smp_cpus : 1;
+    if (cpus > MPTABLE_MAX_CPUS) {
+        /* Its APIC ids are 8-bit: above that only ACPI's MADT (x2APIC entries) can
+         * describe the CPUs, and SeaBIOS likewise builds no MP table then. */
+        return true;
+    }
     g_autoptr(GArray) intx = g_array_new(FALSE, FALSE, sizeof(MptablePciIrq));
     PCIBus *bus = pci_bus_find(m, PCI_HOST_BUS_NAME);
     g_autoptr(GBytes) mpt = NULL;

@@ -6,7 +6,7 @@
 #define SEL_DATA   0x10
 #define SEL_CODE32 0x18
 
-#define GUEST_MAX_CPUS  16
+#define GUEST_MAX_CPUS  512 /* AP stacks: 4 KiB each, in .bss */
 #define BOOT_STACK_SIZE 16384
 #define AP_STACK_SHIFT  12
 #define AP_STACK_SIZE   (1 << AP_STACK_SHIFT)
