@@ -55,6 +55,11 @@ void guest_mem_free(GuestMemory *gm)
     if (!gm) {
         return;
     }
+    for (unsigned i = 0; i < gm->nr_regions; i++) {
+        if (gm->regions[i].readonly) {
+            munmap(gm->regions[i].hva, gm->regions[i].size);
+        }
+    }
     hostmem_free(gm->host);
     g_free(gm);
 }
@@ -62,6 +67,21 @@ void guest_mem_free(GuestMemory *gm)
 static bool ranges_overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
 {
     return a < b + blen && b < a + alen;
+}
+
+static bool region_slot_free(GuestMemory *gm, uint64_t gpa, uint64_t size, Error **errp)
+{
+    if (gm->nr_regions == MAX_RAM_REGIONS) {
+        error_setg(errp, "too many RAM regions");
+        return false;
+    }
+    for (unsigned i = 0; i < gm->nr_regions; i++) {
+        if (ranges_overlap(gpa, size, gm->regions[i].gpa, gm->regions[i].size)) {
+            error_setg(errp, "RAM region at 0x%" G_GINT64_MODIFIER "x overlaps another", gpa);
+            return false;
+        }
+    }
+    return true;
 }
 
 bool guest_mem_add_region(GuestMemory *gm, uint64_t gpa, uint64_t size,
@@ -73,21 +93,38 @@ bool guest_mem_add_region(GuestMemory *gm, uint64_t gpa, uint64_t size,
                    "x does not fit the backing", gpa, size);
         return false;
     }
-    if (gm->nr_regions == MAX_RAM_REGIONS) {
-        error_setg(errp, "too many RAM regions");
+    if (!region_slot_free(gm, gpa, size, errp)) {
         return false;
-    }
-    for (unsigned i = 0; i < gm->nr_regions; i++) {
-        if (ranges_overlap(gpa, size, gm->regions[i].gpa, gm->regions[i].size)) {
-            error_setg(errp, "RAM region at 0x%" G_GINT64_MODIFIER "x overlaps another", gpa);
-            return false;
-        }
     }
     gm->regions[gm->nr_regions++] = (RamRegion){
         .gpa = gpa,
         .size = size,
         .hva = gm->base + backing_offset,
         .backing_offset = backing_offset,
+    };
+    return true;
+}
+
+bool guest_mem_add_rom(GuestMemory *gm, uint64_t gpa, uint64_t size, Error **errp)
+{
+    long page = sysconf(_SC_PAGESIZE);
+
+    if (size == 0 || gpa + size < gpa || ((gpa | size) & (page - 1))) {
+        error_setg(errp, "ROM 0x%" G_GINT64_MODIFIER "x+0x%" G_GINT64_MODIFIER
+                   "x is empty, wraps or is not page-aligned", gpa, size);
+        return false;
+    }
+    if (!region_slot_free(gm, gpa, size, errp)) {
+        return false;
+    }
+    void *hva = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (hva == MAP_FAILED) {
+        error_setg_errno(errp, errno, "cannot allocate %" G_GUINT64_FORMAT " bytes of ROM",
+                         size);
+        return false;
+    }
+    gm->regions[gm->nr_regions++] = (RamRegion){
+        .gpa = gpa, .size = size, .hva = hva, .readonly = true,
     };
     return true;
 }
@@ -135,7 +172,7 @@ uint64_t guest_mem_host_page_size(const GuestMemory *gm)
 bool guest_mem_discard(GuestMemory *gm, uint64_t gpa, uint64_t len)
 {
     const RamRegion *r = find_region(gm, gpa, len);
-    if (!r) {
+    if (!r || r->readonly) { /* ROM is not in the backing */
         return false;
     }
     return hostmem_discard(gm->host, r->backing_offset + (gpa - r->gpa), len);
@@ -162,9 +199,26 @@ bool guest_mem_read(GuestMemory *gm, uint64_t gpa, void *buf, uint64_t len)
     return true;
 }
 
+/* Where a device or a guest store may write: RAM, never ROM. */
+static void *map_writable(GuestMemory *gm, uint64_t gpa, uint64_t len)
+{
+    const RamRegion *r = find_region(gm, gpa, len);
+    return r && !r->readonly ? r->hva + (gpa - r->gpa) : NULL;
+}
+
+bool guest_mem_load_rom(GuestMemory *gm, uint64_t gpa, const void *data, uint64_t len)
+{
+    const RamRegion *r = find_region(gm, gpa, len);
+    if (!r || !r->readonly) {
+        return false;
+    }
+    memcpy(r->hva + (gpa - r->gpa), data, len);
+    return true;
+}
+
 bool guest_mem_write(GuestMemory *gm, uint64_t gpa, const void *buf, uint64_t len)
 {
-    void *p = guest_mem_map(gm, gpa, len);
+    void *p = map_writable(gm, gpa, len);
     if (!p) {
         return false;
     }
@@ -175,7 +229,7 @@ bool guest_mem_write(GuestMemory *gm, uint64_t gpa, const void *buf, uint64_t le
 
 bool guest_mem_fill(GuestMemory *gm, uint64_t gpa, int byte, uint64_t len)
 {
-    void *p = guest_mem_map(gm, gpa, len);
+    void *p = map_writable(gm, gpa, len);
     if (!p) {
         return false;
     }

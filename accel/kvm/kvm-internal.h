@@ -106,6 +106,7 @@ struct KvmState {
     int kvm_fd, vm_fd;
     size_t run_size;
     bool have_xcrs, have_xsave, have_debugregs, have_vcpu_events;
+    bool have_readonly_mem;  /* KVM_CAP_READONLY_MEM: ROM gets a read-only slot */
     size_t xsave_size;
 
     KvmSlot *slots;

@@ -73,6 +73,7 @@ static bool kvm_check_host(KvmState *s, Error **errp)
     s->have_xcrs = kvm_check_cap(s, KVM_CAP_XCRS);
     s->have_debugregs = kvm_check_cap(s, KVM_CAP_DEBUGREGS);
     s->have_vcpu_events = kvm_check_cap(s, KVM_CAP_VCPU_EVENTS);
+    s->have_readonly_mem = kvm_check_cap(s, KVM_CAP_READONLY_MEM);
     s->have_xsave = kvm_check_cap(s, KVM_CAP_XSAVE);
     s->xsave_size = MAX((size_t)kvm_check_cap(s, KVM_CAP_XSAVE2), sizeof(struct kvm_xsave));
 
@@ -205,7 +206,11 @@ static bool kvm_add_slots(KvmState *s, GuestMemory *gm, Error **errp)
                        (guint64)r->size);
             return false;
         }
-        *slot = (KvmSlot){ .slot = i, .flags = 0, .gpa = r->gpa, .size = r->size,
+        /* ROM: guest writes exit as MMIO and are dropped there (handle_mmio).  Without
+         * read-only slots the guest could write its firmware copy, as on a board whose
+         * shadow RAM is left writable; nothing outside the ROM is at stake. */
+        uint32_t flags = r->readonly && s->have_readonly_mem ? KVM_MEM_READONLY : 0;
+        *slot = (KvmSlot){ .slot = i, .flags = flags, .gpa = r->gpa, .size = r->size,
                            .hva = r->hva };
         struct kvm_userspace_memory_region mr = {
             .slot = slot->slot, .flags = slot->flags, .guest_phys_addr = slot->gpa,

@@ -24,7 +24,10 @@ typedef struct RamRegion {
     uint64_t gpa;  /* guest-physical start */
     uint64_t size;
     uint8_t *hva;  /* host mapping of gpa */
-    uint64_t backing_offset; /* offset inside the memfd */
+    uint64_t backing_offset; /* offset inside the memfd (ROM: unused) */
+    bool readonly; /* ROM (firmware): its own mapping outside the backing, loaded by the
+                    * board; the guest cannot write it and migration need not send it
+                    * (the destination loads the same firmware) */
 } RamRegion;
 
 typedef struct GuestMemory GuestMemory;
@@ -39,6 +42,12 @@ void guest_mem_free(GuestMemory *gm);
 /* Maps [backing_offset, +size) of the backing at gpa.  Regions must not overlap. */
 bool guest_mem_add_region(GuestMemory *gm, uint64_t gpa, uint64_t size,
                           uint64_t backing_offset, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+/* A read-only region (firmware ROM) of size bytes at gpa, zero-filled, with its own
+ * memory; fill it with guest_mem_load_rom().  Guest and device writes to it are dropped. */
+bool guest_mem_add_rom(GuestMemory *gm, uint64_t gpa, uint64_t size, Error **errp)
+    G_GNUC_WARN_UNUSED_RESULT;
+/* Copies data into [gpa, gpa+len) of one ROM region; false when that is not ROM. */
+bool guest_mem_load_rom(GuestMemory *gm, uint64_t gpa, const void *data, uint64_t len);
 unsigned guest_mem_region_count(const GuestMemory *gm);
 const RamRegion *guest_mem_region(const GuestMemory *gm, unsigned i);
 uint64_t guest_mem_backing_size(const GuestMemory *gm);
@@ -51,8 +60,9 @@ bool guest_mem_discard(GuestMemory *gm, uint64_t gpa, uint64_t len);
 
 /* true iff [gpa, gpa+len) lies inside one RAM region (len 0 is never valid). */
 bool guest_mem_is_ram(const GuestMemory *gm, uint64_t gpa, uint64_t len);
-/* Host pointer for [gpa, gpa+len) or NULL when not entirely RAM.  The caller must call
- * guest_mem_mark_dirty() for what it writes through the pointer. */
+/* Host pointer for [gpa, gpa+len) or NULL when not entirely RAM (ROM included: the
+ * pointer is writable).  The caller must call guest_mem_mark_dirty() for what it writes
+ * through the pointer.  guest_mem_read reads ROM; guest_mem_write/fill refuse it. */
 void *guest_mem_map(GuestMemory *gm, uint64_t gpa, uint64_t len);
 bool guest_mem_read(GuestMemory *gm, uint64_t gpa, void *buf, uint64_t len);
 bool guest_mem_write(GuestMemory *gm, uint64_t gpa, const void *buf, uint64_t len);

@@ -57,6 +57,42 @@ static void test_overlap_rejected(void)
     guest_mem_free(gm);
 }
 
+/* Firmware ROM: readable, loadable by the board, never writable by devices. */
+static void test_rom(void)
+{
+    Error *err = NULL;
+    GuestMemory *gm = two_regions();
+    const uint64_t rom = HIGH - 2 * PAGE;
+    uint8_t code[4] = { 0xea, 0x5b, 0xe0, 0x00 }, out[4] = { 0 };
+
+    g_assert_true(guest_mem_add_rom(gm, rom, 2 * PAGE, &err));
+    g_assert_null(err);
+    g_assert_cmpuint(guest_mem_region_count(gm), ==, 3);
+    g_assert_true(guest_mem_region(gm, 2)->readonly);
+    g_assert_false(guest_mem_region(gm, 0)->readonly);
+    g_assert_true(guest_mem_load_rom(gm, HIGH - 16, code, sizeof(code)));
+    g_assert_true(guest_mem_read(gm, HIGH - 16, out, sizeof(out)));
+    g_assert_cmpmem(out, 4, code, 4);
+    /* Device writes and fills are refused and leave the ROM as it was. */
+    g_assert_false(guest_mem_write(gm, HIGH - 16, "XXXX", 4));
+    g_assert_false(guest_mem_fill(gm, rom, 0, PAGE));
+    g_assert_true(guest_mem_read(gm, HIGH - 16, out, sizeof(out)));
+    g_assert_cmpmem(out, 4, code, 4);
+    /* load_rom is for ROM only, and only inside it. */
+    g_assert_false(guest_mem_load_rom(gm, 0, code, sizeof(code)));
+    g_assert_false(guest_mem_load_rom(gm, HIGH - 2, code, sizeof(code)));
+    /* Overlaps, misalignment and wrap-around are rejected. */
+    g_assert_false(guest_mem_add_rom(gm, PAGE, PAGE, &err));
+    error_free(err);
+    err = NULL;
+    g_assert_false(guest_mem_add_rom(gm, 0x100000, 100, &err));
+    error_free(err);
+    err = NULL;
+    g_assert_false(guest_mem_add_rom(gm, UINT64_MAX - PAGE + 1, 2 * PAGE, &err));
+    error_free(err);
+    guest_mem_free(gm);
+}
+
 static void test_sparse_backing(void)
 {
     /* 64 GiB of guest RAM must be cheap to create: nothing is touched. */
@@ -128,6 +164,7 @@ int main(int argc, char **argv)
     g_test_add_func("/memory/bounds", test_bounds);
     g_test_add_func("/memory/overlap-rejected", test_overlap_rejected);
     g_test_add_func("/memory/sparse-backing", test_sparse_backing);
+    g_test_add_func("/memory/rom", test_rom);
     g_test_add_func("/memory/io-dispatch", test_io_dispatch);
     return g_test_run();
 }
