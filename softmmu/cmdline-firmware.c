@@ -1,7 +1,9 @@
 /*
- * Firmware options: -fw_cfg (files for the firmware through fw_cfg, docs/firmware.md).
+ * Firmware options (docs/firmware.md): -fw_cfg (files for the firmware), -bios (the
+ * firmware image), -boot (boot order and menu, handed to the firmware in CMOS and fw_cfg).
  * Messages follow QEMU's (softmmu/vl.c parse_fw_cfg) so scripts see the same text.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include "sen/config.h"
@@ -65,5 +67,115 @@ bool cmdline_opt_fw_cfg(CmdlineState *s, const char *what, const char *arg, Erro
     f->file = nonempty(file) ? g_strdup(file) : NULL;
     f->string = nonempty(str) ? g_strdup(str) : NULL;
     g_ptr_array_add(cfg->fw_cfg_files, f);
+    return true;
+}
+
+/* QEMU's paths for firmware named without a directory ("-bios bios-256k.bin"). */
+static const char *const firmware_dirs[] = { "/usr/share/seabios", "/usr/share/qemu" };
+
+bool cmdline_opt_bios(CmdlineState *s, const char *what, const char *arg, Error **errp)
+{
+    int err;
+    char *path = NULL;
+
+    if (cmdline_check_readable(arg, &err)) {
+        path = g_strdup(arg);
+    }
+    for (size_t i = 0; !path && !strchr(arg, '/') && i < G_N_ELEMENTS(firmware_dirs); i++) {
+        g_autofree char *p = g_build_filename(firmware_dirs[i], arg, NULL);
+        int ignored;
+        if (cmdline_check_readable(p, &ignored)) {
+            path = g_steal_pointer(&p);
+        }
+    }
+    if (!path) {
+        error_setg_errno(errp, err, "%s: could not load PC BIOS '%s'", what, arg);
+        return false;
+    }
+    g_free(s->cfg->bios);
+    s->cfg->bios = path;
+    return true;
+}
+
+/* QEMU's validate_bootdevices: letters a..p, each once; the PC takes a, c, d, n. */
+static bool check_boot_devices(const char *what, const char *devices, Error **errp)
+{
+    unsigned seen = 0;
+
+    if (strlen(devices) > 3) {
+        error_setg(errp, "%s: Too many boot devices for PC", what);
+        return false;
+    }
+    for (const char *p = devices; *p; p++) {
+        if (*p < 'a' || *p > 'p') {
+            error_setg(errp, "%s: Invalid boot device '%c'", what, *p);
+            return false;
+        }
+        if (seen & (1u << (*p - 'a'))) {
+            error_setg(errp, "%s: Boot device '%c' was given twice", what, *p);
+            return false;
+        }
+        seen |= 1u << (*p - 'a');
+        if (!strchr("abcdn", *p)) {
+            error_setg(errp, "%s: Invalid boot device for PC: '%c'", what, *p);
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool get_ms(Keyval *kv, const char *what, const char *key, int64_t *out, Error **errp)
+{
+    const char *v = keyval_get(kv, key);
+    uint64_t n;
+
+    if (!v) {
+        return true;
+    }
+    if (strcmp(v, "-1") == 0) {
+        *out = -1;
+        return true;
+    }
+    if (!parse_uint(v, &n, NULL) || n > 0xffff) {
+        error_setg(errp, "%s: %s=%s: must be a number of milliseconds from 0 to 65535%s",
+                   what, key, v, strcmp(key, "reboot-timeout") == 0 ? ", or -1" : "");
+        return false;
+    }
+    *out = (int64_t)n;
+    return true;
+}
+
+bool cmdline_opt_boot(CmdlineState *s, const char *what, const char *arg, Error **errp)
+{
+    MachineConfig *cfg = s->cfg;
+    g_autoptr(Keyval) kv = cmdline_parse_opts(what, arg, "order", errp);
+    if (!kv) {
+        return false;
+    }
+    const char *order = keyval_get(kv, "order");
+    if (keyval_has(kv, "once") || keyval_has(kv, "splash")) {
+        error_setg(errp, "%s: %s is not supported by Sen yet", what,
+                   keyval_has(kv, "once") ? "once=" : "splash=");
+        return false;
+    }
+    if (!keyval_get_bool(kv, what, "menu", cfg->boot_menu, &cfg->boot_menu, errp) ||
+        !keyval_get_bool(kv, what, "strict", cfg->boot_strict, &cfg->boot_strict, errp) ||
+        !get_ms(kv, what, "splash-time", &cfg->boot_menu_wait, errp) ||
+        !get_ms(kv, what, "reboot-timeout", &cfg->boot_reboot_timeout, errp) ||
+        !keyval_check_all_used(kv, what, errp)) {
+        return false;
+    }
+    if (cfg->boot_menu_wait == -1 && keyval_has(kv, "splash-time")) {
+        error_setg(errp, "%s: splash-time=-1: must be a number of milliseconds from 0 to "
+                   "65535", what);
+        return false;
+    }
+    if (order) {
+        if (!check_boot_devices(what, order, errp)) {
+            return false;
+        }
+        g_free(cfg->boot_order);
+        cfg->boot_order = g_strdup(order);
+    }
     return true;
 }

@@ -76,6 +76,9 @@ CmdlineHandler cmdline_opt_blockdev;
 
 /* cmdline-firmware.c */
 CmdlineHandler cmdline_opt_fw_cfg;
+CmdlineHandler cmdline_opt_bios;
+CmdlineHandler cmdline_opt_boot;
+
 /* cmdline-security.c */
 CmdlineHandler cmdline_opt_sandbox;
 CmdlineHandler cmdline_opt_runas;

@@ -385,6 +385,10 @@ static const CmdlineOption cmdline_options[] = {
     { "qmp-pretty", "DEV", cmdline_opt_qmp_pretty, "same as -qmp with indented JSON" },
     { "mon", "[chardev=]ID,mode=control[,pretty=on]", cmdline_opt_mon,
       "serve QMP on chardev ID" },
+    { "bios", "FILE", cmdline_opt_bios,
+      "firmware image (default without -kernel: SeaBIOS, " SEN_DEFAULT_BIOS ")" },
+    { "boot", "[order=]DRIVES[,menu=on|off,strict=on|off,splash-time=MS,reboot-timeout=MS]",
+      cmdline_opt_boot, "firmware boot order (c disk, d CD-ROM, n network, a floppy) and menu" },
     { "fw_cfg", "[name=]opt/NAME,file=FILE|string=STR", cmdline_opt_fw_cfg,
       "add a file for the firmware to fw_cfg" },
     { "sandbox", "on|off[,obsolete=allow,elevateprivileges=allow,spawn=allow,"
@@ -403,7 +407,7 @@ static const CmdlineOption cmdline_options[] = {
 /* QEMU options Sen knows of but does not implement yet: a clear error, never ignored. */
 static const char *const cmdline_unsupported[] = {
     "acpitable", "action", "alt-grab", "async-teardown", "audio", "audiodev",
-    "bios", "boot", "cdrom", "compat", "ctrl-grab", "curses", "d",
+    "cdrom", "compat", "ctrl-grab", "curses", "d",
     "D", "debugcon", "dtb", "dump-vmstate", "echr", "enable-fips",
     "enable-sync-profile", "fda", "fdb", "fsdev", "full-screen", "g", "gdb",
     "hda", "hdb", "hdc", "hdd", "icount", "incoming", "iscsi", "k", "kvm-shadow-mem",

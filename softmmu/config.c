@@ -50,6 +50,8 @@ MachineConfig *machine_config_new(void)
     cfg->smp_cores = 1;
     cfg->smp_threads = 1;
     cfg->smp_maxcpus = 1;
+    cfg->boot_menu_wait = -1;
+    cfg->boot_reboot_timeout = -1;
     cfg->chardevs = g_ptr_array_new_with_free_func(chardev_config_free);
     cfg->serials = g_ptr_array_new_with_free_func(g_free);
     cfg->devices = g_ptr_array_new_with_free_func(device_config_free);
@@ -96,6 +98,8 @@ void machine_config_free(MachineConfig *cfg)
     if (cfg->monitors) {
         g_ptr_array_unref(cfg->monitors); /* made with its free function (cmdline-monitor.c) */
     }
+    g_free(cfg->bios);
+    g_free(cfg->boot_order);
     if (cfg->fw_cfg_files) {
         g_ptr_array_unref(cfg->fw_cfg_files);
     }

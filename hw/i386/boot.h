@@ -172,6 +172,19 @@ typedef struct FwCfgState FwCfgState;
 bool pc_fw_cfg_setup(FwCfgState *fw, const MachineConfig *cfg, uint64_t below_4g,
                      uint64_t above_4g, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
 
+/* ---- firmware boot (pc-firmware.c) ---- */
+/* Reads the image at path, maps it as ROM ending at 4 GiB and copies its last 128 KiB to
+ * 0xe0000 as a blob of b; returns the image (for pc_firmware_reload). */
+GBytes *pc_firmware_load(BootCtx *b, GuestMemory *mem, const char *path, Error **errp)
+    G_GNUC_WARN_UNUSED_RESULT;
+/* Restores the ROM contents (system reset; needed where KVM has no read-only slots). */
+void pc_firmware_reload(GuestMemory *mem, GBytes *image);
+/* CMOS 0x3d and 0x38 for a -boot order string ("cad"), as QEMU's set_boot_dev. */
+void pc_cmos_boot_order(const char *order, uint8_t *reg3d, uint8_t *reg38);
+/* BOOT_MENU, etc/boot-menu-wait, etc/boot-fail-wait and bootorder from -boot. */
+bool pc_fw_cfg_boot(FwCfgState *fw, const MachineConfig *cfg, Error **errp)
+    G_GNUC_WARN_UNUSED_RESULT;
+
 /* Little-endian field access on byte buffers (images and tables). */
 static inline uint16_t boot_ld16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
 static inline uint32_t boot_ld32(const uint8_t *p)

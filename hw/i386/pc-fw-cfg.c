@@ -84,7 +84,6 @@ bool pc_fw_cfg_setup(FwCfgState *fw, const MachineConfig *cfg, uint64_t below_4g
     fw_cfg_add_i16(fw, FW_CFG_NOGRAPHIC, cfg->nographic);
     fw_cfg_add_i16(fw, FW_CFG_NB_CPUS, cpus);
     fw_cfg_add_i16(fw, FW_CFG_MAX_CPUS, max_cpus);
-    fw_cfg_add_i16(fw, FW_CFG_BOOT_MENU, 0);
     pc_fw_cfg_numa(fw, max_cpus);
     /* The PIT is wired to IOAPIC pin 2 through the interrupt source override. */
     fw_cfg_add_i32(fw, FW_CFG_IRQ0_OVERRIDE, 1);
@@ -95,5 +94,5 @@ bool pc_fw_cfg_setup(FwCfgState *fw, const MachineConfig *cfg, uint64_t below_4g
     if (!fw_cfg_add_file(fw, "etc/e820", e820, errp)) {
         return false;
     }
-    return pc_fw_cfg_user_files(fw, cfg, errp);
+    return pc_fw_cfg_boot(fw, cfg, errp) && pc_fw_cfg_user_files(fw, cfg, errp);
 }

@@ -23,6 +23,7 @@ struct PcMachine {
     CpuBootState bsp; /* where the BSP starts after every reset */
     DeviceState *rtc;
     FwCfgState *fw_cfg;
+    GBytes *bios;     /* the firmware image when booting firmware, else NULL */
 };
 
 static bool create_memory(Machine *m, PcMachine *pc, Error **errp)
@@ -136,8 +137,10 @@ static void cmos_init(Machine *m, PcMachine *pc)
     unsigned cpus = m->cfg->smp_cpus ? m->cfg->smp_cpus : 1;
     rtc_set_cmos(rtc, 0x5f, (uint8_t)(cpus - 1));
     rtc_set_cmos(rtc, 0x14, 0x02 | 0x04);  /* equipment: FPU, PS/2 mouse */
-    rtc_set_cmos(rtc, 0x3d, 0x12);         /* boot order "cad": disk, floppy */
-    rtc_set_cmos(rtc, 0x38, 0x30);         /* then CD-ROM; floppy signature check on */
+    uint8_t order12, order3;               /* QEMU's default order "cad" */
+    pc_cmos_boot_order(m->cfg->boot_order ? m->cfg->boot_order : "cad", &order12, &order3);
+    rtc_set_cmos(rtc, 0x3d, order12);
+    rtc_set_cmos(rtc, 0x38, order3);
 
     /* Standard checksum of 0x10..0x2d, big-endian at 0x2e. */
     unsigned sum = 0;
@@ -225,14 +228,26 @@ static bool load_kernel(Machine *m, PcMachine *pc, Error **errp)
 {
     const MachineConfig *cfg = m->cfg;
 
+    if (cfg->kernel && cfg->bios) {
+        error_setg(errp, "-bios with -kernel is not supported: Sen boots -kernel directly, "
+                   "without firmware");
+        return false;
+    }
     if (!cfg->kernel) {
-        if (cfg->accel == ACCEL_KVM) {
-            error_setg(errp, "no -kernel given: firmware boot is not supported yet "
-                       "(use -kernel)");
-            return false;
+        /* Firmware from the reset vector.  qtest runs no CPU: firmware only if asked. */
+        pc->bsp.mode = CPU_BOOT_RESET;
+        if (cfg->accel != ACCEL_KVM && !cfg->bios) {
+            return true;
         }
-        pc->bsp.mode = CPU_BOOT_RESET; /* qtest: no CPU runs */
-        return true;
+        const char *path = cfg->bios ? cfg->bios : SEN_DEFAULT_BIOS;
+        pc->bios = pc_firmware_load(&pc->boot, m->mem, path, errp);
+        if (!pc->bios && cfg->bios) {
+            error_prepend(errp, "-bios %s: ", cfg->bios);
+        } else if (!pc->bios) {
+            error_prepend(errp, "no -kernel or -bios given, so Sen boots SeaBIOS (Debian's "
+                          "seabios package): ");
+        }
+        return pc->bios != NULL;
     }
     if (!boot_kernel_load(&pc->boot, cfg->kernel, cfg->initrd, cfg->append, &pc->bsp,
                           errp)) {
@@ -286,6 +301,9 @@ bool pc_machine_reset(Machine *m, CpuBootState *bsp, Error **errp)
 {
     PcMachine *pc = m->pc;
     boot_restore(&pc->boot);
+    if (pc->bios) {
+        pc_firmware_reload(m->mem, pc->bios);
+    }
     /* The RTC's own reset may have cleared its memory: the board owns these bytes. */
     cmos_init(m, pc);
     *bsp = pc->bsp;
@@ -303,6 +321,7 @@ void pc_machine_free(Machine *m)
         return;
     }
     boot_ctx_clear(&m->pc->boot);
+    g_clear_pointer(&m->pc->bios, g_bytes_unref);
     g_free(m->pc);
     m->pc = NULL;
 }

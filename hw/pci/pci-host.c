@@ -197,7 +197,8 @@ static bool pcihost_realize(DeviceState *dev, Machine *m, Error **errp)
     if (!pci_device_attach(&h->pci, m, h->bus, PCI_DEVFN(0, 0), errp)) {
         goto fail;
     }
-    pci_set_ids(&h->pci, 0x8086, 0x1237, 0, 0, 2);
+    /* Subsystem 1af4:1100 as on QEMU: SeaBIOS (qemu_detect) and guests key on it. */
+    pci_set_ids(&h->pci, 0x8086, 0x1237, 0x1af4, 0x1100, 2);
     pci_set_class(&h->pci, 0x060000); /* host bridge */
     pci_set_intx_pin(&h->pci, 0);
     if (!io_space_add(m->pio, CF8_PORT, 4, &cf8_ops, h, "PCI config address", errp)) {

@@ -92,6 +92,8 @@ typedef struct GlobalProp {
     char *value;
 } GlobalProp;
 
+#define SEN_DEFAULT_BIOS "/usr/share/seabios/bios-256k.bin"
+
 typedef struct MachineConfig {
     char *machine_type; /* "pc" */
     char *cpu_model;    /* "host", "max", "qemu64", ... (see accel/kvm/kvm-cpuid.c) */
@@ -150,6 +152,15 @@ typedef struct MachineConfig {
     bool sandbox;            /* -sandbox on */
     unsigned sandbox_allow;  /* SandboxAllow bits */
     GPtrArray *add_fds;      /* of AddFdConfig*: -add-fd, in order; NULL = none */
+
+    /* Firmware (docs/firmware.md).  Without -kernel the PC boots firmware: bios, or
+     * SeaBIOS (SEN_DEFAULT_BIOS) when NULL. */
+    char *bios;             /* -bios, resolved to a readable path */
+    char *boot_order;       /* -boot order=: drive letters (a, c, d, n); NULL = "cad" */
+    bool boot_menu;         /* -boot menu=on */
+    int64_t boot_menu_wait; /* -boot splash-time= (ms) with menu=on; -1 = not given */
+    int64_t boot_reboot_timeout; /* -boot reboot-timeout= (ms); -1 = never (default) */
+    bool boot_strict;       /* -boot strict=on */
 } MachineConfig;
 
 /* An empty config with QEMU's defaults (pc, 128 MiB, 1 vCPU, kvm). */

@@ -2,8 +2,8 @@
 
 Bad options: sen exits 1 with one line "sen: <option as typed>: <why>" on stderr, writes
 nothing to stdout, creates no file, and leaves the disk image byte for byte as it was.
-Good options get past the block layer: the run then stops at the next missing piece
-(no -kernel), which shows the drives were parsed and opened.
+Good options get past the block layer: the run then stops at the next bad piece (a
+-bios image of a size no firmware has), which shows the drives were parsed and opened.
 """
 import os
 import subprocess
@@ -93,6 +93,14 @@ def image(tmp_path):
     return str(path), data
 
 
+def bad_bios(tmp_path):
+    """-bios with an image no firmware has (firmware is whole 64 KiB units), so that a
+    command line that opens its drives fine stops right after, instead of booting."""
+    path = tmp_path / "bad-bios.bin"
+    path.write_bytes(b"\0" * 1000)
+    return ["-bios", str(path)]
+
+
 def run(sen, argv, cwd):
     # -nodefaults: no serial chardev; drives are opened before the board needs a kernel.
     proc = subprocess.run([sen, "-nodefaults", "-display", "none"] + argv, cwd=cwd,
@@ -125,9 +133,10 @@ def test_bad_drive_option(sen, image, tmp_path, argv, expect):
 @pytest.mark.parametrize("argv", GOOD, ids=[" ".join(a) for a in GOOD])
 def test_good_drive_options(sen, image, tmp_path, argv):
     img, data = image
-    proc, stdout, stderr = run(sen, [a.replace("{img}", img) for a in argv], tmp_path)
+    proc, stdout, stderr = run(sen, [a.replace("{img}", img) for a in argv] +
+                               bad_bios(tmp_path), tmp_path)
     assert proc.returncode == 1, stderr
-    assert "-kernel" in stderr, f"drives not accepted: {stderr!r}"
+    assert "could not load PC BIOS" in stderr, f"drives not accepted: {stderr!r}"
     assert "-drive" not in stderr and "-blockdev" not in stderr, stderr
     with open(img, "rb") as f:
         assert f.read() == data
@@ -135,7 +144,8 @@ def test_good_drive_options(sen, image, tmp_path, argv):
 
 def test_probed_raw_warns(sen, image, tmp_path):
     img, _ = image
-    proc, _, stderr = run(sen, ["-drive", f"file={img},if=none"], tmp_path)
+    proc, _, stderr = run(sen, ["-drive", f"file={img},if=none"] + bad_bios(tmp_path),
+                          tmp_path)
     assert "probing guessed raw" in stderr
     assert "write operations on block 0 will be restricted" in stderr
 

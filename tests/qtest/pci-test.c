@@ -25,6 +25,25 @@ static void cfg_writel(QTestState *s, unsigned devfn, unsigned reg, uint32_t val
     qtest_outl(s, 0xcfc, val);
 }
 
+/* 0xcf9 (PIIX reset control): bit 1 is kept, bit 2 resets the machine (with -no-reboot
+ * that ends Sen cleanly), and the address latch at 0xcf8 is unaffected. */
+static void test_reset_control(void)
+{
+    if (!qtest_have_sen()) {
+        return;
+    }
+    QTestState *s = qtest_init("-no-reboot");
+    g_assert_cmphex(qtest_inb(s, 0xcf9), ==, 0);
+    qtest_outl(s, 0xcf8, 0x80000000);
+    qtest_outb(s, 0xcf9, 0x0a);
+    g_assert_cmphex(qtest_inb(s, 0xcf9), ==, 0x02);
+    g_assert_cmphex(qtest_inl(s, 0xcf8), ==, 0x80000000);
+    /* Host bridge identity as QEMU's, subsystem included (SeaBIOS checks it). */
+    g_assert_cmphex(cfg_readl(s, 0, 0x2c), ==, 0x11001af4);
+    qtest_send_line(s, "outb 0xcf9 0x06");
+    g_assert_cmpint(qtest_wait_exit(s, 30000), ==, 0);
+}
+
 static void test_enumerate(void)
 {
     if (!qtest_have_sen()) {
@@ -108,6 +127,7 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/pci/enumerate", test_enumerate);
+    g_test_add_func("/pci/reset-control", test_reset_control);
     g_test_add_func("/pci/bars", test_bars);
     g_test_add_func("/pci/clash", test_clash);
     return g_test_run();

@@ -1,0 +1,108 @@
+/*
+ * Firmware boot on the PC: the BIOS image (-bios, or SeaBIOS by default) and what the
+ * board tells it about booting.
+ *
+ * As on QEMU's pc, the whole image is ROM ending at 4 GiB (the reset vector is its last 16
+ * bytes) and its last 128 KiB also appear at 0xe0000-0xfffff, where real-mode code runs.
+ * That low copy is RAM filled with the image at every reset: the i440FX PAM registers,
+ * which on QEMU switch 0xc0000-0xfffff between ROM and RAM, are not modelled, so the
+ * area is always RAM.  SeaBIOS copies itself there anyway (make_bios_writable) and
+ * needs it writable; unlike QEMU the area is not write-protected again after POST.
+ */
+#include <string.h>
+#include "hw/i386/boot.h"
+#include "sen/hw/fw_cfg.h"
+#include "sen/hw/pc.h"
+
+#define BIOS_MAX_SIZE   (16 * 1024 * 1024) /* keeps the ROM clear of the LAPIC/IOAPIC */
+#define BIOS_ALIGN      0x10000            /* QEMU requires whole 64 KiB units */
+#define ISA_BIOS_SIZE   0x20000
+#define ISA_BIOS_END    0x100000ULL
+
+GBytes *pc_firmware_load(BootCtx *b, GuestMemory *mem, const char *path, Error **errp)
+{
+    g_autoptr(GError) gerr = NULL;
+    gchar *buf;
+    gsize len;
+
+    if (!g_file_get_contents(path, &buf, &len, &gerr)) {
+        error_setg(errp, "could not load PC BIOS '%s': %s", path, gerr->message);
+        return NULL;
+    }
+    g_autoptr(GBytes) image = g_bytes_new_take(buf, len);
+    if (len == 0 || len % BIOS_ALIGN || len > BIOS_MAX_SIZE) {
+        error_setg(errp, "could not load PC BIOS '%s': its size (%zu bytes) must be a "
+                   "non-zero multiple of 64 KiB, at most 16 MiB", path, (size_t)len);
+        return NULL;
+    }
+    if (!guest_mem_add_rom(mem, PC_4G - len, len, errp)) {
+        error_prepend(errp, "PC BIOS '%s': ", path);
+        return NULL;
+    }
+    guest_mem_load_rom(mem, PC_4G - len, buf, len);
+
+    size_t isa = MIN(len, ISA_BIOS_SIZE);
+    g_autoptr(GBytes) low = g_bytes_new_from_bytes(image, len - isa, isa);
+    g_autofree char *what = g_strdup_printf("PC BIOS '%s' (ISA BIOS area)", path);
+    if (!boot_add_bytes(b, ISA_BIOS_END - isa, low, what, errp)) {
+        return NULL;
+    }
+    return g_steal_pointer(&image);
+}
+
+void pc_firmware_reload(GuestMemory *mem, GBytes *image)
+{
+    size_t len;
+    const uint8_t *data = g_bytes_get_data(image, &len);
+    guest_mem_load_rom(mem, PC_4G - len, data, len);
+}
+
+/* QEMU's boot_device2nibble: the CMOS codes SeaBIOS and older BIOSes read. */
+static uint8_t boot_nibble(char c)
+{
+    switch (c) {
+    case 'a':
+    case 'b':
+        return 1; /* floppy */
+    case 'c':
+        return 2; /* hard disk */
+    case 'd':
+        return 3; /* CD-ROM */
+    case 'n':
+        return 4; /* network */
+    }
+    return 0;
+}
+
+void pc_cmos_boot_order(const char *order, uint8_t *reg3d, uint8_t *reg38)
+{
+    uint8_t n[3] = { 0 };
+    for (unsigned i = 0; order && order[i] && i < 3; i++) {
+        n[i] = boot_nibble(order[i]);
+    }
+    *reg3d = (uint8_t)(n[1] << 4 | n[0]);
+    *reg38 = (uint8_t)(n[2] << 4); /* bit 0 clear: floppy boot signature check on */
+}
+
+bool pc_fw_cfg_boot(FwCfgState *fw, const MachineConfig *cfg, Error **errp)
+{
+    fw_cfg_add_i16(fw, FW_CFG_BOOT_MENU, cfg->boot_menu);
+    if (cfg->boot_menu && cfg->boot_menu_wait >= 0) {
+        uint16_t wait = GUINT16_TO_LE((uint16_t)cfg->boot_menu_wait);
+        if (!fw_cfg_add_file_copy(fw, "etc/boot-menu-wait", &wait, sizeof(wait), errp)) {
+            return false;
+        }
+    }
+    /* As QEMU: always present, -1 (never reboot after a failed boot) by default. */
+    uint32_t fail_wait = GUINT32_TO_LE((uint32_t)(int32_t)cfg->boot_reboot_timeout);
+    if (!fw_cfg_add_file_copy(fw, "etc/boot-fail-wait", &fail_wait, sizeof(fail_wait),
+                              errp)) {
+        return false;
+    }
+    /* bootindex= would add device paths here; strict=on ends the list with HALT. */
+    if (cfg->boot_strict) {
+        static const char halt[] = "HALT";
+        return fw_cfg_add_file_copy(fw, "bootorder", halt, sizeof(halt), errp);
+    }
+    return true;
+}
