@@ -48,6 +48,8 @@ struct Chardev {
 
     /* Input, main thread only. */
     int in_fd;
+    bool in_is_socket;   /* read with recvmsg: the peer may pass descriptors */
+    GArray *passed_fds;  /* of int: those that came with the last message carrying any */
     GSource *in_src;
     void *in_tag;
 

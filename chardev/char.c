@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "chardev/char-internal.h"
 
@@ -166,6 +167,69 @@ void chr_set_output_fd(Chardev *chr, int fd, bool is_socket)
 
 /* ---- input ---- */
 
+/* ---- descriptors passed over a unix socket (SCM_RIGHTS), for QMP getfd/add-fd ---- */
+
+#define CHR_MAX_PASSED_FDS 16
+
+static void chr_drop_passed_fds(Chardev *chr)
+{
+    for (guint i = 0; chr->passed_fds && i < chr->passed_fds->len; i++) {
+        close(g_array_index(chr->passed_fds, int, i));
+    }
+    if (chr->passed_fds) {
+        g_array_set_size(chr->passed_fds, 0);
+    }
+}
+
+/*
+ * read() that also takes descriptors sent along (QEMU's rule: they replace those of an
+ * earlier message).  Received close-on-exec; a truncated set is closed, never kept.
+ */
+static ssize_t chr_recv_with_fds(Chardev *chr, uint8_t *buf, size_t len)
+{
+    union {
+        char buf[CMSG_SPACE(sizeof(int) * CHR_MAX_PASSED_FDS)];
+        struct cmsghdr align;
+    } ctl;
+    struct iovec iov = { .iov_base = buf, .iov_len = len };
+    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+                          .msg_controllen = sizeof(ctl.buf) };
+    ssize_t n = recvmsg(chr->in_fd, &msg, MSG_CMSG_CLOEXEC);
+    if (n < 0) {
+        return n;
+    }
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) {
+            continue;
+        }
+        size_t nfds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        int fds[CHR_MAX_PASSED_FDS];
+        memcpy(fds, CMSG_DATA(c), MIN(nfds, (size_t)CHR_MAX_PASSED_FDS) * sizeof(int));
+        chr_drop_passed_fds(chr);
+        for (size_t i = 0; i < nfds && i < CHR_MAX_PASSED_FDS; i++) {
+            if (msg.msg_flags & MSG_CTRUNC) {
+                close(fds[i]);
+                continue;
+            }
+            if (!chr->passed_fds) {
+                chr->passed_fds = g_array_new(false, false, sizeof(int));
+            }
+            g_array_append_val(chr->passed_fds, fds[i]);
+        }
+    }
+    return n;
+}
+
+int chardev_take_passed_fd(Chardev *chr)
+{
+    if (!chr->passed_fds || chr->passed_fds->len == 0) {
+        return -1;
+    }
+    int fd = g_array_index(chr->passed_fds, int, 0);
+    g_array_remove_index(chr->passed_fds, 0);
+    return fd;
+}
+
 static gboolean chr_in_ready(Chardev *chr, GIOCondition cond)
 {
     uint8_t buf[4096];
@@ -193,7 +257,8 @@ static gboolean chr_in_ready(Chardev *chr, GIOCondition cond)
     }
     ssize_t n;
     do {
-        n = read(chr->in_fd, buf, MIN(room, sizeof(buf)));
+        n = chr->in_is_socket ? chr_recv_with_fds(chr, buf, MIN(room, sizeof(buf)))
+                              : read(chr->in_fd, buf, MIN(room, sizeof(buf)));
     } while (n < 0 && errno == EINTR);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
         chr_unlock_vm(chr);
@@ -236,6 +301,10 @@ void chr_set_input_fd(Chardev *chr, int fd)
     chr_watch_remove(&chr->resume_src);
     g_mutex_unlock(&chr->mu);
     chr->in_fd = fd;
+    /* A new connection (or none): what the last peer passed is not for the next one. */
+    chr_drop_passed_fds(chr);
+    struct stat st;
+    chr->in_is_socket = fd >= 0 && fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
     if (fd >= 0) {
         chr->in_src = chr_watch_add(chr, fd, G_IO_IN | G_IO_HUP | G_IO_ERR, chr_in_ready,
                                     &chr->in_tag);
@@ -344,6 +413,9 @@ void chardev_free(Chardev *chr)
         chr->drv->close(chr);
     }
     g_byte_array_unref(chr->out_buf);
+    if (chr->passed_fds) {
+        g_array_free(chr->passed_fds, true); /* emptied by chr_set_input_fd(-1) above */
+    }
     g_mutex_clear(&chr->mu);
     g_free(chr->id);
     g_free(chr);

@@ -25,6 +25,7 @@ const char *qmp_error_class_name(QmpErrorClass cls);
 /* One client session's state, handed to every command. */
 typedef struct QmpCtx {
     Machine *m;
+    Chardev *chr;            /* the monitor's chardev (descriptors passed in); may be NULL */
     bool command_mode;       /* qmp_capabilities done */
     bool oob;                /* the oob capability is enabled */
     /* A failing command that is not a GenericError sets this next to *errp. */

@@ -1,12 +1,13 @@
 /*
  * QMP commands of qapi/misc.json that concern isolation (docs/security.md): the sandbox
- * probe and the -add-fd descriptor sets.
+ * probe, the -add-fd descriptor sets and descriptors passed over the monitor socket.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <unistd.h>
 #include <sys/syscall.h>
+#include "sen/chardev.h"
 #include "sen/monitor.h"
 #include "sen/os.h"
 #include "monitor/monitor-internal.h"
@@ -67,4 +68,56 @@ bool qmp_remove_fd(QmpCtx *ctx, int64_t fdset_id, bool has_fd, int64_t fd, Error
         error_setg(errp, "File descriptor named 'fdset-id:%" PRId64 "' not found", fdset_id);
     }
     return false;
+}
+
+/* The descriptor passed along with the command being run, or an error. */
+static int qmp_passed_fd(QmpCtx *ctx, Error **errp)
+{
+    int fd = ctx->chr ? chardev_take_passed_fd(ctx->chr) : -1;
+    if (fd < 0) {
+        error_setg(errp, "No file descriptor supplied via SCM_RIGHTS");
+    }
+    return fd;
+}
+
+bool qmp_getfd(QmpCtx *ctx, const char *fdname, Error **errp)
+{
+    if (g_ascii_isdigit(fdname[0])) {
+        error_setg(errp, "Parameter 'fdname' expects a name not starting with a digit");
+        return false;
+    }
+    int fd = qmp_passed_fd(ctx, errp);
+    if (fd < 0) {
+        return false;
+    }
+    fdname_put(fdname, fd);
+    return true;
+}
+
+bool qmp_closefd(QmpCtx *ctx, const char *fdname, Error **errp)
+{
+    if (!fdname_close(fdname)) {
+        error_setg(errp, "File descriptor named '%s' not found", fdname);
+        return false;
+    }
+    return true;
+}
+
+json_t *qmp_add_fd(QmpCtx *ctx, bool has_fdset_id, int64_t fdset_id, bool has_opaque,
+                   const char *opaque, Error **errp)
+{
+    if (has_fdset_id && fdset_id < 0) {
+        error_setg(errp, "Parameter 'fdset-id' expects a non-negative value");
+        return NULL;
+    }
+    int fd = qmp_passed_fd(ctx, errp);
+    if (fd < 0) {
+        return NULL;
+    }
+    int64_t id = has_fdset_id ? fdset_id : fdset_unused_id();
+    if (!fdset_add_fd(id, fd, has_opaque ? opaque : NULL, errp)) {
+        close(fd);
+        return NULL;
+    }
+    return json_pack("{s:I, s:i}", "fdset-id", (json_int_t)id, "fd", fd);
 }

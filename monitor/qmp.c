@@ -145,6 +145,7 @@ bool monitor_create_all(Machine *m, Error **errp)
         mon->chr = chr;
         mon->pretty = mc->pretty;
         mon->ctx.m = m;
+        mon->ctx.chr = chr;
         mon->reader = json_reader_new(monitor_message, mon);
         g_ptr_array_add(m->monitors, mon);
         /* With the VM lock, as the chardev's own callbacks: a client already connected

@@ -35,12 +35,12 @@ bool fdset_add_fd(int64_t set_id, int fd, const char *opaque, Error **errp)
     int flags = fcntl(fd, F_GETFD);
 
     if (flags < 0) {
-        error_setg_errno(errp, errno, "-add-fd fd=%d: not an open descriptor", fd);
+        error_setg_errno(errp, errno, "descriptor %d is not open", fd);
         return false;
     }
     /* Sen's own descriptors are close-on-exec; a passed one is made so now. */
     if (!(flags & FD_CLOEXEC) && fcntl(fd, F_SETFD, flags | FD_CLOEXEC) < 0) {
-        error_setg_errno(errp, errno, "-add-fd fd=%d: cannot set close-on-exec", fd);
+        error_setg_errno(errp, errno, "descriptor %d: cannot set close-on-exec", fd);
         return false;
     }
     if (!fdset_entries) {
@@ -67,6 +67,19 @@ bool fdset_remove_fd(int64_t set_id, bool has_fd, int fd)
         }
     }
     return found;
+}
+
+int64_t fdset_unused_id(void)
+{
+    for (int64_t id = 0;; id++) {
+        bool used = false;
+        for (guint i = 0; fdset_entries && i < fdset_entries->len && !used; i++) {
+            used = g_array_index(fdset_entries, FdsetEntry, i).set_id == id;
+        }
+        if (!used) {
+            return id;
+        }
+    }
 }
 
 void fdset_foreach(FdsetVisitor *visit, void *opaque)
@@ -163,4 +176,50 @@ int os_open(const char *path, int flags, ...)
         return fdset_dup(id, flags);
     }
     return open(path, flags | O_CLOEXEC, mode);
+}
+
+/*
+ * Named descriptors (QMP getfd/closefd): QEMU keeps them per monitor; Sen has one table
+ * for the process, which only differs when two monitors use the same name.
+ */
+static GHashTable *fdname_table; /* name -> fd + 1 */
+
+static void fdname_close_value(gpointer v)
+{
+    close(GPOINTER_TO_INT(v) - 1);
+}
+
+void fdname_put(const char *name, int fd)
+{
+    if (!fdname_table) {
+        fdname_table = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                             fdname_close_value);
+    }
+    /* A name given again replaces (and closes) its old descriptor, as in QEMU. */
+    g_hash_table_insert(fdname_table, g_strdup(name), GINT_TO_POINTER(fd + 1));
+}
+
+bool fdname_close(const char *name)
+{
+    return fdname_table && g_hash_table_remove(fdname_table, name);
+}
+
+int fdname_take(const char *name, Error **errp)
+{
+    gpointer key, value;
+
+    if (!fdname_table || !g_hash_table_steal_extended(fdname_table, name, &key, &value)) {
+        error_setg(errp, "File descriptor named '%s' has not been found", name);
+        return -1;
+    }
+    g_free(key);
+    return GPOINTER_TO_INT(value) - 1;
+}
+
+void fdname_clear(void)
+{
+    if (fdname_table) {
+        g_hash_table_destroy(fdname_table);
+        fdname_table = NULL;
+    }
 }

@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -250,6 +251,7 @@ Machine *machine_create(MachineConfig *cfg, Error **errp)
     for (guint i = 0; cfg->add_fds && i < cfg->add_fds->len; i++) {
         const AddFdConfig *a = g_ptr_array_index(cfg->add_fds, i);
         if (!fdset_add_fd(a->set, a->fd, a->opaque, errp)) {
+            error_prepend(errp, "-add-fd fd=%d,set=%" PRId64 ": ", a->fd, a->set);
             goto fail;
         }
     }
@@ -447,6 +449,7 @@ void machine_destroy(Machine *m)
     }
     g_ptr_array_free(m->chardevs, TRUE);
     fdset_clear(); /* after every user of /dev/fdset/N descriptors */
+    fdname_clear();
     g_ptr_array_free(m->devices, TRUE);
     guest_mem_free(m->mem);
     io_space_free(m->pio);

@@ -33,6 +33,11 @@ void chardev_set_handlers(Chardev *chr, ChardevCanRead *can_read, ChardevRead *r
                           ChardevEvent *event, void *opaque);
 /* Frontend freed space: re-poll can_read. */
 void chardev_accept_input(Chardev *chr);
+/*
+ * Main thread: one of the descriptors the peer passed (SCM_RIGHTS on a unix socket) with
+ * its last message carrying any, now owned by the caller; -1 if none.  QMP getfd/add-fd.
+ */
+int chardev_take_passed_fd(Chardev *chr);
 /* stdio mux: Ctrl-A x calls quit (main loop, VM lock not held). */
 void chardev_set_quit_handler(Chardev *chr, void (*quit)(void *opaque), void *opaque);
 /* Blocks until a client connects (socket server with wait=on, or client connect). */

@@ -49,10 +49,22 @@ G_GNUC_WARN_UNUSED_RESULT bool fdset_add_fd(int64_t set_id, int fd, const char *
                                             Error **errp);
 /* Closes and forgets fd in set_id (every fd of the set when !has_fd); false if none. */
 bool fdset_remove_fd(int64_t set_id, bool has_fd, int fd);
+/* The lowest set id with no descriptor (QMP add-fd without fdset-id). */
+int64_t fdset_unused_id(void);
 typedef void FdsetVisitor(int64_t set_id, int fd, const char *fd_opaque, void *opaque);
 void fdset_foreach(FdsetVisitor *visit, void *opaque);
 void fdset_clear(void);
 bool fdset_is_path(const char *path);
+
+/*
+ * os/fdset.c: descriptors named with QMP getfd.  fdname_take hands the descriptor to the
+ * caller (e.g. migrate "fd:NAME") and forgets the name; error "File descriptor named
+ * 'NAME' has not been found" (QEMU's).
+ */
+void fdname_put(const char *name, int fd);
+bool fdname_close(const char *name);
+G_GNUC_WARN_UNUSED_RESULT int fdname_take(const char *name, Error **errp);
+void fdname_clear(void);
 
 /*
  * open() for every file Sen opens by a user-given path: "/dev/fdset/N" duplicates a

@@ -410,3 +410,51 @@ def test_chardev_socket_fd_errors(tmp_path):
     finally:
         f.close()
         listener.close()
+
+
+def execute_with_fd(qmp, fd, name, args=None):
+    """Sends one command with fd attached (SCM_RIGHTS), as libvirt does; its response."""
+    import json
+    import socket
+    msg = {"execute": name}
+    if args:
+        msg["arguments"] = args
+    socket.send_fds(qmp.sock, [json.dumps(msg).encode() + b"\n"], [fd])
+    return qmp.recv_response()
+
+
+@needs_kvm
+@needs_guest
+def test_qmp_getfd_closefd_add_fd(tmp_path):
+    image = tmp_path / "disk.raw"
+    image.write_bytes(bytes(1 << 16))
+    proc, qmp, _ = start(tmp_path, "-sandbox", "on")
+    fd = os.open(image, os.O_RDWR)
+    try:
+        # Nothing passed: a clear error, for both commands.
+        err = qmp.execute("getfd", {"fdname": "mig"})["error"]
+        assert err == {"class": "GenericError",
+                       "desc": "No file descriptor supplied via SCM_RIGHTS"}, err
+        assert "No file descriptor" in qmp.execute("add-fd")["error"]["desc"]
+        err = execute_with_fd(qmp, fd, "getfd", {"fdname": "1x"})["error"]
+        assert err["desc"] == "Parameter 'fdname' expects a name not starting with a digit"
+        # getfd names it; closefd closes it, once.
+        assert execute_with_fd(qmp, fd, "getfd", {"fdname": "mig"}) == {"return": {}}
+        assert qmp.execute("closefd", {"fdname": "mig"}) == {"return": {}}
+        err = qmp.execute("closefd", {"fdname": "mig"})["error"]
+        assert err["desc"] == "File descriptor named 'mig' not found", err
+        # add-fd: into a new set (the lowest free id), then into a chosen one.
+        r = execute_with_fd(qmp, fd, "add-fd", {"opaque": "rw:disk"})["return"]
+        assert r["fdset-id"] == 0
+        assert os.readlink(f"/proc/{proc.pid}/fd/{r['fd']}") == str(image)
+        r2 = execute_with_fd(qmp, fd, "add-fd", {"fdset-id": 7})["return"]
+        assert r2["fdset-id"] == 7 and r2["fd"] != r["fd"]
+        assert qmp.cmd("query-fdsets") == [
+            {"fdset-id": 0, "fds": [{"fd": r["fd"], "opaque": "rw:disk"}]},
+            {"fdset-id": 7, "fds": [{"fd": r2["fd"]}]}]
+        err = execute_with_fd(qmp, fd, "add-fd", {"fdset-id": -1})["error"]
+        assert err["desc"] == "Parameter 'fdset-id' expects a non-negative value"
+    finally:
+        os.close(fd)
+    # All of it under the filter: still alive.
+    finish(proc, qmp)
