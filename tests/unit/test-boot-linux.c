@@ -177,6 +177,7 @@ static void test_synthetic64(void)
     BootTestFixture f;
     Error *err = NULL;
     bt_init(&f, 64 * MiB, 0);
+    f.b.acpi_rsdp = 0xf8000; /* the board's RSDP is announced in acpi_rsdp_addr */
     g_autoptr(GBytes) k = make_bzimage(&default_kernel);
     g_autoptr(GBytes) rd = make_initrd(10000);
     g_assert_cmpint(boot_detect(g_bytes_get_data(k, NULL), g_bytes_get_size(k)), ==,
@@ -184,6 +185,7 @@ static void test_synthetic64(void)
     g_assert_true(load(&f, k, rd, "console=ttyS0 panic=-1", &err));
     bt_assert_no_error(err);
     check_boot(&f, k, rd, "console=ttyS0 panic=-1", 16 * MiB);
+    g_assert_cmphex(bt_rd64(&f, BP + 0x070), ==, 0xf8000);
     /* highest page that fits */
     g_assert_cmphex(bt_rd32(&f, BP + 0x218), ==, (64 * MiB - 10000) & ~0xfffULL);
     bt_free(&f);

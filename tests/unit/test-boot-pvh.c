@@ -88,7 +88,7 @@ static void check_pvh(BootTestFixture *f, GBytes *kernel, GBytes *initrd, const 
     g_autofree char *got = g_malloc0(strlen(cmdline) + 1);
     g_assert_true(guest_mem_read(f->mem, cmd, got, strlen(cmdline) + 1));
     g_assert_cmpstr(got, ==, cmdline);
-    g_assert_cmphex(bt_rd64(f, INFO + 32), ==, 0); /* rsdp */
+    g_assert_cmphex(bt_rd64(f, INFO + 32), ==, f->b.acpi_rsdp); /* rsdp_paddr */
 
     uint64_t memmap = bt_rd64(f, INFO + 40);
     g_assert_cmpuint(bt_rd32(f, INFO + 48), ==, f->b.e820_count);
@@ -123,6 +123,7 @@ static void test_elf64(void)
     BootTestFixture f;
     Error *err = NULL;
     bt_init(&f, 64 * MiB, BT_GARBAGE);
+    f.b.acpi_rsdp = 0xf8000; /* the board's RSDP is announced in rsdp_paddr */
     g_autoptr(GBytes) k = make_elf(&default_elf);
     g_autoptr(GBytes) rd = g_bytes_new_static("initrd bytes", 12);
     g_assert_cmpint(boot_detect(g_bytes_get_data(k, NULL), g_bytes_get_size(k)), ==,
@@ -131,6 +132,7 @@ static void test_elf64(void)
                                 &err));
     bt_assert_no_error(err);
     check_pvh(&f, k, rd, "console=ttyS0");
+    g_assert_cmphex(bt_rd64(&f, INFO + 32), ==, 0xf8000);
     /* reset restores what the guest scribbled over */
     g_assert_true(guest_mem_fill(f.mem, 0, 0xee, 64 * MiB));
     boot_restore(&f.b);
@@ -152,6 +154,7 @@ static void test_elf32(void)
     g_assert_true(boot_pvh_load(&f.b, "vmlinux", k, NULL, NULL, NULL, &f.bsp, &err));
     bt_assert_no_error(err);
     check_pvh(&f, k, NULL, "");
+    g_assert_cmphex(bt_rd64(&f, INFO + 32), ==, 0); /* no ACPI: rsdp_paddr 0 */
     bt_free(&f);
 }
 
