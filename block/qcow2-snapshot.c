@@ -351,13 +351,20 @@ bool qcow2_snapshot_goto(BlockDriverState *bs, const char *id, Error **errp)
         goto out;
     }
     Qcow2Snapshot *sn = &g_array_index(a, Qcow2Snapshot, i);
-    if (sn->l1_size != s->l1_size ||
-        (sn->disk_size && sn->disk_size != (uint64_t)bs->total_size)) {
-        error_setg(errp, "%s: snapshot '%s' has a different disk size (not supported yet)",
-                   bs->filename, id);
+    /* The active L1 never shrinks, so it normally covers every snapshot's L1. */
+    if (sn->l1_size > s->l1_size) {
+        error_setg(errp, "%s: snapshot '%s' has a larger L1 table than the image (grow the "
+                   "image first)", bs->filename, id);
         goto out;
     }
+    /* Without the extra-data field the snapshot has the current size (as QEMU reads it). */
+    uint64_t sn_size = sn->disk_size ? sn->disk_size : (uint64_t)bs->total_size;
     ret = read_l1(s, sn->l1_table_offset, sn->l1_size, &sl1);
+    if (ret == 0 && sn->l1_size < s->l1_size) {
+        /* A snapshot from before the image grew: the rest of the active L1 is empty. */
+        sl1 = g_renew(uint64_t, sl1, s->l1_size);
+        memset(sl1 + sn->l1_size, 0, (s->l1_size - sn->l1_size) * 8ull);
+    }
     /* New references first, then the switch of the active L1, then the old ones go. */
     if (ret == 0) {
         ret = qcow2_flush_caches(s);
@@ -388,6 +395,20 @@ bool qcow2_snapshot_goto(BlockDriverState *bs, const char *id, Error **errp)
     }
     if (ret == 0) {
         ret = fix_copied(s);
+    }
+    if (ret == 0 && sn_size != (uint64_t)bs->total_size) {
+        /* The size follows the snapshot, last: a crash before leaves the data applied at
+         * the old size, which reads past the snapshot's end as unallocated. */
+        uint8_t be[8];
+        qcow2_st64(be, sn_size);
+        ret = qcow2_flush_caches(s);
+        if (ret == 0) {
+            ret = bdrv_pwrite_sync(s->bs->file, 24, 8, be);
+        }
+        if (ret == 0) {
+            s->h.size = sn_size;
+            bs->total_size = sn_size;
+        }
     }
     if (ret < 0) {
         error_setg_errno(errp, -ret, "%s: could not apply snapshot '%s'", bs->filename, id);

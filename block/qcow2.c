@@ -781,10 +781,8 @@ static bool qcow2_truncate(BlockDriverState *bs, int64_t size, bool shrink, Erro
         error_setg(errp, "%s: the new size must be a multiple of 512", bs->filename);
         return false;
     }
-    if (s->h.nb_snapshots) {
-        error_setg(errp, "%s: can't resize an image which has snapshots", bs->filename);
-        return false;
-    }
+    /* Snapshots keep their own L1 tables and sizes: growing and shrinking the active
+     * image leaves them intact (shrinking drops only the active references). */
     if ((uint64_t)size < old && !shrink) {
         error_setg(errp, "%s: use --shrink to shrink the image", bs->filename);
         return false;
