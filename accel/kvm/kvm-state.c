@@ -520,6 +520,13 @@ static void vm_set_tsc_khz(KvmState *s, const KvmVmState *vs)
 bool kvm_state_load(Machine *m, VMStateIn *in, Error **errp)
 {
     KvmState *s = kvm_state(m);
+    g_mutex_lock(&s->ctl_lock);
+    bool running = s->running;
+    g_mutex_unlock(&s->ctl_lock);
+    if (running) {
+        error_setg(errp, "KVM: vCPUs must be paused to load their state");
+        return false;
+    }
     g_autofree KvmVmState *vs = g_new0(KvmVmState, 1);
     if (!vmstate_load_section(in, "kvm-vm", &vm_vmsd, vs, errp)) {
         return false;
