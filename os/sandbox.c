@@ -126,6 +126,8 @@ bool os_sandbox_allows(unsigned allow, const char *name)
  * handler has no opaque pointer); written once, before the filter, then only read.
  */
 #define SANDBOX_MAX_SYSCALL 1024
+static bool sandbox_installed;
+static unsigned sandbox_installed_allow;
 static const char *sandbox_syscall_names[SANDBOX_MAX_SYSCALL];
 
 static void sandbox_write_str(const char *s)
@@ -288,5 +290,12 @@ bool os_sandbox_install(unsigned allow, Error **errp)
                          "-sandbox on: failed to install seccomp syscall filter in the kernel");
         return false;
     }
+    sandbox_installed = true;
+    sandbox_installed_allow = allow;
     return true;
+}
+
+bool os_sandbox_permits(unsigned group)
+{
+    return !sandbox_installed || (sandbox_installed_allow & group) == group;
 }

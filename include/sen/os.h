@@ -37,6 +37,13 @@ G_GNUC_WARN_UNUSED_RESULT bool os_isolate(const MachineConfig *cfg, Error **errp
  */
 G_GNUC_WARN_UNUSED_RESULT bool os_sandbox_install(unsigned allow, Error **errp);
 
+/*
+ * os/sandbox.c: false once a filter without the SandboxAllow group(s) is in force, so that
+ * code about to fork (migrate exec:, tap scripts at hotplug) can refuse with an error
+ * ("needs -sandbox on,spawn=allow") instead of being killed.
+ */
+bool os_sandbox_permits(unsigned group);
+
 /* os/sandbox.c, for tests: whether name is on the list that `allow` produces. */
 bool os_sandbox_allows(unsigned allow, const char *name);
 

@@ -114,6 +114,8 @@ static void test_runas_parse(void)
 
 static void test_allow_list(void)
 {
+    /* No filter in this process: everything is permitted. */
+    g_assert_true(os_sandbox_permits(SANDBOX_ALLOW_SPAWN | SANDBOX_ALLOW_ELEVATE));
     /* What Sen needs after start-up is on the list ... */
     static const char *const needed[] = {
         "ioctl", "read", "write", "ppoll", "futex", "io_submit", "eventfd2", "accept4",
@@ -166,6 +168,10 @@ static int run_filtered(unsigned allow, long forbidden_nr, char **err_text)
         if (!os_sandbox_install(allow, &err)) {
             fprintf(stderr, "install: %s\n", error_get_pretty(err));
             _exit(2);
+        }
+        if (os_sandbox_permits(SANDBOX_ALLOW_SPAWN) != !!(allow & SANDBOX_ALLOW_SPAWN) ||
+            !os_sandbox_permits(allow)) {
+            _exit(6);
         }
         GThread *t = g_thread_new("test", thread_fn, GINT_TO_POINTER(41));
         if (GPOINTER_TO_INT(g_thread_join(t)) != 42 || getpid() <= 0) {
