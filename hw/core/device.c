@@ -59,6 +59,10 @@ void device_class_print_props(const DeviceClass *cls, FILE *out)
         }
         fprintf(out, "\n");
     }
+    if (cls->fw_name) {
+        fprintf(out, "  %-24s - %s (default: -1)\n", "bootindex=<int32>",
+                 "position in the firmware boot order (lower boots first)");
+    }
 }
 
 static const PropertyDef *prop_find(const DeviceClass *cls, const char *name)
@@ -139,6 +143,21 @@ static void device_free(DeviceState *dev)
     g_free(dev);
 }
 
+/* bootindex=: -1 (none) or 0..INT32_MAX, as QEMU's int32 property allows. */
+static bool parse_bootindex(const char *str, int32_t *out)
+{
+    uint64_t v;
+    if (strcmp(str, "-1") == 0) {
+        *out = -1;
+        return true;
+    }
+    if (!parse_uint(str, &v, NULL) || v > INT32_MAX) {
+        return false;
+    }
+    *out = (int32_t)v;
+    return true;
+}
+
 /* Allocates an instance with defaults, then the given properties; not realized. */
 static DeviceState *device_configure(const DeviceClass *cls, const GPtrArray *globals,
                                      Keyval *props, const char *what, Error **errp)
@@ -146,6 +165,7 @@ static DeviceState *device_configure(const DeviceClass *cls, const GPtrArray *gl
     g_assert(cls->instance_size >= sizeof(DeviceState));
     DeviceState *dev = g_malloc0(cls->instance_size);
     dev->cls = cls;
+    dev->bootindex = -1;
 
     for (const PropertyDef *p = cls->props; p && p->name; p++) {
         /* A default that does not parse is a bug in the device model. */
@@ -171,6 +191,15 @@ static DeviceState *device_configure(const DeviceClass *cls, const GPtrArray *gl
         if (strcmp(pair->key, "id") == 0) {
             g_free(dev->id);
             dev->id = g_strdup(pair->value);
+            continue;
+        }
+        if (strcmp(pair->key, "bootindex") == 0 && cls->fw_name) {
+            if (!parse_bootindex(pair->value, &dev->bootindex)) {
+                error_setg(errp, "%s: property 'bootindex': '%s' is not a valid integer "
+                           "(-1 or 0 to %d)", what, pair->value, INT32_MAX);
+                device_free(dev);
+                return NULL;
+            }
             continue;
         }
         const PropertyDef *p = prop_find(cls, pair->key);
@@ -215,6 +244,15 @@ DeviceState *device_create_class(Machine *m, const DeviceClass *cls, Keyval *pro
                                         errp);
     if (!dev) {
         return NULL;
+    }
+    for (guint i = 0; dev->bootindex >= 0 && m->devices && i < m->devices->len; i++) {
+        DeviceState *other = g_ptr_array_index(m->devices, i);
+        if (other->bootindex == dev->bootindex) {
+            error_setg(errp, "%s: The bootindex %d has already been used", what,
+                       dev->bootindex);
+            device_free(dev);
+            return NULL;
+        }
     }
     if (cls->realize && !cls->realize(dev, m, errp)) {
         /* Realize names the property; this names where it came from. */

@@ -181,7 +181,10 @@ GBytes *pc_firmware_load(BootCtx *b, GuestMemory *mem, const char *path, Error *
 void pc_firmware_reload(GuestMemory *mem, GBytes *image);
 /* CMOS 0x3d and 0x38 for a -boot order string ("cad"), as QEMU's set_boot_dev. */
 void pc_cmos_boot_order(const char *order, uint8_t *reg3d, uint8_t *reg38);
-/* BOOT_MENU, etc/boot-menu-wait, etc/boot-fail-wait and bootorder from -boot. */
+/* fw_cfg "bootorder": the OpenFirmware paths of devices with bootindex=, lowest first,
+ * then HALT with -boot strict=on; "path\npath\0" as QEMU writes it (empty: no byte). */
+GBytes *pc_bootorder(Machine *m);
+/* BOOT_MENU, etc/boot-menu-wait, etc/boot-fail-wait from -boot. */
 bool pc_fw_cfg_boot(FwCfgState *fw, const MachineConfig *cfg, Error **errp)
     G_GNUC_WARN_UNUSED_RESULT;
 

@@ -12,7 +12,9 @@
 #include <string.h>
 #include "hw/i386/boot.h"
 #include "sen/hw/fw_cfg.h"
+#include "sen/device.h"
 #include "sen/hw/pc.h"
+#include "sen/pci.h"
 
 #define BIOS_MAX_SIZE   (16 * 1024 * 1024) /* keeps the ROM clear of the LAPIC/IOAPIC */
 #define BIOS_ALIGN      0x10000            /* QEMU requires whole 64 KiB units */
@@ -99,10 +101,46 @@ bool pc_fw_cfg_boot(FwCfgState *fw, const MachineConfig *cfg, Error **errp)
                               errp)) {
         return false;
     }
-    /* bootindex= would add device paths here; strict=on ends the list with HALT. */
-    if (cfg->boot_strict) {
-        static const char halt[] = "HALT";
-        return fw_cfg_add_file_copy(fw, "bootorder", halt, sizeof(halt), errp);
-    }
     return true;
+}
+
+static gint bootindex_cmp(gconstpointer a, gconstpointer b)
+{
+    const DeviceState *x = *(DeviceState *const *)a, *y = *(DeviceState *const *)b;
+    return x->bootindex < y->bootindex ? -1 : x->bootindex > y->bootindex;
+}
+
+/* QEMU's OpenFirmware path of a device on the i440FX bus: /pci@i0cf8/NAME@SLOT[,FN]SUFFIX */
+static char *pc_fw_dev_path(DeviceState *dev)
+{
+    const PCIDevice *pci = (const PCIDevice *)dev;
+    unsigned slot = PCI_DEVFN_SLOT(pci->devfn), fn = PCI_DEVFN_FUNC(pci->devfn);
+    g_autofree char *func = fn ? g_strdup_printf(",%x", fn) : g_strdup("");
+    return g_strdup_printf("/pci@i0cf8/%s@%x%s%s", dev->cls->fw_name, slot, func,
+                           dev->cls->fw_suffix ? dev->cls->fw_suffix : "");
+}
+
+GBytes *pc_bootorder(Machine *m)
+{
+    g_autoptr(GPtrArray) boot = g_ptr_array_new();
+    for (guint i = 0; m->devices && i < m->devices->len; i++) {
+        DeviceState *dev = g_ptr_array_index(m->devices, i);
+        if (dev->cls->fw_name && dev->bootindex >= 0) {
+            g_ptr_array_add(boot, dev);
+        }
+    }
+    g_ptr_array_sort(boot, bootindex_cmp);
+    GString *list = g_string_new(NULL);
+    for (guint i = 0; i < boot->len; i++) {
+        g_autofree char *path = pc_fw_dev_path(g_ptr_array_index(boot, i));
+        g_string_append_printf(list, "%s%s", list->len ? "\n" : "", path);
+    }
+    /* strict=on: nothing outside the list may boot. */
+    if (m->cfg->boot_strict) {
+        g_string_append_printf(list, "%sHALT", list->len ? "\n" : "");
+    }
+    /* With its NUL, as QEMU; an empty list is an empty file. */
+    GBytes *b = g_bytes_new(list->str, list->len ? list->len + 1 : 0);
+    g_string_free(list, true);
+    return b;
 }

@@ -290,7 +290,9 @@ bool pc_machine_init(Machine *m, Error **errp)
         return false;
     }
     cmos_init(m, pc);
+    g_autoptr(GBytes) bootorder = pc_bootorder(m);
     if (!pc_fw_cfg_setup(pc->fw_cfg, m->cfg, pc->below_4g, pc->above_4g, errp) ||
+        !fw_cfg_add_file(pc->fw_cfg, "bootorder", bootorder, errp) ||
         (!m->cfg->no_acpi && !setup_acpi(m, pc, errp))) {
         return false;
     }

@@ -476,4 +476,6 @@ const DeviceClass virtio_blk_pci_class = {
     .reset = virtio_blk_reset,
     .unrealize = virtio_blk_unrealize,
     .vmsd = &virtio_blk_vmsd,
+    .fw_name = "scsi", /* QEMU's bootorder path: /pci@i0cf8/scsi@SLOT/disk@0,0 */
+    .fw_suffix = "/disk@0,0",
 };

@@ -55,6 +55,11 @@ typedef struct DeviceClass {
     void (*reset)(DeviceState *dev);
     /* Releases what realize took; the instance memory is freed by the registry. */
     void (*unrealize)(DeviceState *dev);
+    /* PCI devices (the instance starts with a PCIDevice) firmware can boot from: the
+     * OpenFirmware node QEMU names them by in fw_cfg "bootorder", "scsi" and "/disk@0,0"
+     * for virtio-blk.  Non-NULL fw_name enables the bootindex= property. */
+    const char *fw_name;
+    const char *fw_suffix;
     /* Migratable state over the instance struct (include/sen/vmstate.h); NULL = the
      * device has none beyond its configuration. */
     const VMStateDesc *vmsd;
@@ -63,6 +68,7 @@ typedef struct DeviceClass {
 struct DeviceState {
     const DeviceClass *cls;
     char *id;              /* id= property or NULL */
+    int32_t bootindex;     /* bootindex= (classes with fw_name), -1 = not in the boot order */
 };
 
 const DeviceClass *device_class_find(const char *name);

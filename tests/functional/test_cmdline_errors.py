@@ -90,6 +90,17 @@ CASES = [
                                         "milliseconds from 0 to 65535"),
     (["-boot", "once=d"], "-boot once=d: once= is not supported by Sen yet"),
     (["-boot", "c,bogus=1"], "-boot c,bogus=1: invalid parameter 'bogus'"),
+    (["-nodefaults", "-device", "virtio-rng-pci,bootindex=1"],
+     "-device virtio-rng-pci,bootindex=1: property 'bootindex' not found"),
+    (["-nodefaults", "-drive", "file={f},format=raw,if=none,id=a,readonly=on",
+      "-device", "virtio-blk-pci,drive=a,bootindex=x"],
+     "-device virtio-blk-pci,drive=a,bootindex=x: property 'bootindex': 'x' is not a valid "
+     "integer"),
+    (["-nodefaults", "-drive", "file={f},format=raw,if=none,id=a,readonly=on",
+      "-drive", "file={f},format=raw,if=none,id=b,readonly=on",
+      "-device", "virtio-blk-pci,drive=a,bootindex=1",
+      "-device", "virtio-blk-pci,drive=b,bootindex=1"],
+     "-device virtio-blk-pci,drive=b,bootindex=1: The bootindex 1 has already been used"),
     (["-fw_cfg", "name=opt/x"], "-fw_cfg name=opt/x: name, plus exactly one of file, "
                                 "string and gen_id, are needed"),
     (["-fw_cfg", "opt/x,string=a,file={f}"], "are needed"),

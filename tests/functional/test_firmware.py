@@ -1,6 +1,7 @@
 """Firmware boot: SeaBIOS loads the guest kit's boot sector (tests/guest/mbr/mbr.S) from a
 virtio-blk disk, raw and qcow2 with a backing file, under Sen and under QEMU 7.2 with the
-same firmware, and -boot reboot-timeout reaches the firmware.
+same firmware; bootindex= picks the boot disk and -boot reboot-timeout reaches the
+firmware.
 
 SeaBIOS runs at CPL0, which this host's kvm_pvm emulates: one boot takes ~8-10 s here
 under either VMM (the time goes to SeaBIOS's own loops, e.g. clearing low memory before
@@ -106,6 +107,23 @@ def test_seabios_boots_mbr(tmp_path, vmm, fmt):
     assert_lines_in_order(out, ["SeaBIOS (version"] + BOOT_LINES)
     assert "FAIL" not in out
     assert status == 33, f"exit status {status} (want 33: the MBR passed); stderr: {err}"
+
+
+@pytest.mark.parametrize("vmm", ["sen", "qemu"])
+def test_bootindex_picks_the_disk(tmp_path, vmm):
+    """Two disks, the first blank: SeaBIOS only tries the first disk unless bootindex=
+    (fw_cfg bootorder) says otherwise, so the boot sector runs only if bootorder works."""
+    blank = tmp_path / "blank.raw"
+    with open(blank, "wb") as f:
+        f.truncate(1 << 20)
+    disk = raw_disk(tmp_path / "disk.raw")
+    cmd = vmm_cmd(vmm, blank, "raw")  # the blank disk is d0, at the lower PCI slot
+    cmd += ["-drive", f"file={disk},format=raw,if=none,id=d1",
+            "-device", "virtio-blk-pci,drive=d1,bootindex=1" +
+            (",disable-legacy=on" if vmm == "qemu" else "")]
+    status, out, err = boot(cmd)
+    assert_lines_in_order(out, BOOT_LINES)
+    assert status == 33, f"exit status {status}; stderr: {err}"
 
 
 @pytest.mark.parametrize("vmm", ["sen", "qemu"])

@@ -226,11 +226,51 @@ static void test_dma(void)
     qtest_quit(s);
 }
 
+/* bootindex= and -boot strict=on become QEMU's "bootorder" file: OpenFirmware paths,
+ * lowest index first, then HALT, NUL-terminated. */
+static void test_bootorder(void)
+{
+    if (!qtest_have_sen()) {
+        return;
+    }
+    g_autofree char *path = NULL;
+    int fd = g_file_open_tmp("fw-cfg-disk-XXXXXX", &path, NULL);
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(ftruncate(fd, 1 << 20), ==, 0);
+    close(fd);
+    QTestState *s = qtest_initf(
+        "-boot strict=on "
+        "-drive file=%s,format=raw,if=none,id=a,readonly=on "
+        "-drive file=%s,format=raw,if=none,id=b,readonly=on "
+        "-drive file=%s,format=raw,if=none,id=c,readonly=on "
+        "-device virtio-blk-pci,drive=a,addr=3,bootindex=7 "
+        "-device virtio-blk-pci,drive=b,addr=5.0 "
+        "-device virtio-blk-pci,drive=c,addr=4,bootindex=2", path, path, path);
+    uint16_t key;
+    uint32_t size;
+    g_assert_true(fw_find_file(s, "bootorder", &key, &size));
+    static const char want[] = "/pci@i0cf8/scsi@4/disk@0,0\n/pci@i0cf8/scsi@3/disk@0,0\nHALT";
+    g_assert_cmpuint(size, ==, sizeof(want));
+    char buf[sizeof(want)];
+    fw_select(s, key);
+    fw_read(s, buf, size);
+    g_assert_cmpmem(buf, size, want, sizeof(want));
+    qtest_quit(s);
+
+    /* No bootindex, no strict: an empty file, as QEMU. */
+    s = qtest_init("");
+    g_assert_true(fw_find_file(s, "bootorder", &key, &size));
+    g_assert_cmpuint(size, ==, 0);
+    qtest_quit(s);
+    unlink(path);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/fw_cfg/legacy", test_legacy);
     g_test_add_func("/fw_cfg/files", test_files);
     g_test_add_func("/fw_cfg/dma", test_dma);
+    g_test_add_func("/fw_cfg/bootorder", test_bootorder);
     return g_test_run();
 }
