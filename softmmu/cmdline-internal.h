@@ -39,6 +39,8 @@ typedef struct CmdlineState {
 
     bool ram_size_given;      /* -m (a memory backend then must match it) */
     char *memory_backend_what;/* the -machine option naming memory-backend= */
+    char *numa_what;          /* the first -numa option, for errors found at the end */
+    GArray *numa_dists;       /* of the -numa dist entries (cmdline-numa.c), or NULL */
 } CmdlineState;
 
 /*
@@ -105,5 +107,10 @@ G_GNUC_WARN_UNUSED_RESULT bool cmdline_machine_memory_opts(CmdlineState *s, Keyv
                                                            const char *what, Error **errp);
 /* After the last option: -machine memory-backend= against -m, -mem-path, defaults. */
 G_GNUC_WARN_UNUSED_RESULT bool cmdline_memory_finish(CmdlineState *s, Error **errp);
+
+/* cmdline-numa.c */
+CmdlineHandler cmdline_opt_numa;
+/* After -smp and the memory options: nodes without gaps, node memory, CPUs, distances. */
+G_GNUC_WARN_UNUSED_RESULT bool cmdline_numa_finish(CmdlineState *s, Error **errp);
 
 #endif

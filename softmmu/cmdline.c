@@ -349,6 +349,8 @@ static const CmdlineOption cmdline_options[] = {
     { "mem-path", "PATH", cmdline_opt_mem_path,
       "back guest RAM with a file at/inside PATH (e.g. a hugetlbfs mount)" },
     { "mem-prealloc", NULL, cmdline_opt_mem_prealloc, "allocate all guest RAM at start-up" },
+    { "numa", "node[,nodeid=N,cpus=A-B,memdev=ID]|dist,src=N,dst=M,val=D", cmdline_opt_numa,
+      "a guest NUMA node (memory from a memory backend) or a distance (docs/memory.md)" },
     { "smp", "[cpus=]N[,sockets=S,dies=D,cores=C,threads=T,maxcpus=M]", cmdline_opt_smp,
       "number of vCPUs and their topology" },
     { "kernel", "FILE", opt_kernel, "boot this Linux bzImage, PVH or multiboot kernel" },
@@ -413,7 +415,7 @@ static const char *const cmdline_unsupported[] = {
     "hda", "hdb", "hdc", "hdd", "icount", "incoming", "iscsi", "k", "kvm-shadow-mem",
     "L", "loadvm", "monitor", "msg", "mtdblock", "net",
     "netdev", "nic", "no-hpet", "no-quit", "no-user-config", "nodefconfig",
-    "numa", "only-migratable", "option-rom", "overcommit", "parallel", "pflash",
+    "only-migratable", "option-rom", "overcommit", "parallel", "pflash",
     "plugin", "portrait", "preconfig", "readconfig", "rotate",
     "rtc", "run-with", "s", "sd", "sdl", "seed", "semihosting",
     "semihosting-config", "set", "show-cursor", "singlestep", "smbios", "snapshot",
@@ -470,7 +472,7 @@ static bool cmdline_finish(CmdlineState *s, Error **errp)
     if (cfg->qtest_chardev && !s->accel_given) {
         cfg->accel = ACCEL_QTEST;
     }
-    if (!cmdline_memory_finish(s, errp)) {
+    if (!cmdline_memory_finish(s, errp) || !cmdline_numa_finish(s, errp)) {
         return false;
     }
     return cmdline_chardev_finish(s, errp) && cmdline_monitor_finish(s, errp);
@@ -560,6 +562,10 @@ MachineConfig *cmdline_parse(int argc, char **argv, bool *exit_early, Error **er
     g_free(s.initrd_what);
     g_free(s.append_what);
     g_free(s.memory_backend_what);
+    g_free(s.numa_what);
+    if (s.numa_dists) {
+        g_array_unref(s.numa_dists);
+    }
     if (!ok || *exit_early) {
         machine_config_free(s.cfg);
         return NULL;

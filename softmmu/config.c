@@ -35,6 +35,15 @@ void fw_cfg_file_config_free(gpointer p)
     g_free(f);
 }
 
+static void numa_node_config_free(gpointer p)
+{
+    NumaNodeConfig *n = p;
+
+    g_free(n->memdev);
+    g_array_unref(n->cpus);
+    g_free(n);
+}
+
 MachineConfig *machine_config_new(void)
 {
     MachineConfig *cfg = g_new0(MachineConfig, 1);
@@ -58,6 +67,7 @@ MachineConfig *machine_config_new(void)
     cfg->mem_backends =
         g_ptr_array_new_with_free_func((GDestroyNotify)mem_backend_config_free);
     cfg->mem_merge = true;
+    cfg->numa_nodes = g_ptr_array_new_with_free_func(numa_node_config_free);
     return cfg;
 }
 
@@ -85,6 +95,8 @@ void machine_config_free(MachineConfig *cfg)
     g_ptr_array_unref(cfg->mem_backends);
     g_free(cfg->memory_backend);
     g_free(cfg->mem_path);
+    g_ptr_array_unref(cfg->numa_nodes);
+    g_free(cfg->numa_distance);
     if (cfg->globals) {
         g_ptr_array_unref(cfg->globals); /* made with its free function (cmdline.c) */
     }

@@ -13,31 +13,49 @@
 #include "sen/hostmem.h"
 #include "sen/memory.h"
 
-#define MAX_RAM_REGIONS 8
+/* Two regions on a PC, one more per NUMA node whose memory backend a region crosses. */
+#define MAX_RAM_REGIONS (8 + MEM_MAX_BACKINGS)
 
 struct GuestMemory {
-    HostMem *host;          /* the backing: one mapping, maybe an fd */
-    uint8_t *base;          /* host->hva */
-    uint64_t backing_size;
+    HostMem *hosts[MEM_MAX_BACKINGS]; /* the backings, one after the other */
+    uint64_t host_start[MEM_MAX_BACKINGS]; /* offset of each in the backing space */
+    unsigned nr_hosts;
+    uint64_t backing_size;  /* sum of the backings */
     RamRegion regions[MAX_RAM_REGIONS];
     unsigned nr_regions;
 };
 
-GuestMemory *guest_mem_new_backend(const MemBackendConfig *cfg, Error **errp)
+GuestMemory *guest_mem_new_backends(const MemBackendConfig *const *cfgs, unsigned n,
+                                    Error **errp)
 {
-    if (cfg->size == 0) {
-        error_setg(errp, "guest RAM size must not be zero");
-        return NULL;
-    }
-    HostMem *host = hostmem_alloc(cfg, errp);
-    if (!host) {
+    if (n == 0 || n > MEM_MAX_BACKINGS) {
+        error_setg(errp, "guest RAM needs 1 to %d memory backends, not %u", MEM_MAX_BACKINGS,
+                   n);
         return NULL;
     }
     GuestMemory *gm = g_new0(GuestMemory, 1);
-    gm->host = host;
-    gm->base = host->hva;
-    gm->backing_size = host->size;
+    for (unsigned i = 0; i < n; i++) {
+        if (cfgs[i]->size == 0) {
+            error_setg(errp, "guest RAM size must not be zero");
+            guest_mem_free(gm);
+            return NULL;
+        }
+        HostMem *host = hostmem_alloc(cfgs[i], errp);
+        if (!host) {
+            guest_mem_free(gm);
+            return NULL;
+        }
+        gm->hosts[i] = host;
+        gm->host_start[i] = gm->backing_size;
+        gm->backing_size += host->size;
+        gm->nr_hosts = i + 1;
+    }
     return gm;
+}
+
+GuestMemory *guest_mem_new_backend(const MemBackendConfig *cfg, Error **errp)
+{
+    return guest_mem_new_backends(&cfg, 1, errp);
 }
 
 GuestMemory *guest_mem_new(uint64_t backing_size, Error **errp)
@@ -60,7 +78,9 @@ void guest_mem_free(GuestMemory *gm)
             munmap(gm->regions[i].hva, gm->regions[i].size);
         }
     }
-    hostmem_free(gm->host);
+    for (unsigned i = 0; i < gm->nr_hosts; i++) {
+        hostmem_free(gm->hosts[i]);
+    }
     g_free(gm);
 }
 
@@ -84,6 +104,16 @@ static bool region_slot_free(GuestMemory *gm, uint64_t gpa, uint64_t size, Error
     return true;
 }
 
+/* The backing holding backing-space offset off (off < backing_size). */
+static unsigned backing_of(const GuestMemory *gm, uint64_t off)
+{
+    unsigned h = 0;
+    while (h + 1 < gm->nr_hosts && off >= gm->host_start[h + 1]) {
+        h++;
+    }
+    return h;
+}
+
 bool guest_mem_add_region(GuestMemory *gm, uint64_t gpa, uint64_t size,
                           uint64_t backing_offset, Error **errp)
 {
@@ -96,12 +126,32 @@ bool guest_mem_add_region(GuestMemory *gm, uint64_t gpa, uint64_t size,
     if (!region_slot_free(gm, gpa, size, errp)) {
         return false;
     }
-    gm->regions[gm->nr_regions++] = (RamRegion){
-        .gpa = gpa,
-        .size = size,
-        .hva = gm->base + backing_offset,
-        .backing_offset = backing_offset,
-    };
+    /* A range crossing from one backing into the next becomes one region per backing:
+     * each region is one host mapping (and one KVM memory slot). */
+    unsigned needed = 0;
+    for (uint64_t off = backing_offset; off < backing_offset + size; needed++) {
+        unsigned h = backing_of(gm, off);
+        off = gm->host_start[h] + gm->hosts[h]->size;
+    }
+    if (gm->nr_regions + needed > MAX_RAM_REGIONS) {
+        error_setg(errp, "too many RAM regions");
+        return false;
+    }
+    while (size) {
+        unsigned h = backing_of(gm, backing_offset);
+        uint64_t in_host = backing_offset - gm->host_start[h];
+        uint64_t chunk = MIN(size, gm->hosts[h]->size - in_host);
+        gm->regions[gm->nr_regions++] = (RamRegion){
+            .gpa = gpa,
+            .size = chunk,
+            .hva = gm->hosts[h]->hva + in_host,
+            .backing_offset = backing_offset,
+            .backing = h,
+        };
+        gpa += chunk;
+        backing_offset += chunk;
+        size -= chunk;
+    }
     return true;
 }
 
@@ -146,7 +196,7 @@ uint64_t guest_mem_backing_size(const GuestMemory *gm)
 
 int guest_mem_backing_fd(const GuestMemory *gm)
 {
-    return gm->host->fd;
+    return gm->nr_hosts == 1 ? gm->hosts[0]->fd : -1;
 }
 
 /* The region holding all of [gpa, gpa+len), written so that no sum can overflow. */
@@ -166,7 +216,11 @@ static const RamRegion *find_region(const GuestMemory *gm, uint64_t gpa, uint64_
 
 uint64_t guest_mem_host_page_size(const GuestMemory *gm)
 {
-    return gm->host->page_size;
+    uint64_t size = 0;
+    for (unsigned i = 0; i < gm->nr_hosts; i++) {
+        size = MAX(size, gm->hosts[i]->page_size);
+    }
+    return size;
 }
 
 bool guest_mem_discard(GuestMemory *gm, uint64_t gpa, uint64_t len)
@@ -175,7 +229,9 @@ bool guest_mem_discard(GuestMemory *gm, uint64_t gpa, uint64_t len)
     if (!r || r->readonly) { /* ROM is not in the backing */
         return false;
     }
-    return hostmem_discard(gm->host, r->backing_offset + (gpa - r->gpa), len);
+    return hostmem_discard(gm->hosts[r->backing],
+                           r->backing_offset - gm->host_start[r->backing] + (gpa - r->gpa),
+                           len);
 }
 
 bool guest_mem_is_ram(const GuestMemory *gm, uint64_t gpa, uint64_t len)

@@ -137,6 +137,21 @@ static void table_end(AcpiTables *t, uint32_t start)
     add_checksum(t, ACPI_FILE_TABLES, start, b->len - start, start + SDT_CHECKSUM_OFF);
 }
 
+uint32_t acpi_table_begin(AcpiTables *t, const char *sig, uint8_t revision)
+{
+    return table_begin(t->blob[ACPI_FILE_TABLES], sig, revision);
+}
+
+void acpi_put(AcpiTables *t, uint64_t v, unsigned bytes)
+{
+    put(t->blob[ACPI_FILE_TABLES], v, bytes);
+}
+
+void acpi_table_end(AcpiTables *t, uint32_t start)
+{
+    table_end(t, start);
+}
+
 /* Firmware ACPI Control Structure: no waking vector, no global lock users. */
 static uint32_t build_facs(AcpiTables *t)
 {
@@ -492,12 +507,18 @@ bool acpi_build(const AcpiBuildConfig *cfg, AcpiTables *out, Error **errp)
 
     uint32_t facs = build_facs(out);
     uint32_t dsdt = build_dsdt(out, cfg);
-    uint32_t tables[4];
+    uint32_t tables[6];
     unsigned n = 0;
     tables[n++] = build_fadt(out, facs, dsdt);
     tables[n++] = build_madt(out, cfg);
     if (cfg->ecam) {
         tables[n++] = build_mcfg(out);
+    }
+    if (cfg->numa_nodes) {
+        tables[n++] = acpi_build_srat(out, cfg);
+        if (cfg->numa_distance) {
+            tables[n++] = acpi_build_slit(out, cfg);
+        }
     }
     uint32_t rsdt = build_root(out, "RSDT", 4, tables, n);
     uint32_t xsdt = build_root(out, "XSDT", 8, tables, n);

@@ -49,6 +49,12 @@ typedef struct AcpiBuildConfig {
     uint64_t below_4g;       /* RAM below 4 GiB: the PCI window starts there */
     bool ecam;               /* the ECAM window at PCI_ECAM_BASE exists: MCFG */
     bool com1;               /* COM1 is present: a PNP0501 device in the DSDT */
+    /* Guest NUMA (hw/acpi/acpi-numa.c): numa_nodes 0 = no SRAT, no SLIT. */
+    unsigned numa_nodes;
+    const unsigned *cpu_node;     /* node of each of the nr_cpus CPUs */
+    const uint64_t *node_mem;     /* RAM bytes of each node, end to end from address 0 */
+    const uint8_t *numa_distance; /* numa_nodes x numa_nodes (SLIT), or NULL: no SLIT */
+    uint64_t above_4g;            /* RAM above 4 GiB */
 } AcpiBuildConfig;
 
 typedef enum AcpiFile {
@@ -84,6 +90,15 @@ bool acpi_build(const AcpiBuildConfig *cfg, AcpiTables *out, Error **errp)
 void acpi_tables_clear(AcpiTables *t);
 /* Patches every pointer for blobs at these guest addresses and fills the checksums. */
 void acpi_tables_link(AcpiTables *t, const uint64_t base[ACPI_FILE__MAX]);
+/* For the table builders in other files of hw/acpi (acpi-numa.c): a table header with
+ * its signature, little-endian fields, and the end (length, checksum). */
+uint32_t acpi_table_begin(AcpiTables *t, const char *sig, uint8_t revision);
+void acpi_put(AcpiTables *t, uint64_t v, unsigned bytes);
+void acpi_table_end(AcpiTables *t, uint32_t start);
+/* hw/acpi/acpi-numa.c: the System Resource Affinity and System Locality tables. */
+uint32_t acpi_build_srat(AcpiTables *t, const AcpiBuildConfig *cfg);
+uint32_t acpi_build_slit(AcpiTables *t, const AcpiBuildConfig *cfg);
+
 /* QEMU's etc/table-loader: 128-byte commands (ALLOCATE, ADD_POINTER, ADD_CHECKSUM). */
 GBytes *acpi_tables_loader(const AcpiTables *t);
 

@@ -24,6 +24,8 @@ struct PcMachine {
     DeviceState *rtc;
     FwCfgState *fw_cfg;
     GBytes *bios;     /* the firmware image when booting firmware, else NULL */
+    unsigned *cpu_node;  /* -numa: node of each vCPU, for the SRAT */
+    uint64_t *node_mem;  /* -numa: RAM of each node */
 };
 
 static bool create_memory(Machine *m, PcMachine *pc, Error **errp)
@@ -39,7 +41,18 @@ static bool create_memory(Machine *m, PcMachine *pc, Error **errp)
         dflt->dump = m->cfg->dump_guest_core;
         backend = dflt;
     }
-    m->mem = guest_mem_new_backend(backend, errp);
+    /* -numa node,memdev=: the nodes' backends end to end, node 0 at the bottom. */
+    GPtrArray *nodes = m->cfg->numa_nodes;
+    if (nodes && nodes->len && ((NumaNodeConfig *)g_ptr_array_index(nodes, 0))->memdev) {
+        g_autofree const MemBackendConfig **cfgs = g_new(const MemBackendConfig *, nodes->len);
+        for (guint i = 0; i < nodes->len; i++) {
+            NumaNodeConfig *n = g_ptr_array_index(nodes, i);
+            cfgs[i] = machine_config_find_mem_backend(m->cfg, n->memdev);
+        }
+        m->mem = guest_mem_new_backends(cfgs, nodes->len, errp);
+    } else {
+        m->mem = guest_mem_new_backend(backend, errp);
+    }
     if (!m->mem) {
         return false;
     }
@@ -171,7 +184,30 @@ static void acpi_config(Machine *m, PcMachine *pc, AcpiBuildConfig *acpi)
         .below_4g = pc->below_4g,
         .ecam = pc->below_4g <= PCI_ECAM_BASE && pci_bus_find(m, PCI_HOST_BUS_NAME),
         .com1 = cfg->serials && cfg->serials->len > 0 && g_ptr_array_index(cfg->serials, 0),
+        .above_4g = pc->above_4g,
     };
+    guint nodes = cfg->numa_nodes ? cfg->numa_nodes->len : 0;
+    if (nodes) {
+        /* The guest's NUMA topology: SRAT (and SLIT with -numa dist), hw/acpi/acpi-numa.c. */
+        g_free(pc->cpu_node);
+        g_free(pc->node_mem);
+        pc->cpu_node = g_new0(unsigned, cpus);
+        pc->node_mem = g_new0(uint64_t, nodes);
+        for (guint i = 0; i < nodes; i++) {
+            const NumaNodeConfig *n = g_ptr_array_index(cfg->numa_nodes, i);
+            pc->node_mem[i] = n->size;
+            for (guint j = 0; j < n->cpus->len; j++) {
+                unsigned c = g_array_index(n->cpus, unsigned, j);
+                if (c < cpus) {
+                    pc->cpu_node[c] = n->nodeid;
+                }
+            }
+        }
+        acpi->numa_nodes = nodes;
+        acpi->cpu_node = pc->cpu_node;
+        acpi->node_mem = pc->node_mem;
+        acpi->numa_distance = cfg->numa_distance;
+    }
 }
 
 /* Direct boot: the linked tables in the reserved BIOS area, where a guest scanning for
@@ -324,6 +360,8 @@ void pc_machine_free(Machine *m)
     }
     boot_ctx_clear(&m->pc->boot);
     g_clear_pointer(&m->pc->bios, g_bytes_unref);
+    g_free(m->pc->cpu_node);
+    g_free(m->pc->node_mem);
     g_free(m->pc);
     m->pc = NULL;
 }

@@ -94,6 +94,17 @@ typedef struct GlobalProp {
 
 #define SEN_DEFAULT_BIOS "/usr/share/seabios/bios-256k.bin"
 
+/* One -numa node.  Nodes are kept in nodeid order, ids 0..n-1 without gaps. */
+typedef struct NumaNodeConfig {
+    unsigned nodeid;
+    char *memdev;       /* memory backend id, or NULL (then RAM is split evenly) */
+    uint64_t size;      /* bytes of guest RAM on this node (set after parsing) */
+    GArray *cpus;       /* of unsigned: vCPU indexes on this node */
+} NumaNodeConfig;
+
+#define NUMA_MAX_NODES 128
+#define NUMA_LOCAL_DISTANCE 10
+
 typedef struct MachineConfig {
     char *machine_type; /* "pc" */
     char *cpu_model;    /* "host", "max", "qemu64", ... (see accel/kvm/kvm-cpuid.c) */
@@ -110,6 +121,8 @@ typedef struct MachineConfig {
     bool dump_guest_core;      /* -machine dump-guest-core, default off (see docs) */
     char *mem_path;            /* -mem-path */
     bool mem_prealloc;         /* -mem-prealloc */
+    GPtrArray *numa_nodes;     /* of NumaNodeConfig*, by nodeid; empty = no NUMA */
+    uint8_t *numa_distance;    /* nodes x nodes (-numa dist, completed), or NULL */
 
     unsigned smp_cpus;  /* vCPUs present at start */
     unsigned smp_sockets, smp_dies, smp_cores, smp_threads;

@@ -24,11 +24,15 @@ typedef struct RamRegion {
     uint64_t gpa;  /* guest-physical start */
     uint64_t size;
     uint8_t *hva;  /* host mapping of gpa */
-    uint64_t backing_offset; /* offset inside the memfd (ROM: unused) */
+    uint64_t backing_offset; /* in the backing space (backings end to end); ROM: unused */
+    unsigned backing;        /* which backing (one per NUMA node with its memdev) */
     bool readonly; /* ROM (firmware): its own mapping outside the backing, loaded by the
                     * board; the guest cannot write it and migration need not send it
                     * (the destination loads the same firmware) */
 } RamRegion;
+
+/* Most memory backends guest RAM can be made of (QEMU's MAX_NODES). */
+#define MEM_MAX_BACKINGS 128
 
 typedef struct GuestMemory GuestMemory;
 
@@ -38,6 +42,10 @@ GuestMemory *guest_mem_new(uint64_t backing_size, Error **errp) G_GNUC_WARN_UNUS
 typedef struct MemBackendConfig MemBackendConfig;
 GuestMemory *guest_mem_new_backend(const MemBackendConfig *cfg, Error **errp)
     G_GNUC_WARN_UNUSED_RESULT;
+/* Several backends end to end (NUMA nodes' memdevs, in node order): backing offsets
+ * count across them, and a region crossing from one into the next is split in two. */
+GuestMemory *guest_mem_new_backends(const MemBackendConfig *const *cfgs, unsigned n,
+                                    Error **errp) G_GNUC_WARN_UNUSED_RESULT;
 void guest_mem_free(GuestMemory *gm);
 /* Maps [backing_offset, +size) of the backing at gpa.  Regions must not overlap. */
 bool guest_mem_add_region(GuestMemory *gm, uint64_t gpa, uint64_t size,
@@ -51,8 +59,9 @@ bool guest_mem_load_rom(GuestMemory *gm, uint64_t gpa, const void *data, uint64_
 unsigned guest_mem_region_count(const GuestMemory *gm);
 const RamRegion *guest_mem_region(const GuestMemory *gm, unsigned i);
 uint64_t guest_mem_backing_size(const GuestMemory *gm);
-int guest_mem_backing_fd(const GuestMemory *gm); /* -1 for anonymous RAM */
-/* Page size of the host memory behind guest RAM (4 KiB, or the huge page size). */
+/* The fd of the backing when there is one backing and it has one, else -1. */
+int guest_mem_backing_fd(const GuestMemory *gm);
+/* Page size of the host memory behind guest RAM (4 KiB, or the largest huge page size). */
 uint64_t guest_mem_host_page_size(const GuestMemory *gm);
 /* Gives [gpa, gpa+len) back to the host (balloon): it reads as zeroes afterwards.  False
  * when the range is not RAM or not aligned to the host page size. */
