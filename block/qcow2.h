@@ -343,9 +343,13 @@ bool qcow2_snapshot_goto(BlockDriverState *bs, const char *id_or_name, Error **e
 bool qcow2_snapshot_delete(BlockDriverState *bs, const char *id_or_name, Error **errp);
 GPtrArray *qcow2_snapshot_list(BlockDriverState *bs, Error **errp);
 
-/* qcow2.c */
+/* qcow2-create.c */
 typedef struct Keyval Keyval;
 bool qcow2_create(const char *filename, Keyval *opts, Error **errp);
+
+/* qcow2.c */
+/* A backing file name as the image names it, resolved against the image's directory. */
+char *qcow2_resolve_backing(const char *image, const char *backing);
 /* Drops every cluster of the active image (commit): all of it reads from the backing. */
 int qcow2_make_empty(BlockDriverState *bs);
 /* Rewrites the header with a new backing file name/format (NULL/"" backing: none). */
