@@ -84,64 +84,53 @@ static void print_json(const char *filename, const char *fmt, const BlockCheckRe
     json_decref(o);
 }
 
+typedef struct CheckOpts {
+    int fix;
+    bool quiet;
+} CheckOpts;
+
+static bool check_option(int c, const char *arg, void *opaque)
+{
+    CheckOpts *o = opaque;
+    switch (c) {
+    case 'r':
+        if (!strcmp(arg, "leaks")) {
+            o->fix = BDRV_FIX_LEAKS;
+        } else if (!strcmp(arg, "all")) {
+            o->fix = BDRV_FIX_LEAKS | BDRV_FIX_ERRORS;
+        } else {
+            error_report("Unknown option value for -r (expecting 'leaks' or 'all'): %s", arg);
+            return false;
+        }
+        return true;
+    case 'q':
+        o->quiet = true;
+        return true;
+    case 'T':
+        return true; /* cache mode: the check reads through the page cache either way */
+    }
+    return false;
+}
+
 int img_check(int argc, char **argv)
 {
-    const char *fmt = NULL, *output = "human";
-    int fix = BDRV_FIX_NONE;
-    bool quiet = false;
-    int c;
+    CheckOpts o = { .fix = BDRV_FIX_NONE };
     static const struct option longopts[] = {
-        { "help", no_argument, NULL, 'h' },
-        { "format", required_argument, NULL, 'f' },
         { "repair", required_argument, NULL, 'r' },
-        { "output", required_argument, NULL, 'o' },
-        { "force-share", no_argument, NULL, 'U' },
         { NULL, 0, NULL, 0 },
     };
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "+hf:r:T:qU", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'f':
-            fmt = optarg;
-            break;
-        case 'r':
-            if (!strcmp(optarg, "leaks")) {
-                fix = BDRV_FIX_LEAKS;
-            } else if (!strcmp(optarg, "all")) {
-                fix = BDRV_FIX_LEAKS | BDRV_FIX_ERRORS;
-            } else {
-                error_report("Unknown option value for -r (expecting 'leaks' or 'all'): %s",
-                             optarg);
-                return 1;
-            }
-            break;
-        case 'o':
-            output = optarg;
-            break;
-        case 'q':
-            quiet = true;
-            break;
-        case 'T':
-        case 'U':
-            break;
-        case 'h':
-            printf("usage: sen-img check [-f fmt] [--output=human|json] [-r leaks|all] "
-                   "[-q] filename\n");
-            return 0;
-        default:
-            return 1;
-        }
+    const ImgArgsSpec spec = {
+        .usage = "check [-f fmt] [--output=human|json] [-r leaks|all] [-q] filename",
+        .shortopts = "r:T:q", .longopts = longopts, .option = check_option, .opaque = &o,
+    };
+    ImgImageArgs a;
+    int status = img_parse_image_args(argc, argv, &spec, &a);
+    if (status >= 0) {
+        return status;
     }
-    bool json = !strcmp(output, "json");
-    if (!json && strcmp(output, "human")) {
-        error_report("--output must be used with human or json as argument.");
-        return 1;
-    }
-    if (optind != argc - 1) {
-        error_report("Expecting one image file name");
-        return 1;
-    }
-    const char *filename = argv[optind];
+    const char *fmt = a.fmt, *filename = a.filename;
+    int fix = o.fix;
+    bool quiet = o.quiet, json = a.json;
     int flags = BDRV_O_CHECK | BDRV_O_NO_BACKING | (fix ? BDRV_O_RDWR : 0);
     BlockDriverState *bs = img_open(filename, fmt, flags);
     if (!bs) {

@@ -184,54 +184,29 @@ static void print_human(json_t *o)
     }
 }
 
+static bool info_option(int c, const char *arg, void *opaque)
+{
+    *(bool *)opaque = true; /* --backing-chain, the only one */
+    return true;
+}
+
 int img_info(int argc, char **argv)
 {
-    const char *fmt = NULL, *output = "human";
     bool chain = false;
-    int c;
     static const struct option longopts[] = {
-        { "help", no_argument, NULL, 'h' },
-        { "format", required_argument, NULL, 'f' },
-        { "output", required_argument, NULL, 'o' },
-        { "backing-chain", no_argument, NULL, 'c' },
-        { "force-share", no_argument, NULL, 'U' },
+        { "backing-chain", no_argument, NULL, IMG_OPT_FIRST_CMD },
         { NULL, 0, NULL, 0 },
     };
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "+f:hU", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'f':
-            fmt = optarg;
-            break;
-        case 'o':
-            output = optarg;
-            break;
-        case 'c':
-            chain = true;
-            break;
-        case 'U':
-            break;
-        case 'h':
-            printf("usage: sen-img info [-f fmt] [--output=human|json] [--backing-chain] "
-                   "[-U] filename\n");
-            return 0;
-        default:
-            return 1;
-        }
+    const ImgArgsSpec spec = {
+        .usage = "info [-f fmt] [--output=human|json] [--backing-chain] [-U] filename",
+        .longopts = longopts, .option = info_option, .opaque = &chain,
+    };
+    ImgImageArgs a;
+    int status = img_parse_image_args(argc, argv, &spec, &a);
+    if (status >= 0) {
+        return status;
     }
-    if (strcmp(output, "human") && strcmp(output, "json")) {
-        error_report("--output must be used with human or json as argument.");
-        return 1;
-    }
-    if (optind >= argc) {
-        error_report("Expecting one image file name");
-        return 1;
-    }
-    if (optind != argc - 1) {
-        error_report("Unexpected argument: %s", argv[optind + 1]);
-        return 1;
-    }
-    BlockDriverState *bs = img_open(argv[optind], fmt, chain ? 0 : BDRV_O_NO_BACKING);
+    BlockDriverState *bs = img_open(a.filename, a.fmt, chain ? 0 : BDRV_O_NO_BACKING);
     if (!bs) {
         return 1;
     }
@@ -239,7 +214,7 @@ int img_info(int argc, char **argv)
     for (BlockDriverState *b = bs; b; b = chain ? b->backing : NULL) {
         json_array_append_new(list, image_info(b));
     }
-    if (!strcmp(output, "json")) {
+    if (a.json) {
         json_t *out = chain ? json_incref(list) : json_incref(json_array_get(list, 0));
         char *str = json_dumps(out, JSON_INDENT(4) | JSON_PRESERVE_ORDER);
         printf("%s\n", str);

@@ -92,43 +92,14 @@ static bool print_entry(const MapEntry *e, bool json, bool first)
 
 int img_map(int argc, char **argv)
 {
-    const char *fmt = NULL, *output = "human";
-    int c;
-    static const struct option longopts[] = {
-        { "help", no_argument, NULL, 'h' },
-        { "format", required_argument, NULL, 'f' },
-        { "output", required_argument, NULL, 'o' },
-        { "force-share", no_argument, NULL, 'U' },
-        { NULL, 0, NULL, 0 },
-    };
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "+f:hU", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'f':
-            fmt = optarg;
-            break;
-        case 'o':
-            output = optarg;
-            break;
-        case 'U':
-            break;
-        case 'h':
-            printf("usage: sen-img map [-f fmt] [--output=human|json] filename\n");
-            return 0;
-        default:
-            return 1;
-        }
+    const ImgArgsSpec spec = { .usage = "map [-f fmt] [--output=human|json] filename" };
+    ImgImageArgs a;
+    int status = img_parse_image_args(argc, argv, &spec, &a);
+    if (status >= 0) {
+        return status;
     }
-    bool json = !strcmp(output, "json");
-    if (!json && strcmp(output, "human")) {
-        error_report("--output must be used with human or json as argument.");
-        return 1;
-    }
-    if (optind != argc - 1) {
-        error_report("Expecting one image file name");
-        return 1;
-    }
-    BlockDriverState *bs = img_open(argv[optind], fmt, 0);
+    bool json = a.json;
+    BlockDriverState *bs = img_open(a.filename, a.fmt, 0);
     if (!bs) {
         return 1;
     }

@@ -1,0 +1,70 @@
+/*
+ * The command-line preamble info, map and check share: -f/--format, --output=human|json,
+ * -U/--force-share, -h/--help and exactly one image name, with qemu-img's messages; each
+ * command adds its own options through a callback.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "tools/img/img.h"
+
+enum { MAX_LONGOPTS = 16 };
+
+int img_parse_image_args(int argc, char **argv, const ImgArgsSpec *spec, ImgImageArgs *out)
+{
+    static const struct option common[] = {
+        { "help", no_argument, NULL, 'h' },
+        { "format", required_argument, NULL, 'f' },
+        { "output", required_argument, NULL, IMG_OPT_OUTPUT },
+        { "force-share", no_argument, NULL, 'U' },
+    };
+    struct option longopts[MAX_LONGOPTS] = { { 0 } };
+    size_t n = 0;
+    for (size_t i = 0; i < G_N_ELEMENTS(common); i++) {
+        longopts[n++] = common[i];
+    }
+    for (const struct option *o = spec->longopts; o && o->name; o++) {
+        g_assert(n < MAX_LONGOPTS - 1);
+        longopts[n++] = *o;
+    }
+    g_autofree char *shortopts = g_strconcat("+f:hU", spec->shortopts ? spec->shortopts : "",
+                                             NULL);
+    const char *output = "human";
+    int c;
+    *out = (ImgImageArgs){ 0 };
+    optind = 1;
+    while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
+        switch (c) {
+        case 'f':
+            out->fmt = optarg;
+            break;
+        case IMG_OPT_OUTPUT:
+            output = optarg;
+            break;
+        case 'U':
+            break;
+        case 'h':
+            printf("usage: sen-img %s\n", spec->usage);
+            return 0;
+        case '?':
+            return 1;
+        default:
+            if (!spec->option || !spec->option(c, optarg, spec->opaque)) {
+                return 1;
+            }
+            break;
+        }
+    }
+    out->json = !strcmp(output, "json");
+    if (!out->json && strcmp(output, "human")) {
+        error_report("--output must be used with human or json as argument.");
+        return 1;
+    }
+    if (optind != argc - 1) {
+        error_report("Expecting one image file name");
+        return 1;
+    }
+    out->filename = argv[optind];
+    return -1;
+}
