@@ -57,6 +57,7 @@ bench: build
 	tests/bench/startup $(BUILD)
 	tests/bench/blk $(BUILD)
 	tests/bench/img $(BUILD)
+	tests/bench/firmware $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
