@@ -112,17 +112,20 @@ def test_seabios_boots_mbr(tmp_path, vmm, fmt):
 @pytest.mark.parametrize("vmm", ["sen", "qemu"])
 def test_bootindex_picks_the_disk(tmp_path, vmm):
     """Two disks, the first blank: SeaBIOS only tries the first disk unless bootindex=
-    (fw_cfg bootorder) says otherwise, so the boot sector runs only if bootorder works."""
+    (fw_cfg bootorder) says otherwise, so the boot sector runs only if bootorder works.
+    -boot menu=on shows SeaBIOS's menu prompt on the way."""
     blank = tmp_path / "blank.raw"
     with open(blank, "wb") as f:
         f.truncate(1 << 20)
     disk = raw_disk(tmp_path / "disk.raw")
-    cmd = vmm_cmd(vmm, blank, "raw")  # the blank disk is d0, at the lower PCI slot
+    # The blank disk is d0, at the lower PCI slot.  The boot menu (fw_cfg BOOT_MENU and
+    # etc/boot-menu-wait) shows its prompt for 100 ms first.
+    cmd = vmm_cmd(vmm, blank, "raw", ["-boot", "menu=on,splash-time=100"])
     cmd += ["-drive", f"file={disk},format=raw,if=none,id=d1",
             "-device", "virtio-blk-pci,drive=d1,bootindex=1" +
             (",disable-legacy=on" if vmm == "qemu" else "")]
     status, out, err = boot(cmd)
-    assert_lines_in_order(out, BOOT_LINES)
+    assert_lines_in_order(out, ["Press ESC for boot menu"] + BOOT_LINES)
     assert status == 33, f"exit status {status}; stderr: {err}"
 
 
