@@ -1,9 +1,11 @@
 /*
  * A guest that is migrated while it runs (tests/unit/test-vmstate-guest.c stops it half
  * way, moves its RAM and device state into a fresh Sen, and lets it finish there).  It
- * counts LAPIC timer ticks (the LAPIC's own state) and RTC periodic interrupts (the RTC
- * and the IOAPIC's redirection), requires the TSC to move forward at every tick, and
- * keeps re-checking a memory pattern it wrote; it passes after TICKS_TOTAL ticks.  A
+ * counts LAPIC timer ticks on every CPU (each LAPIC's own state; the APs sit in hlt
+ * between ticks) and RTC periodic interrupts (the RTC and the IOAPIC's redirection),
+ * requires each CPU's TSC to move forward at every tick, and keeps re-checking a memory
+ * pattern it wrote; it passes after TICKS_TOTAL ticks of the BSP when every AP kept
+ * ticking too.  A
  * state lost on the way shows as a hang (no more interrupts), an exception, a restart
  * (the banner again) or a failed check.
  */
@@ -18,9 +20,31 @@
 #define REPORT_EVERY 20
 #define PATTERN_WORDS 8192
 
-static volatile uint32_t ticks, rtc_ticks;
-static volatile uint64_t last_tsc;
+static volatile uint32_t ticks, rtc_ticks;          /* the BSP's ticks */
+static volatile uint32_t cpu_ticks[GUEST_MAX_CPUS];  /* by APIC id */
+static volatile uint64_t last_tsc[GUEST_MAX_CPUS];
 static volatile bool tsc_backwards;
+static volatile uint32_t cpus_up = 1;
+static uint32_t bsp_id;
+static uint32_t ap_seen[GUEST_MAX_CPUS];
+static unsigned ap_stalls;
+
+/* An AP whose timer (or whole state) got lost stops ticking while the BSP goes on. */
+static void check_aps(void)
+{
+    for (unsigned id = 0; id < GUEST_MAX_CPUS; id++) {
+        uint32_t now = cpu_ticks[id];
+        if (id == bsp_id || (!now && !ap_seen[id])) {
+            continue;
+        }
+        if (now == ap_seen[id]) {
+            guest_printf("cpu with apic id %u did not tick since the last report (%u)\n",
+                         id, now);
+            ap_stalls++;
+        }
+        ap_seen[id] = now;
+    }
+}
 static uint64_t pattern[PATTERN_WORDS];
 
 static inline uint64_t read_tsc(void)
@@ -33,12 +57,16 @@ static inline uint64_t read_tsc(void)
 static void timer_irq(IntrFrame *f)
 {
     (void)f;
+    uint32_t id = lapic_id() % GUEST_MAX_CPUS;
     uint64_t t = read_tsc();
-    if (t <= last_tsc) {
+    if (t <= last_tsc[id]) {
         tsc_backwards = true;
     }
-    last_tsc = t;
-    ticks++;
+    last_tsc[id] = t;
+    cpu_ticks[id]++;
+    if (id == bsp_id) {
+        ticks++;
+    }
     lapic_eoi();
 }
 
@@ -64,6 +92,24 @@ static void check_pattern(void)
     }
 }
 
+static void start_timer(void)
+{
+    last_tsc[lapic_id() % GUEST_MAX_CPUS] = read_tsc();
+    lapic_write(LAPIC_TIMER_DIV, DIV_16);
+    lapic_write(LAPIC_LVT_TIMER, TIMER_VECTOR | LVT_PERIODIC);
+    lapic_write(LAPIC_TIMER_INIT, TIMER_COUNT);
+}
+
+static void ap_main(unsigned index)
+{
+    (void)index;
+    start_timer();
+    __asm__ volatile("lock incl %0" : "+m"(cpus_up)::"memory");
+    for (;;) {
+        sti_hlt();
+    }
+}
+
 void guest_main(void)
 {
     guest_printf("vmstate-ticks: start\n");
@@ -72,18 +118,26 @@ void guest_main(void)
     }
     pic_disable();
     lapic_enable();
+    bsp_id = lapic_id() % GUEST_MAX_CPUS;
     idt_set_handler(TIMER_VECTOR, timer_irq);
     idt_set_handler(RTC_VECTOR, rtc_irq);
+    const char *source;
+    unsigned cpus = firmware_count_cpus(&source);
+    GUEST_CHECK(cpus >= 1 && cpus <= GUEST_MAX_CPUS, "%u cpus (%s)", cpus, source);
+    if (cpus > 1) {
+        smp_start_aps(ap_main);
+        for (unsigned i = 0; i < 400000 && cpus_up < cpus; i++) {
+            guest_io_delay();
+        }
+        GUEST_CHECK(cpus_up == cpus, "%u of %u cpus ticking", cpus_up, cpus);
+    }
 
     cmos_write(0x0a, 0x2a);                          /* 64 Hz periodic */
     cmos_write(0x0b, (uint8_t)(cmos_read(0x0b) | 0x40)); /* PIE */
     (void)cmos_read(0x0c);
     ioapic_route(8, RTC_VECTOR, lapic_id());
 
-    last_tsc = read_tsc();
-    lapic_write(LAPIC_TIMER_DIV, DIV_16);
-    lapic_write(LAPIC_LVT_TIMER, TIMER_VECTOR | LVT_PERIODIC);
-    lapic_write(LAPIC_TIMER_INIT, TIMER_COUNT);
+    start_timer();
 
     uint32_t reported = 0;
     while (ticks < TICKS_TOTAL) {
@@ -92,11 +146,13 @@ void guest_main(void)
         if (ticks / REPORT_EVERY != reported) {
             reported = ticks / REPORT_EVERY;
             check_pattern();
+            check_aps();
             guest_printf("tick %u rtc %u\n", reported * REPORT_EVERY, rtc_ticks);
         }
     }
     lapic_write(LAPIC_TIMER_INIT, 0);
-    GUEST_CHECK(!tsc_backwards, "the TSC only moved forward");
+    GUEST_CHECK(!tsc_backwards, "the TSC only moved forward on every cpu");
+    GUEST_CHECK(ap_stalls == 0, "every AP ticked between any two reports");
     GUEST_CHECK(rtc_ticks > 10, "RTC periodic interrupts kept coming (%u)", rtc_ticks);
     check_pattern();
     guest_pass();

@@ -1,6 +1,6 @@
 /*
- * A running guest-kit guest (tests/guest/vmstate-ticks.c) on the whole PC board and real
- * KVM: machine A runs it until it has reported 100 ticks, stops, drains and saves its
+ * A running guest-kit guest (tests/guest/vmstate-ticks.c) on the whole PC board with two
+ * vCPUs and real KVM: machine A runs it until it has reported 100 ticks, stops, drains and saves its
  * device state; a fresh machine B from the same command line gets A's RAM and that state
  * and runs to the end.  B must finish with the guest's PASS status, continue A's tick
  * count and never print the start banner (a restart would).  Needs /dev/kvm and the guest
@@ -55,7 +55,7 @@ static bool kvm_usable(void)
 static Machine *make_machine(const char *image, const char *serial_log)
 {
     g_autofree char *serial = g_strdup_printf("file:%s", serial_log);
-    char *argv[] = { "sen", "-M", "pc", "-m", "64M", "-kernel", (char *)image,
+    char *argv[] = { "sen", "-M", "pc", "-m", "64M", "-smp", "2", "-kernel", (char *)image,
                      "-device", "isa-debug-exit", "-display", "none", "-serial", serial,
                      NULL };
     bool exit_early = false;
