@@ -436,12 +436,64 @@ static int check_data_overlap(BDRVQcow2State *s, uint64_t host, uint64_t len)
     return -EIO;
 }
 
+/*
+ * First write into an unallocated cluster that needs nothing copied (no backing data under
+ * it, or the whole cluster written): the host cluster is allocated under the lock, the data
+ * goes out without it (other requests overlap theirs), then the L2 entry is set.  The guest
+ * cluster sits in s->allocating meanwhile, and the transfer counts as unlocked data I/O, so
+ * exclusive operations wait for it.
+ */
+static int allocate_unlocked(BDRVQcow2State *s, int64_t l2, uint64_t off, uint64_t len,
+                             const uint8_t *buf)
+{
+    uint64_t coff = off & (s->cluster_size - 1);
+    uint64_t cstart = off - coff;
+    int64_t target = qcow2_alloc_clusters(s, 1);
+    if (target < 0) {
+        return target;
+    }
+    int ret = check_data_overlap(s, target, s->cluster_size);
+    if (ret < 0) {
+        return ret;
+    }
+    uint64_t *key = g_new(uint64_t, 1);
+    *key = cstart;
+    g_hash_table_add(s->allocating, key);
+    s->data_io_inflight++;
+    g_mutex_unlock(&s->lock);
+    /* A cluster reused from freed space may hold old bytes: the file zeroes it first. */
+    ret = len < s->cluster_size ? bdrv_pwrite_zeroes(s->bs->file, target, s->cluster_size, 0)
+                                : 0;
+    if (ret == 0) {
+        ret = bdrv_pwrite(s->bs->file, target + coff, len, buf);
+    }
+    g_mutex_lock(&s->lock);
+    s->data_io_inflight--;
+    uint8_t *t;
+    if (ret == 0) {
+        ret = qcow2_cache_get(s->l2_cache, l2, false, &t);
+    }
+    if (ret == 0) {
+        qcow2_st64(t + l2_index(s, off) * s->l2e_size, (uint64_t)target | QCOW2_OFLAG_COPIED);
+        qcow2_cache_mark_dirty(s->l2_cache, l2);
+    }
+    /* On failure the cluster stays allocated but unreferenced: a leak, never a mix-up. */
+    g_hash_table_remove(s->allocating, &cstart);
+    g_cond_broadcast(&s->data_io_done);
+    return ret;
+}
+
 /* buf is only read; the non-const type lets reads and writes share for_each_cluster. */
 static int write_in_cluster(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *buf,
                             bool unlock)
 {
     uint64_t coff = off & (s->cluster_size - 1);
     uint64_t cstart = off - coff;
+    /* Another request is giving this guest cluster its first host cluster: wait for its
+     * L2 entry, or both would allocate one. */
+    while (g_hash_table_contains(s->allocating, &cstart)) {
+        g_cond_wait(&s->data_io_done, &s->lock);
+    }
     int64_t l2 = qcow2_get_writable_l2(s, off);
     if (l2 < 0) {
         return l2;
@@ -470,6 +522,10 @@ static int write_in_cluster(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8
                     (type == QCOW2_CLUSTER_ZERO_PLAIN || type == QCOW2_CLUSTER_ZERO_ALLOC ||
                      (type == QCOW2_CLUSTER_UNALLOCATED &&
                       (!backing || (int64_t)cstart >= backing->total_size)));
+    if (unlock && !s->extl2 && type == QCOW2_CLUSTER_UNALLOCATED &&
+        (old_zero || len == s->cluster_size) && !s->exclusive_waiters) {
+        return allocate_unlocked(s, l2, off, len, buf);
+    }
     uint8_t *cl = g_malloc(s->cluster_size);
     if (len < s->cluster_size && !old_zero) {
         ret = qcow2_read_data(s, cstart, s->cluster_size, cl);

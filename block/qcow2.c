@@ -494,6 +494,7 @@ static void qcow2_free_state(BDRVQcow2State *s)
     qcow2_ext_clear(&s->ext);
     g_mutex_clear(&s->lock);
     g_cond_clear(&s->data_io_done);
+    g_hash_table_destroy(g_steal_pointer(&s->allocating));
 }
 
 char *qcow2_resolve_backing(const char *image, const char *backing)
@@ -517,6 +518,7 @@ static bool qcow2_open(BlockDriverState *bs, Keyval *opts, int flags, Error **er
     s->bs = bs;
     g_mutex_init(&s->lock);
     g_cond_init(&s->data_io_done);
+    s->allocating = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
     if (!keyval_get_size(opts, name, "l2-cache-size", QCOW2_DEFAULT_L2_CACHE,
                          &l2_cache_bytes, errp)) {
         goto fail_nolock;
@@ -629,6 +631,7 @@ fail_nolock:
     qcow2_ext_clear(&s->ext);
     g_mutex_clear(&s->lock);
     g_cond_clear(&s->data_io_done);
+    g_hash_table_destroy(g_steal_pointer(&s->allocating));
     return false;
 }
 

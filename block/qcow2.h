@@ -246,6 +246,7 @@ typedef struct BDRVQcow2State {
     GCond data_io_done;
     unsigned data_io_inflight;
     unsigned exclusive_waiters; /* while > 0, data I/O keeps the lock (no starvation) */
+    GHashTable *allocating;     /* guest cluster offsets getting a host cluster unlocked */
     Qcow2Header h;
     Qcow2Extensions ext;
     char *backing_file;
