@@ -1,6 +1,6 @@
 /*
  * A running guest-kit guest (tests/guest/vmstate-ticks.c) on the whole PC board with two
- * vCPUs and real KVM: machine A runs it until it has reported 100 ticks, stops, drains and saves its
+ * vCPUs, a virtio-rng-pci it reads through MSI-X, and real KVM: machine A runs it until it has reported 100 ticks, stops, drains and saves its
  * device state; a fresh machine B from the same command line gets A's RAM and that state
  * and runs to the end.  B must finish with the guest's PASS status, continue A's tick
  * count and never print the start banner (a restart would).  Needs /dev/kvm and the guest
@@ -56,7 +56,8 @@ static Machine *make_machine(const char *image, const char *serial_log)
 {
     g_autofree char *serial = g_strdup_printf("file:%s", serial_log);
     char *argv[] = { "sen", "-M", "pc", "-m", "64M", "-smp", "2", "-kernel", (char *)image,
-                     "-device", "isa-debug-exit", "-display", "none", "-serial", serial,
+                     "-device", "isa-debug-exit", "-device", "virtio-rng-pci",
+                     "-display", "none", "-serial", serial,
                      NULL };
     bool exit_early = false;
     Error *err = NULL;
@@ -158,6 +159,8 @@ static void test_guest_continues(void)
     g_assert_null(strstr(out, "vmstate-ticks: start"));
     g_assert_null(strstr(out, "tick 20 "));
     g_assert_nonnull(strstr(out, "tick 400 "));
+    g_assert_nonnull(strstr(out, "virtio-rng reads, each completed with an interrupt"));
+    g_assert_nonnull(strstr(out, "every AP ticked between any two reports"));
     g_assert_nonnull(strstr(out, "PASS"));
     g_unlink(log_a);
     g_unlink(log_b);
