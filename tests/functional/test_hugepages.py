@@ -3,6 +3,7 @@
 a pool too small is a clear start-up error, not a SIGBUS later.  Reserves 2 MiB pages for
 the test and restores the pool; skips with a message where that is impossible.
 """
+import fcntl
 import os
 import shutil
 import subprocess
@@ -41,7 +42,17 @@ def write_int(path, v):
 
 @pytest.fixture
 def pool():
-    """GUEST_MIB of 2 MiB pages added to the pool, then the pool as it was."""
+    """GUEST_MIB of 2 MiB pages added to the pool, then the pool as it was.  The lock keeps
+    tests/unit/test-hostmem.c from resizing the pool meanwhile."""
+    lock = open("/tmp/sen-test-hugepages.lock", "a")
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        yield from reserved_pool()
+    finally:
+        lock.close()
+
+
+def reserved_pool():
     before = read_int(POOL)
     want = GUEST_MIB // 2
     try:

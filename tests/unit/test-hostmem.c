@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <glib.h>
@@ -342,6 +343,9 @@ static void test_bind_to_node0(void)
 }
 
 #define NR_HUGEPAGES "/proc/sys/vm/nr_hugepages"
+/* Tests that resize the host's huge page pool hold this lock (test_hugepages.py too), so
+ * parallel tests never restore the pool under each other. */
+#define HUGEPAGE_LOCK "/tmp/sen-test-hugepages.lock"
 
 /* A write in place (g_file_set_contents would rename a temp file over a /proc file). */
 static bool set_nr_hugepages(long n)
@@ -367,6 +371,9 @@ static long reserve_huge_pages(long n)
 
 static void test_hugetlb_memfd(void)
 {
+    int lock = open(HUGEPAGE_LOCK, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    g_assert_cmpint(lock, >=, 0);
+    g_assert_cmpint(flock(lock, LOCK_EX), ==, 0);
     long before = reserve_huge_pages(2);
     g_autofree char *free_text = NULL;
     g_file_get_contents("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages",
@@ -377,6 +384,7 @@ static void test_hugetlb_memfd(void)
         }
         g_test_skip("cannot reserve two 2 MiB huge pages here (not root, or memory too "
                     "fragmented)");
+        close(lock);
         return;
     }
     g_autoptr(MemBackendConfig) c = mem_backend_config_new(MEM_BACKEND_MEMFD);
@@ -403,6 +411,7 @@ static void test_hugetlb_memfd(void)
     error_free(err);
 
     set_nr_hugepages(before);
+    close(lock); /* releases the flock */
 }
 
 static void test_guest_mem_on_backend(void)
