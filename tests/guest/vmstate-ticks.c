@@ -38,9 +38,11 @@ static volatile uint32_t rng_irqs;
 static uint32_t rng_irqs_seen, rng_fills;
 static unsigned rng_failures;
 static uint32_t ap_seen[GUEST_MAX_CPUS];
+static uint8_t ap_quiet[GUEST_MAX_CPUS];
 static unsigned ap_stalls;
 
-/* An AP whose timer (or whole state) got lost stops ticking while the BSP goes on. */
+/* An AP whose timer (or whole state) got lost stops ticking while the BSP goes on.  One
+ * quiet report interval is forgiven (a host too busy to run that vCPU thread). */
 static void check_aps(void)
 {
     for (unsigned id = 0; id < GUEST_MAX_CPUS; id++) {
@@ -48,9 +50,9 @@ static void check_aps(void)
         if (id == bsp_id || (!now && !ap_seen[id])) {
             continue;
         }
-        if (now == ap_seen[id]) {
-            guest_printf("cpu with apic id %u did not tick since the last report (%u)\n",
-                         id, now);
+        ap_quiet[id] = now == ap_seen[id] ? ap_quiet[id] + 1 : 0;
+        if (ap_quiet[id] >= 2) {
+            guest_printf("cpu with apic id %u did not tick for two reports (%u)\n", id, now);
             ap_stalls++;
         }
         ap_seen[id] = now;
@@ -216,7 +218,7 @@ void guest_main(void)
     }
     lapic_write(LAPIC_TIMER_INIT, 0);
     GUEST_CHECK(!tsc_backwards, "the TSC only moved forward on every cpu");
-    GUEST_CHECK(ap_stalls == 0, "every AP ticked between any two reports");
+    GUEST_CHECK(ap_stalls == 0, "every AP kept ticking");
     if (have_rng) {
         GUEST_CHECK(rng_failures == 0, "%u virtio-rng reads, each completed with an "
                     "interrupt", rng_fills);
