@@ -126,6 +126,129 @@ static void test_no_stats_before_the_guest_sends_them(void)
     vt_done(&f.vt);
 }
 
+/* ---- the stats and reporting queues, driven by hand (the util drives queue 0 only) ---- */
+
+#define QRING(q) (0x40000ull + (q) * 0x3000ull) /* desc, avail, used: one page each */
+
+typedef struct QDriver {
+    Fixture f;
+    uint16_t avail[4];
+} QDriver;
+
+static void qdriver_init(QDriver *d, const char *props)
+{
+    Error *err = NULL;
+    char *argv[] = { "sen", "-m", "4M", NULL };
+    VirtioTestMachine *vt = &d->f.vt;
+    memset(d->avail, 0, sizeof(d->avail));
+    vt_init(vt, 3, argv);
+    vt->dev = (PCIDevice *)vt_add_device(vt, "virtio-balloon-pci", props, &err);
+    vt_check_no_error(err);
+    d->f.b = virtio_balloon_find(&vt->m);
+    vt_map_bar4(vt);
+    vt_wr(vt, CC_STATUS, 1, 0);
+    vt_wr(vt, CC_STATUS, 1, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
+    uint64_t features = 0;
+    for (unsigned sel = 0; sel < 2; sel++) {
+        vt_wr(vt, CC_DFSELECT, 4, sel);
+        features |= vt_rd(vt, CC_DF, 4) << (32 * sel);
+    }
+    for (unsigned sel = 0; sel < 2; sel++) {
+        vt_wr(vt, CC_GFSELECT, 4, sel);
+        vt_wr(vt, CC_GF, 4, (uint32_t)(features >> (32 * sel)));
+    }
+    vt_wr(vt, CC_STATUS, 1, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
+          VIRTIO_STATUS_FEATURES_OK);
+    unsigned queues = vt_rd(vt, CC_NUM_QUEUES, 2);
+    for (unsigned q = 0; q < queues; q++) {
+        vt_wr(vt, CC_Q_SELECT, 2, q);
+        vt_wr(vt, CC_Q_SIZE, 2, VT_QSIZE);
+        vt_wr(vt, CC_Q_DESC, 8, QRING(q));
+        vt_wr(vt, CC_Q_AVAIL, 8, QRING(q) + 0x1000);
+        vt_wr(vt, CC_Q_USED, 8, QRING(q) + 0x2000);
+        memset(vt->ram + QRING(q), 0, 0x3000);
+        vt_wr(vt, CC_Q_ENABLE, 2, 1);
+    }
+    vt_wr(vt, CC_STATUS, 1, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
+          VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK);
+}
+
+/* One buffer in queue q at descriptor `desc`, made available and notified. */
+static void qdriver_add(QDriver *d, unsigned q, unsigned desc, uint64_t gpa, uint32_t len,
+                        bool write)
+{
+    VirtioTestMachine *vt = &d->f.vt;
+    VirtqDesc dsc = { .addr = gpa, .len = len, .flags = write ? VIRTQ_DESC_F_WRITE : 0 };
+    memcpy(vt->ram + QRING(q) + 16 * desc, &dsc, sizeof(dsc));
+    uint16_t *avail = (uint16_t *)(vt->ram + QRING(q) + 0x1000);
+    avail[2 + d->avail[q] % VT_QSIZE] = (uint16_t)desc;
+    __atomic_store_n(&avail[1], ++d->avail[q], __ATOMIC_RELEASE);
+    vt_wr(vt, 0x3000 + 4 * q, 2, q);
+}
+
+static uint16_t qdriver_used(QDriver *d, unsigned q)
+{
+    return *(uint16_t *)(d->f.vt.ram + QRING(q) + 0x2000 + 2);
+}
+
+static void put_stat(uint8_t *p, uint16_t tag, uint64_t val)
+{
+    p[0] = (uint8_t)tag;
+    p[1] = (uint8_t)(tag >> 8);
+    for (unsigned i = 0; i < 8; i++) {
+        p[2 + i] = (uint8_t)(val >> (8 * i));
+    }
+}
+
+static void test_stats_queue(void)
+{
+    QDriver d;
+    qdriver_init(&d, NULL);
+    uint8_t *buf = d.f.vt.ram + 0x30000;
+    put_stat(buf, BALLOON_S_MEMFREE, 123 << 20);
+    put_stat(buf + 10, BALLOON_S_MEMTOT, 4 << 20);
+    put_stat(buf + 20, 999, 7); /* a tag from the future: skipped */
+    qdriver_add(&d, 2, 0, 0x30000, 35, false); /* and 5 stray bytes: ignored */
+    g_assert_cmpuint(qdriver_used(&d, 2), ==, 0); /* the device keeps the buffer */
+
+    uint64_t stats[BALLOON_S_NR];
+    bool valid[BALLOON_S_NR];
+    g_assert_cmpint(virtio_balloon_stats(d.f.b, stats, valid), >, 0);
+    g_assert_true(valid[BALLOON_S_MEMFREE] && valid[BALLOON_S_MEMTOT]);
+    g_assert_false(valid[BALLOON_S_SWAP_IN]);
+    g_assert_cmpuint(stats[BALLOON_S_MEMFREE], ==, 123 << 20);
+    g_assert_cmpuint(stats[BALLOON_S_MEMTOT], ==, 4 << 20);
+    /* Asking for statistics handed the buffer back for a refill. */
+    g_assert_cmpuint(qdriver_used(&d, 2), ==, 1);
+
+    /* The refill, then a second buffer while the device holds one: a broken driver. */
+    qdriver_add(&d, 2, 1, 0x30000, 10, false);
+    g_assert_false(vt_rd(&d.f.vt, CC_STATUS, 1) & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
+    qdriver_add(&d, 2, 2, 0x30000, 10, false);
+    g_assert_true(vt_rd(&d.f.vt, CC_STATUS, 1) & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
+    vt_done(&d.f.vt);
+}
+
+static void test_free_page_reporting(void)
+{
+    QDriver d;
+    qdriver_init(&d, "free-page-reporting=on");
+    g_assert_cmpuint(vt_rd(&d.f.vt, CC_NUM_QUEUES, 2), ==, 4);
+    memset(d.f.vt.ram + 0x100000, 0x77, 4 * PAGE);
+    /* An unaligned block: only the page wholly inside it is given back. */
+    qdriver_add(&d, 3, 0, 0x100800, 2 * PAGE, true);
+    g_assert_cmpuint(qdriver_used(&d, 3), ==, 1);
+    g_assert_cmpuint(d.f.vt.ram[0x100800], ==, 0x77);
+    g_assert_cmpuint(d.f.vt.ram[0x101000], ==, 0);
+    g_assert_cmpuint(d.f.vt.ram[0x101fff], ==, 0);
+    g_assert_cmpuint(d.f.vt.ram[0x102000], ==, 0x77);
+    /* A block beyond RAM is walked no further than the queue allows: device broken,
+     * nothing discarded, the VMM alive. */
+    qdriver_add(&d, 3, 1, 0x10000000, PAGE, true);
+    g_assert_cmpuint(d.f.vt.ram[0x103000], ==, 0x77);
+    vt_done(&d.f.vt);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -133,5 +256,7 @@ int main(int argc, char **argv)
     g_test_add_func("/virtio-balloon/odd-length-list", test_odd_length_list);
     g_test_add_func("/virtio-balloon/config-space", test_config_space);
     g_test_add_func("/virtio-balloon/no-stats-yet", test_no_stats_before_the_guest_sends_them);
+    g_test_add_func("/virtio-balloon/stats-queue", test_stats_queue);
+    g_test_add_func("/virtio-balloon/free-page-reporting", test_free_page_reporting);
     return g_test_run();
 }
