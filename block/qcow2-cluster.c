@@ -409,7 +409,7 @@ static int check_data_overlap(BDRVQcow2State *s, uint64_t host, uint64_t len)
                ranges_overlap(host, len, s->h.snapshots_offset, s->cluster_size)) {
         what = "the snapshot table";
     }
-    for (uint64_t i = 0; !what && i < s->reftable_size; i++) {
+    for (uint64_t i = 0; !what && i < s->reftable_used; i++) {
         uint64_t rb = s->reftable[i] & QCOW2_REFT_OFFSET_MASK;
         if (rb && ranges_overlap(host, len, rb, s->cluster_size)) {
             what = "a refcount block";

@@ -77,7 +77,18 @@ int qcow2_refcount_init(BDRVQcow2State *s)
     for (uint64_t i = 0; i < s->reftable_size; i++) {
         s->reftable[i] = GUINT64_FROM_BE(s->reftable[i]);
     }
+    qcow2_reftable_scan_used(s);
     return 0;
+}
+
+void qcow2_reftable_scan_used(BDRVQcow2State *s)
+{
+    s->reftable_used = 0;
+    for (uint64_t i = 0; i < s->reftable_size; i++) {
+        if (s->reftable[i]) {
+            s->reftable_used = i + 1;
+        }
+    }
 }
 
 int qcow2_get_refcount(BDRVQcow2State *s, uint64_t cluster, uint64_t *rc)
@@ -138,6 +149,7 @@ static int create_refblock_at(BDRVQcow2State *s, uint64_t rt, uint64_t p)
         return ret;
     }
     s->reftable[rt] = off;
+    s->reftable_used = MAX(s->reftable_used, rt + 1);
     s->alloc_end = MAX(s->alloc_end, p + 1);
     return write_reftable_entry(s, rt);
 }
@@ -317,6 +329,7 @@ static int grow_reftable(BDRVQcow2State *s, uint64_t need)
     g_free(s->reftable);
     s->reftable = nt;
     s->reftable_size = entries;
+    qcow2_reftable_scan_used(s);
     s->h.refcount_table_offset = first << s->cluster_bits;
     s->h.refcount_table_clusters = m;
     s->alloc_end = MAX(s->alloc_end, end);

@@ -261,6 +261,7 @@ typedef struct BDRVQcow2State {
     uint32_t l1_size;
     uint64_t *reftable;      /* host-endian copy of the refcount table */
     uint64_t reftable_size;  /* entries */
+    uint64_t reftable_used;  /* one past the last non-zero entry (overlap checks stop there) */
     unsigned refblock_bits;  /* log2 of entries per refcount block */
     Qcow2Cache *l2_cache;
     Qcow2Cache *rb_cache;
@@ -282,6 +283,8 @@ void qcow2_cache_discard(Qcow2Cache *c, uint64_t offset);
 
 /* qcow2-refcount.c */
 int qcow2_refcount_init(BDRVQcow2State *s);
+/* Recomputes reftable_used after the table was loaded or replaced. */
+void qcow2_reftable_scan_used(BDRVQcow2State *s);
 int qcow2_get_refcount(BDRVQcow2State *s, uint64_t cluster, uint64_t *rc);
 /* Adds delta (may be negative) to the refcounts of every cluster touching [off, off+len). */
 int qcow2_update_refcount(BDRVQcow2State *s, uint64_t off, uint64_t len, int64_t delta);
