@@ -15,7 +15,6 @@
  * can see changes until it reads register C, which re-arms them.  So a stalled guest (or
  * a test stepping the clock by years) costs one timer event, not one per tick.
  */
-#include "sen/vmstate.h"
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -25,6 +24,7 @@
 #include "sen/machine.h"
 #include "sen/memory.h"
 #include "sen/timer.h"
+#include "sen/vmstate.h"
 
 enum {
     RTC_SECONDS = 0x00,
