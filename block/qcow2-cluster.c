@@ -437,33 +437,37 @@ static int check_data_overlap(BDRVQcow2State *s, uint64_t host, uint64_t len)
 }
 
 /*
- * First write into an unallocated cluster that needs nothing copied (no backing data under
- * it, or the whole cluster written): the host cluster is allocated under the lock, the data
- * goes out without it (other requests overlap theirs), then the L2 entry is set.  The guest
- * cluster sits in s->allocating meanwhile, and the transfer counts as unlocked data I/O, so
- * exclusive operations wait for it.
+ * First write into unallocated clusters that need nothing copied (no backing data under
+ * a partial one, or whole clusters written; several only when whole and in one L2 table):
+ * the host clusters are allocated as one run under the lock, the data goes out without it
+ * (other requests overlap theirs), then the L2 entries are set.  The guest clusters sit in
+ * s->allocating meanwhile, and the transfer counts as unlocked data I/O, so exclusive
+ * operations wait for it.
  */
 static int allocate_unlocked(BDRVQcow2State *s, int64_t l2, uint64_t off, uint64_t len,
                              const uint8_t *buf)
 {
     uint64_t coff = off & (s->cluster_size - 1);
     uint64_t cstart = off - coff;
-    int64_t target = qcow2_alloc_clusters(s, 1);
+    uint64_t n = (coff + len + s->cluster_size - 1) >> s->cluster_bits;
+    int64_t target = qcow2_alloc_clusters(s, n);
     if (target < 0) {
         return target;
     }
-    int ret = check_data_overlap(s, target, s->cluster_size);
+    int ret = check_data_overlap(s, target, n << s->cluster_bits);
     if (ret < 0) {
         return ret;
     }
-    uint64_t *key = g_new(uint64_t, 1);
-    *key = cstart;
-    g_hash_table_add(s->allocating, key);
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t *key = g_new(uint64_t, 1);
+        *key = cstart + (i << s->cluster_bits);
+        g_hash_table_add(s->allocating, key);
+    }
     s->data_io_inflight++;
     g_mutex_unlock(&s->lock);
     /* A cluster reused from freed space may hold old bytes: the file zeroes it first. */
-    ret = len < s->cluster_size ? bdrv_pwrite_zeroes(s->bs->file, target, s->cluster_size, 0)
-                                : 0;
+    ret = len < (n << s->cluster_bits)
+              ? bdrv_pwrite_zeroes(s->bs->file, target, n << s->cluster_bits, 0) : 0;
     if (ret == 0) {
         ret = bdrv_pwrite(s->bs->file, target + coff, len, buf);
     }
@@ -473,14 +477,48 @@ static int allocate_unlocked(BDRVQcow2State *s, int64_t l2, uint64_t off, uint64
     if (ret == 0) {
         ret = qcow2_cache_get(s->l2_cache, l2, false, &t);
     }
+    for (uint64_t i = 0; ret == 0 && i < n; i++) {
+        qcow2_st64(t + (l2_index(s, cstart) + i) * s->l2e_size,
+                   ((uint64_t)target + (i << s->cluster_bits)) | QCOW2_OFLAG_COPIED);
+    }
     if (ret == 0) {
-        qcow2_st64(t + l2_index(s, off) * s->l2e_size, (uint64_t)target | QCOW2_OFLAG_COPIED);
         qcow2_cache_mark_dirty(s->l2_cache, l2);
     }
-    /* On failure the cluster stays allocated but unreferenced: a leak, never a mix-up. */
-    g_hash_table_remove(s->allocating, &cstart);
+    /* On failure the clusters stay allocated but unreferenced: a leak, never a mix-up. */
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t key = cstart + (i << s->cluster_bits);
+        g_hash_table_remove(s->allocating, &key);
+    }
     g_cond_broadcast(&s->data_io_done);
     return ret;
+}
+
+/*
+ * Whole unallocated clusters from off (cluster-aligned) within one L2 table and within
+ * len, none being allocated by another request: how many (0 when fewer than two, or on
+ * error); *l2 is the writable table.
+ */
+static uint64_t unallocated_run(BDRVQcow2State *s, uint64_t off, uint64_t len, int64_t *l2)
+{
+    uint64_t per_l2 = 1ull << s->l2_bits;
+    uint64_t max = MIN(len >> s->cluster_bits, per_l2 - l2_index(s, off));
+    if (max < 2 || s->extl2 || s->exclusive_waiters) {
+        return 0;
+    }
+    *l2 = qcow2_get_writable_l2(s, off);
+    if (*l2 < 0) {
+        return 0;
+    }
+    uint64_t n = 0;
+    for (; n < max; n++) {
+        uint64_t c = off + (n << s->cluster_bits), l2e, bitmap;
+        if (g_hash_table_contains(s->allocating, &c) ||
+            qcow2_get_l2e(s, c, &l2e, &bitmap) < 0 ||
+            qcow2_l2e_type(l2e, s->h.version) != QCOW2_CLUSTER_UNALLOCATED) {
+            break;
+        }
+    }
+    return n >= 2 ? n : 0;
 }
 
 /* buf is only read; the non-const type lets reads and writes share for_each_cluster. */
@@ -588,7 +626,29 @@ int qcow2_write_data(BDRVQcow2State *s, uint64_t off, uint64_t len, const uint8_
 
 int qcow2_write_guest(BDRVQcow2State *s, uint64_t off, uint64_t len, const uint8_t *buf)
 {
-    return for_each_cluster(s, off, len, (uint8_t *)buf, true, write_in_cluster);
+    /* Runs of whole unallocated clusters get one contiguous host run and one write. */
+    while (len) {
+        uint64_t n = 0, piece;
+        int64_t l2 = 0;
+        int ret;
+        if (!(off & (s->cluster_size - 1))) {
+            n = unallocated_run(s, off, len, &l2);
+        }
+        if (n) {
+            piece = n << s->cluster_bits;
+            ret = allocate_unlocked(s, l2, off, piece, buf);
+        } else {
+            piece = MIN(len, s->cluster_size - (off & (s->cluster_size - 1)));
+            ret = write_in_cluster(s, off, piece, (uint8_t *)buf, true);
+        }
+        if (ret < 0) {
+            return ret;
+        }
+        off += piece;
+        buf += piece;
+        len -= piece;
+    }
+    return 0;
 }
 
 /*
