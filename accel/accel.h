@@ -65,6 +65,19 @@ struct AccelOps {
      */
     bool (*state_save)(Machine *m, VMStateOut *out, Error **errp);
     bool (*state_load)(Machine *m, VMStateIn *in, Error **errp);
+
+    /*
+     * Dirty-page logging for migration (accel/kvm/kvm-dirty.c), called from the migration
+     * thread.  NULL: guest CPUs write no RAM here (qtest) and only device writes, which
+     * guest_mem_mark_dirty() records, are tracked.
+     */
+    bool (*dirty_log_start)(Machine *m, Error **errp);
+    void (*dirty_log_stop)(Machine *m);
+    /* ORs the pages of RAM region `region` (guest_mem_region() order) that vCPUs wrote
+     * since the previous call into bitmap (bit n = page n of the region, 4 KiB pages,
+     * unsigned long words) and re-arms logging for them. */
+    bool (*dirty_log_sync)(Machine *m, unsigned region, unsigned long *bitmap,
+                           Error **errp);
 };
 
 extern const AccelOps kvm_accel_ops;

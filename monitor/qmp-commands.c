@@ -14,6 +14,7 @@
 #include "accel/accel.h"
 #include "sen/chardev.h"
 #include "sen/hw/acpi.h"
+#include "sen/migration.h"
 #include "sen/monitor.h"
 #include "monitor/monitor-internal.h"
 #include "monitor/qapi-generated.h"
@@ -99,6 +100,10 @@ bool qmp_cont(QmpCtx *ctx, Error **errp)
 
     switch (m->runstate) {
     case RUN_STATE_RUNNING:
+        return true;
+    case RUN_STATE_INMIGRATE:
+        /* As QEMU: the guest starts once the incoming migration has loaded. */
+        migration_incoming_set_autostart(m);
         return true;
     case RUN_STATE_SHUTDOWN:
     case RUN_STATE_INTERNAL_ERROR:

@@ -77,6 +77,20 @@ Keyval *cmdline_parse_opts(const char *what, const char *arg, const char *implie
     return kv;
 }
 
+/* ---- migration ---- */
+
+/* The URI is checked when the machine listens on it (a busy port is caught there too). */
+static bool opt_incoming(CmdlineState *s, const char *what, const char *arg, Error **errp)
+{
+    if (!*arg) {
+        error_setg(errp, "%s: expected a migration URI or 'defer'", what);
+        return false;
+    }
+    g_free(s->cfg->incoming);
+    s->cfg->incoming = g_strdup(arg);
+    return true;
+}
+
 /* ---- boot ---- */
 
 static bool opt_kernel(CmdlineState *s, const char *what, const char *arg, Error **errp)
@@ -401,6 +415,8 @@ static const CmdlineOption cmdline_options[] = {
     { "chroot", "DIR", cmdline_opt_chroot, "change the root directory once the VM is built" },
     { "add-fd", "fd=N,set=S[,opaque=STR]", cmdline_opt_add_fd,
       "put inherited descriptor N in set S, opened as /dev/fdset/S (e.g. -drive file=)" },
+    { "incoming", "tcp:HOST:PORT|unix:PATH|exec:CMD|fd:N|file:PATH|defer", opt_incoming,
+      "wait for an incoming migration (docs/migration.md)" },
     { "version", NULL, opt_version, "print the version and exit" },
     { "help", NULL, cmdline_help, "print this help and exit" },
     { "h", NULL, cmdline_help, "same as -help" },
@@ -412,7 +428,7 @@ static const char *const cmdline_unsupported[] = {
     "cdrom", "compat", "ctrl-grab", "curses", "d",
     "D", "debugcon", "dtb", "dump-vmstate", "echr", "enable-fips",
     "enable-sync-profile", "fda", "fdb", "fsdev", "full-screen", "g", "gdb",
-    "hda", "hdb", "hdc", "hdd", "icount", "incoming", "iscsi", "k", "kvm-shadow-mem",
+    "hda", "hdb", "hdc", "hdd", "icount", "iscsi", "k", "kvm-shadow-mem",
     "L", "loadvm", "monitor", "msg", "mtdblock", "net",
     "netdev", "nic", "no-hpet", "no-quit", "no-user-config", "nodefconfig",
     "only-migratable", "option-rom", "overcommit", "parallel", "pflash",

@@ -107,6 +107,7 @@ void machine_config_free(MachineConfig *cfg)
         g_ptr_array_unref(cfg->add_fds); /* made with its free function */
     }
     g_free(cfg->runas);
+    g_free(cfg->incoming);
     if (cfg->monitors) {
         g_ptr_array_unref(cfg->monitors); /* made with its free function (cmdline-monitor.c) */
     }

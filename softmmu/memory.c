@@ -23,6 +23,11 @@ struct GuestMemory {
     uint64_t backing_size;  /* sum of the backings */
     RamRegion regions[MAX_RAM_REGIONS];
     unsigned nr_regions;
+    /* Device writes while migration logs them: one bit per 4 KiB page of each region,
+     * allocated at the first start and kept (a writer may still be inside
+     * guest_mem_mark_dirty() when logging stops). */
+    int dirty_logging;                      /* atomic */
+    unsigned long *dirty[MAX_RAM_REGIONS];
 };
 
 GuestMemory *guest_mem_new_backends(const MemBackendConfig *const *cfgs, unsigned n,
@@ -80,6 +85,9 @@ void guest_mem_free(GuestMemory *gm)
     }
     for (unsigned i = 0; i < gm->nr_hosts; i++) {
         hostmem_free(gm->hosts[i]);
+    }
+    for (unsigned i = 0; i < MAX_RAM_REGIONS; i++) {
+        g_free(gm->dirty[i]);
     }
     g_free(gm);
 }
@@ -294,12 +302,64 @@ bool guest_mem_fill(GuestMemory *gm, uint64_t gpa, int byte, uint64_t len)
     return true;
 }
 
+#define DIRTY_PAGE_SHIFT 12
+#define BITS_PER_WORD (8 * sizeof(unsigned long))
+
+static size_t dirty_words(const RamRegion *r)
+{
+    uint64_t pages = (r->size + (1u << DIRTY_PAGE_SHIFT) - 1) >> DIRTY_PAGE_SHIFT;
+    return (pages + BITS_PER_WORD - 1) / BITS_PER_WORD;
+}
+
 void guest_mem_mark_dirty(GuestMemory *gm, uint64_t gpa, uint64_t len)
 {
-    /* Dirty tracking arrives with migration; the call sites are already in place. */
-    (void)gm;
-    (void)gpa;
-    (void)len;
+    if (!g_atomic_int_get(&gm->dirty_logging)) {
+        return;
+    }
+    const RamRegion *r = find_region(gm, gpa, len);
+    if (!r) {
+        return;
+    }
+    unsigned long *bm = gm->dirty[r - gm->regions];
+    uint64_t first = (gpa - r->gpa) >> DIRTY_PAGE_SHIFT;
+    uint64_t last = (gpa - r->gpa + len - 1) >> DIRTY_PAGE_SHIFT;
+    for (uint64_t p = first; p <= last; p++) {
+        __atomic_fetch_or(&bm[p / BITS_PER_WORD], 1ul << (p % BITS_PER_WORD),
+                          __ATOMIC_RELAXED);
+    }
+}
+
+void guest_mem_dirty_log_start(GuestMemory *gm)
+{
+    for (unsigned i = 0; i < gm->nr_regions; i++) {
+        if (!gm->dirty[i]) {
+            gm->dirty[i] = g_new0(unsigned long, dirty_words(&gm->regions[i]));
+        } else {
+            memset(gm->dirty[i], 0, dirty_words(&gm->regions[i]) * sizeof(unsigned long));
+        }
+    }
+    /* Bitmaps exist before any writer can see logging on (the atomic is a barrier). */
+    g_atomic_int_set(&gm->dirty_logging, 1);
+}
+
+void guest_mem_dirty_log_stop(GuestMemory *gm)
+{
+    g_atomic_int_set(&gm->dirty_logging, 0);
+}
+
+void guest_mem_dirty_log_take(GuestMemory *gm, unsigned region, unsigned long *bitmap)
+{
+    if (region >= gm->nr_regions || !gm->dirty[region]) {
+        return;
+    }
+    unsigned long *bm = gm->dirty[region];
+    size_t words = dirty_words(&gm->regions[region]);
+    for (size_t w = 0; w < words; w++) {
+        /* Cheap read first: most words are clear and need no locked exchange. */
+        if (__atomic_load_n(&bm[w], __ATOMIC_RELAXED)) {
+            bitmap[w] |= __atomic_exchange_n(&bm[w], 0, __ATOMIC_ACQ_REL);
+        }
+    }
 }
 
 /* ---- I/O spaces ---- */

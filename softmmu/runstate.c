@@ -9,19 +9,43 @@ static const char *const runstate_names[RUN_STATE__MAX] = {
     [RUN_STATE_SHUTDOWN] = "shutdown",
     [RUN_STATE_INTERNAL_ERROR] = "internal-error",
     [RUN_STATE_GUEST_PANICKED] = "guest-panicked",
+    [RUN_STATE_INMIGRATE] = "inmigrate",
+    [RUN_STATE_FINISH_MIGRATE] = "finish-migrate",
+    [RUN_STATE_POSTMIGRATE] = "postmigrate",
+    [RUN_STATE_SAVE_VM] = "save-vm",
+    [RUN_STATE_RESTORE_VM] = "restore-vm",
 };
 
 /* allowed[from] is a bit set of the states reachable from `from`. */
 #define BIT(s) (1u << (s))
+/* Migration and snapshots: leaving the state they stopped the VM in, by either outcome. */
+#define MIGRATE_OUT (BIT(RUN_STATE_FINISH_MIGRATE) | BIT(RUN_STATE_SAVE_VM) | \
+                     BIT(RUN_STATE_RESTORE_VM))
 static const unsigned allowed[RUN_STATE__MAX] = {
     [RUN_STATE_PRELAUNCH] = BIT(RUN_STATE_RUNNING) | BIT(RUN_STATE_PAUSED) |
-                            BIT(RUN_STATE_SHUTDOWN),
+                            BIT(RUN_STATE_SHUTDOWN) | BIT(RUN_STATE_INMIGRATE) | MIGRATE_OUT,
     [RUN_STATE_RUNNING] = BIT(RUN_STATE_PAUSED) | BIT(RUN_STATE_SHUTDOWN) |
-                          BIT(RUN_STATE_INTERNAL_ERROR) | BIT(RUN_STATE_GUEST_PANICKED),
-    [RUN_STATE_PAUSED] = BIT(RUN_STATE_RUNNING) | BIT(RUN_STATE_SHUTDOWN),
-    [RUN_STATE_SHUTDOWN] = BIT(RUN_STATE_RUNNING) | BIT(RUN_STATE_PAUSED),
+                          BIT(RUN_STATE_INTERNAL_ERROR) | BIT(RUN_STATE_GUEST_PANICKED) |
+                          BIT(RUN_STATE_FINISH_MIGRATE) | BIT(RUN_STATE_SAVE_VM) |
+                          BIT(RUN_STATE_RESTORE_VM),
+    [RUN_STATE_PAUSED] = BIT(RUN_STATE_RUNNING) | BIT(RUN_STATE_SHUTDOWN) | MIGRATE_OUT,
+    [RUN_STATE_SHUTDOWN] = BIT(RUN_STATE_RUNNING) | BIT(RUN_STATE_PAUSED) |
+                           BIT(RUN_STATE_FINISH_MIGRATE),
     [RUN_STATE_INTERNAL_ERROR] = BIT(RUN_STATE_RUNNING) | BIT(RUN_STATE_PAUSED),
     [RUN_STATE_GUEST_PANICKED] = BIT(RUN_STATE_RUNNING) | BIT(RUN_STATE_PAUSED),
+    [RUN_STATE_INMIGRATE] = BIT(RUN_STATE_RUNNING) | BIT(RUN_STATE_PAUSED) |
+                            BIT(RUN_STATE_SHUTDOWN),
+    [RUN_STATE_FINISH_MIGRATE] = BIT(RUN_STATE_POSTMIGRATE) | BIT(RUN_STATE_RUNNING) |
+                                 BIT(RUN_STATE_PAUSED) | BIT(RUN_STATE_PRELAUNCH) |
+                                 BIT(RUN_STATE_SHUTDOWN),
+    [RUN_STATE_POSTMIGRATE] = BIT(RUN_STATE_RUNNING) | BIT(RUN_STATE_PAUSED) |
+                              BIT(RUN_STATE_SHUTDOWN) | MIGRATE_OUT,
+    [RUN_STATE_SAVE_VM] = BIT(RUN_STATE_RUNNING) | BIT(RUN_STATE_PAUSED) |
+                          BIT(RUN_STATE_PRELAUNCH) | BIT(RUN_STATE_POSTMIGRATE) |
+                          BIT(RUN_STATE_SHUTDOWN),
+    [RUN_STATE_RESTORE_VM] = BIT(RUN_STATE_RUNNING) | BIT(RUN_STATE_PAUSED) |
+                             BIT(RUN_STATE_PRELAUNCH) | BIT(RUN_STATE_POSTMIGRATE) |
+                             BIT(RUN_STATE_SHUTDOWN),
 };
 
 const char *runstate_name(RunState s)

@@ -21,6 +21,7 @@
 #include "sen/device.h"
 #include "sen/hw/pc.h"
 #include "sen/machine.h"
+#include "sen/migration.h"
 #include "sen/monitor.h"
 #include "sen/os.h"
 #include "monitor/qapi-generated.h"
@@ -242,6 +243,7 @@ Machine *machine_create(MachineConfig *cfg, Error **errp)
     virt_clock_stop(m->clock); /* virtual time starts when the VM does */
     virt_clock_set_notify(m->clock, wake_main_loop, m);
     m->runstate = RUN_STATE_PRELAUNCH;
+    migration_init(m);
 
     if (g_strcmp0(cfg->machine_type, "pc") != 0) {
         error_setg(errp, "-machine %s: unsupported machine type", cfg->machine_type);
@@ -286,6 +288,10 @@ Machine *machine_create(MachineConfig *cfg, Error **errp)
             goto fail;
         }
         m->pidfile_written = true;
+    }
+    /* Before the monitors, so a client never sees the VM outside inmigrate. */
+    if (cfg->incoming && !migration_incoming_setup(m, cfg->incoming, errp)) {
+        goto fail;
     }
     /* Last, so that a client connected already (wait=on) sees a complete machine. */
     if (!monitor_create_all(m, errp)) {
@@ -407,7 +413,8 @@ int machine_run(Machine *m)
     GSource *timers = main_loop_timer_source_new(m);
     g_source_attach(timers, m->ctx);
 
-    if (!m->cfg->start_paused) {
+    /* An incoming migration starts the guest itself once loaded. */
+    if (!m->cfg->start_paused && m->runstate != RUN_STATE_INMIGRATE) {
         machine_vm_start(m);
     }
     do {
@@ -429,6 +436,8 @@ void machine_destroy(Machine *m)
             g_source_remove(m->signal_sources[i]);
         }
     }
+    /* First: its threads use the dirty log, guest RAM and the VM lock. */
+    migration_finalize(m);
     /* Devices go before the accelerator: unrealize detaches irqfds and ioeventfds,
      * which needs the VM still there; vCPUs are stopped first so none is in a handler. */
     if (m->accel_up) {

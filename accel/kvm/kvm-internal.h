@@ -187,5 +187,9 @@ typedef struct VMStateOut VMStateOut;
 typedef struct VMStateIn VMStateIn;
 bool kvm_state_save(Machine *m, VMStateOut *out, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
 bool kvm_state_load(Machine *m, VMStateIn *in, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+/* kvm-dirty.c: KVM_MEM_LOG_DIRTY_PAGES on every slot + KVM_GET_DIRTY_LOG */
+bool kvm_dirty_log_start(Machine *m, Error **errp);
+void kvm_dirty_log_stop(Machine *m);
+bool kvm_dirty_log_sync(Machine *m, unsigned region, unsigned long *bitmap, Error **errp);
 
 #endif

@@ -382,4 +382,7 @@ const AccelOps kvm_accel_ops = {
     .ioeventfd_assign = kvm_ioeventfd_assign,
     .state_save = kvm_state_save,
     .state_load = kvm_state_load,
+    .dirty_log_start = kvm_dirty_log_start,
+    .dirty_log_stop = kvm_dirty_log_stop,
+    .dirty_log_sync = kvm_dirty_log_sync,
 };

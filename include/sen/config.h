@@ -174,6 +174,7 @@ typedef struct MachineConfig {
     int64_t boot_menu_wait; /* -boot splash-time= (ms) with menu=on; -1 = not given */
     int64_t boot_reboot_timeout; /* -boot reboot-timeout= (ms); -1 = never (default) */
     bool boot_strict;       /* -boot strict=on */
+    char *incoming;      /* -incoming URI or "defer"; NULL = none */
 } MachineConfig;
 
 /* An empty config with QEMU's defaults (pc, 128 MiB, 1 vCPU, kvm). */

@@ -24,6 +24,7 @@ typedef struct Chardev Chardev;
 typedef struct DeviceState DeviceState;
 typedef struct PcMachine PcMachine;
 typedef struct BlockState BlockState;
+typedef struct MigrationState MigrationState;
 
 typedef struct Machine {
     MachineConfig *cfg;
@@ -56,6 +57,7 @@ typedef struct Machine {
     BlockState *block;       /* drives and block nodes (block/drives.c), or NULL */
 
     GPtrArray *monitors;     /* of Monitor*, owned (monitor/qmp.c); NULL before creation */
+    MigrationState *migration; /* migration/migration.c */
 } Machine;
 
 /* Builds the machine from cfg (takes ownership of cfg); see softmmu/vm.c. */

@@ -78,6 +78,15 @@ bool guest_mem_write(GuestMemory *gm, uint64_t gpa, const void *buf, uint64_t le
 bool guest_mem_fill(GuestMemory *gm, uint64_t gpa, int byte, uint64_t len);
 /* Records a device write for migration; a no-op until dirty logging is enabled. */
 void guest_mem_mark_dirty(GuestMemory *gm, uint64_t gpa, uint64_t len);
+/*
+ * Device-side dirty log (migration/ram.c combines it with the accelerator's): start
+ * clears it and turns recording on; take ORs the pages recorded in RAM region `region`
+ * into bitmap (bit n = 4 KiB page n of the region, unsigned long words) and clears them.
+ * Any thread.
+ */
+void guest_mem_dirty_log_start(GuestMemory *gm);
+void guest_mem_dirty_log_stop(GuestMemory *gm);
+void guest_mem_dirty_log_take(GuestMemory *gm, unsigned region, unsigned long *bitmap);
 
 /* ---- port I/O and MMIO dispatch ---- */
 

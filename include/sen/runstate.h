@@ -14,6 +14,11 @@ typedef enum RunState {
     RUN_STATE_SHUTDOWN,       /* guest shut down with -no-shutdown */
     RUN_STATE_INTERNAL_ERROR, /* KVM could not continue (emulation failure ...) */
     RUN_STATE_GUEST_PANICKED,
+    RUN_STATE_INMIGRATE,      /* -incoming: waiting for (or loading) a migration stream */
+    RUN_STATE_FINISH_MIGRATE, /* stopped for the last migration round and device state */
+    RUN_STATE_POSTMIGRATE,    /* the destination took over; this VM stays stopped */
+    RUN_STATE_SAVE_VM,        /* savevm writing a snapshot */
+    RUN_STATE_RESTORE_VM,     /* loadvm reading a snapshot */
     RUN_STATE__MAX,
 } RunState;
 

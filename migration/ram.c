@@ -1,0 +1,383 @@
+/*
+ * Guest RAM in the migration stream (docs/migration-format.md).
+ *
+ * Source: one bitmap per RAM region holds the pages still to send.  The first pass sends
+ * everything; then every sync ORs in what vCPUs wrote (the accelerator's dirty log) and
+ * what devices wrote (guest_mem_mark_dirty's log).  A page's marks are taken *before*
+ * its contents are copied into the stream, so a write racing with the copy is always
+ * logged again and sent in a later pass or in the final round with vCPUs stopped.
+ *
+ * Zero pages travel as a flag without data.  Pages the RAM backing never allocated
+ * (memfd holes, found with SEEK_DATA) are known zero without being read, so a big,
+ * mostly idle guest does not get its whole RAM allocated on the source by migration.
+ *
+ * Destination: RAM is emptied (discarded) before loading, so zero pages need no write
+ * unless data arrived for them earlier in the same stream.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+#include "accel/accel.h"
+#include "migration/ram.h"
+
+#define BITS_PER_WORD 64u
+
+typedef struct RamBlock {
+    const RamRegion *r;
+    uint64_t pages;
+    unsigned long *todo;      /* pages to send */
+    unsigned long *log;       /* scratch for one sync */
+    uint64_t hole_data, hole_end; /* cached [data, hole) interval of the backing */
+} RamBlock;
+
+struct RamSave {
+    Machine *m;
+    RamBlock *blocks;
+    unsigned nr_blocks;
+    uint64_t dirty_pages;     /* set bits in all todo bitmaps */
+    bool logging;
+    int backing_fd;
+    RamCounters c;
+};
+
+static void counter_set(uint64_t *counter, uint64_t v)
+{
+    __atomic_store_n(counter, v, __ATOMIC_RELAXED);
+}
+
+static void counter_add(uint64_t *counter, uint64_t v)
+{
+    __atomic_store_n(counter, *counter + v, __ATOMIC_RELAXED);
+}
+
+static size_t bitmap_words(uint64_t pages)
+{
+    return (pages + BITS_PER_WORD - 1) / BITS_PER_WORD;
+}
+
+RamSave *ram_save_new(Machine *m)
+{
+    RamSave *rs = g_new0(RamSave, 1);
+    rs->m = m;
+    rs->nr_blocks = guest_mem_region_count(m->mem);
+    rs->blocks = g_new0(RamBlock, rs->nr_blocks);
+    rs->backing_fd = guest_mem_backing_fd(m->mem);
+    for (unsigned i = 0; i < rs->nr_blocks; i++) {
+        RamBlock *b = &rs->blocks[i];
+        b->r = guest_mem_region(m->mem, i);
+        b->pages = (b->r->size + MIG_PAGE_SIZE - 1) / MIG_PAGE_SIZE;
+        b->todo = g_new0(unsigned long, bitmap_words(b->pages));
+        b->log = g_new0(unsigned long, bitmap_words(b->pages));
+        rs->c.total += b->r->size;
+    }
+    return rs;
+}
+
+void ram_save_free(RamSave *rs)
+{
+    if (!rs) {
+        return;
+    }
+    ram_save_stop_logging(rs);
+    for (unsigned i = 0; i < rs->nr_blocks; i++) {
+        g_free(rs->blocks[i].todo);
+        g_free(rs->blocks[i].log);
+    }
+    g_free(rs->blocks);
+    g_free(rs);
+}
+
+const RamCounters *ram_save_counters(const RamSave *rs)
+{
+    return &rs->c;
+}
+
+uint64_t ram_save_dirty_pages(const RamSave *rs)
+{
+    return rs->dirty_pages;
+}
+
+void ram_save_stop_logging(RamSave *rs)
+{
+    if (!rs->logging) {
+        return;
+    }
+    guest_mem_dirty_log_stop(rs->m->mem);
+    if (rs->m->accel->dirty_log_stop) {
+        rs->m->accel->dirty_log_stop(rs->m);
+    }
+    rs->logging = false;
+}
+
+bool ram_save_setup(RamSave *rs, MigStream *s, Error **errp)
+{
+    const AccelOps *accel = rs->m->accel;
+
+    if (accel->dirty_log_start && !accel->dirty_log_start(rs->m, errp)) {
+        return false;
+    }
+    guest_mem_dirty_log_start(rs->m->mem);
+    rs->logging = true;
+
+    mig_put_buf(s, MIG_MAGIC, 8);
+    mig_put_be32(s, MIG_VERSION);
+    mig_put_be32(s, MIG_PAGE_SIZE);
+    mig_put_be64(s, rs->c.total);
+    mig_put_be32(s, rs->nr_blocks);
+    rs->dirty_pages = 0;
+    for (unsigned i = 0; i < rs->nr_blocks; i++) {
+        RamBlock *b = &rs->blocks[i];
+        mig_put_be64(s, b->r->gpa);
+        mig_put_be64(s, b->r->size);
+        /* Everything is dirty for the first pass (bits past the end stay clear). */
+        memset(b->todo, 0xff, b->pages / 8);
+        for (uint64_t p = b->pages & ~7ull; p < b->pages; p++) {
+            b->todo[p / BITS_PER_WORD] |= 1ul << (p % BITS_PER_WORD);
+        }
+        rs->dirty_pages += b->pages;
+    }
+    counter_set(&rs->c.remaining, rs->dirty_pages * MIG_PAGE_SIZE);
+    return mig_stream_check(s, errp);
+}
+
+bool ram_save_sync(RamSave *rs, Error **errp)
+{
+    const AccelOps *accel = rs->m->accel;
+    uint64_t dirty = 0;
+
+    for (unsigned i = 0; i < rs->nr_blocks; i++) {
+        RamBlock *b = &rs->blocks[i];
+        size_t words = bitmap_words(b->pages);
+        memset(b->log, 0, words * sizeof(unsigned long));
+        if (accel->dirty_log_sync && !accel->dirty_log_sync(rs->m, i, b->log, errp)) {
+            return false;
+        }
+        guest_mem_dirty_log_take(rs->m->mem, i, b->log);
+        for (size_t w = 0; w < words; w++) {
+            b->todo[w] |= b->log[w];
+            dirty += __builtin_popcountl(b->todo[w]);
+        }
+    }
+    rs->dirty_pages = dirty;
+    counter_set(&rs->c.remaining, dirty * MIG_PAGE_SIZE);
+    counter_add(&rs->c.dirty_sync_count, 1);
+    return true;
+}
+
+/* Whether the page at backing offset off was never allocated (reads as zero). */
+static bool page_in_hole(RamSave *rs, RamBlock *b, uint64_t off)
+{
+    if (off < b->hole_data) {
+        return true;
+    }
+    if (off < b->hole_end) {
+        return false;
+    }
+    off_t data = lseek(rs->backing_fd, (off_t)off, SEEK_DATA);
+    if (data < 0) {
+        /* ENXIO: no data after off.  Anything else: no hole information, read it. */
+        b->hole_data = b->hole_end = errno == ENXIO ? UINT64_MAX : 0;
+        return errno == ENXIO;
+    }
+    off_t hole = lseek(rs->backing_fd, data, SEEK_HOLE);
+    b->hole_data = (uint64_t)data;
+    b->hole_end = hole < 0 ? UINT64_MAX : (uint64_t)hole;
+    return off < b->hole_data;
+}
+
+static bool page_is_zero(const uint8_t *p)
+{
+    const uint64_t *w = (const uint64_t *)p;
+    /* Data pages usually differ from zero in their first bytes: exit early. */
+    if (w[0] | w[1]) {
+        return false;
+    }
+    uint64_t acc = 0;
+    for (unsigned i = 2; i < MIG_PAGE_SIZE / 8; i += 4) {
+        acc |= w[i] | w[i + 1] | w[i + 2] | w[i + 3];
+    }
+    return acc == 0;
+}
+
+static void put_ram_record(MigStream *s, uint8_t flags, uint64_t gpa, uint32_t npages)
+{
+    mig_put_u8(s, MIG_REC_RAM);
+    mig_put_u8(s, flags);
+    mig_put_be32(s, npages);
+    mig_put_be64(s, gpa);
+}
+
+/* Sends pages [first, first+n) of block b (n <= 64), splitting zero and data runs. */
+static void send_run(RamSave *rs, RamBlock *b, MigStream *s, uint64_t first, unsigned n)
+{
+    bool zero[BITS_PER_WORD];
+
+    for (unsigned i = 0; i < n; i++) {
+        uint64_t off = (first + i) * MIG_PAGE_SIZE;
+        zero[i] = page_in_hole(rs, b, b->r->backing_offset + off) ||
+                  page_is_zero(b->r->hva + off);
+    }
+    for (unsigned i = 0; i < n;) {
+        unsigned j = i + 1;
+        while (j < n && zero[j] == zero[i]) {
+            j++;
+        }
+        uint64_t off = (first + i) * MIG_PAGE_SIZE;
+        put_ram_record(s, zero[i] ? MIG_RAM_ZERO : 0, b->r->gpa + off, j - i);
+        if (zero[i]) {
+            counter_add(&rs->c.duplicate, j - i);
+        } else {
+            mig_put_buf(s, b->r->hva + off, (size_t)(j - i) * MIG_PAGE_SIZE);
+            counter_add(&rs->c.normal, j - i);
+        }
+        i = j;
+    }
+}
+
+bool ram_save_pass(RamSave *rs, MigStream *s, const int *cancel, Error **errp)
+{
+    for (unsigned i = 0; i < rs->nr_blocks; i++) {
+        RamBlock *b = &rs->blocks[i];
+        size_t words = bitmap_words(b->pages);
+        b->hole_data = b->hole_end = 0;
+        for (size_t w = 0; w < words; w++) {
+            unsigned long bits = b->todo[w];
+            if (!bits) {
+                continue;
+            }
+            b->todo[w] = 0;
+            while (bits) {
+                unsigned start = __builtin_ctzl(bits);
+                unsigned long rest = bits >> start;
+                unsigned len = ~rest ? __builtin_ctzl(~rest) : BITS_PER_WORD - start;
+                send_run(rs, b, s, w * BITS_PER_WORD + start, len);
+                bits = len + start >= BITS_PER_WORD ? 0 : bits & ~(((1ul << len) - 1) << start);
+                rs->dirty_pages -= len;
+            }
+            counter_set(&rs->c.remaining, rs->dirty_pages * MIG_PAGE_SIZE);
+            if (g_atomic_int_get(cancel)) {
+                error_setg(errp, "migration cancelled");
+                return false;
+            }
+            if (mig_stream_failed(s)) {
+                return mig_stream_check(s, errp);
+            }
+        }
+    }
+    return mig_stream_check(s, errp);
+}
+
+/* ---- destination ---- */
+
+bool ram_load_setup(Machine *m, MigStream *s, Error **errp)
+{
+    char magic[8];
+    GuestMemory *gm = m->mem;
+
+    mig_get_buf(s, magic, sizeof(magic));
+    if (!mig_stream_check(s, errp)) {
+        return false;
+    }
+    if (memcmp(magic, MIG_MAGIC, sizeof(magic)) != 0) {
+        error_setg(errp, "not a Sen migration stream (bad magic)");
+        return false;
+    }
+    uint32_t version = mig_get_be32(s);
+    uint32_t page_size = mig_get_be32(s);
+    uint64_t total = mig_get_be64(s);
+    uint32_t nr = mig_get_be32(s);
+    if (!mig_stream_check(s, errp)) {
+        return false;
+    }
+    if (version != MIG_VERSION) {
+        error_setg(errp, "migration stream version %u is not supported (this Sen reads "
+                   "version %u)", version, MIG_VERSION);
+        return false;
+    }
+    if (page_size != MIG_PAGE_SIZE) {
+        error_setg(errp, "migration stream page size %u is not supported", page_size);
+        return false;
+    }
+    uint64_t local_total = 0;
+    for (unsigned i = 0; i < guest_mem_region_count(gm); i++) {
+        local_total += guest_mem_region(gm, i)->size;
+    }
+    if (total != local_total || nr != guest_mem_region_count(gm)) {
+        error_setg(errp, "RAM size mismatch: the source has %" G_GUINT64_FORMAT " bytes in "
+                   "%u regions, this VM %" G_GUINT64_FORMAT " bytes in %u (start the "
+                   "destination with the same -m)", total, nr, local_total,
+                   guest_mem_region_count(gm));
+        return false;
+    }
+    for (unsigned i = 0; i < nr; i++) {
+        const RamRegion *r = guest_mem_region(gm, i);
+        uint64_t gpa = mig_get_be64(s), size = mig_get_be64(s);
+        if (!mig_stream_check(s, errp)) {
+            return false;
+        }
+        if (gpa != r->gpa || size != r->size) {
+            error_setg(errp, "RAM layout mismatch: source region %u is 0x%" G_GINT64_MODIFIER
+                       "x+0x%" G_GINT64_MODIFIER "x, here 0x%" G_GINT64_MODIFIER "x+0x%"
+                       G_GINT64_MODIFIER "x", i, gpa, size, r->gpa, r->size);
+            return false;
+        }
+    }
+    /* Start from all-zero RAM: what the loader put there at reset is not the guest's.
+     * Discarding (not writing zeroes) keeps the destination's RAM unallocated. */
+    for (unsigned i = 0; i < nr; i++) {
+        const RamRegion *r = guest_mem_region(gm, i);
+        if (!guest_mem_discard(gm, r->gpa, r->size)) {
+            memset(r->hva, 0, r->size);
+        }
+    }
+    return true;
+}
+
+bool ram_load_record(Machine *m, MigStream *s, Error **errp)
+{
+    uint8_t flags = mig_get_u8(s);
+    uint32_t npages = mig_get_be32(s);
+    uint64_t gpa = mig_get_be64(s);
+
+    if (!mig_stream_check(s, errp)) {
+        return false;
+    }
+    if (flags & ~MIG_RAM_ZERO) {
+        error_setg(errp, "corrupt migration stream: unknown RAM flags 0x%x", flags);
+        return false;
+    }
+    uint8_t *hva = NULL;
+    if (npages == 0 || npages > MIG_RAM_MAX_PAGES || (gpa & (MIG_PAGE_SIZE - 1)) ||
+        !(hva = guest_mem_map(m->mem, gpa, (uint64_t)npages * MIG_PAGE_SIZE))) {
+        error_setg(errp, "corrupt migration stream: RAM record 0x%" G_GINT64_MODIFIER
+                   "x+%u pages is not inside guest RAM", gpa, npages);
+        return false;
+    }
+    if (!(flags & MIG_RAM_ZERO)) {
+        mig_get_buf(s, hva, (size_t)npages * MIG_PAGE_SIZE);
+        return mig_stream_check(s, errp);
+    }
+    /* Reading a hole would allocate it: look only at pages that hold data. */
+    const RamRegion *r = NULL;
+    for (unsigned i = 0; i < guest_mem_region_count(m->mem); i++) {
+        const RamRegion *ri = guest_mem_region(m->mem, i);
+        if (hva >= ri->hva && hva < ri->hva + ri->size) {
+            r = ri;
+        }
+    }
+    off_t off = (off_t)(r->backing_offset + (uint64_t)(hva - r->hva));
+    off_t len = (off_t)npages * MIG_PAGE_SIZE;
+    off_t data = lseek(guest_mem_backing_fd(m->mem), off, SEEK_DATA);
+    if (data < 0 && errno == ENXIO) {
+        return true;
+    }
+    for (uint32_t i = data < off ? 0 : (uint32_t)((data - off) / MIG_PAGE_SIZE);
+         data < off + len && i < npages; i++) {
+        uint8_t *p = hva + (size_t)i * MIG_PAGE_SIZE;
+        if (!page_is_zero(p)) {
+            memset(p, 0, MIG_PAGE_SIZE);
+        }
+    }
+    return true;
+}

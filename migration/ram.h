@@ -1,0 +1,65 @@
+/*
+ * RAM in the migration stream: the header that describes guest RAM, dirty-page
+ * iteration on the source and loading on the destination (docs/migration-format.md).
+ */
+#ifndef SEN_MIGRATION_RAM_H
+#define SEN_MIGRATION_RAM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "sen/machine.h"
+#include "migration/stream.h"
+
+#define MIG_PAGE_SIZE 4096u
+/* Pages one RAM record may describe; the destination rejects more. */
+#define MIG_RAM_MAX_PAGES 1024u
+
+/* Counters the source publishes while it runs (read from any thread with ram_stat()). */
+typedef struct RamCounters {
+    uint64_t total;             /* bytes of guest RAM */
+    uint64_t remaining;         /* dirty bytes still to send */
+    uint64_t duplicate;         /* zero pages sent (as a flag, no data) */
+    uint64_t normal;            /* pages sent with their data */
+    uint64_t dirty_sync_count;  /* dirty-log synchronisations */
+    uint64_t dirty_pages_rate;  /* pages dirtied per second over the last pass */
+} RamCounters;
+
+static inline uint64_t ram_stat(const uint64_t *counter)
+{
+    return __atomic_load_n(counter, __ATOMIC_RELAXED);
+}
+
+typedef struct RamSave RamSave;
+
+RamSave *ram_save_new(Machine *m);
+void ram_save_free(RamSave *rs);
+const RamCounters *ram_save_counters(const RamSave *rs);
+/* Writes the stream header and the RAM layout; turns dirty logging on; every page of
+ * RAM is dirty for the first pass. */
+bool ram_save_setup(RamSave *rs, MigStream *s, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+/* Merges the accelerator's and the devices' dirty logs into the pages to send. */
+bool ram_save_sync(RamSave *rs, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+/* Sends every page marked dirty (clearing the marks).  Stops early, returning false,
+ * when *cancel becomes non-zero or the stream fails. */
+bool ram_save_pass(RamSave *rs, MigStream *s, const int *cancel, Error **errp)
+    G_GNUC_WARN_UNUSED_RESULT;
+/* Dirty pages known now (after the last sync, minus what was sent since). */
+uint64_t ram_save_dirty_pages(const RamSave *rs);
+void ram_save_stop_logging(RamSave *rs);
+
+/* Destination: checks the header against this machine's RAM; empties guest RAM. */
+bool ram_load_setup(Machine *m, MigStream *s, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+/* One RAM record (its type byte already read). */
+bool ram_load_record(Machine *m, MigStream *s, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+
+/* Record types. */
+#define MIG_REC_RAM    0x01
+#define MIG_REC_DEVICE 0x02
+#define MIG_REC_END    0xff
+/* RAM record flags */
+#define MIG_RAM_ZERO   0x01
+
+#define MIG_MAGIC "SENMIG\r\n"
+#define MIG_VERSION 1
+
+#endif

@@ -1,0 +1,374 @@
+/*
+ * The migration byte stream: see stream.h.
+ *
+ * Writes collect in a buffer that is checksummed and sent when full, so each byte is
+ * touched once after the copy out of guest RAM; that copy is what makes the checksum
+ * match what is sent while the guest keeps writing.  Large reads go straight into the
+ * caller's buffer (guest RAM on the destination), bypassing the buffer.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <glib.h>
+#include "migration/stream.h"
+
+#define MIG_STREAM_BUF (256 * 1024)
+/* The rate limit is enforced per window: short enough for a smooth rate, long enough
+ * that the sleep granularity does not matter. */
+#define RATE_WINDOW_US 50000
+
+struct MigStream {
+    int fd;
+    bool writing;
+    uint8_t *buf;
+    size_t len;   /* writer: bytes pending; reader: bytes buffered */
+    size_t pos;   /* reader: next byte to consume */
+    uint32_t crc; /* of everything sent / consumed so far (before the final inversion) */
+    uint64_t bytes;
+    char *error;
+
+    uint64_t rate_limit;
+    int64_t window_start;
+    uint64_t window_bytes;
+};
+
+/* ---- CRC-32C ---- */
+
+static uint32_t crc32c_table[256];
+
+static void crc32c_init_table(void)
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++) {
+            c = (c & 1) ? (c >> 1) ^ 0x82f63b78u : c >> 1;
+        }
+        crc32c_table[i] = c;
+    }
+}
+
+static uint32_t crc32c_soft(uint32_t crc, const uint8_t *p, size_t len)
+{
+    static gsize once;
+    if (g_once_init_enter(&once)) {
+        crc32c_init_table();
+        g_once_init_leave(&once, 1);
+    }
+    while (len--) {
+        crc = crc32c_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
+    }
+    return crc;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("sse4.2")))
+static uint32_t crc32c_sse42(uint32_t crc, const uint8_t *p, size_t len)
+{
+    uint64_t c = crc;
+    while (len >= 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        c = __builtin_ia32_crc32di(c, v);
+        p += 8;
+        len -= 8;
+    }
+    while (len--) {
+        c = __builtin_ia32_crc32qi((uint32_t)c, *p++);
+    }
+    return (uint32_t)c;
+}
+#endif
+
+uint32_t mig_crc32c(uint32_t crc, const void *buf, size_t len)
+{
+#if defined(__x86_64__)
+    if (__builtin_cpu_supports("sse4.2")) {
+        return crc32c_sse42(crc, buf, len);
+    }
+#endif
+    return crc32c_soft(crc, buf, len);
+}
+
+/* ---- life cycle ---- */
+
+static MigStream *mig_stream_new(int fd, bool writing)
+{
+    MigStream *s = g_new0(MigStream, 1);
+    s->fd = fd;
+    s->writing = writing;
+    s->buf = g_malloc(MIG_STREAM_BUF);
+    s->crc = 0xffffffffu;
+    return s;
+}
+
+MigStream *mig_stream_new_writer(int fd)
+{
+    return mig_stream_new(fd, true);
+}
+
+MigStream *mig_stream_new_reader(int fd)
+{
+    return mig_stream_new(fd, false);
+}
+
+void mig_stream_free(MigStream *s)
+{
+    if (!s) {
+        return;
+    }
+    if (s->fd >= 0) {
+        close(s->fd);
+    }
+    g_free(s->buf);
+    g_free(s->error);
+    g_free(s);
+}
+
+int mig_stream_fd(const MigStream *s)
+{
+    return s->fd;
+}
+
+void mig_stream_set_rate_limit(MigStream *s, uint64_t bytes_per_sec)
+{
+    s->rate_limit = bytes_per_sec;
+    s->window_start = g_get_monotonic_time();
+    s->window_bytes = 0;
+}
+
+uint64_t mig_stream_bytes(const MigStream *s)
+{
+    return s->bytes;
+}
+
+void mig_stream_set_error(MigStream *s, const char *fmt, ...)
+{
+    if (s->error) {
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    s->error = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+}
+
+bool mig_stream_failed(const MigStream *s)
+{
+    return s->error != NULL;
+}
+
+bool mig_stream_check(const MigStream *s, Error **errp)
+{
+    if (s->error) {
+        error_setg(errp, "%s", s->error);
+        return false;
+    }
+    return true;
+}
+
+/* ---- writing ---- */
+
+/* Sleeps out the rest of the window once its budget is spent. */
+static void rate_limit_account(MigStream *s, size_t n)
+{
+    if (!s->rate_limit) {
+        return;
+    }
+    s->window_bytes += n;
+    uint64_t budget = s->rate_limit * RATE_WINDOW_US / G_USEC_PER_SEC;
+    int64_t now = g_get_monotonic_time();
+    if (now - s->window_start >= RATE_WINDOW_US) {
+        s->window_start = now;
+        s->window_bytes = 0;
+    } else if (s->window_bytes >= budget) {
+        g_usleep(s->window_start + RATE_WINDOW_US - now);
+        s->window_start = g_get_monotonic_time();
+        s->window_bytes = 0;
+    }
+}
+
+static void write_all(MigStream *s, const uint8_t *p, size_t len)
+{
+    while (len && !s->error) {
+        ssize_t n = write(s->fd, p, len);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            mig_stream_set_error(s, "write to the migration stream failed: %s",
+                                 n < 0 ? g_strerror(errno) : "no progress");
+            return;
+        }
+        p += n;
+        len -= n;
+    }
+}
+
+void mig_stream_flush(MigStream *s)
+{
+    if (!s->len || s->error) {
+        s->len = 0;
+        return;
+    }
+    s->crc = mig_crc32c(s->crc, s->buf, s->len);
+    write_all(s, s->buf, s->len);
+    rate_limit_account(s, s->len);
+    s->len = 0;
+}
+
+void mig_put_buf(MigStream *s, const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+    while (len && !s->error) {
+        size_t n = MIN(len, MIG_STREAM_BUF - s->len);
+        memcpy(s->buf + s->len, p, n);
+        s->len += n;
+        s->bytes += n;
+        p += n;
+        len -= n;
+        if (s->len == MIG_STREAM_BUF) {
+            mig_stream_flush(s);
+        }
+    }
+}
+
+void mig_put_u8(MigStream *s, uint8_t v)
+{
+    mig_put_buf(s, &v, 1);
+}
+
+void mig_put_be32(MigStream *s, uint32_t v)
+{
+    v = GUINT32_TO_BE(v);
+    mig_put_buf(s, &v, 4);
+}
+
+void mig_put_be64(MigStream *s, uint64_t v)
+{
+    v = GUINT64_TO_BE(v);
+    mig_put_buf(s, &v, 8);
+}
+
+void mig_put_checksum(MigStream *s)
+{
+    mig_stream_flush(s);
+    uint32_t crc = GUINT32_TO_BE(~s->crc);
+    write_all(s, (const uint8_t *)&crc, 4);
+    s->bytes += 4;
+}
+
+/* ---- reading ---- */
+
+/* Reads at least one byte into the buffer; false (error set) at EOF or failure. */
+static bool fill(MigStream *s)
+{
+    if (s->error) {
+        return false;
+    }
+    s->len = s->pos = 0;
+    for (;;) {
+        ssize_t n = read(s->fd, s->buf, MIG_STREAM_BUF);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            mig_stream_set_error(s, "read from the migration stream failed: %s",
+                                 g_strerror(errno));
+            return false;
+        }
+        if (n == 0) {
+            mig_stream_set_error(s, "the migration stream ended early (truncated after "
+                                 "%" G_GUINT64_FORMAT " bytes)", s->bytes);
+            return false;
+        }
+        s->len = n;
+        return true;
+    }
+}
+
+/* Copies len bytes without updating the checksum. */
+static void get_raw(MigStream *s, uint8_t *p, size_t len)
+{
+    while (len && !s->error) {
+        if (s->pos == s->len) {
+            if (len >= MIG_STREAM_BUF / 2) {
+                /* Large: straight into the destination. */
+                ssize_t n = read(s->fd, p, len);
+                if (n < 0 && errno == EINTR) {
+                    continue;
+                }
+                if (n < 0) {
+                    mig_stream_set_error(s, "read from the migration stream failed: %s",
+                                         g_strerror(errno));
+                } else if (n == 0) {
+                    mig_stream_set_error(s, "the migration stream ended early (truncated "
+                                         "after %" G_GUINT64_FORMAT " bytes)", s->bytes);
+                } else {
+                    p += n;
+                    len -= n;
+                    s->bytes += n;
+                }
+                continue;
+            }
+            if (!fill(s)) {
+                break;
+            }
+        }
+        size_t n = MIN(len, s->len - s->pos);
+        memcpy(p, s->buf + s->pos, n);
+        s->pos += n;
+        s->bytes += n;
+        p += n;
+        len -= n;
+    }
+    if (len) {
+        memset(p, 0, len);
+    }
+}
+
+void mig_get_buf(MigStream *s, void *buf, size_t len)
+{
+    get_raw(s, buf, len);
+    if (!s->error) {
+        s->crc = mig_crc32c(s->crc, buf, len);
+    }
+}
+
+uint8_t mig_get_u8(MigStream *s)
+{
+    uint8_t v;
+    mig_get_buf(s, &v, 1);
+    return v;
+}
+
+uint32_t mig_get_be32(MigStream *s)
+{
+    uint32_t v;
+    mig_get_buf(s, &v, 4);
+    return GUINT32_FROM_BE(v);
+}
+
+uint64_t mig_get_be64(MigStream *s)
+{
+    uint64_t v;
+    mig_get_buf(s, &v, 8);
+    return GUINT64_FROM_BE(v);
+}
+
+bool mig_get_checksum_ok(MigStream *s)
+{
+    uint32_t expect = ~s->crc;
+    uint32_t v;
+    get_raw(s, (uint8_t *)&v, 4);
+    if (s->error) {
+        return false;
+    }
+    if (GUINT32_FROM_BE(v) != expect) {
+        mig_stream_set_error(s, "the migration stream is corrupt (checksum 0x%08x, computed "
+                             "0x%08x)", GUINT32_FROM_BE(v), expect);
+        return false;
+    }
+    return true;
+}
