@@ -78,6 +78,8 @@ struct AccelOps {
      * unsigned long words) and re-arms logging for them. */
     bool (*dirty_log_sync)(Machine *m, unsigned region, unsigned long *bitmap,
                            Error **errp);
+    /* Auto-converge: keep vCPUs out of guest code pct percent of the time (0 = off). */
+    void (*set_throttle)(Machine *m, unsigned pct);
 };
 
 extern const AccelOps kvm_accel_ops;

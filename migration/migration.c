@@ -356,7 +356,11 @@ static bool precopy(MigrationState *s, RamSave *rs, MigStream *st, Error **errp)
                                                          s->throttle_increment,
                                                          s->max_throttle)
                                               : (int)s->throttle_initial;
+            int pct = s->throttle_pct;
             g_mutex_unlock(&s->lock);
+            if (s->m->accel->set_throttle) {
+                s->m->accel->set_throttle(s->m, (unsigned)pct);
+            }
         }
     }
 }
@@ -446,8 +450,12 @@ out:
     }
     RamSave *rs = s->ram;
     s->ram = NULL;
+    bool throttled = s->throttle_pct != 0;
     s->throttle_pct = 0;
     g_mutex_unlock(&s->lock);
+    if (throttled && s->m->accel->set_throttle) {
+        s->m->accel->set_throttle(s->m, 0);
+    }
     ram_save_free(rs);
     mig_stream_free(st);
     mig_child_reap(child, !ok);
@@ -859,7 +867,7 @@ bool qmp_migrate_set_capabilities(QmpCtx *ctx, json_t *capabilities, Error **err
     size_t i;
     json_t *c;
 
-    if (migration_running(s) || s->in_thread) {
+    if (migration_running(s)) {
         error_setg(errp, "There's a migration process in progress");
         return false;
     }

@@ -156,6 +156,101 @@ static bool hmp_system_powerdown(QmpCtx *ctx, GString *out, Error **errp)
     return qmp_system_powerdown(ctx, errp);
 }
 
+/* ---- migration ---- */
+
+static bool hmp_info_migrate(QmpCtx *ctx, GString *out, Error **errp)
+{
+    json_t *info = qmp_query_migrate(ctx, errp);
+    json_t *caps = qmp_query_migrate_capabilities(ctx, errp);
+    size_t i;
+    json_t *c;
+
+    if (!info || !caps) {
+        json_decref(info);
+        json_decref(caps);
+        return false;
+    }
+    g_string_append(out, "capabilities:");
+    json_array_foreach(caps, i, c) {
+        g_string_append_printf(out, " %s: %s",
+                               json_string_value(json_object_get(c, "capability")),
+                               json_is_true(json_object_get(c, "state")) ? "on" : "off");
+    }
+    g_string_append(out, "\r\n");
+    const char *status = json_string_value(json_object_get(info, "status"));
+    if (status) {
+        g_string_append_printf(out, "Migration status: %s\r\n", status);
+    }
+#define MS(key, label)                                                                   \
+    if (json_object_get(info, key)) {                                                    \
+        g_string_append_printf(out, label ": %" JSON_INTEGER_FORMAT " ms\r\n",           \
+                               json_integer_value(json_object_get(info, key)));          \
+    }
+    MS("total-time", "total time");
+    MS("downtime", "downtime");
+    MS("expected-downtime", "expected downtime");
+    MS("setup-time", "setup");
+#undef MS
+    const char *err = json_string_value(json_object_get(info, "error-desc"));
+    if (err) {
+        g_string_append_printf(out, "error description: %s\r\n", err);
+    }
+    json_t *ram = json_object_get(info, "ram");
+    if (ram) {
+#define RAM(key) json_integer_value(json_object_get(ram, key))
+        g_string_append_printf(
+            out,
+            "transferred ram: %" JSON_INTEGER_FORMAT " kbytes\r\n"
+            "throughput: %0.2f mbps\r\n"
+            "remaining ram: %" JSON_INTEGER_FORMAT " kbytes\r\n"
+            "total ram: %" JSON_INTEGER_FORMAT " kbytes\r\n"
+            "duplicate: %" JSON_INTEGER_FORMAT " pages\r\n"
+            "skipped: 0 pages\r\n"
+            "normal: %" JSON_INTEGER_FORMAT " pages\r\n"
+            "normal bytes: %" JSON_INTEGER_FORMAT " kbytes\r\n"
+            "dirty sync count: %" JSON_INTEGER_FORMAT "\r\n"
+            "page size: %" JSON_INTEGER_FORMAT " kbytes\r\n",
+            RAM("transferred") >> 10, json_number_value(json_object_get(ram, "mbps")),
+            RAM("remaining") >> 10, RAM("total") >> 10, RAM("duplicate"), RAM("normal"),
+            RAM("normal-bytes") >> 10, RAM("dirty-sync-count"), RAM("page-size") >> 10);
+#undef RAM
+    }
+    json_decref(info);
+    json_decref(caps);
+    return true;
+}
+
+static bool hmp_migrate_cancel(QmpCtx *ctx, GString *out, Error **errp)
+{
+    return qmp_migrate_cancel(ctx, errp);
+}
+
+static bool hmp_migrate(QmpCtx *ctx, const char *arg, GString *out, Error **errp)
+{
+    return qmp_migrate(ctx, arg, false, false, false, false, false, false, false, false,
+                       errp);
+}
+
+static bool hmp_migrate_incoming(QmpCtx *ctx, const char *arg, GString *out, Error **errp)
+{
+    return qmp_migrate_incoming(ctx, arg, errp);
+}
+
+/* Commands that take one argument: the rest of the line after the name. */
+typedef struct HmpArgCmd {
+    const char *name;
+    const char *argname;
+    const char *help;
+    bool (*run)(QmpCtx *ctx, const char *arg, GString *out, Error **errp);
+} HmpArgCmd;
+
+static const HmpArgCmd hmp_arg_cmds[] = {
+    { "migrate", "URI", "migrate the VM to URI (tcp:, unix:, exec:, fd:, file:)",
+      hmp_migrate },
+    { "migrate_incoming", "URI", "start an incoming migration deferred by -incoming defer",
+      hmp_migrate_incoming },
+};
+
 static bool hmp_help(QmpCtx *ctx, GString *out, Error **errp);
 
 static const HmpCmd hmp_cmds[] = {
@@ -166,6 +261,8 @@ static const HmpCmd hmp_cmds[] = {
     { "info snapshots", "show the internal snapshots", hmp_info_snapshots },
     { "info balloon", "show the balloon (MiB left to the guest) and guest statistics",
       hmp_info_balloon },
+    { "info migrate", "show the migration status and counters", hmp_info_migrate },
+    { "migrate_cancel", "cancel the running migration", hmp_migrate_cancel },
     { "stop", "stop the vCPUs", hmp_stop },
     { "cont", "start or resume the vCPUs", hmp_cont },
     { "c", "same as cont", hmp_cont },
@@ -180,6 +277,11 @@ static bool hmp_help(QmpCtx *ctx, GString *out, Error **errp)
 {
     for (size_t i = 0; i < G_N_ELEMENTS(hmp_cmds); i++) {
         g_string_append_printf(out, "%-16s -- %s\r\n", hmp_cmds[i].name, hmp_cmds[i].help);
+    }
+    for (size_t i = 0; i < G_N_ELEMENTS(hmp_arg_cmds); i++) {
+        g_autofree char *syn = g_strdup_printf("%s %s", hmp_arg_cmds[i].name,
+                                               hmp_arg_cmds[i].argname);
+        g_string_append_printf(out, "%-16s -- %s\r\n", syn, hmp_arg_cmds[i].help);
     }
     return true;
 }
@@ -203,8 +305,23 @@ char *hmp_run(Machine *m, const char *cmdline, Error **errp)
             cmd = &hmp_cmds[i];
         }
     }
+    const HmpArgCmd *acmd = NULL;
+    const char *arg = NULL;
+    for (size_t i = 0; !cmd && i < G_N_ELEMENTS(hmp_arg_cmds); i++) {
+        size_t n = strlen(hmp_arg_cmds[i].name);
+        if (strncmp(canon->str, hmp_arg_cmds[i].name, n) == 0 && canon->str[n] == ' ') {
+            acmd = &hmp_arg_cmds[i];
+            arg = canon->str + n + 1;
+        }
+    }
     if (!canon->len) {
         /* An empty line does nothing. */
+    } else if (acmd) {
+        Error *err = NULL;
+        if (!acmd->run(&ctx, arg, out, &err)) {
+            g_string_append_printf(out, "Error: %s\r\n", error_get_pretty(err));
+            error_free(err);
+        }
     } else if (!cmd) {
         g_string_append_printf(out, "unknown command: '%s'\r\n", canon->str);
     } else {

@@ -84,3 +84,91 @@ bool kvm_dirty_log_sync(Machine *m, unsigned region, unsigned long *bitmap, Erro
     }
     return true;
 }
+
+/*
+ * vCPU throttling for auto-converge, QEMU's scheme: in every cycle the vCPUs run for a
+ * 10 ms timeslice and are then held outside KVM_RUN for pct/(100-pct) of it, so a
+ * guest that dirties memory faster than the link can carry slows down.  A thread of its
+ * own holds all vCPUs at once (kvm_vcpu_with_registers nested over the vCPUs) and
+ * never takes the VM lock, so it cannot deadlock with exit handlers.
+ */
+#define THROTTLE_TIMESLICE_US 10000
+
+typedef struct KvmThrottle {
+    KvmState *s;
+    GThread *thread;
+    GMutex lock;
+    GCond cond;
+    unsigned pct;  /* [lock] */
+    bool quit;     /* [lock] */
+} KvmThrottle;
+
+typedef struct HoldAll {
+    KvmState *s;
+    unsigned next;
+    uint64_t sleep_us;
+} HoldAll;
+
+static void hold_next(KvmVcpu *v, void *opaque)
+{
+    HoldAll *h = opaque;
+    if (h->next < h->s->nr_vcpus) {
+        KvmVcpu *n = &h->s->vcpus[h->next++];
+        kvm_vcpu_with_registers(n, hold_next, h);
+    } else {
+        g_usleep(h->sleep_us);
+    }
+}
+
+static gpointer throttle_thread(gpointer opaque)
+{
+    KvmThrottle *t = opaque;
+
+    g_mutex_lock(&t->lock);
+    while (!t->quit) {
+        unsigned pct = t->pct;
+        g_mutex_unlock(&t->lock);
+        HoldAll h = { .s = t->s, .next = 0,
+                      .sleep_us = (uint64_t)THROTTLE_TIMESLICE_US * pct / (100 - pct) };
+        if (t->s->nr_vcpus) {
+            hold_next(NULL, &h);
+        }
+        g_mutex_lock(&t->lock);
+        gint64 until = g_get_monotonic_time() + THROTTLE_TIMESLICE_US;
+        while (!t->quit && g_cond_wait_until(&t->cond, &t->lock, until)) {
+        }
+    }
+    g_mutex_unlock(&t->lock);
+    return NULL;
+}
+
+void kvm_set_throttle(Machine *m, unsigned pct)
+{
+    KvmState *s = kvm_state(m);
+    KvmThrottle *t = s->throttle;
+
+    pct = MIN(pct, 99u);
+    if (pct && !t) {
+        t = g_new0(KvmThrottle, 1);
+        t->s = s;
+        t->pct = pct;
+        g_mutex_init(&t->lock);
+        g_cond_init(&t->cond);
+        s->throttle = t;
+        t->thread = g_thread_new("vcpu-throttle", throttle_thread, t);
+    } else if (pct && t) {
+        g_mutex_lock(&t->lock);
+        t->pct = pct;
+        g_mutex_unlock(&t->lock);
+    } else if (!pct && t) {
+        g_mutex_lock(&t->lock);
+        t->quit = true;
+        g_cond_broadcast(&t->cond);
+        g_mutex_unlock(&t->lock);
+        g_thread_join(t->thread);
+        g_mutex_clear(&t->lock);
+        g_cond_clear(&t->cond);
+        g_free(t);
+        s->throttle = NULL;
+    }
+}

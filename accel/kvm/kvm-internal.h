@@ -134,6 +134,7 @@ struct KvmState {
     GCond ctl_cond;
     bool running;                 /* [ctl] resume() called and no pause() since */
     bool quit;                    /* [ctl] destroy: vCPU threads end */
+    struct KvmThrottle *throttle; /* kvm-dirty.c, main/migration thread; NULL = off */
 };
 
 static inline KvmState *kvm_state(Machine *m)
@@ -191,5 +192,6 @@ bool kvm_state_load(Machine *m, VMStateIn *in, Error **errp) G_GNUC_WARN_UNUSED_
 bool kvm_dirty_log_start(Machine *m, Error **errp);
 void kvm_dirty_log_stop(Machine *m);
 bool kvm_dirty_log_sync(Machine *m, unsigned region, unsigned long *bitmap, Error **errp);
+void kvm_set_throttle(Machine *m, unsigned pct);
 
 #endif

@@ -266,6 +266,7 @@ static void kvm_destroy(Machine *m)
     if (!s) {
         return;
     }
+    kvm_set_throttle(m, 0);
     if (s->vcpus) {
         kvm_vcpus_quit(s);
         for (unsigned i = 0; i < s->nr_vcpus; i++) {
@@ -385,4 +386,5 @@ const AccelOps kvm_accel_ops = {
     .dirty_log_start = kvm_dirty_log_start,
     .dirty_log_stop = kvm_dirty_log_stop,
     .dirty_log_sync = kvm_dirty_log_sync,
+    .set_throttle = kvm_set_throttle,
 };

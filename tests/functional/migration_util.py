@@ -10,6 +10,13 @@ from qmp import QMPClient
 
 BUILD = os.environ.get("SEN_BUILD_DIR", "build")
 SEN = os.path.join(BUILD, "sen")
+SOURCE = os.environ.get("SEN_SOURCE_DIR", ".")
+
+
+def have_device_state():
+    """Whether this Sen migrates device and vCPU state: migration/migration.c compiles it
+    in exactly when include/sen/vmstate.h exists (the [vmstate] contract)."""
+    return os.path.exists(os.path.join(SOURCE, "include", "sen", "vmstate.h"))
 
 
 class Qtest:

@@ -807,6 +807,47 @@ static void test_kvm_pause_resume(void)
     tvm_free(t);  /* destroy while running */
 }
 
+/* Dirty logging (kvm-dirty.c): the pages the guest wrote, and only once per sync. */
+static void test_kvm_dirty_log(void)
+{
+    static const uint8_t code[] = {
+        0xb8, 0x44, 0x33, 0x22, 0x11,   /* mov eax, 0x11223344 */
+        0xa3, 0x10, 0x00, 0x05, 0x00,   /* mov [0x50010], eax */
+        0xa3, 0xfc, 0x3f, 0x12, 0x00,   /* mov [0x123ffc], eax */
+        0x66, 0xba, 0x10, 0x00,         /* mov dx, 0x10 */
+        0xb0, 0x03,                     /* mov al, 3 */
+        0xee,                           /* out dx, al */
+        0xf4, 0xeb, 0xfd,               /* hlt; jmp */
+    };
+    TestVm *t = tvm_start(1, CPU_BOOT_PROT32, code, sizeof(code));
+    Error *err = NULL;
+    unsigned long bitmap[RAM_SIZE / 4096 / 64] = { 0 };
+
+    if (!t) {
+        return;
+    }
+    g_assert_true(kvm_accel_ops.dirty_log_start(t->m, &err));
+    tvm_run(t);
+    g_assert_cmpint(t->m->exit_status, ==, 3);
+    g_assert_true(kvm_accel_ops.dirty_log_sync(t->m, 0, bitmap, &err));
+#define DIRTY(page) ((bitmap[(page) / 64] >> ((page) % 64)) & 1)
+    g_assert_true(DIRTY(0x50));
+    g_assert_true(DIRTY(0x123));
+    g_assert_false(DIRTY(0x124));
+    g_assert_false(DIRTY(0x1ff));
+    /* Reported once: the next sync starts from a clean log. */
+    memset(bitmap, 0, sizeof(bitmap));
+    g_assert_true(kvm_accel_ops.dirty_log_sync(t->m, 0, bitmap, &err));
+    g_assert_false(DIRTY(0x50));
+    g_assert_false(DIRTY(0x123));
+#undef DIRTY
+    kvm_accel_ops.dirty_log_stop(t->m);
+    g_assert_false(kvm_accel_ops.dirty_log_sync(t->m, 0, bitmap, &err));
+    g_assert_nonnull(strstr(error_get_pretty(err), "not enabled"));
+    error_free(err);
+    tvm_free(t);
+}
+
 static void test_kvm_too_many_cpus(void)
 {
     if (!kvm_usable()) {
@@ -841,5 +882,6 @@ int main(int argc, char **argv)
     g_test_add_func("/kvm/run/smp", test_kvm_smp);
     g_test_add_func("/kvm/run/pause-resume", test_kvm_pause_resume);
     g_test_add_func("/kvm/init/too-many-cpus", test_kvm_too_many_cpus);
+    g_test_add_func("/kvm/dirty-log", test_kvm_dirty_log);
     return g_test_run();
 }

@@ -125,6 +125,42 @@ static void rec_write(void *opaque, uint64_t offset, unsigned size, uint64_t val
 
 static const IoOps rec_ops = { .read = rec_read, .write = rec_write };
 
+/* The device-side dirty log that migration merges with the accelerator's. */
+static void test_dirty_log(void)
+{
+    Error *err = NULL;
+    GuestMemory *gm = guest_mem_new(4 << 20, &err);
+    unsigned long bm[2][(2 << 20) / 4096 / 64];
+    uint8_t buf[8] = { 1 };
+
+    g_assert_nonnull(gm);
+    g_assert_true(guest_mem_add_region(gm, 0, 2 << 20, 0, &err));
+    g_assert_true(guest_mem_add_region(gm, 0x100000000ull, 2 << 20, 2 << 20, &err));
+    /* Not logging: writes leave no trace. */
+    g_assert_true(guest_mem_write(gm, 0x3000, buf, 1));
+    guest_mem_dirty_log_start(gm);
+    g_assert_true(guest_mem_write(gm, 0x5ffc, buf, 8));        /* pages 5 and 6 */
+    g_assert_true(guest_mem_fill(gm, 0x100000000ull + 0x10000, 0, 1)); /* region 1 page 16 */
+    guest_mem_mark_dirty(gm, 0x1fffff, 1);                      /* last page */
+    guest_mem_mark_dirty(gm, 0x200000, 1);                      /* not RAM: ignored */
+    memset(bm, 0, sizeof(bm));
+    guest_mem_dirty_log_take(gm, 0, bm[0]);
+    guest_mem_dirty_log_take(gm, 1, bm[1]);
+    guest_mem_dirty_log_take(gm, 7, bm[1]);                     /* no such region */
+    g_assert_cmphex(bm[0][0], ==, (1ul << 5) | (1ul << 6));
+    g_assert_cmphex(bm[0][7], ==, 1ul << 63);
+    g_assert_cmphex(bm[1][0], ==, 1ul << 16);
+    /* Taking clears. */
+    memset(bm, 0, sizeof(bm));
+    guest_mem_dirty_log_take(gm, 0, bm[0]);
+    g_assert_cmphex(bm[0][0] | bm[0][7], ==, 0);
+    guest_mem_dirty_log_stop(gm);
+    g_assert_true(guest_mem_write(gm, 0x3000, buf, 1));
+    guest_mem_dirty_log_take(gm, 0, bm[0]);
+    g_assert_cmphex(bm[0][0], ==, 0);
+    guest_mem_free(gm);
+}
+
 static void test_io_dispatch(void)
 {
     IoSpace *io = io_space_new("I/O port");
@@ -166,5 +202,6 @@ int main(int argc, char **argv)
     g_test_add_func("/memory/sparse-backing", test_sparse_backing);
     g_test_add_func("/memory/rom", test_rom);
     g_test_add_func("/memory/io-dispatch", test_io_dispatch);
+    g_test_add_func("/memory/dirty-log", test_dirty_log);
     return g_test_run();
 }

@@ -1,0 +1,293 @@
+"""Live migration between two Sen processes (docs/migration.md).
+
+RAM tests run on -accel qtest: the test writes guest memory through the qtest protocol
+(device-side writes, tracked by the device dirty log) while the source migrates, and
+reads it back on the destination.  The guest test (a real vCPU dirtying memory at CPL3)
+is in test_migration_guest.py.
+"""
+import os
+import socket
+import subprocess
+import time
+
+import pytest
+
+from migration_util import SEN, Vm
+from qmp import QMPError
+
+pytestmark = pytest.mark.skipif(not os.access(SEN, os.X_OK), reason=f"{SEN} is not built")
+
+MiB = 1 << 20
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def vms(tmp_path):
+    made = []
+
+    def make(name, *args, **kw):
+        vm = Vm(tmp_path, name, args, **kw)
+        made.append(vm)
+        vm.connect()
+        return vm
+    yield make
+    for vm in made:
+        vm.close()
+
+
+def pattern(seed, size):
+    """Deterministic incompressible bytes (a test failure can be reproduced)."""
+    import random
+    return random.Random(seed).randbytes(size)
+
+
+# Scattered over 64 MiB of RAM, crossing page boundaries, below and above 1 MiB.
+CHUNKS = [(0x1000, 4096), (0x9f000, 8192), (0x100000 - 100, 300), (0x400000, MiB),
+          (0x3fff000, 4096)]
+
+
+def write_chunks(vm, seed):
+    for i, (addr, size) in enumerate(CHUNKS):
+        vm.qtest.write(addr, pattern(seed * 100 + i, size))
+
+
+def check_chunks(vm, seed):
+    for i, (addr, size) in enumerate(CHUNKS):
+        assert vm.qtest.read(addr, size) == pattern(seed * 100 + i, size), hex(addr)
+
+
+def uri_for(kind, tmp_path):
+    if kind == "tcp":
+        port = free_port()
+        return f"tcp:127.0.0.1:{port}", f"tcp:127.0.0.1:{port}"
+    if kind == "unix":
+        return f"unix:{tmp_path}/mig.sock", f"unix:{tmp_path}/mig.sock"
+    if kind == "exec":
+        path = tmp_path / "mig.fifo"
+        os.mkfifo(path)
+        return f"exec:cat > {path}", f"exec:cat {path}"
+    raise ValueError(kind)
+
+
+@pytest.mark.parametrize("kind", ["tcp", "unix", "exec"])
+def test_ram_arrives_and_source_ends_postmigrate(vms, tmp_path, kind):
+    out_uri, in_uri = uri_for(kind, tmp_path)
+    src = vms("src")
+    dst = vms("dst", "-incoming", in_uri)
+    assert dst.status() == "inmigrate"
+    write_chunks(src, 1)
+    for vm in (src, dst):
+        vm.cmd("migrate-set-capabilities",
+               capabilities=[{"capability": "events", "state": True}])
+    src.cmd("migrate", uri=out_uri)
+    info = src.wait_migration()
+    assert info["status"] == "completed", info
+    assert src.status() == "postmigrate"
+    assert info["ram"]["total"] == 64 * MiB
+    assert info["ram"]["normal"] >= MiB // 4096
+    assert info["ram"]["duplicate"] > 0  # zero pages went as a flag
+    assert info["ram"]["remaining"] == 0
+    assert "downtime" in info
+    assert [e["data"]["status"] for e in src.qmp.events if e["event"] == "MIGRATION"] == \
+        ["setup", "active", "completed"]
+    assert dst.wait_migration()["status"] == "completed"
+    dst.qmp.wait_event("RESUME")
+    assert dst.status() == "running"
+    check_chunks(dst, 1)
+    # Untouched RAM stays zero on the destination.
+    assert dst.qtest.read(0x800000, 16384) == bytes(16384)
+
+
+def test_file_transport_and_destination_paused_with_S(vms, tmp_path):
+    src = vms("src")
+    write_chunks(src, 2)
+    src.cmd("migrate", uri=f"file:{tmp_path}/vm.mig")
+    assert src.wait_migration()["status"] == "completed"
+    dst = vms("dst", "-S", "-incoming", f"file:{tmp_path}/vm.mig")
+    assert dst.wait_migration()["status"] == "completed"
+    assert dst.status() == "paused"
+    check_chunks(dst, 2)
+    dst.cmd("cont")
+    assert dst.status() == "running"
+
+
+def test_incoming_defer(vms, tmp_path):
+    src = vms("src")
+    dst = vms("dst", "-incoming", "defer")
+    assert dst.status() == "inmigrate"
+    assert dst.cmd("query-migrate") == {}
+    write_chunks(src, 3)
+    dst.cmd("migrate-incoming", uri=f"unix:{tmp_path}/d.sock")
+    with pytest.raises(QMPError):
+        dst.cmd("migrate-incoming", uri=f"unix:{tmp_path}/d2.sock")
+    src.cmd("migrate", uri=f"unix:{tmp_path}/d.sock")
+    assert src.wait_migration()["status"] == "completed"
+    assert dst.wait_migration()["status"] == "completed"
+    check_chunks(dst, 3)
+
+
+def test_pages_written_during_migration_are_sent_again(vms, tmp_path):
+    """A slow link (4 MiB/s) keeps the source in pre-copy while the test rewrites
+    memory; the destination must end with the last contents, not the first."""
+    src = vms("src")
+    dst = vms("dst", "-incoming", f"unix:{tmp_path}/m.sock")
+    src.qtest.write(0x1000000, pattern(7, 8 * MiB))
+    src.cmd("migrate-set-parameters", **{"max-bandwidth": 4 * MiB, "downtime-limit": 50})
+    src.cmd("migrate", uri=f"unix:{tmp_path}/m.sock")
+    # Rewrite pages the first pass already sent or is about to send.
+    for i in range(8):
+        src.qtest.write(0x1000000 + i * MiB, pattern(100 + i, 4096))
+        time.sleep(0.05)
+    assert src.cmd("query-migrate")["status"] == "active"
+    src.cmd("migrate-set-parameters", **{"max-bandwidth": 0})
+    info = src.wait_migration()
+    assert info["status"] == "completed", info
+    assert info["ram"]["dirty-sync-count"] >= 2
+    final = bytearray(pattern(7, 8 * MiB))
+    for i in range(8):
+        final[i * MiB:i * MiB + 4096] = pattern(100 + i, 4096)
+    assert dst.wait_migration()["status"] == "completed"
+    assert dst.qtest.read(0x1000000, 8 * MiB) == bytes(final)
+
+
+def test_cancel_keeps_source_running_and_it_can_migrate_again(vms, tmp_path):
+    src = vms("src")
+    write_chunks(src, 4)
+    src.qtest.write(0x1000000, pattern(8, 4 * MiB))
+    src.cmd("migrate-set-capabilities", capabilities=[{"capability": "events", "state": True}])
+    src.cmd("migrate-set-parameters", **{"max-bandwidth": 1 * MiB})
+    dst1 = vms("dst1", "-incoming", f"unix:{tmp_path}/a.sock")
+    src.cmd("migrate", uri=f"unix:{tmp_path}/a.sock")
+    time.sleep(0.3)
+    src.cmd("migrate_cancel")
+    info = src.wait_migration()
+    assert info["status"] == "cancelled"
+    assert src.status() == "running"
+    statuses = [e["data"]["status"] for e in src.qmp.events if e["event"] == "MIGRATION"]
+    assert statuses[-2:] == ["cancelling", "cancelled"]
+    # The abandoned destination saw a truncated stream and exits with status 1.
+    assert dst1.wait_exit() == 1
+    assert "load of migration failed" in dst1.stderr_text()
+
+    src.cmd("migrate-set-parameters", **{"max-bandwidth": 0})
+    dst2 = vms("dst2", "-incoming", f"unix:{tmp_path}/b.sock")
+    src.cmd("migrate", uri=f"unix:{tmp_path}/b.sock")
+    assert src.wait_migration()["status"] == "completed"
+    assert dst2.wait_migration()["status"] == "completed"
+    check_chunks(dst2, 4)
+
+
+def test_killed_destination_leaves_source_running(vms, tmp_path):
+    src = vms("src")
+    write_chunks(src, 5)
+    src.qtest.write(0x1000000, pattern(9, 4 * MiB))
+    src.cmd("migrate-set-parameters", **{"max-bandwidth": 1 * MiB})
+    dst1 = vms("dst1", "-incoming", f"unix:{tmp_path}/a.sock")
+    src.cmd("migrate", uri=f"unix:{tmp_path}/a.sock")
+    time.sleep(0.3)
+    dst1.kill()
+    info = src.wait_migration()
+    assert info["status"] == "failed"
+    assert "write to the migration stream failed" in info["error-desc"]
+    assert src.status() == "running"
+
+    src.cmd("migrate-set-parameters", **{"max-bandwidth": 0})
+    dst2 = vms("dst2", "-incoming", f"unix:{tmp_path}/b.sock")
+    src.cmd("migrate", uri=f"unix:{tmp_path}/b.sock")
+    assert src.wait_migration()["status"] == "completed"
+    check_chunks(dst2, 5)
+
+
+def test_connect_failure_is_a_failed_migration(vms, tmp_path):
+    src = vms("src")
+    src.cmd("migrate", uri=f"unix:{tmp_path}/nobody.sock")
+    info = src.wait_migration()
+    assert info["status"] == "failed"
+    assert "cannot connect" in info["error-desc"]
+    assert src.status() == "running"
+
+
+def test_paused_source_stays_paused_after_failure(vms, tmp_path):
+    src = vms("src")
+    src.cmd("stop")
+    src.cmd("migrate", uri=f"unix:{tmp_path}/nobody.sock")
+    assert src.wait_migration()["status"] == "failed"
+    assert src.status() == "paused"
+
+
+def test_ram_size_mismatch_is_refused(vms, tmp_path):
+    src = vms("src")
+    dst = vms("dst", "-incoming", f"unix:{tmp_path}/m.sock", mem="128M")
+    src.cmd("migrate", uri=f"unix:{tmp_path}/m.sock")
+    src.wait_migration()
+    assert dst.wait_exit() == 1
+    assert "RAM size mismatch" in dst.stderr_text()
+    assert src.status() in ("running", "postmigrate")
+
+
+def test_qmp_errors(vms, tmp_path):
+    src = vms("src")
+    for uri, msg in [("foo:bar", "unknown migration protocol"),
+                     ("tcp:localhost", "expected tcp:HOST:PORT"),
+                     ("tcp:localhost:99999", "invalid port"),
+                     ("fd:name", "fd:N"), ("fd:999", "not open")]:
+        with pytest.raises(QMPError) as e:
+            src.cmd("migrate", uri=uri)
+        assert msg in e.value.desc
+    with pytest.raises(QMPError) as e:
+        src.cmd("migrate", uri=f"unix:{tmp_path}/x", blk=True)
+    assert "not supported" in e.value.desc
+    with pytest.raises(QMPError) as e:
+        src.cmd("migrate-set-capabilities",
+                capabilities=[{"capability": "xbzrle", "state": True}])
+    assert "'xbzrle' is not supported" in e.value.desc
+    with pytest.raises(QMPError) as e:
+        src.cmd("migrate-set-parameters", **{"downtime-limit": 3000000})
+    assert "downtime-limit" in e.value.desc
+    with pytest.raises(QMPError):
+        src.cmd("migrate-incoming", uri=f"unix:{tmp_path}/y")
+    assert src.cmd("query-migrate") == {}
+    src.cmd("migrate_cancel")  # nothing to cancel: not an error
+
+
+def test_parameters_and_capabilities(vms):
+    src = vms("src")
+    p = src.cmd("query-migrate-parameters")
+    assert p["max-bandwidth"] == 128 * MiB and p["downtime-limit"] == 300
+    src.cmd("migrate-set-parameters", **{"max-bandwidth": 5 * MiB, "downtime-limit": 20,
+                                         "cpu-throttle-initial": 30})
+    p = src.cmd("query-migrate-parameters")
+    assert (p["max-bandwidth"], p["downtime-limit"], p["cpu-throttle-initial"]) == \
+        (5 * MiB, 20, 30)
+    caps = {c["capability"]: c["state"] for c in src.cmd("query-migrate-capabilities")}
+    assert caps["events"] is False and "auto-converge" in caps and "multifd" in caps
+    src.cmd("migrate-set-capabilities",
+            capabilities=[{"capability": "auto-converge", "state": True}])
+    caps = {c["capability"]: c["state"] for c in src.cmd("query-migrate-capabilities")}
+    assert caps["auto-converge"] is True
+
+
+def test_hmp_info_migrate(vms, tmp_path):
+    src = vms("src")
+    dst = vms("dst", "-incoming", f"unix:{tmp_path}/m.sock")
+    write_chunks(src, 6)
+    out = src.cmd("human-monitor-command", **{"command-line": f"migrate unix:{tmp_path}/m.sock"})
+    assert out == ""
+    src.wait_migration()
+    out = src.cmd("human-monitor-command", **{"command-line": "info migrate"})
+    assert "Migration status: completed" in out
+    assert "transferred ram:" in out and "downtime:" in out
+    check_chunks(dst, 6)
+
+
+def test_incoming_bad_uri_is_a_startup_error(tmp_path):
+    r = subprocess.run([SEN, "-M", "pc", "-m", "16M", "-display", "none", "-nodefaults",
+                        "-accel", "qtest", "-incoming", "tcp:localhost:notaport"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1
+    assert "-incoming tcp:localhost:notaport" in r.stderr and "invalid port" in r.stderr
