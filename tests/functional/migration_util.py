@@ -3,7 +3,9 @@ without a guest CPU, the qtest protocol (-accel qtest) to write and read guest m
 import base64
 import os
 import socket
+import struct
 import subprocess
+import threading
 import time
 
 from qmp import QMPClient
@@ -73,21 +75,55 @@ class Qtest:
 class Vm:
     """One Sen process: QMP on a unix socket, optionally qtest instead of a guest CPU."""
 
-    def __init__(self, tmp, name, args, qtest=True, mem="64M"):
+    def __init__(self, tmp, name, args, qtest=True, mem="64M", guest=None, append="",
+                 wrap=()):
+        """guest: a guest-kit image to run on KVM (COM1 on our pipes) instead of qtest.
+        wrap: a command prefix (ip netns exec NS)."""
         self.tmp = tmp
         self.qmp_path = os.path.join(str(tmp), f"{name}.qmp")
+        qtest = qtest and not guest
         self.qtest = Qtest(os.path.join(str(tmp), f"{name}.qtest")) if qtest else None
         cmd = [SEN, "-M", "pc", "-m", mem, "-display", "none", "-nodefaults",
                "-qmp", f"unix:{self.qmp_path},server=on,wait=off"]
         if qtest:
             cmd += ["-accel", "qtest", "-qtest", f"unix:{self.qtest.path()}"]
+        if guest:
+            cmd += ["-kernel", guest, "-append", append, "-device", "isa-debug-exit",
+                    "-serial", "stdio"]
         self.stderr_path = os.path.join(str(tmp), f"{name}.stderr")
         self.stderr = open(self.stderr_path, "wb")
-        self.proc = subprocess.Popen(cmd + list(args), stdout=subprocess.DEVNULL,
+        self.lines = []
+        self.proc = subprocess.Popen(list(wrap) + cmd + list(args),
+                                     stdin=subprocess.PIPE if guest else subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE if guest else subprocess.DEVNULL,
                                      stderr=self.stderr)
+        if guest:
+            threading.Thread(target=self._read_console, daemon=True).start()
         self.qmp = None
         if qtest:
             self.qtest.accept()
+
+    def _read_console(self):
+        for line in self.proc.stdout:
+            self.lines.append(line.decode(errors="replace").rstrip("\r\n"))
+
+    def wait_line(self, prefix, timeout=30):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            for line in self.lines:
+                if line.startswith(prefix):
+                    return line
+            if self.proc.poll() is not None and not any(
+                    l.startswith(prefix) for l in self.lines):
+                time.sleep(0.1)
+                break
+            time.sleep(0.02)
+        raise TimeoutError(f"no console line {prefix!r}; got {self.lines}; "
+                           f"stderr {self.stderr_text()}")
+
+    def send_console(self, data):
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
 
     def connect(self):
         self.qmp = QMPClient.connect_unix(self.qmp_path)
@@ -138,3 +174,41 @@ class Vm:
         if self.qtest:
             self.qtest.close()
         self.stderr.close()
+
+
+def decode_stream(data):
+    """Guest RAM as a stream leaves it (each RAM record applied in order): a dict
+    gpa -> bytearray per region, and the device section (or None).  Independent of the C
+    reader: it is the oracle for what the source sent."""
+    assert data[:8] == b"SENMIG\r\n", "bad magic"
+    version, page, total, nr = struct.unpack_from(">IIQI", data, 8)
+    assert version == 1 and page == 4096
+    pos = 28
+    regions = {}
+    for _ in range(nr):
+        gpa, size = struct.unpack_from(">QQ", data, pos)
+        regions[gpa] = bytearray(size)
+        pos += 16
+    device = None
+    while True:
+        kind = data[pos]
+        pos += 1
+        if kind == 1:
+            flags, npages, gpa = struct.unpack_from(">BIQ", data, pos)
+            pos += 13
+            base = next(b for b in regions if b <= gpa < b + len(regions[b]))
+            off, n = gpa - base, npages * 4096
+            if flags & 1:
+                regions[base][off:off + n] = bytes(n)
+            else:
+                regions[base][off:off + n] = data[pos:pos + n]
+                pos += n
+        elif kind == 2:
+            length, _crc = struct.unpack_from(">II", data, pos)
+            device = data[pos + 8:pos + 8 + length]
+            pos += 8 + length
+        elif kind == 0xFF:
+            assert len(data) == pos + 4, "bytes after the checksum"
+            return regions, device
+        else:
+            raise AssertionError(f"unknown record 0x{kind:x} at {pos - 1}")
