@@ -107,6 +107,8 @@ struct MigrationState {
     double mbps;                /* [lock] */
     int throttle_pct;           /* [lock] */
     MigStop stop_state;         /* [lock] */
+    GByteArray *device;         /* [lock] device state saved when the VM stopped */
+    char *device_error;         /* [lock] why it could not be saved */
     RunState prev_runstate;     /* main thread: the state the VM was stopped from */
 
     /* Incoming */
@@ -209,13 +211,28 @@ static void stop_vm_main(MigrationState *s, void *arg)
     Machine *m = s->m;
     MigStop result = MIG_STOP_REFUSED;
 
+    GByteArray *device = NULL;
+    char *error = NULL;
+
     if (!g_atomic_int_get(&s->cancel) &&
         runstate_transition_allowed(m->runstate, RUN_STATE_FINISH_MIGRATE)) {
         s->prev_runstate = m->runstate;
         machine_vm_stop(m, RUN_STATE_FINISH_MIGRATE);
         result = MIG_STOP_DONE;
+#if MIG_HAVE_VMSTATE
+        /* The contract: main thread, vCPUs stopped, VM lock not held. */
+        Error *err = NULL;
+        device = g_byte_array_new();
+        if (!vmstate_save_all(m, device, &err)) {
+            error = g_strdup_printf("device state: %s", error_get_pretty(err));
+            error_free(err);
+            g_clear_pointer(&device, g_byte_array_unref);
+        }
+#endif
     }
     g_mutex_lock(&s->lock);
+    s->device = device;
+    s->device_error = error;
     s->stop_state = result;
     g_cond_broadcast(&s->cond);
     g_mutex_unlock(&s->lock);
@@ -263,6 +280,8 @@ static void finish_main(MigrationState *s, void *arg)
     g_mutex_lock(&s->lock);
     bool stopped = s->stop_state == MIG_STOP_DONE;
     s->stop_state = MIG_STOP_IDLE;
+    g_clear_pointer(&s->device, g_byte_array_unref);
+    g_clear_pointer(&s->device_error, g_free);
     g_mutex_unlock(&s->lock);
 
     if (o->ok) {
@@ -368,8 +387,6 @@ static bool precopy(MigrationState *s, RamSave *rs, MigStream *st, Error **errp)
 /* Stop, last pass, device state, end marker.  Fills *downtime_ms. */
 static bool complete(MigrationState *s, RamSave *rs, MigStream *st, Error **errp)
 {
-    Machine *m = s->m;
-
     if (!stop_vm(s, errp)) {
         return false;
     }
@@ -379,22 +396,20 @@ static bool complete(MigrationState *s, RamSave *rs, MigStream *st, Error **errp
     if (!ram_save_sync(rs, errp) || !ram_save_pass(rs, st, &s->cancel, errp)) {
         return false;
     }
-#if MIG_HAVE_VMSTATE
-    g_autoptr(GByteArray) dev = g_byte_array_new();
-    machine_lock(m);
-    bool ok = vmstate_save_all(m, dev, errp);
-    machine_unlock(m);
-    if (!ok) {
-        error_prepend(errp, "device state: ");
+    g_mutex_lock(&s->lock);
+    g_autoptr(GByteArray) dev = g_steal_pointer(&s->device);
+    g_autofree char *dev_error = g_steal_pointer(&s->device_error);
+    g_mutex_unlock(&s->lock);
+    if (dev_error) {
+        error_setg(errp, "%s", dev_error);
         return false;
     }
-    mig_put_u8(st, MIG_REC_DEVICE);
-    mig_put_be32(st, dev->len);
-    mig_put_be32(st, mig_crc32c(0, dev->data, dev->len));
-    mig_put_buf(st, dev->data, dev->len);
-#else
-    (void)m;
-#endif
+    if (dev) {
+        mig_put_u8(st, MIG_REC_DEVICE);
+        mig_put_be32(st, dev->len);
+        mig_put_be32(st, ~mig_crc32c(0xffffffffu, dev->data, dev->len));
+        mig_put_buf(st, dev->data, dev->len);
+    }
     mig_put_u8(st, MIG_REC_END);
     mig_put_checksum(st);
     if (!mig_stream_check(st, errp)) {
@@ -588,9 +603,8 @@ static void incoming_done_main(MigrationState *s, void *arg)
     }
 #if MIG_HAVE_VMSTATE
     if (ok) {
-        machine_lock(m);
+        /* The contract: main thread, VM lock not held, machine not started. */
         ok = vmstate_load_all(m, o->device->data, o->device->len, &err);
-        machine_unlock(m);
         if (!ok) {
             error_prepend(&err, "device state: ");
         }
@@ -657,7 +671,7 @@ static bool load_stream(MigrationState *s, MigStream *st, GByteArray **device, E
             if (!mig_stream_check(st, errp)) {
                 return false;
             }
-            if (mig_crc32c(0, (*device)->data, len) != crc) {
+            if (~mig_crc32c(0xffffffffu, (*device)->data, len) != crc) {
                 error_setg(errp, "corrupt migration stream: the device section's checksum "
                            "does not match");
                 return false;
@@ -1010,6 +1024,10 @@ void migration_finalize(Machine *m)
         return;
     }
     mig_uri_free(s->uri);
+    if (s->device) {
+        g_byte_array_unref(s->device);
+    }
+    g_free(s->device_error);
     g_free(s->error_desc);
     g_free(s->in_error);
     g_mutex_clear(&s->lock);

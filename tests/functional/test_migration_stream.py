@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from migration_util import SEN, Vm, have_device_state
+from migration_util import SEN, Vm, decode_stream
 
 pytestmark = pytest.mark.skipif(not os.access(SEN, os.X_OK), reason=f"{SEN} is not built")
 
@@ -156,14 +156,20 @@ def test_unknown_record_type(tmp_path):
     refused(tmp_path, finish(header() + b"\x42"), "unknown record type 0x42")
 
 
-def test_hand_made_stream_loads(tmp_path):
-    """The encoder above is right: the same shape with valid fields loads."""
-    if have_device_state():
-        pytest.skip("this Sen carries device state, so a RAM-only stream is refused")
+def device_record(blob):
+    return struct.pack(">BII", 2, len(blob), (~crc32c(blob)) & 0xFFFFFFFF) + blob
+
+
+def test_hand_made_stream_loads(tmp_path, source_stream):
+    """The encoder above is right: the same shape with valid fields loads (the device
+    section, when this Sen has one, is taken from a real stream of the same machine)."""
     page = bytes(range(256)) * 16
-    data = finish(header() + ram_record(0x5000, 1, page) + ram_record(0x6000, 3))
+    _, blob = decode_stream(source_stream)
+    body = header() + ram_record(0x5000, 1, page) + ram_record(0x6000, 3)
+    if blob is not None:
+        body += device_record(blob)
     path = tmp_path / "hand.mig"
-    path.write_bytes(data)
+    path.write_bytes(finish(body))
     dst = Vm(tmp_path, "dst", ["-S", "-incoming", f"file:{path}"])
     try:
         dst.connect()
@@ -171,3 +177,27 @@ def test_hand_made_stream_loads(tmp_path):
         assert dst.qtest.read(0x5000, 4096) == page
     finally:
         dst.close()
+
+
+def test_device_section_checksum(tmp_path, source_stream):
+    _, blob = decode_stream(source_stream)
+    if blob is None:
+        pytest.skip("this Sen migrates RAM only (no device state)")
+    bad = struct.pack(">BII", 2, len(blob), 0x12345678) + blob
+    refused(tmp_path, finish(header() + bad), "device section's checksum")
+
+
+def test_missing_device_section(tmp_path, source_stream):
+    _, blob = decode_stream(source_stream)
+    if blob is None:
+        pytest.skip("this Sen migrates RAM only (no device state)")
+    refused(tmp_path, finish(header() + ram_record(0, 1)), "has no device state")
+
+
+def test_device_state_of_another_machine(tmp_path, source_stream):
+    """A valid device blob from a 64 MiB machine, in a stream for a 128 MiB one."""
+    _, blob = decode_stream(source_stream)
+    if blob is None:
+        pytest.skip("this Sen migrates RAM only (no device state)")
+    refused(tmp_path, finish(header(regions=((0, 128 * MiB),)) + device_record(blob)),
+            "device state", mem="128M")
