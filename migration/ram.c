@@ -25,6 +25,7 @@
 
 typedef struct RamBlock {
     const RamRegion *r;
+    unsigned index;           /* in guest_mem_region() order (the dirty logs' numbering) */
     uint64_t pages;
     unsigned long *todo;      /* pages to send */
     unsigned long *log;       /* scratch for one sync */
@@ -60,11 +61,16 @@ RamSave *ram_save_new(Machine *m)
 {
     RamSave *rs = g_new0(RamSave, 1);
     rs->m = m;
-    rs->nr_blocks = guest_mem_region_count(m->mem);
-    rs->blocks = g_new0(RamBlock, rs->nr_blocks);
+    unsigned n = guest_mem_region_count(m->mem);
+    rs->blocks = g_new0(RamBlock, n);
     rs->backing_fd = guest_mem_backing_fd(m->mem);
-    for (unsigned i = 0; i < rs->nr_blocks; i++) {
-        RamBlock *b = &rs->blocks[i];
+    for (unsigned i = 0; i < n; i++) {
+        /* ROM (firmware) is not sent: the destination loads the same image. */
+        if (guest_mem_region(m->mem, i)->readonly) {
+            continue;
+        }
+        RamBlock *b = &rs->blocks[rs->nr_blocks++];
+        b->index = i;
         b->r = guest_mem_region(m->mem, i);
         b->pages = (b->r->size + MIG_PAGE_SIZE - 1) / MIG_PAGE_SIZE;
         b->todo = g_new0(unsigned long, bitmap_words(b->pages));
@@ -150,10 +156,10 @@ bool ram_save_sync(RamSave *rs, Error **errp)
         RamBlock *b = &rs->blocks[i];
         size_t words = bitmap_words(b->pages);
         memset(b->log, 0, words * sizeof(unsigned long));
-        if (accel->dirty_log_sync && !accel->dirty_log_sync(rs->m, i, b->log, errp)) {
+        if (accel->dirty_log_sync && !accel->dirty_log_sync(rs->m, b->index, b->log, errp)) {
             return false;
         }
-        guest_mem_dirty_log_take(rs->m->mem, i, b->log);
+        guest_mem_dirty_log_take(rs->m->mem, b->index, b->log);
         for (size_t w = 0; w < words; w++) {
             b->todo[w] |= b->log[w];
             dirty += __builtin_popcountl(b->todo[w]);
@@ -299,19 +305,24 @@ bool ram_load_setup(Machine *m, MigStream *s, Error **errp)
         error_setg(errp, "migration stream page size %u is not supported", page_size);
         return false;
     }
+    /* The writable regions, in order (ROM is not in the stream). */
+    const RamRegion *ram[guest_mem_region_count(gm) + 1];
+    unsigned nr_ram = 0;
     uint64_t local_total = 0;
     for (unsigned i = 0; i < guest_mem_region_count(gm); i++) {
-        local_total += guest_mem_region(gm, i)->size;
+        if (!guest_mem_region(gm, i)->readonly) {
+            ram[nr_ram++] = guest_mem_region(gm, i);
+            local_total += guest_mem_region(gm, i)->size;
+        }
     }
-    if (total != local_total || nr != guest_mem_region_count(gm)) {
+    if (total != local_total || nr != nr_ram) {
         error_setg(errp, "RAM size mismatch: the source has %" G_GUINT64_FORMAT " bytes in "
                    "%u regions, this VM %" G_GUINT64_FORMAT " bytes in %u (start the "
-                   "destination with the same -m)", total, nr, local_total,
-                   guest_mem_region_count(gm));
+                   "destination with the same -m)", total, nr, local_total, nr_ram);
         return false;
     }
     for (unsigned i = 0; i < nr; i++) {
-        const RamRegion *r = guest_mem_region(gm, i);
+        const RamRegion *r = ram[i];
         uint64_t gpa = mig_get_be64(s), size = mig_get_be64(s);
         if (!mig_stream_check(s, errp)) {
             return false;
@@ -326,7 +337,7 @@ bool ram_load_setup(Machine *m, MigStream *s, Error **errp)
     /* Start from all-zero RAM: what the loader put there at reset is not the guest's.
      * Discarding (not writing zeroes) keeps the destination's RAM unallocated. */
     for (unsigned i = 0; i < nr; i++) {
-        const RamRegion *r = guest_mem_region(gm, i);
+        const RamRegion *r = ram[i];
         if (!guest_mem_discard(gm, r->gpa, r->size)) {
             memset(r->hva, 0, r->size);
         }
@@ -348,8 +359,17 @@ bool ram_load_record(Machine *m, MigStream *s, Error **errp)
         return false;
     }
     uint8_t *hva = NULL;
-    if (npages == 0 || npages > MIG_RAM_MAX_PAGES || (gpa & (MIG_PAGE_SIZE - 1)) ||
-        !(hva = guest_mem_map(m->mem, gpa, (uint64_t)npages * MIG_PAGE_SIZE))) {
+    const RamRegion *r = NULL;
+    if (npages && npages <= MIG_RAM_MAX_PAGES && !(gpa & (MIG_PAGE_SIZE - 1)) &&
+        (hva = guest_mem_map(m->mem, gpa, (uint64_t)npages * MIG_PAGE_SIZE))) {
+        for (unsigned i = 0; i < guest_mem_region_count(m->mem); i++) {
+            const RamRegion *ri = guest_mem_region(m->mem, i);
+            if (hva >= ri->hva && hva < ri->hva + ri->size) {
+                r = ri;
+            }
+        }
+    }
+    if (!r || r->readonly) {
         error_setg(errp, "corrupt migration stream: RAM record 0x%" G_GINT64_MODIFIER
                    "x+%u pages is not inside guest RAM", gpa, npages);
         return false;
@@ -359,13 +379,6 @@ bool ram_load_record(Machine *m, MigStream *s, Error **errp)
         return mig_stream_check(s, errp);
     }
     /* Reading a hole would allocate it: look only at pages that hold data. */
-    const RamRegion *r = NULL;
-    for (unsigned i = 0; i < guest_mem_region_count(m->mem); i++) {
-        const RamRegion *ri = guest_mem_region(m->mem, i);
-        if (hva >= ri->hva && hva < ri->hva + ri->size) {
-            r = ri;
-        }
-    }
     off_t off = (off_t)(r->backing_offset + (uint64_t)(hva - r->hva));
     off_t len = (off_t)npages * MIG_PAGE_SIZE;
     off_t data = lseek(guest_mem_backing_fd(m->mem), off, SEEK_DATA);

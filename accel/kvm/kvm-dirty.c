@@ -38,6 +38,10 @@ bool kvm_dirty_log_start(Machine *m, Error **errp)
 
     for (unsigned i = 0; i < s->nr_slots; i++) {
         KvmSlot *slot = &s->slots[i];
+        /* ROM: the guest cannot write it, and KVM refuses logging on read-only slots. */
+        if (guest_mem_region(m->mem, i)->readonly) {
+            continue;
+        }
         if (!kvm_slot_set_flags(s, slot, slot->flags | KVM_MEM_LOG_DIRTY_PAGES, errp)) {
             kvm_dirty_log_stop(m);
             return false;
