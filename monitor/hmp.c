@@ -156,6 +156,11 @@ static bool hmp_system_powerdown(QmpCtx *ctx, GString *out, Error **errp)
     return qmp_system_powerdown(ctx, errp);
 }
 
+static bool hmp_system_wakeup(QmpCtx *ctx, GString *out, Error **errp)
+{
+    return qmp_system_wakeup(ctx, errp);
+}
+
 /* ---- migration ---- */
 
 static bool hmp_info_migrate(QmpCtx *ctx, GString *out, Error **errp)
@@ -270,6 +275,7 @@ static const HmpCmd hmp_cmds[] = {
     { "q", "same as quit", hmp_quit },
     { "system_reset", "reset the machine", hmp_system_reset },
     { "system_powerdown", "press the ACPI power button", hmp_system_powerdown },
+    { "system_wakeup", "wake a guest suspended to RAM (ACPI S3)", hmp_system_wakeup },
     { "help", "list these commands", hmp_help },
 };
 

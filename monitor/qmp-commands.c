@@ -100,6 +100,7 @@ bool qmp_cont(QmpCtx *ctx, Error **errp)
 
     switch (m->runstate) {
     case RUN_STATE_RUNNING:
+    case RUN_STATE_SUSPENDED: /* only a wake-up runs it again (QEMU: cont is a no-op) */
         return true;
     case RUN_STATE_INMIGRATE:
         /* As QEMU: the guest starts once the incoming migration has loaded. */
@@ -130,6 +131,16 @@ bool qmp_system_powerdown(QmpCtx *ctx, Error **errp)
     /* As QEMU: the event, then the button; whether the guest reacts is up to it. */
     qapi_event_send_powerdown(ctx->m);
     acpi_pm_press_power_button(ctx->m);
+    return true;
+}
+
+bool qmp_system_wakeup(QmpCtx *ctx, Error **errp)
+{
+    if (ctx->m->runstate != RUN_STATE_SUSPENDED) {
+        error_setg(errp, "Unable to wake up: guest is not in suspended state");
+        return false;
+    }
+    machine_request_wakeup(ctx->m, WAKEUP_REASON_OTHER);
     return true;
 }
 

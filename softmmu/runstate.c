@@ -14,6 +14,7 @@ static const char *const runstate_names[RUN_STATE__MAX] = {
     [RUN_STATE_POSTMIGRATE] = "postmigrate",
     [RUN_STATE_SAVE_VM] = "save-vm",
     [RUN_STATE_RESTORE_VM] = "restore-vm",
+    [RUN_STATE_SUSPENDED] = "suspended",
 };
 
 /* allowed[from] is a bit set of the states reachable from `from`. */
@@ -27,7 +28,7 @@ static const unsigned allowed[RUN_STATE__MAX] = {
     [RUN_STATE_RUNNING] = BIT(RUN_STATE_PAUSED) | BIT(RUN_STATE_SHUTDOWN) |
                           BIT(RUN_STATE_INTERNAL_ERROR) | BIT(RUN_STATE_GUEST_PANICKED) |
                           BIT(RUN_STATE_FINISH_MIGRATE) | BIT(RUN_STATE_SAVE_VM) |
-                          BIT(RUN_STATE_RESTORE_VM),
+                          BIT(RUN_STATE_RESTORE_VM) | BIT(RUN_STATE_SUSPENDED),
     [RUN_STATE_PAUSED] = BIT(RUN_STATE_RUNNING) | BIT(RUN_STATE_SHUTDOWN) | MIGRATE_OUT,
     [RUN_STATE_SHUTDOWN] = BIT(RUN_STATE_RUNNING) | BIT(RUN_STATE_PAUSED) |
                            BIT(RUN_STATE_FINISH_MIGRATE),
@@ -46,6 +47,8 @@ static const unsigned allowed[RUN_STATE__MAX] = {
     [RUN_STATE_RESTORE_VM] = BIT(RUN_STATE_RUNNING) | BIT(RUN_STATE_PAUSED) |
                              BIT(RUN_STATE_PRELAUNCH) | BIT(RUN_STATE_POSTMIGRATE) |
                              BIT(RUN_STATE_SHUTDOWN),
+    /* Woken up (running), powered off or quit while asleep (shutdown). */
+    [RUN_STATE_SUSPENDED] = BIT(RUN_STATE_RUNNING) | BIT(RUN_STATE_SHUTDOWN),
 };
 
 const char *runstate_name(RunState s)

@@ -56,6 +56,31 @@ void machine_request_stop(Machine *m, RunState state)
     wake_main_loop(m);
 }
 
+void machine_request_suspend(Machine *m)
+{
+    g_atomic_int_set(&m->suspend_requested, 1);
+    wake_main_loop(m);
+}
+
+void machine_request_wakeup(Machine *m, WakeupReason reason)
+{
+    if (reason <= WAKEUP_REASON_NONE || reason >= WAKEUP_REASON__MAX ||
+        !(g_atomic_int_get(&m->wakeup_enabled) & (1u << reason))) {
+        return;
+    }
+    g_atomic_int_set(&m->wakeup_requested, (int)reason);
+    wake_main_loop(m);
+}
+
+void machine_set_wakeup_enabled(Machine *m, WakeupReason reason, bool enabled)
+{
+    if (enabled) {
+        g_atomic_int_or(&m->wakeup_enabled, 1u << reason);
+    } else {
+        g_atomic_int_and(&m->wakeup_enabled, ~(1u << reason));
+    }
+}
+
 IrqLine machine_irq(Machine *m, unsigned gsi)
 {
     return (IrqLine){ .m = m, .gsi = gsi };
@@ -244,6 +269,8 @@ Machine *machine_create(MachineConfig *cfg, Error **errp)
     virt_clock_set_notify(m->clock, wake_main_loop, m);
     m->runstate = RUN_STATE_PRELAUNCH;
     migration_init(m);
+    /* The host can always wake a sleeping guest; the RTC only once the guest allows it. */
+    m->wakeup_enabled = 1u << WAKEUP_REASON_OTHER;
 
     if (g_strcmp0(cfg->machine_type, "pc") != 0) {
         error_setg(errp, "-machine %s: unsupported machine type", cfg->machine_type);
@@ -316,7 +343,8 @@ fail:
 
 void machine_vm_start(Machine *m)
 {
-    if (m->runstate == RUN_STATE_RUNNING) {
+    /* A sleeping guest runs again only through a wake-up, as in QEMU (cont is a no-op). */
+    if (m->runstate == RUN_STATE_RUNNING || m->runstate == RUN_STATE_SUSPENDED) {
         return;
     }
     virt_clock_start(m->clock);
@@ -329,6 +357,15 @@ void machine_vm_stop(Machine *m, RunState state)
 {
     bool was_running = m->runstate == RUN_STATE_RUNNING;
 
+    if (m->runstate == RUN_STATE_SUSPENDED) {
+        /* Its vCPUs are stopped already; only a power-off ends the sleep (and its clock).
+         * Stopping a sleeping VM is a no-op, as QEMU's vm_stop of a VM not running. */
+        if (state == RUN_STATE_SHUTDOWN) {
+            virt_clock_stop(m->clock);
+            runstate_set(m, state);
+        }
+        return;
+    }
     if (was_running) {
         m->accel->pause(m);
         virt_clock_stop(m->clock);
@@ -342,6 +379,35 @@ void machine_vm_stop(Machine *m, RunState state)
 static void send_shutdown_event(Machine *m, ShutdownCause cause)
 {
     qapi_event_send_shutdown(m, shutdown_cause_is_guest(cause), shutdown_cause_name(cause));
+}
+
+/* ACPI S3: the vCPUs stop where they are, devices and the clock keep going. */
+static void machine_suspend(Machine *m)
+{
+    m->accel->pause(m);
+    runstate_set(m, RUN_STATE_SUSPENDED);
+    machine_lock(m);
+    pc_machine_suspend(m);
+    machine_unlock(m);
+    qapi_event_send_suspend(m);
+}
+
+/* The end of an S3 sleep: a reset that keeps RAM, then the vCPUs run from where the board
+ * says (the guest's waking vector for a direct boot, the reset vector for firmware). */
+static bool machine_wakeup(Machine *m, WakeupReason reason, Error **errp)
+{
+    CpuBootState bsp = { 0 };
+    machine_lock(m);
+    device_reset_all(m);
+    bool ok = pc_machine_wakeup(m, reason, &bsp, errp);
+    machine_unlock(m);
+    if (!ok || !m->accel->reset_cpus(m, &bsp, errp)) {
+        return false;
+    }
+    runstate_set(m, RUN_STATE_RUNNING);
+    m->accel->resume(m);
+    qapi_event_send_wakeup(m);
+    return true;
 }
 
 /* Acts on pending requests; returns false once the VM should exit. */
@@ -375,6 +441,24 @@ static bool handle_requests(Machine *m)
         return false;
     }
 
+    /* A guest paused by the user right after asking for S3 sleeps once it is resumed. */
+    if (g_atomic_int_get(&m->suspend_requested) && m->runstate == RUN_STATE_RUNNING) {
+        g_atomic_int_set(&m->suspend_requested, 0);
+        machine_suspend(m);
+    }
+    /* After the suspend: an alarm that fired as the guest went to sleep wakes it again.
+     * A wake-up that finds the VM awake is dropped (QEMU's rule). */
+    int wakeup = g_atomic_int_and(&m->wakeup_requested, 0);
+    if (wakeup && m->runstate == RUN_STATE_SUSPENDED) {
+        Error *err = NULL;
+        if (!machine_wakeup(m, (WakeupReason)wakeup, &err)) {
+            error_prepend(&err, "wake-up from suspend failed: ");
+            error_report_err(err);
+            m->exit_status = 1;
+            return false;
+        }
+    }
+
     int reset = g_atomic_int_and(&m->reset_requested, 0);
     if (reset) {
         if (m->cfg->no_reboot) {
@@ -384,9 +468,11 @@ static bool handle_requests(Machine *m)
             return false;
         }
         bool running = m->runstate == RUN_STATE_RUNNING;
+        bool suspended = m->runstate == RUN_STATE_SUSPENDED;
         if (running) {
             m->accel->pause(m);
         }
+        g_atomic_int_set(&m->suspend_requested, 0);
         Error *err = NULL;
         if (!machine_reset(m, &err)) {
             error_prepend(&err, "system reset failed: ");
@@ -395,6 +481,11 @@ static bool handle_requests(Machine *m)
             return false;
         }
         if (running) {
+            m->accel->resume(m);
+        }
+        if (suspended) {
+            /* A reset ends the sleep: the guest boots again (its clock never stopped). */
+            runstate_set(m, RUN_STATE_RUNNING);
             m->accel->resume(m);
         }
         qapi_event_send_reset(m, shutdown_cause_is_guest((ShutdownCause)reset),

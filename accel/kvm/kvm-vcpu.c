@@ -207,7 +207,12 @@ bool kvm_vcpu_reset(KvmVcpu *v, const CpuBootState *boot, Error **errp)
     struct kvm_regs regs = r->regs;
     struct kvm_sregs sregs = r->sregs;
 
-    if (boot && boot->mode != CPU_BOOT_RESET) {
+    if (boot && boot->mode == CPU_BOOT_REAL16) {
+        /* Real mode as after reset, only the code segment and IP differ. */
+        sregs.cs.selector = boot->cs;
+        sregs.cs.base = (uint64_t)boot->cs << 4;
+        regs.rip = boot->rip & 0xffff;
+    } else if (boot && boot->mode != CPU_BOOT_RESET) {
         apply_boot_state(v, boot, &regs, &sregs);
     }
     if (!vcpu_ioctl(v, KVM_SET_SREGS, &sregs, "KVM_SET_SREGS", errp) ||
@@ -370,7 +375,9 @@ static bool handle_exit(KvmVcpu *v)
     switch (run->exit_reason) {
     case KVM_EXIT_IO:
         handle_io(v);
-        return false;
+        /* A guest entering ACPI S3 goes no further than its PM1 write (QEMU's
+         * cpu_stop_current): the wake-up's reset lets this vCPU run again. */
+        return g_atomic_int_get(&m->suspend_requested) != 0;
     case KVM_EXIT_MMIO:
         handle_mmio(v);
         return false;

@@ -18,7 +18,7 @@
 #define OEM_TABLE_ID      "SENPC   "
 #define CREATOR_ID        "SENV"
 
-#define FACS_SIZE         64
+#define FACS_SIZE         ACPI_FACS_SIZE
 #define FACS_ALIGN        64
 #define FADT_REVISION     3    /* ACPI 2.0 layout with 64-bit X_ fields: 244 bytes */
 #define FADT_SIZE         244
@@ -152,7 +152,8 @@ void acpi_table_end(AcpiTables *t, uint32_t start)
     table_end(t, start);
 }
 
-/* Firmware ACPI Control Structure: no waking vector, no global lock users. */
+/* Firmware ACPI Control Structure: the guest writes its S3 waking vector here; no global
+ * lock users. */
 static uint32_t build_facs(AcpiTables *t)
 {
     GByteArray *b = t->blob[ACPI_FILE_TABLES];
@@ -164,6 +165,18 @@ static uint32_t build_facs(AcpiTables *t)
         put(b, 0, 1);
     }
     return start;
+}
+
+/* \_Sx_: SLP_TYP for PM1a and PM1b, two reserved. */
+static void dsdt_sleep_state(Aml *out, const char *name, unsigned slp_typ)
+{
+    g_autoptr(Aml) vals = aml_new();
+    for (unsigned i = 0; i < 4; i++) {
+        aml_integer(vals, i < 2 ? slp_typ : 0);
+    }
+    g_autoptr(Aml) pkg = aml_new();
+    aml_package(pkg, 4, vals);
+    aml_name_obj(out, name, pkg);
 }
 
 static void dsdt_pci_crs(Aml *out, const AcpiBuildConfig *cfg)
@@ -285,14 +298,8 @@ static uint32_t build_dsdt(AcpiTables *t, const AcpiBuildConfig *cfg)
 
     g_autoptr(Aml) top = aml_new();
     aml_scope(top, "\\_SB", sb);
-    /* \_S5_: SLP_TYP for PM1a and PM1b, two reserved. */
-    g_autoptr(Aml) s5 = aml_new();
-    for (unsigned i = 0; i < 4; i++) {
-        aml_integer(s5, i < 2 ? ACPI_SLP_TYP_S5 : 0);
-    }
-    g_autoptr(Aml) s5pkg = aml_new();
-    aml_package(s5pkg, 4, s5);
-    aml_name_obj(top, "\\_S5_", s5pkg);
+    dsdt_sleep_state(top, "\\_S3_", ACPI_SLP_TYP_S3);
+    dsdt_sleep_state(top, "\\_S5_", ACPI_SLP_TYP_S5);
 
     g_byte_array_append(b, top->data, top->len);
     table_end(t, start);
@@ -506,6 +513,7 @@ bool acpi_build(const AcpiBuildConfig *cfg, AcpiTables *out, Error **errp)
     out->checksums = g_array_new(FALSE, FALSE, sizeof(AcpiChecksum));
 
     uint32_t facs = build_facs(out);
+    out->facs = facs;
     uint32_t dsdt = build_dsdt(out, cfg);
     uint32_t tables[6];
     unsigned n = 0;

@@ -33,8 +33,16 @@
 #define ACPI_RESET_PORT    0xcf9                 /* PIIX reset control register */
 #define ACPI_RESET_VALUE   0x06                  /* hard reset + reset CPU */
 #define ACPI_PM_TIMER_HZ   3579545
-/* SLP_TYP values the DSDT's \_S5_ announces (QEMU's PIIX4 uses 0 for soft-off). */
+/* SLP_TYP values the DSDT's \_S3_ and \_S5_ announce (QEMU's PIIX4: 1 for suspend to
+ * RAM, 0 for soft-off). */
+#define ACPI_SLP_TYP_S3    1
 #define ACPI_SLP_TYP_S5    0
+/* The FACS (64 bytes, version 0 as QEMU's): where the guest leaves its waking vectors. */
+#define ACPI_FACS_SIZE            64
+#define ACPI_FACS_WAKING_VECTOR   12   /* 32-bit: real mode at vector >> 4 : vector & 0xf */
+#define ACPI_FACS_X_WAKING_VECTOR 24   /* 64-bit, from FACS version 1 */
+#define ACPI_FACS_VERSION         32
+#define ACPI_FACS_OSPM_FLAGS      36
 
 /* Direct boot: the tables in the reserved E segment; the RSDP in the F segment, above
  * the MP table (at most ~7.5 KiB from 0xf0000), because some guests (kvm-unit-tests,
@@ -81,6 +89,7 @@ typedef struct AcpiTables {
     GByteArray *blob[ACPI_FILE__MAX];
     GArray *pointers;        /* of AcpiPointer, in patch order */
     GArray *checksums;       /* of AcpiChecksum, in computation order */
+    uint32_t facs;           /* offset of the FACS in ACPI_FILE_TABLES */
 } AcpiTables;
 
 const char *acpi_file_name(AcpiFile f);

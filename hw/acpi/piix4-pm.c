@@ -2,13 +2,18 @@
  * The ACPI PM block of a PIIX4 ("acpi-pm"), at the I/O ports QEMU's pc board uses, so a
  * guest finds it where the FADT says (hw/acpi/acpi-build.c):
  *   0x600  PM1a status (write 1 to clear) and enable
- *   0x604  PM1a control: SCI_EN, SLP_TYP + SLP_EN (S5 = soft off)
+ *   0x604  PM1a control: SCI_EN, SLP_TYP + SLP_EN (S3 = suspend to RAM, S5 = soft off)
  *   0x608  PM timer: 3.579545 MHz, 24 bits, on the virtual clock
  *   0xafe0 GPE0 status and enable (no GPE sources yet)
  *   0xb2   APM control: ACPI_ENABLE (0xf1) / ACPI_DISABLE (0xf0) set or clear SCI_EN,
  *          0xb3 a scratch status byte, as the FADT's SMI_CMD announces
  * The SCI is IRQ 9, level-triggered active high: it is held high while SCI_EN is set and
  * an enabled status bit is set.
+ *
+ * S3 (docs/acpi.md): SLP_TYP 1 + SLP_EN asks the machine to suspend.  While it sleeps an
+ * RTC alarm wakes it if PM1_EN.RTC_EN is set (the machine's wake-up mask follows that
+ * bit), as do QMP system_wakeup and the power button.  The wake-up resets this block
+ * like every device, then sets WAK_STS and the status of what woke the guest.
  *
  * The timer-carry status (TMR_STS, set each time bit 23 of the counter flips) is kept
  * lazily: it is derived from the clock whenever status is read, and a timer runs only
@@ -163,8 +168,19 @@ static void pm_sleep(AcpiPmState *s, unsigned slp_typ)
         machine_request_shutdown(s->m, SHUTDOWN_CAUSE_GUEST_SHUTDOWN, 0);
         return;
     }
-    log_guest_error(&s->rl, "acpi-pm: sleep type %u is not supported (only S5 = %u)",
-                    slp_typ, ACPI_SLP_TYP_S5);
+    if (slp_typ == ACPI_SLP_TYP_S3) {
+        machine_request_suspend(s->m);
+        return;
+    }
+    log_guest_error(&s->rl, "acpi-pm: sleep type %u is not supported (S3 = %u, S5 = %u)",
+                    slp_typ, ACPI_SLP_TYP_S3, ACPI_SLP_TYP_S5);
+}
+
+/* The RTC alarm may end an S3 sleep exactly while the guest enables it. */
+static void pm_set_en(AcpiPmState *s, uint16_t en)
+{
+    s->pm1_en = en & PM1_EN_MASK;
+    machine_set_wakeup_enabled(s->m, WAKEUP_REASON_RTC, s->pm1_en & PM1_RTC);
 }
 
 static void pm_write(void *opaque, uint64_t offset, unsigned size, uint64_t value)
@@ -177,7 +193,7 @@ static void pm_write(void *opaque, uint64_t offset, unsigned size, uint64_t valu
         s->pm1_sts &= ~(val & mask & PM1_STS_MASK);
     }
     if (pm_write_part(offset, size, value, REG_PM1_EN, &val, &mask)) {
-        s->pm1_en = ((s->pm1_en & ~mask) | (val & mask)) & PM1_EN_MASK;
+        pm_set_en(s, (s->pm1_en & ~mask) | (val & mask));
     }
     if (pm_write_part(offset, size, value, REG_PM1_CNT, &val, &mask)) {
         uint16_t cnt = (s->pm1_cnt & ~mask) | (val & mask);
@@ -260,7 +276,9 @@ static const IoOps apm_ops = { .read = apm_read, .write = apm_write };
  * next carry and the SCI follow from the registers. */
 static bool acpi_pm_post_load(void *opaque, int version_id, Error **errp)
 {
-    update_sci(opaque);
+    AcpiPmState *s = opaque;
+    pm_set_en(s, s->pm1_en);
+    update_sci(s);
     return true;
 }
 
@@ -290,7 +308,8 @@ static void acpi_pm_reset(DeviceState *dev)
 {
     AcpiPmState *s = (AcpiPmState *)dev;
 
-    s->pm1_sts = s->pm1_en = s->pm1_cnt = 0;
+    s->pm1_sts = s->pm1_cnt = 0;
+    pm_set_en(s, 0);
     s->gpe_sts = s->gpe_en = 0;
     s->apm_cnt = s->apm_sts = 0;
     tmr_compute_next(s, virt_clock_get_ns(s->m->clock));
@@ -341,7 +360,7 @@ static void acpi_pm_unrealize(DeviceState *dev)
 
 const DeviceClass acpi_pm_class = {
     .name = "acpi-pm",
-    .desc = "PIIX4-compatible ACPI PM block (PM timer, PM1, GPE0, power button, S5)",
+    .desc = "PIIX4-compatible ACPI PM block (PM timer, PM1, GPE0, power button, S3, S5)",
     .instance_size = sizeof(AcpiPmState),
     .realize = acpi_pm_realize,
     .reset = acpi_pm_reset,
@@ -349,16 +368,50 @@ const DeviceClass acpi_pm_class = {
     .vmsd = &acpi_pm_vmsd,
 };
 
-bool acpi_pm_press_power_button(Machine *m)
+static AcpiPmState *acpi_pm_find(Machine *m)
 {
     for (guint i = 0; m->devices && i < m->devices->len; i++) {
         DeviceState *dev = g_ptr_array_index(m->devices, i);
         if (dev->cls == &acpi_pm_class) {
-            AcpiPmState *s = (AcpiPmState *)dev;
-            s->pm1_sts |= PM1_PWRBTN;
-            update_sci(s);
-            return true;
+            return (AcpiPmState *)dev;
         }
     }
-    return false;
+    return NULL;
+}
+
+bool acpi_pm_press_power_button(Machine *m)
+{
+    AcpiPmState *s = acpi_pm_find(m);
+    if (!s) {
+        return false;
+    }
+    if (m->runstate == RUN_STATE_SUSPENDED) {
+        /* The power button is a wake source in every sleeping state (ACPI 4.8.3.1);
+         * the wake-up sets PWRBTN_STS after the reset. */
+        machine_request_wakeup(m, WAKEUP_REASON_OTHER);
+        return true;
+    }
+    s->pm1_sts |= PM1_PWRBTN;
+    update_sci(s);
+    return true;
+}
+
+void acpi_pm_wakeup(Machine *m, WakeupReason reason)
+{
+    AcpiPmState *s = acpi_pm_find(m);
+    if (!s) {
+        return;
+    }
+    /* As QEMU: WAK_STS always, plus the status of the source; a host wake-up (QMP
+     * system_wakeup) looks like the power button to the guest. */
+    uint16_t sts = PM1_WAK;
+    if (reason == WAKEUP_REASON_RTC) {
+        sts |= PM1_RTC;
+    } else if (reason == WAKEUP_REASON_PMTIMER) {
+        sts |= PM1_TMR;
+    } else if (reason == WAKEUP_REASON_OTHER) {
+        sts |= PM1_PWRBTN;
+    }
+    s->pm1_sts |= sts;
+    update_sci(s);
 }

@@ -7,11 +7,14 @@
  * Everything put into guest RAM is kept in the BootCtx blob list, so a system reset
  * restores the kernel and its tables exactly as a real board re-reads its ROMs.
  */
+#include <inttypes.h>
 #include <string.h>
 #include "hw/acpi/acpi-build.h"
 #include "hw/i386/boot.h"
 #include "sen/device.h"
 #include "sen/hostmem.h"
+#include "sen/hw/acpi.h"
+#include "sen/log.h"
 #include "sen/hw/fw_cfg.h"
 #include "sen/hw/isa.h"
 #include "sen/hw/pc.h"
@@ -26,7 +29,13 @@ struct PcMachine {
     GBytes *bios;     /* the firmware image when booting firmware, else NULL */
     unsigned *cpu_node;  /* -numa: node of each vCPU, for the SRAT */
     uint64_t *node_mem;  /* -numa: RAM of each node */
+    uint64_t facs;    /* direct boot: guest address of the FACS (0 = no ACPI) */
+    RateLimit rl;
 };
+
+/* CMOS shutdown status byte: 0xFE tells firmware that the reset is an S3 resume. */
+#define CMOS_SHUTDOWN_STATUS 0x0f
+#define CMOS_SHUTDOWN_S3_RESUME 0xfe
 
 static bool create_memory(Machine *m, PcMachine *pc, Error **errp)
 {
@@ -232,6 +241,7 @@ static bool place_acpi(PcMachine *pc, AcpiTables *t, unsigned nr_cpus, Error **e
         return false;
     }
     pc->boot.acpi_rsdp = ACPI_DIRECT_RSDP_ADDR;
+    pc->facs = ACPI_DIRECT_TABLES_ADDR + t->facs;
     return true;
 }
 
@@ -344,6 +354,78 @@ bool pc_machine_reset(Machine *m, CpuBootState *bsp, Error **errp)
     }
     /* The RTC's own reset may have cleared its memory: the board owns these bytes. */
     cmos_init(m, pc);
+    *bsp = pc->bsp;
+    return true;
+}
+
+void pc_machine_suspend(Machine *m)
+{
+    /* As QEMU's RTC on suspend: firmware sees the coming reset is a resume. */
+    rtc_set_cmos(m->pc->rtc, CMOS_SHUTDOWN_STATUS, CMOS_SHUTDOWN_S3_RESUME);
+}
+
+/*
+ * Where the guest asked to resume, read from the FACS as firmware does (ACPI 6.4,
+ * 5.2.10): the 64-bit X_Firmware_Waking_Vector if the FACS has one (version >= 1) and it
+ * is set, entered in 32-bit flat protected mode with paging off (Sen's FACS does not
+ * offer 64-bit wake, so 64BIT_WAKE_F is not honoured); else the 32-bit vector, entered
+ * in real mode at vector >> 4 : vector & 0xf.  False when there is no usable vector.
+ */
+static bool pc_waking_vector(Machine *m, PcMachine *pc, CpuBootState *bsp)
+{
+    uint8_t facs[ACPI_FACS_SIZE];
+    if (!pc->facs || !guest_mem_read(m->mem, pc->facs, facs, sizeof(facs)) ||
+        memcmp(facs, "FACS", 4) != 0) {
+        return false;
+    }
+    uint32_t vector;
+    uint64_t xvector;
+    memcpy(&vector, facs + ACPI_FACS_WAKING_VECTOR, 4);
+    memcpy(&xvector, facs + ACPI_FACS_X_WAKING_VECTOR, 8);
+    vector = GUINT32_FROM_LE(vector);
+    xvector = GUINT64_FROM_LE(xvector);
+    if (facs[ACPI_FACS_VERSION] >= 1 && xvector) {
+        if (xvector > UINT32_MAX) {
+            log_guest_error(&pc->rl, "ACPI S3 resume: X_Firmware_Waking_Vector 0x%" PRIx64
+                            " is beyond 4 GiB", xvector);
+            return false;
+        }
+        /* No GDT: flat hidden segments; the guest loads its own before using them. */
+        *bsp = (CpuBootState){ .mode = CPU_BOOT_PROT32, .rip = xvector, .cs = 0x08,
+                               .ds = 0x10 };
+        return true;
+    }
+    if (!vector) {
+        return false;
+    }
+    *bsp = (CpuBootState){ .mode = CPU_BOOT_REAL16, .cs = (uint16_t)(vector >> 4),
+                           .rip = vector & 0xf };
+    return true;
+}
+
+bool pc_machine_wakeup(Machine *m, WakeupReason reason, CpuBootState *bsp, Error **errp)
+{
+    PcMachine *pc = m->pc;
+
+    /* Devices were reset; RAM is the guest's.  Firmware ROM is read again as on reset. */
+    if (pc->bios) {
+        pc_firmware_reload(m->mem, pc->bios);
+    }
+    cmos_init(m, pc);
+    acpi_pm_wakeup(m, reason);
+    if (!m->cfg->kernel) {
+        /* Firmware resumes itself: it finds 0xFE in the shutdown status. */
+        *bsp = pc->bsp;
+        return true;
+    }
+    /* Direct boot: no firmware runs, so the board does its job. */
+    rtc_set_cmos(pc->rtc, CMOS_SHUTDOWN_STATUS, 0);
+    if (pc_waking_vector(m, pc, bsp)) {
+        return true;
+    }
+    /* As SeaBIOS without a resume vector: boot again. */
+    log_guest_error(&pc->rl, "ACPI S3 resume: no waking vector in the FACS; booting again");
+    boot_restore(&pc->boot);
     *bsp = pc->bsp;
     return true;
 }

@@ -431,6 +431,11 @@ static void rtc_update_cb(void *opaque)
 
     rtc_account_flags(s);
     rtc_update_irq(s);
+    /* An enabled alarm ends an ACPI S3 sleep (if the PM block allows RTC wake-ups);
+     * the machine ignores it while the guest is awake. */
+    if (s->cmos[RTC_REG_C] & s->cmos[RTC_REG_B] & REG_C_AF) {
+        machine_request_wakeup(s->m, WAKEUP_REASON_RTC);
+    }
     rtc_rearm_update(s);
 }
 

@@ -49,6 +49,9 @@ typedef struct Machine {
     int reset_requested;     /* ShutdownCause of the reset, 0 = none */
     int shutdown_requested;  /* ShutdownCause, 0 = none */
     int stop_requested;      /* RunState to enter (internal-error ...), 0 = none */
+    int suspend_requested;   /* the guest entered ACPI S3, 0 = none */
+    int wakeup_requested;    /* WakeupReason ending the S3 sleep, 0 = none */
+    unsigned wakeup_enabled; /* bit per WakeupReason allowed to wake the VM */
     int exit_status;         /* process exit status once shut down */
 
     GMainContext *ctx;       /* the main loop's context */
@@ -77,6 +80,17 @@ void machine_request_reset(Machine *m, ShutdownCause cause);
 void machine_request_shutdown(Machine *m, ShutdownCause cause, int exit_status);
 /* Stop all vCPUs and enter state (e.g. RUN_STATE_INTERNAL_ERROR). */
 void machine_request_stop(Machine *m, RunState state);
+
+/*
+ * ACPI S3 (any thread).  Suspend: the vCPUs stop, the virtual clock keeps running (so
+ * the RTC alarm can fire), run state "suspended", SUSPEND event.  Wake-up: ignored
+ * unless suspended and the reason is enabled; then the machine is reset keeping RAM
+ * (pc_machine_wakeup), the vCPUs run again, WAKEUP event.
+ */
+void machine_request_suspend(Machine *m);
+void machine_request_wakeup(Machine *m, WakeupReason reason);
+/* Whether reason may end a sleep (the PM block: PM1_EN.RTC_EN for the RTC alarm). */
+void machine_set_wakeup_enabled(Machine *m, WakeupReason reason, bool enabled);
 
 /* Main thread, VM lock not held (they wait for vCPUs): stop the vCPUs and enter state
  * (STOP event if they ran); start them (RESUME event).  For the monitor's stop/cont. */

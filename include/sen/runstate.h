@@ -19,6 +19,7 @@ typedef enum RunState {
     RUN_STATE_POSTMIGRATE,    /* the destination took over; this VM stays stopped */
     RUN_STATE_SAVE_VM,        /* savevm writing a snapshot */
     RUN_STATE_RESTORE_VM,     /* loadvm reading a snapshot */
+    RUN_STATE_SUSPENDED,      /* guest entered ACPI S3: vCPUs stopped, clock running */
     RUN_STATE__MAX,
 } RunState;
 
@@ -35,6 +36,16 @@ typedef enum ShutdownCause {
     SHUTDOWN_CAUSE_HOST_QMP_SYSTEM_RESET, /* QMP system_reset */
     SHUTDOWN_CAUSE__MAX,
 } ShutdownCause;
+
+/* What ends an ACPI S3 sleep (QEMU's WakeupReason).  Each is a bit in the machine's
+ * wake-up mask: the PM block enables RTC wake-ups with PM1_EN.RTC_EN. */
+typedef enum WakeupReason {
+    WAKEUP_REASON_NONE,
+    WAKEUP_REASON_RTC,       /* RTC alarm */
+    WAKEUP_REASON_PMTIMER,   /* reserved: the PM timer does not wake Sen yet */
+    WAKEUP_REASON_OTHER,     /* QMP system_wakeup, the power button */
+    WAKEUP_REASON__MAX,
+} WakeupReason;
 
 const char *runstate_name(RunState s);           /* "running" */
 bool runstate_transition_allowed(RunState from, RunState to);

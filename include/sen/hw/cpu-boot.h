@@ -12,6 +12,8 @@ typedef enum CpuBootMode {
     CPU_BOOT_RESET,   /* architectural reset: real mode at F000:FFF0 (firmware) */
     CPU_BOOT_PROT32,  /* 32-bit protected mode, paging off, flat 4 GiB segments */
     CPU_BOOT_LONG64,  /* 64-bit long mode, paging on with cr3 */
+    CPU_BOOT_REAL16,  /* real mode at cs:rip (cs is a paragraph: base = cs << 4), the
+                       * rest as after reset: an ACPI S3 resume at the waking vector */
 } CpuBootMode;
 
 typedef struct CpuBootState {
@@ -22,7 +24,8 @@ typedef struct CpuBootState {
     uint64_t cr3;             /* LONG64: PML4 address */
     uint64_t gdt_base;        /* PROT32/LONG64: GDT written by the loader */
     uint16_t gdt_limit;
-    uint16_t cs, ds;          /* selectors into that GDT (ds also for es/fs/gs/ss) */
+    uint16_t cs, ds;          /* selectors into that GDT (ds also for es/fs/gs/ss);
+                               * REAL16: cs is the real-mode code segment */
 } CpuBootState;
 
 #endif

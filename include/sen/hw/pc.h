@@ -28,6 +28,14 @@ bool pc_machine_init(Machine *m, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
 /* Power-on / system reset: re-copies the boot images and tables into RAM (as ROMs are on
  * a real board) and returns where the BSP starts. */
 bool pc_machine_reset(Machine *m, CpuBootState *bsp, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+/* ACPI S3 (VM lock held, vCPUs stopped).  Suspend: CMOS shutdown status 0xFE, as
+ * QEMU.  Wake-up, after the devices were reset: RAM is kept (images are not copied
+ * again); the PM block reports the wake (WAK_STS), and the BSP starts at the guest's FACS
+ * waking vector for a direct boot (the board plays firmware) or at the reset vector
+ * when firmware runs and resumes itself. */
+void pc_machine_suspend(Machine *m);
+bool pc_machine_wakeup(Machine *m, WakeupReason reason, CpuBootState *bsp, Error **errp)
+    G_GNUC_WARN_UNUSED_RESULT;
 void pc_machine_free(Machine *m);
 /* The board's fw_cfg device (sen/hw/fw_cfg.h), for code adding firmware files such as
  * the ACPI tables; NULL before pc_machine_init created it. */
