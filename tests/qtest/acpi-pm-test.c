@@ -2,7 +2,8 @@
  * The ACPI PM block (hw/acpi/piix4-pm.c) from outside, at the ports the FADT announces:
  * PM timer rate on the virtual clock, PM1 status write-1-to-clear and enable masks, the
  * SCI (IRQ 9, level) following SCI_EN and enabled status bits, ACPI enable through the
- * APM port, GPE0, S5 powering off, and the PIIX reset control register at 0xcf9.
+ * APM port, GPE0, S5 powering off, S3 suspend with the RTC alarm as wake source, and
+ * the PIIX reset control register at 0xcf9.
  */
 #include "libqtest.h"
 
@@ -18,6 +19,8 @@
 
 #define TMR_STS   0x0001
 #define PWRBTN    0x0100
+#define RTC_STS   0x0400
+#define WAK_STS   0x8000
 #define SCI_EN    0x0001
 #define SLP_EN    0x2000
 #define PM_HZ     3579545
@@ -84,10 +87,10 @@ static void test_pm1_registers(void)
     qtest_outw(s, PM1_STS, TMR_STS);           /* writing 1 clears */
     g_assert_cmphex(qtest_inw(s, PM1_STS) & TMR_STS, ==, 0);
 
-    /* SLP_EN is write-only; SLP_TYP and SCI_EN read back.  Type 1 (S3) is not
-     * supported: nothing happens and Sen keeps answering. */
-    qtest_outw(s, PM1_CNT, (1 << 10) | SLP_EN | SCI_EN);
-    g_assert_cmphex(qtest_inw(s, PM1_CNT), ==, (1 << 10) | SCI_EN);
+    /* SLP_EN is write-only; SLP_TYP and SCI_EN read back.  Type 3 is no sleep state
+     * of this board: nothing happens and Sen keeps answering. */
+    qtest_outw(s, PM1_CNT, (3 << 10) | SLP_EN | SCI_EN);
+    g_assert_cmphex(qtest_inw(s, PM1_CNT), ==, (3 << 10) | SCI_EN);
 
     /* GPE0: enable read-write, status write-1-to-clear (nothing sets it yet). */
     qtest_outw(s, GPE0_EN, 0x00ff);
@@ -169,6 +172,109 @@ static void test_s5_powers_off(void)
     g_assert_cmpint(qtest_wait_exit(s, 30000), ==, 0);
 }
 
+static uint8_t cmos_read(QTestState *s, uint8_t reg)
+{
+    qtest_outb(s, 0x70, reg);
+    return qtest_inb(s, 0x71);
+}
+
+static void cmos_write(QTestState *s, uint8_t reg, uint8_t val)
+{
+    qtest_outb(s, 0x70, reg);
+    qtest_outb(s, 0x71, val);
+}
+
+/* Polls CMOS reg until it holds value (suspend and wake-up run in the main loop). */
+static bool wait_cmos(QTestState *s, uint8_t reg, uint8_t value)
+{
+    for (int i = 0; i < 1000; i++) {
+        if (cmos_read(s, reg) == value) {
+            return true;
+        }
+        g_usleep(1000);
+    }
+    return false;
+}
+
+static bool wait_pm1_sts(QTestState *s, uint16_t bits)
+{
+    for (int i = 0; i < 1000; i++) {
+        if ((qtest_inw(s, PM1_STS) & bits) == bits) {
+            return true;
+        }
+        g_usleep(1000);
+    }
+    return false;
+}
+
+/* Arms the RTC alarm for every second (all fields "don't care") with its interrupt on,
+ * as kvm-unit-tests' s3 test does, and enters S3 (SLP_TYP 1, the \_S3_ value). */
+static void suspend_with_alarm(QTestState *s, uint16_t pm1_en)
+{
+    qtest_outb(s, SMI_CMD, 0xf1);
+    qtest_outw(s, PM1_STS, 0xffff);
+    qtest_outw(s, PM1_EN, pm1_en);
+    cmos_read(s, 0x0c);
+    cmos_write(s, 0x01, 0xc0);
+    cmos_write(s, 0x03, 0xc0);
+    cmos_write(s, 0x05, 0xc0);
+    cmos_write(s, 0x0b, cmos_read(s, 0x0b) | 0x20);
+    g_assert_cmphex(cmos_read(s, 0x0f), ==, 0);
+    qtest_outw(s, PM1_CNT, (1 << 10) | SLP_EN | SCI_EN);
+    /* Suspended: QEMU's RTC marks the coming reset as an S3 resume for firmware. */
+    g_assert_true(wait_cmos(s, 0x0f, 0xfe));
+}
+
+static void test_s3_rtc_wakeup(void)
+{
+    if (!qtest_have_sen()) {
+        return;
+    }
+    QTestState *s = start();
+    suspend_with_alarm(s, RTC_STS);
+    /* Devices keep their state while asleep, the clock runs on: the alarm fires. */
+    g_assert_cmphex(qtest_inw(s, PM1_EN), ==, RTC_STS);
+    qtest_clock_step(s, 1100000000LL);
+    g_assert_true(wait_pm1_sts(s, WAK_STS));
+    /* Woken by a reset that kept RAM: PM1 as after reset plus WAK_STS and RTC_STS,
+     * the RTC's interrupt enables off, the shutdown status left for firmware (no
+     * -kernel here, so Sen does not resume the guest itself). */
+    g_assert_cmphex(qtest_inw(s, PM1_STS) & ~TMR_STS, ==, WAK_STS | RTC_STS);
+    g_assert_cmphex(qtest_inw(s, PM1_EN), ==, 0);
+    g_assert_cmphex(qtest_inw(s, PM1_CNT), ==, 0);
+    g_assert_cmphex(cmos_read(s, 0x0b) & 0x20, ==, 0);
+    g_assert_cmphex(cmos_read(s, 0x0f), ==, 0xfe);
+    qtest_outw(s, PM1_STS, WAK_STS | RTC_STS);
+    g_assert_cmphex(qtest_inw(s, PM1_STS) & (WAK_STS | RTC_STS), ==, 0);
+
+    /* A second sleep works the same way. */
+    cmos_write(s, 0x0f, 0);
+    suspend_with_alarm(s, RTC_STS);
+    qtest_clock_step(s, 1100000000LL);
+    g_assert_true(wait_pm1_sts(s, WAK_STS | RTC_STS));
+    qtest_quit(s);
+}
+
+/* Without PM1_EN.RTC_EN the alarm only raises IRQ 8: the guest sleeps on. */
+static void test_s3_alarm_masked(void)
+{
+    if (!qtest_have_sen()) {
+        return;
+    }
+    QTestState *s = start();
+    suspend_with_alarm(s, 0);
+    qtest_clock_step(s, 2100000000LL);
+    g_assert_true(qtest_get_irq(s, 8));
+    g_usleep(100000);
+    g_assert_cmphex(qtest_inw(s, PM1_STS) & WAK_STS, ==, 0);
+    /* Still asleep: enabling the RTC wake-up now lets the next alarm end it. */
+    cmos_read(s, 0x0c);
+    qtest_outw(s, PM1_EN, RTC_STS);
+    qtest_clock_step(s, 1100000000LL);
+    g_assert_true(wait_pm1_sts(s, WAK_STS | RTC_STS));
+    qtest_quit(s);
+}
+
 /* -machine acpi=off (and -no-acpi): no PM block at all, as QEMU's pc without ACPI. */
 static void test_acpi_off(void)
 {
@@ -193,6 +299,8 @@ int main(int argc, char **argv)
     g_test_add_func("/acpi-pm/sci", test_sci);
     g_test_add_func("/acpi-pm/reset-port", test_reset_port);
     g_test_add_func("/acpi-pm/s5-powers-off", test_s5_powers_off);
+    g_test_add_func("/acpi-pm/s3-rtc-wakeup", test_s3_rtc_wakeup);
+    g_test_add_func("/acpi-pm/s3-alarm-masked", test_s3_alarm_masked);
     g_test_add_func("/acpi-pm/acpi-off", test_acpi_off);
     return g_test_run();
 }
