@@ -58,6 +58,7 @@ bench: build
 	tests/bench/blk $(BUILD)
 	tests/bench/img $(BUILD)
 	tests/bench/firmware $(BUILD)
+	tests/bench/migrate $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -261,7 +261,13 @@ void mig_put_checksum(MigStream *s)
 
 /* ---- reading ---- */
 
-/* Reads at least one byte into the buffer; false (error set) at EOF or failure. */
+/*
+ * Reads at least one byte into the buffer; false (error set) at EOF or failure.  Reads
+ * ahead at most MIG_READ_AHEAD bytes: record headers are small and page data that lands
+ * in the buffer costs an extra copy, while data read by get_raw() goes straight to its
+ * destination (guest RAM).
+ */
+#define MIG_READ_AHEAD 4096
 static bool fill(MigStream *s)
 {
     if (s->error) {
@@ -269,7 +275,7 @@ static bool fill(MigStream *s)
     }
     s->len = s->pos = 0;
     for (;;) {
-        ssize_t n = read(s->fd, s->buf, MIG_STREAM_BUF);
+        ssize_t n = read(s->fd, s->buf, MIG_READ_AHEAD);
         if (n < 0 && errno == EINTR) {
             continue;
         }
@@ -293,7 +299,7 @@ static void get_raw(MigStream *s, uint8_t *p, size_t len)
 {
     while (len && !s->error) {
         if (s->pos == s->len) {
-            if (len >= MIG_STREAM_BUF / 2) {
+            if (len >= MIG_READ_AHEAD) {
                 /* Large: straight into the destination. */
                 ssize_t n = read(s->fd, p, len);
                 if (n < 0 && errno == EINTR) {

@@ -207,11 +207,12 @@ static bool area_in_ram(uint64_t base, uint64_t len)
 
 void guest_main(void)
 {
-    uint64_t mb = 24, rate = 4000, wait = 0, slices = 50;
+    uint64_t mb = 24, rate = 4000, wait = 0, slices = 50, idle = 0;
     cmdline_get_uint("mb", &mb);
     cmdline_get_uint("rate", &rate);
     cmdline_get_uint("wait", &wait);
     cmdline_get_uint("slices", &slices);
+    cmdline_get_uint("idle", &idle);
     if (!mb || !area_in_ram(AREA_BASE, mb << 20)) {
         guest_fail("dirtier: %lu MiB at 16 MiB is not all RAM (give the VM more -m)", mb);
     }
@@ -224,6 +225,12 @@ void guest_main(void)
     d->tsc_per_page = rate ? khz * 1000 / rate : 0;
     user_init();
     user_call(fill, d);
+    if (idle) {
+        guest_printf("dirtier: filled %lu MiB\n", mb);
+        for (;;) {
+            __asm__ volatile("cli; hlt");
+        }
+    }
     d->deadline = rdtsc();
     guest_printf("dirtier: running, %lu pages, %lu pages/s, TSC %lu kHz\n", d->npages, rate,
                  khz);
