@@ -6,6 +6,12 @@
  * only validates and submits; the block layer completes them on the main loop, where the
  * status byte is written and the buffer handed back.  A vCPU never waits for the disk.
  *
+ * Reads and writes popped in one notification that continue each other on the disk are
+ * merged into one block request (as QEMU's virtio-blk does): a driver streaming large
+ * requests then costs one submission, one completion, one VM-lock round and at most one
+ * interrupt per run instead of per request.  Flush, discard and write-zeroes first submit
+ * what is queued, so they are never reordered before an earlier write.
+ *
  * A request outlives neither the device's state nor a reset in a way the guest could
  * notice: it carries the device generation at submission, and a completion for an older
  * generation (device reset meanwhile) or for an unrealized device only frees memory.
@@ -51,8 +57,21 @@ enum {
 #define BLK_QUEUE_SIZE     256
 #define BLK_MAX_QUEUES     64
 #define BLK_MAX_DZ_SECTORS 0x400000u /* per discard / write-zeroes request (2 GiB) */
+/* A merged request stays within what one preadv/io_submit takes (UIO_MAXIOV buffers)
+ * and within a size the host splits anyway, so a merge never costs a bounce or a retry. */
+#define BLK_MERGE_MAX_IOV   1024
+#define BLK_MERGE_MAX_BYTES (32u << 20)
 
 typedef struct VirtIOBlk VirtIOBlk;
+typedef struct BlkReq BlkReq;
+
+/* Reads and writes popped but not yet submitted (one notification's worth). */
+typedef struct BlkBatch {
+    BlkReq *reqs[BLK_QUEUE_SIZE];
+    unsigned n;
+    int niov;
+    uint64_t bytes;
+} BlkBatch;
 
 /* What in-flight requests point at; lives until the last of them completed. */
 typedef struct BlkShared {
@@ -74,9 +93,10 @@ struct VirtIOBlk {
     uint64_t capacity;   /* sectors of 512 bytes */
     unsigned generation; /* bumped by reset: completions of older requests are dropped */
     BlkShared *shared;
+    BlkBatch batch;      /* scratch of blk_handle_queue (VM lock), too big for a stack */
 };
 
-typedef struct BlkReq {
+struct BlkReq {
     BlkShared *sh;
     unsigned generation;
     unsigned queue;
@@ -85,7 +105,20 @@ typedef struct BlkReq {
     int niov;
     uint32_t used_len;   /* bytes written into in buffers on success */
     bool is_read;        /* for BLOCK_IO_ERROR's operation */
-} BlkReq;
+    uint64_t offset;     /* reads and writes: the disk range, for merging */
+    uint64_t bytes;
+};
+
+/* Adjacent requests submitted as one; every member completes with its status. */
+typedef struct BlkMerge {
+    BlkShared *sh;
+    unsigned n;
+    struct iovec *iov;
+    BlkReq *reqs[];
+} BlkMerge;
+
+/* Status returned by blk_submit for a read or write left in the batch. */
+#define BLK_QUEUED 0xfe
 
 static void shared_unref(BlkShared *sh)
 {
@@ -117,8 +150,9 @@ static struct iovec *iov_slice(const struct iovec *iov, unsigned n, size_t skip,
     return r;
 }
 
-/* Writes the status byte (the last in byte), hands the element back, frees r. */
-static void blk_req_finish(VirtIOBlk *s, BlkReq *r, uint8_t status)
+/* Writes the status byte (the last in byte) and hands the element back, without an
+ * interrupt: the caller notifies once for everything it pushed. */
+static void blk_req_push(VirtIOBlk *s, BlkReq *r, uint8_t status)
 {
     VirtQueueElement *e = r->elem;
     const struct iovec *last = &e->in_sg[e->in_num - 1];
@@ -127,7 +161,12 @@ static void blk_req_finish(VirtIOBlk *s, BlkReq *r, uint8_t status)
     ((uint8_t *)last->iov_base)[last->iov_len - 1] = status;
     guest_mem_mark_dirty(s->vdev.mem, e->in_gpa[e->in_num - 1] + last->iov_len - 1, 1);
     virtqueue_push(vq, e, status == VIRTIO_BLK_S_OK ? r->used_len : 1);
-    virtio_queue_notify_driver(&s->vdev, vq);
+}
+
+static void blk_req_finish(VirtIOBlk *s, BlkReq *r, uint8_t status)
+{
+    blk_req_push(s, r, status);
+    virtio_queue_notify_driver(&s->vdev, &s->vdev.vqs[r->queue]);
 }
 
 static void blk_req_free(BlkReq *r)
@@ -137,6 +176,23 @@ static void blk_req_free(BlkReq *r)
     g_free(r);
 }
 
+static uint8_t blk_status_of(int ret)
+{
+    return ret == 0 ? VIRTIO_BLK_S_OK : ret == -ENOTSUP ? VIRTIO_BLK_S_UNSUPP
+                                                       : VIRTIO_BLK_S_IOERR;
+}
+
+/* QEMU's werror/rerror=report: the guest gets the error status, management the event. */
+static void blk_report_error(BlkShared *sh, bool is_read, int ret)
+{
+    if (ret < 0 && ret != -ENOTSUP && sh->dev) {
+        BlockBackend *blk = sh->dev->blk;
+        qapi_event_send_block_io_error(sh->m, blk_name(blk), true, blk_bs(blk)->node_name,
+                                       is_read ? "read" : "write", "report", true,
+                                       ret == -ENOSPC, g_strerror(-ret));
+    }
+}
+
 static void blk_req_done(void *opaque, int ret)
 {
     BlkReq *r = opaque;
@@ -144,21 +200,108 @@ static void blk_req_done(void *opaque, int ret)
     Machine *m = sh->m;
 
     machine_lock(m);
-    if (ret < 0 && ret != -ENOTSUP && sh->dev) {
-        BlockBackend *blk = sh->dev->blk;
-        /* QEMU's werror/rerror=report: the guest gets the error status, management
-         * the event. */
-        qapi_event_send_block_io_error(m, blk_name(blk), true, blk_bs(blk)->node_name,
-                                       r->is_read ? "read" : "write", "report", true,
-                                       ret == -ENOSPC, g_strerror(-ret));
-    }
+    blk_report_error(sh, r->is_read, ret);
     if (sh->dev && sh->dev->generation == r->generation) {
-        blk_req_finish(sh->dev, r, ret == 0 ? VIRTIO_BLK_S_OK :
-                       ret == -ENOTSUP ? VIRTIO_BLK_S_UNSUPP : VIRTIO_BLK_S_IOERR);
+        blk_req_finish(sh->dev, r, blk_status_of(ret));
     }
     blk_req_free(r);
     shared_unref(sh);
     machine_unlock(m);
+}
+
+/* A merged request finished: every member gets its result, the driver one interrupt. */
+static void blk_merge_done(void *opaque, int ret)
+{
+    BlkMerge *mg = opaque;
+    BlkShared *sh = mg->sh;
+    Machine *m = sh->m;
+
+    machine_lock(m);
+    VirtIOBlk *s = sh->dev;
+    bool live = s && s->generation == mg->reqs[0]->generation;
+    blk_report_error(sh, mg->reqs[0]->is_read, ret);
+    for (unsigned i = 0; i < mg->n; i++) {
+        if (live) {
+            blk_req_push(s, mg->reqs[i], blk_status_of(ret));
+        }
+    }
+    if (live) {
+        virtio_queue_notify_driver(&s->vdev, &s->vdev.vqs[mg->reqs[0]->queue]);
+    }
+    for (unsigned i = 0; i < mg->n; i++) {
+        blk_req_free(mg->reqs[i]);
+        shared_unref(sh);
+    }
+    g_free(mg->iov);
+    g_free(mg);
+    machine_unlock(m);
+}
+
+/* Submits the batched reads or writes: one alone as it is, several as one request over
+ * the concatenation of their buffers. */
+static void blk_batch_flush(VirtIOBlk *s, BlkBatch *b)
+{
+    if (b->n == 0) {
+        return;
+    }
+    BlkReq *first = b->reqs[0];
+    if (b->n == 1) {
+        if (first->is_read) {
+            blk_aio_preadv(s->blk, first->offset, first->iov, first->niov, 0, blk_req_done,
+                           first);
+        } else {
+            blk_aio_pwritev(s->blk, first->offset, first->iov, first->niov, 0, blk_req_done,
+                            first);
+        }
+        b->n = 0;
+        return;
+    }
+    BlkMerge *mg = g_malloc(sizeof(*mg) + b->n * sizeof(mg->reqs[0]));
+    int niov = 0;
+
+    mg->sh = first->sh;
+    mg->n = b->n;
+    mg->iov = g_new(struct iovec, MAX(b->niov, 1));
+    for (unsigned i = 0; i < b->n; i++) {
+        BlkReq *r = b->reqs[i];
+        mg->reqs[i] = r;
+        for (int k = 0; k < r->niov; k++) {
+            struct iovec *prev = niov ? &mg->iov[niov - 1] : NULL;
+            /* Guest buffers that follow each other in host memory become one. */
+            if (prev && (uint8_t *)prev->iov_base + prev->iov_len == r->iov[k].iov_base) {
+                prev->iov_len += r->iov[k].iov_len;
+            } else {
+                mg->iov[niov++] = r->iov[k];
+            }
+        }
+    }
+    if (first->is_read) {
+        blk_aio_preadv(s->blk, first->offset, mg->iov, niov, 0, blk_merge_done, mg);
+    } else {
+        blk_aio_pwritev(s->blk, first->offset, mg->iov, niov, 0, blk_merge_done, mg);
+    }
+    b->n = 0;
+}
+
+/* Queues a read or write, first submitting the batch when r does not continue it. */
+static void blk_batch_add(VirtIOBlk *s, BlkBatch *b, BlkReq *r)
+{
+    if (b->n) {
+        BlkReq *last = b->reqs[b->n - 1];
+        if (b->n == G_N_ELEMENTS(b->reqs) || r->is_read != last->is_read ||
+            r->offset != last->offset + last->bytes ||
+            b->niov + r->niov > BLK_MERGE_MAX_IOV ||
+            b->bytes + r->bytes > BLK_MERGE_MAX_BYTES) {
+            blk_batch_flush(s, b);
+        }
+    }
+    if (b->n == 0) {
+        b->niov = 0;
+        b->bytes = 0;
+    }
+    b->reqs[b->n++] = r;
+    b->niov += r->niov;
+    b->bytes += r->bytes;
 }
 
 static bool range_ok(VirtIOBlk *s, uint64_t sector, uint64_t bytes)
@@ -196,8 +339,9 @@ static uint8_t blk_submit_dz(VirtIOBlk *s, BlkReq *r, uint32_t type)
     return 0xff; /* in flight */
 }
 
-/* Starts r; returns a status to complete it with now, or 0xff when it is in flight. */
-static uint8_t blk_submit(VirtIOBlk *s, BlkReq *r)
+/* Starts r; returns a status to complete it with now, 0xff when it is in flight, or
+ * BLK_QUEUED when it is a read or write to add to the batch. */
+static uint8_t blk_submit(VirtIOBlk *s, BlkBatch *b, BlkReq *r)
 {
     VirtQueueElement *e = r->elem;
     struct { uint32_t type; uint32_t ioprio; uint64_t sector; } hdr;
@@ -213,9 +357,10 @@ static uint8_t blk_submit(VirtIOBlk *s, BlkReq *r)
         r->iov = iov_slice(e->in_sg, e->in_num, 0, len, &r->niov);
         r->used_len = e->in_len;
         r->is_read = true;
+        r->offset = hdr.sector * 512;
+        r->bytes = len;
         r->sh->refcnt++;
-        blk_aio_preadv(s->blk, hdr.sector * 512, r->iov, r->niov, 0, blk_req_done, r);
-        return 0xff;
+        return BLK_QUEUED;
     case VIRTIO_BLK_T_OUT:
         len = e->out_len - sizeof(hdr);
         if (s->read_only || len % 512 || !range_ok(s, hdr.sector, len)) {
@@ -223,10 +368,12 @@ static uint8_t blk_submit(VirtIOBlk *s, BlkReq *r)
         }
         r->iov = iov_slice(e->out_sg, e->out_num, sizeof(hdr), len, &r->niov);
         r->used_len = 1;
+        r->offset = hdr.sector * 512;
+        r->bytes = len;
         r->sh->refcnt++;
-        blk_aio_pwritev(s->blk, hdr.sector * 512, r->iov, r->niov, 0, blk_req_done, r);
-        return 0xff;
+        return BLK_QUEUED;
     case VIRTIO_BLK_T_FLUSH:
+        blk_batch_flush(s, b); /* covers the writes queued before it */
         r->used_len = 1;
         r->sh->refcnt++;
         blk_aio_flush(s->blk, blk_req_done, r);
@@ -244,13 +391,14 @@ static uint8_t blk_submit(VirtIOBlk *s, BlkReq *r)
     }
     case VIRTIO_BLK_T_DISCARD:
     case VIRTIO_BLK_T_WRITE_ZEROES:
+        blk_batch_flush(s, b); /* may overlap a queued write: keep the order */
         return blk_submit_dz(s, r, hdr.type);
     default:
         return VIRTIO_BLK_S_UNSUPP;
     }
 }
 
-static bool blk_handle_one(VirtIOBlk *s, VirtQueue *vq, VirtQueueElement *e)
+static bool blk_handle_one(VirtIOBlk *s, VirtQueue *vq, BlkBatch *b, VirtQueueElement *e)
 {
     BlkReq *r;
     uint8_t status;
@@ -272,8 +420,10 @@ static bool blk_handle_one(VirtIOBlk *s, VirtQueue *vq, VirtQueueElement *e)
     r->generation = s->generation;
     r->queue = vq->index;
     r->elem = e;
-    status = blk_submit(s, r);
-    if (status != 0xff) {
+    status = blk_submit(s, b, r);
+    if (status == BLK_QUEUED) {
+        blk_batch_add(s, b, r);
+    } else if (status != 0xff) {
         blk_req_finish(s, r, status);
         blk_req_free(r);
     }
@@ -284,18 +434,23 @@ static void blk_handle_queue(VirtIODevice *vdev, VirtQueue *vq)
 {
     VirtIOBlk *s = (VirtIOBlk *)((uint8_t *)vdev - offsetof(VirtIOBlk, vdev));
     VirtQueueElement *e;
+    BlkBatch *b = &s->batch;
 
     /* Kicks are pointless while we drain the ring; re-check after re-enabling them so
-     * a buffer added in between is not missed. */
+     * a buffer added in between is not missed.  What is batched is submitted before we
+     * return, also when the device broke half-way. */
+    b->n = 0;
     do {
         virtqueue_set_notification(vq, false);
         while ((e = virtqueue_pop(vq))) {
-            if (!blk_handle_one(s, vq, e)) {
+            if (!blk_handle_one(s, vq, b, e)) {
+                blk_batch_flush(s, b);
                 return;
             }
         }
         virtqueue_set_notification(vq, true);
     } while (!virtqueue_empty(vq));
+    blk_batch_flush(s, b);
 }
 
 static void blk_vdev_reset(VirtIODevice *vdev)
