@@ -185,6 +185,22 @@ static void blk_account(BlockBackend *blk, BlockRequestType type, int64_t offset
     g_mutex_unlock(&blk->stats_lock);
 }
 
+void blk_account_merged(BlockBackend *blk, bool is_write, unsigned n)
+{
+    if (n < 2) {
+        return;
+    }
+    g_mutex_lock(&blk->stats_lock);
+    if (is_write) {
+        blk->stats.wr_operations += n - 1;
+        blk->stats.wr_merged += n - 1;
+    } else {
+        blk->stats.rd_operations += n - 1;
+        blk->stats.rd_merged += n - 1;
+    }
+    g_mutex_unlock(&blk->stats_lock);
+}
+
 static bool blk_range_invalid(BlockBackend *blk, int64_t offset, int64_t bytes)
 {
     return offset < 0 || bytes < 0 || offset > blk_getlength(blk) - bytes;

@@ -98,8 +98,8 @@ static json_t *qmp_block_device_stats(BlockBackend *blk)
     STAT("flush_total_time_ns", st.flush_total_time_ns);
     STAT("unmap_total_time_ns", st.unmap_total_time_ns);
     STAT("wr_highest_offset", st.wr_highest_offset);
-    STAT("rd_merged", 0);
-    STAT("wr_merged", 0);
+    STAT("rd_merged", st.rd_merged);
+    STAT("wr_merged", st.wr_merged);
     STAT("zone_append_merged", 0);
     STAT("unmap_merged", 0);
     if (st.last_access_ns > 0) {

@@ -275,6 +275,7 @@ static void blk_batch_flush(VirtIOBlk *s, BlkBatch *b)
             }
         }
     }
+    blk_account_merged(s->blk, !first->is_read, mg->n);
     if (first->is_read) {
         blk_aio_preadv(s->blk, first->offset, mg->iov, niov, 0, blk_merge_done, mg);
     } else {

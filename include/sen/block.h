@@ -253,6 +253,7 @@ typedef struct BlockAcctStats {
     uint64_t rd_bytes, wr_bytes, unmap_bytes;
     uint64_t rd_operations, wr_operations, flush_operations, unmap_operations;
     uint64_t zone_append_operations;  /* always 0: kept for the QMP shape */
+    uint64_t rd_merged, wr_merged;    /* guest requests merged into another one */
     uint64_t rd_total_time_ns, wr_total_time_ns, flush_total_time_ns, unmap_total_time_ns;
     uint64_t failed_rd_operations, failed_wr_operations, failed_flush_operations,
              failed_unmap_operations;
@@ -279,6 +280,11 @@ bool blk_enable_write_cache(const BlockBackend *blk);
 int64_t blk_getlength(BlockBackend *blk);
 /* A snapshot of the counters (thread-safe). */
 void blk_get_stats(BlockBackend *blk, BlockAcctStats *out);
+/*
+ * A device submitted n guest requests as one (QEMU's block_acct_merge): the statistics
+ * count them as n operations, n - 1 of them merged.  Call it when submitting the one.
+ */
+void blk_account_merged(BlockBackend *blk, bool is_write, unsigned n);
 /* Completions from now on run in ctx (NULL = the main context).  No request in flight. */
 void blk_set_context(BlockBackend *blk, GMainContext *ctx);
 
