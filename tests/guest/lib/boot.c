@@ -205,7 +205,7 @@ static unsigned count_mp_table(void)
     return cpus;
 }
 
-static const uint8_t *find_acpi_table(const char *sig)
+const uint8_t *find_acpi_table(const char *sig)
 {
     const uint8_t *rsdp = boot_info.rsdp ? (const uint8_t *)(uintptr_t)boot_info.rsdp
                                          : scan_low("RSD PTR ", 8, 20, 0xe0000);

@@ -142,6 +142,8 @@ bool cmdline_get_uint(const char *key, uint64_t *val);
  * Returns the number of enabled processors (0 if neither table was found) and names the
  * source in *source. */
 unsigned firmware_count_cpus(const char **source);
+/* The ACPI table with this signature listed in the XSDT (else RSDT), or NULL. */
+const uint8_t *find_acpi_table(const char *sig);
 
 /* ---- interrupts ---- */
 typedef struct {
