@@ -118,6 +118,7 @@ struct MigrationState {
     bool deferred;              /* -incoming defer, migrate-incoming not yet called */
     bool autostart;             /* start the guest once loaded */
     int in_cancel;              /* atomic */
+    int in_fd;                  /* [lock] the stream being read, for finalize; -1 */
     int64_t in_start_us, in_end_us; /* [lock] */
     uint64_t in_bytes;          /* [lock] */
     char *in_error;             /* [lock] */
@@ -713,13 +714,18 @@ static gpointer incoming_thread(gpointer opaque)
     if (fd >= 0) {
         g_mutex_lock(&s->lock);
         s->in_start_us = now_us();
+        s->in_fd = fd;
         g_mutex_unlock(&s->lock);
+        if (g_atomic_int_get(&s->in_cancel)) {
+            shutdown(fd, SHUT_RDWR);
+        }
         set_status(s, &s->in_status, MIG_STATUS_ACTIVE, false);
         st = mig_stream_new_reader(fd);
         ok = load_stream(s, st, &device, &err);
         g_mutex_lock(&s->lock);
         s->in_bytes = mig_stream_bytes(st);
         s->in_end_us = now_us();
+        s->in_fd = -1;
         g_mutex_unlock(&s->lock);
     }
     mig_stream_free(st);
@@ -988,6 +994,7 @@ void migration_init(Machine *m)
     g_mutex_init(&s->lock);
     g_cond_init(&s->cond);
     s->fd = -1;
+    s->in_fd = -1;
     /* QEMU 7.2's defaults. */
     s->max_bandwidth = 128u << 20;
     s->downtime_limit = 300;
@@ -1013,6 +1020,12 @@ void migration_finalize(Machine *m)
     if (s->in_thread) {
         g_atomic_int_set(&s->in_cancel, 1);
         mig_listener_interrupt(s->listener);
+        /* A source that stalls mid-stream must not keep this VM from exiting. */
+        g_mutex_lock(&s->lock);
+        if (s->in_fd >= 0) {
+            shutdown(s->in_fd, SHUT_RDWR);
+        }
+        g_mutex_unlock(&s->lock);
         g_thread_join(s->in_thread);
         s->in_thread = NULL;
     }

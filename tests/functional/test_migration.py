@@ -291,3 +291,19 @@ def test_incoming_bad_uri_is_a_startup_error(tmp_path):
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 1
     assert "-incoming tcp:localhost:notaport" in r.stderr and "invalid port" in r.stderr
+
+
+def test_destination_quits_while_the_source_stalls(vms, tmp_path):
+    """A source that connects and stops sending mid-header must not keep the
+    destination from quitting."""
+    dst = vms("dst", "-incoming", f"unix:{tmp_path}/m.sock")
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(str(tmp_path / "m.sock"))
+    s.sendall(b"SENMIG\r\n\x00\x00")
+    end = time.monotonic() + 10
+    while dst.cmd("query-migrate").get("status") != "active":
+        assert time.monotonic() < end
+        time.sleep(0.02)
+    dst.cmd("quit")
+    assert dst.wait_exit(timeout=10) in (0, 1)
+    s.close()
