@@ -12,6 +12,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <glib.h>
+#include "sen/config.h"
+#include "sen/os.h"
 #include "migration/transport.h"
 
 void mig_uri_free(MigUri *u)
@@ -79,6 +81,11 @@ MigUri *mig_uri_parse(const char *uri, Error **errp)
         u->path = g_strdup(uri + 5);
         if (!*u->path) {
             error_setg(errp, "%s: empty command", uri);
+            return NULL;
+        }
+        /* Forking under a sandbox that forbids it would kill the VM. */
+        if (!os_sandbox_permits(SANDBOX_ALLOW_SPAWN)) {
+            error_setg(errp, "%s: running a command needs -sandbox on,spawn=allow", uri);
             return NULL;
         }
     } else if (g_str_has_prefix(uri, "fd:")) {

@@ -307,3 +307,14 @@ def test_destination_quits_while_the_source_stalls(vms, tmp_path):
     dst.cmd("quit")
     assert dst.wait_exit(timeout=10) in (0, 1)
     s.close()
+
+
+def test_exec_under_sandbox_is_refused_not_fatal(vms, tmp_path):
+    src = vms("src", "-sandbox", "on")
+    with pytest.raises(QMPError) as e:
+        src.cmd("migrate", uri=f"exec:cat > {tmp_path}/x")
+    assert "spawn=allow" in e.value.desc
+    assert src.status() == "running"
+    src.cmd("migrate", uri=f"unix:{tmp_path}/nobody.sock")  # sockets are allowed
+    assert src.wait_migration()["status"] == "failed"
+    assert src.proc.poll() is None
