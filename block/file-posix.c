@@ -337,11 +337,11 @@ static gboolean fp_aio_reap(gint fd, GIOCondition cond, gpointer opaque)
     if (read(s->aio_efd, &count, sizeof(count)) < 0 && errno != EAGAIN) {
         return G_SOURCE_CONTINUE;
     }
-    for (;;) {
-        int n = io_getevents(s->aio_ctx, 0, G_N_ELEMENTS(events), events, &zero);
-        if (n <= 0) {
-            break;
-        }
+    /* The eventfd read above consumed the count of every completion so far; one that
+     * lands after it counts again and wakes us again, so a short batch means we are
+     * done and another io_getevents would only return 0. */
+    for (int n = G_N_ELEMENTS(events); n == G_N_ELEMENTS(events);) {
+        n = io_getevents(s->aio_ctx, 0, G_N_ELEMENTS(events), events, &zero);
         for (int i = 0; i < n; i++) {
             FilePosixAio *aio = events[i].data;
             BlockRequest *req = aio->req;

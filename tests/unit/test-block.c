@@ -327,6 +327,12 @@ static void test_aio_native(Fixture *f, gconstpointer data)
     run_many(f, "cache.direct=on,aio=native", 64, 65536, true);
 }
 
+/* More completions than one reap takes at a time (64): every one must still arrive. */
+static void test_aio_native_many(Fixture *f, gconstpointer data)
+{
+    run_many(f, "cache.direct=on,aio=native", 128, 8192, true);
+}
+
 static void test_aio_native_unaligned(Fixture *f, gconstpointer data)
 {
     run_many(f, "cache.direct=on,aio=native", 32, 5000, false);
@@ -694,6 +700,7 @@ int main(int argc, char **argv)
     ADD("detect-zeroes", test_detect_zeroes);
     ADD("direct-unaligned", test_direct_unaligned);
     ADD("aio-native", test_aio_native);
+    ADD("aio-native-many", test_aio_native_many);
     ADD("aio-native-unaligned", test_aio_native_unaligned);
     ADD("aio-threads", test_aio_threads);
     ADD("aio-writethrough", test_aio_writethrough);
