@@ -56,7 +56,7 @@ def expected_lines(test, smp):
         return ["ok: IIR in the handler shows THRE", "ok: a transmitted byte raised THRE again",
                 "serial irq ok"]
     if test == "acpi-s3":
-        return ["acpi-s3: entering S3", "acpi-s3: resumed at the waking vector, RAM kept"]
+        return ["acpi-s3: entering S3", "acpi-s3: resumed at the waking vector, RAM kept, WAK_STS and the wake source"]
     if test == "reset":
         return ["reset: first boot", "reset: second boot, marker found", "reset ok"]
     if test == "virtio-blk":
