@@ -32,6 +32,9 @@ typedef struct CmdlineState {
     bool accel_given;         /* -accel / -enable-kvm / -machine accel= */
     bool qtest_log_given;
 
+    bool net_given;           /* -netdev or -nic (even none): no default NIC */
+    unsigned nic_count;       /* -nic options so far, for their netdev ids */
+
     bool smp_given;
     bool smp_has[SMP_NKEYS];
     uint64_t smp_val[SMP_NKEYS];
@@ -86,6 +89,11 @@ CmdlineHandler cmdline_opt_sandbox;
 CmdlineHandler cmdline_opt_runas;
 CmdlineHandler cmdline_opt_chroot;
 CmdlineHandler cmdline_opt_add_fd;
+/* cmdline-net.c */
+CmdlineHandler cmdline_opt_netdev;
+CmdlineHandler cmdline_opt_nic;
+/* After the last option: the default NIC unless -nodefaults / -nic / -netdev. */
+G_GNUC_WARN_UNUSED_RESULT bool cmdline_net_finish(CmdlineState *s, Error **errp);
 
 /* cmdline-machine.c */
 CmdlineHandler cmdline_opt_machine;

@@ -384,6 +384,10 @@ static const CmdlineOption cmdline_options[] = {
       "a block node, in dotted keys or JSON" },
     { "device", "DRIVER[,PROP=VALUE...]", opt_device,
       "add a device ('-device help' lists them, '-device DRIVER,help' its properties)" },
+    { "netdev", "TYPE,id=ID[,...]", cmdline_opt_netdev,
+      "network backend: user (NAT), tap, bridge, socket, hubport (docs/networking.md)" },
+    { "nic", "TYPE|none[,model=virtio-net-pci,mac=ADDR,...]", cmdline_opt_nic,
+      "a NIC on a new backend of TYPE; 'none': no default NIC" },
     { "name", "[guest=]NAME", opt_name, "name of the guest" },
     { "pidfile", "FILE", opt_pidfile, "write the process id to FILE" },
     { "daemonize", NULL, opt_daemonize, "detach from the terminal once the VM is set up" },
@@ -430,7 +434,7 @@ static const char *const cmdline_unsupported[] = {
     "enable-sync-profile", "fda", "fdb", "fsdev", "full-screen", "g", "gdb",
     "hda", "hdb", "hdc", "hdd", "icount", "iscsi", "k", "kvm-shadow-mem",
     "L", "loadvm", "monitor", "msg", "mtdblock", "net",
-    "netdev", "nic", "no-hpet", "no-quit", "no-user-config", "nodefconfig",
+    "no-hpet", "no-quit", "no-user-config", "nodefconfig",
     "only-migratable", "option-rom", "overcommit", "parallel", "pflash",
     "plugin", "portrait", "preconfig", "readconfig", "rotate",
     "rtc", "run-with", "s", "sd", "sdl", "seed", "semihosting",
@@ -491,7 +495,8 @@ static bool cmdline_finish(CmdlineState *s, Error **errp)
     if (!cmdline_memory_finish(s, errp) || !cmdline_numa_finish(s, errp)) {
         return false;
     }
-    return cmdline_chardev_finish(s, errp) && cmdline_monitor_finish(s, errp);
+    return cmdline_chardev_finish(s, errp) && cmdline_monitor_finish(s, errp) &&
+           cmdline_net_finish(s, errp);
 }
 
 /* ---- the loop ---- */

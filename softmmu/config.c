@@ -44,6 +44,16 @@ static void numa_node_config_free(gpointer p)
     g_free(n);
 }
 
+static void netdev_config_free(gpointer p)
+{
+    NetdevConfig *n = p;
+
+    g_free(n->optstr);
+    g_free(n->id);
+    keyval_free(n->opts);
+    g_free(n);
+}
+
 MachineConfig *machine_config_new(void)
 {
     MachineConfig *cfg = g_new0(MachineConfig, 1);
@@ -68,6 +78,8 @@ MachineConfig *machine_config_new(void)
         g_ptr_array_new_with_free_func((GDestroyNotify)mem_backend_config_free);
     cfg->mem_merge = true;
     cfg->numa_nodes = g_ptr_array_new_with_free_func(numa_node_config_free);
+    cfg->netdevs = g_ptr_array_new_with_free_func(netdev_config_free);
+    cfg->nics = g_ptr_array_new_with_free_func(device_config_free);
     return cfg;
 }
 
@@ -100,6 +112,8 @@ void machine_config_free(MachineConfig *cfg)
     if (cfg->globals) {
         g_ptr_array_unref(cfg->globals); /* made with its free function (cmdline.c) */
     }
+    g_ptr_array_unref(cfg->netdevs);
+    g_ptr_array_unref(cfg->nics);
     g_free(cfg->qtest_chardev);
     g_free(cfg->qtest_log);
     g_free(cfg->chroot_dir);

@@ -24,6 +24,7 @@
 #include "sen/migration.h"
 #include "sen/monitor.h"
 #include "sen/os.h"
+#include "sen/net.h"
 #include "monitor/qapi-generated.h"
 #include "softmmu/main-loop.h"
 
@@ -292,7 +293,7 @@ Machine *machine_create(MachineConfig *cfg, Error **errp)
         }
     }
     if (!create_chardevs(m, errp) || !block_init_drives(m, errp) ||
-        !pc_machine_init(m, errp)) {
+        !net_init_netdevs(m, errp) || !pc_machine_init(m, errp)) {
         goto fail;
     }
     if (cfg->daemonize && (report_fd = daemonize_fork(errp)) < 0) {
@@ -543,6 +544,7 @@ void machine_destroy(Machine *m)
         m->accel_up = false;
     }
     block_cleanup(m); /* after the devices that use the drives */
+    net_cleanup(m);   /* after the NICs that use the netdevs */
     pc_machine_free(m);
     for (guint i = 0; i < m->chardevs->len; i++) {
         chardev_free(g_ptr_array_index(m->chardevs, i));

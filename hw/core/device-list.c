@@ -19,5 +19,6 @@ const DeviceClass *const device_class_table[] = {
     &virtconsole_class,
     &virtio_console_pci_class,
     &fw_cfg_io_class,
+    &virtio_net_pci_class,
     NULL,
 };

@@ -18,6 +18,7 @@
 #include "sen/hw/fw_cfg.h"
 #include "sen/hw/isa.h"
 #include "sen/hw/pc.h"
+#include "sen/net.h"
 #include "sen/pci.h"
 
 struct PcMachine {
@@ -130,7 +131,8 @@ static bool create_devices(Machine *m, PcMachine *pc, Error **errp)
             return false;
         }
     }
-    return true;
+    /* -nic and the default NIC come after -device (their slots follow). */
+    return net_create_nics(m, errp);
 }
 
 static void cmos_set16(DeviceState *rtc, uint8_t reg, uint64_t val)

@@ -312,7 +312,8 @@ void virtqueue_element_free(VirtQueueElement *elem)
     g_free(elem);
 }
 
-void virtqueue_push(VirtQueue *vq, const VirtQueueElement *elem, uint32_t len)
+void virtqueue_fill(VirtQueue *vq, const VirtQueueElement *elem, uint32_t len,
+                    unsigned offset)
 {
     uint16_t slot;
     size_t left;
@@ -330,19 +331,30 @@ void virtqueue_push(VirtQueue *vq, const VirtQueueElement *elem, uint32_t len)
         guest_mem_mark_dirty(vq->vdev->mem, elem->in_gpa[i], n);
         left -= n;
     }
-    slot = vq->used_idx % vq->num;
+    slot = (uint16_t)(vq->used_idx + offset) % vq->num;
     ue = used_elem(vq, slot);
     __atomic_store_n(&ue[0], (uint32_t)elem->head, __ATOMIC_RELAXED);
     __atomic_store_n(&ue[1], len, __ATOMIC_RELAXED);
     mark_used_dirty(vq, USED_RING_OFF + 8u * slot, 8);
-    vq->used_idx++;
-    /* Release: the driver must see the element (and the data written into the buffers)
-     * before it sees the index that covers it. */
+}
+
+void virtqueue_flush(VirtQueue *vq, unsigned count)
+{
+    if (!vq_usable(vq)) {
+        return;
+    }
+    vq->used_idx += count;
+    /* Release: the driver must see the elements (and the data written into the buffers)
+     * before it sees the index that covers them. */
     __atomic_store_n(used_idx_ptr(vq), vq->used_idx, __ATOMIC_RELEASE);
     mark_used_dirty(vq, 2, 2);
-    if (vq->inuse) {
-        vq->inuse--;
-    }
+    vq->inuse = vq->inuse > count ? vq->inuse - count : 0;
+}
+
+void virtqueue_push(VirtQueue *vq, const VirtQueueElement *elem, uint32_t len)
+{
+    virtqueue_fill(vq, elem, len, 0);
+    virtqueue_flush(vq, 1);
 }
 
 void virtqueue_set_notification(VirtQueue *vq, bool enable)

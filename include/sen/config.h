@@ -84,6 +84,12 @@ typedef enum SandboxAllow {
     SANDBOX_ALLOW_SPAWN = 1 << 2,        /* spawn=allow: fork, execve, wait, kill */
     SANDBOX_ALLOW_RESOURCECTL = 1 << 3,  /* resourcecontrol=allow: affinity, priorities */
 } SandboxAllow;
+/* One -netdev, or the backend half of a -nic: options with type= and id=. */
+typedef struct NetdevConfig {
+    char *optstr;       /* "-netdev user,id=n0" as typed, for error messages */
+    char *id;
+    Keyval *opts;       /* type, id and the backend's options (net/ checks them) */
+} NetdevConfig;
 
 /* -global DRIVER.PROP=VALUE: a default for every DRIVER instance, below its own props. */
 typedef struct GlobalProp {
@@ -175,6 +181,9 @@ typedef struct MachineConfig {
     int64_t boot_reboot_timeout; /* -boot reboot-timeout= (ms); -1 = never (default) */
     bool boot_strict;       /* -boot strict=on */
     char *incoming;      /* -incoming URI or "defer"; NULL = none */
+    GPtrArray *netdevs;  /* of NetdevConfig*: -netdev, -nic backends, the default NAT */
+    GPtrArray *nics;     /* of DeviceConfig*: NICs from -nic and the default one, created
+                          * after the -device devices */
 } MachineConfig;
 
 /* An empty config with QEMU's defaults (pc, 128 MiB, 1 vCPU, kvm). */

@@ -25,6 +25,7 @@ typedef struct DeviceState DeviceState;
 typedef struct PcMachine PcMachine;
 typedef struct BlockState BlockState;
 typedef struct MigrationState MigrationState;
+typedef struct NetState NetState;
 
 typedef struct Machine {
     MachineConfig *cfg;
@@ -58,6 +59,7 @@ typedef struct Machine {
     bool pidfile_written;    /* ours to remove at exit */
     guint signal_sources[3]; /* SIGINT, SIGTERM, SIGHUP -> orderly shutdown */
     BlockState *block;       /* drives and block nodes (block/drives.c), or NULL */
+    NetState *net;           /* netdevs and NICs (net/net.c), or NULL */
 
     GPtrArray *monitors;     /* of Monitor*, owned (monitor/qmp.c); NULL before creation */
     MigrationState *migration; /* migration/migration.c */

@@ -138,6 +138,12 @@ void virtqueue_unpop(VirtQueue *vq, VirtQueueElement *elem);
 /* Hands elem back with len bytes written into in_sg (marks those bytes dirty), and makes
  * it visible in the used ring.  Does not notify: call virtio_queue_notify_driver. */
 void virtqueue_push(VirtQueue *vq, const VirtQueueElement *elem, uint32_t len);
+/* The two halves of virtqueue_push, for a reply spanning several elements (a mergeable
+ * virtio-net rx frame): fill places elem at used slot used_idx + offset unpublished;
+ * flush publishes count filled slots at once. */
+void virtqueue_fill(VirtQueue *vq, const VirtQueueElement *elem, uint32_t len,
+                    unsigned offset);
+void virtqueue_flush(VirtQueue *vq, unsigned count);
 void virtqueue_element_free(VirtQueueElement *elem);
 /* Ask the driver (not) to notify us of new buffers: used flags or avail_event. */
 void virtqueue_set_notification(VirtQueue *vq, bool enable);

@@ -1,0 +1,870 @@
+/*
+ * virtio-net-pci (virtio 1.x, 5.1): queue pairs (rx 2n, tx 2n+1) and a control queue
+ * last, on a -netdev backend.
+ *
+ * Rx: a frame from the backend fills one rx buffer chain (or, with MRG_RXBUF, several,
+ * published together so the driver never sees a partial frame).  Only the bytes the
+ * guest's buffers hold are written: a frame that does not fit is dropped and counted.
+ * With no buffers posted, can_receive says no, so the frame waits in the net queue
+ * (bounded, then dropped and counted) until the driver kicks the rx queue; the main loop
+ * never waits for the guest.
+ *
+ * Tx: each chain is a 12-byte header and a frame; with a vnet_hdr backend (tap) the
+ * header travels with it (checksum/TSO offload), otherwise it is stripped and no offload
+ * is offered.  One kick handles at most TX_BURST frames, then yields to the main loop.
+ *
+ * The control queue implements rx mode, MAC table and address, VLAN filter and the
+ * number of queue pairs, as Linux uses them.
+ */
+#include <string.h>
+#include <linux/if_tun.h>
+#include "hw/virtio/virtio-pci.h"
+#include "sen/device.h"
+#include "sen/net.h"
+
+#define VIRTIO_NET_F_CSUM          0
+#define VIRTIO_NET_F_GUEST_CSUM    1
+#define VIRTIO_NET_F_MAC           5
+#define VIRTIO_NET_F_GUEST_TSO4    7
+#define VIRTIO_NET_F_GUEST_TSO6    8
+#define VIRTIO_NET_F_GUEST_ECN     9
+#define VIRTIO_NET_F_HOST_TSO4     11
+#define VIRTIO_NET_F_HOST_TSO6     12
+#define VIRTIO_NET_F_HOST_ECN      13
+#define VIRTIO_NET_F_MRG_RXBUF     15
+#define VIRTIO_NET_F_STATUS        16
+#define VIRTIO_NET_F_CTRL_VQ       17
+#define VIRTIO_NET_F_CTRL_RX       18
+#define VIRTIO_NET_F_CTRL_VLAN     19
+#define VIRTIO_NET_F_CTRL_RX_EXTRA 20
+#define VIRTIO_NET_F_MQ            22
+#define VIRTIO_NET_F_CTRL_MAC_ADDR 23
+
+#define VIRTIO_NET_S_LINK_UP 1
+
+#define VIRTIO_NET_CTRL_RX          0
+#define VIRTIO_NET_CTRL_MAC         1
+#define VIRTIO_NET_CTRL_VLAN        2
+#define VIRTIO_NET_CTRL_ANNOUNCE    3
+#define VIRTIO_NET_CTRL_MQ          4
+#define VIRTIO_NET_OK  0
+#define VIRTIO_NET_ERR 1
+
+enum { CFG_MAC = 0, CFG_STATUS = 6, CFG_MAX_PAIRS = 8, CFG_SIZE = 10 };
+
+#define NET_QUEUE_SIZE   256
+#define MAC_TABLE_SIZE   64
+#define MAX_VLAN         4096
+#define TX_BURST         256
+
+typedef struct VirtIONet VirtIONet;
+
+typedef struct NetQueuePair {
+    VirtIONet *n;
+    unsigned index;
+    NetClientState *nc;      /* our end; its peer is the backend queue */
+    VirtQueue *rx, *tx;
+    guint tx_more;           /* idle source continuing a tx burst, 0 = none */
+} NetQueuePair;
+
+struct VirtIONet {
+    VirtIOPCIProxy proxy;    /* first: the instance is a PCI device */
+    VirtIODevice vdev;
+    /* properties */
+    char *netdev;
+    char *mac_str;
+    bool mq;
+    bool mrg_rxbuf;
+    bool csum;
+    bool guest_csum;
+
+    Machine *m;
+    uint8_t mac[6];
+    unsigned max_pairs, curr_pairs;
+    NetQueuePair qp[NET_MAX_QUEUES];
+    VirtQueue *ctrl;
+    bool vnet_hdr;           /* the backend exchanges NetVnetHdr with us */
+    bool link_up;            /* what the config status shows */
+
+    /* receive filter (control queue) */
+    bool promisc, allmulti, alluni, nomulti, nouni, nobcast;
+    uint8_t uni[MAC_TABLE_SIZE][6], multi[MAC_TABLE_SIZE][6];
+    unsigned n_uni, n_multi;
+    bool uni_overflow, multi_overflow;
+    uint32_t vlans[MAX_VLAN / 32];
+
+    uint64_t rx_dropped;     /* too big for the buffers, or the device was not ready */
+    uint64_t tx_dropped;
+};
+
+static inline VirtIONet *to_net(VirtIODevice *vdev)
+{
+    return (VirtIONet *)((uint8_t *)vdev - offsetof(VirtIONet, vdev));
+}
+
+static bool has(VirtIONet *n, unsigned bit)
+{
+    return virtio_has_feature(&n->vdev, bit);
+}
+
+/* ---- link status ---- */
+
+static void net_update_link(VirtIONet *n)
+{
+    NetClientState *nc = n->qp[0].nc;
+    bool up = !nc->link_down && nc->peer && !nc->peer->link_down;
+    uint16_t status = up ? VIRTIO_NET_S_LINK_UP : 0;
+
+    if (up == n->link_up) {
+        return;
+    }
+    n->link_up = up;
+    memcpy(n->vdev.config + CFG_STATUS, &status, 2);
+    if (n->vdev.status & VIRTIO_STATUS_DRIVER_OK) {
+        virtio_config_changed(&n->vdev);
+    }
+}
+
+static void nic_link_changed(NetClientState *nc)
+{
+    NetQueuePair *q = nc->opaque;
+    net_update_link(q->n);
+}
+
+/* ---- rx ---- */
+
+static bool rx_filter_ok(VirtIONet *n, const uint8_t *f, size_t len)
+{
+    static const uint8_t bcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+
+    if (len < 14) {
+        return false;
+    }
+    if (n->promisc) {
+        return true;
+    }
+    if (has(n, VIRTIO_NET_F_CTRL_VLAN) && len >= 16 && f[12] == 0x81 && f[13] == 0x00) {
+        unsigned vid = ((f[14] << 8) | f[15]) & 0xfff;
+        if (!(n->vlans[vid >> 5] & (1u << (vid & 31)))) {
+            return false;
+        }
+    }
+    if (f[0] & 1) {
+        if (memcmp(f, bcast, 6) == 0) {
+            return !n->nobcast;
+        }
+        if (n->nomulti) {
+            return false;
+        }
+        if (n->allmulti || n->multi_overflow) {
+            return true;
+        }
+        for (unsigned i = 0; i < n->n_multi; i++) {
+            if (memcmp(f, n->multi[i], 6) == 0) {
+                return true;
+            }
+        }
+        return false;
+    }
+    if (n->nouni) {
+        return false;
+    }
+    if (n->alluni || n->uni_overflow || memcmp(f, n->mac, 6) == 0) {
+        return true;
+    }
+    for (unsigned i = 0; i < n->n_uni; i++) {
+        if (memcmp(f, n->uni[i], 6) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Whether rx frames go to the guest at all (else they are dropped, not queued). */
+static bool rx_active(NetQueuePair *q)
+{
+    VirtIONet *n = q->n;
+    return (n->vdev.status & VIRTIO_STATUS_DRIVER_OK) && !n->vdev.broken &&
+           q->index < n->curr_pairs && q->rx->enabled;
+}
+
+static bool nic_can_receive(NetClientState *nc)
+{
+    NetQueuePair *q = nc->opaque;
+
+    if (!rx_active(q)) {
+        return true; /* receive drops it */
+    }
+    if (virtqueue_empty(q->rx)) {
+        /* Ask for a kick when buffers come, then look again in case they just did. */
+        virtqueue_set_notification(q->rx, true);
+        if (virtqueue_empty(q->rx)) {
+            return false;
+        }
+    }
+    virtqueue_set_notification(q->rx, false);
+    return true;
+}
+
+static size_t iov_total(const struct iovec *iov, int n)
+{
+    size_t t = 0;
+    for (int i = 0; i < n; i++) {
+        t += iov[i].iov_len;
+    }
+    return t;
+}
+
+/* Copies [skip, skip + len) of src into dst at dst_off; returns the bytes copied. */
+static size_t iov_copy(const struct iovec *dst, unsigned dn, size_t dst_off,
+                       const struct iovec *src, int sn, size_t skip, size_t len)
+{
+    size_t done = 0;
+
+    for (int i = 0; i < sn && done < len; i++) {
+        if (skip >= src[i].iov_len) {
+            skip -= src[i].iov_len;
+            continue;
+        }
+        size_t c = MIN(src[i].iov_len - skip, len - done);
+        size_t w = virtio_iov_from_buf(dst, dn, dst_off + done,
+                                       (uint8_t *)src[i].iov_base + skip, c);
+        done += w;
+        if (w < c) {
+            break;
+        }
+        skip = 0;
+    }
+    return done;
+}
+
+static ssize_t nic_receive(NetClientState *nc, const struct iovec *iov, int iovcnt)
+{
+    NetQueuePair *q = nc->opaque;
+    VirtIONet *n = q->n;
+    size_t size = iov_total(iov, iovcnt);
+    size_t hdr_in = nc->vnet_hdr ? NET_VNET_HDR_LEN : 0;  /* header from the backend */
+    NetVnetHdr hdr = { 0 };
+    uint8_t head[18];
+    VirtQueueElement *elems[VIRTQUEUE_MAX_SIZE];
+    unsigned ne = 0;
+
+    if (!rx_active(q) || size <= hdr_in) {
+        n->rx_dropped++;
+        return (ssize_t)size;
+    }
+    size_t frame_len = size - hdr_in;
+    size_t head_len = MIN(frame_len, sizeof(head));
+    struct iovec hv = { .iov_base = head, .iov_len = head_len };
+    iov_copy(&hv, 1, 0, iov, iovcnt, hdr_in, head_len);
+    if (!rx_filter_ok(n, head, frame_len)) {
+        return (ssize_t)size; /* filtered out, as the guest asked */
+    }
+    if (hdr_in) {
+        struct iovec h = { .iov_base = &hdr, .iov_len = NET_VNET_HDR_LEN };
+        iov_copy(&h, 1, 0, iov, iovcnt, 0, NET_VNET_HDR_LEN);
+    }
+
+    /* Gather enough buffers for header + frame before writing anything. */
+    size_t need = NET_VNET_HDR_LEN + frame_len, have = 0;
+    while (have < need) {
+        if (ne == G_N_ELEMENTS(elems) || (ne && !has(n, VIRTIO_NET_F_MRG_RXBUF))) {
+            goto too_big;
+        }
+        VirtQueueElement *e = virtqueue_pop(q->rx);
+        if (!e) {
+            if (n->vdev.broken) {
+                goto drop_popped;
+            }
+            /* Not enough buffers now: put back what we took, wait for a kick. */
+            while (ne) {
+                virtqueue_unpop(q->rx, elems[--ne]);
+            }
+            virtqueue_set_notification(q->rx, true);
+            return 0;
+        }
+        elems[ne++] = e;
+        if (e->in_len == 0 || (ne == 1 && e->in_len < NET_VNET_HDR_LEN)) {
+            virtio_error(&n->vdev, "rx buffer %u of %zu bytes cannot hold a header",
+                         e->head, e->in_len);
+            goto drop_popped;
+        }
+        have += e->in_len;
+    }
+
+    hdr.num_buffers = (uint16_t)ne;
+    size_t frame_off = 0;
+    for (unsigned i = 0; i < ne; i++) {
+        VirtQueueElement *e = elems[i];
+        size_t off = 0, room = e->in_len;
+        if (i == 0) {
+            virtio_iov_from_buf(e->in_sg, e->in_num, 0, &hdr, NET_VNET_HDR_LEN);
+            off = NET_VNET_HDR_LEN;
+        }
+        size_t c = MIN(room - off, frame_len - frame_off);
+        iov_copy(e->in_sg, e->in_num, off, iov, iovcnt, hdr_in + frame_off, c);
+        frame_off += c;
+        virtqueue_fill(q->rx, e, (uint32_t)(off + c), i);
+    }
+    virtqueue_flush(q->rx, ne);
+    for (unsigned i = 0; i < ne; i++) {
+        virtqueue_element_free(elems[i]);
+    }
+    virtio_queue_notify_driver(&n->vdev, q->rx);
+    return (ssize_t)size;
+
+too_big:
+    /* The guest's buffers cannot hold this frame: never write past them; drop it. */
+    while (ne) {
+        virtqueue_unpop(q->rx, elems[--ne]);
+    }
+    n->rx_dropped++;
+    return (ssize_t)size;
+drop_popped:
+    while (ne) {
+        virtqueue_element_free(elems[--ne]);
+    }
+    n->rx_dropped++;
+    return (ssize_t)size;
+}
+
+static void net_handle_rx(VirtIODevice *vdev, VirtQueue *vq)
+{
+    VirtIONet *n = to_net(vdev);
+    NetQueuePair *q = &n->qp[vq->index / 2];
+
+    /* New buffers: deliver what waited, and let a backend that paused read again. */
+    net_client_flush(q->nc);
+}
+
+/* ---- tx ---- */
+
+static gboolean tx_continue(gpointer opaque);
+
+static void net_tx_burst(NetQueuePair *q)
+{
+    VirtIONet *n = q->n;
+    VirtQueueElement *e;
+    unsigned done = 0;
+    bool more = false;
+
+    for (;;) {
+        virtqueue_set_notification(q->tx, false);
+        while (done < TX_BURST && (e = virtqueue_pop(q->tx))) {
+            if (e->out_len < NET_VNET_HDR_LEN || e->in_num) {
+                virtio_error(&n->vdev, "tx request %u: %zu readable bytes and %u writable "
+                             "buffers (want a 12-byte header, nothing writable)",
+                             e->head, e->out_len, e->in_num);
+                virtqueue_element_free(e);
+                return;
+            }
+            size_t skip = q->nc->vnet_hdr ? 0 : NET_VNET_HDR_LEN;
+            struct iovec iov[VIRTQUEUE_MAX_SEGS];
+            int cnt = 0;
+            for (unsigned i = 0; i < e->out_num; i++) {
+                if (skip >= e->out_sg[i].iov_len) {
+                    skip -= e->out_sg[i].iov_len;
+                    continue;
+                }
+                iov[cnt].iov_base = (uint8_t *)e->out_sg[i].iov_base + skip;
+                iov[cnt].iov_len = e->out_sg[i].iov_len - skip;
+                skip = 0;
+                cnt++;
+            }
+            if (!net_send(q->nc, iov, cnt)) {
+                n->tx_dropped++;
+            }
+            virtqueue_push(q->tx, e, 0);
+            virtqueue_element_free(e);
+            done++;
+        }
+        if (done >= TX_BURST) {
+            more = !virtqueue_empty(q->tx);
+            break;
+        }
+        virtqueue_set_notification(q->tx, true);
+        if (virtqueue_empty(q->tx)) {
+            break;
+        }
+    }
+    if (done) {
+        virtio_queue_notify_driver(&n->vdev, q->tx);
+    }
+    if (more && !q->tx_more) {
+        /* Let the main loop breathe; the rest follows from an idle source. */
+        q->tx_more = g_idle_add(tx_continue, q);
+    } else if (!more) {
+        virtqueue_set_notification(q->tx, true);
+    }
+}
+
+static gboolean tx_continue(gpointer opaque)
+{
+    NetQueuePair *q = opaque;
+    Machine *m = q->n->m;
+
+    machine_lock(m);
+    q->tx_more = 0;
+    if (!q->n->vdev.broken && q->tx->enabled) {
+        net_tx_burst(q);
+    }
+    machine_unlock(m);
+    return G_SOURCE_REMOVE;
+}
+
+static void net_handle_tx(VirtIODevice *vdev, VirtQueue *vq)
+{
+    VirtIONet *n = to_net(vdev);
+    net_tx_burst(&n->qp[vq->index / 2]);
+}
+
+/* ---- control queue ---- */
+
+static uint8_t ctrl_rx(VirtIONet *n, uint8_t cmd, const uint8_t *data, size_t len)
+{
+    bool *flags[] = { &n->promisc, &n->allmulti, &n->alluni, &n->nomulti, &n->nouni,
+                      &n->nobcast };
+
+    if (len != 1 || cmd >= G_N_ELEMENTS(flags) ||
+        (cmd >= 2 && !has(n, VIRTIO_NET_F_CTRL_RX_EXTRA))) {
+        return VIRTIO_NET_ERR;
+    }
+    *flags[cmd] = data[0] != 0;
+    return VIRTIO_NET_OK;
+}
+
+/* One table of a MAC_TABLE_SET: le32 entries, then entries * 6 bytes. */
+static bool mac_table_parse(const uint8_t **p, size_t *left, uint8_t (*table)[6],
+                            unsigned *count, bool *overflow)
+{
+    uint32_t entries;
+
+    if (*left < 4) {
+        return false;
+    }
+    memcpy(&entries, *p, 4);
+    *p += 4;
+    *left -= 4;
+    if (entries > *left / 6) {
+        return false;
+    }
+    *overflow = entries > MAC_TABLE_SIZE;
+    *count = *overflow ? 0 : entries;
+    memcpy(table, *p, (size_t)*count * 6);
+    *p += (size_t)entries * 6;
+    *left -= (size_t)entries * 6;
+    return true;
+}
+
+static uint8_t ctrl_mac(VirtIONet *n, uint8_t cmd, const uint8_t *data, size_t len)
+{
+    if (cmd == 1) { /* ADDR_SET */
+        if (len != 6 || !has(n, VIRTIO_NET_F_CTRL_MAC_ADDR)) {
+            return VIRTIO_NET_ERR;
+        }
+        memcpy(n->mac, data, 6);
+        memcpy(n->vdev.config + CFG_MAC, n->mac, 6);
+        return VIRTIO_NET_OK;
+    }
+    if (cmd != 0) {
+        return VIRTIO_NET_ERR;
+    }
+    /* TABLE_SET: unicast then multicast; applied only when both parse. */
+    uint8_t uni[MAC_TABLE_SIZE][6], multi[MAC_TABLE_SIZE][6];
+    unsigned nu, nm;
+    bool ou, om;
+    if (!mac_table_parse(&data, &len, uni, &nu, &ou) ||
+        !mac_table_parse(&data, &len, multi, &nm, &om) || len) {
+        return VIRTIO_NET_ERR;
+    }
+    memcpy(n->uni, uni, sizeof(uni));
+    memcpy(n->multi, multi, sizeof(multi));
+    n->n_uni = nu;
+    n->n_multi = nm;
+    n->uni_overflow = ou;
+    n->multi_overflow = om;
+    return VIRTIO_NET_OK;
+}
+
+static uint8_t ctrl_vlan(VirtIONet *n, uint8_t cmd, const uint8_t *data, size_t len)
+{
+    uint16_t vid;
+
+    if (len != 2 || cmd > 1) {
+        return VIRTIO_NET_ERR;
+    }
+    memcpy(&vid, data, 2);
+    if (vid >= MAX_VLAN) {
+        return VIRTIO_NET_ERR;
+    }
+    if (cmd == 0) {
+        n->vlans[vid >> 5] |= 1u << (vid & 31);
+    } else {
+        n->vlans[vid >> 5] &= ~(1u << (vid & 31));
+    }
+    return VIRTIO_NET_OK;
+}
+
+static uint8_t ctrl_mq(VirtIONet *n, uint8_t cmd, const uint8_t *data, size_t len)
+{
+    uint16_t pairs;
+
+    if (cmd != 0 || len != 2 || !has(n, VIRTIO_NET_F_MQ)) {
+        return VIRTIO_NET_ERR;
+    }
+    memcpy(&pairs, data, 2);
+    if (pairs < 1 || pairs > n->max_pairs) {
+        return VIRTIO_NET_ERR;
+    }
+    n->curr_pairs = pairs;
+    return VIRTIO_NET_OK;
+}
+
+static void net_handle_ctrl(VirtIODevice *vdev, VirtQueue *vq)
+{
+    VirtIONet *n = to_net(vdev);
+    VirtQueueElement *e;
+    bool pushed = false;
+
+    while ((e = virtqueue_pop(vq))) {
+        uint8_t buf[4 + 6 * (MAC_TABLE_SIZE + 1) * 2 + 16];
+        uint8_t ack = VIRTIO_NET_ERR;
+
+        if (e->out_len < 2 || e->in_len < 1) {
+            virtio_error(vdev, "control request %u: %zu readable and %zu writable bytes",
+                         e->head, e->out_len, e->in_len);
+            virtqueue_element_free(e);
+            break;
+        }
+        /* Larger commands than any valid one get an error ack, not a bigger buffer. */
+        if (e->out_len <= sizeof(buf)) {
+            size_t len = virtio_iov_to_buf(e->out_sg, e->out_num, 0, buf, e->out_len);
+            const uint8_t *data = buf + 2;
+            len -= 2;
+            switch (buf[0]) {
+            case VIRTIO_NET_CTRL_RX:
+                ack = has(n, VIRTIO_NET_F_CTRL_RX) ? ctrl_rx(n, buf[1], data, len)
+                                                   : VIRTIO_NET_ERR;
+                break;
+            case VIRTIO_NET_CTRL_MAC:
+                ack = ctrl_mac(n, buf[1], data, len);
+                break;
+            case VIRTIO_NET_CTRL_VLAN:
+                ack = has(n, VIRTIO_NET_F_CTRL_VLAN) ? ctrl_vlan(n, buf[1], data, len)
+                                                     : VIRTIO_NET_ERR;
+                break;
+            case VIRTIO_NET_CTRL_MQ:
+                ack = ctrl_mq(n, buf[1], data, len);
+                break;
+            default:
+                break;
+            }
+        }
+        virtio_iov_from_buf(e->in_sg, e->in_num, e->in_len - 1, &ack, 1);
+        virtqueue_push(vq, e, 1);
+        virtqueue_element_free(e);
+        pushed = true;
+    }
+    if (pushed) {
+        virtio_queue_notify_driver(vdev, vq);
+    }
+}
+
+/* ---- virtio ops ---- */
+
+static void net_rx_filter_reset(VirtIONet *n)
+{
+    /* QEMU's reset state: promiscuous until the driver says otherwise. */
+    n->promisc = true;
+    n->allmulti = n->alluni = n->nomulti = n->nouni = n->nobcast = false;
+    n->n_uni = n->n_multi = 0;
+    n->uni_overflow = n->multi_overflow = false;
+    memset(n->vlans, 0, sizeof(n->vlans));
+}
+
+static void net_vdev_reset(VirtIODevice *vdev)
+{
+    VirtIONet *n = to_net(vdev);
+
+    net_rx_filter_reset(n);
+    n->curr_pairs = 1;
+    for (unsigned i = 0; i < n->max_pairs; i++) {
+        net_client_purge(n->qp[i].nc);
+        if (n->qp[i].tx_more) {
+            g_source_remove(n->qp[i].tx_more);
+            n->qp[i].tx_more = 0;
+        }
+    }
+    memcpy(n->vdev.config + CFG_MAC, n->mac, 6);
+}
+
+static void net_config_write(VirtIODevice *vdev, uint32_t offset, unsigned size)
+{
+    VirtIONet *n = to_net(vdev);
+    uint16_t status = n->link_up ? VIRTIO_NET_S_LINK_UP : 0;
+    uint16_t pairs = (uint16_t)n->max_pairs;
+
+    /* The config space is read-only for a VERSION_1 driver: undo the store. */
+    memcpy(vdev->config + CFG_MAC, n->mac, 6);
+    memcpy(vdev->config + CFG_STATUS, &status, 2);
+    memcpy(vdev->config + CFG_MAX_PAIRS, &pairs, 2);
+}
+
+static void net_set_status(VirtIODevice *vdev, uint8_t status)
+{
+    VirtIONet *n = to_net(vdev);
+
+    if (!(status & VIRTIO_STATUS_DRIVER_OK)) {
+        return;
+    }
+    for (unsigned i = 0; i < n->max_pairs; i++) {
+        net_client_flush(n->qp[i].nc);
+    }
+}
+
+static bool net_features_ok(VirtIODevice *vdev, uint64_t features)
+{
+    VirtIONet *n = to_net(vdev);
+    unsigned tun = 0;
+
+    if (!(features & (1ull << VIRTIO_NET_F_CTRL_VLAN))) {
+        memset(n->vlans, 0xff, sizeof(n->vlans));
+    }
+    if (features & (1ull << VIRTIO_NET_F_GUEST_CSUM)) {
+        tun |= TUN_F_CSUM;
+        tun |= (features & (1ull << VIRTIO_NET_F_GUEST_TSO4)) ? TUN_F_TSO4 : 0;
+        tun |= (features & (1ull << VIRTIO_NET_F_GUEST_TSO6)) ? TUN_F_TSO6 : 0;
+        tun |= (features & (1ull << VIRTIO_NET_F_GUEST_ECN)) ? TUN_F_TSO_ECN : 0;
+    }
+    for (unsigned i = 0; i < n->max_pairs; i++) {
+        NetClientState *peer = n->qp[i].nc->peer;
+        if (peer && peer->info->set_offload && n->vnet_hdr) {
+            peer->info->set_offload(peer, tun);
+        }
+    }
+    return true;
+}
+
+static const VirtIODeviceOps net_ops = {
+    .reset = net_vdev_reset,
+    .config_write = net_config_write,
+    .set_status = net_set_status,
+    .features_ok = net_features_ok,
+};
+
+/* ---- net client of the NIC ---- */
+
+static bool nic_has_vnet_hdr(NetClientState *nc)
+{
+    return true; /* the NIC always speaks it; the backend decides */
+}
+
+static void nic_rx_filter_query(NetClientState *nc, NetRxFilter *out)
+{
+    NetQueuePair *q = nc->opaque;
+    VirtIONet *n = q->n;
+
+    out->promisc = n->promisc;
+    out->allmulti = n->allmulti;
+    out->alluni = n->alluni;
+    out->nomulti = n->nomulti;
+    out->nouni = n->nouni;
+    out->nobcast = n->nobcast;
+    out->multi_overflow = n->multi_overflow;
+    out->uni_overflow = n->uni_overflow;
+    memcpy(out->mac, n->mac, 6);
+    out->n_uni = n->n_uni;
+    out->uni = (const uint8_t (*)[6])n->uni;
+    out->n_multi = n->n_multi;
+    out->multi = (const uint8_t (*)[6])n->multi;
+    out->vlan_filtering = has(n, VIRTIO_NET_F_CTRL_VLAN);
+    out->vlans = g_array_new(FALSE, FALSE, sizeof(int));
+    for (int vid = 0; out->vlan_filtering && vid < MAX_VLAN; vid++) {
+        if (n->vlans[vid >> 5] & (1u << (vid & 31))) {
+            g_array_append_val(out->vlans, vid);
+        }
+    }
+}
+
+static const NetClientInfo nic_info = {
+    .type = "nic",
+    .receive = nic_receive,
+    .can_receive = nic_can_receive,
+    .link_changed = nic_link_changed,
+    .has_vnet_hdr = nic_has_vnet_hdr,
+};
+
+/* ---- device ---- */
+
+static void virtio_net_reset(DeviceState *dev)
+{
+    VirtIONet *n = (VirtIONet *)dev;
+    virtio_pci_reset(&n->proxy);
+}
+
+static void virtio_net_unrealize(DeviceState *dev);
+
+static unsigned nic_index(Machine *m)
+{
+    GPtrArray *nics = net_nics(m);
+    unsigned idx = 0;
+
+    for (guint i = 0; i < nics->len; i++) {
+        NetClientState *nc = g_ptr_array_index(nics, i);
+        idx += strcmp(nc->model, "virtio-net-pci") == 0;
+    }
+    return idx;
+}
+
+static bool virtio_net_realize(DeviceState *dev, Machine *m, Error **errp)
+{
+    VirtIONet *n = (VirtIONet *)dev;
+    GPtrArray *backend = NULL;
+    uint64_t features;
+
+    n->m = m;
+    if (n->mac_str && !net_parse_mac(n->mac_str, n->mac)) {
+        error_setg(errp, "mac=%s: not a MAC address (want xx:xx:xx:xx:xx:xx)", n->mac_str);
+        return false;
+    }
+    if (n->mac_str && (n->mac[0] & 1)) {
+        error_setg(errp, "mac=%s: a multicast address cannot be a NIC's", n->mac_str);
+        return false;
+    }
+    if (n->netdev) {
+        backend = net_netdev_find(m, n->netdev);
+        if (!backend) {
+            error_setg(errp, "netdev=%s: no -netdev with that id", n->netdev);
+            return false;
+        }
+        for (guint i = 0; i < backend->len; i++) {
+            NetClientState *b = g_ptr_array_index(backend, i);
+            if (b->peer) {
+                error_setg(errp, "netdev=%s: already in use by %s", n->netdev,
+                           b->peer->name);
+                return false;
+            }
+        }
+        if (backend->len > 1 && !n->mq) {
+            error_setg(errp, "netdev=%s has %u queues: add mq=on", n->netdev, backend->len);
+            return false;
+        }
+    }
+    if (!pci_device_realize(&n->proxy.pci, m, errp)) {
+        return false;
+    }
+    if (!n->mac_str) {
+        net_default_mac(m, n->mac);
+    }
+    n->max_pairs = backend ? MAX(backend->len, 1) : 1;
+    n->curr_pairs = 1;
+
+    /* Our clients first, so the backend's vnet_hdr answer is known for the features. */
+    g_autofree char *name = dev->id ? g_strdup(dev->id) :
+                            g_strdup_printf("virtio-net-pci.%u", nic_index(m));
+    for (unsigned i = 0; i < n->max_pairs; i++) {
+        NetQueuePair *q = &n->qp[i];
+        q->n = n;
+        q->index = i;
+        q->nc = net_client_new(m, &nic_info, "virtio-net-pci", name, i);
+        q->nc->opaque = q;
+        q->nc->is_nic = true;
+        q->nc->rx_filter_query = nic_rx_filter_query;
+        net_client_set_info_str(q->nc, "model=virtio-net-pci,macaddr=%02x:%02x:%02x:%02x:"
+                                "%02x:%02x", n->mac[0], n->mac[1], n->mac[2], n->mac[3],
+                                n->mac[4], n->mac[5]);
+        if (backend) {
+            net_link(q->nc, g_ptr_array_index(backend, i));
+        }
+    }
+    n->vnet_hdr = n->qp[0].nc->vnet_hdr;
+    net_nic_register(m, n->qp[0].nc);
+
+    features = (1ull << VIRTIO_NET_F_MAC) | (1ull << VIRTIO_NET_F_STATUS) |
+               (1ull << VIRTIO_NET_F_CTRL_VQ) | (1ull << VIRTIO_NET_F_CTRL_RX) |
+               (1ull << VIRTIO_NET_F_CTRL_VLAN) | (1ull << VIRTIO_NET_F_CTRL_RX_EXTRA) |
+               (1ull << VIRTIO_NET_F_CTRL_MAC_ADDR);
+    if (n->mrg_rxbuf) {
+        features |= 1ull << VIRTIO_NET_F_MRG_RXBUF;
+    }
+    if (n->max_pairs > 1) {
+        features |= 1ull << VIRTIO_NET_F_MQ;
+    }
+    if (n->vnet_hdr) {
+        if (n->csum) {
+            features |= (1ull << VIRTIO_NET_F_CSUM) | (1ull << VIRTIO_NET_F_HOST_TSO4) |
+                        (1ull << VIRTIO_NET_F_HOST_TSO6) | (1ull << VIRTIO_NET_F_HOST_ECN);
+        }
+        if (n->guest_csum) {
+            features |= (1ull << VIRTIO_NET_F_GUEST_CSUM) |
+                        (1ull << VIRTIO_NET_F_GUEST_TSO4) |
+                        (1ull << VIRTIO_NET_F_GUEST_TSO6) | (1ull << VIRTIO_NET_F_GUEST_ECN);
+        }
+    }
+    virtio_init(&n->vdev, "virtio-net", VIRTIO_ID_NET, &net_ops, m->mem, features, CFG_SIZE,
+                n->max_pairs * 2 + 1);
+    for (unsigned i = 0; i < n->max_pairs; i++) {
+        n->qp[i].rx = virtio_add_queue(&n->vdev, 2 * i, NET_QUEUE_SIZE, net_handle_rx);
+        n->qp[i].tx = virtio_add_queue(&n->vdev, 2 * i + 1, NET_QUEUE_SIZE, net_handle_tx);
+    }
+    n->ctrl = virtio_add_queue(&n->vdev, 2 * n->max_pairs, 64, net_handle_ctrl);
+    uint16_t pairs = (uint16_t)n->max_pairs;
+    memcpy(n->vdev.config + CFG_MAC, n->mac, 6);
+    memcpy(n->vdev.config + CFG_MAX_PAIRS, &pairs, 2);
+    net_update_link(n); /* the config status starts at 0: link down */
+    net_rx_filter_reset(n);
+    if (!virtio_pci_realize(&n->proxy, &n->vdev, m, 0x020000, errp)) {
+        virtio_net_unrealize(dev); /* the registry only unrealizes realized devices */
+        return false;
+    }
+    return true;
+}
+
+static void virtio_net_unrealize(DeviceState *dev)
+{
+    VirtIONet *n = (VirtIONet *)dev;
+
+    for (unsigned i = 0; i < n->max_pairs; i++) {
+        if (n->qp[i].tx_more) {
+            g_source_remove(n->qp[i].tx_more);
+            n->qp[i].tx_more = 0;
+        }
+    }
+    if (n->qp[0].nc) {
+        net_nic_unregister(n->m, n->qp[0].nc);
+    }
+    virtio_pci_unrealize(&n->proxy);
+    virtio_cleanup(&n->vdev);
+    for (unsigned i = 0; i < n->max_pairs; i++) {
+        net_client_free(n->qp[i].nc); /* the backend stays, without a peer */
+        n->qp[i].nc = NULL;
+    }
+}
+
+static const PropertyDef virtio_net_props[] = {
+    DEFINE_PCI_PROPS(VirtIONet, proxy.pci),
+    DEFINE_PROP("netdev", PROP_STRING, VirtIONet, netdev, NULL,
+                "id of the -netdev backend (none: the link is down)"),
+    DEFINE_PROP("mac", PROP_STRING, VirtIONet, mac_str, NULL,
+                "MAC address (default 52:54:00:12:34:56, then 57, ...)"),
+    DEFINE_PROP("mq", PROP_BOOL, VirtIONet, mq, "off",
+                "multiqueue: one queue pair per backend queue (tap queues=N)"),
+    DEFINE_PROP("mrg_rxbuf", PROP_BOOL, VirtIONet, mrg_rxbuf, "on",
+                "mergeable rx buffers"),
+    DEFINE_PROP("csum", PROP_BOOL, VirtIONet, csum, "on",
+                "offer tx checksum/TSO offload (vnet_hdr backends: tap)"),
+    DEFINE_PROP("guest_csum", PROP_BOOL, VirtIONet, guest_csum, "on",
+                "offer rx checksum/TSO offload (vnet_hdr backends: tap)"),
+    { .name = NULL },
+};
+
+const DeviceClass virtio_net_pci_class = {
+    .name = "virtio-net-pci",
+    .desc = "virtio network device",
+    .instance_size = sizeof(VirtIONet),
+    .props = virtio_net_props,
+    .user_creatable = true,
+    .realize = virtio_net_realize,
+    .reset = virtio_net_reset,
+    .unrealize = virtio_net_unrealize,
+};

@@ -1,0 +1,170 @@
+/*
+ * Networking: net clients, their peers, queues and hubs (net/net.c), and the backends
+ * behind -netdev (net/slirp.c user, net/tap.c tap, net/bridge.c bridge, net/socket.c
+ * socket, net/hub.c hubport).
+ *
+ * A NetClientState is one end of a point-to-point link: a NIC's queue (virtio-net) is the
+ * peer of a backend's queue.  A frame sent by one end goes to its peer's receive().  When
+ * the receiver cannot take it now (the guest posted no rx buffers) the frame waits in the
+ * receiver's bounded queue; when that is full it is dropped and counted.  Nothing here
+ * ever blocks: the receiver calls net_client_flush() when it can take frames again, and
+ * the sender is told (peer_ready) so a backend that stopped reading (tap) resumes.
+ *
+ * Multiqueue backends (tap queues=N) are N clients with the same name; a NIC with N queue
+ * pairs takes one each.
+ *
+ * Locking: everything runs under the VM lock (vCPU exits, ioeventfd handlers and the
+ * main-loop sources of the backends all take it).
+ */
+#ifndef SEN_NET_H
+#define SEN_NET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <glib.h>
+#include "sen/error.h"
+#include "sen/keyval.h"
+#include "sen/machine.h"
+
+#define NET_MAX_FRAME   65536  /* largest frame a backend reads or a NIC sends */
+#define NET_QUEUE_LIMIT 256    /* frames waiting for one receiver before drops */
+#define NET_MAX_QUEUES  8      /* queues of one multiqueue backend / NIC */
+
+/* The virtio-net header a vnet_hdr-capable backend (tap) exchanges with the NIC. */
+typedef struct NetVnetHdr {
+    uint8_t flags;
+    uint8_t gso_type;
+    uint16_t hdr_len;
+    uint16_t gso_size;
+    uint16_t csum_start;
+    uint16_t csum_offset;
+    uint16_t num_buffers;
+} NetVnetHdr;
+#define NET_VNET_HDR_LEN 12
+
+typedef struct NetClientState NetClientState;
+typedef struct NetRxFilter NetRxFilter;
+
+typedef struct NetClientInfo {
+    const char *type;        /* "user", "tap", "socket", "hubport", "nic" */
+    /* Takes one frame.  Returns its length when taken or dropped on purpose, 0 when it
+     * cannot take it now (the caller queues it and waits for net_client_flush). */
+    ssize_t (*receive)(NetClientState *nc, const struct iovec *iov, int iovcnt);
+    /* The peer can take frames again after having refused some.  May be NULL. */
+    void (*peer_ready)(NetClientState *nc);
+    /* The link of this client or its peer went up or down.  May be NULL. */
+    void (*link_changed)(NetClientState *nc);
+    /* Whether receive() would take a frame now (NULL: always).  A NIC without rx buffers
+     * says no; the sender then queues, or stops reading until peer_ready. */
+    bool (*can_receive)(NetClientState *nc);
+    /* Frames to this client carry a NetVnetHdr first (tap with IFF_VNET_HDR). */
+    bool (*has_vnet_hdr)(NetClientState *nc);
+    /* The NIC negotiated these guest offloads (TUN_F_* bits).  May be NULL. */
+    void (*set_offload)(NetClientState *nc, unsigned tun_flags);
+    /* Releases the backend's resources (the struct is freed by net.c). */
+    void (*cleanup)(NetClientState *nc);
+} NetClientInfo;
+
+struct NetClientState {
+    const NetClientInfo *info;
+    Machine *m;
+    NetClientState *peer;
+    char *name;              /* netdev id, or the NIC's id / model */
+    char *model;             /* "user", "tap", "virtio-net-pci" ... */
+    char *info_str;          /* one line for `info network` */
+    unsigned queue_index;
+    bool is_nic;
+    bool link_down;
+    bool vnet_hdr;           /* both ends agreed to carry a NetVnetHdr (tap <-> NIC) */
+    GQueue incoming;         /* of NetPacket*, frames waiting for receive() */
+    bool sender_waiting;     /* the peer holds frames back: tell it when we take more */
+    uint64_t rx_dropped;     /* frames dropped because the queue was full */
+    void *opaque;            /* the backend's or NIC's state */
+    /* NICs: fills a NetRxFilter for query-rx-filter; NULL for backends. */
+    void (*rx_filter_query)(NetClientState *nc, NetRxFilter *out);
+};
+
+/* ---- clients ---- */
+
+/* A new client (not yet linked); the caller sets info_str and opaque. */
+NetClientState *net_client_new(Machine *m, const NetClientInfo *info, const char *model,
+                               const char *name, unsigned queue_index);
+/* Unlinks nc from its peer (the peer's link goes down) and frees it. */
+void net_client_free(NetClientState *nc);
+/* Makes a and b each other's peer (a NIC queue and a backend queue, both unlinked). */
+void net_link(NetClientState *a, NetClientState *b);
+void net_client_set_info_str(NetClientState *nc, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+/* Sends a frame to nc's peer.  Never blocks; returns false when it was dropped. */
+bool net_send(NetClientState *nc, const struct iovec *iov, int iovcnt);
+bool net_send_buf(NetClientState *nc, const void *buf, size_t len);
+/* Whether nc's peer will take a frame now (a backend stops reading when not). */
+bool net_peer_can_take(NetClientState *nc);
+/* nc can take frames again: delivers what waits in its queue, tells the peer. */
+void net_client_flush(NetClientState *nc);
+/* Drops what waits in nc's queue (device reset). */
+void net_client_purge(NetClientState *nc);
+void net_client_set_link(NetClientState *nc, bool up);
+
+/* ---- netdevs (the backends a machine has) ---- */
+
+typedef struct NetBackend {
+    const char *type;  /* "user" */
+    /* Creates the backend's queues from opts (already without type and id) and appends
+     * them to queues; what names the option for errors ("-netdev user,id=n0"). */
+    bool (*init)(Machine *m, const char *id, Keyval *opts, const char *what,
+                 GPtrArray *queues, Error **errp);
+} NetBackend;
+
+const NetBackend *net_backend_find(const char *type);
+/* "user, tap, bridge, socket, hubport" for messages. */
+const char *net_backend_names(void);
+
+/* Creates a netdev from "type=...,id=...,..." options (-netdev, netdev_add). */
+bool net_netdev_add(Machine *m, Keyval *opts, const char *what, Error **errp)
+    G_GNUC_WARN_UNUSED_RESULT;
+/* Removes a netdev (netdev_del); its NIC keeps running with the link down. */
+bool net_netdev_del(Machine *m, const char *id, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+/* The backend queues of netdev id, or NULL (array of NetClientState*). */
+GPtrArray *net_netdev_find(Machine *m, const char *id);
+/* Every NIC client (for query-rx-filter, set_link, info network). */
+GPtrArray *net_nics(Machine *m);
+/* Finds clients by name (netdev id or NIC id) for set_link. */
+GPtrArray *net_clients_named(Machine *m, const char *name);
+/* A unique default MAC 52:54:00:12:34:NN for the next NIC without mac=. */
+void net_default_mac(Machine *m, uint8_t mac[6]);
+bool net_parse_mac(const char *str, uint8_t mac[6]);
+
+/* Machine creation: the -netdev backends (before devices), the -nic NICs (after the
+ * -device ones), teardown after the devices. */
+bool net_init_netdevs(Machine *m, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+bool net_create_nics(Machine *m, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+void net_cleanup(Machine *m);
+
+/* A NIC's receive filter, for query-rx-filter. */
+struct NetRxFilter {
+    bool promisc, allmulti, alluni, nomulti, nouni, nobcast;
+    bool multi_overflow, uni_overflow;
+    uint8_t mac[6];
+    unsigned n_uni, n_multi;
+    const uint8_t (*uni)[6], (*multi)[6];
+    bool vlan_filtering;         /* CTRL_VLAN negotiated: only vlans[] pass */
+    GArray *vlans;               /* of int, filled by the NIC (caller frees) */
+};
+
+/* NICs register their first queue's client so the monitor finds them. */
+void net_nic_register(Machine *m, NetClientState *nc);
+void net_nic_unregister(Machine *m, NetClientState *nc);
+
+/* `info network` text (HMP), lines ending in CR LF. */
+void net_info_network(Machine *m, GString *out);
+
+/* user backend extras for HMP hostfwd_add / hostfwd_remove ("[netdev] rule"). */
+bool net_slirp_hostfwd_add(Machine *m, const char *args, Error **errp)
+    G_GNUC_WARN_UNUSED_RESULT;
+bool net_slirp_hostfwd_remove(Machine *m, const char *args, Error **errp)
+    G_GNUC_WARN_UNUSED_RESULT;
+
+#endif

@@ -1,0 +1,599 @@
+/*
+ * -netdev user: NAT through libslirp, as QEMU's user networking.
+ *
+ * The guest sees 10.0.2.0/24 (net=), the gateway 10.0.2.2 (host=), a DNS relay at
+ * 10.0.2.3 (dns=) and a DHCP server handing out 10.0.2.15 onwards (dhcpstart=).
+ * hostfwd= rules forward host ports to the guest.
+ *
+ * libslirp is not thread-safe: every call into it is made with the VM lock held (tx
+ * from a vCPU exit or an ioeventfd handler, and our main-loop source, which takes the
+ * lock around fill and poll).  Its sockets are polled by one GSource that asks slirp for
+ * its descriptors before every main-loop iteration; its timers are virtual-clock timers.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <slirp/libslirp.h>
+#include "net/net-internal.h"
+#include "sen/log.h"
+
+typedef struct NetSlirp NetSlirp;
+
+typedef struct SlirpSource {
+    GSource base;
+    NetSlirp *s;
+} SlirpSource;
+
+typedef struct SlirpTimer {
+    NetSlirp *s;
+    Timer *timer;
+    SlirpTimerId id;
+    void *cb_opaque;
+} SlirpTimer;
+
+struct NetSlirp {
+    NetClientState *nc;
+    Machine *m;
+    Slirp *slirp;
+    GSource *src;
+    GArray *pollfds;          /* of GPollFD, registered with src between prepares */
+    struct in_addr dhcp_start;
+    RateLimit rl;
+    /* strings SlirpConfig points at, alive as long as slirp */
+    char *hostname, *domainname, *tftp, *bootfile;
+    char **dnssearch;
+};
+
+/* ---- callbacks from libslirp (VM lock held) ---- */
+
+static ssize_t slirp_cb_send(const void *buf, size_t len, void *opaque)
+{
+    NetSlirp *s = opaque;
+    net_send_buf(s->nc, buf, len); /* a frame the NIC cannot take is queued or dropped */
+    return (ssize_t)len;
+}
+
+static void slirp_cb_guest_error(const char *msg, void *opaque)
+{
+    NetSlirp *s = opaque;
+    log_guest_error(&s->rl, "-netdev user,id=%s: %s", s->nc->name, msg);
+}
+
+static int64_t slirp_cb_clock_ns(void *opaque)
+{
+    NetSlirp *s = opaque;
+    return virt_clock_get_ns(s->m->clock);
+}
+
+static void slirp_timer_fire(void *opaque)
+{
+    SlirpTimer *t = opaque;
+    slirp_handle_timer(t->s->slirp, t->id, t->cb_opaque);
+}
+
+static void *slirp_cb_timer_new_opaque(SlirpTimerId id, void *cb_opaque, void *opaque)
+{
+    NetSlirp *s = opaque;
+    SlirpTimer *t = g_new0(SlirpTimer, 1);
+
+    t->s = s;
+    t->id = id;
+    t->cb_opaque = cb_opaque;
+    t->timer = timer_new(s->m->clock, slirp_timer_fire, t);
+    return t;
+}
+
+static void slirp_cb_timer_free(void *timer, void *opaque)
+{
+    SlirpTimer *t = timer;
+    timer_free(t->timer);
+    g_free(t);
+}
+
+static void slirp_cb_timer_mod(void *timer, int64_t expire_ms, void *opaque)
+{
+    SlirpTimer *t = timer;
+    timer_mod(t->timer, expire_ms * 1000000);
+}
+
+static void slirp_cb_register_fd(int fd, void *opaque)
+{
+    /* Descriptors are collected afresh before every poll (slirp_src_prepare). */
+}
+
+static void slirp_cb_notify(void *opaque)
+{
+    NetSlirp *s = opaque;
+    g_main_context_wakeup(s->m->ctx);
+}
+
+static const SlirpCb slirp_callbacks = {
+    .send_packet = slirp_cb_send,
+    .guest_error = slirp_cb_guest_error,
+    .clock_get_ns = slirp_cb_clock_ns,
+    .timer_free = slirp_cb_timer_free,
+    .timer_mod = slirp_cb_timer_mod,
+    .register_poll_fd = slirp_cb_register_fd,
+    .unregister_poll_fd = slirp_cb_register_fd,
+    .notify = slirp_cb_notify,
+    .timer_new_opaque = slirp_cb_timer_new_opaque,
+};
+
+/* ---- the main-loop source ---- */
+
+static int slirp_add_poll(int fd, int events, void *opaque)
+{
+    NetSlirp *s = opaque;
+    GPollFD pfd = { .fd = fd };
+
+    pfd.events = ((events & SLIRP_POLL_IN) ? G_IO_IN : 0) |
+                 ((events & SLIRP_POLL_OUT) ? G_IO_OUT : 0) |
+                 ((events & SLIRP_POLL_PRI) ? G_IO_PRI : 0) |
+                 ((events & SLIRP_POLL_ERR) ? G_IO_ERR : 0) |
+                 ((events & SLIRP_POLL_HUP) ? G_IO_HUP : 0);
+    g_array_append_val(s->pollfds, pfd);
+    return (int)s->pollfds->len - 1;
+}
+
+static int slirp_get_revents(int idx, void *opaque)
+{
+    NetSlirp *s = opaque;
+    int ev = 0;
+
+    if (idx < 0 || (guint)idx >= s->pollfds->len) {
+        return 0;
+    }
+    gushort r = g_array_index(s->pollfds, GPollFD, idx).revents;
+    ev |= (r & G_IO_IN) ? SLIRP_POLL_IN : 0;
+    ev |= (r & G_IO_OUT) ? SLIRP_POLL_OUT : 0;
+    ev |= (r & G_IO_PRI) ? SLIRP_POLL_PRI : 0;
+    ev |= (r & G_IO_ERR) ? SLIRP_POLL_ERR : 0;
+    ev |= (r & G_IO_HUP) ? SLIRP_POLL_HUP : 0;
+    return ev;
+}
+
+static void slirp_src_unpoll(GSource *src, NetSlirp *s)
+{
+    for (guint i = 0; i < s->pollfds->len; i++) {
+        g_source_remove_poll(src, &g_array_index(s->pollfds, GPollFD, i));
+    }
+    g_array_set_size(s->pollfds, 0);
+}
+
+static gboolean slirp_src_prepare(GSource *src, gint *timeout)
+{
+    NetSlirp *s = ((SlirpSource *)src)->s;
+    uint32_t ms = UINT32_MAX;
+
+    slirp_src_unpoll(src, s);
+    machine_lock(s->m);
+    slirp_pollfds_fill(s->slirp, &ms, slirp_add_poll, s);
+    machine_unlock(s->m);
+    /* The array no longer grows until the next prepare: its elements stay put. */
+    for (guint i = 0; i < s->pollfds->len; i++) {
+        g_source_add_poll(src, &g_array_index(s->pollfds, GPollFD, i));
+    }
+    /* slirp's own timeouts (TCP fast/slow timers) come back as a ready time. */
+    g_source_set_ready_time(src, ms == UINT32_MAX ? -1 :
+                            g_source_get_time(src) + (gint64)ms * 1000);
+    *timeout = -1;
+    return FALSE;
+}
+
+static gboolean slirp_src_check(GSource *src)
+{
+    NetSlirp *s = ((SlirpSource *)src)->s;
+
+    for (guint i = 0; i < s->pollfds->len; i++) {
+        if (g_array_index(s->pollfds, GPollFD, i).revents) {
+            return TRUE;
+        }
+    }
+    return FALSE;
+}
+
+static gboolean slirp_src_dispatch(GSource *src, GSourceFunc cb, gpointer data)
+{
+    NetSlirp *s = ((SlirpSource *)src)->s;
+
+    machine_lock(s->m);
+    slirp_pollfds_poll(s->slirp, 0, slirp_get_revents, s);
+    machine_unlock(s->m);
+    return G_SOURCE_CONTINUE;
+}
+
+static GSourceFuncs slirp_source_funcs = {
+    .prepare = slirp_src_prepare,
+    .check = slirp_src_check,
+    .dispatch = slirp_src_dispatch,
+};
+
+/* ---- the net client ---- */
+
+static ssize_t slirp_receive(NetClientState *nc, const struct iovec *iov, int iovcnt)
+{
+    NetSlirp *s = nc->opaque;
+    uint8_t buf[NET_MAX_FRAME];
+    size_t len = 0;
+
+    for (int i = 0; i < iovcnt; i++) {
+        size_t n = MIN(iov[i].iov_len, sizeof(buf) - len);
+        memcpy(buf + len, iov[i].iov_base, n);
+        len += n;
+    }
+    slirp_input(s->slirp, buf, (int)len);
+    /* slirp may have opened a socket: from a vCPU thread, let the loop poll it. */
+    if (!g_main_context_is_owner(s->m->ctx)) {
+        g_main_context_wakeup(s->m->ctx);
+    }
+    return (ssize_t)len;
+}
+
+static void slirp_cleanup_nc(NetClientState *nc)
+{
+    NetSlirp *s = nc->opaque;
+
+    if (s->src) {
+        slirp_src_unpoll(s->src, s);
+        g_source_destroy(s->src);
+        g_source_unref(s->src);
+    }
+    if (s->slirp) {
+        slirp_cleanup(s->slirp);
+    }
+    g_array_free(s->pollfds, TRUE);
+    g_free(s->hostname);
+    g_free(s->domainname);
+    g_free(s->tftp);
+    g_free(s->bootfile);
+    g_strfreev(s->dnssearch);
+    g_free(s);
+}
+
+static const NetClientInfo slirp_info = {
+    .type = "user",
+    .receive = slirp_receive,
+    .cleanup = slirp_cleanup_nc,
+};
+
+/* ---- hostfwd rules ---- */
+
+/* Splits off the text up to sep (exclusive); false when sep is missing. */
+static bool take_until(const char **p, char sep, char *out, size_t outlen)
+{
+    const char *end = strchr(*p, sep);
+
+    if (!end || (size_t)(end - *p) >= outlen) {
+        return false;
+    }
+    memcpy(out, *p, end - *p);
+    out[end - *p] = '\0';
+    *p = end + 1;
+    return true;
+}
+
+static bool parse_port(const char *str, int *port)
+{
+    char *end;
+    long v;
+
+    errno = 0;
+    v = strtol(str, &end, 10);
+    if (!*str || *end || errno || v < 0 || v > 65535) {
+        return false;
+    }
+    *port = (int)v;
+    return true;
+}
+
+/* "[tcp|udp]:[hostaddr]:hostport-[guestaddr]:guestport" (QEMU's syntax and errors). */
+static bool slirp_hostfwd(NetSlirp *s, const char *rule, Error **errp)
+{
+    const char *p = rule;
+    char buf[256];
+    const char *why;
+    struct in_addr host_addr = { .s_addr = INADDR_ANY }, guest_addr = s->dhcp_start;
+    int is_udp, host_port, guest_port;
+
+    if (!take_until(&p, ':', buf, sizeof(buf))) {
+        why = "No : separators";
+        goto fail;
+    }
+    if (!strcmp(buf, "tcp") || !buf[0]) {
+        is_udp = 0;
+    } else if (!strcmp(buf, "udp")) {
+        is_udp = 1;
+    } else {
+        why = "Bad protocol name";
+        goto fail;
+    }
+    if (!take_until(&p, ':', buf, sizeof(buf))) {
+        why = "Missing : separator";
+        goto fail;
+    }
+    if (buf[0] && !inet_aton(buf, &host_addr)) {
+        why = "Bad host address";
+        goto fail;
+    }
+    if (!take_until(&p, '-', buf, sizeof(buf)) || !parse_port(buf, &host_port)) {
+        why = "Bad host port";
+        goto fail;
+    }
+    if (!take_until(&p, ':', buf, sizeof(buf))) {
+        why = "Missing guest address";
+        goto fail;
+    }
+    if (buf[0] && !inet_aton(buf, &guest_addr)) {
+        why = "Bad guest address";
+        goto fail;
+    }
+    if (!parse_port(p, &guest_port) || guest_port == 0) {
+        why = "Bad guest port";
+        goto fail;
+    }
+    if (slirp_add_hostfwd(s->slirp, is_udp, host_addr, host_port, guest_addr,
+                          guest_port) < 0) {
+        why = "Could not set up host forwarding rule";
+        goto fail;
+    }
+    return true;
+
+fail:
+    error_setg(errp, "Invalid host forwarding rule '%s' (%s)", rule, why);
+    return false;
+}
+
+/* ---- creation ---- */
+
+static bool parse_addr(Keyval *opts, const char *what, const char *key, const char *def,
+                       struct in_addr *out, Error **errp)
+{
+    const char *v = keyval_get(opts, key);
+
+    if (!v) {
+        v = def;
+    }
+    if (!inet_aton(v, out)) {
+        error_setg(errp, "%s: %s=%s: not an IPv4 address", what, key, v);
+        return false;
+    }
+    return true;
+}
+
+/* net=ADDR[/MASK|/BITS] */
+static bool parse_net(const char *what, const char *v, struct in_addr *net,
+                      struct in_addr *mask, Error **errp)
+{
+    g_auto(GStrv) parts = g_strsplit(v, "/", 2);
+    uint32_t bits = 24;
+
+    if (!inet_aton(parts[0], net)) {
+        goto bad;
+    }
+    if (parts[1]) {
+        char *end;
+        if (strchr(parts[1], '.')) {
+            if (!inet_aton(parts[1], mask)) {
+                goto bad;
+            }
+            return true;
+        }
+        errno = 0;
+        bits = strtoul(parts[1], &end, 10);
+        if (!*parts[1] || *end || errno || bits < 1 || bits > 32) {
+            goto bad;
+        }
+    } else {
+        /* Class default, as QEMU: 8, 16 or 24 bits by the first octet. */
+        uint32_t a = ntohl(net->s_addr);
+        bits = (a >> 31) == 0 ? 8 : (a >> 30) == 2 ? 16 : 24;
+    }
+    mask->s_addr = htonl(bits == 32 ? 0xffffffffu : ~(0xffffffffu >> bits));
+    return true;
+bad:
+    error_setg(errp, "%s: net=%s: not a network (ADDR[/MASK])", what, v);
+    return false;
+}
+
+static bool in_net(struct in_addr a, struct in_addr net, struct in_addr mask)
+{
+    return (a.s_addr & mask.s_addr) == (net.s_addr & mask.s_addr);
+}
+
+static bool slirp_backend_init(Machine *m, const char *id, Keyval *opts, const char *what,
+                               GPtrArray *queues, Error **errp)
+{
+    SlirpConfig cfg = { .version = 4, .in_enabled = true, .enable_emu = false };
+    struct in_addr net = { 0 }, mask = { 0 };
+    bool restricted, ipv4, ipv6;
+    char net_default[32], host_default[32], dhcp_default[32], dns_default[32];
+    const char *v;
+
+    if (!keyval_get_bool(opts, what, "restrict", false, &restricted, errp) ||
+        !keyval_get_bool(opts, what, "ipv4", true, &ipv4, errp) ||
+        !keyval_get_bool(opts, what, "ipv6", true, &ipv6, errp)) {
+        return false;
+    }
+    if (!ipv4 && !ipv6) {
+        error_setg(errp, "%s: ipv4=off and ipv6=off leave no network", what);
+        return false;
+    }
+    if (!parse_net(what, (v = keyval_get(opts, "net")) ? v : "10.0.2.0/24", &net, &mask,
+                   errp)) {
+        return false;
+    }
+    /* Defaults follow the network: .2 host, .3 DNS, .15 first DHCP lease. */
+    uint32_t base = ntohl(net.s_addr & mask.s_addr);
+    struct in_addr a;
+    a.s_addr = htonl(base | 2);
+    g_strlcpy(host_default, inet_ntoa(a), sizeof(host_default));
+    a.s_addr = htonl(base | 3);
+    g_strlcpy(dns_default, inet_ntoa(a), sizeof(dns_default));
+    a.s_addr = htonl(base | 15);
+    g_strlcpy(dhcp_default, inet_ntoa(a), sizeof(dhcp_default));
+    a.s_addr = htonl(base);
+    g_strlcpy(net_default, inet_ntoa(a), sizeof(net_default));
+
+    NetSlirp *s = g_new0(NetSlirp, 1);
+    s->m = m;
+    s->pollfds = g_array_new(FALSE, TRUE, sizeof(GPollFD));
+    NetClientState *nc = net_client_new(m, &slirp_info, "user", id, 0);
+    nc->opaque = s;
+    s->nc = nc;
+    g_ptr_array_add(queues, nc); /* freed through cleanup from here on */
+
+    if (!parse_addr(opts, what, "host", host_default, &cfg.vhost, errp) ||
+        !parse_addr(opts, what, "dhcpstart", dhcp_default, &s->dhcp_start, errp) ||
+        !parse_addr(opts, what, "dns", dns_default, &cfg.vnameserver, errp)) {
+        return false;
+    }
+    const char *bad = !in_net(cfg.vhost, net, mask) ? "host" :
+                      !in_net(s->dhcp_start, net, mask) ? "dhcpstart" :
+                      !in_net(cfg.vnameserver, net, mask) ? "dns" : NULL;
+    if (bad) {
+        error_setg(errp, "%s: %s= is not in the network %s", what, bad, net_default);
+        return false;
+    }
+    s->hostname = g_strdup(keyval_get(opts, "hostname"));
+    s->domainname = g_strdup(keyval_get(opts, "domainname"));
+    s->tftp = g_strdup(keyval_get(opts, "tftp"));
+    s->bootfile = g_strdup(keyval_get(opts, "bootfile"));
+    if ((v = keyval_get(opts, "dnssearch"))) {
+        s->dnssearch = g_strsplit(v, ":", -1);
+    }
+    /* hostfwd= may repeat: every occurrence is a rule. */
+    GPtrArray *fwds = g_ptr_array_new();
+    for (guint i = 0; i < opts->pairs->len; i++) {
+        KeyvalPair *kp = g_ptr_array_index(opts->pairs, i);
+        if (strcmp(kp->key, "hostfwd") == 0) {
+            kp->used = true;
+            g_ptr_array_add(fwds, kp->value);
+        }
+    }
+    if (!keyval_check_all_used(opts, what, errp)) {
+        g_ptr_array_free(fwds, TRUE);
+        return false;
+    }
+
+    cfg.restricted = restricted;
+    cfg.in_enabled = ipv4;
+    cfg.vnetwork = net;
+    cfg.vnetmask = mask;
+    cfg.in6_enabled = ipv6;
+    inet_pton(AF_INET6, "fec0::", &cfg.vprefix_addr6);
+    cfg.vprefix_len = 64;
+    inet_pton(AF_INET6, "fec0::2", &cfg.vhost6);
+    inet_pton(AF_INET6, "fec0::3", &cfg.vnameserver6);
+    cfg.vhostname = s->hostname;
+    cfg.vdomainname = s->domainname;
+    cfg.tftp_path = s->tftp;
+    cfg.bootfile = s->bootfile;
+    cfg.vdhcp_start = s->dhcp_start;
+    cfg.vdnssearch = (const char **)s->dnssearch;
+    s->slirp = slirp_new(&cfg, &slirp_callbacks, s);
+    if (!s->slirp) {
+        error_setg(errp, "%s: libslirp refused the configuration", what);
+        g_ptr_array_free(fwds, TRUE);
+        return false;
+    }
+    for (guint i = 0; i < fwds->len; i++) {
+        if (!slirp_hostfwd(s, g_ptr_array_index(fwds, i), errp)) {
+            error_prepend(errp, "%s: ", what);
+            g_ptr_array_free(fwds, TRUE);
+            return false;
+        }
+    }
+    g_ptr_array_free(fwds, TRUE);
+
+    s->src = g_source_new(&slirp_source_funcs, sizeof(SlirpSource));
+    ((SlirpSource *)s->src)->s = s;
+    g_source_set_name(s->src, "slirp");
+    g_source_attach(s->src, m->ctx);
+    net_client_set_info_str(nc, "net=%s,restrict=%s", net_default,
+                            restricted ? "on" : "off");
+    return true;
+}
+
+const NetBackend net_user_backend = {
+    .type = "user",
+    .init = slirp_backend_init,
+};
+
+/* ---- HMP hostfwd_add / hostfwd_remove ---- */
+
+/* "[netdev_id] rule": the user netdev named, or the first one. */
+static NetSlirp *slirp_for_args(Machine *m, const char *args, const char **rule,
+                                Error **errp)
+{
+    g_auto(GStrv) words = g_strsplit_set(args, " \t", -1);
+    const char *w[3];
+    unsigned n = 0;
+
+    for (char **p = words; *p && n < 3; p++) {
+        if (**p) {
+            w[n++] = *p;
+        }
+    }
+    if (n == 0 || n > 2) {
+        error_setg(errp, "expected [netdev_id] rule");
+        return NULL;
+    }
+    NetClientState *nc = n == 2 ? net_find_backend(m, w[0], "user") :
+                                  net_find_backend(m, NULL, "user");
+    if (!nc) {
+        if (n == 2) {
+            error_setg(errp, "'%s' is not a user-mode network device", w[0]);
+        } else {
+            error_setg(errp, "no user-mode network device");
+        }
+        return NULL;
+    }
+    *rule = strstr(args, w[n - 1]);
+    return nc->opaque;
+}
+
+bool net_slirp_hostfwd_add(Machine *m, const char *args, Error **errp)
+{
+    const char *rule;
+    NetSlirp *s = slirp_for_args(m, args, &rule, errp);
+
+    return s && slirp_hostfwd(s, rule, errp);
+}
+
+bool net_slirp_hostfwd_remove(Machine *m, const char *args, Error **errp)
+{
+    const char *rule, *p;
+    NetSlirp *s = slirp_for_args(m, args, &rule, errp);
+    char buf[256];
+    struct in_addr host_addr = { .s_addr = INADDR_ANY };
+    int is_udp, port;
+
+    if (!s) {
+        return false;
+    }
+    /* "[tcp|udp]:[hostaddr]:hostport" */
+    p = rule;
+    if (!take_until(&p, ':', buf, sizeof(buf))) {
+        goto fail;
+    }
+    if (!strcmp(buf, "tcp") || !buf[0]) {
+        is_udp = 0;
+    } else if (!strcmp(buf, "udp")) {
+        is_udp = 1;
+    } else {
+        goto fail;
+    }
+    if (!take_until(&p, ':', buf, sizeof(buf)) || (buf[0] && !inet_aton(buf, &host_addr)) ||
+        !parse_port(p, &port)) {
+        goto fail;
+    }
+    if (slirp_remove_hostfwd(s->slirp, is_udp, host_addr, port) < 0) {
+        error_setg(errp, "host forwarding rule for %s not found", rule);
+        return false;
+    }
+    return true;
+fail:
+    error_setg(errp, "invalid format: %s (want [tcp|udp]:[hostaddr]:hostport)", rule);
+    return false;
+}
