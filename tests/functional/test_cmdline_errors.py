@@ -19,7 +19,7 @@ CASES = [
     (["--bar"], "--bar: invalid option"),
     (["disk.img"], "disk.img"),
     (["-drive", "file=x.img,if=ide"], "-drive file=x.img,if=ide: if=ide is not supported"),
-    (["-netdev", "user,id=n0"], "-netdev: option not supported by Sen yet"),
+    (["-net", "nic"], "-net: option not supported by Sen yet"),
     (["-m"], "-m: requires an argument"),
     (["-m", "12Q"], "-m 12Q: invalid size '12Q'"),
     (["-m", "-1"], "-m -1: invalid size"),

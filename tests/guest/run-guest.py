@@ -7,6 +7,9 @@ isa-debug-exit), the output has the test's marker lines, a "PASS" line, and no
 
     run-guest.py --vmm sen|qemu [--smp N] [--timeout S] [--disk] TEST.elf
 
+--net user gives the guest -netdev user with a UDP hostfwd to its port 7777 and sends
+datagrams there, expecting each echoed back.
+
 --disk creates a raw image for virtio-blk (pre-filled sectors the guest reads), passes it
 as -drive ...,if=none,id=d0 -device virtio-blk-pci,drive=d0, and checks its contents
 afterwards.  The virtio tests skip under Sen while `sen -device help` lacks their devices.
@@ -73,6 +76,10 @@ def expected_lines(test, smp):
                 "ok: opt/sen/guest by port I/O", "ok: opt/sen/guest by DMA",
                 "ok: etc/e820 has RAM 0x0+", "ok: DMA to an address outside RAM",
                 "fw-cfg ok"]
+    if test == "net-user":
+        return ["ok: DHCP gives 10.0.2.15", "ok: ARP reply from 10.0.2.2",
+                "ok: ICMP echo reply from 10.0.2.2", "ok: 3 UDP datagrams echoed",
+                "net-user ok"]
     if test == "virtio-console":
         return ["ok: echo came back", "virtio-console ok"]
     if test == "virtio-blk-smp":
@@ -181,12 +188,13 @@ def sen_devices(sen):
     return {l.split('"')[1] for l in out.splitlines() if l.startswith('name "')}
 
 
-def device_args(vmm, test, sen, disk, sock):
+def device_args(vmm, test, sen, disk, sock, net=None):
     """-drive/-device/-chardev arguments for the virtio tests (skips when sen lacks them)."""
     need = {"virtio-blk": ["virtio-blk-pci"], "virtio-rng": ["virtio-rng-pci"],
             "virtio-hostile": ["virtio-rng-pci"], "virtio-intx": ["virtio-rng-pci"],
             "pci": ["virtio-rng-pci"], "virtio-event-idx": ["virtio-rng-pci"],
-            "virtio-console": ["virtio-serial-pci", "virtconsole"]}.get(test)
+            "virtio-console": ["virtio-serial-pci", "virtconsole"],
+            "net-user": ["virtio-net-pci"]}.get(test)
     if disk and "virtio-blk-pci" not in (need or []):
         need = (need or []) + ["virtio-blk-pci"]
     if test == "fw-cfg":
@@ -214,6 +222,9 @@ def device_args(vmm, test, sen, disk, sock):
         args += ["-device", "virtio-rng-pci" + modern]
     if test == "virtio-console":
         args += ["-chardev", "socket,id=c0,path=%s,server=on,wait=on" % sock] + console
+    if net and net["kind"] == "user":
+        args += ["-netdev", "user,id=n0,hostfwd=udp:127.0.0.1:%d-:7777" % net["port"],
+                 "-device", "virtio-net-pci,netdev=n0" + modern]
     return args
 
 
@@ -237,6 +248,39 @@ def console_echo(sock, deadline, log):
         log.append(("error", str(e)))
     finally:
         c.close()
+
+
+def free_udp_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def udp_echo_client(port, deadline, log, want=3):
+    """Sends numbered datagrams to the hostfwd port until `want` came back unchanged."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(0.3)
+    sent, echoed, n = set(), set(), 0
+    try:
+        while time.monotonic() < deadline and len(echoed) < want:
+            msg = b"sen-udp-echo-%d" % n
+            n += 1
+            s.sendto(msg, ("127.0.0.1", port))
+            sent.add(msg)
+            try:
+                while True:
+                    data, _ = s.recvfrom(2048)
+                    if data not in sent:
+                        log.append(("error", "echo of something never sent: %r" % data))
+                        return
+                    echoed.add(data)
+            except socket.timeout:
+                pass
+    finally:
+        s.close()
+    log.append(len(echoed))
 
 
 def skip(reason):
@@ -273,6 +317,7 @@ def isolation_args(tmp):
 
 
 def vmm_command(vmm, image, smp, test, disk=None, sock=None, sen_args=()):
+def vmm_command(vmm, image, smp, test, disk=None, sock=None, net=None):
     append = "cpus=%d ram_mb=%d token=%s" % (smp, RAM_MB, TOKEN)
     if disk:
         append += " disk_sectors=%d" % DISK_SECTORS
@@ -290,6 +335,7 @@ def vmm_command(vmm, image, smp, test, disk=None, sock=None, sen_args=()):
                 "-kernel", image, "-append", append, "-device", "isa-debug-exit",
                 "-nographic", "-nodefaults", "-serial", "stdio"] + reboot + \
             device_args(vmm, test, sen, disk, sock) + list(sen_args)
+            device_args(vmm, test, sen, disk, sock, net)
     qemu = shutil.which(os.environ.get("QEMU") or "qemu-system-x86_64")
     if not qemu:
         skip("%s is not installed (set QEMU= to point at one)" %
@@ -307,7 +353,7 @@ def vmm_command(vmm, image, smp, test, disk=None, sock=None, sen_args=()):
     return [qemu, "-enable-kvm", "-cpu", "host,-arch-capabilities"] + machine + [
         "-m", "%dM" % RAM_MB, "-smp", str(smp), "-kernel", image, "-append", append,
         "-device", "isa-debug-exit", "-display", "none", "-serial", "stdio",
-        "-nodefaults"] + reboot + device_args(vmm, test, None, disk, sock)
+        "-nodefaults"] + reboot + device_args(vmm, test, None, disk, sock, net)
 
 
 def pass_disks_as_fds(cmd, disk):
@@ -371,6 +417,7 @@ def main():
                          "-chroot into an empty directory (docs/security.md)")
     ap.add_argument("--fdpass", action="store_true",
                     help="pass the --disk images to sen as descriptors (-add-fd, /dev/fdset)")
+    ap.add_argument("--net", choices=["user"], help="attach virtio-net on this backend")
     ap.add_argument("image")
     args = ap.parse_args()
 
@@ -389,6 +436,8 @@ def main():
         cmd = vmm_command(args.vmm, args.image, args.smp, test, disk, sock,
                           isolation_args(tmp) if args.isolate and args.vmm == "sen" else ())
         fds = pass_disks_as_fds(cmd, disk) if args.fdpass and disk else []
+        net = {"kind": args.net, "port": free_udp_port()} if args.net else None
+        cmd = vmm_command(args.vmm, args.image, args.smp, test, disk, sock, net)
         print("running: " + shlex.join(cmd), flush=True)
         echo_log = []
         echo = None
@@ -396,6 +445,12 @@ def main():
             echo = threading.Thread(target=console_echo, daemon=True,
                                     args=(sock, time.monotonic() + args.timeout, echo_log))
             echo.start()
+        udp_log = []
+        udp = None
+        if net:
+            udp = threading.Thread(target=udp_echo_client, daemon=True,
+                                   args=(net["port"], time.monotonic() + args.timeout, udp_log))
+            udp.start()
         start = time.monotonic()
         status, lines, abort = run(cmd, args.timeout, test, fds)
         for fd in fds:
@@ -408,6 +463,12 @@ def main():
             if not isinstance(got, bytes) or CONSOLE_GREETING not in got:
                 problems.append("the console socket did not receive %r (got %r)" %
                                 (CONSOLE_GREETING, got))
+        if udp:
+            udp.join(5)
+            got = udp_log[0] if udp_log else None
+            if got != 3:
+                problems.append("the host got %r UDP echoes back through hostfwd, want 3" %
+                                (got,))
         if disk:
             problems += check_disk(disk, test)
 

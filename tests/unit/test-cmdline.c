@@ -403,6 +403,43 @@ static const struct { const char *line; const char *out; } early[] = {
     { "-version -foo", "Sen emulator version" },
 };
 
+/* The default NIC (QEMU's: NAT on the board's NIC), -nic, and what turns it off. */
+static void test_net(void)
+{
+    {
+        g_autoptr(MachineConfig) cfg = parse_ok("");
+        g_assert_cmpuint(cfg->netdevs->len, ==, 1);
+        g_assert_cmpuint(cfg->nics->len, ==, 1);
+        NetdevConfig *n = g_ptr_array_index(cfg->netdevs, 0);
+        g_assert_cmpstr(n->id, ==, "__org.qemu.nic0");
+        g_assert_cmpstr(keyval_get(n->opts, "type"), ==, "user");
+        DeviceConfig *d = g_ptr_array_index(cfg->nics, 0);
+        g_assert_cmpstr(d->driver, ==, "virtio-net-pci");
+        g_assert_cmpstr(keyval_get(d->props, "netdev"), ==, "__org.qemu.nic0");
+    }
+    static const char *const no_default[] = { "-nodefaults", "-nic none",
+                                              "-netdev user,id=n0" };
+    for (unsigned i = 0; i < G_N_ELEMENTS(no_default); i++) {
+        g_autoptr(MachineConfig) cfg = parse_ok(no_default[i]);
+        g_assert_cmpuint(cfg->nics->len, ==, 0);
+        g_assert_cmpuint(cfg->netdevs->len, ==, i == 2 ? 1 : 0);
+    }
+    {
+        g_autoptr(MachineConfig) cfg = parse_ok(
+            "-nic user,mac=52:54:00:aa:bb:cc,hostfwd=udp::5555-:7 -nic user,net=10.1.0.0/24");
+        g_assert_cmpuint(cfg->netdevs->len, ==, 2);
+        g_assert_cmpuint(cfg->nics->len, ==, 2);
+        NetdevConfig *n = g_ptr_array_index(cfg->netdevs, 1);
+        g_assert_cmpstr(n->id, ==, "__org.qemu.nic1");
+        g_assert_cmpstr(keyval_get(n->opts, "net"), ==, "10.1.0.0/24");
+        n = g_ptr_array_index(cfg->netdevs, 0);
+        g_assert_cmpstr(keyval_get(n->opts, "hostfwd"), ==, "udp::5555-:7");
+        g_assert_false(keyval_has(n->opts, "mac"));
+        DeviceConfig *d = g_ptr_array_index(cfg->nics, 0);
+        g_assert_cmpstr(keyval_get(d->props, "mac"), ==, "52:54:00:aa:bb:cc");
+    }
+}
+
 static void test_exit_early(void)
 {
     for (size_t i = 0; i < G_N_ELEMENTS(early); i++) {
@@ -438,7 +475,12 @@ static const struct { const char *line; const char *prefix; const char *text; } 
     { "-", "-", "invalid option" },
     { "disk.img", "disk.img", "not supported" },
     { "-drive file=x.img", "-drive file=x.img", "if=ide (the default) is not supported" },
-    { "-netdev user,id=n0", "-netdev", "not supported by Sen yet" },
+    { "-net nic", "-net", "not supported by Sen yet" },
+    { "-netdev foo,id=n0", "-netdev foo,id=n0", "Parameter 'type' does not accept value 'foo'" },
+    { "-netdev user", "-netdev user", "Parameter 'id' is missing" },
+    { "-netdev user,id=n0 -netdev user,id=n0", "-netdev user,id=n0", "Duplicate ID 'n0'" },
+    { "-nic user,model=e1000", "-nic user,model=e1000", "unsupported NIC model 'e1000'" },
+    { "-nic user,mac=52:54:00:12:34", "-nic user,mac=", "not a MAC address" },
     { "-m", "-m", "-m: requires an argument" },
     { "-m 12Q", "-m 12Q", "-m 12Q: invalid size '12Q'" },
     { "-m -1", "-m -1", "invalid size" },
@@ -597,6 +639,7 @@ int main(int argc, char **argv)
     g_test_add_func("/cmdline/cpu-models-and-globals", test_cpu_models_and_globals);
     g_test_add_func("/cmdline/machine-acpi", test_machine_acpi);
     g_test_add_func("/cmdline/boot-and-misc", test_boot_and_misc);
+    g_test_add_func("/cmdline/net", test_net);
     g_test_add_func("/cmdline/exit-early", test_exit_early);
     for (guint i = 0; i < G_N_ELEMENTS(early); i++) {
         g_autofree char *path = g_strdup_printf("/cmdline/exit-early/subprocess/%u", i);
