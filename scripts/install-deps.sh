@@ -5,8 +5,7 @@ set -eu
 
 PACKAGES="
   make gcc libc6-dev pkg-config meson ninja-build time
-  libglib2.0-dev libjansson-dev libaio-dev zlib1g-dev libzstd-dev libseccomp-dev
-  libglib2.0-dev libjansson-dev libaio-dev zlib1g-dev libzstd-dev libslirp-dev
+  libglib2.0-dev libjansson-dev libaio-dev zlib1g-dev libzstd-dev libseccomp-dev libslirp-dev
   python3 python3-pytest acpica-tools
   qemu-system-x86 qemu-utils seabios
   busybox-static cpio patch kmod

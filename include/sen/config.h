@@ -84,6 +84,7 @@ typedef enum SandboxAllow {
     SANDBOX_ALLOW_SPAWN = 1 << 2,        /* spawn=allow: fork, execve, wait, kill */
     SANDBOX_ALLOW_RESOURCECTL = 1 << 3,  /* resourcecontrol=allow: affinity, priorities */
 } SandboxAllow;
+
 /* One -netdev, or the backend half of a -nic: options with type= and id=. */
 typedef struct NetdevConfig {
     char *optstr;       /* "-netdev user,id=n0" as typed, for error messages */
