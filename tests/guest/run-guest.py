@@ -316,8 +316,7 @@ def isolation_args(tmp):
     return args
 
 
-def vmm_command(vmm, image, smp, test, disk=None, sock=None, sen_args=()):
-def vmm_command(vmm, image, smp, test, disk=None, sock=None, net=None):
+def vmm_command(vmm, image, smp, test, disk=None, sock=None, sen_args=(), net=None):
     append = "cpus=%d ram_mb=%d token=%s" % (smp, RAM_MB, TOKEN)
     if disk:
         append += " disk_sectors=%d" % DISK_SECTORS
@@ -334,8 +333,7 @@ def vmm_command(vmm, image, smp, test, disk=None, sock=None, net=None):
         return [sen, "-M", "pc", "-m", "%dM" % RAM_MB, "-smp", str(smp),
                 "-kernel", image, "-append", append, "-device", "isa-debug-exit",
                 "-nographic", "-nodefaults", "-serial", "stdio"] + reboot + \
-            device_args(vmm, test, sen, disk, sock) + list(sen_args)
-            device_args(vmm, test, sen, disk, sock, net)
+            device_args(vmm, test, sen, disk, sock, net) + list(sen_args)
     qemu = shutil.which(os.environ.get("QEMU") or "qemu-system-x86_64")
     if not qemu:
         skip("%s is not installed (set QEMU= to point at one)" %
@@ -437,7 +435,9 @@ def main():
                           isolation_args(tmp) if args.isolate and args.vmm == "sen" else ())
         fds = pass_disks_as_fds(cmd, disk) if args.fdpass and disk else []
         net = {"kind": args.net, "port": free_udp_port()} if args.net else None
-        cmd = vmm_command(args.vmm, args.image, args.smp, test, disk, sock, net)
+        cmd = vmm_command(args.vmm, args.image, args.smp, test, disk, sock,
+                          isolation_args(tmp) if args.isolate and args.vmm == "sen" else (),
+                          net)
         print("running: " + shlex.join(cmd), flush=True)
         echo_log = []
         echo = None
