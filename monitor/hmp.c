@@ -9,6 +9,7 @@
 #include "monitor/monitor-internal.h"
 #include "monitor/qapi-generated.h"
 #include "sen/hw/virtio-balloon.h"
+#include "sen/net.h"
 
 typedef struct HmpCmd {
     const char *name;
@@ -241,6 +242,22 @@ static bool hmp_migrate_incoming(QmpCtx *ctx, const char *arg, GString *out, Err
     return qmp_migrate_incoming(ctx, arg, errp);
 }
 
+static bool hmp_info_network(QmpCtx *ctx, GString *out, Error **errp)
+{
+    net_info_network(ctx->m, out); /* monitor commands run with the VM lock */
+    return true;
+}
+
+static bool hmp_hostfwd_add(QmpCtx *ctx, const char *arg, GString *out, Error **errp)
+{
+    return net_slirp_hostfwd_add(ctx->m, arg, errp);
+}
+
+static bool hmp_hostfwd_remove(QmpCtx *ctx, const char *arg, GString *out, Error **errp)
+{
+    return net_slirp_hostfwd_remove(ctx->m, arg, errp);
+}
+
 /* Commands that take one argument: the rest of the line after the name. */
 typedef struct HmpArgCmd {
     const char *name;
@@ -254,6 +271,10 @@ static const HmpArgCmd hmp_arg_cmds[] = {
       hmp_migrate },
     { "migrate_incoming", "URI", "start an incoming migration deferred by -incoming defer",
       hmp_migrate_incoming },
+    { "hostfwd_add", "[netdev_id] [tcp|udp]:[hostaddr]:hostport-[guestaddr]:guestport",
+      "forward a host port into the guest (user networking)", hmp_hostfwd_add },
+    { "hostfwd_remove", "[netdev_id] [tcp|udp]:[hostaddr]:hostport",
+      "remove a host port forwarding rule", hmp_hostfwd_remove },
 };
 
 static bool hmp_help(QmpCtx *ctx, GString *out, Error **errp);
@@ -266,6 +287,7 @@ static const HmpCmd hmp_cmds[] = {
     { "info snapshots", "show the internal snapshots", hmp_info_snapshots },
     { "info balloon", "show the balloon (MiB left to the guest) and guest statistics",
       hmp_info_balloon },
+    { "info network", "show the NICs and network backends", hmp_info_network },
     { "info migrate", "show the migration status and counters", hmp_info_migrate },
     { "migrate_cancel", "cancel the running migration", hmp_migrate_cancel },
     { "stop", "stop the vCPUs", hmp_stop },

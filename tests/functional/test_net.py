@@ -1,0 +1,98 @@
+"""Networking from the outside: HMP info network / hostfwd_add / hostfwd_remove on a
+running sen, and bad -netdev/-nic input (exit 1, one message naming the option)."""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from test_qmp import Sen  # noqa: E402  (the spinning-guest launcher)
+
+BUILD = os.environ.get("SEN_BUILD_DIR", "build")
+SEN = os.path.join(BUILD, "sen")
+
+pytestmark = [
+    pytest.mark.skipif(not os.access(SEN, os.X_OK), reason=f"{SEN} is not built"),
+    pytest.mark.skipif(not os.access("/dev/kvm", os.R_OK | os.W_OK),
+                       reason="/dev/kvm is not usable here"),
+]
+
+
+@pytest.fixture
+def tmpdir_short():
+    d = tempfile.mkdtemp(prefix="net", dir="/tmp")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def free_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def hmp(c, line):
+    return c.cmd("human-monitor-command", command_line=line)
+
+
+def test_info_network_and_hostfwd(tmpdir_short):
+    v = Sen(tmpdir_short, "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0",
+            "-nic", "user,mac=52:54:00:aa:bb:cc")
+    try:
+        c = v.client()
+        info = hmp(c, "info network")
+        assert "virtio-net-pci.0: index=0,type=nic,model=virtio-net-pci," \
+               "macaddr=52:54:00:12:34:56" in info
+        assert " \\ n0: index=0,type=user,net=10.0.2.0,restrict=off" in info
+        assert "macaddr=52:54:00:aa:bb:cc" in info
+
+        port = free_port()
+        assert hmp(c, f"hostfwd_add n0 udp:127.0.0.1:{port}-:7") == ""
+        # The port is taken now: a second rule for it cannot be set up.
+        out = hmp(c, f"hostfwd_add n0 udp:127.0.0.1:{port}-:7")
+        assert out.startswith("Error: Invalid host forwarding rule") and "Could not set up" in out
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        with pytest.raises(OSError):
+            probe.bind(("127.0.0.1", port))
+        probe.close()
+        assert hmp(c, f"hostfwd_remove n0 udp:127.0.0.1:{port}") == ""
+        assert "not found" in hmp(c, f"hostfwd_remove n0 udp:127.0.0.1:{port}")
+        assert "Bad protocol name" in hmp(c, "hostfwd_add n0 sctp::1-:2")
+        assert "not a user-mode network device" in hmp(c, "hostfwd_add nope tcp::1-:2")
+    finally:
+        v.kill()
+
+
+BAD = [
+    (["-netdev", "vde,id=n0"], "-netdev vde,id=n0: Parameter 'type' does not accept value 'vde'"),
+    (["-netdev", "user,id=n0", "-netdev", "user,id=n0"], "Duplicate ID 'n0' for netdev"),
+    (["-netdev", "user"], "-netdev user: Parameter 'id' is missing"),
+    (["-netdev", "user,id=n0,hostfwd=tcp::22"],
+     "Invalid host forwarding rule 'tcp::22' (Bad host port)"),
+    (["-netdev", "user,id=n0,hostfwd=tcp::99999-:22"],
+     "Invalid host forwarding rule 'tcp::99999-:22' (Bad host port)"),
+    (["-netdev", "user,id=n0,hostfwd=icmp::1-:2"], "(Bad protocol name)"),
+    (["-netdev", "user,id=n0,bogus=1"], "-netdev user,id=n0,bogus=1: invalid parameter 'bogus'"),
+    (["-netdev", "user,id=n0,net=10.0.2.0/24,dhcpstart=10.9.9.9"], "dhcpstart= is not in"),
+    (["-device", "virtio-net-pci,netdev=nope"], "netdev=nope: no -netdev with that id"),
+    (["-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0",
+      "-device", "virtio-net-pci,netdev=n0"], "netdev=n0: already in use"),
+    (["-nic", "user,model=e1000"], "unsupported NIC model 'e1000'"),
+    (["-device", "virtio-net-pci,mac=01:00:00:00:00:01"], "multicast address"),
+]
+
+
+@pytest.mark.parametrize("args,text", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_input(args, text, tmp_path):
+    p = subprocess.run([SEN, "-M", "pc", "-m", "32M", "-display", "none", "-nodefaults",
+                        *args], capture_output=True, cwd=tmp_path, timeout=30)
+    err = p.stderr.decode(errors="replace")
+    assert p.returncode == 1, err
+    assert text in err
+    assert err.count("\n") == 1, err
