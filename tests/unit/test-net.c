@@ -1,0 +1,123 @@
+/*
+ * net/net.c without a VM: a sender and a receiver that refuses frames while it "has no
+ * rx buffers".  Frames wait in order up to NET_QUEUE_LIMIT, the rest are dropped and
+ * counted (the sender never blocks), a flush delivers them and tells the sender to go
+ * on, and freeing one end leaves the other without a peer.
+ */
+#include <string.h>
+#include <glib.h>
+#include "sen/net.h"
+
+typedef struct Sink {
+    bool accept;
+    GArray *got;          /* first byte of every frame taken */
+    unsigned peer_ready;
+    unsigned link_changes;
+} Sink;
+
+static ssize_t sink_receive(NetClientState *nc, const struct iovec *iov, int iovcnt)
+{
+    Sink *s = nc->opaque;
+    if (!s->accept) {
+        return 0;
+    }
+    g_array_append_val(s->got, ((uint8_t *)iov[0].iov_base)[0]);
+    return (ssize_t)iov[0].iov_len;
+}
+
+static bool sink_can_receive(NetClientState *nc)
+{
+    return ((Sink *)nc->opaque)->accept;
+}
+
+static void sink_peer_ready(NetClientState *nc)
+{
+    ((Sink *)nc->opaque)->peer_ready++;
+}
+
+static void sink_link_changed(NetClientState *nc)
+{
+    ((Sink *)nc->opaque)->link_changes++;
+}
+
+static const NetClientInfo sink_info = {
+    .type = "test",
+    .receive = sink_receive,
+    .can_receive = sink_can_receive,
+    .peer_ready = sink_peer_ready,
+    .link_changed = sink_link_changed,
+};
+
+static void test_queue_bounded_and_ordered(void)
+{
+    Sink a = { .accept = true, .got = g_array_new(FALSE, FALSE, 1) };
+    Sink b = { .accept = false, .got = g_array_new(FALSE, FALSE, 1) };
+    NetClientState *tx = net_client_new(NULL, &sink_info, "test", "tx", 0);
+    NetClientState *rx = net_client_new(NULL, &sink_info, "test", "rx", 0);
+    tx->opaque = &a;
+    rx->opaque = &b;
+    net_link(tx, rx);
+
+    uint8_t frame[60] = { 0 };
+    unsigned sent = NET_QUEUE_LIMIT + 44, ok = 0;
+    for (unsigned i = 0; i < sent; i++) {
+        frame[0] = (uint8_t)i;
+        ok += net_send_buf(tx, frame, sizeof(frame));
+    }
+    g_assert_cmpuint(ok, ==, NET_QUEUE_LIMIT);
+    g_assert_cmpuint(rx->incoming.length, ==, NET_QUEUE_LIMIT);
+    g_assert_cmpuint(rx->rx_dropped, ==, 44);
+    g_assert_cmpuint(b.got->len, ==, 0);
+    g_assert_false(net_peer_can_take(tx));
+
+    /* Still no buffers: a flush keeps everything. */
+    net_client_flush(rx);
+    g_assert_cmpuint(rx->incoming.length, ==, NET_QUEUE_LIMIT);
+    g_assert_cmpuint(a.peer_ready, ==, 0);
+
+    b.accept = true;
+    net_client_flush(rx);
+    g_assert_cmpuint(b.got->len, ==, NET_QUEUE_LIMIT);
+    for (unsigned i = 0; i < NET_QUEUE_LIMIT; i++) {
+        g_assert_cmpuint(g_array_index(b.got, uint8_t, i), ==, (uint8_t)i);
+    }
+    g_assert_cmpuint(a.peer_ready, ==, 1);
+    g_assert_true(net_peer_can_take(tx));
+
+    /* Empty frames and frames over NET_MAX_FRAME never travel. */
+    g_assert_false(net_send_buf(tx, frame, 0));
+
+    /* A link down drops at the sender; freeing one end tells the other. */
+    net_client_set_link(tx, false);
+    g_assert_false(net_send_buf(tx, frame, sizeof(frame)));
+    net_client_set_link(tx, true);
+    g_assert_true(net_send_buf(tx, frame, sizeof(frame)));
+    unsigned changes = b.link_changes;
+    net_client_free(tx);
+    g_assert_null(rx->peer);
+    g_assert_cmpuint(b.link_changes, ==, changes + 1);
+    net_client_free(rx);
+    g_array_free(a.got, TRUE);
+    g_array_free(b.got, TRUE);
+}
+
+static void test_parse_mac(void)
+{
+    uint8_t mac[6];
+
+    g_assert_true(net_parse_mac("52:54:00:ab:CD:ef", mac));
+    g_assert_cmpuint(mac[4], ==, 0xcd);
+    g_assert_false(net_parse_mac("52:54:00:ab:cd", mac));
+    g_assert_false(net_parse_mac("52:54:00:ab:cd:ef:", mac));
+    g_assert_false(net_parse_mac("52-54-00-ab-cd-ef", mac));
+    g_assert_false(net_parse_mac("5:254:00:ab:cd:ef", mac));
+    g_assert_false(net_parse_mac("52:54:00:ab:cd:eg", mac));
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/net/queue-bounded-and-ordered", test_queue_bounded_and_ordered);
+    g_test_add_func("/net/parse-mac", test_parse_mac);
+    return g_test_run();
+}
