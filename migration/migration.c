@@ -221,6 +221,10 @@ static void stop_vm_main(MigrationState *s, void *arg)
         machine_vm_stop(m, RUN_STATE_FINISH_MIGRATE);
         result = MIG_STOP_DONE;
 #if MIG_HAVE_VMSTATE
+        /* Requests still in flight would write guest RAM after the device state is
+         * taken; completing them now also marks what they wrote dirty for the final
+         * RAM round, which runs after this. */
+        vmstate_drain_all(m);
         /* The contract: main thread, vCPUs stopped, VM lock not held. */
         Error *err = NULL;
         device = g_byte_array_new();
