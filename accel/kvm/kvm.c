@@ -171,7 +171,9 @@ static bool kvm_create_irqchip(KvmState *s, Error **errp)
     if (s->m->cfg->no_pit) {
         return true; /* -machine pit=off */
     }
-    struct kvm_pit_config pit = { .flags = 0 };
+    /* The dummy speaker gives port 0x61 (PIT channel 2 gate and output) in the kernel:
+     * guests calibrate the TSC against it. */
+    struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
     if (ioctl(s->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
         error_setg_errno(errp, errno, "KVM: cannot create the in-kernel PIT");
         return false;
