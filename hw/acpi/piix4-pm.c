@@ -11,8 +11,9 @@
  * an enabled status bit is set.
  *
  * S3 (docs/acpi.md): SLP_TYP 1 + SLP_EN asks the machine to suspend.  While it sleeps an
- * RTC alarm wakes it if PM1_EN.RTC_EN is set (the machine's wake-up mask follows that
- * bit), as do QMP system_wakeup and the power button.  The wake-up resets this block
+ * RTC alarm wakes it if PM1_EN.RTC_EN is set, a PM timer carry if PM1_EN.TMR_EN is set
+ * (the machine's wake-up mask follows those bits), as do QMP system_wakeup and the power
+ * button.  The wake-up resets this block
  * like every device, then sets WAK_STS and the status of what woke the guest.
  *
  * The timer-carry status (TMR_STS, set each time bit 23 of the counter flips) is kept
@@ -113,6 +114,8 @@ static void tmr_expired(void *opaque)
     AcpiPmState *s = opaque;
     tmr_account(s);
     update_sci(s);
+    /* An enabled carry ends an S3 sleep too (as QEMU's PM timer wake-up). */
+    machine_request_wakeup(s->m, WAKEUP_REASON_PMTIMER);
 }
 
 /* ---- PM1 block ---- */
@@ -176,11 +179,13 @@ static void pm_sleep(AcpiPmState *s, unsigned slp_typ)
                     slp_typ, ACPI_SLP_TYP_S3, ACPI_SLP_TYP_S5);
 }
 
-/* The RTC alarm may end an S3 sleep exactly while the guest enables it. */
+/* The RTC alarm and the timer carry may end an S3 sleep exactly while the guest enables
+ * their events. */
 static void pm_set_en(AcpiPmState *s, uint16_t en)
 {
     s->pm1_en = en & PM1_EN_MASK;
     machine_set_wakeup_enabled(s->m, WAKEUP_REASON_RTC, s->pm1_en & PM1_RTC);
+    machine_set_wakeup_enabled(s->m, WAKEUP_REASON_PMTIMER, s->pm1_en & PM1_TMR);
 }
 
 static void pm_write(void *opaque, uint64_t offset, unsigned size, uint64_t value)

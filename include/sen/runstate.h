@@ -38,11 +38,12 @@ typedef enum ShutdownCause {
 } ShutdownCause;
 
 /* What ends an ACPI S3 sleep (QEMU's WakeupReason).  Each is a bit in the machine's
- * wake-up mask: the PM block enables RTC wake-ups with PM1_EN.RTC_EN. */
+ * wake-up mask: the PM block enables RTC and PM timer wake-ups with PM1_EN.RTC_EN and
+ * PM1_EN.TMR_EN. */
 typedef enum WakeupReason {
     WAKEUP_REASON_NONE,
     WAKEUP_REASON_RTC,       /* RTC alarm */
-    WAKEUP_REASON_PMTIMER,   /* reserved: the PM timer does not wake Sen yet */
+    WAKEUP_REASON_PMTIMER,   /* PM timer carry (TMR_STS with PM1_EN.TMR_EN) */
     WAKEUP_REASON_OTHER,     /* QMP system_wakeup, the power button */
     WAKEUP_REASON__MAX,
 } WakeupReason;

@@ -275,6 +275,26 @@ static void test_s3_alarm_masked(void)
     qtest_quit(s);
 }
 
+/* A PM timer carry with PM1_EN.TMR_EN ends the sleep too; the guest sees TMR_STS. */
+static void test_s3_pm_timer_wakeup(void)
+{
+    if (!qtest_have_sen()) {
+        return;
+    }
+    QTestState *s = start();
+    qtest_outb(s, SMI_CMD, 0xf1);
+    qtest_outw(s, PM1_STS, 0xffff);
+    qtest_outw(s, PM1_EN, TMR_STS);
+    qtest_outw(s, PM1_STS, 0xffff);
+    qtest_outw(s, PM1_CNT, (1 << 10) | SLP_EN | SCI_EN);
+    g_assert_true(wait_cmos(s, 0x0f, 0xfe));
+    g_assert_cmphex(qtest_inw(s, PM1_STS) & WAK_STS, ==, 0);
+    qtest_clock_step(s, 2400000000LL);        /* the next carry, within 2^23 ticks */
+    g_assert_true(wait_pm1_sts(s, WAK_STS | TMR_STS));
+    g_assert_cmphex(qtest_inw(s, PM1_EN), ==, 0);
+    qtest_quit(s);
+}
+
 /* -machine acpi=off (and -no-acpi): no PM block at all, as QEMU's pc without ACPI. */
 static void test_acpi_off(void)
 {
@@ -301,6 +321,7 @@ int main(int argc, char **argv)
     g_test_add_func("/acpi-pm/s5-powers-off", test_s5_powers_off);
     g_test_add_func("/acpi-pm/s3-rtc-wakeup", test_s3_rtc_wakeup);
     g_test_add_func("/acpi-pm/s3-alarm-masked", test_s3_alarm_masked);
+    g_test_add_func("/acpi-pm/s3-pm-timer-wakeup", test_s3_pm_timer_wakeup);
     g_test_add_func("/acpi-pm/acpi-off", test_acpi_off);
     return g_test_run();
 }
