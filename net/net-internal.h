@@ -6,6 +6,7 @@
 
 extern const NetBackend net_user_backend;
 extern const NetBackend net_hubport_backend;
+extern const NetBackend net_socket_backend;
 
 /* Queue 0 of netdev id (or of the first netdev of type when id is NULL) if it has that
  * type, else NULL. */

@@ -29,6 +29,7 @@ struct NetState {
 static const NetBackend *const net_backends[] = {
     &net_user_backend,
     &net_hubport_backend,
+    &net_socket_backend,
     NULL,
 };
 

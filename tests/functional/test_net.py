@@ -84,6 +84,9 @@ BAD = [
     (["-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0",
       "-device", "virtio-net-pci,netdev=n0"], "netdev=n0: already in use"),
     (["-nic", "user,model=e1000"], "unsupported NIC model 'e1000'"),
+    (["-netdev", "socket,id=n0"], "exactly one of listen=, connect= or mcast="),
+    (["-netdev", "socket,id=n0,connect=127.0.0.1:1"], "cannot connect to 127.0.0.1:1"),
+    (["-netdev", "socket,id=n0,mcast=10.0.0.1:5000"], "not a multicast address"),
     (["-device", "virtio-net-pci,mac=01:00:00:00:00:01"], "multicast address"),
 ]
 
