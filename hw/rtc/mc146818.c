@@ -390,11 +390,14 @@ static void rtc_rearm_update(RtcState *s)
 {
     int64_t next = -1, now_ns;
 
-    if (rtc_running(s) && !s->irq_level && rtc_guest_ns_checked(s, &now_ns)) {
-        if (s->cmos[RTC_REG_B] & REG_B_UIE) {
+    if (rtc_running(s) && rtc_guest_ns_checked(s, &now_ns)) {
+        if ((s->cmos[RTC_REG_B] & REG_B_UIE) && !s->irq_level) {
             next = s->checked_sec + 1;
         }
-        if (s->cmos[RTC_REG_B] & REG_B_AIE) {
+        /* The alarm also while the line is high, until its flag is up: it must still
+         * end an ACPI S3 sleep (rtc_update_cb).  Once per alarm at most. */
+        if ((s->cmos[RTC_REG_B] & REG_B_AIE) &&
+            (!s->irq_level || !(s->cmos[RTC_REG_C] & REG_C_AF))) {
             int64_t alarm = rtc_next_alarm(s, s->checked_sec);
             if (alarm >= 0 && (next < 0 || alarm < next)) {
                 next = alarm;

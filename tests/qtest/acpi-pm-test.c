@@ -275,6 +275,36 @@ static void test_s3_alarm_masked(void)
     qtest_quit(s);
 }
 
+/* An alarm wakes the guest even when IRQ 8 is already high from an update interrupt the
+ * guest never acknowledged. */
+static void test_s3_alarm_with_irq_pending(void)
+{
+    if (!qtest_have_sen()) {
+        return;
+    }
+    QTestState *s = start();
+    qtest_outb(s, SMI_CMD, 0xf1);
+    qtest_outw(s, PM1_STS, 0xffff);
+    qtest_outw(s, PM1_EN, RTC_STS);
+    cmos_read(s, 0x0c);
+    /* Seconds alarm 3 s from now (BCD), any minute and hour; update interrupts on. */
+    uint8_t sec = cmos_read(s, 0x00);
+    unsigned bin = (unsigned)(sec >> 4) * 10 + (sec & 0xf);
+    unsigned at = (bin + 3) % 60;
+    cmos_write(s, 0x01, (uint8_t)(((at / 10) << 4) | (at % 10)));
+    cmos_write(s, 0x03, 0xc0);
+    cmos_write(s, 0x05, 0xc0);
+    cmos_write(s, 0x0b, cmos_read(s, 0x0b) | 0x30);
+    qtest_clock_step(s, 1000000000LL);
+    g_assert_true(qtest_get_irq(s, 8));       /* UF pending, not acknowledged */
+    qtest_outw(s, PM1_CNT, (1 << 10) | SLP_EN | SCI_EN);
+    g_assert_true(wait_cmos(s, 0x0f, 0xfe));
+    g_assert_cmphex(qtest_inw(s, PM1_STS) & WAK_STS, ==, 0);
+    qtest_clock_step(s, 3000000000LL);
+    g_assert_true(wait_pm1_sts(s, WAK_STS | RTC_STS));
+    qtest_quit(s);
+}
+
 /* A PM timer carry with PM1_EN.TMR_EN ends the sleep too; the guest sees TMR_STS. */
 static void test_s3_pm_timer_wakeup(void)
 {
@@ -322,6 +352,7 @@ int main(int argc, char **argv)
     g_test_add_func("/acpi-pm/s3-rtc-wakeup", test_s3_rtc_wakeup);
     g_test_add_func("/acpi-pm/s3-alarm-masked", test_s3_alarm_masked);
     g_test_add_func("/acpi-pm/s3-pm-timer-wakeup", test_s3_pm_timer_wakeup);
+    g_test_add_func("/acpi-pm/s3-alarm-with-irq-pending", test_s3_alarm_with_irq_pending);
     g_test_add_func("/acpi-pm/acpi-off", test_acpi_off);
     return g_test_run();
 }
