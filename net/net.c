@@ -30,6 +30,7 @@ static const NetBackend *const net_backends[] = {
     &net_user_backend,
     &net_hubport_backend,
     &net_socket_backend,
+    &net_tap_backend,
     NULL,
 };
 

@@ -1,0 +1,292 @@
+/*
+ * -netdev tap: a Linux TAP interface (ifname=, or an inherited fd=), as QEMU's.
+ *
+ * With IFF_VNET_HDR the 12-byte virtio-net header travels with every frame, so the NIC
+ * can offer checksum/TSO offload (TUNSETOFFLOAD follows what the guest accepted).
+ * script=/downscript= run a program with the interface name after creation / before
+ * close (QEMU's defaults /etc/qemu-ifup, /etc/qemu-ifdown; "no" for none).
+ * Reads stop while the NIC cannot take frames (no rx buffers) and resume on peer_ready,
+ * so the kernel queue, not Sen, holds the backlog; writes never block (a full tap queue
+ * drops the frame).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+#include <glib-unix.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <linux/if_tun.h>
+#include "net/net-internal.h"
+
+#define TAP_READ_BURST 64
+
+typedef struct NetTap {
+    NetClientState *nc;
+    Machine *m;
+    int fd;
+    guint src;
+    bool vnet_hdr;
+    char ifname[IFNAMSIZ];
+    char *downscript;
+    uint64_t tx_dropped;
+} NetTap;
+
+static gboolean tap_readable(gint fd, GIOCondition cond, gpointer opaque);
+
+static void tap_read_poll(NetTap *s, bool on)
+{
+    if (on && !s->src) {
+        s->src = g_unix_fd_add(s->fd, G_IO_IN, tap_readable, s);
+    } else if (!on && s->src) {
+        g_source_remove(s->src);
+        s->src = 0;
+    }
+}
+
+static gboolean tap_readable(gint fd, GIOCondition cond, gpointer opaque)
+{
+    NetTap *s = opaque;
+    uint8_t buf[NET_VNET_HDR_LEN + NET_MAX_FRAME];
+
+    machine_lock(s->m);
+    for (unsigned i = 0; i < TAP_READ_BURST; i++) {
+        if (!net_peer_can_take(s->nc)) {
+            /* The NIC is full: leave the rest in the kernel until it has room. */
+            s->src = 0;
+            machine_unlock(s->m);
+            return G_SOURCE_REMOVE;
+        }
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n <= 0) {
+            break;
+        }
+        net_send_buf(s->nc, buf, (size_t)n);
+    }
+    machine_unlock(s->m);
+    return G_SOURCE_CONTINUE;
+}
+
+static void tap_peer_ready(NetClientState *nc)
+{
+    tap_read_poll(nc->opaque, true);
+}
+
+static ssize_t tap_receive(NetClientState *nc, const struct iovec *iov, int iovcnt)
+{
+    NetTap *s = nc->opaque;
+    struct iovec v[1 + 64];
+    NetVnetHdr hdr = { 0 };
+    size_t len = 0;
+    int n = 0;
+
+    for (int i = 0; i < iovcnt; i++) {
+        len += iov[i].iov_len;
+    }
+    /* The tap wants a header but the frame came without one (not from a NIC). */
+    if (s->vnet_hdr && !nc->vnet_hdr) {
+        v[n].iov_base = &hdr;
+        v[n++].iov_len = NET_VNET_HDR_LEN;
+    }
+    if (iovcnt > 64) {
+        s->tx_dropped++;
+        return (ssize_t)len;
+    }
+    memcpy(&v[n], iov, sizeof(*iov) * iovcnt);
+    n += iovcnt;
+    if (writev(s->fd, v, n) < 0) {
+        s->tx_dropped++; /* EAGAIN: the interface queue is full; drop, never block */
+    }
+    return (ssize_t)len;
+}
+
+static bool tap_has_vnet_hdr(NetClientState *nc)
+{
+    return ((NetTap *)nc->opaque)->vnet_hdr;
+}
+
+static void tap_set_offload(NetClientState *nc, unsigned tun_flags)
+{
+    NetTap *s = nc->opaque;
+    ioctl(s->fd, TUNSETOFFLOAD, (unsigned long)tun_flags); /* old kernels: no offload */
+}
+
+static bool run_script(const char *script, const char *ifname, Error **errp)
+{
+    char *argv[] = { (char *)script, (char *)ifname, NULL };
+    gint status;
+    GError *gerr = NULL;
+
+    if (!g_spawn_sync(NULL, argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL, NULL, NULL,
+                      &status, &gerr)) {
+        error_setg(errp, "could not launch network script %s: %s", script, gerr->message);
+        g_error_free(gerr);
+        return false;
+    }
+    if (!g_spawn_check_wait_status(status, NULL)) {
+        error_setg(errp, "network script %s failed with status %d", script, status);
+        return false;
+    }
+    return true;
+}
+
+static void tap_cleanup(NetClientState *nc)
+{
+    NetTap *s = nc->opaque;
+
+    tap_read_poll(s, false);
+    if (s->downscript) {
+        Error *err = NULL;
+        if (!run_script(s->downscript, s->ifname, &err)) {
+            error_report_err(err);
+        }
+    }
+    if (s->fd >= 0) {
+        close(s->fd);
+    }
+    g_free(s->downscript);
+    g_free(s);
+}
+
+static const NetClientInfo tap_info = {
+    .type = "tap",
+    .receive = tap_receive,
+    .peer_ready = tap_peer_ready,
+    .has_vnet_hdr = tap_has_vnet_hdr,
+    .set_offload = tap_set_offload,
+    .cleanup = tap_cleanup,
+};
+
+/* Opens /dev/net/tun as a TAP named ifname (empty: the kernel names it). */
+int net_tap_open(const char *ifname, bool want_vnet_hdr, bool *vnet_hdr, char *name_out,
+                 const char *what, Error **errp)
+{
+    struct ifreq ifr = { 0 };
+    unsigned features = 0;
+    int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+
+    if (fd < 0) {
+        error_setg_errno(errp, errno, "%s: could not open /dev/net/tun", what);
+        return -1;
+    }
+    ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+    *vnet_hdr = false;
+    if (want_vnet_hdr && ioctl(fd, TUNGETFEATURES, &features) == 0 &&
+        (features & IFF_VNET_HDR)) {
+        ifr.ifr_flags |= IFF_VNET_HDR;
+        *vnet_hdr = true;
+    }
+    g_strlcpy(ifr.ifr_name, ifname ? ifname : "", IFNAMSIZ);
+    if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+        error_setg_errno(errp, errno, "%s: could not configure /dev/net/tun (%s)", what,
+                         ifname ? ifname : "any name");
+        close(fd);
+        return -1;
+    }
+    if (*vnet_hdr) {
+        int sz = NET_VNET_HDR_LEN;
+        if (ioctl(fd, TUNSETVNETHDRSZ, &sz) < 0) {
+            error_setg_errno(errp, errno, "%s: TUNSETVNETHDRSZ", what);
+            close(fd);
+            return -1;
+        }
+    }
+    g_strlcpy(name_out, ifr.ifr_name, IFNAMSIZ);
+    g_unix_set_fd_nonblocking(fd, TRUE, NULL);
+    return fd;
+}
+
+bool net_tap_attach(Machine *m, const char *id, int fd, bool vnet_hdr, const char *ifname,
+                    const char *downscript, GPtrArray *queues)
+{
+    NetTap *s = g_new0(NetTap, 1);
+
+    s->m = m;
+    s->fd = fd;
+    s->vnet_hdr = vnet_hdr;
+    g_strlcpy(s->ifname, ifname, sizeof(s->ifname));
+    s->downscript = g_strdup(downscript);
+    s->nc = net_client_new(m, &tap_info, "tap", id, 0);
+    s->nc->opaque = s;
+    net_client_set_info_str(s->nc, "ifname=%s,script=%s,downscript=%s", s->ifname,
+                            "no", downscript ? downscript : "no");
+    g_ptr_array_add(queues, s->nc);
+    tap_read_poll(s, true);
+    return true;
+}
+
+static bool tap_init(Machine *m, const char *id, Keyval *opts, const char *what,
+                     GPtrArray *queues, Error **errp)
+{
+    const char *ifname = keyval_get(opts, "ifname");
+    const char *fd_s = keyval_get(opts, "fd");
+    const char *script = keyval_get(opts, "script");
+    const char *downscript = keyval_get(opts, "downscript");
+    bool vhost, want_hdr;
+    char name[IFNAMSIZ] = "";
+    int fd;
+
+    if (!keyval_get_bool(opts, what, "vhost", false, &vhost, errp) ||
+        !keyval_get_bool(opts, what, "vnet_hdr", true, &want_hdr, errp) ||
+        !keyval_check_all_used(opts, what, errp)) {
+        return false;
+    }
+    if (vhost) {
+        error_setg(errp, "%s: vhost=on is not supported by Sen (use vhost=off)", what);
+        return false;
+    }
+    if (ifname && strlen(ifname) >= IFNAMSIZ) {
+        error_setg(errp, "%s: ifname=%s: longer than %d characters", what, ifname,
+                   IFNAMSIZ - 1);
+        return false;
+    }
+    script = script ? script : "/etc/qemu-ifup";
+    downscript = downscript ? downscript : "/etc/qemu-ifdown";
+    if (fd_s) {
+        uint64_t v;
+        Error *local = NULL;
+        if (ifname || keyval_has(opts, "script")) {
+            error_setg(errp, "%s: fd= goes without ifname= and script=", what);
+            return false;
+        }
+        if (!parse_uint(fd_s, &v, &local) || v > G_MAXINT || fcntl((int)v, F_GETFD) < 0) {
+            error_free(local);
+            error_setg(errp, "%s: fd=%s: not an open file descriptor", what, fd_s);
+            return false;
+        }
+        struct ifreq ifr = { 0 };
+        fd = (int)v;
+        want_hdr = false;
+        if (ioctl(fd, TUNGETIFF, &ifr) == 0) {
+            g_strlcpy(name, ifr.ifr_name, sizeof(name));
+            if (ifr.ifr_flags & IFF_VNET_HDR) {
+                int sz = NET_VNET_HDR_LEN;
+                want_hdr = ioctl(fd, TUNSETVNETHDRSZ, &sz) == 0;
+            }
+        }
+        g_unix_set_fd_nonblocking(fd, TRUE, NULL);
+        return net_tap_attach(m, id, fd, want_hdr, name, NULL, queues);
+    }
+    bool hdr;
+    fd = net_tap_open(ifname, want_hdr, &hdr, name, what, errp);
+    if (fd < 0) {
+        return false;
+    }
+    if (strcmp(script, "no") != 0 && *script) {
+        Error *err = NULL;
+        if (!run_script(script, name, &err)) {
+            error_propagate(errp, err);
+            error_prepend(errp, "%s: ", what);
+            close(fd);
+            return false;
+        }
+    }
+    return net_tap_attach(m, id, fd, hdr, name,
+                          strcmp(downscript, "no") != 0 && *downscript ? downscript : NULL,
+                          queues);
+}
+
+const NetBackend net_tap_backend = {
+    .type = "tap",
+    .init = tap_init,
+};
