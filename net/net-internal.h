@@ -8,6 +8,7 @@ extern const NetBackend net_user_backend;
 extern const NetBackend net_hubport_backend;
 extern const NetBackend net_socket_backend;
 extern const NetBackend net_tap_backend;
+extern const NetBackend net_bridge_backend;
 
 /* net/tap.c: opens a TAP (name_out gets its name, IFNAMSIZ bytes); -1 on error. */
 int net_tap_open(const char *ifname, bool want_vnet_hdr, bool *vnet_hdr, char *name_out,

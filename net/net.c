@@ -31,6 +31,7 @@ static const NetBackend *const net_backends[] = {
     &net_hubport_backend,
     &net_socket_backend,
     &net_tap_backend,
+    &net_bridge_backend,
     NULL,
 };
 

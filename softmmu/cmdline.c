@@ -385,7 +385,7 @@ static const CmdlineOption cmdline_options[] = {
     { "device", "DRIVER[,PROP=VALUE...]", opt_device,
       "add a device ('-device help' lists them, '-device DRIVER,help' its properties)" },
     { "netdev", "TYPE,id=ID[,...]", cmdline_opt_netdev,
-      "network backend: user (NAT), tap, socket or hubport (docs/networking.md)" },
+      "network backend: user (NAT), tap, bridge, socket or hubport (docs/networking.md)" },
     { "nic", "TYPE|none[,model=virtio-net-pci,mac=ADDR,...]", cmdline_opt_nic,
       "a NIC on a new backend of TYPE; 'none': no default NIC" },
     { "name", "[guest=]NAME", opt_name, "name of the guest" },

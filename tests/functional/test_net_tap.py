@@ -1,4 +1,4 @@
-"""-netdev tap: a Sen VM inside a network namespace the test makes reaches a host-side
+"""-netdev tap and bridge: a Sen VM inside a network namespace the test makes reaches a host-side
 address on its TAP (the guest ARPs it; the namespace's kernel answers), and nothing of it
 is visible outside that namespace.  Needs root and /dev/net/tun (skipped otherwise)."""
 import os
@@ -75,3 +75,55 @@ def test_tap_errors(netns):
     assert p.stderr.startswith("sen: -netdev tap,id=n0,ifname=sentap9,script=no: could not ")
     assert ("open /dev/net/tun: Permission denied" in p.stderr or
             "configure /dev/net/tun (sentap9): Operation not permitted" in p.stderr), p.stderr
+
+
+PEER = os.path.join(BUILD, "tests", "guest", "net-peer.elf")
+
+
+def sen_in(netns, image, append, netdev, mac, env):
+    return subprocess.Popen(
+        ["ip", "netns", "exec", netns, SEN, "-M", "pc", "-m", "64M", "-kernel", image,
+         "-append", append, "-device", "isa-debug-exit", "-display", "none", "-nodefaults",
+         "-serial", "stdio", "-no-reboot", "-netdev", netdev,
+         "-device", f"virtio-net-pci,netdev=n0,mac={mac}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+
+
+def test_bridge_two_vms_and_host(netns, tmp_path):
+    br = "br-sen"
+    sh("ip", "netns", "exec", netns, "ip", "link", "add", br, "type", "bridge")
+    sh("ip", "netns", "exec", netns, "ip", "addr", "add", "10.198.0.1/24", "dev", br)
+    sh("ip", "netns", "exec", netns, "ip", "link", "set", br, "up")
+    acl = tmp_path / "bridge.conf"
+    acl.write_text(f"allow {br}\n")
+    env = dict(os.environ, SEN_BRIDGE_CONF=str(acl))
+    netdev = f"bridge,id=n0,br={br}"
+    vms = [sen_in(netns, PEER, "token=1", netdev, "52:54:00:00:01:0a", env),
+           sen_in(netns, PEER, "token=2", netdev, "52:54:00:00:01:0b", env),
+           sen_in(netns, IMAGE, "host_ip=0x0ac60001 guest_ip=0x0ac60002", netdev,
+                  "52:54:00:00:01:0c", env)]
+    outs = []
+    for p in vms:
+        try:
+            out, _ = p.communicate(timeout=90)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, _ = p.communicate()
+        outs.append((p.returncode, out))
+    for rc, out in outs:
+        assert rc == 33, out
+    assert "heard the peer 52:54:00:00:01:0b" in outs[0][1]
+    assert "heard the peer 52:54:00:00:01:0a" in outs[1][1]
+    assert "ok: ARP reply from the host address" in outs[2][1]
+    assert br not in sh("ip", "link", "show").stdout
+    assert "10.198.0.1" not in sh("ip", "addr", "show").stdout
+
+    # A missing bridge, and a bridge the ACL does not allow.
+    p = subprocess.run(["ip", "netns", "exec", netns, SEN, "-display", "none", "-nodefaults",
+                        "-netdev", "bridge,id=n0,br=nosuchbr"], capture_output=True, text=True,
+                       env=env)
+    assert p.returncode == 1 and "bridge 'nosuchbr' does not exist" in p.stderr
+    acl.write_text(f"allow all\ndeny {br}\n")
+    p = subprocess.run(["ip", "netns", "exec", netns, SEN, "-display", "none", "-nodefaults",
+                        "-netdev", netdev], capture_output=True, text=True, env=env)
+    assert p.returncode == 1 and f"access denied by {acl}" in p.stderr
