@@ -10,6 +10,7 @@ import tempfile
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
+from qmp import QMPError  # noqa: E402
 from test_qmp import Sen  # noqa: E402  (the spinning-guest launcher)
 
 BUILD = os.environ.get("SEN_BUILD_DIR", "build")
@@ -99,3 +100,36 @@ def test_bad_input(args, text, tmp_path):
     assert p.returncode == 1, err
     assert text in err
     assert err.count("\n") == 1, err
+
+
+def test_qmp_link_rx_filter_netdev_del(tmpdir_short):
+    v = Sen(tmpdir_short, "-netdev", "user,id=n0", "-device",
+            "virtio-net-pci,netdev=n0,id=nic0,mac=52:54:00:00:00:42")
+    try:
+        c = v.client()
+        f = c.cmd("query-rx-filter")
+        assert len(f) == 1 and f[0]["name"] == "nic0"
+        assert f[0]["main-mac"] == "52:54:00:00:00:42"
+        assert f[0]["promiscuous"] is True  # reset state, until a driver says otherwise
+        assert f[0]["multicast"] == "normal" and f[0]["broadcast-allowed"] is True
+        # cmd() has a parameter called name: these go through execute().
+        assert c.execute("query-rx-filter", {"name": "nic0"})["return"] == f
+        r = c.execute("query-rx-filter", {"name": "nope"})
+        assert r["error"]["class"] == "DeviceNotFound"
+
+        assert c.execute("set_link", {"name": "nic0", "up": False}) == {"return": {}}
+        assert "nic0: index=0,type=nic" in hmp(c, "info network")
+        assert "(link down)" in hmp(c, "info network")
+        assert c.execute("set_link", {"name": "nic0", "up": True}) == {"return": {}}
+        assert "(link down)" not in hmp(c, "info network")
+        r = c.execute("set_link", {"name": "nope", "up": True})
+        assert r["error"]["class"] == "DeviceNotFound"
+
+        c.cmd("netdev_del", id="n0")
+        info = hmp(c, "info network")
+        assert "n0" not in info and "nic0" in info
+        with pytest.raises(QMPError) as e:
+            c.cmd("netdev_del", id="n0")
+        assert e.value.cls == "DeviceNotFound"
+    finally:
+        v.kill()

@@ -1,0 +1,82 @@
+/*
+ * Networking QMP commands (qapi/net.json) over net/ (include/sen/net.h).  They run on
+ * the main loop with the VM lock held, like every monitor command.
+ */
+#include <string.h>
+#include "sen/net.h"
+#include "monitor/qapi-generated.h"
+
+bool qmp_set_link(QmpCtx *ctx, const char *name, bool up, Error **errp)
+{
+    g_autoptr(GPtrArray) ncs = net_clients_named(ctx->m, name);
+
+    if (!ncs->len) {
+        qmp_error_setg(ctx, errp, QMP_ERROR_DEVICE_NOT_FOUND, "Device '%s' not found", name);
+        return false;
+    }
+    for (guint i = 0; i < ncs->len; i++) {
+        net_client_set_link(g_ptr_array_index(ncs, i), up);
+    }
+    return true;
+}
+
+bool qmp_netdev_del(QmpCtx *ctx, const char *id, Error **errp)
+{
+    if (!net_netdev_find(ctx->m, id)) {
+        qmp_error_setg(ctx, errp, QMP_ERROR_DEVICE_NOT_FOUND, "Device '%s' not found", id);
+        return false;
+    }
+    return net_netdev_del(ctx->m, id, errp);
+}
+
+static json_t *mac_string(const uint8_t *m)
+{
+    return json_sprintf("%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
+}
+
+static const char *rx_state(bool none, bool all)
+{
+    return none ? "none" : all ? "all" : "normal";
+}
+
+json_t *qmp_query_rx_filter(QmpCtx *ctx, bool has_name, const char *name, Error **errp)
+{
+    GPtrArray *nics = net_nics(ctx->m);
+    json_t *list = json_array();
+
+    for (guint i = 0; i < nics->len; i++) {
+        NetClientState *nc = g_ptr_array_index(nics, i);
+        NetRxFilter f = { 0 };
+        if ((has_name && strcmp(nc->name, name) != 0) || !nc->rx_filter_query) {
+            continue;
+        }
+        nc->rx_filter_query(nc, &f);
+        json_t *uni = json_array(), *multi = json_array(), *vlans = json_array();
+        for (unsigned k = 0; k < f.n_uni; k++) {
+            json_array_append_new(uni, mac_string(f.uni[k]));
+        }
+        for (unsigned k = 0; k < f.n_multi; k++) {
+            json_array_append_new(multi, mac_string(f.multi[k]));
+        }
+        for (guint k = 0; f.vlans && k < f.vlans->len; k++) {
+            json_array_append_new(vlans, json_integer(g_array_index(f.vlans, int, k)));
+        }
+        if (f.vlans) {
+            g_array_free(f.vlans, TRUE);
+        }
+        json_array_append_new(list, json_pack(
+            "{s:s,s:b,s:s,s:s,s:s,s:b,s:b,s:b,s:o,s:o,s:o,s:o}", "name", nc->name,
+            "promiscuous", f.promisc, "multicast", rx_state(f.nomulti, f.allmulti),
+            "unicast", rx_state(f.nouni, f.alluni),
+            "vlan", f.vlan_filtering ? "normal" : "all", "broadcast-allowed", !f.nobcast,
+            "multicast-overflow", f.multi_overflow, "unicast-overflow", f.uni_overflow,
+            "main-mac", mac_string(f.mac), "vlan-table", vlans, "unicast-table", uni,
+            "multicast-table", multi));
+    }
+    if (has_name && json_array_size(list) == 0) {
+        json_decref(list);
+        qmp_error_setg(ctx, errp, QMP_ERROR_DEVICE_NOT_FOUND, "Device '%s' not found", name);
+        return NULL;
+    }
+    return list;
+}
