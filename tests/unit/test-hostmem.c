@@ -12,50 +12,15 @@
 #include <glib.h>
 #include <glib/gstdio.h>
 #include "sen/config.h"
+#include "cmdline-test-util.h"
 #include "sen/hostmem.h"
 #include "sen/memory.h"
 
 #define MiB (UINT64_C(1) << 20)
 
-static MachineConfig *parse(const char *line, Error **errp)
-{
-    g_autofree char *full = g_strdup_printf("sen %s", line);
-    g_auto(GStrv) argv = NULL;
-    int argc;
-    bool exit_early = false;
-
-    g_assert_true(g_shell_parse_argv(full, &argc, &argv, NULL));
-    return cmdline_parse(argc, argv, &exit_early, errp);
-}
-
-static MachineConfig *parse_ok(const char *line)
-{
-    Error *err = NULL;
-    MachineConfig *cfg = parse(line, &err);
-    if (!cfg) {
-        g_error("'%s' failed: %s", line, error_get_pretty(err));
-    }
-    return cfg;
-}
-
-/* The line fails and the message contains want. */
-static void parse_fails(const char *line, const char *want)
-{
-    Error *err = NULL;
-    MachineConfig *cfg = parse(line, &err);
-    if (cfg) {
-        g_error("'%s' was accepted", line);
-    }
-    g_assert_nonnull(err);
-    if (!strstr(error_get_pretty(err), want)) {
-        g_error("'%s': error '%s' lacks '%s'", line, error_get_pretty(err), want);
-    }
-    error_free(err);
-}
-
 static void test_object_defaults(void)
 {
-    g_autoptr(MachineConfig) cfg = parse_ok(
+    g_autoptr(MachineConfig) cfg = ct_parse_ok(
         "-object memory-backend-ram,id=r,size=64M -object memory-backend-memfd,id=m,size=32M "
         "-object memory-backend-file,id=f,size=16M,mem-path=/tmp -machine memory-backend=m");
     const MemBackendConfig *r = machine_config_find_mem_backend(cfg, "r");
@@ -78,7 +43,7 @@ static void test_object_defaults(void)
 
 static void test_machine_defaults_reach_backends(void)
 {
-    g_autoptr(MachineConfig) cfg = parse_ok(
+    g_autoptr(MachineConfig) cfg = ct_parse_ok(
         "-machine mem-merge=off,dump-guest-core=on -object memory-backend-ram,id=a,size=8M "
         "-object memory-backend-ram,id=b,size=8M,merge=on,dump=off");
     const MemBackendConfig *a = machine_config_find_mem_backend(cfg, "a");
@@ -92,7 +57,7 @@ static void test_machine_defaults_reach_backends(void)
 
 static void test_legacy_options(void)
 {
-    g_autoptr(MachineConfig) cfg = parse_ok("-mem-path /tmp -m 16M -mem-prealloc");
+    g_autoptr(MachineConfig) cfg = ct_parse_ok("-mem-path /tmp -m 16M -mem-prealloc");
     const MemBackendConfig *b = machine_config_ram_backend(cfg);
     g_assert_nonnull(b);
     g_assert_cmpint(b->kind, ==, MEM_BACKEND_FILE);
@@ -101,7 +66,7 @@ static void test_legacy_options(void)
     g_assert_true(b->prealloc);
     g_assert_cmpuint(b->size, ==, 16 * MiB);
 
-    g_autoptr(MachineConfig) cfg2 = parse_ok("-mem-prealloc -m 8M");
+    g_autoptr(MachineConfig) cfg2 = ct_parse_ok("-mem-prealloc -m 8M");
     b = machine_config_ram_backend(cfg2);
     g_assert_cmpint(b->kind, ==, MEM_BACKEND_MEMFD);
     g_assert_true(b->prealloc);
@@ -120,7 +85,7 @@ static void test_host_nodes_syntax(void)
     g_assert_false(mem_parse_host_nodes("", &nodes, NULL));
 
     g_autoptr(MachineConfig) cfg =
-        parse_ok("-object memory-backend-ram,id=r,size=8M,host-nodes=0-1,policy=interleave");
+        ct_parse_ok("-object memory-backend-ram,id=r,size=8M,host-nodes=0-1,policy=interleave");
     const MemBackendConfig *r = machine_config_find_mem_backend(cfg, "r");
     g_assert_cmphex(r->host_nodes, ==, 3);
     g_assert_cmpint(r->policy, ==, MEM_POLICY_INTERLEAVE);
@@ -128,33 +93,33 @@ static void test_host_nodes_syntax(void)
 
 static void test_bad_options(void)
 {
-    parse_fails("-object memory-backend-ram,id=r", "size 0");
-    parse_fails("-object memory-backend-ram,id=r,size=0", "size 0");
-    parse_fails("-object memory-backend-ram,id=r,size=12345", "multiple of the 4 KiB");
-    parse_fails("-object memory-backend-ram,size=8M", "'id' is missing");
-    parse_fails("-object memory-backend-ram,id=9x,size=8M", "identifier");
-    parse_fails("-object memory-backend-ram,id=r,size=8M -object memory-backend-ram,id=r,"
+    ct_parse_fails("-object memory-backend-ram,id=r", "size 0");
+    ct_parse_fails("-object memory-backend-ram,id=r,size=0", "size 0");
+    ct_parse_fails("-object memory-backend-ram,id=r,size=12345", "multiple of the 4 KiB");
+    ct_parse_fails("-object memory-backend-ram,size=8M", "'id' is missing");
+    ct_parse_fails("-object memory-backend-ram,id=9x,size=8M", "identifier");
+    ct_parse_fails("-object memory-backend-ram,id=r,size=8M -object memory-backend-ram,id=r,"
                 "size=8M", "duplicate");
-    parse_fails("-object secret,id=s,data=x", "object type 'secret' is not supported");
-    parse_fails("-object memory-backend-ram,id=r,size=8M,hugetlb=on", "invalid parameter "
+    ct_parse_fails("-object secret,id=s,data=x", "object type 'secret' is not supported");
+    ct_parse_fails("-object memory-backend-ram,id=r,size=8M,hugetlb=on", "invalid parameter "
                 "'hugetlb'");
-    parse_fails("-object memory-backend-memfd,id=r,size=8M,hugetlbsize=2M", "needs hugetlb=on");
-    parse_fails("-object memory-backend-memfd,id=r,size=8M,hugetlb=on,hugetlbsize=3M",
+    ct_parse_fails("-object memory-backend-memfd,id=r,size=8M,hugetlbsize=2M", "needs hugetlb=on");
+    ct_parse_fails("-object memory-backend-memfd,id=r,size=8M,hugetlb=on,hugetlbsize=3M",
                 "power of two");
-    parse_fails("-object memory-backend-file,id=r,size=8M", "mem-path property not set");
-    parse_fails("-object memory-backend-ram,id=r,size=8M,host-nodes=0", "policy default");
-    parse_fails("-object memory-backend-ram,id=r,size=8M,policy=bind", "needs host-nodes");
-    parse_fails("-object memory-backend-ram,id=r,size=8M,policy=odd,host-nodes=0",
+    ct_parse_fails("-object memory-backend-file,id=r,size=8M", "mem-path property not set");
+    ct_parse_fails("-object memory-backend-ram,id=r,size=8M,host-nodes=0", "policy default");
+    ct_parse_fails("-object memory-backend-ram,id=r,size=8M,policy=bind", "needs host-nodes");
+    ct_parse_fails("-object memory-backend-ram,id=r,size=8M,policy=odd,host-nodes=0",
                 "policy=odd");
-    parse_fails("-object memory-backend-ram,id=r,size=8M,prealloc=on,reserve=off",
+    ct_parse_fails("-object memory-backend-ram,id=r,size=8M,prealloc=on,reserve=off",
                 "incompatible");
-    parse_fails("-object memory-backend-ram,id=r,size=8M,share=maybe", "share=maybe");
-    parse_fails("-machine memory-backend=nope", "Memory backend 'nope' not found");
-    parse_fails("-object memory-backend-ram,id=r,size=8M -machine memory-backend=r -m 16M",
+    ct_parse_fails("-object memory-backend-ram,id=r,size=8M,share=maybe", "share=maybe");
+    ct_parse_fails("-machine memory-backend=nope", "Memory backend 'nope' not found");
+    ct_parse_fails("-object memory-backend-ram,id=r,size=8M -machine memory-backend=r -m 16M",
                 "does not match");
-    parse_fails("-object memory-backend-ram,id=r,size=8M -machine memory-backend=r "
+    ct_parse_fails("-object memory-backend-ram,id=r,size=8M -machine memory-backend=r "
                 "-mem-path /tmp", "cannot be combined");
-    parse_fails("-machine mem-merge=perhaps", "mem-merge=perhaps");
+    ct_parse_fails("-machine mem-merge=perhaps", "mem-merge=perhaps");
 }
 
 /* The VmFlags line of the smaps entry that starts at p, or NULL. */

@@ -7,44 +7,12 @@
 #include <glib.h>
 #include "hw/acpi/acpi-build.h"
 #include "sen/config.h"
+#include "cmdline-test-util.h"
 #include "sen/hostmem.h"
 #include "sen/memory.h"
 
 #define GiB (UINT64_C(1) << 30)
 #define MiB (UINT64_C(1) << 20)
-
-static MachineConfig *parse(const char *line, Error **errp)
-{
-    g_autofree char *full = g_strdup_printf("sen %s", line);
-    g_auto(GStrv) argv = NULL;
-    int argc;
-    bool exit_early = false;
-    g_assert_true(g_shell_parse_argv(full, &argc, &argv, NULL));
-    return cmdline_parse(argc, argv, &exit_early, errp);
-}
-
-static MachineConfig *parse_ok(const char *line)
-{
-    Error *err = NULL;
-    MachineConfig *cfg = parse(line, &err);
-    if (!cfg) {
-        g_error("'%s' failed: %s", line, error_get_pretty(err));
-    }
-    return cfg;
-}
-
-static void parse_fails(const char *line, const char *want)
-{
-    Error *err = NULL;
-    MachineConfig *cfg = parse(line, &err);
-    if (cfg) {
-        g_error("'%s' was accepted", line);
-    }
-    if (!strstr(error_get_pretty(err), want)) {
-        g_error("'%s': error '%s' lacks '%s'", line, error_get_pretty(err), want);
-    }
-    error_free(err);
-}
 
 static const NumaNodeConfig *node(const MachineConfig *cfg, unsigned i)
 {
@@ -54,7 +22,7 @@ static const NumaNodeConfig *node(const MachineConfig *cfg, unsigned i)
 
 static void test_memdev_nodes(void)
 {
-    g_autoptr(MachineConfig) cfg = parse_ok(
+    g_autoptr(MachineConfig) cfg = ct_parse_ok(
         "-smp 4 -object memory-backend-ram,id=m0,size=2G "
         "-object memory-backend-memfd,id=m1,size=3G "
         "-numa node,nodeid=1,cpus=2-3,memdev=m1 -numa node,nodeid=0,cpus=0,cpus=1,memdev=m0 "
@@ -73,7 +41,7 @@ static void test_memdev_nodes(void)
 
 static void test_auto_split_and_default_cpus(void)
 {
-    g_autoptr(MachineConfig) cfg = parse_ok("-smp 3 -m 1000M -numa node -numa node,cpus=1");
+    g_autoptr(MachineConfig) cfg = ct_parse_ok("-smp 3 -m 1000M -numa node -numa node,cpus=1");
     /* QEMU's split: equal 8 MiB-aligned shares, the rest on the last node. */
     g_assert_cmpuint(node(cfg, 0)->size, ==, 496 * MiB);
     g_assert_cmpuint(node(cfg, 1)->size, ==, 504 * MiB);
@@ -84,32 +52,32 @@ static void test_auto_split_and_default_cpus(void)
 
 static void test_bad_numa(void)
 {
-    parse_fails("-numa node,nodeid=1", "Node ID missing: 0");
-    parse_fails("-numa node -numa node,nodeid=0", "Duplicate NUMA nodeid: 0");
-    parse_fails("-numa node,nodeid=128", "Max number of NUMA nodes reached");
-    parse_fails("-numa node,mem=1G", "use memdev");
-    parse_fails("-numa node,memdev=nope", "memory backend 'nope' not found");
-    parse_fails("-object memory-backend-ram,id=a,size=1G -numa node,memdev=a -numa node",
+    ct_parse_fails("-numa node,nodeid=1", "Node ID missing: 0");
+    ct_parse_fails("-numa node -numa node,nodeid=0", "Duplicate NUMA nodeid: 0");
+    ct_parse_fails("-numa node,nodeid=128", "Max number of NUMA nodes reached");
+    ct_parse_fails("-numa node,mem=1G", "use memdev");
+    ct_parse_fails("-numa node,memdev=nope", "memory backend 'nope' not found");
+    ct_parse_fails("-object memory-backend-ram,id=a,size=1G -numa node,memdev=a -numa node",
                 "either all or no nodes");
-    parse_fails("-object memory-backend-ram,id=a,size=1G -numa node,memdev=a "
+    ct_parse_fails("-object memory-backend-ram,id=a,size=1G -numa node,memdev=a "
                 "-numa node,memdev=a", "can't be used multiple times");
-    parse_fails("-m 2G -object memory-backend-ram,id=a,size=1G -numa node,memdev=a",
+    ct_parse_fails("-m 2G -object memory-backend-ram,id=a,size=1G -numa node,memdev=a",
                 "should equal RAM size");
-    parse_fails("-object memory-backend-ram,id=a,size=1G -numa node,memdev=a "
+    ct_parse_fails("-object memory-backend-ram,id=a,size=1G -numa node,memdev=a "
                 "-machine memory-backend=a", "cannot be combined");
-    parse_fails("-smp 2 -numa node,cpus=2", "CPU index (2) should be smaller than maxcpus");
-    parse_fails("-smp 2 -numa node,cpus=0-1 -numa node,cpus=1", "assigned to nodes 0 and 1");
-    parse_fails("-numa node,cpus=x", "cpus=x");
-    parse_fails("-numa node -numa node -numa node -numa dist,src=0,dst=1,val=20",
+    ct_parse_fails("-smp 2 -numa node,cpus=2", "CPU index (2) should be smaller than maxcpus");
+    ct_parse_fails("-smp 2 -numa node,cpus=0-1 -numa node,cpus=1", "assigned to nodes 0 and 1");
+    ct_parse_fails("-numa node,cpus=x", "cpus=x");
+    ct_parse_fails("-numa node -numa node -numa node -numa dist,src=0,dst=1,val=20",
                 "distance between node 0 and 2 is missing");
-    parse_fails("-numa node -numa dist,src=0,dst=3,val=20", "node 3 does not exist");
-    parse_fails("-numa node -numa dist,src=0,dst=0,val=20", "Local distance of node 0");
-    parse_fails("-numa node -numa node -numa dist,src=0,dst=1,val=9", "less than 10");
-    parse_fails("-numa node -numa node -numa dist,src=0,dst=1,val=256", "at most 255");
-    parse_fails("-numa node -numa node -numa dist,src=0,dst=1", "'val' is missing");
-    parse_fails("-numa dist,src=0,dst=0,val=10", "needs -numa node");
-    parse_fails("-numa cpu,node-id=0", "type 'cpu' is not supported");
-    parse_fails("-numa node,initiator=0", "invalid parameter 'initiator'");
+    ct_parse_fails("-numa node -numa dist,src=0,dst=3,val=20", "node 3 does not exist");
+    ct_parse_fails("-numa node -numa dist,src=0,dst=0,val=20", "Local distance of node 0");
+    ct_parse_fails("-numa node -numa node -numa dist,src=0,dst=1,val=9", "less than 10");
+    ct_parse_fails("-numa node -numa node -numa dist,src=0,dst=1,val=256", "at most 255");
+    ct_parse_fails("-numa node -numa node -numa dist,src=0,dst=1", "'val' is missing");
+    ct_parse_fails("-numa dist,src=0,dst=0,val=10", "needs -numa node");
+    ct_parse_fails("-numa cpu,node-id=0", "type 'cpu' is not supported");
+    ct_parse_fails("-numa node,initiator=0", "invalid parameter 'initiator'");
 }
 
 static void test_ram_from_node_backends(void)

@@ -13,20 +13,8 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include "sen/config.h"
+#include "cmdline-test-util.h"
 #include "sen/os.h"
-
-static MachineConfig *parse(const char *line, Error **errp)
-{
-    g_autofree char *full = g_strdup_printf("sen %s", line);
-    g_auto(GStrv) argv = NULL;
-    bool exit_early = false;
-    int argc;
-
-    g_assert_true(g_shell_parse_argv(full, &argc, &argv, NULL));
-    MachineConfig *cfg = cmdline_parse(argc, argv, &exit_early, errp);
-    g_assert_false(exit_early);
-    return cfg;
-}
 
 static void test_sandbox_options(void)
 {
@@ -49,7 +37,7 @@ static void test_sandbox_options(void)
     };
     for (size_t i = 0; i < G_N_ELEMENTS(ok); i++) {
         Error *err = NULL;
-        g_autoptr(MachineConfig) cfg = parse(ok[i].line, &err);
+        g_autoptr(MachineConfig) cfg = ct_parse(ok[i].line, &err);
         if (!cfg) {
             g_error("'%s': %s", ok[i].line, error_get_pretty(err));
         }
@@ -77,7 +65,7 @@ static void test_bad_options(void)
     };
     for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
         Error *err = NULL;
-        MachineConfig *cfg = parse(bad[i].line, &err);
+        MachineConfig *cfg = ct_parse(bad[i].line, &err);
         if (cfg) {
             g_error("'%s' was accepted", bad[i].line);
         }
@@ -93,7 +81,7 @@ static void test_bad_options(void)
 static void test_runas_parse(void)
 {
     Error *err = NULL;
-    g_autoptr(MachineConfig) cfg = parse("-runas 123:456 -chroot /", &err);
+    g_autoptr(MachineConfig) cfg = ct_parse("-runas 123:456 -chroot /", &err);
     RunasIds ids;
 
     g_assert_nonnull(cfg);
