@@ -431,13 +431,10 @@ def main():
         sock = os.path.join(tmp, "console.sock")
         if disk:
             make_disk(disk)
-        cmd = vmm_command(args.vmm, args.image, args.smp, test, disk, sock,
-                          isolation_args(tmp) if args.isolate and args.vmm == "sen" else ())
-        fds = pass_disks_as_fds(cmd, disk) if args.fdpass and disk else []
+        sen_args = isolation_args(tmp) if args.isolate and args.vmm == "sen" else ()
         net = {"kind": args.net, "port": free_udp_port()} if args.net else None
-        cmd = vmm_command(args.vmm, args.image, args.smp, test, disk, sock,
-                          isolation_args(tmp) if args.isolate and args.vmm == "sen" else (),
-                          net)
+        cmd = vmm_command(args.vmm, args.image, args.smp, test, disk, sock, sen_args, net)
+        fds = pass_disks_as_fds(cmd, disk) if args.fdpass and disk else []
         print("running: " + shlex.join(cmd), flush=True)
         echo_log = []
         echo = None
