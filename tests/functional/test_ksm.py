@@ -94,10 +94,11 @@ class QtestVm:
         reply = self.file.readline().decode()
         assert reply.startswith("OK"), f"{line[:40]}: {reply}"
 
-    def fill(self):
-        """Page i holds a pattern of i: unique inside the VM, the same in every VM."""
+    def fill(self, seed=0x5e11000000):
+        """Page i holds a pattern of seed + i: unique inside the VM, the same in every VM
+        filled with the same seed."""
         for first in range(0, PAGES, CHUNK):
-            data = b"".join(struct.pack("<Q", 0x5e11000000 + p) * 512
+            data = b"".join(struct.pack("<Q", seed + p) * 512
                             for p in range(first, first + CHUNK))
             b64 = base64.b64encode(data).decode()
             self.cmd(f"b64write {BASE + first * 4096:#x} {len(data)} {b64}")
@@ -123,6 +124,12 @@ def run_pair(machine_opts, want_merged):
         vms = [QtestVm(tmp, f"q{i}", machine_opts) for i in range(2)]
         for vm in vms:
             vm.fill()
+        if not want_merged:
+            # ksmd only scans while some process has mergeable memory: a witness VM with
+            # KSM on (and pages of its own) keeps the scans, and so the evidence, coming.
+            witness = QtestVm(tmp, "witness", "")
+            witness.fill(seed=0x7a11000000)
+            vms.append(witness)
         deadline = time.monotonic() + 60
         # Merging needs two full scans after the pages stop changing; not merging is
         # shown by four scans without growth.
