@@ -8,12 +8,12 @@
  *   0x2000+n    write v: drive ISA interrupt line n (0..23) to level v
  *   0xff000000  64 KiB of scratch MMIO (emulated accesses, e.g. rep ins into MMIO)
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <unistd.h>
 #include "sen/device.h"
-#include "sen/error.h"
+#include "sen/log.h"
 #include "sen/machine.h"
 #include "sen/memory.h"
 #include "sen/vmstate.h"
@@ -28,6 +28,7 @@
 typedef struct PcTestdevState {
     DeviceState parent;
     Machine *m;
+    RateLimit rl;
     uint32_t ioport_data;
     uint8_t iomem[PC_TESTDEV_IOMEM_LEN];
     unsigned mapped; /* how many of the four ranges are in place, for unrealize */
@@ -60,9 +61,10 @@ static uint64_t zero_read(void *opaque, uint64_t offset, unsigned size)
 static void flush_page_write(void *opaque, uint64_t offset, unsigned size, uint64_t value)
 {
     PcTestdevState *s = opaque;
-    long page = sysconf(_SC_PAGESIZE);
-    uint64_t gpa = value & ~(uint64_t)(page - 1);
-    void *hva = guest_mem_map(s->m->mem, gpa, (uint64_t)page);
+    /* The backing's page size: a 4 KiB mprotect inside a huge page fails. */
+    uint64_t page = guest_mem_host_page_size(s->m->mem);
+    uint64_t gpa = value & ~(page - 1);
+    void *hva = guest_mem_map(s->m->mem, gpa, page);
 
     if (!hva) {
         return; /* not RAM: nothing to flush */
@@ -71,7 +73,8 @@ static void flush_page_write(void *opaque, uint64_t offset, unsigned size, uint6
      * through the MMU notifier; the contents stay as they were. */
     if (mprotect(hva, (size_t)page, PROT_READ) != 0 ||
         mprotect(hva, (size_t)page, PROT_READ | PROT_WRITE) != 0) {
-        warn_report("pc-testdev: flushing page 0x%" PRIx64 " failed", gpa);
+        log_guest_error(&s->rl, "pc-testdev: flushing page 0x%" PRIx64 " failed: %s", gpa,
+                        g_strerror(errno));
     }
 }
 
