@@ -41,8 +41,11 @@ const QmpCommand *qmp_find_command(const char *name)
 
 json_t *qmp_error_response(QmpErrorClass cls, const char *desc, json_t *id)
 {
+    /* A message may quote a host path that is not UTF-8; json_pack would refuse it and
+     * the client would wait forever for an answer. */
+    g_autofree char *valid = g_utf8_make_valid(desc, -1);
     json_t *resp = json_pack("{s:{s:s,s:s}}", "error", "class", qmp_error_class_name(cls),
-                             "desc", desc);
+                             "desc", valid);
     if (id) {
         json_object_set(resp, "id", id);
     }
@@ -131,6 +134,11 @@ json_t *qmp_dispatch(QmpCtx *ctx, json_t *req)
         ctx->err_class = QMP_ERROR_GENERIC;
         if (!cmd->fn(ctx, args ? args : empty, &ret, &err)) {
             cls = ctx->err_class;
+            if (!err) {
+                /* A body returned NULL without saying why: still answer the client. */
+                error_setg(&err, "internal error: command '%s' failed without a reason",
+                           cmd->name);
+            }
         }
         json_decref(empty);
     }

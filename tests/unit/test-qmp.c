@@ -164,6 +164,9 @@ static void test_dispatch(void)
     assert_error(run(&ctx, "{\"execute\":\"nope\"}"), "CommandNotFound",
                  "The command nope has not been found");
     assert_error(run(&ctx, "[1]"), "GenericError", "must be a JSON object");
+    /* A message quoting a host path that is not UTF-8 is still answered. */
+    assert_error(qmp_error_response(QMP_ERROR_GENERIC, "cannot open 'd\xffisk.img'", NULL),
+                 "GenericError", "cannot open 'd");
 
     r = run(&ctx, "{\"execute\":\"query-qmp-schema\"}");
     json_t *schema = json_object_get(r, "return");
