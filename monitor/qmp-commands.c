@@ -70,7 +70,12 @@ json_t *qmp_human_monitor_command(QmpCtx *ctx, const char *command_line, bool ha
         return NULL;
     }
     g_autofree char *out = hmp_run(ctx->m, command_line, errp);
-    return out ? json_string(out) : NULL;
+    if (!out) {
+        return NULL;
+    }
+    /* "info block" prints host paths, which need not be UTF-8: json_string refuses those. */
+    g_autofree char *valid = g_utf8_make_valid(out, -1);
+    return json_string(valid);
 }
 
 /* ---- run state ---- */
