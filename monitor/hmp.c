@@ -166,14 +166,16 @@ static bool hmp_system_wakeup(QmpCtx *ctx, GString *out, Error **errp)
 
 static bool hmp_info_migrate(QmpCtx *ctx, GString *out, Error **errp)
 {
-    json_t *info = qmp_query_migrate(ctx, errp);
-    json_t *caps = qmp_query_migrate_capabilities(ctx, errp);
     size_t i;
     json_t *c;
-
-    if (!info || !caps) {
+    json_t *info = qmp_query_migrate(ctx, errp);
+    if (!info) {
+        return false;
+    }
+    /* Only after the first succeeded: a second failure would set *errp twice (abort). */
+    json_t *caps = qmp_query_migrate_capabilities(ctx, errp);
+    if (!caps) {
         json_decref(info);
-        json_decref(caps);
         return false;
     }
     g_string_append(out, "capabilities:");
