@@ -22,7 +22,5 @@ bool net_tap_attach(Machine *m, const char *id, int fd, bool vnet_hdr, const cha
 NetClientState *net_find_backend(Machine *m, const char *id, const char *type);
 /* The hub ports of the machine (of NetHubPort*, owned by their netdevs; net/hub.c). */
 GPtrArray *net_hub_ports(Machine *m);
-/* Letters first, then letters, digits, '-', '.', '_' (QEMU's id rule). */
-bool net_id_wellformed(const char *id);
 
 #endif

@@ -281,19 +281,6 @@ static void netdev_free(Netdev *nd)
     g_free(nd);
 }
 
-bool net_id_wellformed(const char *id)
-{
-    if (!g_ascii_isalpha(id[0])) {
-        return false;
-    }
-    for (const char *p = id; *p; p++) {
-        if (!g_ascii_isalnum(*p) && !strchr("-._", *p)) {
-            return false;
-        }
-    }
-    return true;
-}
-
 bool net_netdev_add(Machine *m, Keyval *opts, const char *what, Error **errp)
 {
     NetState *ns = net_state(m);
@@ -315,7 +302,7 @@ bool net_netdev_add(Machine *m, Keyval *opts, const char *what, Error **errp)
         return false;
     }
     /* Ids Sen makes itself for -nic start with "__org.qemu." as QEMU's do. */
-    if (!net_id_wellformed(id) && !g_str_has_prefix(id, "__org.qemu.nic")) {
+    if (!id_wellformed(id) && !g_str_has_prefix(id, "__org.qemu.nic")) {
         error_setg(errp, "%s: Parameter 'id' expects an identifier", what);
         return false;
     }

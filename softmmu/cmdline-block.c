@@ -162,7 +162,7 @@ bool cmdline_opt_drive(CmdlineState *s, const char *what, const char *arg, Error
                    list);
         goto fail;
     }
-    if (d->id && !cmdline_id_wellformed(d->id)) {
+    if (d->id && !id_wellformed(d->id)) {
         error_setg(errp, "%s: id=%s: IDs must start with a letter and contain only "
                    "letters, digits, '-', '.' and '_'", what, d->id);
         goto fail;
@@ -331,7 +331,7 @@ bool cmdline_opt_blockdev(CmdlineState *s, const char *what, const char *arg, Er
         error_setg(errp, "%s: node-name is required for a -blockdev", what);
         return false;
     }
-    if (!cmdline_id_wellformed(node_name)) {
+    if (!id_wellformed(node_name)) {
         error_setg(errp, "%s: node-name=%s: invalid node name", what, node_name);
         return false;
     }

@@ -179,7 +179,7 @@ bool cmdline_opt_chardev(CmdlineState *s, const char *what, const char *arg, Err
         error_setg(errp, "%s: Parameter 'id' is missing", what);
         return false;
     }
-    if (!cmdline_id_wellformed(id)) {
+    if (!id_wellformed(id)) {
         error_setg(errp, "%s: invalid chardev id '%s' (a letter, then letters, digits, "
                    "'-', '.' or '_')", what, id);
         return false;

@@ -54,8 +54,6 @@ typedef struct CmdlineState {
 typedef bool CmdlineHandler(CmdlineState *s, const char *what, const char *arg,
                             Error **errp);
 
-/* cmdline.c: helpers for every option group */
-bool cmdline_id_wellformed(const char *id);
 G_GNUC_WARN_UNUSED_RESULT bool cmdline_check_readable(const char *path, int *err);
 G_GNUC_WARN_UNUSED_RESULT Keyval *cmdline_parse_opts(const char *what, const char *arg,
                                                      const char *implied, Error **errp);

@@ -38,7 +38,7 @@ bool cmdline_opt_object(CmdlineState *s, const char *what, const char *arg, Erro
         error_setg(errp, "%s: Parameter 'id' is missing", what);
         return false;
     }
-    if (!cmdline_id_wellformed(id)) {
+    if (!id_wellformed(id)) {
         error_setg(errp, "%s: Parameter 'id' expects an identifier", what);
         return false;
     }

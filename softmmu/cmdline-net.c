@@ -70,7 +70,7 @@ bool cmdline_opt_netdev(CmdlineState *s, const char *what, const char *arg, Erro
         error_setg(errp, "%s: Parameter 'id' is missing", what);
         goto fail;
     }
-    if (!cmdline_id_wellformed(id)) {
+    if (!id_wellformed(id)) {
         error_setg(errp, "%s: Parameter 'id' expects an identifier", what);
         goto fail;
     }

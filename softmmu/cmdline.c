@@ -33,19 +33,6 @@ static bool cmdline_help(CmdlineState *s, const char *what, const char *arg, Err
 
 /* ---- helpers ---- */
 
-bool cmdline_id_wellformed(const char *id)
-{
-    if (!g_ascii_isalpha(id[0])) {
-        return false;
-    }
-    for (const char *p = id; *p; p++) {
-        if (!g_ascii_isalnum(*p) && !strchr("-._", *p)) {
-            return false;
-        }
-    }
-    return true;
-}
-
 /* Opens path the way a loader later will, so "missing/unreadable/a directory" shows now. */
 bool cmdline_check_readable(const char *path, int *err)
 {

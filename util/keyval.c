@@ -410,3 +410,16 @@ bool keyval_get_size(Keyval *kv, const char *what, const char *key, uint64_t def
     *out = tmp;
     return true;
 }
+
+bool id_wellformed(const char *id)
+{
+    if (!g_ascii_isalpha(id[0])) {
+        return false;
+    }
+    for (const char *p = id; *p; p++) {
+        if (!g_ascii_isalnum(*p) && !strchr("-._", *p)) {
+            return false;
+        }
+    }
+    return true;
+}

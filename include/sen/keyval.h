@@ -66,4 +66,8 @@ bool parse_uint(const char *str, uint64_t *out, Error **errp) G_GNUC_WARN_UNUSED
 /* on/off, yes/no, true/false. */
 bool parse_bool(const char *str, bool *out, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
 
+/* QEMU's rule for ids (-device id=, -netdev id=, node-name ...): a letter, then letters,
+ * digits, '-', '.' and '_'. */
+bool id_wellformed(const char *id);
+
 #endif
