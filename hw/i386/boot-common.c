@@ -47,15 +47,21 @@ static void blob_write(BootCtx *b, const BootBlob *blob)
     g_assert(ok);
 }
 
-bool boot_range_free(const BootCtx *b, uint64_t gpa, uint64_t len)
+/* The first blob already loaded that overlaps gpa..gpa+len-1, or NULL. */
+static const BootBlob *blob_overlapping(const BootCtx *b, uint64_t gpa, uint64_t len)
 {
     for (guint i = 0; b->blobs && i < b->blobs->len; i++) {
         const BootBlob *o = g_ptr_array_index(b->blobs, i);
         if (gpa < o->gpa + o->len && o->gpa < gpa + len) {
-            return false;
+            return o;
         }
     }
-    return true;
+    return NULL;
+}
+
+bool boot_range_free(const BootCtx *b, uint64_t gpa, uint64_t len)
+{
+    return blob_overlapping(b, gpa, len) == NULL;
 }
 
 static bool add_blob(BootCtx *b, uint64_t gpa, uint64_t len, GBytes *data,
@@ -70,14 +76,12 @@ static bool add_blob(BootCtx *b, uint64_t gpa, uint64_t len, GBytes *data,
                    gpa + len - 1, b->below_4g >> 20);
         return false;
     }
-    for (guint i = 0; i < b->blobs->len; i++) {
-        const BootBlob *o = g_ptr_array_index(b->blobs, i);
-        if (gpa < o->gpa + o->len && o->gpa < gpa + len) {
-            error_setg(errp, "%s at 0x%" G_GINT64_MODIFIER "x-0x%" G_GINT64_MODIFIER "x "
-                       "overlaps %s at 0x%" G_GINT64_MODIFIER "x-0x%" G_GINT64_MODIFIER "x",
-                       what, gpa, gpa + len - 1, o->what, o->gpa, o->gpa + o->len - 1);
-            return false;
-        }
+    const BootBlob *o = blob_overlapping(b, gpa, len);
+    if (o) {
+        error_setg(errp, "%s at 0x%" G_GINT64_MODIFIER "x-0x%" G_GINT64_MODIFIER "x "
+                   "overlaps %s at 0x%" G_GINT64_MODIFIER "x-0x%" G_GINT64_MODIFIER "x",
+                   what, gpa, gpa + len - 1, o->what, o->gpa, o->gpa + o->len - 1);
+        return false;
     }
     BootBlob *blob = g_new0(BootBlob, 1);
     blob->gpa = gpa;

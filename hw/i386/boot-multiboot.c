@@ -7,10 +7,10 @@
  *
  * Memory: multiboot_info at BOOT_MBI_ADDR, followed by the memory map (the e820 table),
  * the module list and all strings (command line "<kernel path> <append>", module
- * strings, the boot loader name); it must end below BOOT_LOWMEM_END.  A kernel loaded
- * over that spot (kvm-unit-tests' realmode test sits at 0x8000-0xa86b) gets the block
- * after its last module instead: QEMU writes it there anyway and lets it clobber the
- * image, Sen never overwrites what it loaded.
+ * strings, the boot loader name), when it ends below BOOT_LOWMEM_END.  A block too large
+ * for that, or a kernel loaded over that spot (kvm-unit-tests' realmode test sits at
+ * 0x8000-0xa86b), puts the block after the last module instead: QEMU writes it there
+ * anyway and lets it clobber the image, Sen never overwrites what it loaded.
  */
 #include <string.h>
 #include "hw/i386/boot.h"
@@ -255,12 +255,9 @@ bool boot_multiboot_load(BootCtx *b, const char *path, GBytes *kernel, const cha
     boot_st32(mbi + MBI_LOADER_PTR, (uint32_t)(base + loader_off));
 
     bool ok = true;
-    if (base == BOOT_MBI_ADDR && BOOT_MBI_ADDR + info->len > BOOT_LOWMEM_END) {
-        error_setg(errp, "could not load kernel '%s': the multiboot command line and "
-                   "module names take %u bytes, more than the %u available", path,
-                   info->len, (unsigned)(BOOT_LOWMEM_END - BOOT_MBI_ADDR));
-        ok = false;
-    } else if (base + info->len > PC_4G) {
+    /* multiboot_info_base() only picks BOOT_MBI_ADDR when the block fits below
+     * BOOT_LOWMEM_END; a larger one goes after the modules. */
+    if (base + info->len > PC_4G) {
         error_setg(errp, "could not load kernel '%s': no room below 4 GiB for the "
                    "multiboot information after the modules", path);
         ok = false;
