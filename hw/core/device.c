@@ -179,8 +179,8 @@ static DeviceState *device_configure(const DeviceClass *cls, const GPtrArray *gl
                                prop_find(cls, g->property) : NULL;
         /* -global was checked when parsed (device_check_global). */
         if (p && !prop_set(dev, p, g->value)) {
-            error_setg(errp, "%s: -global %s.%s=%s: '%s' is not a valid %s", what, g->driver,
-                       g->property, g->value, g->value, prop_type_name(p->type));
+            error_setg(errp, "%s: -global %s.%s=%s: not a valid %s", what, g->driver,
+                       g->property, g->value, prop_type_name(p->type));
             device_free(dev);
             return NULL;
         }
