@@ -132,21 +132,8 @@ static struct iovec *iov_slice(const struct iovec *iov, unsigned n, size_t skip,
                                int *out_n)
 {
     struct iovec *r = g_new(struct iovec, MAX(n, 1));
-    int k = 0;
 
-    for (unsigned i = 0; i < n && len; i++) {
-        if (skip >= iov[i].iov_len) {
-            skip -= iov[i].iov_len;
-            continue;
-        }
-        size_t c = MIN(iov[i].iov_len - skip, len);
-        r[k].iov_base = (uint8_t *)iov[i].iov_base + skip;
-        r[k].iov_len = c;
-        k++;
-        len -= c;
-        skip = 0;
-    }
-    *out_n = k;
+    *out_n = (int)virtio_iov_slice(r, iov, n, skip, len);
     return r;
 }
 

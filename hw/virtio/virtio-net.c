@@ -358,19 +358,11 @@ static void net_tx_burst(NetQueuePair *q)
                 virtqueue_element_free(e);
                 return;
             }
+            /* The backend takes the header only when it speaks vnet_hdr. */
             size_t skip = q->nc->vnet_hdr ? 0 : NET_VNET_HDR_LEN;
             struct iovec iov[VIRTQUEUE_MAX_SEGS];
-            int cnt = 0;
-            for (unsigned i = 0; i < e->out_num; i++) {
-                if (skip >= e->out_sg[i].iov_len) {
-                    skip -= e->out_sg[i].iov_len;
-                    continue;
-                }
-                iov[cnt].iov_base = (uint8_t *)e->out_sg[i].iov_base + skip;
-                iov[cnt].iov_len = e->out_sg[i].iov_len - skip;
-                skip = 0;
-                cnt++;
-            }
+            int cnt = (int)virtio_iov_slice(iov, e->out_sg, e->out_num, skip,
+                                            e->out_len - skip);
             if (!net_send(q->nc, iov, cnt)) {
                 n->tx_dropped++;
             }

@@ -449,6 +449,26 @@ size_t virtio_iov_from_buf(const struct iovec *iov, unsigned n, size_t offset,
     return done;
 }
 
+unsigned virtio_iov_slice(struct iovec *dst, const struct iovec *src, unsigned n,
+                          size_t skip, size_t len)
+{
+    unsigned k = 0;
+
+    for (unsigned i = 0; i < n && len; i++) {
+        if (skip >= src[i].iov_len) {
+            skip -= src[i].iov_len;
+            continue;
+        }
+        size_t c = MIN(src[i].iov_len - skip, len);
+        dst[k].iov_base = (uint8_t *)src[i].iov_base + skip;
+        dst[k].iov_len = c;
+        k++;
+        len -= c;
+        skip = 0;
+    }
+    return k;
+}
+
 /* ---- migration ---- */
 
 static bool virtqueue_pre_save(void *opaque, Error **errp)

@@ -155,6 +155,10 @@ size_t virtio_iov_to_buf(const struct iovec *iov, unsigned n, size_t offset, voi
                          size_t len);
 size_t virtio_iov_from_buf(const struct iovec *iov, unsigned n, size_t offset,
                            const void *buf, size_t len);
+/* Points dst (room for n entries) at the bytes [skip, skip + len) of src[0..n); returns
+ * the entries used.  No data is copied. */
+unsigned virtio_iov_slice(struct iovec *dst, const struct iovec *src, unsigned n,
+                          size_t skip, size_t len);
 
 /* ---- devices ---- */
 
