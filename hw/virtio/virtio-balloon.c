@@ -102,6 +102,28 @@ static void discard_run(VirtIOBalloon *b, uint64_t pfn, uint64_t n)
     }
 }
 
+/* Discards the pages an inflate buffer lists, coalescing consecutive pfns into runs. */
+static void inflate_pfns(VirtIOBalloon *b, const VirtQueueElement *e)
+{
+    uint64_t run_start = 0, run_len = 0;
+    uint32_t chunk[256];
+
+    for (size_t off = 0; off + 4 <= e->out_len; off += sizeof(chunk)) {
+        size_t got = virtio_iov_to_buf(e->out_sg, e->out_num, off, chunk, sizeof(chunk));
+        for (size_t i = 0; i < got / 4; i++) {
+            uint64_t pfn = GUINT32_FROM_LE(chunk[i]);
+            if (run_len && pfn == run_start + run_len) {
+                run_len++;
+                continue;
+            }
+            discard_run(b, run_start, run_len);
+            run_start = pfn;
+            run_len = 1;
+        }
+    }
+    discard_run(b, run_start, run_len);
+}
+
 static void handle_pfns(VirtIODevice *vdev, VirtQueue *vq)
 {
     VirtIOBalloon *b = balloon_of(vdev);
@@ -110,23 +132,9 @@ static void handle_pfns(VirtIODevice *vdev, VirtQueue *vq)
     bool pushed = false;
 
     while ((e = virtqueue_pop(vq))) {
-        uint64_t run_start = 0, run_len = 0;
-        uint32_t chunk[256];
-        for (size_t off = 0; off + 4 <= e->out_len; off += sizeof(chunk)) {
-            size_t got = virtio_iov_to_buf(e->out_sg, e->out_num, off, chunk, sizeof(chunk));
-            for (size_t i = 0; inflate && i < got / 4; i++) {
-                uint64_t pfn = GUINT32_FROM_LE(chunk[i]);
-                if (run_len && pfn == run_start + run_len) {
-                    run_len++;
-                    continue;
-                }
-                discard_run(b, run_start, run_len);
-                run_start = pfn;
-                run_len = 1;
-            }
-        }
+        /* Deflate needs no action: its pfns are not even read. */
         if (inflate) {
-            discard_run(b, run_start, run_len);
+            inflate_pfns(b, e);
         }
         virtqueue_push(vq, e, 0);
         virtqueue_element_free(e);
