@@ -264,7 +264,7 @@ bool guest_mem_read(GuestMemory *gm, uint64_t gpa, void *buf, uint64_t len)
 }
 
 /* Where a device or a guest store may write: RAM, never ROM. */
-static void *map_writable(GuestMemory *gm, uint64_t gpa, uint64_t len)
+void *guest_mem_map_writable(GuestMemory *gm, uint64_t gpa, uint64_t len)
 {
     const RamRegion *r = find_region(gm, gpa, len);
     return r && !r->readonly ? r->hva + (gpa - r->gpa) : NULL;
@@ -282,7 +282,7 @@ bool guest_mem_load_rom(GuestMemory *gm, uint64_t gpa, const void *data, uint64_
 
 bool guest_mem_write(GuestMemory *gm, uint64_t gpa, const void *buf, uint64_t len)
 {
-    void *p = map_writable(gm, gpa, len);
+    void *p = guest_mem_map_writable(gm, gpa, len);
     if (!p) {
         return false;
     }
@@ -293,7 +293,7 @@ bool guest_mem_write(GuestMemory *gm, uint64_t gpa, const void *buf, uint64_t le
 
 bool guest_mem_fill(GuestMemory *gm, uint64_t gpa, int byte, uint64_t len)
 {
-    void *p = map_writable(gm, gpa, len);
+    void *p = guest_mem_map_writable(gm, gpa, len);
     if (!p) {
         return false;
     }

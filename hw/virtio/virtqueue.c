@@ -77,7 +77,7 @@ bool virtqueue_enable(VirtQueue *vq)
     }
     vq->desc = guest_mem_map(vdev->mem, vq->desc_gpa, desc_size(num));
     vq->avail = guest_mem_map(vdev->mem, vq->avail_gpa, avail_size(num));
-    vq->used = guest_mem_map(vdev->mem, vq->used_gpa, used_size(num));
+    vq->used = guest_mem_map_writable(vdev->mem, vq->used_gpa, used_size(num));
     if (!vq->desc || !vq->avail || !vq->used) {
         virtio_error(vdev, "queue %u: ring outside guest RAM (desc 0x%" G_GINT64_MODIFIER
                      "x avail 0x%" G_GINT64_MODIFIER "x used 0x%" G_GINT64_MODIFIER "x, size %u)",
@@ -153,10 +153,13 @@ static bool walk_add(VirtQueue *vq, ChainWalk *w, const VirtqDesc *d)
                      VIRTQUEUE_MAX_SEGS);
         return false;
     }
-    p = guest_mem_map(vdev->mem, d->addr, d->len);
+    /* A writable buffer in ROM would let the guest rewrite its firmware through us. */
+    p = writable ? guest_mem_map_writable(vdev->mem, d->addr, d->len)
+                 : guest_mem_map(vdev->mem, d->addr, d->len);
     if (!p) {
-        virtio_error(vdev, "queue %u: buffer 0x%" G_GINT64_MODIFIER "x+0x%x outside guest RAM",
-                     vq->index, d->addr, d->len);
+        virtio_error(vdev, "queue %u: %s buffer 0x%" G_GINT64_MODIFIER "x+0x%x outside "
+                     "guest RAM", vq->index, writable ? "writable" : "readable", d->addr,
+                     d->len);
         return false;
     }
     w->iov[n].iov_base = p;
@@ -506,7 +509,7 @@ static bool virtqueue_post_load(void *opaque, int version_id, Error **errp)
     }
     vq->desc = guest_mem_map(vdev->mem, vq->desc_gpa, desc_size(num));
     vq->avail = guest_mem_map(vdev->mem, vq->avail_gpa, avail_size(num));
-    vq->used = guest_mem_map(vdev->mem, vq->used_gpa, used_size(num));
+    vq->used = guest_mem_map_writable(vdev->mem, vq->used_gpa, used_size(num));
     if (!vq->desc || !vq->avail || !vq->used) {
         vq->desc = NULL;
         vq->avail = NULL;

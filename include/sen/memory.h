@@ -73,6 +73,8 @@ bool guest_mem_is_ram(const GuestMemory *gm, uint64_t gpa, uint64_t len);
  * pointer is writable).  The caller must call guest_mem_mark_dirty() for what it writes
  * through the pointer.  guest_mem_read reads ROM; guest_mem_write/fill refuse it. */
 void *guest_mem_map(GuestMemory *gm, uint64_t gpa, uint64_t len);
+/* The same for memory a device writes into (DMA): NULL for ROM as well. */
+void *guest_mem_map_writable(GuestMemory *gm, uint64_t gpa, uint64_t len);
 bool guest_mem_read(GuestMemory *gm, uint64_t gpa, void *buf, uint64_t len);
 bool guest_mem_write(GuestMemory *gm, uint64_t gpa, const void *buf, uint64_t len);
 bool guest_mem_fill(GuestMemory *gm, uint64_t gpa, int byte, uint64_t len);

@@ -298,6 +298,28 @@ static void test_outside_ram(Fixture *f, gconstpointer data)
     assert_broken(f);
 }
 
+/* The device may read ROM (a readable buffer) but never write it: a writable buffer there
+ * would let the guest rewrite its firmware through the device. */
+static void test_writable_rom(Fixture *f, gconstpointer data)
+{
+    const uint64_t rom = 4 * RAM_SIZE;
+    Error *err = NULL;
+    VirtQueueElement *e;
+
+    g_assert_true(guest_mem_add_rom(f->gm, rom, 4096, &err));
+    set_desc(f, DESC_GPA, 0, rom, 8, 0, 0);
+    offer(f, 0);
+    e = virtqueue_pop(f->vq);
+    g_assert_nonnull(e);
+    g_assert_cmpuint(e->out_len, ==, 8);
+    virtqueue_push(f->vq, e, 0);
+    virtqueue_element_free(e);
+    set_desc(f, DESC_GPA, 1, rom, 8, VIRTQ_DESC_F_WRITE, 0);
+    offer(f, 1);
+    g_assert_null(virtqueue_pop(f->vq));
+    assert_broken(f);
+}
+
 static void test_wrapping_address(Fixture *f, gconstpointer data)
 {
     set_desc(f, DESC_GPA, 0, UINT64_MAX - 3, 8, 0, 0);
@@ -663,6 +685,7 @@ int main(int argc, char **argv)
     ADD("bad/indirect-loop", test_indirect_loop);
     ADD("bad/outside-ram", test_outside_ram);
     ADD("bad/wrapping-address", test_wrapping_address);
+    ADD("bad/writable-rom", test_writable_rom);
     ADD("bad/next-out-of-range", test_next_out_of_range);
     ADD("bad/head-out-of-range", test_head_out_of_range);
     ADD("bad/avail-jump", test_avail_jump);
