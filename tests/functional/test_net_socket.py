@@ -67,6 +67,8 @@ def test_listen_connect():
                 b.wait(timeout=0.3)
             except subprocess.TimeoutExpired:
                 break
+            if b.returncode == PASS_STATUS:
+                break  # connected, exchanged and finished within the wait
             assert "cannot connect" in b.stderr.read().decode(), "second VM failed otherwise"
             b = None
         assert b is not None, "the listening VM never accepted"
