@@ -365,6 +365,17 @@ static void vcpu_fail(KvmVcpu *v, const char *what)
     machine_request_stop(v->s->m, RUN_STATE_INTERNAL_ERROR);
 }
 
+/* A guest that asked for reset, power-off or S3 through an I/O or MMIO write goes no
+ * further than that write (QEMU's cpu_stop_current).  Running on would execute what the
+ * guest placed after the request as a fallback: SeaBIOS follows its reset writes with a
+ * deliberate triple fault, which some hosts report as an emulation failure instead. */
+static bool guest_asked_to_halt(Machine *m)
+{
+    return g_atomic_int_get(&m->suspend_requested) != 0 ||
+           g_atomic_int_get(&m->reset_requested) != 0 ||
+           g_atomic_int_get(&m->shutdown_requested) != 0;
+}
+
 /* Returns true when the vCPU must stay parked until the next reset. */
 static bool handle_exit(KvmVcpu *v)
 {
@@ -375,12 +386,10 @@ static bool handle_exit(KvmVcpu *v)
     switch (run->exit_reason) {
     case KVM_EXIT_IO:
         handle_io(v);
-        /* A guest entering ACPI S3 goes no further than its PM1 write (QEMU's
-         * cpu_stop_current): the wake-up's reset lets this vCPU run again. */
-        return g_atomic_int_get(&m->suspend_requested) != 0;
+        return guest_asked_to_halt(m);
     case KVM_EXIT_MMIO:
         handle_mmio(v);
-        return false;
+        return guest_asked_to_halt(m);
     case KVM_EXIT_INTR:
     case KVM_EXIT_IRQ_WINDOW_OPEN:
         return false;
