@@ -86,14 +86,18 @@ static void tmr_compute_next(AcpiPmState *s, int64_t now)
                                ACPI_PM_TIMER_HZ);
 }
 
-/* Brings TMR_STS up to date with the clock. */
-static void tmr_account(AcpiPmState *s)
+/* Brings TMR_STS up to date with the clock reading now. */
+static void tmr_account_at(AcpiPmState *s, int64_t now)
 {
-    int64_t now = virt_clock_get_ns(s->m->clock);
     if (now >= s->tmr_next_ns) {
         s->pm1_sts |= PM1_TMR;
         tmr_compute_next(s, now);
     }
+}
+
+static void tmr_account(AcpiPmState *s)
+{
+    tmr_account_at(s, virt_clock_get_ns(s->m->clock));
 }
 
 static void update_sci(AcpiPmState *s)
@@ -120,11 +124,14 @@ static void tmr_expired(void *opaque)
 
 /* ---- PM1 block ---- */
 
-/* The registers as bytes, sampled once so a multi-byte read is consistent. */
+/* The registers as bytes, sampled once so a multi-byte read is consistent: one clock
+ * reading serves both TMR_STS and the counter (the guest's clocksource reads PM_TMR
+ * often). */
 static void pm_snapshot(AcpiPmState *s, uint8_t regs[REG_END])
 {
-    tmr_account(s);
-    uint32_t tmr = tmr_ticks(virt_clock_get_ns(s->m->clock)) & PM_TMR_MASK;
+    int64_t now = virt_clock_get_ns(s->m->clock);
+    tmr_account_at(s, now);
+    uint32_t tmr = tmr_ticks(now) & PM_TMR_MASK;
     uint16_t cnt = s->pm1_cnt & ~PM1_CNT_SLP_EN;
     const uint64_t words[] = { s->pm1_sts, s->pm1_en, cnt, 0 };
     for (unsigned i = 0; i < 8; i++) {
