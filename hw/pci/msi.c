@@ -43,7 +43,7 @@ static void msi_send(PCIDevice *d, unsigned vector)
     unsigned n = 1u << ((msi_control(d) & PCI_MSI_FLAGS_QSIZE) >> 4);
     uint32_t data = pci_get_word(c + off_data(s));
     data = (data & ~(n - 1)) | vector;
-    pci_send_msi(d->m, addr, data);
+    pci_device_send_msi(d, addr, data);
 }
 
 void msi_notify(PCIDevice *d, unsigned vector)

@@ -96,7 +96,7 @@ static void send(PCIDevice *d, unsigned v)
     uint64_t addr;
     uint32_t data;
     vector_message(d, v, &addr, &data);
-    pci_send_msi(d->m, addr, data);
+    pci_device_send_msi(d, addr, data);
 }
 
 void msix_notify(PCIDevice *d, unsigned vector)
@@ -175,6 +175,12 @@ bool msix_vector_set_irqfd(PCIDevice *d, unsigned vector, int fd, Error **errp)
                     !ops->update_msi_route || !ops->release_msi_route)) {
         error_setg(errp, "accelerator %s has no irqfd support",
                    ops ? ops->name : "(none)");
+        return false;
+    }
+    if (fd >= 0 && d->bus && d->bus->iommu_ops && d->bus->iommu_ops->remap_msi) {
+        /* A KVM route would bypass interrupt remapping; msix_notify remaps each message. */
+        error_setg(errp, "%s: MSI-X irqfd unavailable behind an interrupt-remapping IOMMU",
+                   d->qdev.cls->name);
         return false;
     }
     MSIXVector *mv = &d->msix->vec[vector];

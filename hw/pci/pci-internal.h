@@ -11,6 +11,8 @@ struct PCIBus {
     Machine *m;
     PCIDevice *devs[256];
     unsigned pirq_count[4];  /* asserted INTx pins per GSI PCI_INTX_GSI_BASE + i */
+    const PCIIOMMUOps *iommu_ops; /* pci_bus_set_iommu, NULL = none */
+    void *iommu_opaque;
     RateLimit rl;
 };
 

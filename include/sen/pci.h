@@ -242,7 +242,70 @@ uint32_t pci_bus_config_read(PCIBus *bus, uint8_t devfn, uint32_t addr, unsigned
 void pci_bus_config_write(PCIBus *bus, uint8_t devfn, uint32_t addr, uint32_t val,
                           unsigned len);
 
-/* Sends one MSI through the accelerator (dropped with a log line when it has none). */
+/* Sends one MSI through the accelerator (dropped with a log line when it has none).
+ * It does not pass the bus's IOMMU: devices use pci_device_send_msi(), interrupt
+ * controllers pci_bus_remap_msi() first. */
 void pci_send_msi(Machine *m, uint64_t addr, uint32_t data);
+
+/* ---- IOMMU hook, DMA and interrupt remapping (pci-dma.c) ----
+ *
+ * An IOMMU model is an ordinary device (DeviceClass, not a PCIDevice: QEMU's intel-iommu
+ * is a system device).  Its realize finds the bus with pci_bus_find(m, PCI_HOST_BUS_NAME)
+ * ("this machine has no PCI bus" when NULL), refuses a bus that already has one
+ * (pci_bus_has_iommu), registers its registers with io_space_add(m->mmio, base, size,
+ * &ops, s, "intel-iommu", errp) and calls pci_bus_set_iommu(bus, &ops, s); its unrealize
+ * calls pci_bus_set_iommu(bus, NULL, NULL) and io_space_del().  Tables in guest memory are
+ * read with guest_mem_read(m->mem, ...).  The hook is looked up at every DMA and every
+ * interrupt message, so the order of -device options does not matter.
+ *
+ * Requester / source id: bus << 8 | devfn (only bus 0 exists: the devfn).  The IOAPIC's
+ * messages carry PCI_IOAPIC_SOURCE_ID, QEMU's Q35 IOAPIC id (bus 0xf0, 1f.0), which is
+ * what a DMAR table's IOAPIC device scope names.
+ *
+ * Every interrupt message a guest can cause (IOAPIC pins with kernel-irqchip=split, PCI
+ * MSI and MSI-X) passes remap_msi before reaching the accelerator.  While the bus has an
+ * IOMMU with remap_msi, MSI-X irqfds are refused (msix_vector_set_irqfd fails), so
+ * devices take the slow path (msix_notify) and every message is remapped when sent.
+ *
+ * Existing virtio devices reach guest memory directly, as QEMU's do with their default
+ * iommu_platform=off (they do not offer VIRTIO_F_ACCESS_PLATFORM): their DMA bypasses the
+ * IOMMU, their interrupts do not.
+ */
+typedef struct PCIIOMMUOps {
+    /* DMA: translate [iova, iova+len) (len > 0) for requester bdf; returns false on a
+     * fault (which the IOMMU records itself).  On success *gpa_out and *contig_len
+     * (1 <= *contig_len <= len) describe the first contiguous piece; the caller asks
+     * again for the rest. */
+    bool (*translate)(void *opaque, uint16_t bdf, uint64_t iova, uint64_t len,
+                      bool is_write, uint64_t *gpa_out, uint64_t *contig_len);
+    /* Interrupts: rewrite a (possibly remappable-format) MSI message from source-id sid
+     * into a compatibility-format one; false = blocked (fault recorded by the IOMMU).
+     * NULL = messages pass unchanged. */
+    bool (*remap_msi)(void *opaque, uint16_t sid, uint64_t *addr, uint32_t *data);
+} PCIIOMMUOps;
+
+#define PCI_IOAPIC_SOURCE_ID 0xf0f8
+
+/* ops NULL removes the IOMMU.  ops must outlive its use (a static const table). */
+void pci_bus_set_iommu(PCIBus *bus, const PCIIOMMUOps *ops, void *opaque);
+bool pci_bus_has_iommu(const PCIBus *bus);
+/* bus << 8 | devfn as an IOMMU sees it. */
+uint16_t pci_requester_id(const PCIDevice *d);
+
+/*
+ * Device DMA: copies between buf and [iova, iova+len) as d sees memory (through the bus's
+ * IOMMU if any; guest-physical otherwise).  False, with nothing more copied, when bus
+ * mastering is off in d's command register, a piece faults in the IOMMU, or a piece is
+ * not entirely guest RAM (or, for a write, is ROM); pieces before the failing one have
+ * been copied.  Writes mark the pages dirty for migration.  len 0 succeeds.
+ */
+bool pci_dma_read(PCIDevice *d, uint64_t iova, void *buf, size_t len);
+bool pci_dma_write(PCIDevice *d, uint64_t iova, const void *buf, size_t len);
+
+/* Passes one message from source-id sid through the bus's IOMMU: true with *addr and *data
+ * the message to deliver (unchanged without an IOMMU or remap_msi), false = blocked. */
+bool pci_bus_remap_msi(PCIBus *bus, uint16_t sid, uint64_t *addr, uint32_t *data);
+/* d's MSI / MSI-X message: remapped with d's requester id, then pci_send_msi(). */
+void pci_device_send_msi(PCIDevice *d, uint64_t addr, uint32_t data);
 
 #endif

@@ -786,6 +786,127 @@ static void test_msix_irqfd(void)
     close(efd);
 }
 
+/* ---- IOMMU hook: DMA translation and MSI remapping ---- */
+
+typedef struct FakeIommu {
+    unsigned translations;
+    uint16_t last_bdf;
+    uint16_t last_sid;
+} FakeIommu;
+
+/* iova -> iova + 0x10000, one 4 KiB page at a time; iova >= 0x80000 faults. */
+static bool fake_translate(void *opaque, uint16_t bdf, uint64_t iova, uint64_t len,
+                           bool is_write, uint64_t *gpa, uint64_t *contig)
+{
+    FakeIommu *io = opaque;
+    (void)is_write;
+    io->translations++;
+    io->last_bdf = bdf;
+    if (iova >= 0x80000) {
+        return false;
+    }
+    *gpa = iova + 0x10000;
+    *contig = MIN(len, 0x1000 - (iova & 0xfff));
+    return true;
+}
+
+/* sid 0x0f is blocked; others get data | 0x100 (a visible rewrite). */
+static bool fake_remap_msi(void *opaque, uint16_t sid, uint64_t *addr, uint32_t *data)
+{
+    FakeIommu *io = opaque;
+    (void)addr;
+    io->last_sid = sid;
+    if (sid == 0x0f) {
+        return false;
+    }
+    *data |= 0x100;
+    return true;
+}
+
+static const PCIIOMMUOps fake_iommu_ops = {
+    .translate = fake_translate,
+    .remap_msi = fake_remap_msi,
+};
+
+static void test_dma(void)
+{
+    Fixture f;
+    Error *err = NULL;
+    fixture_init(&f);
+    f.m.mem = guest_mem_new(1 << 20, &err);
+    check_no_error(err);
+    g_assert_true(guest_mem_add_region(f.m.mem, 0, 1 << 20, 0, &err));
+    TDev *t = add_tdev(&f, NULL);
+    PCIBus *bus = pci_bus_find(&f.m, PCI_HOST_BUS_NAME);
+    uint8_t buf[0x2000], back[0x2000];
+    for (unsigned i = 0; i < sizeof(buf); i++) {
+        buf[i] = (uint8_t)(i * 7 + 1);
+    }
+
+    /* bus mastering off: refused */
+    g_assert_false(pci_dma_write(&t->pci, 0x3000, buf, 16));
+    cfg_write(&f, t->pci.devfn, PCI_COMMAND, 2, PCI_COMMAND_MASTER);
+    g_assert_true(pci_dma_read(&t->pci, 0, back, 0));
+
+    /* no IOMMU: guest-physical */
+    g_assert_true(pci_dma_write(&t->pci, 0x3000, buf, 16));
+    g_assert_true(guest_mem_read(f.m.mem, 0x3000, back, 16));
+    g_assert_cmpmem(back, 16, buf, 16);
+    g_assert_false(pci_dma_write(&t->pci, (1 << 20) - 8, buf, 16)); /* past RAM */
+    g_assert_false(pci_dma_read(&t->pci, UINT64_MAX - 4, back, 16)); /* wraps */
+
+    /* with an IOMMU: translated page by page, requester id = devfn */
+    FakeIommu io = { 0 };
+    g_assert_false(pci_bus_has_iommu(bus));
+    pci_bus_set_iommu(bus, &fake_iommu_ops, &io);
+    g_assert_true(pci_bus_has_iommu(bus));
+    g_assert_true(pci_dma_write(&t->pci, 0x1800, buf, sizeof(buf)));
+    g_assert_cmpuint(io.translations, ==, 3);   /* 0x1800-0x2000, 0x2000-0x3000, 0x3000- */
+    g_assert_cmphex(io.last_bdf, ==, t->pci.devfn);
+    g_assert_true(guest_mem_read(f.m.mem, 0x11800, back, sizeof(back)));
+    g_assert_cmpmem(back, sizeof(back), buf, sizeof(buf));
+    memset(back, 0, sizeof(back));
+    g_assert_true(pci_dma_read(&t->pci, 0x1800, back, sizeof(back)));
+    g_assert_cmpmem(back, sizeof(back), buf, sizeof(buf));
+    /* a fault part-way stops the copy */
+    g_assert_false(pci_dma_read(&t->pci, 0x7f000, back, 0x2000));
+
+    /* MSI passes remap_msi with the device's requester id; IOAPIC id constant */
+    program_msix(&f, t, 0xd0000000);
+    cfg_write(&f, t->pci.devfn, PCI_COMMAND, 2, PCI_COMMAND_MASTER | PCI_COMMAND_MEMORY);
+    uint8_t cap = pci_find_capability(&t->pci, PCI_CAP_ID_MSIX);
+    cfg_write(&f, t->pci.devfn, cap + 2, 2, PCI_MSIX_FLAGS_ENABLE);
+    io_space_write(f.m.mmio, 0xd0001000 + 2 * 16 + 12, 4, 0);
+    unsigned before = f.msis->len;
+    msix_notify(&t->pci, 2);
+    g_assert_cmpuint(f.msis->len, ==, before + 1);
+    g_assert_cmphex(io.last_sid, ==, t->pci.devfn);
+    g_assert_cmphex(g_array_index(f.msis, Msi, before).data, ==, 0x42 | 0x100);
+    /* irqfd would bypass remapping: refused, so virtio takes msix_notify */
+    int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    f.ops.add_msi_route = fake_add_msi_route;
+    f.ops.update_msi_route = fake_update_msi_route;
+    f.ops.release_msi_route = fake_release_msi_route;
+    f.ops.irqfd_assign = fake_irqfd_assign;
+    g_assert_false(msix_vector_set_irqfd(&t->pci, 2, efd, &err));
+    g_assert_nonnull(strstr(error_get_pretty(err), "interrupt-remapping"));
+    g_clear_pointer(&err, error_free);
+    close(efd);
+    uint64_t addr = 0xfee00000;
+    uint32_t data = 0x30;
+    g_assert_true(pci_bus_remap_msi(bus, PCI_IOAPIC_SOURCE_ID, &addr, &data));
+    g_assert_cmphex(io.last_sid, ==, 0xf0f8);
+    g_assert_false(pci_bus_remap_msi(bus, 0x0f, &addr, &data));
+
+    /* removed: back to pass-through */
+    pci_bus_set_iommu(bus, NULL, NULL);
+    data = 0x30;
+    g_assert_true(pci_bus_remap_msi(bus, 0x0f, &addr, &data));
+    g_assert_cmphex(data, ==, 0x30);
+    fixture_done(&f);
+    guest_mem_free(f.m.mem);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -797,6 +918,7 @@ int main(int argc, char **argv)
     g_test_add_func("/pci/msix", test_msix);
     g_test_add_func("/pci/msix-irqfd", test_msix_irqfd);
     g_test_add_func("/pci/msi", test_msi);
+    g_test_add_func("/pci/dma-iommu", test_dma);
     g_test_add_func("/pci/intx", test_intx);
     g_test_add_func("/pci/config-fuzz", test_config_fuzz);
     g_test_add_func("/pci/mptable", test_mptable);
