@@ -60,6 +60,12 @@ static bool hmp_info_block(QmpCtx *ctx, GString *out, Error **errp)
     }
     json_array_foreach(drives, i, d) {
         json_t *ins = json_object_get(d, "inserted");
+        if (!ins) {
+            /* QEMU's wording for a drive without a medium (e.g. -drive if=none). */
+            g_string_append_printf(out, "%s%s: [not inserted]\r\n", i ? "\r\n" : "",
+                                   json_string_value(json_object_get(d, "device")));
+            continue;
+        }
         json_t *cache = json_object_get(ins, "cache");
         bool wb = json_is_true(json_object_get(cache, "writeback"));
         bool direct = json_is_true(json_object_get(cache, "direct"));

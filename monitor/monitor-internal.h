@@ -14,5 +14,9 @@ json_t *monitor_version_info(void);
 bool monitor_chardev_in_use(Machine *m, const char *id);
 /* Runs an HMP command line; returns its output (g_free) or NULL with *errp set. */
 char *hmp_run(Machine *m, const char *cmdline, Error **errp);
+/* A JSON string for text from the host (file names, paths) that need not be UTF-8:
+ * invalid bytes become U+FFFD, as QEMU's JSON writer does, where json_string() would
+ * return NULL and drop the whole answer.  A new reference. */
+json_t *monitor_host_string(const char *text);
 
 #endif

@@ -9,6 +9,7 @@
  */
 #include <string.h>
 #include "sen/block.h"
+#include "monitor/monitor-internal.h"
 #include "monitor/qapi-generated.h"
 
 static const char *qmp_detect_zeroes_name(BlockDetectZeroes dz)
@@ -31,7 +32,8 @@ static json_t *qmp_block_device_info(BlockBackend *blk)
     for (BlockDriverState *b = bs->backing; b; b = b->backing) {
         depth++;
     }
-    json_t *image = json_pack("{s:s,s:s,s:I}", "filename", bs->filename, "format",
+    json_t *image = json_pack("{s:o,s:s,s:I}", "filename",
+                              monitor_host_string(bs->filename), "format",
                               bs->drv->format_name, "virtual-size",
                               (json_int_t)bdrv_getlength(bs));
     int64_t actual = bdrv_get_allocated_file_size(bs);
@@ -43,11 +45,13 @@ static json_t *qmp_block_device_info(BlockBackend *blk)
         json_object_set_new(image, "cluster-size", json_integer(bdi.cluster_size));
     }
     if (bs->backing) {
-        json_object_set_new(image, "backing-filename", json_string(bs->backing->filename));
+        json_object_set_new(image, "backing-filename",
+                            monitor_host_string(bs->backing->filename));
     }
     json_t *info = json_pack(
-        "{s:s,s:s,s:b,s:s,s:i,s:b,s:s,s:i,s:i,s:i,s:i,s:i,s:i,s:o,s:{s:b,s:b,s:b},s:i}",
-        "file", bs->filename, "node-name", bs->node_name, "ro", blk_is_read_only(blk),
+        "{s:o,s:s,s:b,s:s,s:i,s:b,s:s,s:i,s:i,s:i,s:i,s:i,s:i,s:o,s:{s:b,s:b,s:b},s:i}",
+        "file", monitor_host_string(bs->filename), "node-name", bs->node_name, "ro",
+        blk_is_read_only(blk),
         "drv", bs->drv->format_name, "backing_file_depth", depth, "encrypted", 0,
         "detect_zeroes", qmp_detect_zeroes_name(bs->detect_zeroes), "bps", 0, "bps_rd", 0,
         "bps_wr", 0, "iops", 0, "iops_rd", 0, "iops_wr", 0, "image", image, "cache",
@@ -56,7 +60,8 @@ static json_t *qmp_block_device_info(BlockBackend *blk)
         (bs->file && (bs->file->open_flags & BDRV_O_NOCACHE) != 0),
         "no-flush", (bs->open_flags & BDRV_O_NO_FLUSH) != 0, "write_threshold", 0);
     if (bs->backing) {
-        json_object_set_new(info, "backing_file", json_string(bs->backing->filename));
+        json_object_set_new(info, "backing_file",
+                            monitor_host_string(bs->backing->filename));
     }
     return info;
 }

@@ -73,9 +73,8 @@ json_t *qmp_human_monitor_command(QmpCtx *ctx, const char *command_line, bool ha
     if (!out) {
         return NULL;
     }
-    /* "info block" prints host paths, which need not be UTF-8: json_string refuses those. */
-    g_autofree char *valid = g_utf8_make_valid(out, -1);
-    return json_string(valid);
+    /* "info block" prints host paths, which need not be UTF-8. */
+    return monitor_host_string(out);
 }
 
 /* ---- run state ---- */
@@ -269,8 +268,9 @@ json_t *qmp_query_chardev(QmpCtx *ctx, Error **errp)
         const ChardevConfig *cc = machine_config_find_chardev(m->cfg, chardev_id(chr));
         g_autofree char *filename = cc ? qmp_chardev_filename(cc)
                                        : g_strdup(chardev_kind_name(chr));
-        json_array_append_new(list, json_pack("{s:s,s:s,s:b}", "label", chardev_id(chr),
-                                              "filename", filename, "frontend-open",
+        json_array_append_new(list, json_pack("{s:s,s:o,s:b}", "label", chardev_id(chr),
+                                              "filename", monitor_host_string(filename),
+                                              "frontend-open",
                                               qmp_chardev_has_frontend(m, chardev_id(chr))));
     }
     return list;

@@ -40,6 +40,12 @@ static void monitor_send(Monitor *mon, json_t *msg)
     }
 }
 
+json_t *monitor_host_string(const char *text)
+{
+    g_autofree char *valid = g_utf8_make_valid(text, -1);
+    return json_string(valid);
+}
+
 json_t *monitor_version_info(void)
 {
     unsigned major = 0, minor = 0, micro = 0;

@@ -346,6 +346,26 @@ def test_block_queries_with_a_drive(vm, tmpdir_short):
     assert r["error"]["class"] == "DeviceNotFound"
 
 
+def test_host_paths_that_are_not_utf8(vm, tmpdir_short):
+    """File names are bytes on Linux: a drive and a chardev file whose paths are not UTF-8
+    still appear in query-block / query-chardev, with U+FFFD for the bad bytes (QEMU's JSON
+    writer does the same), instead of the entry or the whole answer going missing."""
+    img = os.fsencode(tmpdir_short) + b"/d\xff.img"
+    log = os.fsencode(tmpdir_short) + b"/c\xfe.log"
+    with open(img, "wb") as f:
+        f.truncate(1 << 20)
+    v = vm("-S", b"-drive", b"file=" + img + b",format=raw,if=none,id=d0",
+           "-chardev", b"file,id=c0,path=" + log)
+    c = v.client()
+    [blk] = c.cmd("query-block")
+    assert blk["inserted"]["file"] == tmpdir_short + "/d\ufffd.img"
+    assert blk["inserted"]["image"]["filename"] == tmpdir_short + "/d\ufffd.img"
+    chardevs = {ch["label"]: ch["filename"] for ch in c.cmd("query-chardev")}
+    assert "c0" in chardevs and "\ufffd" in chardevs["c0"]
+    info = c.cmd("human-monitor-command", command_line="info block")
+    assert "d\ufffd.img" in info
+
+
 def qemu_img_info(path):
     out = subprocess.run(["qemu-img", "info", "-U", "--output=json", path], check=True,
                          capture_output=True, text=True).stdout
