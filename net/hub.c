@@ -22,11 +22,7 @@ static ssize_t hubport_receive(NetClientState *nc, const struct iovec *iov, int 
             net_send(other->nc, iov, iovcnt);
         }
     }
-    size_t len = 0;
-    for (int i = 0; i < iovcnt; i++) {
-        len += iov[i].iov_len;
-    }
-    return (ssize_t)len;
+    return (ssize_t)net_iov_size(iov, iovcnt);
 }
 
 static void hubport_cleanup(NetClientState *nc)

@@ -115,7 +115,7 @@ void net_client_free(NetClientState *nc)
     g_free(nc);
 }
 
-static size_t iov_size(const struct iovec *iov, int n)
+size_t net_iov_size(const struct iovec *iov, int n)
 {
     size_t len = 0;
 
@@ -128,7 +128,7 @@ static size_t iov_size(const struct iovec *iov, int n)
 bool net_send(NetClientState *nc, const struct iovec *iov, int iovcnt)
 {
     NetClientState *peer = nc->peer;
-    size_t len = iov_size(iov, iovcnt);
+    size_t len = net_iov_size(iov, iovcnt);
 
     if (nc->link_down || !peer || peer->link_down || len == 0 || len > NET_MAX_FRAME) {
         return false;

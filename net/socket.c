@@ -160,11 +160,8 @@ static gboolean socket_accept(gint lfd, GIOCondition cond, gpointer opaque)
 static ssize_t socket_receive(NetClientState *nc, const struct iovec *iov, int iovcnt)
 {
     NetSocket *s = nc->opaque;
-    size_t len = 0;
+    size_t len = net_iov_size(iov, iovcnt);
 
-    for (int i = 0; i < iovcnt; i++) {
-        len += iov[i].iov_len;
-    }
     if (s->fd < 0) {
         s->tx_dropped++;
         return (ssize_t)len; /* nobody connected yet */

@@ -77,12 +77,9 @@ static ssize_t tap_receive(NetClientState *nc, const struct iovec *iov, int iovc
     NetTap *s = nc->opaque;
     struct iovec v[1 + 64];
     NetVnetHdr hdr = { 0 };
-    size_t len = 0;
+    size_t len = net_iov_size(iov, iovcnt);
     int n = 0;
 
-    for (int i = 0; i < iovcnt; i++) {
-        len += iov[i].iov_len;
-    }
     /* The tap wants a header but the frame came without one (not from a NIC). */
     if (s->vnet_hdr && !nc->vnet_hdr) {
         v[n].iov_base = &hdr;

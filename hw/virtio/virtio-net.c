@@ -206,15 +206,6 @@ static bool nic_can_receive(NetClientState *nc)
     return true;
 }
 
-static size_t iov_total(const struct iovec *iov, int n)
-{
-    size_t t = 0;
-    for (int i = 0; i < n; i++) {
-        t += iov[i].iov_len;
-    }
-    return t;
-}
-
 /* Copies [skip, skip + len) of src into dst at dst_off; returns the bytes copied. */
 static size_t iov_copy(const struct iovec *dst, unsigned dn, size_t dst_off,
                        const struct iovec *src, int sn, size_t skip, size_t len)
@@ -242,7 +233,7 @@ static ssize_t nic_receive(NetClientState *nc, const struct iovec *iov, int iovc
 {
     NetQueuePair *q = nc->opaque;
     VirtIONet *n = q->n;
-    size_t size = iov_total(iov, iovcnt);
+    size_t size = net_iov_size(iov, iovcnt);
     size_t hdr_in = nc->vnet_hdr ? NET_VNET_HDR_LEN : 0;  /* header from the backend */
     NetVnetHdr hdr = { 0 };
     uint8_t head[18];

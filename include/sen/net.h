@@ -100,6 +100,8 @@ void net_client_set_info_str(NetClientState *nc, const char *fmt, ...) G_GNUC_PR
 /* Sends a frame to nc's peer.  Never blocks; returns false when it was dropped. */
 bool net_send(NetClientState *nc, const struct iovec *iov, int iovcnt);
 bool net_send_buf(NetClientState *nc, const void *buf, size_t len);
+/* Bytes in a frame's iovec. */
+size_t net_iov_size(const struct iovec *iov, int n);
 /* Whether nc's peer will take a frame now (a backend stops reading when not). */
 bool net_peer_can_take(NetClientState *nc);
 /* nc can take frames again: delivers what waits in its queue, tells the peer. */
