@@ -37,7 +37,9 @@ struct NetSlirp {
     Machine *m;
     Slirp *slirp;
     GSource *src;
-    GArray *pollfds;          /* of GPollFD, registered with src between prepares */
+    GArray *pollfds;          /* of GPollFD, registered with src */
+    GArray *fill;             /* of GPollFD, what slirp asked for in this prepare */
+    gint64 deadline;          /* slirp's next timeout (monotonic us), -1 none */
     struct in_addr dhcp_start;
     RateLimit rl;
     /* strings SlirpConfig points at, alive as long as slirp */
@@ -122,6 +124,15 @@ static const SlirpCb slirp_callbacks = {
 
 /* ---- the main-loop source ---- */
 
+/*
+ * glib wakes the whole loop up (an eventfd write) whenever a source adds or removes a
+ * poll descriptor or changes its ready time, so doing that on every prepare made the
+ * main loop spin at 100% CPU while a user netdev existed.  prepare therefore lets slirp
+ * fill a scratch array and touches the registered descriptors only when the set changed
+ * (a socket opened or closed, or slirp now wants POLLOUT), and returns slirp's timeout
+ * through *timeout; check reports that deadline as readiness so its timers still run.
+ */
+
 static int slirp_add_poll(int fd, int events, void *opaque)
 {
     NetSlirp *s = opaque;
@@ -132,8 +143,8 @@ static int slirp_add_poll(int fd, int events, void *opaque)
                  ((events & SLIRP_POLL_PRI) ? G_IO_PRI : 0) |
                  ((events & SLIRP_POLL_ERR) ? G_IO_ERR : 0) |
                  ((events & SLIRP_POLL_HUP) ? G_IO_HUP : 0);
-    g_array_append_val(s->pollfds, pfd);
-    return (int)s->pollfds->len - 1;
+    g_array_append_val(s->fill, pfd);
+    return (int)s->fill->len - 1;
 }
 
 static int slirp_get_revents(int idx, void *opaque)
@@ -161,24 +172,44 @@ static void slirp_src_unpoll(GSource *src, NetSlirp *s)
     g_array_set_size(s->pollfds, 0);
 }
 
+static bool slirp_fill_unchanged(NetSlirp *s)
+{
+    if (s->fill->len != s->pollfds->len) {
+        return false;
+    }
+    for (guint i = 0; i < s->fill->len; i++) {
+        GPollFD *a = &g_array_index(s->fill, GPollFD, i);
+        GPollFD *b = &g_array_index(s->pollfds, GPollFD, i);
+        if (a->fd != b->fd || a->events != b->events) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static gboolean slirp_src_prepare(GSource *src, gint *timeout)
 {
     NetSlirp *s = ((SlirpSource *)src)->s;
     uint32_t ms = UINT32_MAX;
 
-    slirp_src_unpoll(src, s);
+    g_array_set_size(s->fill, 0);
     machine_lock(s->m);
     slirp_pollfds_fill(s->slirp, &ms, slirp_add_poll, s);
     machine_unlock(s->m);
-    /* The array no longer grows until the next prepare: its elements stay put. */
-    for (guint i = 0; i < s->pollfds->len; i++) {
-        g_source_add_poll(src, &g_array_index(s->pollfds, GPollFD, i));
+    if (!slirp_fill_unchanged(s)) {
+        slirp_src_unpoll(src, s);
+        GArray *t = s->pollfds;
+        s->pollfds = s->fill;
+        s->fill = t;
+        /* The array no longer grows until the set changes: its elements stay put. */
+        for (guint i = 0; i < s->pollfds->len; i++) {
+            g_source_add_poll(src, &g_array_index(s->pollfds, GPollFD, i));
+        }
     }
-    /* slirp's own timeouts (TCP fast/slow timers) come back as a ready time. */
-    g_source_set_ready_time(src, ms == UINT32_MAX ? -1 :
-                            g_source_get_time(src) + (gint64)ms * 1000);
-    *timeout = -1;
-    return FALSE;
+    /* slirp's own timeouts (TCP fast/slow timers). */
+    s->deadline = ms == UINT32_MAX ? -1 : g_source_get_time(src) + (gint64)ms * 1000;
+    *timeout = ms == UINT32_MAX ? -1 : (gint)MIN(ms, (uint32_t)G_MAXINT);
+    return ms == 0;
 }
 
 static gboolean slirp_src_check(GSource *src)
@@ -190,7 +221,7 @@ static gboolean slirp_src_check(GSource *src)
             return TRUE;
         }
     }
-    return FALSE;
+    return s->deadline >= 0 && g_source_get_time(src) >= s->deadline;
 }
 
 static gboolean slirp_src_dispatch(GSource *src, GSourceFunc cb, gpointer data)
@@ -243,6 +274,7 @@ static void slirp_cleanup_nc(NetClientState *nc)
         slirp_cleanup(s->slirp);
     }
     g_array_free(s->pollfds, TRUE);
+    g_array_free(s->fill, TRUE);
     g_free(s->hostname);
     g_free(s->domainname);
     g_free(s->tftp);
@@ -438,6 +470,7 @@ static bool slirp_backend_init(Machine *m, const char *id, Keyval *opts, const c
     NetSlirp *s = g_new0(NetSlirp, 1);
     s->m = m;
     s->pollfds = g_array_new(FALSE, TRUE, sizeof(GPollFD));
+    s->fill = g_array_new(FALSE, TRUE, sizeof(GPollFD));
     NetClientState *nc = net_client_new(m, &slirp_info, "user", id, 0);
     nc->opaque = s;
     s->nc = nc;
