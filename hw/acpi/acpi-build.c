@@ -515,12 +515,15 @@ bool acpi_build(const AcpiBuildConfig *cfg, AcpiTables *out, Error **errp)
     uint32_t facs = build_facs(out);
     out->facs = facs;
     uint32_t dsdt = build_dsdt(out, cfg);
-    uint32_t tables[6];
+    uint32_t tables[7];
     unsigned n = 0;
     tables[n++] = build_fadt(out, facs, dsdt);
     tables[n++] = build_madt(out, cfg);
     if (cfg->ecam) {
         tables[n++] = build_mcfg(out);
+    }
+    if (cfg->dmar) {
+        tables[n++] = acpi_build_dmar(out, cfg);
     }
     if (cfg->numa_nodes) {
         tables[n++] = acpi_build_srat(out, cfg);

@@ -51,6 +51,16 @@
 #define ACPI_DIRECT_END         0xf0000ULL
 #define ACPI_DIRECT_RSDP_ADDR   0xf8000ULL
 
+/* DMAR (hw/acpi/acpi-dmar.c): one remapping unit covering every PCI device of segment 0
+ * (INCLUDE_PCI_ALL) and the IOAPIC (AcpiBuildConfig.ioapic_id) as a device scope. */
+typedef struct AcpiDmarConfig {
+    uint64_t base;           /* the unit's register page */
+    uint8_t host_aw;         /* DMA address width in bits */
+    bool intr_remap;         /* flag INTR_REMAP */
+    bool x2apic_opt_out;     /* flag X2APIC_OPT_OUT */
+    uint16_t ioapic_sid;     /* the IOAPIC's source-id: bus << 8 | devfn */
+} AcpiDmarConfig;
+
 typedef struct AcpiBuildConfig {
     unsigned nr_cpus;        /* APIC ids 0..nr_cpus-1 (x2APIC entries from 255 on) */
     uint8_t ioapic_id;
@@ -63,6 +73,7 @@ typedef struct AcpiBuildConfig {
     const uint64_t *node_mem;     /* RAM bytes of each node, end to end from address 0 */
     const uint8_t *numa_distance; /* numa_nodes x numa_nodes (SLIT), or NULL: no SLIT */
     uint64_t above_4g;            /* RAM above 4 GiB */
+    const AcpiDmarConfig *dmar;   /* an IOMMU's DMAR table, or NULL */
 } AcpiBuildConfig;
 
 typedef enum AcpiFile {
@@ -107,6 +118,8 @@ void acpi_table_end(AcpiTables *t, uint32_t start);
 /* hw/acpi/acpi-numa.c: the System Resource Affinity and System Locality tables. */
 uint32_t acpi_build_srat(AcpiTables *t, const AcpiBuildConfig *cfg);
 uint32_t acpi_build_slit(AcpiTables *t, const AcpiBuildConfig *cfg);
+/* hw/acpi/acpi-dmar.c: the DMA Remapping table (VT-d specification, chapter 8). */
+uint32_t acpi_build_dmar(AcpiTables *t, const AcpiBuildConfig *cfg);
 
 /* QEMU's etc/table-loader: 128-byte commands (ALLOCATE, ADD_POINTER, ADD_CHECKSUM). */
 GBytes *acpi_tables_loader(const AcpiTables *t);

@@ -20,5 +20,6 @@ const DeviceClass *const device_class_table[] = {
     &virtio_console_pci_class,
     &fw_cfg_io_class,
     &virtio_net_pci_class,
+    &intel_iommu_class,
     NULL,
 };

@@ -22,6 +22,7 @@ extern const DeviceClass virtconsole_class;
 extern const DeviceClass virtio_console_pci_class;
 extern const DeviceClass fw_cfg_io_class;
 extern const DeviceClass virtio_net_pci_class;
+extern const DeviceClass intel_iommu_class;
 
 /* NULL-terminated, in the order -device help lists them. */
 extern const DeviceClass *const device_class_table[];

@@ -16,6 +16,7 @@
 #include "sen/hw/acpi.h"
 #include "sen/log.h"
 #include "sen/hw/fw_cfg.h"
+#include "sen/hw/intel-iommu.h"
 #include "sen/hw/isa.h"
 #include "sen/hw/pc.h"
 #include "sen/net.h"
@@ -31,6 +32,7 @@ struct PcMachine {
     unsigned *cpu_node;  /* -numa: node of each vCPU, for the SRAT */
     uint64_t *node_mem;  /* -numa: RAM of each node */
     uint64_t facs;    /* direct boot: guest address of the FACS (0 = no ACPI) */
+    AcpiDmarConfig dmar; /* -device intel-iommu's DMAR table contents */
     RateLimit rl;
 };
 
@@ -197,6 +199,9 @@ static void acpi_config(Machine *m, PcMachine *pc, AcpiBuildConfig *acpi)
         .com1 = cfg->serials && cfg->serials->len > 0 && g_ptr_array_index(cfg->serials, 0),
         .above_4g = pc->above_4g,
     };
+    if (intel_iommu_dmar_config(m, &pc->dmar)) {
+        acpi->dmar = &pc->dmar;
+    }
     guint nodes = cfg->numa_nodes ? cfg->numa_nodes->len : 0;
     if (nodes) {
         /* The guest's NUMA topology: SRAT (and SLIT with -numa dist), hw/acpi/acpi-numa.c. */

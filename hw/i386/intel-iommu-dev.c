@@ -1,0 +1,285 @@
+/*
+ * -device intel-iommu: the VT-d unit (intel-iommu.c, intel-iommu-walk.c) on a Q35 board.
+ * Its registers sit at VTD_BASE_ADDR; it hooks the PCI bus (include/sen/pci.h) so every
+ * device DMA is translated and, with intremap=on, every MSI and IOAPIC message is
+ * remapped; the board's ACPI build asks it for the DMAR table (intel_iommu_dmar_config).
+ *
+ * Properties as QEMU's: intremap=on|off|auto, eim=on|off|auto, aw-bits=39|48,
+ * caching-mode (only off), device-iotlb (only off).  See docs/iommu.md.
+ */
+#include <string.h>
+#include "hw/acpi/acpi-build.h"
+#include "hw/core/device-list.h"
+#include "hw/i386/intel-iommu.h"
+#include "sen/hw/intel-iommu.h"
+#include "sen/pci.h"
+#include "sen/vmstate.h"
+
+typedef struct IntelIommu {
+    DeviceState qdev;
+    /* properties */
+    char *intremap;      /* on|off|auto */
+    char *eim;           /* on|off|auto */
+    uint8_t aw_bits;
+    bool caching_mode;
+    bool device_iotlb;
+
+    Machine *m;
+    PCIBus *bus;
+    bool mmio_added;
+    VtdState vtd;
+} IntelIommu;
+
+/* Until the board says so itself: the machine types QEMU calls q35. */
+static bool machine_is_q35(Machine *m)
+{
+    const char *t = m->cfg->machine_type;
+    return t && (!strcmp(t, "q35") || g_str_has_prefix(t, "pc-q35"));
+}
+
+static bool machine_irqchip_split(Machine *m)
+{
+    (void)m;
+    return true;
+}
+
+static uint64_t mmio_read(void *opaque, uint64_t off, unsigned size)
+{
+    return vtd_reg_read(&((IntelIommu *)opaque)->vtd, off, size);
+}
+
+static void mmio_write(void *opaque, uint64_t off, unsigned size, uint64_t v)
+{
+    vtd_reg_write(&((IntelIommu *)opaque)->vtd, off, size, v);
+}
+
+static const IoOps mmio_ops = { .read = mmio_read, .write = mmio_write };
+
+static bool hook_translate(void *opaque, uint16_t bdf, uint64_t iova, uint64_t len,
+                           bool is_write, uint64_t *gpa, uint64_t *contig)
+{
+    return vtd_translate(&((IntelIommu *)opaque)->vtd, bdf, iova, len, is_write, gpa, contig);
+}
+
+static bool hook_remap_msi(void *opaque, uint16_t sid, uint64_t *addr, uint32_t *data)
+{
+    return vtd_remap_msi(&((IntelIommu *)opaque)->vtd, sid, addr, data);
+}
+
+/* With intremap=off interrupts do not pass the unit (and MSI-X keeps its irqfds). */
+static const PCIIOMMUOps dma_only_ops = { .translate = hook_translate };
+static const PCIIOMMUOps dma_and_ir_ops = { .translate = hook_translate,
+                                            .remap_msi = hook_remap_msi };
+
+static void send_msi(void *opaque, uint64_t addr, uint32_t data)
+{
+    pci_send_msi(((IntelIommu *)opaque)->m, addr, data);
+}
+
+/* on|off|auto (QEMU's OnOffAuto): 1, 0, -1. */
+static bool parse_on_off_auto(const char *name, const char *v, int *out, Error **errp)
+{
+    if (!v || !strcmp(v, "auto")) {
+        *out = -1;
+    } else if (!strcmp(v, "on")) {
+        *out = 1;
+    } else if (!strcmp(v, "off")) {
+        *out = 0;
+    } else {
+        error_setg(errp, "Parameter '%s' does not accept value '%s'", name, v);
+        return false;
+    }
+    return true;
+}
+
+static bool decide_config(IntelIommu *s, Machine *m, VtdConfig *cfg, Error **errp)
+{
+    int intremap, eim;
+    if (!parse_on_off_auto("intremap", s->intremap, &intremap, errp) ||
+        !parse_on_off_auto("eim", s->eim, &eim, errp)) {
+        return false;
+    }
+    if (s->aw_bits != 39 && s->aw_bits != 48) {
+        error_setg(errp, "Supported values for aw-bits are: 39, 48");
+        return false;
+    }
+    if (s->caching_mode) {
+        error_setg(errp, "caching-mode=on is not supported by Sen's intel-iommu");
+        return false;
+    }
+    if (s->device_iotlb) {
+        error_setg(errp, "device-iotlb=on is not supported by Sen's intel-iommu");
+        return false;
+    }
+    bool split = machine_irqchip_split(m);
+    /* auto: remapping wherever the interrupt controllers can honour it, as QEMU. */
+    cfg->intremap = intremap < 0 ? split : intremap;
+    if (cfg->intremap && !split) {
+        error_setg(errp, "Interrupt Remapping cannot work with kernel-irqchip=on, "
+                   "please use 'split|off'.");
+        return false;
+    }
+    if (eim == 1 && !cfg->intremap) {
+        error_setg(errp, "eim=on cannot be selected without intremap=on");
+        return false;
+    }
+    cfg->eim = eim < 0 ? cfg->intremap : eim;
+    cfg->aw_bits = s->aw_bits;
+    return true;
+}
+
+static IntelIommu *find_iommu(Machine *m)
+{
+    for (guint i = 0; m->devices && i < m->devices->len; i++) {
+        DeviceState *d = g_ptr_array_index(m->devices, i);
+        if (d->cls == &intel_iommu_class) {
+            return (IntelIommu *)d;
+        }
+    }
+    return NULL;
+}
+
+static void iommu_unrealize(DeviceState *dev)
+{
+    IntelIommu *s = (IntelIommu *)dev;
+    if (s->bus) {
+        pci_bus_set_iommu(s->bus, NULL, NULL);
+        s->bus = NULL;
+    }
+    if (s->mmio_added) {
+        io_space_del(s->m->mmio, VTD_BASE_ADDR);
+        s->mmio_added = false;
+    }
+}
+
+static bool iommu_realize(DeviceState *dev, Machine *m, Error **errp)
+{
+    IntelIommu *s = (IntelIommu *)dev;
+    VtdConfig cfg;
+
+    s->m = m;
+    if (!machine_is_q35(m)) {
+        error_setg(errp, "intel-iommu is only supported by the q35 machine (-M q35)");
+        return false;
+    }
+    if (!decide_config(s, m, &cfg, errp)) {
+        return false;
+    }
+    PCIBus *bus = pci_bus_find(m, PCI_HOST_BUS_NAME);
+    if (!bus) {
+        error_setg(errp, "this machine has no PCI bus");
+        return false;
+    }
+    if (pci_bus_has_iommu(bus) || find_iommu(m)) {
+        error_setg(errp, "Sen does not support multiple vIOMMUs for x86");
+        return false;
+    }
+    vtd_init(&s->vtd, &cfg, m->mem, send_msi, s);
+    if (!io_space_add(m->mmio, VTD_BASE_ADDR, VTD_MMIO_SIZE, &mmio_ops, s, "intel-iommu",
+                      errp)) {
+        return false;
+    }
+    s->mmio_added = true;
+    s->bus = bus;
+    pci_bus_set_iommu(bus, cfg.intremap ? &dma_and_ir_ops : &dma_only_ops, s);
+    return true;
+}
+
+static void iommu_reset(DeviceState *dev)
+{
+    vtd_reset(&((IntelIommu *)dev)->vtd);
+}
+
+bool intel_iommu_dmar_config(Machine *m, AcpiDmarConfig *out)
+{
+    IntelIommu *s = find_iommu(m);
+    if (!s || !s->bus) {
+        return false;
+    }
+    *out = (AcpiDmarConfig){
+        .base = VTD_BASE_ADDR,
+        .host_aw = s->vtd.cfg.aw_bits,
+        .intr_remap = s->vtd.cfg.intremap,
+        .x2apic_opt_out = s->vtd.cfg.intremap && !s->vtd.cfg.eim,
+        .ioapic_sid = PCI_IOAPIC_SOURCE_ID,
+    };
+    return true;
+}
+
+/* ---- migration: the registers and what the global command latched ---- */
+
+static const VMStateField vtd_fields[] = {
+    VMSTATE_UINT32(vtd.gsts, IntelIommu),
+    VMSTATE_UINT64(vtd.rtaddr, IntelIommu),
+    VMSTATE_UINT64(vtd.ccmd, IntelIommu),
+    VMSTATE_UINT32(vtd.fsts, IntelIommu),
+    VMSTATE_UINT32(vtd.fectl, IntelIommu),
+    VMSTATE_UINT32(vtd.fedata, IntelIommu),
+    VMSTATE_UINT32(vtd.feaddr, IntelIommu),
+    VMSTATE_UINT32(vtd.feuaddr, IntelIommu),
+    VMSTATE_UINT64(vtd.iqh, IntelIommu),
+    VMSTATE_UINT64(vtd.iqt, IntelIommu),
+    VMSTATE_UINT64(vtd.iqa, IntelIommu),
+    VMSTATE_UINT32(vtd.ics, IntelIommu),
+    VMSTATE_UINT32(vtd.iectl, IntelIommu),
+    VMSTATE_UINT32(vtd.iedata, IntelIommu),
+    VMSTATE_UINT32(vtd.ieaddr, IntelIommu),
+    VMSTATE_UINT32(vtd.ieuaddr, IntelIommu),
+    VMSTATE_UINT64(vtd.irta, IntelIommu),
+    VMSTATE_UINT64(vtd.iva, IntelIommu),
+    VMSTATE_UINT64(vtd.iotlb, IntelIommu),
+    VMSTATE_UINT64_ARRAY(vtd.frcd[0], IntelIommu, 2 * VTD_NR_FRCD) /* rows end to end */,
+    VMSTATE_UINT64(vtd.root_table, IntelIommu),
+    VMSTATE_UINT64(vtd.irt, IntelIommu),
+    VMSTATE_UINT32(vtd.irt_entries, IntelIommu),
+    VMSTATE_BOOL(vtd.irt_eime, IntelIommu),
+    VMSTATE_UINT64(vtd.iq_base, IntelIommu),
+    VMSTATE_UINT32(vtd.iq_entries, IntelIommu),
+    VMSTATE_END_OF_LIST(),
+};
+
+/* A stream from another configuration must not leave values this unit cannot hold. */
+static bool vtd_post_load(void *opaque, int version_id, Error **errp)
+{
+    (void)version_id;
+    VtdState *v = &((IntelIommu *)opaque)->vtd;
+    if (v->iq_entries < 256 || v->iq_entries > 256u << 7 ||
+        (v->iq_entries & (v->iq_entries - 1)) || v->irt_entries > 1u << 16) {
+        error_setg(errp, "intel-iommu: invalid queue or remapping table size");
+        return false;
+    }
+    return true;
+}
+
+static const VMStateDesc intel_iommu_vmsd = {
+    .name = "intel-iommu",
+    .version_id = 1,
+    .fields = vtd_fields,
+    .post_load = vtd_post_load,
+};
+
+static const PropertyDef intel_iommu_props[] = {
+    DEFINE_PROP("intremap", PROP_STRING, IntelIommu, intremap, "auto",
+                "interrupt remapping: on|off|auto (auto: on with kernel-irqchip=split)"),
+    DEFINE_PROP("eim", PROP_STRING, IntelIommu, eim, "auto",
+                "extended interrupt mode (x2APIC): on|off|auto"),
+    DEFINE_PROP("aw-bits", PROP_U8, IntelIommu, aw_bits, "39",
+                "address width: 39 (3-level tables) or 48 (4-level)"),
+    DEFINE_PROP("caching-mode", PROP_BOOL, IntelIommu, caching_mode, "off",
+                "caching mode (only off)"),
+    DEFINE_PROP("device-iotlb", PROP_BOOL, IntelIommu, device_iotlb, "off",
+                "device IOTLB / ATS (only off)"),
+    { .name = NULL },
+};
+
+const DeviceClass intel_iommu_class = {
+    .name = "intel-iommu",
+    .desc = "Intel VT-d DMA and interrupt remapping unit (q35)",
+    .instance_size = sizeof(IntelIommu),
+    .props = intel_iommu_props,
+    .user_creatable = true,
+    .realize = iommu_realize,
+    .reset = iommu_reset,
+    .unrealize = iommu_unrealize,
+    .vmsd = &intel_iommu_vmsd,
+};
