@@ -296,6 +296,40 @@ static void test_tables(gconstpointer data)
     }
 }
 
+/* -device intel-iommu's DMAR: header width and flags, one DRHD with INCLUDE_PCI_ALL at
+ * the unit's base, and the IOAPIC's device scope (as QEMU's q35 builds it). */
+static void test_dmar(void)
+{
+    for (int eim = 0; eim < 2; eim++) {
+        AcpiDmarConfig dmar = { .base = 0xfed90000, .host_aw = 39, .intr_remap = true,
+                                .x2apic_opt_out = !eim, .ioapic_sid = 0xf0f8 };
+        AcpiBuildConfig cfg = { .nr_cpus = 4, .ioapic_id = 4, .below_4g = 128 << 20,
+                                .ecam = true, .com1 = true, .dmar = &dmar };
+        Linked l;
+        build_linked(&l, &cfg);
+        const uint8_t *d = find_table(&l, "DMAR");
+        g_assert_nonnull(d);
+        g_assert_cmpuint(boot_ld32(d + 4), ==, 48 + 16 + 8);
+        g_assert_cmpuint(d[8], ==, 1);                    /* revision */
+        g_assert_cmpuint(d[36], ==, 38);                  /* host address width - 1 */
+        g_assert_cmpuint(d[37], ==, eim ? 1 : 3);         /* INTR_REMAP, X2APIC_OPT_OUT */
+        const uint8_t *drhd = d + 48;
+        g_assert_cmpuint(boot_ld16(drhd), ==, 0);
+        g_assert_cmpuint(boot_ld16(drhd + 2), ==, 24);
+        g_assert_cmpuint(drhd[4], ==, 1);                 /* INCLUDE_PCI_ALL */
+        g_assert_cmpuint(boot_ld16(drhd + 6), ==, 0);     /* segment */
+        g_assert_cmphex(boot_ld64(drhd + 8), ==, 0xfed90000);
+        static const uint8_t scope[8] = { 3, 8, 0, 0, 4, 0xf0, 0x1f, 0 };
+        g_assert_cmpmem(drhd + 16, 8, scope, 8);
+        /* Without an IOMMU there is no DMAR. */
+        acpi_tables_clear(&l.t);
+        cfg.dmar = NULL;
+        build_linked(&l, &cfg);
+        g_assert_null(find_table(&l, "DMAR"));
+        acpi_tables_clear(&l.t);
+    }
+}
+
 static void test_bad_config(void)
 {
     AcpiBuildConfig cfg = { .nr_cpus = 0 };
@@ -467,6 +501,7 @@ int main(int argc, char **argv)
     g_test_add_data_func("/acpi/tables/4cpus", GUINT_TO_POINTER(4), test_tables);
     g_test_add_data_func("/acpi/tables/288cpus-x2apic", GUINT_TO_POINTER(288), test_tables);
     g_test_add_func("/acpi/tables/bad-config", test_bad_config);
+    g_test_add_func("/acpi/tables/dmar", test_dmar);
     g_test_add_func("/acpi/loader", test_loader);
     g_test_add_func("/acpi/iasl", test_iasl);
     return g_test_run();
