@@ -31,6 +31,28 @@ static bool accel_parse(const char *name, AccelKind *kind)
     return false;
 }
 
+/* kernel-irqchip=on|split|off (QEMU's OnOffSplit); off would need a userspace LAPIC. */
+static bool kernel_irqchip_opt(CmdlineState *s, Keyval *kv, const char *what, Error **errp)
+{
+    const char *v = keyval_get(kv, "kernel-irqchip");
+    if (!v) {
+        return true;
+    }
+    if (!strcmp(v, "on") || !strcmp(v, "true") || !strcmp(v, "yes")) {
+        s->cfg->irqchip_split = false;
+    } else if (!strcmp(v, "split")) {
+        s->cfg->irqchip_split = true;
+    } else if (!strcmp(v, "off") || !strcmp(v, "false") || !strcmp(v, "no")) {
+        error_setg(errp, "%s: kernel-irqchip=off is not supported by Sen (its LAPICs are "
+                   "always in KVM): use kernel-irqchip=on or split", what);
+        return false;
+    } else {
+        error_setg(errp, "%s: kernel-irqchip=%s: expected on, split or off", what, v);
+        return false;
+    }
+    return true;
+}
+
 bool cmdline_opt_accel(CmdlineState *s, const char *what, const char *arg, Error **errp)
 {
     g_autoptr(Keyval) kv = cmdline_parse_opts(what, arg, "accel", errp);
@@ -53,7 +75,7 @@ bool cmdline_opt_accel(CmdlineState *s, const char *what, const char *arg, Error
         return false;
     }
     s->accel_given = true;
-    return keyval_check_all_used(kv, what, errp);
+    return kernel_irqchip_opt(s, kv, what, errp) && keyval_check_all_used(kv, what, errp);
 }
 
 bool cmdline_opt_enable_kvm(CmdlineState *s, const char *what, const char *arg, Error **errp)
@@ -75,18 +97,26 @@ bool cmdline_opt_machine(CmdlineState *s, const char *what, const char *arg, Err
     if (type && strcmp(type, "help") == 0) {
         printf("Supported machines are:\n"
                "pc                   Standard PC (i440FX + PIIX, 1996) (default)\n"
-               "pc-i440fx-*          alias of pc\n");
+               "pc-i440fx-*          alias of pc\n"
+               "q35                  Standard PC (Q35 + ICH9, 2009)\n"
+               "pc-q35-*             alias of q35\n");
         s->exit_early = true;
         return true;
     }
     if (type) {
-        if (strcmp(type, "pc") != 0 && !g_str_has_prefix(type, "pc-i440fx-")) {
+        const char *canon = NULL;
+        if (!strcmp(type, "pc") || g_str_has_prefix(type, "pc-i440fx-")) {
+            canon = "pc";
+        } else if (!strcmp(type, "q35") || g_str_has_prefix(type, "pc-q35-")) {
+            canon = "q35";
+        }
+        if (!canon) {
             error_setg(errp, "%s: unsupported machine type '%s'. "
                        "Use -machine help to list supported machines", what, type);
             return false;
         }
         g_free(s->cfg->machine_type);
-        s->cfg->machine_type = g_strdup("pc");
+        s->cfg->machine_type = g_strdup(canon);
     }
     if (accel) {
         /* The legacy form is a fallback list ("kvm:tcg"): take the first Sen has. */
@@ -119,7 +149,7 @@ bool cmdline_opt_machine(CmdlineState *s, const char *what, const char *arg, Err
         return false;
     }
     s->cfg->no_pit = !pit;
-    return keyval_check_all_used(kv, what, errp);
+    return kernel_irqchip_opt(s, kv, what, errp) && keyval_check_all_used(kv, what, errp);
 }
 
 bool cmdline_opt_no_acpi(CmdlineState *s, const char *what, const char *arg, Error **errp)

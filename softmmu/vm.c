@@ -273,8 +273,13 @@ Machine *machine_create(MachineConfig *cfg, Error **errp)
     /* The host can always wake a sleeping guest; the RTC only once the guest allows it. */
     m->wakeup_enabled = 1u << WAKEUP_REASON_OTHER;
 
-    if (g_strcmp0(cfg->machine_type, "pc") != 0) {
+    if (g_strcmp0(cfg->machine_type, "pc") != 0 && g_strcmp0(cfg->machine_type, "q35") != 0) {
         error_setg(errp, "-machine %s: unsupported machine type", cfg->machine_type);
+        goto fail;
+    }
+    if (cfg->irqchip_split) {
+        error_setg(errp, "-machine kernel-irqchip=split: the userspace IOAPIC is not built "
+                   "in yet");
         goto fail;
     }
     /* Before anything opens /dev/fdset/N paths. */

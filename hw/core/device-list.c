@@ -10,6 +10,8 @@ const DeviceClass *const device_class_table[] = {
     &acpi_pm_class,
     &mc146818rtc_class,
     &i440fx_pcihost_class,
+    &q35_pcihost_class,
+    &ich9_lpc_class,
     &pci_testdev_class,
     &pc_testdev_class,
     &virtio_blk_pci_class,

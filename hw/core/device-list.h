@@ -13,6 +13,8 @@ extern const DeviceClass port92_class;
 extern const DeviceClass acpi_pm_class;
 extern const DeviceClass mc146818rtc_class;
 extern const DeviceClass i440fx_pcihost_class;
+extern const DeviceClass q35_pcihost_class;
+extern const DeviceClass ich9_lpc_class;
 extern const DeviceClass pci_testdev_class;
 extern const DeviceClass virtio_blk_pci_class;
 extern const DeviceClass virtio_rng_pci_class;

@@ -1,5 +1,6 @@
 /*
- * The PC board, as QEMU's i440fx "pc" looks to a guest without firmware: RAM split around
+ * The PC board, as QEMU's i440fx "pc" (and, with the differences in q35.c, its "q35")
+ * looks to a guest without firmware: RAM split around
  * the 32-bit PCI hole, the ISA devices every PC has (RTC, i8042, ports 0x80 and 0x92),
  * COM ports from -serial, then -device in command-line order, and a kernel loaded
  * directly (Linux bzImage, multiboot, PVH: hw/i386/boot-*.c) with an MP table.
@@ -11,6 +12,7 @@
 #include <string.h>
 #include "hw/acpi/acpi-build.h"
 #include "hw/i386/boot.h"
+#include "hw/i386/q35.h"
 #include "sen/device.h"
 #include "sen/hostmem.h"
 #include "sen/hw/acpi.h"
@@ -23,6 +25,7 @@
 #include "sen/pci.h"
 
 struct PcMachine {
+    bool q35;         /* -M q35: MCH + ICH9 LPC instead of i440FX + PIIX */
     uint64_t below_4g, above_4g;
     BootCtx boot;
     CpuBootState bsp; /* where the BSP starts after every reset */
@@ -105,7 +108,8 @@ static bool create_devices(Machine *m, PcMachine *pc, Error **errp)
     if (!pc->rtc || !create_builtin(m, "i8042", NULL, errp) ||
         !create_builtin(m, "ioport80", NULL, errp) ||
         !create_builtin(m, "port92", NULL, errp) ||
-        !create_builtin(m, "i440fx-pcihost", NULL, errp) ||
+        !create_builtin(m, pc->q35 ? "q35-pcihost" : "i440fx-pcihost", NULL, errp) ||
+        (pc->q35 && !create_builtin(m, "ich9-lpc", "addr=1f.0", errp)) ||
         (!cfg->no_acpi && !create_builtin(m, "acpi-pm", NULL, errp))) {
         return false;
     }
@@ -334,7 +338,12 @@ bool pc_machine_init(Machine *m, Error **errp)
 {
     PcMachine *pc = g_new0(PcMachine, 1);
     m->pc = pc;
-    pc_ram_split(m->cfg->ram_size, &pc->below_4g, &pc->above_4g);
+    pc->q35 = g_strcmp0(m->cfg->machine_type, "q35") == 0;
+    if (pc->q35) {
+        q35_ram_split(m->cfg->ram_size, &pc->below_4g, &pc->above_4g);
+    } else {
+        pc_ram_split(m->cfg->ram_size, &pc->below_4g, &pc->above_4g);
+    }
     if (!create_memory(m, pc, errp)) {
         return false;
     }
@@ -361,6 +370,10 @@ bool pc_machine_reset(Machine *m, CpuBootState *bsp, Error **errp)
     }
     /* The RTC's own reset may have cleared its memory: the board owns these bytes. */
     cmos_init(m, pc);
+    if (pc->q35 && m->cfg->kernel) {
+        /* No firmware runs before a direct boot: do its PCI set-up (q35.h). */
+        q35_pci_assign_resources(m);
+    }
     *bsp = pc->bsp;
     return true;
 }
@@ -427,6 +440,9 @@ bool pc_machine_wakeup(Machine *m, WakeupReason reason, CpuBootState *bsp, Error
     }
     /* Direct boot: no firmware runs, so the board does its job. */
     rtc_set_cmos(pc->rtc, CMOS_SHUTDOWN_STATUS, 0);
+    if (pc->q35) {
+        q35_pci_assign_resources(m);
+    }
     if (pc_waking_vector(m, pc, bsp)) {
         return true;
     }

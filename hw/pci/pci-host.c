@@ -1,5 +1,6 @@
 /*
- * The i440fx-like PCI host bridge (8086:1237 at 00.0) and its config access paths:
+ * The PCI host bridges: i440fx-like (8086:1237 at 00.0, -M pc) and the Q35 MCH (8086:29c0,
+ * -M q35; QEMU's "mch"), which differ only in their IDs.  Both have these config paths:
  * type-1 (address latch at 0xcf8, data at 0xcfc-0xcff) and an ECAM (MMCONFIG) window at
  * PCI_ECAM_BASE, 1 MiB per bus, 4 KiB per function.
  *
@@ -35,7 +36,7 @@ PCIBus *pci_bus_find(Machine *m, const char *name)
 {
     for (guint i = 0; m->devices && i < m->devices->len; i++) {
         DeviceState *dev = g_ptr_array_index(m->devices, i);
-        if (dev->cls == &i440fx_pcihost_class) {
+        if (dev->cls == &i440fx_pcihost_class || dev->cls == &q35_pcihost_class) {
             PciHost *h = (PciHost *)dev;
             if (h->bus && !g_strcmp0(h->bus->name, name)) {
                 return h->bus;
@@ -184,7 +185,8 @@ static void pcihost_unrealize(DeviceState *dev)
     h->bus = NULL;
 }
 
-static bool pcihost_realize(DeviceState *dev, Machine *m, Error **errp)
+static bool pcihost_realize_ids(DeviceState *dev, Machine *m, uint16_t device_id,
+                                uint8_t revision, Error **errp)
 {
     PciHost *h = (PciHost *)dev;
 
@@ -198,7 +200,7 @@ static bool pcihost_realize(DeviceState *dev, Machine *m, Error **errp)
         goto fail;
     }
     /* Subsystem 1af4:1100 as on QEMU: SeaBIOS (qemu_detect) and guests key on it. */
-    pci_set_ids(&h->pci, 0x8086, 0x1237, 0x1af4, 0x1100, 2);
+    pci_set_ids(&h->pci, 0x8086, device_id, 0x1af4, 0x1100, revision);
     pci_set_class(&h->pci, 0x060000); /* host bridge */
     pci_set_intx_pin(&h->pci, 0);
     if (!io_space_add(m->pio, CF8_PORT, 4, &cf8_ops, h, "PCI config address", errp)) {
@@ -222,6 +224,17 @@ fail:
     /* The registry frees a device whose realize failed without calling unrealize. */
     pcihost_unrealize(dev);
     return false;
+}
+
+static bool pcihost_realize(DeviceState *dev, Machine *m, Error **errp)
+{
+    return pcihost_realize_ids(dev, m, 0x1237, 2, errp);
+}
+
+/* Q35 MCH: QEMU's has no capabilities either (a conventional PCI function on bus 0). */
+static bool q35_pcihost_realize(DeviceState *dev, Machine *m, Error **errp)
+{
+    return pcihost_realize_ids(dev, m, 0x29c0, 0, errp);
 }
 
 static void pcihost_reset(DeviceState *dev)
@@ -260,4 +273,23 @@ const DeviceClass i440fx_pcihost_class = {
     .reset = pcihost_reset,
     .unrealize = pcihost_unrealize,
     .vmsd = &pcihost_vmsd,
+};
+
+static const VMStateDesc q35_pcihost_vmsd = {
+    .name = "q35-pcihost",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .fields = pcihost_fields,
+};
+
+const DeviceClass q35_pcihost_class = {
+    .name = "q35-pcihost",
+    .desc = "Q35 MCH host bridge 8086:29c0 (CF8/CFC and ECAM config access)",
+    .instance_size = sizeof(PciHost),
+    .props = pcihost_props,
+    .user_creatable = false,
+    .realize = q35_pcihost_realize,
+    .reset = pcihost_reset,
+    .unrealize = pcihost_unrealize,
+    .vmsd = &q35_pcihost_vmsd,
 };

@@ -113,7 +113,7 @@ typedef struct NumaNodeConfig {
 #define NUMA_LOCAL_DISTANCE 10
 
 typedef struct MachineConfig {
-    char *machine_type; /* "pc" */
+    char *machine_type; /* "pc" or "q35" (aliases are folded into these) */
     char *cpu_model;    /* "host", "max", "qemu64", ... (see accel/kvm/kvm-cpuid.c) */
     GPtrArray *cpu_features; /* of char*: "+x2apic", "-tsc-deadline" in command-line order */
     AccelKind accel;
@@ -150,6 +150,8 @@ typedef struct MachineConfig {
     bool nographic;
     bool display_none;
     bool no_pit;        /* -machine pit=off: no in-kernel PIT */
+    bool irqchip_split; /* -machine kernel-irqchip=split: LAPICs in KVM, the IOAPIC in
+                         * Sen (hw/intc/ioapic.c), no PIC and no PIT (docs/machines.md) */
     bool pit_discard;   /* -global kvm-pit.lost_tick_policy=discard: no tick re-injection */
 
     GPtrArray *chardevs; /* of ChardevConfig*: -chardev and implicit ones from -serial */

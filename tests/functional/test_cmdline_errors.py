@@ -34,7 +34,7 @@ CASES = [
     (["-smp", "4,maxcpus=2"], "-smp 4,maxcpus=2: Invalid CPU topology"),
     (["-smp", "2000"], "-smp 2000: Invalid SMP CPUs 2000"),
     (["-smp", "2,bogus=1"], "-smp 2,bogus=1: invalid parameter 'bogus'"),
-    (["-machine", "q35"], "-machine q35: unsupported machine type 'q35'"),
+    (["-machine", "microvm"], "-machine microvm: unsupported machine type 'microvm'"),
     (["-M", "pc,usb=off"], "-M pc,usb=off: invalid parameter 'usb'"),
     (["-cpu", "pentium9"], "-cpu pentium9: unable to find CPU model 'pentium9'"),
     (["-cpu", "qemu64,+warp-drive"], "-cpu qemu64,+warp-drive: Property 'warp-drive' not found"),

@@ -309,6 +309,29 @@ static void test_machine_accel_cpu(void)
     }
 }
 
+static void test_machine_types_and_irqchip(void)
+{
+    static const struct {
+        const char *line;
+        const char *type;
+        bool split;
+    } cases[] = {
+        { "", "pc", false },
+        { "-M q35", "q35", false },
+        { "-M pc-q35-7.2", "q35", false },
+        { "-M pc-i440fx-7.2", "pc", false },
+        { "-M q35,kernel-irqchip=split", "q35", true },
+        { "-machine kernel-irqchip=split", "pc", true },
+        { "-accel kvm,kernel-irqchip=split", "pc", true },
+        { "-M q35,kernel-irqchip=split -accel kvm,kernel-irqchip=on", "q35", false },
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_autoptr(MachineConfig) cfg = parse_ok(cases[i].line);
+        g_assert_cmpstr(cfg->machine_type, ==, cases[i].type);
+        g_assert_cmpint(cfg->irqchip_split, ==, cases[i].split);
+    }
+}
+
 static void test_cpu_models_and_globals(void)
 {
     g_autoptr(MachineConfig) cfg = parse_ok(
@@ -505,7 +528,7 @@ static const struct { const char *line; const char *prefix; const char *text; } 
     { "-smp 99999999999", "-smp 99999999999", "too large" },
     { "-smp 65536,sockets=65536,cores=65536,threads=65536,dies=65536", "-smp 65536",
       "product of the hierarchy" },
-    { "-machine q35", "-machine q35", "unsupported machine type 'q35'" },
+    { "-machine microvm", "-machine microvm", "unsupported machine type 'microvm'" },
     { "-M microvm", "-M microvm", "Use -machine help to list supported machines" },
     { "-M pc,usb=off", "-M pc,usb=off", "invalid parameter 'usb'" },
     { "-machine accel=tcg", "-machine accel=tcg", "'tcg'" },
@@ -526,7 +549,10 @@ static const struct { const char *line; const char *prefix; const char *text; } 
       "expected driver=,property=,value=" },
     { "-machine pit=maybe", "-machine pit=maybe", "pit" },
     { "-accel tcg", "-accel tcg", "accelerator 'tcg' is not supported" },
-    { "-accel kvm,kernel-irqchip=off", "-accel kvm", "invalid parameter 'kernel-irqchip'" },
+    { "-accel kvm,kernel-irqchip=off", "-accel kvm", "kernel-irqchip=off is not supported" },
+    { "-machine kernel-irqchip=maybe", "-machine kernel-irqchip=maybe",
+      "kernel-irqchip=maybe: expected on, split or off" },
+    { "-M q36", "-M q36", "unsupported machine type 'q36'" },
     { "-kernel /nonexistent/vmlinuz", "-kernel /nonexistent/vmlinuz",
       "could not load kernel '/nonexistent/vmlinuz': No such file or directory" },
     { "-kernel @D@", "-kernel ", "Is a directory" },
@@ -636,6 +662,7 @@ int main(int argc, char **argv)
     g_test_add_func("/cmdline/chardevs", test_chardevs);
     g_test_add_func("/cmdline/qtest", test_qtest);
     g_test_add_func("/cmdline/machine-accel-cpu", test_machine_accel_cpu);
+    g_test_add_func("/cmdline/machine-types", test_machine_types_and_irqchip);
     g_test_add_func("/cmdline/cpu-models-and-globals", test_cpu_models_and_globals);
     g_test_add_func("/cmdline/machine-acpi", test_machine_acpi);
     g_test_add_func("/cmdline/boot-and-misc", test_boot_and_misc);

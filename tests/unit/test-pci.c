@@ -12,6 +12,7 @@
 #include "accel/kvm/kvm-internal.h"
 #include "accel/accel.h"
 #include "hw/i386/boot.h"
+#include "hw/i386/q35.h"
 #include "sen/device.h"
 #include "sen/pci.h"
 
@@ -907,6 +908,50 @@ static void test_dma(void)
     guest_mem_free(f.m.mem);
 }
 
+/* q35 direct boot: the board assigns BARs as firmware would, largest first, aligned. */
+static void test_q35_assign(void)
+{
+    Fixture f;
+    fixture_init(&f);
+    TDev *a = add_tdev(&f, "addr=3");
+    TDev *b = add_tdev(&f, "addr=5");
+    q35_pci_assign_resources(&f.m);
+    TDev *devs[] = { a, b };
+    uint64_t seen_mem[4];
+    unsigned nmem = 0;
+    for (unsigned i = 0; i < 2; i++) {
+        PCIDevice *d = &devs[i]->pci;
+        uint16_t cmd = pci_get_word(d->config + PCI_COMMAND);
+        g_assert_cmphex(cmd & (PCI_COMMAND_IO | PCI_COMMAND_MEMORY), ==,
+                        PCI_COMMAND_IO | PCI_COMMAND_MEMORY);
+        g_assert_cmphex(cmd & PCI_COMMAND_MASTER, ==, 0); /* the guest's decision */
+        uint64_t m0 = pci_bar_address(d, 0), io = pci_bar_address(d, 1),
+                 m2 = pci_bar_address(d, 2);
+        g_assert_cmphex(m0 & 0xfff, ==, 0);
+        g_assert_cmphex(m2 & 0x3fff, ==, 0);
+        g_assert_cmphex(io & 0x1f, ==, 0);
+        g_assert_cmphex(m0, >=, Q35_PCI_MMIO_BASE);
+        g_assert_cmphex(m2, >=, Q35_PCI_MMIO_BASE);
+        g_assert_cmphex(io, >=, Q35_PCI_IO_BASE);
+        g_assert_cmphex(io, <, Q35_PCI_IO_END);
+        seen_mem[nmem++] = m0;
+        seen_mem[nmem++] = m2;
+        /* interrupt line = the IOAPIC pin INTA reaches */
+        g_assert_cmpuint(d->config[PCI_INTERRUPT_LINE], ==, pci_intx_gsi(d->devfn, 1));
+    }
+    g_assert_cmpuint(a->pci.config[PCI_INTERRUPT_LINE], ==, 16 + 3 % 4);
+    /* the two 16 KiB BARs first, then the 4 KiB ones: no overlap */
+    for (unsigned i = 0; i < nmem; i++) {
+        for (unsigned j = i + 1; j < nmem; j++) {
+            g_assert_cmphex(seen_mem[i], !=, seen_mem[j]);
+        }
+    }
+    g_assert_cmphex(pci_bar_address(&a->pci, 2), ==, Q35_PCI_MMIO_BASE);
+    g_assert_cmphex(pci_bar_address(&b->pci, 2), ==, Q35_PCI_MMIO_BASE + 0x4000);
+    g_assert_cmphex(pci_bar_address(&a->pci, 0), ==, Q35_PCI_MMIO_BASE + 0x8000);
+    fixture_done(&f);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -919,6 +964,7 @@ int main(int argc, char **argv)
     g_test_add_func("/pci/msix-irqfd", test_msix_irqfd);
     g_test_add_func("/pci/msi", test_msi);
     g_test_add_func("/pci/dma-iommu", test_dma);
+    g_test_add_func("/pci/q35-assign", test_q35_assign);
     g_test_add_func("/pci/intx", test_intx);
     g_test_add_func("/pci/config-fuzz", test_config_fuzz);
     g_test_add_func("/pci/mptable", test_mptable);
