@@ -13,6 +13,7 @@
 #include <glib.h>
 #include "accel/accel.h"
 #include "accel/kvm/kvm-internal.h"
+#include "kvm-test-util.h"
 
 #define RAM_SIZE (2 * 1024 * 1024)
 #define CODE_ADDR 0x1000
@@ -271,65 +272,22 @@ static void tport_write(void *opaque, uint64_t off, unsigned size, uint64_t valu
 
 static const IoOps tport_ops = { .read = tport_read, .write = tport_write };
 
-static bool kvm_usable(void)
-{
-    int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-    if (fd < 0) {
-        g_test_skip("no usable /dev/kvm");
-        return false;
-    }
-    int vm = ioctl(fd, KVM_CREATE_VM, 0);
-    close(fd);
-    if (vm < 0) {
-        g_test_skip("/dev/kvm cannot create a VM here");
-        return false;
-    }
-    close(vm);
-    return true;
-}
-
 static TestVm *tvm_new(unsigned cpus)
 {
-    if (!kvm_usable()) {
+    const char *why = kvm_test_unusable_reason();
+    if (why) {
+        g_test_skip(why);
         return NULL;
     }
     TestVm *t = g_new0(TestVm, 1);
-    Machine *m = g_new0(Machine, 1);
-    Error *err = NULL;
-
-    t->m = m;
     t->writes = g_array_new(FALSE, TRUE, sizeof(PortWrite));
-    g_mutex_init(&m->lock);
-    m->ctx = g_main_context_default();
-    m->cfg = g_new0(MachineConfig, 1);
-    m->cfg->ram_size = RAM_SIZE;
-    m->cfg->smp_cpus = m->cfg->smp_maxcpus = m->cfg->smp_sockets = cpus;
-    m->cfg->smp_dies = m->cfg->smp_cores = m->cfg->smp_threads = 1;
-    m->mem = guest_mem_new(RAM_SIZE, &err);
-    g_assert_null(err);
-    g_assert_true(guest_mem_add_region(m->mem, 0, RAM_SIZE, 0, &err));
-    m->pio = io_space_new("pio");
-    m->mmio = io_space_new("mmio");
-    g_assert_true(io_space_add(m->pio, TEST_PORT, 0x10, &tport_ops, t, "test", &err));
-    m->accel = &kvm_accel_ops;
-    if (!kvm_accel_ops.init(m, &err)) {
-        g_error("kvm init: %s", error_get_pretty(err));
-    }
+    t->m = kvm_test_machine_new(cpus, RAM_SIZE, TEST_PORT, &tport_ops, t);
     return t;
 }
 
 static void tvm_free(TestVm *t)
 {
-    Machine *m = t->m;
-    kvm_accel_ops.pause(m);
-    kvm_accel_ops.destroy(m);
-    g_assert_null(m->accel_state);
-    io_space_free(m->pio);
-    io_space_free(m->mmio);
-    guest_mem_free(m->mem);
-    g_free(m->cfg);
-    g_mutex_clear(&m->lock);
-    g_free(m);
+    kvm_test_machine_free(t->m);
     g_array_free(t->writes, TRUE);
     g_free(t);
 }
@@ -362,15 +320,7 @@ static void tvm_reset(TestVm *t, const CpuBootState *bsp)
 /* Runs until the guest or a vCPU asks for shutdown/reset/stop, then pauses. */
 static void tvm_run(TestVm *t)
 {
-    Machine *m = t->m;
-    gint64 deadline = g_get_monotonic_time() + WAIT_US;
-    kvm_accel_ops.resume(m);
-    while (!g_atomic_int_get(&m->shutdown_requested) &&
-           !g_atomic_int_get(&m->reset_requested) && !g_atomic_int_get(&m->stop_requested)) {
-        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
-        g_usleep(1000);
-    }
-    kvm_accel_ops.pause(m);
+    kvm_test_run(t->m, true, WAIT_US);
 }
 
 static void tvm_clear_requests(TestVm *t)
@@ -850,7 +800,9 @@ static void test_kvm_dirty_log(void)
 
 static void test_kvm_too_many_cpus(void)
 {
-    if (!kvm_usable()) {
+    const char *why = kvm_test_unusable_reason();
+    if (why) {
+        g_test_skip(why);
         return;
     }
     Machine m = { 0 };

@@ -6,12 +6,9 @@
  * count and never print the start banner (a restart would).  Needs /dev/kvm and the guest
  * kit; skipped with the reason otherwise.
  */
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <unistd.h>
-#include <linux/kvm.h>
 #include <glib.h>
 #include <glib/gstdio.h>
 #include "softmmu/main-loop.h"
@@ -19,6 +16,7 @@
 #include "sen/machine.h"
 #include "sen/memory.h"
 #include "sen/vmstate.h"
+#include "kvm-test-util.h"
 
 #define GUEST_PASS_STATUS 33
 #define RUN_LIMIT_US (60 * G_USEC_PER_SEC)
@@ -35,21 +33,6 @@ static char *guest_image(void)
         return NULL;
     }
     return path;
-}
-
-static bool kvm_usable(void)
-{
-    int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-    if (fd < 0) {
-        return false;
-    }
-    int vm = ioctl(fd, KVM_CREATE_VM, 0);
-    close(fd);
-    if (vm < 0) {
-        return false;
-    }
-    close(vm);
-    return true;
 }
 
 static Machine *make_machine(const char *image, const char *serial_log)
@@ -104,8 +87,9 @@ static void test_guest_continues(void)
         g_test_skip("the guest kit is not built (vmstate-ticks.elf missing)");
         return;
     }
-    if (!kvm_usable()) {
-        g_test_skip("no usable /dev/kvm");
+    const char *why = kvm_test_unusable_reason();
+    if (why) {
+        g_test_skip(why);
         return;
     }
     g_autofree char *dir = g_dir_make_tmp("sen-vmstate-guest-XXXXXX", NULL);
@@ -176,8 +160,9 @@ int main(int argc, char **argv)
         printf("SKIP: the guest kit is not built (vmstate-ticks.elf missing)\n");
         return 77;
     }
-    if (!kvm_usable()) {
-        printf("SKIP: no usable /dev/kvm\n");
+    const char *why = kvm_test_unusable_reason();
+    if (why) {
+        printf("SKIP: %s\n", why);
         return 77;
     }
     g_test_add_func("/vmstate-guest/continues-on-fresh-machine", test_guest_continues);

@@ -14,6 +14,7 @@
 #include <glib.h>
 #include "accel/accel.h"
 #include "accel/kvm/kvm-internal.h"
+#include "kvm-test-util.h"
 #include "sen/vmstate.h"
 
 #define RAM_SIZE (2 * 1024 * 1024)
@@ -65,53 +66,21 @@ static void tport_write(void *opaque, uint64_t off, unsigned size, uint64_t valu
 
 static const IoOps tport_ops = { .read = tport_read, .write = tport_write };
 
-static bool kvm_usable(void)
-{
-    int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-    if (fd < 0) {
-        return false;
-    }
-    int vm = ioctl(fd, KVM_CREATE_VM, 0);
-    close(fd);
-    if (vm < 0) {
-        return false;
-    }
-    close(vm);
-    return true;
-}
-
 static TestVm *tvm_new(unsigned cpus, uint8_t in_value)
 {
     TestVm *t = g_new0(TestVm, 1);
-    Machine *m = g_new0(Machine, 1);
     Error *err = NULL;
 
-    t->m = m;
     t->in_value = in_value;
     t->writes = g_array_new(FALSE, TRUE, sizeof(uint32_t));
-    g_mutex_init(&m->lock);
-    m->ctx = g_main_context_default();
-    m->cfg = g_new0(MachineConfig, 1);
-    m->cfg->ram_size = RAM_SIZE;
-    m->cfg->smp_cpus = m->cfg->smp_maxcpus = m->cfg->smp_sockets = cpus;
-    m->cfg->smp_dies = m->cfg->smp_cores = m->cfg->smp_threads = 1;
-    m->mem = guest_mem_new(RAM_SIZE, &err);
-    g_assert_null(err);
-    g_assert_true(guest_mem_add_region(m->mem, 0, RAM_SIZE, 0, &err));
-    m->pio = io_space_new("pio");
-    m->mmio = io_space_new("mmio");
-    g_assert_true(io_space_add(m->pio, TEST_PORT, 0x10, &tport_ops, t, "test", &err));
-    m->accel = &kvm_accel_ops;
-    if (!kvm_accel_ops.init(m, &err)) {
-        g_error("kvm init: %s", error_get_pretty(err));
-    }
+    t->m = kvm_test_machine_new(cpus, RAM_SIZE, TEST_PORT, &tport_ops, t);
     CpuBootState b = {
         .mode = CPU_BOOT_PROT32, .rip = CODE_ADDR, .rsp = 0x8000, .rbx = 0x0b0b0b0b,
         .gdt_base = GDT_ADDR, .gdt_limit = 23, .cs = 0x08, .ds = 0x10,
     };
     uint64_t gdt[3] = { 0, 0x00cf9a000000ffffULL, 0x00cf92000000ffffULL };
-    g_assert_true(guest_mem_write(m->mem, GDT_ADDR, gdt, sizeof(gdt)));
-    if (!kvm_accel_ops.reset_cpus(m, &b, &err)) {
+    g_assert_true(guest_mem_write(t->m->mem, GDT_ADDR, gdt, sizeof(gdt)));
+    if (!kvm_accel_ops.reset_cpus(t->m, &b, &err)) {
         g_error("reset_cpus: %s", error_get_pretty(err));
     }
     return t;
@@ -119,15 +88,7 @@ static TestVm *tvm_new(unsigned cpus, uint8_t in_value)
 
 static void tvm_free(TestVm *t)
 {
-    Machine *m = t->m;
-    kvm_accel_ops.pause(m);
-    kvm_accel_ops.destroy(m);
-    io_space_free(m->pio);
-    io_space_free(m->mmio);
-    guest_mem_free(m->mem);
-    g_free(m->cfg);
-    g_mutex_clear(&m->lock);
-    g_free(m);
+    kvm_test_machine_free(t->m);
     g_array_free(t->writes, TRUE);
     g_free(t);
 }
@@ -135,14 +96,7 @@ static void tvm_free(TestVm *t)
 /* Runs until the guest asks for shutdown or stop, then pauses. */
 static void tvm_run(TestVm *t)
 {
-    Machine *m = t->m;
-    gint64 deadline = g_get_monotonic_time() + WAIT_US;
-    kvm_accel_ops.resume(m);
-    while (!g_atomic_int_get(&m->shutdown_requested) && !g_atomic_int_get(&m->stop_requested)) {
-        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
-        g_usleep(1000);
-    }
-    kvm_accel_ops.pause(m);
+    kvm_test_run(t->m, false, WAIT_US);
 }
 
 /*
@@ -222,8 +176,9 @@ static TestVm *prepare_source(unsigned cpus)
 
 static void test_kvm_round_trip(void)
 {
-    if (!kvm_usable()) {
-        g_test_skip("no usable /dev/kvm");
+    const char *why = kvm_test_unusable_reason();
+    if (why) {
+        g_test_skip(why);
         return;
     }
     TestVm *a = prepare_source(2);
@@ -274,8 +229,9 @@ static void test_kvm_round_trip(void)
 
 static void test_kvm_mismatch(void)
 {
-    if (!kvm_usable()) {
-        g_test_skip("no usable /dev/kvm");
+    const char *why = kvm_test_unusable_reason();
+    if (why) {
+        g_test_skip(why);
         return;
     }
     TestVm *a = prepare_source(1);
@@ -301,8 +257,9 @@ static void test_kvm_mismatch(void)
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
-    if (!kvm_usable()) {
-        printf("SKIP: no usable /dev/kvm\n");
+    const char *why = kvm_test_unusable_reason();
+    if (why) {
+        printf("SKIP: %s\n", why);
         return 77; /* meson's SKIP: every test here needs KVM */
     }
     g_test_add_func("/vmstate-kvm/round-trip", test_kvm_round_trip);
