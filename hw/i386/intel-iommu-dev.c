@@ -30,19 +30,6 @@ typedef struct IntelIommu {
     VtdState vtd;
 } IntelIommu;
 
-/* Until the board says so itself: the machine types QEMU calls q35. */
-static bool machine_is_q35(Machine *m)
-{
-    const char *t = m->cfg->machine_type;
-    return t && (!strcmp(t, "q35") || g_str_has_prefix(t, "pc-q35"));
-}
-
-static bool machine_irqchip_split(Machine *m)
-{
-    (void)m;
-    return true;
-}
-
 static uint64_t mmio_read(void *opaque, uint64_t off, unsigned size)
 {
     return vtd_reg_read(&((IntelIommu *)opaque)->vtd, off, size);
@@ -111,10 +98,12 @@ static bool decide_config(IntelIommu *s, Machine *m, VtdConfig *cfg, Error **err
         error_setg(errp, "device-iotlb=on is not supported by Sen's intel-iommu");
         return false;
     }
-    bool split = machine_irqchip_split(m);
-    /* auto: remapping wherever the interrupt controllers can honour it, as QEMU. */
-    cfg->intremap = intremap < 0 ? split : intremap;
-    if (cfg->intremap && !split) {
+    /* Remapping needs Sen to see every message: not with KVM's own IOAPIC
+     * (kernel-irqchip=on); fine with split, and with qtest's no irqchip at all.  auto:
+     * remapping wherever it can work, as QEMU. */
+    bool ir_possible = m->cfg->accel != ACCEL_KVM || m->cfg->irqchip_split;
+    cfg->intremap = intremap < 0 ? ir_possible : intremap;
+    if (cfg->intremap && !ir_possible) {
         error_setg(errp, "Interrupt Remapping cannot work with kernel-irqchip=on, "
                    "please use 'split|off'.");
         return false;
@@ -158,7 +147,7 @@ static bool iommu_realize(DeviceState *dev, Machine *m, Error **errp)
     VtdConfig cfg;
 
     s->m = m;
-    if (!machine_is_q35(m)) {
+    if (g_strcmp0(m->cfg->machine_type, "q35") != 0) {
         error_setg(errp, "intel-iommu is only supported by the q35 machine (-M q35)");
         return false;
     }

@@ -1,0 +1,163 @@
+/*
+ * -device intel-iommu from outside (-M q35, -accel qtest): the registers at 0xfed90000 as
+ * a driver programs them (kvm-unit-tests' order), a queued-invalidation wait descriptor
+ * writing its status into guest RAM, a queue error, and the start-up errors that name the
+ * bad property.
+ */
+#include <string.h>
+#include <unistd.h>
+#include "libqtest.h"
+
+#define VTD        0xfed90000ULL
+#define VER        0x00
+#define CAP        0x08
+#define ECAP       0x10
+#define GCMD       0x18
+#define GSTS       0x1c
+#define RTADDR     0x20
+#define FSTS       0x34
+#define IQH        0x80
+#define IQT        0x88
+#define IQA        0x90
+#define IRTA       0xb8
+
+#define G_TE       (1u << 31)
+#define G_SRTP     (1u << 30)
+#define G_QIE      (1u << 26)
+#define G_IRE      (1u << 25)
+#define G_SIRTP    (1u << 24)
+
+#define ROOT       0x100000ULL
+#define IRT        0x101000ULL
+#define QUEUE      0x102000ULL
+#define STATUS     0x103000ULL
+
+static void gcmd_or(QTestState *s, uint32_t bit)
+{
+    qtest_writel(s, VTD + GCMD, qtest_readl(s, VTD + GSTS) | bit);
+}
+
+static void test_registers(void)
+{
+    if (!qtest_have_sen()) {
+        return;
+    }
+    QTestState *s = qtest_init("-M q35 -m 256 -device intel-iommu");
+    g_assert_cmphex(qtest_readl(s, VTD + VER), ==, 0x10);
+    uint64_t cap = qtest_readq(s, VTD + CAP);
+    g_assert_cmphex(cap & (0x1fULL << 8), ==, 2ULL << 8);       /* SAGAW: 39-bit */
+    g_assert_cmphex(cap & (3ULL << 34), ==, 3ULL << 34);        /* 2 MiB, 1 GiB pages */
+    uint64_t ecap = qtest_readq(s, VTD + ECAP);
+    g_assert_true(ecap & 2);                                    /* QI */
+    g_assert_true(ecap & 8);                                    /* IR: auto, no irqchip */
+    g_assert_cmphex(qtest_readl(s, VTD + GSTS), ==, 0);
+
+    gcmd_or(s, G_QIE);
+    qtest_writeq(s, VTD + RTADDR, ROOT);
+    gcmd_or(s, G_SRTP);
+    qtest_writeq(s, VTD + IRTA, IRT | 0xf);
+    gcmd_or(s, G_SIRTP);
+    gcmd_or(s, G_TE);
+    gcmd_or(s, G_IRE);
+    g_assert_cmphex(qtest_readl(s, VTD + GSTS), ==,
+                    G_TE | G_SRTP | G_QIE | G_IRE | G_SIRTP);
+    g_assert_cmphex(qtest_readq(s, VTD + RTADDR), ==, ROOT);
+    g_assert_cmphex(qtest_readq(s, VTD + IRTA), ==, IRT | 0xf);
+    g_assert_cmphex(qtest_readl(s, VTD + FSTS), ==, 0);
+    qtest_quit(s);
+
+    /* intremap=off,aw-bits=48: no IR, both table depths. */
+    s = qtest_init("-M q35 -m 256 -device intel-iommu,intremap=off,aw-bits=48");
+    g_assert_false(qtest_readq(s, VTD + ECAP) & 8);
+    g_assert_cmphex(qtest_readq(s, VTD + CAP) & (0x1fULL << 8), ==, 6ULL << 8);
+    qtest_quit(s);
+}
+
+static void put_desc(QTestState *s, unsigned slot, uint64_t lo, uint64_t hi)
+{
+    qtest_writeq(s, QUEUE + slot * 16, lo);
+    qtest_writeq(s, QUEUE + slot * 16 + 8, hi);
+}
+
+static void test_queue(void)
+{
+    if (!qtest_have_sen()) {
+        return;
+    }
+    QTestState *s = qtest_init("-M q35 -m 256 -device intel-iommu");
+    qtest_writeq(s, VTD + IQA, QUEUE);
+    qtest_writeq(s, VTD + IQT, 0);
+    gcmd_or(s, G_QIE);
+    put_desc(s, 0, 2 | 1 << 4, 0);                              /* global IOTLB */
+    put_desc(s, 1, 5 | 1 << 5 | 0x600dULL << 32, STATUS);       /* wait, status write */
+    qtest_writeq(s, VTD + IQT, 2 << 4);
+    g_assert_cmphex(qtest_readq(s, VTD + IQH), ==, 2 << 4);
+    g_assert_cmphex(qtest_readl(s, STATUS), ==, 0x600d);
+
+    /* An unsupported descriptor (device-IOTLB): IQE, IQH stays on it. */
+    put_desc(s, 2, 3, 0);
+    qtest_writeq(s, VTD + IQT, 3 << 4);
+    g_assert_cmphex(qtest_readl(s, VTD + FSTS), ==, 1 << 4);
+    g_assert_cmphex(qtest_readq(s, VTD + IQH), ==, 2 << 4);
+    /* Replaced by a wait and IQE cleared: the queue runs on. */
+    put_desc(s, 2, 5 | 1 << 5 | 0xbeefULL << 32, STATUS);
+    qtest_writel(s, VTD + FSTS, 1 << 4);
+    g_assert_cmphex(qtest_readl(s, VTD + FSTS), ==, 0);
+    g_assert_cmphex(qtest_readq(s, VTD + IQH), ==, 3 << 4);
+    g_assert_cmphex(qtest_readl(s, STATUS), ==, 0xbeef);
+    qtest_quit(s);
+}
+
+/* accel "qtest" or "kvm" (only the IOAPIC question needs a real irqchip). */
+static void expect_refused(const char *accel, const char *machine, const char *device,
+                           const char *msg)
+{
+    const char *sen = qtest_sen_binary();
+    g_autofree char *err = NULL;
+    int status = 0;
+    const char *argv[] = { sen, "-accel", accel, "-qtest", "stdio", "-nodefaults",
+                           "-display", "none", "-machine", machine, "-device", device, NULL };
+    if (!strcmp(accel, "kvm")) {
+        argv[3] = "-name";  /* no qtest socket with KVM */
+        argv[4] = "vtd-test";
+    }
+    g_assert_true(g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL, NULL,
+                               NULL, NULL, &err, &status, NULL));
+    g_assert_false(g_spawn_check_wait_status(status, NULL));
+    if (!strstr(err, msg)) {
+        g_test_message("stderr: %s", err);
+        g_assert_not_reached();
+    }
+}
+
+static void test_errors(void)
+{
+    if (!qtest_have_sen()) {
+        return;
+    }
+    /* These are refused while the machine is built, before anything runs. */
+    expect_refused("qtest", "pc", "intel-iommu",
+                   "-device intel-iommu: intel-iommu is only supported by the q35 machine");
+    if (access("/dev/kvm", R_OK | W_OK) == 0) {
+        expect_refused("kvm", "q35", "intel-iommu,intremap=on",
+                       "-device intel-iommu,intremap=on: Interrupt Remapping cannot work "
+                       "with kernel-irqchip=on, please use 'split|off'.");
+    } else {
+        g_test_message("no usable /dev/kvm: the kernel-irqchip=on case is not checked");
+    }
+    expect_refused("qtest", "q35", "intel-iommu,intremap=off,eim=on",
+                   "eim=on cannot be selected without intremap=on");
+    expect_refused("qtest", "q35", "intel-iommu,aw-bits=40",
+                   "-device intel-iommu,aw-bits=40: Supported values for aw-bits are: 39, 48");
+    expect_refused("qtest", "q35", "intel-iommu,intremap=maybe",
+                   "Parameter 'intremap' does not accept value 'maybe'");
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/intel-iommu/registers", test_registers);
+    g_test_add_func("/intel-iommu/queue", test_queue);
+    g_test_add_func("/intel-iommu/errors", test_errors);
+    return g_test_run();
+}
