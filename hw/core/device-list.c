@@ -13,6 +13,7 @@ const DeviceClass *const device_class_table[] = {
     &q35_pcihost_class,
     &ich9_lpc_class,
     &pci_testdev_class,
+    &edu_class,
     &pc_testdev_class,
     &virtio_blk_pci_class,
     &virtio_rng_pci_class,
