@@ -109,6 +109,128 @@ static void test_queue(void)
 }
 
 /* accel "qtest" or "kvm" (only the IOAPIC question needs a real irqchip). */
+/* ---- with the edu device: its DMA and MSIs pass the unit ---- */
+
+#define EDU_BAR    0xe0000000ULL
+#define EDU_SLOT   3
+#define EDU_SID    (EDU_SLOT << 3)
+#define CTX        0x104000ULL
+#define PT3        0x105000ULL
+#define PT2        0x106000ULL
+#define PT1        0x107000ULL
+#define PAGE0      0x200000ULL   /* iova 0 */
+#define PAGE1      0x201000ULL   /* iova 0x1000, read-only */
+#define FE_ADDR    0x30000ULL    /* qtest delivers an MSI as a write into RAM */
+#define FEADDR     0x40
+#define FEDATA     0x3c
+#define FECTL      0x38
+#define FRCD       0x220
+
+static void edu_cfg_writel(QTestState *s, unsigned reg, uint32_t val)
+{
+    qtest_outl(s, 0xcf8, 0x80000000u | EDU_SID << 8 | reg);
+    qtest_outl(s, 0xcfc, val);
+}
+
+static uint32_t edu_cfg_readl(QTestState *s, unsigned reg)
+{
+    qtest_outl(s, 0xcf8, 0x80000000u | EDU_SID << 8 | reg);
+    return qtest_inl(s, 0xcfc);
+}
+
+/* edu DMA: cmd 1 = RAM -> buffer, 3 = buffer -> RAM. */
+static void edu_dma(QTestState *s, uint64_t src, uint64_t dst, uint64_t cnt, uint32_t cmd)
+{
+    qtest_writeq(s, EDU_BAR + 0x80, src);
+    qtest_writeq(s, EDU_BAR + 0x88, dst);
+    qtest_writeq(s, EDU_BAR + 0x90, cnt);
+    qtest_writel(s, EDU_BAR + 0x98, cmd);
+}
+
+static uint32_t fault_reason(QTestState *s)
+{
+    uint64_t hi = qtest_readq(s, VTD + FRCD + 8);
+    g_assert_true(hi >> 63);
+    g_assert_cmphex(hi & 0xffff, ==, EDU_SID);
+    qtest_writel(s, VTD + FRCD + 12, 0x80000000u);   /* clear F */
+    return (hi >> 32) & 0xff;
+}
+
+static void test_edu(void)
+{
+    if (!qtest_have_sen()) {
+        return;
+    }
+    QTestState *s = qtest_initf("-M q35 -m 256 -device intel-iommu -device edu,addr=%x",
+                                EDU_SLOT);
+    edu_cfg_writel(s, 0x10, (uint32_t)EDU_BAR);
+    edu_cfg_writel(s, 0x04, 0x0006);                       /* memory + bus master */
+    /* Tables: bus 0 -> devfn 3.0 -> 3 levels; iova 0 -> PAGE0 rw, 0x1000 -> PAGE1 ro. */
+    qtest_writeq(s, ROOT, CTX | 1);
+    qtest_writeq(s, CTX + EDU_SID * 16, PT3 | 1);
+    qtest_writeq(s, CTX + EDU_SID * 16 + 8, 1 | 7 << 8);   /* AW 39-bit, domain 7 */
+    qtest_writeq(s, PT3, PT2 | 3);
+    qtest_writeq(s, PT2, PT1 | 3);
+    qtest_writeq(s, PT1, PAGE0 | 3);
+    qtest_writeq(s, PT1 + 8, PAGE1 | 1);
+    qtest_writeq(s, VTD + RTADDR, ROOT);
+    gcmd_or(s, G_SRTP);
+    gcmd_or(s, G_TE);
+    qtest_writel(s, VTD + FEADDR, (uint32_t)FE_ADDR);
+    qtest_writel(s, VTD + FEDATA, 0x77);
+    qtest_writel(s, VTD + FECTL, 0);
+
+    /* iova 0..3 -> buffer -> iova 4..7, as kvm-unit-tests does. */
+    qtest_writel(s, PAGE0, 0x12345678);
+    edu_dma(s, 0, 0x40000, 4, 1);
+    edu_dma(s, 0x40000, 4, 4, 3);
+    g_assert_cmphex(qtest_readl(s, PAGE0 + 4), ==, 0x12345678);
+    g_assert_cmphex(qtest_readl(s, 4), ==, 0);             /* not guest-physical 4 */
+    g_assert_cmphex(qtest_readl(s, VTD + FSTS), ==, 0);
+    /* A read crossing into the read-only page is fine, a write into it faults (5). */
+    edu_dma(s, 0xff8, 0x40000, 16, 1);
+    g_assert_cmphex(qtest_readl(s, VTD + FSTS), ==, 0);
+    qtest_writel(s, FE_ADDR, 0);
+    edu_dma(s, 0x40000, 0x1000, 4, 3);
+    g_assert_cmphex(qtest_readl(s, PAGE1), ==, 0);
+    g_assert_cmphex(qtest_readl(s, VTD + FSTS), ==, 1 << 1);     /* PPF */
+    g_assert_cmphex(qtest_readq(s, VTD + FRCD), ==, 0x1000);
+    g_assert_cmpuint(fault_reason(s), ==, 5);
+    g_assert_cmphex(qtest_readl(s, FE_ADDR), ==, 0x77);          /* the fault event */
+    /* Not mapped: read fault (6). */
+    edu_dma(s, 0x5000, 0x40000, 4, 1);
+    g_assert_cmpuint(fault_reason(s), ==, 6);
+
+    /* Interrupt remapping: edu's MSI in remappable format, handle 1. */
+    qtest_writeq(s, VTD + IRTA, IRT | 7);
+    gcmd_or(s, G_SIRTP);
+    gcmd_or(s, G_IRE);
+    qtest_writeq(s, IRT + 16, 1 | 0x42 << 16);
+    qtest_writeq(s, IRT + 24, EDU_SID | 1 << 18);          /* SVT 1: full source-id */
+    unsigned cap = edu_cfg_readl(s, 0x34) & 0xff;
+    while (cap && (edu_cfg_readl(s, cap) & 0xff) != 0x05) {
+        cap = (edu_cfg_readl(s, cap) >> 8) & 0xff;
+    }
+    g_assert_cmpuint(cap, !=, 0);
+    edu_cfg_writel(s, cap + 4, 0xfee00000u | 1 << 4 | 1 << 5);
+    edu_cfg_writel(s, cap + 8, 0);
+    edu_cfg_writel(s, cap + 12, 0);
+    edu_cfg_writel(s, cap, (edu_cfg_readl(s, cap) & 0xffff) | 1u << 16);
+    qtest_writel(s, EDU_BAR + 0x60, 1);                    /* raise: remapped, no fault */
+    qtest_writel(s, EDU_BAR + 0x64, 1);
+    g_assert_cmphex(qtest_readl(s, VTD + FSTS), ==, 0);
+    qtest_writeq(s, IRT + 24, (EDU_SID + 1) | 1 << 18);    /* another device's entry */
+    qtest_writel(s, EDU_BAR + 0x60, 1);
+    qtest_writel(s, EDU_BAR + 0x64, 1);
+    g_assert_cmphex(qtest_readq(s, VTD + FRCD) >> 48, ==, 1);    /* the IRTE index */
+    g_assert_cmpuint(fault_reason(s), ==, 0x26);
+    qtest_writeq(s, IRT + 16, 0);                          /* not present */
+    qtest_writel(s, EDU_BAR + 0x60, 1);
+    qtest_writel(s, EDU_BAR + 0x64, 1);
+    g_assert_cmpuint(fault_reason(s), ==, 0x22);
+    qtest_quit(s);
+}
+
 static void expect_refused(const char *accel, const char *machine, const char *device,
                            const char *msg)
 {
@@ -158,6 +280,7 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/intel-iommu/registers", test_registers);
     g_test_add_func("/intel-iommu/queue", test_queue);
+    g_test_add_func("/intel-iommu/edu", test_edu);
     g_test_add_func("/intel-iommu/errors", test_errors);
     return g_test_run();
 }
