@@ -418,6 +418,12 @@ static bool pc_waking_vector(Machine *m, PcMachine *pc, CpuBootState *bsp)
     if (!vector) {
         return false;
     }
+    if (vector > 0xfffff) {
+        /* Real mode reaches 1 MiB at most: CS would have to hold vector >> 4. */
+        log_guest_error(&pc->rl, "ACPI S3 resume: Firmware_Waking_Vector 0x%" PRIx32
+                        " is above 1 MiB, which real mode cannot reach", vector);
+        return false;
+    }
     *bsp = (CpuBootState){ .mode = CPU_BOOT_REAL16, .cs = (uint16_t)(vector >> 4),
                            .rip = vector & 0xf };
     return true;
