@@ -187,6 +187,84 @@ static void test_board_round_trip(void)
     machine_destroy(b);
 }
 
+/* -device intel-iommu: registers and what the global command latched survive. */
+static uint64_t vtd_rd(Machine *m, uint64_t off, unsigned size)
+{
+    uint64_t v = 0;
+    machine_lock(m);
+    io_space_read(m->mmio, 0xfed90000ULL + off, size, &v);
+    machine_unlock(m);
+    return v;
+}
+
+static void vtd_wr(Machine *m, uint64_t off, unsigned size, uint64_t v)
+{
+    machine_lock(m);
+    io_space_write(m->mmio, 0xfed90000ULL + off, size, v);
+    machine_unlock(m);
+}
+
+static GByteArray *vtd_observe(Machine *m)
+{
+    static const struct { uint16_t off; uint8_t size; } regs[] = {
+        { 0x1c, 4 }, { 0x20, 8 }, { 0x34, 4 }, { 0x38, 4 }, { 0x3c, 4 }, { 0x40, 4 },
+        { 0x80, 8 }, { 0x88, 8 }, { 0x90, 8 }, { 0xb8, 8 }, { 0x220, 8 }, { 0x228, 8 },
+    };
+    GByteArray *b = g_byte_array_new();
+    for (unsigned i = 0; i < G_N_ELEMENTS(regs); i++) {
+        uint64_t v = vtd_rd(m, regs[i].off, regs[i].size);
+        g_byte_array_append(b, (const guint8 *)&v, sizeof(v));
+    }
+    return b;
+}
+
+static void test_intel_iommu_round_trip(void)
+{
+    const char *line = "-M q35 -device intel-iommu";
+    Machine *a = make_machine(line);
+    vtd_wr(a, 0x20, 8, 0x100000);          /* RTADDR, latched by SRTP */
+    vtd_wr(a, 0x18, 4, 1u << 30);
+    vtd_wr(a, 0xb8, 8, 0x101000 | 7);      /* IRTA, SIRTP, IRE */
+    vtd_wr(a, 0x18, 4, 1u << 24);
+    vtd_wr(a, 0x18, 4, 1u << 25);
+    vtd_wr(a, 0x90, 8, 0x102000);          /* queue on, one IOTLB invalidation done */
+    vtd_wr(a, 0x18, 4, (1u << 25) | (1u << 26));
+    machine_lock(a);
+    uint64_t desc[2] = { GUINT64_TO_LE(2 | 1 << 4), 0 };
+    g_assert_true(guest_mem_write(a->mem, 0x102000, desc, sizeof(desc)));
+    machine_unlock(a);
+    vtd_wr(a, 0x88, 8, 1 << 4);
+    vtd_wr(a, 0x3c, 4, 0x4321);            /* FEDATA */
+    vtd_wr(a, 0x40, 4, 0xfee01000);
+    vtd_wr(a, 0x18, 4, (1u << 25) | (1u << 26) | (1u << 31));   /* TE */
+    g_autoptr(GByteArray) blob = save(a);
+    g_autoptr(GByteArray) seen_a = vtd_observe(a);
+    machine_destroy(a);
+
+    Machine *b = make_machine(line);
+    Error *err = NULL;
+    if (!vmstate_load_all(b, blob->data, blob->len, &err)) {
+        g_error("load: %s", error_get_pretty(err));
+    }
+    g_autoptr(GByteArray) seen_b = vtd_observe(b);
+    g_assert_cmpmem(seen_b->data, seen_b->len, seen_a->data, seen_a->len);
+    g_assert_cmphex(vtd_rd(b, 0x1c, 4), ==, 0xc7000000);       /* TE SRTP QIE IRE SIRTP */
+    g_assert_cmphex(vtd_rd(b, 0x80, 8), ==, 1 << 4);            /* IQH */
+    g_assert_cmphex(vtd_rd(b, 0x3c, 4), ==, 0x4321);
+    /* The queue continues where A left it. */
+    machine_lock(b);
+    uint64_t wait[2] = { GUINT64_TO_LE(5 | 1 << 5 | 0xabcdULL << 32), GUINT64_TO_LE(0x103000) };
+    g_assert_true(guest_mem_write(b->mem, 0x102010, wait, sizeof(wait)));
+    machine_unlock(b);
+    vtd_wr(b, 0x88, 8, 2 << 4);
+    uint32_t status = 0;
+    machine_lock(b);
+    g_assert_true(guest_mem_read(b->mem, 0x103000, &status, sizeof(status)));
+    machine_unlock(b);
+    g_assert_cmphex(GUINT32_FROM_LE(status), ==, 0xabcd);
+    machine_destroy(b);
+}
+
 static char *load_error(const GByteArray *blob, const char *extra)
 {
     Machine *b = make_machine(extra);
@@ -230,6 +308,7 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/vmstate-devices/board-round-trip", test_board_round_trip);
     g_test_add_func("/vmstate-devices/board-mismatch", test_board_mismatch);
+    g_test_add_func("/vmstate-devices/intel-iommu-round-trip", test_intel_iommu_round_trip);
     g_test_add_func("/vmstate-devices/bad-device-state", test_board_bad_device_state);
     return g_test_run();
 }
