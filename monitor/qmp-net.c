@@ -3,6 +3,7 @@
  * the main loop with the VM lock held, like every monitor command.
  */
 #include <string.h>
+#include "sen/keyval.h"
 #include "sen/net.h"
 #include "monitor/qapi-generated.h"
 
@@ -18,6 +19,67 @@ bool qmp_set_link(QmpCtx *ctx, const char *name, bool up, Error **errp)
         net_client_set_link(g_ptr_array_index(ncs, i), up);
     }
     return true;
+}
+
+/* Appends key=value to a -netdev option string, doubling commas as keyval wants. */
+static void opt_append(GString *opts, const char *key, const char *value)
+{
+    g_string_append_printf(opts, ",%s=", key);
+    for (const char *p = value; *p; p++) {
+        if (*p == ',') {
+            g_string_append_c(opts, ',');
+        }
+        g_string_append_c(opts, *p);
+    }
+}
+
+/*
+ * netdev_add takes the arguments -netdev takes, checked against the Netdev union by the
+ * generated marshaller, so it turns them back into the option string and goes through
+ * the same net_netdev_add: one parser, one set of errors.  Booleans become on/off,
+ * hostfwd's list one hostfwd= per rule, dnssearch's list one colon-separated value.
+ */
+bool qmp_netdev_add(QmpCtx *ctx, json_t *arg, Error **errp)
+{
+    const char *type = json_string_value(json_object_get(arg, "type"));
+    const char *id = json_string_value(json_object_get(arg, "id"));
+    g_autoptr(GString) opts = g_string_new("type=");
+    g_autofree char *what = g_strdup_printf("netdev_add %s,id=%s", type, id);
+    const char *key;
+    json_t *val;
+
+    g_string_append(opts, type);
+    json_object_foreach(arg, key, val) {
+        if (strcmp(key, "type") == 0) {
+            continue;
+        }
+        if (json_is_string(val)) {
+            opt_append(opts, key, json_string_value(val));
+        } else if (json_is_boolean(val)) {
+            opt_append(opts, key, json_is_true(val) ? "on" : "off");
+        } else if (json_is_integer(val)) {
+            g_autofree char *n = g_strdup_printf("%" JSON_INTEGER_FORMAT,
+                                                 json_integer_value(val));
+            opt_append(opts, key, n);
+        } else if (json_is_array(val)) { /* of String, as the schema checked */
+            g_autoptr(GString) joined = g_string_new(NULL);
+            size_t i;
+            json_t *el;
+            json_array_foreach(val, i, el) {
+                const char *str = json_string_value(json_object_get(el, "str"));
+                if (strcmp(key, "hostfwd") == 0) {
+                    opt_append(opts, key, str);
+                } else {
+                    g_string_append_printf(joined, "%s%s", i ? ":" : "", str);
+                }
+            }
+            if (strcmp(key, "hostfwd") != 0) {
+                opt_append(opts, key, joined->str);
+            }
+        }
+    }
+    g_autoptr(Keyval) kv = keyval_parse(opts->str, NULL, errp);
+    return kv && net_netdev_add(ctx->m, kv, what, errp);
 }
 
 bool qmp_netdev_del(QmpCtx *ctx, const char *id, Error **errp)

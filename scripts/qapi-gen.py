@@ -4,14 +4,18 @@
   qapi-gen.py -o OUTDIR SCHEMA.json...     qapi-generated.h and qapi-generated.c
   qapi-gen.py --doc OUT.md SCHEMA.json...  the command and event reference (docs/qmp.md)
 
-Supported expressions: enum, struct (members '*name' are optional), command (data: an
-inline member dict, returns: a type or [type]), event (data: an inline member dict).
+Supported expressions: enum, struct (members '*name' are optional), union (QEMU's
+discriminated union: 'base' an inline member dict or a struct, 'discriminator' a base
+member of enum type, 'data' a struct per enum value; values without one add no members),
+command (data: an inline member dict, returns: a type or [type]; with 'boxed': true, data
+names a struct or union), event (data: an inline member dict).
 Built-in types: str, int, int64, uint64, size, number, bool, any.
 
 For every command the C side gets, in qapi-generated.h,
     json_t *qmp_<name>(QmpCtx *ctx, <arguments>, Error **errp);   when it 'returns'
     bool qmp_<name>(QmpCtx *ctx, <arguments>, Error **errp);      otherwise
-with an optional argument passed as has_<arg> + <arg>.  The generated marshaller checks
+with an optional argument passed as has_<arg> + <arg>; a boxed command gets the whole
+checked argument object instead:  bool qmp_<name>(QmpCtx *ctx, json_t *arg, Error **errp).  The generated marshaller checks
 the argument object (types, required, unexpected members) before the call, and checks
 what the command returns against the schema, so a returned shape cannot drift from the
 documentation.  Events get qapi_event_send_<name>(Machine *m, <data members>).
@@ -41,7 +45,8 @@ BUILTINS = {
 ALLOWED_KEYS = {
     "enum": {"enum", "data"},
     "struct": {"struct", "data"},
-    "command": {"command", "data", "returns", "allow-oob", "allow-preconfig"},
+    "union": {"union", "base", "discriminator", "data"},
+    "command": {"command", "data", "returns", "allow-oob", "allow-preconfig", "boxed"},
     "event": {"event", "data"},
 }
 
@@ -102,13 +107,13 @@ def parse_file(path, sections):
         where = f"{path}:{start}"
         if not isinstance(body, dict):
             raise SchemaError(f"{where}: an expression must be a dict")
-        kinds = [k for k in ("enum", "struct", "command", "event") if k in body]
+        kinds = [k for k in ("enum", "struct", "union", "command", "event") if k in body]
         if len(kinds) != 1:
-            raise SchemaError(f"{where}: expected one of enum, struct, command, event")
+            raise SchemaError(f"{where}: expected one of enum, struct, union, command, event")
         unknown = set(body) - ALLOWED_KEYS[kinds[0]]
         if unknown:
-            # 'union', 'if', 'features', 'boxed' ... are QAPI features this generator
-            # lacks: refuse them rather than generate something subtly different.
+            # 'if', 'features', 'alternate' ... are QAPI features this generator lacks:
+            # refuse them rather than generate something subtly different.
             raise SchemaError(f"{where}: unsupported key(s) {', '.join(sorted(unknown))}")
         exprs.append(Expr(kinds[0], body[kinds[0]], body, doc, where))
         doc = []
@@ -125,17 +130,70 @@ class Schema:
             self.exprs += parse_file(p, self.sections)
         self.types = {}
         for e in self.exprs:
-            if e.kind in ("enum", "struct"):
+            if e.kind in ("enum", "struct", "union"):
                 if e.name in self.types or e.name in BUILTINS:
                     raise SchemaError(f"{e.where}: type '{e.name}' defined twice")
                 self.types[e.name] = e
         self.commands = [e for e in self.exprs if e.kind == "command"]
         self.events = [e for e in self.exprs if e.kind == "event"]
         for e in self.exprs:
+            if e.kind == "union":
+                self.check_union(e)
+            if e.kind == "command" and e.body.get("boxed"):
+                t = e.body.get("data")
+                if not isinstance(t, str) or t not in self.types or \
+                        self.types[t].kind not in ("struct", "union"):
+                    raise SchemaError(f"{e.where}: a boxed command's 'data' names a struct "
+                                      "or union")
             for m in self.members(e):
                 self.check_type(m[1], e.where)
             if e.kind == "command" and "returns" in e.body:
                 self.check_type(e.body["returns"], e.where)
+
+    def check_union(self, e):
+        base = {m: (t, opt) for m, t, opt in self.base_members(e)}
+        tag = e.body.get("discriminator")
+        if tag not in base or base[tag][1] or base[tag][0] not in self.types or \
+                self.types[base[tag][0]].kind != "enum":
+            raise SchemaError(f"{e.where}: the discriminator must be a required base member "
+                              "of an enum type")
+        values = self.types[base[tag][0]].body["data"]
+        data = e.body.get("data")
+        if not isinstance(data, dict):
+            raise SchemaError(f"{e.where}: a union's 'data' maps enum values to structs")
+        for case, t in data.items():
+            if case not in values:
+                raise SchemaError(f"{e.where}: '{case}' is not a value of {base[tag][0]}")
+            if t not in self.types or self.types[t].kind != "struct":
+                raise SchemaError(f"{e.where}: variant '{case}' must be a struct")
+            clash = set(base) & {m for m, _, _ in self.members(self.types[t])}
+            if clash:
+                raise SchemaError(f"{e.where}: variant '{case}' repeats base member(s) "
+                                  f"{', '.join(sorted(clash))}")
+
+    def base_members(self, e):
+        """[(name, type, optional)] of a union's base (inline dict or struct name)."""
+        base = e.body.get("base", {})
+        if isinstance(base, str):
+            if base not in self.types or self.types[base].kind != "struct":
+                raise SchemaError(f"{e.where}: base '{base}' is not a struct")
+            return self.members(self.types[base])
+        return self.members(Expr("struct", e.name, {"data": base}, [], e.where))
+
+    def variants(self, e):
+        """[(case, members of base + variant)] of a union, in enum order."""
+        tag = e.body["discriminator"]
+        enum = dict((m, t) for m, t, _ in self.base_members(e))[tag]
+        out = []
+        for case in self.types[enum].body["data"]:
+            extra = self.members(self.types[e.body["data"][case]]) \
+                if case in e.body["data"] else []
+            out.append((case, self.base_members(e) + extra))
+        return out
+
+    def args(self, e):
+        """The struct or union a boxed command takes, else None."""
+        return self.types[e.body["data"]] if e.body.get("boxed") else None
 
     def check_type(self, t, where):
         if isinstance(t, list):
@@ -145,11 +203,13 @@ class Schema:
         if t not in BUILTINS and t not in self.types:
             raise SchemaError(f"{where}: unknown type '{t}'")
 
-    @staticmethod
-    def members(e):
-        """[(name, type, optional)] of a struct, command or event."""
-        if e.kind == "enum":
+    def members(self, e):
+        """[(name, type, optional)] of a struct, command or event (a union: its base; a
+        boxed command: none of its own)."""
+        if e.kind == "enum" or (e.kind == "command" and e.body.get("boxed")):
             return []
+        if e.kind == "union":
+            return self.base_members(e)
         data = e.body.get("data", {})
         if not isinstance(data, dict):
             raise SchemaError(f"{e.where}: 'data' must be a dict of members")
@@ -250,6 +310,8 @@ def gen_checkers(schema):
     return false;
 }}
 """)
+        elif e.kind == "union":
+            out.append(gen_union_checker(schema, e))
         else:
             out.append(gen_struct_checker(schema, e))
     return "\n".join(out)
@@ -301,6 +363,45 @@ def gen_struct_checker(schema, e):
 """
 
 
+def gen_union_checker(schema, e):
+    """The discriminator first (missing / not a value of its enum: QEMU's errors), then
+    the members of base + that variant, unexpected members refused."""
+    tag = e.body["discriminator"]
+    enum = dict((m, t) for m, t, _ in schema.base_members(e))[tag]
+    cases = []
+    for case, members in schema.variants(e):
+        checks = gen_member_checks(schema, members, "v", "prefix, dot").replace("\n", "\n    ")
+        cases.append(f"""    if (strcmp(json_string_value(tag), "{case}") == 0) {{
+    {checks}
+        return true;
+    }}""")
+    body = "\n".join(cases)
+    return f"""static bool {checker_name(e.name)}(json_t *v, const char *what, Error **errp)
+{{
+    if (!json_is_object(v)) {{
+        error_setg(errp, "Invalid parameter type for '%s', expected: object", what);
+        return false;
+    }}
+    const char *prefix = *what ? what : "";
+    const char *dot = *what ? "." : "";
+    json_t *tag = json_object_get(v, "{tag}");
+    g_autofree char *tagname = g_strconcat(prefix, dot, "{tag}", NULL);
+    if (!tag) {{
+        error_setg(errp, "Parameter '%s' is missing", tagname);
+        return false;
+    }}
+    if (!{checker_name(enum)}(tag, tagname, errp)) {{
+        return false;
+    }}
+{body}
+    /* Unreachable (every enum value has a case above), but a client must never abort us. */
+    error_setg(errp, "Parameter '%s' does not accept value '%s'", tagname,
+               json_string_value(tag));
+    return false;
+}}
+"""
+
+
 def c_param(t):
     if isinstance(t, list) or t in schema_types_struct:
         return "json_t *"
@@ -328,6 +429,8 @@ def c_getter(t, var):
 
 def command_params(schema, e):
     params = ["QmpCtx *ctx"]
+    if e.body.get("boxed"):
+        params.append("json_t *arg")
     for m, t, opt in schema.members(e):
         if opt:
             params.append(f"bool has_{c_name(m)}")
@@ -375,8 +478,13 @@ def gen_c(schema):
         members = schema.members(e)
         c.append(f"static bool qmp_marshal_{c_name(e.name)}(QmpCtx *ctx, json_t *args, "
                  "json_t **ret, Error **errp)\n{")
-        c.append(gen_member_checks(schema, members, "args", '""'))
         call = ["ctx"]
+        if schema.args(e):
+            c.append(f'    if (!{checker_name(schema.args(e).name)}(args, "", errp)) {{\n'
+                     '        return false;\n    }')
+            call.append("args")
+        else:
+            c.append(gen_member_checks(schema, members, "args", '""'))
         for m, t, opt in members:
             var = f"arg_{c_name(m)}"
             c.append(f'    json_t *{var} = json_object_get(args, "{m}");')
@@ -465,6 +573,13 @@ def introspection(schema):
             vals = schema.types[t].body["data"]
             infos.append({"name": t, "meta-type": "enum", "values": vals,
                           "members": [{"name": v} for v in vals]})
+        elif schema.types[t].kind == "union":
+            u = schema.types[t]
+            info = obj(t, schema.base_members(u))
+            info["tag"] = u.body["discriminator"]
+            info["variants"] = [{"case": case, "type": use(vt)}
+                                for case, vt in u.body["data"].items()]
+            infos.append(info)
         else:
             infos.append(obj(t, schema.members(schema.types[t])))
         return key
@@ -479,6 +594,8 @@ def introspection(schema):
         return {"name": name, "meta-type": "object", "members": ms}
 
     def arg_type(e, what):
+        if schema.args(e):
+            return use(schema.args(e).name)
         members = schema.members(e)
         if not members:
             if "q_empty" not in seen:
@@ -542,6 +659,8 @@ def gen_doc(schema):
             if prose:
                 out += [" ".join(l.strip() for l in prose), ""]
             members = schema.members(e)
+            if schema.args(e):
+                out += [f"Arguments: the members of `{schema.args(e).name}` (see Types).", ""]
             if members:
                 out += ["| argument | type | |" if e.kind == "command" else
                         "| data member | type | |", "|---|---|---|"]
@@ -563,6 +682,12 @@ def gen_doc(schema):
         if e.kind == "enum":
             vals = ", ".join(f"`{v}`" for v in e.body["data"])
             out += [f"- `{name}` (enum): {vals}"]
+        elif e.kind == "union":
+            ms = ", ".join(f"`{m}{'?' if opt else ''}`: {describe_type(t)}"
+                           for m, t, opt in schema.base_members(e))
+            cases = ", ".join(f"`{c}`: `{t}`" for c, t in e.body["data"].items())
+            out += [f"- `{name}` (union on `{e.body['discriminator']}`): {{ {ms} }} and the "
+                    f"members of {cases}"]
         else:
             ms = ", ".join(f"`{m}{'?' if opt else ''}`: {describe_type(t)}"
                            for m, t, opt in schema.members(e))
@@ -582,7 +707,8 @@ def main():
     except SchemaError as e:
         print(f"qapi-gen: {e}", file=sys.stderr)
         return 1
-    schema_types_struct.update(n for n, e in schema.types.items() if e.kind == "struct")
+    schema_types_struct.update(n for n, e in schema.types.items()
+                               if e.kind in ("struct", "union"))
     if args.doc:
         with open(args.doc, "w", encoding="utf-8") as f:
             f.write(gen_doc(schema))

@@ -133,3 +133,68 @@ def test_qmp_link_rx_filter_netdev_del(tmpdir_short):
         assert e.value.cls == "DeviceNotFound"
     finally:
         v.kill()
+
+
+def test_qmp_netdev_add(tmpdir_short):
+    v = Sen(tmpdir_short, "-netdev", "user,id=n0")
+    try:
+        c = v.client()
+        port = free_port()
+        c.cmd("netdev_add", type="user", id="n1", restrict=True,
+              hostfwd=[{"str": f"udp:127.0.0.1:{port}-:7"}],
+              dnssearch=[{"str": "example.org"}, {"str": "sen.test"}])
+        info = hmp(c, "info network")
+        assert "n1: index=0,type=user,net=10.0.2.0,restrict=on" in info, info
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        with pytest.raises(OSError):  # the hostfwd rule holds the port
+            probe.bind(("127.0.0.1", port))
+        probe.close()
+        c.cmd("netdev_add", type="hubport", id="h1", hubid=3)
+        assert "h1: index=0,type=hubport,hubid=3" in hmp(c, "info network")
+
+        def fails(args, text):
+            with pytest.raises(QMPError) as e:
+                c.cmd("netdev_add", **args)
+            assert e.value.cls == "GenericError", e.value.desc
+            assert text in e.value.desc, e.value.desc
+
+        before = hmp(c, "info network")
+        fails({"type": "user", "id": "n1"}, "Duplicate ID 'n1' for netdev")
+        fails({"type": "vde", "id": "n2"}, "Parameter 'type' does not accept value 'vde'")
+        fails({"id": "n2"}, "Parameter 'type' is missing")
+        fails({"type": "user"}, "Parameter 'id' is missing")
+        fails({"type": "user", "id": "n2", "bogus": 1}, "Parameter 'bogus' is unexpected")
+        fails({"type": "user", "id": "n2", "restrict": "yes"},
+              "Invalid parameter type for 'restrict', expected: boolean")
+        fails({"type": "user", "id": "2bad"}, "Parameter 'id' expects an identifier")
+        fails({"type": "user", "id": "n2", "hostfwd": [{"str": "tcp::99999-:22"}]},
+              "Invalid host forwarding rule 'tcp::99999-:22' (Bad host port)")
+        fails({"type": "tap", "id": "n2", "vhost": True}, "vhost=on is not supported")
+        fails({"type": "bridge", "id": "n2", "br": "nosuchbr0"},
+              "netdev_add bridge,id=n2: bridge 'nosuchbr0' does not exist")
+        fails({"type": "socket", "id": "n2"}, "exactly one of listen=, connect= or mcast=")
+        fails({"type": "hubport", "id": "n2", "hubid": 1, "netdev": "nope"},
+              "netdev=nope: no such netdev")
+        # A refused netdev_add leaves nothing behind.
+        assert hmp(c, "info network") == before
+
+        c.cmd("netdev_del", id="n1")
+        assert "n1:" not in hmp(c, "info network")
+        c.cmd("netdev_add", type="socket", id="n1", listen=f"127.0.0.1:{free_tcp_port()}")
+        assert "n1: index=0,type=socket" in hmp(c, "info network")
+
+        schema = {i["name"]: i for i in c.cmd("query-qmp-schema")}
+        cmd = schema["netdev_add"]
+        assert cmd["arg-type"] == "Netdev"
+        assert schema["Netdev"]["tag"] == "type"
+        assert {"case": "user", "type": "NetdevUserOptions"} in schema["Netdev"]["variants"]
+    finally:
+        v.kill()
+
+
+def free_tcp_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
