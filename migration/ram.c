@@ -177,8 +177,8 @@ static bool page_in_hole(RamSave *rs, RamBlock *b, uint64_t off)
     if (off < b->hole_data) {
         return true;
     }
-    if (off < b->hole_end) {
-        return false;
+    if (off < b->hole_end || rs->backing_fd < 0) {
+        return false; /* anonymous RAM has no holes to ask for: page_is_zero decides */
     }
     off_t data = lseek(rs->backing_fd, (off_t)off, SEEK_DATA);
     if (data < 0) {
@@ -200,7 +200,8 @@ static bool page_is_zero(const uint8_t *p)
         return false;
     }
     uint64_t acc = 0;
-    for (unsigned i = 2; i < MIG_PAGE_SIZE / 8; i += 4) {
+    /* From word 0, so that four words at a time end exactly at the end of the page. */
+    for (unsigned i = 0; i < MIG_PAGE_SIZE / 8; i += 4) {
         acc |= w[i] | w[i + 1] | w[i + 2] | w[i + 3];
     }
     return acc == 0;
@@ -378,7 +379,9 @@ bool ram_load_record(Machine *m, MigStream *s, Error **errp)
         mig_get_buf(s, hva, (size_t)npages * MIG_PAGE_SIZE);
         return mig_stream_check(s, errp);
     }
-    /* Reading a hole would allocate it: look only at pages that hold data. */
+    /* Reading a hole would allocate it: look only at pages that hold data.  Anonymous
+     * RAM has no fd (lseek fails with EBADF, so every page is looked at); reading its
+     * untouched pages maps the shared zero page and allocates nothing. */
     off_t off = (off_t)(r->backing_offset + (uint64_t)(hva - r->hva));
     off_t len = (off_t)npages * MIG_PAGE_SIZE;
     off_t data = lseek(guest_mem_backing_fd(m->mem), off, SEEK_DATA);
