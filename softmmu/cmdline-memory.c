@@ -103,12 +103,15 @@ static bool legacy_backend(CmdlineState *s, Error **errp)
                    s->memory_backend_what);
         return false;
     }
+    /* Without -mem-path it is the default RAM (private anonymous), preallocated; merge
+     * and dump follow -machine below like every backend's. */
     g_autoptr(MemBackendConfig) c =
-        mem_backend_config_new(cfg->mem_path ? MEM_BACKEND_FILE : MEM_BACKEND_MEMFD);
+        cfg->mem_path ? mem_backend_config_new(MEM_BACKEND_FILE)
+                      : mem_backend_config_new_default(cfg->ram_size, true, false);
     c->what = g_strdup(cfg->mem_path ? "-mem-path" : "-mem-prealloc");
     c->mem_path = g_strdup(cfg->mem_path);
-    c->share = !cfg->mem_path; /* as the default RAM; a -mem-path file is private */
     c->seal = false;
+    c->reserve = true; /* every page is taken at once: let overcommit refuse it up front */
     c->size = cfg->ram_size;
     c->prealloc = cfg->mem_prealloc;
     g_ptr_array_add(cfg->mem_backends, g_steal_pointer(&c));

@@ -45,6 +45,18 @@ MemBackendConfig *mem_backend_config_new(MemBackendKind kind)
     return c;
 }
 
+MemBackendConfig *mem_backend_config_new_default(uint64_t size, bool merge, bool dump)
+{
+    MemBackendConfig *c = mem_backend_config_new(MEM_BACKEND_RAM);
+    c->size = size;
+    /* Unlike QEMU (reserve=on), never count against overcommit: -m 1T must start on a
+     * small host, as it did when the default was a sparse memfd. */
+    c->reserve = false;
+    c->merge = merge;
+    c->dump = dump;
+    return c;
+}
+
 void mem_backend_config_free(MemBackendConfig *c)
 {
     if (!c) {

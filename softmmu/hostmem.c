@@ -27,6 +27,9 @@
 #include <unistd.h>
 #include "sen/hostmem.h"
 
+/* The transparent huge page size on x86-64; guest RAM mappings start on this boundary. */
+#define HOSTMEM_THP_ALIGN (2u << 20)
+
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
@@ -164,6 +167,38 @@ static bool preallocate(HostMem *hm, const MemBackendConfig *cfg, Error **errp)
     return true;
 }
 
+/*
+ * mmap at an address aligned to align: a transparent huge page can only back a 2 MiB
+ * aligned stretch of the mapping, so an unaligned start would leave the first and last
+ * 2 MiB of every region in small pages (QEMU aligns its RAM blocks the same way).  An
+ * inaccessible reservation picks the place, the real mapping replaces part of it, and the
+ * rest is given back; the reservation itself is never accounted against overcommit.
+ */
+static void *map_aligned(uint64_t size, uint64_t align, int flags, int fd)
+{
+    uint64_t total = size + align;
+    uint8_t *area = mmap(NULL, total, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                         -1, 0);
+    if (area == MAP_FAILED) {
+        return MAP_FAILED;
+    }
+    uint8_t *start = (uint8_t *)(((uintptr_t)area + align - 1) & ~(uintptr_t)(align - 1));
+    void *p = mmap(start, size, PROT_READ | PROT_WRITE, flags | MAP_FIXED, fd, 0);
+    if (p == MAP_FAILED) {
+        int saved = errno;
+        munmap(area, total);
+        errno = saved;
+        return MAP_FAILED;
+    }
+    if (start > area) {
+        munmap(area, (size_t)(start - area));
+    }
+    if (area + total > start + size) {
+        munmap(start + size, (size_t)(area + total - (start + size)));
+    }
+    return p;
+}
+
 static void apply_advice(HostMem *hm, const MemBackendConfig *cfg, bool hugetlb)
 {
     /* Advice is best effort: a kernel without KSM or THP still runs the guest. */
@@ -222,7 +257,8 @@ HostMem *hostmem_alloc(const MemBackendConfig *cfg, Error **errp)
     if (hm->fd < 0) {
         map_flags |= MAP_ANONYMOUS;
     }
-    void *p = mmap(NULL, cfg->size, PROT_READ | PROT_WRITE, map_flags, hm->fd, 0);
+    void *p = map_aligned(cfg->size, MAX(hm->page_size, HOSTMEM_THP_ALIGN), map_flags,
+                          hm->fd);
     if (p == MAP_FAILED) {
         error_setg_errno(errp, errno, "%s: cannot map %" PRIu64 " bytes%s",
                          backend_what(cfg), cfg->size,

@@ -1,10 +1,10 @@
 /*
  * Guest RAM and the port-I/O / MMIO address spaces: see include/sen/memory.h.
  *
- * RAM is one host memory backend (softmmu/hostmem.c): by default a memfd mapped
- * MAP_SHARED|MAP_NORESERVE, so a 1 TiB guest costs nothing until pages are touched, and
- * the same fd can later be shared (vhost, migration).  Regions are few (two on a PC), so
- * lookups are a linear scan.
+ * RAM is one or more host memory backends (softmmu/hostmem.c; the machine's default is
+ * private anonymous memory, MAP_NORESERVE, see docs/memory.md).  guest_mem_new() below,
+ * for tests and tools, makes a memfd so they can look at the file.  Regions are few (two
+ * on a PC), so lookups are a linear scan.
  */
 #include <errno.h>
 #include <string.h>
@@ -65,7 +65,7 @@ GuestMemory *guest_mem_new_backend(const MemBackendConfig *cfg, Error **errp)
 
 GuestMemory *guest_mem_new(uint64_t backing_size, Error **errp)
 {
-    /* The default: a shared memfd (so the fd can be handed on), not in core dumps. */
+    /* A sparse shared memfd, not in core dumps: callers look at the file (holes). */
     g_autoptr(MemBackendConfig) cfg = mem_backend_config_new(MEM_BACKEND_MEMFD);
     cfg->size = backing_size;
     cfg->seal = false;

@@ -45,15 +45,12 @@ struct PcMachine {
 
 static bool create_memory(Machine *m, PcMachine *pc, Error **errp)
 {
-    /* -machine memory-backend= / -mem-path, else the default memfd (docs/memory.md). */
+    /* -machine memory-backend= / -mem-path, else private anonymous RAM (docs/memory.md). */
     const MemBackendConfig *backend = machine_config_ram_backend(m->cfg);
     g_autoptr(MemBackendConfig) dflt = NULL;
     if (!backend) {
-        dflt = mem_backend_config_new(MEM_BACKEND_MEMFD);
-        dflt->size = m->cfg->ram_size;
-        dflt->seal = false;
-        dflt->merge = m->cfg->mem_merge;
-        dflt->dump = m->cfg->dump_guest_core;
+        dflt = mem_backend_config_new_default(m->cfg->ram_size, m->cfg->mem_merge,
+                                              m->cfg->dump_guest_core);
         backend = dflt;
     }
     /* -numa node,memdev=: the nodes' backends end to end, node 0 at the bottom. */

@@ -69,6 +69,13 @@ typedef struct HostMem {
 } HostMem;
 
 MemBackendConfig *mem_backend_config_new(MemBackendKind kind);
+/*
+ * The machine's RAM when no backend is named (docs/memory.md "The default"): private
+ * anonymous memory like QEMU's, MAP_NORESERVE so a huge guest costs nothing until touched,
+ * advised MADV_HUGEPAGE (THP-eligible, which shared memory is not on most hosts) and
+ * MADV_MERGEABLE when merge is set.  dump is -machine dump-guest-core.
+ */
+MemBackendConfig *mem_backend_config_new_default(uint64_t size, bool merge, bool dump);
 void mem_backend_config_free(MemBackendConfig *c);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(MemBackendConfig, mem_backend_config_free)
 

@@ -1,8 +1,8 @@
 /*
  * Guest memory and the two I/O address spaces (port I/O and MMIO).
  *
- * Guest RAM is one memfd-backed mapping (MAP_NORESERVE: nothing is spent until touched)
- * that the machine splits into regions at guest-physical addresses.  Every access a device
+ * Guest RAM is one host mapping per memory backend (MAP_NORESERVE by default: nothing is
+ * spent until touched; include/sen/hostmem.h) that the machine splits into regions at guest-physical addresses.  Every access a device
  * or loader makes goes through guest_mem_read/write/map, which check that [gpa, gpa+len)
  * lies entirely inside one RAM region; writes mark pages dirty for migration.
  *

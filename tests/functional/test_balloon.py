@@ -1,7 +1,7 @@
 """virtio-balloon end to end: the guest kit's balloon driver (tests/guest/balloon.c) under
 Sen, driven with QMP `balloon`, `query-balloon` and the BALLOON_CHANGE event, while the test
 watches Sen's resident memory: inflating by N MiB must give about N MiB back to the host,
-for the default shared memfd (hole punching) and a private backend (MADV_DONTNEED).
+for the default private RAM (MADV_DONTNEED) and a shared memfd (hole punching).
 The same guest runs under QEMU too (when installed), which shows the driver is right.
 Skips when /dev/kvm is not usable or the guest kit is not built.
 """
@@ -135,9 +135,9 @@ def drive_balloon(vm, check_rss, final_event=True):
 
 
 @pytest.mark.parametrize("backend", [
-    [],  # the default shared memfd: freed by punching holes
-    ["-object", f"memory-backend-ram,id=r,size={RAM_MIB}M", "-machine", "memory-backend=r"],
-], ids=["memfd", "private-ram"])
+    [],  # the default: private anonymous RAM with THP, freed with MADV_DONTNEED
+    ["-object", f"memory-backend-memfd,id=r,size={RAM_MIB}M", "-machine", "memory-backend=r"],
+], ids=["default-ram", "memfd"])
 def test_inflate_gives_memory_back(sockdir, backend):
     sock = os.path.join(sockdir, "qmp")
     vm = Vm(sen_cmd(sock, ["-device", "virtio-balloon-pci"] + backend), sock)

@@ -52,7 +52,7 @@ static void test_machine_defaults_reach_backends(void)
     g_assert_true(a->dump);
     g_assert_true(b->merge);
     g_assert_false(b->dump);
-    g_assert_null(machine_config_ram_backend(cfg)); /* no memory-backend=: default memfd */
+    g_assert_null(machine_config_ram_backend(cfg)); /* no memory-backend=: the default */
 }
 
 static void test_legacy_options(void)
@@ -68,7 +68,8 @@ static void test_legacy_options(void)
 
     g_autoptr(MachineConfig) cfg2 = ct_parse_ok("-mem-prealloc -m 8M");
     b = machine_config_ram_backend(cfg2);
-    g_assert_cmpint(b->kind, ==, MEM_BACKEND_MEMFD);
+    g_assert_cmpint(b->kind, ==, MEM_BACKEND_RAM); /* the default RAM, preallocated */
+    g_assert_false(b->share);
     g_assert_true(b->prealloc);
 }
 
@@ -190,6 +191,35 @@ static void test_advice_reaches_kernel(void)
     g_assert_false(has_flag(flags2, "dd"));
     g_assert_true(has_flag(flags2, "sh"));
     hostmem_free(hm);
+}
+
+/* The machine's default RAM: private, not accounted, THP-advised, on a 2 MiB boundary
+ * (a transparent huge page can only back an aligned 2 MiB stretch). */
+static void test_default_ram(void)
+{
+    g_autoptr(MemBackendConfig) c = mem_backend_config_new_default(6 * MiB, true, false);
+    g_assert_cmpint(c->kind, ==, MEM_BACKEND_RAM);
+    g_assert_false(c->share);
+    g_assert_false(c->reserve);
+    g_assert_cmpuint(c->size, ==, 6 * MiB);
+    for (int i = 0; i < 3; i++) { /* not aligned by luck */
+        HostMem *hm = alloc_ok(c);
+        g_assert_cmpuint((uintptr_t)hm->hva % (2 * MiB), ==, 0);
+        g_autofree char *flags = vm_flags_of(hm->hva);
+        g_assert_nonnull(flags);
+        g_assert_false(has_flag(flags, "sh"));
+        g_assert_true(has_flag(flags, "nr")); /* MAP_NORESERVE */
+        g_assert_true(has_flag(flags, "dd"));
+        if (g_file_test("/sys/kernel/mm/transparent_hugepage", G_FILE_TEST_IS_DIR)) {
+            g_assert_true(has_flag(flags, "hg"));
+        }
+        if (g_file_test("/sys/kernel/mm/ksm", G_FILE_TEST_IS_DIR)) {
+            g_assert_true(has_flag(flags, "mg"));
+        }
+        g_assert_cmpint(hm->fd, ==, -1);
+        memset(hm->hva, 0x5a, hm->size); /* the whole mapping is usable */
+        hostmem_free(hm);
+    }
 }
 
 static uint64_t file_bytes(int fd)
@@ -415,6 +445,7 @@ int main(int argc, char **argv)
     g_test_add_func("/hostmem/cmdline/host-nodes", test_host_nodes_syntax);
     g_test_add_func("/hostmem/cmdline/bad", test_bad_options);
     g_test_add_func("/hostmem/alloc/advice", test_advice_reaches_kernel);
+    g_test_add_func("/hostmem/alloc/default-ram", test_default_ram);
     g_test_add_func("/hostmem/alloc/memfd-prealloc-discard", test_memfd_prealloc_and_discard);
     g_test_add_func("/hostmem/alloc/private-discard", test_private_discard_frees);
     g_test_add_func("/hostmem/alloc/file", test_file_backend);
