@@ -41,4 +41,17 @@ bool block_buffer_is_zero(const void *buf, size_t len);
 
 int64_t block_now_ns(void);
 
+/*
+ * block/block-pool.c: worker threads that run requests with run(opaque, req) and complete
+ * them (bdrv_request_complete) in the GMainContext given at submission.  Submit returns
+ * 0, or -errno when no worker could be started (the caller completes req).  Free waits
+ * for the requests already submitted.
+ */
+typedef struct BlockPool BlockPool;
+typedef int BlockPoolRunFunc(void *opaque, BlockRequest *req);
+BlockPool *block_pool_new(int max_threads, BlockPoolRunFunc *run, void *opaque);
+int block_pool_submit(BlockPool *p, GMainContext *ctx, BlockRequest *req)
+    G_GNUC_WARN_UNUSED_RESULT;
+void block_pool_free(BlockPool *p);
+
 #endif

@@ -23,7 +23,7 @@ enum {
 typedef struct BlockNode {
     BlockDriverState bs;
     GMutex lock;            /* guards pool creation and total_size growth */
-    GThreadPool *pool;
+    BlockPool *pool;
 } BlockNode;
 
 static BlockNode *block_node(BlockDriverState *bs)
@@ -249,10 +249,8 @@ static void bdrv_free_node(BlockDriverState *bs)
 {
     BlockNode *node = block_node(bs);
 
-    if (node->pool) {
-        /* Wait for running jobs: they reference bs. */
-        g_thread_pool_free(node->pool, false, true);
-    }
+    /* Waits for running jobs: they reference bs. */
+    block_pool_free(node->pool);
     g_mutex_clear(&node->lock);
     g_free(bs->opaque);
     g_free(bs->filename);
@@ -800,12 +798,9 @@ static int bdrv_run_request(BlockDriverState *bs, BlockRequest *req)
     return -EINVAL;
 }
 
-static void bdrv_pool_work(gpointer data, gpointer user_data)
+static int bdrv_pool_run(void *opaque, BlockRequest *req)
 {
-    BlockRequest *req = data;
-    BlockDriverState *bs = user_data;
-
-    bdrv_complete_in(bs->ctx, req, bdrv_run_request(bs, req));
+    return bdrv_run_request(opaque, req);
 }
 
 void bdrv_aio_submit(BlockDriverState *bs, BlockRequest *req)
@@ -842,8 +837,11 @@ void bdrv_aio_submit(BlockDriverState *bs, BlockRequest *req)
 
     g_mutex_lock(&node->lock);
     if (!node->pool) {
-        node->pool = g_thread_pool_new(bdrv_pool_work, bs, POOL_MAX_THREADS, false, NULL);
+        node->pool = block_pool_new(POOL_MAX_THREADS, bdrv_pool_run, bs);
     }
     g_mutex_unlock(&node->lock);
-    g_thread_pool_push(node->pool, req, NULL);
+    ret = block_pool_submit(node->pool, bs->ctx, req);
+    if (ret < 0) {
+        bdrv_complete_in(bs->ctx, req, ret);
+    }
 }

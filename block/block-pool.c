@@ -1,0 +1,217 @@
+/*
+ * The block worker pool: runs the synchronous driver ops of asynchronous requests on
+ * worker threads (aio=threads) and hands the results back to the node's GMainContext.
+ *
+ * Why not GThreadPool plus one idle GSource per completion: every completion then took the
+ * context lock and woke the loop, and the pool's queue lock was a second contended lock, so
+ * at queue depth 32 the workers spent most of their time in futex calls.  Here:
+ * - a worker keeps taking queued requests until the queue is empty before it sleeps, and
+ *   a submitter wakes a sleeping worker only when no wake-up is already on its way;
+ * - finished requests go on one list; only the worker that finds the list empty writes
+ *   the eventfd, and the loop runs every finished request in one dispatch, in order.
+ */
+#include <errno.h>
+#include <unistd.h>
+#include <glib-unix.h>
+#include <sys/eventfd.h>
+#include "block/block-internal.h"
+
+typedef struct BlockPoolJob {
+    BlockRequest *req;
+    int ret;
+    struct BlockPoolJob *next;
+} BlockPoolJob;
+
+struct BlockPool {
+    BlockPoolRunFunc *run;
+    void *opaque;
+    int max_threads;
+
+    GMutex lock;              /* guards everything below except the done list */
+    GCond work_cond;          /* a request was queued, or the pool stops */
+    GQueue queue;             /* BlockPoolJob * waiting for a worker */
+    GPtrArray *threads;       /* GThread *, joined by block_pool_free */
+    int idle;                 /* workers waiting on work_cond */
+    int wakeups;              /* signals sent that no worker has consumed yet */
+    bool stopping;
+
+    GMutex done_lock;         /* guards the done list */
+    BlockPoolJob *done_head, **done_tail;
+    int efd;                  /* readable while the done list is not empty */
+    GSource *src;             /* watches efd in src_ctx; created under lock */
+    GMainContext *src_ctx;
+};
+
+static gpointer block_pool_worker(gpointer opaque)
+{
+    BlockPool *p = opaque;
+
+    g_mutex_lock(&p->lock);
+    for (;;) {
+        BlockPoolJob *job = g_queue_pop_head(&p->queue);
+        if (!job) {
+            if (p->stopping) {
+                break;
+            }
+            p->idle++;
+            g_cond_wait(&p->work_cond, &p->lock);
+            p->idle--;
+            if (p->wakeups) {
+                p->wakeups--;
+            }
+            continue;
+        }
+        g_mutex_unlock(&p->lock);
+
+        job->ret = p->run(p->opaque, job->req);
+        job->next = NULL;
+        g_mutex_lock(&p->done_lock);
+        bool was_empty = !p->done_head;
+        *p->done_tail = job;
+        p->done_tail = &job->next;
+        if (was_empty) {
+            /* The loop reads the eventfd before it takes the list, so a job added after
+             * that sees an empty list again and signals once more: none is missed. */
+            uint64_t one = 1;
+            while (write(p->efd, &one, sizeof(one)) < 0 && errno == EINTR) {
+            }
+        }
+        g_mutex_unlock(&p->done_lock);
+
+        g_mutex_lock(&p->lock);
+    }
+    g_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+/* Runs every finished request's completion, oldest first, in the pool's context. */
+static gboolean block_pool_dispatch(gint fd, GIOCondition cond, gpointer opaque)
+{
+    BlockPool *p = opaque;
+    uint64_t count;
+
+    if (read(fd, &count, sizeof(count)) < 0 && errno != EAGAIN && errno != EINTR) {
+        return G_SOURCE_CONTINUE;
+    }
+    g_mutex_lock(&p->done_lock);
+    BlockPoolJob *job = p->done_head;
+    p->done_head = NULL;
+    p->done_tail = &p->done_head;
+    g_mutex_unlock(&p->done_lock);
+
+    while (job) {
+        BlockPoolJob *next = job->next;
+        bdrv_request_complete(job->req, job->ret);
+        g_free(job);
+        job = next;
+    }
+    return G_SOURCE_CONTINUE;
+}
+
+BlockPool *block_pool_new(int max_threads, BlockPoolRunFunc *run, void *opaque)
+{
+    BlockPool *p = g_new0(BlockPool, 1);
+
+    p->run = run;
+    p->opaque = opaque;
+    p->max_threads = MAX(max_threads, 1);
+    g_mutex_init(&p->lock);
+    g_cond_init(&p->work_cond);
+    g_queue_init(&p->queue);
+    p->threads = g_ptr_array_new();
+    g_mutex_init(&p->done_lock);
+    p->done_tail = &p->done_head;
+    p->efd = -1;
+    return p;
+}
+
+/* (Re)attaches the completion source to ctx; lock held.  False if no eventfd. */
+static bool block_pool_attach_locked(BlockPool *p, GMainContext *ctx)
+{
+    if (p->efd < 0) {
+        p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (p->efd < 0) {
+            return false;
+        }
+    }
+    if (p->src && p->src_ctx != ctx) {
+        /* blk_set_context moves a backend only while nothing is in flight. */
+        g_source_destroy(p->src);
+        g_source_unref(p->src);
+        p->src = NULL;
+    }
+    if (!p->src) {
+        p->src = g_unix_fd_source_new(p->efd, G_IO_IN);
+        g_source_set_callback(p->src, (GSourceFunc)(void (*)(void))block_pool_dispatch, p,
+                              NULL);
+        g_source_attach(p->src, ctx);
+        p->src_ctx = ctx;
+    }
+    return true;
+}
+
+int block_pool_submit(BlockPool *p, GMainContext *ctx, BlockRequest *req)
+{
+    BlockPoolJob *job = g_new(BlockPoolJob, 1);
+
+    job->req = req;
+    g_mutex_lock(&p->lock);
+    if (!block_pool_attach_locked(p, ctx)) {
+        int ret = -errno;
+        g_mutex_unlock(&p->lock);
+        g_free(job);
+        return ret;
+    }
+    g_queue_push_tail(&p->queue, job);
+    if (p->idle > p->wakeups) {
+        p->wakeups++;
+        g_cond_signal(&p->work_cond);
+    } else if ((int)p->threads->len < p->max_threads) {
+        GThread *t = g_thread_try_new("block-worker", block_pool_worker, p, NULL);
+        if (t) {
+            g_ptr_array_add(p->threads, t);
+        }
+        /* Without a new thread a running worker still takes the job when it is done. */
+    }
+    if (p->threads->len == 0) {
+        g_queue_pop_tail(&p->queue);
+        g_mutex_unlock(&p->lock);
+        g_free(job);
+        return -EAGAIN;
+    }
+    g_mutex_unlock(&p->lock);
+    return 0;
+}
+
+void block_pool_free(BlockPool *p)
+{
+    if (!p) {
+        return;
+    }
+    g_mutex_lock(&p->lock);
+    p->stopping = true;
+    g_cond_broadcast(&p->work_cond);
+    g_mutex_unlock(&p->lock);
+    /* Workers finish the queued requests first: they reference live requests. */
+    for (guint i = 0; i < p->threads->len; i++) {
+        g_thread_join(g_ptr_array_index(p->threads, i));
+    }
+    g_ptr_array_free(p->threads, true);
+    if (p->src) {
+        g_source_destroy(p->src);
+        g_source_unref(p->src);
+    }
+    /* Completions that never ran: their owners drained before closing, so none remain
+     * in practice; free the jobs without calling back into freed owners. */
+    for (BlockPoolJob *job = p->done_head, *next; job; job = next) {
+        next = job->next;
+        g_free(job);
+    }
+    if (p->efd >= 0) {
+        close(p->efd);
+    }
+    g_cond_clear(&p->work_cond);
+    g_mutex_clear(&p->lock);
+    g_mutex_clear(&p->done_lock);
+    g_free(p);
+}
