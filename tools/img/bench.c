@@ -23,10 +23,11 @@ typedef struct BenchSlot {
 struct BenchRun {
     BlockBackend *blk;
     BenchSlot *slots;
-    bool write, flushed_log;
+    bool write, flushed_log, drain_on_flush;
     uint64_t size, step, next, count, depth, flush_interval;
     int64_t image_size;
     uint64_t submitted, completed;
+    uint64_t flushed_at;        /* submitted count at the last flush */
     unsigned in_flight;
     int ret;                    /* first error */
     GPtrArray *idle;            /* slots free for the next request */
@@ -68,17 +69,38 @@ static void bench_wait_one(BenchRun *b)
     }
 }
 
-/* Keeps up to depth requests in flight; at each flush interval drains, then flushes. */
+/* Whether a flush is due: every flush_interval submitted requests, once each. */
+static bool bench_flush_due(const BenchRun *b)
+{
+    return b->flush_interval && b->submitted && b->submitted % b->flush_interval == 0 &&
+           b->flushed_at != b->submitted;
+}
+
+/*
+ * Keeps up to depth requests in flight.  At each flush interval it flushes, first waiting
+ * for the requests in flight unless --no-drain (as qemu-img bench's drain_on_flush).
+ */
 static int bench_run(BenchRun *b)
 {
     b->idle = g_ptr_array_new();
     for (uint64_t i = 0; i < b->depth; i++) {
         g_ptr_array_add(b->idle, &b->slots[i]);
     }
-    while (b->ret == 0 && b->completed < b->count) {
-        bool at_flush = b->flush_interval && b->submitted % b->flush_interval == 0 &&
-                        b->submitted > b->completed;
-        if (b->submitted < b->count && b->idle->len && !at_flush) {
+    while (b->ret == 0 && (b->completed < b->count || bench_flush_due(b))) {
+        if (bench_flush_due(b)) {
+            if (b->drain_on_flush && b->in_flight) {
+                bench_wait_one(b);
+                continue;
+            }
+            b->flushed_at = b->submitted;
+            b->ret = blk_flush(b->blk);
+            if (b->ret == 0 && b->flushed_log) {
+                /* stderr is unbuffered: the line is out before the next request starts. */
+                fprintf(stderr, "flushed %" G_GUINT64_FORMAT "\n", b->completed);
+            }
+            continue;
+        }
+        if (b->submitted < b->count && b->idle->len) {
             BenchSlot *slot = g_ptr_array_steal_index_fast(b->idle, b->idle->len - 1);
             uint64_t off = bench_next_offset(b);
             b->submitted++;
@@ -91,14 +113,6 @@ static int bench_run(BenchRun *b)
             continue;
         }
         bench_wait_one(b);
-        if (b->ret == 0 && b->flush_interval && b->in_flight == 0 &&
-            b->completed % b->flush_interval == 0) {
-            b->ret = blk_flush(b->blk);
-            if (b->ret == 0 && b->flushed_log) {
-                /* stderr is unbuffered: the line is out before the next request starts. */
-                fprintf(stderr, "flushed %" G_GUINT64_FORMAT "\n", b->completed);
-            }
-        }
     }
     while (b->in_flight) {
         bench_wait_one(b);
@@ -174,6 +188,16 @@ int img_bench(int argc, char **argv)
             quiet = true;
             break;
         case 'i':
+            if (strcmp(optarg, "native") == 0) {
+                flags |= BDRV_O_NATIVE_AIO;
+            } else if (strcmp(optarg, "threads") == 0) {
+                flags &= ~BDRV_O_NATIVE_AIO;
+            } else {
+                error_report("Invalid aio option: %s (sen-img knows threads and native)",
+                             optarg);
+                return 1;
+            }
+            break;
         case 'U':
             break;
         case 'h':
@@ -199,6 +223,10 @@ int img_bench(int argc, char **argv)
         error_report("--flush-interval is only available in write tests");
         return 1;
     }
+    if (flush_interval && flush_interval < depth) {
+        error_report("Flush interval can't be smaller than depth");
+        return 1;
+    }
     BlockDriverState *bs = img_open(argv[optind], fmt, flags | (write ? BDRV_O_RDWR : 0));
     if (!bs) {
         return 1;
@@ -206,6 +234,7 @@ int img_bench(int argc, char **argv)
     BenchRun b = {
         .write = write, .size = size, .step = step, .next = offset, .count = count,
         .depth = MAX(depth, 1), .flush_interval = flush_interval, .flushed_log = flushed_log,
+        .drain_on_flush = !no_drain,
         .image_size = bdrv_getlength(bs),
     };
     /* The backend owns bs from here; cache=writeback semantics (no flush per write). */
@@ -233,10 +262,12 @@ int img_bench(int argc, char **argv)
     }
     gint64 t0 = g_get_monotonic_time();
     int ret = bench_run(&b);
-    if (ret == 0 && write && !no_drain) {
+    /* As qemu-img bench: the clock stops when the last request completed; the final
+     * flush (its blk_unref) is not part of the figure. */
+    double secs = (g_get_monotonic_time() - t0) / 1e6;
+    if (ret == 0 && write) {
         ret = blk_flush(b.blk);
     }
-    double secs = (g_get_monotonic_time() - t0) / 1e6;
     for (uint64_t i = 0; i < b.depth; i++) {
         free(b.slots[i].iov.iov_base);
     }

@@ -69,7 +69,8 @@ def test_kill_during_writes(tmp_path, opts):
         size = rnd.choice(["512", "4k", "64k"])
         offset = rnd.randrange(0, 200) * 512 * 1024
         writer = subprocess.Popen(
-            [SEN_IMG, "bench", "-q", "-w", "-c", "1000000", "-s", size, "-S", step,
+            [SEN_IMG, "bench", "-q", "-w", "-c", "1000000", "-d", "16", "-s", size,
+             "-S", step,
              "-o", str(offset), f"--pattern={i + 1}",
              "--flush-interval=16", "--flushed-log", str(img)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
