@@ -651,26 +651,50 @@ int qcow2_write_guest(BDRVQcow2State *s, uint64_t off, uint64_t len, const uint8
     return 0;
 }
 
-/*
- * Writes one whole guest cluster compressed (convert -c).  Compressed runs are packed
- * byte-wise after each other: a run that fits in the rest of the last host cluster shares
- * it (one more reference), otherwise it starts on freshly allocated clusters.  Falls back
- * to a normal write when the data does not shrink.
- */
-int qcow2_write_compressed(BlockDriverState *bs, uint64_t off, const uint8_t *buf)
+ssize_t qcow2_compress_cluster(BlockDriverState *bs, uint64_t off, const uint8_t *buf,
+                               uint8_t *cbuf)
 {
     BDRVQcow2State *s = bs->opaque;
     if (off % s->cluster_size || off >= (uint64_t)bs->total_size) {
         return -EINVAL;
     }
     uint64_t len = MIN(s->cluster_size, (uint64_t)bs->total_size - off);
-    uint8_t *full = g_malloc0(s->cluster_size);
-    uint8_t *cbuf = g_malloc(s->cluster_size);
-    memcpy(full, buf, len);
+    g_autofree uint8_t *full = NULL;
+    if (len < s->cluster_size) {
+        /* The last cluster of the disk is compressed as a whole, zero-padded cluster. */
+        full = g_malloc0(s->cluster_size);
+        memcpy(full, buf, len);
+        buf = full;
+    }
+    /* A compressed run must stay at least one sector shorter than the cluster. */
+    return qcow2_compress(s->h.compression_type, cbuf, s->cluster_size - 512, buf,
+                          s->cluster_size);
+}
+
+int qcow2_write_compressed(BlockDriverState *bs, uint64_t off, const uint8_t *buf)
+{
+    BDRVQcow2State *s = bs->opaque;
+    g_autofree uint8_t *cbuf = g_malloc(s->cluster_size);
+    ssize_t clen = qcow2_compress_cluster(bs, off, buf, cbuf);
+    return clen == -EINVAL ? -EINVAL : qcow2_write_compressed_prepared(bs, off, buf, cbuf, clen);
+}
+
+/*
+ * Stores one whole guest cluster whose compressed form qcow2_compress_cluster made.
+ * Compressed runs are packed byte-wise after each other: a run that fits in the rest of
+ * the last host cluster shares it (one more reference), otherwise it starts on freshly
+ * allocated clusters.  clen -ENOSPC (the data does not shrink) writes buf normally.
+ */
+int qcow2_write_compressed_prepared(BlockDriverState *bs, uint64_t off, const uint8_t *buf,
+                                    const uint8_t *cbuf, ssize_t clen)
+{
+    BDRVQcow2State *s = bs->opaque;
+    if (off % s->cluster_size || off >= (uint64_t)bs->total_size) {
+        return -EINVAL;
+    }
+    uint64_t len = MIN(s->cluster_size, (uint64_t)bs->total_size - off);
     int ret;
     qcow2_lock_exclusive(s);
-    ssize_t clen = qcow2_compress(s->h.compression_type, cbuf, s->cluster_size - 512, full,
-                                  s->cluster_size);
     if (clen == -ENOSPC) {
         ret = qcow2_write_data(s, off, len, buf);
         goto out;
@@ -741,8 +765,6 @@ int qcow2_write_compressed(BlockDriverState *bs, uint64_t off, const uint8_t *bu
     }
 out:
     g_mutex_unlock(&s->lock);
-    g_free(full);
-    g_free(cbuf);
     return ret;
 }
 

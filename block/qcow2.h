@@ -310,7 +310,18 @@ int64_t qcow2_get_writable_l2(BDRVQcow2State *s, uint64_t off);
 int qcow2_zero_clusters(BDRVQcow2State *s, uint64_t off, uint64_t n, bool zero, bool unmap);
 /* Adds delta to the refcount of every cluster an L2 entry references. */
 int qcow2_ref_l2e(BDRVQcow2State *s, uint64_t l2e, int64_t delta);
-/* Writes the whole cluster at guest offset off compressed (takes the lock). */
+/*
+ * Compressed clusters (convert -c), in two steps so that several threads can compress
+ * while one writes in order: qcow2_compress_cluster compresses the cluster at guest
+ * offset off (cluster aligned) into cbuf (cluster_size bytes) without the lock and
+ * returns the length, -ENOSPC when it does not shrink, or -errno;
+ * qcow2_write_compressed_prepared stores that result (takes the lock).
+ * qcow2_write_compressed does both.
+ */
+ssize_t qcow2_compress_cluster(BlockDriverState *bs, uint64_t off, const uint8_t *buf,
+                               uint8_t *cbuf);
+int qcow2_write_compressed_prepared(BlockDriverState *bs, uint64_t off, const uint8_t *buf,
+                                    const uint8_t *cbuf, ssize_t clen);
 int qcow2_write_compressed(BlockDriverState *bs, uint64_t off, const uint8_t *buf);
 /* Reads the L2 entry (and bitmap) for guest offset off. */
 int qcow2_get_l2e(BDRVQcow2State *s, uint64_t off, uint64_t *l2e, uint64_t *bitmap);
