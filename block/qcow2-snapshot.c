@@ -314,6 +314,10 @@ bool qcow2_snapshot_create(BlockDriverState *bs, BlockSnapshotInfo *info, Error 
     if (ret == 0) {
         ret = fix_copied(s);
     }
+    if (ret == 0) {
+        /* The snapshot owns the VM state savevm wrote; the active image lets go. */
+        ret = qcow2_vmstate_drop(s, info->vm_state_size);
+    }
     if (ret < 0) {
         error_setg_errno(errp, -ret, "%s: could not create snapshot '%s'", bs->filename,
                          info->name);

@@ -864,7 +864,7 @@ static int qcow2_get_info(BlockDriverState *bs, BlockDriverInfo *bdi)
     bdi->cluster_size = s->cluster_size;
     bdi->is_dirty = s->h.incompatible_features & QCOW2_INCOMPAT_DIRTY;
     bdi->unallocated_blocks_are_zero = !bs->backing;
-    bdi->vm_state_offset = (int64_t)s->l1_size << (s->cluster_bits + s->l2_bits);
+    bdi->vm_state_offset = (int64_t)qcow2_vm_state_offset(s);
     return 0;
 }
 
@@ -951,4 +951,6 @@ const BlockDriver bdrv_qcow2 = {
     .snapshot_goto = qcow2_snapshot_goto,
     .snapshot_delete = qcow2_snapshot_delete,
     .snapshot_list = qcow2_snapshot_list,
+    .save_vmstate = qcow2_save_vmstate,
+    .load_vmstate = qcow2_load_vmstate,
 };

@@ -1,0 +1,121 @@
+/*
+ * The qcow2 vm-state area (savevm): QEMU keeps a VM's saved state inside the image, in
+ * guest offsets past the virtual disk, starting at the first L1 entry the disk does not
+ * use ("l1_vm_state_index", docs/interop/qcow2.txt "Snapshots").  Writes there go through
+ * the normal cluster allocation of the active L1 table, which grows to cover them; the
+ * next snapshot_create copies that L1, so the snapshot owns the state, and then the
+ * active image drops its references (the state belongs to the snapshot, and keeping it
+ * would only cost copy-on-write later).  Loading reads the same offsets after
+ * snapshot_goto made the snapshot's L1 the active one.  The disk size never changes.
+ */
+#include <errno.h>
+#include "sen/block.h"
+#include "block/qcow2.h"
+
+uint64_t qcow2_vm_state_offset(const BDRVQcow2State *s)
+{
+    uint64_t span = s->cluster_size << s->l2_bits;
+    return (s->h.size + span - 1) / span * span;
+}
+
+/*
+ * Makes the active L1 table at least need entries (lock held, no data I/O in flight):
+ * the new table is written first, one header write switches to it, then the old one is
+ * freed, so a crash leaves either table valid.
+ */
+static int grow_l1(BDRVQcow2State *s, uint64_t need)
+{
+    if (need <= s->l1_size) {
+        return 0;
+    }
+    if (need * 8 > QCOW2_MAX_L1_BYTES) {
+        return -EFBIG;
+    }
+    uint64_t *l1 = g_new0(uint64_t, need);
+    uint64_t *be = g_new0(uint64_t, need);
+    for (uint32_t i = 0; i < s->l1_size; i++) {
+        l1[i] = s->l1[i];
+        be[i] = GUINT64_TO_BE(s->l1[i]);
+    }
+    int64_t off = qcow2_alloc_clusters(s, (need * 8 + s->cluster_size - 1) >>
+                                              s->cluster_bits);
+    int ret = off < 0 ? (int)off : qcow2_flush_caches(s);
+    if (ret == 0) {
+        ret = bdrv_pwrite_sync(s->bs->file, off, need * 8, be);
+    }
+    if (ret == 0) {
+        uint8_t hdr[12];
+        qcow2_st32(hdr, (uint32_t)need);
+        qcow2_st64(hdr + 4, (uint64_t)off);
+        ret = bdrv_pwrite_sync(s->bs->file, 36, sizeof(hdr), hdr);
+    }
+    if (ret == 0) {
+        uint64_t old_off = s->h.l1_table_offset, old_len = s->l1_size * 8ull;
+        g_free(s->l1);
+        s->l1 = g_steal_pointer(&l1);
+        s->l1_size = (uint32_t)need;
+        s->h.l1_size = (uint32_t)need;
+        s->h.l1_table_offset = (uint64_t)off;
+        ret = old_len ? qcow2_update_refcount(s, old_off, old_len, -1) : 0;
+    } else if (off > 0) {
+        qcow2_update_refcount(s, (uint64_t)off, need * 8, -1);
+    }
+    g_free(l1);
+    g_free(be);
+    return ret;
+}
+
+static int qcow2_vmstate_range(const BDRVQcow2State *s, int64_t pos, int64_t bytes,
+                               uint64_t *off)
+{
+    uint64_t start = qcow2_vm_state_offset(s);
+    /* Guest offsets of an L2 entry are limited to 2^56 (QCOW2_L2E_OFFSET_MASK). */
+    if ((uint64_t)pos > (1ull << 56) - start ||
+        (uint64_t)bytes > (1ull << 56) - start - (uint64_t)pos) {
+        return -EFBIG;
+    }
+    *off = start + (uint64_t)pos;
+    return 0;
+}
+
+int qcow2_save_vmstate(BlockDriverState *bs, const void *buf, int64_t pos, int64_t bytes)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t off;
+    if (s->read_only) {
+        return -EPERM;
+    }
+    qcow2_lock_exclusive(s);
+    int ret = qcow2_vmstate_range(s, pos, bytes, &off);
+    if (ret == 0) {
+        uint64_t span = s->cluster_size << s->l2_bits;
+        ret = grow_l1(s, (off + (uint64_t)bytes + span - 1) / span);
+    }
+    if (ret == 0) {
+        ret = qcow2_write_guest(s, off, (uint64_t)bytes, buf);
+    }
+    g_mutex_unlock(&s->lock);
+    return ret;
+}
+
+int qcow2_load_vmstate(BlockDriverState *bs, void *buf, int64_t pos, int64_t bytes)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t off;
+    g_mutex_lock(&s->lock);
+    int ret = qcow2_vmstate_range(s, pos, bytes, &off);
+    if (ret == 0) {
+        ret = qcow2_read_guest(s, off, (uint64_t)bytes, buf);
+    }
+    g_mutex_unlock(&s->lock);
+    return ret;
+}
+
+int qcow2_vmstate_drop(BDRVQcow2State *s, uint64_t size)
+{
+    if (!size) {
+        return 0;
+    }
+    uint64_t clusters = (size + s->cluster_size - 1) >> s->cluster_bits;
+    return qcow2_zero_clusters(s, qcow2_vm_state_offset(s), clusters, false, true);
+}

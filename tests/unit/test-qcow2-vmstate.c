@@ -1,0 +1,185 @@
+/*
+ * The qcow2 vm-state area (savevm): state written past the virtual disk is captured by
+ * the next snapshot, survives writes to the active image and a reopen, reads back after
+ * snapshot_goto, and leaves the image consistent (our checker here; qemu-img check in
+ * tests/functional/test_savevm.py).  Small clusters make the state span several L1
+ * entries, so the L1 table has to grow.
+ */
+#include <errno.h>
+#include <string.h>
+#include <glib.h>
+#include <glib/gstdio.h>
+
+#include "block/qcow2.h"
+#include "sen/block.h"
+#include "sen/keyval.h"
+
+static char *test_dir;
+
+static char *tmp_path(const char *name)
+{
+    return g_build_filename(test_dir, name, NULL);
+}
+
+static void create_or_die(const char *fmt, const char *path, const char *opts)
+{
+    Error *err = NULL;
+    Keyval *kv = keyval_parse(opts, NULL, &err);
+    g_assert_null(err);
+    if (!bdrv_create(fmt, path, kv, &err)) {
+        g_error("create %s %s: %s", path, opts, error_get_pretty(err));
+    }
+    keyval_free(kv);
+}
+
+static BlockDriverState *open_or_die(const char *path, const char *fmt, int flags)
+{
+    Error *err = NULL;
+    BlockDriverState *bs = bdrv_open(path, NULL, fmt, flags, &err);
+    if (!bs) {
+        g_error("open %s: %s", path, error_get_pretty(err));
+    }
+    return bs;
+}
+
+static void check_clean(BlockDriverState *bs)
+{
+    BlockCheckResult res;
+    g_assert_cmpint(bs->drv->check(bs, &res, BDRV_FIX_NONE), ==, 0);
+    g_assert_cmpint(res.corruptions, ==, 0);
+    g_assert_cmpint(res.leaks, ==, 0);
+    g_assert_cmpint(res.check_errors, ==, 0);
+}
+
+static void fill(uint8_t *buf, size_t len, uint32_t seed)
+{
+    GRand *r = g_rand_new_with_seed(seed);
+    for (size_t i = 0; i < len; i++) {
+        buf[i] = (uint8_t)g_rand_int(r);
+    }
+    g_rand_free(r);
+}
+
+static void snapshot(BlockDriverState *bs, const char *name, uint64_t vm_state_size)
+{
+    Error *err = NULL;
+    BlockSnapshotInfo sn = { .name = (char *)name, .vm_state_size = vm_state_size,
+                             .date_sec = 1700000000, .vm_clock_nsec = 123456789 };
+    if (!bs->drv->snapshot_create(bs, &sn, &err)) {
+        g_error("snapshot %s: %s", name, error_get_pretty(err));
+    }
+}
+
+static void goto_or_die(BlockDriverState *bs, const char *name)
+{
+    Error *err = NULL;
+    if (!bs->drv->snapshot_goto(bs, name, &err)) {
+        g_error("goto %s: %s", name, error_get_pretty(err));
+    }
+}
+
+static void test_roundtrip(void)
+{
+    g_autofree char *path = tmp_path("vmstate.qcow2");
+    /* 512-byte clusters: one L1 entry spans 32 KiB, so 100 KiB of state needs 4 more. */
+    const size_t disk = 40000 * 512ull, state_len = 100 * 1024 + 7;
+    g_autofree uint8_t *state1 = g_malloc(state_len);
+    g_autofree uint8_t *state2 = g_malloc(state_len);
+    g_autofree uint8_t *back = g_malloc(state_len);
+    uint8_t data[4096], got[4096];
+
+    create_or_die("qcow2", path, "size=20480000,cluster_size=512");
+    BlockDriverState *bs = open_or_die(path, "qcow2", BDRV_O_RDWR);
+    g_assert_true(bdrv_can_snapshot(bs));
+    BlockDriverInfo bdi;
+    g_assert_cmpint(bdrv_get_info(bs, &bdi), ==, 0);
+    g_assert_cmpint(bdi.vm_state_offset, ==, (disk + 32767) / 32768 * 32768);
+
+    fill(data, sizeof(data), 1);
+    g_assert_cmpint(bdrv_pwrite(bs, 8192, sizeof(data), data), ==, 0);
+    fill(state1, state_len, 2);
+    /* In two pieces, as the migration stream writes it. */
+    g_assert_cmpint(bdrv_save_vmstate(bs, state1, 0, 5000), ==, 0);
+    g_assert_cmpint(bdrv_save_vmstate(bs, state1 + 5000, 5000, state_len - 5000), ==, 0);
+    snapshot(bs, "one", state_len);
+    check_clean(bs);
+    /* The vm-state area never changes the disk the guest sees. */
+    g_assert_cmpint(bdrv_getlength(bs), ==, disk);
+
+    /* A second state and new disk data: the first snapshot keeps its own. */
+    fill(state2, state_len, 3);
+    g_assert_cmpint(bdrv_save_vmstate(bs, state2, 0, state_len), ==, 0);
+    uint8_t other[4096];
+    fill(other, sizeof(other), 4);
+    g_assert_cmpint(bdrv_pwrite(bs, 8192, sizeof(other), other), ==, 0);
+    snapshot(bs, "two", state_len);
+    check_clean(bs);
+    bdrv_unref(bs);
+
+    bs = open_or_die(path, "qcow2", BDRV_O_RDWR);
+    GPtrArray *list = bs->drv->snapshot_list(bs, NULL);
+    g_assert_cmpint(list->len, ==, 2);
+    BlockSnapshotInfo *sn = g_ptr_array_index(list, 0);
+    g_assert_cmpuint(sn->vm_state_size, ==, state_len);
+    g_assert_cmpuint(sn->vm_clock_nsec, ==, 123456789);
+    g_ptr_array_free(list, TRUE);
+
+    goto_or_die(bs, "one");
+    g_assert_cmpint(bdrv_load_vmstate(bs, back, 0, state_len), ==, 0);
+    g_assert_true(memcmp(back, state1, state_len) == 0);
+    g_assert_cmpint(bdrv_pread(bs, 8192, sizeof(got), got), ==, 0);
+    g_assert_true(memcmp(got, data, sizeof(data)) == 0);
+    goto_or_die(bs, "two");
+    g_assert_cmpint(bdrv_load_vmstate(bs, back, 0, state_len), ==, 0);
+    g_assert_true(memcmp(back, state2, state_len) == 0);
+    g_assert_cmpint(bdrv_pread(bs, 8192, sizeof(got), got), ==, 0);
+    g_assert_true(memcmp(got, other, sizeof(other)) == 0);
+    check_clean(bs);
+
+    /* Deleting both gives every vm-state cluster back. */
+    g_assert_true(bs->drv->snapshot_delete(bs, "one", NULL));
+    g_assert_true(bs->drv->snapshot_delete(bs, "two", NULL));
+    check_clean(bs);
+    bdrv_unref(bs);
+    g_unlink(path);
+}
+
+static void test_refused(void)
+{
+    g_autofree char *raw = tmp_path("vmstate.raw");
+    g_autofree char *q = tmp_path("vmstate-ro.qcow2");
+    uint8_t buf[16] = { 0 };
+
+    create_or_die("raw", raw, "size=1048576");
+    BlockDriverState *bs = open_or_die(raw, "raw", BDRV_O_RDWR);
+    g_assert_false(bdrv_can_snapshot(bs));
+    g_assert_cmpint(bdrv_save_vmstate(bs, buf, 0, sizeof(buf)), ==, -ENOTSUP);
+    g_assert_cmpint(bdrv_load_vmstate(bs, buf, 0, sizeof(buf)), ==, -ENOTSUP);
+    bdrv_unref(bs);
+
+    create_or_die("qcow2", q, "size=1048576");
+    bs = open_or_die(q, "qcow2", 0);
+    g_assert_false(bdrv_can_snapshot(bs));
+    g_assert_cmpint(bdrv_save_vmstate(bs, buf, 0, sizeof(buf)), ==, -EPERM);
+    bdrv_unref(bs);
+
+    bs = open_or_die(q, "qcow2", BDRV_O_RDWR);
+    g_assert_cmpint(bdrv_save_vmstate(bs, buf, -1, sizeof(buf)), ==, -EINVAL);
+    g_assert_cmpint(bdrv_save_vmstate(bs, buf, INT64_MAX, 2), ==, -EINVAL);
+    g_assert_cmpint(bdrv_save_vmstate(bs, buf, INT64_MAX - 16, 16), ==, -EFBIG);
+    check_clean(bs);
+    bdrv_unref(bs);
+    g_unlink(raw);
+    g_unlink(q);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    test_dir = g_dir_make_tmp("sen-test-qcow2-vmstate-XXXXXX", NULL);
+    g_test_add_func("/qcow2-vmstate/roundtrip", test_roundtrip);
+    g_test_add_func("/qcow2-vmstate/refused", test_refused);
+    int ret = g_test_run();
+    g_rmdir(test_dir);
+    return ret;
+}
