@@ -21,6 +21,8 @@
 
 struct MigStream {
     int fd;
+    const MigStreamOps *ops;  /* instead of fd when set */
+    void *ops_opaque;
     bool writing;
     uint8_t *buf;
     size_t len;   /* writer: bytes pending; reader: bytes buffered */
@@ -113,6 +115,41 @@ MigStream *mig_stream_new_reader(int fd)
     return mig_stream_new(fd, false);
 }
 
+MigStream *mig_stream_new_ops(const MigStreamOps *ops, void *opaque, bool writing)
+{
+    MigStream *s = mig_stream_new(-1, writing);
+    s->ops = ops;
+    s->ops_opaque = opaque;
+    return s;
+}
+
+/* read(2)/write(2) on the fd or through the ops (which return -errno: made errno). */
+static ssize_t stream_read(MigStream *s, void *buf, size_t len)
+{
+    if (!s->ops) {
+        return read(s->fd, buf, len);
+    }
+    ssize_t n = s->ops->read(s->ops_opaque, buf, len);
+    if (n < 0) {
+        errno = (int)-n;
+        return -1;
+    }
+    return n;
+}
+
+static ssize_t stream_write(MigStream *s, const void *buf, size_t len)
+{
+    if (!s->ops) {
+        return write(s->fd, buf, len);
+    }
+    ssize_t n = s->ops->write(s->ops_opaque, buf, len);
+    if (n < 0) {
+        errno = (int)-n;
+        return -1;
+    }
+    return n;
+}
+
 void mig_stream_free(MigStream *s)
 {
     if (!s) {
@@ -192,7 +229,7 @@ static void rate_limit_account(MigStream *s, size_t n)
 static void write_all(MigStream *s, const uint8_t *p, size_t len)
 {
     while (len && !s->error) {
-        ssize_t n = write(s->fd, p, len);
+        ssize_t n = stream_write(s, p, len);
         if (n < 0 && errno == EINTR) {
             continue;
         }
@@ -275,7 +312,7 @@ static bool fill(MigStream *s)
     }
     s->len = s->pos = 0;
     for (;;) {
-        ssize_t n = read(s->fd, s->buf, MIG_READ_AHEAD);
+        ssize_t n = stream_read(s, s->buf, MIG_READ_AHEAD);
         if (n < 0 && errno == EINTR) {
             continue;
         }
@@ -301,7 +338,7 @@ static void get_raw(MigStream *s, uint8_t *p, size_t len)
         if (s->pos == s->len) {
             if (len >= MIG_READ_AHEAD) {
                 /* Large: straight into the destination. */
-                ssize_t n = read(s->fd, p, len);
+                ssize_t n = stream_read(s, p, len);
                 if (n < 0 && errno == EINTR) {
                     continue;
                 }

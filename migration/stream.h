@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include "sen/error.h"
 
 typedef struct MigStream MigStream;
@@ -19,6 +20,16 @@ typedef struct MigStream MigStream;
 /* Takes ownership of fd (closed by mig_stream_free). */
 MigStream *mig_stream_new_writer(int fd);
 MigStream *mig_stream_new_reader(int fd);
+/*
+ * A stream over something that is not an fd (savevm writes into a disk image's vm-state
+ * area): read/write move up to len bytes and return how many, 0 at the end, or -errno,
+ * like read(2)/write(2).  opaque belongs to the caller; mig_stream_fd returns -1.
+ */
+typedef struct MigStreamOps {
+    ssize_t (*read)(void *opaque, void *buf, size_t len);
+    ssize_t (*write)(void *opaque, const void *buf, size_t len);
+} MigStreamOps;
+MigStream *mig_stream_new_ops(const MigStreamOps *ops, void *opaque, bool writing);
 void mig_stream_free(MigStream *s);
 int mig_stream_fd(const MigStream *s);
 
