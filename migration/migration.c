@@ -23,6 +23,7 @@
 #include "sen/migration.h"
 #include "sen/monitor.h"
 #include "migration/ram.h"
+#include "migration/savevm.h"
 #include "migration/stream.h"
 #include "migration/transport.h"
 #include "monitor/qapi-generated.h"
@@ -1050,4 +1051,58 @@ void migration_finalize(Machine *m)
     g_mutex_clear(&s->lock);
     g_cond_clear(&s->cond);
     g_free(s);
+}
+
+/* ---- savevm (migration/savevm.c): the same stream, into a disk image ---- */
+
+bool migration_save_vm_stream(Machine *m, MigStream *st, Error **errp)
+{
+    /* The VM is stopped: completions of requests in flight would still write guest RAM,
+     * so they finish first; then one pass sends all of it. */
+    vmstate_drain_all(m);
+    RamSave *rs = ram_save_new(m);
+    int no_cancel = 0;
+    bool ok = ram_save_setup(rs, st, errp) && ram_save_pass(rs, st, &no_cancel, errp);
+    ram_save_free(rs);
+    if (!ok) {
+        return false;
+    }
+#if MIG_HAVE_VMSTATE
+    g_autoptr(GByteArray) dev = g_byte_array_new();
+    if (!vmstate_save_all(m, dev, errp)) {
+        error_prepend(errp, "device state: ");
+        return false;
+    }
+    mig_put_u8(st, MIG_REC_DEVICE);
+    mig_put_be32(st, dev->len);
+    mig_put_be32(st, ~mig_crc32c(0xffffffffu, dev->data, dev->len));
+    mig_put_buf(st, dev->data, dev->len);
+#endif
+    mig_put_u8(st, MIG_REC_END);
+    mig_put_checksum(st);
+    return mig_stream_check(st, errp);
+}
+
+bool migration_load_vm_stream(Machine *m, MigStream *st, Error **errp)
+{
+    GByteArray *device = NULL;
+    bool ok = load_stream(m->migration, st, &device, errp);
+#if MIG_HAVE_VMSTATE
+    if (ok) {
+        ok = vmstate_load_all(m, device->data, device->len, errp);
+        if (!ok) {
+            error_prepend(errp, "device state: ");
+        }
+    }
+#endif
+    if (device) {
+        g_byte_array_unref(device);
+    }
+    return ok;
+}
+
+bool migration_is_active(Machine *m)
+{
+    MigrationState *s = m->migration;
+    return s && (s->thread || s->in_thread || s->deferred);
 }

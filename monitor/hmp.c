@@ -9,6 +9,7 @@
 #include "monitor/monitor-internal.h"
 #include "monitor/qapi-generated.h"
 #include "sen/hw/virtio-balloon.h"
+#include "sen/migration.h"
 #include "sen/net.h"
 
 typedef struct HmpCmd {
@@ -84,7 +85,7 @@ static bool hmp_info_block(QmpCtx *ctx, GString *out, Error **errp)
 
 static bool hmp_info_snapshots(QmpCtx *ctx, GString *out, Error **errp)
 {
-    g_string_append(out, "No available block device supports snapshots\r\n");
+    savevm_info_snapshots(ctx->m, out); /* lists only: the VM lock may stay */
     return true;
 }
 
@@ -250,6 +251,37 @@ static bool hmp_migrate_incoming(QmpCtx *ctx, const char *arg, GString *out, Err
     return qmp_migrate_incoming(ctx, arg, errp);
 }
 
+/* ---- snapshots (migration/savevm.c): they stop the vCPUs, so without the VM lock ---- */
+
+static bool hmp_savevm(QmpCtx *ctx, const char *arg, GString *out, Error **errp)
+{
+    machine_unlock(ctx->m);
+    bool ok = savevm_save(ctx->m, arg, true, NULL, NULL, errp);
+    machine_lock(ctx->m);
+    return ok;
+}
+
+static bool hmp_savevm_noarg(QmpCtx *ctx, GString *out, Error **errp)
+{
+    return hmp_savevm(ctx, NULL, out, errp);
+}
+
+static bool hmp_loadvm(QmpCtx *ctx, const char *arg, GString *out, Error **errp)
+{
+    machine_unlock(ctx->m);
+    bool ok = savevm_load(ctx->m, arg, NULL, NULL, errp);
+    machine_lock(ctx->m);
+    return ok;
+}
+
+static bool hmp_delvm(QmpCtx *ctx, const char *arg, GString *out, Error **errp)
+{
+    machine_unlock(ctx->m);
+    bool ok = savevm_delete(ctx->m, arg, NULL, errp);
+    machine_lock(ctx->m);
+    return ok;
+}
+
 static bool hmp_info_network(QmpCtx *ctx, GString *out, Error **errp)
 {
     net_info_network(ctx->m, out); /* monitor commands run with the VM lock */
@@ -279,6 +311,10 @@ static const HmpArgCmd hmp_arg_cmds[] = {
       hmp_migrate },
     { "migrate_incoming", "URI", "start an incoming migration deferred by -incoming defer",
       hmp_migrate_incoming },
+    { "savevm", "[NAME]", "save the VM (RAM, devices, disks) as internal snapshot NAME, "
+      "replacing one of that name", hmp_savevm },
+    { "loadvm", "NAME", "restore the VM from internal snapshot NAME", hmp_loadvm },
+    { "delvm", "NAME", "delete internal snapshot NAME from every disk", hmp_delvm },
     { "hostfwd_add", "[netdev_id] [tcp|udp]:[hostaddr]:hostport-[guestaddr]:guestport",
       "forward a host port into the guest (user networking)", hmp_hostfwd_add },
     { "hostfwd_remove", "[netdev_id] [tcp|udp]:[hostaddr]:hostport",
@@ -297,6 +333,7 @@ static const HmpCmd hmp_cmds[] = {
       hmp_info_balloon },
     { "info network", "show the NICs and network backends", hmp_info_network },
     { "info migrate", "show the migration status and counters", hmp_info_migrate },
+    { "savevm", "save the VM as a snapshot named after the time", hmp_savevm_noarg },
     { "migrate_cancel", "cancel the running migration", hmp_migrate_cancel },
     { "stop", "stop the vCPUs", hmp_stop },
     { "cont", "start or resume the vCPUs", hmp_cont },

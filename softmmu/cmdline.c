@@ -78,6 +78,18 @@ static bool opt_incoming(CmdlineState *s, const char *what, const char *arg, Err
     return true;
 }
 
+/* The name is looked up in the images once they are open (savevm.c). */
+static bool opt_loadvm(CmdlineState *s, const char *what, const char *arg, Error **errp)
+{
+    if (!*arg) {
+        error_setg(errp, "%s: expected a snapshot name", what);
+        return false;
+    }
+    g_free(s->cfg->loadvm);
+    s->cfg->loadvm = g_strdup(arg);
+    return true;
+}
+
 /* ---- boot ---- */
 
 static bool opt_kernel(CmdlineState *s, const char *what, const char *arg, Error **errp)
@@ -408,6 +420,8 @@ static const CmdlineOption cmdline_options[] = {
       "put inherited descriptor N in set S, opened as /dev/fdset/S (e.g. -drive file=)" },
     { "incoming", "tcp:HOST:PORT|unix:PATH|exec:CMD|fd:N|file:PATH|defer", opt_incoming,
       "wait for an incoming migration (docs/migration.md)" },
+    { "loadvm", "NAME", opt_loadvm,
+      "start from internal snapshot NAME of the qcow2 disks (docs/snapshots.md)" },
     { "version", NULL, opt_version, "print the version and exit" },
     { "help", NULL, cmdline_help, "print this help and exit" },
     { "h", NULL, cmdline_help, "same as -help" },
@@ -420,7 +434,7 @@ static const char *const cmdline_unsupported[] = {
     "D", "debugcon", "dtb", "dump-vmstate", "echr", "enable-fips",
     "enable-sync-profile", "fda", "fdb", "fsdev", "full-screen", "g", "gdb",
     "hda", "hdb", "hdc", "hdd", "icount", "iscsi", "k", "kvm-shadow-mem",
-    "L", "loadvm", "monitor", "msg", "mtdblock", "net",
+    "L", "monitor", "msg", "mtdblock", "net",
     "no-hpet", "no-quit", "no-user-config", "nodefconfig",
     "only-migratable", "option-rom", "overcommit", "parallel", "pflash",
     "plugin", "portrait", "preconfig", "readconfig", "rotate",

@@ -122,6 +122,7 @@ void machine_config_free(MachineConfig *cfg)
     }
     g_free(cfg->runas);
     g_free(cfg->incoming);
+    g_free(cfg->loadvm);
     if (cfg->monitors) {
         g_ptr_array_unref(cfg->monitors); /* made with its free function (cmdline-monitor.c) */
     }

@@ -251,6 +251,11 @@ static bool machine_reset(Machine *m, Error **errp)
     return ok && m->accel->reset_cpus(m, &bsp, errp);
 }
 
+bool machine_system_reset(Machine *m, Error **errp)
+{
+    return machine_reset(m, errp);
+}
+
 Machine *machine_create(MachineConfig *cfg, Error **errp)
 {
     Machine *m = g_new0(Machine, 1);
@@ -324,6 +329,11 @@ Machine *machine_create(MachineConfig *cfg, Error **errp)
     }
     /* Before the monitors, so a client never sees the VM outside inmigrate. */
     if (cfg->incoming && !migration_incoming_setup(m, cfg->incoming, errp)) {
+        goto fail;
+    }
+    /* Likewise: a client sees the snapshot's guest, never the freshly booted one. */
+    if (cfg->loadvm && !savevm_load(m, cfg->loadvm, NULL, NULL, errp)) {
+        error_prepend(errp, "-loadvm %s: ", cfg->loadvm);
         goto fail;
     }
     /* Last, so that a client connected already (wait=on) sees a complete machine. */

@@ -184,6 +184,7 @@ typedef struct MachineConfig {
     int64_t boot_reboot_timeout; /* -boot reboot-timeout= (ms); -1 = never (default) */
     bool boot_strict;       /* -boot strict=on */
     char *incoming;      /* -incoming URI or "defer"; NULL = none */
+    char *loadvm;        /* -loadvm NAME: start from this savevm snapshot; NULL = none */
     GPtrArray *netdevs;  /* of NetdevConfig*: -netdev, -nic backends, the default NAT */
     GPtrArray *nics;     /* of DeviceConfig*: NICs from -nic and the default one, created
                           * after the -device devices */

@@ -98,6 +98,9 @@ void machine_set_wakeup_enabled(Machine *m, WakeupReason reason, bool enabled);
  * (STOP event if they ran); start them (RESUME event).  For the monitor's stop/cont. */
 void machine_vm_stop(Machine *m, RunState state);
 void machine_vm_start(Machine *m);
+/* Main thread, vCPUs stopped, VM lock not held: the power-on reset of devices, board and
+ * vCPUs, now (loadvm resets before it loads, as QEMU does). */
+bool machine_system_reset(Machine *m, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
 
 /* An interrupt line of the board's interrupt controller (GSI = IOAPIC pin; 0..15 also
  * drive the PIC).  Devices get one at realize and never see the accelerator. */

@@ -10,6 +10,7 @@
 #define SEN_MIGRATION_H
 
 #include <stdbool.h>
+#include <glib.h>
 #include "sen/error.h"
 #include "sen/machine.h"
 
@@ -28,5 +29,28 @@ bool migration_incoming_setup(Machine *m, const char *uri, Error **errp)
 
 /* QMP cont while inmigrate: start the guest once the incoming migration completes. */
 void migration_incoming_set_autostart(Machine *m);
+
+/* An outgoing or incoming migration runs (or -incoming defer waits). */
+bool migration_is_active(Machine *m);
+
+/*
+ * savevm / loadvm / delvm (migration/savevm.c, docs/snapshots.md).  Main thread, VM lock
+ * not held.  The disk snapshot NAME is taken on, applied to or deleted from every
+ * writable drive (devices: a NULL-terminated list of drive ids or node names; NULL = all
+ * writable drives); the VM state travels as a migration stream in the vm-state area of
+ * one qcow2 image (vmstate: a drive id or node name; NULL = the first drive that can hold
+ * it).  Save stops the VM and resumes it if it ran; load stops it, applies the disk
+ * snapshots, resets the machine, loads RAM and devices, and resumes if it ran (at
+ * start-up: the run state stays, so -S is honoured).  Bad input (unknown name, a drive
+ * that cannot take snapshots, no qcow2 drive) fails before the VM is touched.
+ */
+bool savevm_save(Machine *m, const char *name, bool overwrite, const char *vmstate,
+                 char **devices, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+bool savevm_load(Machine *m, const char *name, const char *vmstate, char **devices,
+                 Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+bool savevm_delete(Machine *m, const char *name, char **devices, Error **errp)
+    G_GNUC_WARN_UNUSED_RESULT;
+/* HMP `info snapshots`, in QEMU's layout. */
+void savevm_info_snapshots(Machine *m, GString *out);
 
 #endif

@@ -12,7 +12,9 @@
  * Command line: mb=N (area size, default 24, starting at 16 MiB), rate=P (pages
  * rewritten per second, paced with the TSC, whose rate kvmclock or the PIT gives; 0 = as
  * fast as possible; default 4000), wait=1 (verify once 'v' arrives on COM1, as the migration
- * tests send it to the destination; otherwise after slices=N 10 ms slices, default 50).
+ * tests send it to the destination; otherwise after slices=N 10 ms slices, default 50),
+ * tick=N (print "dirtier: slice S writes W" every N slices, so a test sees the guest go on
+ * from where it was after savevm/loadvm; default 0 = never).
  */
 #include "lib/guest.h"
 #include "lib/user.h"
@@ -207,12 +209,13 @@ static bool area_in_ram(uint64_t base, uint64_t len)
 
 void guest_main(void)
 {
-    uint64_t mb = 24, rate = 4000, wait = 0, slices = 50, idle = 0;
+    uint64_t mb = 24, rate = 4000, wait = 0, slices = 50, idle = 0, tick = 0;
     cmdline_get_uint("mb", &mb);
     cmdline_get_uint("rate", &rate);
     cmdline_get_uint("wait", &wait);
     cmdline_get_uint("slices", &slices);
     cmdline_get_uint("idle", &idle);
+    cmdline_get_uint("tick", &tick);
     if (!mb || !area_in_ram(AREA_BASE, mb << 20)) {
         guest_fail("dirtier: %lu MiB at 16 MiB is not all RAM (give the VM more -m)", mb);
     }
@@ -237,6 +240,9 @@ void guest_main(void)
 
     for (uint64_t n = 0;; n++) {
         user_call(dirty_slice, d);
+        if (tick && n % tick == 0) {
+            guest_printf("dirtier: slice %lu writes %lu\n", n, d->writes);
+        }
         if (wait) {
             if ((inb(0x3fd) & 1) && inb(0x3f8) == 'v') {
                 break;

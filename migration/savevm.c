@@ -1,0 +1,525 @@
+/*
+ * savevm / loadvm / delvm: internal snapshots of the whole VM (docs/snapshots.md).
+ *
+ * As in QEMU, a VM snapshot is a disk snapshot with the same name on every writable drive
+ * plus the VM state (RAM and devices: the migration stream of migration/) stored in the
+ * vm-state area of one qcow2 image, whose snapshot records its size.  Everything runs on
+ * the main thread with the vCPUs stopped, so nothing changes under the stream; callers
+ * do not hold the VM lock (stopping vCPUs waits for them, and they may wait for it).
+ */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include "sen/block.h"
+#include "sen/migration.h"
+#include "sen/timer.h"
+#include "sen/vmstate.h"
+#include "migration/savevm.h"
+#include "migration/stream.h"
+
+/* ---- the drives that take part ---- */
+
+typedef struct SnapDrives {
+    GPtrArray *bs;          /* of BlockDriverState*, not referenced: the machine owns them */
+    GPtrArray *names;       /* of char*: the drive id (or node name) for messages */
+    BlockDriverState *vm;   /* where the VM state goes */
+    const char *vm_name;
+} SnapDrives;
+
+static void snap_drives_free(SnapDrives *d)
+{
+    g_ptr_array_free(d->bs, TRUE);
+    g_ptr_array_free(d->names, TRUE);
+    g_free(d);
+}
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(SnapDrives, snap_drives_free)
+
+/* A drive by its -drive id or the node name of its root (QEMU's snapshot-* take node
+ * names; Sen's -drive ids are the common case). */
+static BlockBackend *find_drive(Machine *m, const char *name)
+{
+    g_autoptr(GPtrArray) all = block_backends(m);
+    for (guint i = 0; i < all->len; i++) {
+        BlockBackend *blk = g_ptr_array_index(all, i);
+        if (strcmp(blk_name(blk), name) == 0 ||
+            g_strcmp0(blk_bs(blk)->node_name, name) == 0) {
+            return blk;
+        }
+    }
+    return block_find_backend(m, name);
+}
+
+static void add_drive(SnapDrives *d, BlockBackend *blk)
+{
+    for (guint i = 0; i < d->bs->len; i++) {
+        if (g_ptr_array_index(d->bs, i) == blk_bs(blk)) {
+            return;
+        }
+    }
+    g_ptr_array_add(d->bs, blk_bs(blk));
+    g_ptr_array_add(d->names, g_strdup(blk_name(blk)));
+}
+
+/*
+ * The writable drives (all, or those named in devices) and the one for the VM state
+ * (vmstate, or the first).  Each must be able to take snapshots: a writable raw drive
+ * would otherwise come back from loadvm with data newer than the rest of the VM.
+ */
+static SnapDrives *snap_drives(Machine *m, const char *vmstate, char **devices,
+                               bool need_vm, Error **errp)
+{
+    g_autoptr(SnapDrives) d = g_new0(SnapDrives, 1);
+    d->bs = g_ptr_array_new();
+    d->names = g_ptr_array_new_with_free_func(g_free);
+
+    if (devices) {
+        for (char **p = devices; *p; p++) {
+            BlockBackend *blk = find_drive(m, *p);
+            if (!blk) {
+                error_setg(errp, "Device '%s' not found", *p);
+                return NULL;
+            }
+            if (blk_is_read_only(blk)) {
+                error_setg(errp, "Device '%s' is read-only and cannot take snapshots", *p);
+                return NULL;
+            }
+            add_drive(d, blk);
+        }
+    } else {
+        g_autoptr(GPtrArray) all = block_backends(m);
+        for (guint i = 0; i < all->len; i++) {
+            BlockBackend *blk = g_ptr_array_index(all, i);
+            if (!blk_is_read_only(blk)) {
+                add_drive(d, blk);
+            }
+        }
+    }
+    for (guint i = 0; i < d->bs->len; i++) {
+        if (!bdrv_can_snapshot(g_ptr_array_index(d->bs, i))) {
+            error_setg(errp, "Device '%s' is writable but does not support snapshots",
+                       (const char *)g_ptr_array_index(d->names, i));
+            return NULL;
+        }
+    }
+    if (vmstate) {
+        BlockBackend *blk = find_drive(m, vmstate);
+        for (guint i = 0; blk && i < d->bs->len; i++) {
+            if (g_ptr_array_index(d->bs, i) == blk_bs(blk)) {
+                d->vm = blk_bs(blk);
+                d->vm_name = g_ptr_array_index(d->names, i);
+            }
+        }
+        if (!d->vm) {
+            error_setg(errp, "vmstate device '%s' %s", vmstate,
+                       blk ? "is not one of the snapshot devices" : "not found");
+            return NULL;
+        }
+    } else if (d->bs->len) {
+        d->vm = g_ptr_array_index(d->bs, 0);
+        d->vm_name = g_ptr_array_index(d->names, 0);
+    }
+    if (need_vm && !d->vm) {
+        error_setg(errp, "No block device can accept snapshots");
+        return NULL;
+    }
+    return g_steal_pointer(&d);
+}
+
+/* The snapshot called name (or with that id, as QEMU looks it up) on bs, or NULL. */
+static BlockSnapshotInfo *find_snapshot(GPtrArray *list, const char *name)
+{
+    for (guint i = 0; list && i < list->len; i++) {
+        BlockSnapshotInfo *sn = g_ptr_array_index(list, i);
+        if (strcmp(sn->id_str, name) == 0) {
+            return sn;
+        }
+    }
+    for (guint i = 0; list && i < list->len; i++) {
+        BlockSnapshotInfo *sn = g_ptr_array_index(list, i);
+        if (strcmp(sn->name, name) == 0) {
+            return sn;
+        }
+    }
+    return NULL;
+}
+
+static GPtrArray *list_snapshots(BlockDriverState *bs, const char *drive, Error **errp)
+{
+    GPtrArray *list = bs->drv->snapshot_list(bs, errp);
+    if (!list) {
+        error_prepend(errp, "Device '%s': ", drive);
+    }
+    return list;
+}
+
+/* How many of the drives have a snapshot name; -1 on a read error. */
+static int count_having(SnapDrives *d, const char *name, Error **errp)
+{
+    int n = 0;
+    for (guint i = 0; i < d->bs->len; i++) {
+        GPtrArray *list = list_snapshots(g_ptr_array_index(d->bs, i),
+                                         g_ptr_array_index(d->names, i), errp);
+        if (!list) {
+            return -1;
+        }
+        n += find_snapshot(list, name) != NULL;
+        g_ptr_array_free(list, TRUE);
+    }
+    return n;
+}
+
+/* Deletes name from every drive that has it (by id or name, as found). */
+static bool delete_everywhere(SnapDrives *d, const char *name, Error **errp)
+{
+    for (guint i = 0; i < d->bs->len; i++) {
+        BlockDriverState *bs = g_ptr_array_index(d->bs, i);
+        GPtrArray *list = list_snapshots(bs, g_ptr_array_index(d->names, i), errp);
+        if (!list) {
+            return false;
+        }
+        BlockSnapshotInfo *sn = find_snapshot(list, name);
+        bool ok = !sn || bs->drv->snapshot_delete(bs, sn->id_str, errp);
+        g_ptr_array_free(list, TRUE);
+        if (!ok) {
+            error_prepend(errp, "Error while deleting snapshot on '%s': ",
+                          (const char *)g_ptr_array_index(d->names, i));
+            return false;
+        }
+    }
+    return true;
+}
+
+/* ---- the VM state as a stream in the vm-state area ---- */
+
+typedef struct VmStateArea {
+    BlockDriverState *bs;
+    int64_t pos;
+    int64_t size;   /* loading: where the state ends */
+} VmStateArea;
+
+static ssize_t area_write(void *opaque, const void *buf, size_t len)
+{
+    VmStateArea *a = opaque;
+    int ret = bdrv_save_vmstate(a->bs, buf, a->pos, (int64_t)len);
+    if (ret < 0) {
+        return ret;
+    }
+    a->pos += (int64_t)len;
+    return (ssize_t)len;
+}
+
+static ssize_t area_read(void *opaque, void *buf, size_t len)
+{
+    VmStateArea *a = opaque;
+    int64_t n = MIN((int64_t)len, a->size - a->pos);
+    if (n <= 0) {
+        return 0;
+    }
+    int ret = bdrv_load_vmstate(a->bs, buf, a->pos, n);
+    if (ret < 0) {
+        return ret;
+    }
+    a->pos += n;
+    return (ssize_t)n;
+}
+
+static const MigStreamOps area_ops = { .read = area_read, .write = area_write };
+
+/* ---- run state ---- */
+
+static bool can_stop_for(Machine *m, RunState to, const char *what, Error **errp)
+{
+    if (migration_is_active(m)) {
+        error_setg(errp, "%s: a migration is in progress", what);
+        return false;
+    }
+    if (!runstate_transition_allowed(m->runstate, to)) {
+        error_setg(errp, "%s: not possible in run state '%s'", what,
+                   runstate_name(m->runstate));
+        return false;
+    }
+    return true;
+}
+
+/* Back to the state the VM was stopped from: running again, or as it was. */
+static void restore_runstate(Machine *m, RunState saved)
+{
+    if (saved == RUN_STATE_RUNNING) {
+        machine_vm_start(m);
+    } else {
+        machine_vm_stop(m, saved);
+    }
+}
+
+/* ---- savevm ---- */
+
+/* Writes the state and snapshots every drive; the VM is stopped. */
+static bool save_stopped(Machine *m, SnapDrives *d, const char *name, Error **errp)
+{
+    VmStateArea area = { .bs = d->vm };
+    MigStream *st = mig_stream_new_ops(&area_ops, &area, true);
+    bool ok = migration_save_vm_stream(m, st, errp);
+    uint64_t size = mig_stream_bytes(st);
+    mig_stream_free(st);
+    if (!ok) {
+        error_prepend(errp, "Error while writing VM state to '%s': ", d->vm_name);
+        return false;
+    }
+    gint64 now = g_get_real_time();
+    for (guint i = 0; i < d->bs->len; i++) {
+        BlockDriverState *bs = g_ptr_array_index(d->bs, i);
+        BlockSnapshotInfo sn = {
+            .name = (char *)name,
+            .vm_state_size = bs == d->vm ? size : 0,
+            .date_sec = (uint32_t)(now / G_USEC_PER_SEC),
+            .date_nsec = (uint32_t)(now % G_USEC_PER_SEC * 1000),
+            .vm_clock_nsec = m->clock ? (uint64_t)virt_clock_get_ns(m->clock) : 0,
+        };
+        if (!bs->drv->snapshot_create(bs, &sn, errp)) {
+            error_prepend(errp, "Error while creating snapshot on '%s': ",
+                          (const char *)g_ptr_array_index(d->names, i));
+            /* All or nothing: the drives done so far lose it again. */
+            for (guint j = 0; j < i; j++) {
+                BlockDriverState *b = g_ptr_array_index(d->bs, j);
+                Error *ignored = NULL;
+                if (!b->drv->snapshot_delete(b, name, &ignored)) {
+                    error_free(ignored);
+                }
+            }
+            return false;
+        }
+    }
+    return true;
+}
+
+bool savevm_save(Machine *m, const char *name, bool overwrite, const char *vmstate,
+                 char **devices, Error **errp)
+{
+    g_autofree char *generated = NULL;
+    if (!name || !*name) {
+        /* QEMU's default name: the local time. */
+        time_t t = time(NULL);
+        struct tm tm;
+        char buf[32];
+        localtime_r(&t, &tm);
+        strftime(buf, sizeof(buf), "vm-%Y%m%d%H%M%S", &tm);
+        name = generated = g_strdup(buf);
+    }
+    g_autoptr(SnapDrives) d = snap_drives(m, vmstate, devices, true, errp);
+    if (!d || !can_stop_for(m, RUN_STATE_SAVE_VM, "savevm", errp)) {
+        return false;
+    }
+    int have = count_having(d, name, errp);
+    if (have < 0) {
+        return false;
+    }
+    if (have && !overwrite) {
+        error_setg(errp, "Snapshot '%s' already exists in one or more devices", name);
+        return false;
+    }
+    RunState saved = m->runstate;
+    machine_vm_stop(m, RUN_STATE_SAVE_VM);
+    bool ok = (!have || delete_everywhere(d, name, errp)) && save_stopped(m, d, name, errp);
+    restore_runstate(m, saved);
+    return ok;
+}
+
+/* ---- loadvm ---- */
+
+bool savevm_load(Machine *m, const char *name, const char *vmstate, char **devices,
+                 Error **errp)
+{
+    g_autoptr(SnapDrives) d = snap_drives(m, vmstate, devices, true, errp);
+    if (!d) {
+        return false;
+    }
+    GPtrArray *list = list_snapshots(d->vm, d->vm_name, errp);
+    if (!list) {
+        return false;
+    }
+    BlockSnapshotInfo *sn = find_snapshot(list, name);
+    uint64_t vm_size = sn ? sn->vm_state_size : 0;
+    g_ptr_array_free(list, TRUE);
+    int have = count_having(d, name, errp);
+    if (have < 0) {
+        return false;
+    }
+    if (!sn || have != (int)d->bs->len) {
+        error_setg(errp, "Snapshot '%s' does not exist in one or more devices", name);
+        return false;
+    }
+    if (!vm_size) {
+        error_setg(errp, "Snapshot '%s' is a disk-only snapshot (no VM state on '%s'): "
+                   "revert to it offline with qemu-img snapshot -a", name, d->vm_name);
+        return false;
+    }
+    if (!can_stop_for(m, RUN_STATE_RESTORE_VM, "loadvm", errp)) {
+        return false;
+    }
+    RunState saved = m->runstate;
+    machine_vm_stop(m, RUN_STATE_RESTORE_VM);
+    /* Guest writes still in flight would land on the reverted disks. */
+    vmstate_drain_all(m);
+    for (guint i = 0; i < d->bs->len; i++) {
+        BlockDriverState *bs = g_ptr_array_index(d->bs, i);
+        if (!bs->drv->snapshot_goto(bs, name, errp)) {
+            error_prepend(errp, "Could not load snapshot '%s' on '%s': ", name,
+                          (const char *)g_ptr_array_index(d->names, i));
+            /* Nothing changed unless an earlier drive was reverted already. */
+            machine_vm_stop(m, i ? RUN_STATE_PAUSED : saved);
+            return false;
+        }
+    }
+    /* From the power-on state, as a migration destination loads (QEMU resets too). */
+    VmStateArea area = { .bs = d->vm, .size = (int64_t)vm_size };
+    bool ok = machine_system_reset(m, errp);
+    if (ok) {
+        MigStream *st = mig_stream_new_ops(&area_ops, &area, false);
+        ok = migration_load_vm_stream(m, st, errp);
+        mig_stream_free(st);
+    }
+    if (!ok) {
+        error_prepend(errp, "Error while loading VM state of snapshot '%s' from '%s': ",
+                      name, d->vm_name);
+        /* Half loaded: it must not run; another loadvm or a reset recovers it. */
+        machine_vm_stop(m, saved == RUN_STATE_PRELAUNCH ? saved : RUN_STATE_PAUSED);
+        return false;
+    }
+    restore_runstate(m, saved);
+    return true;
+}
+
+/* ---- delvm ---- */
+
+bool savevm_delete(Machine *m, const char *name, char **devices, Error **errp)
+{
+    g_autoptr(SnapDrives) d = snap_drives(m, NULL, devices, false, errp);
+    if (!d) {
+        return false;
+    }
+    int have = count_having(d, name, errp);
+    if (have < 0) {
+        return false;
+    }
+    if (!have) {
+        error_setg(errp, "Snapshot '%s' not found", name);
+        return false;
+    }
+    return delete_everywhere(d, name, errp);
+}
+
+/* ---- info snapshots ---- */
+
+/* QEMU's size_to_str: three significant digits and a binary unit ("1.29 MiB"). */
+static char *size_str(uint64_t v)
+{
+    static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
+    unsigned i = 0;
+    /* A unit is used from 1000 of the one below, as QEMU does (so "1e+03 KiB" never). */
+    while (i + 1 < G_N_ELEMENTS(units) && (double)v >= 1000.0 * (double)(1ull << (10 * i))) {
+        i++;
+    }
+    return g_strdup_printf("%0.3g %s", (double)v / (double)(1ull << (10 * i)), units[i]);
+}
+
+static void dump_header(GString *out)
+{
+    g_string_append_printf(out, "%-10s%-17s%8s%20s%13s%11s\r\n", "ID", "TAG", "VM SIZE",
+                           "DATE", "VM CLOCK", "ICOUNT");
+}
+
+static void dump_row(GString *out, const char *id, const BlockSnapshotInfo *sn)
+{
+    g_autofree char *size = size_str(sn->vm_state_size);
+    time_t t = sn->date_sec;
+    struct tm tm;
+    char date[32], clock[32], icount[24] = "";
+    localtime_r(&t, &tm);
+    strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S", &tm);
+    uint64_t secs = sn->vm_clock_nsec / 1000000000ull;
+    snprintf(clock, sizeof(clock), "%02u:%02u:%02u.%03u", (unsigned)(secs / 3600),
+             (unsigned)(secs / 60 % 60), (unsigned)(secs % 60),
+             (unsigned)(sn->vm_clock_nsec % 1000000000ull / 1000000));
+    if (sn->icount != (uint32_t)-1) {
+        snprintf(icount, sizeof(icount), "%u", sn->icount);
+    }
+    g_string_append_printf(out, "%-9s %-16s %8s%20s%13s%11s\r\n", id, sn->name, size, date,
+                           clock, icount);
+}
+
+void savevm_info_snapshots(Machine *m, GString *out)
+{
+    Error *err = NULL;
+    g_autoptr(SnapDrives) d = snap_drives(m, NULL, NULL, true, &err);
+    if (!d) {
+        g_string_append_printf(out, "%s\r\n", error_get_pretty(err));
+        error_free(err);
+        return;
+    }
+    GPtrArray *lists = g_ptr_array_new_with_free_func((GDestroyNotify)g_ptr_array_unref);
+    for (guint i = 0; i < d->bs->len; i++) {
+        GPtrArray *list = list_snapshots(g_ptr_array_index(d->bs, i),
+                                         g_ptr_array_index(d->names, i), &err);
+        if (!list) {
+            g_string_append_printf(out, "%s\r\n", error_get_pretty(err));
+            error_free(err);
+            g_ptr_array_free(lists, TRUE);
+            return;
+        }
+        g_ptr_array_add(lists, list);
+    }
+    bool any = false;
+    for (guint i = 0; i < lists->len; i++) {
+        any |= ((GPtrArray *)g_ptr_array_index(lists, i))->len > 0;
+    }
+    if (!any) {
+        g_string_append(out, "There is no snapshot available.\r\n");
+        g_ptr_array_free(lists, TRUE);
+        return;
+    }
+    /* Loadable: on every drive (found by name).  IDs may differ between images. */
+    GPtrArray *first = g_ptr_array_index(lists, 0);
+    GString *all = g_string_new(NULL);
+    for (guint k = 0; k < first->len; k++) {
+        BlockSnapshotInfo *sn = g_ptr_array_index(first, k);
+        bool everywhere = true;
+        for (guint i = 1; i < lists->len; i++) {
+            everywhere &= find_snapshot(g_ptr_array_index(lists, i), sn->name) != NULL;
+        }
+        if (everywhere) {
+            dump_row(all, "--", sn);
+        }
+    }
+    g_string_append(out, "List of snapshots present on all disks:\r\n");
+    if (all->len) {
+        dump_header(out);
+        g_string_append(out, all->str);
+    } else {
+        g_string_append(out, "None\r\n");
+    }
+    g_string_free(all, TRUE);
+    /* The rest, per drive, as QEMU shows them. */
+    for (guint i = 0; i < lists->len; i++) {
+        GPtrArray *list = g_ptr_array_index(lists, i);
+        bool header = false;
+        for (guint k = 0; k < list->len; k++) {
+            BlockSnapshotInfo *sn = g_ptr_array_index(list, k);
+            bool everywhere = true;
+            for (guint j = 0; j < lists->len; j++) {
+                everywhere &= find_snapshot(g_ptr_array_index(lists, j), sn->name) != NULL;
+            }
+            if (everywhere) {
+                continue;
+            }
+            if (!header) {
+                g_string_append_printf(out, "\r\nList of partial (non-loadable) snapshots "
+                                       "on '%s':\r\n", (const char *)g_ptr_array_index(
+                                                           d->names, i));
+                dump_header(out);
+                header = true;
+            }
+            dump_row(out, sn->id_str, sn);
+        }
+    }
+    g_ptr_array_free(lists, TRUE);
+}
