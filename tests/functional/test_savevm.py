@@ -1,0 +1,229 @@
+"""savevm / loadvm / delvm (docs/snapshots.md): VM snapshots inside qcow2 images.
+
+The guest is the guest kit's dirtier (tests/guest/dirtier.c): it rewrites memory at CPL3
+with a running checksum and prints "dirtier: slice S writes W" every few 10 ms slices.
+A guest restored from a snapshot must go on counting from the saved point (never from
+slice 0, never booting again) and, asked with 'v' on COM1, find every page consistent
+with the checksum it kept in RAM and registers.  qemu-img is the oracle for the image.
+"""
+import os
+import re
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from migration_util import BUILD, SEN, Vm, have_device_state
+from qmp import QMPError
+
+DIRTIER = os.path.join(BUILD, "tests", "guest", "dirtier.elf")
+QEMU_IMG = shutil.which("qemu-img")
+GUEST_ARGS = "mb=8 rate=4000 wait=1 tick=10"
+
+needs_guest = [
+    pytest.mark.skipif(not os.path.exists(DIRTIER), reason=f"{DIRTIER} is not built"),
+    pytest.mark.skipif(not os.access("/dev/kvm", os.R_OK | os.W_OK),
+                       reason="/dev/kvm is not usable here"),
+    pytest.mark.skipif(not have_device_state(),
+                       reason="no device state in this build: a guest cannot resume"),
+]
+pytestmark = [
+    pytest.mark.skipif(not os.access(SEN, os.X_OK), reason=f"{SEN} is not built"),
+    pytest.mark.skipif(QEMU_IMG is None, reason="qemu-img (qemu-utils) is not installed"),
+]
+
+
+def guest(f):
+    for mark in needs_guest:
+        f = mark(f)
+    return f
+
+
+@pytest.fixture
+def vms(tmp_path):
+    made = []
+
+    def make(name, *args, **kw):
+        vm = Vm(tmp_path, name, args, **kw)
+        made.append(vm)
+        vm.connect()
+        return vm
+    yield make
+    for vm in made:
+        vm.close()
+
+
+def qcow2(tmp_path, name="disk.qcow2", size="64M"):
+    path = str(tmp_path / name)
+    subprocess.run([QEMU_IMG, "create", "-q", "-f", "qcow2", path, size], check=True)
+    return path
+
+
+def hmp(vm, line):
+    return vm.cmd("human-monitor-command", **{"command-line": line})
+
+
+def slices(vm):
+    """The slice numbers the guest printed so far, in order."""
+    return [int(m.group(1)) for m in
+            (re.match(r"dirtier: slice (\d+) ", l) for l in list(vm.lines)) if m]
+
+
+def wait_slice(vm, above, timeout=30):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        s = slices(vm)
+        if s and s[-1] > above:
+            return s[-1]
+        if vm.proc.poll() is not None:
+            break
+        time.sleep(0.02)
+    raise TimeoutError(f"no slice above {above}: {vm.lines[-5:]} {vm.stderr_text()}")
+
+
+def verify_and_exit(vm):
+    """'v' makes the dirtier check every page against its checksum; 33 = pass."""
+    vm.send_console(b"v")
+    assert vm.wait_exit(timeout=60) == 33, (vm.lines[-6:], vm.stderr_text())
+    assert vm.lines[-1] == "PASS"
+
+
+def image_check(path):
+    out = subprocess.run([QEMU_IMG, "check", path], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "No errors were found on the image." in out.stdout, out.stdout
+
+
+def image_snapshots(path):
+    out = subprocess.run([QEMU_IMG, "snapshot", "-l", path], capture_output=True,
+                         text=True, check=True).stdout
+    rows = {}
+    for line in out.splitlines()[2:]:
+        f = line.split()
+        # ID TAG SIZE UNIT DATE TIME CLOCK
+        rows[f[1]] = (float(f[2]), f[3])
+    return rows
+
+
+@guest
+def test_savevm_quit_loadvm_continues(vms, tmp_path):
+    disk = qcow2(tmp_path)
+    drive = ["-drive", f"file={disk},if=virtio,id=disk0"]
+    a = vms("a", *drive, guest=DIRTIER, append=GUEST_ARGS)
+    before = wait_slice(a, 30)
+    assert hmp(a, "savevm snap1") == ""
+    assert a.status() == "running"
+    # The guest in this process goes on after the save, too.
+    after_a = wait_slice(a, before + 20)
+    a.cmd("quit")
+    a.wait_exit()
+    image_check(disk)
+    size, unit = image_snapshots(disk)["snap1"]
+    assert unit == "MiB" and size >= 8, "the VM state (8 MiB of guest data) is in the image"
+
+    b = vms("b", *drive, "-loadvm", "snap1", guest=DIRTIER, append=GUEST_ARGS)
+    assert b.status() == "running"
+    first = wait_slice(b, -1)
+    # Carried on from the saved point: past what was seen before savevm, not past what
+    # process a did after it, and the guest never started over.
+    assert before < first <= after_a, (before, first, after_a)
+    assert not any(l.startswith("dirtier: running") for l in b.lines), b.lines
+    wait_slice(b, first + 20)
+    verify_and_exit(b)
+    image_check(disk)
+
+
+@guest
+def test_loadvm_at_runtime_goes_back(vms, tmp_path):
+    disk = qcow2(tmp_path)
+    vm = vms("a", "-drive", f"file={disk},if=virtio,id=disk0", guest=DIRTIER,
+             append=GUEST_ARGS)
+    saved = wait_slice(vm, 20)
+    assert hmp(vm, "savevm back") == ""
+    # The guest rewrites thousands of pages before it is sent back.
+    later = wait_slice(vm, saved + 60)
+    n = len(vm.lines)
+    assert hmp(vm, "loadvm back") == ""
+    assert vm.status() == "running"
+    time.sleep(0.5)
+    resumed = [int(m.group(1)) for m in
+               (re.match(r"dirtier: slice (\d+) ", l) for l in vm.lines[n:]) if m]
+    assert resumed and resumed[0] < later, (saved, later, resumed)
+    assert resumed[0] > saved - 10, (saved, resumed)
+    # Paused stays paused across loadvm, as in QEMU.
+    vm.cmd("stop")
+    assert hmp(vm, "loadvm back") == ""
+    assert vm.status() == "paused"
+    vm.cmd("cont")
+    verify_and_exit(vm)
+    image_check(disk)
+
+
+@guest
+def test_delvm_and_info_snapshots(vms, tmp_path):
+    disk = qcow2(tmp_path)
+    vm = vms("a", "-drive", f"file={disk},if=virtio,id=disk0", guest=DIRTIER,
+             append=GUEST_ARGS)
+    wait_slice(vm, 5)
+    assert "There is no snapshot available." in hmp(vm, "info snapshots")
+    assert hmp(vm, "savevm one") == ""
+    assert hmp(vm, "savevm two") == ""
+    # savevm of an existing name replaces it (HMP, as QEMU).
+    assert hmp(vm, "savevm one") == ""
+    info = hmp(vm, "info snapshots")
+    assert info.startswith("List of snapshots present on all disks:\r\n"), info
+    assert "ID        TAG               VM SIZE                DATE     VM CLOCK" in info
+    rows = [l for l in info.split("\r\n") if l.startswith("--")]
+    assert [r.split()[1] for r in rows] == ["two", "one"], info
+    assert hmp(vm, "delvm two") == ""
+    assert hmp(vm, "delvm one") == ""
+    assert "There is no snapshot available." in hmp(vm, "info snapshots")
+    assert "Error: Snapshot 'one' not found" in hmp(vm, "delvm one")
+    vm.cmd("quit")
+    vm.wait_exit()
+    image_check(disk)
+    assert image_snapshots(disk) == {}
+
+
+def test_bad_inputs_leave_the_vm_alone(vms, tmp_path):
+    """Unknown names, a raw drive, a read-only qcow2 and no drive at all: an error naming
+    the input, and the VM keeps its run state (qtest: no guest CPU needed)."""
+    disk = qcow2(tmp_path)
+    vm = vms("a", "-drive", f"file={disk},if=virtio,id=disk0")
+    assert hmp(vm, "loadvm nope") == \
+        "Error: Snapshot 'nope' does not exist in one or more devices\r\n"
+    assert hmp(vm, "delvm nope") == "Error: Snapshot 'nope' not found\r\n"
+    assert vm.status() == "running"
+
+    raw = str(tmp_path / "disk.raw")
+    subprocess.run([QEMU_IMG, "create", "-q", "-f", "raw", raw, "16M"], check=True)
+    vm2 = vms("b", "-drive", f"file={disk},if=virtio,id=disk0",
+              "-drive", f"file={raw},format=raw,if=virtio,id=rawdisk")
+    assert hmp(vm2, "savevm s") == \
+        "Error: Device 'rawdisk' is writable but does not support snapshots\r\n"
+    assert vm2.status() == "running"
+
+    vm3 = vms("c", "-drive", f"file={disk},if=virtio,id=disk0,readonly=on")
+    assert hmp(vm3, "savevm s") == "Error: No block device can accept snapshots\r\n"
+    vm4 = vms("d")
+    assert hmp(vm4, "savevm s") == "Error: No block device can accept snapshots\r\n"
+    assert hmp(vm4, "info snapshots") == "No block device can accept snapshots\r\n"
+    for v in (vm, vm2, vm3, vm4):
+        v.cmd("quit")
+        v.wait_exit()
+    image_check(disk)
+    assert image_snapshots(disk) == {}
+
+
+def test_loadvm_option_errors(tmp_path):
+    disk = qcow2(tmp_path)
+    base = [SEN, "-M", "pc", "-m", "64M", "-display", "none", "-nodefaults",
+            "-accel", "qtest", "-qtest", "null"]
+    r = subprocess.run(base + ["-drive", f"file={disk},if=virtio,id=disk0",
+                               "-loadvm", "nope"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1
+    assert "-loadvm nope: Snapshot 'nope' does not exist in one or more devices" in r.stderr
+    r = subprocess.run(base + ["-loadvm", ""], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and "-loadvm : expected a snapshot name" in r.stderr, r.stderr
+    image_check(disk)
