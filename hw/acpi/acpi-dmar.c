@@ -23,7 +23,8 @@ uint32_t acpi_build_dmar(AcpiTables *t, const AcpiBuildConfig *cfg)
                      (d->x2apic_opt_out ? DMAR_F_X2APIC_OPT_OUT : 0);
     acpi_put(t, d->host_aw - 1, 1);          /* host address width, N - 1 */
     acpi_put(t, flags, 1);
-    acpi_put(t, 0, 10);                      /* reserved */
+    acpi_put(t, 0, 8);                       /* reserved (10 bytes) */
+    acpi_put(t, 0, 2);
 
     acpi_put(t, DMAR_TYPE_DRHD, 2);
     acpi_put(t, DRHD_SIZE + SCOPE_IOAPIC_SIZE, 2);
