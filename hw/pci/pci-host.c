@@ -87,7 +87,10 @@ static bool cf8_target(PciHost *h, uint64_t off, unsigned size, uint8_t *devfn,
         return false;
     }
     *devfn = (h->cf8 >> 8) & 0xff;
-    *reg = (h->cf8 & 0xfc) + (uint32_t)off;
+    /* As QEMU (config_reg | (addr & 3)): the latch's low two bits count, so a guest that
+     * latches register 2 and reads a word at 0xcfc (kvm-unit-tests' pci_config_readw)
+     * reads register 2, not 0. */
+    *reg = (h->cf8 & 0xff) | (uint32_t)off;
     return true;
 }
 

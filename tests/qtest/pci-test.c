@@ -65,6 +65,12 @@ static void test_enumerate(void)
         }
     }
     g_assert_cmphex(found, ==, (1u << 1) | (1u << 3));
+    /* The latch's low bits select bytes too, as on QEMU: register 2 latched, a word read
+     * at 0xcfc is the device id (kvm-unit-tests reads config space this way). */
+    qtest_outl(s, 0xcf8, 0x80000000u | (3 << 3) << 8 | 0x02);
+    g_assert_cmphex(qtest_inw(s, 0xcfc), ==, 0x0005);
+    qtest_outl(s, 0xcf8, 0x80000000u | (3 << 3) << 8 | 0x01);
+    g_assert_cmphex(qtest_inb(s, 0xcfc), ==, 0x1b);
     qtest_quit(s);
 }
 
