@@ -545,6 +545,7 @@ void machine_destroy(Machine *m)
     }
     /* First: its threads use the dirty log, guest RAM and the VM lock. */
     migration_finalize(m);
+    savevm_jobs_cleanup(m);
     /* Devices go before the accelerator: unrealize detaches irqfds and ioeventfds,
      * which needs the VM still there; vCPUs are stopped first so none is in a handler. */
     if (m->accel_up) {

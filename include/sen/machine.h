@@ -63,6 +63,7 @@ typedef struct Machine {
 
     GPtrArray *monitors;     /* of Monitor*, owned (monitor/qmp.c); NULL before creation */
     MigrationState *migration; /* migration/migration.c */
+    GPtrArray *jobs;         /* of Job*: QMP jobs (migration/savevm-job.c), or NULL */
 } Machine;
 
 /* Builds the machine from cfg (takes ownership of cfg); see softmmu/vm.c. */

@@ -52,5 +52,7 @@ bool savevm_delete(Machine *m, const char *name, char **devices, Error **errp)
     G_GNUC_WARN_UNUSED_RESULT;
 /* HMP `info snapshots`, in QEMU's layout. */
 void savevm_info_snapshots(Machine *m, GString *out);
+/* Frees the QMP jobs (snapshot-save ...), also those that never ran. */
+void savevm_jobs_cleanup(Machine *m);
 
 #endif

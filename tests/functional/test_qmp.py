@@ -35,8 +35,10 @@ COMMANDS = [
     "query-uuid", "query-kvm", "query-cpus-fast", "query-machines", "query-target",
     "query-block", "query-blockstats", "block_resize", "blockdev-snapshot-internal-sync",
     "blockdev-snapshot-delete-internal-sync", "query-chardev", "human-monitor-command",
+    "query-jobs", "job-dismiss", "snapshot-save", "snapshot-load", "snapshot-delete",
 ]
-EVENTS = ["STOP", "RESUME", "RESET", "SHUTDOWN", "POWERDOWN", "BLOCK_IO_ERROR"]
+EVENTS = ["STOP", "RESUME", "RESET", "SHUTDOWN", "POWERDOWN", "BLOCK_IO_ERROR",
+          "JOB_STATUS_CHANGE"]
 
 
 def multiboot_image(path, code):
@@ -245,6 +247,7 @@ GOOD = {
                       r[0]["filename"].startswith("unix:")),
     "human-monitor-command": ({"command-line": "info status"},
                               lambda r: r == "VM status: paused (prelaunch)\r\n"),
+    "query-jobs": ({}, lambda r: r == []),
 }
 
 BAD = {
@@ -259,6 +262,13 @@ BAD = {
     "human-monitor-command": ({"command-line": ["info"]}, "GenericError",
                               "expected: string"),
     "qmp_capabilities": ({"enable": [1]}, "GenericError", "expected: string"),
+    "job-dismiss": ({"id": "nope"}, "GenericError", "Job not found"),
+    "snapshot-save": ({"job-id": "j", "tag": "t", "vmstate": "disk0", "devices": "disk0"},
+                      "GenericError", "Invalid parameter type for 'devices'"),
+    "snapshot-load": ({"job-id": "j", "tag": "t", "devices": ["disk0"]}, "GenericError",
+                      "Parameter 'vmstate' is missing"),
+    "snapshot-delete": ({"job-id": "1j", "tag": "t", "devices": ["disk0"]}, "GenericError",
+                        "Invalid job ID '1j'"),
 }
 
 

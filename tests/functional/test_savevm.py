@@ -227,3 +227,84 @@ def test_loadvm_option_errors(tmp_path):
     r = subprocess.run(base + ["-loadvm", ""], capture_output=True, text=True, timeout=30)
     assert r.returncode == 1 and "-loadvm : expected a snapshot name" in r.stderr, r.stderr
     image_check(disk)
+
+
+def job_statuses(vm, job_id, until="concluded", timeout=30):
+    """The JOB_STATUS_CHANGE statuses of job_id, up to and including `until`."""
+    seen = []
+    end = time.monotonic() + timeout
+    while not seen or seen[-1] != until:
+        ev = vm.qmp.wait_event("JOB_STATUS_CHANGE", timeout=max(0.1, end - time.monotonic()))
+        if ev["data"]["id"] == job_id:
+            seen.append(ev["data"]["status"])
+    return seen
+
+
+def job_info(vm, job_id):
+    [info] = [j for j in vm.cmd("query-jobs") if j["id"] == job_id]
+    return info
+
+
+@guest
+def test_qmp_snapshot_jobs(vms, tmp_path):
+    disk0, disk1 = qcow2(tmp_path, "d0.qcow2"), qcow2(tmp_path, "d1.qcow2", "16M")
+    vm = vms("a", "-drive", f"file={disk0},if=virtio,id=disk0",
+             "-drive", f"file={disk1},if=none,id=disk1", guest=DIRTIER, append=GUEST_ARGS)
+    devices = ["disk0", "disk1"]
+    saved = wait_slice(vm, 20)
+    vm.cmd("snapshot-save", job_id="save0", tag="q1", vmstate="disk0", devices=devices)
+    assert job_statuses(vm, "save0") == ["created", "running", "waiting", "pending",
+                                         "concluded"]
+    vm.qmp.wait_event("STOP")
+    vm.qmp.wait_event("RESUME")
+    assert job_info(vm, "save0") == {"id": "save0", "type": "snapshot-save",
+                                     "status": "concluded", "current-progress": 1,
+                                     "total-progress": 1}
+    assert vm.status() == "running"
+    # On both drives, so loadable; the VM state only on disk0.
+    info = hmp(vm, "info snapshots")
+    assert [l.split()[1] for l in info.split("\r\n") if l.startswith("--")] == ["q1"], info
+    assert "partial" not in info, info
+
+    # Job bookkeeping: ids are unique until dismissed, only concluded jobs go away.
+    with pytest.raises(QMPError, match="Job ID 'save0' already in use"):
+        vm.cmd("snapshot-save", job_id="save0", tag="q2", vmstate="disk0", devices=devices)
+    with pytest.raises(QMPError, match="Invalid job ID '0bad'"):
+        vm.cmd("snapshot-save", job_id="0bad", tag="q2", vmstate="disk0", devices=devices)
+    with pytest.raises(QMPError, match="Job not found"):
+        vm.cmd("job-dismiss", id="nope")
+    vm.cmd("job-dismiss", id="save0")
+    assert job_statuses(vm, "save0", until="null") == ["null"]
+    assert vm.cmd("query-jobs") == []
+
+    # Failures conclude with the reason in query-jobs and leave the VM running.
+    for job_id, cmd, args, error in [
+            ("again", "snapshot-save", {"tag": "q1", "vmstate": "disk0"},
+             "Snapshot 'q1' already exists in one or more devices"),
+            ("novm", "snapshot-save", {"tag": "q3", "vmstate": "disk9"},
+             "vmstate device 'disk9' not found"),
+            ("unknown", "snapshot-load", {"tag": "zz", "vmstate": "disk0"},
+             "Snapshot 'zz' does not exist in one or more devices")]:
+        vm.cmd(cmd, job_id=job_id, devices=devices, **args)
+        assert job_statuses(vm, job_id) == ["created", "running", "aborting", "concluded"]
+        assert job_info(vm, job_id)["error"] == error
+        vm.cmd("job-dismiss", id=job_id)
+    assert vm.status() == "running"
+
+    later = wait_slice(vm, saved + 60)
+    n = len(vm.lines)
+    vm.cmd("snapshot-load", job_id="load0", tag="q1", vmstate="disk0", devices=devices)
+    assert job_statuses(vm, "load0")[-1] == "concluded"
+    assert "error" not in job_info(vm, "load0"), job_info(vm, "load0")
+    time.sleep(0.5)
+    resumed = [int(m.group(1)) for m in
+               (re.match(r"dirtier: slice (\d+) ", l) for l in vm.lines[n:]) if m]
+    assert resumed and saved - 10 < resumed[0] < later, (saved, later, resumed)
+
+    vm.cmd("snapshot-delete", job_id="del0", tag="q1", devices=devices)
+    assert job_statuses(vm, "del0") == ["created", "running", "waiting", "pending",
+                                        "concluded"]
+    verify_and_exit(vm)
+    for d in (disk0, disk1):
+        image_check(d)
+        assert image_snapshots(d) == {}
