@@ -346,6 +346,38 @@ bool ram_load_setup(Machine *m, MigStream *s, Error **errp)
     return true;
 }
 
+/*
+ * Page data of one record into guest RAM at hva (inside region r).  With a shared file
+ * mapping the data is written to the file from the stream's buffer: the kernel then
+ * fills fresh page-cache pages instead of zeroing them on a fault first, and the
+ * checksum reads the bytes while they are in the cache.  Otherwise (anonymous RAM,
+ * huge pages, or a write the file refuses) it is read straight into RAM.
+ */
+static void load_data(Machine *m, MigStream *s, const RamRegion *r, uint8_t *hva,
+                      size_t len)
+{
+    int fd = guest_mem_shared_backing_fd(m->mem);
+    off_t off = (off_t)(r->backing_offset + (uint64_t)(hva - r->hva));
+
+    while (fd >= 0 && len) {
+        const void *p;
+        size_t n = mig_get_chunk(s, &p, len);
+        if (!n) {
+            return;
+        }
+        ssize_t done = pwrite(fd, p, n, off);
+        if (done != (ssize_t)n) {
+            /* Nothing was lost: the bytes are still here. */
+            memcpy(hva, p, n);
+            fd = -1;
+        }
+        hva += n;
+        off += (off_t)n;
+        len -= n;
+    }
+    mig_get_buf(s, hva, len);
+}
+
 bool ram_load_record(Machine *m, MigStream *s, Error **errp)
 {
     uint8_t flags = mig_get_u8(s);
@@ -376,7 +408,7 @@ bool ram_load_record(Machine *m, MigStream *s, Error **errp)
         return false;
     }
     if (!(flags & MIG_RAM_ZERO)) {
-        mig_get_buf(s, hva, (size_t)npages * MIG_PAGE_SIZE);
+        load_data(m, s, r, hva, (size_t)npages * MIG_PAGE_SIZE);
         return mig_stream_check(s, errp);
     }
     /* Reading a hole would allocate it: look only at pages that hold data.  Anonymous

@@ -1,10 +1,11 @@
 /*
  * The migration byte stream: see stream.h.
  *
- * Writes collect in a buffer that is checksummed and sent when full, so each byte is
- * touched once after the copy out of guest RAM; that copy is what makes the checksum
- * match what is sent while the guest keeps writing.  Large reads go straight into the
- * caller's buffer (guest RAM on the destination), bypassing the buffer.
+ * Writes are checksummed while they are copied into the buffer (one pass over the
+ * bytes: mig_crc32c_copy) and the buffer is sent when full.  The copy is what makes the
+ * checksum match what is sent while the guest keeps writing its RAM.  Readers fill a
+ * buffer of the same size and hand out pieces of it (mig_get_chunk), so page data is
+ * checksummed while it is hot in the cache and written to its place from there.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -12,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <glib.h>
+#include "migration/crc32c.h"
 #include "migration/stream.h"
 
 #define MIG_STREAM_BUF (256 * 1024)
@@ -35,63 +37,6 @@ struct MigStream {
     int64_t window_start;
     uint64_t window_bytes;
 };
-
-/* ---- CRC-32C ---- */
-
-static uint32_t crc32c_table[256];
-
-static void crc32c_init_table(void)
-{
-    for (uint32_t i = 0; i < 256; i++) {
-        uint32_t c = i;
-        for (int k = 0; k < 8; k++) {
-            c = (c & 1) ? (c >> 1) ^ 0x82f63b78u : c >> 1;
-        }
-        crc32c_table[i] = c;
-    }
-}
-
-static uint32_t crc32c_soft(uint32_t crc, const uint8_t *p, size_t len)
-{
-    static gsize once;
-    if (g_once_init_enter(&once)) {
-        crc32c_init_table();
-        g_once_init_leave(&once, 1);
-    }
-    while (len--) {
-        crc = crc32c_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
-    }
-    return crc;
-}
-
-#if defined(__x86_64__)
-__attribute__((target("sse4.2")))
-static uint32_t crc32c_sse42(uint32_t crc, const uint8_t *p, size_t len)
-{
-    uint64_t c = crc;
-    while (len >= 8) {
-        uint64_t v;
-        memcpy(&v, p, 8);
-        c = __builtin_ia32_crc32di(c, v);
-        p += 8;
-        len -= 8;
-    }
-    while (len--) {
-        c = __builtin_ia32_crc32qi((uint32_t)c, *p++);
-    }
-    return (uint32_t)c;
-}
-#endif
-
-uint32_t mig_crc32c(uint32_t crc, const void *buf, size_t len)
-{
-#if defined(__x86_64__)
-    if (__builtin_cpu_supports("sse4.2")) {
-        return crc32c_sse42(crc, buf, len);
-    }
-#endif
-    return crc32c_soft(crc, buf, len);
-}
 
 /* ---- life cycle ---- */
 
@@ -249,7 +194,6 @@ void mig_stream_flush(MigStream *s)
         s->len = 0;
         return;
     }
-    s->crc = mig_crc32c(s->crc, s->buf, s->len);
     write_all(s, s->buf, s->len);
     rate_limit_account(s, s->len);
     s->len = 0;
@@ -260,7 +204,7 @@ void mig_put_buf(MigStream *s, const void *buf, size_t len)
     const uint8_t *p = buf;
     while (len && !s->error) {
         size_t n = MIN(len, MIG_STREAM_BUF - s->len);
-        memcpy(s->buf + s->len, p, n);
+        s->crc = mig_crc32c_copy(s->crc, s->buf + s->len, p, n);
         s->len += n;
         s->bytes += n;
         p += n;
@@ -299,12 +243,10 @@ void mig_put_checksum(MigStream *s)
 /* ---- reading ---- */
 
 /*
- * Reads at least one byte into the buffer; false (error set) at EOF or failure.  Reads
- * ahead at most MIG_READ_AHEAD bytes: record headers are small and page data that lands
- * in the buffer costs an extra copy, while data read by get_raw() goes straight to its
- * destination (guest RAM).
+ * Reads at least one byte into the buffer; false (error set) at EOF or failure.  It
+ * reads as much as the socket has, up to the whole buffer: fewer system calls, and
+ * mig_get_chunk() hands page data out of the buffer without another copy.
  */
-#define MIG_READ_AHEAD 4096
 static bool fill(MigStream *s)
 {
     if (s->error) {
@@ -312,7 +254,7 @@ static bool fill(MigStream *s)
     }
     s->len = s->pos = 0;
     for (;;) {
-        ssize_t n = stream_read(s, s->buf, MIG_READ_AHEAD);
+        ssize_t n = stream_read(s, s->buf, MIG_STREAM_BUF);
         if (n < 0 && errno == EINTR) {
             continue;
         }
@@ -331,12 +273,16 @@ static bool fill(MigStream *s)
     }
 }
 
+/* Reads of at least this much go straight into the caller's memory when the buffer is
+ * empty (no copy through the buffer). */
+#define MIG_READ_DIRECT (64 * 1024)
+
 /* Copies len bytes without updating the checksum. */
 static void get_raw(MigStream *s, uint8_t *p, size_t len)
 {
     while (len && !s->error) {
         if (s->pos == s->len) {
-            if (len >= MIG_READ_AHEAD) {
+            if (len >= MIG_READ_DIRECT) {
                 /* Large: straight into the destination. */
                 ssize_t n = stream_read(s, p, len);
                 if (n < 0 && errno == EINTR) {
@@ -377,6 +323,20 @@ void mig_get_buf(MigStream *s, void *buf, size_t len)
     if (!s->error) {
         s->crc = mig_crc32c(s->crc, buf, len);
     }
+}
+
+size_t mig_get_chunk(MigStream *s, const void **p, size_t max)
+{
+    *p = NULL;
+    if (!max || (s->pos == s->len && !fill(s))) {
+        return 0;
+    }
+    size_t n = MIN(max, s->len - s->pos);
+    *p = s->buf + s->pos;
+    s->crc = mig_crc32c(s->crc, s->buf + s->pos, n);
+    s->pos += n;
+    s->bytes += n;
+    return n;
 }
 
 uint8_t mig_get_u8(MigStream *s)

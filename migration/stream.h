@@ -51,6 +51,11 @@ uint8_t mig_get_u8(MigStream *s);
 uint32_t mig_get_be32(MigStream *s);
 uint64_t mig_get_be64(MigStream *s);
 void mig_get_buf(MigStream *s, void *buf, size_t len);
+/* Consumes 1..max bytes from the stream's own buffer (reading when it is empty) and
+ * points *p at them; valid until the next call on s.  0 (and *p NULL) when max is 0 or
+ * the stream failed.  For data that goes somewhere with a system call anyway (pwrite
+ * into guest RAM's backing file): no copy through the caller. */
+size_t mig_get_chunk(MigStream *s, const void **p, size_t max);
 /* Reads the trailing checksum and compares it with the CRC of everything read before. */
 bool mig_get_checksum_ok(MigStream *s);
 
@@ -60,7 +65,6 @@ bool mig_stream_failed(const MigStream *s);
 /* Sets *errp from the recorded failure; returns false when there was one. */
 bool mig_stream_check(const MigStream *s, Error **errp);
 
-/* CRC-32C (Castagnoli), the SSE4.2 instruction when the CPU has it. */
-uint32_t mig_crc32c(uint32_t crc, const void *buf, size_t len);
+#include "migration/crc32c.h"
 
 #endif

@@ -207,6 +207,15 @@ int guest_mem_backing_fd(const GuestMemory *gm)
     return gm->nr_hosts == 1 ? gm->hosts[0]->fd : -1;
 }
 
+int guest_mem_shared_backing_fd(const GuestMemory *gm)
+{
+    if (gm->nr_hosts != 1 || gm->host_start[0] != 0) {
+        return -1;
+    }
+    const HostMem *h = gm->hosts[0];
+    return h->shared && h->page_size == 4096 ? h->fd : -1;
+}
+
 /* The region holding all of [gpa, gpa+len), written so that no sum can overflow. */
 static const RamRegion *find_region(const GuestMemory *gm, uint64_t gpa, uint64_t len)
 {

@@ -61,6 +61,10 @@ const RamRegion *guest_mem_region(const GuestMemory *gm, unsigned i);
 uint64_t guest_mem_backing_size(const GuestMemory *gm);
 /* The fd of the backing when there is one backing and it has one, else -1. */
 int guest_mem_backing_fd(const GuestMemory *gm);
+/* The same, only when RAM is a shared mapping of it in 4 KiB pages, so that pwrite() at
+ * a region's backing_offset lands in guest RAM (migration loads RAM that way: page
+ * cache writes skip zeroing pages first, as a fault would); else -1. */
+int guest_mem_shared_backing_fd(const GuestMemory *gm);
 /* Page size of the host memory behind guest RAM (4 KiB, or the largest huge page size). */
 uint64_t guest_mem_host_page_size(const GuestMemory *gm);
 /* Gives [gpa, gpa+len) back to the host (balloon): it reads as zeroes afterwards.  False

@@ -20,6 +20,53 @@ static void test_crc32c(void)
     }
 }
 
+/* Bit by bit, straight from the definition: the reference for the fast paths. */
+static uint32_t crc32c_ref(uint32_t crc, const uint8_t *p, size_t len)
+{
+    while (len--) {
+        crc ^= *p++;
+        for (int k = 0; k < 8; k++) {
+            crc = (crc & 1) ? (crc >> 1) ^ 0x82f63b78u : crc >> 1;
+        }
+    }
+    return crc;
+}
+
+/* The three-lane path (lengths around every lane boundary and the table's end), the
+ * copying variant, and joining pieces with mig_crc32c_shift. */
+static void test_crc32c_lanes(void)
+{
+    const size_t max = 3 * 8 * 512 * 2 + 100;
+    g_autofree uint8_t *buf = g_malloc(max);
+    g_autofree uint8_t *copy = g_malloc(max);
+    for (size_t i = 0; i < max; i++) {
+        buf[i] = (uint8_t)(i * 131 + (i >> 7));
+    }
+    static const size_t lens[] = {
+        0, 1, 7, 8, 9, 191, 192, 193, 200, 4095, 4096, 4097, 12287, 12288, 12289,
+        3 * 8 * 512 * 2 + 100,
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(lens); i++) {
+        size_t len = lens[i];
+        uint32_t want = crc32c_ref(0x12345678u, buf, len);
+        g_assert_cmphex(mig_crc32c(0x12345678u, buf, len), ==, want);
+        memset(copy, 0, max);
+        g_assert_cmphex(mig_crc32c_copy(0x12345678u, copy, buf, len), ==, want);
+        g_assert_cmpmem(copy, len, buf, len);
+        /* A||B from crc(A) and a CRC of B started from zero. */
+        for (size_t split = 0; split <= len; split += len / 3 + 1) {
+            uint32_t a = mig_crc32c(0x12345678u, buf, split);
+            uint32_t b = mig_crc32c(0, buf + split, len - split);
+            g_assert_cmphex(mig_crc32c_shift(a, len - split) ^ b, ==, want);
+        }
+    }
+    /* Shifting by n is feeding n zero bytes. */
+    g_autofree uint8_t *zeros = g_malloc0(70000);
+    g_assert_cmphex(mig_crc32c_shift(0xdeadbeefu, 70000), ==,
+                    crc32c_ref(0xdeadbeefu, zeros, 70000));
+    g_assert_cmphex(mig_crc32c_shift(0, 12345), ==, 0);
+}
+
 /* Writes a stream into a file and returns its bytes. */
 static GBytes *write_sample(size_t big)
 {
@@ -157,6 +204,7 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     signal(SIGPIPE, SIG_IGN);
     g_test_add_func("/migration-stream/crc32c", test_crc32c);
+    g_test_add_func("/migration-stream/crc32c-lanes", test_crc32c_lanes);
     g_test_add_func("/migration-stream/round-trip", test_round_trip);
     g_test_add_func("/migration-stream/truncated", test_truncated);
     g_test_add_func("/migration-stream/corrupt", test_corrupt);
