@@ -49,6 +49,10 @@ struct AccelOps {
     bool (*update_msi_route)(Machine *m, int gsi, uint64_t addr, uint32_t data,
                              Error **errp);
     void (*release_msi_route)(Machine *m, int gsi);
+    /* kernel-irqchip=split: IOAPIC pin (GSI < 24) as an MSI route, or no route (!valid).
+     * KVM uses level pins' routes to know which vectors exit on EOI. */
+    void (*set_ioapic_route)(Machine *m, unsigned pin, bool valid, uint64_t addr,
+                             uint32_t data);
     /* Signals on eventfd fd raise gsi (assign) / stop doing so (!assign). */
     bool (*irqfd_assign)(Machine *m, int fd, int gsi, bool assign, Error **errp);
     /* Guest writes of len bytes (1/2/4/8; with match: of value datamatch) to addr in the

@@ -27,6 +27,7 @@
 #include "sen/net.h"
 #include "monitor/qapi-generated.h"
 #include "softmmu/main-loop.h"
+#include "sen/hw/ioapic.h"
 
 static void wake_main_loop(void *opaque)
 {
@@ -89,7 +90,9 @@ IrqLine machine_irq(Machine *m, unsigned gsi)
 
 void irq_set_level(const IrqLine *irq, int level)
 {
-    if (irq->m && irq->m->accel_up) {
+    if (irq->m && irq->m->ioapic) {
+        ioapic_set_irq(irq->m->ioapic, irq->gsi, level); /* kernel-irqchip=split */
+    } else if (irq->m && irq->m->accel_up) {
         irq->m->accel->set_irq(irq->m, irq->gsi, level);
     }
 }
@@ -282,11 +285,7 @@ Machine *machine_create(MachineConfig *cfg, Error **errp)
         error_setg(errp, "-machine %s: unsupported machine type", cfg->machine_type);
         goto fail;
     }
-    if (cfg->irqchip_split) {
-        error_setg(errp, "-machine kernel-irqchip=split: the userspace IOAPIC is not built "
-                   "in yet");
-        goto fail;
-    }
+
     /* Before anything opens /dev/fdset/N paths. */
     for (guint i = 0; cfg->add_fds && i < cfg->add_fds->len; i++) {
         const AddFdConfig *a = g_ptr_array_index(cfg->add_fds, i);

@@ -117,6 +117,7 @@ struct KvmState {
     struct kvm_msr_entry *feature_msrs; /* feature MSR values to give every vCPU */
     unsigned nr_feature_msrs;
     bool has_pit;           /* false with -machine pit=off */
+    bool split_irqchip;     /* kernel-irqchip=split: LAPICs only; no PIC, IOAPIC, PIT */
     struct kvm_cpuid_entry2 *supported_cpuid; /* after -cpu MODEL,+feat,-feat */
     unsigned nr_supported_cpuid;
     KvmTopology topo;
@@ -177,6 +178,7 @@ void kvm_set_irq(Machine *m, unsigned gsi, int level);
 void kvm_signal_msi(Machine *m, uint64_t addr, uint32_t data);
 int kvm_add_msi_route(Machine *m, uint64_t addr, uint32_t data, Error **errp);
 bool kvm_update_msi_route(Machine *m, int gsi, uint64_t addr, uint32_t data, Error **errp);
+void kvm_set_ioapic_route(Machine *m, unsigned pin, bool valid, uint64_t addr, uint32_t data);
 void kvm_release_msi_route(Machine *m, int gsi);
 bool kvm_irqfd_assign(Machine *m, int fd, int gsi, bool assign, Error **errp);
 bool kvm_ioeventfd_assign(Machine *m, bool mmio, uint64_t addr, unsigned len, bool match,

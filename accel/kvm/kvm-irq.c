@@ -14,8 +14,8 @@ void kvm_set_irq(Machine *m, unsigned gsi, int level)
     KvmState *s = kvm_state(m);
     struct kvm_irq_level irq = { .irq = gsi, .level = level ? 1 : 0 };
 
-    if (!s) {
-        return;
+    if (!s || s->split_irqchip) {
+        return; /* split: the board's IOAPIC takes the lines (irq_set_level) */
     }
     if (gsi >= KVM_IRQCHIP_GSIS) {
         /* A board bug, not a guest action: say so once instead of on every edge. */
@@ -41,6 +41,10 @@ typedef struct KvmIrqRoutes {
     bool used[KVM_MSI_GSI_MAX - KVM_IRQCHIP_GSIS];
     uint64_t addr[KVM_MSI_GSI_MAX - KVM_IRQCHIP_GSIS];
     uint32_t data[KVM_MSI_GSI_MAX - KVM_IRQCHIP_GSIS];
+    /* kernel-irqchip=split: the userspace IOAPIC's pins as MSI routes, GSI = pin. */
+    bool pin_valid[KVM_IRQCHIP_GSIS];
+    uint64_t pin_addr[KVM_IRQCHIP_GSIS];
+    uint32_t pin_data[KVM_IRQCHIP_GSIS];
     RateLimit rl;
 } KvmIrqRoutes;
 
@@ -80,12 +84,22 @@ void kvm_signal_msi(Machine *m, uint64_t addr, uint32_t data)
 static bool commit_routes(KvmState *s, Error **errp)
 {
     KvmIrqRoutes *r = s->irq_routes;
-    unsigned max = 16 * 2 + (KVM_IRQCHIP_GSIS - 16) + G_N_ELEMENTS(r->used);
+    unsigned max = 16 * 2 + KVM_IRQCHIP_GSIS + G_N_ELEMENTS(r->used);
     g_autofree struct kvm_irq_routing *tbl =
         g_malloc0(sizeof(*tbl) + max * sizeof(struct kvm_irq_routing_entry));
     unsigned n = 0;
 
-    for (unsigned gsi = 0; gsi < KVM_IRQCHIP_GSIS; gsi++) {
+    for (unsigned gsi = 0; s->split_irqchip && gsi < KVM_IRQCHIP_GSIS; gsi++) {
+        if (r->pin_valid[gsi]) {
+            tbl->entries[n++] = (struct kvm_irq_routing_entry){
+                .gsi = gsi, .type = KVM_IRQ_ROUTING_MSI,
+                .u.msi = { .address_lo = (uint32_t)r->pin_addr[gsi],
+                           .address_hi = (uint32_t)(r->pin_addr[gsi] >> 32),
+                           .data = r->pin_data[gsi] },
+            };
+        }
+    }
+    for (unsigned gsi = 0; !s->split_irqchip && gsi < KVM_IRQCHIP_GSIS; gsi++) {
         if (gsi < 16) {
             tbl->entries[n++] = (struct kvm_irq_routing_entry){
                 .gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP,
@@ -165,6 +179,30 @@ bool kvm_update_msi_route(Machine *m, int gsi, uint64_t addr, uint32_t data, Err
     r->addr[i] = addr;
     r->data[i] = data;
     return commit_routes(s, errp);
+}
+
+void kvm_set_ioapic_route(Machine *m, unsigned pin, bool valid, uint64_t addr, uint32_t data)
+{
+    KvmState *s = kvm_state(m);
+    if (!s || !s->split_irqchip || pin >= KVM_IRQCHIP_GSIS) {
+        return;
+    }
+    if (!s->irq_routes) {
+        s->irq_routes = g_new0(KvmIrqRoutes, 1);
+    }
+    KvmIrqRoutes *r = s->irq_routes;
+    if (r->pin_valid[pin] == valid && (!valid || (r->pin_addr[pin] == addr &&
+                                                  r->pin_data[pin] == data))) {
+        return;
+    }
+    r->pin_valid[pin] = valid;
+    r->pin_addr[pin] = addr;
+    r->pin_data[pin] = data;
+    Error *err = NULL;
+    if (!commit_routes(s, &err)) {
+        log_guest_error(&r->rl, "IOAPIC pin %u: %s", pin, error_get_pretty(err));
+        error_free(err);
+    }
 }
 
 void kvm_release_msi_route(Machine *m, int gsi)

@@ -335,6 +335,11 @@ static bool vm_get_state(KvmState *s, KvmVmState *vs, Error **errp)
 bool kvm_state_save(Machine *m, VMStateOut *out, Error **errp)
 {
     KvmState *s = kvm_state(m);
+    if (s->split_irqchip) {
+        error_setg(errp, "migration and snapshots with kernel-irqchip=split are not "
+                   "supported yet");
+        return false;
+    }
     g_autofree KvmVmState *vs = g_new0(KvmVmState, 1);
     if (!vm_get_state(s, vs, errp) || !vmstate_save_section(out, "kvm-vm", &vm_vmsd, vs,
                                                             errp)) {
@@ -520,6 +525,11 @@ static void vm_set_tsc_khz(KvmState *s, const KvmVmState *vs)
 bool kvm_state_load(Machine *m, VMStateIn *in, Error **errp)
 {
     KvmState *s = kvm_state(m);
+    if (s->split_irqchip) {
+        error_setg(errp, "migration and snapshots with kernel-irqchip=split are not "
+                   "supported yet");
+        return false;
+    }
     g_mutex_lock(&s->ctl_lock);
     bool running = s->running;
     g_mutex_unlock(&s->ctl_lock);

@@ -18,6 +18,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 #include "accel/kvm/kvm-internal.h"
+#include "sen/hw/ioapic.h"
 
 #define SIG_KICK SIGUSR1
 
@@ -392,6 +393,11 @@ static bool handle_exit(KvmVcpu *v)
         return guest_asked_to_halt(m);
     case KVM_EXIT_INTR:
     case KVM_EXIT_IRQ_WINDOW_OPEN:
+        return false;
+    case KVM_EXIT_IOAPIC_EOI:
+        /* kernel-irqchip=split: a LAPIC EOI'd a level vector the IOAPIC sent (VM lock
+         * held by the caller, as for every exit). */
+        ioapic_eoi(m->ioapic, run->eoi.vector);
         return false;
     case KVM_EXIT_SHUTDOWN:
         log_guest_error(&v->rl_exit, "vCPU %u: triple fault, resetting the machine",

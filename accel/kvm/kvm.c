@@ -164,6 +164,18 @@ static bool kvm_create_vm(KvmState *s, Error **errp)
  */
 static bool kvm_create_irqchip(KvmState *s, Error **errp)
 {
+    if (s->m->cfg->irqchip_split) {
+        /* LAPICs in KVM; GSIs 0-23 are left to the userspace IOAPIC's MSI routes.  No
+         * PIC and no PIT: the PIT would inject into those routes behind the IOAPIC's
+         * back (QEMU uses a userspace i8254 here; docs/machines.md). */
+        struct kvm_enable_cap cap = { .cap = KVM_CAP_SPLIT_IRQCHIP, .args = { 24 } };
+        if (ioctl(s->vm_fd, KVM_ENABLE_CAP, &cap) < 0) {
+            error_setg_errno(errp, errno, "KVM: kernel-irqchip=split: KVM_CAP_SPLIT_IRQCHIP");
+            return false;
+        }
+        s->split_irqchip = true;
+        return true;
+    }
     if (ioctl(s->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
         error_setg_errno(errp, errno, "KVM: cannot create the in-kernel irqchip");
         return false;
@@ -232,6 +244,9 @@ static bool kvm_add_slots(KvmState *s, GuestMemory *gm, Error **errp)
 /* The irqchip and PIT as KVM created them: their power-on state for every reset. */
 static bool kvm_capture_irqchip(KvmState *s, Error **errp)
 {
+    if (s->split_irqchip) {
+        return true; /* nothing in the kernel but the LAPICs, reset with the vCPUs */
+    }
     s->reset_pic[0].chip_id = KVM_IRQCHIP_PIC_MASTER;
     s->reset_pic[1].chip_id = KVM_IRQCHIP_PIC_SLAVE;
     s->reset_ioapic.chip_id = KVM_IRQCHIP_IOAPIC;
@@ -247,6 +262,9 @@ static bool kvm_capture_irqchip(KvmState *s, Error **errp)
 
 static bool kvm_reset_irqchip(KvmState *s, Error **errp)
 {
+    if (s->split_irqchip) {
+        return true;
+    }
     struct kvm_irqchip chips[3] = { s->reset_pic[0], s->reset_pic[1], s->reset_ioapic };
     struct kvm_pit_state2 pit = s->reset_pit;
     for (unsigned i = 0; i < G_N_ELEMENTS(chips); i++) {
@@ -381,6 +399,7 @@ const AccelOps kvm_accel_ops = {
     .add_msi_route = kvm_add_msi_route,
     .update_msi_route = kvm_update_msi_route,
     .release_msi_route = kvm_release_msi_route,
+    .set_ioapic_route = kvm_set_ioapic_route,
     .irqfd_assign = kvm_irqfd_assign,
     .ioeventfd_assign = kvm_ioeventfd_assign,
     .state_save = kvm_state_save,

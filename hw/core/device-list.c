@@ -14,6 +14,7 @@ const DeviceClass *const device_class_table[] = {
     &ich9_lpc_class,
     &pci_testdev_class,
     &edu_class,
+    &ioapic_class,
     &pc_testdev_class,
     &virtio_blk_pci_class,
     &virtio_rng_pci_class,

@@ -110,6 +110,15 @@ static bool create_devices(Machine *m, PcMachine *pc, Error **errp)
         (!cfg->no_acpi && !create_builtin(m, "acpi-pm", NULL, errp))) {
         return false;
     }
+    if (cfg->irqchip_split) {
+        /* kernel-irqchip=split: the IOAPIC is Sen's (hw/intc/ioapic.c), with the id the
+         * MP table and MADT give it. */
+        unsigned cpus = cfg->smp_cpus ? cfg->smp_cpus : 1;
+        g_autofree char *props = g_strdup_printf("ioapic-id=%u", cpus <= 15 ? cpus : 0);
+        if (!create_builtin(m, "ioapic", props, errp)) {
+            return false;
+        }
+    }
     /* QEMU's pc always has fw_cfg, with or without firmware. */
     DeviceState *fw_cfg = create_builtin(m, "fw_cfg_io", NULL, errp);
     if (!fw_cfg) {

@@ -26,6 +26,7 @@ typedef struct PcMachine PcMachine;
 typedef struct BlockState BlockState;
 typedef struct MigrationState MigrationState;
 typedef struct NetState NetState;
+typedef struct IOAPICState IOAPICState;
 
 typedef struct Machine {
     MachineConfig *cfg;
@@ -43,6 +44,8 @@ typedef struct Machine {
     GPtrArray *chardevs;     /* of Chardev*, owned */
     GPtrArray *devices;      /* of DeviceState*, creation order; reset/teardown walk it */
     PcMachine *pc;           /* board state (hw/i386/pc.c) */
+    IOAPICState *ioapic;     /* kernel-irqchip=split: the userspace IOAPIC that
+                              * irq_set_level drives (sen/hw/ioapic.h); NULL = in KVM */
 
     RunState runstate;       /* main thread only */
 

@@ -316,7 +316,8 @@ def isolation_args(tmp):
     return args
 
 
-def vmm_command(vmm, image, smp, test, disk=None, sock=None, sen_args=(), net=None):
+def vmm_command(vmm, image, smp, test, disk=None, sock=None, sen_args=(), net=None,
+                machine_type="pc"):
     append = "cpus=%d ram_mb=%d token=%s" % (smp, RAM_MB, TOKEN)
     if disk:
         append += " disk_sectors=%d" % DISK_SECTORS
@@ -330,7 +331,7 @@ def vmm_command(vmm, image, smp, test, disk=None, sock=None, sen_args=(), net=No
         if not os.access(sen, os.X_OK):
             print("FAIL: %s does not exist or is not executable" % sen)
             sys.exit(1)
-        return [sen, "-M", "pc", "-m", "%dM" % RAM_MB, "-smp", str(smp),
+        return [sen, "-M", machine_type, "-m", "%dM" % RAM_MB, "-smp", str(smp),
                 "-kernel", image, "-append", append, "-device", "isa-debug-exit",
                 "-nographic", "-nodefaults", "-serial", "stdio"] + reboot + \
             device_args(vmm, test, sen, disk, sock, net) + list(sen_args)
@@ -340,7 +341,7 @@ def vmm_command(vmm, image, smp, test, disk=None, sock=None, sen_args=(), net=No
              (os.environ.get("QEMU") or "qemu-system-x86_64"))
     # qboot starts a -kernel image in ~0.1 s and still has RTC, i8042 and the IOAPIC;
     # SeaBIOS takes ~3 s under this host's emulated CPL0.  microvm has no RTC/i8042.
-    machine = ["-M", "pc"]
+    machine = ["-M", machine_type]
     if test == "acpi-s3":
         # Resuming from S3 is the firmware's job under QEMU; qboot does not resume.
         if not os.path.exists(SEABIOS):
@@ -416,6 +417,8 @@ def main():
     ap.add_argument("--fdpass", action="store_true",
                     help="pass the --disk images to sen as descriptors (-add-fd, /dev/fdset)")
     ap.add_argument("--net", choices=["user"], help="attach virtio-net on this backend")
+    ap.add_argument("--machine", default="pc",
+                    help="-M value for both VMMs (e.g. q35,kernel-irqchip=split)")
     ap.add_argument("image")
     args = ap.parse_args()
 
@@ -433,7 +436,8 @@ def main():
             make_disk(disk)
         sen_args = isolation_args(tmp) if args.isolate and args.vmm == "sen" else ()
         net = {"kind": args.net, "port": free_udp_port()} if args.net else None
-        cmd = vmm_command(args.vmm, args.image, args.smp, test, disk, sock, sen_args, net)
+        cmd = vmm_command(args.vmm, args.image, args.smp, test, disk, sock, sen_args, net,
+                          args.machine)
         fds = pass_disks_as_fds(cmd, disk) if args.fdpass and disk else []
         print("running: " + shlex.join(cmd), flush=True)
         echo_log = []
