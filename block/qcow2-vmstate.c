@@ -9,13 +9,19 @@
  * snapshot_goto made the snapshot's L1 the active one.  The disk size never changes.
  */
 #include <errno.h>
+#include <string.h>
 #include "sen/block.h"
 #include "block/qcow2.h"
 
-uint64_t qcow2_vm_state_offset(const BDRVQcow2State *s)
+uint64_t qcow2_vm_state_offset_for(const BDRVQcow2State *s, uint64_t disk_size)
 {
     uint64_t span = s->cluster_size << s->l2_bits;
-    return (s->h.size + span - 1) / span * span;
+    return (disk_size + span - 1) / span * span;
+}
+
+uint64_t qcow2_vm_state_offset(const BDRVQcow2State *s)
+{
+    return qcow2_vm_state_offset_for(s, s->h.size);
 }
 
 /*
@@ -65,10 +71,8 @@ static int grow_l1(BDRVQcow2State *s, uint64_t need)
     return ret;
 }
 
-static int qcow2_vmstate_range(const BDRVQcow2State *s, int64_t pos, int64_t bytes,
-                               uint64_t *off)
+static int qcow2_vmstate_range(uint64_t start, int64_t pos, int64_t bytes, uint64_t *off)
 {
-    uint64_t start = qcow2_vm_state_offset(s);
     /* Guest offsets of an L2 entry are limited to 2^56 (QCOW2_L2E_OFFSET_MASK). */
     if ((uint64_t)pos > (1ull << 56) - start ||
         (uint64_t)bytes > (1ull << 56) - start - (uint64_t)pos) {
@@ -86,7 +90,7 @@ int qcow2_save_vmstate(BlockDriverState *bs, const void *buf, int64_t pos, int64
         return -EPERM;
     }
     qcow2_lock_exclusive(s);
-    int ret = qcow2_vmstate_range(s, pos, bytes, &off);
+    int ret = qcow2_vmstate_range(qcow2_vm_state_offset(s), pos, bytes, &off);
     if (ret == 0) {
         uint64_t span = s->cluster_size << s->l2_bits;
         ret = grow_l1(s, (off + (uint64_t)bytes + span - 1) / span);
@@ -98,12 +102,77 @@ int qcow2_save_vmstate(BlockDriverState *bs, const void *buf, int64_t pos, int64
     return ret;
 }
 
-int qcow2_load_vmstate(BlockDriverState *bs, void *buf, int64_t pos, int64_t bytes)
+/*
+ * Reads through a snapshot's L1 table without applying the snapshot: under the exclusive
+ * lock (no data I/O in flight, none can start) the active L1 is swapped for the
+ * snapshot's for a locked read, which never drops the lock, and swapped back.
+ */
+static int load_from_snapshot(BDRVQcow2State *s, const char *snapshot, void *buf,
+                              int64_t pos, int64_t bytes)
+{
+    GArray *a = NULL;
+    int ret = qcow2_read_snapshots(s, &a);
+    const Qcow2Snapshot *sn = NULL;
+    for (guint i = 0; ret == 0 && !sn && i < a->len; i++) {
+        if (strcmp(g_array_index(a, Qcow2Snapshot, i).id_str, snapshot) == 0) {
+            sn = &g_array_index(a, Qcow2Snapshot, i);
+        }
+    }
+    for (guint i = 0; ret == 0 && !sn && i < a->len; i++) {
+        if (strcmp(g_array_index(a, Qcow2Snapshot, i).name, snapshot) == 0) {
+            sn = &g_array_index(a, Qcow2Snapshot, i);
+        }
+    }
+    if (ret == 0 && !sn) {
+        ret = -ENOENT;
+    }
+    uint64_t off = 0;
+    if (ret == 0) {
+        /* The area follows the disk size the snapshot was taken at. */
+        ret = qcow2_vmstate_range(qcow2_vm_state_offset_for(s, sn->disk_size ? sn->disk_size
+                                                                          : s->h.size),
+                                  pos, bytes, &off);
+    }
+    if (ret == 0 && (uint64_t)sn->l1_size * 8 > QCOW2_MAX_L1_BYTES) {
+        ret = -EIO;
+    }
+    uint64_t *l1 = NULL;
+    if (ret == 0) {
+        l1 = g_new0(uint64_t, MAX(sn->l1_size, 1));
+        ret = sn->l1_size ? bdrv_pread(s->bs->file, sn->l1_table_offset,
+                                       sn->l1_size * 8ull, l1) : 0;
+        for (uint32_t i = 0; i < sn->l1_size; i++) {
+            l1[i] = GUINT64_FROM_BE(l1[i]);
+        }
+    }
+    if (ret == 0) {
+        uint64_t *active = s->l1;
+        uint32_t active_size = s->l1_size;
+        s->l1 = l1;
+        s->l1_size = sn->l1_size;
+        ret = qcow2_read_data(s, off, (uint64_t)bytes, buf);
+        s->l1 = active;
+        s->l1_size = active_size;
+    }
+    g_free(l1);
+    qcow2_snapshots_free(a);
+    return ret;
+}
+
+int qcow2_load_vmstate(BlockDriverState *bs, const char *snapshot, void *buf, int64_t pos,
+                       int64_t bytes)
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t off;
+    int ret;
+    if (snapshot) {
+        qcow2_lock_exclusive(s);
+        ret = load_from_snapshot(s, snapshot, buf, pos, bytes);
+        g_mutex_unlock(&s->lock);
+        return ret;
+    }
     g_mutex_lock(&s->lock);
-    int ret = qcow2_vmstate_range(s, pos, bytes, &off);
+    ret = qcow2_vmstate_range(qcow2_vm_state_offset(s), pos, bytes, &off);
     if (ret == 0) {
         ret = qcow2_read_guest(s, off, (uint64_t)bytes, buf);
     }

@@ -359,8 +359,10 @@ bool qcow2_snapshot_goto(BlockDriverState *bs, const char *id_or_name, Error **e
 /* qcow2-vmstate.c: savevm's VM state past the virtual disk (BlockDriver.save_vmstate). */
 /* Guest offset where the area starts: the first L1 entry the disk does not use. */
 uint64_t qcow2_vm_state_offset(const BDRVQcow2State *s);
+uint64_t qcow2_vm_state_offset_for(const BDRVQcow2State *s, uint64_t disk_size);
 int qcow2_save_vmstate(BlockDriverState *bs, const void *buf, int64_t pos, int64_t bytes);
-int qcow2_load_vmstate(BlockDriverState *bs, void *buf, int64_t pos, int64_t bytes);
+int qcow2_load_vmstate(BlockDriverState *bs, const char *snapshot, void *buf, int64_t pos,
+                       int64_t bytes);
 /* After a snapshot took the first size bytes of the area: the active image lets go of
  * them (lock held). */
 int qcow2_vmstate_drop(BDRVQcow2State *s, uint64_t size);

@@ -30,7 +30,8 @@ int bdrv_save_vmstate(BlockDriverState *bs, const void *buf, int64_t pos, int64_
     return bytes ? bs->drv->save_vmstate(bs, buf, pos, bytes) : 0;
 }
 
-int bdrv_load_vmstate(BlockDriverState *bs, void *buf, int64_t pos, int64_t bytes)
+int bdrv_load_vmstate(BlockDriverState *bs, const char *snapshot, void *buf, int64_t pos,
+                      int64_t bytes)
 {
     if (!bs->drv->load_vmstate) {
         return -ENOTSUP;
@@ -38,5 +39,5 @@ int bdrv_load_vmstate(BlockDriverState *bs, void *buf, int64_t pos, int64_t byte
     if (!vmstate_range_ok(pos, bytes)) {
         return -EINVAL;
     }
-    return bytes ? bs->drv->load_vmstate(bs, buf, pos, bytes) : 0;
+    return bytes ? bs->drv->load_vmstate(bs, snapshot, buf, pos, bytes) : 0;
 }

@@ -277,7 +277,7 @@ bool ram_save_pass(RamSave *rs, MigStream *s, const int *cancel, Error **errp)
 
 /* ---- destination ---- */
 
-bool ram_load_setup(Machine *m, MigStream *s, Error **errp)
+bool ram_load_check_header(Machine *m, MigStream *s, Error **errp)
 {
     char magic[8];
     GuestMemory *gm = m->mem;
@@ -335,11 +335,21 @@ bool ram_load_setup(Machine *m, MigStream *s, Error **errp)
             return false;
         }
     }
+    return true;
+}
+
+bool ram_load_setup(Machine *m, MigStream *s, Error **errp)
+{
+    GuestMemory *gm = m->mem;
+
+    if (!ram_load_check_header(m, s, errp)) {
+        return false;
+    }
     /* Start from all-zero RAM: what the loader put there at reset is not the guest's.
      * Discarding (not writing zeroes) keeps the destination's RAM unallocated. */
-    for (unsigned i = 0; i < nr; i++) {
-        const RamRegion *r = ram[i];
-        if (!guest_mem_discard(gm, r->gpa, r->size)) {
+    for (unsigned i = 0; i < guest_mem_region_count(gm); i++) {
+        const RamRegion *r = guest_mem_region(gm, i);
+        if (!r->readonly && !guest_mem_discard(gm, r->gpa, r->size)) {
             memset(r->hva, 0, r->size);
         }
     }

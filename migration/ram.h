@@ -49,6 +49,9 @@ void ram_save_stop_logging(RamSave *rs);
 
 /* Destination: checks the header against this machine's RAM; empties guest RAM. */
 bool ram_load_setup(Machine *m, MigStream *s, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+/* The checks alone, RAM untouched (loadvm looks before it leaps). */
+bool ram_load_check_header(Machine *m, MigStream *s, Error **errp)
+    G_GNUC_WARN_UNUSED_RESULT;
 /* One RAM record (its type byte already read). */
 bool ram_load_record(Machine *m, MigStream *s, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
 

@@ -14,6 +14,7 @@
 #include "sen/migration.h"
 #include "sen/timer.h"
 #include "sen/vmstate.h"
+#include "migration/ram.h"
 #include "migration/savevm.h"
 #include "migration/stream.h"
 
@@ -193,6 +194,7 @@ static bool delete_everywhere(SnapDrives *d, const char *name, Error **errp)
 
 typedef struct VmStateArea {
     BlockDriverState *bs;
+    const char *snapshot;   /* loading: read it from this snapshot; NULL: the active image */
     int64_t pos;
     int64_t size;   /* loading: where the state ends */
 } VmStateArea;
@@ -215,7 +217,7 @@ static ssize_t area_read(void *opaque, void *buf, size_t len)
     if (n <= 0) {
         return 0;
     }
-    int ret = bdrv_load_vmstate(a->bs, buf, a->pos, n);
+    int ret = bdrv_load_vmstate(a->bs, a->snapshot, buf, a->pos, n);
     if (ret < 0) {
         return ret;
     }
@@ -354,6 +356,17 @@ bool savevm_load(Machine *m, const char *name, const char *vmstate, char **devic
         return false;
     }
     if (!can_stop_for(m, RUN_STATE_RESTORE_VM, "loadvm", errp)) {
+        return false;
+    }
+    /* Look before leaping: a snapshot of another machine (RAM size or layout) or of
+     * another program (QEMU's stream) is refused while the VM is still as it was. */
+    VmStateArea peek = { .bs = d->vm, .snapshot = name, .size = (int64_t)vm_size };
+    MigStream *pst = mig_stream_new_ops(&area_ops, &peek, false);
+    bool fits = ram_load_check_header(m, pst, errp);
+    mig_stream_free(pst);
+    if (!fits) {
+        error_prepend(errp, "Snapshot '%s' does not fit this VM (VM state on '%s'): ", name,
+                      d->vm_name);
         return false;
     }
     RunState saved = m->runstate;

@@ -146,9 +146,12 @@ struct BlockDriver {
     GPtrArray *(*snapshot_list)(BlockDriverState *bs, Error **errp);
     /* The VM state of savevm (QEMU's "vmstate" area, stored beside the disk data and
      * captured by the next snapshot_create): bytes at pos of that area, pos 0 being its
-     * start.  Both NULL when the format cannot hold VM state. */
+     * start; load reads the active image's area (snapshot NULL) or that of the snapshot
+     * with this id or name, without applying it.  Both NULL when the format cannot
+     * hold VM state. */
     int (*save_vmstate)(BlockDriverState *bs, const void *buf, int64_t pos, int64_t bytes);
-    int (*load_vmstate)(BlockDriverState *bs, void *buf, int64_t pos, int64_t bytes);
+    int (*load_vmstate)(BlockDriverState *bs, const char *snapshot, void *buf, int64_t pos,
+                        int64_t bytes);
 };
 
 /* A node of the graph.  Fields are set by block.c; drivers read them. */
@@ -251,13 +254,15 @@ int64_t bdrv_get_allocated_file_size(BlockDriverState *bs);
 /*
  * savevm's VM state (block/snapshot.c).  bdrv_can_snapshot: the node is writable and its
  * format has internal snapshots and a vm-state area.  save/load: bytes at pos of that
- * area (0 or -errno; -ENOTSUP when the format has none).  The state written since the
- * last snapshot_create belongs to the next one; load reads the active image's area, so
- * apply the snapshot (snapshot_goto) first.
+ * area (0 or -errno; -ENOTSUP when the format has none, -ENOENT for an unknown
+ * snapshot).  The state written since the last snapshot_create belongs to the next one;
+ * load reads it from snapshot (id or name) directly, or with snapshot NULL from the
+ * active image (after snapshot_goto).
  */
 bool bdrv_can_snapshot(BlockDriverState *bs);
 int bdrv_save_vmstate(BlockDriverState *bs, const void *buf, int64_t pos, int64_t bytes);
-int bdrv_load_vmstate(BlockDriverState *bs, void *buf, int64_t pos, int64_t bytes);
+int bdrv_load_vmstate(BlockDriverState *bs, const char *snapshot, void *buf, int64_t pos,
+                      int64_t bytes);
 
 /* Async submission on a node (used by BlockBackend and by raw to forward to its file). */
 void bdrv_aio_submit(BlockDriverState *bs, BlockRequest *req);

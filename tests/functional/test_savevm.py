@@ -308,3 +308,72 @@ def test_qmp_snapshot_jobs(vms, tmp_path):
     for d in (disk0, disk1):
         image_check(d)
         assert image_snapshots(d) == {}
+
+
+def test_snapshot_of_another_machine_is_refused_before_anything_changes(vms, tmp_path):
+    """A snapshot saved with -m 64M does not fit a 128 MiB VM: loadvm says so and the VM
+    runs on untouched (qtest: no guest CPU needed)."""
+    disk = qcow2(tmp_path)
+    a = vms("a", "-drive", f"file={disk},if=virtio,id=disk0")
+    assert hmp(a, "savevm small") == ""
+    a.cmd("quit")
+    a.wait_exit()
+    b = vms("b", "-drive", f"file={disk},if=virtio,id=disk0", mem="128M")
+    r = hmp(b, "loadvm small")
+    assert r.startswith("Error: Snapshot 'small' does not fit this VM (VM state on "
+                        "'disk0'): RAM size mismatch"), r
+    assert b.status() == "running"
+    assert not [e for e in b.qmp.events if e["event"] in ("STOP", "RESUME")], b.qmp.events
+    b.cmd("quit")
+    b.wait_exit()
+    r = subprocess.run([SEN, "-M", "pc", "-m", "128M", "-display", "none", "-nodefaults",
+                        "-accel", "qtest", "-qtest", "null", "-drive",
+                        f"file={disk},if=virtio,id=disk0", "-loadvm", "small"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and "-loadvm small: Snapshot 'small' does not fit" in r.stderr
+    image_check(disk)
+
+
+QEMU = shutil.which("qemu-system-x86_64")
+QBOOT = "/usr/share/qemu/qboot.rom"
+
+
+@guest
+@pytest.mark.skipif(QEMU is None or not os.path.exists(QBOOT),
+                    reason="qemu-system-x86_64 (qemu-system-x86) or qboot.rom is missing")
+def test_qemu_snapshot_is_listed_and_refused_cleanly(vms, tmp_path):
+    """QEMU's VM state is QEMU's own stream: Sen lists a snapshot QEMU saved (same image
+    layout) but refuses to load it, before touching the VM."""
+    from qmp import QMPClient
+    disk = qcow2(tmp_path)
+    sock = str(tmp_path / "qemu.qmp")
+    q = subprocess.Popen([QEMU, "-M", "pc", "-bios", QBOOT, "-cpu",
+                          "host,-arch-capabilities", "-enable-kvm", "-m", "64M",
+                          "-kernel", DIRTIER, "-append", GUEST_ARGS, "-device",
+                          "isa-debug-exit", "-display", "none", "-nodefaults", "-serial",
+                          "null", "-drive", f"file={disk},if=virtio,id=disk0",
+                          "-qmp", f"unix:{sock},server=on,wait=off"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        c = QMPClient.connect_unix(sock)
+        c.negotiate()
+        time.sleep(1)
+        assert c.cmd("human-monitor-command", **{"command-line": "savevm fromqemu"}) == ""
+        c.cmd("quit")
+        q.wait(timeout=30)
+    finally:
+        if q.poll() is None:
+            q.kill()
+            q.wait()
+    vm = vms("a", "-drive", f"file={disk},if=virtio,id=disk0", guest=DIRTIER,
+             append=GUEST_ARGS)
+    wait_slice(vm, 5)
+    info = hmp(vm, "info snapshots")
+    assert [l.split()[1] for l in info.split("\r\n") if l.startswith("--")] == \
+        ["fromqemu"], info
+    r = hmp(vm, "loadvm fromqemu")
+    assert "Snapshot 'fromqemu' does not fit this VM" in r and "bad magic" in r, r
+    assert vm.status() == "running"
+    # The guest was not touched: it carries on and its memory checks out.
+    verify_and_exit(vm)
+    image_check(disk)

@@ -124,13 +124,23 @@ static void test_roundtrip(void)
     g_assert_cmpuint(sn->vm_clock_nsec, ==, 123456789);
     g_ptr_array_free(list, TRUE);
 
+    /* Straight from the snapshots, without applying them (by name and by id). */
+    g_assert_cmpint(bdrv_load_vmstate(bs, "one", back, 0, state_len), ==, 0);
+    g_assert_true(memcmp(back, state1, state_len) == 0);
+    g_assert_cmpint(bdrv_load_vmstate(bs, "2", back, 7, state_len - 7), ==, 0);
+    g_assert_true(memcmp(back, state2 + 7, state_len - 7) == 0);
+    g_assert_cmpint(bdrv_load_vmstate(bs, "three", back, 0, 16), ==, -ENOENT);
+    /* ... and the active image is still the one written last. */
+    g_assert_cmpint(bdrv_pread(bs, 8192, sizeof(got), got), ==, 0);
+    g_assert_true(memcmp(got, other, sizeof(other)) == 0);
+
     goto_or_die(bs, "one");
-    g_assert_cmpint(bdrv_load_vmstate(bs, back, 0, state_len), ==, 0);
+    g_assert_cmpint(bdrv_load_vmstate(bs, NULL, back, 0, state_len), ==, 0);
     g_assert_true(memcmp(back, state1, state_len) == 0);
     g_assert_cmpint(bdrv_pread(bs, 8192, sizeof(got), got), ==, 0);
     g_assert_true(memcmp(got, data, sizeof(data)) == 0);
     goto_or_die(bs, "two");
-    g_assert_cmpint(bdrv_load_vmstate(bs, back, 0, state_len), ==, 0);
+    g_assert_cmpint(bdrv_load_vmstate(bs, NULL, back, 0, state_len), ==, 0);
     g_assert_true(memcmp(back, state2, state_len) == 0);
     g_assert_cmpint(bdrv_pread(bs, 8192, sizeof(got), got), ==, 0);
     g_assert_true(memcmp(got, other, sizeof(other)) == 0);
@@ -154,7 +164,7 @@ static void test_refused(void)
     BlockDriverState *bs = open_or_die(raw, "raw", BDRV_O_RDWR);
     g_assert_false(bdrv_can_snapshot(bs));
     g_assert_cmpint(bdrv_save_vmstate(bs, buf, 0, sizeof(buf)), ==, -ENOTSUP);
-    g_assert_cmpint(bdrv_load_vmstate(bs, buf, 0, sizeof(buf)), ==, -ENOTSUP);
+    g_assert_cmpint(bdrv_load_vmstate(bs, NULL, buf, 0, sizeof(buf)), ==, -ENOTSUP);
     bdrv_unref(bs);
 
     create_or_die("qcow2", q, "size=1048576");
