@@ -259,8 +259,10 @@ void pci_send_msi(Machine *m, uint64_t addr, uint32_t data);
  * interrupt message, so the order of -device options does not matter.
  *
  * Requester / source id: bus << 8 | devfn (only bus 0 exists: the devfn).  The IOAPIC's
- * messages carry PCI_IOAPIC_SOURCE_ID, QEMU's Q35 IOAPIC id (bus 0xf0, 1f.0), which is
- * what a DMAR table's IOAPIC device scope names.
+ * messages carry PCI_IOAPIC_SOURCE_ID (bus 0xf0, 1f.0: what Intel chipsets give their
+ * IOAPIC), which is what the DMAR table's IOAPIC device scope must name.  (QEMU differs:
+ * its DMAR names bus 0xff devfn 0, and its IOAPIC messages carry no source id, so its
+ * VT-d skips source-id verification for them.)
  *
  * Every interrupt message a guest can cause (IOAPIC pins with kernel-irqchip=split, PCI
  * MSI and MSI-X) passes remap_msi before reaching the accelerator.  While the bus has an
