@@ -65,6 +65,23 @@ enum {
 typedef struct VirtIOBlk VirtIOBlk;
 typedef struct BlkReq BlkReq;
 
+/* One block-layer call prepared under the VM lock and made by blk_submit_pending, maybe
+ * after the lock was dropped. */
+typedef enum BlkIoOp { BLK_IO_READ, BLK_IO_WRITE, BLK_IO_FLUSH, BLK_IO_DISCARD,
+                       BLK_IO_WRITE_ZEROES } BlkIoOp;
+
+typedef struct BlkIo {
+    struct BlkIo *next;  /* in VirtIOBlk's pending list */
+    BlkIoOp op;
+    int flags;
+    uint64_t offset;
+    uint64_t bytes;      /* discard / write-zeroes */
+    const struct iovec *iov;
+    int niov;
+    BlockCompletionFunc *cb;
+    void *opaque;        /* the BlkReq or BlkMerge that contains this */
+} BlkIo;
+
 /* Reads and writes popped but not yet submitted (one notification's worth). */
 typedef struct BlkBatch {
     BlkReq *reqs[BLK_QUEUE_SIZE];
@@ -73,11 +90,24 @@ typedef struct BlkBatch {
     uint64_t bytes;
 } BlkBatch;
 
-/* What in-flight requests point at; lives until the last of them completed. */
+/* Finished requests and merges are kept for reuse (up to these many), so a driver that
+ * streams requests costs no allocation per request once the pools have grown. */
+#define BLK_POOL_MAX_REQS   (2 * BLK_QUEUE_SIZE)
+#define BLK_POOL_MAX_MERGES 32
+/* Data buffers a request carries without an allocation (a driver's request is usually
+ * one or a few guest-contiguous buffers). */
+#define BLK_REQ_INLINE_IOV  8
+
+/* What in-flight requests point at; lives until the last of them completed.  Also owns
+ * the pools, so requests still in flight after unrealize are recycled into live memory. */
 typedef struct BlkShared {
     int refcnt;          /* VM lock */
     Machine *m;
     VirtIOBlk *dev;      /* NULL once unrealized */
+    BlkReq *free_reqs;   /* VM lock; linked through BlkReq.next_free */
+    unsigned nr_free_reqs;
+    struct BlkMerge *free_merges; /* VM lock; linked through BlkMerge.next_free */
+    unsigned nr_free_merges;
 } BlkShared;
 
 struct VirtIOBlk {
@@ -94,6 +124,10 @@ struct VirtIOBlk {
     unsigned generation; /* bumped by reset: completions of older requests are dropped */
     BlkShared *shared;
     BlkBatch batch;      /* scratch of blk_handle_queue (VM lock), too big for a stack */
+    /* Block calls in notification order, not made yet: appended under the VM lock, taken
+     * (all at once) by blk_submit_pending with or without it. */
+    GMutex pending_lock;
+    BlkIo *pending_head, **pending_tail;
 };
 
 struct BlkReq {
@@ -107,14 +141,19 @@ struct BlkReq {
     bool is_read;        /* for BLOCK_IO_ERROR's operation */
     uint64_t offset;     /* reads and writes: the disk range, for merging */
     uint64_t bytes;
+    BlkReq *next_free;   /* in BlkShared.free_reqs */
+    BlkIo io;            /* its block call when it is not part of a merge */
+    struct iovec iov_inline[BLK_REQ_INLINE_IOV]; /* iov when it fits */
 };
 
 /* Adjacent requests submitted as one; every member completes with its status. */
 typedef struct BlkMerge {
     BlkShared *sh;
     unsigned n;
-    struct iovec *iov;
-    BlkReq *reqs[];
+    struct BlkMerge *next_free;          /* in BlkShared.free_merges */
+    BlkIo io;
+    struct iovec iov[BLK_MERGE_MAX_IOV]; /* the members' buffers, neighbours joined */
+    BlkReq *reqs[BLK_QUEUE_SIZE];
 } BlkMerge;
 
 /* Status returned by blk_submit for a read or write left in the batch. */
@@ -123,18 +162,64 @@ typedef struct BlkMerge {
 static void shared_unref(BlkShared *sh)
 {
     if (--sh->refcnt == 0) {
+        while (sh->free_reqs) {
+            BlkReq *r = sh->free_reqs;
+            sh->free_reqs = r->next_free;
+            g_free(r);
+        }
+        while (sh->free_merges) {
+            BlkMerge *mg = sh->free_merges;
+            sh->free_merges = mg->next_free;
+            g_free(mg);
+        }
         g_free(sh);
     }
 }
 
-/* The bytes [skip, skip + len) of iov as a new iovec array. */
-static struct iovec *iov_slice(const struct iovec *iov, unsigned n, size_t skip, size_t len,
-                               int *out_n)
+/* A zeroed request from the pool (VM lock). */
+static BlkReq *blk_req_alloc(BlkShared *sh)
 {
-    struct iovec *r = g_new(struct iovec, MAX(n, 1));
+    BlkReq *r = sh->free_reqs;
 
-    *out_n = (int)virtio_iov_slice(r, iov, n, skip, len);
+    if (!r) {
+        return g_new0(BlkReq, 1);
+    }
+    sh->free_reqs = r->next_free;
+    sh->nr_free_reqs--;
+    /* Only the header needs clearing: iov_inline is written before it is read. */
+    memset(r, 0, offsetof(BlkReq, iov_inline));
     return r;
+}
+
+static BlkMerge *blk_merge_alloc(BlkShared *sh)
+{
+    BlkMerge *mg = sh->free_merges;
+
+    if (!mg) {
+        return g_new(BlkMerge, 1);
+    }
+    sh->free_merges = mg->next_free;
+    sh->nr_free_merges--;
+    return mg;
+}
+
+static void blk_merge_free(BlkShared *sh, BlkMerge *mg)
+{
+    if (sh->nr_free_merges >= BLK_POOL_MAX_MERGES) {
+        g_free(mg);
+        return;
+    }
+    mg->next_free = sh->free_merges;
+    sh->free_merges = mg;
+    sh->nr_free_merges++;
+}
+
+/* Points r->iov at the bytes [skip, skip + len) of iov, inside r when they fit. */
+static void blk_req_set_iov(BlkReq *r, const struct iovec *iov, unsigned n, size_t skip,
+                            size_t len)
+{
+    r->iov = n <= BLK_REQ_INLINE_IOV ? r->iov_inline : g_new(struct iovec, MAX(n, 1));
+    r->niov = (int)virtio_iov_slice(r->iov, iov, n, skip, len);
 }
 
 /* Writes the status byte (the last in byte) and hands the element back, without an
@@ -156,11 +241,20 @@ static void blk_req_finish(VirtIOBlk *s, BlkReq *r, uint8_t status)
     virtio_queue_notify_driver(&s->vdev, &s->vdev.vqs[r->queue]);
 }
 
-static void blk_req_free(BlkReq *r)
+/* Hands r back to the pool of sh (VM lock); sh must still hold r's reference. */
+static void blk_req_free(BlkShared *sh, BlkReq *r)
 {
     virtqueue_element_free(r->elem);
-    g_free(r->iov);
-    g_free(r);
+    if (r->iov != r->iov_inline) {
+        g_free(r->iov);
+    }
+    if (sh->nr_free_reqs >= BLK_POOL_MAX_REQS) {
+        g_free(r);
+        return;
+    }
+    r->next_free = sh->free_reqs;
+    sh->free_reqs = r;
+    sh->nr_free_reqs++;
 }
 
 static uint8_t blk_status_of(int ret)
@@ -191,7 +285,7 @@ static void blk_req_done(void *opaque, int ret)
     if (sh->dev && sh->dev->generation == r->generation) {
         blk_req_finish(sh->dev, r, blk_status_of(ret));
     }
-    blk_req_free(r);
+    blk_req_free(sh, r);
     shared_unref(sh);
     machine_unlock(m);
 }
@@ -215,16 +309,80 @@ static void blk_merge_done(void *opaque, int ret)
     if (live) {
         virtio_queue_notify_driver(&s->vdev, &s->vdev.vqs[mg->reqs[0]->queue]);
     }
-    for (unsigned i = 0; i < mg->n; i++) {
-        blk_req_free(mg->reqs[i]);
+    /* The last unref may free sh and its pools: give everything back first. */
+    unsigned n = mg->n;
+    for (unsigned i = 0; i < n; i++) {
+        blk_req_free(sh, mg->reqs[i]);
+    }
+    blk_merge_free(sh, mg);
+    for (unsigned i = 0; i < n; i++) {
         shared_unref(sh);
     }
-    g_free(mg->iov);
-    g_free(mg);
     machine_unlock(m);
 }
 
-/* Submits the batched reads or writes: one alone as it is, several as one request over
+/* Appends io to the calls blk_submit_pending makes (VM lock); io->bytes and io->flags
+ * (discard / write-zeroes) are set by the caller beforehand. */
+static void blk_queue_io(VirtIOBlk *s, BlkIo *io, BlkIoOp op, uint64_t offset,
+                         const struct iovec *iov, int niov, BlockCompletionFunc *cb,
+                         void *opaque)
+{
+    io->next = NULL;
+    io->op = op;
+    io->offset = offset;
+    io->iov = iov;
+    io->niov = niov;
+    io->cb = cb;
+    io->opaque = opaque;
+    g_mutex_lock(&s->pending_lock);
+    *s->pending_tail = io;
+    s->pending_tail = &io->next;
+    g_mutex_unlock(&s->pending_lock);
+}
+
+/*
+ * Makes the block calls the queue handlers prepared, in their order.  Called with the
+ * VM lock held (the handler itself, when it runs from a vCPU exit or a test) or, from the
+ * ioeventfd path, right after the transport dropped it (kick_unlocked): io_submit pins
+ * and maps up to 32 MiB of guest pages per merged request, and vCPUs must not wait for
+ * that.  The calls themselves touch no device state; every request already holds its
+ * reference on BlkShared, and a reset meanwhile is caught by the request's generation at
+ * completion.  Two threads may each take a part of the list: requests in flight together
+ * have no order in virtio-blk, and a flush only covers writes that already completed.
+ */
+static void blk_submit_pending(VirtIOBlk *s)
+{
+    g_mutex_lock(&s->pending_lock);
+    BlkIo *io = s->pending_head;
+    s->pending_head = NULL;
+    s->pending_tail = &s->pending_head;
+    g_mutex_unlock(&s->pending_lock);
+
+    while (io) {
+        BlkIo *next = io->next; /* io may complete (and be reused) once submitted */
+        switch (io->op) {
+        case BLK_IO_READ:
+            blk_aio_preadv(s->blk, io->offset, io->iov, io->niov, 0, io->cb, io->opaque);
+            break;
+        case BLK_IO_WRITE:
+            blk_aio_pwritev(s->blk, io->offset, io->iov, io->niov, 0, io->cb, io->opaque);
+            break;
+        case BLK_IO_FLUSH:
+            blk_aio_flush(s->blk, io->cb, io->opaque);
+            break;
+        case BLK_IO_DISCARD:
+            blk_aio_pdiscard(s->blk, io->offset, io->bytes, io->cb, io->opaque);
+            break;
+        case BLK_IO_WRITE_ZEROES:
+            blk_aio_pwrite_zeroes(s->blk, io->offset, io->bytes, io->flags, io->cb,
+                                  io->opaque);
+            break;
+        }
+        io = next;
+    }
+}
+
+/* Queues the batched reads or writes: one alone as it is, several as one request over
  * the concatenation of their buffers. */
 static void blk_batch_flush(VirtIOBlk *s, BlkBatch *b)
 {
@@ -232,23 +390,18 @@ static void blk_batch_flush(VirtIOBlk *s, BlkBatch *b)
         return;
     }
     BlkReq *first = b->reqs[0];
+    BlkIoOp op = first->is_read ? BLK_IO_READ : BLK_IO_WRITE;
     if (b->n == 1) {
-        if (first->is_read) {
-            blk_aio_preadv(s->blk, first->offset, first->iov, first->niov, 0, blk_req_done,
-                           first);
-        } else {
-            blk_aio_pwritev(s->blk, first->offset, first->iov, first->niov, 0, blk_req_done,
-                            first);
-        }
+        blk_queue_io(s, &first->io, op, first->offset, first->iov, first->niov, blk_req_done,
+                     first);
         b->n = 0;
         return;
     }
-    BlkMerge *mg = g_malloc(sizeof(*mg) + b->n * sizeof(mg->reqs[0]));
+    BlkMerge *mg = blk_merge_alloc(first->sh);
     int niov = 0;
 
     mg->sh = first->sh;
     mg->n = b->n;
-    mg->iov = g_new(struct iovec, MAX(b->niov, 1));
     for (unsigned i = 0; i < b->n; i++) {
         BlkReq *r = b->reqs[i];
         mg->reqs[i] = r;
@@ -263,11 +416,7 @@ static void blk_batch_flush(VirtIOBlk *s, BlkBatch *b)
         }
     }
     blk_account_merged(s->blk, !first->is_read, mg->n);
-    if (first->is_read) {
-        blk_aio_preadv(s->blk, first->offset, mg->iov, niov, 0, blk_merge_done, mg);
-    } else {
-        blk_aio_pwritev(s->blk, first->offset, mg->iov, niov, 0, blk_merge_done, mg);
-    }
+    blk_queue_io(s, &mg->io, op, first->offset, mg->iov, niov, blk_merge_done, mg);
     b->n = 0;
 }
 
@@ -317,13 +466,12 @@ static uint8_t blk_submit_dz(VirtIOBlk *s, BlkReq *r, uint32_t type)
     }
     r->used_len = 1;
     r->sh->refcnt++;
-    if (type == VIRTIO_BLK_T_DISCARD) {
-        blk_aio_pdiscard(s->blk, seg.sector * 512, (int64_t)seg.num * 512, blk_req_done, r);
-    } else {
-        blk_aio_pwrite_zeroes(s->blk, seg.sector * 512, (int64_t)seg.num * 512,
-                              (seg.flags & VIRTIO_BLK_WZ_UNMAP) ? BDRV_REQ_MAY_UNMAP : 0,
-                              blk_req_done, r);
-    }
+    /* Before queueing: another thread may take it from the list at once. */
+    r->io.bytes = (uint64_t)seg.num * 512;
+    r->io.flags = (seg.flags & VIRTIO_BLK_WZ_UNMAP) ? BDRV_REQ_MAY_UNMAP : 0;
+    blk_queue_io(s, &r->io, type == VIRTIO_BLK_T_DISCARD ? BLK_IO_DISCARD
+                                                          : BLK_IO_WRITE_ZEROES,
+                 seg.sector * 512, NULL, 0, blk_req_done, r);
     return 0xff; /* in flight */
 }
 
@@ -342,7 +490,7 @@ static uint8_t blk_submit(VirtIOBlk *s, BlkBatch *b, BlkReq *r)
         if (len % 512 || !range_ok(s, hdr.sector, len)) {
             return VIRTIO_BLK_S_IOERR;
         }
-        r->iov = iov_slice(e->in_sg, e->in_num, 0, len, &r->niov);
+        blk_req_set_iov(r, e->in_sg, e->in_num, 0, len);
         r->used_len = e->in_len;
         r->is_read = true;
         r->offset = hdr.sector * 512;
@@ -354,7 +502,7 @@ static uint8_t blk_submit(VirtIOBlk *s, BlkBatch *b, BlkReq *r)
         if (s->read_only || len % 512 || !range_ok(s, hdr.sector, len)) {
             return VIRTIO_BLK_S_IOERR;
         }
-        r->iov = iov_slice(e->out_sg, e->out_num, sizeof(hdr), len, &r->niov);
+        blk_req_set_iov(r, e->out_sg, e->out_num, sizeof(hdr), len);
         r->used_len = 1;
         r->offset = hdr.sector * 512;
         r->bytes = len;
@@ -364,7 +512,7 @@ static uint8_t blk_submit(VirtIOBlk *s, BlkBatch *b, BlkReq *r)
         blk_batch_flush(s, b); /* covers the writes queued before it */
         r->used_len = 1;
         r->sh->refcnt++;
-        blk_aio_flush(s->blk, blk_req_done, r);
+        blk_queue_io(s, &r->io, BLK_IO_FLUSH, 0, NULL, 0, blk_req_done, r);
         return 0xff;
     case VIRTIO_BLK_T_GET_ID: {
         char id[VIRTIO_BLK_ID_BYTES] = { 0 };
@@ -403,7 +551,7 @@ static bool blk_handle_one(VirtIOBlk *s, VirtQueue *vq, BlkBatch *b, VirtQueueEl
         virtqueue_element_free(e);
         return false;
     }
-    r = g_new0(BlkReq, 1);
+    r = blk_req_alloc(s->shared);
     r->sh = s->shared;
     r->generation = s->generation;
     r->queue = vq->index;
@@ -413,7 +561,7 @@ static bool blk_handle_one(VirtIOBlk *s, VirtQueue *vq, BlkBatch *b, VirtQueueEl
         blk_batch_add(s, b, r);
     } else if (status != 0xff) {
         blk_req_finish(s, r, status);
-        blk_req_free(r);
+        blk_req_free(s->shared, r);
     }
     return true;
 }
@@ -425,20 +573,29 @@ static void blk_handle_queue(VirtIODevice *vdev, VirtQueue *vq)
     BlkBatch *b = &s->batch;
 
     /* Kicks are pointless while we drain the ring; re-check after re-enabling them so
-     * a buffer added in between is not missed.  What is batched is submitted before we
-     * return, also when the device broke half-way. */
+     * a buffer added in between is not missed.  What is batched is submitted, also when
+     * the device broke half-way: here, or by blk_kick_unlocked once the transport has
+     * dropped the VM lock. */
     b->n = 0;
     do {
         virtqueue_set_notification(vq, false);
         while ((e = virtqueue_pop(vq))) {
             if (!blk_handle_one(s, vq, b, e)) {
-                blk_batch_flush(s, b);
-                return;
+                goto out;
             }
         }
         virtqueue_set_notification(vq, true);
     } while (!virtqueue_empty(vq));
+out:
     blk_batch_flush(s, b);
+    if (!vdev->kick_unlocked_follows) {
+        blk_submit_pending(s);
+    }
+}
+
+static void blk_kick_unlocked(VirtIODevice *vdev)
+{
+    blk_submit_pending((VirtIOBlk *)((uint8_t *)vdev - offsetof(VirtIOBlk, vdev)));
 }
 
 static void blk_vdev_reset(VirtIODevice *vdev)
@@ -451,6 +608,7 @@ static void blk_vdev_reset(VirtIODevice *vdev)
 
 static const VirtIODeviceOps blk_ops = {
     .reset = blk_vdev_reset,
+    .kick_unlocked = blk_kick_unlocked,
 };
 
 static void virtio_blk_reset(DeviceState *dev)
@@ -538,6 +696,8 @@ static bool virtio_blk_realize(DeviceState *dev, Machine *m, Error **errp)
     set_cfg32(s, CFG_MAX_WZ_SEG, 1);
     s->vdev.config[CFG_WZ_MAY_UNMAP] = 1;
 
+    g_mutex_init(&s->pending_lock);
+    s->pending_tail = &s->pending_head;
     s->shared = g_new0(BlkShared, 1);
     s->shared->refcnt = 1;
     s->shared->m = m;
@@ -560,6 +720,8 @@ static void virtio_blk_unrealize(DeviceState *dev)
     virtio_pci_unrealize(&s->proxy);
     virtio_cleanup(&s->vdev);
     if (s->shared) {
+        blk_submit_pending(s); /* none in practice: the ioeventfd path submits at once */
+        g_mutex_clear(&s->pending_lock);
         /* Requests still in the block layer complete later (block_cleanup drains them)
          * and only free themselves. */
         s->shared->dev = NULL;

@@ -136,9 +136,17 @@ static gboolean notifier_ready(gint fd, GIOCondition cond, gpointer opaque)
     if (eventfd_read(fd, &cnt) < 0) {
         return G_SOURCE_CONTINUE; /* EAGAIN: another wake-up took it */
     }
+    /* The device stays realized meanwhile: unrealize runs on this (main) thread too. */
+    VirtIODevice *vdev = p->vdev;
+    bool unlocked_part = vdev->ops && vdev->ops->kick_unlocked;
     machine_lock(p->m);
-    virtio_queue_kick(p->vdev, n->queue);
+    vdev->kick_unlocked_follows = unlocked_part;
+    virtio_queue_kick(vdev, n->queue);
+    vdev->kick_unlocked_follows = false;
     machine_unlock(p->m);
+    if (unlocked_part) {
+        vdev->ops->kick_unlocked(vdev);
+    }
     return G_SOURCE_CONTINUE;
 }
 

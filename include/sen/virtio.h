@@ -171,6 +171,11 @@ typedef struct VirtIODeviceOps {
     void (*set_status)(VirtIODevice *vdev, uint8_t status);
     /* Features accepted (FEATURES_OK set); may refuse them. May be NULL. */
     bool (*features_ok)(VirtIODevice *vdev, uint64_t features);
+    /* Runs right after the transport dropped the VM lock following a queue handler it ran
+     * with kick_unlocked_follows set (the ioeventfd path): the device makes slow host
+     * calls its handler prepared (io_submit) without holding up vCPUs.  Must not touch
+     * state the VM lock guards.  May be NULL. */
+    void (*kick_unlocked)(VirtIODevice *vdev);
 } VirtIODeviceOps;
 
 /* How the core asks the transport for an interrupt: vector is the queue's or the config
@@ -188,6 +193,9 @@ struct VirtIODevice {
     uint8_t status;
     uint8_t isr;
     bool broken;                /* NEEDS_RESET: no queue processing until reset */
+    /* Set by the transport (VM lock) while a queue handler runs that ops->kick_unlocked
+     * will follow; otherwise the handler finishes its work itself. */
+    bool kick_unlocked_follows;
     uint16_t config_vector;
     uint8_t config_generation;
     uint8_t *config;            /* device config space, config_len bytes, device-owned */

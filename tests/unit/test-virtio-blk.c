@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <glib.h>
 #include <glib/gstdio.h>
+#include "hw/virtio/virtio-pci.h"
 #include "sen/block.h"
 #include "virtio-test-util.h"
 
@@ -261,6 +262,54 @@ static void test_reset_in_flight(void)
     fixture_done(&f);
 }
 
+/*
+ * The ioeventfd path runs the queue handler with kick_unlocked_follows set and makes the
+ * block calls in ops->kick_unlocked after dropping the VM lock: until then nothing may
+ * reach the disk; afterwards the request completes as usual.  Then many requests one
+ * after the other, more than the request pool keeps, each checked on the disk.
+ */
+static void test_submit_after_unlock(void)
+{
+    Fixture f;
+    uint8_t buf[4096];
+
+    fixture_init(&f, "drive=d0");
+    vt_blk_driver_init(&f.vt);
+    VirtIODevice *vdev = ((VirtIOPCIProxy *)f.vt.dev)->vdev;
+    g_assert_nonnull(vdev->ops->kick_unlocked);
+
+    memset(f.vt.ram + DATA_GPA, 0x77, 4096);
+    vdev->kick_unlocked_follows = true;
+    post(&f, T_OUT, 8, 4096, false);
+    vdev->kick_unlocked_follows = false;
+    for (unsigned i = 0; i < 50; i++) {
+        g_main_context_iteration(f.vt.m.ctx, FALSE);
+        g_usleep(200);
+    }
+    g_assert_cmpuint(vt_used_idx(&f.vt), ==, 0);
+    read_file_at(f.disk, 8 * 512, buf, sizeof(buf));
+    g_assert_cmpuint(buf[0], ==, 0x11); /* not written yet */
+    vdev->ops->kick_unlocked(vdev);
+    g_assert_cmpuint(wait_done(&f, NULL), ==, S_OK);
+    read_file_at(f.disk, 8 * 512, buf, sizeof(buf));
+    g_assert_cmpuint(buf[0], ==, 0x77);
+    g_assert_cmpuint(buf[4095], ==, 0x77);
+
+    /* Nothing pending: a second kick_unlocked has nothing to do. */
+    vdev->ops->kick_unlocked(vdev);
+    for (unsigned i = 0; i < 600; i++) {
+        uint8_t fill = (uint8_t)(i * 7 + 1);
+        uint64_t sector = (i % 64) * 8;
+        memset(f.vt.ram + DATA_GPA, fill, 4096);
+        g_assert_cmpuint(request(&f, T_OUT, sector, 4096, false), ==, S_OK);
+        memset(f.vt.ram + DATA_GPA, 0, 4096);
+        g_assert_cmpuint(request(&f, T_IN, sector, 4096, true), ==, S_OK);
+        g_assert_cmpuint(f.vt.ram[DATA_GPA], ==, fill);
+        g_assert_cmpuint(f.vt.ram[DATA_GPA + 4095], ==, fill);
+    }
+    fixture_done(&f);
+}
+
 /* Chain at descriptor 3*k: header k, data (len bytes at data_gpa), status byte k. */
 static void post_chain(Fixture *f, unsigned k, uint32_t type, uint64_t sector,
                        uint64_t data_gpa, uint32_t len)
@@ -380,6 +429,7 @@ int main(int argc, char **argv)
     g_test_add_func("/virtio-blk/read-only", test_read_only);
     g_test_add_func("/virtio-blk/reset-in-flight", test_reset_in_flight);
     g_test_add_func("/virtio-blk/merge", test_merge);
+    g_test_add_func("/virtio-blk/submit-after-unlock", test_submit_after_unlock);
     g_test_add_func("/virtio-blk/realize-errors", test_realize_errors);
     return g_test_run();
 }
