@@ -144,6 +144,10 @@ static bool block_pool_attach_locked(BlockPool *p, GMainContext *ctx)
         p->src = g_unix_fd_source_new(p->efd, G_IO_IN);
         g_source_set_callback(p->src, (GSourceFunc)(void (*)(void))block_pool_dispatch, p,
                               NULL);
+        /* Without this glib "blocks" the source around every dispatch by taking its fd
+         * out of the poll set and putting it back, two wake-ups of the loop per batch.
+         * Recursion is safe: a dispatch detaches the whole done list before it runs it. */
+        g_source_set_can_recurse(p->src, true);
         g_source_attach(p->src, ctx);
         p->src_ctx = ctx;
     }
@@ -163,9 +167,9 @@ int block_pool_submit(BlockPool *p, GMainContext *ctx, BlockRequest *req)
         return ret;
     }
     g_queue_push_tail(&p->queue, job);
-    if (p->idle > p->wakeups) {
+    bool wake = p->idle > p->wakeups;
+    if (wake) {
         p->wakeups++;
-        g_cond_signal(&p->work_cond);
     } else if ((int)p->threads->len < p->max_threads) {
         GThread *t = g_thread_try_new("block-worker", block_pool_worker, p, NULL);
         if (t) {
@@ -180,6 +184,12 @@ int block_pool_submit(BlockPool *p, GMainContext *ctx, BlockRequest *req)
         return -EAGAIN;
     }
     g_mutex_unlock(&p->lock);
+    if (wake) {
+        /* Outside the lock, or the woken worker would block on it straight away.  The
+         * worker cannot be gone: only block_pool_free ends workers, after the owner's
+         * last submission. */
+        g_cond_signal(&p->work_cond);
+    }
     return 0;
 }
 
