@@ -109,12 +109,27 @@ int qcow2_write_l1_entry(BDRVQcow2State *s, uint32_t idx)
     return bdrv_pwrite_sync(s->bs->file, s->h.l1_table_offset + idx * 8ull, 8, be);
 }
 
+/* Waits for data_io_done (lock held); wake_data_io wakes only when someone waits. */
+static void wait_data_io(BDRVQcow2State *s)
+{
+    s->data_io_sleepers++;
+    g_cond_wait(&s->data_io_done, &s->lock);
+    s->data_io_sleepers--;
+}
+
+static void wake_data_io(BDRVQcow2State *s)
+{
+    if (s->data_io_sleepers) {
+        g_cond_broadcast(&s->data_io_done);
+    }
+}
+
 void qcow2_lock_exclusive(BDRVQcow2State *s)
 {
     g_mutex_lock(&s->lock);
     s->exclusive_waiters++;
     while (s->data_io_inflight) {
-        g_cond_wait(&s->data_io_done, &s->lock);
+        wait_data_io(s);
     }
     s->exclusive_waiters--;
 }
@@ -135,7 +150,7 @@ static int data_io(BDRVQcow2State *s, BlockDriverState *child, bool write, uint6
     int ret = write ? bdrv_pwrite(child, off, len, buf) : bdrv_pread(child, off, len, buf);
     g_mutex_lock(&s->lock);
     if (--s->data_io_inflight == 0) {
-        g_cond_broadcast(&s->data_io_done);
+        wake_data_io(s);
     }
     return ret;
 }
@@ -489,7 +504,7 @@ static int allocate_unlocked(BDRVQcow2State *s, int64_t l2, uint64_t off, uint64
         uint64_t key = cstart + (i << s->cluster_bits);
         g_hash_table_remove(s->allocating, &key);
     }
-    g_cond_broadcast(&s->data_io_done);
+    wake_data_io(s);
     return ret;
 }
 
@@ -530,7 +545,7 @@ static int write_in_cluster(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8
     /* Another request is giving this guest cluster its first host cluster: wait for its
      * L2 entry, or both would allocate one. */
     while (g_hash_table_contains(s->allocating, &cstart)) {
-        g_cond_wait(&s->data_io_done, &s->lock);
+        wait_data_io(s);
     }
     int64_t l2 = qcow2_get_writable_l2(s, off);
     if (l2 < 0) {

@@ -246,6 +246,8 @@ typedef struct BDRVQcow2State {
     GCond data_io_done;
     unsigned data_io_inflight;
     unsigned exclusive_waiters; /* while > 0, data I/O keeps the lock (no starvation) */
+    unsigned data_io_sleepers;  /* threads in g_cond_wait(data_io_done): skip the wake
+                                 * syscall when there are none */
     GHashTable *allocating;     /* guest cluster offsets getting a host cluster unlocked */
     Qcow2Header h;
     Qcow2Extensions ext;
