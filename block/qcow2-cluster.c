@@ -285,9 +285,56 @@ int qcow2_read_data(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *buf)
     return for_each_cluster(s, off, len, buf, false, read_in_cluster);
 }
 
+/*
+ * How many bytes of [off, off+len) lie in plain data clusters stored back to back on the
+ * host, starting with off's cluster (0 when that one is not plain data); *host is where
+ * off is stored.  Such a run is read with one transfer instead of one per cluster.
+ */
+static uint64_t contiguous_data_run(BDRVQcow2State *s, uint64_t off, uint64_t len,
+                                    uint64_t *host)
+{
+    uint64_t run = 0, next = 0;
+
+    while (run < len && !s->extl2) {
+        uint64_t l2e, bitmap;
+        if (qcow2_get_l2e(s, off + run, &l2e, &bitmap) < 0 ||
+            qcow2_l2e_type(l2e, s->h.version) != QCOW2_CLUSTER_NORMAL) {
+            break;
+        }
+        uint64_t cl = l2e & QCOW2_L2E_OFFSET_MASK;
+        if (cl % s->cluster_size || (run && cl != next)) {
+            break;
+        }
+        uint64_t coff = (off + run) & (s->cluster_size - 1);
+        if (!run) {
+            *host = cl + coff;
+        }
+        run += MIN(len - run, s->cluster_size - coff);
+        next = cl + s->cluster_size;
+    }
+    return run;
+}
+
 int qcow2_read_guest(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *buf)
 {
-    return for_each_cluster(s, off, len, buf, true, read_in_cluster);
+    while (len) {
+        uint64_t host = 0, n = contiguous_data_run(s, off, len, &host);
+        uint64_t piece = MIN(len, s->cluster_size - (off & (s->cluster_size - 1)));
+        int ret;
+        if (n > piece) {
+            ret = data_io(s, s->bs->file, false, host, n, buf, true);
+        } else {
+            n = piece;
+            ret = read_in_cluster(s, off, n, buf, true);
+        }
+        if (ret < 0) {
+            return ret;
+        }
+        off += n;
+        buf += n;
+        len -= n;
+    }
+    return 0;
 }
 
 /* Adds delta to the refcount of every cluster an L2 entry references. */
