@@ -377,3 +377,50 @@ def test_qemu_snapshot_is_listed_and_refused_cleanly(vms, tmp_path):
     # The guest was not touched: it carries on and its memory checks out.
     verify_and_exit(vm)
     image_check(disk)
+
+
+def qemu_io(path, command):
+    r = subprocess.run(["qemu-io", "-f", "qcow2", "-c", command, path],
+                       capture_output=True, text=True)
+    return r.returncode, r.stdout + r.stderr
+
+
+@pytest.mark.skipif(shutil.which("qemu-io") is None, reason="qemu-io (qemu-utils) missing")
+def test_disks_go_back_with_the_vm(vms, tmp_path):
+    """Every writable drive gets the snapshot and loadvm reverts each; a paused VM stays
+    paused across savevm; drives with snapshots others lack are listed as partial."""
+    d0, d1 = qcow2(tmp_path, "d0.qcow2"), qcow2(tmp_path, "d1.qcow2", "16M")
+    subprocess.run([QEMU_IMG, "snapshot", "-c", "lonely", d1], check=True)
+    drives = ["-drive", f"file={d0},if=virtio,id=disk0",
+              "-drive", f"file={d1},if=none,id=disk1"]
+    a = vms("a", *drives)
+    a.cmd("stop")
+    assert hmp(a, "savevm clean") == ""
+    assert a.status() == "paused"
+    info = hmp(a, "info snapshots")
+    assert "List of partial (non-loadable) snapshots on 'disk1':" in info, info
+    assert re.search(r"\n1 +lonely +0 B ", info), info
+    a.cmd("quit")
+    a.wait_exit()
+    # Written behind the snapshot's back: loadvm must take both drives back.
+    for d in (d0, d1):
+        assert qemu_io(d, "write -P 0xab 0 64k")[0] == 0
+    b = vms("b", *drives, "-loadvm", "clean")
+    assert b.status() == "running"
+    b.cmd("quit")
+    b.wait_exit()
+    for d in (d0, d1):
+        rc, out = qemu_io(d, "read -P 0 0 64k")
+        assert rc == 0 and "Pattern verification failed" not in out, out
+        image_check(d)
+    assert set(image_snapshots(d1)) == {"lonely", "clean"}
+
+
+def test_no_snapshots_during_a_migration(vms, tmp_path):
+    disk = qcow2(tmp_path)
+    vm = vms("a", "-drive", f"file={disk},if=virtio,id=disk0", "-incoming", "defer")
+    assert hmp(vm, "savevm s") == "Error: savevm: a migration is in progress\r\n"
+    assert vm.status() == "inmigrate"
+    vm.cmd("quit")
+    vm.wait_exit()
+    assert image_snapshots(disk) == {}
