@@ -67,11 +67,37 @@ static bool rebase_copy(BlockDriverState *bs, BlockDriverState *nb, bool progres
     return ok && bdrv_flush(bs) == 0;
 }
 
+/*
+ * Safe mode reads through the old backing chain with the -T cache mode, so it is opened
+ * here rather than by the image's open (which would give it the image's -t mode).
+ */
+static bool open_old_backing(BlockDriverState *bs, const char *filename, int src_flags)
+{
+    BDRVQcow2State *s = bs->opaque;
+    Error *err = NULL;
+
+    if (!s->backing_file) {
+        return true;
+    }
+    g_autofree char *path = qcow2_resolve_backing(filename, s->backing_file);
+    BlockDriverState *old = bdrv_open(path, NULL, s->ext.backing_fmt, src_flags, &err);
+    if (!old) {
+        error_report("Could not open old backing file '%s': %s", path,
+                     error_get_pretty(err));
+        error_free(err);
+        return false;
+    }
+    old->ctx = bs->ctx;
+    bs->backing = old;
+    return true;
+}
+
 int img_rebase(int argc, char **argv)
 {
     const char *fmt = NULL, *backing = NULL, *backing_fmt = NULL;
+    const char *cache = "writeback", *src_cache = "writeback"; /* qemu-img's defaults */
     bool unsafe = false, progress = false, quiet = false;
-    int c;
+    int c, flags = BDRV_O_RDWR, src_flags = 0;
     static const struct option longopts[] = {
         { "help", no_argument, NULL, 'h' },
         { "force-share", no_argument, NULL, 'U' },
@@ -99,12 +125,16 @@ int img_rebase(int argc, char **argv)
             quiet = true;
             break;
         case 't':
-        case 'T':
-        case 'U':
+            cache = optarg;
             break;
+        case 'T':
+            src_cache = optarg;
+            break;
+        case 'U':
+            break; /* sen-img takes no image locks, so there is nothing to share */
         case 'h':
-            printf("usage: sen-img rebase [-f fmt] [-p] [-q] [-u] -b backing_file "
-                   "[-F backing_fmt] filename\n");
+            printf("usage: sen-img rebase [-f fmt] [-t cache] [-T src_cache] [-p] [-q] [-u] "
+                   "[-U] -b backing_file [-F backing_fmt] filename\n");
             return 0;
         default:
             return 1;
@@ -118,9 +148,11 @@ int img_rebase(int argc, char **argv)
         error_report("Must specify backing file (-b)");
         return 1;
     }
+    if (!img_parse_cache(cache, &flags) || !img_parse_cache(src_cache, &src_flags)) {
+        return 1;
+    }
     const char *filename = argv[optind];
-    BlockDriverState *bs = img_open(filename, fmt, BDRV_O_RDWR |
-                                    (unsafe ? BDRV_O_NO_BACKING : 0));
+    BlockDriverState *bs = img_open(filename, fmt, flags | BDRV_O_NO_BACKING);
     if (!bs) {
         return 1;
     }
@@ -130,12 +162,16 @@ int img_rebase(int argc, char **argv)
         bdrv_unref(bs);
         return 1;
     }
+    if (!unsafe && !open_old_backing(bs, filename, src_flags)) {
+        bdrv_unref(bs);
+        return 1;
+    }
     BlockDriverState *nb = NULL;
     bool ok = true;
     if (*backing) {
         g_autofree char *path = resolve(filename, backing);
         Error *err = NULL;
-        nb = bdrv_open(path, NULL, backing_fmt, 0, &err);
+        nb = bdrv_open(path, NULL, backing_fmt, src_flags, &err);
         if (!nb && !unsafe) {
             error_report("Could not open new backing file '%s': %s", path,
                          error_get_pretty(err));

@@ -505,6 +505,30 @@ def test_rebase(tmp_path):
     assert p.returncode == 1 and "missing.qcow2" in p.stderr
 
 
+@pytest.mark.parametrize("cache,src_cache", [("none", "none"), ("writeback", "directsync")])
+def test_rebase_cache_modes(tmp_path, cache, src_cache):
+    """-t (the image) and -T (old and new backing, read in safe mode) are honoured: the
+    O_DIRECT paths give the same result; a bad mode is refused naming it, image intact."""
+    b1, b2, top = tmp_path / "b1.qcow2", tmp_path / "b2.qcow2", tmp_path / "top.qcow2"
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", b1, "4M")
+    run(QEMU_IO, "-c", "write -P 1 0 3M", b1)
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", b2, "4M")
+    run(QEMU_IO, "-c", "write -P 2 1M 2M", b2)
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", "-b", "b1.qcow2",
+        "-F", "qcow2", top)
+    run(QEMU_IO, "-c", "write -P 3 1000k 3k", top)  # not sector aligned at the end
+    before = tmp_path / "before.raw"
+    run(QEMU_IMG, "convert", "-O", "raw", top, before)
+    intact = top.read_bytes()
+    for opt in ("-t", "-T"):
+        p = sen("rebase", opt, "bogus", "-b", "b2.qcow2", "-F", "qcow2", top, check=False)
+        assert p.returncode == 1 and "Invalid cache option: bogus" in p.stderr
+        assert top.read_bytes() == intact
+    sen("rebase", "-t", cache, "-T", src_cache, "-U", "-b", "b2.qcow2", "-F", "qcow2", top)
+    qemu_check_clean(top)
+    run(QEMU_IMG, "compare", "-f", "raw", before, top)
+
+
 def test_commit(tmp_path):
     base, top = tmp_path / "base.qcow2", tmp_path / "top.qcow2"
     run(QEMU_IMG, "create", "-q", "-f", "qcow2", base, "4M")
