@@ -108,8 +108,16 @@ static void test_registers(Fixture *f, gconstpointer data)
     g_assert_true(ecap & VTD_ECAP_IR);
     g_assert_false(ecap & VTD_ECAP_EIM);
     g_assert_cmphex(((ecap >> 8) & 0x3ff) * 16, ==, VTD_REG_IVA);  /* IRO */
-    /* 32-bit halves read as the 64-bit register does. */
+    /* 32-bit halves read as the 64-bit register does; narrower reads see their bytes. */
     g_assert_cmphex(rd32(f, VTD_REG_CAP + 4), ==, cap >> 32);
+    g_assert_cmphex(vtd_reg_read(&f->s, VTD_REG_CAP + 1, 1), ==, (cap >> 8) & 0xff);
+    g_assert_cmphex(vtd_reg_read(&f->s, VTD_REG_CAP + 2, 2), ==, (cap >> 16) & 0xffff);
+    /* Misaligned and past-the-page accesses: 0, no effect. */
+    g_assert_cmphex(vtd_reg_read(&f->s, VTD_REG_CAP + 4, 8), ==, 0);
+    g_assert_cmphex(vtd_reg_read(&f->s, VTD_MMIO_SIZE, 4), ==, 0);
+    vtd_reg_write(&f->s, VTD_REG_RTADDR, 2, 0xf000);   /* only 32/64-bit writes count */
+    vtd_reg_write(&f->s, VTD_REG_RTADDR + 2, 4, 0x1000);
+    g_assert_cmphex(rd64(f, VTD_REG_RTADDR), ==, 0);
 
     /* kvm-unit-tests' order: QI, root table, IR table, DMAR, IR. */
     g_assert_cmphex(rd32(f, VTD_REG_GSTS), ==, 0);
