@@ -59,6 +59,7 @@ bench: build
 	tests/bench/img $(BUILD)
 	tests/bench/firmware $(BUILD)
 	tests/bench/migrate $(BUILD)
+	tests/bench/savevm $(BUILD)
 	tests/bench/net $(BUILD)
 
 clean:
