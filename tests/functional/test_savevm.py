@@ -435,3 +435,65 @@ def test_no_snapshots_during_a_migration(vms, tmp_path):
     vm.cmd("quit")
     vm.wait_exit()
     assert image_snapshots(disk) == {}
+
+
+def vm_state_host_offset(path, tag):
+    """Host offset of the first cluster of snapshot tag's VM state, from the qcow2
+    structures (docs/interop/qcow2.txt), to corrupt it behind Sen's back."""
+    import struct
+    with open(path, "rb") as f:
+        data = f.read()
+    cluster_bits, size = struct.unpack_from(">IQ", data, 20)
+    nb, table = struct.unpack_from(">IQ", data, 60)
+    cluster = 1 << cluster_bits
+    span = cluster * (cluster // 8)
+    pos = table
+    for _ in range(nb):
+        l1_off, l1_size, id_len, name_len = struct.unpack_from(">QIHH", data, pos)
+        extra = struct.unpack_from(">I", data, pos + 36)[0]
+        name = data[pos + 40 + extra + id_len:pos + 40 + extra + id_len + name_len].decode()
+        if name == tag:
+            l1i = (size + span - 1) // span
+            l2 = struct.unpack_from(">Q", data, l1_off + 8 * l1i)[0] & 0x00FFFFFFFFFFFE00
+            return struct.unpack_from(">Q", data, l2)[0] & 0x00FFFFFFFFFFFE00
+        pos += (40 + extra + id_len + name_len + 7) & ~7
+    raise KeyError(tag)
+
+
+@guest
+def test_corrupt_vm_state_leaves_the_vm_paused(vms, tmp_path):
+    """The checksum catches a corrupt vm-state area after the disks were reverted: the
+    VM stays paused with the reason, and loading a good snapshot brings it back."""
+    disk = qcow2(tmp_path)
+    drive = ["-drive", f"file={disk},if=virtio,id=disk0"]
+    a = vms("a", *drive, guest=DIRTIER, append=GUEST_ARGS)
+    wait_slice(a, 10)
+    assert hmp(a, "savevm good") == ""
+    assert hmp(a, "savevm bad") == ""
+    a.cmd("quit")
+    a.wait_exit()
+    off = vm_state_host_offset(disk, "bad") + 40000
+    with open(disk, "r+b") as f:
+        f.seek(off)
+        byte = f.read(1)
+        f.seek(off)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    r = subprocess.run([SEN, "-M", "pc", "-m", "64M", "-display", "none", "-nodefaults",
+                        "-kernel", DIRTIER, "-append", GUEST_ARGS, "-device",
+                        "isa-debug-exit", *drive, "-loadvm", "bad"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1, r
+    assert "-loadvm bad: Error while loading VM state of snapshot 'bad' from 'disk0'" \
+        in r.stderr, r.stderr
+
+    b = vms("b", *drive, "-loadvm", "good", guest=DIRTIER, append=GUEST_ARGS)
+    first = wait_slice(b, -1)
+    r = hmp(b, "loadvm bad")
+    assert r.startswith("Error: Error while loading VM state of snapshot 'bad'"), r
+    assert "the migration stream is corrupt (checksum" in r, r
+    assert b.status() == "paused"
+    assert hmp(b, "loadvm good") == ""
+    assert b.status() == "paused"   # it was stopped by the failure: loadvm keeps that
+    b.cmd("cont")
+    wait_slice(b, first + 10)
+    verify_and_exit(b)
