@@ -51,6 +51,24 @@ static void check_clean(BlockDriverState *bs)
     g_assert_cmpint(res.check_errors, ==, 0);
 }
 
+/* qemu-img (the QCOW2 oracle) agrees the image is clean, when it is installed. */
+static void qemu_img_check(const char *path)
+{
+    g_autofree char *qemu_img = g_find_program_in_path("qemu-img");
+    if (!qemu_img) {
+        g_test_message("qemu-img not installed: only our own check ran on %s", path);
+        return;
+    }
+    const char *argv[] = { qemu_img, "check", "-q", path, NULL };
+    g_autofree char *out = NULL, *err = NULL;
+    gint status = -1;
+    g_assert_true(g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, &out,
+                               &err, &status, NULL));
+    if (!g_spawn_check_wait_status(status, NULL)) {
+        g_error("qemu-img check %s: %s%s", path, out, err);
+    }
+}
+
 static void fill(uint8_t *buf, size_t len, uint32_t seed)
 {
     GRand *r = g_rand_new_with_seed(seed);
@@ -78,22 +96,28 @@ static void goto_or_die(BlockDriverState *bs, const char *name)
     }
 }
 
-static void test_roundtrip(void)
+typedef struct VmCase {
+    const char *opts;     /* create options after size= */
+    uint64_t span;        /* bytes one L1 entry maps */
+} VmCase;
+
+static void test_roundtrip(gconstpointer opaque)
 {
+    const VmCase *c = opaque;
     g_autofree char *path = tmp_path("vmstate.qcow2");
-    /* 512-byte clusters: one L1 entry spans 32 KiB, so 100 KiB of state needs 4 more. */
     const size_t disk = 40000 * 512ull, state_len = 100 * 1024 + 7;
     g_autofree uint8_t *state1 = g_malloc(state_len);
     g_autofree uint8_t *state2 = g_malloc(state_len);
     g_autofree uint8_t *back = g_malloc(state_len);
     uint8_t data[4096], got[4096];
 
-    create_or_die("qcow2", path, "size=20480000,cluster_size=512");
+    g_autofree char *opts = g_strdup_printf("size=20480000,%s", c->opts);
+    create_or_die("qcow2", path, opts);
     BlockDriverState *bs = open_or_die(path, "qcow2", BDRV_O_RDWR);
     g_assert_true(bdrv_can_snapshot(bs));
     BlockDriverInfo bdi;
     g_assert_cmpint(bdrv_get_info(bs, &bdi), ==, 0);
-    g_assert_cmpint(bdi.vm_state_offset, ==, (disk + 32767) / 32768 * 32768);
+    g_assert_cmpint(bdi.vm_state_offset, ==, (disk + c->span - 1) / c->span * c->span);
 
     fill(data, sizeof(data), 1);
     g_assert_cmpint(bdrv_pwrite(bs, 8192, sizeof(data), data), ==, 0);
@@ -115,6 +139,7 @@ static void test_roundtrip(void)
     snapshot(bs, "two", state_len);
     check_clean(bs);
     bdrv_unref(bs);
+    qemu_img_check(path);
 
     bs = open_or_die(path, "qcow2", BDRV_O_RDWR);
     GPtrArray *list = bs->drv->snapshot_list(bs, NULL);
@@ -151,6 +176,7 @@ static void test_roundtrip(void)
     g_assert_true(bs->drv->snapshot_delete(bs, "two", NULL));
     check_clean(bs);
     bdrv_unref(bs);
+    qemu_img_check(path);
     g_unlink(path);
 }
 
@@ -187,7 +213,19 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     test_dir = g_dir_make_tmp("sen-test-qcow2-vmstate-XXXXXX", NULL);
-    g_test_add_func("/qcow2-vmstate/roundtrip", test_roundtrip);
+    /* 512-byte clusters: one L1 entry spans 32 KiB, so 100 KiB of state needs 4 more
+     * L1 entries; extended L2 entries (subclusters) with 16 KiB clusters; the default
+     * cluster size with 64-bit refcounts. */
+    static const VmCase cases[] = {
+        { "cluster_size=512", 512ull * 64 },
+        { "cluster_size=16384,extended_l2=on", 16384ull * 1024 },
+        { "cluster_size=65536,refcount_bits=64", 65536ull * 8192 },
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_autofree char *name = g_strdup_printf("/qcow2-vmstate/roundtrip/%s",
+                                                cases[i].opts);
+        g_test_add_data_func(name, &cases[i], test_roundtrip);
+    }
     g_test_add_func("/qcow2-vmstate/refused", test_refused);
     int ret = g_test_run();
     g_rmdir(test_dir);
