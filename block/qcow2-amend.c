@@ -95,11 +95,7 @@ static int expand_zeroes(BDRVQcow2State *s, uint64_t l2_offset, void *opaque)
             continue;
         }
         if (ret == 0) {
-            ret = qcow2_cache_get(s->l2_cache, l2_offset, false, &t);
-        }
-        if (ret == 0) {
-            qcow2_st64(t + i * s->l2e_size, repl);
-            qcow2_cache_mark_dirty(s->l2_cache, l2_offset);
+            ret = qcow2_set_l2e(s, l2_offset, i, repl, NULL);
         }
     }
     return ret;

@@ -72,6 +72,23 @@ static uint64_t l2_index(BDRVQcow2State *s, uint64_t off)
     return (off >> s->cluster_bits) & ((1ull << s->l2_bits) - 1);
 }
 
+int qcow2_set_l2e(BDRVQcow2State *s, int64_t l2, uint64_t idx, uint64_t l2e,
+                  const uint64_t *bitmap)
+{
+    uint8_t *t;
+    int ret = qcow2_cache_get(s->l2_cache, l2, false, &t);
+    if (ret < 0) {
+        return ret;
+    }
+    uint8_t *e = t + idx * s->l2e_size;
+    qcow2_st64(e, l2e);
+    if (s->extl2 && bitmap) {
+        qcow2_st64(e + 8, *bitmap);
+    }
+    qcow2_cache_mark_dirty(s->l2_cache, l2);
+    return 0;
+}
+
 uint64_t qcow2_l2_offset(BDRVQcow2State *s, uint64_t off)
 {
     uint64_t l1i = off >> (s->cluster_bits + s->l2_bits);
@@ -535,16 +552,10 @@ static int allocate_unlocked(BDRVQcow2State *s, int64_t l2, uint64_t off, uint64
     }
     g_mutex_lock(&s->lock);
     s->data_io_inflight--;
-    uint8_t *t;
-    if (ret == 0) {
-        ret = qcow2_cache_get(s->l2_cache, l2, false, &t);
-    }
     for (uint64_t i = 0; ret == 0 && i < n; i++) {
-        qcow2_st64(t + (l2_index(s, cstart) + i) * s->l2e_size,
-                   ((uint64_t)target + (i << s->cluster_bits)) | QCOW2_OFLAG_COPIED);
-    }
-    if (ret == 0) {
-        qcow2_cache_mark_dirty(s->l2_cache, l2);
+        ret = qcow2_set_l2e(s, l2, l2_index(s, cstart) + i,
+                            ((uint64_t)target + (i << s->cluster_bits)) | QCOW2_OFLAG_COPIED,
+                            NULL);
     }
     /* On failure the clusters stay allocated but unreferenced: a leak, never a mix-up. */
     for (uint64_t i = 0; i < n; i++) {
@@ -661,17 +672,11 @@ static int write_in_cluster(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8
     if (ret < 0) {
         goto out;
     }
-    uint8_t *t;
-    ret = qcow2_cache_get(s->l2_cache, l2, false, &t);
+    const uint64_t all_allocated = 0xffffffffull;
+    ret = qcow2_set_l2e(s, l2, l2_index(s, off), target | QCOW2_OFLAG_COPIED, &all_allocated);
     if (ret < 0) {
         goto out;
     }
-    uint8_t *e = t + l2_index(s, off) * s->l2e_size;
-    qcow2_st64(e, target | QCOW2_OFLAG_COPIED);
-    if (s->extl2) {
-        qcow2_st64(e + 8, 0xffffffffull);
-    }
-    qcow2_cache_mark_dirty(s->l2_cache, l2);
     if (!reuse && (type == QCOW2_CLUSTER_NORMAL || type == QCOW2_CLUSTER_ZERO_ALLOC ||
                    type == QCOW2_CLUSTER_COMPRESSED || (s->extl2 && host))) {
         ret = free_old_entry(s, l2e);
@@ -811,17 +816,12 @@ int qcow2_write_compressed_prepared(BlockDriverState *bs, uint64_t off, const ui
     if (ret < 0) {
         goto out;
     }
-    uint8_t *t;
-    ret = qcow2_cache_get(s->l2_cache, l2, false, &t);
+    const uint64_t no_bitmap = 0; /* compressed clusters carry none */
+    ret = qcow2_set_l2e(s, l2, l2_index(s, off),
+                        qcow2_compressed_l2e(place, clen, s->cluster_bits), &no_bitmap);
     if (ret < 0) {
         goto out;
     }
-    uint8_t *e = t + l2_index(s, off) * s->l2e_size;
-    qcow2_st64(e, qcow2_compressed_l2e(place, clen, s->cluster_bits));
-    if (s->extl2) {
-        qcow2_st64(e + 8, 0);
-    }
-    qcow2_cache_mark_dirty(s->l2_cache, l2);
     if (old & (QCOW2_OFLAG_COMPRESSED | QCOW2_L2E_OFFSET_MASK)) {
         ret = free_old_entry(s, old);
     }
@@ -873,17 +873,10 @@ int qcow2_zero_clusters(BDRVQcow2State *s, uint64_t off, uint64_t n, bool zero, 
         } else {
             ne = 0;
         }
-        uint8_t *t;
-        ret = qcow2_cache_get(s->l2_cache, l2, false, &t);
+        ret = qcow2_set_l2e(s, l2, l2_index(s, off), ne, &nb);
         if (ret < 0) {
             break;
         }
-        uint8_t *e = t + l2_index(s, off) * s->l2e_size;
-        qcow2_st64(e, ne);
-        if (s->extl2) {
-            qcow2_st64(e + 8, nb);
-        }
-        qcow2_cache_mark_dirty(s->l2_cache, l2);
         if (!keep && (old & (QCOW2_OFLAG_COMPRESSED | QCOW2_L2E_OFFSET_MASK))) {
             g_array_append_val(freed, old);
         }

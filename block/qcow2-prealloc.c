@@ -79,17 +79,14 @@ static int prealloc_l2_range(BDRVQcow2State *s, uint64_t from, uint64_t to,
         return ret;
     }
     *file_end = MAX(*file_end, (uint64_t)host + (want << s->cluster_bits));
-    ret = qcow2_cache_get(s->l2_cache, l2, false, &t);
     for (uint64_t i = 0, next = host; ret == 0 && i < n; i++) {
-        uint8_t *e = t + (idx0 + i) * s->l2e_size;
-        if (qcow2_ld64(e) == 0) {
+        /* Looked up each time: the allocation above may have evicted the table. */
+        ret = qcow2_cache_get(s->l2_cache, l2, false, &t);
+        if (ret == 0 && qcow2_ld64(t + (idx0 + i) * s->l2e_size) == 0) {
             /* Extended entries keep a zero bitmap: allocated, every subcluster unallocated. */
-            qcow2_st64(e, next | QCOW2_OFLAG_COPIED);
+            ret = qcow2_set_l2e(s, l2, idx0 + i, next | QCOW2_OFLAG_COPIED, NULL);
             next += s->cluster_size;
         }
-    }
-    if (ret == 0) {
-        qcow2_cache_mark_dirty(s->l2_cache, l2);
     }
     return ret;
 }

@@ -228,11 +228,7 @@ static int fix_copied(BDRVQcow2State *s)
             }
             uint64_t w = rc == 1 ? l2e | QCOW2_OFLAG_COPIED : l2e & ~QCOW2_OFLAG_COPIED;
             if (w != l2e) {
-                ret = qcow2_cache_get(s->l2_cache, l2, false, &t);
-                if (ret == 0) {
-                    qcow2_st64(t + j * s->l2e_size, w);
-                    qcow2_cache_mark_dirty(s->l2_cache, l2);
-                }
+                ret = qcow2_set_l2e(s, l2, j, w, NULL);
             }
         }
     }

@@ -325,6 +325,13 @@ ssize_t qcow2_compress_cluster(BlockDriverState *bs, uint64_t off, const uint8_t
 int qcow2_write_compressed_prepared(BlockDriverState *bs, uint64_t off, const uint8_t *buf,
                                     const uint8_t *cbuf, ssize_t clen);
 int qcow2_write_compressed(BlockDriverState *bs, uint64_t off, const uint8_t *buf);
+/*
+ * The one way L2 entries change: sets entry idx of the L2 table at host offset l2 to l2e
+ * and, with extended L2 entries and bitmap non-NULL, its subcluster bitmap to *bitmap;
+ * marks the table dirty.  Returns 0 or -errno (loading the table failed).
+ */
+int qcow2_set_l2e(BDRVQcow2State *s, int64_t l2, uint64_t idx, uint64_t l2e,
+                  const uint64_t *bitmap);
 /* Reads the L2 entry (and bitmap) for guest offset off. */
 int qcow2_get_l2e(BDRVQcow2State *s, uint64_t off, uint64_t *l2e, uint64_t *bitmap);
 
