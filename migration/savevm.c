@@ -120,7 +120,18 @@ static SnapDrives *snap_drives(Machine *m, const char *vmstate, char **devices,
         d->vm_name = g_ptr_array_index(d->names, 0);
     }
     if (need_vm && !d->vm) {
-        error_setg(errp, "No block device can accept snapshots");
+        /* QEMU's message, plus the drives left out for being read-only, if any: the
+         * usual reason a VM with a qcow2 disk cannot be saved. */
+        g_autoptr(GPtrArray) all = block_backends(m);
+        g_autoptr(GString) ro = g_string_new(NULL);
+        for (guint i = 0; i < all->len; i++) {
+            BlockBackend *blk = g_ptr_array_index(all, i);
+            if (blk_is_read_only(blk)) {
+                g_string_append_printf(ro, "%s'%s'", ro->len ? ", " : "", blk_name(blk));
+            }
+        }
+        error_setg(errp, "No block device can accept snapshots%s%s%s",
+                   ro->len ? " (read-only: " : "", ro->str, ro->len ? ")" : "");
         return NULL;
     }
     return g_steal_pointer(&d);

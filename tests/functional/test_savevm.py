@@ -218,7 +218,10 @@ def test_bad_inputs_leave_the_vm_alone(vms, tmp_path):
     assert vm2.status() == "running"
 
     vm3 = vms("c", "-drive", f"file={disk},if=virtio,id=disk0,readonly=on")
-    assert hmp(vm3, "savevm s") == "Error: No block device can accept snapshots\r\n"
+    assert hmp(vm3, "savevm s") == \
+        "Error: No block device can accept snapshots (read-only: 'disk0')\r\n"
+    assert hmp(vm3, "loadvm s") == \
+        "Error: No block device can accept snapshots (read-only: 'disk0')\r\n"
     vm4 = vms("d")
     assert hmp(vm4, "savevm s") == "Error: No block device can accept snapshots\r\n"
     assert hmp(vm4, "info snapshots") == "No block device can accept snapshots\r\n"
