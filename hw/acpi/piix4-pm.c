@@ -56,9 +56,15 @@
 #define REG_PM1_CNT   0x04
 #define REG_PM_TMR    0x08
 #define REG_END       0x0c
+/* ICH9 (-M q35): SMI_EN, whose APMC_EN bit set at reset is how QEMU tells firmware that
+ * there is no SMM (SeaBIOS then skips its SMM set-up, which would wait for an SMI that
+ * Sen never delivers). */
+#define REG_ICH9_SMI_EN       0x30
+#define ICH9_SMI_EN_APMC_EN   0x20
 
 typedef struct AcpiPmState {
     DeviceState parent;
+    bool ich9;              /* ich9= property: the block is ICH9's (SMI_EN, see above) */
     Machine *m;
     IrqLine sci;
     Timer *tmr_timer;       /* raises TMR_STS on time while TMR_EN is set */
@@ -151,7 +157,11 @@ static uint64_t pm_read(void *opaque, uint64_t offset, unsigned size)
     pm_snapshot(s, regs);
     for (unsigned i = 0; i < size; i++) {
         uint64_t at = offset + i;
-        v |= (uint64_t)(at < REG_END ? regs[at] : 0) << (8 * i);
+        uint8_t byte = at < REG_END ? regs[at] : 0;
+        if (s->ich9 && at == REG_ICH9_SMI_EN) {
+            byte = ICH9_SMI_EN_APMC_EN;
+        }
+        v |= (uint64_t)byte << (8 * i);
     }
     return v;
 }
@@ -370,10 +380,17 @@ static void acpi_pm_unrealize(DeviceState *dev)
     }
 }
 
+static const PropertyDef acpi_pm_props[] = {
+    DEFINE_PROP("ich9", PROP_BOOL, AcpiPmState, ich9, NULL,
+                "ICH9 flavour (-M q35): SMI_EN reads APMC_EN, i.e. no SMM"),
+    { .name = NULL },
+};
+
 const DeviceClass acpi_pm_class = {
     .name = "acpi-pm",
     .desc = "PIIX4-compatible ACPI PM block (PM timer, PM1, GPE0, power button, S3, S5)",
     .instance_size = sizeof(AcpiPmState),
+    .props = acpi_pm_props,
     .realize = acpi_pm_realize,
     .reset = acpi_pm_reset,
     .unrealize = acpi_pm_unrealize,

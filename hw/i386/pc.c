@@ -107,7 +107,8 @@ static bool create_devices(Machine *m, PcMachine *pc, Error **errp)
         !create_builtin(m, "port92", NULL, errp) ||
         !create_builtin(m, pc->q35 ? "q35-pcihost" : "i440fx-pcihost", NULL, errp) ||
         (pc->q35 && !create_builtin(m, "ich9-lpc", "addr=1f.0", errp)) ||
-        (!cfg->no_acpi && !create_builtin(m, "acpi-pm", NULL, errp))) {
+        (!cfg->no_acpi &&
+         !create_builtin(m, "acpi-pm", pc->q35 ? "ich9=on" : NULL, errp))) {
         return false;
     }
     if (cfg->irqchip_split) {

@@ -45,6 +45,8 @@ static void test_enumerate(void)
     uint32_t t1 = qtest_inl(s, 0x608) & 0xffffff;
     g_assert_cmpuint((t1 - t0) & 0xffffff, >=, 3578);
     g_assert_cmpuint((t1 - t0) & 0xffffff, <=, 3581);
+    /* ICH9 SMI_EN at PMBASE + 0x30 reads APMC_EN: "no SMM" for firmware */
+    g_assert_cmphex(qtest_inl(s, 0x630), ==, 0x20);
     /* nothing else on bus 0 without -device */
     for (unsigned slot = 1; slot < 0x1f; slot++) {
         g_assert_cmphex(ecam_readl(s, slot << 3, 0), ==, 0xffffffff);
@@ -64,6 +66,7 @@ static void test_alias_and_pc(void)
     s = qtest_init("-M pc");
     g_assert_cmphex(cfg_readl(s, 0, 0), ==, 0x12378086);
     g_assert_cmphex(cfg_readl(s, LPC_DEVFN, 0), ==, 0xffffffff);
+    g_assert_cmphex(qtest_inl(s, 0x630), ==, 0);           /* PIIX4 block: nothing there */
     qtest_quit(s);
 }
 
