@@ -183,6 +183,25 @@ static void test_bad_options(void)
                                NULL));
     g_assert_cmpint(status, !=, 0);
     g_assert_nonnull(strstr(err, "already in use by ich9-lpc"));
+    g_clear_pointer(&out, g_free);
+    g_clear_pointer(&err, g_free);
+    /* q35 has 30 free slots (00 is the MCH, 1f the LPC): the 31st edu finds none */
+    GPtrArray *args = g_ptr_array_new();
+    g_ptr_array_add(args, (char *)bin);
+    g_ptr_array_add(args, "-accel");
+    g_ptr_array_add(args, "qtest");
+    g_ptr_array_add(args, "-M");
+    g_ptr_array_add(args, "q35");
+    for (int i = 0; i < 31; i++) {
+        g_ptr_array_add(args, "-device");
+        g_ptr_array_add(args, "edu");
+    }
+    g_ptr_array_add(args, NULL);
+    g_assert_true(g_spawn_sync(NULL, (char **)args->pdata, NULL, 0, NULL, NULL, &out, &err,
+                               &status, NULL));
+    g_ptr_array_free(args, TRUE);
+    g_assert_cmpint(status, !=, 0);
+    g_assert_nonnull(strstr(err, "is full"));
 }
 
 int main(int argc, char **argv)
