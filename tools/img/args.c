@@ -1,7 +1,8 @@
 /*
- * The command-line preamble info, map and check share: -f/--format, --output=human|json,
- * -U/--force-share, -h/--help and exactly one image name, with qemu-img's messages; each
- * command adds its own options through a callback.
+ * The command-line preamble the commands on existing images share (info, map, check,
+ * commit, compare, rebase, snapshot): -f/--format, --output=human|json where the command
+ * has it, -U/--force-share, -h/--help and one image name (two for compare), with
+ * qemu-img's messages; each command adds its own options through a callback.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -22,7 +23,9 @@ int img_parse_image_args(int argc, char **argv, const ImgArgsSpec *spec, ImgImag
     struct option longopts[MAX_LONGOPTS] = { { 0 } };
     size_t n = 0;
     for (size_t i = 0; i < G_N_ELEMENTS(common); i++) {
-        longopts[n++] = common[i];
+        if (common[i].val != IMG_OPT_OUTPUT || spec->output) {
+            longopts[n++] = common[i];
+        }
     }
     for (const struct option *o = spec->longopts; o && o->name; o++) {
         g_assert(n < MAX_LONGOPTS - 1);
@@ -31,7 +34,7 @@ int img_parse_image_args(int argc, char **argv, const ImgArgsSpec *spec, ImgImag
     g_autofree char *shortopts = g_strconcat("+f:hU", spec->shortopts ? spec->shortopts : "",
                                              NULL);
     const char *output = "human";
-    int c;
+    int c, fail = spec->error_status ? spec->error_status : 1;
     *out = (ImgImageArgs){ 0 };
     optind = 1;
     while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
@@ -48,10 +51,10 @@ int img_parse_image_args(int argc, char **argv, const ImgArgsSpec *spec, ImgImag
             printf("usage: sen-img %s\n", spec->usage);
             return 0;
         case '?':
-            return 1;
+            return fail;
         default:
             if (!spec->option || !spec->option(c, optarg, spec->opaque)) {
-                return 1;
+                return fail;
             }
             break;
         }
@@ -59,11 +62,17 @@ int img_parse_image_args(int argc, char **argv, const ImgArgsSpec *spec, ImgImag
     out->json = !strcmp(output, "json");
     if (!out->json && strcmp(output, "human")) {
         error_report("--output must be used with human or json as argument.");
-        return 1;
+        return fail;
     }
-    if (optind != argc - 1) {
+    if (spec->two_files) {
+        if (argc - optind != 2) {
+            error_report("Expecting two image file names");
+            return fail;
+        }
+        out->filename2 = argv[optind + 1];
+    } else if (optind != argc - 1) {
         error_report("Expecting one image file name");
-        return 1;
+        return fail;
     }
     out->filename = argv[optind];
     return -1;

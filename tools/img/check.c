@@ -122,6 +122,7 @@ int img_check(int argc, char **argv)
     const ImgArgsSpec spec = {
         .usage = "check [-f fmt] [--output=human|json] [-r leaks|all] [-q] filename",
         .shortopts = "r:T:q", .longopts = longopts, .option = check_option, .opaque = &o,
+        .output = true,
     };
     ImgImageArgs a;
     int status = img_parse_image_args(argc, argv, &spec, &a);

@@ -2,56 +2,61 @@
  * sen-img commit: writes what the overlay holds into its backing file, then (unless -d)
  * empties the overlay.  Only the immediate backing file can be the base.
  */
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "block/qcow2.h"
 #include "tools/img/img.h"
 
+typedef struct CommitOpts {
+    const char *base_name;
+    bool drop, progress, quiet;
+    int flags;              /* BDRV_O_* of -t */
+} CommitOpts;
+
+static bool commit_option(int c, const char *arg, void *opaque)
+{
+    CommitOpts *o = opaque;
+
+    switch (c) {
+    case 'b':
+        o->base_name = arg;
+        return true;
+    case 'd':
+        o->drop = true;
+        return true;
+    case 'p':
+        o->progress = true;
+        return true;
+    case 'q':
+        o->quiet = true;
+        return true;
+    case 't':
+        return img_parse_cache(arg, &o->flags);
+    case 'r':
+        /* A rate limit only slows the copy down; the result is the same. */
+        return true;
+    default:
+        return false;
+    }
+}
+
 int img_commit(int argc, char **argv)
 {
-    const char *fmt = NULL, *base_name = NULL;
-    bool drop = false, progress = false, quiet = false;
-    int c;
-    static const struct option longopts[] = {
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
+    CommitOpts o = { .flags = BDRV_O_RDWR };
+    const ImgArgsSpec spec = {
+        .usage = "commit [-q] [-f fmt] [-t cache] [-b base] [-r rate_limit] [-d] [-p] "
+                 "filename",
+        .shortopts = "t:b:dpqr:", .option = commit_option, .opaque = &o,
     };
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "+hf:t:b:dpqr:", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'f':
-            fmt = optarg;
-            break;
-        case 'b':
-            base_name = optarg;
-            break;
-        case 'd':
-            drop = true;
-            break;
-        case 'p':
-            progress = true;
-            break;
-        case 'q':
-            quiet = true;
-            break;
-        case 't':
-        case 'r':
-            break;
-        case 'h':
-            printf("usage: sen-img commit [-q] [-f fmt] [-b base] [-d] [-p] filename\n");
-            return 0;
-        default:
-            return 1;
-        }
+    ImgImageArgs args;
+    int status = img_parse_image_args(argc, argv, &spec, &args);
+    if (status >= 0) {
+        return status;
     }
-    if (optind != argc - 1) {
-        error_report("Expecting one image file name");
-        return 1;
-    }
-    const char *filename = argv[optind];
-    BlockDriverState *bs = img_open(filename, fmt, BDRV_O_RDWR);
+    const char *fmt = args.fmt, *base_name = o.base_name, *filename = args.filename;
+    bool drop = o.drop, progress = o.progress, quiet = o.quiet;
+    BlockDriverState *bs = img_open(filename, fmt, o.flags);
     if (!bs) {
         return 1;
     }

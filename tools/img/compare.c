@@ -2,7 +2,6 @@
  * sen-img compare: exit 0 identical, 1 different (first offset printed), 2 on error, as
  * qemu-img.  A size difference is fine when the extra part reads as zeroes (-s: it is not).
  */
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -21,54 +20,57 @@ static int64_t first_diff(const uint8_t *a, const uint8_t *b, size_t n)
     return -1;
 }
 
+typedef struct CompareOpts {
+    const char *fmt2;
+    bool strict, quiet, progress;
+} CompareOpts;
+
+static bool compare_option(int c, const char *arg, void *opaque)
+{
+    CompareOpts *o = opaque;
+
+    switch (c) {
+    case 'F':
+        o->fmt2 = arg;
+        break;
+    case 's':
+        o->strict = true;
+        break;
+    case 'q':
+        o->quiet = true;
+        break;
+    case 'p':
+        o->progress = true;
+        break;
+    case 'T':
+        break; /* source cache mode: reads are the same either way */
+    default:
+        return false;
+    }
+    return true;
+}
+
 int img_compare(int argc, char **argv)
 {
-    const char *fmt1 = NULL, *fmt2 = NULL;
-    bool strict = false, quiet = false, progress = false;
-    int c;
-    static const struct option longopts[] = {
-        { "help", no_argument, NULL, 'h' },
-        { "force-share", no_argument, NULL, 'U' },
-        { NULL, 0, NULL, 0 },
+    CompareOpts o = { 0 };
+    const ImgArgsSpec spec = {
+        .usage = "compare [-f fmt] [-F fmt] [-T src_cache] [-p] [-q] [-s] [-U] filename1 "
+                 "filename2",
+        .shortopts = "F:T:pqs", .option = compare_option, .opaque = &o, .two_files = true,
+        .error_status = 2,
     };
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "+hf:F:T:pqsU", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'f':
-            fmt1 = optarg;
-            break;
-        case 'F':
-            fmt2 = optarg;
-            break;
-        case 's':
-            strict = true;
-            break;
-        case 'q':
-            quiet = true;
-            break;
-        case 'p':
-            progress = true;
-            break;
-        case 'T':
-        case 'U':
-            break;
-        case 'h':
-            printf("usage: sen-img compare [-f fmt] [-F fmt] [-p] [-q] [-s] filename1 "
-                   "filename2\n");
-            return 0;
-        default:
-            return 2;
-        }
+    ImgImageArgs args;
+    int status = img_parse_image_args(argc, argv, &spec, &args);
+    if (status >= 0) {
+        return status;
     }
-    if (argc - optind != 2) {
-        error_report("Expecting two image file names");
-        return 2;
-    }
-    BlockDriverState *a = img_open(argv[optind], fmt1, 0);
+    const char *fmt1 = args.fmt, *fmt2 = o.fmt2;
+    bool strict = o.strict, quiet = o.quiet, progress = o.progress;
+    BlockDriverState *a = img_open(args.filename, fmt1, 0);
     if (!a) {
         return 2;
     }
-    BlockDriverState *b = img_open(argv[optind + 1], fmt2, 0);
+    BlockDriverState *b = img_open(args.filename2, fmt2, 0);
     if (!b) {
         bdrv_unref(a);
         return 2;

@@ -23,23 +23,29 @@ int img_dd(int argc, char **argv);
 int img_measure(int argc, char **argv);
 int img_amend(int argc, char **argv);
 
-/* The preamble of info, map and check (args.c). */
+/* The preamble of the commands on existing images (args.c). */
 enum { IMG_OPT_OUTPUT = 0x100, IMG_OPT_FIRST_CMD = 0x200 };
 struct option;
 typedef struct ImgArgsSpec {
     const char *usage;               /* after "usage: sen-img " for -h */
     const char *shortopts;           /* the command's own, appended to "+f:hU" */
     const struct option *longopts;   /* the command's own, ends with a NULL name */
-    /* Handles one of the command's options; false (after a message) stops with exit 1. */
+    /* Handles one of the command's options; false (after a message) stops with the
+     * error status. */
     bool (*option)(int c, const char *arg, void *opaque);
     void *opaque;
+    bool output;                     /* accepts --output=human|json */
+    bool two_files;                  /* takes two image names (compare) */
+    int error_status;                /* exit status on errors; 0 means 1 */
 } ImgArgsSpec;
 typedef struct ImgImageArgs {
     const char *fmt;                 /* -f, or NULL to probe */
     bool json;                       /* --output=json */
     const char *filename;
+    const char *filename2;           /* with two_files */
 } ImgImageArgs;
-/* Returns -1 to go on with *out filled, or the exit status (0 after -h, 1 on error). */
+/* Returns -1 to go on with *out filled, or the exit status (0 after -h, else the error
+ * status). */
 int img_parse_image_args(int argc, char **argv, const ImgArgsSpec *spec, ImgImageArgs *out);
 
 /* Opens filename (fmt NULL: probe) or reports the error; NULL on failure. */

@@ -199,7 +199,7 @@ int img_info(int argc, char **argv)
     };
     const ImgArgsSpec spec = {
         .usage = "info [-f fmt] [--output=human|json] [--backing-chain] [-U] filename",
-        .longopts = longopts, .option = info_option, .opaque = &chain,
+        .longopts = longopts, .option = info_option, .opaque = &chain, .output = true,
     };
     ImgImageArgs a;
     int status = img_parse_image_args(argc, argv, &spec, &a);

@@ -92,7 +92,9 @@ static bool print_entry(const MapEntry *e, bool json, bool first)
 
 int img_map(int argc, char **argv)
 {
-    const ImgArgsSpec spec = { .usage = "map [-f fmt] [--output=human|json] filename" };
+    const ImgArgsSpec spec = {
+        .usage = "map [-f fmt] [--output=human|json] filename", .output = true,
+    };
     ImgImageArgs a;
     int status = img_parse_image_args(argc, argv, &spec, &a);
     if (status >= 0) {

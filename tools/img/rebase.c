@@ -4,7 +4,6 @@
  * and the new backing chain, so the guest-visible data stays the same; -u only rewrites
  * the header.
  */
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -92,58 +91,63 @@ static bool open_old_backing(BlockDriverState *bs, const char *filename, int src
     return true;
 }
 
+typedef struct RebaseOpts {
+    const char *backing, *backing_fmt;
+    const char *cache, *src_cache;
+    bool unsafe, progress, quiet;
+} RebaseOpts;
+
+static bool rebase_option(int c, const char *arg, void *opaque)
+{
+    RebaseOpts *o = opaque;
+
+    switch (c) {
+    case 'F':
+        o->backing_fmt = arg;
+        break;
+    case 'b':
+        o->backing = arg;
+        break;
+    case 'u':
+        o->unsafe = true;
+        break;
+    case 'p':
+        o->progress = true;
+        break;
+    case 'q':
+        o->quiet = true;
+        break;
+    case 't':
+        o->cache = arg;
+        break;
+    case 'T':
+        o->src_cache = arg;
+        break;
+    default:
+        return false;
+    }
+    return true;
+}
+
 int img_rebase(int argc, char **argv)
 {
-    const char *fmt = NULL, *backing = NULL, *backing_fmt = NULL;
-    const char *cache = "writeback", *src_cache = "writeback"; /* qemu-img's defaults */
-    bool unsafe = false, progress = false, quiet = false;
-    int c, flags = BDRV_O_RDWR, src_flags = 0;
-    static const struct option longopts[] = {
-        { "help", no_argument, NULL, 'h' },
-        { "force-share", no_argument, NULL, 'U' },
-        { NULL, 0, NULL, 0 },
+    /* qemu-img's defaults for both cache modes. */
+    RebaseOpts o = { .cache = "writeback", .src_cache = "writeback" };
+    const ImgArgsSpec spec = {
+        .usage = "rebase [-f fmt] [-t cache] [-T src_cache] [-p] [-q] [-u] [-U] "
+                 "-b backing_file [-F backing_fmt] filename",
+        .shortopts = "F:b:upt:T:q", .option = rebase_option, .opaque = &o,
     };
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "+hf:F:b:upt:T:qU", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'f':
-            fmt = optarg;
-            break;
-        case 'F':
-            backing_fmt = optarg;
-            break;
-        case 'b':
-            backing = optarg;
-            break;
-        case 'u':
-            unsafe = true;
-            break;
-        case 'p':
-            progress = true;
-            break;
-        case 'q':
-            quiet = true;
-            break;
-        case 't':
-            cache = optarg;
-            break;
-        case 'T':
-            src_cache = optarg;
-            break;
-        case 'U':
-            break; /* sen-img takes no image locks, so there is nothing to share */
-        case 'h':
-            printf("usage: sen-img rebase [-f fmt] [-t cache] [-T src_cache] [-p] [-q] [-u] "
-                   "[-U] -b backing_file [-F backing_fmt] filename\n");
-            return 0;
-        default:
-            return 1;
-        }
+    ImgImageArgs args;
+    int status = img_parse_image_args(argc, argv, &spec, &args);
+    if (status >= 0) {
+        return status;
     }
-    if (optind != argc - 1) {
-        error_report("Expecting one image file name");
-        return 1;
-    }
+    /* -U is accepted and changes nothing: sen-img takes no image locks. */
+    const char *fmt = args.fmt, *backing = o.backing, *backing_fmt = o.backing_fmt;
+    const char *cache = o.cache, *src_cache = o.src_cache;
+    bool unsafe = o.unsafe, progress = o.progress, quiet = o.quiet;
+    int flags = BDRV_O_RDWR, src_flags = 0;
     if (!backing) {
         error_report("Must specify backing file (-b)");
         return 1;
@@ -151,7 +155,7 @@ int img_rebase(int argc, char **argv)
     if (!img_parse_cache(cache, &flags) || !img_parse_cache(src_cache, &src_flags)) {
         return 1;
     }
-    const char *filename = argv[optind];
+    const char *filename = args.filename;
     BlockDriverState *bs = img_open(filename, fmt, flags | BDRV_O_NO_BACKING);
     if (!bs) {
         return 1;

@@ -1,5 +1,4 @@
 /* sen-img snapshot: list (-l), create (-c), apply (-a), delete (-d) internal snapshots. */
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -25,55 +24,58 @@ void img_print_snapshot_row(const char *id, const char *name, uint64_t vm_size,
            (int)(clock_ns % 1000000000 / 1000000), ic);
 }
 
+typedef struct SnapshotOpts {
+    char action;            /* 'l', 'a', 'c', 'd' or 0 (list) */
+    const char *name;
+    bool quiet;
+} SnapshotOpts;
+
+static bool snapshot_option(int c, const char *arg, void *opaque)
+{
+    SnapshotOpts *o = opaque;
+
+    switch (c) {
+    case 'l':
+    case 'a':
+    case 'c':
+    case 'd':
+        if (o->action) {
+            error_report("Cannot mix '-l', '-a', '-c', '-d'");
+            return false;
+        }
+        o->action = c;
+        o->name = c == 'l' ? NULL : arg;
+        return true;
+    case 'q':
+        o->quiet = true;
+        return true;
+    default:
+        return false;
+    }
+}
+
 int img_snapshot(int argc, char **argv)
 {
-    char action = 0;
-    const char *name = NULL;
-    bool quiet = false;
-    int c;
-    static const struct option longopts[] = {
-        { "help", no_argument, NULL, 'h' },
-        { "force-share", no_argument, NULL, 'U' },
-        { NULL, 0, NULL, 0 },
+    SnapshotOpts o = { 0 };
+    const ImgArgsSpec spec = {
+        .usage = "snapshot [-f fmt] [-l | -a snapshot | -c snapshot | -d snapshot] [-q] "
+                 "[-U] filename",
+        .shortopts = "la:c:d:q", .option = snapshot_option, .opaque = &o,
     };
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "+la:c:d:f:hqU", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'l':
-        case 'a':
-        case 'c':
-        case 'd':
-            if (action) {
-                error_report("Cannot mix '-l', '-a', '-c', '-d'");
-                return 1;
-            }
-            action = c;
-            name = c == 'l' ? NULL : optarg;
-            break;
-        case 'f':
-        case 'U':
-            break;
-        case 'q':
-            quiet = true;
-            break;
-        case 'h':
-            printf("usage: sen-img snapshot [-l | -a snapshot | -c snapshot | -d snapshot] "
-                   "[-q] filename\n");
-            return 0;
-        default:
-            return 1;
-        }
+    ImgImageArgs args;
+    int status = img_parse_image_args(argc, argv, &spec, &args);
+    if (status >= 0) {
+        return status;
     }
-    if (optind != argc - 1) {
-        error_report("Expecting one image file name");
-        return 1;
-    }
+    char action = o.action;
+    const char *name = o.name;
+    bool quiet = o.quiet;
     if (!action) {
         action = 'l';
     }
-    const char *filename = argv[optind];
-    BlockDriverState *bs = img_open(filename, NULL, action == 'l' ? BDRV_O_NO_BACKING
-                                                                  : BDRV_O_RDWR);
+    const char *filename = args.filename;
+    BlockDriverState *bs = img_open(filename, args.fmt, action == 'l' ? BDRV_O_NO_BACKING
+                                                                      : BDRV_O_RDWR);
     if (!bs) {
         return 1;
     }

@@ -529,6 +529,26 @@ def test_rebase_cache_modes(tmp_path, cache, src_cache):
     run(QEMU_IMG, "compare", "-f", "raw", before, top)
 
 
+def test_shared_preamble(tmp_path):
+    """commit/compare/rebase/snapshot parse -f, -h and the image names through args.c:
+    -f is honoured (snapshot ignored it), compare's errors exit 2, bad -t is refused."""
+    img = tmp_path / "a.qcow2"
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", img, "1M")
+    p = sen("snapshot", "-f", "raw", "-c", "s1", img, check=False)
+    assert p.returncode == 1 and "raw" in p.stderr
+    sen("snapshot", "-f", "qcow2", "-c", "s1", img)
+    assert "s1" in sen("snapshot", "-l", img).stdout
+    p = sen("compare", img, check=False)
+    assert p.returncode == 2 and "Expecting two image file names" in p.stderr
+    p = sen("compare", "--output=json", img, img, check=False)
+    assert p.returncode == 2
+    assert sen("compare", "-f", "qcow2", "-F", "qcow2", img, img).returncode == 0
+    p = sen("commit", "-t", "bogus", img, check=False)
+    assert p.returncode == 1 and "Invalid cache option: bogus" in p.stderr
+    for cmd in ("commit", "rebase", "snapshot", "compare"):
+        assert sen(cmd, "-h").stdout.startswith("usage: sen-img " + cmd)
+
+
 def test_commit(tmp_path):
     base, top = tmp_path / "base.qcow2", tmp_path / "top.qcow2"
     run(QEMU_IMG, "create", "-q", "-f", "qcow2", base, "4M")
