@@ -253,8 +253,21 @@ static bool hmp_migrate_incoming(QmpCtx *ctx, const char *arg, GString *out, Err
 
 /* ---- snapshots (migration/savevm.c): they stop the vCPUs, so without the VM lock ---- */
 
+/* A snapshot name is one word, as QEMU's HMP reads it. */
+static bool hmp_one_word(const char *cmd, const char *arg, Error **errp)
+{
+    if (arg && strpbrk(arg, " \t")) {
+        error_setg(errp, "%s: extraneous characters at the end of line", cmd);
+        return false;
+    }
+    return true;
+}
+
 static bool hmp_savevm(QmpCtx *ctx, const char *arg, GString *out, Error **errp)
 {
+    if (!hmp_one_word("savevm", arg, errp)) {
+        return false;
+    }
     machine_unlock(ctx->m);
     bool ok = savevm_save(ctx->m, arg, true, NULL, NULL, errp);
     machine_lock(ctx->m);
@@ -266,8 +279,23 @@ static bool hmp_savevm_noarg(QmpCtx *ctx, GString *out, Error **errp)
     return hmp_savevm(ctx, NULL, out, errp);
 }
 
+static bool hmp_loadvm_noarg(QmpCtx *ctx, GString *out, Error **errp)
+{
+    error_setg(errp, "loadvm: missing snapshot name");
+    return false;
+}
+
+static bool hmp_delvm_noarg(QmpCtx *ctx, GString *out, Error **errp)
+{
+    error_setg(errp, "delvm: missing snapshot name");
+    return false;
+}
+
 static bool hmp_loadvm(QmpCtx *ctx, const char *arg, GString *out, Error **errp)
 {
+    if (!hmp_one_word("loadvm", arg, errp)) {
+        return false;
+    }
     machine_unlock(ctx->m);
     bool ok = savevm_load(ctx->m, arg, NULL, NULL, errp);
     machine_lock(ctx->m);
@@ -276,6 +304,9 @@ static bool hmp_loadvm(QmpCtx *ctx, const char *arg, GString *out, Error **errp)
 
 static bool hmp_delvm(QmpCtx *ctx, const char *arg, GString *out, Error **errp)
 {
+    if (!hmp_one_word("delvm", arg, errp)) {
+        return false;
+    }
     machine_unlock(ctx->m);
     bool ok = savevm_delete(ctx->m, arg, NULL, errp);
     machine_lock(ctx->m);
@@ -334,6 +365,8 @@ static const HmpCmd hmp_cmds[] = {
     { "info network", "show the NICs and network backends", hmp_info_network },
     { "info migrate", "show the migration status and counters", hmp_info_migrate },
     { "savevm", "save the VM as a snapshot named after the time", hmp_savevm_noarg },
+    { "loadvm", "(needs a snapshot name)", hmp_loadvm_noarg },
+    { "delvm", "(needs a snapshot name)", hmp_delvm_noarg },
     { "migrate_cancel", "cancel the running migration", hmp_migrate_cancel },
     { "stop", "stop the vCPUs", hmp_stop },
     { "cont", "start or resume the vCPUs", hmp_cont },

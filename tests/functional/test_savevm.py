@@ -207,6 +207,10 @@ def test_bad_inputs_leave_the_vm_alone(vms, tmp_path):
     assert hmp(vm, "loadvm nope") == \
         "Error: Snapshot 'nope' does not exist in one or more devices\r\n"
     assert hmp(vm, "delvm nope") == "Error: Snapshot 'nope' not found\r\n"
+    assert hmp(vm, "savevm two words") == \
+        "Error: savevm: extraneous characters at the end of line\r\n"
+    assert hmp(vm, "loadvm") == "Error: loadvm: missing snapshot name\r\n"
+    assert hmp(vm, "delvm ") == "Error: delvm: missing snapshot name\r\n"
     assert vm.status() == "running"
 
     raw = str(tmp_path / "disk.raw")
