@@ -12,6 +12,9 @@
  * address bits 19:12; for a remappable-format entry (VT-d, bit 48 set) it carries the
  * interrupt index and format bits exactly where the IOMMU looks for them in an MSI.
  *
+ * Pin levels are logical (asserted = 1) whatever the polarity bit says, as in QEMU's
+ * model: the polarity bit is stored and read back only.
+ *
  * Edge pins deliver on a rising edge while unmasked.  Level pins deliver while asserted,
  * unmasked and without remote IRR, and set remote IRR; the guest's EOI of the delivered
  * vector (KVM_EXIT_IOAPIC_EOI, or the EOI register) clears it.  For level entries the
