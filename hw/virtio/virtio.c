@@ -37,6 +37,9 @@ void virtio_cleanup(VirtIODevice *vdev)
 {
     g_free(vdev->config);
     vdev->config = NULL;
+    for (unsigned i = 0; vdev->vqs && i < vdev->num_queues; i++) {
+        virtqueue_cleanup(&vdev->vqs[i]);
+    }
     g_free(vdev->vqs);
     vdev->vqs = NULL;
     vdev->num_queues = 0;

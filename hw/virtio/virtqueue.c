@@ -126,12 +126,13 @@ bool virtqueue_empty(VirtQueue *vq)
     return read_avail_idx(vq) == vq->last_avail_idx;
 }
 
-typedef struct ChainWalk {
+typedef struct ChainWalk ChainWalk;
+struct ChainWalk {
     struct iovec iov[VIRTQUEUE_MAX_SEGS]; /* outs first, then ins (the order is enforced) */
     uint64_t gpa[VIRTQUEUE_MAX_SEGS];
     unsigned out_num, in_num;
     size_t out_len, in_len;
-} ChainWalk;
+};
 
 static bool walk_add(VirtQueue *vq, ChainWalk *w, const VirtqDesc *d)
 {
@@ -286,8 +287,12 @@ VirtQueueElement *virtqueue_pop(VirtQueue *vq)
                      vq->num);
         return NULL;
     }
-    /* The walk state is ~24 KiB: too big for the stack of every thread that may pop. */
-    w = g_malloc(sizeof(*w));
+    /* The walk state is ~24 KiB: too big for the stack of every thread that may pop, and
+     * worth keeping rather than allocating for every request. */
+    if (!vq->walk) {
+        vq->walk = g_malloc(sizeof(*vq->walk));
+    }
+    w = vq->walk;
     w->out_num = w->in_num = 0;
     w->out_len = w->in_len = 0;
     if (walk_chain(vq, head, w)) {
@@ -299,8 +304,13 @@ VirtQueueElement *virtqueue_pop(VirtQueue *vq)
             mark_used_dirty(vq, USED_RING_OFF + 8u * vq->num, 2);
         }
     }
-    g_free(w);
     return e;
+}
+
+void virtqueue_cleanup(VirtQueue *vq)
+{
+    g_free(vq->walk);
+    vq->walk = NULL;
 }
 
 void virtqueue_unpop(VirtQueue *vq, VirtQueueElement *elem)

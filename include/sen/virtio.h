@@ -117,6 +117,9 @@ struct VirtQueue {
     bool notification;       /* driver notifications wanted */
     unsigned inuse;          /* popped but not yet pushed */
     VirtQueueHandler *handler;
+    /* virtqueue_pop's ~24 KiB descriptor walk state, allocated at the first pop and kept
+     * until virtio_cleanup (one pop at a time per queue: the VM lock). */
+    struct ChainWalk *walk;
 };
 
 /*
@@ -126,6 +129,8 @@ struct VirtQueue {
 bool virtqueue_enable(VirtQueue *vq);
 /* Forgets rings and indices (device reset or queue reset). */
 void virtqueue_reset(VirtQueue *vq);
+/* Frees what the queue allocated for itself (virtio_cleanup calls it). */
+void virtqueue_cleanup(VirtQueue *vq);
 /* true when no request is waiting (also for a disabled queue or broken device). */
 bool virtqueue_empty(VirtQueue *vq);
 /*
