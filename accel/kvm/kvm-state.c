@@ -148,7 +148,28 @@ typedef struct KvmVmState {
     struct kvm_pit_state2 pit;
     uint64_t clock;                  /* KVM_GET_CLOCK: kvmclock nanoseconds */
     uint32_t tsc_khz;                /* 0: unknown */
+    /* kernel-irqchip=split: only the LAPICs are in KVM (their state is per vCPU); the
+     * chip and PIT buffers above stay zero and the IOAPIC travels as Sen's "ioapic"
+     * device.  Saved in a subsection only then, so streams without it are unchanged. */
+    uint8_t split_irqchip;
 } KvmVmState;
+
+static bool vm_split_needed(void *opaque)
+{
+    return ((KvmVmState *)opaque)->split_irqchip != 0;
+}
+
+static const VMStateField vm_split_fields[] = {
+    VMSTATE_UINT8(split_irqchip, KvmVmState),
+    VMSTATE_END_OF_LIST(),
+};
+
+static const VMStateDesc vm_split_vmsd = {
+    .name = "kvm-vm/split-irqchip", .version_id = 1, .minimum_version_id = 1,
+    .fields = vm_split_fields, .needed = vm_split_needed,
+};
+
+static const VMStateDesc *const vm_subsections[] = { &vm_split_vmsd, NULL };
 
 static const VMStateField vm_fields[] = {
     VMSTATE_BUFFER(pic_master, KvmVmState),
@@ -162,6 +183,7 @@ static const VMStateField vm_fields[] = {
 
 static const VMStateDesc vm_vmsd = {
     .name = "kvm-vm", .version_id = 1, .minimum_version_id = 1, .fields = vm_fields,
+    .subsections = vm_subsections,
 };
 
 static bool have_cap(KvmState *s, int cap)
@@ -318,12 +340,16 @@ static bool vm_get_state(KvmState *s, KvmVmState *vs, Error **errp)
     vs->ioapic.chip_id = KVM_IRQCHIP_IOAPIC;
     struct kvm_clock_data clock;
     memset(&clock, 0, sizeof(clock));
-    if (!vm_ioctl(s, KVM_GET_IRQCHIP, &vs->pic_master, "KVM_GET_IRQCHIP (PIC master)",
-                  errp) ||
+    vs->split_irqchip = s->split_irqchip;
+    if (!s->split_irqchip &&
+        (!vm_ioctl(s, KVM_GET_IRQCHIP, &vs->pic_master, "KVM_GET_IRQCHIP (PIC master)",
+                   errp) ||
         !vm_ioctl(s, KVM_GET_IRQCHIP, &vs->pic_slave, "KVM_GET_IRQCHIP (PIC slave)", errp) ||
         !vm_ioctl(s, KVM_GET_IRQCHIP, &vs->ioapic, "KVM_GET_IRQCHIP (IOAPIC)", errp) ||
-        !vm_ioctl(s, KVM_GET_PIT2, &vs->pit, "KVM_GET_PIT2", errp) ||
-        !vm_ioctl(s, KVM_GET_CLOCK, &clock, "KVM_GET_CLOCK", errp)) {
+         !vm_ioctl(s, KVM_GET_PIT2, &vs->pit, "KVM_GET_PIT2", errp))) {
+        return false;
+    }
+    if (!vm_ioctl(s, KVM_GET_CLOCK, &clock, "KVM_GET_CLOCK", errp)) {
         return false;
     }
     vs->clock = clock.clock;
@@ -335,11 +361,6 @@ static bool vm_get_state(KvmState *s, KvmVmState *vs, Error **errp)
 bool kvm_state_save(Machine *m, VMStateOut *out, Error **errp)
 {
     KvmState *s = kvm_state(m);
-    if (s->split_irqchip) {
-        error_setg(errp, "migration and snapshots with kernel-irqchip=split are not "
-                   "supported yet");
-        return false;
-    }
     g_autofree KvmVmState *vs = g_new0(KvmVmState, 1);
     if (!vm_get_state(s, vs, errp) || !vmstate_save_section(out, "kvm-vm", &vm_vmsd, vs,
                                                             errp)) {
@@ -482,6 +503,9 @@ static bool vcpu_set_state(KvmVcpu *v, const KvmCpuState *c, Error **errp)
 
 static bool vm_set_state(KvmState *s, KvmVmState *vs, Error **errp)
 {
+    if (s->split_irqchip) {
+        return true; /* no chip or PIT in KVM; the IOAPIC is a Sen device */
+    }
     /* A stream cannot redirect which chip an ioctl writes. */
     vs->pic_master.chip_id = KVM_IRQCHIP_PIC_MASTER;
     vs->pic_slave.chip_id = KVM_IRQCHIP_PIC_SLAVE;
@@ -525,11 +549,6 @@ static void vm_set_tsc_khz(KvmState *s, const KvmVmState *vs)
 bool kvm_state_load(Machine *m, VMStateIn *in, Error **errp)
 {
     KvmState *s = kvm_state(m);
-    if (s->split_irqchip) {
-        error_setg(errp, "migration and snapshots with kernel-irqchip=split are not "
-                   "supported yet");
-        return false;
-    }
     g_mutex_lock(&s->ctl_lock);
     bool running = s->running;
     g_mutex_unlock(&s->ctl_lock);
@@ -539,6 +558,12 @@ bool kvm_state_load(Machine *m, VMStateIn *in, Error **errp)
     }
     g_autofree KvmVmState *vs = g_new0(KvmVmState, 1);
     if (!vmstate_load_section(in, "kvm-vm", &vm_vmsd, vs, errp)) {
+        return false;
+    }
+    if (!vs->split_irqchip != !s->split_irqchip) {
+        error_setg(errp, "device state: the source ran with kernel-irqchip=%s, this machine "
+                   "with kernel-irqchip=%s (they must match)",
+                   vs->split_irqchip ? "split" : "on", s->split_irqchip ? "split" : "on");
         return false;
     }
     vm_set_tsc_khz(s, vs);
