@@ -10,13 +10,11 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include "sen/device.h"
 #include "sen/machine.h"
 #include "sen/memory.h"
 #include "sen/timer.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz-random.h"
 
 static const struct { uint16_t base, len; } ranges[] = {
     { 0x600, 0x40 },  /* PM1 event/control, PM timer, and the rest of the block */
@@ -105,18 +103,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 #ifndef SEN_LIBFUZZER
 int main(int argc, char **argv)
 {
-    unsigned runs = argc > 1 ? (unsigned)strtoul(argv[1], NULL, 0) : 5000;
-    GRand *r = g_rand_new_with_seed(0xac91);
-    uint8_t buf[6 * 64];
-
-    for (unsigned n = 0; n < runs; n++) {
-        size_t len = g_rand_int_range(r, 0, sizeof(buf) + 1);
-        for (size_t i = 0; i < len; i++) {
-            buf[i] = g_rand_int(r);
-        }
-        LLVMFuzzerTestOneInput(buf, len);
-    }
-    g_rand_free(r);
+    unsigned runs = fuzz_random_inputs(argc, argv, 5000, 0xac91, 6 * 64);
     printf("acpi-pm-fuzz: %u random inputs\n", runs);
     return 0;
 }

@@ -12,14 +12,12 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include "sen/device.h"
 #include "sen/hw/ioapic.h"
 #include "sen/machine.h"
 #include "sen/memory.h"
 #include "sen/pci.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz-random.h"
 
 #define EDU_BAR   0xe0000000ULL
 #define EDU_DEVFN (3 << 3)
@@ -79,9 +77,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         unsigned w = widths[(op[0] >> 4) & 3];
         /* registers sit at multiples of 4 up to 0xa0; mostly hit them */
         uint64_t off = (op[0] & 0x80) ? op[1] : (uint64_t)(op[1] % 0x28) * 4;
-        uint64_t value;
-        memcpy(&value, op + 2, 6);
-        value &= 0xffffffffffffULL;
+        uint64_t value = fuzz_le(op + 2, 6);
         if (op[1] & 1) {
             value = (value & 0xfff) | 0x40000; /* a plausible DMA buffer address */
         }
@@ -124,18 +120,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 #ifndef SEN_LIBFUZZER
 int main(int argc, char **argv)
 {
-    unsigned runs = argc > 1 ? (unsigned)strtoul(argv[1], NULL, 0) : 5000;
-    GRand *r = g_rand_new_with_seed(0xed0);
-    uint8_t buf[8 * 64];
-
-    for (unsigned n = 0; n < runs; n++) {
-        size_t len = g_rand_int_range(r, 0, sizeof(buf) + 1);
-        for (size_t i = 0; i < len; i++) {
-            buf[i] = g_rand_int(r);
-        }
-        LLVMFuzzerTestOneInput(buf, len);
-    }
-    g_rand_free(r);
+    unsigned runs = fuzz_random_inputs(argc, argv, 5000, 0xed0, 8 * 64);
     printf("edu-ioapic-fuzz: %u random inputs\n", runs);
     return 0;
 }

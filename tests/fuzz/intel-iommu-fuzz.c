@@ -12,12 +12,10 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include "hw/i386/intel-iommu.h"
+#include "fuzz-random.h"
 
 #define FUZZ_RAM (1ULL << 20)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void fail(const char *what, uint64_t v)
 {
@@ -50,15 +48,6 @@ static GuestMemory *fuzz_memory(void)
     return gm;
 }
 
-static uint64_t le64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (unsigned i = 0; i < 8; i++) {
-        v |= (uint64_t)p[i] << (8 * i);
-    }
-    return v;
-}
-
 static void check_invariants(VtdState *s)
 {
     if ((s->iqh >> 4) >= s->iq_entries || (s->iqh & 0xf)) {
@@ -88,7 +77,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     vtd_init(&s, &cfg, gm, count_msi, NULL);
     for (size_t i = 1; i + 12 <= size; i += 12) {
         const uint8_t *op = data + i;
-        uint64_t v = le64(op + 4);
+        uint64_t v = fuzz_le(op + 4, 8);
         /* Mostly addresses inside the fuzz RAM, sometimes anything. */
         if (op[0] & 0x80) {
             v &= FUZZ_RAM - 1;
@@ -108,7 +97,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         case 2:
         case 3: {
-            uint64_t le = GUINT64_TO_LE(le64(op + 4));
+            uint64_t le = GUINT64_TO_LE(fuzz_le(op + 4, 8));
             guest_mem_write(gm, (op[1] | op[2] << 8 | (uint64_t)op[3] << 16) %
                                 FUZZ_RAM & ~7ULL, &le, 8);
             break;
@@ -154,18 +143,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 #ifndef SEN_LIBFUZZER
 int main(int argc, char **argv)
 {
-    unsigned runs = argc > 1 ? (unsigned)strtoul(argv[1], NULL, 0) : 3000;
-    GRand *r = g_rand_new_with_seed(0x7d1);
-    uint8_t buf[1 + 12 * 64];
-
-    for (unsigned n = 0; n < runs; n++) {
-        size_t len = g_rand_int_range(r, 0, sizeof(buf) + 1);
-        for (size_t i = 0; i < len; i++) {
-            buf[i] = g_rand_int(r);
-        }
-        LLVMFuzzerTestOneInput(buf, len);
-    }
-    g_rand_free(r);
+    unsigned runs = fuzz_random_inputs(argc, argv, 3000, 0x7d1, 1 + 12 * 64);
     printf("intel-iommu-fuzz: %u random inputs, %u event interrupts\n", runs, msis_sent);
     return 0;
 }
