@@ -197,23 +197,27 @@ bool intel_iommu_dmar_config(Machine *m, AcpiDmarConfig *out)
 
 /* ---- migration: the registers and what the global command latched ---- */
 
+/* The event registers keep the names they had as separate members, so streams stay the same. */
+#define EVENT_FIELD(name, f) \
+    VMSTATE_FIELD_(name, VMS_U32, IntelIommu, f, sizeof(uint32_t), 0, 0, NULL, 0)
+
 static const VMStateField vtd_fields[] = {
     VMSTATE_UINT32(vtd.gsts, IntelIommu),
     VMSTATE_UINT64(vtd.rtaddr, IntelIommu),
     VMSTATE_UINT64(vtd.ccmd, IntelIommu),
     VMSTATE_UINT32(vtd.fsts, IntelIommu),
-    VMSTATE_UINT32(vtd.fectl, IntelIommu),
-    VMSTATE_UINT32(vtd.fedata, IntelIommu),
-    VMSTATE_UINT32(vtd.feaddr, IntelIommu),
-    VMSTATE_UINT32(vtd.feuaddr, IntelIommu),
+    EVENT_FIELD("vtd.fectl", vtd.fault_ev.ctl),
+    EVENT_FIELD("vtd.fedata", vtd.fault_ev.data),
+    EVENT_FIELD("vtd.feaddr", vtd.fault_ev.addr),
+    EVENT_FIELD("vtd.feuaddr", vtd.fault_ev.uaddr),
     VMSTATE_UINT64(vtd.iqh, IntelIommu),
     VMSTATE_UINT64(vtd.iqt, IntelIommu),
     VMSTATE_UINT64(vtd.iqa, IntelIommu),
     VMSTATE_UINT32(vtd.ics, IntelIommu),
-    VMSTATE_UINT32(vtd.iectl, IntelIommu),
-    VMSTATE_UINT32(vtd.iedata, IntelIommu),
-    VMSTATE_UINT32(vtd.ieaddr, IntelIommu),
-    VMSTATE_UINT32(vtd.ieuaddr, IntelIommu),
+    EVENT_FIELD("vtd.iectl", vtd.inv_ev.ctl),
+    EVENT_FIELD("vtd.iedata", vtd.inv_ev.data),
+    EVENT_FIELD("vtd.ieaddr", vtd.inv_ev.addr),
+    EVENT_FIELD("vtd.ieuaddr", vtd.inv_ev.uaddr),
     VMSTATE_UINT64(vtd.irta, IntelIommu),
     VMSTATE_UINT64(vtd.iva, IntelIommu),
     VMSTATE_UINT64(vtd.iotlb, IntelIommu),

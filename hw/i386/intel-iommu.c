@@ -19,13 +19,44 @@ static void set_hi(uint64_t *r, uint32_t v) { *r = (*r & 0xffffffffULL) | (uint6
 
 /* ---- interrupts the unit raises itself ---- */
 
-static void send_event(VtdState *s, uint32_t *ctl, uint32_t addr, uint32_t uaddr,
-                       uint32_t data)
+static void send_event(VtdState *s, VtdEventRegs *ev)
 {
-    *ctl |= VTD_ECTL_IP;
-    if (!(*ctl & VTD_ECTL_IM)) {
-        s->send_msi(s->msi_opaque, (uint64_t)uaddr << 32 | addr, data);
-        *ctl &= ~VTD_ECTL_IP;
+    ev->ctl |= VTD_ECTL_IP;
+    if (!(ev->ctl & VTD_ECTL_IM)) {
+        s->send_msi(s->msi_opaque, (uint64_t)ev->uaddr << 32 | ev->addr, ev->data);
+        ev->ctl &= ~VTD_ECTL_IP;
+    }
+}
+
+/* The event's registers, at rel = 0, 4, 8, 12 from its control register. */
+static uint32_t event_reg_read(const VtdEventRegs *ev, uint64_t rel)
+{
+    switch (rel) {
+    case 0: return ev->ctl;
+    case 4: return ev->data;
+    case 8: return ev->addr;
+    default: return ev->uaddr;
+    }
+}
+
+static void event_reg_write(VtdState *s, VtdEventRegs *ev, uint64_t rel, uint32_t v)
+{
+    switch (rel) {
+    case 0: /* only IM is writable; unmasking delivers what is pending */
+        ev->ctl = (ev->ctl & ~VTD_ECTL_IM) | (v & VTD_ECTL_IM);
+        if (!(ev->ctl & VTD_ECTL_IM) && (ev->ctl & VTD_ECTL_IP)) {
+            send_event(s, ev);
+        }
+        break;
+    case 4:
+        ev->data = v;
+        break;
+    case 8:
+        ev->addr = v & ~3u;
+        break;
+    default:
+        ev->uaddr = v;
+        break;
     }
 }
 
@@ -58,7 +89,7 @@ static uint32_t fsts_value(const VtdState *s)
 static void fault_event(VtdState *s, bool was_pending)
 {
     if (!was_pending) {
-        send_event(s, &s->fectl, s->feaddr, s->feuaddr, s->fedata);
+        send_event(s, &s->fault_ev);
     }
 }
 
@@ -89,7 +120,7 @@ void vtd_record_fault(VtdState *s, uint16_t sid, uint64_t fi, bool is_read, VtdF
 static void fault_status_cleared(VtdState *s)
 {
     if (!fault_pending(s)) {
-        s->fectl &= ~VTD_ECTL_IP;
+        s->fault_ev.ctl &= ~VTD_ECTL_IP;
     }
 }
 
@@ -119,7 +150,7 @@ static bool inv_wait(VtdState *s, uint64_t lo, uint64_t hi)
     }
     if ((lo & IF) && !(s->ics & VTD_ICS_IWC)) {
         s->ics |= VTD_ICS_IWC;
-        send_event(s, &s->iectl, s->ieaddr, s->ieuaddr, s->iedata);
+        send_event(s, &s->inv_ev);
     }
     return true;
 }
@@ -280,19 +311,15 @@ static uint32_t read32(VtdState *s, uint64_t off)
     case VTD_REG_CCMD: return LO(s->ccmd);
     case VTD_REG_CCMD + 4: return HI(s->ccmd);
     case VTD_REG_FSTS: return fsts_value(s);
-    case VTD_REG_FECTL: return s->fectl;
-    case VTD_REG_FEDATA: return s->fedata;
-    case VTD_REG_FEADDR: return s->feaddr;
-    case VTD_REG_FEUADDR: return s->feuaddr;
+    case VTD_REG_FECTL ... VTD_REG_FEUADDR:
+        return event_reg_read(&s->fault_ev, off - VTD_REG_FECTL);
     case VTD_REG_IQH: return LO(s->iqh);
     case VTD_REG_IQT: return LO(s->iqt);
     case VTD_REG_IQA: return LO(s->iqa);
     case VTD_REG_IQA + 4: return HI(s->iqa);
     case VTD_REG_ICS: return s->ics;
-    case VTD_REG_IECTL: return s->iectl;
-    case VTD_REG_IEDATA: return s->iedata;
-    case VTD_REG_IEADDR: return s->ieaddr;
-    case VTD_REG_IEUADDR: return s->ieuaddr;
+    case VTD_REG_IECTL ... VTD_REG_IEUADDR:
+        return event_reg_read(&s->inv_ev, off - VTD_REG_IECTL);
     case VTD_REG_IRTA: return LO(s->irta);
     case VTD_REG_IRTA + 4: return HI(s->irta);
     case VTD_REG_IVA: return LO(s->iva);
@@ -338,20 +365,8 @@ static void write32(VtdState *s, uint64_t off, uint32_t v)
             process_queue(s); /* fetching resumes at IQH (software fixed the entry) */
         }
         break;
-    case VTD_REG_FECTL:
-        s->fectl = (s->fectl & ~VTD_ECTL_IM) | (v & VTD_ECTL_IM);
-        if (!(s->fectl & VTD_ECTL_IM) && (s->fectl & VTD_ECTL_IP)) {
-            send_event(s, &s->fectl, s->feaddr, s->feuaddr, s->fedata);
-        }
-        break;
-    case VTD_REG_FEDATA:
-        s->fedata = v;
-        break;
-    case VTD_REG_FEADDR:
-        s->feaddr = v & ~3u;
-        break;
-    case VTD_REG_FEUADDR:
-        s->feuaddr = v;
+    case VTD_REG_FECTL ... VTD_REG_FEUADDR:
+        event_reg_write(s, &s->fault_ev, off - VTD_REG_FECTL, v);
         break;
     case VTD_REG_IQT:
         s->iqt = v & 0x7fff0u;
@@ -366,23 +381,11 @@ static void write32(VtdState *s, uint64_t off, uint32_t v)
     case VTD_REG_ICS:
         if (v & VTD_ICS_IWC) {
             s->ics &= ~VTD_ICS_IWC;
-            s->iectl &= ~VTD_ECTL_IP;
+            s->inv_ev.ctl &= ~VTD_ECTL_IP;
         }
         break;
-    case VTD_REG_IECTL:
-        s->iectl = (s->iectl & ~VTD_ECTL_IM) | (v & VTD_ECTL_IM);
-        if (!(s->iectl & VTD_ECTL_IM) && (s->iectl & VTD_ECTL_IP)) {
-            send_event(s, &s->iectl, s->ieaddr, s->ieuaddr, s->iedata);
-        }
-        break;
-    case VTD_REG_IEDATA:
-        s->iedata = v;
-        break;
-    case VTD_REG_IEADDR:
-        s->ieaddr = v & ~3u;
-        break;
-    case VTD_REG_IEUADDR:
-        s->ieuaddr = v;
+    case VTD_REG_IECTL ... VTD_REG_IEUADDR:
+        event_reg_write(s, &s->inv_ev, off - VTD_REG_IECTL, v);
         break;
     case VTD_REG_IRTA:
         if (s->cfg.intremap) {
@@ -442,11 +445,11 @@ void vtd_reset(VtdState *s)
 {
     s->gsts = 0;
     s->rtaddr = s->ccmd = 0;
-    s->fsts = s->fedata = s->feaddr = s->feuaddr = 0;
-    s->fectl = VTD_ECTL_IM;
+    s->fsts = 0;
+    s->fault_ev = (VtdEventRegs){ .ctl = VTD_ECTL_IM };
     s->iqh = s->iqt = s->iqa = 0;
-    s->ics = s->iedata = s->ieaddr = s->ieuaddr = 0;
-    s->iectl = VTD_ECTL_IM;
+    s->ics = 0;
+    s->inv_ev = (VtdEventRegs){ .ctl = VTD_ECTL_IM };
     s->irta = s->iva = s->iotlb = 0;
     memset(s->frcd, 0, sizeof(s->frcd));
     s->root_table = s->irt = s->iq_base = 0;

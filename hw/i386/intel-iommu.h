@@ -169,6 +169,12 @@ typedef struct VtdConfig {
 /* How the unit raises its own interrupts (not remapped, as on hardware). */
 typedef void VtdSendMsi(void *opaque, uint64_t addr, uint32_t data);
 
+/* The unit's two own interrupts (fault event, invalidation event) share one register
+ * layout: control (IM, IP), data, address, upper address, dword after dword. */
+typedef struct VtdEventRegs {
+    uint32_t ctl, data, addr, uaddr;
+} VtdEventRegs;
+
 typedef struct VtdState {
     VtdConfig cfg;
     GuestMemory *mem;
@@ -179,9 +185,11 @@ typedef struct VtdState {
     uint64_t cap, ecap;
     uint32_t gsts;
     uint64_t rtaddr, ccmd;
-    uint32_t fsts, fectl, fedata, feaddr, feuaddr;
+    uint32_t fsts;
+    VtdEventRegs fault_ev;  /* FECTL, FEDATA, FEADDR, FEUADDR */
     uint64_t iqh, iqt, iqa;
-    uint32_t ics, iectl, iedata, ieaddr, ieuaddr;
+    uint32_t ics;
+    VtdEventRegs inv_ev;    /* IECTL, IEDATA, IEADDR, IEUADDR */
     uint64_t irta, iva, iotlb;
     uint64_t frcd[VTD_NR_FRCD][2];
 
