@@ -1,6 +1,7 @@
 /*
  * Firmware options (docs/firmware.md): -fw_cfg (files for the firmware), -bios (the
- * firmware image), -boot (boot order and menu, handed to the firmware in CMOS and fw_cfg).
+ * firmware image), -option-rom (ROMs the firmware runs), -boot (boot order and menu,
+ * handed to the firmware in CMOS and fw_cfg).
  * Messages follow QEMU's (softmmu/vl.c parse_fw_cfg) so scripts see the same text.
  */
 #include <errno.h>
@@ -73,27 +74,87 @@ bool cmdline_opt_fw_cfg(CmdlineState *s, const char *what, const char *arg, Erro
 /* QEMU's paths for firmware named without a directory ("-bios bios-256k.bin"). */
 static const char *const firmware_dirs[] = { "/usr/share/seabios", "/usr/share/qemu" };
 
-bool cmdline_opt_bios(CmdlineState *s, const char *what, const char *arg, Error **errp)
+/* arg itself if readable, else (a bare name) the first readable one in firmware_dirs;
+ * NULL with *err = why arg itself could not be opened. */
+static char *find_firmware_file(const char *arg, int *err)
 {
-    int err;
-    char *path = NULL;
-
-    if (cmdline_check_readable(arg, &err)) {
-        path = g_strdup(arg);
+    if (cmdline_check_readable(arg, err)) {
+        return g_strdup(arg);
     }
-    for (size_t i = 0; !path && !strchr(arg, '/') && i < G_N_ELEMENTS(firmware_dirs); i++) {
+    for (size_t i = 0; !strchr(arg, '/') && i < G_N_ELEMENTS(firmware_dirs); i++) {
         g_autofree char *p = g_build_filename(firmware_dirs[i], arg, NULL);
         int ignored;
         if (cmdline_check_readable(p, &ignored)) {
-            path = g_steal_pointer(&p);
+            return g_steal_pointer(&p);
         }
     }
+    return NULL;
+}
+
+bool cmdline_opt_bios(CmdlineState *s, const char *what, const char *arg, Error **errp)
+{
+    int err;
+    char *path = find_firmware_file(arg, &err);
+
     if (!path) {
         error_setg_errno(errp, err, "%s: could not load PC BIOS '%s'", what, arg);
         return false;
     }
     g_free(s->cfg->bios);
     s->cfg->bios = path;
+    return true;
+}
+
+/* QEMU's MAX_OPTION_ROMS. */
+#define OPTION_ROMS_MAX 16
+
+bool cmdline_opt_option_rom(CmdlineState *s, const char *what, const char *arg,
+                            Error **errp)
+{
+    MachineConfig *cfg = s->cfg;
+    g_autoptr(Keyval) kv = cmdline_parse_opts(what, arg, "romfile", errp);
+    if (!kv) {
+        return false;
+    }
+    const char *file = keyval_get(kv, "romfile");
+    const char *index = keyval_get(kv, "bootindex");
+    if (!keyval_check_all_used(kv, what, errp)) {
+        return false;
+    }
+    if (!nonempty(file)) {
+        error_setg(errp, "%s: Option ROM file is not specified", what);
+        return false;
+    }
+    int32_t bootindex = -1;
+    uint64_t n;
+    if (index && strcmp(index, "-1") != 0) {
+        if (!parse_uint(index, &n, NULL) || n > INT32_MAX) {
+            error_setg(errp, "%s: Parameter 'bootindex' expects a number from -1 to %d",
+                       what, INT32_MAX);
+            return false;
+        }
+        bootindex = (int32_t)n;
+    }
+    if (cfg->option_roms && cfg->option_roms->len >= OPTION_ROMS_MAX) {
+        error_setg(errp, "%s: Too many option ROMs (at most %d)", what, OPTION_ROMS_MAX);
+        return false;
+    }
+    int err;
+    g_autofree char *path = find_firmware_file(file, &err);
+    if (!path) {
+        /* QEMU's words; QEMU then runs on without the ROM, Sen stops. */
+        error_setg(errp, "%s: Could not open option rom '%s': %s", what, file,
+                   g_strerror(err));
+        return false;
+    }
+    if (!cfg->option_roms) {
+        cfg->option_roms = g_ptr_array_new_with_free_func(option_rom_config_free);
+    }
+    OptionRomConfig *r = g_new0(OptionRomConfig, 1);
+    r->optstr = g_strdup(what);
+    r->path = g_steal_pointer(&path);
+    r->bootindex = bootindex;
+    g_ptr_array_add(cfg->option_roms, r);
     return true;
 }
 

@@ -80,6 +80,7 @@ CmdlineHandler cmdline_opt_blockdev;
 /* cmdline-firmware.c */
 CmdlineHandler cmdline_opt_fw_cfg;
 CmdlineHandler cmdline_opt_bios;
+CmdlineHandler cmdline_opt_option_rom;
 CmdlineHandler cmdline_opt_boot;
 
 /* cmdline-security.c */

@@ -410,6 +410,8 @@ static const CmdlineOption cmdline_options[] = {
       cmdline_opt_boot, "firmware boot order (c disk, d CD-ROM, n network, a floppy) and menu" },
     { "fw_cfg", "[name=]opt/NAME,file=FILE|string=STR", cmdline_opt_fw_cfg,
       "add a file for the firmware to fw_cfg" },
+    { "option-rom", "[romfile=]FILE[,bootindex=N]", cmdline_opt_option_rom,
+      "an option ROM the firmware runs at POST (fw_cfg genroms/FILE)" },
     { "sandbox", "on|off[,obsolete=allow,elevateprivileges=allow,spawn=allow,"
       "resourcecontrol=allow]", cmdline_opt_sandbox,
       "confine Sen to a seccomp allow-list of system calls once the VM is built" },
@@ -436,7 +438,7 @@ static const char *const cmdline_unsupported[] = {
     "hda", "hdb", "hdc", "hdd", "icount", "iscsi", "k", "kvm-shadow-mem",
     "L", "monitor", "msg", "mtdblock", "net",
     "no-hpet", "no-quit", "no-user-config", "nodefconfig",
-    "only-migratable", "option-rom", "overcommit", "parallel", "pflash",
+    "only-migratable", "overcommit", "parallel", "pflash",
     "plugin", "portrait", "preconfig", "readconfig", "rotate",
     "rtc", "run-with", "s", "sd", "sdl", "seed", "semihosting",
     "semihosting-config", "set", "show-cursor", "singlestep", "smbios", "snapshot",

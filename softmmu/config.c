@@ -35,6 +35,15 @@ void fw_cfg_file_config_free(gpointer p)
     g_free(f);
 }
 
+void option_rom_config_free(gpointer p)
+{
+    OptionRomConfig *r = p;
+
+    g_free(r->optstr);
+    g_free(r->path);
+    g_free(r);
+}
+
 static void numa_node_config_free(gpointer p)
 {
     NumaNodeConfig *n = p;
@@ -130,6 +139,9 @@ void machine_config_free(MachineConfig *cfg)
     g_free(cfg->boot_order);
     if (cfg->fw_cfg_files) {
         g_ptr_array_unref(cfg->fw_cfg_files);
+    }
+    if (cfg->option_roms) {
+        g_ptr_array_unref(cfg->option_roms);
     }
     g_free(cfg);
 }

@@ -181,11 +181,27 @@ GBytes *pc_firmware_load(BootCtx *b, GuestMemory *mem, const char *path, Error *
 void pc_firmware_reload(GuestMemory *mem, GBytes *image);
 /* CMOS 0x3d and 0x38 for a -boot order string ("cad"), as QEMU's set_boot_dev. */
 void pc_cmos_boot_order(const char *order, uint8_t *reg3d, uint8_t *reg38);
-/* fw_cfg "bootorder": the OpenFirmware paths of devices with bootindex=, lowest first,
- * then HALT with -boot strict=on; "path\npath\0" as QEMU writes it (empty: no byte). */
-GBytes *pc_bootorder(Machine *m);
+/* fw_cfg "bootorder": the OpenFirmware paths of devices and -option-rom ROMs with
+ * bootindex=, lowest first (kernel_rom, the fw_cfg name of the ROM that boots a -kernel
+ * through firmware, or NULL, first of all), then HALT with -boot strict=on;
+ * "path\npath\0" as QEMU writes it (empty: no byte).  Fails on a bootindex a ROM shares
+ * with a device or another ROM. */
+GBytes *pc_bootorder(Machine *m, const char *kernel_rom, Error **errp)
+    G_GNUC_WARN_UNUSED_RESULT;
 /* BOOT_MENU, etc/boot-menu-wait, etc/boot-fail-wait from -boot. */
 bool pc_fw_cfg_boot(FwCfgState *fw, const MachineConfig *cfg, Error **errp)
+    G_GNUC_WARN_UNUSED_RESULT;
+
+/* ---- option ROMs (pc-option-rom.c) ---- */
+/* The image at path, checked to be an option ROM that fits the option ROM area. */
+GBytes *pc_option_rom_read(const char *path, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+/* "genroms/<basename of path>": its fw_cfg name (and "/rom@" + that in bootorder). */
+char *pc_option_rom_fw_name(const char *path);
+/* Reads path and adds it as genroms/<basename>. */
+bool pc_option_rom_add(FwCfgState *fw, const char *path, Error **errp)
+    G_GNUC_WARN_UNUSED_RESULT;
+/* Every -option-rom; errors name the option. */
+bool pc_option_roms_setup(FwCfgState *fw, const MachineConfig *cfg, Error **errp)
     G_GNUC_WARN_UNUSED_RESULT;
 
 /* Little-endian field access on byte buffers (images and tables). */

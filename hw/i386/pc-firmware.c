@@ -104,10 +104,41 @@ bool pc_fw_cfg_boot(FwCfgState *fw, const MachineConfig *cfg, Error **errp)
     return true;
 }
 
-static gint bootindex_cmp(gconstpointer a, gconstpointer b)
+/* One line of the bootorder file. */
+typedef struct BootEntry {
+    int32_t bootindex;
+    char *path;
+} BootEntry;
+
+static void boot_entry_free(gpointer p)
 {
-    const DeviceState *x = *(DeviceState *const *)a, *y = *(DeviceState *const *)b;
+    BootEntry *e = p;
+    g_free(e->path);
+    g_free(e);
+}
+
+static gint boot_entry_cmp(gconstpointer a, gconstpointer b)
+{
+    const BootEntry *x = *(BootEntry *const *)a, *y = *(BootEntry *const *)b;
     return x->bootindex < y->bootindex ? -1 : x->bootindex > y->bootindex;
+}
+
+static void boot_entry_add(GPtrArray *list, int32_t bootindex, char *path)
+{
+    BootEntry *e = g_new0(BootEntry, 1);
+    e->bootindex = bootindex;
+    e->path = path;
+    g_ptr_array_add(list, e);
+}
+
+static bool bootindex_used(GPtrArray *list, int32_t bootindex)
+{
+    for (guint i = 0; i < list->len; i++) {
+        if (((BootEntry *)g_ptr_array_index(list, i))->bootindex == bootindex) {
+            return true;
+        }
+    }
+    return false;
 }
 
 /* QEMU's OpenFirmware path of a device on the i440FX bus: /pci@i0cf8/NAME@SLOT[,FN]SUFFIX */
@@ -120,20 +151,40 @@ static char *pc_fw_dev_path(DeviceState *dev)
                            dev->cls->fw_suffix ? dev->cls->fw_suffix : "");
 }
 
-GBytes *pc_bootorder(Machine *m)
+GBytes *pc_bootorder(Machine *m, const char *kernel_rom, Error **errp)
 {
-    g_autoptr(GPtrArray) boot = g_ptr_array_new();
+    g_autoptr(GPtrArray) boot = g_ptr_array_new_with_free_func(boot_entry_free);
+    /* A kernel loaded by firmware boots first, as QEMU gives its ROM bootindex 0. */
+    if (kernel_rom) {
+        boot_entry_add(boot, 0, g_strdup_printf("/rom@%s", kernel_rom));
+    }
     for (guint i = 0; m->devices && i < m->devices->len; i++) {
         DeviceState *dev = g_ptr_array_index(m->devices, i);
         if (dev->cls->fw_name && dev->bootindex >= 0) {
-            g_ptr_array_add(boot, dev);
+            boot_entry_add(boot, dev->bootindex, pc_fw_dev_path(dev));
         }
     }
-    g_ptr_array_sort(boot, bootindex_cmp);
+    const GPtrArray *roms = m->cfg->option_roms;
+    for (guint i = 0; roms && i < roms->len; i++) {
+        const OptionRomConfig *r = g_ptr_array_index(roms, i);
+        if (r->bootindex < 0) {
+            continue;
+        }
+        /* The same check device.c makes between devices (QEMU's check_boot_index). */
+        if (bootindex_used(boot, r->bootindex) && !(kernel_rom && r->bootindex == 0)) {
+            error_setg(errp, "%s: The bootindex %d has already been used", r->optstr,
+                       r->bootindex);
+            return NULL;
+        }
+        g_autofree char *name = pc_option_rom_fw_name(r->path);
+        boot_entry_add(boot, r->bootindex, g_strdup_printf("/rom@%s", name));
+    }
+    /* Stable: the kernel's ROM stays ahead of anything else with bootindex 0. */
+    g_ptr_array_sort(boot, boot_entry_cmp);
     GString *list = g_string_new(NULL);
     for (guint i = 0; i < boot->len; i++) {
-        g_autofree char *path = pc_fw_dev_path(g_ptr_array_index(boot, i));
-        g_string_append_printf(list, "%s%s", list->len ? "\n" : "", path);
+        const BootEntry *e = g_ptr_array_index(boot, i);
+        g_string_append_printf(list, "%s%s", list->len ? "\n" : "", e->path);
     }
     /* strict=on: nothing outside the list may boot. */
     if (m->cfg->boot_strict) {

@@ -1,6 +1,7 @@
 /*
  * What the PC board puts in fw_cfg for its firmware, as QEMU's pc does (hw/i386/fw_cfg.c
- * and pc.c there): machine facts, the e820 RAM map, and the -fw_cfg files.  The ACPI
+ * and pc.c there): machine facts, the e820 RAM map, the -fw_cfg files and the
+ * -option-rom ROMs.  The ACPI
  * tables and the table loader are added by hw/acpi on top of this.
  */
 #include <string.h>
@@ -94,5 +95,6 @@ bool pc_fw_cfg_setup(FwCfgState *fw, const MachineConfig *cfg, uint64_t below_4g
     if (!fw_cfg_add_file(fw, "etc/e820", e820, errp)) {
         return false;
     }
-    return pc_fw_cfg_boot(fw, cfg, errp) && pc_fw_cfg_user_files(fw, cfg, errp);
+    return pc_fw_cfg_boot(fw, cfg, errp) && pc_fw_cfg_user_files(fw, cfg, errp) &&
+           pc_option_roms_setup(fw, cfg, errp);
 }

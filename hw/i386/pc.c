@@ -32,6 +32,7 @@ struct PcMachine {
     DeviceState *rtc;
     FwCfgState *fw_cfg;
     GBytes *bios;     /* the firmware image when booting firmware, else NULL */
+    const char *kernel_rom; /* fw_cfg name of the ROM booting -kernel via firmware */
     unsigned *cpu_node;  /* -numa: node of each vCPU, for the SRAT */
     uint64_t *node_mem;  /* -numa: RAM of each node */
     uint64_t facs;    /* direct boot: guest address of the FACS (0 = no ACPI) */
@@ -359,13 +360,13 @@ bool pc_machine_init(Machine *m, Error **errp)
         return false;
     }
     cmos_init(m, pc);
-    g_autoptr(GBytes) bootorder = pc_bootorder(m);
     if (!pc_fw_cfg_setup(pc->fw_cfg, m->cfg, pc->below_4g, pc->above_4g, errp) ||
-        !fw_cfg_add_file(pc->fw_cfg, "bootorder", bootorder, errp) ||
-        (!m->cfg->no_acpi && !setup_acpi(m, pc, errp))) {
+        (!m->cfg->no_acpi && !setup_acpi(m, pc, errp)) || !load_kernel(m, pc, errp)) {
         return false;
     }
-    return load_kernel(m, pc, errp);
+    /* After the kernel: a -kernel booted by firmware comes first (docs/firmware.md). */
+    g_autoptr(GBytes) bootorder = pc_bootorder(m, pc->kernel_rom, errp);
+    return bootorder && fw_cfg_add_file(pc->fw_cfg, "bootorder", bootorder, errp);
 }
 
 bool pc_machine_reset(Machine *m, CpuBootState *bsp, Error **errp)

@@ -70,6 +70,12 @@ typedef struct FwCfgFileConfig {
     char *file;     /* contents from this file (read at machine creation) ... */
     char *string;   /* ... or this string, without its NUL (as QEMU) */
 } FwCfgFileConfig;
+/* One -option-rom [romfile=]FILE[,bootindex=N] (checked at parse time). */
+typedef struct OptionRomConfig {
+    char *optstr;       /* "-option-rom x.bin,bootindex=1" as typed, for errors */
+    char *path;         /* resolved, readable path of the ROM image */
+    int32_t bootindex;  /* -1 = not in the boot order */
+} OptionRomConfig;
 /* One -add-fd fd=N,set=S[,opaque=STR]: fd joins set S when the machine is created. */
 typedef struct AddFdConfig {
     int fd;
@@ -167,6 +173,7 @@ typedef struct MachineConfig {
     GPtrArray *monitors; /* of MonitorConfig* (sen/monitor.h): -qmp, -mon; NULL = none */
 
     GPtrArray *fw_cfg_files; /* of FwCfgFileConfig*: -fw_cfg, in order; NULL = none */
+    GPtrArray *option_roms;  /* of OptionRomConfig*: -option-rom, in order; NULL = none */
 
     /* Isolation, applied in this order once everything is open (docs/security.md). */
     char *chroot_dir;        /* -chroot DIR */
@@ -194,6 +201,7 @@ typedef struct MachineConfig {
 MachineConfig *machine_config_new(void);
 void machine_config_free(MachineConfig *cfg);
 void fw_cfg_file_config_free(gpointer p); /* FwCfgFileConfig */
+void option_rom_config_free(gpointer p);  /* OptionRomConfig */
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(MachineConfig, machine_config_free)
 const ChardevConfig *machine_config_find_chardev(const MachineConfig *cfg, const char *id);
 MemBackendConfig *machine_config_find_mem_backend(const MachineConfig *cfg, const char *id);

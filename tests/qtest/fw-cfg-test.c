@@ -265,6 +265,55 @@ static void test_bootorder(void)
     unlink(path);
 }
 
+/* Reads file name into a new buffer; fails the test when it is absent. */
+static uint8_t *fw_read_file(QTestState *s, const char *name, uint32_t *size)
+{
+    uint16_t key;
+    g_assert_true(fw_find_file(s, name, &key, size));
+    uint8_t *buf = g_malloc0(*size + 1);
+    fw_select(s, key);
+    fw_read(s, buf, *size);
+    return buf;
+}
+
+/* -option-rom: the image as genroms/<basename>, and in bootorder as /rom@genroms/<name>
+ * at its bootindex among the devices'. */
+static void test_option_rom(void)
+{
+    if (!qtest_have_sen()) {
+        return;
+    }
+    g_autofree char *rom = NULL, *disk = NULL;
+    uint8_t img[1024] = { 0x55, 0xaa, 2 };
+    for (size_t i = 3; i < sizeof(img); i++) {
+        img[i] = (uint8_t)(i * 7);
+    }
+    int fd = g_file_open_tmp("fw-cfg-XXXXXX.rom", &rom, NULL);
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(write(fd, img, sizeof(img)), ==, sizeof(img));
+    close(fd);
+    fd = g_file_open_tmp("fw-cfg-disk-XXXXXX", &disk, NULL);
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(ftruncate(fd, 1 << 20), ==, 0);
+    close(fd);
+    QTestState *s = qtest_initf(
+        "-drive file=%s,format=raw,if=none,id=a,readonly=on "
+        "-device virtio-blk-pci,drive=a,addr=3,bootindex=2 "
+        "-option-rom %s,bootindex=1", disk, rom);
+    g_autofree char *base = g_path_get_basename(rom);
+    g_autofree char *name = g_strdup_printf("genroms/%s", base);
+    uint32_t size;
+    g_autofree uint8_t *got = fw_read_file(s, name, &size);
+    g_assert_cmpmem(got, size, img, sizeof(img));
+    g_autofree char *order = (char *)fw_read_file(s, "bootorder", &size);
+    g_autofree char *want = g_strdup_printf("/rom@%s\n/pci@i0cf8/scsi@3/disk@0,0", name);
+    g_assert_cmpuint(size, ==, strlen(want) + 1);
+    g_assert_cmpstr(order, ==, want);
+    qtest_quit(s);
+    unlink(rom);
+    unlink(disk);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -272,5 +321,6 @@ int main(int argc, char **argv)
     g_test_add_func("/fw_cfg/files", test_files);
     g_test_add_func("/fw_cfg/dma", test_dma);
     g_test_add_func("/fw_cfg/bootorder", test_bootorder);
+    g_test_add_func("/fw_cfg/option-rom", test_option_rom);
     return g_test_run();
 }

@@ -1,0 +1,70 @@
+/*
+ * Option ROMs for the firmware, as QEMU's pc hands them over: each one is an fw_cfg file
+ * "genroms/<basename>", which SeaBIOS copies into the option ROM area (0xc0000 upwards)
+ * and runs at POST.  The images come from -option-rom and, for a -kernel loaded by the
+ * firmware, from QEMU's linuxboot_dma.bin / multiboot_dma.bin (pc-fw-kernel.c).
+ */
+#include <string.h>
+#include "hw/i386/boot.h"
+#include "sen/hw/fw_cfg.h"
+
+/*
+ * SeaBIOS places genroms between 0xc0000 and its own code at 0xe0000, so 128 KiB is the
+ * most any option ROM can have on this board; QEMU takes anything and SeaBIOS then fails
+ * with "No space for vga rom"/"ROM ... too large" at POST, so refusing it early is kinder.
+ */
+#define OPTION_ROM_MAX_SIZE (128 * 1024)
+
+GBytes *pc_option_rom_read(const char *path, Error **errp)
+{
+    g_autoptr(GError) gerr = NULL;
+    gchar *buf;
+    gsize len;
+
+    if (!g_file_get_contents(path, &buf, &len, &gerr)) {
+        error_setg(errp, "Could not open option rom '%s': %s", path, gerr->message);
+        return NULL;
+    }
+    g_autoptr(GBytes) data = g_bytes_new_take(buf, len);
+    if (len > OPTION_ROM_MAX_SIZE) {
+        error_setg(errp, "option rom '%s' is too large (%zu bytes): the option ROM area "
+                   "0xc0000-0xdffff holds at most %d KiB", path, (size_t)len,
+                   OPTION_ROM_MAX_SIZE / 1024);
+        return NULL;
+    }
+    /* Firmware skips an image without the signature: say so instead of booting on. */
+    if (len < 3 || (uint8_t)buf[0] != 0x55 || (uint8_t)buf[1] != 0xaa) {
+        error_setg(errp, "option rom '%s' is not an option ROM: it does not start with "
+                   "the bytes 0x55 0xAA and a size byte", path);
+        return NULL;
+    }
+    return g_steal_pointer(&data);
+}
+
+char *pc_option_rom_fw_name(const char *path)
+{
+    g_autofree char *base = g_path_get_basename(path);
+    return g_strdup_printf("genroms/%s", base);
+}
+
+bool pc_option_rom_add(FwCfgState *fw, const char *path, Error **errp)
+{
+    g_autoptr(GBytes) data = pc_option_rom_read(path, errp);
+    if (!data) {
+        return false;
+    }
+    g_autofree char *name = pc_option_rom_fw_name(path);
+    return fw_cfg_add_file(fw, name, data, errp);
+}
+
+bool pc_option_roms_setup(FwCfgState *fw, const MachineConfig *cfg, Error **errp)
+{
+    for (guint i = 0; cfg->option_roms && i < cfg->option_roms->len; i++) {
+        const OptionRomConfig *r = g_ptr_array_index(cfg->option_roms, i);
+        if (!pc_option_rom_add(fw, r->path, errp)) {
+            error_prepend(errp, "%s: ", r->optstr);
+            return false;
+        }
+    }
+    return true;
+}
