@@ -256,6 +256,41 @@ static void test_walk_superpages(Fixture *f, gconstpointer data)
     g_assert_cmphex((rd64(f, VTD_REG_FRCD + 8) >> 32) & 0xff, ==, VTD_FR_PAGING_ENTRY_RSVD);
 }
 
+/* Pages mapped in order make one piece, up to the first entry that breaks the run. */
+static void test_walk_runs(Fixture *f, gconstpointer data)
+{
+    (void)data;
+    map_device(f, 0, 1, PT3);
+    put64(f, PT3 + 0 * 8, PT2 | 3);
+    put64(f, PT2 + 0 * 8, PT1 | 3);
+    for (unsigned i = 4; i < 8; i++) {            /* iova 0x4000.. -> 0x400000.. */
+        put64(f, PT1 + i * 8, (0x400000 + (i - 4) * 0x1000ULL) | 3);
+    }
+    put64(f, PT1 + 8 * 8, 0x404000 | 1);          /* continues, but read-only */
+    put64(f, PT1 + 9 * 8, 0x900000 | 3);          /* elsewhere */
+    uint64_t gpa, len;
+    g_assert_true(vtd_translate(&f->s, EDU_BDF, 0x4100, 0x10000, true, &gpa, &len));
+    g_assert_cmphex(gpa, ==, 0x400100);
+    g_assert_cmpuint(len, ==, 0x3f00);            /* the read-only page ends a write */
+    g_assert_true(vtd_translate(&f->s, EDU_BDF, 0x4100, 0x10000, false, &gpa, &len));
+    g_assert_cmpuint(len, ==, 0x4f00);            /* a read goes on to it */
+    g_assert_true(vtd_translate(&f->s, EDU_BDF, 0x4100, 0x2000, false, &gpa, &len));
+    g_assert_cmpuint(len, ==, 0x2000);            /* never more than asked */
+    /* The entry that breaks the run is walked (and faults) on its own. */
+    g_assert_true(vtd_translate(&f->s, EDU_BDF, 0x9000, 0x1000, false, &gpa, &len));
+    g_assert_cmphex(gpa, ==, 0x900000);
+    g_assert_false(vtd_translate(&f->s, EDU_BDF, 0x8000, 0x1000, true, &gpa, &len));
+    g_assert_cmphex((rd64(f, VTD_REG_FRCD + 8) >> 32) & 0xff, ==, VTD_FR_WRITE);
+
+    /* 2 MiB pages in order: one piece across them, stopping at the end of the table. */
+    put64(f, PT2 + 510 * 8, 0x1000000 | VTD_SL_PS | 3);
+    put64(f, PT2 + 511 * 8, 0x1200000 | VTD_SL_PS | 3);
+    g_assert_true(vtd_translate(&f->s, EDU_BDF, 510ULL << 21, 8ULL << 21, false, &gpa,
+                                &len));
+    g_assert_cmphex(gpa, ==, 0x1000000);
+    g_assert_cmpuint(len, ==, 2ULL << 21);
+}
+
 static void test_walk_4level(void)
 {
     Fixture f;
@@ -605,6 +640,7 @@ int main(int argc, char **argv)
     ADD("translate-off", test_translate_off);
     ADD("walk-4k-and-faults", test_walk_4k);
     ADD("walk-superpages", test_walk_superpages);
+    ADD("walk-runs", test_walk_runs);
     g_test_add_func("/intel-iommu/walk-4level", test_walk_4level);
     ADD("pass-through-fpd-agaw", test_pass_through_and_fpd);
     ADD("hostile-tables", test_hostile_tables);
