@@ -235,10 +235,8 @@ static const VMStateField vtd_fields[] = {
 static bool vtd_post_load(void *opaque, int version_id, Error **errp)
 {
     (void)version_id;
-    VtdState *v = &((IntelIommu *)opaque)->vtd;
-    if (v->iq_entries < 256 || v->iq_entries > 256u << 7 ||
-        (v->iq_entries & (v->iq_entries - 1)) || v->irt_entries > 1u << 16) {
-        error_setg(errp, "intel-iommu: invalid queue or remapping table size");
+    if (!vtd_state_valid(&((IntelIommu *)opaque)->vtd)) {
+        error_setg(errp, "intel-iommu: invalid queue head, queue or remapping table size");
         return false;
     }
     return true;

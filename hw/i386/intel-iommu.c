@@ -441,6 +441,14 @@ void vtd_reg_write(VtdState *s, uint64_t offset, unsigned size, uint64_t value)
     }
 }
 
+bool vtd_state_valid(const VtdState *s)
+{
+    /* 2^(QS+8) queue entries (QS <= 7); IQH on an entry of that queue; 2^(S+1) IRTEs. */
+    return s->iq_entries >= 256 && s->iq_entries <= 256u << 7 &&
+           !(s->iq_entries & (s->iq_entries - 1)) && !(s->iqh & 0xf) &&
+           (s->iqh >> 4) < s->iq_entries && s->irt_entries <= 1u << 16;
+}
+
 void vtd_reset(VtdState *s)
 {
     s->gsts = 0;

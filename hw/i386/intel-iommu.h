@@ -210,6 +210,10 @@ void vtd_init(VtdState *s, const VtdConfig *cfg, GuestMemory *mem, VtdSendMsi *s
 /* Power-on state: translation, queue and remapping off, faults cleared. */
 void vtd_reset(VtdState *s);
 
+/* For an incoming migration: false if the latched queue or remapping table size, or the
+ * queue head, is a value the unit itself never produces (a stream from elsewhere). */
+bool vtd_state_valid(const VtdState *s);
+
 /* The register page (offset < VTD_MMIO_SIZE, size 1, 2, 4 or 8). */
 uint64_t vtd_reg_read(VtdState *s, uint64_t offset, unsigned size);
 void vtd_reg_write(VtdState *s, uint64_t offset, unsigned size, uint64_t value);

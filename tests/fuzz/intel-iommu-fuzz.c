@@ -53,6 +53,9 @@ static void check_invariants(VtdState *s)
     if ((s->iqh >> 4) >= s->iq_entries || (s->iqh & 0xf)) {
         fail("IQH outside the queue", s->iqh);
     }
+    if (!vtd_state_valid(s)) {
+        fail("a state a migration would refuse", s->iq_entries);
+    }
     uint32_t fsts = vtd_reg_read(s, VTD_REG_FSTS, 4);
     if (fsts & ~(0xff7fu)) {
         fail("FSTS has bits that do not exist", fsts);

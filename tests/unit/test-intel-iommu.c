@@ -291,6 +291,28 @@ static void test_walk_runs(Fixture *f, gconstpointer data)
     g_assert_cmpuint(len, ==, 2ULL << 21);
 }
 
+/* What an incoming stream may not leave behind (the device's post_load refuses it). */
+static void test_state_valid(Fixture *f, gconstpointer data)
+{
+    (void)data;
+    g_assert_true(vtd_state_valid(&f->s));
+    wr64(f, VTD_REG_IQA, IQ | 7);                 /* the largest queue, head near its end */
+    gcmd(f, VTD_GCMD_QIE);
+    f->s.iqh = 32767 << 4;
+    g_assert_true(vtd_state_valid(&f->s));
+    f->s.iq_entries = 256;                        /* the head beyond a smaller queue */
+    g_assert_false(vtd_state_valid(&f->s));
+    f->s.iqh = 4;                                 /* not on a descriptor */
+    g_assert_false(vtd_state_valid(&f->s));
+    f->s.iqh = 0;
+    g_assert_true(vtd_state_valid(&f->s));
+    f->s.iq_entries = 384;                        /* not a power of two */
+    g_assert_false(vtd_state_valid(&f->s));
+    f->s.iq_entries = 256;
+    f->s.irt_entries = 2u << 16;
+    g_assert_false(vtd_state_valid(&f->s));
+}
+
 static void test_walk_4level(void)
 {
     Fixture f;
@@ -641,6 +663,7 @@ int main(int argc, char **argv)
     ADD("walk-4k-and-faults", test_walk_4k);
     ADD("walk-superpages", test_walk_superpages);
     ADD("walk-runs", test_walk_runs);
+    ADD("state-valid", test_state_valid);
     g_test_add_func("/intel-iommu/walk-4level", test_walk_4level);
     ADD("pass-through-fpd-agaw", test_pass_through_and_fpd);
     ADD("hostile-tables", test_hostile_tables);
