@@ -399,13 +399,7 @@ const DeviceClass acpi_pm_class = {
 
 static AcpiPmState *acpi_pm_find(Machine *m)
 {
-    for (guint i = 0; m->devices && i < m->devices->len; i++) {
-        DeviceState *dev = g_ptr_array_index(m->devices, i);
-        if (dev->cls == &acpi_pm_class) {
-            return (AcpiPmState *)dev;
-        }
-    }
-    return NULL;
+    return (AcpiPmState *)device_find_class(m, &acpi_pm_class);
 }
 
 bool acpi_pm_press_power_button(Machine *m)

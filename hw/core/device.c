@@ -303,6 +303,17 @@ DeviceState *device_create(Machine *m, const char *driver, Keyval *props, const 
     return device_create_class(m, cls, props, what, errp);
 }
 
+DeviceState *device_find_class(Machine *m, const DeviceClass *cls)
+{
+    for (guint i = 0; m->devices && i < m->devices->len; i++) {
+        DeviceState *dev = g_ptr_array_index(m->devices, i);
+        if (dev->cls == cls) {
+            return dev;
+        }
+    }
+    return NULL;
+}
+
 void device_reset_all(Machine *m)
 {
     for (guint i = 0; m->devices && i < m->devices->len; i++) {

@@ -119,13 +119,7 @@ static bool decide_config(IntelIommu *s, Machine *m, VtdConfig *cfg, Error **err
 
 static IntelIommu *find_iommu(Machine *m)
 {
-    for (guint i = 0; m->devices && i < m->devices->len; i++) {
-        DeviceState *d = g_ptr_array_index(m->devices, i);
-        if (d->cls == &intel_iommu_class) {
-            return (IntelIommu *)d;
-        }
-    }
-    return NULL;
+    return (IntelIommu *)device_find_class(m, &intel_iommu_class);
 }
 
 static void iommu_unrealize(DeviceState *dev)

@@ -94,6 +94,9 @@ bool device_check_props(const char *driver, Keyval *props, const char *what, Err
 /* Checks -global DRIVER.PROPERTY=VALUE: the driver, its property and the value parse. */
 bool device_check_global(const char *driver, const char *property, const char *value,
                          const char *what, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+/* The first device of class cls on m (creation order), or NULL: for a board-wide
+ * singleton that others reach through the machine (the ACPI PM block, the IOMMU). */
+DeviceState *device_find_class(Machine *m, const DeviceClass *cls);
 void device_reset_all(Machine *m);
 void device_destroy_all(Machine *m);
 

@@ -231,14 +231,16 @@ static void test_edu(void)
     qtest_quit(s);
 }
 
-static void expect_refused(const char *accel, const char *machine, const char *device,
-                           const char *msg)
+/* device2: a second -device, or NULL. */
+static void expect_refused2(const char *accel, const char *machine, const char *device,
+                            const char *device2, const char *msg)
 {
     const char *sen = qtest_sen_binary();
     g_autofree char *err = NULL;
     int status = 0;
     const char *argv[] = { sen, "-accel", accel, "-qtest", "stdio", "-nodefaults",
-                           "-display", "none", "-machine", machine, "-device", device, NULL };
+                           "-display", "none", "-machine", machine, "-device", device,
+                           device2 ? "-device" : NULL, device2, NULL };
     if (!strcmp(accel, "kvm")) {
         argv[3] = "-name";  /* no qtest socket with KVM */
         argv[4] = "vtd-test";
@@ -250,6 +252,12 @@ static void expect_refused(const char *accel, const char *machine, const char *d
         g_test_message("stderr: %s", err);
         g_assert_not_reached();
     }
+}
+
+static void expect_refused(const char *accel, const char *machine, const char *device,
+                           const char *msg)
+{
+    expect_refused2(accel, machine, device, NULL, msg);
 }
 
 static void test_errors(void)
@@ -273,6 +281,9 @@ static void test_errors(void)
                    "-device intel-iommu,aw-bits=40: Supported values for aw-bits are: 39, 48");
     expect_refused("qtest", "q35", "intel-iommu,intremap=maybe",
                    "Parameter 'intremap' does not accept value 'maybe'");
+    expect_refused2("qtest", "q35", "intel-iommu", "intel-iommu,id=second",
+                    "-device intel-iommu,id=second: Sen does not support multiple vIOMMUs "
+                    "for x86");
 }
 
 int main(int argc, char **argv)
