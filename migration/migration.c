@@ -637,13 +637,21 @@ static void incoming_done_main(MigrationState *s, void *arg)
 }
 
 /* Reads the whole stream; the device section (if any) goes to *device. */
+static bool load_records(MigrationState *s, RamLoad *rl, MigStream *st,
+                         GByteArray **device, Error **errp);
+
 static bool load_stream(MigrationState *s, MigStream *st, GByteArray **device, Error **errp)
 {
-    Machine *m = s->m;
+    RamLoad *rl = ram_load_new(s->m);
+    bool ok = ram_load_setup(rl, st, errp) && load_records(s, rl, st, device, errp);
+    ram_load_free(rl);
+    return ok;
+}
 
-    if (!ram_load_setup(m, st, errp)) {
-        return false;
-    }
+/* Every record after the header, up to the END record and the checksum. */
+static bool load_records(MigrationState *s, RamLoad *rl, MigStream *st,
+                         GByteArray **device, Error **errp)
+{
     for (;;) {
         if (g_atomic_int_get(&s->in_cancel)) {
             error_setg(errp, "incoming migration cancelled");
@@ -656,7 +664,7 @@ static bool load_stream(MigrationState *s, MigStream *st, GByteArray **device, E
         }
         switch (type) {
         case MIG_REC_RAM:
-            if (!ram_load_record(m, st, errp)) {
+            if (!ram_load_record(rl, st, errp)) {
                 return false;
             }
             break;

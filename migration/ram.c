@@ -8,11 +8,12 @@
  * logged again and sent in a later pass or in the final round with vCPUs stopped.
  *
  * Zero pages travel as a flag without data.  Pages the RAM backing never allocated
- * (memfd holes, found with SEEK_DATA) are known zero without being read, so a big,
- * mostly idle guest does not get its whole RAM allocated on the source by migration.
+ * (memfd holes, found with SEEK_DATA; for private anonymous RAM, pages that are neither
+ * present nor swapped in /proc/self/pagemap) are known zero without being read, so a
+ * big, mostly idle guest costs no reading and no allocation on the source.
  *
- * Destination: RAM is emptied (discarded) before loading, so zero pages need no write
- * unless data arrived for them earlier in the same stream.
+ * Destination: RAM is emptied (discarded) before loading and a bitmap records which
+ * pages received data since, so a zero record writes only those pages and reads none.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -39,8 +40,13 @@ struct RamSave {
     uint64_t dirty_pages;     /* set bits in all todo bitmaps */
     bool logging;
     int backing_fd;
+    int pagemap_fd;           /* /proc/self/pagemap for private anonymous RAM, or -1 */
     RamCounters c;
 };
+
+/* /proc/self/pagemap entry bits (Documentation/admin-guide/mm/pagemap.rst) */
+#define PAGEMAP_PRESENT (1ull << 63)
+#define PAGEMAP_SWAPPED (1ull << 62)
 
 static void counter_set(uint64_t *counter, uint64_t v)
 {
@@ -64,6 +70,9 @@ RamSave *ram_save_new(Machine *m)
     unsigned n = guest_mem_region_count(m->mem);
     rs->blocks = g_new0(RamBlock, n);
     rs->backing_fd = guest_mem_backing_fd(m->mem);
+    /* Anonymous RAM has no file to ask for holes; its page tables tell the same. */
+    rs->pagemap_fd = guest_mem_is_private_anonymous(m->mem) ?
+                     open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC) : -1;
     for (unsigned i = 0; i < n; i++) {
         /* ROM (firmware) is not sent: the destination loads the same image. */
         if (guest_mem_region(m->mem, i)->readonly) {
@@ -86,6 +95,9 @@ void ram_save_free(RamSave *rs)
         return;
     }
     ram_save_stop_logging(rs);
+    if (rs->pagemap_fd >= 0) {
+        close(rs->pagemap_fd);
+    }
     for (unsigned i = 0; i < rs->nr_blocks; i++) {
         g_free(rs->blocks[i].todo);
         g_free(rs->blocks[i].log);
@@ -220,9 +232,19 @@ static void send_run(RamSave *rs, RamBlock *b, MigStream *s, uint64_t first, uns
 {
     bool zero[BITS_PER_WORD];
 
+    uint64_t pagemap[BITS_PER_WORD];
+    bool have_pagemap = false;
+    if (rs->pagemap_fd >= 0) {
+        /* One read for the run: which pages the process never touched. */
+        off_t at = (off_t)((uintptr_t)(b->r->hva + first * MIG_PAGE_SIZE) / MIG_PAGE_SIZE *
+                           sizeof(uint64_t));
+        have_pagemap = pread(rs->pagemap_fd, pagemap, n * sizeof(uint64_t), at) ==
+                       (ssize_t)(n * sizeof(uint64_t));
+    }
     for (unsigned i = 0; i < n; i++) {
         uint64_t off = (first + i) * MIG_PAGE_SIZE;
-        zero[i] = page_in_hole(rs, b, b->r->backing_offset + off) ||
+        zero[i] = (have_pagemap && !(pagemap[i] & (PAGEMAP_PRESENT | PAGEMAP_SWAPPED))) ||
+                  page_in_hole(rs, b, b->r->backing_offset + off) ||
                   page_is_zero(b->r->hva + off);
     }
     for (unsigned i = 0; i < n;) {
@@ -276,6 +298,58 @@ bool ram_save_pass(RamSave *rs, MigStream *s, const int *cancel, Error **errp)
 }
 
 /* ---- destination ---- */
+
+struct RamLoad {
+    Machine *m;
+    int fd;                   /* shared file backing to pwrite into, or -1 */
+    /* Per region (guest_mem_region numbering): pages that received data in this load,
+     * so that a later zero record knows what to clear without reading RAM. */
+    unsigned long **written;
+    unsigned nr_regions;
+};
+
+RamLoad *ram_load_new(Machine *m)
+{
+    RamLoad *rl = g_new0(RamLoad, 1);
+    rl->m = m;
+    rl->fd = guest_mem_shared_backing_fd(m->mem);
+    rl->nr_regions = guest_mem_region_count(m->mem);
+    rl->written = g_new0(unsigned long *, rl->nr_regions);
+    for (unsigned i = 0; i < rl->nr_regions; i++) {
+        uint64_t pages = guest_mem_region(m->mem, i)->size / MIG_PAGE_SIZE + 1;
+        rl->written[i] = g_new0(unsigned long, bitmap_words(pages));
+    }
+    return rl;
+}
+
+void ram_load_free(RamLoad *rl)
+{
+    if (!rl) {
+        return;
+    }
+    for (unsigned i = 0; i < rl->nr_regions; i++) {
+        g_free(rl->written[i]);
+    }
+    g_free(rl->written);
+    g_free(rl);
+}
+
+/* Makes region r read as zeroes: the host-page-aligned middle is given back (stays
+ * unallocated), the edges are written. */
+static void empty_region(GuestMemory *gm, const RamRegion *r)
+{
+    uint64_t hp = MAX(guest_mem_host_page_size(gm), (uint64_t)MIG_PAGE_SIZE);
+    uint64_t start = r->backing_offset, end = r->backing_offset + r->size;
+    uint64_t mid_start = (start + hp - 1) / hp * hp, mid_end = end / hp * hp;
+
+    if (mid_start < mid_end &&
+        guest_mem_discard(gm, r->gpa + (mid_start - start), mid_end - mid_start)) {
+        memset(r->hva, 0, mid_start - start);
+        memset(r->hva + (mid_end - start), 0, end - mid_end);
+    } else {
+        memset(r->hva, 0, r->size);
+    }
+}
 
 bool ram_load_check_header(Machine *m, MigStream *s, Error **errp)
 {
@@ -338,19 +412,17 @@ bool ram_load_check_header(Machine *m, MigStream *s, Error **errp)
     return true;
 }
 
-bool ram_load_setup(Machine *m, MigStream *s, Error **errp)
+bool ram_load_setup(RamLoad *rl, MigStream *s, Error **errp)
 {
-    GuestMemory *gm = m->mem;
+    GuestMemory *gm = rl->m->mem;
 
-    if (!ram_load_check_header(m, s, errp)) {
+    if (!ram_load_check_header(rl->m, s, errp)) {
         return false;
     }
-    /* Start from all-zero RAM: what the loader put there at reset is not the guest's.
-     * Discarding (not writing zeroes) keeps the destination's RAM unallocated. */
+    /* Start from all-zero RAM: what the loader put there at reset is not the guest's. */
     for (unsigned i = 0; i < guest_mem_region_count(gm); i++) {
-        const RamRegion *r = guest_mem_region(gm, i);
-        if (!r->readonly && !guest_mem_discard(gm, r->gpa, r->size)) {
-            memset(r->hva, 0, r->size);
+        if (!guest_mem_region(gm, i)->readonly) {
+            empty_region(gm, guest_mem_region(gm, i));
         }
     }
     return true;
@@ -363,10 +435,10 @@ bool ram_load_setup(Machine *m, MigStream *s, Error **errp)
  * checksum reads the bytes while they are in the cache.  Otherwise (anonymous RAM,
  * huge pages, or a write the file refuses) it is read straight into RAM.
  */
-static void load_data(Machine *m, MigStream *s, const RamRegion *r, uint8_t *hva,
+static void load_data(RamLoad *rl, MigStream *s, const RamRegion *r, uint8_t *hva,
                       size_t len)
 {
-    int fd = guest_mem_shared_backing_fd(m->mem);
+    int fd = rl->fd;
     off_t off = (off_t)(r->backing_offset + (uint64_t)(hva - r->hva));
 
     while (fd >= 0 && len) {
@@ -377,9 +449,9 @@ static void load_data(Machine *m, MigStream *s, const RamRegion *r, uint8_t *hva
         }
         ssize_t done = pwrite(fd, p, n, off);
         if (done != (ssize_t)n) {
-            /* Nothing was lost: the bytes are still here. */
+            /* Nothing was lost: the bytes are still here.  Stop trying the file. */
             memcpy(hva, p, n);
-            fd = -1;
+            fd = rl->fd = -1;
         }
         hva += n;
         off += (off_t)n;
@@ -388,8 +460,9 @@ static void load_data(Machine *m, MigStream *s, const RamRegion *r, uint8_t *hva
     mig_get_buf(s, hva, len);
 }
 
-bool ram_load_record(Machine *m, MigStream *s, Error **errp)
+bool ram_load_record(RamLoad *rl, MigStream *s, Error **errp)
 {
+    GuestMemory *gm = rl->m->mem;
     uint8_t flags = mig_get_u8(s);
     uint32_t npages = mig_get_be32(s);
     uint64_t gpa = mig_get_be64(s);
@@ -402,13 +475,15 @@ bool ram_load_record(Machine *m, MigStream *s, Error **errp)
         return false;
     }
     uint8_t *hva = NULL;
+    unsigned ri = 0;
     const RamRegion *r = NULL;
     if (npages && npages <= MIG_RAM_MAX_PAGES && !(gpa & (MIG_PAGE_SIZE - 1)) &&
-        (hva = guest_mem_map(m->mem, gpa, (uint64_t)npages * MIG_PAGE_SIZE))) {
-        for (unsigned i = 0; i < guest_mem_region_count(m->mem); i++) {
-            const RamRegion *ri = guest_mem_region(m->mem, i);
-            if (hva >= ri->hva && hva < ri->hva + ri->size) {
-                r = ri;
+        (hva = guest_mem_map(gm, gpa, (uint64_t)npages * MIG_PAGE_SIZE))) {
+        for (unsigned i = 0; i < guest_mem_region_count(gm); i++) {
+            const RamRegion *cand = guest_mem_region(gm, i);
+            if (hva >= cand->hva && hva < cand->hva + cand->size) {
+                r = cand;
+                ri = i;
             }
         }
     }
@@ -417,24 +492,22 @@ bool ram_load_record(Machine *m, MigStream *s, Error **errp)
                    "x+%u pages is not inside guest RAM", gpa, npages);
         return false;
     }
+    uint64_t first = (uint64_t)(hva - r->hva) / MIG_PAGE_SIZE;
+    unsigned long *written = rl->written[ri];
     if (!(flags & MIG_RAM_ZERO)) {
-        load_data(m, s, r, hva, (size_t)npages * MIG_PAGE_SIZE);
+        load_data(rl, s, r, hva, (size_t)npages * MIG_PAGE_SIZE);
+        for (uint64_t p = first; p < first + npages; p++) {
+            written[p / BITS_PER_WORD] |= 1ul << (p % BITS_PER_WORD);
+        }
         return mig_stream_check(s, errp);
     }
-    /* Reading a hole would allocate it: look only at pages that hold data.  Anonymous
-     * RAM has no fd (lseek fails with EBADF, so every page is looked at); reading its
-     * untouched pages maps the shared zero page and allocates nothing. */
-    off_t off = (off_t)(r->backing_offset + (uint64_t)(hva - r->hva));
-    off_t len = (off_t)npages * MIG_PAGE_SIZE;
-    off_t data = lseek(guest_mem_backing_fd(m->mem), off, SEEK_DATA);
-    if (data < 0 && errno == ENXIO) {
-        return true;
-    }
-    for (uint32_t i = data < off ? 0 : (uint32_t)((data - off) / MIG_PAGE_SIZE);
-         data < off + len && i < npages; i++) {
-        uint8_t *p = hva + (size_t)i * MIG_PAGE_SIZE;
-        if (!page_is_zero(p)) {
-            memset(p, 0, MIG_PAGE_SIZE);
+    /* RAM was emptied at setup: only pages data arrived for since need clearing.  No
+     * page is read, so nothing gets allocated for the (usually many) zero pages. */
+    for (uint64_t p = first; p < first + npages; p++) {
+        unsigned long bit = 1ul << (p % BITS_PER_WORD);
+        if (written[p / BITS_PER_WORD] & bit) {
+            memset(r->hva + p * MIG_PAGE_SIZE, 0, MIG_PAGE_SIZE);
+            written[p / BITS_PER_WORD] &= ~bit;
         }
     }
     return true;

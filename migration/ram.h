@@ -47,13 +47,17 @@ bool ram_save_pass(RamSave *rs, MigStream *s, const int *cancel, Error **errp)
 uint64_t ram_save_dirty_pages(const RamSave *rs);
 void ram_save_stop_logging(RamSave *rs);
 
-/* Destination: checks the header against this machine's RAM; empties guest RAM. */
-bool ram_load_setup(Machine *m, MigStream *s, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+/* Destination: what one load keeps between records. */
+typedef struct RamLoad RamLoad;
+RamLoad *ram_load_new(Machine *m);
+void ram_load_free(RamLoad *rl);
+/* Checks the header against this machine's RAM; empties guest RAM. */
+bool ram_load_setup(RamLoad *rl, MigStream *s, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
 /* The checks alone, RAM untouched (loadvm looks before it leaps). */
 bool ram_load_check_header(Machine *m, MigStream *s, Error **errp)
     G_GNUC_WARN_UNUSED_RESULT;
 /* One RAM record (its type byte already read). */
-bool ram_load_record(Machine *m, MigStream *s, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+bool ram_load_record(RamLoad *rl, MigStream *s, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
 
 /* Record types. */
 #define MIG_REC_RAM    0x01

@@ -216,6 +216,16 @@ int guest_mem_shared_backing_fd(const GuestMemory *gm)
     return h->shared && h->page_size == 4096 ? h->fd : -1;
 }
 
+bool guest_mem_is_private_anonymous(const GuestMemory *gm)
+{
+    for (unsigned i = 0; i < gm->nr_hosts; i++) {
+        if (gm->hosts[i]->fd >= 0 || gm->hosts[i]->shared) {
+            return false;
+        }
+    }
+    return gm->nr_hosts > 0;
+}
+
 /* The region holding all of [gpa, gpa+len), written so that no sum can overflow. */
 static const RamRegion *find_region(const GuestMemory *gm, uint64_t gpa, uint64_t len)
 {

@@ -65,6 +65,9 @@ int guest_mem_backing_fd(const GuestMemory *gm);
  * a region's backing_offset lands in guest RAM (migration loads RAM that way: page
  * cache writes skip zeroing pages first, as a fault would); else -1. */
 int guest_mem_shared_backing_fd(const GuestMemory *gm);
+/* Whether all guest RAM is private anonymous memory, where a page the process never
+ * touched (neither present nor swapped in /proc/self/pagemap) reads as zero. */
+bool guest_mem_is_private_anonymous(const GuestMemory *gm);
 /* Page size of the host memory behind guest RAM (4 KiB, or the largest huge page size). */
 uint64_t guest_mem_host_page_size(const GuestMemory *gm);
 /* Gives [gpa, gpa+len) back to the host (balloon): it reads as zeroes afterwards.  False
