@@ -1,0 +1,355 @@
+/*
+ * virtio-net-pci (hw/virtio/virtio-net.c) over a hand-built Machine: the driver side is
+ * this test writing rings in guest RAM, the backend side a net client of the test's own
+ * linked to the NIC.  Rx header and length, a frame too big for the buffers (dropped,
+ * nothing written past them), mergeable rx buffers, tx without the header for a backend
+ * without vnet_hdr, and the control queue: rx mode, MAC table, its malformed forms, and
+ * commands the device did not offer.
+ */
+#include <string.h>
+#include <glib.h>
+#include "sen/net.h"
+#include "virtio-test-util.h"
+
+#define F_MAC           (1ull << 5)
+#define F_MRG_RXBUF     (1ull << 15)
+#define F_STATUS        (1ull << 16)
+#define F_CTRL_VQ       (1ull << 17)
+#define F_CTRL_RX       (1ull << 18)
+#define F_CTRL_RX_EXTRA (1ull << 20)
+#define F_VERSION_1     (1ull << 32)
+
+#define HDR_LEN  12
+#define QS       16                            /* entries of every queue we set up */
+#define RING(q)  (0x10000ull + (q) * 0x4000)   /* desc; avail at +0x1000, used at +0x2000 */
+#define BUF(i)   (0x40000ull + (i) * 0x1000)   /* buffer i, one page each */
+#define RXQ 0
+#define TXQ 1
+#define CTRLQ 2
+
+static const uint8_t nic_mac[6] = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 };
+
+typedef struct Fixture {
+    VirtioTestMachine vt;
+    NetClientState *nic, *peer;   /* peer: the backend this test plays */
+    GPtrArray *sent;              /* of GByteArray*: frames the NIC sent to the backend */
+    uint16_t avail[3];
+    uint16_t next_desc[3];
+} Fixture;
+
+static ssize_t peer_receive(NetClientState *nc, const struct iovec *iov, int iovcnt)
+{
+    Fixture *f = nc->opaque;
+    GByteArray *b = g_byte_array_new();
+
+    for (int i = 0; i < iovcnt; i++) {
+        g_byte_array_append(b, iov[i].iov_base, iov[i].iov_len);
+    }
+    g_ptr_array_add(f->sent, b);
+    return (ssize_t)b->len;
+}
+
+static const NetClientInfo peer_info = { .type = "test", .receive = peer_receive };
+
+static void fixture_init(Fixture *f, uint64_t want)
+{
+    Error *err = NULL;
+    char *argv[] = { "sen", NULL };
+
+    memset(f, 0, sizeof(*f));
+    vt_init(&f->vt, 1, argv);
+    f->vt.dev = (PCIDevice *)vt_add_device(&f->vt, "virtio-net-pci", NULL, &err);
+    vt_check_no_error(err);
+    g_assert_nonnull(f->vt.dev);
+    GPtrArray *nics = net_nics(&f->vt.m);
+    g_assert_cmpuint(nics->len, ==, 1);
+    f->nic = g_ptr_array_index(nics, 0);
+    f->peer = net_client_new(&f->vt.m, &peer_info, "test", "peer", 0);
+    f->peer->opaque = f;
+    net_link(f->nic, f->peer);
+    f->sent = g_ptr_array_new_with_free_func((GDestroyNotify)g_byte_array_unref);
+
+    /* The driver: reset, features, three queues (rx, tx, control), DRIVER_OK. */
+    vt_map_bar4(&f->vt);
+    vt_wr(&f->vt, CC_STATUS, 1, 0);
+    vt_wr(&f->vt, CC_STATUS, 1, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
+    vt_wr(&f->vt, CC_DFSELECT, 4, 0);
+    uint64_t offered = vt_rd(&f->vt, CC_DF, 4);
+    vt_wr(&f->vt, CC_DFSELECT, 4, 1);
+    offered |= vt_rd(&f->vt, CC_DF, 4) << 32;
+    uint64_t features = offered & (want | F_VERSION_1);
+    g_assert_cmphex(features, ==, want | F_VERSION_1); /* all offered */
+    vt_wr(&f->vt, CC_GFSELECT, 4, 0);
+    vt_wr(&f->vt, CC_GF, 4, (uint32_t)features);
+    vt_wr(&f->vt, CC_GFSELECT, 4, 1);
+    vt_wr(&f->vt, CC_GF, 4, features >> 32);
+    vt_wr(&f->vt, CC_STATUS, 1, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
+          VIRTIO_STATUS_FEATURES_OK);
+    g_assert_cmpuint(vt_rd(&f->vt, CC_NUM_QUEUES, 2), ==, 3);
+    for (unsigned q = 0; q < 3; q++) {
+        vt_wr(&f->vt, CC_Q_SELECT, 2, q);
+        vt_wr(&f->vt, CC_Q_SIZE, 2, QS);
+        vt_wr(&f->vt, CC_Q_DESC, 8, RING(q));
+        vt_wr(&f->vt, CC_Q_AVAIL, 8, RING(q) + 0x1000);
+        vt_wr(&f->vt, CC_Q_USED, 8, RING(q) + 0x2000);
+        memset(f->vt.ram + RING(q), 0, 0x3000);
+        vt_wr(&f->vt, CC_Q_ENABLE, 2, 1);
+    }
+    vt_wr(&f->vt, CC_STATUS, 1, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
+          VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK);
+    g_assert_false(vt_rd(&f->vt, CC_STATUS, 1) & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
+}
+
+static void fixture_done(Fixture *f)
+{
+    g_ptr_array_free(f->sent, TRUE);
+    vt_done(&f->vt);            /* the NIC goes first: the peer loses its link */
+    net_client_free(f->peer);
+    net_cleanup(&f->vt.m);
+}
+
+typedef struct {
+    uint64_t addr;
+    uint32_t len;
+    bool write;
+} Buf;
+
+/* Makes a chain of n buffers available on queue q and notifies it. */
+static void post(Fixture *f, unsigned q, const Buf *bufs, unsigned n)
+{
+    uint8_t *ram = f->vt.ram;
+    uint16_t head = f->next_desc[q];
+
+    for (unsigned k = 0; k < n; k++) {
+        unsigned i = (head + k) % QS;
+        VirtqDesc d = { .addr = bufs[k].addr, .len = bufs[k].len,
+                        .flags = (bufs[k].write ? VIRTQ_DESC_F_WRITE : 0) |
+                                 (k + 1 < n ? VIRTQ_DESC_F_NEXT : 0),
+                        .next = (uint16_t)((i + 1) % QS) };
+        memcpy(ram + RING(q) + 16 * i, &d, sizeof(d));
+    }
+    f->next_desc[q] = (head + n) % QS;
+    uint16_t *avail = (uint16_t *)(ram + RING(q) + 0x1000);
+    avail[2 + f->avail[q] % QS] = head;
+    __atomic_store_n(&avail[1], ++f->avail[q], __ATOMIC_RELEASE);
+    vt_wr(&f->vt, 0x3000 + 4 * q, 2, q); /* notify (NOTIFY_MULT 4) */
+}
+
+static uint16_t used_idx(Fixture *f, unsigned q)
+{
+    return __atomic_load_n((uint16_t *)(f->vt.ram + RING(q) + 0x2002), __ATOMIC_ACQUIRE);
+}
+
+static void used_elem(Fixture *f, unsigned q, unsigned n, uint32_t *id, uint32_t *len)
+{
+    const uint8_t *e = f->vt.ram + RING(q) + 0x2004 + 8 * (n % QS);
+    memcpy(id, e, 4);
+    memcpy(len, e + 4, 4);
+}
+
+/* A frame of len bytes to dst, its payload bytes counting up from seed. */
+static GByteArray *frame(const uint8_t dst[6], unsigned len, uint8_t seed)
+{
+    GByteArray *b = g_byte_array_sized_new(len);
+    g_byte_array_set_size(b, len);
+    memcpy(b->data, dst, 6);
+    memcpy(b->data + 6, "\x02\x00\x00\x00\x00\x99", 6);
+    b->data[12] = 0x88;
+    b->data[13] = 0xb5;
+    for (unsigned i = 14; i < len; i++) {
+        b->data[i] = (uint8_t)(seed + i);
+    }
+    return b;
+}
+
+static void send_to_nic(Fixture *f, const uint8_t dst[6], unsigned len, uint8_t seed)
+{
+    g_autoptr(GByteArray) b = frame(dst, len, seed);
+    net_send_buf(f->peer, b->data, b->len);
+}
+
+static void test_rx_tx(void)
+{
+    Fixture f;
+    uint32_t id, len;
+
+    fixture_init(&f, F_MAC | F_STATUS);
+    Buf rx = { BUF(0), 2048, true };
+    post(&f, RXQ, &rx, 1);
+    send_to_nic(&f, nic_mac, 100, 7);
+    g_assert_cmpuint(used_idx(&f, RXQ), ==, 1);
+    used_elem(&f, RXQ, 0, &id, &len);
+    g_assert_cmpuint(len, ==, HDR_LEN + 100);
+    uint16_t num_buffers;
+    memcpy(&num_buffers, f.vt.ram + BUF(0) + 10, 2);
+    g_assert_cmpuint(num_buffers, ==, 1);
+    g_autoptr(GByteArray) want = frame(nic_mac, 100, 7);
+    g_assert_cmpmem(f.vt.ram + BUF(0) + HDR_LEN, 100, want->data, 100);
+
+    /* tx: header and frame in separate buffers; the backend gets the frame alone. */
+    memset(f.vt.ram + BUF(1), 0, HDR_LEN);
+    g_autoptr(GByteArray) out = frame((const uint8_t *)"\xff\xff\xff\xff\xff\xff", 300, 3);
+    memcpy(f.vt.ram + BUF(2), out->data, out->len);
+    Buf tx[2] = { { BUF(1), HDR_LEN, false }, { BUF(2), 300, false } };
+    post(&f, TXQ, tx, 2);
+    g_assert_cmpuint(used_idx(&f, TXQ), ==, 1);
+    g_assert_cmpuint(f.sent->len, ==, 1);
+    GByteArray *got = g_ptr_array_index(f.sent, 0);
+    g_assert_cmpmem(got->data, got->len, out->data, out->len);
+    fixture_done(&f);
+}
+
+static void test_rx_too_big(void)
+{
+    Fixture f;
+    uint32_t id, len;
+
+    fixture_init(&f, F_MAC);
+    /* 60 bytes of buffer, a canary right behind it. */
+    memset(f.vt.ram + BUF(0), 0xcc, 128);
+    Buf rx = { BUF(0), 60, true };
+    post(&f, RXQ, &rx, 1);
+    send_to_nic(&f, nic_mac, 100, 1);
+    g_assert_cmpuint(used_idx(&f, RXQ), ==, 0);
+    for (unsigned i = 0; i < 128; i++) {
+        g_assert_cmphex(f.vt.ram[BUF(0) + i], ==, 0xcc);
+    }
+    /* The buffer stays posted for a frame that fits. */
+    send_to_nic(&f, nic_mac, 40, 1);
+    g_assert_cmpuint(used_idx(&f, RXQ), ==, 1);
+    used_elem(&f, RXQ, 0, &id, &len);
+    g_assert_cmpuint(len, ==, HDR_LEN + 40);
+    for (unsigned i = HDR_LEN + 40; i < 128; i++) {
+        g_assert_cmphex(f.vt.ram[BUF(0) + i], ==, 0xcc);
+    }
+    fixture_done(&f);
+}
+
+static void test_mrg_rxbuf(void)
+{
+    Fixture f;
+    uint32_t id, len;
+
+    fixture_init(&f, F_MAC | F_MRG_RXBUF);
+    for (unsigned i = 0; i < 3; i++) {
+        Buf rx = { BUF(i), 512, true };
+        post(&f, RXQ, &rx, 1);
+    }
+    send_to_nic(&f, nic_mac, 1200, 9);
+    g_assert_cmpuint(used_idx(&f, RXQ), ==, 3);
+    uint16_t num_buffers;
+    memcpy(&num_buffers, f.vt.ram + BUF(0) + 10, 2);
+    g_assert_cmpuint(num_buffers, ==, 3);
+    g_autoptr(GByteArray) got = g_byte_array_new();
+    for (unsigned i = 0; i < 3; i++) {
+        used_elem(&f, RXQ, i, &id, &len);
+        g_assert_cmpuint(id, ==, i);
+        g_assert_cmpuint(len, ==, i < 2 ? 512 : HDR_LEN + 1200 - 1024);
+        unsigned skip = i == 0 ? HDR_LEN : 0;
+        g_byte_array_append(got, f.vt.ram + BUF(i) + skip, len - skip);
+    }
+    g_autoptr(GByteArray) want = frame(nic_mac, 1200, 9);
+    g_assert_cmpmem(got->data, got->len, want->data, want->len);
+    fixture_done(&f);
+}
+
+/* One control command; returns the ack byte the device wrote (0xee: none). */
+static uint8_t ctrl(Fixture *f, uint8_t cls, uint8_t cmd, const void *data, size_t len)
+{
+    uint16_t before = used_idx(f, CTRLQ);
+    uint8_t *ram = f->vt.ram;
+
+    ram[BUF(10)] = cls;
+    ram[BUF(10) + 1] = cmd;
+    memcpy(ram + BUF(11), data, len);
+    ram[BUF(12)] = 0xee;
+    Buf b[3] = { { BUF(10), 2, false }, { BUF(11), (uint32_t)len, false },
+                 { BUF(12), 1, true } };
+    post(f, CTRLQ, b, 3);
+    g_assert_cmpuint(used_idx(f, CTRLQ), ==, (uint16_t)(before + 1));
+    return ram[BUF(12)];
+}
+
+static bool delivered(Fixture *f, const uint8_t dst[6])
+{
+    uint16_t before = used_idx(f, RXQ);
+    Buf rx = { BUF(0), 2048, true };
+
+    post(f, RXQ, &rx, 1);
+    send_to_nic(f, dst, 64, 0);
+    if (used_idx(f, RXQ) != before) {
+        return true;
+    }
+    /* Filtered: take the buffer back with a frame that passes (the NIC's own MAC). */
+    send_to_nic(f, nic_mac, 64, 0);
+    g_assert_cmpuint(used_idx(f, RXQ), ==, (uint16_t)(before + 1));
+    return false;
+}
+
+static void test_ctrl_rx_filter(void)
+{
+    static const uint8_t other[6] = { 0x02, 0, 0, 0, 0, 0x01 };
+    static const uint8_t other2[6] = { 0x02, 0, 0, 0, 0, 0x02 };
+    static const uint8_t bcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+    static const uint8_t mcast[6] = { 0x01, 0x00, 0x5e, 0, 0, 0x01 };
+    Fixture f;
+    uint8_t on = 1, off = 0;
+
+    fixture_init(&f, F_MAC | F_CTRL_VQ | F_CTRL_RX | F_CTRL_RX_EXTRA);
+    /* Reset state is promiscuous (QEMU's). */
+    g_assert_true(delivered(&f, other));
+    g_assert_cmpuint(ctrl(&f, 0, 0, &off, 1), ==, 0); /* PROMISC off */
+    g_assert_false(delivered(&f, other));
+    g_assert_true(delivered(&f, nic_mac));
+    g_assert_true(delivered(&f, bcast));
+    g_assert_false(delivered(&f, mcast));
+
+    /* MAC_TABLE_SET: unicast [other], multicast [mcast]. */
+    uint8_t table[4 + 6 + 4 + 6];
+    uint32_t one = 1;
+    memcpy(table, &one, 4);
+    memcpy(table + 4, other, 6);
+    memcpy(table + 10, &one, 4);
+    memcpy(table + 14, mcast, 6);
+    g_assert_cmpuint(ctrl(&f, 1, 0, table, sizeof(table)), ==, 0);
+    g_assert_true(delivered(&f, other));
+    g_assert_false(delivered(&f, other2));
+    g_assert_true(delivered(&f, mcast));
+
+    /* A table claiming more entries than it carries: refused, the old one stays. */
+    uint32_t many = 1000;
+    memcpy(table, &many, 4);
+    g_assert_cmpuint(ctrl(&f, 1, 0, table, sizeof(table)), ==, 1);
+    g_assert_true(delivered(&f, other));
+
+    NetRxFilter rf = { 0 };
+    f.nic->rx_filter_query(f.nic, &rf);
+    g_assert_false(rf.promisc);
+    g_assert_cmpuint(rf.n_uni, ==, 1);
+    g_assert_cmpmem(rf.uni[0], 6, other, 6);
+    g_assert_cmpuint(rf.n_multi, ==, 1);
+    g_array_unref(rf.vlans);
+
+    g_assert_cmpuint(ctrl(&f, 0, 5, &on, 1), ==, 0); /* NOBCAST (RX_EXTRA) */
+    g_assert_false(delivered(&f, bcast));
+    g_assert_cmpuint(ctrl(&f, 0, 1, &on, 1), ==, 0); /* ALLMULTI */
+    g_assert_true(delivered(&f, (const uint8_t *)"\x01\x00\x5e\x00\x00\x77"));
+
+    /* Unknown command, a wrong length, and MQ, which was not offered: errors. */
+    g_assert_cmpuint(ctrl(&f, 0, 9, &on, 1), ==, 1);
+    g_assert_cmpuint(ctrl(&f, 0, 0, table, 2), ==, 1);
+    uint16_t pairs = 1;
+    g_assert_cmpuint(ctrl(&f, 4, 0, &pairs, 2), ==, 1);
+    g_assert_false(vt_rd(&f.vt, CC_STATUS, 1) & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
+    fixture_done(&f);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/virtio-net/rx-tx", test_rx_tx);
+    g_test_add_func("/virtio-net/rx-too-big", test_rx_too_big);
+    g_test_add_func("/virtio-net/mrg-rxbuf", test_mrg_rxbuf);
+    g_test_add_func("/virtio-net/ctrl-rx-filter", test_ctrl_rx_filter);
+    return g_test_run();
+}
