@@ -70,7 +70,7 @@ static bool bridge_init(Machine *m, const char *id, Keyval *opts, const char *wh
         error_setg(errp, "%s: access denied by %s: it has no 'allow %s'", what, acl, br);
         return false;
     }
-    int fd = net_tap_open(NULL, true, &hdr, name, what, errp);
+    int fd = net_tap_open(NULL, true, false, &hdr, name, what, errp);
     if (fd < 0) {
         return false;
     }
@@ -95,7 +95,7 @@ static bool bridge_init(Machine *m, const char *id, Keyval *opts, const char *wh
         close(fd);
         return false;
     }
-    return net_tap_attach(m, id, fd, hdr, name, NULL, queues);
+    return net_tap_attach(m, id, fd, hdr, false, name, NULL, queues);
 }
 
 const NetBackend net_bridge_backend = {

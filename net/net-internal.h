@@ -10,12 +10,13 @@ extern const NetBackend net_socket_backend;
 extern const NetBackend net_tap_backend;
 extern const NetBackend net_bridge_backend;
 
-/* net/tap.c: opens a TAP (name_out gets its name, IFNAMSIZ bytes); -1 on error. */
-int net_tap_open(const char *ifname, bool want_vnet_hdr, bool *vnet_hdr, char *name_out,
-                 const char *what, Error **errp);
-/* Makes an open TAP fd a backend queue (downscript may be NULL). */
-bool net_tap_attach(Machine *m, const char *id, int fd, bool vnet_hdr, const char *ifname,
-                    const char *downscript, GPtrArray *queues);
+/* net/tap.c: opens a TAP (name_out gets its name, IFNAMSIZ bytes), one queue of it with
+ * multi_queue; -1 on error. */
+int net_tap_open(const char *ifname, bool want_vnet_hdr, bool multi_queue, bool *vnet_hdr,
+                 char *name_out, const char *what, Error **errp);
+/* Makes an open TAP fd the next backend queue (downscript may be NULL). */
+bool net_tap_attach(Machine *m, const char *id, int fd, bool vnet_hdr, bool multi_queue,
+                    const char *ifname, const char *downscript, GPtrArray *queues);
 
 /* Queue 0 of netdev id (or of the first netdev of type when id is NULL) if it has that
  * type, else NULL. */

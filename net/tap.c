@@ -5,6 +5,8 @@
  * can offer checksum/TSO offload (TUNSETOFFLOAD follows what the guest accepted).
  * script=/downscript= run a program with the interface name after creation / before
  * close (QEMU's defaults /etc/qemu-ifup, /etc/qemu-ifdown; "no" for none).
+ * queues=N opens the TAP N times with IFF_MULTI_QUEUE: N backend queues for a NIC with mq=on,
+ * the kernel spreading flows over the queues the NIC has enabled (TUNSETQUEUE).
  * Reads stop while the NIC cannot take frames (no rx buffers) and resume on peer_ready,
  * so the kernel queue, not Sen, holds the backlog; writes never block (a full tap queue
  * drops the frame).
@@ -18,6 +20,7 @@
 #include <sys/ioctl.h>
 #include <linux/if_tun.h>
 #include "net/net-internal.h"
+#include "sen/log.h"
 
 #define TAP_READ_BURST 64
 
@@ -27,6 +30,8 @@ typedef struct NetTap {
     int fd;
     guint src;
     bool vnet_hdr;
+    bool multi_queue;        /* opened with IFF_MULTI_QUEUE: queue_enable applies */
+    RateLimit rl;            /* for queue_enable failures (the guest picks the pairs) */
     char ifname[IFNAMSIZ];
     char *downscript;
     uint64_t tx_dropped;
@@ -108,6 +113,19 @@ static void tap_set_offload(NetClientState *nc, unsigned tun_flags)
     ioctl(s->fd, TUNSETOFFLOAD, (unsigned long)tun_flags); /* old kernels: no offload */
 }
 
+static void tap_queue_enable(NetClientState *nc, bool on)
+{
+    NetTap *s = nc->opaque;
+    struct ifreq ifr = { .ifr_flags = on ? IFF_ATTACH_QUEUE : IFF_DETACH_QUEUE };
+
+    if (s->multi_queue && ioctl(s->fd, TUNSETQUEUE, &ifr) < 0 && errno != EINVAL) {
+        /* EINVAL: already in that state.  Anything else leaves the kernel steering as
+         * it was, which costs frames but nothing else. */
+        log_guest_error(&s->rl, "-netdev tap,ifname=%s: queue %u: TUNSETQUEUE: %s",
+                        s->ifname, nc->queue_index, g_strerror(errno));
+    }
+}
+
 static bool run_script(const char *script, const char *ifname, Error **errp)
 {
     char *argv[] = { (char *)script, (char *)ifname, NULL };
@@ -151,12 +169,13 @@ static const NetClientInfo tap_info = {
     .peer_ready = tap_peer_ready,
     .has_vnet_hdr = tap_has_vnet_hdr,
     .set_offload = tap_set_offload,
+    .queue_enable = tap_queue_enable,
     .cleanup = tap_cleanup,
 };
 
 /* Opens /dev/net/tun as a TAP named ifname (empty: the kernel names it). */
-int net_tap_open(const char *ifname, bool want_vnet_hdr, bool *vnet_hdr, char *name_out,
-                 const char *what, Error **errp)
+int net_tap_open(const char *ifname, bool want_vnet_hdr, bool multi_queue, bool *vnet_hdr,
+                 char *name_out, const char *what, Error **errp)
 {
     struct ifreq ifr = { 0 };
     unsigned features = 0;
@@ -166,7 +185,7 @@ int net_tap_open(const char *ifname, bool want_vnet_hdr, bool *vnet_hdr, char *n
         error_setg_errno(errp, errno, "%s: could not open /dev/net/tun", what);
         return -1;
     }
-    ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+    ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (multi_queue ? IFF_MULTI_QUEUE : 0);
     *vnet_hdr = false;
     if (want_vnet_hdr && ioctl(fd, TUNGETFEATURES, &features) == 0 &&
         (features & IFF_VNET_HDR)) {
@@ -193,8 +212,8 @@ int net_tap_open(const char *ifname, bool want_vnet_hdr, bool *vnet_hdr, char *n
     return fd;
 }
 
-bool net_tap_attach(Machine *m, const char *id, int fd, bool vnet_hdr, const char *ifname,
-                    const char *downscript, GPtrArray *queues)
+bool net_tap_attach(Machine *m, const char *id, int fd, bool vnet_hdr, bool multi_queue,
+                    const char *ifname, const char *downscript, GPtrArray *queues)
 {
     NetTap *s = g_new0(NetTap, 1);
 
@@ -203,7 +222,8 @@ bool net_tap_attach(Machine *m, const char *id, int fd, bool vnet_hdr, const cha
     s->vnet_hdr = vnet_hdr;
     g_strlcpy(s->ifname, ifname, sizeof(s->ifname));
     s->downscript = g_strdup(downscript);
-    s->nc = net_client_new(m, &tap_info, "tap", id, 0);
+    s->multi_queue = multi_queue;
+    s->nc = net_client_new(m, &tap_info, "tap", id, queues->len);
     s->nc->opaque = s;
     net_client_set_info_str(s->nc, "ifname=%s,script=%s,downscript=%s", s->ifname,
                             "no", downscript ? downscript : "no");
@@ -221,11 +241,18 @@ static bool tap_init(Machine *m, const char *id, Keyval *opts, const char *what,
     const char *downscript = keyval_get(opts, "downscript");
     bool vhost, want_hdr;
     char name[IFNAMSIZ] = "";
+    uint64_t nq;
     int fd;
 
     if (!keyval_get_bool(opts, what, "vhost", false, &vhost, errp) ||
         !keyval_get_bool(opts, what, "vnet_hdr", true, &want_hdr, errp) ||
+        !keyval_get_u64(opts, what, "queues", 1, &nq, errp) ||
         !keyval_check_all_used(opts, what, errp)) {
+        return false;
+    }
+    if (nq < 1 || nq > NET_MAX_QUEUES) {
+        error_setg(errp, "%s: queues=%" G_GUINT64_FORMAT ": want 1 to %d", what, nq,
+                   NET_MAX_QUEUES);
         return false;
     }
     if (vhost) {
@@ -242,8 +269,8 @@ static bool tap_init(Machine *m, const char *id, Keyval *opts, const char *what,
     if (fd_s) {
         uint64_t v;
         Error *local = NULL;
-        if (ifname || keyval_has(opts, "script")) {
-            error_setg(errp, "%s: fd= goes without ifname= and script=", what);
+        if (ifname || keyval_has(opts, "script") || nq > 1) {
+            error_setg(errp, "%s: fd= goes without ifname=, script= and queues=", what);
             return false;
         }
         if (!parse_uint(fd_s, &v, &local) || v > G_MAXINT || fcntl((int)v, F_GETFD) < 0) {
@@ -262,25 +289,43 @@ static bool tap_init(Machine *m, const char *id, Keyval *opts, const char *what,
             }
         }
         g_unix_set_fd_nonblocking(fd, TRUE, NULL);
-        return net_tap_attach(m, id, fd, want_hdr, name, NULL, queues);
+        return net_tap_attach(m, id, fd, want_hdr, false, name, NULL, queues);
     }
-    bool hdr;
-    fd = net_tap_open(ifname, want_hdr, &hdr, name, what, errp);
-    if (fd < 0) {
-        return false;
+    /* Every queue is open before the script runs and anything is attached, so a
+     * failure closes fds and leaves no half-made netdev. */
+    bool hdr, mq = nq > 1;
+    int fds[NET_MAX_QUEUES];
+    unsigned opened = 0;
+    for (; opened < nq; opened++) {
+        char qname[IFNAMSIZ]; /* queues after the first join the interface the first made */
+        fds[opened] = net_tap_open(opened ? name : ifname, want_hdr, mq, &hdr,
+                                   opened ? qname : name, what, errp);
+        if (fds[opened] < 0) {
+            goto fail;
+        }
     }
     if (strcmp(script, "no") != 0 && *script) {
         Error *err = NULL;
         if (!run_script(script, name, &err)) {
             error_propagate(errp, err);
             error_prepend(errp, "%s: ", what);
-            close(fd);
-            return false;
+            goto fail;
         }
     }
-    return net_tap_attach(m, id, fd, hdr, name,
-                          strcmp(downscript, "no") != 0 && *downscript ? downscript : NULL,
-                          queues);
+    for (unsigned i = 0; i < nq; i++) {
+        /* The downscript runs once, when queue 0 goes. */
+        net_tap_attach(m, id, fds[i], hdr, mq, name,
+                       i == 0 && strcmp(downscript, "no") != 0 && *downscript ? downscript
+                                                                             : NULL,
+                       queues);
+    }
+    return true;
+
+fail:
+    while (opened) {
+        close(fds[--opened]);
+    }
+    return false;
 }
 
 const NetBackend net_tap_backend = {

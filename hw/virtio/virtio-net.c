@@ -488,6 +488,18 @@ static uint8_t ctrl_vlan(VirtIONet *n, uint8_t cmd, const uint8_t *data, size_t 
     return VIRTIO_NET_OK;
 }
 
+/* The guest uses this many queue pairs: a multiqueue backend steers only to those. */
+static void net_set_pairs(VirtIONet *n, unsigned pairs)
+{
+    n->curr_pairs = pairs;
+    for (unsigned i = 0; n->max_pairs > 1 && i < n->max_pairs; i++) {
+        NetClientState *peer = n->qp[i].nc->peer;
+        if (peer && peer->info->queue_enable) {
+            peer->info->queue_enable(peer, i < pairs);
+        }
+    }
+}
+
 static uint8_t ctrl_mq(VirtIONet *n, uint8_t cmd, const uint8_t *data, size_t len)
 {
     uint16_t pairs;
@@ -499,7 +511,7 @@ static uint8_t ctrl_mq(VirtIONet *n, uint8_t cmd, const uint8_t *data, size_t le
     if (pairs < 1 || pairs > n->max_pairs) {
         return VIRTIO_NET_ERR;
     }
-    n->curr_pairs = pairs;
+    net_set_pairs(n, pairs);
     return VIRTIO_NET_OK;
 }
 
@@ -570,7 +582,7 @@ static void net_vdev_reset(VirtIODevice *vdev)
     VirtIONet *n = to_net(vdev);
 
     net_rx_filter_reset(n);
-    n->curr_pairs = 1;
+    net_set_pairs(n, 1);
     for (unsigned i = 0; i < n->max_pairs; i++) {
         net_client_purge(n->qp[i].nc);
         if (n->qp[i].tx_more) {
@@ -740,7 +752,6 @@ static bool virtio_net_realize(DeviceState *dev, Machine *m, Error **errp)
         net_default_mac(m, n->mac);
     }
     n->max_pairs = backend ? MAX(backend->len, 1) : 1;
-    n->curr_pairs = 1;
 
     /* Our clients first, so the backend's vnet_hdr answer is known for the features. */
     g_autofree char *name = dev->id ? g_strdup(dev->id) :
@@ -761,6 +772,7 @@ static bool virtio_net_realize(DeviceState *dev, Machine *m, Error **errp)
         }
     }
     n->vnet_hdr = n->qp[0].nc->vnet_hdr;
+    net_set_pairs(n, 1); /* until the driver asks for more */
     net_nic_register(m, n->qp[0].nc);
 
     features = (1ull << VIRTIO_NET_F_MAC) | (1ull << VIRTIO_NET_F_STATUS) |

@@ -64,6 +64,9 @@ typedef struct NetClientInfo {
     bool (*has_vnet_hdr)(NetClientState *nc);
     /* The NIC negotiated these guest offloads (TUN_F_* bits).  May be NULL. */
     void (*set_offload)(NetClientState *nc, unsigned tun_flags);
+    /* A multiqueue NIC uses this queue of ours or not (the guest's queue pairs): tap
+     * steers frames only to the enabled ones.  May be NULL. */
+    void (*queue_enable)(NetClientState *nc, bool on);
     /* Releases the backend's resources (the struct is freed by net.c). */
     void (*cleanup)(NetClientState *nc);
 } NetClientInfo;

@@ -2,7 +2,10 @@
 address on its TAP (the guest ARPs it; the namespace's kernel answers), and nothing of it
 is visible outside that namespace.  Needs root and /dev/net/tun (skipped otherwise)."""
 import os
+import shutil
 import subprocess
+import sys
+import threading
 import uuid
 
 import pytest
@@ -127,3 +130,83 @@ def test_bridge_two_vms_and_host(netns, tmp_path):
     p = subprocess.run(["ip", "netns", "exec", netns, SEN, "-display", "none", "-nodefaults",
                         "-netdev", netdev], capture_output=True, text=True, env=env)
     assert p.returncode == 1 and f"access denied by {acl}" in p.stderr
+
+
+MQ = os.path.join(BUILD, "tests", "guest", "net-mq.elf")
+QEMU = "qemu-system-x86_64"
+QBOOT = "/usr/share/qemu/qboot.rom"
+
+
+def test_tap_multiqueue(netns):
+    """queues=2 + mq=on: the guest sets its queue pairs through the control queue and the
+    TAP steers only to the queues it uses (tests/guest/net-mq.c); QEMU runs the same
+    guest as the check that the test, not Sen, is right."""
+    tap = "sentapmq"
+    sh("ip", "netns", "exec", netns, "ip", "tuntap", "add", "dev", tap, "mode", "tap",
+       "multi_queue")
+    sh("ip", "netns", "exec", netns, "ip", "addr", "add", "10.196.0.1/24", "dev", tap)
+    sh("ip", "netns", "exec", netns, "ip", "link", "set", tap, "up")
+    # The guest answers no ARP while it counts flows.
+    sh("ip", "netns", "exec", netns, "ip", "neigh", "replace", "10.196.0.2", "lladdr",
+       "52:54:00:12:34:56", "dev", tap, "nud", "permanent")
+    append = "host_ip=0x0ac40001 guest_ip=0x0ac40002"
+    netdev = f"tap,id=n0,ifname={tap},script=no,downscript=no,queues=2"
+    nic = "virtio-net-pci,netdev=n0,mq=on,mac=52:54:00:12:34:56"
+    vmms = [[SEN, "-M", "pc", "-nographic", "-netdev", netdev, "-device", nic]]
+    if shutil.which(QEMU):
+        vmms.append([QEMU, "-enable-kvm", "-cpu", "host,-arch-capabilities", "-M", "pc"] +
+                    (["-bios", QBOOT] if os.path.exists(QBOOT) else []) +
+                    ["-display", "none", "-netdev", netdev + ",vhost=off",
+                     "-device", nic + ",disable-legacy=on"])
+    # 32 flows (source ports) from inside the namespace, each time the guest asks.
+    flows = ("import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+             "for port in range(40000, 40032):\n"
+             "    s2 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+             "    s2.bind(('10.196.0.1', port))\n"
+             "    s2.sendto(b'flow', ('10.196.0.2', 5555))\n")
+    for vmm in vmms:
+        p = subprocess.Popen(
+            ["ip", "netns", "exec", netns] + vmm + [
+                "-m", "64M", "-kernel", MQ, "-append", append, "-device", "isa-debug-exit",
+                "-nodefaults", "-serial", "stdio", "-no-reboot"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        killer = threading.Timer(90, p.kill)
+        killer.start()
+        out = []
+        for line in p.stdout:
+            out.append(line)
+            if line.startswith("net-mq: send"):
+                sh("ip", "netns", "exec", netns, sys.executable, "-c", flows)
+        rc = p.wait()
+        killer.cancel()
+        out = "".join(out)
+        assert rc == 33 and "net-mq ok" in out, (vmm[0], out)
+        assert "ok: ARP request on pair 1 answered" in out
+        assert "ok: 1 pair: 32 flows on rx queue 0, 0 on rx queue 2" in out
+        assert "ok: ARP request 3 on pair 0 answered on rx queue 0" in out
+
+
+def test_tap_multiqueue_errors(netns):
+    sh("ip", "netns", "exec", netns, "ip", "tuntap", "add", "dev", "sentapsq", "mode", "tap")
+
+    def fails(netdev, text):
+        p = subprocess.run(["ip", "netns", "exec", netns, SEN, "-display", "none",
+                            "-nodefaults", "-accel", "qtest", "-netdev", netdev],
+                           capture_output=True, text=True)
+        assert p.returncode == 1 and text in p.stderr, p.stderr
+
+    fails("tap,id=n0,queues=9", "-netdev tap,id=n0,queues=9: queues=9: want 1 to 8")
+    fails("tap,id=n0,queues=0", "queues=0: want 1 to 8")
+    fails("tap,id=n0,fd=0,queues=2", "fd= goes without ifname=, script= and queues=")
+    # A TAP made without multi_queue cannot take a second queue.
+    fails("tap,id=n0,ifname=sentapsq,script=no,queues=2",
+          "could not configure /dev/net/tun (sentapsq): Invalid argument")
+    # Without mq=on the NIC refuses a multiqueue netdev.
+    sh("ip", "netns", "exec", netns, "ip", "tuntap", "add", "dev", "sentapm2", "mode", "tap",
+       "multi_queue")
+    p = subprocess.run(["ip", "netns", "exec", netns, SEN, "-display", "none", "-nodefaults",
+                        "-accel", "qtest", "-netdev",
+                        "tap,id=n0,ifname=sentapm2,script=no,downscript=no,queues=2",
+                        "-device", "virtio-net-pci,netdev=n0"],
+                       capture_output=True, text=True)
+    assert p.returncode == 1 and "netdev=n0 has 2 queues: add mq=on" in p.stderr, p.stderr

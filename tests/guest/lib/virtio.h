@@ -32,7 +32,7 @@
 #define VIRTQ_DESC_F_INDIRECT 4
 
 #define VIRTIO_MSI_NO_VECTOR 0xffff
-#define VIRTIO_MAX_QUEUES 4
+#define VIRTIO_MAX_QUEUES 8
 
 typedef struct {
     uint64_t addr;
