@@ -20,11 +20,6 @@
  * bit 62 (TM) is reserved without device-IOTLB support. */
 #define SL_IGNORED             0xbff0000000000000ULL
 
-static bool read_entry(VtdState *s, uint64_t gpa, void *buf, size_t len)
-{
-    return guest_mem_read(s->mem, gpa, buf, len);
-}
-
 /* ---- DMA remapping ---- */
 
 typedef struct Walk {
@@ -84,7 +79,7 @@ static void extend_run(Walk *w, uint64_t table, unsigned level, unsigned idx, ui
 
     while (*contig < len && ++idx < 512) {
         uint64_t pte;
-        if (!read_entry(s, table + idx * 8, &pte, sizeof(pte))) {
+        if (!guest_mem_read(s->mem, table + idx * 8, &pte, sizeof(pte))) {
             return;
         }
         pte = GUINT64_FROM_LE(pte);
@@ -105,7 +100,7 @@ static bool walk_tables(Walk *w, uint64_t table, unsigned levels, uint64_t len,
         unsigned shift = 12 + 9 * (level - 1);
         unsigned idx = (w->iova >> shift) & 0x1ff;
         uint64_t pte;
-        if (!read_entry(s, table + idx * 8, &pte, sizeof(pte))) {
+        if (!guest_mem_read(s->mem, table + idx * 8, &pte, sizeof(pte))) {
             return walk_fault(w, VTD_FR_PAGING_ENTRY_INV);
         }
         pte = GUINT64_FROM_LE(pte);
@@ -148,7 +143,8 @@ bool vtd_translate(VtdState *s, uint16_t sid, uint64_t iova, uint64_t len, bool 
      * legacy mode. */
     uint64_t re[2];
     uint64_t root = s->root_table & s->haw_mask & ~0xfffULL;
-    if ((s->root_table & 0xc00) || !read_entry(s, root + (sid >> 8) * 16, re, sizeof(re))) {
+    if ((s->root_table & 0xc00) ||
+        !guest_mem_read(s->mem, root + (sid >> 8) * 16, re, sizeof(re))) {
         return walk_fault(&w, VTD_FR_ROOT_TABLE_INV);
     }
     re[0] = GUINT64_FROM_LE(re[0]);
@@ -161,7 +157,7 @@ bool vtd_translate(VtdState *s, uint16_t sid, uint64_t iova, uint64_t len, bool 
     }
     /* Context entry: lo = P, FPD, TT, table pointer; hi = AW, domain id. */
     uint64_t ce[2];
-    if (!read_entry(s, (re[0] & ~0xfffULL) + (sid & 0xff) * 16, ce, sizeof(ce))) {
+    if (!guest_mem_read(s->mem, (re[0] & ~0xfffULL) + (sid & 0xff) * 16, ce, sizeof(ce))) {
         return walk_fault(&w, VTD_FR_CONTEXT_TABLE_INV);
     }
     ce[0] = GUINT64_FROM_LE(ce[0]);
@@ -246,7 +242,7 @@ bool vtd_remap_msi(VtdState *s, uint16_t sid, uint64_t *addr, uint32_t *data)
         return ir_fault(s, sid, index, false, VTD_FR_IR_INDEX_OVER);
     }
     uint64_t irte[2];
-    if (!read_entry(s, s->irt + (uint64_t)index * 16, irte, sizeof(irte))) {
+    if (!guest_mem_read(s->mem, s->irt + (uint64_t)index * 16, irte, sizeof(irte))) {
         return ir_fault(s, sid, index, false, VTD_FR_IR_ROOT_INV);
     }
     uint64_t lo = GUINT64_FROM_LE(irte[0]), hi = GUINT64_FROM_LE(irte[1]);
