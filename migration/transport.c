@@ -11,6 +11,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "sen/os.h"
 #include <glib.h>
 #include "sen/config.h"
 #include "sen/os.h"
@@ -25,6 +26,9 @@ void mig_uri_free(MigUri *u)
     g_free(u->host);
     g_free(u->port);
     g_free(u->path);
+    if (u->fd_owned && u->fd >= 0) {
+        close(u->fd);
+    }
     g_free(u);
 }
 
@@ -93,10 +97,20 @@ MigUri *mig_uri_parse(const char *uri, Error **errp)
         char *end;
         long fd = strtol(rest, &end, 10);
         u->kind = MIG_TRANSPORT_FD;
+        if (*rest && !g_ascii_isdigit(*rest)) {
+            /* A name given to QMP getfd, as QEMU: the descriptor is ours from now on
+             * (freed with the MigUri if the migration never starts). */
+            u->fd = fdname_take(rest, errp);
+            if (u->fd < 0) {
+                error_prepend(errp, "%s: ", uri);
+                return NULL;
+            }
+            u->fd_owned = true;
+            return g_steal_pointer(&u);
+        }
         if (!*rest || *end || fd < 0 || fd > INT_MAX) {
-            /* Named descriptors come with QMP getfd, which Sen does not have yet. */
-            error_setg(errp, "%s: expected fd:N with N an open file descriptor number "
-                       "(named descriptors from getfd are not supported)", uri);
+            error_setg(errp, "%s: expected fd:N with N an open file descriptor number, or "
+                       "fd:NAME with a name given to getfd", uri);
             return NULL;
         }
         if (fcntl((int)fd, F_GETFD) < 0) {
@@ -242,7 +256,7 @@ void mig_child_reap(pid_t child, bool kill_it)
 
 /* ---- outgoing ---- */
 
-int mig_connect(const MigUri *u, pid_t *child, Error **errp)
+int mig_connect(MigUri *u, pid_t *child, Error **errp)
 {
     int fd;
 
@@ -255,6 +269,17 @@ int mig_connect(const MigUri *u, pid_t *child, Error **errp)
     case MIG_TRANSPORT_EXEC:
         return exec_command(u, true, child, errp);
     case MIG_TRANSPORT_FD:
+        if (u->fd_owned) {
+            /* A getfd descriptor is used once and goes with the stream, so that the
+             * peer sees the end of it when the stream is closed. */
+            fd = u->fd;
+            u->fd = -1;
+            if (fd < 0) {
+                error_setg(errp, "%s: the descriptor was used by an earlier migration",
+                           u->uri);
+            }
+            return fd;
+        }
         fd = fcntl(u->fd, F_DUPFD_CLOEXEC, 0);
         if (fd < 0) {
             error_setg_errno(errp, errno, "%s", u->uri);
@@ -298,6 +323,7 @@ MigListener *mig_listen(const char *uri, Error **errp)
             error_setg_errno(errp, errno, "%s", uri);
         } else {
             close(u->fd);
+            u->fd = -1;
         }
         break;
     case MIG_TRANSPORT_FILE:

@@ -5,6 +5,7 @@
  *   unix:PATH
  *   exec:CMD        /bin/sh -c CMD; outgoing writes its stdin, incoming reads its stdout
  *   fd:N            an already open file descriptor (inherited, number N)
+ *   fd:NAME         a descriptor passed to QMP getfd under NAME (taken by the parse)
  *   file:PATH       outgoing creates/truncates PATH, incoming reads it
  *
  * Parsing is separate from connecting so that a bad URI is a synchronous QMP error while
@@ -32,6 +33,7 @@ typedef struct MigUri {
     char *port;   /* tcp */
     char *path;   /* unix, file; exec: the command */
     int fd;       /* fd */
+    bool fd_owned; /* fd:NAME: taken from getfd's names, closed by mig_uri_free */
 } MigUri;
 
 MigUri *mig_uri_parse(const char *uri, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
@@ -40,7 +42,7 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(MigUri, mig_uri_free)
 
 /* Outgoing: a connected fd to write the stream to, or -1.  exec: *child is the command
  * (reap with mig_child_reap); otherwise *child = 0. */
-int mig_connect(const MigUri *u, pid_t *child, Error **errp);
+int mig_connect(MigUri *u, pid_t *child, Error **errp);
 
 /* Incoming: listen (tcp, unix) or open (file, fd, exec) now; accept later. */
 typedef struct MigListener {

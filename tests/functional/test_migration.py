@@ -235,7 +235,7 @@ def test_qmp_errors(vms, tmp_path):
     for uri, msg in [("foo:bar", "unknown migration protocol"),
                      ("tcp:localhost", "expected tcp:HOST:PORT"),
                      ("tcp:localhost:99999", "invalid port"),
-                     ("fd:name", "fd:N"), ("fd:999", "not open")]:
+                     ("fd:name", "has not been found"), ("fd:", "fd:N"), ("fd:999", "not open")]:
         with pytest.raises(QMPError) as e:
             src.cmd("migrate", uri=uri)
         assert msg in e.value.desc
@@ -318,3 +318,35 @@ def test_exec_under_sandbox_is_refused_not_fatal(vms, tmp_path):
     src.cmd("migrate", uri=f"unix:{tmp_path}/nobody.sock")  # sockets are allowed
     assert src.wait_migration()["status"] == "failed"
     assert src.proc.poll() is None
+
+
+def send_fd(vm, fdname, fd):
+    """QMP getfd with fd attached (SCM_RIGHTS), as libvirt passes migration sockets."""
+    import json
+    msg = {"execute": "getfd", "arguments": {"fdname": fdname}}
+    socket.send_fds(vm.qmp.sock, [json.dumps(msg).encode() + b"\n"], [fd])
+    assert vm.qmp.recv_response() == {"return": {}}
+
+
+def test_fd_name_from_getfd(vms, tmp_path):
+    """fd:NAME on both sides: one socketpair, each end passed with getfd (QEMU's shape);
+    the name is used up by the migration."""
+    src = vms("src")
+    dst = vms("dst", "-incoming", "defer")
+    write_chunks(src, 5)
+    a, b = socket.socketpair()
+    try:
+        send_fd(src, "migout", a.fileno())
+        send_fd(dst, "migin", b.fileno())
+    finally:
+        a.close()
+        b.close()
+    dst.cmd("migrate-incoming", uri="fd:migin")
+    src.cmd("migrate", uri="fd:migout")
+    assert src.wait_migration()["status"] == "completed"
+    assert dst.wait_migration()["status"] == "completed"
+    check_chunks(dst, 5)
+    # The descriptor went with the migration: the name is gone.
+    with pytest.raises(QMPError) as e:
+        src.cmd("migrate", uri="fd:migout")
+    assert "File descriptor named 'migout' has not been found" in e.value.desc
