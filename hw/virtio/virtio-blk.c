@@ -128,6 +128,10 @@ struct VirtIOBlk {
      * (all at once) by blk_submit_pending with or without it. */
     GMutex pending_lock;
     BlkIo *pending_head, **pending_tail;
+    /* Threads between taking the list and their last block call (pending_lock): a reset
+     * waits for them, so no call of an older generation starts once it returned. */
+    unsigned submitting;
+    GCond submitted_cond;
 };
 
 struct BlkReq {
@@ -290,6 +294,20 @@ static void blk_req_done(void *opaque, int ret)
     machine_unlock(m);
 }
 
+/* Gives mg and its members back to the pools and drops their references (VM lock). */
+static void blk_merge_release(BlkShared *sh, BlkMerge *mg)
+{
+    /* The last unref may free sh and its pools: give everything back first. */
+    unsigned n = mg->n;
+    for (unsigned i = 0; i < n; i++) {
+        blk_req_free(sh, mg->reqs[i]);
+    }
+    blk_merge_free(sh, mg);
+    for (unsigned i = 0; i < n; i++) {
+        shared_unref(sh);
+    }
+}
+
 /* A merged request finished: every member gets its result, the driver one interrupt. */
 static void blk_merge_done(void *opaque, int ret)
 {
@@ -309,15 +327,7 @@ static void blk_merge_done(void *opaque, int ret)
     if (live) {
         virtio_queue_notify_driver(&s->vdev, &s->vdev.vqs[mg->reqs[0]->queue]);
     }
-    /* The last unref may free sh and its pools: give everything back first. */
-    unsigned n = mg->n;
-    for (unsigned i = 0; i < n; i++) {
-        blk_req_free(sh, mg->reqs[i]);
-    }
-    blk_merge_free(sh, mg);
-    for (unsigned i = 0; i < n; i++) {
-        shared_unref(sh);
-    }
+    blk_merge_release(sh, mg);
     machine_unlock(m);
 }
 
@@ -346,9 +356,10 @@ static void blk_queue_io(VirtIOBlk *s, BlkIo *io, BlkIoOp op, uint64_t offset,
  * ioeventfd path, right after the transport dropped it (kick_unlocked): io_submit pins
  * and maps up to 32 MiB of guest pages per merged request, and vCPUs must not wait for
  * that.  The calls themselves touch no device state; every request already holds its
- * reference on BlkShared, and a reset meanwhile is caught by the request's generation at
- * completion.  Two threads may each take a part of the list: requests in flight together
- * have no order in virtio-blk, and a flush only covers writes that already completed.
+ * reference on BlkShared.  A reset drops the calls not taken yet and waits for a
+ * submission under way (blk_vdev_reset), so none of an older generation starts after it.
+ * Two threads may each take a part of the list: requests in flight together have no
+ * order in virtio-blk, and a flush only covers writes that already completed.
  */
 static void blk_submit_pending(VirtIOBlk *s)
 {
@@ -356,6 +367,11 @@ static void blk_submit_pending(VirtIOBlk *s)
     BlkIo *io = s->pending_head;
     s->pending_head = NULL;
     s->pending_tail = &s->pending_head;
+    if (!io) {
+        g_mutex_unlock(&s->pending_lock);
+        return;
+    }
+    s->submitting++;
     g_mutex_unlock(&s->pending_lock);
 
     while (io) {
@@ -380,6 +396,22 @@ static void blk_submit_pending(VirtIOBlk *s)
         }
         io = next;
     }
+    g_mutex_lock(&s->pending_lock);
+    if (--s->submitting == 0) {
+        g_cond_broadcast(&s->submitted_cond);
+    }
+    g_mutex_unlock(&s->pending_lock);
+}
+
+/* Gives back a prepared call that will never be made, with its requests (VM lock). */
+static void blk_io_cancel(BlkShared *sh, BlkIo *io)
+{
+    if (io->cb == blk_merge_done) {
+        blk_merge_release(sh, io->opaque);
+        return;
+    }
+    blk_req_free(sh, io->opaque);
+    shared_unref(sh);
 }
 
 /* Queues the batched reads or writes: one alone as it is, several as one request over
@@ -604,6 +636,26 @@ static void blk_vdev_reset(VirtIODevice *vdev)
 
     /* In-flight requests finish in the block layer but no longer touch the rings. */
     s->generation++;
+    /*
+     * Calls prepared for the ioeventfd path but not made yet would start after the reset
+     * (kick_unlocked runs once the VM lock is dropped, so a vCPU can reset in between):
+     * a read would then fill a buffer the driver may have reused.  They are dropped, and
+     * a submission already under way is waited for; it never needs the VM lock, which
+     * this thread holds.
+     */
+    g_mutex_lock(&s->pending_lock);
+    BlkIo *io = s->pending_head;
+    s->pending_head = NULL;
+    s->pending_tail = &s->pending_head;
+    while (s->submitting) {
+        g_cond_wait(&s->submitted_cond, &s->pending_lock);
+    }
+    g_mutex_unlock(&s->pending_lock);
+    while (io) {
+        BlkIo *next = io->next;
+        blk_io_cancel(s->shared, io);
+        io = next;
+    }
 }
 
 static const VirtIODeviceOps blk_ops = {
@@ -697,6 +749,7 @@ static bool virtio_blk_realize(DeviceState *dev, Machine *m, Error **errp)
     s->vdev.config[CFG_WZ_MAY_UNMAP] = 1;
 
     g_mutex_init(&s->pending_lock);
+    g_cond_init(&s->submitted_cond);
     s->pending_tail = &s->pending_head;
     s->shared = g_new0(BlkShared, 1);
     s->shared->refcnt = 1;
@@ -722,6 +775,7 @@ static void virtio_blk_unrealize(DeviceState *dev)
     if (s->shared) {
         blk_submit_pending(s); /* none in practice: the ioeventfd path submits at once */
         g_mutex_clear(&s->pending_lock);
+        g_cond_clear(&s->submitted_cond);
         /* Requests still in the block layer complete later (block_cleanup drains them)
          * and only free themselves. */
         s->shared->dev = NULL;

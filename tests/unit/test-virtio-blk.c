@@ -310,6 +310,41 @@ static void test_submit_after_unlock(void)
     fixture_done(&f);
 }
 
+/*
+ * A vCPU may reset the device between the ioeventfd path's unlock and its kick_unlocked
+ * (the VM lock is free then): a read prepared before the reset must not start after it,
+ * or it fills a buffer the driver may already use for something else.  The device works
+ * on afterwards and its request pool is intact.
+ */
+static void test_reset_before_unlocked_submit(void)
+{
+    Fixture f;
+
+    fixture_init(&f, "drive=d0");
+    vt_blk_driver_init(&f.vt);
+    VirtIODevice *vdev = ((VirtIOPCIProxy *)f.vt.dev)->vdev;
+
+    memset(f.vt.ram + DATA_GPA, 0x55, 4096);
+    vdev->kick_unlocked_follows = true;
+    post(&f, T_IN, 0, 4096, true);
+    vdev->kick_unlocked_follows = false;
+    vt_wr(&f.vt, CC_STATUS, 1, 0); /* the vCPU's reset, VM lock held */
+    vdev->ops->kick_unlocked(vdev);
+    for (unsigned i = 0; i < 200; i++) {
+        g_main_context_iteration(f.vt.m.ctx, FALSE);
+        g_usleep(500);
+    }
+    g_assert_cmpint(blk_in_flight(block_find_backend(&f.vt.m, "d0")), ==, 0);
+    g_assert_cmpuint(f.vt.ram[DATA_GPA], ==, 0x55);
+    g_assert_cmpuint(f.vt.ram[DATA_GPA + 4095], ==, 0x55);
+    g_assert_cmpuint(vt_used_idx(&f.vt), ==, 0);
+
+    vt_blk_driver_init(&f.vt);
+    g_assert_cmpuint(request(&f, T_IN, 0, 4096, true), ==, S_OK);
+    g_assert_cmpuint(f.vt.ram[DATA_GPA], ==, 0x11);
+    fixture_done(&f);
+}
+
 /* Chain at descriptor 3*k: header k, data (len bytes at data_gpa), status byte k. */
 static void post_chain(Fixture *f, unsigned k, uint32_t type, uint64_t sector,
                        uint64_t data_gpa, uint32_t len)
@@ -430,6 +465,8 @@ int main(int argc, char **argv)
     g_test_add_func("/virtio-blk/reset-in-flight", test_reset_in_flight);
     g_test_add_func("/virtio-blk/merge", test_merge);
     g_test_add_func("/virtio-blk/submit-after-unlock", test_submit_after_unlock);
+    g_test_add_func("/virtio-blk/reset-before-unlocked-submit",
+                    test_reset_before_unlocked_submit);
     g_test_add_func("/virtio-blk/realize-errors", test_realize_errors);
     return g_test_run();
 }
