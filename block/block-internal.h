@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/uio.h>
+#include <glib-unix.h>
 #include "sen/block.h"
 
 /* block/drivers.c: the registry, NULL-terminated. */
@@ -40,6 +41,19 @@ bool block_iov_is_zero(const struct iovec *iov, int niov);
 bool block_buffer_is_zero(const void *buf, size_t len);
 
 int64_t block_now_ns(void);
+
+/*
+ * block/block-fd-watch.c: watches fd (readable) in ctx with fn(fd, cond, opaque), moving
+ * the watch when ctx differs from the last attach; can_recurse when fn may be re-entered
+ * from a nested loop iteration.  Detach is idempotent.
+ */
+typedef struct BlockFdWatch {
+    GSource *src;
+    GMainContext *ctx;
+} BlockFdWatch;
+void block_fd_watch_attach(BlockFdWatch *w, int fd, GMainContext *ctx,
+                           GUnixFDSourceFunc fn, void *opaque, bool can_recurse);
+void block_fd_watch_detach(BlockFdWatch *w);
 
 /*
  * block/block-pool.c: worker threads that run requests with run(opaque, req) and complete

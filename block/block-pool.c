@@ -38,8 +38,7 @@ struct BlockPool {
     GMutex done_lock;         /* guards the done list */
     BlockPoolJob *done_head, **done_tail;
     int efd;                  /* readable while the done list is not empty */
-    GSource *src;             /* watches efd in src_ctx; created under lock */
-    GMainContext *src_ctx;
+    BlockFdWatch watch;       /* efd in the submitters' context; set up under lock */
 };
 
 static gpointer block_pool_worker(gpointer opaque)
@@ -134,23 +133,8 @@ static bool block_pool_attach_locked(BlockPool *p, GMainContext *ctx)
             return false;
         }
     }
-    if (p->src && p->src_ctx != ctx) {
-        /* blk_set_context moves a backend only while nothing is in flight. */
-        g_source_destroy(p->src);
-        g_source_unref(p->src);
-        p->src = NULL;
-    }
-    if (!p->src) {
-        p->src = g_unix_fd_source_new(p->efd, G_IO_IN);
-        g_source_set_callback(p->src, (GSourceFunc)(void (*)(void))block_pool_dispatch, p,
-                              NULL);
-        /* Without this glib "blocks" the source around every dispatch by taking its fd
-         * out of the poll set and putting it back, two wake-ups of the loop per batch.
-         * Recursion is safe: a dispatch detaches the whole done list before it runs it. */
-        g_source_set_can_recurse(p->src, true);
-        g_source_attach(p->src, ctx);
-        p->src_ctx = ctx;
-    }
+    /* Recursion is safe: a dispatch detaches the whole done list before it runs it. */
+    block_fd_watch_attach(&p->watch, p->efd, ctx, block_pool_dispatch, p, true);
     return true;
 }
 
@@ -207,10 +191,7 @@ void block_pool_free(BlockPool *p)
         g_thread_join(g_ptr_array_index(p->threads, i));
     }
     g_ptr_array_free(p->threads, true);
-    if (p->src) {
-        g_source_destroy(p->src);
-        g_source_unref(p->src);
-    }
+    block_fd_watch_detach(&p->watch);
     /* Completions that never ran: their owners drained before closing, so none remain
      * in practice; free the jobs without calling back into freed owners. */
     for (BlockPoolJob *job = p->done_head, *next; job; job = next) {

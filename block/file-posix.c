@@ -38,8 +38,7 @@ typedef struct FilePosixState {
     GMutex aio_lock;         /* guards set-up of the fields below */
     io_context_t aio_ctx;
     int aio_efd;             /* -1 until the first native request */
-    GSource *aio_src;
-    GMainContext *aio_src_ctx;
+    BlockFdWatch aio_watch;  /* aio_efd in bs->ctx */
     int aio_inflight;        /* atomic */
 } FilePosixState;
 
@@ -379,19 +378,9 @@ static int fp_aio_setup_locked(BlockDriverState *bs, FilePosixState *s)
             return -errno;
         }
     }
-    /* No request is in flight when the backend moves contexts, so re-watching is safe. */
-    if (s->aio_src && s->aio_src_ctx != bs->ctx) {
-        g_source_destroy(s->aio_src);
-        g_source_unref(s->aio_src);
-        s->aio_src = NULL;
-    }
-    if (!s->aio_src) {
-        s->aio_src = g_unix_fd_source_new(s->aio_efd, G_IO_IN);
-        g_source_set_callback(s->aio_src, (GSourceFunc)(void (*)(void))fp_aio_reap, s,
-                              NULL);
-        g_source_attach(s->aio_src, bs->ctx);
-        s->aio_src_ctx = bs->ctx;
-    }
+    /* Not re-entered: io_getevents from a nested iteration would complete requests the
+     * outer dispatch already took, out of order. */
+    block_fd_watch_attach(&s->aio_watch, s->aio_efd, bs->ctx, fp_aio_reap, s, false);
     return 0;
 }
 
@@ -523,10 +512,7 @@ static void fp_close(BlockDriverState *bs)
 {
     FilePosixState *s = bs->opaque;
 
-    if (s->aio_src) {
-        g_source_destroy(s->aio_src);
-        g_source_unref(s->aio_src);
-    }
+    block_fd_watch_detach(&s->aio_watch);
     if (s->aio_efd >= 0) {
         io_destroy(s->aio_ctx);
         close(s->aio_efd);
