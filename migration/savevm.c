@@ -18,6 +18,9 @@
 #include "migration/savevm.h"
 #include "migration/stream.h"
 
+/* The longest snapshot name savevm writes, in bytes (see savevm_save). */
+#define SAVEVM_NAME_MAX 255
+
 /* ---- the drives that take part ---- */
 
 typedef struct SnapDrives {
@@ -317,6 +320,14 @@ bool savevm_save(Machine *m, const char *name, bool overwrite, const char *vmsta
         localtime_r(&t, &tm);
         strftime(buf, sizeof(buf), "vm-%Y%m%d%H%M%S", &tm);
         name = generated = g_strdup(buf);
+    }
+    /* A qcow2 snapshot table stores the name's length in 16 bits, so a longer one would
+     * be written truncated and corrupt the table; QEMU holds names in 256-byte buffers
+     * (QEMUSnapshotInfo), so one past 255 bytes could not be loaded there either. */
+    if (strlen(name) > SAVEVM_NAME_MAX) {
+        error_setg(errp, "Snapshot name '%.16s...' is %zu bytes long; at most %d are allowed",
+                   name, strlen(name), SAVEVM_NAME_MAX);
+        return false;
     }
     g_autoptr(SnapDrives) d = snap_drives(m, vmstate, devices, true, errp);
     if (!d || !can_stop_for(m, RUN_STATE_SAVE_VM, "savevm", errp)) {

@@ -211,6 +211,11 @@ def test_bad_inputs_leave_the_vm_alone(vms, tmp_path):
         "Error: savevm: extraneous characters at the end of line\r\n"
     assert hmp(vm, "loadvm") == "Error: loadvm: missing snapshot name\r\n"
     assert hmp(vm, "delvm ") == "Error: delvm: missing snapshot name\r\n"
+    # qcow2 keeps a name's length in 16 bits: a longer tag must not reach the table.
+    for tag in ("n" * 256, "n" * 70000):
+        assert hmp(vm, "savevm " + tag) == \
+            f"Error: Snapshot name 'nnnnnnnnnnnnnnnn...' is {len(tag)} bytes long; " \
+            "at most 255 are allowed\r\n"
     assert vm.status() == "running"
 
     raw = str(tmp_path / "disk.raw")
