@@ -188,3 +188,23 @@ int qcow2_vmstate_drop(BDRVQcow2State *s, uint64_t size)
     uint64_t clusters = (size + s->cluster_size - 1) >> s->cluster_bits;
     return qcow2_zero_clusters(s, qcow2_vm_state_offset(s), clusters, false, true);
 }
+
+/* BlockDriver.drop_vmstate: a failed savevm's state goes, as a snapshot would take it. */
+int qcow2_drop_vmstate(BlockDriverState *bs, int64_t bytes)
+{
+    BDRVQcow2State *s = bs->opaque;
+    if (s->read_only) {
+        return -EPERM;
+    }
+    uint64_t off;
+    qcow2_lock_exclusive(s);
+    int ret = qcow2_vmstate_range(qcow2_vm_state_offset(s), 0, bytes, &off);
+    if (ret == 0) {
+        ret = qcow2_vmstate_drop(s, (uint64_t)bytes);
+    }
+    if (ret == 0) {
+        ret = qcow2_flush_caches(s);
+    }
+    g_mutex_unlock(&s->lock);
+    return ret;
+}

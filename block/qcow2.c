@@ -953,4 +953,5 @@ const BlockDriver bdrv_qcow2 = {
     .snapshot_list = qcow2_snapshot_list,
     .save_vmstate = qcow2_save_vmstate,
     .load_vmstate = qcow2_load_vmstate,
+    .drop_vmstate = qcow2_drop_vmstate,
 };

@@ -375,6 +375,7 @@ int qcow2_load_vmstate(BlockDriverState *bs, const char *snapshot, void *buf, in
 /* After a snapshot took the first size bytes of the area: the active image lets go of
  * them (lock held). */
 int qcow2_vmstate_drop(BDRVQcow2State *s, uint64_t size);
+int qcow2_drop_vmstate(BlockDriverState *bs, int64_t bytes);
 bool qcow2_snapshot_delete(BlockDriverState *bs, const char *id_or_name, Error **errp);
 GPtrArray *qcow2_snapshot_list(BlockDriverState *bs, Error **errp);
 

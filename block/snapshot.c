@@ -41,3 +41,17 @@ int bdrv_load_vmstate(BlockDriverState *bs, const char *snapshot, void *buf, int
     }
     return bytes ? bs->drv->load_vmstate(bs, snapshot, buf, pos, bytes) : 0;
 }
+
+int bdrv_drop_vmstate(BlockDriverState *bs, int64_t bytes)
+{
+    if (!bs->drv->drop_vmstate) {
+        return -ENOTSUP;
+    }
+    if (bs->read_only) {
+        return -EPERM;
+    }
+    if (!vmstate_range_ok(0, bytes)) {
+        return -EINVAL;
+    }
+    return bytes ? bs->drv->drop_vmstate(bs, bytes) : 0;
+}

@@ -269,6 +269,20 @@ static void restore_runstate(Machine *m, RunState saved)
 
 /* ---- savevm ---- */
 
+/*
+ * The state written by a save that failed before d->vm's snapshot took it would stay in
+ * the active image (space lost, and copied into the next snapshot of that drive, past
+ * the state that one records): give it back.  Best effort, the error is already set.
+ */
+static void drop_unowned_state(SnapDrives *d, uint64_t size)
+{
+    int ret = bdrv_drop_vmstate(d->vm, (int64_t)size);
+    if (ret < 0) {
+        warn_report("savevm: could not free the VM state written to '%s': %s", d->vm_name,
+                    g_strerror(-ret));
+    }
+}
+
 /* Writes the state and snapshots every drive; the VM is stopped. */
 static bool save_stopped(Machine *m, SnapDrives *d, const char *name, Error **errp)
 {
@@ -279,8 +293,10 @@ static bool save_stopped(Machine *m, SnapDrives *d, const char *name, Error **er
     mig_stream_free(st);
     if (!ok) {
         error_prepend(errp, "Error while writing VM state to '%s': ", d->vm_name);
+        drop_unowned_state(d, MAX(size, (uint64_t)area.pos));
         return false;
     }
+    bool vm_taken = false;
     gint64 now = g_get_real_time();
     for (guint i = 0; i < d->bs->len; i++) {
         BlockDriverState *bs = g_ptr_array_index(d->bs, i);
@@ -294,6 +310,9 @@ static bool save_stopped(Machine *m, SnapDrives *d, const char *name, Error **er
         if (!bs->drv->snapshot_create(bs, &sn, errp)) {
             error_prepend(errp, "Error while creating snapshot on '%s': ",
                           (const char *)g_ptr_array_index(d->names, i));
+            if (!vm_taken) {
+                drop_unowned_state(d, size);
+            }
             /* All or nothing: the drives done so far lose it again. */
             for (guint j = 0; j < i; j++) {
                 BlockDriverState *b = g_ptr_array_index(d->bs, j);
@@ -304,6 +323,7 @@ static bool save_stopped(Machine *m, SnapDrives *d, const char *name, Error **er
             }
             return false;
         }
+        vm_taken |= bs == d->vm;
     }
     return true;
 }

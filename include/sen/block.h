@@ -152,6 +152,9 @@ struct BlockDriver {
     int (*save_vmstate)(BlockDriverState *bs, const void *buf, int64_t pos, int64_t bytes);
     int (*load_vmstate)(BlockDriverState *bs, const char *snapshot, void *buf, int64_t pos,
                         int64_t bytes);
+    /* Frees the first bytes of the active image's vm-state area: a savevm that failed
+     * before snapshot_create took the state must not leave it to the next snapshot. */
+    int (*drop_vmstate)(BlockDriverState *bs, int64_t bytes);
 };
 
 /* A node of the graph.  Fields are set by block.c; drivers read them. */
@@ -263,6 +266,8 @@ bool bdrv_can_snapshot(BlockDriverState *bs);
 int bdrv_save_vmstate(BlockDriverState *bs, const void *buf, int64_t pos, int64_t bytes);
 int bdrv_load_vmstate(BlockDriverState *bs, const char *snapshot, void *buf, int64_t pos,
                       int64_t bytes);
+/* Frees what a failed savevm wrote to the active image's area (0 or -errno). */
+int bdrv_drop_vmstate(BlockDriverState *bs, int64_t bytes);
 
 /* Async submission on a node (used by BlockBackend and by raw to forward to its file). */
 void bdrv_aio_submit(BlockDriverState *bs, BlockRequest *req);

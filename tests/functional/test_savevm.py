@@ -6,6 +6,7 @@ A guest restored from a snapshot must go on counting from the saved point (never
 slice 0, never booting again) and, asked with 'v' on COM1, find every page consistent
 with the checksum it kept in RAM and registers.  qemu-img is the oracle for the image.
 """
+import json
 import os
 import re
 import shutil
@@ -239,6 +240,29 @@ def test_bad_inputs_leave_the_vm_alone(vms, tmp_path):
         v.wait_exit()
     image_check(disk)
     assert image_snapshots(disk) == {}
+
+
+def test_failed_savevm_frees_the_state_it_wrote(vms, tmp_path):
+    """A VM state that does not fit (the image's L1 table reaches its 32 MiB limit 2 MiB
+    past the disk) fails savevm midway: the VM runs on, no snapshot is taken, and the
+    part already written is freed rather than left in the active image (qtest: RAM is
+    filled through the qtest protocol, no guest CPU needed)."""
+    disk = str(tmp_path / "full.qcow2")
+    subprocess.run([QEMU_IMG, "create", "-q", "-f", "qcow2", "-o", "cluster_size=4096",
+                    disk, str(8 * 2**40 - 2 * 2**20)], check=True)
+    vm = vms("a", "-drive", f"file={disk},if=virtio,id=disk0")
+    vm.qtest.write(0x100000, os.urandom(3 * 2**20))
+    assert hmp(vm, "savevm s") == "Error: Error while writing VM state to 'disk0': " \
+        "write to the migration stream failed: File too large\r\n"
+    assert vm.status() == "running"
+    vm.cmd("quit")
+    vm.wait_exit()
+    image_check(disk)
+    assert image_snapshots(disk) == {}
+    out = subprocess.run([QEMU_IMG, "check", "--output=json", disk], capture_output=True,
+                         text=True).stdout
+    # qemu-img counts every data cluster of the active L1, the vm-state area's too.
+    assert json.loads(out).get("allocated-clusters", 0) == 0, out
 
 
 def test_loadvm_option_errors(tmp_path):

@@ -191,6 +191,7 @@ static void test_refused(void)
     g_assert_false(bdrv_can_snapshot(bs));
     g_assert_cmpint(bdrv_save_vmstate(bs, buf, 0, sizeof(buf)), ==, -ENOTSUP);
     g_assert_cmpint(bdrv_load_vmstate(bs, NULL, buf, 0, sizeof(buf)), ==, -ENOTSUP);
+    g_assert_cmpint(bdrv_drop_vmstate(bs, sizeof(buf)), ==, -ENOTSUP);
     bdrv_unref(bs);
 
     create_or_die("qcow2", q, "size=1048576");
@@ -207,6 +208,41 @@ static void test_refused(void)
     bdrv_unref(bs);
     g_unlink(raw);
     g_unlink(q);
+}
+
+/* A savevm that failed before its snapshot: the state it wrote is freed again, and the
+ * next snapshot records and owns only its own. */
+static void test_drop(void)
+{
+    g_autofree char *path = tmp_path("vmstate-drop.qcow2");
+    const size_t len = 300 * 1024 + 5;
+    g_autofree uint8_t *state = g_malloc(len);
+    g_autofree uint8_t *back = g_malloc(len);
+    g_autofree uint8_t *zero = g_malloc0(len);
+
+    create_or_die("qcow2", path, "size=4194304");
+    BlockDriverState *bs = open_or_die(path, "qcow2", BDRV_O_RDWR);
+    fill(state, len, 7);
+    g_assert_cmpint(bdrv_save_vmstate(bs, state, 0, len), ==, 0);
+    g_assert_cmpint(bdrv_load_vmstate(bs, NULL, back, 0, len), ==, 0);
+    g_assert_cmpmem(back, len, state, len);
+    g_assert_cmpint(bdrv_drop_vmstate(bs, -1), ==, -EINVAL);
+    g_assert_cmpint(bdrv_drop_vmstate(bs, len), ==, 0);
+    g_assert_cmpint(bdrv_load_vmstate(bs, NULL, back, 0, len), ==, 0);
+    g_assert_cmpmem(back, len, zero, len);
+    check_clean(bs);
+    /* A disk-only snapshot now carries no leftover state. */
+    snapshot(bs, "after", 0);
+    g_assert_cmpint(bdrv_load_vmstate(bs, "after", back, 0, len), ==, 0);
+    g_assert_cmpmem(back, len, zero, len);
+    check_clean(bs);
+    bdrv_unref(bs);
+    qemu_img_check(path);
+
+    bs = open_or_die(path, "qcow2", 0);
+    g_assert_cmpint(bdrv_drop_vmstate(bs, len), ==, -EPERM);
+    bdrv_unref(bs);
+    g_unlink(path);
 }
 
 int main(int argc, char **argv)
@@ -227,6 +263,7 @@ int main(int argc, char **argv)
         g_test_add_data_func(name, &cases[i], test_roundtrip);
     }
     g_test_add_func("/qcow2-vmstate/refused", test_refused);
+    g_test_add_func("/qcow2-vmstate/drop", test_drop);
     int ret = g_test_run();
     g_rmdir(test_dir);
     return ret;
