@@ -9,6 +9,7 @@
  * stays in query-jobs (with its error) until job-dismiss.
  */
 #include <string.h>
+#include "sen/keyval.h"
 #include "sen/migration.h"
 #include "monitor/qapi-generated.h"
 
@@ -108,20 +109,6 @@ static Job *job_find(Machine *m, const char *id)
     return NULL;
 }
 
-/* QEMU's id_wellformed: a letter, then letters, digits, '-', '.' and '_'. */
-static bool job_id_wellformed(const char *id)
-{
-    if (!g_ascii_isalpha(id[0])) {
-        return false;
-    }
-    for (const char *p = id; *p; p++) {
-        if (!g_ascii_isalnum(*p) && !strchr("-._", *p)) {
-            return false;
-        }
-    }
-    return true;
-}
-
 static gboolean job_run(gpointer opaque)
 {
     Job *job = opaque;
@@ -161,7 +148,7 @@ static bool snapshot_job_start(QmpCtx *ctx, SnapJobKind kind, const char *job_id
 {
     Machine *m = ctx->m;
 
-    if (!job_id_wellformed(job_id)) {
+    if (!id_wellformed(job_id)) {
         error_setg(errp, "Invalid job ID '%s'", job_id);
         return false;
     }
