@@ -61,6 +61,12 @@ def qcow2(tmp_path, name="disk.qcow2", size="64M"):
     return path
 
 
+def dirtier_vm(vms, disk, name="a", *args):
+    """A VM running the dirtier with disk as its virtio drive disk0."""
+    return vms(name, "-drive", f"file={disk},if=virtio,id=disk0", *args, guest=DIRTIER,
+               append=GUEST_ARGS)
+
+
 def hmp(vm, line):
     return vm.cmd("human-monitor-command", **{"command-line": line})
 
@@ -125,8 +131,7 @@ def image_snapshots(path):
 @guest
 def test_savevm_quit_loadvm_continues(vms, tmp_path):
     disk = qcow2(tmp_path)
-    drive = ["-drive", f"file={disk},if=virtio,id=disk0"]
-    a = vms("a", *drive, guest=DIRTIER, append=GUEST_ARGS)
+    a = dirtier_vm(vms, disk)
     before = wait_slice(a, 30)
     assert hmp(a, "savevm snap1") == ""
     assert a.status() == "running"
@@ -138,7 +143,7 @@ def test_savevm_quit_loadvm_continues(vms, tmp_path):
     size, unit = image_snapshots(disk)["snap1"]
     assert unit == "MiB" and size >= 8, "the VM state (8 MiB of guest data) is in the image"
 
-    b = vms("b", *drive, "-loadvm", "snap1", guest=DIRTIER, append=GUEST_ARGS)
+    b = dirtier_vm(vms, disk, "b", "-loadvm", "snap1")
     assert b.status() == "running"
     wait_slice(b, -1)
     first = slices(b)[0]
@@ -154,8 +159,7 @@ def test_savevm_quit_loadvm_continues(vms, tmp_path):
 @guest
 def test_loadvm_at_runtime_goes_back(vms, tmp_path):
     disk = qcow2(tmp_path)
-    vm = vms("a", "-drive", f"file={disk},if=virtio,id=disk0", guest=DIRTIER,
-             append=GUEST_ARGS)
+    vm = dirtier_vm(vms, disk)
     saved = wait_slice(vm, 20)
     assert hmp(vm, "savevm back") == ""
     # The guest rewrites thousands of pages before it is sent back.
@@ -177,8 +181,7 @@ def test_loadvm_at_runtime_goes_back(vms, tmp_path):
 @guest
 def test_delvm_and_info_snapshots(vms, tmp_path):
     disk = qcow2(tmp_path)
-    vm = vms("a", "-drive", f"file={disk},if=virtio,id=disk0", guest=DIRTIER,
-             append=GUEST_ARGS)
+    vm = dirtier_vm(vms, disk)
     wait_slice(vm, 5)
     assert "There is no snapshot available." in hmp(vm, "info snapshots")
     assert hmp(vm, "savevm one") == ""
@@ -412,8 +415,7 @@ def test_qemu_snapshot_is_listed_and_refused_cleanly(vms, tmp_path):
         if q.poll() is None:
             q.kill()
             q.wait()
-    vm = vms("a", "-drive", f"file={disk},if=virtio,id=disk0", guest=DIRTIER,
-             append=GUEST_ARGS)
+    vm = dirtier_vm(vms, disk)
     wait_slice(vm, 5)
     info = hmp(vm, "info snapshots")
     assert [l.split()[1] for l in info.split("\r\n") if l.startswith("--")] == \
@@ -502,7 +504,7 @@ def test_corrupt_vm_state_leaves_the_vm_paused(vms, tmp_path):
     VM stays paused with the reason, and loading a good snapshot brings it back."""
     disk = qcow2(tmp_path)
     drive = ["-drive", f"file={disk},if=virtio,id=disk0"]
-    a = vms("a", *drive, guest=DIRTIER, append=GUEST_ARGS)
+    a = dirtier_vm(vms, disk)
     wait_slice(a, 10)
     assert hmp(a, "savevm good") == ""
     assert hmp(a, "savevm bad") == ""
@@ -522,7 +524,7 @@ def test_corrupt_vm_state_leaves_the_vm_paused(vms, tmp_path):
     assert "-loadvm bad: Error while loading VM state of snapshot 'bad' from 'disk0'" \
         in r.stderr, r.stderr
 
-    b = vms("b", *drive, "-loadvm", "good", guest=DIRTIER, append=GUEST_ARGS)
+    b = dirtier_vm(vms, disk, "b", "-loadvm", "good")
     first = wait_slice(b, -1)
     r = hmp(b, "loadvm bad")
     assert r.startswith("Error: Error while loading VM state of snapshot 'bad'"), r
