@@ -37,6 +37,9 @@ void boot_ctx_clear(BootCtx *b)
 static void blob_write(BootCtx *b, const BootBlob *blob)
 {
     bool ok;
+    if (b->capture) {
+        return;
+    }
     if (blob->data) {
         ok = guest_mem_write(b->mem, blob->gpa, g_bytes_get_data(blob->data, NULL),
                              blob->len);

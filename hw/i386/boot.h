@@ -83,6 +83,8 @@ typedef struct BootCtx {
     GPtrArray *blobs; /* of BootBlob*, in load order */
     uint64_t acpi_rsdp; /* the board's RSDP (0 = none): the Linux and PVH loaders
                          * announce it (boot_params.acpi_rsdp_addr, rsdp_paddr) */
+    bool capture;       /* only record the blobs, never write guest RAM: the firmware
+                         * loads them (pc-fw-kernel.c) */
 } BootCtx;
 
 void boot_ctx_init(BootCtx *b, GuestMemory *mem, uint64_t below_4g, uint64_t above_4g);
@@ -191,6 +193,17 @@ GBytes *pc_bootorder(Machine *m, const char *kernel_rom, Error **errp)
 /* BOOT_MENU, etc/boot-menu-wait, etc/boot-fail-wait from -boot. */
 bool pc_fw_cfg_boot(FwCfgState *fw, const MachineConfig *cfg, Error **errp)
     G_GNUC_WARN_UNUSED_RESULT;
+
+/* ---- -kernel loaded by firmware (pc-fw-kernel.c) ---- */
+/*
+ * As QEMU's -kernel under SeaBIOS: the kernel, initrd/modules and command line go into
+ * fw_cfg's kernel items and the option ROM that loads them (linuxboot_dma.bin or
+ * multiboot_dma.bin from /usr/share/qemu) becomes genroms/<name>; *rom is set to its
+ * fw_cfg name (static storage) for the boot order.
+ */
+bool pc_fw_kernel_load(FwCfgState *fw, const MachineConfig *cfg, GuestMemory *mem,
+                       uint64_t below_4g, uint64_t above_4g, const char **rom,
+                       Error **errp) G_GNUC_WARN_UNUSED_RESULT;
 
 /* ---- option ROMs (pc-option-rom.c) ---- */
 /* The image at path, checked to be an option ROM that fits the option ROM area. */

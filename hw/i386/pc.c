@@ -44,6 +44,13 @@ struct PcMachine {
 #define CMOS_SHUTDOWN_STATUS 0x0f
 #define CMOS_SHUTDOWN_S3_RESUME 0xfe
 
+/* -kernel without -bios: Sen loads the kernel itself and no firmware runs (docs/boot.md);
+ * with -bios the firmware loads it, as on QEMU (docs/firmware.md). */
+static bool pc_direct_boot(const MachineConfig *cfg)
+{
+    return cfg->kernel && !cfg->bios;
+}
+
 static bool create_memory(Machine *m, PcMachine *pc, Error **errp)
 {
     /* -machine memory-backend= / -mem-path, else private anonymous RAM (docs/memory.md). */
@@ -282,7 +289,7 @@ static bool setup_acpi(Machine *m, PcMachine *pc, Error **errp)
                                   t.blob[f]->len, errp);
     }
     ok = ok && fw_cfg_add_file(pc->fw_cfg, "etc/table-loader", loader, errp);
-    if (ok && m->cfg->kernel) {
+    if (ok && pc_direct_boot(m->cfg)) {
         ok = place_acpi(pc, &t, acfg.nr_cpus, errp);
     }
     acpi_tables_clear(&t);
@@ -293,14 +300,13 @@ static bool load_kernel(Machine *m, PcMachine *pc, Error **errp)
 {
     const MachineConfig *cfg = m->cfg;
 
-    if (cfg->kernel && cfg->bios) {
-        error_setg(errp, "-bios with -kernel is not supported: Sen boots -kernel directly, "
-                   "without firmware");
-        return false;
-    }
-    if (!cfg->kernel) {
+    if (!pc_direct_boot(cfg)) {
         /* Firmware from the reset vector.  qtest runs no CPU: firmware only if asked. */
         pc->bsp.mode = CPU_BOOT_RESET;
+        if (cfg->kernel && !pc_fw_kernel_load(pc->fw_cfg, cfg, m->mem, pc->below_4g,
+                                              pc->above_4g, &pc->kernel_rom, errp)) {
+            return false;
+        }
         if (cfg->accel != ACCEL_KVM && !cfg->bios) {
             return true;
         }
@@ -378,7 +384,7 @@ bool pc_machine_reset(Machine *m, CpuBootState *bsp, Error **errp)
     }
     /* The RTC's own reset may have cleared its memory: the board owns these bytes. */
     cmos_init(m, pc);
-    if (pc->q35 && m->cfg->kernel) {
+    if (pc->q35 && pc_direct_boot(m->cfg)) {
         /* No firmware runs before a direct boot: do its PCI set-up (q35.h). */
         q35_pci_assign_resources(m);
     }
@@ -447,7 +453,7 @@ bool pc_machine_wakeup(Machine *m, WakeupReason reason, CpuBootState *bsp, Error
     }
     cmos_init(m, pc);
     acpi_pm_wakeup(m, reason);
-    if (!m->cfg->kernel) {
+    if (!pc_direct_boot(m->cfg)) {
         /* Firmware resumes itself: it finds 0xFE in the shutdown status. */
         *bsp = pc->bsp;
         return true;

@@ -80,7 +80,9 @@ CASES = [
      "-bios {d}/missing.bin: could not load PC BIOS '{d}/missing.bin': No such file"),
     (["-bios", "no-such-bios.bin"], "could not load PC BIOS 'no-such-bios.bin'"),
     (["-bios", "{f}"], "-bios {f}: could not load PC BIOS '{f}': its size (512 bytes) must"),
-    (["-bios", "bios-256k.bin", "-kernel", "{f}"], "-bios with -kernel is not supported"),
+    # -bios with -kernel: the firmware loads the kernel (docs/firmware.md), if it can.
+    (["-bios", "bios-256k.bin", "-kernel", "{f}"],
+     "could not load kernel '{f}': with -bios, Sen boots a Linux bzImage or a multiboot"),
     (["-boot", "order=x"], "-boot order=x: Invalid boot device 'x'"),
     (["-boot", "order=e"], "-boot order=e: Invalid boot device for PC: 'e'"),
     (["-boot", "cc"], "-boot cc: Boot device 'c' was given twice"),

@@ -314,6 +314,114 @@ static void test_option_rom(void)
     unlink(disk);
 }
 
+static char *write_tmp(const char *tmpl, const void *data, size_t len)
+{
+    char *path = NULL;
+    int fd = g_file_open_tmp(tmpl, &path, NULL);
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(write(fd, data, len), ==, (ssize_t)len);
+    close(fd);
+    return path;
+}
+
+static uint32_t le32(const uint8_t *p)
+{
+    return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/*
+ * -bios with -kernel: a (hand-made) bzImage goes into fw_cfg's kernel items as QEMU puts
+ * it there for linuxboot_dma.bin: setup code at 0x10000 with the header patched (command
+ * line pointer, loader type, heap, initrd), the protected-mode part for 1 MiB, the
+ * command line for 0x20000, the initrd page-aligned below initrd_addr_max and the ACPI
+ * area at the top of RAM; the ROM as genroms/linuxboot_dma.bin, first in bootorder.
+ */
+static void test_kernel_items(void)
+{
+    static const char seabios[] = "/usr/share/seabios/bios-256k.bin";
+    static const char rom[] = "/usr/share/qemu/linuxboot_dma.bin";
+    if (!qtest_have_sen()) {
+        return;
+    }
+    if (access(seabios, R_OK) != 0 || access(rom, R_OK) != 0) {
+        g_test_skip("needs Debian's seabios and qemu-system-data packages");
+        return;
+    }
+    enum { SETUP = 2 * 512, PROT = 4096, INITRD = 5000 };
+    static uint8_t img[SETUP + PROT];
+    memset(img, 0, sizeof(img));
+    img[0x1f1] = 1;                        /* setup_sects: (1 + 1) * 512 bytes */
+    memcpy(img + 0x202, "HdrS", 4);
+    img[0x206] = 0x0f, img[0x207] = 0x02;  /* protocol 2.15 */
+    img[0x211] = 0x01;                     /* LOADED_HIGH */
+    img[0x22c] = 0xff, img[0x22d] = 0xff, img[0x22e] = 0xff, img[0x22f] = 0x7f;
+    img[0x239] = 0x08;                     /* cmdline_size 2048 */
+    for (size_t i = SETUP; i < sizeof(img); i++) {
+        img[i] = (uint8_t)(i * 13 + 1);
+    }
+    static uint8_t rd[INITRD];
+    memset(rd, 0x7e, sizeof(rd));
+    g_autofree char *kpath = write_tmp("fw-cfg-bzImage-XXXXXX", img, sizeof(img));
+    g_autofree char *rdpath = write_tmp("fw-cfg-initrd-XXXXXX", rd, sizeof(rd));
+    static const char cmdline[] = "console=ttyS0 root=/dev/vda";
+    QTestState *s = qtest_initf("-m 128M -bios %s -kernel %s -initrd %s -append '%s'",
+                                seabios, kpath, rdpath, cmdline);
+
+    g_assert_cmphex(fw_read32(s, 0x07), ==, 0x100000);       /* KERNEL_ADDR */
+    g_assert_cmpuint(fw_read32(s, 0x08), ==, PROT);          /* KERNEL_SIZE */
+    uint8_t *prot = g_malloc(PROT);
+    fw_select(s, 0x11);                                      /* KERNEL_DATA */
+    fw_read(s, prot, PROT);
+    g_assert_cmpmem(prot, PROT, img + SETUP, PROT);
+    g_free(prot);
+
+    g_assert_cmphex(fw_read32(s, 0x16), ==, 0x10000);        /* SETUP_ADDR */
+    g_assert_cmpuint(fw_read32(s, 0x17), ==, SETUP);         /* SETUP_SIZE */
+    uint8_t setup[SETUP];
+    fw_select(s, 0x18);                                      /* SETUP_DATA */
+    fw_read(s, setup, SETUP);
+    /* 128 MiB, less QEMU's 0x28000 bytes for ACPI, less the initrd, page-aligned. */
+    uint32_t initrd_addr = (0x8000000 - 0x28000 - 1 - INITRD) & ~0xfffu;
+    g_assert_cmphex(le32(setup + 0x228), ==, 0x20000);       /* cmd_line_ptr */
+    g_assert_cmphex(setup[0x210], ==, 0xb0);                 /* type_of_loader: QEMU */
+    g_assert_cmphex(setup[0x211], ==, 0x81);                 /* + CAN_USE_HEAP */
+    g_assert_cmphex(setup[0x224] | setup[0x225] << 8, ==, 0x20000 - 0x10000 - 0x200);
+    g_assert_cmphex(le32(setup + 0x218), ==, initrd_addr);   /* ramdisk_image */
+    g_assert_cmpuint(le32(setup + 0x21c), ==, INITRD);       /* ramdisk_size */
+    setup[0x228] = setup[0x229] = setup[0x22a] = 0;          /* all else as in the file */
+    setup[0x210] = setup[0x224] = setup[0x225] = 0;
+    setup[0x211] = 0x01;
+    memset(setup + 0x218, 0, 8);
+    g_assert_cmpmem(setup, SETUP, img, SETUP);
+
+    g_assert_cmphex(fw_read32(s, 0x0a), ==, initrd_addr);    /* INITRD_ADDR */
+    g_assert_cmpuint(fw_read32(s, 0x0b), ==, INITRD);        /* INITRD_SIZE */
+    uint8_t *got = g_malloc(INITRD);
+    fw_select(s, 0x12);
+    fw_read(s, got, INITRD);
+    g_assert_cmpmem(got, INITRD, rd, INITRD);
+    g_free(got);
+
+    g_assert_cmphex(fw_read32(s, 0x13), ==, 0x20000);        /* CMDLINE_ADDR */
+    g_assert_cmpuint(fw_read32(s, 0x14), ==, sizeof(cmdline)); /* with its NUL */
+    char line[sizeof(cmdline)];
+    fw_select(s, 0x15);
+    fw_read(s, line, sizeof(line));
+    g_assert_cmpmem(line, sizeof(line), cmdline, sizeof(cmdline));
+
+    uint32_t size;
+    g_autofree uint8_t *romdata = fw_read_file(s, "genroms/linuxboot_dma.bin", &size);
+    g_autofree gchar *want_rom = NULL;
+    gsize want_len;
+    g_assert_true(g_file_get_contents(rom, &want_rom, &want_len, NULL));
+    g_assert_cmpmem(romdata, size, want_rom, want_len);
+    g_autofree char *order = (char *)fw_read_file(s, "bootorder", &size);
+    g_assert_cmpstr(order, ==, "/rom@genroms/linuxboot_dma.bin");
+    qtest_quit(s);
+    unlink(kpath);
+    unlink(rdpath);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -322,5 +430,6 @@ int main(int argc, char **argv)
     g_test_add_func("/fw_cfg/dma", test_dma);
     g_test_add_func("/fw_cfg/bootorder", test_bootorder);
     g_test_add_func("/fw_cfg/option-rom", test_option_rom);
+    g_test_add_func("/fw_cfg/kernel", test_kernel_items);
     return g_test_run();
 }
