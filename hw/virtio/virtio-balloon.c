@@ -8,8 +8,8 @@
  * the driver has in the balloon, written by the driver).
  *
  * Inflated and reported pages go back to the host at once through guest_mem_discard
- * (MADV_DONTNEED for private memory, a punched hole for shared memory, so the default
- * memfd really shrinks).  Pages the host cannot discard (huge pages smaller than the
+ * (MADV_DONTNEED for private memory such as the default RAM, splitting a transparent huge
+ * page where needed; a punched hole for shared memory, so a memfd really shrinks).  Pages the host cannot discard (huge pages smaller than the
  * host page, addresses outside RAM) are skipped: the guest still keeps its promise not
  * to touch them, the host just saves nothing.  Deflate needs no action.
  *

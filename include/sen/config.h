@@ -205,7 +205,8 @@ void option_rom_config_free(gpointer p);  /* OptionRomConfig */
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(MachineConfig, machine_config_free)
 const ChardevConfig *machine_config_find_chardev(const MachineConfig *cfg, const char *id);
 MemBackendConfig *machine_config_find_mem_backend(const MachineConfig *cfg, const char *id);
-/* The backend the machine's RAM is made from, or NULL for the default memfd. */
+/* The backend the machine's RAM is made from, or NULL for the default (private anonymous
+ * memory, mem_backend_config_new_default). */
 const MemBackendConfig *machine_config_ram_backend(const MachineConfig *cfg);
 
 /*
