@@ -166,8 +166,8 @@ static bool kvm_create_irqchip(KvmState *s, Error **errp)
 {
     if (s->m->cfg->irqchip_split) {
         /* LAPICs in KVM; GSIs 0-23 are left to the userspace IOAPIC's MSI routes.  No
-         * PIC and no PIT: the PIT would inject into those routes behind the IOAPIC's
-         * back (QEMU uses a userspace i8254 here; docs/machines.md). */
+         * PIC, and KVM refuses its PIT without one: the board adds a userspace i8254
+         * (hw/timer/i8254.c; docs/machines.md). */
         struct kvm_enable_cap cap = { .cap = KVM_CAP_SPLIT_IRQCHIP, .args = { 24 } };
         if (ioctl(s->vm_fd, KVM_ENABLE_CAP, &cap) < 0) {
             error_setg_errno(errp, errno, "KVM: kernel-irqchip=split: KVM_CAP_SPLIT_IRQCHIP");

@@ -15,6 +15,7 @@ const DeviceClass *const device_class_table[] = {
     &pci_testdev_class,
     &edu_class,
     &ioapic_class,
+    &i8254_class,
     &pc_testdev_class,
     &virtio_blk_pci_class,
     &virtio_rng_pci_class,

@@ -18,6 +18,7 @@ extern const DeviceClass ich9_lpc_class;
 extern const DeviceClass pci_testdev_class;
 extern const DeviceClass edu_class;
 extern const DeviceClass ioapic_class;
+extern const DeviceClass i8254_class;
 extern const DeviceClass virtio_blk_pci_class;
 extern const DeviceClass virtio_rng_pci_class;
 extern const DeviceClass virtio_balloon_pci_class;

@@ -124,7 +124,9 @@ static bool create_devices(Machine *m, PcMachine *pc, Error **errp)
          * MP table and MADT give it. */
         unsigned cpus = cfg->smp_cpus ? cfg->smp_cpus : 1;
         g_autofree char *props = g_strdup_printf("ioapic-id=%u", cpus <= 15 ? cpus : 0);
-        if (!create_builtin(m, "ioapic", props, errp)) {
+        /* KVM has no PIT without its PIC: a counting one here, unless pit=off. */
+        if (!create_builtin(m, "ioapic", props, errp) ||
+            (!cfg->no_pit && !create_builtin(m, "i8254", NULL, errp))) {
             return false;
         }
     }

@@ -157,7 +157,8 @@ typedef struct MachineConfig {
     bool display_none;
     bool no_pit;        /* -machine pit=off: no in-kernel PIT */
     bool irqchip_split; /* -machine kernel-irqchip=split: LAPICs in KVM, the IOAPIC in
-                         * Sen (hw/intc/ioapic.c), no PIC and no PIT (docs/machines.md) */
+                         * Sen (hw/intc/ioapic.c), no PIC, a counting-only PIT
+                         * (hw/timer/i8254.c); docs/machines.md */
     bool pit_discard;   /* -global kvm-pit.lost_tick_policy=discard: no tick re-injection */
 
     GPtrArray *chardevs; /* of ChardevConfig*: -chardev and implicit ones from -serial */

@@ -1,6 +1,6 @@
 /*
- * libFuzzer harness for the edu device (hw/misc/edu.c) and the userspace IOAPIC
- * (hw/intc/ioapic.c) on one fake machine: 1 MiB of guest RAM, a PCI bus, edu at 00:03.0
+ * libFuzzer harness for the edu device (hw/misc/edu.c), the userspace IOAPIC
+ * (hw/intc/ioapic.c) and the userspace PIT (hw/timer/i8254.c) on one fake machine: 1 MiB of guest RAM, a PCI bus, edu at 00:03.0
  * with its BAR at 0xe0000000, and the IOAPIC driving no accelerator.  The input is a list
  * of 8-byte operations: edu register reads/writes of any width (DMA included), config
  * writes (command register, MSI capability), IOAPIC register accesses, pin levels and
@@ -17,6 +17,7 @@
 #include "sen/machine.h"
 #include "sen/memory.h"
 #include "sen/pci.h"
+#include "sen/timer.h"
 #include "fuzz-random.h"
 
 #define EDU_BAR   0xe0000000ULL
@@ -44,6 +45,7 @@ static Machine *fuzz_machine(void)
         g_mutex_init(&m->lock);
         m->pio = io_space_new("pio");
         m->mmio = io_space_new("mmio");
+        m->clock = virt_clock_new(true);
         m->mem = guest_mem_new(1 << 20, &err);
         if (!m->mem || !guest_mem_add_region(m->mem, 0, 1 << 20, 0, &err)) {
             fail(error_get_pretty(err), 0);
@@ -53,6 +55,7 @@ static Machine *fuzz_machine(void)
         must(device_create(m, "edu", kv, "fuzz", &err), err);
         keyval_free(kv);
         must(device_create(m, "ioapic", NULL, "fuzz", &err), err);
+        must(device_create(m, "i8254", NULL, "fuzz", &err), err);
     }
     return m;
 }
@@ -109,7 +112,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             ioapic_set_irq(m->ioapic, op[1] % 30, op[2] & 1);
             break;
         default:
-            ioapic_eoi(m->ioapic, op[1]);
+            if (!(op[1] & 0x80)) {
+                ioapic_eoi(m->ioapic, op[1]);
+            } else if (op[1] & 0x40) { /* PIT ports 0x40-0x43 and 0x61, or time passes */
+                uint16_t port = (op[1] & 0x20) ? 0x61 : 0x40 + (op[2] & 3);
+                if (op[1] & 0x10) {
+                    io_space_write(m->pio, port, w, value >> 8);
+                } else {
+                    io_space_read(m->pio, port, w, &v);
+                }
+            } else {
+                virt_clock_step(m->clock, (int64_t)(value & 0xfffff));
+            }
             break;
         }
     }

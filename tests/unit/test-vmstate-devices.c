@@ -303,12 +303,95 @@ static void test_board_bad_device_state(void)
     g_assert_nonnull(strstr(msg, "checksum mismatch"));
 }
 
+/* -M q35,kernel-irqchip=split -device edu: the userspace IOAPIC's table and remote IRR,
+ * the userspace PIT's channel (count, mode, a latched value), edu's registers and DMA
+ * buffer, and the LPC's config space survive a save/load. */
+static uint64_t mmio_rd(Machine *m, uint64_t addr, unsigned size)
+{
+    uint64_t v = 0;
+    machine_lock(m);
+    io_space_read(m->mmio, addr, size, &v);
+    machine_unlock(m);
+    return v;
+}
+
+static void mmio_wr(Machine *m, uint64_t addr, unsigned size, uint64_t v)
+{
+    machine_lock(m);
+    io_space_write(m->mmio, addr, size, v);
+    machine_unlock(m);
+}
+
+#define EDU_BAR 0xe0000000ULL
+#define ECAM_EDU (0xb0000000ULL + (3ULL << 15))
+
+static void q35_split_drive(Machine *m)
+{
+    /* IOAPIC pin 20 level, asserted: delivered, remote IRR set */
+    mmio_wr(m, 0xfec00000, 4, 0x10 + 2 * 20);
+    mmio_wr(m, 0xfec00010, 4, 0x8065);
+    machine_lock(m);
+    irq_raise(&(IrqLine){ .m = m, .gsi = 20 });
+    machine_unlock(m);
+    /* PIT channel 1, mode 2, count 1000, then a latch taken 100 ticks in */
+    outb(m, 0x43, 0x74);
+    outb(m, 0x41, 1000 & 0xff);
+    outb(m, 0x41, 1000 >> 8);
+    machine_lock(m);
+    virt_clock_step(m->clock, 100 * 838096 / 1000 + 1);
+    machine_unlock(m);
+    outb(m, 0x43, 0x40);
+    /* edu: BAR, liveness, DMA registers, a buffer filled from RAM */
+    mmio_wr(m, ECAM_EDU + 0x10, 4, (uint32_t)EDU_BAR);
+    mmio_wr(m, ECAM_EDU + 0x04, 2, 0x6);
+    mmio_wr(m, EDU_BAR + 0x04, 4, 0x1234);
+    machine_lock(m);
+    g_assert_true(guest_mem_write(m->mem, 0x10000, "sen-edu!", 8));
+    machine_unlock(m);
+    mmio_wr(m, EDU_BAR + 0x80, 8, 0x10000);
+    mmio_wr(m, EDU_BAR + 0x88, 8, 0x40010);
+    mmio_wr(m, EDU_BAR + 0x90, 8, 8);
+    mmio_wr(m, EDU_BAR + 0x98, 4, 1);
+}
+
+static void test_q35_split_round_trip(void)
+{
+    const char *line = "-M q35,kernel-irqchip=split -device edu,addr=3";
+    Machine *a = make_machine(line);
+    q35_split_drive(a);
+    g_autoptr(GByteArray) blob = save(a);
+    machine_destroy(a);
+
+    Machine *b = make_machine(line);
+    Error *err = NULL;
+    if (!vmstate_load_all(b, blob->data, blob->len, &err)) {
+        g_error("load: %s", error_get_pretty(err));
+    }
+    mmio_wr(b, 0xfec00000, 4, 0x10 + 2 * 20);
+    g_assert_cmphex(mmio_rd(b, 0xfec00010, 4), ==, 0x8065 | 1u << 14);   /* remote IRR */
+    g_assert_cmpuint(inb(b, 0x41) | inb(b, 0x41) << 8, ==, 900);        /* the latch */
+    g_assert_cmphex(mmio_rd(b, EDU_BAR + 0x04, 4), ==, ~0x1234u);
+    g_assert_cmphex(mmio_rd(b, EDU_BAR + 0x90, 8), ==, 8);
+    /* the buffer came along: DMA it back out to RAM */
+    mmio_wr(b, EDU_BAR + 0x80, 8, 0x40010);
+    mmio_wr(b, EDU_BAR + 0x88, 8, 0x20000);
+    mmio_wr(b, EDU_BAR + 0x98, 4, 3);
+    char back[8];
+    machine_lock(b);
+    g_assert_true(guest_mem_read(b->mem, 0x20000, back, 8));
+    machine_unlock(b);
+    g_assert_cmpmem(back, 8, "sen-edu!", 8);
+    g_assert_cmphex(mmio_rd(b, 0xb0000000ULL + (0x1fULL << 15), 4), ==, 0x29188086);
+    machine_destroy(b);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/vmstate-devices/board-round-trip", test_board_round_trip);
     g_test_add_func("/vmstate-devices/board-mismatch", test_board_mismatch);
     g_test_add_func("/vmstate-devices/intel-iommu-round-trip", test_intel_iommu_round_trip);
+    g_test_add_func("/vmstate-devices/q35-split-round-trip", test_q35_split_round_trip);
     g_test_add_func("/vmstate-devices/bad-device-state", test_board_bad_device_state);
     return g_test_run();
 }
