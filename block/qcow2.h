@@ -412,5 +412,7 @@ bool qcow2_amend_version(BlockDriverState *bs, int version, Error **errp);
 bool qcow2_amend_lazy_refcounts(BlockDriverState *bs, bool on, Error **errp);
 /* The image's version (2 or 3). */
 int qcow2_image_version(BlockDriverState *bs);
+/* qcow2-refwidth.c: rewrites the refcounts with bits (a power of two, 1..64) per entry. */
+bool qcow2_amend_refcount_bits(BlockDriverState *bs, unsigned bits, Error **errp);
 
 #endif

@@ -1,15 +1,37 @@
 /*
  * sen-img amend [-f fmt] [-q] -o options filename: qemu-img's option amendment for qcow2:
- * compat (upgrade to 1.1, downgrade to 0.10), lazy_refcounts and size.  Other options are
- * refused, naming them; backing_file/backing_fmt as qemu-img does.
+ * compat (upgrade to 1.1, downgrade to 0.10), refcount_bits, lazy_refcounts and size.
+ * Other options are refused, naming them; backing_file/backing_fmt as qemu-img does.
+ * The order is qemu-img's: upgrade, then the refcount width, then a downgrade (which
+ * needs 16-bit refcounts), then the rest.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "block/qcow2.h"
 #include "sen/keyval.h"
 #include "tools/img/img.h"
+
+/* refcount_bits=N as qemu-img accepts it: a power of two from 1 to 64. */
+static bool parse_refcount_bits(const char *str, unsigned *bits, Error **errp)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(str, &end, 0);
+    if (!*str || *end || errno || *str == '-') {
+        error_setg(errp, "Parameter 'refcount_bits' expects a number");
+        return false;
+    }
+    if (!v || v > 64 || (v & (v - 1))) {
+        error_setg(errp, "Refcount width must be a power of two and may not exceed 64 bits");
+        return false;
+    }
+    *bits = (unsigned)v;
+    return true;
+}
 
 static bool amend_qcow2(BlockDriverState *bs, Keyval *kv, Error **errp)
 {
@@ -18,6 +40,7 @@ static bool amend_qcow2(BlockDriverState *bs, Keyval *kv, Error **errp)
     g_autofree char *backing_fmt = keyval_take(kv, "backing_fmt");
     g_autofree char *size_str = keyval_take(kv, "size");
     g_autofree char *lazy_str = keyval_take(kv, "lazy_refcounts");
+    g_autofree char *rbits_str = keyval_take(kv, "refcount_bits");
     uint64_t size = 0;
 
     /* Everything is validated before the first change, so a refusal leaves it untouched. */
@@ -52,12 +75,30 @@ static bool amend_qcow2(BlockDriverState *bs, Keyval *kv, Error **errp)
             return false;
         }
     }
+    unsigned rbits = 0;
+    if (rbits_str) {
+        if (!parse_refcount_bits(rbits_str, &rbits, errp)) {
+            return false;
+        }
+        int target = version ? version : qcow2_image_version(bs);
+        if (target < 3 && rbits != 16) {
+            error_setg(errp, "Refcount widths other than 16 bits require compatibility "
+                       "level 1.1 or above (use compat=1.1 or greater)");
+            return false;
+        }
+    }
     if (backing || backing_fmt) {
         /* As qemu-img 7.2: rebase is the tool for that. */
         error_setg(errp, "Cannot amend the backing file (use 'sen-img rebase' instead)");
         return false;
     }
-    if (version && !qcow2_amend_version(bs, version, errp)) {
+    if (version == 3 && !qcow2_amend_version(bs, version, errp)) {
+        return false;
+    }
+    if (rbits && !qcow2_amend_refcount_bits(bs, rbits, errp)) {
+        return false;
+    }
+    if (version == 2 && !qcow2_amend_version(bs, version, errp)) {
         return false;
     }
     if (lazy_str && !qcow2_amend_lazy_refcounts(bs, lazy, errp)) {

@@ -176,3 +176,163 @@ def test_lazy_refcounts_like_qemu(tmp_path, create_opts, amend):
                         text=True)
     assert rs.returncode == rq.returncode == 0, rs.stderr + rq.stderr
     same_as_qemu(tmp_path, s, q)
+
+
+# ---- refcount_bits ----
+WIDTHS = [1, 2, 4, 8, 16, 32, 64]
+
+
+def snapshot_view(path, name, out):
+    subprocess.run([QEMU_IMG, "convert", "-O", "raw", "-l", name, str(path), str(out)],
+                   check=True)
+    return out.read_bytes()
+
+
+def refcount_bits_of(path):
+    return info(path)["format-specific"]["data"]["refcount-bits"]
+
+
+def make_by_qemu(path, cluster_size):
+    """Data, compressed clusters and snapshots, by qemu-img/qemu-io.  Each qemu-io run
+    starts a fresh host cluster for compressed data, and everything the snapshot holds is
+    overwritten afterwards, so every refcount is 1 and even refcount_bits=1 fits."""
+    subprocess.run([QEMU_IMG, "create", "-q", "-f", "qcow2", "-o",
+                    f"cluster_size={cluster_size}", str(path), "16M"], check=True)
+    qemu_io(path, "write -P 1 0 64k")
+    qemu_io(path, f"write -c -P 7 1M {cluster_size}")
+    subprocess.run([QEMU_IMG, "snapshot", "-c", "s1", str(path)], check=True)
+    qemu_io(path, "write -P 2 0 64k")
+    qemu_io(path, f"write -P 3 1M {cluster_size}")
+    qemu_io(path, f"write -c -P 4 2M {cluster_size}")
+    qemu_io(path, "write -z 3M 64k")
+
+
+def make_by_sen(tmp_path, path):
+    """Compressed by sen-img convert -c (packed, so refcounts above 1), then two snapshots
+    by sen-img: shared clusters get refcount 3 and more, which narrow widths refuse."""
+    raw = tmp_path / "src.raw"
+    data = bytearray(8 << 20)
+    for i in range(0, len(data), 65536):
+        data[i:i + 4096] = bytes([(i >> 16) & 0xff]) * 2048 + os.urandom(2048)
+    raw.write_bytes(bytes(data))
+    subprocess.run([SEN_IMG, "convert", "-q", "-c", "-O", "qcow2", "-o", "cluster_size=4k",
+                    str(raw), str(path)], check=True)
+    for name in ("s1", "s2"):
+        subprocess.run([SEN_IMG, "snapshot", "-c", name, str(path)], check=True)
+
+
+def amend_both(tmp_path, src, bits):
+    """Amends copies of src with sen-img and qemu-img; returns (sen copy, result, qemu
+    result)."""
+    s, q = tmp_path / "s.qcow2", tmp_path / "q.qcow2"
+    shutil.copy(src, s)
+    shutil.copy(src, q)
+    opt = f"refcount_bits={bits}"
+    rs = subprocess.run([SEN_IMG, "amend", "-o", opt, str(s)], capture_output=True, text=True)
+    rq = subprocess.run([QEMU_IMG, "amend", "-o", opt, str(q)], capture_output=True,
+                        text=True)
+    return s, rs, rq
+
+
+def check_amended(tmp_path, src, s, bits):
+    """qemu-img finds the amended image clean, with the new width and the same content
+    in the active image and in every snapshot."""
+    r = subprocess.run([QEMU_IMG, "check", "--output=json", str(s)], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    chk = json.loads(r.stdout)
+    assert not chk.get("corruptions") and not chk.get("leaks"), chk
+    assert refcount_bits_of(s) == bits
+    subprocess.run([QEMU_IMG, "compare", "-q", str(src), str(s)], check=True)
+    snaps = info(src).get("snapshots", [])
+    assert [sn["name"] for sn in info(s).get("snapshots", [])] == [sn["name"] for sn in snaps]
+    for sn in snaps:
+        assert (snapshot_view(s, sn["name"], tmp_path / "a.raw") ==
+                snapshot_view(src, sn["name"], tmp_path / "b.raw")), sn["name"]
+
+
+@pytest.mark.parametrize("cluster_size", [512, 65536])
+@pytest.mark.parametrize("bits", WIDTHS)
+def test_refcount_bits_qemu_made(tmp_path, cluster_size, bits):
+    src = tmp_path / "src.qcow2"
+    make_by_qemu(src, cluster_size)
+    s, rs, rq = amend_both(tmp_path, src, bits)
+    assert rs.returncode == rq.returncode == 0, rs.stderr + rq.stderr
+    check_amended(tmp_path, src, s, bits)
+    # Sen's driver keeps working on the new width: a write, then qemu-img still agrees.
+    raw = tmp_path / "new.raw"
+    raw.write_bytes(os.urandom(1 << 20) + bytes(15 << 20))
+    subprocess.run([SEN_IMG, "convert", "-q", "-n", "-O", "qcow2", str(raw), str(s)],
+                   check=True)
+    subprocess.run([QEMU_IMG, "check", "-q", str(s)], check=True)
+    subprocess.run([QEMU_IMG, "compare", "-q", "-f", "raw", "-F", "qcow2", str(raw), str(s)],
+                   check=True)
+
+
+@pytest.mark.parametrize("bits", WIDTHS)
+def test_refcount_bits_sen_made(tmp_path, bits):
+    """Where qemu-img refuses (a refcount that does not fit), sen-img refuses with the
+    same message and leaves the image byte-identical; otherwise both succeed."""
+    src = tmp_path / "src.qcow2"
+    make_by_sen(tmp_path, src)
+    before = src.read_bytes()
+    s, rs, rq = amend_both(tmp_path, src, bits)
+    assert rs.returncode == rq.returncode, rs.stderr + rq.stderr
+    if rq.returncode:
+        assert bits < 8
+        assert rs.stderr.replace("sen-img: ", "") == rq.stderr.replace("qemu-img: ", "")
+        assert s.read_bytes() == before
+    else:
+        check_amended(tmp_path, src, s, bits)
+
+
+def test_refcount_bits_1_with_snapshot_refused(tmp_path):
+    s = tmp_path / "s.qcow2"
+    make(s, "compat=1.1")
+    subprocess.run([QEMU_IMG, "snapshot", "-c", "s1", str(s)], check=True)
+    before = s.read_bytes()
+    rs = subprocess.run([SEN_IMG, "amend", "-o", "refcount_bits=1", str(s)],
+                        capture_output=True, text=True)
+    rq = subprocess.run([QEMU_IMG, "amend", "-o", "refcount_bits=1", str(s)],
+                        capture_output=True, text=True)
+    assert rs.returncode == rq.returncode == 1
+    assert "Cannot decrease refcount entry width to 1 bits" in rs.stderr
+    assert rs.stderr.replace("sen-img: ", "") == rq.stderr.replace("qemu-img: ", "")
+    assert s.read_bytes() == before
+
+
+@pytest.mark.parametrize("create_opts,amend", [
+    ("compat=0.10", "refcount_bits=8"),
+    ("compat=1.1", "compat=0.10,refcount_bits=8"),
+    ("compat=1.1", "refcount_bits=3"),
+    ("compat=1.1", "refcount_bits=128"),
+    ("compat=1.1", "refcount_bits=0"),
+    ("compat=1.1", "refcount_bits=x"),
+])
+def test_refcount_bits_refused(tmp_path, create_opts, amend):
+    s = tmp_path / "s.qcow2"
+    make(s, create_opts)
+    before = s.read_bytes()
+    rs = subprocess.run([SEN_IMG, "amend", "-o", amend, str(s)], capture_output=True, text=True)
+    rq = subprocess.run([QEMU_IMG, "amend", "-o", amend, str(s)], capture_output=True,
+                        text=True)
+    assert rs.returncode == rq.returncode == 1, rs.stderr + rq.stderr
+    assert rs.stderr.replace("sen-img: ", "") == rq.stderr.replace("qemu-img: ", "")
+    assert s.read_bytes() == before
+
+
+@pytest.mark.parametrize("amend", ["compat=1.1,refcount_bits=8",
+                                   "compat=1.1,refcount_bits=64,lazy_refcounts=on",
+                                   "compat=0.10,refcount_bits=16"])
+def test_refcount_bits_with_compat_like_qemu(tmp_path, amend):
+    """Upgrade before the width change, downgrade after it, as qemu-img orders them."""
+    s, q = tmp_path / "s.qcow2", tmp_path / "q.qcow2"
+    make(s, "compat=0.10" if "1.1" in amend else "compat=1.1,refcount_bits=8")
+    shutil.copy(s, q)
+    rs = subprocess.run([SEN_IMG, "amend", "-o", amend, str(s)], capture_output=True, text=True)
+    rq = subprocess.run([QEMU_IMG, "amend", "-o", amend, str(q)], capture_output=True,
+                        text=True)
+    assert rs.returncode == rq.returncode == 0, rs.stderr + rq.stderr
+    assert info(s)["format-specific"] == info(q)["format-specific"]
+    subprocess.run([QEMU_IMG, "check", "-q", str(s)], check=True)
+    subprocess.run([QEMU_IMG, "compare", "-q", str(s), str(q)], check=True)
