@@ -256,6 +256,18 @@ bool qcow2_snapshot_create(BlockDriverState *bs, BlockSnapshotInfo *info, Error 
     GArray *a = NULL;
     bool ok = false;
     int ret;
+    /* The table stores both lengths in 16 bits: a longer string would be written cut
+     * short and leave the table unreadable (every caller reaches this: sen-img snapshot,
+     * QMP blockdev-snapshot-internal-sync, savevm). */
+    if (strlen(info->name) > UINT16_MAX ||
+        (info->id_str && strlen(info->id_str) > UINT16_MAX)) {
+        error_setg(errp, "%s: snapshot %s of %zu bytes is longer than qcow2 allows (%u)",
+                   bs->filename, strlen(info->name) > UINT16_MAX ? "name" : "ID",
+                   strlen(info->name) > UINT16_MAX ? strlen(info->name)
+                                                   : strlen(info->id_str),
+                   UINT16_MAX);
+        return false;
+    }
     qcow2_lock_exclusive(s);
     ret = qcow2_read_snapshots(s, &a);
     if (ret < 0) {

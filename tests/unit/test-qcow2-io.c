@@ -157,6 +157,36 @@ static void test_dirty_open(void)
     g_unlink(path);
 }
 
+/* A snapshot name the table's 16-bit length cannot hold is refused, table untouched. */
+static void test_snapshot_name_too_long(void)
+{
+    g_autofree char *path = tmp_path("sen-test-qcow2-longname.qcow2");
+    create_or_die("qcow2", path, "size=1M");
+    BlockDriverState *bs = open_or_die(path, BDRV_O_RDWR);
+    g_autofree char *name = g_malloc(70001);
+    memset(name, 'n', 70000);
+    name[70000] = 0;
+    BlockSnapshotInfo sn = { .name = name };
+    Error *err = NULL;
+    g_assert_false(bs->drv->snapshot_create(bs, &sn, &err));
+    g_assert_nonnull(strstr(error_get_pretty(err), "snapshot name of 70000 bytes is longer"));
+    error_free(err);
+    err = NULL;
+    name[65535] = 0;  /* the longest the format holds */
+    g_assert_true(bs->drv->snapshot_create(bs, &sn, &err));
+    GPtrArray *list = bs->drv->snapshot_list(bs, &err);
+    g_assert_nonnull(list);
+    g_assert_cmpuint(list->len, ==, 1);
+    g_ptr_array_unref(list);
+    bdrv_unref(bs);
+    bs = open_or_die(path, BDRV_O_RDWR | BDRV_O_CHECK);
+    list = bs->drv->snapshot_list(bs, &err);
+    g_assert_cmpuint(list->len, ==, 1);
+    g_ptr_array_unref(list);
+    bdrv_unref(bs);
+    g_unlink(path);
+}
+
 /*
  * Hostile images (100 per run): random byte flips in the metadata clusters of a real
  * image.  Opening may fail; whatever opens must survive reads, writes, discards and a
@@ -283,6 +313,7 @@ int main(int argc, char **argv)
     }
     g_test_add_func("/qcow2-io/dirty-open-repairs", test_dirty_open);
     g_test_add_func("/qcow2-io/corrupt-images", test_corrupt_images);
+    g_test_add_func("/qcow2-io/snapshot-name-too-long", test_snapshot_name_too_long);
     g_test_add_func("/qcow2-io/overlap-protection", test_overlap_protection);
     int rc = g_test_run();
     /* Tests unlink their images; whatever a failure left behind stays for inspection. */
