@@ -62,3 +62,17 @@ def test_multiboot_kernel_through_seabios(vmm):
         pos = i + len(line)
     assert "FAIL" not in out
     assert p.returncode == 33, f"exit status {p.returncode}; stderr {err}"
+
+
+def test_pvh_only_kernel_refused_with_bios():
+    """QEMU boots a PVH-only ELF through its pvh.bin ROM; Sen says it does not (yet)."""
+    pvh = os.path.join(BUILD, "tests", "guest", "hello-pvh.elf")
+    if not os.path.exists(pvh):
+        pytest.skip(f"{pvh} is not built")
+    p = subprocess.run([SEN, "-M", "pc", "-accel", "qtest", "-display", "none", "-bios",
+                        SEABIOS, "-kernel", pvh], stdin=subprocess.DEVNULL,
+                       capture_output=True, timeout=30)
+    assert p.returncode == 1
+    assert (f"could not load kernel '{pvh}': with -bios, Sen boots a Linux bzImage or a "
+            "multiboot kernel through the firmware (a PVH-only ELF needs QEMU's pvh.bin"
+            in p.stderr.decode())
