@@ -366,6 +366,44 @@ void machine_vm_start(Machine *m)
     m->accel->resume(m);
     runstate_set(m, RUN_STATE_RUNNING);
     qapi_event_send_resume(m);
+    machine_run_start_hooks(m);
+}
+
+void *machine_add_start_hook(Machine *m, void (*fn)(void *opaque), void *opaque)
+{
+    if (!m->start_hooks) {
+        m->start_hooks = g_new0(GHookList, 1);
+        g_hook_list_init(m->start_hooks, sizeof(GHook));
+    }
+    GHook *hook = g_hook_alloc(m->start_hooks);
+    hook->func = (gpointer)fn;
+    hook->data = opaque;
+    g_hook_append(m->start_hooks, hook);
+    return hook;
+}
+
+void machine_remove_start_hook(Machine *m, void *handle)
+{
+    if (m->start_hooks && handle) {
+        g_hook_destroy_link(m->start_hooks, handle);
+        if (!m->start_hooks->hooks) {
+            /* The last one gone: machines built by hand (tests) need no teardown call. */
+            g_hook_list_clear(m->start_hooks);
+            g_clear_pointer(&m->start_hooks, g_free);
+        }
+    }
+}
+
+void machine_run_start_hooks(Machine *m)
+{
+    if (m->start_hooks) {
+        g_hook_list_invoke(m->start_hooks, FALSE);
+    }
+}
+
+bool machine_devices_active(const Machine *m)
+{
+    return m->runstate == RUN_STATE_RUNNING || m->runstate == RUN_STATE_SUSPENDED;
 }
 
 void machine_vm_stop(Machine *m, RunState state)
@@ -577,5 +615,9 @@ void machine_destroy(Machine *m)
     }
     machine_config_free(m->cfg);
     g_mutex_clear(&m->lock);
+    if (m->start_hooks) {
+        g_hook_list_clear(m->start_hooks);
+        g_free(m->start_hooks);
+    }
     g_free(m);
 }

@@ -127,15 +127,9 @@ static void irqfds_detach(VirtIOPCIProxy *p)
 
 /* ---- queue notification ---- */
 
-static gboolean notifier_ready(gint fd, GIOCondition cond, gpointer opaque)
+static void notifier_kick(VirtIOPCINotifier *n)
 {
-    VirtIOPCINotifier *n = opaque;
     VirtIOPCIProxy *p = n->proxy;
-    eventfd_t cnt;
-
-    if (eventfd_read(fd, &cnt) < 0) {
-        return G_SOURCE_CONTINUE; /* EAGAIN: another wake-up took it */
-    }
     /* The device stays realized meanwhile: unrealize runs on this (main) thread too. */
     VirtIODevice *vdev = p->vdev;
     bool unlocked_part = vdev->ops && vdev->ops->kick_unlocked;
@@ -147,7 +141,38 @@ static gboolean notifier_ready(gint fd, GIOCondition cond, gpointer opaque)
     if (unlocked_part) {
         vdev->ops->kick_unlocked(vdev);
     }
+}
+
+static gboolean notifier_ready(gint fd, GIOCondition cond, gpointer opaque)
+{
+    VirtIOPCINotifier *n = opaque;
+    eventfd_t cnt;
+
+    if (eventfd_read(fd, &cnt) < 0) {
+        return G_SOURCE_CONTINUE; /* EAGAIN: another wake-up took it */
+    }
+    /* A kick still in the eventfd when the VM stopped (migration switchover, savevm,
+     * stop) must not reach the disk after the state was drained and saved: a source that
+     * handed over would write behind its destination.  It waits for the next start (a
+     * cancelled migration, cont); a destination kicks every queue after loading. */
+    if (!machine_devices_active(n->proxy->m)) {
+        n->held = true;
+        return G_SOURCE_CONTINUE;
+    }
+    notifier_kick(n);
     return G_SOURCE_CONTINUE;
+}
+
+static void replay_held_kicks(void *opaque)
+{
+    VirtIOPCIProxy *p = opaque;
+    for (unsigned i = 0; i < p->vdev->num_queues; i++) {
+        VirtIOPCINotifier *n = &p->notifiers[i];
+        if (n->held) {
+            n->held = false;
+            notifier_kick(n);
+        }
+    }
 }
 
 static void notifiers_unassign(VirtIOPCIProxy *p)
@@ -499,6 +524,7 @@ bool virtio_pci_realize(VirtIOPCIProxy *p, VirtIODevice *vdev, Machine *m,
         p->notifiers[i] = (VirtIOPCINotifier){ .proxy = p, .queue = i, .fd = -1 };
     }
     p->realized = true;
+    p->start_hook = machine_add_start_hook(m, replay_held_kicks, p);
 
     /* 4.1.2.1: non-transitional IDs; revision 1 and a subsystem ID >= 0x40. */
     pci_set_ids(d, VIRTIO_PCI_VENDOR_ID, 0x1040 + vdev->device_id, VIRTIO_PCI_VENDOR_ID,
@@ -547,6 +573,8 @@ void virtio_pci_unrealize(VirtIOPCIProxy *p)
             }
         }
         irqfds_detach(p);
+        machine_remove_start_hook(p->m, p->start_hook);
+        p->start_hook = NULL;
         g_free(p->notifiers);
         g_free(p->irqfd);
         p->realized = false;

@@ -25,6 +25,7 @@ typedef struct VirtIOPCINotifier {
     int fd;
     GSource *src;
     bool assigned;      /* registered as ioeventfd at assigned_addr */
+    bool held;          /* kicked while the VM was stopped: replayed on start */
     uint64_t assigned_addr;
 } VirtIOPCINotifier;
 
@@ -42,6 +43,7 @@ struct VirtIOPCIProxy {
     int *irqfd;                   /* per MSI-X vector, -1 = none */
     bool irqfd_failed;            /* accelerator has none: msix_notify instead */
     VirtIOPCINotifier *notifiers; /* per queue */
+    void *start_hook;             /* replays held kicks (machine_add_start_hook) */
     bool realized;
 };
 

@@ -48,6 +48,7 @@ typedef struct Machine {
                               * irq_set_level drives (sen/hw/ioapic.h); NULL = in KVM */
 
     RunState runstate;       /* main thread only */
+    GHookList *start_hooks;  /* machine_add_start_hook, main thread only; NULL = none */
 
     /* Requests, set from any thread with the atomics below. */
     int reset_requested;     /* ShutdownCause of the reset, 0 = none */
@@ -102,6 +103,16 @@ void machine_set_wakeup_enabled(Machine *m, WakeupReason reason, bool enabled);
  * (STOP event if they ran); start them (RESUME event).  For the monitor's stop/cont. */
 void machine_vm_stop(Machine *m, RunState state);
 void machine_vm_start(Machine *m);
+/* fn(opaque) runs on the main thread each time machine_vm_start starts the vCPUs, after
+ * the state is running: devices replay work they held while the VM was stopped.  The
+ * handle is for machine_remove_start_hook. */
+void *machine_add_start_hook(Machine *m, void (*fn)(void *opaque), void *opaque);
+void machine_remove_start_hook(Machine *m, void *handle);
+void machine_run_start_hooks(Machine *m);
+/* Whether devices may act on guest requests now: the vCPUs run, or the guest sleeps in S3
+ * (its devices keep going).  Stopped (paused, migrating, saved), nothing may change the
+ * guest's disks or RAM behind the state that was or is being saved. */
+bool machine_devices_active(const Machine *m);
 /* Main thread, vCPUs stopped, VM lock not held: the power-on reset of devices, board and
  * vCPUs, now (loadvm resets before it loads, as QEMU does). */
 bool machine_system_reset(Machine *m, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
