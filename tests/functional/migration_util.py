@@ -8,6 +8,8 @@ import subprocess
 import threading
 import time
 
+import pytest
+
 from qmp import QMPClient
 
 BUILD = os.environ.get("SEN_BUILD_DIR", "build")
@@ -212,3 +214,18 @@ def decode_stream(data):
             return regions, device
         else:
             raise AssertionError(f"unknown record 0x{kind:x} at {pos - 1}")
+
+
+# The VMs of one test, closed at its end: `vms(name, *sen_args, **Vm_kwargs)`.
+@pytest.fixture
+def vms(tmp_path):
+    made = []
+
+    def make(name, *args, **kw):
+        vm = Vm(tmp_path, name, args, **kw)
+        made.append(vm)
+        vm.connect()
+        return vm
+    yield make
+    for vm in made:
+        vm.close()

@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from migration_util import SEN, Vm
+from migration_util import SEN
+from migration_util import vms  # noqa: F401 (the pytest fixture)
 from qmp import QMPError
 
 pytestmark = pytest.mark.skipif(not os.access(SEN, os.X_OK), reason=f"{SEN} is not built")
@@ -24,20 +25,6 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-@pytest.fixture
-def vms(tmp_path):
-    made = []
-
-    def make(name, *args, **kw):
-        vm = Vm(tmp_path, name, args, **kw)
-        made.append(vm)
-        vm.connect()
-        return vm
-    yield make
-    for vm in made:
-        vm.close()
 
 
 def pattern(seed, size):

@@ -17,6 +17,7 @@ import time
 import pytest
 
 from migration_util import BUILD, SEN, Vm, decode_stream, have_device_state
+from migration_util import vms  # noqa: F401 (the pytest fixture)
 
 DIRTIER = os.path.join(BUILD, "tests", "guest", "dirtier.elf")
 MiB = 1 << 20
@@ -32,20 +33,6 @@ needs_device_state = pytest.mark.skipif(
     not have_device_state(),
     reason="device and vCPU state (include/sen/vmstate.h, [vmstate]) has not landed: "
            "the destination cannot resume the guest")
-
-
-@pytest.fixture
-def vms(tmp_path):
-    made = []
-
-    def make(name, *args, **kw):
-        vm = Vm(tmp_path, name, args, **kw)
-        made.append(vm)
-        vm.connect()
-        return vm
-    yield make
-    for vm in made:
-        vm.close()
 
 
 def dirtier(vms, name, *args, rate=4000):

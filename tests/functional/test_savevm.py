@@ -15,7 +15,8 @@ import time
 
 import pytest
 
-from migration_util import BUILD, SEN, Vm, have_device_state
+from migration_util import BUILD, SEN, have_device_state
+from migration_util import vms  # noqa: F401 (the pytest fixture)
 from qmp import QMPError
 
 DIRTIER = os.path.join(BUILD, "tests", "guest", "dirtier.elf")
@@ -39,20 +40,6 @@ def guest(f):
     for mark in needs_guest:
         f = mark(f)
     return f
-
-
-@pytest.fixture
-def vms(tmp_path):
-    made = []
-
-    def make(name, *args, **kw):
-        vm = Vm(tmp_path, name, args, **kw)
-        made.append(vm)
-        vm.connect()
-        return vm
-    yield make
-    for vm in made:
-        vm.close()
 
 
 def qcow2(tmp_path, name="disk.qcow2", size="64M"):
