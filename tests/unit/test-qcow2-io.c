@@ -12,7 +12,7 @@
 
 #include "block/qcow2.h"
 #include "sen/block.h"
-#include "sen/keyval.h"
+#include "block-test-util.h"
 
 typedef struct IoCase {
     const char *opts;
@@ -29,36 +29,6 @@ static char *tmp_path(const char *name)
     return g_build_filename(test_dir, name, NULL);
 }
 
-static void create_or_die(const char *fmt, const char *path, const char *opts)
-{
-    Error *err = NULL;
-    Keyval *kv = keyval_parse(opts, NULL, &err);
-    g_assert_no_error((GError *)err);
-    if (!bdrv_create(fmt, path, kv, &err)) {
-        g_error("create %s %s: %s", path, opts, error_get_pretty(err));
-    }
-    keyval_free(kv);
-}
-
-static BlockDriverState *open_or_die(const char *path, int flags)
-{
-    Error *err = NULL;
-    BlockDriverState *bs = bdrv_open(path, NULL, "qcow2", flags, &err);
-    if (!bs) {
-        g_error("open %s: %s", path, error_get_pretty(err));
-    }
-    return bs;
-}
-
-static void check_clean(BlockDriverState *bs)
-{
-    BlockCheckResult res;
-    g_assert_cmpint(bs->drv->check(bs, &res, BDRV_FIX_NONE), ==, 0);
-    g_assert_cmpint(res.corruptions, ==, 0);
-    g_assert_cmpint(res.leaks, ==, 0);
-    g_assert_cmpint(res.check_errors, ==, 0);
-}
-
 static void test_io(gconstpointer data)
 {
     const IoCase *c = data;
@@ -69,8 +39,8 @@ static void test_io(gconstpointer data)
 
     if (c->backing) {
         g_autofree char *o = g_strdup_printf("size=%" G_GUINT64_FORMAT, c->size);
-        create_or_die("qcow2", base, o);
-        BlockDriverState *b = open_or_die(base, BDRV_O_RDWR);
+        block_test_create("qcow2", base, o);
+        BlockDriverState *b = block_test_open(base, "qcow2", BDRV_O_RDWR);
         for (uint64_t i = 0; i < c->size; i++) {
             shadow[i] = i * 7 + 3;
         }
@@ -79,11 +49,11 @@ static void test_io(gconstpointer data)
         bdrv_unref(b);
         g_autofree char *o2 = g_strdup_printf("%s,backing_file=%s,backing_fmt=qcow2",
                                               c->opts, base);
-        create_or_die("qcow2", path, o2);
+        block_test_create("qcow2", path, o2);
     } else {
-        create_or_die("qcow2", path, c->opts);
+        block_test_create("qcow2", path, c->opts);
     }
-    BlockDriverState *bs = open_or_die(path, BDRV_O_RDWR);
+    BlockDriverState *bs = block_test_open(path, "qcow2", BDRV_O_RDWR);
     g_assert_cmpint(bs->total_size, ==, c->size);
     uint8_t *buf = g_malloc(256 * 1024);
     for (int i = 0; i < 300; i++) {
@@ -113,14 +83,14 @@ static void test_io(gconstpointer data)
             g_assert_cmpmem(buf, len, shadow + off, len);
         }
     }
-    check_clean(bs);
+    block_test_check_clean(bs);
     bdrv_unref(bs);
 
-    bs = open_or_die(path, 0);
+    bs = block_test_open(path, "qcow2", 0);
     uint8_t *all = g_malloc(c->size);
     g_assert_cmpint(bdrv_pread(bs, 0, c->size, all), ==, 0);
     g_assert_cmpmem(all, c->size, shadow, c->size);
-    check_clean(bs);
+    block_test_check_clean(bs);
     bdrv_unref(bs);
     g_free(all);
     g_free(buf);
@@ -134,8 +104,8 @@ static void test_dirty_open(void)
 {
     /* A leaked cluster plus the dirty bit: a read-write open repairs it. */
     g_autofree char *path = tmp_path("sen-test-qcow2-dirty.qcow2");
-    create_or_die("qcow2", path, "size=1M,cluster_size=4096,lazy_refcounts=on");
-    BlockDriverState *bs = open_or_die(path, BDRV_O_RDWR);
+    block_test_create("qcow2", path, "size=1M,cluster_size=4096,lazy_refcounts=on");
+    BlockDriverState *bs = block_test_open(path, "qcow2", BDRV_O_RDWR);
     BDRVQcow2State *s = bs->opaque;
     g_assert_cmpint(qcow2_alloc_clusters(s, 1), >, 0);
     g_assert_cmpint(bdrv_flush(bs), ==, 0);
@@ -149,10 +119,10 @@ static void test_dirty_open(void)
     g_assert_cmpint(fseek(f, 72, SEEK_SET), ==, 0);
     g_assert_cmpint(fwrite(one, 1, 8, f), ==, 8);
     fclose(f);
-    bs = open_or_die(path, BDRV_O_RDWR);
+    bs = block_test_open(path, "qcow2", BDRV_O_RDWR);
     s = bs->opaque;
     g_assert_false(s->h.incompatible_features & QCOW2_INCOMPAT_DIRTY);
-    check_clean(bs);
+    block_test_check_clean(bs);
     bdrv_unref(bs);
     g_unlink(path);
 }
@@ -161,8 +131,8 @@ static void test_dirty_open(void)
 static void test_snapshot_name_too_long(void)
 {
     g_autofree char *path = tmp_path("sen-test-qcow2-longname.qcow2");
-    create_or_die("qcow2", path, "size=1M");
-    BlockDriverState *bs = open_or_die(path, BDRV_O_RDWR);
+    block_test_create("qcow2", path, "size=1M");
+    BlockDriverState *bs = block_test_open(path, "qcow2", BDRV_O_RDWR);
     g_autofree char *name = g_malloc(70001);
     memset(name, 'n', 70000);
     name[70000] = 0;
@@ -179,7 +149,7 @@ static void test_snapshot_name_too_long(void)
     g_assert_cmpuint(list->len, ==, 1);
     g_ptr_array_unref(list);
     bdrv_unref(bs);
-    bs = open_or_die(path, BDRV_O_RDWR | BDRV_O_CHECK);
+    bs = block_test_open(path, "qcow2", BDRV_O_RDWR | BDRV_O_CHECK);
     list = bs->drv->snapshot_list(bs, &err);
     g_assert_cmpuint(list->len, ==, 1);
     g_ptr_array_unref(list);
@@ -196,8 +166,8 @@ static void test_corrupt_images(void)
 {
     g_autofree char *path = tmp_path("sen-test-qcow2-corrupt.qcow2");
     g_autofree char *base = tmp_path("sen-test-qcow2-corrupt-base.qcow2");
-    create_or_die("qcow2", path, "size=2M,cluster_size=512");
-    BlockDriverState *bs = open_or_die(path, BDRV_O_RDWR);
+    block_test_create("qcow2", path, "size=2M,cluster_size=512");
+    BlockDriverState *bs = block_test_open(path, "qcow2", BDRV_O_RDWR);
     uint8_t *buf = g_malloc(2 << 20);
     for (size_t i = 0; i < (2u << 20); i++) {
         buf[i] = i % 251;
@@ -257,8 +227,8 @@ static void test_corrupt_images(void)
 static void test_overlap_protection(void)
 {
     g_autofree char *path = tmp_path("sen-test-qcow2-overlap.qcow2");
-    create_or_die("qcow2", path, "size=1M,cluster_size=4096");
-    BlockDriverState *bs = open_or_die(path, BDRV_O_RDWR);
+    block_test_create("qcow2", path, "size=1M,cluster_size=4096");
+    BlockDriverState *bs = block_test_open(path, "qcow2", BDRV_O_RDWR);
     BDRVQcow2State *s = bs->opaque;
     uint8_t buf[4096];
     memset(buf, 0x5a, sizeof(buf));
@@ -273,14 +243,14 @@ static void test_overlap_protection(void)
     g_assert_cmpint(fseek(f, l2, SEEK_SET), ==, 0);
     g_assert_cmpint(fwrite(e, 1, 8, f), ==, 8);
     fclose(f);
-    bs = open_or_die(path, BDRV_O_RDWR);
+    bs = block_test_open(path, "qcow2", BDRV_O_RDWR);
     g_assert_cmpint(bdrv_pwrite(bs, 0, 512, buf), ==, -EIO);
     bdrv_unref(bs);
     Error *err = NULL;
     g_assert_null(bdrv_open(path, NULL, "qcow2", BDRV_O_RDWR, &err));
     g_assert_nonnull(strstr(error_get_pretty(err), "corrupt"));
     error_free(err);
-    bs = open_or_die(path, 0);
+    bs = block_test_open(path, "qcow2", 0);
     s = bs->opaque;
     g_assert_true(s->h.incompatible_features & QCOW2_INCOMPAT_CORRUPT);
     bdrv_unref(bs);

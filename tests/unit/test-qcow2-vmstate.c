@@ -12,43 +12,13 @@
 
 #include "block/qcow2.h"
 #include "sen/block.h"
-#include "sen/keyval.h"
+#include "block-test-util.h"
 
 static char *test_dir;
 
 static char *tmp_path(const char *name)
 {
     return g_build_filename(test_dir, name, NULL);
-}
-
-static void create_or_die(const char *fmt, const char *path, const char *opts)
-{
-    Error *err = NULL;
-    Keyval *kv = keyval_parse(opts, NULL, &err);
-    g_assert_null(err);
-    if (!bdrv_create(fmt, path, kv, &err)) {
-        g_error("create %s %s: %s", path, opts, error_get_pretty(err));
-    }
-    keyval_free(kv);
-}
-
-static BlockDriverState *open_or_die(const char *path, const char *fmt, int flags)
-{
-    Error *err = NULL;
-    BlockDriverState *bs = bdrv_open(path, NULL, fmt, flags, &err);
-    if (!bs) {
-        g_error("open %s: %s", path, error_get_pretty(err));
-    }
-    return bs;
-}
-
-static void check_clean(BlockDriverState *bs)
-{
-    BlockCheckResult res;
-    g_assert_cmpint(bs->drv->check(bs, &res, BDRV_FIX_NONE), ==, 0);
-    g_assert_cmpint(res.corruptions, ==, 0);
-    g_assert_cmpint(res.leaks, ==, 0);
-    g_assert_cmpint(res.check_errors, ==, 0);
 }
 
 /* qemu-img (the QCOW2 oracle) agrees the image is clean, when it is installed. */
@@ -112,8 +82,8 @@ static void test_roundtrip(gconstpointer opaque)
     uint8_t data[4096], got[4096];
 
     g_autofree char *opts = g_strdup_printf("size=20480000,%s", c->opts);
-    create_or_die("qcow2", path, opts);
-    BlockDriverState *bs = open_or_die(path, "qcow2", BDRV_O_RDWR);
+    block_test_create("qcow2", path, opts);
+    BlockDriverState *bs = block_test_open(path, "qcow2", BDRV_O_RDWR);
     g_assert_true(bdrv_can_snapshot(bs));
     BlockDriverInfo bdi;
     g_assert_cmpint(bdrv_get_info(bs, &bdi), ==, 0);
@@ -126,7 +96,7 @@ static void test_roundtrip(gconstpointer opaque)
     g_assert_cmpint(bdrv_save_vmstate(bs, state1, 0, 5000), ==, 0);
     g_assert_cmpint(bdrv_save_vmstate(bs, state1 + 5000, 5000, state_len - 5000), ==, 0);
     snapshot(bs, "one", state_len);
-    check_clean(bs);
+    block_test_check_clean(bs);
     /* The vm-state area never changes the disk the guest sees. */
     g_assert_cmpint(bdrv_getlength(bs), ==, disk);
 
@@ -137,11 +107,11 @@ static void test_roundtrip(gconstpointer opaque)
     fill(other, sizeof(other), 4);
     g_assert_cmpint(bdrv_pwrite(bs, 8192, sizeof(other), other), ==, 0);
     snapshot(bs, "two", state_len);
-    check_clean(bs);
+    block_test_check_clean(bs);
     bdrv_unref(bs);
     qemu_img_check(path);
 
-    bs = open_or_die(path, "qcow2", BDRV_O_RDWR);
+    bs = block_test_open(path, "qcow2", BDRV_O_RDWR);
     GPtrArray *list = bs->drv->snapshot_list(bs, NULL);
     g_assert_cmpint(list->len, ==, 2);
     BlockSnapshotInfo *sn = g_ptr_array_index(list, 0);
@@ -169,12 +139,12 @@ static void test_roundtrip(gconstpointer opaque)
     g_assert_true(memcmp(back, state2, state_len) == 0);
     g_assert_cmpint(bdrv_pread(bs, 8192, sizeof(got), got), ==, 0);
     g_assert_true(memcmp(got, other, sizeof(other)) == 0);
-    check_clean(bs);
+    block_test_check_clean(bs);
 
     /* Deleting both gives every vm-state cluster back. */
     g_assert_true(bs->drv->snapshot_delete(bs, "one", NULL));
     g_assert_true(bs->drv->snapshot_delete(bs, "two", NULL));
-    check_clean(bs);
+    block_test_check_clean(bs);
     bdrv_unref(bs);
     qemu_img_check(path);
     g_unlink(path);
@@ -186,25 +156,25 @@ static void test_refused(void)
     g_autofree char *q = tmp_path("vmstate-ro.qcow2");
     uint8_t buf[16] = { 0 };
 
-    create_or_die("raw", raw, "size=1048576");
-    BlockDriverState *bs = open_or_die(raw, "raw", BDRV_O_RDWR);
+    block_test_create("raw", raw, "size=1048576");
+    BlockDriverState *bs = block_test_open(raw, "raw", BDRV_O_RDWR);
     g_assert_false(bdrv_can_snapshot(bs));
     g_assert_cmpint(bdrv_save_vmstate(bs, buf, 0, sizeof(buf)), ==, -ENOTSUP);
     g_assert_cmpint(bdrv_load_vmstate(bs, NULL, buf, 0, sizeof(buf)), ==, -ENOTSUP);
     g_assert_cmpint(bdrv_drop_vmstate(bs, sizeof(buf)), ==, -ENOTSUP);
     bdrv_unref(bs);
 
-    create_or_die("qcow2", q, "size=1048576");
-    bs = open_or_die(q, "qcow2", 0);
+    block_test_create("qcow2", q, "size=1048576");
+    bs = block_test_open(q, "qcow2", 0);
     g_assert_false(bdrv_can_snapshot(bs));
     g_assert_cmpint(bdrv_save_vmstate(bs, buf, 0, sizeof(buf)), ==, -EPERM);
     bdrv_unref(bs);
 
-    bs = open_or_die(q, "qcow2", BDRV_O_RDWR);
+    bs = block_test_open(q, "qcow2", BDRV_O_RDWR);
     g_assert_cmpint(bdrv_save_vmstate(bs, buf, -1, sizeof(buf)), ==, -EINVAL);
     g_assert_cmpint(bdrv_save_vmstate(bs, buf, INT64_MAX, 2), ==, -EINVAL);
     g_assert_cmpint(bdrv_save_vmstate(bs, buf, INT64_MAX - 16, 16), ==, -EFBIG);
-    check_clean(bs);
+    block_test_check_clean(bs);
     bdrv_unref(bs);
     g_unlink(raw);
     g_unlink(q);
@@ -220,8 +190,8 @@ static void test_drop(void)
     g_autofree uint8_t *back = g_malloc(len);
     g_autofree uint8_t *zero = g_malloc0(len);
 
-    create_or_die("qcow2", path, "size=4194304");
-    BlockDriverState *bs = open_or_die(path, "qcow2", BDRV_O_RDWR);
+    block_test_create("qcow2", path, "size=4194304");
+    BlockDriverState *bs = block_test_open(path, "qcow2", BDRV_O_RDWR);
     fill(state, len, 7);
     g_assert_cmpint(bdrv_save_vmstate(bs, state, 0, len), ==, 0);
     g_assert_cmpint(bdrv_load_vmstate(bs, NULL, back, 0, len), ==, 0);
@@ -230,16 +200,16 @@ static void test_drop(void)
     g_assert_cmpint(bdrv_drop_vmstate(bs, len), ==, 0);
     g_assert_cmpint(bdrv_load_vmstate(bs, NULL, back, 0, len), ==, 0);
     g_assert_cmpmem(back, len, zero, len);
-    check_clean(bs);
+    block_test_check_clean(bs);
     /* A disk-only snapshot now carries no leftover state. */
     snapshot(bs, "after", 0);
     g_assert_cmpint(bdrv_load_vmstate(bs, "after", back, 0, len), ==, 0);
     g_assert_cmpmem(back, len, zero, len);
-    check_clean(bs);
+    block_test_check_clean(bs);
     bdrv_unref(bs);
     qemu_img_check(path);
 
-    bs = open_or_die(path, "qcow2", 0);
+    bs = block_test_open(path, "qcow2", 0);
     g_assert_cmpint(bdrv_drop_vmstate(bs, len), ==, -EPERM);
     bdrv_unref(bs);
     g_unlink(path);
