@@ -88,13 +88,19 @@ def test_host_wakes_suspended_guest(vmm, how, tmp_path):
             assert c.cmd("cont") == {}
             assert c.cmd("stop") == {}
             assert_suspended(c)
-            if how == "qmp":
-                assert c.cmd("system_wakeup") == {}
-            elif how == "hmp":
-                assert c.cmd("human-monitor-command", command_line="system_wakeup") == ""
-            else:
-                assert c.cmd("system_powerdown") == {}
-            c.wait_event("WAKEUP", timeout=30)
+            try:
+                if how == "qmp":
+                    assert c.cmd("system_wakeup") == {}
+                elif how == "hmp":
+                    assert c.cmd("human-monitor-command", command_line="system_wakeup") == ""
+                else:
+                    assert c.cmd("system_powerdown") == {}
+                c.wait_event("WAKEUP", timeout=30)
+            except (EOFError, ConnectionResetError):
+                # The VMM closed the monitor after the wake-up was sent (seen once with
+                # QEMU): finish() below still requires the guest's PASS status and its
+                # "resumed at the waking vector" line, and shows the console otherwise.
+                pass
     finally:
         if proc.poll() is None and not console.wait_for("PASS", 60):
             proc.kill()
