@@ -14,17 +14,12 @@ import pytest
 
 from migration_util import SEN
 from migration_util import vms  # noqa: F401 (the pytest fixture)
+from net_util import free_port
 from qmp import QMPError
 
 pytestmark = pytest.mark.skipif(not os.access(SEN, os.X_OK), reason=f"{SEN} is not built")
 
 MiB = 1 << 20
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def pattern(seed, size):

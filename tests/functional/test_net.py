@@ -12,6 +12,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 from qmp import QMPError  # noqa: E402
 from test_qmp import Sen  # noqa: E402  (the spinning-guest launcher)
+from net_util import free_port  # noqa: E402
 
 BUILD = os.environ.get("SEN_BUILD_DIR", "build")
 SEN = os.path.join(BUILD, "sen")
@@ -30,14 +31,6 @@ def tmpdir_short():
     shutil.rmtree(d, ignore_errors=True)
 
 
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def hmp(c, line):
     return c.cmd("human-monitor-command", command_line=line)
 
@@ -53,7 +46,7 @@ def test_info_network_and_hostfwd(tmpdir_short):
         assert " \\ n0: index=0,type=user,net=10.0.2.0,restrict=off" in info
         assert "macaddr=52:54:00:aa:bb:cc" in info
 
-        port = free_port()
+        port = free_port(socket.SOCK_DGRAM)
         assert hmp(c, f"hostfwd_add n0 udp:127.0.0.1:{port}-:7") == ""
         # The port is taken now: a second rule for it cannot be set up.
         out = hmp(c, f"hostfwd_add n0 udp:127.0.0.1:{port}-:7")
@@ -139,7 +132,7 @@ def test_qmp_netdev_add(tmpdir_short):
     v = Sen(tmpdir_short, "-netdev", "user,id=n0")
     try:
         c = v.client()
-        port = free_port()
+        port = free_port(socket.SOCK_DGRAM)
         c.cmd("netdev_add", type="user", id="n1", restrict=True,
               hostfwd=[{"str": f"udp:127.0.0.1:{port}-:7"}],
               dnssearch=[{"str": "example.org"}, {"str": "sen.test"}])
@@ -180,7 +173,7 @@ def test_qmp_netdev_add(tmpdir_short):
 
         c.cmd("netdev_del", id="n1")
         assert "n1:" not in hmp(c, "info network")
-        c.cmd("netdev_add", type="socket", id="n1", listen=f"127.0.0.1:{free_tcp_port()}")
+        c.cmd("netdev_add", type="socket", id="n1", listen=f"127.0.0.1:{free_port()}")
         assert "n1: index=0,type=socket" in hmp(c, "info network")
 
         schema = {i["name"]: i for i in c.cmd("query-qmp-schema")}
@@ -190,11 +183,3 @@ def test_qmp_netdev_add(tmpdir_short):
         assert {"case": "user", "type": "NetdevUserOptions"} in schema["Netdev"]["variants"]
     finally:
         v.kill()
-
-
-def free_tcp_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port

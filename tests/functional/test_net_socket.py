@@ -2,11 +2,12 @@
 when the host allows it) exchange Ethernet frames: each runs the guest-kit net-peer image,
 which passes only after hearing a frame from the other VM's MAC."""
 import os
-import socket
 import subprocess
 import time
 
 import pytest
+
+from net_util import free_port
 
 BUILD = os.environ.get("SEN_BUILD_DIR", "build")
 SEN = os.path.join(BUILD, "sen")
@@ -19,14 +20,6 @@ pytestmark = [
     pytest.mark.skipif(not os.access("/dev/kvm", os.R_OK | os.W_OK),
                        reason="/dev/kvm is not usable here"),
 ]
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def start(netdev, mac):
