@@ -28,11 +28,12 @@ pytestmark = [
 ]
 
 
-def vmm_command(vmm, qmp_path, smp):
-    append = "cpus=%d ram_mb=64 token=0x5e4 powerdown=1" % smp
-    common = ["-m", "64M", "-smp", str(smp), "-kernel", IMAGE, "-append", append,
-              "-device", "isa-debug-exit", "-serial", "stdio", "-nodefaults",
-              "-qmp", "unix:%s,server=on,wait=off" % qmp_path]
+def guest_command(vmm, image, append, extra, qemu_bios=QBOOT, bios_required=False):
+    """Sen or QEMU on -M pc running the guest-kit image with COM1 on stdio and
+    isa-debug-exit.  QEMU boots through qemu_bios when it exists (skips when it does not
+    and bios_required); skips when the VMM is missing."""
+    common = ["-m", "64M", "-kernel", image, "-append", append, "-device", "isa-debug-exit",
+              "-serial", "stdio", "-nodefaults"] + extra
     if vmm == "sen":
         if not os.access(SEN, os.X_OK):
             pytest.skip(f"{SEN} is not built")
@@ -40,9 +41,16 @@ def vmm_command(vmm, qmp_path, smp):
     qemu = shutil.which(os.environ.get("QEMU") or "qemu-system-x86_64")
     if not qemu:
         pytest.skip("qemu-system-x86_64 is not installed")
-    machine = ["-M", "pc"] + (["-bios", QBOOT] if os.path.exists(QBOOT) else [])
+    if bios_required and not os.path.exists(qemu_bios):
+        pytest.skip(f"QEMU needs {qemu_bios} here")
+    machine = ["-M", "pc"] + (["-bios", qemu_bios] if os.path.exists(qemu_bios) else [])
     return [qemu, "-enable-kvm", "-cpu", "host,-arch-capabilities", "-display", "none"] + \
         machine + common
+
+
+def vmm_command(vmm, qmp_path, smp):
+    return guest_command(vmm, IMAGE, "cpus=%d ram_mb=64 token=0x5e4 powerdown=1" % smp,
+                         ["-smp", str(smp), "-qmp", "unix:%s,server=on,wait=off" % qmp_path])
 
 
 class Console:

@@ -9,16 +9,14 @@ Runs under Sen and, as the reference, under QEMU 7.2 with SeaBIOS (which resumes
 (ACPI 4.8.3.1): QEMU 7.2 does not wake on system_powerdown, so that case is Sen only.
 """
 import os
-import shutil
 import subprocess
 
 import pytest
 
 from qmp import QMPClient, QMPError
-from test_acpi import Console
+from test_acpi import Console, guest_command
 
 BUILD = os.environ.get("SEN_BUILD_DIR", "build")
-SEN = os.path.join(BUILD, "sen")
 IMAGE = os.path.join(BUILD, "tests", "guest", "acpi-s3.elf")
 SEABIOS = "/usr/share/seabios/bios-256k.bin"
 PASS_STATUS = (0x10 << 1) | 1
@@ -32,21 +30,10 @@ pytestmark = [
 
 
 def vmm_command(vmm, qmp_path, host_wake, paused=False):
-    append = "cpus=1 ram_mb=64 token=0x5e4 host_wake=%d" % host_wake
-    common = ["-m", "64M", "-kernel", IMAGE, "-append", append, "-device", "isa-debug-exit",
-              "-serial", "stdio", "-nodefaults", "-no-reboot",
-              "-qmp", "unix:%s,server=on,wait=off" % qmp_path] + (["-S"] if paused else [])
-    if vmm == "sen":
-        if not os.access(SEN, os.X_OK):
-            pytest.skip(f"{SEN} is not built")
-        return [SEN, "-M", "pc", "-nographic"] + common
-    qemu = shutil.which(os.environ.get("QEMU") or "qemu-system-x86_64")
-    if not qemu:
-        pytest.skip("qemu-system-x86_64 is not installed")
-    if not os.path.exists(SEABIOS):
-        pytest.skip(f"QEMU needs SeaBIOS ({SEABIOS}) to resume from S3")
-    return [qemu, "-enable-kvm", "-cpu", "host,-arch-capabilities", "-display", "none",
-            "-M", "pc", "-bios", SEABIOS] + common
+    # SeaBIOS resumes a -kernel guest from S3 under QEMU; qboot does not.
+    return guest_command(vmm, IMAGE, "cpus=1 ram_mb=64 token=0x5e4 host_wake=%d" % host_wake,
+                         ["-no-reboot", "-qmp", "unix:%s,server=on,wait=off" % qmp_path] +
+                         (["-S"] if paused else []), qemu_bios=SEABIOS, bios_required=True)
 
 
 def assert_suspended(c):
