@@ -319,6 +319,20 @@ static bool parse_port(const char *str, int *port)
     return true;
 }
 
+/* The protocol field of a forwarding rule: "tcp" or empty (tcp), or "udp". */
+static bool parse_proto(const char *str, int *is_udp)
+{
+    if (!strcmp(str, "tcp") || !str[0]) {
+        *is_udp = 0;
+        return true;
+    }
+    if (!strcmp(str, "udp")) {
+        *is_udp = 1;
+        return true;
+    }
+    return false;
+}
+
 /* "[tcp|udp]:[hostaddr]:hostport-[guestaddr]:guestport" (QEMU's syntax and errors). */
 static bool slirp_hostfwd(NetSlirp *s, const char *rule, Error **errp)
 {
@@ -332,11 +346,7 @@ static bool slirp_hostfwd(NetSlirp *s, const char *rule, Error **errp)
         why = "No : separators";
         goto fail;
     }
-    if (!strcmp(buf, "tcp") || !buf[0]) {
-        is_udp = 0;
-    } else if (!strcmp(buf, "udp")) {
-        is_udp = 1;
-    } else {
+    if (!parse_proto(buf, &is_udp)) {
         why = "Bad protocol name";
         goto fail;
     }
@@ -610,11 +620,7 @@ bool net_slirp_hostfwd_remove(Machine *m, const char *args, Error **errp)
     if (!take_until(&p, ':', buf, sizeof(buf))) {
         goto fail;
     }
-    if (!strcmp(buf, "tcp") || !buf[0]) {
-        is_udp = 0;
-    } else if (!strcmp(buf, "udp")) {
-        is_udp = 1;
-    } else {
+    if (!parse_proto(buf, &is_udp)) {
         goto fail;
     }
     if (!take_until(&p, ':', buf, sizeof(buf)) || (buf[0] && !inet_aton(buf, &host_addr)) ||
