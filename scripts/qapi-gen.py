@@ -347,8 +347,9 @@ def gen_member_checks(schema, members, obj, prefix_expr):
     return "\n".join(lines)
 
 
-def gen_struct_checker(schema, e):
-    members = schema.members(e)
+def gen_object_checker_head(e):
+    """Opening of a struct or union checker: refuse a non-object, then the member-name
+    prefix ("what." or nothing at top level) both kinds build their member names from."""
     return f"""static bool {checker_name(e.name)}(json_t *v, const char *what, Error **errp)
 {{
     if (!json_is_object(v)) {{
@@ -356,7 +357,12 @@ def gen_struct_checker(schema, e):
         return false;
     }}
     const char *prefix = *what ? what : "";
-    const char *dot = *what ? "." : "";
+    const char *dot = *what ? "." : "";"""
+
+
+def gen_struct_checker(schema, e):
+    members = schema.members(e)
+    return f"""{gen_object_checker_head(e)}
 {gen_member_checks(schema, members, "v", "prefix, dot")}
     return true;
 }}
@@ -376,14 +382,7 @@ def gen_union_checker(schema, e):
         return true;
     }}""")
     body = "\n".join(cases)
-    return f"""static bool {checker_name(e.name)}(json_t *v, const char *what, Error **errp)
-{{
-    if (!json_is_object(v)) {{
-        error_setg(errp, "Invalid parameter type for '%s', expected: object", what);
-        return false;
-    }}
-    const char *prefix = *what ? what : "";
-    const char *dot = *what ? "." : "";
+    return f"""{gen_object_checker_head(e)}
     json_t *tag = json_object_get(v, "{tag}");
     g_autofree char *tagname = g_strconcat(prefix, dot, "{tag}", NULL);
     if (!tag) {{
