@@ -59,6 +59,7 @@ struct IOAPICState {
     uint8_t id_prop;         /* ioapic-id= property: the board gives the MADT's id */
 
     Machine *m;
+    PCIBus *bus;             /* whose IOMMU remaps our messages; NULL on a board without PCI */
     bool mmio_mapped;
     uint32_t id;             /* ID register (bits 24-27) */
     uint32_t ioregsel;
@@ -81,8 +82,7 @@ static void rte_message(uint64_t rte, uint64_t *addr, uint32_t *data)
 static bool pin_message(IOAPICState *s, unsigned pin, uint64_t *addr, uint32_t *data)
 {
     rte_message(s->rte[pin], addr, data);
-    return pci_bus_remap_msi(pci_bus_find(s->m, PCI_HOST_BUS_NAME), PCI_IOAPIC_SOURCE_ID, addr,
-                             data);
+    return pci_bus_remap_msi(s->bus, PCI_IOAPIC_SOURCE_ID, addr, data);
 }
 
 /* Level entries as accelerator GSI routes (KVM: which vectors exit on EOI). */
@@ -307,6 +307,8 @@ static bool ioapic_realize(DeviceState *dev, Machine *m, Error **errp)
         return false;
     }
     s->m = m;
+    /* Found once here, not per interrupt: the board creates the PCI host first. */
+    s->bus = pci_bus_find(m, PCI_HOST_BUS_NAME);
     if (!io_space_add(m->mmio, IOAPIC_BASE, IOAPIC_MMIO_SIZE, &ioapic_ops, s, "ioapic",
                       errp)) {
         return false;
