@@ -335,8 +335,9 @@ static uint64_t contiguous_data_run(BDRVQcow2State *s, uint64_t off, uint64_t le
 int qcow2_read_guest(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *buf)
 {
     while (len) {
-        uint64_t host = 0, n = contiguous_data_run(s, off, len, &host);
         uint64_t piece = MIN(len, s->cluster_size - (off & (s->cluster_size - 1)));
+        /* A read within one cluster has no run to find: read_in_cluster looks it up once. */
+        uint64_t host = 0, n = len > piece ? contiguous_data_run(s, off, len, &host) : 0;
         int ret;
         if (n > piece) {
             ret = data_io(s, s->bs->file, false, host, n, buf, true);
