@@ -50,7 +50,7 @@
 #define RTE_MASKED         (1ULL << 16)
 #define RTE_RO_BITS        (RTE_DELIV_STATUS | RTE_REMOTE_IRR)
 /* Writable: vector..trigger, mask, and bits 48-63 (destination / remappable index). */
-#define RTE_RW_BITS        (0x1ffffULL & ~RTE_RO_BITS) | (0xffffULL << 48)
+#define RTE_RW_BITS        ((0x1ffffULL & ~RTE_RO_BITS) | (0xffffULL << 48))
 
 #define MSI_ADDR_BASE      0xfee00000ULL
 
@@ -199,7 +199,7 @@ static void indirect_write(IOAPICState *s, uint32_t val)
     } else {
         new = (old & 0xffffffff00000000ULL) | val;
     }
-    new = (new & (RTE_RW_BITS)) | (old & RTE_RO_BITS);
+    new = (new & RTE_RW_BITS) | (old & RTE_RO_BITS);
     if (!(new & RTE_TRIGGER_LEVEL)) {
         new &= ~RTE_REMOTE_IRR; /* remote IRR is meaningless for edge entries */
     }
