@@ -474,25 +474,18 @@ bool ram_load_record(RamLoad *rl, MigStream *s, Error **errp)
         error_setg(errp, "corrupt migration stream: unknown RAM flags 0x%x", flags);
         return false;
     }
-    uint8_t *hva = NULL;
-    unsigned ri = 0;
-    const RamRegion *r = NULL;
-    if (npages && npages <= MIG_RAM_MAX_PAGES && !(gpa & (MIG_PAGE_SIZE - 1)) &&
-        (hva = guest_mem_map(gm, gpa, (uint64_t)npages * MIG_PAGE_SIZE))) {
-        for (unsigned i = 0; i < guest_mem_region_count(gm); i++) {
-            const RamRegion *cand = guest_mem_region(gm, i);
-            if (hva >= cand->hva && hva < cand->hva + cand->size) {
-                r = cand;
-                ri = i;
-            }
-        }
+    int ri = -1;
+    if (npages && npages <= MIG_RAM_MAX_PAGES && !(gpa & (MIG_PAGE_SIZE - 1))) {
+        ri = guest_mem_region_index(gm, gpa, (uint64_t)npages * MIG_PAGE_SIZE);
     }
+    const RamRegion *r = ri < 0 ? NULL : guest_mem_region(gm, (unsigned)ri);
     if (!r || r->readonly) {
         error_setg(errp, "corrupt migration stream: RAM record 0x%" G_GINT64_MODIFIER
                    "x+%u pages is not inside guest RAM", gpa, npages);
         return false;
     }
-    uint64_t first = (uint64_t)(hva - r->hva) / MIG_PAGE_SIZE;
+    uint8_t *hva = r->hva + (gpa - r->gpa);
+    uint64_t first = (gpa - r->gpa) / MIG_PAGE_SIZE;
     unsigned long *written = rl->written[ri];
     if (!(flags & MIG_RAM_ZERO)) {
         load_data(rl, s, r, hva, (size_t)npages * MIG_PAGE_SIZE);

@@ -226,19 +226,25 @@ bool guest_mem_is_private_anonymous(const GuestMemory *gm)
     return gm->nr_hosts > 0;
 }
 
-/* The region holding all of [gpa, gpa+len), written so that no sum can overflow. */
-static const RamRegion *find_region(const GuestMemory *gm, uint64_t gpa, uint64_t len)
+/* Written so that no sum can overflow. */
+int guest_mem_region_index(const GuestMemory *gm, uint64_t gpa, uint64_t len)
 {
     if (len == 0) {
-        return NULL;
+        return -1;
     }
     for (unsigned i = 0; i < gm->nr_regions; i++) {
         const RamRegion *r = &gm->regions[i];
         if (gpa >= r->gpa && gpa - r->gpa < r->size && len <= r->size - (gpa - r->gpa)) {
-            return r;
+            return (int)i;
         }
     }
-    return NULL;
+    return -1;
+}
+
+static const RamRegion *find_region(const GuestMemory *gm, uint64_t gpa, uint64_t len)
+{
+    int i = guest_mem_region_index(gm, gpa, len);
+    return i < 0 ? NULL : &gm->regions[i];
 }
 
 uint64_t guest_mem_host_page_size(const GuestMemory *gm)

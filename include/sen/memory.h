@@ -58,6 +58,8 @@ bool guest_mem_add_rom(GuestMemory *gm, uint64_t gpa, uint64_t size, Error **err
 bool guest_mem_load_rom(GuestMemory *gm, uint64_t gpa, const void *data, uint64_t len);
 unsigned guest_mem_region_count(const GuestMemory *gm);
 const RamRegion *guest_mem_region(const GuestMemory *gm, unsigned i);
+/* Index of the region holding all of [gpa, gpa+len) (RAM or ROM), or -1. */
+int guest_mem_region_index(const GuestMemory *gm, uint64_t gpa, uint64_t len);
 uint64_t guest_mem_backing_size(const GuestMemory *gm);
 /* The fd of the backing when there is one backing and it has one, else -1. */
 int guest_mem_backing_fd(const GuestMemory *gm);
