@@ -8,6 +8,7 @@
 #include <elf.h>
 #include <string.h>
 #include "hw/i386/boot.h"
+#include "sen/host-file.h"
 
 static void blob_free(gpointer p)
 {
@@ -381,17 +382,14 @@ BootKind boot_detect(const uint8_t *img, size_t len)
     return BOOT_KIND_UNKNOWN;
 }
 
-static GBytes *read_file(const char *what, const char *path, Error **errp)
+/* A file larger than the guest's RAM cannot be loaded into it. */
+static GBytes *read_file(const BootCtx *b, const char *what, const char *path, Error **errp)
 {
-    gchar *data;
-    gsize len;
-    GError *gerr = NULL;
-    if (!g_file_get_contents(path, &data, &len, &gerr)) {
-        error_setg(errp, "could not load %s '%s': %s", what, path, gerr->message);
-        g_error_free(gerr);
-        return NULL;
+    GBytes *data = host_file_read(path, b->below_4g + b->above_4g, errp);
+    if (!data) {
+        error_prepend(errp, "could not load %s '%s': ", what, path);
     }
-    return g_bytes_new_take(data, len);
+    return data;
 }
 
 /* A multiboot magic whose checksum is wrong, for a better error message. */
@@ -408,7 +406,7 @@ static long bad_multiboot_header(const uint8_t *img, size_t len)
 bool boot_kernel_load(BootCtx *b, const char *kernel_path, const char *initrd,
                       const char *cmdline, CpuBootState *bsp, Error **errp)
 {
-    g_autoptr(GBytes) kernel = read_file("kernel", kernel_path, errp);
+    g_autoptr(GBytes) kernel = read_file(b, "kernel", kernel_path, errp);
     if (!kernel) {
         return false;
     }
@@ -431,7 +429,7 @@ bool boot_kernel_load(BootCtx *b, const char *kernel_path, const char *initrd,
         return false;
     }
     g_autoptr(GBytes) rd = NULL;
-    if (initrd && !(rd = read_file("initrd", initrd, errp))) {
+    if (initrd && !(rd = read_file(b, "initrd", initrd, errp))) {
         return false;
     }
     if (kind == BOOT_KIND_LINUX) {

@@ -14,6 +14,7 @@
  */
 #include <string.h>
 #include "hw/i386/boot.h"
+#include "sen/host-file.h"
 
 #define MB_FLAG_PAGE_ALIGN 0x00000001u
 #define MB_FLAG_VIDEO      0x00000004u
@@ -203,17 +204,13 @@ bool boot_multiboot_load(BootCtx *b, const char *path, GBytes *kernel, const cha
         if (space) {
             *space = '\0';
         }
-        gchar *data;
-        gsize size;
-        GError *gerr = NULL;
-        if (!g_file_get_contents(file, &data, &size, &gerr)) {
-            error_setg(errp, "could not load multiboot module '%s': %s", file,
-                       gerr->message);
-            g_error_free(gerr);
+        g_autoptr(GBytes) bytes = host_file_read(file, b->below_4g + b->above_4g, errp);
+        if (!bytes) {
+            error_prepend(errp, "could not load multiboot module '%s': ", file);
             g_byte_array_unref(info);
             return false;
         }
-        g_autoptr(GBytes) bytes = g_bytes_new_take(data, size);
+        size_t size = g_bytes_get_size(bytes);
         g_autofree char *what = g_strdup_printf("multiboot module '%s'", file);
         if (!boot_add_bytes(b, mod_addr, bytes, what, errp)) {
             error_prepend(errp, "could not load multiboot module '%s': ", file);

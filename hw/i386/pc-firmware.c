@@ -11,6 +11,7 @@
  */
 #include <string.h>
 #include "hw/i386/boot.h"
+#include "sen/host-file.h"
 #include "sen/hw/fw_cfg.h"
 #include "sen/device.h"
 #include "sen/hw/pc.h"
@@ -23,15 +24,13 @@
 
 GBytes *pc_firmware_load(BootCtx *b, GuestMemory *mem, const char *path, Error **errp)
 {
-    g_autoptr(GError) gerr = NULL;
-    gchar *buf;
-    gsize len;
-
-    if (!g_file_get_contents(path, &buf, &len, &gerr)) {
-        error_setg(errp, "could not load PC BIOS '%s': %s", path, gerr->message);
+    g_autoptr(GBytes) image = host_file_read(path, BIOS_MAX_SIZE, errp);
+    if (!image) {
+        error_prepend(errp, "could not load PC BIOS '%s': ", path);
         return NULL;
     }
-    g_autoptr(GBytes) image = g_bytes_new_take(buf, len);
+    size_t len;
+    const uint8_t *buf = g_bytes_get_data(image, &len);
     if (len == 0 || len % BIOS_ALIGN || len > BIOS_MAX_SIZE) {
         error_setg(errp, "could not load PC BIOS '%s': its size (%zu bytes) must be a "
                    "non-zero multiple of 64 KiB, at most 16 MiB", path, (size_t)len);

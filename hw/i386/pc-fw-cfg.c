@@ -6,6 +6,7 @@
  */
 #include <string.h>
 #include "hw/i386/boot.h"
+#include "sen/host-file.h"
 #include "sen/hw/fw_cfg.h"
 #include "sen/hw/pc.h"
 
@@ -56,14 +57,12 @@ static bool pc_fw_cfg_user_files(FwCfgState *fw, const MachineConfig *cfg, Error
         if (f->string) {
             data = g_bytes_new(f->string, strlen(f->string));
         } else {
-            g_autoptr(GError) gerr = NULL;
-            gchar *buf;
-            gsize len;
-            if (!g_file_get_contents(f->file, &buf, &len, &gerr)) {
-                error_setg(errp, "%s: can't load %s: %s", f->optstr, f->file, gerr->message);
+            /* An fw_cfg file's size is a 32-bit field of the directory. */
+            data = host_file_read(f->file, UINT32_MAX, errp);
+            if (!data) {
+                error_prepend(errp, "%s: can't load %s: ", f->optstr, f->file);
                 return false;
             }
-            data = g_bytes_new_take(buf, len);
         }
         if (!fw_cfg_add_file(fw, f->name, data, errp)) {
             error_prepend(errp, "%s: ", f->optstr);

@@ -12,6 +12,7 @@
  */
 #include <string.h>
 #include "hw/i386/boot.h"
+#include "sen/host-file.h"
 #include "sen/hw/fw_cfg.h"
 
 #define QEMU_ROM_DIR "/usr/share/qemu"
@@ -45,16 +46,15 @@
 #define MBI_MMAP_LENGTH    44
 #define MBI_MMAP_ADDR      48
 
-static GBytes *read_image(const char *what, const char *path, Error **errp)
+/* A file larger than the guest's RAM cannot be loaded into it. */
+static GBytes *read_image(const MachineConfig *cfg, const char *what, const char *path,
+                          Error **errp)
 {
-    g_autoptr(GError) gerr = NULL;
-    gchar *data;
-    gsize len;
-    if (!g_file_get_contents(path, &data, &len, &gerr)) {
-        error_setg(errp, "could not load %s '%s': %s", what, path, gerr->message);
-        return NULL;
+    GBytes *data = host_file_read(path, cfg->ram_size, errp);
+    if (!data) {
+        error_prepend(errp, "could not load %s '%s': ", what, path);
     }
-    return g_bytes_new_take(data, len);
+    return data;
 }
 
 static bool fw_kernel_linux(FwCfgState *fw, const MachineConfig *cfg, GBytes *kernel,
@@ -92,7 +92,7 @@ static bool fw_kernel_linux(FwCfgState *fw, const MachineConfig *cfg, GBytes *ke
     boot_st16(setup + HDR_HEAP_END_PTR, LINUX_CMDLINE_ADDR - LINUX_REAL_ADDR - 0x200);
 
     if (cfg->initrd) {
-        g_autoptr(GBytes) rd = read_image("initrd", cfg->initrd, errp);
+        g_autoptr(GBytes) rd = read_image(cfg, "initrd", cfg->initrd, errp);
         if (!rd) {
             return false;
         }
@@ -203,7 +203,7 @@ bool pc_fw_kernel_load(FwCfgState *fw, const MachineConfig *cfg, GuestMemory *me
                        uint64_t below_4g, uint64_t above_4g, const char **rom,
                        Error **errp)
 {
-    g_autoptr(GBytes) kernel = read_image("kernel", cfg->kernel, errp);
+    g_autoptr(GBytes) kernel = read_image(cfg, "kernel", cfg->kernel, errp);
     if (!kernel) {
         return false;
     }

@@ -6,6 +6,7 @@
  */
 #include <string.h>
 #include "hw/i386/boot.h"
+#include "sen/host-file.h"
 #include "sen/hw/fw_cfg.h"
 
 /*
@@ -17,23 +18,15 @@
 
 GBytes *pc_option_rom_read(const char *path, Error **errp)
 {
-    g_autoptr(GError) gerr = NULL;
-    gchar *buf;
-    gsize len;
-
-    if (!g_file_get_contents(path, &buf, &len, &gerr)) {
-        error_setg(errp, "Could not open option rom '%s': %s", path, gerr->message);
+    g_autoptr(GBytes) data = host_file_read(path, OPTION_ROM_MAX_SIZE, errp);
+    if (!data) {
+        error_prepend(errp, "Could not open option rom '%s': ", path);
         return NULL;
     }
-    g_autoptr(GBytes) data = g_bytes_new_take(buf, len);
-    if (len > OPTION_ROM_MAX_SIZE) {
-        error_setg(errp, "option rom '%s' is too large (%zu bytes): the option ROM area "
-                   "0xc0000-0xdffff holds at most %d KiB", path, (size_t)len,
-                   OPTION_ROM_MAX_SIZE / 1024);
-        return NULL;
-    }
+    size_t len;
+    const uint8_t *buf = g_bytes_get_data(data, &len);
     /* Firmware skips an image without the signature: say so instead of booting on. */
-    if (len < 3 || (uint8_t)buf[0] != 0x55 || (uint8_t)buf[1] != 0xaa) {
+    if (len < 3 || buf[0] != 0x55 || buf[1] != 0xaa) {
         error_setg(errp, "option rom '%s' is not an option ROM: it does not start with "
                    "the bytes 0x55 0xAA and a size byte", path);
         return NULL;

@@ -101,8 +101,12 @@ def test_bad_option_roms(tmp_path):
     assert (f"-option-rom {missing}: Could not open option rom '{missing}': "
             "No such file or directory") in err
     err = sen_error(["-option-rom", str(big)])
-    assert f"-option-rom {big}: option rom '{big}' is too large ({big.stat().st_size} " \
-           "bytes)" in err
+    assert (f"-option-rom {big}: Could not open option rom '{big}': too large "
+            f"({big.stat().st_size} bytes, at most 131072)") in err
+    # A device has no size: read no further than the limit, then refuse.
+    err = sen_error(["-option-rom", "/dev/zero"])
+    assert ("-option-rom /dev/zero: Could not open option rom '/dev/zero': too large "
+            "(more than 131072 bytes)") in err
     for bad in (unsigned, empty):
         err = sen_error(["-option-rom", str(bad)])
         assert f"option rom '{bad}' is not an option ROM" in err
