@@ -12,23 +12,11 @@
 #define DEVFN   (SLOT << 3)
 #define GSI     (16 + SLOT % 4)   /* INTA of slot 3 */
 
-static void cfg_writel(QTestState *s, unsigned reg, uint32_t val)
-{
-    qtest_outl(s, 0xcf8, 0x80000000u | DEVFN << 8 | reg);
-    qtest_outl(s, 0xcfc, val);
-}
-
-static uint32_t cfg_readl(QTestState *s, unsigned reg)
-{
-    qtest_outl(s, 0xcf8, 0x80000000u | DEVFN << 8 | reg);
-    return qtest_inl(s, 0xcfc);
-}
-
 static QTestState *start(const char *machine)
 {
     QTestState *s = qtest_initf("-M %s -m 128 -device edu,addr=%x", machine, SLOT);
-    cfg_writel(s, 0x10, (uint32_t)BAR);
-    cfg_writel(s, 0x04, 0x0006); /* memory + bus master */
+    qtest_pci_cfg_writel(s, DEVFN, 0x10, (uint32_t)BAR);
+    qtest_pci_cfg_writel(s, DEVFN, 0x04, 0x0006); /* memory + bus master */
     qtest_irq_intercept_in(s, "ioapic");
     return s;
 }
@@ -40,12 +28,12 @@ static void test_registers(void)
         return;
     }
     QTestState *s = start("q35");
-    g_assert_cmphex(cfg_readl(s, 0x00), ==, 0x11e81234);
-    g_assert_cmphex(cfg_readl(s, 0x08) & 0xff, ==, 0x10);      /* revision */
-    g_assert_cmphex(cfg_readl(s, 0x3c) >> 8 & 0xff, ==, 1);    /* INTA */
-    cfg_writel(s, 0x10, 0xffffffff);
-    g_assert_cmphex(cfg_readl(s, 0x10), ==, 0xfff00000);       /* 1 MiB BAR */
-    cfg_writel(s, 0x10, (uint32_t)BAR);
+    g_assert_cmphex(qtest_pci_cfg_readl(s, DEVFN, 0x00), ==, 0x11e81234);
+    g_assert_cmphex(qtest_pci_cfg_readl(s, DEVFN, 0x08) & 0xff, ==, 0x10);      /* revision */
+    g_assert_cmphex(qtest_pci_cfg_readl(s, DEVFN, 0x3c) >> 8 & 0xff, ==, 1);    /* INTA */
+    qtest_pci_cfg_writel(s, DEVFN, 0x10, 0xffffffff);
+    g_assert_cmphex(qtest_pci_cfg_readl(s, DEVFN, 0x10), ==, 0xfff00000);       /* 1 MiB BAR */
+    qtest_pci_cfg_writel(s, DEVFN, 0x10, (uint32_t)BAR);
 
     g_assert_cmphex(qtest_readl(s, BAR + 0x00), ==, 0x010000ed);
     qtest_writel(s, BAR + 0x04, 0x12345678);
@@ -74,7 +62,7 @@ static void test_registers(void)
     qtest_writel(s, BAR + 0x64, 0x40);
     g_assert_false(qtest_get_irq(s, GSI));
     /* INTx disable in the command register masks the line */
-    cfg_writel(s, 0x04, 0x0406);
+    qtest_pci_cfg_writel(s, DEVFN, 0x04, 0x0406);
     qtest_writel(s, BAR + 0x60, 0x2);
     g_assert_false(qtest_get_irq(s, GSI));
     qtest_writel(s, BAR + 0x64, 0x2);
@@ -89,16 +77,16 @@ static void test_msi(void)
     }
     QTestState *s = start("pc");
     /* find the MSI capability */
-    unsigned cap = cfg_readl(s, 0x34) & 0xff;
-    while (cap && (cfg_readl(s, cap) & 0xff) != 0x05) {
-        cap = (cfg_readl(s, cap) >> 8) & 0xff;
+    unsigned cap = qtest_pci_cfg_readl(s, DEVFN, 0x34) & 0xff;
+    while (cap && (qtest_pci_cfg_readl(s, DEVFN, cap) & 0xff) != 0x05) {
+        cap = (qtest_pci_cfg_readl(s, DEVFN, cap) >> 8) & 0xff;
     }
     g_assert_cmpuint(cap, !=, 0);
     /* qtest's accelerator stores an MSI's data at its address: aim it at RAM */
-    cfg_writel(s, cap + 4, 0x30000);
-    cfg_writel(s, cap + 8, 0);
-    cfg_writel(s, cap + 12, 0x4567);
-    cfg_writel(s, cap, (cfg_readl(s, cap) & 0xffff) | 1u << 16);   /* MSI enable */
+    qtest_pci_cfg_writel(s, DEVFN, cap + 4, 0x30000);
+    qtest_pci_cfg_writel(s, DEVFN, cap + 8, 0);
+    qtest_pci_cfg_writel(s, DEVFN, cap + 12, 0x4567);
+    qtest_pci_cfg_writel(s, DEVFN, cap, (qtest_pci_cfg_readl(s, DEVFN, cap) & 0xffff) | 1u << 16);   /* MSI enable */
     qtest_writel(s, 0x30000, 0);
     qtest_writel(s, BAR + 0x60, 0x8);
     g_assert_cmphex(qtest_readl(s, 0x30000), ==, 0x4567);
@@ -152,7 +140,7 @@ static void test_dma(void)
     /* outside guest RAM (128 MiB) but inside the mask: refused by the bus */
     dma(s, 0x40000, 0x8000000, 0x10, 0x3);
     /* bus mastering off: nothing moves */
-    cfg_writel(s, 0x04, 0x0002);
+    qtest_pci_cfg_writel(s, DEVFN, 0x04, 0x0002);
     dma(s, 0x40100, 0x300000, 0x10, 0x3);
     qtest_memread(s, 0x300000, back, sizeof(back));
     g_assert_cmpmem(back, sizeof(back), zero, sizeof(zero));

@@ -126,18 +126,6 @@ static void test_queue(void)
 #define FECTL      0x38
 #define FRCD       0x220
 
-static void edu_cfg_writel(QTestState *s, unsigned reg, uint32_t val)
-{
-    qtest_outl(s, 0xcf8, 0x80000000u | EDU_SID << 8 | reg);
-    qtest_outl(s, 0xcfc, val);
-}
-
-static uint32_t edu_cfg_readl(QTestState *s, unsigned reg)
-{
-    qtest_outl(s, 0xcf8, 0x80000000u | EDU_SID << 8 | reg);
-    return qtest_inl(s, 0xcfc);
-}
-
 /* edu DMA: cmd 1 = RAM -> buffer, 3 = buffer -> RAM. */
 static void edu_dma(QTestState *s, uint64_t src, uint64_t dst, uint64_t cnt, uint32_t cmd)
 {
@@ -163,8 +151,8 @@ static void test_edu(void)
     }
     QTestState *s = qtest_initf("-M q35 -m 256 -device intel-iommu -device edu,addr=%x",
                                 EDU_SLOT);
-    edu_cfg_writel(s, 0x10, (uint32_t)EDU_BAR);
-    edu_cfg_writel(s, 0x04, 0x0006);                       /* memory + bus master */
+    qtest_pci_cfg_writel(s, EDU_SID, 0x10, (uint32_t)EDU_BAR);
+    qtest_pci_cfg_writel(s, EDU_SID, 0x04, 0x0006);                       /* memory + bus master */
     /* Tables: bus 0 -> devfn 3.0 -> 3 levels; iova 0 -> PAGE0 rw, 0x1000 -> PAGE1 ro. */
     qtest_writeq(s, ROOT, CTX | 1);
     qtest_writeq(s, CTX + EDU_SID * 16, PT3 | 1);
@@ -207,15 +195,15 @@ static void test_edu(void)
     gcmd_or(s, G_IRE);
     qtest_writeq(s, IRT + 16, 1 | 0x42 << 16);
     qtest_writeq(s, IRT + 24, EDU_SID | 1 << 18);          /* SVT 1: full source-id */
-    unsigned cap = edu_cfg_readl(s, 0x34) & 0xff;
-    while (cap && (edu_cfg_readl(s, cap) & 0xff) != 0x05) {
-        cap = (edu_cfg_readl(s, cap) >> 8) & 0xff;
+    unsigned cap = qtest_pci_cfg_readl(s, EDU_SID, 0x34) & 0xff;
+    while (cap && (qtest_pci_cfg_readl(s, EDU_SID, cap) & 0xff) != 0x05) {
+        cap = (qtest_pci_cfg_readl(s, EDU_SID, cap) >> 8) & 0xff;
     }
     g_assert_cmpuint(cap, !=, 0);
-    edu_cfg_writel(s, cap + 4, 0xfee00000u | 1 << 4 | 1 << 5);
-    edu_cfg_writel(s, cap + 8, 0);
-    edu_cfg_writel(s, cap + 12, 0);
-    edu_cfg_writel(s, cap, (edu_cfg_readl(s, cap) & 0xffff) | 1u << 16);
+    qtest_pci_cfg_writel(s, EDU_SID, cap + 4, 0xfee00000u | 1 << 4 | 1 << 5);
+    qtest_pci_cfg_writel(s, EDU_SID, cap + 8, 0);
+    qtest_pci_cfg_writel(s, EDU_SID, cap + 12, 0);
+    qtest_pci_cfg_writel(s, EDU_SID, cap, (qtest_pci_cfg_readl(s, EDU_SID, cap) & 0xffff) | 1u << 16);
     qtest_writel(s, EDU_BAR + 0x60, 1);                    /* raise: remapped, no fault */
     qtest_writel(s, EDU_BAR + 0x64, 1);
     g_assert_cmphex(qtest_readl(s, VTD + FSTS), ==, 0);

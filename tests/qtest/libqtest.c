@@ -354,6 +354,29 @@ uint8_t qtest_inb(QTestState *s, uint16_t port) { return qtest_ok_u64(s, "inb", 
 uint16_t qtest_inw(QTestState *s, uint16_t port) { return qtest_ok_u64(s, "inw", port); }
 uint32_t qtest_inl(QTestState *s, uint16_t port) { return qtest_ok_u64(s, "inl", port); }
 
+static void pci_cfg_address(QTestState *s, unsigned devfn, unsigned reg)
+{
+    qtest_outl(s, 0xcf8, 0x80000000u | (devfn & 0xff) << 8 | (reg & 0xfc));
+}
+
+uint32_t qtest_pci_cfg_readl(QTestState *s, unsigned devfn, unsigned reg)
+{
+    pci_cfg_address(s, devfn, reg);
+    return qtest_inl(s, 0xcfc);
+}
+
+uint16_t qtest_pci_cfg_readw(QTestState *s, unsigned devfn, unsigned reg)
+{
+    pci_cfg_address(s, devfn, reg);
+    return qtest_inw(s, 0xcfc + (reg & 2));
+}
+
+void qtest_pci_cfg_writel(QTestState *s, unsigned devfn, unsigned reg, uint32_t val)
+{
+    pci_cfg_address(s, devfn, reg);
+    qtest_outl(s, 0xcfc, val);
+}
+
 void qtest_writeb(QTestState *s, uint64_t a, uint8_t v) { qtest_ok_void(s, "writeb", a, v); }
 void qtest_writew(QTestState *s, uint64_t a, uint16_t v) { qtest_ok_void(s, "writew", a, v); }
 void qtest_writel(QTestState *s, uint64_t a, uint32_t v) { qtest_ok_void(s, "writel", a, v); }

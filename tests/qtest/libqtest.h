@@ -62,6 +62,12 @@ uint16_t qtest_readw(QTestState *s, uint64_t addr);
 uint32_t qtest_readl(QTestState *s, uint64_t addr);
 uint64_t qtest_readq(QTestState *s, uint64_t addr);
 
+/* PCI configuration space of bus 0 through the CF8/CFC mechanism (reg 4-byte aligned
+ * for the l forms, 2-byte for w). */
+uint32_t qtest_pci_cfg_readl(QTestState *s, unsigned devfn, unsigned reg);
+uint16_t qtest_pci_cfg_readw(QTestState *s, unsigned devfn, unsigned reg);
+void qtest_pci_cfg_writel(QTestState *s, unsigned devfn, unsigned reg, uint32_t val);
+
 /* Guest-physical buffers of any size (split into protocol-sized chunks). */
 void qtest_memread(QTestState *s, uint64_t addr, void *buf, size_t size);
 void qtest_memwrite(QTestState *s, uint64_t addr, const void *buf, size_t size);

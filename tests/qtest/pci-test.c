@@ -7,24 +7,6 @@
 
 #define ECAM 0xb0000000ULL
 
-static uint32_t cfg_readl(QTestState *s, unsigned devfn, unsigned reg)
-{
-    qtest_outl(s, 0xcf8, 0x80000000u | devfn << 8 | reg);
-    return qtest_inl(s, 0xcfc);
-}
-
-static uint16_t cfg_readw(QTestState *s, unsigned devfn, unsigned reg)
-{
-    qtest_outl(s, 0xcf8, 0x80000000u | devfn << 8 | (reg & 0xfc));
-    return qtest_inw(s, 0xcfc + (reg & 2));
-}
-
-static void cfg_writel(QTestState *s, unsigned devfn, unsigned reg, uint32_t val)
-{
-    qtest_outl(s, 0xcf8, 0x80000000u | devfn << 8 | reg);
-    qtest_outl(s, 0xcfc, val);
-}
-
 /* 0xcf9 (PIIX reset control): bit 1 is kept, bit 2 resets the machine (with -no-reboot
  * that ends Sen cleanly), and the address latch at 0xcf8 is unaffected. */
 static void test_reset_control(void)
@@ -39,7 +21,7 @@ static void test_reset_control(void)
     g_assert_cmphex(qtest_inb(s, 0xcf9), ==, 0x02);
     g_assert_cmphex(qtest_inl(s, 0xcf8), ==, 0x80000000);
     /* Host bridge identity as QEMU's, subsystem included (SeaBIOS checks it). */
-    g_assert_cmphex(cfg_readl(s, 0, 0x2c), ==, 0x11001af4);
+    g_assert_cmphex(qtest_pci_cfg_readl(s, 0, 0x2c), ==, 0x11001af4);
     qtest_send_line(s, "outb 0xcf9 0x06");
     g_assert_cmpint(qtest_wait_exit(s, 30000), ==, 0);
 }
@@ -50,14 +32,14 @@ static void test_enumerate(void)
         return;
     }
     QTestState *s = qtest_init("-device pci-testdev,addr=3 -device pci-testdev,id=t2");
-    g_assert_cmphex(cfg_readl(s, 0, 0), ==, 0x12378086);
-    g_assert_cmphex(cfg_readw(s, 0, 0x0a), ==, 0x0600);       /* host bridge */
+    g_assert_cmphex(qtest_pci_cfg_readl(s, 0, 0), ==, 0x12378086);
+    g_assert_cmphex(qtest_pci_cfg_readw(s, 0, 0x0a), ==, 0x0600);       /* host bridge */
     g_assert_cmphex(qtest_readl(s, ECAM), ==, 0x12378086);
-    g_assert_cmphex(cfg_readl(s, 0, 0x60), ==, ECAM | 1);
+    g_assert_cmphex(qtest_pci_cfg_readl(s, 0, 0x60), ==, ECAM | 1);
     /* the second device took the first free slot, 1 */
     unsigned found = 0;
     for (unsigned slot = 0; slot < 32; slot++) {
-        uint32_t id = cfg_readl(s, slot << 3, 0);
+        uint32_t id = qtest_pci_cfg_readl(s, slot << 3, 0);
         if (id == 0x00051b36) {
             found |= 1u << slot;
         } else if (slot) {
@@ -82,16 +64,16 @@ static void test_bars(void)
     QTestState *s = qtest_init("-device pci-testdev,addr=4.0");
     const unsigned df = 4 << 3;
 
-    cfg_writel(s, df, 0x10, 0xffffffff);
-    g_assert_cmphex(cfg_readl(s, df, 0x10), ==, 0xfffff000);   /* 4 KiB memory */
-    cfg_writel(s, df, 0x14, 0xffffffff);
-    g_assert_cmphex(cfg_readl(s, df, 0x14), ==, 0xffffff01);   /* 256 bytes of I/O */
-    g_assert_cmphex(cfg_readl(s, df, 0x18), ==, 0);            /* nothing else */
+    qtest_pci_cfg_writel(s, df, 0x10, 0xffffffff);
+    g_assert_cmphex(qtest_pci_cfg_readl(s, df, 0x10), ==, 0xfffff000);   /* 4 KiB memory */
+    qtest_pci_cfg_writel(s, df, 0x14, 0xffffffff);
+    g_assert_cmphex(qtest_pci_cfg_readl(s, df, 0x14), ==, 0xffffff01);   /* 256 bytes of I/O */
+    g_assert_cmphex(qtest_pci_cfg_readl(s, df, 0x18), ==, 0);            /* nothing else */
 
-    cfg_writel(s, df, 0x10, 0xe0000000);
-    cfg_writel(s, df, 0x14, 0xc000);
+    qtest_pci_cfg_writel(s, df, 0x10, 0xe0000000);
+    qtest_pci_cfg_writel(s, df, 0x14, 0xc000);
     g_assert_cmphex(qtest_readl(s, 0xe0000000), ==, 0xffffffff); /* decoding off */
-    cfg_writel(s, df, 0x04, 0x3);                               /* I/O + memory */
+    qtest_pci_cfg_writel(s, df, 0x04, 0x3);                               /* I/O + memory */
     qtest_writel(s, 0xe0000010, 0xdeadbeef);
     g_assert_cmphex(qtest_readl(s, 0xe0000010), ==, 0xdeadbeef);
     g_assert_cmphex(qtest_readw(s, 0xe0000012), ==, 0xdead);
@@ -103,7 +85,7 @@ static void test_bars(void)
     qtest_writel(s, ECAM + (df << 12) + 0x10, 0xe0010000);
     g_assert_cmphex(qtest_readl(s, 0xe0000010), ==, 0xffffffff);
     g_assert_cmphex(qtest_readl(s, 0xe0010010), ==, 0xdeadbeef);
-    cfg_writel(s, df, 0x04, 0x1);
+    qtest_pci_cfg_writel(s, df, 0x04, 0x1);
     g_assert_cmphex(qtest_readl(s, 0xe0010010), ==, 0xffffffff);
     g_assert_cmphex(qtest_inl(s, 0xc004), ==, 0x12345678);
     qtest_quit(s);

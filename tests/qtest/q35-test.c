@@ -8,12 +8,6 @@
 #define ECAM 0xb0000000ULL
 #define LPC_DEVFN (0x1f << 3)
 
-static uint32_t cfg_readl(QTestState *s, unsigned devfn, unsigned reg)
-{
-    qtest_outl(s, 0xcf8, 0x80000000u | devfn << 8 | reg);
-    return qtest_inl(s, 0xcfc);
-}
-
 static uint32_t ecam_readl(QTestState *s, unsigned devfn, unsigned reg)
 {
     return qtest_readl(s, ECAM + ((uint64_t)devfn << 12) + reg);
@@ -28,12 +22,12 @@ static void test_enumerate(void)
     QTestState *s = qtest_init("-M q35 -m 256");
     /* host bridge: MCH, class 0600, MMCONFIG at 0xb0000000 in PCIEXBAR */
     g_assert_cmphex(ecam_readl(s, 0, 0), ==, 0x29c08086);
-    g_assert_cmphex(cfg_readl(s, 0, 0), ==, 0x29c08086);
+    g_assert_cmphex(qtest_pci_cfg_readl(s, 0, 0), ==, 0x29c08086);
     g_assert_cmphex(ecam_readl(s, 0, 8) >> 8, ==, 0x060000);
     g_assert_cmphex(ecam_readl(s, 0, 0x60), ==, ECAM | 1);
     /* LPC at 1f.0: ISA bridge, multi-function header, PMBASE 0x600, ACPI enabled */
     g_assert_cmphex(ecam_readl(s, LPC_DEVFN, 0), ==, 0x29188086);
-    g_assert_cmphex(cfg_readl(s, LPC_DEVFN, 0), ==, 0x29188086);
+    g_assert_cmphex(qtest_pci_cfg_readl(s, LPC_DEVFN, 0), ==, 0x29188086);
     g_assert_cmphex(ecam_readl(s, LPC_DEVFN, 8) >> 8, ==, 0x060100);
     g_assert_cmphex((ecam_readl(s, LPC_DEVFN, 0x0c) >> 16) & 0xff, ==, 0x80);
     g_assert_cmphex(ecam_readl(s, LPC_DEVFN, 0x40), ==, 0x601);
@@ -61,11 +55,11 @@ static void test_alias_and_pc(void)
         return;
     }
     QTestState *s = qtest_init("-M pc-q35-7.2");
-    g_assert_cmphex(cfg_readl(s, 0, 0), ==, 0x29c08086);
+    g_assert_cmphex(qtest_pci_cfg_readl(s, 0, 0), ==, 0x29c08086);
     qtest_quit(s);
     s = qtest_init("-M pc");
-    g_assert_cmphex(cfg_readl(s, 0, 0), ==, 0x12378086);
-    g_assert_cmphex(cfg_readl(s, LPC_DEVFN, 0), ==, 0xffffffff);
+    g_assert_cmphex(qtest_pci_cfg_readl(s, 0, 0), ==, 0x12378086);
+    g_assert_cmphex(qtest_pci_cfg_readl(s, LPC_DEVFN, 0), ==, 0xffffffff);
     g_assert_cmphex(qtest_inl(s, 0x630), ==, 0);           /* PIIX4 block: nothing there */
     qtest_quit(s);
 }
