@@ -22,6 +22,7 @@
 #include <unistd.h>
 #include "sen/migration.h"
 #include "sen/monitor.h"
+#include "migration/multifd.h"
 #include "migration/ram.h"
 #include "migration/savevm.h"
 #include "migration/stream.h"
@@ -79,6 +80,7 @@ static const char *const mig_cap_names[] = {
 };
 #define MIG_CAP_AUTO_CONVERGE 2
 #define MIG_CAP_EVENTS 5
+#define MIG_CAP_MULTIFD 12
 #define MIG_NR_CAPS G_N_ELEMENTS(mig_cap_names)
 
 struct MigrationState {
@@ -100,6 +102,9 @@ struct MigrationState {
     int fd;                     /* [lock] the stream while connected, for cancel */
     pid_t child;                /* [lock] exec: the command */
     RamSave *ram;               /* [lock] while the thread runs */
+    MultifdSend *multifd;       /* [lock] while the thread runs with multifd (written
+                                 * only by the thread, which reads it without lock) */
+    uint64_t multifd_bytes;     /* [lock] */
     RamCounters last;           /* [lock] counters of the finished migration */
     char *error_desc;           /* [lock] */
     int64_t start_us, end_us;   /* [lock] */
@@ -120,8 +125,10 @@ struct MigrationState {
     bool autostart;             /* start the guest once loaded */
     int in_cancel;              /* atomic */
     int in_fd;                  /* [lock] the stream being read, for finalize; -1 */
+    MultifdRecv *in_multifd;    /* [lock] its multifd channels, for finalize */
     int64_t in_start_us, in_end_us; /* [lock] */
     uint64_t in_bytes;          /* [lock] */
+    uint64_t in_multifd_bytes;  /* [lock] */
     char *in_error;             /* [lock] */
 
     int pending_posts;          /* atomic: callbacks queued for the main thread */
@@ -326,40 +333,62 @@ static void read_params(MigrationState *s, uint64_t *bandwidth, uint64_t *downti
     g_mutex_unlock(&s->lock);
 }
 
+/* Bytes sent so far on the main stream and every multifd channel. */
+static uint64_t sent_bytes(MigrationState *s, MigStream *st)
+{
+    return mig_stream_bytes(st) + (s->multifd ? multifd_send_bytes(s->multifd) : 0);
+}
+
+static void set_rate_limit(MigrationState *s, MigStream *st, uint64_t bytes_per_sec)
+{
+    mig_stream_set_rate_limit(st, bytes_per_sec);
+    if (s->multifd) {
+        multifd_send_set_rate_limit(s->multifd, bytes_per_sec);
+    }
+}
+
+/* The end of a pass: with multifd, every page of it is sent before the next pass's. */
+static bool pass_done(MigrationState *s, MigStream *st, bool last, Error **errp)
+{
+    return !s->multifd || multifd_send_sync(s->multifd, st, last, errp);
+}
+
 /* Pre-copy passes until what is left fits the downtime limit at the measured rate. */
 static bool precopy(MigrationState *s, RamSave *rs, MigStream *st, Error **errp)
 {
     int64_t active_start = now_us();
-    uint64_t active_bytes0 = mig_stream_bytes(st);
+    uint64_t active_bytes0 = sent_bytes(s, st);
     int high_dirty_passes = 0;
 
     for (int pass = 1;; pass++) {
         uint64_t bandwidth, downtime_limit;
         bool auto_converge;
         read_params(s, &bandwidth, &downtime_limit, &auto_converge);
-        mig_stream_set_rate_limit(st, bandwidth);
+        set_rate_limit(s, st, bandwidth);
         post_to_main(s, emit_pass_main, GINT_TO_POINTER(pass), NULL);
 
         int64_t t0 = now_us();
-        uint64_t b0 = mig_stream_bytes(st);
+        uint64_t b0 = sent_bytes(s, st);
         uint64_t sent_pages0 = ram_stat(&ram_save_counters(rs)->normal) +
                                ram_stat(&ram_save_counters(rs)->duplicate);
-        if (!ram_save_pass(rs, st, &s->cancel, errp) || !ram_save_sync(rs, errp)) {
+        if (!ram_save_pass(rs, st, &s->cancel, errp) || !pass_done(s, st, false, errp) ||
+            !ram_save_sync(rs, errp)) {
             return false;
         }
         int64_t t1 = MAX(now_us(), t0 + 1);
-        uint64_t pass_bytes = mig_stream_bytes(st) - b0;
+        uint64_t pass_bytes = sent_bytes(s, st) - b0;
         uint64_t remaining = ram_save_dirty_pages(rs) * MIG_PAGE_SIZE;
         /* Bytes per microsecond over the whole pre-copy phase: one short pass after a
          * long one must not swing the estimate. */
-        double rate = (double)(mig_stream_bytes(st) - active_bytes0) /
+        double rate = (double)(sent_bytes(s, st) - active_bytes0) /
                       (double)MAX(t1 - active_start, 1);
         int64_t expected_ms = rate > 0 ? (int64_t)(remaining / rate / 1000) : 0;
         uint64_t sent_pages = ram_stat(&ram_save_counters(rs)->normal) +
                               ram_stat(&ram_save_counters(rs)->duplicate) - sent_pages0;
 
         g_mutex_lock(&s->lock);
-        s->transferred = mig_stream_bytes(st);
+        s->transferred = sent_bytes(s, st);
+        s->multifd_bytes = s->multifd ? multifd_send_bytes(s->multifd) : 0;
         s->precopy_bytes = s->transferred;
         s->mbps = (double)pass_bytes * 8 / (double)(t1 - t0);
         s->pages_per_second = sent_pages * G_USEC_PER_SEC / (uint64_t)(t1 - t0);
@@ -397,9 +426,10 @@ static bool complete(MigrationState *s, RamSave *rs, MigStream *st, Error **errp
         return false;
     }
     int64_t t0 = now_us();
-    uint64_t b0 = mig_stream_bytes(st);
-    mig_stream_set_rate_limit(st, 0);
-    if (!ram_save_sync(rs, errp) || !ram_save_pass(rs, st, &s->cancel, errp)) {
+    uint64_t b0 = sent_bytes(s, st);
+    set_rate_limit(s, st, 0);
+    if (!ram_save_sync(rs, errp) || !ram_save_pass(rs, st, &s->cancel, errp) ||
+        !pass_done(s, st, true, errp)) {
         return false;
     }
     g_mutex_lock(&s->lock);
@@ -423,8 +453,9 @@ static bool complete(MigrationState *s, RamSave *rs, MigStream *st, Error **errp
     }
     g_mutex_lock(&s->lock);
     s->downtime_ms = (now_us() - t0 + 999) / 1000;
-    s->downtime_bytes = mig_stream_bytes(st) - b0;
-    s->transferred = mig_stream_bytes(st);
+    s->downtime_bytes = sent_bytes(s, st) - b0;
+    s->transferred = sent_bytes(s, st);
+    s->multifd_bytes = s->multifd ? multifd_send_bytes(s->multifd) : 0;
     g_mutex_unlock(&s->lock);
     return true;
 }
@@ -450,7 +481,16 @@ static gpointer outgoing_thread(gpointer opaque)
         shutdown(fd, SHUT_RDWR);
     }
     st = mig_stream_new_writer(fd);
-    if (!ram_save_setup(s->ram, st, &err)) {
+    g_mutex_lock(&s->lock);
+    if (s->caps[MIG_CAP_MULTIFD]) {
+        s->multifd = multifd_send_new((unsigned)s->multifd_channels);
+    }
+    g_mutex_unlock(&s->lock);
+    if (s->multifd) {
+        ram_save_set_sink(s->ram, multifd_send_pages, s->multifd);
+    }
+    if (!ram_save_setup(s->ram, st, &err) ||
+        (s->multifd && !multifd_send_connect(s->multifd, st, s->uri, &err))) {
         goto out;
     }
     g_mutex_lock(&s->lock);
@@ -467,16 +507,20 @@ out:
     /* Keep the final counters for query-migrate; logging stops with the RamSave. */
     s->last = *ram_save_counters(s->ram);
     if (st) {
-        s->transferred = mig_stream_bytes(st);
+        s->transferred = sent_bytes(s, st);
+        s->multifd_bytes = s->multifd ? multifd_send_bytes(s->multifd) : 0;
     }
     RamSave *rs = s->ram;
     s->ram = NULL;
+    MultifdSend *mf = s->multifd;
+    s->multifd = NULL;
     bool throttled = s->throttle_pct != 0;
     s->throttle_pct = 0;
     g_mutex_unlock(&s->lock);
     if (throttled && s->m->accel->set_throttle) {
         s->m->accel->set_throttle(s->m, 0);
     }
+    multifd_send_free(mf);
     ram_save_free(rs);
     mig_stream_free(st);
     mig_child_reap(child, !ok);
@@ -529,6 +573,14 @@ bool qmp_migrate(QmpCtx *ctx, const char *uri, bool has_blk, bool blk, bool has_
     if (!u) {
         return false;
     }
+    /* Extra connections to the same address: only sockets can have them (QEMU 7.2
+     * refuses exec: and fd: the same way). */
+    if (s->caps[MIG_CAP_MULTIFD] && u->kind != MIG_TRANSPORT_TCP &&
+        u->kind != MIG_TRANSPORT_UNIX) {
+        error_setg(errp, "%s: multifd is not supported by current protocol", uri);
+        mig_uri_free(u);
+        return false;
+    }
     mig_uri_free(s->uri);
     s->uri = u;
     g_atomic_int_set(&s->cancel, 0);
@@ -538,6 +590,7 @@ bool qmp_migrate(QmpCtx *ctx, const char *uri, bool has_blk, bool blk, bool has_
     s->end_us = 0;
     s->setup_ms = s->downtime_ms = s->expected_downtime_ms = 0;
     s->transferred = s->precopy_bytes = s->downtime_bytes = s->pages_per_second = 0;
+    s->multifd_bytes = 0;
     s->mbps = 0;
     memset(&s->last, 0, sizeof(s->last));
     s->ram = ram_save_new(m);
@@ -558,6 +611,9 @@ static void migration_cancel(MigrationState *s)
     /* Unblock a write stuck on a slow or vanished reader. */
     if (s->fd >= 0) {
         shutdown(s->fd, SHUT_RDWR);
+    }
+    if (s->multifd) {
+        multifd_send_shutdown(s->multifd);
     }
     if (s->child > 0) {
         kill(s->child, SIGTERM);
@@ -636,22 +692,101 @@ static void incoming_done_main(MigrationState *s, void *arg)
     }
 }
 
+/* What one load keeps besides RAM. */
+typedef struct LoadState {
+    RamLoad *rl;
+    MigListener *listener;  /* an incoming migration's, for multifd; NULL for loadvm */
+    MultifdRecv *mr;        /* its multifd channels, once the MULTIFD record came */
+} LoadState;
+
 /* Reads the whole stream; the device section (if any) goes to *device. */
-static bool load_records(MigrationState *s, RamLoad *rl, MigStream *st,
+static bool load_records(MigrationState *s, LoadState *ls, MigStream *st,
                          GByteArray **device, Error **errp);
 
-static bool load_stream(MigrationState *s, MigStream *st, GByteArray **device, Error **errp)
+/* listener: of the incoming migration (NULL: a snapshot).  *multifd_bytes: what came
+ * over multifd channels. */
+static bool load_stream(MigrationState *s, MigStream *st, MigListener *listener,
+                        GByteArray **device, uint64_t *multifd_bytes, Error **errp)
 {
-    RamLoad *rl = ram_load_new(s->m);
-    bool ok = ram_load_setup(rl, st, errp) && load_records(s, rl, st, device, errp);
-    ram_load_free(rl);
+    LoadState ls = { .rl = ram_load_new(s->m), .listener = listener };
+    Error *err = NULL;
+    bool ok = ram_load_setup(ls.rl, st, &err) && load_records(s, &ls, st, device, &err);
+    if (!ok && ls.mr && !multifd_recv_check(ls.mr, NULL)) {
+        /* A failed channel closed the main stream too: its error is the cause. */
+        error_free(err);
+        err = NULL;
+        multifd_recv_check(ls.mr, &err);
+    }
+    error_propagate(errp, err);
+    if (ls.mr) {
+        g_mutex_lock(&s->lock);
+        s->in_multifd = NULL;
+        g_mutex_unlock(&s->lock);
+        *multifd_bytes = multifd_recv_bytes(ls.mr);
+        multifd_recv_free(ls.mr);
+    }
+    ram_load_free(ls.rl);
     return ok;
 }
 
+/*
+ * The first record after the header: MULTIFD exactly when this destination has the
+ * multifd capability (QEMU also needs it on both sides), and then the channels are
+ * accepted.  *handled: the record was MULTIFD (consumed).
+ */
+static bool load_multifd_start(MigrationState *s, LoadState *ls, MigStream *st,
+                               uint8_t type, bool *handled, Error **errp)
+{
+    g_mutex_lock(&s->lock);
+    bool want = ls->listener && s->caps[MIG_CAP_MULTIFD];
+    g_mutex_unlock(&s->lock);
+    bool have = type == MIG_REC_MULTIFD && ram_load_version(ls->rl) == MIG_VERSION_MULTIFD;
+
+    *handled = have;
+    if (want && ls->listener->listen_fd < 0) {
+        error_setg(errp, "%s: multifd is not supported by current protocol",
+                   ls->listener->uri->uri);
+        return false;
+    }
+    if (!have) {
+        if (want) {
+            error_setg(errp, "the source did not enable the multifd capability (it must "
+                       "be set on both sides)");
+            return false;
+        }
+        return true;
+    }
+    if (!want) {
+        error_setg(errp, "the source sends over multifd channels: set the multifd "
+                   "capability on this destination too");
+        return false;
+    }
+    uint32_t channels = mig_get_be32(st);
+    uint64_t session = mig_get_be64(st);
+    if (!mig_stream_check(st, errp)) {
+        return false;
+    }
+    ls->mr = multifd_recv_start(ls->rl, ls->listener, mig_stream_fd(st), channels,
+                                session, &s->in_cancel, errp);
+    if (!ls->mr) {
+        return false;
+    }
+    g_mutex_lock(&s->lock);
+    s->in_multifd = ls->mr;
+    g_mutex_unlock(&s->lock);
+    if (g_atomic_int_get(&s->in_cancel)) {
+        multifd_recv_shutdown(ls->mr);
+    }
+    return true;
+}
+
 /* Every record after the header, up to the END record and the checksum. */
-static bool load_records(MigrationState *s, RamLoad *rl, MigStream *st,
+static bool load_records(MigrationState *s, LoadState *ls, MigStream *st,
                          GByteArray **device, Error **errp)
 {
+    RamLoad *rl = ls->rl;
+    bool first = true;
+
     for (;;) {
         if (g_atomic_int_get(&s->in_cancel)) {
             error_setg(errp, "incoming migration cancelled");
@@ -662,7 +797,28 @@ static bool load_records(MigrationState *s, RamLoad *rl, MigStream *st,
         if (!mig_stream_check(st, errp)) {
             return false;
         }
+        if (first) {
+            bool handled;
+            first = false;
+            if (!load_multifd_start(s, ls, st, type, &handled, errp)) {
+                return false;
+            }
+            if (handled) {
+                continue;
+            }
+        }
         switch (type) {
+        case MIG_REC_SYNC:
+            if (!ls->mr) {
+                error_setg(errp, "corrupt migration stream: unknown record type 0x%02x at "
+                           "byte %" G_GUINT64_FORMAT, type, at);
+                return false;
+            }
+            uint64_t seq = mig_get_be64(st);
+            if (!mig_stream_check(st, errp) || !multifd_recv_sync(ls->mr, seq, errp)) {
+                return false;
+            }
+            break;
         case MIG_REC_RAM:
             if (!ram_load_record(rl, st, errp)) {
                 return false;
@@ -695,6 +851,9 @@ static bool load_records(MigrationState *s, RamLoad *rl, MigStream *st,
         case MIG_REC_END:
             if (!mig_get_checksum_ok(st)) {
                 return mig_stream_check(st, errp);
+            }
+            if (ls->mr && !multifd_recv_finish(ls->mr, errp)) {
+                return false;
             }
             if (MIG_HAVE_VMSTATE && !*device) {
                 error_setg(errp, "the migration stream has no device state (the source "
@@ -734,9 +893,11 @@ static gpointer incoming_thread(gpointer opaque)
         }
         set_status(s, &s->in_status, MIG_STATUS_ACTIVE, false);
         st = mig_stream_new_reader(fd);
-        ok = load_stream(s, st, &device, &err);
+        uint64_t multifd_bytes = 0;
+        ok = load_stream(s, st, s->listener, &device, &multifd_bytes, &err);
         g_mutex_lock(&s->lock);
-        s->in_bytes = mig_stream_bytes(st);
+        s->in_bytes = mig_stream_bytes(st) + multifd_bytes;
+        s->in_multifd_bytes = multifd_bytes;
         s->in_end_us = now_us();
         s->in_fd = -1;
         g_mutex_unlock(&s->lock);
@@ -800,7 +961,8 @@ bool qmp_migrate_incoming(QmpCtx *ctx, const char *uri, Error **errp)
 /* ---- query and parameters ---- */
 
 static json_t *ram_stats_json(const RamCounters *c, uint64_t transferred, double mbps,
-                              uint64_t pps, uint64_t precopy, uint64_t downtime)
+                              uint64_t pps, uint64_t precopy, uint64_t downtime,
+                              uint64_t multifd)
 {
     json_t *o = json_object();
 #define SET(k, v) json_object_set_new(o, k, json_integer((json_int_t)(v)))
@@ -816,7 +978,7 @@ static json_t *ram_stats_json(const RamCounters *c, uint64_t transferred, double
     SET("dirty-sync-count", ram_stat(&c->dirty_sync_count));
     SET("postcopy-requests", 0);
     SET("page-size", MIG_PAGE_SIZE);
-    SET("multifd-bytes", 0);
+    SET("multifd-bytes", multifd);
     SET("pages-per-second", pps);
     SET("precopy-bytes", precopy);
     SET("downtime-bytes", downtime);
@@ -836,7 +998,7 @@ static json_t *query_incoming(MigrationState *s)
             c.total += guest_mem_region(s->m->mem, i)->size;
         }
         json_object_set_new(info, "total-time", json_integer((end - s->in_start_us) / 1000));
-        json_object_set_new(info, "ram", ram_stats_json(&c, s->in_bytes, 0, 0, 0, 0));
+        json_object_set_new(info, "ram", ram_stats_json(&c, s->in_bytes, 0, 0, 0, 0, s->in_multifd_bytes));
     }
     if (s->in_error) {
         json_object_set_new(info, "error-desc", json_string(s->in_error));
@@ -869,7 +1031,8 @@ json_t *qmp_query_migrate(QmpCtx *ctx, Error **errp)
         const RamCounters *c = s->ram ? ram_save_counters(s->ram) : &s->last;
         json_object_set_new(info, "ram", ram_stats_json(c, s->transferred, s->mbps,
                                                         s->pages_per_second,
-                                                        s->precopy_bytes, s->downtime_bytes));
+                                                        s->precopy_bytes, s->downtime_bytes,
+                                                        s->multifd_bytes));
     }
     if (s->throttle_pct) {
         json_object_set_new(info, "cpu-throttle-percentage", json_integer(s->throttle_pct));
@@ -913,7 +1076,8 @@ bool qmp_migrate_set_capabilities(QmpCtx *ctx, json_t *capabilities, Error **err
             if (strcmp(mig_cap_names[k], name) != 0) {
                 continue;
             }
-            if (on && k != MIG_CAP_EVENTS && k != MIG_CAP_AUTO_CONVERGE) {
+            if (on && k != MIG_CAP_EVENTS && k != MIG_CAP_AUTO_CONVERGE &&
+                k != MIG_CAP_MULTIFD) {
                 error_setg(errp, "Migration capability '%s' is not supported by Sen", name);
                 return false;
             }
@@ -1038,6 +1202,9 @@ void migration_finalize(Machine *m)
         if (s->in_fd >= 0) {
             shutdown(s->in_fd, SHUT_RDWR);
         }
+        if (s->in_multifd) {
+            multifd_recv_shutdown(s->in_multifd);
+        }
         g_mutex_unlock(&s->lock);
         g_thread_join(s->in_thread);
         s->in_thread = NULL;
@@ -1094,7 +1261,8 @@ bool migration_save_vm_stream(Machine *m, MigStream *st, Error **errp)
 bool migration_load_vm_stream(Machine *m, MigStream *st, Error **errp)
 {
     GByteArray *device = NULL;
-    bool ok = load_stream(m->migration, st, &device, errp);
+    uint64_t multifd_bytes = 0;
+    bool ok = load_stream(m->migration, st, NULL, &device, &multifd_bytes, errp);
 #if MIG_HAVE_VMSTATE
     if (ok) {
         ok = vmstate_load_all(m, device->data, device->len, errp);

@@ -42,6 +42,10 @@ struct RamSave {
     int backing_fd;
     int pagemap_fd;           /* /proc/self/pagemap for private anonymous RAM, or -1 */
     RamCounters c;
+    /* Where passes put their pages: NULL = RAM records into the pass's stream; set
+     * for multifd (ram_save_set_sink). */
+    RamPageSink sink;
+    void *sink_opaque;
 };
 
 /* /proc/self/pagemap entry bits (Documentation/admin-guide/mm/pagemap.rst) */
@@ -106,6 +110,12 @@ void ram_save_free(RamSave *rs)
     g_free(rs);
 }
 
+void ram_save_set_sink(RamSave *rs, RamPageSink sink, void *opaque)
+{
+    rs->sink = sink;
+    rs->sink_opaque = opaque;
+}
+
 const RamCounters *ram_save_counters(const RamSave *rs)
 {
     return &rs->c;
@@ -139,7 +149,8 @@ bool ram_save_setup(RamSave *rs, MigStream *s, Error **errp)
     rs->logging = true;
 
     mig_put_buf(s, MIG_MAGIC, 8);
-    mig_put_be32(s, MIG_VERSION);
+    /* A stream whose pages travel on multifd channels has records version 1 lacks. */
+    mig_put_be32(s, rs->sink ? MIG_VERSION_MULTIFD : MIG_VERSION);
     mig_put_be32(s, MIG_PAGE_SIZE);
     mig_put_be64(s, rs->c.total);
     mig_put_be32(s, rs->nr_blocks);
@@ -219,16 +230,22 @@ static bool page_is_zero(const uint8_t *p)
     return acc == 0;
 }
 
-static void put_ram_record(MigStream *s, uint8_t flags, uint64_t gpa, uint32_t npages)
+void ram_put_record(MigStream *s, uint64_t gpa, const uint8_t *hva, uint32_t npages,
+                    bool zero)
 {
     mig_put_u8(s, MIG_REC_RAM);
-    mig_put_u8(s, flags);
+    mig_put_u8(s, zero ? MIG_RAM_ZERO : 0);
     mig_put_be32(s, npages);
     mig_put_be64(s, gpa);
+    if (!zero) {
+        mig_put_buf(s, hva, (size_t)npages * MIG_PAGE_SIZE);
+    }
 }
 
-/* Sends pages [first, first+n) of block b (n <= 64), splitting zero and data runs. */
-static void send_run(RamSave *rs, RamBlock *b, MigStream *s, uint64_t first, unsigned n)
+/* Sends pages [first, first+n) of block b (n <= 64), splitting zero and data runs.
+ * Fails only when the sink (multifd) does; a stream records its own failure. */
+static bool send_run(RamSave *rs, RamBlock *b, MigStream *s, uint64_t first, unsigned n,
+                     Error **errp)
 {
     bool zero[BITS_PER_WORD];
 
@@ -253,15 +270,18 @@ static void send_run(RamSave *rs, RamBlock *b, MigStream *s, uint64_t first, uns
             j++;
         }
         uint64_t off = (first + i) * MIG_PAGE_SIZE;
-        put_ram_record(s, zero[i] ? MIG_RAM_ZERO : 0, b->r->gpa + off, j - i);
-        if (zero[i]) {
-            counter_add(&rs->c.duplicate, j - i);
+        if (rs->sink) {
+            if (!rs->sink(rs->sink_opaque, b->r->gpa + off, b->r->hva + off, j - i, zero[i],
+                          errp)) {
+                return false;
+            }
         } else {
-            mig_put_buf(s, b->r->hva + off, (size_t)(j - i) * MIG_PAGE_SIZE);
-            counter_add(&rs->c.normal, j - i);
+            ram_put_record(s, b->r->gpa + off, b->r->hva + off, j - i, zero[i]);
         }
+        counter_add(zero[i] ? &rs->c.duplicate : &rs->c.normal, j - i);
         i = j;
     }
+    return true;
 }
 
 bool ram_save_pass(RamSave *rs, MigStream *s, const int *cancel, Error **errp)
@@ -280,7 +300,9 @@ bool ram_save_pass(RamSave *rs, MigStream *s, const int *cancel, Error **errp)
                 unsigned start = __builtin_ctzl(bits);
                 unsigned long rest = bits >> start;
                 unsigned len = ~rest ? __builtin_ctzl(~rest) : BITS_PER_WORD - start;
-                send_run(rs, b, s, w * BITS_PER_WORD + start, len);
+                if (!send_run(rs, b, s, w * BITS_PER_WORD + start, len, errp)) {
+                    return false;
+                }
                 bits = len + start >= BITS_PER_WORD ? 0 : bits & ~(((1ul << len) - 1) << start);
                 rs->dirty_pages -= len;
             }
@@ -306,6 +328,7 @@ struct RamLoad {
      * so that a later zero record knows what to clear without reading RAM. */
     unsigned long **written;
     unsigned nr_regions;
+    uint32_t version;         /* of the stream's header */
 };
 
 RamLoad *ram_load_new(Machine *m)
@@ -351,7 +374,7 @@ static void empty_region(GuestMemory *gm, const RamRegion *r)
     }
 }
 
-bool ram_load_check_header(Machine *m, MigStream *s, Error **errp)
+static bool check_header(Machine *m, MigStream *s, uint32_t *version_out, Error **errp)
 {
     char magic[8];
     GuestMemory *gm = m->mem;
@@ -371,11 +394,12 @@ bool ram_load_check_header(Machine *m, MigStream *s, Error **errp)
     if (!mig_stream_check(s, errp)) {
         return false;
     }
-    if (version != MIG_VERSION) {
+    if (version != MIG_VERSION && version != MIG_VERSION_MULTIFD) {
         error_setg(errp, "migration stream version %u is not supported (this Sen reads "
-                   "version %u)", version, MIG_VERSION);
+                   "versions %u and %u)", version, MIG_VERSION, MIG_VERSION_MULTIFD);
         return false;
     }
+    *version_out = version;
     if (page_size != MIG_PAGE_SIZE) {
         error_setg(errp, "migration stream page size %u is not supported", page_size);
         return false;
@@ -412,11 +436,22 @@ bool ram_load_check_header(Machine *m, MigStream *s, Error **errp)
     return true;
 }
 
+bool ram_load_check_header(Machine *m, MigStream *s, Error **errp)
+{
+    uint32_t version;
+    return check_header(m, s, &version, errp);
+}
+
+uint32_t ram_load_version(const RamLoad *rl)
+{
+    return rl->version;
+}
+
 bool ram_load_setup(RamLoad *rl, MigStream *s, Error **errp)
 {
     GuestMemory *gm = rl->m->mem;
 
-    if (!ram_load_check_header(rl->m, s, errp)) {
+    if (!check_header(rl->m, s, &rl->version, errp)) {
         return false;
     }
     /* Start from all-zero RAM: what the loader put there at reset is not the guest's. */
@@ -438,7 +473,8 @@ bool ram_load_setup(RamLoad *rl, MigStream *s, Error **errp)
 static void load_data(RamLoad *rl, MigStream *s, const RamRegion *r, uint8_t *hva,
                       size_t len)
 {
-    int fd = rl->fd;
+    /* Atomic: multifd channel threads share rl. */
+    int fd = __atomic_load_n(&rl->fd, __ATOMIC_RELAXED);
     off_t off = (off_t)(r->backing_offset + (uint64_t)(hva - r->hva));
 
     while (fd >= 0 && len) {
@@ -451,13 +487,30 @@ static void load_data(RamLoad *rl, MigStream *s, const RamRegion *r, uint8_t *hv
         if (done != (ssize_t)n) {
             /* Nothing was lost: the bytes are still here.  Stop trying the file. */
             memcpy(hva, p, n);
-            fd = rl->fd = -1;
+            fd = -1;
+            __atomic_store_n(&rl->fd, -1, __ATOMIC_RELAXED);
         }
         hva += n;
         off += (off_t)n;
         len -= n;
     }
     mig_get_buf(s, hva, len);
+}
+
+/*
+ * Marks pages [first, first+n) as holding data.  Atomic, a word at a time: multifd
+ * channels load different pages whose bits can share a word.
+ */
+static void written_mark(unsigned long *written, uint64_t first, uint64_t n)
+{
+    while (n) {
+        unsigned shift = first % BITS_PER_WORD;
+        unsigned bits = (unsigned)MIN(n, (uint64_t)(BITS_PER_WORD - shift));
+        unsigned long mask = bits == BITS_PER_WORD ? ~0ul : ((1ul << bits) - 1) << shift;
+        __atomic_fetch_or(&written[first / BITS_PER_WORD], mask, __ATOMIC_RELAXED);
+        first += bits;
+        n -= bits;
+    }
 }
 
 bool ram_load_record(RamLoad *rl, MigStream *s, Error **errp)
@@ -489,18 +542,17 @@ bool ram_load_record(RamLoad *rl, MigStream *s, Error **errp)
     unsigned long *written = rl->written[ri];
     if (!(flags & MIG_RAM_ZERO)) {
         load_data(rl, s, r, hva, (size_t)npages * MIG_PAGE_SIZE);
-        for (uint64_t p = first; p < first + npages; p++) {
-            written[p / BITS_PER_WORD] |= 1ul << (p % BITS_PER_WORD);
-        }
+        written_mark(written, first, npages);
         return mig_stream_check(s, errp);
     }
     /* RAM was emptied at setup: only pages data arrived for since need clearing.  No
      * page is read, so nothing gets allocated for the (usually many) zero pages. */
     for (uint64_t p = first; p < first + npages; p++) {
         unsigned long bit = 1ul << (p % BITS_PER_WORD);
-        if (written[p / BITS_PER_WORD] & bit) {
+        unsigned long *word = &written[p / BITS_PER_WORD];
+        if ((__atomic_load_n(word, __ATOMIC_RELAXED) & bit) &&
+            (__atomic_fetch_and(word, ~bit, __ATOMIC_RELAXED) & bit)) {
             memset(r->hva + p * MIG_PAGE_SIZE, 0, MIG_PAGE_SIZE);
-            written[p / BITS_PER_WORD] &= ~bit;
         }
     }
     return true;

@@ -31,6 +31,11 @@ static inline uint64_t ram_stat(const uint64_t *counter)
 
 typedef struct RamSave RamSave;
 
+/* Takes npages consecutive pages at gpa (mapped at hva), all zero or all data, to be
+ * sent later (multifd); false with *errp set when it cannot. */
+typedef bool (*RamPageSink)(void *opaque, uint64_t gpa, const uint8_t *hva,
+                            uint32_t npages, bool zero, Error **errp);
+
 RamSave *ram_save_new(Machine *m);
 void ram_save_free(RamSave *rs);
 const RamCounters *ram_save_counters(const RamSave *rs);
@@ -43,6 +48,12 @@ bool ram_save_sync(RamSave *rs, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
  * when *cancel becomes non-zero or the stream fails. */
 bool ram_save_pass(RamSave *rs, MigStream *s, const int *cancel, Error **errp)
     G_GNUC_WARN_UNUSED_RESULT;
+/* From now on passes hand their pages to sink instead of writing RAM records into
+ * their stream (multifd: the channels send them). */
+void ram_save_set_sink(RamSave *rs, RamPageSink sink, void *opaque);
+/* One RAM record: the header, then the data unless zero. */
+void ram_put_record(MigStream *s, uint64_t gpa, const uint8_t *hva, uint32_t npages,
+                    bool zero);
 /* Dirty pages known now (after the last sync, minus what was sent since). */
 uint64_t ram_save_dirty_pages(const RamSave *rs);
 void ram_save_stop_logging(RamSave *rs);
@@ -53,10 +64,13 @@ RamLoad *ram_load_new(Machine *m);
 void ram_load_free(RamLoad *rl);
 /* Checks the header against this machine's RAM; empties guest RAM. */
 bool ram_load_setup(RamLoad *rl, MigStream *s, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+/* The header's version (after ram_load_setup). */
+uint32_t ram_load_version(const RamLoad *rl);
 /* The checks alone, RAM untouched (loadvm looks before it leaps). */
 bool ram_load_check_header(Machine *m, MigStream *s, Error **errp)
     G_GNUC_WARN_UNUSED_RESULT;
-/* One RAM record (its type byte already read). */
+/* One RAM record (its type byte already read).  Multifd channel threads call it
+ * concurrently on the same RamLoad, for distinct pages. */
 bool ram_load_record(RamLoad *rl, MigStream *s, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
 
 /* Record types. */
@@ -68,5 +82,7 @@ bool ram_load_record(RamLoad *rl, MigStream *s, Error **errp) G_GNUC_WARN_UNUSED
 
 #define MIG_MAGIC "SENMIG\r\n"
 #define MIG_VERSION 1
+/* The same with multifd records (migration/multifd.h). */
+#define MIG_VERSION_MULTIFD 2
 
 #endif

@@ -165,7 +165,14 @@ static void rate_limit_account(MigStream *s, size_t n)
         s->window_start = now;
         s->window_bytes = 0;
     } else if (s->window_bytes >= budget) {
-        g_usleep(s->window_start + RATE_WINDOW_US - now);
+        /* Until the bytes are due, which may be past the window's end: a buffer larger
+         * than the budget (a low limit, or one shared by multifd channels) must not
+         * raise the rate to a buffer per window. */
+        int64_t due = s->window_start +
+                      (int64_t)(s->window_bytes * G_USEC_PER_SEC / s->rate_limit);
+        if (due > now) {
+            g_usleep(due - now);
+        }
         s->window_start = g_get_monotonic_time();
         s->window_bytes = 0;
     }

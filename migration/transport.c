@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <poll.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -16,6 +17,10 @@
 #include "sen/config.h"
 #include "sen/os.h"
 #include "migration/transport.h"
+
+/* The main connection and up to 255 multifd channels may arrive at once: a TCP
+ * connection that finds the backlog full retries only after a second. */
+#define MIG_LISTEN_BACKLOG 256
 
 void mig_uri_free(MigUri *u)
 {
@@ -157,7 +162,7 @@ static int tcp_socket(const MigUri *u, bool listening, Error **errp)
         if (listening) {
             int one = 1;
             setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-            if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 1) == 0) {
+            if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, MIG_LISTEN_BACKLOG) == 0) {
                 freeaddrinfo(res);
                 return fd;
             }
@@ -195,7 +200,7 @@ static int unix_socket(const MigUri *u, bool listening, Error **errp)
         if (lstat(u->path, &st) == 0 && S_ISSOCK(st.st_mode)) {
             unlink(u->path);
         }
-        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(fd, 1) == 0) {
+        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(fd, MIG_LISTEN_BACKLOG) == 0) {
             return fd;
         }
     } else {
@@ -355,6 +360,45 @@ int mig_accept(MigListener *l, Error **errp)
         if (errno != EINTR) {
             error_setg_errno(errp, errno, "%s: accept", l->uri->uri);
             return -1;
+        }
+    }
+}
+
+int mig_accept_channel(MigListener *l, int watch_fd, const int *cancel, Error **errp)
+{
+    if (l->listen_fd < 0) {
+        error_setg(errp, "%s: multifd is not supported by current protocol", l->uri->uri);
+        return -1;
+    }
+    for (;;) {
+        struct pollfd p[2] = {
+            { .fd = l->listen_fd, .events = POLLIN },
+            { .fd = watch_fd, .events = POLLRDHUP },
+        };
+        /* A bounded wait, so that a cancel is noticed even without a wake-up. */
+        int n = poll(p, 2, 200);
+        if (g_atomic_int_get(cancel)) {
+            error_setg(errp, "incoming migration cancelled");
+            return -1;
+        }
+        if (n < 0 && errno != EINTR) {
+            error_setg_errno(errp, errno, "%s: poll", l->uri->uri);
+            return -1;
+        }
+        if (n > 0 && (p[1].revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+            error_setg(errp, "%s: the source closed the migration stream before opening "
+                       "all its multifd channels", l->uri->uri);
+            return -1;
+        }
+        if (n > 0 && p[0].revents) {
+            int fd = accept4(l->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+            if (fd >= 0) {
+                return fd;
+            }
+            if (errno != EINTR && errno != EAGAIN) {
+                error_setg_errno(errp, errno, "%s: accept", l->uri->uri);
+                return -1;
+            }
         }
     }
 }

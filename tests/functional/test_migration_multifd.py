@@ -1,0 +1,391 @@
+"""Multifd migration: pages over several extra connections (the `multifd` capability and
+`multifd-channels` parameter, docs/migration.md; wire format in docs/migration-format.md).
+
+RAM tests run on -accel qtest as in test_migration.py; a real vCPU dirtier verifies every
+page on the destination; fake peers written here (a destination that drops a channel, a
+source that sends a corrupt channel packet) check the failure paths.
+"""
+import os
+import socket
+import struct
+import threading
+import time
+
+import pytest
+
+from migration_util import SEN, Vm, have_device_state
+from migration_util import vms  # noqa: F401 (the pytest fixture)
+from net_util import free_port
+from qmp import QMPError
+from test_migration import check_chunks, pattern, write_chunks
+from test_migration_guest import DIRTIER, dirtier, migrate_and_verify
+from test_migration_stream import crc32c, header, ram_record
+
+pytestmark = pytest.mark.skipif(not os.access(SEN, os.X_OK), reason=f"{SEN} is not built")
+
+MiB = 1 << 20
+
+
+def enable_multifd(*vms_, channels=None):
+    for vm in vms_:
+        vm.cmd("migrate-set-capabilities",
+               capabilities=[{"capability": "multifd", "state": True}])
+        if channels:
+            vm.cmd("migrate-set-parameters", **{"multifd-channels": channels})
+
+
+def uri_for(kind, tmp_path):
+    if kind == "tcp":
+        return f"tcp:127.0.0.1:{free_port()}"
+    return f"unix:{tmp_path}/mfd.sock"
+
+
+def test_capability_and_parameter_defaults(vms):
+    vm = vms("vm")
+    caps = {c["capability"]: c["state"] for c in vm.cmd("query-migrate-capabilities")}
+    assert caps["multifd"] is False
+    assert vm.cmd("query-migrate-parameters")["multifd-channels"] == 2  # QEMU's default
+    enable_multifd(vm, channels=4)
+    caps = {c["capability"]: c["state"] for c in vm.cmd("query-migrate-capabilities")}
+    assert caps["multifd"] is True
+    assert vm.cmd("query-migrate-parameters")["multifd-channels"] == 4
+    with pytest.raises(QMPError, match="multifd-channels"):
+        vm.cmd("migrate-set-parameters", **{"multifd-channels": 0})
+
+
+@pytest.mark.parametrize("kind", ["tcp", "unix"])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_ram_arrives_over_channels(vms, tmp_path, kind, channels):
+    uri = uri_for(kind, tmp_path)
+    src = vms("src")
+    dst = vms("dst", "-incoming", uri)
+    enable_multifd(src, dst, channels=channels)
+    write_chunks(src, 11)
+    src.cmd("migrate", uri=uri)
+    info = src.wait_migration()
+    assert info["status"] == "completed", info
+    assert src.status() == "postmigrate"
+    # The pages went over the channels, the main stream carried only the rest.
+    assert info["ram"]["multifd-bytes"] >= MiB
+    assert info["ram"]["transferred"] - info["ram"]["multifd-bytes"] < 64 * 1024
+    assert info["ram"]["normal"] >= MiB // 4096
+    assert dst.wait_migration()["status"] == "completed"
+    assert dst.cmd("query-migrate")["ram"]["multifd-bytes"] > MiB
+    check_chunks(dst, 11)
+    assert dst.qtest.read(0x800000, 16384) == bytes(16384)
+
+
+def test_pages_rewritten_between_passes_arrive_last(vms, tmp_path):
+    """A slow link keeps the source in pre-copy while pages are rewritten (and some
+    zeroed) many times: with several channels a page's older copy from an earlier pass
+    must never land after its newer one."""
+    src = vms("src")
+    dst = vms("dst", "-incoming", f"unix:{tmp_path}/m.sock")
+    enable_multifd(src, dst, channels=4)
+    src.qtest.write(0x1000000, pattern(7, 8 * MiB))
+    src.cmd("migrate-set-parameters", **{"max-bandwidth": 4 * MiB, "downtime-limit": 50})
+    src.cmd("migrate", uri=f"unix:{tmp_path}/m.sock")
+    final = bytearray(pattern(7, 8 * MiB))
+    for rnd in range(12):
+        for i in range(8):
+            off = i * MiB + (rnd % 4) * 4096
+            data = bytes(4096) if (rnd + i) % 5 == 0 else pattern(1000 + rnd * 8 + i, 4096)
+            src.qtest.write(0x1000000 + off, data)
+            final[off:off + 4096] = data
+        time.sleep(0.05)
+    assert src.cmd("query-migrate")["status"] == "active"
+    src.cmd("migrate-set-parameters", **{"max-bandwidth": 0})
+    info = src.wait_migration()
+    assert info["status"] == "completed", info
+    assert info["ram"]["dirty-sync-count"] >= 2
+    assert dst.wait_migration()["status"] == "completed"
+    assert dst.qtest.read(0x1000000, 8 * MiB) == bytes(final)
+
+
+def test_exec_fd_file_refuse_multifd(vms, tmp_path):
+    src = vms("src")
+    enable_multifd(src)
+    for uri in (f"exec:cat > {tmp_path}/x", "fd:0", f"file:{tmp_path}/y"):
+        with pytest.raises(QMPError, match="multifd is not supported by current protocol"):
+            src.cmd("migrate", uri=uri)
+    assert src.status() == "running"
+
+
+@pytest.mark.parametrize("src_on, dst_on, message", [
+    (True, False, "set the multifd capability on this destination too"),
+    (False, True, "the source did not enable the multifd capability"),
+])
+def test_capability_on_one_side_only(vms, tmp_path, src_on, dst_on, message):
+    src = vms("src")
+    dst = vms("dst", "-incoming", f"unix:{tmp_path}/m.sock")
+    if src_on:
+        enable_multifd(src)
+    if dst_on:
+        enable_multifd(dst)
+    write_chunks(src, 12)
+    src.cmd("migrate", uri=f"unix:{tmp_path}/m.sock")
+    assert src.wait_migration()["status"] == "failed"
+    assert src.status() == "running"
+    assert dst.wait_exit() == 1
+    assert message in dst.stderr_text()
+
+
+def test_cancel_keeps_source_running_and_it_can_migrate_again(vms, tmp_path):
+    src = vms("src")
+    write_chunks(src, 13)
+    src.qtest.write(0x1000000, pattern(13, 4 * MiB))
+    src.cmd("migrate-set-parameters", **{"max-bandwidth": 1 * MiB})
+    dst1 = vms("dst1", "-incoming", f"unix:{tmp_path}/a.sock")
+    enable_multifd(src, dst1, channels=3)
+    src.cmd("migrate", uri=f"unix:{tmp_path}/a.sock")
+    time.sleep(0.4)
+    assert src.cmd("query-migrate")["status"] == "active"
+    src.cmd("migrate_cancel")
+    assert src.wait_migration()["status"] == "cancelled"
+    assert src.status() == "running"
+    assert dst1.wait_exit() == 1
+    assert "load of migration failed" in dst1.stderr_text()
+
+    src.cmd("migrate-set-parameters", **{"max-bandwidth": 0})
+    dst2 = vms("dst2", "-incoming", f"unix:{tmp_path}/b.sock")
+    enable_multifd(dst2)
+    src.cmd("migrate", uri=f"unix:{tmp_path}/b.sock")
+    assert src.wait_migration()["status"] == "completed"
+    assert dst2.wait_migration()["status"] == "completed"
+    check_chunks(dst2, 13)
+
+
+def test_killed_destination_leaves_source_running(vms, tmp_path):
+    src = vms("src")
+    write_chunks(src, 14)
+    src.qtest.write(0x1000000, pattern(14, 4 * MiB))
+    src.cmd("migrate-set-parameters", **{"max-bandwidth": 1 * MiB})
+    dst1 = vms("dst1", "-incoming", f"unix:{tmp_path}/a.sock")
+    enable_multifd(src, dst1)
+    src.cmd("migrate", uri=f"unix:{tmp_path}/a.sock")
+    time.sleep(0.4)
+    dst1.kill()
+    info = src.wait_migration()
+    assert info["status"] == "failed"
+    assert "write to the migration stream failed" in info["error-desc"]
+    assert src.status() == "running"
+
+    src.cmd("migrate-set-parameters", **{"max-bandwidth": 0})
+    dst2 = vms("dst2", "-incoming", f"unix:{tmp_path}/b.sock")
+    enable_multifd(dst2)
+    src.cmd("migrate", uri=f"unix:{tmp_path}/b.sock")
+    assert src.wait_migration()["status"] == "completed"
+    check_chunks(dst2, 14)
+
+
+class DroppingDestination:
+    """Accepts the main connection and every channel, reads them all, and closes
+    channel `victim` (by accept order) once it has received `after` bytes."""
+
+    def __init__(self, path, channels, victim, after):
+        self.listener = socket.socket(socket.AF_UNIX)
+        self.listener.bind(path)
+        self.listener.listen(8)
+        self.channels, self.victim, self.after = channels, victim, after
+        self.dropped = threading.Event()
+        self.conns = []
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _drain(self, conn, index):
+        got = 0
+        while True:
+            try:
+                data = conn.recv(1 << 16)
+            except OSError:
+                return
+            if not data:
+                return
+            got += len(data)
+            if index == self.victim and got >= self.after:
+                conn.close()
+                self.dropped.set()
+                return
+
+    def _run(self):
+        for index in range(self.channels + 1):
+            conn, _ = self.listener.accept()
+            self.conns.append(conn)
+            threading.Thread(target=self._drain, args=(conn, index), daemon=True).start()
+
+    def close(self):
+        for c in self.conns:
+            c.close()
+        self.listener.close()
+
+
+def test_destination_dropping_one_channel_fails_cleanly(vms, tmp_path):
+    src = vms("src")
+    write_chunks(src, 15)
+    src.qtest.write(0x1000000, pattern(15, 8 * MiB))
+    src.cmd("migrate-set-parameters", **{"max-bandwidth": 4 * MiB})
+    enable_multifd(src, channels=3)
+    fake = DroppingDestination(str(tmp_path / "fake.sock"), 3, victim=2, after=256 * 1024)
+    try:
+        src.cmd("migrate", uri=f"unix:{tmp_path}/fake.sock")
+        assert fake.dropped.wait(20)
+        info = src.wait_migration()
+        assert info["status"] == "failed", info
+        assert "multifd channel" in info["error-desc"], info
+        assert src.status() == "running"
+    finally:
+        fake.close()
+    # And the same source migrates fine afterwards.
+    src.cmd("migrate-set-parameters", **{"max-bandwidth": 0})
+    dst = vms("dst", "-incoming", f"unix:{tmp_path}/b.sock")
+    enable_multifd(dst)
+    src.cmd("migrate", uri=f"unix:{tmp_path}/b.sock")
+    assert src.wait_migration()["status"] == "completed"
+    check_chunks(dst, 15)
+
+
+# ---- a hand-made multifd source against a real destination ----
+
+SESSION = 0x1122334455667788
+
+
+def hello(channel, channels=2, session=SESSION, magic=b"SENMFD\r\n", version=1):
+    return magic + struct.pack(">IQII", version, session, channel, channels)
+
+
+class FakeSource:
+    """Main stream and channels written by hand, with running CRC-32C per connection."""
+
+    def __init__(self, path, channels=2, session=SESSION):
+        self.path = path
+        self.main = self._connect()
+        self.crc = {}
+        self.send("main", header(version=2) + struct.pack(">BIQ", 3, channels, session))
+        self.chan = []
+
+    def _connect(self):
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(self.path)
+        return s
+
+    def open_channel(self, data):
+        c = self._connect()
+        self.chan.append(c)
+        self.send(len(self.chan) - 1, data)
+
+    def sock(self, who):
+        return self.main if who == "main" else self.chan[who]
+
+    def send(self, who, data):
+        self.crc[who] = crc32c(data, self.crc.get(who, 0xFFFFFFFF))
+        try:
+            self.sock(who).sendall(data)
+        except OSError:
+            pass  # the destination may already have given up: its exit status tells
+
+    def checksum(self, who, data=b""):
+        self.send(who, data)
+        try:
+            self.sock(who).sendall(struct.pack(">I", (~self.crc[who]) & 0xFFFFFFFF))
+        except OSError:
+            pass
+
+    def close(self):
+        for s in [self.main] + self.chan:
+            s.close()
+
+
+def fake_dst(vms, tmp_path):
+    dst = vms("dst", "-incoming", f"unix:{tmp_path}/f.sock")
+    enable_multifd(dst)
+    return dst
+
+
+def test_hand_made_multifd_stream_loads(vms, tmp_path):
+    """The format as documented, encoded here: pages on two channels, SYNC, END."""
+    dst = fake_dst(vms, tmp_path)
+    src = FakeSource(str(tmp_path / "f.sock"))
+    page_a, page_b = pattern(21, 4096), pattern(22, 4096)
+    src.open_channel(hello(1))
+    src.open_channel(hello(0))
+    src.send(0, ram_record(0x200000, 1, page_a))
+    src.send(1, ram_record(0x300000, 1, page_b))
+    for who in (0, 1):
+        src.checksum(who, struct.pack(">BQ", 4, 1))
+    # Pass 2 rewrites page a on the other channel: it must win.
+    src.send(1, ram_record(0x200000, 1, page_b))
+    for who in (0, 1):
+        src.checksum(who, struct.pack(">BQ", 4, 2))
+        src.checksum(who, b"\xff")
+    src.send("main", struct.pack(">BQ", 4, 1) + struct.pack(">BQ", 4, 2))
+    # No device state from a hand-made source: the stream ends, the load fails there if
+    # this Sen requires device state, after RAM was loaded.
+    src.checksum("main", b"\xff")
+    if have_device_state():
+        assert dst.wait_exit() == 1
+        assert "no device state" in dst.stderr_text()
+    else:
+        assert dst.wait_migration()["status"] == "completed"
+        assert dst.qtest.read(0x200000, 4096) == page_b
+        assert dst.qtest.read(0x300000, 4096) == page_b
+    src.close()
+
+
+@pytest.mark.parametrize("what, message", [
+    ("type", "corrupt multifd channel: unknown packet type 0x42"),
+    ("outside", "is not inside guest RAM"),
+    ("checksum", "the migration stream is corrupt (checksum"),
+    ("sync-order", "corrupt multifd channel: SYNC 2 after 0"),
+    ("magic", "not a Sen multifd channel (bad magic)"),
+    ("session", "belongs to another migration"),
+    ("duplicate-id", "multifd channel id 0 is out of range or repeated"),
+])
+def test_corrupt_channel_is_refused(vms, tmp_path, what, message):
+    dst = fake_dst(vms, tmp_path)
+    src = FakeSource(str(tmp_path / "f.sock"))
+    src.open_channel(hello(0, magic=b"SENMFD\r\x00" if what == "magic" else b"SENMFD\r\n",
+                           session=SESSION + 1 if what == "session" else SESSION))
+    src.open_channel(hello(0 if what == "duplicate-id" else 1))
+    page = pattern(23, 4096)
+    if what == "type":
+        src.send(0, b"\x42")
+    elif what == "outside":
+        src.send(0, ram_record(64 * MiB, 1, page))
+    elif what == "checksum":
+        src.send(0, ram_record(0x200000, 1, page))
+        src.crc[0] ^= 1  # the SYNC's checksum will not match
+        src.checksum(0, struct.pack(">BQ", 4, 1))
+    elif what == "sync-order":
+        src.checksum(0, struct.pack(">BQ", 4, 2))
+    assert dst.wait_exit(timeout=30) == 1
+    err = dst.stderr_text()
+    assert "load of migration failed: multifd connection" in err and message in err, err
+    src.close()
+
+
+def test_source_closing_before_its_channels_is_refused(vms, tmp_path):
+    dst = fake_dst(vms, tmp_path)
+    src = FakeSource(str(tmp_path / "f.sock"))
+    src.open_channel(hello(0))
+    src.main.close()
+    assert dst.wait_exit(timeout=30) == 1
+    assert "before opening all its multifd channels" in dst.stderr_text()
+    src.close()
+
+
+# ---- a real guest ----
+
+needs_guest = pytest.mark.skipif(
+    not os.path.exists(DIRTIER) or not os.access("/dev/kvm", os.R_OK | os.W_OK) or
+    not have_device_state(),
+    reason="needs the dirtier guest, a usable /dev/kvm and device state")
+
+
+@needs_guest
+@pytest.mark.parametrize("kind", ["tcp", "unix"])
+def test_dirtier_verifies_on_destination(vms, tmp_path, kind):
+    uri = uri_for(kind, tmp_path)
+    src = dirtier(vms, "src")
+    src.wait_line("dirtier: running")
+    dst = dirtier(vms, "dst", "-incoming", uri)
+    enable_multifd(src, dst, channels=3)
+    migrate_and_verify(src, dst, uri)
