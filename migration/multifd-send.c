@@ -196,17 +196,28 @@ bool multifd_send_connect(MultifdSend *mf, MigStream *main, MigUri *u, Error **e
 
 /* ---- the migration thread's side ---- */
 
-/* Waits for channel c to be idle; false (error set) when a channel failed. */
-static bool wait_idle_locked(MultifdSend *mf, SendChannel *c, Error **errp)
+/* Whether the channels stopped working: a channel failed, or a cancel shut them down
+ * (a thread that saw quit while idle is gone, so its channel never becomes idle). */
+static bool stopped_locked(MultifdSend *mf, Error **errp)
 {
-    while (c->busy && !mf->error) {
-        g_cond_wait(&mf->idle_cond, &mf->lock);
-    }
     if (mf->error) {
         error_setg(errp, "%s", mf->error);
-        return false;
+        return true;
     }
-    return true;
+    if (mf->quit) {
+        error_setg(errp, "migration cancelled");
+        return true;
+    }
+    return false;
+}
+
+/* Waits for channel c to be idle; false (error set) when the channels stopped. */
+static bool wait_idle_locked(MultifdSend *mf, SendChannel *c, Error **errp)
+{
+    while (c->busy && !mf->error && !mf->quit) {
+        g_cond_wait(&mf->idle_cond, &mf->lock);
+    }
+    return !stopped_locked(mf, errp);
 }
 
 /* Hands the pending batch to the first idle channel (round robin). */
@@ -214,17 +225,16 @@ static bool dispatch_pending(MultifdSend *mf, Error **errp)
 {
     g_mutex_lock(&mf->lock);
     SendChannel *c = NULL;
-    while (!c && !mf->error) {
+    while (!c && !mf->error && !mf->quit) {
         for (unsigned k = 0; k < mf->n && !c; k++) {
             SendChannel *cand = &mf->ch[(mf->next + k) % mf->n];
             c = cand->busy ? NULL : cand;
         }
-        if (!c && !mf->error) {
+        if (!c && !mf->error && !mf->quit) {
             g_cond_wait(&mf->idle_cond, &mf->lock);
         }
     }
-    if (mf->error) {
-        error_setg(errp, "%s", mf->error);
+    if (stopped_locked(mf, errp)) {
         g_mutex_unlock(&mf->lock);
         return false;
     }
@@ -312,7 +322,9 @@ void multifd_send_shutdown(MultifdSend *mf)
         if (mf->ch[i].fd >= 0) {
             shutdown(mf->ch[i].fd, SHUT_RDWR);
         }
+        g_cond_signal(&mf->ch[i].job_cond);
     }
+    g_cond_broadcast(&mf->idle_cond);
     g_mutex_unlock(&mf->lock);
 }
 

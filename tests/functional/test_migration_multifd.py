@@ -155,6 +155,25 @@ def test_cancel_keeps_source_running_and_it_can_migrate_again(vms, tmp_path):
     check_chunks(dst2, 13)
 
 
+def test_cancel_right_after_migrate_never_hangs(vms, tmp_path):
+    """Cancels landing while the channels connect or before any is busy."""
+    src = vms("src")
+    write_chunks(src, 16)
+    enable_multifd(src, channels=4)
+    for i in range(5):
+        dst = vms(f"dst{i}", "-incoming", f"unix:{tmp_path}/c{i}.sock")
+        enable_multifd(dst)
+        src.cmd("migrate", uri=f"unix:{tmp_path}/c{i}.sock")
+        if i:
+            time.sleep(0.002 * i)
+        src.cmd("migrate_cancel")
+        assert src.wait_migration(timeout=20)["status"] in ("cancelled", "completed")
+        assert src.status() in ("running", "postmigrate")
+        if src.status() == "postmigrate":
+            break
+        dst.kill()
+
+
 def test_killed_destination_leaves_source_running(vms, tmp_path):
     src = vms("src")
     write_chunks(src, 14)
