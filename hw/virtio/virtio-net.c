@@ -13,14 +13,23 @@
  * header travels with it (checksum/TSO offload), otherwise it is stripped and no offload
  * is offered.  One kick handles at most TX_BURST frames, then yields to the main loop.
  *
- * The control queue implements rx mode, MAC table and address, VLAN filter and the
- * number of queue pairs, as Linux uses them.
+ * The control queue implements rx mode, MAC table and address, VLAN filter, the number
+ * of queue pairs and the announce acknowledgement, as Linux uses them.
+ *
+ * While the VM is stopped (paused, migrating, saved) the NIC touches no guest memory:
+ * frames from the backend wait in the net queue and a tx burst in progress waits, so the
+ * state a migration saves is the state the destination continues from.  After loading,
+ * the destination announces the MAC (RARP rounds, and the guest's own announcement with
+ * GUEST_ANNOUNCE), see "---- announce ----".
  */
+#include <inttypes.h>
 #include <string.h>
 #include <linux/if_tun.h>
 #include "hw/virtio/virtio-pci.h"
 #include "sen/device.h"
 #include "sen/net.h"
+#include "sen/timer.h"
+#include "sen/vmstate.h"
 
 #define VIRTIO_NET_F_CSUM          0
 #define VIRTIO_NET_F_GUEST_CSUM    1
@@ -37,16 +46,19 @@
 #define VIRTIO_NET_F_CTRL_RX       18
 #define VIRTIO_NET_F_CTRL_VLAN     19
 #define VIRTIO_NET_F_CTRL_RX_EXTRA 20
+#define VIRTIO_NET_F_GUEST_ANNOUNCE 21
 #define VIRTIO_NET_F_MQ            22
 #define VIRTIO_NET_F_CTRL_MAC_ADDR 23
 
-#define VIRTIO_NET_S_LINK_UP 1
+#define VIRTIO_NET_S_LINK_UP  1
+#define VIRTIO_NET_S_ANNOUNCE 2
 
 #define VIRTIO_NET_CTRL_RX          0
 #define VIRTIO_NET_CTRL_MAC         1
 #define VIRTIO_NET_CTRL_VLAN        2
 #define VIRTIO_NET_CTRL_ANNOUNCE    3
 #define VIRTIO_NET_CTRL_MQ          4
+#define VIRTIO_NET_CTRL_ANNOUNCE_ACK 0
 #define VIRTIO_NET_OK  0
 #define VIRTIO_NET_ERR 1
 
@@ -65,6 +77,7 @@ typedef struct NetQueuePair {
     NetClientState *nc;      /* our end; its peer is the backend queue */
     VirtQueue *rx, *tx;
     guint tx_more;           /* idle source continuing a tx burst, 0 = none */
+    bool tx_held;            /* the burst stopped with the VM; the start hook resumes it */
 } NetQueuePair;
 
 struct VirtIONet {
@@ -77,24 +90,31 @@ struct VirtIONet {
     bool mrg_rxbuf;
     bool csum;
     bool guest_csum;
+    bool guest_announce;
 
     Machine *m;
     uint8_t mac[6];
-    unsigned max_pairs, curr_pairs;
+    uint32_t max_pairs, curr_pairs;
     NetQueuePair qp[NET_MAX_QUEUES];
     VirtQueue *ctrl;
     bool vnet_hdr;           /* the backend exchanges NetVnetHdr with us */
     bool link_up;            /* what the config status shows */
+    bool nic_link_down;      /* migration: set_link off on the NIC itself (pre_save) */
 
-    /* receive filter (control queue) */
-    bool promisc, allmulti, alluni, nomulti, nouni, nobcast;
+    /* receive filter (control queue): rx mode and table sizes live in `rx`, which
+     * query-rx-filter reads as it is; rx.uni / rx.multi point at the tables here */
+    NetRxFilter rx;
     uint8_t uni[MAC_TABLE_SIZE][6], multi[MAC_TABLE_SIZE][6];
-    unsigned n_uni, n_multi;
-    bool uni_overflow, multi_overflow;
     uint32_t vlans[MAX_VLAN / 32];
 
     uint64_t rx_dropped;     /* too big for the buffers, or the device was not ready */
     uint64_t tx_dropped;
+
+    /* self-announce after a migration */
+    Timer *announce_timer;   /* next round, on the virtual clock (runs with the VM) */
+    unsigned announce_rounds; /* rounds still to send */
+    bool announce_pending;   /* VIRTIO_NET_S_ANNOUNCE shown until the driver acks */
+    void *start_hook;        /* machine_add_start_hook handle */
 };
 
 static inline VirtIONet *to_net(VirtIODevice *vdev)
@@ -109,17 +129,29 @@ static bool has(VirtIONet *n, unsigned bit)
 
 /* ---- link status ---- */
 
+/* The config space is little-endian (virtio 1.x), whatever the host is. */
+static void cfg_store_le16(VirtIONet *n, unsigned off, uint16_t v)
+{
+    n->vdev.config[off] = (uint8_t)v;
+    n->vdev.config[off + 1] = (uint8_t)(v >> 8);
+}
+
+static void net_store_status(VirtIONet *n)
+{
+    cfg_store_le16(n, CFG_STATUS, (n->link_up ? VIRTIO_NET_S_LINK_UP : 0) |
+                                  (n->announce_pending ? VIRTIO_NET_S_ANNOUNCE : 0));
+}
+
 static void net_update_link(VirtIONet *n)
 {
     NetClientState *nc = n->qp[0].nc;
     bool up = !nc->link_down && nc->peer && !nc->peer->link_down;
-    uint16_t status = up ? VIRTIO_NET_S_LINK_UP : 0;
 
     if (up == n->link_up) {
         return;
     }
     n->link_up = up;
-    memcpy(n->vdev.config + CFG_STATUS, &status, 2);
+    net_store_status(n);
     if (n->vdev.status & VIRTIO_STATUS_DRIVER_OK) {
         virtio_config_changed(&n->vdev);
     }
@@ -140,7 +172,7 @@ static bool rx_filter_ok(VirtIONet *n, const uint8_t *f, size_t len)
     if (len < 14) {
         return false;
     }
-    if (n->promisc) {
+    if (n->rx.promisc) {
         return true;
     }
     if (has(n, VIRTIO_NET_F_CTRL_VLAN) && len >= 16 && f[12] == 0x81 && f[13] == 0x00) {
@@ -151,28 +183,28 @@ static bool rx_filter_ok(VirtIONet *n, const uint8_t *f, size_t len)
     }
     if (f[0] & 1) {
         if (memcmp(f, bcast, 6) == 0) {
-            return !n->nobcast;
+            return !n->rx.nobcast;
         }
-        if (n->nomulti) {
+        if (n->rx.nomulti) {
             return false;
         }
-        if (n->allmulti || n->multi_overflow) {
+        if (n->rx.allmulti || n->rx.multi_overflow) {
             return true;
         }
-        for (unsigned i = 0; i < n->n_multi; i++) {
+        for (unsigned i = 0; i < n->rx.n_multi; i++) {
             if (memcmp(f, n->multi[i], 6) == 0) {
                 return true;
             }
         }
         return false;
     }
-    if (n->nouni) {
+    if (n->rx.nouni) {
         return false;
     }
-    if (n->alluni || n->uni_overflow || memcmp(f, n->mac, 6) == 0) {
+    if (n->rx.alluni || n->rx.uni_overflow || memcmp(f, n->mac, 6) == 0) {
         return true;
     }
-    for (unsigned i = 0; i < n->n_uni; i++) {
+    for (unsigned i = 0; i < n->rx.n_uni; i++) {
         if (memcmp(f, n->uni[i], 6) == 0) {
             return true;
         }
@@ -388,7 +420,9 @@ static gboolean tx_continue(gpointer opaque)
 
     machine_lock(m);
     q->tx_more = 0;
-    if (!q->n->vdev.broken && q->tx->enabled) {
+    if (!machine_devices_active(m)) {
+        q->tx_held = true; /* no guest memory changes behind a saved state */
+    } else if (!q->n->vdev.broken && q->tx->enabled) {
         net_tx_burst(q);
     }
     machine_unlock(m);
@@ -403,10 +437,22 @@ static void net_handle_tx(VirtIODevice *vdev, VirtQueue *vq)
 
 /* ---- control queue ---- */
 
+/* Command data is little-endian (virtio 1.x), whatever the host is. */
+static uint16_t ld_le16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static uint32_t ld_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+           (uint32_t)p[3] << 24;
+}
+
 static uint8_t ctrl_rx(VirtIONet *n, uint8_t cmd, const uint8_t *data, size_t len)
 {
-    bool *flags[] = { &n->promisc, &n->allmulti, &n->alluni, &n->nomulti, &n->nouni,
-                      &n->nobcast };
+    bool *flags[] = { &n->rx.promisc, &n->rx.allmulti, &n->rx.alluni, &n->rx.nomulti,
+                      &n->rx.nouni, &n->rx.nobcast };
 
     if (len != 1 || cmd >= G_N_ELEMENTS(flags) ||
         (cmd >= 2 && !has(n, VIRTIO_NET_F_CTRL_RX_EXTRA))) {
@@ -425,7 +471,7 @@ static bool mac_table_parse(const uint8_t **p, size_t *left, uint8_t (*table)[6]
     if (*left < 4) {
         return false;
     }
-    memcpy(&entries, *p, 4);
+    entries = ld_le32(*p);
     *p += 4;
     *left -= 4;
     if (entries > *left / 6) {
@@ -462,10 +508,10 @@ static uint8_t ctrl_mac(VirtIONet *n, uint8_t cmd, const uint8_t *data, size_t l
     }
     memcpy(n->uni, uni, sizeof(uni));
     memcpy(n->multi, multi, sizeof(multi));
-    n->n_uni = nu;
-    n->n_multi = nm;
-    n->uni_overflow = ou;
-    n->multi_overflow = om;
+    n->rx.n_uni = nu;
+    n->rx.n_multi = nm;
+    n->rx.uni_overflow = ou;
+    n->rx.multi_overflow = om;
     return VIRTIO_NET_OK;
 }
 
@@ -476,7 +522,7 @@ static uint8_t ctrl_vlan(VirtIONet *n, uint8_t cmd, const uint8_t *data, size_t 
     if (len != 2 || cmd > 1) {
         return VIRTIO_NET_ERR;
     }
-    memcpy(&vid, data, 2);
+    vid = ld_le16(data);
     if (vid >= MAX_VLAN) {
         return VIRTIO_NET_ERR;
     }
@@ -507,11 +553,22 @@ static uint8_t ctrl_mq(VirtIONet *n, uint8_t cmd, const uint8_t *data, size_t le
     if (cmd != 0 || len != 2 || !has(n, VIRTIO_NET_F_MQ)) {
         return VIRTIO_NET_ERR;
     }
-    memcpy(&pairs, data, 2);
+    pairs = ld_le16(data);
     if (pairs < 1 || pairs > n->max_pairs) {
         return VIRTIO_NET_ERR;
     }
     net_set_pairs(n, pairs);
+    return VIRTIO_NET_OK;
+}
+
+static void net_announce_done(VirtIONet *n);
+
+static uint8_t ctrl_announce(VirtIONet *n, uint8_t cmd, size_t len)
+{
+    if (cmd != VIRTIO_NET_CTRL_ANNOUNCE_ACK || len != 0 || !n->announce_pending) {
+        return VIRTIO_NET_ERR;
+    }
+    net_announce_done(n);
     return VIRTIO_NET_OK;
 }
 
@@ -551,6 +608,10 @@ static void net_handle_ctrl(VirtIODevice *vdev, VirtQueue *vq)
             case VIRTIO_NET_CTRL_MQ:
                 ack = ctrl_mq(n, buf[1], data, len);
                 break;
+            case VIRTIO_NET_CTRL_ANNOUNCE:
+                ack = has(n, VIRTIO_NET_F_GUEST_ANNOUNCE) ? ctrl_announce(n, buf[1], len)
+                                                          : VIRTIO_NET_ERR;
+                break;
             default:
                 break;
             }
@@ -565,15 +626,108 @@ static void net_handle_ctrl(VirtIODevice *vdev, VirtQueue *vq)
     }
 }
 
+/* ---- VM stopped: the NIC holds still ---- */
+
+/* While the VM is stopped frames wait in the net queue (bounded): writing them into
+ * guest RAM would change memory and rings behind the state a migration saves. */
+static bool nic_can_receive_running(NetClientState *nc)
+{
+    NetQueuePair *q = nc->opaque;
+    return machine_devices_active(q->n->m) && nic_can_receive(nc);
+}
+
+static ssize_t nic_receive_running(NetClientState *nc, const struct iovec *iov, int iovcnt)
+{
+    NetQueuePair *q = nc->opaque;
+    return machine_devices_active(q->n->m) ? nic_receive(nc, iov, iovcnt) : 0;
+}
+
+/* Start hook (main thread, VM lock not held): deliver what waited, finish held bursts. */
+static void net_vm_started(void *opaque)
+{
+    VirtIONet *n = opaque;
+
+    machine_lock(n->m);
+    for (unsigned i = 0; i < n->max_pairs; i++) {
+        NetQueuePair *q = &n->qp[i];
+        net_client_flush(q->nc);
+        if (q->tx_held) {
+            q->tx_held = false;
+            if (!n->vdev.broken && q->tx->enabled) {
+                net_tx_burst(q);
+            }
+        }
+    }
+    machine_unlock(n->m);
+}
+
+/* ---- announce ---- */
+
+/*
+ * After a migration (post_load) the destination sends NET_ANNOUNCE_ROUNDS rounds, 50 ms,
+ * 150 ms, 250 ms ... apart on the virtual clock, so they start when the VM runs.  Each
+ * round sends QEMU's RARP frame from our MAC on every queue pair's link, as QEMU's
+ * announce-self does for every NIC, and, when the driver negotiated GUEST_ANNOUNCE (with
+ * the control queue), sets VIRTIO_NET_S_ANNOUNCE and raises a config interrupt: the guest
+ * then sends gratuitous ARPs for its addresses and acks with VIRTIO_NET_CTRL_ANNOUNCE_ACK,
+ * which clears the bit.  A round finding the bit still set does not notify again.
+ */
+static bool guest_announces(VirtIONet *n)
+{
+    return (n->vdev.status & VIRTIO_STATUS_DRIVER_OK) &&
+           has(n, VIRTIO_NET_F_GUEST_ANNOUNCE) && has(n, VIRTIO_NET_F_CTRL_VQ);
+}
+
+static void net_announce_round(void *opaque)
+{
+    VirtIONet *n = opaque;
+    uint8_t frame[NET_ANNOUNCE_FRAME_LEN];
+
+    if (!n->announce_rounds) {
+        return;
+    }
+    net_announce_rarp(frame, n->mac);
+    for (unsigned i = 0; i < n->max_pairs; i++) {
+        net_nic_send_frame(n->qp[i].nc, frame, sizeof(frame));
+    }
+    if (guest_announces(n) && !n->announce_pending) {
+        n->announce_pending = true;
+        net_store_status(n);
+        virtio_config_changed(&n->vdev);
+    }
+    n->announce_rounds--;
+    if (n->announce_rounds) {
+        unsigned done = NET_ANNOUNCE_ROUNDS - n->announce_rounds - 1;
+        timer_mod(n->announce_timer,
+                  virt_clock_get_ns(n->m->clock) + net_announce_delay_ns(done));
+    }
+}
+
+static void net_announce_start(VirtIONet *n)
+{
+    if (!n->announce_timer) {
+        return; /* a machine without a clock (unit tests): nothing to pace rounds with */
+    }
+    n->announce_rounds = NET_ANNOUNCE_ROUNDS;
+    timer_mod(n->announce_timer, virt_clock_get_ns(n->m->clock));
+}
+
+/* The driver acked (or the device was reset): the guest's announcement is done. */
+static void net_announce_done(VirtIONet *n)
+{
+    n->announce_pending = false;
+    net_store_status(n);
+}
+
 /* ---- virtio ops ---- */
 
 static void net_rx_filter_reset(VirtIONet *n)
 {
     /* QEMU's reset state: promiscuous until the driver says otherwise. */
-    n->promisc = true;
-    n->allmulti = n->alluni = n->nomulti = n->nouni = n->nobcast = false;
-    n->n_uni = n->n_multi = 0;
-    n->uni_overflow = n->multi_overflow = false;
+    n->rx.promisc = true;
+    n->rx.allmulti = n->rx.alluni = n->rx.nomulti = n->rx.nouni = n->rx.nobcast = false;
+    n->rx.n_uni = n->rx.n_multi = 0;
+    n->rx.uni_overflow = n->rx.multi_overflow = false;
     memset(n->vlans, 0, sizeof(n->vlans));
 }
 
@@ -589,20 +743,20 @@ static void net_vdev_reset(VirtIODevice *vdev)
             g_source_remove(n->qp[i].tx_more);
             n->qp[i].tx_more = 0;
         }
+        n->qp[i].tx_held = false;
     }
     memcpy(n->vdev.config + CFG_MAC, n->mac, 6);
+    net_announce_done(n); /* RARP rounds still due keep going: the MAC moved all the same */
 }
 
 static void net_config_write(VirtIODevice *vdev, uint32_t offset, unsigned size)
 {
     VirtIONet *n = to_net(vdev);
-    uint16_t status = n->link_up ? VIRTIO_NET_S_LINK_UP : 0;
-    uint16_t pairs = (uint16_t)n->max_pairs;
 
     /* The config space is read-only for a VERSION_1 driver: undo the store. */
     memcpy(vdev->config + CFG_MAC, n->mac, 6);
-    memcpy(vdev->config + CFG_STATUS, &status, 2);
-    memcpy(vdev->config + CFG_MAX_PAIRS, &pairs, 2);
+    net_store_status(n);
+    cfg_store_le16(n, CFG_MAX_PAIRS, (uint16_t)n->max_pairs);
 }
 
 static void net_set_status(VirtIODevice *vdev, uint8_t status)
@@ -617,9 +771,10 @@ static void net_set_status(VirtIODevice *vdev, uint8_t status)
     }
 }
 
-static bool net_features_ok(VirtIODevice *vdev, uint64_t features)
+/* The negotiated guest offloads go to a vnet_hdr backend (tap), which then may hand us
+ * partial checksums and large segments; without CTRL_VLAN every VLAN passes. */
+static void net_apply_features(VirtIONet *n, uint64_t features)
 {
-    VirtIONet *n = to_net(vdev);
     unsigned tun = 0;
 
     if (!(features & (1ull << VIRTIO_NET_F_CTRL_VLAN))) {
@@ -637,6 +792,11 @@ static bool net_features_ok(VirtIODevice *vdev, uint64_t features)
             peer->info->set_offload(peer, tun);
         }
     }
+}
+
+static bool net_features_ok(VirtIODevice *vdev, uint64_t features)
+{
+    net_apply_features(to_net(vdev), features);
     return true;
 }
 
@@ -659,19 +819,8 @@ static void nic_rx_filter_query(NetClientState *nc, NetRxFilter *out)
     NetQueuePair *q = nc->opaque;
     VirtIONet *n = q->n;
 
-    out->promisc = n->promisc;
-    out->allmulti = n->allmulti;
-    out->alluni = n->alluni;
-    out->nomulti = n->nomulti;
-    out->nouni = n->nouni;
-    out->nobcast = n->nobcast;
-    out->multi_overflow = n->multi_overflow;
-    out->uni_overflow = n->uni_overflow;
+    *out = n->rx;
     memcpy(out->mac, n->mac, 6);
-    out->n_uni = n->n_uni;
-    out->uni = (const uint8_t (*)[6])n->uni;
-    out->n_multi = n->n_multi;
-    out->multi = (const uint8_t (*)[6])n->multi;
     out->vlan_filtering = has(n, VIRTIO_NET_F_CTRL_VLAN);
     out->vlans = g_array_new(FALSE, FALSE, sizeof(int));
     for (int vid = 0; out->vlan_filtering && vid < MAX_VLAN; vid++) {
@@ -683,10 +832,108 @@ static void nic_rx_filter_query(NetClientState *nc, NetRxFilter *out)
 
 static const NetClientInfo nic_info = {
     .type = "nic",
-    .receive = nic_receive,
-    .can_receive = nic_can_receive,
+    .receive = nic_receive_running,
+    .can_receive = nic_can_receive_running,
     .link_changed = nic_link_changed,
     .has_vnet_hdr = nic_has_vnet_hdr,
+};
+
+/* ---- migration ---- */
+
+/*
+ * The section: the virtio-pci transport (PCI config, registers, features, config space,
+ * every queue's rings and indices), the MAC (the driver may have set it), the queue
+ * pairs in use, set_link on the NIC, the rx filter and whether the guest owes an
+ * announce ack.  Not migrated: frames waiting in the net queues (the VM is stopped, so
+ * they are just more frames lost in transit) and the drop counters.  Backends carry no
+ * state (tap, bridge, socket) or lose it (user: see docs/net-migration.md).
+ */
+static bool virtio_net_pre_save(void *opaque, Error **errp)
+{
+    VirtIONet *n = opaque;
+    n->nic_link_down = n->qp[0].nc->link_down;
+    return true;
+}
+
+static bool virtio_net_post_load(void *opaque, int version_id, Error **errp)
+{
+    VirtIONet *n = opaque;
+    VirtIODevice *vdev = &n->vdev;
+    const char *id = n->qp[0].nc->name;
+
+    if (n->curr_pairs < 1 || n->curr_pairs > n->max_pairs ||
+        (n->curr_pairs > 1 && !has(n, VIRTIO_NET_F_MQ))) {
+        error_setg(errp, "virtio-net %s: the source uses %" PRIu32 " queue pairs, this "
+                   "device has %" PRIu32 "%s", id, n->curr_pairs, n->max_pairs,
+                   has(n, VIRTIO_NET_F_MQ) ? "" : " and no multiqueue negotiated");
+        return false;
+    }
+    if ((n->rx.uni_overflow && n->rx.n_uni) || (n->rx.multi_overflow && n->rx.n_multi)) {
+        error_setg(errp, "virtio-net %s: a MAC table both overflowed and holds entries",
+                   id);
+        return false;
+    }
+    if (n->announce_pending && !has(n, VIRTIO_NET_F_GUEST_ANNOUNCE)) {
+        error_setg(errp, "virtio-net %s: an announce is pending without GUEST_ANNOUNCE",
+                   id);
+        return false;
+    }
+    for (unsigned i = 0; i < n->max_pairs; i++) {
+        n->qp[i].nc->link_down = n->nic_link_down;
+    }
+    /* What the guest last saw, then this host's link: a change is a config interrupt. */
+    n->link_up = vdev->config[CFG_STATUS] & VIRTIO_NET_S_LINK_UP;
+    memcpy(vdev->config + CFG_MAC, n->mac, 6);
+    net_store_status(n);
+    cfg_store_le16(n, CFG_MAX_PAIRS, (uint16_t)n->max_pairs);
+    net_set_pairs(n, n->curr_pairs);
+    if (vdev->status & VIRTIO_STATUS_FEATURES_OK) {
+        net_apply_features(n, vdev->guest_features);
+    }
+    net_update_link(n);
+    net_announce_start(n);
+    return true;
+}
+
+static const VMStateField rx_mode_fields[] = {
+    VMSTATE_BOOL(promisc, NetRxFilter),
+    VMSTATE_BOOL(allmulti, NetRxFilter),
+    VMSTATE_BOOL(alluni, NetRxFilter),
+    VMSTATE_BOOL(nomulti, NetRxFilter),
+    VMSTATE_BOOL(nouni, NetRxFilter),
+    VMSTATE_BOOL(nobcast, NetRxFilter),
+    VMSTATE_BOOL(uni_overflow, NetRxFilter),
+    VMSTATE_BOOL(multi_overflow, NetRxFilter),
+    VMSTATE_END_OF_LIST(),
+};
+
+static const VMStateDesc rx_mode_vmsd = {
+    .name = "virtio-net-rx-mode",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .fields = rx_mode_fields,
+};
+
+static const VMStateField virtio_net_fields[] = {
+    VMSTATE_VIRTIO_PCI(proxy, VirtIONet),
+    VMSTATE_UINT8_ARRAY(mac, VirtIONet, 6),
+    VMSTATE_UINT32(curr_pairs, VirtIONet),
+    VMSTATE_BOOL(nic_link_down, VirtIONet),
+    VMSTATE_STRUCT(rx, VirtIONet, rx_mode_vmsd, NetRxFilter),
+    VMSTATE_VARRAY(uni, VirtIONet, rx.n_uni, MAC_TABLE_SIZE, VMS_BUFFER),
+    VMSTATE_VARRAY(multi, VirtIONet, rx.n_multi, MAC_TABLE_SIZE, VMS_BUFFER),
+    VMSTATE_UINT32_ARRAY(vlans, VirtIONet, MAX_VLAN / 32),
+    VMSTATE_BOOL(announce_pending, VirtIONet),
+    VMSTATE_END_OF_LIST(),
+};
+
+static const VMStateDesc virtio_net_vmsd = {
+    .name = "virtio-net-pci",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .fields = virtio_net_fields,
+    .pre_save = virtio_net_pre_save,
+    .post_load = virtio_net_post_load,
 };
 
 /* ---- device ---- */
@@ -785,6 +1032,9 @@ static bool virtio_net_realize(DeviceState *dev, Machine *m, Error **errp)
     if (n->max_pairs > 1) {
         features |= 1ull << VIRTIO_NET_F_MQ;
     }
+    if (n->guest_announce) {
+        features |= 1ull << VIRTIO_NET_F_GUEST_ANNOUNCE;
+    }
     if (n->vnet_hdr) {
         if (n->csum) {
             features |= (1ull << VIRTIO_NET_F_CSUM) | (1ull << VIRTIO_NET_F_HOST_TSO4) |
@@ -807,7 +1057,13 @@ static bool virtio_net_realize(DeviceState *dev, Machine *m, Error **errp)
     memcpy(n->vdev.config + CFG_MAC, n->mac, 6);
     memcpy(n->vdev.config + CFG_MAX_PAIRS, &pairs, 2);
     net_update_link(n); /* the config status starts at 0: link down */
+    n->rx.uni = (const uint8_t (*)[6])n->uni;
+    n->rx.multi = (const uint8_t (*)[6])n->multi;
     net_rx_filter_reset(n);
+    if (m->clock) {
+        n->announce_timer = timer_new(m->clock, net_announce_round, n);
+    }
+    n->start_hook = machine_add_start_hook(m, net_vm_started, n);
     if (!virtio_pci_realize(&n->proxy, &n->vdev, m, 0x020000, errp)) {
         virtio_net_unrealize(dev); /* the registry only unrealizes realized devices */
         return false;
@@ -819,6 +1075,11 @@ static void virtio_net_unrealize(DeviceState *dev)
 {
     VirtIONet *n = (VirtIONet *)dev;
 
+    if (n->start_hook) {
+        machine_remove_start_hook(n->m, n->start_hook);
+        n->start_hook = NULL;
+    }
+    g_clear_pointer(&n->announce_timer, timer_free);
     for (unsigned i = 0; i < n->max_pairs; i++) {
         if (n->qp[i].tx_more) {
             g_source_remove(n->qp[i].tx_more);
@@ -850,6 +1111,8 @@ static const PropertyDef virtio_net_props[] = {
                 "offer tx checksum/TSO offload (vnet_hdr backends: tap)"),
     DEFINE_PROP("guest_csum", PROP_BOOL, VirtIONet, guest_csum, "on",
                 "offer rx checksum/TSO offload (vnet_hdr backends: tap)"),
+    DEFINE_PROP("guest_announce", PROP_BOOL, VirtIONet, guest_announce, "on",
+                "after a migration, ask the guest to announce itself (GUEST_ANNOUNCE)"),
     { .name = NULL },
 };
 
@@ -862,4 +1125,5 @@ const DeviceClass virtio_net_pci_class = {
     .realize = virtio_net_realize,
     .reset = virtio_net_reset,
     .unrealize = virtio_net_unrealize,
+    .vmsd = &virtio_net_vmsd,
 };

@@ -148,12 +148,12 @@ bool net_init_netdevs(Machine *m, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
 bool net_create_nics(Machine *m, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
 void net_cleanup(Machine *m);
 
-/* A NIC's receive filter, for query-rx-filter. */
+/* A NIC's receive filter, for query-rx-filter (a NIC may keep its live filter in one). */
 struct NetRxFilter {
     bool promisc, allmulti, alluni, nomulti, nouni, nobcast;
     bool multi_overflow, uni_overflow;
     uint8_t mac[6];
-    unsigned n_uni, n_multi;
+    uint32_t n_uni, n_multi;
     const uint8_t (*uni)[6], (*multi)[6];
     bool vlan_filtering;         /* CTRL_VLAN negotiated: only vlans[] pass */
     GArray *vlans;               /* of int, filled by the NIC (caller frees) */
@@ -162,6 +162,20 @@ struct NetRxFilter {
 /* NICs register their first queue's client so the monitor finds them. */
 void net_nic_register(Machine *m, NetClientState *nc);
 void net_nic_unregister(Machine *m, NetClientState *nc);
+
+/* ---- self-announce after migration (net/announce.c, QEMU's announce-self) ---- */
+
+#define NET_ANNOUNCE_ROUNDS    5   /* RARP rounds a NIC sends after a migration */
+#define NET_ANNOUNCE_FRAME_LEN 60
+/* Delay after announce round `round` (0-based) before the next: 50 ms, then 100 ms more
+ * each round, at most 550 ms (QEMU's announce-initial/-step/-max defaults). */
+int64_t net_announce_delay_ns(unsigned round);
+/* QEMU's announce frame for mac: a broadcast RARP request (op 3, EtherType 0x8035) whose
+ * sender and target hardware addresses are mac, padded to 60 bytes; returns 60. */
+size_t net_announce_rarp(uint8_t buf[NET_ANNOUNCE_FRAME_LEN], const uint8_t mac[6]);
+/* A NIC's own frame (not from the guest) to its backend, with a zero NetVnetHdr in front
+ * when the link carries one; false when it was dropped. */
+bool net_nic_send_frame(NetClientState *nc, const void *frame, size_t len);
 
 /* `info network` text (HMP), lines ending in CR LF. */
 void net_info_network(Machine *m, GString *out);

@@ -4,11 +4,18 @@
  * linked to the NIC.  Rx header and length, a frame too big for the buffers (dropped,
  * nothing written past them), mergeable rx buffers, tx without the header for a backend
  * without vnet_hdr, and the control queue: rx mode, MAC table, its malformed forms, and
- * commands the device did not offer.
+ * commands the device did not offer.  Migration: the device's state through
+ * vmstate_save_all / vmstate_load_all into a second machine (rx filter, MAC, VLANs, rings
+ * continue), the announce after loading (RARP rounds, GUEST_ANNOUNCE and its ack),
+ * corrupt sections refused without touching the device, and no guest memory written
+ * while the VM is stopped.
  */
 #include <string.h>
 #include <glib.h>
 #include "sen/net.h"
+#include "sen/runstate.h"
+#include "sen/timer.h"
+#include "sen/vmstate.h"
 #include "virtio-test-util.h"
 
 #define F_MAC           (1ull << 5)
@@ -16,7 +23,10 @@
 #define F_STATUS        (1ull << 16)
 #define F_CTRL_VQ       (1ull << 17)
 #define F_CTRL_RX       (1ull << 18)
+#define F_CTRL_VLAN     (1ull << 19)
 #define F_CTRL_RX_EXTRA (1ull << 20)
+#define F_GUEST_ANNOUNCE (1ull << 21)
+#define F_CTRL_MAC_ADDR (1ull << 23)
 #define F_VERSION_1     (1ull << 32)
 
 #define HDR_LEN  12
@@ -35,6 +45,7 @@ typedef struct Fixture {
     GPtrArray *sent;              /* of GByteArray*: frames the NIC sent to the backend */
     uint16_t avail[3];
     uint16_t next_desc[3];
+    const uint8_t *mac;           /* the NIC's MAC as the driver set it */
 } Fixture;
 
 static ssize_t peer_receive(NetClientState *nc, const struct iovec *iov, int iovcnt)
@@ -51,13 +62,16 @@ static ssize_t peer_receive(NetClientState *nc, const struct iovec *iov, int iov
 
 static const NetClientInfo peer_info = { .type = "test", .receive = peer_receive };
 
-static void fixture_init(Fixture *f, uint64_t want)
+/* Machine, NIC and the test's backend; the VM counts as running. */
+static void fixture_setup(Fixture *f)
 {
     Error *err = NULL;
     char *argv[] = { "sen", NULL };
 
     memset(f, 0, sizeof(*f));
     vt_init(&f->vt, 1, argv);
+    f->vt.m.clock = virt_clock_new(true);
+    f->vt.m.runstate = RUN_STATE_RUNNING;
     f->vt.dev = (PCIDevice *)vt_add_device(&f->vt, "virtio-net-pci", NULL, &err);
     vt_check_no_error(err);
     g_assert_nonnull(f->vt.dev);
@@ -68,6 +82,12 @@ static void fixture_init(Fixture *f, uint64_t want)
     f->peer->opaque = f;
     net_link(f->nic, f->peer);
     f->sent = g_ptr_array_new_with_free_func((GDestroyNotify)g_byte_array_unref);
+    f->mac = nic_mac;
+}
+
+static void fixture_init(Fixture *f, uint64_t want)
+{
+    fixture_setup(f);
 
     /* The driver: reset, features, three queues (rx, tx, control), DRIVER_OK. */
     vt_map_bar4(&f->vt);
@@ -106,6 +126,7 @@ static void fixture_done(Fixture *f)
     vt_done(&f->vt);            /* the NIC goes first: the peer loses its link */
     net_client_free(f->peer);
     net_cleanup(&f->vt.m);
+    virt_clock_free(f->vt.m.clock);
 }
 
 typedef struct {
@@ -281,7 +302,7 @@ static bool delivered(Fixture *f, const uint8_t dst[6])
         return true;
     }
     /* Filtered: take the buffer back with a frame that passes (the NIC's own MAC). */
-    send_to_nic(f, nic_mac, 64, 0);
+    send_to_nic(f, f->mac, 64, 0);
     g_assert_cmpuint(used_idx(f, RXQ), ==, (uint16_t)(before + 1));
     return false;
 }
@@ -344,6 +365,276 @@ static void test_ctrl_rx_filter(void)
     fixture_done(&f);
 }
 
+/* ---- migration ---- */
+
+static const uint8_t other_mac[6] = { 0x02, 0, 0, 0, 0, 0x01 };
+static const uint8_t other2_mac[6] = { 0x02, 0, 0, 0, 0, 0x02 };
+static const uint8_t mcast_mac[6] = { 0x01, 0x00, 0x5e, 0, 0, 0x01 };
+static const uint8_t new_mac[6] = { 0x52, 0x54, 0x00, 0xab, 0xcd, 0xef };
+
+#define F_MIGRATE (F_MAC | F_STATUS | F_CTRL_VQ | F_CTRL_RX | F_CTRL_RX_EXTRA | F_CTRL_VLAN | \
+                   F_CTRL_MAC_ADDR | F_GUEST_ANNOUNCE)
+
+/* Promiscuous off, broadcasts off, tables [other] / [mcast], VLAN 5, MAC new_mac. */
+static void drive_filter(Fixture *f)
+{
+    uint8_t off = 0, on = 1;
+    uint8_t table[4 + 6 + 4 + 6] = { 1, 0, 0, 0 };
+    uint8_t vid[2] = { 5, 0 };
+
+    memcpy(table + 4, other_mac, 6);
+    table[10] = 1;
+    memcpy(table + 14, mcast_mac, 6);
+    g_assert_cmpuint(ctrl(f, 0, 0, &off, 1), ==, 0);
+    g_assert_cmpuint(ctrl(f, 0, 5, &on, 1), ==, 0);
+    g_assert_cmpuint(ctrl(f, 1, 0, table, sizeof(table)), ==, 0);
+    g_assert_cmpuint(ctrl(f, 2, 0, vid, 2), ==, 0);
+    g_assert_cmpuint(ctrl(f, 1, 1, new_mac, 6), ==, 0);
+    f->mac = new_mac;
+}
+
+static GByteArray *save_machine(Fixture *f)
+{
+    GByteArray *blob = g_byte_array_new();
+    Error *err = NULL;
+    if (!vmstate_save_all(&f->vt.m, blob, &err)) {
+        g_error("save: %s", error_get_pretty(err));
+    }
+    return blob;
+}
+
+/* B continues A: its RAM, its device state, and the driver's ring counters. */
+static void load_machine(Fixture *b, Fixture *a, const GByteArray *blob)
+{
+    Error *err = NULL;
+    memcpy(b->vt.ram, a->vt.ram, VT_RAM_SIZE);
+    if (!vmstate_load_all(&b->vt.m, blob->data, blob->len, &err)) {
+        g_error("load: %s", error_get_pretty(err));
+    }
+    memcpy(b->avail, a->avail, sizeof(a->avail));
+    memcpy(b->next_desc, a->next_desc, sizeof(a->next_desc));
+}
+
+static unsigned rarps_sent(Fixture *f, const uint8_t mac[6])
+{
+    unsigned n = 0;
+    for (guint i = 0; i < f->sent->len; i++) {
+        GByteArray *b = g_ptr_array_index(f->sent, i);
+        static const uint8_t rarp_head[10] = { 0x80, 0x35, 0, 1, 0x08, 0x00, 6, 4, 0, 3 };
+        g_assert_cmpuint(b->len, ==, 60);
+        g_assert_cmpmem(b->data, 6, "\xff\xff\xff\xff\xff\xff", 6);
+        g_assert_cmpmem(b->data + 6, 6, mac, 6);
+        g_assert_cmpmem(b->data + 12, 10, rarp_head, 10);
+        g_assert_cmpmem(b->data + 22, 6, mac, 6);
+        g_assert_cmpmem(b->data + 32, 6, mac, 6);
+        n++;
+    }
+    return n;
+}
+
+static uint16_t cfg_status(Fixture *f)
+{
+    return (uint16_t)vt_rd(&f->vt, 0x2000 + 6, 2);
+}
+
+static void clock_step_ms(Fixture *f, int64_t ms)
+{
+    virt_clock_step(f->vt.m.clock, ms * 1000 * 1000);
+}
+
+static void test_migrate_round_trip(void)
+{
+    Fixture a, b;
+
+    fixture_init(&a, F_MIGRATE);
+    drive_filter(&a);
+    g_assert_true(delivered(&a, other_mac));   /* one rx buffer used, on A */
+    g_autoptr(GByteArray) blob = save_machine(&a);
+    clock_step_ms(&a, 2000);
+    g_assert_cmpuint(a.sent->len, ==, 0);      /* the source does not announce */
+
+    fixture_setup(&b);
+    load_machine(&b, &a, blob);
+    b.mac = new_mac;
+    fixture_done(&a);
+
+    /* The filter, MAC and VLANs came along: query-rx-filter reads the same. */
+    NetRxFilter rf = { 0 };
+    b.nic->rx_filter_query(b.nic, &rf);
+    g_assert_false(rf.promisc);
+    g_assert_true(rf.nobcast);
+    g_assert_cmpmem(rf.mac, 6, new_mac, 6);
+    g_assert_cmpuint(rf.n_uni, ==, 1);
+    g_assert_cmpmem(rf.uni[0], 6, other_mac, 6);
+    g_assert_cmpuint(rf.n_multi, ==, 1);
+    g_assert_cmpmem(rf.multi[0], 6, mcast_mac, 6);
+    g_assert_true(rf.vlan_filtering);
+    g_assert_cmpuint(rf.vlans->len, ==, 1);
+    g_assert_cmpint(g_array_index(rf.vlans, int, 0), ==, 5);
+    g_array_unref(rf.vlans);
+    for (unsigned i = 0; i < 6; i++) {
+        g_assert_cmphex(vt_rd(&b.vt, 0x2000 + i, 1), ==, new_mac[i]);
+    }
+
+    /* Announce: the first round as soon as the clock runs, five in all, 0.8 s. */
+    clock_step_ms(&b, 0);
+    g_assert_cmpuint(rarps_sent(&b, new_mac), ==, 1);
+    g_assert_cmphex(cfg_status(&b), ==, 1 | 2);  /* LINK_UP | ANNOUNCE */
+    g_assert_cmphex(vt_rd(&b.vt, 0x1000, 1) & 2, ==, 2);  /* config change in the ISR */
+    clock_step_ms(&b, 49);
+    g_assert_cmpuint(rarps_sent(&b, new_mac), ==, 1);
+    clock_step_ms(&b, 1);
+    g_assert_cmpuint(rarps_sent(&b, new_mac), ==, 2);
+    clock_step_ms(&b, 750);
+    g_assert_cmpuint(rarps_sent(&b, new_mac), ==, 5);
+    clock_step_ms(&b, 5000);
+    g_assert_cmpuint(rarps_sent(&b, new_mac), ==, 5);
+    g_assert_cmpuint(ctrl(&b, 3, 0, NULL, 0), ==, 0);   /* ANNOUNCE_ACK */
+    g_assert_cmphex(cfg_status(&b), ==, 1);
+    g_assert_cmpuint(ctrl(&b, 3, 0, NULL, 0), ==, 1);   /* nothing left to ack */
+    g_ptr_array_set_size(b.sent, 0);
+
+    /* The rings continue where A left them, with A's filter. */
+    g_assert_true(delivered(&b, other_mac));
+    g_assert_true(delivered(&b, new_mac));
+    g_assert_false(delivered(&b, other2_mac));
+    g_assert_false(delivered(&b, (const uint8_t *)"\xff\xff\xff\xff\xff\xff"));
+    g_assert_true(delivered(&b, mcast_mac));
+    g_assert_cmpuint(used_idx(&b, RXQ), ==, 6);
+    g_assert_false(vt_rd(&b.vt, CC_STATUS, 1) & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
+    fixture_done(&b);
+}
+
+/* Without GUEST_ANNOUNCE the RARP rounds alone; the status never shows ANNOUNCE. */
+static void test_migrate_announce_rarp_only(void)
+{
+    Fixture a, b;
+
+    fixture_init(&a, F_MAC | F_STATUS);
+    g_autoptr(GByteArray) blob = save_machine(&a);
+    fixture_setup(&b);
+    load_machine(&b, &a, blob);
+    fixture_done(&a);
+    clock_step_ms(&b, 1000);
+    g_assert_cmpuint(rarps_sent(&b, nic_mac), ==, 5);
+    g_assert_cmphex(cfg_status(&b), ==, 1);
+    fixture_done(&b);
+}
+
+/* Offset of the data of top-level record `name` in a payload (record = u8 namelen |
+ * name | u32 len | data). */
+static size_t record_data(const GByteArray *p, const char *name, uint32_t *len)
+{
+    size_t pos = 0, nl = strlen(name);
+    while (pos < p->len) {
+        uint8_t l = p->data[pos];
+        uint32_t dl;
+        memcpy(&dl, p->data + pos + 1 + l, 4);
+        if (l == nl && memcmp(p->data + pos + 1, name, nl) == 0) {
+            *len = GUINT32_FROM_LE(dl);
+            return pos + 1 + l + 4;
+        }
+        pos += 1 + l + 4 + GUINT32_FROM_LE(dl);
+    }
+    g_error("no record %s", name);
+}
+
+static const VMStateDesc *net_vmsd(Fixture *f)
+{
+    return f->vt.dev->qdev.cls->vmsd;
+}
+
+/* Loads a tampered payload into B's device: refused with `want`, B as it was. */
+static void refuse_payload(Fixture *b, const GByteArray *p, const char *want)
+{
+    Error *err = NULL;
+    g_assert_false(vmstate_load_payload(net_vmsd(b), b->vt.dev, 1, p->data, p->len,
+                                        "virtio-net-pci.0", &err));
+    g_assert_nonnull(err);
+    if (!strstr(error_get_pretty(err), want)) {
+        g_error("want '%s' in: %s", want, error_get_pretty(err));
+    }
+    error_free(err);
+}
+
+static void test_migrate_corrupt_refused(void)
+{
+    Fixture a, b;
+    Error *err = NULL;
+    uint32_t len;
+
+    fixture_init(&a, F_MIGRATE);
+    drive_filter(&a);
+    g_autoptr(GByteArray) good = g_byte_array_new();
+    g_assert_true(vmstate_save_payload(net_vmsd(&a), a.vt.dev, good, &err));
+    fixture_setup(&b);
+
+    /* A MAC table count beyond the 64 entries (the bytes are not there either). */
+    g_autoptr(GByteArray) p = g_byte_array_new();
+    g_byte_array_append(p, good->data, good->len);
+    size_t at = record_data(p, "uni", &len);
+    p->data[at] = 65;
+    refuse_payload(&b, p, "uni");
+
+    /* A bool that is not 0 or 1, and a truncated payload. */
+    g_byte_array_set_size(p, 0);
+    g_byte_array_append(p, good->data, good->len);
+    at = record_data(p, "announce_pending", &len);
+    p->data[at] = 7;
+    refuse_payload(&b, p, "announce_pending");
+    g_byte_array_set_size(p, 0);
+    g_byte_array_append(p, good->data, good->len - 3);
+    refuse_payload(&b, p, "truncated");
+
+    /* The codec checks a whole payload before writing: B's device took none of it,
+     * still the reset filter and MAC. */
+    NetRxFilter rf = { 0 };
+    b.nic->rx_filter_query(b.nic, &rf);
+    g_assert_true(rf.promisc);
+    g_assert_cmpmem(rf.mac, 6, nic_mac, 6);
+    g_assert_cmpuint(rf.n_uni, ==, 0);
+    g_array_unref(rf.vlans);
+
+    /* More queue pairs than the device has: post_load refuses (the values are written
+     * by then; the destination exits on any load error). */
+    g_byte_array_set_size(p, 0);
+    g_byte_array_append(p, good->data, good->len);
+    at = record_data(p, "curr_pairs", &len);
+    g_assert_cmpuint(len, ==, 4);
+    p->data[at] = 2;
+    refuse_payload(&b, p, "the source uses 2 queue pairs, this device has 1");
+
+    /* The untouched payload loads. */
+    g_assert_true(vmstate_load_payload(net_vmsd(&b), b.vt.dev, 1, good->data, good->len,
+                                       "virtio-net-pci.0", &err));
+    g_assert_null(err);
+    fixture_done(&a);
+    fixture_done(&b);
+}
+
+/* While the VM is stopped a frame waits in the net queue, nothing is written to guest
+ * memory; the start delivers it. */
+static void test_stopped_vm_holds_rx(void)
+{
+    Fixture f;
+
+    fixture_init(&f, F_MAC | F_STATUS);
+    Buf rx = { BUF(0), 2048, true };
+    post(&f, RXQ, &rx, 1);
+    memset(f.vt.ram + BUF(0), 0xcc, 64);
+    f.vt.m.runstate = RUN_STATE_FINISH_MIGRATE;
+    send_to_nic(&f, nic_mac, 100, 7);
+    g_assert_cmpuint(used_idx(&f, RXQ), ==, 0);
+    g_assert_cmphex(f.vt.ram[BUF(0)], ==, 0xcc);
+    g_assert_cmpuint(f.nic->incoming.length, ==, 1);
+    f.vt.m.runstate = RUN_STATE_RUNNING;
+    machine_run_start_hooks(&f.vt.m);
+    g_assert_cmpuint(used_idx(&f, RXQ), ==, 1);
+    g_autoptr(GByteArray) want = frame(nic_mac, 100, 7);
+    g_assert_cmpmem(f.vt.ram + BUF(0) + HDR_LEN, 100, want->data, 100);
+    fixture_done(&f);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -351,5 +642,9 @@ int main(int argc, char **argv)
     g_test_add_func("/virtio-net/rx-too-big", test_rx_too_big);
     g_test_add_func("/virtio-net/mrg-rxbuf", test_mrg_rxbuf);
     g_test_add_func("/virtio-net/ctrl-rx-filter", test_ctrl_rx_filter);
+    g_test_add_func("/virtio-net/migrate-round-trip", test_migrate_round_trip);
+    g_test_add_func("/virtio-net/migrate-announce-rarp-only", test_migrate_announce_rarp_only);
+    g_test_add_func("/virtio-net/migrate-corrupt-refused", test_migrate_corrupt_refused);
+    g_test_add_func("/virtio-net/stopped-vm-holds-rx", test_stopped_vm_holds_rx);
     return g_test_run();
 }

@@ -4,7 +4,8 @@
  * through its ports, saved, and loaded into a fresh machine B built from the same command
  * line.  Then the same sequence of guest-visible reads must give the same answers on A
  * and on B, and the values we put there must be among them.  Mismatching machines
- * (device set, RAM size) must be refused with errors that say what differs.
+ * (device set, RAM size, a virtio-net that does not offer what the driver accepted) must
+ * be refused with errors that say what differs.
  */
 #include <string.h>
 #include <glib.h>
@@ -389,6 +390,86 @@ static void test_q35_split_round_trip(void)
     machine_destroy(b);
 }
 
+/* -device virtio-net-pci: a driver (features, one queue, DRIVER_OK) through config
+ * space and BAR 4; its registers and the device config read the same on B. */
+#define NET_BAR 0xe0000000ULL
+#define NET_DEVFN (4 << 3)
+
+static void pci_cfg_wr(Machine *m, unsigned reg, unsigned size, uint32_t v)
+{
+    machine_lock(m);
+    io_space_write(m->pio, 0xcf8, 4, 0x80000000u | NET_DEVFN << 8 | (reg & 0xfc));
+    io_space_write(m->pio, 0xcfc + (reg & 3), size, v);
+    machine_unlock(m);
+}
+
+static void net_drive(Machine *m)
+{
+    pci_cfg_wr(m, 0x20, 4, (uint32_t)NET_BAR | 4);   /* BAR 4, 64-bit */
+    pci_cfg_wr(m, 0x24, 4, 0);
+    pci_cfg_wr(m, 0x04, 2, 0x6);
+    mmio_wr(m, NET_BAR + 0x14, 1, 1 | 2);
+    mmio_wr(m, NET_BAR + 0x00, 4, 0);
+    uint32_t lo = (uint32_t)mmio_rd(m, NET_BAR + 0x04, 4);
+    g_assert_cmphex(lo & (1u << 21), !=, 0);         /* GUEST_ANNOUNCE offered */
+    mmio_wr(m, NET_BAR + 0x08, 4, 0);
+    mmio_wr(m, NET_BAR + 0x0c, 4, (1u << 5) | (1u << 16) | (1u << 17) | (1u << 21));
+    mmio_wr(m, NET_BAR + 0x08, 4, 1);
+    mmio_wr(m, NET_BAR + 0x0c, 4, 1);                /* VERSION_1 */
+    mmio_wr(m, NET_BAR + 0x14, 1, 1 | 2 | 8);
+    mmio_wr(m, NET_BAR + 0x16, 2, 0);
+    mmio_wr(m, NET_BAR + 0x18, 2, 64);
+    mmio_wr(m, NET_BAR + 0x20, 8, 0x100000);
+    mmio_wr(m, NET_BAR + 0x28, 8, 0x101000);
+    mmio_wr(m, NET_BAR + 0x30, 8, 0x102000);
+    mmio_wr(m, NET_BAR + 0x1c, 2, 1);
+    mmio_wr(m, NET_BAR + 0x14, 1, 1 | 2 | 4 | 8);
+}
+
+static GByteArray *net_observe(Machine *m)
+{
+    static const struct { uint16_t off; uint8_t size; } regs[] = {
+        { 0x14, 1 }, { 0x16, 2 }, { 0x18, 2 }, { 0x1c, 2 }, { 0x20, 8 }, { 0x28, 8 },
+        { 0x30, 8 }, { 0x2000, 4 }, { 0x2004, 4 }, { 0x2008, 2 },
+    };
+    GByteArray *b = g_byte_array_new();
+    mmio_wr(m, NET_BAR + 0x08, 4, 0);
+    for (unsigned i = 0; i < G_N_ELEMENTS(regs); i++) {
+        uint64_t v = mmio_rd(m, NET_BAR + regs[i].off, regs[i].size);
+        g_byte_array_append(b, (const guint8 *)&v, sizeof(v));
+    }
+    uint64_t gf = mmio_rd(m, NET_BAR + 0x0c, 4);
+    g_byte_array_append(b, (const guint8 *)&gf, sizeof(gf));
+    return b;
+}
+
+static void test_virtio_net_round_trip(void)
+{
+    const char *line = "-device virtio-net-pci,addr=4,mac=52:54:00:12:34:99";
+    Machine *a = make_machine(line);
+    net_drive(a);
+    g_autoptr(GByteArray) blob = save(a);
+    g_autoptr(GByteArray) seen_a = net_observe(a);
+    machine_destroy(a);
+    g_assert_nonnull(memmem(blob->data, blob->len, "virtio-net-pci.0", 16));
+
+    Machine *b = make_machine(line);
+    Error *err = NULL;
+    if (!vmstate_load_all(b, blob->data, blob->len, &err)) {
+        g_error("load: %s", error_get_pretty(err));
+    }
+    g_autoptr(GByteArray) seen_b = net_observe(b);
+    g_assert_cmpmem(seen_b->data, seen_b->len, seen_a->data, seen_a->len);
+    g_assert_cmphex(mmio_rd(b, NET_BAR + 0x14, 1), ==, 1 | 2 | 4 | 8);
+    g_assert_cmphex(mmio_rd(b, NET_BAR + 0x20, 8), ==, 0x100000);
+    g_assert_cmphex(mmio_rd(b, NET_BAR + 0x2004, 2), ==, 0x9934);   /* MAC bytes 4-5 */
+    machine_destroy(b);
+
+    /* A destination that does not offer GUEST_ANNOUNCE cannot take this driver. */
+    g_autofree char *msg = load_error(blob, "-device virtio-net-pci,addr=4,guest_announce=off");
+    g_assert_nonnull(strstr(msg, "does not offer"));
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -397,5 +478,6 @@ int main(int argc, char **argv)
     g_test_add_func("/vmstate-devices/intel-iommu-round-trip", test_intel_iommu_round_trip);
     g_test_add_func("/vmstate-devices/q35-split-round-trip", test_q35_split_round_trip);
     g_test_add_func("/vmstate-devices/bad-device-state", test_board_bad_device_state);
+    g_test_add_func("/vmstate-devices/virtio-net-round-trip", test_virtio_net_round_trip);
     return g_test_run();
 }
