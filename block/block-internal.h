@@ -30,6 +30,15 @@ BlockDriverState *bdrv_open_ex(const char *filename, Keyval *options, const char
                                int flags, BlockNodeLookup *lookup, void *lookup_opaque,
                                Error **errp) G_GNUC_WARN_UNUSED_RESULT;
 
+/*
+ * Opens the child `key` of parent from its options while parent's driver opens (QEMU's
+ * BlockdevRef: key=node-name, or key.driver=..., key.filename=...; driver defaults to
+ * file).  Returns a new reference, or NULL: with *errp set on failure, unset when opts
+ * name no such child.
+ */
+BlockDriverState *bdrv_open_child(BlockDriverState *parent, Keyval *opts, const char *key,
+                                  int flags, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+
 /* iovec helpers */
 size_t block_iov_size(const struct iovec *iov, int niov);
 void block_iov_to_buf(const struct iovec *iov, int niov, size_t off, void *buf,

@@ -24,6 +24,9 @@ typedef struct BlockNode {
     BlockDriverState bs;
     GMutex lock;            /* guards pool creation and total_size growth */
     BlockPool *pool;
+    /* While the driver opens: how references to other nodes resolve (bdrv_open_child). */
+    BlockNodeLookup *lookup;
+    void *lookup_opaque;
 } BlockNode;
 
 static BlockNode *block_node(BlockDriverState *bs)
@@ -339,7 +342,9 @@ static bool bdrv_parse_common(Keyval *opts, const char *what, int *flags,
 static BlockDriverState *bdrv_open_driver(const BlockDriver *drv, const char *filename,
                                           const char *node_name, Keyval *opts, int flags,
                                           BlockDetectZeroes dz, BlockDriverState *file,
-                                          bool probed, const char *what, Error **errp)
+                                          bool probed, BlockNodeLookup *lookup,
+                                          void *lookup_opaque, const char *what,
+                                          Error **errp)
 {
     BlockDriverState *bs = bdrv_new_node(drv, filename, node_name, flags);
 
@@ -349,7 +354,12 @@ static BlockDriverState *bdrv_open_driver(const BlockDriver *drv, const char *fi
     if (file) {
         bs->request_alignment = file->request_alignment;
     }
-    if (drv->open && !drv->open(bs, opts, flags, errp)) {
+    block_node(bs)->lookup = lookup;
+    block_node(bs)->lookup_opaque = lookup_opaque;
+    bool opened = !drv->open || drv->open(bs, opts, flags, errp);
+    block_node(bs)->lookup = NULL;
+    block_node(bs)->lookup_opaque = NULL;
+    if (!opened) {
         /* A driver cleans up after its own failed open: no close. */
         BlockDriverState *backing = bs->backing;
         bdrv_free_node(bs);
@@ -471,7 +481,7 @@ BlockDriverState *bdrv_open_ex(const char *filename, Keyval *options, const char
             return NULL;
         }
         return bdrv_open_driver(drv, filename, node_name, opts, flags, dz, NULL, false,
-                                what, errp);
+                                NULL, NULL, what, errp);
     }
 
     file = bdrv_open_file_child(filename, opts, flags, lookup, lookup_opaque, what, errp);
@@ -487,7 +497,37 @@ BlockDriverState *bdrv_open_ex(const char *filename, Keyval *options, const char
     }
 
     return bdrv_open_driver(drv, filename ? filename : file->filename, node_name, opts,
-                            flags, dz, file, probed, what, errp);
+                            flags, dz, file, probed, lookup, lookup_opaque, what, errp);
+}
+
+BlockDriverState *bdrv_open_child(BlockDriverState *parent, Keyval *opts, const char *key,
+                                  int flags, Error **errp)
+{
+    BlockNode *node = block_node(parent);
+    g_autofree char *ref = keyval_take(opts, key);
+    g_autoptr(Keyval) sub = block_keyval_extract(opts, key);
+
+    if (ref && sub) {
+        error_setg(errp, "%s: %s=%s and %s.* options cannot be combined", parent->filename,
+                   key, ref, key);
+        return NULL;
+    }
+    if (ref) {
+        BlockDriverState *child = node->lookup ? node->lookup(node->lookup_opaque, ref) : NULL;
+        if (!child) {
+            error_setg(errp, "%s: %s=%s: no block node named '%s'", parent->filename, key, ref,
+                       ref);
+        }
+        return child;
+    }
+    if (!sub) {
+        return NULL;
+    }
+    if (!keyval_has(sub, "driver")) {
+        block_keyval_add(sub, "driver", "file");
+    }
+    return bdrv_open_ex(NULL, g_steal_pointer(&sub), NULL, flags, node->lookup,
+                        node->lookup_opaque, errp);
 }
 
 BlockDriverState *bdrv_open(const char *filename, Keyval *options, const char *format,

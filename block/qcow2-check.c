@@ -49,7 +49,7 @@ static int check_l2(CheckState *c, uint64_t l2off, bool active, uint8_t *tbl)
     uint64_t n = 1ull << s->l2_bits;
     for (uint64_t i = 0; i < n; i++) {
         uint64_t l2e = qcow2_ld64(tbl + i * s->l2e_size);
-        Qcow2ClusterType t = qcow2_l2e_type(l2e, s->extl2 ? 2 : s->h.version);
+        Qcow2ClusterType t = qcow2_cluster_type(s, l2e);
         if (t == QCOW2_CLUSTER_COMPRESSED) {
             ref_range(c, qcow2_compressed_offset(l2e, s->cluster_bits),
                       qcow2_compressed_len(l2e, s->cluster_bits));
@@ -60,7 +60,7 @@ static int check_l2(CheckState *c, uint64_t l2off, bool active, uint8_t *tbl)
             continue;
         }
         uint64_t host = l2e & QCOW2_L2E_OFFSET_MASK;
-        if (!host) {
+        if (!qcow2_l2e_has_host(s, l2e)) {
             continue;
         }
         if (host % s->cluster_size) {
@@ -72,7 +72,10 @@ static int check_l2(CheckState *c, uint64_t l2off, bool active, uint8_t *tbl)
         if (active && t == QCOW2_CLUSTER_NORMAL) {
             c->res->allocated_clusters++;
         }
-        ref_range(c, host, s->cluster_size);
+        /* Clusters of an external data file are not refcounted (qcow2.txt, QEMU). */
+        if (!qcow2_has_data_file(s)) {
+            ref_range(c, host, s->cluster_size);
+        }
     }
     return 0;
 }
@@ -154,7 +157,8 @@ static void check_copied(CheckState *c, int fix)
             if (!host || host % s->cluster_size) {
                 continue;
             }
-            rc = stored_refcount(s, host >> s->cluster_bits);
+            /* A data file's clusters count as referenced once: no snapshots share them. */
+            rc = qcow2_has_data_file(s) ? 1 : stored_refcount(s, host >> s->cluster_bits);
             if ((rc == 1) != !!(l2e & QCOW2_OFLAG_COPIED)) {
                 fprintf(stderr, "%s OFLAG_COPIED data cluster: l2_entry=%"
                         G_GINT64_MODIFIER "x refcount=%" G_GUINT64_FORMAT "\n",

@@ -26,7 +26,8 @@ Qcow2ClusterType qcow2_l2e_type(uint64_t l2e, int version)
     return host ? QCOW2_CLUSTER_NORMAL : QCOW2_CLUSTER_UNALLOCATED;
 }
 
-Qcow2SubclusterType qcow2_l2e_subcluster_type(uint64_t l2e, uint64_t bitmap, unsigned sc)
+static Qcow2SubclusterType subcluster_type(uint64_t l2e, bool has_host, uint64_t bitmap,
+                                           unsigned sc)
 {
     if (l2e & QCOW2_OFLAG_COMPRESSED) {
         return bitmap ? QCOW2_SC_INVALID : QCOW2_SC_COMPRESSED;
@@ -36,7 +37,7 @@ Qcow2SubclusterType qcow2_l2e_subcluster_type(uint64_t l2e, uint64_t bitmap, uns
     if (alloc && zero) {
         return QCOW2_SC_INVALID;
     }
-    if (!(l2e & QCOW2_L2E_OFFSET_MASK)) {
+    if (!has_host) {
         if (alloc) {
             return QCOW2_SC_INVALID;
         }
@@ -46,6 +47,39 @@ Qcow2SubclusterType qcow2_l2e_subcluster_type(uint64_t l2e, uint64_t bitmap, uns
         return QCOW2_SC_ZERO_ALLOC;
     }
     return alloc ? QCOW2_SC_NORMAL : QCOW2_SC_UNALLOCATED_ALLOC;
+}
+
+Qcow2SubclusterType qcow2_l2e_subcluster_type(uint64_t l2e, uint64_t bitmap, unsigned sc)
+{
+    return subcluster_type(l2e, l2e & QCOW2_L2E_OFFSET_MASK, bitmap, sc);
+}
+
+bool qcow2_l2e_has_host(const BDRVQcow2State *s, uint64_t l2e)
+{
+    if (l2e & QCOW2_OFLAG_COMPRESSED) {
+        return false;
+    }
+    return (l2e & QCOW2_L2E_OFFSET_MASK) ||
+           (qcow2_has_data_file(s) && (l2e & QCOW2_OFLAG_COPIED));
+}
+
+Qcow2ClusterType qcow2_cluster_type(const BDRVQcow2State *s, uint64_t l2e)
+{
+    Qcow2ClusterType t = qcow2_l2e_type(l2e, s->extl2 ? 2 : s->h.version);
+    if (qcow2_l2e_has_host(s, l2e)) {
+        if (t == QCOW2_CLUSTER_UNALLOCATED) {
+            t = QCOW2_CLUSTER_NORMAL;
+        } else if (t == QCOW2_CLUSTER_ZERO_PLAIN) {
+            t = QCOW2_CLUSTER_ZERO_ALLOC;
+        }
+    }
+    return t;
+}
+
+Qcow2SubclusterType qcow2_subcluster_type(const BDRVQcow2State *s, uint64_t l2e,
+                                          uint64_t bitmap, unsigned sc)
+{
+    return subcluster_type(l2e, qcow2_l2e_has_host(s, l2e), bitmap, sc);
 }
 
 uint64_t qcow2_compressed_offset(uint64_t l2e, unsigned cluster_bits)
@@ -192,6 +226,13 @@ static int read_backing(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *
 static int read_compressed(BDRVQcow2State *s, uint64_t l2e, uint64_t coff, uint64_t len,
                            uint8_t *buf)
 {
+    if (qcow2_has_data_file(s)) {
+        /* The format forbids them: a data file holds only plain guest-offset clusters. */
+        static RateLimit rl;
+        log_guest_error(&rl, "%s: compressed cluster in an image with an external data "
+                        "file", s->bs->filename);
+        return -EIO;
+    }
     uint64_t host = qcow2_compressed_offset(l2e, s->cluster_bits);
     uint64_t clen = qcow2_compressed_len(l2e, s->cluster_bits);
     uint8_t *in = g_malloc(clen);
@@ -225,7 +266,7 @@ static int read_in_cluster(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_
         if (s->extl2) {
             unsigned sc = coff / s->subcluster_size;
             n = MIN(len, (sc + 1) * s->subcluster_size - coff);
-            switch (qcow2_l2e_subcluster_type(l2e, bitmap, sc)) {
+            switch (qcow2_subcluster_type(s, l2e, bitmap, sc)) {
             case QCOW2_SC_UNALLOCATED_PLAIN:
             case QCOW2_SC_UNALLOCATED_ALLOC:
                 kind = QCOW2_CLUSTER_UNALLOCATED;
@@ -244,7 +285,7 @@ static int read_in_cluster(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_
                 return -EIO;
             }
         } else {
-            kind = qcow2_l2e_type(l2e, s->h.version);
+            kind = qcow2_cluster_type(s, l2e);
             if (kind == QCOW2_CLUSTER_ZERO_ALLOC) {
                 kind = QCOW2_CLUSTER_ZERO_PLAIN;
             }
@@ -262,7 +303,7 @@ static int read_in_cluster(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_
             if (host % s->cluster_size) {
                 return -EIO;
             }
-            ret = data_io(s, s->bs->file, false, host + coff, n, buf, unlock);
+            ret = data_io(s, s->data_file, false, host + coff, n, buf, unlock);
             break;
         default:
             ret = read_compressed(s, l2e, coff, n, buf);
@@ -315,7 +356,7 @@ static uint64_t contiguous_data_run(BDRVQcow2State *s, uint64_t off, uint64_t le
     while (run < len && !s->extl2) {
         uint64_t l2e, bitmap;
         if (qcow2_get_l2e(s, off + run, &l2e, &bitmap) < 0 ||
-            qcow2_l2e_type(l2e, s->h.version) != QCOW2_CLUSTER_NORMAL) {
+            qcow2_cluster_type(s, l2e) != QCOW2_CLUSTER_NORMAL) {
             break;
         }
         uint64_t cl = l2e & QCOW2_L2E_OFFSET_MASK;
@@ -340,7 +381,7 @@ int qcow2_read_guest(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *buf
         uint64_t host = 0, n = len > piece ? contiguous_data_run(s, off, len, &host) : 0;
         int ret;
         if (n > piece) {
-            ret = data_io(s, s->bs->file, false, host, n, buf, true);
+            ret = data_io(s, s->data_file, false, host, n, buf, true);
         } else {
             n = piece;
             ret = read_in_cluster(s, off, n, buf, true);
@@ -358,6 +399,9 @@ int qcow2_read_guest(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *buf
 /* Adds delta to the refcount of every cluster an L2 entry references. */
 int qcow2_ref_l2e(BDRVQcow2State *s, uint64_t l2e, int64_t delta)
 {
+    if (qcow2_has_data_file(s)) {
+        return 0; /* clusters of an external data file have no refcounts */
+    }
     if (l2e & QCOW2_OFLAG_COMPRESSED) {
         return qcow2_update_refcount(s, qcow2_compressed_offset(l2e, s->cluster_bits),
                                      qcow2_compressed_len(l2e, s->cluster_bits), delta);
@@ -479,6 +523,9 @@ static bool ranges_overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
 static int check_data_overlap(BDRVQcow2State *s, uint64_t host, uint64_t len)
 {
     const char *what = NULL;
+    if (qcow2_has_data_file(s)) {
+        return 0; /* data goes to another file than the metadata */
+    }
     if (ranges_overlap(host, len, 0, s->cluster_size)) {
         what = "the header";
     } else if (ranges_overlap(host, len, s->h.l1_table_offset, s->l1_size * 8ull)) {
@@ -517,6 +564,16 @@ static int check_data_overlap(BDRVQcow2State *s, uint64_t host, uint64_t len)
 }
 
 /*
+ * Host clusters for the n guest clusters from cstart: in an external data file the guest
+ * offset itself (QEMU's layout; nothing is refcounted there), else newly allocated
+ * clusters of the image.
+ */
+static int64_t alloc_data_clusters(BDRVQcow2State *s, uint64_t cstart, uint64_t n)
+{
+    return qcow2_has_data_file(s) ? (int64_t)cstart : qcow2_alloc_clusters(s, n);
+}
+
+/*
  * First write into unallocated clusters that need nothing copied (no backing data under
  * a partial one, or whole clusters written; several only when whole and in one L2 table):
  * the host clusters are allocated as one run under the lock, the data goes out without it
@@ -530,7 +587,7 @@ static int allocate_unlocked(BDRVQcow2State *s, int64_t l2, uint64_t off, uint64
     uint64_t coff = off & (s->cluster_size - 1);
     uint64_t cstart = off - coff;
     uint64_t n = (coff + len + s->cluster_size - 1) >> s->cluster_bits;
-    int64_t target = qcow2_alloc_clusters(s, n);
+    int64_t target = alloc_data_clusters(s, cstart, n);
     if (target < 0) {
         return target;
     }
@@ -547,9 +604,9 @@ static int allocate_unlocked(BDRVQcow2State *s, int64_t l2, uint64_t off, uint64
     g_mutex_unlock(&s->lock);
     /* A cluster reused from freed space may hold old bytes: the file zeroes it first. */
     ret = len < (n << s->cluster_bits)
-              ? bdrv_pwrite_zeroes(s->bs->file, target, n << s->cluster_bits, 0) : 0;
+              ? bdrv_pwrite_zeroes(s->data_file, target, n << s->cluster_bits, 0) : 0;
     if (ret == 0) {
-        ret = bdrv_pwrite(s->bs->file, target + coff, len, buf);
+        ret = bdrv_pwrite(s->data_file, target + coff, len, buf);
     }
     g_mutex_lock(&s->lock);
     s->data_io_inflight--;
@@ -588,7 +645,7 @@ static uint64_t unallocated_run(BDRVQcow2State *s, uint64_t off, uint64_t len, i
         uint64_t c = off + (n << s->cluster_bits), l2e, bitmap;
         if (g_hash_table_contains(s->allocating, &c) ||
             qcow2_get_l2e(s, c, &l2e, &bitmap) < 0 ||
-            qcow2_l2e_type(l2e, s->h.version) != QCOW2_CLUSTER_UNALLOCATED) {
+            qcow2_cluster_type(s, l2e) != QCOW2_CLUSTER_UNALLOCATED) {
             break;
         }
     }
@@ -615,7 +672,7 @@ static int write_in_cluster(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8
     if (ret < 0) {
         return ret;
     }
-    Qcow2ClusterType type = qcow2_l2e_type(l2e, s->extl2 ? 2 : s->h.version);
+    Qcow2ClusterType type = qcow2_cluster_type(s, l2e);
     uint64_t host = l2e & QCOW2_L2E_OFFSET_MASK;
     bool owned = (l2e & QCOW2_OFLAG_COPIED) && type == QCOW2_CLUSTER_NORMAL &&
                  host % s->cluster_size == 0;
@@ -625,7 +682,7 @@ static int write_in_cluster(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8
     if (owned) {
         /* Owned: only an exclusive operation could free it, and those wait for us. */
         ret = check_data_overlap(s, host + coff, len);
-        return ret < 0 ? ret : data_io(s, s->bs->file, true, host + coff, len, buf, unlock);
+        return ret < 0 ? ret : data_io(s, s->data_file, true, host + coff, len, buf, unlock);
     }
     /* Slow path: assemble the whole cluster (old contents from wherever they come from),
      * write it to a cluster we own, then point the L2 entry at it. */
@@ -646,11 +703,11 @@ static int write_in_cluster(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8
         }
     }
     memcpy(cl + coff, buf, len);
-    bool reuse = (l2e & QCOW2_OFLAG_COPIED) && host && host % s->cluster_size == 0 &&
-                 !(l2e & QCOW2_OFLAG_COMPRESSED);
+    bool reuse = (l2e & QCOW2_OFLAG_COPIED) && qcow2_l2e_has_host(s, l2e) &&
+                 host % s->cluster_size == 0;
     uint64_t target = host;
     if (!reuse) {
-        int64_t n = qcow2_alloc_clusters(s, 1);
+        int64_t n = alloc_data_clusters(s, cstart, 1);
         if (n < 0) {
             ret = n;
             goto out;
@@ -663,12 +720,12 @@ static int write_in_cluster(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8
     }
     if (old_zero) {
         /* Nothing to copy: the file zeroes the cluster (cheaply), then only len is written. */
-        ret = bdrv_pwrite_zeroes(s->bs->file, target, s->cluster_size, 0);
+        ret = bdrv_pwrite_zeroes(s->data_file, target, s->cluster_size, 0);
         if (ret == 0) {
-            ret = bdrv_pwrite(s->bs->file, target + coff, len, buf);
+            ret = bdrv_pwrite(s->data_file, target + coff, len, buf);
         }
     } else {
-        ret = bdrv_pwrite(s->bs->file, target, s->cluster_size, cl);
+        ret = bdrv_pwrite(s->data_file, target, s->cluster_size, cl);
     }
     if (ret < 0) {
         goto out;
@@ -679,7 +736,8 @@ static int write_in_cluster(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8
         goto out;
     }
     if (!reuse && (type == QCOW2_CLUSTER_NORMAL || type == QCOW2_CLUSTER_ZERO_ALLOC ||
-                   type == QCOW2_CLUSTER_COMPRESSED || (s->extl2 && host))) {
+                   type == QCOW2_CLUSTER_COMPRESSED ||
+                   (s->extl2 && qcow2_l2e_has_host(s, l2e)))) {
         ret = free_old_entry(s, l2e);
     }
 out:
@@ -743,8 +801,9 @@ int qcow2_write_compressed(BlockDriverState *bs, uint64_t off, const uint8_t *bu
 {
     BDRVQcow2State *s = bs->opaque;
     g_autofree uint8_t *cbuf = g_malloc(s->cluster_size);
+    /* A bad offset fails in both steps alike: the second reports it. */
     ssize_t clen = qcow2_compress_cluster(bs, off, buf, cbuf);
-    return clen == -EINVAL ? -EINVAL : qcow2_write_compressed_prepared(bs, off, buf, cbuf, clen);
+    return qcow2_write_compressed_prepared(bs, off, buf, cbuf, clen);
 }
 
 /*
@@ -759,6 +818,9 @@ int qcow2_write_compressed_prepared(BlockDriverState *bs, uint64_t off, const ui
     BDRVQcow2State *s = bs->opaque;
     if (off % s->cluster_size || off >= (uint64_t)bs->total_size) {
         return -EINVAL;
+    }
+    if (qcow2_has_data_file(s)) {
+        return -ENOTSUP; /* an external data file holds no compressed clusters (QEMU) */
     }
     uint64_t len = MIN(s->cluster_size, (uint64_t)bs->total_size - off);
     int ret;
@@ -846,7 +908,7 @@ int qcow2_zero_clusters(BDRVQcow2State *s, uint64_t off, uint64_t n, bool zero, 
         if (ret < 0) {
             break;
         }
-        bool unalloc = !(old & (QCOW2_OFLAG_COMPRESSED | QCOW2_L2E_OFFSET_MASK)) &&
+        bool unalloc = !(old & QCOW2_OFLAG_COMPRESSED) && !qcow2_l2e_has_host(s, old) &&
                        (!s->extl2 || !bitmap) && !(old & QCOW2_OFLAG_ZERO);
         /* The image's backing name counts even when opened without the backing node. */
         if (unalloc && (!zero || !s->backing_file)) {
@@ -863,8 +925,8 @@ int qcow2_zero_clusters(BDRVQcow2State *s, uint64_t off, uint64_t n, bool zero, 
             break;
         }
         uint64_t host = old & QCOW2_L2E_OFFSET_MASK;
-        bool keep = zero && !unmap && !(old & QCOW2_OFLAG_COMPRESSED) &&
-                    (old & QCOW2_OFLAG_COPIED) && host;
+        bool keep = zero && !unmap && (old & QCOW2_OFLAG_COPIED) &&
+                    qcow2_l2e_has_host(s, old);
         uint64_t ne, nb = 0;
         if (s->extl2) {
             ne = keep ? old : 0;
@@ -878,7 +940,7 @@ int qcow2_zero_clusters(BDRVQcow2State *s, uint64_t off, uint64_t n, bool zero, 
         if (ret < 0) {
             break;
         }
-        if (!keep && (old & (QCOW2_OFLAG_COMPRESSED | QCOW2_L2E_OFFSET_MASK))) {
+        if (!keep && ((old & QCOW2_OFLAG_COMPRESSED) || qcow2_l2e_has_host(s, old))) {
             g_array_append_val(freed, old);
         }
     }

@@ -24,7 +24,65 @@ typedef struct Qcow2CreateOpts {
     bool extl2;
     char *backing_file;
     char *backing_fmt;
+    char *data_file;   /* external data file name as the header stores it, or NULL */
+    bool data_file_raw;
 } Qcow2CreateOpts;
+
+/* data_file / data_file_raw, refused where qemu-img refuses them, in its words. */
+static bool parse_data_file_opts(const char *filename, Keyval *opts, Qcow2CreateOpts *o,
+                                 Error **errp)
+{
+    o->data_file = keyval_take(opts, "data_file");
+    if (o->data_file && !*o->data_file) {
+        error_setg(errp, "%s: data_file must name a file", filename);
+        return false;
+    }
+    if (o->data_file_raw && !o->data_file) {
+        error_setg(errp, "%s: data-file-raw requires data-file", filename);
+        return false;
+    }
+    if (!o->data_file) {
+        return true;
+    }
+    if (o->version < 3) {
+        error_setg(errp, "%s: External data files are only supported with compatibility "
+                   "level 1.1 and above (use version=v3 or greater)", filename);
+        return false;
+    }
+    if (strlen(o->data_file) > QCOW2_MAX_BACKING_NAME) {
+        error_setg(errp, "%s: data file name too long", filename);
+        return false;
+    }
+    if (o->data_file_raw && o->backing_file) {
+        error_setg(errp, "%s: Backing file and data-file-raw cannot be used at the same time",
+                   filename);
+        return false;
+    }
+    /* A raw data file must read as the disk without the metadata: the L2 tables map it
+     * 1:1 from the start (QEMU does the same). */
+    if (o->data_file_raw && o->prealloc == QCOW2_PREALLOC_OFF) {
+        o->prealloc = QCOW2_PREALLOC_METADATA;
+    }
+    return true;
+}
+
+/*
+ * Creates (or truncates) the data file at the virtual size, as qemu-img does; its name
+ * resolves against the image's directory like every later open of the image.
+ */
+static bool create_data_file(const char *filename, const Qcow2CreateOpts *o, Error **errp)
+{
+    g_autofree char *path = qcow2_resolve_backing(filename, o->data_file);
+    g_autofree char *size = g_strdup_printf("%" G_GUINT64_FORMAT, o->size);
+    Keyval *kv = block_keyval_new();
+    block_keyval_add(kv, "size", size);
+    bool ok = bdrv_create("file", path, kv, errp);
+    keyval_free(kv);
+    if (!ok) {
+        error_prepend(errp, "%s: ", filename);
+    }
+    return ok;
+}
 
 static bool parse_create_opts(const char *filename, Keyval *opts, Qcow2CreateOpts *o,
                               Error **errp)
@@ -35,7 +93,8 @@ static bool parse_create_opts(const char *filename, Keyval *opts, Qcow2CreateOpt
         !keyval_get_size(opts, filename, "cluster_size", 65536, &o->cluster_size, errp) ||
         !keyval_get_bool(opts, filename, "lazy_refcounts", false, &o->lazy_refcounts, errp) ||
         !keyval_get_u64(opts, filename, "refcount_bits", 16, &rb, errp) ||
-        !keyval_get_bool(opts, filename, "extended_l2", false, &o->extl2, errp)) {
+        !keyval_get_bool(opts, filename, "extended_l2", false, &o->extl2, errp) ||
+        !keyval_get_bool(opts, filename, "data_file_raw", false, &o->data_file_raw, errp)) {
         return false;
     }
     const char *compat = keyval_get(opts, "compat");
@@ -103,6 +162,9 @@ static bool parse_create_opts(const char *filename, Keyval *opts, Qcow2CreateOpt
     }
     if (o->backing_fmt && !o->backing_file) {
         error_setg(errp, "%s: backing_fmt without backing_file", filename);
+        return false;
+    }
+    if (!parse_data_file_opts(filename, opts, o, errp)) {
         return false;
     }
     if (!have_size && o->backing_file) {
@@ -198,7 +260,11 @@ bool qcow2_create(const char *filename, Keyval *opts, Error **errp)
     if (o.lazy_refcounts) {
         h.compatible_features |= QCOW2_COMPAT_LAZY_REFCOUNTS;
     }
-    Qcow2Extensions ext = { .backing_fmt = o.backing_fmt };
+    if (o.data_file) {
+        h.incompatible_features |= QCOW2_INCOMPAT_DATA_FILE;
+        h.autoclear_features |= o.data_file_raw ? QCOW2_AUTOCLEAR_DATA_FILE_RAW : 0;
+    }
+    Qcow2Extensions ext = { .backing_fmt = o.backing_fmt, .data_file = o.data_file };
     if (!qcow2_header_build(&h, &ext, o.backing_file, img, cs)) {
         error_setg(errp, "%s: header and backing file name do not fit in one cluster",
                    filename);
@@ -210,6 +276,9 @@ bool qcow2_create(const char *filename, Keyval *opts, Error **errp)
     for (uint64_t c = 0; c < total; c++) {
         uint8_t *blk = img + (1 + rtc + c / per_rb) * cs;
         qcow2_refcount_set(blk, c % per_rb, o.refcount_order, 1);
+    }
+    if (o.data_file && !create_data_file(filename, &o, errp)) {
+        goto out;
     }
     fd = open(filename, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
@@ -243,5 +312,6 @@ out:
     g_free(img);
     g_free(o.backing_file);
     g_free(o.backing_fmt);
+    g_free(o.data_file);
     return ok;
 }

@@ -32,11 +32,12 @@ bool qcow2_prealloc_parse(const char *str, Qcow2Prealloc *mode, Error **errp)
     return false;
 }
 
-/* Gives the file real zeroes (full) or allocated blocks (falloc) over [host, host+len). */
+/* Gives the data file real zeroes (full) or allocated blocks (falloc) over [host,
+ * host+len). */
 static int fill_run(BDRVQcow2State *s, uint64_t host, uint64_t len, Qcow2Prealloc mode)
 {
     if (mode == QCOW2_PREALLOC_FALLOC) {
-        return bdrv_pwrite_zeroes(s->bs->file, host, len, 0);
+        return bdrv_pwrite_zeroes(s->data_file, host, len, 0);
     }
     if (mode != QCOW2_PREALLOC_FULL) {
         return 0;
@@ -45,9 +46,33 @@ static int fill_run(BDRVQcow2State *s, uint64_t host, uint64_t len, Qcow2Preallo
     uint8_t *zeroes = g_malloc0(chunk);
     int ret = 0;
     for (uint64_t done = 0; ret == 0 && done < len; done += chunk) {
-        ret = bdrv_pwrite(s->bs->file, host + done, MIN(chunk, len - done), zeroes);
+        ret = bdrv_pwrite(s->data_file, host + done, MIN(chunk, len - done), zeroes);
     }
     g_free(zeroes);
+    return ret;
+}
+
+/*
+ * With an external data file each guest cluster's data sits at its guest offset, so the
+ * n clusters from guest offset from map 1:1 (nothing to allocate in the image).
+ */
+static int prealloc_in_data_file(BDRVQcow2State *s, int64_t l2, uint64_t from, uint64_t n,
+                                 Qcow2Prealloc mode)
+{
+    uint64_t idx0 = (from >> s->cluster_bits) & ((1ull << s->l2_bits) - 1);
+    int ret = 0;
+    for (uint64_t i = 0; ret == 0 && i < n; i++) {
+        uint8_t *t;
+        uint64_t host = from + (i << s->cluster_bits);
+        ret = qcow2_cache_get(s->l2_cache, l2, false, &t);
+        if (ret < 0 || qcow2_ld64(t + (idx0 + i) * s->l2e_size) != 0) {
+            continue;
+        }
+        ret = fill_run(s, host, s->cluster_size, mode);
+        if (ret == 0) {
+            ret = qcow2_set_l2e(s, l2, idx0 + i, host | QCOW2_OFLAG_COPIED, NULL);
+        }
+    }
     return ret;
 }
 
@@ -69,6 +94,9 @@ static int prealloc_l2_range(BDRVQcow2State *s, uint64_t from, uint64_t to,
     }
     if (ret < 0 || !want) {
         return ret;
+    }
+    if (qcow2_has_data_file(s)) {
+        return prealloc_in_data_file(s, l2, from, n, mode);
     }
     int64_t host = qcow2_alloc_clusters(s, want);
     if (host < 0) {
@@ -112,9 +140,12 @@ bool qcow2_preallocate(BlockDriverState *bs, uint64_t from, uint64_t to, Qcow2Pr
         ret = qcow2_flush_caches(s);
     }
     /* metadata: the file must still reach the end of the data it maps. */
-    if (ret == 0 && file_end > (uint64_t)bdrv_getlength(bs->file)) {
+    if (qcow2_has_data_file(s)) {
+        file_end = end;
+    }
+    if (ret == 0 && file_end > (uint64_t)bdrv_getlength(s->data_file)) {
         Error *local = NULL;
-        if (!bdrv_truncate(bs->file, file_end, false, &local)) {
+        if (!bdrv_truncate(s->data_file, file_end, false, &local)) {
             error_free(local);
             ret = -EIO;
         }

@@ -250,12 +250,30 @@ static int find_snapshot(GArray *a, const char *id_or_name)
     return -1;
 }
 
+/*
+ * Internal snapshots would share data clusters, which an external data file cannot do
+ * (one guest offset, one place): refused in qemu-img's words (-ENOTSUP).
+ */
+static bool refuse_with_data_file(BDRVQcow2State *s, const char *verb, const char *name,
+                                  Error **errp)
+{
+    if (!qcow2_has_data_file(s)) {
+        return false;
+    }
+    error_setg(errp, "Could not %s snapshot '%s': %d (%s)", verb, name, -ENOTSUP,
+               g_strerror(ENOTSUP));
+    return true;
+}
+
 bool qcow2_snapshot_create(BlockDriverState *bs, BlockSnapshotInfo *info, Error **errp)
 {
     BDRVQcow2State *s = bs->opaque;
     GArray *a = NULL;
     bool ok = false;
     int ret;
+    if (refuse_with_data_file(s, "create", info->name, errp)) {
+        return false;
+    }
     /* The table stores both lengths in 16 bits: a longer string would be written cut
      * short and leave the table unreadable (every caller reaches this: sen-img snapshot,
      * QMP blockdev-snapshot-internal-sync, savevm). */
@@ -355,6 +373,9 @@ bool qcow2_snapshot_goto(BlockDriverState *bs, const char *id, Error **errp)
     GArray *a = NULL;
     uint64_t *sl1 = NULL, *old = NULL;
     bool ok = false;
+    if (refuse_with_data_file(s, "apply", id, errp)) {
+        return false;
+    }
     qcow2_lock_exclusive(s);
     int ret = qcow2_read_snapshots(s, &a);
     int i = ret < 0 ? -1 : find_snapshot(a, id);
@@ -441,6 +462,9 @@ bool qcow2_snapshot_delete(BlockDriverState *bs, const char *id, Error **errp)
     GArray *a = NULL;
     uint64_t *sl1 = NULL;
     bool ok = false;
+    if (refuse_with_data_file(s, "delete", id, errp)) {
+        return false;
+    }
     qcow2_lock_exclusive(s);
     int ret = qcow2_read_snapshots(s, &a);
     int i = ret < 0 ? -1 : find_snapshot(a, id);

@@ -89,6 +89,9 @@ int qcow2_save_vmstate(BlockDriverState *bs, const void *buf, int64_t pos, int64
     if (s->read_only) {
         return -EPERM;
     }
+    if (qcow2_has_data_file(s)) {
+        return -ENOTSUP; /* no internal snapshots, so no vm state (as QEMU) */
+    }
     qcow2_lock_exclusive(s);
     int ret = qcow2_vmstate_range(qcow2_vm_state_offset(s), pos, bytes, &off);
     if (ret == 0) {

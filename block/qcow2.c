@@ -169,8 +169,9 @@ bool qcow2_header_check_features(const Qcow2Header *h, const Qcow2Extensions *ex
         g_string_free(s, TRUE);
         return false;
     }
-    if (h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE) {
-        error_setg(errp, "%s: images with an external data file are not supported", name);
+    if ((h->autoclear_features & QCOW2_AUTOCLEAR_DATA_FILE_RAW) &&
+        !(h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE)) {
+        error_setg(errp, "%s: data-file-raw requires a data file", name);
         return false;
     }
     return true;
@@ -486,6 +487,11 @@ int qcow2_make_empty(BlockDriverState *bs)
 
 static void qcow2_free_state(BDRVQcow2State *s)
 {
+    if (qcow2_has_data_file(s)) {
+        bdrv_unref(s->data_file);
+    }
+    s->data_file = NULL;
+    s->has_data_file = false;
     qcow2_cache_free(s->l2_cache);
     qcow2_cache_free(s->rb_cache);
     g_free(s->l1);
@@ -504,6 +510,55 @@ char *qcow2_resolve_backing(const char *image, const char *backing)
     }
     g_autofree char *dir = g_path_get_dirname(image);
     return g_build_filename(dir, backing, NULL);
+}
+
+/*
+ * Opens the external data file when the image has one: the data-file option (a node
+ * reference or data-file.* options, as QEMU's BlockdevRef) wins over the name in the
+ * header extension, which resolves against the image's directory like a backing file.
+ * Without the feature bit, s->data_file is the image file itself.
+ */
+static bool qcow2_open_data_file(BlockDriverState *bs, Keyval *opts, int flags,
+                                 Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    const char *name = bs->filename;
+    int child_flags = flags & (BDRV_O_RDWR | BDRV_O_NOCACHE | BDRV_O_NO_FLUSH |
+                               BDRV_O_NATIVE_AIO | BDRV_O_UNMAP);
+    Error *local = NULL;
+    BlockDriverState *child = bdrv_open_child(bs, opts, "data-file", child_flags, &local);
+    if (local) {
+        error_propagate(errp, local);
+        return false;
+    }
+    if (!(s->h.incompatible_features & QCOW2_INCOMPAT_DATA_FILE)) {
+        if (child) {
+            bdrv_unref(child);
+            error_setg(errp, "%s: 'data-file' can only be set for images with an external "
+                       "data file", name);
+            return false;
+        }
+        s->data_file = bs->file;
+        return true;
+    }
+    if (!child) {
+        if (!s->ext.data_file || !*s->ext.data_file) {
+            error_setg(errp, "%s: 'data-file' is required for this image", name);
+            return false;
+        }
+        g_autofree char *path = qcow2_resolve_backing(name, s->ext.data_file);
+        child = bdrv_open(path, NULL, "file", child_flags, &local);
+        if (!child) {
+            error_propagate(errp, local);
+            error_prepend(errp, "%s: Could not open data file: ", name);
+            return false;
+        }
+    }
+    child->ctx = bs->ctx;
+    s->data_file = child;
+    s->has_data_file = true;
+    s->data_file_raw = s->h.autoclear_features & QCOW2_AUTOCLEAR_DATA_FILE_RAW;
+    return true;
 }
 
 static bool qcow2_open(BlockDriverState *bs, Keyval *opts, int flags, Error **errp)
@@ -550,6 +605,9 @@ static bool qcow2_open(BlockDriverState *bs, Keyval *opts, int flags, Error **er
         goto fail;
     }
     s->read_only = !(flags & BDRV_O_RDWR);
+    if (!qcow2_open_data_file(bs, opts, flags, errp)) {
+        goto fail;
+    }
     if ((s->h.incompatible_features & QCOW2_INCOMPAT_CORRUPT) && !s->read_only &&
         !(flags & BDRV_O_CHECK)) {
         error_setg(errp, "%s: image is corrupt; cannot be opened read/write "
@@ -613,9 +671,11 @@ static bool qcow2_open(BlockDriverState *bs, Keyval *opts, int flags, Error **er
             }
             s->h.incompatible_features &= ~QCOW2_INCOMPAT_DIRTY;
         }
-        /* Autoclear bits we do not maintain (bitmaps) must be cleared before we write. */
-        if (s->h.version >= 3 && (s->h.autoclear_features || dirty)) {
-            s->h.autoclear_features = 0;
+        /* Autoclear bits we do not maintain (bitmaps) must be cleared before we write;
+         * raw external data we keep true (every data write goes to the guest offset). */
+        uint64_t keep = s->data_file_raw ? QCOW2_AUTOCLEAR_DATA_FILE_RAW : 0;
+        if (s->h.version >= 3 && ((s->h.autoclear_features & ~keep) || dirty)) {
+            s->h.autoclear_features &= keep;
             ret = qcow2_write_header(s);
             if (ret < 0) {
                 error_setg_errno(errp, -ret, "%s: could not update the header", name);
@@ -648,6 +708,9 @@ static void qcow2_close(BlockDriverState *bs)
 {
     BDRVQcow2State *s = bs->opaque;
     if (!s->read_only && qcow2_flush_caches(s) == 0) {
+        if (qcow2_has_data_file(s)) {
+            bdrv_flush(s->data_file);
+        }
         bdrv_flush(bs->file);
     }
     qcow2_free_state(s);
@@ -656,8 +719,13 @@ static void qcow2_close(BlockDriverState *bs)
 static int qcow2_flush(BlockDriverState *bs)
 {
     BDRVQcow2State *s = bs->opaque;
+    /* Guest data first: the L2 entries the caches write may point at it. */
+    int ret = qcow2_has_data_file(s) ? bdrv_flush(s->data_file) : 0;
+    if (ret < 0) {
+        return ret;
+    }
     g_mutex_lock(&s->lock);
-    int ret = qcow2_flush_caches(s);
+    ret = qcow2_flush_caches(s);
     g_mutex_unlock(&s->lock);
     return ret;
 }
@@ -710,6 +778,13 @@ static int qcow2_pwrite_zeroes(BlockDriverState *bs, int64_t offset, int64_t byt
     if (s->h.version < 3) {
         return -ENOTSUP; /* no zero flag: the generic layer writes zeroes */
     }
+    if (s->data_file_raw) {
+        /* The raw data file must read as the guest sees the disk: zero it there too. */
+        int ret = bdrv_pwrite_zeroes(s->data_file, offset, bytes, flags & BDRV_REQ_MAY_UNMAP);
+        if (ret < 0) {
+            return ret;
+        }
+    }
     uint64_t start = ((uint64_t)offset + s->cluster_size - 1) & ~(s->cluster_size - 1);
     uint64_t end = MIN((uint64_t)(offset + bytes), (uint64_t)bs->total_size);
     bool to_eof = (uint64_t)(offset + bytes) >= (uint64_t)bs->total_size;
@@ -745,6 +820,22 @@ static int qcow2_pwrite_zeroes(BlockDriverState *bs, int64_t offset, int64_t byt
     return ret;
 }
 
+/*
+ * The clusters [off, off+len) no longer map into the data file: give the space back.
+ * A raw data file must then read as zeroes there, as the guest sees it; another one
+ * only loses blocks nothing references (discard is advisory, so its errors are not).
+ */
+static int discard_data_file(BDRVQcow2State *s, uint64_t off, uint64_t len)
+{
+    uint64_t disk = s->bs->total_size;
+    len = off < disk ? MIN(len, disk - off) : 0; /* the last cluster may be partial */
+    if (s->data_file_raw) {
+        return bdrv_pwrite_zeroes(s->data_file, off, len, BDRV_REQ_MAY_UNMAP);
+    }
+    bdrv_pdiscard(s->data_file, off, len);
+    return 0;
+}
+
 static int qcow2_pdiscard(BlockDriverState *bs, int64_t offset, int64_t bytes)
 {
     BDRVQcow2State *s = bs->opaque;
@@ -764,7 +855,25 @@ static int qcow2_pdiscard(BlockDriverState *bs, int64_t offset, int64_t bytes)
     bool zero = s->backing_file && s->h.version >= 3;
     int ret = qcow2_zero_clusters(s, start, (end - start) >> s->cluster_bits, zero, true);
     g_mutex_unlock(&s->lock);
+    if (ret == 0 && qcow2_has_data_file(s)) {
+        ret = discard_data_file(s, start, end - start);
+    }
     return ret;
+}
+
+/*
+ * The data file follows the virtual size (as QEMU keeps it); a raw one also gets the
+ * grown part mapped 1:1, so the metadata and the raw view keep agreeing.
+ */
+static bool resize_data_file(BlockDriverState *bs, uint64_t old, Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    if (!bdrv_truncate(s->data_file, bs->total_size, true, errp)) {
+        error_prepend(errp, "%s: could not resize the data file: ", bs->filename);
+        return false;
+    }
+    return !s->data_file_raw || (uint64_t)bs->total_size <= old ||
+           qcow2_preallocate(bs, old, bs->total_size, QCOW2_PREALLOC_METADATA, errp);
 }
 
 /*
@@ -855,7 +964,7 @@ static bool qcow2_truncate(BlockDriverState *bs, int64_t size, bool shrink, Erro
         error_setg_errno(errp, -ret, "%s: could not resize the image", bs->filename);
         return false;
     }
-    return true;
+    return !qcow2_has_data_file(s) || resize_data_file(bs, old, errp);
 }
 
 static int qcow2_get_info(BlockDriverState *bs, BlockDriverInfo *bdi)
@@ -881,7 +990,7 @@ static int qcow2_block_status(BlockDriverState *bs, int64_t offset, int64_t byte
     if (ret == 0) {
         int kind;
         if (s->extl2) {
-            switch (qcow2_l2e_subcluster_type(l2e, bitmap, coff / unit)) {
+            switch (qcow2_subcluster_type(s, l2e, bitmap, coff / unit)) {
             case QCOW2_SC_NORMAL:
                 kind = QCOW2_CLUSTER_NORMAL;
                 break;
@@ -896,13 +1005,13 @@ static int qcow2_block_status(BlockDriverState *bs, int64_t offset, int64_t byte
                 kind = QCOW2_CLUSTER_UNALLOCATED;
             }
         } else {
-            kind = qcow2_l2e_type(l2e, s->h.version);
+            kind = qcow2_cluster_type(s, l2e);
         }
         switch (kind) {
         case QCOW2_CLUSTER_NORMAL:
             status = BDRV_BLOCK_DATA | BDRV_BLOCK_ALLOCATED | BDRV_BLOCK_OFFSET_VALID;
             *map = (l2e & QCOW2_L2E_OFFSET_MASK) + coff;
-            *file = bs->file;
+            *file = s->data_file;
             break;
         case QCOW2_CLUSTER_ZERO_PLAIN:
         case QCOW2_CLUSTER_ZERO_ALLOC:

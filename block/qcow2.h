@@ -252,6 +252,15 @@ typedef struct BDRVQcow2State {
     Qcow2Header h;
     Qcow2Extensions ext;
     char *backing_file;
+    /*
+     * Where guest data clusters live: bs->file, or the external data file (incompatible
+     * bit 2).  With a data file a guest cluster's host offset is its guest offset, data
+     * clusters have no refcounts (only metadata is refcounted, in bs->file), and with
+     * data_file_raw the data file alone is a valid raw image of the disk.
+     */
+    BlockDriverState *data_file;
+    bool has_data_file; /* data_file is not bs->file */
+    bool data_file_raw;
     bool read_only;
     unsigned cluster_bits;
     uint64_t cluster_size;
@@ -271,6 +280,22 @@ typedef struct BDRVQcow2State {
     uint64_t alloc_end;      /* one past the highest cluster index ever allocated */
     uint64_t free_byte_offset; /* where the next compressed run may be packed */
 } BDRVQcow2State;
+
+/* True when guest data lives in an external data file rather than in the image. */
+static inline bool qcow2_has_data_file(const BDRVQcow2State *s)
+{
+    return s->has_data_file;
+}
+
+/*
+ * The driver's view of an L2 entry (qcow2-cluster.c).  Offset 0 usually means "no host
+ * cluster", but in an external data file it is the first cluster: there an entry with
+ * OFLAG_COPIED always maps one (every data-file cluster has refcount 1; QEMU's rule).
+ */
+bool qcow2_l2e_has_host(const BDRVQcow2State *s, uint64_t l2e);
+Qcow2ClusterType qcow2_cluster_type(const BDRVQcow2State *s, uint64_t l2e);
+Qcow2SubclusterType qcow2_subcluster_type(const BDRVQcow2State *s, uint64_t l2e,
+                                          uint64_t bitmap, unsigned sc);
 
 /* qcow2-cache.c: a small LRU of cluster-sized tables, written back on flush/eviction. */
 Qcow2Cache *qcow2_cache_new(BDRVQcow2State *s, unsigned entries, Qcow2Cache *depends);

@@ -28,6 +28,12 @@ static json_t *qcow2_specific(BlockDriverState *bs)
                             json_boolean(s->h.compatible_features &
                                          QCOW2_COMPAT_LAZY_REFCOUNTS));
         json_object_set_new(d, "refcount-bits", json_integer(1 << s->h.refcount_order));
+        if (s->ext.data_file) {
+            json_object_set_new(d, "data-file", json_string(s->ext.data_file));
+        }
+        if (qcow2_has_data_file(s)) {
+            json_object_set_new(d, "data-file-raw", json_boolean(s->data_file_raw));
+        }
         json_object_set_new(d, "corrupt", json_boolean(s->h.incompatible_features &
                                                        QCOW2_INCOMPAT_CORRUPT));
         json_object_set_new(d, "extended-l2", json_boolean(s->extl2));
