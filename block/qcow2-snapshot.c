@@ -252,26 +252,18 @@ static int find_snapshot(GArray *a, const char *id_or_name)
 
 /*
  * Internal snapshots would share data clusters, which an external data file cannot do
- * (one guest offset, one place): refused in qemu-img's words (-ENOTSUP).
+ * (one guest offset, one place): create and apply refuse them as qemu-img does (-ENOTSUP,
+ * in its words).  Delete needs no rule: such an image has no snapshot to delete.
  */
-static bool refuse_with_data_file(BDRVQcow2State *s, const char *verb, const char *name,
-                                  Error **errp)
-{
-    if (!qcow2_has_data_file(s)) {
-        return false;
-    }
-    error_setg(errp, "Could not %s snapshot '%s': %d (%s)", verb, name, -ENOTSUP,
-               g_strerror(ENOTSUP));
-    return true;
-}
-
 bool qcow2_snapshot_create(BlockDriverState *bs, BlockSnapshotInfo *info, Error **errp)
 {
     BDRVQcow2State *s = bs->opaque;
     GArray *a = NULL;
     bool ok = false;
     int ret;
-    if (refuse_with_data_file(s, "create", info->name, errp)) {
+    if (qcow2_has_data_file(s)) {
+        error_setg(errp, "Could not create snapshot '%s': %d (%s)", info->name, -ENOTSUP,
+                   g_strerror(ENOTSUP));
         return false;
     }
     /* The table stores both lengths in 16 bits: a longer string would be written cut
@@ -373,7 +365,9 @@ bool qcow2_snapshot_goto(BlockDriverState *bs, const char *id, Error **errp)
     GArray *a = NULL;
     uint64_t *sl1 = NULL, *old = NULL;
     bool ok = false;
-    if (refuse_with_data_file(s, "apply", id, errp)) {
+    if (qcow2_has_data_file(s)) {
+        error_setg(errp, "Could not apply snapshot '%s': Failed to load snapshot: %s", id,
+                   g_strerror(ENOTSUP));
         return false;
     }
     qcow2_lock_exclusive(s);
@@ -462,9 +456,6 @@ bool qcow2_snapshot_delete(BlockDriverState *bs, const char *id, Error **errp)
     GArray *a = NULL;
     uint64_t *sl1 = NULL;
     bool ok = false;
-    if (refuse_with_data_file(s, "delete", id, errp)) {
-        return false;
-    }
     qcow2_lock_exclusive(s);
     int ret = qcow2_read_snapshots(s, &a);
     int i = ret < 0 ? -1 : find_snapshot(a, id);

@@ -14,6 +14,8 @@
 #include "sen/block.h"
 #include "block-test-util.h"
 
+#define DATA_FILE "sen-test-qcow2-io.data"
+
 typedef struct IoCase {
     const char *opts;
     uint64_t size;
@@ -92,12 +94,67 @@ static void test_io(gconstpointer data)
     g_assert_cmpmem(all, c->size, shadow, c->size);
     block_test_check_clean(bs);
     bdrv_unref(bs);
+    g_autofree char *data_path = tmp_path(DATA_FILE);
+    if (strstr(c->opts, "data_file_raw=on")) {
+        /* A raw data file is the disk as the guest sees it, without the metadata. */
+        g_autofree char *raw = NULL;
+        gsize raw_len = 0;
+        g_assert_true(g_file_get_contents(data_path, &raw, &raw_len, NULL));
+        g_assert_cmpmem(raw, raw_len, shadow, c->size);
+    }
     g_free(all);
     g_free(buf);
     g_free(shadow);
     g_rand_free(r);
     g_unlink(path);
     g_unlink(base);
+    g_unlink(data_path);
+}
+
+
+/*
+ * The data-file open option (QEMU's data-file BlockdevRef, here data-file.filename=)
+ * finds a data file that moved; without it the name in the header is used and its
+ * absence is an error naming it; an image without a data file refuses the option.
+ */
+static void test_data_file_option(void)
+{
+    g_autofree char *path = tmp_path("sen-test-qcow2-df.qcow2");
+    g_autofree char *data = tmp_path("sen-test-qcow2-df.data");
+    g_autofree char *moved = tmp_path("sen-test-qcow2-df-moved.data");
+    uint8_t buf[4096], back[4096];
+    Error *err = NULL;
+
+    block_test_create("qcow2", path, "size=1M,data_file=sen-test-qcow2-df.data");
+    BlockDriverState *bs = block_test_open(path, "qcow2", BDRV_O_RDWR);
+    memset(buf, 0x5c, sizeof(buf));
+    g_assert_cmpint(bdrv_pwrite(bs, 0, sizeof(buf), buf), ==, 0);
+    bdrv_unref(bs);
+    g_assert_cmpint(g_rename(data, moved), ==, 0);
+
+    g_assert_null(bdrv_open(path, NULL, "qcow2", 0, &err));
+    g_assert_nonnull(strstr(error_get_pretty(err), "sen-test-qcow2-df.data"));
+    error_free(g_steal_pointer(&err));
+
+    Keyval *kv = block_keyval_new();
+    block_keyval_add(kv, "data-file.filename", moved);
+    bs = bdrv_open(path, kv, "qcow2", 0, &err);
+    g_assert_null(err);
+    g_assert_cmpint(bdrv_pread(bs, 0, sizeof(back), back), ==, 0);
+    g_assert_cmpmem(back, sizeof(back), buf, sizeof(buf));
+    block_test_check_clean(bs);
+    bdrv_unref(bs);
+
+    g_autofree char *plain = tmp_path("sen-test-qcow2-df-plain.qcow2");
+    block_test_create("qcow2", plain, "size=1M");
+    kv = block_keyval_new();
+    block_keyval_add(kv, "data-file.filename", moved);
+    g_assert_null(bdrv_open(plain, kv, "qcow2", 0, &err));
+    g_assert_nonnull(strstr(error_get_pretty(err), "'data-file' can only be set"));
+    error_free(err);
+    g_unlink(path);
+    g_unlink(moved);
+    g_unlink(plain);
 }
 
 static void test_dirty_open(void)
@@ -272,6 +329,11 @@ int main(int argc, char **argv)
         { "size=8M,cluster_size=16384,extended_l2=on", 8 << 20, false },
         { "size=4M,cluster_size=4096", 4 << 20, true },
         { "size=3M,cluster_size=512,refcount_bits=4", 3 << 20, true },
+        /* External data files (the name resolves against the image's directory). */
+        { "size=8M,data_file=" DATA_FILE, 8 << 20, false },
+        { "size=4M,cluster_size=512,data_file=" DATA_FILE ",data_file_raw=on", 4 << 20, false },
+        { "size=6M,cluster_size=4096,data_file=" DATA_FILE, 6 << 20, true },
+        { "size=8M,cluster_size=65536,extended_l2=on,data_file=" DATA_FILE, 8 << 20, true },
     };
     g_test_init(&argc, &argv, NULL);
     test_dir = g_dir_make_tmp("sen-test-qcow2-io-XXXXXX", NULL);
@@ -285,6 +347,7 @@ int main(int argc, char **argv)
     g_test_add_func("/qcow2-io/corrupt-images", test_corrupt_images);
     g_test_add_func("/qcow2-io/snapshot-name-too-long", test_snapshot_name_too_long);
     g_test_add_func("/qcow2-io/overlap-protection", test_overlap_protection);
+    g_test_add_func("/qcow2-io/data-file-option", test_data_file_option);
     int rc = g_test_run();
     /* Tests unlink their images; whatever a failure left behind stays for inspection. */
     g_rmdir(test_dir);
