@@ -1,0 +1,150 @@
+"""A guest keeps using its virtio-net across a live migration (tests/guest/net-migrate.c:
+ARP requests for 10.0.2.2 from 10.0.2.15, counting the replies).  On the destination it
+must get fresh replies through the migrated rings before it passes.
+
+- `-netdev socket,connect=` to a peer this test serves: the source's and then the
+  destination's connection reach it; the destination's first frames are the announce
+  RARPs from the NIC's MAC, then the guest's ARP requests, which the peer answers.
+- `-netdev user` (slirp): the destination's fresh NAT answers at once (its state is not
+  migrated: docs/networking.md#migration).
+"""
+import os
+import socket
+import struct
+import threading
+import time
+
+import pytest
+
+from migration_util import BUILD, SEN, have_device_state
+from migration_util import vms  # noqa: F401 (the pytest fixture)
+
+IMAGE = os.path.join(BUILD, "tests", "guest", "net-migrate.elf")
+MAC = "52:54:00:12:34:77"
+PEER_MAC = bytes.fromhex("525400eeeeee")
+ETH_P_ARP, ETH_P_RARP = 0x0806, 0x8035
+PASS_STATUS = 33
+
+pytestmark = [
+    pytest.mark.skipif(not os.access(SEN, os.X_OK), reason=f"{SEN} is not built"),
+    pytest.mark.skipif(not os.path.exists(IMAGE), reason=f"{IMAGE} is not built"),
+    pytest.mark.skipif(not os.access("/dev/kvm", os.R_OK | os.W_OK),
+                       reason="/dev/kvm is not usable here"),
+    pytest.mark.skipif(not have_device_state(),
+                       reason="this build migrates no device state"),
+]
+
+
+def arp_reply(frame):
+    """The answer to an ARP request for any address, from PEER_MAC; None otherwise."""
+    if len(frame) < 42 or struct.unpack_from(">H", frame, 12)[0] != ETH_P_ARP:
+        return None
+    if struct.unpack_from(">H", frame, 20)[0] != 1:
+        return None
+    sha, spa, tpa = frame[22:28], frame[28:32], frame[38:42]
+    arp = struct.pack(">HHBBH", 1, 0x0800, 6, 4, 2) + PEER_MAC + tpa + sha + spa
+    return (sha + PEER_MAC + struct.pack(">H", ETH_P_ARP) + arp).ljust(60, b"\0")
+
+
+class FramePeer:
+    """The other end of -netdev socket,connect= (4-byte big-endian length, then the
+    frame): every connection is served, each frame recorded with the index of the
+    connection it came on, ARP requests answered."""
+
+    def __init__(self):
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(4)
+        self.port = self.listener.getsockname()[1]
+        self.frames = []
+        self.lock = threading.Lock()
+        self.conns = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            idx = len(self.conns)
+            self.conns.append(conn)
+            threading.Thread(target=self._serve, args=(conn, idx), daemon=True).start()
+
+    def _serve(self, conn, idx):
+        buf = b""
+        while True:
+            try:
+                data = conn.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            buf += data
+            while len(buf) >= 4:
+                n = struct.unpack_from(">I", buf)[0]
+                if len(buf) < 4 + n:
+                    break
+                frame, buf = buf[4:4 + n], buf[4 + n:]
+                with self.lock:
+                    self.frames.append((idx, frame))
+                reply = arp_reply(frame)
+                if reply:
+                    conn.sendall(struct.pack(">I", len(reply)) + reply)
+
+    def on(self, idx):
+        with self.lock:
+            return [f for i, f in self.frames if i == idx]
+
+    def close(self):
+        self.listener.close()
+        for c in self.conns:
+            c.close()
+
+
+def ethertype(frame):
+    return struct.unpack_from(">H", frame, 12)[0]
+
+
+def migrate_net_guest(vms, tmp_path, netdev):
+    nic = ["-netdev", netdev, "-device", f"virtio-net-pci,netdev=n0,mac={MAC}"]
+    src = vms("src", *nic, guest=IMAGE)
+    src.wait_line("net-migrate: exchanging", timeout=90)
+    uri = f"unix:{tmp_path}/mig.sock"
+    dst = vms("dst", *nic, "-incoming", uri, guest=IMAGE)
+    src.cmd("migrate", uri=uri)
+    info = src.wait_migration()
+    assert info["status"] == "completed", info
+    assert src.status() == "postmigrate"
+    assert dst.wait_migration()["status"] == "completed"
+    dst.send_console(b"v")
+    assert dst.wait_exit(timeout=120) == PASS_STATUS, (dst.lines, dst.stderr_text())
+    assert "net-migrate ok" in dst.lines
+    assert not any(l.startswith("net-migrate: exchanging") for l in dst.lines), \
+        "the destination's guest started over instead of continuing"
+    return src, dst
+
+
+def test_socket_peer_keeps_exchanging(vms, tmp_path):
+    peer = FramePeer()
+    try:
+        migrate_net_guest(vms, tmp_path, f"socket,id=n0,connect=127.0.0.1:{peer.port}")
+        before, after = peer.on(0), peer.on(1)
+        mac = bytes.fromhex(MAC.replace(":", ""))
+        assert sum(ethertype(f) == ETH_P_ARP for f in before) >= 3
+        # The destination announces first: QEMU's RARP (opcode 3, our MAC twice).
+        rarps = [f for f in after if ethertype(f) == ETH_P_RARP]
+        assert rarps, [f.hex() for f in after[:4]]
+        assert ethertype(after[0]) == ETH_P_RARP
+        for f in rarps:
+            assert len(f) == 60 and f[:6] == b"\xff" * 6 and f[6:12] == mac
+            assert struct.unpack_from(">H", f, 20)[0] == 3
+            assert f[22:28] == mac and f[32:38] == mac
+        requests = [f for f in after if ethertype(f) == ETH_P_ARP]
+        assert len(requests) >= 3 and all(f[6:12] == mac for f in requests)
+    finally:
+        peer.close()
+
+
+def test_user_network_keeps_exchanging(vms, tmp_path):
+    migrate_net_guest(vms, tmp_path, "user,id=n0")
