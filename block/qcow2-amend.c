@@ -215,6 +215,60 @@ bool qcow2_amend_lazy_refcounts(BlockDriverState *bs, bool on, Error **errp)
     return true;
 }
 
+bool qcow2_amend_data_file(BlockDriverState *bs, const char *name, int raw, Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    if (name && !qcow2_has_data_file(s)) {
+        error_setg(errp, "data-file can only be set for images that use an external data "
+                   "file");
+        return false;
+    }
+    if (name && (!*name || strlen(name) > QCOW2_MAX_BACKING_NAME)) {
+        error_setg(errp, "data-file: '%s' is not a usable data file name", name);
+        return false;
+    }
+    /* Data written so far need not be at its guest offset in the file: no promise now. */
+    if (raw == 1 && !s->data_file_raw) {
+        error_setg(errp, "data-file-raw cannot be set on existing images");
+        return false;
+    }
+    bool clear_raw = raw == 0 && s->data_file_raw;
+    if (!name && !clear_raw) {
+        return true;
+    }
+    qcow2_lock_exclusive(s);
+    char *old_name = s->ext.data_file;
+    uint64_t old_autoclear = s->h.autoclear_features;
+    if (name) {
+        s->ext.data_file = g_strdup(name);
+    }
+    if (clear_raw) {
+        s->h.autoclear_features &= ~QCOW2_AUTOCLEAR_DATA_FILE_RAW;
+    }
+    int ret = qcow2_flush_caches(s);
+    if (ret == 0) {
+        ret = qcow2_write_header(s);
+    }
+    if (ret < 0) {
+        if (name) {
+            g_free(s->ext.data_file);
+            s->ext.data_file = old_name;
+        }
+        s->h.autoclear_features = old_autoclear;
+    } else {
+        if (name) {
+            g_free(old_name);
+        }
+        s->data_file_raw = s->data_file_raw && !clear_raw;
+    }
+    g_mutex_unlock(&s->lock);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "%s: could not rewrite the header", bs->filename);
+        return false;
+    }
+    return true;
+}
+
 int qcow2_image_version(BlockDriverState *bs)
 {
     return ((BDRVQcow2State *)bs->opaque)->h.version;

@@ -435,6 +435,12 @@ int qcow2_write_header(BDRVQcow2State *s);
 /* qcow2-amend.c: amend compat (2 or 3; a no-op when already there) and lazy_refcounts. */
 bool qcow2_amend_version(BlockDriverState *bs, int version, Error **errp);
 bool qcow2_amend_lazy_refcounts(BlockDriverState *bs, bool on, Error **errp);
+/*
+ * amend data_file=name (a new name for the external data file; the image must have one;
+ * NULL keeps it) and data_file_raw (raw 0: the data file stops promising to be a raw
+ * image; 1: refused unless it already is, as qemu-img; -1 unchanged).
+ */
+bool qcow2_amend_data_file(BlockDriverState *bs, const char *name, int raw, Error **errp);
 /* The image's version (2 or 3). */
 int qcow2_image_version(BlockDriverState *bs);
 /* qcow2-refwidth.c: rewrites the refcounts with bits (a power of two, 1..64) per entry. */

@@ -195,3 +195,35 @@ def test_create_refused(tmp_path, opts):
     assert rs.returncode == rq.returncode == 1
     assert rs.stderr.replace("sen-img", "qemu-img").replace("s.qcow2", "q.qcow2") == rq.stderr
     assert not (tmp_path / "s.qcow2").exists() and not (tmp_path / "d.raw").exists()
+
+
+@pytest.mark.parametrize("create_opts", ["data_file=d.raw", "data_file=d.raw,data_file_raw=on",
+                                         "cluster_size=4096"])
+@pytest.mark.parametrize("amend", ["data_file_raw=off", "data_file_raw=on",
+                                   "data_file=new.raw", "data_file=new.raw,data_file_raw=off"])
+def test_amend_like_qemu(tmp_path, create_opts, amend):
+    """Both tools accept or refuse the same amendment, with the same message and result."""
+    results = {}
+    for tool, name in ((SEN_IMG, "s"), (QEMU_IMG, "q")):
+        d = tmp_path / name
+        d.mkdir()
+        ok(QEMU_IMG, "create", "-q", "-f", "qcow2", "-o", create_opts, "i.qcow2", SIZE, cwd=d)
+        before = (d / "i.qcow2").read_bytes()
+        r = run(tool, "amend", "-o", amend, "i.qcow2", cwd=d)
+        if r.returncode:
+            assert (d / "i.qcow2").read_bytes() == before
+            results[name] = (r.returncode, r.stderr.replace(os.path.basename(tool), "TOOL"))
+        else:
+            results[name] = (0, run(QEMU_IMG, "info", "-U", "--output=json", "i.qcow2",
+                                    cwd=d).stdout.replace(str(d), ""))
+    assert results["s"] == results["q"]
+
+
+def test_map_like_qemu(tmp_path):
+    img = "q.qcow2"  # relative: both tools print the data file's name as they opened it
+    ok(QEMU_IMG, "create", "-q", "-f", "qcow2", "-o", "data_file=q.data", img, SIZE)
+    qemu_io(img, "write -P 1 0 64k", "write -P 2 192k 64k", "write -P 3 1M 1M")
+    assert ok(SEN_IMG, "map", img) == ok(QEMU_IMG, "map", img)
+    norm = [{k: v for k, v in e.items()} for e in json.loads(ok(QEMU_IMG, "map",
+                                                                "--output=json", img))]
+    assert json.loads(ok(SEN_IMG, "map", "--output=json", img)) == norm

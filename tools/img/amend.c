@@ -1,6 +1,7 @@
 /*
  * sen-img amend [-f fmt] [-q] -o options filename: qemu-img's option amendment for qcow2:
- * compat (upgrade to 1.1, downgrade to 0.10), refcount_bits, lazy_refcounts and size.
+ * compat (upgrade to 1.1, downgrade to 0.10), refcount_bits, lazy_refcounts, size,
+ * data_file (renaming an image's external data file) and data_file_raw=off.
  * Other options are refused, naming them; backing_file/backing_fmt as qemu-img does.
  * The order is qemu-img's: upgrade, then the refcount width, then a downgrade (which
  * needs 16-bit refcounts), then the rest.
@@ -41,6 +42,8 @@ static bool amend_qcow2(BlockDriverState *bs, Keyval *kv, Error **errp)
     g_autofree char *size_str = keyval_take(kv, "size");
     g_autofree char *lazy_str = keyval_take(kv, "lazy_refcounts");
     g_autofree char *rbits_str = keyval_take(kv, "refcount_bits");
+    g_autofree char *data_file = keyval_take(kv, "data_file");
+    g_autofree char *raw_str = keyval_take(kv, "data_file_raw");
     uint64_t size = 0;
 
     /* Everything is validated before the first change, so a refusal leaves it untouched. */
@@ -87,9 +90,18 @@ static bool amend_qcow2(BlockDriverState *bs, Keyval *kv, Error **errp)
             return false;
         }
     }
+    int raw = raw_str ? !strcmp(raw_str, "on") : -1;
+    if (raw_str && raw == 0 && strcmp(raw_str, "off")) {
+        error_setg(errp, "Parameter 'data_file_raw' expects 'on' or 'off'");
+        return false;
+    }
     if (backing || backing_fmt) {
         /* As qemu-img 7.2: rebase is the tool for that. */
         error_setg(errp, "Cannot amend the backing file (use 'sen-img rebase' instead)");
+        return false;
+    }
+    /* First change: it refuses (data_file on an image without one) before writing. */
+    if ((data_file || raw_str) && !qcow2_amend_data_file(bs, data_file, raw, errp)) {
         return false;
     }
     if (version == 3 && !qcow2_amend_version(bs, version, errp)) {
