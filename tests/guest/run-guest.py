@@ -13,6 +13,10 @@ datagrams there, expecting each echoed back.
 --disk creates a raw image for virtio-blk (pre-filled sectors the guest reads), passes it
 as -drive ...,if=none,id=d0 -device virtio-blk-pci,drive=d0, and checks its contents
 afterwards.  The virtio tests skip under Sen while `sen -device help` lacks their devices.
+
+--disk-datafile (with --disk, Sen only) gives the guest that disk as a qcow2 image whose
+data lives in an external data file (made by sen-img convert -o data_file=); afterwards
+qemu-img checks it and converts it back to raw for the same content checks.
 """
 
 import argparse
@@ -362,6 +366,45 @@ def vmm_command(vmm, image, smp, test, disk=None, sock=None, sen_args=(), net=No
         "-nodefaults"] + reboot + device_args(vmm, test, None, disk, sock, net)
 
 
+def tools():
+    build = os.environ.get("SEN_BUILD_DIR", "")
+    sen_img = os.path.join(build, "tools", "img", "sen-img")
+    qemu_img = shutil.which("qemu-img")
+    if not build or not os.path.exists(sen_img):
+        skip("no sen-img (SEN_BUILD_DIR unset or not built)")
+    if not qemu_img:
+        skip("qemu-img (Debian qemu-utils) is not installed: it checks the data-file image")
+    return sen_img, qemu_img
+
+
+def use_datafile_disk(cmd, disk):
+    """Turns the raw --disk into a qcow2 image with an external data file and points the
+    -drive at it.  Returns the qcow2 image's path."""
+    sen_img, _ = tools()
+    qcow2 = disk + ".qcow2"
+    subprocess.run([sen_img, "convert", "-O", "qcow2", "-o", "data_file=disk.data", disk,
+                    qcow2], check=True)
+    out = [a.replace("file=%s,format=raw," % disk, "file=%s,format=qcow2," % qcow2)
+           for a in cmd]
+    if out == cmd:
+        print("FAIL: no -drive file=%s to replace by a data-file image" % disk)
+        sys.exit(1)
+    cmd[:] = out
+    return qcow2
+
+
+def datafile_disk_back_to_raw(qcow2, disk):
+    """qemu-img (the oracle) checks the image and writes its guest view over the raw disk."""
+    _, qemu_img = tools()
+    # qemu-img 7.2 resolves the data file name against its current directory.
+    where = os.path.dirname(qcow2)
+    r = subprocess.run([qemu_img, "check", qcow2], capture_output=True, text=True, cwd=where)
+    if r.returncode:
+        return ["qemu-img check of the data-file image failed: " + r.stdout + r.stderr]
+    subprocess.run([qemu_img, "convert", "-O", "raw", qcow2, disk], check=True, cwd=where)
+    return []
+
+
 def pass_disks_as_fds(cmd, disk):
     """Rewrites the -drive file= of the disks to /dev/fdset/N and adds -add-fd for
     descriptors opened here: Sen then opens no image by path.  Returns the fds to pass."""
@@ -423,6 +466,8 @@ def main():
                          "-chroot into an empty directory (docs/security.md)")
     ap.add_argument("--fdpass", action="store_true",
                     help="pass the --disk images to sen as descriptors (-add-fd, /dev/fdset)")
+    ap.add_argument("--disk-datafile", action="store_true",
+                    help="give the --disk as qcow2 with an external data file (Sen only)")
     ap.add_argument("--net", choices=["user"], help="attach virtio-net on this backend")
     ap.add_argument("--machine", default="pc",
                     help="-M value for both VMMs (e.g. q35,kernel-irqchip=split)")
@@ -446,6 +491,7 @@ def main():
         cmd = vmm_command(args.vmm, args.image, args.smp, test, disk, sock, sen_args, net,
                           args.machine)
         fds = pass_disks_as_fds(cmd, disk) if args.fdpass and disk else []
+        qcow2 = use_datafile_disk(cmd, disk) if args.disk_datafile and disk else None
         print("running: " + shlex.join(cmd), flush=True)
         echo_log = []
         echo = None
@@ -477,6 +523,8 @@ def main():
             if got != 3:
                 problems.append("the host got %r UDP echoes back through hostfwd, want 3" %
                                 (got,))
+        if qcow2 and not abort:
+            problems += datafile_disk_back_to_raw(qcow2, disk)
         if disk:
             problems += check_disk(disk, test)
 
