@@ -329,6 +329,31 @@ static bool hmp_hostfwd_remove(QmpCtx *ctx, const char *arg, GString *out, Error
     return net_slirp_hostfwd_remove(ctx->m, arg, errp);
 }
 
+/* "TYPE,id=ID[,prop=value]...", as -netdev; errors name the command and its argument. */
+static bool hmp_netdev_add(QmpCtx *ctx, const char *arg, GString *out, Error **errp)
+{
+    g_autofree char *what = g_strdup_printf("netdev_add %s", arg);
+    g_autoptr(Keyval) kv = keyval_parse(arg, "type", errp);
+
+    if (!kv) {
+        error_prepend(errp, "%s: ", what);
+        return false;
+    }
+    return net_netdev_add(ctx->m, kv, what, errp);
+}
+
+static bool hmp_netdev_del(QmpCtx *ctx, const char *arg, GString *out, Error **errp)
+{
+    if (!hmp_one_word("netdev_del", arg, errp)) {
+        return false;
+    }
+    if (!net_netdev_find(ctx->m, arg)) {
+        error_setg(errp, "Device '%s' not found", arg);
+        return false;
+    }
+    return net_netdev_del(ctx->m, arg, errp);
+}
+
 /* Commands that take one argument: the rest of the line after the name. */
 typedef struct HmpArgCmd {
     const char *name;
@@ -350,6 +375,11 @@ static const HmpArgCmd hmp_arg_cmds[] = {
       "forward a host port into the guest (user networking)", hmp_hostfwd_add },
     { "hostfwd_remove", "[netdev_id] [tcp|udp]:[hostaddr]:hostport",
       "remove a host port forwarding rule", hmp_hostfwd_remove },
+    { "netdev_add", "TYPE,id=ID[,prop=value][,...]",
+      "add a network backend, as -netdev (user, tap, bridge, socket, hubport)",
+      hmp_netdev_add },
+    { "netdev_del", "ID", "remove a network backend (its NIC stays, link down)",
+      hmp_netdev_del },
 };
 
 static bool hmp_help(QmpCtx *ctx, GString *out, Error **errp);

@@ -79,7 +79,11 @@ bool qmp_netdev_add(QmpCtx *ctx, json_t *arg, Error **errp)
         }
     }
     g_autoptr(Keyval) kv = keyval_parse(opts->str, NULL, errp);
-    return kv && net_netdev_add(ctx->m, kv, what, errp);
+    if (!kv) {
+        error_prepend(errp, "%s: ", what);
+        return false;
+    }
+    return net_netdev_add(ctx->m, kv, what, errp);
 }
 
 bool qmp_netdev_del(QmpCtx *ctx, const char *id, Error **errp)

@@ -565,9 +565,9 @@ const NetBackend net_user_backend = {
 
 /* ---- HMP hostfwd_add / hostfwd_remove ---- */
 
-/* "[netdev_id] rule": the user netdev named, or the first one. */
-static NetSlirp *slirp_for_args(Machine *m, const char *args, const char **rule,
-                                Error **errp)
+/* "[netdev_id] rule": the user netdev named, or the first one; *rule gets a copy of the
+ * rule word (the caller frees it). */
+static NetSlirp *slirp_for_args(Machine *m, const char *args, char **rule, Error **errp)
 {
     g_auto(GStrv) words = g_strsplit_set(args, " \t", -1);
     const char *w[3];
@@ -592,13 +592,13 @@ static NetSlirp *slirp_for_args(Machine *m, const char *args, const char **rule,
         }
         return NULL;
     }
-    *rule = strstr(args, w[n - 1]);
+    *rule = g_strdup(w[n - 1]);
     return nc->opaque;
 }
 
 bool net_slirp_hostfwd_add(Machine *m, const char *args, Error **errp)
 {
-    const char *rule;
+    g_autofree char *rule = NULL;
     NetSlirp *s = slirp_for_args(m, args, &rule, errp);
 
     return s && slirp_hostfwd(s, rule, errp);
@@ -606,7 +606,8 @@ bool net_slirp_hostfwd_add(Machine *m, const char *args, Error **errp)
 
 bool net_slirp_hostfwd_remove(Machine *m, const char *args, Error **errp)
 {
-    const char *rule, *p;
+    g_autofree char *rule = NULL;
+    const char *p;
     NetSlirp *s = slirp_for_args(m, args, &rule, errp);
     char buf[256];
     struct in_addr host_addr = { .s_addr = INADDR_ANY };

@@ -379,7 +379,7 @@ static void net_tx_burst(NetQueuePair *q)
                              "buffers (want a 12-byte header, nothing writable)",
                              e->head, e->out_len, e->in_num);
                 virtqueue_element_free(e);
-                return;
+                goto publish; /* the requests before it did complete: tell the driver */
             }
             /* The backend takes the header only when it speaks vnet_hdr. */
             size_t skip = q->nc->vnet_hdr ? 0 : NET_VNET_HDR_LEN;
@@ -402,6 +402,7 @@ static void net_tx_burst(NetQueuePair *q)
             break;
         }
     }
+publish:
     if (done) {
         virtio_queue_notify_driver(&n->vdev, q->tx);
     }

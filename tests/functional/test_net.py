@@ -63,6 +63,29 @@ def test_info_network_and_hostfwd(tmpdir_short):
         v.kill()
 
 
+def test_hmp_netdev_add_del(tmpdir_short):
+    """HMP netdev_add/netdev_del (QEMU's), errors naming the command; and a hostfwd rule is
+    the rule word itself even when the netdev id starts with the same letters."""
+    v = Sen(tmpdir_short, "-netdev", "user,id=n0")
+    try:
+        c = v.client()
+        assert hmp(c, "netdev_add user,id=tcp9,restrict=on") == ""
+        assert "tcp9: index=0,type=user,net=10.0.2.0,restrict=on" in hmp(c, "info network")
+        out = hmp(c, "hostfwd_remove tcp9 tcp")
+        assert "invalid format: tcp (want" in out, out
+        assert "Duplicate ID 'tcp9' for netdev" in hmp(c, "netdev_add user,id=tcp9")
+        out = hmp(c, "netdev_add user,id=n5,=x")
+        assert out.startswith("Error: netdev_add user,id=n5,=x: empty parameter name"), out
+        out = hmp(c, "netdev_add vde,id=n6")
+        assert "netdev_add vde,id=n6: Parameter 'type' does not accept value 'vde'" in out, out
+        assert hmp(c, "netdev_del tcp9") == ""
+        assert "tcp9" not in hmp(c, "info network")
+        assert "Device 'tcp9' not found" in hmp(c, "netdev_del tcp9")
+        assert "n5" not in hmp(c, "info network") and "n6" not in hmp(c, "info network")
+    finally:
+        v.kill()
+
+
 BAD = [
     (["-netdev", "vde,id=n0"], "-netdev vde,id=n0: Parameter 'type' does not accept value 'vde'"),
     (["-netdev", "user,id=n0", "-netdev", "user,id=n0"], "Duplicate ID 'n0' for netdev"),

@@ -274,6 +274,39 @@ static void test_mrg_rxbuf(void)
     fixture_done(&f);
 }
 
+/* A bad tx request after good ones in the same kick: the good ones are completed and
+ * the driver is interrupted for them, then the device needs a reset. */
+static void test_tx_bad_mid_batch(void)
+{
+    Fixture f;
+
+    fixture_init(&f, F_MAC | F_STATUS);
+    (void)vt_rd(&f.vt, 0x1000, 1);                      /* clear the ISR */
+    memset(f.vt.ram + BUF(1), 0, HDR_LEN);
+    g_autoptr(GByteArray) out = frame((const uint8_t *)"\xff\xff\xff\xff\xff\xff", 60, 3);
+    memcpy(f.vt.ram + BUF(2), out->data, out->len);
+    uint8_t *ram = f.vt.ram;
+    uint16_t *avail = (uint16_t *)(ram + RING(TXQ) + 0x1000);
+    /* Two good chains (descriptors 0-1 and 2-3), then one with a writable buffer (4-5),
+     * made available together with one notify. */
+    for (unsigned c = 0; c < 3; c++) {
+        VirtqDesc h = { .addr = BUF(1), .len = HDR_LEN, .flags = VIRTQ_DESC_F_NEXT,
+                        .next = (uint16_t)(2 * c + 1) };
+        VirtqDesc d = { .addr = BUF(2), .len = 60, .flags = c == 2 ? VIRTQ_DESC_F_WRITE : 0 };
+        memcpy(ram + RING(TXQ) + 16 * (2 * c), &h, sizeof(h));
+        memcpy(ram + RING(TXQ) + 16 * (2 * c + 1), &d, sizeof(d));
+        avail[2 + c] = (uint16_t)(2 * c);
+    }
+    __atomic_store_n(&avail[1], 3, __ATOMIC_RELEASE);
+    vt_wr(&f.vt, 0x3000 + 4 * TXQ, 2, TXQ);
+    g_assert_cmpuint(f.sent->len, ==, 2);
+    g_assert_cmpuint(used_idx(&f, TXQ), ==, 2);
+    uint8_t isr = (uint8_t)vt_rd(&f.vt, 0x1000, 1);
+    g_assert_cmphex(isr & 1, ==, 1);                     /* the queue interrupt came */
+    g_assert_true(vt_rd(&f.vt, CC_STATUS, 1) & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
+    fixture_done(&f);
+}
+
 /* One control command; returns the ack byte the device wrote (0xee: none). */
 static uint8_t ctrl(Fixture *f, uint8_t cls, uint8_t cmd, const void *data, size_t len)
 {
@@ -641,6 +674,7 @@ int main(int argc, char **argv)
     g_test_add_func("/virtio-net/rx-tx", test_rx_tx);
     g_test_add_func("/virtio-net/rx-too-big", test_rx_too_big);
     g_test_add_func("/virtio-net/mrg-rxbuf", test_mrg_rxbuf);
+    g_test_add_func("/virtio-net/tx-bad-mid-batch", test_tx_bad_mid_batch);
     g_test_add_func("/virtio-net/ctrl-rx-filter", test_ctrl_rx_filter);
     g_test_add_func("/virtio-net/migrate-round-trip", test_migrate_round_trip);
     g_test_add_func("/virtio-net/migrate-announce-rarp-only", test_migrate_announce_rarp_only);
