@@ -18,6 +18,9 @@
 #include "net/net-internal.h"
 #include "sen/log.h"
 
+/* Socket polls one dispatch makes at most (libslirp takes one datagram per poll). */
+#define SLIRP_POLL_ROUNDS 64
+
 typedef struct NetSlirp NetSlirp;
 
 typedef struct SlirpSource {
@@ -39,6 +42,7 @@ struct NetSlirp {
     GSource *src;
     GArray *pollfds;          /* of GPollFD, registered with src */
     GArray *fill;             /* of GPollFD, what slirp asked for in this prepare */
+    GArray *polled;           /* the array slirp_get_revents reads: pollfds or fill */
     gint64 deadline;          /* slirp's next timeout (monotonic us), -1 none */
     struct in_addr dhcp_start;
     RateLimit rl;
@@ -152,10 +156,10 @@ static int slirp_get_revents(int idx, void *opaque)
     NetSlirp *s = opaque;
     int ev = 0;
 
-    if (idx < 0 || (guint)idx >= s->pollfds->len) {
+    if (idx < 0 || (guint)idx >= s->polled->len) {
         return 0;
     }
-    gushort r = g_array_index(s->pollfds, GPollFD, idx).revents;
+    gushort r = g_array_index(s->polled, GPollFD, idx).revents;
     ev |= (r & G_IO_IN) ? SLIRP_POLL_IN : 0;
     ev |= (r & G_IO_OUT) ? SLIRP_POLL_OUT : 0;
     ev |= (r & G_IO_PRI) ? SLIRP_POLL_PRI : 0;
@@ -224,12 +228,45 @@ static gboolean slirp_src_check(GSource *src)
     return s->deadline >= 0 && g_source_get_time(src) >= s->deadline;
 }
 
+/* Another poll of slirp's sockets without waiting; whether one has input. */
+static bool slirp_poll_again(NetSlirp *s)
+{
+    uint32_t ms = UINT32_MAX;
+    bool input = false;
+
+    g_array_set_size(s->fill, 0);
+    slirp_pollfds_fill(s->slirp, &ms, slirp_add_poll, s);
+    if (g_poll((GPollFD *)s->fill->data, s->fill->len, 0) <= 0) {
+        return false;
+    }
+    for (guint i = 0; i < s->fill->len; i++) {
+        input |= (g_array_index(s->fill, GPollFD, i).revents &
+                  (G_IO_IN | G_IO_PRI | G_IO_HUP | G_IO_ERR)) != 0;
+    }
+    return input;
+}
+
 static gboolean slirp_src_dispatch(GSource *src, GSourceFunc cb, gpointer data)
 {
     NetSlirp *s = ((SlirpSource *)src)->s;
 
     machine_lock(s->m);
+    s->polled = s->pollfds;
     slirp_pollfds_poll(s->slirp, 0, slirp_get_revents, s);
+    /*
+     * libslirp reads at most one datagram per socket per poll, so a stream of them would
+     * cost a whole main-loop iteration (every source's prepare and check, a wake-up)
+     * each.  While input keeps coming and the NIC takes frames, poll again right here;
+     * the bound keeps the other sources served.  A full NIC ends the burst early: the
+     * rest waits in the kernel's socket buffers for the next iteration.
+     */
+    s->polled = s->fill;
+    for (unsigned round = 1; round < SLIRP_POLL_ROUNDS && net_peer_can_take(s->nc) &&
+                             slirp_poll_again(s);
+         round++) {
+        slirp_pollfds_poll(s->slirp, 0, slirp_get_revents, s);
+    }
+    s->polled = s->pollfds;
     machine_unlock(s->m);
     return G_SOURCE_CONTINUE;
 }
@@ -481,6 +518,7 @@ static bool slirp_backend_init(Machine *m, const char *id, Keyval *opts, const c
     s->m = m;
     s->pollfds = g_array_new(FALSE, TRUE, sizeof(GPollFD));
     s->fill = g_array_new(FALSE, TRUE, sizeof(GPollFD));
+    s->polled = s->pollfds;
     NetClientState *nc = net_client_new(m, &slirp_info, "user", id, 0);
     nc->opaque = s;
     s->nc = nc;
@@ -552,6 +590,10 @@ static bool slirp_backend_init(Machine *m, const char *id, Keyval *opts, const c
     s->src = g_source_new(&slirp_source_funcs, sizeof(SlirpSource));
     ((SlirpSource *)s->src)->s = s;
     g_source_set_name(s->src, "slirp");
+    /* A non-recursive source has its descriptors taken out of the poll set and put back
+     * around every dispatch (two eventfd writes and a read each time); dispatch never
+     * runs the main loop itself, so it cannot be re-entered. */
+    g_source_set_can_recurse(s->src, TRUE);
     g_source_attach(s->src, m->ctx);
     net_client_set_info_str(nc, "net=%s,restrict=%s", net_default,
                             restricted ? "on" : "off");

@@ -28,7 +28,7 @@ typedef struct NetTap {
     NetClientState *nc;
     Machine *m;
     int fd;
-    guint src;
+    GSource *src;            /* watches fd for frames while the NIC can take them */
     bool vnet_hdr;
     bool multi_queue;        /* opened with IFF_MULTI_QUEUE: queue_enable applies */
     RateLimit rl;            /* for queue_enable failures (the guest picks the pairs) */
@@ -42,10 +42,18 @@ static gboolean tap_readable(gint fd, GIOCondition cond, gpointer opaque);
 static void tap_read_poll(NetTap *s, bool on)
 {
     if (on && !s->src) {
-        s->src = g_unix_fd_add(s->fd, G_IO_IN, tap_readable, s);
+        GSource *src = g_unix_fd_source_new(s->fd, G_IO_IN);
+        g_source_set_callback(src, (GSourceFunc)(void (*)(void))tap_readable, s, NULL);
+        /* glib takes a non-recursive source's fd out of the poll set and puts it back
+         * around every dispatch: two eventfd writes and a read per burst.  tap_readable
+         * never runs the main loop itself, so re-entry cannot happen. */
+        g_source_set_can_recurse(src, TRUE);
+        g_source_attach(src, s->m->ctx);
+        s->src = src;
     } else if (!on && s->src) {
-        g_source_remove(s->src);
-        s->src = 0;
+        g_source_destroy(s->src);
+        g_source_unref(s->src);
+        s->src = NULL;
     }
 }
 
@@ -58,7 +66,7 @@ static gboolean tap_readable(gint fd, GIOCondition cond, gpointer opaque)
     for (unsigned i = 0; i < TAP_READ_BURST; i++) {
         if (!net_peer_can_take(s->nc)) {
             /* The NIC is full: leave the rest in the kernel until it has room. */
-            s->src = 0;
+            tap_read_poll(s, false);
             machine_unlock(s->m);
             return G_SOURCE_REMOVE;
         }
