@@ -6,6 +6,10 @@
  * checksum match what is sent while the guest keeps writing its RAM.  Readers fill a
  * buffer of the same size and hand out pieces of it (mig_get_chunk), so page data is
  * checksummed while it is hot in the cache and written to its place from there.
+ *
+ * A writer over an fd sends from a thread of its own (MigWriter): while it writes one
+ * full buffer to the socket (the kernel's copy), the owner copies and checksums the next
+ * one, so the two copies a byte costs on the source overlap instead of adding up.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -21,8 +25,24 @@
  * that the sleep granularity does not matter. */
 #define RATE_WINDOW_US 50000
 
+/* The background writer of an fd stream.  lock guards the fields marked [lock]; cond
+ * is broadcast when a buffer was taken, written, or the thread should stop. */
+typedef struct MigWriter {
+    GThread *thread;
+    GMutex lock;
+    GCond cond;
+    const uint8_t *buf;       /* [lock] being written; NULL when idle */
+    size_t len;               /* [lock] */
+    bool quit;                /* [lock] */
+    char *error;              /* [lock] the write failure */
+    int failed;               /* atomic: error is set (a lock-free check for the owner) */
+    int fd;
+} MigWriter;
+
 struct MigStream {
     int fd;
+    MigWriter *writer;        /* fd writers: sends full buffers in the background */
+    uint8_t *spare;           /* the buffer the writer has or had, swapped with buf */
     const MigStreamOps *ops;  /* instead of fd when set */
     void *ops_opaque;
     bool writing;
@@ -38,6 +58,98 @@ struct MigStream {
     uint64_t window_bytes;
 };
 
+/* ---- the background writer ---- */
+
+static gpointer writer_thread(gpointer opaque)
+{
+    MigWriter *w = opaque;
+
+    g_mutex_lock(&w->lock);
+    for (;;) {
+        while (!w->buf && !w->quit) {
+            g_cond_wait(&w->cond, &w->lock);
+        }
+        if (!w->buf) {
+            break;
+        }
+        const uint8_t *p = w->buf;
+        size_t len = w->len;
+        g_mutex_unlock(&w->lock);
+        int err = 0;
+        while (len) {
+            ssize_t n = write(w->fd, p, len);
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            if (n <= 0) {
+                err = n < 0 ? errno : EPIPE;
+                break;
+            }
+            p += n;
+            len -= (size_t)n;
+        }
+        g_mutex_lock(&w->lock);
+        if (err && !w->error) {
+            w->error = g_strdup_printf("write to the migration stream failed: %s",
+                                       g_strerror(err));
+            g_atomic_int_set(&w->failed, 1);
+        }
+        w->buf = NULL;
+        g_cond_broadcast(&w->cond);
+    }
+    g_mutex_unlock(&w->lock);
+    return NULL;
+}
+
+/* Waits until the writer has written what it was given; moves its failure (if any)
+ * into the stream. */
+static void writer_wait(MigStream *s)
+{
+    MigWriter *w = s->writer;
+    g_mutex_lock(&w->lock);
+    while (w->buf) {
+        g_cond_wait(&w->cond, &w->lock);
+    }
+    if (w->error && !s->error) {
+        s->error = g_strdup(w->error);
+    }
+    g_mutex_unlock(&w->lock);
+}
+
+/* Hands the full buffer to the writer (after it finished the previous one) and
+ * continues in the other buffer. */
+static void writer_submit(MigStream *s)
+{
+    writer_wait(s);
+    if (s->error) {
+        return;
+    }
+    MigWriter *w = s->writer;
+    g_mutex_lock(&w->lock);
+    w->buf = s->buf;
+    w->len = s->len;
+    g_cond_broadcast(&w->cond);
+    g_mutex_unlock(&w->lock);
+    uint8_t *next = s->spare;
+    s->spare = s->buf;
+    s->buf = next;
+}
+
+static void writer_free(MigStream *s)
+{
+    MigWriter *w = s->writer;
+    g_mutex_lock(&w->lock);
+    w->quit = true;
+    g_cond_broadcast(&w->cond);
+    g_mutex_unlock(&w->lock);
+    g_thread_join(w->thread);
+    g_free(w->error);
+    g_mutex_clear(&w->lock);
+    g_cond_clear(&w->cond);
+    g_free(w);
+    s->writer = NULL;
+}
+
 /* ---- life cycle ---- */
 
 static MigStream *mig_stream_new(int fd, bool writing)
@@ -52,7 +164,15 @@ static MigStream *mig_stream_new(int fd, bool writing)
 
 MigStream *mig_stream_new_writer(int fd)
 {
-    return mig_stream_new(fd, true);
+    MigStream *s = mig_stream_new(fd, true);
+    MigWriter *w = g_new0(MigWriter, 1);
+    w->fd = fd;
+    g_mutex_init(&w->lock);
+    g_cond_init(&w->cond);
+    w->thread = g_thread_new("mig-writer", writer_thread, w);
+    s->writer = w;
+    s->spare = g_malloc(MIG_STREAM_BUF);
+    return s;
 }
 
 MigStream *mig_stream_new_reader(int fd)
@@ -100,9 +220,15 @@ void mig_stream_free(MigStream *s)
     if (!s) {
         return;
     }
+    if (s->writer) {
+        /* What is buffered but not flushed is dropped, as without the writer. */
+        writer_wait(s);
+        writer_free(s);
+    }
     if (s->fd >= 0) {
         close(s->fd);
     }
+    g_free(s->spare);
     g_free(s->buf);
     g_free(s->error);
     g_free(s);
@@ -138,13 +264,19 @@ void mig_stream_set_error(MigStream *s, const char *fmt, ...)
 
 bool mig_stream_failed(const MigStream *s)
 {
-    return s->error != NULL;
+    return s->error != NULL || (s->writer && g_atomic_int_get(&s->writer->failed));
 }
 
 bool mig_stream_check(const MigStream *s, Error **errp)
 {
     if (s->error) {
         error_setg(errp, "%s", s->error);
+        return false;
+    }
+    if (s->writer && g_atomic_int_get(&s->writer->failed)) {
+        g_mutex_lock(&s->writer->lock);
+        error_setg(errp, "%s", s->writer->error);
+        g_mutex_unlock(&s->writer->lock);
         return false;
     }
     return true;
@@ -195,15 +327,26 @@ static void write_all(MigStream *s, const uint8_t *p, size_t len)
     }
 }
 
+/* Sends the buffer: in the background when there is a writer (wait: until written). */
+static void flush_buffer(MigStream *s, bool wait)
+{
+    if (s->len && !s->error) {
+        if (s->writer) {
+            writer_submit(s);
+        } else {
+            write_all(s, s->buf, s->len);
+        }
+        rate_limit_account(s, s->len);
+    }
+    s->len = 0;
+    if (wait && s->writer) {
+        writer_wait(s);
+    }
+}
+
 void mig_stream_flush(MigStream *s)
 {
-    if (!s->len || s->error) {
-        s->len = 0;
-        return;
-    }
-    write_all(s, s->buf, s->len);
-    rate_limit_account(s, s->len);
-    s->len = 0;
+    flush_buffer(s, true);
 }
 
 void mig_put_buf(MigStream *s, const void *buf, size_t len)
@@ -217,7 +360,7 @@ void mig_put_buf(MigStream *s, const void *buf, size_t len)
         p += n;
         len -= n;
         if (s->len == MIG_STREAM_BUF) {
-            mig_stream_flush(s);
+            flush_buffer(s, false);
         }
     }
 }
@@ -241,10 +384,17 @@ void mig_put_be64(MigStream *s, uint64_t v)
 
 void mig_put_checksum(MigStream *s)
 {
-    mig_stream_flush(s);
     uint32_t crc = GUINT32_TO_BE(~s->crc);
-    write_all(s, (const uint8_t *)&crc, 4);
+    if (s->len + 4 > MIG_STREAM_BUF) {
+        flush_buffer(s, false);
+    }
+    /* Into the buffer without touching the CRC, and sent before this returns. */
+    if (!s->error) {
+        memcpy(s->buf + s->len, &crc, 4);
+        s->len += 4;
+    }
     s->bytes += 4;
+    flush_buffer(s, true);
 }
 
 /* ---- reading ---- */
