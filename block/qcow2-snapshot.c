@@ -162,7 +162,12 @@ static int write_snapshot_table(BDRVQcow2State *s, GArray *a)
     }
     s->h.nb_snapshots = a->len;
     s->h.snapshots_offset = off;
-    return old_len ? qcow2_update_refcount(s, old_off, old_len, -1) : 0;
+    /* The new table is in use: failing to free the old one only leaks it (check -r
+     * leaks repairs that), so callers see the switch as done. */
+    if (old_len) {
+        qcow2_update_refcount(s, old_off, old_len, -1);
+    }
+    return 0;
 }
 
 /* Adds delta to every L2 table an L1 table references and to every cluster they reference. */
@@ -235,6 +240,44 @@ static int fix_copied(BDRVQcow2State *s)
     return ret < 0 ? ret : qcow2_flush_caches(s);
 }
 
+static int read_l1(BDRVQcow2State *s, uint64_t off, uint32_t n, uint64_t **out)
+{
+    uint64_t *l1 = g_new0(uint64_t, MAX(n, 1));
+    int ret = n ? bdrv_pread(s->bs->file, off, n * 8ull, l1) : 0;
+    for (uint32_t i = 0; i < n; i++) {
+        l1[i] = GUINT64_FROM_BE(l1[i]);
+    }
+    *out = l1;
+    return ret;
+}
+
+/*
+ * Removes snapshot i of the table a (as read from the image; lock held): the table stops
+ * naming it first, then its references go, then OFLAG_COPIED follows the new refcounts.
+ */
+static int drop_snapshot(BDRVQcow2State *s, GArray *a, guint i)
+{
+    Qcow2Snapshot sn = g_array_index(a, Qcow2Snapshot, i);
+    uint64_t *sl1 = NULL;
+    g_array_remove_index(a, i);
+    int ret = read_l1(s, sn.l1_table_offset, sn.l1_size, &sl1);
+    if (ret == 0) {
+        ret = write_snapshot_table(s, a);
+    }
+    if (ret == 0) {
+        ret = update_tree(s, sl1, sn.l1_size, -1);
+    }
+    if (ret == 0 && sn.l1_size) {
+        ret = qcow2_update_refcount(s, sn.l1_table_offset, sn.l1_size * 8ull, -1);
+    }
+    if (ret == 0) {
+        ret = fix_copied(s);
+    }
+    qcow2_snapshot_clear(&sn);
+    g_free(sl1);
+    return ret;
+}
+
 static int find_snapshot(GArray *a, const char *id_or_name)
 {
     for (guint i = 0; i < a->len; i++) {
@@ -248,6 +291,20 @@ static int find_snapshot(GArray *a, const char *id_or_name)
         }
     }
     return -1;
+}
+
+/*
+ * Undoes a snapshot create that failed before the table named it: the active tree's
+ * extra references and the L1 copy go again (best effort: what fails stays a leak).
+ */
+static int unref_snapshot_tree(BDRVQcow2State *s, bool tree_refd, int64_t l1off)
+{
+    int ret = tree_refd ? update_tree(s, s->l1, s->l1_size, -1) : 0;
+    if (l1off > 0) {
+        int r = qcow2_update_refcount(s, l1off, s->l1_size * 8ull, -1);
+        ret = ret < 0 ? ret : r;
+    }
+    return ret < 0 ? ret : qcow2_flush_caches(s);
 }
 
 /*
@@ -294,8 +351,10 @@ bool qcow2_snapshot_create(BlockDriverState *bs, BlockSnapshotInfo *info, Error 
     }
     ret = qcow2_flush_caches(s);
     /* Refcounts of the whole tree first, then the L1 copy, then the table that names it. */
+    bool tree_refd = false, in_table = false;
     if (ret == 0) {
         ret = update_tree(s, s->l1, s->l1_size, 1);
+        tree_refd = ret == 0;
     }
     int64_t l1off = 0;
     if (ret == 0 && s->l1_size) {
@@ -328,6 +387,7 @@ bool qcow2_snapshot_create(BlockDriverState *bs, BlockSnapshotInfo *info, Error 
         qcow2_st64(sn.extra + 16, info->icount ? info->icount : (uint64_t)-1);
         g_array_append_val(a, sn);
         ret = write_snapshot_table(s, a);
+        in_table = ret == 0;
     }
     if (ret == 0) {
         ret = fix_copied(s);
@@ -337,8 +397,12 @@ bool qcow2_snapshot_create(BlockDriverState *bs, BlockSnapshotInfo *info, Error 
         ret = qcow2_vmstate_drop(s, info->vm_state_size);
     }
     if (ret < 0) {
-        error_setg_errno(errp, -ret, "%s: could not create snapshot '%s'", bs->filename,
-                         info->name);
+        /* A failed create leaves no snapshot behind (the caller, savevm too, goes on as
+         * if there were none), at worst leaked clusters. */
+        int undo = in_table ? drop_snapshot(s, a, a->len - 1)
+                            : unref_snapshot_tree(s, tree_refd, l1off);
+        error_setg_errno(errp, -ret, "%s: could not create snapshot '%s'%s", bs->filename,
+                         info->name, undo < 0 && in_table ? " (it is left in the image)" : "");
         goto out;
     }
     ok = true;
@@ -348,16 +412,6 @@ out:
     return ok;
 }
 
-static int read_l1(BDRVQcow2State *s, uint64_t off, uint32_t n, uint64_t **out)
-{
-    uint64_t *l1 = g_new0(uint64_t, MAX(n, 1));
-    int ret = n ? bdrv_pread(s->bs->file, off, n * 8ull, l1) : 0;
-    for (uint32_t i = 0; i < n; i++) {
-        l1[i] = GUINT64_FROM_BE(l1[i]);
-    }
-    *out = l1;
-    return ret;
-}
 
 bool qcow2_snapshot_goto(BlockDriverState *bs, const char *id, Error **errp)
 {
@@ -454,7 +508,6 @@ bool qcow2_snapshot_delete(BlockDriverState *bs, const char *id, Error **errp)
 {
     BDRVQcow2State *s = bs->opaque;
     GArray *a = NULL;
-    uint64_t *sl1 = NULL;
     bool ok = false;
     qcow2_lock_exclusive(s);
     int ret = qcow2_read_snapshots(s, &a);
@@ -463,30 +516,13 @@ bool qcow2_snapshot_delete(BlockDriverState *bs, const char *id, Error **errp)
         error_setg(errp, "%s: snapshot '%s' not found", bs->filename, id);
         goto out;
     }
-    Qcow2Snapshot sn = g_array_index(a, Qcow2Snapshot, i);
-    g_array_remove_index(a, i);
-    /* The table stops naming it first; its references go afterwards. */
-    ret = read_l1(s, sn.l1_table_offset, sn.l1_size, &sl1);
-    if (ret == 0) {
-        ret = write_snapshot_table(s, a);
-    }
-    if (ret == 0) {
-        ret = update_tree(s, sl1, sn.l1_size, -1);
-    }
-    if (ret == 0 && sn.l1_size) {
-        ret = qcow2_update_refcount(s, sn.l1_table_offset, sn.l1_size * 8ull, -1);
-    }
-    if (ret == 0) {
-        ret = fix_copied(s);
-    }
-    qcow2_snapshot_clear(&sn);
+    ret = drop_snapshot(s, a, i);
     if (ret < 0) {
         error_setg_errno(errp, -ret, "%s: could not delete snapshot '%s'", bs->filename, id);
         goto out;
     }
     ok = true;
 out:
-    g_free(sl1);
     qcow2_snapshots_free(a);
     g_mutex_unlock(&s->lock);
     return ok;

@@ -4,7 +4,9 @@
  * must read back identically after a reopen and pass our checker with no leaks/errors.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <string.h>
 #include <unistd.h>
 #include <glib.h>
@@ -155,6 +157,52 @@ static void test_data_file_option(void)
     g_unlink(path);
     g_unlink(moved);
     g_unlink(plain);
+}
+
+/*
+ * A snapshot create that fails part-way (here: the image file may not grow, so the L1
+ * copy cannot be written) leaves no snapshot and no extra references: the image checks
+ * clean, OFLAG_COPIED included, and in-place writes keep working.
+ */
+static void test_snapshot_create_fails_cleanly(void)
+{
+    g_autofree char *path = tmp_path("sen-test-qcow2-snapfail.qcow2");
+    block_test_create("qcow2", path, "size=4M,cluster_size=4096");
+    BlockDriverState *bs = block_test_open(path, "qcow2", BDRV_O_RDWR);
+    g_autofree uint8_t *buf = g_malloc(1 << 20);
+    memset(buf, 0x3c, 1 << 20);
+    g_assert_cmpint(bdrv_pwrite(bs, 0, 1 << 20, buf), ==, 0);
+    g_assert_cmpint(bdrv_flush(bs), ==, 0);
+
+    GStatBuf st;
+    g_assert_cmpint(g_stat(path, &st), ==, 0);
+    struct rlimit old, lim;
+    g_assert_cmpint(getrlimit(RLIMIT_FSIZE, &old), ==, 0);
+    lim = old;
+    lim.rlim_cur = st.st_size;
+    void (*old_handler)(int) = signal(SIGXFSZ, SIG_IGN);
+    g_assert_cmpint(setrlimit(RLIMIT_FSIZE, &lim), ==, 0);
+    BlockSnapshotInfo sn = { .name = (char *)"s1" };
+    Error *err = NULL;
+    bool created = bs->drv->snapshot_create(bs, &sn, &err);
+    g_assert_cmpint(setrlimit(RLIMIT_FSIZE, &old), ==, 0);
+    signal(SIGXFSZ, old_handler);
+    g_assert_false(created);
+    g_assert_nonnull(strstr(error_get_pretty(err), "could not create snapshot 's1'"));
+    error_free(err);
+
+    GPtrArray *list = bs->drv->snapshot_list(bs, &err);
+    g_assert_nonnull(list);
+    g_assert_cmpuint(list->len, ==, 0);
+    g_ptr_array_free(list, TRUE);
+    block_test_check_clean(bs);
+    memset(buf, 0x4d, 4096);
+    g_assert_cmpint(bdrv_pwrite(bs, 8192, 4096, buf), ==, 0);
+    bdrv_unref(bs);
+    bs = block_test_open(path, "qcow2", 0);
+    block_test_check_clean(bs);
+    bdrv_unref(bs);
+    g_unlink(path);
 }
 
 static void test_dirty_open(void)
@@ -348,6 +396,8 @@ int main(int argc, char **argv)
     g_test_add_func("/qcow2-io/snapshot-name-too-long", test_snapshot_name_too_long);
     g_test_add_func("/qcow2-io/overlap-protection", test_overlap_protection);
     g_test_add_func("/qcow2-io/data-file-option", test_data_file_option);
+    g_test_add_func("/qcow2-io/snapshot-create-fails-cleanly",
+                    test_snapshot_create_fails_cleanly);
     int rc = g_test_run();
     /* Tests unlink their images; whatever a failure left behind stays for inspection. */
     g_rmdir(test_dir);
