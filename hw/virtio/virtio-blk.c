@@ -12,6 +12,13 @@
  * interrupt per run instead of per request.  Flush, discard and write-zeroes first submit
  * what is queued, so they are never reordered before an earlier write.
  *
+ * At most x-max-bytes-in-flight bytes of reads and writes are in the block layer at a
+ * time; later calls wait in the device's list, in order, and each completion starts what
+ * then fits.  A driver that keeps more than that in flight finds the disk still busy with
+ * the rest of its requests while it handles the completions and refills the queue,
+ * instead of all of them finishing at once and the disk idling until the driver catches
+ * up.  The default bound is far above what a disk needs to stream at full speed.
+ *
  * A request outlives neither the device's state nor a reset in a way the guest could
  * notice: it carries the device generation at submission, and a completion for an older
  * generation (device reset meanwhile) or for an unrealized device only frees memory.
@@ -60,7 +67,9 @@ enum {
 /* A merged request stays within what one preadv/io_submit takes (UIO_MAXIOV buffers)
  * and within a size the host splits anyway, so a merge never costs a bounce or a retry. */
 #define BLK_MERGE_MAX_IOV   1024
-#define BLK_MERGE_MAX_BYTES (32u << 20)
+/* Half the default bytes in flight, so one merged request is on the disk while the
+ * driver refills behind the other. */
+#define BLK_MERGE_MAX_BYTES (16u << 20)
 
 typedef struct VirtIOBlk VirtIOBlk;
 typedef struct BlkReq BlkReq;
@@ -76,6 +85,7 @@ typedef struct BlkIo {
     int flags;
     uint64_t offset;
     uint64_t bytes;      /* discard / write-zeroes */
+    uint64_t data_bytes; /* what iov holds: counted against x-max-bytes-in-flight */
     const struct iovec *iov;
     int niov;
     BlockCompletionFunc *cb;
@@ -117,6 +127,7 @@ struct VirtIOBlk {
     char *drive;
     char *serial;
     uint16_t num_queues;
+    uint64_t max_inflight_bytes; /* 0: no bound */
 
     BlockBackend *blk;
     bool read_only;
@@ -132,6 +143,8 @@ struct VirtIOBlk {
      * waits for them, so no call of an older generation starts once it returned. */
     unsigned submitting;
     GCond submitted_cond;
+    /* Data bytes of the calls taken from the list and not completed yet (pending_lock). */
+    uint64_t inflight_bytes;
 };
 
 struct BlkReq {
@@ -278,6 +291,27 @@ static void blk_report_error(BlkShared *sh, bool is_read, int ret)
     }
 }
 
+static void blk_submit_pending(VirtIOBlk *s);
+
+/* A call taken by blk_submit_pending completed: its bytes leave the bound. */
+static void blk_io_retire(VirtIOBlk *s, const BlkIo *io)
+{
+    g_mutex_lock(&s->pending_lock);
+    s->inflight_bytes -= io->data_bytes;
+    g_mutex_unlock(&s->pending_lock);
+}
+
+/*
+ * After a completion dropped the VM lock: starts the calls that waited for room.  s is
+ * still there: completions and unrealize both run on the thread of the node's context.
+ */
+static void blk_io_refill(VirtIOBlk *s)
+{
+    if (s) {
+        blk_submit_pending(s);
+    }
+}
+
 static void blk_req_done(void *opaque, int ret)
 {
     BlkReq *r = opaque;
@@ -285,6 +319,10 @@ static void blk_req_done(void *opaque, int ret)
     Machine *m = sh->m;
 
     machine_lock(m);
+    VirtIOBlk *s = sh->dev;
+    if (s) {
+        blk_io_retire(s, &r->io);
+    }
     blk_report_error(sh, r->is_read, ret);
     if (sh->dev && sh->dev->generation == r->generation) {
         blk_req_finish(sh->dev, r, blk_status_of(ret));
@@ -292,6 +330,7 @@ static void blk_req_done(void *opaque, int ret)
     blk_req_free(sh, r);
     shared_unref(sh);
     machine_unlock(m);
+    blk_io_refill(s);
 }
 
 /* Gives mg and its members back to the pools and drops their references (VM lock). */
@@ -317,6 +356,9 @@ static void blk_merge_done(void *opaque, int ret)
 
     machine_lock(m);
     VirtIOBlk *s = sh->dev;
+    if (s) {
+        blk_io_retire(s, &mg->io);
+    }
     bool live = s && s->generation == mg->reqs[0]->generation;
     blk_report_error(sh, mg->reqs[0]->is_read, ret);
     for (unsigned i = 0; i < mg->n; i++) {
@@ -329,6 +371,7 @@ static void blk_merge_done(void *opaque, int ret)
     }
     blk_merge_release(sh, mg);
     machine_unlock(m);
+    blk_io_refill(s);
 }
 
 /* Appends io to the calls blk_submit_pending makes (VM lock); io->bytes and io->flags
@@ -342,6 +385,10 @@ static void blk_queue_io(VirtIOBlk *s, BlkIo *io, BlkIoOp op, uint64_t offset,
     io->offset = offset;
     io->iov = iov;
     io->niov = niov;
+    io->data_bytes = 0;
+    for (int i = 0; i < niov; i++) {
+        io->data_bytes += iov[i].iov_len;
+    }
     io->cb = cb;
     io->opaque = opaque;
     g_mutex_lock(&s->pending_lock);
@@ -360,17 +407,31 @@ static void blk_queue_io(VirtIOBlk *s, BlkIo *io, BlkIoOp op, uint64_t offset,
  * submission under way (blk_vdev_reset), so none of an older generation starts after it.
  * Two threads may each take a part of the list: requests in flight together have no
  * order in virtio-blk, and a flush only covers writes that already completed.
+ *
+ * Only the calls that fit under x-max-bytes-in-flight are taken (always at least one when
+ * nothing is in flight, however big); the rest stay first in the list, and the
+ * completion that makes room calls this again.  So what waits always has a call in
+ * flight that will start it, also while blk_drain waits for the backend.
  */
 static void blk_submit_pending(VirtIOBlk *s)
 {
     g_mutex_lock(&s->pending_lock);
-    BlkIo *io = s->pending_head;
-    s->pending_head = NULL;
-    s->pending_tail = &s->pending_head;
-    if (!io) {
+    BlkIo *io = s->pending_head, **rest = &s->pending_head;
+    while (*rest && (s->inflight_bytes == 0 || !s->max_inflight_bytes ||
+                     s->inflight_bytes + (*rest)->data_bytes <= s->max_inflight_bytes)) {
+        s->inflight_bytes += (*rest)->data_bytes;
+        rest = &(*rest)->next;
+    }
+    if (rest == &s->pending_head) {
         g_mutex_unlock(&s->pending_lock);
         return;
     }
+    /* Cut the taken calls off the list. */
+    s->pending_head = *rest;
+    if (!*rest) {
+        s->pending_tail = &s->pending_head;
+    }
+    *rest = NULL;
     s->submitting++;
     g_mutex_unlock(&s->pending_lock);
 
@@ -773,7 +834,10 @@ static void virtio_blk_unrealize(DeviceState *dev)
     virtio_pci_unrealize(&s->proxy);
     virtio_cleanup(&s->vdev);
     if (s->shared) {
-        blk_submit_pending(s); /* none in practice: the ioeventfd path submits at once */
+        /* What waits for room starts now, unbounded: no completion could start it once
+         * the requests lose their device below. */
+        s->max_inflight_bytes = 0;
+        blk_submit_pending(s);
         g_mutex_clear(&s->pending_lock);
         g_cond_clear(&s->submitted_cond);
         /* Requests still in the block layer complete later (block_cleanup drains them)
@@ -822,6 +886,9 @@ static const PropertyDef virtio_blk_props[] = {
     DEFINE_PROP("serial", PROP_STRING, VirtIOBlk, serial, NULL,
                 "disk serial number (GET_ID, up to 20 characters)"),
     DEFINE_PROP("num-queues", PROP_U16, VirtIOBlk, num_queues, "1", "request queues"),
+    DEFINE_PROP("x-max-bytes-in-flight", PROP_SIZE, VirtIOBlk, max_inflight_bytes, "32M",
+                "bytes of reads and writes in the block layer at once; more wait in order "
+                "(0: no bound)"),
     { .name = NULL },
 };
 

@@ -53,15 +53,21 @@ static void fixture_init(Fixture *f, const char *blk_props)
     g_assert_nonnull(f->vt.dev);
 }
 
-static void fixture_done(Fixture *f)
+/* The image files, after the machine is gone. */
+static void fixture_files_done(Fixture *f)
 {
-    vt_done(&f->vt);
     g_unlink(f->disk);
     g_unlink(f->rodisk);
     g_rmdir(f->dir);
     g_free(f->disk);
     g_free(f->rodisk);
     g_free(f->dir);
+}
+
+static void fixture_done(Fixture *f)
+{
+    vt_done(&f->vt);
+    fixture_files_done(f);
 }
 
 /* Posts header + optional data + status byte and kicks; returns without waiting. */
@@ -430,6 +436,113 @@ static void test_merge(void)
     fixture_done(&f);
 }
 
+/* Posts n writes of 512 bytes at sectors 16 * k (gaps: never merged), filled 0xc0 + k,
+ * and kicks through the BAR with the VM lock held, as a vCPU exit does. */
+static void post_spread_writes(Fixture *f, unsigned n)
+{
+    for (unsigned k = 0; k < n; k++) {
+        memset(f->vt.ram + DATA_GPA + 0x1000 * k, 0xc0 + k, 512);
+        post_chain(f, k, T_OUT, 16 * k, DATA_GPA + 0x1000 * k, 512);
+    }
+    machine_lock(&f->vt.m);
+    vt_wr(&f->vt, 0x3000, 2, 0);
+    machine_unlock(&f->vt.m);
+}
+
+static void check_spread_writes(Fixture *f, const char *path, unsigned n)
+{
+    uint8_t buf[512];
+
+    for (unsigned k = 0; k < n; k++) {
+        read_file_at(path, 16 * k * 512, buf, sizeof(buf));
+        g_assert_cmpuint(buf[0], ==, 0xc0 + k);
+        g_assert_cmpuint(buf[511], ==, 0xc0 + k);
+    }
+}
+
+/*
+ * x-max-bytes-in-flight bounds what is in the block layer at once: with room for one
+ * request, four made available together go one at a time, each completion starting the
+ * next, and all of them complete with their data on the disk.  blk_drain (what
+ * migration and savevm wait with) also finishes the ones still waiting for room.
+ */
+static void test_inflight_bound(void)
+{
+    Fixture f;
+    BlockBackend *blk;
+
+    fixture_init(&f, "drive=d0,x-max-bytes-in-flight=512");
+    vt_blk_driver_init(&f.vt);
+    blk = block_find_backend(&f.vt.m, "d0");
+    post_spread_writes(&f, 4);
+    g_assert_cmpint(blk_in_flight(blk), ==, 1);
+    vt_wait_used(&f.vt);
+    for (unsigned k = 0; k < 4; k++) {
+        g_assert_cmpuint(f.vt.ram[STATUS_GPA + k], ==, S_OK);
+    }
+    check_spread_writes(&f, f.disk, 4);
+
+    post_spread_writes(&f, 3);
+    g_assert_cmpint(blk_in_flight(blk), ==, 1);
+    blk_drain(blk);
+    g_assert_cmpint(blk_in_flight(blk), ==, 0);
+    g_assert_cmpuint(vt_used_idx(&f.vt), ==, f.vt.avail_idx);
+
+    /* 0: no bound, all four at once. */
+    fixture_done(&f);
+    fixture_init(&f, "drive=d0,x-max-bytes-in-flight=0");
+    vt_blk_driver_init(&f.vt);
+    blk = block_find_backend(&f.vt.m, "d0");
+    post_spread_writes(&f, 4);
+    g_assert_cmpint(blk_in_flight(blk), ==, 4);
+    vt_wait_used(&f.vt);
+    check_spread_writes(&f, f.disk, 4);
+    fixture_done(&f);
+}
+
+/*
+ * A reset drops the requests still waiting for room (they never reach the disk, so a
+ * buffer the driver reuses is not filled behind its back); the one in flight completes
+ * without touching the rings, and the device works on.  Requests waiting when the
+ * device goes away still reach the disk.
+ */
+static void test_inflight_bound_reset(void)
+{
+    Fixture f;
+    BlockBackend *blk;
+    uint8_t buf[512];
+
+    fixture_init(&f, "drive=d0,x-max-bytes-in-flight=512");
+    vt_blk_driver_init(&f.vt);
+    blk = block_find_backend(&f.vt.m, "d0");
+    for (unsigned k = 0; k < 3; k++) {
+        memset(f.vt.ram + DATA_GPA + 0x1000 * k, 0x55, 512);
+        post_chain(&f, k, T_IN, 16 * k, DATA_GPA + 0x1000 * k, 512);
+    }
+    machine_lock(&f.vt.m);
+    vt_wr(&f.vt, 0x3000, 2, 0);
+    g_assert_cmpint(blk_in_flight(blk), ==, 1);
+    vt_wr(&f.vt, CC_STATUS, 1, 0);
+    machine_unlock(&f.vt.m);
+    blk_drain(blk);
+    g_assert_cmpuint(vt_used_idx(&f.vt), ==, 0);
+    for (unsigned k = 1; k < 3; k++) {
+        g_assert_cmpuint(f.vt.ram[DATA_GPA + 0x1000 * k], ==, 0x55);
+        g_assert_cmpuint(f.vt.ram[DATA_GPA + 0x1000 * k + 511], ==, 0x55);
+    }
+    vt_blk_driver_init(&f.vt);
+    g_assert_cmpuint(request(&f, T_IN, 16, 512, true), ==, S_OK);
+    g_assert_cmpuint(f.vt.ram[DATA_GPA], ==, 0x11);
+
+    post_spread_writes(&f, 4);
+    g_assert_cmpint(blk_in_flight(blk), ==, 1);
+    vt_done(&f.vt);
+    check_spread_writes(&f, f.disk, 4);
+    read_file_at(f.disk, 8 * 512, buf, sizeof(buf));
+    g_assert_cmpuint(buf[0], ==, 0x11);
+    fixture_files_done(&f);
+}
+
 static void test_realize_errors(void)
 {
     static const struct { const char *props, *msg; } cases[] = {
@@ -464,6 +577,8 @@ int main(int argc, char **argv)
     g_test_add_func("/virtio-blk/read-only", test_read_only);
     g_test_add_func("/virtio-blk/reset-in-flight", test_reset_in_flight);
     g_test_add_func("/virtio-blk/merge", test_merge);
+    g_test_add_func("/virtio-blk/inflight-bound", test_inflight_bound);
+    g_test_add_func("/virtio-blk/inflight-bound-reset", test_inflight_bound_reset);
     g_test_add_func("/virtio-blk/submit-after-unlock", test_submit_after_unlock);
     g_test_add_func("/virtio-blk/reset-before-unlocked-submit",
                     test_reset_before_unlocked_submit);
