@@ -11,7 +11,7 @@
 
 enum {
     PROBE_BUF_SIZE = 2048,
-    POOL_MAX_THREADS = 16,
+    POOL_MAX_THREADS = 64,
     ZERO_CHUNK = 1024 * 1024,
 };
 
