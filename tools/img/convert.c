@@ -1,9 +1,9 @@
 /*
  * sen-img convert: copies an image into a new one (or an existing one with -n), skipping
  * zero runs of at least -S bytes (4k by default) so the target stays sparse; -c writes
- * qcow2 clusters compressed, compressing on up to -m threads (see compress_chunk).  -t is
- * the target's cache mode, unsafe by default as in qemu-img (no flush until the end; a
- * crash mid-copy leaves a target to throw away).
+ * qcow2 clusters compressed; -m chunks are in flight at once, written in order unless -W
+ * (convert-copy.c).  -t is the target's cache mode, unsafe by default as in qemu-img (no
+ * flush until the end; a crash mid-copy leaves a target to throw away).
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -13,17 +13,10 @@
 #include "block/block-internal.h"
 #include "block/qcow2.h"
 #include "sen/keyval.h"
+#include "tools/img/convert-copy.h"
 #include "tools/img/img.h"
 
 #define CONVERT_CHUNK (2 * 1024 * 1024)
-
-static void progress(bool on, uint64_t done, uint64_t total)
-{
-    if (on) {
-        printf("    (%.2f/100%%)\r", total ? done * 100.0 / total : 100.0);
-        fflush(stdout);
-    }
-}
 
 static bool create_target(const char *fmt, const char *filename, const char *opts,
                           uint64_t size, const char *backing, const char *backing_fmt)
@@ -54,85 +47,17 @@ static bool create_target(const char *fmt, const char *filename, const char *opt
     return ok;
 }
 
-/*
- * convert -c: the clusters of a chunk are compressed on worker threads (compression is
- * the whole cost of a compressed convert) and then written in guest order by the caller,
- * so the packed layout is the same as a single-threaded copy's.
- */
-typedef struct CompressBatch {
-    BlockDriverState *dst;
-    GMutex lock;
-    GCond done_cond;
-    int pending;
-} CompressBatch;
-
-typedef struct CompressJob {
-    CompressBatch *batch;
-    uint64_t off;           /* guest offset of the cluster */
-    const uint8_t *buf;     /* its data */
-    uint8_t *cbuf;          /* compressed form (cluster_size bytes) */
-    ssize_t clen;           /* length, -ENOSPC or -errno */
-    bool skip;              /* zeroes on a target that reads as zeroes: not written */
-} CompressJob;
-
-static void compress_job_run(gpointer data, gpointer user_data)
-{
-    CompressJob *job = data;
-    CompressBatch *b = job->batch;
-
-    job->clen = qcow2_compress_cluster(b->dst, job->off, job->buf, job->cbuf);
-    g_mutex_lock(&b->lock);
-    if (--b->pending == 0) {
-        g_cond_signal(&b->done_cond);
-    }
-    g_mutex_unlock(&b->lock);
-}
-
-/* Compresses the n clusters of jobs[] on pool, waits, then writes them in order. */
-static int compress_chunk(GThreadPool *pool, CompressBatch *b, CompressJob *jobs, int n,
-                          uint64_t *err_off)
-{
-    g_mutex_lock(&b->lock);
-    for (int i = 0; i < n; i++) {
-        if (!jobs[i].skip) {
-            b->pending++;
-            g_thread_pool_push(pool, &jobs[i], NULL);
-        }
-    }
-    while (b->pending) {
-        g_cond_wait(&b->done_cond, &b->lock);
-    }
-    g_mutex_unlock(&b->lock);
-    for (int i = 0; i < n; i++) {
-        if (jobs[i].skip) {
-            continue;
-        }
-        int r = qcow2_write_compressed_prepared(b->dst, jobs[i].off, jobs[i].buf,
-                                                jobs[i].cbuf, jobs[i].clen);
-        if (r < 0) {
-            *err_off = jobs[i].off;
-            return r;
-        }
-    }
-    return 0;
-}
-
 int img_convert(int argc, char **argv)
 {
     const char *fmt = NULL, *out_fmt = "raw", *backing = NULL, *backing_fmt = NULL;
     GString *opts = g_string_new(NULL);
     bool compress = false, show_progress = false, no_create = false, quiet = false;
+    bool in_order = true;
     uint64_t sparse = 4096, workers = 8;
     int c, ret = 1, dst_flags = BDRV_O_RDWR;
     /* qemu-img's default for the target: nothing is flushed until the copy is done. */
     const char *cache = "unsafe";
     BlockDriverState *src = NULL, *dst = NULL;
-    uint8_t *buf = NULL, *cbufs = NULL;
-    GThreadPool *pool = NULL;
-    CompressJob *jobs = NULL;
-    CompressBatch batch = { 0 };
-    g_mutex_init(&batch.lock);
-    g_cond_init(&batch.done_cond);
     static const struct option longopts[] = {
         { "help", no_argument, NULL, 'h' },
         { "force-share", no_argument, NULL, 'U' },
@@ -179,7 +104,7 @@ int img_convert(int argc, char **argv)
             cache = optarg;
             break;
         case 'm':
-            /* qemu-img's number of parallel requests; here compression threads. */
+            /* qemu-img's number of parallel requests: chunks in flight here. */
             if (!img_parse_size(optarg, &workers) || workers < 1 || workers > 16) {
                 error_report("Invalid number of coroutines. Allowed number of coroutines "
                              "is between 1 and 16");
@@ -187,7 +112,8 @@ int img_convert(int argc, char **argv)
             }
             break;
         case 'W':
-            break; /* out-of-order writes allowed; in order is always correct */
+            in_order = false;
+            break;
         case 'T':
         case 'r':
         case 'U':
@@ -239,80 +165,22 @@ int img_convert(int argc, char **argv)
     BlockDriverInfo bdi = { 0 };
     uint64_t cs = bdrv_get_info(dst, &bdi) == 0 && bdi.cluster_size ? bdi.cluster_size
                                                                     : 65536;
-    uint64_t chunk = MAX(cs, (uint64_t)CONVERT_CHUNK) / cs * cs;
-    uint64_t gran = sparse && !compress ? MIN(sparse, chunk) : cs;
-    /* Aligned for O_DIRECT (-t none). */
-    if (posix_memalign((void **)&buf, 4096, chunk)) {
-        error_report("Could not allocate %" G_GUINT64_FORMAT " bytes", chunk);
+    ConvertCopy copy = {
+        .src = src, .dst = dst, .size = size,
+        /* With -c one cluster per chunk, as qemu-img: compression times vary a lot
+         * between clusters, and in-order writes would leave the workers of big chunks
+         * waiting for the slowest one. */
+        .chunk = compress ? cs : MAX(cs, (uint64_t)CONVERT_CHUNK) / cs * cs,
+        .cluster_size = cs, .sparse = sparse, .compress = compress,
+        /* A new image without backing reads as zeros: zero runs need no write at all. */
+        .target_zero = !no_create && !backing,
+        .in_order = in_order, .workers = workers, .progress = show_progress && !quiet,
+    };
+    Error *err = NULL;
+    if (!convert_copy(&copy, &err)) {
+        error_report("%s", error_get_pretty(err));
+        error_free(err);
         goto out;
-    }
-    /* A new image without backing reads as zeros: zero runs need no write at all. */
-    bool target_zero = !no_create && !backing;
-    int per_chunk = chunk / cs;
-    if (compress) {
-        /* More threads than processors only adds switching. */
-        int nthreads = MIN((int)workers, MAX(g_get_num_processors(), 1));
-        batch.dst = dst;
-        jobs = g_new0(CompressJob, per_chunk);
-        cbufs = g_malloc(chunk);
-        pool = g_thread_pool_new(compress_job_run, NULL, nthreads, true, NULL);
-        if (!pool) {
-            error_report("Could not start compression threads");
-            goto out;
-        }
-    }
-    for (int64_t off = 0; off < size; off += chunk) {
-        uint64_t n = MIN(chunk, (uint64_t)(size - off));
-        int r = bdrv_pread(src, off, n, buf);
-        if (r < 0) {
-            error_report("error while reading at byte %" G_GINT64_FORMAT ": %s", off,
-                         g_strerror(-r));
-            goto out;
-        }
-        memset(buf + n, 0, chunk - n);
-        if (compress) {
-            int nj = (n + cs - 1) / cs;
-            for (int i = 0; i < nj; i++) {
-                const uint8_t *cl = buf + i * cs;
-                jobs[i] = (CompressJob){
-                    .batch = &batch, .off = off + i * cs, .buf = cl, .cbuf = cbufs + i * cs,
-                    .skip = target_zero && sparse && block_buffer_is_zero(cl, cs),
-                };
-            }
-            uint64_t err_off = 0;
-            r = compress_chunk(pool, &batch, jobs, nj, &err_off);
-            if (r < 0) {
-                error_report("error while writing at byte %" G_GUINT64_FORMAT ": %s",
-                             err_off, g_strerror(-r));
-                goto out;
-            }
-            progress(show_progress && !quiet, off + n, size);
-            continue;
-        }
-        for (uint64_t p = 0; p < n;) {
-            /* One request per run of pieces of the same kind (data or zeroes). */
-            uint64_t len = MIN(gran, n - p);
-            bool zero = sparse && block_buffer_is_zero(buf + p, len);
-            while (p + len < n &&
-                   (sparse && block_buffer_is_zero(buf + p + len, MIN(gran, n - p - len))) ==
-                       zero) {
-                len += MIN(gran, n - p - len);
-            }
-            if (!(zero && target_zero)) {
-                if (zero) {
-                    r = bdrv_pwrite_zeroes(dst, off + p, len, 0);
-                } else {
-                    r = bdrv_pwrite(dst, off + p, len, buf + p);
-                }
-                if (r < 0) {
-                    error_report("error while writing at byte %" G_GINT64_FORMAT ": %s",
-                                 (int64_t)(off + p), g_strerror(-r));
-                    goto out;
-                }
-            }
-            p += len;
-        }
-        progress(show_progress && !quiet, off + n, size);
     }
     if (bdrv_flush(dst) < 0) {
         error_report("error while flushing '%s'", outname);
@@ -323,14 +191,6 @@ int img_convert(int argc, char **argv)
     }
     ret = 0;
 out:
-    if (pool) {
-        g_thread_pool_free(pool, false, true);
-    }
-    g_free(jobs);
-    g_free(cbufs);
-    g_mutex_clear(&batch.lock);
-    g_cond_clear(&batch.done_cond);
-    free(buf);
     if (dst) {
         bdrv_unref(dst);
     }

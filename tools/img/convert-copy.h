@@ -1,0 +1,26 @@
+/* sen-img convert's copy loop (convert-copy.c), apart from its option parsing. */
+#ifndef SEN_TOOLS_IMG_CONVERT_COPY_H
+#define SEN_TOOLS_IMG_CONVERT_COPY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "sen/block.h"
+#include "sen/error.h"
+
+typedef struct ConvertCopy {
+    BlockDriverState *src, *dst;
+    int64_t size;           /* bytes to copy from offset 0 */
+    uint64_t chunk;         /* bytes per request, a multiple of cluster_size */
+    uint64_t cluster_size;  /* the target's (65536 when it has none) */
+    uint64_t sparse;        /* -S: zero runs of this size are not written; 0: none */
+    bool compress;          /* -c: dst is qcow2, clusters are written compressed */
+    bool target_zero;       /* dst reads as zeroes before the copy (zero runs skipped) */
+    bool in_order;          /* no -W: writes in guest order */
+    unsigned workers;       /* -m: chunks in flight */
+    bool progress;          /* -p: print the percentage after each chunk */
+} ConvertCopy;
+
+/* Copies; false with "error while reading|writing at byte N: reason" on failure. */
+bool convert_copy(const ConvertCopy *c, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+
+#endif
