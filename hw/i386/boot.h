@@ -214,6 +214,8 @@ char *pc_option_rom_fw_name(const char *path);
 bool pc_option_rom_add(FwCfgState *fw, const char *path, Error **errp)
     G_GNUC_WARN_UNUSED_RESULT;
 /* Every -option-rom; errors name the option. */
+/* romfile= of PCI devices with rombar=0, as QEMU hands them to firmware. */
+bool pc_pci_roms_setup(FwCfgState *fw, Machine *m, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
 bool pc_option_roms_setup(FwCfgState *fw, const MachineConfig *cfg, Error **errp)
     G_GNUC_WARN_UNUSED_RESULT;
 

@@ -8,6 +8,7 @@
 #include "hw/i386/boot.h"
 #include "sen/host-file.h"
 #include "sen/hw/fw_cfg.h"
+#include "sen/pci.h"
 
 /*
  * SeaBIOS places genroms between 0xc0000 and its own code at 0xe0000, so 128 KiB is the
@@ -48,6 +49,43 @@ bool pc_option_rom_add(FwCfgState *fw, const char *path, Error **errp)
     }
     g_autofree char *name = pc_option_rom_fw_name(path);
     return fw_cfg_add_file(fw, name, data, errp);
+}
+
+typedef struct PciRomWalk {
+    FwCfgState *fw;
+    Error *err;
+} PciRomWalk;
+
+static void add_pci_rom(PCIDevice *d, void *opaque)
+{
+    PciRomWalk *w = opaque;
+    GBytes *rom = pci_rom_for_fw_cfg(d);
+    if (!rom || w->err) {
+        return;
+    }
+    g_autofree char *name = pc_option_rom_fw_name(d->romfile);
+    if (g_bytes_get_size(rom) > OPTION_ROM_MAX_SIZE) {
+        error_setg(&w->err, "romfile=%s,rombar=0: too large for the option ROM area "
+                   "(%zu bytes, at most %d)", d->romfile, g_bytes_get_size(rom),
+                   OPTION_ROM_MAX_SIZE);
+    } else if (fw_cfg_add_file(w->fw, name, rom, &w->err)) {
+        return;
+    }
+    error_prepend(&w->err, "-device %s: ", d->qdev.cls->name);
+}
+
+bool pc_pci_roms_setup(FwCfgState *fw, Machine *m, Error **errp)
+{
+    PCIBus *bus = pci_bus_find(m, PCI_HOST_BUS_NAME);
+    PciRomWalk w = { .fw = fw };
+    if (bus) {
+        pci_bus_foreach(bus, add_pci_rom, &w);
+    }
+    if (w.err) {
+        error_propagate(errp, w.err);
+        return false;
+    }
+    return true;
 }
 
 bool pc_option_roms_setup(FwCfgState *fw, const MachineConfig *cfg, Error **errp)

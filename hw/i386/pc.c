@@ -369,6 +369,7 @@ bool pc_machine_init(Machine *m, Error **errp)
     }
     cmos_init(m, pc);
     if (!pc_fw_cfg_setup(pc->fw_cfg, m->cfg, pc->below_4g, pc->above_4g, errp) ||
+        !pc_pci_roms_setup(pc->fw_cfg, m, errp) ||
         (!m->cfg->no_acpi && !setup_acpi(m, pc, errp)) || !load_kernel(m, pc, errp)) {
         return false;
     }

@@ -25,6 +25,12 @@ bool pci_device_attach(PCIDevice *d, Machine *m, PCIBus *bus, int devfn, Error *
 #define pci_guest_error(d, fmt, ...) \
     log_guest_error(&(d)->bus->rl, "%s: " fmt, (d)->qdev.cls->name, ##__VA_ARGS__)
 
+/* pci-rom.c: romfile=/rombar= after attach (config space exists); the ROM BAR's decoded
+ * address (PCI_BAR_UNMAPPED when off); the image freed at unrealize. */
+bool pci_rom_load(PCIDevice *d, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+uint64_t pci_rom_decoded_address(const PCIDevice *d);
+void pci_rom_free(PCIDevice *d);
+
 /* msix.c: BAR accesses inside the table/PBA (true = handled). */
 bool msix_bar_read(PCIDevice *d, int bar, uint64_t off, unsigned size, uint64_t *val);
 bool msix_bar_write(PCIDevice *d, int bar, uint64_t off, unsigned size, uint64_t val);

@@ -171,7 +171,14 @@ bool pci_device_realize(PCIDevice *d, Machine *m, Error **errp)
     if (d->addr_str && !parse_addr(d->addr_str, &devfn, errp)) {
         return false;
     }
-    return pci_device_attach(d, m, bus, devfn, errp);
+    if (!pci_device_attach(d, m, bus, devfn, errp)) {
+        return false;
+    }
+    if (!pci_rom_load(d, errp)) {
+        pci_device_unrealize(d);
+        return false;
+    }
+    return true;
 }
 
 /* ---- BARs ---- */
@@ -302,37 +309,47 @@ static uint64_t bar_decoded_address(const PCIDevice *d, int n)
     return addr;
 }
 
+/* Moves bar to addr (either may be PCI_BAR_UNMAPPED); false when it did not move. */
+static bool map_bar(PCIDevice *d, PCIBar *bar, uint64_t addr)
+{
+    uint64_t old = bar->addr;
+    if (addr == old) {
+        return false;
+    }
+    IoSpace *space = bar->type == PCI_BAR_IO ? d->m->pio : d->m->mmio;
+    if (old != PCI_BAR_UNMAPPED) {
+        io_space_del(space, old);
+        bar->addr = PCI_BAR_UNMAPPED;
+    }
+    if (addr != PCI_BAR_UNMAPPED) {
+        g_autofree char *owner = bar->nr == PCI_ROM_SLOT
+            ? g_strdup_printf("%s ROM", dev_name(d))
+            : g_strdup_printf("%s BAR%d", dev_name(d), bar->nr);
+        Error *err = NULL;
+        if (io_space_add(space, addr, bar->size, &bar_dispatch_ops, bar, owner, &err)) {
+            bar->addr = addr;
+        } else {
+            /* Overlaps another device: leave it unmapped, as a chipset would route
+             * the range to only one target. */
+            pci_guest_error(d, "%s", error_get_pretty(err));
+            error_free(err);
+        }
+    }
+    return bar->addr != old;
+}
+
 static void update_mappings(PCIDevice *d)
 {
     for (int n = 0; n < PCI_NUM_BARS; n++) {
         PCIBar *bar = &d->bars[n];
-        if (!bar->size) {
-            continue;
-        }
-        uint64_t old = bar->addr, addr = bar_decoded_address(d, n);
-        if (addr == old) {
-            continue;
-        }
-        IoSpace *space = bar->type == PCI_BAR_IO ? d->m->pio : d->m->mmio;
-        if (old != PCI_BAR_UNMAPPED) {
-            io_space_del(space, old);
-            bar->addr = PCI_BAR_UNMAPPED;
-        }
-        if (addr != PCI_BAR_UNMAPPED) {
-            g_autofree char *owner = g_strdup_printf("%s BAR%d", dev_name(d), n);
-            Error *err = NULL;
-            if (io_space_add(space, addr, bar->size, &bar_dispatch_ops, bar, owner, &err)) {
-                bar->addr = addr;
-            } else {
-                /* Overlaps another device: leave it unmapped, as a chipset would route
-                 * the range to only one target. */
-                pci_guest_error(d, "%s", error_get_pretty(err));
-                error_free(err);
-            }
-        }
-        if (bar->addr != old && d->bar_remapped) {
+        uint64_t old = bar->addr;
+        if (bar->size && map_bar(d, bar, bar_decoded_address(d, n)) && d->bar_remapped) {
             d->bar_remapped(d, n, old, bar->addr);
         }
+    }
+    /* Only firmware reads the ROM: devices need not hear of its moves. */
+    if (d->rom.size) {
+        map_bar(d, &d->rom, pci_rom_decoded_address(d));
     }
 }
 
@@ -340,14 +357,13 @@ static void unmap_all(PCIDevice *d)
 {
     for (int n = 0; n < PCI_NUM_BARS; n++) {
         PCIBar *bar = &d->bars[n];
-        if (bar->size && bar->addr != PCI_BAR_UNMAPPED) {
-            uint64_t old = bar->addr;
-            io_space_del(bar->type == PCI_BAR_IO ? d->m->pio : d->m->mmio, old);
-            bar->addr = PCI_BAR_UNMAPPED;
-            if (d->bar_remapped) {
-                d->bar_remapped(d, n, old, PCI_BAR_UNMAPPED);
-            }
+        uint64_t old = bar->addr;
+        if (bar->size && map_bar(d, bar, PCI_BAR_UNMAPPED) && d->bar_remapped) {
+            d->bar_remapped(d, n, old, PCI_BAR_UNMAPPED);
         }
+    }
+    if (d->rom.size) {
+        map_bar(d, &d->rom, PCI_BAR_UNMAPPED);
     }
 }
 
@@ -495,7 +511,8 @@ void pci_bus_config_write(PCIBus *bus, uint8_t devfn, uint32_t addr, uint32_t va
         *c = (uint8_t)(((*c & ~wm) | (b & wm)) & ~(b & w1c));
     }
     if (pci_ranges_overlap(addr, len, PCI_COMMAND, 2) ||
-        pci_ranges_overlap(addr, len, PCI_BASE_ADDRESS_0, 4 * PCI_NUM_BARS)) {
+        pci_ranges_overlap(addr, len, PCI_BASE_ADDRESS_0, 4 * PCI_NUM_BARS) ||
+        pci_ranges_overlap(addr, len, PCI_ROM_ADDRESS, 4)) {
         update_mappings(d);
     }
     if ((old_cmd ^ pci_get_word(d->config + PCI_COMMAND)) & PCI_COMMAND_INTX_DISABLE) {
@@ -528,6 +545,7 @@ void pci_device_reset(PCIDevice *d)
         pci_set_long(cfg, pci_get_long(cfg) & ~pci_get_long(d->wmask + PCI_BASE_ADDRESS_0 +
                                                              4 * n));
     }
+    pci_set_long(d->config + PCI_ROM_ADDRESS, 0);
     unmap_all(d);
     msix_reset(d);
     msi_reset(d);
@@ -551,6 +569,7 @@ void pci_device_unrealize(PCIDevice *d)
         d->bus->devs[d->devfn] = NULL;
     }
     d->bus = NULL;
+    pci_rom_free(d);
     g_clear_pointer(&d->config, g_free);
     g_clear_pointer(&d->wmask, g_free);
     g_clear_pointer(&d->w1cmask, g_free);

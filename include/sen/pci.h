@@ -42,6 +42,7 @@
 #define PCI_CONFIG_SIZE      256
 #define PCIE_CONFIG_SIZE     4096
 #define PCI_NUM_BARS         6
+#define PCI_ROM_SLOT         6     /* PCIBar.nr of the expansion ROM BAR (config 0x30) */
 #define PCI_SLOT_MAX         32
 #define PCI_FUNC_MAX         8
 #define PCI_DEVFN(slot, fn)  ((uint8_t)(((slot) << 3) | (fn)))
@@ -92,6 +93,8 @@ struct PCIDevice {
     /* Properties (DEFINE_PCI_PROPS). */
     char *bus_name;        /* bus=, NULL = pci.0 */
     char *addr_str;        /* addr=SLOT[.FN] (hex, as QEMU), NULL = first free slot */
+    char *romfile;         /* romfile=: expansion ROM image (hw/pci/pci-rom.c), NULL = none */
+    uint32_t rombar;       /* rombar=: 1 = in the ROM BAR, 0 = to firmware via fw_cfg */
 
     /* Set by pci_device_realize(). */
     Machine *m;
@@ -102,6 +105,8 @@ struct PCIDevice {
     uint8_t *w1cmask;      /* per byte: bits a guest write of 1 clears */
     uint32_t config_size;  /* PCI_CONFIG_SIZE, or PCIE_CONFIG_SIZE after pci_set_express */
     PCIBar bars[PCI_NUM_BARS];
+    PCIBar rom;            /* the expansion ROM BAR; size 0 = none */
+    GBytes *rom_data;      /* romfile= contents, NULL = none */
     int intx_level;        /* last pci_set_irq level */
     bool intx_asserted;    /* level as the bus sees it (INTx disable applied) */
     uint16_t cap_end;      /* first free config byte after the capabilities */
@@ -129,7 +134,11 @@ struct PCIDevice {
     DEFINE_PROP("bus", PROP_STRING, _state, _pcifield.bus_name, NULL, \
                 "PCI bus to plug into (pci.0)"), \
     DEFINE_PROP("addr", PROP_STRING, _state, _pcifield.addr_str, NULL, \
-                "slot[.function] on the bus, hex (default: first free slot)")
+                "slot[.function] on the bus, hex (default: first free slot)"), \
+    DEFINE_PROP("romfile", PROP_STRING, _state, _pcifield.romfile, NULL, \
+                "expansion ROM image (a bare name is looked up in /usr/share/qemu)"), \
+    DEFINE_PROP("rombar", PROP_U32, _state, _pcifield.rombar, "1", \
+                "1: the ROM is in the expansion ROM BAR; 0: firmware gets it via fw_cfg")
 
 /* ---- config space accessors (little-endian, no bounds check: offsets are constants) */
 static inline uint8_t pci_get_byte(const uint8_t *p) { return p[0]; }
@@ -182,6 +191,9 @@ void pci_set_express(PCIDevice *d);
  * memory so a BAR never shares a page).  The guest sizes it by writing all-ones. */
 bool pci_register_bar(PCIDevice *d, int n, unsigned type, uint64_t size, const IoOps *ops,
                       void *opaque, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+/* romfile= with rombar=0: the image the board hands to firmware through fw_cfg (as
+ * "genroms/<basename>"), else NULL. */
+GBytes *pci_rom_for_fw_cfg(const PCIDevice *d);
 /* Where BAR n is mapped now, or PCI_BAR_UNMAPPED. */
 uint64_t pci_bar_address(const PCIDevice *d, int n);
 

@@ -1,6 +1,7 @@
 """Option ROMs (-option-rom): SeaBIOS finds the image in fw_cfg as genroms/<name> and runs
 it, under Sen and under QEMU 7.2 with the same command line; bad ROMs are refused with an
-error naming the file.
+error naming the file.  A PCI device's romfile= ROM runs the same way from the device's
+expansion ROM BAR (and, with rombar=0, from fw_cfg).
 
 The ROM is built here: 0x55 0xAA, its size in 512-byte blocks, then (offset 3) real-mode
 code that prints a line on COM1 and writes 0x10 to isa-debug-exit (exit status 33), and a
@@ -47,6 +48,27 @@ def option_rom(blocks=1, checksum=True):
     return bytes(code)
 
 
+def pci_option_rom(vendor, device):
+    """A PCI expansion ROM for vendor:device: the same init code, reached by a short jump
+    so that the header's PCI data structure pointer (offset 0x18) and "PCIR" fit."""
+    body = bytearray(option_rom())[3:-1]       # the init code, without header and checksum
+    code = bytearray(b"\x55\xaa\x01")
+    code += bytes([0xEB, 0x40 - 5])            # jmp short 0x40
+    code += bytes(0x18 - len(code))
+    code += (0x1C).to_bytes(2, "little")       # where the PCI data structure is
+    code += bytes(0x1C - len(code))
+    code += (b"PCIR" + vendor.to_bytes(2, "little") + device.to_bytes(2, "little")
+             + bytes(2) + (0x18).to_bytes(2, "little") + bytes([0])
+             + bytes([0, 0, 0xFF])             # class code: unclassified device
+             + (1).to_bytes(2, "little")       # image length: one 512-byte block
+             + bytes(2) + bytes([0, 0x80]) + bytes(2))  # x86 code, last image
+    code += bytes(0x40 - len(code))
+    code += body[:512 - 0x40 - 1].rstrip(b"\0")
+    code += bytes(511 - len(code))
+    code.append((-sum(code)) & 0xFF)
+    return bytes(code)
+
+
 def vmm_cmd(vmm, extra):
     common = ["-m", "64M", "-nodefaults", "-nographic", "-serial", "stdio", "-no-reboot",
               "-device", "isa-debug-exit", *extra]
@@ -73,6 +95,24 @@ def test_seabios_runs_option_rom(tmp_path, vmm):
     rom.write_bytes(option_rom())
     status, out, err = run(vmm_cmd(vmm, ["-option-rom", f"{rom},bootindex=1"]))
     assert b"SeaBIOS (version" in out, out
+    assert MARK in out, f"the ROM did not run; output {out!r}; stderr {err}"
+    assert status == 33, f"exit status {status} (want 33: the ROM's exit); stderr {err}"
+
+
+@needs_sen
+@pytest.mark.parametrize("rombar", ["1", "0"])
+@pytest.mark.parametrize("vmm", ["sen", "qemu"])
+def test_seabios_runs_pci_device_rom(tmp_path, vmm, rombar):
+    """romfile= on pci-testdev (1b36:0005 in both): SeaBIOS maps the ROM BAR, finds the
+    PCI data structure for the device and runs the init entry; rombar=0 hands the same
+    image over through fw_cfg."""
+    for m in needs_boot:
+        if m.args[0]:
+            pytest.skip(m.kwargs["reason"])
+    rom = tmp_path / "testdev.rom"
+    rom.write_bytes(pci_option_rom(0x1B36, 0x0005))
+    status, out, err = run(vmm_cmd(vmm, ["-device",
+                                         f"pci-testdev,romfile={rom},rombar={rombar}"]))
     assert MARK in out, f"the ROM did not run; output {out!r}; stderr {err}"
     assert status == 33, f"exit status {status} (want 33: the ROM's exit); stderr {err}"
 

@@ -314,6 +314,31 @@ static void test_option_rom(void)
     unlink(disk);
 }
 
+/* romfile=,rombar=0: the ROM goes to firmware as genroms/<basename>, as in QEMU. */
+static void test_pci_rom_without_bar(void)
+{
+    if (!qtest_have_sen()) {
+        return;
+    }
+    g_autofree char *rom = NULL;
+    uint8_t img[600] = { 0x55, 0xaa, 2 };
+    for (size_t i = 3; i < sizeof(img); i++) {
+        img[i] = (uint8_t)(i * 3);
+    }
+    int fd = g_file_open_tmp("fw-cfg-pci-XXXXXX.rom", &rom, NULL);
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(write(fd, img, sizeof(img)), ==, sizeof(img));
+    close(fd);
+    QTestState *s = qtest_initf("-device pci-testdev,romfile=%s,rombar=0", rom);
+    g_autofree char *base = g_path_get_basename(rom);
+    g_autofree char *name = g_strdup_printf("genroms/%s", base);
+    uint32_t size;
+    g_autofree uint8_t *got = fw_read_file(s, name, &size);
+    g_assert_cmpmem(got, size, img, sizeof(img));
+    qtest_quit(s);
+    unlink(rom);
+}
+
 static char *write_tmp(const char *tmpl, const void *data, size_t len)
 {
     char *path = NULL;
@@ -430,6 +455,7 @@ int main(int argc, char **argv)
     g_test_add_func("/fw_cfg/dma", test_dma);
     g_test_add_func("/fw_cfg/bootorder", test_bootorder);
     g_test_add_func("/fw_cfg/option-rom", test_option_rom);
+    g_test_add_func("/fw_cfg/pci-rom-without-bar", test_pci_rom_without_bar);
     g_test_add_func("/fw_cfg/kernel", test_kernel_items);
     return g_test_run();
 }

@@ -3,6 +3,7 @@
  * ECAM, BAR sizing, mapping and unmapping, as a guest's enumeration does it.
  */
 #include <string.h>
+#include <unistd.h>
 #include "libqtest.h"
 
 #define ECAM 0xb0000000ULL
@@ -111,6 +112,92 @@ static void test_clash(void)
     g_assert_nonnull(strstr(err, "addr=2.0: slot 2 function 0 on pci.0 is already in use"));
 }
 
+static char *write_rom(size_t len)
+{
+    g_autofree uint8_t *img = g_malloc(len);
+    for (size_t i = 0; i < len; i++) {
+        img[i] = (uint8_t)(i * 13 + 5);
+    }
+    img[0] = 0x55;
+    img[1] = 0xaa;
+    char *path = NULL;
+    int fd = g_file_open_tmp("pci-rom-XXXXXX.rom", &path, NULL);
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(write(fd, img, len), ==, (ssize_t)len);
+    close(fd);
+    return path;
+}
+
+/* romfile=: the expansion ROM BAR at 0x30 sizes to the image's power of two, decodes only
+ * with memory decoding and its enable bit on, reads the image (0xff past its end) and
+ * drops writes. */
+static void test_rom_bar(void)
+{
+    if (!qtest_have_sen()) {
+        return;
+    }
+    g_autofree char *rom = write_rom(3000);
+    QTestState *s = qtest_initf("-device pci-testdev,addr=4,romfile=%s", rom);
+    const unsigned df = 4 << 3;
+    const uint64_t at = 0xe0100000;
+
+    qtest_pci_cfg_writel(s, df, 0x30, 0xffffffff);
+    g_assert_cmphex(qtest_pci_cfg_readl(s, df, 0x30), ==, 0xfffff001);   /* 4 KiB */
+    qtest_pci_cfg_writel(s, df, 0x30, (uint32_t)at | 1);
+    g_assert_cmphex(qtest_readl(s, at), ==, 0xffffffff);                  /* decoding off */
+    qtest_pci_cfg_writel(s, df, 0x04, 0x2);
+    g_assert_cmphex(qtest_readl(s, at), ==, (3 * 13 + 5) << 24 | (2 * 13 + 5) << 16 | 0xaa55);
+    g_assert_cmphex(qtest_readb(s, at + 2999), ==, (uint8_t)(2999 * 13 + 5));
+    g_assert_cmphex(qtest_readl(s, at + 3000), ==, 0xffffffff);          /* past the image */
+    g_assert_cmphex(qtest_readl(s, at + 4092), ==, 0xffffffff);
+    qtest_writel(s, at + 8, 0);
+    g_assert_cmphex(qtest_readb(s, at + 8), ==, (uint8_t)(8 * 13 + 5));  /* read-only */
+    qtest_pci_cfg_writel(s, df, 0x30, (uint32_t)at);                      /* enable bit off */
+    g_assert_cmphex(qtest_readl(s, at), ==, 0xffffffff);
+    qtest_quit(s);
+
+    /* rombar=0 (firmware gets it through fw_cfg) and romfile= (none): no ROM BAR. */
+    const char *no_bar[] = { "romfile=%s,rombar=0", "romfile=" };
+    for (size_t i = 0; i < G_N_ELEMENTS(no_bar); i++) {
+        g_autofree char *props = g_strdup_printf(no_bar[i], rom);
+        s = qtest_initf("-device pci-testdev,addr=4,%s", props);
+        qtest_pci_cfg_writel(s, df, 0x30, 0xffffffff);
+        g_assert_cmphex(qtest_pci_cfg_readl(s, df, 0x30), ==, 0);
+        qtest_quit(s);
+    }
+    unlink(rom);
+}
+
+static void expect_start_error(const char *device, const char *msg)
+{
+    const char *argv[] = { qtest_sen_binary(), "-accel", "qtest", "-qtest", "stdio",
+                           "-nodefaults", "-display", "none", "-device", device, NULL };
+    g_autofree char *err = NULL;
+    int status = 0;
+    g_assert_true(g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL, NULL,
+                               NULL, NULL, &err, &status, NULL));
+    g_assert_false(g_spawn_check_wait_status(status, NULL));
+    if (!strstr(err, msg)) {
+        g_error("expected '%s' in: %s", msg, err);
+    }
+}
+
+static void test_rom_errors(void)
+{
+    if (!qtest_have_sen()) {
+        return;
+    }
+    expect_start_error("pci-testdev,romfile=/nonexistent/x.rom",
+                       "-device pci-testdev,romfile=/nonexistent/x.rom: romfile=/nonexistent/"
+                       "x.rom: could not load '/nonexistent/x.rom': No such file or directory");
+    expect_start_error("pci-testdev,romfile=no-such-sen-test.rom",
+                       "could not load '/usr/share/qemu/no-such-sen-test.rom'");
+    g_autofree char *rom = write_rom(64);
+    g_autofree char *bad = g_strdup_printf("pci-testdev,romfile=%s,rombar=2", rom);
+    expect_start_error(bad, "rombar=2: expected 0 or 1");
+    unlink(rom);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -118,5 +205,7 @@ int main(int argc, char **argv)
     g_test_add_func("/pci/reset-control", test_reset_control);
     g_test_add_func("/pci/bars", test_bars);
     g_test_add_func("/pci/clash", test_clash);
+    g_test_add_func("/pci/rom-bar", test_rom_bar);
+    g_test_add_func("/pci/rom-errors", test_rom_errors);
     return g_test_run();
 }
