@@ -307,7 +307,8 @@ static void test_tx_bad_mid_batch(void)
     fixture_done(&f);
 }
 
-/* One control command; returns the ack byte the device wrote (0xee: none). */
+/* One control command (no data buffer when len is 0); returns the ack byte the device
+ * wrote (0xee: none). */
 static uint8_t ctrl(Fixture *f, uint8_t cls, uint8_t cmd, const void *data, size_t len)
 {
     uint16_t before = used_idx(f, CTRLQ);
@@ -315,11 +316,16 @@ static uint8_t ctrl(Fixture *f, uint8_t cls, uint8_t cmd, const void *data, size
 
     ram[BUF(10)] = cls;
     ram[BUF(10) + 1] = cmd;
-    memcpy(ram + BUF(11), data, len);
+    if (len) {
+        memcpy(ram + BUF(11), data, len);
+    }
     ram[BUF(12)] = 0xee;
     Buf b[3] = { { BUF(10), 2, false }, { BUF(11), (uint32_t)len, false },
                  { BUF(12), 1, true } };
-    post(f, CTRLQ, b, 3);
+    if (!len) {
+        b[1] = b[2];
+    }
+    post(f, CTRLQ, b, len ? 3 : 2);
     g_assert_cmpuint(used_idx(f, CTRLQ), ==, (uint16_t)(before + 1));
     return ram[BUF(12)];
 }
