@@ -319,17 +319,22 @@ static int read_in_cluster(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_
     return 0;
 }
 
-/* Splits [off, off+len) at cluster boundaries and runs fn on each piece in order. */
-static int for_each_cluster(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *buf,
-                            bool unlock,
-                            int (*fn)(BDRVQcow2State *s, uint64_t off, uint64_t len,
-                                      uint8_t *buf, bool unlock))
+/*
+ * The one walk over a guest range: step handles a prefix of [off, off+len) (at least the
+ * part in off's cluster, more when it can do a run in one go) and returns its length or
+ * -errno.  unlock says whether steps may drop the lock around data I/O (guest requests)
+ * or must keep it (copy-on-write and other internal users).
+ */
+typedef int64_t Qcow2WalkStep(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *buf,
+                              bool unlock);
+
+static int walk(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *buf, bool unlock,
+                Qcow2WalkStep *step)
 {
     while (len) {
-        uint64_t n = MIN(len, s->cluster_size - (off & (s->cluster_size - 1)));
-        int ret = fn(s, off, n, buf, unlock);
-        if (ret < 0) {
-            return ret;
+        int64_t n = step(s, off, len, buf, unlock);
+        if (n < 0) {
+            return n;
         }
         off += n;
         buf += n;
@@ -338,9 +343,10 @@ static int for_each_cluster(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8
     return 0;
 }
 
-int qcow2_read_data(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *buf)
+/* The part of [off, off+len) inside off's cluster. */
+static uint64_t cluster_piece(BDRVQcow2State *s, uint64_t off, uint64_t len)
 {
-    return for_each_cluster(s, off, len, buf, false, read_in_cluster);
+    return MIN(len, s->cluster_size - (off & (s->cluster_size - 1)));
 }
 
 /*
@@ -373,27 +379,31 @@ static uint64_t contiguous_data_run(BDRVQcow2State *s, uint64_t off, uint64_t le
     return run;
 }
 
+/* Plain data clusters stored back to back on the host are one transfer, the rest goes
+ * cluster by cluster (a read within one cluster has no run to find). */
+static int64_t read_step(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *buf,
+                         bool unlock)
+{
+    uint64_t piece = cluster_piece(s, off, len);
+    uint64_t host = 0, n = len > piece ? contiguous_data_run(s, off, len, &host) : 0;
+    int ret;
+    if (n > piece) {
+        ret = data_io(s, s->data_file, false, host, n, buf, unlock);
+    } else {
+        n = piece;
+        ret = read_in_cluster(s, off, n, buf, unlock);
+    }
+    return ret < 0 ? ret : (int64_t)n;
+}
+
+int qcow2_read_data(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *buf)
+{
+    return walk(s, off, len, buf, false, read_step);
+}
+
 int qcow2_read_guest(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *buf)
 {
-    while (len) {
-        uint64_t piece = MIN(len, s->cluster_size - (off & (s->cluster_size - 1)));
-        /* A read within one cluster has no run to find: read_in_cluster looks it up once. */
-        uint64_t host = 0, n = len > piece ? contiguous_data_run(s, off, len, &host) : 0;
-        int ret;
-        if (n > piece) {
-            ret = data_io(s, s->data_file, false, host, n, buf, true);
-        } else {
-            n = piece;
-            ret = read_in_cluster(s, off, n, buf, true);
-        }
-        if (ret < 0) {
-            return ret;
-        }
-        off += n;
-        buf += n;
-        len -= n;
-    }
-    return 0;
+    return walk(s, off, len, buf, true, read_step);
 }
 
 /* Adds delta to the refcount of every cluster an L2 entry references. */
@@ -652,7 +662,7 @@ static uint64_t unallocated_run(BDRVQcow2State *s, uint64_t off, uint64_t len, i
     return n >= 2 ? n : 0;
 }
 
-/* buf is only read; the non-const type lets reads and writes share for_each_cluster. */
+/* buf is only read; the non-const type lets reads and writes share walk(). */
 static int write_in_cluster(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *buf,
                             bool unlock)
 {
@@ -745,36 +755,36 @@ out:
     return ret;
 }
 
+/*
+ * Runs of whole unallocated clusters get one contiguous host run and one write (only
+ * when the lock may be dropped: that write runs unlocked); the rest goes cluster by
+ * cluster.
+ */
+static int64_t write_step(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *buf,
+                          bool unlock)
+{
+    int64_t l2 = 0;
+    uint64_t n = unlock && !(off & (s->cluster_size - 1)) ? unallocated_run(s, off, len, &l2)
+                                                          : 0;
+    int ret;
+    if (n) {
+        n <<= s->cluster_bits;
+        ret = allocate_unlocked(s, l2, off, n, buf);
+    } else {
+        n = cluster_piece(s, off, len);
+        ret = write_in_cluster(s, off, n, buf, unlock);
+    }
+    return ret < 0 ? ret : (int64_t)n;
+}
+
 int qcow2_write_data(BDRVQcow2State *s, uint64_t off, uint64_t len, const uint8_t *buf)
 {
-    return for_each_cluster(s, off, len, (uint8_t *)buf, false, write_in_cluster);
+    return walk(s, off, len, (uint8_t *)buf, false, write_step);
 }
 
 int qcow2_write_guest(BDRVQcow2State *s, uint64_t off, uint64_t len, const uint8_t *buf)
 {
-    /* Runs of whole unallocated clusters get one contiguous host run and one write. */
-    while (len) {
-        uint64_t n = 0, piece;
-        int64_t l2 = 0;
-        int ret;
-        if (!(off & (s->cluster_size - 1))) {
-            n = unallocated_run(s, off, len, &l2);
-        }
-        if (n) {
-            piece = n << s->cluster_bits;
-            ret = allocate_unlocked(s, l2, off, piece, buf);
-        } else {
-            piece = MIN(len, s->cluster_size - (off & (s->cluster_size - 1)));
-            ret = write_in_cluster(s, off, piece, (uint8_t *)buf, true);
-        }
-        if (ret < 0) {
-            return ret;
-        }
-        off += piece;
-        buf += piece;
-        len -= piece;
-    }
-    return 0;
+    return walk(s, off, len, (uint8_t *)buf, true, write_step);
 }
 
 ssize_t qcow2_compress_cluster(BlockDriverState *bs, uint64_t off, const uint8_t *buf,
