@@ -1,6 +1,7 @@
 /*
  * -M q35 board specifics; the rest of the machine is hw/i386/pc.c.  See q35.h.
  */
+#include <inttypes.h>
 #include "hw/i386/q35.h"
 #include "sen/hw/pc.h"
 #include "sen/pci.h"
@@ -83,6 +84,14 @@ void q35_pci_assign_resources(Machine *m)
         bool ok = b->type == PCI_BAR_IO ? take(&io_next, Q35_PCI_IO_END, b->size, &addr)
                                         : take(&mem_next, Q35_PCI_MMIO_END, b->size, &addr);
         if (!ok) {
+            /* What firmware does too: the device works without that BAR or not at all,
+             * so say which one. */
+            warn_report("q35: no room for BAR%d (%" PRIu64 " bytes) of %s%s%s at %02x.%x "
+                        "in the PCI %s window; left unassigned", b->nr, b->size,
+                        b->dev->qdev.cls->name, b->dev->qdev.id ? " id=" : "",
+                        b->dev->qdev.id ? b->dev->qdev.id : "",
+                        PCI_DEVFN_SLOT(b->dev->devfn), PCI_DEVFN_FUNC(b->dev->devfn),
+                        b->type == PCI_BAR_IO ? "I/O" : "memory");
             continue;
         }
         uint32_t reg = PCI_BASE_ADDRESS_0 + 4 * b->nr;
