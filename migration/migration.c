@@ -522,6 +522,12 @@ out:
     }
     multifd_send_free(mf);
     ram_save_free(rs);
+    if (!ok && fd >= 0 &&
+        (s->uri->kind == MIG_TRANSPORT_TCP || s->uri->kind == MIG_TRANSPORT_UNIX)) {
+        /* Abandoned: the stream's writer must not wait for a peer that stopped
+         * reading (a descriptor given with fd: is the user's to end). */
+        shutdown(fd, SHUT_RDWR);
+    }
     mig_stream_free(st);
     mig_child_reap(child, !ok);
 

@@ -57,6 +57,7 @@ struct MultifdSend {
     MultifdBatch *pending;  /* migration thread: the batch being filled */
     unsigned next;          /* migration thread: where the idle search starts */
     uint64_t sync_seq;      /* migration thread: the last SYNC sent */
+    bool finished;          /* migration thread: every channel's END is written */
 };
 
 MultifdSend *multifd_send_new(unsigned channels)
@@ -292,6 +293,7 @@ bool multifd_send_sync(MultifdSend *mf, MigStream *main, bool last, Error **errp
     if (!ok) {
         return false;
     }
+    mf->finished = last;
     mig_put_u8(main, MIG_REC_SYNC);
     mig_put_be64(main, seq);
     mig_stream_flush(main);
@@ -337,8 +339,9 @@ void multifd_send_free(MultifdSend *mf)
     mf->quit = true;
     for (unsigned i = 0; i < mf->n; i++) {
         SendChannel *c = &mf->ch[i];
-        /* A job still running (a failed migration) must not block on a full socket. */
-        if (c->busy && c->fd >= 0) {
+        /* An abandoned channel must not keep a job or its stream's writer blocked on
+         * a peer that stopped reading. */
+        if (!mf->finished && c->fd >= 0) {
             shutdown(c->fd, SHUT_RDWR);
         }
         g_cond_signal(&c->job_cond);
