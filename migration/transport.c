@@ -385,11 +385,8 @@ int mig_accept_channel(MigListener *l, int watch_fd, const int *cancel, Error **
             error_setg_errno(errp, errno, "%s: poll", l->uri->uri);
             return -1;
         }
-        if (n > 0 && (p[1].revents & (POLLRDHUP | POLLHUP | POLLERR))) {
-            error_setg(errp, "%s: the source closed the migration stream before opening "
-                       "all its multifd channels", l->uri->uri);
-            return -1;
-        }
+        /* A waiting connection first: a quick source may have sent everything and
+         * closed the main stream while its channels still wait to be accepted. */
         if (n > 0 && p[0].revents) {
             int fd = accept4(l->listen_fd, NULL, NULL, SOCK_CLOEXEC);
             if (fd >= 0) {
@@ -399,6 +396,10 @@ int mig_accept_channel(MigListener *l, int watch_fd, const int *cancel, Error **
                 error_setg_errno(errp, errno, "%s: accept", l->uri->uri);
                 return -1;
             }
+        } else if (n > 0 && (p[1].revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+            error_setg(errp, "%s: the source closed the migration stream before opening "
+                       "all its multifd channels", l->uri->uri);
+            return -1;
         }
     }
 }
