@@ -5,6 +5,8 @@
  * 4-byte big-endian length (QEMU's format, so Sen and QEMU VMs can share a link).
  * mcast=group:port[,localaddr=addr]: every VM on the group sees every frame (UDP
  * multicast, looped back so VMs on one host meet).
+ * udp=host:port,localaddr=host:port: one frame per UDP datagram between two endpoints
+ * (each VM binds its localaddr and sends to the other's), QEMU's point-to-point form.
  *
  * Nothing blocks: sends are non-blocking and a stream whose peer does not keep up keeps
  * at most SOCKET_OUT_MAX bytes before frames are dropped and counted; reads go straight
@@ -29,7 +31,7 @@ typedef struct NetSocket {
     int listen_fd;           /* listen=: waiting for the other VM, -1 otherwise */
     int fd;                  /* the connection or the UDP socket, -1 = none yet */
     guint listen_src, fd_src, out_src;
-    struct sockaddr_in dgram_dst; /* mcast: where frames go */
+    struct sockaddr_in dgram_dst; /* mcast, udp: where frames go */
     GByteArray *in;          /* stream bytes not yet a whole frame */
     GByteArray *out;         /* stream bytes not yet written */
     uint64_t tx_dropped;
@@ -255,27 +257,43 @@ static bool socket_init(Machine *m, const char *id, Keyval *opts, const char *wh
     const char *listen_s = keyval_get(opts, "listen");
     const char *connect_s = keyval_get(opts, "connect");
     const char *mcast_s = keyval_get(opts, "mcast");
+    const char *udp_s = keyval_get(opts, "udp");
     const char *local_s = keyval_get(opts, "localaddr");
+    const char *fd_s = keyval_get(opts, "fd");
     struct sockaddr_in sa, local = { .sin_family = AF_INET };
     int one = 1;
 
     if (!keyval_check_all_used(opts, what, errp)) {
         return false;
     }
-    if (!!listen_s + !!connect_s + !!mcast_s != 1) {
-        error_setg(errp, "%s: exactly one of listen=, connect= or mcast= is needed", what);
+    if (fd_s) {
+        error_setg(errp, "%s: fd= is not supported (use listen=, connect=, mcast= or udp=)",
+                   what);
         return false;
     }
-    if (local_s && !mcast_s) {
-        error_setg(errp, "%s: localaddr= goes only with mcast=", what);
+    if (!!listen_s + !!connect_s + !!mcast_s + !!udp_s != 1) {
+        error_setg(errp, "%s: exactly one of listen=, connect=, mcast= or udp= is needed",
+                   what);
         return false;
     }
-    if (!parse_hostport(what, listen_s ? "listen" : connect_s ? "connect" : "mcast",
-                        listen_s ? listen_s : connect_s ? connect_s : mcast_s, !!listen_s, &sa,
-                        errp)) {
+    if (local_s && !mcast_s && !udp_s) {
+        error_setg(errp, "%s: localaddr= goes only with mcast= or udp=", what);
         return false;
     }
-    if (local_s && !inet_aton(local_s, &local.sin_addr)) {
+    if (udp_s && !local_s) {
+        error_setg(errp, "%s: udp= needs localaddr=host:port (the address to bind)", what);
+        return false;
+    }
+    const char *key = listen_s ? "listen" : connect_s ? "connect" : mcast_s ? "mcast" : "udp";
+    const char *addr = listen_s ? listen_s : connect_s ? connect_s : mcast_s ? mcast_s : udp_s;
+    if (!parse_hostport(what, key, addr, !!listen_s, &sa, errp)) {
+        return false;
+    }
+    /* localaddr is an interface address for mcast=, a host:port to bind for udp=. */
+    if (udp_s && !parse_hostport(what, "localaddr", local_s, true, &local, errp)) {
+        return false;
+    }
+    if (mcast_s && local_s && !inet_aton(local_s, &local.sin_addr)) {
         error_setg(errp, "%s: localaddr=%s: not an IPv4 address", what, local_s);
         return false;
     }
@@ -285,7 +303,7 @@ static bool socket_init(Machine *m, const char *id, Keyval *opts, const char *wh
     s->fd = s->listen_fd = -1;
     s->in = g_byte_array_new();
     s->out = g_byte_array_new();
-    s->stream = !mcast_s;
+    s->stream = listen_s || connect_s;
     s->nc = net_client_new(m, &socket_info, "socket", id, 0);
     s->nc->opaque = s;
     g_ptr_array_add(queues, s->nc); /* freed through cleanup from here on */
@@ -315,6 +333,16 @@ static bool socket_init(Machine *m, const char *id, Keyval *opts, const char *wh
         g_unix_set_fd_nonblocking(fd, TRUE, NULL);
         socket_start_conn(s, fd);
         net_client_set_info_str(s->nc, "socket: connect to %s", connect_s);
+    } else if (udp_s) {
+        if (bind(fd, (struct sockaddr *)&local, sizeof(local)) < 0) {
+            error_setg_errno(errp, errno, "%s: cannot bind localaddr=%s", what, local_s);
+            close(fd);
+            return false;
+        }
+        g_unix_set_fd_nonblocking(fd, TRUE, NULL);
+        s->dgram_dst = sa;
+        socket_start_conn(s, fd);
+        net_client_set_info_str(s->nc, "socket: udp=%s", udp_s);
     } else {
         struct ip_mreq mreq = { .imr_multiaddr = sa.sin_addr, .imr_interface = local.sin_addr };
         struct sockaddr_in bind_sa = sa;

@@ -101,7 +101,14 @@ BAD = [
     (["-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0",
       "-device", "virtio-net-pci,netdev=n0"], "netdev=n0: already in use"),
     (["-nic", "user,model=e1000"], "unsupported NIC model 'e1000'"),
-    (["-netdev", "socket,id=n0"], "exactly one of listen=, connect= or mcast="),
+    (["-netdev", "socket,id=n0"], "exactly one of listen=, connect=, mcast= or udp="),
+    (["-netdev", "socket,id=n0,udp=127.0.0.1:5000"],
+     "-netdev socket,id=n0,udp=127.0.0.1:5000: udp= needs localaddr=host:port"),
+    (["-netdev", "socket,id=n0,udp=127.0.0.1:5000,localaddr=127.0.0.1:x"],
+     "localaddr=127.0.0.1:x: bad port"),
+    (["-netdev", "socket,id=n0,connect=127.0.0.1:5000,localaddr=127.0.0.1"],
+     "localaddr= goes only with mcast= or udp="),
+    (["-netdev", "socket,id=n0,fd=3"], "-netdev socket,id=n0,fd=3: fd= is not supported"),
     (["-netdev", "socket,id=n0,connect=127.0.0.1:1"], "cannot connect to 127.0.0.1:1"),
     (["-netdev", "socket,id=n0,mcast=10.0.0.1:5000"], "not a multicast address"),
     (["-device", "virtio-net-pci,mac=01:00:00:00:00:01"], "multicast address"),
@@ -188,7 +195,9 @@ def test_qmp_netdev_add(tmpdir_short):
         fails({"type": "tap", "id": "n2", "vhost": True}, "vhost=on is not supported")
         fails({"type": "bridge", "id": "n2", "br": "nosuchbr0"},
               "netdev_add bridge,id=n2: bridge 'nosuchbr0' does not exist")
-        fails({"type": "socket", "id": "n2"}, "exactly one of listen=, connect= or mcast=")
+        fails({"type": "socket", "id": "n2"},
+              "exactly one of listen=, connect=, mcast= or udp=")
+        fails({"type": "socket", "id": "n2", "fd": "3"}, "fd= is not supported")
         fails({"type": "hubport", "id": "n2", "hubid": 1, "netdev": "nope"},
               "netdev=nope: no such netdev")
         # A refused netdev_add leaves nothing behind.

@@ -1,7 +1,9 @@
-"""Two Sen VMs on a -netdev socket private network (TCP listen/connect, and UDP multicast
-when the host allows it) exchange Ethernet frames: each runs the guest-kit net-peer image,
-which passes only after hearing a frame from the other VM's MAC."""
+"""Two Sen VMs on a -netdev socket private network (TCP listen/connect, UDP point to point
+with udp=/localaddr=, and UDP multicast when the host allows it) exchange Ethernet frames:
+each runs the guest-kit net-peer image, which passes only after hearing a frame from the
+other VM's MAC."""
 import os
+import socket
 import subprocess
 import time
 
@@ -69,6 +71,22 @@ def test_listen_connect():
     finally:
         for p in (a, b):
             if p and p.poll() is None:
+                p.kill()
+                p.communicate()
+
+
+def test_udp():
+    """udp=+localaddr=: each VM binds its own port and sends to the other's."""
+    pa, pb = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM)
+    a = start(f"socket,id=n0,udp=127.0.0.1:{pb},localaddr=127.0.0.1:{pa}",
+              "52:54:00:00:00:0e")
+    b = start(f"socket,id=n0,udp=127.0.0.1:{pa},localaddr=127.0.0.1:{pb}",
+              "52:54:00:00:00:0f")
+    try:
+        check_pair(a, b, "52:54:00:00:00:0e", "52:54:00:00:00:0f")
+    finally:
+        for p in (a, b):
+            if p.poll() is None:
                 p.kill()
                 p.communicate()
 
