@@ -157,6 +157,32 @@ bool net_send(NetClientState *nc, const struct iovec *iov, int iovcnt)
     return true;
 }
 
+static void burst_enter(NetClientState *rx)
+{
+    rx->burst++;
+}
+
+static void burst_leave(NetClientState *rx)
+{
+    if (rx->burst && --rx->burst == 0 && rx->info->burst_end) {
+        rx->info->burst_end(rx);
+    }
+}
+
+void net_burst_begin(NetClientState *nc)
+{
+    if (nc->peer) {
+        burst_enter(nc->peer);
+    }
+}
+
+void net_burst_end(NetClientState *nc)
+{
+    if (nc->peer) {
+        burst_leave(nc->peer);
+    }
+}
+
 bool net_send_buf(NetClientState *nc, const void *buf, size_t len)
 {
     struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
@@ -182,17 +208,19 @@ void net_client_flush(NetClientState *nc)
 {
     NetPacket *p;
 
+    /* What waited goes to the receiver as one burst. */
+    burst_enter(nc);
     while ((p = g_queue_peek_head(&nc->incoming))) {
         struct iovec iov = { .iov_base = p->data, .iov_len = p->len };
-        if (nc->info->can_receive && !nc->info->can_receive(nc)) {
-            return;
-        }
-        if (nc->info->receive(nc, &iov, 1) == 0) {
+        if ((nc->info->can_receive && !nc->info->can_receive(nc)) ||
+            nc->info->receive(nc, &iov, 1) == 0) {
+            burst_leave(nc);
             return;
         }
         g_queue_pop_head(&nc->incoming);
         g_free(p);
     }
+    burst_leave(nc);
     if (nc->sender_waiting && nc->peer) {
         nc->sender_waiting = false;
         if (nc->peer->info->peer_ready) {

@@ -251,6 +251,7 @@ static gboolean slirp_src_dispatch(GSource *src, GSourceFunc cb, gpointer data)
     NetSlirp *s = ((SlirpSource *)src)->s;
 
     machine_lock(s->m);
+    net_burst_begin(s->nc); /* the NIC publishes what this dispatch brings at once */
     s->polled = s->pollfds;
     slirp_pollfds_poll(s->slirp, 0, slirp_get_revents, s);
     /*
@@ -267,6 +268,7 @@ static gboolean slirp_src_dispatch(GSource *src, GSourceFunc cb, gpointer data)
         slirp_pollfds_poll(s->slirp, 0, slirp_get_revents, s);
     }
     s->polled = s->pollfds;
+    net_burst_end(s->nc);
     machine_unlock(s->m);
     return G_SOURCE_CONTINUE;
 }

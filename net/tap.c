@@ -63,12 +63,12 @@ static gboolean tap_readable(gint fd, GIOCondition cond, gpointer opaque)
     uint8_t buf[NET_VNET_HDR_LEN + NET_MAX_FRAME];
 
     machine_lock(s->m);
+    net_burst_begin(s->nc);
     for (unsigned i = 0; i < TAP_READ_BURST; i++) {
         if (!net_peer_can_take(s->nc)) {
             /* The NIC is full: leave the rest in the kernel until it has room. */
             tap_read_poll(s, false);
-            machine_unlock(s->m);
-            return G_SOURCE_REMOVE;
+            break;
         }
         ssize_t n = read(fd, buf, sizeof(buf));
         if (n <= 0) {
@@ -76,7 +76,9 @@ static gboolean tap_readable(gint fd, GIOCondition cond, gpointer opaque)
         }
         net_send_buf(s->nc, buf, (size_t)n);
     }
+    net_burst_end(s->nc);
     machine_unlock(s->m);
+    /* tap_read_poll(false) destroyed the source already when the NIC was full. */
     return G_SOURCE_CONTINUE;
 }
 

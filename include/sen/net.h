@@ -55,6 +55,9 @@ typedef struct NetClientInfo {
     ssize_t (*receive)(NetClientState *nc, const struct iovec *iov, int iovcnt);
     /* The peer can take frames again after having refused some.  May be NULL. */
     void (*peer_ready)(NetClientState *nc);
+    /* A burst of frames to us ended (net_burst_end): make visible what receive() took
+     * during it.  NULL: receive() publishes each frame itself. */
+    void (*burst_end)(NetClientState *nc);
     /* The link of this client or its peer went up or down.  May be NULL. */
     void (*link_changed)(NetClientState *nc);
     /* Whether receive() would take a frame now (NULL: always).  A NIC without rx buffers
@@ -84,6 +87,7 @@ struct NetClientState {
     bool vnet_hdr;           /* both ends agreed to carry a NetVnetHdr (tap <-> NIC) */
     GQueue incoming;         /* of NetPacket*, frames waiting for receive() */
     bool sender_waiting;     /* the peer holds frames back: tell it when we take more */
+    unsigned burst;          /* frames come to us in a burst (net_burst_begin depth) */
     uint64_t rx_dropped;     /* frames dropped because the queue was full */
     void *opaque;            /* the backend's or NIC's state */
     /* NICs: fills a NetRxFilter for query-rx-filter; NULL for backends. */
@@ -103,6 +107,12 @@ void net_client_set_info_str(NetClientState *nc, const char *fmt, ...) G_GNUC_PR
 /* Sends a frame to nc's peer.  Never blocks; returns false when it was dropped. */
 bool net_send(NetClientState *nc, const struct iovec *iov, int iovcnt);
 bool net_send_buf(NetClientState *nc, const void *buf, size_t len);
+/* A sender handing its peer several frames in a row (a tap read loop, a slirp poll)
+ * brackets them, so the receiver may publish them together when the outermost burst
+ * ends (virtio-net: one used-index update and one interrupt).  Both under the VM lock,
+ * with no main-loop iteration in between. */
+void net_burst_begin(NetClientState *nc);
+void net_burst_end(NetClientState *nc);
 /* Bytes in a frame's iovec. */
 size_t net_iov_size(const struct iovec *iov, int n);
 /* Whether nc's peer will take a frame now (a backend stops reading when not). */

@@ -13,6 +13,8 @@ typedef struct Sink {
     GArray *got;          /* first byte of every frame taken */
     unsigned peer_ready;
     unsigned link_changes;
+    unsigned bursts;      /* burst_end calls */
+    unsigned got_at_burst_end;
 } Sink;
 
 static ssize_t sink_receive(NetClientState *nc, const struct iovec *iov, int iovcnt)
@@ -40,11 +42,19 @@ static void sink_link_changed(NetClientState *nc)
     ((Sink *)nc->opaque)->link_changes++;
 }
 
+static void sink_burst_end(NetClientState *nc)
+{
+    Sink *s = nc->opaque;
+    s->bursts++;
+    s->got_at_burst_end = s->got->len;
+}
+
 static const NetClientInfo sink_info = {
     .type = "test",
     .receive = sink_receive,
     .can_receive = sink_can_receive,
     .peer_ready = sink_peer_ready,
+    .burst_end = sink_burst_end,
     .link_changed = sink_link_changed,
 };
 
@@ -76,6 +86,7 @@ static void test_queue_bounded_and_ordered(void)
     g_assert_cmpuint(a.peer_ready, ==, 0);
 
     b.accept = true;
+    unsigned bursts = b.bursts;
     net_client_flush(rx);
     g_assert_cmpuint(b.got->len, ==, NET_QUEUE_LIMIT);
     for (unsigned i = 0; i < NET_QUEUE_LIMIT; i++) {
@@ -83,6 +94,9 @@ static void test_queue_bounded_and_ordered(void)
     }
     g_assert_cmpuint(a.peer_ready, ==, 1);
     g_assert_true(net_peer_can_take(tx));
+    /* What waited went to the receiver as one burst, ended after the last frame. */
+    g_assert_cmpuint(b.bursts, ==, bursts + 1);
+    g_assert_cmpuint(b.got_at_burst_end, ==, NET_QUEUE_LIMIT);
 
     /* Empty frames and frames over NET_MAX_FRAME never travel. */
     g_assert_false(net_send_buf(tx, frame, 0));
@@ -96,6 +110,45 @@ static void test_queue_bounded_and_ordered(void)
     net_client_free(tx);
     g_assert_null(rx->peer);
     g_assert_cmpuint(b.link_changes, ==, changes + 1);
+    net_client_free(rx);
+    g_array_free(a.got, TRUE);
+    g_array_free(b.got, TRUE);
+}
+
+/* A sender's burst: the receiver hears burst_end once, when the outermost one ends,
+ * after every frame of it; frames outside a burst need no burst_end. */
+static void test_burst(void)
+{
+    Sink a = { .accept = true, .got = g_array_new(FALSE, FALSE, 1) };
+    Sink b = { .accept = true, .got = g_array_new(FALSE, FALSE, 1) };
+    NetClientState *tx = net_client_new(NULL, &sink_info, "test", "tx", 0);
+    NetClientState *rx = net_client_new(NULL, &sink_info, "test", "rx", 0);
+    uint8_t frame[60] = { 0 };
+
+    tx->opaque = &a;
+    rx->opaque = &b;
+    net_link(tx, rx);
+    g_assert_true(net_send_buf(tx, frame, sizeof(frame)));
+    g_assert_cmpuint(b.bursts, ==, 0);
+
+    net_burst_begin(tx);
+    net_burst_begin(tx);         /* nested: a flush inside a backend's burst */
+    for (unsigned i = 0; i < 5; i++) {
+        g_assert_true(net_send_buf(tx, frame, sizeof(frame)));
+    }
+    net_burst_end(tx);
+    g_assert_cmpuint(b.bursts, ==, 0);
+    g_assert_true(net_send_buf(tx, frame, sizeof(frame)));
+    net_burst_end(tx);
+    g_assert_cmpuint(b.bursts, ==, 1);
+    g_assert_cmpuint(b.got_at_burst_end, ==, 7);
+    g_assert_cmpuint(rx->burst, ==, 0);
+
+    /* An end without a begin (the peer changed in between) does not underflow. */
+    net_burst_end(tx);
+    g_assert_cmpuint(rx->burst, ==, 0);
+    g_assert_cmpuint(b.bursts, ==, 1);
+    net_client_free(tx);
     net_client_free(rx);
     g_array_free(a.got, TRUE);
     g_array_free(b.got, TRUE);
@@ -118,6 +171,7 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/net/queue-bounded-and-ordered", test_queue_bounded_and_ordered);
+    g_test_add_func("/net/burst", test_burst);
     g_test_add_func("/net/parse-mac", test_parse_mac);
     return g_test_run();
 }
