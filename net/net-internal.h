@@ -18,6 +18,11 @@ int net_tap_open(const char *ifname, bool want_vnet_hdr, bool multi_queue, bool 
 bool net_tap_attach(Machine *m, const char *id, int fd, bool vnet_hdr, bool multi_queue,
                     const char *ifname, const char *downscript, GPtrArray *queues);
 
+/* net/netdev-unsupported.c: fails naming the first QEMU option of type that Sen does
+ * not implement (with the reason and what to use instead). */
+bool net_refuse_unsupported(const char *type, const Keyval *opts, const char *what,
+                            Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+
 /* Queue 0 of netdev id (or of the first netdev of type when id is NULL) if it has that
  * type, else NULL. */
 NetClientState *net_find_backend(Machine *m, const char *id, const char *type);

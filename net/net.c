@@ -338,6 +338,9 @@ bool net_netdev_add(Machine *m, Keyval *opts, const char *what, Error **errp)
         error_setg(errp, "%s: Duplicate ID '%s' for netdev", what, id);
         return false;
     }
+    if (!net_refuse_unsupported(type, opts, what, errp)) {
+        return false;
+    }
     GPtrArray *queues = g_ptr_array_new();
     if (!be->init(m, id, opts, what, queues, errp)) {
         for (guint i = 0; i < queues->len; i++) {

@@ -259,16 +259,10 @@ static bool socket_init(Machine *m, const char *id, Keyval *opts, const char *wh
     const char *mcast_s = keyval_get(opts, "mcast");
     const char *udp_s = keyval_get(opts, "udp");
     const char *local_s = keyval_get(opts, "localaddr");
-    const char *fd_s = keyval_get(opts, "fd");
     struct sockaddr_in sa, local = { .sin_family = AF_INET };
     int one = 1;
 
     if (!keyval_check_all_used(opts, what, errp)) {
-        return false;
-    }
-    if (fd_s) {
-        error_setg(errp, "%s: fd= is not supported (use listen=, connect=, mcast= or udp=)",
-                   what);
         return false;
     }
     if (!!listen_s + !!connect_s + !!mcast_s + !!udp_s != 1) {

@@ -109,6 +109,16 @@ BAD = [
     (["-netdev", "socket,id=n0,connect=127.0.0.1:5000,localaddr=127.0.0.1"],
      "localaddr= goes only with mcast= or udp="),
     (["-netdev", "socket,id=n0,fd=3"], "-netdev socket,id=n0,fd=3: fd= is not supported"),
+    (["-netdev", "tap,id=n0,fds=3:4"],
+     "-netdev tap,id=n0,fds=3:4: fds= is not supported: Sen opens the queues itself"),
+    (["-netdev", "tap,id=n0,vhostfds=5:6"], "vhostfds= is not supported: there is no vhost-net"),
+    (["-netdev", "tap,id=n0,vhostforce=on"], "vhostforce= is not supported"),
+    (["-netdev", "bridge,id=n0,helper=/usr/lib/qemu/qemu-bridge-helper"],
+     "helper= is not supported: Sen creates and attaches the TAP itself"),
+    (["-netdev", "user,id=n0,smb=/tmp"], "-netdev user,id=n0,smb=/tmp: smb= is not supported"),
+    (["-netdev", "user,id=n0,guestfwd=tcp:10.0.2.100:1234-cmd:cat"],
+     "guestfwd= is not supported"),
+    (["-nic", "user,tftp-server-name=tftp.example"], "tftp-server-name= is not supported"),
     (["-netdev", "socket,id=n0,connect=127.0.0.1:1"], "cannot connect to 127.0.0.1:1"),
     (["-netdev", "socket,id=n0,mcast=10.0.0.1:5000"], "not a multicast address"),
     (["-device", "virtio-net-pci,mac=01:00:00:00:00:01"], "multicast address"),
@@ -197,7 +207,7 @@ def test_qmp_netdev_add(tmpdir_short):
               "netdev_add bridge,id=n2: bridge 'nosuchbr0' does not exist")
         fails({"type": "socket", "id": "n2"},
               "exactly one of listen=, connect=, mcast= or udp=")
-        fails({"type": "socket", "id": "n2", "fd": "3"}, "fd= is not supported")
+        fails({"type": "socket", "id": "n2", "fd": "3"}, "Parameter 'fd' is unexpected")
         fails({"type": "hubport", "id": "n2", "hubid": 1, "netdev": "nope"},
               "netdev=nope: no such netdev")
         # A refused netdev_add leaves nothing behind.
