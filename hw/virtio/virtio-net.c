@@ -883,7 +883,13 @@ static const NetClientInfo nic_info = {
 static bool virtio_net_pre_save(void *opaque, Error **errp)
 {
     VirtIONet *n = opaque;
+
     n->nic_link_down = n->qp[0].nc->link_down;
+    /* A backend's rx burst ends within one main-loop callback, so nothing is left
+     * unpublished here; if it were, the used index saved would lag the ring in RAM. */
+    for (unsigned i = 0; i < n->max_pairs; i++) {
+        rx_publish(&n->qp[i]);
+    }
     return true;
 }
 
