@@ -2,6 +2,7 @@
  * The machine options: -machine, -accel, -enable-kvm, -cpu, -m and -smp, with the -smp
  * topology derivation that runs after the last option.  Part of softmmu/cmdline.c.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -53,6 +54,44 @@ static bool kernel_irqchip_opt(CmdlineState *s, Keyval *kv, const char *what, Er
     return true;
 }
 
+/*
+ * dirty-ring-size=N, a property of the kvm accelerator only, with QEMU's checks and
+ * messages: a uint32 power of two (0 = off).  What KVM accepts (its minimum, and the
+ * maximum KVM_CHECK_EXTENSION reports) is checked when the VM is created (kvm.c).
+ */
+static bool dirty_ring_size_opt(CmdlineState *s, Keyval *kv, const char *what, Error **errp)
+{
+    const char *v = keyval_get(kv, "dirty-ring-size");
+    if (!v) {
+        return true;
+    }
+    if (s->cfg->accel != ACCEL_KVM) {
+        error_setg(errp, "%s: Property '%s-accel.dirty-ring-size' not found", what,
+                   s->cfg->accel == ACCEL_QTEST ? "qtest" : "?");
+        return false;
+    }
+    /* As QEMU: a 64-bit number first ("-1" is one), then the uint32 range. */
+    bool negative = v[0] == '-';
+    const char *digits = negative ? v + 1 : v;
+    char *end;
+    errno = 0;
+    guint64 n = g_ascii_strtoull(digits, &end, 0);
+    if (!*digits || *end || errno) {
+        error_setg(errp, "%s: Parameter 'dirty-ring-size' expects uint64", what);
+        return false;
+    }
+    if (negative || n > UINT32_MAX) {
+        error_setg(errp, "%s: Parameter 'dirty-ring-size' expects uint32_t", what);
+        return false;
+    }
+    if (n & (n - 1)) {
+        error_setg(errp, "%s: dirty-ring-size must be a power of two.", what);
+        return false;
+    }
+    s->cfg->kvm_dirty_ring_size = (uint32_t)n;
+    return true;
+}
+
 bool cmdline_opt_accel(CmdlineState *s, const char *what, const char *arg, Error **errp)
 {
     g_autoptr(Keyval) kv = cmdline_parse_opts(what, arg, "accel", errp);
@@ -75,7 +114,8 @@ bool cmdline_opt_accel(CmdlineState *s, const char *what, const char *arg, Error
         return false;
     }
     s->accel_given = true;
-    return kernel_irqchip_opt(s, kv, what, errp) && keyval_check_all_used(kv, what, errp);
+    return kernel_irqchip_opt(s, kv, what, errp) && dirty_ring_size_opt(s, kv, what, errp) &&
+           keyval_check_all_used(kv, what, errp);
 }
 
 bool cmdline_opt_enable_kvm(CmdlineState *s, const char *what, const char *arg, Error **errp)

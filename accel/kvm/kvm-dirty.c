@@ -1,20 +1,197 @@
 /*
- * Dirty-page logging for migration: KVM_MEM_LOG_DIRTY_PAGES on every memory slot and
- * KVM_GET_DIRTY_LOG per slot.
+ * Dirty-page logging for migration: KVM_MEM_LOG_DIRTY_PAGES on every memory slot, and
+ * either KVM_GET_DIRTY_LOG per slot (the default) or the per-vCPU dirty ring
+ * (-accel kvm,dirty-ring-size=N; docs/dirty-ring.md).
  *
- * KVM_GET_DIRTY_LOG (without KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 enabled) returns the pages
- * written since the previous call and write-protects them again in the same ioctl, so a
- * page written after the call is reported by the next one: nothing is lost between the
- * fetch and the copy the migration thread makes afterwards.  The dirty ring would avoid
- * walking whole bitmaps on huge guests; it is not used yet (see docs/migration.md).
+ * Bitmaps: KVM_GET_DIRTY_LOG (without KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 enabled) returns
+ * the pages written since the previous call and write-protects them again in the same
+ * ioctl, so a page written after the call is reported by the next one: nothing is lost
+ * between the fetch and the copy the migration thread makes afterwards.
+ *
+ * Ring: KVM appends one entry (slot, page offset) to the writing vCPU's ring for the
+ * first write to a page after logging started or after the page was last reset.  We
+ * harvest entries into per-slot maps (ring_dirty) and then KVM_RESET_DIRTY_RINGS
+ * write-protects the harvested pages again.  A write between our harvest and the reset
+ * makes no new entry, but sync returns only after the reset and migration copies pages
+ * only after sync, so such a write is in the copy; a write after the reset makes a new
+ * entry.  The cost follows the pages written, not the guest's size.  A ring that fills
+ * up stops its vCPU (KVM_EXIT_DIRTY_RING_FULL); the vCPU thread reaps and runs on.
  *
  * Slot flags change with KVM_SET_USER_MEMORY_REGION on a slot that keeps its address and
- * size, which KVM allows while vCPUs run.  Only the migration thread calls these.
+ * size, which KVM allows while vCPUs run.  Only the migration thread starts, syncs and
+ * stops logging; vCPU threads reap full rings.
  */
 #include <errno.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include "accel/kvm/kvm-internal.h"
+
+static size_t slot_words(const KvmSlot *slot)
+{
+    return (slot->size / 4096 + 63) / 64;
+}
+
+/* ---- the dirty ring ---- */
+
+bool kvm_dirty_ring_enable(KvmState *s, Error **errp)
+{
+    uint32_t entries = s->m->cfg->kvm_dirty_ring_size;
+
+    if (!entries) {
+        return true;
+    }
+    /* The ACQ_REL flavour promises exactly the ordering the harvest below uses (needed
+     * on weakly ordered hosts); x86 kernels offer both, older ones only the first. */
+    int cap = KVM_CAP_DIRTY_LOG_RING_ACQ_REL;
+    int max_bytes = ioctl(s->vm_fd, KVM_CHECK_EXTENSION, cap);
+    if (max_bytes <= 0) {
+        cap = KVM_CAP_DIRTY_LOG_RING;
+        max_bytes = ioctl(s->vm_fd, KVM_CHECK_EXTENSION, cap);
+    }
+    if (max_bytes <= 0) {
+        /* As QEMU: the option asks for a faster method, not for a different result. */
+        warn_report("-accel kvm,dirty-ring-size=%u: KVM dirty ring not available, using "
+                    "bitmap method", entries);
+        return true;
+    }
+    uint64_t bytes = (uint64_t)entries * sizeof(struct kvm_dirty_gfn);
+    if (bytes > (uint64_t)max_bytes) {
+        error_setg(errp, "-accel kvm,dirty-ring-size=%u: KVM dirty ring size %u too big "
+                   "(maximum is %zu).  Please use a smaller value.", entries, entries,
+                   (size_t)max_bytes / sizeof(struct kvm_dirty_gfn));
+        return false;
+    }
+    struct kvm_enable_cap ec = { .cap = cap, .args = { bytes } };
+    if (ioctl(s->vm_fd, KVM_ENABLE_CAP, &ec) < 0) {
+        /* KVM's minimum is a page and more than its reserved entries. */
+        error_setg(errp, "-accel kvm,dirty-ring-size=%u: Enabling of KVM dirty ring failed: "
+                   "%s. Suggested minimum value is 1024.", entries, g_strerror(errno));
+        return false;
+    }
+    s->dirty_ring_entries = entries;
+    s->dirty_ring_bytes = bytes;
+    for (unsigned i = 0; i < s->nr_slots; i++) {
+        s->slots[i].ring_dirty = g_new0(unsigned long, slot_words(&s->slots[i]));
+    }
+    return true;
+}
+
+bool kvm_dirty_ring_map(KvmVcpu *v, Error **errp)
+{
+    KvmState *s = v->s;
+
+    if (!s->dirty_ring_bytes) {
+        return true;
+    }
+    void *ring = mmap(NULL, s->dirty_ring_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd,
+                      (off_t)KVM_DIRTY_LOG_PAGE_OFFSET * sysconf(_SC_PAGESIZE));
+    if (ring == MAP_FAILED) {
+        error_setg_errno(errp, errno, "vCPU %u: cannot map its KVM dirty ring", v->index);
+        return false;
+    }
+    v->dirty_ring = ring;
+    v->dirty_fetch = 0;
+    return true;
+}
+
+void kvm_dirty_ring_unmap(KvmVcpu *v)
+{
+    if (v->dirty_ring) {
+        munmap(v->dirty_ring, v->s->dirty_ring_bytes);
+        v->dirty_ring = NULL;
+    }
+}
+
+void kvm_dirty_ring_free(KvmState *s)
+{
+    for (unsigned i = 0; i < s->nr_slots; i++) {
+        g_clear_pointer(&s->slots[i].ring_dirty, g_free);
+    }
+}
+
+/* dirty_lock held.  slot is (address space << 16) | slot id, as KVM packs it. */
+static void ring_mark_locked(KvmState *s, uint32_t slot, uint64_t page)
+{
+    uint32_t id = slot & 0xffff;
+
+    if ((slot >> 16) != 0 || id >= s->nr_slots || page >= s->slots[id].size / 4096 ||
+        !s->slots[id].ring_dirty) {
+        if (!s->warned_bad_dirty_gfn) {
+            s->warned_bad_dirty_gfn = true;
+            warn_report("KVM dirty ring: entry for slot 0x%x page 0x%" G_GINT64_MODIFIER
+                        "x, which is not guest RAM here; ignored", slot, (guint64)page);
+        }
+        return;
+    }
+    s->slots[id].ring_dirty[page / 64] |= 1ul << (page % 64);
+}
+
+/* dirty_lock held.  Takes every entry KVM has published on v's ring; returns how many. */
+static unsigned ring_harvest_locked(KvmVcpu *v)
+{
+    KvmState *s = v->s;
+    uint32_t mask = s->dirty_ring_entries - 1;
+    unsigned n = 0;
+
+    for (;;) {
+        struct kvm_dirty_gfn *e = &v->dirty_ring[v->dirty_fetch & mask];
+        /* Acquire: KVM writes slot and offset, then releases flags = DIRTY; reading the
+         * flag first with acquire makes the two fields below the ones it published. */
+        uint32_t flags = __atomic_load_n(&e->flags, __ATOMIC_ACQUIRE);
+        if (!(flags & KVM_DIRTY_GFN_F_DIRTY)) {
+            break; /* not yet written, or harvested and waiting for the reset */
+        }
+        uint32_t slot = e->slot;
+        uint64_t page = e->offset;
+        /* Release: the reads above complete before KVM can see the entry as harvested,
+         * reset it and write the next generation into it. */
+        __atomic_store_n(&e->flags, KVM_DIRTY_GFN_F_RESET, __ATOMIC_RELEASE);
+        v->dirty_fetch++;
+        n++;
+        ring_mark_locked(s, slot, page);
+    }
+    return n;
+}
+
+void kvm_dirty_ring_reap(KvmState *s)
+{
+    if (!s->dirty_ring_bytes) {
+        return;
+    }
+    g_mutex_lock(&s->dirty_lock);
+    unsigned harvested = 0;
+    for (unsigned i = 0; i < s->nr_vcpus; i++) {
+        if (s->vcpus[i].dirty_ring) {
+            harvested += ring_harvest_locked(&s->vcpus[i]);
+        }
+    }
+    /* Entries go back to KVM (and their pages are write-protected again) only here, in
+     * the same critical section as the harvest, so no harvested entry waits for a
+     * reset that another thread believes it did. */
+    if (harvested && ioctl(s->vm_fd, KVM_RESET_DIRTY_RINGS, 0) < 0 &&
+        !s->warned_bad_dirty_gfn) {
+        s->warned_bad_dirty_gfn = true;
+        warn_report("KVM_RESET_DIRTY_RINGS failed: %s", g_strerror(errno));
+    }
+    g_mutex_unlock(&s->dirty_lock);
+}
+
+/* Drops what the rings and maps hold: logging (re)starts from a clean state. */
+static void ring_discard(KvmState *s)
+{
+    kvm_dirty_ring_reap(s);
+    g_mutex_lock(&s->dirty_lock);
+    for (unsigned i = 0; i < s->nr_slots; i++) {
+        if (s->slots[i].ring_dirty) {
+            memset(s->slots[i].ring_dirty, 0, slot_words(&s->slots[i]) * sizeof(unsigned long));
+        }
+    }
+    g_mutex_unlock(&s->dirty_lock);
+}
+
+/* ---- logging on the slots, and sync ---- */
 
 static bool kvm_slot_set_flags(KvmState *s, KvmSlot *slot, uint32_t flags, Error **errp)
 {
@@ -35,6 +212,8 @@ static bool kvm_slot_set_flags(KvmState *s, KvmSlot *slot, uint32_t flags, Error
 bool kvm_dirty_log_start(Machine *m, Error **errp)
 {
     KvmState *s = kvm_state(m);
+
+    ring_discard(s); /* entries left from an earlier migration are not this one's */
 
     for (unsigned i = 0; i < s->nr_slots; i++) {
         KvmSlot *slot = &s->slots[i];
@@ -63,6 +242,7 @@ void kvm_dirty_log_stop(Machine *m)
             error_report_err(err);
         }
     }
+    ring_discard(s);
 }
 
 bool kvm_dirty_log_sync(Machine *m, unsigned region, unsigned long *bitmap, Error **errp)
@@ -74,7 +254,18 @@ bool kvm_dirty_log_sync(Machine *m, unsigned region, unsigned long *bitmap, Erro
         return false;
     }
     KvmSlot *slot = &s->slots[region];
-    size_t words = (slot->size / 4096 + 63) / 64;
+    size_t words = slot_words(slot);
+    if (s->dirty_ring_bytes) {
+        /* KVM refuses KVM_GET_DIRTY_LOG once the ring is enabled. */
+        kvm_dirty_ring_reap(s);
+        g_mutex_lock(&s->dirty_lock);
+        for (size_t w = 0; w < words; w++) {
+            bitmap[w] |= slot->ring_dirty[w];
+            slot->ring_dirty[w] = 0;
+        }
+        g_mutex_unlock(&s->dirty_lock);
+        return true;
+    }
     g_autofree unsigned long *log = g_new0(unsigned long, words);
     struct kvm_dirty_log d = { .slot = slot->slot, .dirty_bitmap = log };
 

@@ -67,6 +67,8 @@ typedef struct KvmSlot {
     uint32_t flags;  /* KVM_MEM_* */
     uint64_t gpa, size;
     void *hva;
+    unsigned long *ring_dirty;  /* [dirty_lock] dirty ring only: pages the rings reported
+                                 * and no sync has taken yet (bit n = page n) */
 } KvmSlot;
 
 /* What a vCPU looked like right after creation: its power-on state, restored at reset. */
@@ -99,6 +101,9 @@ typedef struct KvmVcpu {
 
     KvmVcpuReset reset;
     RateLimit rl_io, rl_mmio, rl_exit;
+
+    struct kvm_dirty_gfn *dirty_ring; /* mmap of this vCPU's dirty ring, or NULL */
+    uint32_t dirty_fetch;  /* [dirty_lock] index of the next entry to harvest */
 } KvmVcpu;
 
 struct KvmState {
@@ -136,6 +141,15 @@ struct KvmState {
     bool running;                 /* [ctl] resume() called and no pause() since */
     bool quit;                    /* [ctl] destroy: vCPU threads end */
     struct KvmThrottle *throttle; /* kvm-dirty.c, main/migration thread; NULL = off */
+
+    /* Dirty ring (kvm-dirty.c), fixed at init; 0 entries = KVM_GET_DIRTY_LOG bitmaps. */
+    uint32_t dirty_ring_entries;
+    size_t dirty_ring_bytes;
+    /* Innermost lock (take nothing while holding it): one harvester at a time over all
+     * rings, KVM_RESET_DIRTY_RINGS, and the slots' ring_dirty maps. */
+    GMutex dirty_lock;
+    bool warned_bad_dirty_gfn;    /* [dirty_lock] an entry named no slot of ours */
+    gint dirty_ring_full_exits;   /* atomic: KVM_EXIT_DIRTY_RING_FULL seen (tests) */
 };
 
 static inline KvmState *kvm_state(Machine *m)
@@ -195,5 +209,14 @@ bool kvm_dirty_log_start(Machine *m, Error **errp);
 void kvm_dirty_log_stop(Machine *m);
 bool kvm_dirty_log_sync(Machine *m, unsigned region, unsigned long *bitmap, Error **errp);
 void kvm_set_throttle(Machine *m, unsigned pct);
+/* kvm-dirty.c: the dirty ring (-accel kvm,dirty-ring-size=N).  enable: after the memory
+ * slots, before any vCPU; map: for each vCPU after KVM_CREATE_VCPU. */
+bool kvm_dirty_ring_enable(KvmState *s, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+bool kvm_dirty_ring_map(KvmVcpu *v, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+void kvm_dirty_ring_unmap(KvmVcpu *v);
+void kvm_dirty_ring_free(KvmState *s);
+/* Harvests every vCPU's ring into the slots' ring_dirty maps and lets KVM reuse the
+ * entries (KVM_RESET_DIRTY_RINGS).  Any thread, no lock needed (takes dirty_lock). */
+void kvm_dirty_ring_reap(KvmState *s);
 
 #endif

@@ -101,11 +101,13 @@ bool kvm_vcpu_create(KvmState *s, unsigned index, Error **errp)
         return false;
     }
     v->run = run;
-    return kvm_vcpu_setup_cpuid(v, errp) && vcpu_capture_reset_state(v, errp);
+    return kvm_dirty_ring_map(v, errp) && kvm_vcpu_setup_cpuid(v, errp) &&
+           vcpu_capture_reset_state(v, errp);
 }
 
 void kvm_vcpu_destroy(KvmVcpu *v)
 {
+    kvm_dirty_ring_unmap(v);
     if (v->run) {
         munmap(v->run, v->s->run_size);
         v->run = NULL;
@@ -501,6 +503,12 @@ static void *vcpu_thread(void *opaque)
                 vcpu_fail(v, what);
                 machine_unlock(m);
             }
+        } else if (v->run->exit_reason == KVM_EXIT_DIRTY_RING_FULL) {
+            /* Handled without the VM lock (harvesting may take a while and needs no
+             * device state): free the ring, then run on. */
+            g_atomic_int_inc(&s->dirty_ring_full_exits);
+            kvm_dirty_ring_reap(s);
+            stop = false;
         } else {
             machine_lock(m);
             stop = handle_exit(v);

@@ -300,12 +300,16 @@ static void kvm_destroy(Machine *m)
         close(s->kvm_fd);
     }
     g_free(s->vcpus);
+    if (s->slots) {
+        kvm_dirty_ring_free(s);
+    }
     g_free(s->slots);
     g_free(s->msrs);
     g_free(s->feature_msrs);
     g_free(s->supported_cpuid);
     kvm_irq_routes_free(s);
     g_mutex_clear(&s->ctl_lock);
+    g_mutex_clear(&s->dirty_lock);
     g_cond_clear(&s->ctl_cond);
     g_free(s);
     m->accel_state = NULL;
@@ -317,6 +321,7 @@ static bool kvm_init(Machine *m, Error **errp)
     s->m = m;
     s->vm_fd = -1;
     g_mutex_init(&s->ctl_lock);
+    g_mutex_init(&s->dirty_lock);
     g_cond_init(&s->ctl_cond);
     m->accel_state = s;
 
@@ -324,7 +329,7 @@ static bool kvm_init(Machine *m, Error **errp)
     if (s->kvm_fd < 0 || !kvm_check_host(s, errp) || !kvm_check_smp(s, m->cfg, errp) ||
         !kvm_get_supported_cpuid(s, errp) || !kvm_read_feature_msrs(s, errp) ||
         !kvm_create_vm(s, errp) || !kvm_add_slots(s, m->mem, errp) ||
-        !kvm_create_irqchip(s, errp) || !kvm_capture_irqchip(s, errp)) {
+        !kvm_dirty_ring_enable(s, errp) || !kvm_create_irqchip(s, errp) || !kvm_capture_irqchip(s, errp)) {
         goto fail;
     }
     s->vcpus = g_new0(KvmVcpu, s->nr_vcpus);

@@ -160,6 +160,8 @@ typedef struct MachineConfig {
                          * Sen (hw/intc/ioapic.c), no PIC, a counting-only PIT
                          * (hw/timer/i8254.c); docs/machines.md */
     bool pit_discard;   /* -global kvm-pit.lost_tick_policy=discard: no tick re-injection */
+    uint32_t kvm_dirty_ring_size; /* -accel kvm,dirty-ring-size=N: entries of each vCPU's
+                                   * KVM dirty ring (a power of two); 0 = dirty bitmaps */
 
     GPtrArray *chardevs; /* of ChardevConfig*: -chardev and implicit ones from -serial */
     GPtrArray *serials;  /* of char*: chardev id for COM1, COM2, ...; NULL entry = none */

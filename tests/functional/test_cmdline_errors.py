@@ -41,6 +41,10 @@ CASES = [
     (["-global", "kvm-pit.lost_tick_policy=slew"], "-global kvm-pit.lost_tick_policy=slew: "),
     (["-global", "nodev.prop=1"], "-global nodev.prop=1: 'nodev' is not a valid device model"),
     (["-accel", "tcg"], "-accel tcg: accelerator 'tcg' is not supported"),
+    (["-accel", "kvm,dirty-ring-size=3"],
+     "-accel kvm,dirty-ring-size=3: dirty-ring-size must be a power of two."),
+    (["-accel", "kvm,dirty-ring-size=-1"],
+     "-accel kvm,dirty-ring-size=-1: Parameter 'dirty-ring-size' expects uint32_t"),
     (["-kernel", "/nonexistent/vmlinuz"],
      "-kernel /nonexistent/vmlinuz: could not load kernel '/nonexistent/vmlinuz': "
      "No such file or directory"),
@@ -155,3 +159,34 @@ def test_bad_command_line(sen, readable_file, tmp_path, argv, expect):
     assert lines[0].startswith("sen: "), lines[0]
     assert expect in lines[0], f"{expect!r} not in {lines[0]!r}"
     assert sorted(os.listdir(scratch)) == [], "a rejected command line created files"
+
+
+def host_dirty_ring_max_entries():
+    """What KVM_CHECK_EXTENSION(KVM_CAP_DIRTY_LOG_RING) reports, in 16-byte entries."""
+    import fcntl
+    try:
+        with open("/dev/kvm", "rb") as kvm:
+            return fcntl.ioctl(kvm.fileno(), 0xAE03, 192) // 16
+    except OSError:
+        return 0
+
+
+@pytest.mark.parametrize("size,expect", [
+    (16, "-accel kvm,dirty-ring-size=16: Enabling of KVM dirty ring failed: Invalid "
+         "argument. Suggested minimum value is 1024."),
+    ("twice-max", "too big (maximum is {max}).  Please use a smaller value."),
+])
+def test_dirty_ring_size_beyond_kvm_limits(sen, tmp_path, size, expect):
+    """Sizes only KVM can judge: refused when the VM is created, with QEMU's message."""
+    max_entries = host_dirty_ring_max_entries()
+    if not max_entries:
+        pytest.skip("no usable /dev/kvm with KVM_CAP_DIRTY_LOG_RING here")
+    if size == "twice-max":
+        size = 2 * max_entries
+    proc = subprocess.run([sen, "-accel", f"kvm,dirty-ring-size={size}", "-display", "none",
+                           "-nodefaults"], cwd=tmp_path, stdin=subprocess.DEVNULL,
+                          capture_output=True, timeout=60)
+    stderr = proc.stderr.decode(errors="replace")
+    assert proc.returncode == 1, stderr
+    assert stderr.startswith(f"sen: -accel kvm,dirty-ring-size={size}: "), stderr
+    assert expect.format(max=max_entries) in stderr, stderr

@@ -39,8 +39,14 @@ def dirtier(vms, name, *args, rate=4000):
     return vms(name, *args, guest=DIRTIER, append=f"mb=24 rate={rate} wait=1")
 
 
-def test_stream_of_running_guest_equals_stopped_memory(vms, tmp_path):
-    src = dirtier(vms, "src")
+# The dirty ring's smallest size here fills up every few dozen milliseconds at the
+# dirtier's rate, so the vCPU thread's reaping is exercised as well as the sync's.
+DIRTY_RING = ("-accel", "kvm,dirty-ring-size=256")
+
+
+@pytest.mark.parametrize("log", ["bitmap", "dirty-ring"])
+def test_stream_of_running_guest_equals_stopped_memory(vms, tmp_path, log):
+    src = dirtier(vms, "src", *(DIRTY_RING if log == "dirty-ring" else ()))
     src.wait_line("dirtier: running")
     # 32 MiB/s: the first pass takes most of a second while the guest rewrites ~4000
     # pages/s, so later passes must pick up what the KVM dirty log reports.
@@ -102,19 +108,20 @@ def migrate_and_verify(src, dst, uri):
 
 
 @needs_device_state
-@pytest.mark.parametrize("kind", ["tcp", "unix"])
+@pytest.mark.parametrize("kind", ["tcp", "unix", "tcp-dirty-ring"])
 def test_dirtier_verifies_on_destination(vms, tmp_path, kind):
     import socket
-    if kind == "tcp":
+    if kind.startswith("tcp"):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         uri = f"tcp:127.0.0.1:{port}"
     else:
         uri = f"unix:{tmp_path}/m.sock"
-    src = dirtier(vms, "src")
+    ring = DIRTY_RING if kind.endswith("dirty-ring") else ()
+    src = dirtier(vms, "src", *ring)
     src.wait_line("dirtier: running")
-    dst = dirtier(vms, "dst", "-incoming", uri)
+    dst = dirtier(vms, "dst", *ring, "-incoming", uri)
     migrate_and_verify(src, dst, uri)
 
 

@@ -23,6 +23,28 @@ const char *kvm_test_unusable_reason(void)
 Machine *kvm_test_machine_new(unsigned cpus, uint64_t ram_size, uint16_t port,
                               const IoOps *ops, void *opaque)
 {
+    Error *err = NULL;
+    Machine *m = kvm_test_machine_try_new(cpus, ram_size, port, ops, opaque, 0, &err);
+    if (!m) {
+        g_error("kvm init: %s", error_get_pretty(err));
+    }
+    return m;
+}
+
+static void machine_free_parts(Machine *m)
+{
+    io_space_free(m->pio);
+    io_space_free(m->mmio);
+    guest_mem_free(m->mem);
+    g_free(m->cfg);
+    g_mutex_clear(&m->lock);
+    g_free(m);
+}
+
+Machine *kvm_test_machine_try_new(unsigned cpus, uint64_t ram_size, uint16_t port,
+                                  const IoOps *ops, void *opaque, uint32_t dirty_ring_size,
+                                  Error **errp)
+{
     Machine *m = g_new0(Machine, 1);
     Error *err = NULL;
 
@@ -32,6 +54,7 @@ Machine *kvm_test_machine_new(unsigned cpus, uint64_t ram_size, uint16_t port,
     m->cfg->ram_size = ram_size;
     m->cfg->smp_cpus = m->cfg->smp_maxcpus = m->cfg->smp_sockets = cpus;
     m->cfg->smp_dies = m->cfg->smp_cores = m->cfg->smp_threads = 1;
+    m->cfg->kvm_dirty_ring_size = dirty_ring_size;
     m->mem = guest_mem_new(ram_size, &err);
     g_assert_null(err);
     g_assert_true(guest_mem_add_region(m->mem, 0, ram_size, 0, &err));
@@ -39,8 +62,9 @@ Machine *kvm_test_machine_new(unsigned cpus, uint64_t ram_size, uint16_t port,
     m->mmio = io_space_new("mmio");
     g_assert_true(io_space_add(m->pio, port, 0x10, ops, opaque, "test", &err));
     m->accel = &kvm_accel_ops;
-    if (!kvm_accel_ops.init(m, &err)) {
-        g_error("kvm init: %s", error_get_pretty(err));
+    if (!kvm_accel_ops.init(m, errp)) {
+        machine_free_parts(m);
+        return NULL;
     }
     return m;
 }
@@ -50,12 +74,7 @@ void kvm_test_machine_free(Machine *m)
     kvm_accel_ops.pause(m);
     kvm_accel_ops.destroy(m);
     g_assert_null(m->accel_state);
-    io_space_free(m->pio);
-    io_space_free(m->mmio);
-    guest_mem_free(m->mem);
-    g_free(m->cfg);
-    g_mutex_clear(&m->lock);
-    g_free(m);
+    machine_free_parts(m);
 }
 
 void kvm_test_run(Machine *m, bool stop_on_reset, gint64 wait_us)

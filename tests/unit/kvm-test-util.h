@@ -16,6 +16,11 @@ const char *kvm_test_unusable_reason(void);
 /* cpus vCPUs, ram_size bytes of RAM at 0, ops at port [port, port + 0x10). */
 Machine *kvm_test_machine_new(unsigned cpus, uint64_t ram_size, uint16_t port,
                               const IoOps *ops, void *opaque);
+/* The same with -accel kvm,dirty-ring-size=dirty_ring_size; NULL (and *errp set) when
+ * KVM refuses the VM. */
+Machine *kvm_test_machine_try_new(unsigned cpus, uint64_t ram_size, uint16_t port,
+                                  const IoOps *ops, void *opaque, uint32_t dirty_ring_size,
+                                  Error **errp);
 void kvm_test_machine_free(Machine *m);
 
 /* Resumes the vCPUs until a shutdown or stop request (and a reset one when

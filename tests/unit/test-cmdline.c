@@ -332,6 +332,27 @@ static void test_machine_types_and_irqchip(void)
     }
 }
 
+/* -accel kvm,dirty-ring-size=N: entries, a power of two, 0 (the default) = off. */
+static void test_dirty_ring_size(void)
+{
+    static const struct {
+        const char *line;
+        uint32_t size;
+    } cases[] = {
+        { "", 0 },
+        { "-accel kvm", 0 },
+        { "-accel kvm,dirty-ring-size=0", 0 },
+        { "-accel kvm,dirty-ring-size=1", 1 },
+        { "-accel kvm,dirty-ring-size=4096", 4096 },
+        { "-accel kvm,dirty-ring-size=0x10000", 65536 },
+        { "-accel kvm,dirty-ring-size=2147483648", 2147483648u },
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_autoptr(MachineConfig) cfg = parse_ok(cases[i].line);
+        g_assert_cmpuint(cfg->kvm_dirty_ring_size, ==, cases[i].size);
+    }
+}
+
 static void test_cpu_models_and_globals(void)
 {
     g_autoptr(MachineConfig) cfg = parse_ok(
@@ -550,6 +571,19 @@ static const struct { const char *line; const char *prefix; const char *text; } 
     { "-machine pit=maybe", "-machine pit=maybe", "pit" },
     { "-accel tcg", "-accel tcg", "accelerator 'tcg' is not supported" },
     { "-accel kvm,kernel-irqchip=off", "-accel kvm", "kernel-irqchip=off is not supported" },
+    /* QEMU 7.2's messages for dirty-ring-size (KVM's own limits: test-kvm). */
+    { "-accel kvm,dirty-ring-size=3", "-accel kvm,dirty-ring-size=3",
+      "dirty-ring-size must be a power of two." },
+    { "-accel kvm,dirty-ring-size=-1", "-accel kvm,dirty-ring-size=-1",
+      "Parameter 'dirty-ring-size' expects uint32_t" },
+    { "-accel kvm,dirty-ring-size=4294967296", "-accel kvm,dirty-ring-size=4294967296",
+      "Parameter 'dirty-ring-size' expects uint32_t" },
+    { "-accel kvm,dirty-ring-size=abc", "-accel kvm,dirty-ring-size=abc",
+      "Parameter 'dirty-ring-size' expects uint64" },
+    { "-accel kvm,dirty-ring-size=", "-accel kvm,dirty-ring-size=",
+      "Parameter 'dirty-ring-size' expects uint64" },
+    { "-accel qtest,dirty-ring-size=1024", "-accel qtest,dirty-ring-size=1024",
+      "Property 'qtest-accel.dirty-ring-size' not found" },
     { "-machine kernel-irqchip=maybe", "-machine kernel-irqchip=maybe",
       "kernel-irqchip=maybe: expected on, split or off" },
     { "-M q36", "-M q36", "unsupported machine type 'q36'" },
@@ -663,6 +697,7 @@ int main(int argc, char **argv)
     g_test_add_func("/cmdline/qtest", test_qtest);
     g_test_add_func("/cmdline/machine-accel-cpu", test_machine_accel_cpu);
     g_test_add_func("/cmdline/machine-types", test_machine_types_and_irqchip);
+    g_test_add_func("/cmdline/dirty-ring-size", test_dirty_ring_size);
     g_test_add_func("/cmdline/cpu-models-and-globals", test_cpu_models_and_globals);
     g_test_add_func("/cmdline/machine-acpi", test_machine_acpi);
     g_test_add_func("/cmdline/boot-and-misc", test_boot_and_misc);

@@ -272,7 +272,8 @@ static void tport_write(void *opaque, uint64_t off, unsigned size, uint64_t valu
 
 static const IoOps tport_ops = { .read = tport_read, .write = tport_write };
 
-static TestVm *tvm_new(unsigned cpus)
+/* dirty_ring: -accel kvm,dirty-ring-size (0 = off). */
+static TestVm *tvm_new_ring(unsigned cpus, uint32_t dirty_ring)
 {
     const char *why = kvm_test_unusable_reason();
     if (why) {
@@ -280,9 +281,19 @@ static TestVm *tvm_new(unsigned cpus)
         return NULL;
     }
     TestVm *t = g_new0(TestVm, 1);
+    Error *err = NULL;
     t->writes = g_array_new(FALSE, TRUE, sizeof(PortWrite));
-    t->m = kvm_test_machine_new(cpus, RAM_SIZE, TEST_PORT, &tport_ops, t);
+    t->m = kvm_test_machine_try_new(cpus, RAM_SIZE, TEST_PORT, &tport_ops, t, dirty_ring,
+                                    &err);
+    if (!t->m) {
+        g_error("kvm init: %s", error_get_pretty(err));
+    }
     return t;
+}
+
+static TestVm *tvm_new(unsigned cpus)
+{
+    return tvm_new_ring(cpus, 0);
 }
 
 static void tvm_free(TestVm *t)
@@ -345,9 +356,10 @@ static const PortWrite *nth_write(TestVm *t, unsigned i)
  * A VM with cpus vCPUs, the flat GDT, code at CODE_ADDR and the BSP reset into mode (LONG64
  * also gets the 2 MiB identity map); NULL when KVM is unusable (the test is skipped).
  */
-static TestVm *tvm_start(unsigned cpus, CpuBootMode mode, const uint8_t *code, size_t len)
+static TestVm *tvm_start_ring(unsigned cpus, CpuBootMode mode, const uint8_t *code,
+                              size_t len, uint32_t dirty_ring)
 {
-    TestVm *t = tvm_new(cpus);
+    TestVm *t = tvm_new_ring(cpus, dirty_ring);
     if (!t) {
         return NULL;
     }
@@ -359,6 +371,11 @@ static TestVm *tvm_start(unsigned cpus, CpuBootMode mode, const uint8_t *code, s
     CpuBootState b = boot_state(mode);
     tvm_reset(t, &b);
     return t;
+}
+
+static TestVm *tvm_start(unsigned cpus, CpuBootMode mode, const uint8_t *code, size_t len)
+{
+    return tvm_start_ring(cpus, mode, code, len, 0);
 }
 
 /* 32-bit: out 0x11 <- 0x12345678; in 0x12 -> out 0x12; unassigned in -> out 0x13;
@@ -798,6 +815,130 @@ static void test_kvm_dirty_log(void)
     tvm_free(t);
 }
 
+/* Entries (and bytes) of KVM's dirty ring here; 0 when this KVM has none. */
+static int host_dirty_ring_max_bytes(void)
+{
+    int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    int vm = fd < 0 ? -1 : ioctl(fd, KVM_CREATE_VM, 0);
+    int r = vm < 0 ? 0 : ioctl(vm, KVM_CHECK_EXTENSION, KVM_CAP_DIRTY_LOG_RING);
+    if (vm >= 0) {
+        close(vm);
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    return MAX(r, 0);
+}
+
+static bool skip_without_dirty_ring(void)
+{
+    const char *why = kvm_test_unusable_reason();
+    if (why) {
+        g_test_skip(why);
+        return true;
+    }
+    if (!host_dirty_ring_max_bytes()) {
+        g_test_skip("this KVM has no KVM_CAP_DIRTY_LOG_RING");
+        return true;
+    }
+    return false;
+}
+
+#define RING_FIRST_PAGE 0x20u
+#define RING_PAGES 400u     /* more than a 256-entry ring holds: it fills up */
+
+/*
+ * The dirty ring (kvm-dirty.c) with its smallest size: a guest writes 400 pages, so its
+ * ring fills (KVM_EXIT_DIRTY_RING_FULL, reaped by the vCPU thread) and the sync reports
+ * exactly those pages, once.  A second run writes them again: KVM_RESET_DIRTY_RINGS
+ * re-protected them, so the ring reports them again.
+ */
+static void test_kvm_dirty_ring(void)
+{
+    static const uint8_t code[] = {
+        0xbf, 0x00, 0x00, 0x02, 0x00,   /* mov edi, 0x20000 */
+        0xb9, 0x90, 0x01, 0x00, 0x00,   /* mov ecx, 400 */
+        0x89, 0x07,                     /* 1: mov [edi], eax */
+        0x81, 0xc7, 0x00, 0x10, 0x00, 0x00, /* add edi, 0x1000 */
+        0x49,                           /* dec ecx */
+        0x75, 0xf5,                     /* jnz 1b */
+        0x66, 0xba, 0x10, 0x00,         /* mov dx, 0x10 */
+        0xb0, 0x03,                     /* mov al, 3 */
+        0xee,                           /* out dx, al */
+        0xf4, 0xeb, 0xfd,               /* hlt; jmp */
+    };
+    if (skip_without_dirty_ring()) {
+        return;
+    }
+    TestVm *t = tvm_start_ring(1, CPU_BOOT_PROT32, code, sizeof(code), 256);
+    KvmState *s = kvm_state(t->m);
+    Error *err = NULL;
+    unsigned long bitmap[RAM_SIZE / 4096 / 64];
+
+    g_assert_cmpuint(s->dirty_ring_entries, ==, 256);
+    g_assert_nonnull(s->vcpus[0].dirty_ring);
+    g_assert_true(kvm_accel_ops.dirty_log_start(t->m, &err));
+    for (unsigned round = 0; round < 2; round++) {
+        tvm_run(t);
+        g_assert_cmpint(t->m->exit_status, ==, 3);
+        memset(bitmap, 0, sizeof(bitmap));
+        g_assert_true(kvm_accel_ops.dirty_log_sync(t->m, 0, bitmap, &err));
+        for (unsigned p = 0; p < RAM_SIZE / 4096; p++) {
+            bool dirty = (bitmap[p / 64] >> (p % 64)) & 1;
+            bool written = p >= RING_FIRST_PAGE && p < RING_FIRST_PAGE + RING_PAGES;
+            if (dirty != written) {
+                g_error("round %u: page 0x%x %s", round, p,
+                        dirty ? "reported but not written" : "written but not reported");
+            }
+        }
+        /* The ring filled up at least once and the vCPU thread freed it. */
+        g_assert_cmpint(g_atomic_int_get(&s->dirty_ring_full_exits), >, round);
+        /* Reported once. */
+        memset(bitmap, 0, sizeof(bitmap));
+        g_assert_true(kvm_accel_ops.dirty_log_sync(t->m, 0, bitmap, &err));
+        for (unsigned w = 0; w < G_N_ELEMENTS(bitmap); w++) {
+            g_assert_cmphex(bitmap[w], ==, 0);
+        }
+        tvm_clear_requests(t);
+        CpuBootState b = boot_state(CPU_BOOT_PROT32);
+        tvm_reset(t, &b);
+    }
+    kvm_accel_ops.dirty_log_stop(t->m);
+    g_assert_false(kvm_accel_ops.dirty_log_sync(t->m, 0, bitmap, &err));
+    g_assert_nonnull(strstr(error_get_pretty(err), "not enabled"));
+    error_free(err);
+    tvm_free(t);
+}
+
+/* Sizes KVM refuses fail the VM's creation with QEMU's messages, naming the option. */
+static void test_kvm_dirty_ring_bad_sizes(void)
+{
+    if (skip_without_dirty_ring()) {
+        return;
+    }
+    uint32_t too_big = (uint32_t)(host_dirty_ring_max_bytes() / 16) * 2;
+    struct {
+        uint32_t size;
+        const char *msg;
+    } cases[] = {
+        { 16, "-accel kvm,dirty-ring-size=16: Enabling of KVM dirty ring failed: Invalid "
+              "argument. Suggested minimum value is 1024." },
+        { too_big, "too big (maximum is " },
+    };
+    for (unsigned i = 0; i < G_N_ELEMENTS(cases); i++) {
+        Error *err = NULL;
+        Machine *m = kvm_test_machine_try_new(1, RAM_SIZE, TEST_PORT, &tport_ops, NULL,
+                                              cases[i].size, &err);
+        g_assert_null(m);
+        g_assert_nonnull(err);
+        if (!strstr(error_get_pretty(err), cases[i].msg)) {
+            g_error("size %u: '%s' lacks '%s'", cases[i].size, error_get_pretty(err),
+                    cases[i].msg);
+        }
+        error_free(err);
+    }
+}
+
 static void test_kvm_too_many_cpus(void)
 {
     const char *why = kvm_test_unusable_reason();
@@ -835,5 +976,7 @@ int main(int argc, char **argv)
     g_test_add_func("/kvm/run/pause-resume", test_kvm_pause_resume);
     g_test_add_func("/kvm/init/too-many-cpus", test_kvm_too_many_cpus);
     g_test_add_func("/kvm/dirty-log", test_kvm_dirty_log);
+    g_test_add_func("/kvm/dirty-ring", test_kvm_dirty_ring);
+    g_test_add_func("/kvm/dirty-ring/bad-sizes", test_kvm_dirty_ring_bad_sizes);
     return g_test_run();
 }
