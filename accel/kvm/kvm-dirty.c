@@ -128,6 +128,34 @@ static void ring_mark_locked(KvmState *s, uint32_t slot, uint64_t page)
     s->slots[id].ring_dirty[page / 64] |= 1ul << (page % 64);
 }
 
+/*
+ * dirty_lock held.  Entries may have been lost: every page of every slot counts as
+ * written, so the next sync sends all of guest RAM again (slow, never wrong).  KVM stops
+ * a vCPU at a soft limit well below the ring size, so this means a host fault; seen on
+ * kvm_pvm, whose CPL0 emulation can write more pages in one KVM_RUN than the ring holds.
+ */
+static void ring_lost_entries_locked(KvmState *s, unsigned vcpu)
+{
+    for (unsigned i = 0; i < s->nr_slots; i++) {
+        KvmSlot *slot = &s->slots[i];
+        uint64_t pages = slot->size / 4096;
+        if (!slot->ring_dirty) {
+            continue;
+        }
+        memset(slot->ring_dirty, 0xff, pages / 64 * sizeof(unsigned long));
+        if (pages % 64) {
+            /* Bits past the slot's end stay clear: they are no page of it. */
+            slot->ring_dirty[pages / 64] |= (1ul << (pages % 64)) - 1;
+        }
+    }
+    g_atomic_int_inc(&s->dirty_ring_lost);
+    if (!s->warned_dirty_lost) {
+        s->warned_dirty_lost = true;
+        warn_report("KVM dirty ring of vCPU %u overran (KVM did not stop the vCPU before "
+                    "its ring filled): all guest RAM counts as dirty", vcpu);
+    }
+}
+
 /* dirty_lock held.  Takes every entry KVM has published on v's ring; returns how many. */
 static unsigned ring_harvest_locked(KvmVcpu *v)
 {
@@ -135,7 +163,9 @@ static unsigned ring_harvest_locked(KvmVcpu *v)
     uint32_t mask = s->dirty_ring_entries - 1;
     unsigned n = 0;
 
-    for (;;) {
+    /* KVM cannot publish more than the ring holds between two resets, so a full lap
+     * means it overwrote entries we had not read. */
+    while (n < s->dirty_ring_entries) {
         struct kvm_dirty_gfn *e = &v->dirty_ring[v->dirty_fetch & mask];
         /* Acquire: KVM writes slot and offset, then releases flags = DIRTY; reading the
          * flag first with acquire makes the two fields below the ones it published. */
@@ -152,7 +182,28 @@ static unsigned ring_harvest_locked(KvmVcpu *v)
         n++;
         ring_mark_locked(s, slot, page);
     }
+    if (n == s->dirty_ring_entries) {
+        ring_lost_entries_locked(s, v->index);
+    }
     return n;
+}
+
+/* dirty_lock held.  Harvests every ring, then gives the entries back to KVM (and has
+ * their pages write-protected again) in the same critical section, so no harvested
+ * entry waits for a reset another thread believes it did. */
+static void ring_reap_locked(KvmState *s, bool reset)
+{
+    unsigned harvested = 0;
+    for (unsigned i = 0; i < s->nr_vcpus; i++) {
+        if (s->vcpus[i].dirty_ring) {
+            harvested += ring_harvest_locked(&s->vcpus[i]);
+        }
+    }
+    if ((harvested || reset) && ioctl(s->vm_fd, KVM_RESET_DIRTY_RINGS, 0) < 0 &&
+        !s->warned_bad_dirty_gfn) {
+        s->warned_bad_dirty_gfn = true;
+        warn_report("KVM_RESET_DIRTY_RINGS failed: %s", g_strerror(errno));
+    }
 }
 
 void kvm_dirty_ring_reap(KvmState *s)
@@ -161,20 +212,48 @@ void kvm_dirty_ring_reap(KvmState *s)
         return;
     }
     g_mutex_lock(&s->dirty_lock);
-    unsigned harvested = 0;
-    for (unsigned i = 0; i < s->nr_vcpus; i++) {
-        if (s->vcpus[i].dirty_ring) {
-            harvested += ring_harvest_locked(&s->vcpus[i]);
+    ring_reap_locked(s, false);
+    g_mutex_unlock(&s->dirty_lock);
+}
+
+/*
+ * dirty_lock held, v outside KVM_RUN (so nothing writes its ring).  After an overrun KVM
+ * counts entries as pending that were overwritten and already reset: they never show
+ * DIRTY again, our fetch index stops in front of them, and KVM, finding the ring full
+ * at every entry, would stop the vCPU forever.  Marking them harvested lets
+ * KVM_RESET_DIRTY_RINGS move past them and brings both indices together again.
+ */
+static void ring_resync_locked(KvmVcpu *v)
+{
+    KvmState *s = v->s;
+    uint32_t mask = s->dirty_ring_entries - 1;
+
+    for (unsigned i = 0; i < s->dirty_ring_entries; i++) {
+        struct kvm_dirty_gfn *e = &v->dirty_ring[v->dirty_fetch & mask];
+        if (__atomic_load_n(&e->flags, __ATOMIC_ACQUIRE) & KVM_DIRTY_GFN_F_DIRTY) {
+            break;
         }
+        __atomic_store_n(&e->flags, KVM_DIRTY_GFN_F_RESET, __ATOMIC_RELEASE);
+        v->dirty_fetch++;
     }
-    /* Entries go back to KVM (and their pages are write-protected again) only here, in
-     * the same critical section as the harvest, so no harvested entry waits for a
-     * reset that another thread believes it did. */
-    if (harvested && ioctl(s->vm_fd, KVM_RESET_DIRTY_RINGS, 0) < 0 &&
-        !s->warned_bad_dirty_gfn) {
-        s->warned_bad_dirty_gfn = true;
-        warn_report("KVM_RESET_DIRTY_RINGS failed: %s", g_strerror(errno));
+    ring_lost_entries_locked(s, v->index);
+}
+
+void kvm_dirty_ring_full(KvmVcpu *v)
+{
+    KvmState *s = v->s;
+
+    g_atomic_int_inc(&s->dirty_ring_full_exits);
+    g_mutex_lock(&s->dirty_lock);
+    ring_reap_locked(s, false);
+    /* Between two full exits KVM publishes at least its soft limit of entries, which
+     * someone harvests; no progress at all means the indices disagree. */
+    if (v->dirty_full_seen && v->dirty_fetch == v->dirty_fetch_at_full) {
+        ring_resync_locked(v);
+        ring_reap_locked(s, true);
     }
+    v->dirty_full_seen = true;
+    v->dirty_fetch_at_full = v->dirty_fetch;
     g_mutex_unlock(&s->dirty_lock);
 }
 

@@ -104,6 +104,9 @@ typedef struct KvmVcpu {
 
     struct kvm_dirty_gfn *dirty_ring; /* mmap of this vCPU's dirty ring, or NULL */
     uint32_t dirty_fetch;  /* [dirty_lock] index of the next entry to harvest */
+    uint32_t dirty_fetch_at_full; /* [dirty_lock] dirty_fetch after the previous ring-full
+                                   * exit's reap; dirty_full_seen: there was one */
+    bool dirty_full_seen;
 } KvmVcpu;
 
 struct KvmState {
@@ -149,7 +152,9 @@ struct KvmState {
      * rings, KVM_RESET_DIRTY_RINGS, and the slots' ring_dirty maps. */
     GMutex dirty_lock;
     bool warned_bad_dirty_gfn;    /* [dirty_lock] an entry named no slot of ours */
+    bool warned_dirty_lost;       /* [dirty_lock] */
     gint dirty_ring_full_exits;   /* atomic: KVM_EXIT_DIRTY_RING_FULL seen (tests) */
+    gint dirty_ring_lost;         /* atomic: times a ring lost entries (tests) */
 };
 
 static inline KvmState *kvm_state(Machine *m)
@@ -218,5 +223,7 @@ void kvm_dirty_ring_free(KvmState *s);
 /* Harvests every vCPU's ring into the slots' ring_dirty maps and lets KVM reuse the
  * entries (KVM_RESET_DIRTY_RINGS).  Any thread, no lock needed (takes dirty_lock). */
 void kvm_dirty_ring_reap(KvmState *s);
+/* KVM_EXIT_DIRTY_RING_FULL on v (its thread, outside KVM_RUN): reap so it can run on. */
+void kvm_dirty_ring_full(KvmVcpu *v);
 
 #endif

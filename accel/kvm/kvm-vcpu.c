@@ -506,8 +506,7 @@ static void *vcpu_thread(void *opaque)
         } else if (v->run->exit_reason == KVM_EXIT_DIRTY_RING_FULL) {
             /* Handled without the VM lock (harvesting may take a while and needs no
              * device state): free the ring, then run on. */
-            g_atomic_int_inc(&s->dirty_ring_full_exits);
-            kvm_dirty_ring_reap(s);
+            kvm_dirty_ring_full(v);
             stop = false;
         } else {
             machine_lock(m);
