@@ -47,7 +47,6 @@ void block_iov_from_buf(const struct iovec *iov, int niov, size_t off, const voi
                         size_t bytes);
 void block_iov_memset(const struct iovec *iov, int niov, size_t off, int c, size_t bytes);
 bool block_iov_is_zero(const struct iovec *iov, int niov);
-bool block_buffer_is_zero(const void *buf, size_t len);
 
 int64_t block_now_ns(void);
 

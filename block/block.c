@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 #include "block/block-internal.h"
+#include "sen/buffer-is-zero.h"
 
 enum {
     PROBE_BUF_SIZE = 2048,
@@ -190,35 +191,10 @@ void block_iov_memset(const struct iovec *iov, int niov, size_t off, int c, size
     IOV_FOR_RANGE(iov, niov, off, bytes, memset(p_, c, n_));
 }
 
-bool block_buffer_is_zero(const void *buf, size_t len)
-{
-    const uint8_t *p = buf;
-    size_t i = 0;
-
-    for (; i < len && ((uintptr_t)(p + i) & 7); i++) {
-        if (p[i]) {
-            return false;
-        }
-    }
-    for (; i + 8 <= len; i += 8) {
-        uint64_t v;
-        memcpy(&v, p + i, 8);
-        if (v) {
-            return false;
-        }
-    }
-    for (; i < len; i++) {
-        if (p[i]) {
-            return false;
-        }
-    }
-    return true;
-}
-
 bool block_iov_is_zero(const struct iovec *iov, int niov)
 {
     for (int i = 0; i < niov; i++) {
-        if (!block_buffer_is_zero(iov[i].iov_base, iov[i].iov_len)) {
+        if (!buffer_is_zero(iov[i].iov_base, iov[i].iov_len)) {
             return false;
         }
     }

@@ -21,6 +21,7 @@
 #include <unistd.h>
 #include "accel/accel.h"
 #include "migration/ram.h"
+#include "sen/buffer-is-zero.h"
 
 #define BITS_PER_WORD 64u
 
@@ -201,7 +202,7 @@ static bool page_in_hole(RamSave *rs, RamBlock *b, uint64_t off)
         return true;
     }
     if (off < b->hole_end || rs->backing_fd < 0) {
-        return false; /* anonymous RAM has no holes to ask for: page_is_zero decides */
+        return false; /* anonymous RAM has no holes to ask for: buffer_is_zero decides */
     }
     off_t data = lseek(rs->backing_fd, (off_t)off, SEEK_DATA);
     if (data < 0) {
@@ -213,21 +214,6 @@ static bool page_in_hole(RamSave *rs, RamBlock *b, uint64_t off)
     b->hole_data = (uint64_t)data;
     b->hole_end = hole < 0 ? UINT64_MAX : (uint64_t)hole;
     return off < b->hole_data;
-}
-
-static bool page_is_zero(const uint8_t *p)
-{
-    const uint64_t *w = (const uint64_t *)p;
-    /* Data pages usually differ from zero in their first bytes: exit early. */
-    if (w[0] | w[1]) {
-        return false;
-    }
-    uint64_t acc = 0;
-    /* From word 0, so that four words at a time end exactly at the end of the page. */
-    for (unsigned i = 0; i < MIG_PAGE_SIZE / 8; i += 4) {
-        acc |= w[i] | w[i + 1] | w[i + 2] | w[i + 3];
-    }
-    return acc == 0;
 }
 
 void ram_put_record(MigStream *s, uint64_t gpa, const uint8_t *hva, uint32_t npages,
@@ -262,7 +248,7 @@ static bool send_run(RamSave *rs, RamBlock *b, MigStream *s, uint64_t first, uns
         uint64_t off = (first + i) * MIG_PAGE_SIZE;
         zero[i] = (have_pagemap && !(pagemap[i] & (PAGEMAP_PRESENT | PAGEMAP_SWAPPED))) ||
                   page_in_hole(rs, b, b->r->backing_offset + off) ||
-                  page_is_zero(b->r->hva + off);
+                  buffer_is_zero(b->r->hva + off, MIG_PAGE_SIZE);
     }
     for (unsigned i = 0; i < n;) {
         unsigned j = i + 1;

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "block/block-internal.h"
+#include "sen/buffer-is-zero.h"
 #include "block/qcow2.h"
 #include "tools/img/convert-copy.h"
 
@@ -111,7 +112,7 @@ static int copy_read(CopyWorker *w, int64_t off, uint64_t n, int64_t *err_off)
 static bool unit_is_zero(CopyWorker *w, uint64_t p, uint64_t len)
 {
     const ConvertCopy *c = w->run->c;
-    return c->sparse && (w->known_zero[p / w->run->gran] || block_buffer_is_zero(w->buf + p,
+    return c->sparse && (w->known_zero[p / w->run->gran] || buffer_is_zero(w->buf + p,
                                                                                 len));
 }
 

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "block/block-internal.h"
+#include "sen/buffer-is-zero.h"
 #include "tools/img/img.h"
 
 int img_dd(int argc, char **argv)
@@ -107,7 +108,7 @@ int img_dd(int argc, char **argv)
         if (bdrv_pread(src, start + off, n, buf) < 0) {
             error_report("%s: error while reading", in);
             ok = false;
-        } else if (!block_buffer_is_zero(buf, n) && bdrv_pwrite(dst, off, n, buf) < 0) {
+        } else if (!buffer_is_zero(buf, n) && bdrv_pwrite(dst, off, n, buf) < 0) {
             error_report("%s: error while writing", out);
             ok = false;
         }
