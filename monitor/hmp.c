@@ -354,6 +354,32 @@ static bool hmp_netdev_del(QmpCtx *ctx, const char *arg, GString *out, Error **e
     return net_netdev_del(ctx->m, arg, errp);
 }
 
+/* "[interfaces [id]]", QEMU's: interfaces comma-separated; default pacing.  Sen runs one
+ * announcement per NIC, so id names nothing of its own. */
+static bool hmp_announce_self(QmpCtx *ctx, const char *arg, GString *out, Error **errp)
+{
+    g_auto(GStrv) words = g_strsplit_set(arg, " \t", -1);
+    g_autoptr(GPtrArray) w = g_ptr_array_new();
+
+    for (char **p = words; *p; p++) {
+        if (**p) {
+            g_ptr_array_add(w, *p);
+        }
+    }
+    if (w->len > 2) {
+        error_setg(errp, "announce_self: expected [interfaces [id]]");
+        return false;
+    }
+    g_auto(GStrv) names = w->len ? g_strsplit(g_ptr_array_index(w, 0), ",", -1) : NULL;
+    return net_announce_self(ctx->m, &net_announce_defaults, (const char *const *)names,
+                             errp);
+}
+
+static bool hmp_announce_self_noarg(QmpCtx *ctx, GString *out, Error **errp)
+{
+    return net_announce_self(ctx->m, &net_announce_defaults, NULL, errp);
+}
+
 /* Commands that take one argument: the rest of the line after the name. */
 typedef struct HmpArgCmd {
     const char *name;
@@ -380,6 +406,8 @@ static const HmpArgCmd hmp_arg_cmds[] = {
       hmp_netdev_add },
     { "netdev_del", "ID", "remove a network backend (its NIC stays, link down)",
       hmp_netdev_del },
+    { "announce_self", "[interfaces [id]]",
+      "the NICs (comma-separated names; default all) announce themselves", hmp_announce_self },
 };
 
 static bool hmp_help(QmpCtx *ctx, GString *out, Error **errp);
@@ -393,6 +421,8 @@ static const HmpCmd hmp_cmds[] = {
     { "info balloon", "show the balloon (MiB left to the guest) and guest statistics",
       hmp_info_balloon },
     { "info network", "show the NICs and network backends", hmp_info_network },
+    { "announce_self", "every NIC announces itself (RARP, GUEST_ANNOUNCE)",
+      hmp_announce_self_noarg },
     { "info migrate", "show the migration status and counters", hmp_info_migrate },
     { "savevm", "save the VM as a snapshot named after the time", hmp_savevm_noarg },
     { "loadvm", "(needs a snapshot name)", hmp_loadvm_noarg },

@@ -2,6 +2,7 @@
  * Networking QMP commands (qapi/net.json) over net/ (include/sen/net.h).  They run on
  * the main loop with the VM lock held, like every monitor command.
  */
+#include <inttypes.h>
 #include <string.h>
 #include "sen/keyval.h"
 #include "sen/net.h"
@@ -145,4 +146,39 @@ json_t *qmp_query_rx_filter(QmpCtx *ctx, bool has_name, const char *name, Error 
         return NULL;
     }
     return list;
+}
+
+/* A required integer member of announce-self's arguments within [lo, hi]. */
+static bool announce_param(json_t *arg, const char *key, int64_t lo, int64_t hi,
+                           int64_t *out, Error **errp)
+{
+    *out = json_integer_value(json_object_get(arg, key));
+    if (*out < lo || *out > hi) {
+        error_setg(errp, "Parameter '%s' expects a value between %" PRId64 " and %" PRId64,
+                   key, lo, hi);
+        return false;
+    }
+    return true;
+}
+
+bool qmp_announce_self(QmpCtx *ctx, json_t *arg, Error **errp)
+{
+    NetAnnounceParams p;
+    int64_t rounds;
+    json_t *list = json_object_get(arg, "interfaces");
+    size_t n = json_array_size(list);
+    g_autofree const char **names = g_new0(const char *, n + 1);
+
+    /* QEMU's limits for the announce-* migration parameters. */
+    if (!announce_param(arg, "initial", 0, 100000, &p.initial_ms, errp) ||
+        !announce_param(arg, "max", 0, 100000, &p.max_ms, errp) ||
+        !announce_param(arg, "rounds", 0, 1000, &rounds, errp) ||
+        !announce_param(arg, "step", 1, 10000, &p.step_ms, errp)) {
+        return false;
+    }
+    p.rounds = (unsigned)rounds;
+    for (size_t i = 0; i < n; i++) { /* of str, as the schema checked */
+        names[i] = json_string_value(json_array_get(list, i));
+    }
+    return net_announce_self(ctx->m, &p, names, errp);
 }

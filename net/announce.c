@@ -14,15 +14,14 @@
 #define ARP_PTYPE_IP       0x0800
 #define ARP_OP_REQUEST_REV 3
 
-/* QEMU's announce-self defaults: initial 50 ms, step 100 ms, max 550 ms. */
-#define ANNOUNCE_INITIAL_MS 50
-#define ANNOUNCE_STEP_MS    100
-#define ANNOUNCE_MAX_MS     550
+const NetAnnounceParams net_announce_defaults = {
+    .initial_ms = 50, .max_ms = 550, .step_ms = 100, .rounds = 5,
+};
 
-int64_t net_announce_delay_ns(unsigned round)
+int64_t net_announce_delay_ns(const NetAnnounceParams *p, unsigned round)
 {
-    int64_t ms = ANNOUNCE_INITIAL_MS + (int64_t)round * ANNOUNCE_STEP_MS;
-    return MIN(ms, ANNOUNCE_MAX_MS) * 1000 * 1000;
+    int64_t ms = p->initial_ms + (int64_t)round * p->step_ms;
+    return MIN(ms, p->max_ms) * 1000 * 1000;
 }
 
 static void put_be16(uint8_t *p, uint16_t v)
@@ -56,4 +55,33 @@ bool net_nic_send_frame(NetClientState *nc, const void *frame, size_t len)
         { .iov_base = (void *)frame, .iov_len = len },
     };
     return nc->vnet_hdr ? net_send(nc, iov, 2) : net_send(nc, iov + 1, 1);
+}
+
+bool net_announce_self(Machine *m, const NetAnnounceParams *p, const char *const *interfaces,
+                       Error **errp)
+{
+    GPtrArray *nics = net_nics(m);
+
+    for (const char *const *name = interfaces; name && *name; name++) {
+        bool found = false;
+        for (guint i = 0; i < nics->len && !found; i++) {
+            NetClientState *nc = g_ptr_array_index(nics, i);
+            found = strcmp(nc->name, *name) == 0 && nc->announce;
+        }
+        if (!found) {
+            error_setg(errp, "announce-self: interface '%s' is not a NIC of this VM", *name);
+            return false;
+        }
+    }
+    for (guint i = 0; i < nics->len; i++) {
+        NetClientState *nc = g_ptr_array_index(nics, i);
+        bool wanted = !interfaces || !interfaces[0];
+        for (const char *const *name = interfaces; !wanted && *name; name++) {
+            wanted = strcmp(nc->name, *name) == 0;
+        }
+        if (wanted && nc->announce) {
+            nc->announce(nc, p);
+        }
+    }
+    return true;
 }

@@ -116,6 +116,7 @@ struct VirtIONet {
 
     /* self-announce after a migration */
     Timer *announce_timer;   /* next round, on the virtual clock (runs with the VM) */
+    NetAnnounceParams announce; /* the running announcement's pacing */
     unsigned announce_rounds; /* rounds still to send */
     bool announce_pending;   /* VIRTIO_NET_S_ANNOUNCE shown until the driver acks */
     void *start_hook;        /* machine_add_start_hook handle */
@@ -694,8 +695,9 @@ static void net_vm_started(void *opaque)
 /* ---- announce ---- */
 
 /*
- * After a migration (post_load) the destination sends NET_ANNOUNCE_ROUNDS rounds, 50 ms,
- * 150 ms, 250 ms ... apart on the virtual clock, so they start when the VM runs.  Each
+ * After a migration (post_load) the destination sends rounds paced as
+ * net_announce_defaults (5 rounds, 50 ms, 150 ms, 250 ms ... apart; announce-self
+ * chooses its own) on the virtual clock, so they start when the VM runs.  Each
  * round sends QEMU's RARP frame from our MAC on every queue pair's link, as QEMU's
  * announce-self does for every NIC, and, when the driver negotiated GUEST_ANNOUNCE (with
  * the control queue), sets VIRTIO_NET_S_ANNOUNCE and raises a config interrupt: the guest
@@ -727,19 +729,31 @@ static void net_announce_round(void *opaque)
     }
     n->announce_rounds--;
     if (n->announce_rounds) {
-        unsigned done = NET_ANNOUNCE_ROUNDS - n->announce_rounds - 1;
-        timer_mod(n->announce_timer,
-                  virt_clock_get_ns(n->m->clock) + net_announce_delay_ns(done));
+        unsigned done = n->announce.rounds - n->announce_rounds - 1;
+        timer_mod(n->announce_timer, virt_clock_get_ns(n->m->clock) +
+                                     net_announce_delay_ns(&n->announce, done));
     }
 }
 
-static void net_announce_start(VirtIONet *n)
+/* A new announcement replaces one still running. */
+static void net_announce_start(VirtIONet *n, const NetAnnounceParams *p)
 {
     if (!n->announce_timer) {
         return; /* a machine without a clock (unit tests): nothing to pace rounds with */
     }
-    n->announce_rounds = NET_ANNOUNCE_ROUNDS;
-    timer_mod(n->announce_timer, virt_clock_get_ns(n->m->clock));
+    n->announce = *p;
+    n->announce_rounds = p->rounds;
+    if (p->rounds) {
+        timer_mod(n->announce_timer, virt_clock_get_ns(n->m->clock));
+    } else {
+        timer_del(n->announce_timer);
+    }
+}
+
+static void nic_announce(NetClientState *nc, const NetAnnounceParams *p)
+{
+    NetQueuePair *q = nc->opaque;
+    net_announce_start(q->n, p);
 }
 
 /* The driver acked (or the device was reset): the guest's announcement is done. */
@@ -929,7 +943,7 @@ static bool virtio_net_post_load(void *opaque, int version_id, Error **errp)
         net_apply_features(n, vdev->guest_features);
     }
     net_update_link(n);
-    net_announce_start(n);
+    net_announce_start(n, &net_announce_defaults);
     return true;
 }
 
@@ -1049,6 +1063,7 @@ static bool virtio_net_realize(DeviceState *dev, Machine *m, Error **errp)
         q->nc->opaque = q;
         q->nc->is_nic = true;
         q->nc->rx_filter_query = nic_rx_filter_query;
+        q->nc->announce = nic_announce;
         net_client_set_info_str(q->nc, "model=virtio-net-pci,macaddr=%02x:%02x:%02x:%02x:"
                                 "%02x:%02x", n->mac[0], n->mac[1], n->mac[2], n->mac[3],
                                 n->mac[4], n->mac[5]);

@@ -47,6 +47,7 @@ typedef struct NetVnetHdr {
 
 typedef struct NetClientState NetClientState;
 typedef struct NetRxFilter NetRxFilter;
+typedef struct NetAnnounceParams NetAnnounceParams;
 
 typedef struct NetClientInfo {
     const char *type;        /* "user", "tap", "socket", "hubport", "nic" */
@@ -92,6 +93,8 @@ struct NetClientState {
     void *opaque;            /* the backend's or NIC's state */
     /* NICs: fills a NetRxFilter for query-rx-filter; NULL for backends. */
     void (*rx_filter_query)(NetClientState *nc, NetRxFilter *out);
+    /* NICs: starts announcing the NIC with p (announce-self); NULL for backends. */
+    void (*announce)(NetClientState *nc, const NetAnnounceParams *p);
 };
 
 /* ---- clients ---- */
@@ -175,17 +178,30 @@ void net_nic_unregister(Machine *m, NetClientState *nc);
 
 /* ---- self-announce after migration (net/announce.c, QEMU's announce-self) ---- */
 
-#define NET_ANNOUNCE_ROUNDS    5   /* RARP rounds a NIC sends after a migration */
 #define NET_ANNOUNCE_FRAME_LEN 60
-/* Delay after announce round `round` (0-based) before the next: 50 ms, then 100 ms more
- * each round, at most 550 ms (QEMU's announce-initial/-step/-max defaults). */
-int64_t net_announce_delay_ns(unsigned round);
+
+/* How many announce rounds and how far apart (ms), as QMP announce-self takes them. */
+struct NetAnnounceParams {
+    int64_t initial_ms, max_ms, step_ms;
+    unsigned rounds;
+};
+/* QEMU's defaults after a migration: 5 rounds, 50 ms apart, then 100 ms more each time
+ * up to 550 ms. */
+extern const NetAnnounceParams net_announce_defaults;
+
+/* Delay after announce round `round` (0-based) before the next. */
+int64_t net_announce_delay_ns(const NetAnnounceParams *p, unsigned round);
 /* QEMU's announce frame for mac: a broadcast RARP request (op 3, EtherType 0x8035) whose
  * sender and target hardware addresses are mac, padded to 60 bytes; returns 60. */
 size_t net_announce_rarp(uint8_t buf[NET_ANNOUNCE_FRAME_LEN], const uint8_t mac[6]);
 /* A NIC's own frame (not from the guest) to its backend, with a zero NetVnetHdr in front
  * when the link carries one; false when it was dropped. */
 bool net_nic_send_frame(NetClientState *nc, const void *frame, size_t len);
+
+/* announce-self: every NIC (or those named in interfaces, NULL-terminated, else an
+ * error naming the first unknown one) starts announcing with p. */
+bool net_announce_self(Machine *m, const NetAnnounceParams *p, const char *const *interfaces,
+                       Error **errp) G_GNUC_WARN_UNUSED_RESULT;
 
 /* `info network` text (HMP), lines ending in CR LF. */
 void net_info_network(Machine *m, GString *out);

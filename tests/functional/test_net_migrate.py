@@ -7,6 +7,10 @@ must get fresh replies through the migrated rings before it passes.
   RARPs from the NIC's MAC, then the guest's ARP requests, which the peer answers.
 - `-netdev user` (slirp): the destination's fresh NAT answers at once (its state is not
   migrated: docs/networking.md#migration).
+
+QMP announce-self / HMP announce_self start the same announcement on demand: under the
+qtest accelerator the test steps the virtual clock and sees the rounds' RARPs arrive as
+paced.
 """
 import os
 import socket
@@ -16,6 +20,7 @@ import time
 
 import pytest
 
+from qmp import QMPError
 from migration_util import BUILD, SEN, have_device_state
 from migration_util import vms  # noqa: F401 (the pytest fixture)
 
@@ -25,14 +30,20 @@ PEER_MAC = bytes.fromhex("525400eeeeee")
 ETH_P_ARP, ETH_P_RARP = 0x0806, 0x8035
 PASS_STATUS = 33
 
-pytestmark = [
-    pytest.mark.skipif(not os.access(SEN, os.X_OK), reason=f"{SEN} is not built"),
+pytestmark = pytest.mark.skipif(not os.access(SEN, os.X_OK), reason=f"{SEN} is not built")
+needs_guest = [
     pytest.mark.skipif(not os.path.exists(IMAGE), reason=f"{IMAGE} is not built"),
     pytest.mark.skipif(not os.access("/dev/kvm", os.R_OK | os.W_OK),
                        reason="/dev/kvm is not usable here"),
     pytest.mark.skipif(not have_device_state(),
                        reason="this build migrates no device state"),
 ]
+
+
+def with_guest(f):
+    for mark in needs_guest:
+        f = mark(f)
+    return f
 
 
 def arp_reply(frame):
@@ -125,6 +136,7 @@ def migrate_net_guest(vms, tmp_path, netdev):
     return src, dst
 
 
+@with_guest
 def test_socket_peer_keeps_exchanging(vms, tmp_path):
     peer = FramePeer()
     try:
@@ -146,5 +158,67 @@ def test_socket_peer_keeps_exchanging(vms, tmp_path):
         peer.close()
 
 
+@with_guest
 def test_user_network_keeps_exchanging(vms, tmp_path):
     migrate_net_guest(vms, tmp_path, "user,id=n0")
+
+
+def rarps(peer, idx=0, want=None, timeout=5.0):
+    """The RARP frames the peer has from connection idx; with want, waits for that many."""
+    end = time.monotonic() + timeout
+    while True:
+        got = [f for f in peer.on(idx) if ethertype(f) == ETH_P_RARP]
+        if want is None or len(got) >= want or time.monotonic() > end:
+            return got
+        time.sleep(0.02)
+
+
+def test_announce_self(vms):
+    peer = FramePeer()
+    try:
+        vm = vms("a", "-netdev", f"socket,id=n0,connect=127.0.0.1:{peer.port}",
+                 "-device", f"virtio-net-pci,netdev=n0,mac={MAC},id=nic0")
+        ms = 1000 * 1000
+        vm.cmd("announce-self", initial=10, max=25, rounds=4, step=10)
+        vm.qtest.cmd("clock_step 0")
+        assert len(rarps(peer, want=1)) == 1
+        vm.qtest.cmd(f"clock_step {9 * ms}")
+        time.sleep(0.2)
+        assert len(rarps(peer)) == 1          # the second round is due at 10 ms
+        vm.qtest.cmd(f"clock_step {1 * ms}")
+        assert len(rarps(peer, want=2)) == 2
+        vm.qtest.cmd(f"clock_step {20 * ms}")  # 30 ms: 10 + (10 + 10)
+        assert len(rarps(peer, want=3)) == 3
+        vm.qtest.cmd(f"clock_step {24 * ms}")
+        time.sleep(0.2)
+        assert len(rarps(peer)) == 3          # capped at max=25 ms: due at 55 ms
+        vm.qtest.cmd(f"clock_step {1000 * ms}")
+        got = rarps(peer, want=4)
+        time.sleep(0.2)
+        assert len(rarps(peer)) == 4
+        mac = bytes.fromhex(MAC.replace(":", ""))
+        assert all(f[6:12] == mac and f[22:28] == mac for f in got)
+
+        hmp = "human-monitor-command"
+        assert vm.cmd(hmp, **{"command-line": "announce_self nic0 id1"}) == ""
+        vm.qtest.cmd(f"clock_step {2000 * ms}")
+        assert len(rarps(peer, want=9)) == 9   # QEMU's default: five more
+        out = vm.cmd(hmp, **{"command-line": "announce_self nope"})
+        assert "interface 'nope' is not a NIC of this VM" in out, out
+
+        def fails(text, **args):
+            with pytest.raises(QMPError) as e:
+                vm.cmd("announce-self", **args)
+            assert text in e.value.desc, e.value.desc
+        fails("Parameter 'step' expects a value between 1 and 10000",
+              initial=10, max=25, rounds=4, step=0)
+        fails("Parameter 'rounds' expects a value between 0 and 1000",
+              initial=10, max=25, rounds=-1, step=1)
+        fails("interface 'nic9' is not a NIC of this VM",
+              initial=10, max=25, rounds=4, step=1, interfaces=["nic0", "nic9"])
+        fails("Parameter 'max' is missing", initial=10, rounds=4, step=1)
+        vm.qtest.cmd(f"clock_step {2000 * ms}")
+        time.sleep(0.2)
+        assert len(rarps(peer)) == 9           # the refused ones started nothing
+    finally:
+        peer.close()
