@@ -48,6 +48,39 @@ static const char *scratch_path(void)
     return path;
 }
 
+/*
+ * The data file of an input with the external-data-file bit: always this scratch file,
+ * emptied for each input, never the name the input gives (it could be any host path).
+ */
+static const char *scratch_data_path(void)
+{
+    static char *path;
+
+    if (!path) {
+        path = g_strconcat(scratch_path(), ".data", NULL);
+    }
+    return path;
+}
+
+/* Version 3 with incompatible bit 2 (byte 79 is the low byte of the 64-bit field at 72). */
+static bool input_has_data_file(const uint8_t *data, size_t size)
+{
+    return size >= 80 && data[4] == 0 && data[5] == 0 && data[6] == 0 && data[7] == 3 &&
+           (data[79] & 4);
+}
+
+static BlockDriverState *open_input(const char *path, bool data_file, int flags,
+                                    Error **errp)
+{
+    Keyval *opts = NULL;
+
+    if (data_file) {
+        opts = block_keyval_new();
+        block_keyval_add(opts, "data-file.filename", scratch_data_path());
+    }
+    return bdrv_open(path, opts, "qcow2", flags, errp);
+}
+
 static bool write_scratch(const char *path, const uint8_t *data, size_t size)
 {
     int fd = open(path, O_WRONLY | O_TRUNC);
@@ -131,10 +164,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (size_t i = 0; i < MIN(size, 64); i++) {
         seed = seed * 31 + data[i];
     }
-    if (!write_scratch(path, data, size)) {
+    bool data_file = input_has_data_file(data, size);
+    if (!write_scratch(path, data, size) ||
+        (data_file && !g_file_set_contents(scratch_data_path(), "", 0, NULL))) {
         abort();
     }
-    bs = bdrv_open(path, NULL, "qcow2", flags, &err);
+    bs = open_input(path, data_file, flags, &err);
     if (!bs) {
         error_free(err);
         return 0;
@@ -144,7 +179,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     bdrv_unref(bs);
 
     /* What the first pass wrote back (repairs, new clusters) must reopen sanely too. */
-    bs = bdrv_open(path, NULL, "qcow2", flags, &err);
+    bs = open_input(path, data_file, flags, &err);
     if (bs) {
         exercise(bs, seed ^ 0x5eed, buf);
         bdrv_unref(bs);
@@ -213,6 +248,7 @@ int main(int argc, char **argv)
         g_free(img);
     }
     g_unlink(scratch_path());
+    g_unlink(scratch_data_path());
     printf("qcow2-fuzz: %u seeds, %u mutated images, no fault\n", seeds->len, runs);
     g_ptr_array_unref(seeds);
     g_rand_free(r);
