@@ -111,6 +111,18 @@ def test_exec_fd_file_refuse_multifd(vms, tmp_path):
     assert src.status() == "running"
 
 
+def test_destination_with_multifd_refuses_a_file_stream(vms, tmp_path):
+    src = vms("src")
+    write_chunks(src, 17)
+    src.cmd("migrate", uri=f"file:{tmp_path}/vm.mig")
+    assert src.wait_migration()["status"] == "completed"
+    dst = vms("dst", "-incoming", "defer")
+    enable_multifd(dst)
+    dst.cmd("migrate-incoming", uri=f"file:{tmp_path}/vm.mig")
+    assert dst.wait_exit() == 1
+    assert "multifd is not supported by current protocol" in dst.stderr_text()
+
+
 @pytest.mark.parametrize("src_on, dst_on, message", [
     (True, False, "set the multifd capability on this destination too"),
     (False, True, "the source did not enable the multifd capability"),
