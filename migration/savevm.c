@@ -64,6 +64,26 @@ static void add_drive(SnapDrives *d, BlockBackend *blk)
     g_ptr_array_add(d->names, g_strdup(blk_name(blk)));
 }
 
+static SnapDrives *snap_drives_new(void)
+{
+    SnapDrives *d = g_new0(SnapDrives, 1);
+    d->bs = g_ptr_array_new();
+    d->names = g_ptr_array_new_with_free_func(g_free);
+    return d;
+}
+
+/* Every writable drive, once each (QEMU's bdrv_all_get_snapshot_devices). */
+static void add_writable_drives(Machine *m, SnapDrives *d)
+{
+    g_autoptr(GPtrArray) all = block_backends(m);
+    for (guint i = 0; i < all->len; i++) {
+        BlockBackend *blk = g_ptr_array_index(all, i);
+        if (!blk_is_read_only(blk)) {
+            add_drive(d, blk);
+        }
+    }
+}
+
 /*
  * The writable drives (all, or those named in devices) and the one for the VM state
  * (vmstate, or the first).  Each must be able to take snapshots: a writable raw drive
@@ -72,9 +92,7 @@ static void add_drive(SnapDrives *d, BlockBackend *blk)
 static SnapDrives *snap_drives(Machine *m, const char *vmstate, char **devices,
                                bool need_vm, Error **errp)
 {
-    g_autoptr(SnapDrives) d = g_new0(SnapDrives, 1);
-    d->bs = g_ptr_array_new();
-    d->names = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(SnapDrives) d = snap_drives_new();
 
     if (devices) {
         for (char **p = devices; *p; p++) {
@@ -90,13 +108,7 @@ static SnapDrives *snap_drives(Machine *m, const char *vmstate, char **devices,
             add_drive(d, blk);
         }
     } else {
-        g_autoptr(GPtrArray) all = block_backends(m);
-        for (guint i = 0; i < all->len; i++) {
-            BlockBackend *blk = g_ptr_array_index(all, i);
-            if (!blk_is_read_only(blk)) {
-                add_drive(d, blk);
-            }
-        }
+        add_writable_drives(m, d);
     }
     for (guint i = 0; i < d->bs->len; i++) {
         if (!bdrv_can_snapshot(g_ptr_array_index(d->bs, i))) {
@@ -452,14 +464,8 @@ bool savevm_delete(Machine *m, const char *name, char **devices, Error **errp)
     if (!d) {
         return false;
     }
-    int have = count_having(d, name, errp);
-    if (have < 0) {
-        return false;
-    }
-    if (!have) {
-        error_setg(errp, "Snapshot '%s' not found", name);
-        return false;
-    }
+    /* A name no drive has is no error (QEMU 7.2: HMP delvm prints nothing and the
+     * snapshot-delete job concludes without an error): the snapshot is gone either way. */
     return delete_everywhere(d, name, errp);
 }
 
@@ -502,15 +508,30 @@ static void dump_row(GString *out, const char *id, const BlockSnapshotInfo *sn)
                            clock, icount);
 }
 
+/*
+ * As QEMU's: the writable drives that can take snapshots are listed; a snapshot is
+ * loadable ("present on all disks") only when every writable drive has it, which a drive
+ * that cannot take snapshots (a writable raw image) never does, so then every snapshot
+ * shows as partial.  Read-only drives take no part.
+ */
 void savevm_info_snapshots(Machine *m, GString *out)
 {
     Error *err = NULL;
-    g_autoptr(SnapDrives) d = snap_drives(m, NULL, NULL, true, &err);
-    if (!d) {
-        g_string_append_printf(out, "%s\r\n", error_get_pretty(err));
-        error_free(err);
+    g_autoptr(SnapDrives) writable = snap_drives_new();
+    g_autoptr(SnapDrives) d = snap_drives_new();
+    add_writable_drives(m, writable);
+    for (guint i = 0; i < writable->bs->len; i++) {
+        BlockDriverState *bs = g_ptr_array_index(writable->bs, i);
+        if (bdrv_can_snapshot(bs)) {
+            g_ptr_array_add(d->bs, bs);
+            g_ptr_array_add(d->names, g_strdup(g_ptr_array_index(writable->names, i)));
+        }
+    }
+    if (!d->bs->len) {
+        g_string_append(out, "no block device can store vmstate for snapshot\r\n");
         return;
     }
+    bool loadable_anywhere = d->bs->len == writable->bs->len;
     GPtrArray *lists = g_ptr_array_new_with_free_func((GDestroyNotify)g_ptr_array_unref);
     for (guint i = 0; i < d->bs->len; i++) {
         GPtrArray *list = list_snapshots(g_ptr_array_index(d->bs, i),
@@ -537,7 +558,7 @@ void savevm_info_snapshots(Machine *m, GString *out)
     GString *all = g_string_new(NULL);
     for (guint k = 0; k < first->len; k++) {
         BlockSnapshotInfo *sn = g_ptr_array_index(first, k);
-        bool everywhere = true;
+        bool everywhere = loadable_anywhere;
         for (guint i = 1; i < lists->len; i++) {
             everywhere &= find_snapshot(g_ptr_array_index(lists, i), sn->name) != NULL;
         }
@@ -559,7 +580,7 @@ void savevm_info_snapshots(Machine *m, GString *out)
         bool header = false;
         for (guint k = 0; k < list->len; k++) {
             BlockSnapshotInfo *sn = g_ptr_array_index(list, k);
-            bool everywhere = true;
+            bool everywhere = loadable_anywhere;
             for (guint j = 0; j < lists->len; j++) {
                 everywhere &= find_snapshot(g_ptr_array_index(lists, j), sn->name) != NULL;
             }
