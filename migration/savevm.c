@@ -325,8 +325,11 @@ static bool save_stopped(Machine *m, SnapDrives *d, const char *name, Error **er
             if (!vm_taken) {
                 drop_unowned_state(d, size);
             }
-            /* All or nothing: the drives done so far lose it again. */
-            for (guint j = 0; j < i; j++) {
+            /* All or nothing: the drives done so far lose it again, and so does this one:
+             * a create that fails after writing its snapshot table may leave the
+             * snapshot there when its own undo fails too ("it is left in the image").
+             * No other snapshot can match name here: count_having found none before. */
+            for (guint j = 0; j <= i; j++) {
                 BlockDriverState *b = g_ptr_array_index(d->bs, j);
                 Error *ignored = NULL;
                 if (!b->drv->snapshot_delete(b, name, &ignored)) {

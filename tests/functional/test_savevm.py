@@ -295,6 +295,33 @@ def test_failed_savevm_frees_the_state_it_wrote(vms, tmp_path):
     assert json.loads(out).get("allocated-clusters", 0) == 0, out
 
 
+def test_savevm_failing_on_a_later_drive_takes_no_snapshot(vms, tmp_path):
+    """The second drive cannot take internal snapshots (a qcow2 image with an external
+    data file: qcow2 refuses them): the first drive's snapshot, VM state included, is
+    rolled back, the failing drive is left without one, both images stay clean, and the
+    VM runs on (qtest: no guest CPU needed)."""
+    disk0 = qcow2(tmp_path)
+    disk1 = str(tmp_path / "ext.qcow2")
+    subprocess.run([QEMU_IMG, "create", "-q", "-f", "qcow2", "-o",
+                    f"data_file={tmp_path / 'ext.data'}", disk1, "16M"], check=True)
+    vm = vms("a", "-drive", f"file={disk0},if=virtio,id=disk0",
+             "-drive", f"file={disk1},if=virtio,id=disk1")
+    vm.qtest.write(0x100000, os.urandom(2**20))
+    assert hmp(vm, "savevm s1") == "Error: Error while creating snapshot on 'disk1': " \
+        "Could not create snapshot 's1': -95 (Operation not supported)\r\n"
+    assert vm.status() == "running"
+    assert hmp(vm, "info snapshots") == "There is no snapshot available.\r\n"
+    vm.cmd("quit")
+    vm.wait_exit()
+    for d in (disk0, disk1):
+        image_check(d)
+        assert image_snapshots(d) == {}
+    out = subprocess.run([QEMU_IMG, "check", "--output=json", disk0], capture_output=True,
+                         text=True).stdout
+    # The VM state went with the rolled-back snapshot: nothing stays allocated.
+    assert json.loads(out).get("allocated-clusters", 0) == 0, out
+
+
 def test_loadvm_option_errors(tmp_path):
     disk = qcow2(tmp_path)
     base = [SEN, "-M", "pc", "-m", "64M", "-display", "none", "-nodefaults",
