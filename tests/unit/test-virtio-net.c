@@ -595,6 +595,29 @@ static void test_migrate_announce_rarp_only(void)
     fixture_done(&b);
 }
 
+/* set_link off on the NIC travels: the destination's link is down too, its status shows
+ * it, and a NIC whose link is down announces nothing. */
+static void test_migrate_link_down(void)
+{
+    Fixture a, b;
+
+    fixture_init(&a, F_MAC | F_STATUS);
+    net_client_set_link(a.nic, false);
+    g_assert_cmphex(cfg_status(&a), ==, 0);
+    g_autoptr(GByteArray) blob = save_machine(&a);
+    fixture_setup(&b);
+    g_assert_false(b.nic->link_down);
+    load_machine(&b, &a, blob);
+    fixture_done(&a);
+    g_assert_true(b.nic->link_down);
+    g_assert_cmphex(cfg_status(&b), ==, 0);
+    clock_step_ms(&b, 1000);
+    g_assert_cmpuint(b.sent->len, ==, 0);
+    net_client_set_link(b.nic, true);
+    g_assert_cmphex(cfg_status(&b), ==, 1);
+    fixture_done(&b);
+}
+
 /* Offset of the data of top-level record `name` in a payload (record = u8 namelen |
  * name | u32 len | data). */
 static size_t record_data(const GByteArray *p, const char *name, uint32_t *len)
@@ -721,6 +744,7 @@ int main(int argc, char **argv)
     g_test_add_func("/virtio-net/migrate-round-trip", test_migrate_round_trip);
     g_test_add_func("/virtio-net/migrate-announce-rarp-only", test_migrate_announce_rarp_only);
     g_test_add_func("/virtio-net/migrate-corrupt-refused", test_migrate_corrupt_refused);
+    g_test_add_func("/virtio-net/migrate-link-down", test_migrate_link_down);
     g_test_add_func("/virtio-net/stopped-vm-holds-rx", test_stopped_vm_holds_rx);
     return g_test_run();
 }
