@@ -47,6 +47,9 @@ static int check_l2(CheckState *c, uint64_t l2off, bool active, uint8_t *tbl)
         return ret;
     }
     uint64_t n = 1ull << s->l2_bits;
+    /* Fragmentation as qemu-img counts it: within one active L2 table, a host cluster
+     * that does not follow the previous one; compressed clusters always count. */
+    uint64_t next_contiguous = 0;
     for (uint64_t i = 0; i < n; i++) {
         uint64_t l2e = qcow2_ld64(tbl + i * s->l2e_size);
         Qcow2ClusterType t = qcow2_cluster_type(s, l2e);
@@ -56,6 +59,7 @@ static int check_l2(CheckState *c, uint64_t l2off, bool active, uint8_t *tbl)
             if (active) {
                 c->res->allocated_clusters++;
                 c->res->compressed_clusters++;
+                c->res->fragmented_clusters++;
             }
             continue;
         }
@@ -69,8 +73,11 @@ static int check_l2(CheckState *c, uint64_t l2off, bool active, uint8_t *tbl)
             c->res->corruptions++;
             continue;
         }
-        if (active && t == QCOW2_CLUSTER_NORMAL) {
+        if (active) {
+            /* Preallocated zero clusters count as allocated, as in qemu-img. */
             c->res->allocated_clusters++;
+            c->res->fragmented_clusters += next_contiguous && host != next_contiguous;
+            next_contiguous = host + s->cluster_size;
         }
         /* Clusters of an external data file are not refcounted (qcow2.txt, QEMU). */
         if (!qcow2_has_data_file(s)) {

@@ -47,37 +47,32 @@ static void print_human(const char *filename, const BlockCheckResult *r, bool qu
     (void)filename;
 }
 
+/* A count qemu-img prints only when it is not zero. */
+static void set_nonzero(json_t *o, const char *key, int64_t v)
+{
+    if (v) {
+        json_object_set_new(o, key, json_integer(v));
+    }
+}
+
+/* qemu-img's keys, present under its conditions, in the order it prints them. */
 static void print_json(const char *filename, const char *fmt, const BlockCheckResult *r)
 {
     json_t *o = json_object();
     if (r->image_end_offset > 0) {
         json_object_set_new(o, "image-end-offset", json_integer(r->image_end_offset));
     }
-    if (r->corruptions) {
-        json_object_set_new(o, "corruptions", json_integer(r->corruptions));
-    }
-    if (r->leaks) {
-        json_object_set_new(o, "leaks", json_integer(r->leaks));
-    }
-    if (r->corruptions_fixed) {
-        json_object_set_new(o, "corruptions-fixed", json_integer(r->corruptions_fixed));
-    }
-    if (r->total_clusters && r->allocated_clusters) {
-        json_object_set_new(o, "allocated-clusters", json_integer(r->allocated_clusters));
-    }
-    json_object_set_new(o, "total-clusters", json_integer(r->total_clusters));
+    set_nonzero(o, "compressed-clusters", r->compressed_clusters);
+    set_nonzero(o, "total-clusters", r->total_clusters);
+    set_nonzero(o, "corruptions", r->corruptions);
+    set_nonzero(o, "corruptions-fixed", r->corruptions_fixed);
     json_object_set_new(o, "check-errors", json_integer(r->check_errors));
-    if (r->leaks_fixed) {
-        json_object_set_new(o, "leaks-fixed", json_integer(r->leaks_fixed));
-    }
-    if (r->total_clusters && r->allocated_clusters) {
-        json_object_set_new(o, "compressed-clusters", json_integer(r->compressed_clusters));
-    }
+    set_nonzero(o, "leaks", r->leaks);
+    set_nonzero(o, "leaks-fixed", r->leaks_fixed);
+    set_nonzero(o, "allocated-clusters", r->allocated_clusters);
     json_object_set_new(o, "filename", json_string(filename));
     json_object_set_new(o, "format", json_string(fmt));
-    if (r->total_clusters && r->allocated_clusters) {
-        json_object_set_new(o, "fragmented-clusters", json_integer(r->fragmented_clusters));
-    }
+    set_nonzero(o, "fragmented-clusters", r->fragmented_clusters);
     char *s = json_dumps(o, JSON_INDENT(4) | JSON_PRESERVE_ORDER);
     printf("%s\n", s);
     free(s);
