@@ -24,7 +24,7 @@ static Machine *fuzz_machine(void)
         char *argv[] = { "sen", "-accel", "qtest", "-M", "pc", "-m", "16M", "-display",
                          "none", "-serial", "null", "-device", "pci-testdev", "-device",
                          "virtio-rng-pci", "-device", "virtio-serial-pci", "-device",
-                         "virtio-balloon-pci", NULL };
+                         "virtio-balloon-pci", "-device", "virtio-net-pci", NULL };
         bool exit_early = false;
         Error *err = NULL;
         MachineConfig *cfg = cmdline_parse(G_N_ELEMENTS(argv) - 1, argv, &exit_early, &err);
