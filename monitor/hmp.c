@@ -224,10 +224,12 @@ static bool hmp_info_migrate(QmpCtx *ctx, GString *out, Error **errp)
             "normal: %" JSON_INTEGER_FORMAT " pages\r\n"
             "normal bytes: %" JSON_INTEGER_FORMAT " kbytes\r\n"
             "dirty sync count: %" JSON_INTEGER_FORMAT "\r\n"
-            "page size: %" JSON_INTEGER_FORMAT " kbytes\r\n",
+            "page size: %" JSON_INTEGER_FORMAT " kbytes\r\n"
+            "multifd bytes: %" JSON_INTEGER_FORMAT " kbytes\r\n",
             RAM("transferred") >> 10, json_number_value(json_object_get(ram, "mbps")),
             RAM("remaining") >> 10, RAM("total") >> 10, RAM("duplicate"), RAM("normal"),
-            RAM("normal-bytes") >> 10, RAM("dirty-sync-count"), RAM("page-size") >> 10);
+            RAM("normal-bytes") >> 10, RAM("dirty-sync-count"), RAM("page-size") >> 10,
+            RAM("multifd-bytes") >> 10);
 #undef RAM
     }
     json_decref(info);

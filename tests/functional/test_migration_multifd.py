@@ -72,6 +72,9 @@ def test_ram_arrives_over_channels(vms, tmp_path, kind, channels):
     assert dst.wait_migration()["status"] == "completed"
     assert dst.cmd("query-migrate")["ram"]["multifd-bytes"] > MiB
     check_chunks(dst, 11)
+    out = src.cmd("human-monitor-command", **{"command-line": "info migrate"})
+    assert " multifd: on" in out
+    assert f"multifd bytes: {info['ram']['multifd-bytes'] >> 10} kbytes" in out
     assert dst.qtest.read(0x800000, 16384) == bytes(16384)
 
 
