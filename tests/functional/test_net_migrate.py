@@ -11,18 +11,23 @@ must get fresh replies through the migrated rings before it passes.
 QMP announce-self / HMP announce_self start the same announcement on demand: under the
 qtest accelerator the test steps the virtual clock and sees the rounds' RARPs arrive as
 paced.
+
+A stream whose virtio-net section was tampered with (checksums made right again) is
+refused by the destination, naming the device and what is wrong.
 """
 import os
 import socket
 import struct
 import threading
 import time
+import zlib
 
 import pytest
 
 from qmp import QMPError
-from migration_util import BUILD, SEN, have_device_state
+from migration_util import BUILD, SEN, Vm, decode_stream, have_device_state
 from migration_util import vms  # noqa: F401 (the pytest fixture)
+from test_migration_stream import device_record, finish, header
 
 IMAGE = os.path.join(BUILD, "tests", "guest", "net-migrate.elf")
 MAC = "52:54:00:12:34:77"
@@ -222,3 +227,63 @@ def test_announce_self(vms):
         assert len(rarps(peer)) == 9           # the refused ones started nothing
     finally:
         peer.close()
+
+
+def sections(blob):
+    """The device-state blob's sections: name -> (offset of the payload, its length)."""
+    assert blob[:8] == b"SENVMST\0"
+    _fmt, count = struct.unpack_from("<II", blob, 8)
+    pos, out = 16, {}
+    for _ in range(count):
+        (nl,) = struct.unpack_from("<H", blob, pos)
+        name = blob[pos + 2:pos + 2 + nl].decode()
+        _version, length = struct.unpack_from("<II", blob, pos + 2 + nl)
+        out[name] = (pos + 2 + nl + 8, length)
+        pos += 2 + nl + 8 + length
+    return out
+
+
+def record(blob, start, length, name):
+    """Offset of the data of top-level record name in the payload at start."""
+    pos = start
+    while pos < start + length:
+        nl = blob[pos]
+        (dl,) = struct.unpack_from("<I", blob, pos + 1 + nl)
+        if blob[pos + 1:pos + 1 + nl] == name.encode():
+            return pos + 1 + nl + 4
+        pos += 1 + nl + 4 + dl
+    raise AssertionError(f"no record {name}")
+
+
+NET_ARGS = ["-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0"]
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("curr_pairs", 2, "virtio-net-pci.0: the source uses 2 queue pairs, this device has 1"),
+    ("uni", 65, "field 'uni' has 65 elements, at most 64"),
+    ("announce_pending", 7, "announce_pending"),
+])
+def test_corrupt_virtio_net_section_refused(tmp_path, field, value, message):
+    src = Vm(tmp_path, "src", NET_ARGS)
+    try:
+        src.connect()
+        src.cmd("migrate", uri=f"file:{tmp_path}/good.mig")
+        assert src.wait_migration()["status"] == "completed"
+    finally:
+        src.close()
+    _, blob = decode_stream((tmp_path / "good.mig").read_bytes())
+    if blob is None:
+        pytest.skip("this Sen migrates RAM only (no device state)")
+    blob = bytearray(blob[:-4])
+    start, length = sections(blob)["virtio-net-pci.0"]
+    blob[record(blob, start, length, field)] = value
+    blob += struct.pack("<I", zlib.crc32(bytes(blob)))
+    path = tmp_path / "bad.mig"
+    path.write_bytes(finish(header() + device_record(bytes(blob))))
+    dst = Vm(tmp_path, "dst", NET_ARGS + ["-incoming", f"file:{path}"])
+    try:
+        assert dst.wait_exit() == 1
+        err = dst.stderr_text()
+        assert "load of migration failed: device state:" in err and message in err, err
+    finally:
+        dst.close()
