@@ -89,6 +89,7 @@ void net_client_purge(NetClientState *nc)
     while ((p = g_queue_pop_head(&nc->incoming))) {
         g_free(p);
     }
+    nc->incoming_bytes = 0;
 }
 
 void net_client_free(NetClientState *nc)
@@ -125,6 +126,11 @@ size_t net_iov_size(const struct iovec *iov, int n)
     return len;
 }
 
+static bool queue_full(NetClientState *rx)
+{
+    return rx->incoming.length >= NET_QUEUE_LIMIT || rx->incoming_bytes >= NET_QUEUE_BYTES;
+}
+
 bool net_send(NetClientState *nc, const struct iovec *iov, int iovcnt)
 {
     NetClientState *peer = nc->peer;
@@ -142,7 +148,7 @@ bool net_send(NetClientState *nc, const struct iovec *iov, int iovcnt)
     }
     /* The receiver cannot take it now: keep it (bounded), in order. */
     peer->sender_waiting = true;
-    if (peer->incoming.length >= NET_QUEUE_LIMIT) {
+    if (queue_full(peer)) {
         peer->rx_dropped++;
         return false;
     }
@@ -154,6 +160,7 @@ bool net_send(NetClientState *nc, const struct iovec *iov, int iovcnt)
         off += iov[i].iov_len;
     }
     g_queue_push_tail(&peer->incoming, p);
+    peer->incoming_bytes += len;
     return true;
 }
 
@@ -204,6 +211,20 @@ bool net_peer_can_take(NetClientState *nc)
     return true;
 }
 
+bool net_peer_has_room(NetClientState *nc)
+{
+    NetClientState *peer = nc->peer;
+
+    if (!peer || peer->link_down || nc->link_down) {
+        return true; /* frames are dropped at once: keep reading so the backend drains */
+    }
+    if (queue_full(peer)) {
+        peer->sender_waiting = true;
+        return false;
+    }
+    return true;
+}
+
 void net_client_flush(NetClientState *nc)
 {
     NetPacket *p;
@@ -214,14 +235,15 @@ void net_client_flush(NetClientState *nc)
         struct iovec iov = { .iov_base = p->data, .iov_len = p->len };
         if ((nc->info->can_receive && !nc->info->can_receive(nc)) ||
             nc->info->receive(nc, &iov, 1) == 0) {
-            burst_leave(nc);
-            return;
+            break;
         }
         g_queue_pop_head(&nc->incoming);
+        nc->incoming_bytes -= p->len;
         g_free(p);
     }
     burst_leave(nc);
-    if (nc->sender_waiting && nc->peer) {
+    /* The sender stopped at a full queue: it may fill what this flush freed. */
+    if (nc->sender_waiting && nc->peer && !queue_full(nc)) {
         nc->sender_waiting = false;
         if (nc->peer->info->peer_ready) {
             nc->peer->info->peer_ready(nc->peer);

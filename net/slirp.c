@@ -199,6 +199,13 @@ static gboolean slirp_src_prepare(GSource *src, gint *timeout)
     g_array_set_size(s->fill, 0);
     machine_lock(s->m);
     slirp_pollfds_fill(s->slirp, &ms, slirp_add_poll, s);
+    if (!net_peer_has_room(s->nc)) {
+        /* The NIC's queue is full: reading sockets now would only drop what we read.
+         * Their input waits in the kernel until a flush makes room (slirp_peer_ready). */
+        for (guint i = 0; i < s->fill->len; i++) {
+            g_array_index(s->fill, GPollFD, i).events &= ~(G_IO_IN | G_IO_PRI);
+        }
+    }
     machine_unlock(s->m);
     if (!slirp_fill_unchanged(s)) {
         slirp_src_unpoll(src, s);
@@ -257,12 +264,12 @@ static gboolean slirp_src_dispatch(GSource *src, GSourceFunc cb, gpointer data)
     /*
      * libslirp reads at most one datagram per socket per poll, so a stream of them would
      * cost a whole main-loop iteration (every source's prepare and check, a wake-up)
-     * each.  While input keeps coming and the NIC takes frames, poll again right here;
-     * the bound keeps the other sources served.  A full NIC ends the burst early: the
-     * rest waits in the kernel's socket buffers for the next iteration.
+     * each.  While input keeps coming and the NIC or its queue takes frames, poll again here;
+     * the bound keeps the other sources served.  A full NIC queue ends the burst early:
+     * the rest waits in the kernel's socket buffers.
      */
     s->polled = s->fill;
-    for (unsigned round = 1; round < SLIRP_POLL_ROUNDS && net_peer_can_take(s->nc) &&
+    for (unsigned round = 1; round < SLIRP_POLL_ROUNDS && net_peer_has_room(s->nc) &&
                              slirp_poll_again(s);
          round++) {
         slirp_pollfds_poll(s->slirp, 0, slirp_get_revents, s);
@@ -300,6 +307,16 @@ static ssize_t slirp_receive(NetClientState *nc, const struct iovec *iov, int io
     return (ssize_t)len;
 }
 
+/* The NIC's queue has room again: poll the sockets for input in the next iteration. */
+static void slirp_peer_ready(NetClientState *nc)
+{
+    NetSlirp *s = nc->opaque;
+
+    if (!g_main_context_is_owner(s->m->ctx)) {
+        g_main_context_wakeup(s->m->ctx);
+    }
+}
+
 static void slirp_cleanup_nc(NetClientState *nc)
 {
     NetSlirp *s = nc->opaque;
@@ -325,6 +342,7 @@ static void slirp_cleanup_nc(NetClientState *nc)
 static const NetClientInfo slirp_info = {
     .type = "user",
     .receive = slirp_receive,
+    .peer_ready = slirp_peer_ready,
     .cleanup = slirp_cleanup_nc,
 };
 

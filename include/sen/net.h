@@ -6,9 +6,12 @@
  * A NetClientState is one end of a point-to-point link: a NIC's queue (virtio-net) is the
  * peer of a backend's queue.  A frame sent by one end goes to its peer's receive().  When
  * the receiver cannot take it now (the guest posted no rx buffers) the frame waits in the
- * receiver's bounded queue; when that is full it is dropped and counted.  Nothing here
- * ever blocks: the receiver calls net_client_flush() when it can take frames again, and
- * the sender is told (peer_ready) so a backend that stopped reading (tap) resumes.
+ * receiver's bounded queue; when that is full it is dropped and counted.  Backends that
+ * can leave frames in the kernel stop reading before: tap when the NIC is full
+ * (net_peer_can_take), slirp when its queue is (net_peer_has_room).  Nothing here ever
+ * blocks: the receiver calls net_client_flush() when it can take frames again, and the
+ * sender is told (peer_ready) once the queue has room, so a backend that stopped
+ * reading resumes.
  *
  * Multiqueue backends (tap queues=N) are N clients with the same name; a NIC with N queue
  * pairs takes one each.
@@ -30,7 +33,8 @@
 #include "sen/machine.h"
 
 #define NET_MAX_FRAME   65536  /* largest frame a backend reads or a NIC sends */
-#define NET_QUEUE_LIMIT 256    /* frames waiting for one receiver before drops */
+#define NET_QUEUE_LIMIT 1024          /* frames waiting for one receiver before drops */
+#define NET_QUEUE_BYTES (4u << 20)    /* and the bytes of them */
 #define NET_MAX_QUEUES  8      /* queues of one multiqueue backend / NIC */
 
 /* The virtio-net header a vnet_hdr-capable backend (tap) exchanges with the NIC. */
@@ -87,6 +91,7 @@ struct NetClientState {
     bool link_down;
     bool vnet_hdr;           /* both ends agreed to carry a NetVnetHdr (tap <-> NIC) */
     GQueue incoming;         /* of NetPacket*, frames waiting for receive() */
+    size_t incoming_bytes;   /* their bytes */
     bool sender_waiting;     /* the peer holds frames back: tell it when we take more */
     unsigned burst;          /* frames come to us in a burst (net_burst_begin depth) */
     uint64_t rx_dropped;     /* frames dropped because the queue was full */
@@ -118,8 +123,12 @@ void net_burst_begin(NetClientState *nc);
 void net_burst_end(NetClientState *nc);
 /* Bytes in a frame's iovec. */
 size_t net_iov_size(const struct iovec *iov, int n);
-/* Whether nc's peer will take a frame now (a backend stops reading when not). */
+/* Whether nc's peer will take a frame now (tap stops reading when not: the kernel
+ * holds its backlog, and peer_ready comes with the guest's next buffers). */
 bool net_peer_can_take(NetClientState *nc);
+/* Whether a frame sent now is kept, by the peer or in its queue (slirp stops polling
+ * its sockets for input when not, rather than read frames only to drop them). */
+bool net_peer_has_room(NetClientState *nc);
 /* nc can take frames again: delivers what waits in its queue, tells the peer. */
 void net_client_flush(NetClientState *nc);
 /* Drops what waits in nc's queue (device reset). */

@@ -1,8 +1,9 @@
 /*
  * net/net.c without a VM: a sender and a receiver that refuses frames while it "has no
- * rx buffers".  Frames wait in order up to NET_QUEUE_LIMIT, the rest are dropped and
- * counted (the sender never blocks), a flush delivers them and tells the sender to go
- * on, and freeing one end leaves the other without a peer.
+ * rx buffers".  Frames wait in order up to NET_QUEUE_LIMIT (and NET_QUEUE_BYTES), the
+ * rest are dropped and counted (the sender never blocks), a flush delivers them as one
+ * burst and tells the sender to go on, and freeing one end leaves the other without a
+ * peer.
  */
 #include <string.h>
 #include <glib.h>
@@ -13,6 +14,7 @@ typedef struct Sink {
     GArray *got;          /* first byte of every frame taken */
     unsigned peer_ready;
     unsigned link_changes;
+    int budget;           /* > 0: frames taken before refusing again (0: no limit) */
     unsigned bursts;      /* burst_end calls */
     unsigned got_at_burst_end;
 } Sink;
@@ -22,6 +24,9 @@ static ssize_t sink_receive(NetClientState *nc, const struct iovec *iov, int iov
     Sink *s = nc->opaque;
     if (!s->accept) {
         return 0;
+    }
+    if (s->budget > 0 && --s->budget == 0) {
+        s->accept = false;
     }
     g_array_append_val(s->got, ((uint8_t *)iov[0].iov_base)[0]);
     return (ssize_t)iov[0].iov_len;
@@ -115,6 +120,56 @@ static void test_queue_bounded_and_ordered(void)
     g_array_free(b.got, TRUE);
 }
 
+/* The queue is bounded in bytes too (big frames), net_peer_has_room says when it is
+ * full (slirp stops polling its sockets then), and a flush that frees room tells the
+ * sender even when frames still wait (the NIC filled up again meanwhile). */
+static void test_queue_bytes_and_room(void)
+{
+    Sink a = { .accept = true, .got = g_array_new(FALSE, FALSE, 1) };
+    Sink b = { .accept = false, .got = g_array_new(FALSE, FALSE, 1) };
+    NetClientState *tx = net_client_new(NULL, &sink_info, "test", "tx", 0);
+    NetClientState *rx = net_client_new(NULL, &sink_info, "test", "rx", 0);
+    g_autofree uint8_t *big = g_malloc0(NET_MAX_FRAME);
+    unsigned fit = NET_QUEUE_BYTES / NET_MAX_FRAME;
+
+    tx->opaque = &a;
+    rx->opaque = &b;
+    net_link(tx, rx);
+    g_assert_cmpuint(fit, <, NET_QUEUE_LIMIT);
+    for (unsigned i = 0; i < fit; i++) {
+        g_assert_true(net_peer_has_room(tx));
+        big[0] = (uint8_t)i;
+        g_assert_true(net_send_buf(tx, big, NET_MAX_FRAME));
+    }
+    g_assert_false(net_peer_has_room(tx));
+    g_assert_false(net_send_buf(tx, big, NET_MAX_FRAME));
+    g_assert_cmpuint(rx->rx_dropped, ==, 1);
+    g_assert_cmpuint(rx->incoming.length, ==, fit);
+
+    /* The receiver takes 3 and is full again: room for 3, the sender hears of it. */
+    b.accept = true;
+    b.budget = 3;
+    net_client_flush(rx);
+    g_assert_cmpuint(b.got->len, ==, 3);
+    g_assert_cmpuint(rx->incoming.length, ==, fit - 3);
+    g_assert_cmpuint(a.peer_ready, ==, 1);
+    g_assert_true(net_peer_has_room(tx));
+    g_assert_false(net_peer_can_take(tx));  /* the receiver itself is still full */
+
+    b.accept = true;
+    b.budget = 0;
+    net_client_flush(rx);
+    g_assert_cmpuint(b.got->len, ==, fit);
+    for (unsigned i = 0; i < fit; i++) {
+        g_assert_cmpuint(g_array_index(b.got, uint8_t, i), ==, (uint8_t)i);
+    }
+    g_assert_true(net_peer_can_take(tx));
+    net_client_free(tx);
+    net_client_free(rx);
+    g_array_free(a.got, TRUE);
+    g_array_free(b.got, TRUE);
+}
+
 /* A sender's burst: the receiver hears burst_end once, when the outermost one ends,
  * after every frame of it; frames outside a burst need no burst_end. */
 static void test_burst(void)
@@ -171,6 +226,7 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/net/queue-bounded-and-ordered", test_queue_bounded_and_ordered);
+    g_test_add_func("/net/queue-bytes-and-room", test_queue_bytes_and_room);
     g_test_add_func("/net/burst", test_burst);
     g_test_add_func("/net/parse-mac", test_parse_mac);
     return g_test_run();
