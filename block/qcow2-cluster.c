@@ -193,6 +193,9 @@ void qcow2_lock_exclusive(BDRVQcow2State *s)
 static int data_io(BDRVQcow2State *s, BlockDriverState *child, bool write, uint64_t off,
                    uint64_t len, void *buf, bool unlock)
 {
+    if (!child) {
+        return -EIO; /* a data file left unopened (BDRV_O_NO_IO) */
+    }
     if (!unlock || s->exclusive_waiters) {
         return write ? bdrv_pwrite(child, off, len, buf) : bdrv_pread(child, off, len, buf);
     }

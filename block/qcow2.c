@@ -548,6 +548,13 @@ static bool qcow2_open_data_file(BlockDriverState *bs, Keyval *opts, int flags,
         }
         g_autofree char *path = qcow2_resolve_backing(name, s->ext.data_file);
         child = bdrv_open(path, NULL, "file", child_flags, &local);
+        if (!child && (flags & BDRV_O_NO_IO) && !(flags & BDRV_O_RDWR)) {
+            /* Like qemu-img info: the metadata describes the image without its data. */
+            error_free(local);
+            s->has_data_file = true;
+            s->data_file_raw = s->h.autoclear_features & QCOW2_AUTOCLEAR_DATA_FILE_RAW;
+            return true;
+        }
         if (!child) {
             error_propagate(errp, local);
             error_prepend(errp, "%s: Could not open data file: ", name);
@@ -720,7 +727,7 @@ static int qcow2_flush(BlockDriverState *bs)
 {
     BDRVQcow2State *s = bs->opaque;
     /* Guest data first: the L2 entries the caches write may point at it. */
-    int ret = qcow2_has_data_file(s) ? bdrv_flush(s->data_file) : 0;
+    int ret = qcow2_has_data_file(s) && s->data_file ? bdrv_flush(s->data_file) : 0;
     if (ret < 0) {
         return ret;
     }
@@ -1009,9 +1016,12 @@ static int qcow2_block_status(BlockDriverState *bs, int64_t offset, int64_t byte
         }
         switch (kind) {
         case QCOW2_CLUSTER_NORMAL:
-            status = BDRV_BLOCK_DATA | BDRV_BLOCK_ALLOCATED | BDRV_BLOCK_OFFSET_VALID;
-            *map = (l2e & QCOW2_L2E_OFFSET_MASK) + coff;
-            *file = s->data_file;
+            status = BDRV_BLOCK_DATA | BDRV_BLOCK_ALLOCATED;
+            if (s->data_file) { /* NULL: a data file missing under BDRV_O_NO_IO */
+                status |= BDRV_BLOCK_OFFSET_VALID;
+                *map = (l2e & QCOW2_L2E_OFFSET_MASK) + coff;
+                *file = s->data_file;
+            }
             break;
         case QCOW2_CLUSTER_ZERO_PLAIN:
         case QCOW2_CLUSTER_ZERO_ALLOC:

@@ -42,6 +42,8 @@ typedef struct Machine Machine;
 #define BDRV_O_UNMAP       0x0010 /* discard=unmap: discards reach the host file */
 #define BDRV_O_NO_BACKING  0x0020 /* do not open the backing file (qemu-img -u style) */
 #define BDRV_O_CHECK       0x0040 /* opened for check/repair: tolerate a dirty/corrupt image */
+#define BDRV_O_NO_IO       0x0080 /* metadata only (info): a data child that cannot be
+                                   * opened is no error; data I/O then fails with -EIO */
 
 /* Request flags (pwritev, pwrite_zeroes). */
 #define BDRV_REQ_FUA        0x0001 /* data reaches stable storage before completion */

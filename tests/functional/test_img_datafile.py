@@ -159,6 +159,11 @@ def test_missing_data_file(tmp_path):
         assert r.returncode != 0
         assert r.stderr.startswith("sen-img: ") and "gone.raw" in r.stderr, r.stderr
     assert unchanged([img]) == before
+    # info reads only metadata: it describes the image as qemu-img does.
+    for fmt in ("human", "json"):
+        out = [ok(t, "info", f"--output={fmt}", img) for t in (SEN_IMG, QEMU_IMG)]
+        assert out[0] == out[1]
+    assert unchanged([img]) == before
 
 
 def test_compression_refused(tmp_path):

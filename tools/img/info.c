@@ -212,7 +212,9 @@ int img_info(int argc, char **argv)
     if (status >= 0) {
         return status;
     }
-    BlockDriverState *bs = img_open(a.filename, a.fmt, chain ? 0 : BDRV_O_NO_BACKING);
+    /* Metadata only: an image whose data file is missing is still described. */
+    BlockDriverState *bs = img_open(a.filename, a.fmt,
+                                    BDRV_O_NO_IO | (chain ? 0 : BDRV_O_NO_BACKING));
     if (!bs) {
         return 1;
     }
