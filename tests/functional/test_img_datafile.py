@@ -235,3 +235,37 @@ def test_map_like_qemu(tmp_path):
     norm = [{k: v for k, v in e.items()} for e in json.loads(ok(QEMU_IMG, "map",
                                                                 "--output=json", img))]
     assert json.loads(ok(SEN_IMG, "map", "--output=json", img)) == norm
+
+
+SEN = os.path.join(BUILD_DIR, "sen")
+
+
+def sen_with(*drive_args):
+    """Starts sen (qtest: no guest CPU) with the drive options, quits over QMP."""
+    qmp = '{"execute":"qmp_capabilities"}{"execute":"quit"}\n'
+    return subprocess.run([SEN, "-accel", "qtest", "-M", "pc", "-m", "64M", "-display", "none",
+                           "-nodefaults", *drive_args, "-qmp", "stdio"], input=qmp,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_vmm_data_file_options(tmp_path):
+    """-drive data-file.filename= and -blockdev data-file=NODE find a moved data file;
+    a missing one and bad references are start-up errors naming them."""
+    img = tmp_path / "s.qcow2"
+    ok(SEN_IMG, "create", "-q", "-f", "qcow2", "-o", "data_file=d.raw", img, SIZE)
+    shutil.move(tmp_path / "d.raw", tmp_path / "moved.raw")
+    r = sen_with("-drive", f"file={img},if=none,id=d0")
+    assert r.returncode == 1 and "Could not open data file" in r.stderr and "d.raw" in r.stderr
+    r = sen_with("-drive", f"file={img},if=virtio,data-file.filename={tmp_path / 'moved.raw'}")
+    assert r.returncode == 0 and '"SHUTDOWN"' in r.stdout, r.stderr
+    r = sen_with("-blockdev", f"driver=file,node-name=df,filename={tmp_path / 'moved.raw'}",
+                 "-blockdev", f"driver=qcow2,node-name=q0,file.filename={img},data-file=df",
+                 "-device", "virtio-blk-pci,drive=q0")
+    assert r.returncode == 0 and '"SHUTDOWN"' in r.stdout, r.stderr
+    r = sen_with("-blockdev", f"driver=qcow2,node-name=q0,file.filename={img},data-file=nope")
+    assert r.returncode == 1 and "data-file=nope: no block node named 'nope'" in r.stderr
+    plain = tmp_path / "p.qcow2"
+    ok(SEN_IMG, "create", "-q", "-f", "qcow2", plain, SIZE)
+    moved = tmp_path / "moved.raw"
+    r = sen_with("-drive", f"file={plain},if=none,id=d0,data-file.filename={moved}")
+    assert r.returncode == 1 and "'data-file' can only be set" in r.stderr
