@@ -108,6 +108,10 @@ static bool downgrade_to_v2(BDRVQcow2State *s, Error **errp)
         error_setg(errp, "compat=0.10 requires refcount_bits=16");
         return false;
     }
+    if (qcow2_has_data_file(s)) {
+        error_setg(errp, "Cannot downgrade an image with a data file");
+        return false;
+    }
     /* Dirty images were repaired when opened; zstd is only refused when it is used. */
     uint64_t incompat = s->h.incompatible_features &
                         ~(QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_COMPRESSION);

@@ -43,11 +43,11 @@ def ok(*args, cwd=None):
     return r.stdout
 
 
-def qemu_io(img, *cmds):
+def qemu_io(img, *cmds, cwd=None):
     args = [QEMU_IO, "-f", "qcow2"]
     for c in cmds:
         args += ["-c", c]
-    ok(*args, img)
+    ok(*args, img, cwd=cwd)
 
 
 def as_raw(tool, img, out):
@@ -208,7 +208,8 @@ def test_create_refused(tmp_path, opts):
 @pytest.mark.parametrize("create_opts", ["data_file=d.raw", "data_file=d.raw,data_file_raw=on",
                                          "cluster_size=4096"])
 @pytest.mark.parametrize("amend", ["data_file_raw=off", "data_file_raw=on",
-                                   "data_file=new.raw", "data_file=new.raw,data_file_raw=off"])
+                                   "data_file=new.raw", "data_file=new.raw,data_file_raw=off",
+                                   "compat=0.10", "size=8M", "refcount_bits=1"])
 def test_amend_like_qemu(tmp_path, create_opts, amend):
     """Both tools accept or refuse the same amendment, with the same message and result."""
     results = {}
@@ -269,3 +270,21 @@ def test_vmm_data_file_options(tmp_path):
     moved = tmp_path / "moved.raw"
     r = sen_with("-drive", f"file={plain},if=none,id=d0,data-file.filename={moved}")
     assert r.returncode == 1 and "'data-file' can only be set" in r.stderr
+
+
+@pytest.mark.parametrize("raw", ["off", "on"])
+def test_resize_like_qemu(tmp_path, raw):
+    """The data file follows the virtual size; a raw one stays mapped 1:1 when it grows."""
+    maps = {}
+    for tool, name in ((SEN_IMG, "s"), (QEMU_IMG, "q")):
+        d = tmp_path / name
+        d.mkdir()
+        ok(QEMU_IMG, "create", "-q", "-f", "qcow2", "-o", f"data_file=d.raw,data_file_raw={raw}",
+           "i.qcow2", SIZE, cwd=d)
+        qemu_io("i.qcow2", "write -P 5 0 64k", cwd=d)
+        ok(tool, "resize", "i.qcow2", 3 * SIZE, cwd=d)
+        ok(tool, "resize", "--shrink", "i.qcow2", 2 * SIZE, cwd=d)
+        assert (d / "d.raw").stat().st_size == 2 * SIZE
+        ok(QEMU_IMG, "check", "i.qcow2", cwd=d)
+        maps[name] = ok(QEMU_IMG, "map", "--output=json", "i.qcow2", cwd=d)
+    assert maps["s"] == maps["q"]
