@@ -245,10 +245,12 @@ static int fp_pwrite_zeroes(BlockDriverState *bs, int64_t offset, int64_t bytes,
     FilePosixState *s = bs->opaque;
     struct stat st;
 
-    if (s->is_blockdev || fstat(s->fd, &st) < 0) {
+    if (s->is_blockdev) {
         return -ENOTSUP;
     }
-    if ((flags & BDRV_REQ_MAY_UNMAP) &&
+    /* Only punching a hole needs the size (it keeps it); qcow2 zeroes every cluster it
+     * allocates for a partial write through the plain path, so no fstat there. */
+    if ((flags & BDRV_REQ_MAY_UNMAP) && fstat(s->fd, &st) == 0 &&
         fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, bytes) == 0) {
         if (offset + bytes > st.st_size && ftruncate(s->fd, offset + bytes) < 0) {
             return -errno;
