@@ -56,8 +56,11 @@ def check_flushed(tmp_path, img, ranges, pattern, kill):
 
 @pytest.mark.parametrize("opts", ["cluster_size=512,refcount_bits=1",
                                   "cluster_size=65536,refcount_bits=16",
-                                  "cluster_size=4096,refcount_bits=64,extended_l2=off"])
-def test_kill_during_writes(tmp_path, opts):
+                                  "cluster_size=4096,refcount_bits=64,extended_l2=off",
+                                  "cluster_size=4096,data_file=crash.data"])
+def test_kill_during_writes(tmp_path, monkeypatch, opts):
+    # qemu-img 7.2 resolves a relative data file name against its current directory.
+    monkeypatch.chdir(tmp_path)
     img = tmp_path / "crash.qcow2"
     subprocess.run([QEMU_IMG, "create", "-q", "-f", "qcow2", "-o", opts, str(img), "256M"],
                    check=True)
