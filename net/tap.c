@@ -57,34 +57,54 @@ static void tap_read_poll(NetTap *s, bool on)
     }
 }
 
-static gboolean tap_readable(gint fd, GIOCondition cond, gpointer opaque)
+/* Reads up to TAP_READ_BURST frames into the NIC (VM lock held); true when it stopped
+ * because the NIC is full. */
+static bool tap_read_burst(NetTap *s)
 {
-    NetTap *s = opaque;
     uint8_t buf[NET_VNET_HDR_LEN + NET_MAX_FRAME];
+    bool full = false;
 
-    machine_lock(s->m);
     net_burst_begin(s->nc);
     for (unsigned i = 0; i < TAP_READ_BURST; i++) {
         if (!net_peer_can_take(s->nc)) {
-            /* The NIC is full: leave the rest in the kernel until it has room. */
-            tap_read_poll(s, false);
+            full = true;
             break;
         }
-        ssize_t n = read(fd, buf, sizeof(buf));
+        ssize_t n = read(s->fd, buf, sizeof(buf));
         if (n <= 0) {
             break;
         }
         net_send_buf(s->nc, buf, (size_t)n);
     }
     net_burst_end(s->nc);
-    machine_unlock(s->m);
-    /* tap_read_poll(false) destroyed the source already when the NIC was full. */
-    return G_SOURCE_CONTINUE;
+    return full;
 }
 
+static gboolean tap_readable(gint fd, GIOCondition cond, gpointer opaque)
+{
+    NetTap *s = opaque;
+
+    machine_lock(s->m);
+    if (tap_read_burst(s)) {
+        /* The NIC is full: leave the rest in the kernel until it has room. */
+        tap_read_poll(s, false);
+    }
+    machine_unlock(s->m);
+    return G_SOURCE_CONTINUE; /* when removed above, glib drops it all the same */
+}
+
+/*
+ * The guest posted buffers (its kick flushed the NIC, VM lock held): read what waits in
+ * the kernel now, in the same wake-up as the kick, rather than in a later main-loop
+ * iteration once the fd is polled again; watch the fd only if the NIC still has room.
+ */
 static void tap_peer_ready(NetClientState *nc)
 {
-    tap_read_poll(nc->opaque, true);
+    NetTap *s = nc->opaque;
+
+    if (!tap_read_burst(s)) {
+        tap_read_poll(s, true);
+    }
 }
 
 static ssize_t tap_receive(NetClientState *nc, const struct iovec *iov, int iovcnt)

@@ -6,7 +6,11 @@
  * peer.
  */
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <glib.h>
+#include <glib-unix.h>
+#include "net/net-internal.h"
 #include "sen/net.h"
 
 typedef struct Sink {
@@ -209,6 +213,60 @@ static void test_burst(void)
     g_array_free(b.got, TRUE);
 }
 
+/*
+ * net/tap.c over a socketpair standing in for the TAP fd: a NIC without buffers stops
+ * the reads (the frames stay in the kernel); the flush after the guest's kick reads them
+ * at once, in that same call, not in a later main-loop iteration; then the fd is
+ * watched again.
+ */
+static void test_tap_reads_on_peer_ready(void)
+{
+    Machine m = { 0 };
+    Sink b = { .accept = false, .got = g_array_new(FALSE, FALSE, 1) };
+    GPtrArray *queues = g_ptr_array_new();
+    uint8_t frame[60] = { 0 };
+    int fds[2];
+
+    g_mutex_init(&m.lock);
+    m.ctx = g_main_context_default();
+    g_assert_cmpint(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, fds), ==, 0);
+    g_assert_true(g_unix_set_fd_nonblocking(fds[0], TRUE, NULL));
+    g_assert_true(net_tap_attach(&m, "t0", fds[0], false, false, "faketap", NULL, queues));
+    NetClientState *tap = g_ptr_array_index(queues, 0);
+    NetClientState *nic = net_client_new(NULL, &sink_info, "test", "nic", 0);
+    nic->opaque = &b;
+    net_link(tap, nic);
+
+    for (unsigned i = 0; i < 3; i++) {
+        frame[0] = (uint8_t)i;
+        g_assert_cmpint(write(fds[1], frame, sizeof(frame)), ==, sizeof(frame));
+    }
+    while (g_main_context_iteration(m.ctx, FALSE)) {
+    }
+    g_assert_cmpuint(b.got->len, ==, 0);
+    g_assert_cmpuint(nic->incoming.length, ==, 0);   /* left in the kernel, not queued */
+
+    b.accept = true;
+    net_client_flush(nic);
+    g_assert_cmpuint(b.got->len, ==, 3);
+    for (unsigned i = 0; i < 3; i++) {
+        g_assert_cmpuint(g_array_index(b.got, uint8_t, i), ==, i);
+    }
+    frame[0] = 3;
+    g_assert_cmpint(write(fds[1], frame, sizeof(frame)), ==, sizeof(frame));
+    for (unsigned i = 0; i < 100 && b.got->len < 4; i++) {
+        g_main_context_iteration(m.ctx, FALSE);
+    }
+    g_assert_cmpuint(b.got->len, ==, 4);
+
+    net_client_free(tap);                          /* closes fds[0] */
+    net_client_free(nic);
+    close(fds[1]);
+    g_ptr_array_free(queues, TRUE);
+    g_array_free(b.got, TRUE);
+    g_mutex_clear(&m.lock);
+}
+
 static void test_parse_mac(void)
 {
     uint8_t mac[6];
@@ -228,6 +286,7 @@ int main(int argc, char **argv)
     g_test_add_func("/net/queue-bounded-and-ordered", test_queue_bounded_and_ordered);
     g_test_add_func("/net/queue-bytes-and-room", test_queue_bytes_and_room);
     g_test_add_func("/net/burst", test_burst);
+    g_test_add_func("/net/tap-reads-on-peer-ready", test_tap_reads_on_peer_ready);
     g_test_add_func("/net/parse-mac", test_parse_mac);
     return g_test_run();
 }
