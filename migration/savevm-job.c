@@ -8,6 +8,7 @@
  * which checks QEMU's transition table and emits JOB_STATUS_CHANGE.  A concluded job
  * stays in query-jobs (with its error) until job-dismiss.
  */
+#include <errno.h>
 #include <string.h>
 #include "sen/keyval.h"
 #include "sen/migration.h"
@@ -71,6 +72,7 @@ struct Job {
     char *vmstate;       /* NULL for delete */
     char **devices;      /* NULL-terminated */
     guint source;        /* the idle source that will run it, 0 once it ran */
+    bool user_paused;    /* job-pause without job-resume (snapshot jobs do not stop) */
 };
 
 static void job_free(Job *job)
@@ -224,18 +226,127 @@ json_t *qmp_query_jobs(QmpCtx *ctx, Error **errp)
     return list;
 }
 
-bool qmp_job_dismiss(QmpCtx *ctx, const char *id, Error **errp)
+/* The user's verbs and, per verb, the states that accept it (QEMU's JobVerbTable; the
+ * states these jobs never enter are left out). */
+typedef enum JobVerb {
+    JOB_VERB_CANCEL,
+    JOB_VERB_PAUSE,
+    JOB_VERB_RESUME,
+    JOB_VERB_COMPLETE,
+    JOB_VERB_FINALIZE,
+    JOB_VERB_DISMISS,
+} JobVerb;
+
+static const char *const job_verb_names[] = {
+    [JOB_VERB_CANCEL] = "cancel",     [JOB_VERB_PAUSE] = "pause",
+    [JOB_VERB_RESUME] = "resume",     [JOB_VERB_COMPLETE] = "complete",
+    [JOB_VERB_FINALIZE] = "finalize", [JOB_VERB_DISMISS] = "dismiss",
+};
+
+static const unsigned job_verb_allowed[] = {
+    [JOB_VERB_CANCEL] = BIT(JOB_STATUS_CREATED) | BIT(JOB_STATUS_RUNNING) |
+                        BIT(JOB_STATUS_WAITING) | BIT(JOB_STATUS_ABORTING),
+    [JOB_VERB_PAUSE] = BIT(JOB_STATUS_CREATED) | BIT(JOB_STATUS_RUNNING) |
+                       BIT(JOB_STATUS_WAITING),
+    [JOB_VERB_RESUME] = BIT(JOB_STATUS_CREATED) | BIT(JOB_STATUS_RUNNING) |
+                        BIT(JOB_STATUS_WAITING),
+    [JOB_VERB_COMPLETE] = 0,   /* ready only, which these jobs never are */
+    [JOB_VERB_FINALIZE] = BIT(JOB_STATUS_PENDING),
+    [JOB_VERB_DISMISS] = BIT(JOB_STATUS_CONCLUDED),
+};
+
+/* The job called id if it accepts verb now; NULL with QEMU's error otherwise. */
+static Job *job_for_verb(Machine *m, const char *id, JobVerb verb, Error **errp)
 {
-    Machine *m = ctx->m;
     Job *job = job_find(m, id);
+
+    if (!job) {
+        error_setg(errp, "Job not found");
+        return NULL;
+    }
+    if (!(job_verb_allowed[verb] & BIT(job->status))) {
+        error_setg(errp, "Job '%s' in state '%s' cannot accept command verb '%s'", id,
+                   job_status_names[job->status], job_verb_names[verb]);
+        return NULL;
+    }
+    return job;
+}
+
+/*
+ * A job runs in one go from its idle source, so a client finds it created (not started:
+ * cancelling drops it before it does anything) or concluded (too late: the verb table
+ * refuses).  QEMU's snapshot jobs have no cancellation point either; there the job has
+ * usually concluded before the next command is read.
+ */
+bool qmp_job_cancel(QmpCtx *ctx, const char *id, Error **errp)
+{
+    Job *job = job_for_verb(ctx->m, id, JOB_VERB_CANCEL, errp);
+
+    if (!job) {
+        return false;
+    }
+    if (job->status == JOB_STATUS_CREATED) {
+        g_source_remove(job->source);
+        job->source = 0;
+        job->error = g_strdup(g_strerror(ECANCELED));
+        job_set(job, JOB_STATUS_ABORTING);
+        job_set(job, JOB_STATUS_CONCLUDED);
+    }
+    return true;
+}
+
+bool qmp_job_pause(QmpCtx *ctx, const char *id, Error **errp)
+{
+    Job *job = job_for_verb(ctx->m, id, JOB_VERB_PAUSE, errp);
+
+    if (!job) {
+        return false;
+    }
+    if (job->user_paused) {
+        error_setg(errp, "Job is already paused");
+        return false;
+    }
+    job->user_paused = true;
+    return true;
+}
+
+bool qmp_job_resume(QmpCtx *ctx, const char *id, Error **errp)
+{
+    Job *job = job_find(ctx->m, id);
 
     if (!job) {
         error_setg(errp, "Job not found");
         return false;
     }
-    if (job->status != JOB_STATUS_CONCLUDED) {
-        error_setg(errp, "Job '%s' in state '%s' cannot accept command verb 'dismiss'", id,
-                   job_status_names[job->status]);
+    /* QEMU looks at the pause before the verb table. */
+    if (!job->user_paused) {
+        error_setg(errp, "Can't resume a job that was not paused");
+        return false;
+    }
+    if (!job_for_verb(ctx->m, id, JOB_VERB_RESUME, errp)) {
+        return false;
+    }
+    job->user_paused = false;
+    return true;
+}
+
+bool qmp_job_complete(QmpCtx *ctx, const char *id, Error **errp)
+{
+    return job_for_verb(ctx->m, id, JOB_VERB_COMPLETE, errp) != NULL;
+}
+
+bool qmp_job_finalize(QmpCtx *ctx, const char *id, Error **errp)
+{
+    /* Pending only for a moment inside job_run: from outside, the verb error. */
+    return job_for_verb(ctx->m, id, JOB_VERB_FINALIZE, errp) != NULL;
+}
+
+bool qmp_job_dismiss(QmpCtx *ctx, const char *id, Error **errp)
+{
+    Machine *m = ctx->m;
+    Job *job = job_for_verb(m, id, JOB_VERB_DISMISS, errp);
+
+    if (!job) {
         return false;
     }
     job_set(job, JOB_STATUS_NULL);

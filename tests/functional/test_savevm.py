@@ -295,6 +295,53 @@ def test_failed_savevm_frees_the_state_it_wrote(vms, tmp_path):
     assert json.loads(out).get("allocated-clusters", 0) == 0, out
 
 
+def test_job_verbs_on_snapshot_jobs(vms, tmp_path):
+    """job-cancel/-pause/-resume/-complete/-finalize as QEMU 7.2 answers them for snapshot
+    jobs, which run in one go: a concluded job refuses every verb by QEMU's verb table
+    and keeps what it did.  A cancel sent together with the job either finds it not yet
+    started (it then concludes with "Operation canceled" and takes no snapshot) or finds
+    it concluded; never half done (qtest: no guest CPU needed)."""
+    disk = qcow2(tmp_path)
+    vm = vms("a", "-drive", f"file={disk},if=virtio,id=disk0")
+    vm.cmd("snapshot-save", job_id="s", tag="kept", vmstate="disk0", devices=["disk0"])
+    assert job_statuses(vm, "s")[-1] == "concluded"
+    for verb in ("cancel", "pause", "complete", "finalize"):
+        with pytest.raises(QMPError, match=f"Job 's' in state 'concluded' cannot accept "
+                                           f"command verb '{verb}'"):
+            vm.cmd(f"job-{verb}", id="s")
+    with pytest.raises(QMPError, match="Can't resume a job that was not paused"):
+        vm.cmd("job-resume", id="s")
+    for verb in ("cancel", "pause", "resume", "complete", "finalize"):
+        with pytest.raises(QMPError, match="Job not found"):
+            vm.cmd(f"job-{verb}", id="nope")
+    assert "error" not in job_info(vm, "s")
+    vm.cmd("job-dismiss", id="s")
+
+    # One write, two commands: the cancel races with the job's start.
+    save = {"execute": "snapshot-save", "arguments": {
+        "job-id": "r", "tag": "raced", "vmstate": "disk0", "devices": ["disk0"]}}
+    cancel = {"execute": "job-cancel", "arguments": {"id": "r"}}
+    vm.qmp.send_raw((json.dumps(save) + "\n" + json.dumps(cancel) + "\n").encode())
+    assert vm.qmp.recv_response() == {"return": {}}
+    answer = vm.qmp.recv_response()
+    statuses = job_statuses(vm, "r")
+    info = job_info(vm, "r")
+    if "error" in answer:
+        assert answer["error"]["desc"] == \
+            "Job 'r' in state 'concluded' cannot accept command verb 'cancel'", answer
+        assert statuses[-1] == "concluded" and "error" not in info, (statuses, info)
+        want = {"kept", "raced"}
+    else:
+        assert statuses == ["created", "aborting", "concluded"], statuses
+        assert info["error"] == "Operation canceled" and info["current-progress"] == 0
+        want = {"kept"}
+    assert vm.status() == "running"
+    vm.cmd("quit")
+    vm.wait_exit()
+    image_check(disk)
+    assert set(image_snapshots(disk)) == want
+
+
 def test_savevm_failing_on_a_later_drive_takes_no_snapshot(vms, tmp_path):
     """The second drive cannot take internal snapshots (a qcow2 image with an external
     data file: qcow2 refuses them): the first drive's snapshot, VM state included, is
