@@ -775,6 +775,22 @@ static int qcow2_pwritev(BlockDriverState *bs, int64_t offset, int64_t bytes,
     return ret;
 }
 
+/*
+ * The clusters [off, off+len) no longer map into the data file: give the space back.
+ * A raw data file must then read as zeroes there, as the guest sees it; another one
+ * only loses blocks nothing references (discard is advisory, so its errors are not).
+ */
+static int discard_data_file(BDRVQcow2State *s, uint64_t off, uint64_t len)
+{
+    uint64_t disk = s->bs->total_size;
+    len = off < disk ? MIN(len, disk - off) : 0; /* the last cluster may be partial */
+    if (s->data_file_raw) {
+        return bdrv_pwrite_zeroes(s->data_file, off, len, BDRV_REQ_MAY_UNMAP);
+    }
+    bdrv_pdiscard(s->data_file, off, len);
+    return 0;
+}
+
 static int qcow2_pwrite_zeroes(BlockDriverState *bs, int64_t offset, int64_t bytes,
                                int flags)
 {
@@ -824,23 +840,12 @@ static int qcow2_pwrite_zeroes(BlockDriverState *bs, int64_t offset, int64_t byt
     }
     g_free(zeros);
     g_mutex_unlock(&s->lock);
-    return ret;
-}
-
-/*
- * The clusters [off, off+len) no longer map into the data file: give the space back.
- * A raw data file must then read as zeroes there, as the guest sees it; another one
- * only loses blocks nothing references (discard is advisory, so its errors are not).
- */
-static int discard_data_file(BDRVQcow2State *s, uint64_t off, uint64_t len)
-{
-    uint64_t disk = s->bs->total_size;
-    len = off < disk ? MIN(len, disk - off) : 0; /* the last cluster may be partial */
-    if (s->data_file_raw) {
-        return bdrv_pwrite_zeroes(s->data_file, off, len, BDRV_REQ_MAY_UNMAP);
+    /* Unmapped whole clusters give their space in a (non-raw) data file back, as QEMU. */
+    if (ret == 0 && end_c > start && (flags & BDRV_REQ_MAY_UNMAP) &&
+        qcow2_has_data_file(s) && !s->data_file_raw) {
+        ret = discard_data_file(s, start, end_c - start);
     }
-    bdrv_pdiscard(s->data_file, off, len);
-    return 0;
+    return ret;
 }
 
 static int qcow2_pdiscard(BlockDriverState *bs, int64_t offset, int64_t bytes)

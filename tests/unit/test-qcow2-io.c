@@ -4,6 +4,7 @@
  * must read back identically after a reopen and pass our checker with no leaks/errors.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/resource.h>
@@ -14,6 +15,7 @@
 
 #include "block/qcow2.h"
 #include "sen/block.h"
+#include "sen/buffer-is-zero.h"
 #include "block-test-util.h"
 
 #define DATA_FILE "sen-test-qcow2-io.data"
@@ -157,6 +159,60 @@ static void test_data_file_option(void)
     g_unlink(path);
     g_unlink(moved);
     g_unlink(plain);
+}
+
+static int64_t allocated_bytes(const char *path)
+{
+    GStatBuf st;
+    g_assert_cmpint(g_stat(path, &st), ==, 0);
+    return (int64_t)st.st_blocks * 512;
+}
+
+/*
+ * With discard=unmap, clusters a discard or an unmapping write-zeroes drops from a data
+ * file image give their blocks in the data file back; they read as zeroes.
+ */
+static void test_data_file_unmap(void)
+{
+    g_autofree char *path = tmp_path("sen-test-qcow2-dfu.qcow2");
+    g_autofree char *data = tmp_path("sen-test-qcow2-dfu.data");
+    g_autofree uint8_t *buf = g_malloc(1 << 20);
+
+    /* The blocks given back are what the test sees: the file system must punch holes. */
+    memset(buf, 1, 1 << 20);
+    g_assert_true(g_file_set_contents(data, (const char *)buf, 1 << 20, NULL));
+    int fd = open(data, O_RDWR);
+    g_assert_cmpint(fd, >=, 0);
+    bool punched = fsync(fd) == 0 &&
+                   fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 1 << 20) == 0;
+    close(fd);
+    if (!punched || allocated_bytes(data) >= 1 << 20) {
+        g_unlink(data);
+        g_test_skip("the test directory's file system does not punch holes");
+        return;
+    }
+
+    block_test_create("qcow2", path, "size=4M,data_file=sen-test-qcow2-dfu.data");
+    BlockDriverState *bs = block_test_open(path, "qcow2", BDRV_O_RDWR | BDRV_O_UNMAP);
+    memset(buf, 0x77, 1 << 20);
+    g_assert_cmpint(bdrv_pwrite(bs, 0, 1 << 20, buf), ==, 0);
+    g_assert_cmpint(bdrv_pwrite(bs, 2 << 20, 1 << 20, buf), ==, 0);
+    g_assert_cmpint(bdrv_flush(bs), ==, 0);
+    int64_t full = allocated_bytes(data);
+    g_assert_cmpint(full, >=, 2 << 20);
+
+    g_assert_cmpint(bdrv_pwrite_zeroes(bs, 0, 1 << 20, BDRV_REQ_MAY_UNMAP), ==, 0);
+    int64_t after_zero = allocated_bytes(data);
+    g_assert_cmpint(after_zero, <=, full - (1 << 20));
+    g_assert_cmpint(bdrv_pdiscard(bs, 2 << 20, 1 << 20), ==, 0);
+    g_assert_cmpint(allocated_bytes(data), <=, after_zero - (1 << 20));
+
+    g_assert_cmpint(bdrv_pread(bs, 0, 1 << 20, buf), ==, 0);
+    g_assert_true(buffer_is_zero(buf, 1 << 20));
+    block_test_check_clean(bs);
+    bdrv_unref(bs);
+    g_unlink(path);
+    g_unlink(data);
 }
 
 /*
@@ -396,6 +452,7 @@ int main(int argc, char **argv)
     g_test_add_func("/qcow2-io/snapshot-name-too-long", test_snapshot_name_too_long);
     g_test_add_func("/qcow2-io/overlap-protection", test_overlap_protection);
     g_test_add_func("/qcow2-io/data-file-option", test_data_file_option);
+    g_test_add_func("/qcow2-io/data-file-unmap", test_data_file_unmap);
     g_test_add_func("/qcow2-io/snapshot-create-fails-cleanly",
                     test_snapshot_create_fails_cleanly);
     int rc = g_test_run();
