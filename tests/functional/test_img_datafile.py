@@ -288,3 +288,21 @@ def test_resize_like_qemu(tmp_path, raw):
         ok(QEMU_IMG, "check", "i.qcow2", cwd=d)
         maps[name] = ok(QEMU_IMG, "map", "--output=json", "i.qcow2", cwd=d)
     assert maps["s"] == maps["q"]
+
+
+@pytest.mark.parametrize("prealloc", ["metadata", "falloc", "full"])
+def test_preallocation_like_qemu(tmp_path, prealloc):
+    """Preallocation maps each cluster at its guest offset in the data file, as qemu-img."""
+    maps = {}
+    for tool, name in ((SEN_IMG, "s"), (QEMU_IMG, "q")):
+        d = tmp_path / name
+        d.mkdir()
+        ok(tool, "create", "-q", "-f", "qcow2", "-o", f"data_file=d.raw,preallocation={prealloc}",
+           "i.qcow2", SIZE, cwd=d)
+        ok(QEMU_IMG, "check", "i.qcow2", cwd=d)
+        assert (d / "d.raw").stat().st_size == SIZE
+        maps[name] = ok(QEMU_IMG, "map", "--output=json", "i.qcow2", cwd=d)
+    assert maps["s"] == maps["q"]
+    if prealloc != "metadata":
+        # The data file's blocks are really allocated (falloc) or written (full).
+        assert (tmp_path / "s" / "d.raw").stat().st_blocks * 512 >= SIZE
