@@ -3,8 +3,12 @@
  * read it (skipping what the source's block status says reads as zeroes), detect zero
  * runs, compress it with -c, and write it.  Reads, zero detection and compression of
  * different chunks overlap; the writes follow guest order unless -W, as qemu-img's, so
- * the target's layout does not depend on thread timing.  qemu-img overlaps its requests
- * the same way with -m coroutines.
+ * the target's layout does not depend on thread timing.
+ *
+ * In order, a finished chunk that is not next in line is parked and its worker goes on
+ * with a new one (up to CHUNKS_PER_WORKER buffers each); whichever worker finishes the
+ * chunk that is next writes it and every parked one that follows.  So compression
+ * never waits for a slow neighbour's write turn.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -16,28 +20,35 @@
 #include "block/qcow2.h"
 #include "tools/img/convert-copy.h"
 
+enum { CHUNKS_PER_WORKER = 4 };
+
+/* One chunk in flight: its bytes and, per zero-detection unit, what is known. */
+typedef struct CopyChunk {
+    int64_t off;
+    uint64_t n;
+    uint8_t *buf;           /* chunk bytes, 4 KiB aligned for O_DIRECT */
+    uint8_t *cbuf;          /* -c: compressed clusters, one cluster each */
+    ssize_t *clens;         /* -c: their lengths, -ENOSPC, -errno, or -1 (skipped) */
+    bool *known_zero;       /* unit i reads as zero per the source's block status */
+    struct CopyChunk *next; /* in the free list or the parked list */
+} CopyChunk;
+
 typedef struct CopyRun {
     const ConvertCopy *c;
     uint64_t gran;          /* zero-detection unit: -S, or the cluster with -c */
 
     GMutex lock;            /* guards the fields below */
-    GCond turn_cond;        /* next_write moved, or a worker failed */
+    GCond free_cond;        /* a chunk buffer was freed, or a worker failed */
+    CopyChunk *free;        /* buffers no chunk uses */
+    CopyChunk *parked;      /* in order: finished chunks waiting to be written, by off */
+    bool writing;           /* in order: a worker is writing the chunks in line */
     int64_t next_read;      /* the chunk the next idle worker takes */
-    int64_t next_write;     /* in order: the chunk whose write may start */
+    int64_t next_write;     /* in order: the chunk whose write comes next */
     uint64_t done;          /* bytes written, for the progress line */
     int ret;                /* first error (-errno), 0 while all is well */
     int64_t err_off;
     bool err_write;
 } CopyRun;
-
-/* What one worker owns: the chunk buffer and, per zero-detection unit, what is known. */
-typedef struct CopyWorker {
-    CopyRun *run;
-    GThread *thread;
-    uint8_t *buf;           /* chunk bytes, 4 KiB aligned for O_DIRECT */
-    uint8_t *cbuf;          /* -c: compressed clusters, one cluster each */
-    bool *known_zero;       /* unit i reads as zero per the source's block status */
-} CopyWorker;
 
 static void copy_fail(CopyRun *r, int ret, int64_t off, bool write)
 {
@@ -47,7 +58,7 @@ static void copy_fail(CopyRun *r, int ret, int64_t off, bool write)
         r->err_off = off;
         r->err_write = write;
     }
-    g_cond_broadcast(&r->turn_cond);
+    g_cond_broadcast(&r->free_cond);
     g_mutex_unlock(&r->lock);
 }
 
@@ -58,13 +69,15 @@ static void copy_fail(CopyRun *r, int ret, int64_t off, bool write)
  * such ranges are zeroed here.  Returns 0 or -errno; *err_off
  * is where a read failed.
  */
-static int copy_read(CopyWorker *w, int64_t off, uint64_t n, int64_t *err_off)
+static int copy_read(CopyRun *r, CopyChunk *k, int64_t *err_off)
 {
-    const ConvertCopy *c = w->run->c;
-    uint64_t gran = w->run->gran, units = (n + gran - 1) / gran;
+    const ConvertCopy *c = r->c;
+    int64_t off = k->off;
+    uint64_t n = k->n;
+    uint64_t gran = r->gran, units = (n + gran - 1) / gran;
     uint64_t data_start = 0;  /* start of the data extent being gathered */
 
-    memset(w->known_zero, 0, units * sizeof(*w->known_zero));
+    memset(k->known_zero, 0, units * sizeof(*k->known_zero));
     for (uint64_t p = 0; p < n;) {
         int64_t pnum = 0, map = 0;
         BlockDriverState *file = NULL;
@@ -80,7 +93,7 @@ static int copy_read(CopyWorker *w, int64_t off, uint64_t n, int64_t *err_off)
         }
         if (p > data_start) {
             int ret = bdrv_pread(c->src, off + data_start, p - data_start,
-                                 w->buf + data_start);
+                                 k->buf + data_start);
             if (ret < 0) {
                 *err_off = off + data_start;
                 return ret;
@@ -90,17 +103,17 @@ static int copy_read(CopyWorker *w, int64_t off, uint64_t n, int64_t *err_off)
         for (uint64_t u = p / gran; u * gran < zend; u++) {
             uint64_t ustart = u * gran, uend = MIN(ustart + gran, n);
             if (c->sparse && ustart >= p && uend <= zend) {
-                w->known_zero[u] = true;
+                k->known_zero[u] = true;
             } else {
                 uint64_t a = MAX(ustart, p), b = MIN(uend, zend);
-                memset(w->buf + a, 0, b - a);
+                memset(k->buf + a, 0, b - a);
             }
         }
         p = zend;
         data_start = zend;
     }
     if (data_start < n) {
-        int ret = bdrv_pread(c->src, off + data_start, n - data_start, w->buf + data_start);
+        int ret = bdrv_pread(c->src, off + data_start, n - data_start, k->buf + data_start);
         if (ret < 0) {
             *err_off = off + data_start;
             return ret;
@@ -109,40 +122,43 @@ static int copy_read(CopyWorker *w, int64_t off, uint64_t n, int64_t *err_off)
     return 0;
 }
 
-static bool unit_is_zero(CopyWorker *w, uint64_t p, uint64_t len)
+static bool unit_is_zero(CopyRun *r, CopyChunk *k, uint64_t p, uint64_t len)
 {
-    const ConvertCopy *c = w->run->c;
-    return c->sparse && (w->known_zero[p / w->run->gran] || buffer_is_zero(w->buf + p,
-                                                                                len));
+    const ConvertCopy *c = r->c;
+    return c->sparse && (k->known_zero[p / r->gran] || buffer_is_zero(k->buf + p, len));
 }
 
-/* -c, before the write turn: compresses every cluster of the chunk that will be written;
- * clens[i] is the length, -ENOSPC (does not shrink) or -errno; -1 marks a skipped one. */
-static void copy_compress(CopyWorker *w, int64_t off, uint64_t n, ssize_t *clens)
+/* -c, before the write: compresses every cluster of the chunk that will be written. */
+static void copy_compress(CopyRun *r, CopyChunk *k)
 {
-    const ConvertCopy *c = w->run->c;
-    uint64_t cs = c->cluster_size;
+    const ConvertCopy *c = r->c;
+    uint64_t cs = c->cluster_size, n = k->n;
+    ssize_t *clens = k->clens;
+    int64_t off = k->off;
 
+    /* The last cluster is compressed whole: zero its tail past the disk's end. */
+    memset(k->buf + n, 0, c->chunk - n);
     for (uint64_t i = 0; i * cs < n; i++) {
         uint64_t p = i * cs;
-        if (c->target_zero && unit_is_zero(w, p, MIN(cs, n - p))) {
+        if (c->target_zero && unit_is_zero(r, k, p, MIN(cs, n - p))) {
             clens[i] = -1;
             continue;
         }
-        if (w->known_zero[i]) {
-            memset(w->buf + p, 0, MIN(cs, n - p));
+        if (k->known_zero[i]) {
+            memset(k->buf + p, 0, MIN(cs, n - p));
         }
-        clens[i] = qcow2_compress_cluster(c->dst, off + p, w->buf + p, w->cbuf + p);
+        clens[i] = qcow2_compress_cluster(c->dst, off + p, k->buf + p, k->cbuf + p);
     }
 }
 
 /* Writes the chunk: compressed clusters, or one request per run of data or of zeroes
  * (zero runs are left out when the target already reads as zeroes). */
-static int copy_write(CopyWorker *w, int64_t off, uint64_t n, const ssize_t *clens,
-                      int64_t *err_off)
+static int copy_write(CopyRun *r, CopyChunk *k, int64_t *err_off)
 {
-    const ConvertCopy *c = w->run->c;
-    uint64_t gran = w->run->gran;
+    const ConvertCopy *c = r->c;
+    uint64_t gran = r->gran, n = k->n;
+    const ssize_t *clens = k->clens;
+    int64_t off = k->off;
 
     if (c->compress) {
         for (uint64_t i = 0; i * c->cluster_size < n; i++) {
@@ -150,8 +166,8 @@ static int copy_write(CopyWorker *w, int64_t off, uint64_t n, const ssize_t *cle
             if (clens[i] == -1) {
                 continue;
             }
-            int ret = qcow2_write_compressed_prepared(c->dst, off + p, w->buf + p,
-                                                      w->cbuf + p, clens[i]);
+            int ret = qcow2_write_compressed_prepared(c->dst, off + p, k->buf + p,
+                                                      k->cbuf + p, clens[i]);
             if (ret < 0) {
                 *err_off = off + p;
                 return ret;
@@ -161,15 +177,15 @@ static int copy_write(CopyWorker *w, int64_t off, uint64_t n, const ssize_t *cle
     }
     for (uint64_t p = 0; p < n;) {
         uint64_t len = MIN(gran, n - p);
-        bool zero = unit_is_zero(w, p, len);
-        while (p + len < n && unit_is_zero(w, p + len, MIN(gran, n - p - len)) == zero) {
+        bool zero = unit_is_zero(r, k, p, len);
+        while (p + len < n && unit_is_zero(r, k, p + len, MIN(gran, n - p - len)) == zero) {
             len += MIN(gran, n - p - len);
         }
         int ret = 0;
         if (zero && !c->target_zero) {
             ret = bdrv_pwrite_zeroes(c->dst, off + p, len, 0);
         } else if (!zero) {
-            ret = bdrv_pwrite(c->dst, off + p, len, w->buf + p);
+            ret = bdrv_pwrite(c->dst, off + p, len, k->buf + p);
         }
         if (ret < 0) {
             *err_off = off + p;
@@ -180,88 +196,112 @@ static int copy_write(CopyWorker *w, int64_t off, uint64_t n, const ssize_t *cle
     return 0;
 }
 
-/* Takes the next chunk; false when there is none left or a worker failed. */
-static bool copy_next_chunk(CopyRun *r, int64_t *off)
+/*
+ * Takes a free buffer for the next chunk (waiting for one while all are in use); NULL
+ * when no chunk is left or a worker failed.
+ */
+static CopyChunk *copy_next_chunk(CopyRun *r)
 {
-    bool ok;
+    CopyChunk *k = NULL;
 
     g_mutex_lock(&r->lock);
-    ok = r->ret == 0 && r->next_read < r->c->size;
-    if (ok) {
-        *off = r->next_read;
+    while (r->ret == 0 && r->next_read < r->c->size && !r->free) {
+        g_cond_wait(&r->free_cond, &r->lock);
+    }
+    if (r->ret == 0 && r->next_read < r->c->size) {
+        k = r->free;
+        r->free = k->next;
+        k->off = r->next_read;
+        k->n = MIN(r->c->chunk, (uint64_t)(r->c->size - k->off));
         r->next_read += r->c->chunk;
     }
     g_mutex_unlock(&r->lock);
-    return ok;
+    return k;
 }
 
-/* In order: waits until the chunks before off are written; false after a failure. */
-static bool copy_wait_turn(CopyRun *r, int64_t off)
+/* Lock held: k was written; its buffer is free again. */
+static void copy_written_locked(CopyRun *r, CopyChunk *k)
 {
-    g_mutex_lock(&r->lock);
-    while (r->c->in_order && r->ret == 0 && r->next_write != off) {
-        g_cond_wait(&r->turn_cond, &r->lock);
-    }
-    bool ok = r->ret == 0;
-    g_mutex_unlock(&r->lock);
-    return ok;
-}
-
-static void copy_end_turn(CopyRun *r, int64_t off, uint64_t n)
-{
-    g_mutex_lock(&r->lock);
-    if (r->c->in_order) {
-        r->next_write = off + r->c->chunk;
-        g_cond_broadcast(&r->turn_cond);
-    }
-    r->done += n;
+    r->done += k->n;
     if (r->c->progress) {
         printf("    (%.2f/100%%)\r", r->done * 100.0 / r->c->size);
         fflush(stdout);
+    }
+    k->next = r->free;
+    r->free = k;
+    g_cond_signal(&r->free_cond);
+}
+
+/* Lock held: parks k in offset order. */
+static void copy_park_locked(CopyRun *r, CopyChunk *k)
+{
+    CopyChunk **p = &r->parked;
+
+    while (*p && (*p)->off < k->off) {
+        p = &(*p)->next;
+    }
+    k->next = *p;
+    *p = k;
+}
+
+/*
+ * Hands a finished chunk to the writes.  Out of order it is written at once.  In order
+ * it is parked; unless another worker is already writing, this one writes the parked
+ * chunks as long as the first is next in line (the writer looks again after each write,
+ * so a chunk parked meanwhile is not left behind).
+ */
+static void copy_submit(CopyRun *r, CopyChunk *k)
+{
+    int64_t err_off = k->off;
+    int ret;
+
+    if (!r->c->in_order) {
+        ret = copy_write(r, k, &err_off);
+        if (ret < 0) {
+            copy_fail(r, ret, err_off, true);
+        }
+        g_mutex_lock(&r->lock);
+        copy_written_locked(r, k);
+        g_mutex_unlock(&r->lock);
+        return;
+    }
+    g_mutex_lock(&r->lock);
+    copy_park_locked(r, k);
+    while (!r->writing && r->ret == 0 && r->parked && r->parked->off == r->next_write) {
+        k = r->parked;
+        r->parked = k->next;
+        r->writing = true;
+        g_mutex_unlock(&r->lock);
+        ret = copy_write(r, k, &err_off);
+        if (ret < 0) {
+            copy_fail(r, ret, err_off, true);
+        }
+        g_mutex_lock(&r->lock);
+        r->writing = false;
+        r->next_write = k->off + r->c->chunk;
+        copy_written_locked(r, k);
     }
     g_mutex_unlock(&r->lock);
 }
 
 static gpointer copy_worker(gpointer opaque)
 {
-    CopyWorker *w = opaque;
-    CopyRun *r = w->run;
-    const ConvertCopy *c = r->c;
-    g_autofree ssize_t *clens = c->compress ? g_new(ssize_t, c->chunk / c->cluster_size)
-                                            : NULL;
-    int64_t off;
+    CopyRun *r = opaque;
+    CopyChunk *k;
 
-    while (copy_next_chunk(r, &off)) {
-        uint64_t n = MIN(c->chunk, (uint64_t)(c->size - off));
-        int64_t err_off = off;
-        int ret = copy_read(w, off, n, &err_off);
+    while ((k = copy_next_chunk(r))) {
+        int64_t err_off = k->off;
+        int ret = copy_read(r, k, &err_off);
         if (ret < 0) {
             copy_fail(r, ret, err_off, false);
             break;
         }
-        if (c->compress) {
-            /* The last cluster is compressed whole: zero its tail past the disk's end. */
-            memset(w->buf + n, 0, c->chunk - n);
-            copy_compress(w, off, n, clens);
+        if (r->c->compress) {
+            copy_compress(r, k);
         }
-        if (!copy_wait_turn(r, off)) {
-            break;
-        }
-        ret = copy_write(w, off, n, clens, &err_off);
-        if (ret < 0) {
-            copy_fail(r, ret, err_off, true);
-            break;
-        }
-        copy_end_turn(r, off, n);
+        copy_submit(r, k);
     }
     return NULL;
-}
-
-static void copy_worker_free(CopyWorker *w)
-{
-    free(w->buf);
-    g_free(w->cbuf);
-    g_free(w->known_zero);
 }
 
 bool convert_copy(const ConvertCopy *c, Error **errp)
@@ -272,31 +312,36 @@ bool convert_copy(const ConvertCopy *c, Error **errp)
     };
     int64_t nchunks = (c->size + c->chunk - 1) / c->chunk;
     int nworkers = (int)MAX(1, MIN((int64_t)c->workers, nchunks));
-    CopyWorker *w = g_new0(CopyWorker, nworkers);
+    int nbufs = (int)MIN((int64_t)nworkers * CHUNKS_PER_WORKER, MAX(nchunks, 1));
+    CopyChunk *chunks = g_new0(CopyChunk, nbufs);
+    GThread **threads = g_new0(GThread *, nworkers);
     bool ok = false;
 
     g_mutex_init(&r.lock);
-    g_cond_init(&r.turn_cond);
-    for (int i = 0; i < nworkers; i++) {
-        w[i].run = &r;
-        if (posix_memalign((void **)&w[i].buf, 4096, c->chunk)) {
+    g_cond_init(&r.free_cond);
+    for (int i = 0; i < nbufs; i++) {
+        CopyChunk *k = &chunks[i];
+        if (posix_memalign((void **)&k->buf, 4096, c->chunk)) {
             error_setg(errp, "Could not allocate %" G_GUINT64_FORMAT " bytes", c->chunk);
             goto out;
         }
-        w[i].known_zero = g_new(bool, (c->chunk + r.gran - 1) / r.gran);
+        k->known_zero = g_new(bool, (c->chunk + r.gran - 1) / r.gran);
         if (c->compress) {
-            w[i].cbuf = g_malloc(c->chunk);
+            k->cbuf = g_malloc(c->chunk);
+            k->clens = g_new(ssize_t, c->chunk / c->cluster_size);
         }
+        k->next = r.free;
+        r.free = k;
     }
-    /* The calling thread is worker 0; a worker that cannot start leaves its chunks to
-     * the others. */
+    /* The calling thread is a worker too; one that cannot start leaves its chunks to the
+     * others. */
     for (int i = 1; i < nworkers; i++) {
-        w[i].thread = g_thread_try_new("convert", copy_worker, &w[i], NULL);
+        threads[i] = g_thread_try_new("convert", copy_worker, &r, NULL);
     }
-    copy_worker(&w[0]);
+    copy_worker(&r);
     for (int i = 1; i < nworkers; i++) {
-        if (w[i].thread) {
-            g_thread_join(w[i].thread);
+        if (threads[i]) {
+            g_thread_join(threads[i]);
         }
     }
     if (r.ret < 0) {
@@ -306,11 +351,15 @@ bool convert_copy(const ConvertCopy *c, Error **errp)
     }
     ok = true;
 out:
-    for (int i = 0; i < nworkers; i++) {
-        copy_worker_free(&w[i]);
+    for (int i = 0; i < nbufs; i++) {
+        free(chunks[i].buf);
+        g_free(chunks[i].cbuf);
+        g_free(chunks[i].clens);
+        g_free(chunks[i].known_zero);
     }
-    g_free(w);
+    g_free(chunks);
+    g_free(threads);
     g_mutex_clear(&r.lock);
-    g_cond_clear(&r.turn_cond);
+    g_cond_clear(&r.free_cond);
     return ok;
 }
