@@ -69,6 +69,8 @@ typedef struct KvmSlot {
     void *hva;
     unsigned long *ring_dirty;  /* [dirty_lock] dirty ring only: pages the rings reported
                                  * and no sync has taken yet (bit n = page n) */
+    unsigned long *ring_dirty_words; /* [dirty_lock] bit w: word w of ring_dirty may be
+                                      * non-zero, so a sync costs what was written */
 } KvmSlot;
 
 /* What a vCPU looked like right after creation: its power-on state, restored at reset. */
