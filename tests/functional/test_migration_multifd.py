@@ -18,7 +18,7 @@ from migration_util import vms  # noqa: F401 (the pytest fixture)
 from net_util import free_port
 from qmp import QMPError
 from test_migration import check_chunks, pattern, write_chunks
-from test_migration_guest import DIRTIER, dirtier, migrate_and_verify
+from test_migration_guest import DIRTIER, DIRTY_RING, dirtier, migrate_and_verify
 from test_migration_stream import crc32c, header, ram_record
 
 pytestmark = pytest.mark.skipif(not os.access(SEN, os.X_OK), reason=f"{SEN} is not built")
@@ -428,11 +428,12 @@ needs_guest = pytest.mark.skipif(
 
 
 @needs_guest
-@pytest.mark.parametrize("kind", ["tcp", "unix"])
+@pytest.mark.parametrize("kind", ["tcp", "unix", "tcp-dirty-ring"])
 def test_dirtier_verifies_on_destination(vms, tmp_path, kind):
-    uri = uri_for(kind, tmp_path)
-    src = dirtier(vms, "src")
+    uri = uri_for(kind.split("-")[0], tmp_path)
+    ring = DIRTY_RING if kind.endswith("dirty-ring") else ()
+    src = dirtier(vms, "src", *ring)
     src.wait_line("dirtier: running")
-    dst = dirtier(vms, "dst", "-incoming", uri)
+    dst = dirtier(vms, "dst", *ring, "-incoming", uri)
     enable_multifd(src, dst, channels=3)
     migrate_and_verify(src, dst, uri)
