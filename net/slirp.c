@@ -699,3 +699,59 @@ fail:
     error_setg(errp, "invalid format: %s (want [tcp|udp]:[hostaddr]:hostport)", rule);
     return false;
 }
+
+/* ---- migration: libslirp's own state ---- */
+
+static ssize_t state_write(const void *buf, size_t len, void *opaque)
+{
+    g_byte_array_append(opaque, buf, (guint)len);
+    return (ssize_t)len;
+}
+
+typedef struct StateReader {
+    const uint8_t *p;
+    size_t left;
+} StateReader;
+
+static ssize_t state_read(void *buf, size_t len, void *opaque)
+{
+    StateReader *r = opaque;
+    size_t n = MIN(len, r->left);
+
+    memcpy(buf, r->p, n);
+    r->p += n;
+    r->left -= n;
+    return (ssize_t)n;
+}
+
+int net_slirp_state_save(NetClientState *nc, GByteArray *out)
+{
+    NetSlirp *s = nc->opaque;
+
+    slirp_state_save(s->slirp, state_write, out);
+    return slirp_state_version();
+}
+
+bool net_slirp_state_load(NetClientState *nc, int version, const uint8_t *data, size_t len,
+                          Error **errp)
+{
+    NetSlirp *s = nc->opaque;
+    g_autoptr(GByteArray) own = g_byte_array_new();
+
+    /* libslirp saves sockets only for guestfwd= rules, which Sen does not have: a state
+     * with any (a non-zero first byte) or of another length than this libslirp's own is
+     * not one Sen wrote, and libslirp's loader is not made for hostile input. */
+    slirp_state_save(s->slirp, state_write, own);
+    if (version != slirp_state_version() || len != own->len || data[0] != 0) {
+        error_setg(errp, "netdev %s: the user network state (libslirp version %d, %zu "
+                   "bytes) is not what this libslirp writes (version %d, %u bytes)",
+                   nc->name, version, len, slirp_state_version(), own->len);
+        return false;
+    }
+    StateReader r = { data, len };
+    if (slirp_state_load(s->slirp, version, state_read, &r) < 0 || r.left) {
+        error_setg(errp, "netdev %s: libslirp refused the user network state", nc->name);
+        return false;
+    }
+    return true;
+}

@@ -71,6 +71,7 @@ enum { CFG_MAC = 0, CFG_STATUS = 6, CFG_MAX_PAIRS = 8, CFG_SIZE = 10 };
 /* Rx elements a burst fills before it publishes them anyway: the driver can work on
  * those while the rest come (vhost-net batches its used updates likewise). */
 #define RX_PUBLISH_BATCH 32
+#define USER_STATE_MAX   1024  /* libslirp's state: 131 bytes in version 4 */
 
 typedef struct VirtIONet VirtIONet;
 
@@ -119,6 +120,10 @@ struct VirtIONet {
     NetAnnounceParams announce; /* the running announcement's pacing */
     unsigned announce_rounds; /* rounds still to send */
     bool announce_pending;   /* VIRTIO_NET_S_ANNOUNCE shown until the driver acks */
+
+    /* migration: the state of a user backend (libslirp's), subsection user-net */
+    uint32_t user_state_version, user_state_len;
+    uint8_t user_state[USER_STATE_MAX];
     void *start_hook;        /* machine_add_start_hook handle */
 };
 
@@ -894,10 +899,30 @@ static const NetClientInfo nic_info = {
  * they are just more frames lost in transit) and the drop counters.  Backends carry no
  * state (tap, bridge, socket) or lose it (user: see docs/net-migration.md).
  */
+/* The backend if it is a user network (libslirp), else NULL. */
+static NetClientState *user_backend(VirtIONet *n)
+{
+    NetClientState *peer = n->qp[0].nc->peer;
+    return peer && strcmp(peer->info->type, "user") == 0 ? peer : NULL;
+}
+
 static bool virtio_net_pre_save(void *opaque, Error **errp)
 {
     VirtIONet *n = opaque;
+    NetClientState *user = user_backend(n);
 
+    n->user_state_len = 0;
+    if (user) {
+        g_autoptr(GByteArray) st = g_byte_array_new();
+        n->user_state_version = (uint32_t)net_slirp_state_save(user, st);
+        if (st->len > USER_STATE_MAX) {
+            error_setg(errp, "netdev %s: %u bytes of user network state, more than the "
+                       "%d the section holds", user->name, st->len, USER_STATE_MAX);
+            return false;
+        }
+        memcpy(n->user_state, st->data, st->len);
+        n->user_state_len = st->len;
+    }
     n->nic_link_down = n->qp[0].nc->link_down;
     /* A backend's rx burst ends within one main-loop callback, so nothing is left
      * unpublished here; if it were, the used index saved would lag the ring in RAM. */
@@ -907,11 +932,20 @@ static bool virtio_net_pre_save(void *opaque, Error **errp)
     return true;
 }
 
+/* A section without the user-net subsection must not leave an earlier load's behind. */
+static bool virtio_net_pre_load(void *opaque, Error **errp)
+{
+    VirtIONet *n = opaque;
+    n->user_state_len = 0;
+    return true;
+}
+
 static bool virtio_net_post_load(void *opaque, int version_id, Error **errp)
 {
     VirtIONet *n = opaque;
     VirtIODevice *vdev = &n->vdev;
     const char *id = n->qp[0].nc->name;
+    NetClientState *user = user_backend(n);
 
     if (n->curr_pairs < 1 || n->curr_pairs > n->max_pairs ||
         (n->curr_pairs > 1 && !has(n, VIRTIO_NET_F_MQ))) {
@@ -928,6 +962,13 @@ static bool virtio_net_post_load(void *opaque, int version_id, Error **errp)
     if (n->announce_pending && !has(n, VIRTIO_NET_F_GUEST_ANNOUNCE)) {
         error_setg(errp, "virtio-net %s: an announce is pending without GUEST_ANNOUNCE",
                    id);
+        return false;
+    }
+    /* The source's NAT state goes to a user backend here; another backend has no use
+     * for it (the device set must match, not the backends). */
+    if (n->user_state_len && user &&
+        !net_slirp_state_load(user, (int)n->user_state_version, n->user_state,
+                              n->user_state_len, errp)) {
         return false;
     }
     for (unsigned i = 0; i < n->max_pairs; i++) {
@@ -966,6 +1007,27 @@ static const VMStateDesc rx_mode_vmsd = {
     .fields = rx_mode_fields,
 };
 
+static bool user_net_needed(void *opaque)
+{
+    return ((VirtIONet *)opaque)->user_state_len > 0;
+}
+
+static const VMStateField user_net_fields[] = {
+    VMSTATE_UINT32(user_state_version, VirtIONet),
+    VMSTATE_VARRAY(user_state, VirtIONet, user_state_len, USER_STATE_MAX, VMS_U8),
+    VMSTATE_END_OF_LIST(),
+};
+
+static const VMStateDesc user_net_vmsd = {
+    .name = "virtio-net-pci/user-net",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .fields = user_net_fields,
+    .needed = user_net_needed,
+};
+
+static const VMStateDesc *const virtio_net_subsections[] = { &user_net_vmsd, NULL };
+
 static const VMStateField virtio_net_fields[] = {
     VMSTATE_VIRTIO_PCI(proxy, VirtIONet),
     VMSTATE_UINT8_ARRAY(mac, VirtIONet, 6),
@@ -984,7 +1046,9 @@ static const VMStateDesc virtio_net_vmsd = {
     .version_id = 1,
     .minimum_version_id = 1,
     .fields = virtio_net_fields,
+    .subsections = virtio_net_subsections,
     .pre_save = virtio_net_pre_save,
+    .pre_load = virtio_net_pre_load,
     .post_load = virtio_net_post_load,
 };
 

@@ -215,6 +215,13 @@ bool net_announce_self(Machine *m, const NetAnnounceParams *p, const char *const
 /* `info network` text (HMP), lines ending in CR LF. */
 void net_info_network(Machine *m, GString *out);
 
+/* user backend state for migration (libslirp's: the DHCP lease table and the IP id, as
+ * QEMU migrates it).  Save appends it to out and returns libslirp's state version; load
+ * takes only what this libslirp would write (no guestfwd sockets, same length). */
+int net_slirp_state_save(NetClientState *nc, GByteArray *out);
+bool net_slirp_state_load(NetClientState *nc, int version, const uint8_t *data, size_t len,
+                          Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+
 /* user backend extras for HMP hostfwd_add / hostfwd_remove ("[netdev] rule"). */
 bool net_slirp_hostfwd_add(Machine *m, const char *args, Error **errp)
     G_GNUC_WARN_UNUSED_RESULT;

@@ -46,6 +46,7 @@ typedef struct Fixture {
     uint16_t avail[3];
     uint16_t next_desc[3];
     const uint8_t *mac;           /* the NIC's MAC as the driver set it */
+    bool user;                    /* the peer is a -netdev user (libslirp), not ours */
 } Fixture;
 
 static ssize_t peer_receive(NetClientState *nc, const struct iovec *iov, int iovcnt)
@@ -63,7 +64,8 @@ static ssize_t peer_receive(NetClientState *nc, const struct iovec *iov, int iov
 static const NetClientInfo peer_info = { .type = "test", .receive = peer_receive };
 
 /* Machine, NIC and the test's backend; the VM counts as running. */
-static void fixture_setup(Fixture *f)
+/* user: the NIC's backend is a -netdev user,restrict=on instead of the test's client. */
+static void fixture_setup_on(Fixture *f, bool user)
 {
     Error *err = NULL;
     char *argv[] = { "sen", NULL };
@@ -78,17 +80,29 @@ static void fixture_setup(Fixture *f)
     GPtrArray *nics = net_nics(&f->vt.m);
     g_assert_cmpuint(nics->len, ==, 1);
     f->nic = g_ptr_array_index(nics, 0);
-    f->peer = net_client_new(&f->vt.m, &peer_info, "test", "peer", 0);
-    f->peer->opaque = f;
+    f->user = user;
+    if (user) {
+        g_autoptr(Keyval) kv = keyval_parse("type=user,id=u0,restrict=on", NULL, &err);
+        vt_check_no_error(err);
+        g_assert_true(net_netdev_add(&f->vt.m, kv, "test user netdev", &err));
+        vt_check_no_error(err);
+        f->peer = g_ptr_array_index(net_netdev_find(&f->vt.m, "u0"), 0);
+    } else {
+        f->peer = net_client_new(&f->vt.m, &peer_info, "test", "peer", 0);
+        f->peer->opaque = f;
+    }
     net_link(f->nic, f->peer);
     f->sent = g_ptr_array_new_with_free_func((GDestroyNotify)g_byte_array_unref);
     f->mac = nic_mac;
 }
 
-static void fixture_init(Fixture *f, uint64_t want)
+static void fixture_setup(Fixture *f)
 {
-    fixture_setup(f);
+    fixture_setup_on(f, false);
+}
 
+static void fixture_driver(Fixture *f, uint64_t want)
+{
     /* The driver: reset, features, three queues (rx, tx, control), DRIVER_OK. */
     vt_map_bar4(&f->vt);
     vt_wr(&f->vt, CC_STATUS, 1, 0);
@@ -120,11 +134,19 @@ static void fixture_init(Fixture *f, uint64_t want)
     g_assert_false(vt_rd(&f->vt, CC_STATUS, 1) & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
 }
 
+static void fixture_init(Fixture *f, uint64_t want)
+{
+    fixture_setup(f);
+    fixture_driver(f, want);
+}
+
 static void fixture_done(Fixture *f)
 {
     g_ptr_array_free(f->sent, TRUE);
     vt_done(&f->vt);            /* the NIC goes first: the peer loses its link */
-    net_client_free(f->peer);
+    if (!f->user) {
+        net_client_free(f->peer); /* a netdev's queue goes with net_cleanup */
+    }
     net_cleanup(&f->vt.m);
     virt_clock_free(f->vt.m.clock);
 }
@@ -709,6 +731,107 @@ static void test_migrate_corrupt_refused(void)
     fixture_done(&b);
 }
 
+static uint32_t get_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* A DHCPDISCOVER from mac through the tx queue; returns the address the user network's
+ * DHCPOFFER (into a posted rx buffer) gives, host order. */
+static uint32_t dhcp_offer(Fixture *f, const uint8_t mac[6])
+{
+    uint8_t *fr = f->vt.ram + BUF(2), *ip = fr + 14, *udp = ip + 20, *bp = udp + 8;
+    const unsigned bootp_len = 300, len = 14 + 20 + 8 + bootp_len;
+
+    Buf rx = { BUF(5), 2048, true };
+    post(f, RXQ, &rx, 1);
+    uint16_t before = used_idx(f, RXQ);
+    memset(f->vt.ram + BUF(1), 0, HDR_LEN);
+    memset(fr, 0, len);
+    memset(fr, 0xff, 6);
+    memcpy(fr + 6, mac, 6);
+    fr[12] = 0x08;
+    ip[0] = 0x45;
+    ip[2] = (uint8_t)((20 + 8 + bootp_len) >> 8);
+    ip[3] = (uint8_t)(20 + 8 + bootp_len);
+    ip[8] = 64;
+    ip[9] = 17;
+    memset(ip + 16, 0xff, 4);
+    uint32_t sum = 0;
+    for (unsigned i = 0; i < 20; i += 2) {
+        sum += (uint32_t)(ip[i] << 8 | ip[i + 1]);
+    }
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = ~((sum & 0xffff) + (sum >> 16)) & 0xffff;
+    ip[10] = (uint8_t)(sum >> 8);
+    ip[11] = (uint8_t)sum;
+    udp[1] = 68;
+    udp[3] = 67;
+    udp[4] = (uint8_t)((8 + bootp_len) >> 8);
+    udp[5] = (uint8_t)(8 + bootp_len);
+    bp[0] = 1;                                    /* BOOTREQUEST, Ethernet */
+    bp[1] = 1;
+    bp[2] = 6;
+    memcpy(bp + 4, mac + 2, 4);                   /* xid */
+    bp[10] = 0x80;                                /* answer by broadcast */
+    memcpy(bp + 28, mac, 6);
+    memcpy(bp + 236, "\x63\x82\x53\x63\x35\x01\x01\xff", 8);  /* cookie, DISCOVER */
+    Buf tx[2] = { { BUF(1), HDR_LEN, false }, { BUF(2), len, false } };
+    post(f, TXQ, tx, 2);
+    for (unsigned i = 0; i < 100 && used_idx(f, RXQ) == before; i++) {
+        g_main_context_iteration(f->vt.m.ctx, FALSE);
+    }
+    g_assert_cmpuint(used_idx(f, RXQ), ==, (uint16_t)(before + 1));
+    const uint8_t *offer = f->vt.ram + BUF(5) + HDR_LEN;
+    g_assert_cmpmem(offer + 42 + 28, 6, mac, 6);  /* the reply is for this client */
+    return get_be32(offer + 42 + 16);            /* yiaddr */
+}
+
+/* The user network's DHCP leases travel (libslirp's state, as QEMU migrates it): on the
+ * destination a new client gets the next address, the migrated one keeps its own. */
+static void test_migrate_user_net_leases(void)
+{
+    static const uint8_t mac_x[6] = { 0x52, 0x54, 0x00, 0x00, 0x00, 0x0a };
+    static const uint8_t mac_y[6] = { 0x52, 0x54, 0x00, 0x00, 0x00, 0x0b };
+    Fixture a, b;
+
+    fixture_setup_on(&a, true);
+    fixture_driver(&a, F_MAC | F_STATUS);
+    g_assert_cmphex(dhcp_offer(&a, mac_x), ==, 0x0a00020f);
+    g_autoptr(GByteArray) blob = save_machine(&a);
+    g_assert_nonnull(memmem(blob->data, blob->len, "virtio-net-pci/user-net", 23));
+    fixture_setup_on(&b, true);
+    load_machine(&b, &a, blob);
+    fixture_done(&a);
+    g_assert_cmphex(dhcp_offer(&b, mac_y), ==, 0x0a000210);
+    g_assert_cmphex(dhcp_offer(&b, mac_x), ==, 0x0a00020f);
+    fixture_done(&b);
+
+    /* A destination whose NIC is on another backend drops the NAT state. */
+    fixture_setup_on(&a, true);
+    fixture_driver(&a, F_MAC | F_STATUS);
+    g_autoptr(GByteArray) blob2 = save_machine(&a);
+    fixture_setup(&b);
+    load_machine(&b, &a, blob2);
+    fixture_done(&b);
+
+    /* A libslirp state Sen would not write (a guestfwd socket first, or another
+     * length) never reaches libslirp's loader. */
+    Error *err = NULL;
+    g_autoptr(GByteArray) p = g_byte_array_new();
+    g_assert_true(vmstate_save_payload(net_vmsd(&a), a.vt.dev, p, &err));
+    uint8_t *st = memmem(p->data, p->len, "\x0auser_state", 11);
+    g_assert_nonnull(st);
+    uint32_t count;
+    memcpy(&count, st + 11 + 4, 4);
+    g_assert_cmpuint(GUINT32_FROM_LE(count), ==, 131);   /* libslirp state version 4 */
+    st[11 + 4 + 4] = 42;
+    fixture_setup_on(&b, true);
+    refuse_payload(&b, p, "is not what this libslirp writes");
+    fixture_done(&a);
+    fixture_done(&b);
+}
+
 /* While the VM is stopped a frame waits in the net queue, nothing is written to guest
  * memory; the start delivers it. */
 static void test_stopped_vm_holds_rx(void)
@@ -745,6 +868,7 @@ int main(int argc, char **argv)
     g_test_add_func("/virtio-net/migrate-announce-rarp-only", test_migrate_announce_rarp_only);
     g_test_add_func("/virtio-net/migrate-corrupt-refused", test_migrate_corrupt_refused);
     g_test_add_func("/virtio-net/migrate-link-down", test_migrate_link_down);
+    g_test_add_func("/virtio-net/migrate-user-net-leases", test_migrate_user_net_leases);
     g_test_add_func("/virtio-net/stopped-vm-holds-rx", test_stopped_vm_holds_rx);
     return g_test_run();
 }
