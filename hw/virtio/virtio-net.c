@@ -897,8 +897,11 @@ static const NetClientInfo nic_info = {
  * pairs in use, set_link on the NIC, the rx filter and whether the guest owes an
  * announce ack.  Not migrated: frames waiting in the net queues (the VM is stopped, so
  * they are just more frames lost in transit) and the drop counters.  Backends carry no
- * state (tap, bridge, socket) or lose it (user: see docs/net-migration.md).
+ * state (tap, bridge, socket), except a user backend: libslirp's own state (DHCP leases,
+ * IP id; not the NAT connections) rides in the user-net subsection, as QEMU migrates it
+ * (docs/networking.md#migration).
  */
+
 /* The backend if it is a user network (libslirp), else NULL. */
 static NetClientState *user_backend(VirtIONet *n)
 {
