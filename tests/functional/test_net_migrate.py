@@ -281,8 +281,11 @@ def test_corrupt_virtio_net_section_refused(tmp_path, field, value, message):
     blob += struct.pack("<I", zlib.crc32(bytes(blob)))
     path = tmp_path / "bad.mig"
     path.write_bytes(finish(header() + device_record(bytes(blob))))
-    dst = Vm(tmp_path, "dst", NET_ARGS + ["-incoming", f"file:{path}"])
+    # Deferred, so the load cannot end the process before the harness is connected.
+    dst = Vm(tmp_path, "dst", NET_ARGS + ["-incoming", "defer"])
     try:
+        dst.connect()
+        dst.cmd("migrate-incoming", uri=f"file:{path}")
         assert dst.wait_exit() == 1
         err = dst.stderr_text()
         assert "load of migration failed: device state:" in err and message in err, err
