@@ -179,7 +179,7 @@ void qcow2_lock_exclusive(BDRVQcow2State *s)
 {
     g_mutex_lock(&s->lock);
     s->exclusive_waiters++;
-    while (s->data_io_inflight) {
+    while (g_atomic_int_get(&s->data_io_inflight)) {
         wait_data_io(s);
     }
     s->exclusive_waiters--;
@@ -199,11 +199,11 @@ static int data_io(BDRVQcow2State *s, BlockDriverState *child, bool write, uint6
     if (!unlock || s->exclusive_waiters) {
         return write ? bdrv_pwrite(child, off, len, buf) : bdrv_pread(child, off, len, buf);
     }
-    s->data_io_inflight++;
+    g_atomic_int_inc(&s->data_io_inflight);
     g_mutex_unlock(&s->lock);
     int ret = write ? bdrv_pwrite(child, off, len, buf) : bdrv_pread(child, off, len, buf);
     g_mutex_lock(&s->lock);
-    if (--s->data_io_inflight == 0) {
+    if (g_atomic_int_dec_and_test(&s->data_io_inflight)) {
         wake_data_io(s);
     }
     return ret;
@@ -407,6 +407,39 @@ int qcow2_read_data(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *buf)
 int qcow2_read_guest(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *buf)
 {
     return walk(s, off, len, buf, true, read_step);
+}
+
+/*
+ * Most guest reads are one piece of one plain data cluster.  Such a read releases the
+ * lock for its transfer like data_io, but does not take it back afterwards only to
+ * release it again: at queue depth 32 that second round trip was most of the lock's
+ * contention.  Its in-flight count drops atomically; only the last one out takes the
+ * lock, to wake an exclusive waiter (which holds the lock from its check of the count
+ * until it sleeps, so the wake-up cannot slip in between).
+ */
+int qcow2_read_guest_unlock(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *buf)
+{
+    uint64_t coff = off & (s->cluster_size - 1), l2e, bitmap;
+    BlockDriverState *child = s->data_file;
+    int ret;
+
+    if (len && coff + len <= s->cluster_size && !s->extl2 && !s->exclusive_waiters &&
+        child && qcow2_get_l2e(s, off, &l2e, &bitmap) == 0 &&
+        qcow2_cluster_type(s, l2e) == QCOW2_CLUSTER_NORMAL &&
+        (l2e & QCOW2_L2E_OFFSET_MASK) % s->cluster_size == 0) {
+        g_atomic_int_inc(&s->data_io_inflight);
+        g_mutex_unlock(&s->lock);
+        ret = bdrv_pread(child, (l2e & QCOW2_L2E_OFFSET_MASK) + coff, len, buf);
+        if (g_atomic_int_dec_and_test(&s->data_io_inflight)) {
+            g_mutex_lock(&s->lock);
+            wake_data_io(s);
+            g_mutex_unlock(&s->lock);
+        }
+        return ret;
+    }
+    ret = qcow2_read_guest(s, off, len, buf);
+    g_mutex_unlock(&s->lock);
+    return ret;
 }
 
 /* Adds delta to the refcount of every cluster an L2 entry references. */
@@ -613,7 +646,7 @@ static int allocate_unlocked(BDRVQcow2State *s, int64_t l2, uint64_t off, uint64
         *key = cstart + (i << s->cluster_bits);
         g_hash_table_add(s->allocating, key);
     }
-    s->data_io_inflight++;
+    g_atomic_int_inc(&s->data_io_inflight);
     g_mutex_unlock(&s->lock);
     /* A cluster reused from freed space may hold old bytes: the file zeroes it first. */
     ret = len < (n << s->cluster_bits)
@@ -622,7 +655,7 @@ static int allocate_unlocked(BDRVQcow2State *s, int64_t l2, uint64_t off, uint64
         ret = bdrv_pwrite(s->data_file, target + coff, len, buf);
     }
     g_mutex_lock(&s->lock);
-    s->data_io_inflight--;
+    g_atomic_int_add(&s->data_io_inflight, -1);
     for (uint64_t i = 0; ret == 0 && i < n; i++) {
         ret = qcow2_set_l2e(s, l2, l2_index(s, cstart) + i,
                             ((uint64_t)target + (i << s->cluster_bits)) | QCOW2_OFLAG_COPIED,

@@ -244,7 +244,9 @@ typedef struct BDRVQcow2State {
      */
     GMutex lock;
     GCond data_io_done;
-    unsigned data_io_inflight;
+    int data_io_inflight;       /* atomic: changed under the lock, except that the fast
+                                 * read path (qcow2_read_guest_unlock) drops its count
+                                 * without it */
     unsigned exclusive_waiters; /* while > 0, data I/O keeps the lock (no starvation) */
     unsigned data_io_sleepers;  /* threads in g_cond_wait(data_io_done): skip the wake
                                  * syscall when there are none */
@@ -323,6 +325,9 @@ int64_t qcow2_alloc_clusters(BDRVQcow2State *s, uint64_t n);
 void qcow2_lock_exclusive(BDRVQcow2State *s);
 /* Guest reads (lock held; drops it around data I/O, see BDRVQcow2State.lock). */
 int qcow2_read_guest(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *buf);
+/* A whole guest read (lock held on entry, released on return): a piece inside one plain
+ * data cluster does not take the lock again after its transfer. */
+int qcow2_read_guest_unlock(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *buf);
 /* Internal reads that must not drop the lock (copy-on-write, commit, convert helpers). */
 int qcow2_read_data(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *buf);
 int qcow2_write_data(BDRVQcow2State *s, uint64_t off, uint64_t len, const uint8_t *buf);
