@@ -14,6 +14,8 @@ struct BlockBackend {
     bool write_cache;
     GMainContext *ctx;
     int inflight;            /* atomic: async requests not yet called back */
+    GMutex drain_lock;       /* with drain_cond: inflight reached 0 (blk_drain from a */
+    GCond drain_cond;        /* thread that cannot run ctx) */
     GMutex stats_lock;
     BlockAcctStats stats;
     void (*resize_cb)(void *opaque);
@@ -42,6 +44,8 @@ BlockBackend *blk_new(const char *name, BlockDriverState *root, bool write_cache
     blk->write_cache = write_cache;
     blk->ctx = g_main_context_default();
     g_mutex_init(&blk->stats_lock);
+    g_mutex_init(&blk->drain_lock);
+    g_cond_init(&blk->drain_cond);
     return blk;
 }
 
@@ -54,6 +58,8 @@ void blk_unref(BlockBackend *blk)
     bdrv_flush(blk->root);
     bdrv_unref(blk->root);
     g_mutex_clear(&blk->stats_lock);
+    g_mutex_clear(&blk->drain_lock);
+    g_cond_clear(&blk->drain_cond);
     g_free(blk->name);
     g_free(blk);
 }
@@ -323,7 +329,11 @@ static void blk_aio_complete(BlockRequest *req, int ret)
                 ret);
     r->cb(r->opaque, ret);
     g_free(r);
-    g_atomic_int_add(&blk->inflight, -1);
+    if (g_atomic_int_dec_and_test(&blk->inflight)) {
+        g_mutex_lock(&blk->drain_lock);
+        g_cond_broadcast(&blk->drain_cond);
+        g_mutex_unlock(&blk->drain_lock);
+    }
 }
 
 static void blk_aio_submit(BlockBackend *blk, BlockRequestType type, int64_t offset,
@@ -395,7 +405,17 @@ void blk_aio_pwrite_zeroes(BlockBackend *blk, int64_t offset, int64_t bytes, int
 
 void blk_drain(BlockBackend *blk)
 {
-    while (g_atomic_int_get(&blk->inflight) > 0) {
-        g_main_context_iteration(blk->ctx, true);
+    if (g_main_context_acquire(blk->ctx)) {
+        while (g_atomic_int_get(&blk->inflight) > 0) {
+            g_main_context_iteration(blk->ctx, true);
+        }
+        g_main_context_release(blk->ctx);
+        return;
     }
+    /* An I/O thread runs the context: it completes them, we wait. */
+    g_mutex_lock(&blk->drain_lock);
+    while (g_atomic_int_get(&blk->inflight) > 0) {
+        g_cond_wait(&blk->drain_cond, &blk->drain_lock);
+    }
+    g_mutex_unlock(&blk->drain_lock);
 }

@@ -111,6 +111,10 @@ static bool load_device(DeviceState *d, const char *name, void *opaque, Error **
 void vmstate_drain_all(Machine *m)
 {
     g_autoptr(GPtrArray) backends = block_backends(m);
+    /* A queue notification an I/O thread took before the VM stopped may still be on its
+     * way to the block layer; after the barrier it is there (later ones wait for the
+     * next start), so the drain below sees it. */
+    machine_iothreads_barrier(m);
     for (guint i = 0; i < backends->len; i++) {
         blk_drain(g_ptr_array_index(backends, i));
     }

@@ -2,6 +2,7 @@
  * The memory options: -object memory-backend-*, -mem-path, -mem-prealloc and the memory
  * keys of -machine (memory-backend, mem-merge, dump-guest-core), with the checks that
  * tie them to -m after the last option.  Part of softmmu/cmdline.c; docs/memory.md.
+ * -object iothread (docs/virtio.md) shares the -object parsing.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -12,7 +13,7 @@
 bool cmdline_opt_object(CmdlineState *s, const char *what, const char *arg, Error **errp)
 {
     if (strcmp(arg, "help") == 0) {
-        printf("List of user creatable objects:\n  memory-backend-file\n"
+        printf("List of user creatable objects:\n  iothread\n  memory-backend-file\n"
                "  memory-backend-memfd\n  memory-backend-ram\n");
         s->exit_early = true;
         return true;
@@ -23,14 +24,15 @@ bool cmdline_opt_object(CmdlineState *s, const char *what, const char *arg, Erro
     }
     g_autofree char *type = keyval_take(kv, "qom-type");
     MemBackendKind kind;
+    bool iothread = g_strcmp0(type, "iothread") == 0;
     if (!type || !*type) {
         error_setg(errp, "%s: Parameter 'qom-type' is missing", what);
         return false;
     }
-    if (!mem_backend_kind_from_type(type, &kind)) {
+    if (!iothread && !mem_backend_kind_from_type(type, &kind)) {
         error_setg(errp, "%s: object type '%s' is not supported by Sen "
-                   "(memory-backend-ram, memory-backend-memfd, memory-backend-file)",
-                   what, type);
+                   "(iothread, memory-backend-ram, memory-backend-memfd, "
+                   "memory-backend-file)", what, type);
         return false;
     }
     g_autofree char *id = keyval_take(kv, "id");
@@ -42,10 +44,19 @@ bool cmdline_opt_object(CmdlineState *s, const char *what, const char *arg, Erro
         error_setg(errp, "%s: Parameter 'id' expects an identifier", what);
         return false;
     }
-    if (machine_config_find_mem_backend(s->cfg, id)) {
+    if (machine_config_find_mem_backend(s->cfg, id) ||
+        machine_config_has_iothread(s->cfg, id)) {
         error_setg(errp, "%s: attempt to add duplicate property '%s' to object "
                    "(type 'container')", what, id);
         return false;
+    }
+    if (iothread) {
+        /* QEMU's polling and batching knobs tune its AioContext, which Sen has not. */
+        if (!keyval_check_all_used(kv, what, errp)) {
+            return false;
+        }
+        g_ptr_array_add(s->cfg->iothreads, g_steal_pointer(&id));
+        return true;
     }
     MemBackendConfig *c = mem_backend_config_parse(kind, id, kv, what, errp);
     if (!c) {

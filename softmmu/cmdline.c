@@ -358,8 +358,9 @@ static const CmdlineOption cmdline_options[] = {
       cmdline_opt_accel, "select the accelerator" },
     { "enable-kvm", NULL, cmdline_opt_enable_kvm, "same as -accel kvm" },
     { "m", "[size=]SIZE", cmdline_opt_m, "guest RAM size (plain number: MiB; suffixes K M G T)" },
-    { "object", "memory-backend-{ram,memfd,file},id=ID,size=SIZE[,...]", cmdline_opt_object,
-      "a host memory backend for -machine memory-backend=ID (docs/memory.md)" },
+    { "object", "memory-backend-{ram,memfd,file},id=ID,size=SIZE[,...] | iothread,id=ID",
+      cmdline_opt_object, "a host memory backend for -machine memory-backend=ID "
+      "(docs/memory.md), or an I/O thread for -device ...,iothread=ID (docs/virtio.md)" },
     { "mem-path", "PATH", cmdline_opt_mem_path,
       "back guest RAM with a file at/inside PATH (e.g. a hugetlbfs mount)" },
     { "mem-prealloc", NULL, cmdline_opt_mem_prealloc, "allocate all guest RAM at start-up" },

@@ -85,6 +85,7 @@ MachineConfig *machine_config_new(void)
     cfg->devices = g_ptr_array_new_with_free_func(device_config_free);
     cfg->mem_backends =
         g_ptr_array_new_with_free_func((GDestroyNotify)mem_backend_config_free);
+    cfg->iothreads = g_ptr_array_new_with_free_func(g_free);
     cfg->mem_merge = true;
     cfg->numa_nodes = g_ptr_array_new_with_free_func(numa_node_config_free);
     cfg->netdevs = g_ptr_array_new_with_free_func(netdev_config_free);
@@ -114,6 +115,7 @@ void machine_config_free(MachineConfig *cfg)
     }
     g_ptr_array_unref(cfg->devices);
     g_ptr_array_unref(cfg->mem_backends);
+    g_ptr_array_unref(cfg->iothreads);
     g_free(cfg->memory_backend);
     g_free(cfg->mem_path);
     g_ptr_array_unref(cfg->numa_nodes);
@@ -155,6 +157,16 @@ const ChardevConfig *machine_config_find_chardev(const MachineConfig *cfg, const
         }
     }
     return NULL;
+}
+
+bool machine_config_has_iothread(const MachineConfig *cfg, const char *id)
+{
+    for (guint i = 0; i < cfg->iothreads->len; i++) {
+        if (strcmp(g_ptr_array_index(cfg->iothreads, i), id) == 0) {
+            return true;
+        }
+    }
+    return false;
 }
 
 MemBackendConfig *machine_config_find_mem_backend(const MachineConfig *cfg, const char *id)

@@ -103,6 +103,43 @@ void irq_pulse(const IrqLine *irq)
     irq_set_level(irq, 0);
 }
 
+IOThread *machine_find_iothread(Machine *m, const char *id)
+{
+    for (guint i = 0; m->iothreads && i < m->iothreads->len; i++) {
+        IOThread *t = g_ptr_array_index(m->iothreads, i);
+        if (strcmp(iothread_id(t), id) == 0) {
+            return t;
+        }
+    }
+    return NULL;
+}
+
+void machine_iothreads_barrier(Machine *m)
+{
+    for (guint i = 0; m->iothreads && i < m->iothreads->len; i++) {
+        iothread_barrier(g_ptr_array_index(m->iothreads, i));
+    }
+}
+
+/* Their contexts, for the devices to attach to; the threads start later. */
+static void create_iothreads(Machine *m)
+{
+    m->iothreads = g_ptr_array_new_with_free_func((GDestroyNotify)iothread_free);
+    for (guint i = 0; i < m->cfg->iothreads->len; i++) {
+        g_ptr_array_add(m->iothreads, iothread_new(g_ptr_array_index(m->cfg->iothreads, i)));
+    }
+}
+
+static bool start_iothreads(Machine *m, Error **errp)
+{
+    for (guint i = 0; i < m->iothreads->len; i++) {
+        if (!iothread_start(g_ptr_array_index(m->iothreads, i), errp)) {
+            return false;
+        }
+    }
+    return true;
+}
+
 Chardev *machine_find_chardev(Machine *m, const char *id)
 {
     for (guint i = 0; m->chardevs && i < m->chardevs->len; i++) {
@@ -301,11 +338,16 @@ Machine *machine_create(MachineConfig *cfg, Error **errp)
             goto fail;
         }
     }
+    create_iothreads(m);
     if (!create_chardevs(m, errp) || !block_init_drives(m, errp) ||
         !net_init_netdevs(m, errp) || !pc_machine_init(m, errp)) {
         goto fail;
     }
     if (cfg->daemonize && (report_fd = daemonize_fork(errp)) < 0) {
+        goto fail;
+    }
+    /* After the fork, which would leave them behind in the parent. */
+    if (!start_iothreads(m, errp)) {
         goto fail;
     }
     /* Opened now: after -chroot there may be no /dev/null to open. */
@@ -589,6 +631,11 @@ void machine_destroy(Machine *m)
         m->accel->pause(m);
     }
     monitor_destroy_all(m);
+    /* Their handlers take the VM lock and use the devices: they stop first.  What they
+     * leave in flight completes when block_cleanup runs their contexts. */
+    for (guint i = 0; m->iothreads && i < m->iothreads->len; i++) {
+        iothread_stop(g_ptr_array_index(m->iothreads, i));
+    }
     machine_lock(m);
     device_destroy_all(m);
     machine_unlock(m);
@@ -598,6 +645,9 @@ void machine_destroy(Machine *m)
     }
     block_cleanup(m); /* after the devices that use the drives */
     net_cleanup(m);   /* after the NICs that use the netdevs */
+    if (m->iothreads) {
+        g_ptr_array_free(m->iothreads, TRUE); /* after block_cleanup ran their contexts */
+    }
     pc_machine_free(m);
     for (guint i = 0; i < m->chardevs->len; i++) {
         chardev_free(g_ptr_array_index(m->chardevs, i));

@@ -5,6 +5,9 @@
  * Requests are asynchronous: a queue handler (vCPU exit or ioeventfd on the main loop)
  * only validates and submits; the block layer completes them on the main loop, where the
  * status byte is written and the buffer handed back.  A vCPU never waits for the disk.
+ * With iothread=ID the ioeventfds and the completions are handled on that I/O thread
+ * instead (still under the VM lock for device state), so they never wait for the main
+ * loop.
  *
  * Reads and writes popped in one notification that continue each other on the disk are
  * merged into one block request (as QEMU's virtio-blk does): a driver streaming large
@@ -126,6 +129,7 @@ struct VirtIOBlk {
     /* properties */
     char *drive;
     char *serial;
+    char *iothread;
     uint16_t num_queues;
     uint64_t max_inflight_bytes; /* 0: no bound */
 
@@ -303,7 +307,8 @@ static void blk_io_retire(VirtIOBlk *s, const BlkIo *io)
 
 /*
  * After a completion dropped the VM lock: starts the calls that waited for room.  s is
- * still there: completions and unrealize both run on the thread of the node's context.
+ * still there: unrealize runs on the main thread, after the I/O threads stopped
+ * (machine_destroy), and completions that run later find sh->dev cleared.
  */
 static void blk_io_refill(VirtIOBlk *s)
 {
@@ -775,6 +780,21 @@ static bool virtio_blk_realize(DeviceState *dev, Machine *m, Error **errp)
         error_setg(errp, "drive=%s: no -drive or -blockdev with that id", s->drive);
         return false;
     }
+    if (s->iothread) {
+        IOThread *t = machine_find_iothread(m, s->iothread);
+        if (!t) {
+            error_setg(errp, "iothread=%s: no -object iothread with that id", s->iothread);
+            return false;
+        }
+        if (blk_in_flight(s->blk)) {
+            error_setg(errp, "drive=%s: requests in flight, cannot move it to iothread=%s",
+                       s->drive, s->iothread);
+            return false;
+        }
+        /* Completions (native AIO, worker pool) and the queue notifiers both go there. */
+        blk_set_context(s->blk, iothread_context(t));
+        s->proxy.notify_ctx = iothread_context(t);
+    }
     len = blk_getlength(s->blk);
     if (len < 0) {
         error_setg_errno(errp, (int)-len, "drive=%s: cannot get its size", s->drive);
@@ -886,6 +906,8 @@ static const PropertyDef virtio_blk_props[] = {
     DEFINE_PROP("serial", PROP_STRING, VirtIOBlk, serial, NULL,
                 "disk serial number (GET_ID, up to 20 characters)"),
     DEFINE_PROP("num-queues", PROP_U16, VirtIOBlk, num_queues, "1", "request queues"),
+    DEFINE_PROP("iothread", PROP_STRING, VirtIOBlk, iothread, NULL,
+                "id of the -object iothread that handles the queues and completions"),
     DEFINE_PROP("x-max-bytes-in-flight", PROP_SIZE, VirtIOBlk, max_inflight_bytes, "32M",
                 "bytes of reads and writes in the block layer at once; more wait in order "
                 "(0: no bound)"),

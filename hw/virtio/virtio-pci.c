@@ -130,7 +130,8 @@ static void irqfds_detach(VirtIOPCIProxy *p)
 static void notifier_kick(VirtIOPCINotifier *n)
 {
     VirtIOPCIProxy *p = n->proxy;
-    /* The device stays realized meanwhile: unrealize runs on this (main) thread too. */
+    /* The device stays realized meanwhile: unrealize runs on the main thread, after the
+     * I/O threads stopped (machine_destroy). */
     VirtIODevice *vdev = p->vdev;
     bool unlocked_part = vdev->ops && vdev->ops->kick_unlocked;
     machine_lock(p->m);
@@ -154,10 +155,17 @@ static gboolean notifier_ready(gint fd, GIOCondition cond, gpointer opaque)
     /* A kick still in the eventfd when the VM stopped (migration switchover, savevm,
      * stop) must not reach the disk after the state was drained and saved: a source that
      * handed over would write behind its destination.  It waits for the next start (a
-     * cancelled migration, cont); a destination kicks every queue after loading. */
+     * cancelled migration, cont); a destination kicks every queue after loading.
+     * On an I/O thread the VM may start between the check and the mark, after the start
+     * replayed the held kicks: so look again after marking, and whichever of the two
+     * clears the mark makes the kick (the exchanges are full barriers, pairing with the
+     * run state's store before the replay). */
     if (!machine_devices_active(n->proxy->m)) {
-        n->held = true;
-        return G_SOURCE_CONTINUE;
+        __atomic_store_n(&n->held, 1, __ATOMIC_SEQ_CST);
+        if (!machine_devices_active(n->proxy->m) ||
+            !__atomic_exchange_n(&n->held, 0, __ATOMIC_SEQ_CST)) {
+            return G_SOURCE_CONTINUE;
+        }
     }
     notifier_kick(n);
     return G_SOURCE_CONTINUE;
@@ -168,8 +176,7 @@ static void replay_held_kicks(void *opaque)
     VirtIOPCIProxy *p = opaque;
     for (unsigned i = 0; i < p->vdev->num_queues; i++) {
         VirtIOPCINotifier *n = &p->notifiers[i];
-        if (n->held) {
-            n->held = false;
+        if (__atomic_exchange_n(&n->held, 0, __ATOMIC_SEQ_CST)) {
             notifier_kick(n);
         }
     }
@@ -214,7 +221,7 @@ static void notifiers_assign(VirtIOPCIProxy *p, uint64_t bar_addr)
             n->src = g_unix_fd_source_new(n->fd, G_IO_IN);
             g_source_set_callback(n->src, (GSourceFunc)(void (*)(void))notifier_ready, n,
                                   NULL);
-            g_source_attach(n->src, p->m->ctx);
+            g_source_attach(n->src, p->notify_ctx ? p->notify_ctx : p->m->ctx);
         }
         n->assigned_addr = bar_addr + REGION_NOTIFY + NOTIFY_MULT * i;
         /* Drivers write the 16-bit queue index (4.1.5.2); other widths still exit. */

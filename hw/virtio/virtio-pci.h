@@ -25,7 +25,7 @@ typedef struct VirtIOPCINotifier {
     int fd;
     GSource *src;
     bool assigned;      /* registered as ioeventfd at assigned_addr */
-    bool held;          /* kicked while the VM was stopped: replayed on start */
+    int held;           /* atomic: kicked while the VM was stopped, replayed on start */
     uint64_t assigned_addr;
 } VirtIOPCINotifier;
 
@@ -44,6 +44,9 @@ struct VirtIOPCIProxy {
     bool irqfd_failed;            /* accelerator has none: msix_notify instead */
     VirtIOPCINotifier *notifiers; /* per queue */
     void *start_hook;             /* replays held kicks (machine_add_start_hook) */
+    /* Where the queue notifiers run: an I/O thread's context (the device's iothread=,
+     * set before realize), or NULL for the main loop. */
+    GMainContext *notify_ctx;
     bool realized;
 };
 

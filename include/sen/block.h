@@ -353,7 +353,8 @@ void blk_aio_pdiscard(BlockBackend *blk, int64_t offset, int64_t bytes,
                       BlockCompletionFunc *cb, void *opaque);
 void blk_aio_pwrite_zeroes(BlockBackend *blk, int64_t offset, int64_t bytes, int flags,
                            BlockCompletionFunc *cb, void *opaque);
-/* Runs the backend's context until no request of blk is in flight. */
+/* Runs the backend's context until no request of blk is in flight, or, when an I/O
+ * thread runs it, waits for that thread to complete them. */
 void blk_drain(BlockBackend *blk);
 
 /*

@@ -129,6 +129,7 @@ typedef struct MachineConfig {
      * comes from: -machine memory-backend=ID, else one built from -mem-path/-mem-prealloc,
      * else NULL (a shared memfd). */
     GPtrArray *mem_backends;   /* of MemBackendConfig* (sen/hostmem.h), from -object */
+    GPtrArray *iothreads;      /* of char*: the ids of -object iothread (sen/iothread.h) */
     char *memory_backend;      /* -machine memory-backend=ID */
     bool mem_merge;            /* -machine mem-merge (KSM), default on as QEMU */
     bool dump_guest_core;      /* -machine dump-guest-core, default off (see docs) */
@@ -208,6 +209,8 @@ void option_rom_config_free(gpointer p);  /* OptionRomConfig */
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(MachineConfig, machine_config_free)
 const ChardevConfig *machine_config_find_chardev(const MachineConfig *cfg, const char *id);
 MemBackendConfig *machine_config_find_mem_backend(const MachineConfig *cfg, const char *id);
+/* Whether an -object iothread has this id. */
+bool machine_config_has_iothread(const MachineConfig *cfg, const char *id);
 /* The backend the machine's RAM is made from, or NULL for the default (private anonymous
  * memory, mem_backend_config_new_default). */
 const MemBackendConfig *machine_config_ram_backend(const MachineConfig *cfg);

@@ -15,6 +15,7 @@
 #include <glib.h>
 #include "sen/config.h"
 #include "sen/error.h"
+#include "sen/iothread.h"
 #include "sen/memory.h"
 #include "sen/runstate.h"
 #include "sen/timer.h"
@@ -43,6 +44,7 @@ typedef struct Machine {
 
     GPtrArray *chardevs;     /* of Chardev*, owned */
     GPtrArray *devices;      /* of DeviceState*, creation order; reset/teardown walk it */
+    GPtrArray *iothreads;    /* of IOThread* (sen/iothread.h), owned; NULL = none yet */
     PcMachine *pc;           /* board state (hw/i386/pc.c) */
     IOAPICState *ioapic;     /* kernel-irqchip=split: the userspace IOAPIC that
                               * irq_set_level drives (sen/hw/ioapic.h); NULL = in KVM */
@@ -80,6 +82,10 @@ static inline void machine_lock(Machine *m) { g_mutex_lock(&m->lock); }
 static inline void machine_unlock(Machine *m) { g_mutex_unlock(&m->lock); }
 
 Chardev *machine_find_chardev(Machine *m, const char *id);
+/* The -object iothread with this id, or NULL. */
+IOThread *machine_find_iothread(Machine *m, const char *id);
+/* iothread_barrier on every I/O thread (sen/iothread.h); main thread, VM lock not held. */
+void machine_iothreads_barrier(Machine *m);
 
 /* Any thread.  Reset honours -no-reboot (then it is a shutdown). */
 void machine_request_reset(Machine *m, ShutdownCause cause);

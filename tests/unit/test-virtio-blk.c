@@ -33,10 +33,9 @@ static void make_disk(const char *path, uint8_t fill)
     g_assert_true(g_file_set_contents(path, (char *)buf, DISK_SIZE, NULL));
 }
 
-static void fixture_init(Fixture *f, const char *blk_props)
+/* The machine and the images, no device yet. */
+static void fixture_init_machine(Fixture *f)
 {
-    Error *err = NULL;
-
     memset(f, 0, sizeof(*f));
     f->dir = g_dir_make_tmp("sen-vblk-XXXXXX", NULL);
     f->disk = g_build_filename(f->dir, "disk.raw", NULL);
@@ -48,9 +47,21 @@ static void fixture_init(Fixture *f, const char *blk_props)
                                           f->rodisk);
     char *argv[] = { "sen", "-drive", d0, "-drive", d1, NULL };
     vt_init(&f->vt, 5, argv);
+}
+
+static void fixture_add_blk(Fixture *f, const char *blk_props)
+{
+    Error *err = NULL;
+
     f->vt.dev = (PCIDevice *)vt_add_device(&f->vt, "virtio-blk-pci", blk_props, &err);
     vt_check_no_error(err);
     g_assert_nonnull(f->vt.dev);
+}
+
+static void fixture_init(Fixture *f, const char *blk_props)
+{
+    fixture_init_machine(f);
+    fixture_add_blk(f, blk_props);
 }
 
 /* The image files, after the machine is gone. */
@@ -543,6 +554,50 @@ static void test_inflight_bound_reset(void)
     fixture_files_done(&f);
 }
 
+/*
+ * iothread=: the backend's completions run on the I/O thread, which also starts what
+ * waited for room (x-max-bytes-in-flight), without this thread running any context.
+ * blk_drain from here cannot run the I/O thread's context and waits for it instead;
+ * machine_iothreads_barrier (what vmstate_drain_all starts with) returns.  At teardown
+ * the thread stops first and what it left is completed by block_cleanup.
+ */
+static void test_iothread(void)
+{
+    Fixture f;
+    Error *err = NULL;
+
+    fixture_init_machine(&f);
+    IOThread *io = iothread_new("io0");
+    g_assert_true(iothread_start(io, &err));
+    vt_check_no_error(err);
+    f.vt.m.iothreads = g_ptr_array_new();
+    g_ptr_array_add(f.vt.m.iothreads, io);
+    fixture_add_blk(&f, "drive=d0,iothread=io0,x-max-bytes-in-flight=512");
+    vt_blk_driver_init(&f.vt);
+    BlockBackend *blk = block_find_backend(&f.vt.m, "d0");
+    g_assert_true(blk_bs(blk)->ctx == iothread_context(io));
+
+    post_spread_writes(&f, 4);
+    gint64 deadline = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
+    while (vt_used_idx(&f.vt) != f.vt.avail_idx) {
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+        g_usleep(100);
+    }
+    check_spread_writes(&f, f.disk, 4);
+
+    post_spread_writes(&f, 4);
+    blk_drain(blk);
+    g_assert_cmpint(blk_in_flight(blk), ==, 0);
+    g_assert_cmpuint(vt_used_idx(&f.vt), ==, f.vt.avail_idx);
+    machine_iothreads_barrier(&f.vt.m);
+
+    post_spread_writes(&f, 3);
+    iothread_stop(io);
+    fixture_done(&f);
+    iothread_free(io);
+    g_ptr_array_free(f.vt.m.iothreads, TRUE);
+}
+
 static void test_realize_errors(void)
 {
     static const struct { const char *props, *msg; } cases[] = {
@@ -550,6 +605,7 @@ static void test_realize_errors(void)
         { "drive=d0,num-queues=65", "num-queues=65" },
         { "drive=d0,serial=123456789012345678901", "serial=" },
         { "drive=nope", "drive=nope" },
+        { "drive=d0,iothread=nope", "iothread=nope: no -object iothread with that id" },
     };
     for (unsigned i = 0; i < G_N_ELEMENTS(cases); i++) {
         Fixture f;
@@ -579,6 +635,7 @@ int main(int argc, char **argv)
     g_test_add_func("/virtio-blk/merge", test_merge);
     g_test_add_func("/virtio-blk/inflight-bound", test_inflight_bound);
     g_test_add_func("/virtio-blk/inflight-bound-reset", test_inflight_bound_reset);
+    g_test_add_func("/virtio-blk/iothread", test_iothread);
     g_test_add_func("/virtio-blk/submit-after-unlock", test_submit_after_unlock);
     g_test_add_func("/virtio-blk/reset-before-unlocked-submit",
                     test_reset_before_unlocked_submit);
