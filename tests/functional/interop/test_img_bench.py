@@ -8,20 +8,12 @@ requests that run in parallel in the qcow2 driver (in-place writes with the lock
 allocations, copy-on-write of partial clusters) and that bench walks as qemu-img does.
 """
 import json
-import os
-import shutil
 import subprocess
 
 import pytest
+from img_util import SEN_IMG, QEMU_IMG, needs_tools
 
-BUILD_DIR = os.environ.get("SEN_BUILD_DIR", "")
-SEN_IMG = os.path.join(BUILD_DIR, "tools", "img", "sen-img")
-QEMU_IMG = shutil.which("qemu-img")
-
-pytestmark = [
-    pytest.mark.skipif(not BUILD_DIR, reason="SEN_BUILD_DIR is not set (run through meson test)"),
-    pytest.mark.skipif(not QEMU_IMG, reason="qemu-img (Debian qemu-utils) not installed"),
-]
+pytestmark = needs_tools(qemu_io=False)
 
 # (size, step, start offset, depth, count): partial clusters, whole clusters, requests
 # spanning clusters, depth 1 and 32.  No walk wraps: Debian's qemu-img 7.2 wraps modulo the

@@ -4,33 +4,16 @@ equal to the source and check clean, whatever the worker count or write order.""
 import json
 import os
 import random
-import shutil
-import subprocess
 
 import pytest
+from img_util import SEN_IMG, QEMU_IMG, QEMU_IO, needs_tools, run
 
-BUILD_DIR = os.environ.get("SEN_BUILD_DIR", "")
-SEN_IMG = os.path.join(BUILD_DIR, "tools", "img", "sen-img")
-QEMU_IMG = shutil.which("qemu-img")
-QEMU_IO = shutil.which("qemu-io")
-
-pytestmark = [
-    pytest.mark.skipif(not BUILD_DIR, reason="SEN_BUILD_DIR is not set (run through meson test)"),
-    pytest.mark.skipif(not QEMU_IMG or not QEMU_IO,
-                       reason="qemu-img/qemu-io (Debian qemu-utils) not installed"),
-]
+pytestmark = needs_tools()
 
 MiB = 1024 * 1024
 # Past several 2 MiB copy chunks and not a multiple of a cluster: the last chunk and the
 # last cluster are partial.
 SIZE = 7 * MiB + 12345
-
-
-def run(*args, check=True):
-    p = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=300)
-    if check and p.returncode != 0:
-        raise AssertionError(f"{args} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
-    return p
 
 
 def sen(*args, check=True):

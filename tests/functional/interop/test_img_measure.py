@@ -2,22 +2,13 @@
 --output=json) for --size and for images with data, zeroes, compressed clusters and
 snapshots, across output cluster sizes, refcount widths, extended L2 and preallocation;
 the same errors for bad arguments."""
-import os
 import shutil
 import subprocess
 
 import pytest
+from img_util import SEN_IMG, QEMU_IMG, QEMU_IO, needs_tools
 
-BUILD_DIR = os.environ.get("SEN_BUILD_DIR", "")
-SEN_IMG = os.path.join(BUILD_DIR, "tools", "img", "sen-img")
-QEMU_IMG = shutil.which("qemu-img")
-QEMU_IO = shutil.which("qemu-io")
-
-pytestmark = [
-    pytest.mark.skipif(not BUILD_DIR, reason="SEN_BUILD_DIR is not set (run through meson test)"),
-    pytest.mark.skipif(not QEMU_IMG or not QEMU_IO,
-                       reason="qemu-img/qemu-io (Debian qemu-utils) not installed"),
-]
+pytestmark = needs_tools()
 
 TARGETS = [
     ["-O", "raw"],

@@ -7,23 +7,15 @@ flush acknowledged before the kill (the writer logs them with --flushed-log) mus
 through qemu-img convert with the run's pattern.
 """
 import mmap
-import os
 import random
-import shutil
 import signal
 import subprocess
 import time
 
 import pytest
+from img_util import SEN_IMG, QEMU_IMG, needs_tools
 
-BUILD_DIR = os.environ.get("SEN_BUILD_DIR", "")
-SEN_IMG = os.path.join(BUILD_DIR, "tools", "img", "sen-img")
-QEMU_IMG = shutil.which("qemu-img")
-
-pytestmark = [
-    pytest.mark.skipif(not BUILD_DIR, reason="SEN_BUILD_DIR is not set (run through meson test)"),
-    pytest.mark.skipif(not QEMU_IMG, reason="qemu-img (Debian qemu-utils) not installed"),
-]
+pytestmark = needs_tools(qemu_io=False)
 
 
 SIZE = 256 << 20

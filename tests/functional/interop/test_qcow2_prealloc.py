@@ -12,29 +12,13 @@ them, leaving the image untouched.
 import json
 import os
 import shutil
-import subprocess
 
 import pytest
+from img_util import SEN_IMG, QEMU_IMG, QEMU_IO, needs_tools, run
 
-BUILD_DIR = os.environ.get("SEN_BUILD_DIR", "")
-SEN_IMG = os.path.join(BUILD_DIR, "tools", "img", "sen-img")
-QEMU_IMG = shutil.which("qemu-img")
-QEMU_IO = shutil.which("qemu-io")
-
-pytestmark = [
-    pytest.mark.skipif(not BUILD_DIR, reason="SEN_BUILD_DIR is not set (run through meson test)"),
-    pytest.mark.skipif(not QEMU_IMG or not QEMU_IO,
-                       reason="qemu-img/qemu-io (Debian qemu-utils) not installed"),
-]
+pytestmark = needs_tools()
 
 MODES = ["metadata", "falloc", "full"]
-
-
-def run(*args, check=True):
-    p = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=300)
-    if check:
-        assert p.returncode == 0, f"{args} failed ({p.returncode}):\n{p.stdout}{p.stderr}"
-    return p
 
 
 def qemu_map(path, offsets):

@@ -11,17 +11,9 @@ import shutil
 import subprocess
 
 import pytest
+from img_util import BUILD_DIR, SEN_IMG, QEMU_IMG, QEMU_IO, needs_tools
 
-BUILD_DIR = os.environ.get("SEN_BUILD_DIR", "")
-SEN_IMG = os.path.join(BUILD_DIR, "tools", "img", "sen-img")
-QEMU_IMG = shutil.which("qemu-img")
-QEMU_IO = shutil.which("qemu-io")
-
-pytestmark = [
-    pytest.mark.skipif(not BUILD_DIR, reason="SEN_BUILD_DIR is not set (run through meson test)"),
-    pytest.mark.skipif(not QEMU_IMG or not QEMU_IO,
-                       reason="qemu-img/qemu-io (Debian qemu-utils) not installed"),
-]
+pytestmark = needs_tools()
 
 SIZE = 4 * 1024 * 1024
 
