@@ -43,7 +43,8 @@ static gpointer reader_run(gpointer opaque)
     while (!g_atomic_int_get(r->stop)) {
         unsigned cl = g_rand_int_range(rnd, 0, READ_CLUSTERS);
         /* 4 KiB at a 512-byte step inside the cluster: one piece of one data cluster. */
-        uint64_t in = (uint64_t)g_rand_int_range(rnd, 0, (CLUSTER - sizeof(buf)) / 512) * 512;
+        uint64_t steps = (CLUSTER - sizeof(buf)) / 512;
+        uint64_t in = (uint64_t)g_rand_int_range(rnd, 0, steps) * 512;
         struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
         int ret = bdrv_preadv(r->bs, (uint64_t)cl * CLUSTER + in, sizeof(buf), &iov, 1, 0);
         r->reads++;
