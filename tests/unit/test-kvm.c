@@ -848,6 +848,45 @@ static bool skip_without_dirty_ring(void)
 #define RING_PAGES 400u     /* more than a 256-entry ring holds: it fills up */
 
 /*
+ * A 256-entry dirty ring VM running `code` (a guest that writes the RING_PAGES pages and
+ * exits with status 3), its dirty log started; NULL (the test skipped) on a KVM without
+ * the ring.
+ */
+static TestVm *ring_test_start(const uint8_t *code, size_t len)
+{
+    if (skip_without_dirty_ring()) {
+        return NULL;
+    }
+    TestVm *t = tvm_start_ring(1, CPU_BOOT_PROT32, code, len, 256);
+    KvmState *s = kvm_state(t->m);
+    Error *err = NULL;
+
+    g_assert_cmpuint(s->dirty_ring_entries, ==, 256);
+    g_assert_nonnull(s->vcpus[0].dirty_ring);
+    g_assert_true(kvm_accel_ops.dirty_log_start(t->m, &err));
+    return t;
+}
+
+/* One run of the guest to its exit, then the pages the dirty log reports in `bitmap`. */
+static void ring_test_run(TestVm *t, unsigned long *bitmap, size_t bitmap_bytes)
+{
+    Error *err = NULL;
+
+    tvm_run(t);
+    g_assert_cmpint(t->m->exit_status, ==, 3);
+    memset(bitmap, 0, bitmap_bytes);
+    g_assert_true(kvm_accel_ops.dirty_log_sync(t->m, 0, bitmap, &err));
+}
+
+/* Back to the guest's first instruction for the next round. */
+static void ring_test_rewind(TestVm *t)
+{
+    tvm_clear_requests(t);
+    CpuBootState b = boot_state(CPU_BOOT_PROT32);
+    tvm_reset(t, &b);
+}
+
+/*
  * The dirty ring (kvm-dirty.c) with its smallest size: a guest writes 400 pages, so its
  * ring fills (KVM_EXIT_DIRTY_RING_FULL, reaped by the vCPU thread) and the sync reports
  * exactly those pages, once.  A second run writes them again: KVM_RESET_DIRTY_RINGS
@@ -872,22 +911,16 @@ static void test_kvm_dirty_ring(void)
         0xee,                           /* out dx, al */
         0xf4, 0xeb, 0xfd,               /* hlt; jmp */
     };
-    if (skip_without_dirty_ring()) {
+    TestVm *t = ring_test_start(code, sizeof(code));
+    if (!t) {
         return;
     }
-    TestVm *t = tvm_start_ring(1, CPU_BOOT_PROT32, code, sizeof(code), 256);
     KvmState *s = kvm_state(t->m);
     Error *err = NULL;
     unsigned long bitmap[RAM_SIZE / 4096 / 64];
 
-    g_assert_cmpuint(s->dirty_ring_entries, ==, 256);
-    g_assert_nonnull(s->vcpus[0].dirty_ring);
-    g_assert_true(kvm_accel_ops.dirty_log_start(t->m, &err));
     for (unsigned round = 0; round < 2; round++) {
-        tvm_run(t);
-        g_assert_cmpint(t->m->exit_status, ==, 3);
-        memset(bitmap, 0, sizeof(bitmap));
-        g_assert_true(kvm_accel_ops.dirty_log_sync(t->m, 0, bitmap, &err));
+        ring_test_run(t, bitmap, sizeof(bitmap));
         unsigned missing = 0, extra = 0, first_bad = 0;
         for (unsigned p = 0; p < RAM_SIZE / 4096; p++) {
             bool dirty = (bitmap[p / 64] >> (p % 64)) & 1;
@@ -912,9 +945,7 @@ static void test_kvm_dirty_ring(void)
         for (unsigned w = 0; w < G_N_ELEMENTS(bitmap); w++) {
             g_assert_cmphex(bitmap[w], ==, 0);
         }
-        tvm_clear_requests(t);
-        CpuBootState b = boot_state(CPU_BOOT_PROT32);
-        tvm_reset(t, &b);
+        ring_test_rewind(t);
     }
     kvm_accel_ops.dirty_log_stop(t->m);
     g_assert_false(kvm_accel_ops.dirty_log_sync(t->m, 0, bitmap, &err));
@@ -943,21 +974,16 @@ static void test_kvm_dirty_ring_overrun(void)
         0xee,                           /* out dx, al */
         0xf4, 0xeb, 0xfd,               /* hlt; jmp */
     };
-    if (skip_without_dirty_ring()) {
+    TestVm *t = ring_test_start(code, sizeof(code));
+    if (!t) {
         return;
     }
-    TestVm *t = tvm_start_ring(1, CPU_BOOT_PROT32, code, sizeof(code), 256);
     KvmState *s = kvm_state(t->m);
-    Error *err = NULL;
     unsigned long bitmap[RAM_SIZE / 4096 / 64];
 
-    g_assert_true(kvm_accel_ops.dirty_log_start(t->m, &err));
     for (unsigned round = 0; round < 12; round++) {
         int lost_before = g_atomic_int_get(&s->dirty_ring_lost);
-        tvm_run(t);
-        g_assert_cmpint(t->m->exit_status, ==, 3);
-        memset(bitmap, 0, sizeof(bitmap));
-        g_assert_true(kvm_accel_ops.dirty_log_sync(t->m, 0, bitmap, &err));
+        ring_test_run(t, bitmap, sizeof(bitmap));
         bool lost = g_atomic_int_get(&s->dirty_ring_lost) != lost_before;
         for (unsigned p = 0; p < RAM_SIZE / 4096; p++) {
             bool dirty = (bitmap[p / 64] >> (p % 64)) & 1;
@@ -967,9 +993,7 @@ static void test_kvm_dirty_ring_overrun(void)
                         lost ? " after an overrun" : "");
             }
         }
-        tvm_clear_requests(t);
-        CpuBootState b = boot_state(CPU_BOOT_PROT32);
-        tvm_reset(t, &b);
+        ring_test_rewind(t);
     }
     g_test_message("%d ring overruns in 12 runs", g_atomic_int_get(&s->dirty_ring_lost));
     kvm_accel_ops.dirty_log_stop(t->m);
