@@ -2,6 +2,7 @@
 without a guest CPU, the qtest protocol (-accel qtest) to write and read guest memory."""
 import base64
 import os
+import random
 import socket
 import struct
 import subprocess
@@ -15,6 +16,29 @@ from qmp import QMPClient
 BUILD = os.environ.get("SEN_BUILD_DIR", "build")
 SEN = os.path.join(BUILD, "sen")
 SOURCE = os.environ.get("SEN_SOURCE_DIR", ".")
+
+
+MiB = 1 << 20
+
+
+def pattern(seed, size):
+    """Deterministic incompressible bytes (a test failure can be reproduced)."""
+    return random.Random(seed).randbytes(size)
+
+
+# Scattered over 64 MiB of RAM, crossing page boundaries, below and above 1 MiB.
+CHUNKS = [(0x1000, 4096), (0x9f000, 8192), (0x100000 - 100, 300), (0x400000, MiB),
+          (0x3fff000, 4096)]
+
+
+def write_chunks(vm, seed):
+    for i, (addr, size) in enumerate(CHUNKS):
+        vm.qtest.write(addr, pattern(seed * 100 + i, size))
+
+
+def check_chunks(vm, seed):
+    for i, (addr, size) in enumerate(CHUNKS):
+        assert vm.qtest.read(addr, size) == pattern(seed * 100 + i, size), hex(addr)
 
 
 def have_device_state():
@@ -229,3 +253,27 @@ def vms(tmp_path):
     yield make
     for vm in made:
         vm.close()
+
+
+def start_throttled_migration(vms, src, uri, settle, prepare=lambda dst: None):
+    """Migrates `src` at 1 MiB/s to a new destination "dst1" listening on `uri` and returns
+    it `settle` seconds after the start: with a few MiB of RAM written the migration is
+    still active then, for a test to cancel it or kill the destination midway.
+    prepare(dst) runs before the migrate command (e.g. to set capabilities on both sides)."""
+    src.cmd("migrate-set-parameters", **{"max-bandwidth": 1 * MiB})
+    dst = vms("dst1", "-incoming", uri)
+    prepare(dst)
+    src.cmd("migrate", uri=uri)
+    time.sleep(settle)
+    return dst
+
+
+def migrate_again_unthrottled(vms, src, uri, prepare=lambda dst: None):
+    """After a failed or cancelled migration: lifts the bandwidth limit, migrates `src` to a
+    new destination "dst2" on `uri`, checks the source completed, and returns "dst2"."""
+    src.cmd("migrate-set-parameters", **{"max-bandwidth": 0})
+    dst = vms("dst2", "-incoming", uri)
+    prepare(dst)
+    src.cmd("migrate", uri=uri)
+    assert src.wait_migration()["status"] == "completed"
+    return dst

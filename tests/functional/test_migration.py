@@ -12,35 +12,13 @@ import time
 
 import pytest
 
-from migration_util import SEN
+from migration_util import (SEN, MiB, check_chunks, migrate_again_unthrottled, pattern,
+                            start_throttled_migration, write_chunks)
 from migration_util import vms  # noqa: F401 (the pytest fixture)
 from net_util import free_port
 from qmp import QMPError
 
 pytestmark = pytest.mark.skipif(not os.access(SEN, os.X_OK), reason=f"{SEN} is not built")
-
-MiB = 1 << 20
-
-
-def pattern(seed, size):
-    """Deterministic incompressible bytes (a test failure can be reproduced)."""
-    import random
-    return random.Random(seed).randbytes(size)
-
-
-# Scattered over 64 MiB of RAM, crossing page boundaries, below and above 1 MiB.
-CHUNKS = [(0x1000, 4096), (0x9f000, 8192), (0x100000 - 100, 300), (0x400000, MiB),
-          (0x3fff000, 4096)]
-
-
-def write_chunks(vm, seed):
-    for i, (addr, size) in enumerate(CHUNKS):
-        vm.qtest.write(addr, pattern(seed * 100 + i, size))
-
-
-def check_chunks(vm, seed):
-    for i, (addr, size) in enumerate(CHUNKS):
-        assert vm.qtest.read(addr, size) == pattern(seed * 100 + i, size), hex(addr)
 
 
 def uri_for(kind, tmp_path):
@@ -167,10 +145,7 @@ def test_cancel_keeps_source_running_and_it_can_migrate_again(vms, tmp_path):
     write_chunks(src, 4)
     src.qtest.write(0x1000000, pattern(8, 4 * MiB))
     src.cmd("migrate-set-capabilities", capabilities=[{"capability": "events", "state": True}])
-    src.cmd("migrate-set-parameters", **{"max-bandwidth": 1 * MiB})
-    dst1 = vms("dst1", "-incoming", f"unix:{tmp_path}/a.sock")
-    src.cmd("migrate", uri=f"unix:{tmp_path}/a.sock")
-    time.sleep(0.3)
+    dst1 = start_throttled_migration(vms, src, f"unix:{tmp_path}/a.sock", settle=0.3)
     src.cmd("migrate_cancel")
     info = src.wait_migration()
     assert info["status"] == "cancelled"
@@ -181,10 +156,7 @@ def test_cancel_keeps_source_running_and_it_can_migrate_again(vms, tmp_path):
     assert dst1.wait_exit() == 1
     assert "load of migration failed" in dst1.stderr_text()
 
-    src.cmd("migrate-set-parameters", **{"max-bandwidth": 0})
-    dst2 = vms("dst2", "-incoming", f"unix:{tmp_path}/b.sock")
-    src.cmd("migrate", uri=f"unix:{tmp_path}/b.sock")
-    assert src.wait_migration()["status"] == "completed"
+    dst2 = migrate_again_unthrottled(vms, src, f"unix:{tmp_path}/b.sock")
     assert dst2.wait_migration()["status"] == "completed"
     check_chunks(dst2, 4)
 
@@ -193,20 +165,14 @@ def test_killed_destination_leaves_source_running(vms, tmp_path):
     src = vms("src")
     write_chunks(src, 5)
     src.qtest.write(0x1000000, pattern(9, 4 * MiB))
-    src.cmd("migrate-set-parameters", **{"max-bandwidth": 1 * MiB})
-    dst1 = vms("dst1", "-incoming", f"unix:{tmp_path}/a.sock")
-    src.cmd("migrate", uri=f"unix:{tmp_path}/a.sock")
-    time.sleep(0.3)
+    dst1 = start_throttled_migration(vms, src, f"unix:{tmp_path}/a.sock", settle=0.3)
     dst1.kill()
     info = src.wait_migration()
     assert info["status"] == "failed"
     assert "write to the migration stream failed" in info["error-desc"]
     assert src.status() == "running"
 
-    src.cmd("migrate-set-parameters", **{"max-bandwidth": 0})
-    dst2 = vms("dst2", "-incoming", f"unix:{tmp_path}/b.sock")
-    src.cmd("migrate", uri=f"unix:{tmp_path}/b.sock")
-    assert src.wait_migration()["status"] == "completed"
+    dst2 = migrate_again_unthrottled(vms, src, f"unix:{tmp_path}/b.sock")
     check_chunks(dst2, 5)
 
 

@@ -13,17 +13,16 @@ import time
 
 import pytest
 
-from migration_util import SEN, Vm, decode_stream, have_device_state
+from migration_util import (SEN, MiB, Vm, check_chunks, decode_stream, have_device_state,
+                            migrate_again_unthrottled, pattern, start_throttled_migration,
+                            write_chunks)
 from migration_util import vms  # noqa: F401 (the pytest fixture)
 from net_util import free_port
 from qmp import QMPError
-from test_migration import check_chunks, pattern, write_chunks
 from test_migration_guest import DIRTIER, DIRTY_RING, dirtier, migrate_and_verify
 from test_migration_stream import crc32c, header, ram_record
 
 pytestmark = pytest.mark.skipif(not os.access(SEN, os.X_OK), reason=f"{SEN} is not built")
-
-MiB = 1 << 20
 
 
 def enable_multifd(*vms_, channels=None):
@@ -149,11 +148,8 @@ def test_cancel_keeps_source_running_and_it_can_migrate_again(vms, tmp_path):
     src = vms("src")
     write_chunks(src, 13)
     src.qtest.write(0x1000000, pattern(13, 4 * MiB))
-    src.cmd("migrate-set-parameters", **{"max-bandwidth": 1 * MiB})
-    dst1 = vms("dst1", "-incoming", f"unix:{tmp_path}/a.sock")
-    enable_multifd(src, dst1, channels=3)
-    src.cmd("migrate", uri=f"unix:{tmp_path}/a.sock")
-    time.sleep(0.4)
+    dst1 = start_throttled_migration(vms, src, f"unix:{tmp_path}/a.sock", settle=0.4,
+                                     prepare=lambda dst: enable_multifd(src, dst, channels=3))
     assert src.cmd("query-migrate")["status"] == "active"
     src.cmd("migrate_cancel")
     assert src.wait_migration()["status"] == "cancelled"
@@ -161,11 +157,7 @@ def test_cancel_keeps_source_running_and_it_can_migrate_again(vms, tmp_path):
     assert dst1.wait_exit() == 1
     assert "load of migration failed" in dst1.stderr_text()
 
-    src.cmd("migrate-set-parameters", **{"max-bandwidth": 0})
-    dst2 = vms("dst2", "-incoming", f"unix:{tmp_path}/b.sock")
-    enable_multifd(dst2)
-    src.cmd("migrate", uri=f"unix:{tmp_path}/b.sock")
-    assert src.wait_migration()["status"] == "completed"
+    dst2 = migrate_again_unthrottled(vms, src, f"unix:{tmp_path}/b.sock", prepare=enable_multifd)
     assert dst2.wait_migration()["status"] == "completed"
     check_chunks(dst2, 13)
 
@@ -193,22 +185,15 @@ def test_killed_destination_leaves_source_running(vms, tmp_path):
     src = vms("src")
     write_chunks(src, 14)
     src.qtest.write(0x1000000, pattern(14, 4 * MiB))
-    src.cmd("migrate-set-parameters", **{"max-bandwidth": 1 * MiB})
-    dst1 = vms("dst1", "-incoming", f"unix:{tmp_path}/a.sock")
-    enable_multifd(src, dst1)
-    src.cmd("migrate", uri=f"unix:{tmp_path}/a.sock")
-    time.sleep(0.4)
+    dst1 = start_throttled_migration(vms, src, f"unix:{tmp_path}/a.sock", settle=0.4,
+                                     prepare=lambda dst: enable_multifd(src, dst))
     dst1.kill()
     info = src.wait_migration()
     assert info["status"] == "failed"
     assert "write to the migration stream failed" in info["error-desc"]
     assert src.status() == "running"
 
-    src.cmd("migrate-set-parameters", **{"max-bandwidth": 0})
-    dst2 = vms("dst2", "-incoming", f"unix:{tmp_path}/b.sock")
-    enable_multifd(dst2)
-    src.cmd("migrate", uri=f"unix:{tmp_path}/b.sock")
-    assert src.wait_migration()["status"] == "completed"
+    dst2 = migrate_again_unthrottled(vms, src, f"unix:{tmp_path}/b.sock", prepare=enable_multifd)
     check_chunks(dst2, 14)
 
 
