@@ -197,6 +197,21 @@ def test_create_refused(tmp_path, opts):
     assert not (tmp_path / "s.qcow2").exists() and not (tmp_path / "d.raw").exists()
 
 
+def each_tool_in_its_dir(tmp_path):
+    """sen-img ("s") and qemu-img ("q"), each with a fresh directory of its own to make the
+    same image in: (tool, name, dir)."""
+    for tool, name in ((SEN_IMG, "s"), (QEMU_IMG, "q")):
+        d = tmp_path / name
+        d.mkdir()
+        yield tool, name, d
+
+
+def checked_map(d):
+    """qemu-img's JSON map of d/i.qcow2, once qemu-img check finds it clean."""
+    ok(QEMU_IMG, "check", "i.qcow2", cwd=d)
+    return ok(QEMU_IMG, "map", "--output=json", "i.qcow2", cwd=d)
+
+
 @pytest.mark.parametrize("create_opts", ["data_file=d.raw", "data_file=d.raw,data_file_raw=on",
                                          "cluster_size=4096"])
 @pytest.mark.parametrize("amend", ["data_file_raw=off", "data_file_raw=on",
@@ -205,9 +220,7 @@ def test_create_refused(tmp_path, opts):
 def test_amend_like_qemu(tmp_path, create_opts, amend):
     """Both tools accept or refuse the same amendment, with the same message and result."""
     results = {}
-    for tool, name in ((SEN_IMG, "s"), (QEMU_IMG, "q")):
-        d = tmp_path / name
-        d.mkdir()
+    for tool, name, d in each_tool_in_its_dir(tmp_path):
         ok(QEMU_IMG, "create", "-q", "-f", "qcow2", "-o", create_opts, "i.qcow2", SIZE, cwd=d)
         before = (d / "i.qcow2").read_bytes()
         r = run(tool, "amend", "-o", amend, "i.qcow2", cwd=d)
@@ -268,17 +281,14 @@ def test_vmm_data_file_options(tmp_path):
 def test_resize_like_qemu(tmp_path, raw):
     """The data file follows the virtual size; a raw one stays mapped 1:1 when it grows."""
     maps = {}
-    for tool, name in ((SEN_IMG, "s"), (QEMU_IMG, "q")):
-        d = tmp_path / name
-        d.mkdir()
+    for tool, name, d in each_tool_in_its_dir(tmp_path):
         ok(QEMU_IMG, "create", "-q", "-f", "qcow2", "-o", f"data_file=d.raw,data_file_raw={raw}",
            "i.qcow2", SIZE, cwd=d)
         qemu_io("i.qcow2", "write -P 5 0 64k", cwd=d)
         ok(tool, "resize", "i.qcow2", 3 * SIZE, cwd=d)
         ok(tool, "resize", "--shrink", "i.qcow2", 2 * SIZE, cwd=d)
         assert (d / "d.raw").stat().st_size == 2 * SIZE
-        ok(QEMU_IMG, "check", "i.qcow2", cwd=d)
-        maps[name] = ok(QEMU_IMG, "map", "--output=json", "i.qcow2", cwd=d)
+        maps[name] = checked_map(d)
     assert maps["s"] == maps["q"]
 
 
@@ -286,14 +296,11 @@ def test_resize_like_qemu(tmp_path, raw):
 def test_preallocation_like_qemu(tmp_path, prealloc):
     """Preallocation maps each cluster at its guest offset in the data file, as qemu-img."""
     maps = {}
-    for tool, name in ((SEN_IMG, "s"), (QEMU_IMG, "q")):
-        d = tmp_path / name
-        d.mkdir()
+    for tool, name, d in each_tool_in_its_dir(tmp_path):
         ok(tool, "create", "-q", "-f", "qcow2", "-o", f"data_file=d.raw,preallocation={prealloc}",
            "i.qcow2", SIZE, cwd=d)
-        ok(QEMU_IMG, "check", "i.qcow2", cwd=d)
         assert (d / "d.raw").stat().st_size == SIZE
-        maps[name] = ok(QEMU_IMG, "map", "--output=json", "i.qcow2", cwd=d)
+        maps[name] = checked_map(d)
     assert maps["s"] == maps["q"]
     if prealloc != "metadata":
         # The data file's blocks are really allocated (falloc) or written (full).
