@@ -47,6 +47,24 @@ def have_device_state():
     return os.path.exists(os.path.join(SOURCE, "include", "sen", "vmstate.h"))
 
 
+def needs_kvm_guest(image, without_device_state):
+    """A test decorator: skipped unless the guest-kit `image` is built, /dev/kvm is usable
+    and this build migrates device state (`without_device_state` says what is lost
+    without it)."""
+    marks = [
+        pytest.mark.skipif(not os.path.exists(image), reason=f"{image} is not built"),
+        pytest.mark.skipif(not os.access("/dev/kvm", os.R_OK | os.W_OK),
+                           reason="/dev/kvm is not usable here"),
+        pytest.mark.skipif(not have_device_state(), reason=without_device_state),
+    ]
+
+    def decorate(test):
+        for mark in marks:
+            test = mark(test)
+        return test
+    return decorate
+
+
 class Qtest:
     """The test side of -qtest unix:PATH (Sen connects to us)."""
 
@@ -277,3 +295,15 @@ def migrate_again_unthrottled(vms, src, uri, prepare=lambda dst: None):
     src.cmd("migrate", uri=uri)
     assert src.wait_migration()["status"] == "completed"
     return dst
+
+
+def migrate_and_ask_to_verify(src, dst, uri):
+    """Migrates the guest of `src` to `dst` (listening on `uri`): both ends complete, the
+    source stays in postmigrate, and the destination's guest is sent 'v' on COM1 (the
+    guest kit's "verify and exit")."""
+    src.cmd("migrate", uri=uri)
+    info = src.wait_migration()
+    assert info["status"] == "completed", info
+    assert src.status() == "postmigrate"
+    assert dst.wait_migration()["status"] == "completed"
+    dst.send_console(b"v")

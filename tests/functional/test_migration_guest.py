@@ -16,8 +16,10 @@ import time
 
 import pytest
 
-from migration_util import BUILD, SEN, Vm, decode_stream, have_device_state
+from migration_util import (BUILD, SEN, Vm, decode_stream, have_device_state,
+                            migrate_and_ask_to_verify)
 from migration_util import vms  # noqa: F401 (the pytest fixture)
+from net_util import free_port
 
 DIRTIER = os.path.join(BUILD, "tests", "guest", "dirtier.elf")
 MiB = 1 << 20
@@ -97,12 +99,7 @@ def test_auto_converge_throttles_a_fast_dirtier(vms, tmp_path):
 
 def migrate_and_verify(src, dst, uri):
     src.cmd("migrate-set-parameters", **{"max-bandwidth": 64 * MiB})
-    src.cmd("migrate", uri=uri)
-    info = src.wait_migration()
-    assert info["status"] == "completed", info
-    assert src.status() == "postmigrate"
-    assert dst.wait_migration()["status"] == "completed"
-    dst.send_console(b"v")
+    migrate_and_ask_to_verify(src, dst, uri)
     assert dst.wait_exit(timeout=60) == 33, dst.lines
     assert "ok: every page holds a whole generation (0 bad)" in dst.lines
 
@@ -110,12 +107,8 @@ def migrate_and_verify(src, dst, uri):
 @needs_device_state
 @pytest.mark.parametrize("kind", ["tcp", "unix", "tcp-dirty-ring"])
 def test_dirtier_verifies_on_destination(vms, tmp_path, kind):
-    import socket
     if kind.startswith("tcp"):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        uri = f"tcp:127.0.0.1:{port}"
+        uri = f"tcp:127.0.0.1:{free_port()}"
     else:
         uri = f"unix:{tmp_path}/m.sock"
     ring = DIRTY_RING if kind.endswith("dirty-ring") else ()

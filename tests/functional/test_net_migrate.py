@@ -25,7 +25,8 @@ import zlib
 import pytest
 
 from qmp import QMPError
-from migration_util import BUILD, SEN, Vm, decode_stream, have_device_state
+from migration_util import (BUILD, SEN, Vm, decode_stream, migrate_and_ask_to_verify,
+                            needs_kvm_guest)
 from migration_util import vms  # noqa: F401 (the pytest fixture)
 from test_migration_stream import device_record, finish, header
 
@@ -36,19 +37,7 @@ ETH_P_ARP, ETH_P_RARP = 0x0806, 0x8035
 PASS_STATUS = 33
 
 pytestmark = pytest.mark.skipif(not os.access(SEN, os.X_OK), reason=f"{SEN} is not built")
-needs_guest = [
-    pytest.mark.skipif(not os.path.exists(IMAGE), reason=f"{IMAGE} is not built"),
-    pytest.mark.skipif(not os.access("/dev/kvm", os.R_OK | os.W_OK),
-                       reason="/dev/kvm is not usable here"),
-    pytest.mark.skipif(not have_device_state(),
-                       reason="this build migrates no device state"),
-]
-
-
-def with_guest(f):
-    for mark in needs_guest:
-        f = mark(f)
-    return f
+with_guest = needs_kvm_guest(IMAGE, "this build migrates no device state")
 
 
 def arp_reply(frame):
@@ -128,12 +117,7 @@ def migrate_net_guest(vms, tmp_path, netdev):
     src.wait_line("net-migrate: exchanging", timeout=90)
     uri = f"unix:{tmp_path}/mig.sock"
     dst = vms("dst", *nic, "-incoming", uri, guest=IMAGE)
-    src.cmd("migrate", uri=uri)
-    info = src.wait_migration()
-    assert info["status"] == "completed", info
-    assert src.status() == "postmigrate"
-    assert dst.wait_migration()["status"] == "completed"
-    dst.send_console(b"v")
+    migrate_and_ask_to_verify(src, dst, uri)
     assert dst.wait_exit(timeout=120) == PASS_STATUS, (dst.lines, dst.stderr_text())
     assert "net-migrate ok" in dst.lines
     assert not any(l.startswith("net-migrate: exchanging") for l in dst.lines), \

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from migration_util import BUILD, SEN, have_device_state
+from migration_util import BUILD, SEN, needs_kvm_guest
 from migration_util import vms  # noqa: F401 (the pytest fixture)
 from qmp import QMPError
 
@@ -23,23 +23,11 @@ DIRTIER = os.path.join(BUILD, "tests", "guest", "dirtier.elf")
 QEMU_IMG = shutil.which("qemu-img")
 GUEST_ARGS = "mb=8 rate=4000 wait=1 tick=10"
 
-needs_guest = [
-    pytest.mark.skipif(not os.path.exists(DIRTIER), reason=f"{DIRTIER} is not built"),
-    pytest.mark.skipif(not os.access("/dev/kvm", os.R_OK | os.W_OK),
-                       reason="/dev/kvm is not usable here"),
-    pytest.mark.skipif(not have_device_state(),
-                       reason="no device state in this build: a guest cannot resume"),
-]
+guest = needs_kvm_guest(DIRTIER, "no device state in this build: a guest cannot resume")
 pytestmark = [
     pytest.mark.skipif(not os.access(SEN, os.X_OK), reason=f"{SEN} is not built"),
     pytest.mark.skipif(QEMU_IMG is None, reason="qemu-img (qemu-utils) is not installed"),
 ]
-
-
-def guest(f):
-    for mark in needs_guest:
-        f = mark(f)
-    return f
 
 
 def qcow2(tmp_path, name="disk.qcow2", size="64M"):
