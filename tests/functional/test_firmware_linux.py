@@ -13,10 +13,10 @@ import subprocess
 
 import pytest
 
+from kernel_util import kernel  # noqa: F401 (the pytest fixture)
+
 BUILD = os.environ.get("SEN_BUILD_DIR", "build")
-SOURCE = os.environ.get("SEN_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
 SEN = os.path.join(BUILD, "sen")
-BUILD_SCRIPT = os.path.join(SOURCE, "scripts", "build-test-kernel.sh")
 SEABIOS = "/usr/share/seabios/bios-256k.bin"
 ROM = "/usr/share/qemu/linuxboot_dma.bin"
 QEMU = shutil.which(os.environ.get("QEMU") or "qemu-system-x86_64")
@@ -32,20 +32,6 @@ pytestmark = [
     pytest.mark.skipif(not os.access("/dev/kvm", os.R_OK | os.W_OK),
                        reason="/dev/kvm is not usable here"),
 ]
-
-
-@pytest.fixture(scope="module")
-def kernel():
-    """The test kernel's artifacts (built and cached by build-test-kernel.sh)."""
-    if not os.path.exists("/usr/src/linux-source-6.1.tar.xz"):
-        pytest.skip("linux-source-6.1 is not installed: cannot build the test kernel")
-    res = subprocess.run([BUILD_SCRIPT], capture_output=True, timeout=1800)
-    if res.returncode != 0:
-        pytest.fail("build-test-kernel.sh failed:\n" + res.stderr.decode()[-4000:])
-    art = dict(line.split("=", 1) for line in res.stdout.decode().splitlines() if "=" in line)
-    with open(art["CMDLINE_FILE"]) as f:
-        art["CMDLINE"] = f.read().strip()
-    return art
 
 
 @pytest.mark.parametrize("vmm", ["sen", "qemu"])

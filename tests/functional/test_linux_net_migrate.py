@@ -13,16 +13,14 @@ on this host); the device side is covered in seconds by test-virtio-net and
 test_net_migrate.py.
 """
 import os
-import subprocess
 import time
 
 import pytest
 
+from kernel_util import kernel  # noqa: F401 (the pytest fixture)
 from migration_util import SEN, Vm, have_device_state
 from test_net_migrate import ETH_P_RARP, FramePeer, ethertype
 
-SOURCE = os.environ.get("SEN_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
-BUILD_SCRIPT = os.path.join(SOURCE, "scripts", "build-test-kernel.sh")
 MAC = "52:54:00:12:34:78"
 ETH_P_ARP = 0x0806
 BOOT_TIMEOUT = 600
@@ -33,20 +31,6 @@ pytestmark = [
                        reason="/dev/kvm is not usable here"),
     pytest.mark.skipif(not have_device_state(), reason="this build migrates no device state"),
 ]
-
-
-@pytest.fixture(scope="module")
-def kernel():
-    """The test kernel's artifacts (built and cached by build-test-kernel.sh)."""
-    if not os.path.exists("/usr/src/linux-source-6.1.tar.xz"):
-        pytest.skip("linux-source-6.1 is not installed: cannot build the test kernel")
-    res = subprocess.run([BUILD_SCRIPT], capture_output=True, timeout=1800)
-    if res.returncode != 0:
-        pytest.fail("build-test-kernel.sh failed:\n" + res.stderr.decode()[-4000:])
-    art = dict(line.split("=", 1) for line in res.stdout.decode().splitlines() if "=" in line)
-    with open(art["CMDLINE_FILE"]) as f:
-        art["CMDLINE"] = f.read().strip()
-    return art
 
 
 def wait_for(vm, pred, what, timeout):
