@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <glib/gstdio.h>
 
 #include "block/qcow2.h"
 
@@ -512,6 +513,15 @@ char *qcow2_resolve_backing(const char *image, const char *backing)
     return g_build_filename(dir, backing, NULL);
 }
 
+/* Whether the data file child is the same host file as the image's own file. */
+static bool data_file_is_image(BlockDriverState *bs, BlockDriverState *child)
+{
+    GStatBuf a, b;
+    return bs->file && bs->file->filename && child->filename &&
+           g_stat(bs->file->filename, &a) == 0 && g_stat(child->filename, &b) == 0 &&
+           a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
 /*
  * Opens the external data file when the image has one: the data-file option (a node
  * reference or data-file.* options, as QEMU's BlockdevRef) wins over the name in the
@@ -560,6 +570,14 @@ static bool qcow2_open_data_file(BlockDriverState *bs, Keyval *opts, int flags,
             error_prepend(errp, "%s: Could not open data file: ", name);
             return false;
         }
+    }
+    if ((flags & BDRV_O_RDWR) && data_file_is_image(bs, child)) {
+        /* Guest writes at guest offsets would rewrite the image's own metadata (its
+         * header, hence its backing file): QEMU's image locking refuses this too. */
+        error_setg(errp, "%s: the data file '%s' is the image file itself", name,
+                   child->filename);
+        bdrv_unref(child);
+        return false;
     }
     child->ctx = bs->ctx;
     s->data_file = child;

@@ -161,6 +161,24 @@ static void test_data_file_option(void)
     g_unlink(plain);
 }
 
+/*
+ * A data file that is the image file itself would let guest writes at guest offsets
+ * rewrite the image's header and tables: a writable open refuses it.
+ */
+static void test_data_file_is_image(void)
+{
+    g_autofree char *path = tmp_path("sen-test-qcow2-dfself.qcow2");
+    Error *err = NULL;
+
+    block_test_create("qcow2", path, "size=1M,data_file=sen-test-qcow2-dfself.qcow2");
+    g_assert_null(bdrv_open(path, NULL, "qcow2", BDRV_O_RDWR, &err));
+    g_assert_nonnull(strstr(error_get_pretty(err), "is the image file itself"));
+    error_free(err);
+    BlockDriverState *bs = block_test_open(path, "qcow2", 0);
+    bdrv_unref(bs);
+    g_unlink(path);
+}
+
 static int64_t allocated_bytes(const char *path)
 {
     GStatBuf st;
@@ -453,6 +471,7 @@ int main(int argc, char **argv)
     g_test_add_func("/qcow2-io/overlap-protection", test_overlap_protection);
     g_test_add_func("/qcow2-io/data-file-option", test_data_file_option);
     g_test_add_func("/qcow2-io/data-file-unmap", test_data_file_unmap);
+    g_test_add_func("/qcow2-io/data-file-is-image", test_data_file_is_image);
     g_test_add_func("/qcow2-io/snapshot-create-fails-cleanly",
                     test_snapshot_create_fails_cleanly);
     int rc = g_test_run();
