@@ -774,6 +774,18 @@ static void test_kvm_pause_resume(void)
     tvm_free(t);  /* destroy while running */
 }
 
+/* Stops dirty logging (a sync after it is refused, saying why) and frees the VM. */
+static void stop_dirty_log_and_free(TestVm *t, unsigned long *bitmap)
+{
+    Error *err = NULL;
+
+    kvm_accel_ops.dirty_log_stop(t->m);
+    g_assert_false(kvm_accel_ops.dirty_log_sync(t->m, 0, bitmap, &err));
+    g_assert_nonnull(strstr(error_get_pretty(err), "not enabled"));
+    error_free(err);
+    tvm_free(t);
+}
+
 /* Dirty logging (kvm-dirty.c): the pages the guest wrote, and only once per sync. */
 static void test_kvm_dirty_log(void)
 {
@@ -808,11 +820,7 @@ static void test_kvm_dirty_log(void)
     g_assert_false(DIRTY(0x50));
     g_assert_false(DIRTY(0x123));
 #undef DIRTY
-    kvm_accel_ops.dirty_log_stop(t->m);
-    g_assert_false(kvm_accel_ops.dirty_log_sync(t->m, 0, bitmap, &err));
-    g_assert_nonnull(strstr(error_get_pretty(err), "not enabled"));
-    error_free(err);
-    tvm_free(t);
+    stop_dirty_log_and_free(t, bitmap);
 }
 
 /* Entries (and bytes) of KVM's dirty ring here; 0 when this KVM has none. */
@@ -947,11 +955,7 @@ static void test_kvm_dirty_ring(void)
         }
         ring_test_rewind(t);
     }
-    kvm_accel_ops.dirty_log_stop(t->m);
-    g_assert_false(kvm_accel_ops.dirty_log_sync(t->m, 0, bitmap, &err));
-    g_assert_nonnull(strstr(error_get_pretty(err), "not enabled"));
-    error_free(err);
-    tvm_free(t);
+    stop_dirty_log_and_free(t, bitmap);
 }
 
 /*
