@@ -307,3 +307,22 @@ def migrate_and_ask_to_verify(src, dst, uri):
     assert src.status() == "postmigrate"
     assert dst.wait_migration()["status"] == "completed"
     dst.send_console(b"v")
+
+
+def start_slow_precopy(src, uri, seed, size, bandwidth=4 * MiB):
+    """Fills `size` bytes of RAM from 16 MiB with pattern(seed) and starts migrating `src`
+    to `uri` at `bandwidth` bytes/s (50 ms downtime limit): pre-copy lasts long enough for
+    the test to rewrite memory while it runs."""
+    src.qtest.write(0x1000000, pattern(seed, size))
+    src.cmd("migrate-set-parameters", **{"max-bandwidth": bandwidth, "downtime-limit": 50})
+    src.cmd("migrate", uri=uri)
+
+
+def finish_precopy(src):
+    """Lifts the bandwidth limit of a migration still in pre-copy and waits until it has
+    completed; returns the final query-migrate answer."""
+    assert src.cmd("query-migrate")["status"] == "active"
+    src.cmd("migrate-set-parameters", **{"max-bandwidth": 0})
+    info = src.wait_migration()
+    assert info["status"] == "completed", info
+    return info

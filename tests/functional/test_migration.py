@@ -12,8 +12,9 @@ import time
 
 import pytest
 
-from migration_util import (SEN, MiB, check_chunks, migrate_again_unthrottled, pattern,
-                            start_throttled_migration, write_chunks)
+from migration_util import (SEN, MiB, check_chunks, finish_precopy, migrate_again_unthrottled,
+                            pattern, start_slow_precopy, start_throttled_migration,
+                            write_chunks)
 from migration_util import vms  # noqa: F401 (the pytest fixture)
 from net_util import free_port
 from qmp import QMPError
@@ -96,18 +97,12 @@ def test_pages_written_during_migration_are_sent_again(vms, tmp_path):
     memory; the destination must end with the last contents, not the first."""
     src = vms("src")
     dst = vms("dst", "-incoming", f"unix:{tmp_path}/m.sock")
-    src.qtest.write(0x1000000, pattern(7, 8 * MiB))
-    src.cmd("migrate-set-parameters", **{"max-bandwidth": 4 * MiB, "downtime-limit": 50})
-    src.cmd("migrate", uri=f"unix:{tmp_path}/m.sock")
+    start_slow_precopy(src, f"unix:{tmp_path}/m.sock", seed=7, size=8 * MiB)
     # Rewrite pages the first pass already sent or is about to send.
     for i in range(8):
         src.qtest.write(0x1000000 + i * MiB, pattern(100 + i, 4096))
         time.sleep(0.05)
-    assert src.cmd("query-migrate")["status"] == "active"
-    src.cmd("migrate-set-parameters", **{"max-bandwidth": 0})
-    info = src.wait_migration()
-    assert info["status"] == "completed", info
-    assert info["ram"]["dirty-sync-count"] >= 2
+    assert finish_precopy(src)["ram"]["dirty-sync-count"] >= 2
     final = bytearray(pattern(7, 8 * MiB))
     for i in range(8):
         final[i * MiB:i * MiB + 4096] = pattern(100 + i, 4096)
@@ -121,18 +116,15 @@ def test_pages_zeroed_after_they_were_sent_arrive_zero(vms, tmp_path):
     data rather than reading RAM)."""
     src = vms("src")
     dst = vms("dst", "-incoming", f"unix:{tmp_path}/m.sock")
-    src.qtest.write(0x1000000, pattern(8, 4 * MiB))
-    src.cmd("migrate-set-parameters", **{"max-bandwidth": 2 * MiB, "downtime-limit": 50})
-    src.cmd("migrate", uri=f"unix:{tmp_path}/m.sock")
+    start_slow_precopy(src, f"unix:{tmp_path}/m.sock", seed=8, size=4 * MiB,
+                       bandwidth=2 * MiB)
     # Wait until the first pass has sent the start of the data, then zero some of it.
     deadline = time.monotonic() + 20
     while src.cmd("query-migrate").get("ram", {}).get("normal", 0) < 128 and time.monotonic() < deadline:
         time.sleep(0.02)
     src.qtest.write(0x1000000, bytes(3 * 4096))
     src.qtest.write(0x1000000 + 64 * 1024 + 100, bytes(4096 - 100))
-    assert src.cmd("query-migrate")["status"] == "active"
-    src.cmd("migrate-set-parameters", **{"max-bandwidth": 0})
-    assert src.wait_migration()["status"] == "completed"
+    finish_precopy(src)
     final = bytearray(pattern(8, 4 * MiB))
     final[0:3 * 4096] = bytes(3 * 4096)
     final[64 * 1024 + 100:68 * 1024] = bytes(4096 - 100)

@@ -13,9 +13,9 @@ import time
 
 import pytest
 
-from migration_util import (SEN, MiB, Vm, check_chunks, decode_stream, have_device_state,
-                            migrate_again_unthrottled, pattern, start_throttled_migration,
-                            write_chunks)
+from migration_util import (SEN, MiB, Vm, check_chunks, decode_stream, finish_precopy,
+                            have_device_state, migrate_again_unthrottled, pattern,
+                            start_slow_precopy, start_throttled_migration, write_chunks)
 from migration_util import vms  # noqa: F401 (the pytest fixture)
 from net_util import free_port
 from qmp import QMPError
@@ -84,9 +84,7 @@ def test_pages_rewritten_between_passes_arrive_last(vms, tmp_path):
     src = vms("src")
     dst = vms("dst", "-incoming", f"unix:{tmp_path}/m.sock")
     enable_multifd(src, dst, channels=4)
-    src.qtest.write(0x1000000, pattern(7, 8 * MiB))
-    src.cmd("migrate-set-parameters", **{"max-bandwidth": 4 * MiB, "downtime-limit": 50})
-    src.cmd("migrate", uri=f"unix:{tmp_path}/m.sock")
+    start_slow_precopy(src, f"unix:{tmp_path}/m.sock", seed=7, size=8 * MiB)
     final = bytearray(pattern(7, 8 * MiB))
     for rnd in range(12):
         for i in range(8):
@@ -95,11 +93,7 @@ def test_pages_rewritten_between_passes_arrive_last(vms, tmp_path):
             src.qtest.write(0x1000000 + off, data)
             final[off:off + 4096] = data
         time.sleep(0.05)
-    assert src.cmd("query-migrate")["status"] == "active"
-    src.cmd("migrate-set-parameters", **{"max-bandwidth": 0})
-    info = src.wait_migration()
-    assert info["status"] == "completed", info
-    assert info["ram"]["dirty-sync-count"] >= 2
+    assert finish_precopy(src)["ram"]["dirty-sync-count"] >= 2
     assert dst.wait_migration()["status"] == "completed"
     assert dst.qtest.read(0x1000000, 8 * MiB) == bytes(final)
 
