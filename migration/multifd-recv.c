@@ -104,6 +104,38 @@ static uint64_t min_synced_locked(MultifdRecv *mr)
     return min;
 }
 
+/* A channel that ended before SYNC seq never passes it: waiting for it would be forever
+ * (nothing wakes the wait, not even a cancel, once that channel's thread is gone). */
+static bool sync_unreachable_locked(MultifdRecv *mr, uint64_t seq)
+{
+    for (unsigned i = 0; i < mr->n; i++) {
+        if (mr->ch[i].ended && mr->ch[i].synced < seq) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Waits until every channel passed SYNC seq; false with *errp set when one never will or
+ * anything failed. */
+static bool wait_synced(MultifdRecv *mr, uint64_t seq, Error **errp)
+{
+    g_mutex_lock(&mr->lock);
+    while (!mr->failed && min_synced_locked(mr) < seq && !sync_unreachable_locked(mr, seq)) {
+        g_cond_wait(&mr->cond, &mr->lock);
+    }
+    bool failed = mr->failed;
+    bool ok = !failed && min_synced_locked(mr) >= seq;
+    g_mutex_unlock(&mr->lock);
+    if (failed) {
+        error_setg(errp, "another channel failed");
+    } else if (!ok) {
+        error_setg(errp, "corrupt migration stream: a multifd connection ended before "
+                   "SYNC %" G_GUINT64_FORMAT, seq);
+    }
+    return ok;
+}
+
 /* A channel's SYNC: wait until every channel passed it (pages of the next pass must not
  * be applied while another channel may still hold pages of this one). */
 static bool channel_sync(RecvChannel *c, uint64_t seq, Error **errp)
@@ -118,15 +150,8 @@ static bool channel_sync(RecvChannel *c, uint64_t seq, Error **errp)
     g_mutex_lock(&mr->lock);
     c->synced = seq;
     g_cond_broadcast(&mr->cond);
-    while (!mr->failed && min_synced_locked(mr) < seq) {
-        g_cond_wait(&mr->cond, &mr->lock);
-    }
-    bool ok = !mr->failed;
     g_mutex_unlock(&mr->lock);
-    if (!ok) {
-        error_setg(errp, "another channel failed");
-    }
-    return ok;
+    return wait_synced(mr, seq, errp);
 }
 
 /* Packets until END.  False with *errp set on any failure. */
@@ -266,11 +291,14 @@ bool multifd_recv_sync(MultifdRecv *mr, uint64_t seq, Error **errp)
         return false;
     }
     mr->main_seq = seq;
-    g_mutex_lock(&mr->lock);
-    while (!mr->failed && min_synced_locked(mr) < seq) {
-        g_cond_wait(&mr->cond, &mr->lock);
+    if (!wait_synced(mr, seq, NULL)) {
+        if (!multifd_recv_check(mr, errp)) {
+            return false; /* the failing channel's error is the cause */
+        }
+        error_setg(errp, "corrupt migration stream: a multifd connection ended before "
+                   "SYNC %" G_GUINT64_FORMAT, seq);
+        return false;
     }
-    g_mutex_unlock(&mr->lock);
     return multifd_recv_check(mr, errp);
 }
 

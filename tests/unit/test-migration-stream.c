@@ -4,9 +4,13 @@
  */
 #include <signal.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <glib.h>
+#include <glib/gstdio.h>
+#include "migration/multifd.h"
 #include "migration/stream.h"
+#include "migration/transport.h"
 
 static void test_crc32c(void)
 {
@@ -199,6 +203,56 @@ static void test_write_error_is_sticky(void)
     mig_stream_free(w);
 }
 
+/*
+ * A multifd channel that ends (END) before the SYNC the main stream then announces can
+ * never pass it: the destination fails the load instead of waiting for it forever (a
+ * wait nothing, not even a cancel, would end).  No page is sent, so no RAM is needed.
+ */
+static void test_multifd_end_before_sync(void)
+{
+    g_autofree char *dir = g_dir_make_tmp("sen-test-multifd-XXXXXX", NULL);
+    g_autofree char *sock = g_build_filename(dir, "mig.sock", NULL);
+    g_autofree char *uri = g_strdup_printf("unix:%s", sock);
+    const uint64_t session = 0x1234;
+    Error *err = NULL;
+    int cancel = 0, mainp[2];
+
+    g_assert_nonnull(dir);
+    MigListener *l = mig_listen(uri, &err);
+    g_assert_null(err);
+    g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, mainp), ==, 0);
+
+    g_autoptr(MigUri) u = mig_uri_parse(uri, &err);
+    g_assert_null(err);
+    pid_t child;
+    int fd = mig_connect(u, &child, &err);
+    g_assert_cmpint(fd, >=, 0);
+    MigStream *w = mig_stream_new_writer(fd);
+    mig_put_buf(w, MULTIFD_MAGIC, 8);
+    mig_put_be32(w, MULTIFD_VERSION);
+    mig_put_be64(w, session);
+    mig_put_be32(w, 0);     /* channel id */
+    mig_put_be32(w, 1);     /* channels */
+    mig_put_u8(w, MIG_REC_END);
+    mig_put_checksum(w);
+    g_assert_true(mig_stream_check(w, NULL));
+
+    MultifdRecv *mr = multifd_recv_start(NULL, l, mainp[0], 1, session, &cancel, &err);
+    g_assert_null(err);
+    g_assert_nonnull(mr);
+    g_assert_false(multifd_recv_sync(mr, 1, &err));
+    g_assert_nonnull(strstr(error_get_pretty(err), "ended before SYNC 1"));
+    error_free(err);
+
+    multifd_recv_free(mr);
+    mig_stream_free(w);
+    close(mainp[0]);
+    close(mainp[1]);
+    mig_listener_free(l);
+    g_unlink(sock);
+    g_rmdir(dir);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -209,5 +263,7 @@ int main(int argc, char **argv)
     g_test_add_func("/migration-stream/truncated", test_truncated);
     g_test_add_func("/migration-stream/corrupt", test_corrupt);
     g_test_add_func("/migration-stream/write-error-is-sticky", test_write_error_is_sticky);
+    g_test_add_func("/migration-stream/multifd-end-before-sync",
+                    test_multifd_end_before_sync);
     return g_test_run();
 }
