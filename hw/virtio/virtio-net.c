@@ -13,146 +13,36 @@
  * header travels with it (checksum/TSO offload), otherwise it is stripped and no offload
  * is offered.  One kick handles at most TX_BURST frames, then yields to the main loop.
  *
- * The control queue implements rx mode, MAC table and address, VLAN filter, the number
- * of queue pairs and the announce acknowledgement, as Linux uses them.
+ * The control queue (virtio-net-ctrl.c) implements rx mode, MAC table and address, VLAN
+ * filter, the number of queue pairs and the announce acknowledgement, as Linux uses them.
  *
  * While the VM is stopped (paused, migrating, saved) the NIC touches no guest memory:
  * frames from the backend wait in the net queue and a tx burst in progress waits, so the
  * state a migration saves is the state the destination continues from.  After loading,
  * the destination announces the MAC (RARP rounds, and the guest's own announcement with
- * GUEST_ANNOUNCE), see "---- announce ----".
+ * GUEST_ANNOUNCE), see "---- announce ----" in virtio-net-migration.c, which also holds
+ * the migration description.  virtio-net-internal.h holds the state shared by the files.
  */
-#include <inttypes.h>
 #include <string.h>
 #include <linux/if_tun.h>
-#include "hw/virtio/virtio-pci.h"
-#include "sen/device.h"
-#include "sen/net.h"
-#include "sen/timer.h"
-#include "sen/vmstate.h"
-
-#define VIRTIO_NET_F_CSUM          0
-#define VIRTIO_NET_F_GUEST_CSUM    1
-#define VIRTIO_NET_F_MAC           5
-#define VIRTIO_NET_F_GUEST_TSO4    7
-#define VIRTIO_NET_F_GUEST_TSO6    8
-#define VIRTIO_NET_F_GUEST_ECN     9
-#define VIRTIO_NET_F_HOST_TSO4     11
-#define VIRTIO_NET_F_HOST_TSO6     12
-#define VIRTIO_NET_F_HOST_ECN      13
-#define VIRTIO_NET_F_MRG_RXBUF     15
-#define VIRTIO_NET_F_STATUS        16
-#define VIRTIO_NET_F_CTRL_VQ       17
-#define VIRTIO_NET_F_CTRL_RX       18
-#define VIRTIO_NET_F_CTRL_VLAN     19
-#define VIRTIO_NET_F_CTRL_RX_EXTRA 20
-#define VIRTIO_NET_F_GUEST_ANNOUNCE 21
-#define VIRTIO_NET_F_MQ            22
-#define VIRTIO_NET_F_CTRL_MAC_ADDR 23
-
-#define VIRTIO_NET_S_LINK_UP  1
-#define VIRTIO_NET_S_ANNOUNCE 2
-
-#define VIRTIO_NET_CTRL_RX          0
-#define VIRTIO_NET_CTRL_MAC         1
-#define VIRTIO_NET_CTRL_VLAN        2
-#define VIRTIO_NET_CTRL_ANNOUNCE    3
-#define VIRTIO_NET_CTRL_MQ          4
-#define VIRTIO_NET_CTRL_ANNOUNCE_ACK 0
-#define VIRTIO_NET_OK  0
-#define VIRTIO_NET_ERR 1
-
-enum { CFG_MAC = 0, CFG_STATUS = 6, CFG_MAX_PAIRS = 8, CFG_SIZE = 10 };
-
-#define NET_QUEUE_SIZE   256
-#define MAC_TABLE_SIZE   64
-#define MAX_VLAN         4096
-#define TX_BURST         256
-/* Rx elements a burst fills before it publishes them anyway: the driver can work on
- * those while the rest come (vhost-net batches its used updates likewise). */
-#define RX_PUBLISH_BATCH 32
-#define USER_STATE_MAX   1024  /* libslirp's state: 131 bytes in version 4 */
-
-typedef struct VirtIONet VirtIONet;
-
-typedef struct NetQueuePair {
-    VirtIONet *n;
-    unsigned index;
-    NetClientState *nc;      /* our end; its peer is the backend queue */
-    VirtQueue *rx, *tx;
-    guint tx_more;           /* idle source continuing a tx burst, 0 = none */
-    unsigned rx_unpublished; /* used rx elements filled in a burst, not yet in used idx */
-    bool tx_held;            /* the burst stopped with the VM; the start hook resumes it */
-} NetQueuePair;
-
-struct VirtIONet {
-    VirtIOPCIProxy proxy;    /* first: the instance is a PCI device */
-    VirtIODevice vdev;
-    /* properties */
-    char *netdev;
-    char *mac_str;
-    bool mq;
-    bool mrg_rxbuf;
-    bool csum;
-    bool guest_csum;
-    bool guest_announce;
-
-    Machine *m;
-    uint8_t mac[6];
-    uint32_t max_pairs, curr_pairs;
-    NetQueuePair qp[NET_MAX_QUEUES];
-    VirtQueue *ctrl;
-    bool vnet_hdr;           /* the backend exchanges NetVnetHdr with us */
-    bool link_up;            /* what the config status shows */
-    bool nic_link_down;      /* migration: set_link off on the NIC itself (pre_save) */
-
-    /* receive filter (control queue): rx mode and table sizes live in `rx`, which
-     * query-rx-filter reads as it is; rx.uni / rx.multi point at the tables here */
-    NetRxFilter rx;
-    uint8_t uni[MAC_TABLE_SIZE][6], multi[MAC_TABLE_SIZE][6];
-    uint32_t vlans[MAX_VLAN / 32];
-
-    uint64_t rx_dropped;     /* too big for the buffers, or the device was not ready */
-    uint64_t tx_dropped;
-
-    /* self-announce after a migration */
-    Timer *announce_timer;   /* next round, on the virtual clock (runs with the VM) */
-    NetAnnounceParams announce; /* the running announcement's pacing */
-    unsigned announce_rounds; /* rounds still to send */
-    bool announce_pending;   /* VIRTIO_NET_S_ANNOUNCE shown until the driver acks */
-
-    /* migration: the state of a user backend (libslirp's), subsection user-net */
-    uint32_t user_state_version, user_state_len;
-    uint8_t user_state[USER_STATE_MAX];
-    void *start_hook;        /* machine_add_start_hook handle */
-};
-
-static inline VirtIONet *to_net(VirtIODevice *vdev)
-{
-    return (VirtIONet *)((uint8_t *)vdev - offsetof(VirtIONet, vdev));
-}
-
-static bool has(VirtIONet *n, unsigned bit)
-{
-    return virtio_has_feature(&n->vdev, bit);
-}
+#include "hw/virtio/virtio-net-internal.h"
 
 /* ---- link status ---- */
 
 /* The config space is little-endian (virtio 1.x), whatever the host is. */
-static void cfg_store_le16(VirtIONet *n, unsigned off, uint16_t v)
+void virtio_net_cfg_store_le16(VirtIONet *n, unsigned off, uint16_t v)
 {
     n->vdev.config[off] = (uint8_t)v;
     n->vdev.config[off + 1] = (uint8_t)(v >> 8);
 }
 
-static void net_store_status(VirtIONet *n)
+void virtio_net_store_status(VirtIONet *n)
 {
-    cfg_store_le16(n, CFG_STATUS, (n->link_up ? VIRTIO_NET_S_LINK_UP : 0) |
+    virtio_net_cfg_store_le16(n, CFG_STATUS, (n->link_up ? VIRTIO_NET_S_LINK_UP : 0) |
                                   (n->announce_pending ? VIRTIO_NET_S_ANNOUNCE : 0));
 }
 
-static void net_update_link(VirtIONet *n)
+void virtio_net_update_link(VirtIONet *n)
 {
     NetClientState *nc = n->qp[0].nc;
     bool up = !nc->link_down && nc->peer && !nc->peer->link_down;
@@ -161,7 +51,7 @@ static void net_update_link(VirtIONet *n)
         return;
     }
     n->link_up = up;
-    net_store_status(n);
+    virtio_net_store_status(n);
     if (n->vdev.status & VIRTIO_STATUS_DRIVER_OK) {
         virtio_config_changed(&n->vdev);
     }
@@ -170,7 +60,7 @@ static void net_update_link(VirtIONet *n)
 static void nic_link_changed(NetClientState *nc)
 {
     NetQueuePair *q = nc->opaque;
-    net_update_link(q->n);
+    virtio_net_update_link(q->n);
 }
 
 /* ---- rx ---- */
@@ -252,7 +142,7 @@ static bool nic_can_receive(NetClientState *nc)
 }
 
 /* Makes the filled rx elements visible to the driver and interrupts it once. */
-static void rx_publish(NetQueuePair *q)
+void virtio_net_rx_publish(NetQueuePair *q)
 {
     if (q->rx_unpublished) {
         virtqueue_flush(q->rx, q->rx_unpublished);
@@ -264,7 +154,7 @@ static void rx_publish(NetQueuePair *q)
 /* The backend's burst ended (net_burst_end): publish what it brought. */
 static void nic_burst_end(NetClientState *nc)
 {
-    rx_publish(nc->opaque);
+    virtio_net_rx_publish(nc->opaque);
 }
 
 /* Copies [skip, skip + len) of src into dst at dst_off; returns the bytes copied. */
@@ -367,7 +257,7 @@ static ssize_t nic_receive(NetClientState *nc, const struct iovec *iov, int iovc
      * interrupt instead of one per frame. */
     q->rx_unpublished += ne;
     if (!nc->burst || q->rx_unpublished >= RX_PUBLISH_BATCH) {
-        rx_publish(q);
+        virtio_net_rx_publish(q);
     }
     return (ssize_t)size;
 
@@ -471,197 +361,6 @@ static void net_handle_tx(VirtIODevice *vdev, VirtQueue *vq)
     net_tx_burst(&n->qp[vq->index / 2]);
 }
 
-/* ---- control queue ---- */
-
-/* Command data is little-endian (virtio 1.x), whatever the host is. */
-static uint16_t ld_le16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static uint32_t ld_le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-           (uint32_t)p[3] << 24;
-}
-
-static uint8_t ctrl_rx(VirtIONet *n, uint8_t cmd, const uint8_t *data, size_t len)
-{
-    bool *flags[] = { &n->rx.promisc, &n->rx.allmulti, &n->rx.alluni, &n->rx.nomulti,
-                      &n->rx.nouni, &n->rx.nobcast };
-
-    if (len != 1 || cmd >= G_N_ELEMENTS(flags) ||
-        (cmd >= 2 && !has(n, VIRTIO_NET_F_CTRL_RX_EXTRA))) {
-        return VIRTIO_NET_ERR;
-    }
-    *flags[cmd] = data[0] != 0;
-    return VIRTIO_NET_OK;
-}
-
-/* One table of a MAC_TABLE_SET: le32 entries, then entries * 6 bytes. */
-static bool mac_table_parse(const uint8_t **p, size_t *left, uint8_t (*table)[6],
-                            unsigned *count, bool *overflow)
-{
-    uint32_t entries;
-
-    if (*left < 4) {
-        return false;
-    }
-    entries = ld_le32(*p);
-    *p += 4;
-    *left -= 4;
-    if (entries > *left / 6) {
-        return false;
-    }
-    *overflow = entries > MAC_TABLE_SIZE;
-    *count = *overflow ? 0 : entries;
-    memcpy(table, *p, (size_t)*count * 6);
-    *p += (size_t)entries * 6;
-    *left -= (size_t)entries * 6;
-    return true;
-}
-
-static uint8_t ctrl_mac(VirtIONet *n, uint8_t cmd, const uint8_t *data, size_t len)
-{
-    if (cmd == 1) { /* ADDR_SET */
-        if (len != 6 || !has(n, VIRTIO_NET_F_CTRL_MAC_ADDR)) {
-            return VIRTIO_NET_ERR;
-        }
-        memcpy(n->mac, data, 6);
-        memcpy(n->vdev.config + CFG_MAC, n->mac, 6);
-        return VIRTIO_NET_OK;
-    }
-    if (cmd != 0) {
-        return VIRTIO_NET_ERR;
-    }
-    /* TABLE_SET: unicast then multicast; applied only when both parse. */
-    uint8_t uni[MAC_TABLE_SIZE][6], multi[MAC_TABLE_SIZE][6];
-    unsigned nu, nm;
-    bool ou, om;
-    if (!mac_table_parse(&data, &len, uni, &nu, &ou) ||
-        !mac_table_parse(&data, &len, multi, &nm, &om) || len) {
-        return VIRTIO_NET_ERR;
-    }
-    memcpy(n->uni, uni, sizeof(uni));
-    memcpy(n->multi, multi, sizeof(multi));
-    n->rx.n_uni = nu;
-    n->rx.n_multi = nm;
-    n->rx.uni_overflow = ou;
-    n->rx.multi_overflow = om;
-    return VIRTIO_NET_OK;
-}
-
-static uint8_t ctrl_vlan(VirtIONet *n, uint8_t cmd, const uint8_t *data, size_t len)
-{
-    uint16_t vid;
-
-    if (len != 2 || cmd > 1) {
-        return VIRTIO_NET_ERR;
-    }
-    vid = ld_le16(data);
-    if (vid >= MAX_VLAN) {
-        return VIRTIO_NET_ERR;
-    }
-    if (cmd == 0) {
-        n->vlans[vid >> 5] |= 1u << (vid & 31);
-    } else {
-        n->vlans[vid >> 5] &= ~(1u << (vid & 31));
-    }
-    return VIRTIO_NET_OK;
-}
-
-/* The guest uses this many queue pairs: a multiqueue backend steers only to those. */
-static void net_set_pairs(VirtIONet *n, unsigned pairs)
-{
-    n->curr_pairs = pairs;
-    for (unsigned i = 0; n->max_pairs > 1 && i < n->max_pairs; i++) {
-        NetClientState *peer = n->qp[i].nc->peer;
-        if (peer && peer->info->queue_enable) {
-            peer->info->queue_enable(peer, i < pairs);
-        }
-    }
-}
-
-static uint8_t ctrl_mq(VirtIONet *n, uint8_t cmd, const uint8_t *data, size_t len)
-{
-    uint16_t pairs;
-
-    if (cmd != 0 || len != 2 || !has(n, VIRTIO_NET_F_MQ)) {
-        return VIRTIO_NET_ERR;
-    }
-    pairs = ld_le16(data);
-    if (pairs < 1 || pairs > n->max_pairs) {
-        return VIRTIO_NET_ERR;
-    }
-    net_set_pairs(n, pairs);
-    return VIRTIO_NET_OK;
-}
-
-static void net_announce_done(VirtIONet *n);
-
-static uint8_t ctrl_announce(VirtIONet *n, uint8_t cmd, size_t len)
-{
-    if (cmd != VIRTIO_NET_CTRL_ANNOUNCE_ACK || len != 0 || !n->announce_pending) {
-        return VIRTIO_NET_ERR;
-    }
-    net_announce_done(n);
-    return VIRTIO_NET_OK;
-}
-
-static void net_handle_ctrl(VirtIODevice *vdev, VirtQueue *vq)
-{
-    VirtIONet *n = to_net(vdev);
-    VirtQueueElement *e;
-    bool pushed = false;
-
-    while ((e = virtqueue_pop(vq))) {
-        uint8_t buf[4 + 6 * (MAC_TABLE_SIZE + 1) * 2 + 16];
-        uint8_t ack = VIRTIO_NET_ERR;
-
-        if (e->out_len < 2 || e->in_len < 1) {
-            virtio_error(vdev, "control request %u: %zu readable and %zu writable bytes",
-                         e->head, e->out_len, e->in_len);
-            virtqueue_element_free(e);
-            break;
-        }
-        /* Larger commands than any valid one get an error ack, not a bigger buffer. */
-        if (e->out_len <= sizeof(buf)) {
-            size_t len = virtio_iov_to_buf(e->out_sg, e->out_num, 0, buf, e->out_len);
-            const uint8_t *data = buf + 2;
-            len -= 2;
-            switch (buf[0]) {
-            case VIRTIO_NET_CTRL_RX:
-                ack = has(n, VIRTIO_NET_F_CTRL_RX) ? ctrl_rx(n, buf[1], data, len)
-                                                   : VIRTIO_NET_ERR;
-                break;
-            case VIRTIO_NET_CTRL_MAC:
-                ack = ctrl_mac(n, buf[1], data, len);
-                break;
-            case VIRTIO_NET_CTRL_VLAN:
-                ack = has(n, VIRTIO_NET_F_CTRL_VLAN) ? ctrl_vlan(n, buf[1], data, len)
-                                                     : VIRTIO_NET_ERR;
-                break;
-            case VIRTIO_NET_CTRL_MQ:
-                ack = ctrl_mq(n, buf[1], data, len);
-                break;
-            case VIRTIO_NET_CTRL_ANNOUNCE:
-                ack = has(n, VIRTIO_NET_F_GUEST_ANNOUNCE) ? ctrl_announce(n, buf[1], len)
-                                                          : VIRTIO_NET_ERR;
-                break;
-            default:
-                break;
-            }
-        }
-        virtio_iov_from_buf(e->in_sg, e->in_num, e->in_len - 1, &ack, 1);
-        virtqueue_push(vq, e, 1);
-        virtqueue_element_free(e);
-        pushed = true;
-    }
-    if (pushed) {
-        virtio_queue_notify_driver(vdev, vq);
-    }
-}
-
 /* ---- VM stopped: the NIC holds still ---- */
 
 /* While the VM is stopped frames wait in the net queue (bounded): writing them into
@@ -697,77 +396,6 @@ static void net_vm_started(void *opaque)
     machine_unlock(n->m);
 }
 
-/* ---- announce ---- */
-
-/*
- * After a migration (post_load) the destination sends rounds paced as
- * net_announce_defaults (5 rounds, 50 ms, 150 ms, 250 ms ... apart; announce-self
- * chooses its own) on the virtual clock, so they start when the VM runs.  Each
- * round sends QEMU's RARP frame from our MAC on every queue pair's link, as QEMU's
- * announce-self does for every NIC, and, when the driver negotiated GUEST_ANNOUNCE (with
- * the control queue), sets VIRTIO_NET_S_ANNOUNCE and raises a config interrupt: the guest
- * then sends gratuitous ARPs for its addresses and acks with VIRTIO_NET_CTRL_ANNOUNCE_ACK,
- * which clears the bit.  A round finding the bit still set does not notify again.
- */
-static bool guest_announces(VirtIONet *n)
-{
-    return (n->vdev.status & VIRTIO_STATUS_DRIVER_OK) &&
-           has(n, VIRTIO_NET_F_GUEST_ANNOUNCE) && has(n, VIRTIO_NET_F_CTRL_VQ);
-}
-
-static void net_announce_round(void *opaque)
-{
-    VirtIONet *n = opaque;
-    uint8_t frame[NET_ANNOUNCE_FRAME_LEN];
-
-    if (!n->announce_rounds) {
-        return;
-    }
-    net_announce_rarp(frame, n->mac);
-    for (unsigned i = 0; i < n->max_pairs; i++) {
-        net_nic_send_frame(n->qp[i].nc, frame, sizeof(frame));
-    }
-    if (guest_announces(n) && !n->announce_pending) {
-        n->announce_pending = true;
-        net_store_status(n);
-        virtio_config_changed(&n->vdev);
-    }
-    n->announce_rounds--;
-    if (n->announce_rounds) {
-        unsigned done = n->announce.rounds - n->announce_rounds - 1;
-        timer_mod(n->announce_timer, virt_clock_get_ns(n->m->clock) +
-                                     net_announce_delay_ns(&n->announce, done));
-    }
-}
-
-/* A new announcement replaces one still running. */
-static void net_announce_start(VirtIONet *n, const NetAnnounceParams *p)
-{
-    if (!n->announce_timer) {
-        return; /* a machine without a clock (unit tests): nothing to pace rounds with */
-    }
-    n->announce = *p;
-    n->announce_rounds = p->rounds;
-    if (p->rounds) {
-        timer_mod(n->announce_timer, virt_clock_get_ns(n->m->clock));
-    } else {
-        timer_del(n->announce_timer);
-    }
-}
-
-static void nic_announce(NetClientState *nc, const NetAnnounceParams *p)
-{
-    NetQueuePair *q = nc->opaque;
-    net_announce_start(q->n, p);
-}
-
-/* The driver acked (or the device was reset): the guest's announcement is done. */
-static void net_announce_done(VirtIONet *n)
-{
-    n->announce_pending = false;
-    net_store_status(n);
-}
-
 /* ---- virtio ops ---- */
 
 static void net_rx_filter_reset(VirtIONet *n)
@@ -785,7 +413,7 @@ static void net_vdev_reset(VirtIODevice *vdev)
     VirtIONet *n = to_net(vdev);
 
     net_rx_filter_reset(n);
-    net_set_pairs(n, 1);
+    virtio_net_set_pairs(n, 1);
     for (unsigned i = 0; i < n->max_pairs; i++) {
         net_client_purge(n->qp[i].nc);
         if (n->qp[i].tx_more) {
@@ -796,7 +424,8 @@ static void net_vdev_reset(VirtIODevice *vdev)
         n->qp[i].rx_unpublished = 0; /* the rings are gone with the reset */
     }
     memcpy(n->vdev.config + CFG_MAC, n->mac, 6);
-    net_announce_done(n); /* RARP rounds still due keep going: the MAC moved all the same */
+    /* RARP rounds still due keep going: the MAC moved all the same */
+    virtio_net_announce_done(n);
 }
 
 static void net_config_write(VirtIODevice *vdev, uint32_t offset, unsigned size)
@@ -805,8 +434,8 @@ static void net_config_write(VirtIODevice *vdev, uint32_t offset, unsigned size)
 
     /* The config space is read-only for a VERSION_1 driver: undo the store. */
     memcpy(vdev->config + CFG_MAC, n->mac, 6);
-    net_store_status(n);
-    cfg_store_le16(n, CFG_MAX_PAIRS, (uint16_t)n->max_pairs);
+    virtio_net_store_status(n);
+    virtio_net_cfg_store_le16(n, CFG_MAX_PAIRS, (uint16_t)n->max_pairs);
 }
 
 static void net_set_status(VirtIODevice *vdev, uint8_t status)
@@ -823,7 +452,7 @@ static void net_set_status(VirtIODevice *vdev, uint8_t status)
 
 /* The negotiated guest offloads go to a vnet_hdr backend (tap), which then may hand us
  * partial checksums and large segments; without CTRL_VLAN every VLAN passes. */
-static void net_apply_features(VirtIONet *n, uint64_t features)
+void virtio_net_apply_features(VirtIONet *n, uint64_t features)
 {
     unsigned tun = 0;
 
@@ -846,7 +475,7 @@ static void net_apply_features(VirtIONet *n, uint64_t features)
 
 static bool net_features_ok(VirtIODevice *vdev, uint64_t features)
 {
-    net_apply_features(to_net(vdev), features);
+    virtio_net_apply_features(to_net(vdev), features);
     return true;
 }
 
@@ -887,172 +516,6 @@ static const NetClientInfo nic_info = {
     .burst_end = nic_burst_end,
     .link_changed = nic_link_changed,
     .has_vnet_hdr = nic_has_vnet_hdr,
-};
-
-/* ---- migration ---- */
-
-/*
- * The section: the virtio-pci transport (PCI config, registers, features, config space,
- * every queue's rings and indices), the MAC (the driver may have set it), the queue
- * pairs in use, set_link on the NIC, the rx filter and whether the guest owes an
- * announce ack.  Not migrated: frames waiting in the net queues (the VM is stopped, so
- * they are just more frames lost in transit) and the drop counters.  Backends carry no
- * state (tap, bridge, socket), except a user backend: libslirp's own state (DHCP leases,
- * IP id; not the NAT connections) rides in the user-net subsection, as QEMU migrates it
- * (docs/networking.md#migration).
- */
-
-/* The backend if it is a user network (libslirp), else NULL. */
-static NetClientState *user_backend(VirtIONet *n)
-{
-    NetClientState *peer = n->qp[0].nc->peer;
-    return peer && strcmp(peer->info->type, "user") == 0 ? peer : NULL;
-}
-
-static bool virtio_net_pre_save(void *opaque, Error **errp)
-{
-    VirtIONet *n = opaque;
-    NetClientState *user = user_backend(n);
-
-    n->user_state_len = 0;
-    if (user) {
-        g_autoptr(GByteArray) st = g_byte_array_new();
-        n->user_state_version = (uint32_t)net_slirp_state_save(user, st);
-        if (st->len > USER_STATE_MAX) {
-            error_setg(errp, "netdev %s: %u bytes of user network state, more than the "
-                       "%d the section holds", user->name, st->len, USER_STATE_MAX);
-            return false;
-        }
-        memcpy(n->user_state, st->data, st->len);
-        n->user_state_len = st->len;
-    }
-    n->nic_link_down = n->qp[0].nc->link_down;
-    /* A backend's rx burst ends within one main-loop callback, so nothing is left
-     * unpublished here; if it were, the used index saved would lag the ring in RAM. */
-    for (unsigned i = 0; i < n->max_pairs; i++) {
-        rx_publish(&n->qp[i]);
-    }
-    return true;
-}
-
-/* A section without the user-net subsection must not leave an earlier load's behind. */
-static bool virtio_net_pre_load(void *opaque, Error **errp)
-{
-    VirtIONet *n = opaque;
-    n->user_state_len = 0;
-    return true;
-}
-
-static bool virtio_net_post_load(void *opaque, int version_id, Error **errp)
-{
-    VirtIONet *n = opaque;
-    VirtIODevice *vdev = &n->vdev;
-    const char *id = n->qp[0].nc->name;
-    NetClientState *user = user_backend(n);
-
-    if (n->curr_pairs < 1 || n->curr_pairs > n->max_pairs ||
-        (n->curr_pairs > 1 && !has(n, VIRTIO_NET_F_MQ))) {
-        error_setg(errp, "virtio-net %s: the source uses %" PRIu32 " queue pairs, this "
-                   "device has %" PRIu32 "%s", id, n->curr_pairs, n->max_pairs,
-                   has(n, VIRTIO_NET_F_MQ) ? "" : " and no multiqueue negotiated");
-        return false;
-    }
-    if ((n->rx.uni_overflow && n->rx.n_uni) || (n->rx.multi_overflow && n->rx.n_multi)) {
-        error_setg(errp, "virtio-net %s: a MAC table both overflowed and holds entries",
-                   id);
-        return false;
-    }
-    if (n->announce_pending && !has(n, VIRTIO_NET_F_GUEST_ANNOUNCE)) {
-        error_setg(errp, "virtio-net %s: an announce is pending without GUEST_ANNOUNCE",
-                   id);
-        return false;
-    }
-    /* The source's NAT state goes to a user backend here; another backend has no use
-     * for it (the device set must match, not the backends). */
-    if (n->user_state_len && user &&
-        !net_slirp_state_load(user, (int)n->user_state_version, n->user_state,
-                              n->user_state_len, errp)) {
-        return false;
-    }
-    for (unsigned i = 0; i < n->max_pairs; i++) {
-        n->qp[i].nc->link_down = n->nic_link_down;
-    }
-    /* What the guest last saw, then this host's link: a change is a config interrupt. */
-    n->link_up = vdev->config[CFG_STATUS] & VIRTIO_NET_S_LINK_UP;
-    memcpy(vdev->config + CFG_MAC, n->mac, 6);
-    net_store_status(n);
-    cfg_store_le16(n, CFG_MAX_PAIRS, (uint16_t)n->max_pairs);
-    net_set_pairs(n, n->curr_pairs);
-    if (vdev->status & VIRTIO_STATUS_FEATURES_OK) {
-        net_apply_features(n, vdev->guest_features);
-    }
-    net_update_link(n);
-    net_announce_start(n, &net_announce_defaults);
-    return true;
-}
-
-static const VMStateField rx_mode_fields[] = {
-    VMSTATE_BOOL(promisc, NetRxFilter),
-    VMSTATE_BOOL(allmulti, NetRxFilter),
-    VMSTATE_BOOL(alluni, NetRxFilter),
-    VMSTATE_BOOL(nomulti, NetRxFilter),
-    VMSTATE_BOOL(nouni, NetRxFilter),
-    VMSTATE_BOOL(nobcast, NetRxFilter),
-    VMSTATE_BOOL(uni_overflow, NetRxFilter),
-    VMSTATE_BOOL(multi_overflow, NetRxFilter),
-    VMSTATE_END_OF_LIST(),
-};
-
-static const VMStateDesc rx_mode_vmsd = {
-    .name = "virtio-net-rx-mode",
-    .version_id = 1,
-    .minimum_version_id = 1,
-    .fields = rx_mode_fields,
-};
-
-static bool user_net_needed(void *opaque)
-{
-    return ((VirtIONet *)opaque)->user_state_len > 0;
-}
-
-static const VMStateField user_net_fields[] = {
-    VMSTATE_UINT32(user_state_version, VirtIONet),
-    VMSTATE_VARRAY(user_state, VirtIONet, user_state_len, USER_STATE_MAX, VMS_U8),
-    VMSTATE_END_OF_LIST(),
-};
-
-static const VMStateDesc user_net_vmsd = {
-    .name = "virtio-net-pci/user-net",
-    .version_id = 1,
-    .minimum_version_id = 1,
-    .fields = user_net_fields,
-    .needed = user_net_needed,
-};
-
-static const VMStateDesc *const virtio_net_subsections[] = { &user_net_vmsd, NULL };
-
-static const VMStateField virtio_net_fields[] = {
-    VMSTATE_VIRTIO_PCI(proxy, VirtIONet),
-    VMSTATE_UINT8_ARRAY(mac, VirtIONet, 6),
-    VMSTATE_UINT32(curr_pairs, VirtIONet),
-    VMSTATE_BOOL(nic_link_down, VirtIONet),
-    VMSTATE_STRUCT(rx, VirtIONet, rx_mode_vmsd, NetRxFilter),
-    VMSTATE_VARRAY(uni, VirtIONet, rx.n_uni, MAC_TABLE_SIZE, VMS_BUFFER),
-    VMSTATE_VARRAY(multi, VirtIONet, rx.n_multi, MAC_TABLE_SIZE, VMS_BUFFER),
-    VMSTATE_UINT32_ARRAY(vlans, VirtIONet, MAX_VLAN / 32),
-    VMSTATE_BOOL(announce_pending, VirtIONet),
-    VMSTATE_END_OF_LIST(),
-};
-
-static const VMStateDesc virtio_net_vmsd = {
-    .name = "virtio-net-pci",
-    .version_id = 1,
-    .minimum_version_id = 1,
-    .fields = virtio_net_fields,
-    .subsections = virtio_net_subsections,
-    .pre_save = virtio_net_pre_save,
-    .pre_load = virtio_net_pre_load,
-    .post_load = virtio_net_post_load,
 };
 
 /* ---- device ---- */
@@ -1130,7 +593,7 @@ static bool virtio_net_realize(DeviceState *dev, Machine *m, Error **errp)
         q->nc->opaque = q;
         q->nc->is_nic = true;
         q->nc->rx_filter_query = nic_rx_filter_query;
-        q->nc->announce = nic_announce;
+        q->nc->announce = virtio_net_nic_announce;
         net_client_set_info_str(q->nc, "model=virtio-net-pci,macaddr=%02x:%02x:%02x:%02x:"
                                 "%02x:%02x", n->mac[0], n->mac[1], n->mac[2], n->mac[3],
                                 n->mac[4], n->mac[5]);
@@ -1139,7 +602,7 @@ static bool virtio_net_realize(DeviceState *dev, Machine *m, Error **errp)
         }
     }
     n->vnet_hdr = n->qp[0].nc->vnet_hdr;
-    net_set_pairs(n, 1); /* until the driver asks for more */
+    virtio_net_set_pairs(n, 1); /* until the driver asks for more */
     net_nic_register(m, n->qp[0].nc);
 
     features = (1ull << VIRTIO_NET_F_MAC) | (1ull << VIRTIO_NET_F_STATUS) |
@@ -1172,16 +635,16 @@ static bool virtio_net_realize(DeviceState *dev, Machine *m, Error **errp)
         n->qp[i].rx = virtio_add_queue(&n->vdev, 2 * i, NET_QUEUE_SIZE, net_handle_rx);
         n->qp[i].tx = virtio_add_queue(&n->vdev, 2 * i + 1, NET_QUEUE_SIZE, net_handle_tx);
     }
-    n->ctrl = virtio_add_queue(&n->vdev, 2 * n->max_pairs, 64, net_handle_ctrl);
+    n->ctrl = virtio_add_queue(&n->vdev, 2 * n->max_pairs, 64, virtio_net_handle_ctrl);
     uint16_t pairs = (uint16_t)n->max_pairs;
     memcpy(n->vdev.config + CFG_MAC, n->mac, 6);
     memcpy(n->vdev.config + CFG_MAX_PAIRS, &pairs, 2);
-    net_update_link(n); /* the config status starts at 0: link down */
+    virtio_net_update_link(n); /* the config status starts at 0: link down */
     n->rx.uni = (const uint8_t (*)[6])n->uni;
     n->rx.multi = (const uint8_t (*)[6])n->multi;
     net_rx_filter_reset(n);
     if (m->clock) {
-        n->announce_timer = timer_new(m->clock, net_announce_round, n);
+        n->announce_timer = timer_new(m->clock, virtio_net_announce_round, n);
     }
     n->start_hook = machine_add_start_hook(m, net_vm_started, n);
     if (!virtio_pci_realize(&n->proxy, &n->vdev, m, 0x020000, errp)) {
