@@ -117,7 +117,7 @@ static bool sync_unreachable_locked(MultifdRecv *mr, uint64_t seq)
 }
 
 /* Waits until every channel passed SYNC seq; false with *errp set when one never will or
- * anything failed. */
+ * anything failed (then *errp is the first failure: the cause). */
 static bool wait_synced(MultifdRecv *mr, uint64_t seq, Error **errp)
 {
     g_mutex_lock(&mr->lock);
@@ -126,10 +126,12 @@ static bool wait_synced(MultifdRecv *mr, uint64_t seq, Error **errp)
     }
     bool failed = mr->failed;
     bool ok = !failed && min_synced_locked(mr) >= seq;
-    g_mutex_unlock(&mr->lock);
     if (failed) {
-        error_setg(errp, "another channel failed");
-    } else if (!ok) {
+        /* No error recorded: multifd_recv_free is stopping the threads. */
+        error_setg(errp, "%s", mr->error ? mr->error : "another channel failed");
+    }
+    g_mutex_unlock(&mr->lock);
+    if (!failed && !ok) {
         error_setg(errp, "corrupt migration stream: a multifd connection ended before "
                    "SYNC %" G_GUINT64_FORMAT, seq);
     }
@@ -291,15 +293,7 @@ bool multifd_recv_sync(MultifdRecv *mr, uint64_t seq, Error **errp)
         return false;
     }
     mr->main_seq = seq;
-    if (!wait_synced(mr, seq, NULL)) {
-        if (!multifd_recv_check(mr, errp)) {
-            return false; /* the failing channel's error is the cause */
-        }
-        error_setg(errp, "corrupt migration stream: a multifd connection ended before "
-                   "SYNC %" G_GUINT64_FORMAT, seq);
-        return false;
-    }
-    return multifd_recv_check(mr, errp);
+    return wait_synced(mr, seq, errp) && multifd_recv_check(mr, errp);
 }
 
 bool multifd_recv_finish(MultifdRecv *mr, Error **errp)
