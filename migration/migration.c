@@ -339,6 +339,14 @@ static uint64_t sent_bytes(MigrationState *s, MigStream *st)
     return mig_stream_bytes(st) + (s->multifd ? multifd_send_bytes(s->multifd) : 0);
 }
 
+/* s->lock held.  transferred and multifd-bytes for query-migrate, from one read of the
+ * channels' counters, so that multifd-bytes is the part of transferred they carried. */
+static void note_sent_locked(MigrationState *s, MigStream *st)
+{
+    s->multifd_bytes = s->multifd ? multifd_send_bytes(s->multifd) : 0;
+    s->transferred = mig_stream_bytes(st) + s->multifd_bytes;
+}
+
 static void set_rate_limit(MigrationState *s, MigStream *st, uint64_t bytes_per_sec)
 {
     mig_stream_set_rate_limit(st, bytes_per_sec);
@@ -387,8 +395,7 @@ static bool precopy(MigrationState *s, RamSave *rs, MigStream *st, Error **errp)
                               ram_stat(&ram_save_counters(rs)->duplicate) - sent_pages0;
 
         g_mutex_lock(&s->lock);
-        s->transferred = sent_bytes(s, st);
-        s->multifd_bytes = s->multifd ? multifd_send_bytes(s->multifd) : 0;
+        note_sent_locked(s, st);
         s->precopy_bytes = s->transferred;
         s->mbps = (double)pass_bytes * 8 / (double)(t1 - t0);
         s->pages_per_second = sent_pages * G_USEC_PER_SEC / (uint64_t)(t1 - t0);
@@ -453,9 +460,8 @@ static bool complete(MigrationState *s, RamSave *rs, MigStream *st, Error **errp
     }
     g_mutex_lock(&s->lock);
     s->downtime_ms = (now_us() - t0 + 999) / 1000;
-    s->downtime_bytes = sent_bytes(s, st) - b0;
-    s->transferred = sent_bytes(s, st);
-    s->multifd_bytes = s->multifd ? multifd_send_bytes(s->multifd) : 0;
+    note_sent_locked(s, st);
+    s->downtime_bytes = s->transferred - b0;
     g_mutex_unlock(&s->lock);
     return true;
 }
@@ -507,8 +513,7 @@ out:
     /* Keep the final counters for query-migrate; logging stops with the RamSave. */
     s->last = *ram_save_counters(s->ram);
     if (st) {
-        s->transferred = sent_bytes(s, st);
-        s->multifd_bytes = s->multifd ? multifd_send_bytes(s->multifd) : 0;
+        note_sent_locked(s, st);
     }
     RamSave *rs = s->ram;
     s->ram = NULL;
