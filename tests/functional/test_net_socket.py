@@ -41,6 +41,14 @@ def finish(p, timeout=60):
     return p.returncode, out.decode(errors="replace") + err.decode(errors="replace")
 
 
+def stop(*procs):
+    """Kills whichever of the VMs (None for one never started) is still running."""
+    for p in procs:
+        if p is not None and p.poll() is None:
+            p.kill()
+            p.communicate()
+
+
 def check_pair(a, b, mac_a, mac_b):
     ra, oa = finish(a)
     rb, ob = finish(b)
@@ -69,10 +77,7 @@ def test_listen_connect():
         assert b is not None, "the listening VM never accepted"
         check_pair(a, b, "52:54:00:00:00:0a", "52:54:00:00:00:0b")
     finally:
-        for p in (a, b):
-            if p and p.poll() is None:
-                p.kill()
-                p.communicate()
+        stop(a, b)
 
 
 def test_udp():
@@ -85,10 +90,7 @@ def test_udp():
     try:
         check_pair(a, b, "52:54:00:00:00:0e", "52:54:00:00:00:0f")
     finally:
-        for p in (a, b):
-            if p.poll() is None:
-                p.kill()
-                p.communicate()
+        stop(a, b)
 
 
 def test_mcast():
@@ -105,7 +107,4 @@ def test_mcast():
     try:
         check_pair(a, b, "52:54:00:00:00:0c", "52:54:00:00:00:0d")
     finally:
-        for p in (a, b):
-            if p.poll() is None:
-                p.kill()
-                p.communicate()
+        stop(a, b)
