@@ -33,6 +33,29 @@ static void post_rx(unsigned pair, unsigned i)
     }
 }
 
+/* Takes the next used buffer of rx pair rp: returns its frame (past the virtio-net header),
+ * its descriptor in *id and the frame's length in *flen, or NULL when none is used. Hand the
+ * buffer back with rx_recycle() once the frame is read. */
+static const uint8_t *rx_next(unsigned rp, uint32_t *id, uint32_t *flen)
+{
+    uint32_t len;
+
+    if (!virtq_poll(&vd.vq[2 * rp], id, &len)) {
+        return NULL;
+    }
+    if (*id >= RX_BUFS || len < VIRTIO_NET_HDR_LEN) {
+        guest_fail("rx queue %u: bad used element %u len %u", 2 * rp, *id, len);
+    }
+    *flen = len - VIRTIO_NET_HDR_LEN;
+    return rx_buf[rp][*id] + VIRTIO_NET_HDR_LEN;
+}
+
+static void rx_recycle(unsigned rp, uint32_t id)
+{
+    post_rx(rp, id);
+    virtq_kick(&vd.vq[2 * rp]);
+}
+
 /* VIRTIO_NET_CTRL_MQ / VQ_PAIRS_SET; returns the ack (0 OK, 1 ERR). */
 static uint8_t set_pairs(uint16_t pairs)
 {
@@ -59,7 +82,7 @@ static uint8_t set_pairs(uint16_t pairs)
 static int arp_on_pair(unsigned pair)
 {
     unsigned flen = arp_build(tx_buf + VIRTIO_NET_HDR_LEN, 1, mac, guest_ip, bcast, host_ip);
-    uint32_t id, len;
+    uint32_t id, len, rlen;
 
     memset(tx_buf, 0, VIRTIO_NET_HDR_LEN);
     for (unsigned attempt = 0; attempt < 3; attempt++) {
@@ -74,19 +97,13 @@ static int arp_on_pair(unsigned pair)
         }
         for (unsigned t = 0; t < SECOND / 4; t++) {
             for (unsigned rp = 0; rp < 2; rp++) {
-                Virtq *rq = &vd.vq[2 * rp];
-                if (!virtq_poll(rq, &id, &len)) {
+                const uint8_t *f = rx_next(rp, &id, &rlen);
+                if (!f) {
                     continue;
                 }
-                if (id >= RX_BUFS || len < VIRTIO_NET_HDR_LEN) {
-                    guest_fail("rx queue %u: bad used element %u len %u", 2 * rp, id, len);
-                }
-                const uint8_t *f = rx_buf[rp][id] + VIRTIO_NET_HDR_LEN;
-                bool reply = len >= VIRTIO_NET_HDR_LEN + ETH_HLEN + 28 &&
-                             get16(f + 12) == ETH_P_ARP && get16(f + ETH_HLEN + 6) == 2 &&
-                             get32(f + ETH_HLEN + 14) == host_ip;
-                post_rx(rp, id);
-                virtq_kick(rq);
+                bool reply = rlen >= ETH_HLEN + 28 && get16(f + 12) == ETH_P_ARP &&
+                             get16(f + ETH_HLEN + 6) == 2 && get32(f + ETH_HLEN + 14) == host_ip;
+                rx_recycle(rp, id);
                 if (reply) {
                     return (int)(2 * rp);
                 }
@@ -101,28 +118,22 @@ static int arp_on_pair(unsigned pair)
  * half a second (of delays; longer where guest code is emulated) passed without one. */
 static void count_flows(unsigned counts[2])
 {
-    uint32_t id, len;
+    uint32_t id, flen;
     unsigned quiet = 0;
 
     counts[0] = counts[1] = 0;
     while (counts[0] + counts[1] < FLOWS && quiet < SECOND / 2) {
         bool any = false;
         for (unsigned rp = 0; rp < 2; rp++) {
-            Virtq *rq = &vd.vq[2 * rp];
-            if (!virtq_poll(rq, &id, &len)) {
+            const uint8_t *f = rx_next(rp, &id, &flen);
+            if (!f) {
                 continue;
             }
-            if (id >= RX_BUFS || len < VIRTIO_NET_HDR_LEN) {
-                guest_fail("rx queue %u: bad used element %u len %u", 2 * rp, id, len);
-            }
-            const uint8_t *f = rx_buf[rp][id] + VIRTIO_NET_HDR_LEN;
-            if (len >= VIRTIO_NET_HDR_LEN + ETH_HLEN + IP_HLEN + UDP_HLEN &&
-                get16(f + 12) == ETH_P_IP && f[ETH_HLEN + 9] == 17 &&
-                get16(f + ETH_HLEN + IP_HLEN + 2) == FLOW_PORT) {
+            if (flen >= ETH_HLEN + IP_HLEN + UDP_HLEN && get16(f + 12) == ETH_P_IP &&
+                f[ETH_HLEN + 9] == 17 && get16(f + ETH_HLEN + IP_HLEN + 2) == FLOW_PORT) {
                 counts[rp]++;
             }
-            post_rx(rp, id);
-            virtq_kick(rq);
+            rx_recycle(rp, id);
             any = true;
         }
         if (any) {
