@@ -380,20 +380,18 @@ static void blk_merge_done(void *opaque, int ret)
 }
 
 /* Appends io to the calls blk_submit_pending makes (VM lock); io->bytes and io->flags
- * (discard / write-zeroes) are set by the caller beforehand. */
+ * (discard / write-zeroes) are set by the caller beforehand.  data_bytes is what iov
+ * holds, which the caller already knows (the request's or the batch's bytes). */
 static void blk_queue_io(VirtIOBlk *s, BlkIo *io, BlkIoOp op, uint64_t offset,
-                         const struct iovec *iov, int niov, BlockCompletionFunc *cb,
-                         void *opaque)
+                         const struct iovec *iov, int niov, uint64_t data_bytes,
+                         BlockCompletionFunc *cb, void *opaque)
 {
     io->next = NULL;
     io->op = op;
     io->offset = offset;
     io->iov = iov;
     io->niov = niov;
-    io->data_bytes = 0;
-    for (int i = 0; i < niov; i++) {
-        io->data_bytes += iov[i].iov_len;
-    }
+    io->data_bytes = data_bytes;
     io->cb = cb;
     io->opaque = opaque;
     g_mutex_lock(&s->pending_lock);
@@ -490,8 +488,8 @@ static void blk_batch_flush(VirtIOBlk *s, BlkBatch *b)
     BlkReq *first = b->reqs[0];
     BlkIoOp op = first->is_read ? BLK_IO_READ : BLK_IO_WRITE;
     if (b->n == 1) {
-        blk_queue_io(s, &first->io, op, first->offset, first->iov, first->niov, blk_req_done,
-                     first);
+        blk_queue_io(s, &first->io, op, first->offset, first->iov, first->niov,
+                     first->bytes, blk_req_done, first);
         b->n = 0;
         return;
     }
@@ -514,7 +512,8 @@ static void blk_batch_flush(VirtIOBlk *s, BlkBatch *b)
         }
     }
     blk_account_merged(s->blk, !first->is_read, mg->n);
-    blk_queue_io(s, &mg->io, op, first->offset, mg->iov, niov, blk_merge_done, mg);
+    blk_queue_io(s, &mg->io, op, first->offset, mg->iov, niov, b->bytes, blk_merge_done,
+                 mg);
     b->n = 0;
 }
 
@@ -569,7 +568,7 @@ static uint8_t blk_submit_dz(VirtIOBlk *s, BlkReq *r, uint32_t type)
     r->io.flags = (seg.flags & VIRTIO_BLK_WZ_UNMAP) ? BDRV_REQ_MAY_UNMAP : 0;
     blk_queue_io(s, &r->io, type == VIRTIO_BLK_T_DISCARD ? BLK_IO_DISCARD
                                                           : BLK_IO_WRITE_ZEROES,
-                 seg.sector * 512, NULL, 0, blk_req_done, r);
+                 seg.sector * 512, NULL, 0, 0, blk_req_done, r);
     return 0xff; /* in flight */
 }
 
@@ -610,7 +609,7 @@ static uint8_t blk_submit(VirtIOBlk *s, BlkBatch *b, BlkReq *r)
         blk_batch_flush(s, b); /* covers the writes queued before it */
         r->used_len = 1;
         r->sh->refcnt++;
-        blk_queue_io(s, &r->io, BLK_IO_FLUSH, 0, NULL, 0, blk_req_done, r);
+        blk_queue_io(s, &r->io, BLK_IO_FLUSH, 0, NULL, 0, 0, blk_req_done, r);
         return 0xff;
     case VIRTIO_BLK_T_GET_ID: {
         char id[VIRTIO_BLK_ID_BYTES] = { 0 };
