@@ -1113,16 +1113,6 @@ json_t *qmp_query_migrate_parameters(QmpCtx *ctx, Error **errp)
                      "multifd-channels", (json_int_t)s->multifd_channels);
 }
 
-static bool check_range(const char *name, int64_t v, int64_t lo, int64_t hi, Error **errp)
-{
-    if (v < lo || v > hi) {
-        error_setg(errp, "Parameter '%s' expects a value between %" G_GINT64_FORMAT " and %"
-                   G_GINT64_FORMAT, name, lo, hi);
-        return false;
-    }
-    return true;
-}
-
 bool qmp_migrate_set_parameters(QmpCtx *ctx, bool has_max_bandwidth, uint64_t max_bandwidth,
                                 bool has_downtime_limit, uint64_t downtime_limit,
                                 bool has_cpu_throttle_initial, int64_t cpu_throttle_initial,
@@ -1135,19 +1125,19 @@ bool qmp_migrate_set_parameters(QmpCtx *ctx, bool has_max_bandwidth, uint64_t ma
 
     /* QEMU's limits: downtime up to 2000 s, throttles in percent, 1..255 channels. */
     if ((has_downtime_limit &&
-         !check_range("downtime-limit", (int64_t)MIN(downtime_limit, (uint64_t)INT64_MAX),
-                      0, 2000000, errp)) ||
+         !qmp_check_range("downtime-limit", (int64_t)MIN(downtime_limit, (uint64_t)INT64_MAX),
+                          0, 2000000, errp)) ||
         (has_max_bandwidth &&
-         !check_range("max-bandwidth", (int64_t)MIN(max_bandwidth, (uint64_t)INT64_MAX), 0,
-                      INT64_MAX / 2, errp)) ||
+         !qmp_check_range("max-bandwidth", (int64_t)MIN(max_bandwidth, (uint64_t)INT64_MAX), 0,
+                          INT64_MAX / 2, errp)) ||
         (has_cpu_throttle_initial &&
-         !check_range("cpu-throttle-initial", cpu_throttle_initial, 1, 99, errp)) ||
+         !qmp_check_range("cpu-throttle-initial", cpu_throttle_initial, 1, 99, errp)) ||
         (has_cpu_throttle_increment &&
-         !check_range("cpu-throttle-increment", cpu_throttle_increment, 1, 99, errp)) ||
+         !qmp_check_range("cpu-throttle-increment", cpu_throttle_increment, 1, 99, errp)) ||
         (has_max_cpu_throttle &&
-         !check_range("max-cpu-throttle", max_cpu_throttle, 1, 99, errp)) ||
+         !qmp_check_range("max-cpu-throttle", max_cpu_throttle, 1, 99, errp)) ||
         (has_multifd_channels &&
-         !check_range("multifd-channels", multifd_channels, 1, 255, errp))) {
+         !qmp_check_range("multifd-channels", multifd_channels, 1, 255, errp))) {
         return false;
     }
     g_mutex_lock(&s->lock);

@@ -29,6 +29,16 @@ void qmp_error_setg(QmpCtx *ctx, Error **errp, QmpErrorClass cls, const char *fm
     ctx->err_class = cls;
 }
 
+bool qmp_check_range(const char *name, int64_t v, int64_t lo, int64_t hi, Error **errp)
+{
+    if (v < lo || v > hi) {
+        error_setg(errp, "Parameter '%s' expects a value between %" G_GINT64_FORMAT " and %"
+                   G_GINT64_FORMAT, name, lo, hi);
+        return false;
+    }
+    return true;
+}
+
 const QmpCommand *qmp_find_command(const char *name)
 {
     for (size_t i = 0; i < qmp_commands_count; i++) {

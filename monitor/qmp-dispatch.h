@@ -57,6 +57,9 @@ json_t *qmp_dispatch(QmpCtx *ctx, json_t *req);
 json_t *qmp_error_response(QmpErrorClass cls, const char *desc, json_t *id);
 
 /* Sets *errp and the class of the error (DeviceNotFound ...). */
+/* A numeric argument outside [lo, hi]: false with QEMU's error, which names it. */
+bool qmp_check_range(const char *name, int64_t v, int64_t lo, int64_t hi, Error **errp)
+    G_GNUC_WARN_UNUSED_RESULT;
 void qmp_error_setg(QmpCtx *ctx, Error **errp, QmpErrorClass cls, const char *fmt, ...)
     G_GNUC_PRINTF(4, 5);
 

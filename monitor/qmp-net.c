@@ -2,7 +2,6 @@
  * Networking QMP commands (qapi/net.json) over net/ (include/sen/net.h).  They run on
  * the main loop with the VM lock held, like every monitor command.
  */
-#include <inttypes.h>
 #include <string.h>
 #include "sen/keyval.h"
 #include "sen/net.h"
@@ -153,12 +152,7 @@ static bool announce_param(json_t *arg, const char *key, int64_t lo, int64_t hi,
                            int64_t *out, Error **errp)
 {
     *out = json_integer_value(json_object_get(arg, key));
-    if (*out < lo || *out > hi) {
-        error_setg(errp, "Parameter '%s' expects a value between %" PRId64 " and %" PRId64,
-                   key, lo, hi);
-        return false;
-    }
-    return true;
+    return qmp_check_range(key, *out, lo, hi, errp);
 }
 
 bool qmp_announce_self(QmpCtx *ctx, json_t *arg, Error **errp)
