@@ -636,9 +636,8 @@ static bool virtio_net_realize(DeviceState *dev, Machine *m, Error **errp)
         n->qp[i].tx = virtio_add_queue(&n->vdev, 2 * i + 1, NET_QUEUE_SIZE, net_handle_tx);
     }
     n->ctrl = virtio_add_queue(&n->vdev, 2 * n->max_pairs, 64, virtio_net_handle_ctrl);
-    uint16_t pairs = (uint16_t)n->max_pairs;
     memcpy(n->vdev.config + CFG_MAC, n->mac, 6);
-    memcpy(n->vdev.config + CFG_MAX_PAIRS, &pairs, 2);
+    virtio_net_cfg_store_le16(n, CFG_MAX_PAIRS, (uint16_t)n->max_pairs);
     virtio_net_update_link(n); /* the config status starts at 0: link down */
     n->rx.uni = (const uint8_t (*)[6])n->uni;
     n->rx.multi = (const uint8_t (*)[6])n->multi;
