@@ -252,15 +252,14 @@ static int read_compressed(BDRVQcow2State *s, uint64_t l2e, uint64_t coff, uint6
     return ret < 0 ? -EIO : 0;
 }
 
-/* Reads [off, off+len) inside one cluster; extended L2 goes one subcluster at a time. */
-static int read_in_cluster(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *buf,
-                           bool unlock)
+/*
+ * Reads [off, off+len) inside one cluster whose L2 entry (and bitmap) the caller has
+ * read; extended L2 goes one subcluster at a time.
+ */
+static int read_cluster_l2e(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *buf,
+                            bool unlock, uint64_t l2e, uint64_t bitmap)
 {
-    uint64_t l2e, bitmap;
-    int ret = qcow2_get_l2e(s, off, &l2e, &bitmap);
-    if (ret < 0) {
-        return ret;
-    }
+    int ret;
     uint64_t coff = off & (s->cluster_size - 1);
     uint64_t host = l2e & QCOW2_L2E_OFFSET_MASK;
     while (len) {
@@ -320,6 +319,15 @@ static int read_in_cluster(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_
         len -= n;
     }
     return 0;
+}
+
+/* Reads [off, off+len) inside one cluster. */
+static int read_in_cluster(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *buf,
+                           bool unlock)
+{
+    uint64_t l2e, bitmap;
+    int ret = qcow2_get_l2e(s, off, &l2e, &bitmap);
+    return ret < 0 ? ret : read_cluster_l2e(s, off, len, buf, unlock, l2e, bitmap);
 }
 
 /*
@@ -423,8 +431,13 @@ int qcow2_read_guest_unlock(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8
     BlockDriverState *child = s->data_file;
     int ret;
 
-    if (len && coff + len <= s->cluster_size && !s->extl2 && !s->exclusive_waiters &&
-        child && qcow2_get_l2e(s, off, &l2e, &bitmap) == 0 &&
+    if (!len || coff + len > s->cluster_size) {
+        ret = qcow2_read_guest(s, off, len, buf);
+        g_mutex_unlock(&s->lock);
+        return ret;
+    }
+    ret = qcow2_get_l2e(s, off, &l2e, &bitmap);
+    if (ret == 0 && !s->extl2 && !s->exclusive_waiters && child &&
         qcow2_cluster_type(s, l2e) == QCOW2_CLUSTER_NORMAL &&
         (l2e & QCOW2_L2E_OFFSET_MASK) % s->cluster_size == 0) {
         g_atomic_int_inc(&s->data_io_inflight);
@@ -437,7 +450,10 @@ int qcow2_read_guest_unlock(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8
         }
         return ret;
     }
-    ret = qcow2_read_guest(s, off, len, buf);
+    /* Any other piece of one cluster: the entry just read serves it (no second lookup). */
+    if (ret == 0) {
+        ret = read_cluster_l2e(s, off, len, buf, true, l2e, bitmap);
+    }
     g_mutex_unlock(&s->lock);
     return ret;
 }
