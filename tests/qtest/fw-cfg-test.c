@@ -283,16 +283,13 @@ static void test_option_rom(void)
     if (!qtest_have_sen()) {
         return;
     }
-    g_autofree char *rom = NULL, *disk = NULL;
+    g_autofree char *disk = NULL;
     uint8_t img[1024] = { 0x55, 0xaa, 2 };
     for (size_t i = 3; i < sizeof(img); i++) {
         img[i] = (uint8_t)(i * 7);
     }
-    int fd = g_file_open_tmp("fw-cfg-XXXXXX.rom", &rom, NULL);
-    g_assert_cmpint(fd, >=, 0);
-    g_assert_cmpint(write(fd, img, sizeof(img)), ==, sizeof(img));
-    close(fd);
-    fd = g_file_open_tmp("fw-cfg-disk-XXXXXX", &disk, NULL);
+    g_autofree char *rom = qtest_write_tmp_file("fw-cfg-XXXXXX.rom", img, sizeof(img));
+    int fd = g_file_open_tmp("fw-cfg-disk-XXXXXX", &disk, NULL);
     g_assert_cmpint(fd, >=, 0);
     g_assert_cmpint(ftruncate(fd, 1 << 20), ==, 0);
     close(fd);
@@ -320,15 +317,11 @@ static void test_pci_rom_without_bar(void)
     if (!qtest_have_sen()) {
         return;
     }
-    g_autofree char *rom = NULL;
     uint8_t img[600] = { 0x55, 0xaa, 2 };
     for (size_t i = 3; i < sizeof(img); i++) {
         img[i] = (uint8_t)(i * 3);
     }
-    int fd = g_file_open_tmp("fw-cfg-pci-XXXXXX.rom", &rom, NULL);
-    g_assert_cmpint(fd, >=, 0);
-    g_assert_cmpint(write(fd, img, sizeof(img)), ==, sizeof(img));
-    close(fd);
+    g_autofree char *rom = qtest_write_tmp_file("fw-cfg-pci-XXXXXX.rom", img, sizeof(img));
     QTestState *s = qtest_initf("-device pci-testdev,romfile=%s,rombar=0", rom);
     g_autofree char *base = g_path_get_basename(rom);
     g_autofree char *name = g_strdup_printf("genroms/%s", base);
@@ -337,16 +330,6 @@ static void test_pci_rom_without_bar(void)
     g_assert_cmpmem(got, size, img, sizeof(img));
     qtest_quit(s);
     unlink(rom);
-}
-
-static char *write_tmp(const char *tmpl, const void *data, size_t len)
-{
-    char *path = NULL;
-    int fd = g_file_open_tmp(tmpl, &path, NULL);
-    g_assert_cmpint(fd, >=, 0);
-    g_assert_cmpint(write(fd, data, len), ==, (ssize_t)len);
-    close(fd);
-    return path;
 }
 
 static uint32_t le32(const uint8_t *p)
@@ -386,8 +369,8 @@ static void test_kernel_items(void)
     }
     static uint8_t rd[INITRD];
     memset(rd, 0x7e, sizeof(rd));
-    g_autofree char *kpath = write_tmp("fw-cfg-bzImage-XXXXXX", img, sizeof(img));
-    g_autofree char *rdpath = write_tmp("fw-cfg-initrd-XXXXXX", rd, sizeof(rd));
+    g_autofree char *kpath = qtest_write_tmp_file("fw-cfg-bzImage-XXXXXX", img, sizeof(img));
+    g_autofree char *rdpath = qtest_write_tmp_file("fw-cfg-initrd-XXXXXX", rd, sizeof(rd));
     static const char cmdline[] = "console=ttyS0 root=/dev/vda";
     QTestState *s = qtest_initf("-m 128M -bios %s -kernel %s -initrd %s -append '%s'",
                                 seabios, kpath, rdpath, cmdline);

@@ -52,6 +52,16 @@ bool qtest_have_sen(void)
     return false;
 }
 
+char *qtest_write_tmp_file(const char *tmpl, const void *data, size_t len)
+{
+    char *path = NULL;
+    int fd = g_file_open_tmp(tmpl, &path, NULL);
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(write(fd, data, len), ==, (ssize_t)len);
+    close(fd);
+    return path;
+}
+
 int qtest_unix_listen(const char *path)
 {
     struct sockaddr_un addr = { .sun_family = AF_UNIX };

@@ -23,6 +23,9 @@ typedef struct QTestState QTestState;
 const char *qtest_sen_binary(void);
 /* In a GTest case: false (and the case marked skipped) when Sen is not built. */
 bool qtest_have_sen(void);
+/* A new temporary file (g_file_open_tmp's tmpl) holding data[0..len); returns its path,
+ * to g_free (and unlink) when done.  Fails the test if it cannot be written. */
+char *qtest_write_tmp_file(const char *tmpl, const void *data, size_t len);
 
 /*
  * Starts `sen -accel qtest -qtest unix:PATH -nodefaults -display none -machine pc

@@ -120,12 +120,7 @@ static char *write_rom(size_t len)
     }
     img[0] = 0x55;
     img[1] = 0xaa;
-    char *path = NULL;
-    int fd = g_file_open_tmp("pci-rom-XXXXXX.rom", &path, NULL);
-    g_assert_cmpint(fd, >=, 0);
-    g_assert_cmpint(write(fd, img, len), ==, (ssize_t)len);
-    close(fd);
-    return path;
+    return qtest_write_tmp_file("pci-rom-XXXXXX.rom", img, len);
 }
 
 /* romfile=: the expansion ROM BAR at 0x30 sizes to the image's power of two, decodes only
