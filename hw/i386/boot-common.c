@@ -382,14 +382,19 @@ BootKind boot_detect(const uint8_t *img, size_t len)
     return BOOT_KIND_UNKNOWN;
 }
 
-/* A file larger than the guest's RAM cannot be loaded into it. */
-static GBytes *read_file(const BootCtx *b, const char *what, const char *path, Error **errp)
+GBytes *boot_file_read(const char *what, const char *path, uint64_t max, Error **errp)
 {
-    GBytes *data = host_file_read(path, b->below_4g + b->above_4g, errp);
+    GBytes *data = host_file_read(path, max, errp);
     if (!data) {
         error_prepend(errp, "could not load %s '%s': ", what, path);
     }
     return data;
+}
+
+/* A file larger than the guest's RAM cannot be loaded into it. */
+static GBytes *read_file(const BootCtx *b, const char *what, const char *path, Error **errp)
+{
+    return boot_file_read(what, path, b->below_4g + b->above_4g, errp);
 }
 
 /* A multiboot magic whose checksum is wrong, for a better error message. */

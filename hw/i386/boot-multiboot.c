@@ -14,7 +14,6 @@
  */
 #include <string.h>
 #include "hw/i386/boot.h"
-#include "sen/host-file.h"
 
 #define MB_FLAG_PAGE_ALIGN 0x00000001u
 #define MB_FLAG_VIDEO      0x00000004u
@@ -204,9 +203,9 @@ bool boot_multiboot_load(BootCtx *b, const char *path, GBytes *kernel, const cha
         if (space) {
             *space = '\0';
         }
-        g_autoptr(GBytes) bytes = host_file_read(file, b->below_4g + b->above_4g, errp);
+        g_autoptr(GBytes) bytes = boot_file_read("multiboot module", file,
+                                                 b->below_4g + b->above_4g, errp);
         if (!bytes) {
-            error_prepend(errp, "could not load multiboot module '%s': ", file);
             g_byte_array_unref(info);
             return false;
         }

@@ -143,6 +143,10 @@ typedef enum BootKind {
 
 /* The order QEMU's -kernel uses: bzImage, then multiboot, then a PVH ELF. */
 BootKind boot_detect(const uint8_t *img, size_t len);
+/* The host file path (at most max bytes) that the loaders copy into the guest or
+ * fw_cfg; errors read "could not load WHAT 'PATH': why". */
+GBytes *boot_file_read(const char *what, const char *path, uint64_t max, Error **errp)
+    G_GNUC_WARN_UNUSED_RESULT;
 /* Offset of a valid (checksummed) multiboot header in the first 8 KiB, or -1. */
 long multiboot_find_header(const uint8_t *img, size_t len);
 

@@ -11,7 +11,6 @@
  */
 #include <string.h>
 #include "hw/i386/boot.h"
-#include "sen/host-file.h"
 #include "sen/hw/fw_cfg.h"
 #include "sen/device.h"
 #include "sen/hw/pc.h"
@@ -24,9 +23,8 @@
 
 GBytes *pc_firmware_load(BootCtx *b, GuestMemory *mem, const char *path, Error **errp)
 {
-    g_autoptr(GBytes) image = host_file_read(path, BIOS_MAX_SIZE, errp);
+    g_autoptr(GBytes) image = boot_file_read("PC BIOS", path, BIOS_MAX_SIZE, errp);
     if (!image) {
-        error_prepend(errp, "could not load PC BIOS '%s': ", path);
         return NULL;
     }
     size_t len;

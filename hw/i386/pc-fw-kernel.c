@@ -12,7 +12,6 @@
  */
 #include <string.h>
 #include "hw/i386/boot.h"
-#include "sen/host-file.h"
 #include "sen/hw/fw_cfg.h"
 
 #define QEMU_ROM_DIR "/usr/share/qemu"
@@ -45,17 +44,6 @@
 #define MB_MMAP_ADDR       0x8000
 #define MBI_MMAP_LENGTH    44
 #define MBI_MMAP_ADDR      48
-
-/* A file larger than the guest's RAM cannot be loaded into it. */
-static GBytes *read_image(const MachineConfig *cfg, const char *what, const char *path,
-                          Error **errp)
-{
-    GBytes *data = host_file_read(path, cfg->ram_size, errp);
-    if (!data) {
-        error_prepend(errp, "could not load %s '%s': ", what, path);
-    }
-    return data;
-}
 
 static bool fw_kernel_linux(FwCfgState *fw, const MachineConfig *cfg, GBytes *kernel,
                             uint64_t below_4g, Error **errp)
@@ -92,7 +80,7 @@ static bool fw_kernel_linux(FwCfgState *fw, const MachineConfig *cfg, GBytes *ke
     boot_st16(setup + HDR_HEAP_END_PTR, LINUX_CMDLINE_ADDR - LINUX_REAL_ADDR - 0x200);
 
     if (cfg->initrd) {
-        g_autoptr(GBytes) rd = read_image(cfg, "initrd", cfg->initrd, errp);
+        g_autoptr(GBytes) rd = boot_file_read("initrd", cfg->initrd, cfg->ram_size, errp);
         if (!rd) {
             return false;
         }
@@ -203,7 +191,7 @@ bool pc_fw_kernel_load(FwCfgState *fw, const MachineConfig *cfg, GuestMemory *me
                        uint64_t below_4g, uint64_t above_4g, const char **rom,
                        Error **errp)
 {
-    g_autoptr(GBytes) kernel = read_image(cfg, "kernel", cfg->kernel, errp);
+    g_autoptr(GBytes) kernel = boot_file_read("kernel", cfg->kernel, cfg->ram_size, errp);
     if (!kernel) {
         return false;
     }
