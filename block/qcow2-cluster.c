@@ -859,15 +859,6 @@ ssize_t qcow2_compress_cluster(BlockDriverState *bs, uint64_t off, const uint8_t
                           s->cluster_size);
 }
 
-int qcow2_write_compressed(BlockDriverState *bs, uint64_t off, const uint8_t *buf)
-{
-    BDRVQcow2State *s = bs->opaque;
-    g_autofree uint8_t *cbuf = g_malloc(s->cluster_size);
-    /* A bad offset fails in both steps alike: the second reports it. */
-    ssize_t clen = qcow2_compress_cluster(bs, off, buf, cbuf);
-    return qcow2_write_compressed_prepared(bs, off, buf, cbuf, clen);
-}
-
 /*
  * Stores one whole guest cluster whose compressed form qcow2_compress_cluster made.
  * Compressed runs are packed byte-wise after each other: a run that fits in the rest of

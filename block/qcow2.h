@@ -348,13 +348,11 @@ int qcow2_ref_l2e(BDRVQcow2State *s, uint64_t l2e, int64_t delta);
  * offset off (cluster aligned) into cbuf (cluster_size bytes) without the lock and
  * returns the length, -ENOSPC when it does not shrink, or -errno;
  * qcow2_write_compressed_prepared stores that result (takes the lock).
- * qcow2_write_compressed does both.
  */
 ssize_t qcow2_compress_cluster(BlockDriverState *bs, uint64_t off, const uint8_t *buf,
                                uint8_t *cbuf);
 int qcow2_write_compressed_prepared(BlockDriverState *bs, uint64_t off, const uint8_t *buf,
                                     const uint8_t *cbuf, ssize_t clen);
-int qcow2_write_compressed(BlockDriverState *bs, uint64_t off, const uint8_t *buf);
 /*
  * The one way L2 entries change: sets entry idx of the L2 table at host offset l2 to l2e
  * and, with extended L2 entries and bitmap non-NULL, its subcluster bitmap to *bitmap;

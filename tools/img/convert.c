@@ -11,7 +11,6 @@
 #include <string.h>
 
 #include "block/block-internal.h"
-#include "block/qcow2.h"
 #include "sen/keyval.h"
 #include "tools/img/convert-copy.h"
 #include "tools/img/img.h"
