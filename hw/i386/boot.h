@@ -210,16 +210,14 @@ bool pc_fw_kernel_load(FwCfgState *fw, const MachineConfig *cfg, GuestMemory *me
                        Error **errp) G_GNUC_WARN_UNUSED_RESULT;
 
 /* ---- option ROMs (pc-option-rom.c) ---- */
-/* The image at path, checked to be an option ROM that fits the option ROM area. */
-GBytes *pc_option_rom_read(const char *path, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
 /* "genroms/<basename of path>": its fw_cfg name (and "/rom@" + that in bootorder). */
 char *pc_option_rom_fw_name(const char *path);
 /* Reads path and adds it as genroms/<basename>. */
 bool pc_option_rom_add(FwCfgState *fw, const char *path, Error **errp)
     G_GNUC_WARN_UNUSED_RESULT;
-/* Every -option-rom; errors name the option. */
 /* romfile= of PCI devices with rombar=0, as QEMU hands them to firmware. */
 bool pc_pci_roms_setup(FwCfgState *fw, Machine *m, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+/* Every -option-rom; errors name the option. */
 bool pc_option_roms_setup(FwCfgState *fw, const MachineConfig *cfg, Error **errp)
     G_GNUC_WARN_UNUSED_RESULT;
 

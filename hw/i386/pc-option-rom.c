@@ -17,7 +17,8 @@
  */
 #define OPTION_ROM_MAX_SIZE (128 * 1024)
 
-GBytes *pc_option_rom_read(const char *path, Error **errp)
+/* The image at path, checked to be an option ROM that fits the option ROM area. */
+static GBytes *pc_option_rom_read(const char *path, Error **errp)
 {
     g_autoptr(GBytes) data = host_file_read(path, OPTION_ROM_MAX_SIZE, errp);
     if (!data) {
