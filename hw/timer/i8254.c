@@ -333,15 +333,10 @@ static bool pit_realize(DeviceState *dev, Machine *m, Error **errp)
     return true;
 }
 
-static const PropertyDef pit_props[] = {
-    { .name = NULL },
-};
-
 const DeviceClass i8254_class = {
     .name = "i8254",
     .desc = "PIT counting in userspace (kernel-irqchip=split; no IRQ 0)",
     .instance_size = sizeof(PitState),
-    .props = pit_props,
     .user_creatable = false,
     .realize = pit_realize,
     .reset = pit_reset,
