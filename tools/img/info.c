@@ -7,15 +7,6 @@
 #include "block/qcow2.h"
 #include "tools/img/img.h"
 
-static char *full_backing(const char *image, const char *backing)
-{
-    if (g_path_is_absolute(backing) || !strchr(image, '/')) {
-        return g_strdup(backing);
-    }
-    g_autofree char *dir = g_path_get_dirname(image);
-    return g_build_filename(dir, backing, NULL);
-}
-
 static json_t *qcow2_specific(BlockDriverState *bs)
 {
     BDRVQcow2State *s = bs->opaque;
@@ -107,7 +98,7 @@ static json_t *image_info(BlockDriverState *bs)
         }
         json_object_set_new(o, "format-specific", qcow2_specific(bs));
         if (s->backing_file) {
-            g_autofree char *full = full_backing(bs->filename, s->backing_file);
+            g_autofree char *full = qcow2_resolve_backing(bs->filename, s->backing_file);
             json_object_set_new(o, "full-backing-filename", json_string(full));
             json_object_set_new(o, "backing-filename", json_string(s->backing_file));
         }

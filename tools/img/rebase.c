@@ -10,15 +10,6 @@
 #include "block/qcow2.h"
 #include "tools/img/img.h"
 
-static char *resolve(const char *image, const char *backing)
-{
-    if (g_path_is_absolute(backing) || !strchr(image, '/')) {
-        return g_strdup(backing);
-    }
-    g_autofree char *dir = g_path_get_dirname(image);
-    return g_build_filename(dir, backing, NULL);
-}
-
 /* Copies the ranges the new backing would change into bs. */
 static bool rebase_copy(BlockDriverState *bs, BlockDriverState *nb, bool progress)
 {
@@ -173,7 +164,7 @@ int img_rebase(int argc, char **argv)
     BlockDriverState *nb = NULL;
     bool ok = true;
     if (*backing) {
-        g_autofree char *path = resolve(filename, backing);
+        g_autofree char *path = qcow2_resolve_backing(filename, backing);
         Error *err = NULL;
         nb = bdrv_open(path, NULL, backing_fmt, src_flags, &err);
         if (!nb && !unsafe) {
