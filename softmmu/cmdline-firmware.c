@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "sen/config.h"
+#include "sen/host-file.h"
 #include "sen/hw/fw_cfg.h"
 #include "cmdline-internal.h"
 
@@ -72,7 +73,7 @@ bool cmdline_opt_fw_cfg(CmdlineState *s, const char *what, const char *arg, Erro
 }
 
 /* QEMU's paths for firmware named without a directory ("-bios bios-256k.bin"). */
-static const char *const firmware_dirs[] = { "/usr/share/seabios", "/usr/share/qemu" };
+static const char *const firmware_dirs[] = { "/usr/share/seabios", HOST_QEMU_DATADIR };
 
 /* arg itself if readable, else (a bare name) the first readable one in firmware_dirs;
  * NULL with *err = why arg itself could not be opened. */

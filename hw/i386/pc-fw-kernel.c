@@ -12,9 +12,9 @@
  */
 #include <string.h>
 #include "hw/i386/boot.h"
+#include "sen/host-file.h"
 #include "sen/hw/fw_cfg.h"
 
-#define QEMU_ROM_DIR "/usr/share/qemu"
 
 /* Linux: QEMU's addresses for a protocol >= 2.02 kernel (x86_load_linux). */
 #define LINUX_REAL_ADDR     0x10000  /* setup code and boot_params */
@@ -203,12 +203,12 @@ bool pc_fw_kernel_load(FwCfgState *fw, const MachineConfig *cfg, GuestMemory *me
     /* QEMU's order: bzImage, then multiboot; Sen's fw_cfg always offers DMA. */
     switch (boot_detect(img, len)) {
     case BOOT_KIND_LINUX:
-        rom_file = QEMU_ROM_DIR "/linuxboot_dma.bin";
+        rom_file = HOST_QEMU_DATADIR "/linuxboot_dma.bin";
         rom_name = "genroms/linuxboot_dma.bin";
         ok = fw_kernel_linux(fw, cfg, kernel, below_4g, errp);
         break;
     case BOOT_KIND_MULTIBOOT:
-        rom_file = QEMU_ROM_DIR "/multiboot_dma.bin";
+        rom_file = HOST_QEMU_DATADIR "/multiboot_dma.bin";
         rom_name = "genroms/multiboot_dma.bin";
         ok = fw_kernel_multiboot(fw, cfg, kernel, mem, below_4g, above_4g, errp);
         break;

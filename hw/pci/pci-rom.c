@@ -10,8 +10,6 @@
 #include "hw/pci/pci-internal.h"
 #include "sen/host-file.h"
 
-/* Where QEMU looks for a romfile named without a directory ("efi-virtio.rom"). */
-#define PCI_ROM_DATADIR "/usr/share/qemu"
 /* Generous for any option ROM image; keeps a typo'd path from being read whole. */
 #define PCI_ROM_MAX_SIZE (16 * 1024 * 1024)
 /* The ROM BAR decodes in 2 KiB units (bits 10..1 are reserved). */
@@ -36,12 +34,13 @@ static const IoOps rom_ops = {
     .read = rom_read,
 };
 
+/* Where QEMU looks for a romfile named without a directory ("efi-virtio.rom"). */
 static char *pci_rom_path(const char *romfile)
 {
     if (strchr(romfile, '/')) {
         return g_strdup(romfile);
     }
-    return g_build_filename(PCI_ROM_DATADIR, romfile, NULL);
+    return g_build_filename(HOST_QEMU_DATADIR, romfile, NULL);
 }
 
 bool pci_rom_load(PCIDevice *d, Error **errp)

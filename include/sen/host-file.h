@@ -16,6 +16,10 @@
  * file or directory", "too large (300000 bytes, at most 131072)") for the caller to
  * prefix with what the file is for.
  */
+/* QEMU's data directory (Debian's qemu-system-data), where Sen finds QEMU's ROMs: a bare
+ * -bios/-option-rom/romfile= name, and the ROMs that boot -kernel through firmware. */
+#define HOST_QEMU_DATADIR "/usr/share/qemu"
+
 GBytes *host_file_read(const char *path, uint64_t max, Error **errp)
     G_GNUC_WARN_UNUSED_RESULT;
 
