@@ -313,6 +313,26 @@ int blk_pwrite_zeroes(BlockBackend *blk, int64_t offset, int64_t bytes, int flag
 
 /* ---- asynchronous ---- */
 
+/*
+ * A request of blk is done.  The count reaches 0 only under drain_lock: a blk_drain
+ * waiting on another thread sees 0 only once we let go of the lock, so its caller
+ * (blk_unref) cannot free blk while we still broadcast.  Above 1 no lock is needed.
+ */
+static void blk_inflight_dec(BlockBackend *blk)
+{
+    for (int v = g_atomic_int_get(&blk->inflight); v > 1;
+         v = g_atomic_int_get(&blk->inflight)) {
+        if (g_atomic_int_compare_and_exchange(&blk->inflight, v, v - 1)) {
+            return;
+        }
+    }
+    g_mutex_lock(&blk->drain_lock);
+    if (g_atomic_int_dec_and_test(&blk->inflight)) {
+        g_cond_broadcast(&blk->drain_cond);
+    }
+    g_mutex_unlock(&blk->drain_lock);
+}
+
 static void blk_aio_complete(BlockRequest *req, int ret)
 {
     BlkAioReq *r = (BlkAioReq *)req;
@@ -329,11 +349,7 @@ static void blk_aio_complete(BlockRequest *req, int ret)
                 ret);
     r->cb(r->opaque, ret);
     g_free(r);
-    if (g_atomic_int_dec_and_test(&blk->inflight)) {
-        g_mutex_lock(&blk->drain_lock);
-        g_cond_broadcast(&blk->drain_cond);
-        g_mutex_unlock(&blk->drain_lock);
-    }
+    blk_inflight_dec(blk);
 }
 
 static void blk_aio_submit(BlockBackend *blk, BlockRequestType type, int64_t offset,
