@@ -240,7 +240,7 @@ static int fix_copied(BDRVQcow2State *s)
     return ret < 0 ? ret : qcow2_flush_caches(s);
 }
 
-static int read_l1(BDRVQcow2State *s, uint64_t off, uint32_t n, uint64_t **out)
+int qcow2_read_l1(BDRVQcow2State *s, uint64_t off, uint32_t n, uint64_t **out)
 {
     uint64_t *l1 = g_new0(uint64_t, MAX(n, 1));
     int ret = n ? bdrv_pread(s->bs->file, off, n * 8ull, l1) : 0;
@@ -260,7 +260,7 @@ static int drop_snapshot(BDRVQcow2State *s, GArray *a, guint i)
     Qcow2Snapshot sn = g_array_index(a, Qcow2Snapshot, i);
     uint64_t *sl1 = NULL;
     g_array_remove_index(a, i);
-    int ret = read_l1(s, sn.l1_table_offset, sn.l1_size, &sl1);
+    int ret = qcow2_read_l1(s, sn.l1_table_offset, sn.l1_size, &sl1);
     if (ret == 0) {
         ret = write_snapshot_table(s, a);
     }
@@ -440,7 +440,7 @@ bool qcow2_snapshot_goto(BlockDriverState *bs, const char *id, Error **errp)
     }
     /* Without the extra-data field the snapshot has the current size (as QEMU reads it). */
     uint64_t sn_size = sn->disk_size ? sn->disk_size : (uint64_t)bs->total_size;
-    ret = read_l1(s, sn->l1_table_offset, sn->l1_size, &sl1);
+    ret = qcow2_read_l1(s, sn->l1_table_offset, sn->l1_size, &sl1);
     if (ret == 0 && sn->l1_size < s->l1_size) {
         /* A snapshot from before the image grew: the rest of the active L1 is empty. */
         sl1 = g_renew(uint64_t, sl1, s->l1_size);

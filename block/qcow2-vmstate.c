@@ -141,12 +141,7 @@ static int load_from_snapshot(BDRVQcow2State *s, const char *snapshot, void *buf
     }
     uint64_t *l1 = NULL;
     if (ret == 0) {
-        l1 = g_new0(uint64_t, MAX(sn->l1_size, 1));
-        ret = sn->l1_size ? bdrv_pread(s->bs->file, sn->l1_table_offset,
-                                       sn->l1_size * 8ull, l1) : 0;
-        for (uint32_t i = 0; i < sn->l1_size; i++) {
-            l1[i] = GUINT64_FROM_BE(l1[i]);
-        }
+        ret = qcow2_read_l1(s, sn->l1_table_offset, sn->l1_size, &l1);
     }
     if (ret == 0) {
         uint64_t *active = s->l1;

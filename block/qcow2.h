@@ -404,6 +404,9 @@ int qcow2_load_vmstate(BlockDriverState *bs, const char *snapshot, void *buf, in
  * them (lock held). */
 int qcow2_vmstate_drop(BDRVQcow2State *s, uint64_t size);
 int qcow2_drop_vmstate(BlockDriverState *bs, int64_t bytes);
+/* Reads the n-entry L1 table at off into *out (host order, at least one entry; the
+ * caller frees it, also on error). */
+int qcow2_read_l1(BDRVQcow2State *s, uint64_t off, uint32_t n, uint64_t **out);
 bool qcow2_snapshot_delete(BlockDriverState *bs, const char *id_or_name, Error **errp);
 GPtrArray *qcow2_snapshot_list(BlockDriverState *bs, Error **errp);
 
