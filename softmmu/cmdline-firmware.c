@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "sen/config.h"
+#include "sen/device.h"
 #include "sen/host-file.h"
 #include "sen/hw/fw_cfg.h"
 #include "cmdline-internal.h"
@@ -127,14 +128,10 @@ bool cmdline_opt_option_rom(CmdlineState *s, const char *what, const char *arg,
         return false;
     }
     int32_t bootindex = -1;
-    uint64_t n;
-    if (index && strcmp(index, "-1") != 0) {
-        if (!parse_uint(index, &n, NULL) || n > INT32_MAX) {
-            error_setg(errp, "%s: Parameter 'bootindex' expects a number from -1 to %d",
-                       what, INT32_MAX);
-            return false;
-        }
-        bootindex = (int32_t)n;
+    if (index && !device_parse_bootindex(index, &bootindex)) {
+        error_setg(errp, "%s: Parameter 'bootindex' expects a number from -1 to %d", what,
+                   INT32_MAX);
+        return false;
     }
     if (cfg->option_roms && cfg->option_roms->len >= OPTION_ROMS_MAX) {
         error_setg(errp, "%s: Too many option ROMs (at most %d)", what, OPTION_ROMS_MAX);

@@ -143,8 +143,7 @@ static void device_free(DeviceState *dev)
     g_free(dev);
 }
 
-/* bootindex=: -1 (none) or 0..INT32_MAX, as QEMU's int32 property allows. */
-static bool parse_bootindex(const char *str, int32_t *out)
+bool device_parse_bootindex(const char *str, int32_t *out)
 {
     uint64_t v;
     if (strcmp(str, "-1") == 0) {
@@ -194,7 +193,7 @@ static DeviceState *device_configure(const DeviceClass *cls, const GPtrArray *gl
             continue;
         }
         if (strcmp(pair->key, "bootindex") == 0 && cls->fw_name) {
-            if (!parse_bootindex(pair->value, &dev->bootindex)) {
+            if (!device_parse_bootindex(pair->value, &dev->bootindex)) {
                 error_setg(errp, "%s: property 'bootindex': '%s' is not a valid integer "
                            "(-1 or 0 to %d)", what, pair->value, INT32_MAX);
                 device_free(dev);

@@ -97,6 +97,8 @@ bool device_check_global(const char *driver, const char *property, const char *v
 /* The first device of class cls on m (creation order), or NULL: for a board-wide
  * singleton that others reach through the machine (the ACPI PM block, the IOMMU). */
 DeviceState *device_find_class(Machine *m, const DeviceClass *cls);
+/* bootindex=: -1 (none) or 0..INT32_MAX, as QEMU's int32 property allows. */
+bool device_parse_bootindex(const char *str, int32_t *out);
 void device_reset_all(Machine *m);
 void device_destroy_all(Machine *m);
 
