@@ -947,11 +947,56 @@ out:
 }
 
 /*
- * Rewrites the L2 entries of whole clusters [off, off+n*cluster) as zero clusters
- * (zero=true) or unallocated, keeping an owned host cluster as preallocated-zero unless
- * unmap.  Dropped references are released after one L2 flush for the whole range.
+ * The new L2 entry (and bitmap) of one whole cluster under mode, as QEMU 7.2 rewrites it
+ * (discard_in_l2_slice / zero_in_l2_slice); *unref says whether the old entry's host
+ * cluster loses its reference.
  */
-int qcow2_zero_clusters(BDRVQcow2State *s, uint64_t off, uint64_t n, bool zero, bool unmap)
+static void zeroed_l2e(const BDRVQcow2State *s, Qcow2ZeroMode mode, uint64_t old,
+                       uint64_t old_bitmap, uint64_t *ne, uint64_t *nb, bool *unref)
+{
+    const uint64_t all_zeroes = 0xffffffff00000000ull; /* every subcluster reads zero */
+    bool compressed = old & QCOW2_OFLAG_COMPRESSED;
+    bool allocated = compressed || qcow2_l2e_has_host(s, old);
+
+    *ne = old;
+    *nb = old_bitmap;
+    *unref = false;
+    switch (mode) {
+    case QCOW2_DISCARD_FULL:
+        *ne = *nb = 0;
+        *unref = allocated;
+        break;
+    case QCOW2_DISCARD:
+        /* Reads as zeroes afterwards (v3: zero flag; v2 has none).  An unallocated
+         * cluster of an image without a backing file already does; a zero cluster
+         * stays one. */
+        if (s->backing_file || allocated) {
+            *ne = !s->extl2 && s->h.version >= 3 ? QCOW2_OFLAG_ZERO : 0;
+            *nb = s->extl2 ? all_zeroes : 0;
+            *unref = allocated;
+        }
+        break;
+    case QCOW2_ZERO:
+    case QCOW2_ZERO_UNMAP:
+        /* A compressed cluster cannot be preallocated-zero: it always goes.  Other host
+         * clusters stay (even shared ones: a later write copies them) unless unmap. */
+        *unref = compressed || (mode == QCOW2_ZERO_UNMAP && allocated);
+        *ne = *unref ? 0 : old;
+        if (s->extl2) {
+            *nb = all_zeroes;
+        } else {
+            *ne |= QCOW2_OFLAG_ZERO;
+        }
+        break;
+    }
+}
+
+/*
+ * Rewrites the L2 entries of whole clusters [off, off+n*cluster) for a discard or a
+ * write-zeroes (mode, see qcow2.h).  Dropped references are released after one L2 flush
+ * for the whole range.
+ */
+int qcow2_zero_clusters(BDRVQcow2State *s, uint64_t off, uint64_t n, Qcow2ZeroMode mode)
 {
     GArray *freed = g_array_new(FALSE, FALSE, sizeof(uint64_t));
     int ret = 0;
@@ -961,39 +1006,28 @@ int qcow2_zero_clusters(BDRVQcow2State *s, uint64_t off, uint64_t n, bool zero, 
         if (ret < 0) {
             break;
         }
-        bool unalloc = !(old & QCOW2_OFLAG_COMPRESSED) && !qcow2_l2e_has_host(s, old) &&
-                       (!s->extl2 || !bitmap) && !(old & QCOW2_OFLAG_ZERO);
-        /* The image's backing name counts even when opened without the backing node. */
-        if (unalloc && (!zero || !s->backing_file)) {
-            continue; /* already reads as zeroes (or as discarded) */
+        uint64_t ne, nb;
+        bool unref;
+        zeroed_l2e(s, mode, old, bitmap, &ne, &nb, &unref);
+        if (ne == old && (!s->extl2 || nb == bitmap)) {
+            continue; /* already what the operation leaves */
         }
         int64_t l2 = qcow2_get_writable_l2(s, off);
         if (l2 < 0) {
             ret = l2;
             break;
         }
-        /* The L2 table may have been copied: read the entry again. */
+        /* The L2 table may have been copied (its entries lose OFLAG_COPIED): again. */
         ret = qcow2_get_l2e(s, off, &old, &bitmap);
         if (ret < 0) {
             break;
         }
-        uint64_t host = old & QCOW2_L2E_OFFSET_MASK;
-        bool keep = zero && !unmap && (old & QCOW2_OFLAG_COPIED) &&
-                    qcow2_l2e_has_host(s, old);
-        uint64_t ne, nb = 0;
-        if (s->extl2) {
-            ne = keep ? old : 0;
-            nb = zero ? 0xffffffff00000000ull : 0;
-        } else if (zero) {
-            ne = (keep ? (host | QCOW2_OFLAG_COPIED) : 0) | QCOW2_OFLAG_ZERO;
-        } else {
-            ne = 0;
-        }
+        zeroed_l2e(s, mode, old, bitmap, &ne, &nb, &unref);
         ret = qcow2_set_l2e(s, l2, l2_index(s, off), ne, &nb);
         if (ret < 0) {
             break;
         }
-        if (!keep && ((old & QCOW2_OFLAG_COMPRESSED) || qcow2_l2e_has_host(s, old))) {
+        if (unref) {
             g_array_append_val(freed, old);
         }
     }

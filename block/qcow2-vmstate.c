@@ -184,7 +184,7 @@ int qcow2_vmstate_drop(BDRVQcow2State *s, uint64_t size)
         return 0;
     }
     uint64_t clusters = (size + s->cluster_size - 1) >> s->cluster_bits;
-    return qcow2_zero_clusters(s, qcow2_vm_state_offset(s), clusters, false, true);
+    return qcow2_zero_clusters(s, qcow2_vm_state_offset(s), clusters, QCOW2_DISCARD_FULL);
 }
 
 /* BlockDriver.drop_vmstate: a failed savevm's state goes, as a snapshot would take it. */

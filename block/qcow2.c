@@ -478,7 +478,7 @@ int qcow2_make_empty(BlockDriverState *bs)
     }
     qcow2_lock_exclusive(s);
     uint64_t n = ((uint64_t)bs->total_size + s->cluster_size - 1) >> s->cluster_bits;
-    int ret = qcow2_zero_clusters(s, 0, n, false, true);
+    int ret = qcow2_zero_clusters(s, 0, n, QCOW2_DISCARD_FULL);
     if (ret == 0) {
         ret = qcow2_flush_caches(s);
     }
@@ -852,8 +852,8 @@ static int qcow2_pwrite_zeroes(BlockDriverState *bs, int64_t offset, int64_t byt
         o += n;
     }
     if (ret == 0 && end_c > start) {
-        ret = qcow2_zero_clusters(s, start, (end_c - start) >> s->cluster_bits, true,
-                                  flags & BDRV_REQ_MAY_UNMAP);
+        ret = qcow2_zero_clusters(s, start, (end_c - start) >> s->cluster_bits,
+                                  flags & BDRV_REQ_MAY_UNMAP ? QCOW2_ZERO_UNMAP : QCOW2_ZERO);
     }
     for (uint64_t o = tail_off; ret == 0 && o < end;) {
         uint64_t n = MIN(end - o, s->cluster_size);
@@ -884,10 +884,14 @@ static int qcow2_pdiscard(BlockDriverState *bs, int64_t offset, int64_t bytes)
     if (start >= end) {
         return 0; /* discard is advisory: partial clusters stay */
     }
+    if (s->h.version < 3 && s->backing_file) {
+        /* No zero flag: a discarded cluster would show stale backing data.  QEMU then
+         * discards nothing (and its block layer drops the -ENOTSUP). */
+        return 0;
+    }
     qcow2_lock_exclusive(s);
-    /* With a backing file a discarded cluster must not show the backing data again. */
-    bool zero = s->backing_file && s->h.version >= 3;
-    int ret = qcow2_zero_clusters(s, start, (end - start) >> s->cluster_bits, zero, true);
+    /* As QEMU: a discarded cluster reads as zeroes, never as the backing file's data. */
+    int ret = qcow2_zero_clusters(s, start, (end - start) >> s->cluster_bits, QCOW2_DISCARD);
     g_mutex_unlock(&s->lock);
     if (ret == 0 && qcow2_has_data_file(s)) {
         ret = discard_data_file(s, start, end - start);
@@ -939,7 +943,8 @@ static bool qcow2_truncate(BlockDriverState *bs, int64_t size, bool shrink, Erro
         uint64_t start = ((uint64_t)size + s->cluster_size - 1) & ~(s->cluster_size - 1);
         uint64_t end = (old + s->cluster_size - 1) & ~(s->cluster_size - 1);
         if (end > start) {
-            ret = qcow2_zero_clusters(s, start, (end - start) >> s->cluster_bits, false, true);
+            ret = qcow2_zero_clusters(s, start, (end - start) >> s->cluster_bits,
+                                      QCOW2_DISCARD_FULL);
         }
         l1_need = s->l1_size;
     } else if (l1_need * 8 > QCOW2_MAX_L1_BYTES) {

@@ -338,8 +338,15 @@ uint64_t qcow2_l2_offset(BDRVQcow2State *s, uint64_t off);
 int qcow2_write_l1_entry(BDRVQcow2State *s, uint32_t idx);
 /* Makes sure guest offset off has a writable (refcount 1) L2 table; returns its offset. */
 int64_t qcow2_get_writable_l2(BDRVQcow2State *s, uint64_t off);
-/* Makes whole clusters read as zeroes (zero) or discards them; see qcow2-cluster.c. */
-int qcow2_zero_clusters(BDRVQcow2State *s, uint64_t off, uint64_t n, bool zero, bool unmap);
+/* What qcow2_zero_clusters does to each whole cluster (QEMU 7.2's rules). */
+typedef enum Qcow2ZeroMode {
+    QCOW2_DISCARD_FULL, /* unallocated: reads through to the backing file (make_empty,
+                         * shrink, dropping vmstate) */
+    QCOW2_DISCARD,      /* a discard request: host cluster freed, reads as zeroes (v3) */
+    QCOW2_ZERO,         /* write-zeroes: zero flag, host cluster kept (compressed freed) */
+    QCOW2_ZERO_UNMAP,   /* write-zeroes with may-unmap: zero flag, host cluster freed */
+} Qcow2ZeroMode;
+int qcow2_zero_clusters(BDRVQcow2State *s, uint64_t off, uint64_t n, Qcow2ZeroMode mode);
 /* Adds delta to the refcount of every cluster an L2 entry references. */
 int qcow2_ref_l2e(BDRVQcow2State *s, uint64_t l2e, int64_t delta);
 /*
