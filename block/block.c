@@ -403,11 +403,51 @@ static bool bdrv_probe_file(BlockDriverState *file, const char *filename,
     return true;
 }
 
+/*
+ * Opens a "json:{...}" name: its JSON is the node's options, and explicit options still
+ * win (they come later, and the last value of a key is the one read).  Errors name the
+ * json: string as the user typed it, as qemu-img does.
+ */
+static BlockDriverState *bdrv_open_json(const char *name, const char *json, Keyval *options,
+                                        const char *format, int flags,
+                                        BlockNodeLookup *lookup, void *lookup_opaque,
+                                        Error **errp)
+{
+    g_autofree char *what = g_strdup_printf("'%s'", name);
+    Keyval *opts = block_keyval_from_json(json, what, errp);
+    Error *err = NULL;
+
+    if (!opts) {
+        keyval_free(options);
+        return NULL;
+    }
+    for (guint i = 0; i < options->pairs->len; i++) {
+        const KeyvalPair *pair = g_ptr_array_index(options->pairs, i);
+        block_keyval_add(opts, pair->key, pair->value);
+    }
+    keyval_free(options);
+    BlockDriverState *bs = bdrv_open_ex(NULL, opts, format, flags, lookup, lookup_opaque,
+                                        &err);
+    if (!bs) {
+        if (!strstr(error_get_pretty(err), name)) {
+            error_prepend(&err, "Could not open '%s': ", name);
+        }
+        error_propagate(errp, err);
+    }
+    return bs;
+}
+
 BlockDriverState *bdrv_open_ex(const char *filename, Keyval *options, const char *format,
                                int flags, BlockNodeLookup *lookup, void *lookup_opaque,
                                Error **errp)
 {
     g_autoptr(Keyval) opts = options ? options : block_keyval_new();
+    const char *json = block_json_filename_body(filename);
+
+    if (json) {
+        return bdrv_open_json(filename, json, g_steal_pointer(&opts), format, flags, lookup,
+                              lookup_opaque, errp);
+    }
     g_autofree char *drvname = keyval_take(opts, "driver");
     g_autofree char *fname = keyval_take(opts, "filename");
     g_autofree char *node_name = keyval_take(opts, "node-name");
@@ -473,7 +513,8 @@ BlockDriverState *bdrv_open_ex(const char *filename, Keyval *options, const char
     }
 
     return bdrv_open_driver(drv, filename ? filename : file->filename, node_name, opts,
-                            flags, dz, file, probed, lookup, lookup_opaque, what, errp);
+                            flags, dz, file, probed, lookup, lookup_opaque,
+                            filename || node_name ? what : file->filename, errp);
 }
 
 BlockDriverState *bdrv_open_child(BlockDriverState *parent, Keyval *opts, const char *key,

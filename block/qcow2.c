@@ -506,7 +506,9 @@ static void qcow2_free_state(BDRVQcow2State *s)
 
 char *qcow2_resolve_backing(const char *image, const char *backing)
 {
-    if (g_path_is_absolute(backing) || !strchr(image, '/')) {
+    /* json:{...} names carry their own file names: nothing to resolve. */
+    if (g_path_is_absolute(backing) || !strchr(image, '/') ||
+        block_json_filename_body(backing)) {
         return g_strdup(backing);
     }
     g_autofree char *dir = g_path_get_dirname(image);

@@ -8,7 +8,6 @@
  * keys or JSON, flattened to dotted keys.
  */
 #include <string.h>
-#include <jansson.h>
 #include "softmmu/cmdline-internal.h"
 #include "sen/block.h"
 #include "sen/device.h"
@@ -242,72 +241,9 @@ fail:
     return false;
 }
 
-/* Flattens a JSON object into dotted keys ({"file": {"filename": "x"}} -> file.filename). */
-static bool blockdev_flatten(json_t *obj, const char *prefix, Keyval *kv, const char *what,
-                             Error **errp)
-{
-    const char *key;
-    json_t *val;
-
-    json_object_foreach(obj, key, val) {
-        g_autofree char *full = prefix ? g_strdup_printf("%s.%s", prefix, key)
-                                       : g_strdup(key);
-        switch (json_typeof(val)) {
-        case JSON_OBJECT:
-            if (!blockdev_flatten(val, full, kv, what, errp)) {
-                return false;
-            }
-            break;
-        case JSON_STRING:
-            block_keyval_add(kv, full, json_string_value(val));
-            break;
-        case JSON_INTEGER: {
-            g_autofree char *v = g_strdup_printf("%" JSON_INTEGER_FORMAT,
-                                                 json_integer_value(val));
-            block_keyval_add(kv, full, v);
-            break;
-        }
-        case JSON_TRUE:
-        case JSON_FALSE:
-            block_keyval_add(kv, full, json_is_true(val) ? "on" : "off");
-            break;
-        default:
-            error_setg(errp, "%s: '%s': expected a string, number, boolean or object", what,
-                       full);
-            return false;
-        }
-    }
-    return true;
-}
-
-static Keyval *blockdev_parse_json(const char *what, const char *arg, Error **errp)
-{
-    json_error_t jerr;
-    json_t *root = json_loads(arg, 0, &jerr);
-    Keyval *kv;
-
-    if (!root) {
-        error_setg(errp, "%s: JSON parse error: %s (column %d)", what, jerr.text,
-                   jerr.column);
-        return NULL;
-    }
-    if (!json_is_object(root)) {
-        error_setg(errp, "%s: the JSON form must be an object", what);
-        json_decref(root);
-        return NULL;
-    }
-    kv = block_keyval_new();
-    if (!blockdev_flatten(root, NULL, kv, what, errp)) {
-        keyval_free(kv);
-        kv = NULL;
-    }
-    json_decref(root);
-    return kv;
-}
-
 bool cmdline_opt_blockdev(CmdlineState *s, const char *what, const char *arg, Error **errp)
 {
-    g_autoptr(Keyval) kv = arg[0] == '{' ? blockdev_parse_json(what, arg, errp)
+    g_autoptr(Keyval) kv = arg[0] == '{' ? block_keyval_from_json(arg, what, errp)
                                          : cmdline_parse_opts(what, arg, NULL, errp);
     DriveConfig *d;
 

@@ -204,6 +204,19 @@ Keyval *block_keyval_new(void);
 void block_keyval_add(Keyval *kv, const char *key, const char *value);
 Keyval *block_keyval_copy(const Keyval *kv);
 
+/*
+ * Node options as a JSON object (block/block-json.c), flattened to dotted keys
+ * ({"file": {"driver": "file", "filename": "x"}} -> file.driver=file,file.filename=x;
+ * booleans become on/off).  Used by -blockdev's JSON form and by "json:{...}" file names;
+ * errors start with what.
+ */
+Keyval *block_keyval_from_json(const char *json, const char *what, Error **errp)
+    G_GNUC_WARN_UNUSED_RESULT;
+/* QEMU's pseudo-protocol: "json:{...}" wherever a file name goes (bdrv_open, backing
+ * file names in images).  Returns the JSON text after the prefix, or NULL. */
+#define BLOCK_JSON_PREFIX "json:"
+const char *block_json_filename_body(const char *filename);
+
 /* Driver registry (block/drivers.c). */
 const BlockDriver *bdrv_find_format(const char *name);
 /* "Supported formats: raw file ..." for error messages and help. */

@@ -53,6 +53,9 @@ BAD = [
      "'x': expected a string, number, boolean or object"),
     (["-blockdev", '{"driver": "file", "node-name": "f0", "filename": "{img}", "y": 1}'],
      "invalid parameter 'y'"),
+    (["-drive", 'file=json:{"driver": "raw",,,if=none'], "JSON parse error"),
+    (["-drive", 'file=json:{"driver": "raw",, "file": {"filename": "{img}"}},if=none,'
+                'format=qcow2'], "driver=raw conflicts with format=qcow2"),
     (["-blockdev", "driver=file,node-name=f0,filename={d}/missing.img"],
      "Could not open '{d}/missing.img'"),
     (["-blockdev", "driver=file,node-name=f0,filename={img}",
@@ -71,6 +74,8 @@ GOOD = [
     ["-drive", "file={img},if=none,format=raw,cache=unsafe,cache.writeback=off"],
     ["-blockdev", "driver=file,node-name=f0,filename={img},cache.direct=on,aio=native",
      "-blockdev", "driver=raw,node-name=r0,file=f0"],
+    ["-drive", 'file=json:{"driver": "raw",, "file": {"driver": "file",, '
+               '"filename": "{img}"}},if=none,id=d0'],
     ["-blockdev", '{"driver": "raw", "node-name": "r0", "read-only": true, '
                   '"file": {"driver": "file", "filename": "{img}"}}'],
 ]

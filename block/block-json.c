@@ -1,0 +1,80 @@
+/*
+ * Node options written as JSON: the -blockdev JSON form and QEMU's "json:{...}"
+ * pseudo-filenames (which qemu-img accepts wherever a file name goes and qemu writes as
+ * backing file names when the backing node has options).  Both flatten to the dotted
+ * keys bdrv_open reads ({"file": {"filename": "x"}} -> file.filename=x), so there is one
+ * option parser for every spelling.
+ */
+#include <string.h>
+#include <jansson.h>
+
+#include "sen/block.h"
+
+static bool block_json_flatten(json_t *obj, const char *prefix, Keyval *kv, const char *what,
+                               Error **errp)
+{
+    const char *key;
+    json_t *val;
+
+    json_object_foreach(obj, key, val) {
+        g_autofree char *full = prefix ? g_strdup_printf("%s.%s", prefix, key)
+                                       : g_strdup(key);
+        switch (json_typeof(val)) {
+        case JSON_OBJECT:
+            if (!block_json_flatten(val, full, kv, what, errp)) {
+                return false;
+            }
+            break;
+        case JSON_STRING:
+            block_keyval_add(kv, full, json_string_value(val));
+            break;
+        case JSON_INTEGER: {
+            g_autofree char *v = g_strdup_printf("%" JSON_INTEGER_FORMAT,
+                                                 json_integer_value(val));
+            block_keyval_add(kv, full, v);
+            break;
+        }
+        case JSON_TRUE:
+        case JSON_FALSE:
+            block_keyval_add(kv, full, json_is_true(val) ? "on" : "off");
+            break;
+        default:
+            error_setg(errp, "%s: '%s': expected a string, number, boolean or object", what,
+                       full);
+            return false;
+        }
+    }
+    return true;
+}
+
+Keyval *block_keyval_from_json(const char *json, const char *what, Error **errp)
+{
+    json_error_t jerr;
+    json_t *root = json_loads(json, 0, &jerr);
+    Keyval *kv;
+
+    if (!root) {
+        error_setg(errp, "%s: JSON parse error: %s (column %d)", what, jerr.text,
+                   jerr.column);
+        return NULL;
+    }
+    if (!json_is_object(root)) {
+        error_setg(errp, "%s: the JSON form must be an object", what);
+        json_decref(root);
+        return NULL;
+    }
+    kv = block_keyval_new();
+    if (!block_json_flatten(root, NULL, kv, what, errp)) {
+        keyval_free(kv);
+        kv = NULL;
+    }
+    json_decref(root);
+    return kv;
+}
+
+const char *block_json_filename_body(const char *filename)
+{
+    return filename && g_str_has_prefix(filename, BLOCK_JSON_PREFIX)
+               ? filename + strlen(BLOCK_JSON_PREFIX)
+               : NULL;
+}
