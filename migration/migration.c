@@ -750,6 +750,7 @@ static bool load_multifd_start(MigrationState *s, LoadState *ls, MigStream *st,
 {
     g_mutex_lock(&s->lock);
     bool want = ls->listener && s->caps[MIG_CAP_MULTIFD];
+    uint32_t own_channels = (uint32_t)s->multifd_channels;
     g_mutex_unlock(&s->lock);
     bool have = type == MIG_REC_MULTIFD && ram_load_version(ls->rl) == MIG_VERSION_MULTIFD;
 
@@ -775,6 +776,14 @@ static bool load_multifd_start(MigrationState *s, LoadState *ls, MigStream *st,
     uint32_t channels = mig_get_be32(st);
     uint64_t session = mig_get_be64(st);
     if (!mig_stream_check(st, errp)) {
+        return false;
+    }
+    /* Like QEMU, multifd-channels is set on both sides; a difference would leave the
+     * destination waiting for channels that never come (or refusing some that do). */
+    if (channels >= 1 && channels <= MULTIFD_MAX_CHANNELS && channels != own_channels) {
+        error_setg(errp, "the source uses %u multifd channels but this destination's "
+                   "multifd-channels is %u (set the same value on both sides)", channels,
+                   own_channels);
         return false;
     }
     ls->mr = multifd_recv_start(ls->rl, ls->listener, mig_stream_fd(st), channels,

@@ -28,7 +28,6 @@ struct MultifdRecv {
     uint64_t session;
     int main_fd;
     RecvChannel *ch;
-    bool *id_seen;          /* [lock] channel ids announced so far */
     GMutex lock;
     GCond cond;
     bool failed;            /* [lock] */
@@ -55,44 +54,14 @@ static void recv_fail(MultifdRecv *mr, Error *err)
     error_free(err);
 }
 
-static bool read_greeting(RecvChannel *c, Error **errp)
+/* The greeting, already checked by the accept window (multifd-accept.c): consumed here
+ * so that it counts in the channel's checksum. */
+static bool skip_greeting(RecvChannel *c, Error **errp)
 {
-    MultifdRecv *mr = c->mr;
-    char magic[8];
+    uint8_t g[MULTIFD_GREETING_LEN];
 
-    mig_get_buf(c->st, magic, sizeof(magic));
-    uint32_t version = mig_get_be32(c->st);
-    uint64_t session = mig_get_be64(c->st);
-    uint32_t id = mig_get_be32(c->st);
-    uint32_t n = mig_get_be32(c->st);
-    if (!mig_stream_check(c->st, errp)) {
-        return false;
-    }
-    if (memcmp(magic, MULTIFD_MAGIC, sizeof(magic)) != 0) {
-        error_setg(errp, "not a Sen multifd channel (bad magic)");
-        return false;
-    }
-    if (version != MULTIFD_VERSION) {
-        error_setg(errp, "multifd channel version %u is not supported (this Sen reads "
-                   "version %u)", version, MULTIFD_VERSION);
-        return false;
-    }
-    if (session != mr->session || n != mr->n) {
-        error_setg(errp, "the connection belongs to another migration (session or "
-                   "channel count differs)");
-        return false;
-    }
-    g_mutex_lock(&mr->lock);
-    bool dup = id >= mr->n || mr->id_seen[id];
-    if (!dup) {
-        mr->id_seen[id] = true;
-    }
-    g_mutex_unlock(&mr->lock);
-    if (dup) {
-        error_setg(errp, "multifd channel id %u is out of range or repeated", id);
-        return false;
-    }
-    return true;
+    mig_get_buf(c->st, g, sizeof(g));
+    return mig_stream_check(c->st, errp);
 }
 
 static uint64_t min_synced_locked(MultifdRecv *mr)
@@ -161,7 +130,7 @@ static bool channel_load(RecvChannel *c, Error **errp)
 {
     MigStream *st = c->st;
 
-    if (!read_greeting(c, errp)) {
+    if (!skip_greeting(c, errp)) {
         return false;
     }
     for (;;) {
@@ -224,6 +193,23 @@ static gpointer recv_thread(gpointer opaque)
     return NULL;
 }
 
+/* The accept window's callback: channel id greeted on fd; its receiver starts. */
+static void channel_start(void *opaque, uint32_t id, int fd)
+{
+    MultifdRecv *mr = opaque;
+    RecvChannel *c = &mr->ch[id];
+
+    g_mutex_lock(&mr->lock);
+    c->fd = fd;
+    bool failed = mr->failed;
+    g_mutex_unlock(&mr->lock);
+    if (failed) {
+        shutdown(fd, SHUT_RDWR);
+    }
+    c->st = mig_stream_new_reader(fd);
+    c->thread = g_thread_new("multifd-recv", recv_thread, c);
+}
+
 MultifdRecv *multifd_recv_start(RamLoad *rl, MigListener *l, int main_fd, uint32_t channels,
                                 uint64_t session, const int *cancel, Error **errp)
 {
@@ -238,38 +224,25 @@ MultifdRecv *multifd_recv_start(RamLoad *rl, MigListener *l, int main_fd, uint32
     mr->session = session;
     mr->main_fd = main_fd;
     mr->ch = g_new0(RecvChannel, channels);
-    mr->id_seen = g_new0(bool, channels);
     g_mutex_init(&mr->lock);
     g_cond_init(&mr->cond);
     for (unsigned i = 0; i < channels; i++) {
         mr->ch[i].mr = mr;
         mr->ch[i].fd = -1;
     }
-    for (unsigned i = 0; i < channels; i++) {
-        RecvChannel *c = &mr->ch[i];
-        Error *err = NULL;
-        int fd = mig_accept_channel(l, main_fd, cancel, &err);
-        if (fd < 0) {
-            /* A channel that failed closed main, which ended the wait: its error is
-             * the cause. */
-            if (!multifd_recv_check(mr, NULL)) {
-                error_free(err);
-                err = NULL;
-                multifd_recv_check(mr, &err);
-            }
-            error_propagate(errp, err);
-            multifd_recv_free(mr);
-            return NULL;
+    Error *err = NULL;
+    if (!multifd_accept_channels(l, main_fd, channels, session, cancel, channel_start, mr,
+                                 &err)) {
+        /* A channel that failed closed main, which ended the wait: its error is the
+         * cause. */
+        if (!multifd_recv_check(mr, NULL)) {
+            error_free(err);
+            err = NULL;
+            multifd_recv_check(mr, &err);
         }
-        g_mutex_lock(&mr->lock);
-        c->fd = fd;
-        bool failed = mr->failed;
-        g_mutex_unlock(&mr->lock);
-        if (failed) {
-            shutdown(fd, SHUT_RDWR);
-        }
-        c->st = mig_stream_new_reader(fd);
-        c->thread = g_thread_new("multifd-recv", recv_thread, c);
+        error_propagate(errp, err);
+        multifd_recv_free(mr);
+        return NULL;
     }
     return mr;
 }
@@ -357,7 +330,6 @@ void multifd_recv_free(MultifdRecv *mr)
         mig_stream_free(mr->ch[i].st);
     }
     g_free(mr->ch);
-    g_free(mr->id_seen);
     g_free(mr->error);
     g_mutex_clear(&mr->lock);
     g_cond_clear(&mr->cond);

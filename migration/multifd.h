@@ -61,6 +61,26 @@ void multifd_send_free(MultifdSend *mf);
 
 typedef struct MultifdRecv MultifdRecv;
 
+/* Greeting: magic (8), u32 version, u64 session, u32 channel id, u32 channel count. */
+#define MULTIFD_GREETING_LEN 28
+
+/* Checks a channel's greeting against this migration; *id: the channel it claims. */
+bool multifd_greeting_parse(const uint8_t *g, uint32_t channels, uint64_t session,
+                            uint32_t *id, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+
+/* A connection whose greeting matched: channel id, fd (now the callee's). */
+typedef void (*MultifdChannelFn)(void *opaque, uint32_t id, int fd);
+/*
+ * The accept window (multifd-accept.c): accepts connections on l until each of the
+ * channels ids of session has greeted, handing each to got.  Connections with a bad,
+ * repeated or late (MULTIFD_GREETING_TIMEOUT_S) greeting are closed and reported, and
+ * never delay the others.  Fails when *cancel is set, the listener fails, or main_fd
+ * hangs up before every channel came.
+ */
+bool multifd_accept_channels(MigListener *l, int main_fd, uint32_t channels,
+                             uint64_t session, const int *cancel, MultifdChannelFn got,
+                             void *opaque, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+
 /*
  * After the MULTIFD record: accepts the source's channels on l while watching main_fd
  * (a source that gives up closes it) and starts one receiver per channel, loading into

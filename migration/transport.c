@@ -364,46 +364,6 @@ int mig_accept(MigListener *l, Error **errp)
     }
 }
 
-int mig_accept_channel(MigListener *l, int watch_fd, const int *cancel, Error **errp)
-{
-    if (l->listen_fd < 0) {
-        error_setg(errp, "%s: multifd is not supported by current protocol", l->uri->uri);
-        return -1;
-    }
-    for (;;) {
-        struct pollfd p[2] = {
-            { .fd = l->listen_fd, .events = POLLIN },
-            { .fd = watch_fd, .events = POLLRDHUP },
-        };
-        /* A bounded wait, so that a cancel is noticed even without a wake-up. */
-        int n = poll(p, 2, 200);
-        if (g_atomic_int_get(cancel)) {
-            error_setg(errp, "incoming migration cancelled");
-            return -1;
-        }
-        if (n < 0 && errno != EINTR) {
-            error_setg_errno(errp, errno, "%s: poll", l->uri->uri);
-            return -1;
-        }
-        /* A waiting connection first: a quick source may have sent everything and
-         * closed the main stream while its channels still wait to be accepted. */
-        if (n > 0 && p[0].revents) {
-            int fd = accept4(l->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-            if (fd >= 0) {
-                return fd;
-            }
-            if (errno != EINTR && errno != EAGAIN) {
-                error_setg_errno(errp, errno, "%s: accept", l->uri->uri);
-                return -1;
-            }
-        } else if (n > 0 && (p[1].revents & (POLLRDHUP | POLLHUP | POLLERR))) {
-            error_setg(errp, "%s: the source closed the migration stream before opening "
-                       "all its multifd channels", l->uri->uri);
-            return -1;
-        }
-    }
-}
-
 void mig_listener_interrupt(MigListener *l)
 {
     if (l->listen_fd >= 0) {

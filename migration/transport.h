@@ -55,9 +55,6 @@ typedef struct MigListener {
 MigListener *mig_listen(const char *uri, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
 /* Blocks until the source connects; the stream fd, or -1.  Called once. */
 int mig_accept(MigListener *l, Error **errp);
-/* Accepts one more connection (a multifd channel; tcp and unix only) after the first,
- * giving up when watch_fd (the main stream) is closed by the peer or *cancel is set. */
-int mig_accept_channel(MigListener *l, int watch_fd, const int *cancel, Error **errp);
 /* Makes a blocked mig_accept return (any thread). */
 void mig_listener_interrupt(MigListener *l);
 void mig_listener_free(MigListener *l);

@@ -151,7 +151,8 @@ def test_cancel_keeps_source_running_and_it_can_migrate_again(vms, tmp_path):
     assert dst1.wait_exit() == 1
     assert "load of migration failed" in dst1.stderr_text()
 
-    dst2 = migrate_again_unthrottled(vms, src, f"unix:{tmp_path}/b.sock", prepare=enable_multifd)
+    dst2 = migrate_again_unthrottled(vms, src, f"unix:{tmp_path}/b.sock",
+                                     prepare=lambda dst: enable_multifd(dst, channels=3))
     assert dst2.wait_migration()["status"] == "completed"
     check_chunks(dst2, 13)
 
@@ -163,7 +164,7 @@ def test_cancel_right_after_migrate_never_hangs(vms, tmp_path):
     enable_multifd(src, channels=4)
     for i in range(5):
         dst = vms(f"dst{i}", "-incoming", f"unix:{tmp_path}/c{i}.sock")
-        enable_multifd(dst)
+        enable_multifd(dst, channels=4)
         src.cmd("migrate", uri=f"unix:{tmp_path}/c{i}.sock")
         if i:
             time.sleep(0.002 * i)
@@ -250,7 +251,7 @@ def test_destination_dropping_one_channel_fails_cleanly(vms, tmp_path):
     # And the same source migrates fine afterwards.
     src.cmd("migrate-set-parameters", **{"max-bandwidth": 0})
     dst = vms("dst", "-incoming", f"unix:{tmp_path}/b.sock")
-    enable_multifd(dst)
+    enable_multifd(dst, channels=3)
     src.cmd("migrate", uri=f"unix:{tmp_path}/b.sock")
     assert src.wait_migration()["status"] == "completed"
     check_chunks(dst, 15)
@@ -361,16 +362,12 @@ def test_hand_made_stream_a_late_channel_cannot_undo_a_newer_page(vms, tmp_path)
     ("outside", "is not inside guest RAM"),
     ("checksum", "the migration stream is corrupt (checksum"),
     ("sync-order", "corrupt multifd channel: SYNC 2 after 0"),
-    ("magic", "not a Sen multifd channel (bad magic)"),
-    ("session", "belongs to another migration"),
-    ("duplicate-id", "multifd channel id 0 is out of range or repeated"),
 ])
 def test_corrupt_channel_is_refused(vms, tmp_path, what, message):
     dst = fake_dst(vms, tmp_path)
     src = FakeSource(str(tmp_path / "f.sock"))
-    src.open_channel(hello(0, magic=b"SENMFD\r\x00" if what == "magic" else b"SENMFD\r\n",
-                           session=SESSION + 1 if what == "session" else SESSION))
-    src.open_channel(hello(0 if what == "duplicate-id" else 1))
+    src.open_channel(hello(0))
+    src.open_channel(hello(1))
     page = pattern(23, 4096)
     if what == "type":
         src.send(0, b"\x42")
@@ -396,6 +393,213 @@ def test_source_closing_before_its_channels_is_refused(vms, tmp_path):
     assert dst.wait_exit(timeout=30) == 1
     assert "before opening all its multifd channels" in dst.stderr_text()
     src.close()
+
+
+# ---- the accept window: strays connecting while the destination waits for channels ----
+
+def finish_two_channels(src, device):
+    """Channels 0 and 1 of FakeSource src: one page each, SYNC 1, END; then main."""
+    for ch, seed in ((0, 31), (1, 32)):
+        src.open_channel(hello(ch))
+        src.send(ch, ram_record(0x200000 + ch * 0x1000, 1, pattern(seed, 4096)))
+        src.checksum(ch, struct.pack(">BQ", 4, 1))
+        src.checksum(ch, b"\xff")
+    src.send("main", struct.pack(">BQ", 4, 1) + device)
+    src.checksum("main", b"\xff")
+
+
+def check_two_channels(dst):
+    assert dst.qtest.read(0x200000, 4096) == pattern(31, 4096)
+    assert dst.qtest.read(0x201000, 4096) == pattern(32, 4096)
+
+
+def stray(path, data=b""):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    if data:
+        s.sendall(data)
+    return s
+
+
+REFUSED = "refused a connection in the multifd accept window: "
+
+
+@pytest.mark.parametrize("what, data, message", [
+    ("silent", b"", None),
+    ("garbage", b"GET / HTTP/1.0\r\nHost: x\r\nUser-Agent: scan\r\n\r\n",
+     "not a Sen multifd channel (bad magic)"),
+    ("version", b"SENMFD\r\n" + struct.pack(">IQII", 9, SESSION, 0, 2),
+     "multifd channel version 9 is not supported"),
+    ("session", hello(0, session=SESSION + 1), "belongs to another migration"),
+    ("count", hello(0, channels=3), "belongs to another migration"),
+    ("id", hello(2), "multifd channel id 2 is out of range"),
+    ("short", b"SENMFD", "closed before sending a whole greeting"),
+])
+def test_stray_connection_does_not_stall_or_fail_the_migration(vms, tmp_path, what, data,
+                                                                message):
+    """A stray that sends nothing, garbage or a wrong greeting connects before the
+    source's channels: it is refused on its own and the migration completes."""
+    device = device_record(vms, tmp_path)
+    dst = fake_dst(vms, tmp_path)
+    path = str(tmp_path / "f.sock")
+    src = FakeSource(path)
+    strays = [stray(path, data)]
+    if what == "short":
+        strays[0].close()
+    time.sleep(0.2)  # the stray is in the window before the real channels
+    finish_two_channels(src, device)
+    assert dst.wait_migration()["status"] == "completed", dst.stderr_text()
+    check_two_channels(dst)
+    err = dst.stderr_text()
+    if message:
+        assert REFUSED in err and message in err, err
+    else:
+        assert REFUSED not in err, err  # silent, and gone with the window
+    src.close()
+    for s in strays:
+        s.close()
+
+
+def test_repeated_channel_id_is_refused_and_the_first_kept(vms, tmp_path):
+    device = device_record(vms, tmp_path)
+    dst = fake_dst(vms, tmp_path)
+    path = str(tmp_path / "f.sock")
+    src = FakeSource(path)
+    src.open_channel(hello(0))
+    time.sleep(0.2)
+    dup = stray(path, hello(0))
+    time.sleep(0.2)
+    src.send(0, ram_record(0x200000, 1, pattern(31, 4096)))
+    src.checksum(0, struct.pack(">BQ", 4, 1))
+    src.checksum(0, b"\xff")
+    src.open_channel(hello(1))
+    src.send(1, ram_record(0x201000, 1, pattern(32, 4096)))
+    src.checksum(1, struct.pack(">BQ", 4, 1))
+    src.checksum(1, b"\xff")
+    src.send("main", struct.pack(">BQ", 4, 1) + device)
+    src.checksum("main", b"\xff")
+    assert dst.wait_migration()["status"] == "completed", dst.stderr_text()
+    check_two_channels(dst)
+    assert REFUSED + "multifd channel id 0 is repeated" in dst.stderr_text()
+    dup.settimeout(5)
+    try:
+        assert dup.recv(1) == b""  # closed by the destination
+    except ConnectionResetError:
+        pass  # closed with the greeting unread: also closed
+    src.close()
+    dup.close()
+
+
+def test_silent_connection_is_closed_at_the_greeting_deadline(vms, tmp_path):
+    """A connection that never greets holds no descriptor beyond the deadline (5 s),
+    and the source's channels coming after it still complete the migration."""
+    device = device_record(vms, tmp_path)
+    dst = fake_dst(vms, tmp_path)
+    path = str(tmp_path / "f.sock")
+    src = FakeSource(path)
+    silent = stray(path)
+    silent.settimeout(10)
+    start = time.monotonic()
+    assert silent.recv(1) == b""
+    assert 4 <= time.monotonic() - start < 10
+    assert REFUSED + "no greeting within 5 s" in dst.stderr_text()
+    assert dst.cmd("query-migrate")["status"] == "active"
+    finish_two_channels(src, device)
+    assert dst.wait_migration()["status"] == "completed", dst.stderr_text()
+    check_two_channels(dst)
+    src.close()
+    silent.close()
+
+
+class StrayInjectingProxy:
+    """Relays a real source's connections to the destination; right after relaying the
+    main stream it opens a silent and a garbage connection to the destination, so both
+    sit in the accept window ahead of the real channels."""
+
+    def __init__(self, listen_path, dst_path):
+        self.dst_path = dst_path
+        self.listener = socket.socket(socket.AF_UNIX)
+        self.listener.bind(listen_path)
+        self.listener.listen(8)
+        self.socks = [self.listener]
+        threading.Thread(target=self._run, daemon=True).start()
+
+    @staticmethod
+    def _pump(a, b):
+        try:
+            while True:
+                data = a.recv(1 << 16)
+                if not data:
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        try:
+            b.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def _run(self):
+        first = True
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            up = socket.socket(socket.AF_UNIX)
+            up.connect(self.dst_path)
+            self.socks += [conn, up]
+            threading.Thread(target=self._pump, args=(conn, up), daemon=True).start()
+            threading.Thread(target=self._pump, args=(up, conn), daemon=True).start()
+            if first:
+                first = False
+                time.sleep(0.3)  # the destination reads the header and MULTIFD record
+                self.socks.append(stray(self.dst_path))
+                self.socks.append(stray(self.dst_path, b"\x16\x03\x01" + bytes(64)))
+                time.sleep(0.2)
+
+    def close(self):
+        for s in self.socks:
+            s.close()
+
+
+def test_real_migration_with_strays_in_the_accept_window(vms, tmp_path):
+    src = vms("src")
+    dst = vms("dst", "-incoming", f"unix:{tmp_path}/d.sock")
+    enable_multifd(src, dst, channels=3)
+    write_chunks(src, 17)
+    proxy = StrayInjectingProxy(str(tmp_path / "p.sock"), str(tmp_path / "d.sock"))
+    try:
+        src.cmd("migrate", uri=f"unix:{tmp_path}/p.sock")
+        info = src.wait_migration()
+        assert info["status"] == "completed", info
+        assert dst.wait_migration()["status"] == "completed", dst.stderr_text()
+        check_chunks(dst, 17)
+        assert REFUSED + "not a Sen multifd channel" in dst.stderr_text()
+    finally:
+        proxy.close()
+
+
+# ---- multifd-channels on both sides ----
+
+@pytest.mark.parametrize("src_channels, dst_channels", [(3, 2), (2, 4)])
+def test_channel_count_must_match(vms, tmp_path, src_channels, dst_channels):
+    """As in QEMU, multifd-channels is set on both sides; the destination uses its own
+    and refuses a source with another count, naming both, and the source keeps running."""
+    uri = f"unix:{tmp_path}/m.sock"
+    src = vms("src")
+    dst = vms("dst", "-incoming", uri)
+    enable_multifd(src, channels=src_channels)
+    enable_multifd(dst, channels=dst_channels)
+    write_chunks(src, 18)
+    src.cmd("migrate", uri=uri)
+    assert dst.wait_exit() == 1
+    assert (f"the source uses {src_channels} multifd channels but this destination's "
+            f"multifd-channels is {dst_channels} (set the same value on both sides)"
+            in dst.stderr_text())
+    assert src.wait_migration()["status"] == "failed"
+    assert src.status() == "running"
+    check_chunks(src, 18)
 
 
 # ---- a real guest ----
