@@ -77,6 +77,9 @@ void virt_clock_start(VirtClock *clk)
     if (!clk->manual && clk->stopped_at >= 0) {
         clk->offset += monotonic_ns() - clk->stopped_at;
         clk->stopped_at = -1;
+        if (clk->pending && clk->notify) {
+            clk->notify(clk->notify_opaque); /* deadlines count again */
+        }
     }
 }
 
@@ -88,6 +91,12 @@ void virt_clock_set_notify(VirtClock *clk, void (*notify)(void *opaque), void *o
 
 int64_t virt_clock_deadline(VirtClock *clk)
 {
+    /* A stopped clock runs no timer, however due: reporting its deadline would have the
+     * main loop wake for it (at once, for one due now) and find nothing to do, forever
+     * while the VM stays paused.  virt_clock_start wakes the loop to look again. */
+    if (!clk->manual && clk->stopped_at >= 0) {
+        return -1;
+    }
     return clk->pending ? ((Timer *)clk->pending->data)->expire : -1;
 }
 

@@ -34,7 +34,8 @@ void virt_clock_set(VirtClock *clk, int64_t ns);
 /* Migration: makes the clock read ns now (either direction) without running timers, so
  * that deadlines loaded from the source keep their meaning.  VM lock held, VM stopped. */
 void virt_clock_load(VirtClock *clk, int64_t ns);
-/* Earliest pending deadline, or -1 when none (for the main loop). */
+/* Earliest pending deadline, or -1 when none or the (realtime) clock is stopped: no timer
+ * runs then, so the main loop has nothing to wait for (for the main loop). */
 int64_t virt_clock_deadline(VirtClock *clk);
 /* Runs every timer whose deadline is <= now. */
 void virt_clock_run_timers(VirtClock *clk);

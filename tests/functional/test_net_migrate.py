@@ -214,6 +214,36 @@ def test_announce_self(vms):
         peer.close()
 
 
+def cpu_seconds(pid):
+    """User + system CPU time the process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.skipif(not os.path.exists(IMAGE), reason=f"{IMAGE} is not built")
+@pytest.mark.skipif(not os.access("/dev/kvm", os.R_OK | os.W_OK),
+                    reason="/dev/kvm is not usable here")
+def test_announce_waits_while_paused(vms):
+    """The rounds run on the virtual clock, as QEMU's virtio-net announce timer: a paused
+    VM (-S) sends nothing and the main loop does not spin on the due round; cont sends
+    it."""
+    peer = FramePeer()
+    try:
+        vm = vms("a", "-S", "-netdev", f"socket,id=n0,connect=127.0.0.1:{peer.port}",
+                 "-device", f"virtio-net-pci,netdev=n0,mac={MAC},id=nic0", guest=IMAGE)
+        vm.cmd("announce-self", initial=10, max=25, rounds=2, step=10)
+        before = cpu_seconds(vm.proc.pid)
+        time.sleep(0.5)
+        assert rarps(peer) == []
+        # A loop spinning on the due timer burns a core (0.5 s here, less under load).
+        assert cpu_seconds(vm.proc.pid) - before < 0.15
+        vm.cmd("cont")
+        assert len(rarps(peer, want=2)) == 2
+    finally:
+        peer.close()
+
+
 def sections(blob):
     """The device-state blob's sections: name -> (offset of the payload, its length)."""
     assert blob[:8] == b"SENVMST\0"

@@ -85,11 +85,50 @@ static void test_realtime_stops_while_paused(void)
     virt_clock_free(clk);
 }
 
+static void count_notify(void *opaque)
+{
+    (*(int *)opaque)++;
+}
+
+/* A paused VM runs no timer: a due one neither fires nor reports a deadline (the main
+ * loop would spin on it), and starting the clock wakes the loop and runs it. */
+static void test_realtime_due_timer_waits_while_paused(void)
+{
+    VirtClock *clk = virt_clock_new(false);
+    Fired f = { clk, NULL, g_array_new(FALSE, FALSE, sizeof(int64_t)), 0, 0 };
+    int notified = 0;
+
+    f.t = timer_new(clk, on_fire, &f);
+    virt_clock_set_notify(clk, count_notify, &notified);
+    virt_clock_stop(clk);
+    timer_mod(f.t, virt_clock_get_ns(clk));
+    g_assert_cmpint(virt_clock_deadline(clk), ==, -1);
+    virt_clock_run_timers(clk);
+    g_assert_cmpuint(f.at->len, ==, 0);
+    g_assert_true(timer_pending(f.t));
+    notified = 0;
+    virt_clock_start(clk);
+    g_assert_cmpint(notified, ==, 1);
+    g_assert_cmpint(virt_clock_deadline(clk), ==, timer_expire_time(f.t));
+    virt_clock_run_timers(clk);
+    g_assert_cmpuint(f.at->len, ==, 1);
+    /* Starting with nothing pending has nothing to announce. */
+    virt_clock_stop(clk);
+    notified = 0;
+    virt_clock_start(clk);
+    g_assert_cmpint(notified, ==, 0);
+    timer_free(f.t);
+    g_array_free(f.at, TRUE);
+    virt_clock_free(clk);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/timer/manual-order-and-time", test_manual_order_and_time);
     g_test_add_func("/timer/periodic-rearm-and-del", test_periodic_rearm_and_del);
     g_test_add_func("/timer/realtime-stops-while-paused", test_realtime_stops_while_paused);
+    g_test_add_func("/timer/realtime-due-timer-waits-while-paused",
+                    test_realtime_due_timer_waits_while_paused);
     return g_test_run();
 }
