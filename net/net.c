@@ -211,6 +211,22 @@ bool net_peer_can_take(NetClientState *nc)
     return true;
 }
 
+int net_peer_rx_direct_get(NetClientState *nc, struct iovec *iov, int max)
+{
+    NetClientState *peer = nc->peer;
+
+    if (!peer || !peer->info->rx_direct_get || !nc->vnet_hdr || nc->link_down ||
+        peer->link_down || !g_queue_is_empty(&peer->incoming)) {
+        return 0;
+    }
+    return peer->info->rx_direct_get(peer, iov, max);
+}
+
+void net_peer_rx_direct_done(NetClientState *nc, size_t len)
+{
+    nc->peer->info->rx_direct_done(nc->peer, len);
+}
+
 bool net_peer_has_room(NetClientState *nc)
 {
     NetClientState *peer = nc->peer;

@@ -23,6 +23,7 @@
 #include "sen/log.h"
 
 #define TAP_READ_BURST 64
+#define TAP_DIRECT_IOV 16   /* pieces of a guest rx buffer read into directly */
 
 typedef struct NetTap {
     NetClientState *nc;
@@ -57,6 +58,43 @@ static void tap_read_poll(NetTap *s, bool on)
     }
 }
 
+/*
+ * Reads one frame for the NIC: straight into the guest's rx buffer when the NIC lends
+ * one (no bounce copy), with buf behind it for what does not fit; a frame that did
+ * not fit, or came with no buffer lent, goes from buf through net_send.  Returns what
+ * readv returned.
+ */
+static ssize_t tap_read_frame(NetTap *s, uint8_t *buf, size_t buf_size)
+{
+    struct iovec iov[TAP_DIRECT_IOV + 1];
+    int lent = net_peer_rx_direct_get(s->nc, iov, TAP_DIRECT_IOV);
+    size_t room = net_iov_size(iov, lent);
+
+    /* Frame and header never exceed buf_size: what misses the guest's buffer fits. */
+    iov[lent] = (struct iovec){ .iov_base = buf, .iov_len = buf_size - MIN(room, buf_size) };
+    ssize_t n = readv(s->fd, iov, lent + 1);
+    if (lent && n > 0 && (size_t)n <= room) {
+        net_peer_rx_direct_done(s->nc, (size_t)n);
+        return n;
+    }
+    if (lent && n > 0) {
+        /* Bigger than the guest's buffer: the part in it goes in front of the rest. */
+        memmove(buf + room, buf, (size_t)n - room);
+        size_t off = 0;
+        for (int i = 0; i < lent; i++) {
+            memcpy(buf + off, iov[i].iov_base, iov[i].iov_len);
+            off += iov[i].iov_len;
+        }
+    }
+    if (lent) {
+        net_peer_rx_direct_done(s->nc, 0);
+    }
+    if (n > 0) {
+        net_send_buf(s->nc, buf, (size_t)n);
+    }
+    return n;
+}
+
 /* Reads up to TAP_READ_BURST frames into the NIC (VM lock held); true when it stopped
  * because the NIC is full. */
 static bool tap_read_burst(NetTap *s)
@@ -70,11 +108,9 @@ static bool tap_read_burst(NetTap *s)
             full = true;
             break;
         }
-        ssize_t n = read(s->fd, buf, sizeof(buf));
-        if (n <= 0) {
+        if (tap_read_frame(s, buf, sizeof(buf)) <= 0) {
             break;
         }
-        net_send_buf(s->nc, buf, (size_t)n);
     }
     net_burst_end(s->nc);
     return full;

@@ -63,6 +63,7 @@ typedef struct NetQueuePair {
     VirtQueue *rx, *tx;
     guint tx_more;           /* idle source continuing a tx burst, 0 = none */
     unsigned rx_unpublished; /* used rx elements filled in a burst, not yet in used idx */
+    VirtQueueElement *rx_direct; /* lent to the backend between rx_direct_get and _done */
     bool tx_held;            /* the burst stopped with the VM; the start hook resumes it */
 } NetQueuePair;
 

@@ -157,6 +157,18 @@ static void nic_burst_end(NetClientState *nc)
     virtio_net_rx_publish(nc->opaque);
 }
 
+/* ne more rx elements are filled (virtqueue_fill after the unpublished ones). */
+static void rx_filled(NetQueuePair *q, unsigned ne)
+{
+    /* In a burst the used index moves (and the driver hears) once per RX_PUBLISH_BATCH
+     * elements and at its end: fewer stores to the line the driver polls, and one
+     * interrupt instead of one per frame. */
+    q->rx_unpublished += ne;
+    if (!q->nc->burst || q->rx_unpublished >= RX_PUBLISH_BATCH) {
+        virtio_net_rx_publish(q);
+    }
+}
+
 /* Copies [skip, skip + len) of src into dst at dst_off; returns the bytes copied. */
 static size_t iov_copy(const struct iovec *dst, unsigned dn, size_t dst_off,
                        const struct iovec *src, int sn, size_t skip, size_t len)
@@ -252,13 +264,7 @@ static ssize_t nic_receive(NetClientState *nc, const struct iovec *iov, int iovc
     for (unsigned i = 0; i < ne; i++) {
         virtqueue_element_free(elems[i]);
     }
-    /* In a burst the used index moves (and the driver hears) once per RX_PUBLISH_BATCH
-     * elements and at its end: fewer stores to the line the driver polls, and one
-     * interrupt instead of one per frame. */
-    q->rx_unpublished += ne;
-    if (!nc->burst || q->rx_unpublished >= RX_PUBLISH_BATCH) {
-        virtio_net_rx_publish(q);
-    }
+    rx_filled(q, ne);
     return (ssize_t)size;
 
 too_big:
@@ -274,6 +280,67 @@ drop_popped:
     }
     n->rx_dropped++;
     return (ssize_t)size;
+}
+
+/*
+ * Direct rx (tap): the backend reads header and frame straight into one rx buffer.
+ * Only one buffer, whatever MRG_RXBUF says: a frame bigger than it comes back through
+ * nic_receive, which spreads it.  The kernel writes no further than the iovecs we hand
+ * out, which are the element's, bounds-checked by virtqueue_pop.
+ */
+static int nic_rx_direct_get(NetClientState *nc, struct iovec *iov, int max)
+{
+    NetQueuePair *q = nc->opaque;
+    VirtQueueElement *e;
+
+    if (!nc->vnet_hdr || !machine_devices_active(q->n->m) || !rx_active(q) ||
+        !(e = virtqueue_pop(q->rx))) {
+        return 0;
+    }
+    /* Too small for the header, or in more pieces than the backend takes: the copying
+     * path handles it (and reports a bad buffer). */
+    if (e->in_len <= NET_VNET_HDR_LEN || e->in_num > (unsigned)max) {
+        virtqueue_unpop(q->rx, e);
+        return 0;
+    }
+    memcpy(iov, e->in_sg, e->in_num * sizeof(*iov));
+    q->rx_direct = e;
+    return (int)e->in_num;
+}
+
+static void nic_rx_direct_done(NetClientState *nc, size_t len)
+{
+    NetQueuePair *q = nc->opaque;
+    VirtIONet *n = q->n;
+    VirtQueueElement *e = q->rx_direct;
+    uint8_t head[18];
+    uint16_t one = 1;
+
+    q->rx_direct = NULL;
+    if (!e || len > e->in_len) {
+        return; /* cannot happen: the backend holds the element's size */
+    }
+    if (len <= NET_VNET_HDR_LEN) {
+        /* Nothing read (the buffer goes back untouched for the driver), or a runt. */
+        n->rx_dropped += len != 0;
+        virtqueue_unpop(q->rx, e);
+        return;
+    }
+    size_t frame_len = len - NET_VNET_HDR_LEN;
+    virtio_iov_to_buf(e->in_sg, e->in_num, NET_VNET_HDR_LEN, head, MIN(frame_len, sizeof(head)));
+    if (!rx_filter_ok(n, head, frame_len)) {
+        /* Filtered out, as the guest asked: the buffer is still the device's, the next
+         * frame overwrites it. */
+        virtqueue_unpop(q->rx, e);
+        return;
+    }
+    /* One buffer holds the frame; the rest of the header is the backend's, as in
+     * nic_receive. */
+    virtio_iov_from_buf(e->in_sg, e->in_num, offsetof(NetVnetHdr, num_buffers), &one,
+                        sizeof(one));
+    virtqueue_fill(q->rx, e, (uint32_t)len, q->rx_unpublished);
+    virtqueue_element_free(e);
+    rx_filled(q, 1);
 }
 
 static void net_handle_rx(VirtIODevice *vdev, VirtQueue *vq)
@@ -514,6 +581,8 @@ static const NetClientInfo nic_info = {
     .receive = nic_receive_running,
     .can_receive = nic_can_receive_running,
     .burst_end = nic_burst_end,
+    .rx_direct_get = nic_rx_direct_get,
+    .rx_direct_done = nic_rx_direct_done,
     .link_changed = nic_link_changed,
     .has_vnet_hdr = nic_has_vnet_hdr,
 };

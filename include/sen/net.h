@@ -68,6 +68,16 @@ typedef struct NetClientInfo {
     /* Whether receive() would take a frame now (NULL: always).  A NIC without rx buffers
      * says no; the sender then queues, or stops reading until peer_ready. */
     bool (*can_receive)(NetClientState *nc);
+    /* NICs, optional: the guest buffers for the next frame, so a backend can read it
+     * straight into guest memory (no bounce copy): up to max iovecs over them, the
+     * NetVnetHdr first, then the frame.  Returns their count; 0 when there are none now
+     * (the frame then goes through receive()).  rx_direct_done follows under the same
+     * hold of the VM lock. */
+    int (*rx_direct_get)(NetClientState *nc, struct iovec *iov, int max);
+    /* NICs: len bytes (header and frame) were read into rx_direct_get's buffers: take
+     * the frame as receive() would.  len 0: nothing was (or it did not fit), give the
+     * buffers back untouched. */
+    void (*rx_direct_done)(NetClientState *nc, size_t len);
     /* Frames to this client carry a NetVnetHdr first (tap with IFF_VNET_HDR). */
     bool (*has_vnet_hdr)(NetClientState *nc);
     /* The NIC negotiated these guest offloads (TUN_F_* bits).  May be NULL. */
@@ -126,6 +136,14 @@ size_t net_iov_size(const struct iovec *iov, int n);
 /* Whether nc's peer will take a frame now (tap stops reading when not: the kernel
  * holds its backlog, and peer_ready comes with the guest's next buffers). */
 bool net_peer_can_take(NetClientState *nc);
+/* A backend that reads frames with a NetVnetHdr (tap) reading one straight into the
+ * peer NIC's guest buffers: net_peer_rx_direct_get gives iovecs over them (0: not now,
+ * use net_send), net_peer_rx_direct_done then says how many bytes the read put there
+ * (0: none, or more than the buffers held; the frame then goes through net_send).
+ * Only when the peer would take the frame now (net_peer_can_take) and nothing waits
+ * in its queue, so frames stay in order. */
+int net_peer_rx_direct_get(NetClientState *nc, struct iovec *iov, int max);
+void net_peer_rx_direct_done(NetClientState *nc, size_t len);
 /* Whether a frame sent now is kept, by the peer or in its queue (slirp stops polling
  * its sockets for input when not, rather than read frames only to drop them). */
 bool net_peer_has_room(NetClientState *nc);

@@ -8,7 +8,7 @@
  * vmstate_save_all / vmstate_load_all into a second machine (rx filter, MAC, VLANs, rings
  * continue), the announce after loading (RARP rounds, GUEST_ANNOUNCE and its ack),
  * corrupt sections refused without touching the device, and no guest memory written
- * while the VM is stopped.
+ * while the VM is stopped.  Direct rx: a backend reading into the guest's buffers.
  */
 #include <string.h>
 #include <glib.h>
@@ -855,6 +855,106 @@ static void test_stopped_vm_holds_rx(void)
     fixture_done(&f);
 }
 
+static bool peer_has_vnet_hdr(NetClientState *nc)
+{
+    return true;
+}
+
+static const NetClientInfo peer_vnet_info = {
+    .type = "test-vnet", .receive = peer_receive, .has_vnet_hdr = peer_has_vnet_hdr,
+};
+
+/* What a backend reading with a NetVnetHdr (tap) puts into the iovecs the NIC lent it:
+ * the header (flags, gso_type bytes as given) and the frame; returns the bytes. */
+static size_t direct_read(const struct iovec *iov, int n, uint8_t flags, const GByteArray *fr)
+{
+    g_autoptr(GByteArray) b = g_byte_array_new();
+    uint8_t hdr[HDR_LEN] = { flags, 0 };
+    size_t off = 0;
+
+    g_byte_array_append(b, hdr, sizeof(hdr));
+    g_byte_array_append(b, fr->data, fr->len);
+    for (int i = 0; i < n && off < b->len; i++) {
+        size_t c = MIN(iov[i].iov_len, b->len - off);
+        memcpy(iov[i].iov_base, b->data + off, c);
+        off += c;
+    }
+    g_assert_cmpuint(off, ==, b->len);
+    return off;
+}
+
+/* A backend reads frames straight into the guest's rx buffer (net_peer_rx_direct_get
+ * and _done): the header the backend read stays but for num_buffers 1, the frame spans
+ * the chain's pieces, and a burst publishes together; a read that brought nothing
+ * gives the buffer back unused; a frame the rx filter refuses is not delivered and its
+ * buffer takes the next frame; no buffers or no vnet_hdr: nothing is lent. */
+static void test_rx_direct(void)
+{
+    Fixture f;
+    struct iovec iov[8];
+    uint32_t id, len;
+    uint8_t off = 0;
+
+    fixture_setup(&f);
+    f.peer->info = &peer_vnet_info;
+    net_link(f.nic, f.peer);
+    fixture_driver(&f, F_MAC | F_CTRL_VQ | F_CTRL_RX);
+    g_assert_cmpint(net_peer_rx_direct_get(f.peer, iov, 8), ==, 0); /* no buffers yet */
+
+    Buf chain[2] = { { BUF(0), 20, true }, { BUF(1), 300, true } };
+    post(&f, RXQ, chain, 2);
+    Buf single = { BUF(2), 2048, true };
+    post(&f, RXQ, &single, 1);
+    net_burst_begin(f.peer);
+    g_assert_cmpint(net_peer_rx_direct_get(f.peer, iov, 1), ==, 0); /* too many pieces */
+    g_assert_cmpint(net_peer_rx_direct_get(f.peer, iov, 8), ==, 2);
+    g_assert_cmpuint(iov[0].iov_len, ==, 20);
+    g_assert_cmpuint(iov[1].iov_len, ==, 300);
+    g_autoptr(GByteArray) fr = frame(nic_mac, 200, 5);
+    net_peer_rx_direct_done(f.peer, direct_read(iov, 2, 1, fr));
+    g_assert_cmpuint(used_idx(&f, RXQ), ==, 0);                   /* the burst goes on */
+    g_assert_cmpint(net_peer_rx_direct_get(f.peer, iov, 8), ==, 1);
+    memset(f.vt.ram + BUF(2), 0xcc, 64);
+    net_peer_rx_direct_done(f.peer, 0);                            /* the read got nothing */
+    g_assert_cmphex(f.vt.ram[BUF(2)], ==, 0xcc);
+    net_burst_end(f.peer);
+    g_assert_cmpuint(used_idx(&f, RXQ), ==, 1);
+    used_elem(&f, RXQ, 0, &id, &len);
+    g_assert_cmpuint(id, ==, 0);
+    g_assert_cmpuint(len, ==, HDR_LEN + 200);
+    g_assert_cmpuint(f.vt.ram[BUF(0)], ==, 1);                    /* the backend's flags */
+    uint16_t num_buffers;
+    memcpy(&num_buffers, f.vt.ram + BUF(0) + 10, 2);
+    g_assert_cmpuint(num_buffers, ==, 1);
+    g_assert_cmpmem(f.vt.ram + BUF(0) + HDR_LEN, 8, fr->data, 8);
+    g_assert_cmpmem(f.vt.ram + BUF(1), 192, fr->data + 8, 192);
+
+    /* Filtered out: the same buffer is lent again and takes the next frame. */
+    g_assert_cmpuint(ctrl(&f, 0, 0, &off, 1), ==, 0);             /* PROMISC off */
+    g_autoptr(GByteArray) other = frame((const uint8_t *)"\x02\0\0\0\0\x01", 80, 2);
+    g_assert_cmpint(net_peer_rx_direct_get(f.peer, iov, 8), ==, 1);
+    g_assert_true(iov[0].iov_base == f.vt.ram + BUF(2));
+    net_peer_rx_direct_done(f.peer, direct_read(iov, 1, 0, other));
+    g_assert_cmpuint(used_idx(&f, RXQ), ==, 1);
+    g_assert_cmpint(net_peer_rx_direct_get(f.peer, iov, 8), ==, 1);
+    g_assert_true(iov[0].iov_base == f.vt.ram + BUF(2));
+    g_autoptr(GByteArray) mine = frame(nic_mac, 70, 3);
+    net_peer_rx_direct_done(f.peer, direct_read(iov, 1, 0, mine));
+    g_assert_cmpuint(used_idx(&f, RXQ), ==, 2);                   /* no burst: at once */
+    used_elem(&f, RXQ, 1, &id, &len);
+    g_assert_cmpuint(id, ==, 2);
+    g_assert_cmpuint(len, ==, HDR_LEN + 70);
+    g_assert_cmpmem(f.vt.ram + BUF(2) + HDR_LEN, 70, mine->data, 70);
+    g_assert_cmpint(net_peer_rx_direct_get(f.peer, iov, 8), ==, 0); /* none left */
+
+    /* A backend without the header gets no buffers lent: it sends through receive(). */
+    f.peer->info = &peer_info;
+    net_link(f.nic, f.peer);
+    post(&f, RXQ, &single, 1);
+    g_assert_cmpint(net_peer_rx_direct_get(f.peer, iov, 8), ==, 0);
+    fixture_done(&f);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -870,5 +970,6 @@ int main(int argc, char **argv)
     g_test_add_func("/virtio-net/migrate-link-down", test_migrate_link_down);
     g_test_add_func("/virtio-net/migrate-user-net-leases", test_migrate_user_net_leases);
     g_test_add_func("/virtio-net/stopped-vm-holds-rx", test_stopped_vm_holds_rx);
+    g_test_add_func("/virtio-net/rx-direct", test_rx_direct);
     return g_test_run();
 }
