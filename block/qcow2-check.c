@@ -187,6 +187,24 @@ static void check_copied(CheckState *c, int fix)
     g_free(tbl);
 }
 
+/* A cluster whose stored refcount differs from the references counted. */
+typedef struct RefMismatch {
+    uint64_t cluster, have, want;
+} RefMismatch;
+
+/*
+ * Prints a mismatch as qemu-img does: every one as "Leaked"/"ERROR" while comparing, then,
+ * when repairing, every one again ("Repairing" if this mode fixes it).  Returns repair.
+ */
+static bool report_mismatch(const RefMismatch *m, bool repair)
+{
+    fprintf(stderr, "%s cluster %" G_GUINT64_FORMAT " refcount=%" G_GUINT64_FORMAT
+            " reference=%" G_GUINT64_FORMAT "\n",
+            repair ? "Repairing" : m->have > m->want ? "Leaked" : "ERROR", m->cluster,
+            m->have, m->want);
+    return repair;
+}
+
 #define QCOW2_CHECK_SLACK_CLUSTERS (1ull << 22)
 /* 2 GiB of counters: 128 GiB of 512-byte clusters, 16 TiB of 64 KiB ones. */
 #define QCOW2_CHECK_MAX_CLUSTERS (1ull << 28)
@@ -255,31 +273,46 @@ int qcow2_check(BlockDriverState *bs, BlockCheckResult *res, int fix)
         ref_range(&c, rb, s->cluster_size);
     }
 
+    /*
+     * As qemu-img: the file's clusters are compared, and past its end only the clusters
+     * something references.  A refcount left past the end (a crash after an allocation
+     * and before its write extended the file) costs no disk space, and qemu-img neither
+     * reports nor repairs it, so neither do we (same output, same exit code).  The image
+     * end is the last cluster with a stored or a computed reference, also as qemu-img.
+     */
     uint64_t end = 0;
-    uint64_t covered = s->reftable_size << s->refblock_bits;
-    uint64_t nb = MAX(c.nb, MIN(covered, c.nb + (1ull << s->refblock_bits)));
-    for (uint64_t i = 0; i < nb; i++) {
-        uint64_t want = i < c.nb ? c.refs[i] : 0;
+    GArray *mismatches = g_array_new(FALSE, FALSE, sizeof(RefMismatch));
+    uint64_t file_clusters = ((uint64_t)flen + s->cluster_size - 1) >> s->cluster_bits;
+    for (uint64_t i = 0; i < c.nb; i++) {
+        uint64_t want = c.refs[i];
+        if (i >= file_clusters && !want) {
+            continue;
+        }
         uint64_t have = stored_refcount(s, i);
-        if (want) {
+        if (want || have) {
             end = i + 1;
         }
         if (want == have) {
             continue;
         }
-        bool leak = have > want;
-        bool repair = leak ? (fix & BDRV_FIX_LEAKS) : (fix & BDRV_FIX_ERRORS);
-        fprintf(stderr, "%s cluster %" G_GUINT64_FORMAT " refcount=%" G_GUINT64_FORMAT
-                " reference=%" G_GUINT64_FORMAT "\n",
-                repair ? (leak ? "Repairing leaked" : "Repairing") :
-                         (leak ? "Leaked" : "ERROR"), i, have, want);
-        if (leak) {
+        RefMismatch m = { i, have, want };
+        g_array_append_val(mismatches, m);
+        report_mismatch(&m, false);
+        if (have > want) {
             res->leaks++;
         } else {
             res->corruptions++;
         }
-        if (repair && qcow2_update_refcount(s, i << s->cluster_bits, s->cluster_size,
-                                            (int64_t)(want - have)) == 0) {
+    }
+    /* Repairs go after the whole comparison, each reported again as it is made. */
+    for (guint k = 0; fix && k < mismatches->len; k++) {
+        const RefMismatch *m = &g_array_index(mismatches, RefMismatch, k);
+        bool leak = m->have > m->want;
+        if (!report_mismatch(m, leak ? (fix & BDRV_FIX_LEAKS) : (fix & BDRV_FIX_ERRORS))) {
+            continue;
+        }
+        if (qcow2_update_refcount(s, m->cluster << s->cluster_bits, s->cluster_size,
+                                  (int64_t)(m->want - m->have)) == 0) {
             if (leak) {
                 res->leaks_fixed++;
             } else {
@@ -287,6 +320,7 @@ int qcow2_check(BlockDriverState *bs, BlockCheckResult *res, int fix)
             }
         }
     }
+    g_array_free(mismatches, TRUE);
     check_copied(&c, fix);
     res->image_end_offset = end << s->cluster_bits;
     res->total_clusters = (s->h.size + s->cluster_size - 1) >> s->cluster_bits;
