@@ -46,6 +46,9 @@ struct NetSlirp {
     gint64 deadline;          /* slirp's next timeout (monotonic us), -1 none */
     struct in_addr dhcp_start;
     RateLimit rl;
+    /* A frame the NIC hands over in pieces is gathered here (VM lock held), not in a
+     * 64 KiB stack frame per call; a frame in one piece goes to slirp as it is. */
+    uint8_t gather[NET_MAX_FRAME];
     /* strings SlirpConfig points at, alive as long as slirp */
     char *hostname, *domainname, *tftp, *bootfile;
     char **dnssearch;
@@ -288,18 +291,30 @@ static GSourceFuncs slirp_source_funcs = {
 
 /* ---- the net client ---- */
 
+/* The frame in iov gathered into buf, unless it is one piece already; its length. */
+static const uint8_t *slirp_frame(const struct iovec *iov, int iovcnt, uint8_t *buf,
+                                  size_t *len)
+{
+    if (iovcnt == 1) {
+        *len = MIN(iov[0].iov_len, (size_t)NET_MAX_FRAME);
+        return iov[0].iov_base; /* slirp_input copies it into an mbuf anyway */
+    }
+    *len = 0;
+    for (int i = 0; i < iovcnt; i++) {
+        size_t n = MIN(iov[i].iov_len, NET_MAX_FRAME - *len);
+        memcpy(buf + *len, iov[i].iov_base, n);
+        *len += n;
+    }
+    return buf;
+}
+
 static ssize_t slirp_receive(NetClientState *nc, const struct iovec *iov, int iovcnt)
 {
     NetSlirp *s = nc->opaque;
-    uint8_t buf[NET_MAX_FRAME];
-    size_t len = 0;
+    size_t len;
+    const uint8_t *frame = slirp_frame(iov, iovcnt, s->gather, &len);
 
-    for (int i = 0; i < iovcnt; i++) {
-        size_t n = MIN(iov[i].iov_len, sizeof(buf) - len);
-        memcpy(buf + len, iov[i].iov_base, n);
-        len += n;
-    }
-    slirp_input(s->slirp, buf, (int)len);
+    slirp_input(s->slirp, frame, (int)len);
     /* slirp may have opened a socket: from a vCPU thread, let the loop poll it. */
     if (!g_main_context_is_owner(s->m->ctx)) {
         g_main_context_wakeup(s->m->ctx);
