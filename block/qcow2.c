@@ -815,6 +815,47 @@ static int discard_data_file(BDRVQcow2State *s, uint64_t off, uint64_t len)
     return 0;
 }
 
+/*
+ * Whether write-zeroes of [off, off+len), a part of one cluster, may zero the whole cluster
+ * instead of writing zeroes, as QEMU does: the cluster is a zero cluster, or unallocated
+ * and the rest of it reads zeroes (no backing file there; QEMU also asks the backing
+ * chain's block status, we only look at its size).  Not with subclusters (QEMU zeroes
+ * them one by one; here the part is written).
+ */
+static bool partial_cluster_zeroable(BDRVQcow2State *s, uint64_t off, uint64_t len)
+{
+    uint64_t cstart = off & ~(s->cluster_size - 1), l2e, bitmap;
+    if (s->extl2 || qcow2_get_l2e(s, cstart, &l2e, &bitmap) < 0) {
+        return false;
+    }
+    switch (qcow2_cluster_type(s, l2e)) {
+    case QCOW2_CLUSTER_ZERO_PLAIN:
+    case QCOW2_CLUSTER_ZERO_ALLOC:
+        return true;
+    case QCOW2_CLUSTER_UNALLOCATED: {
+        BlockDriverState *backing = s->bs->backing;
+        /* The rest of the cluster: before the part, and after it unless the disk ends. */
+        bool tail = off + len < (uint64_t)s->bs->total_size &&
+                    off + len < cstart + s->cluster_size;
+        uint64_t rest = off > cstart ? cstart : off + len;
+        return !backing || ((off > cstart || tail) && (int64_t)rest >= backing->total_size);
+    }
+    default:
+        return false;
+    }
+}
+
+/* Zeroes [off, off+len), a part of one cluster: the whole cluster when that reads the
+ * same, else by writing zeroes. */
+static int zero_partial_cluster(BDRVQcow2State *s, uint64_t off, uint64_t len,
+                                const uint8_t *zeros, Qcow2ZeroMode mode)
+{
+    if (partial_cluster_zeroable(s, off, len)) {
+        return qcow2_zero_clusters(s, off & ~(s->cluster_size - 1), 1, mode);
+    }
+    return qcow2_write_data(s, off, len, zeros);
+}
+
 static int qcow2_pwrite_zeroes(BlockDriverState *bs, int64_t offset, int64_t bytes,
                                int flags)
 {
@@ -848,19 +889,19 @@ static int qcow2_pwrite_zeroes(BlockDriverState *bs, int64_t offset, int64_t byt
     if (head || tail_off < end) {
         zeros = g_malloc0(s->cluster_size);
     }
+    Qcow2ZeroMode mode = flags & BDRV_REQ_MAY_UNMAP ? QCOW2_ZERO_UNMAP : QCOW2_ZERO;
     for (uint64_t o = offset; ret == 0 && o < (uint64_t)offset + head;) {
-        uint64_t n = MIN((uint64_t)offset + head - o, s->cluster_size);
-        ret = qcow2_write_data(s, o, n, zeros);
+        /* Within one cluster, or across the border of two. */
+        uint64_t n = MIN((uint64_t)offset + head - o,
+                         s->cluster_size - (o & (s->cluster_size - 1)));
+        ret = zero_partial_cluster(s, o, n, zeros, mode);
         o += n;
     }
     if (ret == 0 && end_c > start) {
-        ret = qcow2_zero_clusters(s, start, (end_c - start) >> s->cluster_bits,
-                                  flags & BDRV_REQ_MAY_UNMAP ? QCOW2_ZERO_UNMAP : QCOW2_ZERO);
+        ret = qcow2_zero_clusters(s, start, (end_c - start) >> s->cluster_bits, mode);
     }
-    for (uint64_t o = tail_off; ret == 0 && o < end;) {
-        uint64_t n = MIN(end - o, s->cluster_size);
-        ret = qcow2_write_data(s, o, n, zeros);
-        o += n;
+    if (ret == 0 && tail_off < end) {
+        ret = zero_partial_cluster(s, tail_off, end - tail_off, zeros, mode);
     }
     g_free(zeros);
     g_mutex_unlock(&s->lock);

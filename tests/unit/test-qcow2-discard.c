@@ -153,6 +153,17 @@ static const DiscardCase cases[] = {
     { "extl2/write-zeroes", "extended_l2=on", false, true, "write -z", 0, 512 << 10 },
     { "extl2/write-zeroes-unmap", "extended_l2=on", false, true, "write -z -u", 0, 512 << 10 },
     { "extl2-backing/discard", "extended_l2=on", true, true, "discard", 0, 512 << 10 },
+    /* Partial clusters: QEMU zeroes a whole cluster that already reads as zeroes. */
+    { "v3/write-zeroes-partial", "compat=1.1", false, true, "write -z", 68 << 10, 272 << 10 },
+    { "v3/write-zeroes-unmap-partial", "compat=1.1", false, true, "write -z -u", 4 << 10,
+      400 << 10 },
+    { "v3-backing/write-zeroes-partial", "compat=1.1", true, true, "write -z", 68 << 10,
+      272 << 10 },
+    { "v3/discard-partial", "compat=1.1", false, true, "discard", 4 << 10, 400 << 10 },
+    { "v3/write-zeroes-across-border", "compat=1.1", false, true, "write -z", 180 << 10,
+      20 << 10 },
+    { "v3/write-zeroes-to-disk-end", "compat=1.1", false, true, "write -z -u", 900 << 10,
+      124 << 10 },
 };
 
 int main(int argc, char **argv)
