@@ -16,6 +16,7 @@ struct BlockBackend {
     int inflight;            /* atomic: async requests not yet called back */
     GMutex drain_lock;       /* with drain_cond: inflight reached 0 (blk_drain from a */
     GCond drain_cond;        /* thread that cannot run ctx) */
+    int drain_waiters;       /* under drain_lock: threads waiting on drain_cond */
     GMutex stats_lock;
     BlockAcctStats stats;
     void (*resize_cb)(void *opaque);
@@ -327,7 +328,9 @@ static void blk_inflight_dec(BlockBackend *blk)
         }
     }
     g_mutex_lock(&blk->drain_lock);
-    if (g_atomic_int_dec_and_test(&blk->inflight)) {
+    /* glib's broadcast is a futex call even with nobody waiting: at queue depth 1 that
+     * was one wasted system call per request. */
+    if (g_atomic_int_dec_and_test(&blk->inflight) && blk->drain_waiters) {
         g_cond_broadcast(&blk->drain_cond);
     }
     g_mutex_unlock(&blk->drain_lock);
@@ -430,8 +433,10 @@ void blk_drain(BlockBackend *blk)
     }
     /* An I/O thread runs the context: it completes them, we wait. */
     g_mutex_lock(&blk->drain_lock);
+    blk->drain_waiters++;
     while (g_atomic_int_get(&blk->inflight) > 0) {
         g_cond_wait(&blk->drain_cond, &blk->drain_lock);
     }
+    blk->drain_waiters--;
     g_mutex_unlock(&blk->drain_lock);
 }

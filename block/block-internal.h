@@ -66,13 +66,16 @@ void block_fd_watch_detach(BlockFdWatch *w);
 /*
  * block/block-pool.c: worker threads that run requests with run(opaque, req) and complete
  * them (bdrv_request_complete) in the GMainContext given at submission.  Submit returns
- * 0, or -errno when no worker could be started (the caller completes req).  Free waits
- * for the requests already submitted.
+ * 0, or -errno when no worker could be started (the caller completes req).  With
+ * may_inline, a request submitted while the pool has none in flight runs on the caller's
+ * thread instead (still completed later from ctx).  Free waits for the requests already
+ * submitted.
  */
 typedef struct BlockPool BlockPool;
 typedef int BlockPoolRunFunc(void *opaque, BlockRequest *req);
 BlockPool *block_pool_new(int max_threads, BlockPoolRunFunc *run, void *opaque);
-int block_pool_submit(BlockPool *p, GMainContext *ctx, BlockRequest *req)
+int block_pool_submit(BlockPool *p, GMainContext *ctx, BlockRequest *req,
+                      bool may_inline)
     G_GNUC_WARN_UNUSED_RESULT;
 void block_pool_free(BlockPool *p);
 

@@ -35,11 +35,31 @@ struct BlockPool {
     int wakeups;              /* signals sent that no worker has consumed yet */
     bool stopping;
 
+    int pending;              /* atomic: submitted, completion not yet started */
+
     GMutex done_lock;         /* guards the done list */
     BlockPoolJob *done_head, **done_tail;
     int efd;                  /* readable while the done list is not empty */
     BlockFdWatch watch;       /* efd in the submitters' context; set up under lock */
 };
+
+/* Puts a run job on the done list; the first one on an empty list signals the loop. */
+static void block_pool_finish(BlockPool *p, BlockPoolJob *job)
+{
+    job->next = NULL;
+    g_mutex_lock(&p->done_lock);
+    bool was_empty = !p->done_head;
+    *p->done_tail = job;
+    p->done_tail = &job->next;
+    if (was_empty) {
+        /* The loop reads the eventfd before it takes the list, so a job added after
+         * that sees an empty list again and signals once more: none is missed. */
+        uint64_t one = 1;
+        while (write(p->efd, &one, sizeof(one)) < 0 && errno == EINTR) {
+        }
+    }
+    g_mutex_unlock(&p->done_lock);
+}
 
 static gpointer block_pool_worker(gpointer opaque)
 {
@@ -63,19 +83,7 @@ static gpointer block_pool_worker(gpointer opaque)
         g_mutex_unlock(&p->lock);
 
         job->ret = p->run(p->opaque, job->req);
-        job->next = NULL;
-        g_mutex_lock(&p->done_lock);
-        bool was_empty = !p->done_head;
-        *p->done_tail = job;
-        p->done_tail = &job->next;
-        if (was_empty) {
-            /* The loop reads the eventfd before it takes the list, so a job added after
-             * that sees an empty list again and signals once more: none is missed. */
-            uint64_t one = 1;
-            while (write(p->efd, &one, sizeof(one)) < 0 && errno == EINTR) {
-            }
-        }
-        g_mutex_unlock(&p->done_lock);
+        block_pool_finish(p, job);
 
         g_mutex_lock(&p->lock);
     }
@@ -100,6 +108,8 @@ static gboolean block_pool_dispatch(gint fd, GIOCondition cond, gpointer opaque)
 
     while (job) {
         BlockPoolJob *next = job->next;
+        /* Before the completion, which may submit the next request of a depth-1 run. */
+        g_atomic_int_add(&p->pending, -1);
         bdrv_request_complete(job->req, job->ret);
         g_free(job);
         job = next;
@@ -138,7 +148,7 @@ static bool block_pool_attach_locked(BlockPool *p, GMainContext *ctx)
     return true;
 }
 
-int block_pool_submit(BlockPool *p, GMainContext *ctx, BlockRequest *req)
+int block_pool_submit(BlockPool *p, GMainContext *ctx, BlockRequest *req, bool may_inline)
 {
     BlockPoolJob *job = g_new(BlockPoolJob, 1);
 
@@ -149,6 +159,15 @@ int block_pool_submit(BlockPool *p, GMainContext *ctx, BlockRequest *req)
         g_mutex_unlock(&p->lock);
         g_free(job);
         return ret;
+    }
+    if (may_inline && g_atomic_int_get(&p->pending) == 0) {
+        /* Nothing in flight: handing off would cost a worker wake-up and a context
+         * switch each way for no overlap.  The completion still comes from the loop. */
+        g_atomic_int_inc(&p->pending);
+        g_mutex_unlock(&p->lock);
+        job->ret = p->run(p->opaque, req);
+        block_pool_finish(p, job);
+        return 0;
     }
     g_queue_push_tail(&p->queue, job);
     bool wake = p->idle > p->wakeups;
@@ -167,6 +186,7 @@ int block_pool_submit(BlockPool *p, GMainContext *ctx, BlockRequest *req)
         g_free(job);
         return -EAGAIN;
     }
+    g_atomic_int_inc(&p->pending);
     g_mutex_unlock(&p->lock);
     if (wake) {
         /* Outside the lock, or the woken worker would block on it straight away.  The

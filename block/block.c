@@ -860,6 +860,14 @@ static int bdrv_pool_run(void *opaque, BlockRequest *req)
     return bdrv_run_request(opaque, req);
 }
 
+/* Per thread: see bdrv_set_inline_when_idle. */
+static __thread bool bdrv_inline_when_idle;
+
+void bdrv_set_inline_when_idle(bool on)
+{
+    bdrv_inline_when_idle = on;
+}
+
 void bdrv_aio_submit(BlockDriverState *bs, BlockRequest *req)
 {
     BlockNode *node = block_node(bs);
@@ -897,7 +905,7 @@ void bdrv_aio_submit(BlockDriverState *bs, BlockRequest *req)
         node->pool = block_pool_new(POOL_MAX_THREADS, bdrv_pool_run, bs);
     }
     g_mutex_unlock(&node->lock);
-    ret = block_pool_submit(node->pool, bs->ctx, req);
+    ret = block_pool_submit(node->pool, bs->ctx, req, bdrv_inline_when_idle);
     if (ret < 0) {
         bdrv_complete_in(bs->ctx, req, ret);
     }

@@ -286,6 +286,14 @@ int bdrv_drop_vmstate(BlockDriverState *bs, int64_t bytes);
 
 /* Async submission on a node (used by BlockBackend and by raw to forward to its file). */
 void bdrv_aio_submit(BlockDriverState *bs, BlockRequest *req);
+/*
+ * For the calling thread only (default off): async requests it submits to a node with
+ * none in flight run on this thread before bdrv_aio_submit returns, instead of waking a
+ * worker (completions still come later from the node's context).  At queue depth 1 that
+ * saves two thread wake-ups per request.  Only for a thread that serves nothing but these
+ * requests (sen-img): a VMM loop would stall its devices and monitor during the I/O.
+ */
+void bdrv_set_inline_when_idle(bool on);
 /* A driver's aio_submit finishes req with this, in bs->ctx's thread. */
 void bdrv_request_complete(BlockRequest *req, int ret);
 

@@ -106,6 +106,9 @@ bool img_parse_size(const char *str, uint64_t *out)
 int main(int argc, char **argv)
 {
     error_set_progname("sen-img");
+    /* This thread serves nothing but the image requests: a request with none in flight
+     * runs here rather than on a pool worker (bench at depth 1, see block.h). */
+    bdrv_set_inline_when_idle(true);
     if (argc < 2) {
         usage(stderr);
         return 1;
