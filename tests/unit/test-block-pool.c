@@ -1,6 +1,7 @@
 /*
  * The block worker pool (block/block-pool.c): every request runs once on a worker and
  * completes once, later, in the context it was submitted for; free waits for queued work.
+ * With may_inline, only a request submitted while none is in flight runs on the caller.
  */
 #include <glib.h>
 #include "block/block-internal.h"
@@ -56,7 +57,7 @@ static void test_pool_completes_each_once(void)
         reqs[i].complete = pool_complete;
         reqs[i].opaque = &t;
         t.in_submit = true;
-        g_assert_cmpint(block_pool_submit(p, NULL, &reqs[i]), ==, 0);
+        g_assert_cmpint(block_pool_submit(p, NULL, &reqs[i], false), ==, 0);
         t.in_submit = false;
         if (i % 50 == 0) {
             g_main_context_iteration(NULL, false);
@@ -88,7 +89,7 @@ static gpointer other_loop(gpointer opaque)
     for (int round = 0; round < 3; round++) {
         t.completed = 0;
         t.done[4] = 0;
-        g_assert_cmpint(block_pool_submit(p, ctx, &req), ==, 0);
+        g_assert_cmpint(block_pool_submit(p, ctx, &req, false), ==, 0);
         while (t.completed < 1) {
             g_main_context_iteration(ctx, true);
         }
@@ -117,10 +118,58 @@ static void test_pool_free_runs_queued(void)
     for (int i = 0; i < 64; i++) {
         reqs[i] = (BlockRequest){ .type = BLOCK_REQ_READ, .offset = i * 7,
                                   .complete = pool_complete, .opaque = &t };
-        g_assert_cmpint(block_pool_submit(p, NULL, &reqs[i]), ==, 0);
+        g_assert_cmpint(block_pool_submit(p, NULL, &reqs[i], false), ==, 0);
     }
     block_pool_free(p);
     g_assert_cmpint(g_atomic_int_get(&t.runs), ==, 64);
+    g_free(reqs);
+}
+
+/* Depth 1 with may_inline: each request runs on the submitter, completes from the loop. */
+static void test_pool_inline_when_idle(void)
+{
+    PoolTest t = { .loop_thread = g_thread_self() };
+    BlockRequest *reqs = g_new0(BlockRequest, 100);
+    BlockPool *p = block_pool_new(4, pool_run, &t);
+
+    for (int i = 0; i < 100; i++) {
+        reqs[i] = (BlockRequest){ .type = BLOCK_REQ_WRITE, .offset = i,
+                                  .complete = pool_complete, .opaque = &t };
+        t.in_submit = true;
+        g_assert_cmpint(block_pool_submit(p, NULL, &reqs[i], true), ==, 0);
+        t.in_submit = false;
+        g_assert_cmpint(t.completed, ==, i);
+        while (t.completed == i) {
+            g_main_context_iteration(NULL, true);
+        }
+    }
+    g_assert_false(t.completed_in_submit);
+    g_assert_cmpint(t.ran_in_loop_thread, ==, 100);
+    for (int i = 0; i < 100; i++) {
+        g_assert_cmpint(t.done[i], ==, 1);
+    }
+    block_pool_free(p);
+    g_free(reqs);
+}
+
+/* A burst with may_inline: only the first (none in flight yet) runs on the submitter. */
+static void test_pool_inline_only_first_of_burst(void)
+{
+    PoolTest t = { .loop_thread = g_thread_self() };
+    BlockRequest *reqs = g_new0(BlockRequest, 100);
+    BlockPool *p = block_pool_new(4, pool_run, &t);
+
+    for (int i = 0; i < 100; i++) {
+        reqs[i] = (BlockRequest){ .type = BLOCK_REQ_WRITE, .offset = i,
+                                  .complete = pool_complete, .opaque = &t };
+        g_assert_cmpint(block_pool_submit(p, NULL, &reqs[i], true), ==, 0);
+    }
+    while (t.completed < 100) {
+        g_main_context_iteration(NULL, true);
+    }
+    g_assert_cmpint(t.ran_in_loop_thread, ==, 1);
+    g_assert_cmpint(g_atomic_int_get(&t.runs), ==, 100);
+    block_pool_free(p);
     g_free(reqs);
 }
 
@@ -130,5 +179,8 @@ int main(int argc, char **argv)
     g_test_add_func("/block-pool/completes-each-once", test_pool_completes_each_once);
     g_test_add_func("/block-pool/other-context", test_pool_other_context);
     g_test_add_func("/block-pool/free-runs-queued", test_pool_free_runs_queued);
+    g_test_add_func("/block-pool/inline-when-idle", test_pool_inline_when_idle);
+    g_test_add_func("/block-pool/inline-only-first-of-burst",
+                    test_pool_inline_only_first_of_burst);
     return g_test_run();
 }
