@@ -464,7 +464,12 @@ BlockDriverState *bdrv_open_ex(const char *filename, Keyval *options, const char
     if (!filename) {
         filename = fname;
     }
-    const char *what = filename ? filename : node_name ? node_name : "block node";
+    /* Errors name the image as the user knows it: its file name, else its node name,
+     * else its protocol child's file name (--image-opts driver=qcow2,file.filename=x). */
+    g_autofree char *child_fname = keyval_has(opts, "file.filename")
+                                       ? g_strdup(keyval_get(opts, "file.filename")) : NULL;
+    const char *what = filename ? filename : node_name ? node_name
+                     : child_fname ? child_fname : "block node";
 
     if (format && drvname && strcmp(format, drvname) != 0) {
         error_setg(errp, "'%s': driver=%s conflicts with format=%s", what, drvname, format);
@@ -785,6 +790,26 @@ int bdrv_block_status(BlockDriverState *bs, int64_t offset, int64_t bytes, int64
         *file = bs;
     }
     return BDRV_BLOCK_DATA | BDRV_BLOCK_ALLOCATED | BDRV_BLOCK_OFFSET_VALID;
+}
+
+int bdrv_block_status_above(BlockDriverState *bs, int64_t offset, int64_t bytes,
+                            int64_t *pnum, int64_t *map, BlockDriverState **file, int *depth)
+{
+    *depth = 0;
+    for (BlockDriverState *b = bs; b; b = b->backing, (*depth)++) {
+        if (offset >= b->total_size) {
+            /* Past the end of a shorter backing image: reads as zeroes. */
+            *pnum = bytes;
+            return BDRV_BLOCK_ZERO;
+        }
+        int st = bdrv_block_status(b, offset, MIN(bytes, b->total_size - offset), pnum, map,
+                                   file);
+        if (st < 0 || (st & BDRV_BLOCK_ALLOCATED) || !b->backing) {
+            return st;
+        }
+        bytes = MIN(bytes, *pnum);
+    }
+    g_assert_not_reached();
 }
 
 int bdrv_get_info(BlockDriverState *bs, BlockDriverInfo *bdi)

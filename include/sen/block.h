@@ -265,6 +265,14 @@ bool bdrv_truncate(BlockDriverState *bs, int64_t size, bool shrink, Error **errp
 int64_t bdrv_getlength(BlockDriverState *bs);
 int bdrv_block_status(BlockDriverState *bs, int64_t offset, int64_t bytes, int64_t *pnum,
                       int64_t *map, BlockDriverState **file);
+/*
+ * Status of the whole backing chain (what a guest reads): the answer of the first layer
+ * that allocates the range (*depth 0 = bs itself), or of the bottom layer; a range past
+ * the end of a shorter backing is BDRV_BLOCK_ZERO with no offset.
+ */
+int bdrv_block_status_above(BlockDriverState *bs, int64_t offset, int64_t bytes,
+                            int64_t *pnum, int64_t *map, BlockDriverState **file,
+                            int *depth);
 int bdrv_get_info(BlockDriverState *bs, BlockDriverInfo *bdi);
 /* Space the image takes on the host (st_blocks of the protocol file), or -errno. */
 int64_t bdrv_get_allocated_file_size(BlockDriverState *bs);

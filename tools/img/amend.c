@@ -132,9 +132,11 @@ static bool amend_qcow2(BlockDriverState *bs, Keyval *kv, Error **errp)
 int img_amend(int argc, char **argv)
 {
     const char *fmt = NULL, *opts = NULL;
+    bool image_opts = false; /* --image-opts */
     int c;
     static const struct option longopts[] = {
         { "help", no_argument, NULL, 'h' },
+        IMG_LONGOPT_IMAGE_OPTS,
         { "force", no_argument, NULL, 'F' },
         { NULL, 0, NULL, 0 },
     };
@@ -147,13 +149,16 @@ int img_amend(int argc, char **argv)
         case 'f':
             fmt = optarg;
             break;
+        case IMG_OPT_IMAGE_OPTS:
+            image_opts = true;
+            break;
         case 'p':
         case 'q':
         case 't':
         case 'F':
             break;
         case 'h':
-            printf("usage: sen-img amend [-f fmt] [-q] -o options filename\n");
+            printf("usage: sen-img amend [--image-opts] [-f fmt] [-q] -o options filename\n");
             return 0;
         default:
             return 1;
@@ -174,7 +179,7 @@ int img_amend(int argc, char **argv)
         error_report_err(err);
         return 1;
     }
-    BlockDriverState *bs = img_open(filename, fmt, BDRV_O_RDWR | BDRV_O_NO_BACKING);
+    BlockDriverState *bs = img_open(filename, fmt, image_opts, BDRV_O_RDWR | BDRV_O_NO_BACKING);
     if (!bs) {
         keyval_free(kv);
         return 1;

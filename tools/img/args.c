@@ -1,7 +1,7 @@
 /*
  * The command-line preamble the commands on existing images share (info, map, check,
- * commit, compare, rebase, snapshot): -f/--format, --output=human|json where the command
- * has it, -U/--force-share, -h/--help and one image name (two for compare), with
+ * commit, compare, rebase, snapshot): -f/--format, --image-opts, --output=human|json
+ * where the command has it, -U/--force-share, -h/--help and one image name (two for compare), with
  * qemu-img's messages; each command adds its own options through a callback.
  */
 #include <getopt.h>
@@ -19,6 +19,7 @@ int img_parse_image_args(int argc, char **argv, const ImgArgsSpec *spec, ImgImag
         { "format", required_argument, NULL, 'f' },
         { "output", required_argument, NULL, IMG_OPT_OUTPUT },
         { "force-share", no_argument, NULL, 'U' },
+        IMG_LONGOPT_IMAGE_OPTS,
     };
     struct option longopts[MAX_LONGOPTS] = { { 0 } };
     size_t n = 0;
@@ -46,6 +47,9 @@ int img_parse_image_args(int argc, char **argv, const ImgArgsSpec *spec, ImgImag
             output = optarg;
             break;
         case 'U':
+            break;
+        case IMG_OPT_IMAGE_OPTS:
+            out->image_opts = true;
             break;
         case 'h':
             printf("usage: sen-img %s\n", spec->usage);

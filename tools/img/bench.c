@@ -124,6 +124,7 @@ static int bench_run(BenchRun *b)
 int img_bench(int argc, char **argv)
 {
     const char *fmt = NULL;
+    bool image_opts = false; /* --image-opts */
     uint64_t count = 75000, depth = 64, size = 4096, step = 0, offset = 0;
     uint64_t flush_interval = 0;
     bool write = false, no_drain = false, quiet = false, flushed_log = false;
@@ -131,6 +132,7 @@ int img_bench(int argc, char **argv)
     enum { OPT_PATTERN = 256, OPT_FLUSH, OPT_NO_DRAIN, OPT_FLUSHED_LOG };
     static const struct option longopts[] = {
         { "help", no_argument, NULL, 'h' },
+        IMG_LONGOPT_IMAGE_OPTS,
         { "pattern", required_argument, NULL, OPT_PATTERN },
         { "flush-interval", required_argument, NULL, OPT_FLUSH },
         { "no-drain", no_argument, NULL, OPT_NO_DRAIN },
@@ -163,6 +165,9 @@ int img_bench(int argc, char **argv)
             break;
         case 'f':
             fmt = optarg;
+            break;
+        case IMG_OPT_IMAGE_OPTS:
+            image_opts = true;
             break;
         case 'w':
             write = true;
@@ -201,7 +206,8 @@ int img_bench(int argc, char **argv)
         case 'U':
             break;
         case 'h':
-            printf("usage: sen-img bench [-c count] [-d depth] [-f fmt] [--flush-interval=N] "
+            printf("usage: sen-img bench [--image-opts] [-c count] [-d depth] [-f fmt] "
+                   "[--flush-interval=N] "
                    "[-n] [-o offset] [--pattern=N] [-q] [-s size] [-S step] [-t cache] [-w] "
                    "filename\n");
             return 0;
@@ -227,7 +233,8 @@ int img_bench(int argc, char **argv)
         error_report("Flush interval can't be smaller than depth");
         return 1;
     }
-    BlockDriverState *bs = img_open(argv[optind], fmt, flags | (write ? BDRV_O_RDWR : 0));
+    BlockDriverState *bs = img_open(argv[optind], fmt, image_opts,
+                                    flags | (write ? BDRV_O_RDWR : 0));
     if (!bs) {
         return 1;
     }

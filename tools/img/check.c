@@ -115,7 +115,7 @@ int img_check(int argc, char **argv)
         { NULL, 0, NULL, 0 },
     };
     const ImgArgsSpec spec = {
-        .usage = "check [-f fmt] [--output=human|json] [-r leaks|all] [-q] filename",
+        .usage = "check [--image-opts] [-f fmt] [--output=human|json] [-r leaks|all] [-q] filename",
         .shortopts = "r:T:q", .longopts = longopts, .option = check_option, .opaque = &o,
         .output = true,
     };
@@ -128,7 +128,7 @@ int img_check(int argc, char **argv)
     int fix = o.fix;
     bool quiet = o.quiet, json = a.json;
     int flags = BDRV_O_CHECK | BDRV_O_NO_BACKING | (fix ? BDRV_O_RDWR : 0);
-    BlockDriverState *bs = img_open(filename, fmt, flags);
+    BlockDriverState *bs = img_open(filename, fmt, a.image_opts, flags);
     if (!bs) {
         return 1;
     }

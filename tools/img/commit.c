@@ -45,8 +45,8 @@ int img_commit(int argc, char **argv)
 {
     CommitOpts o = { .flags = BDRV_O_RDWR };
     const ImgArgsSpec spec = {
-        .usage = "commit [-q] [-f fmt] [-t cache] [-b base] [-r rate_limit] [-d] [-p] "
-                 "filename",
+        .usage = "commit [--image-opts] [-q] [-f fmt] [-t cache] [-b base] [-r rate_limit] "
+                 "[-d] [-p] filename",
         .shortopts = "t:b:dpqr:", .option = commit_option, .opaque = &o,
     };
     ImgImageArgs args;
@@ -56,7 +56,7 @@ int img_commit(int argc, char **argv)
     }
     const char *fmt = args.fmt, *base_name = o.base_name, *filename = args.filename;
     bool drop = o.drop, progress = o.progress, quiet = o.quiet;
-    BlockDriverState *bs = img_open(filename, fmt, o.flags);
+    BlockDriverState *bs = img_open(filename, fmt, args.image_opts, o.flags);
     if (!bs) {
         return 1;
     }
@@ -73,7 +73,7 @@ int img_commit(int argc, char **argv)
         bdrv_unref(bs);
         return 1;
     }
-    BlockDriverState *base = img_open(bpath, bs->backing->drv->format_name, BDRV_O_RDWR |
+    BlockDriverState *base = img_open(bpath, bs->backing->drv->format_name, false, BDRV_O_RDWR |
                                       BDRV_O_NO_BACKING);
     if (!base) {
         bdrv_unref(bs);

@@ -54,8 +54,8 @@ int img_compare(int argc, char **argv)
 {
     CompareOpts o = { 0 };
     const ImgArgsSpec spec = {
-        .usage = "compare [-f fmt] [-F fmt] [-T src_cache] [-p] [-q] [-s] [-U] filename1 "
-                 "filename2",
+        .usage = "compare [--image-opts] [-f fmt] [-F fmt] [-T src_cache] [-p] [-q] [-s] [-U] "
+                 "filename1 filename2",
         .shortopts = "F:T:pqs", .option = compare_option, .opaque = &o, .two_files = true,
         .error_status = 2,
     };
@@ -66,11 +66,11 @@ int img_compare(int argc, char **argv)
     }
     const char *fmt1 = args.fmt, *fmt2 = o.fmt2;
     bool strict = o.strict, quiet = o.quiet, progress = o.progress;
-    BlockDriverState *a = img_open(args.filename, fmt1, 0);
+    BlockDriverState *a = img_open(args.filename, fmt1, args.image_opts, 0);
     if (!a) {
         return 2;
     }
-    BlockDriverState *b = img_open(args.filename2, fmt2, 0);
+    BlockDriverState *b = img_open(args.filename2, fmt2, args.image_opts, 0);
     if (!b) {
         bdrv_unref(a);
         return 2;

@@ -49,6 +49,7 @@ static bool create_target(const char *fmt, const char *filename, const char *opt
 int img_convert(int argc, char **argv)
 {
     const char *fmt = NULL, *out_fmt = "raw", *backing = NULL, *backing_fmt = NULL;
+    bool image_opts = false; /* --image-opts */
     GString *opts = g_string_new(NULL);
     bool compress = false, show_progress = false, no_create = false, quiet = false;
     bool in_order = true;
@@ -59,6 +60,7 @@ int img_convert(int argc, char **argv)
     BlockDriverState *src = NULL, *dst = NULL;
     static const struct option longopts[] = {
         { "help", no_argument, NULL, 'h' },
+        IMG_LONGOPT_IMAGE_OPTS,
         { "force-share", no_argument, NULL, 'U' },
         { "target-is-zero", no_argument, NULL, 'z' },
         { NULL, 0, NULL, 0 },
@@ -69,6 +71,9 @@ int img_convert(int argc, char **argv)
         switch (c) {
         case 'f':
             fmt = optarg;
+            break;
+        case IMG_OPT_IMAGE_OPTS:
+            image_opts = true;
             break;
         case 'O':
             out_fmt = optarg;
@@ -119,9 +124,9 @@ int img_convert(int argc, char **argv)
         case 'z':
             break; /* source cache mode, -r rate, sharing: nothing to change here */
         case 'h':
-            printf("usage: sen-img convert [-c] [-p] [-q] [-n] [-f fmt] [-O output_fmt] "
-                   "[-o options] [-B backing_file [-F backing_fmt]] [-S sparse_size] "
-                   "filename output_filename\n");
+            printf("usage: sen-img convert [--image-opts] [-c] [-p] [-q] [-n] [-f fmt] "
+                   "[-O output_fmt] [-o options] [-B backing_file [-F backing_fmt]] "
+                   "[-S sparse_size] filename output_filename\n");
             ret = 0;
             goto out;
         default:
@@ -140,7 +145,7 @@ int img_convert(int argc, char **argv)
         error_report("Compression not supported for this file format");
         goto out;
     }
-    src = img_open(in, fmt, 0);
+    src = img_open(in, fmt, image_opts, 0);
     if (!src) {
         goto out;
     }
@@ -153,7 +158,7 @@ int img_convert(int argc, char **argv)
         !create_target(out_fmt, outname, opts->str, size, backing, backing_fmt)) {
         goto out;
     }
-    dst = img_open(outname, out_fmt, dst_flags);
+    dst = img_open(outname, out_fmt, false, dst_flags);
     if (!dst) {
         goto out;
     }

@@ -10,11 +10,13 @@
 int img_dd(int argc, char **argv)
 {
     const char *fmt = NULL, *out_fmt = "raw", *in = NULL, *out = NULL;
+    bool image_opts = false; /* --image-opts */
     uint64_t bs_size = 512, count = 0, skip = 0;
     bool have_count = false;
     int c;
     static const struct option longopts[] = {
         { "help", no_argument, NULL, 'h' },
+        IMG_LONGOPT_IMAGE_OPTS,
         { "force-share", no_argument, NULL, 'U' },
         { NULL, 0, NULL, 0 },
     };
@@ -24,13 +26,16 @@ int img_dd(int argc, char **argv)
         case 'f':
             fmt = optarg;
             break;
+        case IMG_OPT_IMAGE_OPTS:
+            image_opts = true;
+            break;
         case 'O':
             out_fmt = optarg;
             break;
         case 'U':
             break;
         case 'h':
-            printf("usage: sen-img dd [-f fmt] [-O output_fmt] [bs=block_size] "
+            printf("usage: sen-img dd [--image-opts] [-f fmt] [-O output_fmt] [bs=block_size] "
                    "[count=blocks] [skip=blocks] if=input of=output\n");
             return 0;
         default:
@@ -75,7 +80,7 @@ int img_dd(int argc, char **argv)
         error_report("Must specify both input and output files");
         return 1;
     }
-    BlockDriverState *src = img_open(in, fmt, 0);
+    BlockDriverState *src = img_open(in, fmt, image_opts, 0);
     if (!src) {
         return 1;
     }
@@ -96,7 +101,7 @@ int img_dd(int argc, char **argv)
         bdrv_unref(src);
         return 1;
     }
-    BlockDriverState *dst = img_open(out, out_fmt, BDRV_O_RDWR);
+    BlockDriverState *dst = img_open(out, out_fmt, false, BDRV_O_RDWR);
     if (!dst) {
         bdrv_unref(src);
         return 1;

@@ -24,7 +24,10 @@ int img_measure(int argc, char **argv);
 int img_amend(int argc, char **argv);
 
 /* The preamble of the commands on existing images (args.c). */
-enum { IMG_OPT_OUTPUT = 0x100, IMG_OPT_FIRST_CMD = 0x200 };
+enum { IMG_OPT_OUTPUT = 0x100, IMG_OPT_IMAGE_OPTS = 0x1ff, IMG_OPT_FIRST_CMD = 0x200 };
+/* --image-opts, for the commands with their own getopt loop (the others get it from
+ * img_parse_image_args). */
+#define IMG_LONGOPT_IMAGE_OPTS { "image-opts", no_argument, NULL, IMG_OPT_IMAGE_OPTS }
 struct option;
 typedef struct ImgArgsSpec {
     const char *usage;               /* after "usage: sen-img " for -h */
@@ -41,6 +44,7 @@ typedef struct ImgArgsSpec {
 typedef struct ImgImageArgs {
     const char *fmt;                 /* -f, or NULL to probe */
     bool json;                       /* --output=json */
+    bool image_opts;                 /* --image-opts: the names are option strings */
     const char *filename;
     const char *filename2;           /* with two_files */
 } ImgImageArgs;
@@ -48,8 +52,13 @@ typedef struct ImgImageArgs {
  * status). */
 int img_parse_image_args(int argc, char **argv, const ImgArgsSpec *spec, ImgImageArgs *out);
 
-/* Opens filename (fmt NULL: probe) or reports the error; NULL on failure. */
-BlockDriverState *img_open(const char *filename, const char *fmt, int flags);
+/*
+ * Opens filename (fmt NULL: probe) or reports the error; NULL on failure.  With
+ * image_opts (qemu-img's --image-opts) filename is a node option string
+ * ("driver=qcow2,file.filename=x.qcow2,...", the keys of -blockdev) and fmt must be NULL.
+ */
+BlockDriverState *img_open(const char *filename, const char *fmt, bool image_opts,
+                           int flags);
 /* "1.5 MiB" as qemu-img prints sizes. */
 char *img_size_to_str(uint64_t val);
 /* One row of the snapshot table as qemu-img prints it (icount < 0: none). */

@@ -195,7 +195,8 @@ int img_info(int argc, char **argv)
         { NULL, 0, NULL, 0 },
     };
     const ImgArgsSpec spec = {
-        .usage = "info [-f fmt] [--output=human|json] [--backing-chain] [-U] filename",
+        .usage = "info [--image-opts] [-f fmt] [--output=human|json] [--backing-chain] [-U] "
+                 "filename",
         .longopts = longopts, .option = info_option, .opaque = &chain, .output = true,
     };
     ImgImageArgs a;
@@ -204,7 +205,7 @@ int img_info(int argc, char **argv)
         return status;
     }
     /* Metadata only: an image whose data file is missing is still described. */
-    BlockDriverState *bs = img_open(a.filename, a.fmt,
+    BlockDriverState *bs = img_open(a.filename, a.fmt, a.image_opts,
                                     BDRV_O_NO_IO | (chain ? 0 : BDRV_O_NO_BACKING));
     if (!bs) {
         return 1;

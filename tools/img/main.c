@@ -18,30 +18,32 @@ static const struct {
 } img_cmds[] = {
     { "create", img_create,
       "create [-f fmt] [-o options] [-b backing_file [-F backing_fmt]] [-u] filename [size]" },
-    { "info", img_info, "info [-f fmt] [--output=human|json] [--backing-chain] [-U] filename" },
+    { "info", img_info,
+      "info [--image-opts] [-f fmt] [--output=human|json] [--backing-chain] [-U] filename" },
     { "convert", img_convert,
-      "convert [-c] [-p] [-q] [-n] [-f fmt] [-O output_fmt] [-o options] "
+      "convert [--image-opts] [-c] [-p] [-q] [-n] [-f fmt] [-O output_fmt] [-o options] "
       "[-B backing_file [-F backing_fmt]] [-S sparse_size] filename output_filename" },
     { "snapshot", img_snapshot,
-      "snapshot [-l | -a snapshot | -c snapshot | -d snapshot] [-q] filename" },
-    { "resize", img_resize, "resize [--shrink] [-f fmt] [-q] filename [+ | -]size" },
-    { "map", img_map, "map [-f fmt] [--output=human|json] filename" },
+      "snapshot [--image-opts] [-l | -a snapshot | -c snapshot | -d snapshot] [-q] filename" },
+    { "resize", img_resize, "resize [--image-opts] [--shrink] [-f fmt] [-q] filename [+ | -]size" },
+    { "map", img_map, "map [--image-opts] [-f fmt] [--output=human|json] filename" },
     { "compare", img_compare,
-      "compare [-f fmt] [-F fmt] [-p] [-q] [-s] filename1 filename2" },
+      "compare [--image-opts] [-f fmt] [-F fmt] [-p] [-q] [-s] filename1 filename2" },
     { "bench", img_bench,
-      "bench [-c count] [-d depth] [-f fmt] [--flush-interval=N] [-n] [-o offset] "
+      "bench [--image-opts] [-c count] [-d depth] [-f fmt] [--flush-interval=N] [-n] [-o offset] "
       "[--pattern=N] [-q] [-s size] [-S step] [-t cache] [-w] filename" },
     { "rebase", img_rebase,
-      "rebase [-f fmt] [-p] [-q] [-u] -b backing_file [-F backing_fmt] filename" },
-    { "commit", img_commit, "commit [-q] [-f fmt] [-b base] [-d] [-p] filename" },
+      "rebase [--image-opts] [-f fmt] [-p] [-q] [-u] -b backing_file [-F backing_fmt] filename" },
+    { "commit", img_commit, "commit [--image-opts] [-q] [-f fmt] [-b base] [-d] [-p] filename" },
     { "dd", img_dd,
-      "dd [-f fmt] [-O output_fmt] [bs=block_size] [count=blocks] [skip=blocks] if=input "
-      "of=output" },
-    { "amend", img_amend, "amend [-f fmt] [-q] -o options filename" },
+      "dd [--image-opts] [-f fmt] [-O output_fmt] [bs=block_size] [count=blocks] "
+      "[skip=blocks] if=input of=output" },
+    { "amend", img_amend, "amend [--image-opts] [-f fmt] [-q] -o options filename" },
     { "measure", img_measure,
-      "measure [--output=human|json] [-O output_fmt] [-o options] "
+      "measure [--image-opts] [--output=human|json] [-O output_fmt] [-o options] "
       "[--size N | [-f fmt] filename]" },
-    { "check", img_check, "check [-f fmt] [--output=human|json] [-r leaks|all] [-q] filename" },
+    { "check", img_check,
+      "check [--image-opts] [-f fmt] [--output=human|json] [-r leaks|all] [-q] filename" },
 };
 
 static void usage(FILE *f)
@@ -53,10 +55,25 @@ static void usage(FILE *f)
     }
 }
 
-BlockDriverState *img_open(const char *filename, const char *fmt, int flags)
+BlockDriverState *img_open(const char *filename, const char *fmt, bool image_opts,
+                           int flags)
 {
     Error *err = NULL;
-    BlockDriverState *bs = bdrv_open(filename, NULL, fmt, flags, &err);
+    BlockDriverState *bs;
+
+    if (!image_opts) {
+        bs = bdrv_open(filename, NULL, fmt, flags, &err);
+    } else if (fmt) {
+        error_report("--image-opts and --format are mutually exclusive");
+        return NULL;
+    } else {
+        /* The option string parser of -drive/-blockdev; bdrv_open checks the keys. */
+        Keyval *opts = keyval_parse(filename, NULL, &err);
+        bs = opts ? bdrv_open(NULL, opts, NULL, flags, &err) : NULL;
+        if (!bs && !strstr(error_get_pretty(err), filename)) {
+            error_prepend(&err, "Could not open '%s': ", filename);
+        }
+    }
     if (!bs) {
         error_report_err(err);
     }

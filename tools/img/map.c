@@ -20,38 +20,21 @@ typedef struct MapEntry {
 /* Status of the chain at off: the first layer that has the range decides. */
 static int chain_status(BlockDriverState *bs, int64_t off, int64_t len, MapEntry *e)
 {
-    int depth = 0;
-    memset(e, 0, sizeof(*e));
-    e->start = off;
-    for (BlockDriverState *b = bs; b; b = b->backing, depth++) {
-        int64_t pnum = 0, map = 0;
-        BlockDriverState *file = NULL;
-        if (off >= b->total_size) {
-            e->length = len;
-            e->zero = true;
-            e->depth = depth;
-            return 0;
-        }
-        int st = bdrv_block_status(b, off, MIN(len, b->total_size - off), &pnum, &map, &file);
-        if (st < 0) {
-            return st;
-        }
-        len = MIN(len, pnum);
-        if ((st & BDRV_BLOCK_ALLOCATED) || !b->backing) {
-            e->length = len;
-            e->depth = depth;
-            e->present = st & (BDRV_BLOCK_ALLOCATED | BDRV_BLOCK_DATA | BDRV_BLOCK_ZERO)
-                             ? (st & BDRV_BLOCK_ALLOCATED) != 0 : false;
-            e->zero = st & BDRV_BLOCK_ZERO;
-            e->data = st & BDRV_BLOCK_DATA;
-            if (st & BDRV_BLOCK_OFFSET_VALID) {
-                e->has_offset = true;
-                e->offset = map;
-                e->file = file;
-            }
-            return 0;
-        }
+    int64_t pnum = 0, map = 0;
+    BlockDriverState *file = NULL;
+    int st = bdrv_block_status_above(bs, off, len, &pnum, &map, &file, &e->depth);
+
+    if (st < 0) {
+        return st;
     }
+    e->start = off;
+    e->length = pnum;
+    e->present = (st & BDRV_BLOCK_ALLOCATED) != 0;
+    e->zero = st & BDRV_BLOCK_ZERO;
+    e->data = st & BDRV_BLOCK_DATA;
+    e->has_offset = st & BDRV_BLOCK_OFFSET_VALID;
+    e->offset = e->has_offset ? map : 0;
+    e->file = e->has_offset ? file : NULL;
     return 0;
 }
 
@@ -80,7 +63,8 @@ static bool print_entry(const MapEntry *e, bool json, bool first)
             json_object_set_new(o, "offset", json_integer(e->offset));
         }
         char *s = json_dumps(o, JSON_PRESERVE_ORDER);
-        printf("%s%s", first ? "" : ",\n", s);
+        /* qemu-img writes each entry as "{ "start": ...}": one space after the brace. */
+        printf("%s{ %s", first ? "" : ",\n", s + 1);
         free(s);
         json_decref(o);
     } else if (e->data && e->has_offset) {
@@ -93,7 +77,7 @@ static bool print_entry(const MapEntry *e, bool json, bool first)
 int img_map(int argc, char **argv)
 {
     const ImgArgsSpec spec = {
-        .usage = "map [-f fmt] [--output=human|json] filename", .output = true,
+        .usage = "map [--image-opts] [-f fmt] [--output=human|json] filename", .output = true,
     };
     ImgImageArgs a;
     int status = img_parse_image_args(argc, argv, &spec, &a);
@@ -101,7 +85,7 @@ int img_map(int argc, char **argv)
         return status;
     }
     bool json = a.json;
-    BlockDriverState *bs = img_open(a.filename, a.fmt, 0);
+    BlockDriverState *bs = img_open(a.filename, a.fmt, a.image_opts, 0);
     if (!bs) {
         return 1;
     }

@@ -52,7 +52,8 @@ static uint64_t qcow2_full_size(uint64_t size, uint64_t csize, unsigned order, b
     return meta + aligned;
 }
 
-/* Bytes of the input that hold data (not zero, allocated), cluster-rounded when csize. */
+/* Bytes of the input that hold data (not zero, allocated anywhere in its backing chain:
+ * a conversion copies them all), cluster-rounded when csize. */
 static bool allocated_bytes(BlockDriverState *bs, uint64_t csize, uint64_t *out)
 {
     int64_t len = bdrv_getlength(bs);
@@ -61,7 +62,9 @@ static bool allocated_bytes(BlockDriverState *bs, uint64_t csize, uint64_t *out)
     for (int64_t off = 0; off < len;) {
         int64_t pnum, map;
         BlockDriverState *file;
-        int ret = bdrv_block_status(bs, off, MIN(len - off, MEASURE_CHUNK), &pnum, &map, &file);
+        int depth;
+        int ret = bdrv_block_status_above(bs, off, MIN(len - off, MEASURE_CHUNK), &pnum, &map,
+                                          &file, &depth);
         if (ret < 0 || pnum <= 0) {
             error_report("Could not read the allocation status of the image");
             return false;
@@ -83,11 +86,13 @@ static bool allocated_bytes(BlockDriverState *bs, uint64_t csize, uint64_t *out)
 int img_measure(int argc, char **argv)
 {
     const char *fmt = NULL, *out_fmt = "raw", *opts = NULL, *size_str = NULL;
+    bool image_opts = false; /* --image-opts */
     bool json = false;
     int c;
     enum { OPT_OUTPUT = 256, OPT_SIZE };
     static const struct option longopts[] = {
         { "help", no_argument, NULL, 'h' },
+        IMG_LONGOPT_IMAGE_OPTS,
         { "output", required_argument, NULL, OPT_OUTPUT },
         { "size", required_argument, NULL, OPT_SIZE },
         { "force-share", no_argument, NULL, 'U' },
@@ -98,6 +103,9 @@ int img_measure(int argc, char **argv)
         switch (c) {
         case 'f':
             fmt = optarg;
+            break;
+        case IMG_OPT_IMAGE_OPTS:
+            image_opts = true;
             break;
         case 'O':
             out_fmt = optarg;
@@ -118,8 +126,8 @@ int img_measure(int argc, char **argv)
         case 'U':
             break;
         case 'h':
-            printf("usage: sen-img measure [--output=human|json] [-O output_fmt] [-o options] "
-                   "[--size N | [-f fmt] filename]\n");
+            printf("usage: sen-img measure [--image-opts] [--output=human|json] [-O output_fmt] "
+                   "[-o options] [--size N | [-f fmt] filename]\n");
             return 0;
         default:
             return 1;
@@ -181,7 +189,7 @@ int img_measure(int argc, char **argv)
         }
         data = size;
     } else {
-        BlockDriverState *bs = img_open(filename, fmt, 0);
+        BlockDriverState *bs = img_open(filename, fmt, image_opts, 0);
         if (!bs) {
             return 1;
         }

@@ -125,7 +125,7 @@ int img_rebase(int argc, char **argv)
     /* qemu-img's defaults for both cache modes. */
     RebaseOpts o = { .cache = "writeback", .src_cache = "writeback" };
     const ImgArgsSpec spec = {
-        .usage = "rebase [-f fmt] [-t cache] [-T src_cache] [-p] [-q] [-u] [-U] "
+        .usage = "rebase [--image-opts] [-f fmt] [-t cache] [-T src_cache] [-p] [-q] [-u] [-U] "
                  "-b backing_file [-F backing_fmt] filename",
         .shortopts = "F:b:upt:T:q", .option = rebase_option, .opaque = &o,
     };
@@ -147,7 +147,8 @@ int img_rebase(int argc, char **argv)
         return 1;
     }
     const char *filename = args.filename;
-    BlockDriverState *bs = img_open(filename, fmt, flags | BDRV_O_NO_BACKING);
+    BlockDriverState *bs = img_open(filename, fmt, args.image_opts,
+                                    flags | BDRV_O_NO_BACKING);
     if (!bs) {
         return 1;
     }

@@ -56,12 +56,14 @@ static bool resize_prealloc(BlockDriverState *bs, int64_t from, int64_t to,
 int img_resize(int argc, char **argv)
 {
     const char *fmt = NULL;
+    bool image_opts = false; /* --image-opts */
     bool shrink = false, quiet = false;
     const char *prealloc_str = NULL;
     int c;
     enum { OPT_PREALLOC = 256 };
     static const struct option longopts[] = {
         { "help", no_argument, NULL, 'h' },
+        IMG_LONGOPT_IMAGE_OPTS,
         { "shrink", no_argument, NULL, 's' },
         { "preallocation", required_argument, NULL, OPT_PREALLOC },
         { NULL, 0, NULL, 0 },
@@ -78,6 +80,9 @@ int img_resize(int argc, char **argv)
         case 'f':
             fmt = optarg;
             break;
+        case IMG_OPT_IMAGE_OPTS:
+            image_opts = true;
+            break;
         case 's':
             shrink = true;
             break;
@@ -90,8 +95,8 @@ int img_resize(int argc, char **argv)
             prealloc_str = optarg;
             break;
         case 'h':
-            printf("usage: sen-img resize [--preallocation=PREALLOC] [--shrink] [-f fmt] [-q] "
-                   "filename [+ | -]size\n");
+            printf("usage: sen-img resize [--image-opts] [--preallocation=PREALLOC] [--shrink] "
+                   "[-f fmt] [-q] filename [+ | -]size\n");
             return 0;
         default:
             return 1;
@@ -116,7 +121,7 @@ int img_resize(int argc, char **argv)
         error_report("Invalid preallocation mode '%s'", prealloc_str);
         return 1;
     }
-    BlockDriverState *bs = img_open(filename, fmt, BDRV_O_RDWR);
+    BlockDriverState *bs = img_open(filename, fmt, image_opts, BDRV_O_RDWR);
     if (!bs) {
         return 1;
     }

@@ -58,8 +58,8 @@ int img_snapshot(int argc, char **argv)
 {
     SnapshotOpts o = { 0 };
     const ImgArgsSpec spec = {
-        .usage = "snapshot [-f fmt] [-l | -a snapshot | -c snapshot | -d snapshot] [-q] "
-                 "[-U] filename",
+        .usage = "snapshot [--image-opts] [-f fmt] [-l | -a snapshot | -c snapshot | -d snapshot] "
+                 "[-q] [-U] filename",
         .shortopts = "la:c:d:q", .option = snapshot_option, .opaque = &o,
     };
     ImgImageArgs args;
@@ -74,8 +74,8 @@ int img_snapshot(int argc, char **argv)
         action = 'l';
     }
     const char *filename = args.filename;
-    BlockDriverState *bs = img_open(filename, args.fmt, action == 'l' ? BDRV_O_NO_BACKING
-                                                                      : BDRV_O_RDWR);
+    BlockDriverState *bs = img_open(filename, args.fmt, args.image_opts,
+                                    action == 'l' ? BDRV_O_NO_BACKING : BDRV_O_RDWR);
     if (!bs) {
         return 1;
     }

@@ -74,3 +74,120 @@ def test_bad_json_filename(chain, name, why):
         q = subprocess.run([QEMU_IMG] + argv[1:], capture_output=True, text=True)
         assert q.returncode != 0, (argv, q.stdout)
     assert base.read_bytes() == before
+
+
+# --image-opts: the same option string given to both tools, run in the image directory.
+OPTS = "driver=qcow2,file.driver=file,file.filename=top.qcow2"
+
+
+def both(d, *args, check=True):
+    s = run(SEN_IMG, *args, cwd=d, check=check)
+    q = run(QEMU_IMG, *args, cwd=d, check=check)
+    return s, q
+
+
+@pytest.mark.parametrize("args", [
+    ["info", "--image-opts", OPTS],
+    ["info", "--output=json", "--image-opts", OPTS],
+    ["info", "--backing-chain", "--image-opts", OPTS],
+    ["check", "--image-opts", OPTS],
+    ["check", "--output=json", "--image-opts", OPTS],
+    ["map", "--output=json", "--image-opts", OPTS],
+    ["map", "--image-opts", "file.filename=top.qcow2"],
+    ["snapshot", "-l", "--image-opts", OPTS],
+    ["measure", "-O", "qcow2", "--image-opts", OPTS],
+    ["measure", "--output=json", "-O", "raw", "--image-opts", OPTS],
+    ["compare", "--image-opts", OPTS, "driver=qcow2,file.filename=top.qcow2"],
+    ["compare", "--image-opts", OPTS, "driver=raw,file.filename=base.qcow2"],
+])
+def test_image_opts_read_commands_like_qemu(chain, args):
+    d, _, _ = chain
+    s, q = both(d, *args, check=False)
+    assert (s.returncode, s.stdout) == (q.returncode, q.stdout), s.stderr + q.stderr
+
+
+def info_without_host(path):
+    o = json.loads(run(QEMU_IMG, "info", "--output=json", path).stdout)
+    for k in ("actual-size", "filename", "full-backing-filename"):
+        o.pop(k, None)
+    return o
+
+
+@pytest.mark.parametrize("args", [
+    ["resize", "--image-opts", OPTS, "+3M"],
+    ["resize", "--shrink", "--image-opts", OPTS, "3M"],
+    ["amend", "-o", "lazy_refcounts=on", "--image-opts", OPTS],
+    ["rebase", "-u", "-b", "base.qcow2", "-F", "qcow2", "--image-opts", OPTS],
+    ["rebase", "-b", "", "--image-opts", OPTS],
+    ["commit", "--image-opts", OPTS],
+])
+def test_image_opts_write_commands_like_qemu(tmp_path, chain, args):
+    d, base, top = chain
+    q = tmp_path / "q"
+    q.mkdir()
+    for f in (base, top):
+        (q / f.name).write_bytes(f.read_bytes())
+    # The json: backing name holds base's absolute path: point qemu's copy at its own.
+    run(QEMU_IMG, "rebase", "-u", "-b", "base.qcow2", "-F", "qcow2", q / "top.qcow2")
+    run(QEMU_IMG, "rebase", "-u", "-b", "base.qcow2", "-F", "qcow2", top)
+    run(SEN_IMG, *args, cwd=d)
+    run(QEMU_IMG, *args, cwd=q)
+    for name in ("top.qcow2", "base.qcow2"):
+        assert info_without_host(d / name) == info_without_host(q / name), name
+        run(QEMU_IMG, "check", d / name)
+        run(QEMU_IMG, "compare", d / name, q / name)
+
+
+def test_image_opts_convert_dd_snapshot(chain):
+    d, _, top = chain
+    both_out = []
+    for tool, out in ((SEN_IMG, "s"), (QEMU_IMG, "q")):
+        run(tool, "convert", "--image-opts", "-O", "raw", OPTS, out + ".raw", cwd=d)
+        run(tool, "dd", "--image-opts", "-O", "raw", "bs=64k", "count=40", "if=" + OPTS,
+            "of=" + out + ".dd", cwd=d)
+        both_out.append(((d / (out + ".raw")).read_bytes(), (d / (out + ".dd")).read_bytes()))
+    assert both_out[0] == both_out[1]
+    assert both_out[0][1] == both_out[0][0][:40 * 65536]
+    run(SEN_IMG, "snapshot", "--image-opts", "-c", "one", OPTS, cwd=d)
+    listed = run(QEMU_IMG, "snapshot", "-l", top).stdout
+    assert " one " in listed
+    run(SEN_IMG, "snapshot", "--image-opts", "-d", "one", OPTS, cwd=d)
+    run(QEMU_IMG, "check", top)
+    assert run(QEMU_IMG, "snapshot", "-l", top).stdout == ""
+
+
+def test_image_opts_bench(chain):
+    d, _, top = chain
+    before = run(QEMU_IMG, "convert", "-O", "raw", top, d / "before.raw")
+    out = run(SEN_IMG, "bench", "-c", "16", "-w", "--pattern=5", "--image-opts", OPTS,
+              cwd=d).stdout
+    assert "Sending 16 write requests" in out
+    run(QEMU_IMG, "check", top)
+    del before
+
+
+@pytest.mark.parametrize("args,why", [
+    (["info", "--image-opts", OPTS + ",bogus=1"], "invalid parameter 'bogus'"),
+    (["info", "--image-opts", "-f", "qcow2", OPTS], "--image-opts and --format are mutually"),
+    (["info", "--image-opts", "driver=qcow2,file.filename"], "has no value"),
+    (["info", "--image-opts", "driver=qcow2,file.filename=none.qcow2"],
+     "No such file or directory"),
+    (["info", "--image-opts", "driver=qcow9,file.filename=top.qcow2"], "unknown format"),
+    (["check", "--image-opts", "driver=qcow2"], "file name"),
+    (["resize", "--image-opts", OPTS + ",bogus=1", "+1M"], "invalid parameter 'bogus'"),
+    (["amend", "-o", "lazy_refcounts=on", "--image-opts", OPTS + ",x=y"],
+     "invalid parameter 'x'"),
+    (["convert", "--image-opts", "-O", "raw", OPTS + ",x=y", "out.raw"],
+     "invalid parameter 'x'"),
+    (["commit", "--image-opts", "driver=raw,file.filename=top.qcow2,offset=x"], "offset"),
+])
+def test_image_opts_bad(chain, args, why):
+    d, base, top = chain
+    images = {p: p.read_bytes() for p in (base, top)}
+    s, q = both(d, *args, check=False)
+    assert s.returncode != 0 and q.returncode != 0, (s.stdout, q.stdout)
+    assert why in s.stderr, s.stderr
+    optstr = next(a for a in args if "=" in a and not a.startswith("-") and "lazy" not in a)
+    assert optstr in s.stderr or "mutually exclusive" in s.stderr, s.stderr
+    assert not (d / "out.raw").exists()
+    assert {p: p.read_bytes() for p in images} == images
