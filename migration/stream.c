@@ -4,8 +4,10 @@
  * Writes are checksummed while they are copied into the buffer (one pass over the
  * bytes: mig_crc32c_copy) and the buffer is sent when full.  The copy is what makes the
  * checksum match what is sent while the guest keeps writing its RAM.  Readers fill a
- * buffer of the same size and hand out pieces of it (mig_get_chunk), so page data is
- * checksummed while it is hot in the cache and written to its place from there.
+ * buffer of the same size for headers and small records; page data of a large record
+ * is read straight into its place (readv: the data, then a few KiB of what follows into
+ * the buffer) and checksummed there while it is hot in the cache.  mig_get_chunk hands
+ * out pieces of the buffer for callers that pwrite the data anyway.
  *
  * A writer over an fd sends from a thread of its own (MigWriter): while it writes one
  * full buffer to the socket (the kernel's copy), the owner copies and checksums the next
@@ -16,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/uio.h>
 #include <glib.h>
 #include "migration/crc32c.h"
 #include "migration/stream.h"
@@ -200,6 +203,24 @@ static ssize_t stream_read(MigStream *s, void *buf, size_t len)
         return -1;
     }
     return n;
+}
+
+/*
+ * Reads up to len bytes into p and, once p is full, up to tail_len more into tail: one
+ * system call fills the caller's memory and brings the next few bytes (a record
+ * header) along.  Through the ops (no readv) only p is filled.
+ */
+static ssize_t stream_read_split(MigStream *s, void *p, size_t len, void *tail,
+                                 size_t tail_len)
+{
+    if (s->ops) {
+        return stream_read(s, p, len);
+    }
+    struct iovec iov[2] = {
+        { .iov_base = p, .iov_len = len },
+        { .iov_base = tail, .iov_len = tail_len },
+    };
+    return readv(s->fd, iov, 2);
 }
 
 static ssize_t stream_write(MigStream *s, const void *buf, size_t len)
@@ -437,6 +458,14 @@ static bool fill(MigStream *s)
 /* Reads of at least this much go straight into the caller's memory when the buffer is
  * empty (no copy through the buffer). */
 #define MIG_READ_DIRECT (64 * 1024)
+/*
+ * What such a read brings into the buffer past the caller's bytes.  Small on purpose:
+ * enough for the next record's header (and the device/END records), while the next
+ * record's page data is left in the socket for its own direct read.  A full buffer here
+ * would pull almost all of the next record through the buffer and cost every page a
+ * second copy; that is what made a busy destination slower still.
+ */
+#define MIG_READ_AHEAD 4096
 
 /* Copies len bytes, adding them to the checksum when with_crc (while copying them out
  * of the buffer: one pass over the bytes instead of two). */
@@ -445,8 +474,9 @@ static void get_raw(MigStream *s, uint8_t *p, size_t len, bool with_crc)
     while (len && !s->error) {
         if (s->pos == s->len) {
             if (len >= MIG_READ_DIRECT) {
-                /* Large: straight into the destination. */
-                ssize_t n = stream_read(s, p, len);
+                /* Large: straight into the destination, the next header into buf. */
+                s->len = s->pos = 0;
+                ssize_t n = stream_read_split(s, p, len, s->buf, MIG_READ_AHEAD);
                 if (n < 0 && errno == EINTR) {
                     continue;
                 }
@@ -457,12 +487,14 @@ static void get_raw(MigStream *s, uint8_t *p, size_t len, bool with_crc)
                     mig_stream_set_error(s, "the migration stream ended early (truncated "
                                          "after %" G_GUINT64_FORMAT " bytes)", s->bytes);
                 } else {
+                    size_t mine = MIN((size_t)n, len);
                     if (with_crc) {
-                        s->crc = mig_crc32c(s->crc, p, (size_t)n);
+                        s->crc = mig_crc32c(s->crc, p, mine);
                     }
-                    p += n;
-                    len -= n;
-                    s->bytes += n;
+                    p += mine;
+                    len -= mine;
+                    s->bytes += mine;
+                    s->len = (size_t)n - mine; /* read ahead: consumed from buf later */
                 }
                 continue;
             }

@@ -186,6 +186,144 @@ static void test_corrupt(void)
     }
 }
 
+/*
+ * Records as RAM sends them, back to back: a small header, then a large payload.  A
+ * large payload is read straight into its destination and the next header comes along
+ * in the same read (read ahead into the buffer): every header and payload byte must end
+ * up in order, counted and checksummed once.
+ */
+static const size_t record_sizes[] = { 262144, 262144, 70000, 65536, 5, 300000, 65535,
+                                       262144 };
+
+static uint8_t record_byte(size_t rec, size_t i)
+{
+    return (uint8_t)(i * 13 + rec * 101 + (i >> 12));
+}
+
+static GBytes *write_records(void)
+{
+    char path[] = "/tmp/sen-test-stream-XXXXXX";
+    int fd = mkstemp(path);
+    g_assert_cmpint(fd, >=, 0);
+    unlink(path);
+    int rfd = dup(fd);
+    MigStream *w = mig_stream_new_writer(fd);
+    for (size_t r = 0; r < G_N_ELEMENTS(record_sizes); r++) {
+        g_autofree uint8_t *data = g_malloc(record_sizes[r]);
+        for (size_t i = 0; i < record_sizes[r]; i++) {
+            data[i] = record_byte(r, i);
+        }
+        mig_put_u8(w, 0x01);
+        mig_put_be64(w, r);
+        mig_put_buf(w, data, record_sizes[r]);
+    }
+    mig_put_u8(w, 0xff);
+    mig_put_checksum(w);
+    g_assert_false(mig_stream_failed(w));
+    mig_stream_free(w);
+    off_t len = lseek(rfd, 0, SEEK_END);
+    uint8_t *buf = g_malloc(len);
+    g_assert_cmpint(pread(rfd, buf, len, 0), ==, len);
+    close(rfd);
+    return g_bytes_new_take(buf, len);
+}
+
+/* Reads what write_records wrote; *intact: every header and payload byte as written. */
+static bool read_records(MigStream *r, bool *intact, Error **errp)
+{
+    uint64_t expect_bytes = 0;
+    *intact = true;
+    for (size_t rec = 0; rec < G_N_ELEMENTS(record_sizes); rec++) {
+        g_autofree uint8_t *data = g_malloc(record_sizes[rec]);
+        *intact &= mig_get_u8(r) == 0x01 && mig_get_be64(r) == rec;
+        mig_get_buf(r, data, record_sizes[rec]);
+        if (!mig_stream_check(r, errp)) {
+            return false;
+        }
+        for (size_t i = 0; i < record_sizes[rec]; i++) {
+            *intact &= data[i] == record_byte(rec, i);
+        }
+        expect_bytes += 9 + record_sizes[rec];
+        g_assert_cmpuint(mig_stream_bytes(r), ==, expect_bytes);
+    }
+    *intact &= mig_get_u8(r) == 0xff;
+    bool ok = mig_get_checksum_ok(r);
+    return mig_stream_check(r, errp) && ok;
+}
+
+typedef struct PipeFeed {
+    GBytes *b;
+    int fd;
+} PipeFeed;
+
+/* Writes the stream into a pipe in odd-sized pieces, so reads come back short. */
+static gpointer pipe_feeder(gpointer opaque)
+{
+    PipeFeed *f = opaque;
+    size_t len;
+    const uint8_t *p = g_bytes_get_data(f->b, &len);
+    size_t piece = 1;
+    while (len) {
+        size_t n = MIN(len, piece);
+        ssize_t done = write(f->fd, p, n);
+        g_assert_cmpint(done, >, 0);
+        p += done;
+        len -= (size_t)done;
+        piece = piece * 3 % 100003 + 1;
+    }
+    close(f->fd);
+    return NULL;
+}
+
+static void test_records_back_to_back(void)
+{
+    g_autoptr(GBytes) b = write_records();
+    Error *err = NULL;
+
+    /* A file: every read returns all it was asked for. */
+    bool intact;
+    MigStream *r = reader_over(b, g_bytes_get_size(b), -1);
+    g_assert_true(read_records(r, &intact, &err));
+    g_assert_null(err);
+    g_assert_true(intact);
+    mig_stream_free(r);
+
+    /* A pipe fed in small pieces: short reads land anywhere in a header or payload. */
+    int p[2];
+    g_assert_cmpint(pipe(p), ==, 0);
+    PipeFeed feed = { .b = b, .fd = p[1] };
+    GThread *t = g_thread_new("feeder", pipe_feeder, &feed);
+    r = mig_stream_new_reader(p[0]);
+    g_assert_true(read_records(r, &intact, &err));
+    g_assert_null(err);
+    g_assert_true(intact);
+    g_thread_join(t);
+    mig_stream_free(r);
+
+    /* Cut at and around each record boundary: always "ended early", never success. */
+    size_t at = 0;
+    for (size_t rec = 0; rec < G_N_ELEMENTS(record_sizes); rec++) {
+        at += 9 + record_sizes[rec];
+        for (size_t cut = at - 1; cut <= at + 1; cut++) {
+            r = reader_over(b, cut, -1);
+            g_assert_false(read_records(r, &intact, &err));
+            g_assert_nonnull(strstr(error_get_pretty(err), "ended early"));
+            g_clear_pointer(&err, error_free);
+            mig_stream_free(r);
+        }
+    }
+    /* A flipped header or payload byte that arrives read ahead: the checksum catches it. */
+    const long flips[] = { 9 + 262144 + 3, 9 + 262144 + 9 + 100 };
+    for (size_t i = 0; i < G_N_ELEMENTS(flips); i++) {
+        r = reader_over(b, g_bytes_get_size(b), flips[i]);
+        g_assert_false(read_records(r, &intact, &err));
+        g_assert_false(intact);
+        g_assert_nonnull(strstr(error_get_pretty(err), "corrupt"));
+        g_clear_pointer(&err, error_free);
+        mig_stream_free(r);
+    }
+}
+
 static void test_write_error_is_sticky(void)
 {
     int p[2];
@@ -262,6 +400,7 @@ int main(int argc, char **argv)
     g_test_add_func("/migration-stream/round-trip", test_round_trip);
     g_test_add_func("/migration-stream/truncated", test_truncated);
     g_test_add_func("/migration-stream/corrupt", test_corrupt);
+    g_test_add_func("/migration-stream/records-back-to-back", test_records_back_to_back);
     g_test_add_func("/migration-stream/write-error-is-sticky", test_write_error_is_sticky);
     g_test_add_func("/migration-stream/multifd-end-before-sync",
                     test_multifd_end_before_sync);
