@@ -77,11 +77,16 @@ struct AccelOps {
      */
     bool (*dirty_log_start)(Machine *m, Error **errp);
     void (*dirty_log_stop)(Machine *m);
+    /* Once per sync, before dirty_log_sync of each region: collects what vCPUs wrote
+     * into the accelerator's own per-region records (the dirty ring, harvested once
+     * for all regions).  NULL: nothing to collect. */
+    void (*dirty_log_harvest)(Machine *m);
     /* ORs the pages of RAM region `region` (guest_mem_region() order) that vCPUs wrote
      * since the previous call into bitmap (bit n = page n of the region, 4 KiB pages,
-     * unsigned long words) and re-arms logging for them. */
+     * unsigned long words), sets bit w of summary (unless NULL) for each word w it
+     * ORed bits into, and re-arms logging for them. */
     bool (*dirty_log_sync)(Machine *m, unsigned region, unsigned long *bitmap,
-                           Error **errp);
+                           unsigned long *summary, Error **errp);
     /* Auto-converge: keep vCPUs out of guest code pct percent of the time (0 = off). */
     void (*set_throttle)(Machine *m, unsigned pct);
 };

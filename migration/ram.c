@@ -30,7 +30,8 @@ typedef struct RamBlock {
     unsigned index;           /* in guest_mem_region() order (the dirty logs' numbering) */
     uint64_t pages;
     unsigned long *todo;      /* pages to send */
-    unsigned long *log;       /* scratch for one sync */
+    unsigned long *log;       /* scratch for one sync: all clear between syncs */
+    unsigned long *log_summary; /* bit w: word w of log got bits in this sync */
     uint64_t hole_data, hole_end; /* cached [data, hole) interval of the backing */
 } RamBlock;
 
@@ -89,6 +90,7 @@ RamSave *ram_save_new(Machine *m)
         b->pages = (b->r->size + MIG_PAGE_SIZE - 1) / MIG_PAGE_SIZE;
         b->todo = g_new0(unsigned long, bitmap_words(b->pages));
         b->log = g_new0(unsigned long, bitmap_words(b->pages));
+        b->log_summary = g_new0(unsigned long, bitmap_words(bitmap_words(b->pages)));
         rs->c.total += b->r->size;
     }
     return rs;
@@ -106,6 +108,7 @@ void ram_save_free(RamSave *rs)
     for (unsigned i = 0; i < rs->nr_blocks; i++) {
         g_free(rs->blocks[i].todo);
         g_free(rs->blocks[i].log);
+        g_free(rs->blocks[i].log_summary);
     }
     g_free(rs->blocks);
     g_free(rs);
@@ -171,26 +174,39 @@ bool ram_save_setup(RamSave *rs, MigStream *s, Error **errp)
     return mig_stream_check(s, errp);
 }
 
+/*
+ * A sync costs what was written since the last one, not the size of RAM: the logs name
+ * the words they filled in a summary, only those words are merged into todo (and
+ * cleared again), and dirty_pages (the set bits of todo, kept up to date by the passes)
+ * grows by the pages that were not already waiting.
+ */
 bool ram_save_sync(RamSave *rs, Error **errp)
 {
     const AccelOps *accel = rs->m->accel;
-    uint64_t dirty = 0;
 
+    if (accel->dirty_log_harvest) {
+        accel->dirty_log_harvest(rs->m);
+    }
     for (unsigned i = 0; i < rs->nr_blocks; i++) {
         RamBlock *b = &rs->blocks[i];
-        size_t words = bitmap_words(b->pages);
-        memset(b->log, 0, words * sizeof(unsigned long));
-        if (accel->dirty_log_sync && !accel->dirty_log_sync(rs->m, b->index, b->log, errp)) {
+        if (accel->dirty_log_sync &&
+            !accel->dirty_log_sync(rs->m, b->index, b->log, b->log_summary, errp)) {
             return false;
         }
-        guest_mem_dirty_log_take(rs->m->mem, b->index, b->log);
-        for (size_t w = 0; w < words; w++) {
-            b->todo[w] |= b->log[w];
-            dirty += __builtin_popcountl(b->todo[w]);
+        guest_mem_dirty_log_take(rs->m->mem, b->index, b->log, b->log_summary);
+        for (size_t sw = 0; sw < bitmap_words(bitmap_words(b->pages)); sw++) {
+            unsigned long named = b->log_summary[sw];
+            b->log_summary[sw] = 0;
+            while (named) {
+                size_t w = sw * BITS_PER_WORD + (size_t)__builtin_ctzl(named);
+                named &= named - 1;
+                rs->dirty_pages += __builtin_popcountl(b->log[w] & ~b->todo[w]);
+                b->todo[w] |= b->log[w];
+                b->log[w] = 0;
+            }
         }
     }
-    rs->dirty_pages = dirty;
-    counter_set(&rs->c.remaining, dirty * MIG_PAGE_SIZE);
+    counter_set(&rs->c.remaining, rs->dirty_pages * MIG_PAGE_SIZE);
     counter_add(&rs->c.dirty_sync_count, 1);
     return true;
 }

@@ -28,6 +28,11 @@ struct GuestMemory {
      * guest_mem_mark_dirty() when logging stops). */
     int dirty_logging;                      /* atomic */
     unsigned long *dirty[MAX_RAM_REGIONS];
+    /* Bit w: word w of dirty[] may be non-zero.  A writer sets its page's bit and then
+     * this one; take clears this one and then the words it names, so a page is either
+     * taken now or still named for the next take, and a take costs what was written,
+     * not the size of RAM. */
+    unsigned long *dirty_summary[MAX_RAM_REGIONS];
 };
 
 GuestMemory *guest_mem_new_backends(const MemBackendConfig *const *cfgs, unsigned n,
@@ -88,6 +93,7 @@ void guest_mem_free(GuestMemory *gm)
     }
     for (unsigned i = 0; i < MAX_RAM_REGIONS; i++) {
         g_free(gm->dirty[i]);
+        g_free(gm->dirty_summary[i]);
     }
     g_free(gm);
 }
@@ -346,21 +352,29 @@ void guest_mem_mark_dirty(GuestMemory *gm, uint64_t gpa, uint64_t len)
         return;
     }
     unsigned long *bm = gm->dirty[r - gm->regions];
+    unsigned long *sum = gm->dirty_summary[r - gm->regions];
     uint64_t first = (gpa - r->gpa) >> DIRTY_PAGE_SHIFT;
     uint64_t last = (gpa - r->gpa + len - 1) >> DIRTY_PAGE_SHIFT;
     for (uint64_t p = first; p <= last; p++) {
-        __atomic_fetch_or(&bm[p / BITS_PER_WORD], 1ul << (p % BITS_PER_WORD),
-                          __ATOMIC_RELAXED);
+        uint64_t w = p / BITS_PER_WORD;
+        __atomic_fetch_or(&bm[w], 1ul << (p % BITS_PER_WORD), __ATOMIC_RELAXED);
+        /* Release: whoever sees the summary bit sees the page bit. */
+        __atomic_fetch_or(&sum[w / BITS_PER_WORD], 1ul << (w % BITS_PER_WORD),
+                          __ATOMIC_RELEASE);
     }
 }
 
 void guest_mem_dirty_log_start(GuestMemory *gm)
 {
     for (unsigned i = 0; i < gm->nr_regions; i++) {
+        size_t words = dirty_words(&gm->regions[i]);
+        size_t summary_words = (words + BITS_PER_WORD - 1) / BITS_PER_WORD;
         if (!gm->dirty[i]) {
-            gm->dirty[i] = g_new0(unsigned long, dirty_words(&gm->regions[i]));
+            gm->dirty[i] = g_new0(unsigned long, words);
+            gm->dirty_summary[i] = g_new0(unsigned long, summary_words);
         } else {
-            memset(gm->dirty[i], 0, dirty_words(&gm->regions[i]) * sizeof(unsigned long));
+            memset(gm->dirty[i], 0, words * sizeof(unsigned long));
+            memset(gm->dirty_summary[i], 0, summary_words * sizeof(unsigned long));
         }
     }
     /* Bitmaps exist before any writer can see logging on (the atomic is a barrier). */
@@ -372,17 +386,31 @@ void guest_mem_dirty_log_stop(GuestMemory *gm)
     g_atomic_int_set(&gm->dirty_logging, 0);
 }
 
-void guest_mem_dirty_log_take(GuestMemory *gm, unsigned region, unsigned long *bitmap)
+void guest_mem_dirty_log_take(GuestMemory *gm, unsigned region, unsigned long *bitmap,
+                              unsigned long *summary)
 {
     if (region >= gm->nr_regions || !gm->dirty[region]) {
         return;
     }
     unsigned long *bm = gm->dirty[region];
+    unsigned long *sum = gm->dirty_summary[region];
     size_t words = dirty_words(&gm->regions[region]);
-    for (size_t w = 0; w < words; w++) {
-        /* Cheap read first: most words are clear and need no locked exchange. */
-        if (__atomic_load_n(&bm[w], __ATOMIC_RELAXED)) {
-            bitmap[w] |= __atomic_exchange_n(&bm[w], 0, __ATOMIC_ACQ_REL);
+    for (size_t sw = 0; sw < (words + BITS_PER_WORD - 1) / BITS_PER_WORD; sw++) {
+        /* Cheap read first: most summary words are clear and need no locked exchange. */
+        if (!__atomic_load_n(&sum[sw], __ATOMIC_RELAXED)) {
+            continue;
+        }
+        unsigned long named = __atomic_exchange_n(&sum[sw], 0, __ATOMIC_ACQ_REL);
+        while (named) {
+            size_t w = sw * BITS_PER_WORD + (size_t)__builtin_ctzl(named);
+            named &= named - 1;
+            unsigned long bits = __atomic_exchange_n(&bm[w], 0, __ATOMIC_ACQ_REL);
+            if (bits) {
+                bitmap[w] |= bits;
+                if (summary) {
+                    summary[w / BITS_PER_WORD] |= 1ul << (w % BITS_PER_WORD);
+                }
+            }
         }
     }
 }

@@ -123,6 +123,7 @@ void kvm_dirty_ring_free(KvmState *s)
     for (unsigned i = 0; i < s->nr_slots; i++) {
         g_clear_pointer(&s->slots[i].ring_dirty, g_free);
         g_clear_pointer(&s->slots[i].ring_dirty_words, g_free);
+        g_clear_pointer(&s->slots[i].get_log, g_free);
     }
 }
 
@@ -339,11 +340,29 @@ void kvm_dirty_log_stop(Machine *m)
             /* Logging left on costs write faults, not correctness. */
             error_report_err(err);
         }
+        g_clear_pointer(&slot->get_log, g_free);
     }
     ring_discard(s);
 }
 
-bool kvm_dirty_log_sync(Machine *m, unsigned region, unsigned long *bitmap, Error **errp)
+void kvm_dirty_log_harvest(Machine *m)
+{
+    /* Once for every region: each ring holds entries of all slots. */
+    kvm_dirty_ring_reap(kvm_state(m));
+}
+
+/* ORs word w of a slot's log into bitmap and names it in summary. */
+static void log_merge(unsigned long *bitmap, unsigned long *summary, size_t w,
+                      unsigned long bits)
+{
+    bitmap[w] |= bits;
+    if (summary) {
+        summary[w / 64] |= 1ul << (w % 64);
+    }
+}
+
+bool kvm_dirty_log_sync(Machine *m, unsigned region, unsigned long *bitmap,
+                        unsigned long *summary, Error **errp)
 {
     KvmState *s = kvm_state(m);
 
@@ -354,25 +373,32 @@ bool kvm_dirty_log_sync(Machine *m, unsigned region, unsigned long *bitmap, Erro
     KvmSlot *slot = &s->slots[region];
     size_t words = slot_words(slot);
     if (s->dirty_ring_bytes) {
-        /* KVM refuses KVM_GET_DIRTY_LOG once the ring is enabled. */
-        kvm_dirty_ring_reap(s);
+        /* KVM refuses KVM_GET_DIRTY_LOG once the ring is enabled.  The rings were
+         * harvested (kvm_dirty_log_harvest); only the words the summary names are
+         * visited: an idle 4 GiB guest costs 256 word reads. */
         g_mutex_lock(&s->dirty_lock);
-        /* Only the words the summary names: an idle 4 GiB guest costs 256 word reads. */
         for (size_t sw = 0; sw < slot_summary_words(slot); sw++) {
             unsigned long sum = slot->ring_dirty_words[sw];
             slot->ring_dirty_words[sw] = 0;
             while (sum) {
                 size_t w = sw * 64 + (size_t)__builtin_ctzl(sum);
                 sum &= sum - 1;
-                bitmap[w] |= slot->ring_dirty[w];
-                slot->ring_dirty[w] = 0;
+                if (slot->ring_dirty[w]) {
+                    log_merge(bitmap, summary, w, slot->ring_dirty[w]);
+                    slot->ring_dirty[w] = 0;
+                }
             }
         }
         g_mutex_unlock(&s->dirty_lock);
         return true;
     }
-    g_autofree unsigned long *log = g_new0(unsigned long, words);
-    struct kvm_dirty_log d = { .slot = slot->slot, .dirty_bitmap = log };
+    /* KVM writes the whole bitmap each time (copy_to_user of every word), so the buffer
+     * needs no clearing; reading it is the one cost that follows the slot's size, as
+     * KVM's own walk of its bitmap does. */
+    if (!slot->get_log) {
+        slot->get_log = g_new(unsigned long, words);
+    }
+    struct kvm_dirty_log d = { .slot = slot->slot, .dirty_bitmap = slot->get_log };
 
     if (ioctl(s->vm_fd, KVM_GET_DIRTY_LOG, &d) < 0) {
         error_setg_errno(errp, errno, "KVM: cannot read the dirty log of the RAM slot at 0x%"
@@ -380,7 +406,9 @@ bool kvm_dirty_log_sync(Machine *m, unsigned region, unsigned long *bitmap, Erro
         return false;
     }
     for (size_t w = 0; w < words; w++) {
-        bitmap[w] |= log[w];
+        if (slot->get_log[w]) {
+            log_merge(bitmap, summary, w, slot->get_log[w]);
+        }
     }
     return true;
 }

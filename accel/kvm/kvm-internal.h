@@ -71,6 +71,8 @@ typedef struct KvmSlot {
                                  * and no sync has taken yet (bit n = page n) */
     unsigned long *ring_dirty_words; /* [dirty_lock] bit w: word w of ring_dirty may be
                                       * non-zero, so a sync costs what was written */
+    unsigned long *get_log;     /* KVM_GET_DIRTY_LOG's buffer, kept from one sync to the
+                                 * next (migration thread; freed when logging stops) */
 } KvmSlot;
 
 /* What a vCPU looked like right after creation: its power-on state, restored at reset. */
@@ -214,7 +216,9 @@ bool kvm_state_load(Machine *m, VMStateIn *in, Error **errp) G_GNUC_WARN_UNUSED_
 /* kvm-dirty.c: KVM_MEM_LOG_DIRTY_PAGES on every slot + KVM_GET_DIRTY_LOG */
 bool kvm_dirty_log_start(Machine *m, Error **errp);
 void kvm_dirty_log_stop(Machine *m);
-bool kvm_dirty_log_sync(Machine *m, unsigned region, unsigned long *bitmap, Error **errp);
+void kvm_dirty_log_harvest(Machine *m);
+bool kvm_dirty_log_sync(Machine *m, unsigned region, unsigned long *bitmap,
+                        unsigned long *summary, Error **errp);
 void kvm_set_throttle(Machine *m, unsigned pct);
 /* kvm-dirty.c: the dirty ring (-accel kvm,dirty-ring-size=N).  enable: after the memory
  * slots, before any vCPU; map: for each vCPU after KVM_CREATE_VCPU. */

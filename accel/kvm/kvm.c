@@ -411,6 +411,7 @@ const AccelOps kvm_accel_ops = {
     .state_load = kvm_state_load,
     .dirty_log_start = kvm_dirty_log_start,
     .dirty_log_stop = kvm_dirty_log_stop,
+    .dirty_log_harvest = kvm_dirty_log_harvest,
     .dirty_log_sync = kvm_dirty_log_sync,
     .set_throttle = kvm_set_throttle,
 };

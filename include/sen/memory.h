@@ -92,12 +92,14 @@ void guest_mem_mark_dirty(GuestMemory *gm, uint64_t gpa, uint64_t len);
 /*
  * Device-side dirty log (migration/ram.c combines it with the accelerator's): start
  * clears it and turns recording on; take ORs the pages recorded in RAM region `region`
- * into bitmap (bit n = 4 KiB page n of the region, unsigned long words) and clears them.
- * Any thread.
+ * into bitmap (bit n = 4 KiB page n of the region, unsigned long words), sets bit w of
+ * summary (unless NULL) for every word w it ORed bits into, and clears them.  A take
+ * costs what was written since the last one, not the size of RAM.  Any thread.
  */
 void guest_mem_dirty_log_start(GuestMemory *gm);
 void guest_mem_dirty_log_stop(GuestMemory *gm);
-void guest_mem_dirty_log_take(GuestMemory *gm, unsigned region, unsigned long *bitmap);
+void guest_mem_dirty_log_take(GuestMemory *gm, unsigned region, unsigned long *bitmap,
+                              unsigned long *summary);
 
 /* ---- port I/O and MMIO dispatch ---- */
 

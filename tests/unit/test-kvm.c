@@ -775,12 +775,20 @@ static void test_kvm_pause_resume(void)
 }
 
 /* Stops dirty logging (a sync after it is refused, saying why) and frees the VM. */
+/* One sync of region 0 as ram_save_sync does it: harvest, then the region's log. */
+static bool dirty_sync(TestVm *t, unsigned long *bitmap, unsigned long *summary,
+                       Error **errp)
+{
+    kvm_accel_ops.dirty_log_harvest(t->m);
+    return kvm_accel_ops.dirty_log_sync(t->m, 0, bitmap, summary, errp);
+}
+
 static void stop_dirty_log_and_free(TestVm *t, unsigned long *bitmap)
 {
     Error *err = NULL;
 
     kvm_accel_ops.dirty_log_stop(t->m);
-    g_assert_false(kvm_accel_ops.dirty_log_sync(t->m, 0, bitmap, &err));
+    g_assert_false(dirty_sync(t, bitmap, NULL, &err));
     g_assert_nonnull(strstr(error_get_pretty(err), "not enabled"));
     error_free(err);
     tvm_free(t);
@@ -801,6 +809,7 @@ static void test_kvm_dirty_log(void)
     TestVm *t = tvm_start(1, CPU_BOOT_PROT32, code, sizeof(code));
     Error *err = NULL;
     unsigned long bitmap[RAM_SIZE / 4096 / 64] = { 0 };
+    unsigned long summary = 0; /* RAM_SIZE / 4096 / 64 <= 64 words */
 
     if (!t) {
         return;
@@ -808,15 +817,23 @@ static void test_kvm_dirty_log(void)
     g_assert_true(kvm_accel_ops.dirty_log_start(t->m, &err));
     tvm_run(t);
     g_assert_cmpint(t->m->exit_status, ==, 3);
-    g_assert_true(kvm_accel_ops.dirty_log_sync(t->m, 0, bitmap, &err));
+    g_assert_true(dirty_sync(t, bitmap, &summary, &err));
 #define DIRTY(page) ((bitmap[(page) / 64] >> ((page) % 64)) & 1)
     g_assert_true(DIRTY(0x50));
     g_assert_true(DIRTY(0x123));
     g_assert_false(DIRTY(0x124));
     g_assert_false(DIRTY(0x1ff));
+    /* The summary names the words with bits (the code page's and the stack's may be
+     * dirty too), among them those of the two pages written. */
+    g_assert_true(summary & (1ul << (0x50 / 64)));
+    g_assert_true(summary & (1ul << (0x123 / 64)));
+    for (unsigned w = 0; w < G_N_ELEMENTS(bitmap); w++) {
+        g_assert_cmpint(!!bitmap[w], ==, !!(summary & (1ul << w)));
+    }
     /* Reported once: the next sync starts from a clean log. */
     memset(bitmap, 0, sizeof(bitmap));
-    g_assert_true(kvm_accel_ops.dirty_log_sync(t->m, 0, bitmap, &err));
+    summary = 0;
+    g_assert_true(dirty_sync(t, bitmap, &summary, &err));
     g_assert_false(DIRTY(0x50));
     g_assert_false(DIRTY(0x123));
 #undef DIRTY
@@ -883,7 +900,7 @@ static void ring_test_run(TestVm *t, unsigned long *bitmap, size_t bitmap_bytes)
     tvm_run(t);
     g_assert_cmpint(t->m->exit_status, ==, 3);
     memset(bitmap, 0, bitmap_bytes);
-    g_assert_true(kvm_accel_ops.dirty_log_sync(t->m, 0, bitmap, &err));
+    g_assert_true(dirty_sync(t, bitmap, NULL, &err));
 }
 
 /* Back to the guest's first instruction for the next round. */
@@ -949,7 +966,7 @@ static void test_kvm_dirty_ring(void)
         g_assert_cmpint(g_atomic_int_get(&s->dirty_ring_lost), ==, 0);
         /* Reported once. */
         memset(bitmap, 0, sizeof(bitmap));
-        g_assert_true(kvm_accel_ops.dirty_log_sync(t->m, 0, bitmap, &err));
+        g_assert_true(dirty_sync(t, bitmap, NULL, &err));
         for (unsigned w = 0; w < G_N_ELEMENTS(bitmap); w++) {
             g_assert_cmphex(bitmap[w], ==, 0);
         }

@@ -131,6 +131,7 @@ static void test_dirty_log(void)
     Error *err = NULL;
     GuestMemory *gm = guest_mem_new(4 << 20, &err);
     unsigned long bm[2][(2 << 20) / 4096 / 64];
+    unsigned long sum[2] = { 0 }; /* bit w: word w of bm[i] got bits */
     uint8_t buf[8] = { 1 };
 
     g_assert_nonnull(gm);
@@ -144,19 +145,29 @@ static void test_dirty_log(void)
     guest_mem_mark_dirty(gm, 0x1fffff, 1);                      /* last page */
     guest_mem_mark_dirty(gm, 0x200000, 1);                      /* not RAM: ignored */
     memset(bm, 0, sizeof(bm));
-    guest_mem_dirty_log_take(gm, 0, bm[0]);
-    guest_mem_dirty_log_take(gm, 1, bm[1]);
-    guest_mem_dirty_log_take(gm, 7, bm[1]);                     /* no such region */
+    guest_mem_dirty_log_take(gm, 0, bm[0], &sum[0]);
+    guest_mem_dirty_log_take(gm, 1, bm[1], &sum[1]);
+    guest_mem_dirty_log_take(gm, 7, bm[1], &sum[1]);            /* no such region */
     g_assert_cmphex(bm[0][0], ==, (1ul << 5) | (1ul << 6));
     g_assert_cmphex(bm[0][7], ==, 1ul << 63);
     g_assert_cmphex(bm[1][0], ==, 1ul << 16);
+    /* The summary names exactly the words that got bits. */
+    g_assert_cmphex(sum[0], ==, (1ul << 0) | (1ul << 7));
+    g_assert_cmphex(sum[1], ==, 1ul << 0);
     /* Taking clears. */
     memset(bm, 0, sizeof(bm));
-    guest_mem_dirty_log_take(gm, 0, bm[0]);
+    sum[0] = 0;
+    guest_mem_dirty_log_take(gm, 0, bm[0], &sum[0]);
     g_assert_cmphex(bm[0][0] | bm[0][7], ==, 0);
+    g_assert_cmphex(sum[0], ==, 0);
+    /* A page written again after a take is taken again (its summary bit came back). */
+    guest_mem_mark_dirty(gm, 0x5000, 1);
+    guest_mem_dirty_log_take(gm, 0, bm[0], NULL);
+    g_assert_cmphex(bm[0][0], ==, 1ul << 5);
+    bm[0][0] = 0;
     guest_mem_dirty_log_stop(gm);
     g_assert_true(guest_mem_write(gm, 0x3000, buf, 1));
-    guest_mem_dirty_log_take(gm, 0, bm[0]);
+    guest_mem_dirty_log_take(gm, 0, bm[0], NULL);
     g_assert_cmphex(bm[0][0], ==, 0);
     guest_mem_free(gm);
 }
