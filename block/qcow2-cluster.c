@@ -8,6 +8,7 @@
  * that replaced it is on disk.  A crash therefore only ever leaks clusters.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 
 #include "block/qcow2.h"
@@ -418,6 +419,24 @@ int qcow2_read_guest(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *buf
 }
 
 /*
+ * The unlocked transfer of the fast read paths: the lock is released for it and not taken
+ * again afterwards (see qcow2_read_guest_unlock).  Called locked, returns unlocked.
+ */
+static int transfer_and_release(BDRVQcow2State *s, BlockDriverState *child, uint64_t host,
+                                uint64_t len, const struct iovec *iov, int niov)
+{
+    g_atomic_int_inc(&s->data_io_inflight);
+    g_mutex_unlock(&s->lock);
+    int ret = bdrv_preadv(child, host, len, iov, niov, 0);
+    if (g_atomic_int_dec_and_test(&s->data_io_inflight)) {
+        g_mutex_lock(&s->lock);
+        wake_data_io(s);
+        g_mutex_unlock(&s->lock);
+    }
+    return ret;
+}
+
+/*
  * Most guest reads are one piece of one plain data cluster.  Such a read releases the
  * lock for its transfer like data_io, but does not take it back afterwards only to
  * release it again: at queue depth 32 that second round trip was most of the lock's
@@ -440,19 +459,42 @@ int qcow2_read_guest_unlock(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8
     if (ret == 0 && !s->extl2 && !s->exclusive_waiters && child &&
         qcow2_cluster_type(s, l2e) == QCOW2_CLUSTER_NORMAL &&
         (l2e & QCOW2_L2E_OFFSET_MASK) % s->cluster_size == 0) {
-        g_atomic_int_inc(&s->data_io_inflight);
-        g_mutex_unlock(&s->lock);
-        ret = bdrv_pread(child, (l2e & QCOW2_L2E_OFFSET_MASK) + coff, len, buf);
-        if (g_atomic_int_dec_and_test(&s->data_io_inflight)) {
-            g_mutex_lock(&s->lock);
-            wake_data_io(s);
-            g_mutex_unlock(&s->lock);
-        }
-        return ret;
+        struct iovec one = { .iov_base = buf, .iov_len = len };
+        return transfer_and_release(s, child, (l2e & QCOW2_L2E_OFFSET_MASK) + coff, len,
+                                    &one, 1);
     }
     /* Any other piece of one cluster: the entry just read serves it (no second lookup). */
     if (ret == 0) {
         ret = read_cluster_l2e(s, off, len, buf, true, l2e, bitmap);
+    }
+    g_mutex_unlock(&s->lock);
+    return ret;
+}
+
+/*
+ * A guest read into several buffers (virtio-blk passes one per run of guest pages).  When
+ * the range is one host run of plain data clusters, as most reads of an allocated image
+ * are, it is one vectored transfer, as QEMU issues it, instead of a walk and a transfer
+ * per buffer.  Called locked, returns unlocked.
+ */
+int qcow2_read_guest_iov_unlock(BDRVQcow2State *s, uint64_t off, uint64_t len,
+                                const struct iovec *iov, int niov)
+{
+    uint64_t total = 0, host = 0;
+    for (int i = 0; i < niov; i++) {
+        total += iov[i].iov_len;
+    }
+    /* More buffers than one preadv takes (a guest ignoring seg_max): buffer by buffer. */
+    if (total == len && len && niov <= IOV_MAX && s->data_file && !s->exclusive_waiters &&
+        contiguous_data_run(s, off, len, &host) == len) {
+        return transfer_and_release(s, s->data_file, host, len, iov, niov);
+    }
+    int ret = 0;
+    uint64_t done = 0;
+    for (int i = 0; i < niov && ret == 0 && done < len; i++) {
+        uint64_t n = MIN(iov[i].iov_len, len - done);
+        ret = qcow2_read_guest(s, off + done, n, iov[i].iov_base);
+        done += n;
     }
     g_mutex_unlock(&s->lock);
     return ret;

@@ -761,20 +761,12 @@ static int qcow2_preadv(BlockDriverState *bs, int64_t offset, int64_t bytes,
                         const struct iovec *iov, int niov, int flags)
 {
     BDRVQcow2State *s = bs->opaque;
-    int ret = 0;
-    size_t done = 0;
     g_mutex_lock(&s->lock);
     if (niov == 1) {
         return qcow2_read_guest_unlock(s, offset, MIN(iov[0].iov_len, (size_t)bytes),
                                        iov[0].iov_base);
     }
-    for (int i = 0; i < niov && ret == 0 && done < (size_t)bytes; i++) {
-        size_t n = MIN(iov[i].iov_len, (size_t)bytes - done);
-        ret = qcow2_read_guest(s, offset + done, n, iov[i].iov_base);
-        done += n;
-    }
-    g_mutex_unlock(&s->lock);
-    return ret;
+    return qcow2_read_guest_iov_unlock(s, offset, bytes, iov, niov);
 }
 
 static int qcow2_pwritev(BlockDriverState *bs, int64_t offset, int64_t bytes,

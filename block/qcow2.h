@@ -328,6 +328,10 @@ int qcow2_read_guest(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *buf
 /* A whole guest read (lock held on entry, released on return): a piece inside one plain
  * data cluster does not take the lock again after its transfer. */
 int qcow2_read_guest_unlock(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *buf);
+/* The same for a read into several buffers: one transfer when the range is one host run. */
+struct iovec;
+int qcow2_read_guest_iov_unlock(BDRVQcow2State *s, uint64_t off, uint64_t len,
+                                const struct iovec *iov, int niov);
 /* Internal reads that must not drop the lock (copy-on-write, commit, convert helpers). */
 int qcow2_read_data(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *buf);
 int qcow2_write_data(BDRVQcow2State *s, uint64_t off, uint64_t len, const uint8_t *buf);

@@ -279,6 +279,72 @@ static void test_snapshot_create_fails_cleanly(void)
     g_unlink(path);
 }
 
+/*
+ * Reads into many buffers (as virtio-blk passes guest pages) return what single-buffer
+ * reads return, over runs of data clusters stored back to back (one vectored transfer),
+ * runs broken by zero, unallocated and backing clusters, and iovecs longer than the read.
+ */
+static void test_scattered_reads(gconstpointer data)
+{
+    const char *opts = data;
+    g_autofree char *path = tmp_path("sen-test-qcow2-sg.qcow2");
+    g_autofree char *base = tmp_path("sen-test-qcow2-sg-base.qcow2");
+    const uint64_t size = 4 << 20;
+    GRand *r = g_rand_new_with_seed(7);
+    uint8_t *shadow = g_malloc(size), *got = g_malloc(size), *buf = g_malloc(size);
+
+    block_test_create("qcow2", base, "size=4M");
+    BlockDriverState *b = block_test_open(base, "qcow2", BDRV_O_RDWR);
+    for (uint64_t i = 0; i < size; i++) {
+        shadow[i] = i * 13 + 1;
+    }
+    g_assert_cmpint(bdrv_pwrite(b, 0, size, shadow), ==, 0);
+    bdrv_unref(b);
+    g_autofree char *o = g_strdup_printf("%s,backing_file=%s,backing_fmt=qcow2", opts, base);
+    block_test_create("qcow2", path, o);
+    BlockDriverState *bs = block_test_open(path, "qcow2", BDRV_O_RDWR);
+    /* One long run written at once (clusters back to back), then holes of each kind. */
+    for (uint64_t i = 0; i < 2 << 20; i++) {
+        buf[i] = g_rand_int(r);
+    }
+    g_assert_cmpint(bdrv_pwrite(bs, 256 << 10, 2 << 20, buf), ==, 0);
+    memcpy(shadow + (256 << 10), buf, 2 << 20);
+    g_assert_cmpint(bdrv_pwrite_zeroes(bs, 1 << 20, 64 << 10, 0), ==, 0);
+    memset(shadow + (1 << 20), 0, 64 << 10);
+    g_assert_cmpint(bdrv_pwrite(bs, 3 << 20, 100 << 10, buf), ==, 0);
+    memcpy(shadow + (3 << 20), buf, 100 << 10);
+
+    for (int i = 0; i < 200; i++) {
+        uint64_t len = g_rand_int_range(r, 2, 300 << 10);
+        uint64_t off = g_rand_int_range(r, 0, size - len);
+        struct iovec iov[64];
+        int niov = 0;
+        uint64_t given = 0;
+        bool longer = g_rand_int_range(r, 0, 8) == 0;
+        while (given < len && niov < 63) {
+            uint64_t n = MIN(len - given, (uint64_t)g_rand_int_range(r, 1, 16 << 10));
+            iov[niov++] = (struct iovec){ .iov_base = got + given, .iov_len = n };
+            given += n;
+        }
+        if (given < len || longer) {
+            iov[niov++] = (struct iovec){ .iov_base = got + given,
+                                          .iov_len = len - given + (longer ? 512 : 0) };
+        }
+        memset(got, 0xee, len + 512);
+        g_assert_cmpint(bdrv_preadv(bs, off, len, iov, niov, 0), ==, 0);
+        g_assert_cmpmem(got, len, shadow + off, len);
+        g_assert_cmpint(got[len], ==, 0xee); /* nothing past the read */
+    }
+    block_test_check_clean(bs);
+    bdrv_unref(bs);
+    g_free(shadow);
+    g_free(got);
+    g_free(buf);
+    g_rand_free(r);
+    g_unlink(path);
+    g_unlink(base);
+}
+
 static void test_dirty_open(void)
 {
     /* A leaked cluster plus the dirty bit: a read-write open repairs it. */
@@ -469,6 +535,12 @@ int main(int argc, char **argv)
                                                 cases[i].backing ? ",backing" : "");
         g_test_add_data_func(name, &cases[i], test_io);
     }
+    g_test_add_data_func("/qcow2-io/scattered-reads/64k", "cluster_size=65536",
+                         test_scattered_reads);
+    g_test_add_data_func("/qcow2-io/scattered-reads/4k", "cluster_size=4096",
+                         test_scattered_reads);
+    g_test_add_data_func("/qcow2-io/scattered-reads/extl2", "extended_l2=on",
+                         test_scattered_reads);
     g_test_add_func("/qcow2-io/dirty-open-repairs", test_dirty_open);
     g_test_add_func("/qcow2-io/corrupt-images", test_corrupt_images);
     g_test_add_func("/qcow2-io/snapshot-name-too-long", test_snapshot_name_too_long);
