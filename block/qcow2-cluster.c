@@ -678,6 +678,19 @@ static int64_t alloc_data_clusters(BDRVQcow2State *s, uint64_t cstart, uint64_t 
 }
 
 /*
+ * Gives back n clusters from alloc_data_clusters that no L2 entry points to yet, after
+ * their write failed (a full host file system): otherwise they stay allocated and
+ * unreferenced, a leak qemu-img check reports.  Nothing else knows them, so freeing is
+ * safe; best effort, the write's error is what the caller reports.  As QEMU does.
+ */
+static void unalloc_data_clusters(BDRVQcow2State *s, uint64_t target, uint64_t n)
+{
+    if (!qcow2_has_data_file(s)) {
+        qcow2_update_refcount(s, target, n << s->cluster_bits, -1);
+    }
+}
+
+/*
  * First write into unallocated clusters that need nothing copied (no backing data under
  * a partial one, or whole clusters written; several only when whole and in one L2 table):
  * the host clusters are allocated as one run under the lock, the data goes out without it
@@ -697,6 +710,7 @@ static int allocate_unlocked(BDRVQcow2State *s, int64_t l2, uint64_t off, uint64
     }
     int ret = check_data_overlap(s, target, n << s->cluster_bits);
     if (ret < 0) {
+        unalloc_data_clusters(s, (uint64_t)target, n);
         return ret;
     }
     for (uint64_t i = 0; i < n; i++) {
@@ -714,12 +728,16 @@ static int allocate_unlocked(BDRVQcow2State *s, int64_t l2, uint64_t off, uint64
     }
     g_mutex_lock(&s->lock);
     g_atomic_int_add(&s->data_io_inflight, -1);
+    if (ret < 0) {
+        unalloc_data_clusters(s, (uint64_t)target, n);
+    }
     for (uint64_t i = 0; ret == 0 && i < n; i++) {
         ret = qcow2_set_l2e(s, l2, l2_index(s, cstart) + i,
                             ((uint64_t)target + (i << s->cluster_bits)) | QCOW2_OFLAG_COPIED,
                             NULL);
     }
-    /* On failure the clusters stay allocated but unreferenced: a leak, never a mix-up. */
+    /* When an L2 entry cannot be set the clusters stay allocated but unreferenced: a
+     * leak, never a mix-up. */
     for (uint64_t i = 0; i < n; i++) {
         uint64_t key = cstart + (i << s->cluster_bits);
         g_hash_table_remove(s->allocating, &key);
@@ -820,7 +838,7 @@ static int write_in_cluster(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8
     }
     ret = check_data_overlap(s, target, s->cluster_size);
     if (ret < 0) {
-        goto out;
+        goto unalloc;
     }
     if (old_zero) {
         /* Nothing to copy: the file zeroes the cluster (cheaply), then only len is written. */
@@ -832,7 +850,7 @@ static int write_in_cluster(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8
         ret = bdrv_pwrite(s->data_file, target, s->cluster_size, cl);
     }
     if (ret < 0) {
-        goto out;
+        goto unalloc;
     }
     const uint64_t all_allocated = 0xffffffffull;
     ret = qcow2_set_l2e(s, l2, l2_index(s, off), target | QCOW2_OFLAG_COPIED, &all_allocated);
@@ -843,6 +861,11 @@ static int write_in_cluster(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8
                    type == QCOW2_CLUSTER_COMPRESSED ||
                    (s->extl2 && qcow2_l2e_has_host(s, l2e)))) {
         ret = free_old_entry(s, l2e);
+    }
+    goto out;
+unalloc:
+    if (!reuse) {
+        unalloc_data_clusters(s, target, 1);
     }
 out:
     g_free(cl);

@@ -283,6 +283,44 @@ def test_failed_savevm_frees_the_state_it_wrote(vms, tmp_path):
     assert json.loads(out).get("allocated-clusters", 0) == 0, out
 
 
+@pytest.fixture
+def small_fs(tmp_path):
+    """A 4 MiB tmpfs: a write past it fails with ENOSPC, as on a full host disk."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4M", "tmpfs", str(mnt)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs (needs root) for the full-disk fault: "
+                    f"{r.stderr.strip()}")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_savevm_on_a_full_disk_rolls_back(vms, tmp_path, small_fs):
+    """The host file system fills up halfway through the VM state (6 MiB of random RAM
+    into an image on a 4 MiB tmpfs): savevm fails with ENOSPC, no snapshot is listed,
+    the VM runs on, the image stays clean for qemu-img, and once the state is small
+    again a savevm into the same image succeeds (qtest: no guest CPU needed)."""
+    disk = qcow2(small_fs)
+    vm = vms("a", "-drive", f"file={disk},if=virtio,id=disk0")
+    vm.qtest.write(0x100000, os.urandom(6 * 2**20))
+    out = hmp(vm, "savevm s")
+    assert out.startswith("Error: Error while writing VM state to 'disk0': "), out
+    assert "No space left on device" in out, out
+    assert vm.status() == "running"
+    assert hmp(vm, "info snapshots") == "There is no snapshot available.\r\n"
+    assert vm.qtest.read(0x100000, 16) != bytes(16)  # RAM untouched by the failure
+    # The space the failed state took is free again inside the image: a small state fits.
+    vm.qtest.write(0x100000, bytes(6 * 2**20))
+    assert hmp(vm, "savevm t") == ""
+    assert vm.status() == "running"
+    vm.cmd("quit")
+    vm.wait_exit()
+    image_check(disk)
+    assert set(image_snapshots(disk)) == {"t"}
+
+
 def test_job_verbs_on_snapshot_jobs(vms, tmp_path):
     """job-cancel/-pause/-resume/-complete/-finalize as QEMU 7.2 answers them for snapshot
     jobs, which run in one go: a concluded job refuses every verb by QEMU's verb table
