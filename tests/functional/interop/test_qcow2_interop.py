@@ -265,15 +265,20 @@ def test_check_leak_and_repair(tmp_path):
     qemu_check_clean(img)
 
 
-@pytest.mark.parametrize("where", ["past-eof", "partial-last-cluster", "both"])
+@pytest.mark.parametrize("where", ["past-eof", "partial-last-cluster", "both",
+                                   "data-past-eof"])
 def test_check_leaks_past_eof_like_qemu(tmp_path, where):
     """A refcount left past the end of the file is no leak to qemu-img (it compares only
-    the file's clusters); one in a partial last cluster is.  Output and exit code match
-    for check, --output=json, -r leaks and -r all (each on its own copy)."""
+    the file's clusters); one in a partial last cluster is; a data cluster cut off by a
+    truncation is a corruption.  Output and exit code match for check, --output=json,
+    -r leaks and -r all (each on its own copy)."""
     img = tmp_path / "e.qcow2"
     run(QEMU_IMG, "create", "-q", "-f", "qcow2", img, "16M")
     run(QEMU_IO, "-c", "write -P 5 0 128k", img)
     end = os.path.getsize(img) // 65536
+    if where == "data-past-eof":
+        with open(img, "ab") as f:
+            f.truncate((end - 1) * 65536)
     if where in ("past-eof", "both"):
         refblock_poke(img, end + 3, 1)
     if where in ("partial-last-cluster", "both"):
