@@ -18,8 +18,11 @@ refused by the destination, naming the device and what is wrong.
 import os
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
+import uuid
 import zlib
 
 import pytest
@@ -306,3 +309,84 @@ def test_corrupt_virtio_net_section_refused(tmp_path, field, value, message):
         assert "load of migration failed: device state:" in err and message in err, err
     finally:
         dst.close()
+
+
+# ---- multiqueue: every queue pair's state arrives ----
+
+MQ_IMAGE = os.path.join(BUILD, "tests", "guest", "net-mq.elf")
+MQ_TAP = "sentapmqm"
+MQ_FLOWS = ("import socket\n"
+            "for port in range(40000, 40032):\n"
+            "    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            "    s.bind(('10.196.0.1', port))\n"
+            "    s.sendto(b'flow', ('10.196.0.2', 5555))\n")
+
+
+def sh(*args):
+    return subprocess.run(args, capture_output=True, text=True)
+
+
+@pytest.fixture
+def mq_netns():
+    """A network namespace holding a multi-queue TAP at 10.196.0.1 (the guest is .2)."""
+    name = "sen-mqm-" + uuid.uuid4().hex[:8]
+    r = sh("ip", "netns", "add", name)
+    if r.returncode != 0:
+        pytest.skip("cannot create a network namespace: " + r.stderr.strip())
+    try:
+        for cmd in (("ip", "tuntap", "add", "dev", MQ_TAP, "mode", "tap", "multi_queue"),
+                    ("ip", "addr", "add", "10.196.0.1/24", "dev", MQ_TAP),
+                    ("ip", "link", "set", MQ_TAP, "up"),
+                    ("ip", "neigh", "replace", "10.196.0.2", "lladdr", "52:54:00:12:34:56",
+                     "dev", MQ_TAP, "nud", "permanent")):
+            r = sh("ip", "netns", "exec", name, *cmd)
+            if r.returncode != 0:
+                pytest.skip(f"cannot set up a multi-queue TAP: {' '.join(cmd)}: "
+                            f"{r.stderr.strip()}")
+        yield name
+    finally:
+        sh("ip", "netns", "del", name)
+
+
+@needs_kvm_guest(MQ_IMAGE, "this build migrates no device state")
+def test_multiqueue_pairs_keep_working_after_migration(vms, tmp_path, mq_netns):
+    """virtio-net with mq=on on a queues=2 TAP (tests/guest/net-mq.c, migrate=1): the
+    guest uses both pairs, is migrated, and on the destination an ARP request on each
+    pair is answered, the TAP's flows arrive on both rx queues, and the control queue
+    still switches pairs: the state of every queue pair (and the pair count) arrived."""
+    wrap = ("ip", "netns", "exec", mq_netns)
+    nic = ["-netdev", f"tap,id=n0,ifname={MQ_TAP},script=no,downscript=no,queues=2",
+           "-device", "virtio-net-pci,netdev=n0,mq=on,mac=52:54:00:12:34:56"]
+    append = "host_ip=0x0ac40001 guest_ip=0x0ac40002 migrate=1"
+    src = vms("src", *nic, guest=MQ_IMAGE, append=append, wrap=wrap)
+    src.wait_line("net-mq: migrate", timeout=90)
+    uri = f"unix:{tmp_path}/mig.sock"
+    dst = vms("dst", *nic, "-incoming", uri, guest=MQ_IMAGE, append=append, wrap=wrap)
+    src.cmd("migrate", uri=uri)
+    assert src.wait_migration()["status"] == "completed"
+    assert dst.wait_migration()["status"] == "completed"
+    # The source's TAP queues go with it, so the TAP steers to the destination's only.
+    src.cmd("quit")
+    src.wait_exit()
+    filt = dst.cmd("query-rx-filter")
+    assert len(filt) == 1 and filt[0]["main-mac"] == "52:54:00:12:34:56", filt
+    dst.send_console(b"v")
+    sent = 0
+    end = time.monotonic() + 90
+    while dst.proc.poll() is None and time.monotonic() < end:
+        # The guest asks for flows twice (2 pairs, then 1 pair): each time it prints so.
+        asks = sum(l.startswith("net-mq: send") for l in dst.lines)
+        if asks > sent:
+            r = sh(*wrap, sys.executable, "-c", MQ_FLOWS)
+            assert r.returncode == 0, r.stderr
+            sent += 1
+        time.sleep(0.05)
+    assert dst.wait_exit(timeout=10) == PASS_STATUS, (dst.lines, dst.stderr_text())
+    out = "\n".join(dst.lines)
+    assert "net-mq ok" in out
+    assert not any(l.startswith("net-mq: migrate") for l in dst.lines), \
+        "the destination's guest started over instead of continuing"
+    for pair in (0, 1):
+        assert f"ok: after the migration: ARP request on pair {pair} answered" in out, out
+    assert "ok: 2 pairs: " in out and "ok: 1 pair: 32 flows on rx queue 0, 0 on rx queue 2" \
+        in out, out

@@ -6,6 +6,11 @@
  * over the TAP's queues by hash): at 2 pairs some arrive on rx queue 2, and back at 1
  * pair all of them arrive on rx queue 0, so the TAP stopped steering to the queue the
  * guest no longer uses.  host_ip= and guest_ip= (0x hex) come from the command line.
+ *
+ * migrate=1 (tests/functional/test_net_migrate.py): once both pairs are in use the guest
+ * prints "net-mq: migrate" and waits for 'v' on COM1, sent to the destination after a
+ * live migration; there an ARP request on each pair must be answered before the rest
+ * runs, so every queue pair's state (ring addresses, indices, the pair count) arrived.
  */
 #include "lib/guest.h"
 #include "lib/virtio-net.h"
@@ -48,6 +53,11 @@ static const uint8_t *rx_next(unsigned rp, uint32_t *id, uint32_t *flen)
     }
     *flen = len - VIRTIO_NET_HDR_LEN;
     return rx_buf[rp][*id] + VIRTIO_NET_HDR_LEN;
+}
+
+static bool console_has(char c)
+{
+    return (inb(0x3fd) & 1) && inb(0x3f8) == c;
 }
 
 static void rx_recycle(unsigned rp, uint32_t id)
@@ -187,6 +197,18 @@ void guest_main(void)
     GUEST_CHECK(set_pairs(2) == 0, "2 pairs taken");
     int q = arp_on_pair(1);
     GUEST_CHECK(q >= 0, "ARP request on pair 1 answered (on rx queue %d)", q);
+    uint64_t migrate = 0;
+    if (cmdline_get_uint("migrate", &migrate) && migrate) {
+        guest_printf("net-mq: migrate\n");
+        while (!console_has('v')) {
+            guest_io_delay();
+        }
+        for (unsigned pair = 0; pair < 2; pair++) {
+            q = arp_on_pair(pair);
+            GUEST_CHECK(q >= 0, "after the migration: ARP request on pair %u answered (on "
+                        "rx queue %d)", pair, q);
+        }
+    }
     unsigned counts[2];
     guest_printf("net-mq: send %u flows\n", FLOWS);
     count_flows(counts);
