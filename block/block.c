@@ -769,6 +769,13 @@ int64_t bdrv_getlength(BlockDriverState *bs)
     return len;
 }
 
+int64_t bdrv_get_reported_size(BlockDriverState *bs)
+{
+    int64_t len = bdrv_getlength(bs);
+
+    return len < 0 ? len : (len + BDRV_SECTOR_SIZE - 1) / BDRV_SECTOR_SIZE * BDRV_SECTOR_SIZE;
+}
+
 int bdrv_block_status(BlockDriverState *bs, int64_t offset, int64_t bytes, int64_t *pnum,
                       int64_t *map, BlockDriverState **file)
 {
@@ -810,6 +817,11 @@ int bdrv_block_status_above(BlockDriverState *bs, int64_t offset, int64_t bytes,
         bytes = MIN(bytes, *pnum);
     }
     g_assert_not_reached();
+}
+
+struct json_t *bdrv_get_specific_info(BlockDriverState *bs)
+{
+    return bs->drv->get_specific_info ? bs->drv->get_specific_info(bs) : NULL;
 }
 
 int bdrv_get_info(BlockDriverState *bs, BlockDriverInfo *bdi)

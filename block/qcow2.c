@@ -1131,6 +1131,7 @@ const BlockDriver bdrv_qcow2 = {
     .truncate = qcow2_truncate,
     .block_status = qcow2_block_status,
     .get_info = qcow2_get_info,
+    .get_specific_info = qcow2_get_specific_info,
     .check = qcow2_check_locked,
     .create = qcow2_create,
     .snapshot_create = qcow2_snapshot_create,

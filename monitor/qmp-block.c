@@ -24,38 +24,58 @@ static const char *qmp_detect_zeroes_name(BlockDetectZeroes dz)
     }
 }
 
-static json_t *qmp_block_device_info(BlockBackend *blk)
+/* QEMU's ImageInfo of bs, with the backing chain nested as backing-image unless flat. */
+static json_t *qmp_image_info(BlockDriverState *bs, bool flat)
 {
-    BlockDriverState *bs = blk_bs(blk);
-    int depth = 0;
-
-    for (BlockDriverState *b = bs->backing; b; b = b->backing) {
-        depth++;
-    }
     json_t *image = json_pack("{s:o,s:s,s:I}", "filename",
                               monitor_host_string(bs->filename), "format",
                               bs->drv->format_name, "virtual-size",
-                              (json_int_t)bdrv_getlength(bs));
+                              (json_int_t)bdrv_get_reported_size(bs));
     int64_t actual = bdrv_get_allocated_file_size(bs);
     if (actual >= 0) {
         json_object_set_new(image, "actual-size", json_integer(actual));
     }
     BlockDriverInfo bdi = { 0 };
-    if (bdrv_get_info(bs, &bdi) == 0 && bdi.cluster_size > 0) {
+    bool have_bdi = bdrv_get_info(bs, &bdi) == 0;
+    if (have_bdi && bdi.cluster_size > 0) {
         json_object_set_new(image, "cluster-size", json_integer(bdi.cluster_size));
+    }
+    json_object_set_new(image, "dirty-flag", json_boolean(have_bdi && bdi.is_dirty));
+    json_t *specific = bdrv_get_specific_info(bs);
+    if (specific) {
+        json_object_set_new(image, "format-specific", specific);
     }
     if (bs->backing) {
         json_object_set_new(image, "backing-filename",
                             monitor_host_string(bs->backing->filename));
+        if (!flat) {
+            json_object_set_new(image, "backing-image", qmp_image_info(bs->backing, false));
+        }
     }
+    return image;
+}
+
+/*
+ * QEMU's BlockDeviceInfo of a node; writeback is the cache mode of its user.  flat (QEMU's
+ * query-named-block-nodes flat=true) leaves the backing chain out, depth included.
+ */
+static json_t *qmp_node_info(BlockDriverState *bs, bool read_only, bool writeback,
+                             bool flat)
+{
+    int depth = 0;
+
+    for (BlockDriverState *b = bs->backing; b && !flat; b = b->backing) {
+        depth++;
+    }
+    json_t *image = qmp_image_info(bs, flat);
     json_t *info = json_pack(
         "{s:o,s:s,s:b,s:s,s:i,s:b,s:s,s:i,s:i,s:i,s:i,s:i,s:i,s:o,s:{s:b,s:b,s:b},s:i}",
         "file", monitor_host_string(bs->filename), "node-name", bs->node_name, "ro",
-        blk_is_read_only(blk),
+        read_only,
         "drv", bs->drv->format_name, "backing_file_depth", depth, "encrypted", 0,
         "detect_zeroes", qmp_detect_zeroes_name(bs->detect_zeroes), "bps", 0, "bps_rd", 0,
         "bps_wr", 0, "iops", 0, "iops_rd", 0, "iops_wr", 0, "image", image, "cache",
-        "writeback", blk_enable_write_cache(blk), "direct",
+        "writeback", writeback, "direct",
         (bs->open_flags & BDRV_O_NOCACHE) != 0 ||
         (bs->file && (bs->file->open_flags & BDRV_O_NOCACHE) != 0),
         "no-flush", (bs->open_flags & BDRV_O_NO_FLUSH) != 0, "write_threshold", 0);
@@ -73,10 +93,39 @@ json_t *qmp_query_block(QmpCtx *ctx, Error **errp)
 
     for (guint i = 0; i < blks->len; i++) {
         BlockBackend *blk = g_ptr_array_index(blks, i);
+        json_t *inserted = qmp_node_info(blk_bs(blk), blk_is_read_only(blk),
+                                         blk_enable_write_cache(blk), false);
         json_array_append_new(list, json_pack("{s:s,s:s,s:b,s:b,s:o}", "device",
                                               blk_name(blk), "type", "unknown", "removable",
-                                              0, "locked", 0, "inserted",
-                                              qmp_block_device_info(blk)));
+                                              0, "locked", 0, "inserted", inserted));
+    }
+    return list;
+}
+
+/* Adds bs and the nodes below it (file child, backing chain) not listed yet. */
+static void qmp_collect_nodes(BlockDriverState *bs, GPtrArray *nodes)
+{
+    if (!bs || g_ptr_array_find(nodes, bs, NULL)) {
+        return;
+    }
+    g_ptr_array_add(nodes, bs);
+    qmp_collect_nodes(bs->file, nodes);
+    qmp_collect_nodes(bs->backing, nodes);
+}
+
+json_t *qmp_query_named_block_nodes(QmpCtx *ctx, bool has_flat, bool flat, Error **errp)
+{
+    g_autoptr(GPtrArray) blks = block_backends(ctx->m);
+    g_autoptr(GPtrArray) nodes = g_ptr_array_new();
+    json_t *list = json_array();
+
+    for (guint i = 0; i < blks->len; i++) {
+        qmp_collect_nodes(blk_bs(g_ptr_array_index(blks, i)), nodes);
+    }
+    for (guint i = 0; i < nodes->len; i++) {
+        BlockDriverState *bs = g_ptr_array_index(nodes, i);
+        /* A node has no write cache of its own: QEMU reports writeback for every node. */
+        json_array_append_new(list, qmp_node_info(bs, bs->read_only, true, has_flat && flat));
     }
     return list;
 }

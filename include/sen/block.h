@@ -31,6 +31,7 @@ typedef struct BlockDriverState BlockDriverState;
 typedef struct BlockBackend BlockBackend;
 typedef struct BlockRequest BlockRequest;
 typedef struct Machine Machine;
+struct json_t; /* jansson */
 
 #define BDRV_SECTOR_SIZE 512
 
@@ -135,6 +136,9 @@ struct BlockDriver {
                         int64_t *map, BlockDriverState **file);
     /* Fills bdi (zeroed by the caller). */
     int (*get_info)(BlockDriverState *bs, BlockDriverInfo *bdi);
+    /* QEMU's ImageInfoSpecific, {"type": format, "data": {...}} (a new reference), for
+     * `sen-img info` and QMP; NULL: the format has none. */
+    struct json_t *(*get_specific_info)(BlockDriverState *bs);
     /* Consistency check, repairing what fix asks for. */
     int (*check)(BlockDriverState *bs, BlockCheckResult *res, BlockCheckFix fix);
     /* Creates an image at filename from create options ("size", "cluster_size", ...;
@@ -263,6 +267,9 @@ bool bdrv_truncate(BlockDriverState *bs, int64_t size, bool shrink, Error **errp
     G_GNUC_WARN_UNUSED_RESULT;
 /* Virtual size in bytes, or -errno. */
 int64_t bdrv_getlength(BlockDriverState *bs);
+/* The virtual size as QEMU reports it (qemu-img info, QMP ImageInfo): rounded up to
+ * whole 512-byte sectors, so a 1001-byte raw file is 1024 bytes; or -errno. */
+int64_t bdrv_get_reported_size(BlockDriverState *bs);
 int bdrv_block_status(BlockDriverState *bs, int64_t offset, int64_t bytes, int64_t *pnum,
                       int64_t *map, BlockDriverState **file);
 /*
@@ -274,6 +281,8 @@ int bdrv_block_status_above(BlockDriverState *bs, int64_t offset, int64_t bytes,
                             int64_t *pnum, int64_t *map, BlockDriverState **file,
                             int *depth);
 int bdrv_get_info(BlockDriverState *bs, BlockDriverInfo *bdi);
+/* The format's ImageInfoSpecific (a new jansson reference), or NULL when it has none. */
+struct json_t *bdrv_get_specific_info(BlockDriverState *bs);
 /* Space the image takes on the host (st_blocks of the protocol file), or -errno. */
 int64_t bdrv_get_allocated_file_size(BlockDriverState *bs);
 

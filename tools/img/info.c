@@ -7,38 +7,6 @@
 #include "block/qcow2.h"
 #include "tools/img/img.h"
 
-static json_t *qcow2_specific(BlockDriverState *bs)
-{
-    BDRVQcow2State *s = bs->opaque;
-    json_t *d = json_object();
-    if (s->h.version >= 3) {
-        json_object_set_new(d, "compat", json_string("1.1"));
-        json_object_set_new(d, "compression-type",
-                            json_string(s->h.compression_type ? "zstd" : "zlib"));
-        json_object_set_new(d, "lazy-refcounts",
-                            json_boolean(s->h.compatible_features &
-                                         QCOW2_COMPAT_LAZY_REFCOUNTS));
-        json_object_set_new(d, "refcount-bits", json_integer(1 << s->h.refcount_order));
-        if (s->ext.data_file) {
-            json_object_set_new(d, "data-file", json_string(s->ext.data_file));
-        }
-        if (qcow2_has_data_file(s)) {
-            json_object_set_new(d, "data-file-raw", json_boolean(s->data_file_raw));
-        }
-        json_object_set_new(d, "corrupt", json_boolean(s->h.incompatible_features &
-                                                       QCOW2_INCOMPAT_CORRUPT));
-        json_object_set_new(d, "extended-l2", json_boolean(s->extl2));
-    } else {
-        json_object_set_new(d, "compat", json_string("0.10"));
-        json_object_set_new(d, "compression-type", json_string("zlib"));
-        json_object_set_new(d, "refcount-bits", json_integer(16));
-    }
-    json_t *fs = json_object();
-    json_object_set_new(fs, "type", json_string("qcow2"));
-    json_object_set_new(fs, "data", d);
-    return fs;
-}
-
 static json_t *snapshot_list(BlockDriverState *bs)
 {
     BDRVQcow2State *s = bs->opaque;
@@ -81,7 +49,7 @@ static json_t *image_info(BlockDriverState *bs)
     if (s && s->backing_file && s->ext.backing_fmt) {
         json_object_set_new(o, "backing-filename-format", json_string(s->ext.backing_fmt));
     }
-    json_object_set_new(o, "virtual-size", json_integer(bdrv_getlength(bs)));
+    json_object_set_new(o, "virtual-size", json_integer(bdrv_get_reported_size(bs)));
     json_object_set_new(o, "filename", json_string(bs->filename));
     if (have_bdi && bdi.cluster_size) {
         json_object_set_new(o, "cluster-size", json_integer(bdi.cluster_size));
@@ -91,17 +59,18 @@ static json_t *image_info(BlockDriverState *bs)
     if (actual >= 0) {
         json_object_set_new(o, "actual-size", json_integer(actual));
     }
-    if (s) {
-        json_t *sn = snapshot_list(bs);
-        if (sn) {
-            json_object_set_new(o, "snapshots", sn);
-        }
-        json_object_set_new(o, "format-specific", qcow2_specific(bs));
-        if (s->backing_file) {
-            g_autofree char *full = qcow2_resolve_backing(bs->filename, s->backing_file);
-            json_object_set_new(o, "full-backing-filename", json_string(full));
-            json_object_set_new(o, "backing-filename", json_string(s->backing_file));
-        }
+    json_t *sn = s ? snapshot_list(bs) : NULL;
+    if (sn) {
+        json_object_set_new(o, "snapshots", sn);
+    }
+    json_t *specific = bdrv_get_specific_info(bs);
+    if (specific) {
+        json_object_set_new(o, "format-specific", specific);
+    }
+    if (s && s->backing_file) {
+        g_autofree char *full = qcow2_resolve_backing(bs->filename, s->backing_file);
+        json_object_set_new(o, "full-backing-filename", json_string(full));
+        json_object_set_new(o, "backing-filename", json_string(s->backing_file));
     }
     json_object_set_new(o, "dirty-flag", json_boolean(have_bdi && bdi.is_dirty));
     return o;

@@ -1,0 +1,116 @@
+"""query-block and query-named-block-nodes against QEMU 7.2: the same qcow2 chain opened
+by both as `-drive if=none`, and the image facts each reports compared, above all qcow2's
+format-specific data (which must also equal `qemu-img info`'s).  Skips without
+/dev/kvm (sen) or without qemu-system-x86_64 / qemu-img."""
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+
+import pytest
+
+from qmp import QMPClient
+
+BUILD = os.environ.get("SEN_BUILD_DIR", "build")
+SEN = os.path.join(BUILD, "sen")
+QEMU = shutil.which("qemu-system-x86_64")
+QEMU_IMG = shutil.which("qemu-img")
+
+pytestmark = [
+    pytest.mark.skipif(not os.access(SEN, os.X_OK), reason=f"{SEN} is not built"),
+    pytest.mark.skipif(not os.access("/dev/kvm", os.R_OK | os.W_OK),
+                       reason="/dev/kvm is not usable here"),
+    pytest.mark.skipif(not QEMU or not QEMU_IMG,
+                       reason="qemu-system-x86_64 / qemu-img (QEMU 7.2) not installed"),
+]
+
+
+@pytest.fixture
+def d():
+    # unix socket paths are limited to 108 bytes: pytest's tmp_path can be longer.
+    path = tempfile.mkdtemp(prefix="qbi", dir="/tmp")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def start(d, name, argv):
+    sock = os.path.join(d, name + ".sock")
+    proc = subprocess.Popen(argv + ["-display", "none", "-nodefaults", "-S",
+                                    "-qmp", f"unix:{sock},server=on,wait=off"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        c = QMPClient.connect_unix(sock)
+        c.negotiate()
+    except Exception:
+        proc.kill()
+        raise AssertionError(proc.communicate()[1].decode(errors="replace"))
+    return proc, c
+
+
+def query_both(d, drive):
+    """query-block and query-named-block-nodes of sen and of QEMU for one -drive."""
+    out = {}
+    for name, argv in (("sen", [SEN, "-M", "pc", "-m", "32M"]),
+                       ("qemu", [QEMU, "-M", "none"])):
+        proc, c = start(d, name, argv + ["-drive", drive])
+        try:
+            out[name] = (c.cmd("query-block"), c.cmd("query-named-block-nodes"),
+                         c.cmd("query-named-block-nodes", flat=True))
+        finally:
+            proc.kill()
+            proc.communicate()
+    return out["sen"], out["qemu"]
+
+
+def image_facts(image):
+    """What both VMMs must agree on, down the backing chain."""
+    keep = ("filename", "format", "virtual-size", "cluster-size", "dirty-flag",
+            "format-specific", "actual-size")
+    facts = {k: image[k] for k in keep if k in image}
+    if "backing-image" in image:
+        facts["backing-image"] = image_facts(image["backing-image"])
+    return facts
+
+
+def node_facts(node):
+    return (node["drv"], node["file"], node["ro"], node["backing_file_depth"],
+            json.dumps(image_facts(node["image"]), sort_keys=True))
+
+
+def qemu_img_specific(path):
+    out = subprocess.run([QEMU_IMG, "info", "-U", "--output=json", path], check=True,
+                         capture_output=True, text=True).stdout
+    return json.loads(out)["format-specific"]
+
+
+@pytest.mark.parametrize("opts", ["compat=0.10",
+                                  "compat=1.1,lazy_refcounts=on,refcount_bits=8",
+                                  "compression_type=zstd,extended_l2=on,cluster_size=32k"])
+def test_qcow2_chain_like_qemu(d, opts):
+    base, top = os.path.join(d, "base.qcow2"), os.path.join(d, "top.qcow2")
+    subprocess.run([QEMU_IMG, "create", "-q", "-f", "qcow2", "-o", opts, base, "8M"],
+                   check=True)
+    subprocess.run([QEMU_IMG, "create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2",
+                    top], check=True)
+    (sblk, snodes, sflat), (qblk, qnodes, qflat) = query_both(
+        d, f"file={top},if=none,id=d0")
+
+    simage, qimage = sblk[0]["inserted"]["image"], qblk[0]["inserted"]["image"]
+    assert simage["format-specific"] == qemu_img_specific(top)
+    assert simage["backing-image"]["format-specific"] == qemu_img_specific(base)
+    assert image_facts(simage) == image_facts(qimage)
+    assert sorted(map(node_facts, snodes)) == sorted(map(node_facts, qnodes))
+    assert sorted(map(node_facts, sflat)) == sorted(map(node_facts, qflat))
+    assert all("backing-image" not in n["image"] for n in sflat)
+    assert {n["node-name"] for n in snodes} >= {sblk[0]["inserted"]["node-name"]}
+
+
+def test_raw_has_no_format_specific(d):
+    img = os.path.join(d, "d.raw")
+    with open(img, "wb") as f:
+        f.truncate(1 << 20)
+    (sblk, snodes, _), (qblk, qnodes, _) = query_both(d, f"file={img},format=raw,if=none,id=d0")
+    assert "format-specific" not in sblk[0]["inserted"]["image"]
+    assert image_facts(sblk[0]["inserted"]["image"]) == image_facts(qblk[0]["inserted"]["image"])
+    assert sorted(map(node_facts, snodes)) == sorted(map(node_facts, qnodes))
