@@ -467,6 +467,22 @@ static bool fill(MigStream *s)
  */
 #define MIG_READ_AHEAD 4096
 
+/*
+ * Touches every page of [p, p + len), which the read is about to overwrite anyway, so
+ * that first-touch faults on fresh memory (a destination's guest RAM: zeroing a huge
+ * page each) are taken here and not inside the read, where the socket is locked and
+ * incoming segments and window updates wait behind the fault.
+ */
+static void prefault(uint8_t *p, size_t len)
+{
+    for (size_t off = 0; off < len; off += 4096) {
+        ((volatile uint8_t *)p)[off] = 0;
+    }
+    if (len) {
+        ((volatile uint8_t *)p)[len - 1] = 0;
+    }
+}
+
 /* Copies len bytes, adding them to the checksum when with_crc (while copying them out
  * of the buffer: one pass over the bytes instead of two). */
 static void get_raw(MigStream *s, uint8_t *p, size_t len, bool with_crc)
@@ -476,6 +492,7 @@ static void get_raw(MigStream *s, uint8_t *p, size_t len, bool with_crc)
             if (len >= MIG_READ_DIRECT) {
                 /* Large: straight into the destination, the next header into buf. */
                 s->len = s->pos = 0;
+                prefault(p, len);
                 ssize_t n = stream_read_split(s, p, len, s->buf, MIG_READ_AHEAD);
                 if (n < 0 && errno == EINTR) {
                     continue;
