@@ -267,6 +267,113 @@ static void test_tap_reads_on_peer_ready(void)
     g_mutex_clear(&m.lock);
 }
 
+/*
+ * A NIC that lends its rx buffer (two pieces, 20 + 80 bytes) for tap to read into: a
+ * frame that fits lands there, with nothing copied; one that does not arrives whole and
+ * in order through receive(), the lent buffer given back; the read that finds nothing
+ * gives it back too.
+ */
+typedef struct LendingNic {
+    uint8_t piece[2][80];
+    unsigned lent, done_empty;
+    GByteArray *direct;   /* what done() was told the pieces hold */
+    GByteArray *copied;   /* what receive() got */
+} LendingNic;
+
+static int lend_get(NetClientState *nc, struct iovec *iov, int max)
+{
+    LendingNic *l = nc->opaque;
+    g_assert_cmpint(max, >=, 2);
+    iov[0] = (struct iovec){ .iov_base = l->piece[0], .iov_len = 20 };
+    iov[1] = (struct iovec){ .iov_base = l->piece[1], .iov_len = 80 };
+    l->lent++;
+    return 2;
+}
+
+static void lend_done(NetClientState *nc, size_t len)
+{
+    LendingNic *l = nc->opaque;
+    g_assert_cmpuint(len, <=, 100);
+    if (!len) {
+        l->done_empty++;
+        return;
+    }
+    g_byte_array_append(l->direct, l->piece[0], MIN(len, 20));
+    if (len > 20) {
+        g_byte_array_append(l->direct, l->piece[1], len - 20);
+    }
+}
+
+static ssize_t lend_receive(NetClientState *nc, const struct iovec *iov, int iovcnt)
+{
+    LendingNic *l = nc->opaque;
+    for (int i = 0; i < iovcnt; i++) {
+        g_byte_array_append(l->copied, iov[i].iov_base, iov[i].iov_len);
+    }
+    return (ssize_t)net_iov_size(iov, iovcnt);
+}
+
+static bool lend_has_vnet_hdr(NetClientState *nc)
+{
+    return true;
+}
+
+static const NetClientInfo lending_info = {
+    .type = "test-lending", .receive = lend_receive, .has_vnet_hdr = lend_has_vnet_hdr,
+    .rx_direct_get = lend_get, .rx_direct_done = lend_done,
+};
+
+static void test_tap_reads_into_lent_buffer(void)
+{
+    Machine m = { 0 };
+    LendingNic l = { .direct = g_byte_array_new(), .copied = g_byte_array_new() };
+    GPtrArray *queues = g_ptr_array_new();
+    uint8_t small[NET_VNET_HDR_LEN + 60], big[NET_VNET_HDR_LEN + 300];
+    int fds[2];
+
+    for (unsigned i = 0; i < sizeof(big); i++) {
+        big[i] = (uint8_t)(i * 3 + 1);
+        if (i < sizeof(small)) {
+            small[i] = (uint8_t)(i * 5 + 2);
+        }
+    }
+    g_mutex_init(&m.lock);
+    m.ctx = g_main_context_default();
+    g_assert_cmpint(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, fds), ==, 0);
+    g_assert_true(g_unix_set_fd_nonblocking(fds[0], TRUE, NULL));
+    g_assert_true(net_tap_attach(&m, "t0", fds[0], true, false, "faketap", NULL, queues));
+    NetClientState *tap = g_ptr_array_index(queues, 0);
+    NetClientState *nic = net_client_new(NULL, &lending_info, "test", "nic", 0);
+    nic->opaque = &l;
+    net_link(tap, nic);
+    g_assert_true(tap->vnet_hdr);
+
+    g_assert_cmpint(write(fds[1], small, sizeof(small)), ==, sizeof(small));
+    g_assert_cmpint(write(fds[1], big, sizeof(big)), ==, sizeof(big));
+    g_assert_cmpint(write(fds[1], small, sizeof(small)), ==, sizeof(small));
+    for (unsigned i = 0; i < 100 && l.direct->len + l.copied->len < 2 * sizeof(small) +
+                                                                     sizeof(big); i++) {
+        g_main_context_iteration(m.ctx, FALSE);
+    }
+    /* Both small frames in the lent pieces, the big one whole through receive(). */
+    g_assert_cmpuint(l.direct->len, ==, 2 * sizeof(small));
+    g_assert_cmpmem(l.direct->data, sizeof(small), small, sizeof(small));
+    g_assert_cmpmem(l.direct->data + sizeof(small), sizeof(small), small, sizeof(small));
+    g_assert_cmpmem(l.copied->data, l.copied->len, big, sizeof(big));
+    /* Lent for each frame and for the read that found the socket empty; given back
+     * for the big frame and for that read. */
+    g_assert_cmpuint(l.lent, ==, 4);
+    g_assert_cmpuint(l.done_empty, ==, 2);
+
+    net_client_free(tap);                          /* closes fds[0] */
+    net_client_free(nic);
+    close(fds[1]);
+    g_ptr_array_free(queues, TRUE);
+    g_byte_array_free(l.direct, TRUE);
+    g_byte_array_free(l.copied, TRUE);
+    g_mutex_clear(&m.lock);
+}
+
 static void test_parse_mac(void)
 {
     uint8_t mac[6];
@@ -287,6 +394,7 @@ int main(int argc, char **argv)
     g_test_add_func("/net/queue-bytes-and-room", test_queue_bytes_and_room);
     g_test_add_func("/net/burst", test_burst);
     g_test_add_func("/net/tap-reads-on-peer-ready", test_tap_reads_on_peer_ready);
+    g_test_add_func("/net/tap-reads-into-lent-buffer", test_tap_reads_into_lent_buffer);
     g_test_add_func("/net/parse-mac", test_parse_mac);
     return g_test_run();
 }
