@@ -808,11 +808,26 @@ static int discard_data_file(BDRVQcow2State *s, uint64_t off, uint64_t len)
 }
 
 /*
+ * Whether the backing chain reads [off, off+len) as zeroes, as QEMU's is_zero() asks: one
+ * block-status answer covering the range says zero (data that happens to be zero is not).
+ */
+static bool backing_reads_zero(BDRVQcow2State *s, uint64_t off, uint64_t len)
+{
+    BlockDriverState *backing = s->bs->backing, *file;
+    int64_t pnum = 0, map;
+    int depth;
+    if (!len || !backing) {
+        return true;
+    }
+    int st = bdrv_block_status_above(backing, off, len, &pnum, &map, &file, &depth);
+    return st >= 0 && pnum == (int64_t)len && (st & BDRV_BLOCK_ZERO);
+}
+
+/*
  * Whether write-zeroes of [off, off+len), a part of one cluster, may zero the whole cluster
  * instead of writing zeroes, as QEMU does: the cluster is a zero cluster, or unallocated
- * and the rest of it reads zeroes (no backing file there; QEMU also asks the backing
- * chain's block status, we only look at its size).  Not with subclusters (QEMU zeroes
- * them one by one; here the part is written).
+ * with the rest of it reading zeroes.  Not with subclusters (QEMU zeroes them one by one;
+ * here the part is written).
  */
 static bool partial_cluster_zeroable(BDRVQcow2State *s, uint64_t off, uint64_t len)
 {
@@ -825,12 +840,11 @@ static bool partial_cluster_zeroable(BDRVQcow2State *s, uint64_t off, uint64_t l
     case QCOW2_CLUSTER_ZERO_ALLOC:
         return true;
     case QCOW2_CLUSTER_UNALLOCATED: {
-        BlockDriverState *backing = s->bs->backing;
         /* The rest of the cluster: before the part, and after it unless the disk ends. */
-        bool tail = off + len < (uint64_t)s->bs->total_size &&
-                    off + len < cstart + s->cluster_size;
-        uint64_t rest = off > cstart ? cstart : off + len;
-        return !backing || ((off > cstart || tail) && (int64_t)rest >= backing->total_size);
+        uint64_t cend = MIN(cstart + s->cluster_size, (uint64_t)s->bs->total_size);
+        uint64_t after = off + len < cend ? cend - (off + len) : 0;
+        return backing_reads_zero(s, cstart, off - cstart) &&
+               backing_reads_zero(s, off + len, after);
     }
     default:
         return false;

@@ -16,7 +16,7 @@
 typedef struct DiscardCase {
     const char *name;
     const char *create_opts; /* qemu-img create -o */
-    bool backing;
+    int backing;             /* 0: none, 1: written all over, 2: written in its first 128k */
     bool compressed;         /* the setup writes a compressed cluster */
     const char *op;          /* qemu-io command: "discard", "write -z" or "write -z -u" */
     uint64_t off, len;
@@ -60,7 +60,8 @@ static void build_image(const DiscardCase *c, const char *path, const char *base
     if (c->backing) {
         const char *mk[] = { qemu_img, "create", "-q", "-f", "qcow2", base, "1M", NULL };
         g_free(run_tool(mk));
-        const char *fill[] = { "write -P 0x5a 0 1M", NULL };
+        const char *fill[] = { c->backing == 2 ? "write -P 0x5a 0 128k" : "write -P 0x5a 0 1M",
+                               NULL };
         qemu_io_cmds(base, fill);
     }
     g_autoptr(GPtrArray) create = g_ptr_array_new();
@@ -140,29 +141,35 @@ static void test_discard_like_qemu(gconstpointer data)
 }
 
 static const DiscardCase cases[] = {
-    { "v3/discard", "compat=1.1", false, true, "discard", 0, 512 << 10 },
-    { "v3/write-zeroes", "compat=1.1", false, true, "write -z", 0, 512 << 10 },
-    { "v3/write-zeroes-unmap", "compat=1.1", false, true, "write -z -u", 0, 512 << 10 },
-    { "v3/discard-all", "compat=1.1", false, true, "discard", 0, 1 << 20 },
-    { "v3-backing/discard", "compat=1.1", true, true, "discard", 0, 512 << 10 },
-    { "v3-backing/write-zeroes", "compat=1.1", true, true, "write -z", 0, 512 << 10 },
-    { "v3-backing/write-zeroes-unmap", "compat=1.1", true, true, "write -z -u", 0, 512 << 10 },
-    { "v2/discard", "compat=0.10", false, true, "discard", 0, 512 << 10 },
-    { "v2-backing/discard", "compat=0.10", true, true, "discard", 0, 512 << 10 },
-    { "extl2/discard", "extended_l2=on", false, true, "discard", 0, 512 << 10 },
-    { "extl2/write-zeroes", "extended_l2=on", false, true, "write -z", 0, 512 << 10 },
-    { "extl2/write-zeroes-unmap", "extended_l2=on", false, true, "write -z -u", 0, 512 << 10 },
-    { "extl2-backing/discard", "extended_l2=on", true, true, "discard", 0, 512 << 10 },
+    { "v3/discard", "compat=1.1", 0, true, "discard", 0, 512 << 10 },
+    { "v3/write-zeroes", "compat=1.1", 0, true, "write -z", 0, 512 << 10 },
+    { "v3/write-zeroes-unmap", "compat=1.1", 0, true, "write -z -u", 0, 512 << 10 },
+    { "v3/discard-all", "compat=1.1", 0, true, "discard", 0, 1 << 20 },
+    { "v3-backing/discard", "compat=1.1", 1, true, "discard", 0, 512 << 10 },
+    { "v3-backing/write-zeroes", "compat=1.1", 1, true, "write -z", 0, 512 << 10 },
+    { "v3-backing/write-zeroes-unmap", "compat=1.1", 1, true, "write -z -u", 0, 512 << 10 },
+    { "v2/discard", "compat=0.10", 0, true, "discard", 0, 512 << 10 },
+    { "v2-backing/discard", "compat=0.10", 1, true, "discard", 0, 512 << 10 },
+    { "extl2/discard", "extended_l2=on", 0, true, "discard", 0, 512 << 10 },
+    { "extl2/write-zeroes", "extended_l2=on", 0, true, "write -z", 0, 512 << 10 },
+    { "extl2/write-zeroes-unmap", "extended_l2=on", 0, true, "write -z -u", 0, 512 << 10 },
+    { "extl2-backing/discard", "extended_l2=on", 1, true, "discard", 0, 512 << 10 },
     /* Partial clusters: QEMU zeroes a whole cluster that already reads as zeroes. */
-    { "v3/write-zeroes-partial", "compat=1.1", false, true, "write -z", 68 << 10, 272 << 10 },
-    { "v3/write-zeroes-unmap-partial", "compat=1.1", false, true, "write -z -u", 4 << 10,
+    { "v3/write-zeroes-partial", "compat=1.1", 0, true, "write -z", 68 << 10, 272 << 10 },
+    { "v3/write-zeroes-unmap-partial", "compat=1.1", 0, true, "write -z -u", 4 << 10,
       400 << 10 },
-    { "v3-backing/write-zeroes-partial", "compat=1.1", true, true, "write -z", 68 << 10,
+    { "v3-backing/write-zeroes-partial", "compat=1.1", 1, true, "write -z", 68 << 10,
       272 << 10 },
-    { "v3/discard-partial", "compat=1.1", false, true, "discard", 4 << 10, 400 << 10 },
-    { "v3/write-zeroes-across-border", "compat=1.1", false, true, "write -z", 180 << 10,
+    { "v3/discard-partial", "compat=1.1", 0, true, "discard", 4 << 10, 400 << 10 },
+    { "v3-sparse-backing/write-zeroes-partial", "compat=1.1", 2, true, "write -z", 68 << 10,
+      272 << 10 },
+    { "v3-sparse-backing/write-zeroes-unallocated-head", "compat=1.1", 2, true, "write -z",
+      200 << 10, 100 << 10 },
+    { "v3-sparse-backing/write-zeroes-data-head", "compat=1.1", 2, true, "write -z -u",
+      100 << 10, 100 << 10 },
+    { "v3/write-zeroes-across-border", "compat=1.1", 0, true, "write -z", 180 << 10,
       20 << 10 },
-    { "v3/write-zeroes-to-disk-end", "compat=1.1", false, true, "write -z -u", 900 << 10,
+    { "v3/write-zeroes-to-disk-end", "compat=1.1", 0, true, "write -z -u", 900 << 10,
       124 << 10 },
 };
 
