@@ -20,6 +20,7 @@ typedef struct DiscardCase {
     bool compressed;         /* the setup writes a compressed cluster */
     const char *op;          /* qemu-io command: "discard", "write -z" or "write -z -u" */
     uint64_t off, len;
+    const char *size;        /* of the image; 1M when NULL */
 } DiscardCase;
 
 static char *test_dir;
@@ -76,7 +77,7 @@ static void build_image(const DiscardCase *c, const char *path, const char *base
         }
     }
     g_ptr_array_add(create, (char *)path);
-    g_ptr_array_add(create, "1M");
+    g_ptr_array_add(create, (char *)(c->size ? c->size : "1M"));
     g_ptr_array_add(create, NULL);
     g_free(run_tool((const char *const *)create->pdata));
     const char *setup[] = {
@@ -161,6 +162,13 @@ static const DiscardCase cases[] = {
     { "v3-backing/write-zeroes-partial", "compat=1.1", 1, true, "write -z", 68 << 10,
       272 << 10 },
     { "v3/discard-partial", "compat=1.1", 0, true, "discard", 4 << 10, 400 << 10 },
+    /* A disk whose last cluster is partial: it counts whole at the end of the disk. */
+    { "v3-unaligned-size/discard-to-end", "compat=1.1", 0, true, "discard", 900 << 10,
+      100 << 10, "1000k" },
+    { "v3-unaligned-size/write-zeroes-to-end", "compat=1.1", 0, true, "write -z", 970 << 10,
+      30 << 10, "1000k" },
+    { "v3-unaligned-size/write-zeroes-unmap-to-end", "compat=1.1", 0, true, "write -z -u",
+      0, 1000 << 10, "1000k" },
     { "v3-sparse-backing/write-zeroes-partial", "compat=1.1", 2, true, "write -z", 68 << 10,
       272 << 10 },
     { "v3-sparse-backing/write-zeroes-unallocated-head", "compat=1.1", 2, true, "write -z",
