@@ -191,3 +191,25 @@ def test_image_opts_bad(chain, args, why):
     assert optstr in s.stderr or "mutually exclusive" in s.stderr, s.stderr
     assert not (d / "out.raw").exists()
     assert {p: p.read_bytes() for p in images} == images
+
+
+def test_sen_img_writes_json_backing_names(chain):
+    """create -b json:... and rebase -b json:... store the name as given; qemu-img reads
+    the chain through it, and a bad json: backing name fails without creating a file."""
+    d, base, top = chain
+    new = d / "new.qcow2"
+    run(SEN_IMG, "create", "-f", "qcow2", "-b", json_name(base), "-F", "qcow2", new)
+    q = json.loads(run(QEMU_IMG, "info", "--output=json", new).stdout)
+    assert q["backing-filename"] == json_name(base)
+    run(QEMU_IMG, "check", new)
+    run(QEMU_IMG, "compare", new, base)
+    # Safe rebase onto the json: name of top keeps what new reads (base's data).
+    run(SEN_IMG, "rebase", "-b", json_name(top), "-F", "qcow2", new)
+    assert json.loads(run(QEMU_IMG, "info", "--output=json", new).stdout)[
+        "backing-filename"] == json_name(top)
+    run(QEMU_IMG, "check", new)
+    run(QEMU_IMG, "compare", new, base)
+    bad = d / "bad.qcow2"
+    p = subprocess.run([SEN_IMG, "create", "-f", "qcow2", "-b", 'json:{"driver":', "-F",
+                        "qcow2", str(bad)], capture_output=True, text=True)
+    assert p.returncode != 0 and "JSON parse error" in p.stderr and not bad.exists()
