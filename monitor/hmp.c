@@ -8,6 +8,7 @@
 #include "accel/accel.h"
 #include "monitor/monitor-internal.h"
 #include "monitor/qapi-generated.h"
+#include "sen/block.h"
 #include "sen/hw/virtio-balloon.h"
 #include "sen/migration.h"
 #include "sen/net.h"
@@ -50,37 +51,113 @@ static bool hmp_info_cpus(QmpCtx *ctx, GString *out, Error **errp)
     return true;
 }
 
-static bool hmp_info_block(QmpCtx *ctx, GString *out, Error **errp)
+/* Appends text (lines ending in '\n') with the monitor's "\r\n" line ends. */
+static void hmp_append_lines(GString *out, const char *text)
+{
+    g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
+
+    for (char **l = lines; *l; l++) {
+        if (**l || l[1]) {
+            g_string_append_printf(out, "%s\r\n", *l);
+        }
+    }
+}
+
+/* The image and its backing chain as qemu-img info prints them (info block -v). */
+static void hmp_append_images(GString *out, json_t *image)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+
+    if (!f) {
+        return;
+    }
+    for (; image; image = json_object_get(image, "backing-image")) {
+        block_image_info_print(f, image);
+    }
+    fclose(f);
+    hmp_append_lines(out, text);
+    free(text);
+}
+
+/* QEMU's `info block [-v] [device]`: the drives (or one), -v adding their images. */
+static bool hmp_info_block_print(QmpCtx *ctx, GString *out, const char *device,
+                                 bool verbose, Error **errp)
 {
     json_t *drives = qmp_query_block(ctx, errp);
     size_t i;
     json_t *d;
+    bool first = true;
 
     if (!drives) {
         return false;
     }
     json_array_foreach(drives, i, d) {
+        const char *name = json_string_value(json_object_get(d, "device"));
+        if (device && strcmp(device, name)) {
+            continue;
+        }
         json_t *ins = json_object_get(d, "inserted");
         if (!ins) {
             /* QEMU's wording for a drive without a medium (e.g. -drive if=none). */
-            g_string_append_printf(out, "%s%s: [not inserted]\r\n", i ? "\r\n" : "",
-                                   json_string_value(json_object_get(d, "device")));
+            g_string_append_printf(out, "%s%s: [not inserted]\r\n", first ? "" : "\r\n",
+                                   name);
+            first = false;
             continue;
         }
         json_t *cache = json_object_get(ins, "cache");
         bool wb = json_is_true(json_object_get(cache, "writeback"));
         bool direct = json_is_true(json_object_get(cache, "direct"));
         g_string_append_printf(out, "%s%s (%s): %s (%s%s)\r\n    Cache mode:       %s%s\r\n",
-                               i ? "\r\n" : "",
-                               json_string_value(json_object_get(d, "device")),
+                               first ? "" : "\r\n", name,
                                json_string_value(json_object_get(ins, "node-name")),
                                json_string_value(json_object_get(ins, "file")),
                                json_string_value(json_object_get(ins, "drv")),
                                json_is_true(json_object_get(ins, "ro")) ? ", read-only" : "",
                                wb ? "writeback" : "writethrough", direct ? ", direct" : "");
+        first = false;
+        json_t *backing = json_object_get(ins, "backing_file");
+        if (backing) {
+            json_int_t depth = json_integer_value(json_object_get(ins, "backing_file_depth"));
+            g_string_append_printf(out, "    Backing file:     %s (chain depth: %"
+                                   JSON_INTEGER_FORMAT ")\r\n", json_string_value(backing),
+                                   depth);
+        }
+        if (verbose) {
+            g_string_append(out, "\r\nImages:\r\n");
+            hmp_append_images(out, json_object_get(ins, "image"));
+        }
     }
     json_decref(drives);
     return true;
+}
+
+static bool hmp_info_block(QmpCtx *ctx, GString *out, Error **errp)
+{
+    return hmp_info_block_print(ctx, out, NULL, false, errp);
+}
+
+static bool hmp_info_block_args(QmpCtx *ctx, const char *arg, GString *out, Error **errp)
+{
+    g_auto(GStrv) words = g_strsplit(arg, " ", -1);
+    const char *device = NULL;
+    bool verbose = false;
+
+    for (char **w = words; *w; w++) {
+        if (strcmp(*w, "-v") == 0) {
+            verbose = true;
+        } else if (**w == '-') {
+            error_setg(errp, "info block: invalid option '%s' (Sen knows -v)", *w);
+            return false;
+        } else if (device) {
+            error_setg(errp, "info block: extraneous characters at the end of line");
+            return false;
+        } else {
+            device = *w;
+        }
+    }
+    return hmp_info_block_print(ctx, out, device, verbose, errp);
 }
 
 static bool hmp_info_snapshots(QmpCtx *ctx, GString *out, Error **errp)
@@ -101,13 +178,8 @@ static bool hmp_info_registers(QmpCtx *ctx, GString *out, Error **errp)
     }
     ctx->m->accel->dump_state(ctx->m, f);
     fclose(f);
-    g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
+    hmp_append_lines(out, text);
     free(text);
-    for (char **l = lines; *l; l++) {
-        if (**l || l[1]) {
-            g_string_append_printf(out, "%s\r\n", *l);
-        }
-    }
     return true;
 }
 
@@ -391,6 +463,9 @@ typedef struct HmpArgCmd {
 } HmpArgCmd;
 
 static const HmpArgCmd hmp_arg_cmds[] = {
+    { "info block", "[-v] [device]",
+      "show the block devices (or one), with -v their images as qemu-img info does",
+      hmp_info_block_args },
     { "migrate", "URI", "migrate the VM to URI (tcp:, unix:, exec:, fd:, file:)",
       hmp_migrate },
     { "migrate_incoming", "URI", "start an incoming migration deferred by -incoming defer",

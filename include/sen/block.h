@@ -21,6 +21,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/uio.h>
 #include <glib.h>
 #include "sen/error.h"
@@ -281,6 +282,15 @@ int bdrv_block_status_above(BlockDriverState *bs, int64_t offset, int64_t bytes,
                             int64_t *pnum, int64_t *map, BlockDriverState **file,
                             int *depth);
 int bdrv_get_info(BlockDriverState *bs, BlockDriverInfo *bdi);
+/*
+ * Images as qemu-img prints them (block/image-info-text.c), for sen-img and the human
+ * monitor: sizes ("1.5 MiB"), one row of the snapshot table (icount < 0: none), and an
+ * ImageInfo JSON object (sen-img info's, or QMP's) as `qemu-img info` shows it.
+ */
+char *block_size_to_str(uint64_t val);
+void block_snapshot_row_print(FILE *f, const char *id, const char *name, uint64_t vm_size,
+                              uint32_t date_sec, uint64_t clock_ns, int64_t icount);
+void block_image_info_print(FILE *f, struct json_t *info);
 /* The format's ImageInfoSpecific (a new jansson reference), or NULL when it has none. */
 struct json_t *bdrv_get_specific_info(BlockDriverState *bs);
 /* Space the image takes on the host (st_blocks of the protocol file), or -errno. */

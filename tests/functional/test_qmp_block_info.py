@@ -56,7 +56,10 @@ def query_both(d, drive):
         proc, c = start(d, name, argv + ["-drive", drive])
         try:
             out[name] = (c.cmd("query-block"), c.cmd("query-named-block-nodes"),
-                         c.cmd("query-named-block-nodes", flat=True))
+                         c.cmd("query-named-block-nodes", flat=True),
+                         [c.cmd("human-monitor-command", command_line=line)
+                          for line in ("info block", "info block -v", "info block -v d0",
+                                       "info block nosuch")])
         finally:
             proc.kill()
             proc.communicate()
@@ -93,7 +96,7 @@ def test_qcow2_chain_like_qemu(d, opts):
                    check=True)
     subprocess.run([QEMU_IMG, "create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2",
                     top], check=True)
-    (sblk, snodes, sflat), (qblk, qnodes, qflat) = query_both(
+    (sblk, snodes, sflat, shmp), (qblk, qnodes, qflat, qhmp) = query_both(
         d, f"file={top},if=none,id=d0")
 
     simage, qimage = sblk[0]["inserted"]["image"], qblk[0]["inserted"]["image"]
@@ -104,13 +107,38 @@ def test_qcow2_chain_like_qemu(d, opts):
     assert sorted(map(node_facts, sflat)) == sorted(map(node_facts, qflat))
     assert all("backing-image" not in n["image"] for n in sflat)
     assert {n["node-name"] for n in snodes} >= {sblk[0]["inserted"]["node-name"]}
+    assert_hmp_like_qemu(shmp, qhmp)
+    assert "Format specific information:\r\n    compat: " in shmp[1]
+
+
+def hmp_comparable(text):
+    """info block without what differs by design: node names, QEMU's removable-media line
+    (Sen has no removable drives), and the backing format line (not in Sen's QMP
+    ImageInfo yet)."""
+    lines = []
+    for line in text.split("\r\n"):
+        if line.startswith("d0 ("):
+            line = "d0 " + line.split(": ", 1)[1]
+        if not line.startswith(("    Removable device:", "backing file format:")):
+            lines.append(line)
+    return lines
+
+
+def assert_hmp_like_qemu(shmp, qhmp):
+    assert len(shmp) == len(qhmp) == 4
+    for s, q in zip(shmp, qhmp):
+        assert hmp_comparable(s) == hmp_comparable(q)
+    assert shmp[1] == shmp[2] and shmp[3] == ""
 
 
 def test_raw_has_no_format_specific(d):
     img = os.path.join(d, "d.raw")
     with open(img, "wb") as f:
         f.truncate(1 << 20)
-    (sblk, snodes, _), (qblk, qnodes, _) = query_both(d, f"file={img},format=raw,if=none,id=d0")
+    (sblk, snodes, _, shmp), (qblk, qnodes, _, qhmp) = query_both(
+        d, f"file={img},format=raw,if=none,id=d0")
     assert "format-specific" not in sblk[0]["inserted"]["image"]
-    assert image_facts(sblk[0]["inserted"]["image"]) == image_facts(qblk[0]["inserted"]["image"])
+    assert image_facts(sblk[0]["inserted"]["image"]) == \
+        image_facts(qblk[0]["inserted"]["image"])
     assert sorted(map(node_facts, snodes)) == sorted(map(node_facts, qnodes))
+    assert_hmp_like_qemu(shmp, qhmp)

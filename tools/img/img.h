@@ -59,11 +59,6 @@ int img_parse_image_args(int argc, char **argv, const ImgArgsSpec *spec, ImgImag
  */
 BlockDriverState *img_open(const char *filename, const char *fmt, bool image_opts,
                            int flags);
-/* "1.5 MiB" as qemu-img prints sizes. */
-char *img_size_to_str(uint64_t val);
-/* One row of the snapshot table as qemu-img prints it (icount < 0: none). */
-void img_print_snapshot_row(const char *id, const char *name, uint64_t vm_size,
-                            uint32_t date_sec, uint64_t clock_ns, int64_t icount);
 /* Adds the BDRV_O_* flags of a -t cache mode (none, writeback, unsafe, ...) to *flags;
  * false with qemu-img's message for an unknown mode. */
 bool img_parse_cache(const char *mode, int *flags);

@@ -76,80 +76,6 @@ static json_t *image_info(BlockDriverState *bs)
     return o;
 }
 
-static void print_human(json_t *o)
-{
-    uint64_t vs = json_integer_value(json_object_get(o, "virtual-size"));
-    g_autofree char *vss = img_size_to_str(vs);
-    printf("image: %s\nfile format: %s\nvirtual size: %s (%" G_GUINT64_FORMAT " bytes)\n",
-           json_string_value(json_object_get(o, "filename")),
-           json_string_value(json_object_get(o, "format")), vss, vs);
-    json_t *as = json_object_get(o, "actual-size");
-    if (as) {
-        g_autofree char *ass = img_size_to_str(json_integer_value(as));
-        printf("disk size: %s\n", ass);
-    } else {
-        printf("disk size: unavailable\n");
-    }
-    json_t *cs = json_object_get(o, "cluster-size");
-    if (cs) {
-        printf("cluster_size: %" JSON_INTEGER_FORMAT "\n", json_integer_value(cs));
-    }
-    json_t *bf = json_object_get(o, "backing-filename");
-    if (bf) {
-        const char *b = json_string_value(bf);
-        const char *full = json_string_value(json_object_get(o, "full-backing-filename"));
-        if (strcmp(b, full)) {
-            printf("backing file: %s (actual path: %s)\n", b, full);
-        } else {
-            printf("backing file: %s\n", b);
-        }
-        json_t *bff = json_object_get(o, "backing-filename-format");
-        if (bff) {
-            printf("backing file format: %s\n", json_string_value(bff));
-        }
-    }
-    json_t *sn = json_object_get(o, "snapshots");
-    if (sn && json_array_size(sn)) {
-        printf("Snapshot list:\nID        TAG               VM SIZE                DATE     "
-               "VM CLOCK     ICOUNT\n");
-        size_t i;
-        json_t *e;
-        json_array_foreach(sn, i, e) {
-            json_t *ic = json_object_get(e, "icount");
-            img_print_snapshot_row(
-                json_string_value(json_object_get(e, "id")),
-                json_string_value(json_object_get(e, "name")),
-                json_integer_value(json_object_get(e, "vm-state-size")),
-                json_integer_value(json_object_get(e, "date-sec")),
-                json_integer_value(json_object_get(e, "vm-clock-sec")) * 1000000000ull +
-                    json_integer_value(json_object_get(e, "vm-clock-nsec")),
-                ic ? json_integer_value(ic) : -1);
-        }
-    }
-    json_t *fs = json_object_get(o, "format-specific");
-    if (fs) {
-        json_t *d = json_object_get(fs, "data");
-        printf("Format specific information:\n");
-        const char *k;
-        json_t *v;
-        json_object_foreach(d, k, v) {
-            g_autofree char *key = g_strdup(k);
-            for (char *p = key; *p; p++) {
-                if (*p == '-') {
-                    *p = ' ';
-                }
-            }
-            if (json_is_string(v)) {
-                printf("    %s: %s\n", key, json_string_value(v));
-            } else if (json_is_boolean(v)) {
-                printf("    %s: %s\n", key, json_is_true(v) ? "true" : "false");
-            } else {
-                printf("    %s: %" JSON_INTEGER_FORMAT "\n", key, json_integer_value(v));
-            }
-        }
-    }
-}
-
 static bool info_option(int c, const char *arg, void *opaque)
 {
     *(bool *)opaque = true; /* --backing-chain, the only one */
@@ -196,7 +122,7 @@ int img_info(int argc, char **argv)
             if (i) {
                 printf("\n");
             }
-            print_human(e);
+            block_image_info_print(stdout, e);
         }
     }
     json_decref(list);

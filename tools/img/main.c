@@ -3,7 +3,6 @@
  * are spelled as qemu-img spells them; exit status 1 on every error, with the image left
  * untouched.
  */
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -78,20 +77,6 @@ BlockDriverState *img_open(const char *filename, const char *fmt, bool image_opt
         error_report_err(err);
     }
     return bs;
-}
-
-char *img_size_to_str(uint64_t val)
-{
-    static const char *const suffixes[] = { "", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei" };
-    int e;
-    /* Switch units once the value reaches 1000 of the smaller one (qemu-img's choice). */
-    frexp(val / (1000.0 / 1024.0), &e);
-    int i = e > 0 ? (e - 1) / 10 : 0;
-    if (i >= (int)G_N_ELEMENTS(suffixes)) {
-        i = G_N_ELEMENTS(suffixes) - 1;
-    }
-    uint64_t div = 1ull << (i * 10);
-    return g_strdup_printf("%0.3g %sB", (double)val / div, suffixes[i]);
 }
 
 bool img_parse_cache(const char *mode, int *flags)

@@ -5,25 +5,6 @@
 
 #include "tools/img/img.h"
 
-void img_print_snapshot_row(const char *id, const char *name, uint64_t vm_size,
-                            uint32_t date_sec, uint64_t clock_ns, int64_t icount)
-{
-    g_autofree char *vm = img_size_to_str(vm_size);
-    time_t t = date_sec;
-    struct tm tm;
-    char date[32];
-    char ic[24] = "";
-    localtime_r(&t, &tm);
-    strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S", &tm);
-    uint64_t secs = clock_ns / 1000000000;
-    if (icount >= 0) {
-        snprintf(ic, sizeof(ic), "%" G_GINT64_FORMAT, icount);
-    }
-    printf("%-9s %-17s %7s %19s %02" G_GUINT64_FORMAT ":%02d:%02d.%03d %10s\n", id, name, vm,
-           date, secs / 3600, (int)(secs / 60 % 60), (int)(secs % 60),
-           (int)(clock_ns % 1000000000 / 1000000), ic);
-}
-
 typedef struct SnapshotOpts {
     char action;            /* 'l', 'a', 'c', 'd' or 0 (list) */
     const char *name;
@@ -95,7 +76,7 @@ int img_snapshot(int argc, char **argv)
                    "     VM CLOCK     ICOUNT\n");
             for (guint i = 0; i < list->len; i++) {
                 BlockSnapshotInfo *sn = g_ptr_array_index(list, i);
-                img_print_snapshot_row(sn->id_str, sn->name, sn->vm_state_size, sn->date_sec,
+                block_snapshot_row_print(stdout, sn->id_str, sn->name, sn->vm_state_size, sn->date_sec,
                                        sn->vm_clock_nsec,
                                        sn->icount == (uint32_t)-1 ? -1 : (int64_t)sn->icount);
             }
