@@ -677,6 +677,46 @@ static int64_t alloc_data_clusters(BDRVQcow2State *s, uint64_t cstart, uint64_t 
     return qcow2_has_data_file(s) ? (int64_t)cstart : qcow2_alloc_clusters(s, n);
 }
 
+void qcow2_prealloc_ahead(BDRVQcow2State *s, uint64_t host, uint64_t len)
+{
+    BlockDriverState *file = s->bs->file;
+    if (qcow2_has_data_file(s) || s->data_file != file || s->prealloc_refused ||
+        host + len <= s->prealloc_end) {
+        return;
+    }
+    int64_t flen = bdrv_getlength(file);
+    if (flen < 0 || host + len <= (uint64_t)flen) {
+        return; /* inside the file already (reused free space) */
+    }
+    if (!s->prealloc_end) {
+        s->prealloc_from = flen;
+    }
+    uint64_t step = QCOW2_PREALLOC_STEP;
+    uint64_t end = ((host + len + step - 1) / step) * step;
+    /* Zeroes past the end of a file are fallocate(FALLOC_FL_ZERO_RANGE): blocks allocated
+     * as unwritten extents, the size grown, nothing written. */
+    if (bdrv_pwrite_zeroes(file, flen, end - flen, BDRV_REQ_NO_FALLBACK) < 0) {
+        s->prealloc_refused = true;
+        return;
+    }
+    s->prealloc_end = end;
+}
+
+void qcow2_prealloc_trim(BDRVQcow2State *s)
+{
+    if (!s->prealloc_end) {
+        return;
+    }
+    uint64_t used = MAX(s->prealloc_from, s->alloc_end << s->cluster_bits);
+    int64_t flen = bdrv_getlength(s->bs->file);
+    Error *err = NULL;
+    if (flen > 0 && (uint64_t)flen > used && !bdrv_truncate(s->bs->file, used, true, &err)) {
+        /* Only space is lost: the tail reads as zeroes and nothing refers to it. */
+        error_free(err);
+    }
+    s->prealloc_end = 0;
+}
+
 /*
  * Gives back n clusters from alloc_data_clusters that no L2 entry points to yet, after
  * their write failed (a full host file system): otherwise they stay allocated and
@@ -713,6 +753,7 @@ static int allocate_unlocked(BDRVQcow2State *s, int64_t l2, uint64_t off, uint64
         unalloc_data_clusters(s, (uint64_t)target, n);
         return ret;
     }
+    qcow2_prealloc_ahead(s, target, n << s->cluster_bits);
     for (uint64_t i = 0; i < n; i++) {
         uint64_t *key = g_new(uint64_t, 1);
         *key = cstart + (i << s->cluster_bits);

@@ -738,6 +738,7 @@ static void qcow2_close(BlockDriverState *bs)
         if (qcow2_has_data_file(s)) {
             bdrv_flush(s->data_file);
         }
+        qcow2_prealloc_trim(s);
         bdrv_flush(bs->file);
     }
     qcow2_free_state(s);

@@ -280,6 +280,11 @@ typedef struct BDRVQcow2State {
     Qcow2Cache *rb_cache;
     uint64_t free_hint;      /* cluster index where the free-space search starts */
     uint64_t alloc_end;      /* one past the highest cluster index ever allocated */
+    /* Guest writes grow the image file ahead of need (qcow2_prealloc_ahead): where that
+     * preallocated tail ends (0: none yet), the file length before the first step (close
+     * trims no lower), and whether the file system refused (no further tries). */
+    uint64_t prealloc_end, prealloc_from;
+    bool prealloc_refused;
     uint64_t free_byte_offset; /* where the next compressed run may be packed */
 } BDRVQcow2State;
 
@@ -321,6 +326,20 @@ int qcow2_update_refcount(BDRVQcow2State *s, uint64_t off, uint64_t len, int64_t
 int64_t qcow2_alloc_clusters(BDRVQcow2State *s, uint64_t n);
 
 /* qcow2-cluster.c */
+/*
+ * Before guest data goes to host clusters [host, host+len) past the end of the image file
+ * (lock held): extends the file by QCOW2_PREALLOC_STEP of allocated, zero-reading space in
+ * one fallocate, so the data writes land inside the file rather than extending it one at
+ * a time (on ext4 an extending O_DIRECT write excludes every other write to the file).
+ * Best effort: failure only means the writes extend the file themselves.  qcow2_close
+ * trims what was not used; after a crash the tail is unreferenced zeroes, which qemu-img
+ * check accepts.
+ */
+enum { QCOW2_PREALLOC_STEP = 32 << 20 };
+void qcow2_prealloc_ahead(BDRVQcow2State *s, uint64_t host, uint64_t len);
+/* On close: gives back the preallocated tail past the last allocated cluster. */
+void qcow2_prealloc_trim(BDRVQcow2State *s);
+
 /* Takes s->lock once no unlocked data I/O is in flight (for operations that free clusters). */
 void qcow2_lock_exclusive(BDRVQcow2State *s);
 /* Guest reads (lock held; drops it around data I/O, see BDRVQcow2State.lock). */
