@@ -27,30 +27,10 @@ static const char *qmp_detect_zeroes_name(BlockDetectZeroes dz)
 /* QEMU's ImageInfo of bs, with the backing chain nested as backing-image unless flat. */
 static json_t *qmp_image_info(BlockDriverState *bs, bool flat)
 {
-    json_t *image = json_pack("{s:o,s:s,s:I}", "filename",
-                              monitor_host_string(bs->filename), "format",
-                              bs->drv->format_name, "virtual-size",
-                              (json_int_t)bdrv_get_reported_size(bs));
-    int64_t actual = bdrv_get_allocated_file_size(bs);
-    if (actual >= 0) {
-        json_object_set_new(image, "actual-size", json_integer(actual));
-    }
-    BlockDriverInfo bdi = { 0 };
-    bool have_bdi = bdrv_get_info(bs, &bdi) == 0;
-    if (have_bdi && bdi.cluster_size > 0) {
-        json_object_set_new(image, "cluster-size", json_integer(bdi.cluster_size));
-    }
-    json_object_set_new(image, "dirty-flag", json_boolean(have_bdi && bdi.is_dirty));
-    json_t *specific = bdrv_get_specific_info(bs);
-    if (specific) {
-        json_object_set_new(image, "format-specific", specific);
-    }
-    if (bs->backing) {
-        json_object_set_new(image, "backing-filename",
-                            monitor_host_string(bs->backing->filename));
-        if (!flat) {
-            json_object_set_new(image, "backing-image", qmp_image_info(bs->backing, false));
-        }
+    json_t *image = bdrv_query_image_info(bs);
+
+    if (bs->backing && !flat) {
+        json_object_set_new(image, "backing-image", qmp_image_info(bs->backing, false));
     }
     return image;
 }

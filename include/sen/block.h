@@ -291,6 +291,9 @@ char *block_size_to_str(uint64_t val);
 void block_snapshot_row_print(FILE *f, const char *id, const char *name, uint64_t vm_size,
                               uint32_t date_sec, uint64_t clock_ns, int64_t icount);
 void block_image_info_print(FILE *f, struct json_t *info);
+/* QEMU's ImageInfo of bs alone (block/image-info.c): qemu-img info --output=json's object,
+ * without backing-image; a new reference. */
+struct json_t *bdrv_query_image_info(BlockDriverState *bs);
 /* The format's ImageInfoSpecific (a new jansson reference), or NULL when it has none. */
 struct json_t *bdrv_get_specific_info(BlockDriverState *bs);
 /* Space the image takes on the host (st_blocks of the protocol file), or -errno. */

@@ -69,7 +69,8 @@ def query_both(d, drive):
 def image_facts(image):
     """What both VMMs must agree on, down the backing chain."""
     keep = ("filename", "format", "virtual-size", "cluster-size", "dirty-flag",
-            "format-specific", "actual-size")
+            "format-specific", "actual-size", "backing-filename", "full-backing-filename",
+            "backing-filename-format", "snapshots")
     facts = {k: image[k] for k in keep if k in image}
     if "backing-image" in image:
         facts["backing-image"] = image_facts(image["backing-image"])
@@ -94,6 +95,7 @@ def test_qcow2_chain_like_qemu(d, opts):
     base, top = os.path.join(d, "base.qcow2"), os.path.join(d, "top.qcow2")
     subprocess.run([QEMU_IMG, "create", "-q", "-f", "qcow2", "-o", opts, base, "8M"],
                    check=True)
+    subprocess.run([QEMU_IMG, "snapshot", "-c", "snap1", base], check=True)
     subprocess.run([QEMU_IMG, "create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2",
                     top], check=True)
     (sblk, snodes, sflat, shmp), (qblk, qnodes, qflat, qhmp) = query_both(
@@ -102,6 +104,8 @@ def test_qcow2_chain_like_qemu(d, opts):
     simage, qimage = sblk[0]["inserted"]["image"], qblk[0]["inserted"]["image"]
     assert simage["format-specific"] == qemu_img_specific(top)
     assert simage["backing-image"]["format-specific"] == qemu_img_specific(base)
+    assert simage["backing-image"]["snapshots"][0]["name"] == "snap1"
+    assert simage["backing-filename-format"] == "qcow2"
     assert image_facts(simage) == image_facts(qimage)
     assert sorted(map(node_facts, snodes)) == sorted(map(node_facts, qnodes))
     assert sorted(map(node_facts, sflat)) == sorted(map(node_facts, qflat))
@@ -112,14 +116,13 @@ def test_qcow2_chain_like_qemu(d, opts):
 
 
 def hmp_comparable(text):
-    """info block without what differs by design: node names, QEMU's removable-media line
-    (Sen has no removable drives), and the backing format line (not in Sen's QMP
-    ImageInfo yet)."""
+    """info block without what differs by design: node names and QEMU's removable-media
+    line (Sen has no removable drives)."""
     lines = []
     for line in text.split("\r\n"):
         if line.startswith("d0 ("):
             line = "d0 " + line.split(": ", 1)[1]
-        if not line.startswith(("    Removable device:", "backing file format:")):
+        if not line.startswith("    Removable device:"):
             lines.append(line)
     return lines
 
