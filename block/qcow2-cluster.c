@@ -1098,6 +1098,41 @@ static void zeroed_l2e(const BDRVQcow2State *s, Qcow2ZeroMode mode, uint64_t old
 }
 
 /*
+ * Extended L2: makes the whole subclusters [off, off+len) of one cluster read as zeroes
+ * (zero bits set, allocation bits cleared; the host cluster stays), as QEMU's
+ * zero_l2_subclusters.  -ENOTSUP for a compressed cluster, which has no subclusters.
+ */
+int qcow2_zero_subclusters(BDRVQcow2State *s, uint64_t off, uint64_t len)
+{
+    uint64_t l2e, bitmap;
+    int ret = qcow2_get_l2e(s, off, &l2e, &bitmap);
+    if (ret < 0) {
+        return ret;
+    }
+    if (l2e & QCOW2_OFLAG_COMPRESSED) {
+        return -ENOTSUP;
+    }
+    unsigned first = (off & (s->cluster_size - 1)) / s->subcluster_size;
+    unsigned n = len / s->subcluster_size;
+    uint32_t bits = (n >= 32 ? 0xffffffffu : ((1u << n) - 1)) << first;
+    uint64_t nb = (bitmap | (uint64_t)bits << 32) & ~(uint64_t)bits;
+    if (nb == bitmap) {
+        return 0;
+    }
+    int64_t l2 = qcow2_get_writable_l2(s, off);
+    if (l2 < 0) {
+        return l2;
+    }
+    /* The L2 table may have been copied (its entries lose OFLAG_COPIED): again. */
+    ret = qcow2_get_l2e(s, off, &l2e, &bitmap);
+    if (ret < 0) {
+        return ret;
+    }
+    nb = (bitmap | (uint64_t)bits << 32) & ~(uint64_t)bits;
+    return qcow2_set_l2e(s, l2, l2_index(s, off), l2e, &nb);
+}
+
+/*
  * Rewrites the L2 entries of whole clusters [off, off+n*cluster) for a discard or a
  * write-zeroes (mode, see qcow2.h).  Dropped references are released after one L2 flush
  * for the whole range.

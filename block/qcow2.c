@@ -827,8 +827,7 @@ static bool backing_reads_zero(BDRVQcow2State *s, uint64_t off, uint64_t len)
 /*
  * Whether write-zeroes of [off, off+len), a part of one cluster, may zero the whole cluster
  * instead of writing zeroes, as QEMU does: the cluster is a zero cluster, or unallocated
- * with the rest of it reading zeroes.  Not with subclusters (QEMU zeroes them one by one;
- * here the part is written).
+ * with the rest of it reading zeroes.  (With subclusters see zero_partial_subclusters.)
  */
 static bool partial_cluster_zeroable(BDRVQcow2State *s, uint64_t off, uint64_t len)
 {
@@ -852,11 +851,74 @@ static bool partial_cluster_zeroable(BDRVQcow2State *s, uint64_t off, uint64_t l
     }
 }
 
+/*
+ * Extended L2: whether the partial subcluster part [off, end) may zero its whole
+ * subcluster (QEMU's rule at subcluster granularity: a zero or unallocated subcluster
+ * whose rest reads zeroes).
+ */
+static bool partial_subcluster_zeroable(BDRVQcow2State *s, uint64_t off, uint64_t end)
+{
+    uint64_t sstart = off & ~(s->subcluster_size - 1), l2e, bitmap;
+    if (qcow2_get_l2e(s, off, &l2e, &bitmap) < 0) {
+        return false;
+    }
+    unsigned sc = (off & (s->cluster_size - 1)) / s->subcluster_size;
+    switch (qcow2_subcluster_type(s, l2e, bitmap, sc)) {
+    case QCOW2_SC_ZERO_PLAIN:
+    case QCOW2_SC_ZERO_ALLOC:
+        return true;
+    case QCOW2_SC_UNALLOCATED_PLAIN:
+    case QCOW2_SC_UNALLOCATED_ALLOC: {
+        uint64_t send = MIN(sstart + s->subcluster_size, (uint64_t)s->bs->total_size);
+        return backing_reads_zero(s, sstart, off - sstart) &&
+               backing_reads_zero(s, end, end < send ? send - end : 0);
+    }
+    default:
+        return false;
+    }
+}
+
+/*
+ * Extended L2: zeroes [off, off+len), a part of one cluster, as QEMU: whole subclusters
+ * get their zero bit, a partial one at either end too when it reads zeroes apart from
+ * the part (else the part is written), and at the end of the disk the last subcluster
+ * counts whole.  A compressed cluster has no subclusters: written.
+ */
+static int zero_partial_subclusters(BDRVQcow2State *s, uint64_t off, uint64_t len,
+                                    const uint8_t *zeros)
+{
+    uint64_t ssz = s->subcluster_size, end = off + len;
+    uint64_t zs = UINT64_MAX, ze = 0; /* the subclusters to mark: only the ends can drop out */
+    int ret = 0;
+    for (uint64_t p0 = off, p1; ret == 0 && p0 < end; p0 = p1) {
+        uint64_t sstart = p0 & ~(ssz - 1);
+        p1 = MIN(end, sstart + ssz);
+        bool whole = p0 == sstart && (p1 == sstart + ssz || p1 >= (uint64_t)s->bs->total_size);
+        if (whole || partial_subcluster_zeroable(s, p0, p1)) {
+            zs = MIN(zs, sstart);
+            ze = sstart + ssz;
+        } else {
+            ret = qcow2_write_data(s, p0, p1 - p0, zeros);
+        }
+    }
+    if (ret == 0 && zs < ze) {
+        ret = qcow2_zero_subclusters(s, zs, ze - zs);
+        if (ret == -ENOTSUP) {
+            uint64_t a = MAX(zs, off);
+            ret = qcow2_write_data(s, a, MIN(ze, end) - a, zeros);
+        }
+    }
+    return ret;
+}
+
 /* Zeroes [off, off+len), a part of one cluster: the whole cluster when that reads the
  * same, else by writing zeroes. */
 static int zero_partial_cluster(BDRVQcow2State *s, uint64_t off, uint64_t len,
                                 const uint8_t *zeros, Qcow2ZeroMode mode)
 {
+    if (s->extl2) {
+        return zero_partial_subclusters(s, off, len, zeros);
+    }
     if (partial_cluster_zeroable(s, off, len)) {
         return qcow2_zero_clusters(s, off & ~(s->cluster_size - 1), 1, mode);
     }

@@ -370,6 +370,8 @@ typedef enum Qcow2ZeroMode {
     QCOW2_ZERO_UNMAP,   /* write-zeroes with may-unmap: zero flag, host cluster freed */
 } Qcow2ZeroMode;
 int qcow2_zero_clusters(BDRVQcow2State *s, uint64_t off, uint64_t n, Qcow2ZeroMode mode);
+/* Extended L2: whole subclusters [off, off+len) of one cluster read as zeroes. */
+int qcow2_zero_subclusters(BDRVQcow2State *s, uint64_t off, uint64_t len);
 /* Adds delta to the refcount of every cluster an L2 entry references. */
 int qcow2_ref_l2e(BDRVQcow2State *s, uint64_t l2e, int64_t delta);
 /*
