@@ -145,3 +145,18 @@ def test_raw_has_no_format_specific(d):
         image_facts(qblk[0]["inserted"]["image"])
     assert sorted(map(node_facts, snodes)) == sorted(map(node_facts, qnodes))
     assert_hmp_like_qemu(shmp, qhmp)
+
+
+def test_json_filename_drive_like_qemu(d):
+    """-drive file=json:{...} (commas doubled in the option string) opens the node the
+    JSON describes; both VMMs then report the same nodes and images."""
+    img = os.path.join(d, "j.qcow2")
+    subprocess.run([QEMU_IMG, "create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on", img,
+                    "4M"], check=True)
+    name = "json:" + json.dumps({"driver": "qcow2", "file": {"driver": "file",
+                                                             "filename": img}})
+    (sblk, snodes, _, shmp), (qblk, qnodes, _, qhmp) = query_both(
+        d, "file=" + name.replace(",", ",,") + ",if=none,id=d0")
+    assert sblk[0]["inserted"]["image"]["format-specific"] == qemu_img_specific(img)
+    assert sorted(map(node_facts, snodes)) == sorted(map(node_facts, qnodes))
+    assert_hmp_like_qemu(shmp, qhmp)
