@@ -824,6 +824,11 @@ struct json_t *bdrv_get_specific_info(BlockDriverState *bs)
     return bs->drv->get_specific_info ? bs->drv->get_specific_info(bs) : NULL;
 }
 
+BlockDriverState *bdrv_get_data_file(BlockDriverState *bs)
+{
+    return bs->drv->get_data_file ? bs->drv->get_data_file(bs) : NULL;
+}
+
 int bdrv_get_info(BlockDriverState *bs, BlockDriverInfo *bdi)
 {
     memset(bdi, 0, sizeof(*bdi));
@@ -832,13 +837,23 @@ int bdrv_get_info(BlockDriverState *bs, BlockDriverInfo *bdi)
 
 int64_t bdrv_get_allocated_file_size(BlockDriverState *bs)
 {
-    while (bs && !bs->drv->is_protocol) {
-        bs = bs->file;
+    /*
+     * As QEMU: an external data file counts too, except for a metadata-only open
+     * (qemu-img info), where QEMU does not open the data file at all.
+     */
+    BlockDriverState *data = bs && !(bs->open_flags & BDRV_O_NO_IO) ? bdrv_get_data_file(bs)
+                                                                    : NULL;
+    BlockDriverState *proto = bs;
+
+    while (proto && !proto->drv->is_protocol) {
+        proto = proto->file;
     }
-    if (!bs || bs->drv != &bdrv_file) {
+    if (!proto || proto->drv != &bdrv_file) {
         return -ENOTSUP;
     }
-    return file_posix_allocated_size(bs);
+    int64_t size = file_posix_allocated_size(proto);
+    int64_t data_size = data && size >= 0 ? bdrv_get_allocated_file_size(data) : 0;
+    return data_size < 0 ? data_size : size + data_size;
 }
 
 /* ---- asynchronous submission ---- */

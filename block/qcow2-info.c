@@ -1,7 +1,8 @@
 /*
  * The qcow2 part of QEMU's ImageInfoSpecific ({"type": "qcow2", "data": {...}}), one
  * source for `sen-img info` and for QMP query-block / query-named-block-nodes, so the
- * tool and the monitor cannot disagree about an image.
+ * tool and the monitor cannot disagree about an image; and the data file child the
+ * monitor lists as a node.
  */
 #include <jansson.h>
 
@@ -39,4 +40,11 @@ json_t *qcow2_get_specific_info(BlockDriverState *bs)
     }
     g_mutex_unlock(&s->lock);
     return json_pack("{s:s,s:o}", "type", "qcow2", "data", d);
+}
+
+BlockDriverState *qcow2_get_data_file(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+
+    return qcow2_has_data_file(s) ? s->data_file : NULL;
 }

@@ -1209,6 +1209,7 @@ const BlockDriver bdrv_qcow2 = {
     .block_status = qcow2_block_status,
     .get_info = qcow2_get_info,
     .get_specific_info = qcow2_get_specific_info,
+    .get_data_file = qcow2_get_data_file,
     .check = qcow2_check_locked,
     .create = qcow2_create,
     .snapshot_create = qcow2_snapshot_create,

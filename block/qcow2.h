@@ -451,6 +451,8 @@ bool qcow2_create(const char *filename, Keyval *opts, Error **errp);
 char *qcow2_resolve_backing(const char *image, const char *backing);
 /* ImageInfoSpecific of a qcow2 node (qcow2-info.c). */
 struct json_t *qcow2_get_specific_info(BlockDriverState *bs);
+/* The external data file node, or NULL when data lives in the image (qcow2-info.c). */
+BlockDriverState *qcow2_get_data_file(BlockDriverState *bs);
 /* Drops every cluster of the active image (commit): all of it reads from the backing. */
 int qcow2_make_empty(BlockDriverState *bs);
 /* Rewrites the header with a new backing file name/format (NULL/"" backing: none). */

@@ -82,7 +82,7 @@ json_t *qmp_query_block(QmpCtx *ctx, Error **errp)
     return list;
 }
 
-/* Adds bs and the nodes below it (file child, backing chain) not listed yet. */
+/* Adds bs and the nodes below it (file child, data file, backing chain) not listed yet. */
 static void qmp_collect_nodes(BlockDriverState *bs, GPtrArray *nodes)
 {
     if (!bs || g_ptr_array_find(nodes, bs, NULL)) {
@@ -90,6 +90,7 @@ static void qmp_collect_nodes(BlockDriverState *bs, GPtrArray *nodes)
     }
     g_ptr_array_add(nodes, bs);
     qmp_collect_nodes(bs->file, nodes);
+    qmp_collect_nodes(bdrv_get_data_file(bs), nodes);
     qmp_collect_nodes(bs->backing, nodes);
 }
 

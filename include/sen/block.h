@@ -140,6 +140,9 @@ struct BlockDriver {
     /* QEMU's ImageInfoSpecific, {"type": format, "data": {...}} (a new reference), for
      * `sen-img info` and QMP; NULL: the format has none. */
     struct json_t *(*get_specific_info)(BlockDriverState *bs);
+    /* The node's external data file child (qcow2 data-file), not its file or backing,
+     * so that query-named-block-nodes lists it; NULL or returning NULL: none. */
+    BlockDriverState *(*get_data_file)(BlockDriverState *bs);
     /* Consistency check, repairing what fix asks for. */
     int (*check)(BlockDriverState *bs, BlockCheckResult *res, BlockCheckFix fix);
     /* Creates an image at filename from create options ("size", "cluster_size", ...;
@@ -296,6 +299,8 @@ void block_image_info_print(FILE *f, struct json_t *info);
 struct json_t *bdrv_query_image_info(BlockDriverState *bs);
 /* The format's ImageInfoSpecific (a new jansson reference), or NULL when it has none. */
 struct json_t *bdrv_get_specific_info(BlockDriverState *bs);
+/* bs's external data file child, or NULL. */
+BlockDriverState *bdrv_get_data_file(BlockDriverState *bs);
 /* Space the image takes on the host (st_blocks of the protocol file), or -errno. */
 int64_t bdrv_get_allocated_file_size(BlockDriverState *bs);
 

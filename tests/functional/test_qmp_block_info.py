@@ -160,3 +160,16 @@ def test_json_filename_drive_like_qemu(d):
     assert sblk[0]["inserted"]["image"]["format-specific"] == qemu_img_specific(img)
     assert sorted(map(node_facts, snodes)) == sorted(map(node_facts, qnodes))
     assert_hmp_like_qemu(shmp, qhmp)
+
+
+def test_data_file_node_like_qemu(d):
+    """An external data file is a node of its own in query-named-block-nodes, in both."""
+    img, data = os.path.join(d, "i.qcow2"), os.path.join(d, "i.data")
+    subprocess.run([QEMU_IMG, "create", "-q", "-f", "qcow2", "-o", f"data_file={data}", img,
+                    "4M"], check=True)
+    (sblk, snodes, sflat, _), (qblk, qnodes, qflat, _) = query_both(
+        d, f"file={img},if=none,id=d0")
+    assert sblk[0]["inserted"]["image"]["format-specific"] == qemu_img_specific(img)
+    assert data in [n["file"] for n in snodes]
+    assert sorted(map(node_facts, snodes)) == sorted(map(node_facts, qnodes))
+    assert sorted(map(node_facts, sflat)) == sorted(map(node_facts, qflat))
