@@ -621,6 +621,68 @@ static void test_bad_options_protocol_ok(Fixture *f, gconstpointer data)
     bdrv_unref(bs);
 }
 
+/* JSON node options flatten to the dotted keys bdrv_open reads; bad JSON is refused. */
+static void test_keyval_from_json(Fixture *f, gconstpointer data)
+{
+    Error *err = NULL;
+    g_autoptr(Keyval) kv = block_keyval_from_json(
+        "{\"driver\": \"raw\", \"read-only\": true, \"size\": 4096, "
+        "\"file\": {\"driver\": \"file\", \"filename\": \"a,b\", "
+        "\"cache\": {\"direct\": false}}}", "test", &err);
+    g_assert_nonnull(kv);
+    g_assert_cmpstr(keyval_get(kv, "driver"), ==, "raw");
+    g_assert_cmpstr(keyval_get(kv, "read-only"), ==, "on");
+    g_assert_cmpstr(keyval_get(kv, "size"), ==, "4096");
+    g_assert_cmpstr(keyval_get(kv, "file.filename"), ==, "a,b");
+    g_assert_cmpstr(keyval_get(kv, "file.cache.direct"), ==, "off");
+    static const struct {
+        const char *json, *want;
+    } bad[] = {
+        { "{\"driver\": ", "test: JSON parse error" },
+        { "[\"raw\"]", "test: the JSON form must be an object" },
+        { "{\"file\": {\"x\": [1]}}", "test: 'file.x': expected a string" },
+        { "{\"x\": null}", "test: 'x': expected" },
+        { "{\"x\": 1.5}", "test: 'x': expected" },
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+        g_assert_null(block_keyval_from_json(bad[i].json, "test", &err));
+        g_assert_nonnull(err);
+        if (!g_str_has_prefix(error_get_pretty(err), bad[i].want)) {
+            g_error("%s: '%s' lacks '%s'", bad[i].json, error_get_pretty(err), bad[i].want);
+        }
+        g_clear_pointer(&err, error_free);
+    }
+}
+
+/* json:{...} names open the node they describe; explicit options win; errors name them. */
+static void test_json_filename(Fixture *f, gconstpointer data)
+{
+    Error *err = NULL;
+    g_autofree char *name = g_strdup_printf(
+        "json:{\"driver\": \"raw\", \"offset\": 512, "
+        "\"file\": {\"filename\": \"%s\"}}", f->path);
+    BlockDriverState *bs = bdrv_open(name, opts_of("size=1024"), NULL, 0, &err);
+    if (!bs) {
+        g_error("open %s: %s", name, error_get_pretty(err));
+    }
+    g_assert_cmpstr(bs->drv->format_name, ==, "raw");
+    g_assert_cmpstr(bs->filename, ==, f->path);
+    g_assert_cmpint(bdrv_getlength(bs), ==, 1024);
+    g_assert_true(bs->read_only);
+    bdrv_unref(bs);
+
+    g_autofree char *bogus = g_strdup_printf(
+        "json:{\"driver\": \"raw\", \"bogus\": 1, "
+        "\"file\": {\"filename\": \"%s\"}}", f->path);
+    expect_open_error(bogus, NULL, NULL, "invalid parameter 'bogus'", bogus);
+    expect_open_error("json:{\"driver\": ", NULL, NULL, "JSON parse error",
+                      "'json:{\"driver\": '");
+    expect_open_error("json:{\"driver\": \"raw\", "
+                      "\"file\": {\"filename\": \"/nonexistent\"}}",
+                      NULL, NULL, "Could not open '/nonexistent'", "json:{");
+    expect_open_error(name, NULL, "qcow2", "driver=raw conflicts with format=qcow2", NULL);
+}
+
 /* -drive / -blockdev from the command line to backends, without a VM. */
 static void test_machine_drives(Fixture *f, gconstpointer data)
 {
@@ -712,6 +774,8 @@ int main(int argc, char **argv)
     ADD("truncate-and-status", test_truncate_and_status);
     ADD("bad-options", test_bad_options);
     ADD("protocol-only", test_bad_options_protocol_ok);
+    ADD("keyval-from-json", test_keyval_from_json);
+    ADD("json-filename", test_json_filename);
     ADD("machine-drives", test_machine_drives);
     ADD("if-virtio", test_if_virtio);
     return g_test_run();
