@@ -50,7 +50,9 @@ static bool block_json_flatten(json_t *obj, const char *prefix, Keyval *kv, cons
 Keyval *block_keyval_from_json(const char *json, const char *what, Error **errp)
 {
     json_error_t jerr;
-    json_t *root = json_loads(json, 0, &jerr);
+    /* A repeated key is an error, as in QEMU's JSON parser: last-one-wins would let
+     * {"driver": "qcow2", "driver": "raw"} open a qcow2 image as raw. */
+    json_t *root = json_loads(json, JSON_REJECT_DUPLICATES, &jerr);
     Keyval *kv;
 
     if (!root) {

@@ -643,6 +643,8 @@ static void test_keyval_from_json(Fixture *f, gconstpointer data)
         { "{\"file\": {\"x\": [1]}}", "test: 'file.x': expected a string" },
         { "{\"x\": null}", "test: 'x': expected" },
         { "{\"x\": 1.5}", "test: 'x': expected" },
+        { "{\"driver\": \"qcow2\", \"file\": {\"driver\": \"file\"}, \"driver\": \"raw\"}",
+          "test: JSON parse error: duplicate object key" },
     };
     for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
         g_assert_null(block_keyval_from_json(bad[i].json, "test", &err));
