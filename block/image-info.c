@@ -9,9 +9,7 @@
 #include "block/qcow2.h"
 #include "sen/block.h"
 
-/* File and snapshot names are host bytes; JSON wants UTF-8 (bad bytes become U+FFFD, as
- * QEMU's JSON writer does). */
-static json_t *host_string(const char *text)
+json_t *block_json_host_string(const char *text)
 {
     g_autofree char *valid = g_utf8_make_valid(text, -1);
     return json_string(valid);
@@ -34,10 +32,10 @@ static json_t *snapshot_list(BlockDriverState *bs)
             json_object_set_new(o, "date-nsec", json_integer(sn->date_nsec));
             json_object_set_new(o, "vm-clock-nsec",
                                 json_integer(sn->vm_clock_nsec % 1000000000));
-            json_object_set_new(o, "name", host_string(sn->name));
+            json_object_set_new(o, "name", block_json_host_string(sn->name));
             json_object_set_new(o, "vm-clock-sec",
                                 json_integer(sn->vm_clock_nsec / 1000000000));
-            json_object_set_new(o, "id", host_string(sn->id_str));
+            json_object_set_new(o, "id", block_json_host_string(sn->id_str));
             if (sn->extra_len < 24) {
                 json_object_del(o, "icount");
             }
@@ -57,10 +55,11 @@ json_t *bdrv_query_image_info(BlockDriverState *bs)
     bool have_bdi = bdrv_get_info(bs, &bdi) == 0;
 
     if (s && s->backing_file && s->ext.backing_fmt) {
-        json_object_set_new(o, "backing-filename-format", host_string(s->ext.backing_fmt));
+        json_object_set_new(o, "backing-filename-format",
+                            block_json_host_string(s->ext.backing_fmt));
     }
     json_object_set_new(o, "virtual-size", json_integer(bdrv_get_reported_size(bs)));
-    json_object_set_new(o, "filename", host_string(bs->filename));
+    json_object_set_new(o, "filename", block_json_host_string(bs->filename));
     if (have_bdi && bdi.cluster_size) {
         json_object_set_new(o, "cluster-size", json_integer(bdi.cluster_size));
     }
@@ -79,8 +78,8 @@ json_t *bdrv_query_image_info(BlockDriverState *bs)
     }
     if (s && s->backing_file) {
         g_autofree char *full = qcow2_resolve_backing(bs->filename, s->backing_file);
-        json_object_set_new(o, "full-backing-filename", host_string(full));
-        json_object_set_new(o, "backing-filename", host_string(s->backing_file));
+        json_object_set_new(o, "full-backing-filename", block_json_host_string(full));
+        json_object_set_new(o, "backing-filename", block_json_host_string(s->backing_file));
     }
     json_object_set_new(o, "dirty-flag", json_boolean(have_bdi && bdi.is_dirty));
     return o;

@@ -25,7 +25,7 @@ json_t *qcow2_get_specific_info(BlockDriverState *bs)
                                          QCOW2_COMPAT_LAZY_REFCOUNTS));
         json_object_set_new(d, "refcount-bits", json_integer(1 << s->h.refcount_order));
         if (s->ext.data_file) {
-            json_object_set_new(d, "data-file", json_string(s->ext.data_file));
+            json_object_set_new(d, "data-file", block_json_host_string(s->ext.data_file));
         }
         if (qcow2_has_data_file(s)) {
             json_object_set_new(d, "data-file-raw", json_boolean(s->data_file_raw));

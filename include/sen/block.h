@@ -297,6 +297,10 @@ void block_image_info_print(FILE *f, struct json_t *info);
 /* QEMU's ImageInfo of bs alone (block/image-info.c): qemu-img info --output=json's object,
  * without backing-image; a new reference. */
 struct json_t *bdrv_query_image_info(BlockDriverState *bs);
+/* A name from the host or an image (file, snapshot, data file) as a JSON string, a new
+ * reference: JSON wants UTF-8, so bad bytes become U+FFFD, as QEMU's JSON writer does
+ * (jansson's json_string() would return NULL and the member would vanish). */
+struct json_t *block_json_host_string(const char *text);
 /* The format's ImageInfoSpecific (a new jansson reference), or NULL when it has none. */
 struct json_t *bdrv_get_specific_info(BlockDriverState *bs);
 /* bs's external data file child, or NULL. */

@@ -158,6 +158,16 @@ def test_missing_data_file(tmp_path):
     assert unchanged([img]) == before
 
 
+def test_data_file_name_not_utf8(tmp_path):
+    """A data file name that is not UTF-8 is still reported, its bad byte as U+FFFD, as
+    qemu-img does (it used to vanish from format-specific)."""
+    img = tmp_path / "s.qcow2"
+    ok(QEMU_IMG, "create", "-q", "-f", "qcow2", "-o", "data_file=d\udcff.raw", img, SIZE)
+    infos = [info_json(t, img) for t in (SEN_IMG, QEMU_IMG)]
+    assert infos[0]["format-specific"]["data"]["data-file"] == "d\ufffd.raw"
+    assert infos[0] == infos[1]
+
+
 def test_compression_refused(tmp_path):
     src = tmp_path / "src.raw"
     pattern_source(src)
