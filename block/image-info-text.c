@@ -30,17 +30,19 @@ void block_snapshot_row_print(FILE *f, const char *id, const char *name, uint64_
     g_autofree char *vm = block_size_to_str(vm_size);
     time_t t = date_sec;
     struct tm tm;
-    char date[32];
+    char date[32], clock[48];
     char ic[24] = "";
     localtime_r(&t, &tm);
     strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S", &tm);
     uint64_t secs = clock_ns / 1000000000;
+    snprintf(clock, sizeof(clock), "%02" G_GUINT64_FORMAT ":%02d:%02d.%03d", secs / 3600,
+             (int)(secs / 60 % 60), (int)(secs % 60), (int)(clock_ns % 1000000000 / 1000000));
     if (icount >= 0) {
         snprintf(ic, sizeof(ic), "%" G_GINT64_FORMAT, icount);
     }
-    fprintf(f, "%-9s %-17s %7s %19s %02" G_GUINT64_FORMAT ":%02d:%02d.%03d %10s\n", id, name,
-            vm, date, secs / 3600, (int)(secs / 60 % 60), (int)(secs % 60),
-            (int)(clock_ns % 1000000000 / 1000000), ic);
+    /* QEMU 7.2's bdrv_snapshot_dump widths: a tag of 17 characters or more, or an
+     * 8-character VM size ("1.29 MiB"), shifts the rest of the row as there. */
+    fprintf(f, "%-9s %-16s %8s%20s%13s%11s\n", id, name, vm, date, clock, ic);
 }
 
 void block_image_info_print(FILE *f, json_t *o)

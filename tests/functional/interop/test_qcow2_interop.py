@@ -353,6 +353,18 @@ def raw_variants(tmp_path, size, n):
     return out
 
 
+def test_snapshot_list_long_tag(tmp_path):
+    """A tag of 17 characters or more shifts the row as in qemu-img 7.2 (its columns are
+    "%-9s %-16s %8s%20s%13s%11s"), in snapshot -l and in info."""
+    img = tmp_path / "s.qcow2"
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", img, "1M")
+    for tag in ("short", "a-tag-of-17-chars", "a-tag-much-longer-than-the-column"):
+        run(QEMU_IMG, "snapshot", "-c", tag, img)
+    assert sen("snapshot", "-l", img).stdout == run(QEMU_IMG, "snapshot", "-l", img).stdout
+    assert sen("info", img).stdout.split("Snapshot list:")[1] == \
+        run(QEMU_IMG, "info", img).stdout.split("Snapshot list:")[1]
+
+
 @pytest.mark.parametrize("opts", ["cluster_size=4096", "cluster_size=65536,refcount_bits=4",
                                   "cluster_size=65536,extended_l2=on"])
 def test_sen_snapshots(tmp_path, opts):
