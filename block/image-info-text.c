@@ -40,8 +40,8 @@ void block_snapshot_row_print(FILE *f, const char *id, const char *name, uint64_
     if (icount >= 0) {
         snprintf(ic, sizeof(ic), "%" G_GINT64_FORMAT, icount);
     }
-    /* QEMU 7.2's bdrv_snapshot_dump widths: a tag of 17 characters or more, or an
-     * 8-character VM size ("1.29 MiB"), shifts the rest of the row as there. */
+    /* QEMU 7.2's bdrv_snapshot_dump widths: an 8-character VM size ("1.29 MiB") fits,
+     * a tag of 17 characters or more shifts the rest of the row as there. */
     fprintf(f, "%-9s %-16s %8s%20s%13s%11s\n", id, name, vm, date, clock, ic);
 }
 
