@@ -702,6 +702,19 @@ void qcow2_prealloc_ahead(BDRVQcow2State *s, uint64_t host, uint64_t len)
     s->prealloc_end = end;
 }
 
+/*
+ * Whether host [host, host+len), allocated when alloc_end was old_end (bytes), lies in the
+ * grown tail where no cluster was ever allocated: the fallocate left it reading zeroes and
+ * nothing has written there since (writes go to allocated clusters, all below alloc_end),
+ * so a partial write needs no zeroing first.  A freed and reused cluster is below old_end.
+ */
+static bool prealloc_untouched(const BDRVQcow2State *s, uint64_t old_end, uint64_t host,
+                               uint64_t len)
+{
+    return s->prealloc_end && host >= MAX(s->prealloc_from, old_end) &&
+           host + len <= s->prealloc_end;
+}
+
 void qcow2_prealloc_trim(BDRVQcow2State *s)
 {
     if (!s->prealloc_end) {
@@ -744,6 +757,7 @@ static int allocate_unlocked(BDRVQcow2State *s, int64_t l2, uint64_t off, uint64
     uint64_t coff = off & (s->cluster_size - 1);
     uint64_t cstart = off - coff;
     uint64_t n = (coff + len + s->cluster_size - 1) >> s->cluster_bits;
+    uint64_t old_end = s->alloc_end << s->cluster_bits;
     int64_t target = alloc_data_clusters(s, cstart, n);
     if (target < 0) {
         return target;
@@ -754,6 +768,10 @@ static int allocate_unlocked(BDRVQcow2State *s, int64_t l2, uint64_t off, uint64
         return ret;
     }
     qcow2_prealloc_ahead(s, target, n << s->cluster_bits);
+    /* A zeroing fallocate takes ext4's inode lock and waits for all direct I/O: at depth
+     * 32 it ran 4 KiB writes into new clusters one at a time. */
+    bool zeroed = len == (n << s->cluster_bits) ||
+                  prealloc_untouched(s, old_end, (uint64_t)target, n << s->cluster_bits);
     for (uint64_t i = 0; i < n; i++) {
         uint64_t *key = g_new(uint64_t, 1);
         *key = cstart + (i << s->cluster_bits);
@@ -762,8 +780,7 @@ static int allocate_unlocked(BDRVQcow2State *s, int64_t l2, uint64_t off, uint64
     g_atomic_int_inc(&s->data_io_inflight);
     g_mutex_unlock(&s->lock);
     /* A cluster reused from freed space may hold old bytes: the file zeroes it first. */
-    ret = len < (n << s->cluster_bits)
-              ? bdrv_pwrite_zeroes(s->data_file, target, n << s->cluster_bits, 0) : 0;
+    ret = zeroed ? 0 : bdrv_pwrite_zeroes(s->data_file, target, n << s->cluster_bits, 0);
     if (ret == 0) {
         ret = bdrv_pwrite(s->data_file, target + coff, len, buf);
     }

@@ -284,6 +284,49 @@ static void test_snapshot_create_fails_cleanly(void)
 }
 
 /*
+ * A partial write into a new cluster of the tail the file grew ahead (qcow2_prealloc_ahead)
+ * skips the zeroing, the tail reading zeroes already; one into a cluster freed there and
+ * reused still zeroes it, or the rest of the cluster would show the old bytes.
+ */
+static void test_grow_ahead_partial_writes(void)
+{
+    g_autofree char *path = tmp_path("sen-test-qcow2-growpart.qcow2");
+    const uint64_t cs = 65536;
+    block_test_create("qcow2", path, "size=64M");
+    BlockDriverState *bs = block_test_open(path, "qcow2", BDRV_O_RDWR | BDRV_O_UNMAP);
+    g_autofree uint8_t *buf = g_malloc(cs), *want = g_malloc0(cs);
+    memset(buf, 0xaa, cs);
+    g_assert_cmpint(bdrv_pwrite(bs, 0, cs, buf), ==, 0);
+    /* Its host cluster goes back to the free space, in the grown tail. */
+    g_assert_cmpint(bdrv_pdiscard(bs, 0, cs), ==, 0);
+    for (int round = 0; round < 2; round++) {
+        for (uint64_t c = 1; c <= 4; c++) {
+            memset(buf, 0x10 * c + round, 4096);
+            g_assert_cmpint(bdrv_pwrite(bs, (c << 20) + 4096 * c, 4096, buf), ==, 0);
+        }
+        for (uint64_t c = 1; c <= 4; c++) {
+            memset(want, 0, cs);
+            memset(want + 4096 * c, 0x10 * c + round, 4096);
+            g_assert_cmpint(bdrv_pread(bs, c << 20, cs, buf), ==, 0);
+            g_assert_cmpmem(buf, cs, want, cs);
+        }
+        g_assert_cmpint(bdrv_pread(bs, 0, cs, buf), ==, 0);
+        g_assert_true(buffer_is_zero(buf, cs));
+        block_test_check_clean(bs);
+        /* Again after a reopen: the trimmed file, grown anew. */
+        bdrv_unref(bs);
+        bs = block_test_open(path, "qcow2", round ? 0 : BDRV_O_RDWR | BDRV_O_UNMAP);
+        if (!round) {
+            g_assert_cmpint(bdrv_pwrite_zeroes(bs, 1 << 20, 4 << 20, BDRV_REQ_MAY_UNMAP),
+                            ==, 0);
+        }
+    }
+    block_test_check_clean(bs);
+    bdrv_unref(bs);
+    g_unlink(path);
+}
+
+/*
  * Reads into many buffers (as virtio-blk passes guest pages) return what single-buffer
  * reads return, over runs of data clusters stored back to back (one vectored transfer),
  * runs broken by zero, unallocated and backing clusters, and iovecs longer than the read.
@@ -545,6 +588,7 @@ int main(int argc, char **argv)
                          test_scattered_reads);
     g_test_add_data_func("/qcow2-io/scattered-reads/extl2", "extended_l2=on",
                          test_scattered_reads);
+    g_test_add_func("/qcow2-io/grow-ahead-partial-writes", test_grow_ahead_partial_writes);
     g_test_add_func("/qcow2-io/dirty-open-repairs", test_dirty_open);
     g_test_add_func("/qcow2-io/corrupt-images", test_corrupt_images);
     g_test_add_func("/qcow2-io/snapshot-name-too-long", test_snapshot_name_too_long);
