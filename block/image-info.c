@@ -15,6 +15,7 @@ json_t *block_json_host_string(const char *text)
     return json_string(valid);
 }
 
+/* Keys in qemu-img 7.2's order; icount only when recorded (QEMU stores -1 for none). */
 static json_t *snapshot_list(BlockDriverState *bs)
 {
     BDRVQcow2State *s = bs->opaque;
@@ -24,21 +25,20 @@ static json_t *snapshot_list(BlockDriverState *bs)
         list = json_array();
         for (guint i = 0; i < a->len; i++) {
             Qcow2Snapshot *sn = &g_array_index(a, Qcow2Snapshot, i);
+            uint64_t icount = sn->extra_len >= 24 ? qcow2_ld64(sn->extra + 16) : UINT64_MAX;
             json_t *o = json_object();
-            json_object_set_new(o, "icount", json_integer(sn->extra_len >= 24 ?
-                                (json_int_t)qcow2_ld64(sn->extra + 16) : -1));
-            json_object_set_new(o, "vm-state-size", json_integer(sn->vm_state_size));
-            json_object_set_new(o, "date-sec", json_integer(sn->date_sec));
-            json_object_set_new(o, "date-nsec", json_integer(sn->date_nsec));
+            if (icount != UINT64_MAX) {
+                json_object_set_new(o, "icount", json_integer((json_int_t)icount));
+            }
             json_object_set_new(o, "vm-clock-nsec",
                                 json_integer(sn->vm_clock_nsec % 1000000000));
             json_object_set_new(o, "name", block_json_host_string(sn->name));
+            json_object_set_new(o, "date-sec", json_integer(sn->date_sec));
+            json_object_set_new(o, "date-nsec", json_integer(sn->date_nsec));
             json_object_set_new(o, "vm-clock-sec",
                                 json_integer(sn->vm_clock_nsec / 1000000000));
             json_object_set_new(o, "id", block_json_host_string(sn->id_str));
-            if (sn->extra_len < 24) {
-                json_object_del(o, "icount");
-            }
+            json_object_set_new(o, "vm-state-size", json_integer(sn->vm_state_size));
             json_array_append_new(list, o);
         }
     }
@@ -58,6 +58,10 @@ json_t *bdrv_query_image_info(BlockDriverState *bs)
         json_object_set_new(o, "backing-filename-format",
                             block_json_host_string(s->ext.backing_fmt));
     }
+    json_t *sn = s ? snapshot_list(bs) : NULL;
+    if (sn) {
+        json_object_set_new(o, "snapshots", sn);
+    }
     json_object_set_new(o, "virtual-size", json_integer(bdrv_get_reported_size(bs)));
     json_object_set_new(o, "filename", block_json_host_string(bs->filename));
     if (have_bdi && bdi.cluster_size) {
@@ -67,10 +71,6 @@ json_t *bdrv_query_image_info(BlockDriverState *bs)
     int64_t actual = bdrv_get_allocated_file_size(bs);
     if (actual >= 0) {
         json_object_set_new(o, "actual-size", json_integer(actual));
-    }
-    json_t *sn = s ? snapshot_list(bs) : NULL;
-    if (sn) {
-        json_object_set_new(o, "snapshots", sn);
     }
     json_t *specific = bdrv_get_specific_info(bs);
     if (specific) {

@@ -236,6 +236,29 @@ def test_info_backing_and_snapshots(tmp_path):
     assert "backing file: b.qcow2" in ours_h and "Snapshot list:" in ours_h
 
 
+def test_info_snapshots_text_matches_qemu(tmp_path):
+    """info --output=json with snapshots is qemu-img's text, key order included; a
+    snapshot without an instruction count (QEMU's savevm stores -1) has no icount."""
+    base, img = tmp_path / "b.qcow2", tmp_path / "t.qcow2"
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", base, "16M")
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", "-b", "b.qcow2", "-F", "qcow2", img)
+    run(QEMU_IMG, "snapshot", "-c", "with-icount", img)
+    run(QEMU_IMG, "snapshot", "-c", "savevm-like", img)
+    with open(img, "r+b") as f:
+        f.seek(64)
+        table = struct.unpack(">Q", f.read(8))[0]
+        f.seek(table)
+        entry = f.read(40)
+        id_len, name_len = struct.unpack(">HH", entry[12:16])
+        extra = struct.unpack(">I", entry[36:40])[0]
+        second = table + (40 + extra + id_len + name_len + 7) // 8 * 8
+        f.seek(second + 40 + 16)  # the second entry's icount, in its extra data
+        f.write(b"\xff" * 8)
+    out = sen("info", "--output=json", img).stdout
+    assert out == run(QEMU_IMG, "info", "--output=json", img).stdout
+    assert out.count('"icount"') == 1
+
+
 def refblock_poke(img, cluster, value):
     """Sets cluster's 16-bit refcount in the first refcount block of a 64k-cluster image."""
     with open(img, "r+b") as f:
