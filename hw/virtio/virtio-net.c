@@ -317,11 +317,12 @@ static void nic_rx_direct_done(NetClientState *nc, size_t len)
     uint16_t one = 1;
 
     q->rx_direct = NULL;
-    if (!e || len > e->in_len) {
-        return; /* cannot happen: the backend holds the element's size */
+    if (!e) {
+        return; /* nothing was lent */
     }
-    if (len <= NET_VNET_HDR_LEN) {
-        /* Nothing read (the buffer goes back untouched for the driver), or a runt. */
+    if (len <= NET_VNET_HDR_LEN || len > e->in_len) {
+        /* Nothing read (the buffer goes back untouched for the driver), a runt, or more
+         * than was lent (a backend bug): the buffer stays the device's for the next. */
         n->rx_dropped += len != 0;
         virtqueue_unpop(q->rx, e);
         return;

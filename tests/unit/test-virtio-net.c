@@ -947,6 +947,17 @@ static void test_rx_direct(void)
     g_assert_cmpmem(f.vt.ram + BUF(2) + HDR_LEN, 70, mine->data, 70);
     g_assert_cmpint(net_peer_rx_direct_get(f.peer, iov, 8), ==, 0); /* none left */
 
+    /* A backend saying it read more than it was lent: nothing published, the buffer
+     * neither leaked nor lost to the driver, lent again for the next frame. */
+    Buf last = { BUF(3), 2048, true };
+    post(&f, RXQ, &last, 1);
+    g_assert_cmpint(net_peer_rx_direct_get(f.peer, iov, 8), ==, 1);
+    net_peer_rx_direct_done(f.peer, 2049);
+    g_assert_cmpuint(used_idx(&f, RXQ), ==, 2);
+    g_assert_cmpint(net_peer_rx_direct_get(f.peer, iov, 8), ==, 1);
+    g_assert_true(iov[0].iov_base == f.vt.ram + BUF(3));
+    net_peer_rx_direct_done(f.peer, 0);
+
     /* A backend without the header gets no buffers lent: it sends through receive(). */
     f.peer->info = &peer_info;
     net_link(f.nic, f.peer);
