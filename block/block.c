@@ -558,14 +558,37 @@ BlockDriverState *bdrv_open(const char *filename, Keyval *options, const char *f
     return bdrv_open_ex(filename, options, format, flags, NULL, NULL, errp);
 }
 
+/*
+ * A backing file opens inside its overlay's open, so the chain recurses on the stack: an
+ * image that names itself as its backing file (directly, or through another image or a
+ * json: name) would recurse until the stack overflows.  Chains deeper than this are
+ * refused instead; the depth counts the backing opens nested on this thread.
+ */
+#define BDRV_MAX_BACKING_DEPTH 512
+#define BDRV_TOO_DEEP_MSG "backing chain deeper than"
+static __thread unsigned bdrv_backing_depth;
+
 bool bdrv_open_backing(BlockDriverState *bs, const char *filename, const char *format,
                        Error **errp)
 {
     int flags = bs->open_flags & (BDRV_O_NOCACHE | BDRV_O_NO_FLUSH | BDRV_O_NATIVE_AIO);
-    BlockDriverState *backing = bdrv_open(filename, NULL, format, flags, errp);
+    Error *err = NULL;
 
+    if (bdrv_backing_depth == BDRV_MAX_BACKING_DEPTH) {
+        error_setg(errp, BDRV_TOO_DEEP_MSG " %d images (does '%s' lead back to itself?)",
+                   BDRV_MAX_BACKING_DEPTH, filename);
+        return false;
+    }
+    bdrv_backing_depth++;
+    BlockDriverState *backing = bdrv_open(filename, NULL, format, flags, &err);
+    bdrv_backing_depth--;
     if (!backing) {
-        error_prepend(errp, "Could not open backing file: ");
+        /* Said once, not once per image of the chain. */
+        if (!g_str_has_prefix(error_get_pretty(err), BDRV_TOO_DEEP_MSG) ||
+            !bdrv_backing_depth) {
+            error_prepend(&err, "Could not open backing file: ");
+        }
+        error_propagate(errp, err);
         return false;
     }
     backing->ctx = bs->ctx;

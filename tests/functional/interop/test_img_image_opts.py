@@ -76,6 +76,23 @@ def test_bad_json_filename(chain, name, why):
     assert base.read_bytes() == before
 
 
+@pytest.mark.parametrize("json_backing", [False, True])
+def test_backing_loop_fails_cleanly(tmp_path, json_backing):
+    """An image whose backing chain leads back to itself (an untrusted image can say so)
+    fails to open with one clear message; it used to overflow sen-img's stack."""
+    img = tmp_path / "loop.qcow2"
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", img, "1M")
+    backing = json_name(img) if json_backing else str(img)
+    run(QEMU_IMG, "rebase", "-u", "-F", "qcow2", "-b", backing, img)
+    for args in (["map", img], ["info", "--backing-chain", img], ["convert", img,
+                                                                  tmp_path / "x.raw"]):
+        p = run(SEN_IMG, *args, check=False, timeout=60)
+        assert p.returncode == 1, (args, p.stderr)
+        assert p.stderr.count("Could not open backing file: ") == 1, p.stderr
+        assert "backing chain deeper than 512 images" in p.stderr, p.stderr
+    run(SEN_IMG, "info", img)  # without its backing chain it opens
+
+
 # --image-opts: the same option string given to both tools, run in the image directory.
 OPTS = "driver=qcow2,file.driver=file,file.filename=top.qcow2"
 
