@@ -696,6 +696,12 @@ void qcow2_prealloc_ahead(BDRVQcow2State *s, uint64_t host, uint64_t len)
     /* Zeroes past the end of a file are fallocate(FALLOC_FL_ZERO_RANGE): blocks allocated
      * as unwritten extents, the size grown, nothing written. */
     if (bdrv_pwrite_zeroes(file, flen, end - flen, BDRV_REQ_NO_FALLBACK) < 0) {
+        /* Out of space, ext4 has set the size as far as it got (11 of 32 MiB seen), and
+         * nothing would trim that: give it back (nothing lies past flen, lock held). */
+        Error *err = NULL;
+        if (!bdrv_truncate(file, flen, true, &err)) {
+            error_free(err);
+        }
         s->prealloc_refused = true;
         return;
     }
