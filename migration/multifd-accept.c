@@ -190,11 +190,15 @@ bool multifd_accept_channels(MigListener *l, int main_fd, uint32_t channels,
                        .id_seen = g_new0(bool, channels) };
     uint32_t accepted = 0;
     bool ok = true;
+    /* The source closed main.  Its hang-up stays readable: polled again, every poll
+     * would return at once, and a partial greeting that holds the window open until
+     * its deadline would keep this loop spinning. */
+    bool main_hup = false;
 
     while (ok && accepted < channels) {
         struct pollfd p[2 + MULTIFD_MAX_PENDING] = {
             { .fd = l->listen_fd, .events = POLLIN },
-            { .fd = main_fd, .events = POLLRDHUP },
+            { .fd = main_hup ? -1 : main_fd, .events = POLLRDHUP },
         };
         int timeout = MULTIFD_POLL_MS;
         int64_t now = g_get_monotonic_time();
@@ -249,8 +253,8 @@ bool multifd_accept_channels(MigListener *l, int main_fd, uint32_t channels,
             ok = accept_one(&w, errp);
             progress = true;
         }
-        if (ok && accepted < channels && !progress && n > 0 &&
-            (p[1].revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+        main_hup |= n > 0 && (p[1].revents & (POLLRDHUP | POLLHUP | POLLERR));
+        if (ok && accepted < channels && !progress && main_hup && n >= 0) {
             error_setg(errp, "%s: the source closed the migration stream before opening "
                        "all its multifd channels", l->uri->uri);
             ok = false;

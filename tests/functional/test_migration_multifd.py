@@ -563,6 +563,35 @@ class StrayInjectingProxy:
             s.close()
 
 
+def cpu_seconds(pid):
+    """User + system CPU time the process used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_source_gone_while_a_stray_greets_in_pieces_waits_without_spinning(vms, tmp_path):
+    """The source closes its main stream while a stray holds part of a greeting: the
+    window waits for that greeting until its deadline, sleeping rather than polling the
+    hung-up stream in a loop, then fails as the source gave up."""
+    dst = fake_dst(vms, tmp_path)
+    path = str(tmp_path / "f.sock")
+    src = FakeSource(path)
+    partial = stray(path, b"SENMFD")
+    time.sleep(0.3)  # pending, with part of its greeting
+    src.main.close()
+    time.sleep(0.2)  # the hang-up is seen
+    before = cpu_seconds(dst.proc.pid)
+    time.sleep(3)  # the stray's 5 s deadline is still ahead
+    assert cpu_seconds(dst.proc.pid) - before < 0.5
+    assert dst.wait_exit(timeout=30) == 1
+    err = dst.stderr_text()
+    assert "before opening all its multifd channels" in err, err
+    assert REFUSED + "no greeting within 5 s" in err, err
+    partial.close()
+    src.close()
+
+
 def test_real_migration_with_strays_in_the_accept_window(vms, tmp_path):
     src = vms("src")
     dst = vms("dst", "-incoming", f"unix:{tmp_path}/d.sock")
