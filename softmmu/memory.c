@@ -355,10 +355,14 @@ void guest_mem_mark_dirty(GuestMemory *gm, uint64_t gpa, uint64_t len)
     unsigned long *sum = gm->dirty_summary[r - gm->regions];
     uint64_t first = (gpa - r->gpa) >> DIRTY_PAGE_SHIFT;
     uint64_t last = (gpa - r->gpa + len - 1) >> DIRTY_PAGE_SHIFT;
-    for (uint64_t p = first; p <= last; p++) {
-        uint64_t w = p / BITS_PER_WORD;
-        __atomic_fetch_or(&bm[w], 1ul << (p % BITS_PER_WORD), __ATOMIC_RELAXED);
-        /* Release: whoever sees the summary bit sees the page bit. */
+    /* Word by word, not page by page: every virtqueue_fill comes here, and a 1 MiB
+     * device write costs 8 locked ORs instead of 512. */
+    for (uint64_t w = first / BITS_PER_WORD; w <= last / BITS_PER_WORD; w++) {
+        uint64_t lo = w == first / BITS_PER_WORD ? first % BITS_PER_WORD : 0;
+        uint64_t hi = w == last / BITS_PER_WORD ? last % BITS_PER_WORD : BITS_PER_WORD - 1;
+        __atomic_fetch_or(&bm[w], (~0ul << lo) & (~0ul >> (BITS_PER_WORD - 1 - hi)),
+                          __ATOMIC_RELAXED);
+        /* Release: whoever sees the summary bit sees the page bits. */
         __atomic_fetch_or(&sum[w / BITS_PER_WORD], 1ul << (w % BITS_PER_WORD),
                           __ATOMIC_RELEASE);
     }

@@ -165,6 +165,21 @@ static void test_dirty_log(void)
     guest_mem_dirty_log_take(gm, 0, bm[0], NULL);
     g_assert_cmphex(bm[0][0], ==, 1ul << 5);
     bm[0][0] = 0;
+    /* A range over several words: pages 63 to 128, the bits and summary of each word. */
+    guest_mem_mark_dirty(gm, 0x3f000, 0x42000);
+    sum[0] = 0;
+    guest_mem_dirty_log_take(gm, 0, bm[0], &sum[0]);
+    g_assert_cmphex(bm[0][0], ==, 1ul << 63);
+    g_assert_cmphex(bm[0][1], ==, ~0ul);
+    g_assert_cmphex(bm[0][2], ==, 1ul);
+    g_assert_cmphex(bm[0][3], ==, 0);
+    g_assert_cmphex(sum[0], ==, 7);
+    memset(bm, 0, sizeof(bm));
+    /* Inside one word, not from its start. */
+    guest_mem_mark_dirty(gm, 0x4b000, 0x3000);
+    guest_mem_dirty_log_take(gm, 0, bm[0], NULL);
+    g_assert_cmphex(bm[0][1], ==, 7ul << 11);
+    bm[0][1] = 0;
     guest_mem_dirty_log_stop(gm);
     g_assert_true(guest_mem_write(gm, 0x3000, buf, 1));
     guest_mem_dirty_log_take(gm, 0, bm[0], NULL);
