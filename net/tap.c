@@ -68,20 +68,22 @@ static ssize_t tap_read_frame(NetTap *s, uint8_t *buf, size_t buf_size)
 {
     struct iovec iov[TAP_DIRECT_IOV + 1];
     int lent = net_peer_rx_direct_get(s->nc, iov, TAP_DIRECT_IOV);
-    size_t room = MIN(net_iov_size(iov, lent), buf_size);
+    size_t room = net_iov_size(iov, lent);
+    size_t behind = MIN(room, buf_size);
 
-    /* Frame and header never exceed buf_size.  What misses the guest's buffer lands in
-     * buf at its offset in the frame, so a frame bigger than that buffer only needs the
-     * guest's part copied in front, not the rest moved behind it. */
-    iov[lent] = (struct iovec){ .iov_base = buf + room, .iov_len = buf_size - room };
+    /* What misses the guest's buffer lands in buf at its offset in the frame, so a frame
+     * bigger than that buffer only needs the guest's part copied in front, not the rest
+     * moved behind it.  readv returns no more than the iovecs hold (the TAP cuts a longer
+     * frame), so n > room only when room < buf_size, and then n <= buf_size. */
+    iov[lent] = (struct iovec){ .iov_base = buf + behind, .iov_len = buf_size - behind };
     ssize_t n = readv(s->fd, iov, lent + 1);
     if (lent && n > 0 && (size_t)n <= room) {
         net_peer_rx_direct_done(s->nc, (size_t)n);
         return n;
     }
     if (lent && n > 0) {
-        /* Bigger than the guest's buffer (so room is all of it): the lent pieces, whole,
-         * go in front of the rest. */
+        /* Bigger than the guest's buffer: the lent pieces, whole, go in front of the
+         * rest. */
         size_t off = 0;
         for (int i = 0; i < lent; i++) {
             memcpy(buf + off, iov[i].iov_base, iov[i].iov_len);
