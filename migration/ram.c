@@ -21,7 +21,6 @@
 #include <unistd.h>
 #include "accel/accel.h"
 #include "migration/ram.h"
-#include "migration/ram-prefault.h"
 #include "sen/buffer-is-zero.h"
 
 #define BITS_PER_WORD 64u
@@ -332,7 +331,6 @@ struct RamLoad {
     unsigned long **written;
     unsigned nr_regions;
     uint32_t version;         /* of the stream's header */
-    RamPrefault *prefault;    /* faults RAM in ahead of the records, or NULL */
 };
 
 RamLoad *ram_load_new(Machine *m)
@@ -354,7 +352,6 @@ void ram_load_free(RamLoad *rl)
     if (!rl) {
         return;
     }
-    ram_prefault_stop(rl->prefault, rl->written);
     for (unsigned i = 0; i < rl->nr_regions; i++) {
         g_free(rl->written[i]);
     }
@@ -465,10 +462,6 @@ bool ram_load_setup(RamLoad *rl, MigStream *s, Error **errp)
             empty_region(gm, guest_mem_region(gm, i));
         }
     }
-    /* Only when data (not the pwrite path) goes straight into fresh anonymous RAM. */
-    if (rl->fd < 0) {
-        rl->prefault = ram_prefault_start(gm);
-    }
     return true;
 }
 
@@ -550,8 +543,6 @@ bool ram_load_record(RamLoad *rl, MigStream *s, Error **errp)
     uint64_t first = (gpa - r->gpa) / MIG_PAGE_SIZE;
     unsigned long *written = rl->written[ri];
     if (!(flags & MIG_RAM_ZERO)) {
-        ram_prefault_note(rl->prefault, (unsigned)ri,
-                          gpa - r->gpa + (uint64_t)npages * MIG_PAGE_SIZE);
         load_data(rl, s, r, hva, (size_t)npages * MIG_PAGE_SIZE);
         written_mark(written, first, npages);
         return mig_stream_check(s, errp);
