@@ -24,8 +24,8 @@ char *block_size_to_str(uint64_t val)
     return g_strdup_printf("%0.3g %sB", (double)val / div, suffixes[i]);
 }
 
-void block_snapshot_row_print(FILE *f, const char *id, const char *name, uint64_t vm_size,
-                              uint32_t date_sec, uint64_t clock_ns, int64_t icount)
+char *block_snapshot_row(const char *id, const char *name, uint64_t vm_size,
+                         uint32_t date_sec, uint64_t clock_ns, int64_t icount)
 {
     g_autofree char *vm = block_size_to_str(vm_size);
     time_t t = date_sec;
@@ -42,7 +42,7 @@ void block_snapshot_row_print(FILE *f, const char *id, const char *name, uint64_
     }
     /* QEMU 7.2's bdrv_snapshot_dump widths: an 8-character VM size ("1.29 MiB") fits,
      * a tag of 17 characters or more shifts the rest of the row as there. */
-    fprintf(f, "%-9s %-16s %8s%20s%13s%11s\n", id, name, vm, date, clock, ic);
+    return g_strdup_printf("%-9s %-16s %8s%20s%13s%11s", id, name, vm, date, clock, ic);
 }
 
 void block_image_info_print(FILE *f, json_t *o)
@@ -80,20 +80,20 @@ void block_image_info_print(FILE *f, json_t *o)
     }
     json_t *sn = json_object_get(o, "snapshots");
     if (sn && json_array_size(sn)) {
-        fprintf(f, "Snapshot list:\nID        TAG               VM SIZE                DATE     "
-                "VM CLOCK     ICOUNT\n");
+        fprintf(f, "Snapshot list:\n" BLOCK_SNAPSHOT_HEADER "\n");
         size_t i;
         json_t *e;
         json_array_foreach(sn, i, e) {
             json_t *ic = json_object_get(e, "icount");
-            block_snapshot_row_print(
-                f, json_string_value(json_object_get(e, "id")),
+            g_autofree char *row = block_snapshot_row(
+                json_string_value(json_object_get(e, "id")),
                 json_string_value(json_object_get(e, "name")),
                 json_integer_value(json_object_get(e, "vm-state-size")),
                 json_integer_value(json_object_get(e, "date-sec")),
                 json_integer_value(json_object_get(e, "vm-clock-sec")) * 1000000000ull +
                     json_integer_value(json_object_get(e, "vm-clock-nsec")),
                 ic ? json_integer_value(ic) : -1);
+            fprintf(f, "%s\n", row);
         }
     }
     json_t *fs = json_object_get(o, "format-specific");

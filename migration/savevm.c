@@ -474,41 +474,19 @@ bool savevm_delete(Machine *m, const char *name, char **devices, Error **errp)
 
 /* ---- info snapshots ---- */
 
-/* QEMU's size_to_str: three significant digits and a binary unit ("1.29 MiB"). */
-static char *size_str(uint64_t v)
-{
-    static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
-    unsigned i = 0;
-    /* A unit is used from 1000 of the one below, as QEMU does (so "1e+03 KiB" never). */
-    while (i + 1 < G_N_ELEMENTS(units) && (double)v >= 1000.0 * (double)(1ull << (10 * i))) {
-        i++;
-    }
-    return g_strdup_printf("%0.3g %s", (double)v / (double)(1ull << (10 * i)), units[i]);
-}
-
+/* The snapshot table as QEMU's HMP prints it: qemu-img's, with the monitor's line ends. */
 static void dump_header(GString *out)
 {
-    g_string_append_printf(out, "%-10s%-17s%8s%20s%13s%11s\r\n", "ID", "TAG", "VM SIZE",
-                           "DATE", "VM CLOCK", "ICOUNT");
+    g_string_append(out, BLOCK_SNAPSHOT_HEADER "\r\n");
 }
 
 static void dump_row(GString *out, const char *id, const BlockSnapshotInfo *sn)
 {
-    g_autofree char *size = size_str(sn->vm_state_size);
-    time_t t = sn->date_sec;
-    struct tm tm;
-    char date[32], clock[32], icount[24] = "";
-    localtime_r(&t, &tm);
-    strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S", &tm);
-    uint64_t secs = sn->vm_clock_nsec / 1000000000ull;
-    snprintf(clock, sizeof(clock), "%02u:%02u:%02u.%03u", (unsigned)(secs / 3600),
-             (unsigned)(secs / 60 % 60), (unsigned)(secs % 60),
-             (unsigned)(sn->vm_clock_nsec % 1000000000ull / 1000000));
-    if (sn->icount != (uint32_t)-1) {
-        snprintf(icount, sizeof(icount), "%u", sn->icount);
-    }
-    g_string_append_printf(out, "%-9s %-16s %8s%20s%13s%11s\r\n", id, sn->name, size, date,
-                           clock, icount);
+    g_autofree char *row = block_snapshot_row(id, sn->name, sn->vm_state_size, sn->date_sec,
+                                              sn->vm_clock_nsec,
+                                              sn->icount == (uint32_t)-1 ? -1
+                                                                         : (int64_t)sn->icount);
+    g_string_append_printf(out, "%s\r\n", row);
 }
 
 /*

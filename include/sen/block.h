@@ -286,13 +286,16 @@ int bdrv_block_status_above(BlockDriverState *bs, int64_t offset, int64_t bytes,
                             int *depth);
 int bdrv_get_info(BlockDriverState *bs, BlockDriverInfo *bdi);
 /*
- * Images as qemu-img prints them (block/image-info-text.c), for sen-img and the human
- * monitor: sizes ("1.5 MiB"), one row of the snapshot table (icount < 0: none), and an
- * ImageInfo JSON object (sen-img info's, or QMP's) as `qemu-img info` shows it.
+ * Images as QEMU prints them (block/image-info-text.c), for sen-img and the human
+ * monitor (info block -v, info snapshots): sizes ("1.5 MiB"), the snapshot table's
+ * header and one row of it, without the line end (icount < 0: none), and an ImageInfo
+ * JSON object (sen-img info's, or QMP's) as `qemu-img info` shows it.
  */
 char *block_size_to_str(uint64_t val);
-void block_snapshot_row_print(FILE *f, const char *id, const char *name, uint64_t vm_size,
-                              uint32_t date_sec, uint64_t clock_ns, int64_t icount);
+#define BLOCK_SNAPSHOT_HEADER \
+    "ID        TAG               VM SIZE                DATE     VM CLOCK     ICOUNT"
+char *block_snapshot_row(const char *id, const char *name, uint64_t vm_size,
+                         uint32_t date_sec, uint64_t clock_ns, int64_t icount);
 void block_image_info_print(FILE *f, struct json_t *info);
 /* QEMU's ImageInfo of bs alone (block/image-info.c): qemu-img info --output=json's object,
  * without backing-image; a new reference. */

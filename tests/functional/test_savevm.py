@@ -168,6 +168,7 @@ def test_delvm_and_info_snapshots(vms, tmp_path):
     assert "ID        TAG               VM SIZE                DATE     VM CLOCK" in info
     rows = [l for l in info.split("\r\n") if l.startswith("--")]
     assert [r.split()[1] for r in rows] == ["two", "one"], info
+    assert all(r.endswith(" " * 11) for r in rows), info  # no ICOUNT: none recorded
     assert hmp(vm, "delvm two") == ""
     assert hmp(vm, "delvm one") == ""
     assert "There is no snapshot available." in hmp(vm, "info snapshots")

@@ -72,13 +72,13 @@ int img_snapshot(int argc, char **argv)
         GPtrArray *list = bs->drv->snapshot_list(bs, &err);
         ok = list != NULL;
         if (ok && list->len) {
-            printf("Snapshot list:\nID        TAG               VM SIZE                DATE"
-                   "     VM CLOCK     ICOUNT\n");
+            printf("Snapshot list:\n" BLOCK_SNAPSHOT_HEADER "\n");
             for (guint i = 0; i < list->len; i++) {
                 BlockSnapshotInfo *sn = g_ptr_array_index(list, i);
-                block_snapshot_row_print(stdout, sn->id_str, sn->name, sn->vm_state_size, sn->date_sec,
-                                       sn->vm_clock_nsec,
-                                       sn->icount == (uint32_t)-1 ? -1 : (int64_t)sn->icount);
+                g_autofree char *row = block_snapshot_row(
+                    sn->id_str, sn->name, sn->vm_state_size, sn->date_sec, sn->vm_clock_nsec,
+                    sn->icount == (uint32_t)-1 ? -1 : (int64_t)sn->icount);
+                printf("%s\n", row);
             }
         }
         if (list) {
