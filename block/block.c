@@ -471,6 +471,12 @@ BlockDriverState *bdrv_open_ex(const char *filename, Keyval *options, const char
     const char *what = filename ? filename : node_name ? node_name
                      : child_fname ? child_fname : "block node";
 
+    if (node_name && !id_wellformed(node_name)) {
+        /* As QEMU: a json: name stored in an image cannot take a generated "#block...";
+         * the callers' prefix names the image. */
+        error_setg(errp, "Invalid node-name: '%s'", node_name);
+        return NULL;
+    }
     if (format && drvname && strcmp(format, drvname) != 0) {
         error_setg(errp, "'%s': driver=%s conflicts with format=%s", what, drvname, format);
         return NULL;

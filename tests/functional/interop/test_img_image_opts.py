@@ -61,6 +61,8 @@ def test_json_backing_name_reads_like_qemu(chain):
     ('json:{"driver":"qcow9","file":{"filename":"{base}"}}', "unknown format 'qcow9'"),
     ('json:{"driver":"qcow2","driver":"raw","file":{"filename":"{base}"}}',
      "duplicate object key"),
+    ('json:{"driver":"qcow2","node-name":"#block001","file":{"filename":"{base}"}}',
+     "Invalid node-name: '#block001'"),
     ('json:{"driver":"qcow2","file":{"driver":"file","filename":"{d}/none"}}',
      "No such file or directory"),
 ])
