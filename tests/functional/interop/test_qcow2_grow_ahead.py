@@ -1,7 +1,7 @@
 """Guest writes past the end of a qcow2 file grow it 32 MiB ahead (one fallocate instead of
 one extending write per cluster); close gives the unused tail back; a writer killed with
-the tail still there leaves an image that qemu-img check and sen-img check find clean and
-that reads back what was written."""
+the tail still there leaves an image with no corruption (at most leaks, which check -r leaks
+repairs) that reads back what was written."""
 import json
 import os
 import signal
@@ -15,9 +15,14 @@ pytestmark = needs_tools(qemu_io=False)
 STEP = 32 << 20  # QCOW2_PREALLOC_STEP in block/qcow2.h
 
 
-def image_end(img):
-    out = json.loads(run(QEMU_IMG, "check", "--output=json", img).stdout)
-    assert out.get("corruptions", 0) == 0 and out.get("leaks", 0) == 0, out
+def image_end(img, leaks_allowed=False):
+    # qemu-img check exits 3 when the image only leaks clusters.
+    r = subprocess.run([QEMU_IMG, "check", "--output=json", str(img)], capture_output=True,
+                       text=True)
+    assert r.returncode in ((0, 3) if leaks_allowed else (0,)), (r.returncode, r.stderr)
+    out = json.loads(r.stdout)
+    assert out.get("corruptions", 0) == 0 and out.get("check-errors", 0) == 0, out
+    assert leaks_allowed or out.get("leaks", 0) == 0, out
     return out["image-end-offset"]
 
 
@@ -54,7 +59,11 @@ def test_killed_writer_leaves_a_clean_image(tmp_path):
         p.wait()
     # Grown ahead in whole steps, past what the image uses.
     assert grown >= STEP and grown % STEP == 0, grown
-    assert os.path.getsize(img) > image_end(img)
+    # A kill between a cache flush's refcount blocks and its L2 tables may leak clusters,
+    # as in QEMU: leaks are allowed (and repaired), corruption is not.
+    assert os.path.getsize(img) > image_end(img, leaks_allowed=True)
+    run(SEN_IMG, "check", "-r", "leaks", img)
+    image_end(img)
     run(SEN_IMG, "check", img)
     # Every cluster the writer had mapped holds its pattern; the rest reads as zeroes.
     out = json.loads(run(QEMU_IMG, "map", "--output=json", img).stdout)
