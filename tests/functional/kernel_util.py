@@ -2,6 +2,7 @@
 by scripts/build-test-kernel.sh, shared as the `kernel` pytest fixture."""
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -22,3 +23,21 @@ def kernel():
     with open(art["CMDLINE_FILE"]) as f:
         art["CMDLINE"] = f.read().strip()
     return art
+
+
+def wait_for(vm, pred, what, timeout):
+    """Waits for a console line pred accepts; fails naming what, with the console tail."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if any(pred(line) for line in list(vm.lines)):
+            return
+        if vm.proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    pytest.fail(f"{what}: not seen; console {vm.lines[-15:]}; stderr {vm.stderr_text()}")
+
+
+def run(vm, command, marker, timeout=120):
+    """Runs command in the demo shell and waits until it has finished."""
+    vm.send_console(f"{command}; echo {marker}\n".encode())
+    wait_for(vm, lambda line: line.strip() == marker, marker, timeout)

@@ -13,11 +13,10 @@ on this host); the device side is covered in seconds by test-virtio-net and
 test_net_migrate.py.
 """
 import os
-import time
 
 import pytest
 
-from kernel_util import kernel  # noqa: F401 (the pytest fixture)
+from kernel_util import kernel, run, wait_for  # noqa: F401 (kernel: the pytest fixture)
 from migration_util import SEN, Vm, have_device_state
 from test_net_migrate import ETH_P_RARP, FramePeer, ethertype
 
@@ -32,21 +31,6 @@ pytestmark = [
     pytest.mark.skipif(not have_device_state(), reason="this build migrates no device state"),
 ]
 
-
-def wait_for(vm, pred, what, timeout):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if any(pred(line) for line in vm.lines):
-            return
-        if vm.proc.poll() is not None:
-            break
-        time.sleep(0.2)
-    pytest.fail(f"{what}: not seen; console {vm.lines[-15:]}; stderr {vm.stderr_text()}")
-
-
-def run(vm, command, marker, timeout=120):
-    vm.send_console(f"{command}; echo {marker}\n".encode())
-    wait_for(vm, lambda l: l.strip() == marker, marker, timeout)
 
 
 def test_linux_guest_announces_and_keeps_its_network(kernel, tmp_path):

@@ -18,7 +18,7 @@ import uuid
 
 import pytest
 
-from kernel_util import kernel  # noqa: F401 (the pytest fixture)
+from kernel_util import kernel, run, wait_for  # noqa: F401 (kernel: the pytest fixture)
 from migration_util import SEN, Vm
 
 BOOT_TIMEOUT = 600
@@ -53,21 +53,6 @@ def netns():
     finally:
         sh("ip", "netns", "del", name, check=False)
 
-
-def wait_for(vm, pred, what, timeout):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if any(pred(line) for line in list(vm.lines)):
-            return
-        if vm.proc.poll() is not None:
-            break
-        time.sleep(0.2)
-    pytest.fail(f"{what}: not seen; console {vm.lines[-15:]}; stderr {vm.stderr_text()}")
-
-
-def run(vm, command, marker, timeout=120):
-    vm.send_console(f"{command}; echo {marker}\n".encode())
-    wait_for(vm, lambda line: line.strip() == marker, marker, timeout)
 
 
 def tap_tx(ns):
