@@ -6,18 +6,7 @@
  */
 #include <glib.h>
 #include "migration/crc32c.c"
-
-/* Bit by bit, straight from the definition. */
-static uint32_t crc32c_ref(uint32_t crc, const uint8_t *p, size_t len)
-{
-    while (len--) {
-        crc ^= *p++;
-        for (int k = 0; k < 8; k++) {
-            crc = (crc & 1) ? (crc >> 1) ^ 0x82f63b78u : crc >> 1;
-        }
-    }
-    return crc;
-}
+#include "crc32c-ref.h"
 
 typedef struct Impl {
     const char *name;

@@ -11,6 +11,7 @@
 #include "migration/multifd.h"
 #include "migration/stream.h"
 #include "migration/transport.h"
+#include "crc32c-ref.h"
 
 static void test_crc32c(void)
 {
@@ -22,18 +23,6 @@ static void test_crc32c(void)
         uint32_t c = mig_crc32c(0xffffffffu, s, k);
         g_assert_cmphex(~mig_crc32c(c, s + k, 9 - k), ==, 0xe3069283u);
     }
-}
-
-/* Bit by bit, straight from the definition: the reference for the fast paths. */
-static uint32_t crc32c_ref(uint32_t crc, const uint8_t *p, size_t len)
-{
-    while (len--) {
-        crc ^= *p++;
-        for (int k = 0; k < 8; k++) {
-            crc = (crc & 1) ? (crc >> 1) ^ 0x82f63b78u : crc >> 1;
-        }
-    }
-    return crc;
 }
 
 /* The three-lane path (lengths around every lane boundary and the table's end), the
