@@ -28,6 +28,12 @@ typedef struct BlockNode {
     /* While the driver opens: how references to other nodes resolve (bdrv_open_child). */
     BlockNodeLookup *lookup;
     void *lookup_opaque;
+    /* What bdrv_activate opens the driver again with: the options as given, and how
+     * their node references resolved. */
+    Keyval *open_opts;
+    BlockNodeLookup *open_lookup;
+    void *open_lookup_opaque;
+    bool drv_closed;        /* a re-open failed: the driver holds no state to close */
 } BlockNode;
 
 static BlockNode *block_node(BlockDriverState *bs)
@@ -232,6 +238,7 @@ static void bdrv_free_node(BlockDriverState *bs)
     block_pool_free(node->pool);
     g_mutex_clear(&node->lock);
     g_free(bs->opaque);
+    keyval_free(node->open_opts);
     g_free(bs->filename);
     g_free(bs->node_name);
     g_free(node);
@@ -247,7 +254,7 @@ void bdrv_unref(BlockDriverState *bs)
     if (!bs || !g_atomic_int_dec_and_test(&bs->refcnt)) {
         return;
     }
-    if (bs->drv->close) {
+    if (bs->drv->close && !block_node(bs)->drv_closed) {
         bs->drv->close(bs);
     }
     bdrv_unref(bs->backing);
@@ -332,6 +339,9 @@ static BlockDriverState *bdrv_open_driver(const BlockDriver *drv, const char *fi
     }
     block_node(bs)->lookup = lookup;
     block_node(bs)->lookup_opaque = lookup_opaque;
+    block_node(bs)->open_opts = block_keyval_copy(opts);
+    block_node(bs)->open_lookup = lookup;
+    block_node(bs)->open_lookup_opaque = lookup_opaque;
     bool opened = !drv->open || drv->open(bs, opts, flags, errp);
     block_node(bs)->lookup = NULL;
     block_node(bs)->lookup_opaque = NULL;
@@ -620,6 +630,12 @@ bool bdrv_create(const char *format, const char *filename, Keyval *opts, Error *
 
 /* ---- synchronous I/O ---- */
 
+/* Read-only, or inactive: the image belongs to the other side of a migration. */
+static bool bdrv_writes_refused(BlockDriverState *bs)
+{
+    return bs->read_only || (g_atomic_int_get(&bs->open_flags) & BDRV_O_INACTIVE);
+}
+
 static int bdrv_check_range(BlockDriverState *bs, int64_t offset, int64_t bytes)
 {
     if (offset < 0 || bytes < 0 || bytes > INT64_MAX - offset) {
@@ -667,7 +683,7 @@ int bdrv_pwritev(BlockDriverState *bs, int64_t offset, int64_t bytes,
     if (ret < 0 || bytes == 0) {
         return ret;
     }
-    if (bs->read_only) {
+    if (bdrv_writes_refused(bs)) {
         return -EPERM;
     }
     if (!bs->drv->pwritev) {
@@ -705,7 +721,7 @@ int bdrv_pwrite_zeroes(BlockDriverState *bs, int64_t offset, int64_t bytes, int 
     if (ret < 0 || bytes == 0) {
         return ret;
     }
-    if (bs->read_only) {
+    if (bdrv_writes_refused(bs)) {
         return -EPERM;
     }
     if (!(bs->open_flags & BDRV_O_UNMAP)) {
@@ -738,7 +754,7 @@ int bdrv_pdiscard(BlockDriverState *bs, int64_t offset, int64_t bytes)
     if (ret < 0 || bytes == 0) {
         return ret;
     }
-    if (bs->read_only) {
+    if (bdrv_writes_refused(bs)) {
         return -EPERM;
     }
     /* Discard is a hint: without discard=unmap it succeeds and does nothing. */
@@ -752,7 +768,7 @@ int bdrv_flush(BlockDriverState *bs)
 {
     int ret = 0;
 
-    if (!bs || bs->read_only) {
+    if (!bs || bdrv_writes_refused(bs)) {
         return 0;
     }
     if (bs->drv->flush) {
@@ -764,14 +780,88 @@ int bdrv_flush(BlockDriverState *bs)
     return ret;
 }
 
+/* ---- live-migration hand-over ---- */
+
+static BlockDriverState *bdrv_data_child(BlockDriverState *bs)
+{
+    return bs->drv->get_data_file ? bs->drv->get_data_file(bs) : NULL;
+}
+
+bool bdrv_inactivate(BlockDriverState *bs, Error **errp)
+{
+    if (!bs || (bs->open_flags & BDRV_O_INACTIVE)) {
+        return true;
+    }
+    /* Everything the driver caches reaches the image before the other side reads it. */
+    int ret = bdrv_flush(bs);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "'%s': could not flush before the hand-over",
+                         bs->filename);
+        return false;
+    }
+    g_atomic_int_or(&bs->open_flags, BDRV_O_INACTIVE);
+    return bdrv_inactivate(bs->file, errp) && bdrv_inactivate(bdrv_data_child(bs), errp) &&
+           bdrv_inactivate(bs->backing, errp);
+}
+
+/* Closes the driver without writing (it is inactive) and opens it again on what the
+ * image holds now: header, tables, length, backing chain. */
+static bool bdrv_reopen_driver(BlockDriverState *bs, Error **errp)
+{
+    BlockNode *node = block_node(bs);
+    g_autoptr(Keyval) opts = block_keyval_copy(node->open_opts);
+
+    if (!node->drv_closed && bs->drv->close) {
+        bs->drv->close(bs);
+    }
+    node->drv_closed = true;
+    g_clear_pointer(&bs->backing, bdrv_unref);
+    if (bs->drv->instance_size) {
+        memset(bs->opaque, 0, bs->drv->instance_size);
+    }
+    g_atomic_int_and(&bs->open_flags, ~BDRV_O_INACTIVE);
+    node->lookup = node->open_lookup;
+    node->lookup_opaque = node->open_lookup_opaque;
+    bool ok = bs->drv->open(bs, opts, bs->open_flags, errp);
+    node->lookup = NULL;
+    node->lookup_opaque = NULL;
+    if (!ok) {
+        /* The driver freed its own state; nothing may write until it is back. */
+        g_atomic_int_or(&bs->open_flags, BDRV_O_INACTIVE);
+        g_clear_pointer(&bs->backing, bdrv_unref);
+        error_prepend(errp, "'%s': could not re-open after the hand-over: ", bs->filename);
+        return false;
+    }
+    node->drv_closed = false;
+    return true;
+}
+
+bool bdrv_activate(BlockDriverState *bs, Error **errp)
+{
+    if (!bs || !(bs->open_flags & BDRV_O_INACTIVE)) {
+        return true;
+    }
+    /* Children first: the driver reads its metadata through them. */
+    if (!bdrv_activate(bs->file, errp) || !bdrv_activate(bdrv_data_child(bs), errp)) {
+        return false;
+    }
+    if (!bs->drv->open) {
+        g_atomic_int_and(&bs->open_flags, ~BDRV_O_INACTIVE);
+        return true;
+    }
+    /* Protocol nodes too: their length is what the other side grew the file to. */
+    return bdrv_reopen_driver(bs, errp);
+}
+
 bool bdrv_truncate(BlockDriverState *bs, int64_t size, bool shrink, Error **errp)
 {
     if (size < 0) {
         error_setg(errp, "'%s': invalid size %" PRId64, bs->filename, size);
         return false;
     }
-    if (bs->read_only) {
-        error_setg(errp, "'%s': cannot resize a read-only image", bs->filename);
+    if (bdrv_writes_refused(bs)) {
+        error_setg(errp, "'%s': cannot resize a %s image", bs->filename,
+                   bs->read_only ? "read-only" : "inactive (migrating)");
         return false;
     }
     if (!bs->drv->truncate) {
@@ -957,7 +1047,7 @@ void bdrv_aio_submit(BlockDriverState *bs, BlockRequest *req)
     if (req->type != BLOCK_REQ_FLUSH) {
         ret = bdrv_check_range(bs, req->offset, req->bytes);
     }
-    if (ret == 0 && req->type != BLOCK_REQ_READ && bs->read_only) {
+    if (ret == 0 && req->type != BLOCK_REQ_READ && bdrv_writes_refused(bs)) {
         ret = req->type == BLOCK_REQ_FLUSH ? 0 : -EPERM;
         if (ret == 0) {
             bdrv_complete_in(bs->ctx, req, 0);

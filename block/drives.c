@@ -34,16 +34,16 @@ static BlockDriverState *block_lookup_ref(void *opaque, const char *name)
     return bs;
 }
 
-static bool block_open_drive(BlockState *st, const DriveConfig *d, Error **errp)
+static bool block_open_drive(BlockState *st, const DriveConfig *d, int flags, Error **errp)
 {
     Keyval *opts = block_keyval_copy(d->opts);
     Error *err = NULL;
     BlockDriverState *bs;
 
     if (d->blockdev) {
-        bs = bdrv_open_ex(NULL, opts, NULL, BDRV_O_RDWR, block_lookup_ref, st, &err);
+        bs = bdrv_open_ex(NULL, opts, NULL, flags, block_lookup_ref, st, &err);
     } else {
-        bs = bdrv_open(d->file, opts, d->format, BDRV_O_RDWR, &err);
+        bs = bdrv_open(d->file, opts, d->format, flags, &err);
     }
     if (!bs) {
         error_propagate(errp, err);
@@ -73,9 +73,13 @@ bool block_init_drives(Machine *m, Error **errp)
     st->backends = g_ptr_array_new();
     st->nodes = g_ptr_array_new();
     m->block = st;
+    /* A migration destination shares the images with a source that still runs and
+     * writes them: open them without writing, and read them again when the migration
+     * completes (block_activate_all). */
+    int flags = BDRV_O_RDWR | (m->cfg->incoming ? BDRV_O_INACTIVE : 0);
     for (guint i = 0; drives && i < drives->len; i++) {
         const DriveConfig *d = g_ptr_array_index(drives, i);
-        if (!block_open_drive(st, d, errp)) {
+        if (!block_open_drive(st, d, flags, errp)) {
             return false; /* machine_destroy -> block_cleanup closes what is open */
         }
         /* if=virtio: the command line added a virtio-blk-pci,drive=ID to the devices. */
@@ -136,4 +140,37 @@ void block_cleanup(Machine *m)
     g_ptr_array_free(st->nodes, true);
     g_free(st);
     m->block = NULL;
+}
+
+/* Calls fn on every node the machine opened, -drive backends and -blockdev nodes. */
+static bool block_for_each(Machine *m, bool (*fn)(BlockDriverState *, Error **),
+                           Error **errp)
+{
+    BlockState *st = m->block;
+
+    for (guint i = 0; st && i < st->backends->len; i++) {
+        BlockBackend *blk = g_ptr_array_index(st->backends, i);
+        if (!fn(blk_bs(blk), errp)) {
+            error_prepend(errp, "drive %s: ", blk_name(blk));
+            return false;
+        }
+    }
+    for (guint i = 0; st && i < st->nodes->len; i++) {
+        BlockDriverState *bs = g_ptr_array_index(st->nodes, i);
+        if (!fn(bs, errp)) {
+            error_prepend(errp, "node %s: ", bs->node_name);
+            return false;
+        }
+    }
+    return true;
+}
+
+bool block_inactivate_all(Machine *m, Error **errp)
+{
+    return block_for_each(m, bdrv_inactivate, errp);
+}
+
+bool block_activate_all(Machine *m, Error **errp)
+{
+    return block_for_each(m, bdrv_activate, errp);
 }

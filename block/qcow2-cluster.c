@@ -680,8 +680,10 @@ static int64_t alloc_data_clusters(BDRVQcow2State *s, uint64_t cstart, uint64_t 
 void qcow2_prealloc_ahead(BDRVQcow2State *s, uint64_t host, uint64_t len)
 {
     BlockDriverState *file = s->bs->file;
+    /* Inactive: the file belongs to the other side of a migration. */
     if (qcow2_has_data_file(s) || s->data_file != file || s->prealloc_refused ||
-        host + len <= s->prealloc_end) {
+        host + len <= s->prealloc_end ||
+        (g_atomic_int_get(&file->open_flags) & BDRV_O_INACTIVE)) {
         return;
     }
     int64_t flen = bdrv_getlength(file);

@@ -631,7 +631,9 @@ static bool qcow2_open(BlockDriverState *bs, Keyval *opts, int flags, Error **er
     if (!qcow2_header_check_features(&s->h, &s->ext, name, errp)) {
         goto fail;
     }
-    s->read_only = !(flags & BDRV_O_RDWR);
+    /* Inactive (a migration destination): another process owns the image, so this
+     * open must not write either: no dirty-bit repair, no autoclear, no header. */
+    s->read_only = !(flags & BDRV_O_RDWR) || (flags & BDRV_O_INACTIVE);
     if (!qcow2_open_data_file(bs, opts, flags, errp)) {
         goto fail;
     }
@@ -734,7 +736,10 @@ int qcow2_flush_caches(BDRVQcow2State *s)
 static void qcow2_close(BlockDriverState *bs)
 {
     BDRVQcow2State *s = bs->opaque;
-    if (!s->read_only && qcow2_flush_caches(s) == 0) {
+    /* Inactive: flushed at the hand-over, and the other side writes the image now: not
+     * even the grown tail is ours to trim. */
+    bool inactive = g_atomic_int_get(&bs->open_flags) & BDRV_O_INACTIVE;
+    if (!s->read_only && !inactive && qcow2_flush_caches(s) == 0) {
         if (qcow2_has_data_file(s)) {
             bdrv_flush(s->data_file);
         }

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include "sen/block.h"
 #include "sen/migration.h"
 #include "sen/monitor.h"
 #include "migration/multifd.h"
@@ -242,6 +243,14 @@ static void stop_vm_main(MigrationState *s, void *arg)
             g_clear_pointer(&device, g_byte_array_unref);
         }
 #endif
+        /* Requests drained: hand the shared images over, flushed, and write them no
+         * more (docs/migration.md, "Shared storage"). */
+        Error *berr = NULL;
+        if (!error && !block_inactivate_all(m, &berr)) {
+            error = g_strdup_printf("block: %s", error_get_pretty(berr));
+            error_free(berr);
+            g_clear_pointer(&device, g_byte_array_unref);
+        }
     }
     g_mutex_lock(&s->lock);
     s->device = device;
@@ -302,6 +311,15 @@ static void finish_main(MigrationState *s, void *arg)
         machine_vm_stop(m, RUN_STATE_POSTMIGRATE);
         set_status(s, &s->status, MIG_STATUS_COMPLETED, true);
         return;
+    }
+    Error *berr = NULL;
+    if (!block_activate_all(m, &berr)) {
+        /* The images could not be read back: running would fail every disk write. */
+        error_report("migration: cannot take the images back: %s", error_get_pretty(berr));
+        error_free(berr);
+        if (stopped && s->prev_runstate == RUN_STATE_RUNNING) {
+            s->prev_runstate = RUN_STATE_PAUSED;
+        }
     }
     if (stopped) {
         /* Back to how it was: running again, or the state it was stopped from. */
@@ -683,6 +701,11 @@ static void incoming_done_main(MigrationState *s, void *arg)
         }
     }
 #endif
+    /* The source flushed and let go of the images: read them as they are now. */
+    if (ok && !block_activate_all(m, &err)) {
+        error_prepend(&err, "block: ");
+        ok = false;
+    }
     if (!ok) {
         /* Nothing of the half-loaded guest ever runs: report and exit with status 1. */
         g_mutex_lock(&s->lock);

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "accel/accel.h"
+#include "sen/block.h"
 #include "sen/chardev.h"
 #include "sen/hw/acpi.h"
 #include "sen/migration.h"
@@ -115,6 +116,12 @@ bool qmp_cont(QmpCtx *ctx, Error **errp)
     case RUN_STATE_GUEST_PANICKED:
         error_setg(errp, "Resetting the Virtual Machine is required");
         return false;
+    case RUN_STATE_POSTMIGRATE:
+        /* As QEMU: the images were handed over; take them back (read again) first. */
+        if (!block_activate_all(m, errp)) {
+            return false;
+        }
+        break;
     default:
         break;
     }

@@ -46,6 +46,9 @@ struct json_t; /* jansson */
 #define BDRV_O_CHECK       0x0040 /* opened for check/repair: tolerate a dirty/corrupt image */
 #define BDRV_O_NO_IO       0x0080 /* metadata only (info): a data child that cannot be
                                    * opened is no error; data I/O then fails with -EIO */
+#define BDRV_O_INACTIVE    0x0100 /* another process owns the image (live migration): no
+                                   * write of any kind, metadata included, until
+                                   * bdrv_activate re-reads it (docs/migration.md) */
 
 /* Request flags (pwritev, pwrite_zeroes). */
 #define BDRV_REQ_FUA        0x0001 /* data reaches stable storage before completion */
@@ -267,6 +270,12 @@ int bdrv_pwrite_zeroes(BlockDriverState *bs, int64_t offset, int64_t bytes, int 
 int bdrv_pdiscard(BlockDriverState *bs, int64_t offset, int64_t bytes);
 /* Flushes this node, then its file child (and never the backing, which is read-only). */
 int bdrv_flush(BlockDriverState *bs);
+/* Live-migration hand-over (QEMU's inactivate / invalidate_cache): bdrv_inactivate
+ * flushes bs and its children and then refuses every write; bdrv_activate drops what
+ * the driver cached and opens it again from the image, writable.  Both are no-ops in
+ * the state asked for.  Main thread, no requests in flight. */
+bool bdrv_inactivate(BlockDriverState *bs, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+bool bdrv_activate(BlockDriverState *bs, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
 bool bdrv_truncate(BlockDriverState *bs, int64_t size, bool shrink, Error **errp)
     G_GNUC_WARN_UNUSED_RESULT;
 /* Virtual size in bytes, or -errno. */
@@ -431,5 +440,8 @@ BlockBackend *block_find_backend(Machine *m, const char *id);
 /* Every backend of m in creation order (for query-block/query-blockstats). */
 GPtrArray *block_backends(Machine *m);
 void block_cleanup(Machine *m);
+/* bdrv_inactivate / bdrv_activate on every drive of the machine (live migration). */
+bool block_inactivate_all(Machine *m, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+bool block_activate_all(Machine *m, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
 
 #endif
