@@ -23,7 +23,12 @@
 #include "migration/crc32c.h"
 #include "migration/stream.h"
 
+/* A reader's buffer: what a fill() may pull through it (see MIG_READ_AHEAD). */
 #define MIG_STREAM_BUF (256 * 1024)
+/* A writer's buffers (two with the writer thread): each fill hands one over, a wake-up
+ * of the other thread; 1 MiB measured less source CPU and more throughput than 256 KiB
+ * over loopback (docs/migration.md). */
+#define MIG_WRITE_BUF (1024 * 1024)
 /* The rate limit is enforced per window: short enough for a smooth rate, long enough
  * that the sleep granularity does not matter. */
 #define RATE_WINDOW_US 50000
@@ -160,7 +165,7 @@ static MigStream *mig_stream_new(int fd, bool writing)
     MigStream *s = g_new0(MigStream, 1);
     s->fd = fd;
     s->writing = writing;
-    s->buf = g_malloc(MIG_STREAM_BUF);
+    s->buf = g_malloc(writing ? MIG_WRITE_BUF : MIG_STREAM_BUF);
     s->crc = 0xffffffffu;
     return s;
 }
@@ -174,7 +179,7 @@ MigStream *mig_stream_new_writer(int fd)
     g_cond_init(&w->cond);
     w->thread = g_thread_new("mig-writer", writer_thread, w);
     s->writer = w;
-    s->spare = g_malloc(MIG_STREAM_BUF);
+    s->spare = g_malloc(MIG_WRITE_BUF);
     return s;
 }
 
@@ -378,13 +383,13 @@ void mig_put_buf(MigStream *s, const void *buf, size_t len)
 {
     const uint8_t *p = buf;
     while (len && !s->error) {
-        size_t n = MIN(len, MIG_STREAM_BUF - s->len);
+        size_t n = MIN(len, MIG_WRITE_BUF - s->len);
         s->crc = mig_crc32c_copy(s->crc, s->buf + s->len, p, n);
         s->len += n;
         s->bytes += n;
         p += n;
         len -= n;
-        if (s->len == MIG_STREAM_BUF) {
+        if (s->len == MIG_WRITE_BUF) {
             flush_buffer(s, false);
         }
     }
@@ -410,7 +415,7 @@ void mig_put_be64(MigStream *s, uint64_t v)
 void mig_put_checksum(MigStream *s)
 {
     uint32_t crc = GUINT32_TO_BE(~s->crc);
-    if (s->len + 4 > MIG_STREAM_BUF) {
+    if (s->len + 4 > MIG_WRITE_BUF) {
         flush_buffer(s, false);
     }
     /* Into the buffer without touching the CRC, and sent before this returns. */
