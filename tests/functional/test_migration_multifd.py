@@ -514,10 +514,18 @@ def test_silent_connection_is_closed_at_the_greeting_deadline(vms, tmp_path):
 class StrayInjectingProxy:
     """Relays a real source's connections to the destination; right after relaying the
     main stream it opens a silent and a garbage connection to the destination, so both
-    sit in the accept window ahead of the real channels."""
+    sit in the accept window ahead of the real channels.
 
-    def __init__(self, listen_path, dst_path):
+    The main stream's end is passed on only after the channels are relayed: a source's
+    channels are connected to the destination before it can finish and close the main
+    stream, and the proxy's sleeps must not reorder that (the destination then rightly
+    fails: "closed the migration stream before opening all its multifd channels")."""
+
+    def __init__(self, listen_path, dst_path, channels):
         self.dst_path = dst_path
+        self.channels = channels
+        self.relayed = 0
+        self.all_relayed = threading.Event()
         self.listener = socket.socket(socket.AF_UNIX)
         self.listener.bind(listen_path)
         self.listener.listen(8)
@@ -525,7 +533,7 @@ class StrayInjectingProxy:
         threading.Thread(target=self._run, daemon=True).start()
 
     @staticmethod
-    def _pump(a, b):
+    def _pump(a, b, before_end=None):
         try:
             while True:
                 data = a.recv(1 << 16)
@@ -534,6 +542,8 @@ class StrayInjectingProxy:
                 b.sendall(data)
         except OSError:
             pass
+        if before_end:
+            before_end.wait(30)
         try:
             b.shutdown(socket.SHUT_WR)
         except OSError:
@@ -549,8 +559,14 @@ class StrayInjectingProxy:
             up = socket.socket(socket.AF_UNIX)
             up.connect(self.dst_path)
             self.socks += [conn, up]
-            threading.Thread(target=self._pump, args=(conn, up), daemon=True).start()
+            threading.Thread(target=self._pump,
+                             args=(conn, up, self.all_relayed if first else None),
+                             daemon=True).start()
             threading.Thread(target=self._pump, args=(up, conn), daemon=True).start()
+            if not first:
+                self.relayed += 1
+                if self.relayed == self.channels:
+                    self.all_relayed.set()
             if first:
                 first = False
                 time.sleep(0.3)  # the destination reads the header and MULTIFD record
@@ -597,7 +613,7 @@ def test_real_migration_with_strays_in_the_accept_window(vms, tmp_path):
     dst = vms("dst", "-incoming", f"unix:{tmp_path}/d.sock")
     enable_multifd(src, dst, channels=3)
     write_chunks(src, 17)
-    proxy = StrayInjectingProxy(str(tmp_path / "p.sock"), str(tmp_path / "d.sock"))
+    proxy = StrayInjectingProxy(str(tmp_path / "p.sock"), str(tmp_path / "d.sock"), 3)
     try:
         src.cmd("migrate", uri=f"unix:{tmp_path}/p.sock")
         info = src.wait_migration()
