@@ -49,9 +49,9 @@ enum { CFG_MAC = 0, CFG_STATUS = 6, CFG_MAX_PAIRS = 8, CFG_SIZE = 10 };
 #define MAC_TABLE_SIZE   64
 #define MAX_VLAN         4096
 #define TX_BURST         256
-/* Rx elements a burst fills before it publishes them anyway: the driver can work on
- * those while the rest come (vhost-net batches its used updates likewise). */
-#define RX_PUBLISH_BATCH 32
+/* Used elements (rx or tx) a burst fills before it publishes them anyway: the driver
+ * can work on those while the rest come (vhost-net batches its used updates likewise). */
+#define USED_PUBLISH_BATCH 32
 #define USER_STATE_MAX   1024  /* libslirp's state: 131 bytes in version 4 */
 
 typedef struct VirtIONet VirtIONet;

@@ -142,11 +142,20 @@ static bool nic_can_receive(NetClientState *nc)
 }
 
 /* Makes the filled rx elements visible to the driver and interrupts it once. */
+/* Moves vq's used index over the *unpublished elements filled since; true if any. */
+static bool used_publish(VirtQueue *vq, unsigned *unpublished)
+{
+    if (!*unpublished) {
+        return false;
+    }
+    virtqueue_flush(vq, *unpublished);
+    *unpublished = 0;
+    return true;
+}
+
 void virtio_net_rx_publish(NetQueuePair *q)
 {
-    if (q->rx_unpublished) {
-        virtqueue_flush(q->rx, q->rx_unpublished);
-        q->rx_unpublished = 0;
+    if (used_publish(q->rx, &q->rx_unpublished)) {
         virtio_queue_notify_driver(&q->n->vdev, q->rx);
     }
 }
@@ -160,11 +169,11 @@ static void nic_burst_end(NetClientState *nc)
 /* ne more rx elements are filled (virtqueue_fill after the unpublished ones). */
 static void rx_filled(NetQueuePair *q, unsigned ne)
 {
-    /* In a burst the used index moves (and the driver hears) once per RX_PUBLISH_BATCH
+    /* In a burst the used index moves (and the driver hears) once per USED_PUBLISH_BATCH
      * elements and at its end: fewer stores to the line the driver polls, and one
      * interrupt instead of one per frame. */
     q->rx_unpublished += ne;
-    if (!q->nc->burst || q->rx_unpublished >= RX_PUBLISH_BATCH) {
+    if (!q->nc->burst || q->rx_unpublished >= USED_PUBLISH_BATCH) {
         virtio_net_rx_publish(q);
     }
 }
@@ -357,15 +366,6 @@ static void net_handle_rx(VirtIODevice *vdev, VirtQueue *vq)
 
 static gboolean tx_continue(gpointer opaque);
 
-/* Moves the used index over the *unpublished requests filled since the last time. */
-static void tx_publish(NetQueuePair *q, unsigned *unpublished)
-{
-    if (*unpublished) {
-        virtqueue_flush(q->tx, *unpublished);
-        *unpublished = 0;
-    }
-}
-
 static void net_tx_burst(NetQueuePair *q)
 {
     VirtIONet *n = q->n;
@@ -379,7 +379,7 @@ static void net_tx_burst(NetQueuePair *q)
             if (e->out_len < NET_VNET_HDR_LEN || e->in_num) {
                 /* The requests before it did complete: publish them while the queue
                  * still works. */
-                tx_publish(q, &unpublished);
+                used_publish(q->tx, &unpublished);
                 virtio_error(&n->vdev, "tx request %u: %zu readable bytes and %u writable "
                              "buffers (want a 12-byte header, nothing writable)",
                              e->head, e->out_len, e->in_num);
@@ -394,12 +394,12 @@ static void net_tx_burst(NetQueuePair *q)
             if (!net_send(q->nc, iov, cnt)) {
                 n->tx_dropped++;
             }
-            /* The used index moves once per RX_PUBLISH_BATCH requests and at the end of
+            /* The used index moves once per USED_PUBLISH_BATCH requests and at the end of
              * the burst, as for rx: fewer stores to the line the polling driver reads. */
             virtqueue_fill(q->tx, e, 0, unpublished++);
             virtqueue_element_free(e);
-            if (unpublished == RX_PUBLISH_BATCH) {
-                tx_publish(q, &unpublished);
+            if (unpublished == USED_PUBLISH_BATCH) {
+                used_publish(q->tx, &unpublished);
             }
             done++;
         }
@@ -413,7 +413,7 @@ static void net_tx_burst(NetQueuePair *q)
         }
     }
 publish:
-    tx_publish(q, &unpublished);
+    used_publish(q->tx, &unpublished);
     if (done) {
         virtio_queue_notify_driver(&n->vdev, q->tx);
     }
