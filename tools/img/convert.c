@@ -4,6 +4,8 @@
  * qcow2 clusters compressed; -m chunks are in flight at once, written in order unless -W
  * (convert-copy.c).  -t is the target's cache mode, unsafe by default as in qemu-img (no
  * flush until the end; a crash mid-copy leaves a target to throw away).
+ * --target-image-opts names an existing target by a node option string
+ * ("driver=qcow2,file.filename=x"); as in qemu-img it needs -n and takes no -O or -o.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -48,8 +50,9 @@ static bool create_target(const char *fmt, const char *filename, const char *opt
 
 int img_convert(int argc, char **argv)
 {
-    const char *fmt = NULL, *out_fmt = "raw", *backing = NULL, *backing_fmt = NULL;
-    bool image_opts = false; /* --image-opts */
+    const char *fmt = NULL, *out_fmt = NULL, *backing = NULL, *backing_fmt = NULL;
+    bool image_opts = false;     /* --image-opts */
+    bool tgt_image_opts = false; /* --target-image-opts */
     GString *opts = g_string_new(NULL);
     bool compress = false, show_progress = false, no_create = false, quiet = false;
     bool in_order = true;
@@ -61,6 +64,7 @@ int img_convert(int argc, char **argv)
     static const struct option longopts[] = {
         { "help", no_argument, NULL, 'h' },
         IMG_LONGOPT_IMAGE_OPTS,
+        { "target-image-opts", no_argument, NULL, IMG_OPT_TARGET_IMAGE_OPTS },
         { "force-share", no_argument, NULL, 'U' },
         { "target-is-zero", no_argument, NULL, 'z' },
         { NULL, 0, NULL, 0 },
@@ -74,6 +78,9 @@ int img_convert(int argc, char **argv)
             break;
         case IMG_OPT_IMAGE_OPTS:
             image_opts = true;
+            break;
+        case IMG_OPT_TARGET_IMAGE_OPTS:
+            tgt_image_opts = true;
             break;
         case 'O':
             out_fmt = optarg;
@@ -124,9 +131,9 @@ int img_convert(int argc, char **argv)
         case 'z':
             break; /* source cache mode, -r rate, sharing: nothing to change here */
         case 'h':
-            printf("usage: sen-img convert [--image-opts] [-c] [-p] [-q] [-n] [-f fmt] "
-                   "[-O output_fmt] [-o options] [-B backing_file [-F backing_fmt]] "
-                   "[-S sparse_size] filename output_filename\n");
+            printf("usage: sen-img convert [--image-opts] [--target-image-opts] [-c] [-p] "
+                   "[-q] [-n] [-f fmt] [-O output_fmt] [-o options] [-B backing_file "
+                   "[-F backing_fmt]] [-S sparse_size] filename output_filename\n");
             ret = 0;
             goto out;
         default:
@@ -138,10 +145,27 @@ int img_convert(int argc, char **argv)
         goto out;
     }
     const char *in = argv[optind], *outname = argv[optind + 1];
+    /* qemu-img's checks, in its order and words. */
+    if (tgt_image_opts && !no_create) {
+        error_report("--target-image-opts requires use of -n flag");
+        goto out;
+    }
+    if (no_create && opts->len) {
+        error_report("-o has no effect when skipping image creation");
+        goto out;
+    }
     if (!img_parse_cache(cache, &dst_flags)) {
         goto out;
     }
-    if (compress && strcmp(out_fmt, "qcow2")) {
+    if (tgt_image_opts && out_fmt) {
+        error_report("--image-opts and --format are mutually exclusive");
+        goto out;
+    }
+    if (!tgt_image_opts && !out_fmt) {
+        out_fmt = "raw";
+    }
+    /* With --target-image-opts the format is known once the target is open (below). */
+    if (compress && out_fmt && strcmp(out_fmt, "qcow2")) {
         error_report("Compression not supported for this file format");
         goto out;
     }
@@ -158,12 +182,16 @@ int img_convert(int argc, char **argv)
         !create_target(out_fmt, outname, opts->str, size, backing, backing_fmt)) {
         goto out;
     }
-    dst = img_open(outname, out_fmt, false, dst_flags);
+    dst = img_open(outname, out_fmt, tgt_image_opts, dst_flags);
     if (!dst) {
         goto out;
     }
+    if (compress && strcmp(dst->drv->format_name, "qcow2")) {
+        error_report("Compression not supported for this file format");
+        goto out;
+    }
     if (no_create && bdrv_getlength(dst) < size) {
-        error_report("Target '%s' is smaller than the source", outname);
+        error_report("output file is smaller than input file");
         goto out;
     }
     BlockDriverInfo bdi = { 0 };

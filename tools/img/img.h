@@ -24,7 +24,12 @@ int img_measure(int argc, char **argv);
 int img_amend(int argc, char **argv);
 
 /* The preamble of the commands on existing images (args.c). */
-enum { IMG_OPT_OUTPUT = 0x100, IMG_OPT_IMAGE_OPTS = 0x1ff, IMG_OPT_FIRST_CMD = 0x200 };
+enum {
+    IMG_OPT_OUTPUT = 0x100,
+    IMG_OPT_TARGET_IMAGE_OPTS = 0x1fe, /* convert's */
+    IMG_OPT_IMAGE_OPTS = 0x1ff,
+    IMG_OPT_FIRST_CMD = 0x200,
+};
 /* --image-opts, for the commands with their own getopt loop (the others get it from
  * img_parse_image_args). */
 #define IMG_LONGOPT_IMAGE_OPTS { "image-opts", no_argument, NULL, IMG_OPT_IMAGE_OPTS }

@@ -20,8 +20,9 @@ static const struct {
     { "info", img_info,
       "info [--image-opts] [-f fmt] [--output=human|json] [--backing-chain] [-U] filename" },
     { "convert", img_convert,
-      "convert [--image-opts] [-c] [-p] [-q] [-n] [-f fmt] [-O output_fmt] [-o options] "
-      "[-B backing_file [-F backing_fmt]] [-S sparse_size] filename output_filename" },
+      "convert [--image-opts] [--target-image-opts] [-c] [-p] [-q] [-n] [-f fmt] "
+      "[-O output_fmt] [-o options] [-B backing_file [-F backing_fmt]] [-S sparse_size] "
+      "filename output_filename" },
     { "snapshot", img_snapshot,
       "snapshot [--image-opts] [-l | -a snapshot | -c snapshot | -d snapshot] [-q] filename" },
     { "resize", img_resize, "resize [--image-opts] [--shrink] [-f fmt] [-q] filename [+ | -]size" },
