@@ -34,7 +34,44 @@ typedef struct BlockNode {
     BlockNodeLookup *open_lookup;
     void *open_lookup_opaque;
     bool drv_closed;        /* a re-open failed: the driver holds no state to close */
+    uint64_t seq;           /* creation order, process-wide (bdrv_sort_newest_first) */
 } BlockNode;
+
+/*
+ * The node names in use, process-wide as QEMU's: a name names one open node at a time,
+ * whatever opened it (-blockdev, -drive node-name=, a child's file.node-name=, a json:
+ * name).  Generated "#block..." names take part too; they cannot clash with a well-formed
+ * name, which starts with a letter.
+ */
+static GMutex node_names_lock;
+static GHashTable *node_names;  /* name -> BlockDriverState*, not owned */
+static uint64_t node_seq;       /* under node_names_lock */
+
+static void bdrv_duplicate_node_error(const char *name, Error **errp)
+{
+    error_setg(errp, "Duplicate nodes with node-name='%s'", name);
+}
+
+bool bdrv_node_name_in_use(const char *name)
+{
+    g_mutex_lock(&node_names_lock);
+    bool used = node_names && g_hash_table_contains(node_names, name);
+    g_mutex_unlock(&node_names_lock);
+    return used;
+}
+
+static gint bdrv_newest_first(gconstpointer a, gconstpointer b)
+{
+    uint64_t sa = ((const BlockNode *)*(BlockDriverState *const *)a)->seq;
+    uint64_t sb = ((const BlockNode *)*(BlockDriverState *const *)b)->seq;
+
+    return sa < sb ? 1 : sa > sb ? -1 : 0;
+}
+
+void bdrv_sort_newest_first(GPtrArray *nodes)
+{
+    g_ptr_array_sort(nodes, bdrv_newest_first);
+}
 
 static BlockNode *block_node(BlockDriverState *bs)
 {
@@ -209,19 +246,35 @@ bool block_iov_is_zero(const struct iovec *iov, int niov)
 
 /* ---- opening ---- */
 
+/* A fresh node under node_name (NULL: a generated one); NULL if that name is taken. */
 static BlockDriverState *bdrv_new_node(const BlockDriver *drv, const char *filename,
-                                       const char *node_name, int flags)
+                                       const char *node_name, int flags, Error **errp)
 {
     static gint counter;
+    g_autofree char *name = node_name ? g_strdup(node_name)
+                                      : g_strdup_printf("#block%03d",
+                                                        g_atomic_int_add(&counter, 1));
+
+    g_mutex_lock(&node_names_lock);
+    if (!node_names) {
+        node_names = g_hash_table_new(g_str_hash, g_str_equal);
+    }
+    if (g_hash_table_contains(node_names, name)) {
+        g_mutex_unlock(&node_names_lock);
+        bdrv_duplicate_node_error(name, errp);
+        return NULL;
+    }
     BlockNode *node = g_new0(BlockNode, 1);
     BlockDriverState *bs = &node->bs;
+    bs->node_name = g_steal_pointer(&name);
+    node->seq = node_seq++;
+    g_hash_table_insert(node_names, bs->node_name, bs);
+    g_mutex_unlock(&node_names_lock);
 
     g_mutex_init(&node->lock);
     bs->drv = drv;
     bs->opaque = drv->instance_size ? g_malloc0(drv->instance_size) : NULL;
     bs->filename = g_strdup(filename);
-    bs->node_name = node_name ? g_strdup(node_name)
-                              : g_strdup_printf("#block%03d", g_atomic_int_add(&counter, 1));
     bs->open_flags = flags;
     bs->read_only = !(flags & BDRV_O_RDWR);
     bs->request_alignment = 1;
@@ -236,6 +289,9 @@ static void bdrv_free_node(BlockDriverState *bs)
 
     /* Waits for running jobs: they reference bs. */
     block_pool_free(node->pool);
+    g_mutex_lock(&node_names_lock);
+    g_hash_table_remove(node_names, bs->node_name);
+    g_mutex_unlock(&node_names_lock);
     g_mutex_clear(&node->lock);
     g_free(bs->opaque);
     keyval_free(node->open_opts);
@@ -329,8 +385,12 @@ static BlockDriverState *bdrv_open_driver(const BlockDriver *drv, const char *fi
                                           void *lookup_opaque, const char *what,
                                           Error **errp)
 {
-    BlockDriverState *bs = bdrv_new_node(drv, filename, node_name, flags);
+    BlockDriverState *bs = bdrv_new_node(drv, filename, node_name, flags, errp);
 
+    if (!bs) {
+        bdrv_unref(file); /* e.g. file.node-name= took the name first */
+        return NULL;
+    }
     bs->file = file;
     bs->probed = probed;
     bs->detect_zeroes = dz;
@@ -485,6 +545,11 @@ BlockDriverState *bdrv_open_ex(const char *filename, Keyval *options, const char
         /* As QEMU: a json: name stored in an image cannot take a generated "#block...";
          * the callers' prefix names the image. */
         error_setg(errp, "Invalid node-name: '%s'", node_name);
+        return NULL;
+    }
+    if (node_name && bdrv_node_name_in_use(node_name)) {
+        /* Before any child is opened; bdrv_new_node checks again when it claims it. */
+        bdrv_duplicate_node_error(node_name, errp);
         return NULL;
     }
     if (format && drvname && strcmp(format, drvname) != 0) {

@@ -40,6 +40,15 @@ static bool block_open_drive(BlockState *st, const DriveConfig *d, int flags, Er
     Error *err = NULL;
     BlockDriverState *bs;
 
+    if (!d->blockdev &&
+        (bdrv_node_name_in_use(d->id) ||
+         (keyval_has(opts, "node-name") && !strcmp(keyval_get(opts, "node-name"), d->id)))) {
+        /* As QEMU: device ids and node names share one name space. */
+        error_setg(errp, "%s: Device name '%s' conflicts with an existing node name",
+                   d->optstr, d->id);
+        keyval_free(opts);
+        return false;
+    }
     if (d->blockdev) {
         bs = bdrv_open_ex(NULL, opts, NULL, flags, block_lookup_ref, st, &err);
     } else {
@@ -117,6 +126,16 @@ GPtrArray *block_backends(Machine *m)
 
     for (guint i = 0; m->block && i < m->block->backends->len; i++) {
         g_ptr_array_add(out, g_ptr_array_index(m->block->backends, i));
+    }
+    return out;
+}
+
+GPtrArray *block_blockdev_nodes(Machine *m)
+{
+    GPtrArray *out = g_ptr_array_new();
+
+    for (guint i = 0; m->block && i < m->block->nodes->len; i++) {
+        g_ptr_array_add(out, g_ptr_array_index(m->block->nodes, i));
     }
     return out;
 }

@@ -81,6 +81,35 @@ static void hmp_append_images(GString *out, json_t *image)
     free(text);
 }
 
+/*
+ * One drive or node as QEMU's `info block` prints it: title is "d0 (node)" for a drive,
+ * the node name with -n; ins is query-block's "inserted" (or a named node).
+ */
+static void hmp_append_block_info(GString *out, const char *title, json_t *ins,
+                                  bool verbose)
+{
+    json_t *cache = json_object_get(ins, "cache");
+    bool wb = json_is_true(json_object_get(cache, "writeback"));
+    bool direct = json_is_true(json_object_get(cache, "direct"));
+
+    g_string_append_printf(out, "%s: %s (%s%s)\r\n    Cache mode:       %s%s\r\n", title,
+                           json_string_value(json_object_get(ins, "file")),
+                           json_string_value(json_object_get(ins, "drv")),
+                           json_is_true(json_object_get(ins, "ro")) ? ", read-only" : "",
+                           wb ? "writeback" : "writethrough", direct ? ", direct" : "");
+    json_t *backing = json_object_get(ins, "backing_file");
+    if (backing) {
+        json_int_t depth = json_integer_value(json_object_get(ins, "backing_file_depth"));
+        g_string_append_printf(out, "    Backing file:     %s (chain depth: %"
+                               JSON_INTEGER_FORMAT ")\r\n", json_string_value(backing),
+                               depth);
+    }
+    if (verbose) {
+        g_string_append(out, "\r\nImages:\r\n");
+        hmp_append_images(out, json_object_get(ins, "image"));
+    }
+}
+
 /* QEMU's `info block [-v] [device]`: the drives (or one), -v adding their images. */
 static bool hmp_info_block_print(QmpCtx *ctx, GString *out, const char *device,
                                  bool verbose, Error **errp)
@@ -106,30 +135,39 @@ static bool hmp_info_block_print(QmpCtx *ctx, GString *out, const char *device,
             first = false;
             continue;
         }
-        json_t *cache = json_object_get(ins, "cache");
-        bool wb = json_is_true(json_object_get(cache, "writeback"));
-        bool direct = json_is_true(json_object_get(cache, "direct"));
-        g_string_append_printf(out, "%s%s (%s): %s (%s%s)\r\n    Cache mode:       %s%s\r\n",
-                               first ? "" : "\r\n", name,
-                               json_string_value(json_object_get(ins, "node-name")),
-                               json_string_value(json_object_get(ins, "file")),
-                               json_string_value(json_object_get(ins, "drv")),
-                               json_is_true(json_object_get(ins, "ro")) ? ", read-only" : "",
-                               wb ? "writeback" : "writethrough", direct ? ", direct" : "");
+        g_autofree char *title = g_strdup_printf(
+            "%s%s (%s)", first ? "" : "\r\n", name,
+            json_string_value(json_object_get(ins, "node-name")));
         first = false;
-        json_t *backing = json_object_get(ins, "backing_file");
-        if (backing) {
-            json_int_t depth = json_integer_value(json_object_get(ins, "backing_file_depth"));
-            g_string_append_printf(out, "    Backing file:     %s (chain depth: %"
-                                   JSON_INTEGER_FORMAT ")\r\n", json_string_value(backing),
-                                   depth);
-        }
-        if (verbose) {
-            g_string_append(out, "\r\nImages:\r\n");
-            hmp_append_images(out, json_object_get(ins, "image"));
-        }
+        hmp_append_block_info(out, title, ins, verbose);
     }
     json_decref(drives);
+    return true;
+}
+
+/*
+ * QEMU's `info block -n [-v] [node]`: every named node (query-named-block-nodes).  As
+ * QEMU, a blank line goes before every node but the first of the whole list, shown or not.
+ */
+static bool hmp_info_block_nodes(QmpCtx *ctx, GString *out, const char *node, bool verbose,
+                                 Error **errp)
+{
+    json_t *nodes = qmp_query_named_block_nodes(ctx, false, false, errp);
+    size_t i;
+    json_t *n;
+
+    if (!nodes) {
+        return false;
+    }
+    json_array_foreach(nodes, i, n) {
+        const char *name = json_string_value(json_object_get(n, "node-name"));
+        if (node && strcmp(node, name)) {
+            continue;
+        }
+        g_autofree char *title = g_strdup_printf("%s%s", i ? "\r\n" : "", name);
+        hmp_append_block_info(out, title, n, verbose);
+    }
+    json_decref(nodes);
     return true;
 }
 
@@ -142,13 +180,15 @@ static bool hmp_info_block_args(QmpCtx *ctx, const char *arg, GString *out, Erro
 {
     g_auto(GStrv) words = g_strsplit(arg, " ", -1);
     const char *device = NULL;
-    bool verbose = false;
+    bool verbose = false, nodes = false;
 
     for (char **w = words; *w; w++) {
         if (strcmp(*w, "-v") == 0) {
             verbose = true;
+        } else if (strcmp(*w, "-n") == 0) {
+            nodes = true;
         } else if (**w == '-') {
-            error_setg(errp, "info block: invalid option '%s' (Sen knows -v)", *w);
+            error_setg(errp, "info block: invalid option '%s' (Sen knows -n and -v)", *w);
             return false;
         } else if (device) {
             error_setg(errp, "info block: extraneous characters at the end of line");
@@ -157,7 +197,8 @@ static bool hmp_info_block_args(QmpCtx *ctx, const char *arg, GString *out, Erro
             device = *w;
         }
     }
-    return hmp_info_block_print(ctx, out, device, verbose, errp);
+    return nodes ? hmp_info_block_nodes(ctx, out, device, verbose, errp)
+                 : hmp_info_block_print(ctx, out, device, verbose, errp);
 }
 
 static bool hmp_info_snapshots(QmpCtx *ctx, GString *out, Error **errp)
@@ -463,8 +504,9 @@ typedef struct HmpArgCmd {
 } HmpArgCmd;
 
 static const HmpArgCmd hmp_arg_cmds[] = {
-    { "info block", "[-v] [device]",
-      "show the block devices (or one), with -v their images as qemu-img info does",
+    { "info block", "[-n] [-v] [device]",
+      "show the block devices (or one), with -n the block nodes instead, with -v their "
+      "images as qemu-img info does",
       hmp_info_block_args },
     { "migrate", "URI", "migrate the VM to URI (tcp:, unix:, exec:, fd:, file:)",
       hmp_migrate },

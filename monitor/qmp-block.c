@@ -94,15 +94,24 @@ static void qmp_collect_nodes(BlockDriverState *bs, GPtrArray *nodes)
     qmp_collect_nodes(bs->backing, nodes);
 }
 
+/*
+ * Every node of the machine, as QEMU lists its named nodes: the drives' and every
+ * -blockdev's (used by a device or not) with the nodes below them, newest first.
+ */
 json_t *qmp_query_named_block_nodes(QmpCtx *ctx, bool has_flat, bool flat, Error **errp)
 {
     g_autoptr(GPtrArray) blks = block_backends(ctx->m);
+    g_autoptr(GPtrArray) blockdevs = block_blockdev_nodes(ctx->m);
     g_autoptr(GPtrArray) nodes = g_ptr_array_new();
     json_t *list = json_array();
 
     for (guint i = 0; i < blks->len; i++) {
         qmp_collect_nodes(blk_bs(g_ptr_array_index(blks, i)), nodes);
     }
+    for (guint i = 0; i < blockdevs->len; i++) {
+        qmp_collect_nodes(g_ptr_array_index(blockdevs, i), nodes);
+    }
+    bdrv_sort_newest_first(nodes);
     for (guint i = 0; i < nodes->len; i++) {
         BlockDriverState *bs = g_ptr_array_index(nodes, i);
         /* A node has no write cache of its own: QEMU reports writeback for every node. */

@@ -25,15 +25,16 @@ static void drive_config_free(gpointer p)
     g_free(d);
 }
 
-static bool drive_id_taken(CmdlineState *s, const char *id)
+/* The -drive (by id) or -blockdev (by node-name) already named id, or NULL. */
+static const DriveConfig *drive_id_taken(CmdlineState *s, const char *id)
 {
     for (guint i = 0; s->cfg->drives && i < s->cfg->drives->len; i++) {
         const DriveConfig *d = g_ptr_array_index(s->cfg->drives, i);
         if (strcmp(d->id, id) == 0) {
-            return true;
+            return d;
         }
     }
-    return false;
+    return NULL;
 }
 
 static void drive_add(CmdlineState *s, DriveConfig *d)
@@ -173,7 +174,13 @@ bool cmdline_opt_drive(CmdlineState *s, const char *what, const char *arg, Error
             d->id = g_strdup_printf("%s%u", d->interface, n++);
         } while (drive_id_taken(s, d->id));
     } else if (drive_id_taken(s, d->id)) {
-        error_setg(errp, "%s: Duplicate ID '%s' for drive", what, d->id);
+        /* QEMU's words: drive ids and node names share one name space. */
+        if (drive_id_taken(s, d->id)->blockdev) {
+            error_setg(errp, "%s: Device name '%s' conflicts with an existing node name",
+                       what, d->id);
+        } else {
+            error_setg(errp, "%s: Duplicate ID '%s' for drive", what, d->id);
+        }
         goto fail;
     }
     if (readonly) {
@@ -271,9 +278,13 @@ bool cmdline_opt_blockdev(CmdlineState *s, const char *what, const char *arg, Er
         error_setg(errp, "%s: node-name=%s: invalid node name", what, node_name);
         return false;
     }
-    if (drive_id_taken(s, node_name)) {
-        error_setg(errp, "%s: node-name=%s: duplicate node name or drive id", what,
-                   node_name);
+    const DriveConfig *taken = drive_id_taken(s, node_name);
+    if (taken && taken->blockdev) {
+        error_setg(errp, "%s: Duplicate nodes with node-name='%s'", what, node_name);
+        return false;
+    }
+    if (taken) {
+        error_setg(errp, "%s: node-name=%s is conflicting with a device id", what, node_name);
         return false;
     }
     for (guint i = 0; i < kv->pairs->len; i++) {

@@ -233,6 +233,12 @@ const BlockDriver *bdrv_find_format(const char *name);
 /* "Supported formats: raw file ..." for error messages and help. */
 char *bdrv_format_list(void);
 
+/* Node names are unique among the open nodes of the process, as in QEMU: opening a node
+ * under a name in use fails with "Duplicate nodes with node-name='x'". */
+bool bdrv_node_name_in_use(const char *name);
+/* Sorts nodes (BlockDriverState*) newest first, the order QEMU lists named nodes in. */
+void bdrv_sort_newest_first(GPtrArray *nodes);
+
 /*
  * Opens a node.  filename may be NULL when options carry "filename" or a "file" child
  * ("file.filename=x", "file.driver=file" ...).  format NULL (and no "driver" in options)
@@ -439,6 +445,8 @@ bool block_init_drives(Machine *m, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
 BlockBackend *block_find_backend(Machine *m, const char *id);
 /* Every backend of m in creation order (for query-block/query-blockstats). */
 GPtrArray *block_backends(Machine *m);
+/* The -blockdev nodes of m in command-line order, used by a device or not. */
+GPtrArray *block_blockdev_nodes(Machine *m);
 void block_cleanup(Machine *m);
 /* bdrv_inactivate / bdrv_activate on every drive of the machine (live migration). */
 bool block_inactivate_all(Machine *m, Error **errp) G_GNUC_WARN_UNUSED_RESULT;

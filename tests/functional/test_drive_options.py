@@ -60,7 +60,24 @@ BAD = [
      "Could not open '{d}/missing.img'"),
     (["-blockdev", "driver=file,node-name=f0,filename={img}",
       "-blockdev", "driver=file,node-name=f0,filename={img}"],
-     "node-name=f0: duplicate node name or drive id"),
+     "Duplicate nodes with node-name='f0'"),
+    # Node names are unique whatever named them, and share a name space with drive ids.
+    (["-blockdev", "driver=file,node-name=f0,filename={img}",
+      "-drive", "file={img},if=none,format=raw,node-name=f0"],
+     "Duplicate nodes with node-name='f0'"),
+    (["-blockdev", "driver=file,node-name=f0,filename={img}",
+      "-blockdev", "driver=raw,node-name=r0,file.driver=file,file.filename={img},"
+      "file.node-name=f0"], "Duplicate nodes with node-name='f0'"),
+    (["-drive", "file={img},if=none,format=raw,node-name=x,file.node-name=x"],
+     "Duplicate nodes with node-name='x'"),
+    (["-drive", "file={img},if=none,format=raw,id=x",
+      "-blockdev", "driver=file,node-name=x,filename={img}"],
+     "node-name=x is conflicting with a device id"),
+    (["-blockdev", "driver=file,node-name=x,filename={img}",
+      "-drive", "file={img},if=none,format=raw,id=x"],
+     "Device name 'x' conflicts with an existing node name"),
+    (["-drive", "file={img},if=none,format=raw,id=y,node-name=y"],
+     "Device name 'y' conflicts with an existing node name"),
     (["-blockdev", "driver=raw,node-name=r0,file.driver=file,file.filename={img},"
       "file.aio=native"], "aio=native was specified, but it requires cache.direct=on"),
 ]
