@@ -158,7 +158,7 @@ int img_amend(int argc, char **argv)
         case 'F':
             break;
         case 'h':
-            printf("usage: sen-img amend [--image-opts] [-f fmt] [-q] -o options filename\n");
+            img_print_usage("amend");
             return 0;
         default:
             return 1;

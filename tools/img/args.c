@@ -52,7 +52,7 @@ int img_parse_image_args(int argc, char **argv, const ImgArgsSpec *spec, ImgImag
             out->image_opts = true;
             break;
         case 'h':
-            printf("usage: sen-img %s\n", spec->usage);
+            img_print_usage(spec->cmd);
             return 0;
         case '?':
             return fail;

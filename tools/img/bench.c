@@ -206,10 +206,7 @@ int img_bench(int argc, char **argv)
         case 'U':
             break;
         case 'h':
-            printf("usage: sen-img bench [--image-opts] [-c count] [-d depth] [-f fmt] "
-                   "[--flush-interval=N] "
-                   "[-n] [-o offset] [--pattern=N] [-q] [-s size] [-S step] [-t cache] [-w] "
-                   "filename\n");
+            img_print_usage("bench");
             return 0;
         default:
             return 1;

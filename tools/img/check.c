@@ -115,7 +115,7 @@ int img_check(int argc, char **argv)
         { NULL, 0, NULL, 0 },
     };
     const ImgArgsSpec spec = {
-        .usage = "check [--image-opts] [-f fmt] [--output=human|json] [-r leaks|all] [-q] filename",
+        .cmd = "check",
         .shortopts = "r:T:q", .longopts = longopts, .option = check_option, .opaque = &o,
         .output = true,
     };

@@ -45,8 +45,7 @@ int img_commit(int argc, char **argv)
 {
     CommitOpts o = { .flags = BDRV_O_RDWR };
     const ImgArgsSpec spec = {
-        .usage = "commit [--image-opts] [-q] [-f fmt] [-t cache] [-b base] [-r rate_limit] "
-                 "[-d] [-p] filename",
+        .cmd = "commit",
         .shortopts = "t:b:dpqr:", .option = commit_option, .opaque = &o,
     };
     ImgImageArgs args;

@@ -54,8 +54,7 @@ int img_compare(int argc, char **argv)
 {
     CompareOpts o = { 0 };
     const ImgArgsSpec spec = {
-        .usage = "compare [--image-opts] [-f fmt] [-F fmt] [-T src_cache] [-p] [-q] [-s] [-U] "
-                 "filename1 filename2",
+        .cmd = "compare",
         .shortopts = "F:T:pqs", .option = compare_option, .opaque = &o, .two_files = true,
         .error_status = 2,
     };

@@ -131,9 +131,7 @@ int img_convert(int argc, char **argv)
         case 'z':
             break; /* source cache mode, -r rate, sharing: nothing to change here */
         case 'h':
-            printf("usage: sen-img convert [--image-opts] [--target-image-opts] [-c] [-p] "
-                   "[-q] [-n] [-f fmt] [-O output_fmt] [-o options] [-B backing_file "
-                   "[-F backing_fmt]] [-S sparse_size] filename output_filename\n");
+            img_print_usage("convert");
             ret = 0;
             goto out;
         default:

@@ -47,8 +47,7 @@ int img_create(int argc, char **argv)
         case 'u':
             break; /* the backing file is only opened when the size is missing anyway */
         case 'h':
-            printf("usage: sen-img create [-f fmt] [-o options] [-b backing_file "
-                   "[-F backing_fmt]] [-u] [-q] filename [size]\n");
+            img_print_usage("create");
             g_string_free(opts, TRUE);
             return 0;
         default:

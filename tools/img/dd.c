@@ -35,8 +35,7 @@ int img_dd(int argc, char **argv)
         case 'U':
             break;
         case 'h':
-            printf("usage: sen-img dd [--image-opts] [-f fmt] [-O output_fmt] [bs=block_size] "
-                   "[count=blocks] [skip=blocks] if=input of=output\n");
+            img_print_usage("dd");
             return 0;
         default:
             return 1;

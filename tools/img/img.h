@@ -23,6 +23,10 @@ int img_dd(int argc, char **argv);
 int img_measure(int argc, char **argv);
 int img_amend(int argc, char **argv);
 
+/* Prints "usage: sen-img CMD ..." for -h, from the command table (main.c), which is also
+ * what `sen-img --help` lists. */
+void img_print_usage(const char *cmd);
+
 /* The preamble of the commands on existing images (args.c). */
 enum {
     IMG_OPT_OUTPUT = 0x100,
@@ -35,7 +39,7 @@ enum {
 #define IMG_LONGOPT_IMAGE_OPTS { "image-opts", no_argument, NULL, IMG_OPT_IMAGE_OPTS }
 struct option;
 typedef struct ImgArgsSpec {
-    const char *usage;               /* after "usage: sen-img " for -h */
+    const char *cmd;                 /* the command's name, for -h */
     const char *shortopts;           /* the command's own, appended to "+f:hU" */
     const struct option *longopts;   /* the command's own, ends with a NULL name */
     /* Handles one of the command's options; false (after a message) stops with the

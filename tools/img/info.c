@@ -20,8 +20,7 @@ int img_info(int argc, char **argv)
         { NULL, 0, NULL, 0 },
     };
     const ImgArgsSpec spec = {
-        .usage = "info [--image-opts] [-f fmt] [--output=human|json] [--backing-chain] [-U] "
-                 "filename",
+        .cmd = "info",
         .longopts = longopts, .option = info_option, .opaque = &chain, .output = true,
     };
     ImgImageArgs a;

@@ -10,41 +10,68 @@
 #include "sen/keyval.h"
 #include "tools/img/img.h"
 
+/*
+ * The commands and their syntax: the one source of `sen-img --help` and of each
+ * command's -h (img_print_usage).
+ */
 static const struct {
     const char *name;
     int (*fn)(int argc, char **argv);
-    const char *usage;
+    const char *usage;  /* after "usage: sen-img " */
 } img_cmds[] = {
     { "create", img_create,
-      "create [-f fmt] [-o options] [-b backing_file [-F backing_fmt]] [-u] filename [size]" },
+      "create [-f fmt] [-o options] [-b backing_file [-F backing_fmt]] [-u] [-q] "
+      "filename [size]" },
     { "info", img_info,
-      "info [--image-opts] [-f fmt] [--output=human|json] [--backing-chain] [-U] filename" },
+      "info [--image-opts] [-f fmt] [--output=human|json] [--backing-chain] [-U] "
+      "filename" },
     { "convert", img_convert,
       "convert [--image-opts] [--target-image-opts] [-c] [-p] [-q] [-n] [-f fmt] "
       "[-O output_fmt] [-o options] [-B backing_file [-F backing_fmt]] [-S sparse_size] "
       "filename output_filename" },
     { "snapshot", img_snapshot,
-      "snapshot [--image-opts] [-l | -a snapshot | -c snapshot | -d snapshot] [-q] filename" },
-    { "resize", img_resize, "resize [--image-opts] [--shrink] [-f fmt] [-q] filename [+ | -]size" },
-    { "map", img_map, "map [--image-opts] [-f fmt] [--output=human|json] filename" },
+      "snapshot [--image-opts] [-f fmt] [-l | -a snapshot | -c snapshot | "
+      "-d snapshot] [-q] [-U] filename" },
+    { "resize", img_resize,
+      "resize [--image-opts] [--preallocation=PREALLOC] [--shrink] [-f fmt] [-q] "
+      "filename [+ | -]size" },
+    { "map", img_map,
+      "map [--image-opts] [-f fmt] [--output=human|json] filename" },
     { "compare", img_compare,
-      "compare [--image-opts] [-f fmt] [-F fmt] [-p] [-q] [-s] filename1 filename2" },
+      "compare [--image-opts] [-f fmt] [-F fmt] [-T src_cache] [-p] [-q] [-s] [-U] "
+      "filename1 filename2" },
     { "bench", img_bench,
-      "bench [--image-opts] [-c count] [-d depth] [-f fmt] [--flush-interval=N] [-n] [-o offset] "
-      "[--pattern=N] [-q] [-s size] [-S step] [-t cache] [-w] filename" },
+      "bench [--image-opts] [-c count] [-d depth] [-f fmt] [--flush-interval=N] [-n] "
+      "[-o offset] [--pattern=N] [-q] [-s size] [-S step] [-t cache] [-w] filename" },
     { "rebase", img_rebase,
-      "rebase [--image-opts] [-f fmt] [-p] [-q] [-u] -b backing_file [-F backing_fmt] filename" },
-    { "commit", img_commit, "commit [--image-opts] [-q] [-f fmt] [-b base] [-d] [-p] filename" },
+      "rebase [--image-opts] [-f fmt] [-t cache] [-T src_cache] [-p] [-q] [-u] [-U] "
+      "-b backing_file [-F backing_fmt] filename" },
+    { "commit", img_commit,
+      "commit [--image-opts] [-q] [-f fmt] [-t cache] [-b base] [-r rate_limit] [-d] "
+      "[-p] filename" },
     { "dd", img_dd,
       "dd [--image-opts] [-f fmt] [-O output_fmt] [bs=block_size] [count=blocks] "
       "[skip=blocks] if=input of=output" },
-    { "amend", img_amend, "amend [--image-opts] [-f fmt] [-q] -o options filename" },
+    { "amend", img_amend,
+      "amend [--image-opts] [-f fmt] [-q] -o options filename" },
     { "measure", img_measure,
       "measure [--image-opts] [--output=human|json] [-O output_fmt] [-o options] "
       "[--size N | [-f fmt] filename]" },
     { "check", img_check,
-      "check [--image-opts] [-f fmt] [--output=human|json] [-r leaks|all] [-q] filename" },
+      "check [--image-opts] [-f fmt] [--output=human|json] [-r leaks|all] [-q] "
+      "filename" },
 };
+
+void img_print_usage(const char *cmd)
+{
+    for (size_t i = 0; i < G_N_ELEMENTS(img_cmds); i++) {
+        if (!strcmp(img_cmds[i].name, cmd)) {
+            printf("usage: sen-img %s\n", img_cmds[i].usage);
+            return;
+        }
+    }
+    g_assert_not_reached();
+}
 
 static void usage(FILE *f)
 {

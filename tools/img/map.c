@@ -77,7 +77,7 @@ static bool print_entry(const MapEntry *e, bool json, bool first)
 int img_map(int argc, char **argv)
 {
     const ImgArgsSpec spec = {
-        .usage = "map [--image-opts] [-f fmt] [--output=human|json] filename", .output = true,
+        .cmd = "map", .output = true,
     };
     ImgImageArgs a;
     int status = img_parse_image_args(argc, argv, &spec, &a);

@@ -126,8 +126,7 @@ int img_measure(int argc, char **argv)
         case 'U':
             break;
         case 'h':
-            printf("usage: sen-img measure [--image-opts] [--output=human|json] [-O output_fmt] "
-                   "[-o options] [--size N | [-f fmt] filename]\n");
+            img_print_usage("measure");
             return 0;
         default:
             return 1;

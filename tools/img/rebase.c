@@ -125,8 +125,7 @@ int img_rebase(int argc, char **argv)
     /* qemu-img's defaults for both cache modes. */
     RebaseOpts o = { .cache = "writeback", .src_cache = "writeback" };
     const ImgArgsSpec spec = {
-        .usage = "rebase [--image-opts] [-f fmt] [-t cache] [-T src_cache] [-p] [-q] [-u] [-U] "
-                 "-b backing_file [-F backing_fmt] filename",
+        .cmd = "rebase",
         .shortopts = "F:b:upt:T:q", .option = rebase_option, .opaque = &o,
     };
     ImgImageArgs args;

@@ -95,8 +95,7 @@ int img_resize(int argc, char **argv)
             prealloc_str = optarg;
             break;
         case 'h':
-            printf("usage: sen-img resize [--image-opts] [--preallocation=PREALLOC] [--shrink] "
-                   "[-f fmt] [-q] filename [+ | -]size\n");
+            img_print_usage("resize");
             return 0;
         default:
             return 1;

@@ -39,8 +39,7 @@ int img_snapshot(int argc, char **argv)
 {
     SnapshotOpts o = { 0 };
     const ImgArgsSpec spec = {
-        .usage = "snapshot [--image-opts] [-f fmt] [-l | -a snapshot | -c snapshot | -d snapshot] "
-                 "[-q] [-U] filename",
+        .cmd = "snapshot",
         .shortopts = "la:c:d:q", .option = snapshot_option, .opaque = &o,
     };
     ImgImageArgs args;
