@@ -238,16 +238,29 @@ static int cover_run(BDRVQcow2State *s, uint64_t start, uint64_t n)
     return 1;
 }
 
-static uint64_t file_end_cluster(BDRVQcow2State *s)
+/*
+ * One past the last cluster that may hold anything: where new metadata goes when no free
+ * cluster will do, as QEMU puts it at the end of the allocated data.  alloc_end counts only
+ * this session's allocations, so the file's length bounds what was there before; but a
+ * grown-ahead tail (qcow2_prealloc_ahead) holds nothing but clusters allocated since,
+ * all below alloc_end, so there the length before the first grow step is the bound.
+ * Using the grown length would leave the tail's free clusters as a gap before the new
+ * refcount table until they are reused (and keep the trim at close from shrinking).
+ */
+static uint64_t data_end_cluster(BDRVQcow2State *s)
 {
     int64_t len = bdrv_getlength(s->bs->file);
+    if (s->prealloc_end && len >= 0 && (uint64_t)len <= s->prealloc_end) {
+        len = MIN((uint64_t)len, s->prealloc_from);
+    }
     uint64_t c = len > 0 ? ((uint64_t)len + s->cluster_size - 1) >> s->cluster_bits : 0;
     return MAX(c, s->alloc_end);
 }
 
 /*
  * Replaces the refcount table with one of at least `need` entries, placed past the end of
- * the file together with new refcount blocks for the clusters it and they occupy.
+ * the data (data_end_cluster) together with new refcount blocks for the clusters it and
+ * they occupy.
  */
 static int grow_reftable(BDRVQcow2State *s, uint64_t need)
 {
@@ -258,7 +271,7 @@ static int grow_reftable(BDRVQcow2State *s, uint64_t need)
     if (m * s->cluster_size > QCOW2_MAX_REFTABLE_BYTES) {
         return -EFBIG;
     }
-    uint64_t first = file_end_cluster(s);
+    uint64_t first = data_end_cluster(s);
     uint64_t *nt = g_new0(uint64_t, entries);
     memcpy(nt, s->reftable, s->reftable_size * 8);
     /* k new blocks right after the table; iterate until they cover themselves too. */
