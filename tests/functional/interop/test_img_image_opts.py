@@ -234,3 +234,33 @@ def test_sen_img_writes_json_backing_names(chain):
     p = subprocess.run([SEN_IMG, "create", "-f", "qcow2", "-b", 'json:{"driver":', "-F",
                         "qcow2", str(bad)], capture_output=True, text=True)
     assert p.returncode != 0 and "JSON parse error" in p.stderr and not bad.exists()
+
+
+@pytest.mark.parametrize("args", [
+    ["bench", "-w", "-c", "64", "-s", "4k", "-S", "12k"],  # partial clusters: COW reads
+    ["snapshot", "-c", "s1"],
+    ["check", "-r", "all"],
+    ["amend", "-o", "lazy_refcounts=off"],
+    ["resize", "{top}", "+1M"],
+    ["map", "--output=json"],
+])
+def test_writable_json_backing_is_never_written(tmp_path, args):
+    """A json: backing name with "read-only": false opens the backing file writable, as
+    qemu-img 7.2 does (both open it O_RDWR), but no command on the overlay writes it:
+    its bytes and its modification time stay as they were."""
+    base, top = tmp_path / "base.qcow2", tmp_path / "top.qcow2"
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on", base, "4M")
+    run(QEMU_IO, "-f", "qcow2", "-c", "write -P 7 0 1M", base)
+    backing = "json:" + json.dumps({"driver": "qcow2", "read-only": False,
+                                    "file": {"driver": "file", "filename": str(base)}})
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", "-u", "-b", backing, "-F", "qcow2", top, "4M")
+    before = (base.read_bytes(), base.stat().st_mtime_ns)
+    argv = [a.replace("{top}", str(top)) for a in args]
+    if "{top}" not in args:
+        argv.append(str(top))
+    run(SEN_IMG, *argv)
+    assert (base.read_bytes(), base.stat().st_mtime_ns) == before
+    run(QEMU_IMG, "check", top)
+    if args[0] == "bench":
+        # The overlay's partial clusters kept the backing's bytes around the writes.
+        run(QEMU_IO, "-f", "qcow2", "-c", "read -P 7 4k 4k", top)
