@@ -4,7 +4,8 @@
  * RAM is one or more host memory backends (softmmu/hostmem.c; the machine's default is
  * private anonymous memory, MAP_NORESERVE, see docs/memory.md).  guest_mem_new() below,
  * for tests and tools, makes a memfd so they can look at the file.  Regions are few (two
- * on a PC), so lookups are a linear scan.
+ * on a PC), so lookups are a linear scan.  Copies (read/write/fill) may run from one
+ * region into the next adjacent one, piece by piece; pointers (map) never span two.
  */
 #include <errno.h>
 #include <string.h>
@@ -232,25 +233,59 @@ bool guest_mem_is_private_anonymous(const GuestMemory *gm)
     return gm->nr_hosts > 0;
 }
 
+/* The region holding the byte at gpa (RAM or ROM), or NULL.  Regions are few (two on a
+ * PC), so this is a linear scan. */
+static const RamRegion *region_at(const GuestMemory *gm, uint64_t gpa)
+{
+    for (unsigned i = 0; i < gm->nr_regions; i++) {
+        const RamRegion *r = &gm->regions[i];
+        if (gpa >= r->gpa && gpa - r->gpa < r->size) {
+            return r;
+        }
+    }
+    return NULL;
+}
+
+/* Bytes of [gpa, gpa+len) inside r, which holds gpa. */
+static uint64_t in_region(const RamRegion *r, uint64_t gpa, uint64_t len)
+{
+    return MIN(len, r->size - (gpa - r->gpa));
+}
+
 /* Written so that no sum can overflow. */
 int guest_mem_region_index(const GuestMemory *gm, uint64_t gpa, uint64_t len)
 {
-    if (len == 0) {
-        return -1;
-    }
-    for (unsigned i = 0; i < gm->nr_regions; i++) {
-        const RamRegion *r = &gm->regions[i];
-        if (gpa >= r->gpa && gpa - r->gpa < r->size && len <= r->size - (gpa - r->gpa)) {
-            return (int)i;
-        }
-    }
-    return -1;
+    const RamRegion *r = len ? region_at(gm, gpa) : NULL;
+    return r && in_region(r, gpa, len) == len ? (int)(r - gm->regions) : -1;
 }
 
 static const RamRegion *find_region(const GuestMemory *gm, uint64_t gpa, uint64_t len)
 {
     int i = guest_mem_region_index(gm, gpa, len);
     return i < 0 ? NULL : &gm->regions[i];
+}
+
+/*
+ * Whether [gpa, gpa+len) is covered by regions laid end to end with no gap (ROM only
+ * when !writable), as real hardware and QEMU's address_space_rw see it: the piece-wise
+ * helpers check the whole range with this first, so a refused access touches nothing.
+ * Common accesses fit one region and never get here.
+ */
+static bool span_ok(const GuestMemory *gm, uint64_t gpa, uint64_t len, bool writable)
+{
+    if (len == 0 || gpa + len - 1 < gpa) {
+        return false;
+    }
+    while (len) {
+        const RamRegion *r = region_at(gm, gpa);
+        if (!r || (writable && r->readonly)) {
+            return false;
+        }
+        uint64_t n = in_region(r, gpa, len);
+        gpa += n; /* cannot wrap: gpa + len - 1 did not */
+        len -= n;
+    }
+    return true;
 }
 
 uint64_t guest_mem_host_page_size(const GuestMemory *gm)
@@ -264,18 +299,26 @@ uint64_t guest_mem_host_page_size(const GuestMemory *gm)
 
 bool guest_mem_discard(GuestMemory *gm, uint64_t gpa, uint64_t len)
 {
-    const RamRegion *r = find_region(gm, gpa, len);
-    if (!r || r->readonly) { /* ROM is not in the backing */
+    if (!span_ok(gm, gpa, len, true)) { /* ROM is not in the backing */
         return false;
     }
-    return hostmem_discard(gm->hosts[r->backing],
-                           r->backing_offset - gm->host_start[r->backing] + (gpa - r->gpa),
-                           len);
+    while (len) {
+        const RamRegion *r = region_at(gm, gpa);
+        uint64_t n = in_region(r, gpa, len);
+        if (!hostmem_discard(gm->hosts[r->backing],
+                             r->backing_offset - gm->host_start[r->backing] + (gpa - r->gpa),
+                             n)) {
+            return false;
+        }
+        gpa += n;
+        len -= n;
+    }
+    return true;
 }
 
 bool guest_mem_is_ram(const GuestMemory *gm, uint64_t gpa, uint64_t len)
 {
-    return find_region(gm, gpa, len) != NULL;
+    return span_ok(gm, gpa, len, false);
 }
 
 void *guest_mem_map(GuestMemory *gm, uint64_t gpa, uint64_t len)
@@ -284,13 +327,36 @@ void *guest_mem_map(GuestMemory *gm, uint64_t gpa, uint64_t len)
     return r ? r->hva + (gpa - r->gpa) : NULL;
 }
 
+void *guest_mem_map_piece(GuestMemory *gm, uint64_t gpa, uint64_t len, bool writable,
+                          uint64_t *piece)
+{
+    const RamRegion *r = len ? region_at(gm, gpa) : NULL;
+    if (!r || (writable && r->readonly)) {
+        *piece = 0;
+        return NULL;
+    }
+    *piece = in_region(r, gpa, len);
+    return r->hva + (gpa - r->gpa);
+}
+
 bool guest_mem_read(GuestMemory *gm, uint64_t gpa, void *buf, uint64_t len)
 {
     const void *p = guest_mem_map(gm, gpa, len);
-    if (!p) {
+    if (p) {
+        memcpy(buf, p, len);
+        return true;
+    }
+    if (!span_ok(gm, gpa, len, false)) {
         return false;
     }
-    memcpy(buf, p, len);
+    for (uint8_t *out = buf; len;) {
+        uint64_t n;
+        p = guest_mem_map_piece(gm, gpa, len, false, &n);
+        memcpy(out, p, n);
+        out += n;
+        gpa += n;
+        len -= n;
+    }
     return true;
 }
 
@@ -311,30 +377,60 @@ bool guest_mem_load_rom(GuestMemory *gm, uint64_t gpa, const void *data, uint64_
     return true;
 }
 
+/* Stores src (or byte, when src is NULL) into a range span_ok() accepted for writing,
+ * region by region, marking each piece dirty in its own region's log. */
+static void write_pieces(GuestMemory *gm, uint64_t gpa, const uint8_t *src, int byte,
+                         uint64_t len)
+{
+    while (len) {
+        uint64_t n;
+        void *p = guest_mem_map_piece(gm, gpa, len, true, &n);
+        if (src) {
+            memcpy(p, src, n);
+            src += n;
+        } else {
+            memset(p, byte, n);
+        }
+        guest_mem_mark_dirty(gm, gpa, n);
+        gpa += n;
+        len -= n;
+    }
+}
+
 bool guest_mem_write(GuestMemory *gm, uint64_t gpa, const void *buf, uint64_t len)
 {
     void *p = guest_mem_map_writable(gm, gpa, len);
-    if (!p) {
+    if (p) {
+        memcpy(p, buf, len);
+        guest_mem_mark_dirty(gm, gpa, len);
+        return true;
+    }
+    if (!span_ok(gm, gpa, len, true)) {
         return false;
     }
-    memcpy(p, buf, len);
-    guest_mem_mark_dirty(gm, gpa, len);
+    write_pieces(gm, gpa, buf, 0, len);
     return true;
 }
 
 bool guest_mem_fill(GuestMemory *gm, uint64_t gpa, int byte, uint64_t len)
 {
     void *p = guest_mem_map_writable(gm, gpa, len);
-    if (!p) {
+    if (p) {
+        memset(p, byte, len);
+        guest_mem_mark_dirty(gm, gpa, len);
+        return true;
+    }
+    if (!span_ok(gm, gpa, len, true)) {
         return false;
     }
-    memset(p, byte, len);
-    guest_mem_mark_dirty(gm, gpa, len);
+    write_pieces(gm, gpa, NULL, byte, len);
     return true;
 }
 
 #define DIRTY_PAGE_SHIFT 12
 #define BITS_PER_WORD (8 * sizeof(unsigned long))
+
+static void mark_dirty_in(GuestMemory *gm, const RamRegion *r, uint64_t gpa, uint64_t len);
 
 static size_t dirty_words(const RamRegion *r)
 {
@@ -349,8 +445,21 @@ void guest_mem_mark_dirty(GuestMemory *gm, uint64_t gpa, uint64_t len)
     }
     const RamRegion *r = find_region(gm, gpa, len);
     if (!r) {
+        /* A write across adjacent regions: each piece goes into its own region's log. */
+        while (len && (r = region_at(gm, gpa)) != NULL) {
+            uint64_t n = in_region(r, gpa, len);
+            mark_dirty_in(gm, r, gpa, n);
+            gpa += n;
+            len -= n;
+        }
         return;
     }
+    mark_dirty_in(gm, r, gpa, len);
+}
+
+/* Marks [gpa, gpa+len), which lies inside r. */
+static void mark_dirty_in(GuestMemory *gm, const RamRegion *r, uint64_t gpa, uint64_t len)
+{
     unsigned long *bm = gm->dirty[r - gm->regions];
     unsigned long *sum = gm->dirty_summary[r - gm->regions];
     uint64_t first = (gpa - r->gpa) >> DIRTY_PAGE_SHIFT;

@@ -3,8 +3,12 @@
  *
  * Guest RAM is one host mapping per memory backend (MAP_NORESERVE by default: nothing is
  * spent until touched; include/sen/hostmem.h) that the machine splits into regions at guest-physical addresses.  Every access a device
- * or loader makes goes through guest_mem_read/write/map, which check that [gpa, gpa+len)
- * lies entirely inside one RAM region; writes mark pages dirty for migration.
+ * or loader makes goes through guest_mem_read/write/fill/map, which check that [gpa,
+ * gpa+len) is guest RAM; writes mark pages dirty for migration.  Copies may run from one
+ * region into the next adjacent one (NUMA nodes' backends end to end), as on hardware;
+ * a pointer (guest_mem_map*) covers one region only, and guest_mem_map_piece() gives the
+ * pieces to callers that can take several (iovecs).  A gap or ROM in a write refuses
+ * the whole access and touches nothing.
  *
  * IoSpace is a sorted set of non-overlapping ranges, each with read/write handlers that see
  * only the offset inside their range.  Accesses to unassigned addresses read as all-ones
@@ -76,7 +80,8 @@ uint64_t guest_mem_host_page_size(const GuestMemory *gm);
  * when the range is not RAM or not aligned to the host page size. */
 bool guest_mem_discard(GuestMemory *gm, uint64_t gpa, uint64_t len);
 
-/* true iff [gpa, gpa+len) lies inside one RAM region (len 0 is never valid). */
+/* true iff [gpa, gpa+len) is RAM or ROM: one region, or adjacent regions end to end with
+ * no gap (len 0 is never valid). */
 bool guest_mem_is_ram(const GuestMemory *gm, uint64_t gpa, uint64_t len);
 /* Host pointer for [gpa, gpa+len) or NULL when not entirely RAM (ROM included: the
  * pointer is writable).  The caller must call guest_mem_mark_dirty() for what it writes
@@ -84,10 +89,19 @@ bool guest_mem_is_ram(const GuestMemory *gm, uint64_t gpa, uint64_t len);
 void *guest_mem_map(GuestMemory *gm, uint64_t gpa, uint64_t len);
 /* The same for memory a device writes into (DMA): NULL for ROM as well. */
 void *guest_mem_map_writable(GuestMemory *gm, uint64_t gpa, uint64_t len);
+/* The first piece of [gpa, gpa+len) that one region holds: its host pointer, and in
+ * *piece its length (up to len, to the end of the region holding gpa).  NULL (and *piece
+ * 0) when gpa is not RAM, or is ROM and writable is set.  The next piece starts at gpa +
+ * *piece; a caller builds one iovec per piece. */
+void *guest_mem_map_piece(GuestMemory *gm, uint64_t gpa, uint64_t len, bool writable,
+                          uint64_t *piece);
+/* Copies across adjacent regions; false (nothing copied) when any byte is not RAM, or
+ * for write/fill not writable RAM. */
 bool guest_mem_read(GuestMemory *gm, uint64_t gpa, void *buf, uint64_t len);
 bool guest_mem_write(GuestMemory *gm, uint64_t gpa, const void *buf, uint64_t len);
 bool guest_mem_fill(GuestMemory *gm, uint64_t gpa, int byte, uint64_t len);
-/* Records a device write for migration; a no-op until dirty logging is enabled. */
+/* Records a device write for migration (in each region it covers); a no-op until dirty
+ * logging is enabled. */
 void guest_mem_mark_dirty(GuestMemory *gm, uint64_t gpa, uint64_t len);
 /*
  * Device-side dirty log (migration/ram.c combines it with the accelerator's): start

@@ -93,6 +93,125 @@ static void test_rom(void)
     guest_mem_free(gm);
 }
 
+/*
+ * Adjacent regions, as NUMA nodes' backends end to end make them: R0 at 0 and R1 at PAGE
+ * (R1 comes BEFORE R0 in the backing, so a single memcpy across the seam would land in the
+ * wrong place), ROM at 2*PAGE, a gap, R2 at 4*PAGE (the last region).
+ */
+#define SPAN_ROM (2 * PAGE)
+#define SPAN_R2 (4 * PAGE)
+
+static GuestMemory *adjacent_regions(void)
+{
+    Error *err = NULL;
+    GuestMemory *gm = guest_mem_new(3 * PAGE, &err);
+    g_assert_nonnull(gm);
+    g_assert_true(guest_mem_add_region(gm, 0, PAGE, 2 * PAGE, &err));
+    g_assert_true(guest_mem_add_region(gm, PAGE, PAGE, 0, &err));
+    g_assert_true(guest_mem_add_rom(gm, SPAN_ROM, PAGE, &err));
+    g_assert_true(guest_mem_add_region(gm, SPAN_R2, PAGE, PAGE, &err));
+    g_assert_null(err);
+    return gm;
+}
+
+static void test_span_copy(void)
+{
+    GuestMemory *gm = adjacent_regions();
+    uint8_t pattern[64], out[64];
+    for (unsigned i = 0; i < sizeof(pattern); i++) {
+        pattern[i] = (uint8_t)(i * 7 + 1);
+    }
+    /* 24 bytes in R0, 40 in R1: each piece in its own region's host memory. */
+    g_assert_true(guest_mem_write(gm, PAGE - 24, pattern, sizeof(pattern)));
+    g_assert_cmpmem(guest_mem_map(gm, PAGE - 24, 24), 24, pattern, 24);
+    g_assert_cmpmem(guest_mem_map(gm, PAGE, 40), 40, pattern + 24, 40);
+    g_assert_cmpmem((uint8_t *)guest_mem_region(gm, 1)->hva, 40, pattern + 24, 40);
+    memset(out, 0, sizeof(out));
+    g_assert_true(guest_mem_read(gm, PAGE - 24, out, sizeof(out)));
+    g_assert_cmpmem(out, sizeof(out), pattern, sizeof(pattern));
+    /* Fill across the seam: exactly the range, nothing around it. */
+    g_assert_true(guest_mem_fill(gm, PAGE - 3, 0xee, 6));
+    g_assert_true(guest_mem_read(gm, PAGE - 4, out, 8));
+    g_assert_cmpmem(out, 8, "\x8d\xee\xee\xee\xee\xee\xee\xbe", 8);
+    /* All of R0 and R1 at once, and a read running on into the ROM. */
+    g_assert_true(guest_mem_is_ram(gm, 0, 3 * PAGE));
+    g_assert_true(guest_mem_fill(gm, 0, 0x11, 2 * PAGE));
+    g_assert_true(guest_mem_read(gm, 2 * PAGE - 2, out, 4));
+    g_assert_cmpmem(out, 4, "\x11\x11\0\0", 4);
+    /* A pointer never spans; the piece-wise map gives the part one region holds. */
+    uint64_t piece = 99;
+    g_assert_null(guest_mem_map(gm, PAGE - 8, 16));
+    g_assert_null(guest_mem_map_writable(gm, PAGE - 8, 16));
+    uint8_t *p = guest_mem_map_piece(gm, PAGE - 8, 16, true, &piece);
+    g_assert_true(p == (uint8_t *)guest_mem_map(gm, PAGE - 8, 8));
+    g_assert_cmpuint(piece, ==, 8);
+    p = guest_mem_map_piece(gm, PAGE, 8, true, &piece);
+    g_assert_true(p == guest_mem_region(gm, 1)->hva);
+    g_assert_cmpuint(piece, ==, 8);
+    g_assert_nonnull(guest_mem_map_piece(gm, SPAN_ROM, 8, false, &piece));
+    g_assert_null(guest_mem_map_piece(gm, SPAN_ROM, 8, true, &piece));
+    g_assert_cmpuint(piece, ==, 0);
+    g_assert_null(guest_mem_map_piece(gm, 3 * PAGE, 8, false, &piece));
+    g_assert_null(guest_mem_map_piece(gm, 0, 0, false, &piece));
+    guest_mem_free(gm);
+}
+
+static void test_span_refused(void)
+{
+    GuestMemory *gm = adjacent_regions();
+    uint8_t buf[16], out[16];
+    memset(buf, 0x5a, sizeof(buf));
+
+    g_assert_true(guest_mem_fill(gm, 0, 0x11, 2 * PAGE));
+    /* RAM into ROM: the write is refused as a whole, the RAM part is left as it was. */
+    g_assert_false(guest_mem_write(gm, SPAN_ROM - 8, buf, 16));
+    g_assert_false(guest_mem_fill(gm, SPAN_ROM - 8, 0, 16));
+    g_assert_true(guest_mem_read(gm, SPAN_ROM - 8, out, 8));
+    g_assert_cmpmem(out, 8, "\x11\x11\x11\x11\x11\x11\x11\x11", 8);
+    /* ROM into the gap, RAM into the gap, the gap into R2: refused, nothing copied. */
+    memset(out, 0x77, sizeof(out));
+    g_assert_false(guest_mem_is_ram(gm, 3 * PAGE - 8, 16));
+    g_assert_false(guest_mem_read(gm, 3 * PAGE - 8, out, 16));
+    g_assert_false(guest_mem_read(gm, SPAN_R2 - 8, out, 16));
+    g_assert_false(guest_mem_write(gm, SPAN_R2 - 8, buf, 16));
+    g_assert_cmpuint(out[0], ==, 0x77);
+    /* A span ending past the last region; one that wraps 2^64. */
+    g_assert_true(guest_mem_write(gm, SPAN_R2 + PAGE - 8, buf, 8));
+    g_assert_false(guest_mem_write(gm, SPAN_R2 + PAGE - 8, buf, 9));
+    g_assert_false(guest_mem_read(gm, SPAN_R2 + PAGE - 8, out, 9));
+    g_assert_false(guest_mem_is_ram(gm, SPAN_R2, UINT64_MAX));
+    g_assert_false(guest_mem_read(gm, PAGE - 8, out, UINT64_MAX));
+    g_assert_false(guest_mem_fill(gm, UINT64_MAX - 3, 0, 8));
+    g_assert_false(guest_mem_is_ram(gm, PAGE, 0));
+    /* Discard across the seam gives both pages back; into ROM it is refused. */
+    g_assert_false(guest_mem_discard(gm, PAGE, 2 * PAGE));
+    g_assert_true(guest_mem_discard(gm, 0, 2 * PAGE));
+    g_assert_true(guest_mem_read(gm, PAGE - 4, out, 8));
+    g_assert_cmpmem(out, 8, "\0\0\0\0\0\0\0\0", 8);
+    guest_mem_free(gm);
+}
+
+/* A write across the seam is logged in both regions' dirty logs, each at its own page. */
+static void test_span_dirty(void)
+{
+    GuestMemory *gm = adjacent_regions();
+    unsigned long bm0 = 0, bm1 = 0;
+    uint8_t buf[8] = { 0 };
+
+    guest_mem_dirty_log_start(gm);
+    g_assert_true(guest_mem_write(gm, PAGE - 4, buf, sizeof(buf)));
+    guest_mem_dirty_log_take(gm, 0, &bm0, NULL);
+    guest_mem_dirty_log_take(gm, 1, &bm1, NULL);
+    g_assert_cmphex(bm0, ==, 1);
+    g_assert_cmphex(bm1, ==, 1);
+    bm0 = bm1 = 0;
+    guest_mem_mark_dirty(gm, PAGE - 1, 2);
+    guest_mem_dirty_log_take(gm, 0, &bm0, NULL);
+    guest_mem_dirty_log_take(gm, 1, &bm1, NULL);
+    g_assert_cmphex(bm0 & bm1, ==, 1);
+    guest_mem_free(gm);
+}
+
 static void test_sparse_backing(void)
 {
     /* 64 GiB of guest RAM must be cheap to create: nothing is touched. */
@@ -229,5 +348,8 @@ int main(int argc, char **argv)
     g_test_add_func("/memory/rom", test_rom);
     g_test_add_func("/memory/io-dispatch", test_io_dispatch);
     g_test_add_func("/memory/dirty-log", test_dirty_log);
+    g_test_add_func("/memory/span-copy", test_span_copy);
+    g_test_add_func("/memory/span-refused", test_span_refused);
+    g_test_add_func("/memory/span-dirty", test_span_dirty);
     return g_test_run();
 }
