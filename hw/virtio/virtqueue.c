@@ -55,6 +55,24 @@ static inline void read_desc(const VirtqDesc *table, unsigned i, VirtqDesc *out)
     __asm__ __volatile__("" ::: "memory");
 }
 
+/*
+ * Why a ring could not be mapped.  Each ring is used through one pointer, so it must lie
+ * inside one guest RAM region; a ring across two adjacent regions (which Linux never
+ * allocates: its ring pages are naturally aligned blocks of one node) is refused with
+ * its own message rather than called "outside guest RAM".
+ */
+static const char *rings_where(VirtQueue *vq)
+{
+    GuestMemory *mem = vq->vdev->mem;
+    uint16_t num = vq->num;
+    if (guest_mem_is_ram(mem, vq->desc_gpa, desc_size(num)) &&
+        guest_mem_is_ram(mem, vq->avail_gpa, avail_size(num)) &&
+        guest_mem_is_ram(mem, vq->used_gpa, used_size(num))) {
+        return "crosses from one guest RAM region into the next, or the used ring is in ROM";
+    }
+    return "outside guest RAM";
+}
+
 bool virtqueue_enable(VirtQueue *vq)
 {
     VirtIODevice *vdev = vq->vdev;
@@ -79,9 +97,9 @@ bool virtqueue_enable(VirtQueue *vq)
     vq->avail = guest_mem_map(vdev->mem, vq->avail_gpa, avail_size(num));
     vq->used = guest_mem_map_writable(vdev->mem, vq->used_gpa, used_size(num));
     if (!vq->desc || !vq->avail || !vq->used) {
-        virtio_error(vdev, "queue %u: ring outside guest RAM (desc 0x%" G_GINT64_MODIFIER
-                     "x avail 0x%" G_GINT64_MODIFIER "x used 0x%" G_GINT64_MODIFIER "x, size %u)",
-                     vq->index, vq->desc_gpa, vq->avail_gpa, vq->used_gpa, num);
+        virtio_error(vdev, "queue %u: ring %s (desc 0x%" G_GINT64_MODIFIER "x avail 0x%"
+                     G_GINT64_MODIFIER "x used 0x%" G_GINT64_MODIFIER "x, size %u)", vq->index,
+                     rings_where(vq), vq->desc_gpa, vq->avail_gpa, vq->used_gpa, num);
         vq->desc = NULL;
         vq->avail = NULL;
         vq->used = NULL;
@@ -130,16 +148,21 @@ typedef struct ChainWalk ChainWalk;
 struct ChainWalk {
     struct iovec iov[VIRTQUEUE_MAX_SEGS]; /* outs first, then ins (the order is enforced) */
     uint64_t gpa[VIRTQUEUE_MAX_SEGS];
+    VirtqDesc indirect[VIRTQUEUE_MAX_SEGS]; /* an indirect table no one pointer covers */
     unsigned out_num, in_num;
     size_t out_len, in_len;
 };
 
+/*
+ * Adds one descriptor's buffer to w: one iovec per guest RAM region it covers (a buffer
+ * may run from one region into the next adjacent one, e.g. across two NUMA nodes'
+ * memdevs), all counted against VIRTQUEUE_MAX_SEGS.
+ */
 static bool walk_add(VirtQueue *vq, ChainWalk *w, const VirtqDesc *d)
 {
     VirtIODevice *vdev = vq->vdev;
     bool writable = d->flags & VIRTQ_DESC_F_WRITE;
-    unsigned n = w->out_num + w->in_num;
-    void *p;
+    uint64_t gpa = d->addr, left = d->len;
 
     if (d->len == 0) {
         return true; /* legal and carries nothing */
@@ -149,28 +172,38 @@ static bool walk_add(VirtQueue *vq, ChainWalk *w, const VirtqDesc *d)
                      vq->index);
         return false;
     }
-    if (n >= VIRTQUEUE_MAX_SEGS) {
-        virtio_error(vdev, "queue %u: more than %u buffers in one request", vq->index,
-                     VIRTQUEUE_MAX_SEGS);
-        return false;
+    while (left) {
+        unsigned n = w->out_num + w->in_num;
+        uint64_t piece;
+        void *p;
+        if (n >= VIRTQUEUE_MAX_SEGS) {
+            virtio_error(vdev, "queue %u: more than %u buffers in one request (counting one "
+                         "per guest RAM region a buffer covers)", vq->index,
+                         VIRTQUEUE_MAX_SEGS);
+            return false;
+        }
+        /* A writable buffer in ROM would let the guest rewrite its firmware through us. */
+        p = guest_mem_map_piece(vdev->mem, gpa, left, writable, &piece);
+        if (!p || gpa + piece - 1 < gpa) {
+            virtio_error(vdev, "queue %u: %s buffer 0x%" G_GINT64_MODIFIER "x+0x%x outside "
+                         "guest RAM", vq->index, writable ? "writable" : "readable", d->addr,
+                         d->len);
+            return false;
+        }
+        w->iov[n].iov_base = p;
+        w->iov[n].iov_len = piece;
+        w->gpa[n] = gpa;
+        if (writable) {
+            w->in_num++;
+        } else {
+            w->out_num++;
+        }
+        gpa += piece;
+        left -= piece;
     }
-    /* A writable buffer in ROM would let the guest rewrite its firmware through us. */
-    p = writable ? guest_mem_map_writable(vdev->mem, d->addr, d->len)
-                 : guest_mem_map(vdev->mem, d->addr, d->len);
-    if (!p) {
-        virtio_error(vdev, "queue %u: %s buffer 0x%" G_GINT64_MODIFIER "x+0x%x outside "
-                     "guest RAM", vq->index, writable ? "writable" : "readable", d->addr,
-                     d->len);
-        return false;
-    }
-    w->iov[n].iov_base = p;
-    w->iov[n].iov_len = d->len;
-    w->gpa[n] = d->addr;
     if (writable) {
-        w->in_num++;
         w->in_len += d->len;
     } else {
-        w->out_num++;
         w->out_len += d->len;
     }
     return true;
@@ -204,6 +237,9 @@ static bool walk_chain(VirtQueue *vq, uint16_t head, ChainWalk *w)
             return false;
         }
         table = guest_mem_map(vdev->mem, d.addr, d.len);
+        if (!table && guest_mem_read(vdev->mem, d.addr, w->indirect, d.len)) {
+            table = w->indirect; /* it spans adjacent RAM regions: walk a copy */
+        }
         if (!table) {
             virtio_error(vdev, "queue %u: indirect table 0x%" G_GINT64_MODIFIER
                          "x+0x%x outside guest RAM", vq->index, d.addr, d.len);
@@ -287,7 +323,7 @@ VirtQueueElement *virtqueue_pop(VirtQueue *vq)
                      vq->num);
         return NULL;
     }
-    /* The walk state is ~24 KiB: too big for the stack of every thread that may pop, and
+    /* The walk state is ~40 KiB: too big for the stack of every thread that may pop, and
      * worth keeping rather than allocating for every request. */
     if (!vq->walk) {
         vq->walk = g_malloc(sizeof(*vq->walk));

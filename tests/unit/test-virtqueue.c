@@ -663,6 +663,135 @@ static void test_fuzz(Fixture *f, gconstpointer data)
     g_rand_free(r);
 }
 
+/* ---- buffers across adjacent RAM regions ---- */
+
+/* Two adjacent regions meeting at SEAM, in reverse order in the backing: a buffer that a
+ * single host pointer covered would read or write the wrong bytes past the seam. */
+#define SEAM (RAM_SIZE / 2)
+
+static void fixture_setup_split(Fixture *f, gconstpointer data)
+{
+    Error *err = NULL;
+
+    memset(f, 0, sizeof(*f));
+    f->gm = guest_mem_new(RAM_SIZE, &err);
+    g_assert_null(err);
+    g_assert_true(guest_mem_add_region(f->gm, 0, SEAM, SEAM, &err));
+    g_assert_true(guest_mem_add_region(f->gm, SEAM, SEAM, 0, &err));
+    f->ram = guest_mem_map(f->gm, 0, SEAM); /* the rings live below the seam */
+    virtio_init(&f->vdev, "virtio-test", 99, NULL, f->gm, 0, 8, 1);
+    f->vdev.notify = count_notify;
+    f->vdev.notify_opaque = f;
+    f->vq = virtio_add_queue(&f->vdev, 0, QSIZE, noop_handler);
+    drive_up(f, ALL_FEATURES);
+}
+
+static void test_span_buffers(Fixture *f, gconstpointer data)
+{
+    uint8_t pattern[300], out[300];
+    for (unsigned i = 0; i < sizeof(pattern); i++) {
+        pattern[i] = (uint8_t)(i * 13 + 5);
+    }
+    g_assert_true(guest_mem_write(f->gm, SEAM - 100, pattern, sizeof(pattern)));
+    set_desc(f, DESC_GPA, 0, SEAM - 100, 300, VIRTQ_DESC_F_NEXT, 1);
+    set_desc(f, DESC_GPA, 1, SEAM - 0x1008, 16, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 2);
+    set_desc(f, DESC_GPA, 2, DATA_GPA, 4, VIRTQ_DESC_F_WRITE, 0);
+    offer(f, 0);
+    guest_mem_dirty_log_start(f->gm);
+    VirtQueueElement *e = virtqueue_pop(f->vq);
+    g_assert_nonnull(e);
+    g_assert_false(f->vdev.broken);
+    /* One iovec per region a buffer covers; lengths count the descriptors' bytes. */
+    g_assert_cmpuint(e->out_num, ==, 2);
+    g_assert_cmpuint(e->out_sg[0].iov_len, ==, 100);
+    g_assert_cmpuint(e->out_sg[1].iov_len, ==, 200);
+    g_assert_cmpuint(e->out_len, ==, 300);
+    g_assert_cmpuint(virtio_iov_to_buf(e->out_sg, e->out_num, 0, out, sizeof(out)), ==, 300);
+    g_assert_cmpmem(out, sizeof(out), pattern, sizeof(pattern));
+    g_assert_cmpuint(e->in_num, ==, 2);
+    g_assert_cmpuint(e->in_len, ==, 20);
+    g_assert_cmpuint(e->in_gpa[0], ==, SEAM - 0x1008);
+    g_assert_cmpuint(e->in_gpa[1], ==, DATA_GPA);
+    virtqueue_element_free(e);
+
+    /* A writable buffer across the seam: the device's bytes land on both sides, and
+     * both regions' dirty logs see them. */
+    set_desc(f, DESC_GPA, 3, SEAM - 6, 12, VIRTQ_DESC_F_WRITE, 0);
+    offer(f, 3);
+    e = virtqueue_pop(f->vq);
+    g_assert_nonnull(e);
+    g_assert_cmpuint(e->in_num, ==, 2);
+    g_assert_cmpuint(e->in_gpa[0], ==, SEAM - 6);
+    g_assert_cmpuint(e->in_gpa[1], ==, SEAM);
+    g_assert_cmpuint(virtio_iov_from_buf(e->in_sg, e->in_num, 0, "0123456789ab", 12), ==, 12);
+    virtqueue_push(f->vq, e, 12);
+    virtqueue_element_free(e);
+    g_assert_true(guest_mem_read(f->gm, SEAM - 6, out, 12));
+    g_assert_cmpmem(out, 12, "0123456789ab", 12);
+    unsigned long bm[2][(SEAM / 4096 + 63) / 64];
+    memset(bm, 0, sizeof(bm));
+    guest_mem_dirty_log_take(f->gm, 0, bm[0], NULL);
+    guest_mem_dirty_log_take(f->gm, 1, bm[1], NULL);
+    g_assert_cmphex(bm[0][(SEAM / 4096 - 1) / 64] >> 63, ==, 1);
+    g_assert_cmphex(bm[1][0] & 1, ==, 1);
+    g_assert_false(f->vdev.broken);
+}
+
+/* An indirect table across the seam is walked (from a copy: no pointer covers it). */
+static void test_span_indirect_table(Fixture *f, gconstpointer data)
+{
+    const uint64_t table = SEAM - 16;
+
+    set_desc(f, table, 0, DATA_GPA, 16, VIRTQ_DESC_F_NEXT, 1);
+    set_desc(f, table, 1, SEAM + 0x100, 8, VIRTQ_DESC_F_WRITE, 0);
+    set_desc(f, DESC_GPA, 4, table, 2 * 16, VIRTQ_DESC_F_INDIRECT, 0);
+    offer(f, 4);
+    VirtQueueElement *e = virtqueue_pop(f->vq);
+    g_assert_nonnull(e);
+    g_assert_cmpuint(e->out_num, ==, 1);
+    g_assert_cmpuint(e->in_num, ==, 1);
+    g_assert_cmpuint(e->in_gpa[0], ==, SEAM + 0x100);
+    virtqueue_element_free(e);
+    g_assert_false(f->vdev.broken);
+}
+
+/* A full indirect table whose every buffer crosses the seam needs twice
+ * VIRTQUEUE_MAX_SEGS iovecs: the device breaks with an error, nothing overflows. */
+static void test_span_too_many_pieces(Fixture *f, gconstpointer data)
+{
+    const uint64_t table = 0x20000;
+    for (unsigned i = 0; i < VIRTQUEUE_MAX_SEGS; i++) {
+        set_desc(f, table, i, SEAM - 1, 2,
+                 i + 1 < VIRTQUEUE_MAX_SEGS ? VIRTQ_DESC_F_NEXT : 0, i + 1);
+    }
+    set_desc(f, DESC_GPA, 0, table, 16 * VIRTQUEUE_MAX_SEGS, VIRTQ_DESC_F_INDIRECT, 0);
+    offer(f, 0);
+    g_assert_null(virtqueue_pop(f->vq));
+    assert_broken(f);
+}
+
+/* Buffers across a gap or off the end of RAM are still refused. */
+static void test_span_past_ram(Fixture *f, gconstpointer data)
+{
+    set_desc(f, DESC_GPA, 0, RAM_SIZE - 8, 16, 0, 0);
+    offer(f, 0);
+    g_assert_null(virtqueue_pop(f->vq));
+    assert_broken(f);
+}
+
+/* A ring is used through one pointer: a ring across the seam is refused at enable. */
+static void test_span_ring_refused(Fixture *f, gconstpointer data)
+{
+    virtio_reset(&f->vdev);
+    f->vq->num = QSIZE;
+    f->vq->desc_gpa = SEAM - 0x80;
+    f->vq->avail_gpa = AVAIL_GPA;
+    f->vq->used_gpa = USED_GPA;
+    g_assert_false(virtqueue_enable(f->vq));
+    g_assert_true(f->vdev.broken);
+    g_assert_false(f->vq->enabled);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -705,5 +834,12 @@ int main(int argc, char **argv)
     ADD("event-idx", test_event_idx);
     ADD_F("no-interrupt-flag", test_no_interrupt_flag, 1ull << VIRTIO_F_VERSION_1);
     ADD("fuzz", test_fuzz);
+#define ADD_SPLIT(path, fn) g_test_add("/virtqueue/span/" path, Fixture, NULL, \
+                                       fixture_setup_split, fn, fixture_teardown)
+    ADD_SPLIT("buffers", test_span_buffers);
+    ADD_SPLIT("indirect-table", test_span_indirect_table);
+    ADD_SPLIT("too-many-pieces", test_span_too_many_pieces);
+    ADD_SPLIT("past-ram", test_span_past_ram);
+    ADD_SPLIT("ring-refused", test_span_ring_refused);
     return g_test_run();
 }
