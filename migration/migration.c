@@ -16,6 +16,7 @@
  * changes or a cancel arrives.  Lock order: the VM lock, then MigrationState.lock.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -42,6 +43,16 @@
 
 /* A device section larger than this is refused as corrupt. */
 #define MIG_DEVICE_MAX (256u << 20)
+
+/*
+ * The hand-over handshake (docs/migration-format.md, "HANDOVER record"): over a socket
+ * the source sends this record right before END and then waits, still stopped and with
+ * its images inactive, for the destination to answer one MIG_HANDOVER_ACK byte on the
+ * same connection once it loaded everything and took the images.  No answer (the
+ * destination died or refused the state): the source takes its VM back and runs on.
+ */
+#define MIG_REC_HANDOVER 0x05
+#define MIG_HANDOVER_ACK 0x06
 
 typedef enum MigStatus {
     MIG_STATUS_NONE,
@@ -444,7 +455,41 @@ static bool precopy(MigrationState *s, RamSave *rs, MigStream *st, Error **errp)
     }
 }
 
-/* Stop, last pass, device state, end marker.  Fills *downtime_ms. */
+static bool mig_uri_is_socket(const MigUri *u)
+{
+    return u->kind == MIG_TRANSPORT_TCP || u->kind == MIG_TRANSPORT_UNIX;
+}
+
+/*
+ * Waits for the destination's MIG_HANDOVER_ACK after the whole stream went out.  A
+ * cancel shuts the socket down, which ends the read.  Until the answer the VM may
+ * still be taken back: the destination answers before it runs or writes anything.
+ */
+static bool await_handover(MigrationState *s, int fd, Error **errp)
+{
+    uint8_t reply = 0;
+    ssize_t n;
+    do {
+        n = read(fd, &reply, 1);
+    } while (n < 0 && errno == EINTR);
+    if (n == 1 && reply == MIG_HANDOVER_ACK) {
+        return true;
+    }
+    if (g_atomic_int_get(&s->cancel)) {
+        error_setg(errp, "migration cancelled");
+    } else if (n == 0) {
+        error_setg(errp, "the destination closed the connection before it took over "
+                   "the VM (see its log)");
+    } else if (n < 0) {
+        error_setg_errno(errp, errno, "waiting for the destination to take over the VM");
+    } else {
+        error_setg(errp, "the destination answered 0x%02x instead of taking over the VM",
+                   reply);
+    }
+    return false;
+}
+
+/* Stop, last pass, device state, end marker, hand-over.  Fills *downtime_ms. */
 static bool complete(MigrationState *s, RamSave *rs, MigStream *st, Error **errp)
 {
     if (!stop_vm(s, errp)) {
@@ -471,9 +516,14 @@ static bool complete(MigrationState *s, RamSave *rs, MigStream *st, Error **errp
         mig_put_be32(st, ~mig_crc32c(0xffffffffu, dev->data, dev->len));
         mig_put_buf(st, dev->data, dev->len);
     }
+    bool handover = mig_uri_is_socket(s->uri);
+    if (handover) {
+        mig_put_u8(st, MIG_REC_HANDOVER);
+    }
     mig_put_u8(st, MIG_REC_END);
     mig_put_checksum(st);
-    if (!mig_stream_check(st, errp)) {
+    if (!mig_stream_check(st, errp) ||
+        (handover && !await_handover(s, mig_stream_fd(st), errp))) {
         return false;
     }
     g_mutex_lock(&s->lock);
@@ -667,11 +717,16 @@ typedef struct InOutcome {
     bool ok;
     char *error;
     GByteArray *device;
+    int handover_fd;        /* the source waits for MIG_HANDOVER_ACK here, or -1 */
 } InOutcome;
 
 static void free_in_outcome(void *opaque)
 {
     InOutcome *o = opaque;
+    if (o->handover_fd >= 0) {
+        /* Unanswered: the source takes its VM back. */
+        close(o->handover_fd);
+    }
     g_free(o->error);
     if (o->device) {
         g_byte_array_unref(o->device);
@@ -706,8 +761,27 @@ static void incoming_done_main(MigrationState *s, void *arg)
         error_prepend(&err, "block: ");
         ok = false;
     }
+    bool activated = ok;
+    if (ok && o->handover_fd >= 0) {
+        /* The last moment the source can take the VM back: answer before running.  A
+         * failed send means it gave up (cancel, or it is gone) and may be running. */
+        static const uint8_t ack = MIG_HANDOVER_ACK;
+        if (send(o->handover_fd, &ack, 1, MSG_NOSIGNAL) != 1) {
+            error_setg_errno(&err, errno, "the source is gone: it did not see this VM "
+                             "take over");
+            ok = false;
+        }
+        close(o->handover_fd);
+        o->handover_fd = -1;
+    }
     if (!ok) {
         /* Nothing of the half-loaded guest ever runs: report and exit with status 1. */
+        Error *ierr = NULL;
+        if (activated && !block_inactivate_all(m, &ierr)) {
+            /* The source may be writing the images again: closing must not. */
+            error_report("migration: %s", error_get_pretty(ierr));
+            error_free(ierr);
+        }
         g_mutex_lock(&s->lock);
         g_free(s->in_error);
         s->in_error = g_strdup(error_get_pretty(err));
@@ -731,6 +805,7 @@ typedef struct LoadState {
     RamLoad *rl;
     MigListener *listener;  /* an incoming migration's, for multifd; NULL for loadvm */
     MultifdRecv *mr;        /* its multifd channels, once the MULTIFD record came */
+    bool handover;          /* the HANDOVER record came: the source waits for an answer */
 } LoadState;
 
 /* Reads the whole stream; the device section (if any) goes to *device. */
@@ -738,9 +813,10 @@ static bool load_records(MigrationState *s, LoadState *ls, MigStream *st,
                          GByteArray **device, Error **errp);
 
 /* listener: of the incoming migration (NULL: a snapshot).  *multifd_bytes: what came
- * over multifd channels. */
+ * over multifd channels.  *handover: the source waits for MIG_HANDOVER_ACK. */
 static bool load_stream(MigrationState *s, MigStream *st, MigListener *listener,
-                        GByteArray **device, uint64_t *multifd_bytes, Error **errp)
+                        GByteArray **device, uint64_t *multifd_bytes, bool *handover,
+                        Error **errp)
 {
     LoadState ls = { .rl = ram_load_new(s->m), .listener = listener };
     Error *err = NULL;
@@ -760,6 +836,7 @@ static bool load_stream(MigrationState *s, MigStream *st, MigListener *listener,
         multifd_recv_free(ls.mr);
     }
     ram_load_free(ls.rl);
+    *handover = ls.handover;
     return ok;
 }
 
@@ -891,6 +968,16 @@ static bool load_records(MigrationState *s, LoadState *ls, MigStream *st,
             }
             break;
         }
+        case MIG_REC_HANDOVER:
+            /* Only a live migration's socket has someone waiting for the answer. */
+            if (!ls->listener || ls->handover) {
+                error_setg(errp, "corrupt migration stream: %s HANDOVER record at byte %"
+                           G_GUINT64_FORMAT, ls->handover ? "a second" : "an unexpected",
+                           at);
+                return false;
+            }
+            ls->handover = true;
+            break;
         case MIG_REC_END:
             if (!mig_get_checksum_ok(st)) {
                 return mig_stream_check(st, errp);
@@ -924,6 +1011,7 @@ static gpointer incoming_thread(gpointer opaque)
     GByteArray *device = NULL;
     MigStream *st = NULL;
     bool ok = false;
+    int handover_fd = -1;
 
     int fd = mig_accept(s->listener, &err);
     if (fd >= 0) {
@@ -937,7 +1025,16 @@ static gpointer incoming_thread(gpointer opaque)
         set_status(s, &s->in_status, MIG_STATUS_ACTIVE, false);
         st = mig_stream_new_reader(fd);
         uint64_t multifd_bytes = 0;
-        ok = load_stream(s, st, s->listener, &device, &multifd_bytes, &err);
+        bool handover = false;
+        ok = load_stream(s, st, s->listener, &device, &multifd_bytes, &handover, &err);
+        if (ok && handover) {
+            /* The stream closes its fd; the answer goes out on a copy. */
+            handover_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+            if (handover_fd < 0) {
+                error_setg_errno(&err, errno, "cannot keep the connection for the answer");
+                ok = false;
+            }
+        }
         g_mutex_lock(&s->lock);
         s->in_bytes = mig_stream_bytes(st) + multifd_bytes;
         s->in_multifd_bytes = multifd_bytes;
@@ -950,6 +1047,7 @@ static gpointer incoming_thread(gpointer opaque)
     o->ok = ok;
     o->error = err ? g_strdup(error_get_pretty(err)) : NULL;
     o->device = device;
+    o->handover_fd = handover_fd;
     error_free(err);
     post_to_main(s, incoming_done_main, o, free_in_outcome);
     return NULL;
@@ -1295,7 +1393,9 @@ bool migration_load_vm_stream(Machine *m, MigStream *st, Error **errp)
 {
     GByteArray *device = NULL;
     uint64_t multifd_bytes = 0;
-    bool ok = load_stream(m->migration, st, NULL, &device, &multifd_bytes, errp);
+    bool handover = false;
+    bool ok = load_stream(m->migration, st, NULL, &device, &multifd_bytes, &handover,
+                          errp);
 #if MIG_HAVE_VMSTATE
     if (ok) {
         ok = vmstate_load_all(m, device->data, device->len, errp);

@@ -251,6 +251,8 @@ def decode_stream(data):
             length, _crc = struct.unpack_from(">II", data, pos)
             device = data[pos + 8:pos + 8 + length]
             pos += 8 + length
+        elif kind == 5:
+            pass  # HANDOVER: no payload (only seen on a socket)
         elif kind == 0xFF:
             assert len(data) == pos + 4, "bytes after the checksum"
             return regions, device
