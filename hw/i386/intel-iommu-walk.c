@@ -68,7 +68,9 @@ static bool superpage_ok(const VtdState *s, unsigned level)
  * page instead of a whole walk (root, context, every level) per page.  The levels above
  * granted the permission for the whole table already.  The first entry that does not
  * continue the run ends the piece; the next translation walks to it (and faults there if
- * it must).
+ * it must).  A run may cross from one guest RAM region into the next adjacent one (two
+ * NUMA nodes' memdevs): the caller copies it with guest_mem_read/write, which go region
+ * by region, so the run needs no cut there.
  */
 static void extend_run(Walk *w, uint64_t table, unsigned level, unsigned idx, uint64_t page,
                        uint64_t next_gpa, uint64_t len, uint64_t *contig)

@@ -60,6 +60,7 @@ static bool dma_rw(PCIDevice *d, uint64_t iova, void *buf, size_t len, bool is_w
         if (!dma_piece(d, iova, len, is_write, &gpa, &piece)) {
             return false;
         }
+        /* A piece may span adjacent RAM regions: the copy goes region by region. */
         bool ok = is_write ? guest_mem_write(d->m->mem, gpa, p, piece)
                            : guest_mem_read(d->m->mem, gpa, p, piece);
         if (!ok) {

@@ -75,6 +75,10 @@ def expected_lines(test, smp):
                 "ok: read-only disk refuses a write", "virtio-blk ok"]
     if test == "virtio-rng":
         return ["ok: rng filled", "virtio-rng ok"]
+    if test == "virtio-span":
+        return ["ok: NUMA seam at", "ok: write of sectors 600-607 from a buffer across the seam",
+                "ok: read back across the seam intact",
+                "ok: read with the request header across the seam", "virtio-span ok"]
     if test == "fw-cfg":
         return ["ok: signature QEMU", "ok: DMA interface advertised",
                 "ok: opt/sen/guest by port I/O", "ok: opt/sen/guest by DMA",
@@ -131,6 +135,11 @@ def ro_pattern():
     return bytes((i * 5 + 0x3C) & 0xFF for i in range(512))
 
 
+def span_pattern():
+    """What virtio-span.c writes to sectors 600-607 (must match its pat())."""
+    return bytes((i * 11 + (i >> 9) * 3 + 0x42) & 0xFF for i in range(4096))
+
+
 def make_disk(path):
     with open(path + ".ro", "wb") as f:
         f.write(ro_pattern() + bytes(512 * 2047))
@@ -159,6 +168,12 @@ def check_disk(path, test):
                 if data[sector * 512:(sector + 1) * 512] != want:
                     problems.append("disk sector %d lacks cpu %d's pattern" % (sector, cpu))
                     return problems
+        return problems
+    if test == "virtio-span":
+        got = data[600 * 512:608 * 512]
+        if got != span_pattern():
+            problems.append("disk sectors 600-607 lack the pattern the guest wrote across "
+                            "the NUMA seam")
         return problems
     if test != "virtio-blk":  # hostile: only what must not have changed
         if data[100 * 512:101 * 512] != bytes((i * 3 + 0x5A) & 0xFF for i in range(512)):
@@ -393,6 +408,17 @@ def use_datafile_disk(cmd, disk):
     return qcow2
 
 
+def use_numa(cmd):
+    """Guest RAM as two NUMA nodes' memdevs of RAM_MB/2 each, end to end: the VMM's RAM has
+    a seam in the middle, which the guest is told as seam_mb= (virtio-span.c)."""
+    half = RAM_MB // 2
+    i = cmd.index("-append")
+    cmd[i + 1] += " seam_mb=%d" % half
+    cmd += ["-object", "memory-backend-ram,id=m0,size=%dM" % half,
+            "-object", "memory-backend-ram,id=m1,size=%dM" % half,
+            "-numa", "node,memdev=m0", "-numa", "node,memdev=m1"]
+
+
 def use_iothread(cmd):
     """Gives every virtio-blk-pci an I/O thread (-object iothread, iothread=), as Sen and
     QEMU both spell it."""
@@ -481,6 +507,8 @@ def main():
     ap.add_argument("--net", choices=["user"], help="attach virtio-net on this backend")
     ap.add_argument("--iothread", action="store_true",
                     help="run the virtio-blk devices on an I/O thread (iothread=)")
+    ap.add_argument("--numa", action="store_true",
+                    help="guest RAM as two NUMA nodes' memory backends, end to end")
     ap.add_argument("--machine", default="pc",
                     help="-M value for both VMMs (e.g. q35,kernel-irqchip=split)")
     ap.add_argument("image")
@@ -506,6 +534,8 @@ def main():
         qcow2 = use_datafile_disk(cmd, disk) if args.disk_datafile and disk else None
         if args.iothread:
             use_iothread(cmd)
+        if args.numa:
+            use_numa(cmd)
         print("running: " + shlex.join(cmd), flush=True)
         echo_log = []
         echo = None

@@ -219,6 +219,54 @@ static void test_edu(void)
     qtest_quit(s);
 }
 
+/*
+ * DMA across the seam between two NUMA nodes' memdevs (128 MiB each, so Sen's RAM has
+ * two regions meeting at SEAM): iova 0 and 0x1000 map the pages just below and just
+ * above it, a run the walker hands back as one piece, which must still reach both
+ * regions, in both directions.
+ */
+#define SEAM 0x8000000ULL
+
+static void test_edu_numa_seam(void)
+{
+    if (!qtest_have_sen()) {
+        return;
+    }
+    QTestState *s = qtest_initf("-M q35 -m 256 -object memory-backend-ram,id=m0,size=128M "
+                                "-object memory-backend-ram,id=m1,size=128M "
+                                "-numa node,memdev=m0 -numa node,memdev=m1 "
+                                "-device intel-iommu -device edu,addr=%x", EDU_SLOT);
+    qtest_pci_cfg_writel(s, EDU_SID, 0x10, (uint32_t)EDU_BAR);
+    qtest_pci_cfg_writel(s, EDU_SID, 0x04, 0x0006);
+    qtest_writeq(s, ROOT, CTX | 1);
+    qtest_writeq(s, CTX + EDU_SID * 16, PT3 | 1);
+    qtest_writeq(s, CTX + EDU_SID * 16 + 8, 1 | 7 << 8);
+    qtest_writeq(s, PT3, PT2 | 3);
+    qtest_writeq(s, PT2, PT1 | 3);
+    qtest_writeq(s, PT1, (SEAM - 0x1000) | 3);
+    qtest_writeq(s, PT1 + 8, SEAM | 3);
+    qtest_writeq(s, VTD + RTADDR, ROOT);
+    gcmd_or(s, G_SRTP);
+    gcmd_or(s, G_TE);
+
+    /* RAM -> device across the seam, back into RAM below it. */
+    qtest_writeq(s, SEAM - 8, 0x1122334455667788ULL);
+    qtest_writeq(s, SEAM, 0x99aabbccddeeff00ULL);
+    edu_dma(s, 0xff8, 0x40000, 16, 1);
+    edu_dma(s, 0x40000, 0x100, 16, 3);
+    g_assert_cmphex(qtest_readl(s, VTD + FSTS), ==, 0);
+    g_assert_cmphex(qtest_readq(s, SEAM - 0x1000 + 0x100), ==, 0x1122334455667788ULL);
+    g_assert_cmphex(qtest_readq(s, SEAM - 0x1000 + 0x108), ==, 0x99aabbccddeeff00ULL);
+    /* Device -> RAM across the seam: both halves land. */
+    qtest_writeq(s, SEAM - 0x1000 + 0x200, 0x0102030405060708ULL);
+    edu_dma(s, 0x200, 0x40010, 8, 1);
+    edu_dma(s, 0x40010, 0xffc, 8, 3);
+    g_assert_cmphex(qtest_readl(s, VTD + FSTS), ==, 0);
+    g_assert_cmphex(qtest_readl(s, SEAM - 4), ==, 0x05060708);
+    g_assert_cmphex(qtest_readl(s, SEAM), ==, 0x01020304);
+    qtest_quit(s);
+}
+
 /* device2: a second -device, or NULL. */
 static void expect_refused2(const char *accel, const char *machine, const char *device,
                             const char *device2, const char *msg)
@@ -280,6 +328,7 @@ int main(int argc, char **argv)
     g_test_add_func("/intel-iommu/registers", test_registers);
     g_test_add_func("/intel-iommu/queue", test_queue);
     g_test_add_func("/intel-iommu/edu", test_edu);
+    g_test_add_func("/intel-iommu/edu-numa-seam", test_edu_numa_seam);
     g_test_add_func("/intel-iommu/errors", test_errors);
     return g_test_run();
 }
