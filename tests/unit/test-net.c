@@ -18,7 +18,9 @@
 #include <glib.h>
 #include <glib-unix.h>
 #include "net/net-internal.h"
+#include "sen/keyval.h"
 #include "sen/net.h"
+#include "sen/timer.h"
 
 typedef struct Sink {
     bool accept;
@@ -516,6 +518,74 @@ static void test_tap_long_frame_into_big_buffer(void)
     g_mutex_clear(&m.lock);
 }
 
+/*
+ * -netdev user: a frame handed to slirp from a thread other than the main loop's (a vCPU
+ * exit, where there is no ioeventfd) wakes the loop, so the loop polls any socket slirp
+ * opened for it now, not at slirp's next timeout (up to a second).  The frame is an ARP
+ * request for the gateway, which slirp answers at once.
+ */
+typedef struct SlirpSender {
+    Machine *m;
+    NetClientState *nic;
+    uint8_t frame[60];
+} SlirpSender;
+
+static gpointer slirp_send_from_thread(gpointer opaque)
+{
+    SlirpSender *t = opaque;
+
+    machine_lock(t->m);
+    g_assert_true(net_send_buf(t->nic, t->frame, sizeof(t->frame)));
+    machine_unlock(t->m);
+    return NULL;
+}
+
+static void test_user_frame_from_other_thread_wakes_loop(void)
+{
+    Machine m = { 0 };
+    Sink b = { .accept = true, .got = g_array_new(FALSE, FALSE, 1) };
+    g_autoptr(GPtrArray) queues = g_ptr_array_new();
+    Error *err = NULL;
+    static const uint8_t arp_head[] = {
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 0x08, 0x06,
+        0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01,            /* Ethernet/IPv4, request */
+        0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 10, 0, 2, 15,    /* from the guest */
+        0, 0, 0, 0, 0, 0, 10, 0, 2, 2,                       /* who has 10.0.2.2 */
+    };
+    SlirpSender t = { .m = &m };
+
+    g_mutex_init(&m.lock);
+    m.ctx = g_main_context_new();
+    m.clock = virt_clock_new(true);
+    g_autoptr(Keyval) kv = keyval_parse("restrict=on,ipv6=off", NULL, &err);
+    g_assert_null(err);
+    g_assert_true(net_user_backend.init(&m, "u0", kv, "-netdev user,id=u0", queues, &err));
+    g_assert_null(err);
+    NetClientState *user = g_ptr_array_index(queues, 0);
+    t.nic = net_client_new(NULL, &sink_info, "test", "nic", 0);
+    t.nic->opaque = &b;
+    net_link(t.nic, user);
+    memcpy(t.frame, arp_head, sizeof(arp_head));
+
+    while (g_main_context_iteration(m.ctx, FALSE)) {  /* the source knows its thread */
+    }
+    GThread *th = g_thread_new("vcpu", slirp_send_from_thread, &t);
+    g_thread_join(th);
+    g_assert_cmpuint(b.got->len, ==, 1);                /* slirp's ARP reply */
+
+    /* Woken: the next iteration does not wait for slirp's timeout. */
+    gint64 start = g_get_monotonic_time();
+    g_main_context_iteration(m.ctx, TRUE);
+    g_assert_cmpint(g_get_monotonic_time() - start, <, 500 * 1000);
+
+    net_client_free(t.nic);
+    net_client_free(user);
+    virt_clock_free(m.clock);
+    g_main_context_unref(m.ctx);
+    g_array_free(b.got, TRUE);
+    g_mutex_clear(&m.lock);
+}
+
 static void test_parse_mac(void)
 {
     uint8_t mac[6];
@@ -539,6 +609,8 @@ int main(int argc, char **argv)
     g_test_add_func("/net/tap-reads-into-lent-buffer", test_tap_reads_into_lent_buffer);
     g_test_add_func("/net/tap-long-frame-into-big-buffer",
                     test_tap_long_frame_into_big_buffer);
+    g_test_add_func("/net/user-frame-from-other-thread-wakes-loop",
+                    test_user_frame_from_other_thread_wakes_loop);
     g_test_add_func("/net/parse-mac", test_parse_mac);
     return g_test_run();
 }
