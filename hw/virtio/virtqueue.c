@@ -106,6 +106,7 @@ bool virtqueue_enable(VirtQueue *vq)
         return false;
     }
     vq->last_avail_idx = 0;
+    vq->avail_known = 0;
     vq->used_idx = 0;
     vq->inuse = 0;
     vq->signalled_used_valid = false;
@@ -124,6 +125,7 @@ void virtqueue_reset(VirtQueue *vq)
     vq->avail = NULL;
     vq->used = NULL;
     vq->last_avail_idx = 0;
+    vq->avail_known = 0;
     vq->used_idx = 0;
     vq->signalled_used = 0;
     vq->signalled_used_valid = false;
@@ -136,12 +138,30 @@ static bool vq_usable(VirtQueue *vq)
     return vq->enabled && !vq->vdev->broken;
 }
 
+/*
+ * Entries the driver has made available beyond last_avail_idx: the count known from the
+ * last read of avail->idx while it lasts, else a fresh read.  A count above the queue size
+ * is a broken driver: it is returned (not empty, so the caller pops and pop reports it)
+ * but not kept.
+ */
+static uint16_t avail_pending(VirtQueue *vq)
+{
+    if (!vq->avail_known) {
+        uint16_t n = (uint16_t)(read_avail_idx(vq) - vq->last_avail_idx);
+        if (n > vq->num) {
+            return n;
+        }
+        vq->avail_known = n;
+    }
+    return vq->avail_known;
+}
+
 bool virtqueue_empty(VirtQueue *vq)
 {
     if (!vq_usable(vq)) {
         return true;
     }
-    return read_avail_idx(vq) == vq->last_avail_idx;
+    return avail_pending(vq) == 0;
 }
 
 typedef struct ChainWalk ChainWalk;
@@ -307,14 +327,17 @@ VirtQueueElement *virtqueue_pop(VirtQueue *vq)
     if (!vq_usable(vq)) {
         return NULL;
     }
-    avail = read_avail_idx(vq);
-    if (avail == vq->last_avail_idx) {
-        return NULL;
-    }
-    if ((uint16_t)(avail - vq->last_avail_idx) > vq->num) {
-        virtio_error(vdev, "queue %u: avail index moved from %u to %u, more than size %u",
-                     vq->index, vq->last_avail_idx, avail, vq->num);
-        return NULL;
+    if (!vq->avail_known) {
+        avail = read_avail_idx(vq);
+        if (avail == vq->last_avail_idx) {
+            return NULL;
+        }
+        if ((uint16_t)(avail - vq->last_avail_idx) > vq->num) {
+            virtio_error(vdev, "queue %u: avail index moved from %u to %u, more than size %u",
+                         vq->index, vq->last_avail_idx, avail, vq->num);
+            return NULL;
+        }
+        vq->avail_known = (uint16_t)(avail - vq->last_avail_idx);
     }
     head = __atomic_load_n(&vq->avail[AVAIL_RING + vq->last_avail_idx % vq->num],
                            __ATOMIC_RELAXED);
@@ -334,6 +357,7 @@ VirtQueueElement *virtqueue_pop(VirtQueue *vq)
     if (walk_chain(vq, head, w)) {
         e = element_new(w, head);
         vq->last_avail_idx++;
+        vq->avail_known--;
         vq->inuse++;
         if (virtio_has_feature(vdev, VIRTIO_F_RING_EVENT_IDX) && vq->notification) {
             __atomic_store_n(avail_event_ptr(vq), vq->last_avail_idx, __ATOMIC_RELAXED);
@@ -352,6 +376,7 @@ void virtqueue_cleanup(VirtQueue *vq)
 void virtqueue_unpop(VirtQueue *vq, VirtQueueElement *elem)
 {
     vq->last_avail_idx--;
+    vq->avail_known++;
     vq->inuse--;
     virtqueue_element_free(elem);
 }
@@ -541,6 +566,7 @@ static bool virtqueue_post_load(void *opaque, int version_id, Error **errp)
     vq->avail = NULL;
     vq->used = NULL;
     vq->inuse = 0;
+    vq->avail_known = 0; /* last_avail_idx came from the stream: read the index afresh */
     if (!vq->enabled) {
         return true;
     }

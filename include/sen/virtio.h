@@ -111,6 +111,10 @@ struct VirtQueue {
     uint8_t *used;           /* flags, idx, ring[num] of {id, len}, avail_event */
 
     uint16_t last_avail_idx; /* next avail entry we will pop */
+    /* Avail entries beyond last_avail_idx seen at our last read of avail->idx: while some
+     * are left, pop and empty do not read that index again (a line the driver writes for
+     * every buffer it posts; each read from our core costs its next write a miss). */
+    uint16_t avail_known;
     uint16_t used_idx;       /* our copy of used->idx */
     uint16_t signalled_used; /* used_idx when we last decided about an interrupt */
     bool signalled_used_valid;

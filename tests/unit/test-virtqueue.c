@@ -792,6 +792,82 @@ static void test_span_ring_refused(Fixture *f, gconstpointer data)
     g_assert_false(f->vq->enabled);
 }
 
+/* Offers n single writable descriptors 0..n-1 of 64 bytes each. */
+static void offer_singles(Fixture *f, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        set_desc(f, DESC_GPA, i, DATA_GPA + 0x100 * i, 64, VIRTQ_DESC_F_WRITE, 0);
+        offer(f, (uint16_t)i);
+    }
+}
+
+static void pop_expect(Fixture *f, uint16_t head)
+{
+    VirtQueueElement *e = virtqueue_pop(f->vq);
+    g_assert_nonnull(e);
+    g_assert_cmpuint(e->head, ==, head);
+    virtqueue_element_free(e);
+}
+
+/*
+ * The avail index is read once per batch: entries it showed are popped without reading
+ * it again (the driver may only move it forward), and only after them does the device
+ * read it again, seeing, and refusing, a jump.
+ */
+static void test_avail_read_per_batch(Fixture *f, gconstpointer data)
+{
+    uint16_t *avail = (uint16_t *)(f->ram + AVAIL_GPA);
+
+    offer_singles(f, 3);
+    pop_expect(f, 0);
+    /* The index moves beyond what a driver may: the two entries already seen still come. */
+    __atomic_store_n(&avail[1], (uint16_t)(f->avail_idx + 2 * QSIZE), __ATOMIC_RELEASE);
+    g_assert_false(virtqueue_empty(f->vq));
+    pop_expect(f, 1);
+    pop_expect(f, 2);
+    g_assert_false(f->vdev.broken);
+    /* Used up: the next look reads the index and finds the jump. */
+    g_assert_false(virtqueue_empty(f->vq));
+    g_assert_null(virtqueue_pop(f->vq));
+    assert_broken(f);
+}
+
+/* Unpopped entries count again; after the batch new entries are seen. */
+static void test_avail_unpop_and_refill(Fixture *f, gconstpointer data)
+{
+    VirtQueueElement *e;
+
+    offer_singles(f, 2);
+    e = virtqueue_pop(f->vq);
+    g_assert_nonnull(e);
+    virtqueue_unpop(f->vq, e);
+    pop_expect(f, 0);
+    pop_expect(f, 1);
+    g_assert_true(virtqueue_empty(f->vq));
+    g_assert_null(virtqueue_pop(f->vq));
+    set_desc(f, DESC_GPA, 7, DATA_GPA + 0x700, 64, VIRTQ_DESC_F_WRITE, 0);
+    offer(f, 7);
+    g_assert_false(virtqueue_empty(f->vq));
+    pop_expect(f, 7);
+    g_assert_true(virtqueue_empty(f->vq));
+    g_assert_false(f->vdev.broken);
+}
+
+/* A reset forgets what the old ring showed: the new ring starts empty. */
+static void test_avail_reset_forgets(Fixture *f, gconstpointer data)
+{
+    uint16_t *avail = (uint16_t *)(f->ram + AVAIL_GPA);
+
+    offer_singles(f, 3);
+    pop_expect(f, 0);
+    virtio_reset(&f->vdev);
+    memset(avail, 0, 6 + 2 * QSIZE);
+    drive_up(f, ALL_FEATURES);
+    g_assert_true(virtqueue_empty(f->vq));
+    g_assert_null(virtqueue_pop(f->vq));
+    g_assert_false(f->vdev.broken);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -833,6 +909,9 @@ int main(int argc, char **argv)
     ADD("kick", test_kick);
     ADD("event-idx", test_event_idx);
     ADD_F("no-interrupt-flag", test_no_interrupt_flag, 1ull << VIRTIO_F_VERSION_1);
+    ADD("avail/read-per-batch", test_avail_read_per_batch);
+    ADD("avail/unpop-and-refill", test_avail_unpop_and_refill);
+    ADD("avail/reset-forgets", test_avail_reset_forgets);
     ADD("fuzz", test_fuzz);
 #define ADD_SPLIT(path, fn) g_test_add("/virtqueue/span/" path, Fixture, NULL, \
                                        fixture_setup_split, fn, fixture_teardown)
