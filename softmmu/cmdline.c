@@ -490,6 +490,12 @@ static bool cmdline_finish(CmdlineState *s, Error **errp)
         error_setg(errp, "-nographic cannot be used with -daemonize");
         return false;
     }
+    if (cfg->incoming && cfg->loadvm) {
+        /* QEMU 7.2's words: the incoming VM's images stay inactive until the migration
+         * ends, so a snapshot could not be loaded into them. */
+        error_setg(errp, "'incoming' and 'loadvm' options are mutually exclusive");
+        return false;
+    }
     if (s->qtest_log_given && !cfg->qtest_chardev) {
         error_setg(errp, "-qtest-log: only allowed with -qtest");
         return false;
