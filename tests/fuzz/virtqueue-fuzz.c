@@ -15,20 +15,27 @@
 #define RAM_LO_SIZE 0x10000ull   /* rings and buffers */
 #define RAM_HI_GPA  0x100000ull  /* a second region, so chains may span regions */
 #define RAM_HI_SIZE 0x1000ull
+/* A third region right after lo (at its end in guest-physical space, elsewhere in the
+ * backing), so buffers may run across a seam and become two iovecs. */
+#define RAM_MID_GPA  RAM_LO_SIZE
+#define RAM_MID_SIZE 0x1000ull
 
 typedef struct FuzzVm {
     GuestMemory *gm;
-    uint8_t *lo, *hi;
+    uint8_t *lo, *hi, *mid;
 } FuzzVm;
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static unsigned long seam_pieces; /* iovecs starting at the seam: coverage for the smoke run */
 
 static void check_iov(const FuzzVm *vm, const struct iovec *iov)
 {
     const uint8_t *p = iov->iov_base;
     bool in_lo = p >= vm->lo && p + iov->iov_len <= vm->lo + RAM_LO_SIZE;
     bool in_hi = p >= vm->hi && p + iov->iov_len <= vm->hi + RAM_HI_SIZE;
-    if (!in_lo && !in_hi) {
+    bool in_mid = p >= vm->mid && p + iov->iov_len <= vm->mid + RAM_MID_SIZE;
+    if (!in_lo && !in_hi && !in_mid) {
         fprintf(stderr, "virtqueue-fuzz: buffer outside guest RAM\n");
         abort();
     }
@@ -42,14 +49,17 @@ static FuzzVm *fuzz_vm(void)
 
     if (!vm.gm) {
         Error *err = NULL;
-        vm.gm = guest_mem_new(RAM_LO_SIZE + RAM_HI_SIZE, &err);
+        vm.gm = guest_mem_new(RAM_LO_SIZE + RAM_HI_SIZE + RAM_MID_SIZE, &err);
         if (!vm.gm || !guest_mem_add_region(vm.gm, 0, RAM_LO_SIZE, 0, &err) ||
-            !guest_mem_add_region(vm.gm, RAM_HI_GPA, RAM_HI_SIZE, RAM_LO_SIZE, &err)) {
+            !guest_mem_add_region(vm.gm, RAM_HI_GPA, RAM_HI_SIZE, RAM_LO_SIZE, &err) ||
+            !guest_mem_add_region(vm.gm, RAM_MID_GPA, RAM_MID_SIZE,
+                                  RAM_LO_SIZE + RAM_HI_SIZE, &err)) {
             fprintf(stderr, "virtqueue-fuzz: %s\n", err ? error_get_pretty(err) : "?");
             abort();
         }
         vm.lo = guest_mem_map(vm.gm, 0, RAM_LO_SIZE);
         vm.hi = guest_mem_map(vm.gm, RAM_HI_GPA, RAM_HI_SIZE);
+        vm.mid = guest_mem_map(vm.gm, RAM_MID_GPA, RAM_MID_SIZE);
     }
     return &vm;
 }
@@ -84,6 +94,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     memset(vm->lo, 0, RAM_LO_SIZE);
     memset(vm->hi, 0, RAM_HI_SIZE);
+    memset(vm->mid, 0, RAM_MID_SIZE);
     memcpy(vm->lo, data + 3, MIN(size - 3, RAM_LO_SIZE));
 
     virtio_init(&vdev, "virtio-fuzz", 99, NULL, vm->gm, 0, 0, 1);
@@ -106,8 +117,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (!e) {
                 break;
             }
+            size_t total = 0;
             for (unsigned j = 0; j < e->out_num + e->in_num; j++) {
                 check_iov(vm, &e->out_sg[j]);
+                total += e->out_sg[j].iov_len;
+                seam_pieces += e->out_sg[j].iov_base == vm->mid;
+            }
+            /* The pieces of buffers split at a seam add up to the descriptors' lengths. */
+            if (total != e->out_len + e->in_len) {
+                fprintf(stderr, "virtqueue-fuzz: iovecs hold %zu bytes, descriptors %zu\n",
+                        total, e->out_len + e->in_len);
+                abort();
             }
             if (data[2] & 1) {
                 virtio_iov_from_buf(e->in_sg, e->in_num, 0, data, size);
@@ -146,6 +166,13 @@ int main(int argc, char **argv)
                 buf[i + 10] = g_rand_int_range(r, 0, 8);
                 buf[i + 11] = 0;
                 buf[i + 13] = 0;
+                if (g_rand_int_range(r, 0, 4) == 0) {
+                    /* A short buffer that runs across the seam into the third region. */
+                    addr = RAM_MID_GPA - g_rand_int_range(r, 1, 64);
+                    uint32_t blen = g_rand_int_range(r, 2, 128);
+                    memcpy(buf + i, &addr, 8);
+                    memcpy(buf + i + 8, &blen, 4);
+                }
             }
             buf[3 + AVAIL_GPA + 2] = g_rand_int_range(r, 0, 8);
             buf[3 + AVAIL_GPA + 3] = 0;
@@ -158,7 +185,8 @@ int main(int argc, char **argv)
     }
     g_free(buf);
     g_rand_free(r);
-    printf("virtqueue-fuzz: %u inputs, no fault\n", runs);
+    printf("virtqueue-fuzz: %u inputs, %lu iovecs starting at the seam, no fault\n", runs,
+           seam_pieces);
     return 0;
 }
 #endif
