@@ -6,6 +6,7 @@
 #include <string.h>
 #include <glib.h>
 #include "hw/acpi/acpi-build.h"
+#include "hw/i386/boot.h"
 #include "sen/config.h"
 #include "cmdline-test-util.h"
 #include "sen/hostmem.h"
@@ -108,6 +109,21 @@ static void test_ram_from_node_backends(void)
     g_assert_true(guest_mem_read(gm, 2 * GiB - 2, seam, 4));
     g_assert_cmpmem(seam, 4, "wxyz", 4);
     g_assert_cmpmem(r1->hva, 2, "yz", 2);
+    /* A loader's blob (kernel, initrd) may straddle the seam too, and a reset re-copies it. */
+    BootCtx boot;
+    boot_ctx_init(&boot, gm, 3 * GiB, 2 * GiB);
+    g_assert_true(boot_add_copy(&boot, 2 * GiB - 3, "kernel", 6, "kernel", &err));
+    g_assert_true(guest_mem_fill(gm, 2 * GiB - 3, 0, 6));
+    boot_restore(&boot);
+    g_assert_true(guest_mem_read(gm, 2 * GiB - 3, seam, 4));
+    g_assert_cmpmem(seam, 4, "kern", 4);
+    g_assert_cmpmem(r1->hva, 3, "nel", 3);
+    /* Still refused where RAM ends: 3 GiB is the PCI hole. */
+    g_assert_false(boot_add_copy(&boot, 3 * GiB - 2, "kernel", 6, "initrd", &err));
+    g_assert_nonnull(strstr(error_get_pretty(err), "initrd"));
+    error_free(err);
+    err = NULL;
+    boot_ctx_clear(&boot);
     g_assert_true(guest_mem_write(gm, 2 * GiB - 4, "abcd", 4));
     g_assert_true(guest_mem_write(gm, 2 * GiB, "efgh", 4));
     g_assert_true(guest_mem_write(gm, 6 * GiB - 4, "ijkl", 4));
