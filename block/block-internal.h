@@ -67,8 +67,8 @@ void block_fd_watch_detach(BlockFdWatch *w);
  * block/block-pool.c: worker threads that run requests with run(opaque, req) and complete
  * them (bdrv_request_complete) in the GMainContext given at submission.  Submit returns
  * 0, or -errno when no worker could be started (the caller completes req).  With
- * may_inline, a request submitted while the pool has none in flight runs on the caller's
- * thread instead (still completed later from ctx).  Free waits for the requests already
+ * may_inline, a request submitted while the pool has none in flight, and never had two,
+ * runs on the caller's thread instead (still completed later from ctx).  Free waits for the requests already
  * submitted.
  */
 typedef struct BlockPool BlockPool;

@@ -36,6 +36,7 @@ struct BlockPool {
     bool stopping;
 
     int pending;              /* atomic: submitted, completion not yet started */
+    bool overlapped;          /* two requests were ever pending at once (lock held) */
 
     GMutex done_lock;         /* guards the done list */
     BlockPoolJob *done_head, **done_tail;
@@ -160,9 +161,14 @@ int block_pool_submit(BlockPool *p, GMainContext *ctx, BlockRequest *req, bool m
         g_free(job);
         return ret;
     }
-    if (may_inline && g_atomic_int_get(&p->pending) == 0) {
+    if (may_inline && !p->overlapped && g_atomic_int_get(&p->pending) == 0) {
         /* Nothing in flight: handing off would cost a worker wake-up and a context
-         * switch each way for no overlap.  The completion still comes from the loop. */
+         * switch each way for no overlap.  The completion still comes from the loop.
+         * Only while the submitter has never had two requests in flight: one that keeps
+         * several (bench -d 32) finds none pending whenever its whole batch completed
+         * at once, and a request run here then holds back the rest of its next batch
+         * for a whole I/O, with the disk idle but for it (5% of the requests of a
+         * depth-32 4 KiB run were caught that way). */
         g_atomic_int_inc(&p->pending);
         g_mutex_unlock(&p->lock);
         job->ret = p->run(p->opaque, req);
@@ -186,7 +192,9 @@ int block_pool_submit(BlockPool *p, GMainContext *ctx, BlockRequest *req, bool m
         g_free(job);
         return -EAGAIN;
     }
-    g_atomic_int_inc(&p->pending);
+    if (g_atomic_int_add(&p->pending, 1) > 0) {
+        p->overlapped = true;
+    }
     g_mutex_unlock(&p->lock);
     if (wake) {
         /* Outside the lock, or the woken worker would block on it straight away.  The

@@ -1,7 +1,8 @@
 /*
  * The block worker pool (block/block-pool.c): every request runs once on a worker and
  * completes once, later, in the context it was submitted for; free waits for queued work.
- * With may_inline, only a request submitted while none is in flight runs on the caller.
+ * With may_inline, only a request submitted while none is in flight, and never two were,
+ * runs on the caller.
  */
 #include <glib.h>
 #include "block/block-internal.h"
@@ -173,6 +174,34 @@ static void test_pool_inline_only_first_of_burst(void)
     g_free(reqs);
 }
 
+/*
+ * Once two requests were in flight together (a depth > 1 submitter), none runs on the
+ * submitter again, even one submitted when all before it have completed: it would hold
+ * back the rest of its batch for a whole request.
+ */
+static void test_pool_no_inline_after_overlap(void)
+{
+    PoolTest t = { .loop_thread = g_thread_self() };
+    BlockRequest *reqs = g_new0(BlockRequest, 40);
+    BlockPool *p = block_pool_new(4, pool_run, &t);
+
+    for (int batch = 0; batch < 4; batch++) {
+        for (int i = batch * 10; i < batch * 10 + 10; i++) {
+            reqs[i] = (BlockRequest){ .type = BLOCK_REQ_WRITE, .offset = i,
+                                      .complete = pool_complete, .opaque = &t };
+            g_assert_cmpint(block_pool_submit(p, NULL, &reqs[i], true), ==, 0);
+        }
+        while (t.completed < batch * 10 + 10) {
+            g_main_context_iteration(NULL, true);
+        }
+    }
+    /* The very first request, before anything overlapped; none of the later batches. */
+    g_assert_cmpint(t.ran_in_loop_thread, ==, 1);
+    g_assert_cmpint(g_atomic_int_get(&t.runs), ==, 40);
+    block_pool_free(p);
+    g_free(reqs);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -182,5 +211,6 @@ int main(int argc, char **argv)
     g_test_add_func("/block-pool/inline-when-idle", test_pool_inline_when_idle);
     g_test_add_func("/block-pool/inline-only-first-of-burst",
                     test_pool_inline_only_first_of_burst);
+    g_test_add_func("/block-pool/no-inline-after-overlap", test_pool_no_inline_after_overlap);
     return g_test_run();
 }
