@@ -16,6 +16,7 @@ typedef struct CheckState {
     BDRVQcow2State *s;
     BlockCheckResult *res;
     uint64_t nb;   /* clusters the refs array covers */
+    uint64_t file_clusters;  /* clusters of the file (refcounts past it are ignored) */
     uint64_t *refs;
 } CheckState;
 
@@ -212,37 +213,37 @@ static bool report_mismatch(const RefMismatch *m, bool repair)
 /* 2 GiB of counters: 128 GiB of 512-byte clusters, 16 TiB of 64 KiB ones. */
 #define QCOW2_CHECK_MAX_CLUSTERS (1ull << 28)
 
-int qcow2_check(BlockDriverState *bs, BlockCheckResult *res, int fix)
+/*
+ * Counts every cluster's references from the metadata into c->refs (allocated here for
+ * the file's clusters and the ones allocated past its end).  *rebuild is set when a
+ * refcount table entry is broken, as in qemu-img.
+ */
+static int count_references(CheckState *c, bool *rebuild)
 {
-    BDRVQcow2State *s = bs->opaque;
-    CheckState c = { .s = s, .res = res };
-    memset(res, 0, sizeof(*res));
-    int ret = qcow2_flush_caches(s);
-    if (ret < 0) {
-        res->check_errors++;
-        return ret;
-    }
-    int64_t flen = bdrv_getlength(bs->file);
+    BDRVQcow2State *s = c->s;
+    BlockCheckResult *res = c->res;
+    int64_t flen = bdrv_getlength(s->bs->file);
     if (flen < 0) {
         res->check_errors++;
         return flen;
     }
-    c.nb = ((uint64_t)flen + s->cluster_size - 1) >> s->cluster_bits;
+    c->file_clusters = ((uint64_t)flen + s->cluster_size - 1) >> s->cluster_bits;
+    c->nb = c->file_clusters;
     /* Clusters allocated but not yet written lie past the end of the file; a corrupt
      * table can have increfed a cluster terabytes away, so bound how far we look (what
      * lies beyond is reported as beyond the end) rather than allocate for it. */
-    c.nb = MAX(c.nb, MIN(s->alloc_end, c.nb + QCOW2_CHECK_SLACK_CLUSTERS));
+    c->nb = MAX(c->nb, MIN(s->alloc_end, c->nb + QCOW2_CHECK_SLACK_CLUSTERS));
     /* A write through a corrupt L2 entry can have grown the file to terabytes (sparse). */
-    c.refs = c.nb <= QCOW2_CHECK_MAX_CLUSTERS ? g_try_new0(uint64_t, MAX(c.nb, 1)) : NULL;
-    if (!c.refs) {
+    c->refs = c->nb <= QCOW2_CHECK_MAX_CLUSTERS ? g_try_new0(uint64_t, MAX(c->nb, 1)) : NULL;
+    if (!c->refs) {
         fprintf(stderr, "ERROR: not enough memory to check an image of %" G_GUINT64_FORMAT
-                " clusters\n", c.nb);
+                " clusters\n", c->nb);
         res->check_errors++;
         return -ENOMEM;
     }
 
-    ref_range(&c, 0, s->cluster_size);
-    check_l1(&c, s->h.l1_table_offset, s->l1_size, true);
+    ref_range(c, 0, s->cluster_size);
+    check_l1(c, s->h.l1_table_offset, s->l1_size, true);
     GArray *snaps = NULL;
     if (qcow2_read_snapshots(s, &snaps) < 0) {
         fprintf(stderr, "ERROR: the snapshot table cannot be read\n");
@@ -250,7 +251,7 @@ int qcow2_check(BlockDriverState *bs, BlockCheckResult *res, int fix)
     }
     for (guint i = 0; i < snaps->len; i++) {
         Qcow2Snapshot *sn = &g_array_index(snaps, Qcow2Snapshot, i);
-        check_l1(&c, sn->l1_table_offset, sn->l1_size, false);
+        check_l1(c, sn->l1_table_offset, sn->l1_size, false);
     }
     if (s->h.nb_snapshots) {
         uint64_t tlen = 0;
@@ -258,10 +259,10 @@ int qcow2_check(BlockDriverState *bs, BlockCheckResult *res, int fix)
             Qcow2Snapshot *sn = &g_array_index(snaps, Qcow2Snapshot, i);
             tlen += (40 + sn->extra_len + strlen(sn->id_str) + strlen(sn->name) + 7) & ~7ull;
         }
-        ref_range(&c, s->h.snapshots_offset, tlen);
+        ref_range(c, s->h.snapshots_offset, tlen);
     }
     qcow2_snapshots_free(snaps);
-    ref_range(&c, s->h.refcount_table_offset, s->reftable_size * 8);
+    ref_range(c, s->h.refcount_table_offset, s->reftable_size * 8);
     for (uint64_t i = 0; i < s->reftable_size; i++) {
         uint64_t rb = s->reftable[i] & QCOW2_REFT_OFFSET_MASK;
         if (!rb) {
@@ -271,11 +272,25 @@ int qcow2_check(BlockDriverState *bs, BlockCheckResult *res, int fix)
             fprintf(stderr, "ERROR refcount block %" G_GUINT64_FORMAT " is not cluster "
                     "aligned; refcount table entry corrupted\n", i);
             res->corruptions++;
+            *rebuild = true;
             continue;
         }
-        ref_range(&c, rb, s->cluster_size);
+        ref_range(c, rb, s->cluster_size);
     }
+    return 0;
+}
 
+/*
+ * Compares the counted references with the stored refcounts.  report prints every
+ * mismatch as "Leaked"/"ERROR" and counts it; fix then repairs them one by one, each
+ * reported again ("Repairing"), as qemu-img does.  A referenced cluster with no stored
+ * refcount cannot be repaired so (its block may not exist): *rebuild is set instead.
+ * Returns one past the last cluster with a stored or counted reference.
+ */
+static uint64_t compare_refcounts(CheckState *c, int fix, bool report, bool *rebuild)
+{
+    BDRVQcow2State *s = c->s;
+    BlockCheckResult *res = c->res;
     /*
      * As qemu-img: the file's clusters are compared, and past its end only the clusters
      * something references.  A refcount left past the end (a crash after an allocation
@@ -285,10 +300,9 @@ int qcow2_check(BlockDriverState *bs, BlockCheckResult *res, int fix)
      */
     uint64_t end = 0;
     GArray *mismatches = g_array_new(FALSE, FALSE, sizeof(RefMismatch));
-    uint64_t file_clusters = ((uint64_t)flen + s->cluster_size - 1) >> s->cluster_bits;
-    for (uint64_t i = 0; i < c.nb; i++) {
-        uint64_t want = c.refs[i];
-        if (i >= file_clusters && !want) {
+    for (uint64_t i = 0; i < c->nb; i++) {
+        uint64_t want = c->refs[i];
+        if (i >= c->file_clusters && !want) {
             continue;
         }
         uint64_t have = stored_refcount(s, i);
@@ -300,6 +314,10 @@ int qcow2_check(BlockDriverState *bs, BlockCheckResult *res, int fix)
         }
         RefMismatch m = { i, have, want };
         g_array_append_val(mismatches, m);
+        *rebuild |= have == 0;
+        if (!report) {
+            continue;
+        }
         report_mismatch(&m, false);
         if (have > want) {
             res->leaks++;
@@ -308,7 +326,7 @@ int qcow2_check(BlockDriverState *bs, BlockCheckResult *res, int fix)
         }
     }
     /* Repairs go after the whole comparison, each reported again as it is made. */
-    for (guint k = 0; fix && k < mismatches->len; k++) {
+    for (guint k = 0; fix && !*rebuild && k < mismatches->len; k++) {
         const RefMismatch *m = &g_array_index(mismatches, RefMismatch, k);
         bool leak = m->have > m->want;
         if (!report_mismatch(m, leak ? (fix & BDRV_FIX_LEAKS) : (fix & BDRV_FIX_ERRORS))) {
@@ -324,6 +342,78 @@ int qcow2_check(BlockDriverState *bs, BlockCheckResult *res, int fix)
         }
     }
     g_array_free(mismatches, TRUE);
+    return end;
+}
+
+/*
+ * qemu-img's rebuild: new refcount blocks and table from the counted references
+ * (qcow2-rebuild.c), then the references counted again, and the old structure, now
+ * leaked, freed.  Everything found before counts as repaired.
+ */
+static int rebuild_refcounts(CheckState *c, uint64_t *end)
+{
+    BlockCheckResult *res = c->res;
+    fprintf(stderr, "Rebuilding refcount structure\n");
+    int ret = qcow2_rebuild_refcounts(c->s, &c->refs, &c->nb);
+    g_free(c->refs);
+    c->refs = NULL;
+    if (ret < 0) {
+        fprintf(stderr, "ERROR rebuilding the refcount structure: %s\n", g_strerror(-ret));
+        res->check_errors++;
+        return ret;
+    }
+    res->corruptions_fixed += res->corruptions;
+    res->leaks_fixed += res->leaks;
+    res->corruptions = res->leaks = 0;
+    /* The old table and blocks are leaks now: free them, reporting only the repairs
+     * (their counts are not the user's problems, as in qemu-img). */
+    BlockCheckResult scratch = { 0 };
+    CheckState again = { .s = c->s, .res = &scratch };
+    bool rebuild = false;
+    ret = count_references(&again, &rebuild);
+    if (ret == 0) {
+        *end = compare_refcounts(&again, BDRV_FIX_LEAKS, false, &rebuild);
+        if (rebuild) {
+            fprintf(stderr, "ERROR rebuilt refcount structure is still broken\n");
+            res->check_errors++;
+            ret = -EIO;
+        }
+    }
+    res->check_errors += scratch.check_errors;
+    g_free(again.refs);
+    return ret;
+}
+
+int qcow2_check(BlockDriverState *bs, BlockCheckResult *res, int fix)
+{
+    BDRVQcow2State *s = bs->opaque;
+    CheckState c = { .s = s, .res = res };
+    bool rebuild = false;
+    memset(res, 0, sizeof(*res));
+    int ret = qcow2_flush_caches(s);
+    if (ret < 0) {
+        res->check_errors++;
+        return ret;
+    }
+    ret = count_references(&c, &rebuild);
+    if (ret < 0) {
+        g_free(c.refs);
+        return ret;
+    }
+    uint64_t end = compare_refcounts(&c, fix, true, &rebuild);
+    if (rebuild && (fix & BDRV_FIX_ERRORS)) {
+        ret = rebuild_refcounts(&c, &end);
+        if (ret < 0) {
+            return ret;
+        }
+    } else if (rebuild && fix) {
+        /* -r leaks: the OFLAG_COPIED repairs below would trust refcounts that are
+         * missing. */
+        fprintf(stderr, "ERROR need to rebuild refcount structures\n");
+        res->check_errors++;
+        g_free(c.refs);
+        return -EIO;
+    }
     check_copied(&c, fix);
     res->image_end_offset = end << s->cluster_bits;
     res->total_clusters = (s->h.size + s->cluster_size - 1) >> s->cluster_bits;

@@ -398,6 +398,11 @@ int qcow2_get_l2e(BDRVQcow2State *s, uint64_t off, uint64_t *l2e, uint64_t *bitm
 /* qcow2-check.c: refcount/OFLAG_COPIED consistency check and repair (lock held). */
 typedef struct BlockCheckResult BlockCheckResult;
 int qcow2_check(BlockDriverState *bs, BlockCheckResult *res, int fix);
+/* Writes a new refcount structure (blocks, table, header) from *refs, the counted
+ * references of the *nb clusters, which it extends with its own clusters
+ * (qcow2-rebuild.c).  The old table and blocks are left allocated: the caller frees
+ * them.  0 or -errno. */
+int qcow2_rebuild_refcounts(BDRVQcow2State *s, uint64_t **refs, uint64_t *nb);
 
 /* Writes both metadata caches back (L2 after refcounts). */
 int qcow2_flush_caches(BDRVQcow2State *s);

@@ -331,8 +331,12 @@ def test_check_corruption_and_repair(tmp_path):
     p = sen("check", img, check=False)
     assert p.returncode == 2, p.stdout + p.stderr
     assert "errors were found on the image" in p.stdout
-    # -r leaks does not fix corruptions.
-    assert sen("check", "-r", "leaks", img, check=False).returncode == 2
+    # -r leaks does not fix corruptions; a cluster without any refcount needs the
+    # refcount structure rebuilt, which -r leaks refuses (status 1, as qemu-img).
+    copy = tmp_path / "q.qcow2"
+    shutil.copyfile(img, copy)
+    assert sen("check", "-r", "leaks", img, check=False).returncode == \
+        run(QEMU_IMG, "check", "-r", "leaks", copy, check=False).returncode == 1
     p = sen("check", "-r", "all", img, check=False)
     assert p.returncode == 0, p.stdout + p.stderr
     qemu_check_clean(img)
