@@ -167,8 +167,8 @@ int block_pool_submit(BlockPool *p, GMainContext *ctx, BlockRequest *req, bool m
          * Only while the submitter has never had two requests in flight: one that keeps
          * several (bench -d 32) finds none pending whenever its whole batch completed
          * at once, and a request run here then holds back the rest of its next batch
-         * for a whole I/O, with the disk idle but for it (5% of the requests of a
-         * depth-32 4 KiB run were caught that way). */
+         * for a whole I/O, with the disk idle but for it (13-27 times in a depth-32
+         * run of 20000 4 KiB reads). */
         g_atomic_int_inc(&p->pending);
         g_mutex_unlock(&p->lock);
         job->ret = p->run(p->opaque, req);
