@@ -10,6 +10,13 @@
  * channel's stream still reads and checksums its greeting itself); a bad greeting closes
  * that connection alone, and one not complete within MULTIFD_GREETING_TIMEOUT_S is
  * closed too, so strays never pile up.
+ *
+ * At most MULTIFD_MAX_PENDING connections wait at once.  A full window makes room by
+ * closing a stray, never a connection younger than MULTIFD_GREETING_GRACE_MS: a real
+ * channel's greeting follows its connect within a round trip, so however many
+ * connections come after it, it gets that long to greet.  The stray closed is the
+ * oldest that sent nothing (then the oldest with part of a greeting); when every
+ * connection is still in its grace, new ones wait in the listen backlog.
  */
 #include <errno.h>
 #include <poll.h>
@@ -22,8 +29,10 @@
 /* The source writes its greeting right after connecting; 5 s is generous for that on
  * any network, and bounds how long a silent connection holds a file descriptor. */
 #define MULTIFD_GREETING_TIMEOUT_S 5
-/* Connections waiting for their greeting at once; the oldest goes when one more comes. */
+/* Connections waiting for their greeting at once (see above for who makes room). */
 #define MULTIFD_MAX_PENDING 16
+/* How long a new connection is safe from being closed to make room for another. */
+#define MULTIFD_GREETING_GRACE_MS 1000
 /* Refused connections reported on stderr per migration (a scanner may send many). */
 #define MULTIFD_MAX_REPORTED 5
 /* The poll interval: a cancel is noticed without a wake-up, and a greeting that arrived
@@ -33,7 +42,8 @@
 
 typedef struct Pending {
     int fd;
-    int64_t deadline_us;  /* g_get_monotonic_time() */
+    int64_t accepted_us;  /* g_get_monotonic_time() */
+    int64_t deadline_us;
     bool partial;         /* part of the greeting is there: peek again soon */
 } Pending;
 
@@ -101,7 +111,41 @@ static void take(AcceptWindow *w, unsigned i)
     w->pending[i] = w->pending[--w->npending];
 }
 
-/* A readable listener: one more pending connection.  False on a listener failure. */
+/*
+ * The pending connection a full window closes to make room: past its grace, silent
+ * before partial, oldest first.  -1 when every one is still in its grace; then
+ * *grace_end_us is when the first grace ends.
+ */
+static int pick_stray(const AcceptWindow *w, int64_t now, int64_t *grace_end_us)
+{
+    int best = -1;
+    *grace_end_us = INT64_MAX;
+    for (unsigned i = 0; i < w->npending; i++) {
+        const Pending *p = &w->pending[i];
+        int64_t grace_end = p->accepted_us + MULTIFD_GREETING_GRACE_MS * 1000;
+        if (grace_end > now) {
+            *grace_end_us = MIN(*grace_end_us, grace_end);
+            continue;
+        }
+        if (best < 0 || p->partial < w->pending[best].partial ||
+            (p->partial == w->pending[best].partial &&
+             p->accepted_us < w->pending[best].accepted_us)) {
+            best = (int)i;
+        }
+    }
+    return best;
+}
+
+/* Whether one more connection may be accepted now (making room if needed); if not,
+ * *retry_us is when it may. */
+static bool have_room(const AcceptWindow *w, int64_t now, int64_t *retry_us)
+{
+    *retry_us = INT64_MAX;
+    return w->npending < MULTIFD_MAX_PENDING || pick_stray(w, now, retry_us) >= 0;
+}
+
+/* A readable listener with room (have_room): one more pending connection.  False on a
+ * listener failure. */
 static bool accept_one(AcceptWindow *w, Error **errp)
 {
     int fd = accept4(w->l->listen_fd, NULL, NULL, SOCK_CLOEXEC);
@@ -112,18 +156,16 @@ static bool accept_one(AcceptWindow *w, Error **errp)
         error_setg_errno(errp, errno, "%s: accept", w->l->uri->uri);
         return false;
     }
+    int64_t now = g_get_monotonic_time(), unused;
     if (w->npending == MULTIFD_MAX_PENDING) {
-        unsigned oldest = 0;
-        for (unsigned i = 1; i < w->npending; i++) {
-            if (w->pending[i].deadline_us < w->pending[oldest].deadline_us) {
-                oldest = i;
-            }
-        }
-        refuse(w, oldest, "too many connections without a greeting");
+        int stray = pick_stray(w, now, &unused);
+        g_assert(stray >= 0);
+        refuse(w, (unsigned)stray, "too many connections without a greeting");
     }
     w->pending[w->npending++] = (Pending) {
         .fd = fd,
-        .deadline_us = g_get_monotonic_time() + MULTIFD_GREETING_TIMEOUT_S * G_USEC_PER_SEC,
+        .accepted_us = now,
+        .deadline_us = now + MULTIFD_GREETING_TIMEOUT_S * G_USEC_PER_SEC,
     };
     return true;
 }
@@ -144,6 +186,11 @@ static bool examine(AcceptWindow *w, unsigned i, MultifdChannelFn got, void *opa
     }
     if (n < 0) {
         refuse(w, i, g_strerror(errno));
+        return true;
+    }
+    if (n > 0 && memcmp(g, MULTIFD_MAGIC, MIN((size_t)n, strlen(MULTIFD_MAGIC))) != 0) {
+        /* Garbage from its first bytes: no need to wait for the rest. */
+        refuse(w, i, "not a Sen multifd channel (bad magic)");
         return true;
     }
     if ((size_t)n < sizeof(g)) {
@@ -196,12 +243,17 @@ bool multifd_accept_channels(MigListener *l, int main_fd, uint32_t channels,
     bool main_hup = false;
 
     while (ok && accepted < channels) {
+        int64_t now = g_get_monotonic_time(), retry_us;
+        /* A full window in its grace: new connections wait in the backlog. */
+        bool room = have_room(&w, now, &retry_us);
         struct pollfd p[2 + MULTIFD_MAX_PENDING] = {
-            { .fd = l->listen_fd, .events = POLLIN },
+            { .fd = room ? l->listen_fd : -1, .events = POLLIN },
             { .fd = main_hup ? -1 : main_fd, .events = POLLRDHUP },
         };
         int timeout = MULTIFD_POLL_MS;
-        int64_t now = g_get_monotonic_time();
+        if (!room) {
+            timeout = MIN(timeout, (int)((retry_us - now) / 1000 + 1));
+        }
         unsigned np = w.npending;
         for (unsigned i = 0; i < np; i++) {
             /* A partial greeting stays readable: poll it by time, not by data. */
@@ -249,7 +301,9 @@ bool multifd_accept_channels(MigListener *l, int main_fd, uint32_t channels,
         /* A waiting connection before the main stream's hang-up: a quick source may
          * have sent everything and closed main while its channels wait in the
          * backlog. */
-        if (n > 0 && p[0].revents) {
+        /* A full window in its grace: channels may wait in the backlog behind it. */
+        progress |= !room;
+        if (room && n > 0 && p[0].revents) {
             ok = accept_one(&w, errp);
             progress = true;
         }
