@@ -155,16 +155,19 @@ int img_check(int argc, char **argv)
         r.leaks_fixed = leaks_fixed;
         r.corruptions_fixed = corr_fixed;
     }
-    if (ret < 0 && r.check_errors == 0) {
-        r.check_errors = 1;
-    }
-    if (json) {
+    /* As qemu-img: a check that could not complete prints no results, only why. */
+    if (ret == 0 && json) {
         print_json(filename, bs->drv->format_name, &r);
-    } else {
+    } else if (ret == 0) {
         print_human(filename, &r, quiet);
     }
     bdrv_unref(bs);
-    if (ret < 0 || r.check_errors) {
+    if (ret < 0) {
+        error_report("Check failed: %s", g_strerror(-ret));
+        return 1;
+    }
+    if (r.check_errors) {
+        error_report("Check failed");
         return 1;
     }
     if (r.corruptions) {
