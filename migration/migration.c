@@ -985,6 +985,9 @@ static bool load_records(MigrationState *s, LoadState *ls, MigStream *st,
             if (ls->mr && !multifd_recv_finish(ls->mr, errp)) {
                 return false;
             }
+            if (!ram_load_finish(rl, errp)) {
+                return false;
+            }
             if (MIG_HAVE_VMSTATE && !*device) {
                 error_setg(errp, "the migration stream has no device state (the source "
                            "Sen cannot save it)");

@@ -7,6 +7,11 @@
  * its contents are copied into the stream, so a write racing with the copy is always
  * logged again and sent in a later pass or in the final round with vCPUs stopped.
  *
+ * Page data goes from guest RAM to the socket without a copy (mig_put_data), behind a
+ * checksum taken just before; a guest write in between makes the destination see a
+ * "torn" record, harmless because that write is logged and the page sent again
+ * (migration/ram-torn.h).
+ *
  * Zero pages travel as a flag without data.  Pages the RAM backing never allocated
  * (memfd holes, found with SEEK_DATA; for private anonymous RAM, pages that are neither
  * present nor swapped in /proc/self/pagemap) are known zero without being read, so a
@@ -21,6 +26,7 @@
 #include <unistd.h>
 #include "accel/accel.h"
 #include "migration/ram.h"
+#include "migration/ram-torn.h"
 #include "sen/buffer-is-zero.h"
 
 #define BITS_PER_WORD 64u
@@ -240,7 +246,13 @@ void ram_put_record(MigStream *s, uint64_t gpa, const uint8_t *hva, uint32_t npa
     mig_put_be32(s, npages);
     mig_put_be64(s, gpa);
     if (!zero) {
-        mig_put_buf(s, hva, (size_t)npages * MIG_PAGE_SIZE);
+        /* One checksum per page: a page the guest changes before the kernel's copy is
+         * sent again on its own, and only it may stay torn until then. */
+        for (uint32_t i = 0; i < npages; i++) {
+            mig_put_be32(s, ~mig_crc32c(0xffffffffu, hva + (size_t)i * MIG_PAGE_SIZE,
+                                        MIG_PAGE_SIZE));
+        }
+        mig_put_data(s, hva, (size_t)npages * MIG_PAGE_SIZE);
     }
 }
 
@@ -329,6 +341,7 @@ struct RamLoad {
     /* Per region (guest_mem_region numbering): pages that received data in this load,
      * so that a later zero record knows what to clear without reading RAM. */
     unsigned long **written;
+    RamTorn *torn;            /* pages whose last data did not match its checksum */
     unsigned nr_regions;
     uint32_t version;         /* of the stream's header */
 };
@@ -340,10 +353,12 @@ RamLoad *ram_load_new(Machine *m)
     rl->fd = guest_mem_shared_backing_fd(m->mem);
     rl->nr_regions = guest_mem_region_count(m->mem);
     rl->written = g_new0(unsigned long *, rl->nr_regions);
+    uint64_t pages[rl->nr_regions + 1];
     for (unsigned i = 0; i < rl->nr_regions; i++) {
-        uint64_t pages = guest_mem_region(m->mem, i)->size / MIG_PAGE_SIZE + 1;
-        rl->written[i] = g_new0(unsigned long, bitmap_words(pages));
+        pages[i] = guest_mem_region(m->mem, i)->size / MIG_PAGE_SIZE + 1;
+        rl->written[i] = g_new0(unsigned long, bitmap_words(pages[i]));
     }
+    rl->torn = ram_torn_new(rl->nr_regions, pages);
     return rl;
 }
 
@@ -356,6 +371,7 @@ void ram_load_free(RamLoad *rl)
         g_free(rl->written[i]);
     }
     g_free(rl->written);
+    ram_torn_free(rl->torn);
     g_free(rl);
 }
 
@@ -398,7 +414,9 @@ static bool check_header(Machine *m, MigStream *s, uint32_t *version_out, Error 
     }
     if (version != MIG_VERSION && version != MIG_VERSION_MULTIFD) {
         error_setg(errp, "migration stream version %u is not supported (this Sen reads "
-                   "versions %u and %u)", version, MIG_VERSION, MIG_VERSION_MULTIFD);
+                   "versions %u and %u%s)", version, MIG_VERSION, MIG_VERSION_MULTIFD,
+                   version == 1 || version == 2 ? "; versions 1 and 2 come from an older "
+                   "Sen, whose RAM records have no data checksum" : "");
         return false;
     }
     *version_out = version;
@@ -466,37 +484,56 @@ bool ram_load_setup(RamLoad *rl, MigStream *s, Error **errp)
 }
 
 /*
- * Page data of one record into guest RAM at hva (inside region r).  With a shared file
- * mapping the data is written to the file from the stream's buffer: the kernel then
- * fills fresh page-cache pages instead of zeroing them on a fault first, and the
- * checksum reads the bytes while they are in the cache.  Otherwise (anonymous RAM,
- * huge pages, or a write the file refuses) it is read straight into RAM.
+ * Page data of one record into guest RAM at hva (inside region r); crc[i] gets page i's
+ * CRC-32C.  With a shared file mapping the data is written to the file from the
+ * stream's buffer: the kernel then fills fresh page-cache pages instead of zeroing them
+ * on a fault first, and the checksum reads the bytes while they are in the cache.
+ * Otherwise (anonymous RAM, huge pages, or a write the file refuses) it is read
+ * straight into RAM and checksummed there right after, while it is in the cache.
  */
 static void load_data(RamLoad *rl, MigStream *s, const RamRegion *r, uint8_t *hva,
-                      size_t len)
+                      uint32_t npages, uint32_t *crc)
 {
     /* Atomic: multifd channel threads share rl. */
     int fd = __atomic_load_n(&rl->fd, __ATOMIC_RELAXED);
     off_t off = (off_t)(r->backing_offset + (uint64_t)(hva - r->hva));
+    size_t len = (size_t)npages * MIG_PAGE_SIZE;
 
-    while (fd >= 0 && len) {
+    if (fd < 0) {
+        mig_get_data(s, hva, len);
+        for (uint32_t i = 0; i < npages; i++) {
+            crc[i] = ~mig_crc32c(0xffffffffu, hva + (size_t)i * MIG_PAGE_SIZE,
+                                 MIG_PAGE_SIZE);
+        }
+        return;
+    }
+    for (size_t done = 0; done < len;) {
         const void *p;
-        size_t n = mig_get_chunk(s, &p, len);
+        size_t n = mig_get_chunk(s, &p, len - done);
         if (!n) {
             return;
         }
-        ssize_t done = pwrite(fd, p, n, off);
-        if (done != (ssize_t)n) {
+        if (fd < 0 || pwrite(fd, p, n, off) != (ssize_t)n) {
             /* Nothing was lost: the bytes are still here.  Stop trying the file. */
-            memcpy(hva, p, n);
+            memcpy(hva + done, p, n);
             fd = -1;
             __atomic_store_n(&rl->fd, -1, __ATOMIC_RELAXED);
         }
-        hva += n;
+        /* The chunk's pieces of each page it touches. */
+        for (size_t at = 0; at < n;) {
+            size_t page = (done + at) / MIG_PAGE_SIZE;
+            size_t in_page = (done + at) % MIG_PAGE_SIZE;
+            size_t piece = MIN(n - at, (size_t)MIG_PAGE_SIZE - in_page);
+            crc[page] = mig_crc32c(in_page ? crc[page] : 0xffffffffu,
+                                   (const uint8_t *)p + at, piece);
+            if (in_page + piece == MIG_PAGE_SIZE) {
+                crc[page] = ~crc[page];
+            }
+            at += piece;
+        }
+        done += n;
         off += (off_t)n;
-        len -= n;
     }
-    mig_get_buf(s, hva, len);
 }
 
 /*
@@ -543,10 +580,31 @@ bool ram_load_record(RamLoad *rl, MigStream *s, Error **errp)
     uint64_t first = (gpa - r->gpa) / MIG_PAGE_SIZE;
     unsigned long *written = rl->written[ri];
     if (!(flags & MIG_RAM_ZERO)) {
-        load_data(rl, s, r, hva, (size_t)npages * MIG_PAGE_SIZE);
+        uint32_t expect[MIG_RAM_MAX_PAGES], crc[MIG_RAM_MAX_PAGES];
+        for (uint32_t i = 0; i < npages; i++) {
+            expect[i] = mig_get_be32(s);
+        }
+        if (!mig_stream_check(s, errp)) {
+            return false;
+        }
+        load_data(rl, s, r, hva, npages, crc);
+        if (!mig_stream_check(s, errp)) {
+            return false;
+        }
         written_mark(written, first, npages);
-        return mig_stream_check(s, errp);
+        /* Runs of pages that matched or not, each marked at once. */
+        for (uint32_t i = 0; i < npages;) {
+            bool torn = crc[i] != expect[i];
+            uint32_t j = i + 1;
+            while (j < npages && (crc[j] != expect[j]) == torn) {
+                j++;
+            }
+            ram_torn_set(rl->torn, (unsigned)ri, first + i, j - i, torn);
+            i = j;
+        }
+        return true;
     }
+    ram_torn_set(rl->torn, (unsigned)ri, first, npages, false);
     /* RAM was emptied at setup: only pages data arrived for since need clearing.  No
      * page is read, so nothing gets allocated for the (usually many) zero pages. */
     for (uint64_t p = first; p < first + npages; p++) {
@@ -556,6 +614,21 @@ bool ram_load_record(RamLoad *rl, MigStream *s, Error **errp)
             (__atomic_fetch_and(word, ~bit, __ATOMIC_RELAXED) & bit)) {
             memset(r->hva + p * MIG_PAGE_SIZE, 0, MIG_PAGE_SIZE);
         }
+    }
+    return true;
+}
+
+bool ram_load_finish(RamLoad *rl, Error **errp)
+{
+    unsigned region = 0;
+    uint64_t page = 0;
+    uint64_t torn = ram_torn_count(rl->torn, &region, &page);
+    if (torn) {
+        error_setg(errp, "the migration stream is corrupt: the data of %" G_GUINT64_FORMAT
+                   " page(s) did not match its checksum and was not sent again (the "
+                   "first at guest address 0x%" G_GINT64_MODIFIER "x)", torn,
+                   guest_mem_region(rl->m->mem, region)->gpa + page * MIG_PAGE_SIZE);
+        return false;
     }
     return true;
 }

@@ -51,7 +51,8 @@ bool ram_save_pass(RamSave *rs, MigStream *s, const int *cancel, Error **errp)
 /* From now on passes hand their pages to sink instead of writing RAM records into
  * their stream (multifd: the channels send them). */
 void ram_save_set_sink(RamSave *rs, RamPageSink sink, void *opaque);
-/* One RAM record: the header, then the data unless zero. */
+/* One RAM record: the header, then the data unless zero (sent from hva by reference,
+ * with the checksum of what hva held just before). */
 void ram_put_record(MigStream *s, uint64_t gpa, const uint8_t *hva, uint32_t npages,
                     bool zero);
 /* Dirty pages known now (after the last sync, minus what was sent since). */
@@ -72,6 +73,9 @@ bool ram_load_check_header(Machine *m, MigStream *s, Error **errp)
 /* One RAM record (its type byte already read).  Multifd channel threads call it
  * concurrently on the same RamLoad, for distinct pages. */
 bool ram_load_record(RamLoad *rl, MigStream *s, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+/* At the END record (after every multifd channel ended): fails when a page's last data
+ * did not match its checksum (migration/ram-torn.h). */
+bool ram_load_finish(RamLoad *rl, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
 
 /* Record types. */
 #define MIG_REC_RAM    0x01
@@ -81,8 +85,10 @@ bool ram_load_record(RamLoad *rl, MigStream *s, Error **errp) G_GNUC_WARN_UNUSED
 #define MIG_RAM_ZERO   0x01
 
 #define MIG_MAGIC "SENMIG\r\n"
-#define MIG_VERSION 1
+/* 3: RAM data records carry their own checksum and page data is outside the stream's
+ * CRC (versions 1 and 2, an older Sen's, are refused). */
+#define MIG_VERSION 3
 /* The same with multifd records (migration/multifd.h). */
-#define MIG_VERSION_MULTIFD 2
+#define MIG_VERSION_MULTIFD 4
 
 #endif

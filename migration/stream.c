@@ -1,17 +1,17 @@
 /*
  * The migration byte stream: see stream.h.
  *
- * Writes are checksummed while they are copied into the buffer (one pass over the
- * bytes: mig_crc32c_copy) and the buffer is sent when full.  The copy is what makes the
- * checksum match what is sent while the guest keeps writing its RAM.  Readers fill a
- * buffer of the same size for headers and small records; page data of a large record
- * is read straight into its place (readv: the data, then a few KiB of what follows into
+ * Writes of headers and records are checksummed while they are copied into the buffer
+ * (one pass over the bytes: mig_crc32c_copy).  Page data is not copied at all
+ * (mig_put_data): the buffer's pending bytes and the caller's memory go to the socket
+ * together in one writev, from the owner's thread.  Such data is outside the stream's
+ * CRC: guest RAM may change between any checksum and the kernel's copy, so RAM records
+ * carry a checksum of their own data (docs/migration-format.md).
+ *
+ * Readers fill a buffer for headers and small records; page data of a large record is
+ * read straight into its place (readv: the data, then a few KiB of what follows into
  * the buffer) and checksummed there while it is hot in the cache.  mig_get_chunk hands
  * out pieces of the buffer for callers that pwrite the data anyway.
- *
- * A writer over an fd sends from a thread of its own (MigWriter): while it writes one
- * full buffer to the socket (the kernel's copy), the owner copies and checksums the next
- * one, so the two copies a byte costs on the source overlap instead of adding up.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -25,38 +25,31 @@
 
 /* A reader's buffer: what a fill() may pull through it (see MIG_READ_AHEAD). */
 #define MIG_STREAM_BUF (256 * 1024)
-/* A writer's buffers (two with the writer thread): each fill hands one over, a wake-up
- * of the other thread; 1 MiB measured less source CPU and more throughput than 256 KiB
- * over loopback (docs/migration.md). */
-#define MIG_WRITE_BUF (1024 * 1024)
+/* A writer's buffer: headers and small records; page data is referenced (iov). */
+#define MIG_WRITE_BUF (256 * 1024)
+/* Referenced data is sent once this much is pending, or the iovec array is full: large
+ * enough for few system calls, small enough that the pages are still in the cache
+ * from their checksum and the guest has had little time to change them since. */
+#define MIG_SEND_BATCH (1024 * 1024)
+#define MIG_SEND_IOV 64
 /* The rate limit is enforced per window: short enough for a smooth rate, long enough
  * that the sleep granularity does not matter. */
 #define RATE_WINDOW_US 50000
 
-/* The background writer of an fd stream.  lock guards the fields marked [lock]; cond
- * is broadcast when a buffer was taken, written, or the thread should stop. */
-typedef struct MigWriter {
-    GThread *thread;
-    GMutex lock;
-    GCond cond;
-    const uint8_t *buf;       /* [lock] being written; NULL when idle */
-    size_t len;               /* [lock] */
-    bool quit;                /* [lock] */
-    char *error;              /* [lock] the write failure */
-    int failed;               /* atomic: error is set (a lock-free check for the owner) */
-    int fd;
-} MigWriter;
-
 struct MigStream {
     int fd;
-    MigWriter *writer;        /* fd writers: sends full buffers in the background */
-    uint8_t *spare;           /* the buffer the writer has or had, swapped with buf */
     const MigStreamOps *ops;  /* instead of fd when set */
     void *ops_opaque;
     bool writing;
     uint8_t *buf;
     size_t len;   /* writer: bytes pending; reader: bytes buffered */
     size_t pos;   /* reader: next byte to consume */
+    /* writer: what the next send writes, in order: pieces of buf and referenced data
+     * (mig_put_data).  buf[seg_start, len) is pending but not yet in iov. */
+    struct iovec iov[MIG_SEND_IOV];
+    unsigned niov;
+    size_t seg_start;
+    size_t iov_bytes;
     uint32_t crc; /* of everything sent / consumed so far (before the final inversion) */
     uint64_t bytes;
     char *error;
@@ -65,98 +58,6 @@ struct MigStream {
     int64_t window_start;
     uint64_t window_bytes;
 };
-
-/* ---- the background writer ---- */
-
-static gpointer writer_thread(gpointer opaque)
-{
-    MigWriter *w = opaque;
-
-    g_mutex_lock(&w->lock);
-    for (;;) {
-        while (!w->buf && !w->quit) {
-            g_cond_wait(&w->cond, &w->lock);
-        }
-        if (!w->buf) {
-            break;
-        }
-        const uint8_t *p = w->buf;
-        size_t len = w->len;
-        g_mutex_unlock(&w->lock);
-        int err = 0;
-        while (len) {
-            ssize_t n = write(w->fd, p, len);
-            if (n < 0 && errno == EINTR) {
-                continue;
-            }
-            if (n <= 0) {
-                err = n < 0 ? errno : EPIPE;
-                break;
-            }
-            p += n;
-            len -= (size_t)n;
-        }
-        g_mutex_lock(&w->lock);
-        if (err && !w->error) {
-            w->error = g_strdup_printf("write to the migration stream failed: %s",
-                                       g_strerror(err));
-            g_atomic_int_set(&w->failed, 1);
-        }
-        w->buf = NULL;
-        g_cond_broadcast(&w->cond);
-    }
-    g_mutex_unlock(&w->lock);
-    return NULL;
-}
-
-/* Waits until the writer has written what it was given; moves its failure (if any)
- * into the stream. */
-static void writer_wait(MigStream *s)
-{
-    MigWriter *w = s->writer;
-    g_mutex_lock(&w->lock);
-    while (w->buf) {
-        g_cond_wait(&w->cond, &w->lock);
-    }
-    if (w->error && !s->error) {
-        s->error = g_strdup(w->error);
-    }
-    g_mutex_unlock(&w->lock);
-}
-
-/* Hands the full buffer to the writer (after it finished the previous one) and
- * continues in the other buffer. */
-static void writer_submit(MigStream *s)
-{
-    writer_wait(s);
-    if (s->error) {
-        return;
-    }
-    MigWriter *w = s->writer;
-    g_mutex_lock(&w->lock);
-    w->buf = s->buf;
-    w->len = s->len;
-    g_cond_broadcast(&w->cond);
-    g_mutex_unlock(&w->lock);
-    uint8_t *next = s->spare;
-    s->spare = s->buf;
-    s->buf = next;
-}
-
-static void writer_free(MigStream *s)
-{
-    MigWriter *w = s->writer;
-    g_mutex_lock(&w->lock);
-    w->quit = true;
-    g_cond_broadcast(&w->cond);
-    g_mutex_unlock(&w->lock);
-    g_thread_join(w->thread);
-    g_free(w->error);
-    g_mutex_clear(&w->lock);
-    g_cond_clear(&w->cond);
-    g_free(w);
-    s->writer = NULL;
-}
 
 /* ---- life cycle ---- */
 
@@ -172,15 +73,7 @@ static MigStream *mig_stream_new(int fd, bool writing)
 
 MigStream *mig_stream_new_writer(int fd)
 {
-    MigStream *s = mig_stream_new(fd, true);
-    MigWriter *w = g_new0(MigWriter, 1);
-    w->fd = fd;
-    g_mutex_init(&w->lock);
-    g_cond_init(&w->cond);
-    w->thread = g_thread_new("mig-writer", writer_thread, w);
-    s->writer = w;
-    s->spare = g_malloc(MIG_WRITE_BUF);
-    return s;
+    return mig_stream_new(fd, true);
 }
 
 MigStream *mig_stream_new_reader(int fd)
@@ -246,15 +139,9 @@ void mig_stream_free(MigStream *s)
     if (!s) {
         return;
     }
-    if (s->writer) {
-        /* What is buffered but not flushed is dropped, as without the writer. */
-        writer_wait(s);
-        writer_free(s);
-    }
     if (s->fd >= 0) {
         close(s->fd);
     }
-    g_free(s->spare);
     g_free(s->buf);
     g_free(s->error);
     g_free(s);
@@ -290,19 +177,13 @@ void mig_stream_set_error(MigStream *s, const char *fmt, ...)
 
 bool mig_stream_failed(const MigStream *s)
 {
-    return s->error != NULL || (s->writer && g_atomic_int_get(&s->writer->failed));
+    return s->error != NULL;
 }
 
 bool mig_stream_check(const MigStream *s, Error **errp)
 {
     if (s->error) {
         error_setg(errp, "%s", s->error);
-        return false;
-    }
-    if (s->writer && g_atomic_int_get(&s->writer->failed)) {
-        g_mutex_lock(&s->writer->lock);
-        error_setg(errp, "%s", s->writer->error);
-        g_mutex_unlock(&s->writer->lock);
         return false;
     }
     return true;
@@ -336,10 +217,27 @@ static void rate_limit_account(MigStream *s, size_t n)
     }
 }
 
-static void write_all(MigStream *s, const uint8_t *p, size_t len)
+/* Adds buf[seg_start, len) to the iovecs: it goes before what is referenced next. */
+static void close_segment(MigStream *s)
 {
-    while (len && !s->error) {
-        ssize_t n = stream_write(s, p, len);
+    if (s->len > s->seg_start) {
+        s->iov[s->niov++] = (struct iovec){ s->buf + s->seg_start, s->len - s->seg_start };
+        s->iov_bytes += s->len - s->seg_start;
+        s->seg_start = s->len;
+    }
+}
+
+/* Writes iov[0, niov) completely: writev over an fd, one write per piece otherwise. */
+static void write_iov(MigStream *s, struct iovec *iov, unsigned niov)
+{
+    while (niov && !s->error) {
+        if (!iov->iov_len) {
+            iov++;
+            niov--;
+            continue;
+        }
+        ssize_t n = s->ops ? stream_write(s, iov->iov_base, iov->iov_len)
+                           : writev(s->fd, iov, (int)niov);
         if (n < 0 && errno == EINTR) {
             continue;
         }
@@ -348,35 +246,35 @@ static void write_all(MigStream *s, const uint8_t *p, size_t len)
                                  n < 0 ? g_strerror(errno) : "no progress");
             return;
         }
-        p += n;
-        len -= n;
+        size_t done = (size_t)n;
+        while (done && done >= iov->iov_len) {
+            done -= iov->iov_len;
+            iov++;
+            niov--;
+        }
+        if (done) {
+            iov->iov_base = (uint8_t *)iov->iov_base + done;
+            iov->iov_len -= done;
+        }
     }
 }
 
-/*
- * Sends the buffer.  A full one goes to the writer thread; one that must be written
- * before this returns (wait: a flush, a checksum) is written here once the writer is
- * idle, which saves two thread switches at every sync point (and in the downtime).
- */
-static void flush_buffer(MigStream *s, bool wait)
+/* Sends everything pending: the buffer and the data referenced in between. */
+static void flush_buffer(MigStream *s)
 {
-    if (s->writer) {
-        writer_wait(s);
+    close_segment(s);
+    if (s->niov && !s->error) {
+        write_iov(s, s->iov, s->niov);
+        rate_limit_account(s, s->iov_bytes);
     }
-    if (s->len && !s->error) {
-        if (s->writer && !wait) {
-            writer_submit(s);
-        } else {
-            write_all(s, s->buf, s->len);
-        }
-        rate_limit_account(s, s->len);
-    }
-    s->len = 0;
+    s->niov = 0;
+    s->iov_bytes = 0;
+    s->len = s->seg_start = 0;
 }
 
 void mig_stream_flush(MigStream *s)
 {
-    flush_buffer(s, true);
+    flush_buffer(s);
 }
 
 void mig_put_buf(MigStream *s, const void *buf, size_t len)
@@ -390,8 +288,38 @@ void mig_put_buf(MigStream *s, const void *buf, size_t len)
         p += n;
         len -= n;
         if (s->len == MIG_WRITE_BUF) {
-            flush_buffer(s, false);
+            flush_buffer(s);
         }
+    }
+}
+
+void mig_put_data(MigStream *s, const void *data, size_t len)
+{
+    if (s->error || !len) {
+        return;
+    }
+    s->bytes += len;
+    if (s->ops) {
+        /* No writev behind the ops (savevm, VM stopped): through the buffer. */
+        const uint8_t *p = data;
+        while (len && !s->error) {
+            size_t n = MIN(len, MIG_WRITE_BUF - s->len);
+            memcpy(s->buf + s->len, p, n);
+            s->len += n;
+            p += n;
+            len -= n;
+            if (s->len == MIG_WRITE_BUF) {
+                flush_buffer(s);
+            }
+        }
+        return;
+    }
+    close_segment(s);
+    s->iov[s->niov++] = (struct iovec){ (void *)data, len };
+    s->iov_bytes += len;
+    /* Room for the next record: its header segment and its data. */
+    if (s->iov_bytes >= MIG_SEND_BATCH || s->niov + 2 > MIG_SEND_IOV) {
+        flush_buffer(s);
     }
 }
 
@@ -416,7 +344,7 @@ void mig_put_checksum(MigStream *s)
 {
     uint32_t crc = GUINT32_TO_BE(~s->crc);
     if (s->len + 4 > MIG_WRITE_BUF) {
-        flush_buffer(s, false);
+        flush_buffer(s);
     }
     /* Into the buffer without touching the CRC, and sent before this returns. */
     if (!s->error) {
@@ -424,7 +352,7 @@ void mig_put_checksum(MigStream *s)
         s->len += 4;
     }
     s->bytes += 4;
-    flush_buffer(s, true);
+    flush_buffer(s);
 }
 
 /* ---- reading ---- */
@@ -488,9 +416,9 @@ static void prefault(uint8_t *p, size_t len)
     }
 }
 
-/* Copies len bytes, adding them to the checksum when with_crc (while copying them out
- * of the buffer: one pass over the bytes instead of two). */
-static void get_raw(MigStream *s, uint8_t *p, size_t len, bool with_crc)
+/* Copies len bytes, adding them to *crc unless it is NULL (while copying them out of
+ * the buffer: one pass over the bytes instead of two). */
+static void get_raw(MigStream *s, uint8_t *p, size_t len, uint32_t *crc)
 {
     while (len && !s->error) {
         if (s->pos == s->len) {
@@ -510,8 +438,8 @@ static void get_raw(MigStream *s, uint8_t *p, size_t len, bool with_crc)
                                          "after %" G_GUINT64_FORMAT " bytes)", s->bytes);
                 } else {
                     size_t mine = MIN((size_t)n, len);
-                    if (with_crc) {
-                        s->crc = mig_crc32c(s->crc, p, mine);
+                    if (crc) {
+                        *crc = mig_crc32c(*crc, p, mine);
                     }
                     p += mine;
                     len -= mine;
@@ -525,8 +453,8 @@ static void get_raw(MigStream *s, uint8_t *p, size_t len, bool with_crc)
             }
         }
         size_t n = MIN(len, s->len - s->pos);
-        if (with_crc) {
-            s->crc = mig_crc32c_copy(s->crc, p, s->buf + s->pos, n);
+        if (crc) {
+            *crc = mig_crc32c_copy(*crc, p, s->buf + s->pos, n);
         } else {
             memcpy(p, s->buf + s->pos, n);
         }
@@ -542,7 +470,12 @@ static void get_raw(MigStream *s, uint8_t *p, size_t len, bool with_crc)
 
 void mig_get_buf(MigStream *s, void *buf, size_t len)
 {
-    get_raw(s, buf, len, true);
+    get_raw(s, buf, len, &s->crc);
+}
+
+void mig_get_data(MigStream *s, void *buf, size_t len)
+{
+    get_raw(s, buf, len, NULL);
 }
 
 size_t mig_get_chunk(MigStream *s, const void **p, size_t max)
@@ -553,7 +486,6 @@ size_t mig_get_chunk(MigStream *s, const void **p, size_t max)
     }
     size_t n = MIN(max, s->len - s->pos);
     *p = s->buf + s->pos;
-    s->crc = mig_crc32c(s->crc, s->buf + s->pos, n);
     s->pos += n;
     s->bytes += n;
     return n;
@@ -584,7 +516,7 @@ bool mig_get_checksum_ok(MigStream *s)
 {
     uint32_t expect = ~s->crc;
     uint32_t v;
-    get_raw(s, (uint8_t *)&v, 4, false);
+    get_raw(s, (uint8_t *)&v, 4, NULL);
     if (s->error) {
         return false;
     }

@@ -1,6 +1,7 @@
 /*
  * The migration byte stream: buffered big-endian writes and reads over one fd, a running
- * CRC-32C of every byte (docs/migration-format.md), a rate limit, and a sticky error.
+ * CRC-32C of every byte except page data (docs/migration-format.md), a rate limit, and
+ * a sticky error.
  *
  * A stream belongs to one thread.  After the first failure every operation is a no-op
  * and returns zeroes, so a parser can read a whole record and check once
@@ -42,6 +43,12 @@ void mig_put_u8(MigStream *s, uint8_t v);
 void mig_put_be32(MigStream *s, uint32_t v);
 void mig_put_be64(MigStream *s, uint64_t v);
 void mig_put_buf(MigStream *s, const void *buf, size_t len);
+/*
+ * Page data: len bytes at data, sent by reference (no copy; the memory must stay
+ * mapped until the next flush or checksum, and may change meanwhile) and NOT part of
+ * the stream's CRC: the caller puts checksums of its own in front (RAM records).
+ */
+void mig_put_data(MigStream *s, const void *data, size_t len);
 /* Writes the CRC-32C of everything written before it (not itself part of the CRC). */
 void mig_put_checksum(MigStream *s);
 /* Sends what is buffered. */
@@ -51,10 +58,14 @@ uint8_t mig_get_u8(MigStream *s);
 uint32_t mig_get_be32(MigStream *s);
 uint64_t mig_get_be64(MigStream *s);
 void mig_get_buf(MigStream *s, void *buf, size_t len);
-/* Consumes 1..max bytes from the stream's own buffer (reading when it is empty) and
- * points *p at them; valid until the next call on s.  0 (and *p NULL) when max is 0 or
- * the stream failed.  For data that goes somewhere with a system call anyway (pwrite
- * into guest RAM's backing file): no copy through the caller. */
+/* What mig_put_data wrote: len bytes into buf, outside the stream's CRC (the caller
+ * checks them). */
+void mig_get_data(MigStream *s, void *buf, size_t len);
+/* Consumes 1..max bytes of such data (outside the stream's CRC) from the stream's own
+ * buffer (reading when it is empty) and points *p at them; valid until the next call
+ * on s.  0 (and *p NULL) when max is 0 or the stream failed.  For data that goes
+ * somewhere with a system call anyway (pwrite into guest RAM's backing file): no copy
+ * through the caller. */
 size_t mig_get_chunk(MigStream *s, const void **p, size_t max);
 /* Reads the trailing checksum and compares it with the CRC of everything read before. */
 bool mig_get_checksum_ok(MigStream *s);

@@ -226,7 +226,7 @@ def decode_stream(data):
     reader: it is the oracle for what the source sent."""
     assert data[:8] == b"SENMIG\r\n", "bad magic"
     version, page, total, nr = struct.unpack_from(">IIQI", data, 8)
-    assert version == 1 and page == 4096
+    assert version == 3 and page == 4096
     pos = 28
     regions = {}
     for _ in range(nr):
@@ -239,7 +239,7 @@ def decode_stream(data):
         pos += 1
         if kind == 1:
             flags, npages, gpa = struct.unpack_from(">BIQ", data, pos)
-            pos += 13
+            pos += 13 if flags & 1 else 13 + 4 * npages  # data: + a CRC-32C per page
             base = next(b for b in regions if b <= gpa < b + len(regions[b]))
             off, n = gpa - base, npages * 4096
             if flags & 1:

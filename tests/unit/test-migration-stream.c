@@ -1,6 +1,7 @@
 /*
  * The migration byte stream (migration/stream.c): CRC-32C, big-endian fields, the
- * trailing checksum, and how a reader reports truncation and corruption.
+ * trailing checksum, page data outside it, how a reader reports truncation and
+ * corruption, and the destination's torn-page rule.
  */
 #include <signal.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include <glib.h>
 #include <glib/gstdio.h>
 #include "migration/multifd.h"
+#include "migration/ram-torn.h"
 #include "migration/stream.h"
 #include "migration/transport.h"
 #include "crc32c-ref.h"
@@ -365,6 +367,144 @@ static void test_write_error_is_sticky(void)
 }
 
 /*
+ * Page data by reference (mig_put_data): in the stream in order with the buffered
+ * bytes around it, counted, outside the stream's CRC (so a flipped data byte only
+ * changes what mig_get_data reads), and the same bytes through the ops (savevm).
+ */
+typedef struct MemSink {
+    GByteArray *bytes;
+} MemSink;
+
+static ssize_t mem_sink_write(void *opaque, const void *buf, size_t len)
+{
+    MemSink *m = opaque;
+    /* Short writes, to exercise the partial-write bookkeeping. */
+    len = MIN(len, (size_t)70001);
+    g_byte_array_append(m->bytes, buf, (guint)len);
+    return (ssize_t)len;
+}
+
+static const MigStreamOps mem_sink_ops = { .write = mem_sink_write };
+
+static const size_t data_sizes[] = { 262144, 4096, 1 << 20, 300000, 8192 };
+
+static void write_data_records(MigStream *w, uint8_t **data)
+{
+    for (size_t r = 0; r < G_N_ELEMENTS(data_sizes); r++) {
+        mig_put_u8(w, 0x01);
+        mig_put_be64(w, r);
+        mig_put_data(w, data[r], data_sizes[r]);
+    }
+    mig_put_u8(w, 0xff);
+    mig_put_checksum(w);
+    g_assert_false(mig_stream_failed(w));
+}
+
+static void test_data_by_reference(void)
+{
+    uint8_t *data[G_N_ELEMENTS(data_sizes)];
+    uint64_t total = 0;
+    for (size_t r = 0; r < G_N_ELEMENTS(data_sizes); r++) {
+        data[r] = g_malloc(data_sizes[r]);
+        for (size_t i = 0; i < data_sizes[r]; i++) {
+            data[r][i] = record_byte(r, i);
+        }
+        total += 9 + data_sizes[r];
+    }
+
+    char path[] = "/tmp/sen-test-stream-XXXXXX";
+    int fd = mkstemp(path);
+    g_assert_cmpint(fd, >=, 0);
+    unlink(path);
+    int rfd = dup(fd);
+    MigStream *w = mig_stream_new_writer(fd);
+    write_data_records(w, data);
+    g_assert_cmpuint(mig_stream_bytes(w), ==, total + 1 + 4);
+    mig_stream_free(w);
+    off_t len = lseek(rfd, 0, SEEK_END);
+    g_assert_cmpint(len, ==, (off_t)(total + 1 + 4));
+    g_autofree uint8_t *file = g_malloc(len);
+    g_assert_cmpint(pread(rfd, file, len, 0), ==, len);
+    close(rfd);
+
+    /* The ops writer produces the same bytes. */
+    MemSink sink = { g_byte_array_new() };
+    w = mig_stream_new_ops(&mem_sink_ops, &sink, true);
+    write_data_records(w, data);
+    mig_stream_free(w);
+    g_assert_cmpuint(sink.bytes->len, ==, (guint)len);
+    g_assert_cmpmem(sink.bytes->data, len, file, len);
+    g_byte_array_unref(sink.bytes);
+
+    g_autoptr(GBytes) b = g_bytes_new_take(g_steal_pointer(&file), len);
+    /* -1: intact; in the second record's data; in the fourth record's header. */
+    const long flips[] = { -1, 9 + 262144 + 9 + 100, 9 + 262144 + 9 + 4096 + 9 + (1 << 20) + 2 };
+    for (size_t f = 0; f < G_N_ELEMENTS(flips); f++) {
+        MigStream *r = reader_over(b, len, flips[f]);
+        bool data_ok = true, header_ok = true;
+        for (size_t rec = 0; rec < G_N_ELEMENTS(data_sizes); rec++) {
+            g_autofree uint8_t *got = g_malloc(data_sizes[rec]);
+            header_ok &= mig_get_u8(r) == 0x01 && mig_get_be64(r) == rec;
+            mig_get_data(r, got, data_sizes[rec]);
+            data_ok &= memcmp(got, data[rec], data_sizes[rec]) == 0;
+        }
+        g_assert_cmpuint(mig_get_u8(r), ==, 0xff);
+        bool sum_ok = mig_get_checksum_ok(r);
+        g_assert_cmpuint(mig_stream_bytes(r), ==, total + 1 + 4);
+        switch (f) {
+        case 0:
+            g_assert_true(data_ok && header_ok && sum_ok);
+            break;
+        case 1: /* page data is not the stream checksum's business */
+            g_assert_true(header_ok && sum_ok);
+            g_assert_false(data_ok);
+            break;
+        default:
+            g_assert_false(header_ok);
+            g_assert_false(sum_ok);
+        }
+        mig_stream_free(r);
+    }
+    for (size_t r = 0; r < G_N_ELEMENTS(data_sizes); r++) {
+        g_free(data[r]);
+    }
+}
+
+/* The torn-page rule (migration/ram-torn.h): the last record for a page decides. */
+static void test_torn_pages(void)
+{
+    const uint64_t pages[] = { 100, 200 };
+    RamTorn *t = ram_torn_new(2, pages);
+    unsigned region = 9;
+    uint64_t page = 9;
+
+    g_assert_cmpuint(ram_torn_count(t, &region, &page), ==, 0);
+    ram_torn_set(t, 0, 3, 3, true);              /* a mismatched record: pages 3-5 */
+    g_assert_cmpuint(ram_torn_count(t, &region, &page), ==, 3);
+    g_assert_cmpuint(region, ==, 0);
+    g_assert_cmpuint(page, ==, 3);
+    ram_torn_set(t, 0, 3, 2, false);             /* pages 3-4 sent again, matching */
+    g_assert_cmpuint(ram_torn_count(t, &region, &page), ==, 1);
+    g_assert_cmpuint(page, ==, 5);
+    ram_torn_set(t, 1, 60, 70, true);            /* across word boundaries */
+    g_assert_cmpuint(ram_torn_count(t, &region, &page), ==, 71);
+    ram_torn_set(t, 0, 5, 1, false);             /* page 5 sent again (e.g. as zero) */
+    g_assert_cmpuint(ram_torn_count(t, &region, &page), ==, 70);
+    g_assert_cmpuint(region, ==, 1);
+    g_assert_cmpuint(page, ==, 60);
+    ram_torn_set(t, 1, 64, 64, false);
+    g_assert_cmpuint(ram_torn_count(t, &region, &page), ==, 6);
+    ram_torn_set(t, 1, 0, 200, false);
+    g_assert_cmpuint(ram_torn_count(t, &region, &page), ==, 0);
+    /* A good copy does not excuse a later torn one. */
+    ram_torn_set(t, 1, 199, 1, false);
+    ram_torn_set(t, 1, 199, 1, true);
+    g_assert_cmpuint(ram_torn_count(t, &region, &page), ==, 1);
+    g_assert_cmpuint(page, ==, 199);
+    ram_torn_free(t);
+}
+
+/*
  * A multifd channel that ends (END) before the SYNC the main stream then announces can
  * never pass it: the destination fails the load instead of waiting for it forever (a
  * wait nothing, not even a cancel, would end).  No page is sent, so no RAM is needed.
@@ -426,6 +566,8 @@ int main(int argc, char **argv)
     g_test_add_func("/migration-stream/corrupt", test_corrupt);
     g_test_add_func("/migration-stream/records-back-to-back", test_records_back_to_back);
     g_test_add_func("/migration-stream/write-error-is-sticky", test_write_error_is_sticky);
+    g_test_add_func("/migration-stream/data-by-reference", test_data_by_reference);
+    g_test_add_func("/migration-stream/torn-pages", test_torn_pages);
     g_test_add_func("/migration-stream/multifd-end-before-sync",
                     test_multifd_end_before_sync);
     return g_test_run();
