@@ -4,7 +4,7 @@
  * Writes of headers and records are checksummed while they are copied into the buffer
  * (one pass over the bytes: mig_crc32c_copy).  Page data is not copied at all
  * (mig_put_data): the buffer's pending bytes and the caller's memory go to the socket
- * together in one writev, from the owner's thread.  Such data is outside the stream's
+ * together in one writev.  Such data is outside the stream's
  * CRC: guest RAM may change between any checksum and the kernel's copy, so RAM records
  * carry a checksum of their own data (docs/migration-format.md).
  *
@@ -12,8 +12,13 @@
  * read straight into its place (readv: the data, then a few KiB of what follows into
  * the buffer) and checksummed there while it is hot in the cache.  mig_get_chunk hands
  * out pieces of the buffer for callers that pwrite the data anyway.
+ *
+ * A writer over an fd sends from a thread of its own (MigWriter): while it writes one
+ * batch (the kernel's copy out of guest RAM), the owner checksums the pages of the next
+ * one, so the two passes over a page's bytes overlap instead of adding up.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <string.h>
 #include <time.h>
@@ -36,8 +41,25 @@
  * that the sleep granularity does not matter. */
 #define RATE_WINDOW_US 50000
 
+/* The background writer of an fd stream.  lock guards the fields marked [lock]; cond
+ * is broadcast when a batch was taken, written, or the thread should stop. */
+typedef struct MigWriter {
+    GThread *thread;
+    GMutex lock;
+    GCond cond;
+    struct iovec *iov;        /* [lock] being written; NULL when idle */
+    unsigned niov;            /* [lock] */
+    bool quit;                /* [lock] */
+    char *error;              /* [lock] the write failure */
+    int failed;               /* atomic: error is set (a lock-free check for the owner) */
+    int fd;
+} MigWriter;
+
 struct MigStream {
     int fd;
+    MigWriter *writer;        /* fd writers: sends full batches in the background */
+    uint8_t *spare;           /* the buffer the writer has or had, swapped with buf */
+    struct iovec *spare_iov;  /* likewise for iov */
     const MigStreamOps *ops;  /* instead of fd when set */
     void *ops_opaque;
     bool writing;
@@ -46,7 +68,7 @@ struct MigStream {
     size_t pos;   /* reader: next byte to consume */
     /* writer: what the next send writes, in order: pieces of buf and referenced data
      * (mig_put_data).  buf[seg_start, len) is pending but not yet in iov. */
-    struct iovec iov[MIG_SEND_IOV];
+    struct iovec *iov;        /* MIG_SEND_IOV entries */
     unsigned niov;
     size_t seg_start;
     size_t iov_bytes;
@@ -59,6 +81,114 @@ struct MigStream {
     uint64_t window_bytes;
 };
 
+/* Writes iov[0, niov) completely with writev; 0 or an errno (EPIPE for no progress). */
+static int writev_all(int fd, struct iovec *iov, unsigned niov)
+{
+    while (niov) {
+        if (!iov->iov_len) {
+            iov++;
+            niov--;
+            continue;
+        }
+        ssize_t n = writev(fd, iov, (int)MIN(niov, (unsigned)IOV_MAX));
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            return n < 0 ? errno : EPIPE;
+        }
+        size_t done = (size_t)n;
+        while (done && done >= iov->iov_len) {
+            done -= iov->iov_len;
+            iov++;
+            niov--;
+        }
+        if (done) {
+            iov->iov_base = (uint8_t *)iov->iov_base + done;
+            iov->iov_len -= done;
+        }
+    }
+    return 0;
+}
+
+/* ---- the background writer ---- */
+
+static gpointer writer_thread(gpointer opaque)
+{
+    MigWriter *w = opaque;
+
+    g_mutex_lock(&w->lock);
+    for (;;) {
+        while (!w->iov && !w->quit) {
+            g_cond_wait(&w->cond, &w->lock);
+        }
+        if (!w->iov) {
+            break;
+        }
+        struct iovec *iov = w->iov;
+        unsigned niov = w->niov;
+        g_mutex_unlock(&w->lock);
+        int err = writev_all(w->fd, iov, niov);
+        g_mutex_lock(&w->lock);
+        if (err && !w->error) {
+            w->error = g_strdup_printf("write to the migration stream failed: %s",
+                                       g_strerror(err));
+            g_atomic_int_set(&w->failed, 1);
+        }
+        w->iov = NULL;
+        g_cond_broadcast(&w->cond);
+    }
+    g_mutex_unlock(&w->lock);
+    return NULL;
+}
+
+/* Waits until the writer has written what it was given; moves its failure (if any)
+ * into the stream. */
+static void writer_wait(MigStream *s)
+{
+    MigWriter *w = s->writer;
+    g_mutex_lock(&w->lock);
+    while (w->iov) {
+        g_cond_wait(&w->cond, &w->lock);
+    }
+    if (w->error && !s->error) {
+        s->error = g_strdup(w->error);
+    }
+    g_mutex_unlock(&w->lock);
+}
+
+/* Hands the batch to the (idle) writer and continues in the other buffer and iovecs. */
+static void writer_submit(MigStream *s)
+{
+    MigWriter *w = s->writer;
+    g_mutex_lock(&w->lock);
+    w->iov = s->iov;
+    w->niov = s->niov;
+    g_cond_broadcast(&w->cond);
+    g_mutex_unlock(&w->lock);
+    struct iovec *iov = s->spare_iov;
+    s->spare_iov = s->iov;
+    s->iov = iov;
+    uint8_t *buf = s->spare;
+    s->spare = s->buf;
+    s->buf = buf;
+}
+
+static void writer_free(MigStream *s)
+{
+    MigWriter *w = s->writer;
+    g_mutex_lock(&w->lock);
+    w->quit = true;
+    g_cond_broadcast(&w->cond);
+    g_mutex_unlock(&w->lock);
+    g_thread_join(w->thread);
+    g_free(w->error);
+    g_mutex_clear(&w->lock);
+    g_cond_clear(&w->cond);
+    g_free(w);
+    s->writer = NULL;
+}
+
 /* ---- life cycle ---- */
 
 static MigStream *mig_stream_new(int fd, bool writing)
@@ -67,13 +197,25 @@ static MigStream *mig_stream_new(int fd, bool writing)
     s->fd = fd;
     s->writing = writing;
     s->buf = g_malloc(writing ? MIG_WRITE_BUF : MIG_STREAM_BUF);
+    if (writing) {
+        s->iov = g_new(struct iovec, MIG_SEND_IOV);
+    }
     s->crc = 0xffffffffu;
     return s;
 }
 
 MigStream *mig_stream_new_writer(int fd)
 {
-    return mig_stream_new(fd, true);
+    MigStream *s = mig_stream_new(fd, true);
+    MigWriter *w = g_new0(MigWriter, 1);
+    w->fd = fd;
+    g_mutex_init(&w->lock);
+    g_cond_init(&w->cond);
+    w->thread = g_thread_new("mig-writer", writer_thread, w);
+    s->writer = w;
+    s->spare = g_malloc(MIG_WRITE_BUF);
+    s->spare_iov = g_new(struct iovec, MIG_SEND_IOV);
+    return s;
 }
 
 MigStream *mig_stream_new_reader(int fd)
@@ -139,9 +281,17 @@ void mig_stream_free(MigStream *s)
     if (!s) {
         return;
     }
+    if (s->writer) {
+        /* What is pending but not flushed is dropped, as without the writer. */
+        writer_wait(s);
+        writer_free(s);
+    }
     if (s->fd >= 0) {
         close(s->fd);
     }
+    g_free(s->spare);
+    g_free(s->spare_iov);
+    g_free(s->iov);
     g_free(s->buf);
     g_free(s->error);
     g_free(s);
@@ -177,13 +327,19 @@ void mig_stream_set_error(MigStream *s, const char *fmt, ...)
 
 bool mig_stream_failed(const MigStream *s)
 {
-    return s->error != NULL;
+    return s->error != NULL || (s->writer && g_atomic_int_get(&s->writer->failed));
 }
 
 bool mig_stream_check(const MigStream *s, Error **errp)
 {
     if (s->error) {
         error_setg(errp, "%s", s->error);
+        return false;
+    }
+    if (s->writer && g_atomic_int_get(&s->writer->failed)) {
+        g_mutex_lock(&s->writer->lock);
+        error_setg(errp, "%s", s->writer->error);
+        g_mutex_unlock(&s->writer->lock);
         return false;
     }
     return true;
@@ -230,42 +386,52 @@ static void close_segment(MigStream *s)
 /* Writes iov[0, niov) completely: writev over an fd, one write per piece otherwise. */
 static void write_iov(MigStream *s, struct iovec *iov, unsigned niov)
 {
-    while (niov && !s->error) {
-        if (!iov->iov_len) {
-            iov++;
-            niov--;
-            continue;
+    int err = 0;
+    if (!s->ops) {
+        err = writev_all(s->fd, iov, niov);
+    }
+    for (unsigned i = 0; s->ops && i < niov && !err; i++) {
+        const uint8_t *p = iov[i].iov_base;
+        size_t len = iov[i].iov_len;
+        while (len) {
+            ssize_t n = stream_write(s, p, len);
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            if (n <= 0) {
+                err = n < 0 ? errno : EPIPE;
+                break;
+            }
+            p += n;
+            len -= (size_t)n;
         }
-        ssize_t n = s->ops ? stream_write(s, iov->iov_base, iov->iov_len)
-                           : writev(s->fd, iov, (int)niov);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            mig_stream_set_error(s, "write to the migration stream failed: %s",
-                                 n < 0 ? g_strerror(errno) : "no progress");
-            return;
-        }
-        size_t done = (size_t)n;
-        while (done && done >= iov->iov_len) {
-            done -= iov->iov_len;
-            iov++;
-            niov--;
-        }
-        if (done) {
-            iov->iov_base = (uint8_t *)iov->iov_base + done;
-            iov->iov_len -= done;
-        }
+    }
+    if (err) {
+        mig_stream_set_error(s, "write to the migration stream failed: %s",
+                             g_strerror(err));
     }
 }
 
-/* Sends everything pending: the buffer and the data referenced in between. */
-static void flush_buffer(MigStream *s)
+/*
+ * Sends everything pending: the buffer and the data referenced in between.  A full
+ * batch goes to the writer thread; one that must be written before this returns (wait:
+ * a flush, a checksum) is written here once the writer is idle, which saves two thread
+ * switches at every sync point (and in the downtime).
+ */
+static void flush_buffer(MigStream *s, bool wait)
 {
+    if (s->writer) {
+        writer_wait(s);
+    }
     close_segment(s);
     if (s->niov && !s->error) {
-        write_iov(s, s->iov, s->niov);
-        rate_limit_account(s, s->iov_bytes);
+        size_t bytes = s->iov_bytes;
+        if (s->writer && !wait) {
+            writer_submit(s);
+        } else {
+            write_iov(s, s->iov, s->niov);
+        }
+        rate_limit_account(s, bytes);
     }
     s->niov = 0;
     s->iov_bytes = 0;
@@ -274,7 +440,7 @@ static void flush_buffer(MigStream *s)
 
 void mig_stream_flush(MigStream *s)
 {
-    flush_buffer(s);
+    flush_buffer(s, true);
 }
 
 void mig_put_buf(MigStream *s, const void *buf, size_t len)
@@ -288,7 +454,7 @@ void mig_put_buf(MigStream *s, const void *buf, size_t len)
         p += n;
         len -= n;
         if (s->len == MIG_WRITE_BUF) {
-            flush_buffer(s);
+            flush_buffer(s, false);
         }
     }
 }
@@ -309,7 +475,7 @@ void mig_put_data(MigStream *s, const void *data, size_t len)
             p += n;
             len -= n;
             if (s->len == MIG_WRITE_BUF) {
-                flush_buffer(s);
+                flush_buffer(s, false);
             }
         }
         return;
@@ -319,7 +485,7 @@ void mig_put_data(MigStream *s, const void *data, size_t len)
     s->iov_bytes += len;
     /* Room for the next record: its header segment and its data. */
     if (s->iov_bytes >= MIG_SEND_BATCH || s->niov + 2 > MIG_SEND_IOV) {
-        flush_buffer(s);
+        flush_buffer(s, false);
     }
 }
 
@@ -344,7 +510,7 @@ void mig_put_checksum(MigStream *s)
 {
     uint32_t crc = GUINT32_TO_BE(~s->crc);
     if (s->len + 4 > MIG_WRITE_BUF) {
-        flush_buffer(s);
+        flush_buffer(s, false);
     }
     /* Into the buffer without touching the CRC, and sent before this returns. */
     if (!s->error) {
@@ -352,24 +518,24 @@ void mig_put_checksum(MigStream *s)
         s->len += 4;
     }
     s->bytes += 4;
-    flush_buffer(s);
+    flush_buffer(s, true);
 }
 
 /* ---- reading ---- */
 
 /*
  * Reads at least one byte into the buffer; false (error set) at EOF or failure.  It
- * reads as much as the socket has, up to the whole buffer: fewer system calls, and
+ * reads as much as the socket has, up to max: fewer system calls, and
  * mig_get_chunk() hands page data out of the buffer without another copy.
  */
-static bool fill(MigStream *s)
+static bool fill(MigStream *s, size_t max)
 {
     if (s->error) {
         return false;
     }
     s->len = s->pos = 0;
     for (;;) {
-        ssize_t n = stream_read(s, s->buf, MIG_STREAM_BUF);
+        ssize_t n = stream_read(s, s->buf, max);
         if (n < 0 && errno == EINTR) {
             continue;
         }
@@ -448,7 +614,10 @@ static void get_raw(MigStream *s, uint8_t *p, size_t len, uint32_t *crc)
                 }
                 continue;
             }
-            if (!fill(s)) {
+            /* A header or small record: read only a little past it.  Filling the whole
+             * buffer here would pull the next record's page data through it (a second
+             * copy), and every record after it too, each one's rest being short. */
+            if (!fill(s, MIN((size_t)MIG_STREAM_BUF, MAX(len, (size_t)MIG_READ_AHEAD)))) {
                 break;
             }
         }
@@ -481,7 +650,7 @@ void mig_get_data(MigStream *s, void *buf, size_t len)
 size_t mig_get_chunk(MigStream *s, const void **p, size_t max)
 {
     *p = NULL;
-    if (!max || (s->pos == s->len && !fill(s))) {
+    if (!max || (s->pos == s->len && !fill(s, MIG_STREAM_BUF))) {
         return 0;
     }
     size_t n = MIN(max, s->len - s->pos);

@@ -87,6 +87,8 @@ def covered(body):
             size = 13
         elif kind == 4:
             size = 9
+        elif kind == 5:
+            size = 1
         out.append(body[pos:pos + size])
         pos += size + data
     return b"".join(out)
