@@ -320,24 +320,22 @@ static VirtQueueElement *element_new(const ChainWalk *w, uint16_t head)
 VirtQueueElement *virtqueue_pop(VirtQueue *vq)
 {
     VirtIODevice *vdev = vq->vdev;
-    uint16_t avail, head;
+    uint16_t pending, head;
     ChainWalk *w;
     VirtQueueElement *e = NULL;
 
     if (!vq_usable(vq)) {
         return NULL;
     }
-    if (!vq->avail_known) {
-        avail = read_avail_idx(vq);
-        if (avail == vq->last_avail_idx) {
-            return NULL;
-        }
-        if ((uint16_t)(avail - vq->last_avail_idx) > vq->num) {
-            virtio_error(vdev, "queue %u: avail index moved from %u to %u, more than size %u",
-                         vq->index, vq->last_avail_idx, avail, vq->num);
-            return NULL;
-        }
-        vq->avail_known = (uint16_t)(avail - vq->last_avail_idx);
+    pending = avail_pending(vq);
+    if (!pending) {
+        return NULL;
+    }
+    if (pending > vq->num) {
+        virtio_error(vdev, "queue %u: avail index moved from %u to %u, more than size %u",
+                     vq->index, vq->last_avail_idx,
+                     (uint16_t)(vq->last_avail_idx + pending), vq->num);
+        return NULL;
     }
     head = __atomic_load_n(&vq->avail[AVAIL_RING + vq->last_avail_idx % vq->num],
                            __ATOMIC_RELAXED);
