@@ -143,11 +143,23 @@ static bool vq_usable(VirtQueue *vq)
  * last read of avail->idx while it lasts, else a fresh read.  A count above the queue size
  * is a broken driver: it is returned (not empty, so the caller pops and pop reports it)
  * but not kept.
+ *
+ * With EVENT_IDX and notifications on, every pop moved avail_event; a fresh read that
+ * shows nothing is our "kick me" decision.  The avail_event store must be visible before
+ * that read, or a driver that posts a buffer and reads the old avail_event in between
+ * skips its kick while we see the old index (store-load reordering, allowed on x86):
+ * the buffer waits forever.  So look again after a full barrier, pairing with the
+ * driver's between writing avail->idx and reading avail_event.
  */
 static uint16_t avail_pending(VirtQueue *vq)
 {
     if (!vq->avail_known) {
         uint16_t n = (uint16_t)(read_avail_idx(vq) - vq->last_avail_idx);
+        if (!n && vq->notification &&
+            virtio_has_feature(vq->vdev, VIRTIO_F_RING_EVENT_IDX)) {
+            __atomic_thread_fence(__ATOMIC_SEQ_CST);
+            n = (uint16_t)(read_avail_idx(vq) - vq->last_avail_idx);
+        }
         if (n > vq->num) {
             return n;
         }
