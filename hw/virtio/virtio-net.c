@@ -235,15 +235,20 @@ static ssize_t nic_receive(NetClientState *nc, const struct iovec *iov, int iovc
             goto too_big;
         }
         VirtQueueElement *e = virtqueue_pop(q->rx);
+        if (!e && !n->vdev.broken) {
+            /* Ask for a kick when buffers come, then look again: one the driver posted
+             * before it could see the request brings no kick (as in nic_can_receive). */
+            virtqueue_set_notification(q->rx, true);
+            e = virtqueue_pop(q->rx);
+        }
         if (!e) {
             if (n->vdev.broken) {
                 goto drop_popped;
             }
-            /* Not enough buffers now: put back what we took, wait for a kick. */
+            /* Not enough buffers now: put back what we took, wait for the kick. */
             while (ne) {
                 virtqueue_unpop(q->rx, elems[--ne]);
             }
-            virtqueue_set_notification(q->rx, true);
             return 0;
         }
         elems[ne++] = e;

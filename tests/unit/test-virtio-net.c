@@ -296,6 +296,29 @@ static void test_mrg_rxbuf(void)
     fixture_done(&f);
 }
 
+/* With MRG_RXBUF and too few buffers for a frame, the frame waits (nothing is used, the
+ * buffers taken go back) and the device asks for a kick; the next buffer's kick brings
+ * it, spread over all three. */
+static void test_mrg_rxbuf_waits_for_buffers(void)
+{
+    Fixture f;
+
+    fixture_init(&f, F_MAC | F_MRG_RXBUF);
+    for (unsigned i = 0; i < 2; i++) {
+        Buf rx = { BUF(i), 512, true };
+        post(&f, RXQ, &rx, 1);
+    }
+    send_to_nic(&f, nic_mac, 1200, 9);
+    g_assert_cmpuint(used_idx(&f, RXQ), ==, 0);
+    Buf rx = { BUF(2), 512, true };
+    post(&f, RXQ, &rx, 1);
+    g_assert_cmpuint(used_idx(&f, RXQ), ==, 3);
+    uint16_t num_buffers;
+    memcpy(&num_buffers, f.vt.ram + BUF(0) + 10, 2);
+    g_assert_cmpuint(num_buffers, ==, 3);
+    fixture_done(&f);
+}
+
 /* Frames a backend delivers in a burst reach the driver together when it ends: the
  * used index does not move and no interrupt comes before, then all are there in order
  * with one interrupt; a frame outside a burst is published at once as before. */
@@ -972,6 +995,8 @@ int main(int argc, char **argv)
     g_test_add_func("/virtio-net/rx-tx", test_rx_tx);
     g_test_add_func("/virtio-net/rx-too-big", test_rx_too_big);
     g_test_add_func("/virtio-net/mrg-rxbuf", test_mrg_rxbuf);
+    g_test_add_func("/virtio-net/mrg-rxbuf-waits-for-buffers",
+                    test_mrg_rxbuf_waits_for_buffers);
     g_test_add_func("/virtio-net/rx-burst", test_rx_burst);
     g_test_add_func("/virtio-net/tx-bad-mid-batch", test_tx_bad_mid_batch);
     g_test_add_func("/virtio-net/ctrl-rx-filter", test_ctrl_rx_filter);
