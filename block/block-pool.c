@@ -6,7 +6,10 @@
  * context lock and woke the loop, and the pool's queue lock was a second contended lock, so
  * at queue depth 32 the workers spent most of their time in futex calls.  Here:
  * - a worker keeps taking queued requests until the queue is empty before it sleeps, and
- *   a submitter wakes a sleeping worker only when no wake-up is already on its way;
+ *   a submitter hands a request straight to one sleeping worker (its own slot, mutex and
+ *   condition), so the woken worker never waits for the pool lock that the submitter
+ *   takes again for the next request of a burst (that wake-then-block cost a context
+ *   switch per request at depth 32);
  * - finished requests go on one list; only the worker that finds the list empty writes
  *   the eventfd, and the loop runs every finished request in one dispatch, in order.
  */
@@ -22,17 +25,26 @@ typedef struct BlockPoolJob {
     struct BlockPoolJob *next;
 } BlockPoolJob;
 
+/* One worker thread; job, stop and the wait are guarded by its own mutex. */
+typedef struct BlockPoolWorker {
+    struct BlockPool *pool;
+    GThread *thread;
+    GMutex mutex;
+    GCond cond;               /* job was handed over, or stop was set */
+    BlockPoolJob *job;        /* handed over by a submitter while the worker was idle */
+    bool stop;
+    struct BlockPoolWorker *next_idle;
+} BlockPoolWorker;
+
 struct BlockPool {
     BlockPoolRunFunc *run;
     void *opaque;
     int max_threads;
 
     GMutex lock;              /* guards everything below except the done list */
-    GCond work_cond;          /* a request was queued, or the pool stops */
     GQueue queue;             /* BlockPoolJob * waiting for a worker */
-    GPtrArray *threads;       /* GThread *, joined by block_pool_free */
-    int idle;                 /* workers waiting on work_cond */
-    int wakeups;              /* signals sent that no worker has consumed yet */
+    GPtrArray *threads;       /* BlockPoolWorker *, joined by block_pool_free */
+    BlockPoolWorker *idle;    /* workers with an empty queue, each waiting for a slot job */
     bool stopping;
 
     int pending;              /* atomic: submitted, completion not yet started */
@@ -62,33 +74,47 @@ static void block_pool_finish(BlockPool *p, BlockPoolJob *job)
     g_mutex_unlock(&p->done_lock);
 }
 
+/* Waits for a job handed to w alone; NULL when the pool stops. */
+static BlockPoolJob *block_pool_worker_wait(BlockPoolWorker *w)
+{
+    g_mutex_lock(&w->mutex);
+    while (!w->job && !w->stop) {
+        g_cond_wait(&w->cond, &w->mutex);
+    }
+    BlockPoolJob *job = w->job;
+    w->job = NULL;
+    g_mutex_unlock(&w->mutex);
+    return job;
+}
+
 static gpointer block_pool_worker(gpointer opaque)
 {
-    BlockPool *p = opaque;
+    BlockPoolWorker *w = opaque;
+    BlockPool *p = w->pool;
 
-    g_mutex_lock(&p->lock);
     for (;;) {
+        g_mutex_lock(&p->lock);
         BlockPoolJob *job = g_queue_pop_head(&p->queue);
         if (!job) {
             if (p->stopping) {
+                g_mutex_unlock(&p->lock);
                 break;
             }
-            p->idle++;
-            g_cond_wait(&p->work_cond, &p->lock);
-            p->idle--;
-            if (p->wakeups) {
-                p->wakeups--;
+            /* Idle under the pool lock: a submitter that finds the queue empty of
+             * workers queues instead, and one that finds w here hands it the job. */
+            w->next_idle = p->idle;
+            p->idle = w;
+            g_mutex_unlock(&p->lock);
+            job = block_pool_worker_wait(w);
+            if (!job) {
+                break;
             }
-            continue;
+        } else {
+            g_mutex_unlock(&p->lock);
         }
-        g_mutex_unlock(&p->lock);
-
         job->ret = p->run(p->opaque, job->req);
         block_pool_finish(p, job);
-
-        g_mutex_lock(&p->lock);
     }
-    g_mutex_unlock(&p->lock);
     return NULL;
 }
 
@@ -126,7 +152,6 @@ BlockPool *block_pool_new(int max_threads, BlockPoolRunFunc *run, void *opaque)
     p->opaque = opaque;
     p->max_threads = MAX(max_threads, 1);
     g_mutex_init(&p->lock);
-    g_cond_init(&p->work_cond);
     g_queue_init(&p->queue);
     p->threads = g_ptr_array_new();
     g_mutex_init(&p->done_lock);
@@ -175,32 +200,45 @@ int block_pool_submit(BlockPool *p, GMainContext *ctx, BlockRequest *req, bool m
         block_pool_finish(p, job);
         return 0;
     }
-    g_queue_push_tail(&p->queue, job);
-    bool wake = p->idle > p->wakeups;
-    if (wake) {
-        p->wakeups++;
-    } else if ((int)p->threads->len < p->max_threads) {
-        GThread *t = g_thread_try_new("block-worker", block_pool_worker, p, NULL);
-        if (t) {
-            g_ptr_array_add(p->threads, t);
+    BlockPoolWorker *w = p->idle;
+    if (w) {
+        p->idle = w->next_idle;
+    } else {
+        g_queue_push_tail(&p->queue, job);
+        if ((int)p->threads->len < p->max_threads) {
+            BlockPoolWorker *nw = g_new0(BlockPoolWorker, 1);
+            nw->pool = p;
+            g_mutex_init(&nw->mutex);
+            g_cond_init(&nw->cond);
+            nw->thread = g_thread_try_new("block-worker", block_pool_worker, nw, NULL);
+            if (nw->thread) {
+                g_ptr_array_add(p->threads, nw);
+            } else {
+                g_mutex_clear(&nw->mutex);
+                g_cond_clear(&nw->cond);
+                g_free(nw);
+            }
         }
         /* Without a new thread a running worker still takes the job when it is done. */
-    }
-    if (p->threads->len == 0) {
-        g_queue_pop_tail(&p->queue);
-        g_mutex_unlock(&p->lock);
-        g_free(job);
-        return -EAGAIN;
+        if (p->threads->len == 0) {
+            g_queue_pop_tail(&p->queue);
+            g_mutex_unlock(&p->lock);
+            g_free(job);
+            return -EAGAIN;
+        }
     }
     if (g_atomic_int_add(&p->pending, 1) > 0) {
         p->overlapped = true;
     }
     g_mutex_unlock(&p->lock);
-    if (wake) {
-        /* Outside the lock, or the woken worker would block on it straight away.  The
-         * worker cannot be gone: only block_pool_free ends workers, after the owner's
-         * last submission. */
-        g_cond_signal(&p->work_cond);
+    if (w) {
+        /* Outside the pool lock: the woken worker only needs its own mutex, which is
+         * free again before the signal.  The worker cannot be gone: only
+         * block_pool_free ends workers, after the owner's last submission. */
+        g_mutex_lock(&w->mutex);
+        w->job = job;
+        g_mutex_unlock(&w->mutex);
+        g_cond_signal(&w->cond);
     }
     return 0;
 }
@@ -212,11 +250,23 @@ void block_pool_free(BlockPool *p)
     }
     g_mutex_lock(&p->lock);
     p->stopping = true;
-    g_cond_broadcast(&p->work_cond);
     g_mutex_unlock(&p->lock);
-    /* Workers finish the queued requests first: they reference live requests. */
+    /* Workers finish the queued and handed-over requests first: they reference live
+     * requests.  A worker stops only once its slot is empty, and a busy one sees
+     * stopping when it next finds the queue empty. */
     for (guint i = 0; i < p->threads->len; i++) {
-        g_thread_join(g_ptr_array_index(p->threads, i));
+        BlockPoolWorker *w = g_ptr_array_index(p->threads, i);
+        g_mutex_lock(&w->mutex);
+        w->stop = true;
+        g_mutex_unlock(&w->mutex);
+        g_cond_signal(&w->cond);
+    }
+    for (guint i = 0; i < p->threads->len; i++) {
+        BlockPoolWorker *w = g_ptr_array_index(p->threads, i);
+        g_thread_join(w->thread);
+        g_mutex_clear(&w->mutex);
+        g_cond_clear(&w->cond);
+        g_free(w);
     }
     g_ptr_array_free(p->threads, true);
     block_fd_watch_detach(&p->watch);
@@ -229,7 +279,6 @@ void block_pool_free(BlockPool *p)
     if (p->efd >= 0) {
         close(p->efd);
     }
-    g_cond_clear(&p->work_cond);
     g_mutex_clear(&p->lock);
     g_mutex_clear(&p->done_lock);
     g_free(p);
