@@ -302,18 +302,21 @@ bool guest_mem_discard(GuestMemory *gm, uint64_t gpa, uint64_t len)
     if (!span_ok(gm, gpa, len, true)) { /* ROM is not in the backing */
         return false;
     }
-    while (len) {
-        const RamRegion *r = region_at(gm, gpa);
-        uint64_t n = in_region(r, gpa, len);
-        if (!hostmem_discard(gm->hosts[r->backing],
-                             r->backing_offset - gm->host_start[r->backing] + (gpa - r->gpa),
-                             n)) {
-            return false;
-        }
-        gpa += n;
-        len -= n;
+    bool ok = true;
+    for (uint64_t at = gpa, left = len; ok && left;) {
+        const RamRegion *r = region_at(gm, at);
+        uint64_t n = in_region(r, at, left);
+        ok = hostmem_discard(gm->hosts[r->backing],
+                             r->backing_offset - gm->host_start[r->backing] + (at - r->gpa),
+                             n);
+        at += n;
+        left -= n;
     }
-    return true;
+    /* The contents changed (to zeroes): a migration that sent them must send them again,
+     * or a page it sends by reference (migration/ram.c) arrives torn and never repaired.
+     * After the discard, so that a log taken in between cannot lose the mark. */
+    guest_mem_mark_dirty(gm, gpa, len);
+    return ok;
 }
 
 bool guest_mem_is_ram(const GuestMemory *gm, uint64_t gpa, uint64_t len)

@@ -76,8 +76,8 @@ int guest_mem_shared_backing_fd(const GuestMemory *gm);
 bool guest_mem_is_private_anonymous(const GuestMemory *gm);
 /* Page size of the host memory behind guest RAM (4 KiB, or the largest huge page size). */
 uint64_t guest_mem_host_page_size(const GuestMemory *gm);
-/* Gives [gpa, gpa+len) back to the host (balloon): it reads as zeroes afterwards.  False
- * when the range is not RAM or not aligned to the host page size. */
+/* Gives [gpa, gpa+len) back to the host (balloon): it reads as zeroes afterwards and is
+ * marked dirty.  False when the range is not RAM or not aligned to the host page size. */
 bool guest_mem_discard(GuestMemory *gm, uint64_t gpa, uint64_t len);
 
 /* true iff [gpa, gpa+len) is RAM or ROM: one region, or adjacent regions end to end with
