@@ -242,10 +242,12 @@ static int count_references(CheckState *c, bool *rebuild)
         return -ENOMEM;
     }
 
+    int errors_before = res->check_errors;
     ref_range(c, 0, s->cluster_size);
     check_l1(c, s->h.l1_table_offset, s->l1_size, true);
     GArray *snaps = NULL;
-    if (qcow2_read_snapshots(s, &snaps) < 0) {
+    bool snaps_unreadable = qcow2_read_snapshots(s, &snaps) < 0;
+    if (snaps_unreadable) {
         fprintf(stderr, "ERROR: the snapshot table cannot be read\n");
         res->corruptions++;
     }
@@ -276,6 +278,14 @@ static int count_references(CheckState *c, bool *rebuild)
             continue;
         }
         ref_range(c, rb, s->cluster_size);
+    }
+    if (res->check_errors > errors_before || snaps_unreadable) {
+        /* The clusters that only unread tables reference were counted as free: comparing
+         * would call them leaks, and repairing would free or rebuild them to refcount 0,
+         * so later allocations overwrite guest data.  qemu-img fails the check here too. */
+        fprintf(stderr, "ERROR: some metadata cannot be read; refcounts are neither "
+                "compared nor repaired\n");
+        return -EIO;
     }
     return 0;
 }
