@@ -1,0 +1,62 @@
+/*
+ * Test-only LD_PRELOAD shim: a read through pread/preadv that covers the byte offset in
+ * SEN_TEST_EIO_OFFSET fails with EIO, as a bad sector would.  Lets a test show what a tool
+ * does when one metadata table cannot be read, without a device-mapper error target.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+static int covers(off_t off, size_t len)
+{
+    const char *e = getenv("SEN_TEST_EIO_OFFSET");
+    if (!e) {
+        return 0;
+    }
+    long long bad = atoll(e);
+    return bad >= off && bad < off + (long long)len;
+}
+
+static size_t iov_len(const struct iovec *iov, int n)
+{
+    size_t len = 0;
+    for (int i = 0; i < n; i++) {
+        len += iov[i].iov_len;
+    }
+    return len;
+}
+
+#define PREAD(name)                                                                   \
+    ssize_t name(int fd, void *buf, size_t len, off_t off)                            \
+    {                                                                                 \
+        static ssize_t (*real)(int, void *, size_t, off_t);                           \
+        if (!real) {                                                                  \
+            real = dlsym(RTLD_NEXT, #name);                                           \
+        }                                                                             \
+        if (covers(off, len)) {                                                       \
+            errno = EIO;                                                              \
+            return -1;                                                                \
+        }                                                                             \
+        return real(fd, buf, len, off);                                               \
+    }
+#define PREADV(name)                                                                  \
+    ssize_t name(int fd, const struct iovec *iov, int n, off_t off)                   \
+    {                                                                                 \
+        static ssize_t (*real)(int, const struct iovec *, int, off_t);                \
+        if (!real) {                                                                  \
+            real = dlsym(RTLD_NEXT, #name);                                           \
+        }                                                                             \
+        if (covers(off, iov_len(iov, n))) {                                           \
+            errno = EIO;                                                              \
+            return -1;                                                                \
+        }                                                                             \
+        return real(fd, iov, n, off);                                                 \
+    }
+
+PREAD(pread)
+PREAD(pread64)
+PREADV(preadv)
+PREADV(preadv64)
