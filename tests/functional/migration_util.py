@@ -3,6 +3,7 @@ without a guest CPU, the qtest protocol (-accel qtest) to write and read guest m
 import base64
 import os
 import random
+import shutil
 import socket
 import struct
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 from qmp import QMPClient
 
 BUILD = os.environ.get("SEN_BUILD_DIR", "build")
+QEMU_IMG = shutil.which("qemu-img")
 SEN = os.path.join(BUILD, "sen")
 SOURCE = os.environ.get("SEN_SOURCE_DIR", ".")
 
@@ -328,3 +330,32 @@ def finish_precopy(src):
     info = src.wait_migration()
     assert info["status"] == "completed", info
     return info
+
+
+# Disk helpers of the tests that migrate or snapshot a VM with a qcow2 drive.
+def qcow2(tmp_path, *opts, name="shared.qcow2"):
+    """A new empty 64 MiB qcow2 image made by qemu-img (extra create options in opts)."""
+    path = str(tmp_path / name)
+    subprocess.run([QEMU_IMG, "create", "-q", "-f", "qcow2", *opts, path, "64M"],
+                   check=True)
+    return path
+
+
+def drive(disk):
+    return ("-drive", f"file={disk},if=virtio,id=disk0")
+
+
+def hmp(vm, line):
+    return vm.cmd("human-monitor-command", **{"command-line": line})
+
+
+def image_check(path):
+    out = subprocess.run([QEMU_IMG, "check", path], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "No errors were found on the image." in out.stdout, out.stdout
+
+
+def snapshot_tags(path):
+    out = subprocess.run([QEMU_IMG, "snapshot", "-l", path], capture_output=True,
+                         text=True, check=True).stdout
+    return [line.split()[1] for line in out.splitlines()[2:]]

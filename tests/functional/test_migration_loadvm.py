@@ -11,9 +11,9 @@ import subprocess
 import pytest
 
 from migration_util import SEN, MiB, pattern
+from migration_util import QEMU_IMG, qcow2, drive, hmp
 from migration_util import vms  # noqa: F401 (the pytest fixture)
 
-QEMU_IMG = shutil.which("qemu-img")
 QEMU = shutil.which("qemu-system-x86_64")
 EXCLUSIVE = "'incoming' and 'loadvm' options are mutually exclusive"
 pytestmark = [
@@ -22,22 +22,8 @@ pytestmark = [
 ]
 
 
-def qcow2(tmp_path):
-    path = str(tmp_path / "disk.qcow2")
-    subprocess.run([QEMU_IMG, "create", "-q", "-f", "qcow2", path, "64M"], check=True)
-    return path
-
-
-def drive(disk):
-    return ("-drive", f"file={disk},if=virtio,id=disk0")
-
-
-def hmp(vm, line):
-    return vm.cmd("human-monitor-command", **{"command-line": line})
-
-
 def with_snapshot(vms, tmp_path):
-    disk = qcow2(tmp_path)
+    disk = qcow2(tmp_path, name="disk.qcow2")
     vm = vms("saver", *drive(disk))
     vm.qtest.write(0x1000000, pattern(7, MiB))
     assert hmp(vm, "savevm s1") == ""
@@ -70,7 +56,7 @@ def test_incoming_with_loadvm_is_refused(vms, tmp_path, order):
 def test_qemu_refuses_the_same_way(tmp_path):
     """The reference: QEMU 7.2 exits 1 with the same message (checked on an image without
     snapshots: the refusal comes before any image is opened)."""
-    disk = qcow2(tmp_path)
+    disk = qcow2(tmp_path, name="disk.qcow2")
     r = subprocess.run([QEMU, "-M", "pc", "-m", "64M", "-display", "none", "-nodefaults",
                         *drive(disk), "-incoming", "defer", "-loadvm", "s1"],
                        capture_output=True, text=True, timeout=30)

@@ -8,47 +8,19 @@ the file ahead of need): metadata a stale cache on either side would corrupt.  N
 CPU is needed (-accel qtest).  qemu-img is the oracle for the image.
 """
 import os
-import shutil
 import subprocess
 import time
 
 import pytest
 
 from migration_util import SEN, MiB, pattern, start_throttled_migration
+from migration_util import QEMU_IMG, qcow2, drive, hmp, image_check, snapshot_tags
 from migration_util import vms  # noqa: F401 (the pytest fixture)
 
-QEMU_IMG = shutil.which("qemu-img")
 pytestmark = [
     pytest.mark.skipif(not os.access(SEN, os.X_OK), reason=f"{SEN} is not built"),
     pytest.mark.skipif(QEMU_IMG is None, reason="qemu-img (qemu-utils) is not installed"),
 ]
-
-
-def qcow2(tmp_path, *opts):
-    path = str(tmp_path / "shared.qcow2")
-    subprocess.run([QEMU_IMG, "create", "-q", "-f", "qcow2", *opts, path, "64M"],
-                   check=True)
-    return path
-
-
-def drive(disk):
-    return ("-drive", f"file={disk},if=virtio,id=disk0")
-
-
-def hmp(vm, line):
-    return vm.cmd("human-monitor-command", **{"command-line": line})
-
-
-def image_check(path):
-    out = subprocess.run([QEMU_IMG, "check", path], capture_output=True, text=True)
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert "No errors were found on the image." in out.stdout, out.stdout
-
-
-def snapshot_tags(path):
-    out = subprocess.run([QEMU_IMG, "snapshot", "-l", path], capture_output=True,
-                         text=True, check=True).stdout
-    return [line.split()[1] for line in out.splitlines()[2:]]
 
 
 def file_state(path):
