@@ -410,6 +410,12 @@ static void net_tx_burst(NetQueuePair *q)
         }
         if (done >= TX_BURST) {
             more = !virtqueue_empty(q->tx);
+            if (!more) {
+                /* Kicks on, then look again: a frame posted since that look while they
+                 * were off brought none. */
+                virtqueue_set_notification(q->tx, true);
+                more = !virtqueue_empty(q->tx);
+            }
             break;
         }
         virtqueue_set_notification(q->tx, true);
