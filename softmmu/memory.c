@@ -380,54 +380,47 @@ bool guest_mem_load_rom(GuestMemory *gm, uint64_t gpa, const void *data, uint64_
     return true;
 }
 
-/* Stores src (or byte, when src is NULL) into a range span_ok() accepted for writing,
- * region by region, marking each piece dirty in its own region's log. */
-static void write_pieces(GuestMemory *gm, uint64_t gpa, const uint8_t *src, int byte,
-                         uint64_t len)
+static void store(void *p, const uint8_t *src, int byte, uint64_t n)
 {
-    while (len) {
-        uint64_t n;
-        void *p = guest_mem_map_piece(gm, gpa, len, true, &n);
-        if (src) {
-            memcpy(p, src, n);
-            src += n;
-        } else {
-            memset(p, byte, n);
-        }
-        guest_mem_mark_dirty(gm, gpa, n);
-        gpa += n;
-        len -= n;
+    if (src) {
+        memcpy(p, src, n);
+    } else {
+        memset(p, byte, n);
     }
+}
+
+/*
+ * Stores src (or byte, when src is NULL) into [gpa, gpa+len): through one region's
+ * pointer when it holds the range, else region by region once span_ok() accepted the
+ * whole range (a refused write touches nothing).  guest_mem_mark_dirty() splits the
+ * mark per region itself.
+ */
+static bool write_range(GuestMemory *gm, uint64_t gpa, const uint8_t *src, int byte,
+                        uint64_t len)
+{
+    void *p = guest_mem_map_writable(gm, gpa, len);
+    if (p) {
+        store(p, src, byte, len);
+    } else if (span_ok(gm, gpa, len, true)) {
+        for (uint64_t at = gpa, left = len, n; left; at += n, left -= n) {
+            p = guest_mem_map_piece(gm, at, left, true, &n);
+            store(p, src ? src + (at - gpa) : NULL, byte, n);
+        }
+    } else {
+        return false;
+    }
+    guest_mem_mark_dirty(gm, gpa, len);
+    return true;
 }
 
 bool guest_mem_write(GuestMemory *gm, uint64_t gpa, const void *buf, uint64_t len)
 {
-    void *p = guest_mem_map_writable(gm, gpa, len);
-    if (p) {
-        memcpy(p, buf, len);
-        guest_mem_mark_dirty(gm, gpa, len);
-        return true;
-    }
-    if (!span_ok(gm, gpa, len, true)) {
-        return false;
-    }
-    write_pieces(gm, gpa, buf, 0, len);
-    return true;
+    return write_range(gm, gpa, buf, 0, len);
 }
 
 bool guest_mem_fill(GuestMemory *gm, uint64_t gpa, int byte, uint64_t len)
 {
-    void *p = guest_mem_map_writable(gm, gpa, len);
-    if (p) {
-        memset(p, byte, len);
-        guest_mem_mark_dirty(gm, gpa, len);
-        return true;
-    }
-    if (!span_ok(gm, gpa, len, true)) {
-        return false;
-    }
-    write_pieces(gm, gpa, NULL, byte, len);
-    return true;
+    return write_range(gm, gpa, NULL, byte, len);
 }
 
 #define DIRTY_PAGE_SHIFT 12
