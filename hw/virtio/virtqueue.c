@@ -216,7 +216,7 @@ static bool walk_add(VirtQueue *vq, ChainWalk *w, const VirtqDesc *d)
         }
         /* A writable buffer in ROM would let the guest rewrite its firmware through us. */
         p = guest_mem_map_piece(vdev->mem, gpa, left, writable, &piece);
-        if (!p || gpa + piece - 1 < gpa) {
+        if (!p) { /* a piece lies inside one region, so it cannot wrap */
             virtio_error(vdev, "queue %u: %s buffer 0x%" G_GINT64_MODIFIER "x+0x%x outside "
                          "guest RAM", vq->index, writable ? "writable" : "readable", d->addr,
                          d->len);
