@@ -26,10 +26,10 @@
 #include <unistd.h>
 #include "accel/accel.h"
 #include "migration/ram.h"
+#include "migration/page-bits.h"
 #include "migration/ram-torn.h"
 #include "sen/buffer-is-zero.h"
 
-#define BITS_PER_WORD 64u
 
 typedef struct RamBlock {
     const RamRegion *r;
@@ -68,11 +68,6 @@ static void counter_set(uint64_t *counter, uint64_t v)
 static void counter_add(uint64_t *counter, uint64_t v)
 {
     __atomic_store_n(counter, *counter + v, __ATOMIC_RELAXED);
-}
-
-static size_t bitmap_words(uint64_t pages)
-{
-    return (pages + BITS_PER_WORD - 1) / BITS_PER_WORD;
 }
 
 RamSave *ram_save_new(Machine *m)
@@ -536,22 +531,6 @@ static void load_data(RamLoad *rl, MigStream *s, const RamRegion *r, uint8_t *hv
     }
 }
 
-/*
- * Marks pages [first, first+n) as holding data.  Atomic, a word at a time: multifd
- * channels load different pages whose bits can share a word.
- */
-static void written_mark(unsigned long *written, uint64_t first, uint64_t n)
-{
-    while (n) {
-        unsigned shift = first % BITS_PER_WORD;
-        unsigned bits = (unsigned)MIN(n, (uint64_t)(BITS_PER_WORD - shift));
-        unsigned long mask = bits == BITS_PER_WORD ? ~0ul : ((1ul << bits) - 1) << shift;
-        __atomic_fetch_or(&written[first / BITS_PER_WORD], mask, __ATOMIC_RELAXED);
-        first += bits;
-        n -= bits;
-    }
-}
-
 bool ram_load_record(RamLoad *rl, MigStream *s, Error **errp)
 {
     GuestMemory *gm = rl->m->mem;
@@ -591,7 +570,7 @@ bool ram_load_record(RamLoad *rl, MigStream *s, Error **errp)
         if (!mig_stream_check(s, errp)) {
             return false;
         }
-        written_mark(written, first, npages);
+        bitmap_assign_atomic(written, first, npages, true);
         /* Runs of pages that matched or not, each marked at once. */
         for (uint32_t i = 0; i < npages;) {
             bool torn = crc[i] != expect[i];
