@@ -443,14 +443,19 @@ void mig_stream_flush(MigStream *s)
     flush_buffer(s, true);
 }
 
-void mig_put_buf(MigStream *s, const void *buf, size_t len)
+/* Copies len bytes into the buffer (into the CRC too when with_crc), sending each
+ * buffer that fills. */
+static void put_copied(MigStream *s, const uint8_t *p, size_t len, bool with_crc)
 {
-    const uint8_t *p = buf;
+    s->bytes += len;
     while (len && !s->error) {
         size_t n = MIN(len, MIG_WRITE_BUF - s->len);
-        s->crc = mig_crc32c_copy(s->crc, s->buf + s->len, p, n);
+        if (with_crc) {
+            s->crc = mig_crc32c_copy(s->crc, s->buf + s->len, p, n);
+        } else {
+            memcpy(s->buf + s->len, p, n);
+        }
         s->len += n;
-        s->bytes += n;
         p += n;
         len -= n;
         if (s->len == MIG_WRITE_BUF) {
@@ -459,27 +464,22 @@ void mig_put_buf(MigStream *s, const void *buf, size_t len)
     }
 }
 
+void mig_put_buf(MigStream *s, const void *buf, size_t len)
+{
+    put_copied(s, buf, len, true);
+}
+
 void mig_put_data(MigStream *s, const void *data, size_t len)
 {
     if (s->error || !len) {
         return;
     }
-    s->bytes += len;
     if (s->ops) {
         /* No writev behind the ops (savevm, VM stopped): through the buffer. */
-        const uint8_t *p = data;
-        while (len && !s->error) {
-            size_t n = MIN(len, MIG_WRITE_BUF - s->len);
-            memcpy(s->buf + s->len, p, n);
-            s->len += n;
-            p += n;
-            len -= n;
-            if (s->len == MIG_WRITE_BUF) {
-                flush_buffer(s, false);
-            }
-        }
+        put_copied(s, data, len, false);
         return;
     }
+    s->bytes += len;
     close_segment(s);
     s->iov[s->niov++] = (struct iovec){ (void *)data, len };
     s->iov_bytes += len;
