@@ -144,10 +144,16 @@ static bool have_room(const AcceptWindow *w, int64_t now, int64_t *retry_us)
     return w->npending < MULTIFD_MAX_PENDING || pick_stray(w, now, retry_us) >= 0;
 }
 
-/* A readable listener with room (have_room): one more pending connection.  False on a
- * listener failure. */
+/* A readable listener (the caller saw have_room): one more pending connection, making
+ * room first when the window is full.  Without room the connection stays in the
+ * listen backlog.  False on a listener failure. */
 static bool accept_one(AcceptWindow *w, Error **errp)
 {
+    int64_t now = g_get_monotonic_time(), unused;
+    int stray = w->npending < MULTIFD_MAX_PENDING ? -1 : pick_stray(w, now, &unused);
+    if (w->npending == MULTIFD_MAX_PENDING && stray < 0) {
+        return true;
+    }
     int fd = accept4(w->l->listen_fd, NULL, NULL, SOCK_CLOEXEC);
     if (fd < 0) {
         if (errno == EINTR || errno == EAGAIN || errno == ECONNABORTED) {
@@ -156,10 +162,7 @@ static bool accept_one(AcceptWindow *w, Error **errp)
         error_setg_errno(errp, errno, "%s: accept", w->l->uri->uri);
         return false;
     }
-    int64_t now = g_get_monotonic_time(), unused;
-    if (w->npending == MULTIFD_MAX_PENDING) {
-        int stray = pick_stray(w, now, &unused);
-        g_assert(stray >= 0);
+    if (stray >= 0) {
         refuse(w, (unsigned)stray, "too many connections without a greeting");
     }
     w->pending[w->npending++] = (Pending) {
