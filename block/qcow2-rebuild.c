@@ -138,10 +138,7 @@ int qcow2_rebuild_refcounts(BDRVQcow2State *s, uint64_t **refs, uint64_t *nb)
         ret = bdrv_flush(s->bs->file);
     }
     if (ret == 0) {
-        uint8_t hdr[12];
-        qcow2_st64(hdr, t0 << s->cluster_bits);
-        qcow2_st32(hdr + 8, m);
-        ret = bdrv_pwrite_sync(s->bs->file, 48, 12, hdr);
+        ret = qcow2_write_reftable_location(s, t0 << s->cluster_bits, (uint32_t)m);
     }
     if (ret == 0) {
         /* Cached blocks are the old ones (or, at the new blocks' offsets, clusters that

@@ -328,10 +328,7 @@ static int grow_reftable(BDRVQcow2State *s, uint64_t need)
         g_free(be);
     }
     if (ret == 0) {
-        uint8_t hdr[12];
-        qcow2_st64(hdr, first << s->cluster_bits);
-        qcow2_st32(hdr + 8, m);
-        ret = bdrv_pwrite_sync(s->bs->file, 48, 12, hdr);
+        ret = qcow2_write_reftable_location(s, first << s->cluster_bits, m);
     }
     if (ret < 0) {
         g_free(nt);
@@ -347,6 +344,14 @@ static int grow_reftable(BDRVQcow2State *s, uint64_t need)
     s->h.refcount_table_clusters = m;
     s->alloc_end = MAX(s->alloc_end, end);
     return qcow2_update_refcount(s, old_off, old_len, -1);
+}
+
+int qcow2_write_reftable_location(BDRVQcow2State *s, uint64_t offset, uint32_t clusters)
+{
+    uint8_t hdr[12];
+    qcow2_st64(hdr, offset);
+    qcow2_st32(hdr + 8, clusters);
+    return bdrv_pwrite_sync(s->bs->file, 48, sizeof(hdr), hdr);
 }
 
 int qcow2_update_refcount(BDRVQcow2State *s, uint64_t off, uint64_t len, int64_t delta)

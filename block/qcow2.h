@@ -319,6 +319,10 @@ void qcow2_cache_discard(Qcow2Cache *c, uint64_t offset);
 int qcow2_refcount_init(BDRVQcow2State *s);
 /* Recomputes reftable_used after the table was loaded or replaced. */
 void qcow2_reftable_scan_used(BDRVQcow2State *s);
+/* Points the header at the refcount table at offset, clusters long (refcount_table_offset
+ * and refcount_table_clusters, one synchronous write): the switch to a table the caller
+ * wrote and flushed before. */
+int qcow2_write_reftable_location(BDRVQcow2State *s, uint64_t offset, uint32_t clusters);
 int qcow2_get_refcount(BDRVQcow2State *s, uint64_t cluster, uint64_t *rc);
 /* Adds delta (may be negative) to the refcounts of every cluster touching [off, off+len). */
 int qcow2_update_refcount(BDRVQcow2State *s, uint64_t off, uint64_t len, int64_t delta);
