@@ -96,15 +96,24 @@ static void test_crc32c_every_length(void)
     }
 }
 
-/* Writes a stream into a file and returns its bytes. */
-static GBytes *write_sample(size_t big)
+/* A writer into an unlinked temporary file; *rfd is a second descriptor of that file,
+ * left open for reading what the writer wrote. */
+static MigStream *temp_file_writer(int *rfd)
 {
     char path[] = "/tmp/sen-test-stream-XXXXXX";
     int fd = mkstemp(path);
     g_assert_cmpint(fd, >=, 0);
     unlink(path);
-    int rfd = dup(fd);
-    MigStream *w = mig_stream_new_writer(fd);
+    *rfd = dup(fd);
+    g_assert_cmpint(*rfd, >=, 0);
+    return mig_stream_new_writer(fd);
+}
+
+/* Writes a stream into a file and returns its bytes. */
+static GBytes *write_sample(size_t big)
+{
+    int rfd;
+    MigStream *w = temp_file_writer(&rfd);
     g_autofree uint8_t *data = g_malloc(big);
     for (size_t i = 0; i < big; i++) {
         data[i] = (uint8_t)(i * 7 + 3);
@@ -227,12 +236,8 @@ static uint8_t record_byte(size_t rec, size_t i)
 
 static GBytes *write_records(void)
 {
-    char path[] = "/tmp/sen-test-stream-XXXXXX";
-    int fd = mkstemp(path);
-    g_assert_cmpint(fd, >=, 0);
-    unlink(path);
-    int rfd = dup(fd);
-    MigStream *w = mig_stream_new_writer(fd);
+    int rfd;
+    MigStream *w = temp_file_writer(&rfd);
     for (size_t r = 0; r < G_N_ELEMENTS(record_sizes); r++) {
         g_autofree uint8_t *data = g_malloc(record_sizes[r]);
         for (size_t i = 0; i < record_sizes[r]; i++) {
@@ -412,12 +417,8 @@ static void test_data_by_reference(void)
         total += 9 + data_sizes[r];
     }
 
-    char path[] = "/tmp/sen-test-stream-XXXXXX";
-    int fd = mkstemp(path);
-    g_assert_cmpint(fd, >=, 0);
-    unlink(path);
-    int rfd = dup(fd);
-    MigStream *w = mig_stream_new_writer(fd);
+    int rfd;
+    MigStream *w = temp_file_writer(&rfd);
     write_data_records(w, data);
     g_assert_cmpuint(mig_stream_bytes(w), ==, total + 1 + 4);
     mig_stream_free(w);
