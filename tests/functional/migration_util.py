@@ -333,10 +333,10 @@ def finish_precopy(src):
 
 
 # Disk helpers of the tests that migrate or snapshot a VM with a qcow2 drive.
-def qcow2(tmp_path, *opts, name="shared.qcow2"):
-    """A new empty 64 MiB qcow2 image made by qemu-img (extra create options in opts)."""
+def qcow2(tmp_path, *opts, name="disk.qcow2", size="64M"):
+    """A new empty qcow2 image made by qemu-img (extra create options in opts)."""
     path = str(tmp_path / name)
-    subprocess.run([QEMU_IMG, "create", "-q", "-f", "qcow2", *opts, path, "64M"],
+    subprocess.run([QEMU_IMG, "create", "-q", "-f", "qcow2", *opts, path, size],
                    check=True)
     return path
 

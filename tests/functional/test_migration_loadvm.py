@@ -23,7 +23,7 @@ pytestmark = [
 
 
 def with_snapshot(vms, tmp_path):
-    disk = qcow2(tmp_path, name="disk.qcow2")
+    disk = qcow2(tmp_path)
     vm = vms("saver", *drive(disk))
     vm.qtest.write(0x1000000, pattern(7, MiB))
     assert hmp(vm, "savevm s1") == ""
@@ -56,7 +56,7 @@ def test_incoming_with_loadvm_is_refused(vms, tmp_path, order):
 def test_qemu_refuses_the_same_way(tmp_path):
     """The reference: QEMU 7.2 exits 1 with the same message (checked on an image without
     snapshots: the refusal comes before any image is opened)."""
-    disk = qcow2(tmp_path, name="disk.qcow2")
+    disk = qcow2(tmp_path)
     r = subprocess.run([QEMU, "-M", "pc", "-m", "64M", "-display", "none", "-nodefaults",
                         *drive(disk), "-incoming", "defer", "-loadvm", "s1"],
                        capture_output=True, text=True, timeout=30)

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from migration_util import BUILD, SEN, needs_kvm_guest
+from migration_util import BUILD, SEN, hmp, image_check, needs_kvm_guest, qcow2
 from migration_util import vms  # noqa: F401 (the pytest fixture)
 from qmp import QMPError
 
@@ -30,20 +30,10 @@ pytestmark = [
 ]
 
 
-def qcow2(tmp_path, name="disk.qcow2", size="64M"):
-    path = str(tmp_path / name)
-    subprocess.run([QEMU_IMG, "create", "-q", "-f", "qcow2", path, size], check=True)
-    return path
-
-
 def dirtier_vm(vms, disk, name="a", *args):
     """A VM running the dirtier with disk as its virtio drive disk0."""
     return vms(name, "-drive", f"file={disk},if=virtio,id=disk0", *args, guest=DIRTIER,
                append=GUEST_ARGS)
-
-
-def hmp(vm, line):
-    return vm.cmd("human-monitor-command", **{"command-line": line})
 
 
 def slices(vm):
@@ -84,12 +74,6 @@ def verify_and_exit(vm):
     vm.send_console(b"v")
     assert vm.wait_exit(timeout=60) == 33, (vm.lines[-6:], vm.stderr_text())
     assert vm.lines[-1] == "PASS"
-
-
-def image_check(path):
-    out = subprocess.run([QEMU_IMG, "check", path], capture_output=True, text=True)
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert "No errors were found on the image." in out.stdout, out.stdout
 
 
 def image_snapshots(path):
@@ -229,7 +213,7 @@ def test_info_snapshots_and_delete_with_a_writable_raw_drive(vms, tmp_path):
     drive; a snapshot-delete job of the qcow2 drive alone concludes, also for a tag no
     drive has (qtest: no guest CPU needed)."""
     disk = qcow2(tmp_path)
-    other = qcow2(tmp_path, "other.qcow2")
+    other = qcow2(tmp_path, name="other.qcow2")
     for image, tag in ((disk, "s1"), (disk, "both"), (other, "both")):
         subprocess.run([QEMU_IMG, "snapshot", "-c", tag, image], check=True)
     raw = str(tmp_path / "disk.raw")
@@ -427,7 +411,7 @@ def job_info(vm, job_id):
 
 @guest
 def test_qmp_snapshot_jobs(vms, tmp_path):
-    disk0, disk1 = qcow2(tmp_path, "d0.qcow2"), qcow2(tmp_path, "d1.qcow2", "16M")
+    disk0, disk1 = qcow2(tmp_path, name="d0.qcow2"), qcow2(tmp_path, name="d1.qcow2", size="16M")
     vm = vms("a", "-drive", f"file={disk0},if=virtio,id=disk0",
              "-drive", f"file={disk1},if=none,id=disk1", guest=DIRTIER, append=GUEST_ARGS)
     devices = ["disk0", "disk1"]
@@ -566,7 +550,7 @@ def qemu_io(path, command):
 def test_disks_go_back_with_the_vm(vms, tmp_path):
     """Every writable drive gets the snapshot and loadvm reverts each; a paused VM stays
     paused across savevm; drives with snapshots others lack are listed as partial."""
-    d0, d1 = qcow2(tmp_path, "d0.qcow2"), qcow2(tmp_path, "d1.qcow2", "16M")
+    d0, d1 = qcow2(tmp_path, name="d0.qcow2"), qcow2(tmp_path, name="d1.qcow2", size="16M")
     subprocess.run([QEMU_IMG, "snapshot", "-c", "lonely", d1], check=True)
     drives = ["-drive", f"file={d0},if=virtio,id=disk0",
               "-drive", f"file={d1},if=none,id=disk1"]
