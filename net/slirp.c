@@ -45,12 +45,18 @@ struct NetSlirp {
     GArray *fill;             /* of GPollFD, what slirp asked for in this prepare */
     GArray *polled;           /* the array slirp_get_revents reads: pollfds or fill */
     gint64 deadline;          /* slirp's next timeout (monotonic us), -1 none */
-    /* The thread that runs our source (set by every prepare, under the VM lock): a frame
-     * from it needs no wake-up, since its next prepare asks slirp for the sockets anyway.
-     * Compared per frame instead of g_main_context_is_owner, which takes and drops the
-     * context's mutex on every tx frame (200k+ frames/s through user networking). */
+    /* The thread that runs our source (set by every prepare, under the VM lock).  A frame
+     * from another thread always wakes the loop.  A frame from the loop thread itself
+     * needs a wake-up only while poll_pending: after our prepare handed glib this
+     * iteration's descriptors and timeout and before the poll returned (another source's
+     * prepare handing a frame over, say), since the poll would wait on a set that misses
+     * the socket or timer the frame made.  Before our prepare or after the poll (every
+     * dispatch), the next prepare asks slirp afresh before the loop blocks.  Compared per
+     * frame instead of g_main_context_is_owner, which takes and drops the context's mutex
+     * on every tx frame (200k+ frames/s) and cannot tell these phases apart either. */
     pthread_t loop_thread;
     bool loop_thread_known;
+    bool poll_pending; /* written and read by loop_thread only */
     struct in_addr dhcp_start;
     RateLimit rl;
     /* A frame the NIC hands over in pieces is gathered here (VM lock held), not in a
@@ -218,6 +224,8 @@ static gboolean slirp_src_prepare(GSource *src, gint *timeout)
             g_array_index(s->fill, GPollFD, i).events &= ~(G_IO_IN | G_IO_PRI);
         }
     }
+    /* A prepare that reports the source ready makes glib poll without waiting. */
+    s->poll_pending = ms != 0;
     machine_unlock(s->m);
     if (!slirp_fill_unchanged(s)) {
         slirp_src_unpoll(src, s);
@@ -239,6 +247,7 @@ static gboolean slirp_src_check(GSource *src)
 {
     NetSlirp *s = ((SlirpSource *)src)->s;
 
+    s->poll_pending = false; /* the poll returned: the next prepare comes before the next */
     for (guint i = 0; i < s->pollfds->len; i++) {
         if (g_array_index(s->pollfds, GPollFD, i).revents) {
             return TRUE;
@@ -270,6 +279,7 @@ static gboolean slirp_src_dispatch(GSource *src, GSourceFunc cb, gpointer data)
     NetSlirp *s = ((SlirpSource *)src)->s;
 
     machine_lock(s->m);
+    s->poll_pending = false; /* also when prepare found us ready and check was skipped */
     net_burst_begin(s->nc); /* the NIC publishes what this dispatch brings at once */
     s->polled = s->pollfds;
     slirp_pollfds_poll(s->slirp, 0, slirp_get_revents, s);
@@ -300,10 +310,18 @@ static GSourceFuncs slirp_source_funcs = {
 
 /* ---- the net client ---- */
 
-/* Called with the VM lock held: wakes the main loop unless this is its own thread. */
+/*
+ * Called with the VM lock held after slirp's sockets or timers may have changed: wakes
+ * the main loop unless its next prepare is sure to run before it waits (see
+ * poll_pending).  One wake-up serves the rest of the iteration: the eventfd stays
+ * readable until the poll, so later frames of the same iteration skip the write.
+ */
 static void slirp_wake_loop(NetSlirp *s)
 {
     if (!s->loop_thread_known || !pthread_equal(s->loop_thread, pthread_self())) {
+        g_main_context_wakeup(s->m->ctx);
+    } else if (s->poll_pending) {
+        s->poll_pending = false;
         g_main_context_wakeup(s->m->ctx);
     }
 }

@@ -13,6 +13,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include <net/if.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <linux/if_packet.h>
 #include <linux/if_tun.h>
 #include <glib.h>
@@ -586,6 +588,161 @@ static void test_user_frame_from_other_thread_wakes_loop(void)
     g_mutex_clear(&m.lock);
 }
 
+/*
+ * -netdev user: a frame handed to slirp on the loop's own thread after slirp's prepare
+ * gave glib this iteration's descriptors and timeout (here from a later source's
+ * prepare) wakes the loop as well; otherwise the poll waits on a set without the socket
+ * the frame opened, until slirp's timeout (up to a second).  The frame is a UDP datagram
+ * to the gateway, which slirp sends to a host socket on 127.0.0.1 that echoes it at once.
+ */
+typedef struct LateSender {
+    GSource base;
+    Machine *m;
+    NetClientState *nic;
+    const uint8_t *frame; /* handed over by the next prepare, then NULL */
+    size_t len;
+    int echo_fd;
+} LateSender;
+
+static gboolean late_sender_prepare(GSource *src, gint *timeout)
+{
+    LateSender *l = (LateSender *)src;
+    char buf[64];
+    struct sockaddr_in from;
+    socklen_t fromlen = sizeof(from);
+
+    *timeout = -1;
+    if (!l->frame) {
+        return FALSE;
+    }
+    machine_lock(l->m);
+    g_assert_true(net_send_buf(l->nic, l->frame, l->len));
+    machine_unlock(l->m);
+    l->frame = NULL;
+    ssize_t n = recvfrom(l->echo_fd, buf, sizeof(buf), 0, (struct sockaddr *)&from,
+                         &fromlen);
+    g_assert_cmpint(n, >, 0);
+    g_assert_cmpint(sendto(l->echo_fd, buf, n, 0, (struct sockaddr *)&from, fromlen), ==, n);
+    return FALSE;
+}
+
+static gboolean late_sender_dispatch(GSource *src, GSourceFunc cb, gpointer data)
+{
+    return G_SOURCE_CONTINUE;
+}
+
+static GSourceFuncs late_sender_funcs = {
+    .prepare = late_sender_prepare,
+    .dispatch = late_sender_dispatch,
+};
+
+/* Frames the guest side got, by EtherType and (for IPv4) protocol. */
+typedef struct GuestLog {
+    unsigned arp, udp;
+} GuestLog;
+
+static ssize_t guest_log_receive(NetClientState *nc, const struct iovec *iov, int iovcnt)
+{
+    GuestLog *g = nc->opaque;
+    const uint8_t *f = iov[0].iov_base;
+
+    g_assert_cmpuint(iov[0].iov_len, >=, 24);
+    g->arp += f[12] == 0x08 && f[13] == 0x06;
+    g->udp += f[12] == 0x08 && f[13] == 0x00 && f[14 + 9] == 17;
+    return (ssize_t)iov[0].iov_len;
+}
+
+static const NetClientInfo guest_log_info = {
+    .type = "test",
+    .receive = guest_log_receive,
+};
+
+static void test_user_frame_after_prepare_wakes_loop(void)
+{
+    Machine m = { 0 };
+    GuestLog g = { 0 };
+    g_autoptr(GPtrArray) queues = g_ptr_array_new();
+    Error *err = NULL;
+    static const uint8_t arp[42] = {
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 0x08, 0x06,
+        0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01,            /* Ethernet/IPv4, request */
+        0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 10, 0, 2, 15,    /* from the guest */
+        0, 0, 0, 0, 0, 0, 10, 0, 2, 2,                       /* who has 10.0.2.2 */
+    };
+    uint8_t udp[14 + 20 + 8 + 4] = {
+        0x52, 0x55, 0x0a, 0x00, 0x02, 0x02, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 0x08, 0x00,
+        0x45, 0, 0, 20 + 8 + 4, 0, 1, 0, 0, 64, 17, 0, 0,    /* IPv4, UDP */
+        10, 0, 2, 15, 10, 0, 2, 2,                           /* guest -> gateway */
+        0x15, 0xb3, 0, 0, 0, 8 + 4, 0, 0,                    /* port 5555 -> (below), no sum */
+        'p', 'i', 'n', 'g',
+    };
+    struct sockaddr_in addr = { .sin_family = AF_INET };
+    socklen_t alen = sizeof(addr);
+    struct timeval tv = { .tv_sec = 5 };
+
+    /* The host side: a UDP socket on loopback, where slirp sends what goes to 10.0.2.2. */
+    int echo_fd = socket(AF_INET, SOCK_DGRAM, 0);
+    g_assert_cmpint(echo_fd, >=, 0);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    g_assert_cmpint(bind(echo_fd, (struct sockaddr *)&addr, sizeof(addr)), ==, 0);
+    g_assert_cmpint(getsockname(echo_fd, (struct sockaddr *)&addr, &alen), ==, 0);
+    g_assert_cmpint(setsockopt(echo_fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), ==, 0);
+    memcpy(&udp[14 + 20 + 2], &addr.sin_port, 2);
+    uint32_t sum = 0;
+    for (unsigned i = 0; i < 20; i += 2) {
+        sum += (udp[14 + i] << 8) | udp[14 + i + 1];
+    }
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = ~((sum & 0xffff) + (sum >> 16)) & 0xffff;
+    udp[14 + 10] = sum >> 8;
+    udp[14 + 11] = sum & 0xff;
+
+    g_mutex_init(&m.lock);
+    m.ctx = g_main_context_new();
+    m.clock = virt_clock_new(true);
+    g_autoptr(Keyval) kv = keyval_parse("ipv6=off", NULL, &err);
+    g_assert_null(err);
+    g_assert_true(net_user_backend.init(&m, "u0", kv, "-netdev user,id=u0", queues, &err));
+    g_assert_null(err);
+    NetClientState *user = g_ptr_array_index(queues, 0);
+    NetClientState *nic = net_client_new(NULL, &guest_log_info, "test", "nic", 0);
+    nic->opaque = &g;
+    net_link(nic, user);
+
+    while (g_main_context_iteration(m.ctx, FALSE)) { /* the source knows its thread */
+    }
+    machine_lock(&m);
+    g_assert_true(net_send_buf(nic, arp, sizeof(arp))); /* slirp learns the guest's MAC */
+    machine_unlock(&m);
+    g_assert_cmpuint(g.arp, ==, 1);
+
+    /* Attached after slirp's source at the same priority: prepared after it. */
+    GSource *late = g_source_new(&late_sender_funcs, sizeof(LateSender));
+    LateSender *l = (LateSender *)late;
+    l->m = &m;
+    l->nic = nic;
+    l->frame = udp;
+    l->len = sizeof(udp);
+    l->echo_fd = echo_fd;
+    g_source_attach(late, m.ctx);
+
+    gint64 start = g_get_monotonic_time();
+    while (g.udp == 0 && g_get_monotonic_time() - start < 3 * G_USEC_PER_SEC) {
+        g_main_context_iteration(m.ctx, TRUE);
+    }
+    g_assert_cmpuint(g.udp, ==, 1); /* the echo came back to the guest */
+    g_assert_cmpint(g_get_monotonic_time() - start, <, 300 * 1000);
+
+    g_source_destroy(late);
+    g_source_unref(late);
+    close(echo_fd);
+    net_client_free(nic);
+    net_client_free(user);
+    virt_clock_free(m.clock);
+    g_main_context_unref(m.ctx);
+    g_mutex_clear(&m.lock);
+}
+
 static void test_parse_mac(void)
 {
     uint8_t mac[6];
@@ -611,6 +768,8 @@ int main(int argc, char **argv)
                     test_tap_long_frame_into_big_buffer);
     g_test_add_func("/net/user-frame-from-other-thread-wakes-loop",
                     test_user_frame_from_other_thread_wakes_loop);
+    g_test_add_func("/net/user-frame-after-prepare-wakes-loop",
+                    test_user_frame_after_prepare_wakes_loop);
     g_test_add_func("/net/parse-mac", test_parse_mac);
     return g_test_run();
 }
