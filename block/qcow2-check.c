@@ -18,14 +18,18 @@ typedef struct CheckState {
     uint64_t nb;   /* clusters the refs array covers */
     uint64_t file_clusters;  /* clusters of the file (refcounts past it are ignored) */
     uint64_t *refs;
+    int fix;       /* BDRV_FIX_ERRORS: entries pointing past the end are repaired */
 } CheckState;
 
-/* Counts a reference to every cluster of [off, off+len); a region reaching a cluster
- * past the end is counted nowhere and reported in qemu-img's words. */
-static void ref_range(CheckState *c, uint64_t off, uint64_t len)
+/*
+ * Counts a reference to every cluster of [off, off+len); a region reaching a cluster
+ * past the end is counted nowhere and reported in qemu-img's words.  Returns whether the
+ * region was counted.
+ */
+static bool ref_range(CheckState *c, uint64_t off, uint64_t len)
 {
     if (!len) {
-        return;
+        return true;
     }
     uint64_t first = off >> c->s->cluster_bits;
     uint64_t last = (off + len - 1) >> c->s->cluster_bits;
@@ -34,10 +38,77 @@ static void ref_range(CheckState *c, uint64_t off, uint64_t len)
                 "by one cluster or more: offset 0x%" G_GINT64_MODIFIER "x size 0x%"
                 G_GINT64_MODIFIER "x\n", off, len);
         c->res->corruptions++;
-        return;
+        return false;
     }
     for (uint64_t i = first; i <= last; i++) {
         c->refs[i]++;
+    }
+    return true;
+}
+
+/*
+ * A table entry whose cluster lies past the end of the file (a corrupt table) is counted
+ * nowhere, so its cluster keeps refcount 0 and, once the file grows that far, would be
+ * allocated a second time for other data.  qemu-img 7.2 leaves such entries in place;
+ * -r all here rewrites them to what the guest reads through them, zeros past the end:
+ * a zero data cluster (unallocated in version 2, which has no zero flag) or an
+ * unallocated L2 table (one past the end reads as an empty table).
+ */
+static bool repairs_past_end(const CheckState *c)
+{
+    return c->fix & BDRV_FIX_ERRORS;
+}
+
+static void zero_l2e_past_end(CheckState *c, uint8_t *e, uint64_t l2e)
+{
+    BDRVQcow2State *s = c->s;
+    fprintf(stderr, "Repairing L2 entry pointing past the end of the file: l2_entry=%"
+            G_GINT64_MODIFIER "x (now reads as zeros)\n", l2e);
+    if (s->extl2) {
+        qcow2_st64(e, 0);
+        qcow2_st64(e + 8, 0xffffffff00000000ull); /* every subcluster reads as zeros */
+    } else {
+        qcow2_st64(e, s->h.version >= 3 ? QCOW2_OFLAG_ZERO : 0);
+    }
+    c->res->corruptions_fixed++;
+}
+
+/*
+ * Writes back an L2 table check repaired, through the cache so the cache stays current,
+ * and at once: a snapshot sharing the table reads it from the file next.
+ */
+static void write_repaired_l2(CheckState *c, uint64_t l2off, const uint8_t *tbl)
+{
+    uint8_t *t;
+    if (qcow2_cache_get(c->s->l2_cache, l2off, false, &t) < 0) {
+        c->res->check_errors++;
+        return;
+    }
+    memcpy(t, tbl, c->s->cluster_size);
+    qcow2_cache_mark_dirty(c->s->l2_cache, l2off);
+    if (qcow2_cache_flush(c->s->l2_cache) < 0) {
+        c->res->check_errors++;
+    }
+}
+
+/* Unallocates entry i of the L1 table at l1off (the active one or a snapshot's). */
+static void clear_l1e_past_end(CheckState *c, uint64_t l1off, uint32_t i, uint64_t l1e)
+{
+    BDRVQcow2State *s = c->s;
+    fprintf(stderr, "Repairing L1 entry pointing past the end of the file: l1_index=%u "
+            "l1_entry=%" G_GINT64_MODIFIER "x (now unallocated)\n", i, l1e);
+    int ret;
+    if (l1off == s->h.l1_table_offset) {
+        s->l1[i] = 0;
+        ret = qcow2_write_l1_entry(s, i);
+    } else {
+        const uint64_t zero = 0;
+        ret = bdrv_pwrite(s->bs->file, l1off + i * 8ull, 8, &zero);
+    }
+    if (ret < 0) {
+        c->res->check_errors++;
+    } else {
+        c->res->corruptions_fixed++;
     }
 }
 
@@ -54,12 +125,19 @@ static int check_l2(CheckState *c, uint64_t l2off, bool active, uint8_t *tbl)
     /* Fragmentation as qemu-img counts it: within one active L2 table, a host cluster
      * that does not follow the previous one; compressed clusters always count. */
     uint64_t next_contiguous = 0;
+    bool repaired = false;
     for (uint64_t i = 0; i < n; i++) {
-        uint64_t l2e = qcow2_ld64(tbl + i * s->l2e_size);
+        uint8_t *e = tbl + i * s->l2e_size;
+        uint64_t l2e = qcow2_ld64(e);
         Qcow2ClusterType t = qcow2_cluster_type(s, l2e);
         if (t == QCOW2_CLUSTER_COMPRESSED) {
-            ref_range(c, qcow2_compressed_offset(l2e, s->cluster_bits),
-                      qcow2_compressed_len(l2e, s->cluster_bits));
+            if (!ref_range(c, qcow2_compressed_offset(l2e, s->cluster_bits),
+                           qcow2_compressed_len(l2e, s->cluster_bits)) &&
+                repairs_past_end(c)) {
+                zero_l2e_past_end(c, e, l2e);
+                repaired = true;
+                continue;
+            }
             if (active) {
                 c->res->allocated_clusters++;
                 c->res->compressed_clusters++;
@@ -77,16 +155,22 @@ static int check_l2(CheckState *c, uint64_t l2off, bool active, uint8_t *tbl)
             c->res->corruptions++;
             continue;
         }
+        /* Clusters of an external data file are not refcounted (qcow2.txt, QEMU). */
+        if (!qcow2_has_data_file(s) && !ref_range(c, host, s->cluster_size) &&
+            repairs_past_end(c)) {
+            zero_l2e_past_end(c, e, l2e);
+            repaired = true;
+            continue;
+        }
         if (active) {
             /* Preallocated zero clusters count as allocated, as in qemu-img. */
             c->res->allocated_clusters++;
             c->res->fragmented_clusters += next_contiguous && host != next_contiguous;
             next_contiguous = host + s->cluster_size;
         }
-        /* Clusters of an external data file are not refcounted (qcow2.txt, QEMU). */
-        if (!qcow2_has_data_file(s)) {
-            ref_range(c, host, s->cluster_size);
-        }
+    }
+    if (repaired) {
+        write_repaired_l2(c, l2off, tbl);
     }
     return 0;
 }
@@ -112,7 +196,10 @@ static int check_l1(CheckState *c, uint64_t l1off, uint32_t l1_size, bool active
             c->res->corruptions++;
             continue;
         }
-        ref_range(c, l2off, s->cluster_size);
+        if (!ref_range(c, l2off, s->cluster_size) && repairs_past_end(c)) {
+            clear_l1e_past_end(c, l1off, i, GUINT64_FROM_BE(l1[i]));
+            continue;
+        }
         check_l2(c, l2off, active, tbl);
     }
     if (ret < 0) {
@@ -397,7 +484,7 @@ static int rebuild_refcounts(CheckState *c, uint64_t *end)
 int qcow2_check(BlockDriverState *bs, BlockCheckResult *res, int fix)
 {
     BDRVQcow2State *s = bs->opaque;
-    CheckState c = { .s = s, .res = res };
+    CheckState c = { .s = s, .res = res, .fix = fix };
     bool rebuild = false;
     memset(res, 0, sizeof(*res));
     int ret = qcow2_flush_caches(s);

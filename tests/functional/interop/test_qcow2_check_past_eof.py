@@ -1,0 +1,152 @@
+"""check of an L1 or L2 entry that points past the end of the file (a corrupt table).
+
+qemu-img 7.2 reports such a reference ("counting reference for region exceeding the end of
+the file ...") and counts it nowhere, and `check -r all` leaves the entry in place: the
+cluster keeps refcount 0, so once the file grows that far a new allocation hands it out
+again and two guest offsets share one host cluster (measured with qemu-img 7.2: after the
+repair, a write elsewhere shows up at the corrupt guest offset).  sen-img reports the same
+errors, and `-r all` repairs the entry instead: a data cluster past the end reads as zeros
+(a zero cluster; version 2 has none, so there it becomes unallocated), an L2 table past the
+end reads as an empty table (the L1 entry becomes unallocated).  What the guest reads does
+not change, since past the end of the file reads as zeros; the repaired image passes
+qemu-img check, and later writes never share a host cluster."""
+import json
+import shutil
+import struct
+
+import pytest
+from img_util import SEN_IMG, QEMU_IMG, QEMU_IO, needs_tools, run
+
+pytestmark = needs_tools()
+
+CLUSTER = 65536
+OFFSET_MASK = 0x00fffffffffffe00
+L2_SPAN = CLUSTER // 8 * CLUSTER  # guest bytes one L2 table maps (standard entries)
+
+
+def be64(f, off):
+    f.seek(off)
+    return struct.unpack(">Q", f.read(8))[0]
+
+
+def put64(f, off, val):
+    f.seek(off)
+    f.write(struct.pack(">Q", val))
+
+
+def past_eof(path, clusters):
+    """A cluster-aligned offset `clusters` clusters past the file's (rounded up) end."""
+    size = path.stat().st_size
+    return ((size + CLUSTER - 1) // CLUSTER + clusters) * CLUSTER
+
+
+def snapshot_l1(f):
+    """The L1 table offset of the image's first snapshot."""
+    f.seek(60)
+    nb = struct.unpack(">I", f.read(4))[0]
+    assert nb == 1
+    table = be64(f, 64)
+    return be64(f, table)
+
+
+def damaged_image(tmp_path, what, clusters, opts):
+    """An image with guest data at 0..128k (and at L2_SPAN) and one entry pointing
+    `clusters` clusters past the end of the file: an active L2 entry (guest 64k), an
+    active L1 entry (guest L2_SPAN), or a snapshot's L2 entry (guest 64k)."""
+    path = tmp_path / "orig.qcow2"
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", "-o", opts, path, "1G")
+    run(QEMU_IO, "-f", "qcow2", "-c", "write -P 7 0 128k", path)
+    run(QEMU_IO, "-f", "qcow2", "-c", f"write -P 8 {L2_SPAN} 64k", path)
+    if what == "snapshot-l2":
+        run(QEMU_IMG, "snapshot", "-c", "s1", path)
+        # The active image copies the shared L2 table: the snapshot keeps the old one.
+        run(QEMU_IO, "-f", "qcow2", "-c", "write -P 9 128k 64k", path)
+    target = past_eof(path, clusters)
+    with open(path, "r+b") as f:
+        l1 = be64(f, 40)
+        if what == "snapshot-l2":
+            l1 = snapshot_l1(f)
+        if what == "l1":
+            put64(f, l1 + 8, (1 << 63) | target)
+        else:
+            l2 = be64(f, l1) & OFFSET_MASK
+            entry = l2 + (16 if "extended_l2=on" in opts else 8)
+            old = be64(f, entry)
+            put64(f, entry, (old & ~OFFSET_MASK) | target)
+    return path
+
+
+def copies(tmp_path, path):
+    out = {}
+    for who in ("sen", "qemu"):
+        out[who] = tmp_path / f"{who}.qcow2"
+        shutil.copy(path, out[who])
+    return out
+
+
+def errors(text):
+    return [l for l in text.splitlines() if l.startswith("ERROR")]
+
+
+def json_check(path):
+    p = run(QEMU_IMG, "check", "--output=json", path, check=False)
+    return json.loads(p.stdout)
+
+
+CASES = [("l2", 3, "compat=1.1"), ("l2", 100000, "compat=1.1"), ("l2", 3, "compat=0.10"),
+         ("l2", 3, "extended_l2=on,cluster_size=64k"), ("l1", 3, "compat=1.1"),
+         ("l1", 100000, "compat=0.10"), ("snapshot-l2", 3, "compat=1.1")]
+
+
+@pytest.mark.parametrize("what,clusters,opts", CASES)
+def test_report_like_qemu(tmp_path, what, clusters, opts):
+    imgs = copies(tmp_path, damaged_image(tmp_path, what, clusters, opts))
+    s = run(SEN_IMG, "check", imgs["sen"], check=False)
+    q = run(QEMU_IMG, "check", imgs["qemu"], check=False)
+    assert s.returncode == q.returncode == 2, (s.stderr, q.stderr)
+    assert errors(s.stderr) == errors(q.stderr)
+    assert any("exceeding the end of the file" in l for l in errors(s.stderr))
+
+
+@pytest.mark.parametrize("what,clusters,opts", CASES)
+def test_repair_all_never_shares_a_cluster(tmp_path, what, clusters, opts):
+    path = damaged_image(tmp_path, what, clusters, opts)
+    expected = tmp_path / "expected.raw"
+    run(QEMU_IMG, "convert", "-O", "raw", path, expected)  # past the end reads as zeros
+    img = copies(tmp_path, path)["sen"]
+    p = run(SEN_IMG, "check", "-r", "all", img, check=False)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "No errors were found on the image." in p.stdout
+    assert any(l.startswith("Repairing") and "past the end of the file" in l
+               for l in p.stderr.splitlines()), p.stderr
+    res = json_check(img)
+    assert not res.get("corruptions") and not res.get("leaks"), res
+    # The guest reads what it read before the repair.
+    run(QEMU_IMG, "compare", "-F", "raw", img, expected)
+    # New allocations grow the file over the old bad offset (3 clusters past the end):
+    # none of them may show up at the repaired guest offset.
+    run(QEMU_IO, "-f", "qcow2", "-c", "write -P 5 4M 1M", img)
+    run(QEMU_IO, "-f", "qcow2", "-c", "read -P 7 0 64k", img)
+    if what == "l1":
+        run(QEMU_IO, "-f", "qcow2", "-c", f"read -P 0 {L2_SPAN} 64k", img)
+    elif what == "l2":
+        run(QEMU_IO, "-f", "qcow2", "-c", "read -P 0 64k 64k", img)
+    else:
+        # Only the snapshot's entry was damaged: the active image keeps its data.
+        run(QEMU_IO, "-f", "qcow2", "-c", "read -P 7 64k 64k", img)
+    res = json_check(img)
+    assert not res.get("corruptions") and not res.get("leaks"), res
+    if what == "snapshot-l2":
+        run(QEMU_IMG, "snapshot", "-a", "s1", img)
+        run(QEMU_IO, "-f", "qcow2", "-c", "read -P 0 64k 64k", img)
+        run(QEMU_IO, "-f", "qcow2", "-c", "read -P 7 0 64k", img)
+
+
+def test_repair_leaks_leaves_the_entry(tmp_path):
+    """-r leaks repairs leaks only, as qemu-img: the corruption stays reported."""
+    imgs = copies(tmp_path, damaged_image(tmp_path, "l2", 3, "compat=1.1"))
+    s = run(SEN_IMG, "check", "-r", "leaks", imgs["sen"], check=False)
+    q = run(QEMU_IMG, "check", "-r", "leaks", imgs["qemu"], check=False)
+    assert s.returncode == q.returncode == 2, (s.stderr, q.stderr)
+    assert errors(s.stderr) == errors(q.stderr)
+    run(QEMU_IMG, "compare", imgs["sen"], imgs["qemu"])
