@@ -294,7 +294,8 @@ def test_check_leaks_past_eof_like_qemu(tmp_path, where):
     """A refcount left past the end of the file is no leak to qemu-img (it compares only
     the file's clusters); one in a partial last cluster is; a data cluster cut off by a
     truncation is a corruption.  Output and exit code match for check, --output=json,
-    -r leaks and -r all (each on its own copy)."""
+    -r leaks and -r all (each on its own copy), except that -r all repairs the cut-off
+    cluster's entry, which qemu-img leaves in place (test_qcow2_check_past_eof.py)."""
     img = tmp_path / "e.qcow2"
     run(QEMU_IMG, "create", "-q", "-f", "qcow2", img, "16M")
     run(QEMU_IO, "-c", "write -P 5 0 128k", img)
@@ -316,6 +317,10 @@ def test_check_leaks_past_eof_like_qemu(tmp_path, where):
             p = run(tool, "check", *args, copy, check=False)
             out[name] = (p.returncode, p.stdout.replace(str(copy), "IMG"),
                          p.stderr.replace(str(copy), "IMG"))
+        if where == "data-past-eof" and args == ["-r", "all"]:
+            assert (out["sen"][0], out["qemu"][0]) == (0, 2), out
+            assert "No errors were found on the image." in out["sen"][1]
+            continue
         assert out["sen"] == out["qemu"], args
 
 
