@@ -12,7 +12,6 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <slirp/libslirp.h>
@@ -45,18 +44,20 @@ struct NetSlirp {
     GArray *fill;             /* of GPollFD, what slirp asked for in this prepare */
     GArray *polled;           /* the array slirp_get_revents reads: pollfds or fill */
     gint64 deadline;          /* slirp's next timeout (monotonic us), -1 none */
-    /* The thread that runs our source (set by every prepare, under the VM lock).  A frame
-     * from another thread always wakes the loop.  A frame from the loop thread itself
-     * needs a wake-up only while poll_pending: after our prepare handed glib this
-     * iteration's descriptors and timeout and before the poll returned (another source's
-     * prepare handing a frame over, say), since the poll would wait on a set that misses
-     * the socket or timer the frame made.  Before our prepare or after the poll (every
-     * dispatch), the next prepare asks slirp afresh before the loop blocks.  Compared per
-     * frame instead of g_main_context_is_owner, which takes and drops the context's mutex
-     * on every tx frame (200k+ frames/s) and cannot tell these phases apart either. */
-    pthread_t loop_thread;
-    bool loop_thread_known;
-    bool poll_pending; /* written and read by loop_thread only */
+    /*
+     * Whether the main loop may be waiting on what our last prepare asked for: set by
+     * prepare (VM lock held), cleared once the poll returned (check, dispatch) and by
+     * the wake-up that ends it.  A frame handed to slirp while it is set, from any
+     * thread (a vCPU exit, another source's prepare), may have opened a socket or moved
+     * a timer that poll does not watch, so it wakes the loop; a frame at any other time
+     * needs nothing, since the next prepare asks slirp afresh before the loop blocks
+     * (every dispatch, ours and the tx path's).  Callers hold the VM lock, so a frame
+     * either precedes the next prepare or sees the flag it sets; check clears it
+     * without the lock, hence the atomic accesses.  This replaced a thread comparison
+     * that skipped the wake-up on the loop's thread even inside that window, and woke
+     * the loop for every frame from other threads.
+     */
+    bool poll_pending;
     struct in_addr dhcp_start;
     RateLimit rl;
     /* A frame the NIC hands over in pieces is gathered here (VM lock held), not in a
@@ -214,8 +215,6 @@ static gboolean slirp_src_prepare(GSource *src, gint *timeout)
 
     g_array_set_size(s->fill, 0);
     machine_lock(s->m);
-    s->loop_thread = pthread_self();
-    s->loop_thread_known = true;
     slirp_pollfds_fill(s->slirp, &ms, slirp_add_poll, s);
     if (!net_peer_has_room(s->nc)) {
         /* The NIC's queue is full: reading sockets now would only drop what we read.
@@ -225,7 +224,7 @@ static gboolean slirp_src_prepare(GSource *src, gint *timeout)
         }
     }
     /* A prepare that reports the source ready makes glib poll without waiting. */
-    s->poll_pending = ms != 0;
+    __atomic_store_n(&s->poll_pending, ms != 0, __ATOMIC_RELAXED);
     machine_unlock(s->m);
     if (!slirp_fill_unchanged(s)) {
         slirp_src_unpoll(src, s);
@@ -247,7 +246,8 @@ static gboolean slirp_src_check(GSource *src)
 {
     NetSlirp *s = ((SlirpSource *)src)->s;
 
-    s->poll_pending = false; /* the poll returned: the next prepare comes before the next */
+    /* The poll returned: the next prepare comes before the next poll. */
+    __atomic_store_n(&s->poll_pending, false, __ATOMIC_RELAXED);
     for (guint i = 0; i < s->pollfds->len; i++) {
         if (g_array_index(s->pollfds, GPollFD, i).revents) {
             return TRUE;
@@ -279,7 +279,8 @@ static gboolean slirp_src_dispatch(GSource *src, GSourceFunc cb, gpointer data)
     NetSlirp *s = ((SlirpSource *)src)->s;
 
     machine_lock(s->m);
-    s->poll_pending = false; /* also when prepare found us ready and check was skipped */
+    /* Also when prepare found us ready and glib skipped check. */
+    __atomic_store_n(&s->poll_pending, false, __ATOMIC_RELAXED);
     net_burst_begin(s->nc); /* the NIC publishes what this dispatch brings at once */
     s->polled = s->pollfds;
     slirp_pollfds_poll(s->slirp, 0, slirp_get_revents, s);
@@ -312,16 +313,15 @@ static GSourceFuncs slirp_source_funcs = {
 
 /*
  * Called with the VM lock held after slirp's sockets or timers may have changed: wakes
- * the main loop unless its next prepare is sure to run before it waits (see
- * poll_pending).  One wake-up serves the rest of the iteration: the eventfd stays
- * readable until the poll, so later frames of the same iteration skip the write.
+ * the main loop if it may be waiting on an older poll set (see poll_pending).  One
+ * wake-up serves the rest of the iteration: the eventfd stays readable until the poll,
+ * so later frames skip the write.  A plain load first: the common case (frames from a
+ * dispatch) costs no atomic read-modify-write.
  */
 static void slirp_wake_loop(NetSlirp *s)
 {
-    if (!s->loop_thread_known || !pthread_equal(s->loop_thread, pthread_self())) {
-        g_main_context_wakeup(s->m->ctx);
-    } else if (s->poll_pending) {
-        s->poll_pending = false;
+    if (__atomic_load_n(&s->poll_pending, __ATOMIC_RELAXED) &&
+        __atomic_exchange_n(&s->poll_pending, false, __ATOMIC_RELAXED)) {
         g_main_context_wakeup(s->m->ctx);
     }
 }

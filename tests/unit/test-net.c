@@ -521,108 +521,172 @@ static void test_tap_long_frame_into_big_buffer(void)
 }
 
 /*
- * -netdev user: a frame handed to slirp from a thread other than the main loop's (a vCPU
- * exit, where there is no ioeventfd) wakes the loop, so the loop polls any socket slirp
- * opened for it now, not at slirp's next timeout (up to a second).  The frame is an ARP
- * request for the gateway, which slirp answers at once.
+ * -netdev user and the main loop: a frame handed to slirp while the loop waits on the
+ * poll set slirp's prepare gave it wakes the loop, so the socket the frame opened is
+ * polled now, not after slirp's timeout (up to a second).  The frame is a UDP datagram
+ * to the gateway, which slirp sends to a host socket on 127.0.0.1 that echoes it at once;
+ * the test measures how long the echo takes to reach the guest side.  The frame comes
+ * from another thread (a vCPU exit, where there is no ioeventfd) while the loop sleeps,
+ * or from a source the loop's own thread prepares after slirp's.
  */
-typedef struct SlirpSender {
-    Machine *m;
-    NetClientState *nic;
-    uint8_t frame[60];
-} SlirpSender;
+typedef struct UserEcho {
+    Machine m;
+    GPtrArray *queues;
+    NetClientState *user, *nic;
+    int echo_fd;
+    unsigned arp, udp;        /* frames the guest side got */
+    uint8_t frame[14 + 20 + 8 + 4];
+} UserEcho;
 
-static gpointer slirp_send_from_thread(gpointer opaque)
+static ssize_t user_echo_receive(NetClientState *nc, const struct iovec *iov, int iovcnt)
 {
-    SlirpSender *t = opaque;
+    UserEcho *u = nc->opaque;
+    const uint8_t *f = iov[0].iov_base;
 
-    machine_lock(t->m);
-    g_assert_true(net_send_buf(t->nic, t->frame, sizeof(t->frame)));
-    machine_unlock(t->m);
-    return NULL;
+    g_assert_cmpuint(iov[0].iov_len, >=, 24);
+    u->arp += f[12] == 0x08 && f[13] == 0x06;
+    u->udp += f[12] == 0x08 && f[13] == 0x00 && f[14 + 9] == 17;
+    return (ssize_t)iov[0].iov_len;
 }
 
-static void test_user_frame_from_other_thread_wakes_loop(void)
+static const NetClientInfo user_echo_info = {
+    .type = "test",
+    .receive = user_echo_receive,
+};
+
+static void user_echo_setup(UserEcho *u)
 {
-    Machine m = { 0 };
-    Sink b = { .accept = true, .got = g_array_new(FALSE, FALSE, 1) };
-    g_autoptr(GPtrArray) queues = g_ptr_array_new();
-    Error *err = NULL;
-    static const uint8_t arp_head[] = {
+    static const uint8_t arp[42] = {
         0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 0x08, 0x06,
         0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01,            /* Ethernet/IPv4, request */
         0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 10, 0, 2, 15,    /* from the guest */
         0, 0, 0, 0, 0, 0, 10, 0, 2, 2,                       /* who has 10.0.2.2 */
     };
-    SlirpSender t = { .m = &m };
+    static const uint8_t udp[14 + 20 + 8 + 4] = {
+        0x52, 0x55, 0x0a, 0x00, 0x02, 0x02, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 0x08, 0x00,
+        0x45, 0, 0, 20 + 8 + 4, 0, 1, 0, 0, 64, 17, 0, 0,    /* IPv4, UDP */
+        10, 0, 2, 15, 10, 0, 2, 2,                           /* guest -> gateway */
+        0x15, 0xb3, 0, 0, 0, 8 + 4, 0, 0,                    /* 5555 -> (below), no sum */
+        'p', 'i', 'n', 'g',
+    };
+    struct sockaddr_in addr = { .sin_family = AF_INET };
+    socklen_t alen = sizeof(addr);
+    struct timeval tv = { .tv_sec = 5 };
+    Error *err = NULL;
 
-    g_mutex_init(&m.lock);
-    m.ctx = g_main_context_new();
-    m.clock = virt_clock_new(true);
-    g_autoptr(Keyval) kv = keyval_parse("restrict=on,ipv6=off", NULL, &err);
-    g_assert_null(err);
-    g_assert_true(net_user_backend.init(&m, "u0", kv, "-netdev user,id=u0", queues, &err));
-    g_assert_null(err);
-    NetClientState *user = g_ptr_array_index(queues, 0);
-    t.nic = net_client_new(NULL, &sink_info, "test", "nic", 0);
-    t.nic->opaque = &b;
-    net_link(t.nic, user);
-    memcpy(t.frame, arp_head, sizeof(arp_head));
-
-    while (g_main_context_iteration(m.ctx, FALSE)) {  /* the source knows its thread */
+    /* The host side, where slirp sends what goes to 10.0.2.2. */
+    u->echo_fd = socket(AF_INET, SOCK_DGRAM, 0);
+    g_assert_cmpint(u->echo_fd, >=, 0);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    g_assert_cmpint(bind(u->echo_fd, (struct sockaddr *)&addr, sizeof(addr)), ==, 0);
+    g_assert_cmpint(getsockname(u->echo_fd, (struct sockaddr *)&addr, &alen), ==, 0);
+    g_assert_cmpint(setsockopt(u->echo_fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), ==, 0);
+    memcpy(u->frame, udp, sizeof(udp));
+    memcpy(&u->frame[14 + 20 + 2], &addr.sin_port, 2);
+    uint32_t sum = 0;
+    for (unsigned i = 0; i < 20; i += 2) {
+        sum += (u->frame[14 + i] << 8) | u->frame[14 + i + 1];
     }
-    GThread *th = g_thread_new("vcpu", slirp_send_from_thread, &t);
-    g_thread_join(th);
-    g_assert_cmpuint(b.got->len, ==, 1);                /* slirp's ARP reply */
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = ~((sum & 0xffff) + (sum >> 16)) & 0xffff;
+    u->frame[14 + 10] = sum >> 8;
+    u->frame[14 + 11] = sum & 0xff;
 
-    /* Woken: the next iteration does not wait for slirp's timeout. */
-    gint64 start = g_get_monotonic_time();
-    g_main_context_iteration(m.ctx, TRUE);
-    g_assert_cmpint(g_get_monotonic_time() - start, <, 500 * 1000);
+    g_mutex_init(&u->m.lock);
+    u->m.ctx = g_main_context_new();
+    u->m.clock = virt_clock_new(true);
+    u->queues = g_ptr_array_new();
+    g_autoptr(Keyval) kv = keyval_parse("ipv6=off", NULL, &err);
+    g_assert_null(err);
+    g_assert_true(net_user_backend.init(&u->m, "u0", kv, "-netdev user,id=u0", u->queues,
+                                        &err));
+    g_assert_null(err);
+    u->user = g_ptr_array_index(u->queues, 0);
+    u->nic = net_client_new(NULL, &user_echo_info, "test", "nic", 0);
+    u->nic->opaque = u;
+    net_link(u->nic, u->user);
 
-    net_client_free(t.nic);
-    net_client_free(user);
-    virt_clock_free(m.clock);
-    g_main_context_unref(m.ctx);
-    g_array_free(b.got, TRUE);
-    g_mutex_clear(&m.lock);
+    while (g_main_context_iteration(u->m.ctx, FALSE)) {
+    }
+    machine_lock(&u->m);
+    g_assert_true(net_send_buf(u->nic, arp, sizeof(arp))); /* slirp learns our MAC */
+    machine_unlock(&u->m);
+    g_assert_cmpuint(u->arp, ==, 1);
 }
 
-/*
- * -netdev user: a frame handed to slirp on the loop's own thread after slirp's prepare
- * gave glib this iteration's descriptors and timeout (here from a later source's
- * prepare) wakes the loop as well; otherwise the poll waits on a set without the socket
- * the frame opened, until slirp's timeout (up to a second).  The frame is a UDP datagram
- * to the gateway, which slirp sends to a host socket on 127.0.0.1 that echoes it at once.
- */
+/* Hands the UDP frame to slirp (VM lock held, as the NIC does), then echoes it. */
+static void user_echo_send(UserEcho *u)
+{
+    char buf[64];
+    struct sockaddr_in from;
+    socklen_t fromlen = sizeof(from);
+
+    machine_lock(&u->m);
+    g_assert_true(net_send_buf(u->nic, u->frame, sizeof(u->frame)));
+    machine_unlock(&u->m);
+    ssize_t n = recvfrom(u->echo_fd, buf, sizeof(buf), 0, (struct sockaddr *)&from,
+                         &fromlen);
+    g_assert_cmpint(n, >, 0);
+    g_assert_cmpint(sendto(u->echo_fd, buf, n, 0, (struct sockaddr *)&from, fromlen), ==, n);
+}
+
+/* Runs the loop until the echo reaches the guest side; how long that took (us). */
+static gint64 user_echo_wait(UserEcho *u)
+{
+    gint64 start = g_get_monotonic_time();
+
+    while (u->udp == 0 && g_get_monotonic_time() - start < 3 * G_USEC_PER_SEC) {
+        g_main_context_iteration(u->m.ctx, TRUE);
+    }
+    g_assert_cmpuint(u->udp, ==, 1);
+    return g_get_monotonic_time() - start;
+}
+
+static void user_echo_teardown(UserEcho *u)
+{
+    close(u->echo_fd);
+    net_client_free(u->nic);
+    net_client_free(u->user);
+    g_ptr_array_free(u->queues, TRUE);
+    virt_clock_free(u->m.clock);
+    g_main_context_unref(u->m.ctx);
+    g_mutex_clear(&u->m.lock);
+}
+
+static gpointer user_echo_send_later(gpointer opaque)
+{
+    g_usleep(100 * 1000); /* the loop is asleep in its poll by now */
+    user_echo_send(opaque);
+    return NULL;
+}
+
+static void test_user_frame_from_other_thread_wakes_loop(void)
+{
+    UserEcho u = { 0 };
+
+    user_echo_setup(&u);
+    GThread *th = g_thread_new("vcpu", user_echo_send_later, &u);
+    gint64 took = user_echo_wait(&u);
+    g_thread_join(th);
+    g_assert_cmpint(took, <, 600 * 1000); /* 100 ms of it the thread's sleep */
+    user_echo_teardown(&u);
+}
+
 typedef struct LateSender {
     GSource base;
-    Machine *m;
-    NetClientState *nic;
-    const uint8_t *frame; /* handed over by the next prepare, then NULL */
-    size_t len;
-    int echo_fd;
+    UserEcho *u;
+    bool sent;
 } LateSender;
 
 static gboolean late_sender_prepare(GSource *src, gint *timeout)
 {
     LateSender *l = (LateSender *)src;
-    char buf[64];
-    struct sockaddr_in from;
-    socklen_t fromlen = sizeof(from);
 
     *timeout = -1;
-    if (!l->frame) {
-        return FALSE;
+    if (!l->sent) {
+        l->sent = true;
+        user_echo_send(l->u);
     }
-    machine_lock(l->m);
-    g_assert_true(net_send_buf(l->nic, l->frame, l->len));
-    machine_unlock(l->m);
-    l->frame = NULL;
-    ssize_t n = recvfrom(l->echo_fd, buf, sizeof(buf), 0, (struct sockaddr *)&from,
-                         &fromlen);
-    g_assert_cmpint(n, >, 0);
-    g_assert_cmpint(sendto(l->echo_fd, buf, n, 0, (struct sockaddr *)&from, fromlen), ==, n);
     return FALSE;
 }
 
@@ -636,111 +700,19 @@ static GSourceFuncs late_sender_funcs = {
     .dispatch = late_sender_dispatch,
 };
 
-/* Frames the guest side got, by EtherType and (for IPv4) protocol. */
-typedef struct GuestLog {
-    unsigned arp, udp;
-} GuestLog;
-
-static ssize_t guest_log_receive(NetClientState *nc, const struct iovec *iov, int iovcnt)
-{
-    GuestLog *g = nc->opaque;
-    const uint8_t *f = iov[0].iov_base;
-
-    g_assert_cmpuint(iov[0].iov_len, >=, 24);
-    g->arp += f[12] == 0x08 && f[13] == 0x06;
-    g->udp += f[12] == 0x08 && f[13] == 0x00 && f[14 + 9] == 17;
-    return (ssize_t)iov[0].iov_len;
-}
-
-static const NetClientInfo guest_log_info = {
-    .type = "test",
-    .receive = guest_log_receive,
-};
-
 static void test_user_frame_after_prepare_wakes_loop(void)
 {
-    Machine m = { 0 };
-    GuestLog g = { 0 };
-    g_autoptr(GPtrArray) queues = g_ptr_array_new();
-    Error *err = NULL;
-    static const uint8_t arp[42] = {
-        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 0x08, 0x06,
-        0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01,            /* Ethernet/IPv4, request */
-        0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 10, 0, 2, 15,    /* from the guest */
-        0, 0, 0, 0, 0, 0, 10, 0, 2, 2,                       /* who has 10.0.2.2 */
-    };
-    uint8_t udp[14 + 20 + 8 + 4] = {
-        0x52, 0x55, 0x0a, 0x00, 0x02, 0x02, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 0x08, 0x00,
-        0x45, 0, 0, 20 + 8 + 4, 0, 1, 0, 0, 64, 17, 0, 0,    /* IPv4, UDP */
-        10, 0, 2, 15, 10, 0, 2, 2,                           /* guest -> gateway */
-        0x15, 0xb3, 0, 0, 0, 8 + 4, 0, 0,                    /* port 5555 -> (below), no sum */
-        'p', 'i', 'n', 'g',
-    };
-    struct sockaddr_in addr = { .sin_family = AF_INET };
-    socklen_t alen = sizeof(addr);
-    struct timeval tv = { .tv_sec = 5 };
+    UserEcho u = { 0 };
 
-    /* The host side: a UDP socket on loopback, where slirp sends what goes to 10.0.2.2. */
-    int echo_fd = socket(AF_INET, SOCK_DGRAM, 0);
-    g_assert_cmpint(echo_fd, >=, 0);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    g_assert_cmpint(bind(echo_fd, (struct sockaddr *)&addr, sizeof(addr)), ==, 0);
-    g_assert_cmpint(getsockname(echo_fd, (struct sockaddr *)&addr, &alen), ==, 0);
-    g_assert_cmpint(setsockopt(echo_fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), ==, 0);
-    memcpy(&udp[14 + 20 + 2], &addr.sin_port, 2);
-    uint32_t sum = 0;
-    for (unsigned i = 0; i < 20; i += 2) {
-        sum += (udp[14 + i] << 8) | udp[14 + i + 1];
-    }
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = ~((sum & 0xffff) + (sum >> 16)) & 0xffff;
-    udp[14 + 10] = sum >> 8;
-    udp[14 + 11] = sum & 0xff;
-
-    g_mutex_init(&m.lock);
-    m.ctx = g_main_context_new();
-    m.clock = virt_clock_new(true);
-    g_autoptr(Keyval) kv = keyval_parse("ipv6=off", NULL, &err);
-    g_assert_null(err);
-    g_assert_true(net_user_backend.init(&m, "u0", kv, "-netdev user,id=u0", queues, &err));
-    g_assert_null(err);
-    NetClientState *user = g_ptr_array_index(queues, 0);
-    NetClientState *nic = net_client_new(NULL, &guest_log_info, "test", "nic", 0);
-    nic->opaque = &g;
-    net_link(nic, user);
-
-    while (g_main_context_iteration(m.ctx, FALSE)) { /* the source knows its thread */
-    }
-    machine_lock(&m);
-    g_assert_true(net_send_buf(nic, arp, sizeof(arp))); /* slirp learns the guest's MAC */
-    machine_unlock(&m);
-    g_assert_cmpuint(g.arp, ==, 1);
-
+    user_echo_setup(&u);
     /* Attached after slirp's source at the same priority: prepared after it. */
     GSource *late = g_source_new(&late_sender_funcs, sizeof(LateSender));
-    LateSender *l = (LateSender *)late;
-    l->m = &m;
-    l->nic = nic;
-    l->frame = udp;
-    l->len = sizeof(udp);
-    l->echo_fd = echo_fd;
-    g_source_attach(late, m.ctx);
-
-    gint64 start = g_get_monotonic_time();
-    while (g.udp == 0 && g_get_monotonic_time() - start < 3 * G_USEC_PER_SEC) {
-        g_main_context_iteration(m.ctx, TRUE);
-    }
-    g_assert_cmpuint(g.udp, ==, 1); /* the echo came back to the guest */
-    g_assert_cmpint(g_get_monotonic_time() - start, <, 300 * 1000);
-
+    ((LateSender *)late)->u = &u;
+    g_source_attach(late, u.m.ctx);
+    g_assert_cmpint(user_echo_wait(&u), <, 600 * 1000); /* not slirp's 1 s timeout */
     g_source_destroy(late);
     g_source_unref(late);
-    close(echo_fd);
-    net_client_free(nic);
-    net_client_free(user);
-    virt_clock_free(m.clock);
-    g_main_context_unref(m.ctx);
-    g_mutex_clear(&m.lock);
+    user_echo_teardown(&u);
 }
 
 static void test_parse_mac(void)
