@@ -11,6 +11,9 @@
 #include "block/qcow2.h"
 #include "sen/block.h"
 
+/* QEMU's limit on one entry's extra data (QCOW_MAX_SNAPSHOT_EXTRA_DATA). */
+#define QCOW2_MAX_SNAPSHOT_EXTRA 1024
+
 void qcow2_snapshot_clear(Qcow2Snapshot *sn)
 {
     g_free(sn->id_str);
@@ -35,7 +38,7 @@ bool qcow2_snapshot_parse(const uint8_t *buf, size_t len, Qcow2Snapshot *sn, siz
     sn->vm_state_size = qcow2_ld32(buf + 32);
     sn->extra_len = qcow2_ld32(buf + 36);
     size_t need = 40 + (size_t)sn->extra_len + id_len + name_len;
-    if (sn->extra_len > 1024 || need > len) {
+    if (sn->extra_len > QCOW2_MAX_SNAPSHOT_EXTRA || need > len) {
         return false;
     }
     sn->extra = g_memdup2(buf + 40, sn->extra_len);
@@ -51,31 +54,51 @@ bool qcow2_snapshot_parse(const uint8_t *buf, size_t len, Qcow2Snapshot *sn, siz
     return true;
 }
 
+/*
+ * Reads one entry at off: its fixed part, then exactly the extra data, id and name it
+ * announces.  Nothing past the entry is read (the padding to 8 bytes neither): a bad
+ * sector or the end of the file right after the table must not fail it, as in qemu-img.
+ */
+static int read_snapshot_entry(BDRVQcow2State *s, uint64_t off, Qcow2Snapshot *sn,
+                               size_t *used)
+{
+    uint8_t fixed[40];
+    int ret = bdrv_pread(s->bs->file, off, sizeof(fixed), fixed);
+    if (ret < 0) {
+        return ret;
+    }
+    uint32_t extra_len = qcow2_ld32(fixed + 36);
+    if (extra_len > QCOW2_MAX_SNAPSHOT_EXTRA) {
+        return -EIO;
+    }
+    size_t len = sizeof(fixed) + extra_len + qcow2_ld16(fixed + 12) + qcow2_ld16(fixed + 14);
+    uint8_t *buf = g_malloc(len);
+    memcpy(buf, fixed, sizeof(fixed));
+    ret = bdrv_pread(s->bs->file, off + sizeof(fixed), len - sizeof(fixed),
+                     buf + sizeof(fixed));
+    if (ret == 0 && !qcow2_snapshot_parse(buf, len, sn, used)) {
+        ret = -EIO;
+    }
+    g_free(buf);
+    return ret;
+}
+
 int qcow2_read_snapshots(BDRVQcow2State *s, GArray **out)
 {
     GArray *a = g_array_new(FALSE, TRUE, sizeof(Qcow2Snapshot));
     *out = a;
     uint64_t off = s->h.snapshots_offset;
-    /* Each entry is at most 40 + 1024 + 2 * 65535 bytes; read one entry's worth at a time. */
-    size_t bufsz = 40 + 1024 + 2 * 65536;
-    uint8_t *buf = g_malloc(bufsz);
-    int ret = 0;
     for (uint32_t i = 0; i < s->h.nb_snapshots; i++) {
-        ret = bdrv_pread(s->bs->file, off, bufsz, buf);
-        if (ret < 0) {
-            break;
-        }
         Qcow2Snapshot sn;
         size_t used;
-        if (!qcow2_snapshot_parse(buf, bufsz, &sn, &used)) {
-            ret = -EIO;
-            break;
+        int ret = read_snapshot_entry(s, off, &sn, &used);
+        if (ret < 0) {
+            return ret;
         }
         g_array_append_val(a, sn);
         off += used;
     }
-    g_free(buf);
-    return ret;
+    return 0;
 }
 
 void qcow2_snapshots_free(GArray *a)
