@@ -283,6 +283,14 @@ static BlockDriverState *bdrv_new_node(const BlockDriver *drv, const char *filen
     return bs;
 }
 
+BlockDriverState *bdrv_find_node(const char *name)
+{
+    g_mutex_lock(&node_names_lock);
+    BlockDriverState *bs = node_names ? g_hash_table_lookup(node_names, name) : NULL;
+    g_mutex_unlock(&node_names_lock);
+    return bs;
+}
+
 static void bdrv_free_node(BlockDriverState *bs)
 {
     BlockNode *node = block_node(bs);

@@ -11,6 +11,7 @@
 struct BlockState {
     GPtrArray *backends;   /* of BlockBackend*, owned */
     GPtrArray *nodes;      /* of BlockDriverState* from -blockdev, one reference each */
+    bool inactive;         /* the images belong to a migration source (BDRV_O_INACTIVE) */
 };
 
 static BlockDriverState *block_find_node(BlockState *st, const char *name)
@@ -85,7 +86,8 @@ bool block_init_drives(Machine *m, Error **errp)
     /* A migration destination shares the images with a source that still runs and
      * writes them: open them without writing, and read them again when the migration
      * completes (block_activate_all). */
-    int flags = BDRV_O_RDWR | (m->cfg->incoming ? BDRV_O_INACTIVE : 0);
+    st->inactive = m->cfg->incoming != NULL;
+    int flags = BDRV_O_RDWR | (st->inactive ? BDRV_O_INACTIVE : 0);
     for (guint i = 0; drives && i < drives->len; i++) {
         const DriveConfig *d = g_ptr_array_index(drives, i);
         if (!block_open_drive(st, d, flags, errp)) {
@@ -186,10 +188,88 @@ static bool block_for_each(Machine *m, bool (*fn)(BlockDriverState *, Error **),
 
 bool block_inactivate_all(Machine *m, Error **errp)
 {
+    if (m->block) {
+        m->block->inactive = true;
+    }
     return block_for_each(m, bdrv_inactivate, errp);
 }
 
 bool block_activate_all(Machine *m, Error **errp)
 {
-    return block_for_each(m, bdrv_activate, errp);
+    bool ok = block_for_each(m, bdrv_activate, errp);
+    if (ok && m->block) {
+        m->block->inactive = false;
+    }
+    return ok;
+}
+
+/*
+ * blockdev-add: the node joins the -blockdev ones (block_blockdev_nodes, block_cleanup,
+ * drive= lookups), so the monitor owns it as QEMU's does.  opts is consumed.
+ */
+bool block_blockdev_add(Machine *m, Keyval *opts, Error **errp)
+{
+    BlockState *st = m->block;
+    const char *name = keyval_get(opts, "node-name");
+
+    if (!name || !st) {
+        error_setg(errp, !name ? "'node-name' must be specified for the root node"
+                               : "This machine has no block layer");
+        keyval_free(opts);
+        return false;
+    }
+    for (guint i = 0; i < st->backends->len; i++) {
+        BlockBackend *blk = g_ptr_array_index(st->backends, i);
+        /* As QEMU: -drive ids and node names share one name space.  (The backend of a
+         * -blockdev node a device uses carries the node's name: that is the node's.) */
+        if (strcmp(blk_name(blk), name) == 0 && strcmp(blk_bs(blk)->node_name, name) != 0) {
+            error_setg(errp, "node-name=%s is conflicting with a device id", name);
+            keyval_free(opts);
+            return false;
+        }
+    }
+    /* While the images belong to a migration source, a new node is opened inactive too,
+     * and the migration's end activates it with the others. */
+    int flags = BDRV_O_RDWR | (st->inactive ? BDRV_O_INACTIVE : 0);
+    BlockDriverState *bs = bdrv_open_ex(NULL, opts, NULL, flags, block_lookup_ref, st,
+                                        errp);
+    if (!bs) {
+        return false;
+    }
+    g_ptr_array_add(st->nodes, bs);
+    return true;
+}
+
+/*
+ * blockdev-del, checked in QEMU's order: the node exists, no device (backend) uses it,
+ * the monitor owns it (a -blockdev or blockdev-add node, not a child opened in place),
+ * and no other node references it.  Then its last reference goes, and with it its name.
+ */
+bool block_blockdev_del(Machine *m, const char *node_name, Error **errp)
+{
+    BlockState *st = m->block;
+    BlockDriverState *bs = st ? bdrv_find_node(node_name) : NULL;
+
+    if (!bs) {
+        error_setg(errp, "Failed to find node with node-name='%s'", node_name);
+        return false;
+    }
+    for (guint i = 0; i < st->backends->len; i++) {
+        if (blk_bs(g_ptr_array_index(st->backends, i)) == bs) {
+            error_setg(errp, "Node %s is in use", node_name);
+            return false;
+        }
+    }
+    if (!g_ptr_array_find(st->nodes, bs, NULL)) {
+        error_setg(errp, "Node %s is not owned by the monitor", node_name);
+        return false;
+    }
+    if (g_atomic_int_get(&bs->refcnt) > 1) {
+        error_setg(errp, "Block device %s is in use", node_name);
+        return false;
+    }
+    g_ptr_array_remove(st->nodes, bs);
+    bdrv_flush(bs);
+    bdrv_unref(bs);
+    return true;
 }

@@ -356,3 +356,21 @@ json_t *qmp_blockdev_snapshot_delete_internal_sync(QmpCtx *ctx, const char *devi
     g_ptr_array_free(list, TRUE);
     return ret;
 }
+
+/* The marshaller checked the arguments against BlockdevOptions; the block layer reads
+ * them as it reads -blockdev's JSON form (one parser, the same errors). */
+bool qmp_blockdev_add(QmpCtx *ctx, json_t *arg, Error **errp)
+{
+    g_autofree char *json = json_dumps(arg, JSON_COMPACT);
+    Keyval *opts = json ? block_keyval_from_json(json, "blockdev-add", errp) : NULL;
+
+    if (!json) {
+        error_setg(errp, "blockdev-add: out of memory");
+    }
+    return opts && block_blockdev_add(ctx->m, opts, errp);
+}
+
+bool qmp_blockdev_del(QmpCtx *ctx, const char *node_name, Error **errp)
+{
+    return block_blockdev_del(ctx->m, node_name, errp);
+}

@@ -236,6 +236,9 @@ char *bdrv_format_list(void);
 /* Node names are unique among the open nodes of the process, as in QEMU: opening a node
  * under a name in use fails with "Duplicate nodes with node-name='x'". */
 bool bdrv_node_name_in_use(const char *name);
+/* The open node named name, or NULL.  Not referenced: only for the thread that changes
+ * the machine's graph (the main loop), under which no other thread frees a node. */
+BlockDriverState *bdrv_find_node(const char *name);
 /* Sorts nodes (BlockDriverState*) newest first, the order QEMU lists named nodes in. */
 void bdrv_sort_newest_first(GPtrArray *nodes);
 
@@ -448,6 +451,14 @@ GPtrArray *block_backends(Machine *m);
 /* The -blockdev nodes of m in command-line order, used by a device or not. */
 GPtrArray *block_blockdev_nodes(Machine *m);
 void block_cleanup(Machine *m);
+/*
+ * QMP blockdev-add / blockdev-del: a node opened from opts as -blockdev opens one (owned
+ * by the monitor, like the -blockdev nodes), and the removal of such a node when nothing
+ * uses it, its name free again at once.  Errors in QEMU 7.2's words.
+ */
+bool block_blockdev_add(Machine *m, Keyval *opts, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+bool block_blockdev_del(Machine *m, const char *node_name,
+                        Error **errp) G_GNUC_WARN_UNUSED_RESULT;
 /* bdrv_inactivate / bdrv_activate on every drive of the machine (live migration). */
 bool block_inactivate_all(Machine *m, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
 bool block_activate_all(Machine *m, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
