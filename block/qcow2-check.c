@@ -59,6 +59,33 @@ static bool repairs_past_end(const CheckState *c)
     return c->fix & BDRV_FIX_ERRORS;
 }
 
+static bool overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+{
+    return alen && blen && a < b + blen && b < a + alen;
+}
+
+/*
+ * Whether [off, off+len), a table a corrupt image says is an L2 or snapshot L1 table,
+ * lies on the header, the active L1 table, the refcount table or blocks or the snapshot
+ * table: then it is no table to repair, and writing it would destroy that metadata.
+ */
+static bool on_other_metadata(BDRVQcow2State *s, uint64_t off, uint64_t len)
+{
+    if (overlaps(off, len, 0, s->cluster_size) ||
+        overlaps(off, len, s->h.l1_table_offset, s->l1_size * 8ull) ||
+        overlaps(off, len, s->h.refcount_table_offset, s->reftable_size * 8) ||
+        (s->h.nb_snapshots && overlaps(off, len, s->h.snapshots_offset, s->cluster_size))) {
+        return true;
+    }
+    for (uint64_t i = 0; i < s->reftable_used; i++) {
+        uint64_t rb = s->reftable[i] & QCOW2_REFT_OFFSET_MASK;
+        if (rb && overlaps(off, len, rb, s->cluster_size)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static void zero_l2e_past_end(CheckState *c, uint8_t *e, uint64_t l2e)
 {
     BDRVQcow2State *s = c->s;
@@ -126,6 +153,8 @@ static int check_l2(CheckState *c, uint64_t l2off, bool active, uint8_t *tbl)
      * that does not follow the previous one; compressed clusters always count. */
     uint64_t next_contiguous = 0;
     bool repaired = false;
+    /* A corrupt L1 entry can point anywhere: a "table" on other metadata is only read. */
+    bool fix = repairs_past_end(c) && !on_other_metadata(s, l2off, s->cluster_size);
     for (uint64_t i = 0; i < n; i++) {
         uint8_t *e = tbl + i * s->l2e_size;
         uint64_t l2e = qcow2_ld64(e);
@@ -133,7 +162,7 @@ static int check_l2(CheckState *c, uint64_t l2off, bool active, uint8_t *tbl)
         if (t == QCOW2_CLUSTER_COMPRESSED) {
             if (!ref_range(c, qcow2_compressed_offset(l2e, s->cluster_bits),
                            qcow2_compressed_len(l2e, s->cluster_bits)) &&
-                repairs_past_end(c)) {
+                fix) {
                 zero_l2e_past_end(c, e, l2e);
                 repaired = true;
                 continue;
@@ -156,8 +185,7 @@ static int check_l2(CheckState *c, uint64_t l2off, bool active, uint8_t *tbl)
             continue;
         }
         /* Clusters of an external data file are not refcounted (qcow2.txt, QEMU). */
-        if (!qcow2_has_data_file(s) && !ref_range(c, host, s->cluster_size) &&
-            repairs_past_end(c)) {
+        if (!qcow2_has_data_file(s) && !ref_range(c, host, s->cluster_size) && fix) {
             zero_l2e_past_end(c, e, l2e);
             repaired = true;
             continue;
@@ -196,7 +224,9 @@ static int check_l1(CheckState *c, uint64_t l1off, uint32_t l1_size, bool active
             c->res->corruptions++;
             continue;
         }
-        if (!ref_range(c, l2off, s->cluster_size) && repairs_past_end(c)) {
+        /* A snapshot's L1 table on other metadata (corrupt) is only read. */
+        if (!ref_range(c, l2off, s->cluster_size) && repairs_past_end(c) &&
+            (l1off == s->h.l1_table_offset || !on_other_metadata(s, l1off + i * 8ull, 8))) {
             clear_l1e_past_end(c, l1off, i, GUINT64_FROM_BE(l1[i]));
             continue;
         }

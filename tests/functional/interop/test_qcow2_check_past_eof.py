@@ -150,3 +150,21 @@ def test_repair_leaks_leaves_the_entry(tmp_path):
     assert s.returncode == q.returncode == 2, (s.stderr, q.stderr)
     assert errors(s.stderr) == errors(q.stderr)
     run(QEMU_IMG, "compare", imgs["sen"], imgs["qemu"])
+
+
+def test_table_on_other_metadata_is_not_rewritten(tmp_path):
+    """An L1 entry pointing at the refcount block: read as an L2 table, its refcounts
+    look like entries past the end of the file.  Repairing them would overwrite the
+    refcounts (the header's first): -r all reports them and leaves them."""
+    path = tmp_path / "img.qcow2"
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", path, "16M")
+    run(QEMU_IO, "-f", "qcow2", "-c", "write -P 7 0 128k", path)
+    with open(path, "r+b") as f:
+        refblock = be64(f, be64(f, 48))
+        put64(f, be64(f, 40), (1 << 63) | refblock)
+    p = run(SEN_IMG, "check", "-r", "all", path, check=False)
+    assert "exceeding the end of the file" in p.stderr, p.stderr
+    assert "Repairing L2 entry" not in p.stderr, p.stderr
+    with open(path, "rb") as f:
+        f.seek(refblock)
+        assert struct.unpack(">H", f.read(2))[0] >= 1, "the header lost its refcount"
