@@ -91,6 +91,7 @@ static void zero_l2e_past_end(CheckState *c, uint8_t *e, uint64_t l2e)
     BDRVQcow2State *s = c->s;
     fprintf(stderr, "Repairing L2 entry pointing past the end of the file: l2_entry=%"
             G_GINT64_MODIFIER "x (now reads as zeros)\n", l2e);
+    c->res->corruptions--; /* the one ref_range counted: repaired, so not left over */
     if (s->extl2) {
         qcow2_st64(e, 0);
         qcow2_st64(e + 8, 0xffffffff00000000ull); /* every subcluster reads as zeros */
@@ -135,6 +136,7 @@ static void clear_l1e_past_end(CheckState *c, uint64_t l1off, uint32_t i, uint64
     if (ret < 0) {
         c->res->check_errors++;
     } else {
+        c->res->corruptions--; /* the one ref_range counted: repaired */
         c->res->corruptions_fixed++;
     }
 }
@@ -394,7 +396,16 @@ static int count_references(CheckState *c, bool *rebuild)
             *rebuild = true;
             continue;
         }
-        ref_range(c, rb, s->cluster_size);
+        /* A refcount block something else uses too (a corrupt table pointing at it)
+         * cannot be repaired in place: its refcounts would change under it.  As
+         * qemu-img: reported, and -r all rebuilds the structure elsewhere. */
+        uint64_t rbc = rb >> s->cluster_bits;
+        if (ref_range(c, rb, s->cluster_size) && c->refs[rbc] != 1) {
+            fprintf(stderr, "ERROR refcount block %" G_GUINT64_FORMAT " refcount=%"
+                    G_GUINT64_FORMAT "\n", i, c->refs[rbc]);
+            res->corruptions++;
+            *rebuild = true;
+        }
     }
     if (res->check_errors > errors_before || snaps_unreadable) {
         /* The clusters that only unread tables reference were counted as free: comparing
@@ -489,7 +500,7 @@ static int rebuild_refcounts(CheckState *c, uint64_t *end)
         res->check_errors++;
         return ret;
     }
-    res->corruptions_fixed += res->corruptions;
+    int found = res->corruptions;
     res->leaks_fixed += res->leaks;
     res->corruptions = res->leaks = 0;
     /* The old table and blocks are leaks now: free them, reporting only the repairs
@@ -498,6 +509,9 @@ static int rebuild_refcounts(CheckState *c, uint64_t *end)
     CheckState again = { .s = c->s, .res = &scratch };
     bool rebuild = false;
     ret = count_references(&again, &rebuild);
+    /* What the rebuild cannot fix (a reference past the end) is found again: as
+     * qemu-img, only the corruptions gone count as repaired. */
+    res->corruptions_fixed += MAX(found - scratch.corruptions, 0);
     if (ret == 0) {
         *end = compare_refcounts(&again, BDRV_FIX_LEAKS, false, &rebuild);
         if (rebuild) {
