@@ -333,6 +333,41 @@ static bool report_mismatch(const RefMismatch *m, bool repair)
 #define QCOW2_CHECK_MAX_CLUSTERS (1ull << 28)
 
 /*
+ * A refcount block past the end of the file (a corrupt table entry), as qemu-img: -r all
+ * grows the file over it so that it is counted (its refcounts read as zeros, so the
+ * comparison then asks for a rebuild).  Returns whether it may be counted now.
+ */
+static bool refblock_outside_image(CheckState *c, uint64_t i, uint64_t rb)
+{
+    BDRVQcow2State *s = c->s;
+    bool fix = c->fix & BDRV_FIX_ERRORS;
+    fprintf(stderr, "%s refcount block %" G_GUINT64_FORMAT " is outside image\n",
+            fix ? "Repairing" : "ERROR", i);
+    c->res->corruptions++;
+    if (!fix) {
+        return false;
+    }
+    uint64_t need = (rb >> s->cluster_bits) + 1;
+    Error *err = NULL;
+    if (need > QCOW2_CHECK_MAX_CLUSTERS) {
+        fprintf(stderr, "ERROR could not resize image: %s\n", g_strerror(EFBIG));
+        return false;
+    }
+    if (!bdrv_truncate(s->bs->file, rb + s->cluster_size, false, &err)) {
+        fprintf(stderr, "ERROR could not resize image: %s\n", error_get_pretty(err));
+        error_free(err);
+        return false;
+    }
+    if (need > c->nb) {
+        c->refs = g_renew(uint64_t, c->refs, need);
+        memset(c->refs + c->nb, 0, (need - c->nb) * sizeof(*c->refs));
+        c->nb = need;
+    }
+    c->file_clusters = MAX(c->file_clusters, need);
+    return true;
+}
+
+/*
  * Counts every cluster's references from the metadata into c->refs (allocated here for
  * the file's clusters and the ones allocated past its end).  *rebuild is set when a
  * refcount table entry is broken, as in qemu-img.
@@ -394,6 +429,9 @@ static int count_references(CheckState *c, bool *rebuild)
                     "aligned; refcount table entry corrupted\n", i);
             res->corruptions++;
             *rebuild = true;
+            continue;
+        }
+        if (rb >= (uint64_t)flen && !refblock_outside_image(c, i, rb)) {
             continue;
         }
         /* A refcount block something else uses too (a corrupt table pointing at it)
