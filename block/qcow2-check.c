@@ -349,7 +349,10 @@ static bool refblock_outside_image(CheckState *c, uint64_t i, uint64_t rb)
     }
     uint64_t need = (rb >> s->cluster_bits) + 1;
     Error *err = NULL;
-    if (need > QCOW2_CHECK_MAX_CLUSTERS) {
+    /* A corrupt entry can point terabytes away: grow no further than check looks past
+     * the end (a bigger sparse file and a per-cluster table for it help nobody). */
+    if (need > c->file_clusters + QCOW2_CHECK_SLACK_CLUSTERS ||
+        need > QCOW2_CHECK_MAX_CLUSTERS) {
         fprintf(stderr, "ERROR could not resize image: %s\n", g_strerror(EFBIG));
         return false;
     }
