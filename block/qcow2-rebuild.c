@@ -3,7 +3,8 @@
  * a referenced cluster has no refcount, i.e. its refcount block is missing or its table
  * entry is broken): per-cluster updates cannot repair that, as there is no block to
  * update.  New refcount blocks go into free clusters (first free first), the new table
- * after everything in use; all are written and flushed before the header points at the
+ * into the first run of free clusters long enough (as qemu-img places them); all are
+ * written and flushed before the header points at the
  * table, so a crash before the switch leaves the old structure and a few unreferenced
  * clusters.  The old table and blocks are then leaks the caller frees, as QEMU does.
  */
@@ -38,6 +39,25 @@ static uint64_t rebuild_alloc(Rebuild *r)
     rebuild_grow(r, r->hint + 1);
     r->refs[r->hint] = 1;
     return r->hint;
+}
+
+/*
+ * The first run of m free clusters (possibly reaching past what refs covers), as
+ * qemu-img places the new table: a table after the last used cluster would leave the
+ * free clusters before it as a hole and make the image end later than needed.
+ */
+static uint64_t rebuild_find_run(const Rebuild *r, uint64_t m)
+{
+    uint64_t start = r->hint, len = 0;
+    for (uint64_t i = r->hint; i < r->nb && len < m; i++) {
+        if (r->refs[i]) {
+            start = i + 1;
+            len = 0;
+        } else {
+            len++;
+        }
+    }
+    return start;
 }
 
 static bool range_used(const Rebuild *r, uint64_t rt)
@@ -99,10 +119,7 @@ int qcow2_rebuild_refcounts(BDRVQcow2State *s, uint64_t **refs, uint64_t *nb)
             return -EFBIG;
         }
         m = need;
-        t0 = r.nb;
-        while (t0 > 0 && !r.refs[t0 - 1]) {
-            t0--;
-        }
+        t0 = rebuild_find_run(&r, m);
         rebuild_grow(&r, t0 + m);
         for (uint64_t i = 0; i < m; i++) {
             r.refs[t0 + i] = 1;

@@ -63,6 +63,8 @@ def test_rebuild_like_qemu(tmp_path, opts, snapshot):
     # differ with where the new structure went).
     assert lines(s.stdout, "    ") == lines(q.stdout, "    ")
     assert "No errors were found on the image." in s.stdout
+    # The new table goes into the first free run, as qemu-img puts it: no larger file.
+    assert imgs["sen"].stat().st_size <= imgs["qemu"].stat().st_size
     res = json.loads(run(QEMU_IMG, "check", "--output=json", imgs["sen"]).stdout)
     assert not res.get("corruptions") and not res.get("leaks"), res
     run(QEMU_IMG, "compare", "-F", "raw", imgs["sen"], good)
