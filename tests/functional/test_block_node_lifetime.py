@@ -70,9 +70,9 @@ def answers(d, name, base, steps):
                 args["file"] = {k: v.replace("{d}", d) for k, v in args["file"].items()}
             try:
                 ret = c.cmd(cmd, **args)
-                if cmd == "query-named-block-nodes":
-                    ret = sorted(n["node-name"] for n in ret
-                                 if not n["node-name"].startswith("#"))
+                if cmd == "query-named-block-nodes":  # in QEMU's order, newest first
+                    ret = [n["node-name"] for n in ret
+                           if not n["node-name"].startswith("#")]
                 out.append(("ok", ret))
             except QMPError as e:
                 out.append((e.cls, e.desc))
