@@ -78,7 +78,5 @@ int block_pool_submit(BlockPool *p, GMainContext *ctx, BlockRequest *req,
                       bool may_inline)
     G_GNUC_WARN_UNUSED_RESULT;
 void block_pool_free(BlockPool *p);
-/* How many workers sleep waiting for a request (tests). */
-int block_pool_idle_workers(BlockPool *p);
 
 #endif

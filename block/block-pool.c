@@ -6,16 +6,10 @@
  * context lock and woke the loop, and the pool's queue lock was a second contended lock, so
  * at queue depth 32 the workers spent most of their time in futex calls.  Here:
  * - a worker keeps taking queued requests until the queue is empty before it sleeps, and
- *   a submitter hands a request to the sleeping workers without the pool lock on the
- *   worker's side (its own mutex and condition), so the woken worker never waits for the
- *   pool lock that the submitter takes again for the next request of a burst (that
- *   wake-then-block cost a context switch per request at depth 32);
- * - handed-over requests start in submission order whichever woken worker runs first:
- *   they go into a ring in order and each woken worker takes the oldest one not yet taken.
- *   A request bound to the worker it woke entered the kernel when the scheduler ran that
- *   worker, so a burst of 32 sequential 64 KiB O_DIRECT reads reached the disk's queue
- *   out of order: front merges instead of back merges, and twice the device requests of
- *   qemu-img, whose pool's workers take the oldest queued request (docs/block.md);
+ *   a submitter hands a request straight to one sleeping worker (its own slot, mutex and
+ *   condition), so the woken worker never waits for the pool lock that the submitter
+ *   takes again for the next request of a burst (that wake-then-block cost a context
+ *   switch per request at depth 32);
  * - finished requests go on one list; only the worker that finds the list empty writes
  *   the eventfd, and the loop runs every finished request in one dispatch, in order.
  */
@@ -31,13 +25,13 @@ typedef struct BlockPoolJob {
     struct BlockPoolJob *next;
 } BlockPoolJob;
 
-/* One worker thread; woken, stop and the wait are guarded by its own mutex. */
+/* One worker thread; job, stop and the wait are guarded by its own mutex. */
 typedef struct BlockPoolWorker {
     struct BlockPool *pool;
     GThread *thread;
     GMutex mutex;
-    GCond cond;               /* woken or stop was set */
-    bool woken;               /* a submitter put a job in the ring for this wake-up */
+    GCond cond;               /* job was handed over, or stop was set */
+    BlockPoolJob *job;        /* handed over by a submitter while the worker was idle */
     bool stop;
     struct BlockPoolWorker *next_idle;
 } BlockPoolWorker;
@@ -50,22 +44,8 @@ struct BlockPool {
     GMutex lock;              /* guards everything below except the done list */
     GQueue queue;             /* BlockPoolJob * waiting for a worker */
     GPtrArray *threads;       /* BlockPoolWorker *, joined by block_pool_free */
-    BlockPoolWorker *idle;    /* workers with an empty queue, each waiting to be woken */
+    BlockPoolWorker *idle;    /* workers with an empty queue, each waiting for a slot job */
     bool stopping;
-
-    /*
-     * Jobs handed to woken workers, in submission order.  A submitter writes
-     * handoff[handoff_head++ % ring size] under the lock, then wakes one idle worker; a
-     * woken worker takes handoff[handoff_tail++ % ring size] (atomic increment, no lock).
-     * Every job in the ring has one woken worker on its way to take some job, so at most
-     * max_threads are ever in it.  The slot a worker takes was written before it is
-     * taken: the k-th take comes after k hand-overs, whose workers took the earlier slots
-     * (their increments, acquire-release, order those writes before this take).
-     */
-    BlockPoolJob **handoff;   /* ring of ring_size (a power of two >= max_threads) */
-    unsigned ring_size;
-    unsigned handoff_head;    /* under lock */
-    unsigned handoff_tail;    /* atomic */
 
     int pending;              /* atomic: submitted, completion not yet started */
     bool overlapped;          /* two requests were ever pending at once (lock held) */
@@ -94,24 +74,17 @@ static void block_pool_finish(BlockPool *p, BlockPoolJob *job)
     g_mutex_unlock(&p->done_lock);
 }
 
-/* Waits until a submitter wakes w, then takes the oldest handed-over job; NULL when
- * the pool stops instead. */
+/* Waits for a job handed to w alone; NULL when the pool stops. */
 static BlockPoolJob *block_pool_worker_wait(BlockPoolWorker *w)
 {
-    BlockPool *p = w->pool;
-
     g_mutex_lock(&w->mutex);
-    while (!w->woken && !w->stop) {
+    while (!w->job && !w->stop) {
         g_cond_wait(&w->cond, &w->mutex);
     }
-    bool woken = w->woken;
-    w->woken = false;
+    BlockPoolJob *job = w->job;
+    w->job = NULL;
     g_mutex_unlock(&w->mutex);
-    if (!woken) {
-        return NULL;
-    }
-    unsigned slot = __atomic_fetch_add(&p->handoff_tail, 1, __ATOMIC_ACQ_REL);
-    return p->handoff[slot & (p->ring_size - 1)];
+    return job;
 }
 
 static gpointer block_pool_worker(gpointer opaque)
@@ -178,11 +151,6 @@ BlockPool *block_pool_new(int max_threads, BlockPoolRunFunc *run, void *opaque)
     p->run = run;
     p->opaque = opaque;
     p->max_threads = MAX(max_threads, 1);
-    p->ring_size = 1;
-    while (p->ring_size < (unsigned)p->max_threads) {
-        p->ring_size *= 2;
-    }
-    p->handoff = g_new0(BlockPoolJob *, p->ring_size);
     g_mutex_init(&p->lock);
     g_queue_init(&p->queue);
     p->threads = g_ptr_array_new();
@@ -235,7 +203,6 @@ int block_pool_submit(BlockPool *p, GMainContext *ctx, BlockRequest *req, bool m
     BlockPoolWorker *w = p->idle;
     if (w) {
         p->idle = w->next_idle;
-        p->handoff[p->handoff_head++ & (p->ring_size - 1)] = job;
     } else {
         g_queue_push_tail(&p->queue, job);
         if ((int)p->threads->len < p->max_threads) {
@@ -269,23 +236,11 @@ int block_pool_submit(BlockPool *p, GMainContext *ctx, BlockRequest *req, bool m
          * free again before the signal.  The worker cannot be gone: only
          * block_pool_free ends workers, after the owner's last submission. */
         g_mutex_lock(&w->mutex);
-        w->woken = true;
+        w->job = job;
         g_mutex_unlock(&w->mutex);
         g_cond_signal(&w->cond);
     }
     return 0;
-}
-
-int block_pool_idle_workers(BlockPool *p)
-{
-    int n = 0;
-
-    g_mutex_lock(&p->lock);
-    for (BlockPoolWorker *w = p->idle; w; w = w->next_idle) {
-        n++;
-    }
-    g_mutex_unlock(&p->lock);
-    return n;
 }
 
 void block_pool_free(BlockPool *p)
@@ -326,6 +281,5 @@ void block_pool_free(BlockPool *p)
     }
     g_mutex_clear(&p->lock);
     g_mutex_clear(&p->done_lock);
-    g_free(p->handoff);
     g_free(p);
 }

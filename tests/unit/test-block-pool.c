@@ -202,95 +202,6 @@ static void test_pool_no_inline_after_overlap(void)
     g_free(reqs);
 }
 
-/*
- * Requests handed to sleeping workers start in submission order, whichever woken worker
- * the scheduler runs first (a burst of sequential reads then reaches the disk in order, so
- * it merges as qemu-img's does).  Each burst goes to workers that are all asleep; a burst
- * counts as out of order when its requests did not start in the order submitted.  The
- * only way that can still happen is a worker that took the older request being overtaken
- * between the take and the run callback, a window of a few instructions: 0-4 bursts in 200
- * measured on a busy 2-core host.  Workers bound to the request that woke them started in
- * wake-up order: 140-199 bursts of 200 out of order.
- */
-enum { ORDER_WORKERS = 8, ORDER_BURSTS = 200 };
-
-typedef struct OrderTest {
-    gint started;                /* atomic: start sequence */
-    int order[ORDER_WORKERS];    /* burst index -> start sequence */
-    int completed;
-    GMutex gate;                 /* held by the test while the warm-up requests pile up */
-} OrderTest;
-
-static int order_run(void *opaque, BlockRequest *req)
-{
-    OrderTest *t = opaque;
-
-    t->order[req->offset] = g_atomic_int_add(&t->started, 1);
-    if (req->flags) {
-        g_mutex_lock(&t->gate);  /* warm-up: keep each worker busy so all get created */
-        g_mutex_unlock(&t->gate);
-    }
-    return 0;
-}
-
-static void order_complete(BlockRequest *req, int ret)
-{
-    OrderTest *t = req->opaque;
-
-    t->completed++;
-}
-
-static void order_wait_all_idle(BlockPool *p)
-{
-    /* The workers go back to sleep after they queued the completion; wait for that. */
-    for (int i = 0; i < 1000 && block_pool_idle_workers(p) < ORDER_WORKERS; i++) {
-        g_usleep(1000);
-    }
-}
-
-static void test_pool_handoff_in_order(void)
-{
-    OrderTest t = { 0 };
-    BlockRequest reqs[ORDER_WORKERS];
-    BlockPool *p = block_pool_new(ORDER_WORKERS, order_run, &t);
-    int out_of_order = 0;
-
-    g_mutex_init(&t.gate);
-    g_mutex_lock(&t.gate);
-    for (int i = 0; i < ORDER_WORKERS; i++) {
-        reqs[i] = (BlockRequest){ .type = BLOCK_REQ_READ, .offset = i, .flags = 1,
-                                  .complete = order_complete, .opaque = &t };
-        g_assert_cmpint(block_pool_submit(p, NULL, &reqs[i], false), ==, 0);
-    }
-    g_mutex_unlock(&t.gate);
-    while (t.completed < ORDER_WORKERS) {
-        g_main_context_iteration(NULL, true);
-    }
-    for (int burst = 0; burst < ORDER_BURSTS; burst++) {
-        order_wait_all_idle(p);
-        g_assert_cmpint(block_pool_idle_workers(p), ==, ORDER_WORKERS);
-        t.completed = 0;
-        g_atomic_int_set(&t.started, 0);
-        for (int i = 0; i < ORDER_WORKERS; i++) {
-            reqs[i].flags = 0;
-            g_assert_cmpint(block_pool_submit(p, NULL, &reqs[i], false), ==, 0);
-        }
-        while (t.completed < ORDER_WORKERS) {
-            g_main_context_iteration(NULL, true);
-        }
-        for (int i = 0; i < ORDER_WORKERS; i++) {
-            if (t.order[i] != i) {
-                out_of_order++;
-                break;
-            }
-        }
-    }
-    g_test_message("%d of %d bursts started out of order", out_of_order, ORDER_BURSTS);
-    g_assert_cmpint(out_of_order, <=, ORDER_BURSTS / 5);
-    block_pool_free(p);
-    g_mutex_clear(&t.gate);
-}
-
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -301,6 +212,5 @@ int main(int argc, char **argv)
     g_test_add_func("/block-pool/inline-only-first-of-burst",
                     test_pool_inline_only_first_of_burst);
     g_test_add_func("/block-pool/no-inline-after-overlap", test_pool_no_inline_after_overlap);
-    g_test_add_func("/block-pool/handoff-in-order", test_pool_handoff_in_order);
     return g_test_run();
 }
