@@ -350,7 +350,7 @@ static ssize_t slirp_receive(NetClientState *nc, const struct iovec *iov, int io
     const uint8_t *frame = slirp_frame(iov, iovcnt, s->gather, &len);
 
     slirp_input(s->slirp, frame, (int)len);
-    /* slirp may have opened a socket: from a vCPU thread, let the loop poll it. */
+    /* slirp may have opened a socket or moved a timer: the loop may need to poll anew. */
     slirp_wake_loop(s);
     return (ssize_t)len;
 }
