@@ -21,29 +21,37 @@ typedef struct CheckState {
     int fix;       /* BDRV_FIX_ERRORS: entries pointing past the end are repaired */
 } CheckState;
 
+/* Whether [off, off+len) reaches a cluster past the refs array: then it is reported in
+ * qemu-img's words, as a corruption. */
+static bool past_end(CheckState *c, uint64_t off, uint64_t len)
+{
+    uint64_t first = off >> c->s->cluster_bits;
+    uint64_t last = (off + len - 1) >> c->s->cluster_bits;
+    if (!len || (last < c->nb && last >= first)) {
+        return false;
+    }
+    fprintf(stderr, "ERROR: counting reference for region exceeding the end of the file "
+            "by one cluster or more: offset 0x%" G_GINT64_MODIFIER "x size 0x%"
+            G_GINT64_MODIFIER "x\n", off, len);
+    c->res->corruptions++;
+    return true;
+}
+
 /*
- * Counts a reference to every cluster of [off, off+len); a region reaching a cluster
- * past the end is counted nowhere and reported in qemu-img's words.  Returns whether the
- * region was counted.
+ * Counts a reference to every cluster of [off, off+len).  Of a region reaching past the
+ * end (reported, past_end) the clusters inside are still counted, unlike qemu-img: they
+ * are in use (say, a snapshot's L1 table whose tail lies past the end), and counted as
+ * free a rebuild would put its refcount blocks there and overwrite them.  Returns
+ * whether the whole region was counted.
  */
 static bool ref_range(CheckState *c, uint64_t off, uint64_t len)
 {
-    if (!len) {
-        return true;
-    }
-    uint64_t first = off >> c->s->cluster_bits;
-    uint64_t last = (off + len - 1) >> c->s->cluster_bits;
-    if (last >= c->nb || last < first) {
-        fprintf(stderr, "ERROR: counting reference for region exceeding the end of the file "
-                "by one cluster or more: offset 0x%" G_GINT64_MODIFIER "x size 0x%"
-                G_GINT64_MODIFIER "x\n", off, len);
-        c->res->corruptions++;
-        return false;
-    }
-    for (uint64_t i = first; i <= last; i++) {
+    bool whole = !past_end(c, off, len);
+    uint64_t end = whole ? ((off + len - 1) >> c->s->cluster_bits) + 1 : c->nb;
+    for (uint64_t i = off >> c->s->cluster_bits; len && i < end; i++) {
         c->refs[i]++;
     }
-    return true;
+    return whole;
 }
 
 /*
@@ -91,7 +99,7 @@ static void zero_l2e_past_end(CheckState *c, uint8_t *e, uint64_t l2e)
     BDRVQcow2State *s = c->s;
     fprintf(stderr, "Repairing L2 entry pointing past the end of the file: l2_entry=%"
             G_GINT64_MODIFIER "x (now reads as zeros)\n", l2e);
-    c->res->corruptions--; /* the one ref_range counted: repaired, so not left over */
+    c->res->corruptions--; /* the one past_end counted: repaired, so not left over */
     if (s->extl2) {
         qcow2_st64(e, 0);
         qcow2_st64(e + 8, 0xffffffff00000000ull); /* every subcluster reads as zeros */
@@ -162,13 +170,15 @@ static int check_l2(CheckState *c, uint64_t l2off, bool active, uint8_t *tbl)
         uint64_t l2e = qcow2_ld64(e);
         Qcow2ClusterType t = qcow2_cluster_type(s, l2e);
         if (t == QCOW2_CLUSTER_COMPRESSED) {
-            if (!ref_range(c, qcow2_compressed_offset(l2e, s->cluster_bits),
-                           qcow2_compressed_len(l2e, s->cluster_bits)) &&
-                fix) {
+            uint64_t coff = qcow2_compressed_offset(l2e, s->cluster_bits);
+            uint64_t clen = qcow2_compressed_len(l2e, s->cluster_bits);
+            /* Repaired, the entry references nothing: its clusters are not counted. */
+            if (fix && past_end(c, coff, clen)) {
                 zero_l2e_past_end(c, e, l2e);
                 repaired = true;
                 continue;
             }
+            ref_range(c, coff, clen);
             if (active) {
                 c->res->allocated_clusters++;
                 c->res->compressed_clusters++;
@@ -187,10 +197,13 @@ static int check_l2(CheckState *c, uint64_t l2off, bool active, uint8_t *tbl)
             continue;
         }
         /* Clusters of an external data file are not refcounted (qcow2.txt, QEMU). */
-        if (!qcow2_has_data_file(s) && !ref_range(c, host, s->cluster_size) && fix) {
-            zero_l2e_past_end(c, e, l2e);
-            repaired = true;
-            continue;
+        if (!qcow2_has_data_file(s)) {
+            if (fix && past_end(c, host, s->cluster_size)) {
+                zero_l2e_past_end(c, e, l2e);
+                repaired = true;
+                continue;
+            }
+            ref_range(c, host, s->cluster_size);
         }
         if (active) {
             /* Preallocated zero clusters count as allocated, as in qemu-img. */

@@ -168,3 +168,37 @@ def test_table_on_other_metadata_is_not_rewritten(tmp_path):
     with open(path, "rb") as f:
         f.seek(refblock)
         assert struct.unpack(">H", f.read(2))[0] >= 1, "the header lost its refcount"
+
+
+def test_table_reaching_past_the_end_stays_in_use(tmp_path):
+    """A snapshot's L1 table whose tail lies past the end of the file: the region is
+    reported, and its cluster inside the file still counts as in use.  Counted as free,
+    -r leaks freed it (and -r all's rebuild could put its refcount structure there), so
+    the next allocation took it (QEMU's overlap check then refuses the write and marks
+    the image corrupt; an allocator without one overwrites the snapshot's L1 table)."""
+    path = tmp_path / "img.qcow2"
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", path, "1G")
+    run(QEMU_IO, "-f", "qcow2", "-c", "write -P 7 0 128k", path)
+    run(QEMU_IMG, "snapshot", "-c", "s1", path)
+    run(QEMU_IO, "-f", "qcow2", "-c", "write -P 9 0 64k", path)
+    with open(path, "r+b") as f:
+        sn = be64(f, 64)  # the snapshot table: l1_table_offset, then l1_size
+        f.seek(be64(f, sn))
+        entries = f.read(16)
+        moved = past_eof(path, 0)
+        f.seek(moved)
+        f.write(entries)  # the file now ends 16 bytes into this cluster
+        put64(f, sn, moved)
+        f.seek(sn + 8)
+        f.write(struct.pack(">I", 2 * CLUSTER // 8))  # two clusters of L1 entries
+        refblock = be64(f, be64(f, 48))
+        f.seek(refblock + 2 * (moved // CLUSTER))
+        f.write(struct.pack(">H", 1))  # the moved table's cluster is in use
+    p = run(SEN_IMG, "check", "-r", "leaks", path, check=False)
+    assert "exceeding the end of the file" in p.stderr, p.stderr
+    assert f"cluster {moved // CLUSTER} " not in p.stderr, p.stderr
+    with open(path, "rb") as f:
+        f.seek(refblock + 2 * (moved // CLUSTER))
+        assert struct.unpack(">H", f.read(2))[0] == 1, "the table's cluster was freed"
+        f.seek(moved)
+        assert f.read(16) == entries
