@@ -59,8 +59,9 @@ static bool ref_range(CheckState *c, uint64_t off, uint64_t len)
  * nowhere, so its cluster keeps refcount 0 and, once the file grows that far, would be
  * allocated a second time for other data.  qemu-img 7.2 leaves such entries in place;
  * -r all here rewrites them to what the guest reads through them, zeros past the end:
- * a zero data cluster (unallocated in version 2, which has no zero flag) or an
- * unallocated L2 table (one past the end reads as an empty table).
+ * a zero data cluster (unallocated in version 2, which has no zero flag, so not repaired
+ * there when a backing file would show through) or an unallocated L2 table (one past the
+ * end reads as an empty table, which shows the backing file too).
  */
 static bool repairs_past_end(const CheckState *c)
 {
@@ -163,8 +164,11 @@ static int check_l2(CheckState *c, uint64_t l2off, bool active, uint8_t *tbl)
      * that does not follow the previous one; compressed clusters always count. */
     uint64_t next_contiguous = 0;
     bool repaired = false;
-    /* A corrupt L1 entry can point anywhere: a "table" on other metadata is only read. */
-    bool fix = repairs_past_end(c) && !on_other_metadata(s, l2off, s->cluster_size);
+    /* A corrupt L1 entry can point anywhere: a "table" on other metadata is only read.
+     * Version 2 has no zero flag, and an unallocated entry reads the backing file, not
+     * the zeros read past the end: with a backing file the entry is only reported. */
+    bool fix = repairs_past_end(c) && !on_other_metadata(s, l2off, s->cluster_size) &&
+               (s->h.version >= 3 || !s->backing_file);
     for (uint64_t i = 0; i < n; i++) {
         uint8_t *e = tbl + i * s->l2e_size;
         uint64_t l2e = qcow2_ld64(e);

@@ -202,3 +202,25 @@ def test_table_reaching_past_the_end_stays_in_use(tmp_path):
         assert struct.unpack(">H", f.read(2))[0] == 1, "the table's cluster was freed"
         f.seek(moved)
         assert f.read(16) == entries
+
+
+def test_v2_with_backing_file_keeps_the_entry(tmp_path):
+    """Version 2 has no zero flag: made unallocated, a data entry past the end would show
+    the backing file instead of the zeros read there, so -r all only reports it."""
+    base = tmp_path / "base.qcow2"
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", base, "1G")
+    run(QEMU_IO, "-f", "qcow2", "-c", "write -P 3 0 1M", base)
+    path = tmp_path / "img.qcow2"
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", "-o", "compat=0.10", "-b", base,
+        "-F", "qcow2", path)
+    run(QEMU_IO, "-f", "qcow2", "-c", "write -P 7 0 128k", path)
+    with open(path, "r+b") as f:
+        l2 = be64(f, be64(f, 40)) & OFFSET_MASK
+        old = be64(f, l2 + 8)
+        put64(f, l2 + 8, (old & ~OFFSET_MASK) | past_eof(path, 3))
+    run(QEMU_IO, "-f", "qcow2", "-c", "read -P 0 64k 64k", path)
+    p = run(SEN_IMG, "check", "-r", "all", path, check=False)
+    assert "exceeding the end of the file" in p.stderr, p.stderr
+    assert "Repairing L2 entry" not in p.stderr, p.stderr
+    run(QEMU_IO, "-f", "qcow2", "-c", "read -P 0 64k 64k", path)
+    run(QEMU_IO, "-f", "qcow2", "-c", "read -P 7 0 64k", path)
