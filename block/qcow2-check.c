@@ -19,7 +19,17 @@ typedef struct CheckState {
     uint64_t file_clusters;  /* clusters of the file (refcounts past it are ignored) */
     uint64_t *refs;
     int fix;       /* BDRV_FIX_ERRORS: entries pointing past the end are repaired */
+    GArray *past_end_entries; /* of PastEndEntry: repaired once every reference is counted */
 } CheckState;
+
+/* A table entry pointing past the end of the file, to repair when that is safe. */
+typedef struct PastEndEntry {
+    uint64_t table;   /* the L1 or L2 table holding the entry */
+    uint32_t index;
+    bool l1;
+    uint64_t entry;   /* its value when counted: repaired only if still the same */
+    uint64_t off, len; /* the region it references (counted as far as it lies inside) */
+} PastEndEntry;
 
 /* Whether [off, off+len) reaches a cluster past the refs array: then it is reported in
  * qemu-img's words, as a corruption. */
@@ -37,6 +47,15 @@ static bool past_end(CheckState *c, uint64_t off, uint64_t len)
     return true;
 }
 
+/* Adds delta to the count of every cluster of [off, off+len) inside the refs array. */
+static void count_inside(CheckState *c, uint64_t off, uint64_t len, int delta)
+{
+    uint64_t end = len ? MIN(((off + len - 1) >> c->s->cluster_bits) + 1, c->nb) : 0;
+    for (uint64_t i = off >> c->s->cluster_bits; i < end; i++) {
+        c->refs[i] += delta;
+    }
+}
+
 /*
  * Counts a reference to every cluster of [off, off+len).  Of a region reaching past the
  * end (reported, past_end) the clusters inside are still counted, unlike qemu-img: they
@@ -47,10 +66,7 @@ static bool past_end(CheckState *c, uint64_t off, uint64_t len)
 static bool ref_range(CheckState *c, uint64_t off, uint64_t len)
 {
     bool whole = !past_end(c, off, len);
-    uint64_t end = whole ? ((off + len - 1) >> c->s->cluster_bits) + 1 : c->nb;
-    for (uint64_t i = off >> c->s->cluster_bits; len && i < end; i++) {
-        c->refs[i]++;
-    }
+    count_inside(c, off, len, 1);
     return whole;
 }
 
@@ -95,58 +111,112 @@ static bool on_other_metadata(BDRVQcow2State *s, uint64_t off, uint64_t len)
     return false;
 }
 
-static void zero_l2e_past_end(CheckState *c, uint8_t *e, uint64_t l2e)
+/* Notes an entry pointing past the end for repair_past_end_entries. */
+static void note_past_end(CheckState *c, uint64_t table, uint32_t index, bool l1,
+                          uint64_t entry, uint64_t off, uint64_t len)
+{
+    PastEndEntry pe = { table, index, l1, entry, off, len };
+    if (!c->past_end_entries) {
+        c->past_end_entries = g_array_new(false, false, sizeof(PastEndEntry));
+    }
+    g_array_append_val(c->past_end_entries, pe);
+}
+
+/*
+ * Whether the table holding an entry to repair is that table alone: every cluster of
+ * [off, off+len) referenced exactly once (by the L1 entry or header field naming the
+ * table).  A corrupt or stale entry can name guest data or another table as "its" table:
+ * that cluster is referenced twice, and writing the repair there would destroy it.
+ */
+static bool table_is_its_own(CheckState *c, uint64_t off, uint64_t len)
 {
     BDRVQcow2State *s = c->s;
+    if (on_other_metadata(s, off, len)) {
+        return false;
+    }
+    for (uint64_t i = off >> s->cluster_bits; i <= (off + len - 1) >> s->cluster_bits; i++) {
+        if (i >= c->nb || c->refs[i] != 1) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Rewrites entry pe of the L2 table t (in the cache) to read as zeros. */
+static void zero_l2e_past_end(CheckState *c, uint8_t *t, const PastEndEntry *pe)
+{
+    BDRVQcow2State *s = c->s;
+    uint8_t *e = t + pe->index * s->l2e_size;
     fprintf(stderr, "Repairing L2 entry pointing past the end of the file: l2_entry=%"
-            G_GINT64_MODIFIER "x (now reads as zeros)\n", l2e);
-    c->res->corruptions--; /* the one past_end counted: repaired, so not left over */
+            G_GINT64_MODIFIER "x (now reads as zeros)\n", pe->entry);
     if (s->extl2) {
         qcow2_st64(e, 0);
         qcow2_st64(e + 8, 0xffffffff00000000ull); /* every subcluster reads as zeros */
     } else {
         qcow2_st64(e, s->h.version >= 3 ? QCOW2_OFLAG_ZERO : 0);
     }
+    qcow2_cache_mark_dirty(s->l2_cache, pe->table);
+    count_inside(c, pe->off, pe->len, -1); /* it references nothing any more */
+    c->res->corruptions--; /* the one past_end counted: repaired, so not left over */
     c->res->corruptions_fixed++;
 }
 
-/*
- * Writes back an L2 table check repaired, through the cache so the cache stays current,
- * and at once: a snapshot sharing the table reads it from the file next.
- */
-static void write_repaired_l2(CheckState *c, uint64_t l2off, const uint8_t *tbl)
-{
-    uint8_t *t;
-    if (qcow2_cache_get(c->s->l2_cache, l2off, false, &t) < 0) {
-        c->res->check_errors++;
-        return;
-    }
-    memcpy(t, tbl, c->s->cluster_size);
-    qcow2_cache_mark_dirty(c->s->l2_cache, l2off);
-    if (qcow2_cache_flush(c->s->l2_cache) < 0) {
-        c->res->check_errors++;
-    }
-}
-
-/* Unallocates entry i of the L1 table at l1off (the active one or a snapshot's). */
-static void clear_l1e_past_end(CheckState *c, uint64_t l1off, uint32_t i, uint64_t l1e)
+/* Unallocates entry pe of an L1 table (the active one or a snapshot's). */
+static void clear_l1e_past_end(CheckState *c, const PastEndEntry *pe)
 {
     BDRVQcow2State *s = c->s;
     fprintf(stderr, "Repairing L1 entry pointing past the end of the file: l1_index=%u "
-            "l1_entry=%" G_GINT64_MODIFIER "x (now unallocated)\n", i, l1e);
+            "l1_entry=%" G_GINT64_MODIFIER "x (now unallocated)\n", pe->index, pe->entry);
     int ret;
-    if (l1off == s->h.l1_table_offset) {
-        s->l1[i] = 0;
-        ret = qcow2_write_l1_entry(s, i);
+    if (pe->table == s->h.l1_table_offset) {
+        s->l1[pe->index] = 0;
+        ret = qcow2_write_l1_entry(s, pe->index);
     } else {
         const uint64_t zero = 0;
-        ret = bdrv_pwrite(s->bs->file, l1off + i * 8ull, 8, &zero);
+        ret = bdrv_pwrite(s->bs->file, pe->table + pe->index * 8ull, 8, &zero);
     }
     if (ret < 0) {
         c->res->check_errors++;
     } else {
+        count_inside(c, pe->off, pe->len, -1);
         c->res->corruptions--; /* the one ref_range counted: repaired */
         c->res->corruptions_fixed++;
+    }
+}
+
+/*
+ * -r all: repairs the entries noted pointing past the end, once every reference is
+ * counted, and only in tables that are their own (table_is_its_own); the others stay
+ * reported, as qemu-img leaves them all.  An L2 table is written through the cache, at
+ * once: a snapshot sharing the table reads it from the file next.
+ */
+static void repair_past_end_entries(CheckState *c)
+{
+    BDRVQcow2State *s = c->s;
+    GArray *a = c->past_end_entries;
+    for (guint i = 0; a && i < a->len; i++) {
+        const PastEndEntry *pe = &g_array_index(a, PastEndEntry, i);
+        if (pe->l1) {
+            uint64_t at = pe->table + pe->index * 8ull;
+            if (pe->table == s->h.l1_table_offset || table_is_its_own(c, at, 8)) {
+                clear_l1e_past_end(c, pe);
+            }
+            continue;
+        }
+        uint8_t *t;
+        if (!table_is_its_own(c, pe->table, s->cluster_size)) {
+            continue;
+        }
+        if (qcow2_cache_get(s->l2_cache, pe->table, false, &t) < 0) {
+            c->res->check_errors++;
+            continue;
+        }
+        if (qcow2_ld64(t + pe->index * s->l2e_size) == pe->entry) {
+            zero_l2e_past_end(c, t, pe);
+        }
+    }
+    if (qcow2_cache_flush(s->l2_cache) < 0) {
+        c->res->check_errors++;
     }
 }
 
@@ -163,12 +233,9 @@ static int check_l2(CheckState *c, uint64_t l2off, bool active, uint8_t *tbl)
     /* Fragmentation as qemu-img counts it: within one active L2 table, a host cluster
      * that does not follow the previous one; compressed clusters always count. */
     uint64_t next_contiguous = 0;
-    bool repaired = false;
-    /* A corrupt L1 entry can point anywhere: a "table" on other metadata is only read.
-     * Version 2 has no zero flag, and an unallocated entry reads the backing file, not
+    /* Version 2 has no zero flag, and an unallocated entry reads the backing file, not
      * the zeros read past the end: with a backing file the entry is only reported. */
-    bool fix = repairs_past_end(c) && !on_other_metadata(s, l2off, s->cluster_size) &&
-               (s->h.version >= 3 || !s->backing_file);
+    bool fix = repairs_past_end(c) && (s->h.version >= 3 || !s->backing_file);
     for (uint64_t i = 0; i < n; i++) {
         uint8_t *e = tbl + i * s->l2e_size;
         uint64_t l2e = qcow2_ld64(e);
@@ -176,13 +243,9 @@ static int check_l2(CheckState *c, uint64_t l2off, bool active, uint8_t *tbl)
         if (t == QCOW2_CLUSTER_COMPRESSED) {
             uint64_t coff = qcow2_compressed_offset(l2e, s->cluster_bits);
             uint64_t clen = qcow2_compressed_len(l2e, s->cluster_bits);
-            /* Repaired, the entry references nothing: its clusters are not counted. */
-            if (fix && past_end(c, coff, clen)) {
-                zero_l2e_past_end(c, e, l2e);
-                repaired = true;
-                continue;
+            if (!ref_range(c, coff, clen) && fix) {
+                note_past_end(c, l2off, i, false, l2e, coff, clen);
             }
-            ref_range(c, coff, clen);
             if (active) {
                 c->res->allocated_clusters++;
                 c->res->compressed_clusters++;
@@ -201,13 +264,8 @@ static int check_l2(CheckState *c, uint64_t l2off, bool active, uint8_t *tbl)
             continue;
         }
         /* Clusters of an external data file are not refcounted (qcow2.txt, QEMU). */
-        if (!qcow2_has_data_file(s)) {
-            if (fix && past_end(c, host, s->cluster_size)) {
-                zero_l2e_past_end(c, e, l2e);
-                repaired = true;
-                continue;
-            }
-            ref_range(c, host, s->cluster_size);
+        if (!qcow2_has_data_file(s) && !ref_range(c, host, s->cluster_size) && fix) {
+            note_past_end(c, l2off, i, false, l2e, host, s->cluster_size);
         }
         if (active) {
             /* Preallocated zero clusters count as allocated, as in qemu-img. */
@@ -215,9 +273,6 @@ static int check_l2(CheckState *c, uint64_t l2off, bool active, uint8_t *tbl)
             c->res->fragmented_clusters += next_contiguous && host != next_contiguous;
             next_contiguous = host + s->cluster_size;
         }
-    }
-    if (repaired) {
-        write_repaired_l2(c, l2off, tbl);
     }
     return 0;
 }
@@ -243,10 +298,8 @@ static int check_l1(CheckState *c, uint64_t l1off, uint32_t l1_size, bool active
             c->res->corruptions++;
             continue;
         }
-        /* A snapshot's L1 table on other metadata (corrupt) is only read. */
-        if (!ref_range(c, l2off, s->cluster_size) && repairs_past_end(c) &&
-            (l1off == s->h.l1_table_offset || !on_other_metadata(s, l1off + i * 8ull, 8))) {
-            clear_l1e_past_end(c, l1off, i, GUINT64_FROM_BE(l1[i]));
+        if (!ref_range(c, l2off, s->cluster_size) && repairs_past_end(c)) {
+            note_past_end(c, l1off, i, true, GUINT64_FROM_BE(l1[i]), l2off, s->cluster_size);
             continue;
         }
         check_l2(c, l2off, active, tbl);
@@ -417,6 +470,7 @@ static int count_references(CheckState *c, bool *rebuild)
     }
 
     int errors_before = res->check_errors;
+    int ret = 0;
     ref_range(c, 0, s->cluster_size);
     check_l1(c, s->h.l1_table_offset, s->l1_size, true);
     GArray *snaps = NULL;
@@ -471,9 +525,15 @@ static int count_references(CheckState *c, bool *rebuild)
          * so later allocations overwrite guest data.  qemu-img fails the check here too. */
         fprintf(stderr, "ERROR: some metadata cannot be read; refcounts are neither "
                 "compared nor repaired\n");
-        return -EIO;
+        ret = -EIO;
+    } else {
+        repair_past_end_entries(c);
     }
-    return 0;
+    if (c->past_end_entries) {
+        g_array_free(c->past_end_entries, true);
+        c->past_end_entries = NULL;
+    }
+    return ret;
 }
 
 /*

@@ -224,3 +224,28 @@ def test_v2_with_backing_file_keeps_the_entry(tmp_path):
     assert "Repairing L2 entry" not in p.stderr, p.stderr
     run(QEMU_IO, "-f", "qcow2", "-c", "read -P 0 64k 64k", path)
     run(QEMU_IO, "-f", "qcow2", "-c", "read -P 7 0 64k", path)
+
+
+def test_stale_entry_naming_guest_data_is_not_rewritten(tmp_path):
+    """A snapshot's L1 entry naming a cluster that now holds active guest data (stale or
+    corrupt): read as an L2 table, the data can look like entries past the end of the
+    file.  That cluster is referenced twice (the guest's L2 entry and the stale L1 entry),
+    so it is no table of its own: -r all reports the entries and leaves the guest's data
+    as it was (rewriting them destroyed it)."""
+    path = tmp_path / "img.qcow2"
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", path, "1G")
+    run(QEMU_IO, "-f", "qcow2", "-c", "write -P 7 0 128k", path)
+    run(QEMU_IMG, "snapshot", "-c", "s1", path)
+    run(QEMU_IO, "-f", "qcow2", "-c", "write -P 9 0 64k", path)
+    with open(path, "r+b") as f:
+        data = be64(f, be64(f, be64(f, 40)) & OFFSET_MASK) & OFFSET_MASK  # guest 0
+        put64(f, data + 8, (1 << 63) | past_eof(path, 3))  # guest bytes 8..15
+        put64(f, snapshot_l1(f), (1 << 63) | data)
+        f.seek(data)
+        before = f.read(CLUSTER)
+    p = run(SEN_IMG, "check", "-r", "all", path, check=False)
+    assert "exceeding the end of the file" in p.stderr, p.stderr
+    assert "Repairing L2 entry" not in p.stderr, p.stderr
+    with open(path, "rb") as f:
+        f.seek(data)
+        assert f.read(CLUSTER) == before, "check -r all rewrote guest data"
