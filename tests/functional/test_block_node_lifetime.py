@@ -13,20 +13,10 @@ import tempfile
 
 import pytest
 
-from qmp import QMPClient, QMPError
+from qmp import QMPError
+from vs_qemu import NEEDS_SEN_AND_QEMU, QEMU, QEMU_IMG, SEN, start_with_qmp
 
-BUILD = os.environ.get("SEN_BUILD_DIR", "build")
-SEN = os.path.join(BUILD, "sen")
-QEMU = shutil.which("qemu-system-x86_64")
-QEMU_IMG = shutil.which("qemu-img")
-
-pytestmark = [
-    pytest.mark.skipif(not os.access(SEN, os.X_OK), reason=f"{SEN} is not built"),
-    pytest.mark.skipif(not os.access("/dev/kvm", os.R_OK | os.W_OK),
-                       reason="/dev/kvm is not usable here"),
-    pytest.mark.skipif(not QEMU or not QEMU_IMG,
-                       reason="qemu-system-x86_64 / qemu-img (QEMU 7.2) not installed"),
-]
+pytestmark = NEEDS_SEN_AND_QEMU
 
 VMMS = (("sen", [SEN, "-M", "pc", "-m", "32M"]),
         ("qemu", [QEMU, "-M", "pc", "-m", "32M", "-accel", "tcg"]))
@@ -47,22 +37,13 @@ def d():
 
 
 def answers(d, name, base, steps):
-    sock = os.path.join(d, name + ".sock")
-    argv = base + COMMON + [
+    proc, c = start_with_qmp(d, name, base + COMMON + [
         "-blockdev", f"driver=file,filename={d}/b.qcow2,node-name=bf",
         "-blockdev", "driver=qcow2,file=bf,node-name=b0",
         "-device", "virtio-blk-pci,drive=b0,id=vd",
-        "-drive", f"file={d}/c.raw,format=raw,if=none,id=d0",
-        "-qmp", f"unix:{sock},server=on,wait=off"]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        "-drive", f"file={d}/c.raw,format=raw,if=none,id=d0"])
     out = []
     try:
-        try:
-            c = QMPClient.connect_unix(sock)
-            c.negotiate()
-        except Exception:
-            proc.kill()
-            raise AssertionError(proc.communicate()[1].decode(errors="replace"))
         for cmd, args in steps:
             args = {k: (v.replace("{d}", d) if isinstance(v, str) else v)
                     for k, v in args.items()}

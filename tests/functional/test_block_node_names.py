@@ -10,20 +10,9 @@ import tempfile
 
 import pytest
 
-from qmp import QMPClient
+from vs_qemu import NEEDS_SEN_AND_QEMU, QEMU, QEMU_IMG, SEN, start_with_qmp
 
-BUILD = os.environ.get("SEN_BUILD_DIR", "build")
-SEN = os.path.join(BUILD, "sen")
-QEMU = shutil.which("qemu-system-x86_64")
-QEMU_IMG = shutil.which("qemu-img")
-
-pytestmark = [
-    pytest.mark.skipif(not os.access(SEN, os.X_OK), reason=f"{SEN} is not built"),
-    pytest.mark.skipif(not os.access("/dev/kvm", os.R_OK | os.W_OK),
-                       reason="/dev/kvm is not usable here"),
-    pytest.mark.skipif(not QEMU or not QEMU_IMG,
-                       reason="qemu-system-x86_64 / qemu-img (QEMU 7.2) not installed"),
-]
+pytestmark = NEEDS_SEN_AND_QEMU
 
 VMMS = (("sen", [SEN, "-M", "pc", "-m", "32M"]), ("qemu", [QEMU, "-M", "none"]))
 COMMON = ["-display", "none", "-nodefaults", "-S"]
@@ -74,19 +63,6 @@ def test_duplicate_node_names_refused_like_qemu(d, argv, why):
         assert why in p.stderr, (name, p.stderr)
 
 
-def start(d, name, argv):
-    sock = os.path.join(d, name + ".sock")
-    proc = subprocess.Popen(argv + COMMON + ["-qmp", f"unix:{sock},server=on,wait=off"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        c = QMPClient.connect_unix(sock)
-        c.negotiate()
-    except Exception:
-        proc.kill()
-        raise AssertionError(proc.communicate()[1].decode(errors="replace"))
-    return proc, c
-
-
 HMP = ("info block -n", "info block -n f0", "info block -n q0", "info block -n -v f0",
        "info block -n nosuch", "info block")
 
@@ -99,7 +75,7 @@ def query_both(d):
             "-drive", f"file={d}/a.raw,format=raw,if=none,id=d0"]
     out = {}
     for name, base in VMMS:
-        proc, c = start(d, name, base + argv)
+        proc, c = start_with_qmp(d, name, base + argv + COMMON)
         try:
             out[name] = (c.cmd("query-named-block-nodes"),
                          c.cmd("query-named-block-nodes", flat=True),

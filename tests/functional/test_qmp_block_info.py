@@ -10,20 +10,9 @@ import tempfile
 
 import pytest
 
-from qmp import QMPClient
+from vs_qemu import NEEDS_SEN_AND_QEMU, QEMU, QEMU_IMG, SEN, start_with_qmp
 
-BUILD = os.environ.get("SEN_BUILD_DIR", "build")
-SEN = os.path.join(BUILD, "sen")
-QEMU = shutil.which("qemu-system-x86_64")
-QEMU_IMG = shutil.which("qemu-img")
-
-pytestmark = [
-    pytest.mark.skipif(not os.access(SEN, os.X_OK), reason=f"{SEN} is not built"),
-    pytest.mark.skipif(not os.access("/dev/kvm", os.R_OK | os.W_OK),
-                       reason="/dev/kvm is not usable here"),
-    pytest.mark.skipif(not QEMU or not QEMU_IMG,
-                       reason="qemu-system-x86_64 / qemu-img (QEMU 7.2) not installed"),
-]
+pytestmark = NEEDS_SEN_AND_QEMU
 
 
 @pytest.fixture
@@ -35,17 +24,7 @@ def d():
 
 
 def start(d, name, argv):
-    sock = os.path.join(d, name + ".sock")
-    proc = subprocess.Popen(argv + ["-display", "none", "-nodefaults", "-S",
-                                    "-qmp", f"unix:{sock},server=on,wait=off"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        c = QMPClient.connect_unix(sock)
-        c.negotiate()
-    except Exception:
-        proc.kill()
-        raise AssertionError(proc.communicate()[1].decode(errors="replace"))
-    return proc, c
+    return start_with_qmp(d, name, argv + ["-display", "none", "-nodefaults", "-S"])
 
 
 def query_both(d, drive):

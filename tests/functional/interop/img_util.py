@@ -34,3 +34,24 @@ def run(*args, check=True, cwd=None, timeout=300):
     if check and p.returncode != 0:
         raise AssertionError(f"{args} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
     return p
+
+
+def copies(tmp_path, path):
+    """{"sen": copy, "qemu": copy} of the image at path, one for each tool to work on."""
+    out = {}
+    for who in ("sen", "qemu"):
+        out[who] = tmp_path / f"{who}.qcow2"
+        shutil.copy(path, out[who])
+    return out
+
+
+def check_both(tmp_path, path, args):
+    """{"sen": ..., "qemu": ...} (exit status, stdout, stderr) of `check ARGS` by each tool
+    on its own copy of path, with the copy's name and the tool's name made alike."""
+    out = {}
+    for name, img in copies(tmp_path, path).items():
+        tool = SEN_IMG if name == "sen" else QEMU_IMG
+        p = run(tool, "check", *args, img, check=False)
+        out[name] = (p.returncode, p.stdout.replace(str(img), "IMG"),
+                     p.stderr.replace(str(img), "IMG").replace("qemu-img:", "sen-img:"))
+    return out

@@ -10,23 +10,9 @@ import struct
 import subprocess
 
 import pytest
-from img_util import SEN_IMG, QEMU_IMG, QEMU_IO, needs_tools, run
+from img_util import QEMU_IMG, QEMU_IO, SEN_IMG, needs_tools, run
 
 pytestmark = needs_tools()
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-@pytest.fixture(scope="module")
-def eio_shim(tmp_path_factory):
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if not cc:
-        pytest.skip("no C compiler to build the EIO shim")
-    out = tmp_path_factory.mktemp("eio") / "eio.so"
-    subprocess.run([cc, "-shared", "-fPIC", "-o", str(out),
-                    os.path.join(HERE, "eio_preload.c"), "-ldl"], check=True)
-    return out
-
 
 def image_with_l2(tmp_path):
     """Data in two places, a snapshot, more data: returns (path, offset of the active L2)."""

@@ -11,11 +11,10 @@ end reads as an empty table (the L1 entry becomes unallocated).  What the guest 
 not change, since past the end of the file reads as zeros; the repaired image passes
 qemu-img check, and later writes never share a host cluster."""
 import json
-import shutil
 import struct
 
 import pytest
-from img_util import SEN_IMG, QEMU_IMG, QEMU_IO, needs_tools, run
+from img_util import QEMU_IMG, QEMU_IO, SEN_IMG, copies, needs_tools, run
 
 pytestmark = needs_tools()
 
@@ -74,14 +73,6 @@ def damaged_image(tmp_path, what, clusters, opts):
             old = be64(f, entry)
             put64(f, entry, (old & ~OFFSET_MASK) | target)
     return path
-
-
-def copies(tmp_path, path):
-    out = {}
-    for who in ("sen", "qemu"):
-        out[who] = tmp_path / f"{who}.qcow2"
-        shutil.copy(path, out[who])
-    return out
 
 
 def errors(text):

@@ -4,11 +4,10 @@ refcount structure ("Rebuilding refcount structure") and then frees the old one.
 is the oracle: the same report, a clean image with the same data afterwards; and with
 -r leaks both refuse ("ERROR need to rebuild refcount structures") and change nothing."""
 import json
-import shutil
 import struct
 
 import pytest
-from img_util import SEN_IMG, QEMU_IMG, QEMU_IO, needs_tools, run
+from img_util import QEMU_IMG, QEMU_IO, SEN_IMG, copies, needs_tools, run
 
 pytestmark = needs_tools()
 
@@ -31,14 +30,6 @@ def damaged_image(tmp_path, opts, snapshot):
         f.seek(rt + 8)
         f.write(bytes(8))
     return path, good
-
-
-def copies(tmp_path, path):
-    out = {}
-    for who in ("sen", "qemu"):
-        out[who] = tmp_path / f"{who}.qcow2"
-        shutil.copy(path, out[who])
-    return out
 
 
 def lines(text, prefix):

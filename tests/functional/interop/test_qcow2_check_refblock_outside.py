@@ -6,11 +6,10 @@ run on copies of the same image: the same report, exit code, repairs and image e
 a clean image with the same data."""
 import json
 import os
-import shutil
 import struct
 
 import pytest
-from img_util import SEN_IMG, QEMU_IMG, QEMU_IO, needs_tools, run
+from img_util import QEMU_IMG, QEMU_IO, check_both, needs_tools, run
 
 pytestmark = needs_tools()
 
@@ -36,22 +35,11 @@ def damaged(tmp_path, cluster_size):
     return path, k
 
 
-def both(tmp_path, path, args):
-    out = {}
-    for name, tool in (("sen", SEN_IMG), ("qemu", QEMU_IMG)):
-        copy = tmp_path / f"{name}.qcow2"
-        shutil.copy(path, copy)
-        p = run(tool, "check", *args, copy, check=False)
-        out[name] = (p.returncode, p.stdout.replace(str(copy), "IMG"),
-                     p.stderr.replace(str(copy), "IMG").replace("qemu-img:", "sen-img:"))
-    return out
-
-
 @pytest.mark.parametrize("cluster_size", [512, 65536])
 @pytest.mark.parametrize("args", [[], ["-r", "leaks"], ["--output=json"]],
                          ids=["report", "leaks", "json"])
 def test_report_like_qemu(tmp_path, cluster_size, args):
-    out = both(tmp_path, damaged(tmp_path, cluster_size)[0], args)
+    out = check_both(tmp_path, damaged(tmp_path, cluster_size)[0], args)
     assert out["sen"] == out["qemu"]
     assert out["sen"][0] == 2
 
@@ -59,7 +47,7 @@ def test_report_like_qemu(tmp_path, cluster_size, args):
 @pytest.mark.parametrize("cluster_size", [512, 65536])
 def test_repair_all_like_qemu(tmp_path, cluster_size):
     path, k = damaged(tmp_path, cluster_size)
-    out = both(tmp_path, path, ["-r", "all"])
+    out = check_both(tmp_path, path, ["-r", "all"])
     assert f"Repairing refcount block {k} is outside image" in out["sen"][2]
     assert out["sen"][0] == out["qemu"][0] == 0, out
     assert out["sen"][2] == out["qemu"][2]

@@ -5,28 +5,13 @@ after the table (EIO from eio_preload.c, LD_PRELOAD) failed info, snapshot -l an
 of an image whose table itself was fine; qemu-img reads each entry's fields exactly and
 does not notice.  The oracle runs under the same shim."""
 import os
-import shutil
 import struct
 import subprocess
 
 import pytest
-from img_util import SEN_IMG, QEMU_IMG, QEMU_IO, needs_tools, run
+from img_util import QEMU_IMG, QEMU_IO, SEN_IMG, needs_tools, run
 
 pytestmark = needs_tools()
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-@pytest.fixture(scope="module")
-def eio_shim(tmp_path_factory):
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if not cc:
-        pytest.skip("no C compiler to build the EIO shim")
-    out = tmp_path_factory.mktemp("eio") / "eio.so"
-    subprocess.run([cc, "-shared", "-fPIC", "-o", str(out),
-                    os.path.join(HERE, "eio_preload.c"), "-ldl"], check=True)
-    return out
-
 
 def table_extent(path):
     """(offset, length) of the snapshot table: every entry, padded to 8 bytes."""
