@@ -1,6 +1,7 @@
 """What the qemu-img interop tests share: where sen-img is, the oracle tools, the marks that
 skip (never pass) a file when one is missing, and a command runner that fails with the
 command's output."""
+import json
 import os
 import shutil
 import subprocess
@@ -55,3 +56,12 @@ def check_both(tmp_path, path, args):
         out[name] = (p.returncode, p.stdout.replace(str(img), "IMG"),
                      p.stderr.replace(str(img), "IMG").replace("qemu-img:", "sen-img:"))
     return out
+
+
+def qemu_check_clean(path):
+    """qemu-img check's JSON report of path, asserting no corruption and no leak."""
+    p = run(QEMU_IMG, "check", "--output=json", path, check=False)
+    assert p.returncode == 0, p.stdout + p.stderr
+    res = json.loads(p.stdout)
+    assert res.get("corruptions", 0) == 0 and res.get("leaks", 0) == 0, res
+    return res

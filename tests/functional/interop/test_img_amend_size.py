@@ -11,7 +11,7 @@ import json
 import shutil
 
 import pytest
-from img_util import SEN_IMG, QEMU_IMG, QEMU_IO, needs_tools, run
+from img_util import QEMU_IMG, QEMU_IO, SEN_IMG, needs_tools, qemu_check_clean, run
 
 pytestmark = needs_tools()
 
@@ -40,14 +40,6 @@ CASES = [
 ]
 
 
-def clean(path):
-    p = run(QEMU_IMG, "check", "--output=json", path, check=False)
-    assert p.returncode == 0, p.stdout + p.stderr
-    res = json.loads(p.stdout)
-    assert not res.get("corruptions") and not res.get("leaks"), res
-    return res
-
-
 @pytest.mark.parametrize("cluster_size,old,new,io", CASES)
 def test_amend_no_larger_than_qemu(tmp_path, cluster_size, old, new, io):
     src = tmp_path / "src.qcow2"
@@ -57,8 +49,8 @@ def test_amend_no_larger_than_qemu(tmp_path, cluster_size, old, new, io):
     shutil.copy(src, q)
     run(SEN_IMG, "amend", "-o", f"refcount_bits={new}", s)
     run(QEMU_IMG, "amend", "-o", f"refcount_bits={new}", q)
-    clean(s)
-    clean(q)
+    qemu_check_clean(s)
+    qemu_check_clean(q)
     run(QEMU_IMG, "compare", "-q", src, s)
     info = json.loads(run(QEMU_IMG, "info", "--output=json", s).stdout)
     assert info["format-specific"]["data"]["refcount-bits"] == new
@@ -73,5 +65,5 @@ def test_amend_no_larger_than_qemu(tmp_path, cluster_size, old, new, io):
     # The new structures work: sen-img writes through them and qemu-img agrees.
     run(QEMU_IO, "-f", "qcow2", "-c", "write -P 9 40M 2M", src)
     run(SEN_IMG, "convert", "-q", "-n", "-O", "qcow2", src, s)
-    clean(s)
+    qemu_check_clean(s)
     run(QEMU_IMG, "compare", "-q", src, s)

@@ -1,12 +1,11 @@
 """sen-img convert's parallel copy: -m chunks in flight, in-order writes unless -W, source
 holes skipped through block status.  qemu-img is the oracle: every output must compare
 equal to the source and check clean, whatever the worker count or write order."""
-import json
 import os
 import random
 
 import pytest
-from img_util import SEN_IMG, QEMU_IMG, QEMU_IO, needs_tools, run
+from img_util import QEMU_IMG, QEMU_IO, SEN_IMG, needs_tools, qemu_check_clean, run
 
 pytestmark = needs_tools()
 
@@ -37,13 +36,6 @@ def make_sparse_raw(path, seed):
                 f.seek(n, os.SEEK_CUR)
             pos += n
         f.truncate(SIZE)
-
-
-def qemu_check_clean(path):
-    p = run(QEMU_IMG, "check", "--output=json", path, check=False)
-    assert p.returncode == 0, p.stdout + p.stderr
-    res = json.loads(p.stdout)
-    assert res.get("corruptions", 0) == 0 and res.get("leaks", 0) == 0, res
 
 
 @pytest.mark.parametrize("opts", [["-m", "1"], ["-m", "8"], ["-m", "16", "-W"],

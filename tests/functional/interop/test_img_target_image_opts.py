@@ -5,7 +5,7 @@ the target untouched."""
 import json
 
 import pytest
-from img_util import SEN_IMG, QEMU_IMG, QEMU_IO, needs_tools, run
+from img_util import QEMU_IMG, QEMU_IO, SEN_IMG, needs_tools, qemu_check_clean, run
 
 pytestmark = needs_tools()
 
@@ -32,13 +32,6 @@ def both(cwd, *args):
         out.append(run(tool, "convert", *[a.replace("{who}", who) for a in args],
                        cwd=cwd, check=False))
     return out
-
-
-def qemu_check_clean(path):
-    p = run(QEMU_IMG, "check", "--output=json", path, check=False)
-    assert p.returncode == 0, p.stdout + p.stderr
-    res = json.loads(p.stdout)
-    assert res.get("corruptions", 0) == 0 and res.get("leaks", 0) == 0, res
 
 
 @pytest.mark.parametrize("extra", [[], ["-c"], ["-W", "-m", "4"], ["--image-opts"]])

@@ -11,7 +11,7 @@ import shutil
 import struct
 
 import pytest
-from img_util import SEN_IMG, QEMU_IMG, QEMU_IO, needs_tools, run
+from img_util import QEMU_IMG, QEMU_IO, SEN_IMG, needs_tools, qemu_check_clean, run
 
 pytestmark = needs_tools()
 
@@ -36,13 +36,6 @@ def make_raw(path, size, seed):
             data[pos:pos + n] = bytes([rnd.randrange(256)]) * min(n, size - pos)
         pos += n
     path.write_bytes(bytes(data[:size]))
-
-
-def qemu_check_clean(path):
-    p = run(QEMU_IMG, "check", "--output=json", path, check=False)
-    assert p.returncode == 0, p.stdout + p.stderr
-    res = json.loads(p.stdout)
-    assert res.get("corruptions", 0) == 0 and res.get("leaks", 0) == 0, res
 
 
 WRITE_MATRIX = [

@@ -4,12 +4,11 @@ meanwhile must land at the end of the allocated data, as qemu-img puts it, not a
 the grown tail (which left a gap of free clusters and a file twice as long).  qemu-img
 is the oracle: the same writes through `qemu-img bench` give an image at least as large,
 the data compares equal, and `qemu-img check` finds nothing."""
-import json
 import os
 import struct
 
 import pytest
-from img_util import SEN_IMG, QEMU_IMG, needs_tools, run
+from img_util import QEMU_IMG, SEN_IMG, needs_tools, qemu_check_clean, run
 
 pytestmark = needs_tools(qemu_io=False)
 
@@ -28,14 +27,6 @@ def reftable(path):
     with open(path, "rb") as f:
         hdr = f.read(60)
     return struct.unpack(">Q", hdr[48:56])[0], struct.unpack(">I", hdr[56:60])[0]
-
-
-def check_clean(path):
-    p = run(QEMU_IMG, "check", "--output=json", path, check=False)
-    assert p.returncode == 0, p.stdout + p.stderr
-    res = json.loads(p.stdout)
-    assert not res.get("corruptions") and not res.get("leaks"), res
-    return res
 
 
 # One refcount-table cluster covers 8 MiB of file (512-byte clusters, 16-bit refcounts),
@@ -57,7 +48,7 @@ def test_grown_reftable_sits_at_data_end(tmp_path, opts, sessions):
         images[name] = path
         assert reftable(path) != before, "the writes did not grow the refcount table"
     sen, qemu = images["sen"], images["qemu"]
-    res = check_clean(sen)
+    res = qemu_check_clean(sen)
     run(QEMU_IMG, "compare", "-f", "qcow2", "-F", "qcow2", sen, qemu)
     sen_len, qemu_len = os.path.getsize(sen), os.path.getsize(qemu)
     assert sen_len <= qemu_len, (sen_len, qemu_len, reftable(sen), reftable(qemu))
