@@ -48,6 +48,17 @@ def snapshot_l1(f):
     return be64(f, table)
 
 
+def image_with_snapshot(tmp_path):
+    """Guest data at 0..128k, snapshot s1, then guest 0..64k rewritten (copied away from
+    the snapshot's clusters)."""
+    path = tmp_path / "img.qcow2"
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", path, "1G")
+    run(QEMU_IO, "-f", "qcow2", "-c", "write -P 7 0 128k", path)
+    run(QEMU_IMG, "snapshot", "-c", "s1", path)
+    run(QEMU_IO, "-f", "qcow2", "-c", "write -P 9 0 64k", path)
+    return path
+
+
 def damaged_image(tmp_path, what, clusters, opts):
     """An image with guest data at 0..128k (and at L2_SPAN) and one entry pointing
     `clusters` clusters past the end of the file: an active L2 entry (guest 64k), an
@@ -167,11 +178,7 @@ def test_table_reaching_past_the_end_stays_in_use(tmp_path):
     -r leaks freed it (and -r all's rebuild could put its refcount structure there), so
     the next allocation took it (QEMU's overlap check then refuses the write and marks
     the image corrupt; an allocator without one overwrites the snapshot's L1 table)."""
-    path = tmp_path / "img.qcow2"
-    run(QEMU_IMG, "create", "-q", "-f", "qcow2", path, "1G")
-    run(QEMU_IO, "-f", "qcow2", "-c", "write -P 7 0 128k", path)
-    run(QEMU_IMG, "snapshot", "-c", "s1", path)
-    run(QEMU_IO, "-f", "qcow2", "-c", "write -P 9 0 64k", path)
+    path = image_with_snapshot(tmp_path)
     with open(path, "r+b") as f:
         sn = be64(f, 64)  # the snapshot table: l1_table_offset, then l1_size
         f.seek(be64(f, sn))
@@ -223,11 +230,7 @@ def test_stale_entry_naming_guest_data_is_not_rewritten(tmp_path):
     file.  That cluster is referenced twice (the guest's L2 entry and the stale L1 entry),
     so it is no table of its own: -r all reports the entries and leaves the guest's data
     as it was (rewriting them destroyed it)."""
-    path = tmp_path / "img.qcow2"
-    run(QEMU_IMG, "create", "-q", "-f", "qcow2", path, "1G")
-    run(QEMU_IO, "-f", "qcow2", "-c", "write -P 7 0 128k", path)
-    run(QEMU_IMG, "snapshot", "-c", "s1", path)
-    run(QEMU_IO, "-f", "qcow2", "-c", "write -P 9 0 64k", path)
+    path = image_with_snapshot(tmp_path)
     with open(path, "r+b") as f:
         data = be64(f, be64(f, be64(f, 40)) & OFFSET_MASK) & OFFSET_MASK  # guest 0
         put64(f, data + 8, (1 << 63) | past_eof(path, 3))  # guest bytes 8..15
