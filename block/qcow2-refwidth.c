@@ -189,25 +189,16 @@ static void plan_layout(BDRVQcow2State *s, unsigned new_order, const RefScan *rs
     }
 }
 
+static gint cmp_u64(gconstpointer a, gconstpointer b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
 static bool is_new_cluster(const NewLayout *l, uint64_t c)
 {
-    if (c >= l->table && c < l->table + l->table_clusters) {
-        return true;
-    }
-    guint lo = 0, hi = l->blocks->len;
-    while (lo < hi) {
-        guint mid = lo + (hi - lo) / 2;
-        uint64_t b = g_array_index(l->blocks, uint64_t, mid);
-        if (b == c) {
-            return true;
-        }
-        if (b < c) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    return false;
+    return (c >= l->table && c < l->table + l->table_clusters) ||
+           g_array_binary_search(l->blocks, &c, cmp_u64, NULL);
 }
 
 /* Writes the new blocks and table (not yet referenced by the header) and flushes them. */
