@@ -38,30 +38,38 @@ static void snap_drives_free(SnapDrives *d)
 }
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(SnapDrives, snap_drives_free)
 
-/* A drive by its -drive id or the node name of its root (QEMU's snapshot-* take node
- * names; Sen's -drive ids are the common case). */
-static BlockBackend *find_drive(Machine *m, const char *name)
+/*
+ * A drive by its -drive id, or a node by its node name (QEMU's snapshot-* take node
+ * names; Sen's -drive ids are the common case).  *label is the name messages use.  A node
+ * no device uses is found as QEMU's bdrv_find_node finds it, without a backend: giving it
+ * one (block_find_backend) would outlive the command and make blockdev-del refuse the node
+ * as "in use".  Nothing holds a reference: the command runs on the main thread in one go,
+ * so no blockdev-del can close the node under it.
+ */
+static BlockDriverState *find_drive(Machine *m, const char *name, const char **label)
 {
     g_autoptr(GPtrArray) all = block_backends(m);
     for (guint i = 0; i < all->len; i++) {
         BlockBackend *blk = g_ptr_array_index(all, i);
         if (strcmp(blk_name(blk), name) == 0 ||
             g_strcmp0(blk_bs(blk)->node_name, name) == 0) {
-            return blk;
+            *label = blk_name(blk);
+            return blk_bs(blk);
         }
     }
-    return block_find_backend(m, name);
+    *label = name;
+    return m->block ? bdrv_find_node(name) : NULL;
 }
 
-static void add_drive(SnapDrives *d, BlockBackend *blk)
+static void add_drive(SnapDrives *d, BlockDriverState *bs, const char *label)
 {
     for (guint i = 0; i < d->bs->len; i++) {
-        if (g_ptr_array_index(d->bs, i) == blk_bs(blk)) {
+        if (g_ptr_array_index(d->bs, i) == bs) {
             return;
         }
     }
-    g_ptr_array_add(d->bs, blk_bs(blk));
-    g_ptr_array_add(d->names, g_strdup(blk_name(blk)));
+    g_ptr_array_add(d->bs, bs);
+    g_ptr_array_add(d->names, g_strdup(label));
 }
 
 static SnapDrives *snap_drives_new(void)
@@ -79,7 +87,7 @@ static void add_writable_drives(Machine *m, SnapDrives *d)
     for (guint i = 0; i < all->len; i++) {
         BlockBackend *blk = g_ptr_array_index(all, i);
         if (!blk_is_read_only(blk)) {
-            add_drive(d, blk);
+            add_drive(d, blk_bs(blk), blk_name(blk));
         }
     }
 }
@@ -96,16 +104,17 @@ static SnapDrives *snap_drives(Machine *m, const char *vmstate, char **devices,
 
     if (devices) {
         for (char **p = devices; *p; p++) {
-            BlockBackend *blk = find_drive(m, *p);
-            if (!blk) {
-                error_setg(errp, "Device '%s' not found", *p);
+            const char *label;
+            BlockDriverState *bs = find_drive(m, *p, &label);
+            if (!bs) {
+                error_setg(errp, "No block device node '%s'", *p); /* QEMU's words */
                 return NULL;
             }
-            if (blk_is_read_only(blk)) {
+            if (bs->read_only) {
                 error_setg(errp, "Device '%s' is read-only and cannot take snapshots", *p);
                 return NULL;
             }
-            add_drive(d, blk);
+            add_drive(d, bs, label);
         }
     } else {
         add_writable_drives(m, d);
@@ -118,16 +127,17 @@ static SnapDrives *snap_drives(Machine *m, const char *vmstate, char **devices,
         }
     }
     if (vmstate) {
-        BlockBackend *blk = find_drive(m, vmstate);
-        for (guint i = 0; blk && i < d->bs->len; i++) {
-            if (g_ptr_array_index(d->bs, i) == blk_bs(blk)) {
-                d->vm = blk_bs(blk);
+        const char *label;
+        BlockDriverState *bs = find_drive(m, vmstate, &label);
+        for (guint i = 0; bs && i < d->bs->len; i++) {
+            if (g_ptr_array_index(d->bs, i) == bs) {
+                d->vm = bs;
                 d->vm_name = g_ptr_array_index(d->names, i);
             }
         }
         if (!d->vm) {
             error_setg(errp, "vmstate device '%s' %s", vmstate,
-                       blk ? "is not one of the snapshot devices" : "not found");
+                       bs ? "is not one of the snapshot devices" : "not found");
             return NULL;
         }
     } else if (d->bs->len) {

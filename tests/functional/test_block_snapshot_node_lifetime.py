@@ -1,0 +1,125 @@
+"""A node named in a snapshot job is free again when the job ends, against QEMU 7.2.
+
+snapshot-save / -load / -delete find their nodes by node name and hold them only while the
+job runs: afterwards blockdev-del deletes a blockdev-add node the jobs used, as QEMU allows
+(Sen once gave such a node a device's backend for good, and blockdev-del then answered
+"Node q0 is in use").  The same QMP sequence runs in both VMMs; every answer (return or
+error class + text, and each job's final status and error) must match.  Skips without
+/dev/kvm (sen) or QEMU 7.2."""
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from qmp import QMPError
+from vs_qemu import NEEDS_SEN_AND_QEMU, QEMU, QEMU_IMG, SEN, start_with_qmp
+
+pytestmark = NEEDS_SEN_AND_QEMU
+
+VMMS = (("sen", [SEN, "-M", "pc", "-m", "32M"]),
+        ("qemu", [QEMU, "-M", "pc", "-m", "32M", "-accel", "tcg"]))
+COMMON = ["-display", "none", "-nodefaults", "-S"]
+
+
+@pytest.fixture
+def d():
+    # unix socket paths are limited to 108 bytes: pytest's tmp_path can be longer.
+    path = tempfile.mkdtemp(prefix="bsl", dir="/tmp")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def add_nodes():
+    # {img}: each VMM works on an image of its own.
+    return [("blockdev-add", {"driver": "file", "filename": "{img}",
+                              "node-name": "qf"}),
+            ("blockdev-add", {"driver": "qcow2", "file": "qf", "node-name": "q0"})]
+
+
+def job(verb, job_id, tag, **more):
+    return (verb, dict({"job-id": job_id, "tag": tag, "devices": ["q0"]}, **more))
+
+
+def delete(name):
+    return ("blockdev-del", {"node-name": name})
+
+
+def wait_concluded(c, job_id, timeout=30):
+    """The job's final (status, error), once it concluded; then dismisses it."""
+    end = time.monotonic() + timeout
+    while True:
+        [info] = [j for j in c.cmd("query-jobs") if j["id"] == job_id]
+        if info["status"] == "concluded":
+            c.cmd("job-dismiss", id=job_id)
+            return info["status"], info.get("error")
+        assert time.monotonic() < end, info
+        time.sleep(0.05)
+
+
+def answers(d, name, base, steps):
+    img = os.path.join(d, name + ".qcow2")
+    subprocess.run([QEMU_IMG, "create", "-q", "-f", "qcow2", img, "1M"], check=True)
+    proc, c = start_with_qmp(d, name, base + COMMON)
+    out = []
+    try:
+        for cmd, args in steps:
+            args = {k: v.replace("{img}", img) if isinstance(v, str) else v
+                    for k, v in args.items()}
+            try:
+                ret = c.cmd(cmd, **args)
+                if cmd.startswith("snapshot-"):
+                    ret = wait_concluded(c, args["job-id"])
+                elif cmd == "query-named-block-nodes":
+                    ret = sorted(n["node-name"] for n in ret
+                                 if not n["node-name"].startswith("#"))
+                out.append(("ok", ret))
+            except QMPError as e:
+                out.append((e.cls, e.desc))
+    finally:
+        proc.kill()
+        proc.communicate()
+    return out
+
+
+def scenarios():
+    nodes = ("query-named-block-nodes", {})
+    return {
+        # The failing case of old: save, then delete the nodes.
+        "save-then-del": add_nodes() + [
+            job("snapshot-save", "s1", "t1", vmstate="q0"),
+            delete("q0"), delete("qf"), nodes,
+            add_nodes()[0],           # the name is free again
+        ],
+        # Every job verb, and a job that fails (no such tag), leave the node free too.
+        "all-jobs-then-del": add_nodes() + [
+            job("snapshot-save", "s1", "t1", vmstate="q0"),
+            job("snapshot-load", "l1", "t1", vmstate="q0"),
+            job("snapshot-load", "l2", "nosuch", vmstate="q0"),
+            job("snapshot-delete", "x1", "t1"),
+            delete("q0"), delete("qf"), nodes,
+        ],
+        # A job naming the file node below: it cannot take snapshots; still free after.
+        "failed-job-then-del": add_nodes() + [
+            ("snapshot-save", {"job-id": "s2", "tag": "t2", "vmstate": "qf",
+                               "devices": ["qf"]}),
+            ("snapshot-save", {"job-id": "s3", "tag": "t3", "vmstate": "nosuch",
+                               "devices": ["nosuch"]}),
+            delete("q0"), delete("qf"), nodes,
+        ],
+    }
+
+
+@pytest.mark.parametrize("scenario", ["save-then-del", "all-jobs-then-del",
+                                      "failed-job-then-del"])
+def test_snapshot_job_leaves_node_free_like_qemu(d, scenario):
+    steps = scenarios()[scenario]
+    got = {name: answers(d, name, base, steps) for name, base in VMMS}
+    for i, (s, q) in enumerate(zip(got["sen"], got["qemu"])):
+        assert s == q, (i, steps[i], s, q)
+    assert len(got["sen"]) == len(steps)
+    # The point of the test: the deletes after the jobs succeeded.
+    dels = [r for (cmd, _), r in zip(steps, got["sen"]) if cmd == "blockdev-del"]
+    assert dels and all(r == ("ok", {}) for r in dels), got["sen"]
