@@ -4,9 +4,9 @@
  * A downgrade to version 2 first checks everything qemu-img checks (refcount width, feature
  * bits, zstd-compressed clusters), changing nothing when it refuses.  Version 2 has no zero
  * flag, so zero clusters are then expanded in every L1 table (active and snapshots): a
- * preallocated one has its host cluster zeroed and loses the flag; a plain one becomes
- * unallocated when there is no backing file (it reads as zero anyway), otherwise it gets a
- * zeroed cluster of its own.  Only then is the header rewritten as version 2, so a crash
+ * preallocated one has its host cluster zeroed and loses the flag (unless a snapshot shares
+ * that cluster: see expand_zeroes); a plain one becomes unallocated when there is no
+ * backing file (it reads as zero anyway), otherwise it gets a zeroed cluster of its own.  Only then is the header rewritten as version 2, so a crash
  * in between leaves a valid version 3 image (at worst with leaks).
  */
 #include <errno.h>
@@ -54,10 +54,42 @@ static int count_compressed(BDRVQcow2State *s, uint64_t l2_offset, void *opaque)
     return ret;
 }
 
-/* One entry at a time: allocating may evict the table from the cache. */
+/*
+ * What a zero cluster becomes in version 2: nothing when there is no backing file and it
+ * need not stay allocated (it reads as zero anyway), else a zeroed cluster of its own that
+ * every L1 table reaching this L2 table (l2_refs of them) references.  Sets *repl; 0 or
+ * -errno.
+ */
+static int zero_cluster_for_v2(BDRVQcow2State *s, uint64_t l2_refs, bool keep_allocated,
+                               uint64_t *repl)
+{
+    if (s->backing_file == NULL && !keep_allocated) {
+        *repl = 0;
+        return 0;
+    }
+    int64_t host = qcow2_alloc_clusters(s, 1);
+    int ret = host < 0 ? (int)host : 0;
+    if (ret == 0 && l2_refs > 1) {
+        ret = qcow2_update_refcount(s, host, s->cluster_size, l2_refs - 1);
+    }
+    if (ret == 0) {
+        ret = bdrv_pwrite_zeroes(s->bs->file, host, s->cluster_size, 0);
+    }
+    *repl = (uint64_t)host | (l2_refs == 1 ? QCOW2_OFLAG_COPIED : 0);
+    return ret;
+}
+
+/*
+ * One entry at a time: allocating may evict the table from the cache.  A preallocated
+ * zero cluster is zeroed in place and loses the flag, unless something besides this L2
+ * table references its host cluster (a snapshot's own L2 table keeps the data the cluster
+ * had before a write-zeroes in the active layer, as qemu-io write -z leaves it): zeroing
+ * it would change that snapshot, so it gets a zeroed cluster of its own (allocated, as
+ * qemu-img leaves the range) and this table's references to the old one are dropped, once the L2 entry that no longer points at it is on disk
+ * (a crash in between only leaks it).  qemu-img 7.2 zeroes it in place, losing the data.
+ */
 static int expand_zeroes(BDRVQcow2State *s, uint64_t l2_offset, void *opaque)
 {
-    bool backed = s->backing_file != NULL;
     uint64_t l2_refs;
     int ret = qcow2_get_refcount(s, l2_offset >> s->cluster_bits, &l2_refs);
     for (uint64_t i = 0; ret == 0 && i < (1ull << s->l2_bits); i++) {
@@ -66,36 +98,35 @@ static int expand_zeroes(BDRVQcow2State *s, uint64_t l2_offset, void *opaque)
         if (ret < 0) {
             break;
         }
-        uint64_t l2e = qcow2_ld64(t + i * s->l2e_size), repl;
+        uint64_t l2e = qcow2_ld64(t + i * s->l2e_size), repl, shared = 0;
+        uint64_t host = l2e & QCOW2_L2E_OFFSET_MASK, host_refs = 0;
         switch (qcow2_l2e_type(l2e, 3)) {
         case QCOW2_CLUSTER_ZERO_ALLOC:
-            ret = bdrv_pwrite_zeroes(s->bs->file, l2e & QCOW2_L2E_OFFSET_MASK,
-                                     s->cluster_size, 0);
+            ret = qcow2_get_refcount(s, host >> s->cluster_bits, &host_refs);
+            if (ret == 0 && host_refs > l2_refs) {
+                shared = host;
+                ret = zero_cluster_for_v2(s, l2_refs, true, &repl);
+                break;
+            }
+            if (ret == 0) {
+                ret = bdrv_pwrite_zeroes(s->bs->file, host, s->cluster_size, 0);
+            }
             repl = l2e & ~QCOW2_OFLAG_ZERO;
             break;
         case QCOW2_CLUSTER_ZERO_PLAIN:
-            if (!backed) {
-                repl = 0;
-                break;
-            }
-            {
-                /* Every L1 table that reaches this L2 table references the new cluster. */
-                int64_t host = qcow2_alloc_clusters(s, 1);
-                ret = host < 0 ? host : 0;
-                if (ret == 0 && l2_refs > 1) {
-                    ret = qcow2_update_refcount(s, host, s->cluster_size, l2_refs - 1);
-                }
-                if (ret == 0) {
-                    ret = bdrv_pwrite_zeroes(s->bs->file, host, s->cluster_size, 0);
-                }
-                repl = (uint64_t)host | (l2_refs == 1 ? QCOW2_OFLAG_COPIED : 0);
-            }
+            ret = zero_cluster_for_v2(s, l2_refs, false, &repl);
             break;
         default:
             continue;
         }
         if (ret == 0) {
             ret = qcow2_set_l2e(s, l2_offset, i, repl, NULL);
+        }
+        if (ret == 0 && shared) {
+            ret = qcow2_cache_flush(s->l2_cache);
+            if (ret == 0) {
+                ret = qcow2_update_refcount(s, shared, s->cluster_size, -(int64_t)l2_refs);
+            }
         }
     }
     return ret;

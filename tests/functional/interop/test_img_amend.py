@@ -94,22 +94,44 @@ def refused_like_qemu(s, amend):
     return rs
 
 
-def same_as_qemu(tmp_path, s, q):
-    """info, content, map and check agree; so does every snapshot's content."""
+def snapshot_views(tmp_path, p):
+    """{snapshot name: its guest-visible bytes} of the image at p."""
+    views = {}
+    for sn in info(p).get("snapshots", []):
+        view = tmp_path / (p.name + "." + sn["name"] + ".raw")
+        subprocess.run([QEMU_IMG, "convert", "-O", "raw", "-l", sn["name"], str(p),
+                        str(view)], check=True)
+        views[sn["name"]] = view.read_bytes()
+    return views
+
+
+def map_shape(p):
+    """qemu-img map of p per 512-byte sector, without host offsets: (present, zero, data,
+    depth).  Where a tool put a cluster differs, not what the guest and the map see."""
+    out = []
+    for e in json.loads(subprocess.run([QEMU_IMG, "map", "--output=json", str(p)],
+                                       check=True, capture_output=True, text=True).stdout):
+        out += [(e["present"], e["zero"], e["data"], e["depth"])] * (e["length"] // 512)
+    return out
+
+
+def same_as_qemu(tmp_path, s, q, snapshots=None):
+    """info, content, map and check agree; so does every snapshot's content, or, given
+    snapshots (their views before the change), sen's snapshots still read as those."""
     assert info(s) == info(q)
     subprocess.run([QEMU_IMG, "check", "-q", str(s)], check=True)
     subprocess.run([QEMU_IMG, "compare", "-q", str(s), str(q)], check=True)
-    maps = [subprocess.run([QEMU_IMG, "map", "--output=json", str(p)], check=True,
-                           capture_output=True, text=True).stdout for p in (s, q)]
-    assert maps[0] == maps[1]
-    for sn in info(s).get("snapshots", []):
-        views = []
-        for p in (s, q):
-            view = tmp_path / (p.name + "." + sn["name"] + ".raw")
-            subprocess.run([QEMU_IMG, "convert", "-O", "raw", "-l", sn["name"], str(p),
-                            str(view)], check=True)
-            views.append(view.read_bytes())
-        assert views[0] == views[1], sn["name"]
+    if snapshots is None:
+        maps = [subprocess.run([QEMU_IMG, "map", "--output=json", str(p)], check=True,
+                               capture_output=True, text=True).stdout for p in (s, q)]
+        assert maps[0] == maps[1]
+        assert snapshot_views(tmp_path, s) == snapshot_views(tmp_path, q)
+    else:
+        assert map_shape(s) == map_shape(q)
+        views = snapshot_views(tmp_path, s)
+        assert views.keys() == snapshots.keys()
+        for name in views:
+            assert views[name] == snapshots[name], name
 
 
 # Zero clusters of both kinds (qemu-io `write -z` keeps an allocated cluster as a
@@ -134,13 +156,18 @@ def test_downgrade_like_qemu(tmp_path, create_opts, backed):
     subprocess.run([QEMU_IMG, "snapshot", "-c", "s1", str(s)], check=True)
     qemu_io(s, "write -z 0 64k", "write -z -u 5M 64k", "write -P 4 2M 4k")
     shutil.copy(s, q)
+    before = snapshot_views(tmp_path, s)
     rs = subprocess.run([SEN_IMG, "amend", "-o", "compat=0.10", str(s)], capture_output=True,
                         text=True)
     rq = subprocess.run([QEMU_IMG, "amend", "-o", "compat=0.10", str(q)], capture_output=True,
                         text=True)
     assert rs.returncode == rq.returncode == 0, rs.stderr + rq.stderr
     assert info(s)["format-specific"]["data"]["compat"] == "0.10"
-    same_as_qemu(tmp_path, s, q)
+    # `write -z 0 64k` after the snapshot left preallocated zero clusters whose host
+    # clusters s1 still reads its data from: qemu-img 7.2 zeroes them in place and s1
+    # loses that data; sen-img gives the active layer zeroed clusters of its own.  So the
+    # snapshot must read as before the amend, not as qemu-img leaves it.
+    same_as_qemu(tmp_path, s, q, snapshots=before)
 
 
 @pytest.mark.parametrize("create_opts,io,amend", [
