@@ -8,7 +8,7 @@ PACKAGES="
   libglib2.0-dev libjansson-dev libaio-dev zlib1g-dev libzstd-dev libseccomp-dev libslirp-dev
   python3 python3-pytest acpica-tools
   qemu-system-x86 qemu-utils seabios qemu-system-data
-  busybox-static cpio patch kmod
+  busybox-static cpio patch kmod strace
   linux-source-6.1 xz-utils bc bison flex libelf-dev libssl-dev lz4
 "
 
