@@ -47,11 +47,6 @@ static GMutex node_names_lock;
 static GHashTable *node_names;  /* name -> BlockDriverState*, not owned */
 static uint64_t node_seq;       /* under node_names_lock */
 
-static void bdrv_duplicate_node_error(const char *name, Error **errp)
-{
-    error_setg(errp, "Duplicate nodes with node-name='%s'", name);
-}
-
 bool bdrv_node_name_in_use(const char *name)
 {
     g_mutex_lock(&node_names_lock);
@@ -261,7 +256,8 @@ static BlockDriverState *bdrv_new_node(const BlockDriver *drv, const char *filen
     }
     if (g_hash_table_contains(node_names, name)) {
         g_mutex_unlock(&node_names_lock);
-        bdrv_duplicate_node_error(name, errp);
+        bool ok = block_name_claim(name, BLOCK_NAME_NODE, BLOCK_NAME_NODE, errp);
+        g_assert(!ok);
         return NULL;
     }
     BlockNode *node = g_new0(BlockNode, 1);
@@ -555,9 +551,11 @@ BlockDriverState *bdrv_open_ex(const char *filename, Keyval *options, const char
         error_setg(errp, "Invalid node-name: '%s'", node_name);
         return NULL;
     }
-    if (node_name && bdrv_node_name_in_use(node_name)) {
-        /* Before any child is opened; bdrv_new_node checks again when it claims it. */
-        bdrv_duplicate_node_error(node_name, errp);
+    /* Before any child is opened; bdrv_new_node checks again when it claims it. */
+    if (node_name &&
+        !block_name_claim(node_name, BLOCK_NAME_NODE,
+                          bdrv_node_name_in_use(node_name) ? BLOCK_NAME_NODE : BLOCK_NAME_FREE,
+                          errp)) {
         return NULL;
     }
     if (format && drvname && strcmp(format, drvname) != 0) {

@@ -41,12 +41,16 @@ static bool block_open_drive(BlockState *st, const DriveConfig *d, int flags, Er
     Error *err = NULL;
     BlockDriverState *bs;
 
+    /* A -drive id must not name a node, nor the node this drive is about to open. */
     if (!d->blockdev &&
-        (bdrv_node_name_in_use(d->id) ||
-         (keyval_has(opts, "node-name") && !strcmp(keyval_get(opts, "node-name"), d->id)))) {
-        /* As QEMU: device ids and node names share one name space. */
-        error_setg(errp, "%s: Device name '%s' conflicts with an existing node name",
-                   d->optstr, d->id);
+        !block_name_claim(d->id, BLOCK_NAME_DRIVE,
+                          bdrv_node_name_in_use(d->id) ||
+                                  (keyval_has(opts, "node-name") &&
+                                   !strcmp(keyval_get(opts, "node-name"), d->id))
+                              ? BLOCK_NAME_NODE
+                              : BLOCK_NAME_FREE,
+                          errp)) {
+        error_prepend(errp, "%s: ", d->optstr);
         keyval_free(opts);
         return false;
     }
@@ -218,15 +222,19 @@ bool block_blockdev_add(Machine *m, Keyval *opts, Error **errp)
         keyval_free(opts);
         return false;
     }
+    /* A -drive id holds the name: the backend of a -blockdev node a device uses carries
+     * the node's own name, which is the node's.  A node holding it is found when the
+     * node opens (bdrv_open_ex), after the name's own checks, as in QEMU. */
+    BlockNameHolder held = BLOCK_NAME_FREE;
     for (guint i = 0; i < st->backends->len; i++) {
         BlockBackend *blk = g_ptr_array_index(st->backends, i);
-        /* As QEMU: -drive ids and node names share one name space.  (The backend of a
-         * -blockdev node a device uses carries the node's name: that is the node's.) */
         if (strcmp(blk_name(blk), name) == 0 && strcmp(blk_bs(blk)->node_name, name) != 0) {
-            error_setg(errp, "node-name=%s is conflicting with a device id", name);
-            keyval_free(opts);
-            return false;
+            held = BLOCK_NAME_DRIVE;
         }
+    }
+    if (!block_name_claim(name, BLOCK_NAME_NODE, held, errp)) {
+        keyval_free(opts);
+        return false;
     }
     /* While the images belong to a migration source, a new node is opened inactive too,
      * and the migration's end activates it with the others. */

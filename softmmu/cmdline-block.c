@@ -37,6 +37,13 @@ static const DriveConfig *drive_id_taken(CmdlineState *s, const char *id)
     return NULL;
 }
 
+/* What holds name among the drives given so far (-drive ids, -blockdev node names). */
+static BlockNameHolder drive_name_holder(CmdlineState *s, const char *name)
+{
+    const DriveConfig *d = drive_id_taken(s, name);
+    return !d ? BLOCK_NAME_FREE : d->blockdev ? BLOCK_NAME_NODE : BLOCK_NAME_DRIVE;
+}
+
 static void drive_add(CmdlineState *s, DriveConfig *d)
 {
     if (!s->cfg->drives) {
@@ -173,14 +180,8 @@ bool cmdline_opt_drive(CmdlineState *s, const char *what, const char *arg, Error
             g_free(d->id);
             d->id = g_strdup_printf("%s%u", d->interface, n++);
         } while (drive_id_taken(s, d->id));
-    } else if (drive_id_taken(s, d->id)) {
-        /* QEMU's words: drive ids and node names share one name space. */
-        if (drive_id_taken(s, d->id)->blockdev) {
-            error_setg(errp, "%s: Device name '%s' conflicts with an existing node name",
-                       what, d->id);
-        } else {
-            error_setg(errp, "%s: Duplicate ID '%s' for drive", what, d->id);
-        }
+    } else if (!block_name_claim(d->id, BLOCK_NAME_DRIVE, drive_name_holder(s, d->id), errp)) {
+        error_prepend(errp, "%s: ", what);
         goto fail;
     }
     if (readonly) {
@@ -278,13 +279,8 @@ bool cmdline_opt_blockdev(CmdlineState *s, const char *what, const char *arg, Er
         error_setg(errp, "%s: node-name=%s: invalid node name", what, node_name);
         return false;
     }
-    const DriveConfig *taken = drive_id_taken(s, node_name);
-    if (taken && taken->blockdev) {
-        error_setg(errp, "%s: Duplicate nodes with node-name='%s'", what, node_name);
-        return false;
-    }
-    if (taken) {
-        error_setg(errp, "%s: node-name=%s is conflicting with a device id", what, node_name);
+    if (!block_name_claim(node_name, BLOCK_NAME_NODE, drive_name_holder(s, node_name), errp)) {
+        error_prepend(errp, "%s: ", what);
         return false;
     }
     for (guint i = 0; i < kv->pairs->len; i++) {

@@ -233,6 +233,19 @@ const BlockDriver *bdrv_find_format(const char *name);
 /* "Supported formats: raw file ..." for error messages and help. */
 char *bdrv_format_list(void);
 
+/* What holds a name in the one name space -drive ids and node names share (QEMU's). */
+typedef enum BlockNameHolder {
+    BLOCK_NAME_FREE,   /* nothing */
+    BLOCK_NAME_NODE,   /* a node (-blockdev, blockdev-add, node-name=, child options) */
+    BLOCK_NAME_DRIVE,  /* a -drive id, the name of its backend */
+} BlockNameHolder;
+/* Whether a new `want` may take name, which `held` holds (the caller looks that up in
+ * what it knows: drive configs before start-up, open backends and nodes after).  Fails
+ * with QEMU's message for the clash, e.g. "Duplicate nodes with node-name='x'" or
+ * "node-name=x is conflicting with a device id" (block/block-names.c). */
+bool block_name_claim(const char *name, BlockNameHolder want, BlockNameHolder held,
+                      Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+
 /* Node names are unique among the open nodes of the process, as in QEMU: opening a node
  * under a name in use fails with "Duplicate nodes with node-name='x'". */
 bool bdrv_node_name_in_use(const char *name);

@@ -753,6 +753,30 @@ static void test_if_virtio(Fixture *f, gconstpointer data)
     machine_config_free(cfg);
 }
 
+/* One name space for drive ids and node names: each clash has QEMU's message. */
+static void test_name_claim(void)
+{
+    static const struct {
+        BlockNameHolder want, held;
+        const char *msg;  /* NULL: the claim succeeds */
+    } cases[] = {
+        { BLOCK_NAME_NODE, BLOCK_NAME_FREE, NULL },
+        { BLOCK_NAME_DRIVE, BLOCK_NAME_FREE, NULL },
+        { BLOCK_NAME_NODE, BLOCK_NAME_NODE, "Duplicate nodes with node-name='x'" },
+        { BLOCK_NAME_NODE, BLOCK_NAME_DRIVE, "node-name=x is conflicting with a device id" },
+        { BLOCK_NAME_DRIVE, BLOCK_NAME_NODE,
+          "Device name 'x' conflicts with an existing node name" },
+        { BLOCK_NAME_DRIVE, BLOCK_NAME_DRIVE, "Duplicate ID 'x' for drive" },
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        Error *err = NULL;
+        bool ok = block_name_claim("x", cases[i].want, cases[i].held, &err);
+        g_assert_cmpint(ok, ==, cases[i].msg == NULL);
+        g_assert_cmpstr(err ? error_get_pretty(err) : NULL, ==, cases[i].msg);
+        error_free(err);
+    }
+}
+
 #define ADD(name, fn) \
     g_test_add("/block/" name, Fixture, NULL, fixture_setup, fn, fixture_teardown)
 
@@ -780,5 +804,6 @@ int main(int argc, char **argv)
     ADD("json-filename", test_json_filename);
     ADD("machine-drives", test_machine_drives);
     ADD("if-virtio", test_if_virtio);
+    g_test_add_func("/block/name-claim", test_name_claim);
     return g_test_run();
 }
