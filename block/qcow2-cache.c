@@ -53,6 +53,12 @@ void qcow2_cache_free(Qcow2Cache *c)
     g_free(c);
 }
 
+/* What the cache's tables are, for the overlap check of their write-back. */
+static unsigned cache_type(const Qcow2Cache *c)
+{
+    return c == c->s->rb_cache ? QCOW2_OL_REFCOUNT_BLOCK : QCOW2_OL_ACTIVE_L2;
+}
+
 static int cache_write_slot(Qcow2Cache *c, Qcow2CacheSlot *sl)
 {
     if (!sl->dirty) {
@@ -64,7 +70,8 @@ static int cache_write_slot(Qcow2Cache *c, Qcow2CacheSlot *sl)
             return ret;
         }
     }
-    int ret = bdrv_pwrite(c->s->bs->file, sl->offset, c->s->cluster_size, sl->data);
+    int ret = qcow2_meta_pwrite(c->s, cache_type(c), sl->offset, c->s->cluster_size, sl->data,
+                                false);
     if (ret < 0) {
         return ret;
     }
@@ -134,8 +141,8 @@ int qcow2_cache_flush(Qcow2Cache *c)
     }
     for (unsigned i = 0; i < c->n; i++) {
         if (c->slots[i].dirty) {
-            int ret = bdrv_pwrite(c->s->bs->file, c->slots[i].offset, c->s->cluster_size,
-                                  c->slots[i].data);
+            int ret = qcow2_meta_pwrite(c->s, cache_type(c), c->slots[i].offset,
+                                        c->s->cluster_size, c->slots[i].data, false);
             if (ret < 0) {
                 return ret;
             }

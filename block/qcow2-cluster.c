@@ -158,7 +158,13 @@ int qcow2_write_l1_entry(BDRVQcow2State *s, uint32_t idx)
 {
     uint8_t be[8];
     qcow2_st64(be, s->l1[idx]);
-    return bdrv_pwrite_sync(s->bs->file, s->h.l1_table_offset + idx * 8ull, 8, be);
+    int ret = qcow2_meta_pwrite(s, QCOW2_OL_ACTIVE_L1, s->h.l1_table_offset + idx * 8ull, 8,
+                                be, true);
+    if (ret == 0 && (s->l1[idx] & QCOW2_L1E_OFFSET_MASK)) {
+        qcow2_overlap_note_new(s, QCOW2_OL_ACTIVE_L2, s->l1[idx] & QCOW2_L1E_OFFSET_MASK,
+                               s->cluster_size);
+    }
+    return ret;
 }
 
 /* Waits for data_io_done (lock held); wake_data_io wakes only when someone waits. */
@@ -614,59 +620,6 @@ static int free_old_entry(BDRVQcow2State *s, uint64_t l2e)
     return ret < 0 ? ret : qcow2_ref_l2e(s, l2e, -1);
 }
 
-static bool ranges_overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
-{
-    return alen && blen && a < b + blen && b < a + alen;
-}
-
-/*
- * Metadata-overlap protection: a guest data write must never land on the header, the L1
- * table, the refcount table or blocks, an active L2 table or the snapshot table.  When a
- * (corrupted) mapping says otherwise the image is marked corrupt and becomes read-only.
- */
-static int check_data_overlap(BDRVQcow2State *s, uint64_t host, uint64_t len)
-{
-    const char *what = NULL;
-    if (qcow2_has_data_file(s)) {
-        return 0; /* data goes to another file than the metadata */
-    }
-    if (ranges_overlap(host, len, 0, s->cluster_size)) {
-        what = "the header";
-    } else if (ranges_overlap(host, len, s->h.l1_table_offset, s->l1_size * 8ull)) {
-        what = "the L1 table";
-    } else if (ranges_overlap(host, len, s->h.refcount_table_offset, s->reftable_size * 8)) {
-        what = "the refcount table";
-    } else if (s->h.nb_snapshots &&
-               ranges_overlap(host, len, s->h.snapshots_offset, s->cluster_size)) {
-        what = "the snapshot table";
-    }
-    for (uint64_t i = 0; !what && i < s->reftable_used; i++) {
-        uint64_t rb = s->reftable[i] & QCOW2_REFT_OFFSET_MASK;
-        if (rb && ranges_overlap(host, len, rb, s->cluster_size)) {
-            what = "a refcount block";
-        }
-    }
-    for (uint32_t i = 0; !what && i < s->l1_size; i++) {
-        uint64_t l2 = s->l1[i] & QCOW2_L1E_OFFSET_MASK;
-        if (l2 && ranges_overlap(host, len, l2, s->cluster_size)) {
-            what = "an L2 table";
-        }
-    }
-    if (!what) {
-        return 0;
-    }
-    static RateLimit rl;
-    log_guest_error(&rl, "%s: data write at host offset %#" G_GINT64_MODIFIER "x would "
-                    "overwrite %s: image marked corrupt", s->bs->filename, host, what);
-    uint8_t be[8];
-    qcow2_st64(be, s->h.incompatible_features | QCOW2_INCOMPAT_CORRUPT);
-    if (bdrv_pwrite_sync(s->bs->file, 72, 8, be) == 0) {
-        s->h.incompatible_features |= QCOW2_INCOMPAT_CORRUPT;
-    }
-    s->read_only = true;
-    return -EIO;
-}
-
 /*
  * Host clusters for the n guest clusters from cstart: in an external data file the guest
  * offset itself (QEMU's layout; nothing is refcounted there), else newly allocated
@@ -770,7 +723,7 @@ static int allocate_unlocked(BDRVQcow2State *s, int64_t l2, uint64_t off, uint64
     if (target < 0) {
         return target;
     }
-    int ret = check_data_overlap(s, target, n << s->cluster_bits);
+    int ret = qcow2_overlap_check_data(s, target, n << s->cluster_bits);
     if (ret < 0) {
         unalloc_data_clusters(s, (uint64_t)target, n);
         return ret;
@@ -869,7 +822,7 @@ static int write_in_cluster(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8
     }
     if (owned) {
         /* Owned: only an exclusive operation could free it, and those wait for us. */
-        ret = check_data_overlap(s, host + coff, len);
+        ret = qcow2_overlap_check_data(s, host + coff, len);
         return ret < 0 ? ret : data_io(s, s->data_file, true, host + coff, len, buf, unlock);
     }
     /* Slow path: assemble the whole cluster (old contents from wherever they come from),
@@ -902,7 +855,7 @@ static int write_in_cluster(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8
         }
         target = n;
     }
-    ret = check_data_overlap(s, target, s->cluster_size);
+    ret = qcow2_overlap_check_data(s, target, s->cluster_size);
     if (ret < 0) {
         goto unalloc;
     }
@@ -1059,7 +1012,10 @@ int qcow2_write_compressed_prepared(BlockDriverState *bs, uint64_t off, const ui
         goto out;
     }
     s->free_byte_offset = place + clen;
-    ret = bdrv_pwrite(s->bs->file, place, clen, cbuf);
+    ret = qcow2_overlap_check_data(s, place, clen);
+    if (ret == 0) {
+        ret = bdrv_pwrite(s->bs->file, place, clen, cbuf);
+    }
     if (ret < 0) {
         goto out;
     }

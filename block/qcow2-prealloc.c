@@ -36,15 +36,18 @@ bool qcow2_prealloc_parse(const char *str, Qcow2Prealloc *mode, Error **errp)
  * host+len). */
 static int fill_run(BDRVQcow2State *s, uint64_t host, uint64_t len, Qcow2Prealloc mode)
 {
+    if (mode != QCOW2_PREALLOC_FALLOC && mode != QCOW2_PREALLOC_FULL) {
+        return 0;
+    }
+    int ret = qcow2_overlap_check_data(s, host, len);
+    if (ret < 0) {
+        return ret;
+    }
     if (mode == QCOW2_PREALLOC_FALLOC) {
         return bdrv_pwrite_zeroes(s->data_file, host, len, 0);
     }
-    if (mode != QCOW2_PREALLOC_FULL) {
-        return 0;
-    }
     uint64_t chunk = MIN(len, 1024 * 1024);
     uint8_t *zeroes = g_malloc0(chunk);
-    int ret = 0;
     for (uint64_t done = 0; ret == 0 && done < len; done += chunk) {
         ret = bdrv_pwrite(s->data_file, host + done, MIN(chunk, len - done), zeroes);
     }

@@ -83,6 +83,7 @@ int qcow2_refcount_init(BDRVQcow2State *s)
 
 void qcow2_reftable_scan_used(BDRVQcow2State *s)
 {
+    qcow2_overlap_invalidate(s); /* the table was loaded or replaced */
     s->reftable_used = 0;
     for (uint64_t i = 0; i < s->reftable_size; i++) {
         if (s->reftable[i]) {
@@ -119,7 +120,13 @@ static int write_reftable_entry(BDRVQcow2State *s, uint64_t rt)
 {
     uint8_t be[8];
     qcow2_st64(be, s->reftable[rt]);
-    return bdrv_pwrite_sync(s->bs->file, s->h.refcount_table_offset + rt * 8, 8, be);
+    int ret = qcow2_meta_pwrite(s, QCOW2_OL_REFCOUNT_TABLE, s->h.refcount_table_offset + rt * 8,
+                                8, be, true);
+    if (ret == 0 && (s->reftable[rt] & QCOW2_REFT_OFFSET_MASK)) {
+        qcow2_overlap_note_new(s, QCOW2_OL_REFCOUNT_BLOCK,
+                               s->reftable[rt] & QCOW2_REFT_OFFSET_MASK, s->cluster_size);
+    }
+    return ret;
 }
 
 /*
@@ -311,7 +318,8 @@ static int grow_reftable(BDRVQcow2State *s, uint64_t need)
                                s->h.refcount_order, 1);
         }
         nt[rt] = next_block << s->cluster_bits;
-        ret = bdrv_pwrite(s->bs->file, nt[rt], s->cluster_size, blk);
+        ret = qcow2_meta_pwrite(s, QCOW2_OL_REFCOUNT_BLOCK, nt[rt], s->cluster_size, blk,
+                                false);
         next_block++;
     }
     g_free(blk);
@@ -324,7 +332,8 @@ static int grow_reftable(BDRVQcow2State *s, uint64_t need)
         for (uint64_t i = 0; i < entries; i++) {
             be[i] = GUINT64_TO_BE(nt[i]);
         }
-        ret = bdrv_pwrite_sync(s->bs->file, first << s->cluster_bits, m * s->cluster_size, be);
+        ret = qcow2_meta_pwrite(s, QCOW2_OL_REFCOUNT_TABLE, first << s->cluster_bits,
+                                m * s->cluster_size, be, true);
         g_free(be);
     }
     if (ret == 0) {
@@ -363,8 +372,10 @@ int qcow2_update_refcount(BDRVQcow2State *s, uint64_t off, uint64_t len, int64_t
     uint64_t last = (off + len - 1) >> s->cluster_bits;
     uint64_t max = qcow2_refcount_max(s->h.refcount_order);
     if (delta < 0) {
-        /* A freed cluster may be handed out again: stop packing compressed data there. */
+        /* A freed cluster may be handed out again: stop packing compressed data there,
+         * and if it held metadata, the overlap index must forget it. */
         s->free_byte_offset = 0;
+        qcow2_overlap_note_free(s, first, last - first + 1);
     }
     for (uint64_t c = first; c <= last; c++) {
         uint64_t rt = c >> s->refblock_bits;

@@ -169,7 +169,7 @@ static int write_snapshot_table(BDRVQcow2State *s, GArray *a)
         }
         ret = qcow2_flush_caches(s);
         if (ret == 0) {
-            ret = bdrv_pwrite_sync(s->bs->file, off, total, buf);
+            ret = qcow2_meta_pwrite(s, QCOW2_OL_SNAPSHOT_TABLE, off, total, buf, true);
         }
         g_free(buf);
         if (ret < 0) {
@@ -392,7 +392,8 @@ bool qcow2_snapshot_create(BlockDriverState *bs, BlockSnapshotInfo *info, Error 
         }
         ret = qcow2_flush_caches(s);
         if (ret == 0) {
-            ret = bdrv_pwrite_sync(s->bs->file, l1off, s->l1_size * 8ull, be);
+            ret = qcow2_meta_pwrite(s, QCOW2_OL_INACTIVE_L1, l1off, s->l1_size * 8ull, be,
+                                    true);
         }
         g_free(be);
     }
@@ -484,8 +485,8 @@ bool qcow2_snapshot_goto(BlockDriverState *bs, const char *id, Error **errp)
         for (uint32_t j = 0; j < s->l1_size; j++) {
             be[j] = GUINT64_TO_BE(sl1[j] & ~QCOW2_OFLAG_COPIED);
         }
-        ret = s->l1_size ? bdrv_pwrite_sync(s->bs->file, s->h.l1_table_offset,
-                                            s->l1_size * 8ull, be) : 0;
+        ret = s->l1_size ? qcow2_meta_pwrite(s, QCOW2_OL_ACTIVE_L1, s->h.l1_table_offset,
+                                             s->l1_size * 8ull, be, true) : 0;
         g_free(be);
     }
     if (ret == 0) {

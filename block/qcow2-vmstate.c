@@ -47,7 +47,7 @@ static int grow_l1(BDRVQcow2State *s, uint64_t need)
                                               s->cluster_bits);
     int ret = off < 0 ? (int)off : qcow2_flush_caches(s);
     if (ret == 0) {
-        ret = bdrv_pwrite_sync(s->bs->file, off, need * 8, be);
+        ret = qcow2_meta_pwrite(s, QCOW2_OL_ACTIVE_L1, off, need * 8, be, true);
     }
     if (ret == 0) {
         uint8_t hdr[12];

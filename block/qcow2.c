@@ -429,6 +429,7 @@ int qcow2_write_header(BDRVQcow2State *s)
     if (ret == 0) {
         s->h = h;
     }
+    qcow2_overlap_invalidate(s); /* extensions (bitmap directory) may have changed */
     g_free(buf);
     return ret;
 }
@@ -495,6 +496,7 @@ static void qcow2_free_state(BDRVQcow2State *s)
     s->has_data_file = false;
     qcow2_cache_free(s->l2_cache);
     qcow2_cache_free(s->rb_cache);
+    qcow2_overlap_free(s);
     g_free(s->l1);
     g_free(s->reftable);
     g_free(s->backing_file);
@@ -605,6 +607,10 @@ static bool qcow2_open(BlockDriverState *bs, Keyval *opts, int flags, Error **er
                          &l2_cache_bytes, errp)) {
         goto fail_nolock;
     }
+    unsigned overlap_mask;
+    if (!qcow2_overlap_parse_opts(opts, name, &overlap_mask, errp)) {
+        goto fail_nolock;
+    }
     ret = bdrv_pread(bs->file, 0, sizeof(first), first);
     if (ret < 0) {
         error_setg_errno(errp, -ret, "%s: could not read the qcow2 header", name);
@@ -680,6 +686,7 @@ static bool qcow2_open(BlockDriverState *bs, Keyval *opts, int flags, Error **er
         error_setg_errno(errp, -ret, "%s: could not read the refcount table", name);
         goto fail;
     }
+    qcow2_overlap_init(s, overlap_mask);
     s->free_hint = 0;
     bs->total_size = s->h.size;
 
@@ -1076,7 +1083,7 @@ static bool qcow2_truncate(BlockDriverState *bs, int64_t size, bool shrink, Erro
         l1off = qcow2_alloc_clusters(s, (l1_need * 8 + s->cluster_size - 1) >> s->cluster_bits);
         ret = l1off < 0 ? l1off : qcow2_flush_caches(s);
         if (ret == 0) {
-            ret = bdrv_pwrite_sync(bs->file, l1off, l1_need * 8, be);
+            ret = qcow2_meta_pwrite(s, QCOW2_OL_ACTIVE_L1, l1off, l1_need * 8, be, true);
         }
         g_free(be);
     } else {

@@ -233,6 +233,7 @@ int qcow2_decompress(int type, uint8_t *dst, size_t dst_len, const uint8_t *src,
 
 typedef struct BlockDriverState BlockDriverState;
 typedef struct Qcow2Cache Qcow2Cache;
+typedef struct Qcow2Overlap Qcow2Overlap;
 
 typedef struct BDRVQcow2State {
     BlockDriverState *bs;
@@ -286,6 +287,10 @@ typedef struct BDRVQcow2State {
     uint64_t prealloc_end, prealloc_from;
     bool prealloc_refused;
     uint64_t free_byte_offset; /* where the next compressed run may be packed */
+    /* Metadata-overlap protection (qcow2-overlap.c): the QCOW2_OL_* types checked
+     * (option overlap-check) and the index of metadata clusters. */
+    unsigned overlap_mask;
+    Qcow2Overlap *overlap;
 } BDRVQcow2State;
 
 /* True when guest data lives in an external data file rather than in the image. */
@@ -450,6 +455,69 @@ int qcow2_drop_vmstate(BlockDriverState *bs, int64_t bytes);
 int qcow2_read_l1(BDRVQcow2State *s, uint64_t off, uint32_t n, uint64_t **out);
 bool qcow2_snapshot_delete(BlockDriverState *bs, const char *id_or_name, Error **errp);
 GPtrArray *qcow2_snapshot_list(BlockDriverState *bs, Error **errp);
+
+/*
+ * qcow2-overlap.c: metadata-overlap protection, QEMU's overlap-check.  Metadata types in
+ * QEMU's order (QCOW2_OL_*), the modes as masks, and the index of metadata clusters.
+ */
+enum {
+    QCOW2_OL_MAIN_HEADER = 1u << 0,
+    QCOW2_OL_ACTIVE_L1 = 1u << 1,
+    QCOW2_OL_ACTIVE_L2 = 1u << 2,
+    QCOW2_OL_REFCOUNT_TABLE = 1u << 3,
+    QCOW2_OL_REFCOUNT_BLOCK = 1u << 4,
+    QCOW2_OL_SNAPSHOT_TABLE = 1u << 5,
+    QCOW2_OL_INACTIVE_L1 = 1u << 6,
+    QCOW2_OL_INACTIVE_L2 = 1u << 7,
+    QCOW2_OL_BITMAP_DIRECTORY = 1u << 8,
+    QCOW2_OL_NB = 9,
+    QCOW2_OL_CONSTANT = QCOW2_OL_MAIN_HEADER | QCOW2_OL_ACTIVE_L1 | QCOW2_OL_REFCOUNT_TABLE |
+                        QCOW2_OL_SNAPSHOT_TABLE,
+    QCOW2_OL_CACHED = QCOW2_OL_CONSTANT | QCOW2_OL_ACTIVE_L2 | QCOW2_OL_REFCOUNT_BLOCK |
+                      QCOW2_OL_INACTIVE_L1 | QCOW2_OL_BITMAP_DIRECTORY,
+    QCOW2_OL_ALL = QCOW2_OL_CACHED | QCOW2_OL_INACTIVE_L2,
+};
+/* A sorted set of cluster indexes, each with the QCOW2_OL_* types it holds. */
+typedef struct Qcow2OlEntry Qcow2OlEntry;
+typedef struct Qcow2OlIndex {
+    Qcow2OlEntry *e;
+    size_t n, cap;
+} Qcow2OlIndex;
+/* Adds type to clusters [first, first+n) / takes it away (O(n) insert, O(log n) find). */
+void qcow2_ol_index_add(Qcow2OlIndex *idx, uint64_t first, uint64_t n, unsigned type);
+void qcow2_ol_index_remove(Qcow2OlIndex *idx, uint64_t first, uint64_t n, unsigned type);
+/* The types & mask of the first cluster in [first, first+n) holding any, or 0. */
+unsigned qcow2_ol_index_query(const Qcow2OlIndex *idx, uint64_t first, uint64_t n,
+                              unsigned mask);
+void qcow2_ol_index_clear(Qcow2OlIndex *idx);
+struct Qcow2Overlap {
+    Qcow2OlIndex active;       /* header, active L1/L2, refcount table/blocks */
+    Qcow2OlIndex snap;         /* snapshot table, snapshot L1/L2, bitmap directory */
+    bool active_stale, snap_stale;
+    uint64_t active_key[4];    /* header fields the active part was built from */
+    uint64_t snap_key[2];
+    bool signaled;             /* the corruption message was printed */
+};
+/* overlap-check=none|constant|cached|all (or .template) and overlap-check.<type>=bool
+ * into a QCOW2_OL_* mask (default cached); what names the node in errors. */
+typedef struct Keyval Keyval;
+bool qcow2_overlap_parse_opts(Keyval *opts, const char *what, unsigned *mask, Error **errp);
+void qcow2_overlap_init(BDRVQcow2State *s, unsigned mask);
+void qcow2_overlap_free(BDRVQcow2State *s);
+/* Before writing [off, off+len) of the image file (lock held): 0, or -EIO after marking
+ * the image corrupt when it would overwrite metadata of a type not in ignore. */
+int qcow2_overlap_check(BDRVQcow2State *s, unsigned ignore, uint64_t off, uint64_t len);
+/* The same for guest data (also COW and compressed runs): nothing to check when data
+ * lives in an external data file. */
+int qcow2_overlap_check_data(BDRVQcow2State *s, uint64_t off, uint64_t len);
+/* Metadata of type written at off (checked against every other type first). */
+int qcow2_meta_pwrite(BDRVQcow2State *s, unsigned type, uint64_t off, uint64_t len,
+                      const void *buf, bool sync);
+/* Keeping the index current: a new L2 table / refcount block got its table entry; any
+ * metadata may have moved; clusters [first, first+n) lost a reference. */
+void qcow2_overlap_note_new(BDRVQcow2State *s, unsigned type, uint64_t off, uint64_t len);
+void qcow2_overlap_invalidate(BDRVQcow2State *s);
+void qcow2_overlap_note_free(BDRVQcow2State *s, uint64_t first, uint64_t n);
 
 /* qcow2-create.c */
 typedef struct Keyval Keyval;

@@ -1,0 +1,437 @@
+/*
+ * QCOW2 metadata-overlap protection (QEMU's `overlap-check`): before any write to the
+ * image file, the host range is checked against the image's metadata (header, L1/L2
+ * tables, refcount table and blocks, snapshot table and snapshot L1/L2 tables, bitmap
+ * directory).  A hit means a corrupted mapping or allocation is about to destroy
+ * metadata: the write fails with EIO and the image is marked corrupt, as in QEMU.
+ *
+ * Why an index: QEMU scans the in-memory L1 and refcount tables on every write.  Here the
+ * metadata clusters live in sorted arrays (one cluster index per element, with a bit mask
+ * of what it holds), so a query is a binary search.  There are two parts:
+ *   - the active part (header, active L1/L2, refcount table/blocks), built from memory;
+ *     a new L2 table or refcount block is inserted when its L1/refcount table entry is
+ *     written, and anything else that may move it (a changed header field, a freed
+ *     metadata cluster, a replaced table) marks the part stale: rebuilt on the next query;
+ *   - the snapshot part (snapshot table, snapshot L1 tables and, in mode `all`, their L2
+ *     tables, the bitmap directory), built from disk, stale only when the snapshot table
+ *     moves, a header is rewritten or one of its clusters is freed.
+ * A freed metadata cluster is what could be handed out again as data, so every refcount
+ * decrement asks the index (qcow2_overlap_note_free) and stales the part it hits; a stale
+ * entry can therefore never refuse a legitimate write.  Everything runs under s->lock.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "block/qcow2.h"
+#include "sen/block.h"
+#include "sen/keyval.h"
+
+/* Names as QEMU prints them in the corruption message (bit order of QCOW2_OL_*). */
+static const char *const ol_names[QCOW2_OL_NB] = {
+    "qcow2_header",    "active L1 table",   "active L2 table",
+    "refcount table",  "refcount block",    "snapshot table",
+    "inactive L1 table", "inactive L2 table", "bitmap directory",
+};
+
+/* Option suffixes of overlap-check.<name> (QEMU's spelling), same order. */
+static const char *const ol_opt_names[QCOW2_OL_NB] = {
+    "main-header",    "active-l1",    "active-l2",    "refcount-table", "refcount-block",
+    "snapshot-table", "inactive-l1",  "inactive-l2",  "bitmap-directory",
+};
+
+#define OL_ACTIVE_PART                                                                   \
+    (QCOW2_OL_MAIN_HEADER | QCOW2_OL_ACTIVE_L1 | QCOW2_OL_ACTIVE_L2 |                   \
+     QCOW2_OL_REFCOUNT_TABLE | QCOW2_OL_REFCOUNT_BLOCK)
+#define OL_SNAPSHOT_PART                                                                 \
+    (QCOW2_OL_SNAPSHOT_TABLE | QCOW2_OL_INACTIVE_L1 | QCOW2_OL_INACTIVE_L2 |            \
+     QCOW2_OL_BITMAP_DIRECTORY)
+
+/* ---- the index: a sorted array of metadata clusters ---- */
+
+typedef struct Qcow2OlEntry {
+    uint64_t cluster;
+    unsigned types;
+} Qcow2OlEntry;
+
+void qcow2_ol_index_clear(Qcow2OlIndex *idx)
+{
+    g_free(idx->e);
+    idx->e = NULL;
+    idx->n = idx->cap = 0;
+}
+
+static void index_reserve(Qcow2OlIndex *idx, size_t more)
+{
+    if (idx->n + more > idx->cap) {
+        idx->cap = MAX(idx->n + more, idx->cap * 2);
+        idx->cap = MAX(idx->cap, 64);
+        idx->e = g_renew(Qcow2OlEntry, idx->e, idx->cap);
+    }
+}
+
+/* First element with cluster >= c. */
+static size_t lower_bound(const Qcow2OlIndex *idx, uint64_t c)
+{
+    size_t lo = 0, hi = idx->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (idx->e[mid].cluster < c) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+void qcow2_ol_index_add(Qcow2OlIndex *idx, uint64_t first, uint64_t n, unsigned type)
+{
+    for (uint64_t c = first; c < first + n; c++) {
+        size_t i = lower_bound(idx, c);
+        if (i < idx->n && idx->e[i].cluster == c) {
+            idx->e[i].types |= type;
+            continue;
+        }
+        index_reserve(idx, 1);
+        memmove(&idx->e[i + 1], &idx->e[i], (idx->n - i) * sizeof(idx->e[0]));
+        idx->e[i] = (Qcow2OlEntry){ .cluster = c, .types = type };
+        idx->n++;
+    }
+}
+
+void qcow2_ol_index_remove(Qcow2OlIndex *idx, uint64_t first, uint64_t n, unsigned type)
+{
+    size_t out = lower_bound(idx, first), i = out;
+    for (; i < idx->n && idx->e[i].cluster < first + n; i++) {
+        idx->e[i].types &= ~type;
+        if (idx->e[i].types) {
+            idx->e[out++] = idx->e[i];
+        }
+    }
+    memmove(&idx->e[out], &idx->e[i], (idx->n - i) * sizeof(idx->e[0]));
+    idx->n -= i - out;
+}
+
+unsigned qcow2_ol_index_query(const Qcow2OlIndex *idx, uint64_t first, uint64_t n,
+                              unsigned mask)
+{
+    for (size_t i = lower_bound(idx, first); i < idx->n && idx->e[i].cluster < first + n;
+         i++) {
+        if (idx->e[i].types & mask) {
+            return idx->e[i].types & mask;
+        }
+    }
+    return 0;
+}
+
+/* Bulk building: append in any order, then sort and merge once (O(n log n)). */
+static void index_append(Qcow2OlIndex *idx, uint64_t first, uint64_t n, unsigned type)
+{
+    index_reserve(idx, n);
+    for (uint64_t c = first; c < first + n; c++) {
+        idx->e[idx->n++] = (Qcow2OlEntry){ .cluster = c, .types = type };
+    }
+}
+
+static int entry_cmp(const void *a, const void *b)
+{
+    uint64_t x = ((const Qcow2OlEntry *)a)->cluster, y = ((const Qcow2OlEntry *)b)->cluster;
+    return x < y ? -1 : x > y;
+}
+
+static void index_finish(Qcow2OlIndex *idx)
+{
+    if (!idx->n) {
+        return;
+    }
+    qsort(idx->e, idx->n, sizeof(idx->e[0]), entry_cmp);
+    size_t out = 0;
+    for (size_t i = 1; i < idx->n; i++) {
+        if (idx->e[i].cluster == idx->e[out].cluster) {
+            idx->e[out].types |= idx->e[i].types;
+        } else {
+            idx->e[++out] = idx->e[i];
+        }
+    }
+    idx->n = out + 1;
+}
+
+/* ---- building the two parts from the image ---- */
+
+/* Clusters touched by [off, off+len), bounded so that a hostile size cannot make the
+ * index huge: tables are at most QCOW2_MAX_L1_BYTES long. */
+static void append_range(BDRVQcow2State *s, Qcow2OlIndex *idx, uint64_t off, uint64_t len,
+                         unsigned type)
+{
+    if (!len || !(s->overlap_mask & type)) {
+        return;
+    }
+    len = MIN(len, (uint64_t)QCOW2_MAX_L1_BYTES);
+    uint64_t first = off >> s->cluster_bits;
+    uint64_t last = (off + len - 1) >> s->cluster_bits;
+    index_append(idx, first, last - first + 1, type);
+}
+
+static void build_active(BDRVQcow2State *s, Qcow2Overlap *ov)
+{
+    Qcow2OlIndex *idx = &ov->active;
+    idx->n = 0;
+    append_range(s, idx, 0, s->cluster_size, QCOW2_OL_MAIN_HEADER);
+    append_range(s, idx, s->h.l1_table_offset, s->l1_size * 8ull, QCOW2_OL_ACTIVE_L1);
+    append_range(s, idx, s->h.refcount_table_offset, s->reftable_size * 8,
+                 QCOW2_OL_REFCOUNT_TABLE);
+    for (uint32_t i = 0; (s->overlap_mask & QCOW2_OL_ACTIVE_L2) && i < s->l1_size; i++) {
+        uint64_t l2 = s->l1[i] & QCOW2_L1E_OFFSET_MASK;
+        if (l2) {
+            append_range(s, idx, l2, s->cluster_size, QCOW2_OL_ACTIVE_L2);
+        }
+    }
+    for (uint64_t i = 0; (s->overlap_mask & QCOW2_OL_REFCOUNT_BLOCK) && i < s->reftable_used;
+         i++) {
+        uint64_t rb = s->reftable[i] & QCOW2_REFT_OFFSET_MASK;
+        if (rb) {
+            append_range(s, idx, rb, s->cluster_size, QCOW2_OL_REFCOUNT_BLOCK);
+        }
+    }
+    index_finish(idx);
+    ov->active_key[0] = s->h.l1_table_offset;
+    ov->active_key[1] = s->l1_size;
+    ov->active_key[2] = s->h.refcount_table_offset;
+    ov->active_key[3] = s->reftable_size;
+    ov->active_stale = false;
+}
+
+/* The bitmaps extension names the bitmap directory: (nb, reserved, size, offset). */
+static void append_bitmap_directory(BDRVQcow2State *s, Qcow2OlIndex *idx)
+{
+    for (guint i = 0; s->ext.unknown && i < s->ext.unknown->len; i++) {
+        const Qcow2RawExt *e = &g_array_index(s->ext.unknown, Qcow2RawExt, i);
+        if (e->type == QCOW2_EXT_BITMAPS && e->len >= 24) {
+            append_range(s, idx, qcow2_ld64(e->data + 16), qcow2_ld64(e->data + 8),
+                         QCOW2_OL_BITMAP_DIRECTORY);
+        }
+    }
+}
+
+static void build_snapshots(BDRVQcow2State *s, Qcow2Overlap *ov)
+{
+    Qcow2OlIndex *idx = &ov->snap;
+    idx->n = 0;
+    ov->snap_key[0] = s->h.snapshots_offset;
+    ov->snap_key[1] = s->h.nb_snapshots;
+    ov->snap_stale = false;
+    append_bitmap_directory(s, idx);
+    if (!s->h.nb_snapshots || !(s->overlap_mask & OL_SNAPSHOT_PART)) {
+        index_finish(idx);
+        return;
+    }
+    GArray *sns;
+    uint64_t table_len = 0;
+    /* An unreadable table still protects its first cluster; a corrupt one fails the
+     * snapshot operations themselves. */
+    if (qcow2_read_snapshots(s, &sns) < 0) {
+        table_len = 1;
+    }
+    for (guint i = 0; i < sns->len; i++) {
+        const Qcow2Snapshot *sn = &g_array_index(sns, Qcow2Snapshot, i);
+        table_len += (40 + sn->extra_len + strlen(sn->id_str) + strlen(sn->name) + 7) & ~7ull;
+        append_range(s, idx, sn->l1_table_offset, sn->l1_size * 8ull, QCOW2_OL_INACTIVE_L1);
+        if (!(s->overlap_mask & QCOW2_OL_INACTIVE_L2) || !sn->l1_size ||
+            sn->l1_size * 8ull > QCOW2_MAX_L1_BYTES) {
+            continue;
+        }
+        uint64_t *l1 = NULL;
+        if (qcow2_read_l1(s, sn->l1_table_offset, sn->l1_size, &l1) == 0) {
+            for (uint32_t j = 0; j < sn->l1_size; j++) {
+                uint64_t l2 = l1[j] & QCOW2_L1E_OFFSET_MASK;
+                if (l2) {
+                    append_range(s, idx, l2, s->cluster_size, QCOW2_OL_INACTIVE_L2);
+                }
+            }
+        }
+        g_free(l1);
+    }
+    qcow2_snapshots_free(sns);
+    append_range(s, idx, s->h.snapshots_offset, table_len, QCOW2_OL_SNAPSHOT_TABLE);
+    index_finish(idx);
+}
+
+/* Brings both parts up to date with the image (lock held). */
+static void refresh(BDRVQcow2State *s, Qcow2Overlap *ov)
+{
+    if (ov->active_stale || ov->active_key[0] != s->h.l1_table_offset ||
+        ov->active_key[1] != s->l1_size || ov->active_key[2] != s->h.refcount_table_offset ||
+        ov->active_key[3] != s->reftable_size) {
+        build_active(s, ov);
+    }
+    if ((s->overlap_mask & OL_SNAPSHOT_PART) &&
+        (ov->snap_stale || ov->snap_key[0] != s->h.snapshots_offset ||
+         ov->snap_key[1] != s->h.nb_snapshots)) {
+        build_snapshots(s, ov);
+    }
+}
+
+/* ---- options ---- */
+
+static bool mode_mask(const char *mode, unsigned *mask)
+{
+    if (!strcmp(mode, "none")) {
+        *mask = 0;
+    } else if (!strcmp(mode, "constant")) {
+        *mask = QCOW2_OL_CONSTANT;
+    } else if (!strcmp(mode, "cached")) {
+        *mask = QCOW2_OL_CACHED;
+    } else if (!strcmp(mode, "all")) {
+        *mask = QCOW2_OL_ALL;
+    } else {
+        return false;
+    }
+    return true;
+}
+
+bool qcow2_overlap_parse_opts(Keyval *opts, const char *what, unsigned *mask, Error **errp)
+{
+    const char *mode = opts ? keyval_get(opts, "overlap-check") : NULL;
+    const char *tmpl = opts ? keyval_get(opts, "overlap-check.template") : NULL;
+    if (mode && tmpl && strcmp(mode, tmpl)) {
+        error_setg(errp, "%s: Conflicting values for qcow2 options 'overlap-check' ('%s') "
+                   "and 'overlap-check.template' ('%s')", what, mode, tmpl);
+        return false;
+    }
+    const char *use = mode ? mode : tmpl ? tmpl : "cached";
+    if (!mode_mask(use, mask)) {
+        error_setg(errp, "%s: Unsupported value '%s' for qcow2 option '%s'. Allowed are "
+                   "any of the following: none, constant, cached, all", what, use,
+                   mode ? "overlap-check" : "overlap-check.template");
+        return false;
+    }
+    for (unsigned i = 0; opts && i < QCOW2_OL_NB; i++) {
+        g_autofree char *key = g_strdup_printf("overlap-check.%s", ol_opt_names[i]);
+        bool on;
+        if (!keyval_get_bool(opts, what, key, *mask & (1u << i), &on, errp)) {
+            return false;
+        }
+        *mask = on ? *mask | (1u << i) : *mask & ~(1u << i);
+    }
+    return true;
+}
+
+/* ---- state and hooks ---- */
+
+void qcow2_overlap_init(BDRVQcow2State *s, unsigned mask)
+{
+    s->overlap_mask = mask;
+    s->overlap = g_new0(Qcow2Overlap, 1);
+    s->overlap->active_stale = s->overlap->snap_stale = true;
+}
+
+void qcow2_overlap_free(BDRVQcow2State *s)
+{
+    if (s->overlap) {
+        qcow2_ol_index_clear(&s->overlap->active);
+        qcow2_ol_index_clear(&s->overlap->snap);
+        g_free(g_steal_pointer(&s->overlap));
+    }
+}
+
+void qcow2_overlap_invalidate(BDRVQcow2State *s)
+{
+    if (s->overlap) {
+        s->overlap->active_stale = s->overlap->snap_stale = true;
+    }
+}
+
+void qcow2_overlap_note_new(BDRVQcow2State *s, unsigned type, uint64_t off, uint64_t len)
+{
+    Qcow2Overlap *ov = s->overlap;
+    if (!ov || ov->active_stale || !(s->overlap_mask & type) || !len) {
+        return; /* a stale part is rebuilt from the tables, which include it */
+    }
+    uint64_t first = off >> s->cluster_bits;
+    qcow2_ol_index_add(&ov->active, first, ((off + len - 1) >> s->cluster_bits) - first + 1,
+                       type);
+}
+
+void qcow2_overlap_note_free(BDRVQcow2State *s, uint64_t first, uint64_t n)
+{
+    Qcow2Overlap *ov = s->overlap;
+    if (!ov) {
+        return;
+    }
+    if (!ov->active_stale && qcow2_ol_index_query(&ov->active, first, n, ~0u)) {
+        ov->active_stale = true;
+    }
+    if (!ov->snap_stale && qcow2_ol_index_query(&ov->snap, first, n, ~0u)) {
+        ov->snap_stale = true;
+    }
+}
+
+/*
+ * Marks the image corrupt after a refused write: the corrupt bit on disk, read-only from
+ * now on, and QEMU's message once per open image.
+ */
+static void mark_corrupt(BDRVQcow2State *s, unsigned hit)
+{
+    if (!s->overlap->signaled) {
+        s->overlap->signaled = true;
+        fprintf(stderr, "qcow2: Marking image as corrupt: Preventing invalid write on "
+                "metadata (overlaps with %s); further corruption events will be "
+                "suppressed\n", ol_names[__builtin_ctz(hit)]);
+    }
+    if (!(s->h.incompatible_features & QCOW2_INCOMPAT_CORRUPT) && s->h.version >= 3) {
+        uint8_t be[8];
+        qcow2_st64(be, s->h.incompatible_features | QCOW2_INCOMPAT_CORRUPT);
+        if (bdrv_pwrite_sync(s->bs->file, 72, 8, be) == 0) {
+            s->h.incompatible_features |= QCOW2_INCOMPAT_CORRUPT;
+        }
+    }
+    s->read_only = true;
+}
+
+int qcow2_overlap_check(BDRVQcow2State *s, unsigned ignore, uint64_t off, uint64_t len)
+{
+    Qcow2Overlap *ov = s->overlap;
+    unsigned mask = s->overlap_mask & ~ignore;
+    if (!ov || !mask || !len) {
+        return 0;
+    }
+    refresh(s, ov);
+    uint64_t first = off >> s->cluster_bits;
+    uint64_t n = ((off + len - 1) >> s->cluster_bits) - first + 1;
+    unsigned hit = qcow2_ol_index_query(&ov->active, first, n, mask);
+    if (!hit) {
+        hit = qcow2_ol_index_query(&ov->snap, first, n, mask);
+    }
+    if (!hit) {
+        return 0;
+    }
+    mark_corrupt(s, hit);
+    return -EIO;
+}
+
+int qcow2_overlap_check_data(BDRVQcow2State *s, uint64_t off, uint64_t len)
+{
+    /* Data in an external data file cannot reach the image's metadata. */
+    return qcow2_has_data_file(s) ? 0 : qcow2_overlap_check(s, 0, off, len);
+}
+
+int qcow2_meta_pwrite(BDRVQcow2State *s, unsigned type, uint64_t off, uint64_t len,
+                      const void *buf, bool sync)
+{
+    int ret = qcow2_overlap_check(s, type, off, len);
+    if (ret < 0) {
+        return ret;
+    }
+    ret = sync ? bdrv_pwrite_sync(s->bs->file, off, len, buf)
+               : bdrv_pwrite(s->bs->file, off, len, buf);
+    /* A whole table written somewhere (new L1, refcount table, snapshot table or L1):
+     * the tables it describes may have changed, the index is rebuilt lazily.  Single
+     * entries are noted by their writers (qcow2_overlap_note_new). */
+    if (len > 8 && (type & (QCOW2_OL_ACTIVE_L1 | QCOW2_OL_REFCOUNT_TABLE |
+                            QCOW2_OL_SNAPSHOT_TABLE | QCOW2_OL_INACTIVE_L1))) {
+        qcow2_overlap_invalidate(s);
+    }
+    return ret;
+}
