@@ -1,0 +1,135 @@
+/*
+ * The metadata-overlap index (block/qcow2-overlap.c): adding, removing and querying
+ * cluster ranges, and the overlap-check option parsing.  The write-path behaviour is
+ * tested end to end in tests/functional/interop/test_qcow2_overlap.py.
+ */
+#include <glib.h>
+
+#include "block/qcow2.h"
+#include "sen/keyval.h"
+
+static void test_index_add_query(void)
+{
+    Qcow2OlIndex idx = { 0 };
+    g_assert_cmpuint(qcow2_ol_index_query(&idx, 0, 100, ~0u), ==, 0);
+    qcow2_ol_index_add(&idx, 10, 3, QCOW2_OL_ACTIVE_L1);   /* 10..12 */
+    qcow2_ol_index_add(&idx, 5, 1, QCOW2_OL_ACTIVE_L2);    /* 5, inserted before */
+    qcow2_ol_index_add(&idx, 100, 1, QCOW2_OL_REFCOUNT_BLOCK);
+    g_assert_cmpuint(idx.n, ==, 5);
+    /* Ranges that touch, and ranges that only border. */
+    g_assert_cmpuint(qcow2_ol_index_query(&idx, 4, 1, ~0u), ==, 0);
+    g_assert_cmpuint(qcow2_ol_index_query(&idx, 6, 4, ~0u), ==, 0);
+    g_assert_cmpuint(qcow2_ol_index_query(&idx, 4, 2, ~0u), ==, QCOW2_OL_ACTIVE_L2);
+    g_assert_cmpuint(qcow2_ol_index_query(&idx, 12, 1, ~0u), ==, QCOW2_OL_ACTIVE_L1);
+    g_assert_cmpuint(qcow2_ol_index_query(&idx, 13, 87, ~0u), ==, 0);
+    g_assert_cmpuint(qcow2_ol_index_query(&idx, 13, 88, ~0u), ==, QCOW2_OL_REFCOUNT_BLOCK);
+    g_assert_cmpuint(qcow2_ol_index_query(&idx, 101, UINT32_MAX, ~0u), ==, 0);
+    /* The mask: an ignored type is no hit, the next cluster in range still is. */
+    g_assert_cmpuint(qcow2_ol_index_query(&idx, 0, 11, ~QCOW2_OL_ACTIVE_L2), ==,
+                     QCOW2_OL_ACTIVE_L1);
+    g_assert_cmpuint(qcow2_ol_index_query(&idx, 0, 10, ~QCOW2_OL_ACTIVE_L2), ==, 0);
+    /* One cluster holding two types (a corrupt image): both are kept. */
+    qcow2_ol_index_add(&idx, 11, 1, QCOW2_OL_REFCOUNT_TABLE);
+    g_assert_cmpuint(idx.n, ==, 5);
+    g_assert_cmpuint(qcow2_ol_index_query(&idx, 11, 1, ~QCOW2_OL_ACTIVE_L1), ==,
+                     QCOW2_OL_REFCOUNT_TABLE);
+    qcow2_ol_index_clear(&idx);
+    g_assert_cmpuint(idx.n, ==, 0);
+}
+
+static void test_index_remove(void)
+{
+    Qcow2OlIndex idx = { 0 };
+    qcow2_ol_index_add(&idx, 0, 1, QCOW2_OL_MAIN_HEADER);
+    qcow2_ol_index_add(&idx, 20, 10, QCOW2_OL_ACTIVE_L1);
+    qcow2_ol_index_add(&idx, 25, 1, QCOW2_OL_ACTIVE_L2);
+    qcow2_ol_index_add(&idx, 40, 1, QCOW2_OL_ACTIVE_L2);
+    qcow2_ol_index_remove(&idx, 22, 5, QCOW2_OL_ACTIVE_L1); /* 22..26 */
+    g_assert_cmpuint(qcow2_ol_index_query(&idx, 22, 3, ~0u), ==, 0);
+    g_assert_cmpuint(qcow2_ol_index_query(&idx, 25, 1, ~0u), ==, QCOW2_OL_ACTIVE_L2);
+    g_assert_cmpuint(qcow2_ol_index_query(&idx, 21, 1, ~0u), ==, QCOW2_OL_ACTIVE_L1);
+    g_assert_cmpuint(qcow2_ol_index_query(&idx, 27, 1, ~0u), ==, QCOW2_OL_ACTIVE_L1);
+    g_assert_cmpuint(qcow2_ol_index_query(&idx, 40, 1, ~0u), ==, QCOW2_OL_ACTIVE_L2);
+    g_assert_cmpuint(idx.n, ==, 1 + 2 + 1 + 3 + 1);
+    qcow2_ol_index_remove(&idx, 0, 1000, QCOW2_OL_ACTIVE_L2);
+    g_assert_cmpuint(qcow2_ol_index_query(&idx, 25, 1, ~0u), ==, 0);
+    g_assert_cmpuint(qcow2_ol_index_query(&idx, 30, 100, ~0u), ==, 0);
+    g_assert_cmpuint(qcow2_ol_index_query(&idx, 0, 1, ~0u), ==, QCOW2_OL_MAIN_HEADER);
+    g_assert_cmpuint(idx.n, ==, 1 + 5);
+    qcow2_ol_index_clear(&idx);
+}
+
+/* Many random additions against a plain bitmap as the reference. */
+static void test_index_random(void)
+{
+    enum { N = 4096 };
+    static unsigned ref[N];
+    Qcow2OlIndex idx = { 0 };
+    GRand *r = g_rand_new_with_seed(7);
+    memset(ref, 0, sizeof(ref));
+    for (int i = 0; i < 2000; i++) {
+        uint64_t c = g_rand_int_range(r, 0, N - 8), n = g_rand_int_range(r, 1, 8);
+        unsigned type = 1u << g_rand_int_range(r, 0, QCOW2_OL_NB);
+        if (g_rand_boolean(r)) {
+            qcow2_ol_index_add(&idx, c, n, type);
+            for (uint64_t k = c; k < c + n; k++) {
+                ref[k] |= type;
+            }
+        } else {
+            qcow2_ol_index_remove(&idx, c, n, type);
+            for (uint64_t k = c; k < c + n; k++) {
+                ref[k] &= ~type;
+            }
+        }
+    }
+    for (uint64_t c = 0; c < N; c++) {
+        g_assert_cmpuint(qcow2_ol_index_query(&idx, c, 1, ~0u), ==, ref[c]);
+    }
+    g_rand_free(r);
+    qcow2_ol_index_clear(&idx);
+}
+
+static unsigned parse(const char *str, bool ok)
+{
+    Error *err = NULL;
+    Keyval *kv = keyval_parse(str, NULL, &err);
+    g_assert_nonnull(kv);
+    unsigned mask = 12345;
+    g_assert_cmpint(qcow2_overlap_parse_opts(kv, "t", &mask, &err), ==, ok);
+    if (!ok) {
+        g_assert_nonnull(err);
+        error_free(err);
+    }
+    keyval_free(kv);
+    return mask;
+}
+
+static void test_options(void)
+{
+    unsigned mask = 0;
+    g_assert_true(qcow2_overlap_parse_opts(NULL, "t", &mask, NULL));
+    g_assert_cmpuint(mask, ==, QCOW2_OL_CACHED); /* QEMU's default */
+    g_assert_cmpuint(parse("x=1", true), ==, QCOW2_OL_CACHED);
+    g_assert_cmpuint(parse("overlap-check=none", true), ==, 0);
+    g_assert_cmpuint(parse("overlap-check=constant", true), ==, QCOW2_OL_CONSTANT);
+    g_assert_cmpuint(parse("overlap-check=all", true), ==, QCOW2_OL_ALL);
+    g_assert_cmpuint(parse("overlap-check.template=all", true), ==, QCOW2_OL_ALL);
+    g_assert_cmpuint(parse("overlap-check=none,overlap-check.active-l2=on", true), ==,
+                     QCOW2_OL_ACTIVE_L2);
+    g_assert_cmpuint(parse("overlap-check.main-header=off", true), ==,
+                     QCOW2_OL_CACHED & ~QCOW2_OL_MAIN_HEADER);
+    g_assert_cmpuint(QCOW2_OL_CACHED & QCOW2_OL_INACTIVE_L2, ==, 0);
+    parse("overlap-check=bogus", false);
+    parse("overlap-check=all,overlap-check.template=none", false);
+    parse("overlap-check.refcount-block=perhaps", false);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/qcow2-overlap/index-add-query", test_index_add_query);
+    g_test_add_func("/qcow2-overlap/index-remove", test_index_remove);
+    g_test_add_func("/qcow2-overlap/index-random", test_index_random);
+    g_test_add_func("/qcow2-overlap/options", test_options);
+    return g_test_run();
+}
