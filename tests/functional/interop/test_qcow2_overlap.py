@@ -6,10 +6,12 @@ goes through, which proves the check is what stopped it.
 Images are made by qemu-img/qemu-io and then byte-patched here; the write is
 `sen-img convert -n` of a raw file whose first cluster holds data."""
 import json
+import os
 import struct
+import subprocess
 
 import pytest
-from img_util import QEMU_IMG, QEMU_IO, SEN_IMG, needs_tools, run
+from img_util import BUILD_DIR, QEMU_IMG, QEMU_IO, SEN_IMG, needs_tools, run
 
 pytestmark = needs_tools()
 
@@ -206,3 +208,40 @@ def test_clean_image_all_modes_write(tmp_path, src):
         assert p.returncode == 0, p.stderr
         run(QEMU_IMG, "check", img)
         run(QEMU_IMG, "compare", "-f", "raw", "-F", "qcow2", src, img)
+
+
+@pytest.mark.parametrize("opt,msg", [
+    (["-drive", "file={img},format=qcow2,if=none,id=d0,overlap-check=bogus"],
+     "Unsupported value 'bogus' for qcow2 option 'overlap-check'"),
+    (["-blockdev", "driver=qcow2,node-name=n0,file.driver=file,file.filename={img},"
+      "overlap-check.template=all,overlap-check.inactive-l2=maybe"],
+     "overlap-check.inactive-l2=maybe"),
+])
+def test_vmm_rejects_bad_overlap_options(tmp_path, opt, msg):
+    """sen's -drive/-blockdev pass overlap-check to the qcow2 driver, which names the bad
+    option."""
+    img = tmp_path / "t.qcow2"
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", img, SIZE)
+    sen = os.path.join(BUILD_DIR, "sen")
+    p = run(sen, "-accel", "qtest", "-display", "none", "-nodefaults",
+            *[a.format(img=img) for a in opt], check=False, timeout=60)
+    assert p.returncode != 0
+    assert msg in p.stderr, p.stderr
+
+
+def test_vmm_accepts_overlap_check_object(tmp_path):
+    """-blockdev JSON with QEMU's object form of overlap-check opens the node; a firmware
+    image no BIOS has (1000 bytes) stops sen right after the drives opened."""
+    img = tmp_path / "t.qcow2"
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", img, SIZE)
+    bios = tmp_path / "bad-bios.bin"
+    bios.write_bytes(bytes(1000))
+    for oc in ({"template": "all", "main-header": False}, "none"):
+        node = {"driver": "qcow2", "node-name": "n0",
+                "file": {"driver": "file", "filename": str(img)}, "overlap-check": oc}
+        p = subprocess.run([os.path.join(BUILD_DIR, "sen"), "-nodefaults", "-display",
+                            "none", "-blockdev", json.dumps(node), "-bios", str(bios)],
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=60)
+        assert "could not load PC BIOS" in p.stderr, p.stderr
+        assert "-blockdev" not in p.stderr, p.stderr
