@@ -212,10 +212,15 @@ static GPtrArray *load_corpus(const char *dir)
     return seeds;
 }
 
-/* Stand-alone smoke run: every seed as is, then seeded random mutations of them. */
+/*
+ * Stand-alone smoke run: every seed as is, then seeded random mutations of them.  With
+ * QCOW2_FUZZ_SAVE=DIR in the environment each mutated input is kept as DIR/run-N.qcow2
+ * and "run N" goes to stderr before it, so a message or a find reproduces from its file.
+ */
 int main(int argc, char **argv)
 {
     const char *dir = argc > 1 ? argv[1] : "tests/fuzz/corpus/qcow2";
+    const char *save_dir = g_getenv("QCOW2_FUZZ_SAVE");
     unsigned runs = argc > 2 ? (unsigned)strtoul(argv[2], NULL, 0) : 300;
     GPtrArray *seeds = load_corpus(dir);
     GRand *r = g_rand_new_with_seed(0x9c02);
@@ -243,6 +248,15 @@ int main(int argc, char **argv)
         }
         if (n % 16 == 15) {
             len = g_rand_int_range(r, 0, len + 1); /* truncated image */
+        }
+        if (save_dir) {
+            g_autofree char *name = g_strdup_printf("run-%u.qcow2", n);
+            g_autofree char *p = g_build_filename(save_dir, name, NULL);
+            fprintf(stderr, "run %u\n", n);
+            if (!g_file_set_contents(p, (const char *)img, len, NULL)) {
+                fprintf(stderr, "qcow2-fuzz: cannot write %s\n", p);
+                return 1;
+            }
         }
         LLVMFuzzerTestOneInput(img, len);
         g_free(img);
