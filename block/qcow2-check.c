@@ -20,7 +20,19 @@ typedef struct CheckState {
     uint64_t *refs;
     int fix;       /* BDRV_FIX_ERRORS: entries pointing past the end are repaired */
     GArray *past_end_entries; /* of PastEndEntry: repaired once every reference is counted */
+    /* Of Qcow2BeyondRef: references to clusters past the refs array, which the
+     * comparison ignores (as qemu-img) but the rebuild keeps its new clusters off
+     * (qcow2_rebuild_refcounts).  Up to the bound set with the refs array, so that a
+     * removal finds the range its addition made: */
+    GArray *beyond;
+    uint64_t beyond_bound;
 } CheckState;
+
+/* How far past the refs array references are kept in CheckState.beyond: a rebuild then
+ * grows the file by up to this much to put its blocks after them.  A reference further
+ * away (a corrupt entry, or a table claiming gigabytes) is left out: the rebuild cannot
+ * go around it, and its check afterwards reports the structure as still broken. */
+#define QCOW2_CHECK_BEYOND_BYTES (1ull << 30)
 
 /* A table entry pointing past the end of the file, to repair when that is safe. */
 typedef struct PastEndEntry {
@@ -47,12 +59,47 @@ static bool past_end(CheckState *c, uint64_t off, uint64_t len)
     return true;
 }
 
-/* Adds delta to the count of every cluster of [off, off+len) inside the refs array. */
+/* Adds (delta 1) or removes (-1) a reference to clusters [first, end) past the refs
+ * array. */
+static void count_beyond(CheckState *c, uint64_t first, uint64_t end, int delta)
+{
+    Qcow2BeyondRef b = { first, end };
+    if (!c->beyond) {
+        c->beyond = g_array_new(false, false, sizeof(Qcow2BeyondRef));
+    }
+    if (delta > 0) {
+        g_array_append_val(c->beyond, b);
+        return;
+    }
+    for (guint k = 0; k < c->beyond->len; k++) {
+        const Qcow2BeyondRef *o = &g_array_index(c->beyond, Qcow2BeyondRef, k);
+        if (o->first == first && o->end == end) {
+            g_array_remove_index_fast(c->beyond, k);
+            return;
+        }
+    }
+}
+
+/*
+ * Adds delta to the count of every cluster of [off, off+len): in the refs array, and
+ * for the clusters past it (up to a bound) in c->beyond.
+ */
 static void count_inside(CheckState *c, uint64_t off, uint64_t len, int delta)
 {
-    uint64_t end = len ? MIN(((off + len - 1) >> c->s->cluster_bits) + 1, c->nb) : 0;
-    for (uint64_t i = off >> c->s->cluster_bits; i < end; i++) {
+    if (!len) {
+        return;
+    }
+    uint64_t first = off >> c->s->cluster_bits;
+    uint64_t last = (off + len - 1) >> c->s->cluster_bits;
+    uint64_t bound = c->beyond_bound;
+    if (last < first) { /* wraps around: a corrupt entry */
+        return;
+    }
+    for (uint64_t i = first; i <= last && i < c->nb; i++) {
         c->refs[i] += delta;
+    }
+    if (last >= c->nb && first < bound) {
+        count_beyond(c, MAX(first, c->nb), MIN(last + 1, bound), delta);
     }
 }
 
@@ -403,6 +450,26 @@ static bool report_mismatch(const RefMismatch *m, bool repair)
 #define QCOW2_CHECK_MAX_CLUSTERS (1ull << 28)
 
 /*
+ * Moves the references past the refs array that it now covers (it grew) into it: the
+ * file grew over their clusters, which are in use like any other.  (qemu-img 7.2 counts
+ * them nowhere, so its rebuild can put a refcount block there.)
+ */
+static void count_covered_beyond(CheckState *c)
+{
+    for (guint k = 0; c->beyond && k < c->beyond->len;) {
+        Qcow2BeyondRef *b = &g_array_index(c->beyond, Qcow2BeyondRef, k);
+        for (; b->first < MIN(b->end, c->nb); b->first++) {
+            c->refs[b->first]++;
+        }
+        if (b->first == b->end) {
+            g_array_remove_index_fast(c->beyond, k);
+        } else {
+            k++;
+        }
+    }
+}
+
+/*
  * A refcount block past the end of the file (a corrupt table entry), as qemu-img: -r all
  * grows the file over it so that it is counted (its refcounts read as zeros, so the
  * comparison then asks for a rebuild).  Returns whether it may be counted now.
@@ -435,6 +502,7 @@ static bool refblock_outside_image(CheckState *c, uint64_t i, uint64_t rb)
         c->refs = g_renew(uint64_t, c->refs, need);
         memset(c->refs + c->nb, 0, (need - c->nb) * sizeof(*c->refs));
         c->nb = need;
+        count_covered_beyond(c);
     }
     c->file_clusters = MAX(c->file_clusters, need);
     return true;
@@ -462,6 +530,7 @@ static int count_references(CheckState *c, bool *rebuild)
     c->nb = MAX(c->nb, MIN(s->alloc_end, c->nb + QCOW2_CHECK_SLACK_CLUSTERS));
     /* A write through a corrupt L2 entry can have grown the file to terabytes (sparse). */
     c->refs = c->nb <= QCOW2_CHECK_MAX_CLUSTERS ? g_try_new0(uint64_t, MAX(c->nb, 1)) : NULL;
+    c->beyond_bound = c->nb + (QCOW2_CHECK_BEYOND_BYTES >> s->cluster_bits);
     if (!c->refs) {
         fprintf(stderr, "ERROR: not enough memory to check an image of %" G_GUINT64_FORMAT
                 " clusters\n", c->nb);
@@ -601,6 +670,16 @@ static uint64_t compare_refcounts(CheckState *c, int fix, bool report, bool *reb
     return end;
 }
 
+static void check_state_clear(CheckState *c)
+{
+    g_free(c->refs);
+    c->refs = NULL;
+    if (c->beyond) {
+        g_array_free(c->beyond, true);
+        c->beyond = NULL;
+    }
+}
+
 /*
  * qemu-img's rebuild: new refcount blocks and table from the counted references
  * (qcow2-rebuild.c), then the references counted again, and the old structure, now
@@ -610,7 +689,7 @@ static int rebuild_refcounts(CheckState *c, uint64_t *end)
 {
     BlockCheckResult *res = c->res;
     fprintf(stderr, "Rebuilding refcount structure\n");
-    int ret = qcow2_rebuild_refcounts(c->s, &c->refs, &c->nb);
+    int ret = qcow2_rebuild_refcounts(c->s, &c->refs, &c->nb, c->beyond);
     g_free(c->refs);
     c->refs = NULL;
     if (ret < 0) {
@@ -639,29 +718,27 @@ static int rebuild_refcounts(CheckState *c, uint64_t *end)
         }
     }
     res->check_errors += scratch.check_errors;
-    g_free(again.refs);
+    check_state_clear(&again);
     return ret;
 }
 
-int qcow2_check(BlockDriverState *bs, BlockCheckResult *res, int fix)
+static int check_state(CheckState *c, int fix)
 {
-    BDRVQcow2State *s = bs->opaque;
-    CheckState c = { .s = s, .res = res, .fix = fix };
+    BDRVQcow2State *s = c->s;
+    BlockCheckResult *res = c->res;
     bool rebuild = false;
-    memset(res, 0, sizeof(*res));
     int ret = qcow2_flush_caches(s);
     if (ret < 0) {
         res->check_errors++;
         return ret;
     }
-    ret = count_references(&c, &rebuild);
+    ret = count_references(c, &rebuild);
     if (ret < 0) {
-        g_free(c.refs);
         return ret;
     }
-    uint64_t end = compare_refcounts(&c, fix, true, &rebuild);
+    uint64_t end = compare_refcounts(c, fix, true, &rebuild);
     if (rebuild && (fix & BDRV_FIX_ERRORS)) {
-        ret = rebuild_refcounts(&c, &end);
+        ret = rebuild_refcounts(c, &end);
         if (ret < 0) {
             return ret;
         }
@@ -670,17 +747,15 @@ int qcow2_check(BlockDriverState *bs, BlockCheckResult *res, int fix)
          * missing. */
         fprintf(stderr, "ERROR need to rebuild refcount structures\n");
         res->check_errors++;
-        g_free(c.refs);
         return -EIO;
     }
-    check_copied(&c, fix);
+    check_copied(c, fix);
     res->image_end_offset = end << s->cluster_bits;
     res->total_clusters = (s->h.size + s->cluster_size - 1) >> s->cluster_bits;
-    g_free(c.refs);
     if (fix) {
         ret = qcow2_flush_caches(s);
         if (ret == 0) {
-            ret = bdrv_flush(bs->file);
+            ret = bdrv_flush(s->bs->file);
         }
         if (ret < 0) {
             res->check_errors++;
@@ -688,4 +763,13 @@ int qcow2_check(BlockDriverState *bs, BlockCheckResult *res, int fix)
         }
     }
     return 0;
+}
+
+int qcow2_check(BlockDriverState *bs, BlockCheckResult *res, int fix)
+{
+    CheckState c = { .s = bs->opaque, .res = res, .fix = fix };
+    memset(res, 0, sizeof(*res));
+    int ret = check_state(&c, fix);
+    check_state_clear(&c);
+    return ret;
 }

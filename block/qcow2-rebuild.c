@@ -7,6 +7,14 @@
  * written and flushed before the header points at the
  * table, so a crash before the switch leaves the old structure and a few unreferenced
  * clusters.  The old table and blocks are then leaks the caller frees, as QEMU does.
+ *
+ * A table entry the check could not repair may reference a cluster past the end of the
+ * file (or past what was counted when check grew the file over a refcount block): it is
+ * counted nowhere, yet in use.  The rebuild grows the file, so such a cluster must not
+ * become one of its new blocks (qemu-img 7.2 does put one there, and its check after the
+ * rebuild then fails "rebuilt refcount structure is still broken"): the caller passes
+ * those references, the new clusters go around them, and every one the rebuilt range
+ * comes to cover gets its refcount like any counted cluster.
  */
 #include <errno.h>
 #include <string.h>
@@ -19,23 +27,63 @@ typedef struct Rebuild {
     uint64_t *refs;     /* counted references, one per cluster */
     uint64_t nb;        /* clusters refs covers */
     uint64_t hint;      /* no free cluster below this */
+    const GArray *beyond; /* of Qcow2BeyondRef: references at or past nb */
 } Rebuild;
 
-static void rebuild_grow(Rebuild *r, uint64_t nb)
+/* i, or if references beyond refs cover cluster i, the end of the furthest of them. */
+static uint64_t rebuild_beyond_end(const Rebuild *r, uint64_t i)
 {
-    if (nb > r->nb) {
-        r->refs = g_renew(uint64_t, r->refs, nb);
-        memset(r->refs + r->nb, 0, (nb - r->nb) * sizeof(uint64_t));
-        r->nb = nb;
+    uint64_t end = i;
+    for (guint k = 0; r->beyond && k < r->beyond->len; k++) {
+        const Qcow2BeyondRef *b = &g_array_index(r->beyond, Qcow2BeyondRef, k);
+        if (b->first <= i && i < b->end) {
+            end = MAX(end, b->end);
+        }
+    }
+    return end;
+}
+
+/* The first cluster at or after i that is not in use: counted, or referenced beyond
+ * what refs covers. */
+static uint64_t rebuild_next_free(const Rebuild *r, uint64_t i)
+{
+    for (;;) {
+        if (i < r->nb) {
+            if (!r->refs[i]) {
+                return i;
+            }
+            i++;
+        } else {
+            uint64_t end = rebuild_beyond_end(r, i);
+            if (end == i) {
+                return i;
+            }
+            i = end;
+        }
     }
 }
 
-/* Takes the first free cluster (refs 0), past the end if none is free. */
+/* Extends refs to nb clusters; the references beyond it now covered are counted. */
+static void rebuild_grow(Rebuild *r, uint64_t nb)
+{
+    if (nb <= r->nb) {
+        return;
+    }
+    r->refs = g_renew(uint64_t, r->refs, nb);
+    memset(r->refs + r->nb, 0, (nb - r->nb) * sizeof(uint64_t));
+    for (guint k = 0; r->beyond && k < r->beyond->len; k++) {
+        const Qcow2BeyondRef *b = &g_array_index(r->beyond, Qcow2BeyondRef, k);
+        for (uint64_t i = MAX(b->first, r->nb); i < MIN(b->end, nb); i++) {
+            r->refs[i]++;
+        }
+    }
+    r->nb = nb;
+}
+
+/* Takes the first free cluster, past the end if none is free. */
 static uint64_t rebuild_alloc(Rebuild *r)
 {
-    while (r->hint < r->nb && r->refs[r->hint]) {
-        r->hint++;
-    }
+    r->hint = rebuild_next_free(r, r->hint);
     rebuild_grow(r, r->hint + 1);
     r->refs[r->hint] = 1;
     return r->hint;
@@ -48,13 +96,11 @@ static uint64_t rebuild_alloc(Rebuild *r)
  */
 static uint64_t rebuild_find_run(const Rebuild *r, uint64_t m)
 {
-    uint64_t start = r->hint, len = 0;
-    for (uint64_t i = r->hint; i < r->nb && len < m; i++) {
-        if (r->refs[i]) {
-            start = i + 1;
-            len = 0;
-        } else {
-            len++;
+    uint64_t start = rebuild_next_free(r, r->hint);
+    for (uint64_t i = start; i < start + m; i++) {
+        uint64_t next = rebuild_next_free(r, i);
+        if (next != i) {
+            start = i = next;
         }
     }
     return start;
@@ -94,13 +140,14 @@ static void rebuild_place_blocks(Rebuild *r, uint64_t **table, uint64_t *entries
     }
 }
 
-int qcow2_rebuild_refcounts(BDRVQcow2State *s, uint64_t **refs, uint64_t *nb)
+int qcow2_rebuild_refcounts(BDRVQcow2State *s, uint64_t **refs, uint64_t *nb,
+                            const GArray *beyond)
 {
-    Rebuild r = { .s = s, .refs = *refs, .nb = MAX(*nb, 1) };
+    Rebuild r = { .s = s, .refs = *refs, .nb = *nb, .beyond = beyond };
     uint64_t per_cluster = s->cluster_size / 8, max = qcow2_refcount_max(s->h.refcount_order);
     uint64_t *table = NULL, entries = 0, t0 = 0, m = 0;
 
-    rebuild_grow(&r, *nb ? *nb : 1);
+    rebuild_grow(&r, 1);
     /* The table goes after everything in use, its clusters counted; the blocks its
      * clusters need may add ranges, and so a bigger table: move it until it fits. */
     for (;;) {

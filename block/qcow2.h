@@ -407,11 +407,18 @@ int qcow2_get_l2e(BDRVQcow2State *s, uint64_t off, uint64_t *l2e, uint64_t *bitm
 /* qcow2-check.c: refcount/OFLAG_COPIED consistency check and repair (lock held). */
 typedef struct BlockCheckResult BlockCheckResult;
 int qcow2_check(BlockDriverState *bs, BlockCheckResult *res, int fix);
+/* A reference check counted past its per-cluster counts: to clusters [first, end). */
+typedef struct Qcow2BeyondRef {
+    uint64_t first, end;
+} Qcow2BeyondRef;
 /* Writes a new refcount structure (blocks, table, header) from *refs, the counted
  * references of the *nb clusters, which it extends with its own clusters
- * (qcow2-rebuild.c).  The old table and blocks are left allocated: the caller frees
- * them.  0 or -errno. */
-int qcow2_rebuild_refcounts(BDRVQcow2State *s, uint64_t **refs, uint64_t *nb);
+ * (qcow2-rebuild.c).  beyond (of Qcow2BeyondRef, may be NULL) holds the references to
+ * clusters at or past *nb: the new clusters avoid them, and those the rebuilt range
+ * comes to cover get their counts.  The old table and blocks are left allocated: the
+ * caller frees them.  0 or -errno. */
+int qcow2_rebuild_refcounts(BDRVQcow2State *s, uint64_t **refs, uint64_t *nb,
+                            const GArray *beyond);
 
 /* Writes both metadata caches back (L2 after refcounts). */
 int qcow2_flush_caches(BDRVQcow2State *s);
