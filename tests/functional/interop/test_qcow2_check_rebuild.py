@@ -7,7 +7,7 @@ import json
 import struct
 
 import pytest
-from img_util import QEMU_IMG, QEMU_IO, SEN_IMG, copies, needs_tools, run
+from img_util import QEMU_IMG, QEMU_IO, SEN_IMG, copies, needs_tools, qemu_check_clean, run
 
 pytestmark = needs_tools()
 
@@ -82,3 +82,62 @@ def test_rebuild_needs_r_all(tmp_path):
     assert s.stdout == q.stdout == ""
     assert s.stderr.replace("sen-img:", "qemu-img:") == q.stderr
     assert imgs["sen"].read_bytes() == before
+
+
+def image_with_entry_just_past_the_end(tmp_path):
+    """A version 2 image over a backing file, whose L2 entry for guest 64k points at the
+    cluster just past the end of the file (-r all only reports it there: made
+    unallocated it would show the backing file), and whose L2 table's refcount is lost
+    (0), so that -r all rebuilds the structure; every cluster of the file is in use, so
+    the rebuild grows the file."""
+    base = tmp_path / "base.qcow2"
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", base, "4M")
+    run(QEMU_IO, "-f", "qcow2", "-c", "write -P 3 0 1M", base)
+    path = tmp_path / "orig.qcow2"
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", "-o", "compat=0.10", "-b", base,
+        "-F", "qcow2", path)
+    run(QEMU_IO, "-f", "qcow2", "-c", "write -P 7 0 128k", path)
+    cluster = 65536
+    past_end = (path.stat().st_size + cluster - 1) // cluster * cluster
+    with open(path, "r+b") as f:
+        hdr = f.read(64)
+        l1, rt = struct.unpack(">Q", hdr[40:48])[0], struct.unpack(">Q", hdr[48:56])[0]
+        f.seek(l1)
+        l2 = struct.unpack(">Q", f.read(8))[0] & 0x00fffffffffffe00
+        f.seek(l2 + 8)
+        old = struct.unpack(">Q", f.read(8))[0]
+        f.seek(l2 + 8)
+        f.write(struct.pack(">Q", (old & ~0x00fffffffffffe00) | past_end))
+        f.seek(rt)
+        refblock = struct.unpack(">Q", f.read(8))[0]
+        f.seek(refblock + 2 * (l2 // cluster))
+        f.write(bytes(2))
+    return path, past_end
+
+
+def test_rebuild_keeps_off_a_cluster_referenced_past_the_end(tmp_path):
+    """The first free cluster of the grown file is the one the corrupt entry names:
+    counted nowhere, qemu-img 7.2's rebuild puts its new refcount table there (measured:
+    check -r all exits 2, a guest write at 64k then hits the overlap check and marks the
+    image corrupt; on fuzzed images the same gives "rebuilt refcount structure is still
+    broken").  sen-img's
+    rebuild goes around it and gives it its refcount: the image is consistent, the
+    guest reads what it read before, and later writes never land on that cluster."""
+    path, past_end = image_with_entry_just_past_the_end(tmp_path)
+    expected = tmp_path / "expected.raw"
+    run(QEMU_IMG, "convert", "-O", "raw", path, expected)
+    img = copies(tmp_path, path)["sen"]
+    p = run(SEN_IMG, "check", "-r", "all", img, check=False)
+    assert "Rebuilding refcount structure" in p.stderr, p.stderr
+    assert "still broken" not in p.stderr, p.stderr
+    assert p.returncode == 0, p.stdout + p.stderr
+    qemu_check_clean(img)
+    run(QEMU_IMG, "compare", "-F", "raw", img, expected)
+    # The entry's cluster holds nothing of the new refcount structure.
+    with open(img, "rb") as f:
+        f.seek(past_end)
+        assert f.read(65536).strip(b"\0") == b"", "check wrote metadata on the cluster"
+    run(QEMU_IO, "-f", "qcow2", "-c", "write -P 5 1M 1M", img)
+    run(QEMU_IO, "-f", "qcow2", "-c", "read -P 0 64k 64k", img)
+    run(QEMU_IO, "-f", "qcow2", "-c", "read -P 7 0 64k", img)
+    qemu_check_clean(img)
