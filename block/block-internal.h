@@ -78,5 +78,15 @@ int block_pool_submit(BlockPool *p, GMainContext *ctx, BlockRequest *req,
                       bool may_inline)
     G_GNUC_WARN_UNUSED_RESULT;
 void block_pool_free(BlockPool *p);
+/* Tests: a pool with a given hand-over ring size (rounded up to a power of two), a hook
+ * run by a woken worker between taking its ring ticket and emptying its slot (set before
+ * the first submission), the sleeping workers, and the jobs handed to a worker's own
+ * slot because the ring slot was still full. */
+typedef void BlockPoolTakeHook(void *opaque);
+BlockPool *block_pool_new_ring(int max_threads, unsigned ring_size,
+                               BlockPoolRunFunc *run, void *opaque);
+void block_pool_set_take_hook(BlockPool *p, BlockPoolTakeHook *hook, void *opaque);
+int block_pool_idle_workers(BlockPool *p);
+unsigned block_pool_direct_handoffs(BlockPool *p);
 
 #endif

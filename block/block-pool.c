@@ -6,10 +6,15 @@
  * context lock and woke the loop, and the pool's queue lock was a second contended lock, so
  * at queue depth 32 the workers spent most of their time in futex calls.  Here:
  * - a worker keeps taking queued requests until the queue is empty before it sleeps, and
- *   a submitter hands a request straight to one sleeping worker (its own slot, mutex and
- *   condition), so the woken worker never waits for the pool lock that the submitter
- *   takes again for the next request of a burst (that wake-then-block cost a context
- *   switch per request at depth 32);
+ *   a submitter wakes one sleeping worker through that worker's own mutex and condition,
+ *   so the woken worker never waits for the pool lock that the submitter takes again for
+ *   the next request of a burst (that wake-then-block cost a context switch per request
+ *   at depth 32);
+ * - handed-over requests start in submission order whichever woken worker runs first:
+ *   the submitter puts them in a ring in order and each woken worker takes the oldest not
+ *   yet taken.  A request bound to the worker it woke entered the kernel when the
+ *   scheduler ran that worker, so a burst of sequential O_DIRECT reads reached the disk
+ *   out of order (front merges, twice the device requests of qemu-img, docs/block.md);
  * - finished requests go on one list; only the worker that finds the list empty writes
  *   the eventfd, and the loop runs every finished request in one dispatch, in order.
  */
@@ -25,13 +30,14 @@ typedef struct BlockPoolJob {
     struct BlockPoolJob *next;
 } BlockPoolJob;
 
-/* One worker thread; job, stop and the wait are guarded by its own mutex. */
+/* One worker thread; job, take_ring, stop and the wait are guarded by its own mutex. */
 typedef struct BlockPoolWorker {
     struct BlockPool *pool;
     GThread *thread;
     GMutex mutex;
-    GCond cond;               /* job was handed over, or stop was set */
-    BlockPoolJob *job;        /* handed over by a submitter while the worker was idle */
+    GCond cond;               /* job or take_ring was set, or stop */
+    BlockPoolJob *job;        /* handed to this worker alone (the ring slot was full) */
+    bool take_ring;           /* woken to take the oldest job in the ring */
     bool stop;
     struct BlockPoolWorker *next_idle;
 } BlockPoolWorker;
@@ -44,8 +50,34 @@ struct BlockPool {
     GMutex lock;              /* guards everything below except the done list */
     GQueue queue;             /* BlockPoolJob * waiting for a worker */
     GPtrArray *threads;       /* BlockPoolWorker *, joined by block_pool_free */
-    BlockPoolWorker *idle;    /* workers with an empty queue, each waiting for a slot job */
+    BlockPoolWorker *idle;    /* workers with an empty queue, each waiting to be woken */
     bool stopping;
+
+    /*
+     * The hand-over ring.  Each slot holds a job or NULL.  A submitter (pool lock held)
+     * fills slot ring_head only when it is EMPTY, advances ring_head and wakes one idle
+     * worker with take_ring; when that slot is still full it hands the job to the woken
+     * worker's own slot instead.  A worker woken with take_ring takes a ticket
+     * (fetch-add on ring_tail) and empties slot ticket with an atomic exchange.
+     * Why that cannot lose or repeat a job, however long a worker is preempted between
+     * its ticket and its exchange:
+     * - each ring fill wakes exactly one worker and each such worker takes one ticket,
+     *   so ticket t is taken after t + 1 fills, the (t + 1)-th being fill t (fills are
+     *   ordered by the pool lock; the ticket increments are acquire-release, so those
+     *   fills happen before the exchange of ticket t);
+     * - fill t + ring_size goes to the same slot and waits for it to be empty, which only
+     *   the exchange of ticket t makes it; so every slot alternates fill k, exchange k,
+     *   fill k + ring_size, ..., and ticket t's exchange returns exactly job t.
+     * 95290d7 overwrote the slot regardless: a preempted ticket holder then read a newer
+     * job (run twice) and its own was lost.
+     */
+    BlockPoolJob **ring;      /* ring_size slots, ring_size a power of two */
+    unsigned ring_size;
+    unsigned ring_head;       /* next slot to fill (lock held) */
+    unsigned ring_tail;       /* atomic: next ticket */
+    unsigned direct_handoffs; /* lock held: jobs handed to a worker's own slot (tests) */
+    BlockPoolTakeHook *take_hook; /* tests: runs between a ticket and its exchange */
+    void *take_hook_opaque;
 
     int pending;              /* atomic: submitted, completion not yet started */
     bool overlapped;          /* two requests were ever pending at once (lock held) */
@@ -74,17 +106,35 @@ static void block_pool_finish(BlockPool *p, BlockPoolJob *job)
     g_mutex_unlock(&p->done_lock);
 }
 
-/* Waits for a job handed to w alone; NULL when the pool stops. */
+/* Takes the oldest job in the ring; only for a worker woken with take_ring. */
+static BlockPoolJob *block_pool_ring_take(BlockPool *p)
+{
+    unsigned ticket = __atomic_fetch_add(&p->ring_tail, 1, __ATOMIC_ACQ_REL);
+
+    if (p->take_hook) {
+        p->take_hook(p->take_hook_opaque);
+    }
+    BlockPoolJob *job = __atomic_exchange_n(&p->ring[ticket & (p->ring_size - 1)], NULL,
+                                            __ATOMIC_ACQ_REL);
+    /* Cannot fail (see struct BlockPool); a NULL here would lose a request silently. */
+    g_assert(job);
+    return job;
+}
+
+/* Waits until a submitter wakes w and returns its job; NULL when the pool stops. */
 static BlockPoolJob *block_pool_worker_wait(BlockPoolWorker *w)
 {
     g_mutex_lock(&w->mutex);
-    while (!w->job && !w->stop) {
+    while (!w->job && !w->take_ring && !w->stop) {
         g_cond_wait(&w->cond, &w->mutex);
     }
     BlockPoolJob *job = w->job;
+    bool take_ring = w->take_ring;
     w->job = NULL;
+    w->take_ring = false;
     g_mutex_unlock(&w->mutex);
-    return job;
+    /* A wake-up carries one job or one ticket, never both. */
+    return take_ring ? block_pool_ring_take(w->pool) : job;
 }
 
 static gpointer block_pool_worker(gpointer opaque)
@@ -144,13 +194,19 @@ static gboolean block_pool_dispatch(gint fd, GIOCondition cond, gpointer opaque)
     return G_SOURCE_CONTINUE;
 }
 
-BlockPool *block_pool_new(int max_threads, BlockPoolRunFunc *run, void *opaque)
+BlockPool *block_pool_new_ring(int max_threads, unsigned ring_size,
+                               BlockPoolRunFunc *run, void *opaque)
 {
     BlockPool *p = g_new0(BlockPool, 1);
 
     p->run = run;
     p->opaque = opaque;
     p->max_threads = MAX(max_threads, 1);
+    p->ring_size = 1;
+    while (p->ring_size < ring_size) {
+        p->ring_size *= 2;
+    }
+    p->ring = g_new0(BlockPoolJob *, p->ring_size);
     g_mutex_init(&p->lock);
     g_queue_init(&p->queue);
     p->threads = g_ptr_array_new();
@@ -158,6 +214,38 @@ BlockPool *block_pool_new(int max_threads, BlockPoolRunFunc *run, void *opaque)
     p->done_tail = &p->done_head;
     p->efd = -1;
     return p;
+}
+
+BlockPool *block_pool_new(int max_threads, BlockPoolRunFunc *run, void *opaque)
+{
+    /* Room for every worker: a full slot (a preempted ticket holder) is then rare. */
+    return block_pool_new_ring(max_threads, MAX(max_threads, 1), run, opaque);
+}
+
+void block_pool_set_take_hook(BlockPool *p, BlockPoolTakeHook *hook, void *opaque)
+{
+    p->take_hook = hook;
+    p->take_hook_opaque = opaque;
+}
+
+int block_pool_idle_workers(BlockPool *p)
+{
+    int n = 0;
+
+    g_mutex_lock(&p->lock);
+    for (BlockPoolWorker *w = p->idle; w; w = w->next_idle) {
+        n++;
+    }
+    g_mutex_unlock(&p->lock);
+    return n;
+}
+
+unsigned block_pool_direct_handoffs(BlockPool *p)
+{
+    g_mutex_lock(&p->lock);
+    unsigned n = p->direct_handoffs;
+    g_mutex_unlock(&p->lock);
+    return n;
 }
 
 /* (Re)attaches the completion source to ctx; lock held.  False if no eventfd. */
@@ -201,8 +289,18 @@ int block_pool_submit(BlockPool *p, GMainContext *ctx, BlockRequest *req, bool m
         return 0;
     }
     BlockPoolWorker *w = p->idle;
+    bool via_ring = false;
     if (w) {
         p->idle = w->next_idle;
+        BlockPoolJob **slot = &p->ring[p->ring_head & (p->ring_size - 1)];
+        /* Acquire: the taker that emptied the slot is done with it. */
+        if (!__atomic_load_n(slot, __ATOMIC_ACQUIRE)) {
+            __atomic_store_n(slot, job, __ATOMIC_RELEASE);
+            p->ring_head++;
+            via_ring = true;
+        } else {
+            p->direct_handoffs++;
+        }
     } else {
         g_queue_push_tail(&p->queue, job);
         if ((int)p->threads->len < p->max_threads) {
@@ -236,7 +334,11 @@ int block_pool_submit(BlockPool *p, GMainContext *ctx, BlockRequest *req, bool m
          * free again before the signal.  The worker cannot be gone: only
          * block_pool_free ends workers, after the owner's last submission. */
         g_mutex_lock(&w->mutex);
-        w->job = job;
+        if (via_ring) {
+            w->take_ring = true;
+        } else {
+            w->job = job;
+        }
         g_mutex_unlock(&w->mutex);
         g_cond_signal(&w->cond);
     }
@@ -252,8 +354,8 @@ void block_pool_free(BlockPool *p)
     p->stopping = true;
     g_mutex_unlock(&p->lock);
     /* Workers finish the queued and handed-over requests first: they reference live
-     * requests.  A worker stops only once its slot is empty, and a busy one sees
-     * stopping when it next finds the queue empty. */
+     * requests.  A worker stops only once it holds no job or ring wake-up, and a busy
+     * one sees stopping when it next finds the queue empty. */
     for (guint i = 0; i < p->threads->len; i++) {
         BlockPoolWorker *w = g_ptr_array_index(p->threads, i);
         g_mutex_lock(&w->mutex);
@@ -281,5 +383,6 @@ void block_pool_free(BlockPool *p)
     }
     g_mutex_clear(&p->lock);
     g_mutex_clear(&p->done_lock);
+    g_free(p->ring);
     g_free(p);
 }
