@@ -78,6 +78,8 @@ int block_pool_submit(BlockPool *p, GMainContext *ctx, BlockRequest *req,
                       bool may_inline)
     G_GNUC_WARN_UNUSED_RESULT;
 void block_pool_free(BlockPool *p);
+/* Whether a worker joins adjacent handed-over reads into one (before any submission). */
+void block_pool_set_join_reads(BlockPool *p, bool on);
 /* Tests: a pool with a given hand-over ring size (rounded up to a power of two), a hook
  * run by a woken worker between taking its ring ticket and emptying its slot (set before
  * the first submission), the sleeping workers, and the jobs handed to a worker's own

@@ -15,14 +15,28 @@
  *   yet taken.  A request bound to the worker it woke entered the kernel when the
  *   scheduler ran that worker, so a burst of sequential O_DIRECT reads reached the disk
  *   out of order (front merges, twice the device requests of qemu-img, docs/block.md);
+ * - with join_reads (O_DIRECT nodes), a worker that takes a read from the ring also
+ *   claims the reads filled after it when they continue it (same flags, up to
+ *   JOIN_MAX_BYTES) and runs them as one vectored read: a burst of sequential reads then
+ *   costs the kernel fewer, larger bios and the workers fewer wake-ups.  Not through the
+ *   page cache: there a joined read is one thread's copy instead of several in parallel
+ *   (measured 10% slower).  A joined read that fails is run again request by request, so
+ *   each request gets its own result;
  * - finished requests go on one list; only the worker that finds the list empty writes
  *   the eventfd, and the loop runs every finished request in one dispatch, in order.
  */
 #include <errno.h>
+#include <string.h>
 #include <unistd.h>
 #include <glib-unix.h>
 #include <sys/eventfd.h>
 #include "block/block-internal.h"
+
+enum {
+    JOIN_MAX_BYTES = 256 * 1024,
+    JOIN_MAX_JOBS = 8,
+    JOIN_MAX_IOV = 64,
+};
 
 typedef struct BlockPoolJob {
     BlockRequest *req;
@@ -70,11 +84,20 @@ struct BlockPool {
      *   fill k + ring_size, ..., and ticket t's exchange returns exactly job t.
      * 95290d7 overwrote the slot regardless: a preempted ticket holder then read a newer
      * job (run twice) and its own was lost.
+     * With join_reads a worker also empties later slots (compare-exchange, so each job
+     * still leaves the ring once, to whoever emptied its slot).  Then a ticket's slot may
+     * be empty (the job was joined: the worker has nothing to run) or hold a newer job
+     * (filled after a joiner emptied it: the worker runs that one).  Still none is lost:
+     * job k stays in its slot until someone takes it, and ticket k's exchange, which
+     * comes after fill k, takes it if nobody did before.
      */
     BlockPoolJob **ring;      /* ring_size slots, ring_size a power of two */
     unsigned ring_size;
     unsigned ring_head;       /* next slot to fill (lock held) */
     unsigned ring_tail;       /* atomic: next ticket */
+    int64_t *ring_hint;       /* per slot: offset of the read last filled there, else -1;
+                               * only a hint for joiners (read before the job is claimed) */
+    bool join_reads;          /* set before the first submission */
     unsigned direct_handoffs; /* lock held: jobs handed to a worker's own slot (tests) */
     BlockPoolTakeHook *take_hook; /* tests: runs between a ticket and its exchange */
     void *take_hook_opaque;
@@ -106,35 +129,145 @@ static void block_pool_finish(BlockPool *p, BlockPoolJob *job)
     g_mutex_unlock(&p->done_lock);
 }
 
-/* Takes the oldest job in the ring; only for a worker woken with take_ring. */
-static BlockPoolJob *block_pool_ring_take(BlockPool *p)
+/*
+ * Takes the oldest job in the ring; only for a worker woken with take_ring.  *ticket is
+ * its ticket.  NULL only with join_reads: another worker took the job into a joined read.
+ */
+static BlockPoolJob *block_pool_ring_take(BlockPool *p, unsigned *ticket)
 {
-    unsigned ticket = __atomic_fetch_add(&p->ring_tail, 1, __ATOMIC_ACQ_REL);
+    *ticket = __atomic_fetch_add(&p->ring_tail, 1, __ATOMIC_ACQ_REL);
 
     if (p->take_hook) {
         p->take_hook(p->take_hook_opaque);
     }
-    BlockPoolJob *job = __atomic_exchange_n(&p->ring[ticket & (p->ring_size - 1)], NULL,
+    BlockPoolJob *job = __atomic_exchange_n(&p->ring[*ticket & (p->ring_size - 1)], NULL,
                                             __ATOMIC_ACQ_REL);
-    /* Cannot fail (see struct BlockPool); a NULL here would lose a request silently. */
-    g_assert(job);
+    /* Without joiners this cannot fail (see struct BlockPool). */
+    g_assert(job || p->join_reads);
     return job;
 }
 
-/* Waits until a submitter wakes w and returns its job; NULL when the pool stops. */
-static BlockPoolJob *block_pool_worker_wait(BlockPoolWorker *w)
+static int64_t iov_bytes(const BlockRequest *req)
+{
+    int64_t n = 0;
+
+    for (int i = 0; i < req->niov; i++) {
+        n += req->iov[i].iov_len;
+    }
+    return n;
+}
+
+/* Whether next continues the joined read first..end of niov pieces, within the limits. */
+static bool block_pool_joins(const BlockRequest *first, int64_t end, int niov,
+                             const BlockRequest *next)
+{
+    return next->type == BLOCK_REQ_READ && next->flags == first->flags &&
+           next->offset == end && end + next->bytes - first->offset <= JOIN_MAX_BYTES &&
+           niov + next->niov <= JOIN_MAX_IOV && iov_bytes(next) == next->bytes;
+}
+
+/*
+ * Claims the jobs in the slots after ticket whose hint says they continue jobs[0]; returns
+ * how many jobs are in jobs.  A job claimed on a stale hint (its slot was refilled in
+ * between) that does not continue the read is still this worker's to run: *last_separate
+ * says so, and the join stops there.
+ */
+static int block_pool_claim_joins(BlockPool *p, unsigned ticket, BlockPoolJob **jobs,
+                                  bool *last_separate)
+{
+    const BlockRequest *first = jobs[0]->req;
+    int n = 1, niov = first->niov;
+    int64_t end = first->offset + first->bytes;
+
+    *last_separate = false;
+    if (!p->join_reads || first->type != BLOCK_REQ_READ || iov_bytes(first) != first->bytes) {
+        return 1;
+    }
+    while (n < JOIN_MAX_JOBS) {
+        unsigned slot = (ticket + n) & (p->ring_size - 1);
+        BlockPoolJob *next = __atomic_load_n(&p->ring[slot], __ATOMIC_ACQUIRE);
+        if (!next || __atomic_load_n(&p->ring_hint[slot], __ATOMIC_RELAXED) != end ||
+            !__atomic_compare_exchange_n(&p->ring[slot], &next, NULL, false,
+                                         __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+            break;
+        }
+        /* Only now is next this worker's, so only now may its request be read. */
+        jobs[n++] = next;
+        if (!block_pool_joins(first, end, niov, next->req)) {
+            *last_separate = true;
+            break;
+        }
+        end += next->req->bytes;
+        niov += next->req->niov;
+    }
+    return n;
+}
+
+/* Runs jobs[0..n) as one read; a failure runs them again one by one for their results. */
+static void block_pool_run_joined(BlockPool *p, BlockPoolJob **jobs, int n)
+{
+    struct iovec iov[JOIN_MAX_IOV];
+    BlockRequest joined = *jobs[0]->req;
+    int niov = 0;
+
+    for (int i = 0; i < n; i++) {
+        const BlockRequest *req = jobs[i]->req;
+        memcpy(&iov[niov], req->iov, req->niov * sizeof(iov[0]));
+        niov += req->niov;
+    }
+    joined.iov = iov;
+    joined.niov = niov;
+    joined.bytes = jobs[n - 1]->req->offset + jobs[n - 1]->req->bytes - joined.offset;
+    int ret = p->run(p->opaque, &joined);
+    for (int i = 0; i < n; i++) {
+        jobs[i]->ret = ret < 0 ? p->run(p->opaque, jobs[i]->req) : ret;
+        block_pool_finish(p, jobs[i]);
+    }
+}
+
+/* Runs a job taken from the ring with the reads it claims to join it. */
+static void block_pool_run_from_ring(BlockPool *p, BlockPoolJob *job, unsigned ticket)
+{
+    BlockPoolJob *jobs[JOIN_MAX_JOBS] = { job };
+    bool last_separate;
+    int n = block_pool_claim_joins(p, ticket, jobs, &last_separate);
+    int n_joined = last_separate ? n - 1 : n;
+
+    if (n_joined > 1) {
+        block_pool_run_joined(p, jobs, n_joined);
+    } else {
+        job->ret = p->run(p->opaque, job->req);
+        block_pool_finish(p, job);
+    }
+    if (last_separate) {
+        jobs[n - 1]->ret = p->run(p->opaque, jobs[n - 1]->req);
+        block_pool_finish(p, jobs[n - 1]);
+    }
+}
+
+/*
+ * Waits until a submitter wakes w; returns false when the pool stops.  Otherwise *job is
+ * the job handed to w alone, or NULL with *from_ring when w took a ring ticket (*ticket;
+ * the job it took, if any, is in *job too).
+ */
+static bool block_pool_worker_wait(BlockPoolWorker *w, BlockPoolJob **job, bool *from_ring,
+                                   unsigned *ticket)
 {
     g_mutex_lock(&w->mutex);
     while (!w->job && !w->take_ring && !w->stop) {
         g_cond_wait(&w->cond, &w->mutex);
     }
-    BlockPoolJob *job = w->job;
-    bool take_ring = w->take_ring;
+    *job = w->job;
+    *from_ring = w->take_ring;
     w->job = NULL;
     w->take_ring = false;
     g_mutex_unlock(&w->mutex);
     /* A wake-up carries one job or one ticket, never both. */
-    return take_ring ? block_pool_ring_take(w->pool) : job;
+    if (*from_ring) {
+        *job = block_pool_ring_take(w->pool, ticket);
+        return true;
+    }
+    return *job != NULL;
 }
 
 static gpointer block_pool_worker(gpointer opaque)
@@ -155,9 +288,16 @@ static gpointer block_pool_worker(gpointer opaque)
             w->next_idle = p->idle;
             p->idle = w;
             g_mutex_unlock(&p->lock);
-            job = block_pool_worker_wait(w);
-            if (!job) {
+            bool from_ring;
+            unsigned ticket;
+            if (!block_pool_worker_wait(w, &job, &from_ring, &ticket)) {
                 break;
+            }
+            if (from_ring) {
+                if (job) {
+                    block_pool_run_from_ring(p, job, ticket);
+                }
+                continue;
             }
         } else {
             g_mutex_unlock(&p->lock);
@@ -207,6 +347,10 @@ BlockPool *block_pool_new_ring(int max_threads, unsigned ring_size,
         p->ring_size *= 2;
     }
     p->ring = g_new0(BlockPoolJob *, p->ring_size);
+    p->ring_hint = g_new(int64_t, p->ring_size);
+    for (unsigned i = 0; i < p->ring_size; i++) {
+        p->ring_hint[i] = -1;
+    }
     g_mutex_init(&p->lock);
     g_queue_init(&p->queue);
     p->threads = g_ptr_array_new();
@@ -220,6 +364,11 @@ BlockPool *block_pool_new(int max_threads, BlockPoolRunFunc *run, void *opaque)
 {
     /* Room for every worker: a full slot (a preempted ticket holder) is then rare. */
     return block_pool_new_ring(max_threads, MAX(max_threads, 1), run, opaque);
+}
+
+void block_pool_set_join_reads(BlockPool *p, bool on)
+{
+    p->join_reads = on;
 }
 
 void block_pool_set_take_hook(BlockPool *p, BlockPoolTakeHook *hook, void *opaque)
@@ -295,6 +444,10 @@ int block_pool_submit(BlockPool *p, GMainContext *ctx, BlockRequest *req, bool m
         BlockPoolJob **slot = &p->ring[p->ring_head & (p->ring_size - 1)];
         /* Acquire: the taker that emptied the slot is done with it. */
         if (!__atomic_load_n(slot, __ATOMIC_ACQUIRE)) {
+            /* The hint first: a joiner that sees the job sees its hint or a newer one. */
+            __atomic_store_n(&p->ring_hint[slot - p->ring],
+                             req->type == BLOCK_REQ_READ ? req->offset : (int64_t)-1,
+                             __ATOMIC_RELAXED);
             __atomic_store_n(slot, job, __ATOMIC_RELEASE);
             p->ring_head++;
             via_ring = true;
@@ -384,5 +537,6 @@ void block_pool_free(BlockPool *p)
     g_mutex_clear(&p->lock);
     g_mutex_clear(&p->done_lock);
     g_free(p->ring);
+    g_free(p->ring_hint);
     g_free(p);
 }

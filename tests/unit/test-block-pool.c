@@ -5,7 +5,10 @@
  * runs on the caller.  Hand-overs to sleeping workers start in submission order, and the
  * ring that orders them neither loses nor repeats a request under preemption.
  */
+#include <errno.h>
 #include <sched.h>
+#include <stdint.h>
+#include <string.h>
 #include <glib.h>
 #include "block/block-internal.h"
 
@@ -308,10 +311,12 @@ enum {
 };
 
 typedef struct StressTest {
+    bool join;                   /* requests are adjacent 512-byte reads, joining on */
     gint runs[STRESS_REQS];      /* atomic: run() calls per request */
     unsigned char done[STRESS_REQS];
     int completed;
     gint takes;                  /* atomic: ring takes seen by the hook */
+    gint joined_runs;            /* atomic: run() calls covering several requests */
 } StressTest;
 
 static void stress_take_hook(void *opaque)
@@ -330,6 +335,16 @@ static int stress_run(void *opaque, BlockRequest *req)
 {
     StressTest *t = opaque;
 
+    if (t->join) {
+        /* A joined read covers several requests: each must be covered exactly once. */
+        if (req->bytes > 512) {
+            g_atomic_int_inc(&t->joined_runs);
+        }
+        for (int64_t i = req->offset / 512; i < (req->offset + req->bytes) / 512; i++) {
+            g_atomic_int_inc(&t->runs[i]);
+        }
+        return 0;
+    }
     g_atomic_int_inc(&t->runs[req->offset]);
     return -(int)(req->offset % 3);
 }
@@ -338,8 +353,10 @@ static void stress_complete(BlockRequest *req, int ret)
 {
     StressTest *t = req->opaque;
 
-    g_assert_cmpint(ret, ==, -(int)(req->offset % 3));
-    t->done[req->offset]++;
+    int64_t i = t->join ? req->offset / 512 : req->offset;
+
+    g_assert_cmpint(ret, ==, t->join ? 0 : -(int)(req->offset % 3));
+    t->done[i]++;
     t->completed++;
 }
 
@@ -372,14 +389,18 @@ static void stress_report_lost(StressTest *t, int submitted)
             t->completed, submitted, never, twice);
 }
 
-static void test_pool_ring_stress(void)
+static void pool_ring_stress(bool join)
 {
     StressTest *t = g_new0(StressTest, 1);
     BlockRequest *reqs = g_new0(BlockRequest, STRESS_REQS);
     BlockPool *p = block_pool_new_ring(STRESS_WORKERS, STRESS_RING, stress_run, t);
     GRand *rand = g_rand_new_with_seed(4);
+    static char buf[512];
+    struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
     int submitted = 0;
 
+    t->join = join;
+    block_pool_set_join_reads(p, join);
     block_pool_set_take_hook(p, stress_take_hook, t);
     while (submitted < STRESS_REQS) {
         /* Bursts of 1-8 onto mostly sleeping workers: each request is a hand-over. */
@@ -391,6 +412,13 @@ static void test_pool_ring_stress(void)
         for (int i = 0; i < burst; i++, submitted++) {
             reqs[submitted] = (BlockRequest){ .type = BLOCK_REQ_READ, .offset = submitted,
                                               .complete = stress_complete, .opaque = t };
+            if (join) {
+                /* Adjacent reads (the runs never touch the buffer). */
+                reqs[submitted].offset = submitted * 512;
+                reqs[submitted].bytes = 512;
+                reqs[submitted].iov = &iov;
+                reqs[submitted].niov = 1;
+            }
             g_assert_cmpint(block_pool_submit(p, NULL, &reqs[submitted], false), ==, 0);
         }
     }
@@ -403,7 +431,11 @@ static void test_pool_ring_stress(void)
     }
     /* Both ways of handing over were taken: through the ring, and past a full slot. */
     unsigned direct = block_pool_direct_handoffs(p);
-    g_test_message("%d ring takes, %u direct hand-overs", g_atomic_int_get(&t->takes), direct);
+    g_test_message("%d ring takes, %u direct hand-overs, %d joined runs",
+                   g_atomic_int_get(&t->takes), direct, g_atomic_int_get(&t->joined_runs));
+    if (join) {
+        g_assert_cmpint(g_atomic_int_get(&t->joined_runs), >, 0);
+    }
     g_assert_cmpint(g_atomic_int_get(&t->takes), >=, STRESS_REQS / 100);
     g_assert_cmpuint(direct, >, 0);
     block_pool_free(p);
@@ -411,6 +443,206 @@ static void test_pool_ring_stress(void)
     g_free(reqs);
     g_free(t);
 }
+
+static void test_pool_ring_stress(void)
+{
+    pool_ring_stress(false);
+}
+
+/* The same with joining: joiners empty later slots, so takers may find theirs empty. */
+static void test_pool_ring_stress_join(void)
+{
+    pool_ring_stress(true);
+}
+
+/*
+ * Joined reads: bursts of reads to sleeping workers, run by a "disk" whose byte at offset
+ * o reads as (o * 7 + o / 4096) & 0xff.  Every request must get exactly its own bytes and
+ * its own result however the pool joined it; a run call may only cover contiguous reads
+ * of at most 256 KiB, and only reads.  Writes and reads with gaps are never joined.
+ */
+enum { JOIN_REQS = 8, JOIN_BURSTS = 100 };
+
+typedef struct JoinTest {
+    int completed;
+    gint calls, joined_calls, bad_calls;   /* atomic */
+    int64_t bad_offset;                    /* a run covering this byte fails with -EIO */
+    int rets[JOIN_REQS];
+} JoinTest;
+
+static uint8_t disk_byte(int64_t o)
+{
+    return (o * 7 + o / 4096) & 0xff;
+}
+
+static int join_run(void *opaque, BlockRequest *req)
+{
+    JoinTest *t = opaque;
+    int64_t off = req->offset, total = 0;
+
+    g_atomic_int_inc(&t->calls);
+    for (int i = 0; i < req->niov; i++) {
+        total += req->iov[i].iov_len;
+    }
+    if (total != req->bytes || req->bytes > 256 * 1024 ||
+        (req->niov > 1 && req->type != BLOCK_REQ_READ)) {
+        g_atomic_int_inc(&t->bad_calls);
+    }
+    if (req->niov > 1) {
+        g_atomic_int_inc(&t->joined_calls);
+    }
+    if (t->bad_offset >= req->offset && t->bad_offset < req->offset + req->bytes) {
+        return -EIO;
+    }
+    if (req->type == BLOCK_REQ_READ) {
+        for (int i = 0; i < req->niov; i++) {
+            uint8_t *b = req->iov[i].iov_base;
+            for (size_t j = 0; j < req->iov[i].iov_len; j++) {
+                b[j] = disk_byte(off++);
+            }
+        }
+    }
+    return 0;
+}
+
+static void join_complete(BlockRequest *req, int ret)
+{
+    JoinTest *t = req->opaque;
+
+    t->rets[(intptr_t)req->driver_priv] = ret;
+    t->completed++;
+}
+
+/* sizes[i] bytes each, request i at offsets[i]; checks data and results of every burst. */
+static void join_bursts(JoinTest *t, BlockRequestType type, const int64_t *offsets,
+                        const size_t *sizes, bool join)
+{
+    BlockPool *p = block_pool_new(JOIN_REQS, join_run, t);
+    BlockRequest reqs[JOIN_REQS];
+    struct iovec iov[JOIN_REQS];
+
+    for (int i = 0; i < JOIN_REQS; i++) {
+        iov[i] = (struct iovec){ .iov_base = g_malloc(sizes[i]), .iov_len = sizes[i] };
+        reqs[i] = (BlockRequest){ .type = type, .offset = offsets[i], .bytes = sizes[i],
+                                  .iov = &iov[i], .niov = 1, .complete = join_complete,
+                                  .opaque = t, .driver_priv = (void *)(intptr_t)i };
+    }
+    block_pool_set_join_reads(p, join);
+    for (int burst = 0; burst < JOIN_BURSTS; burst++) {
+        for (int i = 0; i < 1000 && block_pool_idle_workers(p) < (burst ? JOIN_REQS : 0);
+             i++) {
+            g_usleep(1000);
+        }
+        t->completed = 0;
+        for (int i = 0; i < JOIN_REQS; i++) {
+            memset(iov[i].iov_base, 0xee, sizes[i]);
+            g_assert_cmpint(block_pool_submit(p, NULL, &reqs[i], false), ==, 0);
+        }
+        while (t->completed < JOIN_REQS) {
+            g_main_context_iteration(NULL, true);
+        }
+        for (int i = 0; i < JOIN_REQS; i++) {
+            bool bad = t->bad_offset >= offsets[i] &&
+                       t->bad_offset < offsets[i] + (int64_t)sizes[i];
+            g_assert_cmpint(t->rets[i], ==, bad ? -EIO : 0);
+            const uint8_t *b = iov[i].iov_base;
+            for (size_t j = 0; !bad && type == BLOCK_REQ_READ && j < sizes[i]; j++) {
+                g_assert_cmpint(b[j], ==, disk_byte(offsets[i] + j));
+            }
+        }
+    }
+    block_pool_free(p);
+    for (int i = 0; i < JOIN_REQS; i++) {
+        g_free(iov[i].iov_base);
+    }
+    g_assert_cmpint(g_atomic_int_get(&t->bad_calls), ==, 0);
+}
+
+/* Adjacent reads of mixed sizes: each gets its own bytes; some bursts are joined. */
+static void test_pool_join_adjacent(void)
+{
+    static const size_t sizes[JOIN_REQS] = { 65536, 4096, 512, 65536, 8192, 65536, 65536,
+                                             65536 };
+    int64_t offsets[JOIN_REQS], o = 1 << 20;
+    JoinTest t = { .bad_offset = -1 };
+
+    for (int i = 0; i < JOIN_REQS; i++) {
+        offsets[i] = o;
+        o += sizes[i];
+    }
+    join_bursts(&t, BLOCK_REQ_READ, offsets, sizes, true);
+    /* Ten runs on a busy 2-core host joined in every one; a pool that never joins
+     * makes exactly one call per request. */
+    g_test_message("%d calls for %d reads, %d of them joined", g_atomic_int_get(&t.calls),
+                   JOIN_REQS * JOIN_BURSTS, g_atomic_int_get(&t.joined_calls));
+    g_assert_cmpint(g_atomic_int_get(&t.joined_calls), >, 0);
+    g_assert_cmpint(g_atomic_int_get(&t.calls), <, JOIN_REQS * JOIN_BURSTS);
+}
+
+/* A pool not told to join (a node through the page cache) never joins. */
+static void test_pool_join_off(void)
+{
+    size_t sizes[JOIN_REQS];
+    int64_t offsets[JOIN_REQS];
+    JoinTest t = { .bad_offset = -1 };
+
+    for (int i = 0; i < JOIN_REQS; i++) {
+        sizes[i] = 65536;
+        offsets[i] = i * 65536;
+    }
+    join_bursts(&t, BLOCK_REQ_READ, offsets, sizes, false);
+    g_assert_cmpint(g_atomic_int_get(&t.joined_calls), ==, 0);
+    g_assert_cmpint(g_atomic_int_get(&t.calls), ==, JOIN_REQS * JOIN_BURSTS);
+}
+
+/* Reads with a gap between each: never joined, one call each. */
+static void test_pool_join_not_across_gaps(void)
+{
+    size_t sizes[JOIN_REQS];
+    int64_t offsets[JOIN_REQS];
+    JoinTest t = { .bad_offset = -1 };
+
+    for (int i = 0; i < JOIN_REQS; i++) {
+        sizes[i] = 4096;
+        offsets[i] = i * 8192;
+    }
+    join_bursts(&t, BLOCK_REQ_READ, offsets, sizes, true);
+    g_assert_cmpint(g_atomic_int_get(&t.joined_calls), ==, 0);
+    g_assert_cmpint(g_atomic_int_get(&t.calls), ==, JOIN_REQS * JOIN_BURSTS);
+}
+
+/* Adjacent writes are not joined. */
+static void test_pool_join_not_writes(void)
+{
+    size_t sizes[JOIN_REQS];
+    int64_t offsets[JOIN_REQS];
+    JoinTest t = { .bad_offset = -1 };
+
+    for (int i = 0; i < JOIN_REQS; i++) {
+        sizes[i] = 4096;
+        offsets[i] = i * 4096;
+    }
+    join_bursts(&t, BLOCK_REQ_WRITE, offsets, sizes, true);
+    g_assert_cmpint(g_atomic_int_get(&t.joined_calls), ==, 0);
+    g_assert_cmpint(g_atomic_int_get(&t.calls), ==, JOIN_REQS * JOIN_BURSTS);
+}
+
+/* A joined read that fails: only the request holding the bad byte gets the error, the
+ * others their data. */
+static void test_pool_join_error_split(void)
+{
+    size_t sizes[JOIN_REQS];
+    int64_t offsets[JOIN_REQS];
+    JoinTest t = { .bad_offset = 3 * 65536 + 100 };
+
+    for (int i = 0; i < JOIN_REQS; i++) {
+        sizes[i] = 65536;
+        offsets[i] = i * 65536;
+    }
+    join_bursts(&t, BLOCK_REQ_READ, offsets, sizes, true);
+    g_assert_cmpint(g_atomic_int_get(&t.joined_calls), >, 0);
+}
+
 
 int main(int argc, char **argv)
 {
@@ -424,5 +656,11 @@ int main(int argc, char **argv)
     g_test_add_func("/block-pool/no-inline-after-overlap", test_pool_no_inline_after_overlap);
     g_test_add_func("/block-pool/handoff-in-order", test_pool_handoff_in_order);
     g_test_add_func("/block-pool/ring-stress", test_pool_ring_stress);
+    g_test_add_func("/block-pool/ring-stress-join", test_pool_ring_stress_join);
+    g_test_add_func("/block-pool/join-adjacent", test_pool_join_adjacent);
+    g_test_add_func("/block-pool/join-not-across-gaps", test_pool_join_not_across_gaps);
+    g_test_add_func("/block-pool/join-not-writes", test_pool_join_not_writes);
+    g_test_add_func("/block-pool/join-error-split", test_pool_join_error_split);
+    g_test_add_func("/block-pool/join-off", test_pool_join_off);
     return g_test_run();
 }
