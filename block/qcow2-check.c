@@ -359,6 +359,82 @@ static int check_l1(CheckState *c, uint64_t l1off, uint32_t l1_size, bool active
     return 0;
 }
 
+/* QEMU's limits on the bitmaps extension (qcow2.txt leaves them to implementations). */
+#define QCOW2_BITMAP_DIR_MAX (64u << 20)
+#define QCOW2_BITMAP_TABLE_MAX_ENTRIES 0x8000000u
+
+/* Counts one bitmap's table and the clusters it names (0: none, or all ones). */
+static int count_bitmap_table(CheckState *c, uint64_t off, uint32_t entries)
+{
+    BDRVQcow2State *s = c->s;
+    if (!entries || off % s->cluster_size || entries > QCOW2_BITMAP_TABLE_MAX_ENTRIES) {
+        fprintf(stderr, "ERROR bitmap table offset 0x%" G_GINT64_MODIFIER "x size %u: "
+                "corrupted bitmap directory entry\n", off, entries);
+        c->res->corruptions++;
+        return 0;
+    }
+    if (!ref_range(c, off, entries * 8ull)) {
+        return 0; /* reported: past the end of the file */
+    }
+    uint64_t *t = g_new(uint64_t, entries);
+    int ret = bdrv_pread(s->bs->file, off, entries * 8ull, t);
+    for (uint32_t i = 0; ret == 0 && i < entries; i++) {
+        uint64_t data = GUINT64_FROM_BE(t[i]) & QCOW2_L2E_OFFSET_MASK;
+        if (data) {
+            ref_range(c, data, s->cluster_size);
+        }
+    }
+    g_free(t);
+    return ret;
+}
+
+/*
+ * The bitmaps (persistent dirty bitmaps QEMU keeps) while their autoclear bit says they
+ * are valid, as qemu-img check counts them: the directory, each bitmap's table and the
+ * clusters the tables name.  A read-write open here clears the bit (Sen does not keep
+ * bitmaps up to date), after which they are leaks, as QEMU then sees them too.
+ */
+static void count_bitmaps(CheckState *c)
+{
+    BDRVQcow2State *s = c->s;
+    for (guint k = 0; (s->h.autoclear_features & QCOW2_AUTOCLEAR_BITMAPS) &&
+                      s->ext.unknown && k < s->ext.unknown->len; k++) {
+        const Qcow2RawExt *e = &g_array_index(s->ext.unknown, Qcow2RawExt, k);
+        if (e->type != QCOW2_EXT_BITMAPS || e->len < 24) {
+            continue;
+        }
+        uint32_t nb = qcow2_ld32(e->data);
+        uint64_t size = qcow2_ld64(e->data + 8), off = qcow2_ld64(e->data + 16);
+        if (!nb || size > QCOW2_BITMAP_DIR_MAX || !ref_range(c, off, size)) {
+            continue;
+        }
+        uint8_t *dir = g_malloc(size);
+        if (bdrv_pread(s->bs->file, off, size, dir) < 0) {
+            c->res->check_errors++;
+            g_free(dir);
+            continue;
+        }
+        uint64_t at = 0;
+        for (uint32_t i = 0; i < nb; i++) {
+            if (size - at < 24) {
+                fprintf(stderr, "ERROR bitmap directory: entry %u lies past its end\n", i);
+                c->res->corruptions++;
+                break;
+            }
+            const uint8_t *d = dir + at;
+            uint64_t len = (24ull + qcow2_ld32(d + 20) + qcow2_ld16(d + 18) + 7) & ~7ull;
+            if (count_bitmap_table(c, qcow2_ld64(d), qcow2_ld32(d + 8)) < 0) {
+                c->res->check_errors++;
+            }
+            if (len > size - at) {
+                break;
+            }
+            at += len;
+        }
+        g_free(dir);
+    }
+}
+
 static uint64_t stored_refcount(BDRVQcow2State *s, uint64_t i)
 {
     uint64_t rc = 0;
@@ -561,6 +637,7 @@ static int count_references(CheckState *c, bool *rebuild)
         ref_range(c, s->h.snapshots_offset, tlen);
     }
     qcow2_snapshots_free(snaps);
+    count_bitmaps(c);
     ref_range(c, s->h.refcount_table_offset, s->reftable_size * 8);
     for (uint64_t i = 0; i < s->reftable_size; i++) {
         uint64_t rb = s->reftable[i] & QCOW2_REFT_OFFSET_MASK;
