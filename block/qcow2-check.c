@@ -26,7 +26,14 @@ typedef struct CheckState {
      * removal finds the range its addition made: */
     GArray *beyond;
     uint64_t beyond_bound;
+    /* -r all: the clusters of the file holding metadata other than L2 tables, with
+     * their QCOW2_OL_* types (the overlap protection's index), recorded while counting,
+     * so that a repair never writes into one (on_other_metadata). */
+    Qcow2OlIndex meta;
 } CheckState;
+
+/* The bitmap tables, which have no overlap type of their own in QEMU. */
+#define CHECK_OL_BITMAP_TABLE (1u << QCOW2_OL_NB)
 
 /* How far past the refs array references are kept in CheckState.beyond: a rebuild then
  * grows the file by up to this much to put its blocks after them.  A reference further
@@ -131,31 +138,36 @@ static bool repairs_past_end(const CheckState *c)
     return c->fix & BDRV_FIX_ERRORS;
 }
 
-static bool overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+/*
+ * Counts a reference to the metadata [off, off+len) of the given QCOW2_OL_* type and,
+ * when entries may be repaired, records its clusters inside the file as metadata.
+ * Returns whether the whole region was counted (ref_range).
+ */
+static bool ref_meta(CheckState *c, uint64_t off, uint64_t len, unsigned type)
 {
-    return alen && blen && a < b + blen && b < a + alen;
+    bool whole = ref_range(c, off, len);
+    if (repairs_past_end(c) && len && c->nb) {
+        uint64_t first = off >> c->s->cluster_bits;
+        uint64_t last = MIN((off + len - 1) >> c->s->cluster_bits, c->nb - 1);
+        if (first <= last) {
+            qcow2_ol_index_add(&c->meta, first, last - first + 1, type);
+        }
+    }
+    return whole;
 }
 
 /*
  * Whether [off, off+len), a table a corrupt image says is an L2 or snapshot L1 table,
- * lies on the header, the active L1 table, the refcount table or blocks or the snapshot
- * table: then it is no table to repair, and writing it would destroy that metadata.
+ * lies on metadata of a type not in own: the header, an L1 table, the refcount table or
+ * blocks, the snapshot table, the bitmap directory or a bitmap table.  Then it is no
+ * table to repair, and writing it would destroy that metadata.  (An L2 table or a
+ * cluster of the same type is shared when its count is above 1: table_is_its_own.)
  */
-static bool on_other_metadata(BDRVQcow2State *s, uint64_t off, uint64_t len)
+static bool on_other_metadata(CheckState *c, uint64_t off, uint64_t len, unsigned own)
 {
-    if (overlaps(off, len, 0, s->cluster_size) ||
-        overlaps(off, len, s->h.l1_table_offset, s->l1_size * 8ull) ||
-        overlaps(off, len, s->h.refcount_table_offset, s->reftable_size * 8) ||
-        (s->h.nb_snapshots && overlaps(off, len, s->h.snapshots_offset, s->cluster_size))) {
-        return true;
-    }
-    for (uint64_t i = 0; i < s->reftable_used; i++) {
-        uint64_t rb = s->reftable[i] & QCOW2_REFT_OFFSET_MASK;
-        if (rb && overlaps(off, len, rb, s->cluster_size)) {
-            return true;
-        }
-    }
-    return false;
+    uint64_t first = off >> c->s->cluster_bits;
+    uint64_t n = ((off + len - 1) >> c->s->cluster_bits) - first + 1;
+    return qcow2_ol_index_query(&c->meta, first, n, ~own) != 0;
 }
 
 /* Notes an entry pointing past the end for repair_past_end_entries. */
@@ -175,10 +187,10 @@ static void note_past_end(CheckState *c, uint64_t table, uint32_t index, bool l1
  * table).  A corrupt or stale entry can name guest data or another table as "its" table:
  * that cluster is referenced twice, and writing the repair there would destroy it.
  */
-static bool table_is_its_own(CheckState *c, uint64_t off, uint64_t len)
+static bool table_is_its_own(CheckState *c, uint64_t off, uint64_t len, unsigned own)
 {
     BDRVQcow2State *s = c->s;
-    if (on_other_metadata(s, off, len)) {
+    if (on_other_metadata(c, off, len, own)) {
         return false;
     }
     for (uint64_t i = off >> s->cluster_bits; i <= (off + len - 1) >> s->cluster_bits; i++) {
@@ -245,13 +257,13 @@ static void repair_past_end_entries(CheckState *c)
         const PastEndEntry *pe = &g_array_index(a, PastEndEntry, i);
         if (pe->l1) {
             uint64_t at = pe->table + pe->index * 8ull;
-            if (pe->table == s->h.l1_table_offset || table_is_its_own(c, at, 8)) {
+            if (pe->table == s->h.l1_table_offset || table_is_its_own(c, at, 8, QCOW2_OL_INACTIVE_L1)) {
                 clear_l1e_past_end(c, pe);
             }
             continue;
         }
         uint8_t *t;
-        if (!table_is_its_own(c, pe->table, s->cluster_size)) {
+        if (!table_is_its_own(c, pe->table, s->cluster_size, 0)) {
             continue;
         }
         if (qcow2_cache_get(s->l2_cache, pe->table, false, &t) < 0) {
@@ -330,7 +342,7 @@ static int check_l1(CheckState *c, uint64_t l1off, uint32_t l1_size, bool active
     if (!l1_size) {
         return 0;
     }
-    ref_range(c, l1off, l1_size * 8ull);
+    ref_meta(c, l1off, l1_size * 8ull, active ? QCOW2_OL_ACTIVE_L1 : QCOW2_OL_INACTIVE_L1);
     uint64_t *l1 = g_new(uint64_t, l1_size);
     uint8_t *tbl = g_malloc(s->cluster_size);
     int ret = bdrv_pread(s->bs->file, l1off, l1_size * 8ull, l1);
@@ -373,7 +385,7 @@ static int count_bitmap_table(CheckState *c, uint64_t off, uint32_t entries)
         c->res->corruptions++;
         return 0;
     }
-    if (!ref_range(c, off, entries * 8ull)) {
+    if (!ref_meta(c, off, entries * 8ull, CHECK_OL_BITMAP_TABLE)) {
         return 0; /* reported: past the end of the file */
     }
     uint64_t *t = g_new(uint64_t, entries);
@@ -405,7 +417,7 @@ static void count_bitmaps(CheckState *c)
         }
         uint32_t nb = qcow2_ld32(e->data);
         uint64_t size = qcow2_ld64(e->data + 8), off = qcow2_ld64(e->data + 16);
-        if (!nb || size > QCOW2_BITMAP_DIR_MAX || !ref_range(c, off, size)) {
+        if (!nb || size > QCOW2_BITMAP_DIR_MAX || !ref_meta(c, off, size, QCOW2_OL_BITMAP_DIRECTORY)) {
             continue;
         }
         uint8_t *dir = g_malloc(size);
@@ -471,6 +483,9 @@ static void check_copied(CheckState *c, int fix)
         }
         memcpy(tbl, t, s->cluster_size);
         bool changed = false;
+        /* A "table" on other metadata (a corrupt L1 entry naming, say, a snapshot's L1
+         * table) is no L2 table: its entries are reported, never rewritten. */
+        bool repair = (fix & BDRV_FIX_ERRORS) && !on_other_metadata(c, l2off, s->cluster_size, 0);
         for (uint64_t j = 0; j < (1ull << s->l2_bits); j++) {
             uint64_t l2e = qcow2_ld64(tbl + j * s->l2e_size);
             if (l2e & QCOW2_OFLAG_COMPRESSED) {
@@ -485,9 +500,9 @@ static void check_copied(CheckState *c, int fix)
             if ((rc == 1) != !!(l2e & QCOW2_OFLAG_COPIED)) {
                 fprintf(stderr, "%s OFLAG_COPIED data cluster: l2_entry=%"
                         G_GINT64_MODIFIER "x refcount=%" G_GUINT64_FORMAT "\n",
-                        fix & BDRV_FIX_ERRORS ? "Repairing" : "ERROR", l2e, rc);
+                        repair ? "Repairing" : "ERROR", l2e, rc);
                 c->res->corruptions++;
-                if (fix & BDRV_FIX_ERRORS) {
+                if (repair) {
                     l2e = rc == 1 ? l2e | QCOW2_OFLAG_COPIED : l2e & ~QCOW2_OFLAG_COPIED;
                     qcow2_st64(tbl + j * s->l2e_size, l2e);
                     changed = true;
@@ -616,7 +631,7 @@ static int count_references(CheckState *c, bool *rebuild)
 
     int errors_before = res->check_errors;
     int ret = 0;
-    ref_range(c, 0, s->cluster_size);
+    ref_meta(c, 0, s->cluster_size, QCOW2_OL_MAIN_HEADER);
     check_l1(c, s->h.l1_table_offset, s->l1_size, true);
     GArray *snaps = NULL;
     bool snaps_unreadable = qcow2_read_snapshots(s, &snaps) < 0;
@@ -634,11 +649,11 @@ static int count_references(CheckState *c, bool *rebuild)
             Qcow2Snapshot *sn = &g_array_index(snaps, Qcow2Snapshot, i);
             tlen += (40 + sn->extra_len + strlen(sn->id_str) + strlen(sn->name) + 7) & ~7ull;
         }
-        ref_range(c, s->h.snapshots_offset, tlen);
+        ref_meta(c, s->h.snapshots_offset, tlen, QCOW2_OL_SNAPSHOT_TABLE);
     }
     qcow2_snapshots_free(snaps);
     count_bitmaps(c);
-    ref_range(c, s->h.refcount_table_offset, s->reftable_size * 8);
+    ref_meta(c, s->h.refcount_table_offset, s->reftable_size * 8, QCOW2_OL_REFCOUNT_TABLE);
     for (uint64_t i = 0; i < s->reftable_size; i++) {
         uint64_t rb = s->reftable[i] & QCOW2_REFT_OFFSET_MASK;
         if (!rb) {
@@ -658,7 +673,7 @@ static int count_references(CheckState *c, bool *rebuild)
          * cannot be repaired in place: its refcounts would change under it.  As
          * qemu-img: reported, and -r all rebuilds the structure elsewhere. */
         uint64_t rbc = rb >> s->cluster_bits;
-        if (ref_range(c, rb, s->cluster_size) && c->refs[rbc] != 1) {
+        if (ref_meta(c, rb, s->cluster_size, QCOW2_OL_REFCOUNT_BLOCK) && c->refs[rbc] != 1) {
             fprintf(stderr, "ERROR refcount block %" G_GUINT64_FORMAT " refcount=%"
                     G_GUINT64_FORMAT "\n", i, c->refs[rbc]);
             res->corruptions++;
@@ -749,6 +764,7 @@ static uint64_t compare_refcounts(CheckState *c, int fix, bool report, bool *reb
 
 static void check_state_clear(CheckState *c)
 {
+    qcow2_ol_index_clear(&c->meta);
     g_free(c->refs);
     c->refs = NULL;
     if (c->beyond) {

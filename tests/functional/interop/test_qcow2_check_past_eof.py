@@ -243,3 +243,34 @@ def test_stale_entry_naming_guest_data_is_not_rewritten(tmp_path):
     with open(path, "rb") as f:
         f.seek(data)
         assert f.read(CLUSTER) == before, "check -r all rewrote guest data"
+
+
+def test_table_on_a_snapshot_l1_table_is_not_rewritten(tmp_path):
+    """An active L1 entry naming a snapshot's L1 table as its L2 table, whose entry 1
+    points past the end: both as the snapshot's L1 entry and read as an L2 entry it is
+    a reference past the end.  The cluster is the snapshot's L1 table (counted twice, and
+    known as such metadata): -r all repairs neither entry nor the OFLAG_COPIED bits of
+    the "L2 table" (before, that repair rewrote the snapshot's L1 table; with the
+    overlap protection it failed the check and marked the image corrupt), the snapshot's
+    table is left as it was; the errors are qemu-img check's (which only reports)."""
+    path = image_with_snapshot(tmp_path)
+    with open(path, "r+b") as f:
+        sl1 = snapshot_l1(f)
+        put64(f, sl1 + 8, (1 << 63) | past_eof(path, 3))
+        put64(f, be64(f, 40) + 8, (1 << 63) | sl1)
+        f.seek(sl1)
+        before = f.read(CLUSTER)
+    imgs = copies(tmp_path, path)
+    q = run(QEMU_IMG, "check", imgs["qemu"], check=False)
+    s = run(SEN_IMG, "check", imgs["sen"], check=False)
+    assert s.returncode == q.returncode == 2, (s.stderr, q.stderr)
+    assert errors(s.stderr) == errors(q.stderr)
+    p = run(SEN_IMG, "check", "-r", "all", imgs["sen"], check=False)
+    assert "exceeding the end of the file" in p.stderr, p.stderr
+    assert p.returncode == 2, p.stdout + p.stderr  # errors left, check itself fine
+    assert "Repairing L2 entry" not in p.stderr and "Repairing L1 entry" not in p.stderr
+    assert "Repairing OFLAG_COPIED data" not in p.stderr, p.stderr
+    assert "corrupt" not in p.stderr, p.stderr
+    with open(imgs["sen"], "rb") as f:
+        f.seek(sl1)
+        assert f.read(CLUSTER) == before, "check -r all rewrote the snapshot's L1 table"
