@@ -245,3 +245,50 @@ def test_vmm_accepts_overlap_check_object(tmp_path):
                            timeout=60)
         assert "could not load PC BIOS" in p.stderr, p.stderr
         assert "-blockdev" not in p.stderr, p.stderr
+
+
+def free_l1_cluster(img):
+    """Makes the refcount of the L1 table's cluster 0, so that the allocator hands it out
+    as the next new cluster; returns the L1 offset."""
+    lay = layout(img)
+    patch(img, lay["refblock"] + 2 * (lay["l1"] // CLUSTER), b"\0\0")
+    return lay["l1"]
+
+
+def test_compressed_write_refused(tmp_path, src):
+    """convert -c: the compressed run would be packed onto the L1 table."""
+    img = tmp_path / "t.qcow2"
+    make_image(img, False)
+    l1 = free_l1_cluster(img)
+    before = read(img, l1)
+    p = run(SEN_IMG, "convert", "-n", "-c", "-f", "raw", "-O", "qcow2", src, img, check=False)
+    assert p.returncode != 0
+    assert MSG.format("active L1 table") in p.stderr, p.stderr
+    assert read(img, l1) == before
+
+
+def test_copy_on_write_refused(tmp_path):
+    """A 4 KiB write into a cluster the backing file holds: the copied-up cluster would be
+    allocated on the L1 table."""
+    base = tmp_path / "base.qcow2"
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", base, SIZE)
+    run(QEMU_IO, "-f", "qcow2", "-c", "write -P 3 0 1M", base)
+    img = tmp_path / "t.qcow2"
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2", img)
+    run(QEMU_IO, "-f", "qcow2", "-c", "write -P 4 0 64k", img)  # the overlay's L2 table
+    l1 = free_l1_cluster(img)
+    before = read(img, l1)
+    p = run(SEN_IMG, "bench", "-w", "-c", "1", "-s", "4k", "-o", str(CLUSTER), "-f", "qcow2",
+            img, check=False)
+    assert p.returncode != 0
+    assert MSG.format("active L1 table") in p.stderr, p.stderr
+    assert read(img, l1) == before
+    # Without the check the copy-up lands on the L1 table.
+    base_img = img.with_name("none.qcow2")
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2", base_img)
+    run(QEMU_IO, "-f", "qcow2", "-c", "write -P 4 0 64k", base_img)
+    l1 = free_l1_cluster(base_img)
+    before = read(base_img, l1)
+    run(SEN_IMG, "bench", "-w", "-c", "1", "-s", "4k", "-o", str(CLUSTER), "--image-opts",
+        f"driver=qcow2,file.filename={base_img},overlap-check=none", check=False)
+    assert read(base_img, l1) != before
