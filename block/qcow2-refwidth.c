@@ -229,7 +229,8 @@ static int write_new_structures(BDRVQcow2State *s, unsigned new_order, const Ref
         }
         nt[r] = g_array_index(l->blocks, uint64_t, next++) << s->cluster_bits;
         if (ret == 0) {
-            ret = bdrv_pwrite(s->bs->file, nt[r], s->cluster_size, blk);
+            ret = qcow2_meta_pwrite(s, QCOW2_OL_REFCOUNT_BLOCK, nt[r], s->cluster_size, blk,
+                                    false);
         }
     }
     g_free(blk);
@@ -239,8 +240,8 @@ static int write_new_structures(BDRVQcow2State *s, unsigned new_order, const Ref
         for (uint64_t i = 0; i < entries; i++) {
             be[i] = GUINT64_TO_BE(nt[i]);
         }
-        ret = bdrv_pwrite(s->bs->file, l->table << s->cluster_bits,
-                          l->table_clusters * s->cluster_size, be);
+        ret = qcow2_meta_pwrite(s, QCOW2_OL_REFCOUNT_TABLE, l->table << s->cluster_bits,
+                                l->table_clusters * s->cluster_size, be, false);
         g_free(be);
     }
     return ret == 0 ? bdrv_flush(s->bs->file) : ret;
