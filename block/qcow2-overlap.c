@@ -110,8 +110,10 @@ void qcow2_ol_index_remove(Qcow2OlIndex *idx, uint64_t first, uint64_t n, unsign
             idx->e[out++] = idx->e[i];
         }
     }
-    memmove(&idx->e[out], &idx->e[i], (idx->n - i) * sizeof(idx->e[0]));
-    idx->n -= i - out;
+    if (out != i) {
+        memmove(&idx->e[out], &idx->e[i], (idx->n - i) * sizeof(idx->e[0]));
+        idx->n -= i - out;
+    }
 }
 
 unsigned qcow2_ol_index_query(const Qcow2OlIndex *idx, uint64_t first, uint64_t n,
