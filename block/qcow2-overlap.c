@@ -171,6 +171,10 @@ static void append_range(BDRVQcow2State *s, Qcow2OlIndex *idx, uint64_t off, uin
         return;
     }
     len = MIN(len, (uint64_t)QCOW2_MAX_L1_BYTES);
+    if (off >= 1ull << 62) {
+        return; /* a hostile offset past any file: nothing there to protect, and
+                 * off + len must not wrap */
+    }
     uint64_t first = off >> s->cluster_bits;
     uint64_t last = (off + len - 1) >> s->cluster_bits;
     index_append(idx, first, last - first + 1, type);
