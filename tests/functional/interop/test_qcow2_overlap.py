@@ -306,3 +306,27 @@ def test_hostile_snapshot_l1_offset(tmp_path, src):
     p = sen_write(src, img)
     assert p.returncode == 0, p.stderr
     assert read(img, layout(img)["l2"], 8) != bytes(8)
+
+
+def bitmap_directory(path):
+    """The bitmap directory's offset, from the bitmaps header extension."""
+    d = path.read_bytes()
+    off = struct.unpack_from(">I", d, 100)[0]
+    while True:
+        typ, length = struct.unpack_from(">II", d, off)
+        assert typ != 0, "no bitmaps extension"
+        if typ == 0x23852875:
+            return be64(d, off + 8 + 16)
+        off += 8 + ((length + 7) & ~7)
+
+
+def test_bitmap_directory_refused(tmp_path, src):
+    img = tmp_path / "t.qcow2"
+    make_image(img, False)
+    run(QEMU_IMG, "bitmap", "--add", img, "b0")
+    target = bitmap_directory(img)
+    aim_l2_entry(img, target)
+    saved = img.read_bytes()
+    assert_refused(src, img, target, "bitmap directory")
+    img.write_bytes(saved)
+    assert_written_through(src, img, target, mode="none")
