@@ -48,10 +48,16 @@ static const char *const ol_opt_names[QCOW2_OL_NB] = {
     (QCOW2_OL_SNAPSHOT_TABLE | QCOW2_OL_INACTIVE_L1 | QCOW2_OL_INACTIVE_L2 |            \
      QCOW2_OL_BITMAP_DIRECTORY)
 
-/* ---- the index: a sorted array of metadata clusters ---- */
+/* ---- the index: sorted, disjoint cluster ranges ---- */
 
+/*
+ * Clusters [start, end), all holding the same set of types.  Ranges are disjoint and
+ * sorted, so a table of thousands of clusters is one element and a query is a binary
+ * search; where metadata of several types overlaps (a corrupt image) the overlap is a
+ * range of its own with both types.
+ */
 typedef struct Qcow2OlEntry {
-    uint64_t cluster;
+    uint64_t start, end;
     unsigned types;
 } Qcow2OlEntry;
 
@@ -71,13 +77,13 @@ static void index_reserve(Qcow2OlIndex *idx, size_t more)
     }
 }
 
-/* First element with cluster >= c. */
+/* First range ending after cluster c. */
 static size_t lower_bound(const Qcow2OlIndex *idx, uint64_t c)
 {
     size_t lo = 0, hi = idx->n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (idx->e[mid].cluster < c) {
+        if (idx->e[mid].end <= c) {
             lo = mid + 1;
         } else {
             hi = mid;
@@ -86,40 +92,10 @@ static size_t lower_bound(const Qcow2OlIndex *idx, uint64_t c)
     return lo;
 }
 
-void qcow2_ol_index_add(Qcow2OlIndex *idx, uint64_t first, uint64_t n, unsigned type)
-{
-    for (uint64_t c = first; c < first + n; c++) {
-        size_t i = lower_bound(idx, c);
-        if (i < idx->n && idx->e[i].cluster == c) {
-            idx->e[i].types |= type;
-            continue;
-        }
-        index_reserve(idx, 1);
-        memmove(&idx->e[i + 1], &idx->e[i], (idx->n - i) * sizeof(idx->e[0]));
-        idx->e[i] = (Qcow2OlEntry){ .cluster = c, .types = type };
-        idx->n++;
-    }
-}
-
-void qcow2_ol_index_remove(Qcow2OlIndex *idx, uint64_t first, uint64_t n, unsigned type)
-{
-    size_t out = lower_bound(idx, first), i = out;
-    for (; i < idx->n && idx->e[i].cluster < first + n; i++) {
-        idx->e[i].types &= ~type;
-        if (idx->e[i].types) {
-            idx->e[out++] = idx->e[i];
-        }
-    }
-    if (out != i) {
-        memmove(&idx->e[out], &idx->e[i], (idx->n - i) * sizeof(idx->e[0]));
-        idx->n -= i - out;
-    }
-}
-
 unsigned qcow2_ol_index_query(const Qcow2OlIndex *idx, uint64_t first, uint64_t n,
                               unsigned mask)
 {
-    for (size_t i = lower_bound(idx, first); i < idx->n && idx->e[i].cluster < first + n;
+    for (size_t i = lower_bound(idx, first); i < idx->n && idx->e[i].start < first + n;
          i++) {
         if (idx->e[i].types & mask) {
             return idx->e[i].types & mask;
@@ -128,19 +104,130 @@ unsigned qcow2_ol_index_query(const Qcow2OlIndex *idx, uint64_t first, uint64_t 
     return 0;
 }
 
-/* Bulk building: append in any order, then sort and merge once (O(n log n)). */
-static void index_append(Qcow2OlIndex *idx, uint64_t first, uint64_t n, unsigned type)
+/* A boundary of an input range for the sweep: type bit `bit` starts (+1) or ends (-1). */
+typedef struct SweepEvent {
+    uint64_t pos;
+    int bit;
+    int delta;
+} SweepEvent;
+
+static int event_cmp(const void *a, const void *b)
 {
-    index_reserve(idx, n);
-    for (uint64_t c = first; c < first + n; c++) {
-        idx->e[idx->n++] = (Qcow2OlEntry){ .cluster = c, .types = type };
-    }
+    uint64_t x = ((const SweepEvent *)a)->pos, y = ((const SweepEvent *)b)->pos;
+    return x < y ? -1 : x > y;
 }
 
-static int entry_cmp(const void *a, const void *b)
+/*
+ * Turns n ranges that may overlap (in any order) into sorted disjoint ranges with the
+ * union of types, written to out (room for 2n - 1).  Returns how many.
+ */
+static size_t sweep(const Qcow2OlEntry *in, size_t n, Qcow2OlEntry *out)
 {
-    uint64_t x = ((const Qcow2OlEntry *)a)->cluster, y = ((const Qcow2OlEntry *)b)->cluster;
-    return x < y ? -1 : x > y;
+    SweepEvent *ev = g_new(SweepEvent, 2 * n * QCOW2_OL_NB);
+    size_t ne = 0, nout = 0;
+    for (size_t i = 0; i < n; i++) {
+        for (int bit = 0; bit < QCOW2_OL_NB; bit++) {
+            if ((in[i].types & (1u << bit)) && in[i].start < in[i].end) {
+                ev[ne++] = (SweepEvent){ in[i].start, bit, 1 };
+                ev[ne++] = (SweepEvent){ in[i].end, bit, -1 };
+            }
+        }
+    }
+    qsort(ev, ne, sizeof(ev[0]), event_cmp);
+    unsigned count[QCOW2_OL_NB] = { 0 };
+    for (size_t i = 0; i < ne;) {
+        uint64_t pos = ev[i].pos;
+        for (; i < ne && ev[i].pos == pos; i++) {
+            count[ev[i].bit] += ev[i].delta;
+        }
+        unsigned types = 0;
+        for (int bit = 0; bit < QCOW2_OL_NB; bit++) {
+            types |= count[bit] ? 1u << bit : 0;
+        }
+        if (!types || i == ne) {
+            continue;
+        }
+        uint64_t end = ev[i].pos;
+        if (nout && out[nout - 1].end == pos && out[nout - 1].types == types) {
+            out[nout - 1].end = end;
+        } else {
+            out[nout++] = (Qcow2OlEntry){ pos, end, types };
+        }
+    }
+    g_free(ev);
+    return nout;
+}
+
+/* Replaces ranges [i, j) of idx with the m ranges of repl. */
+static void splice(Qcow2OlIndex *idx, size_t i, size_t j, const Qcow2OlEntry *repl, size_t m)
+{
+    if (m > j - i) {
+        index_reserve(idx, m - (j - i));
+    }
+    if (idx->n > j) {
+        memmove(&idx->e[i + m], &idx->e[j], (idx->n - j) * sizeof(idx->e[0]));
+    }
+    if (m) {
+        memcpy(&idx->e[i], repl, m * sizeof(repl[0]));
+    }
+    idx->n = idx->n - (j - i) + m;
+}
+
+void qcow2_ol_index_add(Qcow2OlIndex *idx, uint64_t first, uint64_t n, unsigned type)
+{
+    if (!n || !type) {
+        return;
+    }
+    /* The ranges the new one touches are swept again together with it. */
+    size_t i = lower_bound(idx, first), j = i;
+    while (j < idx->n && idx->e[j].start < first + n) {
+        j++;
+    }
+    Qcow2OlEntry *in = g_new(Qcow2OlEntry, j - i + 1);
+    Qcow2OlEntry *out = g_new(Qcow2OlEntry, 2 * (j - i + 1) * QCOW2_OL_NB);
+    if (j > i) {
+        memcpy(in, &idx->e[i], (j - i) * sizeof(in[0]));
+    }
+    in[j - i] = (Qcow2OlEntry){ first, first + n, type };
+    size_t m = sweep(in, j - i + 1, out);
+    splice(idx, i, j, out, m);
+    g_free(in);
+    g_free(out);
+}
+
+void qcow2_ol_index_remove(Qcow2OlIndex *idx, uint64_t first, uint64_t n, unsigned type)
+{
+    size_t i = lower_bound(idx, first), j = i;
+    while (j < idx->n && idx->e[j].start < first + n) {
+        j++;
+    }
+    if (i == j) {
+        return;
+    }
+    /* Each touched range splits into the part before, inside and after [first, +n). */
+    Qcow2OlEntry *out = g_new(Qcow2OlEntry, 3 * (j - i));
+    size_t m = 0;
+    for (size_t k = i; k < j; k++) {
+        Qcow2OlEntry e = idx->e[k];
+        uint64_t lo = MAX(e.start, first), hi = MIN(e.end, first + n);
+        Qcow2OlEntry parts[3] = {
+            { e.start, lo, e.types }, { lo, hi, e.types & ~type }, { hi, e.end, e.types },
+        };
+        for (int p = 0; p < 3; p++) {
+            if (parts[p].start < parts[p].end && parts[p].types) {
+                out[m++] = parts[p];
+            }
+        }
+    }
+    splice(idx, i, j, out, m);
+    g_free(out);
+}
+
+/* Bulk building: append ranges in any order, then sweep once (O(n log n)). */
+static void index_append(Qcow2OlIndex *idx, uint64_t first, uint64_t n, unsigned type)
+{
+    index_reserve(idx, 1);
+    idx->e[idx->n++] = (Qcow2OlEntry){ first, first + n, type };
 }
 
 static void index_finish(Qcow2OlIndex *idx)
@@ -148,22 +235,18 @@ static void index_finish(Qcow2OlIndex *idx)
     if (!idx->n) {
         return;
     }
-    qsort(idx->e, idx->n, sizeof(idx->e[0]), entry_cmp);
-    size_t out = 0;
-    for (size_t i = 1; i < idx->n; i++) {
-        if (idx->e[i].cluster == idx->e[out].cluster) {
-            idx->e[out].types |= idx->e[i].types;
-        } else {
-            idx->e[++out] = idx->e[i];
-        }
-    }
-    idx->n = out + 1;
+    Qcow2OlEntry *out = g_new(Qcow2OlEntry, 2 * idx->n * QCOW2_OL_NB);
+    size_t m = sweep(idx->e, idx->n, out);
+    g_free(idx->e);
+    idx->n = m;
+    idx->cap = MAX(m, 1);
+    idx->e = g_renew(Qcow2OlEntry, out, idx->cap);
 }
 
 /* ---- building the two parts from the image ---- */
 
-/* Clusters touched by [off, off+len), bounded so that a hostile size cannot make the
- * index huge: tables are at most QCOW2_MAX_L1_BYTES long. */
+/* The clusters touched by [off, off+len), as one range; tables are at most
+ * QCOW2_MAX_L1_BYTES long, so a hostile size is cut there. */
 static void append_range(BDRVQcow2State *s, Qcow2OlIndex *idx, uint64_t off, uint64_t len,
                          unsigned type)
 {

@@ -484,13 +484,14 @@ enum {
                       QCOW2_OL_INACTIVE_L1 | QCOW2_OL_BITMAP_DIRECTORY,
     QCOW2_OL_ALL = QCOW2_OL_CACHED | QCOW2_OL_INACTIVE_L2,
 };
-/* A sorted set of cluster indexes, each with the QCOW2_OL_* types it holds. */
+/* Sorted, disjoint ranges of clusters, each with the QCOW2_OL_* types it holds. */
 typedef struct Qcow2OlEntry Qcow2OlEntry;
 typedef struct Qcow2OlIndex {
     Qcow2OlEntry *e;
     size_t n, cap;
 } Qcow2OlIndex;
-/* Adds type to clusters [first, first+n) / takes it away (O(n) insert, O(log n) find). */
+/* Adds type to clusters [first, first+n) / takes it away (O(ranges) insert, O(log n)
+ * find). */
 void qcow2_ol_index_add(Qcow2OlIndex *idx, uint64_t first, uint64_t n, unsigned type);
 void qcow2_ol_index_remove(Qcow2OlIndex *idx, uint64_t first, uint64_t n, unsigned type);
 /* The types & mask of the first cluster in [first, first+n) holding any, or 0. */
