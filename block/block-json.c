@@ -38,6 +38,16 @@ static bool block_json_flatten(json_t *obj, const char *prefix, Keyval *kv, cons
         case JSON_FALSE:
             block_keyval_add(kv, full, json_is_true(val) ? "on" : "off");
             break;
+        case JSON_NULL:
+            /* Only a backing reference may be null (QEMU's BlockdevRefOrNull): no backing
+             * node, written "backing=" in the dotted form. */
+            if (strcmp(key, "backing") != 0) {
+                error_setg(errp, "%s: '%s': expected a string, number, boolean or object",
+                           what, full);
+                return false;
+            }
+            block_keyval_add(kv, full, "");
+            break;
         default:
             error_setg(errp, "%s: '%s': expected a string, number, boolean or object", what,
                        full);

@@ -683,6 +683,54 @@ bool bdrv_open_backing(BlockDriverState *bs, const char *filename, const char *f
     return true;
 }
 
+bool bdrv_open_backing_option(BlockDriverState *bs, Keyval *opts, bool *given, Error **errp)
+{
+    BlockNode *node = block_node(bs);
+    g_autofree char *ref = keyval_take(opts, "backing");
+    g_autoptr(Keyval) sub = block_keyval_extract(opts, "backing");
+    BlockDriverState *backing;
+
+    *given = ref || sub;
+    if (ref && sub) {
+        error_setg(errp, "%s: backing=%s and backing.* options cannot be combined",
+                   bs->filename, ref);
+        return false;
+    }
+    if (ref && !*ref) {
+        return true; /* null: no backing node, whatever the image names */
+    }
+    if (ref) {
+        backing = node->lookup ? node->lookup(node->lookup_opaque, ref) : NULL;
+        if (!backing) {
+            error_setg(errp, "Could not open backing file: Cannot find device='%s' nor "
+                       "node-name='%s'", ref, ref); /* QEMU's words */
+            return false;
+        }
+    } else if (sub) {
+        /* Read-only, as a backing file named by the image opens. */
+        int flags = bs->open_flags & (BDRV_O_NOCACHE | BDRV_O_NO_FLUSH | BDRV_O_NATIVE_AIO);
+        Error *err = NULL;
+        if (bdrv_backing_depth == BDRV_MAX_BACKING_DEPTH) {
+            error_setg(errp, BDRV_TOO_DEEP_MSG " %d images", BDRV_MAX_BACKING_DEPTH);
+            return false;
+        }
+        bdrv_backing_depth++;
+        backing = bdrv_open_ex(NULL, g_steal_pointer(&sub), NULL, flags, node->lookup,
+                               node->lookup_opaque, &err);
+        bdrv_backing_depth--;
+        if (!backing) {
+            error_propagate(errp, err);
+            error_prepend(errp, "Could not open backing file: ");
+            return false;
+        }
+        backing->ctx = bs->ctx;
+    } else {
+        return true;
+    }
+    bs->backing = backing;
+    return true;
+}
+
 bool bdrv_create(const char *format, const char *filename, Keyval *opts, Error **errp)
 {
     const BlockDriver *drv = bdrv_find_format(format);

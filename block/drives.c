@@ -248,9 +248,35 @@ bool block_blockdev_add(Machine *m, Keyval *opts, Error **errp)
     return true;
 }
 
+/* The node below bs (bs included) whose backing node is target, or NULL. */
+static BlockDriverState *backing_parent_below(BlockDriverState *bs, BlockDriverState *target)
+{
+    if (!bs) {
+        return NULL;
+    }
+    if (bs->backing == target) {
+        return bs;
+    }
+    BlockDriverState *p = backing_parent_below(bs->file, target);
+    return p ? p : backing_parent_below(bs->backing, target);
+}
+
+/* The machine's node that uses bs as its backing node (QEMU blocks deleting it), or NULL. */
+static BlockDriverState *backing_parent(BlockState *st, BlockDriverState *bs)
+{
+    BlockDriverState *p = NULL;
+    for (guint i = 0; !p && i < st->nodes->len; i++) {
+        p = backing_parent_below(g_ptr_array_index(st->nodes, i), bs);
+    }
+    for (guint i = 0; !p && i < st->backends->len; i++) {
+        p = backing_parent_below(blk_bs(g_ptr_array_index(st->backends, i)), bs);
+    }
+    return p;
+}
+
 /*
  * blockdev-del, checked in QEMU's order: the node exists, no device (backend) uses it,
- * the monitor owns it (a -blockdev or blockdev-add node, not a child opened in place),
+ * no node uses it as its backing node (QEMU's op blocker), the monitor owns it (a -blockdev or blockdev-add node, not a child opened in place),
  * and no other node references it.  Then its last reference goes, and with it its name.
  */
 bool block_blockdev_del(Machine *m, const char *node_name, Error **errp)
@@ -267,6 +293,12 @@ bool block_blockdev_del(Machine *m, const char *node_name, Error **errp)
             error_setg(errp, "Node %s is in use", node_name);
             return false;
         }
+    }
+    BlockDriverState *parent = backing_parent(st, bs);
+    if (parent) {
+        error_setg(errp, "Node '%s' is busy: node is used as backing hd of '%s'", node_name,
+                   parent->node_name);
+        return false;
     }
     if (!g_ptr_array_find(st->nodes, bs, NULL)) {
         error_setg(errp, "Node %s is not owned by the monitor", node_name);

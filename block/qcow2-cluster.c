@@ -1056,8 +1056,8 @@ static void zeroed_l2e(const BDRVQcow2State *s, Qcow2ZeroMode mode, uint64_t old
     case QCOW2_DISCARD:
         /* Reads as zeroes afterwards (v3: zero flag; v2 has none).  An unallocated
          * cluster of an image without a backing file already does; a zero cluster
-         * stays one. */
-        if (s->backing_file || allocated) {
+         * stays one.  (A backing node given by the `backing` option counts too.) */
+        if (s->backing_file || s->bs->backing || allocated) {
             *ne = !s->extl2 && s->h.version >= 3 ? QCOW2_OFLAG_ZERO : 0;
             *nb = s->extl2 ? all_zeroes : 0;
             *unref = allocated;

@@ -690,7 +690,11 @@ static bool qcow2_open(BlockDriverState *bs, Keyval *opts, int flags, Error **er
     s->free_hint = 0;
     bs->total_size = s->h.size;
 
-    if (s->backing_file && !(flags & BDRV_O_NO_BACKING)) {
+    bool backing_given;
+    if (!bdrv_open_backing_option(bs, opts, &backing_given, errp)) {
+        goto fail;
+    }
+    if (!backing_given && s->backing_file && !(flags & BDRV_O_NO_BACKING)) {
         g_autofree char *path = qcow2_resolve_backing(name, s->backing_file);
         if (!bdrv_open_backing(bs, path, s->ext.backing_fmt, errp)) {
             goto fail;

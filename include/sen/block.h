@@ -267,6 +267,12 @@ BlockDriverState *bdrv_open(const char *filename, Keyval *options, const char *f
 /* Opens filename (format NULL: probe) as bs->backing with bs's cache flags, read-only. */
 bool bdrv_open_backing(BlockDriverState *bs, const char *filename, const char *format,
                        Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+/* For a format driver's open: QEMU's `backing` option (a node name, a nested node
+ * description opened read-only, or null, "" in the dotted form, for none) becomes
+ * bs->backing.  *given says whether the option was there: then the image's own backing
+ * file name is not opened. */
+bool bdrv_open_backing_option(BlockDriverState *bs, Keyval *opts, bool *given,
+                              Error **errp) G_GNUC_WARN_UNUSED_RESULT;
 void bdrv_ref(BlockDriverState *bs);
 /* Drops a reference; the last one closes the node and unrefs its children. */
 void bdrv_unref(BlockDriverState *bs);

@@ -1,0 +1,139 @@
+"""blockdev-add of a qcow2 node with QEMU's `backing` option, against QEMU 7.2.
+
+`backing` names the backing node (instead of the backing file the image names), describes
+one inline (opened read-only), or is null for none.  An unknown node name fails with
+QEMU's "Could not open backing file: Cannot find device='x' nor node-name='x'"; a node
+used as a backing node cannot be deleted ("Node 'x' is busy: node is used as backing hd
+of 'y'") until its user is; raw nodes take no `backing`.  The same QMP sequence runs in
+both VMMs and every answer (return or error class + text, and each node's backing depth)
+must match.  What the guest reads through the option is checked by
+interop/test_img_backing_option.py.  Skips without /dev/kvm (sen) or QEMU 7.2."""
+import os
+import shutil
+import subprocess
+import tempfile
+
+import pytest
+
+from qmp import QMPError
+from vs_qemu import NEEDS_SEN_AND_QEMU, QEMU, QEMU_IMG, SEN, start_with_qmp
+
+pytestmark = NEEDS_SEN_AND_QEMU
+
+VMMS = (("sen", [SEN, "-M", "pc", "-m", "32M"]),
+        ("qemu", [QEMU, "-M", "pc", "-m", "32M", "-accel", "tcg"]))
+COMMON = ["-display", "none", "-nodefaults", "-S"]
+
+
+@pytest.fixture
+def d():
+    # unix socket paths are limited to 108 bytes: pytest's tmp_path can be longer.
+    path = tempfile.mkdtemp(prefix="bab", dir="/tmp")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def images(d, name):
+    """base, an overlay naming it, and another image, fresh for each VMM (QEMU locks the
+    images it opens, so the VMMs must not share them)."""
+    out = {}
+    for img in ("base", "ov", "other"):
+        out[img] = os.path.join(d, f"{name}-{img}.qcow2")
+    subprocess.run([QEMU_IMG, "create", "-q", "-f", "qcow2", out["base"], "1M"], check=True)
+    subprocess.run([QEMU_IMG, "create", "-q", "-f", "qcow2", out["other"], "1M"], check=True)
+    subprocess.run([QEMU_IMG, "create", "-q", "-f", "qcow2", "-b", out["base"], "-F", "qcow2",
+                    out["ov"]], check=True)
+    return out
+
+
+def fill(value, imgs):
+    if isinstance(value, str):
+        for k, v in imgs.items():
+            value = value.replace("{" + k + "}", v)
+        return value
+    if isinstance(value, dict):
+        return {k: fill(v, imgs) for k, v in value.items()}
+    return value
+
+
+def answers(d, name, base, steps):
+    imgs = images(d, name)
+    proc, c = start_with_qmp(d, name, base + COMMON)
+    out = []
+    try:
+        for cmd, args in steps:
+            try:
+                ret = c.cmd(cmd, **fill(args, imgs))
+                if cmd == "query-named-block-nodes":
+                    ret = sorted((n["node-name"], n["backing_file_depth"]) for n in ret
+                                 if not n["node-name"].startswith("#"))
+                out.append(("ok", ret))
+            except QMPError as e:
+                out.append((e.cls, e.desc))
+    finally:
+        proc.kill()
+        proc.communicate()
+    return out
+
+
+def qcow2(name, file, **more):
+    return ("blockdev-add", dict({"driver": "qcow2", "node-name": name,
+                                  "file": {"driver": "file", "filename": file}}, **more))
+
+
+def delete(name):
+    return ("blockdev-del", {"node-name": name})
+
+
+NODES = ("query-named-block-nodes", {})
+
+SCENARIOS = {
+    "by-node-name": [
+        ("blockdev-add", {"driver": "file", "filename": "{base}", "node-name": "bf"}),
+        ("blockdev-add", {"driver": "qcow2", "file": "bf", "node-name": "base"}),
+        qcow2("ov", "{ov}", backing="nosuch"),
+        qcow2("ov", "{ov}", backing="base"),
+        NODES,
+        delete("base"),              # ov uses it as its backing node
+        delete("bf"),
+        delete("ov"),
+        delete("base"),              # free now
+        delete("bf"),
+        NODES,
+    ],
+    "null-and-inline": [
+        qcow2("ov", "{ov}", backing=None),
+        NODES,
+        delete("ov"),
+        qcow2("ov", "{ov}", backing={"driver": "qcow2",
+                                     "file": {"driver": "file", "filename": "{other}"}}),
+        NODES,
+        delete("ov"),
+        qcow2("ov", "{ov}"),         # the image's own backing file
+        NODES,
+    ],
+    "refused": [
+        ("blockdev-add", {"driver": "file", "filename": "{other}", "node-name": "of"}),
+        ("blockdev-add", {"driver": "raw", "file": "of", "node-name": "r0",
+                          "backing": None}),
+        ("blockdev-add", {"driver": "file", "filename": "{base}", "node-name": "f0",
+                          "backing": None}),
+        qcow2("ov", "{ov}", backing={"driver": "qcow2",
+                                     "file": {"driver": "file", "filename": "{d}/nosuch"}}),
+        NODES,
+    ],
+}
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_blockdev_add_backing_like_qemu(d, scenario):
+    steps = SCENARIOS[scenario]
+    got = {}
+    for name, base in VMMS:
+        got[name] = answers(d, name, base, [(c, fill(a, {"d": d})) for c, a in steps])
+    for i, (s, q) in enumerate(zip(got["sen"], got["qemu"])):
+        if isinstance(q[1], str):   # error texts name each VMM's own images
+            q = (q[0], q[1].replace("/qemu-", "/sen-"))
+        assert s == q, (i, steps[i], s, q)
+    assert len(got["sen"]) == len(steps)
+    assert any(kind == "ok" for kind, _ in got["sen"][:-1]), got["sen"]
