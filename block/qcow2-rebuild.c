@@ -17,6 +17,7 @@
  * comes to cover gets its refcount like any counted cluster.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "block/qcow2.h"
@@ -203,6 +204,15 @@ int qcow2_rebuild_refcounts(BDRVQcow2State *s, uint64_t **refs, uint64_t *nb,
     }
     if (ret == 0) {
         ret = qcow2_write_reftable_location(s, t0 << s->cluster_bits, (uint32_t)m);
+        if (ret < 0) {
+            /* The header write or its flush failed: the file may name the new table or
+             * the old one, both whole on the disk (the new one was flushed first), so a
+             * new check -r all repairs either (leaks, or the damage it found), as after
+             * qemu-img's "ERROR setting reftable".  This open keeps the old one in
+             * memory, which may no longer be the file's: it writes nothing more. */
+            fprintf(stderr, "ERROR setting the refcount table: %s\n", g_strerror(-ret));
+            s->read_only = true;
+        }
     }
     if (ret == 0) {
         /* Cached blocks are the old ones (or, at the new blocks' offsets, clusters that

@@ -2,11 +2,15 @@
  * Test-only LD_PRELOAD shim: a read through pread/preadv that covers the byte offset in
  * SEN_TEST_EIO_OFFSET fails with EIO, as a bad sector would.  Lets a test show what a tool
  * does when one metadata table cannot be read, without a device-mapper error target.
+ * With SEN_TEST_SYNC_EIO_AFTER_WRITE, the first fdatasync/fsync after a write (which
+ * itself succeeds) covering that byte offset fails with EIO: the write may or may not be
+ * on the disk, as after a failed flush.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -60,3 +64,61 @@ PREAD(pread)
 PREAD(pread64)
 PREADV(preadv)
 PREADV(preadv64)
+
+static bool written_unsynced;
+
+static void note_write(off_t off, size_t len)
+{
+    const char *e = getenv("SEN_TEST_SYNC_EIO_AFTER_WRITE");
+    if (e && atoll(e) >= off && atoll(e) < off + (long long)len) {
+        written_unsynced = true;
+    }
+}
+
+#define PWRITE(name)                                                                  \
+    ssize_t name(int fd, const void *buf, size_t len, off_t off)                      \
+    {                                                                                 \
+        static ssize_t (*real)(int, const void *, size_t, off_t);                     \
+        if (!real) {                                                                  \
+            real = dlsym(RTLD_NEXT, #name);                                           \
+        }                                                                             \
+        ssize_t n = real(fd, buf, len, off);                                          \
+        if (n > 0) {                                                                  \
+            note_write(off, n);                                                       \
+        }                                                                             \
+        return n;                                                                     \
+    }
+#define PWRITEV(name)                                                                 \
+    ssize_t name(int fd, const struct iovec *iov, int cnt, off_t off)                 \
+    {                                                                                 \
+        static ssize_t (*real)(int, const struct iovec *, int, off_t);                \
+        if (!real) {                                                                  \
+            real = dlsym(RTLD_NEXT, #name);                                           \
+        }                                                                             \
+        ssize_t n = real(fd, iov, cnt, off);                                          \
+        if (n > 0) {                                                                  \
+            note_write(off, n);                                                       \
+        }                                                                             \
+        return n;                                                                     \
+    }
+#define SYNC(name)                                                                    \
+    int name(int fd)                                                                  \
+    {                                                                                 \
+        static int (*real)(int);                                                      \
+        if (!real) {                                                                  \
+            real = dlsym(RTLD_NEXT, #name);                                           \
+        }                                                                             \
+        if (written_unsynced) {                                                       \
+            written_unsynced = false;                                                 \
+            errno = EIO;                                                              \
+            return -1;                                                                \
+        }                                                                             \
+        return real(fd);                                                              \
+    }
+
+PWRITE(pwrite)
+PWRITE(pwrite64)
+PWRITEV(pwritev)
+PWRITEV(pwritev64)
+SYNC(fdatasync)
+SYNC(fsync)
