@@ -11,6 +11,7 @@ end reads as an empty table (the L1 entry becomes unallocated).  What the guest 
 not change, since past the end of the file reads as zeros; the repaired image passes
 qemu-img check, and later writes never share a host cluster."""
 import json
+import resource
 import struct
 
 import pytest
@@ -274,3 +275,21 @@ def test_table_on_a_snapshot_l1_table_is_not_rewritten(tmp_path):
     with open(imgs["sen"], "rb") as f:
         f.seek(sl1)
         assert f.read(CLUSTER) == before, "check -r all rewrote the snapshot's L1 table"
+
+
+@pytest.mark.parametrize("field,value,message", [
+    (8, struct.pack(">I", 0x80000000), "l1_size=0x80000000: L1 table is too large"),
+    (0, struct.pack(">Q", 0x10200), "l1_offset=0x10200: L1 table is not cluster aligned")])
+def test_corrupt_snapshot_l1_fields_are_reported_not_read(tmp_path, field, value, message):
+    """A snapshot table entry claiming a 16 GiB or misaligned L1 table: reported in
+    qemu-img check's words (qemu-img 7.2 itself refuses to open such an image), never
+    read (the 16 GiB table once cost a fuzz input 16 GiB of memory)."""
+    path = image_with_snapshot(tmp_path)
+    with open(path, "r+b") as f:
+        f.seek(be64(f, 64) + field)
+        f.write(value)
+    p = run(SEN_IMG, "check", path, check=False)
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert f"ERROR snapshot 1 (s1) {message}; snapshot table entry corrupted" in p.stderr
+    # The largest child so far (qemu-img and sen-img runs of this process), in KiB.
+    assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss < 200 * 1024
