@@ -63,7 +63,10 @@ typedef struct NetQueuePair {
     VirtQueue *rx, *tx;
     guint tx_more;           /* idle source continuing a tx burst, 0 = none */
     unsigned rx_unpublished; /* used rx elements filled in a burst, not yet in used idx */
-    VirtQueueElement *rx_direct; /* lent to the backend between rx_direct_get and _done */
+    /* The rx buffer lent to the backend between rx_direct_get and _done (popped without
+     * an allocation per frame). */
+    VirtQueueSmallElement rx_direct;
+    bool rx_direct_lent;
     bool tx_held;            /* the burst stopped with the VM; the start hook resumes it */
 } NetQueuePair;
 

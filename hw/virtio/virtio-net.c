@@ -305,20 +305,20 @@ drop_popped:
 static int nic_rx_direct_get(NetClientState *nc, struct iovec *iov, int max)
 {
     NetQueuePair *q = nc->opaque;
-    VirtQueueElement *e;
+    VirtQueueElement *e = &q->rx_direct.e;
 
     if (!nc->vnet_hdr || !machine_devices_active(q->n->m) || !rx_active(q) ||
-        !(e = virtqueue_pop(q->rx))) {
+        !virtqueue_pop_small(q->rx, &q->rx_direct)) {
         return 0;
     }
     /* Too small for the header, or in more pieces than the backend takes: the copying
      * path handles it (and reports a bad buffer). */
     if (e->in_len <= NET_VNET_HDR_LEN || e->in_num > (unsigned)max) {
-        virtqueue_unpop(q->rx, e);
+        virtqueue_unpop_small(q->rx);
         return 0;
     }
     memcpy(iov, e->in_sg, e->in_num * sizeof(*iov));
-    q->rx_direct = e;
+    q->rx_direct_lent = true;
     return (int)e->in_num;
 }
 
@@ -326,19 +326,19 @@ static void nic_rx_direct_done(NetClientState *nc, size_t len)
 {
     NetQueuePair *q = nc->opaque;
     VirtIONet *n = q->n;
-    VirtQueueElement *e = q->rx_direct;
+    VirtQueueElement *e = &q->rx_direct.e;
     uint8_t head[18];
     uint16_t one = 1;
 
-    q->rx_direct = NULL;
-    if (!e) {
+    if (!q->rx_direct_lent) {
         return; /* nothing was lent */
     }
+    q->rx_direct_lent = false;
     if (len <= NET_VNET_HDR_LEN || len > e->in_len) {
         /* Nothing read (the buffer goes back untouched for the driver), a runt, or more
          * than was lent (a backend bug): the buffer stays the device's for the next. */
         n->rx_dropped += len != 0;
-        virtqueue_unpop(q->rx, e);
+        virtqueue_unpop_small(q->rx);
         return;
     }
     size_t frame_len = len - NET_VNET_HDR_LEN;
@@ -346,7 +346,7 @@ static void nic_rx_direct_done(NetClientState *nc, size_t len)
     if (!rx_filter_ok(n, head, frame_len)) {
         /* Filtered out, as the guest asked: the buffer is still the device's, the next
          * frame overwrites it. */
-        virtqueue_unpop(q->rx, e);
+        virtqueue_unpop_small(q->rx);
         return;
     }
     /* One buffer holds the frame; the rest of the header is the backend's, as in
@@ -354,7 +354,6 @@ static void nic_rx_direct_done(NetClientState *nc, size_t len)
     virtio_iov_from_buf(e->in_sg, e->in_num, offsetof(NetVnetHdr, num_buffers), &one,
                         sizeof(one));
     virtqueue_fill(q->rx, e, (uint32_t)len, q->rx_unpublished);
-    virtqueue_element_free(e);
     rx_filled(q, 1);
 }
 

@@ -329,32 +329,35 @@ static VirtQueueElement *element_new(const ChainWalk *w, uint16_t head)
     return e;
 }
 
-VirtQueueElement *virtqueue_pop(VirtQueue *vq)
+/*
+ * Walks the next request into vq->walk without taking it; returns its head, or -1 when
+ * there is none or the chain is malformed (the device is then broken).
+ */
+static int peek_chain(VirtQueue *vq)
 {
     VirtIODevice *vdev = vq->vdev;
     uint16_t pending, head;
     ChainWalk *w;
-    VirtQueueElement *e = NULL;
 
     if (!vq_usable(vq)) {
-        return NULL;
+        return -1;
     }
     pending = avail_pending(vq);
     if (!pending) {
-        return NULL;
+        return -1;
     }
     if (pending > vq->num) {
         virtio_error(vdev, "queue %u: avail index moved from %u to %u, more than size %u",
                      vq->index, vq->last_avail_idx,
                      (uint16_t)(vq->last_avail_idx + pending), vq->num);
-        return NULL;
+        return -1;
     }
     head = __atomic_load_n(&vq->avail[AVAIL_RING + vq->last_avail_idx % vq->num],
                            __ATOMIC_RELAXED);
     if (head >= vq->num) {
         virtio_error(vdev, "queue %u: head index %u beyond size %u", vq->index, head,
                      vq->num);
-        return NULL;
+        return -1;
     }
     /* The walk state is ~40 KiB: too big for the stack of every thread that may pop, and
      * worth keeping rather than allocating for every request. */
@@ -364,17 +367,54 @@ VirtQueueElement *virtqueue_pop(VirtQueue *vq)
     w = vq->walk;
     w->out_num = w->in_num = 0;
     w->out_len = w->in_len = 0;
-    if (walk_chain(vq, head, w)) {
-        e = element_new(w, head);
-        vq->last_avail_idx++;
-        vq->avail_known--;
-        vq->inuse++;
-        if (virtio_has_feature(vdev, VIRTIO_F_RING_EVENT_IDX) && vq->notification) {
-            __atomic_store_n(avail_event_ptr(vq), vq->last_avail_idx, __ATOMIC_RELAXED);
-            mark_used_dirty(vq, USED_RING_OFF + 8u * vq->num, 2);
-        }
+    return walk_chain(vq, head, w) ? head : -1;
+}
+
+/* Takes the request peek_chain walked. */
+static void take_chain(VirtQueue *vq)
+{
+    vq->last_avail_idx++;
+    vq->avail_known--;
+    vq->inuse++;
+    if (virtio_has_feature(vq->vdev, VIRTIO_F_RING_EVENT_IDX) && vq->notification) {
+        __atomic_store_n(avail_event_ptr(vq), vq->last_avail_idx, __ATOMIC_RELAXED);
+        mark_used_dirty(vq, USED_RING_OFF + 8u * vq->num, 2);
     }
-    return e;
+}
+
+VirtQueueElement *virtqueue_pop(VirtQueue *vq)
+{
+    int head = peek_chain(vq);
+
+    if (head < 0) {
+        return NULL;
+    }
+    take_chain(vq);
+    return element_new(vq->walk, (uint16_t)head);
+}
+
+bool virtqueue_pop_small(VirtQueue *vq, VirtQueueSmallElement *s)
+{
+    int head = peek_chain(vq);
+    const ChainWalk *w = vq->walk;
+    unsigned n;
+
+    if (head < 0) {
+        return false;
+    }
+    n = w->out_num + w->in_num;
+    if (n > VIRTQUEUE_SMALL_SEGS) {
+        return false; /* stays in the ring for virtqueue_pop */
+    }
+    take_chain(vq);
+    s->e = (VirtQueueElement){
+        .head = (uint16_t)head, .out_num = w->out_num, .in_num = w->in_num,
+        .out_sg = s->sg, .in_sg = s->sg + w->out_num, .in_gpa = s->gpa,
+        .out_len = w->out_len, .in_len = w->in_len,
+    };
+    memcpy(s->sg, w->iov, n * sizeof(struct iovec));
+    memcpy(s->gpa, w->gpa + w->out_num, w->in_num * sizeof(uint64_t));
+    return true;
 }
 
 void virtqueue_cleanup(VirtQueue *vq)
@@ -383,11 +423,16 @@ void virtqueue_cleanup(VirtQueue *vq)
     vq->walk = NULL;
 }
 
-void virtqueue_unpop(VirtQueue *vq, VirtQueueElement *elem)
+void virtqueue_unpop_small(VirtQueue *vq)
 {
     vq->last_avail_idx--;
     vq->avail_known++;
     vq->inuse--;
+}
+
+void virtqueue_unpop(VirtQueue *vq, VirtQueueElement *elem)
+{
+    virtqueue_unpop_small(vq);
     virtqueue_element_free(elem);
 }
 

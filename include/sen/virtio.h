@@ -92,6 +92,18 @@ typedef struct VirtQueueElement {
     size_t in_len;        /* total bytes in in_sg */
 } VirtQueueElement;
 
+/*
+ * A request popped without allocating (virtqueue_pop_small), for a per-request hot path
+ * whose chains are short, such as a virtio-net rx buffer: the element and its pieces
+ * live in the caller's storage.
+ */
+#define VIRTQUEUE_SMALL_SEGS 16
+typedef struct VirtQueueSmallElement {
+    VirtQueueElement e;
+    struct iovec sg[VIRTQUEUE_SMALL_SEGS];
+    uint64_t gpa[VIRTQUEUE_SMALL_SEGS];
+} VirtQueueSmallElement;
+
 /* Called when the driver notifies the queue (VM lock held). */
 typedef void VirtQueueHandler(VirtIODevice *vdev, VirtQueue *vq);
 
@@ -142,8 +154,16 @@ bool virtqueue_empty(VirtQueue *vq);
  * device is broken and every later pop returns NULL until reset).
  */
 VirtQueueElement *virtqueue_pop(VirtQueue *vq);
+/*
+ * virtqueue_pop into s (s->e is the element; never pass it to virtqueue_element_free):
+ * false when there is no request, the chain is malformed (device broken), or it has more
+ * than VIRTQUEUE_SMALL_SEGS pieces (then it stays in the ring for virtqueue_pop).
+ */
+bool virtqueue_pop_small(VirtQueue *vq, VirtQueueSmallElement *s);
 /* Puts a popped element back so the next pop returns it again (device out of resources). */
 void virtqueue_unpop(VirtQueue *vq, VirtQueueElement *elem);
+/* The same for the last virtqueue_pop_small's element (nothing to free). */
+void virtqueue_unpop_small(VirtQueue *vq);
 /* Hands elem back with len bytes written into in_sg (marks those bytes dirty), and makes
  * it visible in the used ring.  Does not notify: call virtio_queue_notify_driver. */
 void virtqueue_push(VirtQueue *vq, const VirtQueueElement *elem, uint32_t len);
