@@ -194,6 +194,47 @@ static void test_unpop(Fixture *f, gconstpointer data)
     virtqueue_element_free(e);
 }
 
+/* virtqueue_pop_small: the element lives in the caller's storage; a chain in more pieces
+ * than it holds stays in the ring, whole, for virtqueue_pop. */
+static void test_pop_small(Fixture *f, gconstpointer data)
+{
+    VirtQueueSmallElement s;
+    const uint64_t table = 0x20000;
+
+    set_desc(f, DESC_GPA, 6, DATA_GPA + 0x100, 32, VIRTQ_DESC_F_WRITE, 0);
+    set_desc(f, DESC_GPA, 4, DATA_GPA, 8, VIRTQ_DESC_F_NEXT, 6);
+    offer(f, 4);
+    g_assert_true(virtqueue_pop_small(f->vq, &s));
+    g_assert_cmpuint(s.e.head, ==, 4);
+    g_assert_cmpuint(s.e.out_num, ==, 1);
+    g_assert_cmpuint(s.e.in_num, ==, 1);
+    g_assert_cmpuint(s.e.in_len, ==, 32);
+    g_assert_true(s.e.in_sg[0].iov_base == f->ram + DATA_GPA + 0x100);
+    g_assert_cmpuint(s.e.in_gpa[0], ==, DATA_GPA + 0x100);
+    g_assert_false(virtqueue_pop_small(f->vq, &s)); /* nothing more */
+    virtqueue_unpop_small(f->vq);
+    g_assert_true(virtqueue_pop_small(f->vq, &s));
+    g_assert_cmpuint(s.e.head, ==, 4);
+    virtqueue_push(f->vq, &s.e, 5);
+    g_assert_cmpuint(used_idx(f), ==, 1);
+
+    for (unsigned i = 0; i <= VIRTQUEUE_SMALL_SEGS; i++) {
+        set_desc(f, table, i, DATA_GPA + 0x10 * i, 16,
+                 VIRTQ_DESC_F_WRITE | (i < VIRTQUEUE_SMALL_SEGS ? VIRTQ_DESC_F_NEXT : 0),
+                 i + 1);
+    }
+    set_desc(f, DESC_GPA, 7, table, 16 * (VIRTQUEUE_SMALL_SEGS + 1), VIRTQ_DESC_F_INDIRECT,
+             0);
+    offer(f, 7);
+    g_assert_false(virtqueue_pop_small(f->vq, &s));
+    g_assert_false(f->vdev.broken);
+    VirtQueueElement *e = virtqueue_pop(f->vq);
+    g_assert_nonnull(e);
+    g_assert_cmpuint(e->head, ==, 7);
+    g_assert_cmpuint(e->in_num, ==, VIRTQUEUE_SMALL_SEGS + 1);
+    virtqueue_element_free(e);
+}
+
 static void test_zero_len_skipped(Fixture *f, gconstpointer data)
 {
     /* A zero-length descriptor carries nothing, even at an address outside RAM. */
@@ -880,6 +921,7 @@ int main(int argc, char **argv)
     ADD("simple-chain", test_simple_chain);
     ADD("push-clamps-len", test_push_clamps_len);
     ADD("unpop", test_unpop);
+    ADD("pop-small", test_pop_small);
     ADD("zero-len", test_zero_len_skipped);
     ADD("wrap", test_wrap);
     ADD("indirect", test_indirect);
