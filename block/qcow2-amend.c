@@ -73,6 +73,9 @@ static int zero_cluster_for_v2(BDRVQcow2State *s, uint64_t l2_refs, bool keep_al
         ret = qcow2_update_refcount(s, host, s->cluster_size, l2_refs - 1);
     }
     if (ret == 0) {
+        ret = qcow2_overlap_check_data(s, host, s->cluster_size);
+    }
+    if (ret == 0) {
         ret = bdrv_pwrite_zeroes(s->bs->file, host, s->cluster_size, 0);
     }
     *repl = (uint64_t)host | (l2_refs == 1 ? QCOW2_OFLAG_COPIED : 0);
@@ -107,6 +110,11 @@ static int expand_zeroes(BDRVQcow2State *s, uint64_t l2_offset, void *opaque)
                 shared = host;
                 ret = zero_cluster_for_v2(s, l2_refs, true, &repl);
                 break;
+            }
+            /* The host offset comes from the L2 entry: a corrupt one must not zero
+             * metadata (QEMU checks here too). */
+            if (ret == 0) {
+                ret = qcow2_overlap_check_data(s, host, s->cluster_size);
             }
             if (ret == 0) {
                 ret = bdrv_pwrite_zeroes(s->bs->file, host, s->cluster_size, 0);

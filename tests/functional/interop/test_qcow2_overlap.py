@@ -295,6 +295,23 @@ def test_copy_on_write_refused(tmp_path):
     assert read(base_img, l1) != before
 
 
+def test_amend_downgrade_zeroing_refused(tmp_path):
+    """amend compat=0.10 zeroes a preallocated zero cluster in place; when a corrupt L2
+    entry puts that cluster on the refcount block, the zeroing is refused (as in QEMU)."""
+    img = tmp_path / "t.qcow2"
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", "-o", "compat=1.1", img, SIZE)
+    run(QEMU_IO, "-f", "qcow2", "-c", "write -P 1 0 64k", "-c", "write -z 0 64k", img)
+    lay = layout(img)
+    entry = be64(read(img, lay["l2"], 8), 0)
+    assert entry & 1 and entry & 0x00fffffffffffe00, hex(entry)  # zero, still allocated
+    patch(img, lay["l2"], struct.pack(">Q", lay["refblock"] | 1 << 63 | 1))
+    before = read(img, lay["refblock"])
+    p = run(SEN_IMG, "amend", "-o", "compat=0.10", img, check=False)
+    assert p.returncode != 0
+    assert MSG.format("refcount block") in p.stderr, p.stderr
+    assert read(img, lay["refblock"]) == before
+
+
 def test_hostile_snapshot_l1_offset(tmp_path, src):
     """A snapshot L1 table said to lie at the very end of the 64-bit space (offset + size
     wraps): the index skips it; the write goes on normally instead of the index trying to
