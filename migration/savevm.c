@@ -80,7 +80,12 @@ static SnapDrives *snap_drives_new(void)
     return d;
 }
 
-/* Every writable drive, once each (QEMU's bdrv_all_get_snapshot_devices). */
+/*
+ * Every writable drive, once each (QEMU's bdrv_all_get_snapshot_devices): the devices'
+ * backends, then, as QEMU's bdrv_next, the -blockdev / blockdev-add nodes no device and
+ * no other node uses (only the monitor's reference holds them): a qcow2 node added for
+ * later takes part in savevm too.  A node below another one does not.
+ */
 static void add_writable_drives(Machine *m, SnapDrives *d)
 {
     g_autoptr(GPtrArray) all = block_backends(m);
@@ -88,6 +93,13 @@ static void add_writable_drives(Machine *m, SnapDrives *d)
         BlockBackend *blk = g_ptr_array_index(all, i);
         if (!blk_is_read_only(blk)) {
             add_drive(d, blk_bs(blk), blk_name(blk));
+        }
+    }
+    g_autoptr(GPtrArray) nodes = block_blockdev_nodes(m);
+    for (guint i = 0; i < nodes->len; i++) {
+        BlockDriverState *bs = g_ptr_array_index(nodes, i);
+        if (!bs->read_only && g_atomic_int_get(&bs->refcnt) == 1) {
+            add_drive(d, bs, bs->node_name);
         }
     }
 }

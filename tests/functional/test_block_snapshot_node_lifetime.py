@@ -101,6 +101,14 @@ def scenarios():
             job("snapshot-delete", "x1", "t1"),
             delete("q0"), delete("qf"), nodes,
         ],
+        # HMP savevm/loadvm take every writable root node, one no device uses included
+        # (QEMU's bdrv_next); the file node below it takes no part.
+        "hmp-savevm-then-del": add_nodes() + [
+            ("human-monitor-command", {"command-line": "savevm s9"}),
+            ("human-monitor-command", {"command-line": "loadvm s9"}),
+            job("snapshot-load", "l9", "s9", vmstate="q0"),
+            delete("q0"), delete("qf"), nodes,
+        ],
         # A job naming the file node below: it cannot take snapshots; still free after.
         "failed-job-then-del": add_nodes() + [
             ("snapshot-save", {"job-id": "s2", "tag": "t2", "vmstate": "qf",
@@ -113,7 +121,7 @@ def scenarios():
 
 
 @pytest.mark.parametrize("scenario", ["save-then-del", "all-jobs-then-del",
-                                      "failed-job-then-del"])
+                                      "failed-job-then-del", "hmp-savevm-then-del"])
 def test_snapshot_job_leaves_node_free_like_qemu(d, scenario):
     steps = scenarios()[scenario]
     got = {name: answers(d, name, base, steps) for name, base in VMMS}
