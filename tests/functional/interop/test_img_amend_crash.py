@@ -27,7 +27,7 @@ pytestmark = needs_tools() + [
 
 WRITES = "pwrite64,pwritev,pwritev2,write,writev,fsync,fdatasync,ftruncate,fallocate," \
          "io_submit,io_uring_enter,sync_file_range,rename,unlink"
-SAMPLE = 10  # kill points per case unless SEN_AMEND_CRASH_ALL is set
+SAMPLE = 8  # kill points per case unless SEN_AMEND_CRASH_ALL is set
 
 
 def qemu_io(img, *cmds):
