@@ -76,9 +76,11 @@ struct BlockPool {
      * Why that cannot lose or repeat a job, however long a worker is preempted between
      * its ticket and its exchange:
      * - each ring fill wakes exactly one worker and each such worker takes one ticket,
-     *   so ticket t is taken after t + 1 fills, the (t + 1)-th being fill t (fills are
-     *   ordered by the pool lock; the ticket increments are acquire-release, so those
-     *   fills happen before the exchange of ticket t);
+     *   so the t + 1 workers that took tickets 0..t were woken by t + 1 different fills,
+     *   one of them fill t or a later one (fills are ordered by the pool lock).  Each
+     *   fill happens before its worker's wake-up (the worker's mutex) and so before that
+     *   worker's ticket increment; the increments are acquire-release read-modify-writes
+     *   of one variable, so fill t happens before the exchange of ticket t;
      * - fill t + ring_size goes to the same slot and waits for it to be empty, which only
      *   the exchange of ticket t makes it; so every slot alternates fill k, exchange k,
      *   fill k + ring_size, ..., and ticket t's exchange returns exactly job t.
@@ -180,7 +182,8 @@ static int block_pool_claim_joins(BlockPool *p, unsigned ticket, BlockPoolJob **
     int64_t end = first->offset + first->bytes;
 
     *last_separate = false;
-    if (!p->join_reads || first->type != BLOCK_REQ_READ || iov_bytes(first) != first->bytes) {
+    if (!p->join_reads || first->type != BLOCK_REQ_READ ||
+        iov_bytes(first) != first->bytes) {
         return 1;
     }
     while (n < JOIN_MAX_JOBS) {
@@ -246,9 +249,10 @@ static void block_pool_run_from_ring(BlockPool *p, BlockPoolJob *job, unsigned t
 }
 
 /*
- * Waits until a submitter wakes w; returns false when the pool stops.  Otherwise *job is
- * the job handed to w alone, or NULL with *from_ring when w took a ring ticket (*ticket;
- * the job it took, if any, is in *job too).
+ * Waits until a submitter wakes w; returns false when the pool stops.  Otherwise either
+ * *from_ring is false and *job is the job handed to w alone, or *from_ring is true, w
+ * took ring ticket *ticket and *job is the job it found there (NULL when a joiner had
+ * taken it).
  */
 static bool block_pool_worker_wait(BlockPoolWorker *w, BlockPoolJob **job, bool *from_ring,
                                    unsigned *ticket)
