@@ -82,13 +82,14 @@ void block_pool_free(BlockPool *p);
 void block_pool_set_join_reads(BlockPool *p, bool on);
 /* Tests: a pool with a given hand-over ring size (rounded up to a power of two), a hook
  * run by a woken worker between taking its ring ticket and emptying its slot (set before
- * the first submission), the sleeping workers, and the jobs handed to a worker's own
+ * the first submission), the sleeping and all workers, and the jobs handed to a worker's own
  * slot because the ring slot was still full. */
 typedef void BlockPoolTakeHook(void *opaque);
 BlockPool *block_pool_new_ring(int max_threads, unsigned ring_size,
                                BlockPoolRunFunc *run, void *opaque);
 void block_pool_set_take_hook(BlockPool *p, BlockPoolTakeHook *hook, void *opaque);
 int block_pool_idle_workers(BlockPool *p);
+int block_pool_workers(BlockPool *p);
 unsigned block_pool_direct_handoffs(BlockPool *p);
 
 #endif

@@ -393,6 +393,14 @@ int block_pool_idle_workers(BlockPool *p)
     return n;
 }
 
+int block_pool_workers(BlockPool *p)
+{
+    g_mutex_lock(&p->lock);
+    int n = p->threads->len;
+    g_mutex_unlock(&p->lock);
+    return n;
+}
+
 unsigned block_pool_direct_handoffs(BlockPool *p)
 {
     g_mutex_lock(&p->lock);
