@@ -151,6 +151,9 @@ static int load_from_snapshot(BDRVQcow2State *s, const char *snapshot, void *buf
         ret = qcow2_read_data(s, off, (uint64_t)bytes, buf);
         s->l1 = active;
         s->l1_size = active_size;
+        /* A table evicted during the read went through the overlap check, which may have
+         * rebuilt the index from the snapshot's L1. */
+        qcow2_overlap_invalidate(s);
     }
     g_free(l1);
     qcow2_snapshots_free(a);
