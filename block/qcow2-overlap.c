@@ -117,31 +117,38 @@ static int event_cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* Type bits the index keeps: any of an unsigned (qcow2-check.c records bitmap tables
+ * under the bit past the QCOW2_OL_* ones). */
+#define OL_INDEX_BITS 32
+
 /*
  * Turns n ranges that may overlap (in any order) into sorted disjoint ranges with the
  * union of types, written to out (room for 2n - 1).  Returns how many.
  */
 static size_t sweep(const Qcow2OlEntry *in, size_t n, Qcow2OlEntry *out)
 {
-    SweepEvent *ev = g_new(SweepEvent, 2 * n * QCOW2_OL_NB);
     size_t ne = 0, nout = 0;
     for (size_t i = 0; i < n; i++) {
-        for (int bit = 0; bit < QCOW2_OL_NB; bit++) {
-            if ((in[i].types & (1u << bit)) && in[i].start < in[i].end) {
-                ev[ne++] = (SweepEvent){ in[i].start, bit, 1 };
-                ev[ne++] = (SweepEvent){ in[i].end, bit, -1 };
-            }
+        ne += in[i].start < in[i].end ? 2 * __builtin_popcount(in[i].types) : 0;
+    }
+    SweepEvent *ev = g_new(SweepEvent, MAX(ne, 1));
+    ne = 0;
+    for (size_t i = 0; i < n; i++) {
+        for (unsigned t = in[i].types; t && in[i].start < in[i].end; t &= t - 1) {
+            int bit = __builtin_ctz(t);
+            ev[ne++] = (SweepEvent){ in[i].start, bit, 1 };
+            ev[ne++] = (SweepEvent){ in[i].end, bit, -1 };
         }
     }
     qsort(ev, ne, sizeof(ev[0]), event_cmp);
-    unsigned count[QCOW2_OL_NB] = { 0 };
+    unsigned count[OL_INDEX_BITS] = { 0 };
     for (size_t i = 0; i < ne;) {
         uint64_t pos = ev[i].pos;
         for (; i < ne && ev[i].pos == pos; i++) {
             count[ev[i].bit] += ev[i].delta;
         }
         unsigned types = 0;
-        for (int bit = 0; bit < QCOW2_OL_NB; bit++) {
+        for (int bit = 0; bit < OL_INDEX_BITS; bit++) {
             types |= count[bit] ? 1u << bit : 0;
         }
         if (!types || i == ne) {

@@ -142,12 +142,27 @@ static void test_options(void)
     parse("overlap-check.refcount-block=perhaps", false);
 }
 
+/* qcow2-check.c records bitmap tables under a type bit past the QCOW2_OL_* ones. */
+static void test_index_type_past_ol_nb(void)
+{
+    const unsigned extra = 1u << QCOW2_OL_NB;
+    Qcow2OlIndex idx = { 0 };
+    qcow2_ol_index_add(&idx, 10, 4, QCOW2_OL_ACTIVE_L2);
+    qcow2_ol_index_add(&idx, 12, 4, extra);
+    g_assert_cmpuint(qcow2_ol_index_query(&idx, 15, 1, ~0u), ==, extra);
+    g_assert_cmpuint(qcow2_ol_index_query(&idx, 12, 1, ~0u), ==, extra | QCOW2_OL_ACTIVE_L2);
+    qcow2_ol_index_remove(&idx, 0, 100, QCOW2_OL_ACTIVE_L2);
+    g_assert_cmpuint(qcow2_ol_index_query(&idx, 10, 10, ~0u), ==, extra);
+    qcow2_ol_index_clear(&idx);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/qcow2-overlap/index-add-query", test_index_add_query);
     g_test_add_func("/qcow2-overlap/index-remove", test_index_remove);
     g_test_add_func("/qcow2-overlap/index-random", test_index_random);
+    g_test_add_func("/qcow2-overlap/index-type-past-ol-nb", test_index_type_past_ol_nb);
     g_test_add_func("/qcow2-overlap/options", test_options);
     return g_test_run();
 }
