@@ -156,15 +156,9 @@ int qcow2_get_l2e(BDRVQcow2State *s, uint64_t off, uint64_t *l2e, uint64_t *bitm
 
 int qcow2_write_l1_entry(BDRVQcow2State *s, uint32_t idx)
 {
-    uint8_t be[8];
-    qcow2_st64(be, s->l1[idx]);
-    int ret = qcow2_meta_pwrite(s, QCOW2_OL_ACTIVE_L1, s->h.l1_table_offset + idx * 8ull, 8,
-                                be, true);
-    if (ret == 0 && (s->l1[idx] & QCOW2_L1E_OFFSET_MASK)) {
-        qcow2_overlap_note_new(s, QCOW2_OL_ACTIVE_L2, s->l1[idx] & QCOW2_L1E_OFFSET_MASK,
-                               s->cluster_size);
-    }
-    return ret;
+    return qcow2_meta_write_entry(s, QCOW2_OL_ACTIVE_L1, s->h.l1_table_offset + idx * 8ull,
+                                  s->l1[idx], QCOW2_OL_ACTIVE_L2,
+                                  s->l1[idx] & QCOW2_L1E_OFFSET_MASK);
 }
 
 /* Waits for data_io_done (lock held); wake_data_io wakes only when someone waits. */

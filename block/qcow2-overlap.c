@@ -522,12 +522,27 @@ int qcow2_meta_pwrite(BDRVQcow2State *s, unsigned type, uint64_t off, uint64_t l
     }
     ret = sync ? bdrv_pwrite_sync(s->bs->file, off, len, buf)
                : bdrv_pwrite(s->bs->file, off, len, buf);
-    /* A whole table written somewhere (new L1, refcount table, snapshot table or L1):
-     * the tables it describes may have changed, the index is rebuilt lazily.  Single
-     * entries are noted by their writers (qcow2_overlap_note_new). */
-    if (len > 8 && (type & (QCOW2_OL_ACTIVE_L1 | QCOW2_OL_REFCOUNT_TABLE |
-                            QCOW2_OL_SNAPSHOT_TABLE | QCOW2_OL_INACTIVE_L1))) {
+    /* A table written (L1, refcount table, snapshot table or L1): the tables it points
+     * to may have changed, the index is rebuilt lazily.  Single entries bypass this
+     * (qcow2_meta_write_entry). */
+    if (type & (QCOW2_OL_ACTIVE_L1 | QCOW2_OL_REFCOUNT_TABLE | QCOW2_OL_SNAPSHOT_TABLE |
+                QCOW2_OL_INACTIVE_L1)) {
         qcow2_overlap_invalidate(s);
+    }
+    return ret;
+}
+
+int qcow2_meta_write_entry(BDRVQcow2State *s, unsigned type, uint64_t off, uint64_t entry,
+                           unsigned target_type, uint64_t target)
+{
+    uint8_t be[8];
+    qcow2_st64(be, entry);
+    int ret = qcow2_overlap_check(s, type, off, 8);
+    if (ret == 0) {
+        ret = bdrv_pwrite_sync(s->bs->file, off, 8, be);
+    }
+    if (ret == 0 && target) {
+        qcow2_overlap_note_new(s, target_type, target, s->cluster_size);
     }
     return ret;
 }

@@ -118,15 +118,10 @@ int qcow2_get_refcount(BDRVQcow2State *s, uint64_t cluster, uint64_t *rc)
 
 static int write_reftable_entry(BDRVQcow2State *s, uint64_t rt)
 {
-    uint8_t be[8];
-    qcow2_st64(be, s->reftable[rt]);
-    int ret = qcow2_meta_pwrite(s, QCOW2_OL_REFCOUNT_TABLE, s->h.refcount_table_offset + rt * 8,
-                                8, be, true);
-    if (ret == 0 && (s->reftable[rt] & QCOW2_REFT_OFFSET_MASK)) {
-        qcow2_overlap_note_new(s, QCOW2_OL_REFCOUNT_BLOCK,
-                               s->reftable[rt] & QCOW2_REFT_OFFSET_MASK, s->cluster_size);
-    }
-    return ret;
+    return qcow2_meta_write_entry(s, QCOW2_OL_REFCOUNT_TABLE,
+                                  s->h.refcount_table_offset + rt * 8, s->reftable[rt],
+                                  QCOW2_OL_REFCOUNT_BLOCK,
+                                  s->reftable[rt] & QCOW2_REFT_OFFSET_MASK);
 }
 
 /*

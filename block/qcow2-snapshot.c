@@ -496,9 +496,8 @@ bool qcow2_snapshot_goto(BlockDriverState *bs, const char *id, Error **errp)
         for (uint32_t j = 0; j < s->l1_size; j++) {
             s->l1[j] &= ~QCOW2_OFLAG_COPIED;
         }
-        /* The active L2 tables are now the snapshot's.  qcow2_meta_pwrite took a one-entry
-         * L1 (l1_size 1, disks up to 512 MiB at 64 KiB clusters) for an entry update, and
-         * when the old L1 was empty nothing freed stales the index either. */
+        /* The active L2 tables are now the snapshot's: the index is rebuilt (the L1 write
+         * above invalidates it as well; this keeps it where the in-memory L1 changes). */
         qcow2_overlap_invalidate(s);
         ret = update_tree(s, old, s->l1_size, -1);
     }

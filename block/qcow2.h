@@ -521,6 +521,10 @@ int qcow2_overlap_check_data(BDRVQcow2State *s, uint64_t off, uint64_t len);
 /* Metadata of type written at off (checked against every other type first). */
 int qcow2_meta_pwrite(BDRVQcow2State *s, unsigned type, uint64_t off, uint64_t len,
                       const void *buf, bool sync);
+/* One 8-byte entry of an L1 (type ACTIVE_L1) or refcount table (REFCOUNT_TABLE) at off,
+ * pointing at the cluster target (0: none) of target_type, which joins the index. */
+int qcow2_meta_write_entry(BDRVQcow2State *s, unsigned type, uint64_t off, uint64_t entry,
+                           unsigned target_type, uint64_t target);
 /* Keeping the index current: a new L2 table / refcount block got its table entry; any
  * metadata may have moved; clusters [first, first+n) lost a reference. */
 void qcow2_overlap_note_new(BDRVQcow2State *s, unsigned type, uint64_t off, uint64_t len);
