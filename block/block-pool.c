@@ -149,14 +149,10 @@ static BlockPoolJob *block_pool_ring_take(BlockPool *p, unsigned *ticket)
     return job;
 }
 
-static int64_t iov_bytes(const BlockRequest *req)
+/* Whether req's vector holds exactly its bytes, so vectors can be laid end to end. */
+static bool iov_fits(const BlockRequest *req)
 {
-    int64_t n = 0;
-
-    for (int i = 0; i < req->niov; i++) {
-        n += req->iov[i].iov_len;
-    }
-    return n;
+    return block_iov_size(req->iov, req->niov) == (size_t)req->bytes;
 }
 
 /* Whether next continues the joined read first..end of niov pieces, within the limits. */
@@ -165,7 +161,7 @@ static bool block_pool_joins(const BlockRequest *first, int64_t end, int niov,
 {
     return next->type == BLOCK_REQ_READ && next->flags == first->flags &&
            next->offset == end && end + next->bytes - first->offset <= JOIN_MAX_BYTES &&
-           niov + next->niov <= JOIN_MAX_IOV && iov_bytes(next) == next->bytes;
+           niov + next->niov <= JOIN_MAX_IOV && iov_fits(next);
 }
 
 /*
@@ -182,8 +178,7 @@ static int block_pool_claim_joins(BlockPool *p, unsigned ticket, BlockPoolJob **
     int64_t end = first->offset + first->bytes;
 
     *last_separate = false;
-    if (!p->join_reads || first->type != BLOCK_REQ_READ ||
-        iov_bytes(first) != first->bytes) {
+    if (!p->join_reads || first->type != BLOCK_REQ_READ || !iov_fits(first)) {
         return 1;
     }
     while (n < JOIN_MAX_JOBS) {
