@@ -659,12 +659,8 @@ static int count_references(CheckState *c, bool *rebuild)
         check_l1(c, sn->l1_table_offset, sn->l1_size, false);
     }
     if (s->h.nb_snapshots) {
-        uint64_t tlen = 0;
-        for (guint i = 0; i < snaps->len; i++) {
-            Qcow2Snapshot *sn = &g_array_index(snaps, Qcow2Snapshot, i);
-            tlen += (40 + sn->extra_len + strlen(sn->id_str) + strlen(sn->name) + 7) & ~7ull;
-        }
-        ref_meta(c, s->h.snapshots_offset, tlen, QCOW2_OL_SNAPSHOT_TABLE);
+        ref_meta(c, s->h.snapshots_offset, qcow2_snapshot_table_len(snaps),
+                 QCOW2_OL_SNAPSHOT_TABLE);
     }
     qcow2_snapshots_free(snaps);
     count_bitmaps(c);

@@ -324,15 +324,12 @@ static void build_snapshots(BDRVQcow2State *s, Qcow2Overlap *ov)
         return;
     }
     GArray *sns;
-    uint64_t table_len = 0;
+    bool unreadable = qcow2_read_snapshots(s, &sns) < 0;
     /* An unreadable table still protects its first cluster; a corrupt one fails the
      * snapshot operations themselves. */
-    if (qcow2_read_snapshots(s, &sns) < 0) {
-        table_len = 1;
-    }
+    uint64_t table_len = qcow2_snapshot_table_len(sns) + unreadable;
     for (guint i = 0; i < sns->len; i++) {
         const Qcow2Snapshot *sn = &g_array_index(sns, Qcow2Snapshot, i);
-        table_len += (40 + sn->extra_len + strlen(sn->id_str) + strlen(sn->name) + 7) & ~7ull;
         append_range(s, idx, sn->l1_table_offset, sn->l1_size * 8ull, QCOW2_OL_INACTIVE_L1);
         if (!(s->overlap_mask & QCOW2_OL_INACTIVE_L2) || !sn->l1_size ||
             sn->l1_size * 8ull > QCOW2_MAX_L1_BYTES) {

@@ -118,6 +118,15 @@ static size_t snapshot_entry_len(const Qcow2Snapshot *sn)
     return (40 + sn->extra_len + strlen(sn->id_str) + strlen(sn->name) + 7) & ~(size_t)7;
 }
 
+uint64_t qcow2_snapshot_table_len(const GArray *a)
+{
+    uint64_t len = 0;
+    for (guint i = 0; i < a->len; i++) {
+        len += snapshot_entry_len(&g_array_index(a, Qcow2Snapshot, i));
+    }
+    return len;
+}
+
 static size_t snapshot_serialize(const Qcow2Snapshot *sn, uint8_t *p)
 {
     size_t id_len = strlen(sn->id_str), name_len = strlen(sn->name);
@@ -141,17 +150,12 @@ static size_t snapshot_serialize(const Qcow2Snapshot *sn, uint8_t *p)
 /* Writes the table to new clusters, switches the header to it, then frees the old one. */
 static int write_snapshot_table(BDRVQcow2State *s, GArray *a)
 {
-    size_t total = 0;
-    for (guint i = 0; i < a->len; i++) {
-        total += snapshot_entry_len(&g_array_index(a, Qcow2Snapshot, i));
-    }
+    size_t total = qcow2_snapshot_table_len(a);
     uint64_t old_off = s->h.snapshots_offset, old_len = 0;
     if (s->h.nb_snapshots) {
         GArray *old = NULL;
         if (qcow2_read_snapshots(s, &old) == 0) {
-            for (guint i = 0; i < old->len; i++) {
-                old_len += snapshot_entry_len(&g_array_index(old, Qcow2Snapshot, i));
-            }
+            old_len = qcow2_snapshot_table_len(old);
         }
         qcow2_snapshots_free(old);
     }

@@ -442,6 +442,8 @@ void qcow2_snapshot_clear(Qcow2Snapshot *sn);
 /* Reads the whole snapshot table into a GArray of Qcow2Snapshot (always set). */
 int qcow2_read_snapshots(BDRVQcow2State *s, GArray **out);
 void qcow2_snapshots_free(GArray *a);
+/* Bytes the entries of a (of Qcow2Snapshot) take in the snapshot table. */
+uint64_t qcow2_snapshot_table_len(const GArray *a);
 typedef struct BlockSnapshotInfo BlockSnapshotInfo;
 bool qcow2_snapshot_create(BlockDriverState *bs, BlockSnapshotInfo *sn, Error **errp);
 bool qcow2_snapshot_goto(BlockDriverState *bs, const char *id_or_name, Error **errp);
