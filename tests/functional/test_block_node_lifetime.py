@@ -14,13 +14,10 @@ import tempfile
 import pytest
 
 from qmp import QMPError
-from vs_qemu import NEEDS_SEN_AND_QEMU, QEMU, QEMU_IMG, SEN, start_with_qmp
+from vs_qemu import COMMON, NEEDS_SEN_AND_QEMU, QEMU_IMG, VMMS, start_with_qmp
 
 pytestmark = NEEDS_SEN_AND_QEMU
 
-VMMS = (("sen", [SEN, "-M", "pc", "-m", "32M"]),
-        ("qemu", [QEMU, "-M", "pc", "-m", "32M", "-accel", "tcg"]))
-COMMON = ["-display", "none", "-nodefaults", "-S"]
 
 
 @pytest.fixture

@@ -7,29 +7,21 @@ job runs: afterwards blockdev-del deletes a blockdev-add node the jobs used, as 
 error class + text, and each job's final status and error) must match.  Skips without
 /dev/kvm (sen) or QEMU 7.2."""
 import os
-import shutil
 import subprocess
-import tempfile
 import time
 
 import pytest
 
 from qmp import QMPError
-from vs_qemu import NEEDS_SEN_AND_QEMU, QEMU, QEMU_IMG, SEN, start_with_qmp
+from vs_qemu import COMMON, NEEDS_SEN_AND_QEMU, QEMU_IMG, VMMS, short_dir, start_with_qmp
 
 pytestmark = NEEDS_SEN_AND_QEMU
 
-VMMS = (("sen", [SEN, "-M", "pc", "-m", "32M"]),
-        ("qemu", [QEMU, "-M", "pc", "-m", "32M", "-accel", "tcg"]))
-COMMON = ["-display", "none", "-nodefaults", "-S"]
 
 
 @pytest.fixture
 def d():
-    # unix socket paths are limited to 108 bytes: pytest's tmp_path can be longer.
-    path = tempfile.mkdtemp(prefix="bsl", dir="/tmp")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    yield from short_dir("bsl")
 
 
 def add_nodes():

@@ -9,28 +9,20 @@ both VMMs and every answer (return or error class + text, and each node's backin
 must match.  What the guest reads through the option is checked by
 interop/test_img_backing_option.py.  Skips without /dev/kvm (sen) or QEMU 7.2."""
 import os
-import shutil
 import subprocess
-import tempfile
 
 import pytest
 
 from qmp import QMPError
-from vs_qemu import NEEDS_SEN_AND_QEMU, QEMU, QEMU_IMG, SEN, start_with_qmp
+from vs_qemu import COMMON, NEEDS_SEN_AND_QEMU, QEMU_IMG, VMMS, short_dir, start_with_qmp
 
 pytestmark = NEEDS_SEN_AND_QEMU
 
-VMMS = (("sen", [SEN, "-M", "pc", "-m", "32M"]),
-        ("qemu", [QEMU, "-M", "pc", "-m", "32M", "-accel", "tcg"]))
-COMMON = ["-display", "none", "-nodefaults", "-S"]
 
 
 @pytest.fixture
 def d():
-    # unix socket paths are limited to 108 bytes: pytest's tmp_path can be longer.
-    path = tempfile.mkdtemp(prefix="bab", dir="/tmp")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    yield from short_dir("bab")
 
 
 def images(d, name):

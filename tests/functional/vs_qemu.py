@@ -4,6 +4,7 @@ qemu-img)."""
 import os
 import shutil
 import subprocess
+import tempfile
 
 import pytest
 
@@ -37,3 +38,19 @@ def start_with_qmp(d, name, argv):
         proc.kill()
         raise AssertionError(proc.communicate()[1].decode(errors="replace"))
     return proc, c
+
+
+# The same PC machine, stopped, no display or default devices, in both VMMs (QEMU under TCG:
+# its KVM needs -cpu host,-arch-capabilities here, and these tests run no guest code).
+VMMS = (("sen", [SEN, "-M", "pc", "-m", "32M"]),
+        ("qemu", [QEMU, "-M", "pc", "-m", "32M", "-accel", "tcg"]))
+COMMON = ["-display", "none", "-nodefaults", "-S"]
+
+
+def short_dir(prefix):
+    """For a pytest fixture (`yield from short_dir("abc")`): a new directory under /tmp,
+    removed afterwards; unix socket paths are limited to 108 bytes, and pytest's tmp_path
+    can be longer."""
+    path = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
