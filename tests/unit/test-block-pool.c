@@ -456,6 +456,104 @@ static void test_pool_ring_stress_join(void)
 }
 
 /*
+ * Freeing the pool while a burst is still in the ring: block_pool_free must let every
+ * woken worker take its ticket and run what it finds (or joined), and no worker may stop
+ * holding a ring wake-up.  All workers sleep before each burst, so each request is a
+ * ring fill (or a direct hand-over past a full slot); the take hook keeps ticket holders
+ * off the CPU while free runs.  ring-stress waits for every completion before it frees,
+ * so it never has wake-ups in flight at teardown.
+ */
+enum { TEARDOWN_WORKERS = 8, TEARDOWN_ROUNDS = 100 };
+
+typedef struct TeardownTest {
+    gint runs[TEARDOWN_WORKERS];  /* atomic: run() coverage per request */
+    gint takes;                   /* atomic */
+    int completed;
+    GMutex gate;                  /* held while the warm-up requests create the workers */
+} TeardownTest;
+
+static void teardown_take_hook(void *opaque)
+{
+    TeardownTest *t = opaque;
+
+    if (g_atomic_int_add(&t->takes, 1) % 3 == 0) {
+        g_usleep(200);
+    } else {
+        sched_yield();
+    }
+}
+
+static int teardown_run(void *opaque, BlockRequest *req)
+{
+    TeardownTest *t = opaque;
+
+    if (req->flags) {
+        g_mutex_lock(&t->gate);
+        g_mutex_unlock(&t->gate);
+        return 0;
+    }
+    for (int64_t i = req->offset / 512; i < (req->offset + req->bytes) / 512; i++) {
+        g_atomic_int_inc(&t->runs[i]);
+    }
+    return 0;
+}
+
+static void teardown_complete(BlockRequest *req, int ret)
+{
+    TeardownTest *t = req->opaque;
+
+    t->completed++;
+}
+
+static void test_pool_free_with_ring_in_flight(void)
+{
+    static char buf[512];
+    struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
+    BlockRequest reqs[TEARDOWN_WORKERS];
+    int takes = 0;
+
+    for (int round = 0; round < TEARDOWN_ROUNDS; round++) {
+        TeardownTest t = { 0 };
+        BlockPool *p = block_pool_new(TEARDOWN_WORKERS, teardown_run, &t);
+
+        block_pool_set_join_reads(p, round % 2);
+        block_pool_set_take_hook(p, teardown_take_hook, &t);
+        g_mutex_init(&t.gate);
+        g_mutex_lock(&t.gate);
+        for (int i = 0; i < TEARDOWN_WORKERS; i++) {
+            /* Warm-up (flags set): each blocks a worker, so all get created. */
+            reqs[i] = (BlockRequest){ .type = BLOCK_REQ_READ, .flags = 1,
+                                      .complete = teardown_complete, .opaque = &t };
+            g_assert_cmpint(block_pool_submit(p, NULL, &reqs[i], false), ==, 0);
+        }
+        g_mutex_unlock(&t.gate);
+        while (t.completed < TEARDOWN_WORKERS) {
+            g_main_context_iteration(NULL, true);
+        }
+        for (int i = 0; i < 1000 && block_pool_idle_workers(p) < TEARDOWN_WORKERS; i++) {
+            g_usleep(1000);
+        }
+        g_assert_cmpint(block_pool_idle_workers(p), ==, TEARDOWN_WORKERS);
+        for (int i = 0; i < TEARDOWN_WORKERS; i++) {
+            reqs[i] = (BlockRequest){ .type = BLOCK_REQ_READ, .offset = i * 512,
+                                      .bytes = 512, .iov = &iov, .niov = 1,
+                                      .complete = teardown_complete, .opaque = &t };
+            g_assert_cmpint(block_pool_submit(p, NULL, &reqs[i], false), ==, 0);
+        }
+        block_pool_free(p);
+        for (int i = 0; i < TEARDOWN_WORKERS; i++) {
+            g_assert_cmpint(g_atomic_int_get(&t.runs[i]), ==, 1);
+        }
+        takes += g_atomic_int_get(&t.takes);
+        g_mutex_clear(&t.gate);
+    }
+    /* Most bursts went through the ring, not past full slots. */
+    g_test_message("%d ring takes for %d requests", takes,
+                   TEARDOWN_ROUNDS * TEARDOWN_WORKERS);
+    g_assert_cmpint(takes, >, TEARDOWN_ROUNDS * TEARDOWN_WORKERS / 2);
+}
+
+/*
  * Joined reads: bursts of reads to sleeping workers, run by a "disk" whose byte at offset
  * o reads as (o * 7 + o / 4096) & 0xff.  Every request must get exactly its own bytes and
  * its own result however the pool joined it; a run call may only cover contiguous reads
@@ -659,6 +757,8 @@ int main(int argc, char **argv)
     g_test_add_func("/block-pool/handoff-in-order", test_pool_handoff_in_order);
     g_test_add_func("/block-pool/ring-stress", test_pool_ring_stress);
     g_test_add_func("/block-pool/ring-stress-join", test_pool_ring_stress_join);
+    g_test_add_func("/block-pool/free-with-ring-in-flight",
+                    test_pool_free_with_ring_in_flight);
     g_test_add_func("/block-pool/join-adjacent", test_pool_join_adjacent);
     g_test_add_func("/block-pool/join-not-across-gaps", test_pool_join_not_across_gaps);
     g_test_add_func("/block-pool/join-not-writes", test_pool_join_not_writes);
