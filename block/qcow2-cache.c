@@ -53,10 +53,13 @@ void qcow2_cache_free(Qcow2Cache *c)
     g_free(c);
 }
 
-/* What the cache's tables are, for the overlap check of their write-back. */
+/* What the cache's tables are, for the overlap check of their write-back.  The L2 cache
+ * also holds snapshots' tables (amend and check walk them), so its write-back ignores
+ * both L2 types: in mode all, writing a snapshot's own table was refused as a hit. */
 static unsigned cache_type(const Qcow2Cache *c)
 {
-    return c == c->s->rb_cache ? QCOW2_OL_REFCOUNT_BLOCK : QCOW2_OL_ACTIVE_L2;
+    return c == c->s->rb_cache ? QCOW2_OL_REFCOUNT_BLOCK
+                               : QCOW2_OL_ACTIVE_L2 | QCOW2_OL_INACTIVE_L2;
 }
 
 static int cache_write_slot(Qcow2Cache *c, Qcow2CacheSlot *sl)

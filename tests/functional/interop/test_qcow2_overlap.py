@@ -312,6 +312,20 @@ def test_amend_downgrade_zeroing_refused(tmp_path):
     assert read(img, lay["refblock"]) == before
 
 
+def test_amend_snapshot_l2_in_mode_all(tmp_path):
+    """amend compat=0.10 rewrites the zero clusters of an L2 table a snapshot shares:
+    writing that table is no overlap, also in mode all (which protects inactive L2)."""
+    img = tmp_path / "t.qcow2"
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", "-o", "compat=1.1", img, SIZE)
+    run(QEMU_IO, "-f", "qcow2", "-c", "write -P 1 0 64k", "-c", "write -z 64k 64k", img)
+    run(QEMU_IMG, "snapshot", "-c", "s1", img)
+    p = run(SEN_IMG, "amend", "-o", "compat=0.10", "--image-opts",
+            f"driver=qcow2,file.filename={img},overlap-check=all", check=False)
+    assert "Marking image as corrupt" not in p.stderr, p.stderr
+    assert p.returncode == 0, p.stderr
+    run(QEMU_IMG, "check", img)
+
+
 def test_hostile_snapshot_l1_offset(tmp_path, src):
     """A snapshot L1 table said to lie at the very end of the 64-bit space (offset + size
     wraps): the index skips it; the write goes on normally instead of the index trying to
