@@ -232,7 +232,8 @@ static void clear_l1e_past_end(CheckState *c, const PastEndEntry *pe)
         ret = qcow2_write_l1_entry(s, pe->index);
     } else {
         const uint64_t zero = 0;
-        ret = bdrv_pwrite(s->bs->file, pe->table + pe->index * 8ull, 8, &zero);
+        ret = qcow2_meta_pwrite(s, QCOW2_OL_INACTIVE_L1, pe->table + pe->index * 8ull, 8,
+                                &zero, false);
     }
     if (ret < 0) {
         c->res->check_errors++;

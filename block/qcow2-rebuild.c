@@ -141,6 +141,20 @@ static void rebuild_place_blocks(Rebuild *r, uint64_t **table, uint64_t *entries
     }
 }
 
+/*
+ * Writes a new refcount block or the new table through the overlap check, so that a
+ * miscount placing one on an L1/L2 table, the snapshot table or L1s or the bitmap
+ * directory fails (image marked corrupt) instead of destroying it.  The refcount types
+ * are ignored: the old table and blocks are what the rebuild replaces, and a broken
+ * table entry (the reason for the rebuild) names clusters that are no refcount block.
+ */
+static int rebuild_write(BDRVQcow2State *s, uint64_t off, uint64_t len, const void *buf)
+{
+    int ret = qcow2_overlap_check(s, QCOW2_OL_REFCOUNT_TABLE | QCOW2_OL_REFCOUNT_BLOCK,
+                                  off, len);
+    return ret < 0 ? ret : bdrv_pwrite(s->bs->file, off, len, buf);
+}
+
 int qcow2_rebuild_refcounts(BDRVQcow2State *s, uint64_t **refs, uint64_t *nb,
                             const GArray *beyond)
 {
@@ -174,6 +188,11 @@ int qcow2_rebuild_refcounts(BDRVQcow2State *s, uint64_t **refs, uint64_t *nb,
         }
     }
 
+    /* Check's repairs clear L1 entries (an entry pointing past the end) without
+     * freeing a cluster, which leaves the index naming the L2 table they pointed to:
+     * refreshed from the tables as they are now, it cannot refuse a cluster the counts
+     * found free. */
+    qcow2_overlap_invalidate(s);
     int ret = 0;
     uint8_t *blk = g_malloc(s->cluster_size);
     for (uint64_t rt = 0; ret == 0 && rt < entries; rt++) {
@@ -187,7 +206,7 @@ int qcow2_rebuild_refcounts(BDRVQcow2State *s, uint64_t **refs, uint64_t *nb,
              * is never freed, the safe side. */
             qcow2_refcount_set(blk, i - lo, s->h.refcount_order, MIN(r.refs[i], max));
         }
-        ret = bdrv_pwrite(s->bs->file, table[rt], s->cluster_size, blk);
+        ret = rebuild_write(s, table[rt], s->cluster_size, blk);
     }
     g_free(blk);
     uint64_t tsize = m * per_cluster;
@@ -196,7 +215,7 @@ int qcow2_rebuild_refcounts(BDRVQcow2State *s, uint64_t **refs, uint64_t *nb,
         be[i] = GUINT64_TO_BE(table[i]);
     }
     if (ret == 0) {
-        ret = bdrv_pwrite(s->bs->file, t0 << s->cluster_bits, m * s->cluster_size, be);
+        ret = rebuild_write(s, t0 << s->cluster_bits, m * s->cluster_size, be);
     }
     g_free(be);
     if (ret == 0) {
