@@ -13,8 +13,7 @@ import tempfile
 
 import pytest
 
-from qmp import QMPError
-from vs_qemu import COMMON, NEEDS_SEN_AND_QEMU, QEMU_IMG, VMMS, start_with_qmp
+from vs_qemu import COMMON, NEEDS_SEN_AND_QEMU, QEMU_IMG, VMMS, run_steps, start_with_qmp
 
 pytestmark = NEEDS_SEN_AND_QEMU
 
@@ -39,25 +38,19 @@ def answers(d, name, base, steps):
         "-blockdev", "driver=qcow2,file=bf,node-name=b0",
         "-device", "virtio-blk-pci,drive=b0,id=vd",
         "-drive", f"file={d}/c.raw,format=raw,if=none,id=d0"])
-    out = []
-    try:
-        for cmd, args in steps:
-            args = {k: (v.replace("{d}", d) if isinstance(v, str) else v)
-                    for k, v in args.items()}
-            if isinstance(args.get("file"), dict):
-                args["file"] = {k: v.replace("{d}", d) for k, v in args["file"].items()}
-            try:
-                ret = c.cmd(cmd, **args)
-                if cmd == "query-named-block-nodes":  # in QEMU's order, newest first
-                    ret = [n["node-name"] for n in ret
-                           if not n["node-name"].startswith("#")]
-                out.append(("ok", ret))
-            except QMPError as e:
-                out.append((e.cls, e.desc))
-    finally:
-        proc.kill()
-        proc.communicate()
-    return out
+
+    def fill(args):
+        args = {k: (v.replace("{d}", d) if isinstance(v, str) else v) for k, v in args.items()}
+        if isinstance(args.get("file"), dict):
+            args["file"] = {k: v.replace("{d}", d) for k, v in args["file"].items()}
+        return args
+
+    def shape(cmd, args, ret):
+        if cmd == "query-named-block-nodes":  # in QEMU's order, newest first
+            return [n["node-name"] for n in ret if not n["node-name"].startswith("#")]
+        return ret
+
+    return run_steps(proc, c, [(cmd, fill(args)) for cmd, args in steps], shape)
 
 
 def add_file(name, path="{d}/a.raw"):

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from qmp import QMPError
-from vs_qemu import COMMON, NEEDS_SEN_AND_QEMU, QEMU_IMG, VMMS, short_dir, start_with_qmp
+from vs_qemu import (COMMON, NEEDS_SEN_AND_QEMU, QEMU_IMG, VMMS, run_steps, short_dir,
+                     start_with_qmp)
 
 pytestmark = NEEDS_SEN_AND_QEMU
 
@@ -55,25 +55,17 @@ def answers(d, name, base, steps):
     img = os.path.join(d, name + ".qcow2")
     subprocess.run([QEMU_IMG, "create", "-q", "-f", "qcow2", img, "1M"], check=True)
     proc, c = start_with_qmp(d, name, base + COMMON)
-    out = []
-    try:
-        for cmd, args in steps:
-            args = {k: v.replace("{img}", img) if isinstance(v, str) else v
-                    for k, v in args.items()}
-            try:
-                ret = c.cmd(cmd, **args)
-                if cmd.startswith("snapshot-"):
-                    ret = wait_concluded(c, args["job-id"])
-                elif cmd == "query-named-block-nodes":
-                    ret = sorted(n["node-name"] for n in ret
-                                 if not n["node-name"].startswith("#"))
-                out.append(("ok", ret))
-            except QMPError as e:
-                out.append((e.cls, e.desc))
-    finally:
-        proc.kill()
-        proc.communicate()
-    return out
+
+    def shape(cmd, args, ret):
+        if cmd.startswith("snapshot-"):
+            return wait_concluded(c, args["job-id"])
+        if cmd == "query-named-block-nodes":
+            return sorted(n["node-name"] for n in ret if not n["node-name"].startswith("#"))
+        return ret
+
+    return run_steps(proc, c, [(cmd, {k: v.replace("{img}", img) if isinstance(v, str) else v
+                                      for k, v in args.items()})
+                               for cmd, args in steps], shape)
 
 
 def scenarios():

@@ -13,8 +13,8 @@ import subprocess
 
 import pytest
 
-from qmp import QMPError
-from vs_qemu import COMMON, NEEDS_SEN_AND_QEMU, QEMU_IMG, VMMS, short_dir, start_with_qmp
+from vs_qemu import (COMMON, NEEDS_SEN_AND_QEMU, QEMU_IMG, VMMS, run_steps, short_dir,
+                     start_with_qmp)
 
 pytestmark = NEEDS_SEN_AND_QEMU
 
@@ -51,21 +51,14 @@ def fill(value, imgs):
 def answers(d, name, base, steps):
     imgs = images(d, name)
     proc, c = start_with_qmp(d, name, base + COMMON)
-    out = []
-    try:
-        for cmd, args in steps:
-            try:
-                ret = c.cmd(cmd, **fill(args, imgs))
-                if cmd == "query-named-block-nodes":
-                    ret = sorted((n["node-name"], n["backing_file_depth"]) for n in ret
-                                 if not n["node-name"].startswith("#"))
-                out.append(("ok", ret))
-            except QMPError as e:
-                out.append((e.cls, e.desc))
-    finally:
-        proc.kill()
-        proc.communicate()
-    return out
+
+    def shape(cmd, args, ret):
+        if cmd == "query-named-block-nodes":
+            return sorted((n["node-name"], n["backing_file_depth"]) for n in ret
+                          if not n["node-name"].startswith("#"))
+        return ret
+
+    return run_steps(proc, c, [(cmd, fill(args, imgs)) for cmd, args in steps], shape)
 
 
 def qcow2(name, file, **more):

@@ -8,7 +8,7 @@ import tempfile
 
 import pytest
 
-from qmp import QMPClient
+from qmp import QMPClient, QMPError
 
 BUILD = os.environ.get("SEN_BUILD_DIR", "build")
 SEN = os.path.join(BUILD, "sen")
@@ -54,3 +54,20 @@ def short_dir(prefix):
     path = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+def run_steps(proc, c, steps, shape=lambda cmd, args, ret: ret):
+    """Sends each (command, arguments) of steps over c and kills proc afterwards; returns one
+    answer per step: ("ok", shape(command, arguments, return value)) or (error class, text),
+    the form the tests compare between Sen and QEMU."""
+    out = []
+    try:
+        for cmd, args in steps:
+            try:
+                out.append(("ok", shape(cmd, args, c.cmd(cmd, **args))))
+            except QMPError as e:
+                out.append((e.cls, e.desc))
+    finally:
+        proc.kill()
+        proc.communicate()
+    return out
