@@ -309,6 +309,19 @@ static bool walk_chain(VirtQueue *vq, uint16_t head, ChainWalk *w)
     }
 }
 
+/* Lays the walked chain out as e, its pieces in iov and the in pieces' addresses in gpa. */
+static void element_fill(VirtQueueElement *e, const ChainWalk *w, uint16_t head,
+                         struct iovec *iov, uint64_t *gpa)
+{
+    *e = (VirtQueueElement){
+        .head = head, .out_num = w->out_num, .in_num = w->in_num,
+        .out_sg = iov, .in_sg = iov + w->out_num, .in_gpa = gpa,
+        .out_len = w->out_len, .in_len = w->in_len,
+    };
+    memcpy(iov, w->iov, (w->out_num + w->in_num) * sizeof(struct iovec));
+    memcpy(gpa, w->gpa + w->out_num, w->in_num * sizeof(uint64_t));
+}
+
 static VirtQueueElement *element_new(const ChainWalk *w, uint16_t head)
 {
     unsigned n = w->out_num + w->in_num;
@@ -316,16 +329,7 @@ static VirtQueueElement *element_new(const ChainWalk *w, uint16_t head)
                                    w->in_num * sizeof(uint64_t));
     struct iovec *iov = (struct iovec *)(e + 1);
 
-    e->head = head;
-    e->out_num = w->out_num;
-    e->in_num = w->in_num;
-    e->out_sg = iov;
-    e->in_sg = iov + w->out_num;
-    e->in_gpa = (uint64_t *)(iov + n);
-    e->out_len = w->out_len;
-    e->in_len = w->in_len;
-    memcpy(iov, w->iov, n * sizeof(struct iovec));
-    memcpy(e->in_gpa, w->gpa + w->out_num, w->in_num * sizeof(uint64_t));
+    element_fill(e, w, head, iov, (uint64_t *)(iov + n));
     return e;
 }
 
@@ -407,13 +411,7 @@ bool virtqueue_pop_small(VirtQueue *vq, VirtQueueSmallElement *s)
         return false; /* stays in the ring for virtqueue_pop */
     }
     take_chain(vq);
-    s->e = (VirtQueueElement){
-        .head = (uint16_t)head, .out_num = w->out_num, .in_num = w->in_num,
-        .out_sg = s->sg, .in_sg = s->sg + w->out_num, .in_gpa = s->gpa,
-        .out_len = w->out_len, .in_len = w->in_len,
-    };
-    memcpy(s->sg, w->iov, n * sizeof(struct iovec));
-    memcpy(s->gpa, w->gpa + w->out_num, w->in_num * sizeof(uint64_t));
+    element_fill(&s->e, w, (uint16_t)head, s->sg, s->gpa);
     return true;
 }
 
