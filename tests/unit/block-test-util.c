@@ -34,3 +34,19 @@ void block_test_check_clean(BlockDriverState *bs)
     g_assert_cmpint(res.leaks, ==, 0);
     g_assert_cmpint(res.check_errors, ==, 0);
 }
+
+void block_test_snapshot(BlockDriverState *bs, BlockSnapshotInfo *sn)
+{
+    Error *err = NULL;
+    if (!bs->drv->snapshot_create(bs, sn, &err)) {
+        g_error("snapshot %s: %s", sn->name, error_get_pretty(err));
+    }
+}
+
+void block_test_snapshot_goto(BlockDriverState *bs, const char *name)
+{
+    Error *err = NULL;
+    if (!bs->drv->snapshot_goto(bs, name, &err)) {
+        g_error("goto %s: %s", name, error_get_pretty(err));
+    }
+}

@@ -16,19 +16,7 @@ static char *test_dir;
 
 static void snapshot_or_die(BlockDriverState *bs, const char *name)
 {
-    Error *err = NULL;
-    BlockSnapshotInfo sn = { .name = (char *)name };
-    if (!bs->drv->snapshot_create(bs, &sn, &err)) {
-        g_error("snapshot %s: %s", name, error_get_pretty(err));
-    }
-}
-
-static void goto_or_die(BlockDriverState *bs, const char *name)
-{
-    Error *err = NULL;
-    if (!bs->drv->snapshot_goto(bs, name, &err)) {
-        g_error("goto %s: %s", name, error_get_pretty(err));
-    }
+    block_test_snapshot(bs, &(BlockSnapshotInfo){ .name = (char *)name });
 }
 
 static int check(BDRVQcow2State *s, uint64_t off, uint64_t len)
@@ -58,11 +46,11 @@ static void test_goto_one_entry_l1(void)
     uint64_t l2 = s->l1[0] & QCOW2_L1E_OFFSET_MASK;
     g_assert_cmpuint(l2, !=, 0);
     snapshot_or_die(bs, "full");
-    goto_or_die(bs, "empty");
+    block_test_snapshot_goto(bs, "empty");
     g_assert_cmpuint(s->l1[0], ==, 0);
     /* A write somewhere harmless brings the index up to date with the empty L1. */
     g_assert_cmpint(check(s, 1ull << 40, 512), ==, 0);
-    goto_or_die(bs, "full");
+    block_test_snapshot_goto(bs, "full");
     g_assert_cmpuint(s->l1[0] & QCOW2_L1E_OFFSET_MASK, ==, l2);
     g_assert_cmpint(check(s, l2, 512), ==, -EIO);
     bdrv_unref(bs);

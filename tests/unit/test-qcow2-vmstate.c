@@ -50,20 +50,9 @@ static void fill(uint8_t *buf, size_t len, uint32_t seed)
 
 static void snapshot(BlockDriverState *bs, const char *name, uint64_t vm_state_size)
 {
-    Error *err = NULL;
     BlockSnapshotInfo sn = { .name = (char *)name, .vm_state_size = vm_state_size,
                              .date_sec = 1700000000, .vm_clock_nsec = 123456789 };
-    if (!bs->drv->snapshot_create(bs, &sn, &err)) {
-        g_error("snapshot %s: %s", name, error_get_pretty(err));
-    }
-}
-
-static void goto_or_die(BlockDriverState *bs, const char *name)
-{
-    Error *err = NULL;
-    if (!bs->drv->snapshot_goto(bs, name, &err)) {
-        g_error("goto %s: %s", name, error_get_pretty(err));
-    }
+    block_test_snapshot(bs, &sn);
 }
 
 typedef struct VmCase {
@@ -129,12 +118,12 @@ static void test_roundtrip(gconstpointer opaque)
     g_assert_cmpint(bdrv_pread(bs, 8192, sizeof(got), got), ==, 0);
     g_assert_true(memcmp(got, other, sizeof(other)) == 0);
 
-    goto_or_die(bs, "one");
+    block_test_snapshot_goto(bs, "one");
     g_assert_cmpint(bdrv_load_vmstate(bs, NULL, back, 0, state_len), ==, 0);
     g_assert_true(memcmp(back, state1, state_len) == 0);
     g_assert_cmpint(bdrv_pread(bs, 8192, sizeof(got), got), ==, 0);
     g_assert_true(memcmp(got, data, sizeof(data)) == 0);
-    goto_or_die(bs, "two");
+    block_test_snapshot_goto(bs, "two");
     g_assert_cmpint(bdrv_load_vmstate(bs, NULL, back, 0, state_len), ==, 0);
     g_assert_true(memcmp(back, state2, state_len) == 0);
     g_assert_cmpint(bdrv_pread(bs, 8192, sizeof(got), got), ==, 0);
