@@ -8,6 +8,7 @@
  * not yet on disk: a crash can leak clusters but never leave a live one unreferenced.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 
 #include "block/qcow2.h"
@@ -85,6 +86,14 @@ static int cache_write_slot(Qcow2Cache *c, Qcow2CacheSlot *sl)
 int qcow2_cache_get(Qcow2Cache *c, uint64_t offset, bool fresh, uint8_t **out)
 {
     Qcow2CacheSlot *victim = NULL;
+    if (offset % c->s->cluster_size) {
+        /* Callers check the table offsets they read; this catches any they miss. */
+        qcow2_signal_corruption(c->s, true, -1, -1,
+                                "Cannot get entry from %s cache: Offset %#" PRIx64
+                                " is unaligned", c == c->s->l2_cache ? "L2 table" :
+                                "refcount block", offset);
+        return -EIO;
+    }
     for (unsigned i = 0; i < c->n; i++) {
         Qcow2CacheSlot *sl = &c->slots[i];
         if (sl->offset == offset) {

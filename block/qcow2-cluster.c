@@ -8,6 +8,7 @@
  * that replaced it is on disk.  A crash therefore only ever leaks clusters.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdlib.h>
 
@@ -124,6 +125,15 @@ int qcow2_set_l2e(BDRVQcow2State *s, int64_t l2, uint64_t idx, uint64_t l2e,
     return 0;
 }
 
+/* An L1 entry naming an L2 table inside a cluster: the image is corrupt (QEMU's words). */
+static int l2_unaligned(BDRVQcow2State *s, uint64_t l1i, uint64_t l2)
+{
+    qcow2_signal_corruption(s, true, -1, -1,
+                            "L2 table offset %#" PRIx64 " unaligned (L1 index: %#" PRIx64 ")",
+                            l2, l1i);
+    return -EIO;
+}
+
 uint64_t qcow2_l2_offset(BDRVQcow2State *s, uint64_t off)
 {
     uint64_t l1i = off >> (s->cluster_bits + s->l2_bits);
@@ -139,7 +149,7 @@ int qcow2_get_l2e(BDRVQcow2State *s, uint64_t off, uint64_t *l2e, uint64_t *bitm
         return 0;
     }
     if (l2 % s->cluster_size) {
-        return -EIO;
+        return l2_unaligned(s, off >> (s->cluster_bits + s->l2_bits), l2);
     }
     uint8_t *t;
     int ret = qcow2_cache_get(s->l2_cache, l2, false, &t);
@@ -263,6 +273,14 @@ static int read_cluster_l2e(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8
     int ret;
     uint64_t coff = off & (s->cluster_size - 1);
     uint64_t host = l2e & QCOW2_L2E_OFFSET_MASK;
+    if (host % s->cluster_size && qcow2_l2e_has_host(s, l2e)) {
+        /* A data or preallocated zero cluster inside another cluster. */
+        qcow2_signal_corruption(s, true, -1, -1,
+                                "Cluster allocation offset %#" PRIx64 " unaligned (L2 "
+                                "offset: %#" PRIx64 ", L2 index: %#x)", host,
+                                qcow2_l2_offset(s, off), (unsigned)l2_index(s, off));
+        return -EIO;
+    }
     while (len) {
         uint64_t n = len;
         int kind;
@@ -303,9 +321,6 @@ static int read_cluster_l2e(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8
             ret = 0;
             break;
         case QCOW2_CLUSTER_NORMAL:
-            if (host % s->cluster_size) {
-                return -EIO;
-            }
             ret = data_io(s, s->data_file, false, host + coff, n, buf, unlock);
             break;
         default:
@@ -570,6 +585,9 @@ int64_t qcow2_get_writable_l2(BDRVQcow2State *s, uint64_t off)
     }
     uint64_t l1e = s->l1[l1i];
     uint64_t l2 = l1e & QCOW2_L1E_OFFSET_MASK;
+    if (l2 % s->cluster_size) {
+        return l2_unaligned(s, l1i, l2);
+    }
     if (l2 && (l1e & QCOW2_OFLAG_COPIED)) {
         return l2;
     }
@@ -809,6 +827,16 @@ static int write_in_cluster(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8
     }
     Qcow2ClusterType type = qcow2_cluster_type(s, l2e);
     uint64_t host = l2e & QCOW2_L2E_OFFSET_MASK;
+    if ((l2e & QCOW2_OFLAG_COPIED) && host % s->cluster_size &&
+        (type == QCOW2_CLUSTER_NORMAL || type == QCOW2_CLUSTER_ZERO_ALLOC)) {
+        /* An owned cluster inside another cluster: writing there would hit whatever
+         * shares that cluster (QEMU's words). */
+        qcow2_signal_corruption(s, true, -1, -1,
+                                "%s cluster offset %#" PRIx64 " unaligned (guest offset: %#"
+                                PRIx64 ")", type == QCOW2_CLUSTER_ZERO_ALLOC ?
+                                "Preallocated zero" : "Data", host, off);
+        return -EIO;
+    }
     bool owned = (l2e & QCOW2_OFLAG_COPIED) && type == QCOW2_CLUSTER_NORMAL &&
                  host % s->cluster_size == 0;
     if (s->extl2 && bitmap != 0xffffffffull) {

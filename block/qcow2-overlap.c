@@ -461,28 +461,6 @@ void qcow2_overlap_note_free(BDRVQcow2State *s, uint64_t first, uint64_t n)
     }
 }
 
-/*
- * Marks the image corrupt after a refused write: the corrupt bit on disk, read-only from
- * now on, and QEMU's message once per open image.
- */
-static void mark_corrupt(BDRVQcow2State *s, unsigned hit)
-{
-    if (!s->overlap->signaled) {
-        s->overlap->signaled = true;
-        fprintf(stderr, "qcow2: Marking image as corrupt: Preventing invalid write on "
-                "metadata (overlaps with %s); further corruption events will be "
-                "suppressed\n", ol_names[__builtin_ctz(hit)]);
-    }
-    if (!(s->h.incompatible_features & QCOW2_INCOMPAT_CORRUPT) && s->h.version >= 3) {
-        uint8_t be[8];
-        qcow2_st64(be, s->h.incompatible_features | QCOW2_INCOMPAT_CORRUPT);
-        if (bdrv_pwrite_sync(s->bs->file, 72, 8, be) == 0) {
-            s->h.incompatible_features |= QCOW2_INCOMPAT_CORRUPT;
-        }
-    }
-    s->read_only = true;
-}
-
 int qcow2_overlap_check(BDRVQcow2State *s, unsigned ignore, uint64_t off, uint64_t len)
 {
     Qcow2Overlap *ov = s->overlap;
@@ -500,7 +478,10 @@ int qcow2_overlap_check(BDRVQcow2State *s, unsigned ignore, uint64_t off, uint64
     if (!hit) {
         return 0;
     }
-    mark_corrupt(s, hit);
+    /* Marks the image corrupt (read-only from now on), as QEMU does. */
+    qcow2_signal_corruption(s, true, (int64_t)off, (int64_t)len,
+                            "Preventing invalid write on metadata (overlaps with %s)",
+                            ol_names[__builtin_ctz(hit)]);
     return -EIO;
 }
 

@@ -8,6 +8,7 @@
  * between leaves at most leaked clusters.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 
 #include "block/qcow2.h"
@@ -104,6 +105,9 @@ int qcow2_get_refcount(BDRVQcow2State *s, uint64_t cluster, uint64_t *rc)
         return 0;
     }
     if (rb % s->cluster_size) {
+        qcow2_signal_corruption(s, true, -1, -1,
+                                "Refblock offset %#" PRIx64 " unaligned (reftable index: %#"
+                                PRIx64 ")", rb, rt);
         return -EIO;
     }
     uint8_t *blk;

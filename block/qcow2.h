@@ -291,6 +291,7 @@ typedef struct BDRVQcow2State {
      * (option overlap-check) and the index of metadata clusters. */
     unsigned overlap_mask;
     Qcow2Overlap *overlap;
+    bool signaled_corruption;  /* qcow2_signal_corruption reported once (qcow2-corrupt.c) */
 } BDRVQcow2State;
 
 /* True when guest data lives in an external data file rather than in the image. */
@@ -506,7 +507,6 @@ struct Qcow2Overlap {
     bool active_stale, snap_stale;
     uint64_t active_key[4];    /* header fields the active part was built from */
     uint64_t snap_key[2];
-    bool signaled;             /* the corruption message was printed */
 };
 /* overlap-check=none|constant|cached|all (or .template) and overlap-check.<type>=bool
  * into a QCOW2_OL_* mask (default cached); what names the node in errors. */
@@ -532,6 +532,16 @@ int qcow2_meta_write_entry(BDRVQcow2State *s, unsigned type, uint64_t off, uint6
 void qcow2_overlap_note_new(BDRVQcow2State *s, unsigned type, uint64_t off, uint64_t len);
 void qcow2_overlap_invalidate(BDRVQcow2State *s);
 void qcow2_overlap_note_free(BDRVQcow2State *s, uint64_t first, uint64_t n);
+
+/*
+ * qcow2-corrupt.c: corruption found at run time, as QEMU's qcow2_signal_corruption: the
+ * message on stderr and the BLOCK_IMAGE_CORRUPTED report (bdrv_report_corruption) once
+ * per open image, except that a fatal one still follows non-fatal ones.  fatal (only on a
+ * writable image) sets the corrupt bit (version 3) and makes the image read-only.  offset
+ * and size: the host access that found it, -1 for none.  Lock held.
+ */
+void qcow2_signal_corruption(BDRVQcow2State *s, bool fatal, int64_t offset, int64_t size,
+                             const char *fmt, ...) G_GNUC_PRINTF(5, 6);
 
 /* qcow2-create.c */
 typedef struct Keyval Keyval;

@@ -18,5 +18,9 @@ char *hmp_run(Machine *m, const char *cmdline, Error **errp);
  * invalid bytes become U+FFFD, as QEMU's JSON writer does, where json_string() would
  * return NULL and drop the whole answer.  A new reference. */
 json_t *monitor_host_string(const char *text);
+/* Block-layer reports (bdrv_report_corruption) become QMP events of m from attach until
+ * detach (monitor/qmp-block-events.c). */
+void monitor_block_events_attach(Machine *m);
+void monitor_block_events_detach(void);
 
 #endif

@@ -160,6 +160,7 @@ bool monitor_create_all(Machine *m, Error **errp)
         chardev_set_handlers(chr, monitor_can_read, monitor_read, monitor_event, mon);
         machine_unlock(m);
     }
+    monitor_block_events_attach(m);
     return true;
 }
 
@@ -168,6 +169,7 @@ void monitor_destroy_all(Machine *m)
     if (!m->monitors) {
         return;
     }
+    monitor_block_events_detach();
     for (guint i = 0; i < m->monitors->len; i++) {
         monitor_free(g_ptr_array_index(m->monitors, i));
     }

@@ -252,6 +252,25 @@ bool bdrv_node_name_in_use(const char *name);
 /* The open node named name, or NULL.  Not referenced: only for the thread that changes
  * the machine's graph (the main loop), under which no other thread frees a node. */
 BlockDriverState *bdrv_find_node(const char *name);
+/*
+ * Corruption a format driver found at run time (QEMU's BLOCK_IMAGE_CORRUPTED): the node,
+ * a message for humans, the host offset and size of the access that found it (-1 when
+ * none did), and whether the image is now marked corrupt.  The VMM installs one sink that
+ * turns it into the QMP event (block/block-events.c); without one (sen-img) the driver's
+ * message on stderr is all.  bdrv_report_corruption may run on any thread; the sink gets
+ * the report before it returns and copies what it keeps.
+ */
+typedef struct BlockCorruption {
+    const char *node_name;
+    const char *msg;
+    int64_t offset, size;
+    bool fatal;
+} BlockCorruption;
+typedef void BlockCorruptionSink(void *opaque, const BlockCorruption *c);
+/* sink NULL: none.  Not while requests run (set before the devices start). */
+void bdrv_set_corruption_sink(BlockCorruptionSink *sink, void *opaque);
+void bdrv_report_corruption(const BlockCorruption *c);
+
 /* Sorts nodes (BlockDriverState*) newest first, the order QEMU lists named nodes in. */
 void bdrv_sort_newest_first(GPtrArray *nodes);
 

@@ -1,0 +1,28 @@
+/*
+ * Where the block layer's run-time reports go (include/sen/block.h): one sink for the
+ * process, installed by the VMM's monitor, none in sen-img.
+ */
+#include "sen/block.h"
+
+static struct {
+    GMutex lock; /* a report on an I/O thread may race with the VMM tearing down */
+    BlockCorruptionSink *sink;
+    void *opaque;
+} block_events;
+
+void bdrv_set_corruption_sink(BlockCorruptionSink *sink, void *opaque)
+{
+    g_mutex_lock(&block_events.lock);
+    block_events.sink = sink;
+    block_events.opaque = opaque;
+    g_mutex_unlock(&block_events.lock);
+}
+
+void bdrv_report_corruption(const BlockCorruption *c)
+{
+    g_mutex_lock(&block_events.lock);
+    if (block_events.sink) {
+        block_events.sink(block_events.opaque, c);
+    }
+    g_mutex_unlock(&block_events.lock);
+}

@@ -1,0 +1,51 @@
+/*
+ * Corruption found while an image is in use (qcow2.h): QEMU's words on stderr, the
+ * BLOCK_IMAGE_CORRUPTED report, and for a fatal one the corrupt bit.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include "block/qcow2.h"
+#include "sen/block.h"
+
+/* The corrupt bit in the header (version 3 has the field), synced: the next open then
+ * refuses read/write until a check repairs the image. */
+static void qcow2_mark_corrupt(BDRVQcow2State *s)
+{
+    if (!(s->h.incompatible_features & QCOW2_INCOMPAT_CORRUPT) && s->h.version >= 3) {
+        uint8_t be[8];
+        qcow2_st64(be, s->h.incompatible_features | QCOW2_INCOMPAT_CORRUPT);
+        if (bdrv_pwrite_sync(s->bs->file, 72, 8, be) == 0) {
+            s->h.incompatible_features |= QCOW2_INCOMPAT_CORRUPT;
+        }
+    }
+    s->read_only = true;
+}
+
+void qcow2_signal_corruption(BDRVQcow2State *s, bool fatal, int64_t offset, int64_t size,
+                             const char *fmt, ...)
+{
+    /* A read-only image cannot be damaged further: nothing to mark (QEMU's rule). */
+    fatal = fatal && !s->read_only;
+    if (s->signaled_corruption && (!fatal || (s->h.incompatible_features &
+                                              QCOW2_INCOMPAT_CORRUPT))) {
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    g_autofree char *msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    if (fatal) {
+        fprintf(stderr, "qcow2: Marking image as corrupt: %s; further corruption events "
+                "will be suppressed\n", msg);
+    } else {
+        fprintf(stderr, "qcow2: Image is corrupt: %s; further non-fatal corruption events "
+                "will be suppressed\n", msg);
+    }
+    BlockCorruption c = { .node_name = s->bs->node_name, .msg = msg, .offset = offset,
+                          .size = size, .fatal = fatal };
+    bdrv_report_corruption(&c);
+    if (fatal) {
+        qcow2_mark_corrupt(s);
+    }
+    s->signaled_corruption = true;
+}

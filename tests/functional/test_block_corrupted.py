@@ -1,0 +1,151 @@
+"""BLOCK_IMAGE_CORRUPTED, side by side with QEMU 7.2: a guest (tests/guest/blk-corrupt.c)
+reads and writes sector 0 of a virtio-blk disk on a qcow2 image crafted to be corrupt
+there, and both VMMs must send the same events (QEMU's fields, message, offset, size and
+`fatal`, at most one per image), and leave the corrupt bit the same way."""
+import os
+import select
+import struct
+import subprocess
+import time
+
+import pytest
+
+from qmp import QMPClient
+from vs_qemu import BUILD, QEMU, QEMU_IMG, SEN, short_dir
+
+GUEST = os.path.join(BUILD, "tests", "guest", "blk-corrupt.elf")
+QEMU_IO = os.path.join(os.path.dirname(QEMU_IMG or "/usr/bin/qemu-img"), "qemu-io")
+QBOOT = "/usr/share/qemu/qboot.rom"
+COPIED = 1 << 63
+L1_TABLE = 0x30000  # where qemu-img puts the L1 table of a new 64 KiB-cluster image
+# What the guest reads and writes: the first cluster of L1 entry 1 (QEMU reads sector 0
+# when it creates the device, before QMP clients could hear of corruption found there).
+GUEST_OFF = 512 << 20
+L1_INDEX = 1
+
+pytestmark = [
+    pytest.mark.skipif(not os.access(SEN, os.X_OK), reason=f"{SEN} is not built"),
+    pytest.mark.skipif(not os.path.exists(GUEST), reason=f"{GUEST} is not built"),
+    pytest.mark.skipif(not os.access("/dev/kvm", os.R_OK | os.W_OK),
+                       reason="/dev/kvm is not usable here"),
+    pytest.mark.skipif(not QEMU or not QEMU_IMG or not os.access(QEMU_IO, os.X_OK),
+                       reason="qemu-system-x86_64 / qemu-img / qemu-io (QEMU 7.2) not installed"),
+    pytest.mark.skipif(not os.path.exists(QBOOT), reason=f"QEMU needs {QBOOT} here"),
+]
+
+
+@pytest.fixture
+def d():
+    yield from short_dir("bce")
+
+
+def image_with_guest_cluster(path):
+    """A 1 GiB qcow2 image whose guest cluster at GUEST_OFF is allocated; returns its L2
+    table's offset (from L1[L1_INDEX]), where the cluster's entry is the first."""
+    subprocess.run([QEMU_IMG, "create", "-q", "-f", "qcow2", path, "1G"], check=True)
+    subprocess.run([QEMU_IO, "-f", "qcow2", "-c", f"write -P 0x11 {GUEST_OFF} 64k", path],
+                   check=True, stdout=subprocess.DEVNULL)
+    with open(path, "rb") as f:
+        f.seek(36)
+        l1_size, l1_off = struct.unpack(">IQ", f.read(12))
+        assert l1_off == L1_TABLE and l1_size > L1_INDEX
+        f.seek(l1_off + 8 * L1_INDEX)
+        return struct.unpack(">Q", f.read(8))[0] & ~COPIED
+
+
+def poke64(path, off, value):
+    with open(path, "r+b") as f:
+        f.seek(off)
+        f.write(struct.pack(">Q", value))
+
+
+def l2_entry_at_l1_table(path):
+    """The guest's cluster maps (in place: COPIED) onto the active L1 table: a guest write
+    there must be refused by the overlap check."""
+    poke64(path, image_with_guest_cluster(path), L1_TABLE | COPIED)
+
+
+def unaligned_l2_table(path):
+    """The L1 entry names an L2 table 512 bytes into a cluster: any access to the guest's
+    cluster finds it."""
+    l2 = image_with_guest_cluster(path)
+    poke64(path, L1_TABLE + 8 * L1_INDEX, (l2 + 512) | COPIED)
+
+
+def run_guest(d, name, argv):
+    """Runs the guest under argv + QMP until it printed "blk-corrupt: done", then asks for
+    the status (QMP sends the events that came before the answer first) and quits;
+    returns every event but the run-state ones, without timestamps, the guest's lines
+    and the VMM's stderr."""
+    sock = os.path.join(d, name + ".sock")
+    proc = subprocess.Popen(argv + ["-qmp", f"unix:{sock},server=on,wait=off", "-S"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    lines = []
+    try:
+        c = QMPClient.connect_unix(sock)
+        c.negotiate()
+        c.cmd("cont")
+        out = b""
+        end = time.monotonic() + 60
+        while b"blk-corrupt: done" not in out:
+            left = end - time.monotonic()
+            assert left > 0, (name, out.decode(errors="replace"))
+            if select.select([proc.stdout], [], [], left)[0]:
+                chunk = os.read(proc.stdout.fileno(), 4096)
+                assert chunk, (name, "the VMM ended", out.decode(errors="replace"),
+                               proc.stderr.read().decode(errors="replace"))
+                out += chunk
+        c.cmd("query-status")
+        events = list(c.events)
+        c.cmd("quit")
+        proc.wait(timeout=30)
+        err = proc.stderr.read().decode(errors="replace")
+    finally:
+        proc.kill()
+        proc.wait()
+    lines = [ln for ln in out.decode(errors="replace").splitlines() if "blk-corrupt:" in ln]
+    ev = [(e["event"], e.get("data")) for e in events
+          if e["event"] not in ("RESUME", "STOP", "SHUTDOWN")]
+    return ev, lines, err
+
+
+def vmm_argv(vmm, image):
+    drive = ["-drive", f"file={image},format=qcow2,if=none,id=disk0,node-name=fmt0",
+             "-device", "virtio-blk-pci,drive=disk0" + (",disable-legacy=on" if vmm == "qemu" else "")]
+    common = ["-m", "64M", "-kernel", GUEST, "-device", "isa-debug-exit", "-display", "none",
+              "-nodefaults", "-serial", "stdio", "-no-reboot"] + drive
+    if vmm == "sen":
+        return [SEN, "-M", "pc"] + common
+    return [QEMU, "-enable-kvm", "-cpu", "host,-arch-capabilities", "-M", "pc",
+            "-bios", QBOOT] + common
+
+
+def corrupt_bit(path):
+    with open(path, "rb") as f:
+        f.seek(72)
+        return bool(struct.unpack(">Q", f.read(8))[0] & 2)
+
+
+@pytest.mark.parametrize("craft", [l2_entry_at_l1_table, unaligned_l2_table])
+def test_corruption_events_match_qemu(d, craft):
+    got = {}
+    for vmm in ("sen", "qemu"):
+        image = os.path.join(d, vmm + ".qcow2")
+        craft(image)
+        events, lines, err = run_guest(d, vmm, vmm_argv(vmm, image))
+        assert len(lines) == 5, (vmm, lines, err)
+        names = [name for name, _ in events]
+        assert names.count("BLOCK_IMAGE_CORRUPTED") == 1, (vmm, events)
+        # The corruption, then the guest request that found it failing (QEMU's order);
+        # after a fatal corruption QEMU fails every request without an event, Sen only
+        # writes, with one each (see docs/qcow2.md).
+        first = events[:2]
+        assert [name for name, _ in first] == ["BLOCK_IMAGE_CORRUPTED", "BLOCK_IO_ERROR"], \
+            (vmm, events)
+        got[vmm] = (first, corrupt_bit(image), lines[:3])
+        # Both print QEMU's line on stderr.
+        assert "qcow2: Marking image as corrupt: " + first[0][1]["msg"] in err, (vmm, err)
+    assert got["sen"] == got["qemu"]
+    (corrupt, _), marked, _ = got["sen"]
+    assert corrupt[1]["fatal"] and marked
+    assert corrupt[1]["device"] == "disk0" and corrupt[1]["node-name"] == "fmt0"
