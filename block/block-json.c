@@ -5,10 +5,31 @@
  * keys bdrv_open reads ({"file": {"filename": "x"}} -> file.filename=x), so there is one
  * option parser for every spelling.
  */
+#include <stdarg.h>
 #include <string.h>
 #include <jansson.h>
 
 #include "sen/block.h"
+
+/* An error about the JSON text: prefixed with what names it ("-blockdev {...}"), unless
+ * what is NULL (QMP, where QEMU names nothing). */
+static void G_GNUC_PRINTF(3, 4) block_json_error(Error **errp, const char *what,
+                                                 const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    g_autofree char *msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    error_setg(errp, "%s%s%s", what ? what : "", what ? ": " : "", msg);
+}
+
+/* QEMU's BlockdevRefOrNull: a node name, a node description or null; a number or a
+ * boolean would otherwise pass as a node name. */
+static bool block_json_backing_ok(const char *key, json_t *val)
+{
+    return strcmp(key, "backing") != 0 || json_is_object(val) || json_is_string(val) ||
+           json_is_null(val);
+}
 
 static bool block_json_flatten(json_t *obj, const char *prefix, Keyval *kv, const char *what,
                                Error **errp)
@@ -19,6 +40,12 @@ static bool block_json_flatten(json_t *obj, const char *prefix, Keyval *kv, cons
     json_object_foreach(obj, key, val) {
         g_autofree char *full = prefix ? g_strdup_printf("%s.%s", prefix, key)
                                        : g_strdup(key);
+        if (!block_json_backing_ok(key, val)) {
+            /* QEMU names the member alone, however deep it is ('backing'). */
+            block_json_error(errp, what, "Invalid parameter type for '%s', expected: "
+                             "BlockdevRefOrNull", key);
+            return false;
+        }
         switch (json_typeof(val)) {
         case JSON_OBJECT:
             if (!block_json_flatten(val, full, kv, what, errp)) {
@@ -42,15 +69,15 @@ static bool block_json_flatten(json_t *obj, const char *prefix, Keyval *kv, cons
             /* Only a backing reference may be null (QEMU's BlockdevRefOrNull): no backing
              * node, written "backing=" in the dotted form. */
             if (strcmp(key, "backing") != 0) {
-                error_setg(errp, "%s: '%s': expected a string, number, boolean or object",
-                           what, full);
+                block_json_error(errp, what, "'%s': expected a string, number, boolean or "
+                                 "object", full);
                 return false;
             }
             block_keyval_add(kv, full, "");
             break;
         default:
-            error_setg(errp, "%s: '%s': expected a string, number, boolean or object", what,
-                       full);
+            block_json_error(errp, what, "'%s': expected a string, number, boolean or object",
+                             full);
             return false;
         }
     }
@@ -66,12 +93,12 @@ Keyval *block_keyval_from_json(const char *json, const char *what, Error **errp)
     Keyval *kv;
 
     if (!root) {
-        error_setg(errp, "%s: JSON parse error: %s (column %d)", what, jerr.text,
-                   jerr.column);
+        block_json_error(errp, what, "JSON parse error: %s (column %d)", jerr.text,
+                         jerr.column);
         return NULL;
     }
     if (!json_is_object(root)) {
-        error_setg(errp, "%s: the JSON form must be an object", what);
+        block_json_error(errp, what, "the JSON form must be an object");
         json_decref(root);
         return NULL;
     }

@@ -362,7 +362,7 @@ json_t *qmp_blockdev_snapshot_delete_internal_sync(QmpCtx *ctx, const char *devi
 bool qmp_blockdev_add(QmpCtx *ctx, json_t *arg, Error **errp)
 {
     g_autofree char *json = json_dumps(arg, JSON_COMPACT);
-    Keyval *opts = json ? block_keyval_from_json(json, "blockdev-add", errp) : NULL;
+    Keyval *opts = json ? block_keyval_from_json(json, NULL, errp) : NULL;
 
     if (!json) {
         error_setg(errp, "blockdev-add: out of memory");

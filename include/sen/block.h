@@ -218,8 +218,9 @@ Keyval *block_keyval_copy(const Keyval *kv);
 /*
  * Node options as a JSON object (block/block-json.c), flattened to dotted keys
  * ({"file": {"driver": "file", "filename": "x"}} -> file.driver=file,file.filename=x;
- * booleans become on/off).  Used by -blockdev's JSON form and by "json:{...}" file names;
- * errors start with what.
+ * booleans become on/off).  Used by -blockdev's JSON form, by "json:{...}" file names and
+ * by blockdev-add; errors start with what (NULL: nothing, as QMP errors).  `backing` must
+ * be an object, a string or null (QEMU's BlockdevRefOrNull).
  */
 Keyval *block_keyval_from_json(const char *json, const char *what, Error **errp)
     G_GNUC_WARN_UNUSED_RESULT;

@@ -107,6 +107,16 @@ SCENARIOS = {
                                      "file": {"driver": "file", "filename": "{d}/nosuch"}}),
         NODES,
     ],
+    # QEMU's BlockdevRefOrNull: a number or a boolean is no node name.
+    "wrong-type": [
+        qcow2("ov", "{ov}", backing=5),
+        qcow2("ov", "{ov}", backing=True),
+        qcow2("ov", "{ov}", backing=[]),
+        qcow2("ov", "{ov}", backing={"driver": "qcow2", "backing": 0,
+                                     "file": {"driver": "file", "filename": "{other}"}}),
+        qcow2("ov", "{ov}", backing=None),   # refused ones left nothing behind
+        NODES,
+    ],
 }
 
 
@@ -122,3 +132,22 @@ def test_blockdev_add_backing_like_qemu(d, scenario):
         assert s == q, (i, steps[i], s, q)
     assert len(got["sen"]) == len(steps)
     assert any(kind == "ok" for kind, _ in got["sen"][:-1]), got["sen"]
+
+
+@pytest.mark.parametrize("backing", ["5", "false", "[]", '{"driver": "qcow2", "backing": 1, '
+                                     '"file": {"driver": "file", "filename": "IMG"}}'])
+def test_blockdev_json_backing_type_like_qemu(d, backing):
+    """-blockdev's JSON form: the same type error as QEMU's, naming the option."""
+    img = os.path.join(d, "img.qcow2")
+    subprocess.run([QEMU_IMG, "create", "-q", "-f", "qcow2", img, "1M"], check=True)
+    arg = ('{"driver": "qcow2", "node-name": "n", "file": {"driver": "file", "filename": '
+           f'"{img}"}}, "backing": {backing.replace("IMG", img)}}}')
+    errs = {}
+    for name, base in VMMS:
+        r = subprocess.run(base + COMMON + ["-blockdev", arg], capture_output=True, text=True,
+                           timeout=30)
+        assert r.returncode != 0, (name, r.stderr)
+        errs[name] = r.stderr.strip().split(": ", 1)[1]
+    assert errs["sen"] == errs["qemu"]
+    assert errs["sen"].endswith("Invalid parameter type for 'backing', expected: "
+                                "BlockdevRefOrNull"), errs
