@@ -31,6 +31,12 @@ static bool block_json_backing_ok(const char *key, json_t *val)
            json_is_null(val);
 }
 
+/* QEMU's Qcow2OverlapChecks: a mode name or an object ({"template": mode, ...}). */
+static bool block_json_overlap_ok(const char *key, json_t *val)
+{
+    return strcmp(key, "overlap-check") != 0 || json_is_object(val) || json_is_string(val);
+}
+
 static bool block_json_flatten(json_t *obj, const char *prefix, Keyval *kv, const char *what,
                                Error **errp)
 {
@@ -44,6 +50,11 @@ static bool block_json_flatten(json_t *obj, const char *prefix, Keyval *kv, cons
             /* QEMU names the member alone, however deep it is ('backing'). */
             block_json_error(errp, what, "Invalid parameter type for '%s', expected: "
                              "BlockdevRefOrNull", key);
+            return false;
+        }
+        if (!block_json_overlap_ok(key, val)) {
+            block_json_error(errp, what, "Invalid parameter type for '%s', expected: "
+                             "Qcow2OverlapChecks", key);
             return false;
         }
         switch (json_typeof(val)) {
@@ -116,4 +127,63 @@ const char *block_json_filename_body(const char *filename)
     return filename && g_str_has_prefix(filename, BLOCK_JSON_PREFIX)
                ? filename + strlen(BLOCK_JSON_PREFIX)
                : NULL;
+}
+
+/* The names of QEMU's Qcow2OverlapCheckMode. */
+static bool block_overlap_mode_known(const char *mode)
+{
+    static const char *const modes[] = { "none", "constant", "cached", "all" };
+    for (size_t i = 0; i < G_N_ELEMENTS(modes); i++) {
+        if (strcmp(mode, modes[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool key_is(const char *key, const char *name)
+{
+    size_t k = strlen(key), n = strlen(name);
+    return k >= n && strcmp(key + k - n, name) == 0 && (k == n || key[k - n - 1] == '.');
+}
+
+/* overlap-check=MODE is the scalar form of the alternate, overlap-check.KEY the object
+ * form: QEMU's keyval parser refuses a key used both ways, before any value is looked at. */
+static bool block_overlap_used_consistently(const Keyval *kv, Error **errp)
+{
+    for (guint i = 0; i < kv->pairs->len; i++) {
+        const KeyvalPair *p = g_ptr_array_index(kv->pairs, i);
+        if (!key_is(p->key, "overlap-check")) {
+            continue;
+        }
+        g_autofree char *sub = g_strconcat(p->key, ".", NULL);
+        for (guint j = 0; j < kv->pairs->len; j++) {
+            const KeyvalPair *q = g_ptr_array_index(kv->pairs, j);
+            if (g_str_has_prefix(q->key, sub)) {
+                error_setg(errp, "Parameters '%s.*' used inconsistently", p->key);
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+bool block_blockdev_check_qapi(const Keyval *kv, Error **errp)
+{
+    if (!block_overlap_used_consistently(kv, errp)) {
+        return false;
+    }
+    for (guint i = 0; i < kv->pairs->len; i++) {
+        const KeyvalPair *p = g_ptr_array_index(kv->pairs, i);
+        /* QEMU names the member relative to the node (or to the alternate, for
+         * 'template'), whichever node of the tree it belongs to. */
+        const char *member = key_is(p->key, "overlap-check") ? "overlap-check"
+                             : key_is(p->key, "overlap-check.template") ? "template"
+                                                                        : NULL;
+        if (member && !block_overlap_mode_known(p->value)) {
+            error_setg(errp, "Parameter '%s' does not accept value '%s'", member, p->value);
+            return false;
+        }
+    }
+    return true;
 }

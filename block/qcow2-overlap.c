@@ -388,16 +388,17 @@ bool qcow2_overlap_parse_opts(Keyval *opts, const char *what, unsigned *mask, Er
 {
     const char *mode = opts ? keyval_get(opts, "overlap-check") : NULL;
     const char *tmpl = opts ? keyval_get(opts, "overlap-check.template") : NULL;
+    /* QEMU's words, which name neither the image (the caller's context does: "-drive
+     * ...:", "Could not open '...':") nor the .template spelling. */
     if (mode && tmpl && strcmp(mode, tmpl)) {
-        error_setg(errp, "%s: Conflicting values for qcow2 options 'overlap-check' ('%s') "
-                   "and 'overlap-check.template' ('%s')", what, mode, tmpl);
+        error_setg(errp, "Conflicting values for qcow2 options 'overlap-check' ('%s') and "
+                   "'overlap-check.template' ('%s')", mode, tmpl);
         return false;
     }
     const char *use = mode ? mode : tmpl ? tmpl : "cached";
     if (!mode_mask(use, mask)) {
-        error_setg(errp, "%s: Unsupported value '%s' for qcow2 option '%s'. Allowed are "
-                   "any of the following: none, constant, cached, all", what, use,
-                   mode ? "overlap-check" : "overlap-check.template");
+        error_setg(errp, "Unsupported value '%s' for qcow2 option 'overlap-check'. Allowed "
+                   "are any of the following: none, constant, cached, all", use);
         return false;
     }
     for (unsigned i = 0; opts && i < QCOW2_OL_NB; i++) {

@@ -367,6 +367,10 @@ bool qmp_blockdev_add(QmpCtx *ctx, json_t *arg, Error **errp)
     if (!json) {
         error_setg(errp, "blockdev-add: out of memory");
     }
+    if (opts && !block_blockdev_check_qapi(opts, errp)) {
+        keyval_free(opts);
+        return false;
+    }
     return opts && block_blockdev_add(ctx->m, opts, errp);
 }
 

@@ -258,6 +258,10 @@ bool cmdline_opt_blockdev(CmdlineState *s, const char *what, const char *arg, Er
     if (!kv) {
         return false;
     }
+    if (!block_blockdev_check_qapi(kv, errp)) {
+        error_prepend(errp, "%s: ", what);
+        return false;
+    }
     const char *driver = keyval_has(kv, "driver") ? keyval_get(kv, "driver") : NULL;
     const char *node_name = keyval_has(kv, "node-name") ? keyval_get(kv, "node-name")
                                                         : NULL;

@@ -228,6 +228,10 @@ Keyval *block_keyval_from_json(const char *json, const char *what, Error **errp)
  * file names in images).  Returns the JSON text after the prefix, or NULL. */
 #define BLOCK_JSON_PREFIX "json:"
 const char *block_json_filename_body(const char *filename);
+/* What QEMU's QAPI visitor refuses in -blockdev and blockdev-add options before a driver
+ * sees them, in its words ("Parameter 'overlap-check' does not accept value 'x'");
+ * -drive and image options go to the driver, which words its errors as QEMU's do. */
+bool block_blockdev_check_qapi(const Keyval *kv, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
 
 /* Driver registry (block/drivers.c). */
 const BlockDriver *bdrv_find_format(const char *name);

@@ -182,8 +182,8 @@ def test_header_check_can_be_turned_off(tmp_path, src):
     ("overlap-check=sometimes",
      "Unsupported value 'sometimes' for qcow2 option 'overlap-check'. Allowed are any of "
      "the following: none, constant, cached, all"),
-    ("overlap-check.template=x",
-     "Unsupported value 'x' for qcow2 option 'overlap-check.template'"),
+    ("overlap-check.template=x",   # QEMU names the option, not the spelling
+     "Unsupported value 'x' for qcow2 option 'overlap-check'"),
     ("overlap-check=none,overlap-check.template=all",
      "Conflicting values for qcow2 options 'overlap-check' ('none') and "
      "'overlap-check.template' ('all')"),
