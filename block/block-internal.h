@@ -17,6 +17,47 @@ extern const BlockDriver bdrv_raw;
 /* block/file-posix.c: st_blocks * 512 of the open file, or -errno. */
 int64_t file_posix_allocated_size(BlockDriverState *bs);
 
+/*
+ * block/file-lock.c: QEMU's image locks (OFD read locks on byte FILE_LOCK_PERM_BASE + n
+ * for each permission bit n held, FILE_LOCK_SHARED_BASE + n for each one not shared).
+ * apply takes the locks for (perm, shared) on fd and tests for conflicts, failing with
+ * QEMU's words and a hint naming filename, the locks held before kept; release drops
+ * every lock of l.
+ */
+enum {
+    FILE_LOCK_PERM_BASE = 100,
+    FILE_LOCK_SHARED_BASE = 200,
+    FILE_LOCK_NPERMS = 4, /* BLK_PERM_ALL's bits */
+};
+typedef struct FileLockState {
+    uint64_t perm;      /* whose PERM_BASE byte fd holds */
+    uint64_t unshared;  /* whose SHARED_BASE byte fd holds */
+} FileLockState;
+bool file_lock_apply(int fd, FileLockState *l, uint64_t perm, uint64_t shared,
+                     const char *filename, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+void file_lock_release(int fd, FileLockState *l);
+/* Whether the host file system takes OFD locks on fd (locking=auto). */
+bool file_lock_supported(int fd);
+/* The byte of the one permission perm (a single BLK_PERM_* bit) from base. */
+int file_lock_byte(int base, uint64_t perm);
+/* QEMU's name of permission bit n ("consistent read", "write", ...). */
+const char *file_lock_perm_name(int bit);
+
+/*
+ * block/block-perm.c: what a node takes of its children, from its own users' claims
+ * (QEMU's bdrv_default_perms), applied when it opens, is re-opened, changes activity
+ * (migration) or closes.  bdrv_perm_refresh re-applies bs's claims on its children and
+ * its own set_perm; bdrv_perm_drop_children releases bs's claims on its children.
+ */
+bool bdrv_perm_refresh(BlockDriverState *bs, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+void bdrv_perm_drop_children(BlockDriverState *bs);
+/* The claim list of bs (block.c keeps it with the node); a GArray of BlockPermClaim. */
+typedef struct BlockPermClaim {
+    const void *holder;
+    uint64_t perm, shared;
+} BlockPermClaim;
+GArray *bdrv_perm_claims(BlockDriverState *bs);
+
 /* The most likely format of buf (never NULL: raw is the fallback). */
 const BlockDriver *bdrv_probe_format(const uint8_t *buf, int len, const char *filename);
 

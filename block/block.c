@@ -34,6 +34,7 @@ typedef struct BlockNode {
     BlockNodeLookup *open_lookup;
     void *open_lookup_opaque;
     bool drv_closed;        /* a re-open failed: the driver holds no state to close */
+    GArray *perm_claims;    /* of BlockPermClaim: what its users take (block-perm.c) */
     uint64_t seq;           /* creation order, process-wide (bdrv_sort_newest_first) */
 } BlockNode;
 
@@ -268,6 +269,7 @@ static BlockDriverState *bdrv_new_node(const BlockDriver *drv, const char *filen
     g_mutex_unlock(&node_names_lock);
 
     g_mutex_init(&node->lock);
+    node->perm_claims = g_array_new(false, false, sizeof(BlockPermClaim));
     bs->drv = drv;
     bs->opaque = drv->instance_size ? g_malloc0(drv->instance_size) : NULL;
     bs->filename = g_strdup(filename);
@@ -277,6 +279,11 @@ static BlockDriverState *bdrv_new_node(const BlockDriver *drv, const char *filen
     bs->ctx = g_main_context_default();
     bs->refcnt = 1;
     return bs;
+}
+
+GArray *bdrv_perm_claims(BlockDriverState *bs)
+{
+    return block_node(bs)->perm_claims;
 }
 
 BlockDriverState *bdrv_find_node(const char *name)
@@ -297,6 +304,7 @@ static void bdrv_free_node(BlockDriverState *bs)
     g_hash_table_remove(node_names, bs->node_name);
     g_mutex_unlock(&node_names_lock);
     g_mutex_clear(&node->lock);
+    g_array_free(node->perm_claims, true);
     g_free(bs->opaque);
     keyval_free(node->open_opts);
     g_free(bs->filename);
@@ -314,9 +322,13 @@ void bdrv_unref(BlockDriverState *bs)
     if (!bs || !g_atomic_int_dec_and_test(&bs->refcnt)) {
         return;
     }
+    /* The driver closes its data file; file and backing keep bs's claims (the locks)
+     * until the close has written everything back. */
+    bdrv_perm_release(bdrv_get_data_file(bs), bs);
     if (bs->drv->close && !block_node(bs)->drv_closed) {
         bs->drv->close(bs);
     }
+    bdrv_perm_drop_children(bs);
     bdrv_unref(bs->backing);
     bdrv_unref(bs->file);
     bdrv_free_node(bs);
@@ -326,19 +338,26 @@ void bdrv_unref(BlockDriverState *bs)
 static bool bdrv_parse_common(Keyval *opts, const char *what, int *flags,
                               BlockDetectZeroes *dz, Error **errp)
 {
-    bool ro, direct, no_flush;
+    bool ro, direct, no_flush, force_share;
     const char *v;
 
     if (!keyval_get_bool(opts, what, "read-only", !(*flags & BDRV_O_RDWR), &ro, errp) ||
+        !keyval_get_bool(opts, what, "force-share", *flags & BDRV_O_FORCE_SHARE,
+                         &force_share, errp) ||
         !keyval_get_bool(opts, what, "cache.direct", *flags & BDRV_O_NOCACHE, &direct,
                          errp) ||
         !keyval_get_bool(opts, what, "cache.no-flush", *flags & BDRV_O_NO_FLUSH, &no_flush,
                          errp)) {
         return false;
     }
-    *flags = (*flags & ~(BDRV_O_RDWR | BDRV_O_NOCACHE | BDRV_O_NO_FLUSH)) |
+    *flags = (*flags & ~(BDRV_O_RDWR | BDRV_O_NOCACHE | BDRV_O_NO_FLUSH |
+                         BDRV_O_FORCE_SHARE)) |
              (ro ? 0 : BDRV_O_RDWR) | (direct ? BDRV_O_NOCACHE : 0) |
-             (no_flush ? BDRV_O_NO_FLUSH : 0);
+             (no_flush ? BDRV_O_NO_FLUSH : 0) | (force_share ? BDRV_O_FORCE_SHARE : 0);
+    if (force_share && !ro) {
+        error_setg(errp, "force-share=on can only be used with read-only images");
+        return false;
+    }
 
     if ((v = keyval_get(opts, "aio"))) {
         if (strcmp(v, "native") == 0) {
@@ -406,18 +425,29 @@ static BlockDriverState *bdrv_open_driver(const BlockDriver *drv, const char *fi
     block_node(bs)->open_opts = block_keyval_copy(opts);
     block_node(bs)->open_lookup = lookup;
     block_node(bs)->open_lookup_opaque = lookup_opaque;
-    bool opened = !drv->open || drv->open(bs, opts, flags, errp);
+    /* The file child is locked for what the format will do before it reads a byte. */
+    bool opened = !file || bdrv_perm_refresh(bs, errp);
+    if (!opened) {
+        bdrv_perm_release(file, bs);
+        block_node(bs)->lookup = NULL;
+        block_node(bs)->lookup_opaque = NULL;
+        bdrv_free_node(bs);
+        bdrv_unref(file);
+        return NULL;
+    }
+    opened = !drv->open || drv->open(bs, opts, flags, errp);
     block_node(bs)->lookup = NULL;
     block_node(bs)->lookup_opaque = NULL;
     if (!opened) {
         /* A driver cleans up after its own failed open: no close. */
         BlockDriverState *backing = bs->backing;
+        bdrv_perm_release(file, bs);
         bdrv_free_node(bs);
         bdrv_unref(backing);
         bdrv_unref(file);
         return NULL;
     }
-    if (!keyval_check_all_used(opts, what, errp)) {
+    if (!keyval_check_all_used(opts, what, errp) || !bdrv_perm_refresh(bs, errp)) {
         bdrv_unref(bs);
         return NULL;
     }
@@ -658,7 +688,8 @@ static __thread unsigned bdrv_backing_depth;
 bool bdrv_open_backing(BlockDriverState *bs, const char *filename, const char *format,
                        Error **errp)
 {
-    int flags = bs->open_flags & (BDRV_O_NOCACHE | BDRV_O_NO_FLUSH | BDRV_O_NATIVE_AIO);
+    int flags = bs->open_flags & (BDRV_O_NOCACHE | BDRV_O_NO_FLUSH | BDRV_O_NATIVE_AIO |
+                                  BDRV_O_FORCE_SHARE);
     Error *err = NULL;
 
     if (bdrv_backing_depth == BDRV_MAX_BACKING_DEPTH) {
@@ -708,7 +739,8 @@ bool bdrv_open_backing_option(BlockDriverState *bs, Keyval *opts, bool *given, E
         }
     } else if (sub) {
         /* Read-only, as a backing file named by the image opens. */
-        int flags = bs->open_flags & (BDRV_O_NOCACHE | BDRV_O_NO_FLUSH | BDRV_O_NATIVE_AIO);
+        int flags = bs->open_flags & (BDRV_O_NOCACHE | BDRV_O_NO_FLUSH | BDRV_O_NATIVE_AIO |
+                                      BDRV_O_FORCE_SHARE);
         Error *err = NULL;
         if (bdrv_backing_depth == BDRV_MAX_BACKING_DEPTH) {
             error_setg(errp, BDRV_TOO_DEEP_MSG " %d images", BDRV_MAX_BACKING_DEPTH);
@@ -919,13 +951,17 @@ bool bdrv_inactivate(BlockDriverState *bs, Error **errp)
         return false;
     }
     g_atomic_int_or(&bs->open_flags, BDRV_O_INACTIVE);
+    /* The other side takes the image locks at its activation: give them up. */
+    bool ok = bdrv_perm_refresh(bs, NULL);
+    (void)ok;
     return bdrv_inactivate(bs->file, errp) && bdrv_inactivate(bdrv_data_child(bs), errp) &&
            bdrv_inactivate(bs->backing, errp);
 }
 
-/* Closes the driver without writing (it is inactive) and opens it again on what the
- * image holds now: header, tables, length, backing chain. */
-static bool bdrv_reopen_driver(BlockDriverState *bs, Error **errp)
+/* Closes the driver without writing (it is inactive, or read-only) and opens it again
+ * on what the image holds now, with bs->open_flags: header, tables, length, backing
+ * chain.  why names the occasion in errors. */
+static bool bdrv_reopen_driver(BlockDriverState *bs, const char *why, Error **errp)
 {
     BlockNode *node = block_node(bs);
     g_autoptr(Keyval) opts = block_keyval_copy(node->open_opts);
@@ -934,6 +970,7 @@ static bool bdrv_reopen_driver(BlockDriverState *bs, Error **errp)
         bs->drv->close(bs);
     }
     node->drv_closed = true;
+    bdrv_perm_release(bs->backing, bs);
     g_clear_pointer(&bs->backing, bdrv_unref);
     if (bs->drv->instance_size) {
         memset(bs->opaque, 0, bs->drv->instance_size);
@@ -941,17 +978,31 @@ static bool bdrv_reopen_driver(BlockDriverState *bs, Error **errp)
     g_atomic_int_and(&bs->open_flags, ~BDRV_O_INACTIVE);
     node->lookup = node->open_lookup;
     node->lookup_opaque = node->open_lookup_opaque;
-    bool ok = bs->drv->open(bs, opts, bs->open_flags, errp);
+    /* A format locks its file before it reads the image again; a protocol node locks
+     * once its file is open. */
+    bool ok = !bs->file || bdrv_perm_refresh(bs, errp);
+    if (ok) {
+        ok = bs->drv->open(bs, opts, bs->open_flags, errp);
+        node->drv_closed = !ok;
+        ok = ok && bdrv_perm_refresh(bs, errp);
+    }
     node->lookup = NULL;
     node->lookup_opaque = NULL;
     if (!ok) {
-        /* The driver freed its own state; nothing may write until it is back. */
+        /* The driver freed its own state (or is closed below); nothing may write until
+         * it is back. */
+        if (!node->drv_closed && bs->drv->close) {
+            bs->drv->close(bs);
+        }
+        node->drv_closed = true;
         g_atomic_int_or(&bs->open_flags, BDRV_O_INACTIVE);
+        bdrv_perm_release(bs->backing, bs);
         g_clear_pointer(&bs->backing, bdrv_unref);
-        error_prepend(errp, "'%s': could not re-open after the hand-over: ", bs->filename);
+        bool released = bdrv_perm_refresh(bs, NULL);
+        (void)released;
+        error_prepend(errp, "'%s': could not re-open %s: ", bs->filename, why);
         return false;
     }
-    node->drv_closed = false;
     return true;
 }
 
@@ -969,7 +1020,32 @@ bool bdrv_activate(BlockDriverState *bs, Error **errp)
         return true;
     }
     /* Protocol nodes too: their length is what the other side grew the file to. */
-    return bdrv_reopen_driver(bs, errp);
+    return bdrv_reopen_driver(bs, "after the hand-over", errp);
+}
+
+bool bdrv_reopen_rw(BlockDriverState *bs, Error **errp)
+{
+    if (!bs || !bs->read_only) {
+        return true;
+    }
+    if (g_atomic_int_get(&bs->open_flags) & (BDRV_O_INACTIVE | BDRV_O_FORCE_SHARE)) {
+        error_setg(errp, "'%s': cannot be made writable while %s", bs->filename,
+                   (bs->open_flags & BDRV_O_INACTIVE) ? "inactive (migrating)"
+                                                      : "opened with force-share=on");
+        return false;
+    }
+    /* Children first: the driver checks it can write through them when it opens. */
+    if (!bdrv_reopen_rw(bs->file, errp) || !bdrv_reopen_rw(bdrv_data_child(bs), errp)) {
+        return false;
+    }
+    if (!bs->drv->open) {
+        error_setg(errp, "'%s': the %s driver cannot be re-opened", bs->filename,
+                   bs->drv->format_name);
+        return false;
+    }
+    g_atomic_int_or(&bs->open_flags, BDRV_O_RDWR);
+    bs->read_only = false;
+    return bdrv_reopen_driver(bs, "read-write", errp);
 }
 
 bool bdrv_truncate(BlockDriverState *bs, int64_t size, bool shrink, Error **errp)

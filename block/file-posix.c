@@ -7,6 +7,8 @@
  * aio=native submits aligned reads and writes with libaio and reaps them from an eventfd
  * watched in the node's GMainContext; everything else runs synchronously on the block
  * layer's worker pool (aio=threads).
+ * locking=on|off|auto takes QEMU's image locks (block/file-lock.c) for what the node's
+ * users need (set_perm).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -40,6 +42,9 @@ typedef struct FilePosixState {
     int aio_efd;             /* -1 until the first native request */
     BlockFdWatch aio_watch;  /* aio_efd in bs->ctx */
     int aio_inflight;        /* atomic */
+
+    bool use_lock;           /* locking=on, or auto where the host has OFD locks */
+    FileLockState lock;      /* what fd holds; main thread (graph changes) only */
 } FilePosixState;
 
 typedef struct FilePosixAio {
@@ -430,6 +435,36 @@ static int fp_aio_submit(BlockDriverState *bs, BlockRequest *req)
 
 /* ---- open/close/create ---- */
 
+/* locking=on|off|auto (QEMU's OnOffAuto; auto: on where the host has OFD locks). */
+static bool fp_parse_locking(BlockDriverState *bs, Keyval *opts, bool *use_lock,
+                             Error **errp)
+{
+    const char *v = keyval_has(opts, "locking") ? keyval_get(opts, "locking") : "auto";
+
+    if (strcmp(v, "on") == 0) {
+        *use_lock = true;
+    } else if (strcmp(v, "off") == 0) {
+        *use_lock = false;
+    } else if (strcmp(v, "auto") == 0) {
+        *use_lock = true; /* until the fd shows the host has no OFD locks */
+    } else {
+        error_setg(errp, "'%s': locking=%s: expected 'on', 'off' or 'auto'", bs->filename,
+                   v);
+        return false;
+    }
+    return true;
+}
+
+static bool fp_set_perm(BlockDriverState *bs, uint64_t perm, uint64_t shared, Error **errp)
+{
+    FilePosixState *s = bs->opaque;
+
+    if (!s->use_lock) {
+        return true;
+    }
+    return file_lock_apply(s->fd, &s->lock, perm, shared, bs->filename, errp);
+}
+
 /* The smallest length O_DIRECT reads accept; 4096 when the file is too short to tell. */
 static unsigned fp_probe_alignment(int fd)
 {
@@ -457,8 +492,14 @@ static bool fp_open(BlockDriverState *bs, Keyval *opts, int flags, Error **errp)
 {
     FilePosixState *s = bs->opaque;
     int oflags = O_CLOEXEC | ((flags & BDRV_O_RDWR) ? O_RDWR : O_RDONLY);
+    bool locking_auto = !keyval_has(opts, "locking") ||
+                        strcmp(keyval_get(opts, "locking"), "auto") == 0;
+    bool use_lock;
     struct stat st;
 
+    if (!fp_parse_locking(bs, opts, &use_lock, errp)) {
+        return false;
+    }
     if ((flags & BDRV_O_NATIVE_AIO) && !(flags & BDRV_O_NOCACHE)) {
         error_setg(errp, "'%s': aio=native was specified, but it requires cache.direct=on "
                    "(cache=none or cache=directsync)", bs->filename);
@@ -504,6 +545,16 @@ static bool fp_open(BlockDriverState *bs, Keyval *opts, int flags, Error **errp)
         }
     }
     bs->request_alignment = s->align;
+    if (use_lock && !file_lock_supported(s->fd)) {
+        if (!locking_auto) {
+            error_setg(errp, "'%s': locking=on: the host does not support OFD locks on "
+                       "this file", bs->filename);
+            close(s->fd);
+            return false;
+        }
+        use_lock = false;
+    }
+    s->use_lock = use_lock; /* the locks follow in set_perm, once the users are known */
     s->aio_efd = -1;
     g_mutex_init(&s->rmw_lock);
     g_mutex_init(&s->aio_lock);
@@ -521,7 +572,10 @@ static void fp_close(BlockDriverState *bs)
     }
     g_mutex_clear(&s->rmw_lock);
     g_mutex_clear(&s->aio_lock);
-    close(s->fd);
+    close(s->fd); /* drops its locks */
+    s->fd = -1;
+    s->use_lock = false;
+    s->lock = (FileLockState){ 0 };
 }
 
 static bool fp_create(const char *filename, Keyval *opts, Error **errp)
@@ -582,4 +636,5 @@ const BlockDriver bdrv_file = {
     .truncate = fp_truncate,
     .block_status = fp_block_status,
     .create = fp_create,
+    .set_perm = fp_set_perm,
 };

@@ -7,6 +7,7 @@
 
 struct Error {
     char *msg;
+    GString *hint;  /* lines for a human after the message (error_append_hint), or NULL */
 };
 
 static const char *progname = "sen";
@@ -77,9 +78,32 @@ const char *error_get_pretty(const Error *err)
     return err->msg;
 }
 
+void error_append_hint(Error **errp, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!errp || !*errp) {
+        return;
+    }
+    if (!(*errp)->hint) {
+        (*errp)->hint = g_string_new(NULL);
+    }
+    va_start(ap, fmt);
+    g_string_append_vprintf((*errp)->hint, fmt, ap);
+    va_end(ap);
+}
+
+const char *error_get_hint(const Error *err)
+{
+    return err->hint ? err->hint->str : NULL;
+}
+
 void error_free(Error *err)
 {
     if (err) {
+        if (err->hint) {
+            g_string_free(err->hint, true);
+        }
         g_free(err->msg);
         g_free(err);
     }
@@ -110,5 +134,8 @@ void warn_report(const char *fmt, ...)
 void error_report_err(Error *err)
 {
     error_report("%s", err->msg);
+    if (err->hint) {
+        fputs(err->hint->str, stderr);
+    }
     error_free(err);
 }

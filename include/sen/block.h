@@ -49,6 +49,19 @@ struct json_t; /* jansson */
 #define BDRV_O_INACTIVE    0x0100 /* another process owns the image (live migration): no
                                    * write of any kind, metadata included, until
                                    * bdrv_activate re-reads it (docs/migration.md) */
+#define BDRV_O_FORCE_SHARE 0x0200 /* force-share=on (qemu-img -U): read-only, and other
+                                   * processes may write the image meanwhile */
+
+/*
+ * Permissions a node's users take and the ones they leave to other users (QEMU's
+ * BLK_PERM_*, the same bits: the file driver turns them into image locks that QEMU
+ * processes see, docs/image-locking.md).
+ */
+#define BLK_PERM_CONSISTENT_READ 0x01 /* reads see what was written */
+#define BLK_PERM_WRITE           0x02 /* writes that change what readers see */
+#define BLK_PERM_WRITE_UNCHANGED 0x04 /* writes of data that is already there */
+#define BLK_PERM_RESIZE          0x08
+#define BLK_PERM_ALL             0x0f
 
 /* Request flags (pwritev, pwrite_zeroes). */
 #define BDRV_REQ_FUA        0x0001 /* data reaches stable storage before completion */
@@ -168,6 +181,10 @@ struct BlockDriver {
     /* Frees the first bytes of the active image's vm-state area: a savevm that failed
      * before snapshot_create took the state must not leave it to the next snapshot. */
     int (*drop_vmstate)(BlockDriverState *bs, int64_t bytes);
+    /* Optional (protocol drivers): the node's users together now take perm and share
+     * shared with others (BLK_PERM_*); file-posix locks the image accordingly.  Fails,
+     * holding what it held before, when another process conflicts. */
+    bool (*set_perm)(BlockDriverState *bs, uint64_t perm, uint64_t shared, Error **errp);
 };
 
 /* A node of the graph.  Fields are set by block.c; drivers read them. */
@@ -298,6 +315,17 @@ bool bdrv_open_backing(BlockDriverState *bs, const char *filename, const char *f
 bool bdrv_open_backing_option(BlockDriverState *bs, Keyval *opts, bool *given,
                               Error **errp) G_GNUC_WARN_UNUSED_RESULT;
 void bdrv_ref(BlockDriverState *bs);
+/*
+ * A user of bs outside the graph (holder: a BlockBackend, a tool) takes perm and shares
+ * shared (BLK_PERM_*), replacing its earlier claim; bs passes what it needs on to its
+ * children, down to the image locks of the file nodes (block/block-perm.c).  Nodes
+ * claim their children themselves.  Fails with QEMU's lock messages ("Failed to get
+ * \"write\" lock"), the earlier claim kept, when another process conflicts.
+ */
+bool bdrv_perm_claim(BlockDriverState *bs, const void *holder, uint64_t perm,
+                     uint64_t shared, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+/* Drops holder's claim on bs (no-op without one). */
+void bdrv_perm_release(BlockDriverState *bs, const void *holder);
 /* Drops a reference; the last one closes the node and unrefs its children. */
 void bdrv_unref(BlockDriverState *bs);
 /* Creates an image with format's create (e.g. sen-img create). */
@@ -328,6 +356,11 @@ int bdrv_flush(BlockDriverState *bs);
  * the state asked for.  Main thread, no requests in flight. */
 bool bdrv_inactivate(BlockDriverState *bs, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
 bool bdrv_activate(BlockDriverState *bs, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+/* Makes a read-only node and the nodes holding its data writable, each driver opened
+ * again read-write and its image locks upgraded (qemu-img commit's reopen of the base:
+ * a second open of the same image would conflict with its own locks).  A failure
+ * leaves bs unusable (as a failed bdrv_activate).  Main thread, no requests in flight. */
+bool bdrv_reopen_rw(BlockDriverState *bs, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
 bool bdrv_truncate(BlockDriverState *bs, int64_t size, bool shrink, Error **errp)
     G_GNUC_WARN_UNUSED_RESULT;
 /* Virtual size in bytes, or -errno. */

@@ -22,6 +22,12 @@ void error_prepend(Error **errp, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 /* Moves local into *dst (or frees it when dst is NULL or already set). */
 void error_propagate(Error **dst, Error *local);
 const char *error_get_pretty(const Error *err);
+/* QEMU's hints: text for a person (each line ending in "\n") that error_report_err prints
+ * after the message and QMP leaves out of the error's desc ("Is another process using
+ * the image [x]?\n").  No-op when errp or *errp is NULL. */
+void error_append_hint(Error **errp, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+/* The hints appended so far, or NULL. */
+const char *error_get_hint(const Error *err);
 void error_free(Error *err);
 
 /* Prints "sen: <msg>\n" (program name set by error_set_progname) to stderr. */

@@ -24,7 +24,8 @@ int img_parse_image_args(int argc, char **argv, const ImgArgsSpec *spec, ImgImag
     struct option longopts[MAX_LONGOPTS] = { { 0 } };
     size_t n = 0;
     for (size_t i = 0; i < G_N_ELEMENTS(common); i++) {
-        if (common[i].val != IMG_OPT_OUTPUT || spec->output) {
+        if ((common[i].val != IMG_OPT_OUTPUT || spec->output) &&
+            (common[i].val != 'U' || !spec->no_force_share)) {
             longopts[n++] = common[i];
         }
     }
@@ -32,8 +33,8 @@ int img_parse_image_args(int argc, char **argv, const ImgArgsSpec *spec, ImgImag
         g_assert(n < MAX_LONGOPTS - 1);
         longopts[n++] = *o;
     }
-    g_autofree char *shortopts = g_strconcat("+f:hU", spec->shortopts ? spec->shortopts : "",
-                                             NULL);
+    g_autofree char *shortopts = g_strconcat(spec->no_force_share ? "+f:h" : "+f:hU",
+                                             spec->shortopts ? spec->shortopts : "", NULL);
     const char *output = "human";
     int c, fail = spec->error_status ? spec->error_status : 1;
     *out = (ImgImageArgs){ 0 };
@@ -47,6 +48,7 @@ int img_parse_image_args(int argc, char **argv, const ImgArgsSpec *spec, ImgImag
             output = optarg;
             break;
         case 'U':
+            out->share_flags = BDRV_O_FORCE_SHARE;
             break;
         case IMG_OPT_IMAGE_OPTS:
             out->image_opts = true;

@@ -128,7 +128,7 @@ int img_bench(int argc, char **argv)
     uint64_t count = 75000, depth = 64, size = 4096, step = 0, offset = 0;
     uint64_t flush_interval = 0;
     bool write = false, no_drain = false, quiet = false, flushed_log = false;
-    int pattern = 0, flags = 0, c;
+    int pattern = 0, flags = 0, share_flags = 0, c; /* -U: BDRV_O_FORCE_SHARE */
     enum { OPT_PATTERN = 256, OPT_FLUSH, OPT_NO_DRAIN, OPT_FLUSHED_LOG };
     static const struct option longopts[] = {
         { "help", no_argument, NULL, 'h' },
@@ -204,6 +204,7 @@ int img_bench(int argc, char **argv)
             }
             break;
         case 'U':
+            share_flags = BDRV_O_FORCE_SHARE;
             break;
         case 'h':
             img_print_usage("bench");
@@ -231,7 +232,7 @@ int img_bench(int argc, char **argv)
         return 1;
     }
     BlockDriverState *bs = img_open(argv[optind], fmt, image_opts,
-                                    flags | (write ? BDRV_O_RDWR : 0));
+                                    flags | (write ? BDRV_O_RDWR : 0) | share_flags);
     if (!bs) {
         return 1;
     }

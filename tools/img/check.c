@@ -127,7 +127,7 @@ int img_check(int argc, char **argv)
     const char *fmt = a.fmt, *filename = a.filename;
     int fix = o.fix;
     bool quiet = o.quiet, json = a.json;
-    int flags = BDRV_O_CHECK | BDRV_O_NO_BACKING | (fix ? BDRV_O_RDWR : 0);
+    int flags = BDRV_O_CHECK | BDRV_O_NO_BACKING | (fix ? BDRV_O_RDWR : 0) | a.share_flags;
     BlockDriverState *bs = img_open(filename, fmt, a.image_opts, flags);
     if (!bs) {
         return 1;

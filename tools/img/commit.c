@@ -47,6 +47,7 @@ int img_commit(int argc, char **argv)
     const ImgArgsSpec spec = {
         .cmd = "commit",
         .shortopts = "t:b:dpqr:", .option = commit_option, .opaque = &o,
+        .no_force_share = true,
     };
     ImgImageArgs args;
     int status = img_parse_image_args(argc, argv, &spec, &args);
@@ -72,14 +73,16 @@ int img_commit(int argc, char **argv)
         bdrv_unref(bs);
         return 1;
     }
-    BlockDriverState *base = img_open(bpath, bs->backing->drv->format_name, false, BDRV_O_RDWR |
-                                      BDRV_O_NO_BACKING);
-    if (!base) {
+    /* The base is the open backing node made writable, as qemu-img reopens it: opening
+     * the image a second time would conflict with the locks of the first. */
+    BlockDriverState *base = bs->backing;
+    Error *err = NULL;
+    if (!bdrv_reopen_rw(base, &err)) {
+        error_report_err(err);
         bdrv_unref(bs);
         return 1;
     }
     bool ok = true;
-    Error *err = NULL;
     if (base->total_size < bs->total_size && !bdrv_truncate(base, bs->total_size, false,
                                                             &err)) {
         error_report_err(err);
@@ -120,7 +123,6 @@ int img_commit(int argc, char **argv)
         error_report("error while flushing '%s'", bpath);
         ok = false;
     }
-    bdrv_unref(base);
     if (ok && !drop && !strcmp(bs->drv->format_name, "qcow2")) {
         int r = qcow2_make_empty(bs);
         if (r < 0) {

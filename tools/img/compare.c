@@ -65,11 +65,11 @@ int img_compare(int argc, char **argv)
     }
     const char *fmt1 = args.fmt, *fmt2 = o.fmt2;
     bool strict = o.strict, quiet = o.quiet, progress = o.progress;
-    BlockDriverState *a = img_open(args.filename, fmt1, args.image_opts, 0);
+    BlockDriverState *a = img_open(args.filename, fmt1, args.image_opts, args.share_flags);
     if (!a) {
         return 2;
     }
-    BlockDriverState *b = img_open(args.filename2, fmt2, args.image_opts, 0);
+    BlockDriverState *b = img_open(args.filename2, fmt2, args.image_opts, args.share_flags);
     if (!b) {
         bdrv_unref(a);
         return 2;

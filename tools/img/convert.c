@@ -57,7 +57,7 @@ int img_convert(int argc, char **argv)
     bool compress = false, show_progress = false, no_create = false, quiet = false;
     bool in_order = true;
     uint64_t sparse = 4096, workers = 8;
-    int c, ret = 1, dst_flags = BDRV_O_RDWR;
+    int c, ret = 1, dst_flags = BDRV_O_RDWR, share_flags = 0; /* -U: BDRV_O_FORCE_SHARE */
     /* qemu-img's default for the target: nothing is flushed until the copy is done. */
     const char *cache = "unsafe";
     BlockDriverState *src = NULL, *dst = NULL;
@@ -125,11 +125,13 @@ int img_convert(int argc, char **argv)
         case 'W':
             in_order = false;
             break;
+        case 'U':
+            share_flags = BDRV_O_FORCE_SHARE;
+            break;
         case 'T':
         case 'r':
-        case 'U':
         case 'z':
-            break; /* source cache mode, -r rate, sharing: nothing to change here */
+            break; /* source cache mode, -r rate: nothing to change here */
         case 'h':
             img_print_usage("convert");
             ret = 0;
@@ -167,7 +169,7 @@ int img_convert(int argc, char **argv)
         error_report("Compression not supported for this file format");
         goto out;
     }
-    src = img_open(in, fmt, image_opts, 0);
+    src = img_open(in, fmt, image_opts, share_flags);
     if (!src) {
         goto out;
     }

@@ -13,7 +13,7 @@ int img_dd(int argc, char **argv)
     bool image_opts = false; /* --image-opts */
     uint64_t bs_size = 512, count = 0, skip = 0;
     bool have_count = false;
-    int c;
+    int c, share_flags = 0; /* -U: BDRV_O_FORCE_SHARE */
     static const struct option longopts[] = {
         { "help", no_argument, NULL, 'h' },
         IMG_LONGOPT_IMAGE_OPTS,
@@ -33,6 +33,7 @@ int img_dd(int argc, char **argv)
             out_fmt = optarg;
             break;
         case 'U':
+            share_flags = BDRV_O_FORCE_SHARE;
             break;
         case 'h':
             img_print_usage("dd");
@@ -79,7 +80,7 @@ int img_dd(int argc, char **argv)
         error_report("Must specify both input and output files");
         return 1;
     }
-    BlockDriverState *src = img_open(in, fmt, image_opts, 0);
+    BlockDriverState *src = img_open(in, fmt, image_opts, share_flags);
     if (!src) {
         return 1;
     }

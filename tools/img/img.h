@@ -49,6 +49,7 @@ typedef struct ImgArgsSpec {
     bool output;                     /* accepts --output=human|json */
     bool two_files;                  /* takes two image names (compare) */
     int error_status;                /* exit status on errors; 0 means 1 */
+    bool no_force_share;             /* no -U/--force-share (qemu-img's commit) */
 } ImgArgsSpec;
 typedef struct ImgImageArgs {
     const char *fmt;                 /* -f, or NULL to probe */
@@ -56,6 +57,7 @@ typedef struct ImgImageArgs {
     bool image_opts;                 /* --image-opts: the names are option strings */
     const char *filename;
     const char *filename2;           /* with two_files */
+    int share_flags;                 /* BDRV_O_FORCE_SHARE after -U/--force-share */
 } ImgImageArgs;
 /* Returns -1 to go on with *out filled, or the exit status (0 after -h, else the error
  * status). */
@@ -65,6 +67,10 @@ int img_parse_image_args(int argc, char **argv, const ImgArgsSpec *spec, ImgImag
  * Opens filename (fmt NULL: probe) or reports the error; NULL on failure.  With
  * image_opts (qemu-img's --image-opts) filename is a node option string
  * ("driver=qcow2,file.filename=x.qcow2,...", the keys of -blockdev) and fmt must be NULL.
+ * The image is locked as qemu-img locks it: read (and written with BDRV_O_RDWR), every
+ * use shared with others except what the format itself refuses (a qcow2 image in use
+ * by a writer fails with "Failed to get shared \"write\" lock" unless
+ * BDRV_O_FORCE_SHARE, which needs a read-only open).
  */
 BlockDriverState *img_open(const char *filename, const char *fmt, bool image_opts,
                            int flags);

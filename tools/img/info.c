@@ -30,7 +30,7 @@ int img_info(int argc, char **argv)
     }
     /* Metadata only: an image whose data file is missing is still described. */
     BlockDriverState *bs = img_open(a.filename, a.fmt, a.image_opts,
-                                    BDRV_O_NO_IO | (chain ? 0 : BDRV_O_NO_BACKING));
+                                    BDRV_O_NO_IO | (chain ? 0 : BDRV_O_NO_BACKING) | a.share_flags);
     if (!bs) {
         return 1;
     }

@@ -97,11 +97,21 @@ BlockDriverState *img_open(const char *filename, const char *fmt, bool image_opt
         /* The option string parser of -drive/-blockdev; bdrv_open checks the keys. */
         Keyval *opts = keyval_parse(filename, NULL, &err);
         bs = opts ? bdrv_open(NULL, opts, NULL, flags, &err) : NULL;
-        if (!bs && !strstr(error_get_pretty(err), filename)) {
-            error_prepend(&err, "Could not open '%s': ", filename);
-        }
+    }
+    /* qemu-img's BlockBackend: reads, writes when writable, shares everything. */
+    if (bs && !bdrv_perm_claim(bs, &img_open, BLK_PERM_CONSISTENT_READ |
+                               ((flags & BDRV_O_RDWR) ? BLK_PERM_WRITE : 0),
+                               BLK_PERM_ALL, &err)) {
+        g_clear_pointer(&bs, bdrv_unref);
     }
     if (!bs) {
+        /* As qemu-img: "Could not open 'NAME': " before what does not name the image
+         * (the lock errors, which carry a hint, and force-share's). */
+        const char *msg = error_get_pretty(err);
+        if ((image_opts || error_get_hint(err) || g_str_has_prefix(msg, "force-share")) &&
+            !strstr(msg, filename)) {
+            error_prepend(&err, "Could not open '%s': ", filename);
+        }
         error_report_err(err);
     }
     return bs;

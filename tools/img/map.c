@@ -85,7 +85,7 @@ int img_map(int argc, char **argv)
         return status;
     }
     bool json = a.json;
-    BlockDriverState *bs = img_open(a.filename, a.fmt, a.image_opts, 0);
+    BlockDriverState *bs = img_open(a.filename, a.fmt, a.image_opts, a.share_flags);
     if (!bs) {
         return 1;
     }

@@ -88,7 +88,7 @@ int img_measure(int argc, char **argv)
     const char *fmt = NULL, *out_fmt = "raw", *opts = NULL, *size_str = NULL;
     bool image_opts = false; /* --image-opts */
     bool json = false;
-    int c;
+    int c, share_flags = 0; /* -U: BDRV_O_FORCE_SHARE */
     enum { OPT_OUTPUT = 256, OPT_SIZE };
     static const struct option longopts[] = {
         { "help", no_argument, NULL, 'h' },
@@ -124,6 +124,7 @@ int img_measure(int argc, char **argv)
             json = !strcmp(optarg, "json");
             break;
         case 'U':
+            share_flags = BDRV_O_FORCE_SHARE;
             break;
         case 'h':
             img_print_usage("measure");
@@ -188,7 +189,7 @@ int img_measure(int argc, char **argv)
         }
         data = size;
     } else {
-        BlockDriverState *bs = img_open(filename, fmt, image_opts, 0);
+        BlockDriverState *bs = img_open(filename, fmt, image_opts, share_flags);
         if (!bs) {
             return 1;
         }

@@ -133,11 +133,12 @@ int img_rebase(int argc, char **argv)
     if (status >= 0) {
         return status;
     }
-    /* -U is accepted and changes nothing: sen-img takes no image locks. */
     const char *fmt = args.fmt, *backing = o.backing, *backing_fmt = o.backing_fmt;
     const char *cache = o.cache, *src_cache = o.src_cache;
     bool unsafe = o.unsafe, progress = o.progress, quiet = o.quiet;
-    int flags = BDRV_O_RDWR, src_flags = 0;
+    /* -U lets the backing files (only read) be in use by writers; the image is
+     * written, so it is locked as usual. */
+    int flags = BDRV_O_RDWR, src_flags = args.share_flags;
     if (!backing) {
         error_report("Must specify backing file (-b)");
         return 1;

@@ -75,7 +75,7 @@ int img_resize(int argc, char **argv)
     }
     const char *sz = argv[--argc];
     optind = 1;
-    while ((c = getopt_long(argc, argv, "+f:hqU", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+f:hq", longopts, NULL)) != -1) {
         switch (c) {
         case 'f':
             fmt = optarg;
@@ -88,8 +88,6 @@ int img_resize(int argc, char **argv)
             break;
         case 'q':
             quiet = true;
-            break;
-        case 'U':
             break;
         case OPT_PREALLOC:
             prealloc_str = optarg;

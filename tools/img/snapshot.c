@@ -55,7 +55,8 @@ int img_snapshot(int argc, char **argv)
     }
     const char *filename = args.filename;
     BlockDriverState *bs = img_open(filename, args.fmt, args.image_opts,
-                                    action == 'l' ? BDRV_O_NO_BACKING : BDRV_O_RDWR);
+                                    (action == 'l' ? BDRV_O_NO_BACKING : BDRV_O_RDWR) |
+                                        args.share_flags);
     if (!bs) {
         return 1;
     }
