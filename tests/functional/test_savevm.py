@@ -185,13 +185,16 @@ def test_bad_inputs_leave_the_vm_alone(vms, tmp_path):
 
     raw = str(tmp_path / "disk.raw")
     subprocess.run([QEMU_IMG, "create", "-q", "-f", "raw", raw, "16M"], check=True)
-    vm2 = vms("b", "-drive", f"file={disk},if=virtio,id=disk0",
+    # Images of their own: vm "a" still writes disk, and its image locks (QEMU's)
+    # refuse a second VM on it.
+    vm2 = vms("b", "-drive", f"file={qcow2(tmp_path, name='b.qcow2')},if=virtio,id=disk0",
               "-drive", f"file={raw},format=raw,if=virtio,id=rawdisk")
     assert hmp(vm2, "savevm s") == \
         "Error: Device 'rawdisk' is writable but does not support snapshots\r\n"
     assert vm2.status() == "running"
 
-    vm3 = vms("c", "-drive", f"file={disk},if=virtio,id=disk0,readonly=on")
+    vm3 = vms("c", "-drive",
+              f"file={qcow2(tmp_path, name='c.qcow2')},if=virtio,id=disk0,readonly=on")
     assert hmp(vm3, "savevm s") == \
         "Error: No block device can accept snapshots (read-only: 'disk0')\r\n"
     assert hmp(vm3, "loadvm s") == \

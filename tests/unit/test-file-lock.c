@@ -1,0 +1,232 @@
+/*
+ * Image locks (block/file-lock.c, block/block-perm.c): the bytes QEMU 7.2 locks, byte for
+ * byte, for the lock layer alone and for the images the block layer opens, as seen from
+ * another open file description (what another process sees).  The expected sets are the
+ * ones /proc/locks shows for qemu-io and qemu-system-x86_64 on the same images
+ * (docs/image-locking.md).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+#include <glib.h>
+#include <glib/gstdio.h>
+
+#include "block/block-internal.h"
+#include "block-test-util.h"
+
+static char *test_dir;
+
+/* The bytes in [90, 215) that some other open file description holds, as "100,201". */
+static char *held_bytes(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    GString *out = g_string_new(NULL);
+
+    g_assert_cmpint(fd, >=, 0);
+    for (int off = 90; off < 215; off++) {
+        struct flock fl = { .l_whence = SEEK_SET, .l_start = off, .l_len = 1,
+                            .l_type = F_WRLCK };
+        g_assert_cmpint(fcntl(fd, F_OFD_GETLK, &fl), ==, 0);
+        if (fl.l_type != F_UNLCK) {
+            g_string_append_printf(out, "%s%d", out->len ? "," : "", off);
+        }
+    }
+    close(fd);
+    return g_string_free(out, false);
+}
+
+static char *new_file(const char *name)
+{
+    char *path = g_build_filename(test_dir, name, NULL);
+    g_assert_true(g_file_set_contents(path, "", 0, NULL));
+    return path;
+}
+
+static void test_byte_layout(void)
+{
+    g_assert_cmpint(file_lock_byte(FILE_LOCK_PERM_BASE, BLK_PERM_CONSISTENT_READ), ==, 100);
+    g_assert_cmpint(file_lock_byte(FILE_LOCK_PERM_BASE, BLK_PERM_WRITE), ==, 101);
+    g_assert_cmpint(file_lock_byte(FILE_LOCK_PERM_BASE, BLK_PERM_WRITE_UNCHANGED), ==, 102);
+    g_assert_cmpint(file_lock_byte(FILE_LOCK_PERM_BASE, BLK_PERM_RESIZE), ==, 103);
+    g_assert_cmpint(file_lock_byte(FILE_LOCK_SHARED_BASE, BLK_PERM_RESIZE), ==, 203);
+    g_assert_cmpstr(file_lock_perm_name(1), ==, "write");
+    g_assert_cmpstr(file_lock_perm_name(0), ==, "consistent read");
+
+    g_autofree char *path = new_file("layout");
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    FileLockState l = { 0 };
+    Error *err = NULL;
+    g_assert_true(file_lock_supported(fd));
+
+    /* A qcow2 writer's file: uses read/write/resize, shares read and write-unchanged. */
+    g_assert_true(file_lock_apply(fd, &l, BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE |
+                                  BLK_PERM_RESIZE,
+                                  BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE_UNCHANGED,
+                                  path, &err));
+    g_autofree char *w = held_bytes(path);
+    g_assert_cmpstr(w, ==, "100,101,103,201,203");
+    /* Down to a reader that shares everything: the bytes no longer needed go. */
+    g_assert_true(file_lock_apply(fd, &l, BLK_PERM_CONSISTENT_READ, BLK_PERM_ALL, path,
+                                  &err));
+    g_autofree char *r = held_bytes(path);
+    g_assert_cmpstr(r, ==, "100");
+    file_lock_release(fd, &l);
+    g_autofree char *none = held_bytes(path);
+    g_assert_cmpstr(none, ==, "");
+    close(fd);
+}
+
+static void test_conflicts(void)
+{
+    g_autofree char *path = new_file("conflict");
+    int a = open(path, O_RDWR | O_CLOEXEC), b = open(path, O_RDWR | O_CLOEXEC);
+    FileLockState la = { 0 }, lb = { 0 };
+    Error *err = NULL;
+
+    /* a writes and lets nobody else write. */
+    g_assert_true(file_lock_apply(a, &la, BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE,
+                                  BLK_PERM_ALL & ~BLK_PERM_WRITE, path, &err));
+    /* b wants to write: byte 201 says no. */
+    g_assert_false(file_lock_apply(b, &lb, BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE,
+                                   BLK_PERM_ALL, path, &err));
+    g_assert_cmpstr(error_get_pretty(err), ==, "Failed to get \"write\" lock");
+    g_autofree char *hint = g_strdup_printf("Is another process using the image [%s]?\n",
+                                            path);
+    g_assert_cmpstr(error_get_hint(err), ==, hint);
+    g_clear_pointer(&err, error_free);
+    /* b only reads but refuses writers: byte 101 says a writes. */
+    g_assert_false(file_lock_apply(b, &lb, BLK_PERM_CONSISTENT_READ,
+                                   BLK_PERM_ALL & ~BLK_PERM_WRITE, path, &err));
+    g_assert_cmpstr(error_get_pretty(err), ==, "Failed to get shared \"write\" lock");
+    g_clear_pointer(&err, error_free);
+    /* The failed attempts left nothing behind: only a's bytes are held. */
+    g_assert_cmpuint(lb.perm | lb.unshared, ==, 0);
+    g_autofree char *held = held_bytes(path);
+    g_assert_cmpstr(held, ==, "100,101,201");
+    /* A reader sharing everything (qemu-img info -U) gets in. */
+    g_assert_true(file_lock_apply(b, &lb, BLK_PERM_CONSISTENT_READ, BLK_PERM_ALL, path,
+                                  &err));
+    /* Once a closes, b may write. */
+    close(a);
+    g_assert_true(file_lock_apply(b, &lb, BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE,
+                                  BLK_PERM_ALL, path, &err));
+    close(b);
+}
+
+static char *open_held(const char *path, const char *fmt, const char *opts, int flags)
+{
+    Error *err = NULL;
+    Keyval *kv = opts ? keyval_parse(opts, NULL, &err) : NULL;
+    BlockDriverState *bs = bdrv_open(path, kv, fmt, flags, &err);
+    if (!bs) {
+        g_error("open %s: %s", path, error_get_pretty(err));
+    }
+    char *held = held_bytes(path);
+    bdrv_unref(bs);
+    return held;
+}
+
+/* What the block layer locks for each kind of open, as QEMU does. */
+static void test_graph_bytes(void)
+{
+    g_autofree char *q = g_build_filename(test_dir, "g.qcow2", NULL);
+    g_autofree char *top = g_build_filename(test_dir, "top.qcow2", NULL);
+    g_autofree char *raw = new_file("g.raw");
+    block_test_create("qcow2", q, "size=1M");
+    g_autofree char *opts = g_strdup_printf("size=1M,backing_file=%s,backing_fmt=qcow2", q);
+    block_test_create("qcow2", top, opts);
+
+    g_autofree char *rw = open_held(q, "qcow2", NULL, BDRV_O_RDWR);
+    g_assert_cmpstr(rw, ==, "100,101,103,201,203");
+    g_autofree char *ro = open_held(q, "qcow2", NULL, 0);
+    g_assert_cmpstr(ro, ==, "100,201,203");
+    g_autofree char *fs = open_held(q, "qcow2", "force-share=on", 0);
+    g_assert_cmpstr(fs, ==, "100");
+    g_autofree char *off = open_held(q, "qcow2", "file.locking=off", BDRV_O_RDWR);
+    g_assert_cmpstr(off, ==, "");
+    g_autofree char *rawro = open_held(raw, "raw", NULL, 0);
+    g_assert_cmpstr(rawro, ==, "100");
+    /* A backing file is read and may not change under its overlay. */
+    Error *err = NULL;
+    BlockDriverState *bs = bdrv_open(top, NULL, "qcow2", BDRV_O_RDWR, &err);
+    g_assert_nonnull(bs);
+    g_autofree char *backing = held_bytes(q);
+    g_assert_cmpstr(backing, ==, "100,201,203");
+    /* The node is the only user: closing it frees every byte. */
+    bdrv_unref(bs);
+    g_autofree char *after = held_bytes(q);
+    g_assert_cmpstr(after, ==, "");
+
+    /* force-share needs a read-only open, in QEMU's words. */
+    Keyval *kv = keyval_parse("force-share=on", NULL, &err);
+    g_assert_null(bdrv_open(q, kv, "qcow2", BDRV_O_RDWR, &err));
+    g_assert_cmpstr(error_get_pretty(err), ==,
+                    "force-share=on can only be used with read-only images");
+    g_clear_pointer(&err, error_free);
+    kv = keyval_parse("file.locking=maybe", NULL, &err);
+    g_assert_null(bdrv_open(q, kv, "qcow2", 0, &err));
+    g_assert_nonnull(strstr(error_get_pretty(err), "locking=maybe"));
+    error_free(err);
+}
+
+/* One process opening an image twice conflicts with itself, as in QEMU; commit's reopen
+ * of a read-only node as writable (bdrv_reopen_rw) does not. */
+static void test_same_process(void)
+{
+    g_autofree char *q = g_build_filename(test_dir, "twice.qcow2", NULL);
+    Error *err = NULL;
+    block_test_create("qcow2", q, "size=1M");
+
+    BlockDriverState *a = block_test_open(q, "qcow2", 0);
+    g_assert_null(bdrv_open(q, NULL, "qcow2", BDRV_O_RDWR, &err));
+    g_assert_cmpstr(error_get_pretty(err), ==, "Failed to get \"write\" lock");
+    g_clear_pointer(&err, error_free);
+    g_assert_true(bdrv_reopen_rw(a, &err));
+    g_assert_false(a->read_only);
+    g_autofree char *held = held_bytes(q);
+    g_assert_cmpstr(held, ==, "100,101,103,201,203");
+    g_assert_cmpint(bdrv_pwrite(a, 0, 5, "hello"), ==, 0);
+    bdrv_unref(a);
+}
+
+/* Migration: an inactive node holds nothing, activation takes the locks again. */
+static void test_inactive(void)
+{
+    g_autofree char *q = g_build_filename(test_dir, "mig.qcow2", NULL);
+    Error *err = NULL;
+    block_test_create("qcow2", q, "size=1M");
+
+    BlockDriverState *dst = block_test_open(q, "qcow2", BDRV_O_RDWR | BDRV_O_INACTIVE);
+    g_autofree char *none = held_bytes(q);
+    g_assert_cmpstr(none, ==, "");
+    BlockDriverState *src = block_test_open(q, "qcow2", BDRV_O_RDWR);
+    /* The destination cannot take over while the source runs... */
+    g_assert_false(bdrv_activate(dst, &err));
+    g_assert_nonnull(strstr(error_get_pretty(err), "Failed to get"));
+    g_clear_pointer(&err, error_free);
+    /* ... and can once the source handed over. */
+    g_assert_true(bdrv_inactivate(src, &err));
+    g_assert_true(bdrv_activate(dst, &err));
+    g_autofree char *held = held_bytes(q);
+    g_assert_cmpstr(held, ==, "100,101,103,201,203");
+    bdrv_unref(src);
+    bdrv_unref(dst);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    test_dir = g_dir_make_tmp("sen-file-lock-XXXXXX", NULL);
+    g_test_add_func("/file-lock/byte-layout", test_byte_layout);
+    g_test_add_func("/file-lock/conflicts", test_conflicts);
+    g_test_add_func("/file-lock/graph-bytes", test_graph_bytes);
+    g_test_add_func("/file-lock/same-process", test_same_process);
+    g_test_add_func("/file-lock/inactive", test_inactive);
+    int ret = g_test_run();
+    g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", test_dir);
+    if (system(cmd) != 0) {
+        g_printerr("could not remove %s\n", test_dir);
+    }
+    return ret;
+}
