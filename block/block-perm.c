@@ -140,6 +140,12 @@ bool bdrv_perm_refresh(BlockDriverState *bs, Error **errp)
     BlockDriverState *data = bdrv_get_data_file(bs);
 
     cumulative_perm(bs, &perm, &shared);
+    /* A protocol driver says why it cannot write (auto-read-only's fallback). */
+    if ((perm & (BLK_PERM_WRITE | BLK_PERM_WRITE_UNCHANGED)) && bs->read_only &&
+        !bs->drv->set_perm) {
+        error_setg(errp, "Block node is read-only"); /* QEMU's words */
+        return false;
+    }
     if (bs->drv->set_perm && !bs->drv->set_perm(bs, perm, shared, errp)) {
         return false;
     }

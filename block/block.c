@@ -338,12 +338,14 @@ void bdrv_unref(BlockDriverState *bs)
 static bool bdrv_parse_common(Keyval *opts, const char *what, int *flags,
                               BlockDetectZeroes *dz, Error **errp)
 {
-    bool ro, direct, no_flush, force_share;
+    bool ro, direct, no_flush, force_share, auto_ro;
     const char *v;
 
     if (!keyval_get_bool(opts, what, "read-only", !(*flags & BDRV_O_RDWR), &ro, errp) ||
         !keyval_get_bool(opts, what, "force-share", *flags & BDRV_O_FORCE_SHARE,
                          &force_share, errp) ||
+        !keyval_get_bool(opts, what, "auto-read-only", *flags & BDRV_O_AUTO_RDONLY,
+                         &auto_ro, errp) ||
         !keyval_get_bool(opts, what, "cache.direct", *flags & BDRV_O_NOCACHE, &direct,
                          errp) ||
         !keyval_get_bool(opts, what, "cache.no-flush", *flags & BDRV_O_NO_FLUSH, &no_flush,
@@ -351,9 +353,10 @@ static bool bdrv_parse_common(Keyval *opts, const char *what, int *flags,
         return false;
     }
     *flags = (*flags & ~(BDRV_O_RDWR | BDRV_O_NOCACHE | BDRV_O_NO_FLUSH |
-                         BDRV_O_FORCE_SHARE)) |
+                         BDRV_O_FORCE_SHARE | BDRV_O_AUTO_RDONLY)) |
              (ro ? 0 : BDRV_O_RDWR) | (direct ? BDRV_O_NOCACHE : 0) |
-             (no_flush ? BDRV_O_NO_FLUSH : 0) | (force_share ? BDRV_O_FORCE_SHARE : 0);
+             (no_flush ? BDRV_O_NO_FLUSH : 0) | (force_share ? BDRV_O_FORCE_SHARE : 0) |
+             (auto_ro ? BDRV_O_AUTO_RDONLY : 0);
     if (force_share && !ro) {
         error_setg(errp, "force-share=on can only be used with read-only images");
         return false;

@@ -44,6 +44,7 @@ typedef struct FilePosixState {
     int aio_inflight;        /* atomic */
 
     bool use_lock;           /* locking=on, or auto where the host has OFD locks */
+    int auto_ro_errno;       /* why auto-read-only=on opened read-only, or 0 */
     FileLockState lock;      /* what fd holds; main thread (graph changes) only */
 } FilePosixState;
 
@@ -459,6 +460,16 @@ static bool fp_set_perm(BlockDriverState *bs, uint64_t perm, uint64_t shared, Er
 {
     FilePosixState *s = bs->opaque;
 
+    if ((perm & (BLK_PERM_WRITE | BLK_PERM_WRITE_UNCHANGED)) && bs->read_only) {
+        /* A writer above a node that auto-read-only opened read-only: the host's
+         * answer, as QEMU gives it. */
+        if (s->auto_ro_errno) {
+            error_setg_errno(errp, s->auto_ro_errno, "Could not open '%s'", bs->filename);
+        } else {
+            error_setg(errp, "Block node is read-only");
+        }
+        return false;
+    }
     if (!s->use_lock) {
         return true;
     }
@@ -509,6 +520,17 @@ static bool fp_open(BlockDriverState *bs, Keyval *opts, int flags, Error **errp)
         oflags |= O_DIRECT;
     }
     s->fd = os_open(bs->filename, oflags); /* also /dev/fdset/N (-add-fd) */
+    if (s->fd < 0 && (flags & BDRV_O_RDWR) && (flags & BDRV_O_AUTO_RDONLY) &&
+        (errno == EACCES || errno == EPERM || errno == EROFS)) {
+        /* auto-read-only=on: what the host lets us have, as QEMU does. */
+        int err = errno;
+        s->fd = os_open(bs->filename, (oflags & ~O_RDWR) | O_RDONLY);
+        if (s->fd >= 0) {
+            s->auto_ro_errno = err;
+            bs->read_only = true;
+            g_atomic_int_and(&bs->open_flags, ~BDRV_O_RDWR);
+        }
+    }
     if (s->fd < 0 && errno == EINVAL && (flags & BDRV_O_NOCACHE)) {
         error_setg(errp, "Could not open '%s': cache.direct=on (O_DIRECT) is not supported "
                    "by its file system", bs->filename);

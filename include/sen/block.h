@@ -51,6 +51,8 @@ struct json_t; /* jansson */
                                    * bdrv_activate re-reads it (docs/migration.md) */
 #define BDRV_O_FORCE_SHARE 0x0200 /* force-share=on (qemu-img -U): read-only, and other
                                    * processes may write the image meanwhile */
+#define BDRV_O_AUTO_RDONLY 0x0400 /* auto-read-only=on: a read-write open the host refuses
+                                   * (EACCES, EPERM, EROFS) opens read-only instead */
 
 /*
  * Permissions a node's users take and the ones they leave to other users (QEMU's
