@@ -1,0 +1,242 @@
+"""Image locking against QEMU 7.2 (docs/image-locking.md): Sen locks the same bytes as
+QEMU for the same use of an image, so each refuses what the other holds, in QEMU's
+words, and -U / force-share / locking=off let a reader in on both sides."""
+import fcntl
+import hashlib
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import time
+
+import pytest
+from img_util import SEN_IMG, QEMU_IMG, QEMU_IO, needs_tools, run
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from migration_util import SEN, Vm  # noqa: E402
+from qmp import QMPError  # noqa: E402
+
+QEMU_SYSTEM = shutil.which("qemu-system-x86_64")
+pytestmark = needs_tools()
+
+F_OFD_GETLK = 36  # linux/fcntl.h; Python's fcntl module does not name it
+
+
+def held_bytes(path):
+    """The bytes of [90, 215) another open file description locks (what any process
+    sees), as QEMU's lock tests find them."""
+    out = []
+    with open(path, "rb") as f:
+        for off in range(90, 215):
+            fl = struct.pack("hhxxxxqqixxxx", fcntl.F_WRLCK, os.SEEK_SET, off, 1, 0)
+            got = fcntl.fcntl(f.fileno(), F_OFD_GETLK, fl)
+            if struct.unpack("hhxxxxqqixxxx", got)[0] != fcntl.F_UNLCK:
+                out.append(off)
+    return out
+
+
+def wait_locked(path, proc, timeout=20):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        held = held_bytes(path)
+        if held:
+            return held
+        if proc.poll() is not None:
+            raise AssertionError(f"holder exited ({proc.returncode}) without locking")
+        time.sleep(0.05)
+    raise AssertionError("no lock taken on " + str(path))
+
+
+class Holder:
+    """A process holding an image open until stop()."""
+
+    def __init__(self, path, cmd):
+        self.path = path
+        self.proc = subprocess.Popen([str(c) for c in cmd], stdin=subprocess.PIPE,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.held = wait_locked(path, self.proc)
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.proc.stdin.close()
+        self.proc.stderr.close()
+
+
+def qemu_io(path, *args):
+    return Holder(path, [QEMU_IO, *args, path])
+
+
+def qemu_vm(path, drive):
+    if not QEMU_SYSTEM:
+        pytest.skip("qemu-system-x86_64 (Debian qemu-system-x86) not installed")
+    return Holder(path, [QEMU_SYSTEM, "-M", "pc", "-accel", "tcg", "-display", "none",
+                         "-nodefaults", "-S", "-drive", drive])
+
+
+@pytest.fixture
+def sen_vm(tmp_path):
+    made = []
+
+    def make(path, *args):
+        vm = Vm(tmp_path, f"vm{len(made)}", args)
+        made.append(vm)
+        vm.connect()
+        vm.held = wait_locked(path, vm.proc)
+        return vm
+    yield make
+    for vm in made:
+        vm.close()
+
+
+def image(tmp_path, name="disk.qcow2", fmt="qcow2", *opts):
+    path = tmp_path / name
+    run(QEMU_IMG, "create", "-q", "-f", fmt, *opts, path, "4M")
+    return path
+
+
+def digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def as_sen(text):
+    return text.replace("qemu-img:", "sen-img:")
+
+
+def test_sen_and_qemu_vms_lock_the_same_bytes(tmp_path, sen_vm):
+    """A VM on a qcow2 (read-write, read-only, with a backing file) and on a raw image:
+    Sen holds what QEMU holds, byte for byte."""
+    base = image(tmp_path, "base.qcow2")
+    top = image(tmp_path, "top.qcow2", "qcow2", "-b", "base.qcow2", "-F", "qcow2")
+    raw = image(tmp_path, "disk.raw", "raw")
+    cases = [(top, f"file={top},if=virtio"), (top, f"file={top},if=virtio,readonly=on"),
+             (raw, f"file={raw},format=raw,if=virtio")]
+    for path, drive in cases:
+        q = qemu_vm(path, drive)
+        want = (q.held, held_bytes(base))
+        q.stop()
+        vm = sen_vm(path, "-drive", drive)
+        assert (vm.held, held_bytes(base)) == want, drive
+        vm.close()
+    assert want[0] == [100, 101, 201]  # the raw case: read, write, nobody else writes
+
+
+def test_qemu_holds_sen_img_refused(tmp_path):
+    """qemu-io writes the image: sen-img's readers fail as qemu-img's do (unless -U),
+    its writers fail on the "write" lock, and the image is left alone."""
+    img = image(tmp_path)
+    run(QEMU_IO, "-c", "write -P 7 0 64k", img)
+    q = qemu_io(img)
+    try:
+        before = digest(img)
+        want = run(QEMU_IMG, "info", img, check=False)
+        got = run(SEN_IMG, "info", img, check=False)
+        assert got.returncode == want.returncode == 1
+        assert got.stderr == as_sen(want.stderr)
+        assert got.stderr == (f"sen-img: Could not open '{img}': Failed to get shared "
+                              f"\"write\" lock\nIs another process using the image "
+                              f"[{img}]?\n")
+        out = tmp_path / "out.raw"
+        for args in (["info", "-U", img], ["check", "-U", img], ["map", "-U", img],
+                     ["snapshot", "-U", "-l", img], ["compare", "-U", img, img],
+                     ["measure", "-U", "-O", "qcow2", img],
+                     ["convert", "-U", "-O", "raw", img, out], ["dd", "-U", f"if={img}",
+                                                                f"of={out}"]):
+            p = run(SEN_IMG, *args, check=False)
+            assert p.returncode == 0, (args, p.stderr)
+        for args in (["snapshot", "-c", "s", img], ["resize", img, "8M"], ["commit", img],
+                     ["amend", "-o", "compat=0.10", img], ["check", "-r", "all", img],
+                     ["rebase", "-u", "-b", "", img]):
+            want = run(QEMU_IMG, *args, check=False)
+            got = run(SEN_IMG, *args, check=False)
+            assert got.returncode == want.returncode == 1, args
+            assert got.stderr == as_sen(want.stderr), args
+            assert "Failed to get \"write\" lock" in got.stderr, args
+        # -U is for readers: a writer asking for it gets QEMU's refusal.
+        want = run(QEMU_IMG, "snapshot", "-U", "-c", "s", img, check=False)
+        got = run(SEN_IMG, "snapshot", "-U", "-c", "s", img, check=False)
+        assert got.stderr == as_sen(want.stderr) != ""
+        assert digest(img) == before
+    finally:
+        q.stop()
+    # Once the holder is gone, the same commands work.
+    run(SEN_IMG, "snapshot", "-c", "s", img)
+
+
+def test_qemu_vm_holds_sen_vm_refused(tmp_path, sen_vm):
+    img = image(tmp_path)
+    q = qemu_vm(img, f"file={img},if=virtio")
+    try:
+        p = subprocess.run([SEN, "-M", "pc", "-accel", "qtest", "-display", "none",
+                            "-nodefaults", "-drive", f"file={img},if=virtio"],
+                           capture_output=True, text=True, timeout=30)
+        assert p.returncode != 0
+        assert p.stderr == (f"sen: -drive file={img},if=virtio: Failed to get \"write\" "
+                            f"lock\nIs another process using the image [{img}]?\n")
+        # A read-only drive with file.locking=off opts out, as in QEMU.
+        vm = Vm(tmp_path, "ro", ["-drive", f"file={img},if=virtio,readonly=on,"
+                                 "file.locking=off"])
+        vm.connect()
+        vm.close()
+    finally:
+        q.stop()
+
+
+def test_sen_holds_qemu_refused(tmp_path, sen_vm):
+    """A Sen VM writes the image: qemu-img and qemu-io are refused, -U lets qemu-img
+    read, and sen-img sees the same."""
+    img = image(tmp_path)
+    sen_vm(img, "-drive", f"file={img},if=virtio")
+    p = run(QEMU_IMG, "info", img, check=False)
+    assert p.returncode == 1
+    assert p.stderr == (f"qemu-img: Could not open '{img}': Failed to get shared \"write\" "
+                        f"lock\nIs another process using the image [{img}]?\n")
+    run(QEMU_IMG, "info", "-U", img)
+    p = run(QEMU_IO, "-c", "write 0 512", img, check=False)
+    assert "Failed to get \"write\" lock" in p.stderr
+    assert run(SEN_IMG, "info", img, check=False).returncode == 1
+    run(SEN_IMG, "info", "-U", img)
+    p = run(QEMU_IMG, "check", img, check=False)
+    assert "Failed to get shared \"write\" lock" in p.stderr
+
+
+def test_locking_off_opts_out(tmp_path, sen_vm):
+    img = image(tmp_path)
+    v = Vm(tmp_path, "off", ["-drive", f"file={img},if=virtio,file.locking=off"])
+    try:
+        v.connect()
+        assert held_bytes(img) == []
+        run(QEMU_IMG, "info", img)
+    finally:
+        v.close()
+    q = qemu_io(img)
+    try:
+        run(SEN_IMG, "info", "--image-opts", f"driver=qcow2,file.filename={img},"
+            "file.locking=off")
+        p = run(SEN_IMG, "info", "--image-opts",
+                f"driver=qcow2,file.filename={img},file.locking=maybe", check=False)
+        assert p.returncode == 1 and "locking=maybe" in p.stderr
+    finally:
+        q.stop()
+
+
+def test_blockdev_add_locking(tmp_path, sen_vm):
+    """blockdev-add takes locking= (QAPI's OnOffAuto) and locks at once; blockdev-del
+    drops the locks."""
+    img = image(tmp_path)
+    other = image(tmp_path, "other.qcow2")
+    vm = sen_vm(other, "-drive", f"file={other},if=virtio")
+    vm.cmd("blockdev-add", **{"driver": "qcow2", "node-name": "q",
+                                      "file": {"driver": "file", "filename": str(img)}})
+    assert held_bytes(img) == [100, 101, 103, 201, 203]
+    assert run(QEMU_IMG, "info", img, check=False).returncode == 1
+    vm.cmd("blockdev-del", **{"node-name": "q"})
+    assert held_bytes(img) == []
+    vm.cmd("blockdev-add", **{"driver": "qcow2", "node-name": "q2",
+                                      "file": {"driver": "file", "filename": str(img),
+                                               "locking": "off"}})
+    assert held_bytes(img) == []
+    with pytest.raises(QMPError, match="locking"):
+        vm.cmd("blockdev-add", **{"driver": "file", "node-name": "f",
+                                          "filename": str(img), "locking": "maybe"})
