@@ -876,5 +876,23 @@ int qcow2_check(BlockDriverState *bs, BlockCheckResult *res, int fix)
     memset(res, 0, sizeof(*res));
     int ret = check_state(&c, fix);
     check_state_clear(&c);
+    /* As QEMU: a repair (-r leaks or -r all) that leaves no corruption and met no error
+     * clears the corrupt bit, so the image opens read/write again.  What is left is
+     * what a second look finds (a rebuild's own counts cannot say: it counts everything
+     * before it as repaired); only asked when the counts promise nothing is. */
+    if (ret == 0 && fix && res->check_errors == 0 &&
+        res->corruptions <= res->corruptions_fixed &&
+        (c.s->h.incompatible_features & QCOW2_INCOMPAT_CORRUPT)) {
+        BlockCheckResult left = { 0 };
+        CheckState again = { .s = c.s, .res = &left, .fix = BDRV_FIX_NONE };
+        int vret = check_state(&again, BDRV_FIX_NONE);
+        check_state_clear(&again);
+        if (vret == 0 && left.corruptions == 0 && left.check_errors == 0) {
+            ret = qcow2_mark_consistent(c.s);
+            if (ret < 0) {
+                res->check_errors++;
+            }
+        }
+    }
     return ret;
 }

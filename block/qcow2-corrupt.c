@@ -49,3 +49,30 @@ void qcow2_signal_corruption(BDRVQcow2State *s, bool fatal, int64_t offset, int6
     }
     s->signaled_corruption = true;
 }
+
+int qcow2_mark_consistent(BDRVQcow2State *s)
+{
+    if (!(s->h.incompatible_features & QCOW2_INCOMPAT_CORRUPT)) {
+        return 0;
+    }
+    /* The repairs must be on the disk before the header says the image is sound. */
+    int ret = qcow2_flush_caches(s);
+    if (ret == 0) {
+        ret = bdrv_flush(s->bs->file);
+    }
+    if (ret < 0) {
+        return ret;
+    }
+    uint8_t be[8];
+    qcow2_st64(be, s->h.incompatible_features & ~QCOW2_INCOMPAT_CORRUPT);
+    ret = bdrv_pwrite_sync(s->bs->file, 72, 8, be);
+    if (ret < 0) {
+        return ret;
+    }
+    s->h.incompatible_features &= ~QCOW2_INCOMPAT_CORRUPT;
+    /* Writable again if it was opened so (a report during the check made it read-only),
+     * and a new corruption is reported again. */
+    s->read_only = !(s->bs->open_flags & BDRV_O_RDWR) || (s->bs->open_flags & BDRV_O_INACTIVE);
+    s->signaled_corruption = false;
+    return 0;
+}

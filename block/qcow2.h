@@ -542,6 +542,9 @@ void qcow2_overlap_note_free(BDRVQcow2State *s, uint64_t first, uint64_t n);
  */
 void qcow2_signal_corruption(BDRVQcow2State *s, bool fatal, int64_t offset, int64_t size,
                              const char *fmt, ...) G_GNUC_PRINTF(5, 6);
+/* After a check repaired everything it found (qcow2_check with fix): clears the corrupt
+ * bit (after flushing the repairs), as QEMU's check does; 0 or -errno.  Lock held. */
+int qcow2_mark_consistent(BDRVQcow2State *s);
 
 /* qcow2-create.c */
 typedef struct Keyval Keyval;

@@ -154,6 +154,46 @@ static void test_unaligned_l2_reported(void)
     g_unlink(path);
 }
 
+/* The header's incompatible features as the file holds them. */
+static uint64_t file_incompat_bits(const char *path)
+{
+    g_autofree char *data = NULL;
+    gsize len = 0;
+    g_assert_true(g_file_get_contents(path, &data, &len, NULL));
+    g_assert_cmpuint(len, >=, 80);
+    return qcow2_ld64((const uint8_t *)data + 72);
+}
+
+/* A check that repairs (-r leaks or -r all) and leaves nothing wrong clears the corrupt
+ * bit and makes the image writable again; a check without repairs leaves it (QEMU's
+ * rule). */
+static void test_repair_clears_corrupt_bit(void)
+{
+    g_autofree char *path = NULL;
+    BlockDriverState *bs = new_image("repair.qcow2", &path);
+    BDRVQcow2State *s = bs->opaque;
+    GPtrArray *reports = reports_start();
+    g_mutex_lock(&s->lock);
+    g_assert_cmpint(qcow2_overlap_check(s, 0, s->h.l1_table_offset, 512), ==, -EIO);
+    g_assert_true(s->h.incompatible_features & QCOW2_INCOMPAT_CORRUPT);
+    BlockCheckResult res;
+    g_assert_cmpint(qcow2_check(bs, &res, BDRV_FIX_NONE), ==, 0);
+    g_assert_true(s->h.incompatible_features & QCOW2_INCOMPAT_CORRUPT);
+    g_assert_true(s->read_only);
+    g_assert_cmpint(qcow2_check(bs, &res, BDRV_FIX_LEAKS), ==, 0);
+    g_assert_false(s->h.incompatible_features & QCOW2_INCOMPAT_CORRUPT);
+    g_assert_false(s->read_only);
+    g_assert_false(file_incompat_bits(path) & QCOW2_INCOMPAT_CORRUPT);
+    /* Reported again: the bit is gone, so a new corruption is news. */
+    g_assert_cmpint(qcow2_overlap_check(s, 0, s->h.l1_table_offset, 512), ==, -EIO);
+    g_mutex_unlock(&s->lock);
+    g_assert_cmpuint(reports->len, ==, 2);
+    g_assert_true(file_incompat_bits(path) & QCOW2_INCOMPAT_CORRUPT);
+    reports_end(reports);
+    bdrv_unref(bs);
+    g_unlink(path);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -161,6 +201,7 @@ int main(int argc, char **argv)
     g_test_add_func("/qcow2-corrupt/overlap-reports-once", test_overlap_reports_once);
     g_test_add_func("/qcow2-corrupt/fatal-follows-non-fatal", test_fatal_follows_non_fatal);
     g_test_add_func("/qcow2-corrupt/unaligned-l2-reported", test_unaligned_l2_reported);
+    g_test_add_func("/qcow2-corrupt/repair-clears-corrupt-bit", test_repair_clears_corrupt_bit);
     int ret = g_test_run();
     g_rmdir(test_dir);
     return ret;
