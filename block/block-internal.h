@@ -121,6 +121,10 @@ int block_pool_submit(BlockPool *p, GMainContext *ctx, BlockRequest *req,
 void block_pool_free(BlockPool *p);
 /* Whether a worker joins adjacent handed-over reads into one (before any submission). */
 void block_pool_set_join_reads(BlockPool *p, bool on);
+/* Only requests whose offset, length and buffers are multiples of align (a power of two,
+ * the node's O_DIRECT alignment; 1 by default) are joined, so a joined vector never needs
+ * a bounce buffer; set before any submission. */
+void block_pool_set_join_align(BlockPool *p, unsigned align);
 /* Tests: a pool with a given hand-over ring size (rounded up to a power of two), a hook
  * run by a woken worker between taking its ring ticket and emptying its slot (set before
  * the first submission), the sleeping and all workers, and the jobs handed to a worker's own

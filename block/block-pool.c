@@ -17,8 +17,9 @@
  *   out of order (front merges, twice the device requests of qemu-img, docs/block.md);
  * - with join_reads (O_DIRECT nodes), a worker that takes a read from the ring also
  *   claims the reads filled after it when they continue it (same flags, up to
- *   JOIN_MAX_BYTES) and runs them as one vectored read: a burst of sequential reads then
- *   costs the kernel fewer, larger bios and the workers fewer wake-ups.  Not through the
+ *   JOIN_MAX_BYTES, each keeping the node's O_DIRECT alignment) and runs them as one
+ *   vectored read: a burst of sequential reads then costs the kernel fewer, larger bios
+ *   and the workers fewer wake-ups.  Not through the
  *   page cache: there a joined read is one thread's copy instead of several in parallel
  *   (measured 10% slower).  A joined read that fails is run again request by request, so
  *   each request gets its own result;
@@ -100,6 +101,7 @@ struct BlockPool {
     int64_t *ring_hint;       /* per slot: offset of the read last filled there, else -1;
                                * only a hint for joiners (read before the job is claimed) */
     bool join_reads;          /* set before the first submission */
+    unsigned join_align;      /* O_DIRECT alignment a joined vector keeps, 1 for none */
     unsigned direct_handoffs; /* lock held: jobs handed to a worker's own slot (tests) */
     BlockPoolTakeHook *take_hook; /* tests: runs between a ticket and its exchange */
     void *take_hook_opaque;
@@ -149,19 +151,35 @@ static BlockPoolJob *block_pool_ring_take(BlockPool *p, unsigned *ticket)
     return job;
 }
 
-/* Whether req's vector holds exactly its bytes, so vectors can be laid end to end. */
-static bool iov_fits(const BlockRequest *req)
+/*
+ * Whether req may be part of a joined read: its vector holds exactly its bytes, so vectors
+ * can be laid end to end, and its offset, length and every buffer piece keep the node's
+ * O_DIRECT alignment.  One unaligned piece would make the driver bounce the whole joined
+ * read through one buffer (a copy of every request in it), where alone only that request
+ * bounces.
+ */
+static bool block_pool_joinable(const BlockPool *p, const BlockRequest *req)
 {
+    uintptr_t mask = p->join_align - 1;
+
+    if (((uint64_t)req->offset | (uint64_t)req->bytes) & mask) {
+        return false;
+    }
+    for (int i = 0; i < req->niov; i++) {
+        if (((uintptr_t)req->iov[i].iov_base | req->iov[i].iov_len) & mask) {
+            return false;
+        }
+    }
     return block_iov_size(req->iov, req->niov) == (size_t)req->bytes;
 }
 
 /* Whether next continues the joined read first..end of niov pieces, within the limits. */
-static bool block_pool_joins(const BlockRequest *first, int64_t end, int niov,
-                             const BlockRequest *next)
+static bool block_pool_joins(const BlockPool *p, const BlockRequest *first, int64_t end,
+                             int niov, const BlockRequest *next)
 {
     return next->type == BLOCK_REQ_READ && next->flags == first->flags &&
            next->offset == end && end + next->bytes - first->offset <= JOIN_MAX_BYTES &&
-           niov + next->niov <= JOIN_MAX_IOV && iov_fits(next);
+           niov + next->niov <= JOIN_MAX_IOV && block_pool_joinable(p, next);
 }
 
 /*
@@ -178,7 +196,7 @@ static int block_pool_claim_joins(BlockPool *p, unsigned ticket, BlockPoolJob **
     int64_t end = first->offset + first->bytes;
 
     *last_separate = false;
-    if (!p->join_reads || first->type != BLOCK_REQ_READ || !iov_fits(first)) {
+    if (!p->join_reads || first->type != BLOCK_REQ_READ || !block_pool_joinable(p, first)) {
         return 1;
     }
     while (n < JOIN_MAX_JOBS) {
@@ -191,7 +209,7 @@ static int block_pool_claim_joins(BlockPool *p, unsigned ticket, BlockPoolJob **
         }
         /* Only now is next this worker's, so only now may its request be read. */
         jobs[n++] = next;
-        if (!block_pool_joins(first, end, niov, next->req)) {
+        if (!block_pool_joins(p, first, end, niov, next->req)) {
             *last_separate = true;
             break;
         }
@@ -347,6 +365,7 @@ BlockPool *block_pool_new_ring(int max_threads, unsigned ring_size,
     }
     p->ring = g_new0(BlockPoolJob *, p->ring_size);
     p->ring_hint = g_new(int64_t, p->ring_size);
+    p->join_align = 1;
     for (unsigned i = 0; i < p->ring_size; i++) {
         p->ring_hint[i] = -1;
     }
@@ -368,6 +387,12 @@ BlockPool *block_pool_new(int max_threads, BlockPoolRunFunc *run, void *opaque)
 void block_pool_set_join_reads(BlockPool *p, bool on)
 {
     p->join_reads = on;
+}
+
+void block_pool_set_join_align(BlockPool *p, unsigned align)
+{
+    g_assert(align > 0 && (align & (align - 1)) == 0);
+    p->join_align = align;
 }
 
 void block_pool_set_take_hook(BlockPool *p, BlockPoolTakeHook *hook, void *opaque)

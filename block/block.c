@@ -1275,6 +1275,7 @@ void bdrv_aio_submit(BlockDriverState *bs, BlockRequest *req)
         /* Joining saves device requests under O_DIRECT; through the page cache it
          * only serialises the copies (docs/sen-img.md, Benchmark). */
         block_pool_set_join_reads(node->pool, bs->open_flags & BDRV_O_NOCACHE);
+        block_pool_set_join_align(node->pool, MAX(bs->request_alignment, 1));
     }
     g_mutex_unlock(&node->lock);
     ret = block_pool_submit(node->pool, bs->ctx, req, bdrv_inline_when_idle);
