@@ -57,12 +57,27 @@ void blk_unref(BlockBackend *blk)
     }
     blk_drain(blk);
     bdrv_flush(blk->root);
+    bdrv_perm_release(blk->root, blk);
     bdrv_unref(blk->root);
     g_mutex_clear(&blk->stats_lock);
     g_mutex_clear(&blk->drain_lock);
     g_cond_clear(&blk->drain_cond);
     g_free(blk->name);
     g_free(blk);
+}
+
+bool blk_set_perm(BlockBackend *blk, uint64_t perm, uint64_t shared, Error **errp)
+{
+    return bdrv_perm_claim(blk->root, blk, perm, shared, errp);
+}
+
+bool blk_set_device_perm(BlockBackend *blk, bool share_rw, Error **errp)
+{
+    uint64_t perm = BLK_PERM_CONSISTENT_READ | (blk->root->read_only ? 0 : BLK_PERM_WRITE);
+    uint64_t shared = BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE_UNCHANGED | BLK_PERM_RESIZE |
+                      (share_rw ? BLK_PERM_WRITE : 0);
+
+    return blk_set_perm(blk, perm, shared, errp);
 }
 
 void blk_set_resize_cb(BlockBackend *blk, void (*cb)(void *opaque), void *opaque)

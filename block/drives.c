@@ -76,12 +76,9 @@ static bool block_open_drive(BlockState *st, const DriveConfig *d, int flags, Er
         return true;
     }
     BlockBackend *blk = blk_new(d->id, bs, d->write_cache);
-    /* Locked for its guest device as QEMU locks a -drive with a device on it (share-rw
-     * off): read, written unless read-only, writes by others refused. */
-    if (!bdrv_perm_claim(bs, blk, BLK_PERM_CONSISTENT_READ |
-                         (bs->read_only ? 0 : BLK_PERM_WRITE),
-                         BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE_UNCHANGED |
-                         BLK_PERM_RESIZE, errp)) {
+    /* Locked for its guest device from the start, as if share-rw=off (the device's
+     * realize sets its own share-rw): a conflict names the -drive. */
+    if (!blk_set_device_perm(blk, false, errp)) {
         error_prepend(errp, "%s: ", d->optstr);
         blk_unref(blk);
         return false;

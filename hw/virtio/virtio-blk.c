@@ -130,6 +130,7 @@ struct VirtIOBlk {
     char *drive;
     char *serial;
     char *iothread;
+    bool share_rw;       /* QEMU's share-rw: other processes may write the image too */
     uint16_t num_queues;
     uint64_t max_inflight_bytes; /* 0: no bound */
 
@@ -779,6 +780,11 @@ static bool virtio_blk_realize(DeviceState *dev, Machine *m, Error **errp)
         error_setg(errp, "drive=%s: no -drive or -blockdev with that id", s->drive);
         return false;
     }
+    /* The image locks of a guest disk (docs/image-locking.md). */
+    if (!blk_set_device_perm(s->blk, s->share_rw, errp)) {
+        s->blk = NULL;
+        return false;
+    }
     if (s->iothread) {
         IOThread *t = machine_find_iothread(m, s->iothread);
         if (!t) {
@@ -905,6 +911,8 @@ static const PropertyDef virtio_blk_props[] = {
     DEFINE_PROP("serial", PROP_STRING, VirtIOBlk, serial, NULL,
                 "disk serial number (GET_ID, up to 20 characters)"),
     DEFINE_PROP("num-queues", PROP_U16, VirtIOBlk, num_queues, "1", "request queues"),
+    DEFINE_PROP("share-rw", PROP_BOOL, VirtIOBlk, share_rw, "off",
+                "let other processes write the image too (shared disks)"),
     DEFINE_PROP("iothread", PROP_STRING, VirtIOBlk, iothread, NULL,
                 "id of the -object iothread that handles the queues and completions"),
     DEFINE_PROP("x-max-bytes-in-flight", PROP_SIZE, VirtIOBlk, max_inflight_bytes, "32M",

@@ -457,8 +457,19 @@ typedef struct BlockAcctStats {
  * read-only drive with -EPERM.
  */
 BlockBackend *blk_new(const char *name, BlockDriverState *root, bool write_cache);
-/* Unrefs the root after in-flight requests completed (drains). */
+/* Unrefs the root after in-flight requests completed (drains), giving up its claim. */
 void blk_unref(BlockBackend *blk);
+/*
+ * What the backend's user (its guest device) takes of the image and leaves to others
+ * (BLK_PERM_*, bdrv_perm_claim with the backend as holder): a device reads, writes
+ * unless read-only, and shares reads, unchanged writes, resizes and, with QEMU's
+ * share-rw=on, writes.  Fails with QEMU's lock errors.
+ */
+bool blk_set_perm(BlockBackend *blk, uint64_t perm, uint64_t shared, Error **errp)
+    G_GNUC_WARN_UNUSED_RESULT;
+/* Such a device's claim (QEMU's blkconf_apply_backend_options). */
+bool blk_set_device_perm(BlockBackend *blk, bool share_rw, Error **errp)
+    G_GNUC_WARN_UNUSED_RESULT;
 const char *blk_name(const BlockBackend *blk);
 BlockDriverState *blk_bs(BlockBackend *blk);
 bool blk_is_read_only(const BlockBackend *blk);

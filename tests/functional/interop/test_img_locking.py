@@ -37,11 +37,16 @@ def held_bytes(path):
 
 
 def wait_locked(path, proc, timeout=20):
+    """The bytes the process holds once it holds some and they stopped changing (a
+    device adds its own after the drive opened)."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         held = held_bytes(path)
         if held:
-            return held
+            time.sleep(0.3)
+            if held_bytes(path) == held:
+                return held
+            continue
         if proc.poll() is not None:
             raise AssertionError(f"holder exited ({proc.returncode}) without locking")
         time.sleep(0.05)
@@ -68,11 +73,14 @@ def qemu_io(path, *args):
     return Holder(path, [QEMU_IO, *args, path])
 
 
-def qemu_vm(path, drive):
+def qemu_vm(path, args):
+    """QEMU with the block options args (a list, or one -drive's string)."""
     if not QEMU_SYSTEM:
         pytest.skip("qemu-system-x86_64 (Debian qemu-system-x86) not installed")
+    if isinstance(args, str):
+        args = ["-drive", args]
     return Holder(path, [QEMU_SYSTEM, "-M", "pc", "-accel", "tcg", "-display", "none",
-                         "-nodefaults", "-S", "-drive", drive])
+                         "-nodefaults", "-S", *args])
 
 
 @pytest.fixture
@@ -110,16 +118,24 @@ def test_sen_and_qemu_vms_lock_the_same_bytes(tmp_path, sen_vm):
     base = image(tmp_path, "base.qcow2")
     top = image(tmp_path, "top.qcow2", "qcow2", "-b", "base.qcow2", "-F", "qcow2")
     raw = image(tmp_path, "disk.raw", "raw")
-    cases = [(top, f"file={top},if=virtio"), (top, f"file={top},if=virtio,readonly=on"),
-             (raw, f"file={raw},format=raw,if=virtio")]
-    for path, drive in cases:
-        q = qemu_vm(path, drive)
+    dev = "-device virtio-blk-pci,drive=d0"
+    cases = [(top, f"-drive file={top},if=virtio"),
+             (top, f"-drive file={top},if=virtio,readonly=on"),
+             (raw, f"-drive file={raw},format=raw,if=virtio"),
+             (raw, f"-drive file={raw},format=raw,if=none,id=d0 {dev},share-rw=on"),
+             (raw, f"-blockdev driver=file,filename={raw},node-name=f "
+                   f"-blockdev driver=raw,file=f,node-name=d0 {dev}")]
+    for path, args in cases:
+        q = qemu_vm(path, args.split())
         want = (q.held, held_bytes(base))
         q.stop()
-        vm = sen_vm(path, "-drive", drive)
-        assert (vm.held, held_bytes(base)) == want, drive
+        vm = sen_vm(path, *args.split())
+        assert (vm.held, held_bytes(base)) == want, args
         vm.close()
-    assert want[0] == [100, 101, 201]  # the raw case: read, write, nobody else writes
+        if "share-rw" in args:
+            assert want[0] == [100, 101]  # others may write too
+        elif path == raw:
+            assert want[0] == [100, 101, 201]  # read, write, nobody else writes
 
 
 def test_qemu_holds_sen_img_refused(tmp_path):
