@@ -76,7 +76,10 @@ static void data_child_perm(uint64_t *perm, uint64_t *shared)
 static void file_child_perm(BlockDriverState *bs, uint64_t perm, uint64_t shared,
                             uint64_t *cperm, uint64_t *cshared)
 {
-    *cperm = perm | BLK_PERM_CONSISTENT_READ;
+    int flags = g_atomic_int_get(&bs->open_flags);
+
+    /* Metadata only (sen-img info, BDRV_O_NO_IO): no consistent read asked, as QEMU. */
+    *cperm = perm | ((flags & BDRV_O_NO_IO) ? 0 : BLK_PERM_CONSISTENT_READ);
     *cshared = shared;
     if (bs->drv == &bdrv_raw) {
         return;
@@ -88,7 +91,7 @@ static void file_child_perm(BlockDriverState *bs, uint64_t perm, uint64_t shared
     }
     *cshared &= ~(uint64_t)(BLK_PERM_WRITE | BLK_PERM_RESIZE);
     data_child_perm(cperm, cshared);
-    if (g_atomic_int_get(&bs->open_flags) & BDRV_O_INACTIVE) {
+    if (flags & BDRV_O_INACTIVE) {
         *cshared |= BLK_PERM_WRITE | BLK_PERM_RESIZE;
     }
 }

@@ -107,6 +107,11 @@ bool file_lock_apply(int fd, FileLockState *l, uint64_t perm, uint64_t shared,
     uint64_t new_perm = perm & ~l->perm, new_unshared = unshared & ~l->unshared;
     int off = 0, ret;
 
+    /* Unchanged: conflicts were looked for when these bytes were taken, and whoever
+     * came later saw them. */
+    if (perm == l->perm && unshared == l->unshared) {
+        return true;
+    }
     /* Take the new bytes first (keeping the old ones), then look for conflicts. */
     ret = apply_bytes(fd, FILE_LOCK_PERM_BASE, new_perm, F_RDLCK, &off);
     if (ret == 0) {

@@ -141,6 +141,9 @@ static void test_graph_bytes(void)
     g_assert_cmpstr(rw, ==, "100,101,103,201,203");
     g_autofree char *ro = open_held(q, "qcow2", NULL, 0);
     g_assert_cmpstr(ro, ==, "100,201,203");
+    /* Metadata only (info) asks for no consistent read: 100 stays free, as qemu-img. */
+    g_autofree char *noio = open_held(q, "qcow2", NULL, BDRV_O_NO_IO);
+    g_assert_cmpstr(noio, ==, "201,203");
     g_autofree char *fs = open_held(q, "qcow2", "force-share=on", 0);
     g_assert_cmpstr(fs, ==, "100");
     g_autofree char *off = open_held(q, "qcow2", "file.locking=off", BDRV_O_RDWR);

@@ -98,8 +98,10 @@ BlockDriverState *img_open(const char *filename, const char *fmt, bool image_opt
         Keyval *opts = keyval_parse(filename, NULL, &err);
         bs = opts ? bdrv_open(NULL, opts, NULL, flags, &err) : NULL;
     }
-    /* qemu-img's BlockBackend: reads, writes when writable, shares everything. */
-    if (bs && !bdrv_perm_claim(bs, &img_open, BLK_PERM_CONSISTENT_READ |
+    /* qemu-img's BlockBackend: reads (unless metadata only), writes when writable,
+     * shares everything. */
+    if (bs && !bdrv_perm_claim(bs, &img_open,
+                               ((flags & BDRV_O_NO_IO) ? 0 : BLK_PERM_CONSISTENT_READ) |
                                ((flags & BDRV_O_RDWR) ? BLK_PERM_WRITE : 0),
                                BLK_PERM_ALL, &err)) {
         g_clear_pointer(&bs, bdrv_unref);
