@@ -107,6 +107,11 @@ const char *blk_name(const BlockBackend *blk)
     return blk->name;
 }
 
+const char *blk_event_device_name(BlockBackend *blk)
+{
+    return blk->root && strcmp(blk->name, blk->root->node_name) == 0 ? "" : blk->name;
+}
+
 BlockDriverState *blk_bs(BlockBackend *blk)
 {
     return blk->root;

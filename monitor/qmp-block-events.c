@@ -18,14 +18,15 @@ typedef struct CorruptionEvent {
     bool fatal;
 } CorruptionEvent;
 
-/* QEMU's device: the drive whose root the node is (its BlockBackend's name), else "". */
+/* QEMU's device: the drive whose root the node is, else "" (also for a -blockdev node
+ * a device uses). */
 static const char *device_of_node(Machine *m, const char *node_name)
 {
     g_autoptr(GPtrArray) blks = block_backends(m);
     for (guint i = 0; i < blks->len; i++) {
         BlockBackend *blk = g_ptr_array_index(blks, i);
         if (strcmp(blk_bs(blk)->node_name, node_name) == 0) {
-            return blk_name(blk);
+            return blk_event_device_name(blk);
         }
     }
     return "";

@@ -290,7 +290,8 @@ static void blk_report_error(BlkShared *sh, bool is_read, int ret)
 {
     if (ret < 0 && ret != -ENOTSUP && sh->dev) {
         BlockBackend *blk = sh->dev->blk;
-        qapi_event_send_block_io_error(sh->m, blk_name(blk), true, blk_bs(blk)->node_name,
+        qapi_event_send_block_io_error(sh->m, blk_event_device_name(blk), true,
+                                       blk_bs(blk)->node_name,
                                        is_read ? "read" : "write", "report", true,
                                        ret == -ENOSPC, g_strerror(-ret));
     }

@@ -471,6 +471,10 @@ bool blk_set_perm(BlockBackend *blk, uint64_t perm, uint64_t shared, Error **err
 bool blk_set_device_perm(BlockBackend *blk, bool share_rw, Error **errp)
     G_GNUC_WARN_UNUSED_RESULT;
 const char *blk_name(const BlockBackend *blk);
+/* The device name QEMU's block events carry (BLOCK_IO_ERROR, BLOCK_IMAGE_CORRUPTED): the
+ * -drive id, or "" for the backend a device made for a -blockdev node (which Sen names
+ * after the node; a drive id can never equal its own root's node name). */
+const char *blk_event_device_name(BlockBackend *blk);
 BlockDriverState *blk_bs(BlockBackend *blk);
 bool blk_is_read_only(const BlockBackend *blk);
 bool blk_enable_write_cache(const BlockBackend *blk);

@@ -1,7 +1,8 @@
 """BLOCK_IMAGE_CORRUPTED, side by side with QEMU 7.2: a guest (tests/guest/blk-corrupt.c)
-reads and writes sector 0 of a virtio-blk disk on a qcow2 image crafted to be corrupt
+reads and writes one sector of a virtio-blk disk on a qcow2 image crafted to be corrupt
 there, and both VMMs must send the same events (QEMU's fields, message, offset, size and
-`fatal`, at most one per image), and leave the corrupt bit the same way."""
+`fatal`, once per image, then the request's BLOCK_IO_ERROR; device "" for a -blockdev
+node), and leave the corrupt bit the same way."""
 import os
 import select
 import struct
@@ -109,9 +110,15 @@ def run_guest(d, name, argv):
     return ev, lines, err
 
 
-def vmm_argv(vmm, image):
-    drive = ["-drive", f"file={image},format=qcow2,if=none,id=disk0,node-name=fmt0",
-             "-device", "virtio-blk-pci,drive=disk0" + (",disable-legacy=on" if vmm == "qemu" else "")]
+def vmm_argv(vmm, image, form):
+    """The guest on image, a qcow2 node fmt0: under -drive id=disk0 or -blockdev."""
+    modern = ",disable-legacy=on" if vmm == "qemu" else ""
+    if form == "drive":
+        drive = ["-drive", f"file={image},format=qcow2,if=none,id=disk0,node-name=fmt0",
+                 "-device", "virtio-blk-pci,drive=disk0" + modern]
+    else:
+        drive = ["-blockdev", "driver=qcow2,node-name=fmt0,file.driver=file,"
+                 f"file.filename={image}", "-device", "virtio-blk-pci,drive=fmt0" + modern]
     common = ["-m", "64M", "-kernel", GUEST, "-device", "isa-debug-exit", "-display", "none",
               "-nodefaults", "-serial", "stdio", "-no-reboot"] + drive
     if vmm == "sen":
@@ -126,13 +133,14 @@ def corrupt_bit(path):
         return bool(struct.unpack(">Q", f.read(8))[0] & 2)
 
 
+@pytest.mark.parametrize("form", ["drive", "blockdev"])
 @pytest.mark.parametrize("craft", [l2_entry_at_l1_table, unaligned_l2_table])
-def test_corruption_events_match_qemu(d, craft):
+def test_corruption_events_match_qemu(d, craft, form):
     got = {}
     for vmm in ("sen", "qemu"):
         image = os.path.join(d, vmm + ".qcow2")
         craft(image)
-        events, lines, err = run_guest(d, vmm, vmm_argv(vmm, image))
+        events, lines, err = run_guest(d, vmm, vmm_argv(vmm, image, form))
         assert len(lines) == 5, (vmm, lines, err)
         names = [name for name, _ in events]
         assert names.count("BLOCK_IMAGE_CORRUPTED") == 1, (vmm, events)
@@ -148,4 +156,6 @@ def test_corruption_events_match_qemu(d, craft):
     assert got["sen"] == got["qemu"]
     (corrupt, _), marked, _ = got["sen"]
     assert corrupt[1]["fatal"] and marked
-    assert corrupt[1]["device"] == "disk0" and corrupt[1]["node-name"] == "fmt0"
+    # QEMU's device: the drive id, "" for a -blockdev node (in both events).
+    want = "disk0" if form == "drive" else ""
+    assert corrupt[1]["device"] == want and corrupt[1]["node-name"] == "fmt0"
