@@ -51,6 +51,9 @@ const char *file_lock_perm_name(int bit);
  */
 bool bdrv_perm_refresh(BlockDriverState *bs, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
 void bdrv_perm_drop_children(BlockDriverState *bs);
+/* bdrv_perm_refresh after bs's users asked for less (released, inactive): it cannot
+ * conflict, so nothing to report. */
+void bdrv_perm_refresh_less(BlockDriverState *bs);
 /* The claim list of bs (block.c keeps it with the node); a GArray of BlockPermClaim. */
 typedef struct BlockPermClaim {
     const void *holder;

@@ -105,7 +105,7 @@ static void backing_child_perm(uint64_t perm, uint64_t shared, uint64_t *cperm,
 }
 
 /* Sets holder's claim on bs (replacing its earlier one) and applies the sum. */
-static bool claim_locked(BlockDriverState *bs, const void *holder, uint64_t perm,
+static bool claim_set(BlockDriverState *bs, const void *holder, uint64_t perm,
                          uint64_t shared, Error **errp)
 {
     GArray *claims = bdrv_perm_claims(bs);
@@ -132,8 +132,7 @@ static bool claim_locked(BlockDriverState *bs, const void *holder, uint64_t perm
     } else {
         g_array_remove_index(claims, index);
     }
-    bool ok = bdrv_perm_refresh(bs, NULL);
-    (void)ok;
+    bdrv_perm_refresh_less(bs);
     return false;
 }
 
@@ -154,7 +153,7 @@ bool bdrv_perm_refresh(BlockDriverState *bs, Error **errp)
     }
     if (bs->file) {
         file_child_perm(bs, perm, shared, &cperm, &cshared);
-        if (!claim_locked(bs->file, bs, cperm, cshared, errp)) {
+        if (!claim_set(bs->file, bs, cperm, cshared, errp)) {
             return false;
         }
     }
@@ -162,13 +161,13 @@ bool bdrv_perm_refresh(BlockDriverState *bs, Error **errp)
         cperm = perm;
         cshared = shared;
         data_child_perm(&cperm, &cshared);
-        if (!claim_locked(data, bs, cperm, cshared, errp)) {
+        if (!claim_set(data, bs, cperm, cshared, errp)) {
             return false;
         }
     }
     if (bs->backing) {
         backing_child_perm(perm, shared, &cperm, &cshared);
-        if (!claim_locked(bs->backing, bs, cperm, cshared, errp)) {
+        if (!claim_set(bs->backing, bs, cperm, cshared, errp)) {
             return false;
         }
     }
@@ -178,7 +177,7 @@ bool bdrv_perm_refresh(BlockDriverState *bs, Error **errp)
 bool bdrv_perm_claim(BlockDriverState *bs, const void *holder, uint64_t perm,
                      uint64_t shared, Error **errp)
 {
-    return claim_locked(bs, holder, perm & BLK_PERM_ALL, shared & BLK_PERM_ALL, errp);
+    return claim_set(bs, holder, perm & BLK_PERM_ALL, shared & BLK_PERM_ALL, errp);
 }
 
 void bdrv_perm_release(BlockDriverState *bs, const void *holder)
@@ -189,9 +188,15 @@ void bdrv_perm_release(BlockDriverState *bs, const void *holder)
         return;
     }
     g_array_remove_index(bdrv_perm_claims(bs), index);
+    bdrv_perm_refresh_less(bs);
+}
+
+void bdrv_perm_refresh_less(BlockDriverState *bs)
+{
     /* Taking less never conflicts; a failure could only keep a lock until close. */
-    bool ok = bdrv_perm_refresh(bs, NULL);
-    (void)ok;
+    if (!bdrv_perm_refresh(bs, NULL)) {
+        g_debug("%s: could not give up image locks", bs->filename);
+    }
 }
 
 void bdrv_perm_drop_children(BlockDriverState *bs)

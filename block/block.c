@@ -955,8 +955,7 @@ bool bdrv_inactivate(BlockDriverState *bs, Error **errp)
     }
     g_atomic_int_or(&bs->open_flags, BDRV_O_INACTIVE);
     /* The other side takes the image locks at its activation: give them up. */
-    bool ok = bdrv_perm_refresh(bs, NULL);
-    (void)ok;
+    bdrv_perm_refresh_less(bs);
     return bdrv_inactivate(bs->file, errp) && bdrv_inactivate(bdrv_data_child(bs), errp) &&
            bdrv_inactivate(bs->backing, errp);
 }
@@ -1001,8 +1000,7 @@ static bool bdrv_reopen_driver(BlockDriverState *bs, const char *why, Error **er
         g_atomic_int_or(&bs->open_flags, BDRV_O_INACTIVE);
         bdrv_perm_release(bs->backing, bs);
         g_clear_pointer(&bs->backing, bdrv_unref);
-        bool released = bdrv_perm_refresh(bs, NULL);
-        (void)released;
+        bdrv_perm_refresh_less(bs);
         error_prepend(errp, "'%s': could not re-open %s: ", bs->filename, why);
         return false;
     }
