@@ -374,12 +374,15 @@ static void net_tx_burst(NetQueuePair *q)
 {
     VirtIONet *n = q->n;
     VirtQueueElement *e;
+    /* A frame's chain (header and frame, one or two buffers) is laid out here: no
+     * allocation per frame.  A longer chain is allocated by the pop. */
+    VirtQueueSmallElement small;
     unsigned done = 0, unpublished = 0;
     bool more = false;
 
     for (;;) {
         virtqueue_set_notification(q->tx, false);
-        while (done < TX_BURST && (e = virtqueue_pop(q->tx))) {
+        while (done < TX_BURST && (e = virtqueue_pop_into(q->tx, &small))) {
             if (e->out_len < NET_VNET_HDR_LEN || e->in_num) {
                 /* The requests before it did complete: publish them while the queue
                  * still works. */
@@ -387,7 +390,7 @@ static void net_tx_burst(NetQueuePair *q)
                 virtio_error(&n->vdev, "tx request %u: %zu readable bytes and %u writable "
                              "buffers (want a 12-byte header, nothing writable)",
                              e->head, e->out_len, e->in_num);
-                virtqueue_element_free(e);
+                virtqueue_element_release(e, &small);
                 goto publish; /* the requests before it did complete: tell the driver */
             }
             /* The backend takes the header only when it speaks vnet_hdr. */
@@ -401,7 +404,7 @@ static void net_tx_burst(NetQueuePair *q)
             /* The used index moves once per USED_PUBLISH_BATCH requests and at the end of
              * the burst, as for rx: fewer stores to the line the polling driver reads. */
             virtqueue_fill(q->tx, e, 0, unpublished++);
-            virtqueue_element_free(e);
+            virtqueue_element_release(e, &small);
             if (unpublished == USED_PUBLISH_BATCH) {
                 used_publish(q->tx, &unpublished);
             }

@@ -415,6 +415,29 @@ bool virtqueue_pop_small(VirtQueue *vq, VirtQueueSmallElement *s)
     return true;
 }
 
+VirtQueueElement *virtqueue_pop_into(VirtQueue *vq, VirtQueueSmallElement *s)
+{
+    int head = peek_chain(vq);
+    const ChainWalk *w = vq->walk;
+
+    if (head < 0) {
+        return NULL;
+    }
+    take_chain(vq);
+    if (w->out_num + w->in_num > VIRTQUEUE_SMALL_SEGS) {
+        return element_new(w, (uint16_t)head);
+    }
+    element_fill(&s->e, w, (uint16_t)head, s->sg, s->gpa);
+    return &s->e;
+}
+
+void virtqueue_element_release(VirtQueueElement *elem, VirtQueueSmallElement *s)
+{
+    if (elem != &s->e) {
+        virtqueue_element_free(elem);
+    }
+}
+
 void virtqueue_cleanup(VirtQueue *vq)
 {
     g_free(vq->walk);

@@ -160,6 +160,14 @@ VirtQueueElement *virtqueue_pop(VirtQueue *vq);
  * than VIRTQUEUE_SMALL_SEGS pieces (then it stays in the ring for virtqueue_pop).
  */
 bool virtqueue_pop_small(VirtQueue *vq, VirtQueueSmallElement *s);
+/*
+ * virtqueue_pop that needs no allocation for the usual short chain: the element is &s->e
+ * when the chain has up to VIRTQUEUE_SMALL_SEGS pieces, else allocated as by
+ * virtqueue_pop; NULL as virtqueue_pop.  Release it with virtqueue_element_release.
+ */
+VirtQueueElement *virtqueue_pop_into(VirtQueue *vq, VirtQueueSmallElement *s);
+/* Frees elem unless it is &s->e (an element of virtqueue_pop_into). */
+void virtqueue_element_release(VirtQueueElement *elem, VirtQueueSmallElement *s);
 /* Puts a popped element back so the next pop returns it again (device out of resources). */
 void virtqueue_unpop(VirtQueue *vq, VirtQueueElement *elem);
 /* The same for the last virtqueue_pop_small's element (nothing to free). */
