@@ -59,14 +59,13 @@ class Holder:
     def __init__(self, path, cmd):
         self.path = path
         self.proc = subprocess.Popen([str(c) for c in cmd], stdin=subprocess.PIPE,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.held = wait_locked(path, self.proc)
 
     def stop(self):
         self.proc.kill()
         self.proc.wait()
         self.proc.stdin.close()
-        self.proc.stderr.close()
 
 
 def qemu_io(path, *args):
@@ -256,3 +255,21 @@ def test_blockdev_add_locking(tmp_path, sen_vm):
     with pytest.raises(QMPError, match="locking"):
         vm.cmd("blockdev-add", **{"driver": "file", "node-name": "f",
                                           "filename": str(img), "locking": "maybe"})
+
+
+def test_sen_img_holds_qemu_refused(tmp_path):
+    """A sen-img process writing the image (a long bench, stopped by the test) holds
+    qemu-img's writer bytes: qemu-img is refused, -U reads."""
+    img = image(tmp_path)
+    h = Holder(img, [SEN_IMG, "bench", "-w", "-c", "1000000000", "-d", "1", "-s", "512",
+                     img])
+    try:
+        assert h.held == [100, 101, 103, 201, 203]
+        p = run(QEMU_IMG, "info", img, check=False)
+        assert p.returncode == 1
+        assert "Failed to get shared \"write\" lock" in p.stderr
+        run(QEMU_IMG, "info", "-U", img)
+        p = run(QEMU_IO, "-c", "write 0 512", img, check=False)
+        assert "Failed to get \"write\" lock" in p.stderr
+    finally:
+        h.stop()
