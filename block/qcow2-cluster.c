@@ -10,11 +10,11 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdlib.h>
 
 #include "block/qcow2.h"
 #include "sen/block.h"
-#include "sen/log.h"
 
 Qcow2ClusterType qcow2_l2e_type(uint64_t l2e, int version)
 {
@@ -237,16 +237,31 @@ static int read_backing(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *
     return 0;
 }
 
+/* The L2 entry of guest offset off is corrupt: QEMU's report, what (printf-style) followed
+ * by " (L2 offset: 0x..., L2 index: 0x...)"; -EIO. */
+static int G_GNUC_PRINTF(3, 4) entry_corrupt(BDRVQcow2State *s, uint64_t off,
+                                             const char *what, ...)
+{
+    va_list ap;
+    va_start(ap, what);
+    g_autofree char *head = g_strdup_vprintf(what, ap);
+    va_end(ap);
+    qcow2_signal_corruption(s, true, -1, -1, "%s (L2 offset: %#" PRIx64 ", L2 index: %#x)",
+                            head, qcow2_l2_offset(s, off), (unsigned)l2_index(s, off));
+    return -EIO;
+}
+
+/* A data cluster the fast read paths may transfer directly; anything else (a version 2
+ * entry with the zero flag included, which is corrupt) goes through read_cluster_l2e. */
+static bool plain_data(BDRVQcow2State *s, uint64_t l2e)
+{
+    return qcow2_cluster_type(s, l2e) == QCOW2_CLUSTER_NORMAL &&
+           !((l2e & QCOW2_OFLAG_ZERO) && s->h.version < 3);
+}
+
 static int read_compressed(BDRVQcow2State *s, uint64_t l2e, uint64_t coff, uint64_t len,
                            uint8_t *buf)
 {
-    if (qcow2_has_data_file(s)) {
-        /* The format forbids them: a data file holds only plain guest-offset clusters. */
-        static RateLimit rl;
-        log_guest_error(&rl, "%s: compressed cluster in an image with an external data "
-                        "file", s->bs->filename);
-        return -EIO;
-    }
     uint64_t host = qcow2_compressed_offset(l2e, s->cluster_bits);
     uint64_t clen = qcow2_compressed_len(l2e, s->cluster_bits);
     uint8_t *in = g_malloc(clen);
@@ -275,11 +290,19 @@ static int read_cluster_l2e(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8
     uint64_t host = l2e & QCOW2_L2E_OFFSET_MASK;
     if (host % s->cluster_size && qcow2_l2e_has_host(s, l2e)) {
         /* A data or preallocated zero cluster inside another cluster. */
-        qcow2_signal_corruption(s, true, -1, -1,
-                                "Cluster allocation offset %#" PRIx64 " unaligned (L2 "
-                                "offset: %#" PRIx64 ", L2 index: %#x)", host,
-                                qcow2_l2_offset(s, off), (unsigned)l2_index(s, off));
-        return -EIO;
+        return entry_corrupt(s, off, "Cluster allocation offset %#" PRIx64 " unaligned",
+                             host);
+    }
+    if ((l2e & QCOW2_OFLAG_COMPRESSED) && qcow2_has_data_file(s)) {
+        /* The format forbids them: a data file holds only plain guest-offset clusters. */
+        return entry_corrupt(s, off, "Compressed cluster entry found in image with external "
+                             "data file");
+    }
+    if (!(l2e & QCOW2_OFLAG_COMPRESSED) && (l2e & QCOW2_OFLAG_ZERO) && s->h.version < 3 &&
+        !s->extl2) {
+        /* Version 2 has no zero clusters: the flag is a corrupt entry (QEMU's view), not
+         * data to read. */
+        return entry_corrupt(s, off, "Zero cluster entry found in pre-v3 image");
     }
     while (len) {
         uint64_t n = len;
@@ -303,7 +326,8 @@ static int read_cluster_l2e(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8
                 kind = QCOW2_CLUSTER_COMPRESSED;
                 break;
             default:
-                return -EIO;
+                /* QEMU's words, two spaces included. */
+                return entry_corrupt(s, off, "Invalid cluster entry found ");
             }
         } else {
             kind = qcow2_cluster_type(s, l2e);
@@ -388,8 +412,7 @@ static uint64_t contiguous_data_run(BDRVQcow2State *s, uint64_t off, uint64_t le
 
     while (run < len && !s->extl2) {
         uint64_t l2e, bitmap;
-        if (qcow2_get_l2e(s, off + run, &l2e, &bitmap) < 0 ||
-            qcow2_cluster_type(s, l2e) != QCOW2_CLUSTER_NORMAL) {
+        if (qcow2_get_l2e(s, off + run, &l2e, &bitmap) < 0 || !plain_data(s, l2e)) {
             break;
         }
         uint64_t cl = l2e & QCOW2_L2E_OFFSET_MASK;
@@ -471,8 +494,7 @@ int qcow2_read_guest_unlock(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8
         return ret;
     }
     ret = qcow2_get_l2e(s, off, &l2e, &bitmap);
-    if (ret == 0 && !s->extl2 && !s->exclusive_waiters && child &&
-        qcow2_cluster_type(s, l2e) == QCOW2_CLUSTER_NORMAL &&
+    if (ret == 0 && !s->extl2 && !s->exclusive_waiters && child && plain_data(s, l2e) &&
         (l2e & QCOW2_L2E_OFFSET_MASK) % s->cluster_size == 0) {
         struct iovec one = { .iov_base = buf, .iov_len = len };
         return transfer_and_release(s, child, (l2e & QCOW2_L2E_OFFSET_MASK) + coff, len,

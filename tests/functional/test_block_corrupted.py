@@ -40,17 +40,21 @@ def d():
     yield from short_dir("bce")
 
 
-def image_with_guest_cluster(path):
-    """A 1 GiB qcow2 image whose guest cluster at GUEST_OFF is allocated; returns its L2
-    table's offset (from L1[L1_INDEX]), where the cluster's entry is the first."""
-    subprocess.run([QEMU_IMG, "create", "-q", "-f", "qcow2", path, "1G"], check=True)
+def image_with_guest_cluster(path, opts="", entry=8):
+    """A 1 GiB qcow2 image (-o opts; L2 entries of `entry` bytes) whose guest cluster at
+    GUEST_OFF is allocated; returns its L2 table's offset, where the cluster's entry is the
+    first."""
+    subprocess.run([QEMU_IMG, "create", "-q", "-f", "qcow2"] + (["-o", opts] if opts else [])
+                   + [path, "1G"], check=True)
     subprocess.run([QEMU_IO, "-f", "qcow2", "-c", f"write -P 0x11 {GUEST_OFF} 64k", path],
                    check=True, stdout=subprocess.DEVNULL)
+    l1_index = GUEST_OFF // (65536 * (65536 // entry))
+    assert GUEST_OFF % (65536 * (65536 // entry)) == 0
     with open(path, "rb") as f:
         f.seek(36)
         l1_size, l1_off = struct.unpack(">IQ", f.read(12))
-        assert l1_off == L1_TABLE and l1_size > L1_INDEX
-        f.seek(l1_off + 8 * L1_INDEX)
+        assert l1_off == L1_TABLE and l1_size > l1_index
+        f.seek(l1_off + 8 * l1_index)
         return struct.unpack(">Q", f.read(8))[0] & ~COPIED
 
 
@@ -71,6 +75,21 @@ def unaligned_l2_table(path):
     cluster finds it."""
     l2 = image_with_guest_cluster(path)
     poke64(path, L1_TABLE + 8 * L1_INDEX, (l2 + 512) | COPIED)
+
+
+def zero_flag_in_v2(path):
+    """A version 2 image whose L2 entry has the zero flag, which only version 3 has."""
+    l2 = image_with_guest_cluster(path, "compat=0.10")
+    with open(path, "rb") as f:
+        f.seek(l2)
+        entry = struct.unpack(">Q", f.read(8))[0]
+    poke64(path, l2, entry | 1)
+
+
+def invalid_subcluster_bitmap(path):
+    """Extended L2 entries: subcluster 0 both allocated and zero."""
+    l2 = image_with_guest_cluster(path, "extended_l2=on", entry=16)
+    poke64(path, l2 + 8, (1 << 32) | 1)
 
 
 def run_guest(d, name, argv):
@@ -134,7 +153,8 @@ def corrupt_bit(path):
 
 
 @pytest.mark.parametrize("form", ["drive", "blockdev"])
-@pytest.mark.parametrize("craft", [l2_entry_at_l1_table, unaligned_l2_table])
+@pytest.mark.parametrize("craft", [l2_entry_at_l1_table, unaligned_l2_table, zero_flag_in_v2,
+                                   invalid_subcluster_bitmap])
 def test_corruption_events_match_qemu(d, craft, form):
     got = {}
     for vmm in ("sen", "qemu"):
@@ -155,7 +175,8 @@ def test_corruption_events_match_qemu(d, craft, form):
         assert "qcow2: Marking image as corrupt: " + first[0][1]["msg"] in err, (vmm, err)
     assert got["sen"] == got["qemu"]
     (corrupt, _), marked, _ = got["sen"]
-    assert corrupt[1]["fatal"] and marked
+    # Version 2 has no corrupt bit: the image is only read-only until closed.
+    assert corrupt[1]["fatal"] and marked == (craft is not zero_flag_in_v2)
     # QEMU's device: the drive id, "" for a -blockdev node (in both events).
     want = "disk0" if form == "drive" else ""
     assert corrupt[1]["device"] == want and corrupt[1]["node-name"] == "fmt0"

@@ -154,6 +154,39 @@ static void test_unaligned_l2_reported(void)
     g_unlink(path);
 }
 
+/* A compressed entry in an image whose data lives in an external data file (the format
+ * forbids it): the read fails and reports it in QEMU's words. */
+static void test_compressed_with_data_file_reported(void)
+{
+    g_autofree char *path = g_build_filename(test_dir, "df.qcow2", NULL);
+    g_autofree char *data = g_build_filename(test_dir, "df.data", NULL);
+    block_test_create("qcow2", path, "size=4194304,data_file=df.data");
+    BlockDriverState *bs = block_test_open(path, "qcow2", BDRV_O_RDWR);
+    BDRVQcow2State *s = bs->opaque;
+    uint8_t buf[512];
+    memset(buf, 0x5a, sizeof(buf));
+    g_assert_cmpint(bdrv_pwrite(bs, 0, sizeof(buf), buf), ==, 0);
+    GPtrArray *reports = reports_start();
+
+    g_mutex_lock(&s->lock);
+    uint64_t l2 = qcow2_l2_offset(s, 0);
+    g_assert_cmpint(qcow2_set_l2e(s, (int64_t)l2, 0, QCOW2_OFLAG_COMPRESSED | 0x50000, NULL),
+                    ==, 0);
+    g_mutex_unlock(&s->lock);
+    g_assert_cmpint(bdrv_pread(bs, 0, sizeof(buf), buf), ==, -EIO);
+    g_assert_cmpuint(reports->len, ==, 1);
+    Report *r = g_ptr_array_index(reports, 0);
+    g_autofree char *want = g_strdup_printf("Compressed cluster entry found in image with "
+                                            "external data file (L2 offset: %#" PRIx64
+                                            ", L2 index: 0)", l2);
+    g_assert_cmpstr(r->msg, ==, want);
+    g_assert_true(r->fatal);
+    reports_end(reports);
+    bdrv_unref(bs);
+    g_unlink(path);
+    g_unlink(data);
+}
+
 /* The header's incompatible features as the file holds them. */
 static uint64_t file_incompat_bits(const char *path)
 {
@@ -202,6 +235,8 @@ int main(int argc, char **argv)
     g_test_add_func("/qcow2-corrupt/fatal-follows-non-fatal", test_fatal_follows_non_fatal);
     g_test_add_func("/qcow2-corrupt/unaligned-l2-reported", test_unaligned_l2_reported);
     g_test_add_func("/qcow2-corrupt/repair-clears-corrupt-bit", test_repair_clears_corrupt_bit);
+    g_test_add_func("/qcow2-corrupt/compressed-with-data-file-reported",
+                    test_compressed_with_data_file_reported);
     int ret = g_test_run();
     g_rmdir(test_dir);
     return ret;
