@@ -93,6 +93,15 @@ void qcow2_reftable_scan_used(BDRVQcow2State *s)
     }
 }
 
+/* A refcount table entry naming a block inside a cluster: corrupt (QEMU's words). */
+static int refblock_unaligned(BDRVQcow2State *s, uint64_t rb, uint64_t rt)
+{
+    qcow2_signal_corruption(s, true, -1, -1,
+                            "Refblock offset %#" PRIx64 " unaligned (reftable index: %#" PRIx64
+                            ")", rb, rt);
+    return -EIO;
+}
+
 int qcow2_get_refcount(BDRVQcow2State *s, uint64_t cluster, uint64_t *rc)
 {
     uint64_t rt = cluster >> s->refblock_bits;
@@ -105,10 +114,7 @@ int qcow2_get_refcount(BDRVQcow2State *s, uint64_t cluster, uint64_t *rc)
         return 0;
     }
     if (rb % s->cluster_size) {
-        qcow2_signal_corruption(s, true, -1, -1,
-                                "Refblock offset %#" PRIx64 " unaligned (reftable index: %#"
-                                PRIx64 ")", rb, rt);
-        return -EIO;
+        return refblock_unaligned(s, rb, rt);
     }
     uint8_t *blk;
     int ret = qcow2_cache_get(s->rb_cache, rb, false, &blk);
@@ -388,6 +394,9 @@ int qcow2_update_refcount(BDRVQcow2State *s, uint64_t off, uint64_t len, int64_t
             return -EIO;
         }
         uint64_t rb = s->reftable[rt] & QCOW2_REFT_OFFSET_MASK;
+        if (rb % s->cluster_size) {
+            return refblock_unaligned(s, rb, rt);
+        }
         uint8_t *blk;
         ret = qcow2_cache_get(s->rb_cache, rb, false, &blk);
         if (ret < 0) {

@@ -130,10 +130,12 @@ def run_guest(d, name, argv):
 
 
 def vmm_argv(vmm, image, form):
-    """The guest on image, a qcow2 node fmt0: under -drive id=disk0 or -blockdev."""
+    """The guest on image, a qcow2 node fmt0: under -drive id=disk0 (read-only with
+    form drive-ro) or -blockdev."""
     modern = ",disable-legacy=on" if vmm == "qemu" else ""
-    if form == "drive":
-        drive = ["-drive", f"file={image},format=qcow2,if=none,id=disk0,node-name=fmt0",
+    if form.startswith("drive"):
+        ro = ",readonly=on" if form == "drive-ro" else ""
+        drive = ["-drive", f"file={image},format=qcow2,if=none,id=disk0,node-name=fmt0{ro}",
                  "-device", "virtio-blk-pci,drive=disk0" + modern]
     else:
         drive = ["-blockdev", "driver=qcow2,node-name=fmt0,file.driver=file,"
@@ -180,3 +182,23 @@ def test_corruption_events_match_qemu(d, craft, form):
     # QEMU's device: the drive id, "" for a -blockdev node (in both events).
     want = "disk0" if form == "drive" else ""
     assert corrupt[1]["device"] == want and corrupt[1]["node-name"] == "fmt0"
+
+
+def test_read_only_corruption_is_not_fatal_like_qemu(d):
+    """On a read-only drive nothing more can be damaged: the event says fatal false, the
+    stderr line is QEMU's non-fatal one, and the corrupt bit stays clear."""
+    got = {}
+    for vmm in ("sen", "qemu"):
+        image = os.path.join(d, vmm + ".qcow2")
+        unaligned_l2_table(image)
+        events, lines, err = run_guest(d, vmm, vmm_argv(vmm, image, "drive-ro"))
+        assert len(lines) == 5, (vmm, lines, err)
+        assert [name for name, _ in events].count("BLOCK_IMAGE_CORRUPTED") == 1, (vmm, events)
+        first = events[:2]
+        got[vmm] = (first, corrupt_bit(image), lines[0])
+        assert "qcow2: Image is corrupt: " + first[0][1]["msg"] + "; further non-fatal " \
+            "corruption events will be suppressed" in err, (vmm, err)
+    assert got["sen"] == got["qemu"]
+    (corrupt, io_error), marked, _ = got["sen"]
+    assert corrupt == ("BLOCK_IMAGE_CORRUPTED", dict(corrupt[1], fatal=False)), corrupt
+    assert io_error[0] == "BLOCK_IO_ERROR" and not marked
