@@ -32,7 +32,10 @@ static void side_init(Side *s, const char *disk)
 {
     Error *err = NULL;
     memset(s, 0, sizeof(*s));
-    s->drive = g_strdup_printf("file=%s,format=raw,if=none,id=d0", disk);
+    /* Both sides of the migration live in this process on one image, without the
+     * destination's -incoming: locking=off, as QEMU's own tests do, or the source's
+     * image locks would refuse the destination (docs/image-locking.md). */
+    s->drive = g_strdup_printf("file=%s,format=raw,if=none,id=d0,file.locking=off", disk);
     char *argv[] = { "sen", "-drive", s->drive, NULL };
     vt_init(&s->vt, 3, argv);
     s->vt.dev = (PCIDevice *)vt_add_device(&s->vt, "virtio-blk-pci", "drive=d0", &err);
