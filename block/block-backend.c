@@ -429,6 +429,16 @@ void blk_aio_flush(BlockBackend *blk, BlockCompletionFunc *cb, void *opaque)
     blk_aio_submit(blk, BLOCK_REQ_FLUSH, 0, 0, NULL, 0, 0, cb, opaque);
 }
 
+void blk_io_plug(BlockBackend *blk)
+{
+    bdrv_io_plug(blk->root);
+}
+
+void blk_io_unplug(BlockBackend *blk)
+{
+    bdrv_io_unplug(blk->root);
+}
+
 void blk_aio_pdiscard(BlockBackend *blk, int64_t offset, int64_t bytes,
                       BlockCompletionFunc *cb, void *opaque)
 {

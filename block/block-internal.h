@@ -16,6 +16,10 @@ extern const BlockDriver bdrv_raw;
 
 /* block/file-posix.c: st_blocks * 512 of the open file, or -errno. */
 int64_t file_posix_allocated_size(BlockDriverState *bs);
+/* Tests: how many io_submit calls the node's aio=native requests took so far. */
+unsigned file_posix_aio_submit_calls(BlockDriverState *bs);
+/* Completes req later in ctx's thread (an idle source), never from inside the caller. */
+void bdrv_complete_in(GMainContext *ctx, BlockRequest *req, int ret);
 
 /*
  * block/file-lock.c: QEMU's image locks (OFD read locks on byte FILE_LOCK_PERM_BASE + n

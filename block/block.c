@@ -1187,7 +1187,7 @@ static gboolean bdrv_completion_dispatch(gpointer opaque)
 }
 
 /* Completes req later in ctx's thread, never from inside the caller. */
-static void bdrv_complete_in(GMainContext *ctx, BlockRequest *req, int ret)
+void bdrv_complete_in(GMainContext *ctx, BlockRequest *req, int ret)
 {
     BlockCompletion *c = g_new(BlockCompletion, 1);
     GSource *src = g_idle_source_new();
@@ -1233,6 +1233,24 @@ static __thread bool bdrv_inline_when_idle;
 void bdrv_set_inline_when_idle(bool on)
 {
     bdrv_inline_when_idle = on;
+}
+
+void bdrv_io_plug(BlockDriverState *bs)
+{
+    for (; bs; bs = bs->file) {
+        if (bs->drv->io_plug) {
+            bs->drv->io_plug(bs);
+        }
+    }
+}
+
+void bdrv_io_unplug(BlockDriverState *bs)
+{
+    for (; bs; bs = bs->file) {
+        if (bs->drv->io_unplug) {
+            bs->drv->io_unplug(bs);
+        }
+    }
 }
 
 void bdrv_aio_submit(BlockDriverState *bs, BlockRequest *req)

@@ -5,8 +5,9 @@
  * meet the alignment go through an aligned bounce buffer (read-modify-write for writes,
  * serialised so two partial writes into one block cannot lose each other's data).
  * aio=native submits aligned reads and writes with libaio and reaps them from an eventfd
- * watched in the node's GMainContext; everything else runs synchronously on the block
- * layer's worker pool (aio=threads).
+ * watched in the node's GMainContext; while plugged (bdrv_io_plug) it queues them and
+ * submits the batch with one io_submit at the unplug.  Everything else runs synchronously
+ * on the block layer's worker pool (aio=threads).
  * locking=on|off|auto takes QEMU's image locks (block/file-lock.c) for what the node's
  * users need (set_perm).
  */
@@ -27,6 +28,9 @@
 enum {
     MEM_ALIGN = 4096,
     AIO_MAX_EVENTS = 256,
+    /* At most this many plugged requests wait for the unplug; a full batch goes at once
+     * (QEMU's default aio-max-batch for linux-aio is 32). */
+    AIO_MAX_BATCH = 32,
 };
 
 #define ROUND_UP(n, a) (((n) + (a) - 1) / (a) * (a))
@@ -37,11 +41,15 @@ typedef struct FilePosixState {
     unsigned align;          /* offset/length alignment O_DIRECT needs, 1 without it */
     GMutex rmw_lock;         /* serialises bounce-buffer writes */
 
-    GMutex aio_lock;         /* guards set-up of the fields below */
+    GMutex aio_lock;         /* guards set-up of the fields below, and the batch */
     io_context_t aio_ctx;
     int aio_efd;             /* -1 until the first native request */
     BlockFdWatch aio_watch;  /* aio_efd in bs->ctx */
     int aio_inflight;        /* atomic */
+    int aio_plugged;         /* aio_lock: bdrv_io_plug depth */
+    int aio_nqueued;         /* aio_lock: iocbs held back while plugged */
+    struct iocb *aio_queue[AIO_MAX_BATCH];
+    unsigned aio_submit_calls; /* atomic: io_submit calls (tests) */
 
     bool use_lock;           /* locking=on, or auto where the host has OFD locks */
     int auto_ro_errno;       /* why auto-read-only=on opened read-only, or 0 */
@@ -372,6 +380,61 @@ static gboolean fp_aio_reap(gint fd, GIOCondition cond, gpointer opaque)
     return G_SOURCE_CONTINUE;
 }
 
+/*
+ * Submits the held-back iocbs, oldest first, with as few io_submit calls as the kernel
+ * takes them in; aio_lock held.  One the kernel refuses completes with its error (later,
+ * in bs->ctx: its submitter has returned already) and the rest are tried again.
+ */
+static void fp_aio_submit_queued_locked(BlockDriverState *bs, FilePosixState *s)
+{
+    int done = 0;
+
+    while (done < s->aio_nqueued) {
+        int ret = io_submit(s->aio_ctx, s->aio_nqueued - done, s->aio_queue + done);
+        g_atomic_int_inc((gint *)&s->aio_submit_calls);
+        if (ret > 0) {
+            done += ret;
+            continue;
+        }
+        if (ret == -EINTR) {
+            continue;
+        }
+        FilePosixAio *aio = s->aio_queue[done]->data;
+        g_atomic_int_add(&s->aio_inflight, -1);
+        bdrv_complete_in(bs->ctx, aio->req, ret < 0 ? ret : -EIO);
+        g_free(aio);
+        done++;
+    }
+    s->aio_nqueued = 0;
+}
+
+static void fp_io_plug(BlockDriverState *bs)
+{
+    FilePosixState *s = bs->opaque;
+
+    g_mutex_lock(&s->aio_lock);
+    s->aio_plugged++;
+    g_mutex_unlock(&s->aio_lock);
+}
+
+static void fp_io_unplug(BlockDriverState *bs)
+{
+    FilePosixState *s = bs->opaque;
+
+    g_mutex_lock(&s->aio_lock);
+    g_assert(s->aio_plugged > 0);
+    if (--s->aio_plugged == 0 && s->aio_nqueued) {
+        fp_aio_submit_queued_locked(bs, s);
+    }
+    g_mutex_unlock(&s->aio_lock);
+}
+
+unsigned file_posix_aio_submit_calls(BlockDriverState *bs)
+{
+    FilePosixState *s = bs->opaque;
+    return g_atomic_int_get((gint *)&s->aio_submit_calls);
+}
+
 /* Sets up the io context and the eventfd watch in bs->ctx; aio_lock held. */
 static int fp_aio_setup_locked(BlockDriverState *bs, FilePosixState *s)
 {
@@ -405,13 +468,14 @@ static int fp_aio_submit(BlockDriverState *bs, BlockRequest *req)
     }
     g_mutex_lock(&s->aio_lock);
     ret = fp_aio_setup_locked(bs, s);
-    g_mutex_unlock(&s->aio_lock);
     if (ret < 0) {
+        g_mutex_unlock(&s->aio_lock);
         return -ENOTSUP;
     }
     /* A full ring falls back to the worker pool rather than blocking the submitter. */
     if (g_atomic_int_add(&s->aio_inflight, 1) >= AIO_MAX_EVENTS) {
         g_atomic_int_add(&s->aio_inflight, -1);
+        g_mutex_unlock(&s->aio_lock);
         return -ENOTSUP;
     }
 
@@ -425,7 +489,18 @@ static int fp_aio_submit(BlockDriverState *bs, BlockRequest *req)
     }
     io_set_eventfd(&aio->iocb, s->aio_efd);
     aio->iocb.data = aio;
+    if (s->aio_plugged) {
+        s->aio_queue[s->aio_nqueued++] = &aio->iocb;
+        if (s->aio_nqueued == AIO_MAX_BATCH) {
+            fp_aio_submit_queued_locked(bs, s);
+        }
+        g_mutex_unlock(&s->aio_lock);
+        return 0;
+    }
+    /* Unplugged, nothing is held back (the last unplug submitted it): no overtaking. */
+    g_mutex_unlock(&s->aio_lock);
     ret = io_submit(s->aio_ctx, 1, cbs);
+    g_atomic_int_inc((gint *)&s->aio_submit_calls);
     if (ret != 1) {
         g_free(aio);
         g_atomic_int_add(&s->aio_inflight, -1);
@@ -652,6 +727,8 @@ const BlockDriver bdrv_file = {
     .preadv = fp_preadv,
     .pwritev = fp_pwritev,
     .aio_submit = fp_aio_submit,
+    .io_plug = fp_io_plug,
+    .io_unplug = fp_io_unplug,
     .flush = fp_flush,
     .pdiscard = fp_pdiscard,
     .pwrite_zeroes = fp_pwrite_zeroes,

@@ -142,6 +142,10 @@ struct BlockDriver {
      * bdrv_request_complete in bs->ctx), or -ENOTSUP to have the worker pool run the
      * synchronous op instead. */
     int (*aio_submit)(BlockDriverState *bs, BlockRequest *req);
+    /* Optional, see bdrv_io_plug: hold back the requests aio_submit starts until the
+     * matching io_unplug, and start them there together. */
+    void (*io_plug)(BlockDriverState *bs);
+    void (*io_unplug)(BlockDriverState *bs);
     /* Writes metadata caches to the children, then flushes them (block.c flushes
      * `file` after this returns, so a driver need not). NULL: only the children. */
     int (*flush)(BlockDriverState *bs);
@@ -434,6 +438,16 @@ void bdrv_aio_submit(BlockDriverState *bs, BlockRequest *req);
 void bdrv_set_inline_when_idle(bool on);
 /* A driver's aio_submit finishes req with this, in bs->ctx's thread. */
 void bdrv_request_complete(BlockRequest *req, int ret);
+/*
+ * Between bdrv_io_plug and bdrv_io_unplug (they nest, and may come from several threads)
+ * the asynchronous requests a driver starts itself (aio=native) are held back and go to
+ * the kernel together at the last unplug: one io_submit for a batch, which the kernel
+ * plugs as one, so adjacent requests merge before they reach the disk (QEMU's
+ * blk_io_plug).  Requests the worker pool runs are not held.  Goes down the `file`
+ * children.  A plugged thread must unplug before it waits for its requests.
+ */
+void bdrv_io_plug(BlockDriverState *bs);
+void bdrv_io_unplug(BlockDriverState *bs);
 
 /* Statistics for query-blockstats (QEMU's BlockDeviceStats names). */
 typedef struct BlockAcctStats {
@@ -523,6 +537,9 @@ void blk_aio_preadv(BlockBackend *blk, int64_t offset, const struct iovec *iov, 
 void blk_aio_pwritev(BlockBackend *blk, int64_t offset, const struct iovec *iov, int niov,
                      int flags, BlockCompletionFunc *cb, void *opaque);
 void blk_aio_flush(BlockBackend *blk, BlockCompletionFunc *cb, void *opaque);
+/* bdrv_io_plug/unplug on the backend's root: around a burst of blk_aio_* calls. */
+void blk_io_plug(BlockBackend *blk);
+void blk_io_unplug(BlockBackend *blk);
 void blk_aio_pdiscard(BlockBackend *blk, int64_t offset, int64_t bytes,
                       BlockCompletionFunc *cb, void *opaque);
 void blk_aio_pwrite_zeroes(BlockBackend *blk, int64_t offset, int64_t bytes, int flags,

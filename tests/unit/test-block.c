@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <glib.h>
 #include "sen/block.h"
+#include "block/block-internal.h"
 #include "sen/config.h"
 #include "sen/device.h"
 #include "sen/machine.h"
@@ -336,6 +337,74 @@ static void test_aio_native_many(Fixture *f, gconstpointer data)
 static void test_aio_native_unaligned(Fixture *f, gconstpointer data)
 {
     run_many(f, "cache.direct=on,aio=native", 32, 5000, false);
+}
+
+/*
+ * Plugged aio=native requests reach the kernel together at the last unplug: one io_submit
+ * for a batch, a full batch (32) at once, nested plugs submit at the outer unplug; none
+ * completes inside a call, and every one lands.
+ */
+static void test_aio_native_plug(Fixture *f, gconstpointer data)
+{
+    BlockBackend *blk = open_blk(f, "cache.direct=on,aio=native", "raw", BDRV_O_RDWR, true);
+    BlockDriverState *file = blk_bs(blk)->file;
+    enum { N = 40, LEN = 4096 };
+    g_autofree uint8_t *buf = NULL;
+    struct iovec iov[N];
+    AioCounter c = { 0 };
+
+    g_assert_cmpint(posix_memalign((void **)&buf, 4096, N * LEN), ==, 0);
+    for (int i = 0; i < N; i++) {
+        memset(buf + i * LEN, 0x40 + i, LEN);
+        iov[i] = (struct iovec){ buf + i * LEN, LEN };
+    }
+    unsigned calls = file_posix_aio_submit_calls(file);
+    blk_io_plug(blk);
+    blk_io_plug(blk);
+    for (int i = 0; i < N; i++) {
+        c.pending++;
+        blk_aio_pwritev(blk, i * 2 * LEN, &iov[i], 1, 0, aio_done, &c);
+    }
+    /* The first 32 went as one batch; the other 8 wait for the outer unplug. */
+    g_assert_cmpuint(file_posix_aio_submit_calls(file), ==, calls + 1);
+    blk_io_unplug(blk);
+    g_assert_cmpuint(file_posix_aio_submit_calls(file), ==, calls + 1);
+    g_assert_cmpint(c.pending, ==, N);
+    blk_io_unplug(blk);
+    g_assert_cmpuint(file_posix_aio_submit_calls(file), ==, calls + 2);
+    wait_all(&c);
+    g_assert_cmpint(c.errors, ==, 0);
+    for (int i = 0; i < N; i++) {
+        g_autofree uint8_t *host = host_read(f, i * 2 * LEN, LEN);
+        g_assert_cmpmem(host, LEN, buf + i * LEN, LEN);
+    }
+
+    /* Reads of adjacent blocks: one call for the batch, each gets its own bytes. */
+    memset(buf, 0, N * LEN);
+    calls = file_posix_aio_submit_calls(file);
+    blk_io_plug(blk);
+    for (int i = 0; i < 8; i++) {
+        c.pending++;
+        blk_aio_preadv(blk, (i + 600) * LEN, &iov[i], 1, 0, aio_done, &c);
+    }
+    g_assert_cmpuint(file_posix_aio_submit_calls(file), ==, calls);
+    blk_io_unplug(blk);
+    g_assert_cmpuint(file_posix_aio_submit_calls(file), ==, calls + 1);
+    wait_all(&c);
+    g_assert_cmpint(c.errors, ==, 0);
+    for (int i = 0; i < 8; i++) {
+        for (size_t j = 0; j < LEN; j++) {
+            g_assert_cmpint(buf[i * LEN + j], ==, pattern((i + 600) * LEN + j));
+        }
+    }
+    /* Unplugged, each request goes at once. */
+    calls = file_posix_aio_submit_calls(file);
+    c.pending++;
+    blk_aio_preadv(blk, 0, &iov[0], 1, 0, aio_done, &c);
+    g_assert_cmpuint(file_posix_aio_submit_calls(file), ==, calls + 1);
+    wait_all(&c);
+    g_assert_cmpint(c.errors, ==, 0);
+    blk_unref(blk);
 }
 
 static void test_aio_threads(Fixture *f, gconstpointer data)
@@ -790,6 +859,7 @@ int main(int argc, char **argv)
     ADD("aio-native", test_aio_native);
     ADD("aio-native-many", test_aio_native_many);
     ADD("aio-native-unaligned", test_aio_native_unaligned);
+    ADD("aio-native-plug", test_aio_native_plug);
     ADD("aio-threads", test_aio_threads);
     ADD("aio-writethrough", test_aio_writethrough);
     ADD("unref-drains", test_unref_drains);

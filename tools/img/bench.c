@@ -79,14 +79,23 @@ static bool bench_flush_due(const BenchRun *b)
 /*
  * Keeps up to depth requests in flight.  At each flush interval it flushes, first waiting
  * for the requests in flight unless --no-drain (as qemu-img bench's drain_on_flush).
+ * The requests sent between two waits go out plugged (blk_io_plug): with -i native one
+ * io_submit each burst, as QEMU's linux-aio submits a plugged batch.
  */
 static int bench_run(BenchRun *b)
 {
+    bool plugged = false;
+
     b->idle = g_ptr_array_new();
     for (uint64_t i = 0; i < b->depth; i++) {
         g_ptr_array_add(b->idle, &b->slots[i]);
     }
     while (b->ret == 0 && (b->completed < b->count || bench_flush_due(b))) {
+        bool submit = !bench_flush_due(b) && b->submitted < b->count && b->idle->len;
+        if (plugged && !submit) {
+            blk_io_unplug(b->blk);
+            plugged = false;
+        }
         if (bench_flush_due(b)) {
             if (b->drain_on_flush && b->in_flight) {
                 bench_wait_one(b);
@@ -100,7 +109,11 @@ static int bench_run(BenchRun *b)
             }
             continue;
         }
-        if (b->submitted < b->count && b->idle->len) {
+        if (submit) {
+            if (!plugged) {
+                blk_io_plug(b->blk);
+                plugged = true;
+            }
             BenchSlot *slot = g_ptr_array_steal_index_fast(b->idle, b->idle->len - 1);
             uint64_t off = bench_next_offset(b);
             b->submitted++;
@@ -113,6 +126,9 @@ static int bench_run(BenchRun *b)
             continue;
         }
         bench_wait_one(b);
+    }
+    if (plugged) {
+        blk_io_unplug(b->blk);
     }
     while (b->in_flight) {
         bench_wait_one(b);
