@@ -440,6 +440,8 @@ static void blk_submit_pending(VirtIOBlk *s)
     s->submitting++;
     g_mutex_unlock(&s->pending_lock);
 
+    /* The calls taken together reach the kernel together (aio=native: one io_submit). */
+    blk_io_plug(s->blk);
     while (io) {
         BlkIo *next = io->next; /* io may complete (and be reused) once submitted */
         switch (io->op) {
@@ -462,6 +464,7 @@ static void blk_submit_pending(VirtIOBlk *s)
         }
         io = next;
     }
+    blk_io_unplug(s->blk);
     g_mutex_lock(&s->pending_lock);
     if (--s->submitting == 0) {
         g_cond_broadcast(&s->submitted_cond);
