@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import threading
+import time
 
 import pytest
 
@@ -30,6 +31,21 @@ RAM_AT = 0x1000000
 def quit_vm(vm):
     vm.cmd("quit")
     assert vm.wait_exit() == 0, vm.stderr_text()
+
+
+def wait_until_dead(pid, timeout=10.0):
+    """Until pid has exited (a zombie or reaped): its files are closed by then."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                state = f.read().rpartition(")")[2].split()[0]
+        except FileNotFoundError:
+            return
+        if state in ("Z", "X"):
+            return
+        time.sleep(0.005)
+    raise AssertionError(f"process {pid} still alive {timeout} s after SIGKILL")
 
 
 class AckSwallowingProxy:
@@ -73,6 +89,10 @@ class AckSwallowingProxy:
             answer = b""
         if answer:
             os.kill(self.dst_pid, signal.SIGKILL)
+            # A dead destination has closed its files and so released its image locks;
+            # SIGKILL only starts that, and the source takes its images back as soon as
+            # the connection closes.
+            wait_until_dead(self.dst_pid)
             self.killed.set()
         # shutdown, not only close: the relaying thread still blocks in recv on it.
         conn.shutdown(socket.SHUT_RDWR)
