@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 
 from img_util import SEN_IMG, QEMU_IMG, needs_tools, run
@@ -47,16 +48,27 @@ def test_killed_writer_leaves_a_clean_image(tmp_path):
     # A run far longer than the wait: it is still writing when it is killed.
     p = subprocess.Popen([SEN_IMG, "bench", "-q", "-f", "qcow2", "-t", "writeback", "-w",
                           "-d", "4", "-s", "64k", "-c", "100000000", "--pattern=9",
-                          "--flush-interval=64", str(img)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                          "--flush-interval=64", "--flushed-log", str(img)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    killer = threading.Timer(20, p.kill)
+    killer.start()
     try:
-        deadline = time.monotonic() + 20
-        while os.path.getsize(img) < STEP and time.monotonic() < deadline:
+        while os.path.getsize(img) < STEP and p.poll() is None:
             time.sleep(0.05)
         grown = os.path.getsize(img)
+        # Killed only after a flush was acknowledged, so some data is sure to be mapped
+        # (killed before the first one, an image with nothing mapped failed below).
+        flushed = False
+        for line in p.stderr:
+            if line.startswith(b"flushed "):
+                flushed = True
+                break
+        assert flushed, "the writer never acknowledged a flush"
     finally:
+        killer.cancel()
         p.send_signal(signal.SIGKILL)
         p.wait()
+        p.stderr.close()
     # Grown ahead in whole steps, past what the image uses.
     assert grown >= STEP and grown % STEP == 0, grown
     # A kill between a cache flush's refcount blocks and its L2 tables may leak clusters,
