@@ -429,20 +429,13 @@ static BlockDriverState *bdrv_open_driver(const BlockDriver *drv, const char *fi
     block_node(bs)->open_lookup = lookup;
     block_node(bs)->open_lookup_opaque = lookup_opaque;
     /* The file child is locked for what the format will do before it reads a byte. */
-    bool opened = !file || bdrv_perm_refresh(bs, errp);
-    if (!opened) {
-        bdrv_perm_release(file, bs);
-        block_node(bs)->lookup = NULL;
-        block_node(bs)->lookup_opaque = NULL;
-        bdrv_free_node(bs);
-        bdrv_unref(file);
-        return NULL;
-    }
-    opened = !drv->open || drv->open(bs, opts, flags, errp);
+    bool opened = (!file || bdrv_perm_refresh(bs, errp)) &&
+                  (!drv->open || drv->open(bs, opts, flags, errp));
     block_node(bs)->lookup = NULL;
     block_node(bs)->lookup_opaque = NULL;
     if (!opened) {
-        /* A driver cleans up after its own failed open: no close. */
+        /* A driver cleans up after its own failed open: no close (nor any backing when
+         * the locks failed, before it ran). */
         BlockDriverState *backing = bs->backing;
         bdrv_perm_release(file, bs);
         bdrv_free_node(bs);
