@@ -386,36 +386,12 @@ static void take_chain(VirtQueue *vq)
     }
 }
 
-VirtQueueElement *virtqueue_pop(VirtQueue *vq)
-{
-    int head = peek_chain(vq);
-
-    if (head < 0) {
-        return NULL;
-    }
-    take_chain(vq);
-    return element_new(vq->walk, (uint16_t)head);
-}
-
-bool virtqueue_pop_small(VirtQueue *vq, VirtQueueSmallElement *s)
-{
-    int head = peek_chain(vq);
-    const ChainWalk *w = vq->walk;
-    unsigned n;
-
-    if (head < 0) {
-        return false;
-    }
-    n = w->out_num + w->in_num;
-    if (n > VIRTQUEUE_SMALL_SEGS) {
-        return false; /* stays in the ring for virtqueue_pop */
-    }
-    take_chain(vq);
-    element_fill(&s->e, w, (uint16_t)head, s->sg, s->gpa);
-    return true;
-}
-
-VirtQueueElement *virtqueue_pop_into(VirtQueue *vq, VirtQueueSmallElement *s)
+/*
+ * The three pops in one: the next request laid out in s when it has up to
+ * VIRTQUEUE_SMALL_SEGS pieces (and s is given), else allocated, or with long_stays left
+ * in the ring (NULL).
+ */
+static VirtQueueElement *pop_chain(VirtQueue *vq, VirtQueueSmallElement *s, bool long_stays)
 {
     int head = peek_chain(vq);
     const ChainWalk *w = vq->walk;
@@ -423,12 +399,31 @@ VirtQueueElement *virtqueue_pop_into(VirtQueue *vq, VirtQueueSmallElement *s)
     if (head < 0) {
         return NULL;
     }
+    bool small = s && w->out_num + w->in_num <= VIRTQUEUE_SMALL_SEGS;
+    if (!small && long_stays) {
+        return NULL; /* stays in the ring for virtqueue_pop */
+    }
     take_chain(vq);
-    if (w->out_num + w->in_num > VIRTQUEUE_SMALL_SEGS) {
+    if (!small) {
         return element_new(w, (uint16_t)head);
     }
     element_fill(&s->e, w, (uint16_t)head, s->sg, s->gpa);
     return &s->e;
+}
+
+VirtQueueElement *virtqueue_pop(VirtQueue *vq)
+{
+    return pop_chain(vq, NULL, false);
+}
+
+bool virtqueue_pop_small(VirtQueue *vq, VirtQueueSmallElement *s)
+{
+    return pop_chain(vq, s, true) != NULL;
+}
+
+VirtQueueElement *virtqueue_pop_into(VirtQueue *vq, VirtQueueSmallElement *s)
+{
+    return pop_chain(vq, s, false);
 }
 
 void virtqueue_element_release(VirtQueueElement *elem, VirtQueueSmallElement *s)
