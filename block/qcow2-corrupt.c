@@ -7,16 +7,25 @@
 #include "block/qcow2.h"
 #include "sen/block.h"
 
-/* The corrupt bit in the header (version 3 has the field), synced: the next open then
- * refuses read/write until a check repairs the image. */
+/* The header's incompatible-features field (offset 72) set to features, synced; the
+ * in-memory header follows only once it is on disk. */
+static int write_incompatible_features(BDRVQcow2State *s, uint64_t features)
+{
+    uint8_t be[8];
+    qcow2_st64(be, features);
+    int ret = bdrv_pwrite_sync(s->bs->file, 72, 8, be);
+    if (ret == 0) {
+        s->h.incompatible_features = features;
+    }
+    return ret;
+}
+
+/* The corrupt bit in the header (version 3 has the field): the next open then refuses
+ * read/write until a check repairs the image. */
 static void qcow2_mark_corrupt(BDRVQcow2State *s)
 {
     if (!(s->h.incompatible_features & QCOW2_INCOMPAT_CORRUPT) && s->h.version >= 3) {
-        uint8_t be[8];
-        qcow2_st64(be, s->h.incompatible_features | QCOW2_INCOMPAT_CORRUPT);
-        if (bdrv_pwrite_sync(s->bs->file, 72, 8, be) == 0) {
-            s->h.incompatible_features |= QCOW2_INCOMPAT_CORRUPT;
-        }
+        write_incompatible_features(s, s->h.incompatible_features | QCOW2_INCOMPAT_CORRUPT);
     }
     s->read_only = true;
 }
@@ -63,13 +72,11 @@ int qcow2_mark_consistent(BDRVQcow2State *s)
     if (ret < 0) {
         return ret;
     }
-    uint8_t be[8];
-    qcow2_st64(be, s->h.incompatible_features & ~QCOW2_INCOMPAT_CORRUPT);
-    ret = bdrv_pwrite_sync(s->bs->file, 72, 8, be);
+    ret = write_incompatible_features(s, s->h.incompatible_features &
+                                         ~QCOW2_INCOMPAT_CORRUPT);
     if (ret < 0) {
         return ret;
     }
-    s->h.incompatible_features &= ~QCOW2_INCOMPAT_CORRUPT;
     /* Writable again if it was opened so (a report during the check made it read-only),
      * and a new corruption is reported again. */
     s->read_only = !(s->bs->open_flags & BDRV_O_RDWR) || (s->bs->open_flags & BDRV_O_INACTIVE);
