@@ -511,19 +511,14 @@ static int fp_aio_submit(BlockDriverState *bs, BlockRequest *req)
 
 /* ---- open/close/create ---- */
 
-/* locking=on|off|auto (QEMU's OnOffAuto; auto: on where the host has OFD locks). */
-static bool fp_parse_locking(BlockDriverState *bs, Keyval *opts, bool *use_lock,
+/* locking=on|off|auto (QEMU's OnOffAuto: 1, 0, -1; auto: on where the host has OFD
+ * locks). */
+static bool fp_parse_locking(BlockDriverState *bs, Keyval *opts, int *locking,
                              Error **errp)
 {
-    const char *v = keyval_has(opts, "locking") ? keyval_get(opts, "locking") : "auto";
+    const char *v = keyval_has(opts, "locking") ? keyval_get(opts, "locking") : NULL;
 
-    if (strcmp(v, "on") == 0) {
-        *use_lock = true;
-    } else if (strcmp(v, "off") == 0) {
-        *use_lock = false;
-    } else if (strcmp(v, "auto") == 0) {
-        *use_lock = true; /* until the fd shows the host has no OFD locks */
-    } else {
+    if (!keyval_parse_on_off_auto(v, locking)) {
         error_setg(errp, "'%s': locking=%s: expected 'on', 'off' or 'auto'", bs->filename,
                    v);
         return false;
@@ -578,14 +573,13 @@ static bool fp_open(BlockDriverState *bs, Keyval *opts, int flags, Error **errp)
 {
     FilePosixState *s = bs->opaque;
     int oflags = O_CLOEXEC | ((flags & BDRV_O_RDWR) ? O_RDWR : O_RDONLY);
-    bool locking_auto = !keyval_has(opts, "locking") ||
-                        strcmp(keyval_get(opts, "locking"), "auto") == 0;
-    bool use_lock;
+    int locking;
     struct stat st;
 
-    if (!fp_parse_locking(bs, opts, &use_lock, errp)) {
+    if (!fp_parse_locking(bs, opts, &locking, errp)) {
         return false;
     }
+    bool use_lock = locking != 0; /* auto: until the fd shows no OFD locks */
     if ((flags & BDRV_O_NATIVE_AIO) && !(flags & BDRV_O_NOCACHE)) {
         error_setg(errp, "'%s': aio=native was specified, but it requires cache.direct=on "
                    "(cache=none or cache=directsync)", bs->filename);
@@ -643,7 +637,7 @@ static bool fp_open(BlockDriverState *bs, Keyval *opts, int flags, Error **errp)
     }
     bs->request_alignment = s->align;
     if (use_lock && !file_lock_supported(s->fd)) {
-        if (!locking_auto) {
+        if (locking == 1) {
             error_setg(errp, "'%s': locking=on: the host does not support OFD locks on "
                        "this file", bs->filename);
             close(s->fd);

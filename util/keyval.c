@@ -354,6 +354,20 @@ bool parse_bool(const char *str, bool *out, Error **errp)
     return true;
 }
 
+bool keyval_parse_on_off_auto(const char *v, int *out)
+{
+    if (!v || strcmp(v, "auto") == 0) {
+        *out = -1;
+    } else if (strcmp(v, "on") == 0) {
+        *out = 1;
+    } else if (strcmp(v, "off") == 0) {
+        *out = 0;
+    } else {
+        return false;
+    }
+    return true;
+}
+
 bool keyval_get_bool(Keyval *kv, const char *what, const char *key, bool def, bool *out,
                      Error **errp)
 {

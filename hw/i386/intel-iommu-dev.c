@@ -66,13 +66,7 @@ static void send_msi(void *opaque, uint64_t addr, uint32_t data)
 /* on|off|auto (QEMU's OnOffAuto): 1, 0, -1. */
 static bool parse_on_off_auto(const char *name, const char *v, int *out, Error **errp)
 {
-    if (!v || !strcmp(v, "auto")) {
-        *out = -1;
-    } else if (!strcmp(v, "on")) {
-        *out = 1;
-    } else if (!strcmp(v, "off")) {
-        *out = 0;
-    } else {
+    if (!keyval_parse_on_off_auto(v, out)) {
         error_setg(errp, "Parameter '%s' does not accept value '%s'", name, v);
         return false;
     }

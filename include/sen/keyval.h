@@ -39,6 +39,10 @@ bool keyval_has(const Keyval *kv, const char *key);
 /* Removes key and returns its last value (caller frees) or NULL. */
 char *keyval_take(Keyval *kv, const char *key);
 
+/* QEMU's OnOffAuto: "on" 1, "off" 0, "auto" or NULL (not given) -1; false for any other
+ * value (the caller words the error as its option wants). */
+bool keyval_parse_on_off_auto(const char *v, int *out) G_GNUC_WARN_UNUSED_RESULT;
+
 /*
  * Typed readers: when key is absent *out = def and true is returned.  On a malformed
  * value they fail with "<what>: <key>=<value>: <reason>" (what is e.g. "-smp").

@@ -278,6 +278,25 @@ static void test_typed_readers(void)
     g_assert_true(keyval_check_all_used(kv, "-x", NULL));
 }
 
+static void test_parse_on_off_auto(void)
+{
+    int v = 42;
+    g_assert_true(keyval_parse_on_off_auto("on", &v));
+    g_assert_cmpint(v, ==, 1);
+    g_assert_true(keyval_parse_on_off_auto("off", &v));
+    g_assert_cmpint(v, ==, 0);
+    g_assert_true(keyval_parse_on_off_auto("auto", &v));
+    g_assert_cmpint(v, ==, -1);
+    v = 42;
+    g_assert_true(keyval_parse_on_off_auto(NULL, &v));
+    g_assert_cmpint(v, ==, -1);
+    v = 42;
+    g_assert_false(keyval_parse_on_off_auto("maybe", &v));
+    g_assert_false(keyval_parse_on_off_auto("", &v));
+    g_assert_false(keyval_parse_on_off_auto("yes", &v));
+    g_assert_cmpint(v, ==, 42);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -291,5 +310,6 @@ int main(int argc, char **argv)
     g_test_add_func("/keyval/parse-uint", test_parse_uint);
     g_test_add_func("/keyval/parse-bool", test_parse_bool);
     g_test_add_func("/keyval/typed-readers", test_typed_readers);
+    g_test_add_func("/keyval/parse-on-off-auto", test_parse_on_off_auto);
     return g_test_run();
 }
