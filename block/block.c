@@ -1039,7 +1039,20 @@ bool bdrv_reopen_rw(BlockDriverState *bs, Error **errp)
     }
     g_atomic_int_or(&bs->open_flags, BDRV_O_RDWR);
     bs->read_only = false;
-    return bdrv_reopen_driver(bs, "read-write", errp);
+    if (bdrv_reopen_driver(bs, "read-write", errp)) {
+        return true;
+    }
+    /* Refused (another user's locks, the host's permissions): back to read-only, so the
+     * node reads and holds its locks as before the attempt instead of staying closed.
+     * Children made writable stay so; their claims follow the node's. */
+    g_atomic_int_and(&bs->open_flags, ~BDRV_O_RDWR);
+    bs->read_only = true;
+    Error *again = NULL;
+    if (!bdrv_reopen_driver(bs, "read-only again", &again)) {
+        g_debug("%s", error_get_pretty(again));
+        error_free(again);
+    }
+    return false;
 }
 
 bool bdrv_truncate(BlockDriverState *bs, int64_t size, bool shrink, Error **errp)

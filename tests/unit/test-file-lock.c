@@ -193,6 +193,30 @@ static void test_same_process(void)
     bdrv_unref(a);
 }
 
+/* A refused bdrv_reopen_rw leaves the node read-only, readable and locked as before. */
+static void test_reopen_rw_refused(void)
+{
+    g_autofree char *q = g_build_filename(test_dir, "refused.qcow2", NULL);
+    Error *err = NULL;
+    char buf[5];
+    block_test_create("qcow2", q, "size=1M");
+
+    BlockDriverState *a = block_test_open(q, "qcow2", 0);
+    BlockDriverState *b = block_test_open(q, "qcow2", 0); /* refuses to share writes */
+    g_assert_false(bdrv_reopen_rw(a, &err));
+    g_assert_nonnull(strstr(error_get_pretty(err), "Failed to get \"write\" lock"));
+    g_clear_pointer(&err, error_free);
+    g_assert_true(a->read_only);
+    g_assert_cmpint(bdrv_pread(a, 0, sizeof(buf), buf), ==, 0);
+    bdrv_unref(b);
+    g_autofree char *held = held_bytes(q);
+    g_assert_cmpstr(held, ==, "100,201,203");
+    /* Once nobody refuses, the same node becomes writable. */
+    g_assert_true(bdrv_reopen_rw(a, &err));
+    g_assert_cmpint(bdrv_pwrite(a, 0, 5, "hello"), ==, 0);
+    bdrv_unref(a);
+}
+
 /* Migration: an inactive node holds nothing, activation takes the locks again. */
 static void test_inactive(void)
 {
@@ -226,6 +250,7 @@ int main(int argc, char **argv)
     g_test_add_func("/file-lock/graph-bytes", test_graph_bytes);
     g_test_add_func("/file-lock/same-process", test_same_process);
     g_test_add_func("/file-lock/inactive", test_inactive);
+    g_test_add_func("/file-lock/reopen-rw-refused", test_reopen_rw_refused);
     int ret = g_test_run();
     g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", test_dir);
     if (system(cmd) != 0) {
