@@ -106,7 +106,7 @@ static void backing_child_perm(uint64_t perm, uint64_t shared, uint64_t *cperm,
 
 /* Sets holder's claim on bs (replacing its earlier one) and applies the sum. */
 static bool claim_set(BlockDriverState *bs, const void *holder, uint64_t perm,
-                         uint64_t shared, Error **errp)
+                      uint64_t shared, Error **errp)
 {
     GArray *claims = bdrv_perm_claims(bs);
     guint index = 0;
