@@ -40,6 +40,11 @@ typedef struct FileLockState {
 bool file_lock_apply(int fd, FileLockState *l, uint64_t perm, uint64_t shared,
                      const char *filename, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
 void file_lock_release(int fd, FileLockState *l);
+/* Takes on fd (a new open file description of the same image) the bytes l holds on
+ * another one of this process, without looking for conflicts: they were looked for when
+ * l's bytes were taken, and the old holder keeps them until it closes.  A reopen calls it
+ * before closing the old fd, so the image is never unlocked in between. */
+bool file_lock_copy(int fd, const FileLockState *l, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
 /* Whether the host file system takes OFD locks on fd (locking=auto). */
 bool file_lock_supported(int fd);
 /* The byte of the one permission perm (a single BLK_PERM_* bit) from base. */

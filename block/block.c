@@ -955,18 +955,19 @@ bool bdrv_inactivate(BlockDriverState *bs, Error **errp)
 
 /* Closes the driver without writing (it is inactive, or read-only) and opens it again
  * on what the image holds now, with bs->open_flags: header, tables, length, backing
- * chain.  why names the occasion in errors. */
+ * chain.  why names the occasion in errors.  The old backing chain stays open (and
+ * locked) until the new one is, so a reopen never leaves it unlocked. */
 static bool bdrv_reopen_driver(BlockDriverState *bs, const char *why, Error **errp)
 {
     BlockNode *node = block_node(bs);
     g_autoptr(Keyval) opts = block_keyval_copy(node->open_opts);
+    BlockDriverState *old_backing = bs->backing;
 
     if (!node->drv_closed && bs->drv->close) {
         bs->drv->close(bs);
     }
     node->drv_closed = true;
-    bdrv_perm_release(bs->backing, bs);
-    g_clear_pointer(&bs->backing, bdrv_unref);
+    bs->backing = NULL;
     if (bs->drv->instance_size) {
         memset(bs->opaque, 0, bs->drv->instance_size);
     }
@@ -983,6 +984,12 @@ static bool bdrv_reopen_driver(BlockDriverState *bs, const char *why, Error **er
     }
     node->lookup = NULL;
     node->lookup_opaque = NULL;
+    /* The old chain's claims go once the new chain holds its own (the same node when
+     * the backing is a reference to an existing node: its claim is already the new one). */
+    if (old_backing && old_backing != bs->backing) {
+        bdrv_perm_release(old_backing, bs);
+    }
+    g_clear_pointer(&old_backing, bdrv_unref);
     if (!ok) {
         /* The driver freed its own state (or is closed below); nothing may write until
          * it is back. */
@@ -1017,7 +1024,33 @@ bool bdrv_activate(BlockDriverState *bs, Error **errp)
     return bdrv_reopen_driver(bs, "after the hand-over", errp);
 }
 
-bool bdrv_reopen_rw(BlockDriverState *bs, Error **errp)
+/* Switches bs to read-only (rw false) or read-write mode: a protocol driver in place,
+ * keeping its locks; a format by opening its driver again ("read-only again" when it
+ * goes back after a refusal). */
+static bool bdrv_reopen_mode(BlockDriverState *bs, bool rw, Error **errp)
+{
+    int flags = g_atomic_int_get(&bs->open_flags);
+
+    flags = rw ? flags | BDRV_O_RDWR : flags & ~BDRV_O_RDWR;
+    if (bs->drv->reopen && !bs->drv->reopen(bs, flags, errp)) {
+        return false;
+    }
+    if (rw) {
+        g_atomic_int_or(&bs->open_flags, BDRV_O_RDWR);
+    } else {
+        g_atomic_int_and(&bs->open_flags, ~BDRV_O_RDWR);
+    }
+    bs->read_only = !rw;
+    if (bs->drv->reopen) {
+        /* The users' claims may take more (or less) now that the mode allows it. */
+        return rw ? bdrv_perm_refresh(bs, errp) : (bdrv_perm_refresh_less(bs), true);
+    }
+    return bdrv_reopen_driver(bs, rw ? "read-write" : "read-only again", errp);
+}
+
+/* bdrv_reopen_rw for bs and its data children, children first (the driver checks it can
+ * write through them when it opens); each node made writable is appended to done. */
+static bool bdrv_reopen_rw_tree(BlockDriverState *bs, GPtrArray *done, Error **errp)
 {
     if (!bs || !bs->read_only) {
         return true;
@@ -1028,29 +1061,45 @@ bool bdrv_reopen_rw(BlockDriverState *bs, Error **errp)
                                                       : "opened with force-share=on");
         return false;
     }
-    /* Children first: the driver checks it can write through them when it opens. */
-    if (!bdrv_reopen_rw(bs->file, errp) || !bdrv_reopen_rw(bdrv_data_child(bs), errp)) {
+    if (!bdrv_reopen_rw_tree(bs->file, done, errp) ||
+        !bdrv_reopen_rw_tree(bdrv_data_child(bs), done, errp)) {
         return false;
     }
-    if (!bs->drv->open) {
+    if (!bs->drv->open && !bs->drv->reopen) {
         error_setg(errp, "'%s': the %s driver cannot be re-opened", bs->filename,
                    bs->drv->format_name);
         return false;
     }
-    g_atomic_int_or(&bs->open_flags, BDRV_O_RDWR);
-    bs->read_only = false;
-    if (bdrv_reopen_driver(bs, "read-write", errp)) {
+    if (bdrv_reopen_mode(bs, true, errp)) {
+        g_ptr_array_add(done, bs);
         return true;
     }
     /* Refused (another user's locks, the host's permissions): back to read-only, so the
-     * node reads and holds its locks as before the attempt instead of staying closed.
-     * Children made writable stay so; their claims follow the node's. */
-    g_atomic_int_and(&bs->open_flags, ~BDRV_O_RDWR);
-    bs->read_only = true;
+     * node reads and holds its locks as before the attempt instead of staying closed. */
     Error *again = NULL;
-    if (!bdrv_reopen_driver(bs, "read-only again", &again)) {
+    if (!bdrv_reopen_mode(bs, false, &again)) {
         g_debug("%s", error_get_pretty(again));
         error_free(again);
+    }
+    return false;
+}
+
+bool bdrv_reopen_rw(BlockDriverState *bs, Error **errp)
+{
+    g_autoptr(GPtrArray) done = g_ptr_array_new();
+
+    if (bdrv_reopen_rw_tree(bs, done, errp)) {
+        return true;
+    }
+    /* The children made writable go back too, parents before children so that nobody
+     * claims writes on a node that has become read-only. */
+    for (guint i = done->len; i-- > 0;) {
+        BlockDriverState *n = g_ptr_array_index(done, i);
+        Error *again = NULL;
+        if (!bdrv_reopen_mode(n, false, &again)) {
+            g_debug("%s", error_get_pretty(again));
+            error_free(again);
+        }
     }
     return false;
 }

@@ -137,6 +137,22 @@ bool file_lock_apply(int fd, FileLockState *l, uint64_t perm, uint64_t shared,
     return true;
 }
 
+bool file_lock_copy(int fd, const FileLockState *l, Error **errp)
+{
+    int off = 0;
+    int ret = apply_bytes(fd, FILE_LOCK_PERM_BASE, l->perm, F_RDLCK, &off);
+
+    if (ret == 0) {
+        ret = apply_bytes(fd, FILE_LOCK_SHARED_BASE, l->unshared, F_RDLCK, &off);
+    }
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Failed to lock byte %d", off);
+        /* fd is about to be closed by the caller, which drops what it took. */
+        return false;
+    }
+    return true;
+}
+
 void file_lock_release(int fd, FileLockState *l)
 {
     int off;

@@ -669,6 +669,32 @@ static void fp_close(BlockDriverState *bs)
     s->lock = (FileLockState){ 0 };
 }
 
+/* A new fd in the mode of flags; its locks are the old fd's (copied before the old one
+ * closes, so another process never finds the image unlocked), and set_perm moves them
+ * to what the node's users take in the new mode.  Main thread, no requests in flight. */
+static bool fp_reopen(BlockDriverState *bs, int flags, Error **errp)
+{
+    FilePosixState *s = bs->opaque;
+    int oflags = O_CLOEXEC | ((flags & BDRV_O_RDWR) ? O_RDWR : O_RDONLY);
+
+    if (flags & BDRV_O_NOCACHE) {
+        oflags |= O_DIRECT;
+    }
+    int fd = os_open(bs->filename, oflags);
+    if (fd < 0) {
+        error_setg_errno(errp, errno, "Could not open '%s'", bs->filename);
+        return false;
+    }
+    if (s->use_lock && !file_lock_copy(fd, &s->lock, errp)) {
+        close(fd);
+        return false;
+    }
+    close(s->fd);
+    s->fd = fd;
+    s->auto_ro_errno = 0;
+    return true;
+}
+
 static bool fp_create(const char *filename, Keyval *opts, Error **errp)
 {
     uint64_t size;
@@ -730,4 +756,5 @@ const BlockDriver bdrv_file = {
     .block_status = fp_block_status,
     .create = fp_create,
     .set_perm = fp_set_perm,
+    .reopen = fp_reopen,
 };

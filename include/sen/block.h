@@ -191,6 +191,11 @@ struct BlockDriver {
      * shared with others (BLK_PERM_*); file-posix locks the image accordingly.  Fails,
      * holding what it held before, when another process conflicts. */
     bool (*set_perm)(BlockDriverState *bs, uint64_t perm, uint64_t shared, Error **errp);
+    /* Optional (protocol drivers): switches the open node to flags' read-only or
+     * read-write mode in place, its image locks held throughout (file-posix opens the
+     * new fd and locks it before closing the old one, as QEMU's reopen does).  Fails
+     * leaving the node as it was.  NULL: block.c closes and re-opens the driver. */
+    bool (*reopen)(BlockDriverState *bs, int flags, Error **errp);
 };
 
 /* A node of the graph.  Fields are set by block.c; drivers read them. */
@@ -364,8 +369,10 @@ bool bdrv_inactivate(BlockDriverState *bs, Error **errp) G_GNUC_WARN_UNUSED_RESU
 bool bdrv_activate(BlockDriverState *bs, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
 /* Makes a read-only node and the nodes holding its data writable, each driver opened
  * again read-write and its image locks upgraded (qemu-img commit's reopen of the base:
- * a second open of the same image would conflict with its own locks).  A failure
- * leaves bs unusable (as a failed bdrv_activate).  Main thread, no requests in flight. */
+ * a second open of the same image would conflict with its own locks).  The image locks
+ * stay held throughout: a file node's new fd is locked before its old one closes.  A
+ * refusal leaves bs and the children it had made writable read-only again, readable and
+ * locked as before.  Main thread, no requests in flight. */
 bool bdrv_reopen_rw(BlockDriverState *bs, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
 bool bdrv_truncate(BlockDriverState *bs, int64_t size, bool shrink, Error **errp)
     G_GNUC_WARN_UNUSED_RESULT;

@@ -36,6 +36,62 @@ static char *held_bytes(const char *path)
     return g_string_free(out, false);
 }
 
+/*
+ * The test is linked with --wrap=close: while close_watch.path is set, every close() in
+ * the process (the block layer's too) checks afterwards that the bytes close_watch.held
+ * lists are still held by some open file description, and counts the closes after which
+ * one was not.  A reopen that closed its old fd before locking the new one is caught at
+ * that very close.
+ */
+int __real_close(int fd);
+static struct {
+    const char *path;
+    const char *held;   /* "100,201,203": each must stay held */
+    int gaps;           /* closes after which one was free */
+    bool probing;       /* held_bytes' own close */
+} close_watch;
+
+static bool bytes_include(const char *held, const char *want)
+{
+    g_auto(GStrv) h = g_strsplit(held, ",", -1), w = g_strsplit(want, ",", -1);
+    for (int i = 0; w[i]; i++) {
+        if (!g_strv_contains((const char *const *)h, w[i])) {
+            return false;
+        }
+    }
+    return true;
+}
+
+int __wrap_close(int fd);
+int __wrap_close(int fd)
+{
+    int ret = __real_close(fd);
+
+    if (close_watch.path && !close_watch.probing) {
+        close_watch.probing = true;
+        g_autofree char *held = held_bytes(close_watch.path);
+        close_watch.probing = false;
+        if (!bytes_include(held, close_watch.held)) {
+            g_test_message("after close(%d): %s held, %s wanted", fd, held, close_watch.held);
+            close_watch.gaps++;
+        }
+    }
+    return ret;
+}
+
+static void close_watch_start(const char *path, const char *held)
+{
+    close_watch.path = path;
+    close_watch.held = held;
+    close_watch.gaps = 0;
+}
+
+static int close_watch_stop(void)
+{
+    close_watch.path = NULL;
+    return close_watch.gaps;
+}
+
 static char *new_file(const char *name)
 {
     char *path = g_build_filename(test_dir, name, NULL);
@@ -217,6 +273,68 @@ static void test_reopen_rw_refused(void)
     bdrv_unref(a);
 }
 
+/* The reopen never leaves the image unlocked: at every close() on the way (the old
+ * fd's above all) the reader's bytes are still held, then the writer's are. */
+static void test_reopen_keeps_locks(void)
+{
+    g_autofree char *q = g_build_filename(test_dir, "keep.qcow2", NULL);
+    g_autofree char *top = g_build_filename(test_dir, "keep-top.qcow2", NULL);
+    g_autofree char *raw = new_file("keep.raw");
+    Error *err = NULL;
+    block_test_create("qcow2", q, "size=1M");
+    g_autofree char *opts = g_strdup_printf("size=1M,backing_file=%s,backing_fmt=qcow2", q);
+    block_test_create("qcow2", top, opts);
+
+    BlockDriverState *a = block_test_open(q, "qcow2", 0);
+    g_assert_true(a->file->read_only);
+    close_watch_start(q, "100,201,203");
+    g_assert_true(bdrv_reopen_rw(a, &err));
+    g_assert_cmpint(close_watch_stop(), ==, 0);
+    g_assert_false(a->file->read_only);
+    g_autofree char *held = held_bytes(q);
+    g_assert_cmpstr(held, ==, "100,101,103,201,203");
+    bdrv_unref(a);
+
+    /* raw passes its users' claims through: a reader that shares everything. */
+    BlockDriverState *r = block_test_open(raw, "raw", 0);
+    close_watch_start(raw, "100");
+    g_assert_true(bdrv_reopen_rw(r, &err));
+    g_assert_cmpint(close_watch_stop(), ==, 0);
+    bdrv_unref(r);
+
+    /* The backing chain of the node re-opened stays locked while its driver re-opens it
+     * (commit into a base that has a backing file of its own). */
+    BlockDriverState *t = block_test_open(top, "qcow2", 0);
+    close_watch_start(q, "100,201,203");
+    g_assert_true(bdrv_reopen_rw(t, &err));
+    g_assert_cmpint(close_watch_stop(), ==, 0);
+    g_autofree char *backing = held_bytes(q);
+    g_assert_cmpstr(backing, ==, "100,201,203");
+    bdrv_unref(t);
+}
+
+/* A refusal puts the file child made writable back too, its locks held all along. */
+static void test_reopen_refused_children(void)
+{
+    g_autofree char *q = g_build_filename(test_dir, "children.qcow2", NULL);
+    Error *err = NULL;
+    block_test_create("qcow2", q, "size=1M");
+
+    BlockDriverState *a = block_test_open(q, "qcow2", 0);
+    BlockDriverState *b = block_test_open(q, "qcow2", 0); /* refuses to share writes */
+    close_watch_start(q, "100,201,203");
+    g_assert_false(bdrv_reopen_rw(a, &err));
+    g_assert_cmpint(close_watch_stop(), ==, 0);
+    g_clear_pointer(&err, error_free);
+    g_assert_true(a->read_only);
+    g_assert_true(a->file->read_only);
+    g_assert_false(a->file->open_flags & BDRV_O_RDWR);
+    /* Read-only all the way down: the file node refuses a writer as any read-only node. */
+    g_assert_cmpint(bdrv_pwrite(a->file, 0, 5, "hello"), <, 0);
+    bdrv_unref(b);
+    bdrv_unref(a);
+}
+
 /* Migration: an inactive node holds nothing, activation takes the locks again. */
 static void test_inactive(void)
 {
@@ -251,6 +369,8 @@ int main(int argc, char **argv)
     g_test_add_func("/file-lock/same-process", test_same_process);
     g_test_add_func("/file-lock/inactive", test_inactive);
     g_test_add_func("/file-lock/reopen-rw-refused", test_reopen_rw_refused);
+    g_test_add_func("/file-lock/reopen-keeps-locks", test_reopen_keeps_locks);
+    g_test_add_func("/file-lock/reopen-refused-children", test_reopen_refused_children);
     int ret = g_test_run();
     g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", test_dir);
     if (system(cmd) != 0) {
