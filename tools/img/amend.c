@@ -140,8 +140,7 @@ int img_amend(int argc, char **argv)
         { "force", no_argument, NULL, 'F' },
         { NULL, 0, NULL, 0 },
     };
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "+ho:f:pqt:", longopts, NULL)) != -1) {
+    while ((c = img_getopt(argc, argv, "ho:f:pqt:", longopts)) != -1) {
         switch (c) {
         case 'o':
             opts = optarg;
@@ -165,7 +164,7 @@ int img_amend(int argc, char **argv)
         }
     }
     if (!opts) {
-        error_report("Must specify options (-o)");
+        img_usage_error("Must specify options (-o)");
         return 1;
     }
     if (argc - optind != 1) {

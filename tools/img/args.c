@@ -1,14 +1,46 @@
 /*
- * The command-line preamble the commands on existing images share (info, map, check,
- * commit, compare, rebase, snapshot): -f/--format, --image-opts, --output=human|json
- * where the command has it, -U/--force-share, -h/--help and one image name (two for compare), with
- * qemu-img's messages; each command adds its own options through a callback.
+ * How sen-img reads its command lines, for every command: options anywhere among the
+ * operands as glibc's getopt permutes them for qemu-img, qemu-img's words for a wrong
+ * option or operand count; and the preamble the commands on existing images share (info,
+ * map, check, commit, compare, rebase, snapshot): -f/--format, --image-opts,
+ * --output=human|json where the command has it, -U/--force-share, -h/--help and one image
+ * name (two for compare); each command adds its own options through a callback.
  */
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "tools/img/img.h"
+
+void img_usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    g_autofree char *msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    error_report("%s", msg);
+    fprintf(stderr, "Try 'sen-img --help' for more information\n");
+}
+
+int img_getopt(int argc, char **argv, const char *shortopts, const struct option *longopts)
+{
+    /* No '+' (or POSIXLY_CORRECT order): operands and options mix; "--" ends the
+     * options.  The leading ':' tells a missing argument (':') from an unknown option
+     * ('?') and silences getopt's own messages. */
+    g_autofree char *opts = g_strconcat(":", shortopts, NULL);
+    int c = getopt_long(argc, argv, opts, longopts, NULL);
+    /* argv[optind - 1] is the option as the user typed it (qemu-img names that one, even
+     * where getopt is still inside a group of short options). */
+    if (c == ':') {
+        img_usage_error("missing argument for option '%s'", argv[optind - 1]);
+        return '?';
+    }
+    if (c == '?') {
+        img_usage_error("unrecognized option '%s'", argv[optind - 1]);
+    }
+    return c;
+}
 
 enum { MAX_LONGOPTS = 16 };
 
@@ -33,13 +65,12 @@ int img_parse_image_args(int argc, char **argv, const ImgArgsSpec *spec, ImgImag
         g_assert(n < MAX_LONGOPTS - 1);
         longopts[n++] = *o;
     }
-    g_autofree char *shortopts = g_strconcat(spec->no_force_share ? "+f:h" : "+f:hU",
+    g_autofree char *shortopts = g_strconcat(spec->no_force_share ? "f:h" : "f:hU",
                                              spec->shortopts ? spec->shortopts : "", NULL);
     const char *output = "human";
     int c, fail = spec->error_status ? spec->error_status : 1;
     *out = (ImgImageArgs){ 0 };
-    optind = 1;
-    while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
+    while ((c = img_getopt(argc, argv, shortopts, longopts)) != -1) {
         switch (c) {
         case 'f':
             out->fmt = optarg;
@@ -57,7 +88,7 @@ int img_parse_image_args(int argc, char **argv, const ImgArgsSpec *spec, ImgImag
             img_print_usage(spec->cmd);
             return 0;
         case '?':
-            return fail;
+            return 1; /* qemu-img's usage errors exit 1, compare's too */
         default:
             if (!spec->option || !spec->option(c, optarg, spec->opaque)) {
                 return fail;
@@ -65,21 +96,22 @@ int img_parse_image_args(int argc, char **argv, const ImgArgsSpec *spec, ImgImag
             break;
         }
     }
+    /* The operand count first, as qemu-img ("--output x.qcow2" takes the name). */
+    if (spec->two_files) {
+        if (argc - optind != 2) {
+            img_usage_error("Expecting two image file names");
+            return 1;
+        }
+        out->filename2 = argv[optind + 1];
+    } else if (optind != argc - 1) {
+        img_usage_error("Expecting one image file name");
+        return 1;
+    }
+    out->filename = argv[optind];
     out->json = !strcmp(output, "json");
     if (!out->json && strcmp(output, "human")) {
         error_report("--output must be used with human or json as argument.");
         return fail;
     }
-    if (spec->two_files) {
-        if (argc - optind != 2) {
-            error_report("Expecting two image file names");
-            return fail;
-        }
-        out->filename2 = argv[optind + 1];
-    } else if (optind != argc - 1) {
-        error_report("Expecting one image file name");
-        return fail;
-    }
-    out->filename = argv[optind];
     return -1;
 }

@@ -157,8 +157,7 @@ int img_bench(int argc, char **argv)
         { "force-share", no_argument, NULL, 'U' },
         { NULL, 0, NULL, 0 },
     };
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "+hc:d:f:ni:o:qs:S:t:wU", longopts, NULL)) != -1) {
+    while ((c = img_getopt(argc, argv, "hc:d:f:ni:o:qs:S:t:wU", longopts)) != -1) {
         uint64_t *dst = NULL;
         switch (c) {
         case 'c':
@@ -233,7 +232,7 @@ int img_bench(int argc, char **argv)
         }
     }
     if (optind != argc - 1) {
-        error_report("Expecting one image file name");
+        img_usage_error("Expecting one image file name");
         return 1;
     }
     if (!step) {

@@ -22,6 +22,7 @@ static int64_t first_diff(const uint8_t *a, const uint8_t *b, size_t n)
 
 typedef struct CompareOpts {
     const char *fmt2;
+    const char *src_cache; /* -T */
     bool strict, quiet, progress;
 } CompareOpts;
 
@@ -43,7 +44,8 @@ static bool compare_option(int c, const char *arg, void *opaque)
         o->progress = true;
         break;
     case 'T':
-        break; /* source cache mode: reads are the same either way */
+        o->src_cache = arg; /* checked once the names are, as qemu-img */
+        break;
     default:
         return false;
     }
@@ -62,6 +64,10 @@ int img_compare(int argc, char **argv)
     int status = img_parse_image_args(argc, argv, &spec, &args);
     if (status >= 0) {
         return status;
+    }
+    int cache_flags = 0; /* reads are the same in every mode */
+    if (o.src_cache && !img_parse_src_cache(o.src_cache, &cache_flags)) {
+        return 2;
     }
     const char *fmt1 = args.fmt, *fmt2 = o.fmt2;
     bool strict = o.strict, quiet = o.quiet, progress = o.progress;

@@ -69,8 +69,7 @@ int img_convert(int argc, char **argv)
         { "target-is-zero", no_argument, NULL, 'z' },
         { NULL, 0, NULL, 0 },
     };
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "+hf:O:B:F:co:pnS:Wm:qt:T:rU", longopts, NULL)) !=
+    while ((c = img_getopt(argc, argv, "hf:O:B:F:co:pnS:Wm:qt:T:rU", longopts)) !=
            -1) {
         switch (c) {
         case 'f':

@@ -19,8 +19,7 @@ int img_create(int argc, char **argv)
         { NULL, 0, NULL, 0 },
     };
 
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "+F:b:f:ho:qu", longopts, NULL)) != -1) {
+    while ((c = img_getopt(argc, argv, "F:b:f:ho:qu", longopts)) != -1) {
         switch (c) {
         case 'f':
             fmt = optarg;
@@ -56,7 +55,7 @@ int img_create(int argc, char **argv)
         }
     }
     if (optind >= argc) {
-        error_report("Expecting image file name");
+        img_usage_error("Expecting image file name");
         goto out;
     }
     const char *filename = argv[optind++];
@@ -69,7 +68,7 @@ int img_create(int argc, char **argv)
         have_size = true;
     }
     if (optind != argc) {
-        error_report("Unexpected argument: %s", argv[optind]);
+        img_usage_error("Unexpected argument: %s", argv[optind]);
         goto out;
     }
     Error *err = NULL;

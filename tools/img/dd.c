@@ -20,8 +20,7 @@ int img_dd(int argc, char **argv)
         { "force-share", no_argument, NULL, 'U' },
         { NULL, 0, NULL, 0 },
     };
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "+hf:O:U", longopts, NULL)) != -1) {
+    while ((c = img_getopt(argc, argv, "hf:O:U", longopts)) != -1) {
         switch (c) {
         case 'f':
             fmt = optarg;

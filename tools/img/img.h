@@ -27,6 +27,18 @@ int img_amend(int argc, char **argv);
  * what `sen-img --help` lists. */
 void img_print_usage(const char *cmd);
 
+struct option;
+/*
+ * getopt_long for every command (args.c): options may follow the operands, as with
+ * qemu-img (glibc permutes argv; "--" ends the options); shortopts without getopt's
+ * '+'/':' prefixes.  An unknown option or a missing argument is reported as qemu-img
+ * words it and returned as '?'.  main() starts the command's scan afresh.
+ */
+int img_getopt(int argc, char **argv, const char *shortopts, const struct option *longopts);
+/* Reports a wrong command line as qemu-img's error_exit: the message, then
+ * "Try 'sen-img --help' for more information". */
+void img_usage_error(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
+
 /* The preamble of the commands on existing images (args.c). */
 enum {
     IMG_OPT_OUTPUT = 0x100,
@@ -37,10 +49,9 @@ enum {
 /* --image-opts, for the commands with their own getopt loop (the others get it from
  * img_parse_image_args). */
 #define IMG_LONGOPT_IMAGE_OPTS { "image-opts", no_argument, NULL, IMG_OPT_IMAGE_OPTS }
-struct option;
 typedef struct ImgArgsSpec {
     const char *cmd;                 /* the command's name, for -h */
-    const char *shortopts;           /* the command's own, appended to "+f:hU" */
+    const char *shortopts;           /* the command's own, appended to "f:hU" */
     const struct option *longopts;   /* the command's own, ends with a NULL name */
     /* Handles one of the command's options; false (after a message) stops with the
      * error status. */
@@ -48,7 +59,8 @@ typedef struct ImgArgsSpec {
     void *opaque;
     bool output;                     /* accepts --output=human|json */
     bool two_files;                  /* takes two image names (compare) */
-    int error_status;                /* exit status on errors; 0 means 1 */
+    int error_status;                /* exit status on the command's own errors (usage
+                                      * errors exit 1 as qemu-img's); 0 means 1 */
     bool no_force_share;             /* no -U/--force-share (qemu-img's commit) */
 } ImgArgsSpec;
 typedef struct ImgImageArgs {
@@ -77,6 +89,8 @@ BlockDriverState *img_open(const char *filename, const char *fmt, bool image_opt
 /* Adds the BDRV_O_* flags of a -t cache mode (none, writeback, unsafe, ...) to *flags;
  * false with qemu-img's message for an unknown mode. */
 bool img_parse_cache(const char *mode, int *flags);
+/* The same for a -T source cache mode ("Invalid source cache option: MODE"). */
+bool img_parse_src_cache(const char *mode, int *flags);
 /* Parses "10G"-style sizes (bytes by default); false with a message naming str. */
 bool img_parse_size(const char *str, uint64_t *out);
 

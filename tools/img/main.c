@@ -3,6 +3,7 @@
  * are spelled as qemu-img spells them; exit status 1 on every error, with the image left
  * untouched.
  */
+#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -73,12 +74,12 @@ void img_print_usage(const char *cmd)
     g_assert_not_reached();
 }
 
-static void usage(FILE *f)
+static void usage(void)
 {
-    fprintf(f, "usage: sen-img [standard options] command [command options]\n"
-               "QEMU-compatible disk image utility.\n\nCommand syntax:\n");
+    printf("usage: sen-img [standard options] command [command options]\n"
+           "QEMU-compatible disk image utility.\n\nCommand syntax:\n");
     for (size_t i = 0; i < G_N_ELEMENTS(img_cmds); i++) {
-        fprintf(f, "  %s\n", img_cmds[i].usage);
+        printf("  %s\n", img_cmds[i].usage);
     }
 }
 
@@ -119,17 +120,27 @@ BlockDriverState *img_open(const char *filename, const char *fmt, bool image_opt
     return bs;
 }
 
-bool img_parse_cache(const char *mode, int *flags)
+static bool parse_cache(const char *mode, int *flags, const char *what)
 {
     if (!strcmp(mode, "none") || !strcmp(mode, "off") || !strcmp(mode, "directsync")) {
         *flags |= BDRV_O_NOCACHE;
     } else if (!strcmp(mode, "unsafe")) {
         *flags |= BDRV_O_NO_FLUSH;
     } else if (strcmp(mode, "writeback") && strcmp(mode, "writethrough")) {
-        error_report("Invalid cache option: %s", mode);
+        error_report("Invalid %scache option: %s", what, mode);
         return false;
     }
     return true;
+}
+
+bool img_parse_cache(const char *mode, int *flags)
+{
+    return parse_cache(mode, flags, "");
+}
+
+bool img_parse_src_cache(const char *mode, int *flags)
+{
+    return parse_cache(mode, flags, "source ");
 }
 
 bool img_parse_size(const char *str, uint64_t *out)
@@ -152,11 +163,11 @@ int main(int argc, char **argv)
      * runs here rather than on a pool worker (bench at depth 1, see block.h). */
     bdrv_set_inline_when_idle(true);
     if (argc < 2) {
-        usage(stderr);
+        img_usage_error("Not enough arguments");
         return 1;
     }
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
-        usage(stdout);
+        usage();
         return 0;
     }
     if (!strcmp(argv[1], "-V") || !strcmp(argv[1], "--version")) {
@@ -165,9 +176,11 @@ int main(int argc, char **argv)
     }
     for (size_t i = 0; i < G_N_ELEMENTS(img_cmds); i++) {
         if (!strcmp(argv[1], img_cmds[i].name)) {
+            /* glibc: 0 starts a fresh scan, reading the order from the option string. */
+            optind = 0;
             return img_cmds[i].fn(argc - 1, argv + 1);
         }
     }
-    error_report("Command not found: %s", argv[1]);
+    img_usage_error("Command not found: %s", argv[1]);
     return 1;
 }

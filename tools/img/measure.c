@@ -98,8 +98,7 @@ int img_measure(int argc, char **argv)
         { "force-share", no_argument, NULL, 'U' },
         { NULL, 0, NULL, 0 },
     };
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "+hf:O:o:U", longopts, NULL)) != -1) {
+    while ((c = img_getopt(argc, argv, "hf:O:o:U", longopts)) != -1) {
         switch (c) {
         case 'f':
             fmt = optarg;

@@ -143,7 +143,7 @@ int img_rebase(int argc, char **argv)
         error_report("Must specify backing file (-b)");
         return 1;
     }
-    if (!img_parse_cache(cache, &flags) || !img_parse_cache(src_cache, &src_flags)) {
+    if (!img_parse_cache(cache, &flags) || !img_parse_src_cache(src_cache, &src_flags)) {
         return 1;
     }
     const char *filename = args.filename;

@@ -70,12 +70,11 @@ int img_resize(int argc, char **argv)
     };
     /* "-1G" is a size, not an option: take the size off the end before getopt. */
     if (argc < 3) {
-        error_report("Expecting image file name and size");
+        img_usage_error("Not enough arguments");
         return 1;
     }
     const char *sz = argv[--argc];
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "+f:hq", longopts, NULL)) != -1) {
+    while ((c = img_getopt(argc, argv, "f:hq", longopts)) != -1) {
         switch (c) {
         case 'f':
             fmt = optarg;
@@ -100,7 +99,7 @@ int img_resize(int argc, char **argv)
         }
     }
     if (argc - optind != 1) {
-        error_report("Expecting image file name and size");
+        img_usage_error("Expecting image file name and size");
         return 1;
     }
     const char *filename = argv[optind];

@@ -572,9 +572,9 @@ def test_rebase_cache_modes(tmp_path, cache, src_cache):
     before = tmp_path / "before.raw"
     run(QEMU_IMG, "convert", "-O", "raw", top, before)
     intact = top.read_bytes()
-    for opt in ("-t", "-T"):
+    for opt, what in (("-t", ""), ("-T", "source ")):
         p = sen("rebase", opt, "bogus", "-b", "b2.qcow2", "-F", "qcow2", top, check=False)
-        assert p.returncode == 1 and "Invalid cache option: bogus" in p.stderr
+        assert p.returncode == 1 and f"Invalid {what}cache option: bogus" in p.stderr
         assert top.read_bytes() == intact
     sen("rebase", "-t", cache, "-T", src_cache, "-U", "-b", "b2.qcow2", "-F", "qcow2", top)
     qemu_check_clean(top)
@@ -583,7 +583,8 @@ def test_rebase_cache_modes(tmp_path, cache, src_cache):
 
 def test_shared_preamble(tmp_path):
     """commit/compare/rebase/snapshot parse -f, -h and the image names through args.c:
-    -f is honoured (snapshot ignored it), compare's errors exit 2, bad -t is refused."""
+    -f is honoured (snapshot ignored it), compare's usage errors exit 1 as qemu-img's
+    (its other errors 2), bad -t is refused."""
     img = tmp_path / "a.qcow2"
     run(QEMU_IMG, "create", "-q", "-f", "qcow2", img, "1M")
     p = sen("snapshot", "-f", "raw", "-c", "s1", img, check=False)
@@ -591,9 +592,11 @@ def test_shared_preamble(tmp_path):
     sen("snapshot", "-f", "qcow2", "-c", "s1", img)
     assert "s1" in sen("snapshot", "-l", img).stdout
     p = sen("compare", img, check=False)
-    assert p.returncode == 2 and "Expecting two image file names" in p.stderr
+    assert p.returncode == 1 and "Expecting two image file names" in p.stderr
     p = sen("compare", "--output=json", img, img, check=False)
-    assert p.returncode == 2
+    assert p.returncode == 1 and "unrecognized option '--output=json'" in p.stderr
+    p = sen("compare", "-T", "bogus", img, img, check=False)
+    assert p.returncode == 2 and "Invalid source cache option: bogus" in p.stderr
     assert sen("compare", "-f", "qcow2", "-F", "qcow2", img, img).returncode == 0
     p = sen("commit", "-t", "bogus", img, check=False)
     assert p.returncode == 1 and "Invalid cache option: bogus" in p.stderr
