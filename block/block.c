@@ -940,7 +940,13 @@ bool bdrv_inactivate(BlockDriverState *bs, Error **errp)
         return true;
     }
     /* Everything the driver caches reaches the image before the other side reads it. */
-    int ret = bdrv_flush(bs);
+    int ret = bs->drv->inactivate ? bs->drv->inactivate(bs) : 0;
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "'%s': could not store the dirty bitmaps before the "
+                         "hand-over", bs->filename);
+        return false;
+    }
+    ret = bdrv_flush(bs);
     if (ret < 0) {
         error_setg_errno(errp, -ret, "'%s': could not flush before the hand-over",
                          bs->filename);

@@ -468,6 +468,11 @@ bool qcow2_snapshot_goto(BlockDriverState *bs, const char *id, Error **errp)
     }
     /* Without the extra-data field the snapshot has the current size (as QEMU reads it). */
     uint64_t sn_size = sn->disk_size ? sn->disk_size : (uint64_t)bs->total_size;
+    if (sn_size != (uint64_t)bs->total_size && !qcow2_bitmaps_can_resize(s, errp)) {
+        goto out;
+    }
+    /* Every granule may read differently now (a crash later leaves in_use set). */
+    qcow2_bitmaps_mark_dirty(s, 0, bs->total_size);
     ret = qcow2_read_l1(s, sn->l1_table_offset, sn->l1_size, &sl1);
     if (ret == 0 && sn->l1_size < s->l1_size) {
         /* A snapshot from before the image grew: the rest of the active L1 is empty. */
@@ -520,6 +525,8 @@ bool qcow2_snapshot_goto(BlockDriverState *bs, const char *id, Error **errp)
         if (ret == 0) {
             s->h.size = sn_size;
             bs->total_size = sn_size;
+            qcow2_bitmaps_resize(s, sn_size);
+            qcow2_bitmaps_mark_dirty(s, 0, sn_size);
         }
     }
     if (ret < 0) {

@@ -478,6 +478,8 @@ int qcow2_make_empty(BlockDriverState *bs)
         return -EPERM;
     }
     qcow2_lock_exclusive(s);
+    /* The whole disk now reads from the backing file. */
+    qcow2_bitmaps_mark_dirty(s, 0, bs->total_size);
     uint64_t n = ((uint64_t)bs->total_size + s->cluster_size - 1) >> s->cluster_bits;
     int ret = qcow2_zero_clusters(s, 0, n, QCOW2_DISCARD_FULL);
     if (ret == 0) {
@@ -497,6 +499,7 @@ static void qcow2_free_state(BDRVQcow2State *s)
     qcow2_cache_free(s->l2_cache);
     qcow2_cache_free(s->rb_cache);
     qcow2_overlap_free(s);
+    qcow2_bitmaps_free(s);
     g_free(s->l1);
     g_free(s->reftable);
     g_free(s->backing_file);
@@ -689,6 +692,9 @@ static bool qcow2_open(BlockDriverState *bs, Keyval *opts, int flags, Error **er
     qcow2_overlap_init(s, overlap_mask);
     s->free_hint = 0;
     bs->total_size = s->h.size;
+    if (!qcow2_bitmaps_load(s, flags, errp)) {
+        goto fail;
+    }
 
     bool backing_given;
     if (!bdrv_open_backing_option(bs, opts, &backing_given, errp)) {
@@ -711,9 +717,11 @@ static bool qcow2_open(BlockDriverState *bs, Keyval *opts, int flags, Error **er
             }
             s->h.incompatible_features &= ~QCOW2_INCOMPAT_DIRTY;
         }
-        /* Autoclear bits we do not maintain (bitmaps) must be cleared before we write;
-         * raw external data we keep true (every data write goes to the guest offset). */
-        uint64_t keep = s->data_file_raw ? QCOW2_AUTOCLEAR_DATA_FILE_RAW : 0;
+        /* Autoclear bits we do not maintain must be cleared before we write; raw
+         * external data we keep true (every data write goes to the guest offset), and
+         * valid bitmaps too (qcow2-bitmap.c keeps them up to date). */
+        uint64_t keep = (s->data_file_raw ? QCOW2_AUTOCLEAR_DATA_FILE_RAW : 0) |
+                        (s->bitmaps_valid ? QCOW2_AUTOCLEAR_BITMAPS : 0);
         if (s->h.version >= 3 && ((s->h.autoclear_features & ~keep) || dirty)) {
             s->h.autoclear_features &= keep;
             ret = qcow2_write_header(s);
@@ -721,6 +729,11 @@ static bool qcow2_open(BlockDriverState *bs, Keyval *opts, int flags, Error **er
                 error_setg_errno(errp, -ret, "%s: could not update the header", name);
                 goto fail;
             }
+        }
+        ret = qcow2_bitmaps_mark_in_use(s);
+        if (ret < 0) {
+            error_setg_errno(errp, -ret, "%s: Can't update bitmap directory", name);
+            goto fail;
         }
     }
     return true;
@@ -750,6 +763,10 @@ static void qcow2_close(BlockDriverState *bs)
     /* Inactive: flushed at the hand-over, and the other side writes the image now: not
      * even the grown tail is ours to trim. */
     bool inactive = g_atomic_int_get(&bs->open_flags) & BDRV_O_INACTIVE;
+    if (!s->read_only && !inactive && qcow2_bitmaps_store(s) < 0) {
+        fprintf(stderr, "%s: could not store the persistent dirty bitmaps; they are now "
+                "inconsistent\n", bs->filename);
+    }
     if (!s->read_only && !inactive && qcow2_flush_caches(s) == 0) {
         if (qcow2_has_data_file(s)) {
             bdrv_flush(s->data_file);
@@ -758,6 +775,20 @@ static void qcow2_close(BlockDriverState *bs)
         bdrv_flush(bs->file);
     }
     qcow2_free_state(s);
+}
+
+/* The image goes to another process (migration): it loads the bitmaps when it
+ * activates, so they are stored now, as QEMU stores them at inactivation. */
+static int qcow2_inactivate(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    if (s->read_only) {
+        return 0;
+    }
+    g_mutex_lock(&s->lock);
+    int ret = qcow2_bitmaps_store(s);
+    g_mutex_unlock(&s->lock);
+    return ret;
 }
 
 static int qcow2_flush(BlockDriverState *bs)
@@ -786,6 +817,17 @@ static int qcow2_preadv(BlockDriverState *bs, int64_t offset, int64_t bytes,
     return qcow2_read_guest_iov_unlock(s, offset, bytes, iov, niov);
 }
 
+/* A request that may change what the guest reads in [off, off+len): the tracked
+ * bitmaps mark it (before the change, so no close can store them without it). */
+static void note_write(BDRVQcow2State *s, uint64_t off, uint64_t len)
+{
+    if (s->bitmaps_valid) {
+        g_mutex_lock(&s->lock);
+        qcow2_bitmaps_mark_dirty(s, off, len);
+        g_mutex_unlock(&s->lock);
+    }
+}
+
 static int qcow2_pwritev(BlockDriverState *bs, int64_t offset, int64_t bytes,
                          const struct iovec *iov, int niov, int flags)
 {
@@ -795,6 +837,7 @@ static int qcow2_pwritev(BlockDriverState *bs, int64_t offset, int64_t bytes,
     if (s->read_only) {
         return -EPERM;
     }
+    note_write(s, offset, bytes);
     g_mutex_lock(&s->lock);
     for (int i = 0; i < niov && ret == 0 && done < (size_t)bytes; i++) {
         size_t n = MIN(iov[i].iov_len, (size_t)bytes - done);
@@ -951,6 +994,7 @@ static int qcow2_pwrite_zeroes(BlockDriverState *bs, int64_t offset, int64_t byt
     if (s->h.version < 3) {
         return -ENOTSUP; /* no zero flag: the generic layer writes zeroes */
     }
+    note_write(s, offset, bytes);
     if (s->data_file_raw) {
         /* The raw data file must read as the guest sees the disk: zero it there too. */
         int ret = bdrv_pwrite_zeroes(s->data_file, offset, bytes, flags & BDRV_REQ_MAY_UNMAP);
@@ -1004,6 +1048,7 @@ static int qcow2_pdiscard(BlockDriverState *bs, int64_t offset, int64_t bytes)
     if (s->read_only) {
         return -EPERM;
     }
+    note_write(s, offset, bytes); /* the whole request, as QEMU's block layer */
     uint64_t start = ((uint64_t)offset + s->cluster_size - 1) & ~(s->cluster_size - 1);
     uint64_t end = (uint64_t)(offset + bytes);
     end = end >= (uint64_t)bs->total_size
@@ -1063,6 +1108,10 @@ static bool qcow2_truncate(BlockDriverState *bs, int64_t size, bool shrink, Erro
         return false;
     }
     qcow2_lock_exclusive(s);
+    if (!qcow2_bitmaps_can_resize(s, errp)) {
+        g_mutex_unlock(&s->lock);
+        return false;
+    }
     uint64_t span = s->cluster_size << s->l2_bits;
     uint64_t l1_need = ((uint64_t)size + span - 1) / span;
     uint64_t *new_l1 = NULL;
@@ -1116,6 +1165,7 @@ static bool qcow2_truncate(BlockDriverState *bs, int64_t size, bool shrink, Erro
     if (ret == 0) {
         s->h.size = size;
         bs->total_size = size;
+        qcow2_bitmaps_resize(s, size);
         /* The old partial last cluster may hold bytes past the old end: zero them. */
         uint64_t tail_end = MIN((uint64_t)size, (old + s->cluster_size - 1) &
                                                     ~(s->cluster_size - 1));
@@ -1216,6 +1266,7 @@ const BlockDriver bdrv_qcow2 = {
     .probe = qcow2_probe,
     .open = qcow2_open,
     .close = qcow2_close,
+    .inactivate = qcow2_inactivate,
     .preadv = qcow2_preadv,
     .pwritev = qcow2_pwritev,
     .flush = qcow2_flush,

@@ -231,6 +231,50 @@ int qcow2_decompress(int type, uint8_t *dst, size_t dst_len, const uint8_t *src,
 
 /* ---- driver state and internal API ---- */
 
+/* ---- persistent dirty bitmaps (qcow2-bitmap.c) ---- */
+
+#define QCOW2_BME_IN_USE (1u << 0)
+#define QCOW2_BME_AUTO (1u << 1)
+#define QCOW2_BME_RESERVED 0xfffffffcu
+#define QCOW2_MAX_BITMAPS 65535
+#define QCOW2_MAX_BITMAP_DIR_SIZE (1024u * QCOW2_MAX_BITMAPS)
+
+/* The bitmaps header extension. */
+typedef struct Qcow2BitmapExt {
+    uint32_t nb;
+    uint64_t dir_size, dir_offset;
+} Qcow2BitmapExt;
+
+/* One bitmap of the directory. */
+typedef struct Qcow2Bitmap {
+    char *name;
+    uint32_t flags;            /* QCOW2_BME_*, as the directory on disk has them now */
+    unsigned granularity_bits;
+    uint64_t table_offset;
+    uint32_t table_size;       /* entries */
+    /* Granule i (of 2^granularity_bits bytes) was written: bit i % 64 of bits[i / 64].
+     * Only while tracking (NULL otherwise). */
+    uint64_t *bits;
+    uint64_t nb_bits;
+    bool tracking;             /* marked in_use on disk by this open; writes set bits */
+} Qcow2Bitmap;
+
+/* Pure format helpers (no I/O).  Messages are QEMU's. */
+G_GNUC_WARN_UNUSED_RESULT
+bool qcow2_bitmap_ext_parse(const uint8_t *data, uint32_t len, uint64_t cluster_size,
+                            Qcow2BitmapExt *e, Error **errp);
+/* The nb entries of a directory of size bytes, validated as QEMU (NULL on error). */
+GPtrArray *qcow2_bitmap_dir_parse(const uint8_t *dir, uint64_t size, uint32_t nb,
+                                  uint64_t cluster_size, uint64_t disk_size, Error **errp);
+/* Serialises the directory of bms (of Qcow2Bitmap*) into *out; returns its size. */
+uint64_t qcow2_bitmap_dir_build(const GPtrArray *bms, uint8_t **out);
+/* Table entries a bitmap of that granularity needs for a disk of disk_size bytes. */
+uint64_t qcow2_bitmap_table_size(uint64_t disk_size, unsigned granularity_bits,
+                                 uint64_t cluster_size);
+void qcow2_bitmap_set_range(Qcow2Bitmap *bm, uint64_t off, uint64_t len);
+/* Dirty granules. */
+uint64_t qcow2_bitmap_count(const Qcow2Bitmap *bm);
+
 typedef struct BlockDriverState BlockDriverState;
 typedef struct Qcow2Cache Qcow2Cache;
 typedef struct Qcow2Overlap Qcow2Overlap;
@@ -292,6 +336,12 @@ typedef struct BDRVQcow2State {
     unsigned overlap_mask;
     Qcow2Overlap *overlap;
     bool signaled_corruption;  /* qcow2_signal_corruption reported once (qcow2-corrupt.c) */
+    /* Persistent dirty bitmaps (qcow2-bitmap.c): the directory as loaded, of
+     * Qcow2Bitmap*, and whether it is valid (the autoclear bit was set and it passed
+     * the checks; false: the extension is left as it is and nothing is tracked). */
+    GPtrArray *bitmaps;
+    bool bitmaps_valid;
+    Qcow2BitmapExt bitmaps_ext;
 } BDRVQcow2State;
 
 /* True when guest data lives in an external data file rather than in the image. */
@@ -545,6 +595,24 @@ void qcow2_signal_corruption(BDRVQcow2State *s, bool fatal, int64_t offset, int6
 /* After a check repaired everything it found (qcow2_check with fix): clears the corrupt
  * bit (after flushing the repairs), as QEMU's check does; 0 or -errno.  Lock held. */
 int qcow2_mark_consistent(BDRVQcow2State *s);
+
+/*
+ * qcow2-bitmap.c, the driver side (lock held).  load: at open, reads and validates the
+ * directory (an error fails the open, except for a check open, which then leaves the
+ * bitmaps alone); a writable open loads every consistent `auto` bitmap.  mark_in_use:
+ * writes their in_use flags before any guest write.  mark_dirty: a write, write-zeroes
+ * or discard of [off, off+len).  store: at close or hand-over, writes them back without
+ * in_use and stops tracking.  can_resize / resize: a resize keeps them covering the disk.
+ */
+G_GNUC_WARN_UNUSED_RESULT
+bool qcow2_bitmaps_load(BDRVQcow2State *s, int flags, Error **errp);
+int qcow2_bitmaps_mark_in_use(BDRVQcow2State *s);
+void qcow2_bitmaps_mark_dirty(BDRVQcow2State *s, uint64_t off, uint64_t len);
+int qcow2_bitmaps_store(BDRVQcow2State *s);
+G_GNUC_WARN_UNUSED_RESULT
+bool qcow2_bitmaps_can_resize(BDRVQcow2State *s, Error **errp);
+void qcow2_bitmaps_resize(BDRVQcow2State *s, uint64_t disk_size);
+void qcow2_bitmaps_free(BDRVQcow2State *s);
 
 /* qcow2-create.c */
 typedef struct Keyval Keyval;

@@ -134,6 +134,9 @@ struct BlockDriver {
     bool (*open)(BlockDriverState *bs, Keyval *opts, int flags, Error **errp);
     /* Flushes metadata caches and releases everything open took (not the children). */
     void (*close)(BlockDriverState *bs);
+    /* Optional: bs goes to another process (bdrv_inactivate, before its flush): write
+     * what only this open keeps in memory (qcow2's persistent bitmaps).  0 or -errno. */
+    int (*inactivate)(BlockDriverState *bs);
     int (*preadv)(BlockDriverState *bs, int64_t offset, int64_t bytes,
                   const struct iovec *iov, int niov, int flags);
     int (*pwritev)(BlockDriverState *bs, int64_t offset, int64_t bytes,

@@ -264,6 +264,116 @@ static void test_compression(void)
     }
 }
 
+/* ---- bitmaps (qcow2-bitmap.c's pure helpers) ---- */
+
+static Qcow2Bitmap *new_bitmap(const char *name, uint32_t flags, unsigned gbits,
+                               uint64_t toff, uint32_t tsize)
+{
+    Qcow2Bitmap *bm = g_new0(Qcow2Bitmap, 1);
+    bm->name = g_strdup(name);
+    bm->flags = flags;
+    bm->granularity_bits = gbits;
+    bm->table_offset = toff;
+    bm->table_size = tsize;
+    return bm;
+}
+
+static void free_bitmap(gpointer p)
+{
+    Qcow2Bitmap *bm = p;
+    g_free(bm->name);
+    g_free(bm->bits);
+    g_free(bm);
+}
+
+static void test_bitmap_dir_roundtrip(void)
+{
+    GPtrArray *a = g_ptr_array_new_with_free_func(free_bitmap);
+    g_ptr_array_add(a, new_bitmap("b0", QCOW2_BME_AUTO, 16, 0x30000, 1));
+    g_ptr_array_add(a, new_bitmap("a-longer-name", QCOW2_BME_IN_USE, 9, 0x40000, 1));
+    uint8_t *dir;
+    uint64_t size = qcow2_bitmap_dir_build(a, &dir);
+    g_assert_cmpuint(size, ==, 32 + 40); /* entries padded to 8 bytes */
+    Error *err = NULL;
+    /* 64 MiB disk, 64 KiB clusters: one table entry covers 2^19 granules. */
+    GPtrArray *b = qcow2_bitmap_dir_parse(dir, size, 2, 65536, 64 << 20, &err);
+    g_assert_null(err);
+    g_assert_nonnull(b);
+    g_assert_cmpuint(b->len, ==, 2);
+    Qcow2Bitmap *x = g_ptr_array_index(b, 1);
+    g_assert_cmpstr(x->name, ==, "a-longer-name");
+    g_assert_cmpuint(x->flags, ==, QCOW2_BME_IN_USE);
+    g_assert_cmpuint(x->granularity_bits, ==, 9);
+    g_assert_cmpuint(x->table_offset, ==, 0x40000);
+    g_ptr_array_free(b, TRUE);
+
+    /* The count must match the extension both ways. */
+    g_assert_null(qcow2_bitmap_dir_parse(dir, size, 1, 65536, 64 << 20, &err));
+    g_assert_nonnull(strstr(error_get_pretty(err), "More bitmaps found"));
+    g_clear_pointer(&err, error_free);
+    g_assert_null(qcow2_bitmap_dir_parse(dir, size, 3, 65536, 64 << 20, &err));
+    g_assert_nonnull(strstr(error_get_pretty(err), "Less bitmaps found"));
+    g_clear_pointer(&err, error_free);
+    /* Cut short: broken. */
+    g_assert_null(qcow2_bitmap_dir_parse(dir, size - 8, 2, 65536, 64 << 20, &err));
+    g_assert_cmpstr(error_get_pretty(err), ==, "Broken bitmap directory");
+    g_clear_pointer(&err, error_free);
+    /* A consistent bitmap whose table cannot cover the disk breaks the constraints; an
+     * in_use one may (stale after a resize). */
+    g_assert_null(qcow2_bitmap_dir_parse(dir, size, 2, 65536, 1ull << 40, &err));
+    g_assert_cmpstr(error_get_pretty(err), ==, "Bitmap 'b0' doesn't satisfy the constraints");
+    g_clear_pointer(&err, error_free);
+    g_free(dir);
+    g_ptr_array_free(a, TRUE);
+}
+
+static void test_bitmap_ext(void)
+{
+    uint8_t d[24] = { 0 };
+    Qcow2BitmapExt e;
+    Error *err = NULL;
+    qcow2_st32(d, 2);
+    qcow2_st64(d + 8, 72);
+    qcow2_st64(d + 16, 0x20000);
+    g_assert_true(qcow2_bitmap_ext_parse(d, 24, 65536, &e, &err));
+    g_assert_cmpuint(e.nb, ==, 2);
+    g_assert_cmpuint(e.dir_size, ==, 72);
+    g_assert_cmpuint(e.dir_offset, ==, 0x20000);
+    g_assert_false(qcow2_bitmap_ext_parse(d, 16, 65536, &e, &err));
+    g_assert_cmpstr(error_get_pretty(err), ==, "bitmaps_ext: Invalid extension length");
+    g_clear_pointer(&err, error_free);
+    qcow2_st64(d + 8, 64ull << 20);
+    g_assert_false(qcow2_bitmap_ext_parse(d, 24, 65536, &e, &err));
+    g_assert_nonnull(strstr(error_get_pretty(err), "exceeds the maximum supported size"));
+    g_clear_pointer(&err, error_free);
+    qcow2_st64(d + 8, 72);
+    qcow2_st32(d, 65536);
+    g_assert_false(qcow2_bitmap_ext_parse(d, 24, 65536, &e, &err));
+    g_assert_nonnull(strstr(error_get_pretty(err), "exceeding the QEMU supported maximum"));
+    g_clear_pointer(&err, error_free);
+}
+
+static void test_bitmap_bits(void)
+{
+    Qcow2Bitmap bm = { .granularity_bits = 16, .nb_bits = 130 };
+    bm.bits = g_new0(uint64_t, 3);
+    qcow2_bitmap_set_range(&bm, 65535, 2); /* granules 0 and 1 */
+    g_assert_cmphex(bm.bits[0], ==, 3);
+    qcow2_bitmap_set_range(&bm, 63 << 16, 3 << 16); /* 63..65: across a word */
+    g_assert_cmphex(bm.bits[0], ==, 0x8000000000000003ull);
+    g_assert_cmphex(bm.bits[1], ==, 3);
+    qcow2_bitmap_set_range(&bm, 128ull << 16, 100ull << 20); /* clipped at the end */
+    g_assert_cmphex(bm.bits[2], ==, 3);
+    g_assert_cmpuint(qcow2_bitmap_count(&bm), ==, 7);
+    qcow2_bitmap_set_range(&bm, 0, 0); /* empty: nothing */
+    g_assert_cmpuint(qcow2_bitmap_count(&bm), ==, 7);
+    g_free(bm.bits);
+    /* Table entries: one per cluster of bitmap data (8 * cluster granules each). */
+    g_assert_cmpuint(qcow2_bitmap_table_size(64 << 20, 16, 65536), ==, 1);
+    g_assert_cmpuint(qcow2_bitmap_table_size(1ull << 40, 9, 512), ==, 524288);
+    g_assert_cmpuint(qcow2_bitmap_table_size(1, 31, 512), ==, 1);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -275,5 +385,8 @@ int main(int argc, char **argv)
     g_test_add_func("/qcow2/l2/entries", test_l2_entries);
     g_test_add_func("/qcow2/l2/compressed", test_compressed_descriptor);
     g_test_add_func("/qcow2/compression", test_compression);
+    g_test_add_func("/qcow2/bitmaps/directory", test_bitmap_dir_roundtrip);
+    g_test_add_func("/qcow2/bitmaps/extension", test_bitmap_ext);
+    g_test_add_func("/qcow2/bitmaps/bits", test_bitmap_bits);
     return g_test_run();
 }
