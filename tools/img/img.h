@@ -93,5 +93,8 @@ bool img_parse_cache(const char *mode, int *flags);
 bool img_parse_src_cache(const char *mode, int *flags);
 /* Parses "10G"-style sizes (bytes by default); false with a message naming str. */
 bool img_parse_size(const char *str, uint64_t *out);
+/* A byte count 0..INT64_MAX with the size suffixes, as qemu-img's cvtnum: false with its
+ * messages naming what ("start offset": "Invalid start offset specified. ..."). */
+bool img_parse_num(const char *what, const char *str, int64_t *out);
 
 #endif

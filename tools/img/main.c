@@ -37,7 +37,8 @@ static const struct {
       "resize [--image-opts] [--preallocation=PREALLOC] [--shrink] [-f fmt] [-q] "
       "filename [+ | -]size" },
     { "map", img_map,
-      "map [--image-opts] [-f fmt] [--output=human|json] filename" },
+      "map [--image-opts] [-f fmt] [--start-offset=offset] [--max-length=len] "
+      "[--output=human|json] [-U] filename" },
     { "compare", img_compare,
       "compare [--image-opts] [-f fmt] [-F fmt] [-T src_cache] [-p] [-q] [-s] [-U] "
       "filename1 filename2" },
@@ -141,6 +142,32 @@ bool img_parse_cache(const char *mode, int *flags)
 bool img_parse_src_cache(const char *mode, int *flags)
 {
     return parse_cache(mode, flags, "source ");
+}
+
+bool img_parse_num(const char *what, const char *str, int64_t *out)
+{
+    Error *err = NULL;
+    uint64_t v;
+    if (!parse_size(str, 1, &v, &err)) {
+        /* qemu-img tells a number too big for 64 bits (ERANGE) from one it cannot read. */
+        bool range = strstr(error_get_pretty(err), "too large");
+        error_free(err);
+        if (!range) {
+            error_report("Invalid %s specified. You may use k, M, G, T, P or E suffixes "
+                         "for", what);
+            error_report("kilobytes, megabytes, gigabytes, terabytes, petabytes and "
+                         "exabytes.");
+            return false;
+        }
+        v = UINT64_MAX;
+    }
+    if (v > INT64_MAX) {
+        error_report("Invalid %s specified. Must be between 0 and %" G_GINT64_FORMAT ".",
+                     what, INT64_MAX);
+        return false;
+    }
+    *out = v;
+    return true;
 }
 
 bool img_parse_size(const char *str, uint64_t *out)
