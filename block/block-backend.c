@@ -21,6 +21,11 @@ struct BlockBackend {
     BlockAcctStats stats;
     void (*resize_cb)(void *opaque);
     void *resize_opaque;
+    /* werror / rerror and the io-status: atomics, as completions on I/O threads read and
+     * set them while the monitor reads and resets them. */
+    int on_read_error, on_write_error; /* BlockdevOnError */
+    int iostatus_enabled;
+    int iostatus;                      /* BlockIoStatus */
 };
 
 typedef struct BlkAioReq {
@@ -44,6 +49,8 @@ BlockBackend *blk_new(const char *name, BlockDriverState *root, bool write_cache
     blk->root = root;
     blk->write_cache = write_cache;
     blk->ctx = g_main_context_default();
+    blk->on_read_error = BLOCKDEV_ON_ERROR_REPORT;
+    blk->on_write_error = BLOCKDEV_ON_ERROR_ENOSPC;
     g_mutex_init(&blk->stats_lock);
     g_mutex_init(&blk->drain_lock);
     g_cond_init(&blk->drain_cond);
@@ -110,6 +117,76 @@ const char *blk_name(const BlockBackend *blk)
 const char *blk_event_device_name(BlockBackend *blk)
 {
     return blk->root && strcmp(blk->name, blk->root->node_name) == 0 ? "" : blk->name;
+}
+
+void blk_set_on_error(BlockBackend *blk, BlockdevOnError rerror, BlockdevOnError werror)
+{
+    g_atomic_int_set(&blk->on_read_error, (int)rerror);
+    g_atomic_int_set(&blk->on_write_error, (int)werror);
+}
+
+BlockdevOnError blk_get_on_error(BlockBackend *blk, bool is_read)
+{
+    return (BlockdevOnError)g_atomic_int_get(is_read ? &blk->on_read_error
+                                                     : &blk->on_write_error);
+}
+
+BlockErrorAction blk_get_error_action(BlockBackend *blk, bool is_read, int error)
+{
+    return block_error_action_decide(blk_get_on_error(blk, is_read), error);
+}
+
+void blk_iostatus_enable(BlockBackend *blk)
+{
+    g_atomic_int_set(&blk->iostatus, BLOCK_IO_STATUS_OK);
+    g_atomic_int_set(&blk->iostatus_enabled, 1);
+}
+
+bool blk_iostatus_is_enabled(BlockBackend *blk)
+{
+    /* QEMU's rule: only where an error can stop the VM (its list: rerror=enospc is not
+     * in it, although it stops on ENOSPC too). */
+    BlockdevOnError r = blk_get_on_error(blk, true), w = blk_get_on_error(blk, false);
+    return g_atomic_int_get(&blk->iostatus_enabled) &&
+           (w == BLOCKDEV_ON_ERROR_ENOSPC || w == BLOCKDEV_ON_ERROR_STOP ||
+            r == BLOCKDEV_ON_ERROR_STOP);
+}
+
+BlockIoStatus blk_iostatus(BlockBackend *blk)
+{
+    return (BlockIoStatus)g_atomic_int_get(&blk->iostatus);
+}
+
+void blk_iostatus_set_err(BlockBackend *blk, int error)
+{
+    if (blk_iostatus_is_enabled(blk)) {
+        g_atomic_int_compare_and_exchange(&blk->iostatus, BLOCK_IO_STATUS_OK,
+                                          error == ENOSPC ? BLOCK_IO_STATUS_NOSPACE
+                                                          : BLOCK_IO_STATUS_FAILED);
+    }
+}
+
+void blk_iostatus_reset(BlockBackend *blk)
+{
+    g_atomic_int_set(&blk->iostatus, BLOCK_IO_STATUS_OK);
+}
+
+void blk_error_action(BlockBackend *blk, BlockErrorAction action, bool is_read, int error)
+{
+    /* The io-status first, so that query-block never shows less than the events sent
+     * so far (QEMU's order); the sink stops the VM after the event. */
+    if (action == BLOCK_ERROR_ACTION_STOP) {
+        blk_iostatus_set_err(blk, error);
+    }
+    BlockIoError e = {
+        .device = blk_event_device_name(blk),
+        .node_name = blk->root->node_name,
+        .is_read = is_read,
+        .action = action,
+        .has_nospace = blk_iostatus_is_enabled(blk),
+        .error = error,
+    };
+    bdrv_report_io_error(&e);
 }
 
 BlockDriverState *blk_bs(BlockBackend *blk)

@@ -76,6 +76,7 @@ static bool block_open_drive(BlockState *st, const DriveConfig *d, int flags, Er
         return true;
     }
     BlockBackend *blk = blk_new(d->id, bs, d->write_cache);
+    blk_set_on_error(blk, (BlockdevOnError)d->rerror, (BlockdevOnError)d->werror);
     /* Locked for its guest device from the start, as if share-rw=off (the device's
      * realize sets its own share-rw): a conflict names the -drive. */
     if (!blk_set_device_perm(blk, false, errp)) {

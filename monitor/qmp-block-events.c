@@ -1,10 +1,17 @@
 /*
- * The block layer's run-time reports as QMP events: BLOCK_IMAGE_CORRUPTED.  A report can
- * come from any thread (a format driver runs on the block pool's workers and on I/O
- * threads) while events go out from the main thread, so the report is copied and handed
- * to the main context; at high priority, so that it goes out before the completion of
- * the request that found it (and the BLOCK_IO_ERROR that may follow), as in QEMU.
+ * The block layer's run-time reports as QMP events: BLOCK_IMAGE_CORRUPTED and
+ * BLOCK_IO_ERROR.  A report can come from any thread (a format driver runs on the block
+ * pool's workers and on I/O threads, a device completes requests on its I/O thread) while
+ * events go out from the main thread, so the report is copied and handed to the main
+ * context; at high priority, so that a corruption goes out before the completion of the
+ * request that found it (and the BLOCK_IO_ERROR that follows), as in QEMU.  From the main
+ * thread itself the event goes out at once.
+ *
+ * An I/O error whose action is stop also stops the VM (run state io-error), from the
+ * same main-thread call right after its event: so BLOCK_IO_ERROR always comes before the
+ * STOP, as in QEMU.
  */
+#include <errno.h>
 #include <string.h>
 #include "sen/block.h"
 #include "monitor/monitor-internal.h"
@@ -62,12 +69,62 @@ static void corruption_sink(void *opaque, const BlockCorruption *c)
                                corruption_event_free);
 }
 
+typedef struct IoErrorEvent {
+    Machine *m;
+    char *device;
+    char *node_name;
+    bool is_read;
+    BlockErrorAction action;
+    bool has_nospace;
+    int error;
+} IoErrorEvent;
+
+static gboolean io_error_emit(gpointer opaque)
+{
+    IoErrorEvent *ev = opaque;
+    qapi_event_send_block_io_error(ev->m, ev->device, true, ev->node_name,
+                                   ev->is_read ? "read" : "write",
+                                   block_error_action_name(ev->action), ev->has_nospace,
+                                   ev->error == ENOSPC, g_strerror(ev->error));
+    if (ev->action == BLOCK_ERROR_ACTION_STOP) {
+        machine_request_stop(ev->m, RUN_STATE_IO_ERROR);
+    }
+    return G_SOURCE_REMOVE;
+}
+
+static void io_error_event_free(gpointer opaque)
+{
+    IoErrorEvent *ev = opaque;
+    g_free(ev->device);
+    g_free(ev->node_name);
+    g_free(ev);
+}
+
+static void io_error_sink(void *opaque, const BlockIoError *e)
+{
+    IoErrorEvent *ev = g_new0(IoErrorEvent, 1);
+    ev->m = opaque;
+    ev->device = g_strdup(e->device);
+    ev->node_name = g_strdup(e->node_name);
+    ev->is_read = e->is_read;
+    ev->action = e->action;
+    ev->has_nospace = e->has_nospace;
+    ev->error = e->error;
+    g_main_context_invoke_full(NULL, G_PRIORITY_HIGH, io_error_emit, ev,
+                               io_error_event_free);
+}
+
+static const BlockEventSink block_event_sink = {
+    .corruption = corruption_sink,
+    .io_error = io_error_sink,
+};
+
 void monitor_block_events_attach(Machine *m)
 {
-    bdrv_set_corruption_sink(corruption_sink, m);
+    bdrv_set_event_sink(&block_event_sink, m);
 }
 
 void monitor_block_events_detach(void)
 {
-    bdrv_set_corruption_sink(NULL, NULL);
+    bdrv_set_event_sink(NULL, NULL);
 }

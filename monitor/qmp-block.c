@@ -75,9 +75,15 @@ json_t *qmp_query_block(QmpCtx *ctx, Error **errp)
         BlockBackend *blk = g_ptr_array_index(blks, i);
         json_t *inserted = qmp_node_info(blk_bs(blk), blk_is_read_only(blk),
                                          blk_enable_write_cache(blk), false);
-        json_array_append_new(list, json_pack("{s:s,s:s,s:b,s:b,s:o}", "device",
-                                              blk_name(blk), "type", "unknown", "removable",
-                                              0, "locked", 0, "inserted", inserted));
+        json_t *info = json_pack("{s:s,s:s,s:b,s:b,s:o}", "device", blk_name(blk), "type",
+                                 "unknown", "removable", 0, "locked", 0, "inserted",
+                                 inserted);
+        /* Only for a drive whose device keeps one (virtio-blk), as QEMU. */
+        if (blk_iostatus_is_enabled(blk)) {
+            json_object_set_new(info, "io-status",
+                                json_string(block_io_status_name(blk_iostatus(blk))));
+        }
+        json_array_append_new(list, info);
     }
     return list;
 }

@@ -125,6 +125,12 @@ bool qmp_cont(QmpCtx *ctx, Error **errp)
     default:
         break;
     }
+    /* As QEMU: the drives' io-status goes back to ok; a request that fails again when
+     * the start retries it sets it again. */
+    g_autoptr(GPtrArray) blks = block_backends(m);
+    for (guint i = 0; i < blks->len; i++) {
+        blk_iostatus_reset(g_ptr_array_index(blks, i));
+    }
     machine_unlock(m);
     machine_vm_start(m);
     machine_lock(m);

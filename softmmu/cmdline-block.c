@@ -2,7 +2,7 @@
  * -drive and -blockdev as QEMU spells them.
  *
  * -drive keys Sen decides at parse time (file, format, if, id, cache, readonly, aio,
- * discard, detect-zeroes, media) become DriveConfig fields or node options; anything else
+ * discard, detect-zeroes, media, werror, rerror) become DriveConfig fields or node options; anything else
  * is passed to the format driver as QEMU does (-drive ...,l2-cache-size=1M), which
  * rejects what it does not know when the drive is opened.  -blockdev is a node in dotted
  * keys or JSON, flattened to dotted keys.
@@ -107,6 +107,26 @@ static bool drive_move_enum(Keyval *kv, const char *what, const char *key,
     return true;
 }
 
+/* werror= / rerror= (QEMU: rerror has no enospc, neither has auto), in QEMU's words. */
+static bool drive_parse_on_error(const char *what, char *value, bool is_read, int *out,
+                                 Error **errp)
+{
+    g_autofree char *v = value;
+    BlockdevOnError e;
+
+    if (!v) {
+        return true;
+    }
+    if (!blockdev_on_error_parse(v, &e) || e == BLOCKDEV_ON_ERROR_AUTO ||
+        (is_read && e == BLOCKDEV_ON_ERROR_ENOSPC)) {
+        error_setg(errp, "%s: '%s' invalid %s error action", what, v,
+                   is_read ? "read" : "write");
+        return false;
+    }
+    *out = (int)e;
+    return true;
+}
+
 static bool drive_parse_interface(CmdlineState *s, const char *what, DriveConfig *d,
                                   char *iface, Error **errp)
 {
@@ -142,6 +162,8 @@ bool cmdline_opt_drive(CmdlineState *s, const char *what, const char *arg, Error
     d = g_new0(DriveConfig, 1);
     d->optstr = g_strdup(what);
     d->write_cache = true;
+    d->rerror = BLOCKDEV_ON_ERROR_REPORT;
+    d->werror = BLOCKDEV_ON_ERROR_ENOSPC;
     d->file = keyval_take(kv, "file");
     d->format = keyval_take(kv, "format");
     d->id = keyval_take(kv, "id");
@@ -152,6 +174,10 @@ bool cmdline_opt_drive(CmdlineState *s, const char *what, const char *arg, Error
     g_autofree char *aio = keyval_has(kv, "aio") ? g_strdup(keyval_get(kv, "aio")) : NULL;
 
     if (!drive_parse_interface(s, what, d, g_steal_pointer(&iface), errp)) {
+        goto fail;
+    }
+    if (!drive_parse_on_error(what, keyval_take(kv, "werror"), false, &d->werror, errp) ||
+        !drive_parse_on_error(what, keyval_take(kv, "rerror"), true, &d->rerror, errp)) {
         goto fail;
     }
     if (media && strcmp(media, "disk") != 0) {

@@ -15,6 +15,7 @@ static const char *const runstate_names[RUN_STATE__MAX] = {
     [RUN_STATE_SAVE_VM] = "save-vm",
     [RUN_STATE_RESTORE_VM] = "restore-vm",
     [RUN_STATE_SUSPENDED] = "suspended",
+    [RUN_STATE_IO_ERROR] = "io-error",
 };
 
 /* allowed[from] is a bit set of the states reachable from `from`. */
@@ -28,7 +29,8 @@ static const unsigned allowed[RUN_STATE__MAX] = {
     [RUN_STATE_RUNNING] = BIT(RUN_STATE_PAUSED) | BIT(RUN_STATE_SHUTDOWN) |
                           BIT(RUN_STATE_INTERNAL_ERROR) | BIT(RUN_STATE_GUEST_PANICKED) |
                           BIT(RUN_STATE_FINISH_MIGRATE) | BIT(RUN_STATE_SAVE_VM) |
-                          BIT(RUN_STATE_RESTORE_VM) | BIT(RUN_STATE_SUSPENDED),
+                          BIT(RUN_STATE_RESTORE_VM) | BIT(RUN_STATE_SUSPENDED) |
+                          BIT(RUN_STATE_IO_ERROR),
     [RUN_STATE_PAUSED] = BIT(RUN_STATE_RUNNING) | BIT(RUN_STATE_SHUTDOWN) | MIGRATE_OUT,
     [RUN_STATE_SHUTDOWN] = BIT(RUN_STATE_RUNNING) | BIT(RUN_STATE_PAUSED) |
                            BIT(RUN_STATE_FINISH_MIGRATE),
@@ -38,17 +40,21 @@ static const unsigned allowed[RUN_STATE__MAX] = {
                             BIT(RUN_STATE_SHUTDOWN),
     [RUN_STATE_FINISH_MIGRATE] = BIT(RUN_STATE_POSTMIGRATE) | BIT(RUN_STATE_RUNNING) |
                                  BIT(RUN_STATE_PAUSED) | BIT(RUN_STATE_PRELAUNCH) |
-                                 BIT(RUN_STATE_SHUTDOWN),
+                                 BIT(RUN_STATE_SHUTDOWN) | BIT(RUN_STATE_IO_ERROR),
     [RUN_STATE_POSTMIGRATE] = BIT(RUN_STATE_RUNNING) | BIT(RUN_STATE_PAUSED) |
                               BIT(RUN_STATE_SHUTDOWN) | MIGRATE_OUT,
     [RUN_STATE_SAVE_VM] = BIT(RUN_STATE_RUNNING) | BIT(RUN_STATE_PAUSED) |
                           BIT(RUN_STATE_PRELAUNCH) | BIT(RUN_STATE_POSTMIGRATE) |
-                          BIT(RUN_STATE_SHUTDOWN),
+                          BIT(RUN_STATE_SHUTDOWN) | BIT(RUN_STATE_IO_ERROR),
     [RUN_STATE_RESTORE_VM] = BIT(RUN_STATE_RUNNING) | BIT(RUN_STATE_PAUSED) |
                              BIT(RUN_STATE_PRELAUNCH) | BIT(RUN_STATE_POSTMIGRATE) |
-                             BIT(RUN_STATE_SHUTDOWN),
+                             BIT(RUN_STATE_SHUTDOWN) | BIT(RUN_STATE_IO_ERROR),
     /* Woken up (running), powered off or quit while asleep (shutdown). */
     [RUN_STATE_SUSPENDED] = BIT(RUN_STATE_RUNNING) | BIT(RUN_STATE_SHUTDOWN),
+    /* cont retries the held requests (running); migration and snapshots may take the
+     * VM as it is and give it back in this state. */
+    [RUN_STATE_IO_ERROR] = BIT(RUN_STATE_RUNNING) | BIT(RUN_STATE_PAUSED) |
+                           BIT(RUN_STATE_SHUTDOWN) | MIGRATE_OUT,
 };
 
 const char *runstate_name(RunState s)

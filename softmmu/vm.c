@@ -523,6 +523,12 @@ static bool handle_requests(Machine *m)
     }
 
     int stop = g_atomic_int_and(&m->stop_requested, 0);
+    /* A disk error (werror/rerror=stop) stops only a running VM, as QEMU's vm_stop: one
+     * stopped meanwhile (stop, migration) keeps its state, and its held requests wait
+     * for the next start all the same. */
+    if (stop == RUN_STATE_IO_ERROR && m->runstate != RUN_STATE_RUNNING) {
+        stop = 0;
+    }
     if (stop) {
         machine_vm_stop(m, (RunState)stop);
         if (monitor_present(m)) {

@@ -25,6 +25,13 @@
  * A request outlives neither the device's state nor a reset in a way the guest could
  * notice: it carries the device generation at submission, and a completion for an older
  * generation (device reset meanwhile) or for an unrealized device only frees memory.
+ *
+ * A request the block layer fails gets the drive's werror= (writes, flushes, discards,
+ * write-zeroes) or rerror= (reads) action, per guest request also inside a merge, as
+ * QEMU's virtio-blk: report (I/O error status), ignore (OK status) or stop.  A stopped
+ * request is held, not completed: the VM stops (io-error) and the next start retries the
+ * held requests in the order they failed, each on its own, before the queues' held kicks
+ * are replayed.  A reset drops them (the driver forgets them too).
  */
 #include <errno.h>
 #include <string.h>
@@ -131,6 +138,7 @@ struct VirtIOBlk {
     char *serial;
     char *iothread;
     bool share_rw;       /* QEMU's share-rw: other processes may write the image too */
+    char *werror, *rerror; /* BlockdevOnError names; auto: the drive's -drive setting */
     uint16_t num_queues;
     uint64_t max_inflight_bytes; /* 0: no bound */
 
@@ -150,6 +158,10 @@ struct VirtIOBlk {
     GCond submitted_cond;
     /* Data bytes of the calls taken from the list and not completed yet (pending_lock). */
     uint64_t inflight_bytes;
+    /* Requests that failed with action stop, in failure order (VM lock): they keep their
+     * element and reference until the next start retries them or a reset drops them. */
+    BlkReq *held_head, **held_tail;
+    void *start_hook;    /* machine_add_start_hook: blk_retry_held */
 };
 
 struct BlkReq {
@@ -160,10 +172,12 @@ struct BlkReq {
     struct iovec *iov;   /* data buffers (header and status byte cut off) */
     int niov;
     uint32_t used_len;   /* bytes written into in buffers on success */
-    bool is_read;        /* for BLOCK_IO_ERROR's operation */
+    bool is_read;        /* for BLOCK_IO_ERROR's operation and rerror/werror */
+    BlkIoOp op;          /* its block call, to make it again after a stop */
     uint64_t offset;     /* reads and writes: the disk range, for merging */
     uint64_t bytes;
     BlkReq *next_free;   /* in BlkShared.free_reqs */
+    BlkReq *next_held;   /* in VirtIOBlk.held_head */
     BlkIo io;            /* its block call when it is not part of a merge */
     struct iovec iov_inline[BLK_REQ_INLINE_IOV]; /* iov when it fits */
 };
@@ -285,16 +299,37 @@ static uint8_t blk_status_of(int ret)
                                                        : VIRTIO_BLK_S_IOERR;
 }
 
-/* QEMU's werror/rerror=report: the guest gets the error status, management the event. */
-static void blk_report_error(BlkShared *sh, bool is_read, int ret)
+static void blk_hold(VirtIOBlk *s, BlkReq *r)
 {
-    if (ret < 0 && ret != -ENOTSUP && sh->dev) {
-        BlockBackend *blk = sh->dev->blk;
-        qapi_event_send_block_io_error(sh->m, blk_event_device_name(blk), true,
-                                       blk_bs(blk)->node_name,
-                                       is_read ? "read" : "write", "report", true,
-                                       ret == -ENOSPC, g_strerror(-ret));
+    r->next_held = NULL;
+    *s->held_tail = r;
+    s->held_tail = &r->next_held;
+}
+
+/*
+ * The result ret of a request of the live generation (VM lock): pushes it with its
+ * status and returns true (the caller notifies and frees), or holds it under the action
+ * stop and returns false.  A failure the driver asked for (-ENOTSUP: an unsupported
+ * operation) is no disk error and always reported.
+ */
+static bool blk_req_result(VirtIOBlk *s, BlkReq *r, int ret)
+{
+    uint8_t status = blk_status_of(ret);
+
+    if (ret < 0 && ret != -ENOTSUP) {
+        BlockErrorAction action = blk_get_error_action(s->blk, r->is_read, -ret);
+        if (action == BLOCK_ERROR_ACTION_STOP) {
+            blk_hold(s, r); /* before the event: a cont that follows it finds r */
+        } else if (action == BLOCK_ERROR_ACTION_IGNORE) {
+            status = VIRTIO_BLK_S_OK;
+        }
+        blk_error_action(s->blk, action, r->is_read, -ret);
+        if (action == BLOCK_ERROR_ACTION_STOP) {
+            return false;
+        }
     }
+    blk_req_push(s, r, status);
+    return true;
 }
 
 static void blk_submit_pending(VirtIOBlk *s);
@@ -330,9 +365,13 @@ static void blk_req_done(void *opaque, int ret)
     if (s) {
         blk_io_retire(s, &r->io);
     }
-    blk_report_error(sh, r->is_read, ret);
-    if (sh->dev && sh->dev->generation == r->generation) {
-        blk_req_finish(sh->dev, r, blk_status_of(ret));
+    if (s && s->generation == r->generation) {
+        if (!blk_req_result(s, r, ret)) {
+            machine_unlock(m); /* held, with its reference */
+            blk_io_refill(s);
+            return;
+        }
+        virtio_queue_notify_driver(&s->vdev, &s->vdev.vqs[r->queue]);
     }
     blk_req_free(sh, r);
     shared_unref(sh);
@@ -367,16 +406,24 @@ static void blk_merge_done(void *opaque, int ret)
         blk_io_retire(s, &mg->io);
     }
     bool live = s && s->generation == mg->reqs[0]->generation;
-    blk_report_error(sh, mg->reqs[0]->is_read, ret);
+    unsigned n = 0, queue = mg->reqs[0]->queue;
+    /* Members that are not held go back to the pool; the merge is reused at once.  The
+     * last unref may free sh and its pools: give everything back first. */
     for (unsigned i = 0; i < mg->n; i++) {
-        if (live) {
-            blk_req_push(s, mg->reqs[i], blk_status_of(ret));
+        BlkReq *r = mg->reqs[i];
+        if (live && !blk_req_result(s, r, ret)) {
+            continue;
         }
+        blk_req_free(sh, r);
+        n++;
     }
-    if (live) {
-        virtio_queue_notify_driver(&s->vdev, &s->vdev.vqs[mg->reqs[0]->queue]);
+    if (live && n) {
+        virtio_queue_notify_driver(&s->vdev, &s->vdev.vqs[queue]);
     }
-    blk_merge_release(sh, mg);
+    blk_merge_free(sh, mg);
+    for (unsigned i = 0; i < n; i++) {
+        shared_unref(sh);
+    }
     machine_unlock(m);
     blk_io_refill(s);
 }
@@ -543,6 +590,61 @@ static void blk_batch_add(VirtIOBlk *s, BlkBatch *b, BlkReq *r)
     b->bytes += r->bytes;
 }
 
+/* Makes the block call of a held request again, on its own (VM lock).  A discard or
+ * write-zeroes still has its range and flags in r->io (blk_queue_io keeps them). */
+static void blk_requeue(VirtIOBlk *s, BlkReq *r)
+{
+    switch (r->op) {
+    case BLK_IO_READ:
+    case BLK_IO_WRITE:
+        blk_queue_io(s, &r->io, r->op, r->offset, r->iov, r->niov, r->bytes, blk_req_done,
+                     r);
+        break;
+    case BLK_IO_FLUSH:
+        blk_queue_io(s, &r->io, r->op, 0, NULL, 0, 0, blk_req_done, r);
+        break;
+    case BLK_IO_DISCARD:
+    case BLK_IO_WRITE_ZEROES:
+        blk_queue_io(s, &r->io, r->op, r->io.offset, NULL, 0, 0, blk_req_done, r);
+        break;
+    }
+}
+
+/* The VM runs again (cont, a cancelled migration): the held requests are retried in the
+ * order they failed.  Main thread, VM lock not held. */
+static void blk_retry_held(void *opaque)
+{
+    VirtIOBlk *s = opaque;
+    Machine *m = s->shared->m;
+
+    machine_lock(m);
+    BlkReq *r = s->held_head;
+    s->held_head = NULL;
+    s->held_tail = &s->held_head;
+    while (r) {
+        BlkReq *next = r->next_held;
+        blk_requeue(s, r);
+        r = next;
+    }
+    machine_unlock(m);
+    blk_submit_pending(s);
+}
+
+/* Forgets the held requests (VM lock): a reset, or the device goes away. */
+static void blk_drop_held(VirtIOBlk *s)
+{
+    BlkReq *r = s->held_head;
+
+    s->held_head = NULL;
+    s->held_tail = &s->held_head;
+    while (r) {
+        BlkReq *next = r->next_held;
+        blk_req_free(s->shared, r);
+        shared_unref(s->shared);
+        r = next;
+    }
+}
+
 static bool range_ok(VirtIOBlk *s, uint64_t sector, uint64_t bytes)
 {
     return sector <= s->capacity && bytes / 512 <= s->capacity - sector;
@@ -571,9 +673,8 @@ static uint8_t blk_submit_dz(VirtIOBlk *s, BlkReq *r, uint32_t type)
     /* Before queueing: another thread may take it from the list at once. */
     r->io.bytes = (uint64_t)seg.num * 512;
     r->io.flags = (seg.flags & VIRTIO_BLK_WZ_UNMAP) ? BDRV_REQ_MAY_UNMAP : 0;
-    blk_queue_io(s, &r->io, type == VIRTIO_BLK_T_DISCARD ? BLK_IO_DISCARD
-                                                          : BLK_IO_WRITE_ZEROES,
-                 seg.sector * 512, NULL, 0, 0, blk_req_done, r);
+    r->op = type == VIRTIO_BLK_T_DISCARD ? BLK_IO_DISCARD : BLK_IO_WRITE_ZEROES;
+    blk_queue_io(s, &r->io, r->op, seg.sector * 512, NULL, 0, 0, blk_req_done, r);
     return 0xff; /* in flight */
 }
 
@@ -595,6 +696,7 @@ static uint8_t blk_submit(VirtIOBlk *s, BlkBatch *b, BlkReq *r)
         blk_req_set_iov(r, e->in_sg, e->in_num, 0, len);
         r->used_len = e->in_len;
         r->is_read = true;
+        r->op = BLK_IO_READ;
         r->offset = hdr.sector * 512;
         r->bytes = len;
         r->sh->refcnt++;
@@ -606,6 +708,7 @@ static uint8_t blk_submit(VirtIOBlk *s, BlkBatch *b, BlkReq *r)
         }
         blk_req_set_iov(r, e->out_sg, e->out_num, sizeof(hdr), len);
         r->used_len = 1;
+        r->op = BLK_IO_WRITE;
         r->offset = hdr.sector * 512;
         r->bytes = len;
         r->sh->refcnt++;
@@ -613,6 +716,7 @@ static uint8_t blk_submit(VirtIOBlk *s, BlkBatch *b, BlkReq *r)
     case VIRTIO_BLK_T_FLUSH:
         blk_batch_flush(s, b); /* covers the writes queued before it */
         r->used_len = 1;
+        r->op = BLK_IO_FLUSH;
         r->sh->refcnt++;
         blk_queue_io(s, &r->io, BLK_IO_FLUSH, 0, NULL, 0, 0, blk_req_done, r);
         return 0xff;
@@ -726,6 +830,7 @@ static void blk_vdev_reset(VirtIODevice *vdev)
         blk_io_cancel(s->shared, io);
         io = next;
     }
+    blk_drop_held(s);
 }
 
 static const VirtIODeviceOps blk_ops = {
@@ -760,9 +865,21 @@ static void virtio_blk_resized(void *opaque)
     virtio_config_changed(&s->vdev);
 }
 
+/* A werror / rerror property: any BlockdevOnError name, auto included (QEMU's words). */
+static bool blk_parse_on_error_prop(const char *prop, const char *value, BlockdevOnError *out,
+                                    Error **errp)
+{
+    if (!blockdev_on_error_parse(value, out)) {
+        error_setg(errp, "Parameter '%s' does not accept value '%s'", prop, value);
+        return false;
+    }
+    return true;
+}
+
 static bool virtio_blk_realize(DeviceState *dev, Machine *m, Error **errp)
 {
     VirtIOBlk *s = (VirtIOBlk *)dev;
+    BlockdevOnError werror, rerror;
     uint64_t features;
     int64_t len;
 
@@ -772,6 +889,10 @@ static bool virtio_blk_realize(DeviceState *dev, Machine *m, Error **errp)
     }
     if (s->num_queues < 1 || s->num_queues > BLK_MAX_QUEUES) {
         error_setg(errp, "num-queues=%u: must be 1 to %u", s->num_queues, BLK_MAX_QUEUES);
+        return false;
+    }
+    if (!blk_parse_on_error_prop("werror", s->werror, &werror, errp) ||
+        !blk_parse_on_error_prop("rerror", s->rerror, &rerror, errp)) {
         return false;
     }
     if (s->serial && strlen(s->serial) > VIRTIO_BLK_ID_BYTES) {
@@ -788,6 +909,15 @@ static bool virtio_blk_realize(DeviceState *dev, Machine *m, Error **errp)
     if (!blk_set_device_perm(s->blk, s->share_rw, errp)) {
         s->blk = NULL;
         return false;
+    }
+    /* As QEMU's blkconf_apply_backend_options: a property that is not auto replaces
+     * the drive's setting. */
+    if (rerror != BLOCKDEV_ON_ERROR_AUTO || werror != BLOCKDEV_ON_ERROR_AUTO) {
+        blk_set_on_error(s->blk,
+                         rerror != BLOCKDEV_ON_ERROR_AUTO ? rerror
+                                                          : blk_get_on_error(s->blk, true),
+                         werror != BLOCKDEV_ON_ERROR_AUTO ? werror
+                                                          : blk_get_on_error(s->blk, false));
     }
     if (s->iothread) {
         IOThread *t = machine_find_iothread(m, s->iothread);
@@ -841,10 +971,15 @@ static bool virtio_blk_realize(DeviceState *dev, Machine *m, Error **errp)
     g_mutex_init(&s->pending_lock);
     g_cond_init(&s->submitted_cond);
     s->pending_tail = &s->pending_head;
+    s->held_tail = &s->held_head;
     s->shared = g_new0(BlkShared, 1);
     s->shared->refcnt = 1;
     s->shared->m = m;
     s->shared->dev = s;
+    blk_iostatus_enable(s->blk);
+    /* Before the transport's own: held requests are retried before the kicks that came
+     * while the VM was stopped. */
+    s->start_hook = machine_add_start_hook(m, blk_retry_held, s);
     if (!virtio_pci_realize(&s->proxy, &s->vdev, m, 0x010000, errp)) {
         virtio_blk_unrealize(dev); /* the registry only unrealizes realized devices */
         return false;
@@ -860,6 +995,10 @@ static void virtio_blk_unrealize(DeviceState *dev)
     if (s->blk) {
         blk_set_resize_cb(s->blk, NULL, NULL);
     }
+    if (s->start_hook) {
+        machine_remove_start_hook(s->shared->m, s->start_hook);
+        s->start_hook = NULL;
+    }
     virtio_pci_unrealize(&s->proxy);
     virtio_cleanup(&s->vdev);
     if (s->shared) {
@@ -867,6 +1006,7 @@ static void virtio_blk_unrealize(DeviceState *dev)
          * the requests lose their device below. */
         s->max_inflight_bytes = 0;
         blk_submit_pending(s);
+        blk_drop_held(s);
         g_mutex_clear(&s->pending_lock);
         g_cond_clear(&s->submitted_cond);
         /* Requests still in the block layer complete later (block_cleanup drains them)
@@ -900,11 +1040,31 @@ static const VMStateField virtio_blk_fields[] = {
     VMSTATE_END_OF_LIST(),
 };
 
+/* Requests held after an error (werror/rerror=stop) are not in the state yet: refuse
+ * rather than lose them. */
+static bool virtio_blk_pre_save(void *opaque, Error **errp)
+{
+    VirtIOBlk *s = opaque;
+    unsigned n = 0;
+
+    for (BlkReq *r = s->held_head; r; r = r->next_held) {
+        n++;
+    }
+    if (n) {
+        error_setg(errp, "drive=%s: %u requests failed and wait to be retried "
+                   "(werror/rerror=stop): resume the VM (cont) once the error is fixed, "
+                   "or reset it, before saving its state", s->drive, n);
+        return false;
+    }
+    return true;
+}
+
 static const VMStateDesc virtio_blk_vmsd = {
     .name = "virtio-blk-pci",
     .version_id = 1,
     .minimum_version_id = 1,
     .fields = virtio_blk_fields,
+    .pre_save = virtio_blk_pre_save,
     .post_load = virtio_blk_post_load,
 };
 
@@ -917,6 +1077,10 @@ static const PropertyDef virtio_blk_props[] = {
     DEFINE_PROP("num-queues", PROP_U16, VirtIOBlk, num_queues, "1", "request queues"),
     DEFINE_PROP("share-rw", PROP_BOOL, VirtIOBlk, share_rw, "off",
                 "let other processes write the image too (shared disks)"),
+    DEFINE_PROP("werror", PROP_STRING, VirtIOBlk, werror, "auto",
+                "on a failed write: report, ignore, enospc, stop or auto (the drive's)"),
+    DEFINE_PROP("rerror", PROP_STRING, VirtIOBlk, rerror, "auto",
+                "on a failed read: report, ignore, enospc, stop or auto (the drive's)"),
     DEFINE_PROP("iothread", PROP_STRING, VirtIOBlk, iothread, NULL,
                 "id of the -object iothread that handles the queues and completions"),
     DEFINE_PROP("x-max-bytes-in-flight", PROP_SIZE, VirtIOBlk, max_inflight_bytes, "32M",

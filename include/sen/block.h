@@ -291,10 +291,8 @@ BlockDriverState *bdrv_find_node(const char *name);
 /*
  * Corruption a format driver found at run time (QEMU's BLOCK_IMAGE_CORRUPTED): the node,
  * a message for humans, the host offset and size of the access that found it (-1 when
- * none did), and whether the image is now marked corrupt.  The VMM installs one sink that
- * turns it into the QMP event (block/block-events.c); without one (sen-img) the driver's
- * message on stderr is all.  bdrv_report_corruption may run on any thread; the sink gets
- * the report before it returns and copies what it keeps.
+ * none did), and whether the image is now marked corrupt; reported to the event sink
+ * below (block/block-events.c).
  */
 typedef struct BlockCorruption {
     const char *node_name;
@@ -302,10 +300,77 @@ typedef struct BlockCorruption {
     int64_t offset, size;
     bool fatal;
 } BlockCorruption;
-typedef void BlockCorruptionSink(void *opaque, const BlockCorruption *c);
-/* sink NULL: none.  Not while requests run (set before the devices start). */
-void bdrv_set_corruption_sink(BlockCorruptionSink *sink, void *opaque);
 void bdrv_report_corruption(const BlockCorruption *c);
+
+/*
+ * What a device does when a guest request fails (QEMU's BlockdevOnError): the drive's
+ * -drive werror= / rerror= (defaults enospc / report), which a device's own werror /
+ * rerror properties override unless they are auto.
+ */
+typedef enum BlockdevOnError {
+    BLOCKDEV_ON_ERROR_REPORT,  /* the guest gets an I/O error */
+    BLOCKDEV_ON_ERROR_IGNORE,  /* the guest is told it worked */
+    BLOCKDEV_ON_ERROR_ENOSPC,  /* stop on ENOSPC, report anything else */
+    BLOCKDEV_ON_ERROR_STOP,    /* the VM stops; the request is retried when it runs again */
+    BLOCKDEV_ON_ERROR_AUTO,    /* a device's property: whatever the drive says */
+    BLOCKDEV_ON_ERROR__MAX,
+} BlockdevOnError;
+
+/* What was done about one failed request (QMP BlockErrorAction, BLOCK_IO_ERROR's action). */
+typedef enum BlockErrorAction {
+    BLOCK_ERROR_ACTION_IGNORE,
+    BLOCK_ERROR_ACTION_REPORT,
+    BLOCK_ERROR_ACTION_STOP,
+} BlockErrorAction;
+
+/* A device's error state as query-block shows it (QMP BlockDeviceIoStatus "io-status"):
+ * set by the first request that stopped the VM, cleared by cont. */
+typedef enum BlockIoStatus {
+    BLOCK_IO_STATUS_OK,
+    BLOCK_IO_STATUS_FAILED,
+    BLOCK_IO_STATUS_NOSPACE,
+} BlockIoStatus;
+
+/* "report" ... "auto" <-> BlockdevOnError; false for any other name. */
+bool blockdev_on_error_parse(const char *name, BlockdevOnError *out)
+    G_GNUC_WARN_UNUSED_RESULT;
+const char *blockdev_on_error_name(BlockdevOnError on_err);
+const char *block_error_action_name(BlockErrorAction action);
+const char *block_io_status_name(BlockIoStatus st);
+/* The action for a request that failed with (positive) errno error under on_err, which
+ * is never auto here (a device resolved it to the drive's). */
+BlockErrorAction block_error_action_decide(BlockdevOnError on_err, int error);
+
+/*
+ * A guest request failed and the device acted (QEMU's BLOCK_IO_ERROR): device and node
+ * as the event names them, whether it was a read, the action, whether the device keeps
+ * an io-status (the event has "nospace" only then), and the (positive) errno.
+ */
+typedef struct BlockIoError {
+    const char *device;
+    const char *node_name;
+    bool is_read;
+    BlockErrorAction action;
+    bool has_nospace;
+    int error;
+} BlockIoError;
+
+/*
+ * Where the block layer's run-time reports go.  The VMM installs one sink that turns them
+ * into QMP events and, for an I/O error with action stop, stops the VM after the event
+ * (monitor/qmp-block-events.c); without one (sen-img) the driver's message on stderr is
+ * all.  The reports may come from any thread; a member gets the report before
+ * bdrv_report_* returns and copies what it keeps.
+ */
+typedef struct BlockEventSink {
+    /* A format driver found its image corrupt (BLOCK_IMAGE_CORRUPTED). */
+    void (*corruption)(void *opaque, const BlockCorruption *c);
+    /* A device's guest request failed; the action is decided (BLOCK_IO_ERROR). */
+    void (*io_error)(void *opaque, const BlockIoError *e);
+} BlockEventSink;
+/* sink NULL: none.  Not while requests run (set before the devices start). */
+void bdrv_set_event_sink(const BlockEventSink *sink, void *opaque);
+void bdrv_report_io_error(const BlockIoError *e);
 
 /* Sorts nodes (BlockDriverState*) newest first, the order QEMU lists named nodes in. */
 void bdrv_sort_newest_first(GPtrArray *nodes);
@@ -524,6 +589,27 @@ bool blk_truncate(BlockBackend *blk, int64_t size, bool shrink, Error **errp)
 void blk_set_resize_cb(BlockBackend *blk, void (*cb)(void *opaque), void *opaque);
 /* Async requests submitted and not yet called back. */
 int blk_in_flight(BlockBackend *blk);
+
+/*
+ * Guest request errors (QEMU's blk_get_error_action / blk_error_action).  A backend
+ * starts with rerror=report, werror=enospc; -drive sets them, a device property that is
+ * not auto replaces one (blk_set_on_error, at realize).  A device that keeps requests
+ * for a retry enables the io-status (query-block then shows it).  blk_error_action sets
+ * the io-status for a stop and reports the error to the event sink, which emits
+ * BLOCK_IO_ERROR and then stops the VM (run state io-error).  Thread-safe.
+ */
+void blk_set_on_error(BlockBackend *blk, BlockdevOnError rerror, BlockdevOnError werror);
+BlockdevOnError blk_get_on_error(BlockBackend *blk, bool is_read);
+BlockErrorAction blk_get_error_action(BlockBackend *blk, bool is_read, int error);
+void blk_error_action(BlockBackend *blk, BlockErrorAction action, bool is_read, int error);
+void blk_iostatus_enable(BlockBackend *blk);
+/* Enabled, and werror is enospc or stop or rerror is stop (QEMU's rule): only then does
+ * query-block show "io-status" and BLOCK_IO_ERROR carry "nospace". */
+bool blk_iostatus_is_enabled(BlockBackend *blk);
+BlockIoStatus blk_iostatus(BlockBackend *blk);
+/* The first error since the last reset sticks: FAILED, or NOSPACE for ENOSPC. */
+void blk_iostatus_set_err(BlockBackend *blk, int error);
+void blk_iostatus_reset(BlockBackend *blk);
 
 /* Synchronous (tools, tests, device set-up); 0 or -errno. */
 int blk_preadv(BlockBackend *blk, int64_t offset, int64_t bytes, const struct iovec *iov,

@@ -60,6 +60,7 @@ typedef struct DriveConfig {
     char *file;         /* -drive file= (NULL for -blockdev: filename is in opts) */
     char *format;       /* -drive format=, NULL = probe */
     bool write_cache;   /* off for cache=writethrough/directsync (flush after writes) */
+    int rerror, werror; /* -drive rerror= / werror=: BlockdevOnError (sen/block.h) */
     Keyval *opts;       /* node options for bdrv_open */
 } DriveConfig;
 

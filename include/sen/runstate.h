@@ -20,6 +20,8 @@ typedef enum RunState {
     RUN_STATE_SAVE_VM,        /* savevm writing a snapshot */
     RUN_STATE_RESTORE_VM,     /* loadvm reading a snapshot */
     RUN_STATE_SUSPENDED,      /* guest entered ACPI S3: vCPUs stopped, clock running */
+    RUN_STATE_IO_ERROR,       /* a disk request failed under werror/rerror=stop: held,
+                               * retried by cont */
     RUN_STATE__MAX,
 } RunState;
 

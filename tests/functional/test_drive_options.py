@@ -34,6 +34,13 @@ BAD = [
     (["-drive", "file={img},if=none,detect-zeroes=unmap"],
      "detect-zeroes=unmap is not allowed without discard=unmap"),
     (["-drive", "file={img},if=none,readonly=maybe"], "readonly=maybe"),
+    # QEMU's words; rerror has no enospc, neither has auto.
+    (["-drive", "file={img},if=none,format=raw,werror=bogus"],
+     "-drive file={img},if=none,format=raw,werror=bogus: 'bogus' invalid write error action"),
+    (["-drive", "file={img},if=none,format=raw,werror=auto"],
+     "'auto' invalid write error action"),
+    (["-drive", "file={img},if=none,format=raw,rerror=enospc"],
+     "'enospc' invalid read error action"),
     (["-drive", "file={img},if=none,media=cdrom"], "media=cdrom is not supported"),
     (["-drive", "file={img},if=none,id=0bad"], "id=0bad"),
     (["-drive", "file={img},if=none,id=d0,format=raw", "-drive", "file={img},if=none,id=d0"],
@@ -89,6 +96,9 @@ GOOD = [
     ["-drive", "file={img},if=none,format=raw,cache=writethrough,readonly=on"],
     ["-drive", "file={img},if=none,format=raw,cache=directsync,offset=4096,size=8192"],
     ["-drive", "file={img},if=none,format=raw,cache=unsafe,cache.writeback=off"],
+    ["-drive", "file={img},if=none,id=d0,format=raw,werror=stop,rerror=ignore",
+     "-device", "virtio-blk-pci,drive=d0,werror=auto,rerror=enospc"],
+    ["-drive", "file={img},if=virtio,format=raw,werror=ignore,rerror=report"],
     ["-blockdev", "driver=file,node-name=f0,filename={img},cache.direct=on,aio=native",
      "-blockdev", "driver=raw,node-name=r0,file=f0"],
     ["-drive", 'file=json:{"driver": "raw",, "file": {"driver": "file",, '

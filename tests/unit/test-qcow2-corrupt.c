@@ -41,16 +41,18 @@ static void report_free(gpointer p)
     g_free(r);
 }
 
+static const BlockEventSink collect_sink = { .corruption = collect };
+
 static GPtrArray *reports_start(void)
 {
     GPtrArray *reports = g_ptr_array_new_with_free_func(report_free);
-    bdrv_set_corruption_sink(collect, reports);
+    bdrv_set_event_sink(&collect_sink, reports);
     return reports;
 }
 
 static void reports_end(GPtrArray *reports)
 {
-    bdrv_set_corruption_sink(NULL, NULL);
+    bdrv_set_event_sink(NULL, NULL);
     g_ptr_array_free(reports, TRUE);
 }
 

@@ -1,0 +1,275 @@
+"""werror= actions, side by side with QEMU 7.2: a guest (tests/guest/blk-werror.c) writes
+4 KiB to a virtio-blk disk whose raw image lies on a full tmpfs, so the write fails with
+ENOSPC, then reads it back.  Per action both VMMs must send the same events and show the
+same run state and io-status, and the guest must see the same: report (I/O error status),
+ignore (success, nothing written), stop and enospc (the default: the VM stops in io-error
+with the request held, query-block says nospace; once space is freed, cont retries it and
+the guest reads its data back).  Mounting a tmpfs needs root: skipped otherwise."""
+import os
+import select
+import subprocess
+import time
+
+import pytest
+
+from qmp import QMPClient
+from vs_qemu import BUILD, QEMU, SEN, short_dir
+
+GUEST = os.path.join(BUILD, "tests", "guest", "blk-werror.elf")
+QBOOT = "/usr/share/qemu/qboot.rom"
+
+pytestmark = [
+    pytest.mark.skipif(not os.access(SEN, os.X_OK), reason=f"{SEN} is not built"),
+    pytest.mark.skipif(not os.path.exists(GUEST), reason=f"{GUEST} is not built"),
+    pytest.mark.skipif(not os.access("/dev/kvm", os.R_OK | os.W_OK),
+                       reason="/dev/kvm is not usable here"),
+    pytest.mark.skipif(os.geteuid() != 0,
+                       reason="needs root to mount a small tmpfs that fills up"),
+]
+
+ENOSPC_EVENT = {"device": "disk0", "node-name": "fmt0", "operation": "write",
+                "nospace": True, "reason": "No space left on device"}
+
+
+def fill(path):
+    """Writes path until the filesystem is full."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        while os.write(fd, b"\xff" * 4096) == 4096:
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture
+def fs():
+    """A 256 KiB tmpfs holding the 8 MiB sparse image disk.raw and a file filling the
+    rest; yields (image path, filler path)."""
+    for d in short_dir("bwe"):
+        mnt = os.path.join(d, "mnt")
+        os.mkdir(mnt)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", mnt], check=True)
+        try:
+            image = os.path.join(mnt, "disk.raw")
+            with open(image, "wb") as f:
+                f.truncate(8 << 20)
+            filler = os.path.join(mnt, "filler")
+            fill(filler)
+            yield image, filler
+        finally:
+            subprocess.run(["umount", "-l", mnt], check=False)
+
+
+def vmm_argv(vmm, image, drive_opts, dev_opts=""):
+    modern = ",disable-legacy=on" if vmm == "qemu" else ""
+    drive = ["-drive", f"file={image},format=raw,if=none,id=disk0,node-name=fmt0{drive_opts}",
+             "-device", f"virtio-blk-pci,drive=disk0{dev_opts}{modern}"]
+    common = ["-m", "64M", "-kernel", GUEST, "-device", "isa-debug-exit", "-display", "none",
+              "-nodefaults", "-serial", "stdio", "-no-reboot", "-S"] + drive
+    if vmm == "sen":
+        return [SEN, "-M", "pc"] + common
+    return [QEMU, "-enable-kvm", "-cpu", "host,-arch-capabilities", "-M", "pc",
+            "-bios", QBOOT] + common
+
+
+class Run:
+    """A VMM with the guest, stopped (-S), with a QMP client and its serial output."""
+
+    def __init__(self, d, name, argv):
+        sock = os.path.join(d, name + ".sock")
+        self.proc = subprocess.Popen(argv + ["-qmp", f"unix:{sock},server=on,wait=off"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.out = b""
+        try:
+            self.c = QMPClient.connect_unix(sock)
+            self.c.negotiate()
+        except Exception:
+            self.proc.kill()
+            raise AssertionError(self.proc.communicate()[1].decode(errors="replace"))
+
+    def read_until(self, text, timeout=60):
+        end = time.monotonic() + timeout
+        while text.encode() not in self.out:
+            left = end - time.monotonic()
+            assert left > 0, self.out.decode(errors="replace")
+            if select.select([self.proc.stdout], [], [], left)[0]:
+                chunk = os.read(self.proc.stdout.fileno(), 4096)
+                assert chunk, ("the VMM ended", self.out.decode(errors="replace"),
+                               self.proc.stderr.read().decode(errors="replace"))
+                self.out += chunk
+
+    def lines(self):
+        return [ln.strip() for ln in self.out.decode(errors="replace").splitlines()
+                if "blk-werror:" in ln]
+
+    def events(self):
+        """Every event so far (the answer to query-status comes after those sent before
+        it), without timestamps."""
+        self.c.cmd("query-status")
+        ev = [(e["event"], e.get("data")) for e in self.c.events]
+        self.c.events.clear()
+        return ev
+
+    def io_status(self):
+        return [b.get("io-status") for b in self.c.cmd("query-block")]
+
+    def close(self):
+        try:
+            self.c.cmd("quit")
+            self.proc.wait(timeout=30)
+        finally:
+            self.proc.kill()
+            self.proc.communicate()
+
+
+def run_action(d, vmm, image, filler, stops, drive_opts, dev_opts="", extra=()):
+    """The guest under one werror setting (stops: the write stops the VM); returns what
+    the guest saw and what QMP said, in the order it said it."""
+    r = Run(d, vmm, vmm_argv(vmm, image, drive_opts, dev_opts) + list(extra))
+    seen = {}
+    try:
+        seen["io-status before"] = r.io_status()
+        r.c.cmd("cont")
+        if not stops:
+            r.read_until("blk-werror: done")
+            seen["events"] = r.events()
+        else:
+            # wait_event takes STOP out of the list; nothing came after it yet.
+            r.c.events.append(r.c.wait_event("STOP", timeout=60))
+            seen["status stopped"] = r.c.cmd("query-status")
+            seen["io-status stopped"] = r.io_status()
+            # Held: after a while the guest has still heard nothing of its write.
+            time.sleep(0.3)
+            while select.select([r.proc.stdout], [], [], 0)[0]:
+                chunk = os.read(r.proc.stdout.fileno(), 4096)
+                if not chunk:
+                    break
+                r.out += chunk
+            seen["held"] = not any("write status" in ln for ln in r.lines())
+            os.unlink(filler)
+            r.c.cmd("cont")
+            r.read_until("blk-werror: done")
+            seen["io-status after"] = r.io_status()
+            seen["status after"] = r.c.cmd("query-status")
+            seen["events"] = r.events()
+        seen["lines"] = r.lines()
+    finally:
+        r.close()
+    # QEMU 7.2 adds "singlestep" to query-status.
+    for k in ("status stopped", "status after"):
+        if k in seen:
+            seen[k].pop("singlestep", None)
+    return seen
+
+
+RETRIED = ["blk-werror: write status 0", "blk-werror: read status 0, data written",
+           "blk-werror: done"]
+EXPECT = {
+    # werror=: (stops, guest lines, BLOCK_IO_ERROR action)
+    "report": (False, ["blk-werror: write status 1", "blk-werror: read status 0, data "
+                       "not written", "blk-werror: done"], "report"),
+    "ignore": (False, ["blk-werror: write status 0", "blk-werror: read status 0, data "
+                       "not written", "blk-werror: done"], "ignore"),
+    "stop": (True, RETRIED, "stop"),
+    "enospc": (True, RETRIED, "stop"),
+    "": (True, RETRIED, "stop"),  # the default: enospc
+}
+
+
+def check(seen, werror):
+    stops, lines, action = EXPECT[werror]
+    assert seen["lines"] == lines, seen
+    io_error = ("BLOCK_IO_ERROR", dict(ENOSPC_EVENT, action=action))
+    if not stops:
+        # QEMU's rule: a drive whose errors cannot stop the VM has no io-status, and its
+        # events no "nospace".
+        del io_error[1]["nospace"]
+        assert seen["io-status before"] == [None]
+        assert seen["events"] == [("RESUME", None), io_error], seen
+        return
+    assert seen["events"] == [("RESUME", None), io_error, ("STOP", None), ("RESUME", None)], \
+        seen
+    assert seen["io-status before"] == ["ok"]
+    assert seen["status stopped"] == {"running": False, "status": "io-error"}
+    assert seen["io-status stopped"] == ["nospace"]
+    assert seen["held"], seen
+    assert seen["io-status after"] == ["ok"]
+    assert seen["status after"] == {"running": True, "status": "running"}
+
+
+@pytest.mark.parametrize("werror", ["report", "ignore", "stop", "enospc", ""])
+def test_werror_sen(fs, werror):
+    image, filler = fs
+    opt = f",werror={werror}" if werror else ""
+    check(run_action(os.path.dirname(os.path.dirname(image)), "sen", image, filler,
+                     EXPECT[werror][0], opt), werror)
+
+
+@pytest.mark.parametrize("werror", ["report", "stop"])
+def test_werror_device_property_sen(fs, werror):
+    """The device's werror= replaces the drive's (here the opposite one)."""
+    image, filler = fs
+    other = "stop" if werror == "report" else "report"
+    check(run_action(os.path.dirname(os.path.dirname(image)), "sen", image, filler,
+                     EXPECT[werror][0], f",werror={other}", f",werror={werror}"), werror)
+
+
+def test_werror_stop_iothread_sen(fs):
+    """Completions on an I/O thread: the stop still happens on the main loop, after the
+    event, and cont retries the request."""
+    image, filler = fs
+    check(run_action(os.path.dirname(os.path.dirname(image)), "sen", image, filler, True,
+                     ",werror=stop", ",iothread=io0", ["-object", "iothread,id=io0"]),
+          "stop")
+
+
+@pytest.mark.skipif(not QEMU, reason="qemu-system-x86_64 (QEMU 7.2) not installed")
+@pytest.mark.skipif(not os.path.exists(QBOOT), reason=f"QEMU needs {QBOOT} here")
+@pytest.mark.parametrize("werror", ["report", "ignore", "stop"])
+def test_werror_matches_qemu(fs, werror):
+    """Same guest, same image situation: QEMU 7.2 gives the same events, states and guest
+    view (the test's own expectations hold for both)."""
+    image, filler = fs
+    d = os.path.dirname(os.path.dirname(image))
+    got = {}
+    for vmm in ("qemu", "sen"):
+        # A fresh full filesystem for each: the image empty again, then the filler.
+        with open(image, "r+b") as f:
+            f.truncate(0)
+            f.truncate(8 << 20)
+        fill(filler)
+        got[vmm] = run_action(d, vmm, image, filler, EXPECT[werror][0], f",werror={werror}")
+        check(got[vmm], werror)
+    assert got["sen"] == got["qemu"]
+
+
+def test_migration_with_held_request_refused_sen(fs):
+    """A migration while a request is held fails with a clear error instead of losing
+    it; the VM stays in io-error, and cont still retries the request."""
+    image, filler = fs
+    d = os.path.dirname(os.path.dirname(image))
+    r = Run(d, "sen", vmm_argv("sen", image, ",werror=stop"))
+    try:
+        r.c.cmd("cont")
+        r.c.wait_event("STOP", timeout=60)
+        r.c.cmd("migrate", uri="exec:cat > /dev/null")
+        end = time.monotonic() + 30
+        while True:
+            info = r.c.cmd("query-migrate")
+            if info.get("status") in ("failed", "completed"):
+                break
+            assert time.monotonic() < end, info
+            time.sleep(0.05)
+        assert info["status"] == "failed", info
+        assert "1 requests failed and wait to be retried (werror/rerror=stop)" in \
+            info.get("error-desc", ""), info
+        assert r.c.cmd("query-status") == {"running": False, "status": "io-error"}
+        assert r.io_status() == ["nospace"]
+        os.unlink(filler)
+        r.c.cmd("cont")
+        r.read_until("blk-werror: done")
+        assert r.lines() == RETRIED
+    finally:
+        r.close()

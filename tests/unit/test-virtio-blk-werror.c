@@ -1,0 +1,410 @@
+/*
+ * werror= / rerror= (hw/virtio/virtio-blk.c, block/block-error.c): the action chosen for
+ * each error, and what virtio-blk-pci does with it over a hand-built Machine (as in
+ * test-virtio-blk).  Writes fail deterministically past RLIMIT_FSIZE (EFBIG, SIGXFSZ
+ * ignored).  Under stop a failed request is held (never used), one event per guest request
+ * also inside a merge, the io-status says failed; the start hooks (what cont runs) retry
+ * the held requests in order, again holding them if they fail again; a reset drops them.
+ * The events are caught with a test sink in place of the monitor's.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/resource.h>
+#include <glib.h>
+#include <glib/gstdio.h>
+#include "sen/block.h"
+#include "virtio-test-util.h"
+
+#define HDR_GPA    0x20000ull
+#define STATUS_GPA 0x20100ull
+#define DATA_GPA   0x30000ull
+#define DISK_SIZE  (1024 * 1024)
+#define FAR_SECTOR (3 * DISK_SIZE / 512) /* past the size limit set by limit_file_size */
+
+enum { T_IN = 0, T_OUT = 1, T_FLUSH = 4 };
+enum { S_OK = 0, S_IOERR = 1 };
+
+/* ---- the decision ---- */
+
+static void test_decide(void)
+{
+    static const struct {
+        BlockdevOnError on_err;
+        int error;
+        BlockErrorAction want;
+    } cases[] = {
+        { BLOCKDEV_ON_ERROR_REPORT, EIO, BLOCK_ERROR_ACTION_REPORT },
+        { BLOCKDEV_ON_ERROR_REPORT, ENOSPC, BLOCK_ERROR_ACTION_REPORT },
+        { BLOCKDEV_ON_ERROR_IGNORE, EIO, BLOCK_ERROR_ACTION_IGNORE },
+        { BLOCKDEV_ON_ERROR_IGNORE, ENOSPC, BLOCK_ERROR_ACTION_IGNORE },
+        { BLOCKDEV_ON_ERROR_ENOSPC, ENOSPC, BLOCK_ERROR_ACTION_STOP },
+        { BLOCKDEV_ON_ERROR_ENOSPC, EIO, BLOCK_ERROR_ACTION_REPORT },
+        { BLOCKDEV_ON_ERROR_ENOSPC, EFBIG, BLOCK_ERROR_ACTION_REPORT },
+        { BLOCKDEV_ON_ERROR_STOP, EIO, BLOCK_ERROR_ACTION_STOP },
+        { BLOCKDEV_ON_ERROR_STOP, ENOSPC, BLOCK_ERROR_ACTION_STOP },
+    };
+    for (unsigned i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_assert_cmpint(block_error_action_decide(cases[i].on_err, cases[i].error), ==,
+                        cases[i].want);
+    }
+
+    static const char *const names[] = { "report", "ignore", "enospc", "stop", "auto" };
+    for (unsigned i = 0; i < G_N_ELEMENTS(names); i++) {
+        BlockdevOnError e;
+        g_assert_true(blockdev_on_error_parse(names[i], &e));
+        g_assert_cmpstr(blockdev_on_error_name(e), ==, names[i]);
+    }
+    BlockdevOnError e = BLOCKDEV_ON_ERROR_STOP;
+    g_assert_false(blockdev_on_error_parse("Stop", &e));
+    g_assert_false(blockdev_on_error_parse("", &e));
+    g_assert_cmpint(e, ==, BLOCKDEV_ON_ERROR_STOP);
+    g_assert_cmpstr(block_error_action_name(BLOCK_ERROR_ACTION_STOP), ==, "stop");
+    g_assert_cmpstr(block_io_status_name(BLOCK_IO_STATUS_NOSPACE), ==, "nospace");
+}
+
+/* ---- the device ---- */
+
+typedef struct Event {
+    char *device, *node_name;
+    bool is_read, has_nospace;
+    BlockErrorAction action;
+    int error;
+} Event;
+
+typedef struct Fixture {
+    VirtioTestMachine vt;
+    char *dir, *disk;
+    BlockBackend *blk;
+    GPtrArray *events; /* of Event*, what the sink got */
+    struct rlimit old_limit;
+} Fixture;
+
+static void event_free(gpointer p)
+{
+    Event *e = p;
+    g_free(e->device);
+    g_free(e->node_name);
+    g_free(e);
+}
+
+static void collect_io_error(void *opaque, const BlockIoError *e)
+{
+    Event *ev = g_new0(Event, 1);
+    ev->device = g_strdup(e->device);
+    ev->node_name = g_strdup(e->node_name);
+    ev->is_read = e->is_read;
+    ev->has_nospace = e->has_nospace;
+    ev->action = e->action;
+    ev->error = e->error;
+    g_ptr_array_add(opaque, ev);
+}
+
+static const BlockEventSink test_sink = { .io_error = collect_io_error };
+
+/* drive_opts are appended to the -drive, dev_props to the device's. */
+static void fixture_init(Fixture *f, const char *drive_opts, const char *dev_props)
+{
+    Error *err = NULL;
+
+    memset(f, 0, sizeof(*f));
+    f->dir = g_dir_make_tmp("sen-vblkwe-XXXXXX", NULL);
+    f->disk = g_build_filename(f->dir, "disk.raw", NULL);
+    g_autofree char *zero = g_malloc0(DISK_SIZE);
+    g_assert_true(g_file_set_contents(f->disk, zero, DISK_SIZE, NULL));
+    g_autofree char *d0 = g_strdup_printf("file=%s,format=raw,if=none,id=d0%s", f->disk,
+                                          drive_opts);
+    char *argv[] = { "sen", "-drive", d0, NULL };
+    vt_init(&f->vt, 3, argv);
+    g_autofree char *props = g_strdup_printf("drive=d0%s", dev_props);
+    f->vt.dev = (PCIDevice *)vt_add_device(&f->vt, "virtio-blk-pci", props, &err);
+    vt_check_no_error(err);
+    f->blk = block_find_backend(&f->vt.m, "d0");
+    g_assert_true(blk_truncate(f->blk, 4 * DISK_SIZE, false, &err));
+    vt_check_no_error(err);
+    f->events = g_ptr_array_new_with_free_func(event_free);
+    bdrv_set_event_sink(&test_sink, f->events);
+    vt_blk_driver_init(&f->vt);
+}
+
+static void fixture_done(Fixture *f)
+{
+    vt_done(&f->vt);
+    bdrv_set_event_sink(NULL, NULL);
+    g_ptr_array_free(f->events, TRUE);
+    g_unlink(f->disk);
+    g_rmdir(f->dir);
+    g_free(f->disk);
+    g_free(f->dir);
+}
+
+/* Writes past DISK_SIZE fail with EFBIG from now on. */
+static void limit_file_size(Fixture *f)
+{
+    struct rlimit lim;
+    g_assert_cmpint(getrlimit(RLIMIT_FSIZE, &f->old_limit), ==, 0);
+    lim = f->old_limit;
+    lim.rlim_cur = DISK_SIZE;
+    signal(SIGXFSZ, SIG_IGN);
+    g_assert_cmpint(setrlimit(RLIMIT_FSIZE, &lim), ==, 0);
+}
+
+static void unlimit_file_size(Fixture *f)
+{
+    g_assert_cmpint(setrlimit(RLIMIT_FSIZE, &f->old_limit), ==, 0);
+    signal(SIGXFSZ, SIG_DFL);
+}
+
+/* Chain at descriptor 3*k: header k, 512 bytes at DATA_GPA + 0x1000 * k, status byte k.
+ * Made available, not notified. */
+static void post_chain(Fixture *f, unsigned k, uint32_t type, uint64_t sector)
+{
+    struct { uint32_t type, ioprio; uint64_t sector; } hdr = { type, 0, sector };
+    uint16_t *avail = (uint16_t *)(f->vt.ram + VT_AVAIL_GPA);
+    unsigned n = 3 * k;
+
+    memcpy(f->vt.ram + HDR_GPA + 16 * k, &hdr, sizeof(hdr));
+    f->vt.ram[STATUS_GPA + k] = 0xff;
+    vt_set_desc(&f->vt, n++, HDR_GPA + 16 * k, sizeof(hdr), VIRTQ_DESC_F_NEXT);
+    if (type != T_FLUSH) {
+        vt_set_desc(&f->vt, n++, DATA_GPA + 0x1000 * k, 512,
+                    VIRTQ_DESC_F_NEXT | (type == T_IN ? VIRTQ_DESC_F_WRITE : 0));
+    }
+    vt_set_desc(&f->vt, n, STATUS_GPA + k, 1, VIRTQ_DESC_F_WRITE);
+    avail[2 + f->vt.avail_idx % VT_QSIZE] = 3 * k;
+    __atomic_store_n(&avail[1], ++f->vt.avail_idx, __ATOMIC_RELEASE);
+}
+
+/* n adjacent writes of 512 bytes from sector, filled 0xc0 + k, in one notification (so
+ * they are merged into one block request). */
+static void post_writes(Fixture *f, unsigned n, uint64_t sector)
+{
+    for (unsigned k = 0; k < n; k++) {
+        memset(f->vt.ram + DATA_GPA + 0x1000 * k, 0xc0 + k, 512);
+        post_chain(f, k, T_OUT, sector + k);
+    }
+    vt_wr(&f->vt, 0x3000, 2, 0);
+}
+
+/* Runs the main context until the block layer has nothing of the drive in flight. */
+static void settle(Fixture *f)
+{
+    gint64 deadline = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
+    while (blk_in_flight(f->blk) > 0) {
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+        g_main_context_iteration(NULL, FALSE);
+    }
+    while (g_main_context_iteration(NULL, FALSE)) {
+    }
+}
+
+static void check_written(Fixture *f, unsigned n, uint64_t sector)
+{
+    uint8_t buf[512];
+    int fd = open(f->disk, O_RDONLY);
+    g_assert_cmpint(fd, >=, 0);
+    for (unsigned k = 0; k < n; k++) {
+        g_assert_cmpint(pread(fd, buf, 512, (off_t)(sector + k) * 512), ==, 512);
+        g_assert_cmpuint(buf[0], ==, 0xc0 + k);
+        g_assert_cmpuint(buf[511], ==, 0xc0 + k);
+    }
+    close(fd);
+}
+
+static void check_events(Fixture *f, unsigned n, BlockErrorAction action, bool has_nospace)
+{
+    g_assert_cmpuint(f->events->len, ==, n);
+    for (unsigned i = 0; i < n; i++) {
+        Event *e = g_ptr_array_index(f->events, i);
+        g_assert_cmpstr(e->device, ==, "d0");
+        g_assert_nonnull(e->node_name);
+        g_assert_false(e->is_read);
+        g_assert_cmpint(e->action, ==, action);
+        g_assert_cmpint(e->has_nospace, ==, has_nospace);
+        g_assert_cmpint(e->error, ==, EFBIG);
+    }
+    g_ptr_array_set_size(f->events, 0);
+}
+
+/* werror=stop: four merged writes fail, each is held and reported; a retry while the
+ * disk still fails holds them again; the next one completes them in order (one request
+ * in flight at a time, so the completions show the order of the retries). */
+static void test_stop_hold_retry(void)
+{
+    Fixture f;
+
+    fixture_init(&f, ",werror=stop", ",x-max-bytes-in-flight=512");
+    g_assert_true(blk_iostatus_is_enabled(f.blk));
+    g_assert_cmpint(blk_iostatus(f.blk), ==, BLOCK_IO_STATUS_OK);
+    limit_file_size(&f);
+    post_writes(&f, 4, FAR_SECTOR);
+    settle(&f);
+    g_assert_cmpuint(vt_used_idx(&f.vt), ==, 0);      /* none completed to the guest */
+    for (unsigned k = 0; k < 4; k++) {
+        g_assert_cmpuint(f.vt.ram[STATUS_GPA + k], ==, 0xff);
+    }
+    check_events(&f, 4, BLOCK_ERROR_ACTION_STOP, true);
+    g_assert_cmpint(blk_iostatus(f.blk), ==, BLOCK_IO_STATUS_FAILED);
+
+    /* cont while the disk still fails: held again, the io-status set again. */
+    blk_iostatus_reset(f.blk);
+    machine_run_start_hooks(&f.vt.m);
+    settle(&f);
+    g_assert_cmpuint(vt_used_idx(&f.vt), ==, 0);
+    check_events(&f, 4, BLOCK_ERROR_ACTION_STOP, true);
+    g_assert_cmpint(blk_iostatus(f.blk), ==, BLOCK_IO_STATUS_FAILED);
+
+    unlimit_file_size(&f);
+    blk_iostatus_reset(f.blk);
+    machine_run_start_hooks(&f.vt.m);
+    vt_wait_used(&f.vt);
+    for (unsigned k = 0; k < 4; k++) {
+        g_assert_cmpuint(f.vt.ram[STATUS_GPA + k], ==, S_OK);
+    }
+    /* Each retried on its own, in the order they failed. */
+    for (unsigned k = 0; k < 4; k++) {
+        uint32_t id = *(uint32_t *)(f.vt.ram + VT_USED_GPA + 4 + 8 * k);
+        g_assert_cmpuint(id, ==, 3 * k);
+    }
+    check_written(&f, 4, FAR_SECTOR);
+    g_assert_cmpuint(f.events->len, ==, 0);
+    g_assert_cmpint(blk_iostatus(f.blk), ==, BLOCK_IO_STATUS_OK);
+    /* Nothing is left to retry. */
+    machine_run_start_hooks(&f.vt.m);
+    settle(&f);
+    g_assert_cmpuint(vt_used_idx(&f.vt), ==, 4);
+    fixture_done(&f);
+}
+
+/* A held flush is retried as a flush. */
+static void test_stop_flush(void)
+{
+    Fixture f;
+
+    fixture_init(&f, ",werror=stop", "");
+    limit_file_size(&f);
+    post_chain(&f, 0, T_OUT, FAR_SECTOR);
+    post_chain(&f, 1, T_FLUSH, 0);
+    memset(f.vt.ram + DATA_GPA, 0xc0, 512);
+    vt_wr(&f.vt, 0x3000, 2, 0);
+    settle(&f);
+    /* The write is held; the flush (nothing to fail) completed. */
+    g_assert_cmpuint(vt_used_idx(&f.vt), ==, 1);
+    g_assert_cmpuint(f.vt.ram[STATUS_GPA + 1], ==, S_OK);
+    check_events(&f, 1, BLOCK_ERROR_ACTION_STOP, true);
+    unlimit_file_size(&f);
+    machine_run_start_hooks(&f.vt.m);
+    vt_wait_used(&f.vt);
+    g_assert_cmpuint(f.vt.ram[STATUS_GPA], ==, S_OK);
+    check_written(&f, 1, FAR_SECTOR);
+    fixture_done(&f);
+}
+
+/* report, ignore and enospc (EFBIG is no ENOSPC: reported); a drive that cannot stop has
+ * no io-status and its events no nospace (QEMU's rule). */
+static void test_report_ignore(void)
+{
+    static const struct {
+        const char *drive, *dev;
+        uint8_t status;
+        BlockErrorAction action;
+        bool iostatus;
+    } cases[] = {
+        { ",werror=report", "", S_IOERR, BLOCK_ERROR_ACTION_REPORT, false },
+        { ",werror=ignore", "", S_OK, BLOCK_ERROR_ACTION_IGNORE, false },
+        { "", "", S_IOERR, BLOCK_ERROR_ACTION_REPORT, true },  /* default: enospc */
+        { ",werror=enospc", "", S_IOERR, BLOCK_ERROR_ACTION_REPORT, true },
+        /* The device's property replaces the drive's; auto keeps it. */
+        { ",werror=stop", ",werror=ignore", S_OK, BLOCK_ERROR_ACTION_IGNORE, false },
+        { ",werror=report", ",werror=auto", S_IOERR, BLOCK_ERROR_ACTION_REPORT, false },
+        { ",werror=report,rerror=stop", ",rerror=auto", S_IOERR, BLOCK_ERROR_ACTION_REPORT,
+          true },
+    };
+    for (unsigned i = 0; i < G_N_ELEMENTS(cases); i++) {
+        Fixture f;
+        fixture_init(&f, cases[i].drive, cases[i].dev);
+        g_assert_cmpint(blk_iostatus_is_enabled(f.blk), ==, cases[i].iostatus);
+        limit_file_size(&f);
+        post_writes(&f, 2, FAR_SECTOR);
+        vt_wait_used(&f.vt);
+        unlimit_file_size(&f);
+        g_assert_cmpuint(f.vt.ram[STATUS_GPA], ==, cases[i].status);
+        g_assert_cmpuint(f.vt.ram[STATUS_GPA + 1], ==, cases[i].status);
+        check_events(&f, 2, cases[i].action, cases[i].iostatus);
+        g_assert_cmpint(blk_iostatus(f.blk), ==, BLOCK_IO_STATUS_OK);
+        fixture_done(&f);
+    }
+}
+
+/* A device reset drops what is held: a later start retries nothing. */
+static void test_reset_drops_held(void)
+{
+    Fixture f;
+
+    fixture_init(&f, "", ",werror=stop");
+    limit_file_size(&f);
+    post_writes(&f, 2, FAR_SECTOR);
+    settle(&f);
+    check_events(&f, 2, BLOCK_ERROR_ACTION_STOP, true);
+    unlimit_file_size(&f);
+    BlockAcctStats before, after;
+    blk_get_stats(f.blk, &before);
+    vt_wr(&f.vt, CC_STATUS, 1, 0);
+    machine_run_start_hooks(&f.vt.m);
+    settle(&f);
+    g_assert_cmpuint(vt_used_idx(&f.vt), ==, 0);
+    blk_get_stats(f.blk, &after);
+    g_assert_cmpuint(after.wr_operations, ==, before.wr_operations);
+    g_assert_cmpuint(after.wr_bytes, ==, before.wr_bytes);
+    fixture_done(&f);
+}
+
+/* Unrealized with requests held: freed, nothing retried. */
+static void test_unrealize_held(void)
+{
+    Fixture f;
+
+    fixture_init(&f, ",werror=stop", "");
+    limit_file_size(&f);
+    post_writes(&f, 3, FAR_SECTOR);
+    settle(&f);
+    unlimit_file_size(&f);
+    check_events(&f, 3, BLOCK_ERROR_ACTION_STOP, true);
+    fixture_done(&f);
+}
+
+static void test_realize_errors(void)
+{
+    static const struct { const char *props, *msg; } cases[] = {
+        { ",werror=bogus", "Parameter 'werror' does not accept value 'bogus'" },
+        { ",rerror=Stop", "Parameter 'rerror' does not accept value 'Stop'" },
+    };
+    for (unsigned i = 0; i < G_N_ELEMENTS(cases); i++) {
+        Fixture f;
+        Error *err = NULL;
+        fixture_init(&f, "", "");
+        g_autofree char *props = g_strdup_printf("drive=d0,addr=5%s", cases[i].props);
+        g_assert_null(vt_add_device(&f.vt, "virtio-blk-pci", props, &err));
+        g_assert_nonnull(err);
+        if (!strstr(error_get_pretty(err), cases[i].msg)) {
+            g_error("'%s' lacks '%s'", error_get_pretty(err), cases[i].msg);
+        }
+        error_free(err);
+        fixture_done(&f);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/block/error-action", test_decide);
+    g_test_add_func("/virtio-blk/werror/stop-hold-retry", test_stop_hold_retry);
+    g_test_add_func("/virtio-blk/werror/stop-flush", test_stop_flush);
+    g_test_add_func("/virtio-blk/werror/report-ignore", test_report_ignore);
+    g_test_add_func("/virtio-blk/werror/reset-drops-held", test_reset_drops_held);
+    g_test_add_func("/virtio-blk/werror/unrealize-held", test_unrealize_held);
+    g_test_add_func("/virtio-blk/werror/realize-errors", test_realize_errors);
+    return g_test_run();
+}
