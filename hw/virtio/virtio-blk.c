@@ -31,7 +31,8 @@
  * QEMU's virtio-blk: report (I/O error status), ignore (OK status) or stop.  A stopped
  * request is held, not completed: the VM stops (io-error) and the next start retries the
  * held requests in the order they failed, each on its own, before the queues' held kicks
- * are replayed.  A reset drops them (the driver forgets them too).
+ * are replayed.  A reset drops them (the driver forgets them too); a migration or
+ * snapshot carries them (subsection virtio-blk-pci/held) and the destination retries them.
  */
 #include <errno.h>
 #include <string.h>
@@ -162,6 +163,10 @@ struct VirtIOBlk {
      * element and reference until the next start retries them or a reset drops them. */
     BlkReq *held_head, **held_tail;
     void *start_hook;    /* machine_add_start_hook: blk_retry_held */
+    /* Migration of the held requests: (queue << 16) | head of each, in order, between
+     * pre_save and post_save / pre_load and post_load of the "held" subsection. */
+    uint32_t *held_ids;
+    uint32_t nr_held_ids;
 };
 
 struct BlkReq {
@@ -178,6 +183,7 @@ struct BlkReq {
     uint64_t bytes;
     BlkReq *next_free;   /* in BlkShared.free_reqs */
     BlkReq *next_held;   /* in VirtIOBlk.held_head */
+    bool loaded;         /* held, came with a migration: not parsed, holds no reference */
     BlkIo io;            /* its block call when it is not part of a merge */
     struct iovec iov_inline[BLK_REQ_INLINE_IOV]; /* iov when it fits */
 };
@@ -610,8 +616,26 @@ static void blk_requeue(VirtIOBlk *s, BlkReq *r)
     }
 }
 
-/* The VM runs again (cont, a cancelled migration): the held requests are retried in the
- * order they failed.  Main thread, VM lock not held. */
+static uint8_t blk_submit(VirtIOBlk *s, BlkBatch *b, BlkReq *r);
+
+/* A held request that came with a migration: parsed as a new one, then made alone. */
+static void blk_restart_loaded(VirtIOBlk *s, BlkReq *r)
+{
+    BlkBatch *b = &s->batch;
+
+    b->n = 0;
+    r->loaded = false;
+    uint8_t status = blk_submit(s, b, r);
+    if (status == BLK_QUEUED) {
+        blk_requeue(s, r);
+    } else if (status != 0xff) {
+        blk_req_finish(s, r, status);
+        blk_req_free(s->shared, r);
+    }
+}
+
+/* The VM runs again (cont, a cancelled migration, a destination that loaded them): the
+ * held requests are retried in the order they failed.  Main thread, VM lock not held. */
 static void blk_retry_held(void *opaque)
 {
     VirtIOBlk *s = opaque;
@@ -623,7 +647,11 @@ static void blk_retry_held(void *opaque)
     s->held_tail = &s->held_head;
     while (r) {
         BlkReq *next = r->next_held;
-        blk_requeue(s, r);
+        if (r->loaded) {
+            blk_restart_loaded(s, r);
+        } else {
+            blk_requeue(s, r);
+        }
         r = next;
     }
     machine_unlock(m);
@@ -639,8 +667,11 @@ static void blk_drop_held(VirtIOBlk *s)
     s->held_tail = &s->held_head;
     while (r) {
         BlkReq *next = r->next_held;
+        bool ref = !r->loaded;
         blk_req_free(s->shared, r);
-        shared_unref(s->shared);
+        if (ref) {
+            shared_unref(s->shared);
+        }
         r = next;
     }
 }
@@ -1007,6 +1038,7 @@ static void virtio_blk_unrealize(DeviceState *dev)
         s->max_inflight_bytes = 0;
         blk_submit_pending(s);
         blk_drop_held(s);
+        g_clear_pointer(&s->held_ids, g_free); /* a load that failed half-way */
         g_mutex_clear(&s->pending_lock);
         g_cond_clear(&s->submitted_cond);
         /* Requests still in the block layer complete later (block_cleanup drains them)
@@ -1020,8 +1052,8 @@ static void virtio_blk_unrealize(DeviceState *dev)
 /* ---- migration ---- */
 
 /* Requests in flight were drained before the save (vmstate_drain_all), so the rings and
- * indices are all there is; the disk contents travel outside (shared storage, or a
- * block migration). */
+ * indices and the held requests (below) are all there is; the disk contents travel
+ * outside (shared storage, or a block migration). */
 static bool virtio_blk_post_load(void *opaque, int version_id, Error **errp)
 {
     VirtIOBlk *s = opaque;
@@ -1040,31 +1072,119 @@ static const VMStateField virtio_blk_fields[] = {
     VMSTATE_END_OF_LIST(),
 };
 
-/* Requests held after an error (werror/rerror=stop) are not in the state yet: refuse
- * rather than lose them. */
+/*
+ * Requests held after an error (werror/rerror=stop) travel in the "held" subsection, as
+ * QEMU sends them in its virtio-blk state: queue and head of each, in order.  They were
+ * popped, so the queues count them in use; the rings are saved as if they were not (the
+ * virtqueue refuses to save requests in flight), and the destination walks each chain
+ * again from the descriptor table and retries the request when its VM runs.
+ */
+#define BLK_HELD_MAX (BLK_MAX_QUEUES * BLK_QUEUE_SIZE)
+
 static bool virtio_blk_pre_save(void *opaque, Error **errp)
 {
     VirtIOBlk *s = opaque;
-    unsigned n = 0;
 
-    for (BlkReq *r = s->held_head; r; r = r->next_held) {
-        n++;
+    s->nr_held_ids = 0;
+    if (!s->held_head) {
+        return true;
     }
-    if (n) {
-        error_setg(errp, "drive=%s: %u requests failed and wait to be retried "
-                   "(werror/rerror=stop): resume the VM (cont) once the error is fixed, "
-                   "or reset it, before saving its state", s->drive, n);
-        return false;
+    s->held_ids = g_new(uint32_t, BLK_HELD_MAX);
+    for (BlkReq *r = s->held_head; r; r = r->next_held) {
+        g_assert(s->nr_held_ids < BLK_HELD_MAX); /* each holds one of the queues' entries */
+        s->held_ids[s->nr_held_ids++] = (uint32_t)r->queue << 16 | r->elem->head;
+        s->vdev.vqs[r->queue].inuse--;
     }
     return true;
 }
+
+static void virtio_blk_post_save(void *opaque)
+{
+    VirtIOBlk *s = opaque;
+
+    for (BlkReq *r = s->held_head; r; r = r->next_held) {
+        s->vdev.vqs[r->queue].inuse++;
+    }
+    g_clear_pointer(&s->held_ids, g_free);
+    s->nr_held_ids = 0;
+}
+
+static bool blk_held_needed(void *opaque)
+{
+    return ((VirtIOBlk *)opaque)->held_head != NULL;
+}
+
+static bool blk_held_pre_load(void *opaque, Error **errp)
+{
+    VirtIOBlk *s = opaque;
+
+    g_free(s->held_ids);
+    s->held_ids = g_new(uint32_t, BLK_HELD_MAX);
+    return true;
+}
+
+/* After the rings (the fields come first): each id becomes a held request again. */
+static bool blk_held_post_load(void *opaque, int version_id, Error **errp)
+{
+    VirtIOBlk *s = opaque;
+    bool ok = true;
+
+    blk_drop_held(s); /* loadvm reset the device already; nothing of before may stay */
+    for (uint32_t i = 0; i < s->nr_held_ids; i++) {
+        unsigned queue = s->held_ids[i] >> 16, head = s->held_ids[i] & 0xffff;
+        VirtQueueElement *e = queue < s->num_queues
+                                  ? virtqueue_map_head(&s->vdev.vqs[queue], head)
+                                  : NULL;
+        if (!e || e->out_len < 16 || e->in_len < 1) {
+            error_setg(errp, "drive=%s: held request %u (queue %u, head %u) is not a "
+                       "valid request of this device", s->drive, i, queue, head);
+            if (e) {
+                virtqueue_element_free(e);
+            }
+            ok = false;
+            break;
+        }
+        BlkReq *r = blk_req_alloc(s->shared);
+        r->sh = s->shared;
+        r->generation = s->generation;
+        r->queue = queue;
+        r->elem = e;
+        r->loaded = true;
+        blk_hold(s, r);
+    }
+    g_clear_pointer(&s->held_ids, g_free);
+    s->nr_held_ids = 0;
+    return ok;
+}
+
+static const VMStateField blk_held_fields[] = {
+    { .name = "ids", .type = VMS_U32, .offset = offsetof(VirtIOBlk, held_ids),
+      .size = sizeof(uint32_t), .num = BLK_HELD_MAX,
+      .count_offset = offsetof(VirtIOBlk, nr_held_ids),
+      .flags = VMS_F_POINTER | VMS_F_COUNTED },
+    VMSTATE_END_OF_LIST(),
+};
+
+static const VMStateDesc blk_held_vmsd = {
+    .name = "virtio-blk-pci/held",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .fields = blk_held_fields,
+    .needed = blk_held_needed,
+    .pre_load = blk_held_pre_load,
+    .post_load = blk_held_post_load,
+};
+
+static const VMStateDesc *const virtio_blk_subsections[] = { &blk_held_vmsd, NULL };
 
 static const VMStateDesc virtio_blk_vmsd = {
     .name = "virtio-blk-pci",
     .version_id = 1,
     .minimum_version_id = 1,
     .fields = virtio_blk_fields,
+    .subsections = virtio_blk_subsections,
     .pre_save = virtio_blk_pre_save,
+    .post_save = virtio_blk_post_save,
     .post_load = virtio_blk_post_load,
 };
 

@@ -411,6 +411,24 @@ static VirtQueueElement *pop_chain(VirtQueue *vq, VirtQueueSmallElement *s, bool
     return &s->e;
 }
 
+VirtQueueElement *virtqueue_map_head(VirtQueue *vq, unsigned head)
+{
+    if (!vq_usable(vq) || head >= vq->num) {
+        return NULL;
+    }
+    if (!vq->walk) {
+        vq->walk = g_malloc(sizeof(*vq->walk));
+    }
+    ChainWalk *w = vq->walk;
+    w->out_num = w->in_num = 0;
+    w->out_len = w->in_len = 0;
+    if (!walk_chain(vq, (uint16_t)head, w)) {
+        return NULL;
+    }
+    vq->inuse++;
+    return element_new(w, (uint16_t)head);
+}
+
 VirtQueueElement *virtqueue_pop(VirtQueue *vq)
 {
     return pop_chain(vq, NULL, false);

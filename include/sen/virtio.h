@@ -168,6 +168,13 @@ bool virtqueue_pop_small(VirtQueue *vq, VirtQueueSmallElement *s);
 VirtQueueElement *virtqueue_pop_into(VirtQueue *vq, VirtQueueSmallElement *s);
 /* Frees elem unless it is &s->e (an element of virtqueue_pop_into). */
 void virtqueue_element_release(VirtQueueElement *elem, VirtQueueSmallElement *s);
+/*
+ * The element of a request the device took before a migration and sends in its state
+ * (virtio-blk's held requests): the chain at head walked again from the descriptor table
+ * the guest cannot have changed meanwhile, counted in use.  NULL when the queue is not
+ * usable, head is beyond it or the chain is malformed (the device is then broken).
+ */
+VirtQueueElement *virtqueue_map_head(VirtQueue *vq, unsigned head);
 /* Puts a popped element back so the next pop returns it again (device out of resources). */
 void virtqueue_unpop(VirtQueue *vq, VirtQueueElement *elem);
 /* The same for the last virtqueue_pop_small's element (nothing to free). */

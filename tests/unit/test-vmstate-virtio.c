@@ -4,11 +4,14 @@
  * fresh machine B on the same disk image, B loads the state and, without the driver
  * touching any setup register again, the next request (a read of what A wrote) goes
  * through B's mapped BAR, continues A's ring indices and completes.  Also: a request in
- * flight blocks the save until drained, a disk of another size is refused, and the stats
- * buffer a virtio-balloon holds is held again on the destination.
+ * flight blocks the save until drained, a disk of another size is refused, a write held
+ * by werror=stop is retried by the destination once it runs, and the stats buffer a
+ * virtio-balloon holds is held again on the destination.
  */
+#include <signal.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/resource.h>
 #include <glib.h>
 #include <glib/gstdio.h>
 #include "sen/block.h"
@@ -28,18 +31,24 @@ typedef struct Side {
     char *drive;
 } Side;
 
-static void side_init(Side *s, const char *disk)
+static void side_init_opts(Side *s, const char *disk, const char *opts)
 {
     Error *err = NULL;
     memset(s, 0, sizeof(*s));
     /* Both sides of the migration live in this process on one image, without the
      * destination's -incoming: locking=off, as QEMU's own tests do, or the source's
      * image locks would refuse the destination (docs/image-locking.md). */
-    s->drive = g_strdup_printf("file=%s,format=raw,if=none,id=d0,file.locking=off", disk);
+    s->drive = g_strdup_printf("file=%s,format=raw,if=none,id=d0,file.locking=off%s", disk,
+                               opts);
     char *argv[] = { "sen", "-drive", s->drive, NULL };
     vt_init(&s->vt, 3, argv);
     s->vt.dev = (PCIDevice *)vt_add_device(&s->vt, "virtio-blk-pci", "drive=d0", &err);
     vt_check_no_error(err);
+}
+
+static void side_init(Side *s, const char *disk)
+{
+    side_init_opts(s, disk, "");
 }
 
 static void side_done(Side *s)
@@ -157,6 +166,88 @@ static void test_virtio_blk_in_flight(void)
     g_rmdir(dir);
 }
 
+/*
+ * werror=stop: a write past RLIMIT_FSIZE (EFBIG) is held and the save takes it along
+ * (QEMU sends held requests in its virtio-blk state); the destination holds it too, and
+ * when its VM starts the write is made and completes to the driver there.
+ */
+static void test_virtio_blk_held(void)
+{
+    g_autofree char *dir = g_dir_make_tmp("sen-vmstate-XXXXXX", NULL);
+    g_autofree char *disk = make_disk(dir, "disk.raw", 4 * DISK_SIZE);
+    const uint64_t sector = 3 * DISK_SIZE / 512;
+    struct rlimit old, lim;
+    Error *err = NULL;
+
+    Side a;
+    side_init_opts(&a, disk, ",werror=stop");
+    vt_blk_driver_init(&a.vt);
+    memset(a.vt.ram + DATA_GPA, 0x5c, 512);
+    g_assert_cmpint(getrlimit(RLIMIT_FSIZE, &old), ==, 0);
+    lim = old;
+    lim.rlim_cur = DISK_SIZE;
+    signal(SIGXFSZ, SIG_IGN);
+    g_assert_cmpint(setrlimit(RLIMIT_FSIZE, &lim), ==, 0);
+    post(&a.vt, T_OUT, sector);
+    vmstate_drain_all(&a.vt.m);
+    while (g_main_context_iteration(NULL, FALSE)) {
+    }
+    g_assert_cmpint(setrlimit(RLIMIT_FSIZE, &old), ==, 0);
+    signal(SIGXFSZ, SIG_DFL);
+    g_assert_cmpuint(vt_used_idx(&a.vt), ==, 0);   /* held, not completed */
+    g_assert_cmpint(blk_iostatus(block_find_backend(&a.vt.m, "d0")), ==,
+                    BLOCK_IO_STATUS_FAILED);
+
+    g_autoptr(GByteArray) blob = g_byte_array_new();
+    if (!vmstate_save_all(&a.vt.m, blob, &err)) {
+        g_error("save: %s", error_get_pretty(err));
+    }
+    /* Saving twice works: the source keeps its request and its count in use. */
+    g_autoptr(GByteArray) again = g_byte_array_new();
+    g_assert_true(vmstate_save_all(&a.vt.m, again, &err));
+    uint16_t avail_idx = a.vt.avail_idx;
+    g_autofree uint8_t *ram = g_memdup2(a.vt.ram, VT_RAM_SIZE);
+
+    Side b;
+    side_init_opts(&b, disk, ",werror=stop");
+    copy_ram(&a.vt, &b.vt);
+    side_done(&a);
+    if (!vmstate_load_all(&b.vt.m, blob->data, blob->len, &err)) {
+        g_error("load: %s", error_get_pretty(err));
+    }
+    b.vt.avail_idx = avail_idx;
+    g_assert_cmpuint(vt_used_idx(&b.vt), ==, 0);
+    machine_run_start_hooks(&b.vt.m);
+    vt_wait_used(&b.vt);
+    g_assert_cmpuint(b.vt.ram[STATUS_GPA], ==, 0);
+    uint8_t buf[512];
+    FILE *f = fopen(disk, "rb");
+    g_assert_nonnull(f);
+    g_assert_cmpint(fseek(f, (long)(sector * 512), SEEK_SET), ==, 0);
+    g_assert_cmpuint(fread(buf, 1, sizeof(buf), f), ==, sizeof(buf));
+    fclose(f);
+    g_assert_cmphex(buf[0], ==, 0x5c);
+    g_assert_cmphex(buf[511], ==, 0x5c);
+    /* The next request continues the ring after the retried one. */
+    post(&b.vt, T_IN, sector);
+    vt_wait_used(&b.vt);
+    g_assert_cmpuint(vt_used_idx(&b.vt), ==, 2);
+    side_done(&b);
+
+    /* A destination without that queue's entry as a request: refused, not run. */
+    Side c;
+    side_init_opts(&c, disk, ",werror=stop");
+    memcpy(c.vt.ram, ram, VT_RAM_SIZE);
+    memset(c.vt.ram + VT_DESC_GPA, 0, 16 * VT_QSIZE); /* descriptor 0: no header */
+    g_assert_false(vmstate_load_all(&c.vt.m, blob->data, blob->len, &err));
+    g_assert_nonnull(strstr(error_get_pretty(err), "drive=d0: held request 0 (queue 0, "
+                                                   "head 0) is not a valid request"));
+    error_free(err);
+    side_done(&c);
+    g_unlink(disk);
+    g_rmdir(dir);
+}
+
 #define BALLOON_STATS_Q 2
 
 /* Driver side of a balloon: DRIVER_OK with only the stats queue, at the VT_* rings. */
@@ -236,6 +327,7 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/vmstate-virtio/blk-round-trip", test_virtio_blk_round_trip);
     g_test_add_func("/vmstate-virtio/blk-in-flight", test_virtio_blk_in_flight);
+    g_test_add_func("/vmstate-virtio/blk-held", test_virtio_blk_held);
     g_test_add_func("/vmstate-virtio/balloon-held-stats", test_virtio_balloon_held_stats);
     return g_test_run();
 }
