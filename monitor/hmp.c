@@ -83,19 +83,24 @@ static void hmp_append_images(GString *out, json_t *image)
 
 /*
  * One drive or node as QEMU's `info block` prints it: title is "d0 (node)" for a drive,
- * the node name with -n; ins is query-block's "inserted" (or a named node).
+ * the node name with -n; ins is query-block's "inserted" (or a named node); io_status
+ * the drive's "io-status" (NULL for a node, or a drive without one), shown unless ok.
  */
 static void hmp_append_block_info(GString *out, const char *title, json_t *ins,
-                                  bool verbose)
+                                  const char *io_status, bool verbose)
 {
     json_t *cache = json_object_get(ins, "cache");
     bool wb = json_is_true(json_object_get(cache, "writeback"));
     bool direct = json_is_true(json_object_get(cache, "direct"));
 
-    g_string_append_printf(out, "%s: %s (%s%s)\r\n    Cache mode:       %s%s\r\n", title,
+    g_string_append_printf(out, "%s: %s (%s%s)\r\n", title,
                            json_string_value(json_object_get(ins, "file")),
                            json_string_value(json_object_get(ins, "drv")),
-                           json_is_true(json_object_get(ins, "ro")) ? ", read-only" : "",
+                           json_is_true(json_object_get(ins, "ro")) ? ", read-only" : "");
+    if (io_status && strcmp(io_status, "ok") != 0) {
+        g_string_append_printf(out, "    I/O status:       %s\r\n", io_status);
+    }
+    g_string_append_printf(out, "    Cache mode:       %s%s\r\n",
                            wb ? "writeback" : "writethrough", direct ? ", direct" : "");
     json_t *backing = json_object_get(ins, "backing_file");
     if (backing) {
@@ -139,7 +144,8 @@ static bool hmp_info_block_print(QmpCtx *ctx, GString *out, const char *device,
             "%s%s (%s)", first ? "" : "\r\n", name,
             json_string_value(json_object_get(ins, "node-name")));
         first = false;
-        hmp_append_block_info(out, title, ins, verbose);
+        hmp_append_block_info(out, title, ins,
+                              json_string_value(json_object_get(d, "io-status")), verbose);
     }
     json_decref(drives);
     return true;
@@ -165,7 +171,7 @@ static bool hmp_info_block_nodes(QmpCtx *ctx, GString *out, const char *node, bo
             continue;
         }
         g_autofree char *title = g_strdup_printf("%s%s", i ? "\r\n" : "", name);
-        hmp_append_block_info(out, title, n, verbose);
+        hmp_append_block_info(out, title, n, NULL, verbose);
     }
     json_decref(nodes);
     return true;
