@@ -291,3 +291,55 @@ def test_migration_takes_the_held_request_sen(fs):
         src.close()
         if dst:
             dst.close()
+
+
+CORRUPT_GUEST = os.path.join(BUILD, "tests", "guest", "blk-corrupt.elf")
+
+
+@pytest.mark.skipif(not QEMU, reason="qemu-system-x86_64 (QEMU 7.2) not installed")
+@pytest.mark.skipif(not os.path.exists(QBOOT), reason=f"QEMU needs {QBOOT} here")
+@pytest.mark.skipif(not os.path.exists(CORRUPT_GUEST), reason=f"{CORRUPT_GUEST} is not built")
+def test_rerror_stop_fails_again_matches_qemu():
+    """rerror=stop on a read that can never work (tests/guest/blk-corrupt.c reads a qcow2
+    cluster whose L2 table is misaligned): held, the VM stops; cont retries it, it fails
+    again and stops the VM again.  The same events as QEMU 7.2."""
+    from test_block_corrupted import unaligned_l2_table, QEMU_IO
+    if not os.access(QEMU_IO, os.X_OK):
+        pytest.skip("qemu-io (QEMU 7.2) not installed")
+    got = {}
+    for d in short_dir("bwr"):
+        for vmm in ("sen", "qemu"):
+            image = os.path.join(d, vmm + ".qcow2")
+            unaligned_l2_table(image)
+            modern = ",disable-legacy=on" if vmm == "qemu" else ""
+            argv = ["-m", "64M", "-kernel", CORRUPT_GUEST, "-device", "isa-debug-exit",
+                    "-display", "none", "-nodefaults", "-serial", "stdio", "-no-reboot",
+                    "-S", "-drive", f"file={image},format=qcow2,if=none,id=disk0,"
+                    "node-name=fmt0,readonly=on,rerror=stop",
+                    "-device", "virtio-blk-pci,drive=disk0" + modern]
+            argv = ([SEN, "-M", "pc"] if vmm == "sen" else
+                    [QEMU, "-enable-kvm", "-cpu", "host,-arch-capabilities", "-M", "pc",
+                     "-bios", QBOOT]) + argv
+            r = Run(d, vmm, argv)
+            try:
+                r.c.cmd("cont")
+                r.c.events.append(r.c.wait_event("STOP", timeout=60))
+                first = r.events()
+                io1 = r.io_status()
+                r.c.cmd("cont")
+                r.c.events.append(r.c.wait_event("STOP", timeout=60))
+                second = r.events()
+                got[vmm] = (first, io1, second, r.io_status(),
+                            r.c.cmd("query-status")["status"])
+            finally:
+                r.close()
+    sen = got["sen"]
+    names = [e for e, _ in sen[0]]
+    assert names == ["RESUME", "BLOCK_IMAGE_CORRUPTED", "BLOCK_IO_ERROR", "STOP"], sen
+    assert sen[0][2][1] == {"device": "disk0", "node-name": "fmt0", "operation": "read",
+                            "action": "stop", "nospace": False,
+                            "reason": "Input/output error"}, sen
+    assert sen[1] == ["failed"]
+    assert [e for e, _ in sen[2]] == ["RESUME", "BLOCK_IO_ERROR", "STOP"], sen
+    assert sen[3] == ["failed"] and sen[4] == "io-error"
+    assert got["sen"] == got["qemu"]
