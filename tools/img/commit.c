@@ -1,9 +1,11 @@
 /*
  * sen-img commit: writes what the overlay holds into its backing file, then (unless -d)
- * empties the overlay.  Only the immediate backing file can be the base.
+ * empties the overlay.  Only the immediate backing file can be the base.  -r limits the
+ * copy to that many bytes a second, as qemu-img's commit job does.
  */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "block/qcow2.h"
 #include "tools/img/img.h"
@@ -12,6 +14,7 @@ typedef struct CommitOpts {
     const char *base_name;
     bool drop, progress, quiet;
     int flags;              /* BDRV_O_* of -t */
+    uint64_t rate;          /* -r: bytes a second, 0 = unlimited */
 } CommitOpts;
 
 static bool commit_option(int c, const char *arg, void *opaque)
@@ -33,11 +36,35 @@ static bool commit_option(int c, const char *arg, void *opaque)
         return true;
     case 't':
         return img_parse_cache(arg, &o->flags);
-    case 'r':
-        /* A rate limit only slows the copy down; the result is the same. */
+    case 'r': {
+        Error *err = NULL;
+        if (!parse_size(arg, 1, &o->rate, &err)) {
+            error_free(err);
+            error_report("Invalid rate limit specified. You may use k, M, G, T, P or E "
+                         "suffixes for");
+            error_report("kilobytes, megabytes, gigabytes, terabytes, petabytes and "
+                         "exabytes.");
+            return false;
+        }
         return true;
+    }
     default:
         return false;
+    }
+}
+
+/* Sleeps until copying done bytes since start_ns has taken as long as rate allows. */
+static void commit_throttle(uint64_t rate, int64_t start_ns, uint64_t done)
+{
+    if (!rate) {
+        return;
+    }
+    int64_t due = start_ns + (int64_t)((double)done * 1e9 / (double)rate);
+    int64_t now = g_get_monotonic_time() * 1000;
+    if (due > now) {
+        struct timespec ts = { .tv_sec = (due - now) / 1000000000,
+                               .tv_nsec = (due - now) % 1000000000 };
+        nanosleep(&ts, NULL);
     }
 }
 
@@ -82,7 +109,21 @@ int img_commit(int argc, char **argv)
         bdrv_unref(bs);
         return 1;
     }
+    /* The commit writes the base (and resizes it when it grows) as QEMU's commit job
+     * does, sharing all but resize.  A qcow2 base, once writable, takes write of its
+     * file anyway; a raw one passes on only what its users ask, and the overlay only
+     * reads it: without this claim a process refusing writers would not stop us. */
+    uint64_t perm = BLK_PERM_WRITE |
+                    (base->total_size < bs->total_size ? BLK_PERM_RESIZE : 0);
+    if (!bdrv_perm_claim(base, &o, perm, BLK_PERM_ALL & ~(uint64_t)BLK_PERM_RESIZE,
+                         &err)) {
+        error_report_err(err);
+        bdrv_unref(bs);
+        return 1;
+    }
     bool ok = true;
+    uint64_t copied = 0;
+    int64_t start_ns = g_get_monotonic_time() * 1000;
     if (base->total_size < bs->total_size && !bdrv_truncate(base, bs->total_size, false,
                                                             &err)) {
         error_report_err(err);
@@ -111,6 +152,8 @@ int img_commit(int argc, char **argv)
                              off, g_strerror(-r));
                 ok = false;
             }
+            copied += n;
+            commit_throttle(o.rate, start_ns, copied);
         }
         off += n;
         if (progress && !quiet) {
@@ -130,6 +173,7 @@ int img_commit(int argc, char **argv)
             ok = false;
         }
     }
+    bdrv_perm_release(base, &o);
     bdrv_unref(bs);
     if (ok && !quiet) {
         printf("Image committed.\n");

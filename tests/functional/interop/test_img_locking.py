@@ -273,3 +273,88 @@ def test_sen_img_holds_qemu_refused(tmp_path):
         assert "Failed to get \"write\" lock" in p.stderr
     finally:
         h.stop()
+
+
+def commit_locks(tool, top, base):
+    """The bytes base holds while `tool commit -r` (slowed down to 1 MiB/s) copies top
+    into it, once it holds the commit's write byte; then the commit runs to its end."""
+    p = subprocess.Popen([str(tool), "commit", "-q", "-r", "1M", str(top)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        end = time.monotonic() + 20
+        held = []
+        while time.monotonic() < end and p.poll() is None:
+            held = held_bytes(base)
+            if 101 in held:
+                break
+            time.sleep(0.02)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0, err
+    return held
+
+
+def test_commit_locks_raw_base_for_writing(tmp_path):
+    """A raw base passes on only what its users ask, and the overlay only reads it:
+    commit itself takes write (and resize when it grows the base) and shares all but
+    resize, as qemu-img's commit job.  QEMU's also gives up consistent read (byte 100)
+    above the base during the job, Sen's overlay keeps it."""
+    got = {}
+    for name, tool in (("qemu", QEMU_IMG), ("sen", SEN_IMG)):
+        base = image(tmp_path, f"{name}-base.raw", "raw")
+        top = tmp_path / f"{name}-top.qcow2"
+        run(QEMU_IMG, "create", "-q", "-f", "qcow2", "-b", base, "-F", "raw", top, "8M")
+        run(QEMU_IO, "-c", "write -P 5 0 4M", "-c", "write -P 6 4M 4M", top)
+        got[name] = commit_locks(tool, top, base)
+        run(QEMU_IMG, "compare", "-f", "raw", "-F", "raw", base,
+            tmp_path / "qemu-base.raw")
+    assert got["qemu"] == [101, 103, 203]
+    assert got["sen"] == [100, 101, 103, 203]
+
+
+def test_raw_base_in_use_refuses_commit(tmp_path):
+    """A read-only VM's device refuses writers of its raw image: committing into it fails
+    as qemu-img's does, before anything is written (without the commit's own claim the
+    raw base took no write lock and the commit went through)."""
+    base = image(tmp_path, "base.raw", "raw")
+    tops = []
+    for name in ("qemu", "sen"):
+        top = tmp_path / f"{name}-top.qcow2"
+        run(QEMU_IMG, "create", "-q", "-f", "qcow2", "-b", base, "-F", "raw", top, "4M")
+        run(QEMU_IO, "-c", "write -P 5 0 64k", top)
+        tops.append(top)
+    q = qemu_vm(base, f"file={base},format=raw,if=virtio,readonly=on")
+    try:
+        assert q.held == [100, 201]
+        before = digest(base), digest(tops[1])
+        want = run(QEMU_IMG, "commit", tops[0], check=False)
+        got = run(SEN_IMG, "commit", tops[1], check=False)
+        assert got.returncode == want.returncode == 1
+        assert got.stderr == as_sen(want.stderr)
+        assert got.stderr == (f"sen-img: Failed to get \"write\" lock\nIs another process "
+                              f"using the image [{base}]?\n")
+        assert (digest(base), digest(tops[1])) == before
+    finally:
+        q.stop()
+    run(SEN_IMG, "commit", "-q", tops[1])
+
+
+def test_commit_rate_limit_option(tmp_path):
+    """-r takes qemu-img's sizes and is refused in its words otherwise."""
+    base = image(tmp_path, "base.raw", "raw")
+    top = tmp_path / "top.qcow2"
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", "-b", base, "-F", "raw", top, "4M")
+    for rate in ("foo", "-5"):
+        want = run(QEMU_IMG, "commit", "-r", rate, top, check=False)
+        got = run(SEN_IMG, "commit", "-r", rate, top, check=False)
+        assert got.returncode == want.returncode == 1
+        assert got.stderr == as_sen(want.stderr)
+    # 2 MiB at 1 MiB/s: the copy takes about 2 s (QEMU's job, with its 100 ms slices, a
+    # little less).
+    run(QEMU_IO, "-c", "write -P 5 0 2M", top)
+    t = time.monotonic()
+    run(SEN_IMG, "commit", "-q", "-r", "1M", top)
+    assert 1.5 < time.monotonic() - t < 10
