@@ -360,7 +360,12 @@ typedef struct BlockIoError {
  * into QMP events and, for an I/O error with action stop, stops the VM after the event
  * (monitor/qmp-block-events.c); without one (sen-img) the driver's message on stderr is
  * all.  The reports may come from any thread; a member gets the report before
- * bdrv_report_* returns and copies what it keeps.
+ * bdrv_report_* returns and copies what it keeps.  The sink is called by one thread at
+ * a time; a report made from inside the sink (its QMP emit or a VM stop ran something
+ * that reported more) reaches it right after the report in progress, before the
+ * outermost bdrv_report_* returns, never nested: reports keep their order.
+ * bdrv_set_event_sink may be called from inside the sink; once it returns, the sink it
+ * replaced is not called again.
  */
 typedef struct BlockEventSink {
     /* A format driver found its image corrupt (BLOCK_IMAGE_CORRUPTED). */
@@ -368,7 +373,7 @@ typedef struct BlockEventSink {
     /* A device's guest request failed; the action is decided (BLOCK_IO_ERROR). */
     void (*io_error)(void *opaque, const BlockIoError *e);
 } BlockEventSink;
-/* sink NULL: none.  Not while requests run (set before the devices start). */
+/* sink NULL: none. */
 void bdrv_set_event_sink(const BlockEventSink *sink, void *opaque);
 void bdrv_report_io_error(const BlockIoError *e);
 
