@@ -927,6 +927,36 @@ int bdrv_flush(BlockDriverState *bs)
     return ret;
 }
 
+/* ---- dirty bitmaps ---- */
+
+void block_bitmap_info_free(gpointer p)
+{
+    BlockBitmapInfo *info = p;
+    g_free(info->name);
+    g_free(info);
+}
+
+bool bdrv_bitmap_op(BlockDriverState *bs, const BlockBitmapReq *req, Error **errp)
+{
+    if (!bs->drv->bitmap_op) {
+        if (req->action == BLOCK_BITMAP_ADD) {
+            error_setg(errp, "Cannot create dirty bitmaps in '%s': the %s format does not "
+                       "support them", bs->node_name ? bs->node_name : bs->filename,
+                       bs->drv->format_name);
+        } else {
+            error_setg(errp, "Dirty bitmap '%s' not found", req->name);
+        }
+        return false;
+    }
+    return bs->drv->bitmap_op(bs, req, errp);
+}
+
+GPtrArray *bdrv_bitmap_list(BlockDriverState *bs)
+{
+    return bs->drv->bitmap_list ? bs->drv->bitmap_list(bs)
+                                : g_ptr_array_new_with_free_func(block_bitmap_info_free);
+}
+
 /* ---- live-migration hand-over ---- */
 
 static BlockDriverState *bdrv_data_child(BlockDriverState *bs)

@@ -44,6 +44,36 @@ char *block_snapshot_row(const char *id, const char *name, uint64_t vm_size,
      * a tag of 17 characters or more shifts the rest of the row as there. */
     return g_strdup_printf("%-9s %-16s %8s%20s%13s%11s", id, name, vm, date, clock, ic);
 }
+/* One value of the format-specific data as QEMU's human output nests it: scalars after
+ * the label, lists as "[i]:" entries and objects as their keys, 4 more spaces deeper. */
+static void print_specific(FILE *f, int indent, const char *label, json_t *v)
+{
+    if (json_is_array(v) || json_is_object(v)) {
+        fprintf(f, "%*s%s:\n", indent, "", label);
+        size_t i;
+        json_t *e;
+        const char *k;
+        if (json_is_array(v)) {
+            json_array_foreach(v, i, e) {
+                g_autofree char *l = g_strdup_printf("[%zu]", i);
+                print_specific(f, indent + 4, l, e);
+            }
+        } else {
+            json_object_foreach(v, k, e) {
+                g_autofree char *key = g_strdelimit(g_strdup(k), "-", ' ');
+                print_specific(f, indent + 4, key, e);
+            }
+        }
+    } else if (json_is_string(v)) {
+        fprintf(f, "%*s%s: %s\n", indent, "", label, json_string_value(v));
+    } else if (json_is_boolean(v)) {
+        fprintf(f, "%*s%s: %s\n", indent, "", label, json_is_true(v) ? "true" : "false");
+    } else {
+        fprintf(f, "%*s%s: %" JSON_INTEGER_FORMAT "\n", indent, "", label,
+                json_integer_value(v));
+    }
+}
+
 
 void block_image_info_print(FILE *f, json_t *o)
 {
@@ -109,13 +139,7 @@ void block_image_info_print(FILE *f, json_t *o)
                     *p = ' ';
                 }
             }
-            if (json_is_string(v)) {
-                fprintf(f, "    %s: %s\n", key, json_string_value(v));
-            } else if (json_is_boolean(v)) {
-                fprintf(f, "    %s: %s\n", key, json_is_true(v) ? "true" : "false");
-            } else {
-                fprintf(f, "    %s: %" JSON_INTEGER_FORMAT "\n", key, json_integer_value(v));
-            }
+            print_specific(f, 4, key, v);
         }
     }
 }

@@ -20,6 +20,7 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <jansson.h>
 
 #include "block/block-internal.h"
 #include "block/qcow2.h"
@@ -250,12 +251,12 @@ static Qcow2RawExt *find_ext(BDRVQcow2State *s)
     return NULL;
 }
 
-/* Reads and checks the table of bm (QEMU's check_table_entry), host order. */
-static int read_table(BDRVQcow2State *s, const Qcow2Bitmap *bm, uint64_t **out)
+/* Reads and checks a bitmap table (QEMU's check_table_entry), host order. */
+static int read_table(BDRVQcow2State *s, uint64_t offset, uint32_t size, uint64_t **out)
 {
-    uint64_t *t = g_new(uint64_t, bm->table_size);
-    int ret = bdrv_pread(s->bs->file, bm->table_offset, bm->table_size * 8ull, t);
-    for (uint32_t i = 0; ret == 0 && i < bm->table_size; i++) {
+    uint64_t *t = g_new(uint64_t, MAX(size, 1));
+    int ret = bdrv_pread(s->bs->file, offset, size * 8ull, t);
+    for (uint32_t i = 0; ret == 0 && i < size; i++) {
         t[i] = GUINT64_FROM_BE(t[i]);
         uint64_t off = t[i] & BME_TABLE_OFFSET;
         if ((t[i] & BME_TABLE_RESERVED) ||
@@ -271,43 +272,91 @@ static int read_table(BDRVQcow2State *s, const Qcow2Bitmap *bm, uint64_t **out)
     return 0;
 }
 
-/* Loads the bits of bm from its table (the table size must fit the disk exactly). */
-static int load_bits(BDRVQcow2State *s, Qcow2Bitmap *bm, const uint64_t *table)
+static uint64_t granules(uint64_t disk_size, unsigned gbits)
 {
-    uint64_t disk = s->bs->total_size;
+    return (disk_size + (1ull << gbits) - 1) >> gbits;
+}
+
+/* Loads the bits of the consistent bitmap bm (the table must fit the disk exactly) into
+ * *bits (nb granules). */
+static int load_bits(BDRVQcow2State *s, const Qcow2Bitmap *bm, uint64_t **bits, uint64_t *nb)
+{
+    uint64_t disk = s->bs->total_size, *table;
     if (qcow2_bitmap_table_size(disk, bm->granularity_bits, s->cluster_size) !=
         bm->table_size) {
         return -EINVAL;
     }
-    bm->nb_bits = (disk + (1ull << bm->granularity_bits) - 1) >> bm->granularity_bits;
-    uint64_t words = (bm->nb_bits + 63) / 64, per = s->cluster_size / 8;
-    bm->bits = g_new0(uint64_t, MAX(words, 1));
+    int ret = read_table(s, bm->table_offset, bm->table_size, &table);
+    if (ret < 0) {
+        return ret;
+    }
+    *nb = granules(disk, bm->granularity_bits);
+    uint64_t words = (*nb + 63) / 64, per = s->cluster_size / 8;
+    uint64_t *b = g_new0(uint64_t, MAX(words, 1));
     uint8_t *buf = g_malloc(s->cluster_size);
-    int ret = 0;
     for (uint32_t i = 0; ret == 0 && i < bm->table_size; i++) {
         uint64_t off = table[i] & BME_TABLE_OFFSET, w0 = i * per;
         uint64_t n = MIN(per, words - w0);
         if (!off) {
             if (table[i] & BME_TABLE_ALL_ONES) {
-                memset(bm->bits + w0, 0xff, n * 8);
+                memset(b + w0, 0xff, n * 8);
             }
             continue;
         }
         ret = bdrv_pread(s->bs->file, off, s->cluster_size, buf);
         for (uint64_t w = 0; ret == 0 && w < n; w++) {
             uint64_t v = 0;
-            for (unsigned b = 0; b < 8; b++) {
-                v |= (uint64_t)buf[w * 8 + b] << (8 * b);
+            for (unsigned k = 0; k < 8; k++) {
+                v |= (uint64_t)buf[w * 8 + k] << (8 * k);
             }
-            bm->bits[w0 + w] = v;
+            b[w0 + w] = v;
         }
     }
     g_free(buf);
+    g_free(table);
     /* Bits past the end of the disk are not granules: keep them clean. */
-    if (bm->nb_bits % 64) {
-        bm->bits[words - 1] &= (1ull << (bm->nb_bits % 64)) - 1;
+    if (*nb % 64) {
+        b[words - 1] &= (1ull << (*nb % 64)) - 1;
     }
+    if (ret < 0) {
+        g_free(b);
+        return ret;
+    }
+    *bits = b;
+    return 0;
+}
+
+static bool inconsistent(const Qcow2Bitmap *bm)
+{
+    return (bm->flags & QCOW2_BME_IN_USE) && !bm->owned && bm->on_disk;
+}
+
+/* QEMU's words for using an inconsistent bitmap, hint included; prefix: the image. */
+static void inconsistent_error(Error **errp, const char *prefix, const char *name)
+{
+    error_setg(errp, "%s%sBitmap '%s' is inconsistent and cannot be used", prefix ? prefix : "",
+               prefix ? ": " : "", name);
+    error_append_hint(errp, "Try block-dirty-bitmap-remove to delete this bitmap from disk\n");
+}
+
+/* Takes the consistent bitmap bm over: its bits in memory, rewritten by the next store. */
+static int own(BDRVQcow2State *s, Qcow2Bitmap *bm)
+{
+    if (bm->owned) {
+        return 0;
+    }
+    int ret = load_bits(s, bm, &bm->bits, &bm->nb_bits);
+    bm->owned = ret == 0;
     return ret;
+}
+
+static void disown_all(BDRVQcow2State *s)
+{
+    for (guint i = 0; s->bitmaps && i < s->bitmaps->len; i++) {
+        Qcow2Bitmap *bm = g_ptr_array_index(s->bitmaps, i);
+        bm->owned = false;
+        g_clear_pointer(&bm->bits, g_free);
+    }
 }
 
 bool qcow2_bitmaps_load(BDRVQcow2State *s, int flags, Error **errp)
@@ -316,11 +365,16 @@ bool qcow2_bitmaps_load(BDRVQcow2State *s, int flags, Error **errp)
     Qcow2RawExt *raw = find_ext(s);
     s->bitmaps = g_ptr_array_new_with_free_func(bitmap_free);
     s->bitmaps_valid = false;
-    /* Without the autoclear bit a program lacking bitmap support wrote the image: the
-     * bitmaps are all inconsistent and the extension is left as it is.  An inactive
-     * open (migration destination) reads them when it is activated. */
-    if (!raw || !(s->h.autoclear_features & QCOW2_AUTOCLEAR_BITMAPS) ||
-        (flags & BDRV_O_INACTIVE)) {
+    memset(&s->bitmaps_ext, 0, sizeof(s->bitmaps_ext));
+    /* An inactive open (migration destination) reads them when it is activated. */
+    if ((flags & BDRV_O_INACTIVE) || s->h.version < 3) {
+        return true;
+    }
+    /* Without the autoclear bit a program lacking bitmap support wrote the image: its
+     * bitmaps are all inconsistent; the extension stays as it is until bitmaps are
+     * added (its clusters are leaks then, as in QEMU). */
+    if (!raw || !(s->h.autoclear_features & QCOW2_AUTOCLEAR_BITMAPS)) {
+        s->bitmaps_valid = true;
         return true;
     }
     bool writable = !s->read_only;
@@ -345,23 +399,24 @@ bool qcow2_bitmaps_load(BDRVQcow2State *s, int flags, Error **errp)
     for (guint i = 0; i < bms->len; i++) {
         Qcow2Bitmap *bm = g_ptr_array_index(bms, i);
         uint64_t *table = NULL;
+        bm->on_disk = true;
+        bm->enabled = bm->flags & QCOW2_BME_AUTO;
         if (bm->flags & QCOW2_BME_IN_USE) {
             continue; /* inconsistent: its data is not read, nor ever rewritten here */
         }
-        ret = read_table(s, bm, &table);
+        ret = read_table(s, bm->table_offset, bm->table_size, &table);
+        g_free(table);
         if (ret < 0) {
             error_setg_errno(&local, -ret, "Could not read bitmap_table table from image "
                              "for bitmap '%s'", bm->name);
             goto fail;
         }
-        if (writable && (bm->flags & QCOW2_BME_AUTO)) {
-            ret = load_bits(s, bm, table);
-            bm->tracking = ret == 0;
+        if (writable && bm->enabled) {
+            ret = own(s, bm);
         } else if (qcow2_bitmap_table_size(s->bs->total_size, bm->granularity_bits,
                                            s->cluster_size) != bm->table_size) {
             ret = -EINVAL;
         }
-        g_free(table);
         if (ret < 0) {
             error_setg_errno(&local, -ret, "Could not read bitmap '%s' from image", bm->name);
             goto fail;
@@ -380,7 +435,7 @@ fail:
     }
     if (flags & BDRV_O_CHECK) {
         /* The check reports what is wrong; the bitmaps are not maintained (a writable
-         * check clears the autoclear bit, as before). */
+         * check clears the autoclear bit). */
         error_free(local);
         return true;
     }
@@ -389,10 +444,18 @@ fail:
     return false;
 }
 
-/* Points the bitmaps extension at the directory e describes (not yet written). */
+/* Points the bitmaps extension at the directory e describes (nb 0: no extension). */
 static void set_ext(BDRVQcow2State *s, const Qcow2BitmapExt *e)
 {
     Qcow2RawExt *raw = find_ext(s);
+    if (!e->nb) {
+        if (raw) {
+            g_array_remove_index(s->ext.unknown, raw - &g_array_index(s->ext.unknown,
+                                                                      Qcow2RawExt, 0));
+        }
+        s->bitmaps_ext = *e;
+        return;
+    }
     uint8_t *d = g_malloc0(24);
     qcow2_st32(d, e->nb);
     qcow2_st64(d + 8, e->dir_size);
@@ -408,38 +471,33 @@ static void set_ext(BDRVQcow2State *s, const Qcow2BitmapExt *e)
     s->bitmaps_ext = *e;
 }
 
-static bool any_tracking(BDRVQcow2State *s)
-{
-    for (guint i = 0; s->bitmaps && i < s->bitmaps->len; i++) {
-        if (((Qcow2Bitmap *)g_ptr_array_index(s->bitmaps, i))->tracking) {
-            return true;
-        }
-    }
-    return false;
-}
-
-static void stop_tracking(BDRVQcow2State *s)
-{
-    for (guint i = 0; s->bitmaps && i < s->bitmaps->len; i++) {
-        Qcow2Bitmap *bm = g_ptr_array_index(s->bitmaps, i);
-        bm->tracking = false;
-        g_clear_pointer(&bm->bits, g_free);
-    }
-}
-
 int qcow2_bitmaps_mark_in_use(BDRVQcow2State *s)
 {
-    if (!s->bitmaps_valid || !any_tracking(s)) {
+    if (!s->bitmaps_valid || s->read_only || !s->bitmaps_ext.nb) {
         return 0;
     }
+    /* The directory as on disk (removed entries included), owned ones in_use. */
+    GPtrArray *on_disk = g_ptr_array_new();
+    bool need = false;
     for (guint i = 0; i < s->bitmaps->len; i++) {
         Qcow2Bitmap *bm = g_ptr_array_index(s->bitmaps, i);
-        if (bm->tracking) {
-            bm->flags |= QCOW2_BME_IN_USE;
+        if (bm->on_disk) {
+            need |= bm->owned && !(bm->flags & QCOW2_BME_IN_USE);
+            g_ptr_array_add(on_disk, bm);
         }
     }
+    if (!need) {
+        g_ptr_array_free(on_disk, TRUE);
+        return 0;
+    }
+    uint32_t *saved = g_new(uint32_t, on_disk->len);
+    for (guint i = 0; i < on_disk->len; i++) {
+        Qcow2Bitmap *bm = g_ptr_array_index(on_disk, i);
+        saved[i] = bm->flags;
+        bm->flags |= bm->owned ? QCOW2_BME_IN_USE : 0;
+    }
     uint8_t *dir;
-    uint64_t size = qcow2_bitmap_dir_build(s->bitmaps, &dir);
+    uint64_t size = qcow2_bitmap_dir_build(on_disk, &dir);
     int ret = size == s->bitmaps_ext.dir_size ? 0 : -EINVAL;
     /* While the bit is off no reader trusts the directory, so rewriting it in place
      * cannot leave a torn directory that looks valid. */
@@ -455,19 +513,29 @@ int qcow2_bitmaps_mark_in_use(BDRVQcow2State *s)
         s->h.autoclear_features |= QCOW2_AUTOCLEAR_BITMAPS;
         ret = qcow2_write_header(s);
     }
-    g_free(dir);
     if (ret < 0) {
-        stop_tracking(s);
+        for (guint i = 0; i < on_disk->len; i++) {
+            ((Qcow2Bitmap *)g_ptr_array_index(on_disk, i))->flags = saved[i];
+        }
+        disown_all(s);
         s->bitmaps_valid = false;
     }
+    g_free(saved);
+    g_free(dir);
+    g_ptr_array_free(on_disk, TRUE);
     return ret;
+}
+
+static bool recording(const Qcow2Bitmap *bm)
+{
+    return bm->owned && bm->enabled && !bm->removed;
 }
 
 void qcow2_bitmaps_mark_dirty(BDRVQcow2State *s, uint64_t off, uint64_t len)
 {
     for (guint i = 0; s->bitmaps && i < s->bitmaps->len; i++) {
         Qcow2Bitmap *bm = g_ptr_array_index(s->bitmaps, i);
-        if (bm->tracking) {
+        if (recording(bm)) {
             qcow2_bitmap_set_range(bm, off, len);
         }
     }
@@ -475,20 +543,30 @@ void qcow2_bitmaps_mark_dirty(BDRVQcow2State *s, uint64_t off, uint64_t len)
 
 bool qcow2_bitmaps_can_resize(BDRVQcow2State *s, Error **errp)
 {
+    bool owned_more = false;
     for (guint i = 0; s->bitmaps_valid && i < s->bitmaps->len; i++) {
         Qcow2Bitmap *bm = g_ptr_array_index(s->bitmaps, i);
-        if (bm->flags & QCOW2_BME_IN_USE && !bm->tracking) {
-            error_setg(errp, "%s: Bitmap '%s' is inconsistent and cannot be used",
-                       s->bs->filename, bm->name);
+        if (bm->removed) {
+            continue;
+        }
+        if (inconsistent(bm)) {
+            inconsistent_error(errp, s->bs->filename, bm->name);
             return false;
         }
-        if (!bm->tracking) {
-            /* Its table must grow with the disk, and Sen rewrites only what it tracks. */
-            error_setg(errp, "%s: Cannot resize qcow2 with persistent bitmaps that were "
-                       "not loaded into memory (disabled bitmap '%s')", s->bs->filename,
-                       bm->name);
+        /* Every table must cover the new size: the bitmap is rewritten at the store. */
+        owned_more |= !bm->owned;
+        int ret = own(s, bm);
+        if (ret < 0) {
+            error_setg_errno(errp, -ret, "%s: Could not read bitmap '%s' from image",
+                             s->bs->filename, bm->name);
             return false;
         }
+    }
+    /* in_use until the store: a table that no longer fits the disk is then allowed. */
+    int ret = owned_more ? qcow2_bitmaps_mark_in_use(s) : 0;
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "%s: Can't update bitmap directory", s->bs->filename);
+        return false;
     }
     return true;
 }
@@ -497,7 +575,7 @@ void qcow2_bitmaps_resize(BDRVQcow2State *s, uint64_t disk_size)
 {
     for (guint i = 0; s->bitmaps && i < s->bitmaps->len; i++) {
         Qcow2Bitmap *bm = g_ptr_array_index(s->bitmaps, i);
-        if (bm->tracking) {
+        if (bm->owned) {
             bitmap_resize(bm, disk_size);
         }
     }
@@ -553,63 +631,85 @@ static int64_t write_bits(BDRVQcow2State *s, const Qcow2Bitmap *bm, uint32_t *si
     return toff;
 }
 
-/* Frees a table the directory no longer names and the data clusters it names. */
+/* Frees a table the directory no longer names and the data clusters it names (nothing
+ * when the table is unreadable or broken, as QEMU: leaks rather than a wrong free). */
 static void free_table(BDRVQcow2State *s, uint64_t off, uint32_t size)
 {
-    Qcow2Bitmap tmp = { .table_offset = off, .table_size = size };
     uint64_t *table;
-    if (read_table(s, &tmp, &table) == 0) {
-        for (uint32_t i = 0; i < size; i++) {
-            if (table[i] & BME_TABLE_OFFSET) {
-                qcow2_update_refcount(s, table[i] & BME_TABLE_OFFSET, s->cluster_size, -1);
-            }
-        }
-        g_free(table);
+    if (read_table(s, off, size, &table) < 0) {
+        return;
     }
+    for (uint32_t i = 0; i < size; i++) {
+        if (table[i] & BME_TABLE_OFFSET) {
+            qcow2_update_refcount(s, table[i] & BME_TABLE_OFFSET, s->cluster_size, -1);
+        }
+    }
+    g_free(table);
     qcow2_update_refcount(s, off, size * 8ull, -1);
+}
+
+/* Whether the next store has anything to write. */
+static bool changed(BDRVQcow2State *s)
+{
+    for (guint i = 0; s->bitmaps && i < s->bitmaps->len; i++) {
+        Qcow2Bitmap *bm = g_ptr_array_index(s->bitmaps, i);
+        if (!bm->transient && (bm->owned || bm->removed || !bm->on_disk)) {
+            return true;
+        }
+    }
+    return false;
 }
 
 int qcow2_bitmaps_store(BDRVQcow2State *s)
 {
-    if (!s->bitmaps_valid || !any_tracking(s)) {
+    if (!s->bitmaps_valid || !changed(s)) {
+        disown_all(s);
         return 0;
     }
-    if (s->h.version < 3 || !(s->h.autoclear_features & QCOW2_AUTOCLEAR_BITMAPS)) {
-        stop_tracking(s); /* the image stopped promising valid bitmaps (amend) */
+    if (s->bitmaps_ext.nb && !(s->h.autoclear_features & QCOW2_AUTOCLEAR_BITMAPS)) {
+        disown_all(s); /* the image stopped promising valid bitmaps (amend) */
         return 0;
     }
     GArray *old = g_array_new(FALSE, FALSE, sizeof(uint64_t) * 2);
+    GPtrArray *keep = g_ptr_array_new();
     int64_t ret = 0;
     for (guint i = 0; ret >= 0 && i < s->bitmaps->len; i++) {
         Qcow2Bitmap *bm = g_ptr_array_index(s->bitmaps, i);
-        uint32_t size;
-        if (!bm->tracking) {
+        uint64_t o[2] = { bm->table_offset, bm->table_size };
+        if (bm->transient) {
             continue;
         }
-        ret = write_bits(s, bm, &size);
-        if (ret >= 0) {
-            uint64_t o[2] = { bm->table_offset, bm->table_size };
-            g_array_append_val(old, o);
+        if (bm->removed) {
+            if (bm->on_disk) {
+                g_array_append_val(old, o);
+            }
+            continue;
+        }
+        if (bm->owned) {
+            uint32_t size;
+            ret = write_bits(s, bm, &size);
+            if (ret < 0) {
+                break;
+            }
+            if (bm->on_disk) {
+                g_array_append_val(old, o);
+            }
             bm->table_offset = ret;
             bm->table_size = size;
+            bm->flags = bm->enabled ? QCOW2_BME_AUTO : 0;
         }
+        g_ptr_array_add(keep, bm);
     }
     uint8_t *dir = NULL;
-    Qcow2BitmapExt e = s->bitmaps_ext;
-    if (ret >= 0) {
-        for (guint i = 0; i < s->bitmaps->len; i++) {
-            Qcow2Bitmap *bm = g_ptr_array_index(s->bitmaps, i);
-            if (bm->tracking) {
-                bm->flags &= ~QCOW2_BME_IN_USE;
-            }
-        }
-        e.dir_size = qcow2_bitmap_dir_build(s->bitmaps, &dir);
-        e.nb = s->bitmaps->len;
+    Qcow2BitmapExt e = { 0 };
+    if (ret >= 0 && keep->len) {
+        e.dir_size = qcow2_bitmap_dir_build(keep, &dir);
+        e.nb = keep->len;
         ret = qcow2_alloc_clusters(s, (e.dir_size + s->cluster_size - 1) >> s->cluster_bits);
-    }
-    if (ret >= 0) {
-        e.dir_offset = ret;
-        ret = qcow2_meta_pwrite(s, 0, e.dir_offset, e.dir_size, dir, false);
+        if (ret >= 0) {
+            e.dir_offset = ret;
+            ret = qcow2_meta_pwrite(s, 0, e.dir_offset, e.dir_size, dir, false);
+        }
     }
     /* Refcounts and data reach the disk before the header names them. */
     if (ret >= 0) {
@@ -619,26 +719,58 @@ int qcow2_bitmaps_store(BDRVQcow2State *s)
         ret = bdrv_flush(s->bs->file);
     }
     Qcow2BitmapExt old_ext = s->bitmaps_ext;
+    uint64_t old_autoclear = s->h.autoclear_features;
     if (ret >= 0) {
+        /* The header rewrite below may fail: the extension as it was, to put back. */
+        Qcow2RawExt *raw = find_ext(s), saved = { 0 };
+        if (raw) {
+            saved = (Qcow2RawExt){ raw->type, raw->len, g_memdup2(raw->data, raw->len) };
+        }
         set_ext(s, &e);
+        if (e.nb) {
+            s->h.autoclear_features |= QCOW2_AUTOCLEAR_BITMAPS;
+        } else {
+            s->h.autoclear_features &= ~QCOW2_AUTOCLEAR_BITMAPS;
+        }
         ret = qcow2_write_header(s);
         if (ret < 0) {
-            set_ext(s, &old_ext);
+            Qcow2BitmapExt none = { 0 };
+            set_ext(s, &none);
+            if (saved.data) {
+                g_array_append_val(s->ext.unknown, saved);
+                saved.data = NULL;
+            }
+            s->h.autoclear_features = old_autoclear;
+            s->bitmaps_ext = old_ext;
         }
+        g_free(saved.data);
     }
     if (ret >= 0) {
-        qcow2_update_refcount(s, old_ext.dir_offset, old_ext.dir_size, -1);
+        /* A stale extension (no autoclear bit at open) is not ours to free. */
+        if (old_ext.nb) {
+            qcow2_update_refcount(s, old_ext.dir_offset, old_ext.dir_size, -1);
+        }
         for (guint i = 0; i < old->len; i++) {
             uint64_t *o = &g_array_index(old, uint64_t, i * 2);
             free_table(s, o[0], o[1]);
         }
         ret = qcow2_flush_caches(s);
+        /* The list is now what the directory holds. */
+        for (guint i = s->bitmaps->len; i-- > 0;) {
+            Qcow2Bitmap *bm = g_ptr_array_index(s->bitmaps, i);
+            if (bm->removed || bm->transient) {
+                g_ptr_array_remove_index(s->bitmaps, i);
+            } else {
+                bm->on_disk = true;
+            }
+        }
     }
     g_free(dir);
     g_array_free(old, TRUE);
+    g_ptr_array_free(keep, TRUE);
     /* Stored or not, the bitmaps are not ours any more: in_use stays on disk on failure,
      * so QEMU calls them inconsistent. */
-    stop_tracking(s);
+    disown_all(s);
     return ret < 0 ? (int)ret : 0;
 }
 
@@ -648,4 +780,283 @@ void qcow2_bitmaps_free(BDRVQcow2State *s)
         g_ptr_array_free(g_steal_pointer(&s->bitmaps), TRUE);
     }
     s->bitmaps_valid = false;
+}
+
+/* ---- operations: QMP block-dirty-bitmap-* and sen-img bitmap ---- */
+
+static Qcow2Bitmap *find(BDRVQcow2State *s, const char *name)
+{
+    for (guint i = 0; s->bitmaps && i < s->bitmaps->len; i++) {
+        Qcow2Bitmap *bm = g_ptr_array_index(s->bitmaps, i);
+        if (!bm->removed && !strcmp(bm->name, name)) {
+            return bm;
+        }
+    }
+    return NULL;
+}
+
+/* QEMU's bdrv_get_default_bitmap_granularity: the cluster size within 4 KiB .. 64 KiB. */
+static uint32_t default_granularity(BDRVQcow2State *s)
+{
+    return MIN(MAX(s->cluster_size, 4096), 65536);
+}
+
+/* QEMU's qcow2_co_can_store_new_dirty_bitmap, messages included. */
+static bool can_store_new(BDRVQcow2State *s, const char *name, uint32_t granularity,
+                          Error **errp)
+{
+    Error *local = NULL;
+    unsigned gbits = __builtin_ctz(granularity);
+    uint64_t bytes = (granules(s->bs->total_size, gbits) + 7) / 8;
+    uint64_t nb = 0, dir = 0;
+    for (guint i = 0; i < s->bitmaps->len; i++) {
+        Qcow2Bitmap *bm = g_ptr_array_index(s->bitmaps, i);
+        if (!bm->removed && !bm->transient) {
+            nb++;
+            dir += (BME_ENTRY_HEADER + strlen(bm->name) + 7) & ~7ull;
+        }
+    }
+    if (s->h.version < 3 || !s->bitmaps_valid) {
+        error_setg(&local, s->h.version < 3 ? "Cannot store dirty bitmaps in qcow2 v2 files"
+                                            : "Cannot store dirty bitmaps in this image");
+    } else if (s->read_only) {
+        error_setg(&local, "Cannot store dirty bitmaps in a read-only image");
+    } else if (gbits > BME_MAX_GRANULARITY_BITS) {
+        error_setg(&local, "Granularity exceeds maximum (%llu bytes)",
+                   1ULL << BME_MAX_GRANULARITY_BITS);
+    } else if (bytes > BME_MAX_PHYS_SIZE || bytes > BME_MAX_TABLE_SIZE * s->cluster_size) {
+        error_setg(&local, "Too much space will be occupied by the bitmap. "
+                   "Use larger granularity");
+    } else if (nb >= QCOW2_MAX_BITMAPS) {
+        error_setg(&local, "Maximum number of persistent bitmaps is already reached");
+    } else if (dir + ((BME_ENTRY_HEADER + strlen(name) + 7) & ~7ull) >
+               QCOW2_MAX_BITMAP_DIR_SIZE) {
+        error_setg(&local, "Not enough space in the bitmap directory");
+    }
+    if (local) {
+        error_propagate(errp, local);
+        error_prepend(errp, "Can't make bitmap '%s' persistent in '%s': ", name,
+                      s->bs->node_name ? s->bs->node_name : s->bs->filename);
+        return false;
+    }
+    return true;
+}
+
+static bool op_add(BDRVQcow2State *s, const BlockBitmapReq *req, Error **errp)
+{
+    uint32_t g = req->granularity;
+    if (find(s, req->name)) {
+        error_setg(errp, "Bitmap already exists: %s", req->name);
+        return false;
+    }
+    if (!*req->name) {
+        error_setg(errp, "Bitmap name cannot be empty");
+        return false;
+    }
+    if (strlen(req->name) > BME_MAX_NAME_SIZE) {
+        error_setg(errp, "Bitmap name is too long");
+        return false;
+    }
+    if (g && (g < 512 || (g & (g - 1)))) {
+        error_setg(errp, "Granularity must be power of 2 and at least 512");
+        return false;
+    }
+    g = g ? g : default_granularity(s);
+    if (req->persistent && !can_store_new(s, req->name, g, errp)) {
+        return false;
+    }
+    Qcow2Bitmap *bm = g_new0(Qcow2Bitmap, 1);
+    bm->name = g_strdup(req->name);
+    bm->granularity_bits = __builtin_ctz(g);
+    bm->enabled = !req->disabled;
+    bm->transient = !req->persistent;
+    bm->owned = true;
+    bm->nb_bits = granules(s->bs->total_size, bm->granularity_bits);
+    bm->bits = g_new0(uint64_t, MAX((bm->nb_bits + 63) / 64, 1));
+    g_ptr_array_add(s->bitmaps, bm);
+    return true;
+}
+
+/* QEMU's bdrv_dirty_bitmap_check: inconsistent always, read-only unless allow_ro. */
+static bool usable(BDRVQcow2State *s, Qcow2Bitmap *bm, bool allow_ro, Error **errp)
+{
+    if (inconsistent(bm)) {
+        inconsistent_error(errp, NULL, bm->name);
+        return false;
+    }
+    if (!allow_ro && s->read_only && !bm->transient) {
+        error_setg(errp, "Bitmap '%s' is readonly and cannot be modified", bm->name);
+        return false;
+    }
+    int ret = own(s, bm);
+    if (ret == 0 && !s->read_only) {
+        ret = qcow2_bitmaps_mark_in_use(s); /* about to change: in_use until stored */
+    }
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Could not read bitmap '%s' from image", bm->name);
+        return false;
+    }
+    return true;
+}
+
+/* Sets in dst every granule src has dirty (any granularities, the same disk size). */
+static void merge_bits(Qcow2Bitmap *dst, const uint64_t *bits, uint64_t nb, unsigned gbits)
+{
+    if (gbits == dst->granularity_bits && nb == dst->nb_bits) {
+        for (uint64_t w = 0; w < (nb + 63) / 64; w++) {
+            dst->bits[w] |= bits[w];
+        }
+        return;
+    }
+    for (uint64_t i = 0; i < nb; i++) {
+        if (bits[i / 64] >> (i % 64) & 1) {
+            qcow2_bitmap_set_range(dst, i << gbits, 1ull << gbits);
+        }
+    }
+}
+
+static bool op_merge(BlockDriverState *bs, Qcow2Bitmap *dst, const BlockBitmapReq *req,
+                     Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    BlockDriverState *sbs = req->src_bs ? req->src_bs : bs;
+    BDRVQcow2State *ss = sbs->drv->bitmap_op == qcow2_bitmap_op ? sbs->opaque : NULL;
+    if (ss && ss != s) {
+        g_mutex_lock(&ss->lock);
+    }
+    Qcow2Bitmap *src = ss ? find(ss, req->src_name) : NULL;
+    uint64_t *bits = NULL, nb = 0;
+    bool ok = false;
+    int ret = 0;
+    if (!src) {
+        error_setg(errp, "Dirty bitmap '%s' not found", req->src_name);
+    } else if (inconsistent(src)) {
+        inconsistent_error(errp, NULL, src->name);
+    } else if (sbs->total_size != bs->total_size) {
+        error_setg(errp, "Bitmaps are incompatible and can't be merged");
+    } else if (!src->owned && (ret = load_bits(ss, src, &bits, &nb)) < 0) {
+        error_setg_errno(errp, -ret, "Could not read bitmap '%s' from image", src->name);
+    } else {
+        ok = true;
+    }
+    if (ok && src == dst) {
+        ok = true; /* merging a bitmap into itself changes nothing */
+    } else if (ok) {
+        merge_bits(dst, src->owned ? src->bits : bits, src->owned ? src->nb_bits : nb,
+                   src->granularity_bits);
+    }
+    g_free(bits);
+    if (ss && ss != s) {
+        g_mutex_unlock(&ss->lock);
+    }
+    return ok;
+}
+
+bool qcow2_bitmap_op(BlockDriverState *bs, const BlockBitmapReq *req, Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    bool ok = false;
+    g_mutex_lock(&s->lock);
+    if (req->action == BLOCK_BITMAP_ADD) {
+        ok = op_add(s, req, errp);
+        g_mutex_unlock(&s->lock);
+        return ok;
+    }
+    Qcow2Bitmap *bm = find(s, req->name);
+    if (!bm) {
+        error_setg(errp, "Dirty bitmap '%s' not found", req->name);
+        g_mutex_unlock(&s->lock);
+        return false;
+    }
+    switch (req->action) {
+    case BLOCK_BITMAP_REMOVE:
+        if (s->read_only && !bm->transient) {
+            error_setg(errp, "Bitmap '%s' is readonly and cannot be modified", bm->name);
+            break;
+        }
+        bm->removed = true;
+        bm->owned = false;
+        g_clear_pointer(&bm->bits, g_free);
+        if (!bm->on_disk) {
+            g_ptr_array_remove_fast(s->bitmaps, bm);
+        }
+        ok = true;
+        break;
+    case BLOCK_BITMAP_CLEAR:
+        ok = usable(s, bm, false, errp);
+        if (ok) {
+            memset(bm->bits, 0, MAX((bm->nb_bits + 63) / 64, 1) * 8);
+        }
+        break;
+    case BLOCK_BITMAP_ENABLE:
+    case BLOCK_BITMAP_DISABLE:
+        ok = usable(s, bm, true, errp);
+        if (ok) {
+            bm->enabled = req->action == BLOCK_BITMAP_ENABLE;
+        }
+        break;
+    case BLOCK_BITMAP_MERGE:
+        ok = usable(s, bm, false, errp) && op_merge(bs, bm, req, errp);
+        break;
+    default:
+        break;
+    }
+    g_mutex_unlock(&s->lock);
+    return ok;
+}
+
+GPtrArray *qcow2_bitmap_list(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    GPtrArray *out = g_ptr_array_new_with_free_func(block_bitmap_info_free);
+    g_mutex_lock(&s->lock);
+    /* Newest first, as QEMU lists them. */
+    for (guint i = s->bitmaps ? s->bitmaps->len : 0; i-- > 0;) {
+        Qcow2Bitmap *bm = g_ptr_array_index(s->bitmaps, i);
+        if (bm->removed) {
+            continue;
+        }
+        BlockBitmapInfo *info = g_new0(BlockBitmapInfo, 1);
+        info->name = g_strdup(bm->name);
+        info->granularity = 1u << bm->granularity_bits;
+        info->recording = bm->enabled;
+        info->persistent = !bm->transient;
+        info->inconsistent = inconsistent(bm);
+        uint64_t *bits = NULL, nb = 0;
+        if (bm->owned) {
+            info->count = qcow2_bitmap_count(bm) << bm->granularity_bits;
+        } else if (!info->inconsistent && load_bits(s, bm, &bits, &nb) == 0) {
+            Qcow2Bitmap tmp = { .bits = bits, .nb_bits = nb };
+            info->count = qcow2_bitmap_count(&tmp) << bm->granularity_bits;
+            g_free(bits);
+        }
+        g_ptr_array_add(out, info);
+    }
+    g_mutex_unlock(&s->lock);
+    return out;
+}
+
+json_t *qcow2_bitmap_info(BDRVQcow2State *s)
+{
+    if (!s->bitmaps_valid || !s->bitmaps_ext.nb) {
+        return NULL;
+    }
+    json_t *a = json_array();
+    for (guint i = 0; i < s->bitmaps->len; i++) {
+        const Qcow2Bitmap *bm = g_ptr_array_index(s->bitmaps, i);
+        if (!bm->on_disk) {
+            continue;
+        }
+        json_t *flags = json_array();
+        if (bm->flags & QCOW2_BME_IN_USE) {
+            json_array_append_new(flags, json_string("in-use"));
+        }
+        if (bm->flags & QCOW2_BME_AUTO) {
+            json_array_append_new(flags, json_string("auto"));
+        }
+        json_array_append_new(a, json_pack("{s:o,s:s,s:I}", "flags", flags, "name",
+                                           bm->name, "granularity",
+                                           (json_int_t)1 << bm->granularity_bits));
+    }
+    return a;
 }

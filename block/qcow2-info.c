@@ -23,6 +23,10 @@ json_t *qcow2_get_specific_info(BlockDriverState *bs)
         json_object_set_new(d, "lazy-refcounts",
                             json_boolean(s->h.compatible_features &
                                          QCOW2_COMPAT_LAZY_REFCOUNTS));
+        json_t *bitmaps = qcow2_bitmap_info(s);
+        if (bitmaps) {
+            json_object_set_new(d, "bitmaps", bitmaps);
+        }
         json_object_set_new(d, "refcount-bits", json_integer(1 << s->h.refcount_order));
         if (s->ext.data_file) {
             json_object_set_new(d, "data-file", block_json_host_string(s->ext.data_file));

@@ -245,18 +245,23 @@ typedef struct Qcow2BitmapExt {
     uint64_t dir_size, dir_offset;
 } Qcow2BitmapExt;
 
-/* One bitmap of the directory. */
+/* One bitmap: an entry of the directory on disk, or one added since the open. */
 typedef struct Qcow2Bitmap {
     char *name;
-    uint32_t flags;            /* QCOW2_BME_*, as the directory on disk has them now */
+    uint32_t flags;            /* QCOW2_BME_* as the directory on disk has them now */
+    bool enabled;              /* the `auto` flag it is to have (may differ until stored) */
     unsigned granularity_bits;
-    uint64_t table_offset;
+    uint64_t table_offset;     /* on disk (0 for a new one) */
     uint32_t table_size;       /* entries */
-    /* Granule i (of 2^granularity_bits bytes) was written: bit i % 64 of bits[i / 64].
-     * Only while tracking (NULL otherwise). */
+    bool on_disk;              /* in the directory on disk */
+    bool removed;              /* dropped from the directory at the next store */
+    bool transient;            /* not persistent: never stored (QMP persistent=false) */
+    /* Owned: the bits are loaded and the bitmap is rewritten by the next store (an enabled
+     * one is in_use on disk meanwhile, and writes set its bits).  Granule i (of
+     * 2^granularity_bits bytes) dirty: bit i % 64 of bits[i / 64]. */
+    bool owned;
     uint64_t *bits;
     uint64_t nb_bits;
-    bool tracking;             /* marked in_use on disk by this open; writes set bits */
 } Qcow2Bitmap;
 
 /* Pure format helpers (no I/O).  Messages are QEMU's. */
@@ -599,10 +604,12 @@ int qcow2_mark_consistent(BDRVQcow2State *s);
 /*
  * qcow2-bitmap.c, the driver side (lock held).  load: at open, reads and validates the
  * directory (an error fails the open, except for a check open, which then leaves the
- * bitmaps alone); a writable open loads every consistent `auto` bitmap.  mark_in_use:
- * writes their in_use flags before any guest write.  mark_dirty: a write, write-zeroes
- * or discard of [off, off+len).  store: at close or hand-over, writes them back without
- * in_use and stops tracking.  can_resize / resize: a resize keeps them covering the disk.
+ * bitmaps alone); a writable open takes every consistent `auto` bitmap (owned).
+ * mark_in_use: writes the in_use flags of the owned enabled bitmaps before any guest
+ * write.  mark_dirty: a write, write-zeroes or discard of [off, off+len).  store: at close
+ * or hand-over, writes every change back (owned bitmaps without in_use, added and removed
+ * ones) and gives the bitmaps up.  can_resize / resize: a resize keeps them covering the
+ * disk.
  */
 G_GNUC_WARN_UNUSED_RESULT
 bool qcow2_bitmaps_load(BDRVQcow2State *s, int flags, Error **errp);
@@ -613,6 +620,12 @@ G_GNUC_WARN_UNUSED_RESULT
 bool qcow2_bitmaps_can_resize(BDRVQcow2State *s, Error **errp);
 void qcow2_bitmaps_resize(BDRVQcow2State *s, uint64_t disk_size);
 void qcow2_bitmaps_free(BDRVQcow2State *s);
+/* BlockDriver.bitmap_op and .bitmap_list (QMP block-dirty-bitmap-*, sen-img bitmap). */
+typedef struct BlockBitmapReq BlockBitmapReq;
+bool qcow2_bitmap_op(BlockDriverState *bs, const BlockBitmapReq *req, Error **errp);
+GPtrArray *qcow2_bitmap_list(BlockDriverState *bs);
+/* format-specific "bitmaps" of qemu-img info: the directory on disk (NULL: none). */
+struct json_t *qcow2_bitmap_info(BDRVQcow2State *s);
 
 /* qcow2-create.c */
 typedef struct Keyval Keyval;

@@ -29,6 +29,7 @@
 
 typedef struct BlockDriver BlockDriver;
 typedef struct BlockDriverState BlockDriverState;
+typedef struct BlockBitmapReq BlockBitmapReq;
 typedef struct BlockBackend BlockBackend;
 typedef struct BlockRequest BlockRequest;
 typedef struct Machine Machine;
@@ -137,6 +138,10 @@ struct BlockDriver {
     /* Optional: bs goes to another process (bdrv_inactivate, before its flush): write
      * what only this open keeps in memory (qcow2's persistent bitmaps).  0 or -errno. */
     int (*inactivate)(BlockDriverState *bs);
+    /* Optional: dirty bitmaps (bdrv_bitmap_op / bdrv_bitmap_list); NULL: the node has
+     * none and cannot have any. */
+    bool (*bitmap_op)(BlockDriverState *bs, const BlockBitmapReq *req, Error **errp);
+    GPtrArray *(*bitmap_list)(BlockDriverState *bs);
     int (*preadv)(BlockDriverState *bs, int64_t offset, int64_t bytes,
                   const struct iovec *iov, int niov, int flags);
     int (*pwritev)(BlockDriverState *bs, int64_t offset, int64_t bytes,
@@ -200,6 +205,38 @@ struct BlockDriver {
      * leaving the node as it was.  NULL: block.c closes and re-opens the driver. */
     bool (*reopen)(BlockDriverState *bs, int flags, Error **errp);
 };
+
+/* Dirty bitmaps (QEMU's block-dirty-bitmap-* and qemu-img bitmap): one action. */
+typedef enum BlockBitmapAction {
+    BLOCK_BITMAP_ADD,     /* granularity (0: the default), persistent, disabled */
+    BLOCK_BITMAP_REMOVE,
+    BLOCK_BITMAP_CLEAR,
+    BLOCK_BITMAP_ENABLE,
+    BLOCK_BITMAP_DISABLE,
+    BLOCK_BITMAP_MERGE,   /* src_bs's bitmap src_name into name */
+} BlockBitmapAction;
+struct BlockBitmapReq {
+    BlockBitmapAction action;
+    const char *name;
+    uint32_t granularity;
+    bool persistent;
+    bool disabled;
+    BlockDriverState *src_bs;
+    const char *src_name;
+};
+/* One bitmap as QMP's BlockDirtyInfo shows it. */
+typedef struct BlockBitmapInfo {
+    char *name;
+    uint32_t granularity;
+    uint64_t count;       /* dirty bytes */
+    bool recording, persistent, inconsistent, busy;
+} BlockBitmapInfo;
+void block_bitmap_info_free(gpointer p);
+/* NULL action errors name the bitmap; the messages are QEMU's. */
+bool bdrv_bitmap_op(BlockDriverState *bs, const BlockBitmapReq *req,
+                    Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+/* The node's bitmaps (of BlockBitmapInfo*, never NULL). */
+GPtrArray *bdrv_bitmap_list(BlockDriverState *bs);
 
 /* A node of the graph.  Fields are set by block.c; drivers read them. */
 struct BlockDriverState {

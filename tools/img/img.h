@@ -22,6 +22,7 @@ int img_commit(int argc, char **argv);
 int img_dd(int argc, char **argv);
 int img_measure(int argc, char **argv);
 int img_amend(int argc, char **argv);
+int img_bitmap(int argc, char **argv);
 
 /* Prints "usage: sen-img CMD ..." for -h, from the command table (main.c), which is also
  * what `sen-img --help` lists. */

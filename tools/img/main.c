@@ -62,6 +62,10 @@ static const struct {
     { "check", img_check,
       "check [--image-opts] [-f fmt] [--output=human|json] [-r leaks|all] [-q] "
       "filename" },
+    { "bitmap", img_bitmap,
+      "bitmap (--merge SOURCE | --add | --remove | --clear | --enable | --disable)... "
+      "[-b source_file [-F source_fmt]] [-g granularity] [--image-opts | -f fmt] "
+      "filename bitmap" },
 };
 
 void img_print_usage(const char *cmd)

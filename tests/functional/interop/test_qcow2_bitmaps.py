@@ -179,16 +179,30 @@ def test_resize_grows_enabled_bitmaps(tmp_path):
     qemu_check_clean(sen)
 
 
-def test_resize_with_a_disabled_bitmap_refused(tmp_path):
-    """Sen rewrites only the bitmaps it tracks, so a disabled one would no longer cover the
-    disk: refused, the image unchanged."""
+def test_resize_keeps_disabled_bitmaps_valid(tmp_path):
+    """A disabled bitmap's table must cover the new size too: Sen rewrites it as QEMU."""
+    sen = image(tmp_path, "sen.qcow2")
+    qemu = tmp_path / "qemu.qcow2"
+    shutil.copy(sen, qemu)
+    run(SEN_IMG, "resize", sen, "3G")
+    run(QEMU_IMG, "resize", qemu, "3G")
+    ours = bitmap_state(sen)
+    assert set(ours) == set(BITMAPS) and ours == bitmap_state(qemu)
+    assert info_flags(sen)["b3"] == []
+    qemu_check_clean(sen)
+
+
+def test_resize_with_an_inconsistent_bitmap_refused(tmp_path):
     path = image(tmp_path)
-    before = bitmap_state(path)
+    set_in_use(path, "b1")
+    before = path.read_bytes()
     p = run(SEN_IMG, "resize", path, "128M", check=False)
-    assert p.returncode == 1
-    assert "disabled bitmap 'b3'" in p.stderr, p.stderr
-    assert bitmap_state(path) == before
-    qemu_check_clean(path)
+    q = run(QEMU_IMG, "resize", path, "128M", check=False)
+    assert p.returncode == q.returncode == 1
+    assert "Bitmap 'b1' is inconsistent and cannot be used" in p.stderr, p.stderr
+    assert "Bitmap 'b1' is inconsistent and cannot be used" in q.stderr, q.stderr
+    assert path.read_bytes()[:1 << 20] and bitmap_state(path)["b1"][2] is True
+    assert len(before) <= path.stat().st_size
 
 
 @pytest.mark.parametrize("field,value,message", [
