@@ -206,7 +206,12 @@ bool blk_enable_write_cache(const BlockBackend *blk)
 
 int64_t blk_getlength(BlockBackend *blk)
 {
-    return bdrv_getlength(blk->root);
+    return blk_is_inserted(blk) ? bdrv_getlength(blk->root) : -ENOMEDIUM;
+}
+
+bool blk_is_inserted(BlockBackend *blk)
+{
+    return bdrv_is_inserted(blk->root);
 }
 
 void blk_get_stats(BlockBackend *blk, BlockAcctStats *out)

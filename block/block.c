@@ -34,6 +34,7 @@ typedef struct BlockNode {
     BlockNodeLookup *open_lookup;
     void *open_lookup_opaque;
     bool drv_closed;        /* a re-open failed: the driver holds no state to close */
+    int ejected;            /* atomic: unusable after a fatal corruption (bdrv_eject) */
     GArray *perm_claims;    /* of BlockPermClaim: what its users take (block-perm.c) */
     uint64_t seq;           /* creation order, process-wide (bdrv_sort_newest_first) */
 } BlockNode;
@@ -783,8 +784,30 @@ static bool bdrv_writes_refused(BlockDriverState *bs)
     return bs->read_only || (g_atomic_int_get(&bs->open_flags) & BDRV_O_INACTIVE);
 }
 
+void bdrv_eject(BlockDriverState *bs)
+{
+    g_atomic_int_set(&block_node(bs)->ejected, 1);
+}
+
+bool bdrv_is_ejected(BlockDriverState *bs)
+{
+    return g_atomic_int_get(&block_node(bs)->ejected);
+}
+
+bool bdrv_is_inserted(BlockDriverState *bs)
+{
+    if (!bs) {
+        return true;
+    }
+    return !bdrv_is_ejected(bs) && bdrv_is_inserted(bs->file) &&
+           bdrv_is_inserted(bs->backing);
+}
+
 static int bdrv_check_range(BlockDriverState *bs, int64_t offset, int64_t bytes)
 {
+    if (bdrv_is_ejected(bs)) {
+        return -ENOMEDIUM;
+    }
     if (offset < 0 || bytes < 0 || bytes > INT64_MAX - offset) {
         return -EIO;
     }
@@ -915,7 +938,8 @@ int bdrv_flush(BlockDriverState *bs)
 {
     int ret = 0;
 
-    if (!bs || bdrv_writes_refused(bs)) {
+    /* An ejected node has nothing to flush, as QEMU's without a driver. */
+    if (!bs || bdrv_writes_refused(bs) || bdrv_is_ejected(bs)) {
         return 0;
     }
     if (bs->drv->flush) {
@@ -1146,6 +1170,10 @@ bool bdrv_truncate(BlockDriverState *bs, int64_t size, bool shrink, Error **errp
         error_setg(errp, "'%s': invalid size %" PRId64, bs->filename, size);
         return false;
     }
+    if (bdrv_is_ejected(bs)) {
+        error_setg(errp, "'%s': No medium found", bs->filename);
+        return false;
+    }
     if (bdrv_writes_refused(bs)) {
         error_setg(errp, "'%s': cannot resize a %s image", bs->filename,
                    bs->read_only ? "read-only" : "inactive (migrating)");
@@ -1188,6 +1216,9 @@ int bdrv_block_status(BlockDriverState *bs, int64_t offset, int64_t bytes, int64
     int64_t len = bdrv_getlength(bs);
 
     *pnum = 0;
+    if (bdrv_is_ejected(bs)) {
+        return -ENOMEDIUM;
+    }
     if (offset < 0 || bytes < 0 || offset >= len) {
         return offset == len ? 0 : -EIO;
     }
@@ -1352,7 +1383,8 @@ void bdrv_aio_submit(BlockDriverState *bs, BlockRequest *req)
     if (req->type != BLOCK_REQ_FLUSH) {
         ret = bdrv_check_range(bs, req->offset, req->bytes);
     }
-    if (ret == 0 && req->type != BLOCK_REQ_READ && bdrv_writes_refused(bs)) {
+    if (ret == 0 && req->type != BLOCK_REQ_READ &&
+        (bdrv_writes_refused(bs) || bdrv_is_ejected(bs))) {
         ret = req->type == BLOCK_REQ_FLUSH ? 0 : -EPERM;
         if (ret == 0) {
             bdrv_complete_in(bs->ctx, req, 0);

@@ -55,6 +55,9 @@ void qcow2_signal_corruption(BDRVQcow2State *s, bool fatal, int64_t offset, int6
     bdrv_report_corruption(&c);
     if (fatal) {
         qcow2_mark_corrupt(s);
+        /* QEMU drops the node's driver here: nothing reads or writes it any more, the
+         * request that found the corruption included (it fails with its own error). */
+        bdrv_eject(s->bs);
     }
     s->signaled_corruption = true;
 }

@@ -73,11 +73,14 @@ json_t *qmp_query_block(QmpCtx *ctx, Error **errp)
 
     for (guint i = 0; i < blks->len; i++) {
         BlockBackend *blk = g_ptr_array_index(blks, i);
-        json_t *inserted = qmp_node_info(blk_bs(blk), blk_is_read_only(blk),
-                                         blk_enable_write_cache(blk), false);
-        json_t *info = json_pack("{s:s,s:s,s:b,s:b,s:o}", "device", blk_name(blk), "type",
-                                 "unknown", "removable", 0, "locked", 0, "inserted",
-                                 inserted);
+        json_t *info = json_pack("{s:s,s:s,s:b,s:b}", "device", blk_name(blk), "type",
+                                 "unknown", "removable", 0, "locked", 0);
+        /* A node ejected by a fatal corruption is not "inserted" any more (QEMU). */
+        if (!bdrv_is_ejected(blk_bs(blk))) {
+            json_object_set_new(info, "inserted",
+                                qmp_node_info(blk_bs(blk), blk_is_read_only(blk),
+                                              blk_enable_write_cache(blk), false));
+        }
         /* Only for a drive whose device keeps one (virtio-blk), as QEMU. */
         if (blk_iostatus_is_enabled(blk)) {
             json_object_set_new(info, "io-status",
@@ -120,6 +123,11 @@ json_t *qmp_query_named_block_nodes(QmpCtx *ctx, bool has_flat, bool flat, Error
     bdrv_sort_newest_first(nodes);
     for (guint i = 0; i < nodes->len; i++) {
         BlockDriverState *bs = g_ptr_array_index(nodes, i);
+        if (bdrv_is_ejected(bs)) {
+            error_setg(errp, "Block device %s is ejected", bs->node_name); /* QEMU's */
+            json_decref(list);
+            return NULL;
+        }
         /* A node has no write cache of its own: QEMU reports writeback for every node. */
         json_array_append_new(list, qmp_node_info(bs, bs->read_only, true, has_flat && flat));
     }

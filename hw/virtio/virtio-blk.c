@@ -676,9 +676,12 @@ static void blk_drop_held(VirtIOBlk *s)
     }
 }
 
+/* Within the disk, and the disk has a medium: after a fatal corruption ejected the
+ * node, every request fails here without reaching it (QEMU finds a length of 0). */
 static bool range_ok(VirtIOBlk *s, uint64_t sector, uint64_t bytes)
 {
-    return sector <= s->capacity && bytes / 512 <= s->capacity - sector;
+    return sector <= s->capacity && bytes / 512 <= s->capacity - sector &&
+           blk_is_inserted(s->blk);
 }
 
 /* Discard / write-zeroes: one segment {le64 sector, le32 num_sectors, le32 flags}. */

@@ -326,6 +326,18 @@ bool bdrv_node_name_in_use(const char *name);
  * the machine's graph (the main loop), under which no other thread frees a node. */
 BlockDriverState *bdrv_find_node(const char *name);
 /*
+ * After a fatal corruption QEMU makes the node unusable (bs->drv = NULL); bdrv_eject does
+ * the same, for good: every later request on bs fails with -ENOMEDIUM ("No medium
+ * found"), flushes succeed doing nothing, a device finds no medium (its requests fail
+ * before reaching the node, without BLOCK_IO_ERROR), query-block shows the drive without
+ * "inserted" and query-named-block-nodes fails with "Block device NODE is ejected".  The
+ * driver stays open (a request may be inside it) and closes with the node.  Any thread.
+ * bdrv_is_ejected: bs itself; bdrv_is_inserted: neither bs nor a node below it (QEMU's).
+ */
+void bdrv_eject(BlockDriverState *bs);
+bool bdrv_is_ejected(BlockDriverState *bs);
+bool bdrv_is_inserted(BlockDriverState *bs);
+/*
  * Corruption a format driver found at run time (QEMU's BLOCK_IMAGE_CORRUPTED): the node,
  * a message for humans, the host offset and size of the access that found it (-1 when
  * none did), and whether the image is now marked corrupt; reported to the event sink
@@ -611,6 +623,9 @@ bool blk_is_read_only(const BlockBackend *blk);
 bool blk_enable_write_cache(const BlockBackend *blk);
 /* Virtual size in bytes or -errno. */
 int64_t blk_getlength(BlockBackend *blk);
+/* Whether the backend's node and those below it are usable (not ejected by a fatal
+ * corruption, bdrv_eject); -ENOMEDIUM from blk_getlength when not. */
+bool blk_is_inserted(BlockBackend *blk);
 /* A snapshot of the counters (thread-safe). */
 void blk_get_stats(BlockBackend *blk, BlockAcctStats *out);
 /*

@@ -1,8 +1,11 @@
 """BLOCK_IMAGE_CORRUPTED, side by side with QEMU 7.2: a guest (tests/guest/blk-corrupt.c)
 reads and writes one sector of a virtio-blk disk on a qcow2 image crafted to be corrupt
-there, and both VMMs must send the same events (QEMU's fields, message, offset, size and
-`fatal`, once per image, then the request's BLOCK_IO_ERROR; device "" for a -blockdev
-node), and leave the corrupt bit the same way."""
+there, then reads a healthy sector, and both VMMs must send the same events (QEMU's
+fields, message, offset, size and `fatal`, once per image, then the request's
+BLOCK_IO_ERROR; device "" for a -blockdev node), give the guest the same statuses, show
+the same query-block / query-named-block-nodes afterwards (a fatal corruption ejects
+the node: every later request fails without an event), and leave the corrupt bit the
+same way."""
 import os
 import select
 import struct
@@ -11,7 +14,7 @@ import time
 
 import pytest
 
-from qmp import QMPClient
+from qmp import QMPClient, QMPError
 from vs_qemu import BUILD, QEMU, QEMU_IMG, SEN, short_dir
 
 GUEST = os.path.join(BUILD, "tests", "guest", "blk-corrupt.elf")
@@ -94,9 +97,10 @@ def invalid_subcluster_bitmap(path):
 
 def run_guest(d, name, argv):
     """Runs the guest under argv + QMP until it printed "blk-corrupt: done", then asks for
-    the status (QMP sends the events that came before the answer first) and quits;
-    returns every event but the run-state ones, without timestamps, the guest's lines
-    and the VMM's stderr."""
+    the block state and the status (QMP sends the events that came before the answer
+    first) and quits; returns every event but the run-state ones, without timestamps, the
+    guest's lines, the VMM's stderr and the block state: whether query-block shows the
+    drive "inserted", and query-named-block-nodes' answer ("ok" or the error)."""
     sock = os.path.join(d, name + ".sock")
     proc = subprocess.Popen(argv + ["-qmp", f"unix:{sock},server=on,wait=off", "-S"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -115,6 +119,12 @@ def run_guest(d, name, argv):
                 assert chunk, (name, "the VMM ended", out.decode(errors="replace"),
                                proc.stderr.read().decode(errors="replace"))
                 out += chunk
+        state = {"inserted": "inserted" in c.cmd("query-block")[0]}
+        try:
+            c.cmd("query-named-block-nodes")
+            state["named-nodes"] = "ok"
+        except QMPError as e:
+            state["named-nodes"] = str(e)
         c.cmd("query-status")
         events = list(c.events)
         c.cmd("quit")
@@ -126,7 +136,7 @@ def run_guest(d, name, argv):
     lines = [ln for ln in out.decode(errors="replace").splitlines() if "blk-corrupt:" in ln]
     ev = [(e["event"], e.get("data")) for e in events
           if e["event"] not in ("RESUME", "STOP", "SHUTDOWN")]
-    return ev, lines, err
+    return ev, lines, err, state
 
 
 def vmm_argv(vmm, image, form):
@@ -162,21 +172,22 @@ def test_corruption_events_match_qemu(d, craft, form):
     for vmm in ("sen", "qemu"):
         image = os.path.join(d, vmm + ".qcow2")
         craft(image)
-        events, lines, err = run_guest(d, vmm, vmm_argv(vmm, image, form))
-        assert len(lines) == 5, (vmm, lines, err)
-        names = [name for name, _ in events]
-        assert names.count("BLOCK_IMAGE_CORRUPTED") == 1, (vmm, events)
-        # The corruption, then the guest request that found it failing (QEMU's order);
-        # after a fatal corruption QEMU fails every request without an event, Sen only
-        # writes, with one each (see docs/qcow2.md).
-        first = events[:2]
-        assert [name for name, _ in first] == ["BLOCK_IMAGE_CORRUPTED", "BLOCK_IO_ERROR"], \
+        events, lines, err, state = run_guest(d, vmm, vmm_argv(vmm, image, form))
+        assert len(lines) == 6, (vmm, lines, err)
+        # The corruption, then the guest request that found it failing (QEMU's order),
+        # and nothing more: the node is ejected, so every later request fails before it
+        # reaches the node, without an event (docs/qcow2.md).
+        assert [name for name, _ in events] == ["BLOCK_IMAGE_CORRUPTED", "BLOCK_IO_ERROR"], \
             (vmm, events)
-        got[vmm] = (first, corrupt_bit(image), lines[:3])
+        got[vmm] = (events, corrupt_bit(image), lines, state)
         # Both print QEMU's line on stderr.
-        assert "qcow2: Marking image as corrupt: " + first[0][1]["msg"] in err, (vmm, err)
+        assert "qcow2: Marking image as corrupt: " + events[0][1]["msg"] in err, (vmm, err)
     assert got["sen"] == got["qemu"]
-    (corrupt, _), marked, _ = got["sen"]
+    (corrupt, _), marked, lines, state = got["sen"]
+    # Even the healthy sector 0 fails after the corruption; the drive shows no medium.
+    assert lines[4] == "blk-corrupt: read sector 0: status 1", lines
+    assert state == {"inserted": False,
+                     "named-nodes": "GenericError: Block device fmt0 is ejected"}, state
     # Version 2 has no corrupt bit: the image is only read-only until closed.
     assert corrupt[1]["fatal"] and marked == (craft is not zero_flag_in_v2)
     # QEMU's device: the drive id, "" for a -blockdev node (in both events).
@@ -191,14 +202,17 @@ def test_read_only_corruption_is_not_fatal_like_qemu(d):
     for vmm in ("sen", "qemu"):
         image = os.path.join(d, vmm + ".qcow2")
         unaligned_l2_table(image)
-        events, lines, err = run_guest(d, vmm, vmm_argv(vmm, image, "drive-ro"))
-        assert len(lines) == 5, (vmm, lines, err)
+        events, lines, err, state = run_guest(d, vmm, vmm_argv(vmm, image, "drive-ro"))
+        assert len(lines) == 6, (vmm, lines, err)
         assert [name for name, _ in events].count("BLOCK_IMAGE_CORRUPTED") == 1, (vmm, events)
         first = events[:2]
-        got[vmm] = (first, corrupt_bit(image), lines[0])
+        got[vmm] = (first, corrupt_bit(image), lines, state)
         assert "qcow2: Image is corrupt: " + first[0][1]["msg"] + "; further non-fatal " \
             "corruption events will be suppressed" in err, (vmm, err)
     assert got["sen"] == got["qemu"]
-    (corrupt, io_error), marked, _ = got["sen"]
+    (corrupt, io_error), marked, lines, state = got["sen"]
     assert corrupt == ("BLOCK_IMAGE_CORRUPTED", dict(corrupt[1], fatal=False)), corrupt
     assert io_error[0] == "BLOCK_IO_ERROR" and not marked
+    # Not fatal: the node stays usable, the healthy sector reads.
+    assert lines[4] == "blk-corrupt: read sector 0: status 0", lines
+    assert state == {"inserted": True, "named-nodes": "ok"}, state
