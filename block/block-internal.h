@@ -16,6 +16,22 @@ extern const BlockDriver bdrv_raw;
 
 /* block/file-posix.c: st_blocks * 512 of the open file, or -errno. */
 int64_t file_posix_allocated_size(BlockDriverState *bs);
+/*
+ * block/file-posix.c: a read-only view of [offset, offset+bytes) of a file node's host
+ * file in the page cache, for a reader that only looks at the bytes (sen-img convert
+ * checks them for zeroes and writes them on, so the page cache copy of a read is
+ * saved).  NULL, and nothing to release, where a read must be used instead: bs is no
+ * file node, is opened with cache.direct=on or force-share=on (another process may
+ * shrink the file, and a view past its end faults with SIGBUS instead of failing a
+ * read), or the range passes the end of the file.  file_posix_unmap releases the view.
+ */
+typedef struct FilePosixMap {
+    void *base;  /* the whole pages mapped */
+    size_t len;
+} FilePosixMap;
+const uint8_t *file_posix_map(BlockDriverState *bs, int64_t offset, int64_t bytes,
+                              FilePosixMap *m);
+void file_posix_unmap(FilePosixMap *m);
 /* Tests: how many io_submit calls the node's aio=native requests took so far. */
 unsigned file_posix_aio_submit_calls(BlockDriverState *bs);
 /* Completes req later in ctx's thread (an idle source), never from inside the caller. */

@@ -27,6 +27,8 @@ typedef struct CopyChunk {
     int64_t off;
     uint64_t n;
     uint8_t *buf;           /* chunk bytes, 4 KiB aligned for O_DIRECT */
+    const uint8_t *data;    /* the chunk's bytes as written: buf, or map's view */
+    FilePosixMap map;       /* the source file's page cache, when not read into buf */
     uint8_t *cbuf;          /* -c: compressed clusters, one cluster each */
     ssize_t *clens;         /* -c: their lengths, -ENOSPC, -errno, or -1 (skipped) */
     bool *known_zero;       /* unit i reads as zero per the source's block status */
@@ -63,6 +65,55 @@ static void copy_fail(CopyRun *r, int ret, int64_t off, bool write)
 }
 
 /*
+ * Instead of reading: points k->data into a view of the source file's page cache when
+ * every data extent of the chunk lies in one host file at one distance from its guest
+ * offset (an image written in guest order, qemu-img convert's output) and every zero
+ * extent covers whole -S units, which are marked known_zero.  A plain copy then does one
+ * memory copy per byte (the write's) instead of two, and needs no chunk buffer pages.
+ * False: the chunk is to be read (k->known_zero is reset there).
+ */
+static bool copy_map(CopyRun *r, CopyChunk *k)
+{
+    const ConvertCopy *c = r->c;
+    uint64_t gran = r->gran, n = k->n;
+    BlockDriverState *data_file = NULL;
+    int64_t delta = 0;  /* host file offset - guest offset of every data byte */
+
+    if (c->compress || !c->sparse) {
+        return false;  /* -c compresses out of buf; -S 0 would memset zero extents */
+    }
+    for (uint64_t p = 0; p < n;) {
+        int64_t pnum = 0, map = 0;
+        BlockDriverState *file = NULL;
+        int st = bdrv_block_status(c->src, k->off + p, n - p, &pnum, &map, &file);
+        if (st < 0 || pnum <= 0) {
+            return false;
+        }
+        if (st & BDRV_BLOCK_ZERO) {
+            uint64_t end = p + pnum;
+            if (p % gran || (end % gran && end != n)) {
+                return false;
+            }
+            for (uint64_t u = p / gran; u * gran < end; u++) {
+                k->known_zero[u] = true;
+            }
+        } else if (!(st & BDRV_BLOCK_OFFSET_VALID) ||
+                   (data_file && (file != data_file || map - (k->off + (int64_t)p) != delta))) {
+            return false;
+        } else if (!data_file) {
+            data_file = file;
+            delta = map - (k->off + (int64_t)p);
+        }
+        p += pnum;
+    }
+    if (!data_file) {
+        return false;  /* all zeroes: nothing to read anyway */
+    }
+    k->data = file_posix_map(data_file, k->off + delta, n, &k->map);
+    return k->data != NULL;
+}
+
+/*
  * Reads [off, off+n) into w->buf.  Ranges the source reports as zeroes are not read:
  * with -S, units wholly inside them are marked known_zero (their bytes are never used
  * unless compressed onto a non-zero target, which zeroes them first); other bytes of
@@ -78,6 +129,11 @@ static int copy_read(CopyRun *r, CopyChunk *k, int64_t *err_off)
     uint64_t data_start = 0;  /* start of the data extent being gathered */
 
     memset(k->known_zero, 0, units * sizeof(*k->known_zero));
+    if (copy_map(r, k)) {
+        return 0;
+    }
+    memset(k->known_zero, 0, units * sizeof(*k->known_zero));
+    k->data = k->buf;
     for (uint64_t p = 0; p < n;) {
         int64_t pnum = 0, map = 0;
         BlockDriverState *file = NULL;
@@ -125,7 +181,7 @@ static int copy_read(CopyRun *r, CopyChunk *k, int64_t *err_off)
 static bool unit_is_zero(CopyRun *r, CopyChunk *k, uint64_t p, uint64_t len)
 {
     const ConvertCopy *c = r->c;
-    return c->sparse && (k->known_zero[p / r->gran] || buffer_is_zero(k->buf + p, len));
+    return c->sparse && (k->known_zero[p / r->gran] || buffer_is_zero(k->data + p, len));
 }
 
 /* -c, before the write: compresses every cluster of the chunk that will be written. */
@@ -185,7 +241,7 @@ static int copy_write(CopyRun *r, CopyChunk *k, int64_t *err_off)
         if (zero && !c->target_zero) {
             ret = bdrv_pwrite_zeroes(c->dst, off + p, len, 0);
         } else if (!zero) {
-            ret = bdrv_pwrite(c->dst, off + p, len, k->buf + p);
+            ret = bdrv_pwrite(c->dst, off + p, len, k->data + p);
         }
         if (ret < 0) {
             *err_off = off + p;
@@ -257,6 +313,7 @@ static void copy_submit(CopyRun *r, CopyChunk *k)
 
     if (!r->c->in_order) {
         ret = copy_write(r, k, &err_off);
+        file_posix_unmap(&k->map);
         if (ret < 0) {
             copy_fail(r, ret, err_off, true);
         }
@@ -273,6 +330,7 @@ static void copy_submit(CopyRun *r, CopyChunk *k)
         r->writing = true;
         g_mutex_unlock(&r->lock);
         ret = copy_write(r, k, &err_off);
+        file_posix_unmap(&k->map);
         if (ret < 0) {
             copy_fail(r, ret, err_off, true);
         }
@@ -357,6 +415,7 @@ bool convert_copy(const ConvertCopy *c, Error **errp)
     ok = true;
 out:
     for (int i = 0; i < nbufs; i++) {
+        file_posix_unmap(&chunks[i].map); /* a chunk parked when a worker failed */
         free(chunks[i].buf);
         g_free(chunks[i].cbuf);
         g_free(chunks[i].clens);
