@@ -52,6 +52,7 @@ enum {
 typedef struct FileLockState {
     uint64_t perm;      /* whose PERM_BASE byte fd holds */
     uint64_t unshared;  /* whose SHARED_BASE byte fd holds */
+    bool posix;         /* POSIX locks (F_SETLK): the host has no OFD locks */
 } FileLockState;
 bool file_lock_apply(int fd, FileLockState *l, uint64_t perm, uint64_t shared,
                      const char *filename, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
@@ -63,6 +64,9 @@ void file_lock_release(int fd, FileLockState *l);
 bool file_lock_copy(int fd, const FileLockState *l, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
 /* Whether the host file system takes OFD locks on fd (locking=auto). */
 bool file_lock_supported(int fd);
+/* Whether the kernel has OFD locks at all (QEMU's qemu_has_ofd_lock: F_OFD_GETLK on
+ * /dev/null does not fail with EINVAL); probed once per process. */
+bool file_lock_host_has_ofd(void);
 /* The byte of the one permission perm (a single BLK_PERM_* bit) from base. */
 int file_lock_byte(int base, uint64_t perm);
 /* QEMU's name of permission bit n ("consistent read", "write", ...). */

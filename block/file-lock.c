@@ -13,6 +13,11 @@
  *
  * OFD locks belong to the open file description: a process that opens the image twice
  * conflicts with itself (as QEMU does), and closing the fd drops the locks.
+ *
+ * On a host without OFD locks (F_OFD_* fail with EINVAL) locking=on falls back to
+ * classic POSIX locks on the same bytes, as QEMU does (FileLockState.posix): those belong
+ * to the process, so they never conflict within it, and closing any fd of the image drops
+ * all of them ("locks can be lost unexpectedly", QEMU warns).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -36,19 +41,20 @@ int file_lock_byte(int base, uint64_t perm)
 }
 
 /* F_RDLCK or F_UNLCK on one byte; 0 or -errno. */
-static int lock_byte(int fd, int off, short type)
+static int lock_byte(int fd, int off, short type, bool posix)
 {
     struct flock fl = { .l_whence = SEEK_SET, .l_start = off, .l_len = 1, .l_type = type };
 
-    return fcntl(fd, F_OFD_SETLK, &fl) < 0 ? -errno : 0;
+    return fcntl(fd, posix ? F_SETLK : F_OFD_SETLK, &fl) < 0 ? -errno : 0;
 }
 
-/* 1 when another open file description holds a lock on the byte, 0 if not, or -errno. */
-static int byte_taken(int fd, int off)
+/* 1 when another open file description (with posix: another process) holds a lock on
+ * the byte, 0 if not, or -errno. */
+static int byte_taken(int fd, int off, bool posix)
 {
     struct flock fl = { .l_whence = SEEK_SET, .l_start = off, .l_len = 1, .l_type = F_WRLCK };
 
-    if (fcntl(fd, F_OFD_GETLK, &fl) < 0) {
+    if (fcntl(fd, posix ? F_GETLK : F_OFD_GETLK, &fl) < 0) {
         return -errno;
     }
     return fl.l_type != F_UNLCK;
@@ -56,15 +62,36 @@ static int byte_taken(int fd, int off)
 
 bool file_lock_supported(int fd)
 {
-    return byte_taken(fd, FILE_LOCK_PERM_BASE) >= 0;
+    return byte_taken(fd, FILE_LOCK_PERM_BASE, false) >= 0;
+}
+
+static gpointer probe_ofd(gpointer unused)
+{
+    int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    struct flock fl = { .l_whence = SEEK_SET, .l_len = 1, .l_type = F_WRLCK };
+    bool has = true;
+
+    if (fd >= 0) {
+        has = !(fcntl(fd, F_OFD_GETLK, &fl) < 0 && errno == EINVAL);
+        close(fd);
+    }
+    return GINT_TO_POINTER(has);
+}
+
+bool file_lock_host_has_ofd(void)
+{
+    static GOnce once = G_ONCE_INIT;
+
+    return GPOINTER_TO_INT(g_once(&once, probe_ofd, NULL));
 }
 
 /* Locks (or with F_UNLCK unlocks) the bytes of base for the permissions in bits. */
-static int apply_bytes(int fd, int base, uint64_t bits, short type, int *failed_off)
+static int apply_bytes(int fd, int base, uint64_t bits, short type, bool posix,
+                       int *failed_off)
 {
     for (int i = 0; i < FILE_LOCK_NPERMS; i++) {
         if (bits & (1ull << i)) {
-            int ret = lock_byte(fd, base + i, type);
+            int ret = lock_byte(fd, base + i, type, posix);
             if (ret < 0) {
                 *failed_off = base + i;
                 return ret;
@@ -75,21 +102,21 @@ static int apply_bytes(int fd, int base, uint64_t bits, short type, int *failed_
 }
 
 /* Whether another holder conflicts with using perm and refusing to share ~shared. */
-static bool check_bytes(int fd, uint64_t perm, uint64_t shared, Error **errp)
+static bool check_bytes(int fd, uint64_t perm, uint64_t shared, bool posix, Error **errp)
 {
     for (int i = 0; i < FILE_LOCK_NPERMS; i++) {
         uint64_t bit = 1ull << i;
         int ret;
 
         if (perm & bit) {
-            ret = byte_taken(fd, FILE_LOCK_SHARED_BASE + i);
+            ret = byte_taken(fd, FILE_LOCK_SHARED_BASE + i, posix);
             if (ret != 0) {
                 error_setg(errp, "Failed to get \"%s\" lock", perm_names[i]);
                 return false;
             }
         }
         if (!(shared & bit)) {
-            ret = byte_taken(fd, FILE_LOCK_PERM_BASE + i);
+            ret = byte_taken(fd, FILE_LOCK_PERM_BASE + i, posix);
             if (ret != 0) {
                 error_setg(errp, "Failed to get shared \"%s\" lock", perm_names[i]);
                 return false;
@@ -113,25 +140,25 @@ bool file_lock_apply(int fd, FileLockState *l, uint64_t perm, uint64_t shared,
         return true;
     }
     /* Take the new bytes first (keeping the old ones), then look for conflicts. */
-    ret = apply_bytes(fd, FILE_LOCK_PERM_BASE, new_perm, F_RDLCK, &off);
+    ret = apply_bytes(fd, FILE_LOCK_PERM_BASE, new_perm, F_RDLCK, l->posix, &off);
     if (ret == 0) {
-        ret = apply_bytes(fd, FILE_LOCK_SHARED_BASE, new_unshared, F_RDLCK, &off);
+        ret = apply_bytes(fd, FILE_LOCK_SHARED_BASE, new_unshared, F_RDLCK, l->posix, &off);
     }
     if (ret < 0) {
         error_setg_errno(errp, -ret, "Failed to lock byte %d", off);
-    } else if (!check_bytes(fd, perm, shared, errp)) {
+    } else if (!check_bytes(fd, perm, shared, l->posix, errp)) {
         ret = -EAGAIN;
     }
     if (ret < 0) {
         error_append_hint(errp, "Is another process using the image [%s]?\n", filename);
         /* Give back what this call took; what was held before stays held. */
-        apply_bytes(fd, FILE_LOCK_PERM_BASE, new_perm, F_UNLCK, &off);
-        apply_bytes(fd, FILE_LOCK_SHARED_BASE, new_unshared, F_UNLCK, &off);
+        apply_bytes(fd, FILE_LOCK_PERM_BASE, new_perm, F_UNLCK, l->posix, &off);
+        apply_bytes(fd, FILE_LOCK_SHARED_BASE, new_unshared, F_UNLCK, l->posix, &off);
         return false;
     }
     /* Unlocking cannot conflict; a failure only leaves a byte held until close. */
-    apply_bytes(fd, FILE_LOCK_PERM_BASE, l->perm & ~perm, F_UNLCK, &off);
-    apply_bytes(fd, FILE_LOCK_SHARED_BASE, l->unshared & ~unshared, F_UNLCK, &off);
+    apply_bytes(fd, FILE_LOCK_PERM_BASE, l->perm & ~perm, F_UNLCK, l->posix, &off);
+    apply_bytes(fd, FILE_LOCK_SHARED_BASE, l->unshared & ~unshared, F_UNLCK, l->posix, &off);
     l->perm = perm;
     l->unshared = unshared;
     return true;
@@ -140,10 +167,10 @@ bool file_lock_apply(int fd, FileLockState *l, uint64_t perm, uint64_t shared,
 bool file_lock_copy(int fd, const FileLockState *l, Error **errp)
 {
     int off = 0;
-    int ret = apply_bytes(fd, FILE_LOCK_PERM_BASE, l->perm, F_RDLCK, &off);
+    int ret = apply_bytes(fd, FILE_LOCK_PERM_BASE, l->perm, F_RDLCK, l->posix, &off);
 
     if (ret == 0) {
-        ret = apply_bytes(fd, FILE_LOCK_SHARED_BASE, l->unshared, F_RDLCK, &off);
+        ret = apply_bytes(fd, FILE_LOCK_SHARED_BASE, l->unshared, F_RDLCK, l->posix, &off);
     }
     if (ret < 0) {
         error_setg_errno(errp, -ret, "Failed to lock byte %d", off);
@@ -157,8 +184,8 @@ void file_lock_release(int fd, FileLockState *l)
 {
     int off;
 
-    apply_bytes(fd, FILE_LOCK_PERM_BASE, l->perm, F_UNLCK, &off);
-    apply_bytes(fd, FILE_LOCK_SHARED_BASE, l->unshared, F_UNLCK, &off);
+    apply_bytes(fd, FILE_LOCK_PERM_BASE, l->perm, F_UNLCK, l->posix, &off);
+    apply_bytes(fd, FILE_LOCK_SHARED_BASE, l->unshared, F_UNLCK, l->posix, &off);
     l->perm = 0;
     l->unshared = 0;
 }

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libaio.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -672,7 +673,17 @@ static bool fp_open(BlockDriverState *bs, Keyval *opts, int flags, Error **errp)
         }
     }
     bs->request_alignment = s->align;
-    if (use_lock && !file_lock_supported(s->fd)) {
+    if (use_lock && !file_lock_host_has_ofd()) {
+        /* QEMU's fallback and words: locking=on takes POSIX locks, auto none. */
+        if (locking == 1) {
+            warn_report("File lock requested but OFD locking syscall is unavailable, "
+                        "falling back to POSIX file locks");
+            fputs("Due to the implementation, locks can be lost unexpectedly.\n", stderr);
+            s->lock.posix = true;
+        } else {
+            use_lock = false;
+        }
+    } else if (use_lock && !file_lock_supported(s->fd)) {
         if (locking == 1) {
             error_setg(errp, "'%s': locking=on: the host does not support OFD locks on "
                        "this file", bs->filename);
@@ -699,7 +710,7 @@ static void fp_close(BlockDriverState *bs)
     }
     g_mutex_clear(&s->rmw_lock);
     g_mutex_clear(&s->aio_lock);
-    close(s->fd); /* drops its locks */
+    close(s->fd); /* drops its locks (POSIX ones: all of the process's on the image) */
     s->fd = -1;
     s->use_lock = false;
     s->lock = (FileLockState){ 0 };
@@ -728,6 +739,11 @@ static bool fp_reopen(BlockDriverState *bs, int flags, Error **errp)
     close(s->fd);
     s->fd = fd;
     s->auto_ro_errno = 0;
+    /* POSIX locks are the process's: closing the old fd dropped them all, the copies
+     * too.  Take them again (a moment without them is the fallback's known weakness). */
+    if (s->use_lock && s->lock.posix && !file_lock_copy(fd, &s->lock, NULL)) {
+        g_debug("%s: could not lock the image again after the reopen", bs->filename);
+    }
     return true;
 }
 

@@ -18,3 +18,15 @@ def eio_shim(tmp_path_factory):
     subprocess.run([cc, "-shared", "-fPIC", "-o", str(out),
                     os.path.join(HERE, "eio_preload.c"), "-ldl"], check=True)
     return out
+
+
+@pytest.fixture(scope="module")
+def no_ofd_shim(tmp_path_factory):
+    """no_ofd_preload.c built as an LD_PRELOAD library (a host without OFD locks)."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        pytest.skip("no C compiler to build the no-OFD shim")
+    out = tmp_path_factory.mktemp("noofd") / "noofd.so"
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(out),
+                    os.path.join(HERE, "no_ofd_preload.c"), "-ldl"], check=True)
+    return out

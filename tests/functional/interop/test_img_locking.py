@@ -358,3 +358,58 @@ def test_commit_rate_limit_option(tmp_path):
     t = time.monotonic()
     run(SEN_IMG, "commit", "-q", "-r", "1M", top)
     assert 1.5 < time.monotonic() - t < 10
+
+
+def test_no_ofd_locks_fall_back_to_posix(tmp_path, no_ofd_shim):
+    """On a host without OFD locks (no_ofd_preload.c makes F_OFD_* fail with EINVAL),
+    locking=auto takes no lock, silently, and locking=on falls back to POSIX locks on the
+    same bytes with QEMU's warning (QEMU 7.2 under the same shim)."""
+    img = image(tmp_path)
+    env = dict(os.environ, LD_PRELOAD=str(no_ofd_shim))
+
+    def tool(*args):
+        p = subprocess.run([str(a) for a in args], capture_output=True, text=True, env=env,
+                           timeout=60)
+        return p.returncode, p.stdout, p.stderr
+
+    on = f"driver=qcow2,file.filename={img},file.locking=on"
+    want = tool(QEMU_IMG, "info", "--output=json", img)
+    got = tool(SEN_IMG, "info", "--output=json", img)
+    assert got[0] == want[0] == 0 and got[2] == want[2] == ""
+    want = tool(QEMU_IMG, "info", "--output=json", "--image-opts", on)
+    got = tool(SEN_IMG, "info", "--output=json", "--image-opts", on)
+    assert got[0] == want[0] == 0
+    assert got[2] == as_sen(want[2]) == (
+        "sen-img: warning: File lock requested but OFD locking syscall is unavailable, "
+        "falling back to POSIX file locks\n"
+        "Due to the implementation, locks can be lost unexpectedly.\n")
+
+    def holder(cmd, opts):
+        p = subprocess.Popen([str(c) for c in cmd] + ["--image-opts", opts], env=env,
+                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        return p
+
+    bench = [SEN_IMG, "bench", "-w", "-c", "1000000000", "-d", "1", "-s", "512"]
+    # auto: nothing held, a normal (OFD) writer gets in.
+    for cmd in ([QEMU_IO], bench):
+        p = holder(cmd, f"driver=qcow2,file.filename={img}")
+        try:
+            time.sleep(1)
+            assert p.poll() is None and held_bytes(img) == []
+            run(QEMU_IO, "-c", "write 0 512", img)
+        finally:
+            p.kill()
+            p.wait()
+    # on: the writer's bytes, as POSIX locks, which OFD users see and respect.
+    got = {}
+    for name, cmd in (("qemu", [QEMU_IO]), ("sen", bench)):
+        p = holder(cmd, on)
+        try:
+            got[name] = wait_locked(img, p)
+            r = run(QEMU_IMG, "info", img, check=False)
+            assert "Failed to get shared \"write\" lock" in r.stderr, name
+        finally:
+            p.kill()
+            p.wait()
+    assert got["sen"] == got["qemu"] == [100, 101, 103, 201, 203]
