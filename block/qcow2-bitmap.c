@@ -1019,9 +1019,9 @@ GPtrArray *qcow2_bitmap_list(BlockDriverState *bs)
         BlockBitmapInfo *info = g_new0(BlockBitmapInfo, 1);
         info->name = g_strdup(bm->name);
         info->granularity = 1u << bm->granularity_bits;
-        info->recording = bm->enabled;
         info->persistent = !bm->transient;
         info->inconsistent = inconsistent(bm);
+        info->recording = bm->enabled && !info->inconsistent; /* QEMU disables those */
         uint64_t *bits = NULL, nb = 0;
         if (bm->owned) {
             info->count = qcow2_bitmap_count(bm) << bm->granularity_bits;

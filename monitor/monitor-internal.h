@@ -18,6 +18,9 @@ char *hmp_run(Machine *m, const char *cmdline, Error **errp);
  * invalid bytes become U+FFFD, as QEMU's JSON writer does, where json_string() would
  * return NULL and drop the whole answer.  A new reference. */
 json_t *monitor_host_string(const char *text);
+/* QMP's "dirty-bitmaps" of a node (qmp-bitmap.c), NULL when it has none. */
+typedef struct BlockDriverState BlockDriverState;
+json_t *qmp_dirty_bitmaps_info(BlockDriverState *bs);
 /* Block-layer reports (bdrv_report_corruption) become QMP events of m from attach until
  * detach (monitor/qmp-block-events.c). */
 void monitor_block_events_attach(Machine *m);

@@ -63,6 +63,10 @@ static json_t *qmp_node_info(BlockDriverState *bs, bool read_only, bool writebac
         json_object_set_new(info, "backing_file",
                             monitor_host_string(bs->backing->filename));
     }
+    json_t *bitmaps = qmp_dirty_bitmaps_info(bs);
+    if (bitmaps) {
+        json_object_set_new(info, "dirty-bitmaps", bitmaps);
+    }
     return info;
 }
 
