@@ -7,6 +7,7 @@ The writes are savevm's (snapshot table, refcounts, L1/L2, VM-state clusters tha
 the file ahead of need): metadata a stale cache on either side would corrupt.  No guest
 CPU is needed (-accel qtest).  qemu-img is the oracle for the image.
 """
+import json
 import os
 import subprocess
 import time
@@ -35,8 +36,9 @@ def quit_vm(vm):
 
 
 def test_destination_open_writes_nothing(vms, tmp_path):
-    """A header the writable open would rewrite (an autoclear bit Sen does not maintain,
-    set by a persistent bitmap): the destination leaves every byte and the mtime."""
+    """A header and bitmap directory the writable open would rewrite (a persistent
+    bitmap, marked in use by a writer): the destination leaves every byte and the
+    mtime."""
     disk = qcow2(tmp_path)
     subprocess.run([QEMU_IMG, "bitmap", "--add", disk, "b0"], check=True)
     before = file_state(disk)
@@ -125,3 +127,62 @@ def test_cont_after_migration_takes_the_images_back(vms, tmp_path):
     quit_vm(src)
     image_check(disk)
     assert snapshot_tags(disk) == ["on-dst", "on-src"]
+
+
+def bitmap_cmd(vm, command, **args):
+    """A block-dirty-bitmap-* command (its "name" argument clashes with cmd()'s)."""
+    resp = vm.qmp.execute(command, args)
+    assert "error" not in resp, resp
+    return resp["return"]
+
+
+def dirty_bitmaps(vm):
+    return sorted(vm.cmd("query-block")[0]["inserted"].get("dirty-bitmaps", []),
+                  key=lambda b: b["name"])
+
+
+def test_bitmaps_follow_the_image(vms, tmp_path):
+    """Persistent dirty bitmaps with shared storage, as QEMU without the dirty-bitmaps
+    capability: the source stores them when it lets go of the image, the destination
+    loads them when it takes it (marking them in use), and the image holds them valid
+    once the destination quits; one writer at a time."""
+    disk = qcow2(tmp_path)
+    subprocess.run([QEMU_IMG, "bitmap", "--add", disk, "b0"], check=True)
+    subprocess.run([QEMU_IMG, "bitmap", "--add", "--disable", disk, "b1"], check=True)
+    subprocess.run([QEMU_IMG.replace("qemu-img", "qemu-io"), "-f", "qcow2", "-c",
+                    "write 0 1M", disk], check=True, stdout=subprocess.DEVNULL)
+    uri = f"unix:{tmp_path}/mig.sock"
+    src = vms("src", *drive(disk))
+    dst = vms("dst", *drive(disk), "-incoming", uri)
+    # Changes only the source's memory holds until it stores them.
+    bitmap_cmd(src, "block-dirty-bitmap-add", node="disk0", name="n1", granularity=512,
+               persistent=True)
+    bitmap_cmd(src, "block-dirty-bitmap-merge", node="disk0", target="n1", bitmaps=["b0"])
+    bitmap_cmd(src, "block-dirty-bitmap-clear", node="disk0", name="b0")
+    bitmap_cmd(src, "block-dirty-bitmap-enable", node="disk0", name="b1")
+    before = dirty_bitmaps(src)
+    assert [b["name"] for b in before] == ["b0", "b1", "n1"]
+    assert dirty_bitmaps(dst) == [], "the inactive destination loaded bitmaps"
+    src.cmd("migrate", uri=uri)
+    assert src.wait_migration()["status"] == "completed"
+    assert dst.wait_migration()["status"] == "completed"
+    assert dirty_bitmaps(dst) == before
+    # The destination owns them now: in use on disk until it stores them.
+    info = subprocess.run([QEMU_IMG, "info", "-U", "--output=json", disk],
+                          capture_output=True, text=True, check=True).stdout
+    flags = {b["name"]: b["flags"] for b in
+             json.loads(info)["format-specific"]["data"]["bitmaps"]}
+    assert flags == {"b0": ["in-use", "auto"], "b1": ["in-use", "auto"],
+                     "n1": ["in-use", "auto"]}, flags
+    quit_vm(src)  # inactive: writes nothing over the destination's
+    quit_vm(dst)
+    image_check(disk)
+    info = subprocess.run([QEMU_IMG, "info", "--output=json", disk], capture_output=True,
+                          text=True, check=True).stdout
+    flags = {b["name"]: b["flags"] for b in
+             json.loads(info)["format-specific"]["data"]["bitmaps"]}
+    assert flags == {"b0": ["auto"], "b1": ["auto"], "n1": ["auto"]}, flags
+    # And Sen reads back what was stored (counts as before the migration).
+    again = vms("again", *drive(disk))
+    assert dirty_bitmaps(again) == before
+    quit_vm(again)
