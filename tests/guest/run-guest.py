@@ -14,6 +14,11 @@ datagrams there, expecting each echoed back.
 as -drive ...,if=none,id=d0 -device virtio-blk-pci,drive=d0, and checks its contents
 afterwards.  The virtio tests skip under Sen while `sen -device help` lacks their devices.
 
+--disk-bitmaps OUT.json (with --disk) gives the guest that disk as a qcow2 image with
+persistent dirty bitmaps (qemu-img bitmap --add) and writes their state afterwards,
+QEMU's x-debug-block-dirty-bitmap-sha256 included, to OUT.json: the same guest under
+Sen and under QEMU must leave the same bitmaps (tests/functional/test_bitmaps_guest.py).
+
 --disk-datafile (with --disk, Sen only) gives the guest that disk as a qcow2 image whose
 data lives in an external data file (made by sen-img convert -o data_file=); afterwards
 qemu-img checks it and converts it back to raw for the same content checks.
@@ -21,11 +26,13 @@ qemu-img checks it and converts it back to raw for the same content checks.
 
 import argparse
 import fcntl
+import json
 import os
 import shlex
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -408,6 +415,100 @@ def use_datafile_disk(cmd, disk):
     return qcow2
 
 
+BITMAPS = (("b0", []), ("b1", ["-g", "512"]), ("b2", ["-g", "1M"]), ("b3", ["--disable"]))
+
+
+def use_bitmaps_disk(cmd, disk):
+    """Turns the raw --disk into a qcow2 image (qemu-img) with persistent dirty bitmaps
+    of several granularities, one disabled, and points the -drive at it.  Returns the
+    qcow2 image's path."""
+    _, qemu_img = tools()
+    qcow2 = disk + ".qcow2"
+    subprocess.run([qemu_img, "convert", "-f", "raw", "-O", "qcow2", disk, qcow2], check=True)
+    shutil.copy(disk, disk + ".before")
+    for name, opts in BITMAPS:
+        subprocess.run([qemu_img, "bitmap", "--add"] + opts + [qcow2, name], check=True)
+    out = [a.replace("file=%s,format=raw," % disk, "file=%s,format=qcow2," % qcow2)
+           for a in cmd]
+    if out == cmd:
+        print("FAIL: no -drive file=%s to replace by a qcow2 image" % disk)
+        sys.exit(1)
+    cmd[:] = out
+    return qcow2
+
+
+def bitmaps_disk_back_to_raw(qcow2, disk, out_json):
+    """qemu-img checks the image; QEMU (-M none, read-only) reports each bitmap's state
+    and hash into out_json; the guest view goes back over the raw disk."""
+    _, qemu_img = tools()
+    r = subprocess.run([qemu_img, "check", qcow2], capture_output=True, text=True)
+    if r.returncode:
+        return ["qemu-img check of the bitmaps image failed: " + r.stdout + r.stderr]
+    qemu = shutil.which(os.environ.get("QEMU") or "qemu-system-x86_64")
+    cmds = [{"execute": "qmp_capabilities"}, {"execute": "query-named-block-nodes"}]
+    cmds += [{"execute": "x-debug-block-dirty-bitmap-sha256",
+              "arguments": {"node": "n0", "name": n}} for n, _ in BITMAPS]
+    cmds.append({"execute": "quit"})
+    r = subprocess.run([qemu, "-M", "none", "-nodefaults", "-display", "none", "-qmp",
+                        "stdio", "-blockdev", "driver=qcow2,node-name=n0,read-only=on,"
+                        "file.driver=file,file.filename=%s" % qcow2],
+                       input="\n".join(json.dumps(c) for c in cmds) + "\n",
+                       capture_output=True, text=True, timeout=60)
+    replies = [json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")]
+    replies = [x for x in replies if "return" in x or "error" in x]
+    if len(replies) != len(cmds):
+        return ["QEMU could not read the bitmaps: " + r.stdout + r.stderr]
+    state = {}
+    for b in replies[1]["return"][0].get("dirty-bitmaps", []):
+        state[b["name"]] = dict(b)
+    for (name, _), x in zip(BITMAPS, replies[2:]):
+        if name in state:
+            state[name]["sha256"] = x.get("return", {}).get("sha256")
+    subprocess.run([qemu_img, "convert", "-O", "raw", qcow2, disk], check=True)
+    # The 512-byte sectors whose content changed, and the granules b1 (512 B) has dirty.
+    with open(disk + ".before", "rb") as f:
+        before = f.read()
+    with open(disk, "rb") as f:
+        after = f.read()
+    state["changed-sectors"] = [i for i in range(len(after) // 512)
+                                if before[i * 512:i * 512 + 512] != after[i * 512:i * 512 + 512]]
+    state["b1-dirty-sectors"] = bitmap_bits(qcow2, "b1")
+    with open(out_json, "w") as f:
+        json.dump(state, f, sort_keys=True)
+    return []
+
+
+def bitmap_bits(path, name):
+    """The dirty granules of bitmap `name`, read from the image itself (qcow2.txt's
+    bitmap directory, table and data clusters: bit j of byte i is granule 8 i + j)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    cluster = 1 << struct.unpack(">I", data[20:24])[0]
+    at = struct.unpack(">I", data[100:104])[0]
+    while True:
+        typ, ln = struct.unpack(">II", data[at:at + 8])
+        if typ == 0:
+            return None
+        if typ == 0x23852875:
+            nb, _, _, pos = struct.unpack(">IIQQ", data[at + 8:at + 32])
+            break
+        at += 8 + ((ln + 7) & ~7)
+    for _ in range(nb):
+        toff, tsize, flags, _, _, nsize, esize = struct.unpack(">QIIBBHI", data[pos:pos + 24])
+        if data[pos + 24 + esize:pos + 24 + esize + nsize].decode() == name:
+            out = []
+            for i in range(tsize):
+                e = struct.unpack(">Q", data[toff + 8 * i:toff + 8 * i + 8])[0]
+                off = e & 0x00fffffffffffe00
+                if not off:
+                    continue
+                for j, byte in enumerate(data[off:off + cluster]):
+                    out += [(i * cluster + j) * 8 + k for k in range(8) if byte >> k & 1]
+            return out
+        pos += (24 + esize + nsize + 7) & ~7
+    return None
+
+
 def use_numa(cmd):
     """Guest RAM as two NUMA nodes' memdevs of RAM_MB/2 each, end to end: the VMM's RAM has
     a seam in the middle, which the guest is told as seam_mb= (virtio-span.c)."""
@@ -504,6 +605,9 @@ def main():
                     help="pass the --disk images to sen as descriptors (-add-fd, /dev/fdset)")
     ap.add_argument("--disk-datafile", action="store_true",
                     help="give the --disk as qcow2 with an external data file (Sen only)")
+    ap.add_argument("--disk-bitmaps", metavar="OUT.json",
+                    help="give the --disk as qcow2 with persistent dirty bitmaps and write "
+                         "their state afterwards (QEMU's hashes) to OUT.json")
     ap.add_argument("--net", choices=["user"], help="attach virtio-net on this backend")
     ap.add_argument("--iothread", action="store_true",
                     help="run the virtio-blk devices on an I/O thread (iothread=)")
@@ -532,6 +636,7 @@ def main():
                           args.machine)
         fds = pass_disks_as_fds(cmd, disk) if args.fdpass and disk else []
         qcow2 = use_datafile_disk(cmd, disk) if args.disk_datafile and disk else None
+        bitmaps = use_bitmaps_disk(cmd, disk) if args.disk_bitmaps and disk else None
         if args.iothread:
             use_iothread(cmd)
         if args.numa:
@@ -569,6 +674,8 @@ def main():
                                 (got,))
         if qcow2 and not abort:
             problems += datafile_disk_back_to_raw(qcow2, disk)
+        if bitmaps and not abort:
+            problems += bitmaps_disk_back_to_raw(bitmaps, disk, args.disk_bitmaps)
         if disk:
             problems += check_disk(disk, test)
 
