@@ -240,6 +240,8 @@ static void bitmap_resize(Qcow2Bitmap *bm, uint64_t disk_size)
     bm->nb_bits = nb;
 }
 
+static void count_recording(BDRVQcow2State *s);
+
 static Qcow2RawExt *find_ext(BDRVQcow2State *s)
 {
     for (guint i = 0; s->ext.unknown && i < s->ext.unknown->len; i++) {
@@ -357,6 +359,7 @@ static void disown_all(BDRVQcow2State *s)
         bm->owned = false;
         g_clear_pointer(&bm->bits, g_free);
     }
+    count_recording(s);
 }
 
 bool qcow2_bitmaps_load(BDRVQcow2State *s, int flags, Error **errp)
@@ -427,6 +430,7 @@ bool qcow2_bitmaps_load(BDRVQcow2State *s, int flags, Error **errp)
     s->bitmaps = bms;
     s->bitmaps_ext = e;
     s->bitmaps_valid = true;
+    count_recording(s);
     return true;
 fail:
     g_free(dir);
@@ -529,6 +533,16 @@ int qcow2_bitmaps_mark_in_use(BDRVQcow2State *s)
 static bool recording(const Qcow2Bitmap *bm)
 {
     return bm->owned && bm->enabled && !bm->removed;
+}
+
+/* Recounts s->bitmaps_recording after the list or a bitmap changed (lock held). */
+static void count_recording(BDRVQcow2State *s)
+{
+    int n = 0;
+    for (guint i = 0; s->bitmaps && i < s->bitmaps->len; i++) {
+        n += recording(g_ptr_array_index(s->bitmaps, i));
+    }
+    g_atomic_int_set(&s->bitmaps_recording, n);
 }
 
 void qcow2_bitmaps_mark_dirty(BDRVQcow2State *s, uint64_t off, uint64_t len)
@@ -780,6 +794,7 @@ void qcow2_bitmaps_free(BDRVQcow2State *s)
         g_ptr_array_free(g_steal_pointer(&s->bitmaps), TRUE);
     }
     s->bitmaps_valid = false;
+    g_atomic_int_set(&s->bitmaps_recording, 0);
 }
 
 /* ---- operations: QMP block-dirty-bitmap-* and sen-img bitmap ---- */
@@ -959,6 +974,7 @@ bool qcow2_bitmap_op(BlockDriverState *bs, const BlockBitmapReq *req, Error **er
     g_mutex_lock(&s->lock);
     if (req->action == BLOCK_BITMAP_ADD) {
         ok = op_add(s, req, errp);
+        count_recording(s);
         g_mutex_unlock(&s->lock);
         return ok;
     }
@@ -1001,6 +1017,7 @@ bool qcow2_bitmap_op(BlockDriverState *bs, const BlockBitmapReq *req, Error **er
     default:
         break;
     }
+    count_recording(s);
     g_mutex_unlock(&s->lock);
     return ok;
 }

@@ -821,7 +821,7 @@ static int qcow2_preadv(BlockDriverState *bs, int64_t offset, int64_t bytes,
  * bitmaps mark it (before the change, so no close can store them without it). */
 static void note_write(BDRVQcow2State *s, uint64_t off, uint64_t len)
 {
-    if (s->bitmaps_valid) {
+    if (g_atomic_int_get(&s->bitmaps_recording) > 0) {
         g_mutex_lock(&s->lock);
         qcow2_bitmaps_mark_dirty(s, off, len);
         g_mutex_unlock(&s->lock);

@@ -346,6 +346,8 @@ typedef struct BDRVQcow2State {
      * the checks; false: the extension is left as it is and nothing is tracked). */
     GPtrArray *bitmaps;
     bool bitmaps_valid;
+    int bitmaps_recording;     /* atomic: how many of them record writes now (a write
+                                * takes the lock to mark them only when > 0) */
     Qcow2BitmapExt bitmaps_ext;
 } BDRVQcow2State;
 
