@@ -542,6 +542,65 @@ out:
     return ok;
 }
 
+/* QEMU's find_snapshot_by_id_and_name: with both, the one entry that has both. */
+static int find_snapshot_by(GArray *a, const char *id, const char *name)
+{
+    for (guint i = 0; i < a->len; i++) {
+        const Qcow2Snapshot *sn = &g_array_index(a, Qcow2Snapshot, i);
+        if ((!id || !strcmp(sn->id_str, id)) && (!name || !strcmp(sn->name, name))) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+bool qcow2_snapshot_load_tmp(BlockDriverState *bs, const char *id, const char *name,
+                             Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    GArray *a = NULL;
+    uint64_t *sl1 = NULL;
+    bool ok = false;
+    g_assert(id || name);
+    /* Nothing may be written through the switched L1: it is the snapshot's. */
+    if (!s->read_only) {
+        error_setg(errp, "Device is not readonly");
+        return false;
+    }
+    qcow2_lock_exclusive(s);
+    int ret = qcow2_read_snapshots(s, &a);
+    int i = ret < 0 ? -1 : find_snapshot_by(a, id, name);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Could not read the snapshot table");
+        goto out;
+    }
+    if (i < 0) {
+        error_setg(errp, "Can't find snapshot");
+        goto out;
+    }
+    const Qcow2Snapshot *sn = &g_array_index(a, Qcow2Snapshot, i);
+    ret = qcow2_read_l1(s, sn->l1_table_offset, sn->l1_size, &sl1);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Failed to load snapshot L1 table");
+        goto out;
+    }
+    /* The L1 keeps its size: entries past the snapshot's read as unallocated, those past
+     * the active one are beyond the disk (the size stays the active image's, as QEMU's
+     * load_tmp leaves it). */
+    uint64_t *l1 = g_new0(uint64_t, MAX(s->l1_size, 1));
+    memcpy(l1, sl1, MIN(s->l1_size, sn->l1_size) * 8ull);
+    g_free(s->l1);
+    s->l1 = l1;
+    /* The index of the active metadata named the old L2 tables. */
+    qcow2_overlap_invalidate(s);
+    ok = true;
+out:
+    g_free(sl1);
+    qcow2_snapshots_free(a);
+    g_mutex_unlock(&s->lock);
+    return ok;
+}
+
 bool qcow2_snapshot_delete(BlockDriverState *bs, const char *id, Error **errp)
 {
     BDRVQcow2State *s = bs->opaque;

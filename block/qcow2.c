@@ -1283,6 +1283,7 @@ const BlockDriver bdrv_qcow2 = {
     .create = qcow2_create,
     .snapshot_create = qcow2_snapshot_create,
     .snapshot_goto = qcow2_snapshot_goto,
+    .snapshot_load_tmp = qcow2_snapshot_load_tmp,
     .snapshot_delete = qcow2_snapshot_delete,
     .snapshot_list = qcow2_snapshot_list,
     .save_vmstate = qcow2_save_vmstate,

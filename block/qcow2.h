@@ -505,6 +505,8 @@ uint64_t qcow2_snapshot_table_len(const GArray *a);
 typedef struct BlockSnapshotInfo BlockSnapshotInfo;
 bool qcow2_snapshot_create(BlockDriverState *bs, BlockSnapshotInfo *sn, Error **errp);
 bool qcow2_snapshot_goto(BlockDriverState *bs, const char *id_or_name, Error **errp);
+bool qcow2_snapshot_load_tmp(BlockDriverState *bs, const char *id, const char *name,
+                             Error **errp);
 
 /* qcow2-vmstate.c: savevm's VM state past the virtual disk (BlockDriver.save_vmstate). */
 /* Guest offset where the area starts: the first L1 entry the disk does not use. */

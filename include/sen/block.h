@@ -183,6 +183,11 @@ struct BlockDriver {
     bool (*snapshot_create)(BlockDriverState *bs, BlockSnapshotInfo *sn, Error **errp);
     bool (*snapshot_goto)(BlockDriverState *bs, const char *id_or_name, Error **errp);
     bool (*snapshot_delete)(BlockDriverState *bs, const char *id_or_name, Error **errp);
+    /* Optional: a read-only node reads the snapshot with this id and/or name (NULL for
+     * either, not both; with both it must have both) until closed, nothing written:
+     * qemu-img's convert/measure -l.  Fails with "Can't find snapshot" as QEMU's. */
+    bool (*snapshot_load_tmp)(BlockDriverState *bs, const char *id, const char *name,
+                              Error **errp);
     GPtrArray *(*snapshot_list)(BlockDriverState *bs, Error **errp);
     /* The VM state of savevm (QEMU's "vmstate" area, stored beside the disk data and
      * captured by the next snapshot_create): bytes at pos of that area, pos 0 being its

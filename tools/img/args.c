@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "sen/keyval.h"
 #include "tools/img/img.h"
 
 void img_usage_error(const char *fmt, ...)
@@ -114,4 +115,71 @@ int img_parse_image_args(int argc, char **argv, const ImgArgsSpec *spec, ImgImag
         return fail;
     }
     return -1;
+}
+
+bool img_snapshot_param_parse(const char *arg, ImgSnapshotParam *out)
+{
+    img_snapshot_param_clear(out);
+    if (!g_str_has_prefix(arg, "snapshot.")) {
+        out->id_or_name = arg;
+        return true;
+    }
+    Error *err = NULL;
+    g_autoptr(Keyval) kv = keyval_parse(arg, NULL, &err);
+    if (!kv) {
+        error_report_err(err);
+    }
+    for (guint i = 0; kv && i < kv->pairs->len; i++) {
+        const KeyvalPair *p = g_ptr_array_index(kv->pairs, i);
+        char **dst = !strcmp(p->key, "snapshot.id")     ? &out->id
+                     : !strcmp(p->key, "snapshot.name") ? &out->name
+                                                        : NULL;
+        if (!dst) {
+            error_report("Invalid parameter '%s'", p->key);
+            g_clear_pointer(&kv, keyval_free);
+            break;
+        }
+        g_free(*dst);
+        *dst = g_strdup(p->value);
+    }
+    if (!kv) {
+        error_report("Failed in parsing snapshot param '%s'", arg);
+        img_snapshot_param_clear(out);
+        return false;
+    }
+    return true;
+}
+
+bool img_snapshot_param_load(BlockDriverState *bs, const ImgSnapshotParam *p)
+{
+    const char *id = p->id, *name = p->name;
+    Error *err = NULL;
+    bool ok;
+    if (!id && !name && !p->id_or_name) {
+        return true;
+    }
+    if (!bs->drv->snapshot_load_tmp) {
+        /* QEMU names the device, which qemu-img's images have none of. */
+        error_setg(&err, "Block format '%s' used by device '' does not support temporarily "
+                   "loading internal snapshots", bs->drv->format_name);
+        ok = false;
+    } else if (p->id_or_name) {
+        /* As QEMU: the id first, then the name. */
+        ok = bs->drv->snapshot_load_tmp(bs, p->id_or_name, NULL, NULL) ||
+             bs->drv->snapshot_load_tmp(bs, NULL, p->id_or_name, &err);
+    } else {
+        ok = bs->drv->snapshot_load_tmp(bs, id, name, &err);
+    }
+    if (!ok) {
+        error_prepend(&err, "Failed to load snapshot: ");
+        error_report_err(err);
+    }
+    return ok;
+}
+
+void img_snapshot_param_clear(ImgSnapshotParam *p)
+{
+    g_free(p->id);
+    g_free(p->name);
+    *p = (ImgSnapshotParam){ 0 };
 }

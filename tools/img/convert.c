@@ -61,6 +61,7 @@ int img_convert(int argc, char **argv)
     /* qemu-img's default for the target: nothing is flushed until the copy is done. */
     const char *cache = "unsafe";
     BlockDriverState *src = NULL, *dst = NULL;
+    g_auto(ImgSnapshotParam) snapshot = { 0 }; /* -l */
     static const struct option longopts[] = {
         { "help", no_argument, NULL, 'h' },
         IMG_LONGOPT_IMAGE_OPTS,
@@ -69,11 +70,16 @@ int img_convert(int argc, char **argv)
         { "target-is-zero", no_argument, NULL, 'z' },
         { NULL, 0, NULL, 0 },
     };
-    while ((c = img_getopt(argc, argv, "hf:O:B:F:co:pnS:Wm:qt:T:rU", longopts)) !=
+    while ((c = img_getopt(argc, argv, "hf:O:B:F:co:l:pnS:Wm:qt:T:r:U", longopts)) !=
            -1) {
         switch (c) {
         case 'f':
             fmt = optarg;
+            break;
+        case 'l':
+            if (!img_snapshot_param_parse(optarg, &snapshot)) {
+                goto out;
+            }
             break;
         case IMG_OPT_IMAGE_OPTS:
             image_opts = true;
@@ -127,10 +133,16 @@ int img_convert(int argc, char **argv)
         case 'U':
             share_flags = BDRV_O_FORCE_SHARE;
             break;
+        case 'r': {
+            int64_t rate; /* checked as qemu-img does; no limit is applied */
+            if (!img_parse_num("rate limit", optarg, &rate)) {
+                goto out;
+            }
+            break;
+        }
         case 'T':
-        case 'r':
         case 'z':
-            break; /* source cache mode, -r rate: nothing to change here */
+            break; /* source cache mode: nothing to change here */
         case 'h':
             img_print_usage("convert");
             ret = 0;
@@ -169,7 +181,7 @@ int img_convert(int argc, char **argv)
         goto out;
     }
     src = img_open(in, fmt, image_opts, share_flags);
-    if (!src) {
+    if (!src || !img_snapshot_param_load(src, &snapshot)) {
         goto out;
     }
     int64_t size = bdrv_getlength(src);

@@ -77,6 +77,21 @@ typedef struct ImgImageArgs {
 int img_parse_image_args(int argc, char **argv, const ImgArgsSpec *spec, ImgImageArgs *out);
 
 /*
+ * qemu-img's -l snapshot_param (convert, measure): "snapshot.id=ID,snapshot.name=NAME"
+ * (one key or both) or a bare id or name.  Parsing fails with qemu-img's messages
+ * ("Invalid parameter 'k'", "Failed in parsing snapshot param '...'").
+ */
+typedef struct ImgSnapshotParam {
+    char *id, *name;       /* from the snapshot.* form */
+    const char *id_or_name; /* the bare form */
+} ImgSnapshotParam;
+bool img_snapshot_param_parse(const char *arg, ImgSnapshotParam *out);
+/* Loads p (when given) read-only into bs, or reports "Failed to load snapshot: ...". */
+bool img_snapshot_param_load(BlockDriverState *bs, const ImgSnapshotParam *p);
+void img_snapshot_param_clear(ImgSnapshotParam *p);
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(ImgSnapshotParam, img_snapshot_param_clear)
+
+/*
  * Opens filename (fmt NULL: probe) or reports the error; NULL on failure.  With
  * image_opts (qemu-img's --image-opts) filename is a node option string
  * ("driver=qcow2,file.filename=x.qcow2,...", the keys of -blockdev) and fmt must be NULL.

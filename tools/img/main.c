@@ -28,8 +28,8 @@ static const struct {
       "filename" },
     { "convert", img_convert,
       "convert [--image-opts] [--target-image-opts] [-c] [-p] [-q] [-n] [-f fmt] "
-      "[-O output_fmt] [-o options] [-B backing_file [-F backing_fmt]] [-S sparse_size] "
-      "filename output_filename" },
+      "[-O output_fmt] [-o options] [-B backing_file [-F backing_fmt]] [-l snapshot_param] "
+      "[-S sparse_size] [-r rate_limit] filename output_filename" },
     { "snapshot", img_snapshot,
       "snapshot [--image-opts] [-f fmt] [-l | -a snapshot | -c snapshot | "
       "-d snapshot] [-q] [-U] filename" },
@@ -58,7 +58,7 @@ static const struct {
       "amend [--image-opts] [-f fmt] [-q] -o options filename" },
     { "measure", img_measure,
       "measure [--image-opts] [--output=human|json] [-O output_fmt] [-o options] "
-      "[--size N | [-f fmt] filename]" },
+      "[--size N | [-f fmt] [-l snapshot_param] filename]" },
     { "check", img_check,
       "check [--image-opts] [-f fmt] [--output=human|json] [-r leaks|all] [-q] "
       "filename" },

@@ -89,6 +89,8 @@ int img_measure(int argc, char **argv)
     bool image_opts = false; /* --image-opts */
     bool json = false;
     int c, share_flags = 0; /* -U: BDRV_O_FORCE_SHARE */
+    g_auto(ImgSnapshotParam) snapshot = { 0 }; /* -l */
+    bool have_snapshot = false;
     enum { OPT_OUTPUT = 256, OPT_SIZE };
     static const struct option longopts[] = {
         { "help", no_argument, NULL, 'h' },
@@ -98,8 +100,14 @@ int img_measure(int argc, char **argv)
         { "force-share", no_argument, NULL, 'U' },
         { NULL, 0, NULL, 0 },
     };
-    while ((c = img_getopt(argc, argv, "hf:O:o:U", longopts)) != -1) {
+    while ((c = img_getopt(argc, argv, "hf:O:o:l:U", longopts)) != -1) {
         switch (c) {
+        case 'l':
+            if (!img_snapshot_param_parse(optarg, &snapshot)) {
+                return 1;
+            }
+            have_snapshot = true;
+            break;
         case 'f':
             fmt = optarg;
             break;
@@ -135,6 +143,10 @@ int img_measure(int argc, char **argv)
     const char *filename = optind < argc ? argv[optind] : NULL;
     if (argc - optind > 1) {
         error_report("At most one filename argument is allowed.");
+        return 1;
+    }
+    if (!filename && (image_opts || fmt || have_snapshot)) {
+        error_report("--image-opts, -f, and -l require a filename argument.");
         return 1;
     }
     if (filename && size_str) {
@@ -190,6 +202,10 @@ int img_measure(int argc, char **argv)
     } else {
         BlockDriverState *bs = img_open(filename, fmt, image_opts, share_flags);
         if (!bs) {
+            return 1;
+        }
+        if (!img_snapshot_param_load(bs, &snapshot)) {
+            bdrv_unref(bs);
             return 1;
         }
         size = bdrv_getlength(bs);

@@ -157,3 +157,72 @@ def test_convert_qcow2_to_raw_data_not_read(tmp_path, eio_shim):
     p = subprocess.run([str(SEN_IMG), "convert", "-U", "-O", "raw", str(img), str(out)],
                        env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 1 and "error while reading" in p.stderr, p.stderr
+
+
+SNAPSHOT_PARAMS = ["one", "1", "2", "snapshot.id=1", "snapshot.name=one",
+                   "snapshot.id=1,snapshot.name=one", "snapshot.id=2,snapshot.name=one",
+                   "snapshot.id=3", "nope", "snapshot.name=", "snapshot.foo=1",
+                   "snapshot.id=1,foo=2"]
+
+
+@pytest.fixture(scope="module")
+def snap_image(tmp_path_factory):
+    """4M with 3M of data in snapshot "one" (id 1), then grown to 8M, 512k rewritten and
+    snapshot "2" taken with id 2 (its name is the other's id), then the active image
+    changed again: each of the three reads differently and measures differently."""
+    d = tmp_path_factory.mktemp("snap")
+    img = d / "s.qcow2"
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", img, "4M")
+    run(QEMU_IO, "-c", "write -P 1 0 3M", img)
+    run(QEMU_IMG, "snapshot", "-c", "one", img)
+    run(QEMU_IMG, "resize", "-q", img, "8M")
+    run(QEMU_IO, "-c", "write -P 2 0 512k", "-c", "write -P 3 6M 64k", img)
+    run(QEMU_IMG, "snapshot", "-c", "2", img)
+    run(QEMU_IO, "-c", "write -z 0 4M", "-c", "write -P 4 7M 64k", img)
+    return img
+
+
+@pytest.mark.parametrize("param", SNAPSHOT_PARAMS)
+def test_snapshot_param_as_qemu(tmp_path, snap_image, param):
+    """convert/measure -l: the same data (compared byte for byte), the same figures, the
+    same errors ("Failed to load snapshot: Can't find snapshot"), no target on error."""
+    outs = {}
+    for who, tool in (("sen", SEN_IMG), ("qemu", QEMU_IMG)):
+        out = tmp_path / f"{who}.raw"
+        c = run(tool, "convert", "-O", "raw", "-l", param, snap_image, out, check=False)
+        m = run(tool, "measure", "-O", "qcow2", "--output=json", snap_image, "-l", param,
+                check=False)
+        outs[who] = [(p.returncode, p.stdout, p.stderr.replace("qemu-img", "sen-img"))
+                     for p in (c, m)]
+        outs[who].append(out.read_bytes() if out.exists() else None)
+    assert outs["sen"] == outs["qemu"]
+
+
+def test_snapshot_param_selects_the_snapshot(tmp_path, snap_image):
+    """Not only the same as qemu-img: each snapshot is read, not the active image, and the
+    image itself is untouched."""
+    before = snap_image.read_bytes()
+    data = {}
+    for param in ("one", "2", "snapshot.name=2", None):
+        out = tmp_path / "o.raw"
+        sen("convert", "-O", "raw", *(["-l", param] if param else []), snap_image, out)
+        data[param] = out.read_bytes()
+    assert data["one"][:3 * MiB] == b"\1" * 3 * MiB and data["one"][3 * MiB:].count(0) == 5 * MiB
+    assert data["2"] == data["snapshot.name=2"] and data["2"][:512 * 1024] == b"\2" * 512 * 1024
+    assert data[None][:4 * MiB].count(0) == 4 * MiB and data[None] != data["2"]
+    assert snap_image.read_bytes() == before
+    qemu_check_clean(snap_image)
+
+
+def test_snapshot_param_errors_as_qemu(tmp_path, snap_image):
+    raw = tmp_path / "r.raw"
+    run(QEMU_IMG, "create", "-q", "-f", "raw", raw, "1M")
+    for args in (["convert", "-O", "raw", "-l", "one", raw, tmp_path / "o.raw"],
+                 ["measure", "-O", "qcow2", "-l", "one", raw],
+                 ["measure", "-O", "qcow2", "-l", "one", "--size", "1M"],
+                 ["convert", "-O", "raw", "-r", "x", snap_image, tmp_path / "o.raw"]):
+        s, q = (run(t, *args, check=False) for t in (SEN_IMG, QEMU_IMG))
+        assert (s.returncode, s.stdout, s.stderr) == \
+            (q.returncode, q.stdout, q.stderr.replace("qemu-img", "sen-img")), args
+    assert not (tmp_path / "o.raw").exists()
+    sen("convert", "-O", "raw", "-r", "10M", snap_image, tmp_path / "o.raw")
