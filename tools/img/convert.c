@@ -56,6 +56,7 @@ int img_convert(int argc, char **argv)
     GString *opts = g_string_new(NULL);
     bool compress = false, show_progress = false, no_create = false, quiet = false;
     bool in_order = true;
+    bool copy_range = false, bitmaps = false, skip_broken = false, explicit_sparse = false;
     uint64_t sparse = 4096, workers = 8;
     int c, ret = 1, dst_flags = BDRV_O_RDWR, share_flags = 0; /* -U: BDRV_O_FORCE_SHARE */
     /* qemu-img's default for the target: nothing is flushed until the copy is done. */
@@ -68,9 +69,11 @@ int img_convert(int argc, char **argv)
         { "target-image-opts", no_argument, NULL, IMG_OPT_TARGET_IMAGE_OPTS },
         { "force-share", no_argument, NULL, 'U' },
         { "target-is-zero", no_argument, NULL, 'z' },
+        { "bitmaps", no_argument, NULL, IMG_OPT_FIRST_CMD },
+        { "skip-broken-bitmaps", no_argument, NULL, IMG_OPT_FIRST_CMD + 1 },
         { NULL, 0, NULL, 0 },
     };
-    while ((c = img_getopt(argc, argv, "hf:O:B:F:co:l:pnS:Wm:qt:T:r:U", longopts)) !=
+    while ((c = img_getopt(argc, argv, "hf:O:B:F:co:l:pnS:Wm:qt:T:r:UC", longopts)) !=
            -1) {
         switch (c) {
         case 'f':
@@ -80,6 +83,15 @@ int img_convert(int argc, char **argv)
             if (!img_snapshot_param_parse(optarg, &snapshot)) {
                 goto out;
             }
+            break;
+        case 'C':
+            copy_range = true; /* "try to": the copy below is the fallback */
+            break;
+        case IMG_OPT_FIRST_CMD:
+            bitmaps = true;
+            break;
+        case IMG_OPT_FIRST_CMD + 1:
+            skip_broken = true;
             break;
         case IMG_OPT_IMAGE_OPTS:
             image_opts = true;
@@ -112,6 +124,7 @@ int img_convert(int argc, char **argv)
             if (!img_parse_size(optarg, &sparse)) {
                 goto out;
             }
+            explicit_sparse = true;
             break;
         case 'q':
             quiet = true;
@@ -175,6 +188,18 @@ int img_convert(int argc, char **argv)
     if (!tgt_image_opts && !out_fmt) {
         out_fmt = "raw";
     }
+    if (skip_broken && !bitmaps) {
+        error_report("Use of --skip-broken-bitmaps requires --bitmaps");
+        goto out;
+    }
+    if (copy_range && compress) {
+        error_report("Cannot enable copy offloading when -c is used");
+        goto out;
+    }
+    if (copy_range && explicit_sparse) {
+        error_report("Cannot enable copy offloading when -S is used");
+        goto out;
+    }
     /* With --target-image-opts the format is known once the target is open (below). */
     if (compress && out_fmt && strcmp(out_fmt, "qcow2")) {
         error_report("Compression not supported for this file format");
@@ -182,6 +207,13 @@ int img_convert(int argc, char **argv)
     }
     src = img_open(in, fmt, image_opts, share_flags);
     if (!src || !img_snapshot_param_load(src, &snapshot)) {
+        goto out;
+    }
+    if (bitmaps && !img_convert_bitmaps_check(src, skip_broken)) {
+        goto out;
+    }
+    if (bitmaps && out_fmt && strcmp(out_fmt, "qcow2")) {
+        error_report("Format driver '%s' does not support bitmaps", out_fmt);
         goto out;
     }
     int64_t size = bdrv_getlength(src);
@@ -223,6 +255,9 @@ int img_convert(int argc, char **argv)
     if (!convert_copy(&copy, &err)) {
         error_report("%s", error_get_pretty(err));
         error_free(err);
+        goto out;
+    }
+    if (bitmaps && !img_convert_bitmaps_copy(src, dst, skip_broken)) {
         goto out;
     }
     if (bdrv_flush(dst) < 0) {

@@ -91,6 +91,14 @@ bool img_snapshot_param_load(BlockDriverState *bs, const ImgSnapshotParam *p);
 void img_snapshot_param_clear(ImgSnapshotParam *p);
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(ImgSnapshotParam, img_snapshot_param_clear)
 
+/* convert --bitmaps (convert-bitmaps.c): before the target is created, whether src's
+ * persistent bitmaps can be copied (inconsistent ones only with skip_broken); after the
+ * data copy, each of them created in dst and filled from src's.  Both report, as
+ * qemu-img words it, and return false on failure. */
+bool img_convert_bitmaps_check(BlockDriverState *src, bool skip_broken);
+bool img_convert_bitmaps_copy(BlockDriverState *src, BlockDriverState *dst,
+                              bool skip_broken);
+
 /*
  * Opens filename (fmt NULL: probe) or reports the error; NULL on failure.  With
  * image_opts (qemu-img's --image-opts) filename is a node option string

@@ -27,7 +27,8 @@ static const struct {
       "info [--image-opts] [-f fmt] [--output=human|json] [--backing-chain] [-U] "
       "filename" },
     { "convert", img_convert,
-      "convert [--image-opts] [--target-image-opts] [-c] [-p] [-q] [-n] [-f fmt] "
+      "convert [--image-opts] [--target-image-opts] [--bitmaps [--skip-broken-bitmaps]] "
+      "[-C] [-c] [-p] [-q] [-n] [-f fmt] "
       "[-O output_fmt] [-o options] [-B backing_file [-F backing_fmt]] [-l snapshot_param] "
       "[-S sparse_size] [-r rate_limit] filename output_filename" },
     { "snapshot", img_snapshot,

@@ -226,3 +226,34 @@ def test_snapshot_param_errors_as_qemu(tmp_path, snap_image):
             (q.returncode, q.stdout, q.stderr.replace("qemu-img", "sen-img")), args
     assert not (tmp_path / "o.raw").exists()
     sen("convert", "-O", "raw", "-r", "10M", snap_image, tmp_path / "o.raw")
+
+
+def test_copy_offload_and_bitmaps_as_qemu(tmp_path):
+    """-C (copy offloading: tried, the ordinary copy when not), --bitmaps and
+    --skip-broken-bitmaps: qemu-img's refusals in its words, and the target's bitmaps
+    (name, granularity, enabled or not) those qemu-img's convert makes, image clean."""
+    src, raw = tmp_path / "bm.qcow2", tmp_path / "r.raw"
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", src, "4M")
+    run(QEMU_IMG, "bitmap", "--add", src, "b1")
+    run(QEMU_IMG, "bitmap", "--add", "-g", "128k", "--disable", src, "b2")
+    run(QEMU_IO, "-c", "write -P 5 0 64k", src)
+    run(QEMU_IMG, "create", "-q", "-f", "raw", raw, "1M")
+    for args in (["-C", "-c", "-O", "qcow2", src], ["-C", "-S", "0", "-O", "raw", src],
+                 ["--bitmaps", "-O", "raw", src], ["--skip-broken-bitmaps", "-O", "qcow2", src],
+                 ["--bitmaps", "-O", "qcow2", raw]):
+        # sen-img refuses a raw target before creating it (qemu-img leaves one behind).
+        s = run(SEN_IMG, "convert", *args, tmp_path / "o.img", check=False)
+        assert s.returncode == 1 and not (tmp_path / "o.img").exists()
+        q = run(QEMU_IMG, "convert", *args, tmp_path / "o.img", check=False)
+        assert (s.returncode, s.stdout, s.stderr) == \
+            (q.returncode, q.stdout, q.stderr.replace("qemu-img", "sen-img")), args
+        (tmp_path / "o.img").unlink(missing_ok=True)
+    bitmaps = {}
+    for who, tool in (("sen", SEN_IMG), ("qemu", QEMU_IMG)):
+        out = tmp_path / f"{who}.qcow2"
+        run(tool, "convert", "-C", "--bitmaps", "--skip-broken-bitmaps", "-O", "qcow2", src, out)
+        qemu_check_clean(out)
+        run(QEMU_IMG, "compare", src, out)
+        info = json.loads(run(QEMU_IMG, "info", "--output=json", out).stdout)
+        bitmaps[who] = info["format-specific"]["data"].get("bitmaps")
+    assert bitmaps["sen"] == bitmaps["qemu"] and len(bitmaps["sen"]) == 2
