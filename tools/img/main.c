@@ -27,13 +27,14 @@ static const struct {
       "info [--image-opts] [-f fmt] [--output=human|json] [--backing-chain] [-U] "
       "filename" },
     { "convert", img_convert,
-      "convert [--image-opts] [--target-image-opts] [--bitmaps [--skip-broken-bitmaps]] "
-      "[-C] [-c] [-p] [-q] [-n] [-f fmt] "
-      "[-O output_fmt] [-o options] [-B backing_file [-F backing_fmt]] [-l snapshot_param] "
-      "[-S sparse_size] [-r rate_limit] filename output_filename" },
+      "convert [--image-opts] [--target-image-opts] [--bitmaps "
+      "[--skip-broken-bitmaps]] [--target-is-zero] [-U] [-C] [-c] [-p] [-q] [-n] [-f "
+      "fmt] [-t cache] [-T src_cache] [-O output_fmt] [-o options] [-B backing_file "
+      "[-F backing_fmt]] [-l snapshot_param] [-S sparse_size] [-r rate_limit] [-m "
+      "num_coroutines] [-W] filename output_filename" },
     { "snapshot", img_snapshot,
-      "snapshot [--image-opts] [-f fmt] [-l | -a snapshot | -c snapshot | "
-      "-d snapshot] [-q] [-U] filename" },
+      "snapshot [--image-opts] [-f fmt] [-l | -a snapshot | -c snapshot | -d "
+      "snapshot] [-q] [-U] filename" },
     { "resize", img_resize,
       "resize [--image-opts] [--preallocation=PREALLOC] [--shrink] [-f fmt] [-q] "
       "filename [+ | -]size" },
@@ -44,8 +45,9 @@ static const struct {
       "compare [--image-opts] [-f fmt] [-F fmt] [-T src_cache] [-p] [-q] [-s] [-U] "
       "filename1 filename2" },
     { "bench", img_bench,
-      "bench [--image-opts] [-c count] [-d depth] [-f fmt] [--flush-interval=N] [-n] "
-      "[-o offset] [--pattern=N] [-q] [-s size] [-S step] [-t cache] [-w] filename" },
+      "bench [--image-opts] [-c count] [-d depth] [-f fmt] [--flush-interval=N] [-i "
+      "aio] [-n] [--no-drain] [-o offset] [--pattern=N] [-q] [-s size] [-S step] [-t "
+      "cache] [-w] [-U] filename" },
     { "rebase", img_rebase,
       "rebase [--image-opts] [-f fmt] [-t cache] [-T src_cache] [-p] [-q] [-u] [-U] "
       "-b backing_file [-F backing_fmt] filename" },
@@ -53,16 +55,17 @@ static const struct {
       "commit [--image-opts] [-q] [-f fmt] [-t cache] [-b base] [-r rate_limit] [-d] "
       "[-p] filename" },
     { "dd", img_dd,
-      "dd [--image-opts] [-f fmt] [-O output_fmt] [bs=block_size] [count=blocks] "
+      "dd [--image-opts] [-U] [-f fmt] [-O output_fmt] [bs=block_size] [count=blocks] "
       "[skip=blocks] if=input of=output" },
     { "amend", img_amend,
-      "amend [--image-opts] [-f fmt] [-q] -o options filename" },
+      "amend [--image-opts] [-p] [-q] [-f fmt] [-t cache] [--force] -o options "
+      "filename" },
     { "measure", img_measure,
       "measure [--image-opts] [--output=human|json] [-O output_fmt] [-o options] "
-      "[--size N | [-f fmt] [-l snapshot_param] filename]" },
+      "[--size N | [-f fmt] [-l snapshot_param] [-U] filename]" },
     { "check", img_check,
-      "check [--image-opts] [-f fmt] [--output=human|json] [-r leaks|all] [-q] "
-      "filename" },
+      "check [--image-opts] [-f fmt] [--output=human|json] [-r leaks|all] [-T "
+      "src_cache] [-q] [-U] filename" },
     { "bitmap", img_bitmap,
       "bitmap (--merge SOURCE | --add | --remove | --clear | --enable | --disable)... "
       "[-b source_file [-F source_fmt]] [-g granularity] [--image-opts | -f fmt] "
