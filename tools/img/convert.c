@@ -164,8 +164,14 @@ int img_convert(int argc, char **argv)
             goto out;
         }
     }
-    if (argc - optind != 2) {
-        error_report("Expecting one input and one output file name");
+    /* qemu-img: the last name is the target, all before it are sources. */
+    if (argc - optind < 2) {
+        error_report("Must specify image file name");
+        goto out;
+    }
+    if (argc - optind > 2) {
+        error_report("Concatenating several source images is not supported (one source "
+                     "and one output file name)");
         goto out;
     }
     const char *in = argv[optind], *outname = argv[optind + 1];

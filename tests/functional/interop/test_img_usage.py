@@ -157,3 +157,16 @@ def test_options_after_operands(tmp_path):
     snaps = {w: [s["name"] for s in _json(dirs[w], "info", "a.qcow2")["snapshots"]]
              for w in dirs}
     assert snaps["sen"] == snaps["qemu"] == ["s1", "s2"]
+
+
+def test_convert_operand_count(tmp_path):
+    """No source: qemu-img's words.  Several sources (qemu-img concatenates them): refused
+    with a message saying so, nothing created."""
+    dirs = _same_dirs(tmp_path)
+    for args in (["convert"], ["convert", "a.qcow2"], ["convert", "-O", "raw", "a.qcow2"]):
+        out = _both(dirs, args)
+        assert out["sen"] == out["qemu"] and out["sen"][0] == 1, args
+    p = run(SEN_IMG, "convert", "-O", "raw", "a.qcow2", "a.qcow2", "o.raw", check=False,
+            cwd=dirs["sen"])
+    assert p.returncode == 1 and "Concatenating several source images" in p.stderr
+    assert not (dirs["sen"] / "o.raw").exists()
