@@ -4,7 +4,9 @@ equal to the source and check clean, whatever the worker count or write order.""
 import json
 import os
 import random
+import shutil
 import subprocess
+import time
 
 import pytest
 from img_util import QEMU_IMG, QEMU_IO, SEN_IMG, needs_tools, qemu_check_clean, run
@@ -257,3 +259,39 @@ def test_copy_offload_and_bitmaps_as_qemu(tmp_path):
         info = json.loads(run(QEMU_IMG, "info", "--output=json", out).stdout)
         bitmaps[who] = info["format-specific"]["data"].get("bitmaps")
     assert bitmaps["sen"] == bitmaps["qemu"] and len(bitmaps["sen"]) == 2
+
+
+def _bitmap_map(tmp_path, img, name):
+    """qemu-img map of bitmap name in img, read through qemu-nbd's x-dirty-bitmap (dirty
+    ranges show as "data": false)."""
+    sock = tmp_path / "nbd.sock"
+    nbd = subprocess.Popen(["qemu-nbd", "-r", "-f", "qcow2", "-B", name, "-k", str(sock),
+                            "-t", str(img)])
+    try:
+        for _ in range(100):
+            if sock.exists():
+                break
+            time.sleep(0.05)
+        return json.loads(run(QEMU_IMG, "map", "--output=json", "--image-opts",
+                              f"driver=nbd,server.type=unix,server.path={sock},"
+                              f"x-dirty-bitmap=qemu:dirty-bitmap:{name}").stdout)
+    finally:
+        nbd.terminate()
+        nbd.wait(timeout=30)
+
+
+@pytest.mark.skipif(not shutil.which("qemu-nbd"), reason="qemu-nbd (Debian qemu-utils) "
+                    "not installed: no way to read a bitmap's bits from outside")
+def test_bitmaps_contents_copied(tmp_path):
+    """--bitmaps copies the bits too: each bitmap of the target has the source's dirty
+    ranges (b1 recorded a write; b2, added disabled, none)."""
+    src, out = tmp_path / "bm.qcow2", tmp_path / "out.qcow2"
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", src, "4M")
+    run(QEMU_IMG, "bitmap", "--add", src, "b1")
+    run(QEMU_IMG, "bitmap", "--add", "-g", "128k", "--disable", src, "b2")
+    run(QEMU_IO, "-c", "write -P 5 64k 64k", "-c", "write -P 6 3M 4k", src)
+    sen("convert", "--bitmaps", "-O", "qcow2", src, out)
+    for name in ("b1", "b2"):
+        theirs, ours = _bitmap_map(tmp_path, src, name), _bitmap_map(tmp_path, out, name)
+        assert ours == theirs, name
+    assert any(not e["data"] for e in _bitmap_map(tmp_path, out, "b1"))
