@@ -399,6 +399,16 @@ def tools():
     return sen_img, qemu_img
 
 
+def point_drive_at_qcow2(cmd, disk, qcow2, what):
+    """Points the raw -drive of --disk in cmd at the qcow2 image made from it."""
+    out = [a.replace("file=%s,format=raw," % disk, "file=%s,format=qcow2," % qcow2)
+           for a in cmd]
+    if out == cmd:
+        print("FAIL: no -drive file=%s to replace by %s" % (disk, what))
+        sys.exit(1)
+    cmd[:] = out
+
+
 def use_datafile_disk(cmd, disk):
     """Turns the raw --disk into a qcow2 image with an external data file and points the
     -drive at it.  Returns the qcow2 image's path."""
@@ -406,12 +416,7 @@ def use_datafile_disk(cmd, disk):
     qcow2 = disk + ".qcow2"
     subprocess.run([sen_img, "convert", "-O", "qcow2", "-o", "data_file=disk.data", disk,
                     qcow2], check=True)
-    out = [a.replace("file=%s,format=raw," % disk, "file=%s,format=qcow2," % qcow2)
-           for a in cmd]
-    if out == cmd:
-        print("FAIL: no -drive file=%s to replace by a data-file image" % disk)
-        sys.exit(1)
-    cmd[:] = out
+    point_drive_at_qcow2(cmd, disk, qcow2, "a data-file image")
     return qcow2
 
 
@@ -428,12 +433,7 @@ def use_bitmaps_disk(cmd, disk):
     shutil.copy(disk, disk + ".before")
     for name, opts in BITMAPS:
         subprocess.run([qemu_img, "bitmap", "--add"] + opts + [qcow2, name], check=True)
-    out = [a.replace("file=%s,format=raw," % disk, "file=%s,format=qcow2," % qcow2)
-           for a in cmd]
-    if out == cmd:
-        print("FAIL: no -drive file=%s to replace by a qcow2 image" % disk)
-        sys.exit(1)
-    cmd[:] = out
+    point_drive_at_qcow2(cmd, disk, qcow2, "a qcow2 image")
     return qcow2
 
 
