@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <libaio.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -342,6 +343,42 @@ int64_t file_posix_allocated_size(BlockDriverState *bs)
     return fstat(s->fd, &st) < 0 ? -errno : (int64_t)st.st_blocks * 512;
 }
 
+/*
+ * A view's pages past the file's end fault with SIGBUS: only when another program,
+ * ignoring the image's locks, shrinks the file under a reader.  The process cannot carry
+ * on (the faulting copy has no error path), so while any view is mapped a SIGBUS on an
+ * address ends it with a message and exit status 1, as a failed read would end
+ * sen-img, instead of a core dump.  Other SIGBUS faults keep the default action.
+ */
+static gint file_posix_maps_live;
+static char file_posix_sigbus_msg[160];
+
+static void file_posix_sigbus(int sig, siginfo_t *info, void *ctx)
+{
+    (void)ctx;
+    if (info->si_code == BUS_ADRERR && g_atomic_int_get(&file_posix_maps_live) > 0) {
+        ssize_t r = write(STDERR_FILENO, file_posix_sigbus_msg, strlen(file_posix_sigbus_msg));
+        (void)r;
+        _exit(1);
+    }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void file_posix_sigbus_install(void)
+{
+    static gsize done;
+    if (g_once_init_enter(&done)) {
+        snprintf(file_posix_sigbus_msg, sizeof(file_posix_sigbus_msg),
+                 "%s: an image file shrank while it was being read (a program that "
+                 "ignores image locks changed it)\n", program_invocation_short_name);
+        struct sigaction sa = { .sa_sigaction = file_posix_sigbus, .sa_flags = SA_SIGINFO };
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGBUS, &sa, NULL);
+        g_once_init_leave(&done, 1);
+    }
+}
+
 const uint8_t *file_posix_map(BlockDriverState *bs, int64_t offset, int64_t bytes,
                               FilePosixMap *m)
 {
@@ -359,8 +396,11 @@ const uint8_t *file_posix_map(BlockDriverState *bs, int64_t offset, int64_t byte
     int64_t start = offset / page * page;
     size_t len = offset + bytes - start;
     /* MAP_POPULATE: one call fills the page table instead of a fault per 64 KiB. */
+    file_posix_sigbus_install();
+    g_atomic_int_inc(&file_posix_maps_live);
     void *p = mmap(NULL, len, PROT_READ, MAP_SHARED | MAP_POPULATE, s->fd, start);
     if (p == MAP_FAILED) {
+        g_atomic_int_dec_and_test(&file_posix_maps_live);
         return NULL;
     }
     m->base = p;
@@ -372,6 +412,7 @@ void file_posix_unmap(FilePosixMap *m)
 {
     if (m->base) {
         munmap(m->base, m->len);
+        g_atomic_int_dec_and_test(&file_posix_maps_live);
         m->base = NULL;
         m->len = 0;
     }
