@@ -1006,6 +1006,8 @@ int qcow2_write_compressed_prepared(BlockDriverState *bs, uint64_t off, const ui
     uint64_t len = MIN(s->cluster_size, (uint64_t)bs->total_size - off);
     int ret;
     qcow2_lock_exclusive(s);
+    /* Like every other guest write, a compressed one marks the recording bitmaps. */
+    qcow2_bitmaps_mark_dirty(s, off, len);
     if (clen == -ENOSPC) {
         ret = qcow2_write_data(s, off, len, buf);
         goto out;

@@ -241,3 +241,25 @@ def test_broken_directory_fails_open_as_in_qemu(tmp_path, field, value, message)
         p = run(SEN_IMG, *args, check=False)
         assert p.returncode == 1, p.stdout
         assert message in p.stderr, p.stderr
+
+
+def test_compressed_convert_into_the_image_marks_the_bitmaps(tmp_path):
+    """sen-img convert -n -c writes compressed clusters by a path of its own: those
+    writes set the bits too, as qemu-img's do (before, the bitmaps stayed as they were and
+    the next incremental backup missed the new data)."""
+    src = tmp_path / "src.raw"
+    run(QEMU_IMG, "create", "-q", "-f", "raw", src, "64M")
+    run(QEMU_IO, "-f", "raw", "-c", "write -P 7 1M 2M", "-c", "write -P 9 40M 64k", src)
+    sen = image(tmp_path, "sen.qcow2")
+    qemu = tmp_path / "qemu.qcow2"
+    shutil.copy(sen, qemu)
+    before = bitmap_state(sen)
+    run(SEN_IMG, "convert", "-n", "-c", "-f", "raw", "-O", "qcow2", src, sen)
+    run(QEMU_IMG, "convert", "-n", "-c", "-f", "raw", "-O", "qcow2", src, qemu)
+    ours = bitmap_state(sen)
+    for name in ("b0", "b1", "b2"):
+        assert ours[name][1] > before[name][1], (name, before, ours)
+    assert ours == bitmap_state(qemu)
+    assert ours["b3"] == before["b3"]
+    qemu_check_clean(sen)
+    run(QEMU_IMG, "compare", sen, qemu)
