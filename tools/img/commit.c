@@ -5,7 +5,6 @@
  */
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "block/qcow2.h"
 #include "tools/img/img.h"
@@ -50,21 +49,6 @@ static bool commit_option(int c, const char *arg, void *opaque)
     }
     default:
         return false;
-    }
-}
-
-/* Sleeps until copying done bytes since start_ns has taken as long as rate allows. */
-static void commit_throttle(uint64_t rate, int64_t start_ns, uint64_t done)
-{
-    if (!rate) {
-        return;
-    }
-    int64_t due = start_ns + (int64_t)((double)done * 1e9 / (double)rate);
-    int64_t now = g_get_monotonic_time() * 1000;
-    if (due > now) {
-        struct timespec ts = { .tv_sec = (due - now) / 1000000000,
-                               .tv_nsec = (due - now) % 1000000000 };
-        nanosleep(&ts, NULL);
     }
 }
 
@@ -153,7 +137,7 @@ int img_commit(int argc, char **argv)
                 ok = false;
             }
             copied += n;
-            commit_throttle(o.rate, start_ns, copied);
+            img_throttle(o.rate, start_ns, copied);
         }
         off += n;
         if (progress && !quiet) {

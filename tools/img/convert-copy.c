@@ -19,6 +19,7 @@
 #include "sen/buffer-is-zero.h"
 #include "block/qcow2.h"
 #include "tools/img/convert-copy.h"
+#include "tools/img/img.h"
 
 enum { CHUNKS_PER_WORKER = 4 };
 
@@ -45,6 +46,7 @@ typedef struct CopyRun {
     CopyChunk *parked;      /* in order: finished chunks waiting to be written, by off */
     bool writing;           /* in order: a worker is writing the chunks in line */
     int64_t next_read;      /* the chunk the next idle worker takes */
+    int64_t start_ns;       /* -r: when the copy began */
     int64_t next_write;     /* in order: the chunk whose write comes next */
     uint64_t done;          /* bytes written, for the progress line */
     int ret;                /* first error (-errno), 0 while all is well */
@@ -272,6 +274,11 @@ static CopyChunk *copy_next_chunk(CopyRun *r)
         r->next_read += r->c->chunk;
     }
     g_mutex_unlock(&r->lock);
+    /* -r paces the chunks' starts: chunk k starts once off/rate seconds have passed, so
+     * the workers together read no faster than the rate however many there are. */
+    if (k) {
+        img_throttle(r->c->rate, r->start_ns, (uint64_t)k->off);
+    }
     return k;
 }
 
@@ -367,6 +374,7 @@ bool convert_copy(const ConvertCopy *c, Error **errp)
     CopyRun r = {
         .c = c,
         .gran = c->sparse && !c->compress ? MIN(c->sparse, c->chunk) : c->cluster_size,
+        .start_ns = g_get_monotonic_time() * 1000,
     };
     int64_t nchunks = (c->size + c->chunk - 1) / c->chunk;
     int nworkers = (int)MAX(1, MIN((int64_t)c->workers, nchunks));

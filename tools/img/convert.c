@@ -58,6 +58,7 @@ int img_convert(int argc, char **argv)
     bool in_order = true;
     bool copy_range = false, bitmaps = false, skip_broken = false, explicit_sparse = false;
     uint64_t sparse = 4096, workers = 8;
+    int64_t rate = 0;
     int c, ret = 1, dst_flags = BDRV_O_RDWR, share_flags = 0; /* -U: BDRV_O_FORCE_SHARE */
     /* qemu-img's default for the target: nothing is flushed until the copy is done. */
     const char *cache = "unsafe";
@@ -146,13 +147,11 @@ int img_convert(int argc, char **argv)
         case 'U':
             share_flags = BDRV_O_FORCE_SHARE;
             break;
-        case 'r': {
-            int64_t rate; /* checked as qemu-img does; no limit is applied */
+        case 'r':
             if (!img_parse_num("rate limit", optarg, &rate)) {
                 goto out;
             }
             break;
-        }
         case 'T':
         case 'z':
             break; /* source cache mode: nothing to change here */
@@ -256,6 +255,7 @@ int img_convert(int argc, char **argv)
         /* A new image without backing reads as zeros: zero runs need no write at all. */
         .target_zero = !no_create && !backing,
         .in_order = in_order, .workers = workers, .progress = show_progress && !quiet,
+        .rate = (uint64_t)rate,
     };
     Error *err = NULL;
     if (!convert_copy(&copy, &err)) {

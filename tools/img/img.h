@@ -120,5 +120,8 @@ bool img_parse_size(const char *str, uint64_t *out);
 /* A byte count 0..INT64_MAX with the size suffixes, as qemu-img's cvtnum: false with its
  * messages naming what ("start offset": "Invalid start offset specified. ..."). */
 bool img_parse_num(const char *what, const char *str, int64_t *out);
+/* -r: sleeps until moving done bytes since start_ns (g_get_monotonic_time() * 1000) has
+ * taken as long as rate bytes a second allow; rate 0 is no limit. */
+void img_throttle(uint64_t rate, int64_t start_ns, uint64_t done);
 
 #endif

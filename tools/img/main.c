@@ -6,6 +6,7 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "sen-config.h"
 #include "sen/keyval.h"
@@ -176,6 +177,20 @@ bool img_parse_num(const char *what, const char *str, int64_t *out)
     }
     *out = v;
     return true;
+}
+
+void img_throttle(uint64_t rate, int64_t start_ns, uint64_t done)
+{
+    if (!rate) {
+        return;
+    }
+    int64_t due = start_ns + (int64_t)MIN((double)done * 1e9 / (double)rate, 1e18);
+    int64_t now = g_get_monotonic_time() * 1000;
+    if (due > now) {
+        struct timespec ts = { .tv_sec = (due - now) / 1000000000,
+                               .tv_nsec = (due - now) % 1000000000 };
+        nanosleep(&ts, NULL);
+    }
 }
 
 bool img_parse_size(const char *str, uint64_t *out)
