@@ -54,6 +54,63 @@ typedef struct CopyRun {
     bool err_write;
 } CopyRun;
 
+/* The source holding target offset *off, which becomes an offset in it; *avail is how
+ * many bytes from there belong to it. */
+static const ConvertSource *src_at(const ConvertCopy *c, int64_t *off, int64_t *avail)
+{
+    int i = 0;
+
+    while (i < c->nsrcs - 1 && *off >= c->srcs[i].size) {
+        *off -= c->srcs[i++].size;
+    }
+    *avail = c->srcs[i].size - *off;
+    return &c->srcs[i];
+}
+
+/*
+ * bdrv_block_status of the concatenated sources at target offset off (*map in the
+ * answering source's *file).  A source's sector tail past its end reads as zeroes.
+ */
+static int src_block_status(const ConvertCopy *c, int64_t off, int64_t n, int64_t *pnum,
+                            int64_t *map, BlockDriverState **file)
+{
+    int64_t avail;
+    const ConvertSource *s = src_at(c, &off, &avail);
+
+    n = MIN(n, avail);
+    if (off >= s->len) {
+        *pnum = n;
+        *map = 0;
+        *file = NULL;
+        return BDRV_BLOCK_ZERO;
+    }
+    return bdrv_block_status(s->bs, off, MIN(n, s->len - off), pnum, map, file);
+}
+
+/* bdrv_pread across the concatenated sources (zeroes past a source's end). */
+static int src_pread(const ConvertCopy *c, int64_t off, uint64_t n, uint8_t *buf,
+                     int64_t *err_off)
+{
+    while (n) {
+        int64_t o = off, avail;
+        const ConvertSource *s = src_at(c, &o, &avail);
+        uint64_t len = MIN(n, (uint64_t)avail);
+        uint64_t data = o < s->len ? MIN(len, (uint64_t)(s->len - o)) : 0;
+        if (data) {
+            int ret = bdrv_pread(s->bs, o, data, buf);
+            if (ret < 0) {
+                *err_off = off;
+                return ret;
+            }
+        }
+        memset(buf + data, 0, len - data);
+        off += len;
+        buf += len;
+        n -= len;
+    }
+    return 0;
+}
+
 static void copy_fail(CopyRun *r, int ret, int64_t off, bool write)
 {
     g_mutex_lock(&r->lock);
@@ -87,7 +144,7 @@ static bool copy_map(CopyRun *r, CopyChunk *k)
     for (uint64_t p = 0; p < n;) {
         int64_t pnum = 0, map = 0;
         BlockDriverState *file = NULL;
-        int st = bdrv_block_status(c->src, k->off + p, n - p, &pnum, &map, &file);
+        int st = src_block_status(c, k->off + p, n - p, &pnum, &map, &file);
         if (st < 0 || pnum <= 0) {
             return false;
         }
@@ -139,7 +196,7 @@ static int copy_read(CopyRun *r, CopyChunk *k, int64_t *err_off)
     for (uint64_t p = 0; p < n;) {
         int64_t pnum = 0, map = 0;
         BlockDriverState *file = NULL;
-        int st = bdrv_block_status(c->src, off + p, n - p, &pnum, &map, &file);
+        int st = src_block_status(c, off + p, n - p, &pnum, &map, &file);
         if (st < 0 || pnum <= 0) {
             /* No answer: read the rest, which is always right. */
             p = n;
@@ -150,10 +207,9 @@ static int copy_read(CopyRun *r, CopyChunk *k, int64_t *err_off)
             continue;
         }
         if (p > data_start) {
-            int ret = bdrv_pread(c->src, off + data_start, p - data_start,
-                                 k->buf + data_start);
+            int ret = src_pread(c, off + data_start, p - data_start, k->buf + data_start,
+                                err_off);
             if (ret < 0) {
-                *err_off = off + data_start;
                 return ret;
             }
         }
@@ -171,9 +227,9 @@ static int copy_read(CopyRun *r, CopyChunk *k, int64_t *err_off)
         data_start = zend;
     }
     if (data_start < n) {
-        int ret = bdrv_pread(c->src, off + data_start, n - data_start, k->buf + data_start);
+        int ret = src_pread(c, off + data_start, n - data_start, k->buf + data_start,
+                            err_off);
         if (ret < 0) {
-            *err_off = off + data_start;
             return ret;
         }
     }
@@ -233,6 +289,7 @@ static int copy_write(CopyRun *r, CopyChunk *k, int64_t *err_off)
         }
         return 0;
     }
+    n = MIN(n, (uint64_t)MAX(c->dst_len - off, 0));
     for (uint64_t p = 0; p < n;) {
         uint64_t len = MIN(gran, n - p);
         bool zero = unit_is_zero(r, k, p, len);

@@ -7,9 +7,21 @@
 #include "sen/block.h"
 #include "sen/error.h"
 
+/* One source image; several are copied one after the other, as qemu-img concatenates. */
+typedef struct ConvertSource {
+    BlockDriverState *bs;
+    int64_t len;            /* its length in bytes */
+    int64_t size;           /* bytes it fills in the target: len up to a whole sector,
+                             * the tail reading as zeroes (qemu-img counts sectors) */
+} ConvertSource;
+
 typedef struct ConvertCopy {
-    BlockDriverState *src, *dst;
-    int64_t size;           /* bytes to copy from offset 0 */
+    const ConvertSource *srcs;
+    int nsrcs;
+    BlockDriverState *dst;
+    int64_t size;           /* bytes to copy from offset 0: the sources' sizes summed */
+    int64_t dst_len;        /* the target's length: writes stop there (-n onto a target
+                             * whose last sector is partial; only zeroes lie past it) */
     uint64_t chunk;         /* bytes per request, a multiple of cluster_size */
     uint64_t cluster_size;  /* the target's (65536 when it has none) */
     uint64_t sparse;        /* -S: zero runs of this size are not written; 0: none */

@@ -19,6 +19,21 @@
 
 #define CONVERT_CHUNK (2 * 1024 * 1024)
 
+/* The value of key in a -o option string, or NULL (a malformed string is reported when the
+ * target is created). */
+static char *img_convert_opt(const char *opts, const char *key)
+{
+    if (!opts || !*opts) {
+        return NULL;
+    }
+    Keyval *kv = keyval_parse(opts, NULL, NULL);
+    char *v = kv ? g_strdup(keyval_get(kv, key)) : NULL;
+    if (kv) {
+        keyval_free(kv);
+    }
+    return v;
+}
+
 static bool create_target(const char *fmt, const char *filename, const char *opts,
                           uint64_t size, const char *backing, const char *backing_fmt)
 {
@@ -57,12 +72,16 @@ int img_convert(int argc, char **argv)
     bool compress = false, show_progress = false, no_create = false, quiet = false;
     bool in_order = true;
     bool copy_range = false, bitmaps = false, skip_broken = false, explicit_sparse = false;
+    bool target_is_zero = false; /* --target-is-zero */
     uint64_t sparse = 4096, workers = 8;
     int64_t rate = 0;
     int c, ret = 1, dst_flags = BDRV_O_RDWR, share_flags = 0; /* -U: BDRV_O_FORCE_SHARE */
     /* qemu-img's default for the target: nothing is flushed until the copy is done. */
     const char *cache = "unsafe";
-    BlockDriverState *src = NULL, *dst = NULL;
+    BlockDriverState *dst = NULL;
+    ConvertSource *srcs = NULL;
+    int nsrcs = 0;
+    g_autofree char *backing_opt = NULL, *backing_fmt_opt = NULL;
     g_auto(ImgSnapshotParam) snapshot = { 0 }; /* -l */
     static const struct option longopts[] = {
         { "help", no_argument, NULL, 'h' },
@@ -152,8 +171,10 @@ int img_convert(int argc, char **argv)
                 goto out;
             }
             break;
-        case 'T':
         case 'z':
+            target_is_zero = true;
+            break;
+        case 'T':
             break; /* source cache mode: nothing to change here */
         case 'h':
             img_print_usage("convert");
@@ -168,12 +189,7 @@ int img_convert(int argc, char **argv)
         error_report("Must specify image file name");
         goto out;
     }
-    if (argc - optind > 2) {
-        error_report("Concatenating several source images is not supported (one source "
-                     "and one output file name)");
-        goto out;
-    }
-    const char *in = argv[optind], *outname = argv[optind + 1];
+    const char *outname = argv[argc - 1];
     /* qemu-img's checks, in its order and words. */
     if (tgt_image_opts && !no_create) {
         error_report("--target-image-opts requires use of -n flag");
@@ -181,6 +197,10 @@ int img_convert(int argc, char **argv)
     }
     if (no_create && opts->len) {
         error_report("-o has no effect when skipping image creation");
+        goto out;
+    }
+    if (target_is_zero && !no_create) {
+        error_report("--target-is-zero requires use of -n flag");
         goto out;
     }
     if (!img_parse_cache(cache, &dst_flags)) {
@@ -210,8 +230,57 @@ int img_convert(int argc, char **argv)
         error_report("Compression not supported for this file format");
         goto out;
     }
-    src = img_open(in, fmt, image_opts, share_flags);
-    if (!src || !img_snapshot_param_load(src, &snapshot)) {
+    /* Several sources are concatenated, each taking whole sectors, as in qemu-img. */
+    nsrcs = argc - optind - 1;
+    srcs = g_new0(ConvertSource, nsrcs);
+    int64_t size = 0;
+    for (int i = 0; i < nsrcs; i++) {
+        const char *in = argv[optind + i];
+        srcs[i].bs = img_open(in, fmt, image_opts, share_flags);
+        if (!srcs[i].bs) {
+            goto out;
+        }
+        srcs[i].len = bdrv_getlength(srcs[i].bs);
+        if (srcs[i].len < 0) {
+            error_report("Could not get size of %s: %s", in, g_strerror((int)-srcs[i].len));
+            goto out;
+        }
+        srcs[i].size = bdrv_get_reported_size(srcs[i].bs);
+        size += srcs[i].size;
+    }
+    BlockDriverState *src = srcs[0].bs;
+    /* qemu-img loads a snapshot.id=/snapshot.name= form into the first source only. */
+    if (snapshot.id_or_name && nsrcs > 1) {
+        error_report("No support for concatenating multiple snapshot");
+        goto out;
+    }
+    if (!img_snapshot_param_load(src, &snapshot)) {
+        goto out;
+    }
+    if (!no_create) {
+        /* -o backing_file= wins over -B, as in qemu-img; either needs a backing format. */
+        backing_opt = img_convert_opt(opts->str, "backing_file");
+        backing_fmt_opt = img_convert_opt(opts->str, "backing_fmt");
+        if (backing_opt) {
+            backing = backing_opt;
+        }
+    }
+    if (target_is_zero && backing) {
+        error_report("Cannot use --target-is-zero when the destination image has a "
+                     "backing file");
+        goto out;
+    }
+    if (nsrcs > 1 && backing) {
+        error_report("Having a backing file for the target makes no sense when "
+                     "concatenating multiple input images");
+        goto out;
+    }
+    if (!no_create && backing && !backing_fmt && !backing_fmt_opt) {
+        error_report("Use of backing file requires explicit backing format");
+        goto out;
+    }
+    if (bitmaps && nsrcs > 1) {
+        error_report("Copying bitmaps only possible with single source");
         goto out;
     }
     if (bitmaps && !img_convert_bitmaps_check(src, skip_broken)) {
@@ -221,13 +290,9 @@ int img_convert(int argc, char **argv)
         error_report("Format driver '%s' does not support bitmaps", out_fmt);
         goto out;
     }
-    int64_t size = bdrv_getlength(src);
-    if (size < 0) {
-        error_report("Could not get size of '%s'", in);
-        goto out;
-    }
     if (!no_create &&
-        !create_target(out_fmt, outname, opts->str, size, backing, backing_fmt)) {
+        !create_target(out_fmt, outname, opts->str, size, backing_opt ? NULL : backing,
+                       backing_fmt)) {
         goto out;
     }
     dst = img_open(outname, out_fmt, tgt_image_opts, dst_flags);
@@ -238,7 +303,12 @@ int img_convert(int argc, char **argv)
         error_report("Compression not supported for this file format");
         goto out;
     }
-    if (no_create && bdrv_getlength(dst) < size) {
+    /* Sizes count whole sectors, as qemu-img's; the last source's data must fit in the
+     * target itself though (qemu-img would grow a file target to the sector's end,
+     * sen-img leaves it as it is and writes nothing but that sector's zero tail past it). */
+    int64_t dst_len = bdrv_getlength(dst);
+    if (no_create && (bdrv_get_reported_size(dst) < size ||
+                      dst_len < size - srcs[nsrcs - 1].size + srcs[nsrcs - 1].len)) {
         error_report("output file is smaller than input file");
         goto out;
     }
@@ -246,14 +316,14 @@ int img_convert(int argc, char **argv)
     uint64_t cs = bdrv_get_info(dst, &bdi) == 0 && bdi.cluster_size ? bdi.cluster_size
                                                                     : 65536;
     ConvertCopy copy = {
-        .src = src, .dst = dst, .size = size,
+        .srcs = srcs, .nsrcs = nsrcs, .dst = dst, .size = size, .dst_len = dst_len,
         /* With -c one cluster per chunk, as qemu-img: compression times vary a lot
          * between clusters, and in-order writes would leave the workers of big chunks
          * waiting for the slowest one. */
         .chunk = compress ? cs : MAX(cs, (uint64_t)CONVERT_CHUNK) / cs * cs,
         .cluster_size = cs, .sparse = sparse, .compress = compress,
         /* A new image without backing reads as zeros: zero runs need no write at all. */
-        .target_zero = !no_create && !backing,
+        .target_zero = no_create ? target_is_zero : !backing,
         .in_order = in_order, .workers = workers, .progress = show_progress && !quiet,
         .rate = (uint64_t)rate,
     };
@@ -278,9 +348,12 @@ out:
     if (dst) {
         bdrv_unref(dst);
     }
-    if (src) {
-        bdrv_unref(src);
+    for (int i = 0; i < nsrcs; i++) {
+        if (srcs[i].bs) {
+            bdrv_unref(srcs[i].bs);
+        }
     }
+    g_free(srcs);
     g_string_free(opts, TRUE);
     return ret;
 }

@@ -242,6 +242,98 @@ def test_rate_limit_paces_the_copy(tmp_path, workers):
     run(QEMU_IMG, "compare", "-q", src, out)
 
 
+@pytest.mark.parametrize("opts", [[], ["-m", "1"], ["-W"], ["-S", "0"], ["-c"]])
+@pytest.mark.parametrize("out_fmt", ["raw", "qcow2"])
+def test_concatenation_as_qemu(tmp_path, opts, out_fmt):
+    """Several sources are copied one after the other, each taking whole sectors (a
+    1000-byte raw file takes 1024, its tail reading as zeroes), formats probed one by
+    one: the target qemu-img writes."""
+    if "-c" in opts and out_fmt != "qcow2":
+        pytest.skip("compression is qcow2 only")
+    mixed = make_mixed_qcow2(tmp_path, "cluster_size=65536")
+    odd, tail = tmp_path / "odd.raw", tmp_path / "tail.raw"
+    odd.write_bytes(random.Random(3).randbytes(1000))
+    make_sparse_raw(tail, seed=5)
+    srcs = [odd, mixed, odd, tail]
+    ref, out = tmp_path / f"ref.{out_fmt}", tmp_path / f"out.{out_fmt}"
+    run(QEMU_IMG, "convert", *opts, "-O", out_fmt, *srcs, ref)
+    sen("convert", *opts, "-O", out_fmt, *srcs, out)
+    if out_fmt == "raw":
+        assert out.read_bytes() == ref.read_bytes()
+    else:
+        run(QEMU_IMG, "compare", "-s", ref, out)
+        qemu_check_clean(out)
+
+
+@pytest.mark.parametrize("args", [
+    ["-l", "one", "S", "S"],                       # a bare snapshot name, two sources
+    ["--bitmaps", "-O", "qcow2", "S", "S"],
+    ["-O", "qcow2", "-B", "B", "-F", "qcow2", "S", "S"],
+    ["-O", "qcow2", "-o", "backing_file=B,backing_fmt=qcow2", "S", "S"],
+    ["-O", "qcow2", "-B", "B", "S"],               # no backing format
+    ["-O", "qcow2", "-o", "backing_file=B", "S"],
+    ["--target-is-zero", "-O", "qcow2", "S"],      # without -n
+    ["-n", "--target-is-zero", "-B", "B", "S"],
+])
+def test_source_and_backing_errors_as_qemu(tmp_path, snap_image, args):
+    """Refusals about several sources, backing files and --target-is-zero: qemu-img's
+    order and words, exit 1, no target written."""
+    base = tmp_path / "b.qcow2"
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", base, "8M")
+    out = {}
+    for tool in (SEN_IMG, QEMU_IMG):
+        tgt = tmp_path / "t.img"
+        tgt.unlink(missing_ok=True)
+        if "-n" in args:
+            run(QEMU_IMG, "create", "-q", "-f", "qcow2", tgt, "8M")
+        before = tgt.read_bytes() if tgt.exists() else None
+        argv = [str(snap_image) if a == "S" else str(base) if a == "B" else a for a in args]
+        p = run(tool, "convert", *argv, tgt, check=False)
+        out[tool] = (p.returncode, p.stdout, p.stderr.replace(str(tool), "x")
+                     .replace("qemu-img", "x").replace("sen-img", "x"))
+        assert (tgt.read_bytes() if tgt.exists() else None) == before, tool
+    if "--target-is-zero" in args and "-B" in args:
+        # qemu-img 7.2 prints this error and exits 0 (its ret is still 0 there); an
+        # error is exit 1 in sen-img.
+        assert out[QEMU_IMG][0] == 0
+        out[QEMU_IMG] = (1,) + out[QEMU_IMG][1:]
+    assert out[SEN_IMG] == out[QEMU_IMG] and out[SEN_IMG][0] == 1
+
+
+def test_backing_from_create_options_keeps_zeroes(tmp_path):
+    """-o backing_file= gives the target a backing file as -B does: zero runs of the source
+    must then be written, or the target would show the backing file's data there (sen-img
+    skipped them as on a blank target)."""
+    base, src = tmp_path / "base.qcow2", tmp_path / "src.raw"
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", base, "4M")
+    run(QEMU_IO, "-c", "write -P 7 0 4M", base)
+    make_sparse_raw(src, seed=9)
+    with open(src, "r+b") as f:
+        f.truncate(4 * MiB)
+    for i, opt in enumerate(["backing_file=%s,backing_fmt=qcow2" % base]):
+        out = tmp_path / f"o{i}.qcow2"
+        sen("convert", "-O", "qcow2", "-o", opt, src, out)
+        run(QEMU_IMG, "compare", src, out)
+        assert json.loads(run(QEMU_IMG, "info", "--output=json", out).stdout)[
+            "backing-filename"] == str(base)
+
+
+def test_target_is_zero_skips_zero_writes(tmp_path):
+    """-n --target-is-zero: the user vouches the target reads as zeroes, so zero runs are
+    not written: data already there stays, exactly as qemu-img leaves it."""
+    src = tmp_path / "src.raw"
+    make_sparse_raw(src, seed=11)
+    got = {}
+    for tool in (SEN_IMG, QEMU_IMG):
+        tgt = tmp_path / "t.raw"
+        tgt.write_bytes(b"\xee" * SIZE)
+        run(tool, "convert", "-n", "--target-is-zero", "-O", "raw", src, tgt)
+        got[tool] = tgt.read_bytes()
+    # qemu-img also grows the file to its last sector's end (zeroes); sen-img leaves it.
+    assert got[QEMU_IMG][SIZE:] == bytes(len(got[QEMU_IMG]) - SIZE)
+    assert got[SEN_IMG] == got[QEMU_IMG][:SIZE] and got[SEN_IMG] != src.read_bytes()
+
+
 def test_copy_offload_and_bitmaps_as_qemu(tmp_path):
     """-C (copy offloading: tried, the ordinary copy when not), --bitmaps and
     --skip-broken-bitmaps: qemu-img's refusals in its words, and the target's bitmaps

@@ -160,13 +160,11 @@ def test_options_after_operands(tmp_path):
 
 
 def test_convert_operand_count(tmp_path):
-    """No source: qemu-img's words.  Several sources (qemu-img concatenates them): refused
-    with a message saying so, nothing created."""
+    """No source: qemu-img's words.  Several sources are concatenated, the same image
+    twice included: the same output as qemu-img's."""
     dirs = _same_dirs(tmp_path)
-    for args in (["convert"], ["convert", "a.qcow2"], ["convert", "-O", "raw", "a.qcow2"]):
+    for args in (["convert"], ["convert", "a.qcow2"], ["convert", "-O", "raw", "a.qcow2"],
+                 ["convert", "-O", "raw", "a.qcow2", "a.qcow2", "o.raw"]):
         out = _both(dirs, args)
-        assert out["sen"] == out["qemu"] and out["sen"][0] == 1, args
-    p = run(SEN_IMG, "convert", "-O", "raw", "a.qcow2", "a.qcow2", "o.raw", check=False,
-            cwd=dirs["sen"])
-    assert p.returncode == 1 and "Concatenating several source images" in p.stderr
-    assert not (dirs["sen"] / "o.raw").exists()
+        assert out["sen"] == out["qemu"], args
+    assert (dirs["sen"] / "o.raw").read_bytes() == (dirs["qemu"] / "o.raw").read_bytes()
