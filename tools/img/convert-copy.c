@@ -47,6 +47,7 @@ typedef struct CopyRun {
     bool writing;           /* in order: a worker is writing the chunks in line */
     int64_t next_read;      /* the chunk the next idle worker takes */
     int64_t start_ns;       /* -r: when the copy began */
+    uint64_t throttled;     /* -r: bytes of the write requests issued so far (atomic) */
     int64_t next_write;     /* in order: the chunk whose write comes next */
     uint64_t done;          /* bytes written, for the progress line */
     int ret;                /* first error (-errno), 0 while all is well */
@@ -265,6 +266,19 @@ static void copy_compress(CopyRun *r, CopyChunk *k)
     }
 }
 
+/*
+ * -r limits what is written, as qemu-img's throttle on the target: each write request
+ * (zeroes and compressed clusters included, skipped zero runs not) waits until the
+ * requests before it have taken as long as the rate allows, whichever worker sends it.
+ */
+static void copy_throttle(CopyRun *r, uint64_t len)
+{
+    if (r->c->rate) {
+        uint64_t before = __atomic_fetch_add(&r->throttled, len, __ATOMIC_RELAXED);
+        img_throttle(r->c->rate, r->start_ns, before);
+    }
+}
+
 /* Writes the chunk: compressed clusters, or one request per run of data or of zeroes
  * (zero runs are left out when the target already reads as zeroes). */
 static int copy_write(CopyRun *r, CopyChunk *k, int64_t *err_off)
@@ -280,6 +294,7 @@ static int copy_write(CopyRun *r, CopyChunk *k, int64_t *err_off)
             if (clens[i] == -1) {
                 continue;
             }
+            copy_throttle(r, MIN(c->cluster_size, n - p));
             int ret = qcow2_write_compressed_prepared(c->dst, off + p, k->buf + p,
                                                       k->cbuf + p, clens[i]);
             if (ret < 0) {
@@ -297,6 +312,9 @@ static int copy_write(CopyRun *r, CopyChunk *k, int64_t *err_off)
             len += MIN(gran, n - p - len);
         }
         int ret = 0;
+        if (!zero || !c->target_zero) {
+            copy_throttle(r, len);
+        }
         if (zero && !c->target_zero) {
             ret = bdrv_pwrite_zeroes(c->dst, off + p, len, 0);
         } else if (!zero) {
@@ -331,11 +349,6 @@ static CopyChunk *copy_next_chunk(CopyRun *r)
         r->next_read += r->c->chunk;
     }
     g_mutex_unlock(&r->lock);
-    /* -r paces the chunks' starts: chunk k starts once off/rate seconds have passed, so
-     * the workers together read no faster than the rate however many there are. */
-    if (k) {
-        img_throttle(r->c->rate, r->start_ns, (uint64_t)k->off);
-    }
     return k;
 }
 

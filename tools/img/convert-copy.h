@@ -30,7 +30,7 @@ typedef struct ConvertCopy {
     bool in_order;          /* no -W: writes in guest order */
     unsigned workers;       /* -m: chunks in flight */
     bool progress;          /* -p: print the percentage after each chunk */
-    uint64_t rate;          /* -r: bytes a second read from the source; 0: no limit */
+    uint64_t rate;          /* -r: bytes a second written to the target; 0: no limit */
 } ConvertCopy;
 
 /* Copies; false with "error while reading|writing at byte N: reason" on failure. */
