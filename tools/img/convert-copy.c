@@ -88,6 +88,28 @@ static int src_block_status(const ConvertCopy *c, int64_t off, int64_t n, int64_
     return bdrv_block_status(s->bs, off, MIN(n, s->len - off), pnum, map, file);
 }
 
+/*
+ * --salvage: reads [off, off+n) of bs again sector by sector after a failed read; a
+ * sector that still fails reads as zeroes, with qemu-img's warning naming its offset in
+ * that source.
+ */
+static void src_pread_salvage(const ConvertCopy *c, BlockDriverState *bs, int64_t off,
+                              uint64_t n, uint8_t *buf)
+{
+    for (uint64_t p = 0; p < n;) {
+        uint64_t len = MIN(BDRV_SECTOR_SIZE - (off + p) % BDRV_SECTOR_SIZE, n - p);
+        int ret = bdrv_pread(bs, off + p, len, buf + p);
+        if (ret < 0) {
+            if (!c->quiet) {
+                warn_report("error while reading offset %" G_GINT64_FORMAT ": %s",
+                            (int64_t)(off + p), g_strerror(-ret));
+            }
+            memset(buf + p, 0, len);
+        }
+        p += len;
+    }
+}
+
 /* bdrv_pread across the concatenated sources (zeroes past a source's end). */
 static int src_pread(const ConvertCopy *c, int64_t off, uint64_t n, uint8_t *buf,
                      int64_t *err_off)
@@ -99,7 +121,9 @@ static int src_pread(const ConvertCopy *c, int64_t off, uint64_t n, uint8_t *buf
         uint64_t data = o < s->len ? MIN(len, (uint64_t)(s->len - o)) : 0;
         if (data) {
             int ret = bdrv_pread(s->bs, o, data, buf);
-            if (ret < 0) {
+            if (ret < 0 && c->salvage) {
+                src_pread_salvage(c, s->bs, o, data, buf);
+            } else if (ret < 0) {
                 *err_off = off;
                 return ret;
             }
@@ -139,8 +163,10 @@ static bool copy_map(CopyRun *r, CopyChunk *k)
     BlockDriverState *data_file = NULL;
     int64_t delta = 0;  /* host file offset - guest offset of every data byte */
 
-    if (c->compress || !c->sparse) {
-        return false;  /* -c compresses out of buf; -S 0 would memset zero extents */
+    if (c->compress || !c->sparse || c->salvage) {
+        /* -c compresses out of buf; -S 0 would memset zero extents; a view cannot tell
+         * which sector of it fails to read (--salvage needs to: SIGBUS ends the run). */
+        return false;
     }
     for (uint64_t p = 0; p < n;) {
         int64_t pnum = 0, map = 0;

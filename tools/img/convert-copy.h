@@ -31,6 +31,8 @@ typedef struct ConvertCopy {
     unsigned workers;       /* -m: chunks in flight */
     bool progress;          /* -p: print the percentage after each chunk */
     uint64_t rate;          /* -r: bytes a second written to the target; 0: no limit */
+    bool salvage;           /* --salvage: sectors that fail to read are zeroes */
+    bool quiet;             /* -q: no --salvage warnings */
 } ConvertCopy;
 
 /* Copies; false with "error while reading|writing at byte N: reason" on failure. */

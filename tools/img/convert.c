@@ -73,6 +73,7 @@ int img_convert(int argc, char **argv)
     bool in_order = true;
     bool copy_range = false, bitmaps = false, skip_broken = false, explicit_sparse = false;
     bool target_is_zero = false; /* --target-is-zero */
+    bool salvage = false;        /* --salvage */
     uint64_t sparse = 4096, workers = 8;
     int64_t rate = 0;
     int c, ret = 1, dst_flags = BDRV_O_RDWR, share_flags = 0; /* -U: BDRV_O_FORCE_SHARE */
@@ -91,6 +92,7 @@ int img_convert(int argc, char **argv)
         { "target-is-zero", no_argument, NULL, 'z' },
         { "bitmaps", no_argument, NULL, IMG_OPT_FIRST_CMD },
         { "skip-broken-bitmaps", no_argument, NULL, IMG_OPT_FIRST_CMD + 1 },
+        { "salvage", no_argument, NULL, IMG_OPT_FIRST_CMD + 2 },
         { NULL, 0, NULL, 0 },
     };
     while ((c = img_getopt(argc, argv, "hf:O:B:F:co:l:pnS:Wm:qt:T:r:UC", longopts)) !=
@@ -112,6 +114,9 @@ int img_convert(int argc, char **argv)
             break;
         case IMG_OPT_FIRST_CMD + 1:
             skip_broken = true;
+            break;
+        case IMG_OPT_FIRST_CMD + 2:
+            salvage = true;
             break;
         case IMG_OPT_IMAGE_OPTS:
             image_opts = true;
@@ -225,6 +230,10 @@ int img_convert(int argc, char **argv)
         error_report("Cannot enable copy offloading when -S is used");
         goto out;
     }
+    if (copy_range && salvage) {
+        error_report("Cannot use copy offloading in salvaging mode");
+        goto out;
+    }
     /* With --target-image-opts the format is known once the target is open (below). */
     if (compress && out_fmt && strcmp(out_fmt, "qcow2")) {
         error_report("Compression not supported for this file format");
@@ -325,7 +334,7 @@ int img_convert(int argc, char **argv)
         /* A new image without backing reads as zeros: zero runs need no write at all. */
         .target_zero = no_create ? target_is_zero : !backing,
         .in_order = in_order, .workers = workers, .progress = show_progress && !quiet,
-        .rate = (uint64_t)rate,
+        .rate = (uint64_t)rate, .salvage = salvage, .quiet = quiet,
     };
     Error *err = NULL;
     if (!convert_copy(&copy, &err)) {

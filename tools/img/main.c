@@ -32,7 +32,7 @@ static const struct {
       "[--skip-broken-bitmaps]] [--target-is-zero] [-U] [-C] [-c] [-p] [-q] [-n] [-f "
       "fmt] [-t cache] [-T src_cache] [-O output_fmt] [-o options] [-B backing_file "
       "[-F backing_fmt]] [-l snapshot_param] [-S sparse_size] [-r rate_limit] [-m "
-      "num_coroutines] [-W] filename output_filename" },
+      "num_coroutines] [-W] [--salvage] filename [filename2 [...]] output_filename" },
     { "snapshot", img_snapshot,
       "snapshot [--image-opts] [-f fmt] [-l | -a snapshot | -c snapshot | -d "
       "snapshot] [-q] [-U] filename" },
