@@ -144,9 +144,12 @@ bool file_lock_apply(int fd, FileLockState *l, uint64_t perm, uint64_t shared,
     if (ret == 0) {
         ret = apply_bytes(fd, FILE_LOCK_SHARED_BASE, new_unshared, F_RDLCK, l->posix, &off);
     }
+    /* Only giving bytes up cannot conflict with anybody: no look (a holder that came
+     * later without looking, as QEMU's reopen copies its locks, must not keep a node
+     * from dropping its write bytes when it becomes read-only). */
     if (ret < 0) {
         error_setg_errno(errp, -ret, "Failed to lock byte %d", off);
-    } else if (!check_bytes(fd, perm, shared, l->posix, errp)) {
+    } else if ((new_perm || new_unshared) && !check_bytes(fd, perm, shared, l->posix, errp)) {
         ret = -EAGAIN;
     }
     if (ret < 0) {

@@ -773,16 +773,39 @@ static bool fp_reopen(BlockDriverState *bs, int flags, Error **errp)
         error_setg_errno(errp, errno, "Could not open '%s'", bs->filename);
         return false;
     }
-    if (s->use_lock && !file_lock_copy(fd, &s->lock, errp)) {
+    struct stat old_st, st;
+    if (fstat(fd, &st) < 0 || (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))) {
+        error_setg(errp, "Could not open '%s': not a regular file or block device",
+                   bs->filename);
         close(fd);
         return false;
+    }
+    /* The name may now lead to another file (replaced on disk): nobody looked for
+     * conflicts on its bytes yet, so they are taken as a new holder would (QEMU copies
+     * them blindly).  A conflict keeps the node on its old file, locks and all. */
+    bool same = fstat(s->fd, &old_st) == 0 && old_st.st_dev == st.st_dev &&
+                old_st.st_ino == st.st_ino;
+    if (s->use_lock && same && !file_lock_copy(fd, &s->lock, errp)) {
+        close(fd);
+        return false;
+    }
+    if (s->use_lock && !same) {
+        FileLockState l = { .posix = s->lock.posix };
+        if (!file_lock_apply(fd, &l, s->lock.perm, ~s->lock.unshared, bs->filename,
+                             errp)) {
+            close(fd);
+            return false;
+        }
     }
     close(s->fd);
     s->fd = fd;
     s->auto_ro_errno = 0;
+    if (S_ISREG(st.st_mode)) {
+        bs->total_size = st.st_size;
+    }
     /* POSIX locks are the process's: closing the old fd dropped them all, the copies
      * too.  Take them again (a moment without them is the fallback's known weakness). */
-    if (s->use_lock && s->lock.posix && !file_lock_copy(fd, &s->lock, NULL)) {
+    if (s->use_lock && same && s->lock.posix && !file_lock_copy(fd, &s->lock, NULL)) {
         g_debug("%s: could not lock the image again after the reopen", bs->filename);
     }
     return true;

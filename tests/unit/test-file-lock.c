@@ -335,6 +335,65 @@ static void test_reopen_refused_children(void)
     bdrv_unref(a);
 }
 
+/* A read lock on byte off through fd, taken without looking (as QEMU's reopen copies). */
+static void take_byte(int fd, int off)
+{
+    struct flock fl = { .l_whence = SEEK_SET, .l_start = off, .l_len = 1,
+                        .l_type = F_RDLCK };
+    g_assert_cmpint(fcntl(fd, F_OFD_SETLK, &fl), ==, 0);
+}
+
+/* Giving bytes up never fails: a writer that came without looking (byte 101) does not
+ * keep a node going read-only from dropping its write bytes. */
+static void test_less_never_refused(void)
+{
+    g_autofree char *path = new_file("less");
+    int a = open(path, O_RDWR | O_CLOEXEC), b = open(path, O_RDWR | O_CLOEXEC);
+    FileLockState la = { 0 };
+    Error *err = NULL;
+    uint64_t unshared = BLK_PERM_WRITE | BLK_PERM_RESIZE;
+
+    g_assert_true(file_lock_apply(a, &la, BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE |
+                                  BLK_PERM_RESIZE, BLK_PERM_ALL & ~unshared, path, &err));
+    take_byte(b, 101);
+    g_assert_true(file_lock_apply(a, &la, BLK_PERM_CONSISTENT_READ,
+                                  BLK_PERM_ALL & ~unshared, path, &err));
+    g_assert_null(err);
+    close(b);
+    g_autofree char *held = held_bytes(path);
+    g_assert_cmpstr(held, ==, "100,201,203");
+    close(a);
+}
+
+/* The image was replaced on disk (a new file under the name) while a node reads it: a
+ * reopen looks for conflicts on the new file as any new holder would, and a writer there
+ * keeps the node on its old file, with nothing taken on the new one. */
+static void test_reopen_replaced_file(void)
+{
+    g_autofree char *q = g_build_filename(test_dir, "replaced.qcow2", NULL);
+    g_autofree char *repl = g_build_filename(test_dir, "replaced.new", NULL);
+    Error *err = NULL;
+    char buf[4];
+    block_test_create("qcow2", q, "size=1M");
+
+    BlockDriverState *a = block_test_open(q, "qcow2", 0);
+    g_assert_true(g_file_set_contents(repl, "XXXXXXXX", 8, NULL));
+    int other = open(repl, O_RDWR | O_CLOEXEC);
+    take_byte(other, 101); /* somebody writes the new file */
+    g_assert_cmpint(rename(repl, q), ==, 0);
+
+    g_assert_false(bdrv_reopen_rw(a, &err));
+    g_assert_nonnull(strstr(error_get_pretty(err), "Failed to get shared \"write\" lock"));
+    g_clear_pointer(&err, error_free);
+    g_autofree char *held = held_bytes(q);
+    g_assert_cmpstr(held, ==, "101");
+    g_assert_true(a->read_only);
+    g_assert_cmpint(bdrv_pread(a->file, 0, sizeof(buf), buf), ==, 0);
+    g_assert_cmpmem(buf, 4, "QFI\xfb", 4);
+    close(other);
+    bdrv_unref(a);
+}
+
 /* Migration: an inactive node holds nothing, activation takes the locks again. */
 static void test_inactive(void)
 {
@@ -371,6 +430,8 @@ int main(int argc, char **argv)
     g_test_add_func("/file-lock/reopen-rw-refused", test_reopen_rw_refused);
     g_test_add_func("/file-lock/reopen-keeps-locks", test_reopen_keeps_locks);
     g_test_add_func("/file-lock/reopen-refused-children", test_reopen_refused_children);
+    g_test_add_func("/file-lock/less-never-refused", test_less_never_refused);
+    g_test_add_func("/file-lock/reopen-replaced-file", test_reopen_replaced_file);
     int ret = g_test_run();
     g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", test_dir);
     if (system(cmd) != 0) {
