@@ -377,6 +377,8 @@ static void test_reopen_replaced_file(void)
     block_test_create("qcow2", q, "size=1M");
 
     BlockDriverState *a = block_test_open(q, "qcow2", 0);
+    g_autofree char *old = g_build_filename(test_dir, "replaced.old", NULL);
+    g_assert_cmpint(link(q, old), ==, 0); /* the old file keeps a name to look at */
     g_assert_true(g_file_set_contents(repl, "XXXXXXXX", 8, NULL));
     int other = open(repl, O_RDWR | O_CLOEXEC);
     take_byte(other, 101); /* somebody writes the new file */
@@ -387,6 +389,8 @@ static void test_reopen_replaced_file(void)
     g_clear_pointer(&err, error_free);
     g_autofree char *held = held_bytes(q);
     g_assert_cmpstr(held, ==, "101");
+    g_autofree char *kept = held_bytes(old);
+    g_assert_cmpstr(kept, ==, "100,201,203");
     g_assert_true(a->read_only);
     g_assert_cmpint(bdrv_pread(a->file, 0, sizeof(buf), buf), ==, 0);
     g_assert_cmpmem(buf, 4, "QFI\xfb", 4);
