@@ -32,6 +32,18 @@ typedef struct FilePosixMap {
 const uint8_t *file_posix_map(BlockDriverState *bs, int64_t offset, int64_t bytes,
                               FilePosixMap *m);
 void file_posix_unmap(FilePosixMap *m);
+/*
+ * block/file-posix.c: copy_file_range(2) of bytes from src's host file at src_off to
+ * dst's at dst_off (a reflink or an in-kernel copy: sen-img convert -C).  0 when all is
+ * copied; -ENOTSUP when either node is no file node or uses cache.direct=on; else the
+ * call's -errno (EXDEV, EOPNOTSUPP, ...), -EIO when the source ends early: the caller
+ * then copies the ordinary way.
+ */
+int file_posix_copy_range(BlockDriverState *src, int64_t src_off, BlockDriverState *dst,
+                          int64_t dst_off, int64_t bytes);
+/* block/raw.c: the file node a raw node hands every byte to unchanged (no offset=, not a
+ * probed format whose sector 0 is guarded), or NULL. */
+BlockDriverState *raw_plain_file(BlockDriverState *bs);
 /* Tests: how many io_submit calls the node's aio=native requests took so far. */
 unsigned file_posix_aio_submit_calls(BlockDriverState *bs);
 /* Completes req later in ctx's thread (an idle source), never from inside the caller. */

@@ -418,6 +418,33 @@ void file_posix_unmap(FilePosixMap *m)
     }
 }
 
+int file_posix_copy_range(BlockDriverState *src, int64_t src_off, BlockDriverState *dst,
+                          int64_t dst_off, int64_t bytes)
+{
+    if (!src || !dst || src->drv != &bdrv_file || dst->drv != &bdrv_file) {
+        return -ENOTSUP;
+    }
+    FilePosixState *s = src->opaque, *d = dst->opaque;
+    if (s->align > 1 || d->align > 1) {
+        return -ENOTSUP;
+    }
+    loff_t in = src_off, out = dst_off;
+    while (bytes > 0) {
+        ssize_t n = copy_file_range(s->fd, &in, d->fd, &out, (size_t)bytes, 0);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            return -errno;
+        }
+        if (n == 0) {
+            return -EIO;
+        }
+        bytes -= n;
+    }
+    return 0;
+}
+
 /* ---- libaio ---- */
 
 static gboolean fp_aio_reap(gint fd, GIOCondition cond, gpointer opaque)

@@ -62,6 +62,15 @@ static bool raw_open(BlockDriverState *bs, Keyval *opts, int flags, Error **errp
     return true;
 }
 
+BlockDriverState *raw_plain_file(BlockDriverState *bs)
+{
+    if (!bs || bs->drv != &bdrv_raw || bs->probed) {
+        return NULL;
+    }
+    RawState *s = bs->opaque;
+    return s->offset == 0 ? bs->file : NULL;
+}
+
 /* True when writing [offset, offset+bytes) of iov would turn sector 0 into another format. */
 static bool raw_write_changes_format(BlockDriverState *bs, int64_t offset, int64_t bytes,
                                      const struct iovec *iov, int niov)

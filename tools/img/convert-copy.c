@@ -30,6 +30,8 @@ typedef struct CopyChunk {
     uint8_t *buf;           /* chunk bytes, 4 KiB aligned for O_DIRECT */
     const uint8_t *data;    /* the chunk's bytes as written: buf, or map's view */
     FilePosixMap map;       /* the source file's page cache, when not read into buf */
+    BlockDriverState *offload_src; /* -C: the host file holding all the chunk's data */
+    int64_t offload_delta;  /* -C: its offset there minus the target offset */
     uint8_t *cbuf;          /* -c: compressed clusters, one cluster each */
     ssize_t *clens;         /* -c: their lengths, -ENOSPC, -errno, or -1 (skipped) */
     bool *known_zero;       /* unit i reads as zero per the source's block status */
@@ -48,6 +50,8 @@ typedef struct CopyRun {
     int64_t next_read;      /* the chunk the next idle worker takes */
     int64_t start_ns;       /* -r: when the copy began */
     uint64_t throttled;     /* -r: bytes of the write requests issued so far (atomic) */
+    BlockDriverState *offload_dst; /* -C: the raw target's file node, or NULL */
+    bool offload_failed;    /* -C: copy_file_range refused once: copy (atomic) */
     int64_t next_write;     /* in order: the chunk whose write comes next */
     uint64_t done;          /* bytes written, for the progress line */
     int ret;                /* first error (-errno), 0 while all is well */
@@ -195,6 +199,11 @@ static bool copy_map(CopyRun *r, CopyChunk *k)
     if (!data_file) {
         return false;  /* all zeroes: nothing to read anyway */
     }
+    if (r->offload_dst && !__atomic_load_n(&r->offload_failed, __ATOMIC_RELAXED)) {
+        k->offload_src = data_file;  /* -C: copy_write hands the data to the kernel */
+        k->offload_delta = delta;
+        return true;
+    }
     k->data = file_posix_map(data_file, k->off + delta, n, &k->map);
     return k->data != NULL;
 }
@@ -215,6 +224,7 @@ static int copy_read(CopyRun *r, CopyChunk *k, int64_t *err_off)
     uint64_t data_start = 0;  /* start of the data extent being gathered */
 
     memset(k->known_zero, 0, units * sizeof(*k->known_zero));
+    k->offload_src = NULL;
     if (copy_map(r, k)) {
         return 0;
     }
@@ -266,6 +276,9 @@ static int copy_read(CopyRun *r, CopyChunk *k, int64_t *err_off)
 static bool unit_is_zero(CopyRun *r, CopyChunk *k, uint64_t p, uint64_t len)
 {
     const ConvertCopy *c = r->c;
+    if (k->offload_src) {
+        return k->known_zero[p / r->gran];  /* -C: data is not looked at, as qemu-img */
+    }
     return c->sparse && (k->known_zero[p / r->gran] || buffer_is_zero(k->data + p, len));
 }
 
@@ -305,6 +318,46 @@ static void copy_throttle(CopyRun *r, uint64_t len)
     }
 }
 
+/*
+ * -C: the chunk's data runs go by copy_file_range from the source's host file to the raw
+ * target's; zero runs as in copy_write.  -ENOTSUP when the kernel refuses (other
+ * filesystems, no support): offloading is off from then on and the caller copies.
+ */
+static int copy_write_offload(CopyRun *r, CopyChunk *k, uint64_t n, int64_t *err_off)
+{
+    const ConvertCopy *c = r->c;
+    uint64_t gran = r->gran;
+    int64_t off = k->off;
+
+    for (uint64_t p = 0; p < n;) {
+        bool zero = k->known_zero[p / gran];
+        uint64_t len = MIN(gran, n - p);
+        while (p + len < n && k->known_zero[(p + len) / gran] == zero) {
+            len += MIN(gran, n - p - len);
+        }
+        int ret = 0;
+        if (!zero || !c->target_zero) {
+            copy_throttle(r, len);
+        }
+        if (!zero) {
+            ret = file_posix_copy_range(k->offload_src, off + (int64_t)p + k->offload_delta,
+                                        r->offload_dst, off + (int64_t)p, (int64_t)len);
+            if (ret < 0) {
+                __atomic_store_n(&r->offload_failed, true, __ATOMIC_RELAXED);
+                return -ENOTSUP;
+            }
+        } else if (!c->target_zero) {
+            ret = bdrv_pwrite_zeroes(c->dst, off + p, len, 0);
+        }
+        if (ret < 0) {
+            *err_off = off + p;
+            return ret;
+        }
+        p += len;
+    }
+    return 0;
+}
+
 /* Writes the chunk: compressed clusters, or one request per run of data or of zeroes
  * (zero runs are left out when the target already reads as zeroes). */
 static int copy_write(CopyRun *r, CopyChunk *k, int64_t *err_off)
@@ -331,6 +384,17 @@ static int copy_write(CopyRun *r, CopyChunk *k, int64_t *err_off)
         return 0;
     }
     n = MIN(n, (uint64_t)MAX(c->dst_len - off, 0));
+    if (k->offload_src) {
+        int ret = copy_write_offload(r, k, n, err_off);
+        if (ret != -ENOTSUP) {
+            return ret;
+        }
+        /* Refused: this chunk, and every later one, is copied the ordinary way. */
+        ret = copy_read(r, k, err_off);
+        if (ret < 0) {
+            return ret;
+        }
+    }
     for (uint64_t p = 0; p < n;) {
         uint64_t len = MIN(gran, n - p);
         bool zero = unit_is_zero(r, k, p, len);
@@ -471,6 +535,7 @@ bool convert_copy(const ConvertCopy *c, Error **errp)
         .c = c,
         .gran = c->sparse && !c->compress ? MIN(c->sparse, c->chunk) : c->cluster_size,
         .start_ns = g_get_monotonic_time() * 1000,
+        .offload_dst = c->copy_range ? raw_plain_file(c->dst) : NULL,
     };
     int64_t nchunks = (c->size + c->chunk - 1) / c->chunk;
     int nworkers = (int)MAX(1, MIN((int64_t)c->workers, nchunks));

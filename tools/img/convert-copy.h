@@ -32,6 +32,7 @@ typedef struct ConvertCopy {
     bool progress;          /* -p: print the percentage after each chunk */
     uint64_t rate;          /* -r: bytes a second written to the target; 0: no limit */
     bool salvage;           /* --salvage: sectors that fail to read are zeroes */
+    bool copy_range;        /* -C: data goes by copy_file_range where it can */
     bool quiet;             /* -q: no --salvage warnings */
 } ConvertCopy;
 

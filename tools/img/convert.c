@@ -107,7 +107,7 @@ int img_convert(int argc, char **argv)
             }
             break;
         case 'C':
-            copy_range = true; /* "try to": the copy below is the fallback */
+            copy_range = true; /* "try to": the ordinary copy is the fallback */
             break;
         case IMG_OPT_FIRST_CMD:
             bitmaps = true;
@@ -335,6 +335,7 @@ int img_convert(int argc, char **argv)
         .target_zero = no_create ? target_is_zero : !backing,
         .in_order = in_order, .workers = workers, .progress = show_progress && !quiet,
         .rate = (uint64_t)rate, .salvage = salvage, .quiet = quiet,
+        .copy_range = copy_range,
     };
     Error *err = NULL;
     if (!convert_copy(&copy, &err)) {

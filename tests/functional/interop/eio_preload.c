@@ -5,10 +5,13 @@
  * With SEN_TEST_SYNC_EIO_AFTER_WRITE, the first fdatasync/fsync after a write (which
  * itself succeeds) covering that byte offset fails with EIO: the write may or may not be
  * on the disk, as after a failed flush.
+ * With SEN_TEST_CFR_ERRNO=N, copy_file_range fails with errno N (a filesystem that
+ * cannot offload copies), counting its calls in SEN_TEST_CFR_COUNT's file if set.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <stdbool.h>
 #include <sys/uio.h>
@@ -122,3 +125,26 @@ PWRITEV(pwritev)
 PWRITEV(pwritev64)
 SYNC(fdatasync)
 SYNC(fsync)
+
+ssize_t copy_file_range(int in, off_t *in_off, int out, off_t *out_off, size_t len,
+                        unsigned flags)
+{
+    static ssize_t (*real)(int, off_t *, int, off_t *, size_t, unsigned);
+    const char *e = getenv("SEN_TEST_CFR_ERRNO");
+    if (!real) {
+        real = dlsym(RTLD_NEXT, "copy_file_range");
+    }
+    if (e) {
+        const char *count = getenv("SEN_TEST_CFR_COUNT");
+        if (count) {
+            FILE *f = fopen(count, "a");
+            if (f) {
+                fputs("x", f);
+                fclose(f);
+            }
+        }
+        errno = atoi(e);
+        return -1;
+    }
+    return real(in, in_off, out, out_off, len, flags);
+}

@@ -373,6 +373,45 @@ def test_salvage_as_qemu(tmp_path, eio_shim, opts):
     assert p.returncode == 1 and "error while reading" in p.stderr
 
 
+@pytest.mark.parametrize("src_fmt", ["raw", "qcow2"])
+@pytest.mark.parametrize("refused", [False, True])
+def test_copy_offload_as_qemu(tmp_path, eio_shim, src_fmt, refused):
+    """-C: data runs of a raw source, or of a qcow2 source laid out in guest order, go to
+    a raw target by copy_file_range (strace counts them); where the kernel refuses
+    (EXDEV from the shim), every chunk is copied the ordinary way.  Either way the target
+    is byte for byte qemu-img -C's."""
+    raw = tmp_path / "src.raw"
+    make_sparse_raw(raw, seed=13)
+    src = raw
+    if src_fmt == "qcow2":
+        src = tmp_path / "src.qcow2"
+        run(QEMU_IMG, "convert", "-f", "raw", "-O", "qcow2", "-S", "0", raw, src)
+    count = tmp_path / "cfr-calls"
+    env = dict(os.environ, LD_PRELOAD=str(eio_shim))
+    if refused:
+        env.update(SEN_TEST_CFR_ERRNO="18", SEN_TEST_CFR_COUNT=str(count))
+    out = {}
+    for tool in (SEN_IMG, QEMU_IMG):
+        o = tmp_path / f"{os.path.basename(tool)}.raw"
+        argv = [str(tool), "convert", "-C", "-f", src_fmt, "-O", "raw", str(src), str(o)]
+        if tool == SEN_IMG and not refused and shutil.which("strace"):
+            argv = ["strace", "-f", "-c", "-e", "trace=copy_file_range", "-o",
+                    str(tmp_path / "strace.txt")] + argv
+        p = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stderr
+        out[tool] = o.read_bytes()
+    want = raw.read_bytes()
+    want += bytes(-len(want) % 512)  # whole sectors, as qemu-img
+    assert out[SEN_IMG] == out[QEMU_IMG] == want
+    if refused:
+        # sen-img stops asking after the first refusal (qemu-img too).
+        assert count.read_text().count("x") >= 1
+    elif shutil.which("strace"):
+        calls = [l.split() for l in (tmp_path / "strace.txt").read_text().splitlines()
+                 if l.rstrip().endswith("copy_file_range")]
+        assert calls and int(calls[0][3]) > 0 and len(calls[0]) == 5, calls  # no errors
+
+
 def test_copy_offload_and_bitmaps_as_qemu(tmp_path):
     """-C (copy offloading: tried, the ordinary copy when not), --bitmaps and
     --skip-broken-bitmaps: qemu-img's refusals in its words, and the target's bitmaps
