@@ -294,6 +294,11 @@ static void blk_account(BlockBackend *blk, BlockRequestType type, int64_t offset
     g_mutex_unlock(&blk->stats_lock);
 }
 
+void blk_account_invalid(BlockBackend *blk, BlockRequestType type)
+{
+    blk_account(blk, type, 0, 0, block_now_ns(), true, 0);
+}
+
 void blk_account_merged(BlockBackend *blk, bool is_write, unsigned n)
 {
     if (n < 2) {

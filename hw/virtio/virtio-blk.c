@@ -698,8 +698,12 @@ static uint8_t blk_submit_dz(VirtIOBlk *s, BlkReq *r, uint32_t type)
     if (seg.flags & ~allowed) {
         return VIRTIO_BLK_S_UNSUPP;
     }
-    if (s->read_only || seg.num > BLK_MAX_DZ_SECTORS ||
-        !range_ok(s, seg.sector, (uint64_t)seg.num * 512)) {
+    if (s->read_only || seg.num > BLK_MAX_DZ_SECTORS) {
+        return VIRTIO_BLK_S_IOERR;
+    }
+    if (!range_ok(s, seg.sector, (uint64_t)seg.num * 512)) {
+        blk_account_invalid(s->blk, type == VIRTIO_BLK_T_DISCARD ? BLOCK_REQ_DISCARD
+                                                                 : BLOCK_REQ_WRITE);
         return VIRTIO_BLK_S_IOERR;
     }
     r->used_len = 1;
@@ -725,6 +729,7 @@ static uint8_t blk_submit(VirtIOBlk *s, BlkBatch *b, BlkReq *r)
     case VIRTIO_BLK_T_IN:
         len = e->in_len - 1;
         if (len % 512 || !range_ok(s, hdr.sector, len)) {
+            blk_account_invalid(s->blk, BLOCK_REQ_READ);
             return VIRTIO_BLK_S_IOERR;
         }
         blk_req_set_iov(r, e->in_sg, e->in_num, 0, len);
@@ -737,7 +742,11 @@ static uint8_t blk_submit(VirtIOBlk *s, BlkBatch *b, BlkReq *r)
         return BLK_QUEUED;
     case VIRTIO_BLK_T_OUT:
         len = e->out_len - sizeof(hdr);
-        if (s->read_only || len % 512 || !range_ok(s, hdr.sector, len)) {
+        if (s->read_only) {
+            return VIRTIO_BLK_S_IOERR;
+        }
+        if (len % 512 || !range_ok(s, hdr.sector, len)) {
+            blk_account_invalid(s->blk, BLOCK_REQ_WRITE);
             return VIRTIO_BLK_S_IOERR;
         }
         blk_req_set_iov(r, e->out_sg, e->out_num, sizeof(hdr), len);

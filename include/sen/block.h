@@ -638,6 +638,9 @@ void blk_get_stats(BlockBackend *blk, BlockAcctStats *out);
  * count them as n operations, n - 1 of them merged.  Call it when submitting the one.
  */
 void blk_account_merged(BlockBackend *blk, bool is_write, unsigned n);
+/* A device refused a guest request before sending it (outside the disk, misaligned, no
+ * medium): QEMU's block_acct_invalid, counted in invalid_*_operations. */
+void blk_account_invalid(BlockBackend *blk, BlockRequestType type);
 /* Completions from now on run in ctx (NULL = the main context).  No request in flight. */
 void blk_set_context(BlockBackend *blk, GMainContext *ctx);
 

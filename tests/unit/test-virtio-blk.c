@@ -205,6 +205,13 @@ static void test_errors(void)
     g_assert_cmpuint(request(&f, T_OUT, 0, 100, false), ==, S_IOERR);
     g_assert_cmpuint(request(&f, 0x7f, 0, 0, false), ==, S_UNSUPP);
     g_assert_cmphex(vt_rd(&f.vt, CC_STATUS, 1) & VIRTIO_STATUS_DEVICE_NEEDS_RESET, ==, 0);
+    /* Refused before the disk: invalid, not failed, operations (QEMU's blockstats). */
+    BlockAcctStats st;
+    blk_get_stats(block_find_backend(&f.vt.m, "d0"), &st);
+    g_assert_cmpuint(st.invalid_rd_operations, ==, 4);
+    g_assert_cmpuint(st.invalid_wr_operations, ==, 1);
+    g_assert_cmpuint(st.failed_rd_operations + st.failed_wr_operations, ==, 0);
+    g_assert_cmpuint(st.rd_operations + st.wr_operations, ==, 0);
     fixture_done(&f);
 }
 
