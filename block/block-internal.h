@@ -74,6 +74,10 @@ void file_lock_release(int fd, FileLockState *l);
  * l's bytes were taken, and the old holder keeps them until it closes.  A reopen calls it
  * before closing the old fd, so the image is never unlocked in between. */
 bool file_lock_copy(int fd, const FileLockState *l, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+/* Closes an fd of an image, locked or not.  Every fd of an image goes this way: with
+ * POSIX locks any close drops all of the process's locks on the file, and this takes
+ * back those of the holders still open (file_lock_release first drops fd's own). */
+void file_lock_close(int fd);
 /* Whether the host file system takes OFD locks on fd (locking=auto). */
 bool file_lock_supported(int fd);
 /* Whether the kernel has OFD locks at all (QEMU's qemu_has_ofd_lock: F_OFD_GETLK on

@@ -717,7 +717,7 @@ static bool fp_open(BlockDriverState *bs, Keyval *opts, int flags, Error **errp)
     if (fstat(s->fd, &st) < 0 || (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))) {
         error_setg(errp, "Could not open '%s': not a regular file or block device",
                    bs->filename);
-        close(s->fd);
+        file_lock_close(s->fd);
         return false;
     }
     s->is_blockdev = S_ISBLK(st.st_mode);
@@ -727,7 +727,7 @@ static bool fp_open(BlockDriverState *bs, Keyval *opts, int flags, Error **errp)
         int ssz = 512;
         if (ioctl(s->fd, BLKGETSIZE64, &size) < 0) {
             error_setg_errno(errp, errno, "'%s': cannot get the device size", bs->filename);
-            close(s->fd);
+            file_lock_close(s->fd);
             return false;
         }
         bs->total_size = size;
@@ -755,7 +755,7 @@ static bool fp_open(BlockDriverState *bs, Keyval *opts, int flags, Error **errp)
         if (locking == 1) {
             error_setg(errp, "'%s': locking=on: the host does not support OFD locks on "
                        "this file", bs->filename);
-            close(s->fd);
+            file_lock_close(s->fd);
             return false;
         }
         use_lock = false;
@@ -778,7 +778,7 @@ static void fp_close(BlockDriverState *bs)
     }
     g_mutex_clear(&s->rmw_lock);
     g_mutex_clear(&s->aio_lock);
-    close(s->fd); /* drops its locks (POSIX ones: all of the process's on the image) */
+    file_lock_close(s->fd); /* drops its locks */
     s->fd = -1;
     s->use_lock = false;
     s->lock = (FileLockState){ 0 };
@@ -804,7 +804,7 @@ static bool fp_reopen(BlockDriverState *bs, int flags, Error **errp)
     if (fstat(fd, &st) < 0 || (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))) {
         error_setg(errp, "Could not open '%s': not a regular file or block device",
                    bs->filename);
-        close(fd);
+        file_lock_close(fd);
         return false;
     }
     /* The name may now lead to another file (replaced on disk): nobody looked for
@@ -813,27 +813,24 @@ static bool fp_reopen(BlockDriverState *bs, int flags, Error **errp)
     bool same = fstat(s->fd, &old_st) == 0 && old_st.st_dev == st.st_dev &&
                 old_st.st_ino == st.st_ino;
     if (s->use_lock && same && !file_lock_copy(fd, &s->lock, errp)) {
-        close(fd);
+        file_lock_close(fd);
         return false;
     }
     if (s->use_lock && !same) {
         FileLockState l = { .posix = s->lock.posix };
         if (!file_lock_apply(fd, &l, s->lock.perm, ~s->lock.unshared, bs->filename,
                              errp)) {
-            close(fd);
+            file_lock_close(fd);
             return false;
         }
     }
-    close(s->fd);
+    /* POSIX locks are the process's: closing the old fd drops them all, and
+     * file_lock_close takes them again through the new one (and the other holders'). */
+    file_lock_close(s->fd);
     s->fd = fd;
     s->auto_ro_errno = 0;
     if (S_ISREG(st.st_mode)) {
         bs->total_size = st.st_size;
-    }
-    /* POSIX locks are the process's: closing the old fd dropped them all, the copies
-     * too.  Take them again (a moment without them is the fallback's known weakness). */
-    if (s->use_lock && same && s->lock.posix && !file_lock_copy(fd, &s->lock, NULL)) {
-        g_debug("%s: could not lock the image again after the reopen", bs->filename);
     }
     return true;
 }
@@ -872,7 +869,7 @@ static bool fp_create(const char *filename, Keyval *opts, Error **errp)
             }
         }
     }
-    close(fd);
+    file_lock_close(fd); /* the file may be open in this process (POSIX locks) */
     if (err) {
         error_setg_errno(errp, err, "Could not resize '%s' to %" PRIu64 " bytes", filename,
                          size);

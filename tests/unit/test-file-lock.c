@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <string.h>
 #include <unistd.h>
 #include <glib.h>
@@ -16,6 +17,29 @@
 #include "block-test-util.h"
 
 static char *test_dir;
+
+/*
+ * The test is linked with --wrap=fcntl64: with no_ofd set, every F_OFD_* fcntl of the
+ * process (the block layer's) fails with EINVAL, as on a host without OFD locks, so that
+ * Sen falls back to POSIX locks.  The test's own looks go to the real fcntl.  Set only in
+ * a subprocess: the block layer probes the host once per process.
+ */
+int __real_fcntl64(int fd, int cmd, ...);
+int __wrap_fcntl64(int fd, int cmd, ...);
+static bool no_ofd;
+
+int __wrap_fcntl64(int fd, int cmd, ...)
+{
+    va_list ap;
+    va_start(ap, cmd);
+    void *arg = va_arg(ap, void *);
+    va_end(ap);
+    if (no_ofd && (cmd == F_OFD_GETLK || cmd == F_OFD_SETLK || cmd == F_OFD_SETLKW)) {
+        errno = EINVAL;
+        return -1;
+    }
+    return __real_fcntl64(fd, cmd, arg);
+}
 
 /* The bytes in [90, 215) that some other open file description holds, as "100,201". */
 static char *held_bytes(const char *path)
@@ -27,7 +51,7 @@ static char *held_bytes(const char *path)
     for (int off = 90; off < 215; off++) {
         struct flock fl = { .l_whence = SEEK_SET, .l_start = off, .l_len = 1,
                             .l_type = F_WRLCK };
-        g_assert_cmpint(fcntl(fd, F_OFD_GETLK, &fl), ==, 0);
+        g_assert_cmpint(__real_fcntl64(fd, F_OFD_GETLK, &fl), ==, 0);
         if (fl.l_type != F_UNLCK) {
             g_string_append_printf(out, "%s%d", out->len ? "," : "", off);
         }
@@ -340,7 +364,7 @@ static void take_byte(int fd, int off)
 {
     struct flock fl = { .l_whence = SEEK_SET, .l_start = off, .l_len = 1,
                         .l_type = F_RDLCK };
-    g_assert_cmpint(fcntl(fd, F_OFD_SETLK, &fl), ==, 0);
+    g_assert_cmpint(__real_fcntl64(fd, F_OFD_SETLK, &fl), ==, 0);
 }
 
 /* Giving bytes up never fails: a writer that came without looking (byte 101) does not
@@ -398,6 +422,85 @@ static void test_reopen_replaced_file(void)
     bdrv_unref(a);
 }
 
+/* q opened with file.locking=on (POSIX locks under no_ofd). */
+static BlockDriverState *open_locking_on(const char *q, const char *fmt, int flags,
+                                         Error **errp)
+{
+    Keyval *opts = block_keyval_new();
+    block_keyval_add(opts, "file.locking", "on");
+    return bdrv_open(q, opts, fmt, flags, errp);
+}
+
+/* Runs the calling test again in a subprocess as on a host without OFD locks. */
+static bool posix_subprocess(void)
+{
+    if (g_test_subprocess()) {
+        no_ofd = true;
+        g_assert_false(file_lock_host_has_ofd());
+        return true;
+    }
+    g_test_trap_subprocess(NULL, 0, G_TEST_SUBPROCESS_INHERIT_STDERR);
+    g_test_trap_assert_passed();
+    return false;
+}
+
+/* POSIX locks never conflict within a process: Sen's own books still refuse a second
+ * writer in this process, with the words an OFD conflict gets, and the refused node
+ * does not take the first one's bytes away. */
+static void test_posix_same_process(void)
+{
+    if (!posix_subprocess()) {
+        return;
+    }
+    g_autofree char *q = g_build_filename(test_dir, "posix-twice.qcow2", NULL);
+    Error *err = NULL;
+    block_test_create("qcow2", q, "size=1M");
+
+    BlockDriverState *a = open_locking_on(q, "qcow2", BDRV_O_RDWR, &err);
+    g_assert_nonnull(a);
+    g_assert_null(open_locking_on(q, "qcow2", BDRV_O_RDWR, &err));
+    g_assert_cmpstr(error_get_pretty(err), ==, "Failed to get \"write\" lock");
+    g_clear_pointer(&err, error_free);
+    g_assert_null(open_locking_on(q, "qcow2", 0, &err));
+    g_assert_cmpstr(error_get_pretty(err), ==, "Failed to get shared \"write\" lock");
+    g_clear_pointer(&err, error_free);
+    g_autofree char *held = held_bytes(q);
+    g_assert_cmpstr(held, ==, "100,101,103,201,203");
+    bdrv_unref(a);
+    g_autofree char *none = held_bytes(q);
+    g_assert_cmpstr(none, ==, "");
+}
+
+/* Closing any fd of a file drops all the process's POSIX locks on it, and a byte one
+ * holder unlocks is unlocked for all: a second node on the image closing (or a refused
+ * open) leaves the first node's bytes held. */
+static void test_posix_close_keeps_others(void)
+{
+    if (!posix_subprocess()) {
+        return;
+    }
+    g_autofree char *q = g_build_filename(test_dir, "posix-close.qcow2", NULL);
+    Error *err = NULL;
+    block_test_create("qcow2", q, "size=1M");
+
+    BlockDriverState *a = open_locking_on(q, "qcow2", 0, &err);
+    g_assert_nonnull(a);
+    BlockDriverState *r = open_locking_on(q, "raw", 0, &err); /* reads, shares all */
+    g_assert_nonnull(r);
+    bdrv_unref(r);
+    g_autofree char *held = held_bytes(q);
+    g_assert_cmpstr(held, ==, "100,201,203");
+    g_assert_null(open_locking_on(q, "qcow2", BDRV_O_RDWR, &err));
+    g_clear_pointer(&err, error_free);
+    g_autofree char *after = held_bytes(q);
+    g_assert_cmpstr(after, ==, "100,201,203");
+    /* A reopen closes its old fd too. */
+    g_assert_true(bdrv_reopen_rw(a, &err));
+    g_autofree char *rw = held_bytes(q);
+    g_assert_cmpstr(rw, ==, "100,101,103,201,203");
+    bdrv_unref(a);
+}
+
 /* Migration: an inactive node holds nothing, activation takes the locks again. */
 static void test_inactive(void)
 {
@@ -436,6 +539,8 @@ int main(int argc, char **argv)
     g_test_add_func("/file-lock/reopen-refused-children", test_reopen_refused_children);
     g_test_add_func("/file-lock/less-never-refused", test_less_never_refused);
     g_test_add_func("/file-lock/reopen-replaced-file", test_reopen_replaced_file);
+    g_test_add_func("/file-lock/posix/same-process", test_posix_same_process);
+    g_test_add_func("/file-lock/posix/close-keeps-others", test_posix_close_keeps_others);
     int ret = g_test_run();
     g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", test_dir);
     if (system(cmd) != 0) {
