@@ -36,15 +36,12 @@ static bool commit_option(int c, const char *arg, void *opaque)
     case 't':
         return img_parse_cache(arg, &o->flags);
     case 'r': {
-        Error *err = NULL;
-        if (!parse_size(arg, 1, &o->rate, &err)) {
-            error_free(err);
-            error_report("Invalid rate limit specified. You may use k, M, G, T, P or E "
-                         "suffixes for");
-            error_report("kilobytes, megabytes, gigabytes, terabytes, petabytes and "
-                         "exabytes.");
+        /* qemu-img's cvtnum: beyond INT64_MAX (or 64 bits) is a range error. */
+        int64_t rate;
+        if (!img_parse_num("rate limit", arg, &rate)) {
             return false;
         }
+        o->rate = rate;
         return true;
     }
     default:

@@ -343,11 +343,12 @@ def test_raw_base_in_use_refuses_commit(tmp_path):
 
 
 def test_commit_rate_limit_option(tmp_path):
-    """-r takes qemu-img's sizes and is refused in its words otherwise."""
+    """-r takes qemu-img's sizes and is refused in its words otherwise (a rate past
+    INT64_MAX, or past 64 bits, is a range error there)."""
     base = image(tmp_path, "base.raw", "raw")
     top = tmp_path / "top.qcow2"
     run(QEMU_IMG, "create", "-q", "-f", "qcow2", "-b", base, "-F", "raw", top, "4M")
-    for rate in ("foo", "-5"):
+    for rate in ("foo", "-5", "8E", "9223372036854775808", "16E", "99999999999999999999"):
         want = run(QEMU_IMG, "commit", "-r", rate, top, check=False)
         got = run(SEN_IMG, "commit", "-r", rate, top, check=False)
         assert got.returncode == want.returncode == 1
