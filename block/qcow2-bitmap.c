@@ -10,7 +10,8 @@
  *    (not in_use) is loaded and marked in_use on disk before the first guest write: the
  *    directory is rewritten in place while the autoclear bit is off, as QEMU does, so a
  *    torn write can only make the bitmaps look inconsistent, never valid and wrong;
- *  - writes, write-zeroes and discards set the bits of the granules they touch;
+ *  - writes, write-zeroes and discards set the bits of the granules they touch when
+ *    they complete (and before they start: note_write in qcow2.c says why);
  *  - close, or the hand-over to a migration destination (qcow2_bitmaps_store): each
  *    tracked bitmap gets a new table and data clusters, then a new directory without
  *    in_use, then the header points at it, then the old clusters are freed.

@@ -817,8 +817,23 @@ static int qcow2_preadv(BlockDriverState *bs, int64_t offset, int64_t bytes,
     return qcow2_read_guest_iov_unlock(s, offset, bytes, iov, niov);
 }
 
-/* A request that may change what the guest reads in [off, off+len): the tracked
- * bitmaps mark it (before the change, so no close can store them without it). */
+/*
+ * A request that may change what the guest reads in [off, off+len) marks the recording
+ * bitmaps twice; QEMU marks once, when the request completes (bdrv_co_write_req_finish).
+ *  - After it completes, whatever its result (a failed write may have changed part of
+ *    the range).  This is the mark that matters: the data I/O runs with s->lock dropped,
+ *    so a block-dirty-bitmap-clear, a merge into a just-cleared bitmap or a backup tool's
+ *    read-and-clear can run between the start of the write and its end; had the write
+ *    been marked only before, the clear would wipe its only mark and the next
+ *    incremental backup would silently miss data that reached the disk after the clear.
+ *  - Before it starts.  Not for the in_use semantics (every owned bitmap is in_use on
+ *    disk from the open, or from its first change, until the store, whatever the bits
+ *    say), but for a store (close, hand-over) that runs while a request is in flight:
+ *    the store gives the bitmaps up, so the after-mark finds nothing to mark and only
+ *    the before-mark is in the stored bitmap.  Users drain before a store, so this is a
+ *    safety net, cheap while nothing records (one atomic read), and a bit set for a
+ *    request that then fails only makes a backup copy more, never less.
+ */
 static void note_write(BDRVQcow2State *s, uint64_t off, uint64_t len)
 {
     if (g_atomic_int_get(&s->bitmaps_recording) > 0) {
@@ -848,6 +863,7 @@ static int qcow2_pwritev(BlockDriverState *bs, int64_t offset, int64_t bytes,
         ret = qcow2_flush_caches(s);
     }
     g_mutex_unlock(&s->lock);
+    note_write(s, offset, bytes); /* completed: see note_write */
     return ret;
 }
 
@@ -984,17 +1000,10 @@ static int zero_partial_cluster(BDRVQcow2State *s, uint64_t off, uint64_t len,
     return qcow2_write_data(s, off, len, zeros);
 }
 
-static int qcow2_pwrite_zeroes(BlockDriverState *bs, int64_t offset, int64_t bytes,
-                               int flags)
+/* Write-zeroes of [offset, offset+bytes) (the bitmaps are qcow2_pwrite_zeroes's). */
+static int zero_range(BlockDriverState *bs, int64_t offset, int64_t bytes, int flags)
 {
     BDRVQcow2State *s = bs->opaque;
-    if (s->read_only) {
-        return -EPERM;
-    }
-    if (s->h.version < 3) {
-        return -ENOTSUP; /* no zero flag: the generic layer writes zeroes */
-    }
-    note_write(s, offset, bytes);
     if (s->data_file_raw) {
         /* The raw data file must read as the guest sees the disk: zero it there too. */
         int ret = bdrv_pwrite_zeroes(s->data_file, offset, bytes, flags & BDRV_REQ_MAY_UNMAP);
@@ -1042,13 +1051,26 @@ static int qcow2_pwrite_zeroes(BlockDriverState *bs, int64_t offset, int64_t byt
     return ret;
 }
 
-static int qcow2_pdiscard(BlockDriverState *bs, int64_t offset, int64_t bytes)
+static int qcow2_pwrite_zeroes(BlockDriverState *bs, int64_t offset, int64_t bytes,
+                               int flags)
 {
     BDRVQcow2State *s = bs->opaque;
     if (s->read_only) {
         return -EPERM;
     }
-    note_write(s, offset, bytes); /* the whole request, as QEMU's block layer */
+    if (s->h.version < 3) {
+        return -ENOTSUP; /* no zero flag: the generic layer writes zeroes */
+    }
+    note_write(s, offset, bytes);
+    int ret = zero_range(bs, offset, bytes, flags);
+    note_write(s, offset, bytes); /* completed: see note_write */
+    return ret;
+}
+
+/* Discard of [offset, offset+bytes) (the bitmaps are qcow2_pdiscard's). */
+static int discard_range(BlockDriverState *bs, int64_t offset, int64_t bytes)
+{
+    BDRVQcow2State *s = bs->opaque;
     uint64_t start = ((uint64_t)offset + s->cluster_size - 1) & ~(s->cluster_size - 1);
     uint64_t end = (uint64_t)(offset + bytes);
     end = end >= (uint64_t)bs->total_size
@@ -1069,6 +1091,19 @@ static int qcow2_pdiscard(BlockDriverState *bs, int64_t offset, int64_t bytes)
     if (ret == 0 && qcow2_has_data_file(s)) {
         ret = discard_data_file(s, start, end - start);
     }
+    return ret;
+}
+
+static int qcow2_pdiscard(BlockDriverState *bs, int64_t offset, int64_t bytes)
+{
+    BDRVQcow2State *s = bs->opaque;
+    if (s->read_only) {
+        return -EPERM;
+    }
+    /* The whole request, as QEMU's block layer; before and after, see note_write. */
+    note_write(s, offset, bytes);
+    int ret = discard_range(bs, offset, bytes);
+    note_write(s, offset, bytes);
     return ret;
 }
 

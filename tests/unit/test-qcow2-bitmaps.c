@@ -1,0 +1,207 @@
+/*
+ * QCOW2 dirty bitmaps through the driver (the pure helpers are in test-qcow2.c, the
+ * interop with qemu-img in tests/functional/interop/test_qcow2_bitmaps.py):
+ *  - a write marks the bitmaps when it completes, so a clear that runs while its data is
+ *    in flight cannot drop its mark (the image's file node is wrapped by a driver that
+ *    holds the data write until the test has cleared the bitmap).
+ */
+#include <string.h>
+#include <glib.h>
+#include <glib/gstdio.h>
+
+#include "block/qcow2.h"
+#include "sen/block.h"
+#include "block-test-util.h"
+
+static char *test_dir;
+
+/* ---- a file node whose next write waits for the test ---- */
+
+typedef struct Gate {
+    GMutex lock;
+    GCond cond;
+    bool armed;    /* the next write stops at the gate */
+    bool entered;  /* a write is held */
+    bool released; /* the test let it go */
+    const BlockDriver *real;
+} Gate;
+
+static Gate gate;
+static BlockDriver gated_drv;
+
+/* A write: held while the gate is armed. */
+static void gate_pass(void)
+{
+    g_mutex_lock(&gate.lock);
+    if (gate.armed) {
+        gate.armed = false;
+        gate.entered = true;
+        g_cond_broadcast(&gate.cond);
+        while (!gate.released) {
+            g_cond_wait(&gate.cond, &gate.lock);
+        }
+    }
+    g_mutex_unlock(&gate.lock);
+}
+
+static int gated_pwritev(BlockDriverState *bs, int64_t offset, int64_t bytes,
+                         const struct iovec *iov, int niov, int flags)
+{
+    gate_pass();
+    return gate.real->pwritev(bs, offset, bytes, iov, niov, flags);
+}
+
+static int gated_pwrite_zeroes(BlockDriverState *bs, int64_t offset, int64_t bytes, int flags)
+{
+    gate_pass();
+    return gate.real->pwrite_zeroes(bs, offset, bytes, flags);
+}
+
+static void gate_install(BlockDriverState *file)
+{
+    gate.real = file->drv;
+    gated_drv = *file->drv;
+    gated_drv.pwritev = gated_pwritev;
+    gated_drv.pwrite_zeroes = gate.real->pwrite_zeroes ? gated_pwrite_zeroes : NULL;
+    gated_drv.aio_submit = NULL; /* every write through pwritev */
+    file->drv = &gated_drv;
+}
+
+static void gate_remove(BlockDriverState *file)
+{
+    file->drv = gate.real;
+}
+
+static void gate_arm(void)
+{
+    g_mutex_lock(&gate.lock);
+    gate.armed = true;
+    gate.entered = gate.released = false;
+    g_mutex_unlock(&gate.lock);
+}
+
+static void gate_wait_entered(void)
+{
+    g_mutex_lock(&gate.lock);
+    while (!gate.entered) {
+        g_cond_wait(&gate.cond, &gate.lock);
+    }
+    g_mutex_unlock(&gate.lock);
+}
+
+static void gate_release(void)
+{
+    g_mutex_lock(&gate.lock);
+    gate.released = true;
+    g_cond_broadcast(&gate.cond);
+    g_mutex_unlock(&gate.lock);
+}
+
+/* ---- helpers ---- */
+
+static void bitmap_op(BlockDriverState *bs, BlockBitmapAction action, const char *name,
+                      bool persistent)
+{
+    Error *err = NULL;
+    BlockBitmapReq req = { .action = action, .name = name, .persistent = persistent };
+    if (!bdrv_bitmap_op(bs, &req, &err)) {
+        g_error("bitmap op %d on '%s': %s", action, name, error_get_pretty(err));
+    }
+}
+
+/* The dirty bytes of bitmap name (-1: no such bitmap). */
+static int64_t bitmap_count(BlockDriverState *bs, const char *name)
+{
+    GPtrArray *list = bdrv_bitmap_list(bs);
+    int64_t count = -1;
+    for (guint i = 0; i < list->len; i++) {
+        BlockBitmapInfo *info = g_ptr_array_index(list, i);
+        if (!strcmp(info->name, name)) {
+            count = info->count;
+        }
+    }
+    g_ptr_array_free(list, TRUE);
+    return count;
+}
+
+/* ---- a clear between the start and the end of a write ---- */
+
+typedef struct Writer {
+    BlockDriverState *bs;
+    int op; /* 0 write, 1 write-zeroes */
+    int ret;
+} Writer;
+
+static gpointer writer_run(gpointer opaque)
+{
+    Writer *w = opaque;
+    uint8_t buf[4096];
+    memset(buf, 0xa5, sizeof(buf));
+    w->ret = w->op == 0 ? bdrv_pwrite(w->bs, 65536, sizeof(buf), buf)
+                        : bdrv_pwrite_zeroes(w->bs, 65536, sizeof(buf), 0);
+    return NULL;
+}
+
+static void clear_during_write(int op, const char *opts, bool persistent)
+{
+    g_autofree char *path = g_build_filename(test_dir, "race.qcow2", NULL);
+    block_test_create("qcow2", path, opts);
+    BlockDriverState *bs = block_test_open(path, "qcow2", BDRV_O_RDWR);
+    BlockDriverState *file = ((BDRVQcow2State *)bs->opaque)->data_file;
+    /* Allocated beforehand: the held write is a pure data write, run without the lock. */
+    uint8_t buf[65536];
+    memset(buf, 0x11, sizeof(buf));
+    g_assert_cmpint(bdrv_pwrite(bs, 65536, sizeof(buf), buf), ==, 0);
+    bitmap_op(bs, BLOCK_BITMAP_ADD, "b", persistent);
+    gate_install(file);
+
+    gate_arm();
+    Writer w = { .bs = bs, .op = op, .ret = -1 };
+    GThread *t = g_thread_new("writer", writer_run, &w);
+    gate_wait_entered();
+    /* The backup tool's turn: it has copied what the bitmap said, and clears it. */
+    bitmap_op(bs, BLOCK_BITMAP_CLEAR, "b", false);
+    gate_release();
+    g_thread_join(t);
+    g_assert_cmpint(w.ret, ==, 0);
+    /* The write reached the disk after the clear: the next backup must copy it. */
+    g_assert_cmpint(bitmap_count(bs, "b"), ==, 65536);
+
+    gate_remove(file);
+    bdrv_unref(bs);
+    g_unlink(path);
+}
+
+static void test_clear_during_write(void)
+{
+    clear_during_write(0, "size=1M", true);
+}
+
+static void test_clear_during_write_transient(void)
+{
+    clear_during_write(0, "size=1M", false);
+}
+
+/* With a raw external data file write-zeroes writes the zeroes there, without the lock. */
+static void test_clear_during_write_zeroes(void)
+{
+    g_autofree char *data = g_build_filename(test_dir, "race.raw", NULL);
+    g_autofree char *opts = g_strdup_printf("size=1M,data_file=%s,data_file_raw=on", data);
+    clear_during_write(1, opts, true);
+    g_unlink(data);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_mutex_init(&gate.lock);
+    g_cond_init(&gate.cond);
+    test_dir = g_dir_make_tmp("sen-test-qcow2-bitmaps-XXXXXX", NULL);
+    g_test_add_func("/qcow2-bitmaps/clear-during-write", test_clear_during_write);
+    g_test_add_func("/qcow2-bitmaps/clear-during-write/transient",
+                    test_clear_during_write_transient);
+    g_test_add_func("/qcow2-bitmaps/clear-during-write-zeroes", test_clear_during_write_zeroes);
+    int ret = g_test_run();
+    g_rmdir(test_dir);
+    return ret;
+}
