@@ -95,7 +95,11 @@ static bool bridge_init(Machine *m, const char *id, Keyval *opts, const char *wh
         close(fd);
         return false;
     }
-    return net_tap_attach(m, id, fd, hdr, false, name, NULL, queues);
+    if (!net_tap_attach(m, id, fd, hdr, false, name, NULL, queues)) {
+        return false;
+    }
+    net_tap_enable_ring(g_ptr_array_index(queues, queues->len - 1));
+    return true;
 }
 
 const NetBackend net_bridge_backend = {

@@ -18,6 +18,30 @@ int net_tap_open(const char *ifname, bool want_vnet_hdr, bool multi_queue, bool 
 bool net_tap_attach(Machine *m, const char *id, int fd, bool vnet_hdr, bool multi_queue,
                     const char *ifname, const char *downscript, GPtrArray *queues);
 
+/* Batches a tap's reads and writes through io_uring when the host allows (no-op
+ * otherwise: one system call per frame, as before); see net/tap-ring.c. */
+void net_tap_enable_ring(NetClientState *nc);
+/* Whether the tap batches through its ring (for tests). */
+bool net_tap_has_ring(NetClientState *nc);
+
+/* net/tap-ring.c: one io_uring_enter for a batch of a tap fd's readv/writev, every
+ * request finished when the call returns (RWF_NOWAIT: EAGAIN rather than waiting). */
+#define TAP_RING_ENTRIES 64
+typedef struct TapRing TapRing;
+/* NULL when io_uring cannot be used here (not built in, disabled, refused, sandboxed). */
+TapRing *tap_ring_new(int fd);
+void tap_ring_free(TapRing *r);
+/* False once the kernel refused a batch (RWF_NOWAIT unsupported): use readv/writev. */
+bool tap_ring_usable(TapRing *r);
+/* Queues a write of hdr (hdr_len may be 0) and iov; their memory must stay valid until
+ * tap_ring_flush returns.  False when the batch is full (flush, then queue again). */
+bool tap_ring_queue_write(TapRing *r, const struct iovec *iov, int iovcnt,
+                          const void *hdr, size_t hdr_len);
+unsigned tap_ring_queued(TapRing *r);
+/* Writes every queued frame (one io_uring_enter), in order; returns how many were
+ * dropped (EAGAIN: queue full, errors, short writes). */
+unsigned tap_ring_flush(TapRing *r);
+
 /* net/netdev-unsupported.c: fails naming the first QEMU option of type that Sen does
  * not implement (with the reason and what to use instead). */
 bool net_refuse_unsupported(const char *type, const Keyval *opts, const char *what,

@@ -101,6 +101,7 @@ void net_client_free(NetClientState *nc)
         NetClientState *peer = nc->peer;
         peer->peer = NULL;
         peer->vnet_hdr = false;
+        peer->batched = false;
         net_client_purge(peer);
         if (peer->info->link_changed) {
             peer->info->link_changed(peer);
@@ -187,6 +188,30 @@ void net_burst_end(NetClientState *nc)
 {
     if (nc->peer) {
         burst_leave(nc->peer);
+    }
+}
+
+void net_send_batch_begin(NetClientState *nc)
+{
+    if (nc->peer) {
+        nc->peer->batched = true;
+    }
+}
+
+void net_send_flush(NetClientState *nc)
+{
+    NetClientState *peer = nc->peer;
+
+    if (peer && peer->batched && peer->info->flush) {
+        peer->info->flush(peer);
+    }
+}
+
+void net_send_batch_end(NetClientState *nc)
+{
+    net_send_flush(nc);
+    if (nc->peer) {
+        nc->peer->batched = false;
     }
 }
 

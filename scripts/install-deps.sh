@@ -6,6 +6,7 @@ set -eu
 PACKAGES="
   make gcc libc6-dev pkg-config meson ninja-build time
   libglib2.0-dev libjansson-dev libaio-dev zlib1g-dev libzstd-dev libseccomp-dev libslirp-dev
+  liburing-dev
   python3 python3-pytest acpica-tools
   qemu-system-x86 qemu-utils seabios qemu-system-data
   busybox-static cpio patch kmod strace

@@ -370,6 +370,14 @@ static void net_handle_rx(VirtIODevice *vdev, VirtQueue *vq)
 
 static gboolean tx_continue(gpointer opaque);
 
+/* The frames sent so far leave (net_send_flush: the backend may have kept them to write
+ * as one batch) before their buffers go back to the driver in the used ring. */
+static bool tx_publish(NetQueuePair *q, unsigned *unpublished)
+{
+    net_send_flush(q->nc);
+    return used_publish(q->tx, unpublished);
+}
+
 static void net_tx_burst(NetQueuePair *q)
 {
     VirtIONet *n = q->n;
@@ -380,13 +388,16 @@ static void net_tx_burst(NetQueuePair *q)
     unsigned done = 0, unpublished = 0;
     bool more = false;
 
+    /* The guest's buffers stay the device's until tx_publish: the backend may keep
+     * referring to them meanwhile. */
+    net_send_batch_begin(q->nc);
     for (;;) {
         virtqueue_set_notification(q->tx, false);
         while (done < TX_BURST && (e = virtqueue_pop_into(q->tx, &small))) {
             if (e->out_len < NET_VNET_HDR_LEN || e->in_num) {
                 /* The requests before it did complete: publish them while the queue
                  * still works. */
-                used_publish(q->tx, &unpublished);
+                tx_publish(q, &unpublished);
                 virtio_error(&n->vdev, "tx request %u: %zu readable bytes and %u writable "
                              "buffers (want a 12-byte header, nothing writable)",
                              e->head, e->out_len, e->in_num);
@@ -406,7 +417,7 @@ static void net_tx_burst(NetQueuePair *q)
             virtqueue_fill(q->tx, e, 0, unpublished++);
             virtqueue_element_release(e, &small);
             if (unpublished == USED_PUBLISH_BATCH) {
-                used_publish(q->tx, &unpublished);
+                tx_publish(q, &unpublished);
             }
             done++;
         }
@@ -426,7 +437,8 @@ static void net_tx_burst(NetQueuePair *q)
         }
     }
 publish:
-    used_publish(q->tx, &unpublished);
+    tx_publish(q, &unpublished);
+    net_send_batch_end(q->nc);
     if (done) {
         virtio_queue_notify_driver(&n->vdev, q->tx);
     }

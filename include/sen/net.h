@@ -63,6 +63,10 @@ typedef struct NetClientInfo {
     /* A burst of frames to us ended (net_burst_end): make visible what receive() took
      * during it.  NULL: receive() publishes each frame itself. */
     void (*burst_end)(NetClientState *nc);
+    /* The peer's batch reached net_send_flush: finish the frames receive() took while
+     * nc->batched (tap: write them, one io_uring submission), as the peer reuses their
+     * memory next.  NULL: receive() is done with each frame when it returns. */
+    void (*flush)(NetClientState *nc);
     /* The link of this client or its peer went up or down.  May be NULL. */
     void (*link_changed)(NetClientState *nc);
     /* Whether receive() would take a frame now (NULL: always).  A NIC without rx buffers
@@ -104,6 +108,7 @@ struct NetClientState {
     size_t incoming_bytes;   /* their bytes */
     bool sender_waiting;     /* the peer holds frames back: tell it when we take more */
     unsigned burst;          /* frames come to us in a burst (net_burst_begin depth) */
+    bool batched;            /* the peer's frames stay valid until flush (net_send_batch) */
     uint64_t rx_dropped;     /* frames dropped because the queue was full */
     void *opaque;            /* the backend's or NIC's state */
     /* NICs: fills a NetRxFilter for query-rx-filter; NULL for backends. */
@@ -131,6 +136,16 @@ bool net_send_buf(NetClientState *nc, const void *buf, size_t len);
  * with no main-loop iteration in between. */
 void net_burst_begin(NetClientState *nc);
 void net_burst_end(NetClientState *nc);
+/* A sender whose frames' memory stays valid until it says so (virtio-net tx: guest
+ * buffers, given back to the guest only after) brackets its net_send calls with
+ * net_send_batch_begin and net_send_batch_end: in between, the receiver may keep
+ * referring to the frames after receive() returned (tap queues them for one io_uring
+ * submission).  net_send_flush, and _end, finish every frame sent so far, in order:
+ * only after it may the sender reuse or give back their memory.  Under the VM lock,
+ * with no main-loop iteration in between. */
+void net_send_batch_begin(NetClientState *nc);
+void net_send_flush(NetClientState *nc);
+void net_send_batch_end(NetClientState *nc);
 /* Bytes in a frame's iovec. */
 size_t net_iov_size(const struct iovec *iov, int n);
 /* Whether nc's peer will take a frame now (tap stops reading when not: the kernel

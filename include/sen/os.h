@@ -43,6 +43,9 @@ G_GNUC_WARN_UNUSED_RESULT bool os_sandbox_install(unsigned allow, Error **errp);
  * ("needs -sandbox on,spawn=allow") instead of being killed.
  */
 bool os_sandbox_permits(unsigned group);
+/* os/sandbox.c: whether a filter is in force (then calls off the list, such as
+ * io_uring_setup for a hot-plugged tap's ring, must not be tried). */
+bool os_sandbox_installed(void);
 
 /* os/sandbox.c, for tests: whether name is on the list that `allow` produces. */
 bool os_sandbox_allows(unsigned allow, const char *name);

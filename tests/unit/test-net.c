@@ -5,6 +5,7 @@
  * burst and tells the sender to go on, and freeing one end leaves the other without a
  * peer.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
@@ -222,6 +223,21 @@ static void test_burst(void)
     net_client_free(rx);
     g_array_free(a.got, TRUE);
     g_array_free(b.got, TRUE);
+}
+
+/* Turns on the tap's io_uring batches when ring; false (the test skipped) when the host
+ * or the build has none. */
+static bool tap_use_ring(NetClientState *tap, bool ring)
+{
+    if (!ring) {
+        return true;
+    }
+    net_tap_enable_ring(tap);
+    if (!net_tap_has_ring(tap)) {
+        g_test_skip("no io_uring here (built without liburing, or the kernel refused it)");
+        return false;
+    }
+    return true;
 }
 
 /*
@@ -521,6 +537,126 @@ static void test_tap_long_frame_into_big_buffer(void)
 }
 
 /*
+ * tap tx through the ring (a socketpair stands in for the TAP): the frames a NIC sends
+ * between net_send_batch_begin and net_send_flush are not written yet (their memory stays
+ * the sender's until then) and leave in order at the flush; a batch longer than the ring
+ * goes out whole and in order; a frame sent outside a batch is written at once.
+ */
+static void test_tap_ring_tx_batch(void)
+{
+    Machine m = { 0 };
+    Sink a = { .accept = true, .got = g_array_new(FALSE, FALSE, 1) };
+    GPtrArray *queues = g_ptr_array_new();
+    static uint8_t frames[100][60];
+    uint8_t got[128];
+    int fds[2];
+
+    g_mutex_init(&m.lock);
+    m.ctx = g_main_context_default();
+    g_assert_cmpint(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, fds), ==, 0);
+    g_assert_true(g_unix_set_fd_nonblocking(fds[0], TRUE, NULL));
+    g_assert_true(net_tap_attach(&m, "t0", fds[0], false, false, "faketap", NULL, queues));
+    NetClientState *tap = g_ptr_array_index(queues, 0);
+    if (!tap_use_ring(tap, true)) {
+        goto out;
+    }
+    NetClientState *nic = net_client_new(NULL, &sink_info, "test", "nic", 0);
+    nic->opaque = &a;
+    net_link(nic, tap);
+    for (unsigned i = 0; i < G_N_ELEMENTS(frames); i++) {
+        memset(frames[i], (int)i, sizeof(frames[i]));
+    }
+
+    net_send_batch_begin(nic);
+    g_assert_true(tap->batched);
+    for (unsigned i = 0; i < 3; i++) {
+        g_assert_true(net_send_buf(nic, frames[i], sizeof(frames[i])));
+    }
+    g_assert_cmpint(recv(fds[1], got, sizeof(got), MSG_DONTWAIT), ==, -1);
+    g_assert_cmpint(errno, ==, EAGAIN);
+    net_send_flush(nic);
+    for (unsigned i = 0; i < 3; i++) {
+        g_assert_cmpint(recv(fds[1], got, sizeof(got), MSG_DONTWAIT), ==, 60);
+        g_assert_cmpuint(got[0], ==, i);
+        g_assert_cmpuint(got[59], ==, i);
+    }
+    g_assert_cmpint(recv(fds[1], got, sizeof(got), MSG_DONTWAIT), ==, -1);
+
+    for (unsigned i = 3; i < G_N_ELEMENTS(frames); i++) {   /* more than the ring holds */
+        g_assert_true(net_send_buf(nic, frames[i], sizeof(frames[i])));
+    }
+    net_send_batch_end(nic);
+    g_assert_false(tap->batched);
+    for (unsigned i = 3; i < G_N_ELEMENTS(frames); i++) {
+        g_assert_cmpint(recv(fds[1], got, sizeof(got), MSG_DONTWAIT), ==, 60);
+        g_assert_cmpuint(got[0], ==, i);
+    }
+    g_assert_cmpint(recv(fds[1], got, sizeof(got), MSG_DONTWAIT), ==, -1);
+
+    g_assert_true(net_send_buf(nic, frames[7], sizeof(frames[7])));
+    g_assert_cmpint(recv(fds[1], got, sizeof(got), MSG_DONTWAIT), ==, 60);
+    g_assert_cmpuint(got[0], ==, 7);
+    net_client_free(nic);
+out:
+    net_client_free(tap);                          /* closes fds[0] */
+    close(fds[1]);
+    g_ptr_array_free(queues, TRUE);
+    g_array_free(a.got, TRUE);
+    g_mutex_clear(&m.lock);
+}
+
+/*
+ * The ring itself over a socketpair whose send buffer fills after a few frames: the
+ * frames that fit arrive whole, header first, in order; the rest are dropped and
+ * counted (EAGAIN, never waited for); after the reader drained, the next batch goes out.
+ */
+static void test_tap_ring_tx_full_drops(void)
+{
+    static const uint8_t hdr[NET_VNET_HDR_LEN] = { 0xaa, 0xbb };
+    uint8_t frames[40][200], got[512];
+    int fds[2], sndbuf = 4096;
+    unsigned read = 0;
+
+    g_assert_cmpint(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, fds), ==, 0);
+    g_assert_true(g_unix_set_fd_nonblocking(fds[0], TRUE, NULL));
+    g_assert_cmpint(setsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)), ==,
+                    0);
+    TapRing *r = tap_ring_new(fds[0]);
+    if (!r) {
+        g_test_skip("no io_uring here (built without liburing, or the kernel refused it)");
+        goto out;
+    }
+    for (unsigned i = 0; i < G_N_ELEMENTS(frames); i++) {
+        struct iovec iov[2] = { { frames[i], 100 }, { frames[i] + 100, 100 } };
+        memset(frames[i], (int)i, sizeof(frames[i]));
+        g_assert_true(tap_ring_queue_write(r, iov, 2, hdr, sizeof(hdr)));
+    }
+    g_assert_cmpuint(tap_ring_queued(r), ==, G_N_ELEMENTS(frames));
+    unsigned dropped = tap_ring_flush(r);
+    g_assert_cmpuint(tap_ring_queued(r), ==, 0);
+    while (recv(fds[1], got, sizeof(got), MSG_DONTWAIT) == sizeof(hdr) + 200) {
+        g_assert_cmpmem(got, sizeof(hdr), hdr, sizeof(hdr));
+        g_assert_cmpuint(got[sizeof(hdr)], ==, read);
+        g_assert_cmpuint(got[sizeof(hdr) + 199], ==, read);
+        read++;
+    }
+    g_assert_cmpuint(read, >, 0);
+    g_assert_cmpuint(dropped, >, 0);
+    g_assert_cmpuint(read + dropped, ==, G_N_ELEMENTS(frames));
+
+    struct iovec one = { frames[5], 200 };
+    g_assert_true(tap_ring_queue_write(r, &one, 1, NULL, 0));
+    g_assert_cmpuint(tap_ring_flush(r), ==, 0);
+    g_assert_cmpint(recv(fds[1], got, sizeof(got), MSG_DONTWAIT), ==, 200);
+    g_assert_cmpuint(got[0], ==, 5);
+    g_assert_true(tap_ring_usable(r));
+    tap_ring_free(r);
+out:
+    close(fds[0]);
+    close(fds[1]);
+}
+
+/*
  * -netdev user and the main loop: a frame handed to slirp while the loop waits on the
  * poll set slirp's prepare gave it wakes the loop, so the socket the frame opened is
  * polled now, not after slirp's timeout (up to a second).  The frame is a UDP datagram
@@ -742,6 +878,8 @@ int main(int argc, char **argv)
                     test_user_frame_from_other_thread_wakes_loop);
     g_test_add_func("/net/user-frame-after-prepare-wakes-loop",
                     test_user_frame_after_prepare_wakes_loop);
+    g_test_add_func("/net/tap-ring/tx-batch", test_tap_ring_tx_batch);
+    g_test_add_func("/net/tap-ring/tx-full-drops", test_tap_ring_tx_full_drops);
     g_test_add_func("/net/parse-mac", test_parse_mac);
     return g_test_run();
 }

@@ -437,6 +437,87 @@ static void test_tx_bad_mid_batch(void)
     fixture_done(&f);
 }
 
+/*
+ * tx to a backend that keeps the frames to write as a batch (tap's io_uring ring): the
+ * NIC brackets its burst (the backend sees batched), and the driver gets a buffer back
+ * in the used ring only after the flush that says the backend is done with it.  The
+ * backend here keeps only pointers into guest memory and reads them at the flush.
+ */
+typedef struct BatchPeer {
+    Fixture *f;
+    struct iovec held[8];
+    unsigned nheld, flushes;
+} BatchPeer;
+
+static ssize_t batch_peer_receive(NetClientState *nc, const struct iovec *iov, int iovcnt)
+{
+    BatchPeer *p = nc->opaque;
+
+    g_assert_true(nc->batched);
+    g_assert_cmpint(iovcnt, ==, 1);
+    g_assert_cmpuint(p->nheld, <, G_N_ELEMENTS(p->held));
+    p->held[p->nheld++] = iov[0];
+    return (ssize_t)iov[0].iov_len;
+}
+
+static void batch_peer_flush(NetClientState *nc)
+{
+    BatchPeer *p = nc->opaque;
+
+    /* None of the held frames' buffers is the driver's yet. */
+    g_assert_cmpuint(used_idx(p->f, TXQ), ==, p->f->sent->len);
+    for (unsigned i = 0; i < p->nheld; i++) {
+        GByteArray *b = g_byte_array_new();
+        g_byte_array_append(b, p->held[i].iov_base, p->held[i].iov_len);
+        g_ptr_array_add(p->f->sent, b);
+    }
+    p->nheld = 0;
+    p->flushes++;
+}
+
+static const NetClientInfo batch_peer_info = {
+    .type = "test-batch", .receive = batch_peer_receive, .flush = batch_peer_flush,
+};
+
+static void test_tx_batch_flushed_before_used(void)
+{
+    Fixture f;
+    BatchPeer p = { .f = &f };
+
+    fixture_init(&f, F_MAC | F_STATUS);
+    f.peer->info = &batch_peer_info;
+    f.peer->opaque = &p;
+    uint8_t *ram = f.vt.ram;
+    uint16_t *avail = (uint16_t *)(ram + RING(TXQ) + 0x1000);
+    /* Three chains (header and frame each, frame c in BUF(2 + c)), one notify. */
+    for (unsigned c = 0; c < 3; c++) {
+        g_autoptr(GByteArray) out = frame((const uint8_t *)"\xff\xff\xff\xff\xff\xff", 80,
+                                          (uint8_t)(c * 40));
+        memset(ram + BUF(1), 0, HDR_LEN);
+        memcpy(ram + BUF(2 + c), out->data, out->len);
+        VirtqDesc h = { .addr = BUF(1), .len = HDR_LEN, .flags = VIRTQ_DESC_F_NEXT,
+                        .next = (uint16_t)(2 * c + 1) };
+        VirtqDesc d = { .addr = BUF(2 + c), .len = 80 };
+        memcpy(ram + RING(TXQ) + 16 * (2 * c), &h, sizeof(h));
+        memcpy(ram + RING(TXQ) + 16 * (2 * c + 1), &d, sizeof(d));
+        avail[2 + c] = (uint16_t)(2 * c);
+    }
+    __atomic_store_n(&avail[1], 3, __ATOMIC_RELEASE);
+    vt_wr(&f.vt, 0x3000 + 4 * TXQ, 2, TXQ);
+    g_assert_cmpuint(p.flushes, >=, 1);
+    g_assert_cmpuint(p.nheld, ==, 0);
+    g_assert_false(f.peer->batched);
+    g_assert_cmpuint(used_idx(&f, TXQ), ==, 3);
+    g_assert_cmpuint(f.sent->len, ==, 3);
+    for (unsigned c = 0; c < 3; c++) {
+        g_autoptr(GByteArray) want = frame((const uint8_t *)"\xff\xff\xff\xff\xff\xff", 80,
+                                           (uint8_t)(c * 40));
+        GByteArray *got = g_ptr_array_index(f.sent, c);
+        g_assert_cmpmem(got->data, got->len, want->data, want->len);
+    }
+    fixture_done(&f);
+}
+
 /* One control command (no data buffer when len is 0); returns the ack byte the device
  * wrote (0xee: none). */
 static uint8_t ctrl(Fixture *f, uint8_t cls, uint8_t cmd, const void *data, size_t len)
@@ -1050,6 +1131,8 @@ int main(int argc, char **argv)
                     test_mrg_rxbuf_waits_for_buffers);
     g_test_add_func("/virtio-net/rx-burst", test_rx_burst);
     g_test_add_func("/virtio-net/tx-bad-mid-batch", test_tx_bad_mid_batch);
+    g_test_add_func("/virtio-net/tx-batch-flushed-before-used",
+                    test_tx_batch_flushed_before_used);
     g_test_add_func("/virtio-net/ctrl-rx-filter", test_ctrl_rx_filter);
     g_test_add_func("/virtio-net/migrate-round-trip", test_migrate_round_trip);
     g_test_add_func("/virtio-net/migrate-announce-rarp-only", test_migrate_announce_rarp_only);

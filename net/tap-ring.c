@@ -1,0 +1,202 @@
+/*
+ * Batched reads and writes on a tap fd through io_uring: one io_uring_enter(2) for a
+ * batch of frames instead of one readv/writev(2) each.  On hosts where every system call
+ * entry and exit is expensive (retpolines, SRSO "Safe RET"), that call is most of what a
+ * frame costs the VMM beyond the kernel's own network path.
+ *
+ * Everything a batch does completes inside the io_uring_enter that submits it: every
+ * request carries RWF_NOWAIT, so a tap with nothing to read (or a full queue) answers
+ * EAGAIN at once instead of leaving a request armed in the kernel.  No request outlives
+ * tap_ring_flush, so the memory it names (guest buffers, the iovecs) only has to stay valid until those return, no completion ever
+ * arrives later on another thread, and the ring needs no event source of its own.
+ *
+ * The ring is made before -sandbox installs its filter, and only readv/writev may be
+ * submitted to it (IORING_REGISTER_RESTRICTIONS): seccomp does not see the operations a
+ * ring performs, so io_uring_setup is not on the allow-list and a ring could not do more
+ * than read(2)/write(2) on descriptors Sen already has.  Without liburing at build time,
+ * with io_uring disabled (kernel.io_uring_disabled), refused (seccomp, containers) or too
+ * old for RWF_NOWAIT, tap_ring_new returns NULL and the tap makes one call per frame.
+ */
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+#include "sen-config.h"
+#include "net/net-internal.h"
+#include "sen/os.h"
+
+#ifdef CONFIG_LIBURING
+#include <liburing.h>
+
+#define TAP_RING_IOV (1 + 64)    /* a vnet header in front of the NIC's 64 pieces */
+
+struct TapRing {
+    struct io_uring ring;
+    int fd;
+    bool nowait_refused;         /* the kernel said EOPNOTSUPP/EINVAL to RWF_NOWAIT */
+    unsigned queued;             /* writes prepared, not yet submitted */
+    struct iovec iov[TAP_RING_ENTRIES][TAP_RING_IOV];
+    int iovcnt[TAP_RING_ENTRIES];
+};
+
+TapRing *tap_ring_new(int fd)
+{
+    struct io_uring_restriction res[] = {
+        { .opcode = IORING_RESTRICTION_SQE_OP, .sqe_op = IORING_OP_READV },
+        { .opcode = IORING_RESTRICTION_SQE_OP, .sqe_op = IORING_OP_WRITEV },
+    };
+    TapRing *r;
+
+    if (os_sandbox_installed()) {
+        return NULL;
+    }
+    r = g_new0(TapRing, 1);
+    r->fd = fd;
+    /* Disabled until the restrictions are in: they can only be registered before. */
+    if (io_uring_queue_init(TAP_RING_ENTRIES, &r->ring, IORING_SETUP_R_DISABLED) < 0) {
+        g_free(r);
+        return NULL;
+    }
+    /* io_uring_register(2) directly: Debian's liburing 2.3 lacks the wrappers for
+     * these two in its symbol map. */
+    if (io_uring_register(r->ring.ring_fd, IORING_REGISTER_RESTRICTIONS, res,
+                          G_N_ELEMENTS(res)) < 0 ||
+        io_uring_register(r->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0) {
+        io_uring_queue_exit(&r->ring);
+        g_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+void tap_ring_free(TapRing *r)
+{
+    if (r) {
+        io_uring_queue_exit(&r->ring);
+        g_free(r);
+    }
+}
+
+bool tap_ring_usable(TapRing *r)
+{
+    return r && !r->nowait_refused;
+}
+
+/* Submits everything prepared and waits until all of it completed (at once: RWF_NOWAIT).
+ * Returns the number submitted; their completions are in the CQ. */
+static unsigned ring_submit_all(TapRing *r, unsigned n)
+{
+    unsigned done = 0;
+
+    while (done < n) {
+        int ret = io_uring_submit_and_wait(&r->ring, n - done);
+        if (ret == -EINTR) {
+            continue;
+        }
+        if (ret < 0) {
+            break;
+        }
+        done = n; /* submit_and_wait submits all or fails; the waits are satisfied */
+    }
+    return done;
+}
+
+bool tap_ring_queue_write(TapRing *r, const struct iovec *iov, int iovcnt,
+                          const void *hdr, size_t hdr_len)
+{
+    unsigned slot = r->queued;
+    int n = 0;
+
+    if (slot == TAP_RING_ENTRIES || iovcnt + 1 > TAP_RING_IOV) {
+        return false;
+    }
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+    if (!sqe) {
+        return false;
+    }
+    if (hdr_len) {
+        r->iov[slot][n++] = (struct iovec){ .iov_base = (void *)hdr, .iov_len = hdr_len };
+    }
+    memcpy(&r->iov[slot][n], iov, iovcnt * sizeof(*iov));
+    n += iovcnt;
+    r->iovcnt[slot] = n;
+    io_uring_prep_writev(sqe, r->fd, r->iov[slot], n, 0);
+    sqe->rw_flags = RWF_NOWAIT;
+    sqe->user_data = slot;
+    r->queued++;
+    return true;
+}
+
+unsigned tap_ring_queued(TapRing *r)
+{
+    return r->queued;
+}
+
+unsigned tap_ring_flush(TapRing *r)
+{
+    unsigned n = r->queued, dropped = 0, seen = 0, head;
+    struct io_uring_cqe *cqe;
+
+    if (!n) {
+        return 0;
+    }
+    r->queued = 0;
+    if (ring_submit_all(r, n) < n) {
+        /* The ring failed as a whole (it should not): the frames are lost, not written
+         * twice; later batches go the same way, so stop using it. */
+        r->nowait_refused = true;
+        return n;
+    }
+    io_uring_for_each_cqe(&r->ring, head, cqe) {
+        unsigned slot = (unsigned)cqe->user_data;
+        if (slot >= n) {
+            /* not ours: cannot happen, the ring is this tap's alone */
+        } else if (cqe->res == -EOPNOTSUPP || cqe->res == -EINVAL) {
+            /* A kernel without RWF_NOWAIT for this file: write this one the old way
+             * (its iovecs are still here) and make no more batches. */
+            r->nowait_refused = true;
+            dropped += writev(r->fd, r->iov[slot], r->iovcnt[slot]) < 0;
+        } else if (cqe->res < 0 ||
+                   (size_t)cqe->res != net_iov_size(r->iov[slot], r->iovcnt[slot])) {
+            /* EAGAIN: the interface queue is full (dropped, never waited for); a short
+             * write sent part of a frame, which is no frame either. */
+            dropped++;
+        }
+        seen++;
+    }
+    io_uring_cq_advance(&r->ring, seen);
+    return dropped + (n - MIN(seen, n));
+}
+
+#else /* !CONFIG_LIBURING */
+
+TapRing *tap_ring_new(int fd)
+{
+    return NULL;
+}
+
+void tap_ring_free(TapRing *r)
+{
+}
+
+bool tap_ring_usable(TapRing *r)
+{
+    return false;
+}
+
+bool tap_ring_queue_write(TapRing *r, const struct iovec *iov, int iovcnt,
+                          const void *hdr, size_t hdr_len)
+{
+    return false;
+}
+
+unsigned tap_ring_queued(TapRing *r)
+{
+    return 0;
+}
+
+unsigned tap_ring_flush(TapRing *r)
+{
+    return 0;
+}
+
+#endif
