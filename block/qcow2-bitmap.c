@@ -481,7 +481,7 @@ int qcow2_bitmaps_mark_in_use(BDRVQcow2State *s)
     if (!s->bitmaps_valid || s->read_only || !s->bitmaps_ext.nb) {
         return 0;
     }
-    /* The directory as on disk (removed entries included), owned ones in_use. */
+    /* The directory as on disk, owned ones in_use. */
     GPtrArray *on_disk = g_ptr_array_new();
     bool need = false;
     for (guint i = 0; i < s->bitmaps->len; i++) {
@@ -533,7 +533,7 @@ int qcow2_bitmaps_mark_in_use(BDRVQcow2State *s)
 
 static bool recording(const Qcow2Bitmap *bm)
 {
-    return bm->owned && bm->enabled && !bm->removed;
+    return bm->owned && bm->enabled;
 }
 
 /* Recounts s->bitmaps_recording after the list or a bitmap changed (lock held). */
@@ -561,9 +561,6 @@ bool qcow2_bitmaps_can_resize(BDRVQcow2State *s, Error **errp)
     bool owned_more = false;
     for (guint i = 0; s->bitmaps_valid && i < s->bitmaps->len; i++) {
         Qcow2Bitmap *bm = g_ptr_array_index(s->bitmaps, i);
-        if (bm->removed) {
-            continue;
-        }
         if (inconsistent(bm)) {
             inconsistent_error(errp, s->bs->filename, bm->name);
             return false;
@@ -668,11 +665,74 @@ static bool changed(BDRVQcow2State *s)
 {
     for (guint i = 0; s->bitmaps && i < s->bitmaps->len; i++) {
         Qcow2Bitmap *bm = g_ptr_array_index(s->bitmaps, i);
-        if (!bm->transient && (bm->owned || bm->removed || !bm->on_disk)) {
+        if (!bm->transient && (bm->owned || !bm->on_disk)) {
             return true;
         }
     }
     return false;
+}
+
+/*
+ * Replaces the directory with one of the entries of keep (none: no extension and no
+ * autoclear bit), as QEMU's update_ext_header_and_dir: the new directory goes to new
+ * clusters, the refcounts and data reach the disk, then one header write switches to it,
+ * then the old directory's clusters are freed.  Nothing changes on failure.
+ */
+static int replace_dir(BDRVQcow2State *s, const GPtrArray *keep)
+{
+    uint8_t *dir = NULL;
+    Qcow2BitmapExt e = { 0 };
+    int64_t ret = 0;
+    if (keep->len) {
+        e.dir_size = qcow2_bitmap_dir_build(keep, &dir);
+        e.nb = keep->len;
+        ret = qcow2_alloc_clusters(s, (e.dir_size + s->cluster_size - 1) >> s->cluster_bits);
+        if (ret >= 0) {
+            e.dir_offset = ret;
+            ret = qcow2_meta_pwrite(s, 0, e.dir_offset, e.dir_size, dir, false);
+        }
+    }
+    g_free(dir);
+    /* Refcounts and data reach the disk before the header names them. */
+    if (ret >= 0) {
+        ret = qcow2_flush_caches(s);
+    }
+    if (ret >= 0) {
+        ret = bdrv_flush(s->bs->file);
+    }
+    if (ret < 0) {
+        return ret; /* the new clusters are leaks: the header never names them */
+    }
+    Qcow2BitmapExt old_ext = s->bitmaps_ext;
+    uint64_t old_autoclear = s->h.autoclear_features;
+    /* The header rewrite below may fail: the extension as it was, to put back. */
+    Qcow2RawExt *raw = find_ext(s), saved = { 0 };
+    if (raw) {
+        saved = (Qcow2RawExt){ raw->type, raw->len, g_memdup2(raw->data, raw->len) };
+    }
+    set_ext(s, &e);
+    if (e.nb) {
+        s->h.autoclear_features |= QCOW2_AUTOCLEAR_BITMAPS;
+    } else {
+        s->h.autoclear_features &= ~QCOW2_AUTOCLEAR_BITMAPS;
+    }
+    ret = qcow2_write_header(s);
+    if (ret < 0) {
+        Qcow2BitmapExt none = { 0 };
+        set_ext(s, &none);
+        if (saved.data) {
+            g_array_append_val(s->ext.unknown, saved);
+            saved.data = NULL;
+        }
+        s->h.autoclear_features = old_autoclear;
+        s->bitmaps_ext = old_ext;
+    }
+    g_free(saved.data);
+    /* A stale extension (no autoclear bit at open) is not ours to free. */
+    if (ret >= 0 && old_ext.nb) {
+        qcow2_update_refcount(s, old_ext.dir_offset, old_ext.dir_size, -1);
+    }
+    return ret;
 }
 
 int qcow2_bitmaps_store(BDRVQcow2State *s)
@@ -694,12 +754,6 @@ int qcow2_bitmaps_store(BDRVQcow2State *s)
         if (bm->transient) {
             continue;
         }
-        if (bm->removed) {
-            if (bm->on_disk) {
-                g_array_append_val(old, o);
-            }
-            continue;
-        }
         if (bm->owned) {
             uint32_t size;
             ret = write_bits(s, bm, &size);
@@ -715,56 +769,10 @@ int qcow2_bitmaps_store(BDRVQcow2State *s)
         }
         g_ptr_array_add(keep, bm);
     }
-    uint8_t *dir = NULL;
-    Qcow2BitmapExt e = { 0 };
-    if (ret >= 0 && keep->len) {
-        e.dir_size = qcow2_bitmap_dir_build(keep, &dir);
-        e.nb = keep->len;
-        ret = qcow2_alloc_clusters(s, (e.dir_size + s->cluster_size - 1) >> s->cluster_bits);
-        if (ret >= 0) {
-            e.dir_offset = ret;
-            ret = qcow2_meta_pwrite(s, 0, e.dir_offset, e.dir_size, dir, false);
-        }
-    }
-    /* Refcounts and data reach the disk before the header names them. */
     if (ret >= 0) {
-        ret = qcow2_flush_caches(s);
+        ret = replace_dir(s, keep);
     }
     if (ret >= 0) {
-        ret = bdrv_flush(s->bs->file);
-    }
-    Qcow2BitmapExt old_ext = s->bitmaps_ext;
-    uint64_t old_autoclear = s->h.autoclear_features;
-    if (ret >= 0) {
-        /* The header rewrite below may fail: the extension as it was, to put back. */
-        Qcow2RawExt *raw = find_ext(s), saved = { 0 };
-        if (raw) {
-            saved = (Qcow2RawExt){ raw->type, raw->len, g_memdup2(raw->data, raw->len) };
-        }
-        set_ext(s, &e);
-        if (e.nb) {
-            s->h.autoclear_features |= QCOW2_AUTOCLEAR_BITMAPS;
-        } else {
-            s->h.autoclear_features &= ~QCOW2_AUTOCLEAR_BITMAPS;
-        }
-        ret = qcow2_write_header(s);
-        if (ret < 0) {
-            Qcow2BitmapExt none = { 0 };
-            set_ext(s, &none);
-            if (saved.data) {
-                g_array_append_val(s->ext.unknown, saved);
-                saved.data = NULL;
-            }
-            s->h.autoclear_features = old_autoclear;
-            s->bitmaps_ext = old_ext;
-        }
-        g_free(saved.data);
-    }
-    if (ret >= 0) {
-        /* A stale extension (no autoclear bit at open) is not ours to free. */
-        if (old_ext.nb) {
-            qcow2_update_refcount(s, old_ext.dir_offset, old_ext.dir_size, -1);
-        }
         for (guint i = 0; i < old->len; i++) {
             uint64_t *o = &g_array_index(old, uint64_t, i * 2);
             free_table(s, o[0], o[1]);
@@ -773,20 +781,54 @@ int qcow2_bitmaps_store(BDRVQcow2State *s)
         /* The list is now what the directory holds. */
         for (guint i = s->bitmaps->len; i-- > 0;) {
             Qcow2Bitmap *bm = g_ptr_array_index(s->bitmaps, i);
-            if (bm->removed || bm->transient) {
+            if (bm->transient) {
                 g_ptr_array_remove_index(s->bitmaps, i);
             } else {
                 bm->on_disk = true;
             }
         }
     }
-    g_free(dir);
     g_array_free(old, TRUE);
     g_ptr_array_free(keep, TRUE);
     /* Stored or not, the bitmaps are not ours any more: in_use stays on disk on failure,
      * so QEMU calls them inconsistent. */
     disown_all(s);
     return ret < 0 ? (int)ret : 0;
+}
+
+/*
+ * Removes the persistent bitmap bm from the image now, as QEMU's
+ * qcow2_co_remove_persistent_dirty_bitmap, so that a crash cannot bring it back: a new
+ * directory without it (the other entries as they are on disk, in_use included), then
+ * its table and data clusters are freed.  Then it leaves the list.
+ */
+static bool remove_persistent(BDRVQcow2State *s, Qcow2Bitmap *bm, Error **errp)
+{
+    if (bm->on_disk && s->bitmaps_valid && s->bitmaps_ext.nb &&
+        (s->h.autoclear_features & QCOW2_AUTOCLEAR_BITMAPS)) {
+        GPtrArray *keep = g_ptr_array_new();
+        for (guint i = 0; i < s->bitmaps->len; i++) {
+            Qcow2Bitmap *b = g_ptr_array_index(s->bitmaps, i);
+            if (b->on_disk && b != bm) {
+                g_ptr_array_add(keep, b);
+            }
+        }
+        int ret = replace_dir(s, keep);
+        g_ptr_array_free(keep, TRUE);
+        if (ret < 0) {
+            error_setg_errno(errp, -ret, "Failed to update bitmap extension");
+            return false;
+        }
+        free_table(s, bm->table_offset, bm->table_size);
+        ret = qcow2_flush_caches(s);
+        if (ret < 0) {
+            /* Gone from the directory already: the clusters are at worst leaks. */
+            fprintf(stderr, "%s: could not free the clusters of bitmap '%s': %s\n",
+                    s->bs->filename, bm->name, g_strerror(-ret));
+        }
+    }
+    g_ptr_array_remove(s->bitmaps, bm);
+    return true;
 }
 
 void qcow2_bitmaps_free(BDRVQcow2State *s)
@@ -804,7 +846,7 @@ static Qcow2Bitmap *find(BDRVQcow2State *s, const char *name)
 {
     for (guint i = 0; s->bitmaps && i < s->bitmaps->len; i++) {
         Qcow2Bitmap *bm = g_ptr_array_index(s->bitmaps, i);
-        if (!bm->removed && !strcmp(bm->name, name)) {
+        if (!strcmp(bm->name, name)) {
             return bm;
         }
     }
@@ -827,7 +869,7 @@ static bool can_store_new(BDRVQcow2State *s, const char *name, uint32_t granular
     uint64_t nb = 0, dir = 0;
     for (guint i = 0; i < s->bitmaps->len; i++) {
         Qcow2Bitmap *bm = g_ptr_array_index(s->bitmaps, i);
-        if (!bm->removed && !bm->transient) {
+        if (!bm->transient) {
             nb++;
             dir += (BME_ENTRY_HEADER + strlen(bm->name) + 7) & ~7ull;
         }
@@ -991,13 +1033,7 @@ bool qcow2_bitmap_op(BlockDriverState *bs, const BlockBitmapReq *req, Error **er
             error_setg(errp, "Bitmap '%s' is readonly and cannot be modified", bm->name);
             break;
         }
-        bm->removed = true;
-        bm->owned = false;
-        g_clear_pointer(&bm->bits, g_free);
-        if (!bm->on_disk) {
-            g_ptr_array_remove_fast(s->bitmaps, bm);
-        }
-        ok = true;
+        ok = remove_persistent(s, bm, errp);
         break;
     case BLOCK_BITMAP_CLEAR:
         ok = usable(s, bm, false, errp);
@@ -1031,9 +1067,6 @@ GPtrArray *qcow2_bitmap_list(BlockDriverState *bs)
     /* Newest first, as QEMU lists them. */
     for (guint i = s->bitmaps ? s->bitmaps->len : 0; i-- > 0;) {
         Qcow2Bitmap *bm = g_ptr_array_index(s->bitmaps, i);
-        if (bm->removed) {
-            continue;
-        }
         BlockBitmapInfo *info = g_new0(BlockBitmapInfo, 1);
         info->name = g_strdup(bm->name);
         info->granularity = 1u << bm->granularity_bits;

@@ -254,7 +254,6 @@ typedef struct Qcow2Bitmap {
     uint64_t table_offset;     /* on disk (0 for a new one) */
     uint32_t table_size;       /* entries */
     bool on_disk;              /* in the directory on disk */
-    bool removed;              /* dropped from the directory at the next store */
     bool transient;            /* not persistent: never stored (QMP persistent=false) */
     /* Owned: the bits are loaded and the bitmap is rewritten by the next store (an enabled
      * one is in_use on disk meanwhile, and writes set its bits).  Granule i (of
@@ -611,8 +610,8 @@ int qcow2_mark_consistent(BDRVQcow2State *s);
  * bitmaps alone); a writable open takes every consistent `auto` bitmap (owned).
  * mark_in_use: writes the in_use flags of the owned enabled bitmaps before any guest
  * write.  mark_dirty: a write, write-zeroes or discard of [off, off+len).  store: at close
- * or hand-over, writes every change back (owned bitmaps without in_use, added and removed
- * ones) and gives the bitmaps up.  can_resize / resize: a resize keeps them covering the
+ * or hand-over, writes every change back (owned bitmaps without in_use, added ones; a
+ * removed one left the image at once) and gives the bitmaps up.  can_resize / resize: a resize keeps them covering the
  * disk.
  */
 G_GNUC_WARN_UNUSED_RESULT
