@@ -41,6 +41,11 @@ unsigned tap_ring_queued(TapRing *r);
 /* Writes every queued frame (one io_uring_enter), in order; returns how many were
  * dropped (EAGAIN: queue full, errors, short writes). */
 unsigned tap_ring_flush(TapRing *r);
+/* Reads up to n (<= TAP_RING_ENTRIES) frames, frame i into bufs[i] (size bytes) in the
+ * order they came; lens[i] gets its length or -errno (-EAGAIN: nothing was waiting).
+ * Returns n, or 0 when the ring failed (nothing was read). */
+unsigned tap_ring_read(TapRing *r, uint8_t *const *bufs, size_t size, unsigned n,
+                       ssize_t *lens);
 
 /* net/netdev-unsupported.c: fails naming the first QEMU option of type that Sen does
  * not implement (with the reason and what to use instead). */

@@ -7,7 +7,8 @@
  * Everything a batch does completes inside the io_uring_enter that submits it: every
  * request carries RWF_NOWAIT, so a tap with nothing to read (or a full queue) answers
  * EAGAIN at once instead of leaving a request armed in the kernel.  No request outlives
- * tap_ring_flush, so the memory it names (guest buffers, the iovecs) only has to stay valid until those return, no completion ever
+ * tap_ring_flush / tap_ring_read, so the memory they name (guest buffers, bounce
+ * buffers, the iovecs) only has to stay valid until those return, no completion ever
  * arrives later on another thread, and the ring needs no event source of its own.
  *
  * The ring is made before -sandbox installs its filter, and only readv/writev may be
@@ -167,6 +168,38 @@ unsigned tap_ring_flush(TapRing *r)
     return dropped + (n - MIN(seen, n));
 }
 
+unsigned tap_ring_read(TapRing *r, uint8_t *const *bufs, size_t size, unsigned n,
+                       ssize_t *lens)
+{
+    unsigned seen = 0, head;
+    struct io_uring_cqe *cqe;
+
+    n = MIN(n, TAP_RING_ENTRIES);
+    for (unsigned i = 0; i < n; i++) {
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+        r->iov[i][0] = (struct iovec){ .iov_base = bufs[i], .iov_len = size };
+        io_uring_prep_readv(sqe, r->fd, r->iov[i], 1, 0);
+        sqe->rw_flags = RWF_NOWAIT;
+        sqe->user_data = i;
+        lens[i] = -EAGAIN;
+    }
+    if (ring_submit_all(r, n) < n) {
+        r->nowait_refused = true;
+        return 0;
+    }
+    io_uring_for_each_cqe(&r->ring, head, cqe) {
+        if (cqe->user_data < n) {
+            lens[cqe->user_data] = cqe->res;
+        }
+        if (cqe->res == -EOPNOTSUPP || cqe->res == -EINVAL) {
+            r->nowait_refused = true;
+        }
+        seen++;
+    }
+    io_uring_cq_advance(&r->ring, seen);
+    return n;
+}
+
 #else /* !CONFIG_LIBURING */
 
 TapRing *tap_ring_new(int fd)
@@ -195,6 +228,12 @@ unsigned tap_ring_queued(TapRing *r)
 }
 
 unsigned tap_ring_flush(TapRing *r)
+{
+    return 0;
+}
+
+unsigned tap_ring_read(TapRing *r, uint8_t *const *bufs, size_t size, unsigned n,
+                       ssize_t *lens)
 {
     return 0;
 }

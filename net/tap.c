@@ -11,9 +11,11 @@
  * so the kernel queue, not Sen, holds the backlog; writes never block (a full tap queue
  * drops the frame).
  *
- * Where io_uring is usable (net/tap-ring.c), the NIC's tx burst (net_send_batch) is
- * written in batches, one io_uring_enter each instead of one writev per frame, when the
- * NIC flushes it, before it gives the guest's buffers back.
+ * Where io_uring is usable (net/tap-ring.c), frames move in batches, one io_uring_enter
+ * each instead of one readv/writev per frame: the NIC's tx burst (net_send_batch) is
+ * written out when the NIC flushes it, before it gives the guest's buffers back; rx reads
+ * as many frames at a time as the last batch brought (twice over, up to 64) into bounce
+ * buffers, then copies each into a guest buffer the NIC lends.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +30,11 @@
 
 #define TAP_READ_BURST 64
 #define TAP_DIRECT_IOV 16   /* pieces of a guest rx buffer read into directly */
+/* A ring rx bounce buffer: the largest frame a TAP hands out (MTU 65535 with Ethernet
+ * and 802.1Q headers, or a 64 KiB GSO segment) behind its header.  A read that fills
+ * one may have been cut: it is dropped. */
+#define TAP_BOUNCE_SIZE (NET_VNET_HDR_LEN + NET_MAX_FRAME + 64)
+#define TAP_RX_BATCH_MIN 4
 
 typedef struct NetTap {
     NetClientState *nc;
@@ -40,10 +47,14 @@ typedef struct NetTap {
     char ifname[IFNAMSIZ];
     char *downscript;
     uint64_t tx_dropped;
+    uint64_t rx_dropped;     /* cut by the bounce buffer (ring reads) */
     TapRing *ring;           /* io_uring batches, NULL: one system call per frame */
+    uint8_t *rx_bounce;      /* TAP_RING_ENTRIES bounce buffers, made at first use */
+    unsigned rx_batch;       /* reads the next ring batch asks for */
 } NetTap;
 
 static gboolean tap_readable(gint fd, GIOCondition cond, gpointer opaque);
+static void tap_flush(NetClientState *nc);
 
 static void tap_read_poll(NetTap *s, bool on)
 {
@@ -104,6 +115,81 @@ static ssize_t tap_read_frame(NetTap *s, uint8_t *buf, size_t buf_size)
     return n;
 }
 
+/* A frame read into a bounce buffer goes into the guest buffer the NIC lends when it
+ * fits (no allocation, the buffer popped without one), else through net_send, which
+ * spreads it over mergeable buffers or queues it. */
+static void tap_deliver(NetTap *s, const uint8_t *buf, size_t len)
+{
+    struct iovec iov[TAP_DIRECT_IOV];
+    int lent = net_peer_rx_direct_get(s->nc, iov, TAP_DIRECT_IOV);
+
+    if (lent && net_iov_size(iov, lent) >= len) {
+        size_t off = 0;
+        for (int i = 0; i < lent && off < len; i++) {
+            size_t c = MIN(iov[i].iov_len, len - off);
+            memcpy(iov[i].iov_base, buf + off, c);
+            off += c;
+        }
+        net_peer_rx_direct_done(s->nc, len);
+        return;
+    }
+    if (lent) {
+        net_peer_rx_direct_done(s->nc, 0);
+    }
+    net_send_buf(s->nc, buf, len);
+}
+
+/* tap_read_burst through the ring: batches of reads, each one io_uring_enter. */
+static bool tap_read_burst_ring(NetTap *s)
+{
+    uint8_t *bufs[TAP_RING_ENTRIES];
+    ssize_t lens[TAP_RING_ENTRIES];
+    unsigned total = 0;
+    bool full = false;
+
+    /* The reads share the ring with the writes: none may wait unsubmitted in front of
+     * them (a NIC does not read while it sends, but nothing else would stop it). */
+    tap_flush(s->nc);
+    if (!s->rx_bounce) {
+        /* Untouched pages cost no memory: small frames use the first page of each. */
+        s->rx_bounce = g_malloc((size_t)TAP_RING_ENTRIES * TAP_BOUNCE_SIZE);
+    }
+    for (unsigned i = 0; i < TAP_RING_ENTRIES; i++) {
+        bufs[i] = s->rx_bounce + (size_t)i * TAP_BOUNCE_SIZE;
+    }
+    net_burst_begin(s->nc);
+    while (total < TAP_READ_BURST) {
+        if (!net_peer_can_take(s->nc)) {
+            full = true;
+            break;
+        }
+        unsigned n = MIN(s->rx_batch, TAP_READ_BURST - total), got = 0;
+        if (!tap_ring_read(s->ring, bufs, TAP_BOUNCE_SIZE, n, lens)) {
+            break;
+        }
+        /* In the order read (a frame that came while the batch ran may follow an
+         * EAGAIN: still in order). */
+        for (unsigned i = 0; i < n; i++) {
+            if (lens[i] >= TAP_BOUNCE_SIZE) {
+                s->rx_dropped++;
+                got++;
+            } else if (lens[i] > 0) {
+                tap_deliver(s, bufs[i], (size_t)lens[i]);
+                got++;
+            }
+        }
+        total += got;
+        /* The next batch asks for twice what this one brought: a backlog is met with
+         * big batches, a trickle costs few EAGAIN reads. */
+        s->rx_batch = CLAMP(got * 2, TAP_RX_BATCH_MIN, TAP_RING_ENTRIES);
+        if (got < n) {
+            break; /* drained */
+        }
+    }
+    net_burst_end(s->nc);
+    return full;
+}
+
 /* Reads up to TAP_READ_BURST frames into the NIC (VM lock held); true when it stopped
  * because the NIC is full. */
 static bool tap_read_burst(NetTap *s)
@@ -111,6 +197,9 @@ static bool tap_read_burst(NetTap *s)
     uint8_t buf[NET_VNET_HDR_LEN + NET_MAX_FRAME];
     bool full = false;
 
+    if (tap_ring_usable(s->ring)) {
+        return tap_read_burst_ring(s);
+    }
     net_burst_begin(s->nc);
     for (unsigned i = 0; i < TAP_READ_BURST; i++) {
         if (!net_peer_can_take(s->nc)) {
@@ -249,6 +338,7 @@ static void tap_cleanup(NetClientState *nc)
     tap_read_poll(s, false);
     tap_flush(nc);
     tap_ring_free(s->ring);
+    g_free(s->rx_bounce);
     if (s->downscript) {
         Error *err = NULL;
         if (!run_script(s->downscript, s->ifname, &err)) {
@@ -338,6 +428,7 @@ void net_tap_enable_ring(NetClientState *nc)
 
     if (!s->ring) {
         s->ring = tap_ring_new(s->fd);
+        s->rx_batch = TAP_RX_BATCH_MIN;
     }
 }
 

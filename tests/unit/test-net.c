@@ -225,6 +225,25 @@ static void test_burst(void)
     g_array_free(b.got, TRUE);
 }
 
+/*
+ * net/tap.c over a socketpair standing in for the TAP fd: a NIC without buffers stops
+ * the reads (the frames stay in the kernel); the flush after the guest's kick reads them
+ * at once, in that same call, not in a later main-loop iteration; then the fd is
+ * watched again.
+ */
+/* Whether a tap here could batch through io_uring (net/tap-ring.c). */
+static bool ring_available(void)
+{
+    int fds[2];
+
+    g_assert_cmpint(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, fds), ==, 0);
+    TapRing *r = tap_ring_new(fds[0]);
+    tap_ring_free(r);
+    close(fds[0]);
+    close(fds[1]);
+    return r != NULL;
+}
+
 /* Turns on the tap's io_uring batches when ring; false (the test skipped) when the host
  * or the build has none. */
 static bool tap_use_ring(NetClientState *tap, bool ring)
@@ -240,13 +259,7 @@ static bool tap_use_ring(NetClientState *tap, bool ring)
     return true;
 }
 
-/*
- * net/tap.c over a socketpair standing in for the TAP fd: a NIC without buffers stops
- * the reads (the frames stay in the kernel); the flush after the guest's kick reads them
- * at once, in that same call, not in a later main-loop iteration; then the fd is
- * watched again.
- */
-static void test_tap_reads_on_peer_ready(void)
+static void test_tap_reads_on_peer_ready(gconstpointer ring)
 {
     Machine m = { 0 };
     Sink b = { .accept = false, .got = g_array_new(FALSE, FALSE, 1) };
@@ -260,6 +273,9 @@ static void test_tap_reads_on_peer_ready(void)
     g_assert_true(g_unix_set_fd_nonblocking(fds[0], TRUE, NULL));
     g_assert_true(net_tap_attach(&m, "t0", fds[0], false, false, "faketap", NULL, queues));
     NetClientState *tap = g_ptr_array_index(queues, 0);
+    if (!tap_use_ring(tap, ring)) {
+        goto out;
+    }
     NetClientState *nic = net_client_new(NULL, &sink_info, "test", "nic", 0);
     nic->opaque = &b;
     net_link(tap, nic);
@@ -285,9 +301,9 @@ static void test_tap_reads_on_peer_ready(void)
         g_main_context_iteration(m.ctx, FALSE);
     }
     g_assert_cmpuint(b.got->len, ==, 4);
-
-    net_client_free(tap);                          /* closes fds[0] */
     net_client_free(nic);
+out:
+    net_client_free(tap);                          /* closes fds[0] */
     close(fds[1]);
     g_ptr_array_free(queues, TRUE);
     g_array_free(b.got, TRUE);
@@ -350,7 +366,7 @@ static const NetClientInfo lending_info = {
     .rx_direct_get = lend_get, .rx_direct_done = lend_done,
 };
 
-static void test_tap_reads_into_lent_buffer(void)
+static void test_tap_reads_into_lent_buffer(gconstpointer ring)
 {
     Machine m = { 0 };
     LendingNic l = { .direct = g_byte_array_new(), .copied = g_byte_array_new() };
@@ -370,6 +386,9 @@ static void test_tap_reads_into_lent_buffer(void)
     g_assert_true(g_unix_set_fd_nonblocking(fds[0], TRUE, NULL));
     g_assert_true(net_tap_attach(&m, "t0", fds[0], true, false, "faketap", NULL, queues));
     NetClientState *tap = g_ptr_array_index(queues, 0);
+    if (!tap_use_ring(tap, ring)) {
+        goto out;
+    }
     NetClientState *nic = net_client_new(NULL, &lending_info, "test", "nic", 0);
     nic->opaque = &l;
     net_link(tap, nic);
@@ -387,13 +406,20 @@ static void test_tap_reads_into_lent_buffer(void)
     g_assert_cmpmem(l.direct->data, sizeof(small), small, sizeof(small));
     g_assert_cmpmem(l.direct->data + sizeof(small), sizeof(small), small, sizeof(small));
     g_assert_cmpmem(l.copied->data, l.copied->len, big, sizeof(big));
-    /* Lent for each frame and for the read that found the socket empty; given back
-     * for the big frame and for that read. */
-    g_assert_cmpuint(l.lent, ==, 4);
-    g_assert_cmpuint(l.done_empty, ==, 2);
-
-    net_client_free(tap);                          /* closes fds[0] */
+    if (ring) {
+        /* The ring reads into bounce buffers, then borrows a buffer for each frame it
+         * got (none for the reads that found nothing); the big one is given back. */
+        g_assert_cmpuint(l.lent, ==, 3);
+        g_assert_cmpuint(l.done_empty, ==, 1);
+    } else {
+        /* Lent for each frame and for the read that found the socket empty; given back
+         * for the big frame and for that read. */
+        g_assert_cmpuint(l.lent, ==, 4);
+        g_assert_cmpuint(l.done_empty, ==, 2);
+    }
     net_client_free(nic);
+out:
+    net_client_free(tap);                          /* closes fds[0] */
     close(fds[1]);
     g_ptr_array_free(queues, TRUE);
     g_byte_array_free(l.direct, TRUE);
@@ -444,13 +470,20 @@ static const NetClientInfo big_lending_info = {
  * 802.1Q frame that size (65539 bytes; the kernel lets a tag exceed the MTU) and its
  * header are longer than tap's bounce buffer (header + NET_MAX_FRAME).  Into a lent
  * guest buffer bigger than both it is read whole and directly, nothing copied through
- * (or past) the bounce buffer; the small frame after it follows the same way.
+ * (or past) the bounce buffer; the small frame after it follows the same way.  Through
+ * the io_uring ring (ring), whose bounce buffers are that much bigger, both are read
+ * there and copied whole into the lent buffer.
  */
-static void test_tap_long_frame_into_big_buffer(void)
+static void test_tap_long_frame_into_big_buffer(gconstpointer ring)
 {
     if (!g_test_subprocess()) {
         if (geteuid() != 0 || access("/dev/net/tun", R_OK | W_OK) != 0) {
             g_test_skip("needs root and /dev/net/tun");
+            return;
+        }
+        if (ring && !ring_available()) {
+            g_test_skip("no io_uring here (built without liburing, or the kernel refused "
+                        "it)");
             return;
         }
         g_test_trap_subprocess(NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
@@ -490,6 +523,10 @@ static void test_tap_long_frame_into_big_buffer(void)
     m.ctx = g_main_context_default();
     g_assert_true(net_tap_attach(&m, "t0", fd, true, false, "senbig0", NULL, queues));
     NetClientState *tap = g_ptr_array_index(queues, 0);
+    if (ring) {
+        net_tap_enable_ring(tap);
+        g_assert_true(net_tap_has_ring(tap));
+    }
     NetClientState *nic = net_client_new(NULL, &big_lending_info, "test", "nic", 0);
     nic->opaque = &l;
     net_link(tap, nic);
@@ -654,6 +691,64 @@ static void test_tap_ring_tx_full_drops(void)
 out:
     close(fds[0]);
     close(fds[1]);
+}
+
+/*
+ * tap rx through the ring when the NIC fills up in the middle of a batch: the frames
+ * read past its last buffer wait in the NIC's queue (in order, none dropped), the rest
+ * stay in the kernel; once the NIC has buffers again every frame arrives, in order.
+ */
+static void test_tap_ring_rx_nic_fills_up(void)
+{
+    Machine m = { 0 };
+    Sink b = { .accept = true, .budget = 2, .got = g_array_new(FALSE, FALSE, 1) };
+    GPtrArray *queues = g_ptr_array_new();
+    uint8_t frame[60] = { 0 };
+    int fds[2];
+
+    g_mutex_init(&m.lock);
+    m.ctx = g_main_context_default();
+    g_assert_cmpint(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, fds), ==, 0);
+    g_assert_true(g_unix_set_fd_nonblocking(fds[0], TRUE, NULL));
+    g_assert_true(net_tap_attach(&m, "t0", fds[0], false, false, "faketap", NULL, queues));
+    NetClientState *tap = g_ptr_array_index(queues, 0);
+    if (!tap_use_ring(tap, true)) {
+        goto out;
+    }
+    NetClientState *nic = net_client_new(NULL, &sink_info, "test", "nic", 0);
+    nic->opaque = &b;
+    net_link(tap, nic);
+
+    for (unsigned i = 0; i < 8; i++) {
+        frame[0] = (uint8_t)i;
+        g_assert_cmpint(write(fds[1], frame, sizeof(frame)), ==, sizeof(frame));
+    }
+    for (unsigned i = 0; i < 100 && !nic->incoming.length; i++) {
+        g_main_context_iteration(m.ctx, FALSE);
+    }
+    while (g_main_context_iteration(m.ctx, FALSE)) {
+    }
+    g_assert_cmpuint(b.got->len, ==, 2);
+    g_assert_cmpuint(nic->incoming.length, >, 0);  /* read in the same batch: queued */
+    g_assert_cmpuint(b.got->len + nic->incoming.length, <, 8); /* the rest: in the kernel */
+    g_assert_cmpuint(nic->rx_dropped, ==, 0);
+
+    b.accept = true;
+    net_client_flush(nic);
+    for (unsigned i = 0; i < 100 && b.got->len < 8; i++) {
+        g_main_context_iteration(m.ctx, FALSE);
+    }
+    g_assert_cmpuint(b.got->len, ==, 8);
+    for (unsigned i = 0; i < 8; i++) {
+        g_assert_cmpuint(g_array_index(b.got, uint8_t, i), ==, i);
+    }
+    net_client_free(nic);
+out:
+    net_client_free(tap);                          /* closes fds[0] */
+    close(fds[1]);
+    g_ptr_array_free(queues, TRUE);
+    g_array_free(b.got, TRUE);
+    g_mutex_clear(&m.lock);
 }
 
 /*
@@ -870,16 +965,22 @@ int main(int argc, char **argv)
     g_test_add_func("/net/queue-bounded-and-ordered", test_queue_bounded_and_ordered);
     g_test_add_func("/net/queue-bytes-and-room", test_queue_bytes_and_room);
     g_test_add_func("/net/burst", test_burst);
-    g_test_add_func("/net/tap-reads-on-peer-ready", test_tap_reads_on_peer_ready);
-    g_test_add_func("/net/tap-reads-into-lent-buffer", test_tap_reads_into_lent_buffer);
-    g_test_add_func("/net/tap-long-frame-into-big-buffer",
-                    test_tap_long_frame_into_big_buffer);
+    for (int ring = 0; ring < 2; ring++) {
+        const char *how = ring ? "ring" : "syscalls";
+        g_autofree char *a = g_strdup_printf("/net/tap-reads-on-peer-ready/%s", how);
+        g_autofree char *b = g_strdup_printf("/net/tap-reads-into-lent-buffer/%s", how);
+        g_autofree char *c = g_strdup_printf("/net/tap-long-frame-into-big-buffer/%s", how);
+        g_test_add_data_func(a, GINT_TO_POINTER(ring), test_tap_reads_on_peer_ready);
+        g_test_add_data_func(b, GINT_TO_POINTER(ring), test_tap_reads_into_lent_buffer);
+        g_test_add_data_func(c, GINT_TO_POINTER(ring), test_tap_long_frame_into_big_buffer);
+    }
+    g_test_add_func("/net/tap-ring/tx-batch", test_tap_ring_tx_batch);
+    g_test_add_func("/net/tap-ring/tx-full-drops", test_tap_ring_tx_full_drops);
+    g_test_add_func("/net/tap-ring/rx-nic-fills-up", test_tap_ring_rx_nic_fills_up);
     g_test_add_func("/net/user-frame-from-other-thread-wakes-loop",
                     test_user_frame_from_other_thread_wakes_loop);
     g_test_add_func("/net/user-frame-after-prepare-wakes-loop",
                     test_user_frame_after_prepare_wakes_loop);
-    g_test_add_func("/net/tap-ring/tx-batch", test_tap_ring_tx_batch);
-    g_test_add_func("/net/tap-ring/tx-full-drops", test_tap_ring_tx_full_drops);
     g_test_add_func("/net/parse-mac", test_parse_mac);
     return g_test_run();
 }
