@@ -251,6 +251,28 @@ static int G_GNUC_PRINTF(3, 4) entry_corrupt(BDRVQcow2State *s, uint64_t off,
     return -EIO;
 }
 
+int qcow2_l2e_check(BDRVQcow2State *s, uint64_t off, uint64_t l2e)
+{
+    uint64_t host = l2e & QCOW2_L2E_OFFSET_MASK;
+    if (host % s->cluster_size && qcow2_l2e_has_host(s, l2e)) {
+        /* A data or preallocated zero cluster inside another cluster. */
+        return entry_corrupt(s, off, "Cluster allocation offset %#" PRIx64 " unaligned",
+                             host);
+    }
+    if ((l2e & QCOW2_OFLAG_COMPRESSED) && qcow2_has_data_file(s)) {
+        /* The format forbids them: a data file holds only plain guest-offset clusters. */
+        return entry_corrupt(s, off, "Compressed cluster entry found in image with external "
+                             "data file");
+    }
+    if (!(l2e & QCOW2_OFLAG_COMPRESSED) && (l2e & QCOW2_OFLAG_ZERO) && s->h.version < 3 &&
+        !s->extl2) {
+        /* Version 2 has no zero clusters: the flag is a corrupt entry (QEMU's view), not
+         * data to read. */
+        return entry_corrupt(s, off, "Zero cluster entry found in pre-v3 image");
+    }
+    return 0;
+}
+
 /* A data cluster the fast read paths may transfer directly; anything else (a version 2
  * entry with the zero flag included, which is corrupt) goes through read_cluster_l2e. */
 static bool plain_data(BDRVQcow2State *s, uint64_t l2e)
@@ -285,24 +307,11 @@ static int read_compressed(BDRVQcow2State *s, uint64_t l2e, uint64_t coff, uint6
 static int read_cluster_l2e(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8_t *buf,
                             bool unlock, uint64_t l2e, uint64_t bitmap)
 {
-    int ret;
     uint64_t coff = off & (s->cluster_size - 1);
     uint64_t host = l2e & QCOW2_L2E_OFFSET_MASK;
-    if (host % s->cluster_size && qcow2_l2e_has_host(s, l2e)) {
-        /* A data or preallocated zero cluster inside another cluster. */
-        return entry_corrupt(s, off, "Cluster allocation offset %#" PRIx64 " unaligned",
-                             host);
-    }
-    if ((l2e & QCOW2_OFLAG_COMPRESSED) && qcow2_has_data_file(s)) {
-        /* The format forbids them: a data file holds only plain guest-offset clusters. */
-        return entry_corrupt(s, off, "Compressed cluster entry found in image with external "
-                             "data file");
-    }
-    if (!(l2e & QCOW2_OFLAG_COMPRESSED) && (l2e & QCOW2_OFLAG_ZERO) && s->h.version < 3 &&
-        !s->extl2) {
-        /* Version 2 has no zero clusters: the flag is a corrupt entry (QEMU's view), not
-         * data to read. */
-        return entry_corrupt(s, off, "Zero cluster entry found in pre-v3 image");
+    int ret = qcow2_l2e_check(s, off, l2e);
+    if (ret < 0) {
+        return ret;
     }
     while (len) {
         uint64_t n = len;

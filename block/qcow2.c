@@ -1236,6 +1236,9 @@ static int qcow2_block_status(BlockDriverState *bs, int64_t offset, int64_t byte
     uint64_t l2e, bitmap;
     g_mutex_lock(&s->lock);
     int ret = qcow2_get_l2e(s, offset, &l2e, &bitmap);
+    if (ret == 0) {
+        ret = qcow2_l2e_check(s, offset, l2e);
+    }
     uint64_t unit = s->subcluster_size;
     uint64_t coff = offset & (s->cluster_size - 1);
     int status = 0;

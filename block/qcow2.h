@@ -460,6 +460,11 @@ int qcow2_set_l2e(BDRVQcow2State *s, int64_t l2, uint64_t idx, uint64_t l2e,
                   const uint64_t *bitmap);
 /* Reads the L2 entry (and bitmap) for guest offset off. */
 int qcow2_get_l2e(BDRVQcow2State *s, uint64_t off, uint64_t *l2e, uint64_t *bitmap);
+/* What QEMU's qcow2_get_host_offset refuses in the L2 entry l2e of guest offset off (a
+ * host offset inside a cluster, a compressed cluster with a data file, a zero flag in a
+ * version 2 image): reported as QEMU does (qcow2_signal_corruption), -EIO; else 0.
+ * Reads and block status both look, so tools fail where qemu-img fails. */
+int qcow2_l2e_check(BDRVQcow2State *s, uint64_t off, uint64_t l2e);
 
 /* qcow2-check.c: refcount/OFLAG_COPIED consistency check and repair (lock held). */
 typedef struct BlockCheckResult BlockCheckResult;

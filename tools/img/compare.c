@@ -52,6 +52,22 @@ static bool compare_option(int c, const char *arg, void *opaque)
     return true;
 }
 
+/* Whether bs's block status answers for all of [off, off+n). */
+static bool allocation_known(BlockDriverState *bs, int64_t off, int64_t n)
+{
+    while (n > 0) {
+        int64_t pnum = 0, map;
+        BlockDriverState *file;
+        int depth;
+        if (bdrv_block_status_above(bs, off, n, &pnum, &map, &file, &depth) < 0 || pnum <= 0) {
+            return false;
+        }
+        off += pnum;
+        n -= pnum;
+    }
+    return true;
+}
+
 int img_compare(int argc, char **argv)
 {
     CompareOpts o = { 0 };
@@ -96,6 +112,19 @@ int img_compare(int argc, char **argv)
         int64_t d;
         if (off < common) {
             n = MIN((int64_t)n, common - off);
+            /* qemu-img looks at the allocation first: an image whose metadata cannot say
+             * (a corrupt L2 entry) fails there, exit 3. */
+            const char *unsure = NULL;
+            if (!allocation_known(a, off, n)) {
+                unsure = args.filename;
+            } else if (!allocation_known(b, off, n)) {
+                unsure = args.filename2;
+            }
+            if (unsure) {
+                error_report("Sector allocation test failed for %s", unsure);
+                ret = 3;
+                break;
+            }
             if (bdrv_pread(a, off, n, ba) < 0 || bdrv_pread(b, off, n, bb) < 0) {
                 error_report("Error while reading offset %" G_GINT64_FORMAT, off);
                 ret = 2;

@@ -109,11 +109,12 @@ int img_dd(int argc, char **argv)
     uint8_t *buf = g_malloc(chunk);
     for (int64_t off = 0; ok && off < len; off += chunk) {
         int64_t n = MIN((int64_t)chunk, len - off);
-        if (bdrv_pread(src, start + off, n, buf) < 0) {
-            error_report("%s: error while reading", in);
+        int r = bdrv_pread(src, start + off, n, buf);
+        if (r < 0) {
+            error_report("error while reading from input image file: %s", g_strerror(-r));
             ok = false;
-        } else if (!buffer_is_zero(buf, n) && bdrv_pwrite(dst, off, n, buf) < 0) {
-            error_report("%s: error while writing", out);
+        } else if (!buffer_is_zero(buf, n) && (r = bdrv_pwrite(dst, off, n, buf)) < 0) {
+            error_report("error while writing to output image file: %s", g_strerror(-r));
             ok = false;
         }
     }

@@ -167,12 +167,12 @@ int img_map(int argc, char **argv)
         bdrv_unref(bs);
         return 1;
     }
-    if (json) {
-        printf("]\n");
+    if (json && ret >= 0) {
+        printf("]\n"); /* qemu-img leaves the list open when it fails */
     }
     bdrv_unref(bs);
     if (ret < 0) {
-        error_report("Could not read the image map: %s", g_strerror(-ret));
+        error_report("Could not read file metadata: %s", g_strerror(-ret));
         return 1;
     }
     return 0;

@@ -4,6 +4,7 @@
  * equal: "required" counts metadata for the fully allocated image plus the data clusters
  * the input actually has, "fully-allocated" every cluster.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
@@ -66,7 +67,7 @@ static bool allocated_bytes(BlockDriverState *bs, uint64_t csize, uint64_t *out)
         int ret = bdrv_block_status_above(bs, off, MIN(len - off, MEASURE_CHUNK), &pnum, &map,
                                           &file, &depth);
         if (ret < 0 || pnum <= 0) {
-            error_report("Could not read the allocation status of the image");
+            error_report("Unable to get block status: %s", g_strerror(ret < 0 ? -ret : EIO));
             return false;
         }
         if (!(ret & BDRV_BLOCK_ZERO) && (ret & BDRV_BLOCK_DATA)) {
