@@ -342,11 +342,39 @@ static void inconsistent_error(Error **errp, const char *prefix, const char *nam
     error_append_hint(errp, "Try block-dirty-bitmap-remove to delete this bitmap from disk\n");
 }
 
-/* Takes the consistent bitmap bm over: its bits in memory, rewritten by the next store. */
+/* Bytes the bits of a bitmap of that granularity take for a disk of disk_size bytes. */
+static uint64_t bits_mem(uint64_t disk_size, unsigned gbits)
+{
+    return MAX((granules(disk_size, gbits) + 63) / 64, 1) * 8;
+}
+
+/* Bytes the bits of the owned bitmaps take now. */
+static uint64_t owned_mem(BDRVQcow2State *s)
+{
+    uint64_t n = 0;
+    for (guint i = 0; s->bitmaps && i < s->bitmaps->len; i++) {
+        Qcow2Bitmap *bm = g_ptr_array_index(s->bitmaps, i);
+        n += bm->owned ? MAX((bm->nb_bits + 63) / 64, 1) * 8 : 0;
+    }
+    return n;
+}
+
+/* Whether `more` bytes of bits fit in QCOW2_BITMAPS_MAX_MEM next to the owned ones. */
+static bool mem_fits(BDRVQcow2State *s, uint64_t more)
+{
+    uint64_t now = owned_mem(s);
+    return now <= QCOW2_BITMAPS_MAX_MEM && more <= QCOW2_BITMAPS_MAX_MEM - now;
+}
+
+/* Takes the consistent bitmap bm over: its bits in memory, rewritten by the next store
+ * (-ENOMEM past QCOW2_BITMAPS_MAX_MEM). */
 static int own(BDRVQcow2State *s, Qcow2Bitmap *bm)
 {
     if (bm->owned) {
         return 0;
+    }
+    if (!mem_fits(s, bits_mem(s->bs->total_size, bm->granularity_bits))) {
+        return -ENOMEM;
     }
     int ret = load_bits(s, bm, &bm->bits, &bm->nb_bits);
     bm->owned = ret == 0;
@@ -398,6 +426,20 @@ bool qcow2_bitmaps_load(BDRVQcow2State *s, int flags, Error **errp)
     bms = qcow2_bitmap_dir_parse(dir, e.dir_size, e.nb, s->cluster_size,
                                  s->bs->total_size, &local);
     if (!bms) {
+        goto fail;
+    }
+    /* What the bitmaps to take over need, before a byte of it is allocated. */
+    uint64_t need = 0;
+    for (guint i = 0; writable && i < bms->len; i++) {
+        Qcow2Bitmap *bm = g_ptr_array_index(bms, i);
+        if ((bm->flags & QCOW2_BME_AUTO) && !(bm->flags & QCOW2_BME_IN_USE)) {
+            need += bits_mem(s->bs->total_size, bm->granularity_bits);
+        }
+    }
+    if (need > QCOW2_BITMAPS_MAX_MEM) {
+        error_setg(&local, "The bitmaps to load need %" G_GUINT64_FORMAT " MiB of memory, "
+                   "more than the %llu MiB allowed for one image", need >> 20,
+                   QCOW2_BITMAPS_MAX_MEM >> 20);
         goto fail;
     }
     for (guint i = 0; i < bms->len; i++) {
@@ -921,6 +963,11 @@ static bool op_add(BDRVQcow2State *s, const BlockBitmapReq *req, Error **errp)
     }
     g = g ? g : default_granularity(s);
     if (req->persistent && !can_store_new(s, req->name, g, errp)) {
+        return false;
+    }
+    if (!mem_fits(s, bits_mem(s->bs->total_size, __builtin_ctz(g)))) {
+        error_setg(errp, "Bitmap '%s' would take the bitmaps of this node past the %llu MiB "
+                   "of memory allowed for one image", req->name, QCOW2_BITMAPS_MAX_MEM >> 20);
         return false;
     }
     Qcow2Bitmap *bm = g_new0(Qcow2Bitmap, 1);

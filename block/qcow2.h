@@ -238,6 +238,11 @@ int qcow2_decompress(int type, uint8_t *dst, size_t dst_len, const uint8_t *src,
 #define QCOW2_BME_RESERVED 0xfffffffcu
 #define QCOW2_MAX_BITMAPS 65535
 #define QCOW2_MAX_BITMAP_DIR_SIZE (1024u * QCOW2_MAX_BITMAPS)
+/* Memory the bits of one image's bitmaps may take together (Sen's limit: QEMU 7.2 limits
+ * one bitmap to 512 MiB but not their sum, so 65535 `auto` bitmaps sharing one table
+ * of all-ones entries would make it allocate and fill 32 TiB).  Four bitmaps of the
+ * largest size QEMU allows. */
+#define QCOW2_BITMAPS_MAX_MEM (2048ull << 20)
 
 /* The bitmaps header extension. */
 typedef struct Qcow2BitmapExt {

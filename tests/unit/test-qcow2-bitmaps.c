@@ -3,7 +3,8 @@
  * interop with qemu-img in tests/functional/interop/test_qcow2_bitmaps.py):
  *  - a write marks the bitmaps when it completes, so a clear that runs while its data is
  *    in flight cannot drop its mark (the image's file node is wrapped by a driver that
- *    holds the data write until the test has cleared the bitmap).
+ *    holds the data write until the test has cleared the bitmap);
+ *  - the bits of one image's bitmaps stay within QCOW2_BITMAPS_MAX_MEM.
  */
 #include <string.h>
 #include <glib.h>
@@ -99,14 +100,26 @@ static void gate_release(void)
 
 /* ---- helpers ---- */
 
+static void bitmap_req(BlockDriverState *bs, const BlockBitmapReq *req)
+{
+    Error *err = NULL;
+    if (!bdrv_bitmap_op(bs, req, &err)) {
+        g_error("bitmap op %d on '%s': %s", req->action, req->name, error_get_pretty(err));
+    }
+}
+
 static void bitmap_op(BlockDriverState *bs, BlockBitmapAction action, const char *name,
                       bool persistent)
 {
-    Error *err = NULL;
-    BlockBitmapReq req = { .action = action, .name = name, .persistent = persistent };
-    if (!bdrv_bitmap_op(bs, &req, &err)) {
-        g_error("bitmap op %d on '%s': %s", action, name, error_get_pretty(err));
-    }
+    bitmap_req(bs, &(BlockBitmapReq){ .action = action, .name = name,
+                                      .persistent = persistent });
+}
+
+static void bitmap_add(BlockDriverState *bs, const char *name, uint32_t granularity,
+                       bool persistent)
+{
+    bitmap_req(bs, &(BlockBitmapReq){ .action = BLOCK_BITMAP_ADD, .name = name,
+                                      .granularity = granularity, .persistent = persistent });
 }
 
 /* The dirty bytes of bitmap name (-1: no such bitmap). */
@@ -191,6 +204,38 @@ static void test_clear_during_write_zeroes(void)
     g_unlink(data);
 }
 
+/*
+ * Adding bitmaps stops where their bits would take more than QCOW2_BITMAPS_MAX_MEM
+ * together (transient ones count too: QMP could add them without end otherwise).
+ * A 1 TiB disk at 512-byte granules: 256 MiB of bits each (allocated, never touched).
+ */
+static void test_add_past_the_memory_limit(void)
+{
+    g_autofree char *path = g_build_filename(test_dir, "big.qcow2", NULL);
+    block_test_create("qcow2", path, "size=1T");
+    BlockDriverState *bs = block_test_open(path, "qcow2", BDRV_O_RDWR);
+    uint64_t each = (1ull << 40) / 512 / 8;
+    unsigned fit = QCOW2_BITMAPS_MAX_MEM / each;
+    g_assert_cmpuint(fit, ==, 8);
+    for (unsigned i = 0; i < fit; i++) {
+        g_autofree char *name = g_strdup_printf("t%u", i);
+        bitmap_add(bs, name, 512, i % 2);
+    }
+    Error *err = NULL;
+    BlockBitmapReq req = { .action = BLOCK_BITMAP_ADD, .name = "one-more", .granularity = 512 };
+    g_assert_false(bdrv_bitmap_op(bs, &req, &err));
+    g_assert_cmpstr(error_get_pretty(err), ==,
+                    "Bitmap 'one-more' would take the bitmaps of this node past the 2048 MiB "
+                    "of memory allowed for one image");
+    error_free(err);
+    /* Removing one makes room again. */
+    bitmap_op(bs, BLOCK_BITMAP_REMOVE, "t0", false);
+    bitmap_add(bs, "one-more", 512, false);
+    g_assert_cmpint(bitmap_count(bs, "one-more"), ==, 0);
+    bdrv_unref(bs);
+    g_unlink(path);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -201,6 +246,7 @@ int main(int argc, char **argv)
     g_test_add_func("/qcow2-bitmaps/clear-during-write/transient",
                     test_clear_during_write_transient);
     g_test_add_func("/qcow2-bitmaps/clear-during-write-zeroes", test_clear_during_write_zeroes);
+    g_test_add_func("/qcow2-bitmaps/add-past-the-memory-limit", test_add_past_the_memory_limit);
     int ret = g_test_run();
     g_rmdir(test_dir);
     return ret;

@@ -263,3 +263,71 @@ def test_compressed_convert_into_the_image_marks_the_bitmaps(tmp_path):
     assert ours["b3"] == before["b3"]
     qemu_check_clean(sen)
     run(QEMU_IMG, "compare", sen, qemu)
+
+
+def many_bitmaps_image(path, count, size="64G"):
+    """An image (64 GiB) whose directory holds `count` consistent `auto` bitmaps of
+    512-byte granules (16 MiB of bits each) that all share one table of all-ones entries:
+    a few KiB on disk, count * 16 MiB in memory for whoever loads them."""
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", path, size)
+    run(QEMU_IMG, "bitmap", "--add", "-g", "512", path, "b0")
+    with open(path, "r+b") as f:
+        data = f.read()
+        at = struct.unpack(">I", data[100:104])[0]
+        while struct.unpack(">I", data[at:at + 4])[0] != 0x23852875:
+            at += 8 + ((struct.unpack(">I", data[at + 4:at + 8])[0] + 7) & ~7)
+        off = struct.unpack(">Q", data[at + 24:at + 32])[0]
+        table, size, flags, typ, gbits, _, _ = struct.unpack(">QIIBBHI", data[off:off + 24])
+        assert count * 32 <= 65536
+        f.seek(table)
+        f.write(struct.pack(">Q", 1) * size)  # every entry "all ones", no data cluster
+        f.seek(off)
+        for i in range(count):
+            name = b"b%04d" % i
+            f.write(struct.pack(">QIIBBHI", table, size, flags, typ, gbits, len(name), 0) +
+                    name + b"\0" * 3)
+        f.seek(at + 8)
+        f.write(struct.pack(">IIQ", count, 0, count * 32))
+
+
+def test_many_bitmaps_fail_the_open_before_any_big_allocation(tmp_path):
+    """65535 bitmaps of up to 512 MiB each pass QEMU 7.2's limits, which do not bound
+    their sum: a writable open refuses bitmaps needing more than 2 GiB together, before
+    allocating them (run under a 1 GiB address-space limit; without the check it runs out of
+    memory, here after about 60 bitmaps, on a real host after tens of GiB)."""
+    import resource
+
+    path = tmp_path / "many.qcow2"
+    many_bitmaps_image(path, 1024)
+    # (qemu-img info, which loads them read-only, takes 16 GiB and over a minute here.)
+    before = path.read_bytes()
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    for args in (["bitmap", "--clear", path, "b0000"], ["resize", path, "+1M"]):
+        p = subprocess.run([SEN_IMG, *map(str, args)], capture_output=True, text=True,
+                           preexec_fn=limit, timeout=120)
+        assert p.returncode == 1, (p.returncode, p.stderr)
+        assert ("The bitmaps to load need 16384 MiB of memory, more than the 2048 MiB "
+                "allowed for one image") in p.stderr, p.stderr
+    assert path.read_bytes() == before
+    # Read-only opens load no bits: info works.
+    p = run(SEN_IMG, "info", path)
+    assert "b1023" in p.stdout
+
+
+def test_bitmaps_within_the_memory_limit_still_load(tmp_path):
+    """The limit is on their memory, not their number: 1024 bitmaps of 256 KiB each (a
+    1 GiB disk) still open read-write, and QEMU finds the 64 of them it reads valid."""
+    path = tmp_path / "some.qcow2"
+    many_bitmaps_image(path, 1024, "1G")
+    run(SEN_IMG, "bitmap", "--disable", path, "b0007")
+    flags = json.loads(run(SEN_IMG, "info", "--output=json", path).stdout)[
+        "format-specific"]["data"]["bitmaps"]
+    assert len(flags) == 1024
+    path = tmp_path / "few.qcow2"
+    many_bitmaps_image(path, 64, "1G")
+    run(SEN_IMG, "bitmap", "--disable", path, "b0007")
+    flags = info_flags(path)
+    assert flags["b0007"] == [] and flags["b0008"] == ["auto"] and len(flags) == 64
