@@ -35,6 +35,7 @@ typedef struct CopyChunk {
     uint8_t *cbuf;          /* -c: compressed clusters, one cluster each */
     ssize_t *clens;         /* -c: their lengths, -ENOSPC, -errno, or -1 (skipped) */
     bool *known_zero;       /* unit i reads as zero per the source's block status */
+    bool status_failed;     /* copy_read failed on the source's block status */
     struct CopyChunk *next; /* in the free list or the parked list */
 } CopyChunk;
 
@@ -56,7 +57,7 @@ typedef struct CopyRun {
     uint64_t done;          /* bytes written, for the progress line */
     int ret;                /* first error (-errno), 0 while all is well */
     int64_t err_off;
-    bool err_write;
+    const char *err_what;   /* "reading", "writing" or "reading block status" */
 } CopyRun;
 
 /* The source holding target offset *off, which becomes an offset in it; *avail is how
@@ -140,13 +141,13 @@ static int src_pread(const ConvertCopy *c, int64_t off, uint64_t n, uint8_t *buf
     return 0;
 }
 
-static void copy_fail(CopyRun *r, int ret, int64_t off, bool write)
+static void copy_fail(CopyRun *r, int ret, int64_t off, const char *what)
 {
     g_mutex_lock(&r->lock);
     if (r->ret == 0) {
         r->ret = ret;
         r->err_off = off;
-        r->err_write = write;
+        r->err_what = what;
     }
     g_cond_broadcast(&r->free_cond);
     g_mutex_unlock(&r->lock);
@@ -225,6 +226,7 @@ static int copy_read(CopyRun *r, CopyChunk *k, int64_t *err_off)
 
     memset(k->known_zero, 0, units * sizeof(*k->known_zero));
     k->offload_src = NULL;
+    k->status_failed = false;
     if (copy_map(r, k)) {
         return 0;
     }
@@ -234,8 +236,15 @@ static int copy_read(CopyRun *r, CopyChunk *k, int64_t *err_off)
         int64_t pnum = 0, map = 0;
         BlockDriverState *file = NULL;
         int st = src_block_status(c, off + p, n - p, &pnum, &map, &file);
+        if (st < 0 && !c->salvage) {
+            /* qemu-img stops there (a corrupt L2 entry, say). */
+            k->status_failed = true;
+            *err_off = off + p;
+            return st;
+        }
         if (st < 0 || pnum <= 0) {
-            /* No answer: read the rest, which is always right. */
+            /* No answer (--salvage: the reads will tell): read the rest, which is always
+             * right. */
             p = n;
             break;
         }
@@ -482,7 +491,7 @@ static void copy_submit(CopyRun *r, CopyChunk *k)
         ret = copy_write(r, k, &err_off);
         file_posix_unmap(&k->map);
         if (ret < 0) {
-            copy_fail(r, ret, err_off, true);
+            copy_fail(r, ret, err_off, k->status_failed ? "reading block status" : "writing");
         }
         g_mutex_lock(&r->lock);
         copy_written_locked(r, k);
@@ -499,7 +508,7 @@ static void copy_submit(CopyRun *r, CopyChunk *k)
         ret = copy_write(r, k, &err_off);
         file_posix_unmap(&k->map);
         if (ret < 0) {
-            copy_fail(r, ret, err_off, true);
+            copy_fail(r, ret, err_off, k->status_failed ? "reading block status" : "writing");
         }
         g_mutex_lock(&r->lock);
         r->writing = false;
@@ -518,7 +527,7 @@ static gpointer copy_worker(gpointer opaque)
         int64_t err_off = k->off;
         int ret = copy_read(r, k, &err_off);
         if (ret < 0) {
-            copy_fail(r, ret, err_off, false);
+            copy_fail(r, ret, err_off, k->status_failed ? "reading block status" : "reading");
             break;
         }
         if (r->c->compress) {
@@ -577,8 +586,10 @@ bool convert_copy(const ConvertCopy *c, Error **errp)
         }
     }
     if (r.ret < 0) {
-        error_setg(errp, "error while %s at byte %" G_GINT64_FORMAT ": %s",
-                   r.err_write ? "writing" : "reading", r.err_off, g_strerror(-r.ret));
+        /* qemu-img's words: "... at byte N" for data, "... at offset N" for status. */
+        error_setg(errp, "error while %s at %s %" G_GINT64_FORMAT ": %s", r.err_what,
+                   strcmp(r.err_what, "reading block status") ? "byte" : "offset", r.err_off,
+                   g_strerror(-r.ret));
         goto out;
     }
     ok = true;

@@ -2,7 +2,8 @@
 entry QEMU refuses wherever it looks the entry up: reads and block status alike), side by
 side with qemu-img 7.2: each command fails the same way, with qemu-img's corruption report,
 message and exit status.  map and measure used to succeed on it (map showing the bad
-offset as data), compare failed with another status, dd with other words."""
+offset as data), compare failed with another status, dd and convert with other words
+(convert read on past a failed block status)."""
 import shutil
 import struct
 
@@ -33,7 +34,9 @@ def unaligned_entry(path):
     ["measure", "-O", "qcow2", "{img}"],
     ["compare", "{img}", "{img}"],
     ["dd", "if={img}", "of={out}", "-O", "raw"],
-], ids=["map", "map-json", "measure", "compare", "dd"])
+    ["convert", "-O", "raw", "{img}", "{out}"],
+    ["convert", "-c", "-O", "qcow2", "{img}", "{out}"],
+], ids=["map", "map-json", "measure", "compare", "dd", "convert", "convert-c"])
 def test_corrupt_entry_fails_as_qemu_img(tmp_path, args):
     orig = tmp_path / "orig.qcow2"
     unaligned_entry(orig)
