@@ -307,6 +307,7 @@ static void bdrv_free_node(BlockDriverState *bs)
     g_mutex_clear(&node->lock);
     g_array_free(node->perm_claims, true);
     g_free(bs->opaque);
+    g_clear_pointer(&bs->kept_bitmaps, g_ptr_array_unref);
     keyval_free(node->open_opts);
     g_free(bs->filename);
     g_free(bs->node_name);

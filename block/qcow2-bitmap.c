@@ -42,6 +42,9 @@
 static void bitmap_free(gpointer p)
 {
     Qcow2Bitmap *bm = p;
+    if (!bm) {
+        return;
+    }
     g_free(bm->name);
     g_free(bm->bits);
     g_free(bm);
@@ -242,6 +245,8 @@ static void bitmap_resize(Qcow2Bitmap *bm, uint64_t disk_size)
 }
 
 static void count_recording(BDRVQcow2State *s);
+static Qcow2Bitmap *find(BDRVQcow2State *s, const char *name);
+static bool load_image(BDRVQcow2State *s, int flags, Error **errp);
 
 static Qcow2RawExt *find_ext(BDRVQcow2State *s)
 {
@@ -381,17 +386,52 @@ static int own(BDRVQcow2State *s, Qcow2Bitmap *bm)
     return ret;
 }
 
+/* Gives up the persistent bitmaps (non-persistent ones live only in memory: kept). */
 static void disown_all(BDRVQcow2State *s)
 {
     for (guint i = 0; s->bitmaps && i < s->bitmaps->len; i++) {
         Qcow2Bitmap *bm = g_ptr_array_index(s->bitmaps, i);
+        if (bm->transient) {
+            continue;
+        }
         bm->owned = false;
         g_clear_pointer(&bm->bits, g_free);
     }
     count_recording(s);
 }
 
+/*
+ * Takes back the non-persistent bitmaps the last close of this node kept
+ * (qcow2_bitmaps_free), resized to the disk as it is now; one whose name the image
+ * now has is dropped.
+ */
+static void adopt_kept(BDRVQcow2State *s)
+{
+    GPtrArray *kept = g_steal_pointer(&s->bs->kept_bitmaps);
+    for (guint i = 0; kept && i < kept->len; i++) {
+        Qcow2Bitmap *bm = g_ptr_array_index(kept, i);
+        if (find(s, bm->name)) {
+            continue;
+        }
+        bitmap_resize(bm, s->bs->total_size);
+        g_ptr_array_add(s->bitmaps, g_steal_pointer(&g_ptr_array_index(kept, i)));
+    }
+    if (kept) {
+        g_ptr_array_unref(kept); /* the free function skips the stolen (NULL) ones */
+    }
+    count_recording(s);
+}
+
 bool qcow2_bitmaps_load(BDRVQcow2State *s, int flags, Error **errp)
+{
+    if (!load_image(s, flags, errp)) {
+        return false;
+    }
+    adopt_kept(s);
+    return true;
+}
+
+static bool load_image(BDRVQcow2State *s, int flags, Error **errp)
 {
     const char *name = s->bs->filename;
     Qcow2RawExt *raw = find_ext(s);
@@ -820,14 +860,10 @@ int qcow2_bitmaps_store(BDRVQcow2State *s)
             free_table(s, o[0], o[1]);
         }
         ret = qcow2_flush_caches(s);
-        /* The list is now what the directory holds. */
-        for (guint i = s->bitmaps->len; i-- > 0;) {
+        /* The directory now holds every persistent one (the others stay in memory). */
+        for (guint i = 0; i < s->bitmaps->len; i++) {
             Qcow2Bitmap *bm = g_ptr_array_index(s->bitmaps, i);
-            if (bm->transient) {
-                g_ptr_array_remove_index(s->bitmaps, i);
-            } else {
-                bm->on_disk = true;
-            }
+            bm->on_disk = !bm->transient;
         }
     }
     g_array_free(old, TRUE);
@@ -875,6 +911,16 @@ static bool remove_persistent(BDRVQcow2State *s, Qcow2Bitmap *bm, Error **errp)
 
 void qcow2_bitmaps_free(BDRVQcow2State *s)
 {
+    /* The non-persistent ones wait in the node for its next open (adopt_kept). */
+    for (guint i = s->bitmaps ? s->bitmaps->len : 0; i-- > 0;) {
+        Qcow2Bitmap *bm = g_ptr_array_index(s->bitmaps, i);
+        if (bm->transient && bm->owned) {
+            if (!s->bs->kept_bitmaps) {
+                s->bs->kept_bitmaps = g_ptr_array_new_with_free_func(bitmap_free);
+            }
+            g_ptr_array_insert(s->bs->kept_bitmaps, 0, g_ptr_array_steal_index(s->bitmaps, i));
+        }
+    }
     if (s->bitmaps) {
         g_ptr_array_free(g_steal_pointer(&s->bitmaps), TRUE);
     }

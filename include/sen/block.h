@@ -260,6 +260,10 @@ struct BlockDriverState {
     BlockDetectZeroes detect_zeroes;
     GMainContext *ctx;          /* where async completions run (never NULL once open) */
     int refcnt;
+    /* The driver's non-persistent dirty bitmaps while it is closed to be opened again
+     * (a reopen, the activation after a failed migration): QEMU keeps them.  Of the
+     * driver's own type; the array's free function frees them with the node. */
+    GPtrArray *kept_bitmaps;
 };
 
 /* An asynchronous request, owned by the layer that submitted it. */

@@ -4,7 +4,8 @@
  *  - a write marks the bitmaps when it completes, so a clear that runs while its data is
  *    in flight cannot drop its mark (the image's file node is wrapped by a driver that
  *    holds the data write until the test has cleared the bitmap);
- *  - the bits of one image's bitmaps stay within QCOW2_BITMAPS_MAX_MEM.
+ *  - the bits of one image's bitmaps stay within QCOW2_BITMAPS_MAX_MEM;
+ *  - non-persistent bitmaps live through a reopen of the driver.
  */
 #include <string.h>
 #include <glib.h>
@@ -236,6 +237,51 @@ static void test_add_past_the_memory_limit(void)
     g_unlink(path);
 }
 
+/*
+ * Non-persistent bitmaps live through the driver's close and open again, as in QEMU
+ * (where they belong to the node): the hand-over of a migration that then fails
+ * (inactivate, activate), and a reopen read-write.
+ */
+static void test_transient_kept_across_reopen(void)
+{
+    g_autofree char *path = g_build_filename(test_dir, "reopen.qcow2", NULL);
+    block_test_create("qcow2", path, "size=1M");
+    BlockDriverState *bs = block_test_open(path, "qcow2", BDRV_O_RDWR);
+    bitmap_add(bs, "t", 65536, false);
+    bitmap_add(bs, "p", 65536, true);
+    uint8_t buf[512] = { 1 };
+    g_assert_cmpint(bdrv_pwrite(bs, 0, sizeof(buf), buf), ==, 0);
+    g_assert_cmpint(bitmap_count(bs, "t"), ==, 65536);
+
+    Error *err = NULL;
+    g_assert_true(bdrv_inactivate(bs, &err));
+    g_assert_true(bdrv_activate(bs, &err));
+    g_assert_null(err);
+    g_assert_cmpint(bitmap_count(bs, "t"), ==, 65536);
+    g_assert_cmpint(bitmap_count(bs, "p"), ==, 65536);
+    /* Still recording. */
+    g_assert_cmpint(bdrv_pwrite(bs, 3 * 65536, sizeof(buf), buf), ==, 0);
+    g_assert_cmpint(bitmap_count(bs, "t"), ==, 2 * 65536);
+
+    GPtrArray *list = bdrv_bitmap_list(bs);
+    g_assert_cmpuint(list->len, ==, 2);
+    for (guint i = 0; i < list->len; i++) {
+        BlockBitmapInfo *info = g_ptr_array_index(list, i);
+        g_assert_true(info->recording);
+        g_assert_false(info->inconsistent);
+        g_assert_cmpint(info->persistent, ==, !strcmp(info->name, "p"));
+    }
+    g_ptr_array_free(list, TRUE);
+    bdrv_unref(bs);
+
+    /* Gone with the node: a new open has only the persistent one. */
+    bs = block_test_open(path, "qcow2", BDRV_O_RDWR);
+    g_assert_cmpint(bitmap_count(bs, "t"), ==, -1);
+    g_assert_cmpint(bitmap_count(bs, "p"), ==, 2 * 65536);
+    bdrv_unref(bs);
+    g_unlink(path);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -247,6 +293,8 @@ int main(int argc, char **argv)
                     test_clear_during_write_transient);
     g_test_add_func("/qcow2-bitmaps/clear-during-write-zeroes", test_clear_during_write_zeroes);
     g_test_add_func("/qcow2-bitmaps/add-past-the-memory-limit", test_add_past_the_memory_limit);
+    g_test_add_func("/qcow2-bitmaps/transient-kept-across-reopen",
+                    test_transient_kept_across_reopen);
     int ret = g_test_run();
     g_rmdir(test_dir);
     return ret;
