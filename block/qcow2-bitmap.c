@@ -638,9 +638,21 @@ void qcow2_bitmaps_mark_dirty(BDRVQcow2State *s, uint64_t off, uint64_t len)
     }
 }
 
-bool qcow2_bitmaps_can_resize(BDRVQcow2State *s, Error **errp)
+bool qcow2_bitmaps_can_resize(BDRVQcow2State *s, uint64_t new_size, Error **errp)
 {
     bool owned_more = false;
+    /* Every bitmap is in memory at the new size afterwards: within the budget. */
+    uint64_t need = 0;
+    for (guint i = 0; s->bitmaps && i < s->bitmaps->len; i++) {
+        Qcow2Bitmap *bm = g_ptr_array_index(s->bitmaps, i);
+        need += inconsistent(bm) ? 0 : bits_mem(new_size, bm->granularity_bits);
+    }
+    if (need > QCOW2_BITMAPS_MAX_MEM) {
+        error_setg(errp, "%s: The bitmaps would need %" G_GUINT64_FORMAT " MiB of memory at "
+                   "the new size, more than the %llu MiB allowed for one image",
+                   s->bs->filename, need >> 20, QCOW2_BITMAPS_MAX_MEM >> 20);
+        return false;
+    }
     for (guint i = 0; s->bitmaps_valid && i < s->bitmaps->len; i++) {
         Qcow2Bitmap *bm = g_ptr_array_index(s->bitmaps, i);
         if (inconsistent(bm)) {

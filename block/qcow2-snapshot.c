@@ -468,7 +468,7 @@ bool qcow2_snapshot_goto(BlockDriverState *bs, const char *id, Error **errp)
     }
     /* Without the extra-data field the snapshot has the current size (as QEMU reads it). */
     uint64_t sn_size = sn->disk_size ? sn->disk_size : (uint64_t)bs->total_size;
-    if (sn_size != (uint64_t)bs->total_size && !qcow2_bitmaps_can_resize(s, errp)) {
+    if (sn_size != (uint64_t)bs->total_size && !qcow2_bitmaps_can_resize(s, sn_size, errp)) {
         goto out;
     }
     /* Every granule may read differently now (a crash later leaves in_use set). */

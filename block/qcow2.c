@@ -1143,7 +1143,7 @@ static bool qcow2_truncate(BlockDriverState *bs, int64_t size, bool shrink, Erro
         return false;
     }
     qcow2_lock_exclusive(s);
-    if (!qcow2_bitmaps_can_resize(s, errp)) {
+    if (!qcow2_bitmaps_can_resize(s, size, errp)) {
         g_mutex_unlock(&s->lock);
         return false;
     }

@@ -630,7 +630,7 @@ int qcow2_bitmaps_mark_in_use(BDRVQcow2State *s);
 void qcow2_bitmaps_mark_dirty(BDRVQcow2State *s, uint64_t off, uint64_t len);
 int qcow2_bitmaps_store(BDRVQcow2State *s);
 G_GNUC_WARN_UNUSED_RESULT
-bool qcow2_bitmaps_can_resize(BDRVQcow2State *s, Error **errp);
+bool qcow2_bitmaps_can_resize(BDRVQcow2State *s, uint64_t new_size, Error **errp);
 void qcow2_bitmaps_resize(BDRVQcow2State *s, uint64_t disk_size);
 void qcow2_bitmaps_free(BDRVQcow2State *s);
 /* BlockDriver.bitmap_op and .bitmap_list (QMP block-dirty-bitmap-*, sen-img bitmap). */

@@ -228,11 +228,18 @@ static void test_add_past_the_memory_limit(void)
     g_assert_cmpstr(error_get_pretty(err), ==,
                     "Bitmap 'one-more' would take the bitmaps of this node past the 2048 MiB "
                     "of memory allowed for one image");
-    error_free(err);
+    g_clear_pointer(&err, error_free);
     /* Removing one makes room again. */
     bitmap_op(bs, BLOCK_BITMAP_REMOVE, "t0", false);
     bitmap_add(bs, "one-more", 512, false);
     g_assert_cmpint(bitmap_count(bs, "one-more"), ==, 0);
+    /* Growing the disk grows them all: refused past the limit, before any allocation. */
+    g_assert_false(bdrv_truncate(bs, 2ll << 40, false, &err));
+    g_assert_nonnull(strstr(error_get_pretty(err),
+                            ": The bitmaps would need 4096 MiB of memory at the new size, "
+                            "more than the 2048 MiB allowed for one image"));
+    g_clear_pointer(&err, error_free);
+    g_assert_cmpint(bs->total_size, ==, 1ll << 40);
     bdrv_unref(bs);
     g_unlink(path);
 }
