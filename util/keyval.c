@@ -246,11 +246,39 @@ static const char *size_reason(const char *str, uint64_t default_unit, uint64_t 
     if (!*p) {
         return "empty value";
     }
+    while (g_ascii_isspace(*p)) {
+        p++; /* as QEMU's qemu_strtosz (strtoull): leading blanks are skipped */
+    }
     if (*p == '-') {
         return "negative sizes are not allowed";
     }
     if (!g_ascii_isdigit(*p)) {
         return "not a number";
+    }
+    /* As QEMU: hexadecimal (0x...) is taken without a fraction or a suffix. */
+    if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X')) {
+        p += 2;
+        if (!g_ascii_isxdigit(*p)) {
+            return "not a number";
+        }
+        for (; g_ascii_isxdigit(*p); p++) {
+            if (whole >> 60) {
+                return "value too large";
+            }
+            whole = whole << 4 | (uint64_t)g_ascii_xdigit_value(*p);
+        }
+        if (*p == '.' || (*p && size_suffix_shift(*p) >= 0)) {
+            return "a hexadecimal size takes no fraction or suffix";
+        }
+        if (*p) {
+            return "not a number";
+        }
+        uint64_t bytes;
+        if (__builtin_mul_overflow(whole, default_unit, &bytes)) {
+            return "value too large";
+        }
+        *out = bytes;
+        return NULL;
     }
     for (; g_ascii_isdigit(*p); p++) {
         if (__builtin_mul_overflow(whole, 10, &whole) ||

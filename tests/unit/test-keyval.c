@@ -174,6 +174,12 @@ static void test_parse_size(void)
     check_size("1.5G", 1, 3 * 512 * MiB);
     check_size("0.5k", 1, 512);
     check_size("18446744073709551615", 1, UINT64_MAX);
+    /* As qemu_strtosz: leading blanks are skipped, hexadecimal needs no suffix. */
+    check_size(" 1", 1, 1);
+    check_size("\t7k", 1, 7 * 1024);
+    check_size("0x10", 1, 16);
+    check_size("0X1f", MiB, 31 * MiB);
+    check_size("0xffffffffffffffff", 1, UINT64_MAX);
 
     check_size_bad("", 1);
     check_size_bad("12Q", MiB);
@@ -181,7 +187,13 @@ static void test_parse_size(void)
     check_size_bad("-1M", 1);
     check_size_bad("abc", 1);
     check_size_bad("M", 1);
-    check_size_bad(" 1", 1);
+    check_size_bad(" -1", 1);
+    check_size_bad("0x", 1);
+    check_size_bad("0xg", 1);
+    check_size_bad("0x1.5", 1);
+    check_size_bad("0x10k", 1);
+    check_size_bad("0x10000000000000000", 1);
+    check_size_bad("0x2", MiB << 43);
     check_size_bad("1 ", 1);
     check_size_bad("1GG", 1);
     check_size_bad("1.", 1);
