@@ -1135,6 +1135,13 @@ static bool bdrv_reopen_rw_tree(BlockDriverState *bs, GPtrArray *done, Error **e
         g_ptr_array_add(done, bs);
         return true;
     }
+    /* A protocol driver that refused the switch itself (the host would not open the
+     * file for writing) left the node as it was: nothing to put back, and opening the
+     * name read-only again could land on another file put there meanwhile, under a
+     * format that read the old one. */
+    if (bs->drv->reopen && !(g_atomic_int_get(&bs->open_flags) & BDRV_O_RDWR)) {
+        return false;
+    }
     /* Refused (another user's locks, the host's permissions): back to read-only, so the
      * node reads and holds its locks as before the attempt instead of staying closed. */
     Error *again = NULL;

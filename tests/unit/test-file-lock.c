@@ -7,8 +7,11 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <glib.h>
 #include <glib/gstdio.h>
@@ -422,6 +425,54 @@ static void test_reopen_replaced_file(void)
     bdrv_unref(a);
 }
 
+/* The image was replaced by a file the host lets us read but not write (a running
+ * program: ETXTBSY): the refused reopen leaves the node on its old file, instead of
+ * putting it back read-only on the new one under a qcow2 driver that read the old. */
+static void test_reopen_replaced_unwritable(void)
+{
+    g_autofree char *q = g_build_filename(test_dir, "busy.qcow2", NULL);
+    g_autofree char *prog = g_build_filename(test_dir, "busy.prog", NULL);
+    g_autofree char *body = NULL;
+    gsize len;
+    Error *err = NULL;
+    GPid pid;
+    char buf[4];
+    block_test_create("qcow2", q, "size=1M");
+
+    BlockDriverState *a = block_test_open(q, "qcow2", 0);
+    g_assert_true(g_file_get_contents("/bin/sleep", &body, &len, NULL));
+    g_assert_true(g_file_set_contents(prog, body, len, NULL));
+    g_assert_cmpint(chmod(prog, 0755), ==, 0);
+    char *argv[] = { prog, (char *)"30", NULL };
+    if (!g_spawn_async(NULL, argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL, &pid, NULL)) {
+        g_test_skip("cannot run a program from the test directory");
+        bdrv_unref(a);
+        return;
+    }
+    /* Wait for the exec (opening the file to look would make it fail). */
+    g_autofree char *exe_link = g_strdup_printf("/proc/%d/exe", (int)pid);
+    for (int i = 0; i < 500; i++) {
+        g_autofree char *exe = g_file_read_link(exe_link, NULL);
+        if (exe && strcmp(exe, prog) == 0) {
+            break;
+        }
+        g_usleep(10000);
+    }
+    g_assert_cmpint(rename(prog, q), ==, 0);
+
+    g_assert_false(bdrv_reopen_rw(a, &err));
+    g_assert_nonnull(strstr(error_get_pretty(err), "Text file busy"));
+    g_clear_pointer(&err, error_free);
+    g_assert_true(a->read_only);
+    g_assert_cmpint(bdrv_pread(a->file, 0, sizeof(buf), buf), ==, 0);
+    g_assert_cmpmem(buf, 4, "QFI\xfb", 4);
+    g_assert_cmpint(bdrv_pread(a, 0, sizeof(buf), buf), ==, 0);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    g_spawn_close_pid(pid);
+    bdrv_unref(a);
+}
+
 /* q opened with file.locking=on (POSIX locks under no_ofd). */
 static BlockDriverState *open_locking_on(const char *q, const char *fmt, int flags,
                                          Error **errp)
@@ -539,6 +590,7 @@ int main(int argc, char **argv)
     g_test_add_func("/file-lock/reopen-refused-children", test_reopen_refused_children);
     g_test_add_func("/file-lock/less-never-refused", test_less_never_refused);
     g_test_add_func("/file-lock/reopen-replaced-file", test_reopen_replaced_file);
+    g_test_add_func("/file-lock/reopen-replaced-unwritable", test_reopen_replaced_unwritable);
     g_test_add_func("/file-lock/posix/same-process", test_posix_same_process);
     g_test_add_func("/file-lock/posix/close-keeps-others", test_posix_close_keeps_others);
     int ret = g_test_run();
