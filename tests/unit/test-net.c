@@ -259,6 +259,24 @@ static bool tap_use_ring(NetClientState *tap, bool ring)
     return true;
 }
 
+/*
+ * A tap over a socketpair standing in for the TAP fd (fds[0] the tap's, fds[1] the
+ * "kernel" side), with the machine's lock and context set up; with ring its io_uring
+ * batches on.  False (the test skipped) when ring is asked for and there is none; *tap is
+ * set either way and is freed by the caller.
+ */
+static bool fake_tap_new(Machine *m, GPtrArray *queues, int fds[2], bool vnet_hdr,
+                         bool ring, NetClientState **tap)
+{
+    g_mutex_init(&m->lock);
+    m->ctx = g_main_context_default();
+    g_assert_cmpint(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, fds), ==, 0);
+    g_assert_true(g_unix_set_fd_nonblocking(fds[0], TRUE, NULL));
+    g_assert_true(net_tap_attach(m, "t0", fds[0], vnet_hdr, false, "faketap", NULL, queues));
+    *tap = g_ptr_array_index(queues, 0);
+    return tap_use_ring(*tap, ring);
+}
+
 static void test_tap_reads_on_peer_ready(gconstpointer ring)
 {
     Machine m = { 0 };
@@ -267,13 +285,8 @@ static void test_tap_reads_on_peer_ready(gconstpointer ring)
     uint8_t frame[60] = { 0 };
     int fds[2];
 
-    g_mutex_init(&m.lock);
-    m.ctx = g_main_context_default();
-    g_assert_cmpint(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, fds), ==, 0);
-    g_assert_true(g_unix_set_fd_nonblocking(fds[0], TRUE, NULL));
-    g_assert_true(net_tap_attach(&m, "t0", fds[0], false, false, "faketap", NULL, queues));
-    NetClientState *tap = g_ptr_array_index(queues, 0);
-    if (!tap_use_ring(tap, ring)) {
+    NetClientState *tap;
+    if (!fake_tap_new(&m, queues, fds, false, ring, &tap)) {
         goto out;
     }
     NetClientState *nic = net_client_new(NULL, &sink_info, "test", "nic", 0);
@@ -380,13 +393,8 @@ static void test_tap_reads_into_lent_buffer(gconstpointer ring)
             small[i] = (uint8_t)(i * 5 + 2);
         }
     }
-    g_mutex_init(&m.lock);
-    m.ctx = g_main_context_default();
-    g_assert_cmpint(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, fds), ==, 0);
-    g_assert_true(g_unix_set_fd_nonblocking(fds[0], TRUE, NULL));
-    g_assert_true(net_tap_attach(&m, "t0", fds[0], true, false, "faketap", NULL, queues));
-    NetClientState *tap = g_ptr_array_index(queues, 0);
-    if (!tap_use_ring(tap, ring)) {
+    NetClientState *tap;
+    if (!fake_tap_new(&m, queues, fds, true, ring, &tap)) {
         goto out;
     }
     NetClientState *nic = net_client_new(NULL, &lending_info, "test", "nic", 0);
@@ -588,13 +596,8 @@ static void test_tap_ring_tx_batch(void)
     uint8_t got[128];
     int fds[2];
 
-    g_mutex_init(&m.lock);
-    m.ctx = g_main_context_default();
-    g_assert_cmpint(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, fds), ==, 0);
-    g_assert_true(g_unix_set_fd_nonblocking(fds[0], TRUE, NULL));
-    g_assert_true(net_tap_attach(&m, "t0", fds[0], false, false, "faketap", NULL, queues));
-    NetClientState *tap = g_ptr_array_index(queues, 0);
-    if (!tap_use_ring(tap, true)) {
+    NetClientState *tap;
+    if (!fake_tap_new(&m, queues, fds, false, true, &tap)) {
         goto out;
     }
     NetClientState *nic = net_client_new(NULL, &sink_info, "test", "nic", 0);
@@ -706,13 +709,8 @@ static void test_tap_ring_rx_nic_fills_up(void)
     uint8_t frame[60] = { 0 };
     int fds[2];
 
-    g_mutex_init(&m.lock);
-    m.ctx = g_main_context_default();
-    g_assert_cmpint(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, fds), ==, 0);
-    g_assert_true(g_unix_set_fd_nonblocking(fds[0], TRUE, NULL));
-    g_assert_true(net_tap_attach(&m, "t0", fds[0], false, false, "faketap", NULL, queues));
-    NetClientState *tap = g_ptr_array_index(queues, 0);
-    if (!tap_use_ring(tap, true)) {
+    NetClientState *tap;
+    if (!fake_tap_new(&m, queues, fds, false, true, &tap)) {
         goto out;
     }
     NetClientState *nic = net_client_new(NULL, &sink_info, "test", "nic", 0);
