@@ -1141,10 +1141,23 @@ static bool blk_held_post_load(void *opaque, int version_id, Error **errp)
     VirtIOBlk *s = opaque;
     bool ok = true;
 
+    /* Each (queue, head) at most once: a head held twice would be completed twice to
+     * the driver and count twice in use (a hostile stream could push a queue's count in
+     * use past its size). */
+    g_autofree uint8_t *seen = g_malloc0(BLK_HELD_MAX / 8);
+
     blk_drop_held(s); /* loadvm reset the device already; nothing of before may stay */
     for (uint32_t i = 0; i < s->nr_held_ids; i++) {
         unsigned queue = s->held_ids[i] >> 16, head = s->held_ids[i] & 0xffff;
-        VirtQueueElement *e = queue < s->num_queues
+        unsigned bit = queue * BLK_QUEUE_SIZE + head;
+        if (queue < s->num_queues && head < BLK_QUEUE_SIZE &&
+            (seen[bit / 8] & (1u << (bit % 8)))) {
+            error_setg(errp, "drive=%s: held request %u (queue %u, head %u) is held "
+                       "twice", s->drive, i, queue, head);
+            ok = false;
+            break;
+        }
+        VirtQueueElement *e = queue < s->num_queues && head < BLK_QUEUE_SIZE
                                   ? virtqueue_map_head(&s->vdev.vqs[queue], head)
                                   : NULL;
         if (!e || e->out_len < 16 || e->in_len < 1) {
@@ -1163,6 +1176,7 @@ static bool blk_held_post_load(void *opaque, int version_id, Error **errp)
         r->elem = e;
         r->loaded = true;
         blk_hold(s, r);
+        seen[bit / 8] |= 1u << (bit % 8);
     }
     g_clear_pointer(&s->held_ids, g_free);
     s->nr_held_ids = 0;

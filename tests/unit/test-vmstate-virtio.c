@@ -248,6 +248,55 @@ static void test_virtio_blk_held(void)
     g_rmdir(dir);
 }
 
+/*
+ * A held subsection that names one (queue, head) twice (here a driver that offered head 0
+ * again while it was held) is refused on load: the destination would complete the head
+ * twice and count it twice in use.
+ */
+static void test_virtio_blk_held_duplicate(void)
+{
+    g_autofree char *dir = g_dir_make_tmp("sen-vmstate-XXXXXX", NULL);
+    g_autofree char *disk = make_disk(dir, "disk.raw", 4 * DISK_SIZE);
+    const uint64_t sector = 3 * DISK_SIZE / 512;
+    struct rlimit old, lim;
+    Error *err = NULL;
+
+    Side a;
+    side_init_opts(&a, disk, ",werror=stop");
+    vt_blk_driver_init(&a.vt);
+    g_assert_cmpint(getrlimit(RLIMIT_FSIZE, &old), ==, 0);
+    lim = old;
+    lim.rlim_cur = DISK_SIZE;
+    signal(SIGXFSZ, SIG_IGN);
+    g_assert_cmpint(setrlimit(RLIMIT_FSIZE, &lim), ==, 0);
+    for (int i = 0; i < 2; i++) {
+        post(&a.vt, T_OUT, sector);
+        vmstate_drain_all(&a.vt.m);
+        while (g_main_context_iteration(NULL, FALSE)) {
+        }
+    }
+    g_assert_cmpint(setrlimit(RLIMIT_FSIZE, &old), ==, 0);
+    signal(SIGXFSZ, SIG_DFL);
+    g_assert_cmpuint(vt_used_idx(&a.vt), ==, 0);
+    g_autoptr(GByteArray) blob = g_byte_array_new();
+    if (!vmstate_save_all(&a.vt.m, blob, &err)) {
+        g_error("save: %s", error_get_pretty(err));
+    }
+
+    Side b;
+    side_init_opts(&b, disk, ",werror=stop");
+    copy_ram(&a.vt, &b.vt);
+    side_done(&a);
+    g_assert_false(vmstate_load_all(&b.vt.m, blob->data, blob->len, &err));
+    g_assert_nonnull(err);
+    g_assert_nonnull(strstr(error_get_pretty(err), "drive=d0: held request 1 (queue 0, "
+                                                   "head 0) is held twice"));
+    error_free(err);
+    side_done(&b);
+    g_unlink(disk);
+    g_rmdir(dir);
+}
+
 #define BALLOON_STATS_Q 2
 
 /* Driver side of a balloon: DRIVER_OK with only the stats queue, at the VT_* rings. */
@@ -328,6 +377,7 @@ int main(int argc, char **argv)
     g_test_add_func("/vmstate-virtio/blk-round-trip", test_virtio_blk_round_trip);
     g_test_add_func("/vmstate-virtio/blk-in-flight", test_virtio_blk_in_flight);
     g_test_add_func("/vmstate-virtio/blk-held", test_virtio_blk_held);
+    g_test_add_func("/vmstate-virtio/blk-held-duplicate", test_virtio_blk_held_duplicate);
     g_test_add_func("/vmstate-virtio/balloon-held-stats", test_virtio_balloon_held_stats);
     return g_test_run();
 }
