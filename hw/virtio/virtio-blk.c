@@ -1178,6 +1178,11 @@ static bool blk_held_post_load(void *opaque, int version_id, Error **errp)
         blk_hold(s, r);
         seen[bit / 8] |= 1u << (bit % 8);
     }
+    if (!ok) {
+        /* Those before the bad one must not run either: a cont after a failed loadvm
+         * would retry requests of a half-loaded state. */
+        blk_drop_held(s);
+    }
     g_clear_pointer(&s->held_ids, g_free);
     s->nr_held_ids = 0;
     return ok;
