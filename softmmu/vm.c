@@ -591,9 +591,10 @@ static bool handle_requests(Machine *m)
         }
         qapi_event_send_reset(m, shutdown_cause_is_guest((ShutdownCause)reset),
                               shutdown_cause_name((ShutdownCause)reset));
-        /* A VM that was shut down or failed is usable again, but waits for `cont`. */
+        /* A VM that was shut down or failed is usable again, but waits for `cont`; also
+         * one stopped by a disk error, whose held requests the reset dropped. */
         if (m->runstate == RUN_STATE_SHUTDOWN || m->runstate == RUN_STATE_INTERNAL_ERROR ||
-            m->runstate == RUN_STATE_GUEST_PANICKED) {
+            m->runstate == RUN_STATE_GUEST_PANICKED || m->runstate == RUN_STATE_IO_ERROR) {
             runstate_set(m, RUN_STATE_PAUSED);
         }
     }

@@ -293,6 +293,28 @@ def test_migration_takes_the_held_request_sen(fs):
             dst.close()
 
 
+def test_system_reset_while_held_leaves_io_error_sen(fs):
+    """system_reset drops the held request (the driver forgets it): the VM is no longer
+    stopped by an I/O error, so it leaves io-error and waits for cont as paused, like a
+    VM reset after a shutdown or a panic (QEMU 7.2 goes to prelaunch)."""
+    image, filler = fs
+    d = os.path.dirname(os.path.dirname(image))
+    argv = [a for a in vmm_argv("sen", image, ",werror=stop") if a != "-no-reboot"]
+    r = Run(d, "sen", argv)
+    try:
+        r.c.cmd("cont")
+        r.c.wait_event("STOP", timeout=60)
+        assert r.c.cmd("query-status")["status"] == "io-error"
+        r.c.cmd("system_reset")
+        r.c.wait_event("RESET", timeout=30)
+        assert r.c.cmd("query-status") == {"running": False, "status": "paused"}
+        os.unlink(filler)
+        r.c.cmd("cont")
+        r.read_until("blk-werror: done")
+    finally:
+        r.close()
+
+
 CORRUPT_GUEST = os.path.join(BUILD, "tests", "guest", "blk-corrupt.elf")
 
 
