@@ -43,9 +43,12 @@ unsigned tap_ring_queued(TapRing *r);
 unsigned tap_ring_flush(TapRing *r);
 /* Reads up to n (<= TAP_RING_ENTRIES) frames, frame i into bufs[i] (size bytes) in the
  * order they came; lens[i] gets its length or -errno (-EAGAIN: nothing was waiting).
- * Returns n, or 0 when the ring failed (nothing was read). */
+ * Returns how many reads the kernel took (n; fewer when the ring failed, the rest keep
+ * -EAGAIN).  No request is in flight when it returns, nor when tap_ring_flush does. */
 unsigned tap_ring_read(TapRing *r, uint8_t *const *bufs, size_t size, unsigned n,
                        ssize_t *lens);
+/* Tests only: the next submission offers the kernel only this many requests. */
+extern unsigned tap_ring_test_short_submit;
 
 /* net/netdev-unsupported.c: fails naming the first QEMU option of type that Sen does
  * not implement (with the reason and what to use instead). */

@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include "sen-config.h"
 #include "net/net-internal.h"
+#include "sen/error.h"
 #include "sen/os.h"
 
 #ifdef CONFIG_LIBURING
@@ -82,23 +83,60 @@ bool tap_ring_usable(TapRing *r)
     return r && !r->nowait_refused;
 }
 
-/* Submits everything prepared and waits until all of it completed (at once: RWF_NOWAIT).
- * Returns the number submitted; their completions are in the CQ. */
+/* Test hook: the next submission hands the kernel only this many requests (0: all), as a
+ * kernel does that stops early (an allocation failure, a request refused at prep). */
+unsigned tap_ring_test_short_submit;
+
+/* Hands the kernel the first k prepared requests only (see tap_ring_test_short_submit). */
+static int ring_submit_short(TapRing *r, unsigned k)
+{
+    struct io_uring_sq *sq = &r->ring.sq;
+
+    io_uring_smp_store_release(sq->ktail, sq->sqe_tail);
+    sq->sqe_head = sq->sqe_tail;
+    return io_uring_enter(r->ring.ring_fd, k, 0, 0, NULL);
+}
+
+/* Submits everything prepared and returns only once every request the kernel took has
+ * its completion in the CQ: none may still be in flight when this returns, or it would
+ * touch guest or bounce memory later and its completion would be taken for a later
+ * batch's.  RWF_NOWAIT makes that one io_uring_enter; a kernel that takes fewer requests
+ * than offered, or returns from the wait early (a signal while a request was punted),
+ * gets more calls.  Returns the number submitted; fewer than n: the rest are stuck in
+ * the SQ and the ring must not be used again (a later submit would replay them). */
 static unsigned ring_submit_all(TapRing *r, unsigned n)
 {
-    unsigned done = 0;
+    unsigned submitted = 0;
+    int ret;
 
-    while (done < n) {
-        int ret = io_uring_submit_and_wait(&r->ring, n - done);
-        if (ret == -EINTR) {
+    if (tap_ring_test_short_submit && tap_ring_test_short_submit < n) {
+        ret = ring_submit_short(r, tap_ring_test_short_submit);
+        tap_ring_test_short_submit = 0;
+        submitted = ret > 0 ? (unsigned)ret : 0;
+    }
+    while (submitted < n) {
+        ret = io_uring_submit_and_wait(&r->ring, n - submitted);
+        if (ret == -EINTR || ret == -EAGAIN || ret == -EBUSY) {
             continue;
         }
-        if (ret < 0) {
+        if (ret <= 0) {
             break;
         }
-        done = n; /* submit_and_wait submits all or fails; the waits are satisfied */
+        submitted += (unsigned)ret;
     }
-    return done;
+    while (io_uring_cq_ready(&r->ring) < submitted) {
+        struct io_uring_cqe *cqe;
+        ret = io_uring_wait_cqe_nr(&r->ring, &cqe, submitted);
+        if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -ETIME && ret != -EBUSY) {
+            /* Returning would leave requests writing into memory about to be reused. */
+            error_report("tap: io_uring wait failed: %s", strerror(-ret));
+            abort();
+        }
+    }
+    if (submitted < n) {
+        r->nowait_refused = true;
+    }
+    return submitted;
 }
 
 bool tap_ring_queue_write(TapRing *r, const struct iovec *iov, int iovcnt,
@@ -141,12 +179,9 @@ unsigned tap_ring_flush(TapRing *r)
         return 0;
     }
     r->queued = 0;
-    if (ring_submit_all(r, n) < n) {
-        /* The ring failed as a whole (it should not): the frames are lost, not written
-         * twice; later batches go the same way, so stop using it. */
-        r->nowait_refused = true;
-        return n;
-    }
+    /* Those the kernel did not take are lost (counted below), not written later: the
+     * ring is not used again after that. */
+    ring_submit_all(r, n);
     io_uring_for_each_cqe(&r->ring, head, cqe) {
         unsigned slot = (unsigned)cqe->user_data;
         if (slot >= n) {
@@ -183,10 +218,8 @@ unsigned tap_ring_read(TapRing *r, uint8_t *const *bufs, size_t size, unsigned n
         sqe->user_data = i;
         lens[i] = -EAGAIN;
     }
-    if (ring_submit_all(r, n) < n) {
-        r->nowait_refused = true;
-        return 0;
-    }
+    /* Reads not taken keep -EAGAIN (the caller stops there); those taken are consumed. */
+    unsigned submitted = ring_submit_all(r, n);
     io_uring_for_each_cqe(&r->ring, head, cqe) {
         if (cqe->user_data < n) {
             lens[cqe->user_data] = cqe->res;
@@ -197,7 +230,7 @@ unsigned tap_ring_read(TapRing *r, uint8_t *const *bufs, size_t size, unsigned n
         seen++;
     }
     io_uring_cq_advance(&r->ring, seen);
-    return n;
+    return submitted;
 }
 
 #else /* !CONFIG_LIBURING */

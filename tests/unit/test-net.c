@@ -697,6 +697,50 @@ out:
 }
 
 /*
+ * A kernel that takes only part of a batch in one io_uring_enter (it may stop early): the
+ * rest must be submitted in the same flush, in order, never left in the SQ to be written
+ * by a later flush (after the sender reused the memory) nor counted dropped and sent.
+ */
+static void test_tap_ring_tx_short_submit(void)
+{
+    uint8_t frames[5][100], got[256];
+    int fds[2];
+    unsigned read = 0;
+
+    g_assert_cmpint(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, fds), ==, 0);
+    g_assert_true(g_unix_set_fd_nonblocking(fds[0], TRUE, NULL));
+    TapRing *r = tap_ring_new(fds[0]);
+    if (!r) {
+        g_test_skip("no io_uring here (built without liburing, or the kernel refused it)");
+        goto out;
+    }
+    for (unsigned i = 0; i < G_N_ELEMENTS(frames); i++) {
+        struct iovec iov = { frames[i], sizeof(frames[i]) };
+        memset(frames[i], (int)i, sizeof(frames[i]));
+        g_assert_true(tap_ring_queue_write(r, &iov, 1, NULL, 0));
+    }
+    tap_ring_test_short_submit = 2;
+    g_assert_cmpuint(tap_ring_flush(r), ==, 0);
+    g_assert_cmpuint(tap_ring_test_short_submit, ==, 0);
+    while (recv(fds[1], got, sizeof(got), MSG_DONTWAIT) == sizeof(frames[0])) {
+        g_assert_cmpuint(got[0], ==, read);
+        read++;
+    }
+    g_assert_cmpuint(read, ==, G_N_ELEMENTS(frames));
+    /* The next batch is exactly itself. */
+    struct iovec one = { frames[3], sizeof(frames[3]) };
+    g_assert_true(tap_ring_queue_write(r, &one, 1, NULL, 0));
+    g_assert_cmpuint(tap_ring_flush(r), ==, 0);
+    g_assert_cmpint(recv(fds[1], got, sizeof(got), MSG_DONTWAIT), ==, sizeof(frames[3]));
+    g_assert_cmpuint(got[0], ==, 3);
+    g_assert_cmpint(recv(fds[1], got, sizeof(got), MSG_DONTWAIT), <, 0);
+    tap_ring_free(r);
+out:
+    close(fds[0]);
+    close(fds[1]);
+}
+
+/*
  * tap rx through the ring when the NIC fills up in the middle of a batch: the frames
  * read past its last buffer wait in the NIC's queue (in order, none dropped), the rest
  * stay in the kernel; once the NIC has buffers again every frame arrives, in order.
@@ -973,6 +1017,7 @@ int main(int argc, char **argv)
         g_test_add_data_func(c, GINT_TO_POINTER(ring), test_tap_long_frame_into_big_buffer);
     }
     g_test_add_func("/net/tap-ring/tx-batch", test_tap_ring_tx_batch);
+    g_test_add_func("/net/tap-ring/tx-short-submit", test_tap_ring_tx_short_submit);
     g_test_add_func("/net/tap-ring/tx-full-drops", test_tap_ring_tx_full_drops);
     g_test_add_func("/net/tap-ring/rx-nic-fills-up", test_tap_ring_rx_nic_fills_up);
     g_test_add_func("/net/user-frame-from-other-thread-wakes-loop",
