@@ -327,46 +327,6 @@ static void copy_throttle(CopyRun *r, uint64_t len)
     }
 }
 
-/*
- * -C: the chunk's data runs go by copy_file_range from the source's host file to the raw
- * target's; zero runs as in copy_write.  -ENOTSUP when the kernel refuses (other
- * filesystems, no support): offloading is off from then on and the caller copies.
- */
-static int copy_write_offload(CopyRun *r, CopyChunk *k, uint64_t n, int64_t *err_off)
-{
-    const ConvertCopy *c = r->c;
-    uint64_t gran = r->gran;
-    int64_t off = k->off;
-
-    for (uint64_t p = 0; p < n;) {
-        bool zero = k->known_zero[p / gran];
-        uint64_t len = MIN(gran, n - p);
-        while (p + len < n && k->known_zero[(p + len) / gran] == zero) {
-            len += MIN(gran, n - p - len);
-        }
-        int ret = 0;
-        if (!zero || !c->target_zero) {
-            copy_throttle(r, len);
-        }
-        if (!zero) {
-            ret = file_posix_copy_range(k->offload_src, off + (int64_t)p + k->offload_delta,
-                                        r->offload_dst, off + (int64_t)p, (int64_t)len);
-            if (ret < 0) {
-                __atomic_store_n(&r->offload_failed, true, __ATOMIC_RELAXED);
-                return -ENOTSUP;
-            }
-        } else if (!c->target_zero) {
-            ret = bdrv_pwrite_zeroes(c->dst, off + p, len, 0);
-        }
-        if (ret < 0) {
-            *err_off = off + p;
-            return ret;
-        }
-        p += len;
-    }
-    return 0;
-}
-
 /* Writes the chunk: compressed clusters, or one request per run of data or of zeroes
  * (zero runs are left out when the target already reads as zeroes). */
 static int copy_write(CopyRun *r, CopyChunk *k, int64_t *err_off)
@@ -393,17 +353,6 @@ static int copy_write(CopyRun *r, CopyChunk *k, int64_t *err_off)
         return 0;
     }
     n = MIN(n, (uint64_t)MAX(c->dst_len - off, 0));
-    if (k->offload_src) {
-        int ret = copy_write_offload(r, k, n, err_off);
-        if (ret != -ENOTSUP) {
-            return ret;
-        }
-        /* Refused: this chunk, and every later one, is copied the ordinary way. */
-        ret = copy_read(r, k, err_off);
-        if (ret < 0) {
-            return ret;
-        }
-    }
     for (uint64_t p = 0; p < n;) {
         uint64_t len = MIN(gran, n - p);
         bool zero = unit_is_zero(r, k, p, len);
@@ -416,6 +365,19 @@ static int copy_write(CopyRun *r, CopyChunk *k, int64_t *err_off)
         }
         if (zero && !c->target_zero) {
             ret = bdrv_pwrite_zeroes(c->dst, off + p, len, 0);
+        } else if (!zero && k->offload_src) {
+            /* -C: the kernel copies (or shares) the run from the source's host file. */
+            if (file_posix_copy_range(k->offload_src, off + (int64_t)p + k->offload_delta,
+                                      r->offload_dst, off + (int64_t)p, (int64_t)len) < 0) {
+                /* Refused (another filesystem, no support): this chunk's data is read
+                 * after all, and no later chunk asks again.  Runs before p are done. */
+                __atomic_store_n(&r->offload_failed, true, __ATOMIC_RELAXED);
+                ret = copy_read(r, k, err_off);
+                if (ret < 0) {
+                    return ret;
+                }
+                continue;
+            }
         } else if (!zero) {
             ret = bdrv_pwrite(c->dst, off + p, len, k->data + p);
         }
