@@ -34,7 +34,8 @@
 struct TapRing {
     struct io_uring ring;
     int fd;
-    bool nowait_refused;         /* the kernel said EOPNOTSUPP/EINVAL to RWF_NOWAIT */
+    bool unusable;               /* RWF_NOWAIT refused (EOPNOTSUPP/EINVAL), or requests
+                                  * stuck in the SQ: one call per frame from now on */
     unsigned queued;             /* writes prepared, not yet submitted */
     struct iovec iov[TAP_RING_ENTRIES][TAP_RING_IOV];
     int iovcnt[TAP_RING_ENTRIES];
@@ -80,7 +81,7 @@ void tap_ring_free(TapRing *r)
 
 bool tap_ring_usable(TapRing *r)
 {
-    return r && !r->nowait_refused;
+    return r && !r->unusable;
 }
 
 /* Test hook: the next submission hands the kernel only this many requests (0: all), as a
@@ -134,7 +135,7 @@ static unsigned ring_submit_all(TapRing *r, unsigned n)
         }
     }
     if (submitted < n) {
-        r->nowait_refused = true;
+        r->unusable = true;
     }
     return submitted;
 }
@@ -189,7 +190,7 @@ unsigned tap_ring_flush(TapRing *r)
         } else if (cqe->res == -EOPNOTSUPP || cqe->res == -EINVAL) {
             /* A kernel without RWF_NOWAIT for this file: write this one the old way
              * (its iovecs are still here) and make no more batches. */
-            r->nowait_refused = true;
+            r->unusable = true;
             dropped += writev(r->fd, r->iov[slot], r->iovcnt[slot]) < 0;
         } else if (cqe->res < 0 ||
                    (size_t)cqe->res != net_iov_size(r->iov[slot], r->iovcnt[slot])) {
@@ -211,12 +212,18 @@ unsigned tap_ring_read(TapRing *r, uint8_t *const *bufs, size_t size, unsigned n
 
     n = MIN(n, TAP_RING_ENTRIES);
     for (unsigned i = 0; i < n; i++) {
+        lens[i] = -EAGAIN;  /* reads not made or not taken: the caller stops there */
+    }
+    for (unsigned i = 0; i < n; i++) {
         struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+        if (!sqe) {
+            n = i;  /* the SQ is full (only if writes were left queued): read fewer */
+            break;
+        }
         r->iov[i][0] = (struct iovec){ .iov_base = bufs[i], .iov_len = size };
         io_uring_prep_readv(sqe, r->fd, r->iov[i], 1, 0);
         sqe->rw_flags = RWF_NOWAIT;
         sqe->user_data = i;
-        lens[i] = -EAGAIN;
     }
     /* Reads not taken keep -EAGAIN (the caller stops there); those taken are consumed. */
     unsigned submitted = ring_submit_all(r, n);
@@ -225,7 +232,7 @@ unsigned tap_ring_read(TapRing *r, uint8_t *const *bufs, size_t size, unsigned n
             lens[cqe->user_data] = cqe->res;
         }
         if (cqe->res == -EOPNOTSUPP || cqe->res == -EINVAL) {
-            r->nowait_refused = true;
+            r->unusable = true;
         }
         seen++;
     }
