@@ -2,6 +2,7 @@
 #ifndef SEN_NET_NET_INTERNAL_H
 #define SEN_NET_NET_INTERNAL_H
 
+#include <netinet/in.h>
 #include "sen/net.h"
 
 extern const NetBackend net_user_backend;
@@ -49,6 +50,41 @@ unsigned tap_ring_read(TapRing *r, uint8_t *const *bufs, size_t size, unsigned n
                        ssize_t *lens);
 /* Tests only: the next submission offers the kernel only this many requests. */
 extern unsigned tap_ring_test_short_submit;
+
+/* net/inet-csum.c: the Internet checksum.  Sums memory as host-order words (the bytes
+ * of one sum are consecutive: only the last piece may have an odd length); the folded
+ * result is stored as it is (memcpy) and a region holding a right checksum folds to 0. */
+uint64_t inet_csum_add(uint64_t sum, const void *buf, size_t len);
+uint16_t inet_csum_fold(uint64_t sum);
+/* The IPv4 pseudo-header of a UDP/TCP checksum (addresses in network order). */
+uint64_t inet_csum_pseudo(struct in_addr src, struct in_addr dst, uint8_t proto,
+                          uint16_t len);
+
+/* net/slirp-udp.c: -netdev user's own path for guest UDP to the host alias, batched
+ * (see there).  All calls with the VM lock held. */
+typedef struct SlirpUdp SlirpUdp;
+SlirpUdp *slirp_udp_new(Machine *m, NetClientState *nc, struct in_addr net,
+                        struct in_addr mask, struct in_addr host);
+void slirp_udp_free(SlirpUdp *u);
+/* Takes the frame (true) when it is a datagram this path sends; false: libslirp's.
+ * Sent at once unless nc->batched (then at slirp_udp_flush). */
+bool slirp_udp_input(SlirpUdp *u, const uint8_t *frame, size_t len);
+void slirp_udp_flush(SlirpUdp *u);
+/* A udp hostfwd rule forwarding to guest_addr:guest_port (host order) was added
+ * (reserve) or removed.  The endpoint's datagrams to the alias leave from the rule's
+ * socket fd (libslirp's; -1: unknown, they stay libslirp's), as long as one rule names
+ * the endpoint; rules are counted. */
+void slirp_udp_reserve(SlirpUdp *u, struct in_addr guest_addr, uint16_t guest_port,
+                       int fd, bool reserve);
+/* The NIC can take frames again: read the sockets paused when it could not. */
+void slirp_udp_peer_ready(SlirpUdp *u);
+/* For tests: flows open, datagrams sent, dropped (host socket full), GSO sends. */
+typedef struct SlirpUdpStats {
+    unsigned flows;
+    uint64_t sent, dropped, gso_sends;
+    bool gso_off;
+} SlirpUdpStats;
+void slirp_udp_stats(SlirpUdp *u, SlirpUdpStats *st);
 
 /* net/netdev-unsupported.c: fails naming the first QEMU option of type that Sen does
  * not implement (with the reason and what to use instead). */

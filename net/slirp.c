@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <slirp/libslirp.h>
 #include "net/net-internal.h"
 #include "sen/log.h"
@@ -27,6 +28,11 @@ typedef struct SlirpSource {
     GSource base;
     NetSlirp *s;
 } SlirpSource;
+
+typedef struct SlirpUdpFwd {
+    struct in_addr host_addr, guest_addr;
+    int host_port, guest_port;
+} SlirpUdpFwd;
 
 typedef struct SlirpTimer {
     NetSlirp *s;
@@ -59,6 +65,10 @@ struct NetSlirp {
      */
     bool poll_pending;
     struct in_addr dhcp_start;
+    /* Guest UDP to the host alias, sent in batches (net/slirp-udp.c); NULL with
+     * restrict=on or ipv4=off. */
+    SlirpUdp *udp;
+    GArray *udp_fwds;         /* of SlirpUdpFwd: the udp hostfwd rules, for removal */
     RateLimit rl;
     /* A frame the NIC hands over in pieces is gathered here (VM lock held), not in a
      * 64 KiB stack frame per call; a frame in one piece goes to slirp as it is. */
@@ -349,6 +359,12 @@ static ssize_t slirp_receive(NetClientState *nc, const struct iovec *iov, int io
     size_t len;
     const uint8_t *frame = slirp_frame(iov, iovcnt, s->gather, &len);
 
+    if (s->udp) {
+        if (slirp_udp_input(s->udp, frame, len)) {
+            return (ssize_t)len;
+        }
+        slirp_udp_flush(s->udp); /* the guest's frames leave in the order it sent them */
+    }
     slirp_input(s->slirp, frame, (int)len);
     /* slirp may have opened a socket or moved a timer: the loop may need to poll anew. */
     slirp_wake_loop(s);
@@ -358,7 +374,22 @@ static ssize_t slirp_receive(NetClientState *nc, const struct iovec *iov, int io
 /* The NIC's queue has room again: poll the sockets for input in the next iteration. */
 static void slirp_peer_ready(NetClientState *nc)
 {
-    slirp_wake_loop(nc->opaque);
+    NetSlirp *s = nc->opaque;
+
+    if (s->udp) {
+        slirp_udp_peer_ready(s->udp);
+    }
+    slirp_wake_loop(s);
+}
+
+/* The NIC's tx batch ends: send the datagrams slirp_udp_input queued. */
+static void slirp_flush_nc(NetClientState *nc)
+{
+    NetSlirp *s = nc->opaque;
+
+    if (s->udp) {
+        slirp_udp_flush(s->udp);
+    }
 }
 
 static void slirp_cleanup_nc(NetClientState *nc)
@@ -370,8 +401,12 @@ static void slirp_cleanup_nc(NetClientState *nc)
         g_source_destroy(s->src);
         g_source_unref(s->src);
     }
+    slirp_udp_free(s->udp);
     if (s->slirp) {
         slirp_cleanup(s->slirp);
+    }
+    if (s->udp_fwds) {
+        g_array_free(s->udp_fwds, TRUE);
     }
     g_array_free(s->pollfds, TRUE);
     g_array_free(s->fill, TRUE);
@@ -387,6 +422,7 @@ static const NetClientInfo slirp_info = {
     .type = "user",
     .receive = slirp_receive,
     .peer_ready = slirp_peer_ready,
+    .flush = slirp_flush_nc,
     .cleanup = slirp_cleanup_nc,
 };
 
@@ -434,6 +470,39 @@ static bool parse_proto(const char *str, int *is_udp)
     return false;
 }
 
+/*
+ * The socket libslirp just bound for a udp hostfwd rule: the UDP one among those it polls
+ * bound to the rule's address and port; -1 if none is (an ephemeral port 0).  The
+ * guest's datagrams from the rule's guest endpoint to the alias are sent from it by
+ * net/slirp-udp.c, as libslirp would.  Asks libslirp for its descriptors as a prepare
+ * does (VM lock held; no dispatch is reading s->fill now).
+ */
+static int slirp_hostfwd_fd(NetSlirp *s, struct in_addr addr, int port)
+{
+    uint32_t ms = UINT32_MAX;
+
+    if (port == 0) {
+        return -1;
+    }
+    g_array_set_size(s->fill, 0);
+    slirp_pollfds_fill(s->slirp, &ms, slirp_add_poll, s);
+    for (guint i = 0; i < s->fill->len; i++) {
+        int fd = g_array_index(s->fill, GPollFD, i).fd;
+        struct sockaddr_in sa;
+        socklen_t salen = sizeof(sa);
+        int type;
+        socklen_t tlen = sizeof(type);
+
+        if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) == 0 && type == SOCK_DGRAM &&
+            getsockname(fd, (struct sockaddr *)&sa, &salen) == 0 &&
+            sa.sin_family == AF_INET && sa.sin_port == htons(port) &&
+            sa.sin_addr.s_addr == addr.s_addr) {
+            return fd;
+        }
+    }
+    return -1;
+}
+
 /* "[tcp|udp]:[hostaddr]:hostport-[guestaddr]:guestport" (QEMU's syntax and errors). */
 static bool slirp_hostfwd(NetSlirp *s, const char *rule, Error **errp)
 {
@@ -479,6 +548,14 @@ static bool slirp_hostfwd(NetSlirp *s, const char *rule, Error **errp)
                           guest_port) < 0) {
         why = "Could not set up host forwarding rule";
         goto fail;
+    }
+    if (is_udp) {
+        SlirpUdpFwd f = { host_addr, guest_addr, host_port, guest_port };
+        g_array_append_val(s->udp_fwds, f);
+        if (s->udp) {
+            slirp_udp_reserve(s->udp, guest_addr, (uint16_t)guest_port,
+                              slirp_hostfwd_fd(s, host_addr, host_port), true);
+        }
     }
     return true;
 
@@ -583,6 +660,7 @@ static bool slirp_backend_init(Machine *m, const char *id, Keyval *opts, const c
     s->pollfds = g_array_new(FALSE, TRUE, sizeof(GPollFD));
     s->fill = g_array_new(FALSE, TRUE, sizeof(GPollFD));
     s->polled = s->pollfds;
+    s->udp_fwds = g_array_new(FALSE, FALSE, sizeof(SlirpUdpFwd));
     NetClientState *nc = net_client_new(m, &slirp_info, "user", id, 0);
     nc->opaque = s;
     s->nc = nc;
@@ -641,6 +719,9 @@ static bool slirp_backend_init(Machine *m, const char *id, Keyval *opts, const c
         error_setg(errp, "%s: libslirp refused the configuration", what);
         g_ptr_array_free(fwds, TRUE);
         return false;
+    }
+    if (!restricted && ipv4) {
+        s->udp = slirp_udp_new(m, nc, net, mask, cfg.vhost);
     }
     for (guint i = 0; i < fwds->len; i++) {
         if (!slirp_hostfwd(s, g_ptr_array_index(fwds, i), errp)) {
@@ -737,6 +818,18 @@ bool net_slirp_hostfwd_remove(Machine *m, const char *args, Error **errp)
     if (slirp_remove_hostfwd(s->slirp, is_udp, host_addr, port) < 0) {
         error_setg(errp, "host forwarding rule for %s not found", rule);
         return false;
+    }
+    /* libslirp removed the first rule with that host address and port: so do we. */
+    for (guint i = 0; is_udp && i < s->udp_fwds->len; i++) {
+        SlirpUdpFwd *f = &g_array_index(s->udp_fwds, SlirpUdpFwd, i);
+        if (f->host_addr.s_addr == host_addr.s_addr && f->host_port == port) {
+            if (s->udp) {
+                slirp_udp_reserve(s->udp, f->guest_addr, (uint16_t)f->guest_port, -1,
+                                  false);
+            }
+            g_array_remove_index(s->udp_fwds, i);
+            break;
+        }
     }
     return true;
 fail:
