@@ -85,6 +85,12 @@ typedef struct SlirpUdpStats {
     bool gso_off;
 } SlirpUdpStats;
 void slirp_udp_stats(SlirpUdp *u, SlirpUdpStats *st);
+/* Closes the sockets idle for idle_us (a timer does it with libslirp's 240 s). */
+void slirp_udp_expire_idle(SlirpUdp *u, gint64 idle_us);
+/* Tests only: GSO sends fail with this errno instead of calling the kernel. */
+extern int slirp_udp_test_gso_errno;
+/* Tests only: the user netdev's fast path (NULL with restrict=on or ipv4=off). */
+SlirpUdp *net_slirp_udp(NetClientState *nc);
 
 /* net/netdev-unsupported.c: fails naming the first QEMU option of type that Sen does
  * not implement (with the reason and what to use instead). */

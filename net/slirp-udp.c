@@ -61,6 +61,8 @@
 #define PORT_DNS 53
 #define IPTOS_LOWDELAY_ 0x10
 
+int slirp_udp_test_gso_errno;
+
 typedef struct UdpFlow {
     SlirpUdp *u;
     struct in_addr guest_addr;
@@ -380,24 +382,30 @@ static UdpFlow *flow_new(SlirpUdp *u, struct in_addr addr, uint16_t port, uint8_
     return fl;
 }
 
-static gboolean sweep_one(gpointer key, gpointer value, gpointer now)
+static gboolean expire_one(gpointer key, gpointer value, gpointer before)
 {
     UdpFlow *fl = value;
 
-    if (fl->borrowed || *(gint64 *)now - fl->last_used < FLOW_IDLE_US) {
+    if (fl->borrowed || fl->last_used > *(gint64 *)before) {
         return FALSE;
     }
     flow_free(fl);
     return TRUE;
 }
 
+void slirp_udp_expire_idle(SlirpUdp *u, gint64 idle_us)
+{
+    gint64 before = g_get_monotonic_time() - idle_us;
+
+    g_hash_table_foreach_remove(u->flows, expire_one, &before);
+}
+
 static gboolean sweep(gpointer opaque)
 {
     SlirpUdp *u = opaque;
-    gint64 now = g_get_monotonic_time();
 
     machine_lock(u->m);
-    g_hash_table_foreach_remove(u->flows, sweep_one, &now);
+    slirp_udp_expire_idle(u, FLOW_IDLE_US);
     machine_unlock(u->m);
     return G_SOURCE_CONTINUE;
 }
@@ -489,7 +497,9 @@ static bool send_gso(SlirpUdp *u, const UdpQueued *q, unsigned n)
     c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
     memcpy(CMSG_DATA(c), &seg, sizeof(seg));
     q->flow->last_used = g_get_monotonic_time();
-    if (sendmsg(q->flow->fd, &mh, 0) >= 0) {
+    if (slirp_udp_test_gso_errno) {
+        errno = slirp_udp_test_gso_errno;
+    } else if (sendmsg(q->flow->fd, &mh, 0) >= 0) {
         u->sent += n;
         u->gso_sends++;
         return true;

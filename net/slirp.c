@@ -382,6 +382,11 @@ static void slirp_peer_ready(NetClientState *nc)
     slirp_wake_loop(s);
 }
 
+SlirpUdp *net_slirp_udp(NetClientState *nc)
+{
+    return ((NetSlirp *)nc->opaque)->udp;
+}
+
 /* The NIC's tx batch ends: send the datagrams slirp_udp_input queued. */
 static void slirp_flush_nc(NetClientState *nc)
 {
