@@ -443,12 +443,14 @@ static void send_one(SlirpUdp *u, const UdpQueued *q)
     struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
     int ttl = q->ttl;
 
+    /* MSG_DONTWAIT: a borrowed hostfwd socket is libslirp's, maybe blocking; a full
+     * send buffer drops the datagram, never stalls the vCPU or I/O thread. */
     c->cmsg_level = SOL_IP;
     c->cmsg_type = IP_TTL;
     c->cmsg_len = CMSG_LEN(sizeof(int));
     memcpy(CMSG_DATA(c), &ttl, sizeof(int));
     q->flow->last_used = g_get_monotonic_time();
-    if (sendmsg(q->flow->fd, &mh, 0) >= 0) {
+    if (sendmsg(q->flow->fd, &mh, MSG_DONTWAIT) >= 0) {
         u->sent++;
     } else if (send_error_is_drop(errno)) {
         u->dropped++;
@@ -499,7 +501,7 @@ static bool send_gso(SlirpUdp *u, const UdpQueued *q, unsigned n)
     q->flow->last_used = g_get_monotonic_time();
     if (slirp_udp_test_gso_errno) {
         errno = slirp_udp_test_gso_errno;
-    } else if (sendmsg(q->flow->fd, &mh, 0) >= 0) {
+    } else if (sendmsg(q->flow->fd, &mh, MSG_DONTWAIT) >= 0) {
         u->sent += n;
         u->gso_sends++;
         return true;
