@@ -264,9 +264,18 @@ static void flow_pause(UdpFlow *fl, bool pause)
     }
 }
 
-/* ICMP errors the kernel queued for the socket (IP_RECVERR), each to the guest. */
+/*
+ * ICMP errors the kernel queued for the socket (IP_RECVERR), each to the guest; then the
+ * socket's pending error is cleared.  An ICMP error that found the receive buffer full
+ * sets that error without queueing anything, and poll reports POLLERR for it even with
+ * no events asked for: a paused flow (whose recvmsg would clear it) would otherwise be
+ * dispatched in every main-loop iteration until the guest reads.
+ */
 static void flow_read_errors(SlirpUdp *u, UdpFlow *fl)
 {
+    int err;
+    socklen_t errlen = sizeof(err);
+
     for (unsigned i = 0; i < READS_PER_DISPATCH; i++) {
         union {
             char buf[CMSG_SPACE(sizeof(struct sock_extended_err) +
@@ -283,7 +292,7 @@ static void flow_read_errors(SlirpUdp *u, UdpFlow *fl)
         ssize_t n = recvmsg(fl->fd, &mh, MSG_ERRQUEUE | MSG_DONTWAIT);
 
         if (n < 0) {
-            return;
+            break;
         }
         for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
             struct sock_extended_err ee;
@@ -297,6 +306,7 @@ static void flow_read_errors(SlirpUdp *u, UdpFlow *fl)
             }
         }
     }
+    getsockopt(fl->fd, SOL_SOCKET, SO_ERROR, &err, &errlen);
 }
 
 static gboolean flow_dispatch(GSource *src, GSourceFunc cb, gpointer data)

@@ -1,0 +1,201 @@
+/*
+ * net/slirp-udp.c, findings of its review: each test shows one behaviour that differed
+ * from libslirp 4.7's (Debian 12's) or hurt the host, through a user netdev with a fake
+ * NIC and real host sockets on 127.0.0.1.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <glib.h>
+#include "net/net-internal.h"
+#include "sen/keyval.h"
+#include "sen/net.h"
+#include "sen/timer.h"
+
+#define FRAME_HDRS (14 + 20 + 8)
+
+typedef struct Rig {
+    Machine m;
+    GPtrArray *queues;
+    NetClientState *user, *nic;
+    bool nic_full;            /* the guest posted no rx buffers */
+    unsigned udp;             /* UDP frames the guest side got */
+    uint8_t last[2048];       /* the last of them (its first bytes) */
+} Rig;
+
+static bool rig_nic_can_receive(NetClientState *nc)
+{
+    return !((Rig *)nc->opaque)->nic_full;
+}
+
+static ssize_t rig_nic_receive(NetClientState *nc, const struct iovec *iov, int iovcnt)
+{
+    Rig *r = nc->opaque;
+    size_t len = net_iov_size(iov, iovcnt);
+    const uint8_t *f = iov[0].iov_base;
+
+    if (iov[0].iov_len >= 24 && f[12] == 0x08 && f[13] == 0x00 && f[14 + 9] == 17) {
+        r->udp++;
+        memcpy(r->last, f, MIN(iov[0].iov_len, sizeof(r->last)));
+    }
+    return (ssize_t)len;
+}
+
+static const NetClientInfo rig_nic_info = {
+    .type = "test",
+    .receive = rig_nic_receive,
+    .can_receive = rig_nic_can_receive,
+};
+
+/* A user netdev with opts ("ipv6=off" at least) linked to the fake NIC. */
+static void rig_setup(Rig *r, const char *opts, bool manual_clock)
+{
+    Error *err = NULL;
+
+    g_mutex_init(&r->m.lock);
+    r->m.ctx = g_main_context_new();
+    r->m.clock = virt_clock_new(manual_clock);
+    r->queues = g_ptr_array_new();
+    g_autoptr(Keyval) kv = keyval_parse(opts, NULL, &err);
+    g_assert_null(err);
+    g_assert_true(net_user_backend.init(&r->m, "u0", kv, "-netdev user,id=u0", r->queues,
+                                        &err));
+    g_assert_null(err);
+    r->user = g_ptr_array_index(r->queues, 0);
+    r->nic = net_client_new(NULL, &rig_nic_info, "test", "nic", 0);
+    r->nic->opaque = r;
+    net_link(r->nic, r->user);
+}
+
+static void rig_teardown(Rig *r)
+{
+    net_client_free(r->nic);
+    net_client_free(r->user);
+    g_ptr_array_free(r->queues, TRUE);
+    virt_clock_free(r->m.clock);
+    g_main_context_unref(r->m.ctx);
+    g_mutex_clear(&r->m.lock);
+}
+
+static uint16_t csum16(const uint8_t *p, size_t len)
+{
+    uint32_t sum = 0;
+
+    for (size_t i = 0; i + 1 < len; i += 2) {
+        sum += (uint32_t)(p[i] << 8 | p[i + 1]);
+    }
+    if (len & 1) {
+        sum += (uint32_t)p[len - 1] << 8;
+    }
+    while (sum >> 16) {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    return (uint16_t)~sum;
+}
+
+/* The guest (10.0.2.15:sport) sends len bytes to 10.0.2.2:dport (no UDP checksum). */
+static void guest_send(Rig *r, uint16_t sport, uint16_t dport, uint8_t tos, size_t len)
+{
+    uint8_t f[FRAME_HDRS + 1500] = {
+        0x52, 0x55, 0x0a, 0x00, 0x02, 0x02, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 0x08, 0x00,
+        0x45, tos, 0, 0, 0, 1, 0, 0, 64, 17, 0, 0, 10, 0, 2, 15, 10, 0, 2, 2,
+    };
+    uint8_t *udp = f + 14 + 20;
+
+    g_assert_cmpuint(len, <=, 1500);
+    f[16] = (uint8_t)((20 + 8 + len) >> 8);
+    f[17] = (uint8_t)(20 + 8 + len);
+    uint16_t sum = csum16(f + 14, 20);
+    f[24] = sum >> 8;
+    f[25] = sum & 0xff;
+    udp[0] = sport >> 8;
+    udp[1] = sport & 0xff;
+    udp[2] = dport >> 8;
+    udp[3] = dport & 0xff;
+    udp[4] = (uint8_t)((8 + len) >> 8);
+    udp[5] = (uint8_t)(8 + len);
+    memset(udp + 8, 'x', len);
+    machine_lock(&r->m);
+    g_assert_true(net_send_buf(r->nic, f, FRAME_HDRS + len));
+    machine_unlock(&r->m);
+}
+
+/* A UDP socket on 127.0.0.1 (a receive timeout of 5 s); its port in *port. */
+static int host_socket(uint16_t *port)
+{
+    struct sockaddr_in a = { .sin_family = AF_INET };
+    socklen_t alen = sizeof(a);
+    struct timeval tv = { .tv_sec = 5 };
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+
+    g_assert_cmpint(fd, >=, 0);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    g_assert_cmpint(bind(fd, (struct sockaddr *)&a, sizeof(a)), ==, 0);
+    g_assert_cmpint(getsockname(fd, (struct sockaddr *)&a, &alen), ==, 0);
+    g_assert_cmpint(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), ==, 0);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+/*
+ * A flow paused (the NIC's queue full) whose socket has a pending error but nothing in
+ * its error queue (the ICMP error found the receive buffer full, so the kernel set only
+ * sk_err): poll reports POLLERR even with no events asked for, and the source must not
+ * be dispatched again and again (100% CPU of the main loop until the guest reads).
+ */
+static void test_paused_flow_error_does_not_spin(void)
+{
+    Rig r = { 0 };
+    uint16_t port, closed;
+    int fd = host_socket(&port);
+    int gone = host_socket(&closed);
+    char buf[1000] = { 0 };
+    struct sockaddr_in flow;
+    socklen_t flen = sizeof(flow);
+    unsigned dispatches = 0;
+
+    close(gone); /* nobody listens on 127.0.0.1:closed */
+    rig_setup(&r, "ipv6=off", true);
+    guest_send(&r, 4000, port, 0, 4);
+    g_assert_cmpint(recvfrom(fd, buf, sizeof(buf), 0, (struct sockaddr *)&flow, &flen), ==,
+                    4);
+
+    /* The guest reads nothing: the NIC's queue fills up. */
+    r.nic_full = true;
+    machine_lock(&r.m);
+    for (unsigned i = 0; i < NET_QUEUE_LIMIT; i++) {
+        net_send_buf(r.user, buf, 60);
+    }
+    g_assert_false(net_peer_has_room(r.user));
+    machine_unlock(&r.m);
+    /* The flow pauses at its first input and the host fills its receive buffer. */
+    g_assert_cmpint(sendto(fd, buf, 100, 0, (struct sockaddr *)&flow, flen), ==, 100);
+    for (unsigned i = 0; i < 100 && g_main_context_iteration(r.m.ctx, FALSE); i++) {
+    }
+    for (unsigned i = 0; i < 4000; i++) {
+        g_assert_cmpint(sendto(fd, buf, sizeof(buf), 0, (struct sockaddr *)&flow, flen), ==,
+                        (ssize_t)sizeof(buf));
+    }
+    /* Port unreachable for this one: no room to queue the error, only sk_err is set. */
+    guest_send(&r, 4000, closed, 0, 4);
+    g_usleep(20 * 1000);
+    for (unsigned i = 0; i < 200; i++) {
+        dispatches += g_main_context_iteration(r.m.ctx, FALSE);
+    }
+    g_assert_cmpuint(dispatches, <=, 2);
+
+    r.nic_full = false;
+    close(fd);
+    rig_teardown(&r);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/slirp-udp-review/paused-flow-error-does-not-spin",
+                    test_paused_flow_error_does_not_spin);
+    return g_test_run();
+}
