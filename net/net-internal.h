@@ -89,7 +89,8 @@ void slirp_udp_stats(SlirpUdp *u, SlirpUdpStats *st);
 void slirp_udp_expire_idle(SlirpUdp *u, gint64 idle_us);
 /* Tests only: GSO sends fail with this errno instead of calling the kernel. */
 extern int slirp_udp_test_gso_errno;
-/* Tests only: the user netdev's fast path (NULL with restrict=on or ipv4=off). */
+/* Tests only: the user netdev's fast path (NULL with restrict=on, ipv4=off or
+ * dns= equal to host=). */
 SlirpUdp *net_slirp_udp(NetClientState *nc);
 
 /* net/netdev-unsupported.c: fails naming the first QEMU option of type that Sen does

@@ -66,7 +66,7 @@ struct NetSlirp {
     bool poll_pending;
     struct in_addr dhcp_start;
     /* Guest UDP to the host alias, sent in batches (net/slirp-udp.c); NULL with
-     * restrict=on or ipv4=off. */
+     * restrict=on, ipv4=off or dns= equal to host=. */
     SlirpUdp *udp;
     GArray *udp_fwds;         /* of SlirpUdpFwd: the udp hostfwd rules, for removal */
     RateLimit rl;
@@ -725,7 +725,9 @@ static bool slirp_backend_init(Machine *m, const char *id, Keyval *opts, const c
         g_ptr_array_free(fwds, TRUE);
         return false;
     }
-    if (!restricted && ipv4) {
+    /* Not with dns= at the gateway's address: libslirp sends what goes there to the
+     * host's resolver (port 53 only), not to 127.0.0.1 as net/slirp-udp.c would. */
+    if (!restricted && ipv4 && cfg.vnameserver.s_addr != cfg.vhost.s_addr) {
         s->udp = slirp_udp_new(m, nc, net, mask, cfg.vhost);
     }
     for (guint i = 0; i < fwds->len; i++) {

@@ -141,6 +141,26 @@ static int host_socket(uint16_t *port)
 }
 
 /*
+ * dns= naming the gateway's address: libslirp sends what goes to that address to the
+ * host's resolver (port 53 only; other ports are refused, the guest gets "network
+ * unreachable"), not to 127.0.0.1, so Sen's path (which sends to 127.0.0.1) must leave
+ * that address to libslirp.
+ */
+static void test_dns_at_gateway_stays_libslirp(void)
+{
+    Rig r = { 0 };
+
+    rig_setup(&r, "ipv6=off", true);
+    g_assert_nonnull(net_slirp_udp(r.user));
+    rig_teardown(&r);
+
+    memset(&r, 0, sizeof(r));
+    rig_setup(&r, "ipv6=off,dns=10.0.2.2", true);
+    g_assert_null(net_slirp_udp(r.user));
+    rig_teardown(&r);
+}
+
+/*
  * A flow paused (the NIC's queue full) whose socket has a pending error but nothing in
  * its error queue (the ICMP error found the receive buffer full, so the kernel set only
  * sk_err): poll reports POLLERR even with no events asked for, and the source must not
@@ -195,6 +215,8 @@ static void test_paused_flow_error_does_not_spin(void)
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/slirp-udp-review/dns-at-gateway-stays-libslirp",
+                    test_dns_at_gateway_stays_libslirp);
     g_test_add_func("/slirp-udp-review/paused-flow-error-does-not-spin",
                     test_paused_flow_error_does_not_spin);
     return g_test_run();
