@@ -58,8 +58,6 @@
 #define GUEST_MTU 1500         /* libslirp's if_mtu: replies are fragmented to it */
 #define PORT_BOOTP 67
 #define PORT_TFTP 69
-#define PORT_DNS 53
-#define IPTOS_LOWDELAY_ 0x10
 
 int slirp_udp_test_gso_errno;
 
@@ -68,7 +66,9 @@ typedef struct UdpFlow {
     struct in_addr guest_addr;
     uint16_t guest_port;       /* network order */
     uint8_t guest_mac[6];
-    uint8_t tos;               /* of replies: libslirp keeps the first datagram's */
+    /* Of replies: the first datagram's, as libslirp 4.7 (its IPTOS_LOWDELAY rule for
+     * DNS never matches a new UDP socket: udp_tos() runs before the foreign port is set). */
+    uint8_t tos;
     bool paused;               /* not reading: the NIC had no room */
     bool borrowed;             /* fd is a hostfwd rule's, libslirp's to read and close */
     int fd;
@@ -359,8 +359,7 @@ static GSourceFuncs flow_source_funcs = {
     .dispatch = flow_dispatch,
 };
 
-static UdpFlow *flow_new(SlirpUdp *u, struct in_addr addr, uint16_t port, uint8_t tos,
-                         uint16_t dport)
+static UdpFlow *flow_new(SlirpUdp *u, struct in_addr addr, uint16_t port, uint8_t tos)
 {
     int on = 1;
     int fd;
@@ -380,7 +379,7 @@ static UdpFlow *flow_new(SlirpUdp *u, struct in_addr addr, uint16_t port, uint8_
     fl->fd = fd;
     fl->guest_addr = addr;
     fl->guest_port = port;
-    fl->tos = (ntohs(dport) == PORT_DNS || ntohs(port) == PORT_DNS) ? IPTOS_LOWDELAY_ : tos;
+    fl->tos = tos;
     fl->last_used = g_get_monotonic_time();
     fl->src = g_source_new(&flow_source_funcs, sizeof(GSource));
     g_source_set_callback(fl->src, NULL, fl, NULL);
@@ -617,7 +616,7 @@ bool slirp_udp_input(SlirpUdp *u, const uint8_t *f, size_t len)
             if (g_hash_table_contains(u->reserved, key)) {
                 return false; /* a hostfwd rule's, whose socket we could not borrow */
             }
-            fl = flow_new(u, src, htons(sport), ip[1], htons(dport));
+            fl = flow_new(u, src, htons(sport), ip[1]);
             if (!fl) {
                 return false; /* too many flows or no socket: libslirp's then */
             }

@@ -161,6 +161,37 @@ static void test_dns_at_gateway_stays_libslirp(void)
 }
 
 /*
+ * The TOS of replies: libslirp 4.7 keeps the guest's first datagram's (its DNS rule,
+ * IPTOS_LOWDELAY for port 53, never matches a new UDP socket: udp_tos() runs before the
+ * socket has a foreign port), also for a guest port 53.
+ */
+static void test_reply_tos_is_the_guests(void)
+{
+    Rig r = { 0 };
+    uint16_t port;
+    int fd = host_socket(&port);
+    char buf[64];
+    struct sockaddr_in from;
+    socklen_t flen = sizeof(from);
+
+    rig_setup(&r, "ipv6=off", true);
+    guest_send(&r, 53, port, 0x28, 4);
+    ssize_t n = recvfrom(fd, buf, sizeof(buf), 0, (struct sockaddr *)&from, &flen);
+    g_assert_cmpint(n, ==, 4);
+    g_assert_cmpint(sendto(fd, buf, n, 0, (struct sockaddr *)&from, flen), ==, n);
+    for (gint64 end = g_get_monotonic_time() + 3 * G_USEC_PER_SEC;
+         r.udp == 0 && g_get_monotonic_time() < end;) {
+        g_main_context_iteration(r.m.ctx, FALSE);
+        g_usleep(1000);
+    }
+    g_assert_cmpuint(r.udp, ==, 1);
+    g_assert_cmpuint(r.last[14 + 1], ==, 0x28); /* the IP header's TOS */
+    g_assert_cmpuint(r.last[14 + 20 + 2] << 8 | r.last[14 + 20 + 3], ==, 53);
+    close(fd);
+    rig_teardown(&r);
+}
+
+/*
  * A flow paused (the NIC's queue full) whose socket has a pending error but nothing in
  * its error queue (the ICMP error found the receive buffer full, so the kernel set only
  * sk_err): poll reports POLLERR even with no events asked for, and the source must not
@@ -217,6 +248,7 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/slirp-udp-review/dns-at-gateway-stays-libslirp",
                     test_dns_at_gateway_stays_libslirp);
+    g_test_add_func("/slirp-udp-review/reply-tos-is-the-guests", test_reply_tos_is_the_guests);
     g_test_add_func("/slirp-udp-review/paused-flow-error-does-not-spin",
                     test_paused_flow_error_does_not_spin);
     return g_test_run();
