@@ -85,7 +85,8 @@ typedef struct SlirpUdpStats {
     bool gso_off;
 } SlirpUdpStats;
 void slirp_udp_stats(SlirpUdp *u, SlirpUdpStats *st);
-/* Closes the sockets idle for idle_us (a timer does it with libslirp's 240 s). */
+/* Closes the sockets idle for idle_us of the virtual clock (a timer does it with
+ * libslirp's 240 s). */
 void slirp_udp_expire_idle(SlirpUdp *u, gint64 idle_us);
 /* Tests only: GSO sends fail with this errno instead of calling the kernel. */
 extern int slirp_udp_test_gso_errno;

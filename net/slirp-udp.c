@@ -36,6 +36,7 @@
 #include <sys/socket.h>
 #include "net/net-internal.h"
 #include "sen/error.h"
+#include "sen/timer.h"
 
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103
@@ -74,7 +75,7 @@ typedef struct UdpFlow {
     int fd;
     GSource *src;
     gpointer tag;
-    gint64 last_used;
+    gint64 last_used;          /* virtual-clock us */
 } UdpFlow;
 
 typedef struct UdpQueued {
@@ -122,6 +123,15 @@ G_STATIC_ASSERT(sizeof(gsize) >= 8);
 static gpointer flow_key(struct in_addr addr, uint16_t port)
 {
     return GSIZE_TO_POINTER((gsize)ntohl(addr.s_addr) << 16 | port);
+}
+
+/*
+ * Idle time is counted on the VM's virtual clock, as libslirp's (the clock Sen gives it),
+ * so a stopped VM keeps its guest endpoints' host ports as it keeps libslirp's.
+ */
+static gint64 udp_now_us(SlirpUdp *u)
+{
+    return virt_clock_get_ns(u->m->clock) / 1000;
 }
 
 /* ---- frames to the guest ---- */
@@ -343,7 +353,7 @@ static gboolean flow_dispatch(GSource *src, GSourceFunc cb, gpointer data)
             }
             break;
         }
-        fl->last_used = g_get_monotonic_time();
+        fl->last_used = udp_now_us(fl->u);
         if ((mh.msg_flags & MSG_TRUNC) || (size_t)n > UDP_PAYLOAD_MAX ||
             mh.msg_namelen < sizeof(from) || from.sin_family != AF_INET) {
             continue;
@@ -380,7 +390,7 @@ static UdpFlow *flow_new(SlirpUdp *u, struct in_addr addr, uint16_t port, uint8_
     fl->guest_addr = addr;
     fl->guest_port = port;
     fl->tos = tos;
-    fl->last_used = g_get_monotonic_time();
+    fl->last_used = udp_now_us(fl->u);
     fl->src = g_source_new(&flow_source_funcs, sizeof(GSource));
     g_source_set_callback(fl->src, NULL, fl, NULL);
     g_source_set_name(fl->src, "slirp-udp");
@@ -404,7 +414,7 @@ static gboolean expire_one(gpointer key, gpointer value, gpointer before)
 
 void slirp_udp_expire_idle(SlirpUdp *u, gint64 idle_us)
 {
-    gint64 before = g_get_monotonic_time() - idle_us;
+    gint64 before = udp_now_us(u) - idle_us;
 
     g_hash_table_foreach_remove(u->flows, expire_one, &before);
 }
@@ -458,7 +468,7 @@ static void send_one(SlirpUdp *u, const UdpQueued *q)
     c->cmsg_type = IP_TTL;
     c->cmsg_len = CMSG_LEN(sizeof(int));
     memcpy(CMSG_DATA(c), &ttl, sizeof(int));
-    q->flow->last_used = g_get_monotonic_time();
+    q->flow->last_used = udp_now_us(u);
     if (sendmsg(q->flow->fd, &mh, MSG_DONTWAIT) >= 0) {
         u->sent++;
     } else if (send_error_is_drop(errno)) {
@@ -507,7 +517,7 @@ static bool send_gso(SlirpUdp *u, const UdpQueued *q, unsigned n)
     c->cmsg_type = UDP_SEGMENT;
     c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
     memcpy(CMSG_DATA(c), &seg, sizeof(seg));
-    q->flow->last_used = g_get_monotonic_time();
+    q->flow->last_used = udp_now_us(u);
     if (slirp_udp_test_gso_errno) {
         errno = slirp_udp_test_gso_errno;
     } else if (sendmsg(q->flow->fd, &mh, MSG_DONTWAIT) >= 0) {

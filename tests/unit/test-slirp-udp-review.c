@@ -140,6 +140,16 @@ static int host_socket(uint16_t *port)
     return fd;
 }
 
+static unsigned rig_flows(Rig *r)
+{
+    SlirpUdpStats st;
+
+    machine_lock(&r->m);
+    slirp_udp_stats(net_slirp_udp(r->user), &st);
+    machine_unlock(&r->m);
+    return st.flows;
+}
+
 /*
  * dns= naming the gateway's address: libslirp sends what goes to that address to the
  * host's resolver (port 53 only; other ports are refused, the guest gets "network
@@ -243,6 +253,44 @@ static void test_paused_flow_error_does_not_spin(void)
     rig_teardown(&r);
 }
 
+/*
+ * Idle expiry follows the virtual clock, as libslirp's (its curtime is the clock Sen
+ * gives it): a VM stopped for longer than the idle time keeps its guest endpoints' host
+ * ports.
+ */
+static void test_expiry_stops_with_the_vm(void)
+{
+    Rig r = { 0 };
+    uint16_t port;
+    int fd = host_socket(&port);
+    char buf[16];
+
+    rig_setup(&r, "ipv6=off", false);
+    guest_send(&r, 4001, port, 0, 4);
+    g_assert_cmpint(recv(fd, buf, sizeof(buf), 0), ==, 4);
+    g_assert_cmpuint(rig_flows(&r), ==, 1);
+
+    machine_lock(&r.m);
+    virt_clock_stop(r.m.clock); /* the VM stops */
+    machine_unlock(&r.m);
+    g_usleep(50 * 1000);
+    machine_lock(&r.m);
+    slirp_udp_expire_idle(net_slirp_udp(r.user), 20 * 1000);
+    machine_unlock(&r.m);
+    g_assert_cmpuint(rig_flows(&r), ==, 1);
+
+    machine_lock(&r.m);
+    virt_clock_start(r.m.clock);
+    machine_unlock(&r.m);
+    g_usleep(50 * 1000);
+    machine_lock(&r.m);
+    slirp_udp_expire_idle(net_slirp_udp(r.user), 20 * 1000);
+    machine_unlock(&r.m);
+    g_assert_cmpuint(rig_flows(&r), ==, 0);
+    close(fd);
+    rig_teardown(&r);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -251,5 +299,7 @@ int main(int argc, char **argv)
     g_test_add_func("/slirp-udp-review/reply-tos-is-the-guests", test_reply_tos_is_the_guests);
     g_test_add_func("/slirp-udp-review/paused-flow-error-does-not-spin",
                     test_paused_flow_error_does_not_spin);
+    g_test_add_func("/slirp-udp-review/expiry-stops-with-the-vm",
+                    test_expiry_stops_with_the_vm);
     return g_test_run();
 }
