@@ -475,24 +475,53 @@ static bool parse_proto(const char *str, int *is_udp)
     return false;
 }
 
+/* slirp_hostfwd_fd's scan of libslirp's descriptors. */
+typedef struct SlirpFdScan {
+    NetSlirp *s;
+    GArray *fds;              /* of int */
+} SlirpFdScan;
+
+/*
+ * Collects fd, and gives libslirp as its index the one fd has in the set our source
+ * registered (-1 if none, as for a socket created since): a dispatch later in this
+ * main-loop iteration reads that set's poll results with the indices libslirp stored.
+ */
+static int slirp_scan_poll(int fd, int events, void *opaque)
+{
+    SlirpFdScan *scan = opaque;
+    GArray *reg = scan->s->pollfds;
+
+    g_array_append_val(scan->fds, fd);
+    for (guint i = 0; i < reg->len; i++) {
+        if (g_array_index(reg, GPollFD, i).fd == fd) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
 /*
  * The socket libslirp just bound for a udp hostfwd rule: the UDP one among those it polls
  * bound to the rule's address and port; -1 if none is (an ephemeral port 0).  The
  * guest's datagrams from the rule's guest endpoint to the alias are sent from it by
  * net/slirp-udp.c, as libslirp would.  Asks libslirp for its descriptors as a prepare
- * does (VM lock held; no dispatch is reading s->fill now).
+ * does, but keeps the indices it stores those of the registered set: this may run (a
+ * monitor command) between the loop's poll and slirp's dispatch, which would otherwise
+ * hand one socket's readiness to another (and libslirp's sockets block on a read).
  */
 static int slirp_hostfwd_fd(NetSlirp *s, struct in_addr addr, int port)
 {
     uint32_t ms = UINT32_MAX;
+    SlirpFdScan scan = { s, g_array_new(FALSE, FALSE, sizeof(int)) };
+    int found = -1;
 
     if (port == 0) {
+        g_array_free(scan.fds, TRUE);
         return -1;
     }
-    g_array_set_size(s->fill, 0);
-    slirp_pollfds_fill(s->slirp, &ms, slirp_add_poll, s);
-    for (guint i = 0; i < s->fill->len; i++) {
-        int fd = g_array_index(s->fill, GPollFD, i).fd;
+    slirp_pollfds_fill(s->slirp, &ms, slirp_scan_poll, &scan);
+    for (guint i = 0; i < scan.fds->len && found < 0; i++) {
+        int fd = g_array_index(scan.fds, int, i);
         struct sockaddr_in sa;
         socklen_t salen = sizeof(sa);
         int type;
@@ -502,10 +531,11 @@ static int slirp_hostfwd_fd(NetSlirp *s, struct in_addr addr, int port)
             getsockname(fd, (struct sockaddr *)&sa, &salen) == 0 &&
             sa.sin_family == AF_INET && sa.sin_port == htons(port) &&
             sa.sin_addr.s_addr == addr.s_addr) {
-            return fd;
+            found = fd;
         }
     }
-    return -1;
+    g_array_free(scan.fds, TRUE);
+    return found;
 }
 
 /* "[tcp|udp]:[hostaddr]:hostport-[guestaddr]:guestport" (QEMU's syntax and errors). */

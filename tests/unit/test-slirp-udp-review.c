@@ -291,6 +291,111 @@ static void test_expiry_stops_with_the_vm(void)
     rig_teardown(&r);
 }
 
+/* A port on 127.0.0.1 nobody uses now. */
+static uint16_t free_port(void)
+{
+    uint16_t port;
+
+    close(host_socket(&port));
+    return port;
+}
+
+typedef struct LateSend {
+    uint16_t port;
+    gint64 delay_us;
+} LateSend;
+
+/* Sends one datagram to 127.0.0.1:port after the delay (unblocks a blocking read). */
+static gpointer late_send(gpointer opaque)
+{
+    LateSend *l = opaque;
+    uint16_t unused;
+    int fd = host_socket(&unused);
+    struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(l->port) };
+
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    g_usleep(l->delay_us);
+    g_assert_cmpint(sendto(fd, "late", 4, 0, (struct sockaddr *)&to, sizeof(to)), ==, 4);
+    close(fd);
+    return NULL;
+}
+
+/*
+ * hostfwd_add of a udp rule from the monitor, between the main loop's poll and slirp's
+ * dispatch in one iteration: finding the rule's socket must not renumber libslirp's
+ * descriptors, or that dispatch reads the poll results of the set prepare registered
+ * with the new numbers: the new rule's socket got the readiness of an older one, and
+ * libslirp read it (its sockets block), stopping the main loop until a datagram came
+ * to the new port.
+ */
+static void test_hostfwd_add_between_poll_and_dispatch(void)
+{
+    Machine m = { 0 };
+    Error *err = NULL;
+    uint16_t p1 = free_port(), p2 = free_port(), unused;
+    int fd = host_socket(&unused);
+    struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(p1) };
+    GPollFD fds[64];
+    gint prio, timeout;
+    static const uint8_t arp[42] = {
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 0x08, 0x06,
+        0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01,            /* Ethernet/IPv4, request */
+        0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 10, 0, 2, 15,    /* from the guest */
+        0, 0, 0, 0, 0, 0, 10, 0, 2, 2,                       /* who has 10.0.2.2 */
+    };
+
+    g_mutex_init(&m.lock);
+    m.ctx = g_main_context_new();
+    m.clock = virt_clock_new(true);
+    g_autofree char *opts =
+        g_strdup_printf("type=user,id=u0,ipv6=off,hostfwd=udp:127.0.0.1:%u-:5555", p1);
+    g_autoptr(Keyval) kv = keyval_parse(opts, NULL, &err);
+    g_assert_null(err);
+    g_assert_true(net_netdev_add(&m, kv, "-netdev", &err));
+    g_assert_null(err);
+    Rig r = { 0 };
+    r.user = g_ptr_array_index(net_netdev_find(&m, "u0"), 0);
+    r.nic = net_client_new(NULL, &rig_nic_info, "test", "nic", 0);
+    r.nic->opaque = &r;
+    net_link(r.nic, r.user);
+    for (unsigned i = 0; i < 100 && g_main_context_iteration(m.ctx, FALSE); i++) {
+    }
+    machine_lock(&m);
+    g_assert_true(net_send_buf(r.nic, arp, sizeof(arp))); /* slirp learns our MAC */
+    machine_unlock(&m);
+
+    /* One iteration by hand: the rule's socket has input when the loop polls. */
+    g_assert_true(g_main_context_acquire(m.ctx));
+    g_main_context_prepare(m.ctx, &prio);
+    int n = g_main_context_query(m.ctx, prio, &timeout, fds, G_N_ELEMENTS(fds));
+    g_assert_cmpint(n, <=, (int)G_N_ELEMENTS(fds));
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    g_assert_cmpint(sendto(fd, "hi", 2, 0, (struct sockaddr *)&to, sizeof(to)), ==, 2);
+    g_assert_cmpint(g_poll(fds, n, 1000), >, 0);
+    g_assert_true(g_main_context_check(m.ctx, prio, fds, n));
+    g_autofree char *rule = g_strdup_printf("udp:127.0.0.1:%u-:6666", p2);
+    machine_lock(&m);
+    g_assert_true(net_slirp_hostfwd_add(&m, rule, &err));
+    machine_unlock(&m);
+    g_assert_null(err);
+    LateSend late = { p2, 1500 * 1000 };
+    GThread *th = g_thread_new("late", late_send, &late);
+    gint64 start = g_get_monotonic_time();
+    g_main_context_dispatch(m.ctx);
+    gint64 took = g_get_monotonic_time() - start;
+    g_main_context_release(m.ctx);
+    g_thread_join(th);
+    g_assert_cmpint(took, <, 500 * 1000);
+    g_assert_cmpuint(r.udp, >=, 1); /* "hi" reached the guest side */
+
+    close(fd);
+    net_client_free(r.nic);
+    net_cleanup(&m);
+    virt_clock_free(m.clock);
+    g_main_context_unref(m.ctx);
+    g_mutex_clear(&m.lock);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -301,5 +406,7 @@ int main(int argc, char **argv)
                     test_paused_flow_error_does_not_spin);
     g_test_add_func("/slirp-udp-review/expiry-stops-with-the-vm",
                     test_expiry_stops_with_the_vm);
+    g_test_add_func("/slirp-udp-review/hostfwd-add-between-poll-and-dispatch",
+                    test_hostfwd_add_between_poll_and_dispatch);
     return g_test_run();
 }
