@@ -1,7 +1,8 @@
 /*
  * virtio-net on -netdev user (slirp), raw Ethernet only: DHCP hands out 10.0.2.15, the
  * gateway 10.0.2.2 answers ARP and ICMP echo, and UDP datagrams the host sends to a
- * hostfwd port reach a UDP echo here and go back (run-guest.py --net user checks them).
+ * hostfwd port reach a UDP echo here and go back (run-guest.py --net user checks them);
+ * then a datagram from a port no rule names reaches the host, which answers it.
  */
 #include "lib/guest.h"
 #include "lib/virtio-net.h"
@@ -9,6 +10,9 @@
 #define GUEST_IP IP4(10, 0, 2, 15)
 #define GW_IP IP4(10, 0, 2, 2)
 #define ECHO_PORT 7777
+#define OWN_PORT 7778 /* no hostfwd rule names it: user networking opens a socket of its own */
+#define OWN_MSG "sen-own-flow"
+#define OWN_REPLY "sen-own-reply"
 #define ECHOES 3
 #define XID 0x5e4e7001u
 #define SECOND 125000 /* guest_io_delay() periods in about a second on any host */
@@ -17,6 +21,9 @@ static GuestNet net;
 static uint8_t rx[GNET_BUF_SIZE], tx[GNET_BUF_SIZE];
 static const uint8_t bcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
 static uint32_t my_ip; /* 0 until DHCP */
+static uint8_t gw_mac[6];
+static uint32_t client_ip; /* the host's echo client, as the guest sees it */
+static uint16_t client_port;
 
 /* Receives until match() accepts a frame or about `seconds` pass; answers ARP for us. */
 static int recv_until(bool (*match)(const uint8_t *f, int len), unsigned seconds)
@@ -146,6 +153,19 @@ static bool is_echo_request(const uint8_t *f, int len)
            get16(udp + 4) <= len - ETH_HLEN - IP_HLEN;
 }
 
+/* The host client's answer to our datagram from OWN_PORT. */
+static bool is_own_reply(const uint8_t *f, int len)
+{
+    const uint8_t *ip = f + ETH_HLEN, *udp = ip + IP_HLEN;
+    const unsigned n = sizeof(OWN_REPLY) - 1;
+
+    return len >= (int)(ETH_HLEN + IP_HLEN + UDP_HLEN + n) && get16(f + 12) == ETH_P_IP &&
+           ip[0] == 0x45 && ip[9] == 17 && get32(ip + 12) == client_ip &&
+           get32(ip + 16) == GUEST_IP && get16(udp) == client_port &&
+           get16(udp + 2) == OWN_PORT && get16(udp + 4) == UDP_HLEN + n &&
+           memcmp(udp + UDP_HLEN, OWN_REPLY, n) == 0;
+}
+
 static void udp_echo(int len)
 {
     const uint8_t *ip = rx + ETH_HLEN, *udp = ip + IP_HLEN;
@@ -155,6 +175,9 @@ static void udp_echo(int len)
     unsigned flen = udp_build(tx, rx + 6, net.mac, GUEST_IP, ECHO_PORT, get32(ip + 12),
                               get16(udp), plen);
     (void)len;
+    memcpy(gw_mac, rx + 6, 6);
+    client_ip = get32(ip + 12);
+    client_port = get16(udp);
     gnet_send(&net, tx, flen);
     guest_printf("udp echo: %u bytes from %u.%u.%u.%u:%u\n", plen, ip[12], ip[13], ip[14],
                  ip[15], get16(udp));
@@ -204,6 +227,13 @@ void guest_main(void)
         echoed++;
     }
     GUEST_CHECK(echoed == ECHOES, "%u UDP datagrams echoed through hostfwd", echoed);
+
+    /* A datagram to the host from a port no rule names, and the host's answer to it. */
+    memcpy(tx + ETH_HLEN + IP_HLEN + UDP_HLEN, OWN_MSG, sizeof(OWN_MSG) - 1);
+    flen = udp_build(tx, gw_mac, net.mac, GUEST_IP, OWN_PORT, client_ip, client_port,
+                     sizeof(OWN_MSG) - 1);
+    GUEST_CHECK(gnet_send(&net, tx, flen), "datagram from port %u sent", OWN_PORT);
+    GUEST_CHECK(recv_until(is_own_reply, 30) > 0, "the host answered port %u", OWN_PORT);
     guest_printf("net-user ok\n");
     guest_pass();
 }

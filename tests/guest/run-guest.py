@@ -8,7 +8,8 @@ isa-debug-exit), the output has the test's marker lines, a "PASS" line, and no
     run-guest.py --vmm sen|qemu [--smp N] [--timeout S] [--disk] TEST.elf
 
 --net user gives the guest -netdev user with a UDP hostfwd to its port 7777 and sends
-datagrams there, expecting each echoed back.
+datagrams there, expecting each echoed back, then answers the guest's datagram from its
+port 7778 (which must come from 127.0.0.1, not from the rule's port).
 
 --disk creates a raw image for virtio-blk (pre-filled sectors the guest reads), passes it
 as -drive ...,if=none,id=d0 -device virtio-blk-pci,drive=d0, and checks its contents
@@ -94,6 +95,7 @@ def expected_lines(test, smp):
     if test == "net-user":
         return ["ok: DHCP gives 10.0.2.15", "ok: ARP reply from 10.0.2.2",
                 "ok: ICMP echo reply from 10.0.2.2", "ok: 3 UDP datagrams echoed",
+                "ok: datagram from port 7778 sent", "ok: the host answered port 7778",
                 "net-user ok"]
     if test == "virtio-console":
         return ["ok: echo came back", "virtio-console ok"]
@@ -289,28 +291,35 @@ def free_udp_port():
 
 
 def udp_echo_client(port, deadline, log, want=3):
-    """Sends numbered datagrams to the hostfwd port until `want` came back unchanged."""
+    """Sends numbered datagrams to the hostfwd port until `want` came back unchanged, and
+    answers the guest's datagram from another port (log: the echoes, then that datagram's
+    source address or None)."""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.settimeout(0.3)
-    sent, echoed, n = set(), set(), 0
+    sent, echoed, n, own = set(), set(), 0, None
     try:
-        while time.monotonic() < deadline and len(echoed) < want:
-            msg = b"sen-udp-echo-%d" % n
-            n += 1
-            s.sendto(msg, ("127.0.0.1", port))
-            sent.add(msg)
+        while time.monotonic() < deadline and (len(echoed) < want or own is None):
+            if len(echoed) < want:
+                msg = b"sen-udp-echo-%d" % n
+                n += 1
+                s.sendto(msg, ("127.0.0.1", port))
+                sent.add(msg)
             try:
                 while True:
-                    data, _ = s.recvfrom(2048)
-                    if data not in sent:
+                    data, src = s.recvfrom(2048)
+                    if data == b"sen-own-flow":
+                        s.sendto(b"sen-own-reply", src)
+                        own = src
+                    elif data not in sent:
                         log.append(("error", "echo of something never sent: %r" % data))
                         return
-                    echoed.add(data)
+                    else:
+                        echoed.add(data)
             except socket.timeout:
                 pass
     finally:
         s.close()
-    log.append(len(echoed))
+    log += [len(echoed), own]
 
 
 def skip(reason):
@@ -672,6 +681,12 @@ def main():
             if got != 3:
                 problems.append("the host got %r UDP echoes back through hostfwd, want 3" %
                                 (got,))
+            own = udp_log[1] if len(udp_log) > 1 else None
+            # From the host's loopback, and not from the rule's port: a socket of its own.
+            if not (isinstance(own, tuple) and own[0] == "127.0.0.1" and
+                    own[1] != net["port"]):
+                problems.append("the guest's datagram from port 7778 came as %r, want from "
+                                "127.0.0.1 and not port %d" % (own, net["port"]))
         if qcow2 and not abort:
             problems += datafile_disk_back_to_raw(qcow2, disk)
         if bitmaps and not abort:
