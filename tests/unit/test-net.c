@@ -24,6 +24,7 @@
 #include "sen/keyval.h"
 #include "sen/net.h"
 #include "sen/timer.h"
+#include "slirp-test-util.h"
 
 typedef struct Sink {
     bool accept;
@@ -803,88 +804,19 @@ out:
  * or from a source the loop's own thread prepares after slirp's.
  */
 typedef struct UserEcho {
-    Machine m;
-    GPtrArray *queues;
-    NetClientState *user, *nic;
+    SlirpRig r;
     int echo_fd;
-    unsigned arp, udp;        /* frames the guest side got */
-    uint8_t frame[14 + 20 + 8 + 4];
+    uint8_t frame[SLIRP_TEST_DATA + 4];
 } UserEcho;
-
-static ssize_t user_echo_receive(NetClientState *nc, const struct iovec *iov, int iovcnt)
-{
-    UserEcho *u = nc->opaque;
-    const uint8_t *f = iov[0].iov_base;
-
-    g_assert_cmpuint(iov[0].iov_len, >=, 24);
-    u->arp += f[12] == 0x08 && f[13] == 0x06;
-    u->udp += f[12] == 0x08 && f[13] == 0x00 && f[14 + 9] == 17;
-    return (ssize_t)iov[0].iov_len;
-}
-
-static const NetClientInfo user_echo_info = {
-    .type = "test",
-    .receive = user_echo_receive,
-};
 
 static void user_echo_setup(UserEcho *u)
 {
-    static const uint8_t arp[42] = {
-        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 0x08, 0x06,
-        0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01,            /* Ethernet/IPv4, request */
-        0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 10, 0, 2, 15,    /* from the guest */
-        0, 0, 0, 0, 0, 0, 10, 0, 2, 2,                       /* who has 10.0.2.2 */
-    };
-    static const uint8_t udp[14 + 20 + 8 + 4] = {
-        0x52, 0x55, 0x0a, 0x00, 0x02, 0x02, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 0x08, 0x00,
-        0x45, 0, 0, 20 + 8 + 4, 0, 1, 0, 0, 64, 17, 0, 0,    /* IPv4, UDP */
-        10, 0, 2, 15, 10, 0, 2, 2,                           /* guest -> gateway */
-        0x15, 0xb3, 0, 0, 0, 8 + 4, 0, 0,                    /* 5555 -> (below), no sum */
-        'p', 'i', 'n', 'g',
-    };
-    struct sockaddr_in addr = { .sin_family = AF_INET };
-    socklen_t alen = sizeof(addr);
-    struct timeval tv = { .tv_sec = 5 };
-    Error *err = NULL;
+    uint16_t port;
 
     /* The host side, where slirp sends what goes to 10.0.2.2. */
-    u->echo_fd = socket(AF_INET, SOCK_DGRAM, 0);
-    g_assert_cmpint(u->echo_fd, >=, 0);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    g_assert_cmpint(bind(u->echo_fd, (struct sockaddr *)&addr, sizeof(addr)), ==, 0);
-    g_assert_cmpint(getsockname(u->echo_fd, (struct sockaddr *)&addr, &alen), ==, 0);
-    g_assert_cmpint(setsockopt(u->echo_fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), ==, 0);
-    memcpy(u->frame, udp, sizeof(udp));
-    memcpy(&u->frame[14 + 20 + 2], &addr.sin_port, 2);
-    uint32_t sum = 0;
-    for (unsigned i = 0; i < 20; i += 2) {
-        sum += (u->frame[14 + i] << 8) | u->frame[14 + i + 1];
-    }
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = ~((sum & 0xffff) + (sum >> 16)) & 0xffff;
-    u->frame[14 + 10] = sum >> 8;
-    u->frame[14 + 11] = sum & 0xff;
-
-    g_mutex_init(&u->m.lock);
-    u->m.ctx = g_main_context_new();
-    u->m.clock = virt_clock_new(true);
-    u->queues = g_ptr_array_new();
-    g_autoptr(Keyval) kv = keyval_parse("ipv6=off", NULL, &err);
-    g_assert_null(err);
-    g_assert_true(net_user_backend.init(&u->m, "u0", kv, "-netdev user,id=u0", u->queues,
-                                        &err));
-    g_assert_null(err);
-    u->user = g_ptr_array_index(u->queues, 0);
-    u->nic = net_client_new(NULL, &user_echo_info, "test", "nic", 0);
-    u->nic->opaque = u;
-    net_link(u->nic, u->user);
-
-    while (g_main_context_iteration(u->m.ctx, FALSE)) {
-    }
-    machine_lock(&u->m);
-    g_assert_true(net_send_buf(u->nic, arp, sizeof(arp))); /* slirp learns our MAC */
-    machine_unlock(&u->m);
-    g_assert_cmpuint(u->arp, ==, 1);
+    u->echo_fd = slirp_test_host_socket(&port);
+    slirp_test_udp_frame(u->frame, 5555, port, 64, "ping", 4);
+    slirp_rig_setup(&u->r, NULL);
 }
 
 /* Hands the UDP frame to slirp (VM lock held, as the NIC does), then echoes it. */
@@ -894,9 +826,7 @@ static void user_echo_send(UserEcho *u)
     struct sockaddr_in from;
     socklen_t fromlen = sizeof(from);
 
-    machine_lock(&u->m);
-    g_assert_true(net_send_buf(u->nic, u->frame, sizeof(u->frame)));
-    machine_unlock(&u->m);
+    slirp_rig_send(&u->r, u->frame, sizeof(u->frame));
     ssize_t n = recvfrom(u->echo_fd, buf, sizeof(buf), 0, (struct sockaddr *)&from,
                          &fromlen);
     g_assert_cmpint(n, >, 0);
@@ -908,22 +838,17 @@ static gint64 user_echo_wait(UserEcho *u)
 {
     gint64 start = g_get_monotonic_time();
 
-    while (u->udp == 0 && g_get_monotonic_time() - start < 3 * G_USEC_PER_SEC) {
-        g_main_context_iteration(u->m.ctx, TRUE);
+    while (u->r.udp == 0 && g_get_monotonic_time() - start < 3 * G_USEC_PER_SEC) {
+        g_main_context_iteration(u->r.m.ctx, TRUE);
     }
-    g_assert_cmpuint(u->udp, ==, 1);
+    g_assert_cmpuint(u->r.udp, ==, 1);
     return g_get_monotonic_time() - start;
 }
 
 static void user_echo_teardown(UserEcho *u)
 {
     close(u->echo_fd);
-    net_client_free(u->nic);
-    net_client_free(u->user);
-    g_ptr_array_free(u->queues, TRUE);
-    virt_clock_free(u->m.clock);
-    g_main_context_unref(u->m.ctx);
-    g_mutex_clear(&u->m.lock);
+    slirp_rig_teardown(&u->r);
 }
 
 static gpointer user_echo_send_later(gpointer opaque)
@@ -981,7 +906,7 @@ static void test_user_frame_after_prepare_wakes_loop(void)
     /* Attached after slirp's source at the same priority: prepared after it. */
     GSource *late = g_source_new(&late_sender_funcs, sizeof(LateSender));
     ((LateSender *)late)->u = &u;
-    g_source_attach(late, u.m.ctx);
+    g_source_attach(late, u.r.m.ctx);
     g_assert_cmpint(user_echo_wait(&u), <, 600 * 1000); /* not slirp's 1 s timeout */
     g_source_destroy(late);
     g_source_unref(late);

@@ -1,0 +1,423 @@
+/*
+ * net/slirp-udp.c, -netdev user's own path for guest UDP to the host alias: a user
+ * netdev with a fake NIC (slirp-test-util.h) as the guest side and real UDP sockets on
+ * 127.0.0.1 as the host side.  Frames go in with the VM lock held, as a NIC sends them;
+ * replies come out of main-loop iterations.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <glib.h>
+#include "net/net-internal.h"
+#include "sen/net.h"
+#include "slirp-test-util.h"
+
+static SlirpUdpStats stats(SlirpRig *r)
+{
+    SlirpUdpStats st;
+
+    machine_lock(&r->m);
+    slirp_udp_stats(net_slirp_udp(r->user), &st);
+    machine_unlock(&r->m);
+    return st;
+}
+
+static uint16_t rd16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+/* Payload byte j of datagram i: each datagram has its own. */
+static void fill(uint8_t *buf, size_t len, unsigned i)
+{
+    for (size_t j = 0; j < len; j++) {
+        buf[j] = (uint8_t)(i * 31 + j * 7 + 1);
+    }
+}
+
+/* The guest sends len bytes (fill(.., i)) from sport to 10.0.2.2:dport, TTL 64. */
+static void guest_send(SlirpRig *r, uint16_t sport, uint16_t dport, size_t len, unsigned i)
+{
+    static uint8_t f[SLIRP_TEST_DATA + 65536], payload[65536];
+
+    fill(payload, len, i);
+    slirp_rig_send(r, f, slirp_test_udp_frame(f, sport, dport, 64, payload, len));
+}
+
+/* The next datagram on fd is len bytes of fill(.., i); its sender's port (host order). */
+static uint16_t host_expect(int fd, size_t len, unsigned i)
+{
+    static uint8_t buf[65536], want[65536];
+    struct sockaddr_in from;
+    socklen_t flen = sizeof(from);
+    ssize_t n = recvfrom(fd, buf, sizeof(buf), 0, (struct sockaddr *)&from, &flen);
+
+    g_assert_cmpint(n, ==, (ssize_t)len);
+    fill(want, len, i);
+    g_assert_cmpmem(buf, len, want, len);
+    g_assert_cmpuint(from.sin_addr.s_addr, ==, htonl(INADDR_LOOPBACK));
+    return ntohs(from.sin_port);
+}
+
+/* Nothing waits on fd. */
+static void host_expect_none(int fd)
+{
+    char buf[16];
+
+    g_assert_cmpint(recv(fd, buf, sizeof(buf), MSG_DONTWAIT), ==, -1);
+    g_assert_cmpint(errno, ==, EAGAIN);
+}
+
+/*
+ * A tx burst of the NIC (batch begin .. flush): what the guest sent to the alias stays
+ * queued until the flush, then leaves in order, same-size datagrams as GSO sends.
+ */
+static void test_batch(void)
+{
+    SlirpRig r = { 0 };
+    uint16_t port;
+    int fd = slirp_test_host_socket(&port);
+    static uint8_t f[SLIRP_TEST_DATA + 300], payload[300];
+    const unsigned n = 40;
+
+    slirp_rig_setup(&r, NULL);
+    machine_lock(&r.m);
+    net_send_batch_begin(r.nic);
+    for (unsigned i = 0; i < n; i++) {
+        fill(payload, 300, i);
+        size_t len = slirp_test_udp_frame(f, 5000, port, 64, payload, 300);
+        g_assert_true(net_send_buf(r.nic, f, len));
+    }
+    host_expect_none(fd);
+    net_send_flush(r.nic);
+    net_send_batch_end(r.nic);
+    machine_unlock(&r.m);
+
+    uint16_t from = host_expect(fd, 300, 0);
+    for (unsigned i = 1; i < n; i++) {
+        g_assert_cmpuint(host_expect(fd, 300, i), ==, from);
+    }
+    host_expect_none(fd);
+    SlirpUdpStats st = stats(&r);
+    g_assert_cmpuint(st.sent, ==, n);
+    g_assert_cmpuint(st.gso_sends, >=, 1);
+    g_assert_cmpuint(st.flows, ==, 1);
+    close(fd);
+    slirp_rig_teardown(&r);
+}
+
+/*
+ * Datagram boundaries inside a burst: a shorter one ends a GSO run, an empty one and a
+ * change of destination port or guest port go on their own; each arrives as the guest
+ * sent it, at its port, from its guest port's host socket.
+ */
+static void test_boundaries(void)
+{
+    static const struct {
+        unsigned guest;    /* 0 or 1: which guest port */
+        unsigned port;     /* 0 or 1: which host socket */
+        size_t len;
+    } seq[] = {
+        { 0, 0, 100 }, { 0, 0, 100 }, { 0, 0, 100 }, { 0, 0, 37 }, { 0, 0, 100 },
+        { 0, 0, 100 }, { 0, 0, 0 }, { 0, 1, 100 }, { 0, 1, 100 }, { 0, 0, 100 },
+        { 0, 0, 100 }, { 0, 1, 100 }, { 0, 1, 50 }, { 0, 0, 1 }, { 0, 1, 1472 },
+        { 1, 0, 100 }, { 1, 0, 100 }, { 0, 0, 100 }, { 0, 0, 100 }, { 1, 0, 100 },
+    };
+    SlirpRig r = { 0 };
+    uint16_t port[2], from[2] = { 0, 0 };
+    int fd[2] = { slirp_test_host_socket(&port[0]), slirp_test_host_socket(&port[1]) };
+
+    slirp_rig_setup(&r, NULL);
+    machine_lock(&r.m);
+    net_send_batch_begin(r.nic);
+    machine_unlock(&r.m);
+    for (unsigned i = 0; i < G_N_ELEMENTS(seq); i++) {
+        guest_send(&r, 5001 + 10 * seq[i].guest, port[seq[i].port], seq[i].len, i);
+    }
+    machine_lock(&r.m);
+    net_send_batch_end(r.nic);
+    machine_unlock(&r.m);
+
+    for (unsigned i = 0; i < G_N_ELEMENTS(seq); i++) {
+        uint16_t p = host_expect(fd[seq[i].port], seq[i].len, i);
+        if (!from[seq[i].guest]) {
+            from[seq[i].guest] = p;
+        }
+        g_assert_cmpuint(p, ==, from[seq[i].guest]);
+    }
+    g_assert_cmpuint(from[0], !=, from[1]);
+    host_expect_none(fd[0]);
+    host_expect_none(fd[1]);
+    SlirpUdpStats st = stats(&r);
+    g_assert_cmpuint(st.sent, ==, G_N_ELEMENTS(seq));
+    g_assert_cmpuint(st.flows, ==, 2);
+    close(fd[0]);
+    close(fd[1]);
+    slirp_rig_teardown(&r);
+}
+
+/* Checks frame i is an IPv4 frame from the alias to the guest: its IP header. */
+static const uint8_t *expect_ip_frame(SlirpRig *r, unsigned i, uint8_t proto, size_t *len)
+{
+    const uint8_t *f = slirp_rig_frame(r, i, len);
+    static const uint8_t alias_mac[6] = { 0x52, 0x55, 0x0a, 0x00, 0x02, 0x02 };
+    static const uint8_t alias[4] = { 10, 0, 2, 2 }, guest[4] = { 10, 0, 2, 15 };
+
+    g_assert_cmpuint(*len, >=, SLIRP_TEST_UDP);
+    g_assert_cmpmem(f, 6, slirp_test_guest_mac, 6);
+    g_assert_cmpmem(f + 6, 6, alias_mac, 6);
+    g_assert_cmpuint(rd16(f + 12), ==, 0x0800);
+    const uint8_t *ip = f + SLIRP_TEST_ETH;
+    g_assert_cmpuint(ip[0], ==, 0x45);
+    g_assert_cmpuint(ip[9], ==, proto);
+    g_assert_cmpuint(rd16(ip + 2), ==, *len - SLIRP_TEST_ETH);
+    g_assert_cmpuint(slirp_test_csum(ip, 20, 0), ==, 0);
+    g_assert_cmpmem(ip + 12, 4, alias, 4);
+    g_assert_cmpmem(ip + 16, 4, guest, 4);
+    return ip;
+}
+
+/* The UDP checksum of a datagram (header and payload) from the alias to the guest. */
+static uint16_t udp_csum(const uint8_t *udp, size_t len)
+{
+    uint8_t pseudo[12] = { 10, 0, 2, 2, 10, 0, 2, 15, 0, 17, (uint8_t)(len >> 8),
+                           (uint8_t)len };
+
+    return slirp_test_csum(udp, len, (uint16_t)~slirp_test_csum(pseudo, 12, 0));
+}
+
+/*
+ * A host socket answering the guest's datagram: the reply reaches the NIC from the
+ * alias's port to the guest's, checksums right; one longer than the guest MTU comes in
+ * IP fragments that put together give the payload.
+ */
+static void test_replies(void)
+{
+    SlirpRig r = { 0 };
+    uint16_t port;
+    int fd = slirp_test_host_socket(&port);
+    static uint8_t buf[4000], got[4008];
+    struct sockaddr_in flow;
+    socklen_t flen = sizeof(flow);
+    size_t len;
+
+    slirp_rig_setup(&r, NULL);
+    guest_send(&r, 4321, port, 10, 0);
+    g_assert_cmpint(recvfrom(fd, buf, sizeof(buf), 0, (struct sockaddr *)&flow, &flen), ==,
+                    10);
+    unsigned base = r.frames->len;
+
+    fill(buf, 100, 1);
+    g_assert_cmpint(sendto(fd, buf, 100, 0, (struct sockaddr *)&flow, flen), ==, 100);
+    g_assert_true(slirp_rig_wait(&r, base + 1, 3000));
+    slirp_rig_run(&r, 20);
+    g_assert_cmpuint(r.frames->len, ==, base + 1);
+    const uint8_t *ip = expect_ip_frame(&r, base, 17, &len);
+    const uint8_t *udp = ip + 20;
+    g_assert_cmpuint(len, ==, SLIRP_TEST_DATA + 100);
+    g_assert_cmpuint(rd16(ip + 6) & 0x3fff, ==, 0);
+    g_assert_cmpuint(rd16(udp), ==, port);
+    g_assert_cmpuint(rd16(udp + 2), ==, 4321);
+    g_assert_cmpuint(rd16(udp + 4), ==, 108);
+    g_assert_cmpuint(rd16(udp + 6), !=, 0);
+    g_assert_cmpuint(udp_csum(udp, 108), ==, 0);
+    g_assert_cmpmem(udp + 8, 100, buf, 100);
+
+    /* 4008 bytes of UDP: fragments of 1480, 1480 and 1048. */
+    base = r.frames->len;
+    fill(buf, 4000, 2);
+    g_assert_cmpint(sendto(fd, buf, 4000, 0, (struct sockaddr *)&flow, flen), ==, 4000);
+    g_assert_true(slirp_rig_wait(&r, base + 3, 3000));
+    slirp_rig_run(&r, 20);
+    g_assert_cmpuint(r.frames->len, ==, base + 3);
+    size_t off = 0;
+    uint16_t id = 0;
+    for (unsigned k = 0; k < 3; k++) {
+        ip = expect_ip_frame(&r, base + k, 17, &len);
+        size_t n = len - SLIRP_TEST_ETH - 20;
+        uint16_t frag = rd16(ip + 6);
+        g_assert_cmpuint(frag & 0x1fff, ==, off / 8);
+        g_assert_cmpuint(!!(frag & 0x2000), ==, k < 2);
+        g_assert_cmpuint(frag & 0x4000, ==, 0);
+        g_assert_cmpuint(n, ==, k < 2 ? 1480 : 1048);
+        if (k == 0) {
+            id = rd16(ip + 4);
+        }
+        g_assert_cmpuint(rd16(ip + 4), ==, id);
+        g_assert_cmpuint(off + n, <=, sizeof(got));
+        memcpy(got + off, ip + 20, n);
+        off += n;
+    }
+    g_assert_cmpuint(off, ==, 4008);
+    g_assert_cmpuint(rd16(got), ==, port);
+    g_assert_cmpuint(rd16(got + 2), ==, 4321);
+    g_assert_cmpuint(rd16(got + 4), ==, 4008);
+    g_assert_cmpuint(udp_csum(got, 4008), ==, 0);
+    g_assert_cmpmem(got + 8, 4000, buf, 4000);
+    close(fd);
+    slirp_rig_teardown(&r);
+}
+
+/*
+ * Refusals: frames the fast path must leave to libslirp.  Each is sent from a guest port
+ * whose flow is open (a right datagram first), so whatever the host gets of it must not
+ * come from that flow's socket; libslirp drops most of them, reassembles or strips
+ * others (then they come from its own socket).
+ */
+typedef enum {
+    BAD_UDP_CSUM, BAD_IP_CSUM, IP_LEN_OVER_FRAME, UDP_LEN_OVER_IP, UDP_LEN_UNDER_8,
+    FRAG_MF, FRAG_OFFSET, WITH_IP_OPTIONS, SHORT_FRAME, NOT_IPV4, REFUSALS
+} Refusal;
+
+/*
+ * A right datagram from sport (16) to 10.0.2.2:dport, no UDP checksum, behind an IP
+ * header with 4 bytes of options, made so that read as if the IP header had none it is
+ * right too: the options (two words summing to zero) leave the first 20 bytes' IP
+ * checksum right, and as UDP they are the ports (7000 to 58535), followed by length
+ * sport, checksum dport, which the payload's first word makes right.  A path that
+ * overlooked the options would send 8 bytes from guest port 7000 to port 58535.
+ */
+static size_t options_frame(uint8_t *f, uint16_t sport, uint16_t dport)
+{
+    static const uint8_t payload[64] = { 'o', 'p', 't' };
+    static const uint8_t pseudo[12] = { 10, 0, 2, 15, 10, 0, 2, 2, 0, 17, 0, 16 };
+    size_t len = slirp_test_udp_frame(f, sport, dport, 64, payload, sizeof(payload));
+    uint8_t *ip = f + SLIRP_TEST_ETH, *opt = f + SLIRP_TEST_UDP;
+    const uint16_t w1 = 7000, w2 = (uint16_t)~w1;
+
+    g_assert_cmpuint(sport, ==, 16);
+    memmove(opt + 4, opt, len - SLIRP_TEST_UDP);
+    opt[0] = w1 >> 8;
+    opt[1] = w1 & 0xff;
+    opt[2] = w2 >> 8;
+    opt[3] = w2 & 0xff;
+    opt[10] = opt[11] = 0; /* the real UDP checksum: none */
+    opt[12] = opt[13] = 0;
+    uint16_t fix = slirp_test_csum(opt, 16, (uint16_t)~slirp_test_csum(pseudo, 12, 0));
+    opt[12] = fix >> 8;
+    opt[13] = fix & 0xff;
+    ip[0] = 0x46;
+    ip[3] += 4;
+    slirp_test_ip_csum(f);
+    g_assert_cmpuint(slirp_test_csum(ip, 20, 0), ==, 0);
+    return len + 4;
+}
+
+/* A frame from sport to 10.0.2.2:dport, spoilt as r says; its length. */
+static size_t spoilt_frame(uint8_t *f, Refusal how, uint16_t sport, uint16_t dport)
+{
+    static const uint8_t payload[64] = { 'b', 'a', 'd' };
+    size_t len = slirp_test_udp_frame(f, sport, dport, 64, payload, sizeof(payload));
+    uint8_t *ip = f + SLIRP_TEST_ETH, *udp = f + SLIRP_TEST_UDP;
+
+    switch (how) {
+    case BAD_UDP_CSUM:
+        udp[7] ^= 0x10;
+        if (!udp[6] && !udp[7]) {
+            udp[6] = 0x10;
+        }
+        return len;
+    case BAD_IP_CSUM:
+        ip[10] ^= 0x01;
+        return len;
+    case IP_LEN_OVER_FRAME:
+        ip[3] += 8;
+        break;
+    case UDP_LEN_OVER_IP:
+        udp[5] += 8;
+        break;
+    case UDP_LEN_UNDER_8:
+        udp[4] = 0;
+        udp[5] = 4;
+        break;
+    case FRAG_MF:
+        ip[6] = 0x20;
+        break;
+    case FRAG_OFFSET:
+        ip[7] = 0x10;
+        break;
+    case WITH_IP_OPTIONS:
+        return options_frame(f, sport, dport);
+    case SHORT_FRAME:
+        return SLIRP_TEST_DATA - 1;
+    case NOT_IPV4:
+        f[12] = 0x88;
+        f[13] = 0xb5; /* local experimental */
+        return len;
+    case REFUSALS:
+        g_assert_not_reached();
+    }
+    udp[6] = udp[7] = 0; /* lengths: no UDP checksum to refuse it for */
+    slirp_test_ip_csum(f);
+    return len;
+}
+
+static void test_refusals(void)
+{
+    SlirpRig r = { 0 };
+    uint16_t port;
+    int fd = slirp_test_host_socket(&port);
+    static uint8_t f[SLIRP_TEST_DATA + 128], buf[256];
+
+    slirp_rig_setup(&r, NULL);
+    for (Refusal how = 0; how < REFUSALS; how++) {
+        uint16_t sport = how == WITH_IP_OPTIONS ? 16 : 6000 + how;
+        struct sockaddr_in from;
+        socklen_t flen = sizeof(from);
+
+        guest_send(&r, sport, port, 8, how);
+        uint16_t flow_port = host_expect(fd, 8, how);
+        SlirpUdpStats before = stats(&r);
+        unsigned frames = r.frames->len;
+
+        slirp_rig_send(&r, f, spoilt_frame(f, how, sport, port));
+        slirp_rig_run(&r, 20);
+        SlirpUdpStats after = stats(&r);
+        g_assert_cmpuint(after.sent, ==, before.sent);
+        g_assert_cmpuint(after.dropped, ==, before.dropped);
+        g_assert_cmpuint(after.flows, ==, before.flows);
+        /* Nothing to the guest either (libslirp answers a UDP length under 8 with
+         * "network unreachable": its sendto of a negative length fails). */
+        g_assert_cmpuint(r.frames->len, ==, frames + (how == UDP_LEN_UNDER_8));
+        ssize_t n = recvfrom(fd, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&from,
+                             &flen);
+        if (n >= 0) {
+            /* libslirp's, from its own socket for the guest port */
+            g_test_message("refusal %d: %zd bytes from libslirp", how, n);
+            g_assert_cmpuint(ntohs(from.sin_port), !=, flow_port);
+        }
+        host_expect_none(fd);
+    }
+    close(fd);
+    slirp_rig_teardown(&r);
+}
+
+/* restrict=on: no own path at all, and nothing reaches the host. */
+static void test_restrict(void)
+{
+    SlirpRig r = { 0 };
+    uint16_t port;
+    int fd = slirp_test_host_socket(&port);
+
+    slirp_rig_setup(&r, "restrict=on");
+    g_assert_null(net_slirp_udp(r.user));
+    guest_send(&r, 5002, port, 8, 0);
+    slirp_rig_run(&r, 50);
+    host_expect_none(fd);
+    close(fd);
+    slirp_rig_teardown(&r);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/slirp-udp/batch", test_batch);
+    g_test_add_func("/slirp-udp/boundaries", test_boundaries);
+    g_test_add_func("/slirp-udp/replies", test_replies);
+    g_test_add_func("/slirp-udp/refusals", test_refusals);
+    g_test_add_func("/slirp-udp/restrict", test_restrict);
+    return g_test_run();
+}
