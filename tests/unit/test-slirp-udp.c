@@ -72,6 +72,32 @@ static void host_expect_none(int fd)
 }
 
 /*
+ * A NIC tx burst (batch begin .. flush .. end): n datagrams of len bytes (fill(.., i0 + k))
+ * from sport to 10.0.2.2:dport, datagram k with TTL ttls[k] (64 when ttls is NULL); when
+ * held_fd >= 0, nothing reached that host socket before the flush.
+ */
+static void guest_batch(SlirpRig *r, uint16_t sport, uint16_t dport, const uint8_t *ttls,
+                        unsigned n, size_t len, unsigned i0, int held_fd)
+{
+    static uint8_t f[SLIRP_TEST_DATA + 1472], payload[1472];
+
+    g_assert_cmpuint(len, <=, sizeof(payload));
+    machine_lock(&r->m);
+    net_send_batch_begin(r->nic);
+    for (unsigned k = 0; k < n; k++) {
+        fill(payload, len, i0 + k);
+        size_t flen = slirp_test_udp_frame(f, sport, dport, ttls ? ttls[k] : 64, payload, len);
+        g_assert_true(net_send_buf(r->nic, f, flen));
+    }
+    if (held_fd >= 0) {
+        host_expect_none(held_fd);
+    }
+    net_send_flush(r->nic);
+    net_send_batch_end(r->nic);
+    machine_unlock(&r->m);
+}
+
+/*
  * A tx burst of the NIC (batch begin .. flush): what the guest sent to the alias stays
  * queued until the flush, then leaves in order, same-size datagrams as GSO sends.
  */
@@ -80,21 +106,10 @@ static void test_batch(void)
     SlirpRig r = { 0 };
     uint16_t port;
     int fd = slirp_test_host_socket(&port);
-    static uint8_t f[SLIRP_TEST_DATA + 300], payload[300];
     const unsigned n = 40;
 
     slirp_rig_setup(&r, NULL);
-    machine_lock(&r.m);
-    net_send_batch_begin(r.nic);
-    for (unsigned i = 0; i < n; i++) {
-        fill(payload, 300, i);
-        size_t len = slirp_test_udp_frame(f, 5000, port, 64, payload, 300);
-        g_assert_true(net_send_buf(r.nic, f, len));
-    }
-    host_expect_none(fd);
-    net_send_flush(r.nic);
-    net_send_batch_end(r.nic);
-    machine_unlock(&r.m);
+    guest_batch(&r, 5000, port, NULL, n, 300, 0, fd);
 
     uint16_t from = host_expect(fd, 300, 0);
     for (unsigned i = 1; i < n; i++) {
@@ -411,6 +426,272 @@ static void test_restrict(void)
     slirp_rig_teardown(&r);
 }
 
+/* The next datagram on fd (IP_RECVTTL on) is len bytes: the TTL it arrived with. */
+static int host_recv_ttl(int fd, size_t len)
+{
+    uint8_t buf[256];
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } ctrl;
+    struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1,
+        .msg_control = ctrl.buf, .msg_controllen = sizeof(ctrl.buf),
+    };
+    int ttl = -1;
+
+    g_assert_cmpint(recvmsg(fd, &mh, 0), ==, (ssize_t)len);
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+        if (c->cmsg_level == SOL_IP && c->cmsg_type == IP_TTL) {
+            memcpy(&ttl, CMSG_DATA(c), sizeof(ttl));
+        }
+    }
+    return ttl;
+}
+
+/*
+ * The host sees the guest's TTL less one, also where TTLs change inside a burst (a GSO
+ * send has one); TTL 1 is libslirp's, which answers "time exceeded" to the guest.
+ */
+static void test_ttl(void)
+{
+    static const uint8_t ttls[] = { 64, 64, 10, 10, 64, 2 };
+    SlirpRig r = { 0 };
+    uint16_t port;
+    int fd = slirp_test_host_socket(&port);
+    int on = 1;
+    size_t len;
+
+    g_assert_cmpint(setsockopt(fd, SOL_IP, IP_RECVTTL, &on, sizeof(on)), ==, 0);
+    slirp_rig_setup(&r, NULL);
+    guest_batch(&r, 5002, port, ttls, G_N_ELEMENTS(ttls), 8, 0, -1);
+    for (unsigned i = 0; i < G_N_ELEMENTS(ttls); i++) {
+        g_assert_cmpint(host_recv_ttl(fd, 8), ==, ttls[i] - 1);
+    }
+    g_assert_cmpuint(stats(&r).sent, ==, G_N_ELEMENTS(ttls));
+
+    unsigned base = r.frames->len;
+    guest_batch(&r, 5002, port, (const uint8_t[]){ 1 }, 1, 8, 0, -1);
+    slirp_rig_run(&r, 20);
+    host_expect_none(fd);
+    g_assert_cmpuint(stats(&r).sent, ==, G_N_ELEMENTS(ttls));
+    g_assert_true(slirp_rig_wait(&r, base + 1, 3000));
+    g_assert_cmpuint(r.frames->len, ==, base + 1);
+    const uint8_t *ip = expect_ip_frame(&r, base, IPPROTO_ICMP, &len);
+    g_assert_cmpuint(ip[20], ==, 11); /* time exceeded */
+    g_assert_cmpuint(ip[21], ==, 0);  /* in transit */
+    close(fd);
+    slirp_rig_teardown(&r);
+}
+
+/*
+ * A datagram to a closed port of the host: the guest gets "port unreachable" from the
+ * alias, quoting the IP and UDP headers of what it sent.
+ */
+static void test_icmp_port_unreachable(void)
+{
+    static const uint8_t addrs[8] = { 10, 0, 2, 15, 10, 0, 2, 2 };
+    SlirpRig r = { 0 };
+    uint16_t closed = slirp_test_free_port();
+    size_t len;
+
+    slirp_rig_setup(&r, NULL);
+    unsigned base = r.frames->len;
+    guest_send(&r, 5004, closed, 16, 0);
+    g_assert_cmpuint(stats(&r).sent, ==, 1);
+    g_assert_true(slirp_rig_wait(&r, base + 1, 3000));
+    g_assert_cmpuint(r.frames->len, ==, base + 1);
+    const uint8_t *ip = expect_ip_frame(&r, base, IPPROTO_ICMP, &len);
+    const uint8_t *icmp = ip + 20, *quote = icmp + 8;
+    g_assert_cmpuint(len, >=, SLIRP_TEST_ETH + 20 + 8 + 20 + 8);
+    g_assert_cmpuint(icmp[0], ==, 3); /* destination unreachable */
+    g_assert_cmpuint(icmp[1], ==, 3); /* port */
+    g_assert_cmpuint(slirp_test_csum(icmp, len - SLIRP_TEST_ETH - 20, 0), ==, 0);
+    g_assert_cmpuint(quote[0], ==, 0x45);
+    g_assert_cmpuint(quote[9], ==, IPPROTO_UDP);
+    g_assert_cmpmem(quote + 12, 8, addrs, 8);
+    g_assert_cmpuint(rd16(quote + 20), ==, 5004);
+    g_assert_cmpuint(rd16(quote + 22), ==, closed);
+    slirp_rig_teardown(&r);
+}
+
+/* hostfwd_add or hostfwd_remove of the rule (fmt with one %u: port), as the monitor. */
+static void hostfwd(SlirpRig *r, bool add, const char *fmt, uint16_t port)
+{
+    g_autofree char *rule = g_strdup_printf(fmt, port);
+    Error *err = NULL;
+
+    machine_lock(&r->m);
+    bool ok = add ? net_slirp_hostfwd_add(&r->m, rule, &err) :
+                    net_slirp_hostfwd_remove(&r->m, rule, &err);
+    machine_unlock(&r->m);
+    g_assert_null(err);
+    g_assert_true(ok);
+}
+
+/*
+ * A guest endpoint a udp hostfwd rule forwards to talks to the host from the rule's
+ * host port, as with libslirp: from a -netdev rule, no more after hostfwd_remove, and
+ * from a rule hostfwd_add makes after the endpoint had talked already.
+ */
+static void test_hostfwd(void)
+{
+    SlirpRig r = { 0 };
+    uint16_t port, h1 = slirp_test_free_port(), h2 = slirp_test_free_port();
+    int fd = slirp_test_host_socket(&port);
+    g_autofree char *opts = g_strdup_printf("hostfwd=udp:127.0.0.1:%u-:6000", h1);
+
+    slirp_rig_setup(&r, opts);
+    guest_send(&r, 6000, port, 10, 0);
+    g_assert_cmpuint(host_expect(fd, 10, 0), ==, h1);
+    g_assert_cmpuint(stats(&r).sent, ==, 1);
+    hostfwd(&r, false, "udp:127.0.0.1:%u", h1);
+    guest_send(&r, 6000, port, 10, 1);
+    g_assert_cmpuint(host_expect(fd, 10, 1), !=, h1);
+    g_assert_cmpuint(stats(&r).sent, ==, 2);
+
+    guest_send(&r, 6001, port, 10, 2);
+    g_assert_cmpuint(host_expect(fd, 10, 2), !=, h2);
+    hostfwd(&r, true, "udp:127.0.0.1:%u-:6001", h2);
+    guest_send(&r, 6001, port, 10, 3);
+    g_assert_cmpuint(host_expect(fd, 10, 3), ==, h2);
+    g_assert_cmpuint(stats(&r).sent, ==, 4);
+    host_expect_none(fd);
+    close(fd);
+    slirp_rig_teardown(&r);
+}
+
+/*
+ * More guest ports than the path keeps sockets for (256): the others go through
+ * libslirp, and every datagram reaches the host.
+ */
+static void test_flow_limit(void)
+{
+    SlirpRig r = { 0 };
+    uint16_t port;
+    int fd = slirp_test_host_socket(&port);
+
+    slirp_rig_setup(&r, NULL);
+    for (unsigned i = 0; i < 300; i++) {
+        guest_send(&r, (uint16_t)(10000 + i), port, 8, i);
+        host_expect(fd, 8, i);
+    }
+    SlirpUdpStats st = stats(&r);
+    g_assert_cmpuint(st.flows, ==, 256);
+    g_assert_cmpuint(st.sent, ==, 256);
+    close(fd);
+    slirp_rig_teardown(&r);
+}
+
+/* Idle flows close, and the guest port's next datagram opens one again. */
+static void test_expire(void)
+{
+    SlirpRig r = { 0 };
+    uint16_t port;
+    int fd = slirp_test_host_socket(&port);
+
+    slirp_rig_setup(&r, NULL);
+    guest_send(&r, 7100, port, 8, 0);
+    host_expect(fd, 8, 0);
+    g_assert_cmpuint(stats(&r).flows, ==, 1);
+    machine_lock(&r.m);
+    slirp_udp_expire_idle(net_slirp_udp(r.user), 0);
+    machine_unlock(&r.m);
+    g_assert_cmpuint(stats(&r).flows, ==, 0);
+    guest_send(&r, 7100, port, 8, 1);
+    host_expect(fd, 8, 1);
+    SlirpUdpStats st = stats(&r);
+    g_assert_cmpuint(st.flows, ==, 1);
+    g_assert_cmpuint(st.sent, ==, 2);
+    close(fd);
+    slirp_rig_teardown(&r);
+}
+
+/* The kernel refuses GSO: every datagram still leaves, one by one, and so later. */
+static void test_gso_refused(void)
+{
+    SlirpRig r = { 0 };
+    uint16_t port;
+    int fd = slirp_test_host_socket(&port);
+
+    slirp_rig_setup(&r, NULL);
+    slirp_udp_test_gso_errno = EIO;
+    guest_batch(&r, 7200, port, NULL, 10, 100, 0, -1);
+    slirp_udp_test_gso_errno = 0;
+    for (unsigned i = 0; i < 10; i++) {
+        host_expect(fd, 100, i);
+    }
+    SlirpUdpStats st = stats(&r);
+    g_assert_true(st.gso_off);
+    g_assert_cmpuint(st.gso_sends, ==, 0);
+    g_assert_cmpuint(st.sent, ==, 10);
+    guest_batch(&r, 7200, port, NULL, 10, 100, 10, -1);
+    for (unsigned i = 10; i < 20; i++) {
+        host_expect(fd, 100, i);
+    }
+    st = stats(&r);
+    g_assert_cmpuint(st.gso_sends, ==, 0);
+    g_assert_cmpuint(st.sent, ==, 20);
+    host_expect_none(fd);
+    close(fd);
+    slirp_rig_teardown(&r);
+}
+
+/*
+ * The NIC's queue is full: replies wait in the host socket (not read only to be
+ * dropped) and reach the guest, all and in order, once the NIC takes frames again.
+ */
+static void test_nic_full(void)
+{
+    enum { REPLIES = 5 };
+    SlirpRig r = { 0 };
+    static const uint8_t junk[60];
+    uint8_t want[50];
+    uint16_t port;
+    int fd = slirp_test_host_socket(&port);
+    struct sockaddr_in to = { .sin_family = AF_INET };
+    size_t len;
+
+    slirp_rig_setup(&r, NULL);
+    guest_send(&r, 7300, port, 8, 0);
+    to.sin_port = htons(host_expect(fd, 8, 0));
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+
+    r.nic_full = true;
+    machine_lock(&r.m);
+    for (unsigned i = 0; i < NET_QUEUE_LIMIT; i++) {
+        net_send_buf(r.user, junk, sizeof(junk));
+    }
+    g_assert_false(net_peer_has_room(r.user));
+    machine_unlock(&r.m);
+    for (unsigned i = 0; i < REPLIES; i++) {
+        fill(want, sizeof(want), 100 + i);
+        g_assert_cmpint(sendto(fd, want, sizeof(want), 0, (struct sockaddr *)&to, sizeof(to)),
+                        ==, sizeof(want));
+    }
+    unsigned base = r.frames->len;
+    slirp_rig_run(&r, 50);
+    g_assert_cmpuint(r.frames->len, ==, base);
+
+    r.nic_full = false;
+    machine_lock(&r.m);
+    net_client_flush(r.nic);
+    machine_unlock(&r.m);
+    base += NET_QUEUE_LIMIT;
+    g_assert_true(slirp_rig_wait(&r, base + REPLIES, 3000));
+    g_assert_cmpuint(r.frames->len, ==, base + REPLIES);
+    for (unsigned i = 0; i < REPLIES; i++) {
+        const uint8_t *ip = expect_ip_frame(&r, base + i, IPPROTO_UDP, &len);
+        g_assert_cmpuint(len, ==, SLIRP_TEST_DATA + sizeof(want));
+        g_assert_cmpuint(rd16(ip + 22), ==, 7300);
+        fill(want, sizeof(want), 100 + i);
+        g_assert_cmpmem(ip + 28, sizeof(want), want, sizeof(want));
+    }
+    close(fd);
+    slirp_rig_teardown(&r);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -419,5 +700,12 @@ int main(int argc, char **argv)
     g_test_add_func("/slirp-udp/replies", test_replies);
     g_test_add_func("/slirp-udp/refusals", test_refusals);
     g_test_add_func("/slirp-udp/restrict", test_restrict);
+    g_test_add_func("/slirp-udp/ttl", test_ttl);
+    g_test_add_func("/slirp-udp/icmp-port-unreachable", test_icmp_port_unreachable);
+    g_test_add_func("/slirp-udp/hostfwd", test_hostfwd);
+    g_test_add_func("/slirp-udp/flow-limit", test_flow_limit);
+    g_test_add_func("/slirp-udp/expire", test_expire);
+    g_test_add_func("/slirp-udp/gso-refused", test_gso_refused);
+    g_test_add_func("/slirp-udp/nic-full", test_nic_full);
     return g_test_run();
 }
