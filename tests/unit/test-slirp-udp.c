@@ -140,6 +140,9 @@ static void test_boundaries(void)
         { 0, 0, 100 }, { 0, 0, 0 }, { 0, 1, 100 }, { 0, 1, 100 }, { 0, 0, 100 },
         { 0, 0, 100 }, { 0, 1, 100 }, { 0, 1, 50 }, { 0, 0, 1 }, { 0, 1, 1472 },
         { 1, 0, 100 }, { 1, 0, 100 }, { 0, 0, 100 }, { 0, 0, 100 }, { 1, 0, 100 },
+        /* as many as fit one IP datagram go together: three, then the fourth */
+        { 1, 0, 20000 }, { 1, 0, 20000 }, { 1, 0, 20000 }, { 1, 0, 20000 },
+        { 1, 1, 65494 }, { 1, 1, 65494 }, { 1, 1, 1 }, /* NET_MAX_FRAME */
     };
     SlirpRig r = { 0 };
     uint16_t port[2], from[2] = { 0, 0 };
@@ -169,6 +172,10 @@ static void test_boundaries(void)
     SlirpUdpStats st = stats(&r);
     g_assert_cmpuint(st.sent, ==, G_N_ELEMENTS(seq));
     g_assert_cmpuint(st.flows, ==, 2);
+    /* The runs sent together: 0-3, 4-5, 7-8, 9-10, 11-12, 15-16, 17-18, 20-22, 25-26. */
+    if (!st.gso_off) {
+        g_assert_cmpuint(st.gso_sends, ==, 9);
+    }
     close(fd[0]);
     close(fd[1]);
     slirp_rig_teardown(&r);
@@ -426,6 +433,36 @@ static void test_restrict(void)
     slirp_rig_teardown(&r);
 }
 
+/*
+ * Bytes past the datagram are not its own: Ethernet padding after the IP datagram, IP
+ * payload after the UDP length (libslirp trims both).
+ */
+static void test_trailing_bytes(void)
+{
+    SlirpRig r = { 0 };
+    uint16_t port;
+    int fd = slirp_test_host_socket(&port);
+    uint8_t f[SLIRP_TEST_DATA + 64], payload[16];
+
+    slirp_rig_setup(&r, NULL);
+    fill(payload, 1, 0);
+    size_t len = slirp_test_udp_frame(f, 5008, port, 64, payload, 1);
+    memset(f + len, 0xee, 60 - len);
+    slirp_rig_send(&r, f, 60);
+    host_expect(fd, 1, 0);
+
+    fill(payload, 16, 1);
+    len = slirp_test_udp_frame(f, 5008, port, 64, payload, 16);
+    f[SLIRP_TEST_UDP + 5] = 8 + 10; /* UDP says 10 bytes of the IP payload's 16 */
+    slirp_test_udp_csum(f);
+    slirp_rig_send(&r, f, len);
+    host_expect(fd, 10, 1);
+    host_expect_none(fd);
+    g_assert_cmpuint(stats(&r).sent, ==, 2);
+    close(fd);
+    slirp_rig_teardown(&r);
+}
+
 /* The next datagram on fd (IP_RECVTTL on) is len bytes: the TTL it arrived with. */
 static int host_recv_ttl(int fd, size_t len)
 {
@@ -584,6 +621,17 @@ static void test_flow_limit(void)
     slirp_rig_teardown(&r);
 }
 
+/* Whether a UDP socket can bind 0.0.0.0:port (nobody holds it). */
+static bool port_is_free(uint16_t port)
+{
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    bool ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+
+    close(fd);
+    return ok;
+}
+
 /* Idle flows close, and the guest port's next datagram opens one again. */
 static void test_expire(void)
 {
@@ -593,12 +641,14 @@ static void test_expire(void)
 
     slirp_rig_setup(&r, NULL);
     guest_send(&r, 7100, port, 8, 0);
-    host_expect(fd, 8, 0);
+    uint16_t first = host_expect(fd, 8, 0);
     g_assert_cmpuint(stats(&r).flows, ==, 1);
+    g_assert_false(port_is_free(first));
     machine_lock(&r.m);
     slirp_udp_expire_idle(net_slirp_udp(r.user), 0);
     machine_unlock(&r.m);
     g_assert_cmpuint(stats(&r).flows, ==, 0);
+    g_assert_true(port_is_free(first)); /* its socket closed */
     guest_send(&r, 7100, port, 8, 1);
     host_expect(fd, 8, 1);
     SlirpUdpStats st = stats(&r);
@@ -700,6 +750,7 @@ int main(int argc, char **argv)
     g_test_add_func("/slirp-udp/replies", test_replies);
     g_test_add_func("/slirp-udp/refusals", test_refusals);
     g_test_add_func("/slirp-udp/restrict", test_restrict);
+    g_test_add_func("/slirp-udp/trailing-bytes", test_trailing_bytes);
     g_test_add_func("/slirp-udp/ttl", test_ttl);
     g_test_add_func("/slirp-udp/icmp-port-unreachable", test_icmp_port_unreachable);
     g_test_add_func("/slirp-udp/hostfwd", test_hostfwd);
