@@ -404,6 +404,16 @@ static void test_refusals(void)
         /* Nothing to the guest either (libslirp answers a UDP length under 8 with
          * "network unreachable": its sendto of a negative length fails). */
         g_assert_cmpuint(r.frames->len, ==, frames + (how == UDP_LEN_UNDER_8));
+        if (how == UDP_LEN_UNDER_8) {
+            /* libslirp's own: it quotes the guest's IP header (its id) and the 4
+             * bytes of UDP header the length leaves (the fast path taking it would
+             * send a huge datagram, and quote headers of its own). */
+            size_t len;
+            const uint8_t *ip = expect_ip_frame(&r, frames, IPPROTO_ICMP, &len);
+            g_assert_cmpuint(len, ==, SLIRP_TEST_ETH + 20 + 8 + 20 + 4);
+            g_assert_cmpmem(ip + 20 + 8 + 4, 2, f + SLIRP_TEST_ETH + 4, 2);
+            g_assert_cmpmem(ip + 20 + 8 + 20, 4, f + SLIRP_TEST_UDP, 4);
+        }
         ssize_t n = recvfrom(fd, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&from,
                              &flen);
         if (n >= 0) {
