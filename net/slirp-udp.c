@@ -442,6 +442,23 @@ static bool send_error_is_drop(int err)
     return err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS || err == EINTR;
 }
 
+/*
+ * sendmsg, once more when it failed otherwise than for a full socket: an ICMP error
+ * about an earlier datagram leaves its error pending on the socket (IP_RECVERR), and
+ * the next send returns it (clearing it) without sending -- it is not this datagram's,
+ * whose send then succeeds; the ICMP itself waits in the error queue for
+ * flow_read_errors.  A real error fails again.
+ */
+static ssize_t flow_sendmsg(int fd, const struct msghdr *mh)
+{
+    ssize_t n = sendmsg(fd, mh, MSG_DONTWAIT);
+
+    if (n < 0 && !send_error_is_drop(errno)) {
+        n = sendmsg(fd, mh, MSG_DONTWAIT);
+    }
+    return n;
+}
+
 static void send_one(SlirpUdp *u, const UdpQueued *q)
 {
     struct sockaddr_in to = {
@@ -469,7 +486,7 @@ static void send_one(SlirpUdp *u, const UdpQueued *q)
     c->cmsg_len = CMSG_LEN(sizeof(int));
     memcpy(CMSG_DATA(c), &ttl, sizeof(int));
     q->flow->last_used = udp_now_us(u);
-    if (sendmsg(q->flow->fd, &mh, MSG_DONTWAIT) >= 0) {
+    if (flow_sendmsg(q->flow->fd, &mh) >= 0) {
         u->sent++;
     } else if (send_error_is_drop(errno)) {
         u->dropped++;
@@ -520,7 +537,7 @@ static bool send_gso(SlirpUdp *u, const UdpQueued *q, unsigned n)
     q->flow->last_used = udp_now_us(u);
     if (slirp_udp_test_gso_errno) {
         errno = slirp_udp_test_gso_errno;
-    } else if (sendmsg(q->flow->fd, &mh, MSG_DONTWAIT) >= 0) {
+    } else if (flow_sendmsg(q->flow->fd, &mh) >= 0) {
         u->sent += n;
         u->gso_sends++;
         return true;

@@ -631,6 +631,44 @@ static void test_flow_limit(void)
     slirp_rig_teardown(&r);
 }
 
+/*
+ * A port unreachable for one datagram does not cost the flow its next one: the error
+ * the host's ICMP leaves pending on the socket (IP_RECVERR sets it) must not fail the
+ * next send, which libslirp's sockets (no IP_RECVERR) would make.
+ */
+static void test_send_after_port_unreachable(void)
+{
+    SlirpRig r = { 0 };
+    uint16_t port, closed = slirp_test_free_port();
+    int fd = slirp_test_host_socket(&port);
+
+    slirp_rig_setup(&r, NULL);
+    unsigned base = r.frames->len;
+    guest_send(&r, 5009, closed, 8, 0);
+    guest_send(&r, 5009, port, 8, 1);      /* no main-loop iteration in between */
+    host_expect(fd, 8, 1);
+    g_assert_cmpuint(stats(&r).sent, ==, 2);
+    /* The guest hears of the first only: port unreachable, not "network unreachable"
+     * for the second. */
+    g_assert_true(slirp_rig_wait(&r, base + 1, 3000));
+    slirp_rig_run(&r, 20);
+    g_assert_cmpuint(r.frames->len, ==, base + 1);
+    size_t len;
+    const uint8_t *ip = expect_ip_frame(&r, base, IPPROTO_ICMP, &len);
+    g_assert_cmpuint(ip[20], ==, 3);
+    g_assert_cmpuint(ip[21], ==, 3);
+    g_assert_cmpuint(rd16(ip + 28 + 22), ==, closed);
+
+    guest_batch(&r, 5009, closed, NULL, 1, 8, 2, -1);
+    guest_batch(&r, 5009, port, NULL, 3, 8, 3, -1);
+    for (unsigned i = 3; i < 6; i++) {
+        host_expect(fd, 8, i);
+    }
+    g_assert_cmpuint(stats(&r).sent, ==, 6);
+    close(fd);
+    slirp_rig_teardown(&r);
+}
+
 /* Whether a UDP socket can bind 0.0.0.0:port (nobody holds it). */
 static bool port_is_free(uint16_t port)
 {
@@ -763,6 +801,8 @@ int main(int argc, char **argv)
     g_test_add_func("/slirp-udp/trailing-bytes", test_trailing_bytes);
     g_test_add_func("/slirp-udp/ttl", test_ttl);
     g_test_add_func("/slirp-udp/icmp-port-unreachable", test_icmp_port_unreachable);
+    g_test_add_func("/slirp-udp/send-after-port-unreachable",
+                    test_send_after_port_unreachable);
     g_test_add_func("/slirp-udp/hostfwd", test_hostfwd);
     g_test_add_func("/slirp-udp/flow-limit", test_flow_limit);
     g_test_add_func("/slirp-udp/expire", test_expire);
