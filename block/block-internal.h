@@ -130,11 +130,6 @@ BlockDriverState *bdrv_open_child(BlockDriverState *parent, Keyval *opts, const 
 
 /* iovec helpers */
 size_t block_iov_size(const struct iovec *iov, int niov);
-void block_iov_to_buf(const struct iovec *iov, int niov, size_t off, void *buf,
-                      size_t bytes);
-void block_iov_from_buf(const struct iovec *iov, int niov, size_t off, const void *buf,
-                        size_t bytes);
-void block_iov_memset(const struct iovec *iov, int niov, size_t off, int c, size_t bytes);
 bool block_iov_is_zero(const struct iovec *iov, int niov);
 
 int64_t block_now_ns(void);

@@ -196,41 +196,6 @@ size_t block_iov_size(const struct iovec *iov, int niov)
     return n;
 }
 
-/* Calls fn on each piece of [off, off+bytes) of the vector. */
-#define IOV_FOR_RANGE(iov, niov, off, bytes, BODY)                              \
-    do {                                                                        \
-        size_t skip_ = (off), left_ = (bytes), done_ = 0;                       \
-        for (int i_ = 0; i_ < (niov) && left_; i_++) {                          \
-            if (skip_ >= (iov)[i_].iov_len) {                                   \
-                skip_ -= (iov)[i_].iov_len;                                     \
-                continue;                                                       \
-            }                                                                   \
-            uint8_t *p_ = (uint8_t *)(iov)[i_].iov_base + skip_;                \
-            size_t n_ = MIN((iov)[i_].iov_len - skip_, left_);                  \
-            BODY;                                                               \
-            skip_ = 0;                                                          \
-            left_ -= n_;                                                        \
-            done_ += n_;                                                        \
-        }                                                                       \
-    } while (0)
-
-void block_iov_to_buf(const struct iovec *iov, int niov, size_t off, void *buf,
-                      size_t bytes)
-{
-    IOV_FOR_RANGE(iov, niov, off, bytes, memcpy((uint8_t *)buf + done_, p_, n_));
-}
-
-void block_iov_from_buf(const struct iovec *iov, int niov, size_t off, const void *buf,
-                        size_t bytes)
-{
-    IOV_FOR_RANGE(iov, niov, off, bytes, memcpy(p_, (const uint8_t *)buf + done_, n_));
-}
-
-void block_iov_memset(const struct iovec *iov, int niov, size_t off, int c, size_t bytes)
-{
-    IOV_FOR_RANGE(iov, niov, off, bytes, memset(p_, c, n_));
-}
-
 bool block_iov_is_zero(const struct iovec *iov, int niov)
 {
     for (int i = 0; i < niov; i++) {

@@ -26,6 +26,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include "block/block-internal.h"
+#include "sen/iov.h"
 #include "sen/os.h"
 
 enum {
@@ -99,7 +100,7 @@ static int fp_do_preadv(int fd, int64_t offset, int64_t bytes, const struct iove
             return -errno;
         }
         if (n == 0) {
-            block_iov_memset(iov, niov, done, 0, bytes - done);
+            iov_memset(iov, niov, done, 0, bytes - done);
             return 0;
         }
         done += n;
@@ -174,7 +175,7 @@ static int fp_preadv(BlockDriverState *bs, int64_t offset, int64_t bytes,
     struct iovec biov = { .iov_base = buf, .iov_len = end - start };
     int ret = fp_do_preadv(s->fd, start, end - start, &biov, 1);
     if (ret == 0) {
-        block_iov_from_buf(iov, niov, 0, buf + (offset - start), bytes);
+        iov_from_buf(iov, niov, 0, buf + (offset - start), bytes);
     }
     free(buf);
     return ret;
@@ -211,7 +212,7 @@ static int fp_pwritev(BlockDriverState *bs, int64_t offset, int64_t bytes,
             ret = fp_do_preadv(s->fd, end - s->align, s->align, &biov, 1);
         }
         if (ret == 0) {
-            block_iov_to_buf(iov, niov, 0, buf + (offset - start), bytes);
+            iov_to_buf(iov, niov, 0, buf + (offset - start), bytes);
             biov.iov_base = buf;
             biov.iov_len = end - start;
             ret = fp_do_pwritev(s->fd, start, end - start, &biov, 1);
@@ -472,7 +473,7 @@ static gboolean fp_aio_reap(gint fd, GIOCondition cond, gpointer opaque)
                 ret = res;
             } else if (res < req->bytes) {
                 if (req->type == BLOCK_REQ_READ) {
-                    block_iov_memset(req->iov, req->niov, res, 0, req->bytes - res);
+                    iov_memset(req->iov, req->niov, res, 0, req->bytes - res);
                 } else {
                     ret = -ENOSPC;
                 }

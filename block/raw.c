@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <string.h>
 #include "block/block-internal.h"
+#include "sen/iov.h"
 
 typedef struct RawState {
     int64_t offset;
@@ -86,8 +87,7 @@ static bool raw_write_changes_format(BlockDriverState *bs, int64_t offset, int64
             return true; /* cannot tell: refuse rather than risk it */
         }
     }
-    block_iov_to_buf(iov, niov, 0, sector + offset,
-                     MIN(bytes, BDRV_SECTOR_SIZE - offset));
+    iov_to_buf(iov, niov, 0, sector + offset, MIN(bytes, BDRV_SECTOR_SIZE - offset));
     return bdrv_probe_format(sector, sizeof(sector), NULL) != &bdrv_raw;
 }
 

@@ -7,6 +7,7 @@
 #include <string.h>
 #include "net/net-internal.h"
 #include "sen/device.h"
+#include "sen/iov.h"
 
 typedef struct NetPacket {
     size_t len;
@@ -155,11 +156,7 @@ bool net_send(NetClientState *nc, const struct iovec *iov, int iovcnt)
     }
     NetPacket *p = g_malloc(sizeof(*p) + len);
     p->len = len;
-    size_t off = 0;
-    for (int i = 0; i < iovcnt; i++) {
-        memcpy(p->data + off, iov[i].iov_base, iov[i].iov_len);
-        off += iov[i].iov_len;
-    }
+    iov_to_buf(iov, iovcnt, 0, p->data, len);
     g_queue_push_tail(&peer->incoming, p);
     peer->incoming_bytes += len;
     return true;

@@ -26,6 +26,7 @@
 #include <sys/ioctl.h>
 #include <linux/if_tun.h>
 #include "net/net-internal.h"
+#include "sen/iov.h"
 #include "sen/log.h"
 
 #define TAP_READ_BURST 64
@@ -100,11 +101,7 @@ static ssize_t tap_read_frame(NetTap *s, uint8_t *buf, size_t buf_size)
     if (lent && n > 0) {
         /* Bigger than the guest's buffer: the lent pieces, whole, go in front of the
          * rest. */
-        size_t off = 0;
-        for (int i = 0; i < lent; i++) {
-            memcpy(buf + off, iov[i].iov_base, iov[i].iov_len);
-            off += iov[i].iov_len;
-        }
+        iov_to_buf(iov, lent, 0, buf, room);
     }
     if (lent) {
         net_peer_rx_direct_done(s->nc, 0);
@@ -124,12 +121,7 @@ static void tap_deliver(NetTap *s, const uint8_t *buf, size_t len)
     int lent = net_peer_rx_direct_get(s->nc, iov, TAP_DIRECT_IOV);
 
     if (lent && net_iov_size(iov, lent) >= len) {
-        size_t off = 0;
-        for (int i = 0; i < lent && off < len; i++) {
-            size_t c = MIN(iov[i].iov_len, len - off);
-            memcpy(iov[i].iov_base, buf + off, c);
-            off += c;
-        }
+        iov_from_buf(iov, lent, 0, buf, len);
         net_peer_rx_direct_done(s->nc, len);
         return;
     }

@@ -20,6 +20,7 @@
 #include "hw/virtio/virtio-pci.h"
 #include "monitor/qapi-generated.h"
 #include "sen/device.h"
+#include "sen/iov.h"
 #include "sen/hw/virtio-balloon.h"
 #include "sen/vmstate.h"
 
@@ -109,7 +110,7 @@ static void inflate_pfns(VirtIOBalloon *b, const VirtQueueElement *e)
     uint32_t chunk[256];
 
     for (size_t off = 0; off + 4 <= e->out_len; off += sizeof(chunk)) {
-        size_t got = virtio_iov_to_buf(e->out_sg, e->out_num, off, chunk, sizeof(chunk));
+        size_t got = iov_to_buf(e->out_sg, e->out_num, off, chunk, sizeof(chunk));
         for (size_t i = 0; i < got / 4; i++) {
             uint64_t pfn = GUINT32_FROM_LE(chunk[i]);
             if (run_len && pfn == run_start + run_len) {
@@ -164,7 +165,7 @@ static void handle_stats(VirtIODevice *vdev, VirtQueue *vq)
     }
     uint8_t stat[STAT_LEN];
     for (size_t off = 0; off + STAT_LEN <= e->out_len; off += STAT_LEN) {
-        virtio_iov_to_buf(e->out_sg, e->out_num, off, stat, STAT_LEN);
+        iov_to_buf(e->out_sg, e->out_num, off, stat, STAT_LEN);
         uint16_t tag = stat[0] | stat[1] << 8;
         uint64_t val = 0;
         for (int i = 7; i >= 0; i--) {

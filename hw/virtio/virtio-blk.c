@@ -39,6 +39,7 @@
 #include "hw/virtio/virtio-pci.h"
 #include "sen/block.h"
 #include "sen/device.h"
+#include "sen/iov.h"
 #include "sen/vmstate.h"
 #include "monitor/qapi-generated.h"
 
@@ -694,7 +695,7 @@ static uint8_t blk_submit_dz(VirtIOBlk *s, BlkReq *r, uint32_t type)
     if (e->out_len - 16 != sizeof(seg)) {
         return VIRTIO_BLK_S_UNSUPP; /* we offer max_*_seg = 1 */
     }
-    virtio_iov_to_buf(e->out_sg, e->out_num, 16, &seg, sizeof(seg));
+    iov_to_buf(e->out_sg, e->out_num, 16, &seg, sizeof(seg));
     if (seg.flags & ~allowed) {
         return VIRTIO_BLK_S_UNSUPP;
     }
@@ -724,7 +725,7 @@ static uint8_t blk_submit(VirtIOBlk *s, BlkBatch *b, BlkReq *r)
     struct { uint32_t type; uint32_t ioprio; uint64_t sector; } hdr;
     size_t len;
 
-    virtio_iov_to_buf(e->out_sg, e->out_num, 0, &hdr, sizeof(hdr));
+    iov_to_buf(e->out_sg, e->out_num, 0, &hdr, sizeof(hdr));
     switch (hdr.type) {
     case VIRTIO_BLK_T_IN:
         len = e->in_len - 1;
@@ -770,7 +771,7 @@ static uint8_t blk_submit(VirtIOBlk *s, BlkBatch *b, BlkReq *r)
             memcpy(id, s->serial, MIN(strlen(s->serial), sizeof(id)));
         }
         len = MIN(e->in_len - 1, sizeof(id));
-        virtio_iov_from_buf(e->in_sg, e->in_num, 0, id, len);
+        iov_from_buf(e->in_sg, e->in_num, 0, id, len);
         r->used_len = len + 1;
         return VIRTIO_BLK_S_OK;
     }

@@ -14,6 +14,7 @@
 #include "hw/virtio/virtio-pci.h"
 #include "sen/chardev.h"
 #include "sen/device.h"
+#include "sen/iov.h"
 #include "sen/vmstate.h"
 
 #define CONSOLE_QUEUE_SIZE 128
@@ -99,7 +100,7 @@ static void console_receive(void *opaque, const uint8_t *buf, size_t len)
         if (!e) {
             break; /* no room: the rest is dropped, as on a full UART FIFO */
         }
-        size_t n = virtio_iov_from_buf(e->in_sg, e->in_num, 0, buf, len);
+        size_t n = iov_from_buf(e->in_sg, e->in_num, 0, buf, len);
         virtqueue_push(vq, e, n);
         virtqueue_element_free(e);
         buf += n;

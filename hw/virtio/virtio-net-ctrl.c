@@ -4,6 +4,7 @@
  */
 #include <string.h>
 #include "hw/virtio/virtio-net-internal.h"
+#include "sen/iov.h"
 
 /* ---- control queue ---- */
 
@@ -158,7 +159,7 @@ void virtio_net_handle_ctrl(VirtIODevice *vdev, VirtQueue *vq)
         }
         /* Larger commands than any valid one get an error ack, not a bigger buffer. */
         if (e->out_len <= sizeof(buf)) {
-            size_t len = virtio_iov_to_buf(e->out_sg, e->out_num, 0, buf, e->out_len);
+            size_t len = iov_to_buf(e->out_sg, e->out_num, 0, buf, e->out_len);
             const uint8_t *data = buf + 2;
             len -= 2;
             switch (buf[0]) {
@@ -184,7 +185,7 @@ void virtio_net_handle_ctrl(VirtIODevice *vdev, VirtQueue *vq)
                 break;
             }
         }
-        virtio_iov_from_buf(e->in_sg, e->in_num, e->in_len - 1, &ack, 1);
+        iov_from_buf(e->in_sg, e->in_num, e->in_len - 1, &ack, 1);
         virtqueue_push(vq, e, 1);
         virtqueue_element_free(e);
         pushed = true;

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <linux/if_tun.h>
 #include "hw/virtio/virtio-net-internal.h"
+#include "sen/iov.h"
 
 /* ---- link status ---- */
 
@@ -190,8 +191,8 @@ static size_t iov_copy(const struct iovec *dst, unsigned dn, size_t dst_off,
             continue;
         }
         size_t c = MIN(src[i].iov_len - skip, len - done);
-        size_t w = virtio_iov_from_buf(dst, dn, dst_off + done,
-                                       (uint8_t *)src[i].iov_base + skip, c);
+        size_t w =
+            iov_from_buf(dst, dn, dst_off + done, (uint8_t *)src[i].iov_base + skip, c);
         done += w;
         if (w < c) {
             break;
@@ -218,14 +219,12 @@ static ssize_t nic_receive(NetClientState *nc, const struct iovec *iov, int iovc
     }
     size_t frame_len = size - hdr_in;
     size_t head_len = MIN(frame_len, sizeof(head));
-    struct iovec hv = { .iov_base = head, .iov_len = head_len };
-    iov_copy(&hv, 1, 0, iov, iovcnt, hdr_in, head_len);
+    iov_to_buf(iov, iovcnt, hdr_in, head, head_len);
     if (!rx_filter_ok(n, head, frame_len)) {
         return (ssize_t)size; /* filtered out, as the guest asked */
     }
     if (hdr_in) {
-        struct iovec h = { .iov_base = &hdr, .iov_len = NET_VNET_HDR_LEN };
-        iov_copy(&h, 1, 0, iov, iovcnt, 0, NET_VNET_HDR_LEN);
+        iov_to_buf(iov, iovcnt, 0, &hdr, NET_VNET_HDR_LEN);
     }
 
     /* Gather enough buffers for header + frame before writing anything. */
@@ -266,7 +265,7 @@ static ssize_t nic_receive(NetClientState *nc, const struct iovec *iov, int iovc
         VirtQueueElement *e = elems[i];
         size_t off = 0, room = e->in_len;
         if (i == 0) {
-            virtio_iov_from_buf(e->in_sg, e->in_num, 0, &hdr, NET_VNET_HDR_LEN);
+            iov_from_buf(e->in_sg, e->in_num, 0, &hdr, NET_VNET_HDR_LEN);
             off = NET_VNET_HDR_LEN;
         }
         size_t c = MIN(room - off, frame_len - frame_off);
@@ -342,7 +341,7 @@ static void nic_rx_direct_done(NetClientState *nc, size_t len)
         return;
     }
     size_t frame_len = len - NET_VNET_HDR_LEN;
-    virtio_iov_to_buf(e->in_sg, e->in_num, NET_VNET_HDR_LEN, head, MIN(frame_len, sizeof(head)));
+    iov_to_buf(e->in_sg, e->in_num, NET_VNET_HDR_LEN, head, MIN(frame_len, sizeof(head)));
     if (!rx_filter_ok(n, head, frame_len)) {
         /* Filtered out, as the guest asked: the buffer is still the device's, the next
          * frame overwrites it. */
@@ -351,8 +350,7 @@ static void nic_rx_direct_done(NetClientState *nc, size_t len)
     }
     /* One buffer holds the frame; the rest of the header is the backend's, as in
      * nic_receive. */
-    virtio_iov_from_buf(e->in_sg, e->in_num, offsetof(NetVnetHdr, num_buffers), &one,
-                        sizeof(one));
+    iov_from_buf(e->in_sg, e->in_num, offsetof(NetVnetHdr, num_buffers), &one, sizeof(one));
     virtqueue_fill(q->rx, e, (uint32_t)len, q->rx_unpublished);
     rx_filled(q, 1);
 }

@@ -576,42 +576,6 @@ bool virtqueue_should_notify(VirtQueue *vq)
     return (uint16_t)(new - event - 1) < (uint16_t)(new - old);
 }
 
-size_t virtio_iov_to_buf(const struct iovec *iov, unsigned n, size_t offset, void *buf,
-                         size_t len)
-{
-    size_t done = 0;
-
-    for (unsigned i = 0; i < n && done < len; i++) {
-        if (offset >= iov[i].iov_len) {
-            offset -= iov[i].iov_len;
-            continue;
-        }
-        size_t c = MIN(iov[i].iov_len - offset, len - done);
-        memcpy((uint8_t *)buf + done, (uint8_t *)iov[i].iov_base + offset, c);
-        done += c;
-        offset = 0;
-    }
-    return done;
-}
-
-size_t virtio_iov_from_buf(const struct iovec *iov, unsigned n, size_t offset,
-                           const void *buf, size_t len)
-{
-    size_t done = 0;
-
-    for (unsigned i = 0; i < n && done < len; i++) {
-        if (offset >= iov[i].iov_len) {
-            offset -= iov[i].iov_len;
-            continue;
-        }
-        size_t c = MIN(iov[i].iov_len - offset, len - done);
-        memcpy((uint8_t *)iov[i].iov_base + offset, (const uint8_t *)buf + done, c);
-        done += c;
-        offset = 0;
-    }
-    return done;
-}
-
 unsigned virtio_iov_slice(struct iovec *dst, const struct iovec *src, unsigned n,
                           size_t skip, size_t len)
 {

@@ -194,11 +194,6 @@ void virtqueue_set_notification(VirtQueue *vq, bool enable);
 /* Whether the driver wants an interrupt for what was pushed since the last call. */
 bool virtqueue_should_notify(VirtQueue *vq);
 
-/* Copies between an iovec array and a flat buffer; returns the bytes copied. */
-size_t virtio_iov_to_buf(const struct iovec *iov, unsigned n, size_t offset, void *buf,
-                         size_t len);
-size_t virtio_iov_from_buf(const struct iovec *iov, unsigned n, size_t offset,
-                           const void *buf, size_t len);
 /* Points dst (room for n entries) at the bytes [skip, skip + len) of src[0..n); returns
  * the entries used.  No data is copied. */
 unsigned virtio_iov_slice(struct iovec *dst, const struct iovec *src, unsigned n,

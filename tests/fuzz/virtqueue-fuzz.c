@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "sen/iov.h"
 #include "sen/virtio.h"
 
 #define RAM_LO_SIZE 0x10000ull   /* rings and buffers */
@@ -130,7 +131,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 abort();
             }
             if (data[2] & 1) {
-                virtio_iov_from_buf(e->in_sg, e->in_num, 0, data, size);
+                iov_from_buf(e->in_sg, e->in_num, 0, data, size);
             }
             virtqueue_push(vq, e, (uint32_t)data[2] << 4);
             virtqueue_element_free(e);

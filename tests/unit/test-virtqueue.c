@@ -5,6 +5,7 @@
  */
 #include <glib.h>
 #include <string.h>
+#include "sen/iov.h"
 #include "sen/virtio.h"
 
 #define RAM_SIZE  (1024 * 1024ull)
@@ -149,7 +150,7 @@ static void test_simple_chain(Fixture *f, gconstpointer data)
     /* Write across the in buffers, push, check the used ring. */
     uint8_t buf[70];
     memset(buf, 0xab, sizeof(buf));
-    g_assert_cmpuint(virtio_iov_from_buf(e->in_sg, e->in_num, 0, buf, sizeof(buf)), ==, 70);
+    g_assert_cmpuint(iov_from_buf(e->in_sg, e->in_num, 0, buf, sizeof(buf)), ==, 70);
     g_assert_cmpuint(f->ram[DATA_GPA + 0x300 + 5], ==, 0xab);
     g_assert_cmpuint(f->ram[DATA_GPA + 0x300 + 6], ==, 0);
     virtqueue_push(f->vq, e, 70);
@@ -788,7 +789,7 @@ static void test_span_buffers(Fixture *f, gconstpointer data)
     g_assert_cmpuint(e->out_sg[0].iov_len, ==, 100);
     g_assert_cmpuint(e->out_sg[1].iov_len, ==, 200);
     g_assert_cmpuint(e->out_len, ==, 300);
-    g_assert_cmpuint(virtio_iov_to_buf(e->out_sg, e->out_num, 0, out, sizeof(out)), ==, 300);
+    g_assert_cmpuint(iov_to_buf(e->out_sg, e->out_num, 0, out, sizeof(out)), ==, 300);
     g_assert_cmpmem(out, sizeof(out), pattern, sizeof(pattern));
     g_assert_cmpuint(e->in_num, ==, 2);
     g_assert_cmpuint(e->in_len, ==, 20);
@@ -805,7 +806,7 @@ static void test_span_buffers(Fixture *f, gconstpointer data)
     g_assert_cmpuint(e->in_num, ==, 2);
     g_assert_cmpuint(e->in_gpa[0], ==, SEAM - 6);
     g_assert_cmpuint(e->in_gpa[1], ==, SEAM);
-    g_assert_cmpuint(virtio_iov_from_buf(e->in_sg, e->in_num, 0, "0123456789ab", 12), ==, 12);
+    g_assert_cmpuint(iov_from_buf(e->in_sg, e->in_num, 0, "0123456789ab", 12), ==, 12);
     virtqueue_push(f->vq, e, 12);
     virtqueue_element_free(e);
     g_assert_true(guest_mem_read(f->gm, SEAM - 6, out, 12));
