@@ -80,15 +80,60 @@ static const NetClientInfo sink_info = {
     .link_changed = sink_link_changed,
 };
 
+/* A client of the test's own kind, info with opaque, on the other end of peer (if any). */
+static NetClientState *test_client_new(const NetClientInfo *info, const char *name,
+                                       void *opaque, NetClientState *peer)
+{
+    NetClientState *nc = net_client_new(NULL, info, "test", name, 0);
+
+    nc->opaque = opaque;
+    if (peer) {
+        net_link(peer, nc);
+    }
+    return nc;
+}
+
+/* Writes n 60-byte frames into fd, numbered from first in their first byte. */
+static void write_numbered(int fd, unsigned first, unsigned n)
+{
+    uint8_t frame[60] = { 0 };
+
+    for (unsigned i = first; i < first + n; i++) {
+        frame[0] = (uint8_t)i;
+        g_assert_cmpint(write(fd, frame, sizeof(frame)), ==, sizeof(frame));
+    }
+}
+
+/* The sink took n frames, numbered 0 to n - 1 (mod 256), in that order. */
+static void assert_numbered(const Sink *s, unsigned n)
+{
+    g_assert_cmpuint(s->got->len, ==, n);
+    for (unsigned i = 0; i < n; i++) {
+        g_assert_cmpuint(g_array_index(s->got, uint8_t, i), ==, (uint8_t)i);
+    }
+}
+
+/* Runs what is ready in ctx, without waiting, until nothing is. */
+static void loop_drain(GMainContext *ctx)
+{
+    while (g_main_context_iteration(ctx, FALSE)) {
+    }
+}
+
+/* Runs ctx without waiting, 100 rounds at most, until *count reaches want. */
+static void loop_until(GMainContext *ctx, const guint *count, guint want)
+{
+    for (unsigned i = 0; i < 100 && *count < want; i++) {
+        g_main_context_iteration(ctx, FALSE);
+    }
+}
+
 static void test_queue_bounded_and_ordered(void)
 {
     Sink a = { .accept = true, .got = g_array_new(FALSE, FALSE, 1) };
     Sink b = { .accept = false, .got = g_array_new(FALSE, FALSE, 1) };
-    NetClientState *tx = net_client_new(NULL, &sink_info, "test", "tx", 0);
-    NetClientState *rx = net_client_new(NULL, &sink_info, "test", "rx", 0);
-    tx->opaque = &a;
-    rx->opaque = &b;
-    net_link(tx, rx);
+    NetClientState *tx = test_client_new(&sink_info, "tx", &a, NULL);
+    NetClientState *rx = test_client_new(&sink_info, "rx", &b, tx);
 
     uint8_t frame[60] = { 0 };
     unsigned sent = NET_QUEUE_LIMIT + 44, ok = 0;
@@ -110,10 +155,7 @@ static void test_queue_bounded_and_ordered(void)
     b.accept = true;
     unsigned bursts = b.bursts;
     net_client_flush(rx);
-    g_assert_cmpuint(b.got->len, ==, NET_QUEUE_LIMIT);
-    for (unsigned i = 0; i < NET_QUEUE_LIMIT; i++) {
-        g_assert_cmpuint(g_array_index(b.got, uint8_t, i), ==, (uint8_t)i);
-    }
+    assert_numbered(&b, NET_QUEUE_LIMIT);
     g_assert_cmpuint(a.peer_ready, ==, 1);
     g_assert_true(net_peer_can_take(tx));
     /* What waited went to the receiver as one burst, ended after the last frame. */
@@ -144,14 +186,11 @@ static void test_queue_bytes_and_room(void)
 {
     Sink a = { .accept = true, .got = g_array_new(FALSE, FALSE, 1) };
     Sink b = { .accept = false, .got = g_array_new(FALSE, FALSE, 1) };
-    NetClientState *tx = net_client_new(NULL, &sink_info, "test", "tx", 0);
-    NetClientState *rx = net_client_new(NULL, &sink_info, "test", "rx", 0);
+    NetClientState *tx = test_client_new(&sink_info, "tx", &a, NULL);
+    NetClientState *rx = test_client_new(&sink_info, "rx", &b, tx);
     g_autofree uint8_t *big = g_malloc0(NET_MAX_FRAME);
     unsigned fit = NET_QUEUE_BYTES / NET_MAX_FRAME;
 
-    tx->opaque = &a;
-    rx->opaque = &b;
-    net_link(tx, rx);
     g_assert_cmpuint(fit, <, NET_QUEUE_LIMIT);
     for (unsigned i = 0; i < fit; i++) {
         g_assert_true(net_peer_has_room(tx));
@@ -193,13 +232,10 @@ static void test_burst(void)
 {
     Sink a = { .accept = true, .got = g_array_new(FALSE, FALSE, 1) };
     Sink b = { .accept = true, .got = g_array_new(FALSE, FALSE, 1) };
-    NetClientState *tx = net_client_new(NULL, &sink_info, "test", "tx", 0);
-    NetClientState *rx = net_client_new(NULL, &sink_info, "test", "rx", 0);
+    NetClientState *tx = test_client_new(&sink_info, "tx", &a, NULL);
+    NetClientState *rx = test_client_new(&sink_info, "rx", &b, tx);
     uint8_t frame[60] = { 0 };
 
-    tx->opaque = &a;
-    rx->opaque = &b;
-    net_link(tx, rx);
     g_assert_true(net_send_buf(tx, frame, sizeof(frame)));
     g_assert_cmpuint(b.bursts, ==, 0);
 
@@ -278,50 +314,43 @@ static bool fake_tap_new(Machine *m, GPtrArray *queues, int fds[2], bool vnet_hd
     return tap_use_ring(*tap, ring);
 }
 
+/* Frees what fake_tap_new set up (the tap closes fds[0]). */
+static void fake_tap_free(Machine *m, GPtrArray *queues, int fds[2], NetClientState *tap)
+{
+    net_client_free(tap);
+    close(fds[1]);
+    g_ptr_array_free(queues, TRUE);
+    g_mutex_clear(&m->lock);
+}
+
 static void test_tap_reads_on_peer_ready(gconstpointer ring)
 {
     Machine m = { 0 };
     Sink b = { .accept = false, .got = g_array_new(FALSE, FALSE, 1) };
     GPtrArray *queues = g_ptr_array_new();
-    uint8_t frame[60] = { 0 };
     int fds[2];
 
     NetClientState *tap;
     if (!fake_tap_new(&m, queues, fds, false, ring, &tap)) {
         goto out;
     }
-    NetClientState *nic = net_client_new(NULL, &sink_info, "test", "nic", 0);
-    nic->opaque = &b;
-    net_link(tap, nic);
+    NetClientState *nic = test_client_new(&sink_info, "nic", &b, tap);
 
-    for (unsigned i = 0; i < 3; i++) {
-        frame[0] = (uint8_t)i;
-        g_assert_cmpint(write(fds[1], frame, sizeof(frame)), ==, sizeof(frame));
-    }
-    while (g_main_context_iteration(m.ctx, FALSE)) {
-    }
+    write_numbered(fds[1], 0, 3);
+    loop_drain(m.ctx);
     g_assert_cmpuint(b.got->len, ==, 0);
     g_assert_cmpuint(nic->incoming.length, ==, 0);   /* left in the kernel, not queued */
 
     b.accept = true;
     net_client_flush(nic);
-    g_assert_cmpuint(b.got->len, ==, 3);
-    for (unsigned i = 0; i < 3; i++) {
-        g_assert_cmpuint(g_array_index(b.got, uint8_t, i), ==, i);
-    }
-    frame[0] = 3;
-    g_assert_cmpint(write(fds[1], frame, sizeof(frame)), ==, sizeof(frame));
-    for (unsigned i = 0; i < 100 && b.got->len < 4; i++) {
-        g_main_context_iteration(m.ctx, FALSE);
-    }
-    g_assert_cmpuint(b.got->len, ==, 4);
+    assert_numbered(&b, 3);
+    write_numbered(fds[1], 3, 1);
+    loop_until(m.ctx, &b.got->len, 4);
+    assert_numbered(&b, 4);
     net_client_free(nic);
 out:
-    net_client_free(tap);                          /* closes fds[0] */
-    close(fds[1]);
-    g_ptr_array_free(queues, TRUE);
+    fake_tap_free(&m, queues, fds, tap);
     g_array_free(b.got, TRUE);
-    g_mutex_clear(&m.lock);
 }
 
 /*
@@ -398,18 +427,14 @@ static void test_tap_reads_into_lent_buffer(gconstpointer ring)
     if (!fake_tap_new(&m, queues, fds, true, ring, &tap)) {
         goto out;
     }
-    NetClientState *nic = net_client_new(NULL, &lending_info, "test", "nic", 0);
-    nic->opaque = &l;
-    net_link(tap, nic);
+    NetClientState *nic = test_client_new(&lending_info, "nic", &l, tap);
     g_assert_true(tap->vnet_hdr);
 
     g_assert_cmpint(write(fds[1], small, sizeof(small)), ==, sizeof(small));
     g_assert_cmpint(write(fds[1], big, sizeof(big)), ==, sizeof(big));
     g_assert_cmpint(write(fds[1], small, sizeof(small)), ==, sizeof(small));
-    for (unsigned i = 0; i < 100 && l.direct->len + l.copied->len < 2 * sizeof(small) +
-                                                                     sizeof(big); i++) {
-        g_main_context_iteration(m.ctx, FALSE);
-    }
+    loop_until(m.ctx, &l.copied->len, sizeof(big));
+    loop_until(m.ctx, &l.direct->len, 2 * sizeof(small));
     /* Both small frames in the lent pieces, the big one whole through receive(). */
     g_assert_cmpuint(l.direct->len, ==, 2 * sizeof(small));
     g_assert_cmpmem(l.direct->data, sizeof(small), small, sizeof(small));
@@ -428,12 +453,9 @@ static void test_tap_reads_into_lent_buffer(gconstpointer ring)
     }
     net_client_free(nic);
 out:
-    net_client_free(tap);                          /* closes fds[0] */
-    close(fds[1]);
-    g_ptr_array_free(queues, TRUE);
+    fake_tap_free(&m, queues, fds, tap);
     g_byte_array_free(l.direct, TRUE);
     g_byte_array_free(l.copied, TRUE);
-    g_mutex_clear(&m.lock);
 }
 
 /* A NIC lending one rx buffer of 128 KiB, bigger than tap's bounce buffer. */
@@ -536,9 +558,7 @@ static void test_tap_long_frame_into_big_buffer(gconstpointer ring)
         net_tap_enable_ring(tap);
         g_assert_true(net_tap_has_ring(tap));
     }
-    NetClientState *nic = net_client_new(NULL, &big_lending_info, "test", "nic", 0);
-    nic->opaque = &l;
-    net_link(tap, nic);
+    NetClientState *nic = test_client_new(&big_lending_info, "nic", &l, tap);
 
     /* Into the TAP from the host side: the long tagged frame, then a small one. */
     int ps = socket(AF_PACKET, SOCK_RAW, 0);
@@ -601,9 +621,7 @@ static void test_tap_ring_tx_batch(void)
     if (!fake_tap_new(&m, queues, fds, false, true, &tap)) {
         goto out;
     }
-    NetClientState *nic = net_client_new(NULL, &sink_info, "test", "nic", 0);
-    nic->opaque = &a;
-    net_link(nic, tap);
+    NetClientState *nic = test_client_new(&sink_info, "nic", &a, tap);
     for (unsigned i = 0; i < G_N_ELEMENTS(frames); i++) {
         memset(frames[i], (int)i, sizeof(frames[i]));
     }
@@ -639,11 +657,8 @@ static void test_tap_ring_tx_batch(void)
     g_assert_cmpuint(got[0], ==, 7);
     net_client_free(nic);
 out:
-    net_client_free(tap);                          /* closes fds[0] */
-    close(fds[1]);
-    g_ptr_array_free(queues, TRUE);
+    fake_tap_free(&m, queues, fds, tap);
     g_array_free(a.got, TRUE);
-    g_mutex_clear(&m.lock);
 }
 
 /*
@@ -751,26 +766,17 @@ static void test_tap_ring_rx_nic_fills_up(void)
     Machine m = { 0 };
     Sink b = { .accept = true, .budget = 2, .got = g_array_new(FALSE, FALSE, 1) };
     GPtrArray *queues = g_ptr_array_new();
-    uint8_t frame[60] = { 0 };
     int fds[2];
 
     NetClientState *tap;
     if (!fake_tap_new(&m, queues, fds, false, true, &tap)) {
         goto out;
     }
-    NetClientState *nic = net_client_new(NULL, &sink_info, "test", "nic", 0);
-    nic->opaque = &b;
-    net_link(tap, nic);
+    NetClientState *nic = test_client_new(&sink_info, "nic", &b, tap);
 
-    for (unsigned i = 0; i < 8; i++) {
-        frame[0] = (uint8_t)i;
-        g_assert_cmpint(write(fds[1], frame, sizeof(frame)), ==, sizeof(frame));
-    }
-    for (unsigned i = 0; i < 100 && !nic->incoming.length; i++) {
-        g_main_context_iteration(m.ctx, FALSE);
-    }
-    while (g_main_context_iteration(m.ctx, FALSE)) {
-    }
+    write_numbered(fds[1], 0, 8);
+    loop_until(m.ctx, &nic->incoming.length, 1);
+    loop_drain(m.ctx);
     g_assert_cmpuint(b.got->len, ==, 2);
     g_assert_cmpuint(nic->incoming.length, >, 0);  /* read in the same batch: queued */
     g_assert_cmpuint(b.got->len + nic->incoming.length, <, 8); /* the rest: in the kernel */
@@ -778,20 +784,12 @@ static void test_tap_ring_rx_nic_fills_up(void)
 
     b.accept = true;
     net_client_flush(nic);
-    for (unsigned i = 0; i < 100 && b.got->len < 8; i++) {
-        g_main_context_iteration(m.ctx, FALSE);
-    }
-    g_assert_cmpuint(b.got->len, ==, 8);
-    for (unsigned i = 0; i < 8; i++) {
-        g_assert_cmpuint(g_array_index(b.got, uint8_t, i), ==, i);
-    }
+    loop_until(m.ctx, &b.got->len, 8);
+    assert_numbered(&b, 8);
     net_client_free(nic);
 out:
-    net_client_free(tap);                          /* closes fds[0] */
-    close(fds[1]);
-    g_ptr_array_free(queues, TRUE);
+    fake_tap_free(&m, queues, fds, tap);
     g_array_free(b.got, TRUE);
-    g_mutex_clear(&m.lock);
 }
 
 /*

@@ -167,6 +167,30 @@ static void test_virtio_blk_in_flight(void)
 }
 
 /*
+ * Posts n writes to sector, past an RLIMIT_FSIZE of DISK_SIZE (EFBIG), on a werror=stop
+ * side whose driver is set up, and runs them: each is held, none completes.
+ */
+static void post_held_writes(Side *s, uint64_t sector, int n)
+{
+    struct rlimit old, lim;
+
+    g_assert_cmpint(getrlimit(RLIMIT_FSIZE, &old), ==, 0);
+    lim = old;
+    lim.rlim_cur = DISK_SIZE;
+    signal(SIGXFSZ, SIG_IGN);
+    g_assert_cmpint(setrlimit(RLIMIT_FSIZE, &lim), ==, 0);
+    for (int i = 0; i < n; i++) {
+        post(&s->vt, T_OUT, sector);
+        vmstate_drain_all(&s->vt.m);
+        while (g_main_context_iteration(NULL, FALSE)) {
+        }
+    }
+    g_assert_cmpint(setrlimit(RLIMIT_FSIZE, &old), ==, 0);
+    signal(SIGXFSZ, SIG_DFL);
+    g_assert_cmpuint(vt_used_idx(&s->vt), ==, 0);   /* held, not completed */
+}
+
+/*
  * werror=stop: a write past RLIMIT_FSIZE (EFBIG) is held and the save takes it along
  * (QEMU sends held requests in its virtio-blk state); the destination holds it too, and
  * when its VM starts the write is made and completes to the driver there.
@@ -176,25 +200,13 @@ static void test_virtio_blk_held(void)
     g_autofree char *dir = g_dir_make_tmp("sen-vmstate-XXXXXX", NULL);
     g_autofree char *disk = make_disk(dir, "disk.raw", 4 * DISK_SIZE);
     const uint64_t sector = 3 * DISK_SIZE / 512;
-    struct rlimit old, lim;
     Error *err = NULL;
 
     Side a;
     side_init_opts(&a, disk, ",werror=stop");
     vt_blk_driver_init(&a.vt);
     memset(a.vt.ram + DATA_GPA, 0x5c, 512);
-    g_assert_cmpint(getrlimit(RLIMIT_FSIZE, &old), ==, 0);
-    lim = old;
-    lim.rlim_cur = DISK_SIZE;
-    signal(SIGXFSZ, SIG_IGN);
-    g_assert_cmpint(setrlimit(RLIMIT_FSIZE, &lim), ==, 0);
-    post(&a.vt, T_OUT, sector);
-    vmstate_drain_all(&a.vt.m);
-    while (g_main_context_iteration(NULL, FALSE)) {
-    }
-    g_assert_cmpint(setrlimit(RLIMIT_FSIZE, &old), ==, 0);
-    signal(SIGXFSZ, SIG_DFL);
-    g_assert_cmpuint(vt_used_idx(&a.vt), ==, 0);   /* held, not completed */
+    post_held_writes(&a, sector, 1);
     g_assert_cmpint(blk_iostatus(block_find_backend(&a.vt.m, "d0")), ==,
                     BLOCK_IO_STATUS_FAILED);
 
@@ -258,26 +270,12 @@ static void test_virtio_blk_held_duplicate(void)
     g_autofree char *dir = g_dir_make_tmp("sen-vmstate-XXXXXX", NULL);
     g_autofree char *disk = make_disk(dir, "disk.raw", 4 * DISK_SIZE);
     const uint64_t sector = 3 * DISK_SIZE / 512;
-    struct rlimit old, lim;
     Error *err = NULL;
 
     Side a;
     side_init_opts(&a, disk, ",werror=stop");
     vt_blk_driver_init(&a.vt);
-    g_assert_cmpint(getrlimit(RLIMIT_FSIZE, &old), ==, 0);
-    lim = old;
-    lim.rlim_cur = DISK_SIZE;
-    signal(SIGXFSZ, SIG_IGN);
-    g_assert_cmpint(setrlimit(RLIMIT_FSIZE, &lim), ==, 0);
-    for (int i = 0; i < 2; i++) {
-        post(&a.vt, T_OUT, sector);
-        vmstate_drain_all(&a.vt.m);
-        while (g_main_context_iteration(NULL, FALSE)) {
-        }
-    }
-    g_assert_cmpint(setrlimit(RLIMIT_FSIZE, &old), ==, 0);
-    signal(SIGXFSZ, SIG_DFL);
-    g_assert_cmpuint(vt_used_idx(&a.vt), ==, 0);
+    post_held_writes(&a, sector, 2);
     g_autoptr(GByteArray) blob = g_byte_array_new();
     if (!vmstate_save_all(&a.vt.m, blob, &err)) {
         g_error("save: %s", error_get_pretty(err));
