@@ -221,7 +221,7 @@ static void test_replies(void)
     SlirpRig r = { 0 };
     uint16_t port;
     int fd = slirp_test_host_socket(&port);
-    static uint8_t buf[4000], got[4008];
+    static uint8_t buf[65507], got[65515];
     struct sockaddr_in flow;
     socklen_t flen = sizeof(flow);
     size_t len;
@@ -232,53 +232,60 @@ static void test_replies(void)
                     10);
     unsigned base = r.frames->len;
 
-    fill(buf, 100, 1);
-    g_assert_cmpint(sendto(fd, buf, 100, 0, (struct sockaddr *)&flow, flen), ==, 100);
+    fill(buf, 101, 1);
+    g_assert_cmpint(sendto(fd, buf, 101, 0, (struct sockaddr *)&flow, flen), ==, 101);
     g_assert_true(slirp_rig_wait(&r, base + 1, 3000));
     slirp_rig_run(&r, 20);
     g_assert_cmpuint(r.frames->len, ==, base + 1);
     const uint8_t *ip = expect_ip_frame(&r, base, 17, &len);
     const uint8_t *udp = ip + 20;
-    g_assert_cmpuint(len, ==, SLIRP_TEST_DATA + 100);
+    g_assert_cmpuint(len, ==, SLIRP_TEST_DATA + 101);
     g_assert_cmpuint(rd16(ip + 6) & 0x3fff, ==, 0);
     g_assert_cmpuint(rd16(udp), ==, port);
     g_assert_cmpuint(rd16(udp + 2), ==, 4321);
-    g_assert_cmpuint(rd16(udp + 4), ==, 108);
+    g_assert_cmpuint(rd16(udp + 4), ==, 109);
     g_assert_cmpuint(rd16(udp + 6), !=, 0);
-    g_assert_cmpuint(udp_csum(udp, 108), ==, 0);
-    g_assert_cmpmem(udp + 8, 100, buf, 100);
+    g_assert_cmpuint(udp_csum(udp, 109), ==, 0);
+    g_assert_cmpmem(udp + 8, 101, buf, 101);
 
-    /* 4008 bytes of UDP: fragments of 1480, 1480 and 1048. */
-    base = r.frames->len;
-    fill(buf, 4000, 2);
-    g_assert_cmpint(sendto(fd, buf, 4000, 0, (struct sockaddr *)&flow, flen), ==, 4000);
-    g_assert_true(slirp_rig_wait(&r, base + 3, 3000));
-    slirp_rig_run(&r, 20);
-    g_assert_cmpuint(r.frames->len, ==, base + 3);
-    size_t off = 0;
-    uint16_t id = 0;
-    for (unsigned k = 0; k < 3; k++) {
-        ip = expect_ip_frame(&r, base + k, 17, &len);
-        size_t n = len - SLIRP_TEST_ETH - 20;
-        uint16_t frag = rd16(ip + 6);
-        g_assert_cmpuint(frag & 0x1fff, ==, off / 8);
-        g_assert_cmpuint(!!(frag & 0x2000), ==, k < 2);
-        g_assert_cmpuint(frag & 0x4000, ==, 0);
-        g_assert_cmpuint(n, ==, k < 2 ? 1480 : 1048);
-        if (k == 0) {
-            id = rd16(ip + 4);
+    /* Longer than the MTU: fragments of 1480 bytes of UDP but the last, one IP id;
+     * odd lengths (the checksum's last byte), up to the largest datagram. */
+    static const size_t sizes[] = { 3999, 65507 };
+    for (unsigned s = 0; s < G_N_ELEMENTS(sizes); s++) {
+        size_t plen = sizes[s], ulen = 8 + plen, nfrag = (ulen + 1479) / 1480;
+        size_t off = 0;
+        uint16_t id = 0;
+
+        base = r.frames->len;
+        fill(buf, plen, 2 + s);
+        g_assert_cmpint(sendto(fd, buf, plen, 0, (struct sockaddr *)&flow, flen), ==,
+                        (ssize_t)plen);
+        g_assert_true(slirp_rig_wait(&r, base + nfrag, 3000));
+        slirp_rig_run(&r, 20);
+        g_assert_cmpuint(r.frames->len, ==, base + nfrag);
+        for (unsigned k = 0; k < nfrag; k++) {
+            ip = expect_ip_frame(&r, base + k, 17, &len);
+            size_t n = len - SLIRP_TEST_ETH - 20;
+            uint16_t frag = rd16(ip + 6);
+            g_assert_cmpuint(frag & 0x1fff, ==, off / 8);
+            g_assert_cmpuint(!!(frag & 0x2000), ==, k + 1 < nfrag);
+            g_assert_cmpuint(frag & 0x4000, ==, 0);
+            g_assert_cmpuint(n, ==, k + 1 < nfrag ? 1480 : ulen - off);
+            if (k == 0) {
+                id = rd16(ip + 4);
+            }
+            g_assert_cmpuint(rd16(ip + 4), ==, id);
+            g_assert_cmpuint(off + n, <=, sizeof(got));
+            memcpy(got + off, ip + 20, n);
+            off += n;
         }
-        g_assert_cmpuint(rd16(ip + 4), ==, id);
-        g_assert_cmpuint(off + n, <=, sizeof(got));
-        memcpy(got + off, ip + 20, n);
-        off += n;
+        g_assert_cmpuint(off, ==, ulen);
+        g_assert_cmpuint(rd16(got), ==, port);
+        g_assert_cmpuint(rd16(got + 2), ==, 4321);
+        g_assert_cmpuint(rd16(got + 4), ==, ulen);
+        g_assert_cmpuint(udp_csum(got, ulen), ==, 0);
+        g_assert_cmpmem(got + 8, plen, buf, plen);
     }
-    g_assert_cmpuint(off, ==, 4008);
-    g_assert_cmpuint(rd16(got), ==, port);
-    g_assert_cmpuint(rd16(got + 2), ==, 4321);
-    g_assert_cmpuint(rd16(got + 4), ==, 4008);
-    g_assert_cmpuint(udp_csum(got, 4008), ==, 0);
-    g_assert_cmpmem(got + 8, 4000, buf, 4000);
     close(fd);
     slirp_rig_teardown(&r);
 }
