@@ -60,6 +60,23 @@ uint16_t inet_csum_fold(uint64_t sum);
 uint64_t inet_csum_pseudo(struct in_addr src, struct in_addr dst, uint8_t proto,
                           uint16_t len);
 
+/* net/ip-reass.c: IPv4 reassembly of the guest's fragments for -netdev user (libslirp
+ * 4.7 crashes on some; see there). */
+typedef struct IpReass IpReass;
+enum {
+    IP_REASS_NOT_FRAGMENT,    /* not an IPv4 fragment: use the frame as it is */
+    IP_REASS_TAKEN,           /* kept for reassembly, or dropped */
+    IP_REASS_DONE,            /* *out: the whole datagram as one Ethernet frame */
+};
+IpReass *ip_reass_new(void);
+void ip_reass_free(IpReass *ir);
+/* frame: an Ethernet frame from the guest; now_ns: a clock for the 30 s lifetime.  *out
+ * stays valid until the next call. */
+int ip_reass_input(IpReass *ir, const uint8_t *frame, size_t len, int64_t now_ns,
+                   const uint8_t **out, size_t *out_len);
+/* Fragments and datagrams dropped (bad, contradictory, expired, evicted). */
+uint64_t ip_reass_dropped(IpReass *ir);
+
 /* net/slirp-udp.c: -netdev user's own path for guest UDP to the host alias, batched
  * (see there).  All calls with the VM lock held. */
 typedef struct SlirpUdp SlirpUdp;

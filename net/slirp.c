@@ -68,6 +68,7 @@ struct NetSlirp {
     /* Guest UDP to the host alias, sent in batches (net/slirp-udp.c); NULL with
      * restrict=on, ipv4=off or dns= equal to host=. */
     SlirpUdp *udp;
+    IpReass *reass;           /* the guest's IPv4 fragments, made whole before libslirp */
     GArray *udp_fwds;         /* of SlirpUdpFwd: the udp hostfwd rules, for removal */
     RateLimit rl;
     /* A frame the NIC hands over in pieces is gathered here (VM lock held), not in a
@@ -358,17 +359,26 @@ static ssize_t slirp_receive(NetClientState *nc, const struct iovec *iov, int io
     NetSlirp *s = nc->opaque;
     size_t len;
     const uint8_t *frame = slirp_frame(iov, iovcnt, s->gather, &len);
+    size_t taken = len;
 
+    switch (ip_reass_input(s->reass, frame, len, virt_clock_get_ns(s->m->clock), &frame,
+                           &len)) {
+    case IP_REASS_TAKEN:
+        return (ssize_t)taken;
+    case IP_REASS_DONE:
+    case IP_REASS_NOT_FRAGMENT:
+        break;
+    }
     if (s->udp) {
         if (slirp_udp_input(s->udp, frame, len)) {
-            return (ssize_t)len;
+            return (ssize_t)taken;
         }
         slirp_udp_flush(s->udp); /* the guest's frames leave in the order it sent them */
     }
     slirp_input(s->slirp, frame, (int)len);
     /* slirp may have opened a socket or moved a timer: the loop may need to poll anew. */
     slirp_wake_loop(s);
-    return (ssize_t)len;
+    return (ssize_t)taken;
 }
 
 /* The NIC's queue has room again: poll the sockets for input in the next iteration. */
@@ -407,6 +417,7 @@ static void slirp_cleanup_nc(NetClientState *nc)
         g_source_unref(s->src);
     }
     slirp_udp_free(s->udp);
+    ip_reass_free(s->reass);
     if (s->slirp) {
         slirp_cleanup(s->slirp);
     }
@@ -696,6 +707,7 @@ static bool slirp_backend_init(Machine *m, const char *id, Keyval *opts, const c
     s->fill = g_array_new(FALSE, TRUE, sizeof(GPollFD));
     s->polled = s->pollfds;
     s->udp_fwds = g_array_new(FALSE, FALSE, sizeof(SlirpUdpFwd));
+    s->reass = ip_reass_new();
     NetClientState *nc = net_client_new(m, &slirp_info, "user", id, 0);
     nc->opaque = s;
     s->nc = nc;
