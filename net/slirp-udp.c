@@ -729,6 +729,9 @@ SlirpUdp *slirp_udp_new(Machine *m, NetClientState *nc, struct in_addr net,
     u->net = net;
     u->mask = mask;
     u->host = host;
+    /* libslirp numbers its datagrams to the guest from 0 too: half the id space apart, a
+     * guest does not mix the fragments of theirs and ours for 32768 datagrams. */
+    u->ip_id = 0x8000;
     /* libslirp's own MAC: 52:55 and the alias's address. */
     u->host_mac[0] = 0x52;
     u->host_mac[1] = 0x55;
