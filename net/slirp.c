@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <slirp/libslirp.h>
 #include "net/net-internal.h"
+#include "sen/iov.h"
 #include "sen/log.h"
 
 /* Socket polls one dispatch makes at most (libslirp takes one datagram per poll). */
@@ -345,12 +346,7 @@ static const uint8_t *slirp_frame(const struct iovec *iov, int iovcnt, uint8_t *
         *len = MIN(iov[0].iov_len, (size_t)NET_MAX_FRAME);
         return iov[0].iov_base; /* slirp_input copies it into an mbuf anyway */
     }
-    *len = 0;
-    for (int i = 0; i < iovcnt; i++) {
-        size_t n = MIN(iov[i].iov_len, NET_MAX_FRAME - *len);
-        memcpy(buf + *len, iov[i].iov_base, n);
-        *len += n;
-    }
+    *len = iov_to_buf(iov, (unsigned)iovcnt, 0, buf, NET_MAX_FRAME);
     return buf;
 }
 
