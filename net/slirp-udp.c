@@ -311,7 +311,9 @@ static void flow_read_errors(SlirpUdp *u, UdpFlow *fl)
                 continue;
             }
             memcpy(&ee, CMSG_DATA(c), sizeof(ee));
-            if (ee.ee_origin == SO_EE_ORIGIN_ICMP && mh.msg_namelen >= sizeof(dst)) {
+            /* As libslirp: "unreachable" and "time exceeded" reach the guest. */
+            if (ee.ee_origin == SO_EE_ORIGIN_ICMP && mh.msg_namelen >= sizeof(dst) &&
+                (ee.ee_type == 3 || ee.ee_type == 11)) {
                 deliver_icmp(u, fl, ee.ee_type, ee.ee_code, dst.sin_port, (size_t)n);
             }
         }
