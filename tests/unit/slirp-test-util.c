@@ -55,7 +55,7 @@ void slirp_rig_setup(SlirpRig *r, const char *opts)
 
     g_mutex_init(&r->m.lock);
     r->m.ctx = g_main_context_new();
-    r->m.clock = virt_clock_new(true);
+    r->m.clock = virt_clock_new(!r->realtime_clock);
     r->frames = g_ptr_array_new_with_free_func(frame_free);
     g_autoptr(Keyval) kv = keyval_parse(all, NULL, &err);
     g_assert_null(err);
@@ -164,6 +164,12 @@ void slirp_test_udp_csum(uint8_t *frame)
     }
     udp[6] = sum >> 8;
     udp[7] = sum & 0xff;
+}
+
+void slirp_test_set_tos(uint8_t *frame, uint8_t tos)
+{
+    frame[SLIRP_TEST_ETH + 1] = tos;
+    slirp_test_ip_csum(frame);
 }
 
 size_t slirp_test_udp_frame(uint8_t *f, uint16_t sport, uint16_t dport, uint8_t ttl,

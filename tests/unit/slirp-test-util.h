@@ -1,6 +1,6 @@
-/* Shared by the user-netdev unit tests (test-net.c, test-slirp-udp.c): a -netdev user
- * linked to a fake NIC that records every frame the guest side gets, guest frames built
- * by hand, host sockets on 127.0.0.1.  Every helper fails the test instead of returning
+/* Shared by the user-netdev unit tests (test-net.c, test-slirp-udp.c, test-ip-reass.c,
+ * test-slirp-udp-review.c): a -netdev user linked to a fake NIC that records every
+ * frame the guest side gets, guest frames built by hand, host sockets on 127.0.0.1.  Every helper fails the test instead of returning
  * an error. */
 #ifndef SEN_TESTS_SLIRP_TEST_UTIL_H
 #define SEN_TESTS_SLIRP_TEST_UTIL_H
@@ -23,6 +23,8 @@ typedef struct SlirpRig {
     bool nic_full;             /* the guest posted no rx buffers: the NIC takes nothing */
     GPtrArray *frames;         /* of GByteArray: every frame the NIC took, in order */
     unsigned arp, udp;         /* of them ARP and IPv4/UDP frames */
+    bool realtime_clock;       /* set before setup: the machine's clock follows real time
+                                * (virt_clock_stop/start act) instead of being manual */
 } SlirpRig;
 
 /* A user netdev "u0" (net_netdev_add of "type=user,id=u0,ipv6=off" and opts, which may
@@ -42,6 +44,8 @@ const uint8_t *slirp_rig_frame(SlirpRig *r, unsigned i, size_t *len);
  * payload (len bytes), right IP and UDP checksums.  Returns its length. */
 size_t slirp_test_udp_frame(uint8_t *f, uint16_t sport, uint16_t dport, uint8_t ttl,
                             const void *payload, size_t len);
+/* Sets the TOS of the frame's IP header (and fixes its checksum). */
+void slirp_test_set_tos(uint8_t *frame, uint8_t tos);
 /* The Internet checksum of buf, continuing sum (0 to start); 0 over a right one. */
 uint16_t slirp_test_csum(const void *buf, size_t len, uint32_t sum);
 /* Sets the IP header checksum of the frame's IP header (ihl words long). */
