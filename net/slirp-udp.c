@@ -18,11 +18,13 @@
  * from the rule's socket: libslirp's own, which the caller finds and lends (libslirp
  * keeps reading it and closes it when the rule goes).
  *
- * Everything else stays libslirp's: DHCP, TFTP, DNS and other destinations, fragments and
- * IP options (it reassembles and strips), TTL 1 (it answers time exceeded), bad
- * checksums (it drops them), restrict=on (the caller does not use this path), a guest
- * endpoint two hostfwd rules name.  One visible difference: a guest port that talks both
- * to the alias and elsewhere uses two host ports (libslirp would use one).
+ * Everything else stays libslirp's: DHCP, TFTP, DNS and other destinations, IP options
+ * (it strips them), TTL 1 (it answers time exceeded), bad checksums (it drops them),
+ * restrict=on and dns= at the alias (the caller does not use this path then), a guest
+ * endpoint two hostfwd rules name.  Fragments never come here: net/ip-reass.c makes the
+ * guest's datagrams whole first.  What a guest can see differently from libslirp (a
+ * port talking to the alias and elsewhere uses two host ports, the ICMP source, drops on
+ * a full socket) is listed in docs/networking.md.
  *
  * All under the VM lock: input and flush from the tx path, the sockets' sources (main
  * loop) take it.  Flows are freed only on the main loop (idle sweep, cleanup).
