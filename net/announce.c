@@ -7,7 +7,7 @@
  * to send gratuitous ARPs, which carry the IP addresses a RARP cannot.
  */
 #include <string.h>
-#include "sen/net.h"
+#include "net/net-internal.h"
 
 #define ETH_P_RARP         0x8035
 #define ARP_HTYPE_ETH      1
@@ -24,23 +24,17 @@ int64_t net_announce_delay_ns(const NetAnnounceParams *p, unsigned round)
     return MIN(ms, p->max_ms) * 1000 * 1000;
 }
 
-static void put_be16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-}
-
 size_t net_announce_rarp(uint8_t buf[NET_ANNOUNCE_FRAME_LEN], const uint8_t mac[6])
 {
     memset(buf, 0, NET_ANNOUNCE_FRAME_LEN); /* zero addresses and padding to 60 bytes */
     memset(buf, 0xff, 6);
     memcpy(buf + 6, mac, 6);
-    put_be16(buf + 12, ETH_P_RARP);
-    put_be16(buf + 14, ARP_HTYPE_ETH);
-    put_be16(buf + 16, ARP_PTYPE_IP);
+    net_st_be16(buf + 12, ETH_P_RARP);
+    net_st_be16(buf + 14, ARP_HTYPE_ETH);
+    net_st_be16(buf + 16, ARP_PTYPE_IP);
     buf[18] = 6;
     buf[19] = 4;
-    put_be16(buf + 20, ARP_OP_REQUEST_REV);
+    net_st_be16(buf + 20, ARP_OP_REQUEST_REV);
     memcpy(buf + 22, mac, 6);  /* sender hardware address; sender IP stays 0 */
     memcpy(buf + 32, mac, 6);  /* target hardware address; target IP stays 0 */
     return NET_ANNOUNCE_FRAME_LEN;

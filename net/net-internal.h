@@ -51,6 +51,22 @@ unsigned tap_ring_read(TapRing *r, uint8_t *const *bufs, size_t size, unsigned n
 /* Tests only: the next submission offers the kernel only this many requests. */
 extern unsigned tap_ring_test_short_submit;
 
+/* Frame headers the user-networking code reads and builds. */
+#define NET_ETH_HLEN 14
+#define NET_ETH_P_IP 0x0800
+
+/* Big-endian 16-bit fields of a frame. */
+static inline uint16_t net_ld_be16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static inline void net_st_be16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+
 /* net/inet-csum.c: the Internet checksum.  Sums memory as host-order words (the bytes
  * of one sum are consecutive: only the last piece may have an odd length); the folded
  * result is stored as it is (memcpy) and a region holding a right checksum folds to 0. */

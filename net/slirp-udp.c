@@ -47,7 +47,6 @@
 #define SOL_UDP 17
 #endif
 
-#define ETH_HLEN 14
 #define IP_HLEN 20
 #define UDP_HLEN 8
 #define FLOWS_MAX 256          /* more guest ports than this go through libslirp */
@@ -106,19 +105,8 @@ struct SlirpUdp {
     uint8_t queue_buf[QUEUE_BYTES];
     uint8_t rx_buf[UDP_PAYLOAD_MAX + 1];
     uint8_t out[IP_HLEN + UDP_HLEN + UDP_PAYLOAD_MAX]; /* a reply datagram */
-    uint8_t frame[ETH_HLEN + GUEST_MTU];
+    uint8_t frame[NET_ETH_HLEN + GUEST_MTU];
 };
-
-static inline uint16_t rd16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static inline void wr16(uint8_t *p, uint16_t v)
-{
-    p[0] = v >> 8;
-    p[1] = v & 0xff;
-}
 
 /* Address and port in one pointer-sized key (x86-64 hosts only: 48 bits). */
 G_STATIC_ASSERT(sizeof(gsize) >= 8);
@@ -146,7 +134,7 @@ static void put_eth(SlirpUdp *u, uint8_t *f, const uint8_t *dst_mac)
     f[13] = 0x00;
 }
 
-static void put_ip(SlirpUdp *u, uint8_t *ip, uint8_t tos, uint16_t total, uint16_t id,
+static void put_ip(uint8_t *ip, uint8_t tos, uint16_t total, uint16_t id,
                    uint16_t frag, uint8_t ttl, uint8_t proto, struct in_addr src,
                    struct in_addr dst)
 {
@@ -154,9 +142,9 @@ static void put_ip(SlirpUdp *u, uint8_t *ip, uint8_t tos, uint16_t total, uint16
 
     ip[0] = 0x45;
     ip[1] = tos;
-    wr16(ip + 2, total);
-    wr16(ip + 4, id);
-    wr16(ip + 6, frag);
+    net_st_be16(ip + 2, total);
+    net_st_be16(ip + 4, id);
+    net_st_be16(ip + 6, frag);
     ip[8] = ttl;
     ip[9] = proto;
     memset(ip + 10, 0, 2);
@@ -164,7 +152,6 @@ static void put_ip(SlirpUdp *u, uint8_t *ip, uint8_t tos, uint16_t total, uint16
     memcpy(ip + 16, &dst, 4);
     csum = inet_csum_fold(inet_csum_add(0, ip, IP_HLEN));
     memcpy(ip + 10, &csum, 2);
-    (void)u;
 }
 
 /*
@@ -182,14 +169,14 @@ static void send_to_guest(SlirpUdp *u, UdpFlow *fl, uint8_t proto, uint8_t tos,
     do {
         size_t n = MIN(len - off, room);
         bool more = off + n < len;
-        uint8_t *ip = u->frame + ETH_HLEN;
+        uint8_t *ip = u->frame + NET_ETH_HLEN;
 
         put_eth(u, u->frame, fl->guest_mac);
-        put_ip(u, ip, tos, (uint16_t)(IP_HLEN + n), id,
+        put_ip(ip, tos, (uint16_t)(IP_HLEN + n), id,
                (uint16_t)((more ? 0x2000 : 0) | off / 8), ttl, proto, src,
                fl->guest_addr);
         memcpy(ip + IP_HLEN, u->out + IP_HLEN + off, n);
-        net_send_buf(u->nc, u->frame, ETH_HLEN + IP_HLEN + n);
+        net_send_buf(u->nc, u->frame, NET_ETH_HLEN + IP_HLEN + n);
         off += n;
     } while (off < len);
 }
@@ -208,7 +195,7 @@ static void deliver_reply(SlirpUdp *u, UdpFlow *fl, const struct sockaddr_in *fr
     }
     memcpy(udp, &from->sin_port, 2);
     memcpy(udp + 2, &fl->guest_port, 2);
-    wr16(udp + 4, (uint16_t)(UDP_HLEN + len));
+    net_st_be16(udp + 4, (uint16_t)(UDP_HLEN + len));
     memset(udp + 6, 0, 2);
     memcpy(udp + UDP_HLEN, u->rx_buf, len);
     csum = inet_csum_fold(inet_csum_add(
@@ -236,11 +223,11 @@ static void deliver_icmp(SlirpUdp *u, UdpFlow *fl, uint8_t type, uint8_t code,
     memset(icmp, 0, 8);
     icmp[0] = type;
     icmp[1] = code;
-    put_ip(u, quote, 0, (uint16_t)MIN(IP_HLEN + UDP_HLEN + payload_len, 65535), 0, 0, 64,
+    put_ip(quote, 0, (uint16_t)MIN(IP_HLEN + UDP_HLEN + payload_len, 65535), 0, 0, 64,
            IPPROTO_UDP, fl->guest_addr, u->host);
     memcpy(quote + IP_HLEN, &fl->guest_port, 2);
     memcpy(quote + IP_HLEN + 2, &dport, 2);
-    wr16(quote + IP_HLEN + 4, (uint16_t)MIN(UDP_HLEN + payload_len, 65535));
+    net_st_be16(quote + IP_HLEN + 4, (uint16_t)MIN(UDP_HLEN + payload_len, 65535));
     memset(quote + IP_HLEN + 6, 0, 2);
     csum = inet_csum_fold(inet_csum_add(0, icmp, 8 + IP_HLEN + UDP_HLEN));
     memcpy(icmp + 2, &csum, 2);
@@ -463,48 +450,14 @@ static ssize_t flow_sendmsg(int fd, const struct msghdr *mh)
     return n;
 }
 
-static void send_one(SlirpUdp *u, const UdpQueued *q)
-{
-    struct sockaddr_in to = {
-        .sin_family = AF_INET,
-        .sin_port = q->dport,
-        .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
-    };
-    struct iovec iov = { .iov_base = u->queue_buf + q->off, .iov_len = q->len };
-    union {
-        char buf[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } ctrl = { 0 };
-    struct msghdr mh = {
-        .msg_name = &to, .msg_namelen = sizeof(to),
-        .msg_iov = &iov, .msg_iovlen = 1,
-        .msg_control = ctrl.buf, .msg_controllen = sizeof(ctrl.buf),
-    };
-    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-    int ttl = q->ttl;
-
-    /* MSG_DONTWAIT: a borrowed hostfwd socket is libslirp's, maybe blocking; a full
-     * send buffer drops the datagram, never stalls the vCPU or I/O thread. */
-    c->cmsg_level = SOL_IP;
-    c->cmsg_type = IP_TTL;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &ttl, sizeof(int));
-    q->flow->last_used = udp_now_us(u);
-    if (flow_sendmsg(q->flow->fd, &mh) >= 0) {
-        u->sent++;
-    } else if (send_error_is_drop(errno)) {
-        u->dropped++;
-    } else {
-        icmp_unreach_net(u, q);
-    }
-}
-
 /*
- * q[0..n) (one flow, port and TTL; all as long as q[0] but the last, which may be
- * shorter) as one UDP GSO send.  False when the kernel cannot segment here: the caller
- * sends them one by one, and so does every later flush.
+ * Sends q[0..n) (one flow, port and TTL) in one sendmsg: as one UDP GSO send (all as long
+ * as q[0] but the last, which may be shorter) when gso, else n must be 1.  Returns the
+ * sendmsg result, errno set on failure.  MSG_DONTWAIT (flow_sendmsg): a borrowed hostfwd
+ * socket is libslirp's, maybe blocking; a full send buffer drops, never stalls the vCPU
+ * or I/O thread.
  */
-static bool send_gso(SlirpUdp *u, const UdpQueued *q, unsigned n)
+static ssize_t send_queued(SlirpUdp *u, const UdpQueued *q, unsigned n, bool gso)
 {
     struct sockaddr_in to = {
         .sin_family = AF_INET,
@@ -519,11 +472,11 @@ static bool send_gso(SlirpUdp *u, const UdpQueued *q, unsigned n)
     struct msghdr mh = {
         .msg_name = &to, .msg_namelen = sizeof(to),
         .msg_iov = iov, .msg_iovlen = n,
-        .msg_control = ctrl.buf, .msg_controllen = sizeof(ctrl.buf),
+        .msg_control = ctrl.buf,
+        .msg_controllen = gso ? sizeof(ctrl.buf) : CMSG_SPACE(sizeof(int)),
     };
     struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
     int ttl = q->ttl;
-    uint16_t seg = (uint16_t)q->len;
 
     for (unsigned i = 0; i < n; i++) {
         iov[i].iov_base = u->queue_buf + q[i].off;
@@ -533,15 +486,40 @@ static bool send_gso(SlirpUdp *u, const UdpQueued *q, unsigned n)
     c->cmsg_type = IP_TTL;
     c->cmsg_len = CMSG_LEN(sizeof(int));
     memcpy(CMSG_DATA(c), &ttl, sizeof(int));
-    c = CMSG_NXTHDR(&mh, c);
-    c->cmsg_level = SOL_UDP;
-    c->cmsg_type = UDP_SEGMENT;
-    c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
-    memcpy(CMSG_DATA(c), &seg, sizeof(seg));
+    if (gso) {
+        uint16_t seg = (uint16_t)q->len;
+        c = CMSG_NXTHDR(&mh, c);
+        c->cmsg_level = SOL_UDP;
+        c->cmsg_type = UDP_SEGMENT;
+        c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+        memcpy(CMSG_DATA(c), &seg, sizeof(seg));
+        if (slirp_udp_test_gso_errno) {
+            errno = slirp_udp_test_gso_errno;
+            return -1;
+        }
+    }
     q->flow->last_used = udp_now_us(u);
-    if (slirp_udp_test_gso_errno) {
-        errno = slirp_udp_test_gso_errno;
-    } else if (flow_sendmsg(q->flow->fd, &mh) >= 0) {
+    return flow_sendmsg(q->flow->fd, &mh);
+}
+
+static void send_one(SlirpUdp *u, const UdpQueued *q)
+{
+    if (send_queued(u, q, 1, false) >= 0) {
+        u->sent++;
+    } else if (send_error_is_drop(errno)) {
+        u->dropped++;
+    } else {
+        icmp_unreach_net(u, q);
+    }
+}
+
+/*
+ * q[0..n) as one UDP GSO send.  False when the kernel cannot segment here: the caller
+ * sends them one by one, and so does every later flush.
+ */
+static bool send_gso(SlirpUdp *u, const UdpQueued *q, unsigned n)
+{
+    if (send_queued(u, q, n, true) >= 0) {
         u->sent += n;
         u->gso_sends++;
         return true;
@@ -552,7 +530,7 @@ static bool send_gso(SlirpUdp *u, const UdpQueued *q, unsigned n)
     }
     if (errno == EIO || errno == EINVAL || errno == ENOPROTOOPT || errno == EOPNOTSUPP) {
         warn_report("-netdev user,id=%s: UDP segmentation offload refused (%s); sending "
-                 "datagrams one by one", u->nc->name, strerror(errno));
+                    "datagrams one by one", u->nc->name, strerror(errno));
         u->gso_off = true;
     }
     return false; /* one by one: each gets its own error or ICMP */
@@ -602,14 +580,14 @@ bool slirp_udp_input(SlirpUdp *u, const uint8_t *f, size_t len)
 {
     struct in_addr src, dst;
 
-    if (len < ETH_HLEN + IP_HLEN + UDP_HLEN || f[12] != 0x08 || f[13] != 0x00) {
+    if (len < NET_ETH_HLEN + IP_HLEN + UDP_HLEN || net_ld_be16(f + 12) != NET_ETH_P_IP) {
         return false;
     }
-    const uint8_t *ip = f + ETH_HLEN;
-    size_t total = rd16(ip + 2);
+    const uint8_t *ip = f + NET_ETH_HLEN;
+    size_t total = net_ld_be16(ip + 2);
     /* IPv4 without options, not a fragment, UDP, TTL left after our hop. */
-    if (ip[0] != 0x45 || total < IP_HLEN + UDP_HLEN || total > len - ETH_HLEN ||
-        (rd16(ip + 6) & 0x3fff) || ip[9] != IPPROTO_UDP || ip[8] <= 1) {
+    if (ip[0] != 0x45 || total < IP_HLEN + UDP_HLEN || total > len - NET_ETH_HLEN ||
+        (net_ld_be16(ip + 6) & 0x3fff) || ip[9] != IPPROTO_UDP || ip[8] <= 1) {
         return false;
     }
     memcpy(&src, ip + 12, 4);
@@ -619,8 +597,8 @@ bool slirp_udp_input(SlirpUdp *u, const uint8_t *f, size_t len)
         return false;
     }
     const uint8_t *udp = ip + IP_HLEN;
-    size_t ulen = rd16(udp + 4);
-    uint16_t sport = rd16(udp), dport = rd16(udp + 2);
+    size_t ulen = net_ld_be16(udp + 4);
+    uint16_t sport = net_ld_be16(udp), dport = net_ld_be16(udp + 2);
     if (ulen < UDP_HLEN || ulen > total - IP_HLEN || sport == 0 || dport == 0 ||
         dport == PORT_BOOTP || dport == PORT_TFTP) {
         return false;
