@@ -17,7 +17,7 @@
 #include <string.h>
 #include "net/net-internal.h"
 
-#define ETH_HLEN 14
+#define ETH_HLEN NET_ETH_HLEN
 #define IP_MAXLEN 65535
 #define IP_REASS_MAX 16
 #define IP_REASS_TTL_NS (30 * 1000000000LL)
@@ -40,13 +40,19 @@ typedef struct Reass {
 struct IpReass {
     Reass r[IP_REASS_MAX];
     uint64_t dropped;
+    int64_t (*now_ns)(void *opaque); /* read only for fragments: not per frame */
+    void *opaque;
 };
 
 #define PAYLOAD_AT (ETH_HLEN + 60)
 
-IpReass *ip_reass_new(void)
+IpReass *ip_reass_new(int64_t (*now_ns)(void *opaque), void *opaque)
 {
-    return g_new0(IpReass, 1);
+    IpReass *ir = g_new0(IpReass, 1);
+
+    ir->now_ns = now_ns;
+    ir->opaque = opaque;
+    return ir;
 }
 
 void ip_reass_free(IpReass *ir)
@@ -64,15 +70,22 @@ uint64_t ip_reass_dropped(IpReass *ir)
     return ir->dropped;
 }
 
-static void reass_drop(IpReass *ir, Reass *r)
+/* Empties the slot; its buffer (and what it holds) stays, for the next datagram and for
+ * the caller of a completed one until the next fragment. */
+static void reass_clear(Reass *r)
 {
     uint8_t *buf = r->buf;
 
+    memset(r, 0, sizeof(*r));
+    r->buf = buf;
+}
+
+static void reass_drop(IpReass *ir, Reass *r)
+{
     if (r->used) {
         ir->dropped++;
     }
-    memset(r, 0, sizeof(*r));
-    r->buf = buf; /* kept for the next datagram: 64 KiB each, at most IP_REASS_MAX */
+    reass_clear(r);
 }
 
 /* The datagram's slot: found, else a free or expired one, else the oldest's. */
@@ -108,36 +121,33 @@ static Reass *reass_find(IpReass *ir, const uint8_t *key, uint16_t id, int64_t n
     return r;
 }
 
-int ip_reass_input(IpReass *ir, const uint8_t *f, size_t len, int64_t now_ns,
-                   const uint8_t **out, size_t *out_len)
+int ip_reass_input(IpReass *ir, const uint8_t *f, size_t len, const uint8_t **out,
+                   size_t *out_len)
 {
-    if (len < ETH_HLEN + 20 || f[12] != 0x08 || f[13] != 0x00) {
+    if (len < ETH_HLEN + 20 || net_ld_be16(f + 12) != NET_ETH_P_IP) {
         return IP_REASS_NOT_FRAGMENT;
     }
     const uint8_t *ip = f + ETH_HLEN;
-    uint16_t frag = (uint16_t)(ip[6] << 8 | ip[7]);
+    uint16_t frag = net_ld_be16(ip + 6);
     if (!(frag & 0x3fff) || (ip[0] >> 4) != 4) {
         return IP_REASS_NOT_FRAGMENT;
     }
     /* A fragment: from here on it is ours, taken or dropped. */
     size_t hlen = (size_t)(ip[0] & 0xf) * 4;
-    size_t total = (size_t)(ip[2] << 8 | ip[3]);
+    size_t total = net_ld_be16(ip + 2);
     size_t off = (size_t)(frag & 0x1fff) * 8;
     bool more = frag & 0x2000;
     if (hlen < 20 || total <= hlen || total > len - ETH_HLEN ||
-        inet_csum_fold(inet_csum_add(0, ip, hlen)) != 0) {
+        inet_csum_fold(inet_csum_add(0, ip, hlen)) != 0 ||
+        (more && (total - hlen) % 8) || off + (total - hlen) > IP_MAXLEN - 20) {
         ir->dropped++;
         return IP_REASS_TAKEN;
     }
     size_t plen = total - hlen;
-    if ((more && plen % 8) || off + plen > IP_MAXLEN - 20) {
-        ir->dropped++;
-        return IP_REASS_TAKEN;
-    }
     uint8_t key[9];
     memcpy(key, ip + 12, 8);
     key[8] = ip[9];
-    Reass *r = reass_find(ir, key, (uint16_t)(ip[4] << 8 | ip[5]), now_ns);
+    Reass *r = reass_find(ir, key, net_ld_be16(ip + 4), ir->now_ns(ir->opaque));
 
     r->reach = MAX(r->reach, off + plen);
     if (!more) {
@@ -163,20 +173,19 @@ int ip_reass_input(IpReass *ir, const uint8_t *f, size_t len, int64_t now_ns,
             r->blocks_have++;
         }
     }
+    if (r->end && r->hlen && r->hlen + r->end > IP_MAXLEN) {
+        reass_drop(ir, r); /* options in front of a payload near 64 KiB: too long */
+        return IP_REASS_TAKEN;
+    }
     /* Blocks past the end were checked above, so all of them means complete. */
-    if (!r->end || !r->hlen || r->blocks_have != (r->end + 7) / 8 ||
-        r->hlen + r->end > IP_MAXLEN) {
-        if (r->end && r->hlen && r->hlen + r->end > IP_MAXLEN) {
-            reass_drop(ir, r);
-        }
+    if (!r->end || !r->hlen || r->blocks_have != (r->end + 7) / 8) {
         return IP_REASS_TAKEN;
     }
 
     uint8_t *hdr = r->buf + PAYLOAD_AT - r->hlen;
     uint16_t csum;
     size_t whole = r->hlen + r->end;
-    hdr[2] = (uint8_t)(whole >> 8);
-    hdr[3] = (uint8_t)whole;
+    net_st_be16(hdr + 2, (uint16_t)whole);
     hdr[6] &= 0x40; /* DF stays, MF and the offset go */
     hdr[7] = 0;
     hdr[10] = hdr[11] = 0;
@@ -184,9 +193,6 @@ int ip_reass_input(IpReass *ir, const uint8_t *f, size_t len, int64_t now_ns,
     memcpy(hdr + 10, &csum, 2);
     *out = hdr - ETH_HLEN;
     *out_len = ETH_HLEN + whole;
-    r->used = false; /* the slot's buffer stays valid until the next fragment */
-    memset(r->have, 0, sizeof(r->have));
-    r->blocks_have = 0;
-    r->end = r->hlen = r->reach = 0;
+    reass_clear(r);
     return IP_REASS_DONE;
 }

@@ -84,12 +84,12 @@ enum {
     IP_REASS_TAKEN,           /* kept for reassembly, or dropped */
     IP_REASS_DONE,            /* *out: the whole datagram as one Ethernet frame */
 };
-IpReass *ip_reass_new(void);
+/* now_ns (with opaque) is the clock of the 30 s lifetime, read for fragments only. */
+IpReass *ip_reass_new(int64_t (*now_ns)(void *opaque), void *opaque);
 void ip_reass_free(IpReass *ir);
-/* frame: an Ethernet frame from the guest; now_ns: a clock for the 30 s lifetime.  *out
- * stays valid until the next call. */
-int ip_reass_input(IpReass *ir, const uint8_t *frame, size_t len, int64_t now_ns,
-                   const uint8_t **out, size_t *out_len);
+/* frame: an Ethernet frame from the guest.  *out stays valid until the next call. */
+int ip_reass_input(IpReass *ir, const uint8_t *frame, size_t len, const uint8_t **out,
+                   size_t *out_len);
 /* Fragments and datagrams dropped (bad, contradictory, expired, evicted). */
 uint64_t ip_reass_dropped(IpReass *ir);
 

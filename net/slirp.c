@@ -357,8 +357,7 @@ static ssize_t slirp_receive(NetClientState *nc, const struct iovec *iov, int io
     const uint8_t *frame = slirp_frame(iov, iovcnt, s->gather, &len);
     size_t taken = len;
 
-    switch (ip_reass_input(s->reass, frame, len, virt_clock_get_ns(s->m->clock), &frame,
-                           &len)) {
+    switch (ip_reass_input(s->reass, frame, len, &frame, &len)) {
     case IP_REASS_TAKEN:
         return (ssize_t)taken;
     case IP_REASS_DONE:
@@ -703,7 +702,7 @@ static bool slirp_backend_init(Machine *m, const char *id, Keyval *opts, const c
     s->fill = g_array_new(FALSE, TRUE, sizeof(GPollFD));
     s->polled = s->pollfds;
     s->udp_fwds = g_array_new(FALSE, FALSE, sizeof(SlirpUdpFwd));
-    s->reass = ip_reass_new();
+    s->reass = ip_reass_new(slirp_cb_clock_ns, s);
     NetClientState *nc = net_client_new(m, &slirp_info, "user", id, 0);
     nc->opaque = s;
     s->nc = nc;

@@ -10,6 +10,20 @@
 
 #define SEC 1000000000LL
 
+/* The reassembly's clock: what the calls below set. */
+static int64_t now_ns;
+
+static int64_t test_clock(void *opaque)
+{
+    return now_ns;
+}
+
+static IpReass *reass_new(void)
+{
+    now_ns = 0;
+    return ip_reass_new(test_clock, NULL);
+}
+
 /* A fragment of the UDP datagram `whole` (a frame from slirp_test_udp_frame): IP payload
  * bytes [off, off + n), MF when more follow; its length. */
 static size_t fragment(uint8_t *f, const uint8_t *whole, size_t whole_len, size_t off,
@@ -52,7 +66,8 @@ static int feed(IpReass *ir, const uint8_t *whole, size_t len, const unsigned *o
     for (unsigned i = 0; i < n; i++) {
         size_t off = order[i] * 1480, payload = len - SLIRP_TEST_UDP;
         size_t fl = fragment(f, whole, len, off, MIN(1480, payload - off), id);
-        last = ip_reass_input(ir, f, fl, now, out, out_len);
+        now_ns = now;
+        last = ip_reass_input(ir, f, fl, out, out_len);
         g_assert_cmpint(last, !=, IP_REASS_NOT_FRAGMENT);
         if (i + 1 < n) {
             g_assert_cmpint(last, ==, IP_REASS_TAKEN);
@@ -79,7 +94,7 @@ static void test_orders(void)
     size_t len = datagram(whole, 4000, 9);
     const uint8_t *out;
     size_t out_len;
-    IpReass *ir = ip_reass_new();
+    IpReass *ir = reass_new();
 
     for (unsigned i = 0; i < G_N_ELEMENTS(orders); i++) {
         g_assert_cmpint(feed(ir, whole, len, orders[i], 3, (uint16_t)(100 + i), 0, &out,
@@ -87,7 +102,7 @@ static void test_orders(void)
         assert_whole(whole, len, out, out_len);
     }
     /* Not a fragment: left alone. */
-    g_assert_cmpint(ip_reass_input(ir, whole, len, 0, &out, &out_len), ==,
+    g_assert_cmpint(ip_reass_input(ir, whole, len, &out, &out_len), ==,
                     IP_REASS_NOT_FRAGMENT);
     g_assert_cmpuint(ip_reass_dropped(ir), ==, 0);
     ip_reass_free(ir);
@@ -100,7 +115,7 @@ static void test_lone_and_repeated_last(void)
     size_t len = datagram(whole, 4000, 9);
     const uint8_t *out;
     size_t out_len;
-    IpReass *ir = ip_reass_new();
+    IpReass *ir = reass_new();
     static const unsigned last[] = { 2 }, all[] = { 0, 1, 2 };
 
     g_assert_cmpint(feed(ir, whole, len, last, 1, 7, 0, &out, &out_len), ==, IP_REASS_TAKEN);
@@ -116,13 +131,13 @@ static void test_contradictions(void)
     size_t len = datagram(whole, 4000, 9);
     const uint8_t *out;
     size_t out_len;
-    IpReass *ir = ip_reass_new();
+    IpReass *ir = reass_new();
 
     /* Two different ends: the datagram is dropped, its other pieces never complete it. */
     size_t fl = fragment(f, whole, len, 1480, 1480, 3);
     f[SLIRP_TEST_ETH + 6] &= ~0x20; /* "the last one", ending at 2960 */
     slirp_test_ip_csum(f);
-    g_assert_cmpint(ip_reass_input(ir, f, fl, 0, &out, &out_len), ==, IP_REASS_TAKEN);
+    g_assert_cmpint(ip_reass_input(ir, f, fl, &out, &out_len), ==, IP_REASS_TAKEN);
     static const unsigned last[] = { 2 }, head[] = { 0 };
     g_assert_cmpint(feed(ir, whole, len, last, 1, 3, 0, &out, &out_len), ==, IP_REASS_TAKEN);
     /* What is left of it: a new datagram, waiting for its middle. */
@@ -133,19 +148,19 @@ static void test_contradictions(void)
     fl = fragment(f, whole, len, 0, 1480, 4);
     f[SLIRP_TEST_ETH + 3] -= 1;
     slirp_test_ip_csum(f);
-    g_assert_cmpint(ip_reass_input(ir, f, fl - 1, 0, &out, &out_len), ==, IP_REASS_TAKEN);
+    g_assert_cmpint(ip_reass_input(ir, f, fl - 1, &out, &out_len), ==, IP_REASS_TAKEN);
     fl = fragment(f, whole, len, 0, 1480, 5);
     f[SLIRP_TEST_ETH + 10] ^= 1;
-    g_assert_cmpint(ip_reass_input(ir, f, fl, 0, &out, &out_len), ==, IP_REASS_TAKEN);
+    g_assert_cmpint(ip_reass_input(ir, f, fl, &out, &out_len), ==, IP_REASS_TAKEN);
     /* Longer than the frame says. */
     fl = fragment(f, whole, len, 0, 1480, 6);
-    g_assert_cmpint(ip_reass_input(ir, f, fl - 8, 0, &out, &out_len), ==, IP_REASS_TAKEN);
+    g_assert_cmpint(ip_reass_input(ir, f, fl - 8, &out, &out_len), ==, IP_REASS_TAKEN);
     /* Past 64 KiB. */
     fl = fragment(f, whole, len, 0, 1480, 7);
     f[SLIRP_TEST_ETH + 6] = 0x1f; /* offset 0x1fff * 8 */
     f[SLIRP_TEST_ETH + 7] = 0xff;
     slirp_test_ip_csum(f);
-    g_assert_cmpint(ip_reass_input(ir, f, fl, 0, &out, &out_len), ==, IP_REASS_TAKEN);
+    g_assert_cmpint(ip_reass_input(ir, f, fl, &out, &out_len), ==, IP_REASS_TAKEN);
     g_assert_cmpuint(ip_reass_dropped(ir), ==, 5);
     ip_reass_free(ir);
 }
@@ -156,7 +171,7 @@ static void test_expiry_and_eviction(void)
     size_t len = datagram(whole, 4000, 9);
     const uint8_t *out;
     size_t out_len;
-    IpReass *ir = ip_reass_new();
+    IpReass *ir = reass_new();
     static const unsigned first[] = { 0 }, rest[] = { 1, 2 };
 
     /* 30 s after its first fragment a datagram is gone. */
