@@ -416,9 +416,7 @@ static void slirp_cleanup_nc(NetClientState *nc)
     if (s->slirp) {
         slirp_cleanup(s->slirp);
     }
-    if (s->udp_fwds) {
-        g_array_free(s->udp_fwds, TRUE);
-    }
+    g_array_free(s->udp_fwds, TRUE);
     g_array_free(s->pollfds, TRUE);
     g_array_free(s->fill, TRUE);
     g_free(s->hostname);
@@ -481,23 +479,35 @@ static bool parse_proto(const char *str, int *is_udp)
     return false;
 }
 
-/* slirp_hostfwd_fd's scan of libslirp's descriptors. */
+/* slirp_hostfwd_fd's scan of libslirp's descriptors for a rule's bound socket. */
 typedef struct SlirpFdScan {
     NetSlirp *s;
-    GArray *fds;              /* of int */
+    struct in_addr addr;
+    int port;
+    int found;
 } SlirpFdScan;
 
 /*
- * Collects fd, and gives libslirp as its index the one fd has in the set our source
- * registered (-1 if none, as for a socket created since): a dispatch later in this
- * main-loop iteration reads that set's poll results with the indices libslirp stored.
+ * Notes fd if it is the UDP socket bound to the rule's address and port, and gives
+ * libslirp as its index the one fd has in the set our source registered (-1 if none, as
+ * for a socket created since): a dispatch later in this main-loop iteration reads that
+ * set's poll results with the indices libslirp stored.
  */
 static int slirp_scan_poll(int fd, int events, void *opaque)
 {
     SlirpFdScan *scan = opaque;
     GArray *reg = scan->s->pollfds;
+    struct sockaddr_in sa;
+    socklen_t salen = sizeof(sa);
+    int type;
+    socklen_t tlen = sizeof(type);
 
-    g_array_append_val(scan->fds, fd);
+    if (scan->found < 0 &&
+        getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) == 0 && type == SOCK_DGRAM &&
+        getsockname(fd, (struct sockaddr *)&sa, &salen) == 0 && sa.sin_family == AF_INET &&
+        sa.sin_port == htons(scan->port) && sa.sin_addr.s_addr == scan->addr.s_addr) {
+        scan->found = fd;
+    }
     for (guint i = 0; i < reg->len; i++) {
         if (g_array_index(reg, GPollFD, i).fd == fd) {
             return (int)i;
@@ -518,30 +528,12 @@ static int slirp_scan_poll(int fd, int events, void *opaque)
 static int slirp_hostfwd_fd(NetSlirp *s, struct in_addr addr, int port)
 {
     uint32_t ms = UINT32_MAX;
-    SlirpFdScan scan = { s, g_array_new(FALSE, FALSE, sizeof(int)) };
-    int found = -1;
+    SlirpFdScan scan = { s, addr, port, -1 };
 
-    if (port == 0) {
-        g_array_free(scan.fds, TRUE);
-        return -1;
+    if (port != 0) {
+        slirp_pollfds_fill(s->slirp, &ms, slirp_scan_poll, &scan);
     }
-    slirp_pollfds_fill(s->slirp, &ms, slirp_scan_poll, &scan);
-    for (guint i = 0; i < scan.fds->len && found < 0; i++) {
-        int fd = g_array_index(scan.fds, int, i);
-        struct sockaddr_in sa;
-        socklen_t salen = sizeof(sa);
-        int type;
-        socklen_t tlen = sizeof(type);
-
-        if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) == 0 && type == SOCK_DGRAM &&
-            getsockname(fd, (struct sockaddr *)&sa, &salen) == 0 &&
-            sa.sin_family == AF_INET && sa.sin_port == htons(port) &&
-            sa.sin_addr.s_addr == addr.s_addr) {
-            found = fd;
-        }
-    }
-    g_array_free(scan.fds, TRUE);
-    return found;
+    return scan.found;
 }
 
 /* "[tcp|udp]:[hostaddr]:hostport-[guestaddr]:guestport" (QEMU's syntax and errors). */
