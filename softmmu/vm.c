@@ -58,6 +58,11 @@ void machine_request_stop(Machine *m, RunState state)
     wake_main_loop(m);
 }
 
+void machine_held_add(Machine *m, int n)
+{
+    g_atomic_int_add(&m->held_requests, n);
+}
+
 void machine_request_suspend(Machine *m)
 {
     g_atomic_int_set(&m->suspend_requested, 1);
@@ -404,6 +409,10 @@ void machine_vm_start(Machine *m)
     if (m->runstate == RUN_STATE_RUNNING || m->runstate == RUN_STATE_SUSPENDED) {
         return;
     }
+    /* As QEMU's vm_prepare_start: an io-error stop not made yet is for requests held
+     * before now, which the start hooks below retry; left pending, it would stop the VM
+     * again with nothing held.  One reported later is for a request held later. */
+    g_atomic_int_compare_and_exchange(&m->stop_requested, RUN_STATE_IO_ERROR, 0);
     virt_clock_start(m->clock);
     m->accel->resume(m);
     runstate_set(m, RUN_STATE_RUNNING);
@@ -505,8 +514,7 @@ static bool machine_wakeup(Machine *m, WakeupReason reason, Error **errp)
     return true;
 }
 
-/* Acts on pending requests; returns false once the VM should exit. */
-static bool handle_requests(Machine *m)
+bool machine_handle_requests(Machine *m)
 {
     int cause = g_atomic_int_and(&m->shutdown_requested, 0);
     if (cause) {
@@ -527,6 +535,15 @@ static bool handle_requests(Machine *m)
      * stopped meanwhile (stop, migration) keeps its state, and its held requests wait
      * for the next start all the same. */
     if (stop == RUN_STATE_IO_ERROR && m->runstate != RUN_STATE_RUNNING) {
+        stop = 0;
+    }
+    /* Nor one whose requests a start retried already (its report reached the main loop
+     * after a cont, from an I/O thread): stopped, it would wait for a cont with nothing
+     * to retry.  Its BLOCK_IO_ERROR promised a STOP: the pair goes out, as QEMU's
+     * vm_prepare_start sends it when a start meets a pending stop. */
+    if (stop == RUN_STATE_IO_ERROR && g_atomic_int_get(&m->held_requests) == 0) {
+        qapi_event_send_stop(m);
+        qapi_event_send_resume(m);
         stop = 0;
     }
     if (stop) {
@@ -612,7 +629,7 @@ int machine_run(Machine *m)
     }
     do {
         g_main_context_iteration(m->ctx, TRUE);
-    } while (handle_requests(m));
+    } while (machine_handle_requests(m));
 
     g_source_destroy(timers);
     g_source_unref(timers);

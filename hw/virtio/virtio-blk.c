@@ -311,6 +311,7 @@ static void blk_hold(VirtIOBlk *s, BlkReq *r)
     r->next_held = NULL;
     *s->held_tail = r;
     s->held_tail = &r->next_held;
+    machine_held_add(s->shared->m, 1);
 }
 
 /*
@@ -648,6 +649,7 @@ static void blk_retry_held(void *opaque)
     s->held_tail = &s->held_head;
     while (r) {
         BlkReq *next = r->next_held;
+        machine_held_add(m, -1);
         if (r->loaded) {
             blk_restart_loaded(s, r);
         } else {
@@ -669,6 +671,7 @@ static void blk_drop_held(VirtIOBlk *s)
     while (r) {
         BlkReq *next = r->next_held;
         bool ref = !r->loaded;
+        machine_held_add(s->shared->m, -1);
         blk_req_free(s->shared, r);
         if (ref) {
             shared_unref(s->shared);

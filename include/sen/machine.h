@@ -58,6 +58,7 @@ typedef struct Machine {
     int stop_requested;      /* RunState to enter (internal-error ...), 0 = none */
     int suspend_requested;   /* the guest entered ACPI S3, 0 = none */
     int wakeup_requested;    /* WakeupReason ending the S3 sleep, 0 = none */
+    int held_requests;       /* held by devices for the next start (machine_held_add) */
     unsigned wakeup_enabled; /* bit per WakeupReason allowed to wake the VM */
     int exit_status;         /* process exit status once shut down */
 
@@ -77,6 +78,10 @@ Machine *machine_create(MachineConfig *cfg, Error **errp) G_GNUC_WARN_UNUSED_RES
 void machine_destroy(Machine *m);
 /* Starts vCPUs unless -S; runs the main loop until shutdown; returns the exit status. */
 int machine_run(Machine *m);
+/* One pass over the pending requests, as machine_run makes after each main-loop
+ * iteration (tests drive it directly).  Main thread, VM lock not held.  Returns false
+ * once the VM should exit. */
+bool machine_handle_requests(Machine *m);
 
 static inline void machine_lock(Machine *m) { g_mutex_lock(&m->lock); }
 static inline void machine_unlock(Machine *m) { g_mutex_unlock(&m->lock); }
@@ -93,6 +98,13 @@ void machine_request_reset(Machine *m, ShutdownCause cause);
 void machine_request_shutdown(Machine *m, ShutdownCause cause, int exit_status);
 /* Stop all vCPUs and enter state (e.g. RUN_STATE_INTERNAL_ERROR). */
 void machine_request_stop(Machine *m, RunState state);
+/*
+ * Requests a device holds after an error (werror/rerror=stop) for the next start to
+ * retry: +n as it holds them, -n as a start retries them or a reset drops them (VM lock,
+ * any thread).  An io-error stop that finds none held is not made: a start retried them
+ * since the error was reported (machine_handle_requests).
+ */
+void machine_held_add(Machine *m, int n);
 
 /*
  * ACPI S3 (any thread).  Suspend: the vCPUs stop, the virtual clock keeps running (so

@@ -13,9 +13,15 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <glib.h>
 #include <glib/gstdio.h>
+#include <jansson.h>
 #include "sen/block.h"
+#include "sen/chardev.h"
+#include "sen/monitor.h"
+#include "monitor/monitor-internal.h"
 #include "virtio-test-util.h"
 
 #define HDR_GPA    0x20000ull
@@ -80,6 +86,10 @@ typedef struct Fixture {
     BlockBackend *blk;
     GPtrArray *events; /* of Event*, what the sink got */
     struct rlimit old_limit;
+    /* With a QMP monitor (fixture_init_qmp): the client's socket and what it has read */
+    int qmp_fd;
+    GString *qmp_in;
+    GPtrArray *qmp_events; /* of char*, "NAME" or "NAME action" */
 } Fixture;
 
 static void event_free(gpointer p)
@@ -104,20 +114,24 @@ static void collect_io_error(void *opaque, const BlockIoError *e)
 
 static const BlockEventSink test_sink = { .io_error = collect_io_error };
 
-/* drive_opts are appended to the -drive, dev_props to the device's. */
-static void fixture_init(Fixture *f, const char *drive_opts, const char *dev_props)
+/* drive_opts are appended to the -drive, dev_props to the device's; qmp adds a QMP
+ * monitor on a socket (set up by fixture_init_qmp). */
+static void fixture_init_argv(Fixture *f, const char *drive_opts, const char *dev_props,
+                              bool qmp)
 {
     Error *err = NULL;
 
     memset(f, 0, sizeof(*f));
+    f->qmp_fd = -1;
     f->dir = g_dir_make_tmp("sen-vblkwe-XXXXXX", NULL);
     f->disk = g_build_filename(f->dir, "disk.raw", NULL);
     g_autofree char *zero = g_malloc0(DISK_SIZE);
     g_assert_true(g_file_set_contents(f->disk, zero, DISK_SIZE, NULL));
     g_autofree char *d0 = g_strdup_printf("file=%s,format=raw,if=none,id=d0%s", f->disk,
                                           drive_opts);
-    char *argv[] = { "sen", "-drive", d0, NULL };
-    vt_init(&f->vt, 3, argv);
+    g_autofree char *mon = g_strdup_printf("unix:%s/qmp.sock,server=on,wait=off", f->dir);
+    char *argv[] = { "sen", "-drive", d0, "-qmp", mon, NULL };
+    vt_init(&f->vt, qmp ? 5 : 3, argv);
     g_autofree char *props = g_strdup_printf("drive=d0%s", dev_props);
     f->vt.dev = (PCIDevice *)vt_add_device(&f->vt, "virtio-blk-pci", props, &err);
     vt_check_no_error(err);
@@ -129,8 +143,27 @@ static void fixture_init(Fixture *f, const char *drive_opts, const char *dev_pro
     vt_blk_driver_init(&f->vt);
 }
 
+static void fixture_init(Fixture *f, const char *drive_opts, const char *dev_props)
+{
+    fixture_init_argv(f, drive_opts, dev_props, false);
+}
+
 static void fixture_done(Fixture *f)
 {
+    if (f->qmp_fd >= 0) {
+        Machine *m = &f->vt.m;
+        close(f->qmp_fd);
+        monitor_destroy_all(m);
+        for (guint i = 0; i < m->chardevs->len; i++) {
+            chardev_free(g_ptr_array_index(m->chardevs, i));
+        }
+        g_ptr_array_free(m->chardevs, TRUE);
+        g_clear_pointer(&m->clock, virt_clock_free);
+        g_string_free(f->qmp_in, TRUE);
+        g_ptr_array_free(f->qmp_events, TRUE);
+        g_autofree char *sock = g_build_filename(f->dir, "qmp.sock", NULL);
+        g_unlink(sock);
+    }
     vt_done(&f->vt);
     bdrv_set_event_sink(NULL, NULL);
     g_ptr_array_free(f->events, TRUE);
@@ -247,6 +280,7 @@ static void test_stop_hold_retry(void)
     }
     check_events(&f, 4, BLOCK_ERROR_ACTION_STOP, true);
     g_assert_cmpint(blk_iostatus(f.blk), ==, BLOCK_IO_STATUS_FAILED);
+    g_assert_cmpint(f.vt.m.held_requests, ==, 4);
 
     /* cont while the disk still fails: held again, the io-status set again. */
     blk_iostatus_reset(f.blk);
@@ -269,6 +303,7 @@ static void test_stop_hold_retry(void)
         g_assert_cmpuint(id, ==, 3 * k);
     }
     check_written(&f, 4, FAR_SECTOR);
+    g_assert_cmpint(f.vt.m.held_requests, ==, 0);
     g_assert_cmpuint(f.events->len, ==, 0);
     g_assert_cmpint(blk_iostatus(f.blk), ==, BLOCK_IO_STATUS_OK);
     /* Nothing is left to retry. */
@@ -351,7 +386,9 @@ static void test_reset_drops_held(void)
     unlimit_file_size(&f);
     BlockAcctStats before, after;
     blk_get_stats(f.blk, &before);
+    g_assert_cmpint(f.vt.m.held_requests, ==, 2);
     vt_wr(&f.vt, CC_STATUS, 1, 0);
+    g_assert_cmpint(f.vt.m.held_requests, ==, 0);
     machine_run_start_hooks(&f.vt.m);
     settle(&f);
     g_assert_cmpuint(vt_used_idx(&f.vt), ==, 0);
@@ -396,6 +433,209 @@ static void test_realize_errors(void)
     }
 }
 
+/* ---- the run state (softmmu/vm.c) as a QMP client sees it ---- */
+
+static void fake_pause(Machine *m)
+{
+}
+
+static void fake_resume(Machine *m)
+{
+}
+
+/* The next message from the monitor; the main context runs meanwhile. */
+static json_t *qmp_next(Fixture *f)
+{
+    gint64 deadline = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
+
+    for (;;) {
+        char *nl = strchr(f->qmp_in->str, '\n');
+        if (nl) {
+            size_t len = (size_t)(nl - f->qmp_in->str) + 1;
+            json_error_t jerr;
+            json_t *msg = json_loadb(f->qmp_in->str, len, 0, &jerr);
+            if (!msg) {
+                g_error("monitor sent bad JSON: %s", jerr.text);
+            }
+            g_string_erase(f->qmp_in, 0, (gssize)len);
+            return msg;
+        }
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+        g_main_context_iteration(NULL, FALSE);
+        char buf[4096];
+        ssize_t n = recv(f->qmp_fd, buf, sizeof(buf), MSG_DONTWAIT);
+        if (n > 0) {
+            g_string_append_len(f->qmp_in, buf, n);
+        } else {
+            g_assert_true(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+            g_usleep(1000);
+        }
+    }
+}
+
+/* Sends text, n commands in one write (the monitor reads them in one main-loop pass),
+ * and reads their n answers, each a success; records the events met on the way.
+ * Returns the last answer's "return" (the caller owns it). */
+static json_t *qmp_exec(Fixture *f, const char *text, unsigned n)
+{
+    json_t *ret = NULL;
+
+    g_assert_cmpint(write(f->qmp_fd, text, strlen(text)), ==, (ssize_t)strlen(text));
+    while (n) {
+        json_t *msg = qmp_next(f);
+        const char *event = json_string_value(json_object_get(msg, "event"));
+        if (event) {
+            const char *action =
+                json_string_value(json_object_get(json_object_get(msg, "data"), "action"));
+            g_ptr_array_add(f->qmp_events, action ? g_strdup_printf("%s %s", event, action)
+                                                  : g_strdup(event));
+        } else {
+            if (!json_object_get(msg, "return")) {
+                g_error("command failed: %s", json_dumps(msg, 0));
+            }
+            json_decref(ret);
+            ret = json_incref(json_object_get(msg, "return"));
+            n--;
+        }
+        json_decref(msg);
+    }
+    return ret;
+}
+
+/* The events sent so far (all of them: a query's answer comes after them), separated
+ * by ", ", and the run state query-status gives now. */
+static void check_qmp(Fixture *f, const char *events, const char *status)
+{
+    json_t *st = qmp_exec(f, "{\"execute\": \"query-status\"}", 1);
+    g_ptr_array_add(f->qmp_events, NULL);
+    g_autofree char *got = g_strjoinv(", ", (char **)f->qmp_events->pdata);
+    g_ptr_array_set_size(f->qmp_events, 0);
+    g_assert_cmpstr(got, ==, events);
+    g_assert_cmpstr(json_string_value(json_object_get(st, "status")), ==, status);
+    json_decref(st);
+}
+
+/*
+ * The device fixture plus the run-state machinery of a whole VM: a fake accelerator
+ * that stops and starts nothing, a virtual clock, the QMP monitor on its socket (its
+ * sink replaces the test's: I/O errors become BLOCK_IO_ERROR and stop requests, as in
+ * sen) and a client that negotiated.  The VM is then started.
+ */
+static void fixture_init_qmp(Fixture *f, const char *drive_opts, const char *dev_props)
+{
+    Machine *m = &f->vt.m;
+    Error *err = NULL;
+
+    fixture_init_argv(f, drive_opts, dev_props, true);
+    f->vt.ops.pause = fake_pause;
+    f->vt.ops.resume = fake_resume;
+    m->clock = virt_clock_new(false);
+    m->chardevs = g_ptr_array_new();
+    for (guint i = 0; i < m->cfg->chardevs->len; i++) {
+        Chardev *chr = chardev_new(g_ptr_array_index(m->cfg->chardevs, i), &m->lock, &err);
+        vt_check_no_error(err);
+        g_ptr_array_add(m->chardevs, chr);
+    }
+    g_assert_true(monitor_create_all(m, &err));
+    vt_check_no_error(err);
+    f->qmp_in = g_string_new(NULL);
+    f->qmp_events = g_ptr_array_new_with_free_func(g_free);
+
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    g_snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/qmp.sock", f->dir);
+    f->qmp_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    g_assert_cmpint(f->qmp_fd, >=, 0);
+    g_assert_cmpint(connect(f->qmp_fd, (struct sockaddr *)&sa, sizeof(sa)), ==, 0);
+    json_t *greeting = qmp_next(f);
+    g_assert_nonnull(json_object_get(greeting, "QMP"));
+    json_decref(greeting);
+    json_decref(qmp_exec(f, "{\"execute\": \"qmp_capabilities\"}", 1));
+    machine_vm_start(m);
+    check_qmp(f, "RESUME", "running");
+}
+
+/* A write fails under werror=stop and nothing else happens: held, the VM stops in
+ * io-error after the event; cont retries the write. */
+static void test_io_error_stops(void)
+{
+    Fixture f;
+    Machine *m = &f.vt.m;
+
+    fixture_init_qmp(&f, ",werror=stop", "");
+    limit_file_size(&f);
+    post_writes(&f, 1, FAR_SECTOR);
+    settle(&f);
+    unlimit_file_size(&f);
+    g_assert_true(machine_handle_requests(m));
+    check_qmp(&f, "BLOCK_IO_ERROR stop, STOP", "io-error");
+    g_assert_cmpuint(vt_used_idx(&f.vt), ==, 0);
+    json_decref(qmp_exec(&f, "{\"execute\": \"cont\"}", 1));
+    vt_wait_used(&f.vt);
+    g_assert_true(machine_handle_requests(m));
+    check_qmp(&f, "RESUME", "running");
+    g_assert_cmpuint(f.vt.ram[STATUS_GPA], ==, S_OK);
+    check_written(&f, 1, FAR_SECTOR);
+    fixture_done(&f);
+}
+
+/* QMP stop and cont in the main-loop pass in which a write failed under werror=stop:
+ * its BLOCK_IO_ERROR went out and the VM's stop was asked for, not yet made.  cont
+ * retries the write (it works now) and takes the pending stop with it, as QEMU's
+ * vm_prepare_start: the VM runs on.  (Was: stopped in io-error with nothing held.) */
+static void test_stop_cont_before_io_error_stop(void)
+{
+    Fixture f;
+    Machine *m = &f.vt.m;
+
+    fixture_init_qmp(&f, ",werror=stop", "");
+    limit_file_size(&f);
+    post_writes(&f, 1, FAR_SECTOR);
+    settle(&f);
+    unlimit_file_size(&f);
+    json_decref(qmp_exec(&f, "{\"execute\": \"stop\"}{\"execute\": \"cont\"}", 2));
+    vt_wait_used(&f.vt);
+    g_assert_true(machine_handle_requests(m));
+    check_qmp(&f, "BLOCK_IO_ERROR stop, STOP, RESUME", "running");
+    g_assert_cmpuint(f.vt.ram[STATUS_GPA], ==, S_OK);
+    check_written(&f, 1, FAR_SECTOR);
+    fixture_done(&f);
+}
+
+/* The other order, as with a drive on an I/O thread: the write is held there, and a
+ * stop and cont retry it before the main loop gets the report; then the report comes
+ * (BLOCK_IO_ERROR, then the stop request).  Nothing is held: the VM must run on; a STOP
+ * and a RESUME still follow the event, which promises a STOP (QEMU sends the pair when
+ * a start meets a pending stop). */
+static void test_io_error_report_after_cont(void)
+{
+    Fixture f;
+    Machine *m = &f.vt.m;
+
+    fixture_init_qmp(&f, ",werror=stop", "");
+    bdrv_set_event_sink(&test_sink, f.events); /* the report waits in f.events */
+    limit_file_size(&f);
+    post_writes(&f, 1, FAR_SECTOR);
+    settle(&f);
+    unlimit_file_size(&f);
+    g_assert_cmpuint(f.events->len, ==, 1);
+    json_decref(qmp_exec(&f, "{\"execute\": \"stop\"}{\"execute\": \"cont\"}", 2));
+    vt_wait_used(&f.vt);
+    g_assert_cmpuint(f.vt.ram[STATUS_GPA], ==, S_OK);
+
+    monitor_block_events_attach(m);
+    Event *ev = g_ptr_array_index(f.events, 0);
+    BlockIoError e = { .device = ev->device, .node_name = ev->node_name,
+                       .is_read = ev->is_read, .action = ev->action,
+                       .has_nospace = ev->has_nospace, .error = ev->error };
+    bdrv_report_io_error(&e);
+    while (g_main_context_iteration(NULL, FALSE)) {
+    }
+    g_assert_true(machine_handle_requests(m));
+    check_qmp(&f, "STOP, RESUME, BLOCK_IO_ERROR stop, STOP, RESUME", "running");
+    check_written(&f, 1, FAR_SECTOR);
+    fixture_done(&f);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -406,5 +646,9 @@ int main(int argc, char **argv)
     g_test_add_func("/virtio-blk/werror/reset-drops-held", test_reset_drops_held);
     g_test_add_func("/virtio-blk/werror/unrealize-held", test_unrealize_held);
     g_test_add_func("/virtio-blk/werror/realize-errors", test_realize_errors);
+    g_test_add_func("/runstate/io-error/stops", test_io_error_stops);
+    g_test_add_func("/runstate/io-error/stop-cont-before-the-stop",
+                    test_stop_cont_before_io_error_stop);
+    g_test_add_func("/runstate/io-error/report-after-cont", test_io_error_report_after_cont);
     return g_test_run();
 }

@@ -229,7 +229,9 @@ static void test_virtio_blk_held(void)
     }
     b.vt.avail_idx = avail_idx;
     g_assert_cmpuint(vt_used_idx(&b.vt), ==, 0);
+    g_assert_cmpint(b.vt.m.held_requests, ==, 1); /* an io-error stop would stop B */
     machine_run_start_hooks(&b.vt.m);
+    g_assert_cmpint(b.vt.m.held_requests, ==, 0);
     vt_wait_used(&b.vt);
     g_assert_cmpuint(b.vt.ram[STATUS_GPA], ==, 0);
     uint8_t buf[512];
@@ -290,6 +292,7 @@ static void test_virtio_blk_held_duplicate(void)
     g_assert_nonnull(strstr(error_get_pretty(err), "drive=d0: held request 1 (queue 0, "
                                                    "head 0) is held twice"));
     error_free(err);
+    g_assert_cmpint(b.vt.m.held_requests, ==, 0);
     /* Nor does the one before it stay held: a start after the failed load makes none. */
     machine_run_start_hooks(&b.vt.m);
     for (int i = 0; i < 50; i++) {
