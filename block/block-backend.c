@@ -500,14 +500,14 @@ static void blk_aio_submit(BlockBackend *blk, BlockRequestType type, int64_t off
 void blk_aio_preadv(BlockBackend *blk, int64_t offset, const struct iovec *iov, int niov,
                     int flags, BlockCompletionFunc *cb, void *opaque)
 {
-    blk_aio_submit(blk, BLOCK_REQ_READ, offset, block_iov_size(iov, niov), iov, niov,
+    blk_aio_submit(blk, BLOCK_REQ_READ, offset, iov_size(iov, niov), iov, niov,
                    flags, cb, opaque);
 }
 
 void blk_aio_pwritev(BlockBackend *blk, int64_t offset, const struct iovec *iov, int niov,
                      int flags, BlockCompletionFunc *cb, void *opaque)
 {
-    blk_aio_submit(blk, BLOCK_REQ_WRITE, offset, block_iov_size(iov, niov), iov, niov,
+    blk_aio_submit(blk, BLOCK_REQ_WRITE, offset, iov_size(iov, niov), iov, niov,
                    flags, cb, opaque);
 }
 

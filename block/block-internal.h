@@ -8,6 +8,7 @@
 #include <sys/uio.h>
 #include <glib-unix.h>
 #include "sen/block.h"
+#include "sen/iov.h"
 
 /* block/drivers.c: the registry, NULL-terminated. */
 extern const BlockDriver *const block_driver_table[];
@@ -129,7 +130,6 @@ BlockDriverState *bdrv_open_child(BlockDriverState *parent, Keyval *opts, const 
                                   int flags, Error **errp) G_GNUC_WARN_UNUSED_RESULT;
 
 /* iovec helpers */
-size_t block_iov_size(const struct iovec *iov, int niov);
 bool block_iov_is_zero(const struct iovec *iov, int niov);
 
 int64_t block_now_ns(void);

@@ -170,7 +170,7 @@ static bool block_pool_joinable(const BlockPool *p, const BlockRequest *req)
             return false;
         }
     }
-    return block_iov_size(req->iov, req->niov) == (size_t)req->bytes;
+    return iov_size(req->iov, req->niov) == (size_t)req->bytes;
 }
 
 /* Whether next continues the joined read first..end of niov pieces, within the limits. */

@@ -187,15 +187,6 @@ static Keyval *block_keyval_extract(Keyval *kv, const char *prefix)
     return sub;
 }
 
-size_t block_iov_size(const struct iovec *iov, int niov)
-{
-    size_t n = 0;
-    for (int i = 0; i < niov; i++) {
-        n += iov[i].iov_len;
-    }
-    return n;
-}
-
 bool block_iov_is_zero(const struct iovec *iov, int niov)
 {
     for (int i = 0; i < niov; i++) {

@@ -15,6 +15,7 @@
 
 #include "block/qcow2.h"
 #include "sen/block.h"
+#include "sen/iov.h"
 
 Qcow2ClusterType qcow2_l2e_type(uint64_t l2e, int version)
 {
@@ -526,10 +527,7 @@ int qcow2_read_guest_unlock(BDRVQcow2State *s, uint64_t off, uint64_t len, uint8
 int qcow2_read_guest_iov_unlock(BDRVQcow2State *s, uint64_t off, uint64_t len,
                                 const struct iovec *iov, int niov)
 {
-    uint64_t total = 0, host = 0;
-    for (int i = 0; i < niov; i++) {
-        total += iov[i].iov_len;
-    }
+    uint64_t total = iov_size(iov, niov), host = 0;
     /* More buffers than one preadv takes (a guest ignoring seg_max): buffer by buffer. */
     if (total == len && len && niov <= IOV_MAX && s->data_file && !s->exclusive_waiters &&
         contiguous_data_run(s, off, len, &host) == len) {

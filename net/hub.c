@@ -22,7 +22,7 @@ static ssize_t hubport_receive(NetClientState *nc, const struct iovec *iov, int 
             net_send(other->nc, iov, iovcnt);
         }
     }
-    return (ssize_t)net_iov_size(iov, iovcnt);
+    return (ssize_t)iov_size(iov, iovcnt);
 }
 
 static void hubport_cleanup(NetClientState *nc)

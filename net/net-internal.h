@@ -3,6 +3,7 @@
 #define SEN_NET_NET_INTERNAL_H
 
 #include <netinet/in.h>
+#include "sen/iov.h"
 #include "sen/net.h"
 
 extern const NetBackend net_user_backend;

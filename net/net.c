@@ -118,16 +118,6 @@ void net_client_free(NetClientState *nc)
     g_free(nc);
 }
 
-size_t net_iov_size(const struct iovec *iov, int n)
-{
-    size_t len = 0;
-
-    for (int i = 0; i < n; i++) {
-        len += iov[i].iov_len;
-    }
-    return len;
-}
-
 static bool queue_full(NetClientState *rx)
 {
     return rx->incoming.length >= NET_QUEUE_LIMIT || rx->incoming_bytes >= NET_QUEUE_BYTES;
@@ -136,7 +126,7 @@ static bool queue_full(NetClientState *rx)
 bool net_send(NetClientState *nc, const struct iovec *iov, int iovcnt)
 {
     NetClientState *peer = nc->peer;
-    size_t len = net_iov_size(iov, iovcnt);
+    size_t len = iov_size(iov, iovcnt);
 
     if (nc->link_down || !peer || peer->link_down || len == 0 || len > NET_MAX_FRAME) {
         return false;

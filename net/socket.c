@@ -162,7 +162,7 @@ static gboolean socket_accept(gint lfd, GIOCondition cond, gpointer opaque)
 static ssize_t socket_receive(NetClientState *nc, const struct iovec *iov, int iovcnt)
 {
     NetSocket *s = nc->opaque;
-    size_t len = net_iov_size(iov, iovcnt);
+    size_t len = iov_size(iov, iovcnt);
 
     if (s->fd < 0) {
         s->tx_dropped++;

@@ -193,7 +193,7 @@ unsigned tap_ring_flush(TapRing *r)
             r->unusable = true;
             dropped += writev(r->fd, r->iov[slot], r->iovcnt[slot]) < 0;
         } else if (cqe->res < 0 ||
-                   (size_t)cqe->res != net_iov_size(r->iov[slot], r->iovcnt[slot])) {
+                   (size_t)cqe->res != iov_size(r->iov[slot], r->iovcnt[slot])) {
             /* EAGAIN: the interface queue is full (dropped, never waited for); a short
              * write sent part of a frame, which is no frame either. */
             dropped++;

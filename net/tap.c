@@ -85,7 +85,7 @@ static ssize_t tap_read_frame(NetTap *s, uint8_t *buf, size_t buf_size)
 {
     struct iovec iov[TAP_DIRECT_IOV + 1];
     int lent = net_peer_rx_direct_get(s->nc, iov, TAP_DIRECT_IOV);
-    size_t room = net_iov_size(iov, lent);
+    size_t room = iov_size(iov, lent);
     size_t behind = MIN(room, buf_size);
 
     /* What misses the guest's buffer lands in buf at its offset in the frame, so a frame
@@ -120,7 +120,7 @@ static void tap_deliver(NetTap *s, const uint8_t *buf, size_t len)
     struct iovec iov[TAP_DIRECT_IOV];
     int lent = net_peer_rx_direct_get(s->nc, iov, TAP_DIRECT_IOV);
 
-    if (lent && net_iov_size(iov, lent) >= len) {
+    if (lent && iov_size(iov, lent) >= len) {
         iov_from_buf(iov, lent, 0, buf, len);
         net_peer_rx_direct_done(s->nc, len);
         return;
@@ -249,7 +249,7 @@ static ssize_t tap_receive(NetClientState *nc, const struct iovec *iov, int iovc
     static const NetVnetHdr zero_hdr;
     NetTap *s = nc->opaque;
     struct iovec v[1 + 64];
-    size_t len = net_iov_size(iov, iovcnt);
+    size_t len = iov_size(iov, iovcnt);
     size_t hdr_len = s->vnet_hdr && !nc->vnet_hdr ? NET_VNET_HDR_LEN : 0;
     int n = 0;
 

@@ -1,11 +1,21 @@
 /*
- * The iovec <-> flat buffer loops (see sen/iov.h).  One walk: skip whole pieces until
+ * The iovec helpers (see sen/iov.h).  The copies share one walk: skip whole pieces until
  * offset falls inside one, then handle piece by piece until bytes are done or the vector
  * ends.  It is inlined into each entry point with its operation constant, so each is the
  * plain loop with one memcpy or memset in it.
  */
 #include <stdint.h>
 #include "sen/iov.h"
+
+size_t iov_size(const struct iovec *iov, unsigned iov_cnt)
+{
+    size_t len = 0;
+
+    for (unsigned i = 0; i < iov_cnt; i++) {
+        len += iov[i].iov_len;
+    }
+    return len;
+}
 
 typedef enum IovOp { IOV_FROM_BUF, IOV_TO_BUF, IOV_FILL } IovOp;
 

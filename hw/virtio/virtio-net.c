@@ -206,7 +206,7 @@ static ssize_t nic_receive(NetClientState *nc, const struct iovec *iov, int iovc
 {
     NetQueuePair *q = nc->opaque;
     VirtIONet *n = q->n;
-    size_t size = net_iov_size(iov, iovcnt);
+    size_t size = iov_size(iov, iovcnt);
     size_t hdr_in = nc->vnet_hdr ? NET_VNET_HDR_LEN : 0;  /* header from the backend */
     NetVnetHdr hdr = { 0 };
     uint8_t head[18];

@@ -1,6 +1,7 @@
 /*
- * Copies between an iovec array and a flat buffer, the one loop virtio devices, the
- * block layer and the net backends share (QEMU's iov_from_buf/iov_to_buf/iov_memset).
+ * The iovec helpers virtio devices, the block layer and the net backends share: the size
+ * of a vector, and copies between a vector and a flat buffer (QEMU's iov_size,
+ * iov_from_buf, iov_to_buf and iov_memset).
  *
  * Each works on the bytes [offset, offset + bytes) of the vector's concatenation and
  * copies what the vector holds of them: it returns the bytes copied, which is less than
@@ -13,6 +14,9 @@
 #include <stddef.h>
 #include <string.h>
 #include <sys/uio.h>
+
+/* Total bytes in the iov_cnt pieces of iov. */
+size_t iov_size(const struct iovec *iov, unsigned iov_cnt);
 
 size_t iov_from_buf_full(const struct iovec *iov, unsigned iov_cnt, size_t offset,
                          const void *buf, size_t bytes);

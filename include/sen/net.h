@@ -146,8 +146,6 @@ void net_burst_end(NetClientState *nc);
 void net_send_batch_begin(NetClientState *nc);
 void net_send_flush(NetClientState *nc);
 void net_send_batch_end(NetClientState *nc);
-/* Bytes in a frame's iovec. */
-size_t net_iov_size(const struct iovec *iov, int n);
 /* Whether nc's peer will take a frame now (tap stops reading when not: the kernel
  * holds its backlog, and peer_ready comes with the guest's next buffers). */
 bool net_peer_can_take(NetClientState *nc);

@@ -579,13 +579,10 @@ static uint8_t disk_byte(int64_t o)
 static int join_run(void *opaque, BlockRequest *req)
 {
     JoinTest *t = opaque;
-    int64_t off = req->offset, total = 0;
+    int64_t off = req->offset;
 
     g_atomic_int_inc(&t->calls);
-    for (int i = 0; i < req->niov; i++) {
-        total += req->iov[i].iov_len;
-    }
-    if (total != req->bytes || req->bytes > 256 * 1024 ||
+    if (iov_size(req->iov, req->niov) != (size_t)req->bytes || req->bytes > 256 * 1024 ||
         (req->niov > 1 && req->type != BLOCK_REQ_READ)) {
         g_atomic_int_inc(&t->bad_calls);
     }

@@ -1,5 +1,6 @@
 /*
- * util/iov.c: iov_from_buf, iov_to_buf and iov_memset at every offset and length over a
+ * util/iov.c: iov_size of every prefix of a vector with empty pieces; iov_from_buf,
+ * iov_to_buf and iov_memset at every offset and length over a
  * vector with empty pieces, against a flat model of the vector; what lies past its end is
  * not copied (the return says how much was), and no byte outside the pieces changes.
  * Then the inline fast path of a constant size: inside the first piece, and crossing it.
@@ -120,6 +121,22 @@ static void test_memset(void)
     }
 }
 
+/* Every prefix of the vector, empty pieces included, sums its pieces' lengths; no pieces
+ * at all is 0 (and the array is not read). */
+static void test_size(void)
+{
+    Vec v;
+    size_t want = 0;
+
+    vec_init(&v, 0);
+    g_assert_cmpuint(iov_size(NULL, 0), ==, 0);
+    for (size_t n = 1; n <= NPIECES; n++) {
+        want += piece_len[n - 1];
+        g_assert_cmpuint(iov_size(v.iov, n), ==, want);
+    }
+    g_assert_cmpuint(want, ==, TOTAL);
+}
+
 /* No pieces at all: nothing copied, nothing touched. */
 static void test_empty_vector(void)
 {
@@ -167,6 +184,7 @@ static void test_constant_size(void)
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/iov/size", test_size);
     g_test_add_func("/iov/from-buf", test_from_buf);
     g_test_add_func("/iov/to-buf", test_to_buf);
     g_test_add_func("/iov/memset", test_memset);

@@ -396,7 +396,7 @@ static ssize_t lend_receive(NetClientState *nc, const struct iovec *iov, int iov
     for (int i = 0; i < iovcnt; i++) {
         g_byte_array_append(l->copied, iov[i].iov_base, iov[i].iov_len);
     }
-    return (ssize_t)net_iov_size(iov, iovcnt);
+    return (ssize_t)iov_size(iov, iovcnt);
 }
 
 static bool lend_has_vnet_hdr(NetClientState *nc)
@@ -487,7 +487,7 @@ static ssize_t big_lend_receive(NetClientState *nc, const struct iovec *iov, int
     for (int i = 0; i < iovcnt; i++) {
         g_byte_array_append(l->copied, iov[i].iov_base, iov[i].iov_len);
     }
-    return (ssize_t)net_iov_size(iov, iovcnt);
+    return (ssize_t)iov_size(iov, iovcnt);
 }
 
 static const NetClientInfo big_lending_info = {
