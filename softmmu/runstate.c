@@ -31,7 +31,9 @@ static const unsigned allowed[RUN_STATE__MAX] = {
                           BIT(RUN_STATE_FINISH_MIGRATE) | BIT(RUN_STATE_SAVE_VM) |
                           BIT(RUN_STATE_RESTORE_VM) | BIT(RUN_STATE_SUSPENDED) |
                           BIT(RUN_STATE_IO_ERROR),
-    [RUN_STATE_PAUSED] = BIT(RUN_STATE_RUNNING) | BIT(RUN_STATE_SHUTDOWN) | MIGRATE_OUT,
+    /* A vCPU that failed as the VM was being stopped still stops it for good. */
+    [RUN_STATE_PAUSED] = BIT(RUN_STATE_RUNNING) | BIT(RUN_STATE_SHUTDOWN) | MIGRATE_OUT |
+                         BIT(RUN_STATE_INTERNAL_ERROR) | BIT(RUN_STATE_GUEST_PANICKED),
     [RUN_STATE_SHUTDOWN] = BIT(RUN_STATE_RUNNING) | BIT(RUN_STATE_PAUSED) |
                            BIT(RUN_STATE_FINISH_MIGRATE),
     [RUN_STATE_INTERNAL_ERROR] = BIT(RUN_STATE_RUNNING) | BIT(RUN_STATE_PAUSED),
@@ -52,9 +54,10 @@ static const unsigned allowed[RUN_STATE__MAX] = {
     /* Woken up (running), powered off or quit while asleep (shutdown). */
     [RUN_STATE_SUSPENDED] = BIT(RUN_STATE_RUNNING) | BIT(RUN_STATE_SHUTDOWN),
     /* cont retries the held requests (running); migration and snapshots may take the
-     * VM as it is and give it back in this state. */
+     * VM as it is and give it back in this state; a vCPU may fail as it stops. */
     [RUN_STATE_IO_ERROR] = BIT(RUN_STATE_RUNNING) | BIT(RUN_STATE_PAUSED) |
-                           BIT(RUN_STATE_SHUTDOWN) | MIGRATE_OUT,
+                           BIT(RUN_STATE_SHUTDOWN) | MIGRATE_OUT |
+                           BIT(RUN_STATE_INTERNAL_ERROR) | BIT(RUN_STATE_GUEST_PANICKED),
 };
 
 const char *runstate_name(RunState s)

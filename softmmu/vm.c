@@ -54,7 +54,7 @@ void machine_request_shutdown(Machine *m, ShutdownCause cause, int exit_status)
 
 void machine_request_stop(Machine *m, RunState state)
 {
-    g_atomic_int_set(&m->stop_requested, (int)state);
+    g_atomic_int_or(&m->stop_requested, machine_stop_bit(state));
     wake_main_loop(m);
 }
 
@@ -289,6 +289,7 @@ static bool write_pidfile(const char *path, Error **errp)
 static bool machine_reset(Machine *m, Error **errp)
 {
     CpuBootState bsp = { 0 };
+    m->stops_deferred = 0; /* the vCPUs that failed start afresh */
     machine_lock(m);
     device_reset_all(m);
     bool ok = pc_machine_reset(m, &bsp, errp);
@@ -412,7 +413,7 @@ void machine_vm_start(Machine *m)
     /* As QEMU's vm_prepare_start: an io-error stop not made yet is for requests held
      * before now, which the start hooks below retry; left pending, it would stop the VM
      * again with nothing held.  One reported later is for a request held later. */
-    g_atomic_int_compare_and_exchange(&m->stop_requested, RUN_STATE_IO_ERROR, 0);
+    g_atomic_int_and(&m->stop_requested, ~machine_stop_bit(RUN_STATE_IO_ERROR));
     virt_clock_start(m->clock);
     m->accel->resume(m);
     runstate_set(m, RUN_STATE_RUNNING);
@@ -514,6 +515,77 @@ static bool machine_wakeup(Machine *m, WakeupReason reason, Error **errp)
     return true;
 }
 
+#define GUEST_FAULTS (machine_stop_bit(RUN_STATE_INTERNAL_ERROR) | \
+                      machine_stop_bit(RUN_STATE_GUEST_PANICKED))
+
+/*
+ * The stop reasons one pass may find together, the one the run state shows first: a
+ * failed vCPU or a panicked guest needs a reset (cont refuses it; a cont would run the
+ * VM without that vCPU), which also drops what a disk error held; query-block still
+ * shows the drive's failure.
+ */
+static const RunState stop_precedence[] = {
+    RUN_STATE_INTERNAL_ERROR, RUN_STATE_GUEST_PANICKED, RUN_STATE_IO_ERROR, RUN_STATE_PAUSED,
+};
+
+/*
+ * Takes the stop requests: sends GUEST_PANICKED for a panic, drops io-error stops that
+ * have become moot and returns the state to enter now, 0 for none.  A vCPU fault of a VM
+ * that is stopped already is still entered (the failed vCPU stays stopped until a
+ * reset, and the state must say so), at once if the VM is paused or in io-error, once
+ * it runs again if a migration, a snapshot or an S3 sleep holds it (stops_deferred).
+ */
+static RunState take_stop_request(Machine *m)
+{
+    unsigned stops = g_atomic_int_and(&m->stop_requested, 0);
+    unsigned io_error = machine_stop_bit(RUN_STATE_IO_ERROR);
+
+    if (stops & machine_stop_bit(RUN_STATE_GUEST_PANICKED)) {
+        qapi_event_send_guest_panicked(m, "pause"); /* before its STOP, as QEMU */
+    }
+    stops |= m->stops_deferred;
+    m->stops_deferred = 0;
+    /* A disk error (werror/rerror=stop) stops only a running VM, as QEMU's vm_stop: one
+     * stopped meanwhile (stop, migration) keeps its state, and its held requests wait
+     * for the next start all the same. */
+    if ((stops & io_error) && m->runstate != RUN_STATE_RUNNING) {
+        stops &= ~io_error;
+    }
+    /* Nor one whose requests a start retried already (its report reached the main loop
+     * after a cont, from an I/O thread): stopped, it would wait for a cont with nothing
+     * to retry.  Its BLOCK_IO_ERROR promised a STOP: unless another stop makes one, a
+     * STOP and a RESUME go out, as QEMU's vm_prepare_start sends them when a start
+     * meets a pending stop. */
+    if ((stops & io_error) && g_atomic_int_get(&m->held_requests) == 0) {
+        stops &= ~io_error;
+        if (!stops) {
+            qapi_event_send_stop(m);
+            qapi_event_send_resume(m);
+        }
+    }
+    if (m->runstate != RUN_STATE_RUNNING) {
+        switch (m->runstate) {
+        case RUN_STATE_PAUSED:
+        case RUN_STATE_IO_ERROR:
+            stops &= GUEST_FAULTS;
+            break;
+        case RUN_STATE_INTERNAL_ERROR:
+        case RUN_STATE_GUEST_PANICKED:
+        case RUN_STATE_SHUTDOWN:
+            return 0; /* stopped until a reset already */
+        default:
+            m->stops_deferred = stops & GUEST_FAULTS;
+            return 0;
+        }
+    }
+    for (unsigned i = 0; i < G_N_ELEMENTS(stop_precedence); i++) {
+        if (stops & machine_stop_bit(stop_precedence[i])) {
+            return stop_precedence[i];
+        }
+    }
+    return 0;
+}
+
 bool machine_handle_requests(Machine *m)
 {
     int cause = g_atomic_int_and(&m->shutdown_requested, 0);
@@ -530,24 +602,13 @@ bool machine_handle_requests(Machine *m)
         return false;
     }
 
-    int stop = g_atomic_int_and(&m->stop_requested, 0);
-    /* A disk error (werror/rerror=stop) stops only a running VM, as QEMU's vm_stop: one
-     * stopped meanwhile (stop, migration) keeps its state, and its held requests wait
-     * for the next start all the same. */
-    if (stop == RUN_STATE_IO_ERROR && m->runstate != RUN_STATE_RUNNING) {
-        stop = 0;
-    }
-    /* Nor one whose requests a start retried already (its report reached the main loop
-     * after a cont, from an I/O thread): stopped, it would wait for a cont with nothing
-     * to retry.  Its BLOCK_IO_ERROR promised a STOP: the pair goes out, as QEMU's
-     * vm_prepare_start sends it when a start meets a pending stop. */
-    if (stop == RUN_STATE_IO_ERROR && g_atomic_int_get(&m->held_requests) == 0) {
-        qapi_event_send_stop(m);
-        qapi_event_send_resume(m);
-        stop = 0;
-    }
+    RunState stop = take_stop_request(m);
     if (stop) {
-        machine_vm_stop(m, (RunState)stop);
+        if (m->runstate == RUN_STATE_RUNNING) {
+            machine_vm_stop(m, stop);
+        } else {
+            runstate_set(m, stop); /* a vCPU fault of a VM stopped already: no 2nd STOP */
+        }
         if (monitor_present(m)) {
             /* Stay stopped for the monitor to inspect (query-status, info registers). */
             return true;

@@ -50,12 +50,13 @@ typedef struct Machine {
                               * irq_set_level drives (sen/hw/ioapic.h); NULL = in KVM */
 
     RunState runstate;       /* main thread only */
+    unsigned stops_deferred; /* main thread: vCPU faults that wait for the VM to run */
     GHookList *start_hooks;  /* machine_add_start_hook, main thread only; NULL = none */
 
     /* Requests, set from any thread with the atomics below. */
     int reset_requested;     /* ShutdownCause of the reset, 0 = none */
     int shutdown_requested;  /* ShutdownCause, 0 = none */
-    int stop_requested;      /* RunState to enter (internal-error ...), 0 = none */
+    unsigned stop_requested; /* machine_stop_bit of each RunState asked for, 0 = none */
     int suspend_requested;   /* the guest entered ACPI S3, 0 = none */
     int wakeup_requested;    /* WakeupReason ending the S3 sleep, 0 = none */
     int held_requests;       /* held by devices for the next start (machine_held_add) */
@@ -96,8 +97,14 @@ void machine_iothreads_barrier(Machine *m);
 void machine_request_reset(Machine *m, ShutdownCause cause);
 /* exit_status: what the process exits with (isa-debug-exit: (value << 1) | 1). */
 void machine_request_shutdown(Machine *m, ShutdownCause cause, int exit_status);
-/* Stop all vCPUs and enter state (e.g. RUN_STATE_INTERNAL_ERROR). */
+/*
+ * Stop all vCPUs and enter state: internal-error, guest-panicked (the failed vCPU stays
+ * stopped until a reset), io-error (a device holds a failed request) or paused.  Each
+ * state is a bit in stop_requested: requests made in one main-loop pass add up, and
+ * machine_handle_requests enters the most telling one.
+ */
 void machine_request_stop(Machine *m, RunState state);
+static inline unsigned machine_stop_bit(RunState state) { return 1u << state; }
 /*
  * Requests a device holds after an error (werror/rerror=stop) for the next start to
  * retry: +n as it holds them, -n as a start retries them or a reset drops them (VM lock,

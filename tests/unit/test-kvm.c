@@ -670,7 +670,7 @@ static void test_kvm_internal_error(void)
         return;
     }
     g_test_message("report:\n%s", report);
-    g_assert_cmpint(t->m->stop_requested, ==, RUN_STATE_INTERNAL_ERROR);
+    g_assert_cmpuint(t->m->stop_requested, ==, machine_stop_bit(RUN_STATE_INTERNAL_ERROR));
     g_assert_nonnull(strstr(report, "emulation failure"));
     g_assert_nonnull(strstr(report, "code at RIP: f3 0f b8 c1"));
     g_assert_nonnull(strstr(report, "RIP=0000000000001000"));
@@ -682,7 +682,7 @@ static void test_kvm_internal_error(void)
     kvm_accel_ops.resume(t->m);
     g_usleep(50 * 1000);
     kvm_accel_ops.pause(t->m);
-    g_assert_cmpint(t->m->stop_requested, ==, 0);
+    g_assert_cmpuint(t->m->stop_requested, ==, 0);
     tvm_free(t);
 }
 

@@ -5,7 +5,10 @@
  * ignored).  Under stop a failed request is held (never used), one event per guest request
  * also inside a merge, the io-status says failed; the start hooks (what cont runs) retry
  * the held requests in order, again holding them if they fail again; a reset drops them.
- * The events are caught with a test sink in place of the monitor's.
+ * The events are caught with a test sink in place of the monitor's.  Then the run state
+ * (softmmu/vm.c) as a QMP client sees it, with the monitor on a socket and the main-loop
+ * passes made by hand: stop and cont before an io-error stop is made or reported, and
+ * stop reasons that meet in one pass (a guest panic, a failed vCPU, a migration).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -502,6 +505,26 @@ static json_t *qmp_exec(Fixture *f, const char *text, unsigned n)
     return ret;
 }
 
+/* Sends one command that must fail; returns its error description. */
+static char *qmp_error(Fixture *f, const char *text)
+{
+    g_assert_cmpint(write(f->qmp_fd, text, strlen(text)), ==, (ssize_t)strlen(text));
+    for (;;) {
+        json_t *msg = qmp_next(f);
+        const char *event = json_string_value(json_object_get(msg, "event"));
+        if (event) {
+            g_ptr_array_add(f->qmp_events, g_strdup(event));
+            json_decref(msg);
+            continue;
+        }
+        json_t *desc = json_object_get(json_object_get(msg, "error"), "desc");
+        g_assert_nonnull(desc);
+        char *ret = g_strdup(json_string_value(desc));
+        json_decref(msg);
+        return ret;
+    }
+}
+
 /* The events sent so far (all of them: a query's answer comes after them), separated
  * by ", ", and the run state query-status gives now. */
 static void check_qmp(Fixture *f, const char *events, const char *status)
@@ -636,6 +659,70 @@ static void test_io_error_report_after_cont(void)
     fixture_done(&f);
 }
 
+/* A guest panic and a disk error stop in the same main-loop pass (the panic asked for
+ * first).  Neither is lost: GUEST_PANICKED and BLOCK_IO_ERROR go out, one STOP, and the
+ * run state is guest-panicked (the panicked vCPU stays stopped until a reset, so a cont
+ * must be refused; was: io-error, and a cont ran the VM without that vCPU).  The write
+ * stays held, the drive says failed, until the reset the VM needs drops it. */
+static void test_panic_and_io_error_in_one_pass(void)
+{
+    Fixture f;
+    Machine *m = &f.vt.m;
+
+    fixture_init_qmp(&f, ",werror=stop", "");
+    machine_request_stop(m, RUN_STATE_GUEST_PANICKED);
+    limit_file_size(&f);
+    post_writes(&f, 1, FAR_SECTOR);
+    settle(&f);
+    unlimit_file_size(&f);
+    g_assert_true(machine_handle_requests(m));
+    check_qmp(&f, "BLOCK_IO_ERROR stop, GUEST_PANICKED pause, STOP", "guest-panicked");
+    g_assert_cmpint(m->held_requests, ==, 1);
+    g_assert_cmpint(blk_iostatus(f.blk), ==, BLOCK_IO_STATUS_FAILED);
+    g_autofree char *err = qmp_error(&f, "{\"execute\": \"cont\"}");
+    g_assert_cmpstr(err, ==, "Resetting the Virtual Machine is required");
+    g_assert_true(machine_handle_requests(m));
+    check_qmp(&f, "", "guest-panicked");
+    fixture_done(&f);
+}
+
+/* A vCPU fails (internal error) in the pass in which QMP stop paused the VM: the state
+ * becomes internal-error without a second STOP (was: an invalid paused -> internal-error
+ * transition refused, the VM left paused, and a cont ran it without the failed vCPU). */
+static void test_fault_while_paused(void)
+{
+    Fixture f;
+    Machine *m = &f.vt.m;
+
+    fixture_init_qmp(&f, "", "");
+    machine_request_stop(m, RUN_STATE_INTERNAL_ERROR);
+    json_decref(qmp_exec(&f, "{\"execute\": \"stop\"}", 1));
+    g_assert_true(machine_handle_requests(m));
+    check_qmp(&f, "STOP", "internal-error");
+    g_autofree char *err = qmp_error(&f, "{\"execute\": \"cont\"}");
+    g_assert_cmpstr(err, ==, "Resetting the Virtual Machine is required");
+    fixture_done(&f);
+}
+
+/* A vCPU fails while a migration holds the VM stopped (finish-migrate): the fault waits
+ * and stops the VM once the cancelled migration runs it again (was: refused as a
+ * transition and lost, the VM running without the vCPU). */
+static void test_fault_during_migration(void)
+{
+    Fixture f;
+    Machine *m = &f.vt.m;
+
+    fixture_init_qmp(&f, "", "");
+    machine_vm_stop(m, RUN_STATE_FINISH_MIGRATE);
+    machine_request_stop(m, RUN_STATE_INTERNAL_ERROR);
+    g_assert_true(machine_handle_requests(m));
+    check_qmp(&f, "STOP", "finish-migrate");
+    machine_vm_start(m);
+    g_assert_true(machine_handle_requests(m));
+    check_qmp(&f, "RESUME, STOP", "internal-error");
+    fixture_done(&f);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -650,5 +737,8 @@ int main(int argc, char **argv)
     g_test_add_func("/runstate/io-error/stop-cont-before-the-stop",
                     test_stop_cont_before_io_error_stop);
     g_test_add_func("/runstate/io-error/report-after-cont", test_io_error_report_after_cont);
+    g_test_add_func("/runstate/stops/panic-and-io-error", test_panic_and_io_error_in_one_pass);
+    g_test_add_func("/runstate/stops/fault-while-paused", test_fault_while_paused);
+    g_test_add_func("/runstate/stops/fault-during-migration", test_fault_during_migration);
     return g_test_run();
 }

@@ -157,7 +157,7 @@ static TestVm *prepare_source(unsigned cpus)
     uint32_t data = 0xfeedf00d;
     g_assert_true(guest_mem_write(a->m->mem, DATA_ADDR, &data, sizeof(data)));
     tvm_run(a);
-    g_assert_cmpint(a->m->stop_requested, ==, RUN_STATE_PAUSED);
+    g_assert_cmpuint(a->m->stop_requested, ==, machine_stop_bit(RUN_STATE_PAUSED));
     g_assert_cmpuint(a->writes->len, ==, 0);
 
     KvmState *s = kvm_state(a->m);
