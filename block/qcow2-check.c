@@ -17,6 +17,7 @@ typedef struct CheckState {
     BlockCheckResult *res;
     uint64_t nb;   /* clusters the refs array covers */
     uint64_t file_clusters;  /* clusters of the file (refcounts past it are ignored) */
+    uint64_t file_len;       /* its length in bytes, when the tables were counted */
     uint64_t *refs;
     int fix;       /* BDRV_FIX_ERRORS: entries pointing past the end are repaired */
     GArray *past_end_entries; /* of PastEndEntry: repaired once every reference is counted */
@@ -41,17 +42,27 @@ typedef struct CheckState {
  * go around it, and its check afterwards reports the structure as still broken. */
 #define QCOW2_CHECK_BEYOND_BYTES (1ull << 30)
 
-/* A table entry pointing past the end of the file, to repair when that is safe. */
+/* A table entry pointing past the end of the file, or an L2 entry of a preallocated zero
+ * cluster at an unaligned offset (unaligned), to repair when that is safe. */
 typedef struct PastEndEntry {
     uint64_t table;   /* the L1 or L2 table holding the entry */
     uint32_t index;
     bool l1;
+    bool unaligned;
     uint64_t entry;   /* its value when counted: repaired only if still the same */
     uint64_t off, len; /* the region it references (counted as far as it lies inside) */
 } PastEndEntry;
 
 /* Whether [off, off+len) reaches a cluster past the refs array: then it is reported in
  * qemu-img's words, as a corruption. */
+static void report_past_end(CheckState *c, uint64_t off, uint64_t len)
+{
+    fprintf(stderr, "ERROR: counting reference for region exceeding the end of the file "
+            "by one cluster or more: offset 0x%" G_GINT64_MODIFIER "x size 0x%"
+            G_GINT64_MODIFIER "x\n", off, len);
+    c->res->corruptions++;
+}
+
 static bool past_end(CheckState *c, uint64_t off, uint64_t len)
 {
     uint64_t first = off >> c->s->cluster_bits;
@@ -59,10 +70,7 @@ static bool past_end(CheckState *c, uint64_t off, uint64_t len)
     if (!len || (last < c->nb && last >= first)) {
         return false;
     }
-    fprintf(stderr, "ERROR: counting reference for region exceeding the end of the file "
-            "by one cluster or more: offset 0x%" G_GINT64_MODIFIER "x size 0x%"
-            G_GINT64_MODIFIER "x\n", off, len);
-    c->res->corruptions++;
+    report_past_end(c, off, len);
     return true;
 }
 
@@ -111,6 +119,37 @@ static void count_inside(CheckState *c, uint64_t off, uint64_t len, int delta)
 }
 
 /*
+ * Moves the references past the refs array that it now covers (it grew) into it: the
+ * file grew over their clusters, which are in use like any other.  (qemu-img 7.2 counts
+ * them nowhere, so its rebuild can put a refcount block there.)
+ */
+static void count_covered_beyond(CheckState *c)
+{
+    for (guint k = 0; c->beyond && k < c->beyond->len;) {
+        Qcow2BeyondRef *b = &g_array_index(c->beyond, Qcow2BeyondRef, k);
+        for (; b->first < MIN(b->end, c->nb); b->first++) {
+            c->refs[b->first]++;
+        }
+        if (b->first == b->end) {
+            g_array_remove_index_fast(c->beyond, k);
+        } else {
+            k++;
+        }
+    }
+}
+
+/* Makes the refs array cover clusters [0, need), the new ones counted from c->beyond. */
+static void grow_refs(CheckState *c, uint64_t need)
+{
+    if (need > c->nb) {
+        c->refs = g_renew(uint64_t, c->refs, need);
+        memset(c->refs + c->nb, 0, (need - c->nb) * sizeof(*c->refs));
+        c->nb = need;
+        count_covered_beyond(c);
+    }
+}
+
+/*
  * Counts a reference to every cluster of [off, off+len).  Of a region reaching past the
  * end (reported, past_end) the clusters inside are still counted, unlike qemu-img: they
  * are in use (say, a snapshot's L1 table whose tail lies past the end), and counted as
@@ -122,6 +161,24 @@ static bool ref_range(CheckState *c, uint64_t off, uint64_t len)
     bool whole = !past_end(c, off, len);
     count_inside(c, off, len, 1);
     return whole;
+}
+
+/*
+ * Counts the references of an L2 entry whose host offset off is not cluster aligned, as
+ * qemu-img does: a cluster's worth from off, so the two clusters it straddles.  It is
+ * past the end only when it reaches a whole cluster beyond the file; short of that, the
+ * cluster it touches past the end is counted and compared too (a refcount of 0 there
+ * asks for a rebuild).
+ */
+static void ref_unaligned(CheckState *c, uint64_t off)
+{
+    BDRVQcow2State *s = c->s;
+    if (off >= c->file_len) {
+        report_past_end(c, off, s->cluster_size);
+        return;
+    }
+    grow_refs(c, ((off + s->cluster_size - 1) >> s->cluster_bits) + 1);
+    count_inside(c, off, s->cluster_size, 1);
 }
 
 /*
@@ -174,7 +231,7 @@ static bool on_other_metadata(CheckState *c, uint64_t off, uint64_t len, unsigne
 static void note_past_end(CheckState *c, uint64_t table, uint32_t index, bool l1,
                           uint64_t entry, uint64_t off, uint64_t len)
 {
-    PastEndEntry pe = { table, index, l1, entry, off, len };
+    PastEndEntry pe = { table, index, l1, false, entry, off, len };
     if (!c->past_end_entries) {
         c->past_end_entries = g_array_new(false, false, sizeof(PastEndEntry));
     }
@@ -220,6 +277,43 @@ static void zero_l2e_past_end(CheckState *c, uint8_t *t, const PastEndEntry *pe)
     c->res->corruptions_fixed++;
 }
 
+/*
+ * Rewrites entry pe, a preallocated zero cluster at an unaligned offset, to a zero cluster
+ * with no host cluster, as qemu-img -r all does (extended L2: the offset cleared, the
+ * bitmap kept, which allocates no subcluster), through the L2 cache.  Its "Repairing"
+ * line was printed when the entry was found.  Not in a "table" on other metadata (as
+ * qemu-img's overlap check), nor, unlike qemu-img, in one referenced more than once: that
+ * can be guest data too, which the write would destroy.  Left so, it is counted.
+ */
+static void zero_l2e_unaligned(CheckState *c, const PastEndEntry *pe)
+{
+    BDRVQcow2State *s = c->s;
+    uint8_t *t;
+    if (on_other_metadata(c, pe->table, s->cluster_size, 0)) {
+        fprintf(stderr, "ERROR: Overlap check failed\n");
+        c->res->check_errors++;
+    } else if (!table_is_its_own(c, pe->table, s->cluster_size, 0)) {
+        fprintf(stderr, "ERROR l2_offset=%" G_GINT64_MODIFIER "x: L2 table is referenced "
+                "more than once; preallocated cluster entry left unrepaired\n", pe->table);
+        c->res->check_errors++;
+    } else if (qcow2_cache_get(s->l2_cache, pe->table, false, &t) < 0) {
+        c->res->check_errors++;
+    } else {
+        uint8_t *e = t + pe->index * s->l2e_size;
+        if (qcow2_ld64(e) == pe->entry) {
+            qcow2_st64(e, s->extl2 ? 0 : QCOW2_OFLAG_ZERO);
+            qcow2_cache_mark_dirty(s->l2_cache, pe->table);
+            c->res->corruptions--;
+            c->res->corruptions_fixed++;
+            return;
+        }
+    }
+    /* Not repaired: it references its clusters as before. */
+    if (!qcow2_has_data_file(s)) {
+        ref_unaligned(c, pe->off);
+    }
+}
+
 /* Unallocates entry pe of an L1 table (the active one or a snapshot's). */
 static void clear_l1e_past_end(CheckState *c, const PastEndEntry *pe)
 {
@@ -263,6 +357,10 @@ static void repair_past_end_entries(CheckState *c)
             }
             continue;
         }
+        if (pe->unaligned) {
+            zero_l2e_unaligned(c, pe);
+            continue;
+        }
         uint8_t *t;
         if (!table_is_its_own(c, pe->table, s->cluster_size, 0)) {
             continue;
@@ -278,6 +376,44 @@ static void repair_past_end_entries(CheckState *c)
     if (qcow2_cache_flush(s->l2_cache) < 0) {
         c->res->check_errors++;
     }
+}
+
+/*
+ * Reports L2 entry l2e (at e, index i of the table at l2off) whose host offset is not
+ * cluster aligned, in qemu-img's words.  Guest data there stays as it is, however
+ * broken: qemu-img keeps the entry (reads through it fail) and so do we.  A preallocated
+ * zero cluster (no data: the zero flag, or with extended L2 no subcluster allocated)
+ * reads as zeros without its host cluster, so -r all rewrites it to a plain zero cluster
+ * (noted for repair_past_end_entries, which writes it once every reference is counted
+ * and only into a table that is its own).  Returns false for an entry so repaired, which
+ * is then neither counted nor allocated; true for one counted as it is.
+ */
+static bool unaligned_l2e(CheckState *c, uint64_t l2off, uint32_t i, uint64_t l2e,
+                          const uint8_t *e)
+{
+    BDRVQcow2State *s = c->s;
+    uint64_t host = l2e & QCOW2_L2E_OFFSET_MASK;
+    bool data = s->extl2 ? (qcow2_ld64(e + 8) & 0xffffffffu) : !(l2e & QCOW2_OFLAG_ZERO);
+    bool fix = !data && (c->fix & BDRV_FIX_ERRORS);
+
+    c->res->corruptions++;
+    if (data) {
+        fprintf(stderr, "ERROR offset=%" G_GINT64_MODIFIER "x: Data cluster is not properly "
+                "aligned; L2 entry corrupted.\n", host);
+        return true;
+    }
+    fprintf(stderr, "%s offset=%" G_GINT64_MODIFIER "x: Preallocated cluster is not "
+            "properly aligned; L2 entry corrupted.\n", fix ? "Repairing" : "ERROR", host);
+    if (!fix) {
+        return true;
+    }
+    /* Not counted, as by qemu-img, unless the repair cannot be made. */
+    PastEndEntry pe = { l2off, i, false, true, l2e, host, s->cluster_size };
+    if (!c->past_end_entries) {
+        c->past_end_entries = g_array_new(false, false, sizeof(PastEndEntry));
+    }
+    g_array_append_val(c->past_end_entries, pe);
+    return false;
 }
 
 /* Counts one L2 table's references; active says whether it belongs to the live L1. */
@@ -317,14 +453,16 @@ static int check_l2(CheckState *c, uint64_t l2off, bool active, uint8_t *tbl)
         if (!qcow2_l2e_has_host(s, l2e)) {
             continue;
         }
-        if (host % s->cluster_size) {
-            fprintf(stderr, "ERROR offset=%" G_GINT64_MODIFIER "x: Cluster is not properly "
-                    "aligned; L2 entry corrupted.\n", host);
-            c->res->corruptions++;
-            continue;
+        bool unaligned = host % s->cluster_size;
+        if (unaligned && !unaligned_l2e(c, l2off, i, l2e, e)) {
+            continue; /* repaired: it references nothing now */
         }
         /* Clusters of an external data file are not refcounted (qcow2.txt, QEMU). */
-        if (!qcow2_has_data_file(s) && !ref_range(c, host, s->cluster_size) && fix) {
+        if (qcow2_has_data_file(s)) {
+            /* nothing to count */
+        } else if (unaligned) {
+            ref_unaligned(c, host);
+        } else if (!ref_range(c, host, s->cluster_size) && fix) {
             note_past_end(c, l2off, i, false, l2e, host, s->cluster_size);
         }
         if (active) {
@@ -493,7 +631,8 @@ static void check_copied(CheckState *c, int fix)
                 continue;
             }
             uint64_t host = l2e & QCOW2_L2E_OFFSET_MASK;
-            if (!host || host % s->cluster_size) {
+            /* As qemu-img, an unaligned entry too, by the cluster its offset is in. */
+            if (!host) {
                 continue;
             }
             /* A data file's clusters count as referenced once: no snapshots share them. */
@@ -542,26 +681,6 @@ static bool report_mismatch(const RefMismatch *m, bool repair)
 #define QCOW2_CHECK_MAX_CLUSTERS (1ull << 28)
 
 /*
- * Moves the references past the refs array that it now covers (it grew) into it: the
- * file grew over their clusters, which are in use like any other.  (qemu-img 7.2 counts
- * them nowhere, so its rebuild can put a refcount block there.)
- */
-static void count_covered_beyond(CheckState *c)
-{
-    for (guint k = 0; c->beyond && k < c->beyond->len;) {
-        Qcow2BeyondRef *b = &g_array_index(c->beyond, Qcow2BeyondRef, k);
-        for (; b->first < MIN(b->end, c->nb); b->first++) {
-            c->refs[b->first]++;
-        }
-        if (b->first == b->end) {
-            g_array_remove_index_fast(c->beyond, k);
-        } else {
-            k++;
-        }
-    }
-}
-
-/*
  * A refcount block past the end of the file (a corrupt table entry), as qemu-img: -r all
  * grows the file over it so that it is counted (its refcounts read as zeros, so the
  * comparison then asks for a rebuild).  Returns whether it may be counted now.
@@ -590,12 +709,7 @@ static bool refblock_outside_image(CheckState *c, uint64_t i, uint64_t rb)
         error_free(err);
         return false;
     }
-    if (need > c->nb) {
-        c->refs = g_renew(uint64_t, c->refs, need);
-        memset(c->refs + c->nb, 0, (need - c->nb) * sizeof(*c->refs));
-        c->nb = need;
-        count_covered_beyond(c);
-    }
+    grow_refs(c, need);
     c->file_clusters = MAX(c->file_clusters, need);
     return true;
 }
@@ -614,6 +728,7 @@ static int count_references(CheckState *c, bool *rebuild)
         res->check_errors++;
         return flen;
     }
+    c->file_len = flen;
     c->file_clusters = ((uint64_t)flen + s->cluster_size - 1) >> s->cluster_bits;
     c->nb = c->file_clusters;
     /* Clusters allocated but not yet written lie past the end of the file; a corrupt
