@@ -122,6 +122,23 @@ const uint8_t *slirp_rig_frame(SlirpRig *r, unsigned i, size_t *len)
     return f->data;
 }
 
+SlirpUdpStats slirp_rig_udp_stats(SlirpRig *r)
+{
+    SlirpUdpStats st;
+
+    machine_lock(&r->m);
+    slirp_udp_stats(net_slirp_udp(r->user), &st);
+    machine_unlock(&r->m);
+    return st;
+}
+
+void slirp_rig_udp_expire_idle(SlirpRig *r, gint64 idle_us)
+{
+    machine_lock(&r->m);
+    slirp_udp_expire_idle(net_slirp_udp(r->user), idle_us);
+    machine_unlock(&r->m);
+}
+
 uint16_t slirp_test_csum(const void *buf, size_t len, uint32_t sum)
 {
     const uint8_t *p = buf;

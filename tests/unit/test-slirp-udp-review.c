@@ -24,14 +24,12 @@ static void guest_send(SlirpRig *r, uint16_t sport, uint16_t dport, uint8_t tos)
     slirp_rig_send(r, f, len);
 }
 
-static unsigned rig_flows(SlirpRig *r)
+/* The flows left after 50 ms, when those idle for 20 ms close. */
+static unsigned flows_after_idle(SlirpRig *r)
 {
-    SlirpUdpStats st;
-
-    machine_lock(&r->m);
-    slirp_udp_stats(net_slirp_udp(r->user), &st);
-    machine_unlock(&r->m);
-    return st.flows;
+    g_usleep(50 * 1000);
+    slirp_rig_udp_expire_idle(r, 20 * 1000);
+    return slirp_rig_udp_stats(r).flows;
 }
 
 /*
@@ -152,25 +150,17 @@ static void test_expiry_stops_with_the_vm(void)
     slirp_rig_setup(&r, NULL);
     guest_send(&r, 4001, port, 0);
     g_assert_cmpint(recv(fd, buf, sizeof(buf), 0), ==, 4);
-    g_assert_cmpuint(rig_flows(&r), ==, 1);
+    g_assert_cmpuint(slirp_rig_udp_stats(&r).flows, ==, 1);
 
     machine_lock(&r.m);
     virt_clock_stop(r.m.clock); /* the VM stops */
     machine_unlock(&r.m);
-    g_usleep(50 * 1000);
-    machine_lock(&r.m);
-    slirp_udp_expire_idle(net_slirp_udp(r.user), 20 * 1000);
-    machine_unlock(&r.m);
-    g_assert_cmpuint(rig_flows(&r), ==, 1);
+    g_assert_cmpuint(flows_after_idle(&r), ==, 1);
 
     machine_lock(&r.m);
     virt_clock_start(r.m.clock);
     machine_unlock(&r.m);
-    g_usleep(50 * 1000);
-    machine_lock(&r.m);
-    slirp_udp_expire_idle(net_slirp_udp(r.user), 20 * 1000);
-    machine_unlock(&r.m);
-    g_assert_cmpuint(rig_flows(&r), ==, 0);
+    g_assert_cmpuint(flows_after_idle(&r), ==, 0);
     close(fd);
     slirp_rig_teardown(&r);
 }

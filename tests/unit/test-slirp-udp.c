@@ -15,16 +15,6 @@
 #include "sen/net.h"
 #include "slirp-test-util.h"
 
-static SlirpUdpStats stats(SlirpRig *r)
-{
-    SlirpUdpStats st;
-
-    machine_lock(&r->m);
-    slirp_udp_stats(net_slirp_udp(r->user), &st);
-    machine_unlock(&r->m);
-    return st;
-}
-
 static uint16_t rd16(const uint8_t *p)
 {
     return (uint16_t)(p[0] << 8 | p[1]);
@@ -116,7 +106,7 @@ static void test_batch(void)
         g_assert_cmpuint(host_expect(fd, 300, i), ==, from);
     }
     host_expect_none(fd);
-    SlirpUdpStats st = stats(&r);
+    SlirpUdpStats st = slirp_rig_udp_stats(&r);
     g_assert_cmpuint(st.sent, ==, n);
     g_assert_cmpuint(st.gso_sends, >=, 1);
     g_assert_cmpuint(st.flows, ==, 1);
@@ -169,7 +159,7 @@ static void test_boundaries(void)
     g_assert_cmpuint(from[0], !=, from[1]);
     host_expect_none(fd[0]);
     host_expect_none(fd[1]);
-    SlirpUdpStats st = stats(&r);
+    SlirpUdpStats st = slirp_rig_udp_stats(&r);
     g_assert_cmpuint(st.sent, ==, G_N_ELEMENTS(seq));
     g_assert_cmpuint(st.flows, ==, 2);
     /* The runs sent together: 0-3, 4-5, 7-8, 9-10, 11-12, 15-16, 17-18, 20-22, 25-26. */
@@ -399,12 +389,12 @@ static void test_refusals(void)
 
         guest_send(&r, sport, port, 8, how);
         uint16_t flow_port = host_expect(fd, 8, how);
-        SlirpUdpStats before = stats(&r);
+        SlirpUdpStats before = slirp_rig_udp_stats(&r);
         unsigned frames = r.frames->len;
 
         slirp_rig_send(&r, f, spoilt_frame(f, how, sport, port));
         slirp_rig_run(&r, 20);
-        SlirpUdpStats after = stats(&r);
+        SlirpUdpStats after = slirp_rig_udp_stats(&r);
         g_assert_cmpuint(after.sent, ==, before.sent);
         g_assert_cmpuint(after.dropped, ==, before.dropped);
         g_assert_cmpuint(after.flows, ==, before.flows);
@@ -475,7 +465,7 @@ static void test_trailing_bytes(void)
     slirp_rig_send(&r, f, len);
     host_expect(fd, 10, 1);
     host_expect_none(fd);
-    g_assert_cmpuint(stats(&r).sent, ==, 2);
+    g_assert_cmpuint(slirp_rig_udp_stats(&r).sent, ==, 2);
     close(fd);
     slirp_rig_teardown(&r);
 }
@@ -523,13 +513,13 @@ static void test_ttl(void)
     for (unsigned i = 0; i < G_N_ELEMENTS(ttls); i++) {
         g_assert_cmpint(host_recv_ttl(fd, 8), ==, ttls[i] - 1);
     }
-    g_assert_cmpuint(stats(&r).sent, ==, G_N_ELEMENTS(ttls));
+    g_assert_cmpuint(slirp_rig_udp_stats(&r).sent, ==, G_N_ELEMENTS(ttls));
 
     unsigned base = r.frames->len;
     guest_batch(&r, 5002, port, (const uint8_t[]){ 1 }, 1, 8, 0, -1);
     slirp_rig_run(&r, 20);
     host_expect_none(fd);
-    g_assert_cmpuint(stats(&r).sent, ==, G_N_ELEMENTS(ttls));
+    g_assert_cmpuint(slirp_rig_udp_stats(&r).sent, ==, G_N_ELEMENTS(ttls));
     g_assert_true(slirp_rig_wait(&r, base + 1, 3000));
     g_assert_cmpuint(r.frames->len, ==, base + 1);
     const uint8_t *ip = expect_ip_frame(&r, base, IPPROTO_ICMP, &len);
@@ -553,7 +543,7 @@ static void test_icmp_port_unreachable(void)
     slirp_rig_setup(&r, NULL);
     unsigned base = r.frames->len;
     guest_send(&r, 5004, closed, 16, 0);
-    g_assert_cmpuint(stats(&r).sent, ==, 1);
+    g_assert_cmpuint(slirp_rig_udp_stats(&r).sent, ==, 1);
     g_assert_true(slirp_rig_wait(&r, base + 1, 3000));
     g_assert_cmpuint(r.frames->len, ==, base + 1);
     const uint8_t *ip = expect_ip_frame(&r, base, IPPROTO_ICMP, &len);
@@ -599,18 +589,18 @@ static void test_hostfwd(void)
     slirp_rig_setup(&r, opts);
     guest_send(&r, 6000, port, 10, 0);
     g_assert_cmpuint(host_expect(fd, 10, 0), ==, h1);
-    g_assert_cmpuint(stats(&r).sent, ==, 1);
+    g_assert_cmpuint(slirp_rig_udp_stats(&r).sent, ==, 1);
     hostfwd(&r, false, "udp:127.0.0.1:%u", h1);
     guest_send(&r, 6000, port, 10, 1);
     g_assert_cmpuint(host_expect(fd, 10, 1), !=, h1);
-    g_assert_cmpuint(stats(&r).sent, ==, 2);
+    g_assert_cmpuint(slirp_rig_udp_stats(&r).sent, ==, 2);
 
     guest_send(&r, 6001, port, 10, 2);
     g_assert_cmpuint(host_expect(fd, 10, 2), !=, h2);
     hostfwd(&r, true, "udp:127.0.0.1:%u-:6001", h2);
     guest_send(&r, 6001, port, 10, 3);
     g_assert_cmpuint(host_expect(fd, 10, 3), ==, h2);
-    g_assert_cmpuint(stats(&r).sent, ==, 4);
+    g_assert_cmpuint(slirp_rig_udp_stats(&r).sent, ==, 4);
     host_expect_none(fd);
     close(fd);
     slirp_rig_teardown(&r);
@@ -631,7 +621,7 @@ static void test_flow_limit(void)
         guest_send(&r, (uint16_t)(10000 + i), port, 8, i);
         host_expect(fd, 8, i);
     }
-    SlirpUdpStats st = stats(&r);
+    SlirpUdpStats st = slirp_rig_udp_stats(&r);
     g_assert_cmpuint(st.flows, ==, 256);
     g_assert_cmpuint(st.sent, ==, 256);
     close(fd);
@@ -654,7 +644,7 @@ static void test_send_after_port_unreachable(void)
     guest_send(&r, 5009, closed, 8, 0);
     guest_send(&r, 5009, port, 8, 1);      /* no main-loop iteration in between */
     host_expect(fd, 8, 1);
-    g_assert_cmpuint(stats(&r).sent, ==, 2);
+    g_assert_cmpuint(slirp_rig_udp_stats(&r).sent, ==, 2);
     /* The guest hears of the first only: port unreachable, not "network unreachable"
      * for the second. */
     g_assert_true(slirp_rig_wait(&r, base + 1, 3000));
@@ -671,7 +661,7 @@ static void test_send_after_port_unreachable(void)
     for (unsigned i = 3; i < 6; i++) {
         host_expect(fd, 8, i);
     }
-    g_assert_cmpuint(stats(&r).sent, ==, 6);
+    g_assert_cmpuint(slirp_rig_udp_stats(&r).sent, ==, 6);
     close(fd);
     slirp_rig_teardown(&r);
 }
@@ -697,16 +687,14 @@ static void test_expire(void)
     slirp_rig_setup(&r, NULL);
     guest_send(&r, 7100, port, 8, 0);
     uint16_t first = host_expect(fd, 8, 0);
-    g_assert_cmpuint(stats(&r).flows, ==, 1);
+    g_assert_cmpuint(slirp_rig_udp_stats(&r).flows, ==, 1);
     g_assert_false(port_is_free(first));
-    machine_lock(&r.m);
-    slirp_udp_expire_idle(net_slirp_udp(r.user), 0);
-    machine_unlock(&r.m);
-    g_assert_cmpuint(stats(&r).flows, ==, 0);
+    slirp_rig_udp_expire_idle(&r, 0);
+    g_assert_cmpuint(slirp_rig_udp_stats(&r).flows, ==, 0);
     g_assert_true(port_is_free(first)); /* its socket closed */
     guest_send(&r, 7100, port, 8, 1);
     host_expect(fd, 8, 1);
-    SlirpUdpStats st = stats(&r);
+    SlirpUdpStats st = slirp_rig_udp_stats(&r);
     g_assert_cmpuint(st.flows, ==, 1);
     g_assert_cmpuint(st.sent, ==, 2);
     close(fd);
@@ -727,7 +715,7 @@ static void test_gso_refused(void)
     for (unsigned i = 0; i < 10; i++) {
         host_expect(fd, 100, i);
     }
-    SlirpUdpStats st = stats(&r);
+    SlirpUdpStats st = slirp_rig_udp_stats(&r);
     g_assert_true(st.gso_off);
     g_assert_cmpuint(st.gso_sends, ==, 0);
     g_assert_cmpuint(st.sent, ==, 10);
@@ -735,7 +723,7 @@ static void test_gso_refused(void)
     for (unsigned i = 10; i < 20; i++) {
         host_expect(fd, 100, i);
     }
-    st = stats(&r);
+    st = slirp_rig_udp_stats(&r);
     g_assert_cmpuint(st.gso_sends, ==, 0);
     g_assert_cmpuint(st.sent, ==, 20);
     host_expect_none(fd);

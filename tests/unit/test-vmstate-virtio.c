@@ -167,13 +167,19 @@ static void test_virtio_blk_in_flight(void)
 }
 
 /*
- * Posts n writes to sector, past an RLIMIT_FSIZE of DISK_SIZE (EFBIG), on a werror=stop
- * side whose driver is set up, and runs them: each is held, none completes.
+ * The source of the held-write tests: a werror=stop side on disk whose driver posts n
+ * writes of 0x5c bytes to sector, past an RLIMIT_FSIZE of DISK_SIZE (EFBIG): each is
+ * held, none completes.  Returns its saved state.
  */
-static void post_held_writes(Side *s, uint64_t sector, int n)
+static GByteArray *save_held_writes(Side *s, const char *disk, uint64_t sector, int n)
 {
+    GByteArray *blob = g_byte_array_new();
+    Error *err = NULL;
     struct rlimit old, lim;
 
+    side_init_opts(s, disk, ",werror=stop");
+    vt_blk_driver_init(&s->vt);
+    memset(s->vt.ram + DATA_GPA, 0x5c, 512);
     g_assert_cmpint(getrlimit(RLIMIT_FSIZE, &old), ==, 0);
     lim = old;
     lim.rlim_cur = DISK_SIZE;
@@ -188,6 +194,12 @@ static void post_held_writes(Side *s, uint64_t sector, int n)
     g_assert_cmpint(setrlimit(RLIMIT_FSIZE, &old), ==, 0);
     signal(SIGXFSZ, SIG_DFL);
     g_assert_cmpuint(vt_used_idx(&s->vt), ==, 0);   /* held, not completed */
+    g_assert_cmpint(blk_iostatus(block_find_backend(&s->vt.m, "d0")), ==,
+                    BLOCK_IO_STATUS_FAILED);
+    if (!vmstate_save_all(&s->vt.m, blob, &err)) {
+        g_error("save: %s", error_get_pretty(err));
+    }
+    return blob;
 }
 
 /*
@@ -203,17 +215,7 @@ static void test_virtio_blk_held(void)
     Error *err = NULL;
 
     Side a;
-    side_init_opts(&a, disk, ",werror=stop");
-    vt_blk_driver_init(&a.vt);
-    memset(a.vt.ram + DATA_GPA, 0x5c, 512);
-    post_held_writes(&a, sector, 1);
-    g_assert_cmpint(blk_iostatus(block_find_backend(&a.vt.m, "d0")), ==,
-                    BLOCK_IO_STATUS_FAILED);
-
-    g_autoptr(GByteArray) blob = g_byte_array_new();
-    if (!vmstate_save_all(&a.vt.m, blob, &err)) {
-        g_error("save: %s", error_get_pretty(err));
-    }
+    g_autoptr(GByteArray) blob = save_held_writes(&a, disk, sector, 1);
     /* Saving twice works: the source keeps its request and its count in use. */
     g_autoptr(GByteArray) again = g_byte_array_new();
     g_assert_true(vmstate_save_all(&a.vt.m, again, &err));
@@ -275,13 +277,7 @@ static void test_virtio_blk_held_duplicate(void)
     Error *err = NULL;
 
     Side a;
-    side_init_opts(&a, disk, ",werror=stop");
-    vt_blk_driver_init(&a.vt);
-    post_held_writes(&a, sector, 2);
-    g_autoptr(GByteArray) blob = g_byte_array_new();
-    if (!vmstate_save_all(&a.vt.m, blob, &err)) {
-        g_error("save: %s", error_get_pretty(err));
-    }
+    g_autoptr(GByteArray) blob = save_held_writes(&a, disk, sector, 2);
 
     Side b;
     side_init_opts(&b, disk, ",werror=stop");
