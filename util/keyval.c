@@ -255,7 +255,11 @@ static const char *size_reason(const char *str, uint64_t default_unit, uint64_t 
     if (!g_ascii_isdigit(*p)) {
         return "not a number";
     }
-    /* As QEMU: hexadecimal (0x...) is taken without a fraction or a suffix. */
+    /*
+     * As QEMU 7.2's qemu_strtosz: hexadecimal (0x...) takes no fraction; a suffix is
+     * deprecated but taken, with QEMU's warning, given as soon as the suffix is read (so
+     * also for "0x10kk", refused next).  B and E are hex digits there, never suffixes.
+     */
     if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X')) {
         p += 2;
         if (!g_ascii_isxdigit(*p)) {
@@ -267,14 +271,21 @@ static const char *size_reason(const char *str, uint64_t default_unit, uint64_t 
             }
             whole = whole << 4 | (uint64_t)g_ascii_xdigit_value(*p);
         }
-        if (*p == '.' || (*p && size_suffix_shift(*p) >= 0)) {
-            return "a hexadecimal size takes no fraction or suffix";
+        if (*p == '.') {
+            return "a hexadecimal size takes no fraction";
+        }
+        uint64_t unit = default_unit;
+        int shift = *p ? size_suffix_shift(*p) : -1;
+        if (shift >= 0) {
+            warn_report("Using a multiplier suffix on hex numbers is deprecated: %s", str);
+            unit = UINT64_C(1) << shift;
+            p++;
         }
         if (*p) {
             return "not a number";
         }
         uint64_t bytes;
-        if (__builtin_mul_overflow(whole, default_unit, &bytes)) {
+        if (__builtin_mul_overflow(whole, unit, &bytes)) {
             return "value too large";
         }
         *out = bytes;

@@ -61,7 +61,9 @@ bool keyval_check_all_used(const Keyval *kv, const char *what, Error **errp)
 /*
  * Sizes as QEMU spells them: "64M", "1G", "1.5G", "512k", "4096" (no suffix: the unit is
  * default_unit, e.g. 1024*1024 for -m, 1 for byte sizes).  Suffixes B K M G T P E,
- * either case.  Fails naming str on garbage, negative values and overflow.
+ * either case; hexadecimal ("0x10") too, and with a K..P suffix ("0x10k") as QEMU 7.2
+ * takes it, printing its deprecation warning (warn_report).  Fails naming str on garbage,
+ * negative values and overflow (the reason then contains "too large").
  */
 bool parse_size(const char *str, uint64_t default_unit, uint64_t *out, Error **errp)
     G_GNUC_WARN_UNUSED_RESULT;

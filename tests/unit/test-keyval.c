@@ -191,7 +191,6 @@ static void test_parse_size(void)
     check_size_bad("0x", 1);
     check_size_bad("0xg", 1);
     check_size_bad("0x1.5", 1);
-    check_size_bad("0x10k", 1);
     check_size_bad("0x10000000000000000", 1);
     check_size_bad("0x2", MiB << 43);
     check_size_bad("1 ", 1);
@@ -205,6 +204,70 @@ static void test_parse_size(void)
     check_size_bad("99999999999999999999999", 1);
     check_size_bad("17179869184G", 1);
     check_size_bad("17592186044416", MiB);
+}
+
+/*
+ * Hexadecimal with a suffix, as QEMU 7.2 (qemu-img create x 0x10k): taken, with its
+ * deprecation warning on stderr, given once the suffix is read even when the value is
+ * then refused.  Each case runs in a subprocess, which owns the stderr the warning goes to.
+ */
+typedef struct HexSuffixCase {
+    const char *str;
+    uint64_t unit, want; /* want 0: refused */
+    bool warns;
+} HexSuffixCase;
+
+static const HexSuffixCase hex_suffix_cases[] = {
+    { "0x10k", 1, 16 * 1024, true },
+    { "0x10K", 1024 * 1024, 16 * 1024, true },
+    { "0X1M", 1, 1024 * 1024, true },
+    { "0x3g", 1, UINT64_C(3) << 30, true },
+    { "0x2T", 1, UINT64_C(2) << 40, true },
+    { "0x1p", 1, UINT64_C(1) << 50, true },
+    { " 0x10k", 1, 16 * 1024, true },
+    { "0x1fffffffffffffk", 1, (uint64_t)INT64_MAX - 1023, true },
+    /* B and E are hex digits, not suffixes: no warning. */
+    { "0x10B", 1, 0x10b, false },
+    { "0x10e", 1, 0x10e, false },
+    { "0x10E", 1024, 0x10e * 1024, false },
+    /* Refused as QEMU refuses them; the warning comes only once a suffix is read. */
+    { "0x10kk", 1, 0, true },
+    { "0x10k ", 1, 0, true },
+    { "0x40000000000000k", 1, 0, true },
+    { "0x10.5k", 1, 0, false },
+    { "0x10.k", 1, 0, false },
+    { "0xk", 1, 0, false },
+    { "00x10k", 1, 0, false },
+    { "-0x10k", 1, 0, false },
+    { "0x10000000000000000k", 1, 0, false },
+};
+
+static void hex_suffix_case(gconstpointer data)
+{
+    const HexSuffixCase *c = data;
+    if (c->want) {
+        check_size(c->str, c->unit, c->want);
+    } else {
+        check_size_bad(c->str, c->unit);
+    }
+}
+
+static void test_parse_size_hex_suffix(void)
+{
+    for (size_t i = 0; i < G_N_ELEMENTS(hex_suffix_cases); i++) {
+        const HexSuffixCase *c = &hex_suffix_cases[i];
+        g_autofree char *path = g_strdup_printf("/keyval/parse-size-hex-suffix/subprocess/%zu", i);
+        g_test_trap_subprocess(path, 10 * G_USEC_PER_SEC, 0);
+        g_test_trap_assert_passed();
+        if (c->warns) {
+            g_autofree char *pat = g_strdup_printf(
+                "*: warning: Using a multiplier suffix on hex numbers is deprecated: %s\n",
+                c->str);
+            g_test_trap_assert_stderr(pat);
+        } else {
+            g_test_trap_assert_stderr("");
+        }
+    }
 }
 
 static void test_parse_uint(void)
@@ -319,6 +382,11 @@ int main(int argc, char **argv)
     g_test_add_func("/keyval/errors", test_errors);
     g_test_add_func("/keyval/check-all-used", test_check_all_used);
     g_test_add_func("/keyval/parse-size", test_parse_size);
+    g_test_add_func("/keyval/parse-size-hex-suffix", test_parse_size_hex_suffix);
+    for (size_t i = 0; i < G_N_ELEMENTS(hex_suffix_cases); i++) {
+        g_autofree char *path = g_strdup_printf("/keyval/parse-size-hex-suffix/subprocess/%zu", i);
+        g_test_add_data_func(path, &hex_suffix_cases[i], hex_suffix_case);
+    }
     g_test_add_func("/keyval/parse-uint", test_parse_uint);
     g_test_add_func("/keyval/parse-bool", test_parse_bool);
     g_test_add_func("/keyval/typed-readers", test_typed_readers);

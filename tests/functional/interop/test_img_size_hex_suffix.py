@@ -1,0 +1,109 @@
+"""Sizes in hexadecimal with a suffix ("0x10k"), which qemu-img 7.2 still takes with a
+deprecation warning ("qemu-img: warning: Using a multiplier suffix on hex numbers is
+deprecated: 0x10k") where it parses a size (qemu_strtosz): the create size, resize,
+convert -S/-r, measure --size and -o cluster_size, map --start-offset/--max-length,
+dd bs/count/skip, bench -s/-S/-o, commit -r, bitmap -g, amend -o size, --image-opts
+sizes.  sen-img used to refuse them all.  Each command runs in both tools on copies of the
+same images: the same warnings, errors and exit status, and the same result where the
+command changes an image.  What qemu-img refuses stays refused."""
+import json
+import shutil
+
+import pytest
+from img_util import QEMU_IMG, SEN_IMG, needs_tools, run
+
+pytestmark = needs_tools(qemu_io=False)
+
+WARNING = "warning: Using a multiplier suffix on hex numbers is deprecated: "
+
+# {v}: the size under test; images: a.qcow2 (1 MiB, read), b.qcow2 (over a.qcow2),
+# r.qcow2 (1 MiB, changed); x.qcow2 and o.raw are created.
+COMMANDS = [
+    ["create", "-q", "-f", "qcow2", "x.qcow2", "{v}"],
+    ["resize", "-q", "r.qcow2", "+{v}"],
+    ["convert", "-S", "{v}", "-O", "raw", "a.qcow2", "o.raw"],
+    ["convert", "-r", "{v}", "-O", "raw", "a.qcow2", "o.raw"],
+    ["measure", "--size", "{v}", "-O", "qcow2"],
+    ["measure", "-o", "cluster_size={v}", "--size", "1M", "-O", "qcow2"],
+    ["map", "--start-offset={v}", "a.qcow2"],
+    ["map", "--max-length={v}", "a.qcow2"],
+    ["dd", "if=a.qcow2", "of=o.raw", "bs={v}", "-O", "raw"],
+    ["dd", "if=a.qcow2", "of=o.raw", "count={v}", "-O", "raw"],
+    ["dd", "if=a.qcow2", "of=o.raw", "skip={v}", "-O", "raw"],
+    ["bench", "-c", "1", "-s", "{v}", "a.qcow2"],
+    ["bench", "-c", "1", "-S", "{v}", "a.qcow2"],
+    ["bench", "-c", "1", "-o", "{v}", "a.qcow2"],
+    ["commit", "-r", "{v}", "b.qcow2"],
+    ["bitmap", "--add", "-g", "{v}", "r.qcow2", "bm"],
+    ["amend", "-o", "size={v}", "r.qcow2"],
+    ["info", "--output=json", "--image-opts", "driver=raw,size={v},file.filename=a.qcow2"],
+]
+IDS = ["create", "resize", "convert-S", "convert-r", "measure-size", "measure-o",
+       "map-start", "map-length", "dd-bs", "dd-count", "dd-skip", "bench-s", "bench-S",
+       "bench-o", "commit-r", "bitmap-g", "amend-size", "image-opts-size"]
+
+
+def workdir(tmp_path, who):
+    d = tmp_path / who
+    d.mkdir()
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", d / "a.qcow2", "1M")
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", "-b", "a.qcow2", "-F", "qcow2",
+        d / "b.qcow2")
+    run(QEMU_IMG, "create", "-q", "-f", "qcow2", d / "r.qcow2", "1M")
+    return d
+
+
+def both(tmp_path, argv, value):
+    """(exit status, stderr) of argv with value in each tool, each in its own directory;
+    stdout too where it holds no timing (bench) or paths."""
+    got = {}
+    for who, tool in (("qemu", QEMU_IMG), ("sen", SEN_IMG)):
+        d = workdir(tmp_path, who)
+        p = run(tool, *[a.format(v=value) for a in argv], check=False, cwd=d)
+        out = "" if argv[0] in ("bench", "info") else p.stdout
+        got[who] = (p.returncode, p.stderr.replace("qemu-img:", "sen-img:"), out)
+    return got
+
+
+def image_state(d):
+    """virtual sizes and bitmaps of what a command changed or created."""
+    out = {}
+    for name in ("r.qcow2", "x.qcow2"):
+        if (d / name).exists():
+            info = json.loads(run(QEMU_IMG, "info", "-U", "--output=json", d / name).stdout)
+            bitmaps = info.get("format-specific", {}).get("data", {}).get("bitmaps", [])
+            out[name] = (info["virtual-size"], bitmaps)
+    return out
+
+
+@pytest.mark.parametrize("argv", COMMANDS, ids=IDS)
+@pytest.mark.parametrize("value", ["0x1k", "0X2K"])
+def test_hex_with_suffix_taken_with_warning(tmp_path, argv, value):
+    got = both(tmp_path, argv, value)
+    rc, err, _ = got["qemu"]
+    assert err.startswith(f"sen-img: {WARNING}{value}\n"), got["qemu"]
+    if argv[0] != "commit":          # b.qcow2 has nothing to commit, but it is taken
+        assert rc == 0, got["qemu"]
+    assert got["sen"] == got["qemu"]
+    assert image_state(tmp_path / "sen") == image_state(tmp_path / "qemu")
+
+
+@pytest.mark.parametrize("value", ["0x10kk", "0x10.5k", "0xk", "00x10k", "0x10k ", "0x10"])
+def test_create_size_hex(tmp_path, value):
+    """The size operand of create: refused (with the warning only once a suffix was read,
+    as qemu-img) or, plain hexadecimal, taken without one."""
+    got = both(tmp_path, ["create", "-q", "-f", "qcow2", "x.qcow2", "{v}"], value)
+    assert got["sen"] == got["qemu"]
+    assert (got["qemu"][0] == 0) == (value == "0x10")
+    assert (WARNING in got["qemu"][1]) == (value in ("0x10kk", "0x10k "))
+    assert image_state(tmp_path / "sen") == image_state(tmp_path / "qemu")
+
+
+@pytest.mark.parametrize("value", ["0x1000B", "0x1000e"])
+def test_hex_digits_b_and_e_are_no_suffix(tmp_path, value):
+    """B and E are hex digits: 0x1000B is 65547 bytes (rounded up to whole sectors), not
+    0x1000 bytes, and without a warning."""
+    got = both(tmp_path, ["create", "-q", "-f", "raw", "x.qcow2", "{v}"], value)
+    assert got["sen"] == got["qemu"] == (0, "", "")
+    assert image_state(tmp_path / "sen") == image_state(tmp_path / "qemu")
+    assert image_state(tmp_path / "sen")["x.qcow2"][0] == (int(value, 16) + 511) // 512 * 512
