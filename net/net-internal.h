@@ -29,6 +29,7 @@ bool net_tap_has_ring(NetClientState *nc);
 /* net/tap-ring.c: one io_uring_enter for a batch of a tap fd's readv/writev, every
  * request finished when the call returns (RWF_NOWAIT: EAGAIN rather than waiting). */
 #define TAP_RING_ENTRIES 64
+#define TAP_RING_IOV (1 + 64)    /* a vnet header in front of the NIC's 64 pieces */
 typedef struct TapRing TapRing;
 /* NULL when io_uring cannot be used here (not built in, disabled, refused, sandboxed). */
 TapRing *tap_ring_new(int fd);
@@ -43,11 +44,12 @@ unsigned tap_ring_queued(TapRing *r);
 /* Writes every queued frame (one io_uring_enter), in order; returns how many were
  * dropped (EAGAIN: queue full, errors, short writes). */
 unsigned tap_ring_flush(TapRing *r);
-/* Reads up to n (<= TAP_RING_ENTRIES) frames, frame i into bufs[i] (size bytes) in the
- * order they came; lens[i] gets its length or -errno (-EAGAIN: nothing was waiting).
- * Returns how many reads the kernel took (n; fewer when the ring failed, the rest keep
- * -EAGAIN).  No request is in flight when it returns, nor when tap_ring_flush does. */
-unsigned tap_ring_read(TapRing *r, uint8_t *const *bufs, size_t size, unsigned n,
+/* Reads up to n (<= TAP_RING_ENTRIES) frames, frame i into iov[i] (iovcnt[i] pieces,
+ * at most TAP_RING_IOV) in the order they came; lens[i] gets its length or -errno
+ * (-EAGAIN: nothing was waiting).  Returns how many reads the kernel took (n; fewer when
+ * the ring failed, the rest keep -EAGAIN).  No request is in flight when it returns, nor
+ * when tap_ring_flush does. */
+unsigned tap_ring_read(TapRing *r, struct iovec *const *iov, const int *iovcnt, unsigned n,
                        ssize_t *lens);
 /* Tests only: the next submission offers the kernel only this many requests. */
 extern unsigned tap_ring_test_short_submit;

@@ -234,9 +234,21 @@ int net_peer_rx_direct_get(NetClientState *nc, struct iovec *iov, int max)
     return peer->info->rx_direct_get(peer, iov, max);
 }
 
+bool net_peer_rx_direct_take(NetClientState *nc, size_t len)
+{
+    return nc->peer->info->rx_direct_take(nc->peer, len);
+}
+
+void net_peer_rx_direct_return(NetClientState *nc)
+{
+    nc->peer->info->rx_direct_return(nc->peer);
+}
+
 void net_peer_rx_direct_done(NetClientState *nc, size_t len)
 {
-    nc->peer->info->rx_direct_done(nc->peer, len);
+    if (!net_peer_rx_direct_take(nc, len)) {
+        net_peer_rx_direct_return(nc);
+    }
 }
 
 bool net_peer_has_room(NetClientState *nc)

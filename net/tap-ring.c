@@ -29,8 +29,6 @@
 #ifdef CONFIG_LIBURING
 #include <liburing.h>
 
-#define TAP_RING_IOV (1 + 64)    /* a vnet header in front of the NIC's 64 pieces */
-
 struct TapRing {
     struct io_uring ring;
     int fd;
@@ -204,7 +202,7 @@ unsigned tap_ring_flush(TapRing *r)
     return dropped + (n - MIN(seen, n));
 }
 
-unsigned tap_ring_read(TapRing *r, uint8_t *const *bufs, size_t size, unsigned n,
+unsigned tap_ring_read(TapRing *r, struct iovec *const *iov, const int *iovcnt, unsigned n,
                        ssize_t *lens)
 {
     unsigned seen = 0, head;
@@ -220,8 +218,9 @@ unsigned tap_ring_read(TapRing *r, uint8_t *const *bufs, size_t size, unsigned n
             n = i;  /* the SQ is full (only if writes were left queued): read fewer */
             break;
         }
-        r->iov[i][0] = (struct iovec){ .iov_base = bufs[i], .iov_len = size };
-        io_uring_prep_readv(sqe, r->fd, r->iov[i], 1, 0);
+        int cnt = MIN(iovcnt[i], TAP_RING_IOV);
+        memcpy(r->iov[i], iov[i], cnt * sizeof(struct iovec));
+        io_uring_prep_readv(sqe, r->fd, r->iov[i], cnt, 0);
         sqe->rw_flags = RWF_NOWAIT;
         sqe->user_data = i;
     }
@@ -274,7 +273,7 @@ unsigned tap_ring_flush(TapRing *r)
     return 0;
 }
 
-unsigned tap_ring_read(TapRing *r, uint8_t *const *bufs, size_t size, unsigned n,
+unsigned tap_ring_read(TapRing *r, struct iovec *const *iov, const int *iovcnt, unsigned n,
                        ssize_t *lens)
 {
     return 0;

@@ -14,8 +14,9 @@
  * Where io_uring is usable (net/tap-ring.c), frames move in batches, one io_uring_enter
  * each instead of one readv/writev per frame: the NIC's tx burst (net_send_batch) is
  * written out when the NIC flushes it, before it gives the guest's buffers back; rx reads
- * as many frames at a time as the last batch brought (twice over, up to 64) into bounce
- * buffers, then copies each into a guest buffer the NIC lends.
+ * as many frames at a time as the last batch brought (twice over, up to 64), each
+ * straight into a guest buffer the NIC lends (bounce buffers where it lends none, or
+ * behind a buffer too small for the frame).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -131,9 +132,37 @@ static void tap_deliver(NetTap *s, const uint8_t *buf, size_t len)
     net_send_buf(s->nc, buf, len);
 }
 
-/* tap_read_burst through the ring: batches of reads, each one io_uring_enter. */
+/* A ring read's iovecs: the guest buffers the NIC lent for it (room bytes; none when it
+ * lent nothing), then the bounce buffer from room on, so a frame bigger than the guest's
+ * buffer lands at its own offset there, as in tap_read_frame. */
+typedef struct TapRxSlot {
+    struct iovec iov[TAP_DIRECT_IOV + 1];
+    int lent;                /* pieces of guest buffer in front */
+    size_t room;             /* bytes they hold */
+} TapRxSlot;
+
+static void tap_rx_slot_set(TapRxSlot *t, uint8_t *bounce, int lent)
+{
+    size_t behind;
+
+    t->lent = lent;
+    t->room = iov_size(t->iov, lent);
+    behind = MIN(t->room, TAP_BOUNCE_SIZE);
+    t->iov[lent] = (struct iovec){ .iov_base = bounce + behind,
+                                   .iov_len = TAP_BOUNCE_SIZE - behind };
+}
+
+/* tap_read_burst through the ring: batches of reads, each one io_uring_enter, straight
+ * into guest buffers while the NIC lends them.  Lent buffers are taken in order; from the
+ * first frame that cannot be (a read that got nothing with a frame after it, a frame
+ * bigger than its buffer, one the NIC refuses) the rest of the batch goes back through
+ * the bounce buffers: what the kernel wrote into later lent buffers is copied out before
+ * the NIC gets them back, then delivered by copy, in order. */
 static bool tap_read_burst_ring(NetTap *s)
 {
+    TapRxSlot slot[TAP_RING_ENTRIES];
+    struct iovec *iovs[TAP_RING_ENTRIES];
+    int iovcnt[TAP_RING_ENTRIES];
     uint8_t *bufs[TAP_RING_ENTRIES];
     ssize_t lens[TAP_RING_ENTRIES];
     unsigned total = 0;
@@ -148,6 +177,7 @@ static bool tap_read_burst_ring(NetTap *s)
     }
     for (unsigned i = 0; i < TAP_RING_ENTRIES; i++) {
         bufs[i] = s->rx_bounce + (size_t)i * TAP_BOUNCE_SIZE;
+        iovs[i] = slot[i].iov;
     }
     net_burst_begin(s->nc);
     while (total < TAP_READ_BURST) {
@@ -155,19 +185,62 @@ static bool tap_read_burst_ring(NetTap *s)
             full = true;
             break;
         }
-        unsigned n = MIN(s->rx_batch, TAP_READ_BURST - total), got = 0;
-        if (!tap_ring_read(s->ring, bufs, TAP_BOUNCE_SIZE, n, lens)) {
+        unsigned n = MIN(s->rx_batch, TAP_READ_BURST - total), lent = 0, got = 0;
+        for (; lent < n; lent++) {
+            int k = net_peer_rx_direct_get(s->nc, slot[lent].iov, TAP_DIRECT_IOV);
+            if (!k) {
+                break;
+            }
+            tap_rx_slot_set(&slot[lent], bufs[lent], k);
+        }
+        if (lent) {
+            n = lent; /* no more than the guest has buffers for: the kernel keeps the rest */
+        }
+        for (unsigned i = lent; i < n; i++) {
+            tap_rx_slot_set(&slot[i], bufs[i], 0);
+        }
+        for (unsigned i = 0; i < n; i++) {
+            iovcnt[i] = slot[i].lent + 1;
+        }
+        if (!tap_ring_read(s->ring, iovs, iovcnt, n, lens)) {
+            if (lent) {
+                net_peer_rx_direct_return(s->nc);
+            }
             break;
         }
         /* In the order read (a frame that came while the batch ran may follow an
          * EAGAIN: still in order). */
+        bool taking = lent > 0;
+        unsigned bounced = taking ? n : 0;  /* the first frame not taken */
         for (unsigned i = 0; i < n; i++) {
+            TapRxSlot *t = &slot[i];
+            ssize_t len = lens[i];
+            got += len > 0;
+            if (taking && len > 0 && (size_t)len <= t->room) {
+                if (net_peer_rx_direct_take(s->nc, (size_t)len)) {
+                    continue;
+                }
+                lens[i] = 0; /* refused (the guest's filter, a runt): dropped there */
+            }
+            if (taking) {
+                taking = false;
+                bounced = i;
+            }
             if (lens[i] >= TAP_BOUNCE_SIZE) {
-                s->rx_dropped++;
-                got++;
-            } else if (lens[i] > 0) {
+                s->rx_dropped++; /* may have been cut */
+                lens[i] = 0;
+            } else if (lens[i] > 0 && t->lent) {
+                /* Out of the lent buffer before the NIC gets it back (what did not fit
+                 * is behind it in the bounce buffer already). */
+                iov_to_buf(t->iov, t->lent, 0, bufs[i], MIN((size_t)lens[i], t->room));
+            }
+        }
+        if (lent) {
+            net_peer_rx_direct_return(s->nc);
+        }
+        for (unsigned i = bounced; i < n; i++) {
+            if (lens[i] > 0) {
                 tap_deliver(s, bufs[i], (size_t)lens[i]);
-                got++;
             }
         }
         total += got;

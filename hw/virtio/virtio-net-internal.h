@@ -63,10 +63,12 @@ typedef struct NetQueuePair {
     VirtQueue *rx, *tx;
     guint tx_more;           /* idle source continuing a tx burst, 0 = none */
     unsigned rx_unpublished; /* used rx elements filled in a burst, not yet in used idx */
-    /* The rx buffer lent to the backend between rx_direct_get and _done (popped without
-     * an allocation per frame). */
-    VirtQueueSmallElement rx_direct;
-    bool rx_direct_lent;
+    /* The rx buffers lent to the backend (rx_direct_get) and not yet taken or given
+     * back, oldest at rx_lent_first: NET_RX_DIRECT_MAX slots in a circle, made at the
+     * first lend, popped without an allocation per frame.  All in the avail ring's order,
+     * the last rx_lent_count pops of the queue. */
+    VirtQueueSmallElement *rx_lent;
+    unsigned rx_lent_first, rx_lent_count;
     bool tx_held;            /* the burst stopped with the VM; the start hook resumes it */
 } NetQueuePair;
 

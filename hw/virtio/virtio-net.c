@@ -296,63 +296,84 @@ drop_popped:
 }
 
 /*
- * Direct rx (tap): the backend reads header and frame straight into one rx buffer.
- * Only one buffer, whatever MRG_RXBUF says: a frame bigger than it comes back through
- * nic_receive, which spreads it.  The kernel writes no further than the iovecs we hand
- * out, which are the element's, bounds-checked by virtqueue_pop.
+ * Direct rx (tap): the backend reads header and frame straight into rx buffers it
+ * borrows, several frames' at a time (one buffer each, whatever MRG_RXBUF says: a frame
+ * bigger than its buffer comes back through nic_receive, which spreads it).  The kernel
+ * writes no further than the iovecs we hand out, which are the elements', bounds-checked
+ * by virtqueue_pop.  Lent buffers are taken oldest first; one not taken stays lent until
+ * the backend gives all the rest back with it (rx_direct_return): the buffers are the
+ * queue's last pops, so giving them back is stepping the avail index back over them,
+ * which cannot skip one in the middle.
  */
 static int nic_rx_direct_get(NetClientState *nc, struct iovec *iov, int max)
 {
     NetQueuePair *q = nc->opaque;
-    VirtQueueElement *e = &q->rx_direct.e;
 
-    if (!nc->vnet_hdr || !machine_devices_active(q->n->m) || !rx_active(q) ||
-        !virtqueue_pop_small(q->rx, &q->rx_direct)) {
+    if (!nc->vnet_hdr || q->rx_lent_count == NET_RX_DIRECT_MAX ||
+        !machine_devices_active(q->n->m) || !rx_active(q)) {
+        return 0;
+    }
+    if (!q->rx_lent) {
+        q->rx_lent = g_new(VirtQueueSmallElement, NET_RX_DIRECT_MAX);
+    }
+    VirtQueueSmallElement *s =
+        &q->rx_lent[(q->rx_lent_first + q->rx_lent_count) % NET_RX_DIRECT_MAX];
+    if (!virtqueue_pop_small(q->rx, s)) {
         return 0;
     }
     /* Too small for the header, or in more pieces than the backend takes: the copying
      * path handles it (and reports a bad buffer). */
-    if (e->in_len <= NET_VNET_HDR_LEN || e->in_num > (unsigned)max) {
+    if (s->e.in_len <= NET_VNET_HDR_LEN || s->e.in_num > (unsigned)max) {
         virtqueue_unpop_small(q->rx);
         return 0;
     }
-    memcpy(iov, e->in_sg, e->in_num * sizeof(*iov));
-    q->rx_direct_lent = true;
-    return (int)e->in_num;
+    memcpy(iov, s->e.in_sg, s->e.in_num * sizeof(*iov));
+    q->rx_lent_count++;
+    return (int)s->e.in_num;
 }
 
-static void nic_rx_direct_done(NetClientState *nc, size_t len)
+static bool nic_rx_direct_take(NetClientState *nc, size_t len)
 {
     NetQueuePair *q = nc->opaque;
     VirtIONet *n = q->n;
-    VirtQueueElement *e = &q->rx_direct.e;
     uint8_t head[18];
     uint16_t one = 1;
 
-    if (!q->rx_direct_lent) {
-        return; /* nothing was lent */
+    if (!q->rx_lent_count) {
+        return false; /* nothing was lent */
     }
-    q->rx_direct_lent = false;
+    VirtQueueElement *e = &q->rx_lent[q->rx_lent_first].e;
     if (len <= NET_VNET_HDR_LEN || len > e->in_len) {
-        /* Nothing read (the buffer goes back untouched for the driver), a runt, or more
-         * than was lent (a backend bug): the buffer stays the device's for the next. */
+        /* Nothing read, a runt, or more than was lent (a backend bug): the buffer stays
+         * the device's. */
         n->rx_dropped += len != 0;
-        virtqueue_unpop_small(q->rx);
-        return;
+        return false;
     }
     size_t frame_len = len - NET_VNET_HDR_LEN;
     iov_to_buf(e->in_sg, e->in_num, NET_VNET_HDR_LEN, head, MIN(frame_len, sizeof(head)));
     if (!rx_filter_ok(n, head, frame_len)) {
         /* Filtered out, as the guest asked: the buffer is still the device's, the next
          * frame overwrites it. */
-        virtqueue_unpop_small(q->rx);
-        return;
+        return false;
     }
     /* One buffer holds the frame; the rest of the header is the backend's, as in
      * nic_receive. */
     iov_from_buf(e->in_sg, e->in_num, offsetof(NetVnetHdr, num_buffers), &one, sizeof(one));
     virtqueue_fill(q->rx, e, (uint32_t)len, q->rx_unpublished);
+    q->rx_lent_first = (q->rx_lent_first + 1) % NET_RX_DIRECT_MAX;
+    q->rx_lent_count--;
     rx_filled(q, 1);
+    return true;
+}
+
+static void nic_rx_direct_return(NetClientState *nc)
+{
+    NetQueuePair *q = nc->opaque;
+
+    for (; q->rx_lent_count; q->rx_lent_count--) {
+        virtqueue_unpop_small(q->rx);
+    }
+    q->rx_lent_first = 0;
 }
 
 static void net_handle_rx(VirtIODevice *vdev, VirtQueue *vq)
@@ -624,7 +645,8 @@ static const NetClientInfo nic_info = {
     .can_receive = nic_can_receive_running,
     .burst_end = nic_burst_end,
     .rx_direct_get = nic_rx_direct_get,
-    .rx_direct_done = nic_rx_direct_done,
+    .rx_direct_take = nic_rx_direct_take,
+    .rx_direct_return = nic_rx_direct_return,
     .link_changed = nic_link_changed,
     .has_vnet_hdr = nic_has_vnet_hdr,
 };
@@ -787,6 +809,7 @@ static void virtio_net_unrealize(DeviceState *dev)
     for (unsigned i = 0; i < n->max_pairs; i++) {
         net_client_free(n->qp[i].nc); /* the backend stays, without a peer */
         n->qp[i].nc = NULL;
+        g_clear_pointer(&n->qp[i].rx_lent, g_free);
     }
 }
 

@@ -75,13 +75,17 @@ typedef struct NetClientInfo {
     /* NICs, optional: the guest buffers for the next frame, so a backend can read it
      * straight into guest memory (no bounce copy): up to max iovecs over them, the
      * NetVnetHdr first, then the frame.  Returns their count; 0 when there are none now
-     * (the frame then goes through receive()).  rx_direct_done follows under the same
-     * hold of the VM lock. */
+     * (the frame then goes through receive()).  Up to NET_RX_DIRECT_MAX frames' buffers
+     * may be lent at once, each call the next frame's.  rx_direct_take/_return follow
+     * under the same hold of the VM lock, before anything else is sent to the NIC. */
     int (*rx_direct_get)(NetClientState *nc, struct iovec *iov, int max);
-    /* NICs: len bytes (header and frame) were read into rx_direct_get's buffers: take
-     * the frame as receive() would.  len 0: nothing was (or it did not fit), give the
-     * buffers back untouched. */
-    void (*rx_direct_done)(NetClientState *nc, size_t len);
+    /* NICs: len bytes (header and frame) were read into the oldest lent buffers: take
+     * the frame as receive() would; true when the guest got them.  False when the
+     * buffers stay lent (len 0: nothing read; a runt; a frame the guest's filter drops,
+     * dropped): no later lent buffer can be taken then, only given back. */
+    bool (*rx_direct_take)(NetClientState *nc, size_t len);
+    /* NICs: every lent buffer not taken goes back to the guest's ring untouched. */
+    void (*rx_direct_return)(NetClientState *nc);
     /* Frames to this client carry a NetVnetHdr first (tap with IFF_VNET_HDR). */
     bool (*has_vnet_hdr)(NetClientState *nc);
     /* The NIC negotiated these guest offloads (TUN_F_* bits).  May be NULL. */
@@ -149,13 +153,20 @@ void net_send_batch_end(NetClientState *nc);
 /* Whether nc's peer will take a frame now (tap stops reading when not: the kernel
  * holds its backlog, and peer_ready comes with the guest's next buffers). */
 bool net_peer_can_take(NetClientState *nc);
-/* A backend that reads frames with a NetVnetHdr (tap) reading one straight into the
- * peer NIC's guest buffers: net_peer_rx_direct_get gives iovecs over them (0: not now,
- * use net_send), net_peer_rx_direct_done then says how many bytes the read put there
- * (0: none, or more than the buffers held; the frame then goes through net_send).
- * Only when the peer would take the frame now (net_peer_can_take) and nothing waits
- * in its queue, so frames stay in order. */
+/* A backend that reads frames with a NetVnetHdr (tap) reading them straight into the
+ * peer NIC's guest buffers: net_peer_rx_direct_get lends the buffers for the next frame,
+ * as iovecs over them (0: not now, use net_send), up to NET_RX_DIRECT_MAX frames' at a
+ * time; net_peer_rx_direct_take then says how many bytes the read put into the oldest
+ * lent (true: the guest got the frame), net_peer_rx_direct_return gives back the rest.
+ * After a take that returned false only the return is allowed, and it must come before
+ * anything else is sent to the peer (a frame read into a later lent buffer is copied out
+ * first).  net_peer_rx_direct_done is take-or-return for one frame (len 0: nothing read).
+ * Only when the peer would take the frame now (net_peer_can_take) and nothing waits in
+ * its queue, so frames stay in order. */
+#define NET_RX_DIRECT_MAX 64
 int net_peer_rx_direct_get(NetClientState *nc, struct iovec *iov, int max);
+bool net_peer_rx_direct_take(NetClientState *nc, size_t len);
+void net_peer_rx_direct_return(NetClientState *nc);
 void net_peer_rx_direct_done(NetClientState *nc, size_t len);
 /* Whether a frame sent now is kept, by the peer or in its queue (slirp stops polling
  * its sockets for input when not, rather than read frames only to drop them). */

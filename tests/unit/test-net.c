@@ -354,48 +354,99 @@ out:
 }
 
 /*
- * A NIC that lends its rx buffer (two pieces, 20 + 80 bytes) for tap to read into: a
- * frame that fits lands there, with nothing copied; one that does not arrives whole and
- * in order through receive(), the lent buffer given back; the read that finds nothing
- * gives it back too.
+ * A NIC that lends rx buffers for tap to read into, as virtio-net does: up to
+ * LEND_SLOTS frames' buffers at a time, each one or two pieces (piece_len), taken oldest
+ * first; the rest given back together.  A frame that fits lands there, with nothing
+ * copied; one that does not arrives whole and in order through receive().  It refuses
+ * (as virtio-net's rx filter) a frame whose header's first byte is REFUSE_MARK.
  */
+#define LEND_SLOTS 8
+#define REFUSE_MARK 0xee
+
 typedef struct LendingNic {
-    uint8_t piece[2][80];
-    unsigned lent, done_empty;
-    GByteArray *direct;   /* what done() was told the pieces hold */
+    size_t piece_len[2];  /* the second 0: one piece */
+    uint8_t *mem;         /* LEND_SLOTS buffers of piece_len[0] + piece_len[1] bytes */
+    unsigned first, count;                     /* lent now, oldest first */
+    unsigned lent, taken, returned, refused;   /* buffers, over the test */
+    GByteArray *direct;   /* frames taken from the lent buffers, one after another */
     GByteArray *copied;   /* what receive() got */
+    GString *order;       /* 'd' per frame taken, 'c' per frame through receive() */
 } LendingNic;
+
+static void lender_init(LendingNic *l, size_t piece0, size_t piece1)
+{
+    *l = (LendingNic){ .piece_len = { piece0, piece1 },
+                       .mem = g_malloc0(LEND_SLOTS * (piece0 + piece1)),
+                       .direct = g_byte_array_new(), .copied = g_byte_array_new(),
+                       .order = g_string_new("") };
+}
+
+static void lender_free(LendingNic *l)
+{
+    g_assert_cmpuint(l->count, ==, 0); /* nothing left lent */
+    g_assert_cmpuint(l->lent, ==, l->taken + l->returned);
+    g_free(l->mem);
+    g_byte_array_free(l->direct, TRUE);
+    g_byte_array_free(l->copied, TRUE);
+    g_string_free(l->order, TRUE);
+}
+
+static uint8_t *lend_slot(LendingNic *l, unsigned i)
+{
+    return l->mem + (size_t)(i % LEND_SLOTS) * (l->piece_len[0] + l->piece_len[1]);
+}
 
 static int lend_get(NetClientState *nc, struct iovec *iov, int max)
 {
     LendingNic *l = nc->opaque;
-    g_assert_cmpint(max, >=, 2);
-    iov[0] = (struct iovec){ .iov_base = l->piece[0], .iov_len = 20 };
-    iov[1] = (struct iovec){ .iov_base = l->piece[1], .iov_len = 80 };
+    int n = l->piece_len[1] ? 2 : 1;
+
+    if (l->count == LEND_SLOTS) {
+        return 0;
+    }
+    g_assert_cmpint(max, >=, n);
+    uint8_t *b = lend_slot(l, l->first + l->count);
+    iov[0] = (struct iovec){ .iov_base = b, .iov_len = l->piece_len[0] };
+    iov[1] = (struct iovec){ .iov_base = b + l->piece_len[0], .iov_len = l->piece_len[1] };
+    l->count++;
     l->lent++;
-    return 2;
+    return n;
 }
 
-static void lend_done(NetClientState *nc, size_t len)
+static bool lend_take(NetClientState *nc, size_t len)
 {
     LendingNic *l = nc->opaque;
-    g_assert_cmpuint(len, <=, 100);
-    if (!len) {
-        l->done_empty++;
-        return;
+    uint8_t *b = lend_slot(l, l->first);
+
+    g_assert_cmpuint(l->count, >, 0);
+    g_assert_cmpuint(len, <=, l->piece_len[0] + l->piece_len[1]);
+    if (!len || b[0] == REFUSE_MARK) {
+        l->refused += len != 0;
+        return false;
     }
-    g_byte_array_append(l->direct, l->piece[0], MIN(len, 20));
-    if (len > 20) {
-        g_byte_array_append(l->direct, l->piece[1], len - 20);
-    }
+    g_byte_array_append(l->direct, b, len);
+    g_string_append_c(l->order, 'd');
+    l->first = (l->first + 1) % LEND_SLOTS;
+    l->count--;
+    l->taken++;
+    return true;
+}
+
+static void lend_return(NetClientState *nc)
+{
+    LendingNic *l = nc->opaque;
+    l->returned += l->count;
+    l->count = 0;
 }
 
 static ssize_t lend_receive(NetClientState *nc, const struct iovec *iov, int iovcnt)
 {
     LendingNic *l = nc->opaque;
+    g_assert_cmpuint(l->count, ==, 0); /* nothing may come while buffers are lent */
     for (int i = 0; i < iovcnt; i++) {
         g_byte_array_append(l->copied, iov[i].iov_base, iov[i].iov_len);
     }
+    g_string_append_c(l->order, 'c');
     return (ssize_t)iov_size(iov, iovcnt);
 }
 
@@ -406,17 +457,23 @@ static bool lend_has_vnet_hdr(NetClientState *nc)
 
 static const NetClientInfo lending_info = {
     .type = "test-lending", .receive = lend_receive, .has_vnet_hdr = lend_has_vnet_hdr,
-    .rx_direct_get = lend_get, .rx_direct_done = lend_done,
+    .rx_direct_get = lend_get, .rx_direct_take = lend_take, .rx_direct_return = lend_return,
 };
 
+/* Three frames waiting (one too big for the 20 + 80 byte buffers between two that fit):
+ * the small ones land in lent buffers, the big one comes whole through receive(), in
+ * order.  Through the ring all three are read in one batch into lent buffers: the big
+ * one spills into its bounce buffer, so it and the frame after it (copied out of its lent
+ * buffer before that goes back) are delivered by copy. */
 static void test_tap_reads_into_lent_buffer(gconstpointer ring)
 {
     Machine m = { 0 };
-    LendingNic l = { .direct = g_byte_array_new(), .copied = g_byte_array_new() };
+    LendingNic l;
     GPtrArray *queues = g_ptr_array_new();
     uint8_t small[NET_VNET_HDR_LEN + 60], big[NET_VNET_HDR_LEN + 300];
     int fds[2];
 
+    lender_init(&l, 20, 80);
     for (unsigned i = 0; i < sizeof(big); i++) {
         big[i] = (uint8_t)(i * 3 + 1);
         if (i < sizeof(small)) {
@@ -436,74 +493,77 @@ static void test_tap_reads_into_lent_buffer(gconstpointer ring)
     loop_until(m.ctx, &l.copied->len, sizeof(big));
     loop_until(m.ctx, &l.direct->len, 2 * sizeof(small));
     /* Both small frames in the lent pieces, the big one whole through receive(). */
-    g_assert_cmpuint(l.direct->len, ==, 2 * sizeof(small));
+    g_assert_cmpstr(l.order->str, ==, "dcd");
     g_assert_cmpmem(l.direct->data, sizeof(small), small, sizeof(small));
     g_assert_cmpmem(l.direct->data + sizeof(small), sizeof(small), small, sizeof(small));
     g_assert_cmpmem(l.copied->data, l.copied->len, big, sizeof(big));
+    g_assert_cmpuint(l.taken, ==, 2);
     if (ring) {
-        /* The ring reads into bounce buffers, then borrows a buffer for each frame it
-         * got (none for the reads that found nothing); the big one is given back. */
-        g_assert_cmpuint(l.lent, ==, 3);
-        g_assert_cmpuint(l.done_empty, ==, 1);
+        /* One batch of four lent (the first batch's size): the first taken, the other
+         * three given back, then one lent per frame delivered by copy (the big one's
+         * given back again). */
+        g_assert_cmpuint(l.lent, ==, 6);
+        g_assert_cmpuint(l.returned, ==, 4);
     } else {
         /* Lent for each frame and for the read that found the socket empty; given back
          * for the big frame and for that read. */
         g_assert_cmpuint(l.lent, ==, 4);
-        g_assert_cmpuint(l.done_empty, ==, 2);
+        g_assert_cmpuint(l.returned, ==, 2);
     }
     net_client_free(nic);
 out:
     fake_tap_free(&m, queues, fds, tap);
-    g_byte_array_free(l.direct, TRUE);
-    g_byte_array_free(l.copied, TRUE);
+    lender_free(&l);
 }
 
-/* A NIC lending one rx buffer of 128 KiB, bigger than tap's bounce buffer. */
-typedef struct BigLender {
-    uint8_t *piece;
-    GByteArray *direct;   /* frames done() was told the piece holds, one after another */
-    GByteArray *copied;   /* what receive() got */
-} BigLender;
-
-#define BIG_LEND (128 * 1024)
-
-static int big_lend_get(NetClientState *nc, struct iovec *iov, int max)
+/* Through the ring, a frame the NIC refuses (its rx filter) in the middle of a batch read
+ * into lent buffers: it is dropped, and the frames read after it into later lent buffers
+ * are copied out before those go back, then delivered in order. */
+static void test_tap_ring_refused_in_batch(void)
 {
-    BigLender *l = nc->opaque;
-    iov[0] = (struct iovec){ .iov_base = l->piece, .iov_len = BIG_LEND };
-    return 1;
-}
+    Machine m = { 0 };
+    LendingNic l;
+    GPtrArray *queues = g_ptr_array_new();
+    uint8_t fr[4][NET_VNET_HDR_LEN + 60];
+    int fds[2];
 
-static void big_lend_done(NetClientState *nc, size_t len)
-{
-    BigLender *l = nc->opaque;
-    g_assert_cmpuint(len, <=, BIG_LEND);
-    g_byte_array_append(l->direct, l->piece, len);
-}
-
-static ssize_t big_lend_receive(NetClientState *nc, const struct iovec *iov, int iovcnt)
-{
-    BigLender *l = nc->opaque;
-    for (int i = 0; i < iovcnt; i++) {
-        g_byte_array_append(l->copied, iov[i].iov_base, iov[i].iov_len);
+    lender_init(&l, 200, 0);
+    for (unsigned f = 0; f < 4; f++) {
+        for (unsigned i = 0; i < sizeof(fr[f]); i++) {
+            fr[f][i] = (uint8_t)(i * 5 + f);
+        }
     }
-    return (ssize_t)iov_size(iov, iovcnt);
+    fr[1][0] = REFUSE_MARK;
+    NetClientState *tap;
+    if (!fake_tap_new(&m, queues, fds, true, true, &tap)) {
+        goto out;
+    }
+    NetClientState *nic = test_client_new(&lending_info, "nic", &l, tap);
+    for (unsigned f = 0; f < 4; f++) {
+        g_assert_cmpint(write(fds[1], fr[f], sizeof(fr[f])), ==, sizeof(fr[f]));
+    }
+    loop_until(m.ctx, &l.direct->len, 3 * sizeof(fr[0]));
+    g_assert_cmpstr(l.order->str, ==, "ddd");
+    g_assert_cmpuint(l.refused, ==, 1);
+    g_assert_cmpmem(l.direct->data, sizeof(fr[0]), fr[0], sizeof(fr[0]));
+    g_assert_cmpmem(l.direct->data + sizeof(fr[0]), sizeof(fr[0]), fr[2], sizeof(fr[0]));
+    g_assert_cmpmem(l.direct->data + 2 * sizeof(fr[0]), sizeof(fr[0]), fr[3],
+                    sizeof(fr[0]));
+    net_client_free(nic);
+out:
+    fake_tap_free(&m, queues, fds, tap);
+    lender_free(&l);
 }
 
-static const NetClientInfo big_lending_info = {
-    .type = "test-big-lending", .receive = big_lend_receive,
-    .has_vnet_hdr = lend_has_vnet_hdr, .rx_direct_get = big_lend_get,
-    .rx_direct_done = big_lend_done,
-};
+#define BIG_LEND (128 * 1024) /* an rx buffer bigger than tap's bounce buffer */
 
 /*
  * A real TAP (root, in a network namespace of its own) at its largest MTU, 65521: an
  * 802.1Q frame that size (65539 bytes; the kernel lets a tag exceed the MTU) and its
  * header are longer than tap's bounce buffer (header + NET_MAX_FRAME).  Into a lent
  * guest buffer bigger than both it is read whole and directly, nothing copied through
- * (or past) the bounce buffer; the small frame after it follows the same way.  Through
- * the io_uring ring (ring), whose bounce buffers are that much bigger, both are read
- * there and copied whole into the lent buffer.
+ * (or past) the bounce buffer; the small frame after it follows the same way, through
+ * the io_uring ring (ring) too.
  */
 static void test_tap_long_frame_into_big_buffer(gconstpointer ring)
 {
@@ -547,8 +607,8 @@ static void test_tap_long_frame_into_big_buffer(gconstpointer ring)
     close(ctl);
 
     Machine m = { 0 };
-    BigLender l = { .piece = g_malloc(BIG_LEND), .direct = g_byte_array_new(),
-                    .copied = g_byte_array_new() };
+    LendingNic l;
+    lender_init(&l, BIG_LEND, 0);
     GPtrArray *queues = g_ptr_array_new();
     g_mutex_init(&m.lock);
     m.ctx = g_main_context_default();
@@ -558,7 +618,7 @@ static void test_tap_long_frame_into_big_buffer(gconstpointer ring)
         net_tap_enable_ring(tap);
         g_assert_true(net_tap_has_ring(tap));
     }
-    NetClientState *nic = test_client_new(&big_lending_info, "nic", &l, tap);
+    NetClientState *nic = test_client_new(&lending_info, "nic", &l, tap);
 
     /* Into the TAP from the host side: the long tagged frame, then a small one. */
     int ps = socket(AF_PACKET, SOCK_RAW, 0);
@@ -596,9 +656,8 @@ static void test_tap_long_frame_into_big_buffer(gconstpointer ring)
     net_client_free(tap);
     net_client_free(nic);
     g_ptr_array_free(queues, TRUE);
-    g_free(l.piece);
-    g_byte_array_free(l.direct, TRUE);
-    g_byte_array_free(l.copied, TRUE);
+    g_assert_cmpstr(l.order->str, ==, "dd");
+    lender_free(&l);
     g_mutex_clear(&m.lock);
 }
 
@@ -943,6 +1002,7 @@ int main(int argc, char **argv)
     g_test_add_func("/net/tap-ring/tx-short-submit", test_tap_ring_tx_short_submit);
     g_test_add_func("/net/tap-ring/tx-full-drops", test_tap_ring_tx_full_drops);
     g_test_add_func("/net/tap-ring/rx-nic-fills-up", test_tap_ring_rx_nic_fills_up);
+    g_test_add_func("/net/tap-ring/rx-refused-in-batch", test_tap_ring_refused_in_batch);
     g_test_add_func("/net/user-frame-from-other-thread-wakes-loop",
                     test_user_frame_from_other_thread_wakes_loop);
     g_test_add_func("/net/user-frame-after-prepare-wakes-loop",

@@ -1120,6 +1120,72 @@ static void test_rx_direct(void)
     fixture_done(&f);
 }
 
+/* Several frames' buffers lent at once (a batch of reads): each get lends the next
+ * buffer in the ring's order; taken oldest first; a frame the filter refuses leaves its
+ * buffer lent, and giving the rest back returns it and every later one untouched, so the
+ * next gets lend the same buffers again in the same order; nothing is lent twice. */
+static void test_rx_direct_many(void)
+{
+    Fixture f;
+    struct iovec iov[8];
+    uint32_t id, len;
+    uint8_t off = 0;
+
+    fixture_setup(&f);
+    f.peer->info = &peer_vnet_info;
+    net_link(f.nic, f.peer);
+    fixture_driver(&f, F_MAC | F_CTRL_VQ | F_CTRL_RX);
+    g_assert_cmpuint(ctrl(&f, 0, 0, &off, 1), ==, 0);             /* PROMISC off */
+    g_assert_false(net_peer_rx_direct_take(f.peer, 100));          /* nothing lent */
+    for (unsigned i = 0; i < 4; i++) {
+        Buf b = { BUF(i), 2048, true };
+        post(&f, RXQ, &b, 1);
+    }
+    g_autoptr(GByteArray) mine = frame(nic_mac, 100, 4);
+    g_autoptr(GByteArray) other = frame((const uint8_t *)"\x02\0\0\0\0\x01", 80, 2);
+    struct iovec lent[4];
+    net_burst_begin(f.peer);
+    for (unsigned i = 0; i < 4; i++) {
+        g_assert_cmpint(net_peer_rx_direct_get(f.peer, iov, 8), ==, 1);
+        g_assert_true(iov[0].iov_base == f.vt.ram + BUF(i));
+        lent[i] = iov[0];
+    }
+    g_assert_cmpint(net_peer_rx_direct_get(f.peer, iov, 8), ==, 0); /* all four lent */
+    size_t n0 = direct_read(&lent[0], 1, 0, mine);
+    size_t n1 = direct_read(&lent[1], 1, 0, other);
+    direct_read(&lent[2], 1, 0, mine);
+    g_assert_true(net_peer_rx_direct_take(f.peer, n0));
+    g_assert_false(net_peer_rx_direct_take(f.peer, n1));           /* filtered out */
+    net_peer_rx_direct_return(f.peer);
+    net_burst_end(f.peer);
+    g_assert_cmpuint(used_idx(&f, RXQ), ==, 1);
+    used_elem(&f, RXQ, 0, &id, &len);
+    g_assert_cmpuint(id, ==, 0);
+    g_assert_cmpuint(len, ==, HDR_LEN + 100);
+
+    /* Given back: buffers 1..3 again, in order. */
+    for (unsigned i = 1; i < 4; i++) {
+        g_assert_cmpint(net_peer_rx_direct_get(f.peer, iov, 8), ==, 1);
+        g_assert_true(iov[0].iov_base == f.vt.ram + BUF(i));
+        lent[i] = iov[0];
+    }
+    g_assert_true(net_peer_rx_direct_take(f.peer, direct_read(&lent[1], 1, 0, mine)));
+    g_assert_true(net_peer_rx_direct_take(f.peer, direct_read(&lent[2], 1, 0, mine)));
+    g_assert_false(net_peer_rx_direct_take(f.peer, 0));            /* the read got nothing */
+    net_peer_rx_direct_return(f.peer);
+    g_assert_cmpuint(used_idx(&f, RXQ), ==, 3);
+    used_elem(&f, RXQ, 1, &id, &len);
+    g_assert_cmpuint(id, ==, 1);
+    used_elem(&f, RXQ, 2, &id, &len);
+    g_assert_cmpuint(id, ==, 2);
+    g_assert_cmpint(net_peer_rx_direct_get(f.peer, iov, 8), ==, 1);
+    g_assert_true(iov[0].iov_base == f.vt.ram + BUF(3));
+    net_peer_rx_direct_done(f.peer, direct_read(iov, 1, 0, mine));
+    g_assert_cmpuint(used_idx(&f, RXQ), ==, 4);
+    g_assert_cmpint(net_peer_rx_direct_get(f.peer, iov, 8), ==, 0); /* none left */
+    fixture_done(&f);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -1141,5 +1207,6 @@ int main(int argc, char **argv)
     g_test_add_func("/virtio-net/migrate-user-net-leases", test_migrate_user_net_leases);
     g_test_add_func("/virtio-net/stopped-vm-holds-rx", test_stopped_vm_holds_rx);
     g_test_add_func("/virtio-net/rx-direct", test_rx_direct);
+    g_test_add_func("/virtio-net/rx-direct-many", test_rx_direct_many);
     return g_test_run();
 }
