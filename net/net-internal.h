@@ -121,9 +121,9 @@ typedef struct SlirpUdpStats {
     bool gso_off;
 } SlirpUdpStats;
 void slirp_udp_stats(SlirpUdp *u, SlirpUdpStats *st);
-/* Closes the sockets idle for idle_us of the virtual clock (a timer does it with
- * libslirp's 240 s). */
-void slirp_udp_expire_idle(SlirpUdp *u, gint64 idle_us);
+/* Closes the sockets idle for idle_us of the virtual clock, dns_idle_us for those whose
+ * last datagram in was a DNS answer (a timer does it with libslirp's 240 s and 10 s). */
+void slirp_udp_expire_idle(SlirpUdp *u, gint64 idle_us, gint64 dns_idle_us);
 /* Tests only: GSO sends fail with this errno instead of calling the kernel. */
 extern int slirp_udp_test_gso_errno;
 /* Tests only: the user netdev's fast path (NULL with restrict=on, ipv4=off or

@@ -9,10 +9,11 @@
  * socket per guest (address, port), bound by the kernel on first use, sending to
  * 127.0.0.1 with the guest's TTL less one; replies to the guest from the alias (from any
  * other sender as they came); ICMP errors the host gets back as ICMP to the guest; idle
- * sockets closed after libslirp's 240 s -- and what one virtio-net tx burst brings goes
- * out together when the burst ends: consecutive datagrams of one flow to one port with
- * one TTL and size as one UDP GSO send (UDP_SEGMENT: one pass through the stack for up to
- * 64 datagrams, the kernel cuts them), the others one sendmsg each.
+ * sockets closed after libslirp's 240 s (10 s after a DNS answer) -- and what one
+ * virtio-net tx burst brings goes out together when the burst ends: consecutive datagrams
+ * of one flow to one port with one TTL and size as one UDP GSO send (UDP_SEGMENT: one pass
+ * through the stack for up to 64 datagrams, the kernel cuts them), the others one sendmsg
+ * each.
  *
  * A guest address and port a udp hostfwd rule forwards to is answered, as libslirp does,
  * from the rule's socket: libslirp's own, which the caller finds and lends (libslirp
@@ -51,7 +52,10 @@
 #define UDP_HLEN 8
 #define FLOWS_MAX 256          /* more guest ports than this go through libslirp */
 #define FLOW_IDLE_US (240 * G_USEC_PER_SEC) /* libslirp's SO_EXPIRE */
-#define SWEEP_SECONDS 30
+/* libslirp's SO_EXPIREFAST: a socket whose last datagram in was a DNS answer (from port
+ * 53) closes this soon after it; a lookup's socket is not kept for minutes. */
+#define FLOW_DNS_IDLE_US (10 * G_USEC_PER_SEC)
+#define SWEEP_SECONDS 5  /* a DNS flow closes 10-15 s after its answer */
 #define QUEUE_MAX 64           /* datagrams of one burst sent together */
 #define QUEUE_BYTES (256 * 1024)
 #define GSO_SEGS_MAX 64        /* UDP_MAX_SEGMENTS of kernels before 6.1 */
@@ -77,6 +81,7 @@ typedef struct UdpFlow {
     GSource *src;
     gpointer tag;
     gint64 last_used;          /* virtual-clock us */
+    bool dns_answered;         /* the last datagram in came from port 53 (none out since) */
 } UdpFlow;
 
 typedef struct UdpQueued {
@@ -345,6 +350,7 @@ static gboolean flow_dispatch(GSource *src, GSourceFunc cb, gpointer data)
             break;
         }
         fl->last_used = udp_now_us(fl->u);
+        fl->dns_answered = from.sin_port == htons(53);
         if ((mh.msg_flags & MSG_TRUNC) || (size_t)n > UDP_PAYLOAD_MAX ||
             mh.msg_namelen < sizeof(from) || from.sin_family != AF_INET) {
             continue;
@@ -392,20 +398,27 @@ static UdpFlow *flow_new(SlirpUdp *u, struct in_addr addr, uint16_t port, uint8_
     return fl;
 }
 
-static gboolean expire_one(gpointer key, gpointer value, gpointer before)
+typedef struct ExpireBefore {
+    gint64 any, dns_answered;  /* flows last used before these go */
+} ExpireBefore;
+
+static gboolean expire_one(gpointer key, gpointer value, gpointer opaque)
 {
     UdpFlow *fl = value;
+    const ExpireBefore *before = opaque;
 
-    if (fl->borrowed || fl->last_used > *(gint64 *)before) {
+    if (fl->borrowed ||
+        fl->last_used > (fl->dns_answered ? before->dns_answered : before->any)) {
         return FALSE;
     }
     flow_free(fl);
     return TRUE;
 }
 
-void slirp_udp_expire_idle(SlirpUdp *u, gint64 idle_us)
+void slirp_udp_expire_idle(SlirpUdp *u, gint64 idle_us, gint64 dns_idle_us)
 {
-    gint64 before = udp_now_us(u) - idle_us;
+    gint64 now = udp_now_us(u);
+    ExpireBefore before = { now - idle_us, now - dns_idle_us };
 
     g_hash_table_foreach_remove(u->flows, expire_one, &before);
 }
@@ -415,7 +428,7 @@ static gboolean sweep(gpointer opaque)
     SlirpUdp *u = opaque;
 
     machine_lock(u->m);
-    slirp_udp_expire_idle(u, FLOW_IDLE_US);
+    slirp_udp_expire_idle(u, FLOW_IDLE_US, FLOW_DNS_IDLE_US);
     machine_unlock(u->m);
     return G_SOURCE_CONTINUE;
 }
@@ -499,6 +512,7 @@ static ssize_t send_queued(SlirpUdp *u, const UdpQueued *q, unsigned n, bool gso
         }
     }
     q->flow->last_used = udp_now_us(u);
+    q->flow->dns_answered = false;
     return flow_sendmsg(q->flow->fd, &mh);
 }
 

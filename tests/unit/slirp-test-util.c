@@ -132,10 +132,10 @@ SlirpUdpStats slirp_rig_udp_stats(SlirpRig *r)
     return st;
 }
 
-void slirp_rig_udp_expire_idle(SlirpRig *r, gint64 idle_us)
+void slirp_rig_udp_expire_idle(SlirpRig *r, gint64 idle_us, gint64 dns_idle_us)
 {
     machine_lock(&r->m);
-    slirp_udp_expire_idle(net_slirp_udp(r->user), idle_us);
+    slirp_udp_expire_idle(net_slirp_udp(r->user), idle_us, dns_idle_us);
     machine_unlock(&r->m);
 }
 

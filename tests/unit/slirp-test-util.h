@@ -41,9 +41,10 @@ void slirp_rig_run(SlirpRig *r, unsigned ms);
 /* Frame i the NIC took. */
 const uint8_t *slirp_rig_frame(SlirpRig *r, unsigned i, size_t *len);
 /* The user netdev's UDP flows (net/slirp-udp.c): their counters, and closing those idle
- * for idle_us or longer by the machine's clock, each under the VM lock. */
+ * for idle_us or longer by the machine's clock (dns_idle_us those last answered from port
+ * 53), each under the VM lock. */
 SlirpUdpStats slirp_rig_udp_stats(SlirpRig *r);
-void slirp_rig_udp_expire_idle(SlirpRig *r, gint64 idle_us);
+void slirp_rig_udp_expire_idle(SlirpRig *r, gint64 idle_us, gint64 dns_idle_us);
 
 /* Into f: an IPv4/UDP frame from the guest (sport) to 10.0.2.2:dport with that TTL and
  * payload (len bytes), right IP and UDP checksums.  Returns its length. */

@@ -28,7 +28,7 @@ static void guest_send(SlirpRig *r, uint16_t sport, uint16_t dport, uint8_t tos)
 static unsigned flows_after_idle(SlirpRig *r)
 {
     g_usleep(50 * 1000);
-    slirp_rig_udp_expire_idle(r, 20 * 1000);
+    slirp_rig_udp_expire_idle(r, 20 * 1000, 20 * 1000);
     return slirp_rig_udp_stats(r).flows;
 }
 

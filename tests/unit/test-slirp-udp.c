@@ -689,7 +689,7 @@ static void test_expire(void)
     uint16_t first = host_expect(fd, 8, 0);
     g_assert_cmpuint(slirp_rig_udp_stats(&r).flows, ==, 1);
     g_assert_false(port_is_free(first));
-    slirp_rig_udp_expire_idle(&r, 0);
+    slirp_rig_udp_expire_idle(&r, 0, 0);
     g_assert_cmpuint(slirp_rig_udp_stats(&r).flows, ==, 0);
     g_assert_true(port_is_free(first)); /* its socket closed */
     guest_send(&r, 7100, port, 8, 1);
@@ -698,6 +698,57 @@ static void test_expire(void)
     g_assert_cmpuint(st.flows, ==, 1);
     g_assert_cmpuint(st.sent, ==, 2);
     close(fd);
+    slirp_rig_teardown(&r);
+}
+
+/* Sends guest datagram i from sport to dport's host socket fd and answers it from there;
+ * waits until the guest has the answer. */
+static void ask_and_answer(SlirpRig *r, int fd, uint16_t sport, uint16_t dport, unsigned i)
+{
+    unsigned base = r->frames->len;
+    struct sockaddr_in to = { .sin_family = AF_INET,
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+
+    guest_send(r, sport, dport, 8, i);
+    to.sin_port = htons(host_expect(fd, 8, i));
+    g_assert_cmpint(sendto(fd, "answer", 6, 0, (struct sockaddr *)&to, sizeof(to)), ==, 6);
+    g_assert_true(slirp_rig_wait(r, base + 1, 3000));
+}
+
+/* As libslirp: a flow whose last datagram in was a DNS answer (from port 53) closes after
+ * the short idle time, others (and one that sent again after its answer) after the long. */
+static void test_dns_answer_expires_fast(void)
+{
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(53),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    struct timeval tv = { .tv_sec = 5 };
+    int dns = socket(AF_INET, SOCK_DGRAM, 0);
+    SlirpRig r = { 0 };
+    uint16_t port;
+
+    if (bind(dns, (struct sockaddr *)&a, sizeof(a)) != 0) {
+        g_test_skip("cannot bind 127.0.0.1:53 (needs root, and the port free)");
+        close(dns);
+        return;
+    }
+    setsockopt(dns, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    int fd = slirp_test_host_socket(&port);
+    slirp_rig_setup(&r, NULL);
+    ask_and_answer(&r, dns, 7300, 53, 0);
+    ask_and_answer(&r, fd, 7301, port, 1);
+    ask_and_answer(&r, dns, 7302, 53, 2);
+    guest_send(&r, 7302, 53, 8, 3); /* asks again: no longer just answered */
+    host_expect(dns, 8, 3);
+    g_assert_cmpuint(slirp_rig_udp_stats(&r).flows, ==, 3);
+    slirp_rig_udp_expire_idle(&r, (gint64)3600 * G_USEC_PER_SEC, 0);
+    g_assert_cmpuint(slirp_rig_udp_stats(&r).flows, ==, 2);  /* 7300's closed */
+    guest_send(&r, 7300, 53, 8, 4);                          /* a new flow */
+    host_expect(dns, 8, 4);
+    g_assert_cmpuint(slirp_rig_udp_stats(&r).flows, ==, 3);
+    slirp_rig_udp_expire_idle(&r, 0, (gint64)3600 * G_USEC_PER_SEC);
+    g_assert_cmpuint(slirp_rig_udp_stats(&r).flows, ==, 0);
+    close(fd);
+    close(dns);
     slirp_rig_teardown(&r);
 }
 
@@ -801,6 +852,7 @@ int main(int argc, char **argv)
     g_test_add_func("/slirp-udp/hostfwd", test_hostfwd);
     g_test_add_func("/slirp-udp/flow-limit", test_flow_limit);
     g_test_add_func("/slirp-udp/expire", test_expire);
+    g_test_add_func("/slirp-udp/dns-answer-expires-fast", test_dns_answer_expires_fast);
     g_test_add_func("/slirp-udp/gso-refused", test_gso_refused);
     g_test_add_func("/slirp-udp/nic-full", test_nic_full);
     return g_test_run();
