@@ -285,16 +285,38 @@ static bool write_pidfile(const char *path, Error **errp)
     return ok;
 }
 
+#define GUEST_FAULTS (machine_stop_bit(RUN_STATE_INTERNAL_ERROR) | \
+                      machine_stop_bit(RUN_STATE_GUEST_PANICKED))
+
+/*
+ * The vCPUs were just reset (a system reset, loadvm, the end of an S3 sleep) and none
+ * runs yet: a failed vCPU or a panic asked for before, taken or not, was about the vCPUs
+ * as they were.  Left pending, it would stop the machine that comes after, which needs
+ * no reset.  The guest did panic: its GUEST_PANICKED still goes out (QEMU's at once).
+ */
+static void machine_forget_vcpu_faults(Machine *m)
+{
+    unsigned stale = g_atomic_int_and(&m->stop_requested, ~GUEST_FAULTS);
+
+    if (stale & machine_stop_bit(RUN_STATE_GUEST_PANICKED)) {
+        qapi_event_send_guest_panicked(m, "pause");
+    }
+    m->stops_deferred = 0;
+}
+
 /* Power-on and system reset: devices, then the board's images, then the vCPUs. */
 static bool machine_reset(Machine *m, Error **errp)
 {
     CpuBootState bsp = { 0 };
-    m->stops_deferred = 0; /* the vCPUs that failed start afresh */
     machine_lock(m);
     device_reset_all(m);
     bool ok = pc_machine_reset(m, &bsp, errp);
     machine_unlock(m);
-    return ok && m->accel->reset_cpus(m, &bsp, errp);
+    if (!ok || !m->accel->reset_cpus(m, &bsp, errp)) {
+        return false;
+    }
+    machine_forget_vcpu_faults(m);
+    return true;
 }
 
 bool machine_system_reset(Machine *m, Error **errp)
@@ -509,14 +531,12 @@ static bool machine_wakeup(Machine *m, WakeupReason reason, Error **errp)
     if (!ok || !m->accel->reset_cpus(m, &bsp, errp)) {
         return false;
     }
+    machine_forget_vcpu_faults(m);
     runstate_set(m, RUN_STATE_RUNNING);
     m->accel->resume(m);
     qapi_event_send_wakeup(m);
     return true;
 }
-
-#define GUEST_FAULTS (machine_stop_bit(RUN_STATE_INTERNAL_ERROR) | \
-                      machine_stop_bit(RUN_STATE_GUEST_PANICKED))
 
 /*
  * The stop reasons one pass may find together, the one the run state shows first: a
