@@ -51,8 +51,14 @@ unsigned tap_ring_flush(TapRing *r);
  * when tap_ring_flush does. */
 unsigned tap_ring_read(TapRing *r, struct iovec *const *iov, const int *iovcnt, unsigned n,
                        ssize_t *lens);
-/* Tests only: the next submission offers the kernel only this many requests. */
+/* Tests only: the next submission offers the kernel only this many requests (it is then
+ * offered the rest, as the kernel would be); with tap_ring_test_submit_fails that second
+ * submission fails, as a kernel refusing the rest, and the ring becomes unusable. */
 extern unsigned tap_ring_test_short_submit;
+extern bool tap_ring_test_submit_fails;
+/* Tests only: bit i set, read i of the next tap_ring_read is not made and reports -EAGAIN,
+ * as a read that found the tap empty while a later one of the batch found a frame. */
+extern uint64_t tap_ring_test_eagain;
 
 /* Frame headers the user-networking code reads and builds. */
 #define NET_ETH_HLEN 14

@@ -82,9 +82,11 @@ bool tap_ring_usable(TapRing *r)
     return r && !r->unusable;
 }
 
-/* Test hook: the next submission hands the kernel only this many requests (0: all), as a
- * kernel does that stops early (an allocation failure, a request refused at prep). */
+/* Test hooks (see net-internal.h): a kernel that takes fewer requests than offered, one
+ * that then refuses the rest, reads that find nothing while later ones find a frame. */
 unsigned tap_ring_test_short_submit;
+bool tap_ring_test_submit_fails;
+uint64_t tap_ring_test_eagain;
 
 /* Hands the kernel the first k prepared requests only (see tap_ring_test_short_submit). */
 static int ring_submit_short(TapRing *r, unsigned k)
@@ -106,14 +108,17 @@ static int ring_submit_short(TapRing *r, unsigned k)
 static unsigned ring_submit_all(TapRing *r, unsigned n)
 {
     unsigned submitted = 0;
+    bool failed = false;
     int ret;
 
     if (tap_ring_test_short_submit && tap_ring_test_short_submit < n) {
         ret = ring_submit_short(r, tap_ring_test_short_submit);
         tap_ring_test_short_submit = 0;
         submitted = ret > 0 ? (unsigned)ret : 0;
+        failed = tap_ring_test_submit_fails;
+        tap_ring_test_submit_fails = false;
     }
-    while (submitted < n) {
+    while (!failed && submitted < n) {
         ret = io_uring_submit_and_wait(&r->ring, n - submitted);
         if (ret == -EINTR || ret == -EAGAIN || ret == -EBUSY) {
             continue;
@@ -205,14 +210,19 @@ unsigned tap_ring_flush(TapRing *r)
 unsigned tap_ring_read(TapRing *r, struct iovec *const *iov, const int *iovcnt, unsigned n,
                        ssize_t *lens)
 {
-    unsigned seen = 0, head;
+    unsigned seen = 0, made = 0, head;
+    uint64_t skip = tap_ring_test_eagain;
     struct io_uring_cqe *cqe;
 
+    tap_ring_test_eagain = 0;
     n = MIN(n, TAP_RING_ENTRIES);
     for (unsigned i = 0; i < n; i++) {
         lens[i] = -EAGAIN;  /* reads not made or not taken: the caller stops there */
     }
     for (unsigned i = 0; i < n; i++) {
+        if (skip & (1ull << i)) {
+            continue; /* test hook: as a read that found the tap empty */
+        }
         struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
         if (!sqe) {
             n = i;  /* the SQ is full (only if writes were left queued): read fewer */
@@ -223,9 +233,10 @@ unsigned tap_ring_read(TapRing *r, struct iovec *const *iov, const int *iovcnt, 
         io_uring_prep_readv(sqe, r->fd, r->iov[i], cnt, 0);
         sqe->rw_flags = RWF_NOWAIT;
         sqe->user_data = i;
+        made++;
     }
     /* Reads not taken keep -EAGAIN (the caller stops there); those taken are consumed. */
-    unsigned submitted = ring_submit_all(r, n);
+    unsigned submitted = ring_submit_all(r, made);
     io_uring_for_each_cqe(&r->ring, head, cqe) {
         if (cqe->user_data < n) {
             lens[cqe->user_data] = cqe->res;
@@ -241,7 +252,10 @@ unsigned tap_ring_read(TapRing *r, struct iovec *const *iov, const int *iovcnt, 
 
 #else /* !CONFIG_LIBURING */
 
-unsigned tap_ring_test_short_submit; /* the tests set it whether or not there is a ring */
+/* The tests set these whether or not there is a ring. */
+unsigned tap_ring_test_short_submit;
+bool tap_ring_test_submit_fails;
+uint64_t tap_ring_test_eagain;
 
 TapRing *tap_ring_new(int fd)
 {

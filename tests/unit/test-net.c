@@ -555,6 +555,141 @@ out:
     lender_free(&l);
 }
 
+/* Frame f of a test: len bytes (header and frame), its bytes from f. */
+static void fill_frame(uint8_t *b, size_t len, unsigned f)
+{
+    for (size_t i = 0; i < len; i++) {
+        b[i] = (uint8_t)(i * 7 + f * 31 + 1);
+    }
+}
+
+/*
+ * Through the ring, a read of a batch that found nothing while a later one found a frame
+ * (one came while the batch ran; made here with tap_ring_test_eagain): the frame before
+ * the hole is taken in place; those after it, read into later lent buffers (one of them
+ * bigger than its buffer), are copied out before the buffers go back and arrive whole and
+ * in order, as does the frame the next batch reads; nothing stays lent.
+ */
+static void test_tap_ring_hole_in_batch(void)
+{
+    Machine m = { 0 };
+    LendingNic l;
+    GPtrArray *queues = g_ptr_array_new();
+    static const size_t len[4] = { NET_VNET_HDR_LEN + 60, NET_VNET_HDR_LEN + 70,
+                                   NET_VNET_HDR_LEN + 150, NET_VNET_HDR_LEN + 80 };
+    uint8_t fr[4][NET_VNET_HDR_LEN + 150];
+    int fds[2];
+
+    lender_init(&l, 20, 80);
+    NetClientState *tap;
+    if (!fake_tap_new(&m, queues, fds, true, true, &tap)) {
+        goto out;
+    }
+    NetClientState *nic = test_client_new(&lending_info, "nic", &l, tap);
+    for (unsigned f = 0; f < 4; f++) {
+        fill_frame(fr[f], len[f], f);
+        g_assert_cmpint(write(fds[1], fr[f], len[f]), ==, (ssize_t)len[f]);
+    }
+    /* The first batch is four reads into four lent buffers: the second finds nothing. */
+    tap_ring_test_eagain = 1u << 1;
+    size_t want = len[0] + len[1] + len[2] + len[3];
+    for (unsigned i = 0; i < 100 && l.direct->len + l.copied->len < want; i++) {
+        g_main_context_iteration(m.ctx, FALSE);
+    }
+    g_assert_cmpuint(l.direct->len + l.copied->len, ==, want);
+    g_assert_cmpuint(tap_ring_test_eagain, ==, 0);  /* the hook was used */
+    g_assert_true(net_tap_has_ring(tap));
+    g_assert_cmpstr(l.order->str, ==, "ddcd");
+    g_assert_cmpmem(l.direct->data, len[0], fr[0], len[0]);
+    g_assert_cmpmem(l.direct->data + len[0], len[1], fr[1], len[1]);
+    g_assert_cmpmem(l.direct->data + len[0] + len[1], len[3], fr[3], len[3]);
+    g_assert_cmpmem(l.copied->data, l.copied->len, fr[2], len[2]);
+    /* Four lent, the first taken, three given back; one lent per frame delivered by copy
+     * (the big one's given back); the next batch of six (twice the three the first
+     * brought) takes the last frame and gives five back. */
+    g_assert_cmpuint(l.lent, ==, 4 + 2 + 6);
+    g_assert_cmpuint(l.returned, ==, 3 + 1 + 5);
+    net_client_free(nic);
+out:
+    fake_tap_free(&m, queues, fds, tap);
+    lender_free(&l);
+}
+
+/*
+ * Through the ring, a kernel that takes two of a batch's four reads and refuses the rest
+ * (tap_ring_test_short_submit, tap_ring_test_submit_fails): the two frames read into lent
+ * buffers are taken, the other two buffers go back untouched, the ring is no longer used,
+ * and the frames still waiting come one read each, in order; nothing stays lent.
+ */
+static void test_tap_ring_rx_fails_mid_batch(void)
+{
+    Machine m = { 0 };
+    LendingNic l;
+    GPtrArray *queues = g_ptr_array_new();
+    uint8_t fr[6][NET_VNET_HDR_LEN + 60];
+    int fds[2];
+
+    lender_init(&l, 20, 80);
+    NetClientState *tap;
+    if (!fake_tap_new(&m, queues, fds, true, true, &tap)) {
+        goto out;
+    }
+    NetClientState *nic = test_client_new(&lending_info, "nic", &l, tap);
+    for (unsigned f = 0; f < 6; f++) {
+        fill_frame(fr[f], sizeof(fr[f]), f);
+        g_assert_cmpint(write(fds[1], fr[f], sizeof(fr[f])), ==, sizeof(fr[f]));
+    }
+    tap_ring_test_short_submit = 2;
+    tap_ring_test_submit_fails = true;
+    loop_until(m.ctx, &l.direct->len, sizeof(fr));
+    g_assert_cmpuint(tap_ring_test_short_submit, ==, 0);  /* the hook was used */
+    g_assert_false(tap_ring_test_submit_fails);
+    g_assert_false(net_tap_has_ring(tap));
+    g_assert_cmpstr(l.order->str, ==, "dddddd");
+    g_assert_cmpmem(l.direct->data, l.direct->len, fr, sizeof(fr));
+    /* The batch lent four and gave two back; then one per frame and one for the read
+     * that found the socket empty, given back. */
+    g_assert_cmpuint(l.lent, ==, 4 + 4 + 1);
+    g_assert_cmpuint(l.returned, ==, 2 + 1);
+    net_client_free(nic);
+out:
+    fake_tap_free(&m, queues, fds, tap);
+    lender_free(&l);
+}
+
+/*
+ * Through the ring, a backlog of 40 frames: each is read straight into a lent buffer and
+ * taken there, and buffers go back only when the backlog runs dry (at most one batch's
+ * worth), not a lend and a give-back per frame.
+ */
+static void test_tap_ring_backlog_lends_once(void)
+{
+    Machine m = { 0 };
+    LendingNic l;
+    GPtrArray *queues = g_ptr_array_new();
+    uint8_t fr[40][NET_VNET_HDR_LEN + 60];
+    int fds[2];
+
+    lender_init(&l, 200, 0);
+    NetClientState *tap;
+    if (!fake_tap_new(&m, queues, fds, true, true, &tap)) {
+        goto out;
+    }
+    NetClientState *nic = test_client_new(&lending_info, "nic", &l, tap);
+    for (unsigned f = 0; f < G_N_ELEMENTS(fr); f++) {
+        fill_frame(fr[f], sizeof(fr[f]), f);
+        g_assert_cmpint(write(fds[1], fr[f], sizeof(fr[f])), ==, sizeof(fr[f]));
+    }
+    loop_until(m.ctx, &l.direct->len, sizeof(fr));
+    g_assert_cmpmem(l.direct->data, l.direct->len, fr, sizeof(fr));
+    g_assert_cmpuint(l.taken, ==, G_N_ELEMENTS(fr));
+    g_assert_cmpuint(l.returned, <=, LEND_SLOTS);
+    net_client_free(nic);
+out:
+    fake_tap_free(&m, queues, fds, tap);
+    lender_free(&l);
+}
+
 #define BIG_LEND (128 * 1024) /* an rx buffer bigger than tap's bounce buffer */
 
 /*
@@ -1003,6 +1138,9 @@ int main(int argc, char **argv)
     g_test_add_func("/net/tap-ring/tx-full-drops", test_tap_ring_tx_full_drops);
     g_test_add_func("/net/tap-ring/rx-nic-fills-up", test_tap_ring_rx_nic_fills_up);
     g_test_add_func("/net/tap-ring/rx-refused-in-batch", test_tap_ring_refused_in_batch);
+    g_test_add_func("/net/tap-ring/rx-hole-in-batch", test_tap_ring_hole_in_batch);
+    g_test_add_func("/net/tap-ring/rx-fails-mid-batch", test_tap_ring_rx_fails_mid_batch);
+    g_test_add_func("/net/tap-ring/rx-backlog-lends-once", test_tap_ring_backlog_lends_once);
     g_test_add_func("/net/user-frame-from-other-thread-wakes-loop",
                     test_user_frame_from_other_thread_wakes_loop);
     g_test_add_func("/net/user-frame-after-prepare-wakes-loop",
