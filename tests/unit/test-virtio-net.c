@@ -1018,6 +1018,15 @@ static const NetClientInfo peer_vnet_info = {
     .type = "test-vnet", .receive = peer_receive, .has_vnet_hdr = peer_has_vnet_hdr,
 };
 
+/* The NIC with a backend that reads with a NetVnetHdr (tap), the rx filter on. */
+static void fixture_direct(Fixture *f)
+{
+    fixture_setup(f);
+    f->peer->info = &peer_vnet_info;
+    net_link(f->nic, f->peer);
+    fixture_driver(f, F_MAC | F_CTRL_VQ | F_CTRL_RX);
+}
+
 /* What a backend reading with a NetVnetHdr (tap) puts into the iovecs the NIC lent it:
  * the header (flags, gso_type bytes as given) and the frame; returns the bytes. */
 static size_t direct_read(const struct iovec *iov, int n, uint8_t flags, const GByteArray *fr)
@@ -1049,10 +1058,7 @@ static void test_rx_direct(void)
     uint32_t id, len;
     uint8_t off = 0;
 
-    fixture_setup(&f);
-    f.peer->info = &peer_vnet_info;
-    net_link(f.nic, f.peer);
-    fixture_driver(&f, F_MAC | F_CTRL_VQ | F_CTRL_RX);
+    fixture_direct(&f);
     g_assert_cmpint(net_peer_rx_direct_get(f.peer, iov, 8), ==, 0); /* no buffers yet */
 
     Buf chain[2] = { { BUF(0), 20, true }, { BUF(1), 300, true } };
@@ -1131,10 +1137,7 @@ static void test_rx_direct_many(void)
     uint32_t id, len;
     uint8_t off = 0;
 
-    fixture_setup(&f);
-    f.peer->info = &peer_vnet_info;
-    net_link(f.nic, f.peer);
-    fixture_driver(&f, F_MAC | F_CTRL_VQ | F_CTRL_RX);
+    fixture_direct(&f);
     g_assert_cmpuint(ctrl(&f, 0, 0, &off, 1), ==, 0);             /* PROMISC off */
     g_assert_false(net_peer_rx_direct_take(f.peer, 100));          /* nothing lent */
     for (unsigned i = 0; i < 4; i++) {
@@ -1186,6 +1189,124 @@ static void test_rx_direct_many(void)
     fixture_done(&f);
 }
 
+/* Posts one 2048-byte rx buffer, the n-th posted: at BUF(n % QS), its descriptor n % QS
+ * (one descriptor each, so post() hands them out in that order). */
+static void post_rx_numbered(Fixture *f, unsigned n)
+{
+    Buf b = { BUF(n % QS), 2048, true };
+    post(f, RXQ, &b, 1);
+}
+
+/*
+ * A thousand batches of lending, each a different mix: k buffers lent, t of them taken
+ * (the next frame refused by the filter, or its read empty), the rest given back.  Each
+ * lend is the next buffer not yet used, in the ring's order, never one twice; every used
+ * entry is a buffer taken, once, in order; and after it all the queue is as a fresh one:
+ * nothing in flight (the device state saves), the next buffer lent is the oldest one
+ * posted and not used, and a frame through the copying path lands there.
+ */
+static void test_rx_direct_many_cycles(void)
+{
+    Fixture f;
+    struct iovec iov[8], lent[5];
+    unsigned posted = 0, used = 0;
+    uint32_t id, len;
+    uint8_t off = 0;
+
+    fixture_direct(&f);
+    g_assert_cmpuint(ctrl(&f, 0, 0, &off, 1), ==, 0); /* PROMISC off */
+    g_autoptr(GByteArray) mine = frame(nic_mac, 100, 4);
+    g_autoptr(GByteArray) other = frame(other_mac, 80, 2);
+    for (unsigned c = 0; c < 1000; c++) {
+        unsigned k = 1 + c % 5, t = (c / 5) % (k + 1);
+        while (posted - used < 12) {
+            post_rx_numbered(&f, posted++);
+        }
+        net_burst_begin(f.peer);
+        for (unsigned i = 0; i < k; i++) {
+            g_assert_cmpint(net_peer_rx_direct_get(f.peer, iov, 8), ==, 1);
+            g_assert_true(iov[0].iov_base == f.vt.ram + BUF((used + i) % QS));
+            g_assert_cmpuint(iov[0].iov_len, ==, 2048);
+            lent[i] = iov[0];
+        }
+        for (unsigned i = 0; i < t; i++) {
+            g_assert_true(net_peer_rx_direct_take(f.peer, direct_read(&lent[i], 1, 0, mine)));
+        }
+        if (t < k) {
+            /* What stops the taking: a refused frame, or a read that got nothing. */
+            size_t n = c % 2 ? direct_read(&lent[t], 1, 0, other) : 0;
+            g_assert_false(net_peer_rx_direct_take(f.peer, n));
+        }
+        net_peer_rx_direct_return(f.peer);
+        net_burst_end(f.peer);
+        for (unsigned i = 0; i < t; i++) {
+            used_elem(&f, RXQ, used + i, &id, &len);
+            g_assert_cmpuint(id, ==, (used + i) % QS);
+            g_assert_cmpuint(len, ==, HDR_LEN + 100);
+        }
+        used += t;
+        g_assert_cmpuint(used_idx(&f, RXQ), ==, (uint16_t)used);
+    }
+    g_assert_false(vt_rd(&f.vt, CC_STATUS, 1) & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
+    g_autoptr(GByteArray) blob = save_machine(&f); /* refused with anything in flight */
+    g_assert_cmpint(net_peer_rx_direct_get(f.peer, iov, 8), ==, 1);
+    g_assert_true(iov[0].iov_base == f.vt.ram + BUF(used % QS));
+    net_peer_rx_direct_return(f.peer);
+    g_autoptr(GByteArray) last = g_byte_array_new();             /* header, then frame */
+    g_autoptr(GByteArray) fr = frame(nic_mac, 90, 6);
+    g_byte_array_set_size(last, HDR_LEN);
+    memset(last->data, 0, HDR_LEN);
+    g_byte_array_append(last, fr->data, fr->len);
+    net_send_buf(f.peer, last->data, last->len);
+    g_assert_cmpuint(used_idx(&f, RXQ), ==, (uint16_t)(used + 1));
+    used_elem(&f, RXQ, used, &id, &len);
+    g_assert_cmpuint(id, ==, used % QS);
+    g_assert_cmpuint(len, ==, HDR_LEN + 90);
+    fixture_done(&f);
+}
+
+/*
+ * The guest's ring as a hostile driver leaves it, for lending: a buffer that only holds
+ * the header is not lent (the copying path deals with it); a descriptor the driver
+ * rewrites after its buffer was lent and given back is read again at the next lend (the
+ * new buffer lent, never the old one); one rewritten to point outside guest RAM lends
+ * nothing and marks the device broken, with nothing left lent and nothing published.
+ */
+static void test_rx_direct_hostile_ring(void)
+{
+    Fixture f;
+    struct iovec iov[8];
+
+    fixture_direct(&f);
+    Buf hdr_only = { BUF(0), HDR_LEN, true };
+    post(&f, RXQ, &hdr_only, 1);
+    g_assert_cmpint(net_peer_rx_direct_get(f.peer, iov, 8), ==, 0);
+    g_assert_false(net_peer_rx_direct_take(f.peer, 100));          /* nothing lent */
+    g_assert_cmpuint(used_idx(&f, RXQ), ==, 0);
+    fixture_done(&f);
+
+    fixture_direct(&f);
+    Buf b = { BUF(1), 2048, true };
+    post(&f, RXQ, &b, 1);
+    g_assert_cmpint(net_peer_rx_direct_get(f.peer, iov, 8), ==, 1);
+    g_assert_true(iov[0].iov_base == f.vt.ram + BUF(1));
+    net_peer_rx_direct_return(f.peer);
+    VirtqDesc d = { .addr = BUF(5), .len = 100, .flags = VIRTQ_DESC_F_WRITE };
+    memcpy(f.vt.ram + RING(RXQ), &d, sizeof(d));                   /* descriptor 0 */
+    g_assert_cmpint(net_peer_rx_direct_get(f.peer, iov, 8), ==, 1);
+    g_assert_true(iov[0].iov_base == f.vt.ram + BUF(5));
+    g_assert_cmpuint(iov[0].iov_len, ==, 100);
+    net_peer_rx_direct_return(f.peer);
+    d.addr = 1ull << 40;                                           /* far beyond RAM */
+    memcpy(f.vt.ram + RING(RXQ), &d, sizeof(d));
+    g_assert_cmpint(net_peer_rx_direct_get(f.peer, iov, 8), ==, 0);
+    g_assert_true(vt_rd(&f.vt, CC_STATUS, 1) & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
+    g_assert_false(net_peer_rx_direct_take(f.peer, 100));          /* nothing lent */
+    net_peer_rx_direct_return(f.peer);
+    g_assert_cmpuint(used_idx(&f, RXQ), ==, 0);
+    fixture_done(&f);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -1208,5 +1329,7 @@ int main(int argc, char **argv)
     g_test_add_func("/virtio-net/stopped-vm-holds-rx", test_stopped_vm_holds_rx);
     g_test_add_func("/virtio-net/rx-direct", test_rx_direct);
     g_test_add_func("/virtio-net/rx-direct-many", test_rx_direct_many);
+    g_test_add_func("/virtio-net/rx-direct-many-cycles", test_rx_direct_many_cycles);
+    g_test_add_func("/virtio-net/rx-direct-hostile-ring", test_rx_direct_hostile_ring);
     return g_test_run();
 }
