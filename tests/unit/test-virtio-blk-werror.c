@@ -249,6 +249,26 @@ static void check_written(Fixture *f, unsigned n, uint64_t sector)
     close(fd);
 }
 
+/* n merged writes from FAR_SECTOR fail (past the size limit) and are done with; the disk
+ * works again afterwards. */
+static void fail_writes(Fixture *f, unsigned n)
+{
+    limit_file_size(f);
+    post_writes(f, n, FAR_SECTOR);
+    settle(f);
+    unlimit_file_size(f);
+}
+
+/* The n writes of post_writes from FAR_SECTOR reach the guest, completed, and the disk. */
+static void wait_written(Fixture *f, unsigned n)
+{
+    vt_wait_used(&f->vt);
+    for (unsigned k = 0; k < n; k++) {
+        g_assert_cmpuint(f->vt.ram[STATUS_GPA + k], ==, S_OK);
+    }
+    check_written(f, n, FAR_SECTOR);
+}
+
 static void check_events(Fixture *f, unsigned n, BlockErrorAction action, bool has_nospace)
 {
     g_assert_cmpuint(f->events->len, ==, n);
@@ -296,16 +316,12 @@ static void test_stop_hold_retry(void)
     unlimit_file_size(&f);
     blk_iostatus_reset(f.blk);
     machine_run_start_hooks(&f.vt.m);
-    vt_wait_used(&f.vt);
-    for (unsigned k = 0; k < 4; k++) {
-        g_assert_cmpuint(f.vt.ram[STATUS_GPA + k], ==, S_OK);
-    }
+    wait_written(&f, 4);
     /* Each retried on its own, in the order they failed. */
     for (unsigned k = 0; k < 4; k++) {
         uint32_t id = *(uint32_t *)(f.vt.ram + VT_USED_GPA + 4 + 8 * k);
         g_assert_cmpuint(id, ==, 3 * k);
     }
-    check_written(&f, 4, FAR_SECTOR);
     g_assert_cmpint(f.vt.m.held_requests, ==, 0);
     g_assert_cmpuint(f.events->len, ==, 0);
     g_assert_cmpint(blk_iostatus(f.blk), ==, BLOCK_IO_STATUS_OK);
@@ -334,9 +350,7 @@ static void test_stop_flush(void)
     check_events(&f, 1, BLOCK_ERROR_ACTION_STOP, true);
     unlimit_file_size(&f);
     machine_run_start_hooks(&f.vt.m);
-    vt_wait_used(&f.vt);
-    g_assert_cmpuint(f.vt.ram[STATUS_GPA], ==, S_OK);
-    check_written(&f, 1, FAR_SECTOR);
+    wait_written(&f, 1);
     fixture_done(&f);
 }
 
@@ -382,11 +396,8 @@ static void test_reset_drops_held(void)
     Fixture f;
 
     fixture_init(&f, "", ",werror=stop");
-    limit_file_size(&f);
-    post_writes(&f, 2, FAR_SECTOR);
-    settle(&f);
+    fail_writes(&f, 2);
     check_events(&f, 2, BLOCK_ERROR_ACTION_STOP, true);
-    unlimit_file_size(&f);
     BlockAcctStats before, after;
     blk_get_stats(f.blk, &before);
     g_assert_cmpint(f.vt.m.held_requests, ==, 2);
@@ -407,10 +418,7 @@ static void test_unrealize_held(void)
     Fixture f;
 
     fixture_init(&f, ",werror=stop", "");
-    limit_file_size(&f);
-    post_writes(&f, 3, FAR_SECTOR);
-    settle(&f);
-    unlimit_file_size(&f);
+    fail_writes(&f, 3);
     check_events(&f, 3, BLOCK_ERROR_ACTION_STOP, true);
     fixture_done(&f);
 }
@@ -476,30 +484,39 @@ static json_t *qmp_next(Fixture *f)
     }
 }
 
+/* The next answer to a command (the caller owns it); records the events met on the way
+ * as "NAME" or "NAME action". */
+static json_t *qmp_answer(Fixture *f)
+{
+    for (;;) {
+        json_t *msg = qmp_next(f);
+        const char *event = json_string_value(json_object_get(msg, "event"));
+        if (!event) {
+            return msg;
+        }
+        const char *action =
+            json_string_value(json_object_get(json_object_get(msg, "data"), "action"));
+        g_ptr_array_add(f->qmp_events,
+                        action ? g_strdup_printf("%s %s", event, action) : g_strdup(event));
+        json_decref(msg);
+    }
+}
+
 /* Sends text, n commands in one write (the monitor reads them in one main-loop pass),
- * and reads their n answers, each a success; records the events met on the way.
- * Returns the last answer's "return" (the caller owns it). */
+ * and reads their n answers, each a success.  Returns the last answer's "return" (the
+ * caller owns it). */
 static json_t *qmp_exec(Fixture *f, const char *text, unsigned n)
 {
     json_t *ret = NULL;
 
     g_assert_cmpint(write(f->qmp_fd, text, strlen(text)), ==, (ssize_t)strlen(text));
-    while (n) {
-        json_t *msg = qmp_next(f);
-        const char *event = json_string_value(json_object_get(msg, "event"));
-        if (event) {
-            const char *action =
-                json_string_value(json_object_get(json_object_get(msg, "data"), "action"));
-            g_ptr_array_add(f->qmp_events, action ? g_strdup_printf("%s %s", event, action)
-                                                  : g_strdup(event));
-        } else {
-            if (!json_object_get(msg, "return")) {
-                g_error("command failed: %s", json_dumps(msg, 0));
-            }
-            json_decref(ret);
-            ret = json_incref(json_object_get(msg, "return"));
-            n--;
+    while (n--) {
+        json_t *msg = qmp_answer(f);
+        if (!json_object_get(msg, "return")) {
+            g_error("command failed: %s", json_dumps(msg, 0));
         }
+        json_decref(ret);
+        ret = json_incref(json_object_get(msg, "return"));
         json_decref(msg);
     }
     return ret;
@@ -509,20 +526,12 @@ static json_t *qmp_exec(Fixture *f, const char *text, unsigned n)
 static char *qmp_error(Fixture *f, const char *text)
 {
     g_assert_cmpint(write(f->qmp_fd, text, strlen(text)), ==, (ssize_t)strlen(text));
-    for (;;) {
-        json_t *msg = qmp_next(f);
-        const char *event = json_string_value(json_object_get(msg, "event"));
-        if (event) {
-            g_ptr_array_add(f->qmp_events, g_strdup(event));
-            json_decref(msg);
-            continue;
-        }
-        json_t *desc = json_object_get(json_object_get(msg, "error"), "desc");
-        g_assert_nonnull(desc);
-        char *ret = g_strdup(json_string_value(desc));
-        json_decref(msg);
-        return ret;
-    }
+    json_t *msg = qmp_answer(f);
+    json_t *desc = json_object_get(json_object_get(msg, "error"), "desc");
+    g_assert_nonnull(desc);
+    char *ret = g_strdup(json_string_value(desc));
+    json_decref(msg);
+    return ret;
 }
 
 /* The events sent so far (all of them: a query's answer comes after them), separated
@@ -577,6 +586,9 @@ static void fixture_init_qmp(Fixture *f, const char *drive_opts, const char *dev
     check_qmp(f, "RESUME", "running");
 }
 
+/* QMP stop and cont, read in one main-loop pass. */
+#define STOP_CONT "{\"execute\": \"stop\"}{\"execute\": \"cont\"}"
+
 /* A write fails under werror=stop and nothing else happens: held, the VM stops in
  * io-error after the event; cont retries the write. */
 static void test_io_error_stops(void)
@@ -585,19 +597,14 @@ static void test_io_error_stops(void)
     Machine *m = &f.vt.m;
 
     fixture_init_qmp(&f, ",werror=stop", "");
-    limit_file_size(&f);
-    post_writes(&f, 1, FAR_SECTOR);
-    settle(&f);
-    unlimit_file_size(&f);
+    fail_writes(&f, 1);
     g_assert_true(machine_handle_requests(m));
     check_qmp(&f, "BLOCK_IO_ERROR stop, STOP", "io-error");
     g_assert_cmpuint(vt_used_idx(&f.vt), ==, 0);
     json_decref(qmp_exec(&f, "{\"execute\": \"cont\"}", 1));
-    vt_wait_used(&f.vt);
+    wait_written(&f, 1);
     g_assert_true(machine_handle_requests(m));
     check_qmp(&f, "RESUME", "running");
-    g_assert_cmpuint(f.vt.ram[STATUS_GPA], ==, S_OK);
-    check_written(&f, 1, FAR_SECTOR);
     fixture_done(&f);
 }
 
@@ -611,16 +618,11 @@ static void test_stop_cont_before_io_error_stop(void)
     Machine *m = &f.vt.m;
 
     fixture_init_qmp(&f, ",werror=stop", "");
-    limit_file_size(&f);
-    post_writes(&f, 1, FAR_SECTOR);
-    settle(&f);
-    unlimit_file_size(&f);
-    json_decref(qmp_exec(&f, "{\"execute\": \"stop\"}{\"execute\": \"cont\"}", 2));
-    vt_wait_used(&f.vt);
+    fail_writes(&f, 1);
+    json_decref(qmp_exec(&f, STOP_CONT, 2));
+    wait_written(&f, 1);
     g_assert_true(machine_handle_requests(m));
     check_qmp(&f, "BLOCK_IO_ERROR stop, STOP, RESUME", "running");
-    g_assert_cmpuint(f.vt.ram[STATUS_GPA], ==, S_OK);
-    check_written(&f, 1, FAR_SECTOR);
     fixture_done(&f);
 }
 
@@ -636,14 +638,10 @@ static void test_io_error_report_after_cont(void)
 
     fixture_init_qmp(&f, ",werror=stop", "");
     bdrv_set_event_sink(&test_sink, f.events); /* the report waits in f.events */
-    limit_file_size(&f);
-    post_writes(&f, 1, FAR_SECTOR);
-    settle(&f);
-    unlimit_file_size(&f);
+    fail_writes(&f, 1);
     g_assert_cmpuint(f.events->len, ==, 1);
-    json_decref(qmp_exec(&f, "{\"execute\": \"stop\"}{\"execute\": \"cont\"}", 2));
-    vt_wait_used(&f.vt);
-    g_assert_cmpuint(f.vt.ram[STATUS_GPA], ==, S_OK);
+    json_decref(qmp_exec(&f, STOP_CONT, 2));
+    wait_written(&f, 1);
 
     monitor_block_events_attach(m);
     Event *ev = g_ptr_array_index(f.events, 0);
@@ -655,7 +653,6 @@ static void test_io_error_report_after_cont(void)
     }
     g_assert_true(machine_handle_requests(m));
     check_qmp(&f, "STOP, RESUME, BLOCK_IO_ERROR stop, STOP, RESUME", "running");
-    check_written(&f, 1, FAR_SECTOR);
     fixture_done(&f);
 }
 
@@ -671,10 +668,7 @@ static void test_panic_and_io_error_in_one_pass(void)
 
     fixture_init_qmp(&f, ",werror=stop", "");
     machine_request_stop(m, RUN_STATE_GUEST_PANICKED);
-    limit_file_size(&f);
-    post_writes(&f, 1, FAR_SECTOR);
-    settle(&f);
-    unlimit_file_size(&f);
+    fail_writes(&f, 1);
     g_assert_true(machine_handle_requests(m));
     check_qmp(&f, "BLOCK_IO_ERROR stop, GUEST_PANICKED pause, STOP", "guest-panicked");
     g_assert_cmpint(m->held_requests, ==, 1);
