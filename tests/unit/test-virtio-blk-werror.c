@@ -717,6 +717,47 @@ static void test_fault_during_migration(void)
     fixture_done(&f);
 }
 
+/* query-status in every run state, as QEMU 7.2's: the state under its RunState name,
+ * running only while running (not while suspended). */
+static void test_query_status_every_state(void)
+{
+    static const struct {
+        RunState state;
+        const char *status;
+    } cases[] = {
+        { RUN_STATE_PRELAUNCH, "prelaunch" },
+        { RUN_STATE_RUNNING, "running" },
+        { RUN_STATE_PAUSED, "paused" },
+        { RUN_STATE_SHUTDOWN, "shutdown" },
+        { RUN_STATE_INTERNAL_ERROR, "internal-error" },
+        { RUN_STATE_GUEST_PANICKED, "guest-panicked" },
+        { RUN_STATE_INMIGRATE, "inmigrate" },
+        { RUN_STATE_FINISH_MIGRATE, "finish-migrate" },
+        { RUN_STATE_POSTMIGRATE, "postmigrate" },
+        { RUN_STATE_SAVE_VM, "save-vm" },
+        { RUN_STATE_RESTORE_VM, "restore-vm" },
+        { RUN_STATE_SUSPENDED, "suspended" },
+        { RUN_STATE_IO_ERROR, "io-error" },
+    };
+    Fixture f;
+    Machine *m = &f.vt.m;
+
+    G_STATIC_ASSERT(G_N_ELEMENTS(cases) == RUN_STATE__MAX);
+    fixture_init_qmp(&f, "", "");
+    for (unsigned i = 0; i < G_N_ELEMENTS(cases); i++) {
+        m->runstate = cases[i].state;
+        json_t *st = qmp_exec(&f, "{\"execute\": \"query-status\"}", 1);
+        g_assert_cmpstr(json_string_value(json_object_get(st, "status")), ==,
+                        cases[i].status);
+        g_assert_true(json_is_boolean(json_object_get(st, "running")));
+        g_assert_cmpint(json_is_true(json_object_get(st, "running")), ==,
+                        cases[i].state == RUN_STATE_RUNNING);
+        json_decref(st);
+    }
+    m->runstate = RUN_STATE_RUNNING;
+    fixture_done(&f);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -734,5 +775,6 @@ int main(int argc, char **argv)
     g_test_add_func("/runstate/stops/panic-and-io-error", test_panic_and_io_error_in_one_pass);
     g_test_add_func("/runstate/stops/fault-while-paused", test_fault_while_paused);
     g_test_add_func("/runstate/stops/fault-during-migration", test_fault_during_migration);
+    g_test_add_func("/runstate/query-status/every-state", test_query_status_every_state);
     return g_test_run();
 }
