@@ -4,6 +4,7 @@
  * parallel), the way qemu-img bench keeps them in flight with AIO.
  */
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,25 +159,35 @@ int img_bench(int argc, char **argv)
         { NULL, 0, NULL, 0 },
     };
     while ((c = img_getopt(argc, argv, "hc:d:f:ni:o:qs:S:t:wU", longopts)) != -1) {
-        uint64_t *dst = NULL;
+        /* As qemu-img: counts are plain numbers up to INT_MAX, sizes take suffixes. */
+        uint64_t *num = NULL, *bytes = NULL;
+        const char *what = NULL;
+        int64_t max = INT_MAX;
         switch (c) {
         case 'c':
-            dst = &count;
+            num = &count;
+            what = "request count";
             break;
         case 'd':
-            dst = &depth;
+            num = &depth;
+            what = "queue depth";
             break;
         case 's':
-            dst = &size;
+            bytes = &size;
+            what = "buffer size";
             break;
         case 'S':
-            dst = &step;
+            bytes = &step;
+            what = "step_size";
             break;
         case 'o':
-            dst = &offset;
+            bytes = &offset;
+            what = "offset";
+            max = INT64_MAX;
             break;
         case OPT_FLUSH:
-            dst = &flush_interval;
+            num = &flush_interval;
+            what = "flush interval";
             break;
         case 'f':
             fmt = optarg;
@@ -227,8 +238,16 @@ int img_bench(int argc, char **argv)
         default:
             return 1;
         }
-        if (dst && !img_parse_size(optarg, dst)) {
+        if (num && !img_parse_count(optarg, num)) {
+            error_report("Invalid %s specified", what);
             return 1;
+        }
+        int64_t v;
+        if (bytes) {
+            if (!img_parse_num_range(what, optarg, 0, max, &v)) {
+                return 1;
+            }
+            *bytes = v;
         }
     }
     if (optind != argc - 1) {

@@ -76,7 +76,7 @@ int img_bitmap(int argc, char **argv)
     };
     const char *fmt = NULL, *src_file = NULL, *src_fmt = NULL;
     bool image_opts = false, add = false, merge = false;
-    uint64_t granularity = 0;
+    int64_t granularity = 0;
     g_autoptr(GArray) actions = g_array_new(FALSE, TRUE, sizeof(BitmapAction));
     int c;
     while ((c = img_getopt(argc, argv, "b:f:F:g:h", longopts)) != -1) {
@@ -95,7 +95,7 @@ int img_bitmap(int argc, char **argv)
             src_fmt = optarg;
             break;
         case 'g':
-            if (!img_parse_size(optarg, &granularity)) {
+            if (!img_parse_num("granularity", optarg, &granularity)) {
                 return 1;
             }
             break;

@@ -63,6 +63,24 @@ static bool create_target(const char *fmt, const char *filename, const char *opt
     return ok;
 }
 
+/* -S as qemu-img 7.2 takes it: a byte count (its messages), a multiple of 512 up to
+ * 16 MiB, 0 for no sparse detection. */
+static bool img_parse_sparse(const char *str, uint64_t *out)
+{
+    int64_t v;
+    if (!img_parse_num("buffer size for sparse output", str, &v)) {
+        return false;
+    }
+    if (v % 512 || v > 16 * 1024 * 1024) {
+        error_report("Invalid buffer size for sparse output specified. Valid sizes are "
+                     "multiples of 512 up to 16777216. Select 0 to disable sparse "
+                     "detection (fully allocates output).");
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
 int img_convert(int argc, char **argv)
 {
     const char *fmt = NULL, *out_fmt = NULL, *backing = NULL, *backing_fmt = NULL;
@@ -146,7 +164,7 @@ int img_convert(int argc, char **argv)
             no_create = true;
             break;
         case 'S':
-            if (!img_parse_size(optarg, &sparse)) {
+            if (!img_parse_sparse(optarg, &sparse)) {
                 goto out;
             }
             explicit_sparse = true;
@@ -159,7 +177,7 @@ int img_convert(int argc, char **argv)
             break;
         case 'm':
             /* qemu-img's number of parallel requests: chunks in flight here. */
-            if (!img_parse_size(optarg, &workers) || workers < 1 || workers > 16) {
+            if (!img_parse_count(optarg, &workers) || workers < 1 || workers > 16) {
                 error_report("Invalid number of coroutines. Allowed number of coroutines "
                              "is between 1 and 16");
                 goto out;

@@ -59,10 +59,10 @@ int img_create(int argc, char **argv)
         goto out;
     }
     const char *filename = argv[optind++];
-    uint64_t size = 0;
+    int64_t size = 0;
     bool have_size = false;
     if (optind < argc) {
-        if (!img_parse_size(argv[optind++], &size)) {
+        if (!img_parse_num("image size", argv[optind++], &size)) {
             goto out;
         }
         have_size = true;
@@ -80,7 +80,7 @@ int img_create(int argc, char **argv)
         goto out;
     }
     if (have_size) {
-        g_autofree char *s = g_strdup_printf("%" G_GUINT64_FORMAT, size);
+        g_autofree char *s = g_strdup_printf("%" G_GINT64_FORMAT, size);
         block_keyval_add(kv, "size", s);
     }
     if (backing) {

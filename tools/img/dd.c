@@ -1,5 +1,6 @@
 /* sen-img dd: qemu-img dd's subset of dd(1): if=, of=, bs=, count=, skip=; -f, -O. */
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -54,15 +55,13 @@ int img_dd(int argc, char **argv)
         } else if (!strcmp(key, "of")) {
             out = val;
         } else if (!strcmp(key, "bs") || !strcmp(key, "count") || !strcmp(key, "skip")) {
-            uint64_t v;
-            if (!img_parse_size(val, &v)) {
+            /* qemu-img's names and ranges: bs 1..INT_MAX, the others 0..INT64_MAX. */
+            int64_t v;
+            bool bs = !strcmp(key, "bs");
+            if (!img_parse_num_range(key, val, bs, bs ? INT_MAX : INT64_MAX, &v)) {
                 return 1;
             }
-            if (!strcmp(key, "bs")) {
-                if (!v || v > 1024 * 1024 * 1024) {
-                    error_report("invalid number: '%s'", val);
-                    return 1;
-                }
+            if (bs) {
                 bs_size = v;
             } else if (!strcmp(key, "count")) {
                 count = v;

@@ -115,11 +115,21 @@ BlockDriverState *img_open(const char *filename, const char *fmt, bool image_opt
 bool img_parse_cache(const char *mode, int *flags);
 /* The same for a -T source cache mode ("Invalid source cache option: MODE"). */
 bool img_parse_src_cache(const char *mode, int *flags);
-/* Parses "10G"-style sizes (bytes by default); false with a message naming str. */
-bool img_parse_size(const char *str, uint64_t *out);
-/* A byte count 0..INT64_MAX with the size suffixes, as qemu-img's cvtnum: false with its
- * messages naming what ("start offset": "Invalid start offset specified. ..."). */
+/* A byte count min..max with the size suffixes ("10G", "0x10k" with its warning), as
+ * qemu-img's cvtnum_full: false with its messages naming what ("Invalid bs specified. You
+ * may use k, M, G ...", or for a number out of range "... Must be between 1 and ..."). */
+bool img_parse_num_range(const char *what, const char *str, int64_t min, int64_t max,
+                         int64_t *out);
+/* The same for 0..INT64_MAX, as qemu-img's cvtnum ("start offset", "image size" ...). */
 bool img_parse_num(const char *what, const char *str, int64_t *out);
+/* A size option as qemu-img's option lists parse it (resize's size): false with their
+ * messages ("Parameter 'size' expects a non-negative number below 2^64" and the suffix
+ * hint, or "Value '...' is out of range for parameter 'size'"). */
+bool img_parse_opt_size(const char *name, const char *str, uint64_t *out);
+/* A count as qemu-img reads bench -c/-d/--flush-interval and convert -m (qemu_strtoul,
+ * base 0: decimal, 0x hex, 0 octal; no suffix) up to INT_MAX; false, with no message
+ * (each caller has its own), when str is not that. */
+bool img_parse_count(const char *str, uint64_t *out);
 /* -r: sleeps until moving done bytes since start_ns (g_get_monotonic_time() * 1000) has
  * taken as long as rate bytes a second allow; rate 0 is no limit. */
 void img_throttle(uint64_t rate, int64_t start_ns, uint64_t done);

@@ -3,7 +3,9 @@
  * are spelled as qemu-img spells them; exit status 1 on every error, with the image left
  * untouched.
  */
+#include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -155,6 +157,12 @@ bool img_parse_src_cache(const char *mode, int *flags)
 
 bool img_parse_num(const char *what, const char *str, int64_t *out)
 {
+    return img_parse_num_range(what, str, 0, INT64_MAX, out);
+}
+
+bool img_parse_num_range(const char *what, const char *str, int64_t min, int64_t max,
+                         int64_t *out)
+{
     Error *err = NULL;
     uint64_t v;
     if (!parse_size(str, 1, &v, &err)) {
@@ -170,9 +178,38 @@ bool img_parse_num(const char *what, const char *str, int64_t *out)
         }
         v = UINT64_MAX;
     }
-    if (v > INT64_MAX) {
-        error_report("Invalid %s specified. Must be between 0 and %" G_GINT64_FORMAT ".",
-                     what, INT64_MAX);
+    if (v > (uint64_t)max || (int64_t)v < min) {
+        error_report("Invalid %s specified. Must be between %" G_GINT64_FORMAT " and %"
+                     G_GINT64_FORMAT ".", what, min, max);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool img_parse_opt_size(const char *name, const char *str, uint64_t *out)
+{
+    Error *err = NULL;
+    if (parse_size(str, 1, out, &err)) {
+        return true;
+    }
+    if (strstr(error_get_pretty(err), "too large")) {
+        error_report("Value '%s' is out of range for parameter '%s'", str, name);
+    } else {
+        error_report("Parameter '%s' expects a non-negative number below 2^64", name);
+        fprintf(stderr, "Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, "
+                "tera-, peta-\nand exabytes, respectively.\n");
+    }
+    error_free(err);
+    return false;
+}
+
+bool img_parse_count(const char *str, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    guint64 v = g_ascii_strtoull(str, &end, 0);
+    if (end == str || *end || errno || v > INT_MAX) {
         return false;
     }
     *out = v;
@@ -191,19 +228,6 @@ void img_throttle(uint64_t rate, int64_t start_ns, uint64_t done)
                                .tv_nsec = (due - now) % 1000000000 };
         nanosleep(&ts, NULL);
     }
-}
-
-bool img_parse_size(const char *str, uint64_t *out)
-{
-    Error *err = NULL;
-    if (!parse_size(str, 1, out, &err)) {
-        error_free(err);
-        error_report("Invalid image size specified. You may use k, M, G, T, P or E "
-                     "suffixes for");
-        error_report("kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
-        return false;
-    }
-    return true;
 }
 
 int main(int argc, char **argv)

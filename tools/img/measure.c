@@ -196,10 +196,11 @@ int img_measure(int argc, char **argv)
 
     uint64_t size, data;
     if (size_str) {
-        if (!img_parse_size(size_str, &size)) {
+        int64_t n;
+        if (!img_parse_num("image size", size_str, &n)) {
             return 1;
         }
-        data = size;
+        size = data = n;
     } else {
         BlockDriverState *bs = img_open(filename, fmt, image_opts, share_flags);
         if (!bs) {

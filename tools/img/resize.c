@@ -109,7 +109,7 @@ int img_resize(int argc, char **argv)
         sz++;
     }
     uint64_t n;
-    if (!img_parse_size(sz, &n)) {
+    if (!img_parse_opt_size("size", sz, &n)) {
         return 1;
     }
     Qcow2Prealloc prealloc = QCOW2_PREALLOC_OFF;

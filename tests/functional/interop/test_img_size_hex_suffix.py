@@ -5,7 +5,11 @@ convert -S/-r, measure --size and -o cluster_size, map --start-offset/--max-leng
 dd bs/count/skip, bench -s/-S/-o, commit -r, bitmap -g, amend -o size, --image-opts
 sizes.  sen-img used to refuse them all.  Each command runs in both tools on copies of the
 same images: the same warnings, errors and exit status, and the same result where the
-command changes an image.  What qemu-img refuses stays refused."""
+command changes an image.  What qemu-img refuses stays refused, in its words: each option
+names itself as qemu-img's cvtnum does ("Invalid bs specified. ...", "Must be between 1
+and 2147483647."; sen-img used to say "Invalid image size" for all of them), resize as its
+option lists do ("Parameter 'size' expects ..."), and bench -c/-d/--flush-interval and
+convert -m are plain numbers there (no suffix, 0x hex allowed)."""
 import json
 import shutil
 
@@ -107,3 +111,47 @@ def test_hex_digits_b_and_e_are_no_suffix(tmp_path, value):
     assert got["sen"] == got["qemu"] == (0, "", "")
     assert image_state(tmp_path / "sen") == image_state(tmp_path / "qemu")
     assert image_state(tmp_path / "sen")["x.qcow2"][0] == (int(value, 16) + 511) // 512 * 512
+
+
+# The commands whose size qemu-img refuses below, each for its own reason.
+REFUSING = [c for c, i in zip(COMMANDS, IDS) if i not in ("measure-o", "amend-size",
+                                                           "image-opts-size", "commit-r")]
+REFUSING_IDS = [i for i in IDS if i not in ("measure-o", "amend-size", "image-opts-size",
+                                            "commit-r")]
+
+
+@pytest.mark.parametrize("argv", REFUSING, ids=REFUSING_IDS)
+@pytest.mark.parametrize("value", ["10kk", "16E", "0x10kk", "0x40000000000000k"])
+def test_refused_as_qemu_img(tmp_path, argv, value):
+    """Garbage and values out of range, decimal and hexadecimal (the warning first where
+    a suffix was read, then the refusal): qemu-img's messages and exit status."""
+    argv = ["resize", "r.qcow2", "{v}"] if argv[0] == "resize" else argv
+    got = both(tmp_path, argv, value)
+    assert got["qemu"][0] == 1, got["qemu"]
+    assert (WARNING in got["qemu"][1]) == value.startswith("0x"), got["qemu"]
+    assert got["sen"] == got["qemu"]
+
+
+@pytest.mark.parametrize("argv,value", [
+    (["dd", "if=a.qcow2", "of=o.raw", "bs={v}", "-O", "raw"], "0"),
+    (["dd", "if=a.qcow2", "of=o.raw", "bs={v}", "-O", "raw"], "2G"),
+    (["bench", "-c", "1", "-s", "{v}", "a.qcow2"], "2G"),
+    (["bench", "-c", "1", "-S", "{v}", "a.qcow2"], "2G"),
+    (["convert", "-S", "{v}", "-O", "raw", "a.qcow2", "o.raw"], "1000"),
+    (["convert", "-S", "{v}", "-O", "raw", "a.qcow2", "o.raw"], "0x1000001"),
+    (["convert", "-m", "{v}", "-O", "raw", "a.qcow2", "o.raw"], "1k"),
+    (["convert", "-m", "{v}", "-O", "raw", "a.qcow2", "o.raw"], "-1"),
+    (["convert", "-m", "{v}", "-O", "raw", "a.qcow2", "o.raw"], "0x2"),
+    (["bench", "-c", "{v}", "-s", "512", "a.qcow2"], "1k"),
+    (["bench", "-c", "{v}", "-s", "512", "a.qcow2"], "0x10"),
+    (["bench", "-c", "{v}", "-s", "512", "a.qcow2"], "3000000000"),
+    (["bench", "-c", "1", "-d", "{v}", "a.qcow2"], "abc"),
+    (["bench", "-c", "1", "-w", "--flush-interval={v}", "a.qcow2"], "1k"),
+], ids=["dd-bs-0", "dd-bs-2G", "bench-s-2G", "bench-S-2G", "convert-S-unaligned",
+        "convert-S-big", "convert-m-suffix", "convert-m-negative", "convert-m-hex",
+        "bench-c-suffix", "bench-c-hex", "bench-c-big", "bench-d-garbage",
+        "bench-flush-suffix"])
+def test_ranges_and_counts_as_qemu_img(tmp_path, argv, value):
+    """Each option's range and kind of number, as qemu-img 7.2 has them."""
+    got = both(tmp_path, argv, value)
+    assert got["sen"] == got["qemu"]
