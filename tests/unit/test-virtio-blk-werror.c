@@ -547,6 +547,21 @@ static void check_qmp(Fixture *f, const char *events, const char *status)
     json_decref(st);
 }
 
+/* One main-loop pass over the requests (the VM goes on: a monitor is there), then
+ * check_qmp. */
+static void check_pass(Fixture *f, const char *events, const char *status)
+{
+    g_assert_true(machine_handle_requests(&f->vt.m));
+    check_qmp(f, events, status);
+}
+
+/* A failed vCPU or a panic needs a reset: cont is refused, as QEMU's for a reset. */
+static void check_cont_refused(Fixture *f)
+{
+    g_autofree char *err = qmp_error(f, "{\"execute\": \"cont\"}");
+    g_assert_cmpstr(err, ==, "Resetting the Virtual Machine is required");
+}
+
 /*
  * The device fixture plus the run-state machinery of a whole VM: a fake accelerator
  * that stops and starts nothing, a virtual clock, the QMP monitor on its socket (its
@@ -594,17 +609,14 @@ static void fixture_init_qmp(Fixture *f, const char *drive_opts, const char *dev
 static void test_io_error_stops(void)
 {
     Fixture f;
-    Machine *m = &f.vt.m;
 
     fixture_init_qmp(&f, ",werror=stop", "");
     fail_writes(&f, 1);
-    g_assert_true(machine_handle_requests(m));
-    check_qmp(&f, "BLOCK_IO_ERROR stop, STOP", "io-error");
+    check_pass(&f, "BLOCK_IO_ERROR stop, STOP", "io-error");
     g_assert_cmpuint(vt_used_idx(&f.vt), ==, 0);
     json_decref(qmp_exec(&f, "{\"execute\": \"cont\"}", 1));
     wait_written(&f, 1);
-    g_assert_true(machine_handle_requests(m));
-    check_qmp(&f, "RESUME", "running");
+    check_pass(&f, "RESUME", "running");
     fixture_done(&f);
 }
 
@@ -615,14 +627,12 @@ static void test_io_error_stops(void)
 static void test_stop_cont_before_io_error_stop(void)
 {
     Fixture f;
-    Machine *m = &f.vt.m;
 
     fixture_init_qmp(&f, ",werror=stop", "");
     fail_writes(&f, 1);
     json_decref(qmp_exec(&f, STOP_CONT, 2));
     wait_written(&f, 1);
-    g_assert_true(machine_handle_requests(m));
-    check_qmp(&f, "BLOCK_IO_ERROR stop, STOP, RESUME", "running");
+    check_pass(&f, "BLOCK_IO_ERROR stop, STOP, RESUME", "running");
     fixture_done(&f);
 }
 
@@ -651,8 +661,7 @@ static void test_io_error_report_after_cont(void)
     bdrv_report_io_error(&e);
     while (g_main_context_iteration(NULL, FALSE)) {
     }
-    g_assert_true(machine_handle_requests(m));
-    check_qmp(&f, "STOP, RESUME, BLOCK_IO_ERROR stop, STOP, RESUME", "running");
+    check_pass(&f, "STOP, RESUME, BLOCK_IO_ERROR stop, STOP, RESUME", "running");
     fixture_done(&f);
 }
 
@@ -669,14 +678,11 @@ static void test_panic_and_io_error_in_one_pass(void)
     fixture_init_qmp(&f, ",werror=stop", "");
     machine_request_stop(m, RUN_STATE_GUEST_PANICKED);
     fail_writes(&f, 1);
-    g_assert_true(machine_handle_requests(m));
-    check_qmp(&f, "BLOCK_IO_ERROR stop, GUEST_PANICKED pause, STOP", "guest-panicked");
+    check_pass(&f, "BLOCK_IO_ERROR stop, GUEST_PANICKED pause, STOP", "guest-panicked");
     g_assert_cmpint(m->held_requests, ==, 1);
     g_assert_cmpint(blk_iostatus(f.blk), ==, BLOCK_IO_STATUS_FAILED);
-    g_autofree char *err = qmp_error(&f, "{\"execute\": \"cont\"}");
-    g_assert_cmpstr(err, ==, "Resetting the Virtual Machine is required");
-    g_assert_true(machine_handle_requests(m));
-    check_qmp(&f, "", "guest-panicked");
+    check_cont_refused(&f);
+    check_pass(&f, "", "guest-panicked");
     fixture_done(&f);
 }
 
@@ -691,10 +697,8 @@ static void test_fault_while_paused(void)
     fixture_init_qmp(&f, "", "");
     machine_request_stop(m, RUN_STATE_INTERNAL_ERROR);
     json_decref(qmp_exec(&f, "{\"execute\": \"stop\"}", 1));
-    g_assert_true(machine_handle_requests(m));
-    check_qmp(&f, "STOP", "internal-error");
-    g_autofree char *err = qmp_error(&f, "{\"execute\": \"cont\"}");
-    g_assert_cmpstr(err, ==, "Resetting the Virtual Machine is required");
+    check_pass(&f, "STOP", "internal-error");
+    check_cont_refused(&f);
     fixture_done(&f);
 }
 
@@ -709,11 +713,9 @@ static void test_fault_during_migration(void)
     fixture_init_qmp(&f, "", "");
     machine_vm_stop(m, RUN_STATE_FINISH_MIGRATE);
     machine_request_stop(m, RUN_STATE_INTERNAL_ERROR);
-    g_assert_true(machine_handle_requests(m));
-    check_qmp(&f, "STOP", "finish-migrate");
+    check_pass(&f, "STOP", "finish-migrate");
     machine_vm_start(m);
-    g_assert_true(machine_handle_requests(m));
-    check_qmp(&f, "RESUME, STOP", "internal-error");
+    check_pass(&f, "RESUME, STOP", "internal-error");
     fixture_done(&f);
 }
 
