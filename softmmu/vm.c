@@ -575,7 +575,7 @@ static RunState take_stop_request(Machine *m)
      * after a cont, from an I/O thread): stopped, it would wait for a cont with nothing
      * to retry.  Its BLOCK_IO_ERROR promised a STOP: unless another stop makes one, a
      * STOP and a RESUME go out, as QEMU's vm_prepare_start sends them when a start
-     * meets a pending stop. */
+     * finds the VM running with a stop pending. */
     if ((stops & io_error) && g_atomic_int_get(&m->held_requests) == 0) {
         stops &= ~io_error;
         if (!stops) {

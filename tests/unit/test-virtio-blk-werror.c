@@ -640,7 +640,7 @@ static void test_stop_cont_before_io_error_stop(void)
  * stop and cont retry it before the main loop gets the report; then the report comes
  * (BLOCK_IO_ERROR, then the stop request).  Nothing is held: the VM must run on; a STOP
  * and a RESUME still follow the event, which promises a STOP (QEMU sends the pair when
- * a start meets a pending stop). */
+ * a start finds the VM running with a stop pending). */
 static void test_io_error_report_after_cont(void)
 {
     Fixture f;
