@@ -11,10 +11,10 @@
  * buffers, the iovecs) only has to stay valid until those return, no completion ever
  * arrives later on another thread, and the ring needs no event source of its own.
  *
- * The ring is made before -sandbox installs its filter, and only readv/writev may be
- * submitted to it (IORING_REGISTER_RESTRICTIONS): seccomp does not see the operations a
- * ring performs, so io_uring_setup is not on the allow-list and a ring could not do more
- * than read(2)/write(2) on descriptors Sen already has.  Without liburing at build time,
+ * The ring is made before -sandbox installs its filter, and only readv/writev on its one
+ * registered file, the tap, may be submitted to it (IORING_REGISTER_RESTRICTIONS):
+ * seccomp does not see the operations a ring performs, so io_uring_setup is not on the
+ * allow-list and a ring could not do more than read(2)/write(2) on the tap.  Without liburing at build time,
  * with io_uring disabled (kernel.io_uring_disabled), refused (seccomp, containers) or too
  * old for RWF_NOWAIT, tap_ring_new returns NULL and the tap makes one call per frame.
  */
@@ -29,6 +29,8 @@
 #ifdef CONFIG_LIBURING
 #include <liburing.h>
 
+#define TAP_RING_FILE 0  /* the tap fd's index among the ring's registered files */
+
 struct TapRing {
     struct io_uring ring;
     int fd;
@@ -41,9 +43,13 @@ struct TapRing {
 
 TapRing *tap_ring_new(int fd)
 {
+    /* readv/writev on the registered tap fd only: every request must name it by its
+     * index (IOSQE_FIXED_FILE), which also spares the kernel a file lookup per frame. */
     struct io_uring_restriction res[] = {
         { .opcode = IORING_RESTRICTION_SQE_OP, .sqe_op = IORING_OP_READV },
         { .opcode = IORING_RESTRICTION_SQE_OP, .sqe_op = IORING_OP_WRITEV },
+        { .opcode = IORING_RESTRICTION_SQE_FLAGS_ALLOWED, .sqe_flags = IOSQE_FIXED_FILE },
+        { .opcode = IORING_RESTRICTION_SQE_FLAGS_REQUIRED, .sqe_flags = IOSQE_FIXED_FILE },
     };
     TapRing *r;
 
@@ -58,9 +64,10 @@ TapRing *tap_ring_new(int fd)
         return NULL;
     }
     /* io_uring_register(2) directly: Debian's liburing 2.3 lacks the wrappers for
-     * these two in its symbol map. */
+     * these in its symbol map. */
     if (io_uring_register(r->ring.ring_fd, IORING_REGISTER_RESTRICTIONS, res,
                           G_N_ELEMENTS(res)) < 0 ||
+        io_uring_register(r->ring.ring_fd, IORING_REGISTER_FILES, &r->fd, 1) < 0 ||
         io_uring_register(r->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0) {
         io_uring_queue_exit(&r->ring);
         g_free(r);
@@ -162,7 +169,8 @@ bool tap_ring_queue_write(TapRing *r, const struct iovec *iov, int iovcnt,
     memcpy(&r->iov[slot][n], iov, iovcnt * sizeof(*iov));
     n += iovcnt;
     r->iovcnt[slot] = n;
-    io_uring_prep_writev(sqe, r->fd, r->iov[slot], n, 0);
+    io_uring_prep_writev(sqe, TAP_RING_FILE, r->iov[slot], n, 0);
+    sqe->flags |= IOSQE_FIXED_FILE;
     sqe->rw_flags = RWF_NOWAIT;
     sqe->user_data = slot;
     r->queued++;
@@ -230,7 +238,8 @@ unsigned tap_ring_read(TapRing *r, struct iovec *const *iov, const int *iovcnt, 
         }
         int cnt = MIN(iovcnt[i], TAP_RING_IOV);
         memcpy(r->iov[i], iov[i], cnt * sizeof(struct iovec));
-        io_uring_prep_readv(sqe, r->fd, r->iov[i], cnt, 0);
+        io_uring_prep_readv(sqe, TAP_RING_FILE, r->iov[i], cnt, 0);
+        sqe->flags |= IOSQE_FIXED_FILE;
         sqe->rw_flags = RWF_NOWAIT;
         sqe->user_data = i;
         made++;
