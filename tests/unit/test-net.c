@@ -516,51 +516,76 @@ out:
     lender_free(&l);
 }
 
+/* A tap over a socketpair batching through its ring, a LendingNic its peer. */
+typedef struct LendRig {
+    Machine m;
+    LendingNic l;
+    GPtrArray *queues;
+    int fds[2];
+    NetClientState *tap, *nic;
+} LendRig;
+
+/* False (the test skipped) when there is no ring; lend_rig_free either way. */
+static bool lend_rig_new(LendRig *r, size_t piece0, size_t piece1)
+{
+    memset(r, 0, sizeof(*r));
+    r->queues = g_ptr_array_new();
+    lender_init(&r->l, piece0, piece1);
+    if (!fake_tap_new(&r->m, r->queues, r->fds, true, true, &r->tap)) {
+        return false;
+    }
+    r->nic = test_client_new(&lending_info, "nic", &r->l, r->tap);
+    return true;
+}
+
+static void lend_rig_free(LendRig *r)
+{
+    if (r->nic) {
+        net_client_free(r->nic);
+    }
+    fake_tap_free(&r->m, r->queues, r->fds, r->tap);
+    lender_free(&r->l);
+}
+
+/* Frame f of a test: len bytes (header and frame) made from f. */
+static void frame_fill(uint8_t *b, size_t len, unsigned f)
+{
+    for (size_t i = 0; i < len; i++) {
+        b[i] = (uint8_t)(i * 7 + f * 31 + 1);
+    }
+}
+
+/* Frame f of a test into the tap: made (frame_fill), then written. */
+static void lend_rig_write(LendRig *r, uint8_t *b, size_t len, unsigned f)
+{
+    frame_fill(b, len, f);
+    g_assert_cmpint(write(r->fds[1], b, len), ==, (ssize_t)len);
+}
+
 /* Through the ring, a frame the NIC refuses (its rx filter) in the middle of a batch read
  * into lent buffers: it is dropped, and the frames read after it into later lent buffers
  * are copied out before those go back, then delivered in order. */
 static void test_tap_ring_refused_in_batch(void)
 {
-    Machine m = { 0 };
-    LendingNic l;
-    GPtrArray *queues = g_ptr_array_new();
+    LendRig r;
     uint8_t fr[4][NET_VNET_HDR_LEN + 60];
-    int fds[2];
 
-    lender_init(&l, 200, 0);
-    for (unsigned f = 0; f < 4; f++) {
-        for (unsigned i = 0; i < sizeof(fr[f]); i++) {
-            fr[f][i] = (uint8_t)(i * 5 + f);
+    if (lend_rig_new(&r, 200, 0)) {
+        for (unsigned f = 0; f < 4; f++) {
+            frame_fill(fr[f], sizeof(fr[f]), f);
+            fr[f][0] = f == 1 ? REFUSE_MARK : 0;
+            g_assert_cmpint(write(r.fds[1], fr[f], sizeof(fr[f])), ==, sizeof(fr[f]));
         }
+        loop_until(r.m.ctx, &r.l.direct->len, 3 * sizeof(fr[0]));
+        g_assert_cmpstr(r.l.order->str, ==, "ddd");
+        g_assert_cmpuint(r.l.refused, ==, 1);
+        g_assert_cmpmem(r.l.direct->data, sizeof(fr[0]), fr[0], sizeof(fr[0]));
+        g_assert_cmpmem(r.l.direct->data + sizeof(fr[0]), sizeof(fr[0]), fr[2],
+                        sizeof(fr[0]));
+        g_assert_cmpmem(r.l.direct->data + 2 * sizeof(fr[0]), sizeof(fr[0]), fr[3],
+                        sizeof(fr[0]));
     }
-    fr[1][0] = REFUSE_MARK;
-    NetClientState *tap;
-    if (!fake_tap_new(&m, queues, fds, true, true, &tap)) {
-        goto out;
-    }
-    NetClientState *nic = test_client_new(&lending_info, "nic", &l, tap);
-    for (unsigned f = 0; f < 4; f++) {
-        g_assert_cmpint(write(fds[1], fr[f], sizeof(fr[f])), ==, sizeof(fr[f]));
-    }
-    loop_until(m.ctx, &l.direct->len, 3 * sizeof(fr[0]));
-    g_assert_cmpstr(l.order->str, ==, "ddd");
-    g_assert_cmpuint(l.refused, ==, 1);
-    g_assert_cmpmem(l.direct->data, sizeof(fr[0]), fr[0], sizeof(fr[0]));
-    g_assert_cmpmem(l.direct->data + sizeof(fr[0]), sizeof(fr[0]), fr[2], sizeof(fr[0]));
-    g_assert_cmpmem(l.direct->data + 2 * sizeof(fr[0]), sizeof(fr[0]), fr[3],
-                    sizeof(fr[0]));
-    net_client_free(nic);
-out:
-    fake_tap_free(&m, queues, fds, tap);
-    lender_free(&l);
-}
-
-/* Frame f of a test: len bytes (header and frame), its bytes from f. */
-static void fill_frame(uint8_t *b, size_t len, unsigned f)
-{
-    for (size_t i = 0; i < len; i++) {
-        b[i] = (uint8_t)(i * 7 + f * 31 + 1);
-    }
+    lend_rig_free(&r);
 }
 
 /*
@@ -572,47 +597,36 @@ static void fill_frame(uint8_t *b, size_t len, unsigned f)
  */
 static void test_tap_ring_hole_in_batch(void)
 {
-    Machine m = { 0 };
-    LendingNic l;
-    GPtrArray *queues = g_ptr_array_new();
     static const size_t len[4] = { NET_VNET_HDR_LEN + 60, NET_VNET_HDR_LEN + 70,
                                    NET_VNET_HDR_LEN + 150, NET_VNET_HDR_LEN + 80 };
     uint8_t fr[4][NET_VNET_HDR_LEN + 150];
-    int fds[2];
+    LendRig r;
 
-    lender_init(&l, 20, 80);
-    NetClientState *tap;
-    if (!fake_tap_new(&m, queues, fds, true, true, &tap)) {
-        goto out;
+    if (lend_rig_new(&r, 20, 80)) {
+        for (unsigned f = 0; f < 4; f++) {
+            lend_rig_write(&r, fr[f], len[f], f);
+        }
+        /* The first batch: four reads into four lent buffers, the second finds nothing. */
+        tap_ring_test_eagain = 1u << 1;
+        size_t want = len[0] + len[1] + len[2] + len[3];
+        for (unsigned i = 0; i < 100 && r.l.direct->len + r.l.copied->len < want; i++) {
+            g_main_context_iteration(r.m.ctx, FALSE);
+        }
+        g_assert_cmpuint(r.l.direct->len + r.l.copied->len, ==, want);
+        g_assert_cmpuint(tap_ring_test_eagain, ==, 0); /* the hook was used */
+        g_assert_true(net_tap_has_ring(r.tap));
+        g_assert_cmpstr(r.l.order->str, ==, "ddcd");
+        g_assert_cmpmem(r.l.direct->data, len[0], fr[0], len[0]);
+        g_assert_cmpmem(r.l.direct->data + len[0], len[1], fr[1], len[1]);
+        g_assert_cmpmem(r.l.direct->data + len[0] + len[1], len[3], fr[3], len[3]);
+        g_assert_cmpmem(r.l.copied->data, r.l.copied->len, fr[2], len[2]);
+        /* Four lent, the first taken, three given back; one lent per frame delivered by
+         * copy (the big one's given back); the next batch of six (twice the three the
+         * first brought) takes the last frame and gives five back. */
+        g_assert_cmpuint(r.l.lent, ==, 4 + 2 + 6);
+        g_assert_cmpuint(r.l.returned, ==, 3 + 1 + 5);
     }
-    NetClientState *nic = test_client_new(&lending_info, "nic", &l, tap);
-    for (unsigned f = 0; f < 4; f++) {
-        fill_frame(fr[f], len[f], f);
-        g_assert_cmpint(write(fds[1], fr[f], len[f]), ==, (ssize_t)len[f]);
-    }
-    /* The first batch is four reads into four lent buffers: the second finds nothing. */
-    tap_ring_test_eagain = 1u << 1;
-    size_t want = len[0] + len[1] + len[2] + len[3];
-    for (unsigned i = 0; i < 100 && l.direct->len + l.copied->len < want; i++) {
-        g_main_context_iteration(m.ctx, FALSE);
-    }
-    g_assert_cmpuint(l.direct->len + l.copied->len, ==, want);
-    g_assert_cmpuint(tap_ring_test_eagain, ==, 0);  /* the hook was used */
-    g_assert_true(net_tap_has_ring(tap));
-    g_assert_cmpstr(l.order->str, ==, "ddcd");
-    g_assert_cmpmem(l.direct->data, len[0], fr[0], len[0]);
-    g_assert_cmpmem(l.direct->data + len[0], len[1], fr[1], len[1]);
-    g_assert_cmpmem(l.direct->data + len[0] + len[1], len[3], fr[3], len[3]);
-    g_assert_cmpmem(l.copied->data, l.copied->len, fr[2], len[2]);
-    /* Four lent, the first taken, three given back; one lent per frame delivered by copy
-     * (the big one's given back); the next batch of six (twice the three the first
-     * brought) takes the last frame and gives five back. */
-    g_assert_cmpuint(l.lent, ==, 4 + 2 + 6);
-    g_assert_cmpuint(l.returned, ==, 3 + 1 + 5);
-    net_client_free(nic);
-out:
-    fake_tap_free(&m, queues, fds, tap);
-    lender_free(&l);
+    lend_rig_free(&r);
 }
 
 /*
@@ -623,71 +637,49 @@ out:
  */
 static void test_tap_ring_rx_fails_mid_batch(void)
 {
-    Machine m = { 0 };
-    LendingNic l;
-    GPtrArray *queues = g_ptr_array_new();
     uint8_t fr[6][NET_VNET_HDR_LEN + 60];
-    int fds[2];
+    LendRig r;
 
-    lender_init(&l, 20, 80);
-    NetClientState *tap;
-    if (!fake_tap_new(&m, queues, fds, true, true, &tap)) {
-        goto out;
+    if (lend_rig_new(&r, 20, 80)) {
+        for (unsigned f = 0; f < 6; f++) {
+            lend_rig_write(&r, fr[f], sizeof(fr[f]), f);
+        }
+        tap_ring_test_short_submit = 2;
+        tap_ring_test_submit_fails = true;
+        loop_until(r.m.ctx, &r.l.direct->len, sizeof(fr));
+        g_assert_cmpuint(tap_ring_test_short_submit, ==, 0); /* the hook was used */
+        g_assert_false(tap_ring_test_submit_fails);
+        g_assert_false(net_tap_has_ring(r.tap));
+        g_assert_cmpstr(r.l.order->str, ==, "dddddd");
+        g_assert_cmpmem(r.l.direct->data, r.l.direct->len, fr, sizeof(fr));
+        /* The batch lent four and gave two back; then one per frame and one for the read
+         * that found the socket empty, given back. */
+        g_assert_cmpuint(r.l.lent, ==, 4 + 4 + 1);
+        g_assert_cmpuint(r.l.returned, ==, 2 + 1);
     }
-    NetClientState *nic = test_client_new(&lending_info, "nic", &l, tap);
-    for (unsigned f = 0; f < 6; f++) {
-        fill_frame(fr[f], sizeof(fr[f]), f);
-        g_assert_cmpint(write(fds[1], fr[f], sizeof(fr[f])), ==, sizeof(fr[f]));
-    }
-    tap_ring_test_short_submit = 2;
-    tap_ring_test_submit_fails = true;
-    loop_until(m.ctx, &l.direct->len, sizeof(fr));
-    g_assert_cmpuint(tap_ring_test_short_submit, ==, 0);  /* the hook was used */
-    g_assert_false(tap_ring_test_submit_fails);
-    g_assert_false(net_tap_has_ring(tap));
-    g_assert_cmpstr(l.order->str, ==, "dddddd");
-    g_assert_cmpmem(l.direct->data, l.direct->len, fr, sizeof(fr));
-    /* The batch lent four and gave two back; then one per frame and one for the read
-     * that found the socket empty, given back. */
-    g_assert_cmpuint(l.lent, ==, 4 + 4 + 1);
-    g_assert_cmpuint(l.returned, ==, 2 + 1);
-    net_client_free(nic);
-out:
-    fake_tap_free(&m, queues, fds, tap);
-    lender_free(&l);
+    lend_rig_free(&r);
 }
 
 /*
  * Through the ring, a backlog of 40 frames: each is read straight into a lent buffer and
  * taken there, and buffers go back only when the backlog runs dry (at most one batch's
- * worth), not a lend and a give-back per frame.
+ * worth; 4 of 44 here), not a lend and a give-back per frame.
  */
 static void test_tap_ring_backlog_lends_once(void)
 {
-    Machine m = { 0 };
-    LendingNic l;
-    GPtrArray *queues = g_ptr_array_new();
     uint8_t fr[40][NET_VNET_HDR_LEN + 60];
-    int fds[2];
+    LendRig r;
 
-    lender_init(&l, 200, 0);
-    NetClientState *tap;
-    if (!fake_tap_new(&m, queues, fds, true, true, &tap)) {
-        goto out;
+    if (lend_rig_new(&r, 200, 0)) {
+        for (unsigned f = 0; f < G_N_ELEMENTS(fr); f++) {
+            lend_rig_write(&r, fr[f], sizeof(fr[f]), f);
+        }
+        loop_until(r.m.ctx, &r.l.direct->len, sizeof(fr));
+        g_assert_cmpmem(r.l.direct->data, r.l.direct->len, fr, sizeof(fr));
+        g_assert_cmpuint(r.l.taken, ==, G_N_ELEMENTS(fr));
+        g_assert_cmpuint(r.l.returned, <=, LEND_SLOTS);
     }
-    NetClientState *nic = test_client_new(&lending_info, "nic", &l, tap);
-    for (unsigned f = 0; f < G_N_ELEMENTS(fr); f++) {
-        fill_frame(fr[f], sizeof(fr[f]), f);
-        g_assert_cmpint(write(fds[1], fr[f], sizeof(fr[f])), ==, sizeof(fr[f]));
-    }
-    loop_until(m.ctx, &l.direct->len, sizeof(fr));
-    g_assert_cmpmem(l.direct->data, l.direct->len, fr, sizeof(fr));
-    g_assert_cmpuint(l.taken, ==, G_N_ELEMENTS(fr));
-    g_assert_cmpuint(l.returned, <=, LEND_SLOTS);
-    net_client_free(nic);
-out:
-    fake_tap_free(&m, queues, fds, tap);
-    lender_free(&l);
+    lend_rig_free(&r);
 }
 
 #define BIG_LEND (128 * 1024) /* an rx buffer bigger than tap's bounce buffer */
