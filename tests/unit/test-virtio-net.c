@@ -1018,13 +1018,19 @@ static const NetClientInfo peer_vnet_info = {
     .type = "test-vnet", .receive = peer_receive, .has_vnet_hdr = peer_has_vnet_hdr,
 };
 
-/* The NIC with a backend that reads with a NetVnetHdr (tap), the rx filter on. */
-static void fixture_direct(Fixture *f)
+/* The NIC with a backend that reads with a NetVnetHdr (tap), the rx filter on, and the
+ * features in more. */
+static void fixture_direct_with(Fixture *f, uint64_t more)
 {
     fixture_setup(f);
     f->peer->info = &peer_vnet_info;
     net_link(f->nic, f->peer);
-    fixture_driver(f, F_MAC | F_CTRL_VQ | F_CTRL_RX);
+    fixture_driver(f, F_MAC | F_CTRL_VQ | F_CTRL_RX | more);
+}
+
+static void fixture_direct(Fixture *f)
+{
+    fixture_direct_with(f, 0);
 }
 
 /* What a backend reading with a NetVnetHdr (tap) puts into the iovecs the NIC lent it:
@@ -1189,6 +1195,17 @@ static void test_rx_direct_many(void)
     fixture_done(&f);
 }
 
+/* The backend (fixture_direct's) sends fr the copying way, behind a zero header. */
+static void send_vnet(Fixture *f, const GByteArray *fr)
+{
+    g_autoptr(GByteArray) b = g_byte_array_new();
+    uint8_t hdr[HDR_LEN] = { 0 };
+
+    g_byte_array_append(b, hdr, sizeof(hdr));
+    g_byte_array_append(b, fr->data, fr->len);
+    net_send_buf(f->peer, b->data, b->len);
+}
+
 /* Posts one 2048-byte rx buffer, the n-th posted: at BUF(n % QS), its descriptor n % QS
  * (one descriptor each, so post() hands them out in that order). */
 static void post_rx_numbered(Fixture *f, unsigned n)
@@ -1252,12 +1269,8 @@ static void test_rx_direct_many_cycles(void)
     g_assert_cmpint(net_peer_rx_direct_get(f.peer, iov, 8), ==, 1);
     g_assert_true(iov[0].iov_base == f.vt.ram + BUF(used % QS));
     net_peer_rx_direct_return(f.peer);
-    g_autoptr(GByteArray) last = g_byte_array_new();             /* header, then frame */
     g_autoptr(GByteArray) fr = frame(nic_mac, 90, 6);
-    g_byte_array_set_size(last, HDR_LEN);
-    memset(last->data, 0, HDR_LEN);
-    g_byte_array_append(last, fr->data, fr->len);
-    net_send_buf(f.peer, last->data, last->len);
+    send_vnet(&f, fr);
     g_assert_cmpuint(used_idx(&f, RXQ), ==, (uint16_t)(used + 1));
     used_elem(&f, RXQ, used, &id, &len);
     g_assert_cmpuint(id, ==, used % QS);
@@ -1270,7 +1283,8 @@ static void test_rx_direct_many_cycles(void)
  * the header is not lent (the copying path deals with it); a descriptor the driver
  * rewrites after its buffer was lent and given back is read again at the next lend (the
  * new buffer lent, never the old one); one rewritten to point outside guest RAM lends
- * nothing and marks the device broken, with nothing left lent and nothing published.
+ * nothing and marks the device broken, with nothing left lent and nothing published; a
+ * chain in more pieces than a lend holds is not lent and waits for the copying path.
  */
 static void test_rx_direct_hostile_ring(void)
 {
@@ -1304,6 +1318,35 @@ static void test_rx_direct_hostile_ring(void)
     g_assert_false(net_peer_rx_direct_take(f.peer, 100));          /* nothing lent */
     net_peer_rx_direct_return(f.peer);
     g_assert_cmpuint(used_idx(&f, RXQ), ==, 0);
+    fixture_done(&f);
+
+    /* A chain in more pieces than a lend holds (VIRTQUEUE_SMALL_SEGS + 4, through an
+     * indirect table): not lent, left in the ring, the device not broken; a frame sent
+     * the copying way lands in it. */
+    enum { PIECES = VIRTQUEUE_SMALL_SEGS + 4, PIECE = 64 };
+    fixture_direct_with(&f, 1ull << VIRTIO_F_INDIRECT_DESC);
+    for (unsigned k = 0; k < PIECES; k++) {
+        VirtqDesc p = { .addr = BUF(9) + 128 * k, .len = PIECE,
+                        .flags = VIRTQ_DESC_F_WRITE |
+                                 (k + 1 < PIECES ? VIRTQ_DESC_F_NEXT : 0),
+                        .next = (uint16_t)(k + 1) };
+        memcpy(f.vt.ram + BUF(8) + 16 * k, &p, sizeof(p));
+    }
+    Buf ind = { BUF(8), 16 * PIECES, false };
+    post(&f, RXQ, &ind, 1);
+    VirtqDesc *d0 = (VirtqDesc *)(f.vt.ram + RING(RXQ));
+    d0->flags = VIRTQ_DESC_F_INDIRECT;
+    g_assert_cmpint(net_peer_rx_direct_get(f.peer, iov, 8), ==, 0);
+    g_assert_cmpint(net_peer_rx_direct_get(f.peer, iov, 8), ==, 0);
+    g_assert_false(vt_rd(&f.vt, CC_STATUS, 1) & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
+    g_autoptr(GByteArray) fr = frame(nic_mac, 300, 3);
+    send_vnet(&f, fr);
+    g_assert_cmpuint(used_idx(&f, RXQ), ==, 1);
+    uint32_t id, len;
+    used_elem(&f, RXQ, 0, &id, &len);
+    g_assert_cmpuint(len, ==, HDR_LEN + 300);
+    /* The second piece holds the frame from where the first (header first) left off. */
+    g_assert_cmpmem(f.vt.ram + BUF(9) + 128, PIECE, fr->data + PIECE - HDR_LEN, PIECE);
     fixture_done(&f);
 }
 
