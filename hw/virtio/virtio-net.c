@@ -366,6 +366,14 @@ static bool nic_rx_direct_take(NetClientState *nc, size_t len)
     return true;
 }
 
+/*
+ * A buffer given back may hold what the kernel read into it (a frame copied out of it
+ * after a hole in the batch, one bigger than it, one the filter refused).  Its pages are
+ * not marked dirty for migration, and need not be: the buffer is still the device's (in
+ * the avail ring, never in the used ring), so the driver does not read it until a later
+ * fill publishes it, and that fill marks what it wrote (virtqueue_fill).  A migration
+ * that carries over the page as it was before the read loses nothing the guest may see.
+ */
 static void nic_rx_direct_return(NetClientState *nc)
 {
     NetQueuePair *q = nc->opaque;
