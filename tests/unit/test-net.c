@@ -943,6 +943,56 @@ out:
 }
 
 /*
+ * A ring whose kernel took two of four reads and refused the rest: those two are left in
+ * its submission queue, naming memory the caller has since given back (a guest's rx
+ * buffers).  Nothing may submit them later: the ring takes no more requests (a write
+ * queued or a read asked for is refused, so no io_uring_enter flushes the queue), and
+ * the frames the two reads would have taken stay in the socket for the caller's
+ * readv.
+ */
+static void test_tap_ring_failed_takes_nothing_more(void)
+{
+    uint8_t bufs[4][100], frame[60] = { 0 };
+    struct iovec v[4], *iov[4];
+    int cnt[4] = { 1, 1, 1, 1 }, fds[2];
+    ssize_t lens[4];
+
+    g_assert_cmpint(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, fds), ==, 0);
+    g_assert_true(g_unix_set_fd_nonblocking(fds[0], TRUE, NULL));
+    TapRing *r = tap_ring_new(fds[0]);
+    if (!r) {
+        g_test_skip("no io_uring here (built without liburing, or the kernel refused it)");
+        goto out;
+    }
+    write_numbered(fds[1], 0, 4);
+    for (unsigned i = 0; i < 4; i++) {
+        v[i] = (struct iovec){ bufs[i], sizeof(bufs[i]) };
+        iov[i] = &v[i];
+    }
+    tap_ring_test_short_submit = 2;
+    tap_ring_test_submit_fails = true;
+    g_assert_cmpuint(tap_ring_read(r, iov, cnt, 4, lens), ==, 2);
+    g_assert_cmpint(lens[0], ==, 60);
+    g_assert_cmpint(lens[1], ==, 60);
+    g_assert_cmpint(lens[2], ==, -EAGAIN);
+    g_assert_false(tap_ring_usable(r));
+    memset(bufs[2], 0xaa, sizeof(bufs[2]));
+    struct iovec one = { frame, sizeof(frame) };
+    g_assert_false(tap_ring_queue_write(r, &one, 1, NULL, 0));
+    g_assert_cmpuint(tap_ring_flush(r), ==, 0);
+    g_assert_cmpuint(tap_ring_read(r, iov, cnt, 1, lens), ==, 0);
+    g_assert_cmphex(bufs[2][0], ==, 0xaa);                  /* never read into */
+    for (unsigned i = 2; i < 4; i++) {
+        g_assert_cmpint(read(fds[0], frame, sizeof(frame)), ==, sizeof(frame));
+        g_assert_cmpuint(frame[0], ==, i);
+    }
+    tap_ring_free(r);
+out:
+    close(fds[0]);
+    close(fds[1]);
+}
+
+/*
  * tap rx through the ring when the NIC fills up in the middle of a batch: the frames
  * read past its last buffer wait in the NIC's queue (in order, none dropped), the rest
  * stay in the kernel; once the NIC has buffers again every frame arrives, in order.
@@ -1133,6 +1183,8 @@ int main(int argc, char **argv)
     g_test_add_func("/net/tap-ring/rx-hole-in-batch", test_tap_ring_hole_in_batch);
     g_test_add_func("/net/tap-ring/rx-fails-mid-batch", test_tap_ring_rx_fails_mid_batch);
     g_test_add_func("/net/tap-ring/rx-backlog-lends-once", test_tap_ring_backlog_lends_once);
+    g_test_add_func("/net/tap-ring/failed-takes-nothing-more",
+                    test_tap_ring_failed_takes_nothing_more);
     g_test_add_func("/net/user-frame-from-other-thread-wakes-loop",
                     test_user_frame_from_other_thread_wakes_loop);
     g_test_add_func("/net/user-frame-after-prepare-wakes-loop",
