@@ -34,7 +34,9 @@ typedef struct TapRing TapRing;
 /* NULL when io_uring cannot be used here (not built in, disabled, refused, sandboxed). */
 TapRing *tap_ring_new(int fd);
 void tap_ring_free(TapRing *r);
-/* False once the kernel refused a batch (RWF_NOWAIT unsupported): use readv/writev. */
+/* False once the kernel refused a batch (RWF_NOWAIT unsupported, requests not taken):
+ * use readv/writev.  An unusable ring takes no more requests (queue_write false, read
+ * none), so those it holds are never submitted. */
 bool tap_ring_usable(TapRing *r);
 /* Queues a write of hdr (hdr_len may be 0) and iov; their memory must stay valid until
  * tap_ring_flush returns.  False when the batch is full (flush, then queue again). */

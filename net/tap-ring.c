@@ -156,7 +156,9 @@ bool tap_ring_queue_write(TapRing *r, const struct iovec *iov, int iovcnt,
     unsigned slot = r->queued;
     int n = 0;
 
-    if (slot == TAP_RING_ENTRIES || iovcnt + 1 > TAP_RING_IOV) {
+    /* An unusable ring may hold requests the kernel never took (ring_submit_all): any
+     * later submission would hand them over, into memory long given back. */
+    if (r->unusable || slot == TAP_RING_ENTRIES || iovcnt + 1 > TAP_RING_IOV) {
         return false;
     }
     struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
@@ -226,6 +228,9 @@ unsigned tap_ring_read(TapRing *r, struct iovec *const *iov, const int *iovcnt, 
     n = MIN(n, TAP_RING_ENTRIES);
     for (unsigned i = 0; i < n; i++) {
         lens[i] = -EAGAIN;  /* reads not made or not taken: the caller stops there */
+    }
+    if (r->unusable) {
+        return 0; /* see tap_ring_queue_write */
     }
     for (unsigned i = 0; i < n; i++) {
         if (skip & (1ull << i)) {
