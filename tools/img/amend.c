@@ -34,6 +34,30 @@ static bool parse_refcount_bits(const char *str, unsigned *bits, Error **errp)
     return true;
 }
 
+/*
+ * size= as qemu-img amend reads it, in its option list's words.  A value it refuses it
+ * reads a second time, as the creation options (to tell an option only creation takes),
+ * so a hexadecimal one with a suffix ("0x10kk") is warned about twice, as there.
+ */
+static bool parse_amend_size(const char *str, uint64_t *out, Error **errp)
+{
+    Error *err = NULL;
+    if (parse_size(str, 1, out, &err)) {
+        return true;
+    }
+    uint64_t again;
+    (void)!parse_size(str, 1, &again, NULL);
+    if (strstr(error_get_pretty(err), "too large")) {
+        error_setg(errp, "Value '%s' is out of range for parameter 'size'", str);
+    } else {
+        error_setg(errp, "Parameter 'size' expects a non-negative number below 2^64");
+        error_append_hint(errp, "Optional suffix k, M, G, T, P or E means kilo-, mega-, "
+                          "giga-, tera-, peta-\nand exabytes, respectively.\n");
+    }
+    error_free(err);
+    return false;
+}
+
 static bool amend_qcow2(BlockDriverState *bs, Keyval *kv, Error **errp)
 {
     g_autofree char *compat = keyval_take(kv, "compat");
@@ -61,7 +85,7 @@ static bool amend_qcow2(BlockDriverState *bs, Keyval *kv, Error **errp)
             return false;
         }
     }
-    if (size_str && !parse_size(size_str, 1, &size, errp)) {
+    if (size_str && !parse_amend_size(size_str, &size, errp)) {
         return false;
     }
     bool lazy = false;

@@ -44,6 +44,12 @@ static bool create_target(const char *fmt, const char *filename, const char *opt
         error_free(err);
         return false;
     }
+    /* As qemu-img reads -o: a size given there is read (and warned about) once, then
+     * replaced by the source's; cluster_size the format reads again. */
+    if (!img_check_size_opts(fmt, kv, "")) {
+        keyval_free(kv);
+        return false;
+    }
     g_autofree char *s = g_strdup_printf("%" G_GUINT64_FORMAT, size);
     block_keyval_add(kv, "size", s);
     if (backing) {

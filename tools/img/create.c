@@ -79,6 +79,13 @@ int img_create(int argc, char **argv)
         error_free(err);
         goto out;
     }
+    char *prefix = g_strdup_printf("%s: ", filename);
+    bool sizes_ok = img_check_size_opts(fmt, kv, prefix);
+    g_free(prefix);
+    if (!sizes_ok) {
+        keyval_free(kv);
+        goto out;
+    }
     if (have_size) {
         g_autofree char *s = g_strdup_printf("%" G_GINT64_FORMAT, size);
         block_keyval_add(kv, "size", s);

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include "sen/block.h"
 #include "sen/error.h"
+#include "sen/keyval.h"
 
 /* Each returns the process exit status. */
 int img_create(int argc, char **argv);
@@ -126,6 +127,12 @@ bool img_parse_num(const char *what, const char *str, int64_t *out);
  * messages ("Parameter 'size' expects a non-negative number below 2^64" and the suffix
  * hint, or "Value '...' is out of range for parameter 'size'"). */
 bool img_parse_opt_size(const char *name, const char *str, uint64_t *out);
+/* The byte-size options of a -o list for format fmt (size; cluster_size for qcow2) as
+ * qemu-img's option list parses them when it reads -o, before the format driver reads them
+ * again (so "0x1k" warns twice in create, as there): false with img_parse_opt_size's
+ * messages after prefix ("x.qcow2: " in create, "" elsewhere).  Other keys are left to
+ * the driver. */
+bool img_check_size_opts(const char *fmt, Keyval *kv, const char *prefix);
 /* A count as qemu-img reads bench -c/-d/--flush-interval and convert -m (qemu_strtoul,
  * base 0: decimal, 0x hex, 0 octal; no suffix) up to INT_MAX; false, with no message
  * (each caller has its own), when str is not that. */

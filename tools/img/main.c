@@ -187,21 +187,44 @@ bool img_parse_num_range(const char *what, const char *str, int64_t min, int64_t
     return true;
 }
 
-bool img_parse_opt_size(const char *name, const char *str, uint64_t *out)
+static bool parse_opt_size(const char *prefix, const char *name, const char *str,
+                           uint64_t *out)
 {
     Error *err = NULL;
     if (parse_size(str, 1, out, &err)) {
         return true;
     }
     if (strstr(error_get_pretty(err), "too large")) {
-        error_report("Value '%s' is out of range for parameter '%s'", str, name);
+        error_report("%sValue '%s' is out of range for parameter '%s'", prefix, str, name);
     } else {
-        error_report("Parameter '%s' expects a non-negative number below 2^64", name);
+        error_report("%sParameter '%s' expects a non-negative number below 2^64", prefix,
+                     name);
         fprintf(stderr, "Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, "
                 "tera-, peta-\nand exabytes, respectively.\n");
     }
     error_free(err);
     return false;
+}
+
+bool img_parse_opt_size(const char *name, const char *str, uint64_t *out)
+{
+    return parse_opt_size("", name, str, out);
+}
+
+bool img_check_size_opts(const char *fmt, Keyval *kv, const char *prefix)
+{
+    static const char *const keys[] = { "size", "cluster_size" };
+    for (size_t i = 0; i < G_N_ELEMENTS(keys); i++) {
+        const char *v = keyval_get(kv, keys[i]);
+        uint64_t n;
+        if (i > 0 && strcmp(fmt, "qcow2")) {
+            break; /* raw has only size */
+        }
+        if (v && !parse_opt_size(prefix, keys[i], v, &n)) {
+            return false;
+        }
+    }
+    return true;
 }
 
 bool img_parse_count(const char *str, uint64_t *out)

@@ -176,8 +176,14 @@ int img_measure(int argc, char **argv)
     prealloc = g_strdup(keyval_get(kv, "preallocation"));
     if (qcow2) {
         const char *compat = keyval_get(kv, "compat");
-        if (!keyval_get_size(kv, "measure", "cluster_size", 65536, &csize, &err) ||
-            !keyval_get_u64(kv, "measure", "refcount_bits", 16, &rbits, &err) ||
+        const char *cs = keyval_get(kv, "cluster_size");
+        csize = 65536;
+        if (cs && !img_parse_opt_size("cluster_size", cs, &csize)) {
+            keyval_free(kv);
+            error_report("Invalid options for file format 'qcow2'");
+            return 1;
+        }
+        if (!keyval_get_u64(kv, "measure", "refcount_bits", 16, &rbits, &err) ||
             !keyval_get_bool(kv, "measure", "extended_l2", false, &extl2, &err)) {
             keyval_free(kv);
             error_report_err(err);

@@ -41,10 +41,18 @@ COMMANDS = [
     ["bitmap", "--add", "-g", "{v}", "r.qcow2", "bm"],
     ["amend", "-o", "size={v}", "r.qcow2"],
     ["info", "--output=json", "--image-opts", "driver=raw,size={v},file.filename=a.qcow2"],
+    # -o lists: qemu-img reads them, then the format reads size/cluster_size once more
+    # (two warnings), except convert's size, which the source's replaces (one).
+    ["create", "-q", "-f", "qcow2", "-o", "size={v}", "x.qcow2"],
+    ["create", "-q", "-f", "qcow2", "-o", "cluster_size={v}", "x.qcow2", "1M"],
+    ["create", "-q", "-f", "raw", "-o", "size={v}", "x.qcow2"],
+    ["convert", "-O", "qcow2", "-o", "cluster_size={v}", "a.qcow2", "o.raw"],
+    ["convert", "-O", "raw", "-o", "size={v}", "a.qcow2", "o.raw"],
 ]
 IDS = ["create", "resize", "convert-S", "convert-r", "measure-size", "measure-o",
        "map-start", "map-length", "dd-bs", "dd-count", "dd-skip", "bench-s", "bench-S",
-       "bench-o", "commit-r", "bitmap-g", "amend-size", "image-opts-size"]
+       "bench-o", "commit-r", "bitmap-g", "amend-size", "image-opts-size", "create-o-size",
+       "create-o-cluster", "create-raw-o-size", "convert-o-cluster", "convert-o-size"]
 
 
 def workdir(tmp_path, who):
@@ -78,6 +86,9 @@ def image_state(d):
             bitmaps = info.get("format-specific", {}).get("data", {}).get("bitmaps", [])
             out[name] = (info["virtual-size"], bitmaps)
     return out
+# Where qemu-img reads the value twice (its option list, then the format).
+TWICE = [c for c, i in zip(COMMANDS, IDS) if i in ("create-o-size", "create-o-cluster",
+                                                   "create-raw-o-size", "convert-o-cluster")]
 
 
 @pytest.mark.parametrize("argv", COMMANDS, ids=IDS)
@@ -86,6 +97,7 @@ def test_hex_with_suffix_taken_with_warning(tmp_path, argv, value):
     got = both(tmp_path, argv, value)
     rc, err, _ = got["qemu"]
     assert err.startswith(f"sen-img: {WARNING}{value}\n"), got["qemu"]
+    assert err.count(WARNING) == (2 if argv in TWICE else 1), got["qemu"]
     if argv[0] != "commit":          # b.qcow2 has nothing to commit, but it is taken
         assert rc == 0, got["qemu"]
     assert got["sen"] == got["qemu"]
@@ -114,10 +126,8 @@ def test_hex_digits_b_and_e_are_no_suffix(tmp_path, value):
 
 
 # The commands whose size qemu-img refuses below, each for its own reason.
-REFUSING = [c for c, i in zip(COMMANDS, IDS) if i not in ("measure-o", "amend-size",
-                                                           "image-opts-size", "commit-r")]
-REFUSING_IDS = [i for i in IDS if i not in ("measure-o", "amend-size", "image-opts-size",
-                                            "commit-r")]
+REFUSING = [c for c, i in zip(COMMANDS, IDS) if i not in ("image-opts-size", "commit-r")]
+REFUSING_IDS = [i for i in IDS if i not in ("image-opts-size", "commit-r")]
 
 
 @pytest.mark.parametrize("argv", REFUSING, ids=REFUSING_IDS)
@@ -130,6 +140,9 @@ def test_refused_as_qemu_img(tmp_path, argv, value):
     assert got["qemu"][0] == 1, got["qemu"]
     assert (WARNING in got["qemu"][1]) == value.startswith("0x"), got["qemu"]
     assert got["sen"] == got["qemu"]
+    # The format never read a value its option list refused: one warning at most, but
+    # amend, which reads the list a second time as creation options.
+    assert got["qemu"][1].count(WARNING) <= (2 if argv[0] == "amend" else 1)
 
 
 @pytest.mark.parametrize("argv,value", [
