@@ -1283,8 +1283,9 @@ static void test_rx_direct_many_cycles(void)
  * the header is not lent (the copying path deals with it); a descriptor the driver
  * rewrites after its buffer was lent and given back is read again at the next lend (the
  * new buffer lent, never the old one); one rewritten to point outside guest RAM lends
- * nothing and marks the device broken, with nothing left lent and nothing published; a
- * chain in more pieces than a lend holds is not lent and waits for the copying path.
+ * nothing and marks the device broken, with nothing left lent and nothing published; so
+ * does what a frame read into a buffer over the queue's own rings leaves there; a chain
+ * in more pieces than a lend holds is not lent and waits for the copying path.
  */
 static void test_rx_direct_hostile_ring(void)
 {
@@ -1318,6 +1319,24 @@ static void test_rx_direct_hostile_ring(void)
     g_assert_false(net_peer_rx_direct_take(f.peer, 100));          /* nothing lent */
     net_peer_rx_direct_return(f.peer);
     g_assert_cmpuint(used_idx(&f, RXQ), ==, 0);
+    fixture_done(&f);
+
+    /* A buffer over the rx queue's own avail ring (two pages, the used ring's too):
+     * the frame read into it overwrites both rings; the take publishes it all the same
+     * (the used entry goes in after the frame), and what the next lend finds there (the
+     * header's zero bytes as the avail index) is checked as any driver's ring: an index
+     * gone back breaks the device, nothing is lent, nothing written outside RAM. */
+    fixture_direct(&f);
+    Buf over = { RING(RXQ) + 0x1000, 0x2000, true };
+    post(&f, RXQ, &over, 1);
+    g_assert_cmpint(net_peer_rx_direct_get(f.peer, iov, 8), ==, 1);
+    g_autoptr(GByteArray) big = frame(nic_mac, 0x1800, 0x77);
+    g_assert_true(net_peer_rx_direct_take(f.peer, direct_read(iov, 1, 0, big)));
+    net_peer_rx_direct_return(f.peer);
+    g_assert_cmpuint(used_idx(&f, RXQ), ==, 1);
+    g_assert_cmpint(net_peer_rx_direct_get(f.peer, iov, 8), ==, 0);
+    g_assert_true(vt_rd(&f.vt, CC_STATUS, 1) & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
+    g_assert_false(net_peer_rx_direct_take(f.peer, 100));          /* nothing lent */
     fixture_done(&f);
 
     /* A chain in more pieces than a lend holds (VIRTQUEUE_SMALL_SEGS + 4, through an
