@@ -80,7 +80,8 @@ typedef struct MapOpts {
     int64_t max_len; /* --max-length, -1 for none */
 } MapOpts;
 
-enum { MAP_OPT_START = IMG_OPT_FIRST_CMD, MAP_OPT_MAX_LEN };
+/* qemu-img 7.2 takes -s and -l for them too (undocumented). */
+enum { MAP_OPT_START = 's', MAP_OPT_MAX_LEN = 'l' };
 
 static bool map_option(int c, const char *arg, void *opaque)
 {
@@ -105,7 +106,8 @@ int img_map(int argc, char **argv)
         { NULL, 0, NULL, 0 },
     };
     const ImgArgsSpec spec = {
-        .cmd = "map", .output = true, .longopts = longopts, .option = map_option,
+        .cmd = "map", .shortopts = "s:l:", .output = true, .longopts = longopts,
+        .option = map_option,
         .opaque = &o,
     };
     ImgImageArgs a;

@@ -31,6 +31,8 @@ COMMANDS = [
     ["measure", "-o", "cluster_size={v}", "--size", "1M", "-O", "qcow2"],
     ["map", "--start-offset={v}", "a.qcow2"],
     ["map", "--max-length={v}", "a.qcow2"],
+    ["map", "-s", "{v}", "a.qcow2"],              # qemu-img 7.2's short forms
+    ["map", "-l", "{v}", "a.qcow2"],
     ["dd", "if=a.qcow2", "of=o.raw", "bs={v}", "-O", "raw"],
     ["dd", "if=a.qcow2", "of=o.raw", "count={v}", "-O", "raw"],
     ["dd", "if=a.qcow2", "of=o.raw", "skip={v}", "-O", "raw"],
@@ -50,7 +52,7 @@ COMMANDS = [
     ["convert", "-O", "raw", "-o", "size={v}", "a.qcow2", "o.raw"],
 ]
 IDS = ["create", "resize", "convert-S", "convert-r", "measure-size", "measure-o",
-       "map-start", "map-length", "dd-bs", "dd-count", "dd-skip", "bench-s", "bench-S",
+       "map-start", "map-length", "map-s", "map-l", "dd-bs", "dd-count", "dd-skip", "bench-s", "bench-S",
        "bench-o", "commit-r", "bitmap-g", "amend-size", "image-opts-size", "create-o-size",
        "create-o-cluster", "create-raw-o-size", "convert-o-cluster", "convert-o-size"]
 
