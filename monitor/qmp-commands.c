@@ -83,8 +83,8 @@ json_t *qmp_human_monitor_command(QmpCtx *ctx, const char *command_line, bool ha
 json_t *qmp_query_status(QmpCtx *ctx, Error **errp)
 {
     RunState s = ctx->m->runstate;
-    return json_pack("{s:b,s:s}", "running", s == RUN_STATE_RUNNING, "status",
-                     runstate_name(s));
+    return json_pack("{s:b,s:b,s:s}", "running", s == RUN_STATE_RUNNING, "singlestep", 0,
+                     "status", runstate_name(s));
 }
 
 bool qmp_stop(QmpCtx *ctx, Error **errp)

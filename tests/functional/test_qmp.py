@@ -113,12 +113,12 @@ def test_full_session(vm):
     assert e.value.cls == "CommandNotFound"
     assert "qmp_capabilities" in e.value.desc
     assert c.cmd("qmp_capabilities") == {}
-    assert c.cmd("query-status") == {"running": True, "status": "running"}
+    assert c.cmd("query-status") == {"running": True, "singlestep": False, "status": "running"}
     assert c.cmd("stop") == {}
     ev = c.wait_event("STOP")
     assert set(ev["timestamp"]) == {"seconds", "microseconds"}
     assert abs(ev["timestamp"]["seconds"] - time.time()) < 60
-    assert c.cmd("query-status") == {"running": False, "status": "paused"}
+    assert c.cmd("query-status") == {"running": False, "singlestep": False, "status": "paused"}
     assert c.cmd("stop") == {}  # stopping a stopped VM is fine and emits nothing
     assert c.cmd("cont") == {}
     c.wait_event("RESUME")
@@ -135,12 +135,12 @@ def test_full_session(vm):
 def test_prelaunch_with_S(vm):
     v = vm("-S")
     c = v.client()
-    assert c.cmd("query-status") == {"running": False, "status": "prelaunch"}
+    assert c.cmd("query-status") == {"running": False, "singlestep": False, "status": "prelaunch"}
     assert c.cmd("stop") == {}
     assert c.cmd("query-status")["status"] == "prelaunch"
     c.cmd("cont")
     c.wait_event("RESUME")
-    assert c.cmd("query-status") == {"running": True, "status": "running"}
+    assert c.cmd("query-status") == {"running": True, "singlestep": False, "status": "running"}
 
 
 def test_socket_is_private(vm):
@@ -231,7 +231,7 @@ GOOD = {
     "query-version": ({}, lambda r: r["package"] == "Sen" and "major" in r["qemu"]),
     "query-commands": ({}, lambda r: {"name": "query-status"} in r),
     "query-qmp-schema": ({}, lambda r: any(i["name"] == "query-status" for i in r)),
-    "query-status": ({}, lambda r: r == {"running": False, "status": "prelaunch"}),
+    "query-status": ({}, lambda r: r == {"running": False, "singlestep": False, "status": "prelaunch"}),
     "query-name": ({}, lambda r: r == {"name": "vm-under-test"}),
     "query-uuid": ({}, lambda r: r == {"UUID": "00000000-0000-0000-0000-000000000000"}),
     "query-kvm": ({}, lambda r: r == {"enabled": True, "present": True}),
@@ -314,7 +314,7 @@ def test_schema_and_query_commands_agree(vm):
             if "type" in m:
                 assert m["type"] in by_name
     status = by_name[by_name["query-status"]["ret-type"]]
-    assert [m["name"] for m in status["members"]] == ["running", "status"]
+    assert [m["name"] for m in status["members"]] == ["running", "singlestep", "status"]
     shutdown = by_name[by_name["SHUTDOWN"]["arg-type"]]
     assert {m["name"] for m in shutdown["members"]} == {"guest", "reason"}
 
@@ -562,7 +562,7 @@ def test_internal_error_waits_for_the_monitor(vm):
         time.sleep(0.05)
     if v.proc.poll() == 33:
         pytest.skip("this host's KVM runs popcnt at CPL0: no emulation failure to provoke")
-    assert status == {"running": False, "status": "internal-error"}
+    assert status == {"running": False, "singlestep": False, "status": "internal-error"}
     regs = c.cmd("human-monitor-command", command_line="info registers")
     assert "RIP" in regs.upper()
     with pytest.raises(QMPError) as e:
@@ -692,5 +692,5 @@ def test_qmp_on_stdio(tmpdir_short):
     assert proc.returncode == 0, proc.stderr
     msgs = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
     assert "QMP" in msgs[0]
-    assert {"return": {"running": False, "status": "prelaunch"}, "id": 5} in msgs
+    assert {"return": {"running": False, "singlestep": False, "status": "prelaunch"}, "id": 5} in msgs
     assert any(m.get("event") == "SHUTDOWN" for m in msgs)

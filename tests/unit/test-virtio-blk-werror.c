@@ -754,6 +754,8 @@ static void test_query_status_every_state(void)
         g_assert_true(json_is_boolean(json_object_get(st, "running")));
         g_assert_cmpint(json_is_true(json_object_get(st, "running")), ==,
                         cases[i].state == RUN_STATE_RUNNING);
+        g_assert_true(json_is_false(json_object_get(st, "singlestep")));
+        g_assert_cmpuint(json_object_size(st), ==, 3);
         json_decref(st);
     }
     m->runstate = RUN_STATE_RUNNING;
