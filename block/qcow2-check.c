@@ -21,6 +21,12 @@ typedef struct CheckState {
     uint64_t *refs;
     int fix;       /* BDRV_FIX_ERRORS: entries pointing past the end are repaired */
     GArray *past_end_entries; /* of PastEndEntry: repaired once every reference is counted */
+    /* -r all: how many L1 entries (active and snapshots') name each L2 table, by offset,
+     * so that a repair can tell a table shared by snapshots from one that is also
+     * something else (zero_l2e_unaligned). */
+    GHashTable *l2_refs;
+    /* -r all: the file offsets of the unaligned entries noted for repair (a set). */
+    GHashTable *unaligned_noted;
     /* Of Qcow2BeyondRef: references to clusters past the refs array, which the
      * comparison ignores (as qemu-img) but the rebuild keeps its new clusters off
      * (qcow2_rebuild_refcounts).  Up to the bound set with the refs array, so that a
@@ -282,17 +288,21 @@ static void zero_l2e_past_end(CheckState *c, uint8_t *t, const PastEndEntry *pe)
  * with no host cluster, as qemu-img -r all does (extended L2: the offset cleared, the
  * bitmap kept, which allocates no subcluster), through the L2 cache.  Its "Repairing"
  * line was printed when the entry was found.  Not in a "table" on other metadata (as
- * qemu-img's overlap check), nor, unlike qemu-img, in one referenced more than once: that
- * can be guest data too, which the write would destroy.  Left so, it is counted.
+ * qemu-img's overlap check), nor, unlike qemu-img, in one referenced other than by L1
+ * entries (a table shared by snapshots is repaired): that can be guest data too, which
+ * the write would destroy.  Left so, it is counted.
  */
 static void zero_l2e_unaligned(CheckState *c, const PastEndEntry *pe)
 {
     BDRVQcow2State *s = c->s;
     uint8_t *t;
+    gint64 key = pe->table;
+    const gint64 *l2 = c->l2_refs ? g_hash_table_lookup(c->l2_refs, &key) : NULL;
+    uint64_t i = pe->table >> s->cluster_bits;
     if (on_other_metadata(c, pe->table, s->cluster_size, 0)) {
         fprintf(stderr, "ERROR: Overlap check failed\n");
         c->res->check_errors++;
-    } else if (!table_is_its_own(c, pe->table, s->cluster_size, 0)) {
+    } else if (!l2 || i >= c->nb || c->refs[i] != (uint64_t)l2[1]) {
         fprintf(stderr, "ERROR l2_offset=%" G_GINT64_MODIFIER "x: L2 table is referenced "
                 "more than once; preallocated cluster entry left unrepaired\n", pe->table);
         c->res->check_errors++;
@@ -413,7 +423,22 @@ static bool unaligned_l2e(CheckState *c, uint64_t l2off, uint32_t i, uint64_t l2
         c->past_end_entries = g_array_new(false, false, sizeof(PastEndEntry));
     }
     g_array_append_val(c->past_end_entries, pe);
+    if (!c->unaligned_noted) {
+        c->unaligned_noted = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
+    }
+    gint64 *key = g_new(gint64, 1);
+    *key = l2off + (uint64_t)i * s->l2e_size;
+    g_hash_table_add(c->unaligned_noted, key);
     return false;
+}
+
+/* Whether entry i of the L2 table at l2off is already noted for an unaligned repair: a
+ * table shared with snapshots is visited once per L1 entry naming it, and qemu-img, which
+ * repairs at the first visit, finds a plain zero cluster at the next ones. */
+static bool unaligned_noted(CheckState *c, uint64_t l2off, uint32_t i)
+{
+    gint64 key = l2off + (uint64_t)i * c->s->l2e_size;
+    return c->unaligned_noted && g_hash_table_contains(c->unaligned_noted, &key);
 }
 
 /* Counts one L2 table's references; active says whether it belongs to the live L1. */
@@ -454,6 +479,9 @@ static int check_l2(CheckState *c, uint64_t l2off, bool active, uint8_t *tbl)
             continue;
         }
         bool unaligned = host % s->cluster_size;
+        if (unaligned && unaligned_noted(c, l2off, i)) {
+            continue;
+        }
         if (unaligned && !unaligned_l2e(c, l2off, i, l2e, e)) {
             continue; /* repaired: it references nothing now */
         }
@@ -499,6 +527,19 @@ static int check_l1(CheckState *c, uint64_t l1off, uint32_t l1_size, bool active
         if (!ref_range(c, l2off, s->cluster_size) && repairs_past_end(c)) {
             note_past_end(c, l1off, i, true, GUINT64_FROM_BE(l1[i]), l2off, s->cluster_size);
             continue;
+        }
+        if (c->fix & BDRV_FIX_ERRORS) {
+            if (!c->l2_refs) {
+                c->l2_refs = g_hash_table_new(g_int64_hash, g_int64_equal);
+            }
+            gint64 *key = g_hash_table_lookup(c->l2_refs, &l2off);
+            /* The count lives in the key's own allocation: offset, then count. */
+            if (!key) {
+                key = g_new0(gint64, 2);
+                key[0] = l2off;
+                g_hash_table_insert(c->l2_refs, key, key);
+            }
+            key[1]++;
         }
         check_l2(c, l2off, active, tbl);
     }
@@ -891,6 +932,20 @@ static uint64_t compare_refcounts(CheckState *c, int fix, bool report, bool *reb
 
 static void check_state_clear(CheckState *c)
 {
+    if (c->unaligned_noted) {
+        g_hash_table_destroy(c->unaligned_noted);
+        c->unaligned_noted = NULL;
+    }
+    if (c->l2_refs) {
+        GHashTableIter it;
+        gpointer key;
+        g_hash_table_iter_init(&it, c->l2_refs);
+        while (g_hash_table_iter_next(&it, &key, NULL)) {
+            g_free(key);
+        }
+        g_hash_table_destroy(c->l2_refs);
+        c->l2_refs = NULL;
+    }
     qcow2_ol_index_clear(&c->meta);
     g_free(c->refs);
     c->refs = NULL;

@@ -8,7 +8,7 @@ offset, so the two clusters it straddles (a refcount mismatch on the second, a r
 when that one lies past the end of the file, the "exceeding the end" error when a whole
 cluster does); OFLAG_COPIED is checked on it too.  A preallocated zero cluster
 ("Preallocated cluster ...") is what -r all repairs: it becomes a plain zero cluster and
-its host cluster a leak.  Sen used to print "Cluster is not properly aligned", count no
+its host cluster a leak, also in an L2 table a snapshot shares (repaired once).  Sen used to print "Cluster is not properly aligned", count no
 reference at all (so the data cluster was a leak, and -r freed it) and repair nothing."""
 import struct
 
@@ -40,18 +40,20 @@ def make(path, variant):
     if variant != "last":
         writes += ["-c", "write -P 0x22 64k 64k"]
     run(QEMU_IO, "-f", "qcow2", *writes, path)
+    if variant.startswith("snap-"):     # the L2 table then belongs to a snapshot too
+        run(QEMU_IMG, "snapshot", "-c", "s1", path)
     with open(path, "r+b") as f:
         l2 = l2_table_offset(f)
         f.seek(l2)
         entry = struct.unpack(">Q", f.read(8))[0]
         host = entry & L2E_OFFSET_MASK
-        if variant in ("data", "last", "ext-data"):
+        if variant in ("data", "last", "ext-data", "snap-data"):
             entry |= 0x200                       # 512 bytes into its own cluster
         elif variant == "into-next":
             entry = OFLAG_COPIED | (host + 0x10200)   # into guest cluster 1's host cluster
         elif variant == "past":
             entry = OFLAG_COPIED | 0x100200      # far past the end of the file
-        elif variant == "prealloc":
+        elif variant in ("prealloc", "snap-prealloc"):
             entry |= 0x200 | OFLAG_ZERO          # a preallocated zero cluster
         f.seek(l2)
         if variant == "ext-prealloc":            # no subcluster allocated, all read zeros
@@ -75,7 +77,8 @@ def state(img):
     return (l2, check.returncode, check.stdout.replace(str(img), "IMG"), reads)
 
 
-VARIANTS = ["data", "last", "into-next", "past", "prealloc", "ext-data", "ext-prealloc"]
+VARIANTS = ["data", "last", "into-next", "past", "prealloc", "ext-data", "ext-prealloc",
+            "snap-data", "snap-prealloc"]
 MODES = [[], ["-r", "leaks"], ["-r", "all"], ["--output=json"]]
 
 
