@@ -62,6 +62,24 @@ bool qmp_quit(QmpCtx *ctx, Error **errp)
     return true;
 }
 
+/* VM lock held (as every command): the vCPUs read the panic action under it. */
+bool qmp_set_action(QmpCtx *ctx, bool has_reboot, const char *reboot, bool has_shutdown,
+                    const char *shutdown, bool has_panic, const char *panic, bool has_watchdog,
+                    const char *watchdog, Error **errp)
+{
+    RunStateActions a = ctx->m->actions;
+
+    /* The generated marshaller checked the names against the enums already. */
+    if ((has_reboot && !runstate_action_set(&a, "reboot", reboot, errp)) ||
+        (has_panic && !runstate_action_set(&a, "panic", panic, errp)) ||
+        (has_watchdog && !runstate_action_set(&a, "watchdog", watchdog, errp)) ||
+        (has_shutdown && !runstate_action_set(&a, "shutdown", shutdown, errp))) {
+        return false;
+    }
+    ctx->m->actions = a;
+    return true;
+}
+
 json_t *qmp_human_monitor_command(QmpCtx *ctx, const char *command_line, bool has_cpu_index,
                                   int64_t cpu_index, Error **errp)
 {

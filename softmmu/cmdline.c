@@ -336,8 +336,46 @@ static bool opt_pidfile(CmdlineState *s, const char *what, const char *arg, Erro
     }
 FLAG_HANDLER(opt_daemonize, daemonize)
 FLAG_HANDLER(opt_S, start_paused)
-FLAG_HANDLER(opt_no_reboot, no_reboot)
-FLAG_HANDLER(opt_no_shutdown, no_shutdown)
+
+/* -action KEY=VALUE,...: in order, a key given twice keeps the last value, as QEMU's
+ * merged -action options; -no-reboot and -no-shutdown set one key each at their place
+ * in argv (so "-no-reboot -action reboot=reset" resets, as in QEMU). */
+static bool opt_action(CmdlineState *s, const char *what, const char *arg, Error **errp)
+{
+    if (strcmp(arg, "help") == 0) {
+        g_autofree char *help = runstate_action_help();
+        fputs(help, stdout);
+        s->exit_early = true;
+        return true;
+    }
+    g_autoptr(Keyval) kv = cmdline_parse_opts(what, arg, NULL, errp);
+    if (!kv) {
+        return false;
+    }
+    RunStateActions actions = s->cfg->actions;
+    for (guint i = 0; i < kv->pairs->len; i++) {
+        const KeyvalPair *p = g_ptr_array_index(kv->pairs, i);
+        if (!runstate_action_set(&actions, p->key, p->value, errp)) {
+            error_prepend(errp, "%s: ", what);
+            return false;
+        }
+    }
+    s->cfg->actions = actions;
+    return true;
+}
+
+static bool opt_no_reboot(CmdlineState *s, const char *what, const char *arg, Error **errp)
+{
+    s->cfg->actions.reboot = REBOOT_ACTION_SHUTDOWN; /* QEMU: -action reboot=shutdown */
+    return true;
+}
+
+static bool opt_no_shutdown(CmdlineState *s, const char *what, const char *arg,
+                            Error **errp)
+{
+    s->cfg->actions.shutdown = SHUTDOWN_ACTION_PAUSE; /* QEMU: -action shutdown=pause */
+    return true;
+}
 FLAG_HANDLER(opt_nodefaults, nodefaults)
 
 static bool opt_version(CmdlineState *s, const char *what, const char *arg, Error **errp)
@@ -393,10 +431,13 @@ static const CmdlineOption cmdline_options[] = {
     { "pidfile", "FILE", opt_pidfile, "write the process id to FILE" },
     { "daemonize", NULL, opt_daemonize, "detach from the terminal once the VM is set up" },
     { "S", NULL, opt_S, "do not start the vCPUs at start-up" },
-    { "no-reboot", NULL, opt_no_reboot, "exit instead of rebooting" },
+    { "action", "reboot=reset|shutdown,shutdown=poweroff|pause,panic=pause|shutdown|"
+      "exit-failure|none,watchdog=ACTION", opt_action,
+      "what a guest reboot, shutdown or panic does (docs/command-line.md)" },
+    { "no-reboot", NULL, opt_no_reboot, "exit instead of rebooting (-action reboot=shutdown)" },
     { "global", "DRIVER.PROP=VALUE", opt_global,
       "set a default property of every DRIVER device (and kvm-pit.lost_tick_policy)" },
-    { "no-shutdown", NULL, opt_no_shutdown, "pause instead of exiting on guest shutdown" },
+    { "no-shutdown", NULL, opt_no_shutdown, "pause instead of exiting on guest shutdown (-action shutdown=pause)" },
     { "nodefaults", NULL, opt_nodefaults, "create no default devices (no serial port)" },
     { "qtest", "unix:PATH|chardev:ID", cmdline_opt_qtest,
       "serve the qtest protocol on a chardev (implies -accel qtest)" },
@@ -433,7 +474,7 @@ static const CmdlineOption cmdline_options[] = {
 
 /* QEMU options Sen knows of but does not implement yet: a clear error, never ignored. */
 static const char *const cmdline_unsupported[] = {
-    "acpitable", "action", "alt-grab", "async-teardown", "audio", "audiodev",
+    "acpitable", "alt-grab", "async-teardown", "audio", "audiodev",
     "cdrom", "compat", "ctrl-grab", "curses", "d",
     "D", "debugcon", "dtb", "dump-vmstate", "echr", "enable-fips",
     "enable-sync-profile", "fda", "fdb", "fsdev", "full-screen", "g", "gdb",

@@ -78,6 +78,7 @@ MachineConfig *machine_config_new(void)
     cfg->smp_cores = 1;
     cfg->smp_threads = 1;
     cfg->smp_maxcpus = 1;
+    cfg->actions = RUNSTATE_ACTIONS_DEFAULT;
     cfg->boot_menu_wait = -1;
     cfg->boot_reboot_timeout = -1;
     cfg->chardevs = g_ptr_array_new_with_free_func(chardev_config_free);

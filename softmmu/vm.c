@@ -58,6 +58,23 @@ void machine_request_stop(Machine *m, RunState state)
     wake_main_loop(m);
 }
 
+bool machine_guest_panicked(Machine *m)
+{
+    GuestPanicAction action = runstate_action_on_panic(&m->actions);
+    unsigned bits = 1u << action;
+
+    if (m->actions.panic == PANIC_ACTION_EXIT_FAILURE) {
+        bits |= MACHINE_PANIC_EXIT_FAILURE;
+    }
+    g_atomic_int_or(&m->panic_requested, bits);
+    if (action == GUEST_PANIC_ACTION_RUN) {
+        wake_main_loop(m);
+        return false;
+    }
+    machine_request_stop(m, RUN_STATE_GUEST_PANICKED);
+    return true;
+}
+
 void machine_held_add(Machine *m, int n)
 {
     g_atomic_int_add(&m->held_requests, n);
@@ -292,15 +309,12 @@ static bool write_pidfile(const char *path, Error **errp)
  * The vCPUs were just reset (a system reset, loadvm, the end of an S3 sleep) and none
  * runs yet: a failed vCPU or a panic asked for before, taken or not, was about the vCPUs
  * as they were.  Left pending, it would stop the machine that comes after, which needs
- * no reset.  The guest did panic: its GUEST_PANICKED still goes out (QEMU's at once).
+ * no reset.  The guest did panic: its GUEST_PANICKED still goes out (QEMU's at once),
+ * from panic_requested, which is left alone (as a poweroff panic's shutdown).
  */
 static void machine_forget_vcpu_faults(Machine *m)
 {
-    unsigned stale = g_atomic_int_and(&m->stop_requested, ~GUEST_FAULTS);
-
-    if (stale & machine_stop_bit(RUN_STATE_GUEST_PANICKED)) {
-        qapi_event_send_guest_panicked(m, "pause");
-    }
+    g_atomic_int_and(&m->stop_requested, ~GUEST_FAULTS);
     m->stops_deferred = 0;
 }
 
@@ -331,6 +345,7 @@ Machine *machine_create(MachineConfig *cfg, Error **errp)
     int null_fd = -1;
 
     m->cfg = cfg;
+    m->actions = cfg->actions;
     g_mutex_init(&m->lock);
     m->ctx = g_main_context_default();
     m->pio = io_space_new("I/O port");
@@ -549,8 +564,7 @@ static const RunState stop_precedence[] = {
 };
 
 /*
- * Takes the stop requests: sends GUEST_PANICKED for a panic, drops io-error stops that
- * have become moot and returns the state to enter now, 0 for none.  A vCPU fault of a VM
+ * Takes the stop requests: drops io-error stops that have become moot and returns the state to enter now, 0 for none.  A vCPU fault of a VM
  * that is stopped already is still entered (the failed vCPU stays stopped until a
  * reset, and the state must say so), at once if the VM is paused or in io-error, once
  * it runs again if a migration, a snapshot or an S3 sleep holds it (stops_deferred).
@@ -560,9 +574,6 @@ static RunState take_stop_request(Machine *m)
     unsigned stops = g_atomic_int_and(&m->stop_requested, 0);
     unsigned io_error = machine_stop_bit(RUN_STATE_IO_ERROR);
 
-    if (stops & machine_stop_bit(RUN_STATE_GUEST_PANICKED)) {
-        qapi_event_send_guest_panicked(m, "pause"); /* before its STOP, as QEMU */
-    }
     stops |= m->stops_deferred;
     m->stops_deferred = 0;
     /* A disk error (werror/rerror=stop) stops only a running VM, as QEMU's vm_stop: one
@@ -606,36 +617,101 @@ static RunState take_stop_request(Machine *m)
     return 0;
 }
 
+/* Enters the state take_stop_request chose (STOP if the VM ran). */
+static void machine_stop_in(Machine *m, RunState stop)
+{
+    if (m->runstate == RUN_STATE_RUNNING) {
+        machine_vm_stop(m, stop);
+    } else {
+        runstate_set(m, stop); /* a vCPU fault of a VM stopped already: no 2nd STOP */
+    }
+}
+
+/*
+ * Whether -action shutdown=pause keeps a VM that shut down for this cause: what the
+ * guest did (and a reset that reboot=shutdown turned into a shutdown), not a quit,
+ * a signal, Ctrl-A x or a host error, which QEMU always ends.
+ */
+static bool shutdown_cause_pausable(ShutdownCause cause)
+{
+    switch (cause) {
+    case SHUTDOWN_CAUSE_GUEST_SHUTDOWN:
+    case SHUTDOWN_CAUSE_GUEST_RESET:
+    case SHUTDOWN_CAUSE_GUEST_PANIC:
+    case SHUTDOWN_CAUSE_SUBSYSTEM_RESET:
+    case SHUTDOWN_CAUSE_HOST_QMP_SYSTEM_RESET:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/*
+ * A shutdown: the SHUTDOWN event, then shutdown=pause keeps the VM stopped (true: the
+ * main loop goes on), else the process ends with status (0: as it is).  A request with
+ * an exit status of its own (isa-debug-exit) ends it regardless, as in QEMU.  A VM
+ * stopped for good (guest-panicked, internal-error) keeps that state, as QEMU's.
+ */
+static bool machine_shutdown(Machine *m, ShutdownCause cause, int status)
+{
+    bool keep = m->actions.shutdown == SHUTDOWN_ACTION_PAUSE &&
+                shutdown_cause_pausable(cause) && m->exit_status == 0;
+
+    send_shutdown_event(m, cause);
+    if (m->runstate != RUN_STATE_GUEST_PANICKED && m->runstate != RUN_STATE_INTERNAL_ERROR) {
+        machine_vm_stop(m, RUN_STATE_SHUTDOWN);
+    }
+    if (keep) {
+        return true;
+    }
+    if (status) {
+        m->exit_status = status;
+    }
+    return false;
+}
+
+/* Sends GUEST_PANICKED for each panic reported since the last pass, with what was done
+ * (before the STOP, as QEMU); returns the panic_requested bits. */
+static unsigned take_panics(Machine *m)
+{
+    unsigned panics = g_atomic_int_and(&m->panic_requested, 0);
+
+    for (unsigned a = 0; a < GUEST_PANIC_ACTION__MAX; a++) {
+        if (panics & (1u << a)) {
+            qapi_event_send_guest_panicked(m, guest_panic_action_name(a));
+        }
+    }
+    return panics;
+}
+
 bool machine_handle_requests(Machine *m)
 {
+    unsigned panics = take_panics(m);
+    if (panics & (1u << GUEST_PANIC_ACTION_POWEROFF)) {
+        /* QEMU's order: GUEST_PANICKED, STOP (guest-panicked), SHUTDOWN (guest-panic). */
+        RunState stop = take_stop_request(m);
+        if (stop) {
+            machine_stop_in(m, stop);
+        }
+        return machine_shutdown(m, SHUTDOWN_CAUSE_GUEST_PANIC,
+                                (panics & MACHINE_PANIC_EXIT_FAILURE) ? 1 : 0);
+    }
+
     int cause = g_atomic_int_and(&m->shutdown_requested, 0);
     if (cause) {
-        send_shutdown_event(m, (ShutdownCause)cause);
-        /* -no-shutdown keeps a guest that powered off around for inspection; a request
-         * with an exit status (isa-debug-exit) ends the process regardless, as in QEMU. */
-        if (cause == SHUTDOWN_CAUSE_GUEST_SHUTDOWN && m->cfg->no_shutdown &&
-            m->exit_status == 0) {
-            machine_vm_stop(m, RUN_STATE_SHUTDOWN);
-            return true;
-        }
-        machine_vm_stop(m, RUN_STATE_SHUTDOWN);
-        return false;
+        return machine_shutdown(m, (ShutdownCause)cause, 0);
     }
 
     RunState stop = take_stop_request(m);
     if (stop) {
-        if (m->runstate == RUN_STATE_RUNNING) {
-            machine_vm_stop(m, stop);
-        } else {
-            runstate_set(m, stop); /* a vCPU fault of a VM stopped already: no 2nd STOP */
-        }
+        machine_stop_in(m, stop);
         if (monitor_present(m)) {
             /* Stay stopped for the monitor to inspect (query-status, info registers). */
             return true;
         }
         /* No monitor to inspect or resume the VM: say why we end. */
         error_report("VM stopped (%s); exiting as no monitor is configured",
-                     runstate_name((RunState)stop));
+                     runstate_name(stop));
         m->exit_status = 1;
         return false;
     }
@@ -660,11 +736,8 @@ bool machine_handle_requests(Machine *m)
 
     int reset = g_atomic_int_and(&m->reset_requested, 0);
     if (reset) {
-        if (m->cfg->no_reboot) {
-            send_shutdown_event(m, (ShutdownCause)reset);
-            machine_vm_stop(m, RUN_STATE_SHUTDOWN);
-            m->exit_status = 0;
-            return false;
+        if (m->actions.reboot == REBOOT_ACTION_SHUTDOWN) {
+            return machine_shutdown(m, (ShutdownCause)reset, 0);
         }
         bool running = m->runstate == RUN_STATE_RUNNING;
         bool suspended = m->runstate == RUN_STATE_SUSPENDED;

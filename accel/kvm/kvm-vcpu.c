@@ -374,7 +374,10 @@ static void vcpu_fail(KvmVcpu *v, const char *what)
  * deliberate triple fault, which some hosts report as an emulation failure instead. */
 static bool guest_asked_to_halt(Machine *m)
 {
-    return g_atomic_int_get(&m->suspend_requested) != 0 ||
+    /* A panic reported through a device (pvpanic) stops its vCPU at once, as QEMU's. */
+    return (g_atomic_int_get(&m->stop_requested) &
+            machine_stop_bit(RUN_STATE_GUEST_PANICKED)) ||
+           g_atomic_int_get(&m->suspend_requested) != 0 ||
            g_atomic_int_get(&m->reset_requested) != 0 ||
            g_atomic_int_get(&m->shutdown_requested) != 0;
 }
@@ -415,8 +418,8 @@ static bool handle_exit(KvmVcpu *v)
             machine_request_reset(m, SHUTDOWN_CAUSE_GUEST_RESET);
             return true;
         case KVM_SYSTEM_EVENT_CRASH:
-            machine_request_stop(m, RUN_STATE_GUEST_PANICKED);
-            return true;
+            /* panic=none: the vCPU runs on, as QEMU's. */
+            return machine_guest_panicked(m);
         default:
             log_guest_error(&v->rl_exit, "vCPU %u: system event %u ignored", v->index,
                             run->system_event.type);

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <glib.h>
 #include "sen/keyval.h"
+#include "sen/runstate.h"
 
 typedef struct MemBackendConfig MemBackendConfig;
 
@@ -151,8 +152,7 @@ typedef struct MachineConfig {
     char *pidfile;
     bool daemonize;
     bool start_paused;  /* -S */
-    bool no_reboot;     /* guest reset -> shutdown */
-    bool no_shutdown;   /* guest shutdown -> pause instead of exit */
+    RunStateActions actions; /* -action, -no-reboot, -no-shutdown (QEMU's defaults) */
     bool no_acpi;       /* -machine acpi=off / -no-acpi: no ACPI tables, no PM block */
     bool nodefaults;
     bool nographic;

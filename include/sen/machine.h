@@ -50,6 +50,8 @@ typedef struct Machine {
                               * irq_set_level drives (sen/hw/ioapic.h); NULL = in KVM */
 
     RunState runstate;       /* main thread only */
+    RunStateActions actions; /* -action, changed by QMP set-action: VM lock held to
+                              * change; the main thread reads them without it */
     unsigned stops_deferred; /* main thread: vCPU faults that wait for the VM to run */
     GHookList *start_hooks;  /* machine_add_start_hook, main thread only; NULL = none */
 
@@ -57,6 +59,8 @@ typedef struct Machine {
     int reset_requested;     /* ShutdownCause of the reset, 0 = none */
     int shutdown_requested;  /* ShutdownCause, 0 = none */
     unsigned stop_requested; /* machine_stop_bit of each RunState asked for, 0 = none */
+    unsigned panic_requested;/* guest panics to report: 1 << GuestPanicAction of each,
+                              * | MACHINE_PANIC_EXIT_FAILURE (machine_guest_panicked) */
     int suspend_requested;   /* the guest entered ACPI S3, 0 = none */
     int wakeup_requested;    /* WakeupReason ending the S3 sleep, 0 = none */
     int held_requests;       /* held by devices for the next start (machine_held_add) */
@@ -93,7 +97,8 @@ IOThread *machine_find_iothread(Machine *m, const char *id);
 /* iothread_barrier on every I/O thread (sen/iothread.h); main thread, VM lock not held. */
 void machine_iothreads_barrier(Machine *m);
 
-/* Any thread.  Reset honours -no-reboot (then it is a shutdown). */
+/* Any thread.  Reset honours -action reboot=shutdown (-no-reboot): then it is a
+ * shutdown with the reset's cause, and shutdown= applies. */
 void machine_request_reset(Machine *m, ShutdownCause cause);
 /* exit_status: what the process exits with (isa-debug-exit: (value << 1) | 1). */
 void machine_request_shutdown(Machine *m, ShutdownCause cause, int exit_status);
@@ -105,6 +110,16 @@ void machine_request_shutdown(Machine *m, ShutdownCause cause, int exit_status);
  */
 void machine_request_stop(Machine *m, RunState state);
 static inline unsigned machine_stop_bit(RunState state) { return 1u << state; }
+/*
+ * The guest reported a panic (KVM's crash event, pvpanic); VM lock held, any thread.
+ * Decides by -action panic= / shutdown= (runstate_action_on_panic): pause or poweroff
+ * stop the VM in guest-panicked (poweroff then shuts it down: SHUTDOWN guest-panic, exit
+ * status 0, or 1 for panic=exit-failure), run leaves it running.  The main loop sends
+ * GUEST_PANICKED with that action before the STOP.  Returns true when the VM stops (the
+ * reporting vCPU should stop at once), false for panic=none.
+ */
+bool machine_guest_panicked(Machine *m);
+#define MACHINE_PANIC_EXIT_FAILURE (1u << GUEST_PANIC_ACTION__MAX)
 /*
  * Requests a device holds after an error (werror/rerror=stop) for the next start to
  * retry: +n as it holds them, -n as a start retries them or a reset drops them (VM lock,

@@ -6,6 +6,7 @@
 #define SEN_RUNSTATE_H
 
 #include <stdbool.h>
+#include "sen/error.h"
 
 typedef enum RunState {
     RUN_STATE_PRELAUNCH,      /* created, -S given, never started */
@@ -49,6 +50,77 @@ typedef enum WakeupReason {
     WAKEUP_REASON_OTHER,     /* QMP system_wakeup, the power button */
     WAKEUP_REASON__MAX,
 } WakeupReason;
+
+/*
+ * What the VM does on a guest reboot, a shutdown, a guest panic and a watchdog expiry:
+ * QEMU's -action (and -no-reboot, -no-shutdown) and QMP set-action.  Values in QAPI
+ * order (qapi/run-state.json); QEMU 7.2's defaults are RUNSTATE_ACTIONS_DEFAULT.
+ */
+typedef enum RebootAction {
+    REBOOT_ACTION_RESET,    /* reset the machine */
+    REBOOT_ACTION_SHUTDOWN, /* a shutdown instead (-no-reboot), then shutdown= applies */
+    REBOOT_ACTION__MAX,
+} RebootAction;
+
+typedef enum ShutdownAction {
+    SHUTDOWN_ACTION_POWEROFF, /* the process ends */
+    SHUTDOWN_ACTION_PAUSE,    /* stay stopped in "shutdown" (-no-shutdown) */
+    SHUTDOWN_ACTION__MAX,
+} ShutdownAction;
+
+typedef enum PanicAction {
+    PANIC_ACTION_PAUSE,        /* stop in guest-panicked */
+    PANIC_ACTION_SHUTDOWN,     /* stop, then shut down (pause if shutdown=pause) */
+    PANIC_ACTION_EXIT_FAILURE, /* as shutdown, the process exits with status 1 */
+    PANIC_ACTION_NONE,         /* only the GUEST_PANICKED event; the guest runs on */
+    PANIC_ACTION__MAX,
+} PanicAction;
+
+/* Kept for a watchdog device; Sen has none yet, so nothing acts on it (as QEMU
+ * without one). */
+typedef enum WatchdogAction {
+    WATCHDOG_ACTION_RESET,
+    WATCHDOG_ACTION_SHUTDOWN,
+    WATCHDOG_ACTION_POWEROFF,
+    WATCHDOG_ACTION_PAUSE,
+    WATCHDOG_ACTION_DEBUG,
+    WATCHDOG_ACTION_NONE,
+    WATCHDOG_ACTION_INJECT_NMI,
+    WATCHDOG_ACTION__MAX,
+} WatchdogAction;
+
+/* What the VMM did about a guest panic: the GUEST_PANICKED event's "action". */
+typedef enum GuestPanicAction {
+    GUEST_PANIC_ACTION_PAUSE,
+    GUEST_PANIC_ACTION_POWEROFF,
+    GUEST_PANIC_ACTION_RUN,
+    GUEST_PANIC_ACTION__MAX,
+} GuestPanicAction;
+
+typedef struct RunStateActions {
+    RebootAction reboot;
+    ShutdownAction shutdown;
+    PanicAction panic;
+    WatchdogAction watchdog;
+} RunStateActions;
+
+#define RUNSTATE_ACTIONS_DEFAULT \
+    ((RunStateActions){ REBOOT_ACTION_RESET, SHUTDOWN_ACTION_POWEROFF, PANIC_ACTION_SHUTDOWN, \
+                        WATCHDOG_ACTION_RESET })
+
+/*
+ * Sets one action by its -action / set-action key ("reboot", "shutdown", "panic",
+ * "watchdog") and value name.  Errors in QEMU's words: "Invalid parameter 'KEY'",
+ * "Parameter 'KEY' does not accept value 'VALUE'".
+ */
+bool runstate_action_set(RunStateActions *a, const char *key, const char *value,
+                         Error **errp) G_GNUC_WARN_UNUSED_RESULT;
+/* "reboot=reset|shutdown" ... one line per key, for -action help. */
+char *runstate_action_help(void);
+/* What a panic does under a, the GUEST_PANICKED event's action (QEMU's rule: panic=shutdown
+ * with shutdown=pause pauses). */
+GuestPanicAction runstate_action_on_panic(const RunStateActions *a);
+const char *guest_panic_action_name(GuestPanicAction a); /* "poweroff" */
 
 const char *runstate_name(RunState s);           /* "running" */
 bool runstate_transition_allowed(RunState from, RunState to);

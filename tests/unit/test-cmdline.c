@@ -412,7 +412,9 @@ static void test_boot_and_misc(void)
     g_assert_cmpstr(cfg->append, ==, "console=ttyS0 panic=-1");
     g_assert_cmpstr(cfg->name, ==, "vm1");
     g_assert_true(g_str_has_suffix(cfg->pidfile, "/pid"));
-    g_assert_true(cfg->start_paused && cfg->no_reboot && cfg->no_shutdown);
+    g_assert_true(cfg->start_paused);
+    g_assert_cmpint(cfg->actions.reboot, ==, REBOOT_ACTION_SHUTDOWN);
+    g_assert_cmpint(cfg->actions.shutdown, ==, SHUTDOWN_ACTION_PAUSE);
     g_assert_cmpuint(cfg->devices->len, ==, 2);
     DeviceConfig *d = g_ptr_array_index(cfg->devices, 0);
     g_assert_cmpstr(d->driver, ==, "isa-debug-exit");
@@ -441,6 +443,7 @@ static const struct { const char *line; const char *out; } early[] = {
     { "-cpu help", "host" },
     { "-cpu ?", "qemu64" },
     { "-device ?", "pc-testdev" },
+    { "-action help", "panic=pause|shutdown|exit-failure|none" },
     { "-accel help", "qtest" },
     { "-display help", "none" },
     /* The first help wins; what follows is not even looked at. */
@@ -496,6 +499,58 @@ static void test_exit_early(void)
     }
 }
 
+/* -action in argv order with -no-reboot / -no-shutdown: the last word on a key wins, as
+ * QEMU 7.2's merged -action options; QEMU's defaults otherwise. */
+static void test_action(void)
+{
+    static const struct {
+        const char *line;
+        RebootAction reboot;
+        ShutdownAction shutdown;
+        PanicAction panic;
+        WatchdogAction watchdog;
+    } cases[] = {
+        { "", REBOOT_ACTION_RESET, SHUTDOWN_ACTION_POWEROFF, PANIC_ACTION_SHUTDOWN,
+          WATCHDOG_ACTION_RESET },
+        { "-action ''", REBOOT_ACTION_RESET, SHUTDOWN_ACTION_POWEROFF, PANIC_ACTION_SHUTDOWN,
+          WATCHDOG_ACTION_RESET },
+        { "-action reboot=shutdown,shutdown=pause,panic=exit-failure,watchdog=inject-nmi",
+          REBOOT_ACTION_SHUTDOWN, SHUTDOWN_ACTION_PAUSE, PANIC_ACTION_EXIT_FAILURE,
+          WATCHDOG_ACTION_INJECT_NMI },
+        { "-action panic=pause,panic=none", REBOOT_ACTION_RESET, SHUTDOWN_ACTION_POWEROFF,
+          PANIC_ACTION_NONE, WATCHDOG_ACTION_RESET },
+        { "-action panic=pause -action watchdog=debug", REBOOT_ACTION_RESET,
+          SHUTDOWN_ACTION_POWEROFF, PANIC_ACTION_PAUSE, WATCHDOG_ACTION_DEBUG },
+        { "-no-reboot -action reboot=reset", REBOOT_ACTION_RESET, SHUTDOWN_ACTION_POWEROFF,
+          PANIC_ACTION_SHUTDOWN, WATCHDOG_ACTION_RESET },
+        { "-action reboot=reset -no-reboot", REBOOT_ACTION_SHUTDOWN,
+          SHUTDOWN_ACTION_POWEROFF, PANIC_ACTION_SHUTDOWN, WATCHDOG_ACTION_RESET },
+        { "-no-shutdown -action shutdown=poweroff,panic=pause", REBOOT_ACTION_RESET,
+          SHUTDOWN_ACTION_POWEROFF, PANIC_ACTION_PAUSE, WATCHDOG_ACTION_RESET },
+        { "-action shutdown=poweroff -no-shutdown", REBOOT_ACTION_RESET,
+          SHUTDOWN_ACTION_PAUSE, PANIC_ACTION_SHUTDOWN, WATCHDOG_ACTION_RESET },
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_autoptr(MachineConfig) cfg = parse_ok(cases[i].line);
+        g_test_message("%s", cases[i].line);
+        g_assert_cmpint(cfg->actions.reboot, ==, cases[i].reboot);
+        g_assert_cmpint(cfg->actions.shutdown, ==, cases[i].shutdown);
+        g_assert_cmpint(cfg->actions.panic, ==, cases[i].panic);
+        g_assert_cmpint(cfg->actions.watchdog, ==, cases[i].watchdog);
+    }
+    /* What a panic does under them (QEMU's qemu_system_guest_panicked). */
+    RunStateActions a = RUNSTATE_ACTIONS_DEFAULT;
+    g_assert_cmpint(runstate_action_on_panic(&a), ==, GUEST_PANIC_ACTION_POWEROFF);
+    a.shutdown = SHUTDOWN_ACTION_PAUSE;
+    g_assert_cmpint(runstate_action_on_panic(&a), ==, GUEST_PANIC_ACTION_PAUSE);
+    a.panic = PANIC_ACTION_EXIT_FAILURE;
+    g_assert_cmpint(runstate_action_on_panic(&a), ==, GUEST_PANIC_ACTION_POWEROFF);
+    a.panic = PANIC_ACTION_NONE;
+    g_assert_cmpint(runstate_action_on_panic(&a), ==, GUEST_PANIC_ACTION_RUN);
+    a.panic = PANIC_ACTION_PAUSE;
+    g_assert_cmpint(runstate_action_on_panic(&a), ==, GUEST_PANIC_ACTION_PAUSE);
+}
+
 static void test_exit_early_child(gconstpointer data)
 {
     Error *err = NULL;
@@ -514,6 +569,20 @@ static void test_exit_early_child(gconstpointer data)
  */
 static const struct { const char *line; const char *prefix; const char *text; } bad[] = {
     { "-foo", "-foo", "-foo: invalid option" },
+    /* QEMU 7.2's words for -action. */
+    { "-action panic=foo", "-action panic=foo",
+      "-action panic=foo: Parameter 'panic' does not accept value 'foo'" },
+    { "-action foo=bar", "-action foo=bar", "-action foo=bar: Invalid parameter 'foo'" },
+    { "-action shutdown=pause,reboot=RESET", "-action shutdown=pause,reboot=RESET",
+      "Parameter 'reboot' does not accept value 'RESET'" },
+    { "-action reboot=none", "-action reboot=none",
+      "Parameter 'reboot' does not accept value 'none'" },
+    { "-action watchdog=bogus", "-action watchdog=bogus",
+      "Parameter 'watchdog' does not accept value 'bogus'" },
+    { "-action panic=pause,,", "-action panic=pause,,",
+      "Parameter 'panic' does not accept value 'pause,'" },
+    { "-action panic=pause -action reboot=bad", "-action reboot=bad",
+      "Parameter 'reboot' does not accept value 'bad'" },
     { "-machine pc,acpi=maybe", "-machine pc,acpi=maybe", "acpi=maybe" },
     { "--bar 1", "--bar", "invalid option" },
     { "-", "-", "invalid option" },
@@ -702,6 +771,7 @@ int main(int argc, char **argv)
     g_test_add_func("/cmdline/machine-acpi", test_machine_acpi);
     g_test_add_func("/cmdline/boot-and-misc", test_boot_and_misc);
     g_test_add_func("/cmdline/net", test_net);
+    g_test_add_func("/cmdline/action", test_action);
     g_test_add_func("/cmdline/exit-early", test_exit_early);
     for (guint i = 0; i < G_N_ELEMENTS(early); i++) {
         g_autofree char *path = g_strdup_printf("/cmdline/exit-early/subprocess/%u", i);

@@ -676,7 +676,10 @@ static void test_panic_and_io_error_in_one_pass(void)
     Machine *m = &f.vt.m;
 
     fixture_init_qmp(&f, ",werror=stop", "");
-    machine_request_stop(m, RUN_STATE_GUEST_PANICKED);
+    m->actions.panic = PANIC_ACTION_PAUSE;
+    machine_lock(m);
+    g_assert_true(machine_guest_panicked(m));
+    machine_unlock(m);
     fail_writes(&f, 1);
     check_pass(&f, "BLOCK_IO_ERROR stop, GUEST_PANICKED pause, STOP", "guest-panicked");
     g_assert_cmpint(m->held_requests, ==, 1);
@@ -762,6 +765,94 @@ static void test_query_status_every_state(void)
     fixture_done(&f);
 }
 
+/* Reports a guest panic as a vCPU would (VM lock held); returns whether the VM stops. */
+static bool guest_panic(Machine *m)
+{
+    machine_lock(m);
+    bool stops = machine_guest_panicked(m);
+    machine_unlock(m);
+    return stops;
+}
+
+/*
+ * -action panic= and shutdown=, changed over QMP set-action (QEMU 7.2's events, checked
+ * against it with pvpanic under qtest): shutdown (the default) stops, then shuts down
+ * with status 0; exit-failure with status 1; none reports and runs on; pause stops in
+ * guest-panicked, also panic=shutdown with shutdown=pause; exit-failure with
+ * shutdown=pause shuts down but stays in guest-panicked.
+ */
+static void test_panic_actions(void)
+{
+    static const struct {
+        const char *set;      /* set-action arguments */
+        bool stops;           /* the reporting vCPU stops */
+        bool goes_on;         /* machine_handle_requests: the VMM keeps running */
+        int exit_status;
+        const char *events;
+        const char *status;
+    } cases[] = {
+        { "\"panic\": \"shutdown\"", true, false, 0,
+          "GUEST_PANICKED poweroff, STOP, SHUTDOWN", NULL },
+        { "\"panic\": \"exit-failure\"", true, false, 1,
+          "GUEST_PANICKED poweroff, STOP, SHUTDOWN", NULL },
+        { "\"panic\": \"none\"", false, true, 0, "GUEST_PANICKED run", "running" },
+        { "\"panic\": \"pause\"", true, true, 0, "GUEST_PANICKED pause, STOP",
+          "guest-panicked" },
+        { "\"panic\": \"shutdown\", \"shutdown\": \"pause\"", true, true, 0,
+          "GUEST_PANICKED pause, STOP", "guest-panicked" },
+        { "\"panic\": \"exit-failure\", \"shutdown\": \"pause\"", true, true, 0,
+          "GUEST_PANICKED poweroff, STOP, SHUTDOWN", "guest-panicked" },
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        Fixture f;
+        Machine *m = &f.vt.m;
+
+        g_test_message("set-action %s", cases[i].set);
+        fixture_init_qmp(&f, "", "");
+        m->actions = RUNSTATE_ACTIONS_DEFAULT;
+        g_autofree char *cmd = g_strdup_printf(
+            "{\"execute\": \"set-action\", \"arguments\": { %s }}", cases[i].set);
+        json_decref(qmp_exec(&f, cmd, 1));
+        g_assert_cmpint(guest_panic(m), ==, cases[i].stops);
+        g_assert_cmpint(machine_handle_requests(m), ==, cases[i].goes_on);
+        g_assert_cmpint(m->exit_status, ==, cases[i].exit_status);
+        if (cases[i].status) {
+            check_qmp(&f, cases[i].events, cases[i].status);
+        } else {
+            /* The process would end here: the events went out all the same. */
+            json_decref(qmp_exec(&f, "{\"execute\": \"query-status\"}", 1));
+            g_ptr_array_add(f.qmp_events, NULL);
+            g_autofree char *got = g_strjoinv(", ", (char **)f.qmp_events->pdata);
+            g_ptr_array_set_size(f.qmp_events, 0);
+            g_assert_cmpstr(got, ==, cases[i].events);
+        }
+        fixture_done(&f);
+    }
+}
+
+/* reboot=shutdown turns a reset into a shutdown with the reset's cause; with
+ * shutdown=pause the VM stays in "shutdown" (QEMU 7.2: SHUTDOWN, STOP). */
+static void test_reboot_shutdown_pause(void)
+{
+    Fixture f;
+    Machine *m = &f.vt.m;
+
+    fixture_init_qmp(&f, "", "");
+    m->actions = RUNSTATE_ACTIONS_DEFAULT;
+    json_decref(qmp_exec(&f, "{\"execute\": \"set-action\", \"arguments\": "
+                             "{\"reboot\": \"shutdown\", \"shutdown\": \"pause\"}}", 1));
+    g_assert_cmpint(m->actions.reboot, ==, REBOOT_ACTION_SHUTDOWN);
+    machine_request_reset(m, SHUTDOWN_CAUSE_GUEST_RESET);
+    g_assert_true(machine_handle_requests(m));
+    check_qmp(&f, "SHUTDOWN, STOP", "shutdown");
+    /* A bad value changes nothing, in QEMU's words. */
+    g_autofree char *err = qmp_error(&f, "{\"execute\": \"set-action\", \"arguments\": "
+                                         "{\"reboot\": \"reset\", \"panic\": \"bogus\"}}");
+    g_assert_cmpstr(err, ==, "Parameter 'panic' does not accept value 'bogus'");
+    g_assert_cmpint(m->actions.reboot, ==, REBOOT_ACTION_SHUTDOWN);
+    fixture_done(&f);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -780,5 +871,7 @@ int main(int argc, char **argv)
     g_test_add_func("/runstate/stops/fault-while-paused", test_fault_while_paused);
     g_test_add_func("/runstate/stops/fault-during-migration", test_fault_during_migration);
     g_test_add_func("/runstate/query-status/every-state", test_query_status_every_state);
+    g_test_add_func("/runstate/action/panic", test_panic_actions);
+    g_test_add_func("/runstate/action/reboot-shutdown-pause", test_reboot_shutdown_pause);
     return g_test_run();
 }
