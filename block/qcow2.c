@@ -1133,7 +1133,7 @@ static bool qcow2_truncate(BlockDriverState *bs, int64_t size, bool shrink, Erro
     uint64_t old = bs->total_size;
     int ret = 0;
     if (size < 0 || size % 512) {
-        error_setg(errp, "%s: the new size must be a multiple of 512", bs->filename);
+        error_setg(errp, "The new size must be a multiple of 512"); /* QEMU's words */
         return false;
     }
     /* Snapshots keep their own L1 tables and sizes: growing and shrinking the active

@@ -123,15 +123,24 @@ int img_resize(int argc, char **argv)
     }
     int64_t cur = bdrv_getlength(bs);
     int64_t size = sign > 0 ? cur + (int64_t)n : sign < 0 ? cur - (int64_t)n : (int64_t)n;
-    if (size < 0) {
+    if (size <= 0) {
         error_report("New image size must be positive");
         bdrv_unref(bs);
         return 1;
     }
     Error *err = NULL;
-    bool ok = check_prealloc(bs, prealloc, size > cur, &err) &&
-              bdrv_truncate(bs, size, shrink, &err) &&
-              resize_prealloc(bs, cur, size, prealloc, &err);
+    bool ok = check_prealloc(bs, prealloc, size > cur, &err);
+    if (ok && size < cur && !shrink) {
+        /* qemu-img's words, before anything is changed. */
+        error_report("Use the --shrink option to perform a shrink operation.");
+        warn_report("Shrinking an image will delete all data beyond the shrunken image's "
+                    "end. Before performing such an operation, make sure there is no "
+                    "important data there.");
+        bdrv_unref(bs);
+        return 1;
+    }
+    ok = ok && bdrv_truncate(bs, size, shrink, &err) &&
+         resize_prealloc(bs, cur, size, prealloc, &err);
     if (ok && bdrv_flush(bs) < 0) {
         error_setg(&err, "%s: could not flush after resizing", filename);
         ok = false;

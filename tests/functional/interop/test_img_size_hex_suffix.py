@@ -170,3 +170,25 @@ def test_ranges_and_counts_as_qemu_img(tmp_path, argv, value):
     """Each option's range and kind of number, as qemu-img 7.2 has them."""
     got = both(tmp_path, argv, value)
     assert got["sen"] == got["qemu"]
+
+
+@pytest.mark.parametrize("fmt", ["qcow2", "raw"])
+@pytest.mark.parametrize("args", [
+    ["512k"], ["1000"], ["0"], ["+1000"], ["--shrink", "1000"], ["--shrink", "0"],
+    ["--shrink", "--", "-1M"], ["--shrink", "512k"], ["--preallocation=full", "512k"],
+    ["0x2M"], ["--", "-0x1k"],
+], ids=["shrink-without-flag", "shrink-unaligned", "zero", "grow-unaligned",
+        "shrink-flag-unaligned", "shrink-flag-zero", "shrink-to-zero", "shrink-flag",
+        "prealloc-shrink", "hex-grow", "hex-relative-shrink"])
+def test_resize_sizes_as_qemu_img(tmp_path, fmt, args):
+    """resize's size checks in qemu-img's order and words: positive, --shrink to shrink
+    (with its warning), a multiple of 512 for qcow2; the image unchanged when refused."""
+    got = {}
+    for who, tool in (("qemu", QEMU_IMG), ("sen", SEN_IMG)):
+        img = tmp_path / f"{who}.img"
+        run(QEMU_IMG, "create", "-q", "-f", fmt, img, "1M")
+        p = run(tool, "resize", "-f", fmt, img, *args, check=False)
+        info = json.loads(run(QEMU_IMG, "info", "--output=json", img).stdout)
+        got[who] = (p.returncode, p.stdout, p.stderr.replace(str(img), "IMG")
+                    .replace("qemu-img:", "sen-img:"), info["virtual-size"])
+    assert got["sen"] == got["qemu"]
