@@ -688,11 +688,10 @@ bool machine_handle_requests(Machine *m)
 {
     unsigned panics = take_panics(m);
     if (panics & (1u << GUEST_PANIC_ACTION_POWEROFF)) {
-        /* QEMU's order: GUEST_PANICKED, STOP (guest-panicked), SHUTDOWN (guest-panic). */
-        RunState stop = take_stop_request(m);
-        if (stop) {
-            machine_stop_in(m, stop);
-        }
+        /* QEMU 7.2 on KVM: GUEST_PANICKED, then the shutdown (SHUTDOWN guest-panic) takes
+         * the VM; its guest-panicked stop is never made (with shutdown=pause the VM stays
+         * in "shutdown").  The panicked vCPU parked already. */
+        g_atomic_int_and(&m->stop_requested, ~machine_stop_bit(RUN_STATE_GUEST_PANICKED));
         return machine_shutdown(m, SHUTDOWN_CAUSE_GUEST_PANIC,
                                 (panics & MACHINE_PANIC_EXIT_FAILURE) ? 1 : 0);
     }

@@ -4,6 +4,7 @@
 const DeviceClass *const device_class_table[] = {
     &isa_serial_class,
     &isa_debug_exit_class,
+    &pvpanic_class,
     &i8042_class,
     &ioport80_class,
     &port92_class,

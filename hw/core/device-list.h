@@ -6,6 +6,7 @@
 
 extern const DeviceClass isa_serial_class;
 extern const DeviceClass isa_debug_exit_class;
+extern const DeviceClass pvpanic_class;
 extern const DeviceClass pc_testdev_class;
 extern const DeviceClass i8042_class;
 extern const DeviceClass ioport80_class;

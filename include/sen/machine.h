@@ -112,10 +112,10 @@ void machine_request_stop(Machine *m, RunState state);
 static inline unsigned machine_stop_bit(RunState state) { return 1u << state; }
 /*
  * The guest reported a panic (KVM's crash event, pvpanic); VM lock held, any thread.
- * Decides by -action panic= / shutdown= (runstate_action_on_panic): pause or poweroff
- * stop the VM in guest-panicked (poweroff then shuts it down: SHUTDOWN guest-panic, exit
- * status 0, or 1 for panic=exit-failure), run leaves it running.  The main loop sends
- * GUEST_PANICKED with that action before the STOP.  Returns true when the VM stops (the
+ * Decides by -action panic= / shutdown= (runstate_action_on_panic): pause stops the VM
+ * in guest-panicked, poweroff shuts it down (SHUTDOWN guest-panic, exit status 0, or 1
+ * for panic=exit-failure), run leaves it running.  The main loop sends GUEST_PANICKED
+ * with that action first.  Returns true when the VM stops (the
  * reporting vCPU should stop at once), false for panic=none.
  */
 bool machine_guest_panicked(Machine *m);
