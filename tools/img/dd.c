@@ -85,7 +85,12 @@ int img_dd(int argc, char **argv)
     int64_t size = bdrv_getlength(src);
     /* As qemu-img: count is measured from the start of the input, skipped blocks too. */
     int64_t end = have_count ? (int64_t)MIN(count * bs_size, (uint64_t)size) : size;
-    int64_t start = (int64_t)MIN(skip * bs_size, (uint64_t)end);
+    /* As qemu-img (and dd): skipping past the end is said, and copies nothing. */
+    bool past = skip > (uint64_t)INT64_MAX / bs_size || skip * bs_size > (uint64_t)end;
+    if (past) {
+        error_report("%s: cannot skip to specified offset", in);
+    }
+    int64_t start = past ? end : (int64_t)MIN(skip * bs_size, (uint64_t)end);
     int64_t len = end - start;
     Error *err = NULL;
     Keyval *kv = block_keyval_new();

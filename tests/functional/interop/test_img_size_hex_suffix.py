@@ -192,3 +192,21 @@ def test_resize_sizes_as_qemu_img(tmp_path, fmt, args):
         got[who] = (p.returncode, p.stdout, p.stderr.replace(str(img), "IMG")
                     .replace("qemu-img:", "sen-img:"), info["virtual-size"])
     assert got["sen"] == got["qemu"]
+
+
+@pytest.mark.parametrize("args", [
+    ["skip=2049"], ["skip=2048"], ["skip=100", "count=50"], ["skip=50", "count=100"],
+    ["skip=36028797018963968"], ["skip=0x10k"],
+], ids=["past-end", "at-end", "past-count", "before-count", "overflowing", "hex-suffix"])
+def test_dd_skip_as_qemu_img(tmp_path, args):
+    """dd skip= past the input (or past count): qemu-img's "cannot skip to specified
+    offset" and an empty output, exit 0.  skip * bs overflowing 64 bits used to wrap to a
+    small offset and copy the image."""
+    got = {}
+    for who, tool in (("qemu", QEMU_IMG), ("sen", SEN_IMG)):
+        d = workdir(tmp_path, who)
+        p = run(tool, "dd", "if=a.qcow2", "of=o.raw", "-O", "raw", *args, check=False, cwd=d)
+        size = json.loads(run(QEMU_IMG, "info", "--output=json", d / "o.raw").stdout)
+        got[who] = (p.returncode, p.stdout, p.stderr.replace("qemu-img:", "sen-img:"),
+                    size["virtual-size"])
+    assert got["sen"] == got["qemu"]
