@@ -280,6 +280,20 @@ static uint32_t build_dsdt(AcpiTables *t, const AcpiBuildConfig *cfg)
     if (cfg->com1) {
         dsdt_isa_device(pci, "COM1", "PNP0501", 1, com1_io, G_N_ELEMENTS(com1_io), 4);
     }
+    if (cfg->pvpanic_port) {
+        /* QEMU's PEVT: Linux's pvpanic driver matches the id and takes the port from
+         * _CRS; _STA says present, enabled, shown, functioning. */
+        g_autoptr(Aml) pevt = aml_new();
+        aml_name_str(pevt, "_HID", "QEMU0001");
+        g_autoptr(Aml) rt = aml_new();
+        aml_res_io(rt, cfg->pvpanic_port, cfg->pvpanic_port, 1, 1);
+        aml_res_end(rt);
+        g_autoptr(Aml) buf = aml_new();
+        aml_buffer(buf, rt);
+        aml_name_obj(pevt, "_CRS", buf);
+        aml_name_int(pevt, "_STA", 0xf);
+        aml_device(pci, "PEVT", pevt);
+    }
 
     g_autoptr(Aml) sb = aml_new();
     aml_device(sb, "PCI0", pci);

@@ -67,6 +67,7 @@ typedef struct AcpiBuildConfig {
     uint64_t below_4g;       /* RAM below 4 GiB: the PCI window starts there */
     bool ecam;               /* the ECAM window at PCI_ECAM_BASE exists: MCFG */
     bool com1;               /* COM1 is present: a PNP0501 device in the DSDT */
+    uint16_t pvpanic_port;   /* a pvpanic device's port (QEMU0001 in the DSDT), 0 = none */
     /* Guest NUMA (hw/acpi/acpi-numa.c): numa_nodes 0 = no SRAT, no SLIT. */
     unsigned numa_nodes;
     const unsigned *cpu_node;     /* node of each of the nr_cpus CPUs */

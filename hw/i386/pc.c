@@ -218,6 +218,7 @@ static void acpi_config(Machine *m, PcMachine *pc, AcpiBuildConfig *acpi)
         .below_4g = pc->below_4g,
         .ecam = pc->below_4g <= PCI_ECAM_BASE && pci_bus_find(m, PCI_HOST_BUS_NAME),
         .com1 = cfg->serials && cfg->serials->len > 0 && g_ptr_array_index(cfg->serials, 0),
+        .pvpanic_port = pvpanic_port(m),
         .above_4g = pc->above_4g,
     };
     if (intel_iommu_dmar_config(m, &pc->dmar)) {

@@ -6,9 +6,12 @@
  * on); CRASH_LOADED (bit 1) says a crash kernel took over: GUEST_CRASHLOADED (action
  * run), the guest runs on.  PANICKED wins when both are set; other bits are logged
  * (rate-limited) and ignored, as QEMU 7.2's handle_event.  No state to migrate or reset.
+ * The DSDT lists it as QEMU's does (Device PEVT, _HID "QEMU0001", its port in _CRS), so
+ * a Linux guest's pvpanic driver finds it.
  */
 #include <inttypes.h>
 #include "sen/device.h"
+#include "sen/hw/isa.h"
 #include "sen/log.h"
 #include "sen/machine.h"
 #include "sen/memory.h"
@@ -17,6 +20,8 @@
 #define PVPANIC_PANICKED (1u << 0)
 #define PVPANIC_CRASH_LOADED (1u << 1)
 #define PVPANIC_EVENTS (PVPANIC_PANICKED | PVPANIC_CRASH_LOADED)
+
+extern const DeviceClass pvpanic_class;
 
 typedef struct PVPanicState {
     DeviceState parent;
@@ -74,6 +79,17 @@ static void pvpanic_unrealize(DeviceState *dev)
     if (s->mapped) {
         io_space_del(s->m->pio, s->ioport);
     }
+}
+
+uint16_t pvpanic_port(Machine *m)
+{
+    for (guint i = 0; m->devices && i < m->devices->len; i++) {
+        DeviceState *dev = g_ptr_array_index(m->devices, i);
+        if (dev->cls == &pvpanic_class) {
+            return ((PVPanicState *)dev)->ioport;
+        }
+    }
+    return 0;
 }
 
 static const PropertyDef pvpanic_props[] = {

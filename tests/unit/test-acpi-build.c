@@ -445,7 +445,7 @@ static void test_iasl(void)
         return;
     }
     AcpiBuildConfig cfg = { .nr_cpus = 300, .ioapic_id = 0, .below_4g = 512 << 20,
-                            .ecam = true, .com1 = true };
+                            .ecam = true, .com1 = true, .pvpanic_port = 0x505 };
     Linked l;
     build_linked(&l, &cfg);
     const uint8_t *f = find_table(&l, "FACP");
@@ -468,6 +468,7 @@ static void test_iasl(void)
         "Device (C12B)", "\"ACPI0007\"", "Name (\\_S3, Package (0x04)",
         "Name (\\_S5, Package (0x04)", "EisaId (\"PNP0C02\")",
         "0xAFFFFFFF", "0xFEBFFFFF", "DWordMemory (ResourceConsumer",
+        "Device (PEVT)", "Name (_HID, \"QEMU0001\")", "0x0505", "Name (_STA, 0x0F)",
     };
     for (unsigned i = 0; i < G_N_ELEMENTS(want); i++) {
         if (!strstr(text, want[i])) {
