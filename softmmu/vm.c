@@ -495,7 +495,8 @@ bool machine_devices_active(const Machine *m)
     return m->runstate == RUN_STATE_RUNNING || m->runstate == RUN_STATE_SUSPENDED;
 }
 
-void machine_vm_stop(Machine *m, RunState state)
+/* send_stop false: the process is about to exit (QEMU 7.2's vm_shutdown sends no STOP). */
+static void vm_stop(Machine *m, RunState state, bool send_stop)
 {
     bool was_running = m->runstate == RUN_STATE_RUNNING;
 
@@ -513,9 +514,14 @@ void machine_vm_stop(Machine *m, RunState state)
         virt_clock_stop(m->clock);
     }
     runstate_set(m, state);
-    if (was_running) {
+    if (was_running && send_stop) {
         qapi_event_send_stop(m);
     }
+}
+
+void machine_vm_stop(Machine *m, RunState state)
+{
+    vm_stop(m, state, true);
 }
 
 static void send_shutdown_event(Machine *m, ShutdownCause cause)
@@ -659,7 +665,8 @@ static bool machine_shutdown(Machine *m, ShutdownCause cause, int status)
 
     send_shutdown_event(m, cause);
     if (m->runstate != RUN_STATE_GUEST_PANICKED && m->runstate != RUN_STATE_INTERNAL_ERROR) {
-        machine_vm_stop(m, RUN_STATE_SHUTDOWN);
+        /* A STOP only for a VM that stays (shutdown=pause), as QEMU 7.2's. */
+        vm_stop(m, RUN_STATE_SHUTDOWN, keep);
     }
     if (keep) {
         return true;

@@ -791,10 +791,10 @@ static void test_panic_actions(void)
         const char *events;
         const char *status;
     } cases[] = {
-        { "\"panic\": \"shutdown\"", true, false, 0,
-          "GUEST_PANICKED poweroff, SHUTDOWN, STOP", NULL },
+        { "\"panic\": \"shutdown\"", true, false, 0, "GUEST_PANICKED poweroff, SHUTDOWN",
+          NULL },
         { "\"panic\": \"exit-failure\"", true, false, 1,
-          "GUEST_PANICKED poweroff, SHUTDOWN, STOP", NULL },
+          "GUEST_PANICKED poweroff, SHUTDOWN", NULL },
         { "\"panic\": \"none\"", false, true, 0, "GUEST_PANICKED run", "running" },
         { "\"panic\": \"pause\"", true, true, 0, "GUEST_PANICKED pause, STOP",
           "guest-panicked" },
@@ -819,7 +819,8 @@ static void test_panic_actions(void)
         if (cases[i].status) {
             check_qmp(&f, cases[i].events, cases[i].status);
         } else {
-            /* The process would end here: the events went out all the same. */
+            /* The process would end here: the events went out all the same, no STOP
+             * (QEMU 7.2's exit sends none). */
             json_decref(qmp_exec(&f, "{\"execute\": \"query-status\"}", 1));
             g_ptr_array_add(f.qmp_events, NULL);
             g_autofree char *got = g_strjoinv(", ", (char **)f.qmp_events->pdata);
