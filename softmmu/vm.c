@@ -570,8 +570,8 @@ static const RunState stop_precedence[] = {
 };
 
 /*
- * Takes the stop requests: drops io-error stops that have become moot and returns the state to enter now, 0 for none.  A vCPU fault of a VM
- * that is stopped already is still entered (the failed vCPU stays stopped until a
+ * Takes the stop requests: drops io-error stops that have become moot and returns the
+ * state to enter now, 0 for none.  A vCPU fault of a VM that is stopped already is still entered (the failed vCPU stays stopped until a
  * reset, and the state must say so), at once if the VM is paused or in io-error, once
  * it runs again if a migration, a snapshot or an S3 sleep holds it (stops_deferred).
  */
@@ -600,20 +600,20 @@ static RunState take_stop_request(Machine *m)
             qapi_event_send_resume(m);
         }
     }
-    if (m->runstate != RUN_STATE_RUNNING) {
-        switch (m->runstate) {
-        case RUN_STATE_PAUSED:
-        case RUN_STATE_IO_ERROR:
-            stops &= GUEST_FAULTS;
-            break;
-        case RUN_STATE_INTERNAL_ERROR:
-        case RUN_STATE_GUEST_PANICKED:
-        case RUN_STATE_SHUTDOWN:
-            return 0; /* stopped until a reset already */
-        default:
-            m->stops_deferred = stops & GUEST_FAULTS;
-            return 0;
-        }
+    switch (m->runstate) {
+    case RUN_STATE_RUNNING:
+        break;
+    case RUN_STATE_PAUSED:
+    case RUN_STATE_IO_ERROR:
+        stops &= GUEST_FAULTS;
+        break;
+    case RUN_STATE_INTERNAL_ERROR:
+    case RUN_STATE_GUEST_PANICKED:
+    case RUN_STATE_SHUTDOWN:
+        return 0; /* stopped until a reset already */
+    default:
+        m->stops_deferred = stops & GUEST_FAULTS;
+        return 0;
     }
     for (unsigned i = 0; i < G_N_ELEMENTS(stop_precedence); i++) {
         if (stops & machine_stop_bit(stop_precedence[i])) {
@@ -621,16 +621,6 @@ static RunState take_stop_request(Machine *m)
         }
     }
     return 0;
-}
-
-/* Enters the state take_stop_request chose (STOP if the VM ran). */
-static void machine_stop_in(Machine *m, RunState stop)
-{
-    if (m->runstate == RUN_STATE_RUNNING) {
-        machine_vm_stop(m, stop);
-    } else {
-        runstate_set(m, stop); /* a vCPU fault of a VM stopped already: no 2nd STOP */
-    }
 }
 
 /*
@@ -710,7 +700,7 @@ bool machine_handle_requests(Machine *m)
 
     RunState stop = take_stop_request(m);
     if (stop) {
-        machine_stop_in(m, stop);
+        machine_vm_stop(m, stop); /* STOP only if it ran: a fault of a paused VM has none */
         if (monitor_present(m)) {
             /* Stay stopped for the monitor to inspect (query-status, info registers). */
             return true;
