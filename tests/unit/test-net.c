@@ -788,6 +788,45 @@ static void test_tap_long_frame_into_big_buffer(gconstpointer ring)
     g_mutex_clear(&m.lock);
 }
 
+/* A NIC (a sink) on a tap through the ring over a socketpair (fds[1] is the wire), for
+ * the tx tests; false, the test skipped, when the host has no io_uring. */
+typedef struct TxRig {
+    Machine m;
+    Sink a;
+    GPtrArray *queues;
+    int fds[2];
+    NetClientState *tap, *nic;
+} TxRig;
+
+static bool tx_rig_new(TxRig *r)
+{
+    *r = (TxRig){ .a = { .accept = true, .got = g_array_new(FALSE, FALSE, 1) },
+                  .queues = g_ptr_array_new() };
+    if (!fake_tap_new(&r->m, r->queues, r->fds, false, true, &r->tap)) {
+        return false;
+    }
+    r->nic = test_client_new(&sink_info, "nic", &r->a, r->tap);
+    return true;
+}
+
+static void tx_rig_free(TxRig *r)
+{
+    if (r->nic) {
+        net_client_free(r->nic);
+    }
+    fake_tap_free(&r->m, r->queues, r->fds, r->tap);
+    g_array_free(r->a.got, TRUE);
+}
+
+/* The next frame on the wire is 60 bytes starting with byte first. */
+static void tx_expect(TxRig *r, uint8_t first)
+{
+    uint8_t got[128];
+
+    g_assert_cmpint(recv(r->fds[1], got, sizeof(got), MSG_DONTWAIT), ==, 60);
+    g_assert_cmpuint(got[0], ==, first);
+}
+
 /*
  * tap tx through the ring (a socketpair stands in for the TAP): the frames a NIC sends
  * between net_send_batch_begin and net_send_flush are not written yet (their memory stays
@@ -796,18 +835,14 @@ static void test_tap_long_frame_into_big_buffer(gconstpointer ring)
  */
 static void test_tap_ring_tx_batch(void)
 {
-    Machine m = { 0 };
-    Sink a = { .accept = true, .got = g_array_new(FALSE, FALSE, 1) };
-    GPtrArray *queues = g_ptr_array_new();
+    TxRig r;
     static uint8_t frames[100][60];
     uint8_t got[128];
-    int fds[2];
 
-    NetClientState *tap;
-    if (!fake_tap_new(&m, queues, fds, false, true, &tap)) {
+    if (!tx_rig_new(&r)) {
         goto out;
     }
-    NetClientState *nic = test_client_new(&sink_info, "nic", &a, tap);
+    NetClientState *nic = r.nic, *tap = r.tap;
     for (unsigned i = 0; i < G_N_ELEMENTS(frames); i++) {
         memset(frames[i], (int)i, sizeof(frames[i]));
     }
@@ -817,15 +852,15 @@ static void test_tap_ring_tx_batch(void)
     for (unsigned i = 0; i < 3; i++) {
         g_assert_true(net_send_buf(nic, frames[i], sizeof(frames[i])));
     }
-    g_assert_cmpint(recv(fds[1], got, sizeof(got), MSG_DONTWAIT), ==, -1);
+    g_assert_cmpint(recv(r.fds[1], got, sizeof(got), MSG_DONTWAIT), ==, -1);
     g_assert_cmpint(errno, ==, EAGAIN);
     net_send_flush(nic);
     for (unsigned i = 0; i < 3; i++) {
-        g_assert_cmpint(recv(fds[1], got, sizeof(got), MSG_DONTWAIT), ==, 60);
+        g_assert_cmpint(recv(r.fds[1], got, sizeof(got), MSG_DONTWAIT), ==, 60);
         g_assert_cmpuint(got[0], ==, i);
         g_assert_cmpuint(got[59], ==, i);
     }
-    g_assert_cmpint(recv(fds[1], got, sizeof(got), MSG_DONTWAIT), ==, -1);
+    g_assert_cmpint(recv(r.fds[1], got, sizeof(got), MSG_DONTWAIT), ==, -1);
 
     for (unsigned i = 3; i < G_N_ELEMENTS(frames); i++) {   /* more than the ring holds */
         g_assert_true(net_send_buf(nic, frames[i], sizeof(frames[i])));
@@ -833,18 +868,14 @@ static void test_tap_ring_tx_batch(void)
     net_send_batch_end(nic);
     g_assert_false(tap->batched);
     for (unsigned i = 3; i < G_N_ELEMENTS(frames); i++) {
-        g_assert_cmpint(recv(fds[1], got, sizeof(got), MSG_DONTWAIT), ==, 60);
-        g_assert_cmpuint(got[0], ==, i);
+        tx_expect(&r, (uint8_t)i);
     }
-    g_assert_cmpint(recv(fds[1], got, sizeof(got), MSG_DONTWAIT), ==, -1);
+    g_assert_cmpint(recv(r.fds[1], got, sizeof(got), MSG_DONTWAIT), ==, -1);
 
     g_assert_true(net_send_buf(nic, frames[7], sizeof(frames[7])));
-    g_assert_cmpint(recv(fds[1], got, sizeof(got), MSG_DONTWAIT), ==, 60);
-    g_assert_cmpuint(got[0], ==, 7);
-    net_client_free(nic);
+    tx_expect(&r, 7);
 out:
-    fake_tap_free(&m, queues, fds, tap);
-    g_array_free(a.got, TRUE);
+    tx_rig_free(&r);
 }
 
 /*
@@ -1000,18 +1031,14 @@ out:
  */
 static void test_tap_ring_tx_flush_fails(void)
 {
-    Machine m = { 0 };
-    Sink a = { .accept = true, .got = g_array_new(FALSE, FALSE, 1) };
-    GPtrArray *queues = g_ptr_array_new();
+    TxRig r;
     static uint8_t frames[TAP_RING_ENTRIES + 2][60];
     uint8_t got[128];
-    int fds[2];
 
-    NetClientState *tap;
-    if (!fake_tap_new(&m, queues, fds, false, true, &tap)) {
+    if (!tx_rig_new(&r)) {
         goto out;
     }
-    NetClientState *nic = test_client_new(&sink_info, "nic", &a, tap);
+    NetClientState *nic = r.nic, *tap = r.tap;
     for (unsigned i = 0; i < G_N_ELEMENTS(frames); i++) {
         memset(frames[i], (int)i, sizeof(frames[i]));
     }
@@ -1030,14 +1057,11 @@ static void test_tap_ring_tx_flush_fails(void)
     net_send_batch_end(nic);
     static const uint8_t want[] = { 0, 1, 64, 65 };
     for (unsigned i = 0; i < G_N_ELEMENTS(want); i++) {
-        g_assert_cmpint(recv(fds[1], got, sizeof(got), MSG_DONTWAIT), ==, 60);
-        g_assert_cmpuint(got[0], ==, want[i]);
+        tx_expect(&r, want[i]);
     }
-    g_assert_cmpint(recv(fds[1], got, sizeof(got), MSG_DONTWAIT), ==, -1);
-    net_client_free(nic);
+    g_assert_cmpint(recv(r.fds[1], got, sizeof(got), MSG_DONTWAIT), ==, -1);
 out:
-    fake_tap_free(&m, queues, fds, tap);
-    g_array_free(a.got, TRUE);
+    tx_rig_free(&r);
 }
 
 /*
